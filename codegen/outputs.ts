@@ -1,0 +1,25 @@
+/*
+ * The list of generated files and how each is produced. One place, so that `npm run gen`, `--check` and
+ * the golden tests agree on what is generated.
+ */
+import {
+  emitCConstants,
+  emitCLayout,
+  emitCodecs,
+  emitCoreLayout,
+  emitDropReasonsMd,
+  emitDropReasonsTs,
+  readLayoutModel,
+} from "./layout.ts";
+
+export function generateAll(root: string): Map<string, string> {
+  const model = readLayoutModel(root);
+  const out = new Map<string, string>();
+  out.set("core/gen/layout.ts", emitCoreLayout(model));
+  out.set("core/host/codecs.gen.ts", emitCodecs(model));
+  out.set("core/host/drop-reasons.gen.ts", emitDropReasonsTs(model));
+  out.set("bpf/gen/layout.h", emitCLayout(model));
+  out.set("bpf/gen/constants.h", emitCConstants(model));
+  out.set("docs/drop-reasons.md", emitDropReasonsMd(model));
+  return out;
+}

@@ -1,0 +1,68 @@
+/*
+ * The host ABI of core: what the WASM module exports and the JS build re-exports, identically. Hosts
+ * (core/host/abi-datapath.ts) write keys, values and packets into the scratch and packet areas of the
+ * instance's memory, call these functions, and read results back from memory and from the Trace map.
+ * Nothing here is part of the kernel build: in C the maps are real BPF maps and the entry points are the
+ * programs in bpf/programs/.
+ */
+import { MapId } from "./gen/layout";
+import { allocStatic, arenaReset, heapUsed } from "./alloc";
+import { write32 } from "./env";
+import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapUpdate } from "./maps";
+import { fromEndpoint, fromNetwork, toEndpoint } from "./pipeline";
+
+/** Largest packet a host may pass (the kernel's test-run limit is a page minus headroom; we allow more). */
+export const ABI_PACKET_MAX: u32 = 65536;
+/** Size of the host's scratch area for keys and values. */
+export const ABI_SCRATCH_SIZE: u32 = 65536;
+
+let scratch: usize = 0;
+let packet: usize = 0;
+let pktDesc: usize = 0;
+
+/** Must be called once before anything else. Returns 0, or -12 when memory cannot be had. */
+export function abiInit(): i32 {
+  if (scratch != 0) return 0;
+  scratch = allocStatic(ABI_SCRATCH_SIZE, 16);
+  packet = allocStatic(ABI_PACKET_MAX, 16);
+  pktDesc = allocStatic(8, 8);
+  if (scratch == 0 || packet == 0 || pktDesc == 0) return -12;
+  arenaReset();
+  return 0;
+}
+
+export function abiScratch(): usize { return scratch; }
+export function abiPacket(): usize { return packet; }
+export function abiHeapUsed(): usize { return heapUsed(); }
+
+export function abiMapCreate(map: i32, maxEntries: u32): i32 { return mapCreate(<MapId>map, maxEntries); }
+export function abiMapLookup(map: i32, key: usize): usize { return mapLookup(<MapId>map, key); }
+export function abiMapUpdate(map: i32, key: usize, value: usize, flags: u32): i32 {
+  return mapUpdate(<MapId>map, key, value, flags);
+}
+export function abiMapDelete(map: i32, key: usize): i32 { return mapDelete(<MapId>map, key); }
+export function abiMapNextKey(map: i32, key: usize, nextKey: usize): i32 { return mapNextKey(<MapId>map, key, nextKey); }
+export function abiMapCount(map: i32): u32 { return mapCount(<MapId>map); }
+
+function preparePacket(len: u32): usize {
+  write32(pktDesc, <u32>packet);
+  write32(pktDesc + 4, len > ABI_PACKET_MAX ? ABI_PACKET_MAX : len);
+  arenaReset();
+  return pktDesc;
+}
+
+/** Runs the from-endpoint program (traffic leaving a pod) on the `len` bytes at abiPacket(). */
+export function abiFromEndpoint(len: u32, now: u32): u32 {
+  return fromEndpoint(preparePacket(len), now);
+}
+
+/** Runs the to-endpoint program (traffic arriving at a pod). `srcIdentity` is the identity carried with
+ * the packet (the VXLAN VNI, or the mark on the same node); 0 means "look the source up in the ipcache". */
+export function abiToEndpoint(len: u32, srcIdentity: u32, now: u32): u32 {
+  return toEndpoint(preparePacket(len), srcIdentity, now);
+}
+
+/** Runs the node entry (traffic from outside the node: NodePort, LoadBalancer, external IPs). */
+export function abiFromNetwork(len: u32, now: u32): u32 {
+  return fromNetwork(preparePacket(len), now);
+}

@@ -1,0 +1,160 @@
+/*
+ * Numeric constants shared by every core module, with Cilium's values where Cilium has them
+ * (bpf/lib/common.h, bpf/lib/lb.h, bpf/lib/conntrack.h, pkg/identity). Flag-bit names match the
+ * layout fields they live in (core/layout.ts).
+ */
+
+// Program return codes (TC actions).
+export const CTX_ACT_OK: u32 = 0;
+export const CTX_ACT_DROP: u32 = 2;
+export const CTX_ACT_REDIRECT: u32 = 7;
+
+// Address families as stored in keys (Cilium ENDPOINT_KEY_IPV4/IPV6).
+export const FAMILY_IPV4: u32 = 1;
+export const FAMILY_IPV6: u32 = 2;
+
+// EtherTypes and IP protocol numbers.
+export const ETH_P_IP: u32 = 0x0800;
+export const ETH_P_IPV6: u32 = 0x86dd;
+export const ETH_P_8021Q: u32 = 0x8100;
+export const ETH_P_8021AD: u32 = 0x88a8;
+export const ETH_P_ARP: u32 = 0x0806;
+export const IPPROTO_ICMP: u32 = 1;
+export const IPPROTO_TCP: u32 = 6;
+export const IPPROTO_UDP: u32 = 17;
+export const IPPROTO_ICMPV6: u32 = 58;
+export const IPPROTO_SCTP: u32 = 132;
+
+// TCP flags (low byte of the flags field).
+export const TCP_FIN: u32 = 0x01;
+export const TCP_SYN: u32 = 0x02;
+export const TCP_RST: u32 = 0x04;
+export const TCP_PSH: u32 = 0x08;
+export const TCP_ACK: u32 = 0x10;
+
+// Reserved identities (pkg/identity/numericidentity.go).
+export const ID_UNKNOWN: u32 = 0;
+export const ID_HOST: u32 = 1;
+export const ID_WORLD: u32 = 2;
+export const ID_UNMANAGED: u32 = 3;
+export const ID_HEALTH: u32 = 4;
+export const ID_INIT: u32 = 5;
+export const ID_REMOTE_NODE: u32 = 6;
+export const ID_KUBE_APISERVER: u32 = 7;
+export const ID_INGRESS: u32 = 8;
+export const ID_WORLD_IPV4: u32 = 9;
+export const ID_WORLD_IPV6: u32 = 10;
+
+// CONFIG_F_* (ConfigValue.flags).
+export const CONFIG_F_ENABLE_ICMP_RULE: u32 = 0x1;
+export const CONFIG_F_ALLOW_ICMP_FRAG_NEEDED: u32 = 0x2;
+export const CONFIG_F_POLICY_AUDIT: u32 = 0x4;
+
+// Policy map (§3.1): prefix bits after prefixlen that are always exact, and the maximum.
+export const POLICY_STATIC_PREFIX: u32 = 56;
+export const POLICY_FULL_PREFIX: u32 = 80;
+export const POLICY_F_DENY: u32 = 0x1;
+export const POLICY_INGRESS: u32 = 0;
+export const POLICY_EGRESS: u32 = 1;
+// Policy match types reported in traces (Cilium POLICY_MATCH_*).
+export const POLICY_MATCH_NONE: u32 = 0;
+export const POLICY_MATCH_L3_ONLY: u32 = 1;
+export const POLICY_MATCH_L3_L4: u32 = 2;
+export const POLICY_MATCH_L4_ONLY: u32 = 3;
+export const POLICY_MATCH_ALL: u32 = 4;
+export const POLICY_MATCH_L3_PROTO: u32 = 5;
+export const POLICY_MATCH_PROTO_ONLY: u32 = 6;
+
+// ipcache: static prefix bits (clusterId, pad, family) ahead of the address.
+export const IPCACHE_STATIC_PREFIX: u32 = 32;
+
+// Conntrack (§6).
+export const CT_NEW: u32 = 0;
+export const CT_ESTABLISHED: u32 = 1;
+export const CT_REPLY: u32 = 2;
+export const CT_RELATED: u32 = 3;
+export const CT_NONE: u32 = 255;
+export const TUPLE_F_OUT: u32 = 0;
+export const TUPLE_F_IN: u32 = 1;
+export const TUPLE_F_RELATED: u32 = 2;
+export const TUPLE_F_SERVICE: u32 = 4;
+export const CT_F_RX_CLOSING: u32 = 0x01;
+export const CT_F_TX_CLOSING: u32 = 0x02;
+export const CT_F_SEEN_NON_SYN: u32 = 0x04;
+export const CT_F_LB_LOOPBACK: u32 = 0x08;
+export const CT_F_NODE_PORT: u32 = 0x10;
+export const CT_F_PROXY_REDIRECT: u32 = 0x20;
+
+// Load balancing (§5.1).
+export const LB_LOOKUP_SCOPE_EXT: u32 = 0;
+export const LB_LOOKUP_SCOPE_INT: u32 = 1;
+export const LB_ALG_RANDOM: u32 = 1;
+export const LB_ALG_MAGLEV: u32 = 2;
+export const SVC_F_EXTERNAL_IP: u32 = 0x01;
+export const SVC_F_NODEPORT: u32 = 0x02;
+export const SVC_F_EXT_LOCAL_SCOPE: u32 = 0x04;
+export const SVC_F_HOSTPORT: u32 = 0x08;
+export const SVC_F_AFFINITY: u32 = 0x10;
+export const SVC_F_LOADBALANCER: u32 = 0x20;
+export const SVC_F_ROUTABLE: u32 = 0x40;
+export const SVC_F_SOURCE_RANGE: u32 = 0x80;
+export const SVC_F2_INT_LOCAL_SCOPE: u32 = 0x10;
+export const SVC_F2_TWO_SCOPES: u32 = 0x20;
+export const BE_STATE_ACTIVE: u32 = 0;
+export const BE_STATE_TERMINATING: u32 = 1;
+export const BE_STATE_QUARANTINED: u32 = 2;
+export const BE_STATE_MAINTENANCE: u32 = 3;
+
+// Metrics directions (cilium_metrics).
+export const METRIC_DIR_INGRESS: u32 = 1;
+export const METRIC_DIR_EGRESS: u32 = 2;
+export const METRIC_DIR_SERVICE: u32 = 3;
+
+// Trace observation points (pkg/monitor/api/types.go TraceTo*/TraceFrom*).
+export const TRACE_TO_ENDPOINT: u32 = 0;
+export const TRACE_TO_PROXY: u32 = 1;
+export const TRACE_TO_HOST: u32 = 2;
+export const TRACE_TO_STACK: u32 = 3;
+export const TRACE_TO_OVERLAY: u32 = 4;
+export const TRACE_FROM_ENDPOINT: u32 = 5;
+export const TRACE_FROM_NETWORK: u32 = 10;
+export const TRACE_TO_NETWORK: u32 = 11;
+
+// TraceRecord.traceFlags.
+export const TRACE_F_EGRESS_CHECKED: u32 = 0x01;
+export const TRACE_F_INGRESS_CHECKED: u32 = 0x02;
+export const TRACE_F_L7_REDIRECT: u32 = 0x04;
+export const TRACE_F_DNAT: u32 = 0x08;
+export const TRACE_F_REV_NAT: u32 = 0x10;
+export const TRACE_F_SNAT: u32 = 0x20;
+export const TRACE_F_REPLY: u32 = 0x40;
+export const TRACE_F_AUDITED: u32 = 0x80;
+
+// Map update flags (BPF_ANY/NOEXIST/EXIST) and errors returned by map operations (negative errno).
+export const BPF_ANY: u32 = 0;
+export const BPF_NOEXIST: u32 = 1;
+export const BPF_EXIST: u32 = 2;
+export const ENOENT: i32 = 2;
+export const E2BIG: i32 = 7;
+export const ENOMEM: i32 = 12;
+export const EEXIST: i32 = 17;
+export const EINVAL: i32 = 22;
+
+// PacketInfo.flags.
+export const PKT_F_FRAGMENT: u32 = 0x1;
+export const PKT_F_ICMP_ERROR: u32 = 0x2;
+export const PKT_F_VLAN: u32 = 0x4;
+
+// ICMP types used by parsing and conntrack.
+export const ICMP_ECHOREPLY: u32 = 0;
+export const ICMP_DEST_UNREACH: u32 = 3;
+export const ICMP_FRAG_NEEDED_CODE: u32 = 4;
+export const ICMP_ECHO: u32 = 8;
+export const ICMP_TIME_EXCEEDED: u32 = 11;
+export const ICMP_PARAMETERPROB: u32 = 12;
+export const ICMPV6_DEST_UNREACH: u32 = 1;
+export const ICMPV6_PKT_TOOBIG: u32 = 2;
+export const ICMPV6_TIME_EXCEED: u32 = 3;
+export const ICMPV6_PARAMPROB: u32 = 4;
+export const ICMPV6_ECHO_REQUEST: u32 = 128;
+export const ICMPV6_ECHO_REPLY: u32 = 129;
