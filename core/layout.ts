@@ -371,6 +371,7 @@ export class PacketInfo {
   innerNexthdr: u8;
   innerSport: u16;
   innerDport: u16;
+  pad0: u16;
   /** Bytes counted for metrics (the frame length). */
   len: u32;
   saddr: Bytes<16>;

@@ -401,6 +401,53 @@ _Static_assert(__builtin_offsetof(struct trace_record, new_dport_be) == 60, "Tra
 _Static_assert(__builtin_offsetof(struct trace_record, pad1) == 62, "TraceRecord.pad1 offset");
 _Static_assert(__builtin_offsetof(struct trace_record, new_daddr) == 64, "TraceRecord.newDaddr offset");
 
+/* PacketInfo (core/layout.ts:355) What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. */
+struct packet_info {
+	__u8 family; /* core/layout.ts:356 */
+	__u8 nexthdr; /* core/layout.ts:357 */
+	__u16 l3_off; /* core/layout.ts:359 */
+	__u16 l4_off; /* core/layout.ts:360 */
+	__u16 l4_csum_off; /* core/layout.ts:362 */
+	__u16 sport; /* core/layout.ts:363 */
+	__u16 dport; /* core/layout.ts:364 */
+	__u8 tcp_flags; /* core/layout.ts:365 */
+	__u8 icmp_type; /* core/layout.ts:366 */
+	__u8 icmp_code; /* core/layout.ts:367 */
+	__u8 flags; /* core/layout.ts:369 */
+	__u8 ttl; /* core/layout.ts:370 */
+	__u8 inner_nexthdr; /* core/layout.ts:371 */
+	__u16 inner_sport; /* core/layout.ts:372 */
+	__u16 inner_dport; /* core/layout.ts:373 */
+	__u16 pad0; /* core/layout.ts:374 */
+	__u32 len; /* core/layout.ts:376 */
+	__u8 saddr[16]; /* core/layout.ts:377 */
+	__u8 daddr[16]; /* core/layout.ts:378 */
+	__u8 inner_saddr[16]; /* core/layout.ts:379 */
+	__u8 inner_daddr[16]; /* core/layout.ts:380 */
+};
+_Static_assert(sizeof(struct packet_info) == 92, "PacketInfo size");
+_Static_assert(__builtin_offsetof(struct packet_info, family) == 0, "PacketInfo.family offset");
+_Static_assert(__builtin_offsetof(struct packet_info, nexthdr) == 1, "PacketInfo.nexthdr offset");
+_Static_assert(__builtin_offsetof(struct packet_info, l3_off) == 2, "PacketInfo.l3Off offset");
+_Static_assert(__builtin_offsetof(struct packet_info, l4_off) == 4, "PacketInfo.l4Off offset");
+_Static_assert(__builtin_offsetof(struct packet_info, l4_csum_off) == 6, "PacketInfo.l4CsumOff offset");
+_Static_assert(__builtin_offsetof(struct packet_info, sport) == 8, "PacketInfo.sport offset");
+_Static_assert(__builtin_offsetof(struct packet_info, dport) == 10, "PacketInfo.dport offset");
+_Static_assert(__builtin_offsetof(struct packet_info, tcp_flags) == 12, "PacketInfo.tcpFlags offset");
+_Static_assert(__builtin_offsetof(struct packet_info, icmp_type) == 13, "PacketInfo.icmpType offset");
+_Static_assert(__builtin_offsetof(struct packet_info, icmp_code) == 14, "PacketInfo.icmpCode offset");
+_Static_assert(__builtin_offsetof(struct packet_info, flags) == 15, "PacketInfo.flags offset");
+_Static_assert(__builtin_offsetof(struct packet_info, ttl) == 16, "PacketInfo.ttl offset");
+_Static_assert(__builtin_offsetof(struct packet_info, inner_nexthdr) == 17, "PacketInfo.innerNexthdr offset");
+_Static_assert(__builtin_offsetof(struct packet_info, inner_sport) == 18, "PacketInfo.innerSport offset");
+_Static_assert(__builtin_offsetof(struct packet_info, inner_dport) == 20, "PacketInfo.innerDport offset");
+_Static_assert(__builtin_offsetof(struct packet_info, pad0) == 22, "PacketInfo.pad0 offset");
+_Static_assert(__builtin_offsetof(struct packet_info, len) == 24, "PacketInfo.len offset");
+_Static_assert(__builtin_offsetof(struct packet_info, saddr) == 28, "PacketInfo.saddr offset");
+_Static_assert(__builtin_offsetof(struct packet_info, daddr) == 44, "PacketInfo.daddr offset");
+_Static_assert(__builtin_offsetof(struct packet_info, inner_saddr) == 60, "PacketInfo.innerSaddr offset");
+_Static_assert(__builtin_offsetof(struct packet_info, inner_daddr) == 76, "PacketInfo.innerDaddr offset");
+
 /* Maps (core/layout.ts MAPS). Pinned by name so that the agent and tests can reuse them. */
 
 struct {

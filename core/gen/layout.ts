@@ -235,6 +235,30 @@ export const TRACE_RECORD_NEW_DPORT_BE: u32 = 60;
 export const TRACE_RECORD_PAD1: u32 = 62;
 export const TRACE_RECORD_NEW_DADDR: u32 = 64;
 
+// PacketInfo (core/layout.ts:355)
+export const PACKET_INFO_SIZE: u32 = 92;
+export const PACKET_INFO_FAMILY: u32 = 0;
+export const PACKET_INFO_NEXTHDR: u32 = 1;
+export const PACKET_INFO_L3_OFF: u32 = 2;
+export const PACKET_INFO_L4_OFF: u32 = 4;
+export const PACKET_INFO_L4_CSUM_OFF: u32 = 6;
+export const PACKET_INFO_SPORT: u32 = 8;
+export const PACKET_INFO_DPORT: u32 = 10;
+export const PACKET_INFO_TCP_FLAGS: u32 = 12;
+export const PACKET_INFO_ICMP_TYPE: u32 = 13;
+export const PACKET_INFO_ICMP_CODE: u32 = 14;
+export const PACKET_INFO_FLAGS: u32 = 15;
+export const PACKET_INFO_TTL: u32 = 16;
+export const PACKET_INFO_INNER_NEXTHDR: u32 = 17;
+export const PACKET_INFO_INNER_SPORT: u32 = 18;
+export const PACKET_INFO_INNER_DPORT: u32 = 20;
+export const PACKET_INFO_PAD0: u32 = 22;
+export const PACKET_INFO_LEN: u32 = 24;
+export const PACKET_INFO_SADDR: u32 = 28;
+export const PACKET_INFO_DADDR: u32 = 44;
+export const PACKET_INFO_INNER_SADDR: u32 = 60;
+export const PACKET_INFO_INNER_DADDR: u32 = 76;
+
 /** MapType of a map (0 for an unknown id). */
 export function mapType(id: u32): u32 {
   switch (id) {

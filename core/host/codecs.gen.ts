@@ -945,6 +945,94 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
   },
 };
 
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:355) */
+export interface PacketInfo {
+  family: number;
+  nexthdr: number;
+  l3Off: number;
+  l4Off: number;
+  l4CsumOff: number;
+  sport: number;
+  dport: number;
+  tcpFlags: number;
+  icmpType: number;
+  icmpCode: number;
+  flags: number;
+  ttl: number;
+  innerNexthdr: number;
+  innerSport: number;
+  innerDport: number;
+  pad0: number;
+  len: number;
+  saddr: Uint8Array;
+  daddr: Uint8Array;
+  innerSaddr: Uint8Array;
+  innerDaddr: Uint8Array;
+}
+
+export const PacketInfoCodec: Codec<PacketInfo> = {
+  name: "PacketInfo",
+  size: 92,
+  encode(v, out = new Uint8Array(92), o = 0) {
+    const dv = new DataView(out.buffer, out.byteOffset);
+    dv.setUint8(o + 0, Number(v.family ?? 0) & 0xff);
+    dv.setUint8(o + 1, Number(v.nexthdr ?? 0) & 0xff);
+    dv.setUint16(o + 2, Number(v.l3Off ?? 0) & 0xffff, true);
+    dv.setUint16(o + 4, Number(v.l4Off ?? 0) & 0xffff, true);
+    dv.setUint16(o + 6, Number(v.l4CsumOff ?? 0) & 0xffff, true);
+    dv.setUint16(o + 8, Number(v.sport ?? 0) & 0xffff, true);
+    dv.setUint16(o + 10, Number(v.dport ?? 0) & 0xffff, true);
+    dv.setUint8(o + 12, Number(v.tcpFlags ?? 0) & 0xff);
+    dv.setUint8(o + 13, Number(v.icmpType ?? 0) & 0xff);
+    dv.setUint8(o + 14, Number(v.icmpCode ?? 0) & 0xff);
+    dv.setUint8(o + 15, Number(v.flags ?? 0) & 0xff);
+    dv.setUint8(o + 16, Number(v.ttl ?? 0) & 0xff);
+    dv.setUint8(o + 17, Number(v.innerNexthdr ?? 0) & 0xff);
+    dv.setUint16(o + 18, Number(v.innerSport ?? 0) & 0xffff, true);
+    dv.setUint16(o + 20, Number(v.innerDport ?? 0) & 0xffff, true);
+    dv.setUint16(o + 22, Number(v.pad0 ?? 0) & 0xffff, true);
+    dv.setUint32(o + 24, Number(v.len ?? 0) >>> 0, true);
+    out.fill(0, o + 28, o + 28 + 16);
+    if (v.saddr) out.set(v.saddr.subarray(0, 16), o + 28);
+    out.fill(0, o + 44, o + 44 + 16);
+    if (v.daddr) out.set(v.daddr.subarray(0, 16), o + 44);
+    out.fill(0, o + 60, o + 60 + 16);
+    if (v.innerSaddr) out.set(v.innerSaddr.subarray(0, 16), o + 60);
+    out.fill(0, o + 76, o + 76 + 16);
+    if (v.innerDaddr) out.set(v.innerDaddr.subarray(0, 16), o + 76);
+    return out;
+  },
+  decode(b, o = 0) {
+    const dv = new DataView(b.buffer, b.byteOffset);
+    return {
+      family: dv.getUint8(o + 0),
+      nexthdr: dv.getUint8(o + 1),
+      l3Off: dv.getUint16(o + 2, true),
+      l4Off: dv.getUint16(o + 4, true),
+      l4CsumOff: dv.getUint16(o + 6, true),
+      sport: dv.getUint16(o + 8, true),
+      dport: dv.getUint16(o + 10, true),
+      tcpFlags: dv.getUint8(o + 12),
+      icmpType: dv.getUint8(o + 13),
+      icmpCode: dv.getUint8(o + 14),
+      flags: dv.getUint8(o + 15),
+      ttl: dv.getUint8(o + 16),
+      innerNexthdr: dv.getUint8(o + 17),
+      innerSport: dv.getUint16(o + 18, true),
+      innerDport: dv.getUint16(o + 20, true),
+      pad0: dv.getUint16(o + 22, true),
+      len: dv.getUint32(o + 24, true),
+      saddr: b.slice(o + 28, o + 28 + 16),
+      daddr: b.slice(o + 44, o + 44 + 16),
+      innerSaddr: b.slice(o + 60, o + 60 + 16),
+      innerDaddr: b.slice(o + 76, o + 76 + 16),
+    };
+  },
+  zero() {
+    return this.decode(new Uint8Array(92));
+  },
+};
+
 export enum MapType {
   Hash = 1,
   Array = 2,
@@ -1019,4 +1107,5 @@ export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<strin
   MetricsKey: { size: 4, fields: { reason: 0, dir: 1, pad0: 2 } },
   MetricsValue: { size: 16, fields: { packets: 0, bytes: 8 } },
   TraceRecord: { size: 80, fields: { verdict: 0, dropReason: 4, srcIdentity: 8, dstIdentity: 12, egressCookie: 16, ingressCookie: 20, backendId: 24, epId: 28, revNatIndex: 30, ctState: 32, egressMatchType: 33, ingressMatchType: 34, traceFlags: 35, proxyPortBe: 36, obsPoint: 38, family: 39, origDaddr: 40, origDportBe: 56, pad0: 58, newDportBe: 60, pad1: 62, newDaddr: 64 } },
+  PacketInfo: { size: 92, fields: { family: 0, nexthdr: 1, l3Off: 2, l4Off: 4, l4CsumOff: 6, sport: 8, dport: 10, tcpFlags: 12, icmpType: 13, icmpCode: 14, flags: 15, ttl: 16, innerNexthdr: 17, innerSport: 18, innerDport: 20, pad0: 22, len: 24, saddr: 28, daddr: 44, innerSaddr: 60, innerDaddr: 76 } },
 };
