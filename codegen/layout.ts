@@ -383,7 +383,7 @@ export function cStructName(name: string): string {
 
 export function emitCLayout(model: LayoutModel): string {
   const out: string[] = [];
-  out.push(`/* ${BANNER("core/layout.ts")} */`, "#pragma once", "", "#include <linux/types.h>", "#include <bpf/bpf_helpers.h>", "");
+  out.push(`/* ${BANNER("core/layout.ts")} */`, "#pragma once", "", "#include <linux/types.h>", "#include <linux/bpf.h>", "#include <bpf/bpf_helpers.h>", "");
   for (const s of model.structs) {
     const cn = cStructName(s.name);
     out.push(`/* ${s.name} (core/layout.ts:${s.line})${s.doc ? ` ${s.doc}` : ""} */`);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <linux/types.h>
+#include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
 /* ConfigValue (core/layout.ts:59) */
