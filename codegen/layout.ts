@@ -449,6 +449,17 @@ export function emitDropReasonsTs(model: LayoutModel): string {
   return out.join("\n");
 }
 
+export function emitHostConstants(model: LayoutModel): string {
+  const out: string[] = [];
+  out.push(`// ${BANNER("core/constants.ts and core/drop-reasons.ts")}`, "");
+  out.push("// The same numbers core/ uses, for host-side TypeScript (which cannot import AssemblyScript files).");
+  for (const c of model.constants) out.push(`export const ${c.name} = ${c.value};`);
+  out.push("");
+  for (const c of model.dropReasons) out.push(`export const ${c.name} = ${c.value};`);
+  out.push("");
+  return out.join("\n");
+}
+
 export function emitDropReasonsMd(model: LayoutModel): string {
   const out: string[] = [];
   out.push("# Drop reasons", "", `<!-- ${BANNER("core/drop-reasons.ts")} -->`, "");

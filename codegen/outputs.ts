@@ -9,6 +9,7 @@ import {
   emitCoreLayout,
   emitDropReasonsMd,
   emitDropReasonsTs,
+  emitHostConstants,
   readLayoutModel,
 } from "./layout.ts";
 
@@ -18,6 +19,7 @@ export function generateAll(root: string): Map<string, string> {
   out.set("core/gen/layout.ts", emitCoreLayout(model));
   out.set("core/host/codecs.gen.ts", emitCodecs(model));
   out.set("core/host/drop-reasons.gen.ts", emitDropReasonsTs(model));
+  out.set("core/host/constants.gen.ts", emitHostConstants(model));
   out.set("bpf/gen/layout.h", emitCLayout(model));
   out.set("bpf/gen/constants.h", emitCConstants(model));
   out.set("docs/drop-reasons.md", emitDropReasonsMd(model));

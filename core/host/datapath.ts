@@ -1,0 +1,62 @@
+/*
+ * The Datapath interface: the one way the simulator, the tests and the CLI drive the packet logic, whether
+ * it runs as WebAssembly, as JavaScript, or in the kernel through BPF_PROG_TEST_RUN. Implementations:
+ * core/host/abi-datapath.ts (wasm and js builds of core/) and datapath/kernel-engine.ts (generated eBPF).
+ * Host-side TypeScript: never compiled by asc.
+ */
+import type { MapSpec, TraceRecord } from "./codecs.gen.ts";
+
+export type EngineName = "wasm" | "js" | "kernel";
+
+/** The three entry points, mirroring Cilium's hooks (docs/architecture.md). */
+export type EntryPoint = "fromEndpoint" | "toEndpoint" | "fromNetwork";
+
+export interface RunOptions {
+  /** Monotonic time in seconds, as the virtual clock or bpf_ktime_get_ns() would give it. */
+  now: number;
+  /** to-endpoint only: the identity carried with the packet (tunnel VNI / mark); 0 = look it up. */
+  srcIdentity?: number;
+}
+
+export interface RunResult {
+  /** CTX_ACT_OK 0, CTX_ACT_DROP 2, CTX_ACT_REDIRECT 7. */
+  verdict: number;
+  /** 0 or the DROP_* reason (positive). */
+  dropReason: number;
+  /** The packet after the program ran (DNAT, rev-NAT, SNAT applied). */
+  output: Uint8Array;
+  /** What the program decided and why. */
+  trace: TraceRecord;
+}
+
+/** Typed access to one map; keys and values are the codec objects of core/host/codecs.gen.ts. */
+export interface MapHandle<K, V> {
+  readonly spec: MapSpec<K, V>;
+  lookup(key: Partial<K>): V | undefined;
+  /** Throws DatapathError on failure (full map, bad flags, missing entry for BPF_EXIST …). */
+  update(key: Partial<K>, value: Partial<V>, flags?: number): void;
+  /** Returns false when the key was absent. */
+  delete(key: Partial<K>): boolean;
+  entries(): IterableIterator<[K, V]>;
+  count(): number;
+}
+
+export interface Datapath {
+  readonly engine: EngineName;
+  map<K, V>(spec: MapSpec<K, V>): MapHandle<K, V>;
+  run(entry: EntryPoint, packet: Uint8Array, opts: RunOptions): RunResult;
+  /** Releases kernel objects or WASM memory. Safe to call twice. */
+  close(): void;
+}
+
+/** Errors from any engine, with a stable code and a hint for the user. */
+export class DatapathError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = "DatapathError";
+  }
+}
