@@ -12,6 +12,8 @@ import {
   emitHostConstants,
   readLayoutModel,
 } from "./layout.ts";
+import { emitCoreHeader } from "./functions.ts";
+import { emitCodegenExample } from "./example.ts";
 
 export function generateAll(root: string): Map<string, string> {
   const model = readLayoutModel(root);
@@ -22,6 +24,8 @@ export function generateAll(root: string): Map<string, string> {
   out.set("core/host/constants.gen.ts", emitHostConstants(model));
   out.set("bpf/gen/layout.h", emitCLayout(model));
   out.set("bpf/gen/constants.h", emitCConstants(model));
+  out.set("bpf/gen/core.h", emitCoreHeader(root, model));
+  out.set("docs/codegen-example.md", emitCodegenExample(root, model));
   out.set("docs/drop-reasons.md", emitDropReasonsMd(model));
   return out;
 }

@@ -10,6 +10,8 @@ import { allocStatic, arenaReset, heapUsed } from "./alloc";
 import { write32 } from "./env";
 import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapUpdate } from "./maps";
 import { fromEndpoint, fromNetwork, toEndpoint } from "./pipeline";
+import { maglevBuild } from "./maglev";
+import { ctGc } from "./conntrack";
 
 /** Largest packet a host may pass (the kernel's test-run limit is a page minus headroom; we allow more). */
 export const ABI_PACKET_MAX: u32 = 65536;
@@ -17,6 +19,8 @@ export const ABI_PACKET_MAX: u32 = 65536;
 export const ABI_SCRATCH_SIZE: u32 = 65536;
 
 let scratch: usize = 0;
+let hostBuf: usize = 0;
+let hostBufSize: usize = 0;
 let packet: usize = 0;
 let pktDesc: usize = 0;
 
@@ -65,4 +69,25 @@ export function abiToEndpoint(len: u32, srcIdentity: u32, now: u32): u32 {
 /** Runs the node entry (traffic from outside the node: NodePort, LoadBalancer, external IPs). */
 export function abiFromNetwork(len: u32, now: u32): u32 {
   return fromNetwork(preparePacket(len), now);
+}
+
+/** A host buffer of at least `size` bytes for bulk inputs (Maglev backend records, tables). The previous
+ * buffer is abandoned when a larger one is needed, so callers re-ask before each use. Returns 0 when
+ * memory cannot grow. */
+export function abiHostBuffer(size: u32): usize {
+  if (hostBufSize < <usize>size) {
+    hostBuf = allocStatic(<usize>size, 16);
+    hostBufSize = hostBuf == 0 ? 0 : <usize>size;
+  }
+  return hostBuf;
+}
+
+/** Builds a Maglev lookup table (core/maglev.ts maglevBuild); 0 or -EINVAL. */
+export function abiMaglevBuild(backends: usize, n: u32, m: u32, seedMurmur: u32, out: usize): i32 {
+  return maglevBuild(backends, n, m, seedMurmur, out);
+}
+
+/** Removes expired conntrack entries (the agent's CT garbage collector); returns how many. */
+export function abiCtGc(now: u32): u32 {
+  return ctGc(now);
 }

@@ -64,6 +64,16 @@ export const POLICY_MATCH_L4_ONLY: u32 = 3;
 export const POLICY_MATCH_ALL: u32 = 4;
 export const POLICY_MATCH_L3_PROTO: u32 = 5;
 export const POLICY_MATCH_PROTO_ONLY: u32 = 6;
+// Policy entry internals (bpf/lib/policy.h): protocol/port prefix bits of lpmPrefixLength, and the
+// authType byte (low 7 bits auth type, top bit has_explicit_auth_type, as Cilium's bitfields).
+export const LPM_PROTO_PREFIX_BITS: u32 = 8;
+export const LPM_FULL_PREFIX_BITS: u32 = 24;
+export const POLICY_AUTH_TYPE_MASK: u32 = 0x7f;
+export const POLICY_AUTH_F_EXPLICIT: u32 = 0x80;
+// PolicyResult.lookup: which of policyCanAccess's two lookups decided (core/policy.ts).
+export const POLICY_LOOKUP_NONE: u32 = 0;
+export const POLICY_LOOKUP_IDENTITY: u32 = 1;
+export const POLICY_LOOKUP_WILDCARD: u32 = 2;
 
 // ipcache: static prefix bits (clusterId, pad, family) ahead of the address.
 export const IPCACHE_STATIC_PREFIX: u32 = 32;
@@ -158,3 +168,20 @@ export const ICMPV6_TIME_EXCEED: u32 = 3;
 export const ICMPV6_PARAMPROB: u32 = 4;
 export const ICMPV6_ECHO_REQUEST: u32 = 128;
 export const ICMPV6_ECHO_REPLY: u32 = 129;
+
+// Header sizes and IPv4 fragment bits used by packet parsing (bpf/lib/eth.h, bpf/lib/ipv4.h).
+export const ETH_HLEN: u32 = 14;
+export const VLAN_HLEN: u32 = 4;
+export const IPV4_HLEN_MIN: u32 = 20;
+export const IPV6_HLEN: u32 = 40;
+export const IP_MF: u32 = 0x2000;
+export const IP_OFFSET: u32 = 0x1fff;
+
+// IPv6 extension header numbers (Cilium NEXTHDR_*, bpf/lib/ipv6.h) and how many the parser walks.
+export const NEXTHDR_HOP: u32 = 0;
+export const NEXTHDR_ROUTING: u32 = 43;
+export const NEXTHDR_FRAGMENT: u32 = 44;
+export const NEXTHDR_AUTH: u32 = 51;
+export const NEXTHDR_NONE: u32 = 59;
+export const NEXTHDR_DEST: u32 = 60;
+export const IPV6_MAX_HEADERS: u32 = 4;

@@ -161,6 +161,8 @@ export class PolicyEntry {
   flags: u8;
   /** Bits of protocol+port this entry matches (0 = any protocol, 8 = protocol only, 24 = exact port). */
   lpmPrefixLength: u8;
+  /** Low 7 bits: auth type (0 none); bit 0x80: has explicit auth type (Cilium's auth_type:7,
+   * has_explicit_auth_type:1). */
   authType: u8;
   /** Higher proxy priority wins (Cilium 1.17 proxy_port_priority). */
   proxyPortPriority: u8;
@@ -378,6 +380,42 @@ export class PacketInfo {
   daddr: Bytes<16>;
   innerSaddr: Bytes<16>;
   innerDaddr: Bytes<16>;
+}
+
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. */
+export class PolicyResult {
+  /** Cookie of the deciding policy entry (0 = none). */
+  cookie: u32;
+  /** Proxy port of the deciding entry, host order (0 = no L7 redirect). */
+  proxyPort: u16;
+  /** POLICY_MATCH_* of the deciding entry (0 none). */
+  matchType: u8;
+  /** POLICY_LOOKUP_*: 1 identity-specific lookup decided, 2 wildcard-identity lookup, 0 neither matched. */
+  lookup: u8;
+  /** Effective auth type (0 none) of the decision. */
+  authType: u8;
+  /** 1 when audit mode turned a drop into an allow (policyAudit). */
+  audited: u8;
+  pad0: u16;
+}
+
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). */
+export class CtState {
+  backendId: u32;
+  srcSecId: u32;
+  revNatIndex: u16;
+  /** CT_F_* bits of the entry. */
+  flags: u16;
+  /** Proxy port recorded at creation, host order (0 none). */
+  proxyPort: u16;
+  pad0: u16;
+}
+
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its
+ * Backend value (BACKEND_* offsets apply at `backend`). */
+export class LbSelection {
+  backendId: u32;
+  backend: Bytes<24>;
 }
 
 /* ---------------------------------------------------------------------------------------------------- */

@@ -99,7 +99,7 @@ export const POLICY_ENTRY_PROXY_PORT_PRIORITY: u32 = 5;
 export const POLICY_ENTRY_PAD0: u32 = 6;
 export const POLICY_ENTRY_COOKIE: u32 = 8;
 
-// ServiceKey (core/layout.ts:176)
+// ServiceKey (core/layout.ts:178)
 export const SERVICE_KEY_SIZE: u32 = 24;
 export const SERVICE_KEY_ADDR: u32 = 0;
 export const SERVICE_KEY_DPORT_BE: u32 = 16;
@@ -109,7 +109,7 @@ export const SERVICE_KEY_SCOPE: u32 = 21;
 export const SERVICE_KEY_FAMILY: u32 = 22;
 export const SERVICE_KEY_PAD0: u32 = 23;
 
-// ServiceValue (core/layout.ts:188)
+// ServiceValue (core/layout.ts:190)
 export const SERVICE_VALUE_SIZE: u32 = 12;
 export const SERVICE_VALUE_BACKEND_ID: u32 = 0;
 export const SERVICE_VALUE_COUNT: u32 = 4;
@@ -118,11 +118,11 @@ export const SERVICE_VALUE_FLAGS: u32 = 8;
 export const SERVICE_VALUE_FLAGS2: u32 = 9;
 export const SERVICE_VALUE_QCOUNT: u32 = 10;
 
-// BackendKey (core/layout.ts:200)
+// BackendKey (core/layout.ts:202)
 export const BACKEND_KEY_SIZE: u32 = 4;
 export const BACKEND_KEY_BACKEND_ID: u32 = 0;
 
-// Backend (core/layout.ts:204)
+// Backend (core/layout.ts:206)
 export const BACKEND_SIZE: u32 = 24;
 export const BACKEND_ADDR: u32 = 0;
 export const BACKEND_PORT_BE: u32 = 16;
@@ -132,41 +132,41 @@ export const BACKEND_CLUSTER_ID: u32 = 20;
 export const BACKEND_ZONE: u32 = 22;
 export const BACKEND_FAMILY: u32 = 23;
 
-// RevNatKey (core/layout.ts:215)
+// RevNatKey (core/layout.ts:217)
 export const REV_NAT_KEY_SIZE: u32 = 4;
 export const REV_NAT_KEY_REV_NAT_INDEX: u32 = 0;
 export const REV_NAT_KEY_PAD0: u32 = 2;
 
-// RevNatValue (core/layout.ts:220)
+// RevNatValue (core/layout.ts:222)
 export const REV_NAT_VALUE_SIZE: u32 = 20;
 export const REV_NAT_VALUE_ADDR: u32 = 0;
 export const REV_NAT_VALUE_PORT_BE: u32 = 16;
 export const REV_NAT_VALUE_FAMILY: u32 = 18;
 export const REV_NAT_VALUE_PAD0: u32 = 19;
 
-// MaglevKey (core/layout.ts:229)
+// MaglevKey (core/layout.ts:231)
 export const MAGLEV_KEY_SIZE: u32 = 8;
 export const MAGLEV_KEY_REV_NAT_INDEX: u32 = 0;
 export const MAGLEV_KEY_PAD0: u32 = 2;
 export const MAGLEV_KEY_SLOT: u32 = 4;
 
-// MaglevValue (core/layout.ts:235)
+// MaglevValue (core/layout.ts:237)
 export const MAGLEV_VALUE_SIZE: u32 = 4;
 export const MAGLEV_VALUE_BACKEND_ID: u32 = 0;
 
-// AffinityKey (core/layout.ts:239)
+// AffinityKey (core/layout.ts:241)
 export const AFFINITY_KEY_SIZE: u32 = 20;
 export const AFFINITY_KEY_CLIENT_ADDR: u32 = 0;
 export const AFFINITY_KEY_REV_NAT_INDEX: u32 = 16;
 export const AFFINITY_KEY_FAMILY: u32 = 18;
 export const AFFINITY_KEY_PAD0: u32 = 19;
 
-// AffinityValue (core/layout.ts:246)
+// AffinityValue (core/layout.ts:248)
 export const AFFINITY_VALUE_SIZE: u32 = 8;
 export const AFFINITY_VALUE_LAST_USED: u32 = 0;
 export const AFFINITY_VALUE_BACKEND_ID: u32 = 4;
 
-// CtTuple (core/layout.ts:257)
+// CtTuple (core/layout.ts:259)
 export const CT_TUPLE_SIZE: u32 = 40;
 export const CT_TUPLE_DADDR: u32 = 0;
 export const CT_TUPLE_SADDR: u32 = 16;
@@ -177,7 +177,7 @@ export const CT_TUPLE_FLAGS: u32 = 37;
 export const CT_TUPLE_FAMILY: u32 = 38;
 export const CT_TUPLE_PAD0: u32 = 39;
 
-// CtEntry (core/layout.ts:269)
+// CtEntry (core/layout.ts:271)
 export const CT_ENTRY_SIZE: u32 = 40;
 export const CT_ENTRY_LIFETIME: u32 = 0;
 export const CT_ENTRY_SRC_SEC_ID: u32 = 4;
@@ -191,7 +191,7 @@ export const CT_ENTRY_PAD0: u32 = 20;
 export const CT_ENTRY_PACKETS: u32 = 24;
 export const CT_ENTRY_BYTES: u32 = 32;
 
-// SnatValue (core/layout.ts:287)
+// SnatValue (core/layout.ts:289)
 export const SNAT_VALUE_SIZE: u32 = 24;
 export const SNAT_VALUE_TO_ADDR: u32 = 0;
 export const SNAT_VALUE_TO_PORT_BE: u32 = 16;
@@ -199,18 +199,18 @@ export const SNAT_VALUE_FAMILY: u32 = 18;
 export const SNAT_VALUE_PAD0: u32 = 19;
 export const SNAT_VALUE_CREATED: u32 = 20;
 
-// MetricsKey (core/layout.ts:299)
+// MetricsKey (core/layout.ts:301)
 export const METRICS_KEY_SIZE: u32 = 4;
 export const METRICS_KEY_REASON: u32 = 0;
 export const METRICS_KEY_DIR: u32 = 1;
 export const METRICS_KEY_PAD0: u32 = 2;
 
-// MetricsValue (core/layout.ts:306)
+// MetricsValue (core/layout.ts:308)
 export const METRICS_VALUE_SIZE: u32 = 16;
 export const METRICS_VALUE_PACKETS: u32 = 0;
 export const METRICS_VALUE_BYTES: u32 = 8;
 
-// TraceRecord (core/layout.ts:313)
+// TraceRecord (core/layout.ts:315)
 export const TRACE_RECORD_SIZE: u32 = 80;
 export const TRACE_RECORD_VERDICT: u32 = 0;
 export const TRACE_RECORD_DROP_REASON: u32 = 4;
@@ -235,7 +235,7 @@ export const TRACE_RECORD_NEW_DPORT_BE: u32 = 60;
 export const TRACE_RECORD_PAD1: u32 = 62;
 export const TRACE_RECORD_NEW_DADDR: u32 = 64;
 
-// PacketInfo (core/layout.ts:355)
+// PacketInfo (core/layout.ts:357)
 export const PACKET_INFO_SIZE: u32 = 92;
 export const PACKET_INFO_FAMILY: u32 = 0;
 export const PACKET_INFO_NEXTHDR: u32 = 1;
@@ -258,6 +258,30 @@ export const PACKET_INFO_SADDR: u32 = 28;
 export const PACKET_INFO_DADDR: u32 = 44;
 export const PACKET_INFO_INNER_SADDR: u32 = 60;
 export const PACKET_INFO_INNER_DADDR: u32 = 76;
+
+// PolicyResult (core/layout.ts:386)
+export const POLICY_RESULT_SIZE: u32 = 12;
+export const POLICY_RESULT_COOKIE: u32 = 0;
+export const POLICY_RESULT_PROXY_PORT: u32 = 4;
+export const POLICY_RESULT_MATCH_TYPE: u32 = 6;
+export const POLICY_RESULT_LOOKUP: u32 = 7;
+export const POLICY_RESULT_AUTH_TYPE: u32 = 8;
+export const POLICY_RESULT_AUDITED: u32 = 9;
+export const POLICY_RESULT_PAD0: u32 = 10;
+
+// CtState (core/layout.ts:403)
+export const CT_STATE_SIZE: u32 = 16;
+export const CT_STATE_BACKEND_ID: u32 = 0;
+export const CT_STATE_SRC_SEC_ID: u32 = 4;
+export const CT_STATE_REV_NAT_INDEX: u32 = 8;
+export const CT_STATE_FLAGS: u32 = 10;
+export const CT_STATE_PROXY_PORT: u32 = 12;
+export const CT_STATE_PAD0: u32 = 14;
+
+// LbSelection (core/layout.ts:416)
+export const LB_SELECTION_SIZE: u32 = 28;
+export const LB_SELECTION_BACKEND_ID: u32 = 0;
+export const LB_SELECTION_BACKEND: u32 = 4;
 
 /** MapType of a map (0 for an unknown id). */
 export function mapType(id: u32): u32 {

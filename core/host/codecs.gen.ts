@@ -336,7 +336,7 @@ export const PolicyEntryCodec: Codec<PolicyEntry> = {
   },
 };
 
-/** ServiceKey (core/layout.ts:176) */
+/** ServiceKey (core/layout.ts:178) */
 export interface ServiceKey {
   addr: Uint8Array;
   dport: number;
@@ -379,7 +379,7 @@ export const ServiceKeyCodec: Codec<ServiceKey> = {
   },
 };
 
-/** ServiceValue (core/layout.ts:188) */
+/** ServiceValue (core/layout.ts:190) */
 export interface ServiceValue {
   backendId: number;
   count: number;
@@ -418,7 +418,7 @@ export const ServiceValueCodec: Codec<ServiceValue> = {
   },
 };
 
-/** BackendKey (core/layout.ts:200) */
+/** BackendKey (core/layout.ts:202) */
 export interface BackendKey {
   backendId: number;
 }
@@ -442,7 +442,7 @@ export const BackendKeyCodec: Codec<BackendKey> = {
   },
 };
 
-/** Backend (core/layout.ts:204) */
+/** Backend (core/layout.ts:206) */
 export interface Backend {
   addr: Uint8Array;
   port: number;
@@ -485,7 +485,7 @@ export const BackendCodec: Codec<Backend> = {
   },
 };
 
-/** RevNatKey (core/layout.ts:215) */
+/** RevNatKey (core/layout.ts:217) */
 export interface RevNatKey {
   revNatIndex: number;
   pad0: number;
@@ -512,7 +512,7 @@ export const RevNatKeyCodec: Codec<RevNatKey> = {
   },
 };
 
-/** RevNatValue (core/layout.ts:220) */
+/** RevNatValue (core/layout.ts:222) */
 export interface RevNatValue {
   addr: Uint8Array;
   port: number;
@@ -546,7 +546,7 @@ export const RevNatValueCodec: Codec<RevNatValue> = {
   },
 };
 
-/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:229) */
+/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:231) */
 export interface MaglevKey {
   revNatIndex: number;
   pad0: number;
@@ -576,7 +576,7 @@ export const MaglevKeyCodec: Codec<MaglevKey> = {
   },
 };
 
-/** MaglevValue (core/layout.ts:235) */
+/** MaglevValue (core/layout.ts:237) */
 export interface MaglevValue {
   backendId: number;
 }
@@ -600,7 +600,7 @@ export const MaglevValueCodec: Codec<MaglevValue> = {
   },
 };
 
-/** AffinityKey (core/layout.ts:239) */
+/** AffinityKey (core/layout.ts:241) */
 export interface AffinityKey {
   clientAddr: Uint8Array;
   revNatIndex: number;
@@ -634,7 +634,7 @@ export const AffinityKeyCodec: Codec<AffinityKey> = {
   },
 };
 
-/** AffinityValue (core/layout.ts:246) */
+/** AffinityValue (core/layout.ts:248) */
 export interface AffinityValue {
   lastUsed: number;
   backendId: number;
@@ -661,7 +661,7 @@ export const AffinityValueCodec: Codec<AffinityValue> = {
   },
 };
 
-/** CtTuple (core/layout.ts:257) */
+/** CtTuple (core/layout.ts:259) */
 export interface CtTuple {
   daddr: Uint8Array;
   saddr: Uint8Array;
@@ -708,7 +708,7 @@ export const CtTupleCodec: Codec<CtTuple> = {
   },
 };
 
-/** CtEntry (core/layout.ts:269) */
+/** CtEntry (core/layout.ts:271) */
 export interface CtEntry {
   lifetime: number;
   srcSecId: number;
@@ -762,7 +762,7 @@ export const CtEntryCodec: Codec<CtEntry> = {
   },
 };
 
-/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:287) */
+/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:289) */
 export interface SnatValue {
   toAddr: Uint8Array;
   toPort: number;
@@ -799,7 +799,7 @@ export const SnatValueCodec: Codec<SnatValue> = {
   },
 };
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. (core/layout.ts:299) */
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. (core/layout.ts:301) */
 export interface MetricsKey {
   reason: number;
   dir: number;
@@ -829,7 +829,7 @@ export const MetricsKeyCodec: Codec<MetricsKey> = {
   },
 };
 
-/** MetricsValue (core/layout.ts:306) */
+/** MetricsValue (core/layout.ts:308) */
 export interface MetricsValue {
   packets: bigint;
   bytes: bigint;
@@ -856,7 +856,7 @@ export const MetricsValueCodec: Codec<MetricsValue> = {
   },
 };
 
-/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:313) */
+/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:315) */
 export interface TraceRecord {
   verdict: number;
   dropReason: number;
@@ -945,7 +945,7 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
   },
 };
 
-/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:355) */
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:357) */
 export interface PacketInfo {
   family: number;
   nexthdr: number;
@@ -1033,6 +1033,115 @@ export const PacketInfoCodec: Codec<PacketInfo> = {
   },
 };
 
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:386) */
+export interface PolicyResult {
+  cookie: number;
+  proxyPort: number;
+  matchType: number;
+  lookup: number;
+  authType: number;
+  audited: number;
+  pad0: number;
+}
+
+export const PolicyResultCodec: Codec<PolicyResult> = {
+  name: "PolicyResult",
+  size: 12,
+  encode(v, out = new Uint8Array(12), o = 0) {
+    const dv = new DataView(out.buffer, out.byteOffset);
+    dv.setUint32(o + 0, Number(v.cookie ?? 0) >>> 0, true);
+    dv.setUint16(o + 4, Number(v.proxyPort ?? 0) & 0xffff, true);
+    dv.setUint8(o + 6, Number(v.matchType ?? 0) & 0xff);
+    dv.setUint8(o + 7, Number(v.lookup ?? 0) & 0xff);
+    dv.setUint8(o + 8, Number(v.authType ?? 0) & 0xff);
+    dv.setUint8(o + 9, Number(v.audited ?? 0) & 0xff);
+    dv.setUint16(o + 10, Number(v.pad0 ?? 0) & 0xffff, true);
+    return out;
+  },
+  decode(b, o = 0) {
+    const dv = new DataView(b.buffer, b.byteOffset);
+    return {
+      cookie: dv.getUint32(o + 0, true),
+      proxyPort: dv.getUint16(o + 4, true),
+      matchType: dv.getUint8(o + 6),
+      lookup: dv.getUint8(o + 7),
+      authType: dv.getUint8(o + 8),
+      audited: dv.getUint8(o + 9),
+      pad0: dv.getUint16(o + 10, true),
+    };
+  },
+  zero() {
+    return this.decode(new Uint8Array(12));
+  },
+};
+
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:403) */
+export interface CtState {
+  backendId: number;
+  srcSecId: number;
+  revNatIndex: number;
+  flags: number;
+  proxyPort: number;
+  pad0: number;
+}
+
+export const CtStateCodec: Codec<CtState> = {
+  name: "CtState",
+  size: 16,
+  encode(v, out = new Uint8Array(16), o = 0) {
+    const dv = new DataView(out.buffer, out.byteOffset);
+    dv.setUint32(o + 0, Number(v.backendId ?? 0) >>> 0, true);
+    dv.setUint32(o + 4, Number(v.srcSecId ?? 0) >>> 0, true);
+    dv.setUint16(o + 8, Number(v.revNatIndex ?? 0) & 0xffff, true);
+    dv.setUint16(o + 10, Number(v.flags ?? 0) & 0xffff, true);
+    dv.setUint16(o + 12, Number(v.proxyPort ?? 0) & 0xffff, true);
+    dv.setUint16(o + 14, Number(v.pad0 ?? 0) & 0xffff, true);
+    return out;
+  },
+  decode(b, o = 0) {
+    const dv = new DataView(b.buffer, b.byteOffset);
+    return {
+      backendId: dv.getUint32(o + 0, true),
+      srcSecId: dv.getUint32(o + 4, true),
+      revNatIndex: dv.getUint16(o + 8, true),
+      flags: dv.getUint16(o + 10, true),
+      proxyPort: dv.getUint16(o + 12, true),
+      pad0: dv.getUint16(o + 14, true),
+    };
+  },
+  zero() {
+    return this.decode(new Uint8Array(16));
+  },
+};
+
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:416) */
+export interface LbSelection {
+  backendId: number;
+  backend: Uint8Array;
+}
+
+export const LbSelectionCodec: Codec<LbSelection> = {
+  name: "LbSelection",
+  size: 28,
+  encode(v, out = new Uint8Array(28), o = 0) {
+    const dv = new DataView(out.buffer, out.byteOffset);
+    dv.setUint32(o + 0, Number(v.backendId ?? 0) >>> 0, true);
+    out.fill(0, o + 4, o + 4 + 24);
+    if (v.backend) out.set(v.backend.subarray(0, 24), o + 4);
+    return out;
+  },
+  decode(b, o = 0) {
+    const dv = new DataView(b.buffer, b.byteOffset);
+    return {
+      backendId: dv.getUint32(o + 0, true),
+      backend: b.slice(o + 4, o + 4 + 24),
+    };
+  },
+  zero() {
+    return this.decode(new Uint8Array(28));
+  },
+};
+
 export enum MapType {
   Hash = 1,
   Array = 2,
@@ -1108,4 +1217,7 @@ export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<strin
   MetricsValue: { size: 16, fields: { packets: 0, bytes: 8 } },
   TraceRecord: { size: 80, fields: { verdict: 0, dropReason: 4, srcIdentity: 8, dstIdentity: 12, egressCookie: 16, ingressCookie: 20, backendId: 24, epId: 28, revNatIndex: 30, ctState: 32, egressMatchType: 33, ingressMatchType: 34, traceFlags: 35, proxyPortBe: 36, obsPoint: 38, family: 39, origDaddr: 40, origDportBe: 56, pad0: 58, newDportBe: 60, pad1: 62, newDaddr: 64 } },
   PacketInfo: { size: 92, fields: { family: 0, nexthdr: 1, l3Off: 2, l4Off: 4, l4CsumOff: 6, sport: 8, dport: 10, tcpFlags: 12, icmpType: 13, icmpCode: 14, flags: 15, ttl: 16, innerNexthdr: 17, innerSport: 18, innerDport: 20, pad0: 22, len: 24, saddr: 28, daddr: 44, innerSaddr: 60, innerDaddr: 76 } },
+  PolicyResult: { size: 12, fields: { cookie: 0, proxyPort: 4, matchType: 6, lookup: 7, authType: 8, audited: 9, pad0: 10 } },
+  CtState: { size: 16, fields: { backendId: 0, srcSecId: 4, revNatIndex: 8, flags: 10, proxyPort: 12, pad0: 14 } },
+  LbSelection: { size: 28, fields: { backendId: 0, backend: 4 } },
 };

@@ -1,0 +1,47 @@
+/*
+ * `npm run bench` (full) and `npm run bench -- --quick` (small sizes, under three minutes): runs every
+ * benchmark in bench/cases/, shows a progress bar, and writes bench/results/ (or --out DIR).
+ * `--only NAME` runs one benchmark.
+ */
+import { Command } from "commander";
+import cliProgress from "cli-progress";
+import { resolve } from "node:path";
+import { machineInfo, type Benchmark } from "./harness.ts";
+import { writeResult } from "./report.ts";
+import { benchmarks } from "./cases/index.ts";
+
+export async function runBenchmarks(opts: { quick: boolean; only?: string; out: string; progress: boolean }, list: Benchmark[] = benchmarks): Promise<string[]> {
+  const chosen = opts.only ? list.filter((b) => b.name === opts.only) : list;
+  if (opts.only && chosen.length === 0) throw new Error(`no benchmark named ${opts.only} (have: ${list.map((b) => b.name).join(", ")})`);
+  const machine = machineInfo();
+  const total = chosen.reduce((n, b) => n + b.steps(opts.quick), 0);
+  const bar = opts.progress ? new cliProgress.SingleBar({ format: "{bar} {percentage}% | {value}/{total} | {label}", hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+  bar?.start(total, 0, { label: "" });
+  const written: string[] = [];
+  try {
+    for (const b of chosen) {
+      const result = await b.run({ quick: opts.quick, tick: (label) => bar?.increment(1, { label: `${b.name}: ${label}` }) });
+      writeResult(opts.out, result, machine);
+      written.push(result.name);
+    }
+  } finally {
+    bar?.stop();
+  }
+  return written;
+}
+
+const isMain = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("bench/main.ts");
+if (isMain) {
+  const program = new Command("bench")
+    .option("--quick", "small sizes and few repetitions (a smoke run; under three minutes)", false)
+    .option("--only <name>", "run one benchmark")
+    .option("--out <dir>", "where results go", "bench/results");
+  program.parse();
+  const o = program.opts<{ quick: boolean; only?: string; out: string }>();
+  runBenchmarks({ ...o, out: resolve(o.out), progress: process.stdout.isTTY === true })
+    .then((names) => console.log(`wrote ${names.map((n) => `${o.out}/${n}.{json,md}`).join(", ")}`))
+    .catch((e: Error) => {
+      console.error(`bench: ${e.message}`);
+      process.exit(2);
+    });
+}

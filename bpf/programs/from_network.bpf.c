@@ -1,0 +1,22 @@
+/*
+ * from-network: traffic entering the node from outside, for NodePort/LoadBalancer/external IPs (Cilium
+ * bpf_host.c cil_from_netdev). Everything it does is core's fromNetwork (core/pipeline.ts), generated into
+ * bpf/gen/core.h.
+ */
+#include "gen/core.h"
+#include "include/ciliate_prog.h"
+
+SEC("tc")
+int from_network(struct __sk_buff *ctx)
+{
+#ifdef CILIATE_CORE_HAS_PIPELINE
+	return ciliate_tc_verdict(ciliate_from_network(ctx, ciliate_now()));
+#else
+	/* core/pipeline.ts was not translated (see `npm run gen` warnings): fail closed. */
+	return TC_ACT_SHOT;
+#endif
+}
+
+#ifndef CILIATE_ONE_OBJECT
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

@@ -1,0 +1,22 @@
+/*
+ * to-endpoint: traffic arriving at a pod (Cilium bpf_lxc.c cil_to_container). The source identity comes
+ * from skb->mark when the sender's node set it (0 = unknown: core looks the source address up in the
+ * ipcache). Everything else is core's toEndpoint (core/pipeline.ts), generated into bpf/gen/core.h.
+ */
+#include "gen/core.h"
+#include "include/ciliate_prog.h"
+
+SEC("tc")
+int to_endpoint(struct __sk_buff *ctx)
+{
+#ifdef CILIATE_CORE_HAS_PIPELINE
+	return ciliate_tc_verdict(ciliate_to_endpoint(ctx, ctx->mark, ciliate_now()));
+#else
+	/* core/pipeline.ts was not translated (see `npm run gen` warnings): fail closed. */
+	return TC_ACT_SHOT;
+#endif
+}
+
+#ifndef CILIATE_ONE_OBJECT
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

@@ -1,0 +1,44 @@
+/*
+ * `ciliate simulate`: play every flow of the Traffic documents through the per-node datapaths and print
+ * the flow events as `hubble observe` does (compact lines, -o table, the default) or as JSON lines with
+ * Hubble's field names (-o json). Exit 0 (the verdicts are the output, not a check).
+ */
+import type { Command } from "commander";
+import { compactLine, jsonLine } from "../../sim/flows.ts";
+import { load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
+
+export async function runSimulate(g: GlobalOptions & { flow?: string[] }, out: Out, err: Out): Promise<number> {
+  const fmt = outputOf(g, ["table", "compact", "json"]);
+  const l = load(g);
+  const flows = g.flow?.length ? l.cluster.traffic.filter((f) => g.flow!.includes(f.name)) : l.cluster.traffic;
+  if (!l.cluster.traffic.length) err("ciliate: no Traffic in the manifests: nothing to simulate (see docs/scenarios.md)\n");
+  const sim = await simulation(l, g);
+  try {
+    for (const f of flows) {
+      const r = sim.runFlow(f);
+      for (const e of r.events) out(`${fmt === "json" ? jsonLine(e) : compactLine(e)}\n`);
+      if (fmt !== "json") out(`# ${f.name}: ${r.verdict.toUpperCase()} — ${r.reason}\n`);
+    }
+  } finally {
+    sim.close();
+  }
+  return 0;
+}
+
+export function registerSimulate(program: Command, run: (fn: () => Promise<number>) => Promise<void>): void {
+  program
+    .command("simulate")
+    .description("play the Traffic in the manifests packet by packet and print the flows like `hubble observe`")
+    .option("--flow <name>", "only this Traffic flow (repeatable)", (v: string, p: string[] = []) => [...p, v])
+    .addHelpText(
+      "after",
+      `
+Examples:
+  ciliate simulate -f scenarios/starwars
+  ciliate simulate -f scenarios/starwars -o json | jq .flow.verdict
+  ciliate simulate -f scenarios/lb --engine js --flow client-to-web
+
+Exit codes: 0 simulated, 2 bad input.`,
+    )
+    .action(async (_o, cmd: Command) => run(() => runSimulate(cmd.optsWithGlobals(), (s) => process.stdout.write(s), (s) => process.stderr.write(s))));
+}

@@ -1,0 +1,133 @@
+/*
+ * What every simulator command shares: the global options, loading manifests into a cluster model,
+ * compiling policy, starting one datapath per node, and parsing the references and probes users type.
+ * cli/ is the composition root: it is the only place that wires policy/ and sim/ together.
+ */
+import type { EnforcementMode, ManifestObject } from "../policy/types.ts";
+import { compileClusterPolicy } from "../sim/policy.ts";
+import { buildCluster, endpointRefOf, type BuildOptions, type EndpointRefSpec, type FlowProtocol, type SimCluster } from "../sim/cluster.ts";
+import { loadManifests } from "../sim/manifests.ts";
+import { Simulation } from "../sim/simulator.ts";
+import { CliError } from "./errors.ts";
+import type { CompiledPolicy } from "../policy/compile.ts";
+
+export interface GlobalOptions {
+  file?: string[];
+  output?: string;
+  engine?: string;
+  clusterName?: string;
+  policyEnforcement?: string;
+}
+
+export type Out = (s: string) => void;
+
+export function engineOf(g: GlobalOptions): "wasm" | "js" {
+  const e = g.engine ?? "wasm";
+  if (e === "wasm" || e === "js") return e;
+  if (e === "kernel")
+    throw new CliError(
+      "the kernel engine is not available for the simulator yet",
+      "ENGINE_UNAVAILABLE",
+      "it needs root, clang and libbpf on a real node (see `ciliate agent`); use --engine wasm or --engine js",
+    );
+  throw new CliError(`unknown engine ${JSON.stringify(e)}`, "BAD_OPTION", "use --engine wasm, js or kernel");
+}
+
+export function outputOf(g: GlobalOptions, allowed: string[], dflt = "table"): string {
+  const o = g.output ?? dflt;
+  if (!allowed.includes(o)) throw new CliError(`unknown output format ${JSON.stringify(o)} for this command`, "BAD_OPTION", `use -o ${allowed.join("|")}`);
+  return o;
+}
+
+export function buildOptions(g: GlobalOptions): BuildOptions {
+  const pe = g.policyEnforcement;
+  if (pe !== undefined && pe !== "default" && pe !== "always" && pe !== "never")
+    throw new CliError(`invalid --policy-enforcement ${JSON.stringify(pe)}`, "BAD_OPTION", "use default, always or never");
+  return { clusterName: g.clusterName, policyEnforcement: pe as EnforcementMode | undefined };
+}
+
+export function requireFiles(g: GlobalOptions): string[] {
+  if (!g.file?.length) throw new CliError("no manifests given", "NO_INPUT", "pass -f FILE or -f DIR (repeatable)");
+  return g.file;
+}
+
+export interface Loaded {
+  objects: ManifestObject[];
+  cluster: SimCluster;
+  policy: CompiledPolicy;
+}
+
+export function loadFrom(objects: ManifestObject[], opts: BuildOptions): Loaded {
+  const cluster = buildCluster(objects, opts);
+  const policy = compileClusterPolicy(cluster);
+  return { objects, cluster, policy };
+}
+
+export function load(g: GlobalOptions): Loaded {
+  return loadFrom(loadManifests(requireFiles(g)), buildOptions(g));
+}
+
+export async function simulation(l: Loaded, g: GlobalOptions): Promise<Simulation> {
+  return Simulation.create(l.cluster, l.policy, { engine: engineOf(g) });
+}
+
+/** `80/TCP`, `53/udp`, `8080` (TCP), `8/ICMP` (ICMP type 8). */
+export function parseProbe(s: string): { port: number; protocol: FlowProtocol } {
+  const m = /^(\d+)(?:\/([A-Za-z0-9]+))?$/.exec(s.trim());
+  const protoRaw = (m?.[2] ?? "TCP").toUpperCase();
+  const protocol = (protoRaw === "ICMPV6" ? "ICMPv6" : protoRaw) as FlowProtocol;
+  if (!m || !["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"].includes(protocol))
+    throw new CliError(`malformed port ${JSON.stringify(s)}`, "BAD_PORT", "write PORT/PROTOCOL, e.g. 80/TCP, 53/UDP or 8/ICMP (an ICMP type)");
+  const port = Number(m[1]);
+  const icmp = protocol === "ICMP" || protocol === "ICMPv6";
+  if (icmp ? port > 255 : port < 1 || port > 65535) throw new CliError(`port out of range in ${JSON.stringify(s)}`, "BAD_PORT", icmp ? "an ICMP type is 0-255" : "a port is 1-65535");
+  return { port, protocol };
+}
+
+export function parsePort(s: string | undefined, what: string): number {
+  if (s === undefined) throw new CliError(`${what} is required`, "BAD_OPTION");
+  if (!/^\d+$/.test(s) || Number(s) < 1 || Number(s) > 65535) throw new CliError(`malformed ${what} ${JSON.stringify(s)}`, "BAD_PORT", "a port is a number 1-65535");
+  return Number(s);
+}
+
+/** `ns/pod`, `pod` (namespace default), `pod:ns/name`, `svc:ns/name`, an IP, a CIDR, `entity:NAME`. */
+export function parseRef(s: string, what: string): EndpointRefSpec {
+  const t = s.trim();
+  const wrap = (v: unknown) => {
+    try {
+      return endpointRefOf(undefined, [], v);
+    } catch (e) {
+      throw new CliError(`${what} ${JSON.stringify(s)}: ${(e as Error).message}`, "BAD_REFERENCE");
+    }
+  };
+  if (t.startsWith("svc:") || t.startsWith("service:")) return wrap({ service: t.slice(t.indexOf(":") + 1) });
+  if (t.startsWith("pod:")) return wrap({ pod: t.slice(4) });
+  if (t.startsWith("entity:")) return wrap({ entity: t.slice(7) });
+  if (t.startsWith("ip:")) return wrap({ ip: t.slice(3) });
+  if (t.startsWith("cidr:")) return wrap({ cidr: t.slice(5) });
+  if (/^[0-9a-fA-F:.]+\/\d+$/.test(t) && (t.includes(".") || t.includes(":"))) return wrap({ cidr: t });
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(t) || (t.includes(":") && /^[0-9a-fA-F:.]+$/.test(t))) return wrap({ ip: t });
+  if (/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$/.test(t)) return wrap({ pod: t });
+  throw new CliError(`${what}: cannot read ${JSON.stringify(s)}`, "BAD_REFERENCE", "use ns/pod, svc:ns/name, an IP, a CIDR or entity:NAME");
+}
+
+export function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+/** Every exact port/protocol (and ICMP type) the compiled policy mentions, sorted. */
+export function policyProbes(p: CompiledPolicy): { port: number; protocol: FlowProtocol }[] {
+  const names: Record<number, FlowProtocol> = { 6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP", 58: "ICMPv6" };
+  const seen = new Map<string, { port: number; protocol: FlowProtocol }>();
+  for (const ep of p.endpoints.values())
+    for (const e of ep.entries) {
+      const proto = names[e.key.protocol];
+      if (!proto || e.key.portPrefix !== 16) continue;
+      seen.set(`${e.key.port}/${proto}`, { port: e.key.port, protocol: proto });
+    }
+  return sortProbes([...seen.values()]);
+}
+
+export function sortProbes<T extends { port: number; protocol: string }>(a: T[]): T[] {
+  return [...a].sort((x, y) => (x.protocol === y.protocol ? x.port - y.port : x.protocol < y.protocol ? -1 : 1));
+}

@@ -1,0 +1,53 @@
+/*
+ * The `ciliate` command (DESIGN §5): global options, one file per command in cli/commands/, and the exit
+ * code contract — 0 success, 1 a check failed, 2 bad input (one line on stderr, never a stack trace).
+ */
+import { Command, CommanderError, Option } from "commander";
+import { registerCheck } from "./commands/check.ts";
+import { registerReach } from "./commands/reach.ts";
+import { registerSimulate } from "./commands/simulate.ts";
+import { registerTrace } from "./commands/trace.ts";
+import { registerWhatif } from "./commands/whatif.ts";
+import { EXIT_BAD_INPUT, reportError } from "./errors.ts";
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name("ciliate")
+    .description("Cilium-style network policy and load balancing, simulated packet by packet on the same datapath code that runs as eBPF")
+    .option("-f, --file <path>", "manifest file or directory (repeatable)", (v: string, p: string[] = []) => [...p, v])
+    .option("-o, --output <format>", "output format (table default; json; per command: csv, md, dot)")
+    .addOption(new Option("--engine <engine>", "where packets are evaluated").choices(["wasm", "js", "kernel"]).default("wasm"))
+    .option("--cluster-name <name>", "cluster name (overrides the Config document)")
+    .addOption(new Option("--policy-enforcement <mode>", "policy enforcement mode (overrides the Config document)").choices(["default", "always", "never"]))
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith("error:") ? `ciliate: ${s}` : s) });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  let code = 0;
+  const run = async (fn: () => Promise<number>) => {
+    code = await fn();
+  };
+  registerSimulate(program, run);
+  registerReach(program, run);
+  registerTrace(program, run);
+  registerWhatif(program, run);
+  registerCheck(program, run);
+  for (const c of program.commands) c.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return 0;
+      return EXIT_BAD_INPUT;
+    }
+    return reportError(e);
+  }
+  return code;
+}
+
+process.exitCode = await main(process.argv);

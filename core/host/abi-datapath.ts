@@ -1,0 +1,193 @@
+/*
+ * The Datapath interface over core's host ABI (core/abi.ts), for both builds of core: the WASM module and
+ * the JavaScript bundle export the same functions, so one adapter serves both. Keys, values and packets
+ * travel through the instance's memory: the scratch area holds one key, one next-key and one value at a
+ * time; the packet area holds the frame an entry point runs on.
+ */
+import { MAGLEV_REC_SIZE, packMaglevInput, type MaglevBackend } from "./maglev.ts";
+import { MAP_SPECS, TraceRecordCodec, type MapSpec, type TraceRecord } from "./codecs.gen.ts";
+import {
+  DatapathError,
+  type Datapath,
+  type EngineName,
+  type EntryPoint,
+  type MapHandle,
+  type RunOptions,
+  type RunResult,
+} from "./datapath.ts";
+
+/** The functions core/abi.ts exports (numbers are raw i32/u32 as WASM returns them). */
+export interface CoreAbi {
+  abiInit(): number;
+  abiScratch(): number;
+  abiPacket(): number;
+  abiHeapUsed(): number;
+  abiMapCreate(map: number, maxEntries: number): number;
+  abiMapLookup(map: number, key: number): number;
+  abiMapUpdate(map: number, key: number, value: number, flags: number): number;
+  abiMapDelete(map: number, key: number): number;
+  abiMapNextKey(map: number, key: number, nextKey: number): number;
+  abiMapCount(map: number): number;
+  abiFromEndpoint(len: number, now: number): number;
+  abiToEndpoint(len: number, srcIdentity: number, now: number): number;
+  abiFromNetwork(len: number, now: number): number;
+  abiHostBuffer(size: number): number;
+  abiMaglevBuild(backends: number, n: number, m: number, seedMurmur: number, out: number): number;
+  abiCtGc(now: number): number;
+}
+
+export interface AbiDatapathOptions {
+  /** Capacity per map (by MAP_SPECS name, e.g. "ct"); defaults keep a simulated node small. */
+  capacities?: Partial<Record<string, number>>;
+}
+
+const KEY_OFF = 0;
+const NEXT_KEY_OFF = 256;
+const VALUE_OFF = 1024;
+const PACKET_MAX = 65536;
+
+/** Default capacity in the simulator: the layout default, bounded so that a node costs megabytes, not
+ * hundreds of them. The kernel uses the layout defaults. */
+function defaultCapacity(spec: MapSpec): number {
+  if (spec.maxEntries <= 1) return spec.maxEntries;
+  return Math.min(spec.maxEntries, spec.name === "lb_maglev" ? 262_144 : 65_536);
+}
+
+const ERRNO: Record<number, [string, string]> = {
+  2: ["MAP_ENOENT", "no such entry"],
+  7: ["MAP_FULL", "map is full"],
+  12: ["MAP_ENOMEM", "out of memory"],
+  17: ["MAP_EEXIST", "entry exists"],
+  22: ["MAP_EINVAL", "invalid argument"],
+};
+
+export class AbiDatapath implements Datapath {
+  private closed = false;
+  private readonly handles = new Map<number, MapHandle<unknown, unknown>>();
+
+  constructor(
+    readonly engine: EngineName,
+    private readonly abi: CoreAbi,
+    private readonly memory: () => ArrayBuffer,
+    opts: AbiDatapathOptions = {},
+  ) {
+    if (abi.abiInit() !== 0) throw new DatapathError("ENGINE_INIT", `${engine} engine: out of memory at start-up`);
+    for (const spec of Object.values(MAP_SPECS) as MapSpec[]) {
+      const cap = opts.capacities?.[spec.name] ?? defaultCapacity(spec);
+      const rc = abi.abiMapCreate(spec.id, cap);
+      if (rc !== 0) {
+        throw new DatapathError("ENGINE_INIT", `${engine} engine: cannot create map ${spec.name} with ${cap} entries (error ${rc})`);
+      }
+    }
+  }
+
+  private bytes(): Uint8Array {
+    return new Uint8Array(this.memory());
+  }
+
+  private scratch(): number {
+    return this.abi.abiScratch() >>> 0;
+  }
+
+  map<K, V>(spec: MapSpec<K, V>): MapHandle<K, V> {
+    const cached = this.handles.get(spec.id);
+    if (cached) return cached as MapHandle<K, V>;
+    const dp = this;
+    const h: MapHandle<K, V> = {
+      spec,
+      lookup(key) {
+        const s = dp.scratch();
+        dp.bytes().set(spec.key.encode(key), s + KEY_OFF);
+        const p = dp.abi.abiMapLookup(spec.id, s + KEY_OFF) >>> 0;
+        if (p === 0) return undefined;
+        return spec.value.decode(dp.bytes(), p);
+      },
+      update(key, value, flags = 0) {
+        const s = dp.scratch();
+        const mem = dp.bytes();
+        mem.set(spec.key.encode(key), s + KEY_OFF);
+        mem.set(spec.value.encode(value), s + VALUE_OFF);
+        const rc = dp.abi.abiMapUpdate(spec.id, s + KEY_OFF, s + VALUE_OFF, flags) | 0;
+        if (rc !== 0) {
+          const [code, text] = ERRNO[-rc] ?? ["MAP_ERROR", `error ${rc}`];
+          throw new DatapathError(code, `${dp.engine}: update of map ${spec.name} failed: ${text}`);
+        }
+      },
+      delete(key) {
+        const s = dp.scratch();
+        dp.bytes().set(spec.key.encode(key), s + KEY_OFF);
+        return (dp.abi.abiMapDelete(spec.id, s + KEY_OFF) | 0) === 0;
+      },
+      *entries() {
+        // Collect keys first: callers may update values while iterating.
+        const keys: Uint8Array[] = [];
+        const s = dp.scratch();
+        let rc = dp.abi.abiMapNextKey(spec.id, 0, s + NEXT_KEY_OFF) | 0;
+        while (rc === 0) {
+          const k = dp.bytes().slice(s + NEXT_KEY_OFF, s + NEXT_KEY_OFF + spec.key.size);
+          keys.push(k);
+          dp.bytes().set(k, s + KEY_OFF);
+          rc = dp.abi.abiMapNextKey(spec.id, s + KEY_OFF, s + NEXT_KEY_OFF) | 0;
+        }
+        for (const k of keys) {
+          dp.bytes().set(k, s + KEY_OFF);
+          const p = dp.abi.abiMapLookup(spec.id, s + KEY_OFF) >>> 0;
+          if (p !== 0) yield [spec.key.decode(k), spec.value.decode(dp.bytes(), p)] as [K, V];
+        }
+      },
+      count() {
+        return dp.abi.abiMapCount(spec.id) >>> 0;
+      },
+    };
+    this.handles.set(spec.id, h as MapHandle<unknown, unknown>);
+    return h;
+  }
+
+  run(entry: EntryPoint, packet: Uint8Array, opts: RunOptions): RunResult {
+    if (this.closed) throw new DatapathError("ENGINE_CLOSED", `${this.engine} engine is closed`);
+    if (packet.length > PACKET_MAX) {
+      throw new DatapathError("PACKET_TOO_LARGE", `packet of ${packet.length} bytes exceeds ${PACKET_MAX}`);
+    }
+    const p = this.abi.abiPacket() >>> 0;
+    this.bytes().set(packet, p);
+    const now = opts.now >>> 0;
+    let verdict: number;
+    if (entry === "fromEndpoint") verdict = this.abi.abiFromEndpoint(packet.length, now);
+    else if (entry === "toEndpoint") verdict = this.abi.abiToEndpoint(packet.length, (opts.srcIdentity ?? 0) >>> 0, now);
+    else verdict = this.abi.abiFromNetwork(packet.length, now);
+    const output = this.bytes().slice(p, p + packet.length);
+    const trace = this.map(MAP_SPECS.Trace).lookup(0) ?? (TraceRecordCodec.zero() as TraceRecord);
+    return { verdict: verdict >>> 0, dropReason: trace.dropReason, output, trace };
+  }
+
+  /**
+   * Builds a service's Maglev lookup table in core (core/maglev.ts) — the same code and arithmetic the
+   * node agent uses — and returns the M backend ids. Throws DatapathError on invalid input.
+   */
+  maglevTable(backends: MaglevBackend[], m: number, seedMurmur: number): Uint32Array {
+    const inputBytes = backends.length * MAGLEV_REC_SIZE;
+    const buf = this.abi.abiHostBuffer(inputBytes + m * 4) >>> 0;
+    if (buf === 0) throw new DatapathError("ENGINE_ENOMEM", `${this.engine}: no memory for a Maglev table of ${m} slots`);
+    this.bytes().set(packMaglevInput(backends).bytes, buf);
+    const out = buf + inputBytes;
+    const rc = this.abi.abiMaglevBuild(buf, backends.length, m, seedMurmur >>> 0, out) | 0;
+    if (rc !== 0) {
+      throw new DatapathError("MAGLEV_INVALID", `cannot build a Maglev table of size ${m} for ${backends.length} backends`, "M must be one of Cilium's primes and there must be at least one backend");
+    }
+    return new Uint32Array(this.memory().slice(out, out + m * 4));
+  }
+
+  /** Deletes expired conntrack entries at time `now`; returns how many. */
+  ctGc(now: number): number {
+    return this.abi.abiCtGc(now >>> 0) >>> 0;
+  }
+
+  /** Bytes of linear memory in use by maps and buffers (for memory reports). */
+  heapUsed(): number {
+    return this.abi.abiHeapUsed() >>> 0;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}

@@ -1,0 +1,227 @@
+/*
+ * Address/port rewriting with checksum fix-ups, and source NAT for NodePort traffic that this node
+ * forwards to a backend on another node (Cilium bpf/lib/nat.h snat_v4_nat / snat_v4_rev_nat and
+ * bpf/lib/nodeport.h; reference §7). core/lb.ts uses the rewrite helpers for service DNAT and rev-NAT.
+ *
+ * Checksums (as Cilium's lb4_xlate / snat_v4_rewrite_headers): an IPv4 address change updates the IPv4
+ * header checksum (pktL3CsumReplace, 4 bytes) and, for TCP / UDP, the L4 checksum as a pseudo-header
+ * field (pktL4CsumReplace with CSUM_F_PSEUDO_HDR | 4); an IPv6 address change has no L3 checksum and
+ * updates the L4 checksum of TCP, UDP and ICMPv6 per 32-bit word. A port change updates the L4 checksum
+ * with size 2. UDP always adds CSUM_F_MARK_MANGLED_0 (a zero UDP checksum means "none" and stays zero).
+ * ICMPv4's checksum does not cover addresses and is left alone; SCTP (CRC32c) ports are not rewritten.
+ *
+ * SNAT map (MapId.Snat, key CtTuple, value SnatValue), both directions inserted per mapping:
+ *   egress  key = the tuple as the packet leaves before SNAT  {daddr, saddr, dport, sport, TUPLE_F_OUT}
+ *           value = {toAddr = node IPv4, toPort = allocated port}
+ *   ingress key = the reply as it arrives {daddr = node IPv4, saddr = backend, dport = allocated port,
+ *           sport = backend port, TUPLE_F_IN}; value = {toAddr = original source, toPort = original port}
+ * Port allocation (numbered once):
+ *   P1. The range is [nodePortMax + 1, 65535] (NODEPORT_PORT_MIN_NAT..MAX_NAT; 32768.. by default).
+ *   P2. The original source port is kept when it is inside the range and free.
+ *   P3. Otherwise candidates start at a pure hash of the flow (jhash of source address, ports and
+ *       protocol with ConfigValue.hashSeed) reduced into the range, then step by one, for at most
+ *       SNAT_COLLISION_RETRIES (32) candidates — Cilium draws random ports; ciliate hashes so that WASM
+ *       and the kernel allocate the same port for the same packet and map state.
+ *   P4. A candidate is free when its ingress key can be inserted with BPF_NOEXIST; then the egress
+ *       entry is written. None free → DROP_NAT_NO_MAPPING.
+ */
+import { memCopy, read8, read16, read32, write8, write16, write32 } from "./env";
+import { read16be, read32be, write16be } from "./bytes";
+import { stackAlloc } from "./alloc";
+import { mapDelete, mapLookup, mapUpdate } from "./maps";
+import { Pkt, pktHas, pktLoad16, pktLoad32, pktStore16, pktStore32, pktL3CsumReplace, pktL4CsumReplace,
+  CSUM_F_MARK_MANGLED_0, CSUM_F_PSEUDO_HDR } from "./pkt";
+import { configGet } from "./config";
+import { hashFromTupleV4 } from "./hash";
+import { MapId, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKET_INFO_L3_OFF, PACKET_INFO_L4_OFF,
+  PACKET_INFO_L4_CSUM_OFF, PACKET_INFO_SPORT, PACKET_INFO_DPORT, PACKET_INFO_SADDR, PACKET_INFO_DADDR,
+  CT_TUPLE_SIZE, CT_TUPLE_DADDR, CT_TUPLE_SADDR, CT_TUPLE_DPORT_BE, CT_TUPLE_SPORT_BE, CT_TUPLE_NEXTHDR,
+  CT_TUPLE_FLAGS, CT_TUPLE_FAMILY, SNAT_VALUE_SIZE, SNAT_VALUE_TO_ADDR, SNAT_VALUE_TO_PORT_BE,
+  SNAT_VALUE_FAMILY, SNAT_VALUE_CREATED, CONFIG_VALUE_NODE_IPV4_BE, CONFIG_VALUE_NODE_PORT_MAX,
+  CONFIG_VALUE_HASH_SEED } from "./gen/layout";
+import { FAMILY_IPV4, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, TUPLE_F_IN, TUPLE_F_OUT,
+  BPF_ANY, BPF_NOEXIST } from "./constants";
+import { DROP_CSUM_L3, DROP_CSUM_L4, DROP_WRITE_ERROR, DROP_NAT_NO_MAPPING, DROP_NAT_UNSUPP_PROTO,
+  DROP_NO_CONFIG } from "./drop-reasons";
+
+/** Candidate ports tried before giving up (Cilium SNAT_COLLISION_RETRIES). */
+export const SNAT_COLLISION_RETRIES: u32 = 32;
+/** snatRevIngress: the packet belongs to no SNAT mapping and was left alone (Cilium NAT_PUNT_TO_STACK). */
+export const NAT_PUNT_TO_STACK: i32 = 1;
+
+/**
+ * Rewrites the source (dst = false) or destination (dst = true) address of the parsed packet to the 16
+ * bytes at `newAddr` (IPv4 in the first 4), fixing the checksums (file comment), and updates PacketInfo.
+ * Returns 0, -DROP_WRITE_ERROR (header outside the packet), -DROP_CSUM_L3 or -DROP_CSUM_L4.
+ */
+export function natRewriteAddr(pkt: Pkt, info: usize, dst: bool, newAddr: usize): i32 {
+  const family = read8(info + PACKET_INFO_FAMILY);
+  const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
+  const l3Off = read16(info + PACKET_INFO_L3_OFF);
+  const csumOff = read16(info + PACKET_INFO_L4_CSUM_OFF);
+  const udp: bool = nexthdr == IPPROTO_UDP;
+  let l4Flags: u32 = CSUM_F_PSEUDO_HDR | 4;
+  if (udp) l4Flags = l4Flags | CSUM_F_MARK_MANGLED_0;
+  if (family == FAMILY_IPV4) {
+    const off: u32 = l3Off + (dst ? 16 : 12);
+    if (!pktHas(pkt, off + 4)) return -(<i32>DROP_WRITE_ERROR);
+    const from = pktLoad32(pkt, off);
+    const to = read32be(newAddr);
+    pktStore32(pkt, off, to);
+    if (pktL3CsumReplace(pkt, l3Off + 10, from, to, 4) < 0) return -(<i32>DROP_CSUM_L3);
+    if (csumOff != 0 && (nexthdr == IPPROTO_TCP || udp)) {
+      if (pktL4CsumReplace(pkt, csumOff, from, to, l4Flags) < 0) return -(<i32>DROP_CSUM_L4);
+    }
+  } else {
+    const off: u32 = l3Off + (dst ? 24 : 8);
+    if (!pktHas(pkt, off + 16)) return -(<i32>DROP_WRITE_ERROR);
+    const l4: bool = csumOff != 0 && (nexthdr == IPPROTO_TCP || udp || nexthdr == IPPROTO_ICMPV6);
+    for (let i: u32 = 0; i < 4; i++) {
+      const from = pktLoad32(pkt, off + (i << 2));
+      const to = read32be(newAddr + (i << 2));
+      pktStore32(pkt, off + (i << 2), to);
+      if (l4) {
+        if (pktL4CsumReplace(pkt, csumOff, from, to, l4Flags) < 0) return -(<i32>DROP_CSUM_L4);
+      }
+    }
+  }
+  memCopy(info + (dst ? PACKET_INFO_DADDR : PACKET_INFO_SADDR), newAddr, 16);
+  return 0;
+}
+
+/**
+ * Rewrites the source (dst = false) or destination (dst = true) port of a TCP or UDP packet to `port`
+ * (host order) with the L4 checksum fix-up, and updates PacketInfo. Other protocols are left alone.
+ * Returns 0, -DROP_WRITE_ERROR or -DROP_CSUM_L4.
+ */
+export function natRewritePort(pkt: Pkt, info: usize, dst: bool, port: u32): i32 {
+  const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
+  if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) return 0;
+  const off: u32 = read16(info + PACKET_INFO_L4_OFF) + (dst ? 2 : 0);
+  if (!pktHas(pkt, off + 2)) return -(<i32>DROP_WRITE_ERROR);
+  const from = pktLoad16(pkt, off);
+  const to: u32 = port & 0xffff;
+  pktStore16(pkt, off, to);
+  const csumOff = read16(info + PACKET_INFO_L4_CSUM_OFF);
+  if (csumOff != 0) {
+    let flags: u32 = 2;
+    if (nexthdr == IPPROTO_UDP) flags = flags | CSUM_F_MARK_MANGLED_0;
+    if (pktL4CsumReplace(pkt, csumOff, from, to, flags) < 0) return -(<i32>DROP_CSUM_L4);
+  }
+  write16(info + (dst ? PACKET_INFO_DPORT : PACKET_INFO_SPORT), to);
+  return 0;
+}
+
+/** Fills `key` with the packet's tuple (as it travels) and the given direction flag. */
+function snatTuple(info: usize, key: usize, dirFlag: u32): void {
+  memCopy(key + CT_TUPLE_DADDR, info + PACKET_INFO_DADDR, 16);
+  memCopy(key + CT_TUPLE_SADDR, info + PACKET_INFO_SADDR, 16);
+  write16be(key + CT_TUPLE_DPORT_BE, read16(info + PACKET_INFO_DPORT));
+  write16be(key + CT_TUPLE_SPORT_BE, read16(info + PACKET_INFO_SPORT));
+  write8(key + CT_TUPLE_NEXTHDR, read8(info + PACKET_INFO_NEXTHDR));
+  write8(key + CT_TUPLE_FLAGS, dirFlag);
+  write8(key + CT_TUPLE_FAMILY, read8(info + PACKET_INFO_FAMILY));
+}
+
+/** Applies an SNAT value to the source (egress) or destination (ingress) of the packet. */
+function snatApply(pkt: Pkt, info: usize, v: usize, dst: bool): i32 {
+  const addr = stackAlloc(16);
+  memCopy(addr, v + SNAT_VALUE_TO_ADDR, 16);
+  const port = read16be(v + SNAT_VALUE_TO_PORT_BE);
+  const r = natRewriteAddr(pkt, info, dst, addr);
+  if (r < 0) return r;
+  return natRewritePort(pkt, info, dst, port);
+}
+
+/**
+ * SNAT of a NodePort packet leaving this node for a remote backend (after DNAT): the source becomes the
+ * node's IPv4 address and an allocated port (rules P1–P4). An existing mapping for the flow is reused.
+ * Returns:
+ *   0 — translated (PacketInfo holds the new source);
+ *   -DROP_NAT_UNSUPP_PROTO — not IPv4 TCP/UDP (the config has no node IPv6 address; ICMP ids are not
+ *     translated);
+ *   -DROP_NO_CONFIG — no ConfigValue, or its nodeIpv4 is 0;
+ *   -DROP_NAT_NO_MAPPING — no free port among SNAT_COLLISION_RETRIES candidates, or the egress entry
+ *     could not be stored;
+ *   -DROP_WRITE_ERROR / -DROP_CSUM_L3 / -DROP_CSUM_L4 — rewriting failed.
+ */
+export function snatEgress(pkt: Pkt, info: usize, now: u32): i32 {
+  const family = read8(info + PACKET_INFO_FAMILY);
+  const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
+  if (family != FAMILY_IPV4 || (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP)) return -(<i32>DROP_NAT_UNSUPP_PROTO);
+  const cfg = configGet();
+  if (cfg == 0) return -(<i32>DROP_NO_CONFIG);
+  const nodeIp = read32(cfg + CONFIG_VALUE_NODE_IPV4_BE);
+  if (nodeIp == 0) return -(<i32>DROP_NO_CONFIG);
+  const okey = stackAlloc(CT_TUPLE_SIZE);
+  snatTuple(info, okey, TUPLE_F_OUT);
+  const existing = mapLookup(MapId.Snat, okey);
+  if (existing != 0) return snatApply(pkt, info, existing, false);
+
+  // P1. Port range.
+  const minPort: u32 = read16(cfg + CONFIG_VALUE_NODE_PORT_MAX) + 1;
+  if (minPort > 65535) return -(<i32>DROP_NAT_NO_MAPPING);
+  const span: u32 = 65536 - minPort;
+  const sport = read16(info + PACKET_INFO_SPORT);
+  const dport = read16(info + PACKET_INFO_DPORT);
+  // P3. Deterministic start: flow hash reduced into the range.
+  const h = hashFromTupleV4(read32(info + PACKET_INFO_SADDR), dport, sport, nexthdr, read32(cfg + CONFIG_VALUE_HASH_SEED));
+  let cand: u32 = minPort + h % span;
+  // P2. Keep the original port when it is in range.
+  if (sport >= minPort) cand = sport;
+
+  // Reply key: {daddr = node IP, saddr = backend, dport = candidate, sport = backend port, TUPLE_F_IN}.
+  const rkey = stackAlloc(CT_TUPLE_SIZE);
+  write32(rkey + CT_TUPLE_DADDR, nodeIp);
+  memCopy(rkey + CT_TUPLE_SADDR, info + PACKET_INFO_DADDR, 16);
+  write16be(rkey + CT_TUPLE_SPORT_BE, dport);
+  write8(rkey + CT_TUPLE_NEXTHDR, nexthdr);
+  write8(rkey + CT_TUPLE_FLAGS, TUPLE_F_IN);
+  write8(rkey + CT_TUPLE_FAMILY, FAMILY_IPV4);
+  const rval = stackAlloc(SNAT_VALUE_SIZE);
+  memCopy(rval + SNAT_VALUE_TO_ADDR, info + PACKET_INFO_SADDR, 16);
+  write16be(rval + SNAT_VALUE_TO_PORT_BE, sport);
+  write8(rval + SNAT_VALUE_FAMILY, FAMILY_IPV4);
+  write32(rval + SNAT_VALUE_CREATED, now);
+
+  // P4. Claim the first free candidate.
+  let found: bool = false;
+  for (let i: u32 = 0; i < SNAT_COLLISION_RETRIES; i++) {
+    write16be(rkey + CT_TUPLE_DPORT_BE, cand);
+    if (mapUpdate(MapId.Snat, rkey, rval, BPF_NOEXIST) == 0) {
+      found = true;
+      break;
+    }
+    cand = cand >= 65535 ? minPort : cand + 1;
+  }
+  if (!found) return -(<i32>DROP_NAT_NO_MAPPING);
+
+  const oval = stackAlloc(SNAT_VALUE_SIZE);
+  write32(oval + SNAT_VALUE_TO_ADDR, nodeIp);
+  write16be(oval + SNAT_VALUE_TO_PORT_BE, cand);
+  write8(oval + SNAT_VALUE_FAMILY, FAMILY_IPV4);
+  write32(oval + SNAT_VALUE_CREATED, now);
+  if (mapUpdate(MapId.Snat, okey, oval, BPF_ANY) != 0) {
+    mapDelete(MapId.Snat, rkey);
+    return -(<i32>DROP_NAT_NO_MAPPING);
+  }
+  return snatApply(pkt, info, oval, false);
+}
+
+/**
+ * Reverse SNAT of a reply arriving at this node for a mapping made by snatEgress: the destination
+ * becomes the original client address and port.
+ * Returns:
+ *   0 — translated (PacketInfo holds the new destination);
+ *   NAT_PUNT_TO_STACK (1) — no mapping for this packet (or not IPv4/IPv6 TCP/UDP): left untouched;
+ *   -DROP_WRITE_ERROR / -DROP_CSUM_L3 / -DROP_CSUM_L4 — rewriting failed.
+ */
+export function snatRevIngress(pkt: Pkt, info: usize): i32 {
+  const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
+  if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) return NAT_PUNT_TO_STACK;
+  const key = stackAlloc(CT_TUPLE_SIZE);
+  snatTuple(info, key, TUPLE_F_IN);
+  const v = mapLookup(MapId.Snat, key);
+  if (v == 0) return NAT_PUNT_TO_STACK;
+  return snatApply(pkt, info, v, true);
+}

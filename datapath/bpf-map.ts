@@ -1,0 +1,268 @@
+/*
+ * BPF maps from Node: a raw handle over a map fd (bytes in, bytes out, through bpf_map_lookup_elem /
+ * bpf_map_update_elem / bpf_map_delete_elem / bpf_map_get_next_key) and the typed MapHandle of
+ * core/host/datapath.ts built on it with the generated codecs (core/host/codecs.gen.ts). A typed handle
+ * checks once that the codec sizes equal the kernel map's key and value sizes, so a stale generated layout
+ * fails loudly (BPF_LAYOUT_MISMATCH) instead of corrupting entries.
+ *
+ * Per-CPU maps are not supported (their values are one slot per possible CPU); the layouts of core/ use
+ * none.
+ */
+import { closeSync } from "node:fs";
+import type { Codec, MapSpec } from "../core/host/codecs.gen.ts";
+import type { MapHandle } from "../core/host/datapath.ts";
+import { bpfError, BpfError, BpfErrorCode, errnoName } from "./errors.ts";
+import { libbpf } from "./libbpf.ts";
+
+/** Update flags of bpf_map_update_elem (uapi linux/bpf.h). */
+export const BPF_ANY = 0;
+export const BPF_NOEXIST = 1;
+export const BPF_EXIST = 2;
+export const BPF_F_LOCK = 4;
+
+/** BPF map types that matter here (uapi enum bpf_map_type). */
+export const BPF_MAP_TYPE = {
+  Hash: 1,
+  Array: 2,
+  ProgArray: 3,
+  PerfEventArray: 4,
+  PercpuHash: 5,
+  PercpuArray: 6,
+  LruHash: 9,
+  LruPercpuHash: 10,
+  LpmTrie: 11,
+  Ringbuf: 27,
+} as const;
+
+const PERCPU_TYPES = new Set<number>([BPF_MAP_TYPE.PercpuHash, BPF_MAP_TYPE.PercpuArray, BPF_MAP_TYPE.LruPercpuHash]);
+const ARRAY_TYPES = new Set<number>([BPF_MAP_TYPE.Array, BPF_MAP_TYPE.PercpuArray]);
+
+/** What the kernel says about a map (struct bpf_map_info, the stable prefix). */
+export interface MapInfo {
+  type: number;
+  id: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  name: string;
+}
+
+/** bpf_obj_get_info_by_fd on a map fd. Throws BpfError (BPF_MAP_OP_FAILED) for a bad fd. */
+export function mapInfo(fd: number): MapInfo {
+  const buf = new Uint8Array(88); // sizeof(struct bpf_map_info) in Linux 6.x; the kernel accepts smaller/larger
+  const len = new Uint32Array([buf.length]);
+  const ret = libbpf().bpf_obj_get_info_by_fd(fd, buf, len);
+  if (ret < 0) throw bpfError(BpfErrorCode.MapOpFailed, `bpf_obj_get_info_by_fd(${fd})`, ret);
+  const dv = new DataView(buf.buffer);
+  const nameBytes = buf.subarray(24, 40);
+  const nul = nameBytes.indexOf(0);
+  return {
+    type: dv.getUint32(0, true),
+    id: dv.getUint32(4, true),
+    keySize: dv.getUint32(8, true),
+    valueSize: dv.getUint32(12, true),
+    maxEntries: dv.getUint32(16, true),
+    flags: dv.getUint32(20, true),
+    name: Buffer.from(nameBytes.subarray(0, nul < 0 ? 16 : nul)).toString("latin1"),
+  };
+}
+
+/**
+ * A map fd with byte-level operations. Owns the fd only when opened from a pin (`RawMap.fromPin`);
+ * maps of a BpfObject are owned (and closed) by the object.
+ */
+export class RawMap {
+  readonly info: MapInfo;
+  private closed = false;
+
+  constructor(
+    readonly fd: number,
+    readonly name: string,
+    private readonly ownsFd = false,
+    /** Called to check that the owner (a BpfObject) is still open. */
+    private readonly alive: () => boolean = () => true,
+  ) {
+    this.info = mapInfo(fd);
+    if (PERCPU_TYPES.has(this.info.type)) {
+      throw new BpfError(BpfErrorCode.BadArgument, `map ${name}: per-CPU maps are not supported by the driver`);
+    }
+  }
+
+  /** Opens a pinned map by its bpffs path (bpf_obj_get). The returned map owns its fd: close() it. */
+  static fromPin(path: string): RawMap {
+    const fd = libbpf().bpf_obj_get(path);
+    if (fd < 0) {
+      throw bpfError(BpfErrorCode.PinFailed, `bpf_obj_get(${path})`, fd, "is the path on a mounted bpffs, and was the map pinned there?");
+    }
+    return new RawMap(fd, path, true);
+  }
+
+  get isArray(): boolean {
+    return ARRAY_TYPES.has(this.info.type);
+  }
+
+  private check(key: Uint8Array, value?: Uint8Array): void {
+    if (this.closed || !this.alive()) throw new BpfError(BpfErrorCode.Closed, `map ${this.name} is closed`);
+    if (key.length !== this.info.keySize) {
+      throw new BpfError(BpfErrorCode.BadArgument, `map ${this.name}: key is ${key.length} bytes, map key size is ${this.info.keySize}`);
+    }
+    if (value && value.length !== this.info.valueSize) {
+      throw new BpfError(BpfErrorCode.BadArgument, `map ${this.name}: value is ${value.length} bytes, map value size is ${this.info.valueSize}`);
+    }
+  }
+
+  /** The value bytes, or undefined when the key is absent (ENOENT). Other failures throw BpfError. */
+  lookup(key: Uint8Array): Uint8Array | undefined {
+    this.check(key);
+    const value = new Uint8Array(this.info.valueSize);
+    const ret = libbpf().bpf_map_lookup_elem(this.fd, key, value);
+    if (ret === 0) return value;
+    if (errnoName(-ret) === "ENOENT") return undefined;
+    throw bpfError(BpfErrorCode.MapOpFailed, `lookup in map ${this.name}`, ret);
+  }
+
+  /**
+   * Inserts or replaces. Throws BpfError: BPF_MAP_FULL (hash/LRU/LPM map full), BPF_KEY_OUT_OF_RANGE (array
+   * index ≥ max_entries), BPF_KEY_EXISTS (BPF_NOEXIST and present), BPF_KEY_NOT_FOUND (BPF_EXIST and absent),
+   * BPF_NOT_PERMITTED, BPF_MAP_OP_FAILED (anything else).
+   */
+  update(key: Uint8Array, value: Uint8Array, flags = BPF_ANY): void {
+    this.check(key, value);
+    const ret = libbpf().bpf_map_update_elem(this.fd, key, value, flags);
+    if (ret === 0) return;
+    const what = `update of map ${this.name}`;
+    switch (errnoName(-ret)) {
+      case "E2BIG":
+        if (this.isArray) throw bpfError(BpfErrorCode.KeyOutOfRange, what, ret, `array index must be < max_entries (${this.info.maxEntries})`);
+        throw bpfError(BpfErrorCode.MapFull, what, ret, `map is full (max_entries ${this.info.maxEntries}): delete entries or raise max_entries`);
+      case "EEXIST":
+        throw bpfError(BpfErrorCode.KeyExists, what, ret, "BPF_NOEXIST given and the key exists");
+      case "ENOENT":
+        throw bpfError(BpfErrorCode.KeyNotFound, what, ret, "BPF_EXIST given and the key is absent");
+      default:
+        throw bpfError(BpfErrorCode.MapOpFailed, what, ret);
+    }
+  }
+
+  /** Deletes a key. Returns false when it was absent (ENOENT); array maps throw (EINVAL: cannot delete). */
+  delete(key: Uint8Array): boolean {
+    this.check(key);
+    const ret = libbpf().bpf_map_delete_elem(this.fd, key);
+    if (ret === 0) return true;
+    if (errnoName(-ret) === "ENOENT") return false;
+    throw bpfError(BpfErrorCode.MapOpFailed, `delete from map ${this.name}`, ret, this.isArray ? "array map entries cannot be deleted; write zeroes instead" : undefined);
+  }
+
+  /**
+   * Every key, in the kernel's iteration order (bpf_map_get_next_key from NULL). Bounded by
+   * 2 × max_entries + 1 steps, since a concurrent delete restarts a hash map's iteration.
+   */
+  *keys(): IterableIterator<Uint8Array> {
+    this.check(new Uint8Array(this.info.keySize));
+    const api = libbpf();
+    let prev: Uint8Array | null = null;
+    const limit = this.info.maxEntries * 2 + 1;
+    for (let i = 0; i < limit; i++) {
+      const next = new Uint8Array(this.info.keySize);
+      const ret = api.bpf_map_get_next_key(this.fd, prev, next);
+      if (ret < 0) {
+        if (errnoName(-ret) === "ENOENT") return;
+        throw bpfError(BpfErrorCode.MapOpFailed, `iteration of map ${this.name}`, ret);
+      }
+      yield next;
+      prev = next;
+    }
+  }
+
+  /** Every (key, value) pair; keys deleted between the key walk and the lookup are skipped. */
+  *entries(): IterableIterator<[Uint8Array, Uint8Array]> {
+    for (const k of this.keys()) {
+      const v = this.lookup(k);
+      if (v) yield [k, v];
+    }
+  }
+
+  /** Number of keys (for an array map: max_entries, every index exists). */
+  count(): number {
+    let n = 0;
+    for (const _ of this.keys()) n++;
+    return n;
+  }
+
+  /** Deletes every key (arrays: writes zero values). Returns how many entries were cleared. */
+  clear(): number {
+    let n = 0;
+    if (this.isArray) {
+      const zero = new Uint8Array(this.info.valueSize);
+      for (const k of [...this.keys()]) {
+        this.update(k, zero);
+        n++;
+      }
+      return n;
+    }
+    for (const k of [...this.keys()]) if (this.delete(k)) n++;
+    return n;
+  }
+
+  /** Closes the fd when this handle owns it (pinned maps opened with fromPin). Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownsFd) closeSync(this.fd);
+  }
+}
+
+/** A MapHandle over a kernel map, encoding keys and values with the spec's codecs. */
+export class BpfMapHandle<K, V> implements MapHandle<K, V> {
+  constructor(
+    readonly spec: MapSpec<K, V>,
+    readonly raw: RawMap,
+  ) {
+    const { keySize, valueSize } = raw.info;
+    if (spec.key.size !== keySize || spec.value.size !== valueSize) {
+      throw new BpfError(
+        BpfErrorCode.LayoutMismatch,
+        `map ${raw.name}: codecs ${spec.key.name}/${spec.value.name} are ${spec.key.size}/${spec.value.size} bytes, kernel map has ${keySize}/${valueSize}`,
+        "regenerate layouts (npm run gen) and rebuild the BPF object",
+      );
+    }
+  }
+
+  lookup(key: Partial<K>): V | undefined {
+    const v = this.raw.lookup(this.spec.key.encode(key));
+    return v ? this.spec.value.decode(v) : undefined;
+  }
+
+  update(key: Partial<K>, value: Partial<V>, flags = BPF_ANY): void {
+    this.raw.update(this.spec.key.encode(key), this.spec.value.encode(value), flags);
+  }
+
+  delete(key: Partial<K>): boolean {
+    return this.raw.delete(this.spec.key.encode(key));
+  }
+
+  *entries(): IterableIterator<[K, V]> {
+    for (const [k, v] of this.raw.entries()) yield [this.spec.key.decode(k), this.spec.value.decode(v)];
+  }
+
+  count(): number {
+    return this.raw.count();
+  }
+}
+
+/** A MapSpec for a map that is not in core/layout.ts (fixtures, tools): name plus codecs. */
+export function adHocSpec<K, V>(bpfName: string, key: Codec<K>, value: Codec<V>, type = 0, maxEntries = 0): MapSpec<K, V> {
+  return { id: -1, name: bpfName, bpfName, type, maxEntries, key, value } as unknown as MapSpec<K, V>;
+}
+
+/** Typed handle over a pinned map path (opens its own fd; close with handle.raw.close()). */
+export function openPinnedMap<K, V>(path: string, spec: MapSpec<K, V>): BpfMapHandle<K, V> {
+  const raw = RawMap.fromPin(path);
+  try {
+    return new BpfMapHandle(spec, raw);
+  } catch (e) {
+    raw.close();
+    throw e;
+  }
+}

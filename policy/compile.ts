@@ -1,0 +1,445 @@
+// Per-endpoint policy-map state, computed as Cilium's agent does (pkg/policy/repository.go,
+// pkg/policy/mapstate.go, pkg/policy/l4.go):
+//  1. Enforcement per direction (reference §3.6): mode never → none; always → both; default → a
+//     direction is enforced when a selecting rule touches it; when every touching rule has
+//     enableDefaultDeny false, a wildcard allow is added (deny rules still apply).
+//  2. Each rule element → (peer identity set) × (protocol, port prefix) keys; identity 0 = any peer;
+//     ANY expands to TCP, UDP, SCTP; named ports resolve per destination pod; ranges become prefixes.
+//  3. Deny-preferred insertion: an entry covered by a broader-or-equal deny (same identity or identity 0)
+//     is dropped; a deny removes every narrower-or-equal entry it covers; identical keys merge.
+//  4. A port with HTTP rules becomes a proxy redirect for every allow on that port (peers without L7
+//     rules get allow-all HTTP), with a deterministic proxy port per (endpoint, direction, L4 key).
+//  5. Fixed entries: allow-any per direction that is not enforced; localhost (host, identity 1) ingress.
+//  6. Budget: more entries than policyMapMax is an error naming the endpoint and the policies.
+// Every entry keeps its provenance; cookies number the distinct provenance sets deterministically.
+
+import { ID_HOST, IPPROTO_ICMP, IPPROTO_ICMPV6 } from "../core/host/constants.gen.ts";
+import { cidrContains, parseCidr } from "./cidr.ts";
+import { PolicyBudgetError, type PolicyError } from "./errors.ts";
+import { allocateIdentities, ENTITY_IDENTITY, LOCAL_IDENTITY_SCOPE, type IdentityTable } from "./identity.ts";
+import { LABEL_CLUSTER } from "./labels.ts";
+import { portInPrefix, portRangeToPrefixes, PROTO_NUMBERS } from "./ports.ts";
+import { selectorMatches, selectorText } from "./selector.ts";
+import type {
+  ClusterModel,
+  Direction,
+  EndpointPolicy,
+  HttpRule,
+  InternalRule,
+  MapStateEntry,
+  MapStateKey,
+  Peer,
+  PeerRule,
+  PodModel,
+  Provenance,
+  ProxyListener,
+} from "./types.ts";
+
+export interface CompileOptions {
+  /** Per-endpoint entry budget (Cilium bpf-policy-map-max). */
+  policyMapMax?: number;
+  /** First proxy port handed out. */
+  proxyPortBase?: number;
+  /** allow-localhost (default true = Cilium's auto/always). */
+  allowLocalhost?: boolean;
+  dualStack?: boolean;
+  /** Extra label-filter patterns (as --labels). */
+  labelFilter?: string[];
+}
+
+export interface CompiledPolicy {
+  cluster: ClusterModel;
+  identities: IdentityTable;
+  /** prefix → CIDR identity, for the ipcache. */
+  cidrIdentities: { prefix: string; identity: number }[];
+  /** By "ns/name". Host-networked pods have none. */
+  endpoints: Map<string, EndpointPolicy>;
+  /** cookie → provenance of the entry. */
+  provenance: Map<number, Provenance[]>;
+  proxies: Map<number, ProxyListener>;
+  errors: PolicyError[];
+}
+
+export const DEFAULT_POLICY_MAP_MAX = 16384;
+export const DEFAULT_PROXY_PORT_BASE = 10000;
+export const REDIRECT_PRIORITY = 1;
+
+export function keyString(k: MapStateKey): string {
+  return `${k.direction}/${k.identity}/${k.protocol}/${k.port}/${k.portPrefix}`;
+}
+
+/** True when `a` covers `b` on protocol/port (same direction assumed). */
+export function l4Covers(a: MapStateKey, b: MapStateKey): boolean {
+  if (a.protocol === 0) return true;
+  if (a.protocol !== b.protocol) return false;
+  return a.portPrefix <= b.portPrefix && portInPrefix(b.port, { port: a.port, prefix: a.portPrefix });
+}
+
+function sameKey(a: MapStateKey, b: MapStateKey): boolean {
+  return keyString(a) === keyString(b);
+}
+
+function provKey(p: Provenance): string {
+  return `${p.kind}|${p.namespace}|${p.name}|${p.ruleIndex}|${p.element}|${p.peer}`;
+}
+
+function mergeProv(into: Provenance[], from: Provenance[]): void {
+  const have = new Set(into.map(provKey));
+  for (const p of from) if (!have.has(provKey(p))) into.push(p);
+}
+
+/** Rule 3: deny-preferred insertion into one endpoint's map state. */
+export function denyPreferredInsert(state: Map<string, MapStateEntry>, e: MapStateEntry): void {
+  const k = e.key;
+  for (const o of state.values()) {
+    if (!o.deny || o.key.direction !== k.direction) continue;
+    if (o.key.identity !== k.identity && o.key.identity !== 0) continue;
+    if (!l4Covers(o.key, k)) continue;
+    if (e.deny && sameKey(o.key, k)) {
+      mergeProv(o.provenance, e.provenance);
+      return;
+    }
+    return; // covered by a broader-or-equal deny
+  }
+  if (e.deny) {
+    for (const [ks, o] of state) {
+      if (o.key.direction !== k.direction) continue;
+      if (k.identity !== 0 && o.key.identity !== k.identity) continue;
+      if (l4Covers(k, o.key)) state.delete(ks);
+    }
+    state.set(keyString(k), e);
+    return;
+  }
+  const ks = keyString(k);
+  const o = state.get(ks);
+  if (!o) {
+    state.set(ks, e);
+    return;
+  }
+  // Same-key merge of two allows: prefer a redirect; then higher priority; then the lower proxy port.
+  const better =
+    (e.proxyPort !== 0 && o.proxyPort === 0) ||
+    (e.proxyPort !== 0 && o.proxyPort !== 0 && (e.proxyPortPriority > o.proxyPortPriority || (e.proxyPortPriority === o.proxyPortPriority && e.proxyPort < o.proxyPort)));
+  if (better) {
+    o.proxyPort = e.proxyPort;
+    o.proxyPortPriority = e.proxyPortPriority;
+  }
+  mergeProv(o.provenance, e.provenance);
+}
+
+function elementName(r: PeerRule): string {
+  return `${r.direction}${r.deny ? "Deny" : ""}[${r.index}]`;
+}
+
+export function peerText(p: Peer): string {
+  switch (p.type) {
+    case "selector":
+      return p.text;
+    case "entity":
+      return `entity:${p.entity}`;
+    case "cidr":
+      return p.except.length ? `cidr:${p.cidr} except ${p.except.join(",")}` : `cidr:${p.cidr}`;
+    case "all":
+      return "all";
+    case "none":
+      return "none";
+    case "service":
+      return `service:${p.namespace}/${p.name ?? selectorText(p.selector ?? { requirements: [] })}`;
+  }
+}
+
+/** Resolves toServices peers into selector or CIDR peers against the cluster. */
+function resolveServicePeer(p: Extract<Peer, { type: "service" }>, cluster: ClusterModel): Peer[] {
+  const out: Peer[] = [];
+  for (const s of cluster.services) {
+    if (s.namespace !== p.namespace) continue;
+    if (p.name !== undefined && s.name !== p.name) continue;
+    if (p.selector && !selectorMatches(p.selector, Object.entries(s.labels ?? {}).map(([key, value]) => ({ source: "k8s", key, value })))) continue;
+    if (s.selector && Object.keys(s.selector).length) {
+      const reqs = Object.entries(s.selector).map(([key, v]) => ({ source: "k8s", key, op: "In" as const, values: [v] }));
+      reqs.push({ source: "k8s", key: "io.kubernetes.pod.namespace", op: "In", values: [s.namespace] });
+      const selector = { requirements: reqs };
+      out.push({ type: "selector", selector, text: `service ${s.namespace}/${s.name} ${selectorText(selector)}` });
+    } else for (const ip of s.endpoints ?? []) {
+      const c = parseCidr(ip);
+      if (c) out.push({ type: "cidr", cidr: c.text, except: [] });
+    }
+  }
+  return out;
+}
+
+function expandPeers(r: PeerRule, cluster: ClusterModel): Peer[] {
+  return r.peers.flatMap((p) => (p.type === "service" ? resolveServicePeer(p, cluster) : [p]));
+}
+
+/** Identity set a peer selects; [0] = every identity (wildcard key). */
+export function peerIdentities(p: Peer, t: IdentityTable, clusterName: string): number[] {
+  switch (p.type) {
+    case "all":
+      return [0];
+    case "none":
+    case "service":
+      return [];
+    case "selector":
+      return t.all.filter((i) => selectorMatches(p.selector, i.labels)).map((i) => i.id);
+    case "entity": {
+      const e = p.entity;
+      if (e === "world" || e === "world-ipv4" || e === "world-ipv6") {
+        const fam = e === "world-ipv4" ? 4 : e === "world-ipv6" ? 6 : 0;
+        const ids: number[] = [];
+        if (e === "world") ids.push(2, 9, 10);
+        else if (fam === 4) ids.push(...(t.dualStack ? [9] : [2, 9]));
+        else ids.push(10);
+        for (const c of t.cidrs) if (fam === 0 || c.cidr.family === fam) ids.push(c.identity);
+        return ids;
+      }
+      if (e === "cluster")
+        return t.all
+          .filter((i) => [1, 3, 4, 5, 6, 7, 8].includes(i.id) || i.labels.some((l) => l.source === "k8s" && l.key === LABEL_CLUSTER && l.value === clusterName))
+          .map((i) => i.id);
+      if (e === "remote-node") return [6, 7];
+      return [ENTITY_IDENTITY[e]];
+    }
+    case "cidr": {
+      const c = parseCidr(p.cidr)!;
+      const ex = p.except.map((x) => parseCidr(x)!);
+      const ids: number[] = [];
+      if (c.bits === 0) ids.push(...(c.family === 4 ? (t.dualStack ? [9] : [2]) : t.dualStack ? [10] : [2]));
+      for (const x of t.cidrs) if (cidrContains(c, x.cidr) && !ex.some((e) => cidrContains(e, x.cidr))) ids.push(x.identity);
+      return ids;
+    }
+  }
+}
+
+interface L4Key {
+  protocol: number;
+  port: number;
+  portPrefix: number;
+  http?: HttpRule[];
+}
+
+function protocolsOf(p: string): number[] {
+  if (p === "ANY") return [PROTO_NUMBERS.TCP, PROTO_NUMBERS.UDP, PROTO_NUMBERS.SCTP];
+  return [PROTO_NUMBERS[p]];
+}
+
+/** Expands a rule element's ports for one destination pod set (named ports resolved against `dstPods`). */
+function expandPorts(r: PeerRule, dstPods: PodModel[]): L4Key[] {
+  if (r.ports === null) return [{ protocol: 0, port: 0, portPrefix: 0 }];
+  const out: L4Key[] = [];
+  for (const ps of r.ports) {
+    const http = ps.l7?.http;
+    if (ps.protocol === "ICMP" || ps.protocol === "ICMPv6") {
+      out.push({ protocol: ps.protocol === "ICMP" ? IPPROTO_ICMP : IPPROTO_ICMPV6, port: Number(ps.port), portPrefix: 16 });
+      continue;
+    }
+    for (const proto of protocolsOf(ps.protocol)) {
+      let ranges: [number, number][] = [];
+      if (typeof ps.port === "number") ranges = [[ps.port, ps.endPort ?? ps.port]];
+      else {
+        const seen = new Set<number>();
+        for (const pod of dstPods)
+          for (const cp of pod.containerPorts)
+            if (cp.name === ps.port && PROTO_NUMBERS[cp.protocol] === proto && !seen.has(cp.port)) {
+              seen.add(cp.port);
+              ranges.push([cp.port, cp.port]);
+            }
+      }
+      for (const [a, b] of ranges) for (const pp of portRangeToPrefixes(a, b)) out.push({ protocol: proto, port: pp.port, portPrefix: pp.prefix, http });
+    }
+  }
+  return out;
+}
+
+interface Pending {
+  key: MapStateKey;
+  deny: boolean;
+  http?: HttpRule[];
+  provenance: Provenance;
+}
+
+function l4String(direction: Direction, k: { protocol: number; port: number; portPrefix: number }): string {
+  return `${direction}/${k.protocol}/${k.port}/${k.portPrefix}`;
+}
+
+/** Collects every InternalRule's CIDR prefixes (incl. excepts and service endpoints) for identity allocation. */
+function collectCidrs(rules: InternalRule[], cluster: ClusterModel): string[] {
+  const out: string[] = [];
+  for (const ir of rules)
+    for (const r of ir.rules)
+      for (const p of expandPeers(r, cluster))
+        if (p.type === "cidr") out.push(p.cidr, ...p.except);
+  return out;
+}
+
+/** Compiles the rules for every pod of the cluster. */
+export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts: CompileOptions = {}): CompiledPolicy {
+  const max = opts.policyMapMax ?? DEFAULT_POLICY_MAP_MAX;
+  let nextProxy = opts.proxyPortBase ?? DEFAULT_PROXY_PORT_BASE;
+  const t = allocateIdentities(cluster, collectCidrs(rules, cluster), { labelFilter: opts.labelFilter, dualStack: opts.dualStack });
+  const endpoints = new Map<string, EndpointPolicy>();
+  const proxies = new Map<number, ProxyListener>();
+  const errors: PolicyError[] = [];
+  const pods = [...cluster.pods].sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+  const podsOfIdentity = new Map<number, PodModel[]>();
+  for (const p of pods) {
+    const id = t.podIdentity.get(`${p.namespace}/${p.name}`)!;
+    if (!podsOfIdentity.has(id)) podsOfIdentity.set(id, []);
+    podsOfIdentity.get(id)!.push(p);
+  }
+  for (const pod of pods) {
+    if (pod.hostNetwork) continue; // host endpoint: policy only with the host firewall, not modelled
+    const name = `${pod.namespace}/${pod.name}`;
+    const identity = t.podIdentity.get(name)!;
+    const labels = t.byId.get(identity)!.labels;
+    const selecting = rules.filter((r) => selectorMatches(r.subject, labels));
+    const enforced = { ingress: false, egress: false };
+    const wildcardAllow: Record<Direction, InternalRule[]> = { ingress: [], egress: [] };
+    for (const d of ["ingress", "egress"] as Direction[]) {
+      if (cluster.policyEnforcement === "never") continue;
+      const touching = selecting.filter((r) => r.touches[d]);
+      if (cluster.policyEnforcement === "always" || touching.length) enforced[d] = true;
+      if (cluster.policyEnforcement === "default" && touching.length && !touching.some((r) => r.defaultDeny[d])) wildcardAllow[d] = touching;
+    }
+    // Rule 2: pending entries. fromRequires/toRequires of every selecting rule constrain every peer in
+    // that direction (Cilium aggregates requirements over the rules selecting the endpoint).
+    const requiresOf: Record<Direction, import("./types.ts").Selector[]> = {
+      ingress: selecting.flatMap((ir) => ir.rules.filter((r) => r.direction === "ingress").flatMap((r) => r.requires)),
+      egress: selecting.flatMap((ir) => ir.rules.filter((r) => r.direction === "egress").flatMap((r) => r.requires)),
+    };
+    const pending: Pending[] = [];
+    if (cluster.policyEnforcement !== "never")
+      for (const ir of selecting)
+        for (const r of ir.rules) {
+          if (!enforced[r.direction]) continue;
+          const peers = expandPeers(r, cluster);
+          for (const peer of peers) {
+            let ids = peerIdentities(peer, t, cluster.clusterName);
+            const requires = requiresOf[r.direction];
+            if (requires.length) {
+              if (ids.includes(0)) ids = t.all.map((i) => i.id);
+              ids = ids.filter((id) => requires.every((s) => selectorMatches(s, t.byId.get(id)?.labels ?? [])));
+            }
+            const prov: Provenance = { kind: ir.origin.kind, namespace: ir.origin.namespace, name: ir.origin.name, ruleIndex: ir.origin.ruleIndex, element: elementName(r), peer: peerText(peer) };
+            const named = r.ports?.some((p) => typeof p.port === "string");
+            const groups: [number[], PodModel[]][] = [];
+            if (!named || r.direction === "ingress") groups.push([ids, [pod]]);
+            else for (const id of ids) groups.push([[id], id === 0 ? pods : (podsOfIdentity.get(id) ?? [])]);
+            for (const [gids, dst] of groups) {
+              const l4 = expandPorts(r, dst);
+              for (const id of gids)
+                for (const k of l4)
+                  pending.push({ key: { identity: id, direction: r.direction, protocol: k.protocol, port: k.port, portPrefix: k.portPrefix }, deny: r.deny, http: k.http, provenance: prov });
+            }
+          }
+        }
+    // Rule 4: proxy listeners for L4 keys with HTTP rules.
+    const listenerOf = new Map<string, ProxyListener>();
+    const l4WithHttp = [...new Set(pending.filter((p) => !p.deny && p.http).map((p) => l4String(p.key.direction, p.key)))].sort();
+    for (const l4 of l4WithHttp) {
+      const [direction, protocol, port, portPrefix] = l4.split("/");
+      const listener: ProxyListener = { proxyPort: nextProxy++, endpoint: name, direction: direction as Direction, protocol: +protocol, port: +port, portPrefix: +portPrefix, rules: [] };
+      listenerOf.set(l4, listener);
+      proxies.set(listener.proxyPort, listener);
+    }
+    // Rule 4 (Cilium's wildcardL3L4Rules): an L3-only allow also reaches every L7 listener of the
+    // endpoint in that direction, with allow-all L7, so L7 rules never restrict peers that an L3-only
+    // rule allows; the map gets a redirect entry for those peers on the listener's port.
+    for (const l of listenerOf.values())
+      for (const p of pending.filter((x) => !x.deny && x.key.protocol === 0 && x.key.direction === l.direction))
+        pending.push({ key: { ...p.key, protocol: l.protocol, port: l.port, portPrefix: l.portPrefix }, deny: false, provenance: p.provenance });
+    if (listenerOf.size)
+      for (const d of ["ingress", "egress"] as Direction[])
+        for (const ir of wildcardAllow[d])
+          for (const l of listenerOf.values())
+            if (l.direction === d)
+              pending.push({
+                key: { identity: 0, direction: d, protocol: l.protocol, port: l.port, portPrefix: l.portPrefix },
+                deny: false,
+                provenance: { kind: ir.origin.kind, namespace: ir.origin.namespace, name: ir.origin.name, ruleIndex: ir.origin.ruleIndex, element: `enableDefaultDeny.${d}=false`, peer: "all" },
+              });
+    const state = new Map<string, MapStateEntry>();
+    const contrib = new Map<string, number>();
+    for (const p of pending) {
+      const listener = p.deny ? undefined : listenerOf.get(l4String(p.key.direction, p.key));
+      if (listener) listener.rules.push({ identities: [p.key.identity], http: p.http ?? null, provenance: p.provenance });
+      const pol = `${p.provenance.kind}/${p.provenance.namespace ? p.provenance.namespace + "/" : ""}${p.provenance.name}`;
+      contrib.set(pol, (contrib.get(pol) ?? 0) + 1);
+      denyPreferredInsert(state, {
+        key: p.key,
+        deny: p.deny,
+        proxyPort: listener?.proxyPort ?? 0,
+        proxyPortPriority: listener ? REDIRECT_PRIORITY : 0,
+        provenance: [p.provenance],
+        cookie: 0,
+      });
+    }
+    // Merge listener rules of the same peer rule across identities (compact form for evaluateHttp).
+    for (const l of listenerOf.values()) {
+      const merged = new Map<string, ProxyListener["rules"][number]>();
+      for (const r of l.rules) {
+        const k = provKey(r.provenance) + JSON.stringify(r.http);
+        const m = merged.get(k);
+        if (m) m.identities.push(...r.identities.filter((i) => !m.identities.includes(i)));
+        else merged.set(k, { ...r, identities: [...r.identities] });
+      }
+      l.rules = [...merged.values()];
+    }
+    // Rule 1/5: fixed entries.
+    const derived = (element: string, peer = "all"): Provenance => ({ kind: "derived", namespace: "", name: "", ruleIndex: 0, element, peer });
+    const fixed = (direction: Direction, identity: number, prov: Provenance[]) =>
+      denyPreferredInsert(state, { key: { identity, direction, protocol: 0, port: 0, portPrefix: 0 }, deny: false, proxyPort: 0, proxyPortPriority: 0, provenance: prov, cookie: 0 });
+    for (const d of ["ingress", "egress"] as Direction[]) {
+      if (!enforced[d]) fixed(d, 0, [derived(`allow-any-${d}`)]);
+      else if (wildcardAllow[d].length)
+        fixed(
+          d,
+          0,
+          wildcardAllow[d].map((ir) => ({ kind: ir.origin.kind, namespace: ir.origin.namespace, name: ir.origin.name, ruleIndex: ir.origin.ruleIndex, element: `enableDefaultDeny.${d}=false`, peer: "all" })),
+        );
+    }
+    if (opts.allowLocalhost ?? true) fixed("ingress", ID_HOST, [derived("allow-localhost-ingress", "reserved:host")]);
+    const entries = [...state.values()].sort((a, b) => compareKeys(a.key, b.key));
+    if (entries.length > max) {
+      const policies = [...contrib.entries()].map(([policy, n]) => ({ policy, entries: n })).sort((a, b) => b.entries - a.entries || (a.policy < b.policy ? -1 : 1));
+      errors.push(new PolicyBudgetError(name, entries.length, max, policies));
+    }
+    endpoints.set(name, { endpoint: name, identity, enforced, entries });
+  }
+  // Cookies: one per distinct provenance set, numbered in endpoint and key order.
+  const provenance = new Map<number, Provenance[]>();
+  const cookieOf = new Map<string, number>();
+  for (const ep of endpoints.values())
+    for (const e of ep.entries) {
+      e.provenance.sort((a, b) => (provKey(a) < provKey(b) ? -1 : provKey(a) > provKey(b) ? 1 : 0));
+      const sig = e.provenance.map(provKey).join("\n");
+      let c = cookieOf.get(sig);
+      if (c === undefined) {
+        c = cookieOf.size + 1;
+        cookieOf.set(sig, c);
+        provenance.set(c, e.provenance);
+      }
+      e.cookie = c;
+    }
+  return {
+    cluster,
+    identities: t,
+    cidrIdentities: t.cidrs.map((c) => ({ prefix: c.cidr.text, identity: c.identity })),
+    endpoints,
+    provenance,
+    proxies,
+    errors,
+  };
+}
+
+export function compareKeys(a: MapStateKey, b: MapStateKey): number {
+  return (
+    (a.direction === b.direction ? 0 : a.direction === "ingress" ? -1 : 1) ||
+    a.identity - b.identity ||
+    a.protocol - b.protocol ||
+    a.port - b.port ||
+    a.portPrefix - b.portPrefix
+  );
+}
+
+export { LOCAL_IDENTITY_SCOPE };

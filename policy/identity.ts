@@ -1,0 +1,120 @@
+// Identity allocation as Cilium does it (pkg/identity/numericidentity.go, pkg/identity/cache): reserved
+// identities 1–10 with their reserved: labels, cluster identities from 256 for each distinct
+// identity-relevant label set, and node-local CIDR identities (1<<24 | n) for every prefix a policy
+// names. Deterministic: label sets and prefixes are sorted before numbers are handed out, so the same
+// manifests always give the same numbers.
+
+import {
+  ID_HEALTH,
+  ID_HOST,
+  ID_INGRESS,
+  ID_INIT,
+  ID_KUBE_APISERVER,
+  ID_REMOTE_NODE,
+  ID_UNMANAGED,
+  ID_WORLD,
+  ID_WORLD_IPV4,
+  ID_WORLD_IPV6,
+} from "../core/host/constants.gen.ts";
+import { compareCidr, ipInCidr, parseCidr, parseIp, type Cidr } from "./cidr.ts";
+import { identityLabels, LabelFilter, labelString } from "./labels.ts";
+import type { ClusterModel, Identity, Label } from "./types.ts";
+
+export const MIN_CLUSTER_IDENTITY = 256;
+export const LOCAL_IDENTITY_SCOPE = 1 << 24;
+
+const r = (key: string): Label => ({ source: "reserved", key, value: "" });
+
+export const RESERVED_IDENTITIES: Identity[] = [
+  { id: ID_HOST, labels: [r("host")], pods: [] },
+  { id: ID_WORLD, labels: [r("world")], pods: [] },
+  { id: ID_UNMANAGED, labels: [r("unmanaged")], pods: [] },
+  { id: ID_HEALTH, labels: [r("health")], pods: [] },
+  { id: ID_INIT, labels: [r("init")], pods: [] },
+  { id: ID_REMOTE_NODE, labels: [r("remote-node")], pods: [] },
+  { id: ID_KUBE_APISERVER, labels: [r("kube-apiserver"), r("remote-node")], pods: [] },
+  { id: ID_INGRESS, labels: [r("ingress")], pods: [] },
+  { id: ID_WORLD_IPV4, labels: [r("world-ipv4")], pods: [] },
+  { id: ID_WORLD_IPV6, labels: [r("world-ipv6")], pods: [] },
+];
+
+export const ENTITY_IDENTITY: Record<string, number> = {
+  host: ID_HOST,
+  world: ID_WORLD,
+  "world-ipv4": ID_WORLD_IPV4,
+  "world-ipv6": ID_WORLD_IPV6,
+  unmanaged: ID_UNMANAGED,
+  health: ID_HEALTH,
+  init: ID_INIT,
+  "remote-node": ID_REMOTE_NODE,
+  "kube-apiserver": ID_KUBE_APISERVER,
+  ingress: ID_INGRESS,
+};
+
+export interface IdentityTable {
+  all: Identity[];
+  byId: Map<number, Identity>;
+  /** ns/name → identity (host-networked pods → 1). */
+  podIdentity: Map<string, number>;
+  cidrs: { cidr: Cidr; identity: number }[];
+  dualStack: boolean;
+}
+
+/** Allocates identities for the cluster's pods and the given CIDR prefixes. */
+export function allocateIdentities(cluster: ClusterModel, cidrTexts: string[], opts: { labelFilter?: string[]; dualStack?: boolean } = {}): IdentityTable {
+  const filter = new LabelFilter(opts.labelFilter ?? []);
+  const nsByName = new Map(cluster.namespaces.map((n) => [n.name, n]));
+  const sets = new Map<string, { labels: Label[]; pods: string[] }>();
+  const podKey = new Map<string, string>();
+  for (const pod of cluster.pods) {
+    const name = `${pod.namespace}/${pod.name}`;
+    if (pod.hostNetwork) continue;
+    const labels = identityLabels(pod, nsByName.get(pod.namespace) ?? { name: pod.namespace, labels: {} }, cluster.clusterName, filter);
+    const key = labels.map(labelString).join(",");
+    if (!sets.has(key)) sets.set(key, { labels, pods: [] });
+    sets.get(key)!.pods.push(name);
+    podKey.set(name, key);
+  }
+  const all: Identity[] = RESERVED_IDENTITIES.map((i) => ({ ...i, pods: [] }));
+  const podIdentity = new Map<string, number>();
+  let next = MIN_CLUSTER_IDENTITY;
+  const idOfKey = new Map<string, number>();
+  for (const key of [...sets.keys()].sort()) {
+    const s = sets.get(key)!;
+    const id = next++;
+    idOfKey.set(key, id);
+    all.push({ id, labels: s.labels, pods: [...s.pods].sort() });
+  }
+  for (const pod of cluster.pods) {
+    const name = `${pod.namespace}/${pod.name}`;
+    if (pod.hostNetwork) {
+      podIdentity.set(name, ID_HOST);
+      all[0].pods.push(name);
+    } else podIdentity.set(name, idOfKey.get(podKey.get(name)!)!);
+  }
+  // CIDR identities: /0 prefixes are the world identity, every other prefix gets a local identity.
+  const uniq = new Map<string, Cidr>();
+  for (const t of cidrTexts) {
+    const c = parseCidr(t);
+    if (c && c.bits > 0) uniq.set(c.text, c);
+  }
+  const cidrs = [...uniq.values()].sort(compareCidr).map((cidr, i) => ({ cidr, identity: LOCAL_IDENTITY_SCOPE | (i + 1) }));
+  for (const c of cidrs) all.push({ id: c.identity, labels: [{ source: "cidr", key: c.cidr.text, value: "" }, r("world")], cidr: c.cidr.text, pods: [] });
+  return { all, byId: new Map(all.map((i) => [i.id, i])), podIdentity, cidrs, dualStack: opts.dualStack ?? false };
+}
+
+/** The world identity an address outside every known prefix gets (2 single-stack; 9/10 dual-stack). */
+export function worldIdentity(t: IdentityTable, family: 4 | 6): number {
+  if (!t.dualStack) return ID_WORLD;
+  return family === 4 ? ID_WORLD_IPV4 : ID_WORLD_IPV6;
+}
+
+/** IP → identity as the ipcache would answer: pod IPs, then the longest CIDR identity, then world. */
+export function identityOfIp(t: IdentityTable, cluster: ClusterModel, ip: string): number | undefined {
+  const a = parseIp(ip);
+  if (!a) return undefined;
+  for (const p of cluster.pods) if (p.ips?.some((x) => parseIp(x)?.addr === a.addr && parseIp(x)?.family === a.family)) return t.podIdentity.get(`${p.namespace}/${p.name}`);
+  let best: { cidr: Cidr; identity: number } | undefined;
+  for (const c of t.cidrs) if (ipInCidr(c.cidr, a.family, a.addr) && (!best || c.cidr.bits > best.cidr.bits)) best = c;
+  return best ? best.identity : worldIdentity(t, a.family);
+}

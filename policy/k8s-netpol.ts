@@ -1,0 +1,116 @@
+// Kubernetes NetworkPolicy → internal rules with Cilium's translation (pkg/k8s/network_policy.go):
+// subject = podSelector in the policy namespace; each from/to peer becomes its own element carrying the
+// rule's ports; a missing or empty peer list is a wildcard peer (every identity, world included);
+// namespaceSelector keys become io.cilium.k8s.namespace.labels.<key> (empty → any namespace), AND'ed
+// with a podSelector; ipBlock is a CIDR peer with except; ports default to TCP and to every port;
+// policyTypes defaulting adds empty (default-deny) elements. Peer selectors are pinned to the local
+// cluster. NetworkPolicies are always default-deny in the directions they touch.
+
+import type { SourceRef } from "./errors.ts";
+import { LABEL_CLUSTER, LABEL_NAMESPACE, LABEL_NAMESPACE_LABELS } from "./labels.ts";
+import { parseSelector, selectorText } from "./selector.ts";
+import type { InternalRule, Peer, PeerRule, PortSpec, Selector } from "./types.ts";
+import { asList, bad, checkCidrSet, checkEndPort, checkPortValue, checkProtocol, type Ctx } from "./validate.ts";
+
+function peerSelector(
+  raw: Record<string, unknown>,
+  policyNs: string,
+  clusterName: string,
+  ctx: Ctx,
+  path: (string | number)[],
+): Selector {
+  const reqs: Selector["requirements"] = [];
+  if (raw.podSelector !== undefined) {
+    const pod = parseSelector(raw.podSelector, ctx.src, [...path, "podSelector"], ctx.problems);
+    // Pod selector keys are Kubernetes labels.
+    reqs.push(...pod.requirements.map((r) => ({ ...r, source: r.source === "any" ? "k8s" : r.source })));
+  }
+  if (raw.namespaceSelector !== undefined) {
+    const ns = parseSelector(raw.namespaceSelector, ctx.src, [...path, "namespaceSelector"], ctx.problems);
+    if (ns.requirements.length === 0) reqs.push({ source: "k8s", key: LABEL_NAMESPACE, op: "Exists", values: [] });
+    else reqs.push(...ns.requirements.map((r) => ({ ...r, source: "k8s", key: `${LABEL_NAMESPACE_LABELS}.${r.key}` })));
+  } else {
+    reqs.push({ source: "k8s", key: LABEL_NAMESPACE, op: "In", values: [policyNs] });
+  }
+  reqs.push({ source: "k8s", key: LABEL_CLUSTER, op: "In", values: [clusterName] });
+  return { requirements: reqs };
+}
+
+function translatePorts(raw: unknown, path: (string | number)[], ctx: Ctx): PortSpec[] | null {
+  const list = asList(ctx, raw, path);
+  if (list.length === 0) return null;
+  const out: PortSpec[] = [];
+  list.forEach((p0, i) => {
+    const p = (p0 ?? {}) as Record<string, unknown>;
+    const port = checkPortValue(ctx, p.port, [...path, i, "port"]);
+    const endPort = checkEndPort(ctx, port, p.endPort, [...path, i, "endPort"]);
+    const protocol = checkProtocol(ctx, p.protocol, [...path, i, "protocol"], "TCP", ["TCP", "UDP", "SCTP"]);
+    if (port === undefined || protocol === undefined) return;
+    if (endPort !== undefined && p.port === undefined) bad(ctx, [...path, i, "endPort"], "endport-without-port", "endPort needs port");
+    out.push({ port, endPort, protocol });
+  });
+  return out;
+}
+
+/** Translates one NetworkPolicy; problems go to ctx.problems. */
+export function translateNetworkPolicy(
+  obj: { metadata: { name: string; namespace?: string }; raw: Record<string, unknown>; source?: SourceRef },
+  clusterName: string,
+  ctx: Ctx,
+): InternalRule | undefined {
+  const ns = obj.metadata.namespace ?? "default";
+  const spec = (obj.raw.spec ?? {}) as Record<string, unknown>;
+  if (obj.raw.spec === undefined) bad(ctx, ["spec"], "rule-missing", "a NetworkPolicy needs a spec");
+  const pod = parseSelector(spec.podSelector ?? {}, ctx.src, ["spec", "podSelector"], ctx.problems);
+  const subject: Selector = {
+    requirements: [...pod.requirements.map((r) => ({ ...r, source: r.source === "any" ? "k8s" : r.source })), { source: "k8s", key: LABEL_NAMESPACE, op: "In", values: [ns] }],
+  };
+  const types = asList(ctx, spec.policyTypes, ["spec", "policyTypes"]).map(String);
+  types.forEach((t, i) => {
+    if (t !== "Ingress" && t !== "Egress") bad(ctx, ["spec", "policyTypes", i], "invalid-policy-type", `unknown policy type ${JSON.stringify(t)}`, "use Ingress or Egress");
+  });
+  const ingressList = asList(ctx, spec.ingress, ["spec", "ingress"]);
+  const egressList = asList(ctx, spec.egress, ["spec", "egress"]);
+  // policyTypes defaulting: Ingress always; Egress when egress rules exist.
+  const hasIngress = types.length ? types.includes("Ingress") : true;
+  const hasEgress = types.length ? types.includes("Egress") : egressList.length > 0;
+  const rules: PeerRule[] = [];
+  const doDir = (direction: "ingress" | "egress", list: unknown[]) => {
+    const peerField = direction === "ingress" ? "from" : "to";
+    list.forEach((e0, index) => {
+      const e = (e0 ?? {}) as Record<string, unknown>;
+      const path = ["spec", direction, index];
+      const ports = translatePorts(e.ports, [...path, "ports"], ctx);
+      const rawPeers = asList(ctx, e[peerField], [...path, peerField]);
+      const peers: Peer[] = [];
+      if (rawPeers.length === 0) peers.push({ type: "all" });
+      rawPeers.forEach((p0, i) => {
+        const p = (p0 ?? {}) as Record<string, unknown>;
+        const pp = [...path, peerField, i];
+        const hasSel = p.podSelector !== undefined || p.namespaceSelector !== undefined;
+        if (p.ipBlock !== undefined && hasSel) bad(ctx, pp, "invalid-peer", "ipBlock cannot be combined with podSelector or namespaceSelector");
+        else if (p.ipBlock !== undefined) {
+          const b = (p.ipBlock ?? {}) as Record<string, unknown>;
+          const peer = checkCidrSet(ctx, b.cidr, b.except, [...pp, "ipBlock", "cidr"], [...pp, "ipBlock", "except"]);
+          if (peer) peers.push(peer);
+        } else if (hasSel) {
+          const sel = peerSelector(p, ns, clusterName, ctx, pp);
+          peers.push({ type: "selector", selector: sel, text: selectorText(sel) });
+        } else bad(ctx, pp, "invalid-peer", "a peer needs podSelector, namespaceSelector or ipBlock");
+      });
+      // Cilium makes one element per peer; the ports apply to each. Keeping them in one element with
+      // OR'ed peers is equivalent for the map state.
+      rules.push({ direction, deny: false, index, peers, requires: [], ports });
+    });
+  };
+  if (hasIngress) doDir("ingress", ingressList);
+  if (hasEgress) doDir("egress", egressList);
+  return {
+    origin: { kind: "NetworkPolicy", namespace: ns, name: obj.metadata.name, ruleIndex: 0 },
+    subject,
+    subjectText: selectorText(subject),
+    rules,
+    touches: { ingress: hasIngress, egress: hasEgress },
+    defaultDeny: { ingress: true, egress: true },
+  };
+}

@@ -1,0 +1,119 @@
+import { describe, expect, it } from "vitest";
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { clusterFromManifests, loadManifests, parseCiliateObjects, parseManifests } from "./manifest-loader.ts";
+
+describe("manifest loader", () => {
+  it("multi-document YAML, kind: List, JSON; unknown kinds are warnings", () => {
+    const y = `apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Namespace
+  metadata: {name: x}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: cm, namespace: x}
+---
+{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "x"}}
+`;
+    const r = parseManifests(y, "a.yaml");
+    expect(r.errors).toEqual([]);
+    expect(r.objects.map((o) => o.kind)).toEqual(["Namespace", "Pod"]);
+    expect(r.warnings).toHaveLength(1);
+    expect(r.warnings[0].code).toBe("unknown-kind");
+    expect(r.warnings[0].line).toBe(8);
+    expect(r.warnings[0].path).toBe("kind");
+  });
+  it("syntax errors name file, document and line", () => {
+    const r = parseManifests("apiVersion: v1\nkind: Pod\n---\nkind: [unclosed\n", "b.yaml");
+    const e = r.errors.find((x) => x.code === "yaml-syntax")!;
+    expect(e.doc).toBe(1);
+    expect(e.file).toBe("b.yaml");
+    expect(e.line).toBeGreaterThanOrEqual(4);
+  });
+  it("missing name is an error with its path", () => {
+    const r = parseManifests("apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: x\n", "c.yaml");
+    expect(r.errors[0].code).toBe("missing-name");
+    expect(r.errors[0].path).toBe("metadata.name");
+  });
+  it("loads directories recursively in sorted order", () => {
+    const d = mkdtempSync(join(tmpdir(), "ciliate-policy-"));
+    mkdirSync(join(d, "sub"));
+    writeFileSync(join(d, "b.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n");
+    writeFileSync(join(d, "a.json"), '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"}}');
+    writeFileSync(join(d, "sub", "c.yml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: c}\n");
+    writeFileSync(join(d, "notes.txt"), "ignored");
+    const r = loadManifests([d]);
+    expect(r.objects.map((o) => o.metadata.name)).toEqual(["a", "b", "c"]);
+    expect(loadManifests([join(d, "missing")]).errors[0].code).toBe("file-not-found");
+  });
+  it("workloads expand to pods from template and replicas", () => {
+    const y = `apiVersion: v1
+kind: Node
+metadata: {name: n2}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: x}
+spec:
+  replicas: 3
+  template:
+    metadata: {labels: {app: web}}
+    spec: {serviceAccountName: websa, containers: [{name: c, ports: [{name: http, containerPort: 80}]}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: x}
+spec: {replicas: 2, template: {metadata: {labels: {app: db}}}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: kube-system}
+spec: {template: {metadata: {labels: {app: agent}}, spec: {hostNetwork: true}}}
+`;
+    const c = clusterFromManifests(parseManifests(y).objects);
+    expect(c.pods.map((p) => `${p.namespace}/${p.name}`)).toEqual(["x/web-0", "x/web-1", "x/web-2", "x/db-0", "x/db-1", "kube-system/agent-n1", "kube-system/agent-n2"]);
+    expect(c.pods[0]).toMatchObject({ labels: { app: "web" }, serviceAccount: "websa", containerPorts: [{ name: "http", port: 80, protocol: "TCP" }] });
+    expect(c.pods[5].hostNetwork).toBe(true);
+    expect(c.namespaces.map((n) => n.name).sort()).toEqual(["kube-system", "x"]);
+  });
+  it("ciliate kinds: Traffic, Expectation, Config", () => {
+    const y = `apiVersion: ciliate.dev/v1alpha1
+kind: Traffic
+metadata: {name: t}
+spec:
+  flows:
+  - {from: {pod: x/a}, to: {service: x/web}, port: 80, protocol: TCP, http: {method: GET, path: /}}
+  - {from: {entity: world}, to: {ip: 10.0.0.1}, protocol: ICMP, icmp: {type: 8}, count: 3}
+---
+apiVersion: ciliate.dev/v1alpha1
+kind: Expectation
+metadata: {name: e}
+spec: {from: {pod: x/a}, to: {cidr: 1.2.3.0/24}, port: 443, protocol: TCP, verdict: denied}
+---
+apiVersion: ciliate.dev/v1alpha1
+kind: Config
+metadata: {name: cfg}
+spec: {clusterName: prod, policyEnforcement: always}
+---
+apiVersion: ciliate.dev/v1alpha1
+kind: Expectation
+metadata: {name: broken}
+spec: {from: {pod: x/a, ip: 1.1.1.1}, to: {pod: x/b}, port: 99999, verdict: maybe}
+`;
+    const objs = parseManifests(y, "s.yaml").objects;
+    const r = parseCiliateObjects(objs);
+    expect(r.traffic[0].flows).toHaveLength(2);
+    expect(r.traffic[0].flows[1]).toMatchObject({ protocol: "ICMP", icmp: { type: 8 }, count: 3 });
+    expect(r.expectations).toEqual([expect.objectContaining({ name: "e", verdict: "denied", port: 443 })]);
+    expect(r.config).toMatchObject({ clusterName: "prod", policyEnforcement: "always" });
+    expect(r.errors.map((e) => e.code).sort()).toEqual(["invalid-endpoint-ref", "invalid-verdict", "port-out-of-range"]);
+    expect(clusterFromManifests(objs)).toMatchObject({ clusterName: "prod", policyEnforcement: "always" });
+  });
+});

@@ -1,0 +1,344 @@
+// Manifest loading: files and directories (*.yaml, *.yml, *.json, sorted), multi-document YAML and JSON,
+// `kind: List` (kubectl get -o yaml output), the understood kinds as typed objects, workload expansion
+// (Deployment/ReplicaSet/StatefulSet/DaemonSet → pods from the template and replicas), ciliate's own kinds
+// (Traffic, Expectation, Config under ciliate.dev/v1alpha1), and a plain cluster model for the engine.
+// Unknown kinds are skipped with a warning; every error names file, document, line and field path.
+
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { LineCounter, parseAllDocuments, isNode, type Document } from "yaml";
+import { problemAt, ManifestError, type SourceRef } from "./errors.ts";
+import type { ClusterModel, ContainerPort, EnforcementMode, ManifestObject, PodModel, ServiceModel } from "./types.ts";
+
+export const CILIATE_API = "ciliate.dev/v1alpha1";
+
+export const KNOWN_KINDS = [
+  "Namespace",
+  "Node",
+  "Pod",
+  "Deployment",
+  "ReplicaSet",
+  "StatefulSet",
+  "DaemonSet",
+  "Service",
+  "EndpointSlice",
+  "NetworkPolicy",
+  "CiliumNetworkPolicy",
+  "CiliumClusterwideNetworkPolicy",
+];
+export const CILIATE_KINDS = ["Traffic", "Expectation", "Config"];
+
+export interface LoadResult {
+  objects: ManifestObject[];
+  warnings: ManifestError[];
+  errors: ManifestError[];
+}
+
+function lineOfFactory(doc: Document, lc: LineCounter, base: (string | number)[]): (path: (string | number)[]) => number {
+  return (path) => {
+    const full = [...base, ...path];
+    const n = full.length === 0 ? doc.contents : doc.getIn(full, true);
+    if (isNode(n) && n.range) return lc.linePos(n.range[0]).line;
+    return 0;
+  };
+}
+
+/** Parses one text (YAML or JSON, any number of documents). */
+export function parseManifests(text: string, file = "<memory>"): LoadResult {
+  const out: LoadResult = { objects: [], warnings: [], errors: [] };
+  const lc = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter: lc });
+  const list = Array.isArray(docs) ? docs : [docs];
+  list.forEach((doc, di) => {
+    const src: SourceRef = { file, doc: di, lineOf: lineOfFactory(doc as Document, lc, []) };
+    if (doc.errors.length) {
+      for (const e of doc.errors) out.errors.push(new ManifestError("yaml-syntax", file, di, e.linePos?.[0]?.line ?? 0, "", e.message.split("\n")[0], "fix the YAML syntax"));
+      return;
+    }
+    const v = doc.toJS();
+    if (v === null || v === undefined) return;
+    addObject(v, src, doc as Document, lc, [], out);
+  });
+  return out;
+}
+
+function addObject(v: unknown, src: SourceRef, doc: Document, lc: LineCounter, base: (string | number)[], out: LoadResult): void {
+  const s: SourceRef = { file: src.file, doc: src.doc, lineOf: lineOfFactory(doc, lc, base) };
+  if (!v || typeof v !== "object" || Array.isArray(v)) {
+    out.errors.push(problemAt(s, [], "not-an-object", "a manifest must be an object with apiVersion and kind"));
+    return;
+  }
+  const o = v as Record<string, unknown>;
+  if (typeof o.kind !== "string") {
+    out.errors.push(problemAt(s, ["kind"], "missing-kind", "kind is required"));
+    return;
+  }
+  if (o.kind === "List" || o.kind.endsWith("List")) {
+    const items = Array.isArray(o.items) ? o.items : [];
+    items.forEach((it, i) => addObject(it, src, doc, lc, [...base, "items", i], out));
+    return;
+  }
+  const known = KNOWN_KINDS.includes(o.kind) || (CILIATE_KINDS.includes(o.kind) && o.apiVersion === CILIATE_API);
+  if (!known) {
+    out.warnings.push(problemAt(s, ["kind"], "unknown-kind", `kind ${o.apiVersion ?? ""}/${o.kind} is not understood; skipped`));
+    return;
+  }
+  const md = (o.metadata ?? {}) as Record<string, unknown>;
+  if (typeof md.name !== "string" || md.name === "") {
+    if (o.kind !== "Config") {
+      out.errors.push(problemAt(s, ["metadata", "name"], "missing-name", "metadata.name is required"));
+      return;
+    }
+  }
+  out.objects.push({
+    apiVersion: String(o.apiVersion ?? ""),
+    kind: o.kind,
+    metadata: { ...md, name: String(md.name ?? "config"), namespace: md.namespace === undefined ? undefined : String(md.namespace), labels: (md.labels ?? {}) as Record<string, string> },
+    raw: o,
+    source: s,
+  });
+}
+
+/** Lists manifest files under a path (a file, or a directory walked recursively in sorted order). */
+export function manifestFiles(path: string): string[] {
+  const st = statSync(path);
+  if (st.isFile()) return [path];
+  const out: string[] = [];
+  for (const name of readdirSync(path).sort()) {
+    const p = join(path, name);
+    if (statSync(p).isDirectory()) out.push(...manifestFiles(p));
+    else if (/\.(ya?ml|json)$/i.test(name)) out.push(p);
+  }
+  return out;
+}
+
+/** Loads every manifest from files and directories. */
+export function loadManifests(paths: string[]): LoadResult {
+  const out: LoadResult = { objects: [], warnings: [], errors: [] };
+  for (const p of paths) {
+    let files: string[];
+    try {
+      files = manifestFiles(p);
+    } catch (e) {
+      out.errors.push(new ManifestError("file-not-found", p, 0, 0, "", (e as Error).message, "check the path"));
+      continue;
+    }
+    for (const f of files) {
+      const r = parseManifests(readFileSync(f, "utf8"), f);
+      out.objects.push(...r.objects);
+      out.warnings.push(...r.warnings);
+      out.errors.push(...r.errors);
+    }
+  }
+  return out;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Typed ciliate kinds (DESIGN.md §4)                                                                  */
+
+export type EndpointReference =
+  | { pod: string }
+  | { service: string }
+  | { selector: { namespace?: string; matchLabels?: Record<string, string> } }
+  | { cidr: string }
+  | { ip: string }
+  | { entity: string };
+
+export interface TrafficFlow {
+  from: EndpointReference;
+  to: EndpointReference;
+  port?: number;
+  protocol: string;
+  http?: { method?: string; path?: string; headers?: Record<string, string> };
+  icmp?: { type: number; code?: number };
+  count: number;
+}
+
+export interface TrafficSpec {
+  name: string;
+  namespace?: string;
+  flows: TrafficFlow[];
+}
+
+export interface ExpectationSpec {
+  name: string;
+  namespace?: string;
+  from: EndpointReference;
+  to: EndpointReference;
+  port?: number;
+  protocol: string;
+  http?: { method?: string; path?: string; headers?: Record<string, string> };
+  icmp?: { type: number; code?: number };
+  verdict: "allowed" | "denied";
+}
+
+export interface ConfigSpec {
+  clusterName?: string;
+  policyEnforcement?: EnforcementMode;
+  podCIDR?: string;
+  serviceCIDR?: string;
+  maglevTableSize?: number;
+  maglevSeed?: number;
+  ctTimeouts?: Record<string, number>;
+  [k: string]: unknown;
+}
+
+const REF_KEYS = ["pod", "service", "selector", "cidr", "ip", "entity"];
+
+function parseRef(v: unknown, src: SourceRef | undefined, path: (string | number)[], errors: ManifestError[]): EndpointReference | undefined {
+  if (typeof v === "string") {
+    // Short forms: "ns/pod", "svc:ns/name", "entity:world", an IP.
+    if (v.startsWith("svc:")) return { service: v.slice(4) };
+    if (v.startsWith("entity:")) return { entity: v.slice(7) };
+    if (/^[0-9.]+$|:/.test(v)) return { ip: v };
+    return { pod: v };
+  }
+  if (!v || typeof v !== "object") {
+    errors.push(problemAt(src, path, "invalid-endpoint-ref", "an endpoint reference is required", `one of ${REF_KEYS.join(", ")}`));
+    return undefined;
+  }
+  const keys = Object.keys(v).filter((k) => REF_KEYS.includes(k));
+  if (keys.length !== 1) {
+    errors.push(problemAt(src, path, "invalid-endpoint-ref", `an endpoint reference needs exactly one of ${REF_KEYS.join(", ")}`));
+    return undefined;
+  }
+  return v as EndpointReference;
+}
+
+function parseFlowLike(r: Record<string, unknown>, src: SourceRef | undefined, path: (string | number)[], errors: ManifestError[]) {
+  const from = parseRef(r.from, src, [...path, "from"], errors);
+  const to = parseRef(r.to, src, [...path, "to"], errors);
+  const protocol = String(r.protocol ?? (r.icmp ? "ICMP" : "TCP"));
+  if (!["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"].includes(protocol)) errors.push(problemAt(src, [...path, "protocol"], "invalid-protocol", `unknown protocol ${protocol}`));
+  const port = r.port === undefined ? undefined : Number(r.port);
+  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) errors.push(problemAt(src, [...path, "port"], "port-out-of-range", `port ${r.port} is out of range 0-65535`));
+  return { from, to, protocol, port, http: r.http as TrafficFlow["http"], icmp: r.icmp as TrafficFlow["icmp"] };
+}
+
+/** Parses Traffic, Expectation and Config objects into typed specs. */
+export function parseCiliateObjects(objects: ManifestObject[]): { traffic: TrafficSpec[]; expectations: ExpectationSpec[]; config: ConfigSpec; errors: ManifestError[] } {
+  const errors: ManifestError[] = [];
+  const traffic: TrafficSpec[] = [];
+  const expectations: ExpectationSpec[] = [];
+  let config: ConfigSpec = {};
+  for (const o of objects) {
+    if (o.apiVersion !== CILIATE_API) continue;
+    const spec = (o.raw.spec ?? {}) as Record<string, unknown>;
+    if (o.kind === "Traffic") {
+      const flows: TrafficFlow[] = [];
+      (Array.isArray(spec.flows) ? spec.flows : []).forEach((f: Record<string, unknown>, i: number) => {
+        const x = parseFlowLike(f ?? {}, o.source, ["spec", "flows", i], errors);
+        if (x.from && x.to) flows.push({ ...x, from: x.from, to: x.to, count: Number(f.count ?? 1) });
+      });
+      if (!Array.isArray(spec.flows)) errors.push(problemAt(o.source, ["spec", "flows"], "missing-field", "spec.flows must be a list"));
+      traffic.push({ name: o.metadata.name, namespace: o.metadata.namespace, flows });
+    } else if (o.kind === "Expectation") {
+      const x = parseFlowLike(spec, o.source, ["spec"], errors);
+      const verdict = spec.verdict;
+      if (verdict !== "allowed" && verdict !== "denied") errors.push(problemAt(o.source, ["spec", "verdict"], "invalid-verdict", "verdict must be allowed or denied"));
+      else if (x.from && x.to) expectations.push({ name: o.metadata.name, namespace: o.metadata.namespace, ...x, from: x.from, to: x.to, verdict });
+    } else if (o.kind === "Config") {
+      const pe = spec.policyEnforcement;
+      if (pe !== undefined && !["default", "always", "never"].includes(String(pe)))
+        errors.push(problemAt(o.source, ["spec", "policyEnforcement"], "invalid-enforcement", `unknown policy enforcement ${JSON.stringify(pe)}`, "use default, always or never"));
+      config = { ...config, ...(spec as ConfigSpec) };
+    }
+  }
+  return { traffic, expectations, config, errors };
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Cluster model                                                                                       */
+
+function containerPorts(podSpec: Record<string, unknown>): ContainerPort[] {
+  const out: ContainerPort[] = [];
+  for (const c of [...((podSpec.containers as unknown[]) ?? []), ...((podSpec.initContainers as unknown[]) ?? [])] as Record<string, unknown>[])
+    for (const p of ((c?.ports as unknown[]) ?? []) as Record<string, unknown>[])
+      out.push({ name: p.name === undefined ? undefined : String(p.name), port: Number(p.containerPort), protocol: (String(p.protocol ?? "TCP").toUpperCase() as ContainerPort["protocol"]) });
+  return out;
+}
+
+function podFromTemplate(ns: string, name: string, tmpl: Record<string, unknown>, node?: string): PodModel {
+  const md = (tmpl.metadata ?? {}) as Record<string, unknown>;
+  const spec = (tmpl.spec ?? {}) as Record<string, unknown>;
+  return {
+    namespace: ns,
+    name,
+    labels: { ...((md.labels ?? {}) as Record<string, string>) },
+    serviceAccount: String(spec.serviceAccountName ?? spec.serviceAccount ?? "default"),
+    node: (spec.nodeName as string | undefined) ?? node,
+    hostNetwork: Boolean(spec.hostNetwork),
+    containerPorts: containerPorts(spec),
+  };
+}
+
+/** Pods a workload expands to (deterministic names: <name>-<i> / StatefulSet <name>-<i> / DaemonSet <name>-<node>). */
+export function expandWorkload(o: ManifestObject, nodes: string[]): PodModel[] {
+  const ns = o.metadata.namespace ?? "default";
+  const spec = (o.raw.spec ?? {}) as Record<string, unknown>;
+  const tmpl = (spec.template ?? {}) as Record<string, unknown>;
+  if (o.kind === "DaemonSet") return (nodes.length ? nodes : ["node-1"]).map((n) => podFromTemplate(ns, `${o.metadata.name}-${n}`, tmpl, n));
+  const replicas = spec.replicas === undefined ? 1 : Number(spec.replicas);
+  const pods: PodModel[] = [];
+  for (let i = 0; i < replicas; i++) {
+    const p = podFromTemplate(ns, `${o.metadata.name}-${i}`, tmpl);
+    if (o.kind === "StatefulSet") p.labels["statefulset.kubernetes.io/pod-name"] = p.name;
+    pods.push(p);
+  }
+  return pods;
+}
+
+/** A plain cluster model from manifests (no IPAM: pod IPs only when status.podIP(s) is given). */
+export function clusterFromManifests(objects: ManifestObject[], overrides: { clusterName?: string; policyEnforcement?: EnforcementMode } = {}): ClusterModel {
+  const { config } = parseCiliateObjects(objects);
+  const nsNames = new Set<string>();
+  const namespaces = objects.filter((o) => o.kind === "Namespace").map((o) => ({ name: o.metadata.name, labels: { ...(o.metadata.labels ?? {}), "kubernetes.io/metadata.name": o.metadata.name } }));
+  namespaces.forEach((n) => nsNames.add(n.name));
+  const nodes = objects.filter((o) => o.kind === "Node").map((o) => o.metadata.name).sort();
+  const pods: PodModel[] = [];
+  for (const o of objects) {
+    if (o.kind === "Pod") {
+      const p = podFromTemplate(o.metadata.namespace ?? "default", o.metadata.name, { metadata: o.metadata, spec: o.raw.spec });
+      const st = (o.raw.status ?? {}) as Record<string, unknown>;
+      const ips = Array.isArray(st.podIPs) ? (st.podIPs as { ip: string }[]).map((x) => x.ip) : st.podIP ? [String(st.podIP)] : undefined;
+      if (ips) p.ips = ips;
+      pods.push(p);
+    } else if (["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"].includes(o.kind)) pods.push(...expandWorkload(o, nodes));
+  }
+  const services: ServiceModel[] = objects
+    .filter((o) => o.kind === "Service")
+    .map((o) => {
+      const spec = (o.raw.spec ?? {}) as Record<string, unknown>;
+      return {
+        namespace: o.metadata.namespace ?? "default",
+        name: o.metadata.name,
+        labels: o.metadata.labels,
+        selector: spec.selector as Record<string, string> | undefined,
+        ports: ((spec.ports as Record<string, unknown>[]) ?? []).map((p) => ({
+          name: p.name as string | undefined,
+          port: Number(p.port),
+          targetPort: p.targetPort as number | string | undefined,
+          protocol: String(p.protocol ?? "TCP") as "TCP",
+        })),
+        clusterIP: typeof spec.clusterIP === "string" && spec.clusterIP !== "None" ? spec.clusterIP : undefined,
+      };
+    });
+  for (const o of objects.filter((x) => x.kind === "EndpointSlice")) {
+    const svcName = o.metadata.labels?.["kubernetes.io/service-name"];
+    const svc = services.find((s) => s.name === svcName && s.namespace === (o.metadata.namespace ?? "default"));
+    if (!svc) continue;
+    const eps = ((o.raw.endpoints as Record<string, unknown>[]) ?? []).flatMap((e) => ((e.addresses as string[]) ?? []).map(String));
+    svc.endpoints = [...(svc.endpoints ?? []), ...eps];
+  }
+  for (const p of pods) if (!nsNames.has(p.namespace)) {
+    nsNames.add(p.namespace);
+    namespaces.push({ name: p.namespace, labels: { "kubernetes.io/metadata.name": p.namespace } });
+  }
+  return {
+    clusterName: overrides.clusterName ?? config.clusterName ?? "default",
+    policyEnforcement: overrides.policyEnforcement ?? config.policyEnforcement ?? "default",
+    namespaces,
+    pods,
+    services,
+  };
+}

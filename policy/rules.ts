@@ -1,0 +1,173 @@
+// CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy → internal rules, with validation and Cilium's
+// namespace defaulting (pkg/k8s/apis/cilium.io/utils/utils.go): a CNP subject is pinned to the policy's
+// namespace; peer selectors get the same namespace unless they name the namespace label or use reserved:
+// keys; in a CCNP a peer without a namespace key gets `io.kubernetes.pod.namespace Exists`. Rule field
+// semantics follow pkg/policy/api/{rule,ingress,egress,l4,cidr,entity,service,icmp}.go.
+
+import type { SourceRef } from "./errors.ts";
+import { LABEL_NAMESPACE } from "./labels.ts";
+import { parseSelector, selectorHasKey, selectorText, selectorUsesSource } from "./selector.ts";
+import type { InternalRule, Peer, PeerRule, PolicyKind, Selector } from "./types.ts";
+import { asList, bad, warn, checkCidr, checkCidrSet, checkEntity, checkIcmps, checkToPorts, type Ctx } from "./validate.ts";
+
+function nsRequirement(ns: string): Selector["requirements"][number] {
+  return { source: "k8s", key: LABEL_NAMESPACE, op: "In", values: [ns] };
+}
+
+function selectsInit(sel: Selector): boolean {
+  return sel.requirements.some((r) => r.source === "reserved" && r.key === "init");
+}
+
+/** Namespace defaulting of a peer selector (rule 4.1 of the reference). */
+export function defaultPeerNamespace(sel: Selector, policyNs: string, subjectIsInit: boolean): Selector {
+  if (subjectIsInit) return sel;
+  if (selectorHasKey(sel, LABEL_NAMESPACE, ["k8s", "any"]) || selectorUsesSource(sel, "reserved")) return sel;
+  if (policyNs === "") return { requirements: [...sel.requirements, { source: "k8s", key: LABEL_NAMESPACE, op: "Exists", values: [] }] };
+  return { requirements: [...sel.requirements, nsRequirement(policyNs)] };
+}
+
+const ELEMENTS = [
+  ["ingress", "ingress", false],
+  ["ingressDeny", "ingress", true],
+  ["egress", "egress", false],
+  ["egressDeny", "egress", true],
+] as const;
+
+/**
+ * Translates one rule (`spec` or `specs[i]`) of a CNP/CCNP. Problems go to ctx.problems; the caller
+ * discards the whole policy when any problem was found. Returns undefined for host-firewall rules
+ * (nodeSelector), which ciliate does not enforce.
+ */
+export function translateCiliumRule(
+  kind: PolicyKind,
+  namespace: string,
+  name: string,
+  ruleIndex: number,
+  raw: unknown,
+  path: (string | number)[],
+  ctx: Ctx,
+): InternalRule | undefined {
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) {
+    bad(ctx, path, "invalid-rule", "a rule must be an object");
+    return undefined;
+  }
+  const r = raw as Record<string, unknown>;
+  const hasEp = r.endpointSelector !== undefined && r.endpointSelector !== null;
+  const hasNode = r.nodeSelector !== undefined && r.nodeSelector !== null;
+  if (hasEp && hasNode) bad(ctx, path, "selector-conflict", "endpointSelector and nodeSelector cannot be used together", "a rule selects either endpoints or nodes");
+  if (!hasEp && !hasNode) bad(ctx, path, "selector-missing", "a rule needs an endpointSelector or a nodeSelector");
+  if (hasNode && kind === "CiliumNetworkPolicy") bad(ctx, [...path, "nodeSelector"], "node-selector-namespaced", "nodeSelector is only allowed in a CiliumClusterwideNetworkPolicy");
+  let subject = parseSelector(hasEp ? r.endpointSelector : r.nodeSelector, ctx.src, [...path, hasEp ? "endpointSelector" : "nodeSelector"], ctx.problems);
+  const subjectIsInit = selectsInit(subject);
+  if (kind === "CiliumNetworkPolicy" && !subjectIsInit) {
+    // Pin the subject to the policy namespace, overriding a conflicting namespace match.
+    subject = { requirements: [...subject.requirements.filter((q) => q.key !== LABEL_NAMESPACE), nsRequirement(namespace)] };
+  }
+  const rules: PeerRule[] = [];
+  const touches = { ingress: false, egress: false };
+  for (const [field, direction, deny] of ELEMENTS) {
+    const list = asList(ctx, r[field], [...path, field]);
+    if (list.length > 0) touches[direction] = true;
+    list.forEach((e0, index) => {
+      const p = [...path, field, index];
+      if (!e0 || typeof e0 !== "object") {
+        bad(ctx, p, "invalid-rule", "must be an object");
+        return;
+      }
+      const e = e0 as Record<string, unknown>;
+      const from = direction === "ingress" ? "from" : "to";
+      const peers: Peer[] = [];
+      let hasL3 = false;
+      const eps = asList(ctx, e[`${from}Endpoints`], [...p, `${from}Endpoints`]);
+      if (e[`${from}Endpoints`] !== undefined) hasL3 = true;
+      eps.forEach((s, i) => {
+        const sel = defaultPeerNamespace(parseSelector(s, ctx.src, [...p, `${from}Endpoints`, i], ctx.problems), namespace, subjectIsInit);
+        peers.push({ type: "selector", selector: sel, text: selectorText(sel) });
+      });
+      const requires = asList(ctx, e[`${from}Requires`], [...p, `${from}Requires`]).map((s, i) =>
+        defaultPeerNamespace(parseSelector(s, ctx.src, [...p, `${from}Requires`, i], ctx.problems), namespace, subjectIsInit),
+      );
+      for (const [i, c] of asList(ctx, e[`${from}CIDR`], [...p, `${from}CIDR`]).entries()) {
+        hasL3 = true;
+        const x = checkCidr(ctx, c, [...p, `${from}CIDR`, i]);
+        if (x) peers.push({ type: "cidr", cidr: x.text, except: [] });
+      }
+      for (const [i, c0] of asList(ctx, e[`${from}CIDRSet`], [...p, `${from}CIDRSet`]).entries()) {
+        hasL3 = true;
+        const c = (c0 ?? {}) as Record<string, unknown>;
+        const cp = [...p, `${from}CIDRSet`, i];
+        if (c.cidr === undefined) {
+          if (c.cidrGroupRef !== undefined || c.cidrGroupSelector !== undefined)
+            bad(ctx, cp, "unsupported-cidr-group", "cidrGroupRef/cidrGroupSelector are not supported by ciliate");
+          else bad(ctx, [...cp, "cidr"], "invalid-cidr", "cidr is required");
+          continue;
+        }
+        const peer = checkCidrSet(ctx, c.cidr, c.except, [...cp, "cidr"], [...cp, "except"]);
+        if (peer) peers.push(peer);
+      }
+      for (const [i, en] of asList(ctx, e[`${from}Entities`], [...p, `${from}Entities`]).entries()) {
+        hasL3 = true;
+        const peer = checkEntity(ctx, en, [...p, `${from}Entities`, i]);
+        if (peer) peers.push(peer);
+      }
+      if (direction === "egress") {
+        for (const [i, s0] of asList(ctx, e.toServices, [...p, "toServices"]).entries()) {
+          hasL3 = true;
+          const s = (s0 ?? {}) as Record<string, Record<string, unknown>>;
+          const sp = [...p, "toServices", i];
+          if (s.k8sService) {
+            if (typeof s.k8sService.serviceName !== "string") bad(ctx, [...sp, "k8sService", "serviceName"], "invalid-service", "serviceName is required");
+            else peers.push({ type: "service", namespace: String(s.k8sService.namespace ?? namespace), name: s.k8sService.serviceName });
+          } else if (s.k8sServiceSelector) {
+            const sel = parseSelector(s.k8sServiceSelector.selector, ctx.src, [...sp, "k8sServiceSelector", "selector"], ctx.problems);
+            peers.push({ type: "service", namespace: String(s.k8sServiceSelector.namespace ?? namespace), selector: sel });
+          } else bad(ctx, sp, "invalid-service", "k8sService or k8sServiceSelector is required");
+        }
+        if (e.toFQDNs !== undefined) bad(ctx, [...p, "toFQDNs"], "unsupported-fqdn", "toFQDNs is not supported by ciliate yet", "use toCIDR for now");
+      }
+      for (const f of [`${from}Groups`, `${from}Nodes`]) if (e[f] !== undefined) bad(ctx, [...p, f], "unsupported-field", `${f} is not supported by ciliate`);
+      const ports = [...checkToPorts(ctx, e.toPorts, [...p, "toPorts"], deny), ...checkIcmps(ctx, e.icmps, [...p, "icmps"])];
+      const hasL4 = e.toPorts !== undefined || e.icmps !== undefined;
+      // An element with ports but no L3 selector applies to every peer; an empty element allows nothing.
+      if (!hasL3 && hasL4) peers.push({ type: "all" });
+      // fromRequires/toRequires alone allow nothing: they constrain the peers of every rule that
+      // selects the same endpoint in that direction (applied at compile time).
+      rules.push({ direction, deny, index, peers, requires, ports: hasL4 ? ports : null });
+    });
+  }
+  const dd = (r.enableDefaultDeny ?? {}) as Record<string, unknown>;
+  const defaultDeny = {
+    ingress: dd.ingress === undefined || dd.ingress === null ? true : Boolean(dd.ingress),
+    egress: dd.egress === undefined || dd.egress === null ? true : Boolean(dd.egress),
+  };
+  if (hasNode) {
+    warn(ctx, [...path, "nodeSelector"], "host-policy-not-enforced", "nodeSelector rules (host firewall) are validated but not enforced by ciliate");
+    return undefined;
+  }
+  return {
+    origin: { kind, namespace, name, ruleIndex },
+    subject,
+    subjectText: selectorText(subject),
+    rules,
+    touches,
+    defaultDeny,
+  };
+}
+
+/** Translates a whole CNP/CCNP object (`spec` and/or `specs`). */
+export function translateCiliumPolicy(kind: PolicyKind, obj: { metadata: { name: string; namespace?: string }; raw: Record<string, unknown>; source?: SourceRef }, ctx: Ctx): InternalRule[] {
+  const ns = kind === "CiliumClusterwideNetworkPolicy" ? "" : (obj.metadata.namespace ?? "default");
+  const out: InternalRule[] = [];
+  const raw = obj.raw;
+  if (raw.spec === undefined && raw.specs === undefined) bad(ctx, [], "rule-missing", "a policy needs spec or specs");
+  let idx = 0;
+  if (raw.spec !== undefined && raw.spec !== null) {
+    const r = translateCiliumRule(kind, ns, obj.metadata.name, idx++, raw.spec, ["spec"], ctx);
+    if (r) out.push(r);
+  }
+  asList(ctx, raw.specs, ["specs"]).forEach((s, i) => {
+    const r = translateCiliumRule(kind, ns, obj.metadata.name, idx++, s, ["specs", i], ctx);
+    if (r) out.push(r);
+  });
+  return out;
+}

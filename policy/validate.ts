@@ -1,0 +1,261 @@
+// Field validation shared by the CiliumNetworkPolicy and NetworkPolicy translators: what Cilium's
+// sanitize step (pkg/policy/api/rule_validation.go) and the Kubernetes API refuse — CIDRs and excepts,
+// ports and port ranges, the 40-ports limit, entities, ICMP fields, L7 rule kinds and HTTP regexes.
+// Every check appends a ManifestError naming the field path, so a report lists every problem.
+
+import { cidrContains, parseCidr, type Cidr } from "./cidr.ts";
+import { problemAt, type ManifestError, type SourceRef } from "./errors.ts";
+import { icmpType } from "./ports.ts";
+import type { HttpRule, L7Rules, Peer, PortSpec } from "./types.ts";
+
+export const ENTITIES = [
+  "all",
+  "world",
+  "world-ipv4",
+  "world-ipv6",
+  "cluster",
+  "host",
+  "remote-node",
+  "kube-apiserver",
+  "init",
+  "health",
+  "unmanaged",
+  "ingress",
+  "none",
+];
+
+export const MAX_PORTS_PER_RULE = 40;
+export const MAX_ICMP_FIELDS = 40;
+
+export interface Ctx {
+  src?: SourceRef;
+  problems: ManifestError[];
+  /** Accepted but not (fully) enforced: host-firewall rules, Kafka and DNS rules. */
+  warnings?: ManifestError[];
+}
+
+export function warn(ctx: Ctx, path: (string | number)[], code: string, detail: string, hint = ""): void {
+  ctx.warnings?.push(problemAt(ctx.src, path, code, detail, hint));
+}
+
+export function bad(ctx: Ctx, path: (string | number)[], code: string, detail: string, hint = ""): void {
+  ctx.problems.push(problemAt(ctx.src, path, code, detail, hint));
+}
+
+export function asList(ctx: Ctx, v: unknown, path: (string | number)[]): unknown[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) {
+    bad(ctx, path, "invalid-type", "must be a list");
+    return [];
+  }
+  return v;
+}
+
+/** A CIDR string; problems for invalid ones. */
+export function checkCidr(ctx: Ctx, s: unknown, path: (string | number)[]): Cidr | undefined {
+  const c = typeof s === "string" ? parseCidr(s) : undefined;
+  if (!c) {
+    bad(ctx, path, "invalid-cidr", `invalid CIDR ${JSON.stringify(s)}`, "write a prefix like 10.0.0.0/8 or 2001:db8::/32");
+    return undefined;
+  }
+  return c;
+}
+
+/** A CIDR with excepts that must lie inside it. */
+export function checkCidrSet(ctx: Ctx, cidr: unknown, except: unknown, path: (string | number)[], exceptPath: (string | number)[]): Peer | undefined {
+  const c = checkCidr(ctx, cidr, path);
+  const ex: string[] = [];
+  asList(ctx, except, exceptPath).forEach((e, i) => {
+    const x = checkCidr(ctx, e, [...exceptPath, i]);
+    if (!x || !c) return;
+    if (!cidrContains(c, x)) bad(ctx, [...exceptPath, i], "except-outside-cidr", `except ${x.text} is not inside ${c.text}`);
+    else ex.push(x.text);
+  });
+  return c ? { type: "cidr", cidr: c.text, except: ex } : undefined;
+}
+
+export function checkEntity(ctx: Ctx, e: unknown, path: (string | number)[]): Peer | undefined {
+  if (typeof e !== "string" || !ENTITIES.includes(e)) {
+    bad(ctx, path, "unknown-entity", `unknown entity ${JSON.stringify(e)}`, `use one of ${ENTITIES.join(", ")}`);
+    return undefined;
+  }
+  if (e === "all") return { type: "all" };
+  if (e === "none") return { type: "none" };
+  return { type: "entity", entity: e };
+}
+
+const NAMED_PORT = /^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+
+/** A port value: number 0..65535, a numeric string, or an IANA service name. */
+export function checkPortValue(ctx: Ctx, v: unknown, path: (string | number)[]): number | string | undefined {
+  if (v === undefined || v === null || v === "") return 0;
+  if (typeof v === "number" || (typeof v === "string" && /^-?\d+$/.test(v))) {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) {
+      bad(ctx, path, "port-out-of-range", `port ${v} is out of range 0-65535`);
+      return undefined;
+    }
+    return n;
+  }
+  if (typeof v === "string" && v.length <= 15 && NAMED_PORT.test(v) && !v.includes("--")) return v;
+  bad(ctx, path, "invalid-port", `invalid port ${JSON.stringify(v)}`, "a number 0-65535 or a port name (lowercase letters, digits and '-', at most 15 characters)");
+  return undefined;
+}
+
+export function checkEndPort(ctx: Ctx, port: number | string | undefined, endPort: unknown, path: (string | number)[]): number | undefined {
+  if (endPort === undefined || endPort === null || endPort === 0) return undefined;
+  const n = Number(endPort);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    bad(ctx, path, "port-out-of-range", `endPort ${endPort} is out of range 0-65535`);
+    return undefined;
+  }
+  if (typeof port === "string") {
+    bad(ctx, path, "endport-with-named-port", "endPort cannot be used with a named port");
+    return undefined;
+  }
+  if (port !== undefined && n < port) {
+    bad(ctx, path, "endport-below-port", `endPort ${n} is below port ${port}`);
+    return undefined;
+  }
+  return n;
+}
+
+const PROTOCOLS = ["TCP", "UDP", "SCTP", "ANY"];
+
+export function checkProtocol(ctx: Ctx, v: unknown, path: (string | number)[], dflt: PortSpec["protocol"], allowed = PROTOCOLS): PortSpec["protocol"] | undefined {
+  if (v === undefined || v === null || v === "") return dflt;
+  if (typeof v === "string" && allowed.includes(v.toUpperCase())) return v.toUpperCase() as PortSpec["protocol"];
+  bad(ctx, path, "invalid-protocol", `unknown protocol ${JSON.stringify(v)}`, `use one of ${allowed.join(", ")}`);
+  return undefined;
+}
+
+function checkRegex(ctx: Ctx, v: unknown, path: (string | number)[]): string | undefined {
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v !== "string") {
+    bad(ctx, path, "invalid-type", "must be a string");
+    return undefined;
+  }
+  try {
+    new RegExp(v);
+  } catch (e) {
+    bad(ctx, path, "invalid-http-regex", `regular expression ${JSON.stringify(v)} does not compile: ${(e as Error).message}`);
+    return undefined;
+  }
+  return v;
+}
+
+function checkHttp(ctx: Ctx, raw: unknown, path: (string | number)[]): HttpRule[] {
+  return asList(ctx, raw, path).map((r0, i) => {
+    const r = (r0 ?? {}) as Record<string, unknown>;
+    const p = [...path, i];
+    const rule: HttpRule = {
+      method: checkRegex(ctx, r.method, [...p, "method"]),
+      path: checkRegex(ctx, r.path, [...p, "path"]),
+      host: checkRegex(ctx, r.host, [...p, "host"]),
+    };
+    const hs = asList(ctx, r.headers, [...p, "headers"]);
+    if (hs.length) rule.headers = hs.map(String);
+    const hm = asList(ctx, r.headerMatches, [...p, "headerMatches"]);
+    if (hm.length)
+      rule.headerMatches = hm.map((h0, j) => {
+        const h = (h0 ?? {}) as Record<string, unknown>;
+        if (typeof h.name !== "string" || h.name === "") bad(ctx, [...p, "headerMatches", j, "name"], "invalid-header-match", "name is required");
+        if (h.mismatch !== undefined && !["LOG", "ADD", "DELETE", "REPLACE"].includes(String(h.mismatch)))
+          bad(ctx, [...p, "headerMatches", j, "mismatch"], "invalid-header-match", `unknown mismatch action ${JSON.stringify(h.mismatch)}`, "use LOG, ADD, DELETE or REPLACE");
+        return { name: String(h.name ?? ""), value: h.value === undefined ? undefined : String(h.value), mismatch: h.mismatch === undefined ? undefined : String(h.mismatch) };
+      });
+    return rule;
+  });
+}
+
+const KAFKA_ROLES = ["produce", "consume"];
+const DNS_NAME = /^[-a-zA-Z0-9_.]+$/;
+const DNS_PATTERN = /^[-a-zA-Z0-9_.*]+$/;
+
+/** rules: exactly one L7 kind; HTTP regexes compile; Kafka and DNS fields are well-formed. */
+export function checkL7(ctx: Ctx, raw: unknown, path: (string | number)[], deny: boolean): L7Rules | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (deny) {
+    bad(ctx, path, "l7-on-deny", "L7 rules are not allowed on deny rules", "deny rules are L3/L4 only; move the L7 rules to an allow rule");
+    return undefined;
+  }
+  const r = raw as Record<string, unknown>;
+  const kinds = ["http", "kafka", "dns", "l7"].filter((k) => r[k] !== undefined && r[k] !== null);
+  if (kinds.length > 1) {
+    bad(ctx, path, "multiple-l7-kinds", `a port rule may carry only one L7 kind, found ${kinds.join(" and ")}`);
+    return undefined;
+  }
+  const out: L7Rules = {};
+  if (r.kafka !== undefined || r.dns !== undefined)
+    warn(ctx, path, "l7-not-enforced", `${r.kafka !== undefined ? "Kafka" : "DNS"} rules are validated but not enforced yet; the port is allowed at L4`);
+  if (r.http !== undefined) out.http = checkHttp(ctx, r.http, [...path, "http"]);
+  if (r.kafka !== undefined)
+    out.kafka = asList(ctx, r.kafka, [...path, "kafka"]).map((k0, i) => {
+      const k = (k0 ?? {}) as Record<string, unknown>;
+      if (k.role !== undefined && !KAFKA_ROLES.includes(String(k.role)))
+        bad(ctx, [...path, "kafka", i, "role"], "invalid-kafka-rule", `unknown role ${JSON.stringify(k.role)}`, "use produce or consume");
+      if (k.role !== undefined && k.apiKey !== undefined) bad(ctx, [...path, "kafka", i], "invalid-kafka-rule", "role and apiKey are mutually exclusive");
+      return k;
+    });
+  if (r.dns !== undefined)
+    out.dns = asList(ctx, r.dns, [...path, "dns"]).map((d0, i) => {
+      const d = (d0 ?? {}) as { matchName?: string; matchPattern?: string };
+      if (d.matchName === undefined && d.matchPattern === undefined) bad(ctx, [...path, "dns", i], "invalid-dns-rule", "matchName or matchPattern is required");
+      if (d.matchName !== undefined && !DNS_NAME.test(String(d.matchName))) bad(ctx, [...path, "dns", i, "matchName"], "invalid-dns-rule", `invalid DNS name ${JSON.stringify(d.matchName)}`);
+      if (d.matchPattern !== undefined && !DNS_PATTERN.test(String(d.matchPattern)))
+        bad(ctx, [...path, "dns", i, "matchPattern"], "invalid-dns-rule", `invalid DNS pattern ${JSON.stringify(d.matchPattern)}`);
+      return d;
+    });
+  if (r.l7 !== undefined) bad(ctx, [...path, "l7"], "unsupported-l7", "generic l7proto rules are not supported by ciliate");
+  return out;
+}
+
+/** toPorts (allow or deny) → PortSpecs. */
+export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], deny: boolean): PortSpec[] {
+  const out: PortSpec[] = [];
+  asList(ctx, raw, path).forEach((pr0, i) => {
+    const pr = (pr0 ?? {}) as Record<string, unknown>;
+    const p = [...path, i];
+    const ports = asList(ctx, pr.ports, [...p, "ports"]);
+    if (ports.length > MAX_PORTS_PER_RULE)
+      bad(ctx, [...p, "ports"], "too-many-ports", `${ports.length} ports in one port rule; at most ${MAX_PORTS_PER_RULE} are allowed`, "split the port rule");
+    const l7 = checkL7(ctx, pr.rules, [...p, "rules"], deny);
+    const list = ports.length ? ports : [{}];
+    list.forEach((pp0, j) => {
+      const pp = (pp0 ?? {}) as Record<string, unknown>;
+      const pth = [...p, "ports", j];
+      const port = checkPortValue(ctx, pp.port, [...pth, "port"]);
+      const endPort = checkEndPort(ctx, port, pp.endPort, [...pth, "endPort"]);
+      const protocol = checkProtocol(ctx, pp.protocol, [...pth, "protocol"], "ANY");
+      if (port === undefined || protocol === undefined) return;
+      out.push({ port, endPort, protocol, l7 });
+    });
+  });
+  return out;
+}
+
+/** icmps[].fields[] → PortSpecs with protocol ICMP/ICMPv6 and the type as port. */
+export function checkIcmps(ctx: Ctx, raw: unknown, path: (string | number)[]): PortSpec[] {
+  const out: PortSpec[] = [];
+  asList(ctx, raw, path).forEach((ic0, i) => {
+    const fields = asList(ctx, ((ic0 ?? {}) as Record<string, unknown>).fields, [...path, i, "fields"]);
+    if (fields.length > MAX_ICMP_FIELDS) bad(ctx, [...path, i, "fields"], "too-many-icmp-fields", `${fields.length} ICMP fields; at most ${MAX_ICMP_FIELDS}`);
+    fields.forEach((f0, j) => {
+      const f = (f0 ?? {}) as Record<string, unknown>;
+      const p = [...path, i, "fields", j];
+      const fam = f.family === undefined || f.family === "" ? "IPv4" : String(f.family);
+      if (fam !== "IPv4" && fam !== "IPv6") {
+        bad(ctx, [...p, "family"], "invalid-icmp-family", `unknown ICMP family ${JSON.stringify(f.family)}`, "use IPv4 or IPv6");
+        return;
+      }
+      const t = icmpType(fam, f.type);
+      if (t === undefined) {
+        if (typeof f.type === "number" || /^\d+$/.test(String(f.type))) bad(ctx, [...p, "type"], "icmp-type-out-of-range", `ICMP type ${f.type} is out of range 0-255`);
+        else bad(ctx, [...p, "type"], "unknown-icmp-type", `unknown ${fam} ICMP type ${JSON.stringify(f.type)}`);
+        return;
+      }
+      out.push({ port: t, protocol: fam === "IPv6" ? "ICMPv6" : "ICMP" });
+    });
+  });
+  return out;
+}

@@ -1,0 +1,731 @@
+/*
+ * The simulator's cluster model, built from manifests as the API server and an agent would see them:
+ * nodes (pod CIDR, node IP), namespaces, pods (from Pods and expanded Deployments, ReplicaSets,
+ * StatefulSets and DaemonSets; hostNetwork pods take their node's IP and the host identity), services
+ * (ClusterIP, NodePort on every node IP, LoadBalancer status IPs, externalIPs, ClientIP affinity,
+ * external/internal traffic policy Local, the per-service Maglev annotation), backends (EndpointSlices when
+ * given, otherwise the selected pods with their ready/terminating state), the ciliate kinds (Traffic,
+ * Expectation, Config) and the policy objects, which policy/ compiles.
+ *
+ * Addresses are allocated deterministically (DESIGN §4): pods without status.podIP get host .10, .11, …
+ * of their node's pod CIDR in namespace/name order; nodes without spec.podCIDR get the next /24 of the
+ * cluster CIDR (10.244.0.0/16); nodes without an InternalIP get 192.168.56.11, .12, … in name order;
+ * services without spec.clusterIP get 10.96.0.10, .11, … of the service CIDR in namespace/name order,
+ * NodePorts from 30000 up. `pinned` (whatif) keeps the addresses of a previous model for objects that
+ * still exist, so an edit never renumbers the cluster.
+ */
+import type { ClusterModel, ContainerPort, EnforcementMode, ManifestObject, NamespaceModel, PodModel, ServiceModel } from "../policy/types.ts";
+import { parseCidr, parseIp, formatIp } from "../policy/cidr.ts";
+import { SimError } from "./errors.ts";
+
+export type L4 = "TCP" | "UDP" | "SCTP";
+export type FlowProtocol = L4 | "ICMP" | "ICMPv6";
+
+export interface SimConfig {
+  clusterName: string;
+  policyEnforcement: EnforcementMode;
+  podCIDR: string;
+  serviceCIDR: string;
+  maglevTableSize: number;
+  maglevSeed: string;
+  ct: { syn: number; tcp: number; close: number; any: number; svcTcp: number; svcAny: number };
+}
+
+export const DEFAULT_CONFIG: SimConfig = {
+  clusterName: "default",
+  policyEnforcement: "default",
+  podCIDR: "10.244.0.0/16",
+  serviceCIDR: "10.96.0.0/12",
+  maglevTableSize: 251,
+  maglevSeed: "JLfvgnHc2kaSUFaI",
+  ct: { syn: 60, tcp: 8000, close: 10, any: 60, svcTcp: 8000, svcAny: 60 },
+};
+
+export interface SimNode {
+  name: string;
+  ip: string;
+  podCIDR: string;
+  labels: Record<string, string>;
+}
+
+export interface SimPod extends PodModel {
+  key: string;
+  ip: string;
+  node: string;
+  ready: boolean;
+  terminating: boolean;
+  /** The workload it was expanded from (kind/name), if any. */
+  owner?: string;
+}
+
+export interface SimBackend {
+  ip: string;
+  port: number;
+  protocol: L4;
+  state: "active" | "terminating";
+  /** ns/name of the pod behind the address, when known. */
+  pod?: string;
+  node?: string;
+}
+
+export interface SimServicePort {
+  name?: string;
+  port: number;
+  protocol: L4;
+  targetPort: number | string;
+  nodePort?: number;
+  backends: SimBackend[];
+}
+
+export interface SimService {
+  key: string;
+  namespace: string;
+  name: string;
+  type: "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName";
+  clusterIP?: string;
+  headless: boolean;
+  externalIPs: string[];
+  loadBalancerIPs: string[];
+  ports: SimServicePort[];
+  /** ClientIP affinity timeout in seconds; 0 = no affinity. */
+  affinityTimeout: number;
+  maglev: boolean;
+  externalLocal: boolean;
+  internalLocal: boolean;
+  selector?: Record<string, string>;
+}
+
+export type EndpointRefSpec =
+  | { pod: string }
+  | { service: string }
+  | { selector: { namespace?: string; matchLabels?: Record<string, string> } }
+  | { cidr: string }
+  | { ip: string }
+  | { entity: string };
+
+export interface HttpSpec {
+  method: string;
+  path: string;
+  host?: string;
+  headers?: Record<string, string>;
+}
+
+export interface FlowSpec {
+  name: string;
+  from: EndpointRefSpec;
+  to: EndpointRefSpec;
+  port: number;
+  protocol: FlowProtocol;
+  http?: HttpSpec;
+  icmp?: { type: number; code: number };
+  count: number;
+  /** Where it was declared, for messages. */
+  where: string;
+}
+
+export interface ExpectationSpec extends FlowSpec {
+  verdict: "allowed" | "denied";
+}
+
+export interface SimCluster {
+  config: SimConfig;
+  nodes: SimNode[];
+  namespaces: NamespaceModel[];
+  pods: SimPod[];
+  services: SimService[];
+  policies: ManifestObject[];
+  traffic: FlowSpec[];
+  expectations: ExpectationSpec[];
+  /** The input policy/ takes. */
+  model: ClusterModel;
+  /** Every object, for whatif. */
+  objects: ManifestObject[];
+}
+
+export interface Allocation {
+  nodeIp: Map<string, string>;
+  nodeCidr: Map<string, string>;
+  podIp: Map<string, string>;
+  podNode: Map<string, string>;
+  serviceIp: Map<string, string>;
+  nodePort: Map<string, number>;
+}
+
+export interface BuildOptions {
+  clusterName?: string;
+  policyEnforcement?: EnforcementMode;
+  /** Addresses of a previous build to keep (whatif). */
+  pinned?: Allocation;
+}
+
+export const POLICY_KINDS = new Set(["CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy", "NetworkPolicy"]);
+const CILIATE_API = "ciliate.dev/v1alpha1";
+const KNOWN_KINDS = new Set([
+  "Namespace",
+  "Node",
+  "Pod",
+  "Deployment",
+  "ReplicaSet",
+  "StatefulSet",
+  "DaemonSet",
+  "Service",
+  "EndpointSlice",
+  "Endpoints",
+  ...POLICY_KINDS,
+  "Traffic",
+  "Expectation",
+  "Config",
+]);
+export const MAGLEV_ANNOTATIONS = ["service.cilium.io/lb-algorithm", "io.cilium/lb-algorithm"];
+const ENTITY_REFS = new Set(["world", "host", "remote-node", "health", "init", "unmanaged", "kube-apiserver", "ingress"]);
+
+const CLUSTER_SCOPED_KINDS = new Set(["Namespace", "Node", "CiliumClusterwideNetworkPolicy", "Config"]);
+
+function objectName(o: ManifestObject): string {
+  const ns = o.metadata.namespace ?? (CLUSTER_SCOPED_KINDS.has(o.kind) ? "" : "default");
+  return `${o.kind} ${ns ? ns + "/" : ""}${o.metadata.name}`;
+}
+
+function where(o: ManifestObject, path: (string | number)[] = []): string {
+  const s = o.source;
+  if (!s) return objectName(o);
+  const line = s.lineOf ? lineOf(s.lineOf, path) : 0;
+  const p = path.length ? ` ${path.map((x, i) => (typeof x === "number" ? `[${x}]` : i ? `.${x}` : x)).join("")}` : "";
+  return `${s.file}: document ${s.doc}${line ? `, line ${line}` : ""}: ${objectName(o)}${p}`;
+}
+
+function lineOf(f: (p: (string | number)[]) => number, path: (string | number)[]): number {
+  for (let n = path.length; n >= 0; n--) {
+    const l = f(path.slice(0, n));
+    if (l) return l;
+  }
+  return 0;
+}
+
+function bad(o: ManifestObject, path: (string | number)[], msg: string, code = "INVALID_MANIFEST"): SimError {
+  return new SimError(code, `${where(o, path)}: ${msg}`);
+}
+
+function ipv4ToInt(ip: string): number {
+  return ip.split(".").reduce((a, p) => a * 256 + Number(p), 0);
+}
+
+function intToIpv4(n: number): string {
+  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
+}
+
+/** Canonical text of an address (so 10.0.0.01-style and IPv6 spellings compare equal). */
+export function canonicalIp(ip: string): string | undefined {
+  const a = parseIp(ip);
+  return a ? formatIp(a.family, a.addr) : undefined;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+
+function labelsOf(v: unknown): Record<string, string> {
+  if (!v || typeof v !== "object") return {};
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) out[k] = String(x);
+  return out;
+}
+
+function protocolOf(o: ManifestObject, path: (string | number)[], v: unknown): L4 {
+  const p = v === undefined || v === null ? "TCP" : String(v).toUpperCase();
+  if (p !== "TCP" && p !== "UDP" && p !== "SCTP") throw bad(o, path, `unknown protocol ${JSON.stringify(v)} (TCP, UDP or SCTP)`);
+  return p;
+}
+
+function portNumber(o: ManifestObject, path: (string | number)[], v: unknown): number {
+  const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 65535) throw bad(o, path, `invalid port ${JSON.stringify(v)} (1-65535)`);
+  return n;
+}
+
+interface RawPod {
+  namespace: string;
+  name: string;
+  spec: Record<string, unknown>;
+  labels: Record<string, string>;
+  status?: Record<string, unknown>;
+  deleting: boolean;
+  owner?: string;
+  src: ManifestObject;
+  /** Node fixed by the workload (DaemonSet). */
+  node?: string;
+}
+
+function podTemplate(o: ManifestObject): { labels: Record<string, string>; spec: Record<string, unknown> } {
+  const t = (o.raw.spec?.template ?? {}) as Record<string, unknown>;
+  const md = (t.metadata ?? {}) as Record<string, unknown>;
+  return { labels: labelsOf(md.labels), spec: (t.spec ?? {}) as Record<string, unknown> };
+}
+
+function containerPorts(p: RawPod): ContainerPort[] {
+  const out: ContainerPort[] = [];
+  const cs = [...((p.spec.containers as unknown[]) ?? []), ...((p.spec.initContainers as unknown[]) ?? [])];
+  cs.forEach((c0, ci) => {
+    const c = (c0 ?? {}) as Record<string, unknown>;
+    ((c.ports as unknown[]) ?? []).forEach((p0, pi) => {
+      const cp = (p0 ?? {}) as Record<string, unknown>;
+      const path = ["spec", "containers", ci, "ports", pi];
+      out.push({ name: str(cp.name), port: portNumber(p.src, [...path, "containerPort"], cp.containerPort), protocol: protocolOf(p.src, [...path, "protocol"], cp.protocol) });
+    });
+  });
+  return out;
+}
+
+function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], defaultName: string): FlowSpec {
+  const f = (raw ?? {}) as Record<string, unknown>;
+  const from = endpointRefOf(o, [...path, "from"], f.from);
+  const to = endpointRefOf(o, [...path, "to"], f.to);
+  const protoRaw = f.protocol === undefined ? (f.icmp ? "ICMP" : "TCP") : String(f.protocol).toUpperCase();
+  const protocol = protoRaw === "ICMPV6" ? "ICMPv6" : protoRaw;
+  if (!["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"].includes(protocol)) throw bad(o, [...path, "protocol"], `unknown protocol ${JSON.stringify(f.protocol)} (TCP, UDP, SCTP, ICMP or ICMPv6)`);
+  let port = 0;
+  let icmp: FlowSpec["icmp"];
+  if (protocol === "ICMP" || protocol === "ICMPv6") {
+    const ic = (f.icmp ?? {}) as Record<string, unknown>;
+    const type = ic.type === undefined ? (protocol === "ICMP" ? 8 : 128) : Number(ic.type);
+    const code = ic.code === undefined ? 0 : Number(ic.code);
+    if (!Number.isInteger(type) || type < 0 || type > 255) throw bad(o, [...path, "icmp", "type"], `invalid ICMP type ${JSON.stringify(ic.type)}`);
+    if (!Number.isInteger(code) || code < 0 || code > 255) throw bad(o, [...path, "icmp", "code"], `invalid ICMP code ${JSON.stringify(ic.code)}`);
+    icmp = { type, code };
+    port = type;
+  } else port = portNumber(o, [...path, "port"], f.port);
+  let http: HttpSpec | undefined;
+  if (f.http !== undefined) {
+    const h = (f.http ?? {}) as Record<string, unknown>;
+    if (protocol !== "TCP") throw bad(o, [...path, "http"], "http needs protocol TCP");
+    http = { method: String(h.method ?? "GET").toUpperCase(), path: String(h.path ?? "/"), host: str(h.host), headers: h.headers ? labelsOf(h.headers) : undefined };
+  }
+  const count = f.count === undefined ? 1 : Number(f.count);
+  if (!Number.isInteger(count) || count < 1 || count > 10000) throw bad(o, [...path, "count"], `invalid count ${JSON.stringify(f.count)} (1-10000)`);
+  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, icmp, count, where: where(o, path) };
+}
+
+/** Parses one endpoint reference of a Traffic flow or Expectation. */
+export function endpointRefOf(o: ManifestObject | undefined, path: (string | number)[], v: unknown): EndpointRefSpec {
+  const fail = (m: string) => (o ? bad(o, path, m, "BAD_REFERENCE") : new SimError("BAD_REFERENCE", m));
+  if (!v || typeof v !== "object") throw fail("missing endpoint reference (pod, service, selector, cidr, ip or entity)");
+  const r = v as Record<string, unknown>;
+  const keys = Object.keys(r);
+  if (keys.length !== 1) throw fail(`an endpoint reference has exactly one of pod, service, selector, cidr, ip, entity (got ${keys.join(", ") || "none"})`);
+  const k = keys[0]!;
+  const val = r[k];
+  switch (k) {
+    case "pod":
+    case "service":
+      if (typeof val !== "string" || !val) throw fail(`${k} must be "namespace/name"`);
+      return k === "pod" ? { pod: val.includes("/") ? val : `default/${val}` } : { service: val.includes("/") ? val : `default/${val}` };
+    case "selector": {
+      const s = (val ?? {}) as Record<string, unknown>;
+      return { selector: { namespace: str(s.namespace), matchLabels: labelsOf(s.matchLabels) } };
+    }
+    case "cidr":
+      if (typeof val !== "string" || !parseCidr(val)) throw fail(`invalid CIDR ${JSON.stringify(val)}`);
+      return { cidr: val };
+    case "ip":
+      if (typeof val !== "string" || !parseIp(val)) throw fail(`invalid IP address ${JSON.stringify(val)}`);
+      return { ip: val };
+    case "entity":
+      if (typeof val !== "string" || !ENTITY_REFS.has(val)) throw fail(`unknown entity ${JSON.stringify(val)} (${[...ENTITY_REFS].join(", ")})`);
+      return { entity: val };
+    default:
+      throw fail(`unknown endpoint reference ${JSON.stringify(k)} (pod, service, selector, cidr, ip or entity)`);
+  }
+}
+
+function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
+  const c: SimConfig = { ...DEFAULT_CONFIG, ct: { ...DEFAULT_CONFIG.ct } };
+  for (const o of objs.filter((x) => x.kind === "Config" && x.apiVersion === CILIATE_API)) {
+    const s = (o.raw.spec ?? o.raw) as Record<string, unknown>;
+    if (s.clusterName !== undefined) c.clusterName = String(s.clusterName);
+    if (s.policyEnforcement !== undefined) {
+      const m = String(s.policyEnforcement);
+      if (m !== "default" && m !== "always" && m !== "never") throw bad(o, ["spec", "policyEnforcement"], `invalid policyEnforcement ${JSON.stringify(m)} (default, always or never)`);
+      c.policyEnforcement = m;
+    }
+    const cidrOf = (k: string) => {
+      const v = s[k];
+      if (v === undefined) return undefined;
+      const p = typeof v === "string" ? parseCidr(v) : undefined;
+      if (!p || p.family !== 4) throw bad(o, ["spec", k], `invalid IPv4 CIDR ${JSON.stringify(v)}`);
+      return p.text;
+    };
+    c.podCIDR = cidrOf("podCIDR") ?? cidrOf("clusterCIDR") ?? c.podCIDR;
+    c.serviceCIDR = cidrOf("serviceCIDR") ?? c.serviceCIDR;
+    const mg = (s.maglev ?? {}) as Record<string, unknown>;
+    const size = s.maglevTableSize ?? mg.tableSize;
+    if (size !== undefined) {
+      if (![251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071].includes(Number(size))) throw bad(o, ["spec", "maglevTableSize"], `Maglev table size ${JSON.stringify(size)} is not one of Cilium's primes (251, 509, 1021, … 131071)`);
+      c.maglevTableSize = Number(size);
+    }
+    const seed = s.maglevSeed ?? mg.seed;
+    if (seed !== undefined) c.maglevSeed = String(seed);
+    const ct = (s.ctTimeouts ?? s.conntrack ?? {}) as Record<string, unknown>;
+    for (const k of Object.keys(c.ct) as (keyof SimConfig["ct"])[]) {
+      if (ct[k] === undefined) continue;
+      const n = Number(ct[k]);
+      if (!Number.isInteger(n) || n < 1) throw bad(o, ["spec", "ctTimeouts", k], `invalid timeout ${JSON.stringify(ct[k])} (seconds)`);
+      c.ct[k] = n;
+    }
+  }
+  if (opts.clusterName) c.clusterName = opts.clusterName;
+  if (opts.policyEnforcement) c.policyEnforcement = opts.policyEnforcement;
+  return c;
+}
+
+/** Builds the cluster model from manifest objects. Throws SimError (or policy's ManifestError) on bad input. */
+export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {}): SimCluster {
+  for (const o of objects) {
+    if (!KNOWN_KINDS.has(o.kind)) throw bad(o, ["kind"], `unsupported kind ${o.kind} (supported: ${[...KNOWN_KINDS].join(", ")})`, "UNSUPPORTED_KIND");
+    if ((o.kind === "Traffic" || o.kind === "Expectation" || o.kind === "Config") && o.apiVersion !== CILIATE_API)
+      throw bad(o, ["apiVersion"], `${o.kind} needs apiVersion ${CILIATE_API}`);
+  }
+  const config = configOf(objects, opts);
+  const pinned = opts.pinned;
+  const nsOf = (o: ManifestObject) => o.metadata.namespace ?? "default";
+
+  // Nodes.
+  const nodeObjs = objects.filter((o) => o.kind === "Node").sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
+  const clusterCidr = parseCidr(config.podCIDR)!;
+  const nodes: SimNode[] = [];
+  const usedCidrs = new Set<string>();
+  const usedNodeIps = new Set<string>();
+  const rawNodes = nodeObjs.map((o) => {
+    const spec = (o.raw.spec ?? {}) as Record<string, unknown>;
+    const addrs = (((o.raw.status ?? {}) as Record<string, unknown>).addresses as { type?: string; address?: string }[]) ?? [];
+    const internal = addrs.find((a) => a.type === "InternalIP" && a.address && parseIp(a.address)?.family === 4)?.address;
+    let cidr = str(spec.podCIDR);
+    if (cidr !== undefined && (!parseCidr(cidr) || parseCidr(cidr)!.family !== 4)) throw bad(o, ["spec", "podCIDR"], `invalid IPv4 pod CIDR ${JSON.stringify(cidr)}`);
+    if (cidr) cidr = parseCidr(cidr)!.text;
+    if (internal && !canonicalIp(internal)) throw bad(o, ["status", "addresses"], `invalid node address ${internal}`);
+    return { o, name: o.metadata.name, cidr: cidr ?? pinned?.nodeCidr.get(o.metadata.name), ip: internal ?? pinned?.nodeIp.get(o.metadata.name), labels: labelsOf(o.metadata.labels) };
+  });
+  if (rawNodes.length === 0) rawNodes.push({ o: undefined as unknown as ManifestObject, name: "node-1", cidr: pinned?.nodeCidr.get("node-1"), ip: pinned?.nodeIp.get("node-1"), labels: {} });
+  for (const n of rawNodes) {
+    if (n.cidr) usedCidrs.add(n.cidr);
+    if (n.ip) usedNodeIps.add(n.ip);
+  }
+  let nextCidr = 0;
+  let nextNodeIp = ipv4ToInt("192.168.56.11");
+  for (const n of rawNodes) {
+    let cidr = n.cidr;
+    while (!cidr) {
+      const base = Number(clusterCidr.addr) + nextCidr++ * 256;
+      const c = `${intToIpv4(base)}/24`;
+      if (nextCidr > 256) throw new SimError("IPAM_EXHAUSTED", `cluster pod CIDR ${config.podCIDR} has no free /24 for node ${n.name}`);
+      if (!usedCidrs.has(c)) cidr = c;
+    }
+    usedCidrs.add(cidr);
+    let ip = n.ip;
+    while (!ip) {
+      const c = intToIpv4(nextNodeIp++);
+      if (!usedNodeIps.has(c)) ip = c;
+    }
+    usedNodeIps.add(ip);
+    nodes.push({ name: n.name, ip, podCIDR: cidr, labels: n.labels });
+  }
+  const nodeByName = new Map(nodes.map((n) => [n.name, n]));
+
+  // Pods, including expanded workloads.
+  const raws: RawPod[] = [];
+  for (const o of objects) {
+    const ns = nsOf(o);
+    const deleting = !!(o.metadata as Record<string, unknown>).deletionTimestamp;
+    if (o.kind === "Pod") {
+      raws.push({ namespace: ns, name: o.metadata.name, spec: (o.raw.spec ?? {}) as Record<string, unknown>, labels: labelsOf(o.metadata.labels), status: o.raw.status, deleting, src: o });
+    } else if (o.kind === "Deployment" || o.kind === "ReplicaSet" || o.kind === "StatefulSet") {
+      const t = podTemplate(o);
+      const rep = o.raw.spec?.replicas === undefined ? 1 : Number(o.raw.spec.replicas);
+      if (!Number.isInteger(rep) || rep < 0 || rep > 1000) throw bad(o, ["spec", "replicas"], `invalid replicas ${JSON.stringify(o.raw.spec?.replicas)} (0-1000)`);
+      for (let i = 0; i < rep; i++) raws.push({ namespace: ns, name: `${o.metadata.name}-${i}`, spec: t.spec, labels: t.labels, deleting, owner: `${o.kind}/${o.metadata.name}`, src: o });
+    } else if (o.kind === "DaemonSet") {
+      const t = podTemplate(o);
+      for (const n of nodes) raws.push({ namespace: ns, name: `${o.metadata.name}-${n.name}`, spec: t.spec, labels: t.labels, deleting, owner: `DaemonSet/${o.metadata.name}`, src: o, node: n.name });
+    }
+  }
+  raws.sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+  const seenPods = new Map<string, RawPod>();
+  for (const r of raws) {
+    const k = `${r.namespace}/${r.name}`;
+    if (seenPods.has(k)) throw bad(r.src, ["metadata", "name"], `pod ${k} is declared twice (also by ${where(seenPods.get(k)!.src)})`, "DUPLICATE_POD");
+    seenPods.set(k, r);
+  }
+  const pods: SimPod[] = [];
+  const usedPodIps = new Map<string, string>();
+  const podCursor = new Map<string, number>();
+  let rr = 0;
+  const placed: { r: RawPod; node: string; ip?: string; host: boolean }[] = [];
+  for (const r of raws) {
+    const k = `${r.namespace}/${r.name}`;
+    let node = r.node ?? str(r.spec.nodeName) ?? pinned?.podNode.get(k);
+    if (node && !nodeByName.has(node)) throw bad(r.src, ["spec", "nodeName"], `node ${node} is not declared (declare a Node or omit nodeName)`, "UNKNOWN_NODE");
+    if (!node) node = nodes[rr++ % nodes.length]!.name;
+    const host = r.spec.hostNetwork === true;
+    let ip = str(r.status?.podIP);
+    if (ip !== undefined) {
+      const c = canonicalIp(ip);
+      if (!c) throw bad(r.src, ["status", "podIP"], `invalid pod IP ${JSON.stringify(ip)}`);
+      ip = c;
+    }
+    if (host) ip = nodeByName.get(node)!.ip;
+    else if (!ip) ip = pinned?.podIp.get(k);
+    placed.push({ r, node, ip, host });
+    if (ip && !host) {
+      const other = usedPodIps.get(ip);
+      if (other) throw bad(r.src, ["status", "podIP"], `pod ${k} has IP ${ip}, already used by pod ${other}`, "DUPLICATE_IP");
+      usedPodIps.set(ip, k);
+    }
+  }
+  for (const p of placed) {
+    if (!p.ip) {
+      const n = nodeByName.get(p.node)!;
+      const c = parseCidr(n.podCIDR)!;
+      const size = 2 ** (32 - c.bits);
+      let i = podCursor.get(n.name) ?? 10;
+      let ip: string | undefined;
+      for (; i < size - 1; i++) {
+        const cand = intToIpv4(Number(c.addr) + i);
+        if (!usedPodIps.has(cand)) {
+          ip = cand;
+          break;
+        }
+      }
+      if (!ip) throw new SimError("IPAM_EXHAUSTED", `node ${n.name}: pod CIDR ${n.podCIDR} has no free address for pod ${p.r.namespace}/${p.r.name}`);
+      podCursor.set(n.name, i + 1);
+      usedPodIps.set(ip, `${p.r.namespace}/${p.r.name}`);
+      p.ip = ip;
+    }
+    const conds = (p.r.status?.conditions as { type?: string; status?: string }[]) ?? [];
+    const readyCond = conds.find((c) => c.type === "Ready");
+    const ready = readyCond ? readyCond.status !== "False" : true;
+    const sa = str(p.r.spec.serviceAccountName) ?? str(p.r.spec.serviceAccount);
+    pods.push({
+      key: `${p.r.namespace}/${p.r.name}`,
+      namespace: p.r.namespace,
+      name: p.r.name,
+      labels: p.r.labels,
+      serviceAccount: sa,
+      node: p.node,
+      hostNetwork: p.host,
+      containerPorts: containerPorts(p.r),
+      ips: [p.ip!],
+      ip: p.ip!,
+      ready,
+      terminating: p.r.deleting,
+      owner: p.r.owner,
+    });
+  }
+  const podByKey = new Map(pods.map((p) => [p.key, p]));
+
+  // Namespaces: declared ones plus every namespace an object lives in.
+  const nsMap = new Map<string, NamespaceModel>();
+  for (const o of objects.filter((x) => x.kind === "Namespace")) nsMap.set(o.metadata.name, { name: o.metadata.name, labels: { ...labelsOf(o.metadata.labels), "kubernetes.io/metadata.name": o.metadata.name } });
+  for (const o of objects)
+    if (o.kind !== "Namespace" && o.kind !== "Node" && o.kind !== "CiliumClusterwideNetworkPolicy" && !nsMap.has(nsOf(o))) nsMap.set(nsOf(o), { name: nsOf(o), labels: { "kubernetes.io/metadata.name": nsOf(o) } });
+  const namespaces = [...nsMap.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+
+  // Services.
+  const svcObjs = objects.filter((o) => o.kind === "Service").sort((a, b) => (`${nsOf(a)}/${a.metadata.name}` < `${nsOf(b)}/${b.metadata.name}` ? -1 : 1));
+  const svcCidr = parseCidr(config.serviceCIDR)!;
+  const usedSvcIps = new Set<string>();
+  const usedNodePorts = new Set<number>();
+  for (const o of svcObjs) {
+    const ip = str(o.raw.spec?.clusterIP);
+    if (ip && ip !== "None") usedSvcIps.add(canonicalIp(ip) ?? ip);
+    for (const p of (o.raw.spec?.ports as Record<string, unknown>[]) ?? []) if (p?.nodePort) usedNodePorts.add(Number(p.nodePort));
+  }
+  for (const v of pinned?.serviceIp.values() ?? []) usedSvcIps.add(v);
+  for (const v of pinned?.nodePort.values() ?? []) usedNodePorts.add(v);
+  let nextSvc = 10;
+  let nextNodePort = 30000;
+  const slices = objects.filter((o) => o.kind === "EndpointSlice");
+  const services: SimService[] = [];
+  for (const o of svcObjs) {
+    const spec = (o.raw.spec ?? {}) as Record<string, unknown>;
+    const ns = nsOf(o);
+    const key = `${ns}/${o.metadata.name}`;
+    const type = (str(spec.type) ?? "ClusterIP") as SimService["type"];
+    if (!["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].includes(type)) throw bad(o, ["spec", "type"], `unknown service type ${JSON.stringify(spec.type)}`);
+    let clusterIP = str(spec.clusterIP);
+    const headless = clusterIP === "None";
+    if (headless || type === "ExternalName") clusterIP = undefined;
+    else if (clusterIP) {
+      const c = canonicalIp(clusterIP);
+      if (!c) throw bad(o, ["spec", "clusterIP"], `invalid clusterIP ${JSON.stringify(clusterIP)}`);
+      clusterIP = c;
+    } else {
+      clusterIP = pinned?.serviceIp.get(key);
+      while (!clusterIP) {
+        const cand = intToIpv4(Number(svcCidr.addr) + nextSvc++);
+        if (!usedSvcIps.has(cand)) clusterIP = cand;
+      }
+      usedSvcIps.add(clusterIP);
+    }
+    const selector = spec.selector && Object.keys(spec.selector as object).length ? labelsOf(spec.selector) : undefined;
+    const annotations = labelsOf((o.metadata as Record<string, unknown>).annotations);
+    const maglev = MAGLEV_ANNOTATIONS.some((a) => annotations[a]?.toLowerCase() === "maglev");
+    const affinity = spec.sessionAffinity === "ClientIP";
+    const timeoutRaw = (((spec.sessionAffinityConfig ?? {}) as Record<string, unknown>).clientIP as Record<string, unknown> | undefined)?.timeoutSeconds;
+    const affinityTimeout = affinity ? (timeoutRaw === undefined ? 10800 : Number(timeoutRaw)) : 0;
+    if (affinity && (!Number.isInteger(affinityTimeout) || affinityTimeout < 1 || affinityTimeout > 86400))
+      throw bad(o, ["spec", "sessionAffinityConfig", "clientIP", "timeoutSeconds"], `invalid affinity timeout ${JSON.stringify(timeoutRaw)} (1-86400)`);
+    const lbIngress = ((((o.raw.status ?? {}) as Record<string, unknown>).loadBalancer ?? {}) as Record<string, unknown>).ingress as { ip?: string }[] | undefined;
+    const loadBalancerIPs = type === "LoadBalancer" ? (lbIngress ?? []).map((i) => i.ip).filter((x): x is string => !!x).map((x) => canonicalIp(x) ?? x) : [];
+    const externalIPs = ((spec.externalIPs as string[]) ?? []).map((x, i) => {
+      const c = canonicalIp(String(x));
+      if (!c) throw bad(o, ["spec", "externalIPs", i], `invalid external IP ${JSON.stringify(x)}`);
+      return c;
+    });
+    const ports: SimServicePort[] = [];
+    const rawPorts = (spec.ports as unknown[]) ?? [];
+    rawPorts.forEach((p0, i) => {
+      const p = (p0 ?? {}) as Record<string, unknown>;
+      const path = ["spec", "ports", i];
+      const port = portNumber(o, [...path, "port"], p.port);
+      const protocol = protocolOf(o, [...path, "protocol"], p.protocol);
+      let targetPort: number | string = port;
+      if (p.targetPort !== undefined) targetPort = typeof p.targetPort === "string" && !/^\d+$/.test(p.targetPort) ? p.targetPort : portNumber(o, [...path, "targetPort"], p.targetPort);
+      let nodePort: number | undefined;
+      if (type === "NodePort" || type === "LoadBalancer") {
+        if (p.nodePort !== undefined) nodePort = portNumber(o, [...path, "nodePort"], p.nodePort);
+        else {
+          nodePort = pinned?.nodePort.get(`${key}/${port}/${protocol}`);
+          while (nodePort === undefined) {
+            const cand = nextNodePort++;
+            if (!usedNodePorts.has(cand)) nodePort = cand;
+          }
+          usedNodePorts.add(nodePort);
+        }
+      }
+      ports.push({ name: str(p.name), port, protocol, targetPort, nodePort, backends: [] });
+    });
+    const svc: SimService = {
+      key,
+      namespace: ns,
+      name: o.metadata.name,
+      type,
+      clusterIP,
+      headless,
+      externalIPs,
+      loadBalancerIPs,
+      ports,
+      affinityTimeout,
+      maglev,
+      externalLocal: spec.externalTrafficPolicy === "Local",
+      internalLocal: spec.internalTrafficPolicy === "Local",
+      selector,
+    };
+    // Backends.
+    const mySlices = slices.filter((s) => nsOf(s) === ns && labelsOf(s.metadata.labels)["kubernetes.io/service-name"] === o.metadata.name);
+    const podOfIp = (ip: string) => pods.find((p) => p.ip === ip && !p.hostNetwork) ?? pods.find((p) => p.ip === ip);
+    if (mySlices.length) {
+      for (const sp of ports) {
+        const seen = new Set<string>();
+        for (const s of mySlices) {
+          const sports = (s.raw.ports as { name?: string; port?: number; protocol?: string }[]) ?? [];
+          const match = sports.find((x) => (x.name ?? "") === (sp.name ?? "") && (x.protocol ?? "TCP").toUpperCase() === sp.protocol) ?? (sports.length === 1 && rawPorts.length === 1 ? sports[0] : undefined);
+          if (!match || !match.port) continue;
+          ((s.raw.endpoints as Record<string, unknown>[]) ?? []).forEach((ep, ei) => {
+            const cond = (ep.conditions ?? {}) as Record<string, unknown>;
+            const terminating = cond.terminating === true;
+            const ready = cond.ready !== false;
+            if (!ready && !terminating) return;
+            if (terminating && cond.serving === false) return;
+            ((ep.addresses as string[]) ?? []).forEach((a, ai) => {
+              const ip = canonicalIp(String(a));
+              if (!ip) throw bad(s, ["endpoints", ei, "addresses", ai], `invalid address ${JSON.stringify(a)}`);
+              const k = `${ip}:${match.port}`;
+              if (seen.has(k)) return;
+              seen.add(k);
+              const pod = podOfIp(ip);
+              sp.backends.push({ ip, port: Number(match.port), protocol: sp.protocol, state: terminating ? "terminating" : "active", pod: pod?.key, node: str(ep.nodeName) ?? pod?.node });
+            });
+          });
+        }
+      }
+    } else if (selector) {
+      const selected = pods.filter((p) => p.namespace === ns && Object.entries(selector).every(([k, v]) => p.labels[k] === v));
+      ports.forEach((sp, i) => {
+        let declared = false;
+        for (const p of selected) {
+          if (!p.ready && !p.terminating) continue;
+          let port: number | undefined;
+          if (typeof sp.targetPort === "number") port = sp.targetPort;
+          else port = p.containerPorts.find((c) => c.name === sp.targetPort && c.protocol === sp.protocol)?.port;
+          if (port === undefined) continue;
+          declared = true;
+          sp.backends.push({ ip: p.ip, port, protocol: sp.protocol, state: p.terminating ? "terminating" : "active", pod: p.key, node: p.node });
+        }
+        if (typeof sp.targetPort === "string" && selected.length && !declared)
+          throw bad(o, ["spec", "ports", i, "targetPort"], `targetPort ${JSON.stringify(sp.targetPort)} is not a named ${sp.protocol} port of any selected pod (${selected.map((p) => p.key).join(", ")})`, "UNKNOWN_TARGET_PORT");
+      });
+    }
+    for (const sp of ports) sp.backends.sort((a, b) => (a.state === b.state ? 0 : a.state === "active" ? -1 : 1) || ipv4Cmp(a.ip, b.ip) || a.port - b.port);
+    services.push(svc);
+  }
+
+  // Traffic and expectations.
+  const traffic: FlowSpec[] = [];
+  const expectations: ExpectationSpec[] = [];
+  for (const o of objects) {
+    if (o.kind === "Traffic") {
+      const flows = o.raw.spec?.flows;
+      if (!Array.isArray(flows)) throw bad(o, ["spec", "flows"], "a Traffic needs spec.flows (a list)");
+      flows.forEach((f, i) => traffic.push(flowSpecOf(o, f, ["spec", "flows", i], `${o.metadata.name}[${i}]`)));
+    } else if (o.kind === "Expectation") {
+      const f = flowSpecOf(o, o.raw.spec, ["spec"], o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name);
+      f.name = o.metadata.name;
+      const v = o.raw.spec?.verdict;
+      if (v !== "allowed" && v !== "denied") throw bad(o, ["spec", "verdict"], `verdict must be allowed or denied (got ${JSON.stringify(v)})`);
+      expectations.push({ ...f, verdict: v });
+    }
+  }
+
+  const model: ClusterModel = {
+    clusterName: config.clusterName,
+    policyEnforcement: config.policyEnforcement,
+    namespaces,
+    pods,
+    services: services.map(
+      (s): ServiceModel => ({
+        namespace: s.namespace,
+        name: s.name,
+        selector: s.selector,
+        ports: s.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort, protocol: p.protocol })),
+        clusterIP: s.clusterIP,
+        endpoints: [...new Set(s.ports.flatMap((p) => p.backends.map((b) => b.ip)))],
+      }),
+    ),
+  };
+  void podByKey;
+  return { config, nodes, namespaces, pods, services, policies: objects.filter((o) => POLICY_KINDS.has(o.kind)), traffic, expectations, model, objects };
+}
+
+function ipv4Cmp(a: string, b: string): number {
+  const pa = parseIp(a);
+  const pb = parseIp(b);
+  if (!pa || !pb) return a < b ? -1 : a > b ? 1 : 0;
+  return pa.family - pb.family || (pa.addr < pb.addr ? -1 : pa.addr > pb.addr ? 1 : 0);
+}
+
+/** The addresses a build handed out, to pin them in a second build (whatif). */
+export function allocationOf(c: SimCluster): Allocation {
+  const a: Allocation = { nodeIp: new Map(), nodeCidr: new Map(), podIp: new Map(), podNode: new Map(), serviceIp: new Map(), nodePort: new Map() };
+  for (const n of c.nodes) {
+    a.nodeIp.set(n.name, n.ip);
+    a.nodeCidr.set(n.name, n.podCIDR);
+  }
+  for (const p of c.pods) {
+    if (!p.hostNetwork) a.podIp.set(p.key, p.ip);
+    a.podNode.set(p.key, p.node);
+  }
+  for (const s of c.services) {
+    if (s.clusterIP) a.serviceIp.set(s.key, s.clusterIP);
+    for (const p of s.ports) if (p.nodePort !== undefined) a.nodePort.set(`${s.key}/${p.port}/${p.protocol}`, p.nodePort);
+  }
+  return a;
+}

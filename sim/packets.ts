@@ -1,0 +1,340 @@
+/*
+ * Building and reading Ethernet frames for the simulator, the conformance and differential suites and the
+ * benchmarks: IPv4/IPv6 with TCP, UDP, SCTP, ICMP and ICMPv6, with correct checksums, and the inverse
+ * (decode a frame into the fields flows show). Written independently of core/ on purpose: tests use it to
+ * check what core does to packets.
+ */
+
+export type L4Proto = "TCP" | "UDP" | "SCTP" | "ICMP" | "ICMPv6";
+
+export const PROTO_NUMBERS: Record<L4Proto, number> = { TCP: 6, UDP: 17, SCTP: 132, ICMP: 1, ICMPv6: 58 };
+export const PROTO_NAMES: Record<number, L4Proto> = { 6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP", 58: "ICMPv6" };
+
+export interface FrameSpec {
+  src: string;
+  dst: string;
+  proto: L4Proto;
+  sport?: number;
+  dport?: number;
+  /** TCP flags byte (SYN 0x02, ACK 0x10, FIN 0x01, RST 0x04, PSH 0x08). */
+  tcpFlags?: number;
+  icmpType?: number;
+  icmpCode?: number;
+  /** ICMP echo identifier (and sequence 1). */
+  icmpId?: number;
+  payload?: Uint8Array;
+  ttl?: number;
+  srcMac?: Uint8Array;
+  dstMac?: Uint8Array;
+  /** For ICMP errors: the packet (from its IP header on) to embed after the ICMP header. */
+  embedded?: Uint8Array;
+}
+
+export const TCP_FLAGS = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Addresses. */
+
+export function isIpv6(addr: string): boolean {
+  return addr.includes(":");
+}
+
+export function parseIpv4(addr: string): Uint8Array {
+  const parts = addr.split(".");
+  if (parts.length !== 4) throw new Error(`invalid IPv4 address ${addr}`);
+  return Uint8Array.from(
+    parts.map((p) => {
+      const n = Number(p);
+      if (!/^\d+$/.test(p) || n > 255) throw new Error(`invalid IPv4 address ${addr}`);
+      return n;
+    }),
+  );
+}
+
+export function parseIpv6(addr: string): Uint8Array {
+  const out = new Uint8Array(16);
+  let text = addr;
+  // An embedded IPv4 tail (::ffff:1.2.3.4).
+  let tail: number[] = [];
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    tail = Array.from(parseIpv4(v4[1]!));
+    text = text.slice(0, -v4[1]!.length) + "0:0";
+  }
+  const halves = text.split("::");
+  if (halves.length > 2) throw new Error(`invalid IPv6 address ${addr}`);
+  const head = halves[0] ? halves[0].split(":") : [];
+  const rest = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
+  const groups = halves.length === 2 ? [...head, ...Array(8 - head.length - rest.length).fill("0"), ...rest] : head;
+  if (groups.length !== 8) throw new Error(`invalid IPv6 address ${addr}`);
+  groups.forEach((g, i) => {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw new Error(`invalid IPv6 address ${addr}`);
+    const n = parseInt(g, 16);
+    out[i * 2] = n >> 8;
+    out[i * 2 + 1] = n & 0xff;
+  });
+  if (tail.length) out.set(tail, 12);
+  return out;
+}
+
+/** 16-byte address as core stores it: IPv6 as is, IPv4 in the first four bytes. */
+export function addrBytes16(addr: string): Uint8Array {
+  if (isIpv6(addr)) return parseIpv6(addr);
+  const out = new Uint8Array(16);
+  out.set(parseIpv4(addr));
+  return out;
+}
+
+export function formatAddr(bytes: Uint8Array, family: 4 | 6): string {
+  if (family === 4) return Array.from(bytes.subarray(0, 4)).join(".");
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+  // Compress the longest run of zero groups (RFC 5952).
+  let best = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== "0") {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === "0") j++;
+    if (j - i > bestLen && j - i > 1) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return groups.join(":");
+  return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLen).join(":")}`;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Checksums (RFC 1071), independent of core/csum.ts. */
+
+export function onesSum(bytes: Uint8Array, init = 0): number {
+  let s = init;
+  for (let i = 0; i + 1 < bytes.length; i += 2) s += (bytes[i]! << 8) | bytes[i + 1]!;
+  if (bytes.length % 2) s += bytes[bytes.length - 1]! << 8;
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return s;
+}
+
+export function internetChecksum(bytes: Uint8Array, init = 0): number {
+  return ~onesSum(bytes, init) & 0xffff;
+}
+
+function pseudoHeaderSum(src: Uint8Array, dst: Uint8Array, proto: number, len: number): number {
+  if (src.length === 4) {
+    const p = new Uint8Array(12);
+    p.set(src, 0);
+    p.set(dst, 4);
+    p[9] = proto;
+    p[10] = len >> 8;
+    p[11] = len & 0xff;
+    return onesSum(p);
+  }
+  const p = new Uint8Array(40);
+  p.set(src, 0);
+  p.set(dst, 16);
+  p[34] = len >> 8;
+  p[35] = len & 0xff;
+  p[39] = proto;
+  return onesSum(p);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Building. */
+
+const DEFAULT_SRC_MAC = Uint8Array.of(0x02, 0, 0, 0, 0, 1);
+const DEFAULT_DST_MAC = Uint8Array.of(0x02, 0, 0, 0, 0, 2);
+
+function l4Header(spec: FrameSpec, src: Uint8Array, dst: Uint8Array): Uint8Array {
+  const payload = spec.payload ?? new Uint8Array(0);
+  const proto = PROTO_NUMBERS[spec.proto];
+  let h: Uint8Array;
+  switch (spec.proto) {
+    case "TCP": {
+      h = new Uint8Array(20 + payload.length);
+      const dv = new DataView(h.buffer);
+      dv.setUint16(0, spec.sport ?? 0);
+      dv.setUint16(2, spec.dport ?? 0);
+      dv.setUint32(4, 1000);
+      dv.setUint32(8, (spec.tcpFlags ?? TCP_FLAGS.SYN) & TCP_FLAGS.ACK ? 2000 : 0);
+      h[12] = 5 << 4;
+      h[13] = spec.tcpFlags ?? TCP_FLAGS.SYN;
+      dv.setUint16(14, 64240);
+      h.set(payload, 20);
+      dv.setUint16(16, internetChecksum(h, pseudoHeaderSum(src, dst, proto, h.length)));
+      return h;
+    }
+    case "UDP": {
+      h = new Uint8Array(8 + payload.length);
+      const dv = new DataView(h.buffer);
+      dv.setUint16(0, spec.sport ?? 0);
+      dv.setUint16(2, spec.dport ?? 0);
+      dv.setUint16(4, h.length);
+      h.set(payload, 8);
+      let c = internetChecksum(h, pseudoHeaderSum(src, dst, proto, h.length));
+      if (c === 0) c = 0xffff;
+      dv.setUint16(6, c);
+      return h;
+    }
+    case "SCTP": {
+      // Common header only (+ payload); SCTP's CRC32c is left zero: core never rewrites it.
+      h = new Uint8Array(12 + payload.length);
+      const dv = new DataView(h.buffer);
+      dv.setUint16(0, spec.sport ?? 0);
+      dv.setUint16(2, spec.dport ?? 0);
+      dv.setUint32(4, 0x11223344);
+      h.set(payload, 12);
+      return h;
+    }
+    case "ICMP":
+    case "ICMPv6": {
+      const body = spec.embedded ?? payload;
+      h = new Uint8Array(8 + body.length);
+      const dv = new DataView(h.buffer);
+      h[0] = spec.icmpType ?? (spec.proto === "ICMP" ? 8 : 128);
+      h[1] = spec.icmpCode ?? 0;
+      if (!spec.embedded) {
+        dv.setUint16(4, spec.icmpId ?? 0);
+        dv.setUint16(6, 1);
+      }
+      h.set(body, 8);
+      const init = spec.proto === "ICMPv6" ? pseudoHeaderSum(src, dst, proto, h.length) : 0;
+      dv.setUint16(2, internetChecksum(h, init));
+      return h;
+    }
+  }
+}
+
+/** The IP packet (no Ethernet header). */
+export function buildIpPacket(spec: FrameSpec): Uint8Array {
+  const v6 = isIpv6(spec.src);
+  if (v6 !== isIpv6(spec.dst)) throw new Error(`address families differ: ${spec.src} → ${spec.dst}`);
+  const src = v6 ? parseIpv6(spec.src) : parseIpv4(spec.src);
+  const dst = v6 ? parseIpv6(spec.dst) : parseIpv4(spec.dst);
+  const l4 = l4Header(spec, src, dst);
+  const proto = PROTO_NUMBERS[spec.proto];
+  if (!v6) {
+    const ip = new Uint8Array(20 + l4.length);
+    const dv = new DataView(ip.buffer);
+    ip[0] = 0x45;
+    dv.setUint16(2, ip.length);
+    dv.setUint16(4, 0x1234);
+    dv.setUint16(6, 0x4000); // DF
+    ip[8] = spec.ttl ?? 64;
+    ip[9] = proto;
+    ip.set(src, 12);
+    ip.set(dst, 16);
+    dv.setUint16(10, internetChecksum(ip.subarray(0, 20)));
+    ip.set(l4, 20);
+    return ip;
+  }
+  const ip = new Uint8Array(40 + l4.length);
+  const dv = new DataView(ip.buffer);
+  ip[0] = 0x60;
+  dv.setUint16(4, l4.length);
+  ip[6] = proto;
+  ip[7] = spec.ttl ?? 64;
+  ip.set(src, 8);
+  ip.set(dst, 24);
+  ip.set(l4, 40);
+  return ip;
+}
+
+/** An Ethernet frame carrying the packet described by `spec`. */
+export function buildFrame(spec: FrameSpec): Uint8Array {
+  const ip = buildIpPacket(spec);
+  const f = new Uint8Array(14 + ip.length);
+  f.set(spec.dstMac ?? DEFAULT_DST_MAC, 0);
+  f.set(spec.srcMac ?? DEFAULT_SRC_MAC, 6);
+  const et = isIpv6(spec.src) ? 0x86dd : 0x0800;
+  f[12] = et >> 8;
+  f[13] = et & 0xff;
+  f.set(ip, 14);
+  return f;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Reading. */
+
+export interface DecodedFrame {
+  family: 4 | 6;
+  src: string;
+  dst: string;
+  proto: number;
+  protoName: L4Proto | string;
+  sport: number;
+  dport: number;
+  tcpFlags: number;
+  icmpType: number;
+  icmpCode: number;
+  /** IPv4 header checksum is valid (always true for IPv6). */
+  l3ChecksumOk: boolean;
+  /** TCP/UDP/ICMP checksum is valid (UDP checksum 0 counts as valid; SCTP is not checked). */
+  l4ChecksumOk: boolean;
+}
+
+/** Decodes an untagged Ethernet frame built by buildFrame (or rewritten by core). Returns undefined for
+ * anything else. */
+export function decodeFrame(f: Uint8Array): DecodedFrame | undefined {
+  if (f.length < 14) return undefined;
+  const et = (f[12]! << 8) | f[13]!;
+  const ip = f.subarray(14);
+  let family: 4 | 6;
+  let src: Uint8Array;
+  let dst: Uint8Array;
+  let proto: number;
+  let l4: Uint8Array;
+  let l3ChecksumOk = true;
+  if (et === 0x0800 && ip.length >= 20) {
+    family = 4;
+    const ihl = (ip[0]! & 0xf) * 4;
+    const total = (ip[2]! << 8) | ip[3]!;
+    src = ip.subarray(12, 16);
+    dst = ip.subarray(16, 20);
+    proto = ip[9]!;
+    l3ChecksumOk = onesSum(ip.subarray(0, ihl)) === 0xffff;
+    l4 = ip.subarray(ihl, Math.min(total, ip.length));
+  } else if (et === 0x86dd && ip.length >= 40) {
+    family = 6;
+    src = ip.subarray(8, 24);
+    dst = ip.subarray(24, 40);
+    proto = ip[6]!;
+    const plen = (ip[4]! << 8) | ip[5]!;
+    l4 = ip.subarray(40, Math.min(40 + plen, ip.length));
+  } else return undefined;
+  const dv = new DataView(l4.buffer, l4.byteOffset, l4.byteLength);
+  const out: DecodedFrame = {
+    family,
+    src: formatAddr(src, family),
+    dst: formatAddr(dst, family),
+    proto,
+    protoName: PROTO_NAMES[proto] ?? String(proto),
+    sport: 0,
+    dport: 0,
+    tcpFlags: 0,
+    icmpType: 0,
+    icmpCode: 0,
+    l3ChecksumOk,
+    l4ChecksumOk: true,
+  };
+  const pseudo = () => pseudoHeaderSum(src, dst, proto, l4.length);
+  if ((proto === 6 && l4.length >= 20) || (proto === 17 && l4.length >= 8) || (proto === 132 && l4.length >= 12)) {
+    out.sport = dv.getUint16(0);
+    out.dport = dv.getUint16(2);
+    if (proto === 6) {
+      out.tcpFlags = l4[13]!;
+      out.l4ChecksumOk = onesSum(l4, pseudo()) === 0xffff;
+    } else if (proto === 17) {
+      out.l4ChecksumOk = dv.getUint16(6) === 0 || onesSum(l4, pseudo()) === 0xffff;
+    }
+  } else if ((proto === 1 || proto === 58) && l4.length >= 8) {
+    out.icmpType = l4[0]!;
+    out.icmpCode = l4[1]!;
+    out.l4ChecksumOk = onesSum(l4, proto === 58 ? pseudo() : 0) === 0xffff;
+  }
+  return out;
+}

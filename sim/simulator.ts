@@ -1,0 +1,844 @@
+/*
+ * The packet-level simulator: one datapath instance per node (WASM by default, or the JS build), its maps
+ * written by a NodeAgent as a Cilium agent on that node would, a virtual clock, and traffic played packet
+ * by packet through the core's entry points:
+ *
+ *   pod → anything:   fromEndpoint on the sender's node (service DNAT, conntrack, egress policy);
+ *   outside / host →  fromNetwork on the receiving node when the address is a service frontend (NodePort,
+ *                     LoadBalancer, external IP, ClusterIP from the host);
+ *   → pod:            toEndpoint on the receiver's node, with the sender's identity carried as the VXLAN
+ *                     VNI carries it between nodes (to-overlay / from-overlay events), or 0 so the
+ *                     receiver looks the source address up in its ipcache (traffic from outside).
+ *
+ * TCP is played as SYN, SYN-ACK, ACK, a request (the HTTP request when given) and a response, FIN/ACK in
+ * both directions and a last ACK; UDP and SCTP as request and response; ICMP as echo request and reply.
+ * The first drop ends the flow. When a policy entry redirects to the L7 proxy, the HTTP request is
+ * evaluated by policy/'s HTTP rules at that proxy port (a denial is an http-request DROPPED with a 403
+ * response, as Hubble shows it); the proxy's own connection is modelled as the same packet continuing.
+ * Every verdict comes from the core's verdict and trace record; policy/ is only asked which rules stand
+ * behind a cookie and what the proxy does with a request.
+ */
+import { MAP_SPECS, type TraceRecord } from "../core/host/codecs.gen.ts";
+import * as C from "../core/host/constants.gen.ts";
+import type { Datapath, EntryPoint, RunResult } from "../core/host/datapath.ts";
+import { dropReasonHubble, dropReasonText } from "../core/host/drop-reasons.gen.ts";
+import type { CompiledPolicy } from "../policy/compile.ts";
+import { describe as describeRules } from "../policy/explain.ts";
+import { evaluateHttp, type HttpVerdict } from "../policy/l7-http.ts";
+import { parseCidr, formatIp } from "../policy/cidr.ts";
+import type { Provenance } from "../policy/types.ts";
+import { canonicalIp, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type SimCluster, type SimPod, type SimService, type SimNode } from "./cluster.ts";
+import { createSimDatapath, type SimEngineName } from "./engines.ts";
+import { SimError } from "./errors.ts";
+import {
+  EVENT_DROP,
+  EVENT_L7,
+  EVENT_POLICY_VERDICT,
+  EVENT_TRACE,
+  MATCH_TYPE_NAMES,
+  OBS_POINT_NAMES,
+  tcpFlagNames,
+  type FlowEndpoint,
+  type FlowEvent,
+  type PolicyRef,
+  type Verdict,
+} from "./flows.ts";
+import { NodeAgent } from "./node-agent.ts";
+import { buildFrame, decodeFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
+import { buildLbModel, type Frontend, type LbModel } from "./services.ts";
+
+/** Where traffic from / to "the world" goes when no address is given (TEST-NET-3, RFC 5737). */
+export const WORLD_IP = "203.0.113.10";
+/** Address of kube-apiserver when it runs outside the cluster (written to every ipcache as identity 7). */
+export const KUBE_APISERVER_IP = "192.168.56.5";
+/** Virtual clock origin (shown in flow times) and the core's monotonic seconds at that moment. */
+export const CLOCK_ORIGIN_MS = Date.UTC(2026, 0, 1, 0, 0, 0);
+const MONO_BASE = 1000;
+export const FIRST_SOURCE_PORT = 40000;
+
+/** One place traffic comes from or goes to. */
+export interface Place {
+  kind: "pod" | "host" | "external";
+  ip: string;
+  node?: string;
+  pod?: SimPod;
+  /** Identity the sender carries (VNI) when it is not looked up from its address. */
+  carry?: number;
+  /** Reserved entity this place stands for. */
+  entity?: string;
+}
+
+/** One invocation of a core entry point, for `trace`. */
+export interface Step {
+  node: string;
+  entry: EntryPoint;
+  packet: string;
+  reply: boolean;
+  srcIdentityIn: number;
+  result: { verdict: number; dropReason: number };
+  trace: TraceRecord;
+  output: { src: string; dst: string; sport: number; dport: number };
+  /** The frame after the program ran. */
+  frame: Uint8Array;
+}
+
+export interface DirectionOutcome {
+  verdict: "allowed" | "denied";
+  node: string;
+  endpoint?: string;
+  remoteIdentity: number;
+  matchType: string;
+  cookie: number;
+  rules: Provenance[];
+  dropReason: number;
+  reason: string;
+  proxyPort?: number;
+}
+
+export interface L7Outcome {
+  verdict: "allowed" | "denied";
+  status: number;
+  direction: "ingress" | "egress";
+  proxyPort: number;
+  reason: string;
+  rule?: HttpVerdict["rule"];
+}
+
+export interface FlowResult {
+  name: string;
+  verdict: "allowed" | "denied";
+  reason: string;
+  events: FlowEvent[];
+  steps: Step[];
+  source: Place;
+  destination: Place;
+  service?: { namespace: string; name: string; frontend: string; kind: string };
+  backend?: { ip: string; port: number; pod?: string };
+  egress?: DirectionOutcome;
+  ingress?: DirectionOutcome;
+  l7?: L7Outcome;
+  dropReason: number;
+  srcIdentity: number;
+  dstIdentity: number;
+}
+
+export interface SimulationOptions {
+  engine?: SimEngineName;
+}
+
+interface NodeRuntime {
+  node: SimNode;
+  dp: Datapath;
+  agent: NodeAgent;
+}
+
+interface Ctx {
+  result: FlowResult;
+  flowName: string;
+  http?: HttpSpec;
+  stopped: boolean;
+  /** Proxy port and direction of an L7 redirect seen on the way. */
+  redirect?: { port: number; direction: "ingress" | "egress"; remoteIdentity: number; node: string };
+  l7Denied: boolean;
+}
+
+const POLICY_DROPS = new Set([C.DROP_POLICY, C.DROP_POLICY_DENY, 189]);
+
+export class Simulation {
+  readonly nodes = new Map<string, NodeRuntime>();
+  readonly lb: LbModel;
+  /** Virtual time in milliseconds since CLOCK_ORIGIN_MS. */
+  clockMs = 0;
+  private nextPort = FIRST_SOURCE_PORT;
+  private readonly podByIp = new Map<string, SimPod>();
+  private readonly nodeByIp = new Map<string, SimNode>();
+
+  private constructor(
+    readonly cluster: SimCluster,
+    readonly policy: CompiledPolicy,
+    readonly engine: SimEngineName,
+  ) {
+    this.lb = buildLbModel(cluster);
+    for (const p of cluster.pods) if (!p.hostNetwork) this.podByIp.set(p.ip, p);
+    for (const n of cluster.nodes) this.nodeByIp.set(n.ip, n);
+  }
+
+  static async create(cluster: SimCluster, policy: CompiledPolicy, opts: SimulationOptions = {}): Promise<Simulation> {
+    const sim = new Simulation(cluster, policy, opts.engine ?? "wasm");
+    for (const n of cluster.nodes) {
+      const dp = await createSimDatapath(sim.engine);
+      const agent = new NodeAgent(n, dp, cluster, policy, sim.lb);
+      agent.install();
+      sim.extraIpcache(n, dp);
+      sim.nodes.set(n.name, { node: n, dp, agent });
+    }
+    return sim;
+  }
+
+  close(): void {
+    for (const n of this.nodes.values()) n.dp.close();
+  }
+
+  /** Addresses of reserved entities (health, kube-apiserver …) so the ipcache answers with their identity. */
+  private extraIpcache(n: SimNode, dp: Datapath): void {
+    const m = dp.map(MAP_SPECS.Ipcache);
+    const key = (ip: string) => ({ prefixlen: C.IPCACHE_STATIC_PREFIX + 32, family: C.FAMILY_IPV4, addr: ipBytes(ip) });
+    m.update(key(KUBE_APISERVER_IP), { secIdentity: C.ID_KUBE_APISERVER });
+    for (const other of this.cluster.nodes) {
+      for (const [off, id] of ENTITY_OFFSETS) m.update(key(entityIp(other, off)), { secIdentity: id });
+    }
+  }
+
+  /** The monotonic seconds the core sees. */
+  now(): number {
+    return MONO_BASE + Math.floor(this.clockMs / 1000);
+  }
+
+  advance(ms: number): void {
+    this.clockMs += ms;
+  }
+
+  nextSourcePort(): number {
+    const p = this.nextPort++;
+    if (this.nextPort > 65535) this.nextPort = FIRST_SOURCE_PORT;
+    return p;
+  }
+
+  /* ------------------------------------------------------------------------------------------------ */
+  /* Endpoint references. */
+
+  podByKey(key: string): SimPod | undefined {
+    return this.cluster.pods.find((p) => p.key === key);
+  }
+
+  serviceByKey(key: string): SimService | undefined {
+    return this.cluster.services.find((s) => s.key === key);
+  }
+
+  private placeOfPod(p: SimPod): Place {
+    if (p.hostNetwork) return { kind: "host", ip: p.ip, node: p.node, pod: p, carry: C.ID_HOST };
+    return { kind: "pod", ip: p.ip, node: p.node, pod: p };
+  }
+
+  /** Place of an address: a pod, a node (host), or outside the cluster. */
+  placeOfIp(ip: string): Place {
+    const pod = this.podByIp.get(ip);
+    if (pod) return this.placeOfPod(pod);
+    const node = this.nodeByIp.get(ip);
+    if (node) return { kind: "host", ip, node: node.name, carry: C.ID_HOST };
+    return { kind: "external", ip };
+  }
+
+  private selectPod(sel: { namespace?: string; matchLabels?: Record<string, string> }, what: string): SimPod {
+    const ns = sel.namespace ?? "default";
+    const labels = sel.matchLabels ?? {};
+    const pod = this.cluster.pods.find((p) => p.namespace === ns && Object.entries(labels).every(([k, v]) => p.labels[k] === v));
+    if (!pod) throw new SimError("UNKNOWN_POD", `${what}: no pod in namespace ${ns} matches ${JSON.stringify(labels)}`);
+    return pod;
+  }
+
+  private requirePod(key: string, what: string): SimPod {
+    const p = this.podByKey(key);
+    if (!p) throw new SimError("UNKNOWN_POD", `${what}: unknown pod ${key}`, `pods: ${this.cluster.pods.map((x) => x.key).slice(0, 8).join(", ")}${this.cluster.pods.length > 8 ? ", …" : ""}`);
+    return p;
+  }
+
+  private firstIp(cidr: string): string {
+    const c = parseCidr(cidr)!;
+    const width = c.family === 4 ? 32 : 128;
+    const addr = c.bits === width ? c.addr : c.addr + 1n;
+    return formatIp(c.family, addr);
+  }
+
+  private otherNode(node: string | undefined): SimNode | undefined {
+    return this.cluster.nodes.find((n) => n.name !== node);
+  }
+
+  /** Resolves a source reference; `peerNode` is where the destination lives (for entity: host). */
+  resolveSource(ref: EndpointRefSpec, peerNode: string | undefined, what: string): Place {
+    if ("pod" in ref) return this.placeOfPod(this.requirePod(ref.pod, what));
+    if ("selector" in ref) return this.placeOfPod(this.selectPod(ref.selector, what));
+    if ("service" in ref) throw new SimError("BAD_REFERENCE", `${what}: a service (${ref.service}) cannot send traffic; name a pod, an IP or an entity`);
+    if ("ip" in ref || "cidr" in ref) {
+      const ip = "ip" in ref ? canonicalIp(ref.ip)! : this.firstIp(ref.cidr);
+      return this.placeOfIp(ip);
+    }
+    return this.entityPlace(ref.entity, peerNode);
+  }
+
+  private entityPlace(entity: string, peerNode: string | undefined): Place {
+    const node = this.cluster.nodes.find((n) => n.name === peerNode) ?? this.cluster.nodes[0]!;
+    switch (entity) {
+      case "world":
+        return { kind: "external", ip: WORLD_IP, entity };
+      case "host":
+        return { kind: "host", ip: node.ip, node: node.name, carry: C.ID_HOST, entity };
+      case "remote-node": {
+        const other = this.otherNode(node.name);
+        return { kind: "external", ip: other ? other.ip : "192.168.56.250", carry: C.ID_REMOTE_NODE, entity };
+      }
+      case "kube-apiserver":
+        return { kind: "external", ip: KUBE_APISERVER_IP, carry: C.ID_KUBE_APISERVER, entity };
+      default: {
+        const e = ENTITY_OFFSETS.find(([, id]) => id === ENTITY_IDS[entity]);
+        return { kind: "external", ip: entityIp(node, e ? e[0] : 2), carry: ENTITY_IDS[entity], entity };
+      }
+    }
+  }
+
+  /** Resolves a destination; a service becomes the frontend the source would use. */
+  resolveDestination(ref: EndpointRefSpec, src: Place | undefined, port: number, proto: FlowProtocol, what: string): { place: Place; port: number; frontend?: Frontend } {
+    if ("pod" in ref) return { place: this.placeOfPod(this.requirePod(ref.pod, what)), port };
+    if ("selector" in ref) return { place: this.placeOfPod(this.selectPod(ref.selector, what)), port };
+    if ("service" in ref) {
+      const svc = this.serviceByKey(ref.service);
+      if (!svc) throw new SimError("UNKNOWN_SERVICE", `${what}: unknown service ${ref.service}`, `services: ${this.cluster.services.map((s) => s.key).join(", ") || "none"}`);
+      const fronts = this.lb.frontends.filter((f) => f.svc === svc && f.port.port === port && f.protocol === proto);
+      if (!fronts.length) {
+        const ports = svc.ports.map((p) => `${p.port}/${p.protocol}`).join(", ");
+        throw new SimError("UNKNOWN_SERVICE_PORT", `${what}: service ${ref.service} has no port ${port}/${proto}${svc.headless ? " (it is headless)" : ""} (ports: ${ports || "none"})`);
+      }
+      const outside = !src || src.kind !== "pod";
+      let f: Frontend | undefined;
+      if (outside && src?.kind === "external") f = fronts.find((x) => x.kind === "LoadBalancer") ?? fronts.find((x) => x.kind === "NodePort") ?? fronts.find((x) => x.kind === "ExternalIP");
+      f ??= fronts.find((x) => x.kind === "ClusterIP") ?? fronts[0]!;
+      return { place: { kind: "external", ip: f.ip }, port: f.fport, frontend: f };
+    }
+    if ("ip" in ref || "cidr" in ref) {
+      const ip = "ip" in ref ? canonicalIp(ref.ip)! : this.firstIp(ref.cidr);
+      const f = this.lb.frontends.find((x) => x.ip === ip && x.fport === port && x.protocol === proto);
+      if (f) return { place: { kind: "external", ip }, port, frontend: f };
+      return { place: this.placeOfIp(ip), port };
+    }
+    const e = this.entityPlace(ref.entity, src?.node);
+    if (ref.entity === "host" || ref.entity === "remote-node") return { place: this.placeOfIp(e.ip), port };
+    return { place: e, port };
+  }
+
+  /* ------------------------------------------------------------------------------------------------ */
+  /* Flow events. */
+
+  private endpointOf(ip: string, identity: number): FlowEndpoint {
+    const pod = this.podByIp.get(ip);
+    const labels = (this.policy.identities.byId.get(identity)?.labels ?? []).map((l) => `${l.source}:${l.key}${l.value !== "" || l.source === "k8s" ? `=${l.value}` : ""}`);
+    if (pod) {
+      const epId = this.nodes.get(pod.node)?.agent.epIds.get(pod.key);
+      return { ID: epId, identity, namespace: pod.namespace, labels, pod_name: pod.name };
+    }
+    const f = this.lb.frontends.find((x) => x.ip === ip && x.kind !== "NodePort");
+    return { identity, labels, ip, ...(f ? { service: `${f.svc.namespace}/${f.svc.name}` } : {}) };
+  }
+
+  private l4Of(d: { proto: number; sport: number; dport: number; tcpFlags: number; icmpType: number; icmpCode: number }): Record<string, unknown> {
+    if (d.proto === 6) {
+      const flags: Record<string, boolean> = {};
+      for (const f of tcpFlagNames(d.tcpFlags)) flags[f] = true;
+      return { TCP: { source_port: d.sport, destination_port: d.dport, flags } };
+    }
+    if (d.proto === 17) return { UDP: { source_port: d.sport, destination_port: d.dport } };
+    if (d.proto === 132) return { SCTP: { source_port: d.sport, destination_port: d.dport } };
+    if (d.proto === 1) return { ICMPv4: { type: d.icmpType, code: d.icmpCode } };
+    if (d.proto === 58) return { ICMPv6: { type: d.icmpType, code: d.icmpCode } };
+    return {};
+  }
+
+  private summaryOf(d: { proto: number; tcpFlags: number; icmpType: number }): string {
+    if (d.proto === 6) return `TCP Flags: ${tcpFlagNames(d.tcpFlags).join(", ")}`;
+    if (d.proto === 17) return "UDP";
+    if (d.proto === 132) return "SCTP";
+    if (d.proto === 1) return `ICMPv4 ${d.icmpType === 8 ? "EchoRequest" : d.icmpType === 0 ? "EchoReply" : `type ${d.icmpType}`}`;
+    if (d.proto === 58) return `ICMPv6 ${d.icmpType === 128 ? "EchoRequest" : d.icmpType === 129 ? "EchoReply" : `type ${d.icmpType}`}`;
+    return `protocol ${d.proto}`;
+  }
+
+  policyRefs(cookie: number): PolicyRef[] {
+    return (this.policy.provenance.get(cookie) ?? []).map((p) => ({ kind: p.kind, name: p.name, namespace: p.namespace, rule_index: p.ruleIndex, element: p.element }));
+  }
+
+  private event(
+    ctx: Ctx,
+    node: string,
+    frame: Uint8Array,
+    ids: { src: number; dst: number },
+    o: { event: string; verdict: Verdict; type: number; direction?: FlowEvent["traffic_direction"]; reply: boolean; obs?: string; extra?: Partial<FlowEvent> },
+  ): FlowEvent {
+    const d = decodeFrame(frame)!;
+    const ev: FlowEvent = {
+      time: new Date(CLOCK_ORIGIN_MS + this.clockMs).toISOString(),
+      verdict: o.verdict,
+      IP: { source: d.src, destination: d.dst, ipVersion: d.family === 4 ? "IPv4" : "IPv6" },
+      l4: this.l4Of(d),
+      source: this.endpointOf(d.src, ids.src),
+      destination: this.endpointOf(d.dst, ids.dst),
+      Type: "L3_L4",
+      node_name: node,
+      event_type: { type: o.type },
+      traffic_direction: o.direction ?? "TRAFFIC_DIRECTION_UNKNOWN",
+      is_reply: o.reply,
+      Summary: this.summaryOf(d),
+      event: o.event,
+      src_port: d.sport,
+      dst_port: d.dport,
+      flow_name: ctx.flowName,
+    };
+    if (o.obs) ev.trace_observation_point = OBS_POINT_NAMES[o.obs];
+    const f = ctx.result.service;
+    if (f) ev.destination_service = { name: f.name, namespace: f.namespace };
+    Object.assign(ev, o.extra ?? {});
+    ctx.result.events.push(ev);
+    return ev;
+  }
+
+  /* ------------------------------------------------------------------------------------------------ */
+  /* Running packets. */
+
+  private run(ctx: Ctx | undefined, node: string, entry: EntryPoint, frame: Uint8Array, srcIdentity: number, reply: boolean): RunResult {
+    const rt = this.nodes.get(node)!;
+    const r = rt.dp.run(entry, frame, { now: this.now(), srcIdentity });
+    if (ctx) {
+      const d = decodeFrame(frame)!;
+      const o = decodeFrame(r.output);
+      ctx.result.steps.push({
+        node,
+        entry,
+        packet: `${d.src}:${d.sport} -> ${d.dst}:${d.dport} ${this.summaryOf(d)}`,
+        reply,
+        srcIdentityIn: srcIdentity,
+        result: { verdict: r.verdict, dropReason: r.dropReason },
+        trace: r.trace,
+        output: o ? { src: o.src, dst: o.dst, sport: o.sport, dport: o.dport } : { src: d.src, dst: d.dst, sport: d.sport, dport: d.dport },
+        frame: r.output,
+      });
+    }
+    return r;
+  }
+
+  private frontendOf(ip: string, port: number, proto: number): Frontend | undefined {
+    return this.lb.frontends.find((f) => f.ip === ip && f.fport === port && PROTO_NUM[f.protocol] === proto);
+  }
+
+  private outcome(node: string, direction: "ingress" | "egress", t: TraceRecord, r: RunResult, endpoint: string | undefined): DirectionOutcome {
+    const cookie = direction === "egress" ? t.egressCookie : t.ingressCookie;
+    const mt = direction === "egress" ? t.egressMatchType : t.ingressMatchType;
+    const rules = this.policy.provenance.get(cookie) ?? [];
+    const remote = direction === "egress" ? t.dstIdentity : t.srcIdentity;
+    const dropped = r.verdict === C.CTX_ACT_DROP;
+    let reason: string;
+    if (dropped) {
+      const text = dropReasonText(r.dropReason);
+      if (r.dropReason === C.DROP_POLICY && !rules.length) reason = `${text}: ${endpoint ?? node} is selected by a policy in ${direction}, but no entry allows identity ${remote} on this port (default deny)`;
+      else reason = `${text}${rules.length ? `: ${describeRules(rules)}` : ""}`;
+    } else if (!rules.length) reason = "allowed";
+    else if (rules.every((p) => p.kind === "derived" && p.element.startsWith("allow-any"))) reason = `no policy selects ${endpoint ?? "the endpoint"} in ${direction}: allowed`;
+    else reason = `allowed by ${describeRules(rules)}`;
+    if (!dropped && t.proxyPort) reason += `; redirected to the L7 proxy on port ${t.proxyPort}`;
+    return {
+      verdict: dropped ? "denied" : "allowed",
+      node,
+      endpoint,
+      remoteIdentity: remote,
+      matchType: MATCH_TYPE_NAMES[mt] ?? String(mt),
+      cookie,
+      rules,
+      dropReason: dropped ? r.dropReason : 0,
+      reason,
+      proxyPort: t.proxyPort || undefined,
+    };
+  }
+
+  /** Emits events for one entry-point result; returns false when the packet was dropped. */
+  private report(ctx: Ctx, node: string, entry: EntryPoint, frame: Uint8Array, r: RunResult, reply: boolean): boolean {
+    const t = r.trace;
+    const ids = { src: t.srcIdentity, dst: t.dstIdentity };
+    const egress = entry === "fromEndpoint";
+    const dirName: FlowEvent["traffic_direction"] = entry === "toEndpoint" ? "INGRESS" : "EGRESS";
+    const checked = egress ? (t.traceFlags & C.TRACE_F_EGRESS_CHECKED) !== 0 : entry === "toEndpoint" && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0;
+    const cookie = egress ? t.egressCookie : t.ingressCookie;
+    const matchType = egress ? t.egressMatchType : t.ingressMatchType;
+    const dropped = r.verdict === C.CTX_ACT_DROP;
+    const podKey = (ip: string) => this.podByIp.get(ip)?.key;
+    const d = decodeFrame(frame)!;
+    if (!reply && entry !== "fromNetwork" && (t.ctState === C.CT_NEW || dropped)) {
+      const side = egress ? "egress" : "ingress";
+      const o = this.outcome(node, side, t, r, egress ? podKey(d.src) : podKey(d.dst));
+      if (side === "egress") ctx.result.egress ??= o;
+      else ctx.result.ingress ??= o;
+      if (dropped && !ctx.result.egress && side === "ingress") ctx.result.egress = undefined;
+    }
+    if (entry === "fromEndpoint") this.event(ctx, node, frame, ids, { event: "from-endpoint", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-endpoint" });
+    if (entry === "fromNetwork") this.event(ctx, node, frame, ids, { event: "from-network", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-network" });
+    if (checked && (t.ctState === C.CT_NEW || dropped) && (!dropped || POLICY_DROPS.has(r.dropReason))) {
+      const refs = this.policyRefs(cookie);
+      const key = `${egress ? "egress" : "ingress"}_${dropped ? "denied" : "allowed"}_by` as const;
+      this.event(ctx, node, frame, ids, {
+        event: `policy-verdict:${MATCH_TYPE_NAMES[matchType] ?? matchType} ${dirName}`,
+        verdict: dropped ? "DROPPED" : r.verdict === C.CTX_ACT_REDIRECT ? "REDIRECTED" : "FORWARDED",
+        type: EVENT_POLICY_VERDICT,
+        direction: dirName,
+        reply,
+        extra: { policy_match_type: matchType, ...(refs.length ? { [key]: refs } : {}), ...(dropped ? { drop_reason: r.dropReason, drop_reason_desc: dropReasonHubbleName(r.dropReason) } : {}) },
+      });
+    }
+    if (dropped) {
+      this.event(ctx, node, frame, ids, {
+        event: dropReasonText(r.dropReason),
+        verdict: "DROPPED",
+        type: EVENT_DROP,
+        direction: dirName,
+        reply,
+        extra: { drop_reason: r.dropReason, drop_reason_desc: dropReasonHubbleName(r.dropReason) },
+      });
+      ctx.result.dropReason = r.dropReason;
+      ctx.result.verdict = "denied";
+      ctx.stopped = true;
+      return false;
+    }
+    if (r.verdict === C.CTX_ACT_REDIRECT) {
+      const outFrame = r.output;
+      this.event(ctx, node, outFrame, ids, { event: "to-proxy", verdict: "FORWARDED", type: EVENT_TRACE, direction: dirName, reply, obs: "to-proxy", extra: { proxy_port: t.proxyPort } });
+      ctx.redirect ??= { port: t.proxyPort, direction: egress ? "egress" : "ingress", remoteIdentity: egress ? t.dstIdentity : t.srcIdentity, node };
+    }
+    return true;
+  }
+
+  /** Evaluates the HTTP request at the proxy; returns false when the proxy answers 403. */
+  private proxyRequest(ctx: Ctx, frame: Uint8Array, ids: { src: number; dst: number }): boolean {
+    const red = ctx.redirect!;
+    const http = ctx.http!;
+    const v = evaluateHttp(this.policy, { proxyPort: red.port, remoteIdentity: red.remoteIdentity }, { method: http.method, path: http.path, host: http.host, headers: http.headers });
+    const d = decodeFrame(frame)!;
+    const host = http.host ?? (ctx.result.service ? `${ctx.result.service.name}.${ctx.result.service.namespace}.svc.cluster.local` : d.dst);
+    const url = `http://${host}${http.path}`;
+    ctx.result.l7 = { verdict: v.allowed ? "allowed" : "denied", status: v.status, direction: red.direction, proxyPort: red.port, reason: v.reason, rule: v.rule };
+    const dir: FlowEvent["traffic_direction"] = red.direction === "ingress" ? "INGRESS" : "EGRESS";
+    const l7Summary = `HTTP/1.1 ${http.method} ${url}`;
+    const refs = v.rule ? [{ kind: v.rule.provenance.kind, name: v.rule.provenance.name, namespace: v.rule.provenance.namespace, rule_index: v.rule.provenance.ruleIndex, element: v.rule.provenance.element }] : [];
+    this.event(ctx, red.node, frame, ids, {
+      event: "http-request",
+      verdict: v.allowed ? "FORWARDED" : "DROPPED",
+      type: EVENT_L7,
+      direction: dir,
+      reply: false,
+      extra: { Type: "L7", l7: { type: "REQUEST", http: { method: http.method, url, protocol: "HTTP/1.1" } }, Summary: l7Summary, proxy_port: red.port, ...(v.allowed && refs.length ? { [`${red.direction}_allowed_by`]: refs } : {}) },
+    });
+    if (!v.allowed) {
+      const back = buildFrame({ src: d.dst, dst: d.src, proto: "TCP", sport: d.dport, dport: d.sport, tcpFlags: TCP_FLAGS.PSH | TCP_FLAGS.ACK });
+      this.event(ctx, red.node, back, { src: ids.dst, dst: ids.src }, {
+        event: "http-response",
+        verdict: "FORWARDED",
+        type: EVENT_L7,
+        direction: dir,
+        reply: true,
+        extra: { Type: "L7", l7: { type: "RESPONSE", http: { code: 403, method: http.method, url, protocol: "HTTP/1.1" } }, Summary: `HTTP/1.1 403 0ms (${http.method} ${url})`, proxy_port: red.port },
+      });
+      ctx.result.verdict = "denied";
+      ctx.l7Denied = true;
+      ctx.stopped = true;
+      return false;
+    }
+    return true;
+  }
+
+  private httpResponse(ctx: Ctx, frame: Uint8Array, ids: { src: number; dst: number }): void {
+    const red = ctx.redirect!;
+    const http = ctx.http!;
+    const d = decodeFrame(frame)!;
+    const host = http.host ?? (ctx.result.service ? `${ctx.result.service.name}.${ctx.result.service.namespace}.svc.cluster.local` : d.src);
+    const url = `http://${host}${http.path}`;
+    this.event(ctx, red.node, frame, ids, {
+      event: "http-response",
+      verdict: "FORWARDED",
+      type: EVENT_L7,
+      direction: red.direction === "ingress" ? "INGRESS" : "EGRESS",
+      reply: true,
+      extra: { Type: "L7", l7: { type: "RESPONSE", http: { code: 200, method: http.method, url, protocol: "HTTP/1.1" } }, Summary: `HTTP/1.1 200 0ms (${http.method} ${url})`, proxy_port: red.port },
+    });
+  }
+
+  /**
+   * Sends one packet from `sender` (addressed as in `spec`) through the datapath to wherever it ends.
+   * Returns the frame as delivered, or undefined when it was dropped.
+   */
+  private sendPacket(ctx: Ctx, sender: Place, spec: FrameSpec, reply: boolean, httpData: "request" | "response" | undefined): Uint8Array | undefined {
+    let frame = buildFrame(spec);
+    let fromNode: string | undefined = sender.node;
+    let carried = sender.kind === "pod" ? this.identityOfPod(sender.pod!) : (sender.carry ?? 0);
+    const senderIdentity = carried;
+    let dstIdGuess = 0;
+    if (sender.kind === "pod") {
+      const r = this.run(ctx, sender.node!, "fromEndpoint", frame, 0, reply);
+      if (!this.report(ctx, sender.node!, "fromEndpoint", frame, r, reply)) return undefined;
+      if (httpData === "response" && ctx.http && ctx.redirect && !ctx.l7Denied) this.httpResponse(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity });
+      this.noteService(ctx, r.trace, reply);
+      frame = r.output;
+      dstIdGuess = r.trace.dstIdentity;
+      if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.http && ctx.redirect?.direction === "egress") {
+        if (!this.proxyRequest(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity })) return undefined;
+      }
+    } else {
+      const d = decodeFrame(frame)!;
+      const f = this.frontendOf(d.dst, d.dport, d.proto);
+      if (f) {
+        const ingressNode = f.kind === "NodePort" ? this.nodeByIp.get(f.ip)!.name : (sender.kind === "host" ? sender.node! : this.cluster.nodes[0]!.name);
+        const r = this.run(ctx, ingressNode, "fromNetwork", frame, 0, reply);
+        if (!this.report(ctx, ingressNode, "fromNetwork", frame, r, reply)) return undefined;
+        this.noteService(ctx, r.trace, reply);
+        frame = r.output;
+        fromNode = ingressNode;
+        if (sender.kind === "external" && !carried) carried = r.trace.srcIdentity;
+      }
+    }
+    const out = decodeFrame(frame)!;
+    const target = this.placeOfIp(out.dst);
+    if (target.kind !== "pod") {
+      const obs = target.kind === "host" ? (target.node === fromNode ? "to-host" : "to-overlay") : "to-stack";
+      this.event(ctx, fromNode ?? target.node ?? this.cluster.nodes[0]!.name, frame, { src: senderIdentity || dstIdGuess, dst: dstIdGuess }, { event: obs, verdict: "FORWARDED", type: EVENT_TRACE, reply, obs, direction: reply ? "INGRESS" : "EGRESS" });
+      return frame;
+    }
+    const tnode = target.node!;
+    if (sender.kind === "host") carried = fromNode === tnode ? C.ID_HOST : C.ID_REMOTE_NODE;
+    const ids = { src: carried, dst: this.identityOfPod(target.pod!) };
+    if (fromNode && fromNode !== tnode) {
+      this.event(ctx, fromNode, frame, ids, { event: "to-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-overlay" });
+      this.advance(1);
+      this.event(ctx, tnode, frame, ids, { event: "from-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-overlay" });
+    }
+    const r = this.run(ctx, tnode, "toEndpoint", frame, carried, reply);
+    if (!this.report(ctx, tnode, "toEndpoint", frame, r, reply)) return undefined;
+    const t = r.trace;
+    if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.http && ctx.redirect?.direction === "ingress") {
+      if (!this.proxyRequest(ctx, r.output, { src: t.srcIdentity, dst: t.dstIdentity })) return undefined;
+    }
+    this.event(ctx, tnode, r.output, { src: t.srcIdentity, dst: t.dstIdentity }, { event: "to-endpoint", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-endpoint", direction: "INGRESS" });
+    return r.output;
+  }
+
+  private noteService(ctx: Ctx, t: TraceRecord, reply: boolean): void {
+    if (reply || !(t.traceFlags & C.TRACE_F_DNAT)) return;
+    const f = this.lb.frontends.find((x) => x.revNat === t.revNatIndex);
+    if (f && !ctx.result.service) ctx.result.service = { namespace: f.svc.namespace, name: f.svc.name, frontend: `${f.ip}:${f.fport}/${f.protocol}`, kind: f.kind };
+    const b = this.lb.backendById.get(t.backendId);
+    if (b) ctx.result.backend = { ip: b.ip, port: b.port, pod: b.pod };
+  }
+
+  identityOfPod(p: SimPod): number {
+    return this.policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD;
+  }
+
+  /** Plays one flow of a Traffic document (or an Expectation) and returns its events and verdict. */
+  runFlow(spec: FlowSpec, opts: { sport?: number } = {}): FlowResult {
+    const what = spec.where;
+    // Destination first when the source is relative to it (entity: host).
+    const srcPre = "entity" in spec.from ? undefined : this.resolveSource(spec.from, undefined, what);
+    const dst = this.resolveDestination(spec.to, srcPre, spec.port, spec.protocol, what);
+    const peerNode = dst.frontend ? (dst.frontend.port.backends[0]?.node ?? this.cluster.nodes[0]!.name) : dst.place.node;
+    const src = srcPre ?? this.resolveSource(spec.from, peerNode, what);
+    if (src.kind !== "pod" && dst.place.kind !== "pod" && !dst.frontend)
+      throw new SimError("BAD_REFERENCE", `${what}: neither end of the flow is a pod or a service; ciliate simulates traffic that reaches or leaves the cluster's pods`);
+    const result: FlowResult = {
+      name: spec.name,
+      verdict: "allowed",
+      reason: "",
+      events: [],
+      steps: [],
+      source: src,
+      destination: dst.place,
+      dropReason: 0,
+      srcIdentity: src.kind === "pod" ? this.identityOfPod(src.pod!) : (src.carry ?? 0),
+      dstIdentity: dst.place.kind === "pod" ? this.identityOfPod(dst.place.pod!) : 0,
+    };
+    if (dst.frontend) result.service = { namespace: dst.frontend.svc.namespace, name: dst.frontend.svc.name, frontend: `${dst.frontend.ip}:${dst.frontend.fport}/${dst.frontend.protocol}`, kind: dst.frontend.kind };
+    for (let i = 0; i < spec.count && result.verdict === "allowed"; i++) {
+      const ctx: Ctx = { result, flowName: spec.name, http: spec.http, stopped: false, l7Denied: false };
+      ctx.result.egress = i === 0 ? undefined : ctx.result.egress;
+      this.playConnection(ctx, spec, src, dst.place.ip, dst.port, opts.sport);
+      this.advance(100);
+    }
+    if (result.backend) result.destination = this.placeOfIp(result.backend.ip);
+    // Identities as the datapath saw them.
+    const first = result.steps.find((s) => !s.reply);
+    if (first && !result.srcIdentity) result.srcIdentity = first.trace.srcIdentity;
+    const deliver = result.steps.find((s) => !s.reply && s.entry === "toEndpoint");
+    if (deliver) result.dstIdentity = deliver.trace.dstIdentity;
+    else if (first && !result.dstIdentity) result.dstIdentity = first.trace.dstIdentity;
+    result.reason = this.reasonOf(result);
+    return result;
+  }
+
+  private reasonOf(r: FlowResult): string {
+    const parts: string[] = [];
+    if (r.service) parts.push(`service ${r.service.namespace}/${r.service.name} (${r.service.frontend})${r.backend ? ` → backend ${r.backend.pod ?? r.backend.ip}:${r.backend.port}` : ""}`);
+    if (r.verdict === "denied" && r.dropReason && !POLICY_DROPS.has(r.dropReason)) parts.push(`dropped: ${dropReasonText(r.dropReason)}`);
+    if (r.egress) parts.push(`egress: ${r.egress.reason}`);
+    if (r.ingress) parts.push(`ingress: ${r.ingress.reason}`);
+    if (r.l7) parts.push(`L7 ${r.l7.direction} proxy: ${r.l7.verdict === "allowed" ? "allowed" : "denied"} (${r.l7.reason})`);
+    return parts.join("; ") || (r.verdict === "allowed" ? "allowed" : "denied");
+  }
+
+  private playConnection(ctx: Ctx, spec: FlowSpec, src: Place, dstIp: string, dport: number, fixedSport?: number): void {
+    const sport = fixedSport ?? this.nextSourcePort();
+    const proto = spec.protocol;
+    const fwd = (extra: Partial<FrameSpec>): FrameSpec => ({ src: src.ip, dst: dstIp, proto, sport, dport, ...extra });
+    // The reply goes from wherever the request was delivered back to the sender's address.
+    let server: Place | undefined;
+    let serverPort = dport;
+    const send = (spec2: FrameSpec, reply: boolean, http?: "request" | "response"): boolean => {
+      if (ctx.stopped) return false;
+      const from = reply ? server! : src;
+      const out = this.sendPacket(ctx, from, spec2, reply, http);
+      this.advance(1);
+      if (!out) return false;
+      if (!reply && !server) {
+        const d = decodeFrame(out)!;
+        server = this.placeOfIp(d.dst);
+        serverPort = d.dport;
+      }
+      return true;
+    };
+    const rev = (extra: Partial<FrameSpec>): FrameSpec => ({ src: server!.ip, dst: src.ip, proto, sport: serverPort, dport: sport, ...extra });
+    const enc = new TextEncoder();
+    const { SYN, ACK, FIN, PSH } = TCP_FLAGS;
+    if (proto === "TCP") {
+      if (!send(fwd({ tcpFlags: SYN }), false)) return;
+      if (!send(rev({ tcpFlags: SYN | ACK }), true)) return;
+      if (!send(fwd({ tcpFlags: ACK }), false)) return;
+      const req = spec.http ? `${spec.http.method} ${spec.http.path} HTTP/1.1\r\nHost: ${spec.http.host ?? "x"}\r\n\r\n` : "ping";
+      if (!send(fwd({ tcpFlags: PSH | ACK, payload: enc.encode(req) }), false, "request")) return;
+      if (!send(rev({ tcpFlags: PSH | ACK, payload: enc.encode(spec.http ? "HTTP/1.1 200 OK\r\n\r\n" : "pong") }), true, "response")) return;
+      if (!send(fwd({ tcpFlags: FIN | ACK }), false)) return;
+      if (!send(rev({ tcpFlags: FIN | ACK }), true)) return;
+      send(fwd({ tcpFlags: ACK }), false);
+    } else if (proto === "UDP" || proto === "SCTP") {
+      if (!send(fwd({ payload: enc.encode("ping") }), false)) return;
+      send(rev({ payload: enc.encode("pong") }), true);
+    } else {
+      const v6 = proto === "ICMPv6";
+      const type = spec.icmp?.type ?? (v6 ? 128 : 8);
+      const code = spec.icmp?.code ?? 0;
+      const echo = type === (v6 ? 128 : 8);
+      const req: FrameSpec = { src: src.ip, dst: dstIp, proto, icmpType: type, icmpCode: code, icmpId: sport };
+      if (!send(req, false)) return;
+      if (echo) send({ src: server!.ip, dst: src.ip, proto, icmpType: v6 ? 129 : 0, icmpCode: 0, icmpId: sport }, true);
+    }
+  }
+
+  /**
+   * For a flow dropped at egress: what the destination's ingress policy would decide for the same packet
+   * (run once through its toEndpoint). Undefined when the packet was not headed to a pod.
+   */
+  ingressWouldBe(r: FlowResult): DirectionOutcome | undefined {
+    const step = [...r.steps].reverse().find((s) => s.entry === "fromEndpoint" && s.result.verdict === C.CTX_ACT_DROP);
+    if (!step) return undefined;
+    const target = this.placeOfIp(decodeFrame(step.frame)!.dst);
+    if (target.kind !== "pod") return undefined;
+    const res = this.run(undefined, target.node!, "toEndpoint", step.frame, step.trace.srcIdentity, false);
+    return this.outcome(target.node!, "ingress", res.trace, res, target.pod!.key);
+  }
+
+  /* ------------------------------------------------------------------------------------------------ */
+  /* Reachability probes (reach / whatif): one new connection from a pod to another pod's IP. */
+
+  /**
+   * Is a new connection from `src` to `dst`'s pod IP allowed end to end (egress at src, ingress at dst)?
+   * An L7 redirect counts as allowed at L3/L4. `sport` should be unique per (src, dst) within a probe run.
+   */
+  probe(src: SimPod, dst: SimPod, port: number, proto: FlowProtocol, sport: number): { allowed: boolean; egress: RunResult; ingress?: RunResult } {
+    const frame = this.probeFrame(src, dst, port, proto, sport);
+    const now = this.now();
+    if (src.hostNetwork) {
+      if (dst.hostNetwork) return { allowed: true, egress: fakeOk(frame) };
+      const carried = src.node === dst.node ? C.ID_HOST : C.ID_REMOTE_NODE;
+      const ingress = this.nodes.get(dst.node)!.dp.run("toEndpoint", frame, { now, srcIdentity: carried });
+      return { allowed: ingress.verdict !== C.CTX_ACT_DROP, egress: fakeOk(frame), ingress };
+    }
+    const egress = this.nodes.get(src.node)!.dp.run("fromEndpoint", frame, { now, srcIdentity: 0 });
+    if (egress.verdict === C.CTX_ACT_DROP) return { allowed: false, egress };
+    if (dst.hostNetwork) return { allowed: true, egress };
+    const ingress = this.nodes.get(dst.node)!.dp.run("toEndpoint", egress.output, { now, srcIdentity: this.identityOfPod(src) });
+    return { allowed: ingress.verdict !== C.CTX_ACT_DROP, egress, ingress };
+  }
+
+  private probeTemplate?: { key: string; frame: Uint8Array };
+
+  /**
+   * The probe packet from src to dst. Probes of one source differ only in the destination address, so
+   * the frame is built once per (source, port, protocol) and re-addressed with RFC 1624 incremental
+   * checksum updates (IPv4); IPv6 frames are built whole.
+   */
+  private probeFrame(src: SimPod, dst: SimPod, port: number, proto: FlowProtocol, sport: number): Uint8Array {
+    const icmp = proto === "ICMP" || proto === "ICMPv6";
+    const spec: FrameSpec = icmp ? { src: src.ip, dst: dst.ip, proto, icmpType: port, icmpCode: 0, icmpId: sport } : { src: src.ip, dst: dst.ip, proto, sport, dport: port, tcpFlags: proto === "TCP" ? TCP_FLAGS.SYN : undefined };
+    if (src.ip.includes(":") || dst.ip.includes(":")) return buildFrame(spec);
+    const key = `${src.ip}|${port}|${proto}|${sport}`;
+    if (this.probeTemplate?.key !== key) this.probeTemplate = { key, frame: buildFrame(spec) };
+    return retargetIpv4(this.probeTemplate.frame, dst.ip);
+  }
+
+  /** One sentence for a probe result: which direction decided and the rules behind the entry. */
+  probeReason(src: SimPod, dst: SimPod, p: { allowed: boolean; egress: RunResult; ingress?: RunResult }): string {
+    const e = this.outcome(src.node, "egress", p.egress.trace, p.egress, src.key);
+    if (p.egress.verdict === C.CTX_ACT_DROP) return `egress at ${src.key}: ${e.reason}`;
+    if (!p.ingress) return `egress at ${src.key}: ${e.reason}`;
+    const i = this.outcome(dst.node, "ingress", p.ingress.trace, p.ingress, dst.key);
+    if (p.ingress.verdict === C.CTX_ACT_DROP) return `ingress at ${dst.key}: ${i.reason}`;
+    return `egress at ${src.key}: ${e.reason}; ingress at ${dst.key}: ${i.reason}`;
+  }
+}
+
+/** One's-complement 16-bit checksum update for a 32-bit field change (RFC 1624, eqn. 3). */
+function csumUpdate32(csum: number, from: number, to: number): number {
+  let sum = ~csum & 0xffff;
+  sum += (~(from >>> 16) & 0xffff) + (~from & 0xffff) + (to >>> 16) + (to & 0xffff);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+/** A copy of an IPv4 frame (Ethernet + 20-byte IP header) with a new destination address and fixed checksums. */
+export function retargetIpv4(template: Uint8Array, dst: string): Uint8Array {
+  const f = template.slice();
+  const dv = new DataView(f.buffer);
+  const parts = dst.split(".");
+  const to = ((Number(parts[0]) << 24) | (Number(parts[1]) << 16) | (Number(parts[2]) << 8) | Number(parts[3])) >>> 0;
+  const from = dv.getUint32(14 + 16);
+  dv.setUint32(14 + 16, to);
+  dv.setUint16(14 + 10, csumUpdate32(dv.getUint16(14 + 10), from, to));
+  const proto = f[14 + 9];
+  const l4 = 14 + (f[14]! & 0xf) * 4;
+  const csumOff = proto === 6 ? l4 + 16 : proto === 17 ? l4 + 6 : -1;
+  if (csumOff > 0 && !(proto === 17 && dv.getUint16(csumOff) === 0)) {
+    let c = csumUpdate32(dv.getUint16(csumOff), from, to);
+    if (proto === 17 && c === 0) c = 0xffff;
+    dv.setUint16(csumOff, c);
+  }
+  return f;
+}
+
+function fakeOk(frame: Uint8Array): RunResult {
+  return { verdict: C.CTX_ACT_OK, dropReason: 0, output: frame, trace: { srcIdentity: C.ID_HOST, dstIdentity: 0, egressCookie: 0, ingressCookie: 0, egressMatchType: 0, ingressMatchType: 0, traceFlags: 0, proxyPort: 0, ctState: 0 } as TraceRecord };
+}
+
+const PROTO_NUM: Record<string, number> = { TCP: 6, UDP: 17, SCTP: 132, ICMP: 1, ICMPv6: 58 };
+
+const ENTITY_IDS: Record<string, number> = { health: C.ID_HEALTH, ingress: C.ID_INGRESS, unmanaged: C.ID_UNMANAGED, init: C.ID_INIT };
+/** Host offsets in each node's pod CIDR of the reserved entities' addresses (pods start at .10). */
+const ENTITY_OFFSETS: [number, number][] = [
+  [2, C.ID_HEALTH],
+  [3, C.ID_INGRESS],
+  [4, C.ID_UNMANAGED],
+  [5, C.ID_INIT],
+];
+
+function entityIp(n: SimNode, off: number): string {
+  const c = parseCidr(n.podCIDR)!;
+  return formatIp(4, c.addr + BigInt(off));
+}
+
+function ipBytes(ip: string): Uint8Array {
+  const out = new Uint8Array(16);
+  ip.split(".").forEach((p, i) => (out[i] = Number(p)));
+  return out;
+}
+
+function dropReasonHubbleName(code: number): string {
+  return dropReasonHubble(code);
+}

@@ -1,0 +1,33 @@
+// `ciliate whatif` reports exactly the known changes of known edits of the Star Wars scenario.
+import { describe, expect, it } from "vitest";
+import { ciliate, json } from "./run.ts";
+
+describe("whatif on starwars", () => {
+  it("deleting rule1 opens the Death Star to the X-wing and lets PUT /v1/exhaust-port through", () => {
+    const out = json(ciliate("whatif", "-f", "scenarios/starwars", "--delete", "CiliumNetworkPolicy/default/rule1", "-o", "json"));
+    expect(out.pairs.map((p: any) => [p.from, p.to, p.port, p.protocol, p.before, p.after])).toEqual([
+      ["default/xwing", "default/deathstar-0", 80, "TCP", "denied", "allowed"],
+      ["default/xwing", "default/deathstar-1", 80, "TCP", "denied", "allowed"],
+    ]);
+    expect(out.pairs[0].reasonBefore).toMatch(/ingress at default\/deathstar-0: Policy denied/);
+    expect(out.pairs[0].reasonAfter).toMatch(/no policy selects default\/deathstar-0 in ingress/);
+    expect(out.flows.map((f: any) => [f.name, f.before, f.after]).sort()).toEqual([
+      ["tiefighter-exhaust-port", "denied", "allowed"],
+      ["xwing-lands", "denied", "allowed"],
+    ]);
+    for (const f of out.flows) expect(f.backendBefore).toBe(f.backendAfter);
+  });
+
+  it("replacing the L7 policy by the L3/L4 one changes only the exhaust-port request", () => {
+    const out = json(ciliate("whatif", "-f", "scenarios/starwars", "--apply", "scenarios/extras/starwars-l3-l4-policy.yaml", "-o", "json"));
+    expect(out.pairs).toEqual([]);
+    expect(out.flows).toHaveLength(1);
+    expect(out.flows[0]).toMatchObject({ name: "tiefighter-exhaust-port", before: "denied", after: "allowed" });
+    expect(out.flows[0].reasonBefore).toMatch(/403/);
+  });
+
+  it("keeps every address when a new pod is applied (no renumbering), and reports nothing for a no-op", () => {
+    const out = json(ciliate("whatif", "-f", "scenarios/starwars", "--apply", "scenarios/starwars/policy-l7.yaml", "-o", "json"));
+    expect(out).toEqual({ pairs: [], flows: [] });
+  });
+});

@@ -1,0 +1,157 @@
+/*
+ * fast-check generators shared by the differential suites (wasm vs js here, wasm vs kernel in
+ * tests/differential/kernel.test.ts): random node state (endpoints, ipcache prefixes, policy entries with
+ * wildcards, ranges and denies, services with random/Maglev selection, affinity and backend states) and
+ * random packets (valid TCP/UDP/SCTP/ICMP over IPv4 and IPv6, replies, truncations, garbage).
+ */
+import fc from "fast-check";
+import type { Datapath, EntryPoint } from "../../core/host/datapath.ts";
+import { MAP_SPECS } from "../../core/host/codecs.gen.ts";
+import * as C from "../../core/host/constants.gen.ts";
+import { addrBytes16, buildFrame, type FrameSpec, type L4Proto } from "../../sim/packets.ts";
+import { addPolicy, configure, ipcacheKey } from "../conformance/fixture.ts";
+
+export const V4_PODS = ["10.244.0.10", "10.244.0.11", "10.244.0.12", "10.244.1.20"];
+export const V6_PODS = ["fd00::10", "fd00::11"];
+export const VIPS = ["10.96.0.10", "10.96.0.11"];
+const EXTERNAL = ["203.0.113.9", "198.51.100.1", "2001:db8::9"];
+const IDENTITIES = [0, 1000, 1001, 1002, 2, 3000];
+
+/** Map capacities for differential runs: far below full, so no LRU map evicts (the kernel's LRU is
+ * approximate, ours exact) and creating an engine per case stays cheap. */
+export const SMALL_CAPACITIES: Record<string, number> = Object.fromEntries(
+  ["ipcache", "lxc", "policy", "lb_services", "lb_backends", "lb_reverse_nat", "lb_affinity", "ct", "snat", "metrics"].map((n) => [n, 1024]),
+);
+SMALL_CAPACITIES.lb_maglev = 4096;
+
+export interface NodeState {
+  endpoints: { ip: string; epId: number; identity: number }[];
+  prefixes: { cidr: string; identity: number }[];
+  policies: { epId: number; egress: boolean; identity: number; proto?: number; port?: number; portBits?: number; deny: boolean; proxyPort: number; cookie: number }[];
+  services: { vip: string; port: number; revNat: number; maglev: boolean; affinity: number; backends: { id: number; ip: string; port: number; state: number }[] }[];
+}
+
+const policyArb = fc.record({
+  epId: fc.constantFrom(1, 2, 3),
+  egress: fc.boolean(),
+  identity: fc.constantFrom(...IDENTITIES),
+  proto: fc.option(fc.constantFrom(6, 17, 1, 132), { nil: undefined }),
+  port: fc.option(fc.constantFrom(0, 8, 53, 80, 443, 8080, 16, 31), { nil: undefined }),
+  portBits: fc.option(fc.integer({ min: 1, max: 16 }), { nil: undefined }),
+  deny: fc.boolean(),
+  proxyPort: fc.constantFrom(0, 0, 0, 10001),
+  cookie: fc.integer({ min: 0, max: 1000 }),
+});
+
+export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
+  endpoints: fc.constant([
+    { ip: V4_PODS[0]!, epId: 1, identity: 1000 },
+    { ip: V4_PODS[1]!, epId: 2, identity: 1001 },
+    { ip: V6_PODS[0]!, epId: 3, identity: 1002 },
+  ]),
+  prefixes: fc.array(
+    fc.record({ cidr: fc.constantFrom("10.244.1.0/24", "10.244.0.0/16", "203.0.113.0/24", "0.0.0.0/0", "fd00::/64", "::/0", "198.51.100.0/25"), identity: fc.constantFrom(...IDENTITIES.filter((i) => i)) }),
+    { maxLength: 5 },
+  ),
+  policies: fc.array(policyArb, { maxLength: 12 }),
+  services: fc.array(
+    fc.record({
+      vip: fc.constantFrom(...VIPS),
+      port: fc.constantFrom(80, 53),
+      revNat: fc.integer({ min: 1, max: 50 }),
+      maglev: fc.boolean(),
+      affinity: fc.constantFrom(0, 0, 30),
+      backends: fc.array(
+        fc.record({ id: fc.integer({ min: 1, max: 20 }), ip: fc.constantFrom(...V4_PODS), port: fc.constantFrom(0, 8080), state: fc.constantFrom(0, 0, 0, 1) }),
+        { maxLength: 4 },
+      ),
+    }),
+    { maxLength: 2 },
+  ),
+});
+
+export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendIds: number[]) => Uint32Array): void {
+  configure(dp);
+  for (const ep of s.endpoints) {
+    const v6 = ep.ip.includes(":");
+    dp.map(MAP_SPECS.Endpoints).update({ addr: addrBytes16(ep.ip), family: v6 ? C.FAMILY_IPV6 : C.FAMILY_IPV4 }, { epId: ep.epId, secIdentity: ep.identity });
+    dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(ep.ip), { secIdentity: ep.identity });
+  }
+  for (const p of s.prefixes) dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(p.cidr), { secIdentity: p.identity });
+  for (const p of s.policies) addPolicy(dp, p);
+  for (const svc of s.services) {
+    const uniq = [...new Map(svc.backends.map((b) => [b.id, b])).values()];
+    const active = uniq.filter((b) => b.state === 0);
+    const inactive = uniq.filter((b) => b.state !== 0);
+    const key = { addr: addrBytes16(svc.vip), dport: svc.port, proto: C.IPPROTO_TCP, family: C.FAMILY_IPV4 };
+    const alg = svc.maglev ? C.LB_ALG_MAGLEV : C.LB_ALG_RANDOM;
+    dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: 0 }, { backendId: ((alg << 24) | svc.affinity) >>> 0, count: active.length, qcount: inactive.length, revNatIndex: svc.revNat, flags: svc.affinity ? C.SVC_F_AFFINITY : 0 });
+    [...active, ...inactive].forEach((b, i) => {
+      dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: i + 1 }, { backendId: b.id, revNatIndex: svc.revNat });
+      dp.map(MAP_SPECS.Backends).update({ backendId: b.id }, { addr: addrBytes16(b.ip), port: b.port, proto: C.IPPROTO_TCP, state: b.state, family: C.FAMILY_IPV4 });
+    });
+    dp.map(MAP_SPECS.RevNat).update({ revNatIndex: svc.revNat }, { addr: addrBytes16(svc.vip), port: svc.port, family: C.FAMILY_IPV4 });
+    if (svc.maglev && active.length && maglevTable) {
+      const table = maglevTable(active.map((b) => b.id));
+      table.forEach((id, slot) => dp.map(MAP_SPECS.Maglev).update({ revNatIndex: svc.revNat, slot }, { backendId: id }));
+    }
+  }
+}
+
+const addrArb = (v6: boolean) => fc.constantFrom(...(v6 ? [...V6_PODS, EXTERNAL[2]!] : [...V4_PODS, ...VIPS, EXTERNAL[0]!, EXTERNAL[1]!]));
+
+export const frameSpecArb: fc.Arbitrary<FrameSpec> = fc.boolean().chain((v6) =>
+  fc.record({
+    src: addrArb(v6),
+    dst: addrArb(v6),
+    proto: fc.constantFrom<L4Proto>("TCP", "UDP", "SCTP", v6 ? "ICMPv6" : "ICMP"),
+    sport: fc.constantFrom(40000, 40001, 80, 53),
+    dport: fc.constantFrom(80, 53, 443, 8080, 16, 40000),
+    tcpFlags: fc.constantFrom(0x02, 0x12, 0x10, 0x11, 0x04, 0x18),
+    icmpType: fc.constantFrom(...(v6 ? [128, 129, 1, 135] : [8, 0, 3, 13])),
+    icmpCode: fc.constantFrom(0, 4),
+    icmpId: fc.constantFrom(1, 2),
+    payload: fc.uint8Array({ maxLength: 24 }),
+  }),
+);
+
+/** A packet to run: a valid frame, a truncated or corrupted one, or garbage. */
+export const packetArb: fc.Arbitrary<Uint8Array> = fc.oneof(
+  { weight: 6, arbitrary: frameSpecArb.map((s) => buildFrame(s)) },
+  { weight: 2, arbitrary: fc.tuple(frameSpecArb, fc.nat()).map(([s, n]) => { const f = buildFrame(s); return f.subarray(0, n % (f.length + 1)); }) },
+  { weight: 1, arbitrary: fc.tuple(frameSpecArb, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([s, i, v]) => { const f = buildFrame(s); f[14 + (i % Math.max(1, f.length - 14))] = v; return f; }) },
+  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 120 }) },
+);
+
+export interface Step {
+  entry: EntryPoint;
+  packet: Uint8Array;
+  now: number;
+  srcIdentity: number;
+}
+
+export const stepsArb: fc.Arbitrary<Step[]> = fc.array(
+  fc.record({
+    entry: fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork"),
+    packet: packetArb,
+    now: fc.integer({ min: 1, max: 20000 }),
+    srcIdentity: fc.constantFrom(0, 0, 1000, 3000),
+  }),
+  { minLength: 1, maxLength: 8 },
+).map((steps) => {
+  // Time moves forward, as it does on a node.
+  let t = 0;
+  return steps.map((s) => ({ ...s, now: (t += s.now % 500) }));
+});
+
+/** Map contents that packets may change, in a comparable form. */
+export function sideEffects(dp: Datapath): unknown {
+  const dump = <K, V>(m: { entries(): IterableIterator<[K, V]> }) =>
+    [...m.entries()].map(([k, v]) => JSON.stringify([k, v], (_, x) => (typeof x === "bigint" ? x.toString() : x instanceof Uint8Array ? Array.from(x) : x))).sort();
+  return {
+    ct: dump(dp.map(MAP_SPECS.Conntrack)),
+    metrics: dump(dp.map(MAP_SPECS.Metrics)),
+    affinity: dump(dp.map(MAP_SPECS.Affinity)),
+    snat: dump(dp.map(MAP_SPECS.Snat)),
+  };
+}
