@@ -42,12 +42,18 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return 0;
-      return EXIT_BAD_INPUT;
+      // --help and --version exit 0; usage errors (and a missing command) are bad input.
+      return e.exitCode === 0 ? 0 : EXIT_BAD_INPUT;
     }
     return reportError(e);
   }
   return code;
 }
+
+// A reader that stops early (`ciliate simulate … | head`) is not an error.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw e;
+});
 
 process.exitCode = await main(process.argv);

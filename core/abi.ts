@@ -10,7 +10,7 @@ import { allocStatic, arenaReset, heapUsed } from "./alloc";
 import { write32 } from "./env";
 import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapUpdate } from "./maps";
 import { fromEndpoint, fromNetwork, toEndpoint } from "./pipeline";
-import { maglevBuild } from "./maglev";
+import { maglevBuild, maglevDelete, maglevStore } from "./maglev";
 import { ctGc } from "./conntrack";
 
 /** Largest packet a host may pass (the kernel's test-run limit is a page minus headroom; we allow more). */
@@ -85,6 +85,17 @@ export function abiHostBuffer(size: u32): usize {
 /** Builds a Maglev lookup table (core/maglev.ts maglevBuild); 0 or -EINVAL. */
 export function abiMaglevBuild(backends: usize, n: u32, m: u32, seedMurmur: u32, out: usize): i32 {
   return maglevBuild(backends, n, m, seedMurmur, out);
+}
+
+/** Writes a built table (m backend ids at `table`) as service `revNatIndex`'s Maglev map entries; 0 or
+ * a negative errno from the map. */
+export function abiMaglevStore(revNatIndex: u32, table: usize, m: u32): i32 {
+  return maglevStore(revNatIndex, table, m);
+}
+
+/** Deletes service `revNatIndex`'s Maglev entries; returns how many were removed. */
+export function abiMaglevDelete(revNatIndex: u32, m: u32): u32 {
+  return maglevDelete(revNatIndex, m);
 }
 
 /** Removes expired conntrack entries (the agent's CT garbage collector); returns how many. */

@@ -58,6 +58,8 @@ export const DROP_NAT_UNSUPP_PROTO: u32 = 168;
 export const DROP_INVALID_IDENTITY: u32 = 171;
 /** Unknown sender | UNKNOWN_SENDER */
 export const DROP_UNKNOWN_SENDER: u32 = 172;
+/** Is a ClusterIP | IS_A_CLUSTERIP */
+export const DROP_IS_CLUSTER_IP: u32 = 174;
 /** Denied by LB src range check | DENIED_BY_LB_SRC_RANGE_CHECK */
 export const DROP_NOT_IN_SRC_RANGE: u32 = 177;
 /** Proxy redirection not supported for protocol | PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL */

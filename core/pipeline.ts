@@ -3,16 +3,23 @@
  * ipv4_policy, bpf/bpf_host.c / bpf/lib/nodeport.h nodeport_lb4):
  *   fromEndpoint — traffic leaving a pod (tc ingress of its host-side veth)
  *   toEndpoint   — traffic arriving at a pod (tc egress of its host-side veth / local delivery)
- *   fromNetwork  — traffic from outside the node to NodePort / LoadBalancer / external IPs
- * Each returns a CTX_ACT_* verdict and writes a TraceRecord into the one-entry Trace map, and counts the
+ *   fromNetwork  — traffic from outside the node to NodePort / LoadBalancer / external IPs, and the
+ *                  replies of NodePort flows that this node SNATed towards a remote backend
+ * Each returns a CTX_ACT_* verdict, writes a TraceRecord into the one-entry Trace map, and counts the
  * packet in the Metrics map (reason 0 = forwarded).
  *
- * Conntrack directions: a flow has an entry per hook that saw it first — TUPLE_F_OUT for entries created
- * by fromEndpoint, TUPLE_F_IN for entries created by toEndpoint — so that the same node can hold both ends
- * of a local flow, and a reply is found as the reverse of the opposite-direction entry (core/conntrack.ts).
+ * Conntrack directions (core/conntrack.ts): an entry is created by the hook that saw the flow first —
+ * TUPLE_F_OUT by fromEndpoint, TUPLE_F_IN by toEndpoint — so one node can hold both ends of a local flow,
+ * and a reply is found as the reverse of the opposite-direction entry.
+ * Reverse NAT (numbered once, repeated where implemented):
+ *   R1. A service flow's rev-NAT index is stored in the entry created where the DNAT happened: the client's
+ *       egress entry (ClusterIP, fromEndpoint) or the NodePort entry (fromNetwork).
+ *   R2. Whichever hook finds a reply through an entry with a rev-NAT index rewrites the reply's source back
+ *       to the service frontend: the client's toEndpoint for ClusterIP, the backend's fromEndpoint for a
+ *       NodePort flow to a local backend, fromNetwork for one SNATed to a remote backend.
  */
 import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKET_INFO_SADDR, PACKET_INFO_DADDR,
-  PACKET_INFO_DPORT, PACKET_INFO_ICMP_TYPE, PACKET_INFO_ICMP_CODE, PACKET_INFO_LEN, PACKET_INFO_TCP_FLAGS,
+  PACKET_INFO_DPORT, PACKET_INFO_ICMP_TYPE, PACKET_INFO_ICMP_CODE, PACKET_INFO_LEN,
   TRACE_RECORD_SIZE, TRACE_RECORD_VERDICT, TRACE_RECORD_DROP_REASON, TRACE_RECORD_SRC_IDENTITY,
   TRACE_RECORD_DST_IDENTITY, TRACE_RECORD_EGRESS_COOKIE, TRACE_RECORD_INGRESS_COOKIE, TRACE_RECORD_BACKEND_ID,
   TRACE_RECORD_EP_ID, TRACE_RECORD_REV_NAT_INDEX, TRACE_RECORD_CT_STATE, TRACE_RECORD_EGRESS_MATCH_TYPE,
@@ -20,17 +27,18 @@ import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKE
   TRACE_RECORD_FAMILY, TRACE_RECORD_ORIG_DADDR, TRACE_RECORD_ORIG_DPORT_BE, TRACE_RECORD_NEW_DADDR,
   TRACE_RECORD_NEW_DPORT_BE, METRICS_KEY_SIZE, METRICS_KEY_REASON, METRICS_KEY_DIR, METRICS_VALUE_SIZE,
   METRICS_VALUE_PACKETS, METRICS_VALUE_BYTES, ENDPOINT_INFO_EP_ID, ENDPOINT_INFO_SEC_IDENTITY,
-  CONFIG_VALUE_FLAGS, CONFIG_VALUE_WORLD_IPV4_IDENTITY, CONFIG_VALUE_WORLD_IPV6_IDENTITY, CT_TUPLE_SIZE,
-  CT_TUPLE_FLAGS, CT_STATE_SIZE, CT_STATE_REV_NAT_INDEX, CT_STATE_BACKEND_ID, POLICY_RESULT_SIZE,
-  POLICY_RESULT_MATCH_TYPE, POLICY_RESULT_COOKIE, SERVICE_KEY_SIZE, SERVICE_VALUE_COUNT,
-  SERVICE_VALUE_REV_NAT_INDEX, LB_SELECTION_BACKEND_ID, LB_SELECTION_BACKEND } from "./gen/layout";
+  CONFIG_VALUE_WORLD_IPV4_IDENTITY, CONFIG_VALUE_WORLD_IPV6_IDENTITY, CT_TUPLE_SIZE, CT_TUPLE_FLAGS,
+  CT_STATE_SIZE, CT_STATE_REV_NAT_INDEX, POLICY_RESULT_SIZE, POLICY_RESULT_MATCH_TYPE, POLICY_RESULT_COOKIE,
+  SERVICE_KEY_SIZE, SERVICE_VALUE_REV_NAT_INDEX, SERVICE_VALUE_FLAGS, LB_SELECTION_BACKEND_ID,
+  LB_SELECTION_BACKEND } from "./gen/layout";
 import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_NONE,
-  TUPLE_F_IN, TUPLE_F_OUT, FAMILY_IPV4, IPPROTO_ICMP, IPPROTO_ICMPV6, METRIC_DIR_EGRESS, METRIC_DIR_INGRESS,
-  METRIC_DIR_SERVICE, TRACE_FROM_ENDPOINT, TRACE_TO_ENDPOINT, TRACE_FROM_NETWORK, TRACE_TO_PROXY,
+  TUPLE_F_IN, TUPLE_F_OUT, FAMILY_IPV4, METRIC_DIR_EGRESS, METRIC_DIR_INGRESS, METRIC_DIR_SERVICE,
+  TRACE_FROM_ENDPOINT, TRACE_TO_ENDPOINT, TRACE_FROM_NETWORK, TRACE_TO_PROXY, TRACE_TO_NETWORK,
   TRACE_F_EGRESS_CHECKED, TRACE_F_INGRESS_CHECKED, TRACE_F_L7_REDIRECT, TRACE_F_DNAT, TRACE_F_REV_NAT,
-  TRACE_F_REPLY, TRACE_F_AUDITED, CONFIG_F_POLICY_AUDIT, POLICY_EGRESS, POLICY_INGRESS,
-  BPF_NOEXIST } from "./constants";
-import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID_SIP, DROP_NO_CONFIG, DROP_NO_SERVICE, DROP_UNROUTABLE } from "./drop-reasons";
+  TRACE_F_SNAT, TRACE_F_REPLY, TRACE_F_AUDITED, POLICY_EGRESS, POLICY_INGRESS, BPF_NOEXIST,
+  SVC_F_ROUTABLE } from "./constants";
+import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID_SIP, DROP_IS_CLUSTER_IP, DROP_NO_CONFIG,
+  DROP_NO_SERVICE, DROP_UNROUTABLE } from "./drop-reasons";
 import { add64, memCopy, memFill, read8, read16, read32, write8, write16, write32 } from "./env";
 import { write16be } from "./bytes";
 import { stackAlloc } from "./alloc";
@@ -42,9 +50,10 @@ import { endpointLookup, ipcacheIdentity } from "./ipcache";
 import { policyAudit, policyCanAccess, policyIcmpFragNeededAllowed, policyPort } from "./policy";
 import { ctBuildTuple, ctCreate, ctLookup, CT_UNKNOWN_PROTO } from "./conntrack";
 import { lbLookupService, lbServiceBackend, lbDnat, lbRevNat } from "./lb";
+import { snatEgress, snatRevIngress } from "./nat";
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Trace and metrics. */
+/* Trace, metrics and the shared prologue. */
 
 function traceBegin(): usize {
   const key = stackAlloc(4);
@@ -78,12 +87,23 @@ function finish(tr: usize, info: usize, verdict: u32, reason: u32, dir: u32, obs
     write32(tr + TRACE_RECORD_DROP_REASON, reason);
     write8(tr + TRACE_RECORD_OBS_POINT, obsPoint);
   }
-  count(reason, dir, info == 0 ? 0 : read32(info + PACKET_INFO_LEN));
+  count(reason, dir, read32(info + PACKET_INFO_LEN));
   return verdict;
 }
 
 function drop(tr: usize, info: usize, reason: u32, dir: u32): u32 {
-  return finish(tr, info, CTX_ACT_DROP, reason, dir, dir == METRIC_DIR_INGRESS ? TRACE_TO_ENDPOINT : TRACE_FROM_ENDPOINT);
+  const obs = dir == METRIC_DIR_INGRESS ? TRACE_TO_ENDPOINT : dir == METRIC_DIR_EGRESS ? TRACE_FROM_ENDPOINT : TRACE_FROM_NETWORK;
+  return finish(tr, info, CTX_ACT_DROP, reason, dir, obs);
+}
+
+/** Common start of every entry point: needs the configuration, parses the packet into `info`, and
+ * records the family and the destination as it arrived. Returns 0, or the reason to drop. */
+function enter(pkt: Pkt, tr: usize, cfg: usize, info: usize): u32 {
+  if (cfg == 0) return DROP_NO_CONFIG;
+  const perr = parsePacket(pkt, info);
+  if (tr != 0) write8(tr + TRACE_RECORD_FAMILY, read8(info + PACKET_INFO_FAMILY));
+  if (perr == 0) recordDest(tr, info, true);
+  return perr;
 }
 
 function setFlag(tr: usize, flag: u32): void {
@@ -94,9 +114,19 @@ function worldIdentity(cfg: usize, family: u32): u32 {
   return family == FAMILY_IPV4 ? read32(cfg + CONFIG_VALUE_WORLD_IPV4_IDENTITY) : read32(cfg + CONFIG_VALUE_WORLD_IPV6_IDENTITY);
 }
 
+function recordDest(tr: usize, info: usize, orig: bool): void {
+  if (tr == 0) return;
+  if (orig) {
+    memCopy(tr + TRACE_RECORD_ORIG_DADDR, info + PACKET_INFO_DADDR, 16);
+    write16be(tr + TRACE_RECORD_ORIG_DPORT_BE, read16(info + PACKET_INFO_DPORT));
+  }
+  memCopy(tr + TRACE_RECORD_NEW_DADDR, info + PACKET_INFO_DADDR, 16);
+  write16be(tr + TRACE_RECORD_NEW_DPORT_BE, read16(info + PACKET_INFO_DPORT));
+}
+
 /**
- * Runs one policy check and records it in the trace. Returns the verdict of policyCanAccess (0 allow,
- * > 0 proxy port, < 0 a negative drop reason) after audit mode and the ICMP frag-needed exception.
+ * Runs one policy check and records it in the trace. Returns policyCanAccess's verdict (0 allow, > 0 proxy
+ * port, < 0 a negative drop reason) after the ICMP frag-needed exception and audit mode.
  */
 function policyCheck(tr: usize, cfg: usize, info: usize, epId: u32, remoteId: u32, egress: u32): i32 {
   const res = stackAlloc(POLICY_RESULT_SIZE);
@@ -126,14 +156,24 @@ function policyCheck(tr: usize, cfg: usize, info: usize, epId: u32, remoteId: u3
   return v;
 }
 
-function recordDest(tr: usize, info: usize, orig: bool): void {
-  if (tr == 0) return;
-  if (orig) {
-    memCopy(tr + TRACE_RECORD_ORIG_DADDR, info + PACKET_INFO_DADDR, 16);
-    write16be(tr + TRACE_RECORD_ORIG_DPORT_BE, read16(info + PACKET_INFO_DPORT));
+/** Conntrack lookup for the packet in `info` as seen by a hook of direction `dirFlag` (TUPLE_F_OUT/IN). */
+function ctFor(info: usize, tuple: usize, st: usize, dirFlag: u32, now: u32): u32 {
+  ctBuildTuple(info, tuple);
+  write8(tuple + CT_TUPLE_FLAGS, dirFlag);
+  return ctLookup(tuple, info, now, st);
+}
+
+/** R2: the reply's source back to the service frontend, recorded in the trace. Returns 0 or a drop reason. */
+function replyRevNat(pkt: Pkt, tr: usize, info: usize, st: usize): u32 {
+  const revNat = read16(st + CT_STATE_REV_NAT_INDEX);
+  if (revNat == 0) return 0;
+  const rerr = lbRevNat(pkt, info, revNat);
+  if (rerr < 0) return <u32>(-rerr);
+  if (rerr == 0) {
+    if (tr != 0) write16(tr + TRACE_RECORD_REV_NAT_INDEX, revNat);
+    setFlag(tr, TRACE_F_REV_NAT);
   }
-  memCopy(tr + TRACE_RECORD_NEW_DADDR, info + PACKET_INFO_DADDR, 16);
-  write16be(tr + TRACE_RECORD_NEW_DPORT_BE, read16(info + PACKET_INFO_DPORT));
+  return 0;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -143,26 +183,27 @@ function recordDest(tr: usize, info: usize, orig: bool): void {
  *   1. CTX_ACT_DROP, DROP_NO_CONFIG — the Config map has no entry.
  *   2. CTX_ACT_DROP, a parse drop reason — see parsePacket.
  *   3. CTX_ACT_DROP, DROP_INVALID_SIP — the source address is not a local endpoint.
- *   4. CTX_ACT_DROP, DROP_NO_SERVICE — the destination is a service without active backends.
- *   5. CTX_ACT_DROP, DROP_CT_UNKNOWN_PROTO / DROP_CT_INVALID_HDR — conntrack cannot track the packet.
- *   6. CTX_ACT_DROP, DROP_POLICY / DROP_POLICY_DENY / DROP_POLICY_AUTH_REQUIRED — egress policy (new and
- *      established flows; replies and related packets skip policy, as in bpf_lxc.c).
- *   7. CTX_ACT_DROP, DROP_CT_CREATE_FAILED — a new flow could not be tracked.
- *   8. CTX_ACT_REDIRECT — allowed, to the L7 proxy (proxy port in the trace).
- *   9. CTX_ACT_OK — allowed; the packet may have been DNATed to a service backend.
+ *   4. CTX_ACT_DROP, DROP_NO_SERVICE — the destination is a service that cannot serve this packet.
+ *   5. CTX_ACT_DROP, DROP_CT_UNKNOWN_PROTO — conntrack cannot track the protocol.
+ *   6. CTX_ACT_OK — a reply or related packet: policy skipped (bpf_lxc.c), source reverse-NATed when the
+ *      flow came in through a NodePort to this pod (R2).
+ *   7. CTX_ACT_DROP, DROP_POLICY / DROP_POLICY_DENY / DROP_POLICY_AUTH_REQUIRED — egress policy (new and
+ *      established flows).
+ *   8. CTX_ACT_DROP, DROP_CT_CREATE_FAILED — a new flow could not be tracked.
+ *   9. CTX_ACT_REDIRECT — allowed, to the L7 proxy (proxy port in the trace).
+ *  10. CTX_ACT_OK — allowed; the packet may have been DNATed to a service backend.
+ *  Rewrite failures drop with DROP_WRITE_ERROR / DROP_CSUM_L3 / DROP_CSUM_L4.
  */
 export function fromEndpoint(pkt: Pkt, now: u32): u32 {
   const tr = traceBegin();
   const dir = METRIC_DIR_EGRESS;
   const cfg = configGet();
-  if (cfg == 0) return drop(tr, 0, DROP_NO_CONFIG, dir);
   const info = stackAlloc(PACKET_INFO_SIZE);
-  const perr = parsePacket(pkt, info);
-  if (tr != 0) write8(tr + TRACE_RECORD_FAMILY, read8(info + PACKET_INFO_FAMILY));
-  if (perr != 0) return drop(tr, info, perr, dir);
+  const err = enter(pkt, tr, cfg, info);
+  if (err != 0) return drop(tr, info, err, dir);
   const family = read8(info + PACKET_INFO_FAMILY);
 
-  // (3) The sender must be a local endpoint (Cilium: is_valid_lxc_src_ip).
+  // 3. The sender must be a local endpoint (Cilium: is_valid_lxc_src_ip).
   const ep = endpointLookup(info + PACKET_INFO_SADDR, family);
   if (ep == 0) return drop(tr, info, DROP_INVALID_SIP, dir);
   const epId = read16(ep + ENDPOINT_INFO_EP_ID);
@@ -171,9 +212,8 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
     write16(tr + TRACE_RECORD_EP_ID, epId);
     write32(tr + TRACE_RECORD_SRC_IDENTITY, srcId);
   }
-  recordDest(tr, info, true);
 
-  // (4) Service translation before conntrack, on the original tuple (lb4_lookup_service + lb4_local).
+  // 4. Service translation before conntrack, on the original tuple (lb4_lookup_service + lb4_local).
   let revNat: u32 = 0;
   let backendId: u32 = 0;
   const svcKey = stackAlloc(SERVICE_KEY_SIZE);
@@ -192,33 +232,36 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
     recordDest(tr, info, false);
   }
 
-  // (5) Conntrack on the translated tuple.
+  // 5. Conntrack on the translated tuple.
   const tuple = stackAlloc(CT_TUPLE_SIZE);
-  ctBuildTuple(info, tuple);
-  write8(tuple + CT_TUPLE_FLAGS, TUPLE_F_OUT);
   const st = stackAlloc(CT_STATE_SIZE);
-  const ct = ctLookup(tuple, info, now, st);
+  const ct = ctFor(info, tuple, st, TUPLE_F_OUT, now);
   if (ct == CT_UNKNOWN_PROTO) return drop(tr, info, DROP_CT_UNKNOWN_PROTO, dir);
   if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
-
   const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family));
   if (tr != 0) write32(tr + TRACE_RECORD_DST_IDENTITY, dstId);
 
-  // (6) Policy for new and established flows only.
-  let verdict: u32 = CTX_ACT_OK;
-  let proxyPort: u32 = 0;
-  if (ct == CT_NEW || ct == CT_ESTABLISHED) {
-    const v = policyCheck(tr, cfg, info, epId, dstId, POLICY_EGRESS);
-    if (v < 0) return drop(tr, info, <u32>(-v), dir);
-    if (v > 0) {
-      proxyPort = <u32>v;
-      verdict = CTX_ACT_REDIRECT;
-    }
-  } else {
+  // 6. Replies and related packets skip policy.
+  if (ct == CT_REPLY || ct == CT_RELATED) {
     setFlag(tr, TRACE_F_REPLY);
+    if (ct == CT_REPLY) {
+      const rerr = replyRevNat(pkt, tr, info, st);
+      if (rerr != 0) return drop(tr, info, rerr, dir);
+    }
+    return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_FROM_ENDPOINT);
   }
 
-  // (7) Track new flows, remembering the service for the reply's reverse NAT.
+  // 7. Policy for new and established flows (policy changes apply to live flows, as in Cilium).
+  let verdict: u32 = CTX_ACT_OK;
+  let proxyPort: u32 = 0;
+  const v = policyCheck(tr, cfg, info, epId, dstId, POLICY_EGRESS);
+  if (v < 0) return drop(tr, info, <u32>(-v), dir);
+  if (v > 0) {
+    proxyPort = <u32>v;
+    verdict = CTX_ACT_REDIRECT;
+  }
+
+  // 8. Track new flows, remembering the service for the reply's reverse NAT (R1).
   if (ct == CT_NEW) {
     if (ctCreate(tuple, info, now, srcId, revNat, backendId, proxyPort) != 0) return drop(tr, info, DROP_CT_CREATE_FAILED, dir);
   }
@@ -231,9 +274,9 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
  * Outcomes:
  *   1. CTX_ACT_DROP, DROP_NO_CONFIG / a parse drop reason — as fromEndpoint.
  *   2. CTX_ACT_DROP, DROP_UNROUTABLE — the destination is not a local endpoint.
- *   3. CTX_ACT_DROP, DROP_CT_UNKNOWN_PROTO — conntrack cannot track the packet.
+ *   3. CTX_ACT_DROP, DROP_CT_UNKNOWN_PROTO — conntrack cannot track the protocol.
  *   4. CTX_ACT_OK — a reply or related packet: policy skipped, source reverse-NATed to the service when
- *      the flow was load-balanced.
+ *      the flow was load-balanced at this client (R2).
  *   5. CTX_ACT_DROP, DROP_POLICY / DROP_POLICY_DENY / DROP_POLICY_AUTH_REQUIRED — ingress policy.
  *   6. CTX_ACT_DROP, DROP_CT_CREATE_FAILED.
  *   7. CTX_ACT_REDIRECT — allowed, to the L7 proxy.
@@ -243,13 +286,10 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
   const tr = traceBegin();
   const dir = METRIC_DIR_INGRESS;
   const cfg = configGet();
-  if (cfg == 0) return drop(tr, 0, DROP_NO_CONFIG, dir);
   const info = stackAlloc(PACKET_INFO_SIZE);
-  const perr = parsePacket(pkt, info);
-  if (tr != 0) write8(tr + TRACE_RECORD_FAMILY, read8(info + PACKET_INFO_FAMILY));
-  if (perr != 0) return drop(tr, info, perr, dir);
+  const err = enter(pkt, tr, cfg, info);
+  if (err != 0) return drop(tr, info, err, dir);
   const family = read8(info + PACKET_INFO_FAMILY);
-  recordDest(tr, info, true);
 
   const ep = endpointLookup(info + PACKET_INFO_DADDR, family);
   if (ep == 0) return drop(tr, info, DROP_UNROUTABLE, dir);
@@ -262,27 +302,22 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
   }
 
   const tuple = stackAlloc(CT_TUPLE_SIZE);
-  ctBuildTuple(info, tuple);
-  write8(tuple + CT_TUPLE_FLAGS, TUPLE_F_IN);
   const st = stackAlloc(CT_STATE_SIZE);
-  const ct = ctLookup(tuple, info, now, st);
+  const ct = ctFor(info, tuple, st, TUPLE_F_IN, now);
   if (ct == CT_UNKNOWN_PROTO) return drop(tr, info, DROP_CT_UNKNOWN_PROTO, dir);
   if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
 
-  // (4) Replies and related packets skip policy; undo the service translation of the original request.
+  // 4. Replies and related packets skip policy; undo the service translation of the request (R2).
   if (ct == CT_REPLY || ct == CT_RELATED) {
     setFlag(tr, TRACE_F_REPLY);
-    const revNat = read16(st + CT_STATE_REV_NAT_INDEX);
-    if (revNat != 0 && ct == CT_REPLY) {
-      const rerr = lbRevNat(pkt, info, revNat);
-      if (rerr < 0) return drop(tr, info, <u32>(-rerr), dir);
-      if (tr != 0) write16(tr + TRACE_RECORD_REV_NAT_INDEX, revNat);
-      setFlag(tr, TRACE_F_REV_NAT);
+    if (ct == CT_REPLY) {
+      const rerr = replyRevNat(pkt, tr, info, st);
+      if (rerr != 0) return drop(tr, info, rerr, dir);
     }
     return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_TO_ENDPOINT);
   }
 
-  // (5) Ingress policy for new and established flows.
+  // 5. Ingress policy for new and established flows.
   let verdict: u32 = CTX_ACT_OK;
   let proxyPort: u32 = 0;
   const v = policyCheck(tr, cfg, info, epId, srcId, POLICY_INGRESS);
@@ -298,40 +333,87 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
 }
 
 /**
- * Traffic from outside the node (NodePort, LoadBalancer and external IPs; Cilium's nodeport_lb4).
+ * Traffic from outside the node (Cilium's nodeport_lb4): NodePort, LoadBalancer and external-IP frontends,
+ * and replies of NodePort flows this node SNATed to a remote backend.
  * Outcomes:
  *   1. CTX_ACT_DROP, DROP_NO_CONFIG / a parse drop reason.
- *   2. CTX_ACT_DROP, DROP_NO_SERVICE — a known frontend without active backends.
- *   3. CTX_ACT_OK — not a service frontend: passed to the stack untouched.
- *   4. CTX_ACT_OK — DNATed to a backend (the trace names it); policy is enforced where the backend's
- *      to-endpoint runs.
+ *   2. CTX_ACT_OK, reverse-translated — a reply to a SNATed NodePort flow: destination back to the client,
+ *      source back to the frontend (R2); TRACE_F_SNAT and TRACE_F_REV_NAT are set.
+ *   3. CTX_ACT_OK, untouched — not a service frontend: for the node's stack.
+ *   4. CTX_ACT_DROP, DROP_IS_CLUSTER_IP — a ClusterIP (not routable) reached from outside.
+ *   5. CTX_ACT_DROP, DROP_NO_SERVICE — no backend can serve the packet.
+ *   6. CTX_ACT_DROP, DROP_CT_UNKNOWN_PROTO / DROP_CT_CREATE_FAILED — conntrack.
+ *   7. CTX_ACT_OK — DNATed to a local backend (its to-endpoint enforces ingress policy).
+ *   8. CTX_ACT_OK — DNATed to a remote backend and SNATed to this node (TRACE_F_SNAT); or a drop with
+ *      DROP_NAT_NO_MAPPING / DROP_NAT_UNSUPP_PROTO when SNAT is impossible.
+ *  Rewrite failures drop with DROP_WRITE_ERROR / DROP_CSUM_L3 / DROP_CSUM_L4.
  */
 export function fromNetwork(pkt: Pkt, now: u32): u32 {
   const tr = traceBegin();
   const dir = METRIC_DIR_SERVICE;
   const cfg = configGet();
-  if (cfg == 0) return drop(tr, 0, DROP_NO_CONFIG, dir);
   const info = stackAlloc(PACKET_INFO_SIZE);
-  const perr = parsePacket(pkt, info);
-  if (tr != 0) write8(tr + TRACE_RECORD_FAMILY, read8(info + PACKET_INFO_FAMILY));
-  if (perr != 0) return drop(tr, info, perr, dir);
+  const err = enter(pkt, tr, cfg, info);
+  if (err != 0) return drop(tr, info, err, dir);
   const family = read8(info + PACKET_INFO_FAMILY);
-  recordDest(tr, info, true);
-  if (tr != 0) write32(tr + TRACE_RECORD_SRC_IDENTITY, ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family)));
+  const srcId = ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family));
+  if (tr != 0) write32(tr + TRACE_RECORD_SRC_IDENTITY, srcId);
+  const tuple = stackAlloc(CT_TUPLE_SIZE);
+  const st = stackAlloc(CT_STATE_SIZE);
 
+  // 2. A reply to a flow this node SNATed: restore the client, then the frontend.
+  const snerr = snatRevIngress(pkt, info);
+  if (snerr < 0) return drop(tr, info, <u32>(-snerr), dir);
+  if (snerr == 0) {
+    setFlag(tr, TRACE_F_SNAT);
+    setFlag(tr, TRACE_F_REPLY);
+    const ct = ctFor(info, tuple, st, TUPLE_F_IN, now);
+    if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
+    if (ct == CT_REPLY) {
+      const rerr = replyRevNat(pkt, tr, info, st);
+      if (rerr != 0) return drop(tr, info, rerr, dir);
+    }
+    recordDest(tr, info, false);
+    return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
+  }
+
+  // 3./4. Service frontends only; a ClusterIP is not reachable from outside.
   const svcKey = stackAlloc(SERVICE_KEY_SIZE);
   const svc = lbLookupService(info, svcKey);
   if (svc == 0) return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_FROM_NETWORK);
+  if ((read8(svc + SERVICE_VALUE_FLAGS) & SVC_F_ROUTABLE) == 0) return drop(tr, info, DROP_IS_CLUSTER_IP, dir);
   const revNat = read16(svc + SERVICE_VALUE_REV_NAT_INDEX);
   if (tr != 0) write16(tr + TRACE_RECORD_REV_NAT_INDEX, revNat);
+
+  // 5. Backend and DNAT.
   const sel = lbServiceBackend(svcKey, svc, info, now);
   if (sel == 0) return drop(tr, info, DROP_NO_SERVICE, dir);
+  const backendId = read32(sel + LB_SELECTION_BACKEND_ID);
   const nerr = lbDnat(pkt, info, sel + LB_SELECTION_BACKEND);
   if (nerr < 0) return drop(tr, info, <u32>(-nerr), dir);
-  if (tr != 0) write32(tr + TRACE_RECORD_BACKEND_ID, read32(sel + LB_SELECTION_BACKEND_ID));
+  if (tr != 0) write32(tr + TRACE_RECORD_BACKEND_ID, backendId);
   setFlag(tr, TRACE_F_DNAT);
   recordDest(tr, info, false);
   const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family));
   if (tr != 0) write32(tr + TRACE_RECORD_DST_IDENTITY, dstId);
-  return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_FROM_NETWORK);
+
+  // 6. R1: the NodePort entry carries the rev-NAT index. A local backend's reply leaves through its
+  // fromEndpoint, which finds this entry as the reverse of an ingress-direction one; a remote backend's
+  // reply comes back here after SNAT, and finds it as the reverse of an egress-direction one.
+  const local = endpointLookup(info + PACKET_INFO_DADDR, family) != 0;
+  const ct = ctFor(info, tuple, st, local ? TUPLE_F_IN : TUPLE_F_OUT, now);
+  if (ct == CT_UNKNOWN_PROTO) return drop(tr, info, DROP_CT_UNKNOWN_PROTO, dir);
+  if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
+  if (ct == CT_NEW) {
+    if (ctCreate(tuple, info, now, srcId, revNat, backendId, 0) != 0) {
+      return drop(tr, info, DROP_CT_CREATE_FAILED, dir);
+    }
+  }
+  if (local) return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_TO_ENDPOINT);
+
+  // 8. Remote backend: SNAT to this node so the reply comes back here (Cilium's default SNAT mode).
+  const serr = snatEgress(pkt, info, now);
+  if (serr < 0) return drop(tr, info, <u32>(-serr), dir);
+  setFlag(tr, TRACE_F_SNAT);
+  return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
 }

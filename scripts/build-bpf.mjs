@@ -30,6 +30,19 @@ function newest(dir, re) {
 
 const mtime = (p) => (existsSync(p) ? statSync(p).mtimeMs : 0);
 
+// Without clang there is no kernel build: the WASM/JS engines still work. CI must have it.
+try {
+  execFileSync("clang", ["--version"], { stdio: "ignore" });
+} catch {
+  const msg = "build-bpf: clang is not installed; skipping the kernel build (apt-get install clang llvm libbpf-dev)";
+  if (process.env.CI === "true" || process.env.CI === "1") {
+    console.error(`${msg} — CI needs it`);
+    process.exit(1);
+  }
+  console.warn(msg);
+  process.exit(0);
+}
+
 mkdirSync(out, { recursive: true });
 const stamp = join(out, ".gen-stamp");
 const sources = Math.max(newest(join(root, "core"), /\.ts$/), newest(join(root, "codegen"), /\.ts$/));

@@ -519,7 +519,6 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       owner: p.r.owner,
     });
   }
-  const podByKey = new Map(pods.map((p) => [p.key, p]));
 
   // Namespaces: declared ones plus every namespace an object lives in.
   const nsMap = new Map<string, NamespaceModel>();
@@ -701,7 +700,6 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       }),
     ),
   };
-  void podByKey;
   return { config, nodes, namespaces, pods, services, policies: objects.filter((o) => POLICY_KINDS.has(o.kind)), traffic, expectations, model, objects };
 }
 

@@ -124,6 +124,8 @@ export interface FlowResult {
 
 export interface SimulationOptions {
   engine?: SimEngineName;
+  /** Another engine (e.g. the kernel one, composed by cli/): one fresh Datapath per node. */
+  createDatapath?: () => Promise<Datapath>;
 }
 
 interface NodeRuntime {
@@ -166,7 +168,7 @@ export class Simulation {
   static async create(cluster: SimCluster, policy: CompiledPolicy, opts: SimulationOptions = {}): Promise<Simulation> {
     const sim = new Simulation(cluster, policy, opts.engine ?? "wasm");
     for (const n of cluster.nodes) {
-      const dp = await createSimDatapath(sim.engine);
+      const dp = opts.createDatapath ? await opts.createDatapath() : await createSimDatapath(sim.engine);
       const agent = new NodeAgent(n, dp, cluster, policy, sim.lb);
       agent.install();
       sim.extraIpcache(n, dp);
@@ -463,7 +465,6 @@ export class Simulation {
       const o = this.outcome(node, side, t, r, egress ? podKey(d.src) : podKey(d.dst));
       if (side === "egress") ctx.result.egress ??= o;
       else ctx.result.ingress ??= o;
-      if (dropped && !ctx.result.egress && side === "ingress") ctx.result.egress = undefined;
     }
     if (entry === "fromEndpoint") this.event(ctx, node, frame, ids, { event: "from-endpoint", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-endpoint" });
     if (entry === "fromNetwork") this.event(ctx, node, frame, ids, { event: "from-network", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-network" });
@@ -625,16 +626,23 @@ export class Simulation {
     return this.policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD;
   }
 
-  /** Plays one flow of a Traffic document (or an Expectation) and returns its events and verdict. */
-  runFlow(spec: FlowSpec, opts: { sport?: number } = {}): FlowResult {
+  /** Resolves both ends of a flow without sending anything; throws SimError for a bad reference. */
+  resolveFlow(spec: FlowSpec): { src: Place; dst: { place: Place; port: number; frontend?: Frontend } } {
     const what = spec.where;
-    // Destination first when the source is relative to it (entity: host).
+    // The destination first when the source is relative to it (entity: host).
     const srcPre = "entity" in spec.from ? undefined : this.resolveSource(spec.from, undefined, what);
-    const dst = this.resolveDestination(spec.to, srcPre, spec.port, spec.protocol, what);
+    const srcHint: Place | undefined = srcPre ?? ("entity" in spec.from ? { kind: spec.from.entity === "host" ? "host" : "external", ip: "" } : undefined);
+    const dst = this.resolveDestination(spec.to, srcHint, spec.port, spec.protocol, what);
     const peerNode = dst.frontend ? (dst.frontend.port.backends[0]?.node ?? this.cluster.nodes[0]!.name) : dst.place.node;
     const src = srcPre ?? this.resolveSource(spec.from, peerNode, what);
     if (src.kind !== "pod" && dst.place.kind !== "pod" && !dst.frontend)
       throw new SimError("BAD_REFERENCE", `${what}: neither end of the flow is a pod or a service; ciliate simulates traffic that reaches or leaves the cluster's pods`);
+    return { src, dst };
+  }
+
+  /** Plays one flow of a Traffic document (or an Expectation) and returns its events and verdict. */
+  runFlow(spec: FlowSpec, opts: { sport?: number } = {}): FlowResult {
+    const { src, dst } = this.resolveFlow(spec);
     const result: FlowResult = {
       name: spec.name,
       verdict: "allowed",
@@ -650,7 +658,6 @@ export class Simulation {
     if (dst.frontend) result.service = { namespace: dst.frontend.svc.namespace, name: dst.frontend.svc.name, frontend: `${dst.frontend.ip}:${dst.frontend.fport}/${dst.frontend.protocol}`, kind: dst.frontend.kind };
     for (let i = 0; i < spec.count && result.verdict === "allowed"; i++) {
       const ctx: Ctx = { result, flowName: spec.name, http: spec.http, stopped: false, l7Denied: false };
-      ctx.result.egress = i === 0 ? undefined : ctx.result.egress;
       this.playConnection(ctx, spec, src, dst.place.ip, dst.port, opts.sport);
       this.advance(100);
     }

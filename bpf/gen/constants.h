@@ -171,6 +171,7 @@
 #define CILIATE_DROP_NAT_UNSUPP_PROTO 168U /* Unsupported protocol for NAT masquerade */
 #define CILIATE_DROP_INVALID_IDENTITY 171U /* Invalid identity */
 #define CILIATE_DROP_UNKNOWN_SENDER 172U /* Unknown sender */
+#define CILIATE_DROP_IS_CLUSTER_IP 174U /* Is a ClusterIP */
 #define CILIATE_DROP_NOT_IN_SRC_RANGE 177U /* Denied by LB src range check */
 #define CILIATE_DROP_PROXY_UNKNOWN_PROTO 180U /* Proxy redirection not supported for protocol */
 #define CILIATE_DROP_POLICY_DENY 181U /* Policy denied by denylist */

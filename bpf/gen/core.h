@@ -41,6 +41,7 @@
 #define CILIATE_MAX_VLAN_TAGS 2U /* core/packet.ts:92 */
 #define CILIATE_METRICS_VALUE_BYTES __builtin_offsetof(struct metrics_value, bytes) /* MetricsValue.bytes (core/gen/layout.ts) */
 #define CILIATE_METRICS_VALUE_PACKETS __builtin_offsetof(struct metrics_value, packets) /* MetricsValue.packets (core/gen/layout.ts) */
+#define CILIATE_NAT_PUNT_TO_STACK 1 /* core/nat.ts:50 */
 #define CILIATE_PACKET_INFO_DADDR __builtin_offsetof(struct packet_info, daddr) /* PacketInfo.daddr (core/gen/layout.ts) */
 #define CILIATE_PACKET_INFO_DPORT __builtin_offsetof(struct packet_info, dport) /* PacketInfo.dport (core/gen/layout.ts) */
 #define CILIATE_PACKET_INFO_INNER_DADDR __builtin_offsetof(struct packet_info, inner_daddr) /* PacketInfo.innerDaddr (core/gen/layout.ts) */
@@ -53,6 +54,9 @@
 #define CILIATE_REV_NAT_VALUE_PORT_BE __builtin_offsetof(struct rev_nat_value, port_be) /* RevNatValue.portBe (core/gen/layout.ts) */
 #define CILIATE_SERVICE_KEY_ADDR __builtin_offsetof(struct service_key, addr) /* ServiceKey.addr (core/gen/layout.ts) */
 #define CILIATE_SERVICE_KEY_DPORT_BE __builtin_offsetof(struct service_key, dport_be) /* ServiceKey.dportBe (core/gen/layout.ts) */
+#define CILIATE_SNAT_COLLISION_RETRIES 32U /* core/nat.ts:48 */
+#define CILIATE_SNAT_VALUE_TO_ADDR __builtin_offsetof(struct snat_value, to_addr) /* SnatValue.toAddr (core/gen/layout.ts) */
+#define CILIATE_SNAT_VALUE_TO_PORT_BE __builtin_offsetof(struct snat_value, to_port_be) /* SnatValue.toPortBe (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_NEW_DADDR __builtin_offsetof(struct trace_record, new_daddr) /* TraceRecord.newDaddr (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_NEW_DPORT_BE __builtin_offsetof(struct trace_record, new_dport_be) /* TraceRecord.newDportBe (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_ORIG_DADDR __builtin_offsetof(struct trace_record, orig_daddr) /* TraceRecord.origDaddr (core/gen/layout.ts) */
@@ -60,7 +64,7 @@
 #define CILIATE_TRACE_RECORD_PROXY_PORT_BE __builtin_offsetof(struct trace_record, proxy_port_be) /* TraceRecord.proxyPortBe (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 912
+#define CILIATE_SCRATCH_SIZE 1152
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -79,7 +83,7 @@ static __always_inline __u8 *ciliate_scratch(__u32 off, __u32 size)
 	return base + off;
 }
 
-/* core/pipeline.ts:49 traceBegin */
+/* core/pipeline.ts:58 traceBegin */
 static __always_inline __u8 *ciliate_trace_begin(void)
 {
 	__u8 *key = ciliate_scratch(176, 4);
@@ -99,43 +103,6 @@ static __always_inline __u8 *ciliate_config_get(void)
 		return 0;
 	}
 	return bpf_map_lookup_elem(&ciliate_config_v1, key);
-}
-
-/* core/pipeline.ts:59 count */
-static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
-{
-	__u8 *key = ciliate_scratch(192, sizeof(struct metrics_key));
-	((struct metrics_key *)key)->reason = (__u8)reason;
-	((struct metrics_key *)key)->dir = (__u8)dir;
-	__u8 *v = bpf_map_lookup_elem(&ciliate_metrics_v1, key);
-	if (v == 0) {
-		__u8 *zero = ciliate_scratch(200, sizeof(struct metrics_value));
-		bpf_map_update_elem(&ciliate_metrics_v1, key, zero, CILIATE_BPF_NOEXIST);
-		v = bpf_map_lookup_elem(&ciliate_metrics_v1, key);
-		if (v == 0) {
-			return;
-		}
-	}
-	ciliate_add64(v + CILIATE_METRICS_VALUE_PACKETS, 1);
-	ciliate_add64(v + CILIATE_METRICS_VALUE_BYTES, bytes);
-}
-
-/* core/pipeline.ts:75 finish */
-static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
-{
-	if (tr != 0) {
-		((struct trace_record *)tr)->verdict = verdict;
-		((struct trace_record *)tr)->drop_reason = reason;
-		((struct trace_record *)tr)->obs_point = (__u8)obs_point;
-	}
-	ciliate_count(reason, dir, info == 0 ? 0 : ((struct packet_info *)info)->len);
-	return verdict;
-}
-
-/* core/pipeline.ts:85 drop */
-static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *info, __u32 reason, __u32 dir)
-{
-	return ciliate_finish(tr, info, CILIATE_CTX_ACT_DROP, reason, dir, dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : CILIATE_TRACE_FROM_ENDPOINT);
 }
 
 /* core/packet.ts:101 setInfoFlag */
@@ -440,6 +407,86 @@ static __always_inline __u32 ciliate_parse_packet(struct __sk_buff *pkt, __u8 *i
 	return CILIATE_DROP_UNKNOWN_L3;
 }
 
+/* core/bytes.ts:7 bswap16 */
+static __always_inline __u32 ciliate_bswap16(__u32 x)
+{
+	return ((x & 0xff) << 8) | ((x >> 8) & 0xff);
+}
+
+/* core/bytes.ts:21 write16be */
+static __always_inline void ciliate_write16be(__u8 *p, __u32 v)
+{
+	*(__u16 *)p = (__u16)ciliate_bswap16(v & 0xffff);
+}
+
+/* core/pipeline.ts:117 recordDest */
+static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
+{
+	if (tr == 0) {
+		return;
+	}
+	if (orig) {
+		__builtin_memcpy(tr + CILIATE_TRACE_RECORD_ORIG_DADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
+		ciliate_write16be(tr + CILIATE_TRACE_RECORD_ORIG_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
+	}
+	__builtin_memcpy(tr + CILIATE_TRACE_RECORD_NEW_DADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
+	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
+}
+
+/* core/pipeline.ts:101 enter */
+static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
+{
+	if (cfg == 0) {
+		return CILIATE_DROP_NO_CONFIG;
+	}
+	__u32 perr = ciliate_parse_packet(pkt, info);
+	if (tr != 0) {
+		((struct trace_record *)tr)->family = (__u8)(__u32)((struct packet_info *)info)->family;
+	}
+	if (perr == 0) {
+		ciliate_record_dest(tr, info, true);
+	}
+	return perr;
+}
+
+/* core/pipeline.ts:68 count */
+static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
+{
+	__u8 *key = ciliate_scratch(192, sizeof(struct metrics_key));
+	((struct metrics_key *)key)->reason = (__u8)reason;
+	((struct metrics_key *)key)->dir = (__u8)dir;
+	__u8 *v = bpf_map_lookup_elem(&ciliate_metrics_v1, key);
+	if (v == 0) {
+		__u8 *zero = ciliate_scratch(200, sizeof(struct metrics_value));
+		bpf_map_update_elem(&ciliate_metrics_v1, key, zero, CILIATE_BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&ciliate_metrics_v1, key);
+		if (v == 0) {
+			return;
+		}
+	}
+	ciliate_add64(v + CILIATE_METRICS_VALUE_PACKETS, 1);
+	ciliate_add64(v + CILIATE_METRICS_VALUE_BYTES, bytes);
+}
+
+/* core/pipeline.ts:84 finish */
+static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
+{
+	if (tr != 0) {
+		((struct trace_record *)tr)->verdict = verdict;
+		((struct trace_record *)tr)->drop_reason = reason;
+		((struct trace_record *)tr)->obs_point = (__u8)obs_point;
+	}
+	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
+	return verdict;
+}
+
+/* core/pipeline.ts:94 drop */
+static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *info, __u32 reason, __u32 dir)
+{
+	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
+	return ciliate_finish(tr, info, CILIATE_CTX_ACT_DROP, reason, dir, obs);
+}
+
 /* core/ipcache.ts:30 copyAddr */
 static __always_inline void ciliate_copy_addr(__u8 *dst, __u8 *addr, __u32 family)
 {
@@ -463,32 +510,6 @@ static __always_inline __u8 *ciliate_endpoint_lookup(__u8 *addr, __u32 family)
 	ciliate_copy_addr(key + CILIATE_ENDPOINT_KEY_ADDR, addr, family);
 	((struct endpoint_key *)key)->family = (__u8)family;
 	return bpf_map_lookup_elem(&ciliate_lxc_v1, key);
-}
-
-/* core/bytes.ts:7 bswap16 */
-static __always_inline __u32 ciliate_bswap16(__u32 x)
-{
-	return ((x & 0xff) << 8) | ((x >> 8) & 0xff);
-}
-
-/* core/bytes.ts:21 write16be */
-static __always_inline void ciliate_write16be(__u8 *p, __u32 v)
-{
-	*(__u16 *)p = (__u16)ciliate_bswap16(v & 0xffff);
-}
-
-/* core/pipeline.ts:129 recordDest */
-static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
-{
-	if (tr == 0) {
-		return;
-	}
-	if (orig) {
-		__builtin_memcpy(tr + CILIATE_TRACE_RECORD_ORIG_DADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
-		ciliate_write16be(tr + CILIATE_TRACE_RECORD_ORIG_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
-	}
-	__builtin_memcpy(tr + CILIATE_TRACE_RECORD_NEW_DADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
-	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
 /* core/lb.ts:76 lbLookupService */
@@ -954,7 +975,7 @@ static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, 
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:89 setFlag */
+/* core/pipeline.ts:109 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1156,6 +1177,14 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	return CILIATE_CT_NEW;
 }
 
+/* core/pipeline.ts:160 ctFor */
+static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
+{
+	ciliate_ct_build_tuple(info, tuple);
+	((struct ct_tuple *)tuple)->flags = (__u8)dir_flag;
+	return ciliate_ct_lookup(tuple, info, now, st);
+}
+
 /* core/ipcache.ts:43 ipcacheLookup */
 static __always_inline __u8 *ciliate_ipcache_lookup(__u8 *addr, __u32 family)
 {
@@ -1182,10 +1211,75 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:93 worldIdentity */
+/* core/pipeline.ts:113 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
+}
+
+/* core/lb.ts:318 lbRevNat */
+static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *info, __u32 rev_nat_index)
+{
+	__u8 *key = ciliate_scratch(504, sizeof(struct rev_nat_key));
+	if (key == 0) {
+		return CILIATE_LB_REVNAT_NO_ENTRY;
+	}
+	((struct rev_nat_key *)key)->rev_nat_index = (__u16)rev_nat_index;
+	__u8 *nat = bpf_map_lookup_elem(&ciliate_lb_reverse_nat_v1, key);
+	if (nat == 0) {
+		return CILIATE_LB_REVNAT_NO_ENTRY;
+	}
+	__u32 family = (__u32)((struct packet_info *)info)->family;
+	__u32 nfam = (__u32)((struct rev_nat_value *)nat)->family;
+	if ((nfam != 0) && (nfam != family)) {
+		return -((__s32)CILIATE_DROP_UNKNOWN_L3);
+	}
+	__s32 r = 0;
+	if (family == CILIATE_FAMILY_IPV4) {
+		__u8 *lo = ciliate_loopback_addr();
+		if ((lo != 0) && (*(__u32 *)lo == *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
+			__u8 *self = ciliate_scratch(512, 16);
+			if (self != 0) {
+				__builtin_memcpy(self, info + CILIATE_PACKET_INFO_SADDR, 16);
+				r = ciliate_nat_rewrite_addr(pkt, info, true, self);
+				if (r < 0) {
+					return r;
+				}
+			}
+		}
+	}
+	r = ciliate_nat_rewrite_addr(pkt, info, false, nat + CILIATE_REV_NAT_VALUE_ADDR);
+	if (r < 0) {
+		return r;
+	}
+	__u32 port = ciliate_read16be(nat + CILIATE_REV_NAT_VALUE_PORT_BE);
+	if (port != 0) {
+		r = ciliate_nat_rewrite_port(pkt, info, false, port);
+		if (r < 0) {
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* core/pipeline.ts:167 replyRevNat */
+static __always_inline __u32 ciliate_reply_rev_nat(struct __sk_buff *pkt, __u8 *tr, __u8 *info, __u8 *st)
+{
+	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
+	if (rev_nat == 0) {
+		return 0;
+	}
+	__s32 rerr = ciliate_lb_rev_nat(pkt, info, rev_nat);
+	if (rerr < 0) {
+		return (__u32)(-rerr);
+	}
+	if (rerr == 0) {
+		if (tr != 0) {
+			((struct trace_record *)tr)->rev_nat_index = (__u16)rev_nat;
+		}
+		ciliate_set_flag(tr, CILIATE_TRACE_F_REV_NAT);
+	}
+	return 0;
 }
 
 /* core/policy.ts:88 isDeny */
@@ -1246,7 +1340,7 @@ static __always_inline __s32 ciliate_policy_policy_check(__u8 *entry, __u8 *othe
 static __always_inline __s32 ciliate_policy_can_access(__u32 ep_id, __u32 remote_id, __u32 egress, __u32 proto, __u32 dport, __u8 *result)
 {
 	__builtin_memset(result, 0, sizeof(struct policy_result));
-	__u8 *key = ciliate_scratch(520, sizeof(struct policy_key));
+	__u8 *key = ciliate_scratch(544, sizeof(struct policy_key));
 	if (key == 0) {
 		return -((__s32)CILIATE_DROP_POLICY);
 	}
@@ -1324,10 +1418,10 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:101 policyCheck */
+/* core/pipeline.ts:131 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
-	__u8 *res = ciliate_scratch(504, sizeof(struct policy_result));
+	__u8 *res = ciliate_scratch(528, sizeof(struct policy_result));
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
 	__u32 icmp_type = (__u32)((struct packet_info *)info)->icmp_type;
 	__s32 v = ciliate_policy_can_access(ep_id, remote_id, egress, proto, ciliate_policy_port(cfg, proto, (__u32)((struct packet_info *)info)->dport, icmp_type), res);
@@ -1368,8 +1462,8 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	if (cfg == 0) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
-	__u8 *entry = ciliate_scratch(536, sizeof(struct ct_entry));
-	__u8 *key = ciliate_scratch(576, sizeof(struct ct_tuple));
+	__u8 *entry = ciliate_scratch(560, sizeof(struct ct_entry));
+	__u8 *key = ciliate_scratch(600, sizeof(struct ct_tuple));
 	if ((entry == 0) || (key == 0)) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
@@ -1390,22 +1484,16 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:154 fromEndpoint */
+/* core/pipeline.ts:197 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();
 	__u32 dir = CILIATE_METRIC_DIR_EGRESS;
 	__u8 *cfg = ciliate_config_get();
-	if (cfg == 0) {
-		return ciliate_drop(tr, 0, CILIATE_DROP_NO_CONFIG, dir);
-	}
 	__u8 *info = ciliate_scratch(0, sizeof(struct packet_info));
-	__u32 perr = ciliate_parse_packet(pkt, info);
-	if (tr != 0) {
-		((struct trace_record *)tr)->family = (__u8)(__u32)((struct packet_info *)info)->family;
-	}
-	if (perr != 0) {
-		return ciliate_drop(tr, info, perr, dir);
+	__u32 err = ciliate_enter(pkt, tr, cfg, info);
+	if (err != 0) {
+		return ciliate_drop(tr, info, err, dir);
 	}
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u8 *ep = ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_SADDR, family);
@@ -1418,7 +1506,6 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 		((struct trace_record *)tr)->ep_id = (__u16)ep_id;
 		((struct trace_record *)tr)->src_identity = src_id;
 	}
-	ciliate_record_dest(tr, info, true);
 	__u32 rev_nat = 0;
 	__u32 backend_id = 0;
 	__u8 *svc_key = ciliate_scratch(96, sizeof(struct service_key));
@@ -1444,10 +1531,8 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 		ciliate_record_dest(tr, info, false);
 	}
 	__u8 *tuple = ciliate_scratch(120, sizeof(struct ct_tuple));
-	ciliate_ct_build_tuple(info, tuple);
-	((struct ct_tuple *)tuple)->flags = (__u8)CILIATE_TUPLE_F_OUT;
 	__u8 *st = ciliate_scratch(160, sizeof(struct ct_state));
-	__u32 ct = ciliate_ct_lookup(tuple, info, now, st);
+	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_OUT, now);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
 	}
@@ -1458,19 +1543,25 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	if (tr != 0) {
 		((struct trace_record *)tr)->dst_identity = dst_id;
 	}
+	if ((ct == CILIATE_CT_REPLY) || (ct == CILIATE_CT_RELATED)) {
+		ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
+		if (ct == CILIATE_CT_REPLY) {
+			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
+			if (rerr != 0) {
+				return ciliate_drop(tr, info, rerr, dir);
+			}
+		}
+		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_ENDPOINT);
+	}
 	__u32 verdict = CILIATE_CTX_ACT_OK;
 	__u32 proxy_port = 0;
-	if ((ct == CILIATE_CT_NEW) || (ct == CILIATE_CT_ESTABLISHED)) {
-		__s32 v = ciliate_policy_check(tr, cfg, info, ep_id, dst_id, CILIATE_POLICY_EGRESS);
-		if (v < 0) {
-			return ciliate_drop(tr, info, (__u32)(-v), dir);
-		}
-		if (v > 0) {
-			proxy_port = (__u32)v;
-			verdict = CILIATE_CTX_ACT_REDIRECT;
-		}
-	} else {
-		ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
+	__s32 v = ciliate_policy_check(tr, cfg, info, ep_id, dst_id, CILIATE_POLICY_EGRESS);
+	if (v < 0) {
+		return ciliate_drop(tr, info, (__u32)(-v), dir);
+	}
+	if (v > 0) {
+		proxy_port = (__u32)v;
+		verdict = CILIATE_CTX_ACT_REDIRECT;
 	}
 	if (ct == CILIATE_CT_NEW) {
 		if (ciliate_ct_create(tuple, info, now, src_id, rev_nat, backend_id, proxy_port) != 0) {
@@ -1480,70 +1571,18 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	return ciliate_finish(tr, info, verdict, 0, dir, verdict == CILIATE_CTX_ACT_REDIRECT ? CILIATE_TRACE_TO_PROXY : CILIATE_TRACE_FROM_ENDPOINT);
 }
 
-/* core/lb.ts:318 lbRevNat */
-static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *info, __u32 rev_nat_index)
-{
-	__u8 *key = ciliate_scratch(768, sizeof(struct rev_nat_key));
-	if (key == 0) {
-		return CILIATE_LB_REVNAT_NO_ENTRY;
-	}
-	((struct rev_nat_key *)key)->rev_nat_index = (__u16)rev_nat_index;
-	__u8 *nat = bpf_map_lookup_elem(&ciliate_lb_reverse_nat_v1, key);
-	if (nat == 0) {
-		return CILIATE_LB_REVNAT_NO_ENTRY;
-	}
-	__u32 family = (__u32)((struct packet_info *)info)->family;
-	__u32 nfam = (__u32)((struct rev_nat_value *)nat)->family;
-	if ((nfam != 0) && (nfam != family)) {
-		return -((__s32)CILIATE_DROP_UNKNOWN_L3);
-	}
-	__s32 r = 0;
-	if (family == CILIATE_FAMILY_IPV4) {
-		__u8 *lo = ciliate_loopback_addr();
-		if ((lo != 0) && (*(__u32 *)lo == *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
-			__u8 *self = ciliate_scratch(776, 16);
-			if (self != 0) {
-				__builtin_memcpy(self, info + CILIATE_PACKET_INFO_SADDR, 16);
-				r = ciliate_nat_rewrite_addr(pkt, info, true, self);
-				if (r < 0) {
-					return r;
-				}
-			}
-		}
-	}
-	r = ciliate_nat_rewrite_addr(pkt, info, false, nat + CILIATE_REV_NAT_VALUE_ADDR);
-	if (r < 0) {
-		return r;
-	}
-	__u32 port = ciliate_read16be(nat + CILIATE_REV_NAT_VALUE_PORT_BE);
-	if (port != 0) {
-		r = ciliate_nat_rewrite_port(pkt, info, false, port);
-		if (r < 0) {
-			return r;
-		}
-	}
-	return 0;
-}
-
-/* core/pipeline.ts:242 toEndpoint */
+/* core/pipeline.ts:285 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 src_identity, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();
 	__u32 dir = CILIATE_METRIC_DIR_INGRESS;
 	__u8 *cfg = ciliate_config_get();
-	if (cfg == 0) {
-		return ciliate_drop(tr, 0, CILIATE_DROP_NO_CONFIG, dir);
-	}
-	__u8 *info = ciliate_scratch(616, sizeof(struct packet_info));
-	__u32 perr = ciliate_parse_packet(pkt, info);
-	if (tr != 0) {
-		((struct trace_record *)tr)->family = (__u8)(__u32)((struct packet_info *)info)->family;
-	}
-	if (perr != 0) {
-		return ciliate_drop(tr, info, perr, dir);
+	__u8 *info = ciliate_scratch(640, sizeof(struct packet_info));
+	__u32 err = ciliate_enter(pkt, tr, cfg, info);
+	if (err != 0) {
+		return ciliate_drop(tr, info, err, dir);
 	}
 	__u32 family = (__u32)((struct packet_info *)info)->family;
-	ciliate_record_dest(tr, info, true);
 	__u8 *ep = ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_DADDR, family);
 	if (ep == 0) {
 		return ciliate_drop(tr, info, CILIATE_DROP_UNROUTABLE, dir);
@@ -1555,11 +1594,9 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 		((struct trace_record *)tr)->src_identity = src_id;
 		((struct trace_record *)tr)->dst_identity = ((struct endpoint_info *)ep)->sec_identity;
 	}
-	__u8 *tuple = ciliate_scratch(712, sizeof(struct ct_tuple));
-	ciliate_ct_build_tuple(info, tuple);
-	((struct ct_tuple *)tuple)->flags = (__u8)CILIATE_TUPLE_F_IN;
-	__u8 *st = ciliate_scratch(752, sizeof(struct ct_state));
-	__u32 ct = ciliate_ct_lookup(tuple, info, now, st);
+	__u8 *tuple = ciliate_scratch(736, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(776, sizeof(struct ct_state));
+	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_IN, now);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
 	}
@@ -1568,16 +1605,11 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 	}
 	if ((ct == CILIATE_CT_REPLY) || (ct == CILIATE_CT_RELATED)) {
 		ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
-		__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
-		if ((rev_nat != 0) && (ct == CILIATE_CT_REPLY)) {
-			__s32 rerr = ciliate_lb_rev_nat(pkt, info, rev_nat);
-			if (rerr < 0) {
-				return ciliate_drop(tr, info, (__u32)(-rerr), dir);
+		if (ct == CILIATE_CT_REPLY) {
+			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
+			if (rerr != 0) {
+				return ciliate_drop(tr, info, rerr, dir);
 			}
-			if (tr != 0) {
-				((struct trace_record *)tr)->rev_nat_index = (__u16)rev_nat;
-			}
-			ciliate_set_flag(tr, CILIATE_TRACE_F_REV_NAT);
 		}
 		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 	}
@@ -1599,32 +1631,162 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 	return ciliate_finish(tr, info, verdict, 0, dir, verdict == CILIATE_CTX_ACT_REDIRECT ? CILIATE_TRACE_TO_PROXY : CILIATE_TRACE_TO_ENDPOINT);
 }
 
-/* core/pipeline.ts:309 fromNetwork */
+/* core/nat.ts:116 snatTuple */
+static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_flag)
+{
+	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
+	__builtin_memcpy(key + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
+	ciliate_write16be(key + CILIATE_CT_TUPLE_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
+	ciliate_write16be(key + CILIATE_CT_TUPLE_SPORT_BE, (__u32)((struct packet_info *)info)->sport);
+	((struct ct_tuple *)key)->nexthdr = (__u8)(__u32)((struct packet_info *)info)->nexthdr;
+	((struct ct_tuple *)key)->flags = (__u8)dir_flag;
+	((struct ct_tuple *)key)->family = (__u8)(__u32)((struct packet_info *)info)->family;
+}
+
+/* core/nat.ts:127 snatApply */
+static __always_inline __s32 ciliate_snat_apply(struct __sk_buff *pkt, __u8 *info, __u8 *v, bool dst)
+{
+	__u8 *addr = ciliate_scratch(1008, 16);
+	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
+	__u32 port = ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
+	__s32 r = ciliate_nat_rewrite_addr(pkt, info, dst, addr);
+	if (r < 0) {
+		return r;
+	}
+	return ciliate_nat_rewrite_port(pkt, info, dst, port);
+}
+
+/* core/nat.ts:219 snatRevIngress */
+static __always_inline __s32 ciliate_snat_rev_ingress(struct __sk_buff *pkt, __u8 *info)
+{
+	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
+	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
+		return CILIATE_NAT_PUNT_TO_STACK;
+	}
+	__u8 *key = ciliate_scratch(968, sizeof(struct ct_tuple));
+	ciliate_snat_tuple(info, key, CILIATE_TUPLE_F_IN);
+	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
+	if (v == 0) {
+		return CILIATE_NAT_PUNT_TO_STACK;
+	}
+	return ciliate_snat_apply(pkt, info, v, true);
+}
+
+/* core/nat.ts:148 snatEgress */
+static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *info, __u32 now)
+{
+	__u32 family = (__u32)((struct packet_info *)info)->family;
+	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
+	if ((family != CILIATE_FAMILY_IPV4) || ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP))) {
+		return -((__s32)CILIATE_DROP_NAT_UNSUPP_PROTO);
+	}
+	__u8 *cfg = ciliate_config_get();
+	if (cfg == 0) {
+		return -((__s32)CILIATE_DROP_NO_CONFIG);
+	}
+	__u32 node_ip = ((struct config_value *)cfg)->node_ipv4_be;
+	if (node_ip == 0) {
+		return -((__s32)CILIATE_DROP_NO_CONFIG);
+	}
+	__u8 *okey = ciliate_scratch(1024, sizeof(struct ct_tuple));
+	ciliate_snat_tuple(info, okey, CILIATE_TUPLE_F_OUT);
+	__u8 *existing = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
+	if (existing != 0) {
+		return ciliate_snat_apply(pkt, info, existing, false);
+	}
+	__u32 min_port = (__u32)((struct config_value *)cfg)->node_port_max + 1;
+	if (min_port > 65535) {
+		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
+	}
+	__u32 span = 65536 - min_port;
+	__u32 sport = (__u32)((struct packet_info *)info)->sport;
+	__u32 dport = (__u32)((struct packet_info *)info)->dport;
+	__u32 h = ciliate_hash_from_tuple_v4(*(__u32 *)(info + CILIATE_PACKET_INFO_SADDR), dport, sport, nexthdr, ((struct config_value *)cfg)->hash_seed);
+	__u32 cand = min_port + (h % span);
+	if (sport >= min_port) {
+		cand = sport;
+	}
+	__u8 *rkey = ciliate_scratch(1064, sizeof(struct ct_tuple));
+	*(__u32 *)(rkey + CILIATE_CT_TUPLE_DADDR) = node_ip;
+	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
+	ciliate_write16be(rkey + CILIATE_CT_TUPLE_SPORT_BE, dport);
+	((struct ct_tuple *)rkey)->nexthdr = (__u8)nexthdr;
+	((struct ct_tuple *)rkey)->flags = (__u8)CILIATE_TUPLE_F_IN;
+	((struct ct_tuple *)rkey)->family = (__u8)CILIATE_FAMILY_IPV4;
+	__u8 *rval = ciliate_scratch(1104, sizeof(struct snat_value));
+	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
+	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
+	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
+	((struct snat_value *)rval)->created = now;
+	bool found = false;
+	for (__u32 i = 0; i < CILIATE_SNAT_COLLISION_RETRIES; i++) {
+		ciliate_write16be(rkey + CILIATE_CT_TUPLE_DPORT_BE, cand);
+		if (((__s32)bpf_map_update_elem(&ciliate_snat_v1, rkey, rval, CILIATE_BPF_NOEXIST)) == 0) {
+			found = true;
+			break;
+		}
+		cand = cand >= 65535 ? min_port : (cand + 1);
+	}
+	if (!found) {
+		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
+	}
+	__u8 *oval = ciliate_scratch(1128, sizeof(struct snat_value));
+	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
+	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
+	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
+	((struct snat_value *)oval)->created = now;
+	if (((__s32)bpf_map_update_elem(&ciliate_snat_v1, okey, oval, CILIATE_BPF_ANY)) != 0) {
+		bpf_map_delete_elem(&ciliate_snat_v1, rkey);
+		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
+	}
+	return ciliate_snat_apply(pkt, info, oval, false);
+}
+
+/* core/pipeline.ts:351 fromNetwork */
 static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();
 	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
 	__u8 *cfg = ciliate_config_get();
-	if (cfg == 0) {
-		return ciliate_drop(tr, 0, CILIATE_DROP_NO_CONFIG, dir);
-	}
 	__u8 *info = ciliate_scratch(792, sizeof(struct packet_info));
-	__u32 perr = ciliate_parse_packet(pkt, info);
-	if (tr != 0) {
-		((struct trace_record *)tr)->family = (__u8)(__u32)((struct packet_info *)info)->family;
-	}
-	if (perr != 0) {
-		return ciliate_drop(tr, info, perr, dir);
+	__u32 err = ciliate_enter(pkt, tr, cfg, info);
+	if (err != 0) {
+		return ciliate_drop(tr, info, err, dir);
 	}
 	__u32 family = (__u32)((struct packet_info *)info)->family;
-	ciliate_record_dest(tr, info, true);
+	__u32 src_id = ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_SADDR, family, ciliate_world_identity(cfg, family));
 	if (tr != 0) {
-		((struct trace_record *)tr)->src_identity = ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_SADDR, family, ciliate_world_identity(cfg, family));
+		((struct trace_record *)tr)->src_identity = src_id;
 	}
-	__u8 *svc_key = ciliate_scratch(888, sizeof(struct service_key));
+	__u8 *tuple = ciliate_scratch(888, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(928, sizeof(struct ct_state));
+	__s32 snerr = ciliate_snat_rev_ingress(pkt, info);
+	if (snerr < 0) {
+		return ciliate_drop(tr, info, (__u32)(-snerr), dir);
+	}
+	if (snerr == 0) {
+		ciliate_set_flag(tr, CILIATE_TRACE_F_SNAT);
+		ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
+		__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_IN, now);
+		if (tr != 0) {
+			((struct trace_record *)tr)->ct_state = (__u8)ct;
+		}
+		if (ct == CILIATE_CT_REPLY) {
+			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
+			if (rerr != 0) {
+				return ciliate_drop(tr, info, rerr, dir);
+			}
+		}
+		ciliate_record_dest(tr, info, false);
+		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
+	}
+	__u8 *svc_key = ciliate_scratch(944, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
 	if (svc == 0) {
 		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
+	}
+	if (((__u32)((struct service_value *)svc)->flags & CILIATE_SVC_F_ROUTABLE) == 0) {
+		return ciliate_drop(tr, info, CILIATE_DROP_IS_CLUSTER_IP, dir);
 	}
 	__u32 rev_nat = (__u32)((struct service_value *)svc)->rev_nat_index;
 	if (tr != 0) {
@@ -1634,12 +1796,13 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 	if (sel == 0) {
 		return ciliate_drop(tr, info, CILIATE_DROP_NO_SERVICE, dir);
 	}
+	__u32 backend_id = ((struct lb_selection *)sel)->backend_id;
 	__s32 nerr = ciliate_lb_dnat(pkt, info, sel + CILIATE_LB_SELECTION_BACKEND);
 	if (nerr < 0) {
 		return ciliate_drop(tr, info, (__u32)(-nerr), dir);
 	}
 	if (tr != 0) {
-		((struct trace_record *)tr)->backend_id = ((struct lb_selection *)sel)->backend_id;
+		((struct trace_record *)tr)->backend_id = backend_id;
 	}
 	ciliate_set_flag(tr, CILIATE_TRACE_F_DNAT);
 	ciliate_record_dest(tr, info, false);
@@ -1647,5 +1810,26 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 	if (tr != 0) {
 		((struct trace_record *)tr)->dst_identity = dst_id;
 	}
-	return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
+	bool local = ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_DADDR, family) != 0;
+	__u32 ct2 = ciliate_ct_for(info, tuple, st, local ? CILIATE_TUPLE_F_IN : CILIATE_TUPLE_F_OUT, now);
+	if (ct2 == CILIATE_CT_UNKNOWN_PROTO) {
+		return ciliate_drop(tr, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
+	}
+	if (tr != 0) {
+		((struct trace_record *)tr)->ct_state = (__u8)ct2;
+	}
+	if (ct2 == CILIATE_CT_NEW) {
+		if (ciliate_ct_create(tuple, info, now, src_id, rev_nat, backend_id, 0) != 0) {
+			return ciliate_drop(tr, info, CILIATE_DROP_CT_CREATE_FAILED, dir);
+		}
+	}
+	if (local) {
+		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
+	}
+	__s32 serr = ciliate_snat_egress(pkt, info, now);
+	if (serr < 0) {
+		return ciliate_drop(tr, info, (__u32)(-serr), dir);
+	}
+	ciliate_set_flag(tr, CILIATE_TRACE_F_SNAT);
+	return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 }

@@ -6,6 +6,7 @@
 import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import Table from "cli-table3";
+import { stringify as stringifyYaml } from "yaml";
 import { load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { EXIT_CHECK_FAILED, EXIT_OK } from "../errors.ts";
 
@@ -33,12 +34,13 @@ export function junitXml(results: CheckResult[]): string {
 }
 
 export async function runCheck(g: GlobalOptions & { junit?: string }, out: Out, err: Out): Promise<number> {
-  const fmt = outputOf(g, ["table", "json"]);
+  const fmt = outputOf(g, ["table", "json", "yaml"]);
   const l = load(g);
   if (!l.cluster.expectations.length) err("ciliate: no Expectation in the manifests: nothing to check\n");
   const sim = await simulation(l, g);
   const results: CheckResult[] = [];
   try {
+    for (const f of l.cluster.expectations) sim.resolveFlow(f); // every reference is checked before anything is printed
     for (const e of l.cluster.expectations) {
       const r = sim.runFlow(e);
       results.push({ name: e.name, expected: e.verdict, actual: r.verdict, passed: r.verdict === e.verdict, reason: r.reason });
@@ -50,6 +52,7 @@ export async function runCheck(g: GlobalOptions & { junit?: string }, out: Out, 
   const failed = results.length - passed;
   if (g.junit) writeFileSync(g.junit, junitXml(results));
   if (fmt === "json") out(`${JSON.stringify({ results, passed, failed }, null, 2)}\n`);
+  else if (fmt === "yaml") out(stringifyYaml({ results, passed, failed }));
   else {
     const t = new Table({ head: ["RESULT", "EXPECTATION", "EXPECTED", "ACTUAL", "REASON"], wordWrap: true, colWidths: [8, 32, 10, 10, 80], style: { head: [], border: [] } });
     for (const r of results) t.push([r.passed ? "PASS" : "FAIL", r.name, r.expected, r.actual, r.reason]);

@@ -8,6 +8,7 @@
  */
 import type { Command } from "commander";
 import Table from "cli-table3";
+import { stringify as stringifyYaml } from "yaml";
 import type { FlowProtocol, SimPod } from "../../sim/cluster.ts";
 import type { Simulation } from "../../sim/simulator.ts";
 import { collect, load, outputOf, parseProbe, policyProbes, simulation, type GlobalOptions, type Out } from "../common.ts";
@@ -66,6 +67,7 @@ export function reachMatrix(sim: Simulation, pods: SimPod[], probe: { port: numb
 
 export function renderReach(probes: ProbeMatrix[], fmt: string): string {
   if (fmt === "json") return `${JSON.stringify({ probes }, null, 2)}\n`;
+  if (fmt === "yaml") return stringifyYaml({ probes });
   const keys = (p: ProbeMatrix) => Object.keys(p.matrix);
   if (fmt === "csv") {
     const lines = ["port,protocol,from,to,allowed"];
@@ -104,7 +106,7 @@ export function renderReach(probes: ProbeMatrix[], fmt: string): string {
 }
 
 export async function runReach(g: GlobalOptions & { port?: string[]; namespace?: string[]; dedupe?: boolean }, out: Out): Promise<number> {
-  const fmt = outputOf(g, ["table", "json", "csv", "md", "dot"]);
+  const fmt = outputOf(g, ["table", "json", "yaml", "csv", "md", "dot"]);
   const probesIn = (g.port ?? []).map(parseProbe);
   const l = load(g);
   let probes = probesIn.length ? probesIn : policyProbes(l.policy);
@@ -133,7 +135,7 @@ export function registerReach(program: Command, run: (fn: () => Promise<number>)
     .addHelpText(
       "after",
       `
-Output (-o): table (default; "." allowed, "X" denied), json, csv, md, dot.
+Output (-o): table (default; "." allowed, "X" denied), json, yaml, csv, md, dot.
   json: {"probes":[{"port":80,"protocol":"TCP","matrix":{"<ns>/<pod>":{"<ns>/<pod>":true|false}}}]}
 
 Examples:

@@ -6,14 +6,19 @@
 import type { Command } from "commander";
 import { compactLine, jsonLine } from "../../sim/flows.ts";
 import { load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
+import { CliError } from "../errors.ts";
 
 export async function runSimulate(g: GlobalOptions & { flow?: string[] }, out: Out, err: Out): Promise<number> {
   const fmt = outputOf(g, ["table", "compact", "json"]);
   const l = load(g);
+  for (const name of g.flow ?? [])
+    if (!l.cluster.traffic.some((f) => f.name === name))
+      throw new CliError(`--flow ${name}: no Traffic flow has this name`, "UNKNOWN_FLOW", `flows: ${l.cluster.traffic.map((f) => f.name).join(", ") || "none"}`);
   const flows = g.flow?.length ? l.cluster.traffic.filter((f) => g.flow!.includes(f.name)) : l.cluster.traffic;
   if (!l.cluster.traffic.length) err("ciliate: no Traffic in the manifests: nothing to simulate (see docs/scenarios.md)\n");
   const sim = await simulation(l, g);
   try {
+    for (const f of flows) sim.resolveFlow(f); // every reference is checked before anything is printed
     for (const f of flows) {
       const r = sim.runFlow(f);
       for (const e of r.events) out(`${fmt === "json" ? jsonLine(e) : compactLine(e)}\n`);

@@ -6,6 +6,7 @@
  * once on the would-be packet so the output shows both directions (`ingress.evaluated: false`).
  */
 import type { Command } from "commander";
+import { stringify as stringifyYaml } from "yaml";
 import * as C from "../../core/host/constants.gen.ts";
 import { dropReasonText } from "../../core/host/drop-reasons.gen.ts";
 import type { CompiledPolicy } from "../../policy/compile.ts";
@@ -91,6 +92,7 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
   return {
     verdict: r.verdict,
     flow: { from: spec.from, to: spec.to, port: spec.port, protocol: spec.protocol, http: spec.http, icmp: spec.icmp },
+    identities: { source: r.srcIdentity, destination: r.dstIdentity },
     source: placeJson(r.source, r.srcIdentity),
     destination: placeJson(r.destination, r.dstIdentity),
     service: r.service ?? null,
@@ -139,7 +141,7 @@ function textOf(j: ReturnType<typeof traceJson>): string {
 }
 
 export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
-  const fmt = outputOf(g, ["table", "text", "json"]);
+  const fmt = outputOf(g, ["table", "text", "json", "yaml"]);
   if (!g.from) throw new CliError("--from is required", "BAD_OPTION", "e.g. --from default/tiefighter");
   if (!g.to) throw new CliError("--to is required", "BAD_OPTION", "e.g. --to svc:default/deathstar");
   const from = parseRef(g.from, "--from");
@@ -168,7 +170,7 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
     let wouldBe: DirectionOutcome | undefined;
     if (!r.ingress && r.egress?.verdict === "denied") wouldBe = sim.ingressWouldBe(r);
     const j = traceJson(sim, spec, r, wouldBe);
-    out(fmt === "json" ? `${JSON.stringify(j, null, 2)}\n` : textOf(j));
+    out(fmt === "json" ? `${JSON.stringify(j, null, 2)}\n` : fmt === "yaml" ? stringifyYaml(JSON.parse(JSON.stringify(j))) : textOf(j));
   } finally {
     sim.close();
   }

@@ -8,6 +8,7 @@
  */
 import type { Command } from "commander";
 import Table from "cli-table3";
+import { stringify as stringifyYaml } from "yaml";
 import type { ManifestObject } from "../../policy/types.ts";
 import { allocationOf, buildCluster, type FlowProtocol, type FlowSpec } from "../../sim/cluster.ts";
 import { loadManifests, objectKey } from "../../sim/manifests.ts";
@@ -138,7 +139,7 @@ function tryFlow(sim: Simulation, f: FlowSpec): FlowResult | undefined {
 }
 
 export async function runWhatif(g: WhatifOptions, out: Out): Promise<number> {
-  const fmt = outputOf(g, ["table", "json"]);
+  const fmt = outputOf(g, ["table", "json", "yaml"]);
   const probesIn = (g.port ?? []).map(parseProbe);
   if (!g.apply?.length && !g.delete?.length) throw new CliError("nothing to compare", "NO_CHANGE", "pass --apply FILE and/or --delete KIND/NAMESPACE/NAME");
   const opts = buildOptions(g);
@@ -150,6 +151,7 @@ export async function runWhatif(g: WhatifOptions, out: Out): Promise<number> {
   const after: Loaded = { objects: edited, cluster: afterCluster, policy: compileClusterPolicy(afterCluster) };
   const { pairs, flows } = await computeWhatif(before, after, g, probesIn);
   if (fmt === "json") out(`${JSON.stringify({ pairs, flows }, null, 2)}\n`);
+  else if (fmt === "yaml") out(stringifyYaml({ pairs, flows }));
   else {
     if (!pairs.length && !flows.length) out("no reachability or Traffic flow changes\n");
     if (pairs.length) {

@@ -34,6 +34,8 @@ export interface CoreAbi {
   abiHostBuffer(size: number): number;
   abiMaglevBuild(backends: number, n: number, m: number, seedMurmur: number, out: number): number;
   abiCtGc(now: number): number;
+  abiMaglevStore(revNatIndex: number, table: number, m: number): number;
+  abiMaglevDelete(revNatIndex: number, m: number): number;
 }
 
 export interface AbiDatapathOptions {
@@ -165,6 +167,24 @@ export class AbiDatapath implements Datapath {
    * node agent uses — and returns the M backend ids. Throws DatapathError on invalid input.
    */
   maglevTable(backends: MaglevBackend[], m: number, seedMurmur: number): Uint32Array {
+    return this.buildMaglev(backends, m, seedMurmur).table;
+  }
+
+  /** Builds service `revNatIndex`'s Maglev table and writes it into the Maglev map (replacing the old
+   * one), as the node agent does; returns the table. */
+  maglevInstall(revNatIndex: number, backends: MaglevBackend[], m: number, seedMurmur: number): Uint32Array {
+    const { table, out } = this.buildMaglev(backends, m, seedMurmur);
+    const rc = this.abi.abiMaglevStore(revNatIndex, out, m) | 0;
+    if (rc !== 0) throw new DatapathError("MAP_FULL", `${this.engine}: cannot store the Maglev table of service ${revNatIndex} (error ${rc})`, "raise the lb_maglev map capacity");
+    return table;
+  }
+
+  /** Removes service `revNatIndex`'s Maglev entries; returns how many there were. */
+  maglevRemove(revNatIndex: number, m: number): number {
+    return this.abi.abiMaglevDelete(revNatIndex, m) >>> 0;
+  }
+
+  private buildMaglev(backends: MaglevBackend[], m: number, seedMurmur: number): { table: Uint32Array; out: number } {
     const inputBytes = backends.length * MAGLEV_REC_SIZE;
     const buf = this.abi.abiHostBuffer(inputBytes + m * 4) >>> 0;
     if (buf === 0) throw new DatapathError("ENGINE_ENOMEM", `${this.engine}: no memory for a Maglev table of ${m} slots`);
@@ -174,7 +194,7 @@ export class AbiDatapath implements Datapath {
     if (rc !== 0) {
       throw new DatapathError("MAGLEV_INVALID", `cannot build a Maglev table of size ${m} for ${backends.length} backends`, "M must be one of Cilium's primes and there must be at least one backend");
     }
-    return new Uint32Array(this.memory().slice(out, out + m * 4));
+    return { table: new Uint32Array(this.memory().slice(out, out + m * 4)), out };
   }
 
   /** Deletes expired conntrack entries at time `now`; returns how many. */

@@ -170,6 +170,7 @@ export const DROP_NAT_NO_MAPPING = 167;
 export const DROP_NAT_UNSUPP_PROTO = 168;
 export const DROP_INVALID_IDENTITY = 171;
 export const DROP_UNKNOWN_SENDER = 172;
+export const DROP_IS_CLUSTER_IP = 174;
 export const DROP_NOT_IN_SRC_RANGE = 177;
 export const DROP_PROXY_UNKNOWN_PROTO = 180;
 export const DROP_POLICY_DENY = 181;

@@ -34,6 +34,7 @@ export const DROP_REASONS: ReadonlyMap<number, DropReasonInfo> = new Map([
   [168, { code: 168, name: "DROP_NAT_UNSUPP_PROTO", text: "Unsupported protocol for NAT masquerade", hubble: "UNSUPPORTED_PROTOCOL_FOR_NAT_MASQUERADE" }],
   [171, { code: 171, name: "DROP_INVALID_IDENTITY", text: "Invalid identity", hubble: "INVALID_IDENTITY" }],
   [172, { code: 172, name: "DROP_UNKNOWN_SENDER", text: "Unknown sender", hubble: "UNKNOWN_SENDER" }],
+  [174, { code: 174, name: "DROP_IS_CLUSTER_IP", text: "Is a ClusterIP", hubble: "IS_A_CLUSTERIP" }],
   [177, { code: 177, name: "DROP_NOT_IN_SRC_RANGE", text: "Denied by LB src range check", hubble: "DENIED_BY_LB_SRC_RANGE_CHECK" }],
   [180, { code: 180, name: "DROP_PROXY_UNKNOWN_PROTO", text: "Proxy redirection not supported for protocol", hubble: "PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL" }],
   [181, { code: 181, name: "DROP_POLICY_DENY", text: "Policy denied by denylist", hubble: "POLICY_DENY" }],

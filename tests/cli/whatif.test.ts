@@ -1,4 +1,7 @@
 // `ciliate whatif` reports exactly the known changes of known edits of the Star Wars scenario.
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ciliate, json } from "./run.ts";
 
@@ -26,8 +29,16 @@ describe("whatif on starwars", () => {
     expect(out.flows[0].reasonBefore).toMatch(/403/);
   });
 
-  it("keeps every address when a new pod is applied (no renumbering), and reports nothing for a no-op", () => {
+  it("reports nothing for a no-op apply (the same policy again)", () => {
     const out = json(ciliate("whatif", "-f", "scenarios/starwars", "--apply", "scenarios/starwars/policy-l7.yaml", "-o", "json"));
+    expect(out).toEqual({ pairs: [], flows: [] });
+  });
+
+  it("a new pod that sorts first renumbers nothing, so no existing pair or flow changes", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ciliate-whatif-"));
+    const pod = join(dir, "pod.yaml");
+    writeFileSync(pod, "apiVersion: v1\nkind: Pod\nmetadata: { name: aaa-probe, namespace: default, labels: { org: alliance } }\nspec: { containers: [{ name: c, image: x }] }\n");
+    const out = json(ciliate("whatif", "-f", "scenarios/starwars", "--apply", pod, "-o", "json"));
     expect(out).toEqual({ pairs: [], flows: [] });
   });
 });

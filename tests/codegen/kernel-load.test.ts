@@ -2,7 +2,9 @@
  * The kernel's verifier accepts the generated code: the golden fixture program and build/bpf's
  * ciliate.bpf.o (all three entry programs) are built (maps not pinned, see
  * tests/fixtures/codegen/no-pin.h), loaded with `bpftool prog loadall` into a fresh
- * /sys/fs/bpf/ciliate-test-<random> directory, and the pins are removed afterwards. Needs root and bpftool.
+ * /sys/fs/bpf/ciliate-test-<random> directory, and the pins are removed afterwards; from_endpoint is run
+ * once with BPF_PROG_TEST_RUN to show the kernel really executes the generated pipeline. Needs root and
+ * bpftool.
  * (The datapath/ engine's libbpf loader will replace bpftool here.)
  */
 import { describe, expect, it } from "vitest";
@@ -37,7 +39,7 @@ describe.skipIf(!canLoadBpf())("generated programs load into the kernel (skipped
     expect(loadAll(obj)).toEqual(["sample_count", "sample_decide"]);
   });
 
-  it("loads ciliate.bpf.o (from_endpoint, to_endpoint, from_network)", () => {
+  it("loads ciliate.bpf.o (from_endpoint, to_endpoint, from_network) and runs from_endpoint", () => {
     const dir = tempDir("ciliate-load-");
     mkdirSync(join(dir, "gen"));
     for (const [rel, text] of generateAll(ROOT)) {
@@ -45,6 +47,31 @@ describe.skipIf(!canLoadBpf())("generated programs load into the kernel (skipped
     }
     const obj = join(dir, "ciliate.bpf.o");
     clang(join(ROOT, "bpf/programs/ciliate.bpf.c"), obj, [...NO_PIN, "-I", dir]);
-    expect(loadAll(obj)).toEqual(["from_endpoint", "from_network", "to_endpoint"]);
+    const pin = `/sys/fs/bpf/ciliate-test-${randomBytes(6).toString("hex")}`;
+    try {
+      execFileSync("bpftool", ["prog", "loadall", obj, pin, "type", "tc", "pinmaps", `${pin}/maps`], { stdio: ["ignore", "pipe", "pipe"] });
+      expect(readdirSync(pin).filter((f) => f !== "maps").sort()).toEqual(["from_endpoint", "from_network", "to_endpoint"]);
+      // An IPv4/TCP SYN from an address that is no local endpoint (the maps are empty): the generated
+      // pipeline must run, drop it (TC_ACT_SHOT) and say why in the Trace map.
+      const pkt = Buffer.concat([
+        Buffer.from("020202020202040404040404" + "0800", "hex"),
+        Buffer.from("4500002800004000400600000a0000010a000002", "hex"),
+        Buffer.from("04d200500000000000000000500203e800000000", "hex"),
+      ]);
+      const inFile = join(dir, "pkt.bin");
+      writeFileSync(inFile, pkt);
+      const run = execFileSync("bpftool", ["prog", "run", "pinned", `${pin}/from_endpoint`, "data_in", inFile], { encoding: "utf8" });
+      expect(run).toMatch(/Return value: 2\b/);
+      const dump = JSON.parse(execFileSync("bpftool", ["-j", "map", "dump", "pinned", `${pin}/maps/ciliate_trace_v1`], { encoding: "utf8" })) as { value: string[] }[];
+      const value = Uint8Array.from(dump[0].value.map((x) => Number(x)));
+      const dv = new DataView(value.buffer);
+      expect(dv.getUint32(0, true)).toBe(2); // TraceRecord.verdict = CTX_ACT_DROP
+      expect(dv.getUint32(4, true)).not.toBe(0); // TraceRecord.dropReason
+    } catch (e) {
+      const err = e as { stderr?: Buffer | string; message: string };
+      throw new Error(`${err.message}\n${String(err.stderr ?? "").slice(-6000)}`);
+    } finally {
+      rmSync(pin, { recursive: true, force: true });
+    }
   });
 });

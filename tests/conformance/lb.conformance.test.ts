@@ -53,8 +53,8 @@ const TWO: Svc = {
   ],
 };
 
-async function node(backend: (typeof backends)[number]) {
-  const dp = await backend.create();
+async function node(backend: (typeof backends)[number], slot = 0) {
+  const dp = await backend.create(slot);
   standardNode(dp);
   addEndpoint(dp, POD_C);
   for (const ep of [POD_A, POD_B, POD_C]) allowAll(dp, ep.epId);
@@ -88,7 +88,7 @@ for (const backend of backends) {
 
     it("chooses backends as a pure function of the flow, and keeps a flow on its backend", async () => {
       const a = await node(backend);
-      const b = await node(backend);
+      const b = await node(backend, 1);
       addService(a, TWO);
       addService(b, TWO);
       const seen = new Set<number>();
@@ -126,7 +126,7 @@ for (const backend of backends) {
       // on its backend; afterwards it gets what a node without history would choose.
       const THREE: Svc = { ...TWO, affinityTimeout: 100, backends: [...TWO.backends, { id: 3, ip: POD_B.ip, port: 9090 }] };
       const clients = Array.from({ length: 12 }, (_, i) => ({ ip: `10.244.0.${100 + i}`, epId: 10 + i, identity: 1000 }));
-      const fresh = await node(backend);
+      const fresh = await node(backend, 1);
       for (const c of clients) {
         addEndpoint(fresh, c);
         allowAll(fresh, c.epId);

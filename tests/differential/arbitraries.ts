@@ -8,7 +8,7 @@ import fc from "fast-check";
 import type { Datapath, EntryPoint } from "../../core/host/datapath.ts";
 import { MAP_SPECS } from "../../core/host/codecs.gen.ts";
 import * as C from "../../core/host/constants.gen.ts";
-import { addrBytes16, buildFrame, type FrameSpec, type L4Proto } from "../../sim/packets.ts";
+import { addrBytes16, buildFrame, decodeFrame, PROTO_NUMBERS, type FrameSpec, type L4Proto } from "../../sim/packets.ts";
 import { addPolicy, configure, ipcacheKey } from "../conformance/fixture.ts";
 
 export const V4_PODS = ["10.244.0.10", "10.244.0.11", "10.244.0.12", "10.244.1.20"];
@@ -28,7 +28,7 @@ export interface NodeState {
   endpoints: { ip: string; epId: number; identity: number }[];
   prefixes: { cidr: string; identity: number }[];
   policies: { epId: number; egress: boolean; identity: number; proto?: number; port?: number; portBits?: number; deny: boolean; proxyPort: number; cookie: number }[];
-  services: { vip: string; port: number; revNat: number; maglev: boolean; affinity: number; backends: { id: number; ip: string; port: number; state: number }[] }[];
+  services: { vip: string; port: number; routable: boolean; revNat: number; maglev: boolean; affinity: number; backends: { id: number; ip: string; port: number; state: number }[] }[];
 }
 
 const policyArb = fc.record({
@@ -53,20 +53,25 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
     fc.record({ cidr: fc.constantFrom("10.244.1.0/24", "10.244.0.0/16", "203.0.113.0/24", "0.0.0.0/0", "fd00::/64", "::/0", "198.51.100.0/25"), identity: fc.constantFrom(...IDENTITIES.filter((i) => i)) }),
     { maxLength: 5 },
   ),
-  policies: fc.array(policyArb, { maxLength: 12 }),
+  policies: fc.tuple(fc.array(policyArb, { maxLength: 12 }), fc.subarray([1, 2, 3].flatMap((epId) => [true, false].map((egress) => ({ epId, egress }))))).map(([random, open]) => [
+    ...random,
+    // Endpoints with allow-all entries, so that flows get past policy and reach LB, CT and replies.
+    ...open.map((o) => ({ ...o, identity: 0, deny: false, proxyPort: 0, cookie: 0 })),
+  ]),
   services: fc.array(
     fc.record({
       vip: fc.constantFrom(...VIPS),
-      port: fc.constantFrom(80, 53),
+      port: fc.constantFrom(80, 80, 53),
+      routable: fc.boolean(),
       revNat: fc.integer({ min: 1, max: 50 }),
       maglev: fc.boolean(),
       affinity: fc.constantFrom(0, 0, 30),
       backends: fc.array(
         fc.record({ id: fc.integer({ min: 1, max: 20 }), ip: fc.constantFrom(...V4_PODS), port: fc.constantFrom(0, 8080), state: fc.constantFrom(0, 0, 0, 1) }),
-        { maxLength: 4 },
+        { minLength: 1, maxLength: 4 },
       ),
     }),
-    { maxLength: 2 },
+    { minLength: 1, maxLength: 2 },
   ),
 });
 
@@ -85,7 +90,7 @@ export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendI
     const inactive = uniq.filter((b) => b.state !== 0);
     const key = { addr: addrBytes16(svc.vip), dport: svc.port, proto: C.IPPROTO_TCP, family: C.FAMILY_IPV4 };
     const alg = svc.maglev ? C.LB_ALG_MAGLEV : C.LB_ALG_RANDOM;
-    dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: 0 }, { backendId: ((alg << 24) | svc.affinity) >>> 0, count: active.length, qcount: inactive.length, revNatIndex: svc.revNat, flags: svc.affinity ? C.SVC_F_AFFINITY : 0 });
+    dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: 0 }, { backendId: ((alg << 24) | svc.affinity) >>> 0, count: active.length, qcount: inactive.length, revNatIndex: svc.revNat, flags: (svc.affinity ? C.SVC_F_AFFINITY : 0) | (svc.routable ? C.SVC_F_ROUTABLE : 0) });
     [...active, ...inactive].forEach((b, i) => {
       dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: i + 1 }, { backendId: b.id, revNatIndex: svc.revNat });
       dp.map(MAP_SPECS.Backends).update({ backendId: b.id }, { addr: addrBytes16(b.ip), port: b.port, proto: C.IPPROTO_TCP, state: b.state, family: C.FAMILY_IPV4 });
@@ -98,51 +103,104 @@ export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendI
   }
 }
 
-const addrArb = (v6: boolean) => fc.constantFrom(...(v6 ? [...V6_PODS, EXTERNAL[2]!] : [...V4_PODS, ...VIPS, EXTERNAL[0]!, EXTERNAL[1]!]));
+const LOCAL_V4 = [V4_PODS[0]!, V4_PODS[1]!];
+const LOCAL_V6 = [V6_PODS[0]!];
 
-export const frameSpecArb: fc.Arbitrary<FrameSpec> = fc.boolean().chain((v6) =>
-  fc.record({
-    src: addrArb(v6),
-    dst: addrArb(v6),
-    proto: fc.constantFrom<L4Proto>("TCP", "UDP", "SCTP", v6 ? "ICMPv6" : "ICMP"),
-    sport: fc.constantFrom(40000, 40001, 80, 53),
-    dport: fc.constantFrom(80, 53, 443, 8080, 16, 40000),
-    tcpFlags: fc.constantFrom(0x02, 0x12, 0x10, 0x11, 0x04, 0x18),
-    icmpType: fc.constantFrom(...(v6 ? [128, 129, 1, 135] : [8, 0, 3, 13])),
-    icmpCode: fc.constantFrom(0, 4),
-    icmpId: fc.constantFrom(1, 2),
-    payload: fc.uint8Array({ maxLength: 24 }),
-  }),
-);
-
-/** A packet to run: a valid frame, a truncated or corrupted one, or garbage. */
-export const packetArb: fc.Arbitrary<Uint8Array> = fc.oneof(
-  { weight: 6, arbitrary: frameSpecArb.map((s) => buildFrame(s)) },
-  { weight: 2, arbitrary: fc.tuple(frameSpecArb, fc.nat()).map(([s, n]) => { const f = buildFrame(s); return f.subarray(0, n % (f.length + 1)); }) },
-  { weight: 1, arbitrary: fc.tuple(frameSpecArb, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([s, i, v]) => { const f = buildFrame(s); f[14 + (i % Math.max(1, f.length - 14))] = v; return f; }) },
-  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 120 }) },
-);
-
-export interface Step {
-  entry: EntryPoint;
-  packet: Uint8Array;
-  now: number;
-  srcIdentity: number;
+/** A frame whose addresses suit the hook it is sent to: pods send from their own address; packets
+ * arriving at a pod are addressed to it; traffic from outside comes from outside. */
+function frameFor(entry: EntryPoint): fc.Arbitrary<FrameSpec> {
+  return fc.boolean().chain((v6) => {
+    const local = v6 ? LOCAL_V6 : LOCAL_V4;
+    const remote = v6 ? [...V6_PODS, EXTERNAL[2]!] : [...V4_PODS, ...VIPS, ...VIPS, ...VIPS, EXTERNAL[0]!, EXTERNAL[1]!];
+    const src = entry === "fromEndpoint" ? fc.constantFrom(...local) : entry === "toEndpoint" ? fc.constantFrom(...remote.filter((a) => !VIPS.includes(a))) : fc.constantFrom(...(v6 ? [EXTERNAL[2]!] : [EXTERNAL[0]!, EXTERNAL[1]!]));
+    const dst = entry === "toEndpoint" ? fc.constantFrom(...local) : entry === "fromNetwork" ? fc.constantFrom(...(v6 ? V6_PODS : [...VIPS, ...LOCAL_V4])) : fc.constantFrom(...remote);
+    return fc.record({
+      src,
+      dst,
+      proto: fc.constantFrom<L4Proto>("TCP", "TCP", "UDP", "SCTP", v6 ? "ICMPv6" : "ICMP"),
+      sport: fc.constantFrom(40000, 40001, 80, 53),
+      dport: fc.constantFrom(80, 80, 53, 443, 8080, 16, 40000),
+      tcpFlags: fc.constantFrom(0x02, 0x02, 0x12, 0x10, 0x11, 0x04, 0x18),
+      icmpType: fc.constantFrom(...(v6 ? [128, 129, 1, 135] : [8, 0, 3, 13])),
+      icmpCode: fc.constantFrom(0, 4),
+      icmpId: fc.constantFrom(1, 2),
+      payload: fc.uint8Array({ maxLength: 24 }),
+    });
+  });
 }
 
-export const stepsArb: fc.Arbitrary<Step[]> = fc.array(
-  fc.record({
-    entry: fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork"),
-    packet: packetArb,
-    now: fc.integer({ min: 1, max: 20000 }),
-    srcIdentity: fc.constantFrom(0, 0, 1000, 3000),
-  }),
-  { minLength: 1, maxLength: 8 },
-).map((steps) => {
-  // Time moves forward, as it does on a node.
-  let t = 0;
+/** A packet to run at `entry`: a valid frame, a truncated or corrupted one, or garbage. */
+export function packetFor(entry: EntryPoint): fc.Arbitrary<Uint8Array> {
+  const spec = frameFor(entry);
+  return fc.oneof(
+    { weight: 8, arbitrary: spec.map((s) => buildFrame(s)) },
+    { weight: 1, arbitrary: fc.tuple(spec, fc.nat()).map(([s, n]) => { const f = buildFrame(s); return f.subarray(0, n % (f.length + 1)); }) },
+    { weight: 1, arbitrary: fc.tuple(spec, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([s, i, v]) => { const f = buildFrame(s); f[14 + (i % Math.max(1, f.length - 14))] = v; return f; }) },
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 120 }) },
+  );
+}
+
+/**
+ * One step of a packet sequence:
+ *   raw     — run `packet` at `entry`;
+ *   deliver — the previous step's output arrives at its destination pod (toEndpoint), as on the wire;
+ *   reply   — the destination answers the previous step's output (addresses and ports swapped, SYN-ACK
+ *             for TCP), sent from a pod (fromEndpoint) or arriving at one (toEndpoint);
+ *   again   — the previous input once more as an established packet (TCP ACK).
+ */
+export type Step =
+  | { kind: "raw"; entry: EntryPoint; packet: Uint8Array; now: number; srcIdentity: number }
+  | { kind: "deliver" | "again"; now: number; srcIdentity: number }
+  | { kind: "reply"; entry: EntryPoint; now: number; srcIdentity: number };
+
+const entryArb = fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork");
+
+/** A pod connecting to a service: the packets that exercise LB, DNAT and, after a reply, reverse NAT. */
+const connectArb: fc.Arbitrary<Step> = fc
+  .record({ src: fc.constantFrom(...LOCAL_V4), dst: fc.constantFrom(...VIPS), proto: fc.constantFrom<L4Proto>("TCP", "TCP", "UDP"), sport: fc.integer({ min: 40000, max: 40003 }), now: fc.nat() })
+  .map(({ now, ...f }) => ({ kind: "raw" as const, entry: "fromEndpoint" as const, packet: buildFrame({ ...f, dport: 80, tcpFlags: 0x02 }), now, srcIdentity: 0 }));
+
+const stepArb: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 2, arbitrary: connectArb },
+  { weight: 5, arbitrary: entryArb.chain((entry) => fc.record({ kind: fc.constant("raw" as const), entry: fc.constant(entry), packet: packetFor(entry), now: fc.nat(), srcIdentity: fc.constantFrom(0, 0, 1000, 3000) })) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("deliver" as const), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1000) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("reply" as const), entry: fc.constantFrom<EntryPoint>("fromEndpoint", "toEndpoint"), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1001) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("again" as const), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1000) }) },
+);
+
+export const stepsArb: fc.Arbitrary<Step[]> = fc.array(stepArb, { minLength: 1, maxLength: 8 }).map((steps) => {
+  // Time moves forward, as it does on a node (and never reaches 0: that selects the kernel's real clock).
+  let t = 1;
   return steps.map((s) => ({ ...s, now: (t += s.now % 500) }));
 });
+
+export interface Concrete {
+  entry: EntryPoint;
+  packet: Uint8Array;
+}
+
+/** Turns a step into the packet to run, given the previous step's input and output; undefined when the
+ * step has nothing to act on (no previous packet, or one that cannot be decoded). */
+export function concretize(step: Step, prevIn?: Uint8Array, prevOut?: Uint8Array): Concrete | undefined {
+  if (step.kind === "raw") return { entry: step.entry, packet: step.packet };
+  if (step.kind === "again") {
+    if (!prevIn) return undefined;
+    const d = decodeFrame(prevIn);
+    if (!d || d.protoName !== "TCP") return { entry: "fromEndpoint", packet: prevIn };
+    return { entry: "fromEndpoint", packet: buildFrame({ src: d.src, dst: d.dst, proto: "TCP", sport: d.sport, dport: d.dport, tcpFlags: 0x10 }) };
+  }
+  if (!prevOut) return undefined;
+  if (step.kind === "deliver") return { entry: "toEndpoint", packet: prevOut };
+  const d = decodeFrame(prevOut);
+  if (!d || !PROTO_NUMBERS[d.protoName as L4Proto]) return undefined;
+  const proto = d.protoName as L4Proto;
+  const icmp = proto === "ICMP" || proto === "ICMPv6";
+  const echoReply = proto === "ICMP" ? 0 : 129;
+  return {
+    entry: step.entry,
+    packet: buildFrame({ src: d.dst, dst: d.src, proto, sport: d.dport, dport: d.sport, tcpFlags: 0x12, icmpType: icmp ? echoReply : undefined, icmpId: icmp ? 1 : undefined }),
+  };
+}
 
 /** Map contents that packets may change, in a comparable form. */
 export function sideEffects(dp: Datapath): unknown {
