@@ -21,15 +21,9 @@ export interface GlobalOptions {
 
 export type Out = (s: string) => void;
 
-export function engineOf(g: GlobalOptions): "wasm" | "js" {
+export function engineOf(g: GlobalOptions): "wasm" | "js" | "kernel" {
   const e = g.engine ?? "wasm";
-  if (e === "wasm" || e === "js") return e;
-  if (e === "kernel")
-    throw new CliError(
-      "the kernel engine is not available for the simulator yet",
-      "ENGINE_UNAVAILABLE",
-      "it needs root, clang and libbpf on a real node (see `ciliate agent`); use --engine wasm or --engine js",
-    );
+  if (e === "wasm" || e === "js" || e === "kernel") return e;
   throw new CliError(`unknown engine ${JSON.stringify(e)}`, "BAD_OPTION", "use --engine wasm, js or kernel");
 }
 
@@ -67,8 +61,23 @@ export function load(g: GlobalOptions): Loaded {
   return loadFrom(loadManifests(requireFiles(g)), buildOptions(g));
 }
 
+/**
+ * One simulation with the chosen engine. `kernel` runs every packet through the generated eBPF programs
+ * with BPF_PROG_TEST_RUN (datapath/kernel-engine.ts), one loaded object per simulated node; it needs root
+ * (CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN), libbpf, a mounted bpffs and the built object (npm run build).
+ */
 export async function simulation(l: Loaded, g: GlobalOptions): Promise<Simulation> {
-  return Simulation.create(l.cluster, l.policy, { engine: engineOf(g) });
+  const engine = engineOf(g);
+  if (engine !== "kernel") return Simulation.create(l.cluster, l.policy, { engine });
+  const { preflight } = await import("../datapath/preflight.ts");
+  const report = preflight(["root", "libbpf", "bpffs"]);
+  if (!report.ok) throw new CliError(`the kernel engine cannot run here: ${report.missing}`, "ENGINE_UNAVAILABLE", "use --engine wasm or --engine js");
+  const { KernelDatapath, KERNEL_OBJECT } = await import("../datapath/kernel-engine.ts");
+  const { existsSync } = await import("node:fs");
+  if (!existsSync(KERNEL_OBJECT)) throw new CliError(`the kernel build of core is missing (${KERNEL_OBJECT})`, "ENGINE_NOT_BUILT", "run `npm run build` (needs clang)");
+  // Small maps: a simulated node holds a few thousand entries at most, and every node loads its own object.
+  const capacities = { ct: 65536, snat: 16384, ipcache: 65536, lb_maglev: 262144, policy: 65536 };
+  return Simulation.create(l.cluster, l.policy, { engine: "wasm", engineName: "kernel", createDatapath: async () => new KernelDatapath({ capacities }) });
 }
 
 /** `80/TCP`, `53/udp`, `8080` (TCP), `8/ICMP` (ICMP type 8). */

@@ -3,7 +3,9 @@
  * code contract — 0 success, 1 a check failed, 2 bad input (one line on stderr, never a stack trace).
  */
 import { Command, CommanderError, Option } from "commander";
+import { registerAgent } from "./commands/agent.ts";
 import { registerCheck } from "./commands/check.ts";
+import { registerCni } from "./commands/cni.ts";
 import { registerReach } from "./commands/reach.ts";
 import { registerSimulate } from "./commands/simulate.ts";
 import { registerTrace } from "./commands/trace.ts";
@@ -37,6 +39,8 @@ export async function main(argv: string[]): Promise<number> {
   registerTrace(program, run);
   registerWhatif(program, run);
   registerCheck(program, run);
+  registerAgent(program, run);
+  registerCni(program, run);
   for (const c of program.commands) c.exitOverride();
   try {
     await program.parseAsync(argv);

@@ -199,7 +199,7 @@ export function readLayoutModel(root: string): LayoutModel {
           maxEntries: num("maxEntries"),
         };
         for (const t of [m.key, m.value]) {
-          if (t !== "u32" && !names.has(t)) throw new CodegenError(locationOf(sf, el), `map ${m.name} names unknown layout ${t}`);
+          if (t !== "u32" && t !== "none" && !names.has(t)) throw new CodegenError(locationOf(sf, el), `map ${m.name} names unknown layout ${t}`);
         }
         return m;
       });
@@ -265,7 +265,7 @@ export function emitCoreLayout(model: LayoutModel): string {
     for (const f of s.fields) out.push(`export const ${p}_${upperSnake(f.name)}: u32 = ${f.offset};`);
     out.push("");
   }
-  const sizeOf = (t: string): number => (t === "u32" ? 4 : model.structs.find((s) => s.name === t)!.size);
+  const sizeOf = (t: string): number => (t === "u32" ? 4 : t === "none" ? 0 : model.structs.find((s) => s.name === t)!.size);
   const sw = (fn: string, doc: string, pick: (m: MapDecl) => number): void => {
     out.push(`/** ${doc} */`, `export function ${fn}(id: u32): u32 {`, "  switch (id) {");
     for (const m of model.maps) out.push(`    case MapId.${m.idName}: return ${pick(m)};`);
@@ -294,6 +294,11 @@ export function emitCodecs(model: LayoutModel): string {
   out.push("    new DataView(out.buffer, out.byteOffset).setUint32(offset, Number(value ?? 0) >>> 0, true);", "    return out;", "  },");
   out.push("  decode(bytes, offset = 0) {", "    return new DataView(bytes.buffer, bytes.byteOffset).getUint32(offset, true);", "  },");
   out.push("  zero() {", "    return 0;", "  },", "};", "");
+  out.push("/** Maps without keys (ring buffers). */");
+  out.push("export const noneCodec: Codec<never> = {", '  name: "none",', "  size: 0,");
+  out.push("  encode() {", '    throw new Error("this map has no keys");', "  },");
+  out.push("  decode() {", '    throw new Error("this map has no keys");', "  },");
+  out.push("  zero(): never {", '    throw new Error("this map has no keys");', "  },", "};", "");
   for (const s of model.structs) {
     out.push(`/** ${s.doc || s.name} (core/layout.ts:${s.line}) */`);
     out.push(`export interface ${s.name} {`);
@@ -348,9 +353,9 @@ export function emitCodecs(model: LayoutModel): string {
   out.push("  key: Codec<K>;", "  value: Codec<V>;", "}", "");
   out.push("export const MAP_SPECS = {");
   for (const m of model.maps) {
-    const kc = m.key === "u32" ? "u32Codec" : `${m.key}Codec`;
+    const kc = m.key === "u32" ? "u32Codec" : m.key === "none" ? "noneCodec" : `${m.key}Codec`;
     const vc = m.value === "u32" ? "u32Codec" : `${m.value}Codec`;
-    const kt = m.key === "u32" ? "number" : m.key;
+    const kt = m.key === "u32" ? "number" : m.key === "none" ? "never" : m.key;
     const vt = m.value === "u32" ? "number" : m.value;
     out.push(
       `  ${m.idName}: { id: MapId.${m.idName}, name: "${m.name}", bpfName: "${bpfMapName(m)}", type: MapType.${m.typeName}, maxEntries: ${m.maxEntries}, key: ${kc}, value: ${vc} } as MapSpec<${kt}, ${vt}>,`,
@@ -375,6 +380,7 @@ const C_MAP_TYPES: Record<string, string> = {
   Array: "BPF_MAP_TYPE_ARRAY",
   LruHash: "BPF_MAP_TYPE_LRU_HASH",
   LpmTrie: "BPF_MAP_TYPE_LPM_TRIE",
+  RingBuf: "BPF_MAP_TYPE_RINGBUF",
 };
 
 export function cStructName(name: string): string {
@@ -408,9 +414,11 @@ export function emitCLayout(model: LayoutModel): string {
     const vt = m.value === "u32" ? "__u32" : `struct ${cStructName(m.value)}`;
     out.push("struct {");
     out.push(`\t__uint(type, ${C_MAP_TYPES[m.typeName]});`);
-    out.push(`\t__type(key, ${kt});`, `\t__type(value, ${vt});`, `\t__uint(max_entries, ${m.maxEntries});`);
+    if (m.key !== "none") out.push(`\t__type(key, ${kt});`, `\t__type(value, ${vt});`);
+    else out.push(`\t/* records are ${vt} */`);
+    out.push(`\t__uint(max_entries, ${m.maxEntries});`);
     if (m.typeName === "LpmTrie") out.push("\t__uint(map_flags, BPF_F_NO_PREALLOC);");
-    out.push("\t__uint(pinning, LIBBPF_PIN_BY_NAME);");
+    if (m.typeName !== "RingBuf") out.push("\t__uint(pinning, LIBBPF_PIN_BY_NAME);");
     out.push(`} ${bpfMapName(m)} SEC(".maps");`, "");
   }
   return out.join("\n");

@@ -802,6 +802,13 @@ export class FunctionTranslator {
       if (ret === "ptr" || asStatement) return { c, k: ret, exact: true, atom: true };
       return { c: `(__s32)${c}`, k: "i32", exact: true, atom: false };
     }
+    if (cName === "bpf_ringbuf_output") {
+      const map = this.mapName(e.arguments[0]);
+      const rest = e.arguments.slice(1).map((a, i) => this.coerce(this.expr(a), kinds[i + 1], a).c);
+      const c = `bpf_ringbuf_output(&${map}, ${rest.join(", ")}, 0)`;
+      if (asStatement) return { c, k: ret, exact: true, atom: true };
+      return { c: `(__s32)${c}`, k: "i32", exact: true, atom: false };
+    }
     const args = this.args(e, kinds).map((a) => a.c);
     return { c: `${cName}(${args.join(", ")})`, k: ret, exact: true, atom: true };
   }

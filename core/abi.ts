@@ -8,7 +8,7 @@
 import { MapId } from "./gen/layout";
 import { allocStatic, arenaReset, heapUsed } from "./alloc";
 import { write32 } from "./env";
-import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapUpdate } from "./maps";
+import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapRingbufConsume, mapUpdate } from "./maps";
 import { fromEndpoint, fromNetwork, toEndpoint } from "./pipeline";
 import { maglevBuild, maglevDelete, maglevStore } from "./maglev";
 import { ctGc } from "./conntrack";
@@ -47,6 +47,11 @@ export function abiMapUpdate(map: i32, key: usize, value: usize, flags: u32): i3
 export function abiMapDelete(map: i32, key: usize): i32 { return mapDelete(<MapId>map, key); }
 export function abiMapNextKey(map: i32, key: usize, nextKey: usize): i32 { return mapNextKey(<MapId>map, key, nextKey); }
 export function abiMapCount(map: i32): u32 { return mapCount(<MapId>map); }
+
+/** Takes the oldest record of a ring buffer map (MapId.Events) into `out`; its length, 0 when empty. */
+export function abiRingbufConsume(map: i32, out: usize, max: u32): i32 {
+  return mapRingbufConsume(<MapId>map, out, max);
+}
 
 function preparePacket(len: u32): usize {
   write32(pktDesc, <u32>packet);

@@ -1,7 +1,8 @@
 /*
  * Memory for the WASM/JS hosts of core: a bump allocator for tables created at start-up, and a small
- * per-invocation arena behind stackAlloc. In C, stackAlloc(SIZE) becomes a zeroed local struct (codegen
- * binds it by the @seam tag), so the arena exists only in WASM and JS.
+ * per-invocation arena behind stackAlloc. In C, each stackAlloc(SIZE) call site becomes its own zeroed slot
+ * in the per-CPU array map ciliate_scratch_v1 (codegen binds it by the @seam-alloca tag): the pipeline's
+ * structs do not fit the 512-byte BPF stack, and a pointer returned by a callee must outlive its frame.
  */
 import { ensureMemory, heapBase, memFill } from "./env";
 
@@ -40,7 +41,8 @@ export function arenaReset(): void {
   arenaTop = arenaBase;
 }
 
-/** Zeroed scratch memory for one key/value/tuple that lives until the entry point returns.
+/** Zeroed scratch memory for one key/value/tuple that lives until the entry point returns (in C: until
+ * the same call site runs again in the same invocation).
  * Returns 0 if the arena is exhausted (a bounded packet path never gets there). @seam-alloca */
 export function stackAlloc(size: u32): usize {
   const p = alignUp(arenaTop, 8);

@@ -49,6 +49,10 @@ export const ID_WORLD_IPV6: u32 = 10;
 export const CONFIG_F_ENABLE_ICMP_RULE: u32 = 0x1;
 export const CONFIG_F_ALLOW_ICMP_FRAG_NEEDED: u32 = 0x2;
 export const CONFIG_F_POLICY_AUDIT: u32 = 0x4;
+/** Emit flow events (TraceRecord copies) into the Events ring buffer for drops and new-flow verdicts. */
+export const CONFIG_F_EVENTS: u32 = 0x8;
+/** Also emit an event for every forwarded packet (Hubble's trace events; for debugging, costly). */
+export const CONFIG_F_EVENTS_ALL: u32 = 0x10;
 
 // Policy map (§3.1): prefix bits after prefixlen that are always exact, and the maximum.
 export const POLICY_STATIC_PREFIX: u32 = 56;
@@ -129,6 +133,11 @@ export const TRACE_TO_OVERLAY: u32 = 4;
 export const TRACE_FROM_ENDPOINT: u32 = 5;
 export const TRACE_FROM_NETWORK: u32 = 10;
 export const TRACE_TO_NETWORK: u32 = 11;
+
+// TraceRecord.hook.
+export const HOOK_FROM_ENDPOINT: u32 = 1;
+export const HOOK_TO_ENDPOINT: u32 = 2;
+export const HOOK_FROM_NETWORK: u32 = 3;
 
 // TraceRecord.traceFlags.
 export const TRACE_F_EGRESS_CHECKED: u32 = 0x01;

@@ -30,6 +30,8 @@ export enum MapType {
   Array = 2,
   LruHash = 9,
   LpmTrie = 11,
+  /** BPF ring buffer: no keys; `maxEntries` is its size in bytes (a power of two, page multiple). */
+  RingBuf = 27,
 }
 
 /**
@@ -50,6 +52,7 @@ export enum MapId {
   Snat = 10,
   Metrics = 11,
   Trace = 12,
+  Events = 13,
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -344,6 +347,17 @@ export class TraceRecord {
   newDportBe: u16;
   pad1: u16;
   newDaddr: Bytes<16>;
+  /** Packet summary for flow events: source as the packet arrived, protocol, TCP flags, ICMP type. */
+  saddr: Bytes<16>;
+  sportBe: u16;
+  nexthdr: u8;
+  tcpFlags: u8;
+  /** Frame length in bytes. */
+  len: u32;
+  /** Which entry point ran: HOOK_FROM_ENDPOINT 1, HOOK_TO_ENDPOINT 2, HOOK_FROM_NETWORK 3. */
+  hook: u8;
+  icmpType: u8;
+  pad2: u16;
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -436,4 +450,5 @@ export const MAPS = [
   { id: MapId.Snat, name: "snat", version: 1, type: MapType.LruHash, key: "CtTuple", value: "SnatValue", maxEntries: 131072 },
   { id: MapId.Metrics, name: "metrics", version: 1, type: MapType.Hash, key: "MetricsKey", value: "MetricsValue", maxEntries: 1024 },
   { id: MapId.Trace, name: "trace", version: 1, type: MapType.Array, key: "u32", value: "TraceRecord", maxEntries: 1 },
+  { id: MapId.Events, name: "events", version: 1, type: MapType.RingBuf, key: "none", value: "TraceRecord", maxEntries: 262144 },
 ];

@@ -17,6 +17,7 @@ import { allocStatic } from "./alloc";
 import { read32, write32 } from "./env";
 import { hashCreate, hashLookup, hashUpdate, hashDelete, hashNextKey, hashCount } from "./maps/hash";
 import { lpmCreate, lpmLookup, lpmUpdate, lpmDelete, lpmNextKey, lpmCount } from "./maps/lpm";
+import { ringbufCreate, ringbufOutput, ringbufConsume, ringbufCount } from "./maps/ringbuf";
 import { arrayCreate, arrayLookup, arrayUpdate, arrayDelete, arrayNextKey, arrayCount } from "./maps/array";
 
 // One pointer per MapId to the table's descriptor (0 until created).
@@ -42,6 +43,7 @@ export function mapCreate(map: MapId, maxEntries: u32): i32 {
   else if (t == MapType.LruHash) desc = hashCreate(ks, vs, maxEntries, true);
   else if (t == MapType.LpmTrie) desc = lpmCreate(ks, vs, maxEntries);
   else if (t == MapType.Array) desc = arrayCreate(vs, maxEntries);
+  else if (t == MapType.RingBuf) desc = ringbufCreate(maxEntries);
   if (desc == 0) return -12;
   write32(tables + (<usize>map << 2), <u32>desc);
   return 0;
@@ -53,6 +55,7 @@ export function mapLookup(map: MapId, key: usize): usize {
   const d = table(map);
   if (d == 0) return 0;
   const t = mapType(map);
+  if (t == MapType.RingBuf) return 0;
   if (t == MapType.LpmTrie) return lpmLookup(d, key);
   if (t == MapType.Array) return arrayLookup(d, key);
   return hashLookup(d, key);
@@ -66,6 +69,7 @@ export function mapUpdate(map: MapId, key: usize, value: usize, flags: u32): i32
   if (d == 0) return -EINVAL;
   if (flags > 2) return -EINVAL;
   const t = mapType(map);
+  if (t == MapType.RingBuf) return -EINVAL;
   if (t == MapType.LpmTrie) return lpmUpdate(d, key, value, flags);
   if (t == MapType.Array) return arrayUpdate(d, key, value, flags);
   return hashUpdate(d, key, value, flags);
@@ -77,6 +81,7 @@ export function mapDelete(map: MapId, key: usize): i32 {
   const d = table(map);
   if (d == 0) return -ENOENT;
   const t = mapType(map);
+  if (t == MapType.RingBuf) return -EINVAL;
   if (t == MapType.LpmTrie) return lpmDelete(d, key);
   if (t == MapType.Array) return arrayDelete(d, key);
   return hashDelete(d, key);
@@ -88,17 +93,36 @@ export function mapNextKey(map: MapId, key: usize, nextKey: usize): i32 {
   const d = table(map);
   if (d == 0) return -ENOENT;
   const t = mapType(map);
+  if (t == MapType.RingBuf) return -ENOENT;
   if (t == MapType.LpmTrie) return lpmNextKey(d, key, nextKey);
   if (t == MapType.Array) return arrayNextKey(d, key, nextKey);
   return hashNextKey(d, key, nextKey);
 }
 
-/** Number of entries (arrays report their capacity). Host only. */
+/** Appends a record of `size` bytes at `data` to a ring buffer map (bpf_ringbuf_output with flags 0).
+ * Returns 0, or a negative errno when the buffer is full (-ENOSPC: the record is lost) or the map is not a
+ * ring buffer. @seam bpf_ringbuf_output */
+export function mapRingbufOutput(map: MapId, data: usize, size: u32): i32 {
+  const d = table(map);
+  if (d == 0 || mapType(map) != MapType.RingBuf) return -EINVAL;
+  return ringbufOutput(d, data, size);
+}
+
+/** Takes the oldest record of a ring buffer map into `out` (at most `max` bytes): its length, 0 when
+ * empty, or a negative errno. Host only. */
+export function mapRingbufConsume(map: MapId, out: usize, max: u32): i32 {
+  const d = table(map);
+  if (d == 0 || mapType(map) != MapType.RingBuf) return -EINVAL;
+  return ringbufConsume(d, out, max);
+}
+
+/** Number of entries (arrays report their capacity, ring buffers their pending records). Host only. */
 export function mapCount(map: MapId): u32 {
   const d = table(map);
   if (d == 0) return 0;
   const t = mapType(map);
   if (t == MapType.LpmTrie) return lpmCount(d);
   if (t == MapType.Array) return arrayCount(d);
+  if (t == MapType.RingBuf) return ringbufCount(d);
   return hashCount(d);
 }

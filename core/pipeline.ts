@@ -26,7 +26,9 @@ import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKE
   TRACE_RECORD_INGRESS_MATCH_TYPE, TRACE_RECORD_TRACE_FLAGS, TRACE_RECORD_PROXY_PORT_BE, TRACE_RECORD_OBS_POINT,
   TRACE_RECORD_FAMILY, TRACE_RECORD_ORIG_DADDR, TRACE_RECORD_ORIG_DPORT_BE, TRACE_RECORD_NEW_DADDR,
   TRACE_RECORD_NEW_DPORT_BE, METRICS_KEY_SIZE, METRICS_KEY_REASON, METRICS_KEY_DIR, METRICS_VALUE_SIZE,
-  METRICS_VALUE_PACKETS, METRICS_VALUE_BYTES, ENDPOINT_INFO_EP_ID, ENDPOINT_INFO_SEC_IDENTITY,
+  METRICS_VALUE_PACKETS, METRICS_VALUE_BYTES, ENDPOINT_INFO_EP_ID, TRACE_RECORD_HOOK, TRACE_RECORD_SADDR,
+  TRACE_RECORD_SPORT_BE, TRACE_RECORD_NEXTHDR, TRACE_RECORD_TCP_FLAGS, TRACE_RECORD_ICMP_TYPE, TRACE_RECORD_LEN,
+  PACKET_INFO_SPORT, PACKET_INFO_TCP_FLAGS, CONFIG_VALUE_FLAGS, ENDPOINT_INFO_SEC_IDENTITY,
   CONFIG_VALUE_WORLD_IPV4_IDENTITY, CONFIG_VALUE_WORLD_IPV6_IDENTITY, CT_TUPLE_SIZE, CT_TUPLE_FLAGS,
   CT_STATE_SIZE, CT_STATE_REV_NAT_INDEX, POLICY_RESULT_SIZE, POLICY_RESULT_MATCH_TYPE, POLICY_RESULT_COOKIE,
   SERVICE_KEY_SIZE, SERVICE_VALUE_REV_NAT_INDEX, SERVICE_VALUE_FLAGS, LB_SELECTION_BACKEND_ID,
@@ -36,13 +38,14 @@ import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CT_NEW, CT_ESTABLISHED, CT_
   TRACE_FROM_ENDPOINT, TRACE_TO_ENDPOINT, TRACE_FROM_NETWORK, TRACE_TO_PROXY, TRACE_TO_NETWORK,
   TRACE_F_EGRESS_CHECKED, TRACE_F_INGRESS_CHECKED, TRACE_F_L7_REDIRECT, TRACE_F_DNAT, TRACE_F_REV_NAT,
   TRACE_F_SNAT, TRACE_F_REPLY, TRACE_F_AUDITED, POLICY_EGRESS, POLICY_INGRESS, BPF_NOEXIST,
-  SVC_F_ROUTABLE } from "./constants";
+  SVC_F_ROUTABLE, CONFIG_F_EVENTS, CONFIG_F_EVENTS_ALL, HOOK_FROM_ENDPOINT, HOOK_TO_ENDPOINT,
+  HOOK_FROM_NETWORK } from "./constants";
 import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID_SIP, DROP_IS_CLUSTER_IP, DROP_NO_CONFIG,
   DROP_NO_SERVICE, DROP_UNROUTABLE } from "./drop-reasons";
 import { add64, memCopy, memFill, read8, read16, read32, write8, write16, write32 } from "./env";
 import { write16be } from "./bytes";
 import { stackAlloc } from "./alloc";
-import { mapLookup, mapUpdate } from "./maps";
+import { mapLookup, mapRingbufOutput, mapUpdate } from "./maps";
 import { Pkt } from "./pkt";
 import { parsePacket } from "./packet";
 import { configGet } from "./config";
@@ -80,14 +83,34 @@ function count(reason: u32, dir: u32, bytes: u32): void {
   add64(v + METRICS_VALUE_BYTES, bytes);
 }
 
-/** Ends an invocation: records the verdict and reason, counts the packet, returns the verdict. */
+/**
+ * Ends an invocation: records the verdict, the reason and a packet summary, counts the packet, and emits
+ * the record as a flow event when asked to (CONFIG_F_EVENTS: drops and new flows' policy verdicts, as
+ * Hubble's drop and policy-verdict events; CONFIG_F_EVENTS_ALL: every packet). Returns the verdict.
+ */
 function finish(tr: usize, info: usize, verdict: u32, reason: u32, dir: u32, obsPoint: u32): u32 {
-  if (tr != 0) {
-    write32(tr + TRACE_RECORD_VERDICT, verdict);
-    write32(tr + TRACE_RECORD_DROP_REASON, reason);
-    write8(tr + TRACE_RECORD_OBS_POINT, obsPoint);
-  }
   count(reason, dir, read32(info + PACKET_INFO_LEN));
+  if (tr == 0) return verdict;
+  write32(tr + TRACE_RECORD_VERDICT, verdict);
+  write32(tr + TRACE_RECORD_DROP_REASON, reason);
+  write8(tr + TRACE_RECORD_OBS_POINT, obsPoint);
+  write8(tr + TRACE_RECORD_HOOK, dir == METRIC_DIR_EGRESS ? HOOK_FROM_ENDPOINT : dir == METRIC_DIR_INGRESS ? HOOK_TO_ENDPOINT : HOOK_FROM_NETWORK);
+  memCopy(tr + TRACE_RECORD_SADDR, info + PACKET_INFO_SADDR, 16);
+  write16be(tr + TRACE_RECORD_SPORT_BE, read16(info + PACKET_INFO_SPORT));
+  write8(tr + TRACE_RECORD_NEXTHDR, read8(info + PACKET_INFO_NEXTHDR));
+  write8(tr + TRACE_RECORD_TCP_FLAGS, read8(info + PACKET_INFO_TCP_FLAGS));
+  write8(tr + TRACE_RECORD_ICMP_TYPE, read8(info + PACKET_INFO_ICMP_TYPE));
+  write32(tr + TRACE_RECORD_LEN, read32(info + PACKET_INFO_LEN));
+  const cfg = configGet();
+  if (cfg != 0) {
+    const flags = read32(cfg + CONFIG_VALUE_FLAGS);
+    const checked = (read8(tr + TRACE_RECORD_TRACE_FLAGS) & (TRACE_F_EGRESS_CHECKED | TRACE_F_INGRESS_CHECKED)) != 0;
+    const newFlow = read8(tr + TRACE_RECORD_CT_STATE) == CT_NEW;
+    if ((flags & CONFIG_F_EVENTS_ALL) != 0 || ((flags & CONFIG_F_EVENTS) != 0 && (verdict == CTX_ACT_DROP || (checked && newFlow)))) {
+      // A full ring buffer loses the event, never the packet.
+      mapRingbufOutput(MapId.Events, tr, TRACE_RECORD_SIZE);
+    }
+  }
   return verdict;
 }
 

@@ -12,11 +12,12 @@
  */
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { MAP_SPECS, TraceRecordCodec, u32Codec, type MapSpec } from "../core/host/codecs.gen.ts";
+import { MAP_SPECS, MapType, TraceRecordCodec, u32Codec, type MapSpec, type TraceRecord } from "../core/host/codecs.gen.ts";
 import { DatapathError, type Datapath, type EntryPoint, type MapHandle, type RunOptions, type RunResult } from "../core/host/datapath.ts";
 import { BpfObject, type BpfProgram } from "./bpf-object.ts";
 import { adHocSpec } from "./bpf-map.ts";
 import { testRun } from "./test-run.ts";
+import { openEventReader, type EventReader } from "./ring-buffer.ts";
 import { BpfError } from "./errors.ts";
 
 export const KERNEL_OBJECT = fileURLToPath(new URL("../build/bpf/ciliate.bpf.o", import.meta.url));
@@ -46,6 +47,7 @@ export class KernelDatapath implements Datapath {
   private readonly handles = new Map<number, MapHandle<unknown, unknown>>();
   private readonly clock: MapHandle<number, number>;
   private closed = false;
+  private reader: EventReader | undefined;
 
   constructor(opts: KernelDatapathOptions = {}) {
     const path = opts.objectPath ?? KERNEL_OBJECT;
@@ -98,6 +100,17 @@ export class KernelDatapath implements Datapath {
     return { verdict: t.verdict, dropReason: t.dropReason, output: res.data, trace: t };
   }
 
+  /** The loaded program's fd for an entry point (for BPF_PROG_TEST_RUN with a repeat count: bench/). */
+  programFd(entry: EntryPoint): number {
+    return this.progs.get(entry)!.fd;
+  }
+
+  /** Flow events the programs wrote to the Events ring buffer since the last call (CONFIG_F_EVENTS). */
+  events(): TraceRecord[] {
+    this.reader ??= openEventReader(this.obj.map(MAP_SPECS.Events.bpfName).fd);
+    return this.reader.drain();
+  }
+
   /** Program runs that really executed in the kernel. */
   get runs(): number {
     return this.stats.runs;
@@ -106,10 +119,14 @@ export class KernelDatapath implements Datapath {
   /** Empties every map (arrays are zeroed), so one loaded object can serve many test cases. */
   reset(): void {
     for (const spec of Object.values(MAP_SPECS) as MapSpec[]) {
+      if (spec.type === MapType.RingBuf) {
+        this.events();
+        continue;
+      }
       const h = this.map(spec);
       const keys = [...h.entries()].map(([k]) => k);
-      if (spec.type === 2 /* Array */) for (const k of keys) h.update(k, spec.value.zero() as never);
-      else for (const k of keys) h.delete(k);
+      if (spec.type === 2 /* Array */) for (const k of keys) h.update(k as never, spec.value.zero() as never);
+      else for (const k of keys) h.delete(k as never);
     }
     this.clock.update(0, 0);
   }
@@ -117,6 +134,7 @@ export class KernelDatapath implements Datapath {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.reader?.close();
     this.obj.close();
   }
 }

@@ -26,6 +26,7 @@ import type { CompiledPolicy } from "../policy/compile.ts";
 import { describe as describeRules } from "../policy/explain.ts";
 import { evaluateHttp, type HttpVerdict } from "../policy/l7-http.ts";
 import { parseCidr, formatIp } from "../policy/cidr.ts";
+import { identityOfIp } from "../policy/identity.ts";
 import type { Provenance } from "../policy/types.ts";
 import { canonicalIp, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type SimCluster, type SimPod, type SimService, type SimNode } from "./cluster.ts";
 import { createSimDatapath, type SimEngineName } from "./engines.ts";
@@ -126,6 +127,8 @@ export interface SimulationOptions {
   engine?: SimEngineName;
   /** Another engine (e.g. the kernel one, composed by cli/): one fresh Datapath per node. */
   createDatapath?: () => Promise<Datapath>;
+  /** Name of that engine, for messages. */
+  engineName?: string;
 }
 
 interface NodeRuntime {
@@ -139,6 +142,8 @@ interface Ctx {
   flowName: string;
   http?: HttpSpec;
   stopped: boolean;
+  /** The node whose fromNetwork SNATed this connection towards a remote backend (its replies go back there). */
+  snatNode?: string;
   /** Proxy port and direction of an L7 redirect seen on the way. */
   redirect?: { port: number; direction: "ingress" | "egress"; remoteIdentity: number; node: string };
   l7Denied: boolean;
@@ -365,6 +370,9 @@ export class Simulation {
     o: { event: string; verdict: Verdict; type: number; direction?: FlowEvent["traffic_direction"]; reply: boolean; obs?: string; extra?: Partial<FlowEvent> },
   ): FlowEvent {
     const d = decodeFrame(frame)!;
+    // Identities the program did not report are those the node's ipcache gives the addresses.
+    if (!ids.src) ids = { ...ids, src: this.identityOfIp(d.src, node) };
+    if (!ids.dst) ids = { ...ids, dst: this.identityOfIp(d.dst, node) };
     const ev: FlowEvent = {
       time: new Date(CLOCK_ORIGIN_MS + this.clockMs).toISOString(),
       verdict: o.verdict,
@@ -565,14 +573,12 @@ export class Simulation {
     let fromNode: string | undefined = sender.node;
     let carried = sender.kind === "pod" ? this.identityOfPod(sender.pod!) : (sender.carry ?? 0);
     const senderIdentity = carried;
-    let dstIdGuess = 0;
     if (sender.kind === "pod") {
       const r = this.run(ctx, sender.node!, "fromEndpoint", frame, 0, reply);
       if (!this.report(ctx, sender.node!, "fromEndpoint", frame, r, reply)) return undefined;
       if (httpData === "response" && ctx.http && ctx.redirect && !ctx.l7Denied) this.httpResponse(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity });
       this.noteService(ctx, r.trace, reply);
       frame = r.output;
-      dstIdGuess = r.trace.dstIdentity;
       if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.http && ctx.redirect?.direction === "egress") {
         if (!this.proxyRequest(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity })) return undefined;
       }
@@ -587,13 +593,31 @@ export class Simulation {
         frame = r.output;
         fromNode = ingressNode;
         if (sender.kind === "external" && !carried) carried = r.trace.srcIdentity;
+        if (!reply && r.trace.traceFlags & C.TRACE_F_SNAT) ctx.snatNode = ingressNode;
       }
     }
-    const out = decodeFrame(frame)!;
-    const target = this.placeOfIp(out.dst);
+    let out = decodeFrame(frame)!;
+    let target = this.placeOfIp(out.dst);
+    // The reply of a NodePort flow SNATed to this backend goes back to the node that translated it, whose
+    // fromNetwork restores the client address and the frontend (pipeline R2).
+    if (reply && ctx.snatNode && target.kind === "host" && target.node === ctx.snatNode) {
+      const back = ctx.snatNode;
+      const ids0 = { src: senderIdentity, dst: C.ID_WORLD };
+      if (fromNode && fromNode !== back) {
+        this.event(ctx, fromNode, frame, ids0, { event: "to-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-overlay" });
+        this.advance(1);
+        this.event(ctx, back, frame, ids0, { event: "from-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-overlay" });
+      }
+      const r = this.run(ctx, back, "fromNetwork", frame, 0, reply);
+      if (!this.report(ctx, back, "fromNetwork", frame, r, reply)) return undefined;
+      frame = r.output;
+      fromNode = back;
+      out = decodeFrame(frame)!;
+      target = this.placeOfIp(out.dst);
+    }
     if (target.kind !== "pod") {
       const obs = target.kind === "host" ? (target.node === fromNode ? "to-host" : "to-overlay") : "to-stack";
-      this.event(ctx, fromNode ?? target.node ?? this.cluster.nodes[0]!.name, frame, { src: senderIdentity || dstIdGuess, dst: dstIdGuess }, { event: obs, verdict: "FORWARDED", type: EVENT_TRACE, reply, obs, direction: reply ? "INGRESS" : "EGRESS" });
+      this.event(ctx, fromNode ?? target.node ?? this.cluster.nodes[0]!.name, frame, { src: senderIdentity, dst: 0 }, { event: obs, verdict: "FORWARDED", type: EVENT_TRACE, reply, obs, direction: reply ? "INGRESS" : "EGRESS" });
       return frame;
     }
     const tnode = target.node!;
@@ -620,6 +644,15 @@ export class Simulation {
     if (f && !ctx.result.service) ctx.result.service = { namespace: f.svc.namespace, name: f.svc.name, frontend: `${f.ip}:${f.fport}/${f.protocol}`, kind: f.kind };
     const b = this.lb.backendById.get(t.backendId);
     if (b) ctx.result.backend = { ip: b.ip, port: b.port, pod: b.pod };
+  }
+
+  /** The identity `node`'s ipcache holds for an address: pod, host / remote-node, CIDR identity, or world. */
+  identityOfIp(ip: string, node: string): number {
+    const pod = this.podByIp.get(ip);
+    if (pod) return this.identityOfPod(pod);
+    const n = this.nodeByIp.get(ip);
+    if (n) return n.name === node ? C.ID_HOST : C.ID_REMOTE_NODE;
+    return identityOfIp(this.policy.identities, this.cluster.model, ip) ?? C.ID_WORLD;
   }
 
   identityOfPod(p: SimPod): number {
@@ -689,6 +722,9 @@ export class Simulation {
     // The reply goes from wherever the request was delivered back to the sender's address.
     let server: Place | undefined;
     let serverPort = dport;
+    // Where the server sees the client (after any SNAT): replies are addressed there.
+    let clientIp = src.ip;
+    let clientPort = sport;
     const send = (spec2: FrameSpec, reply: boolean, http?: "request" | "response"): boolean => {
       if (ctx.stopped) return false;
       const from = reply ? server! : src;
@@ -699,10 +735,12 @@ export class Simulation {
         const d = decodeFrame(out)!;
         server = this.placeOfIp(d.dst);
         serverPort = d.dport;
+        clientIp = d.src;
+        clientPort = d.proto === 1 || d.proto === 58 ? sport : d.sport;
       }
       return true;
     };
-    const rev = (extra: Partial<FrameSpec>): FrameSpec => ({ src: server!.ip, dst: src.ip, proto, sport: serverPort, dport: sport, ...extra });
+    const rev = (extra: Partial<FrameSpec>): FrameSpec => ({ src: server!.ip, dst: clientIp, proto, sport: serverPort, dport: clientPort, ...extra });
     const enc = new TextEncoder();
     const { SYN, ACK, FIN, PSH } = TCP_FLAGS;
     if (proto === "TCP") {
@@ -725,7 +763,7 @@ export class Simulation {
       const echo = type === (v6 ? 128 : 8);
       const req: FrameSpec = { src: src.ip, dst: dstIp, proto, icmpType: type, icmpCode: code, icmpId: sport };
       if (!send(req, false)) return;
-      if (echo) send({ src: server!.ip, dst: src.ip, proto, icmpType: v6 ? 129 : 0, icmpCode: 0, icmpId: sport }, true);
+      if (echo) send({ src: server!.ip, dst: clientIp, proto, icmpType: v6 ? 129 : 0, icmpCode: 0, icmpId: sport }, true);
     }
   }
 

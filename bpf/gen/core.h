@@ -62,6 +62,8 @@
 #define CILIATE_TRACE_RECORD_ORIG_DADDR __builtin_offsetof(struct trace_record, orig_daddr) /* TraceRecord.origDaddr (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_ORIG_DPORT_BE __builtin_offsetof(struct trace_record, orig_dport_be) /* TraceRecord.origDportBe (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_PROXY_PORT_BE __builtin_offsetof(struct trace_record, proxy_port_be) /* TraceRecord.proxyPortBe (core/gen/layout.ts) */
+#define CILIATE_TRACE_RECORD_SADDR __builtin_offsetof(struct trace_record, saddr) /* TraceRecord.saddr (core/gen/layout.ts) */
+#define CILIATE_TRACE_RECORD_SPORT_BE __builtin_offsetof(struct trace_record, sport_be) /* TraceRecord.sportBe (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
 #define CILIATE_SCRATCH_SIZE 1152
@@ -83,7 +85,7 @@ static __always_inline __u8 *ciliate_scratch(__u32 off, __u32 size)
 	return base + off;
 }
 
-/* core/pipeline.ts:58 traceBegin */
+/* core/pipeline.ts:61 traceBegin */
 static __always_inline __u8 *ciliate_trace_begin(void)
 {
 	__u8 *key = ciliate_scratch(176, 4);
@@ -419,7 +421,7 @@ static __always_inline void ciliate_write16be(__u8 *p, __u32 v)
 	*(__u16 *)p = (__u16)ciliate_bswap16(v & 0xffff);
 }
 
-/* core/pipeline.ts:117 recordDest */
+/* core/pipeline.ts:140 recordDest */
 static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 {
 	if (tr == 0) {
@@ -433,7 +435,7 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
-/* core/pipeline.ts:101 enter */
+/* core/pipeline.ts:124 enter */
 static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
@@ -449,7 +451,7 @@ static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8
 	return perr;
 }
 
-/* core/pipeline.ts:68 count */
+/* core/pipeline.ts:71 count */
 static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 {
 	__u8 *key = ciliate_scratch(192, sizeof(struct metrics_key));
@@ -468,19 +470,36 @@ static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 	ciliate_add64(v + CILIATE_METRICS_VALUE_BYTES, bytes);
 }
 
-/* core/pipeline.ts:84 finish */
+/* core/pipeline.ts:91 finish */
 static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
 {
-	if (tr != 0) {
-		((struct trace_record *)tr)->verdict = verdict;
-		((struct trace_record *)tr)->drop_reason = reason;
-		((struct trace_record *)tr)->obs_point = (__u8)obs_point;
-	}
 	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
+	if (tr == 0) {
+		return verdict;
+	}
+	((struct trace_record *)tr)->verdict = verdict;
+	((struct trace_record *)tr)->drop_reason = reason;
+	((struct trace_record *)tr)->obs_point = (__u8)obs_point;
+	((struct trace_record *)tr)->hook = (__u8)(dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_HOOK_FROM_ENDPOINT : (dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_HOOK_TO_ENDPOINT : CILIATE_HOOK_FROM_NETWORK));
+	__builtin_memcpy(tr + CILIATE_TRACE_RECORD_SADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
+	ciliate_write16be(tr + CILIATE_TRACE_RECORD_SPORT_BE, (__u32)((struct packet_info *)info)->sport);
+	((struct trace_record *)tr)->nexthdr = (__u8)(__u32)((struct packet_info *)info)->nexthdr;
+	((struct trace_record *)tr)->tcp_flags = (__u8)(__u32)((struct packet_info *)info)->tcp_flags;
+	((struct trace_record *)tr)->icmp_type = (__u8)(__u32)((struct packet_info *)info)->icmp_type;
+	((struct trace_record *)tr)->len = ((struct packet_info *)info)->len;
+	__u8 *cfg = ciliate_config_get();
+	if (cfg != 0) {
+		__u32 flags = ((struct config_value *)cfg)->flags;
+		bool checked = ((__u32)((struct trace_record *)tr)->trace_flags & (CILIATE_TRACE_F_EGRESS_CHECKED | CILIATE_TRACE_F_INGRESS_CHECKED)) != 0;
+		bool new_flow = (__u32)((struct trace_record *)tr)->ct_state == CILIATE_CT_NEW;
+		if (((flags & CILIATE_CONFIG_F_EVENTS_ALL) != 0) || (((flags & CILIATE_CONFIG_F_EVENTS) != 0) && ((verdict == CILIATE_CTX_ACT_DROP) || (checked && new_flow)))) {
+			bpf_ringbuf_output(&ciliate_events_v1, tr, sizeof(struct trace_record), 0);
+		}
+	}
 	return verdict;
 }
 
-/* core/pipeline.ts:94 drop */
+/* core/pipeline.ts:117 drop */
 static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *info, __u32 reason, __u32 dir)
 {
 	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
@@ -975,7 +994,7 @@ static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, 
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:109 setFlag */
+/* core/pipeline.ts:132 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1177,7 +1196,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	return CILIATE_CT_NEW;
 }
 
-/* core/pipeline.ts:160 ctFor */
+/* core/pipeline.ts:183 ctFor */
 static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
 {
 	ciliate_ct_build_tuple(info, tuple);
@@ -1211,7 +1230,7 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:113 worldIdentity */
+/* core/pipeline.ts:136 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
@@ -1262,7 +1281,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	return 0;
 }
 
-/* core/pipeline.ts:167 replyRevNat */
+/* core/pipeline.ts:190 replyRevNat */
 static __always_inline __u32 ciliate_reply_rev_nat(struct __sk_buff *pkt, __u8 *tr, __u8 *info, __u8 *st)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
@@ -1418,7 +1437,7 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:131 policyCheck */
+/* core/pipeline.ts:154 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
 	__u8 *res = ciliate_scratch(528, sizeof(struct policy_result));
@@ -1484,7 +1503,7 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:197 fromEndpoint */
+/* core/pipeline.ts:220 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();
@@ -1571,7 +1590,7 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	return ciliate_finish(tr, info, verdict, 0, dir, verdict == CILIATE_CTX_ACT_REDIRECT ? CILIATE_TRACE_TO_PROXY : CILIATE_TRACE_FROM_ENDPOINT);
 }
 
-/* core/pipeline.ts:285 toEndpoint */
+/* core/pipeline.ts:308 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 src_identity, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();
@@ -1742,7 +1761,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:351 fromNetwork */
+/* core/pipeline.ts:374 fromNetwork */
 static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();

@@ -5,6 +5,7 @@ export enum MapType {
   Array = 2,
   LruHash = 9,
   LpmTrie = 11,
+  RingBuf = 27,
 }
 
 export enum MapId {
@@ -21,11 +22,12 @@ export enum MapId {
   Snat = 10,
   Metrics = 11,
   Trace = 12,
+  Events = 13,
 }
 
-export const MAP_COUNT: u32 = 13;
+export const MAP_COUNT: u32 = 14;
 
-// ConfigValue (core/layout.ts:59)
+// ConfigValue (core/layout.ts:62)
 export const CONFIG_VALUE_SIZE: u32 = 64;
 export const CONFIG_VALUE_CT_SYN_TIMEOUT: u32 = 0;
 export const CONFIG_VALUE_CT_TCP_LIFETIME: u32 = 4;
@@ -46,7 +48,7 @@ export const CONFIG_VALUE_NODE_PORT_MAX: u32 = 56;
 export const CONFIG_VALUE_PAD0: u32 = 58;
 export const CONFIG_VALUE_NODE_IPV4_BE: u32 = 60;
 
-// IpcacheKey (core/layout.ts:99)
+// IpcacheKey (core/layout.ts:102)
 export const IPCACHE_KEY_SIZE: u32 = 24;
 export const IPCACHE_KEY_PREFIXLEN: u32 = 0;
 export const IPCACHE_KEY_CLUSTER_ID: u32 = 4;
@@ -54,7 +56,7 @@ export const IPCACHE_KEY_PAD1: u32 = 6;
 export const IPCACHE_KEY_FAMILY: u32 = 7;
 export const IPCACHE_KEY_ADDR: u32 = 8;
 
-// IpcacheValue (core/layout.ts:108)
+// IpcacheValue (core/layout.ts:111)
 export const IPCACHE_VALUE_SIZE: u32 = 24;
 export const IPCACHE_VALUE_SEC_IDENTITY: u32 = 0;
 export const IPCACHE_VALUE_TUNNEL_ENDPOINT: u32 = 4;
@@ -62,14 +64,14 @@ export const IPCACHE_VALUE_PAD0: u32 = 20;
 export const IPCACHE_VALUE_KEY: u32 = 22;
 export const IPCACHE_VALUE_FLAGS: u32 = 23;
 
-// EndpointKey (core/layout.ts:120)
+// EndpointKey (core/layout.ts:123)
 export const ENDPOINT_KEY_SIZE: u32 = 20;
 export const ENDPOINT_KEY_ADDR: u32 = 0;
 export const ENDPOINT_KEY_FAMILY: u32 = 16;
 export const ENDPOINT_KEY_KEY: u32 = 17;
 export const ENDPOINT_KEY_CLUSTER_ID: u32 = 18;
 
-// EndpointInfo (core/layout.ts:127)
+// EndpointInfo (core/layout.ts:130)
 export const ENDPOINT_INFO_SIZE: u32 = 32;
 export const ENDPOINT_INFO_IFINDEX: u32 = 0;
 export const ENDPOINT_INFO_EP_ID: u32 = 4;
@@ -79,7 +81,7 @@ export const ENDPOINT_INFO_SEC_IDENTITY: u32 = 12;
 export const ENDPOINT_INFO_MAC: u32 = 16;
 export const ENDPOINT_INFO_NODE_MAC: u32 = 24;
 
-// PolicyKey (core/layout.ts:145)
+// PolicyKey (core/layout.ts:148)
 export const POLICY_KEY_SIZE: u32 = 16;
 export const POLICY_KEY_PREFIXLEN: u32 = 0;
 export const POLICY_KEY_SEC_LABEL: u32 = 4;
@@ -89,7 +91,7 @@ export const POLICY_KEY_PROTOCOL: u32 = 11;
 export const POLICY_KEY_DPORT_BE: u32 = 12;
 export const POLICY_KEY_PAD0: u32 = 14;
 
-// PolicyEntry (core/layout.ts:157)
+// PolicyEntry (core/layout.ts:160)
 export const POLICY_ENTRY_SIZE: u32 = 12;
 export const POLICY_ENTRY_PROXY_PORT_BE: u32 = 0;
 export const POLICY_ENTRY_FLAGS: u32 = 2;
@@ -99,7 +101,7 @@ export const POLICY_ENTRY_PROXY_PORT_PRIORITY: u32 = 5;
 export const POLICY_ENTRY_PAD0: u32 = 6;
 export const POLICY_ENTRY_COOKIE: u32 = 8;
 
-// ServiceKey (core/layout.ts:178)
+// ServiceKey (core/layout.ts:181)
 export const SERVICE_KEY_SIZE: u32 = 24;
 export const SERVICE_KEY_ADDR: u32 = 0;
 export const SERVICE_KEY_DPORT_BE: u32 = 16;
@@ -109,7 +111,7 @@ export const SERVICE_KEY_SCOPE: u32 = 21;
 export const SERVICE_KEY_FAMILY: u32 = 22;
 export const SERVICE_KEY_PAD0: u32 = 23;
 
-// ServiceValue (core/layout.ts:190)
+// ServiceValue (core/layout.ts:193)
 export const SERVICE_VALUE_SIZE: u32 = 12;
 export const SERVICE_VALUE_BACKEND_ID: u32 = 0;
 export const SERVICE_VALUE_COUNT: u32 = 4;
@@ -118,11 +120,11 @@ export const SERVICE_VALUE_FLAGS: u32 = 8;
 export const SERVICE_VALUE_FLAGS2: u32 = 9;
 export const SERVICE_VALUE_QCOUNT: u32 = 10;
 
-// BackendKey (core/layout.ts:202)
+// BackendKey (core/layout.ts:205)
 export const BACKEND_KEY_SIZE: u32 = 4;
 export const BACKEND_KEY_BACKEND_ID: u32 = 0;
 
-// Backend (core/layout.ts:206)
+// Backend (core/layout.ts:209)
 export const BACKEND_SIZE: u32 = 24;
 export const BACKEND_ADDR: u32 = 0;
 export const BACKEND_PORT_BE: u32 = 16;
@@ -132,41 +134,41 @@ export const BACKEND_CLUSTER_ID: u32 = 20;
 export const BACKEND_ZONE: u32 = 22;
 export const BACKEND_FAMILY: u32 = 23;
 
-// RevNatKey (core/layout.ts:217)
+// RevNatKey (core/layout.ts:220)
 export const REV_NAT_KEY_SIZE: u32 = 4;
 export const REV_NAT_KEY_REV_NAT_INDEX: u32 = 0;
 export const REV_NAT_KEY_PAD0: u32 = 2;
 
-// RevNatValue (core/layout.ts:222)
+// RevNatValue (core/layout.ts:225)
 export const REV_NAT_VALUE_SIZE: u32 = 20;
 export const REV_NAT_VALUE_ADDR: u32 = 0;
 export const REV_NAT_VALUE_PORT_BE: u32 = 16;
 export const REV_NAT_VALUE_FAMILY: u32 = 18;
 export const REV_NAT_VALUE_PAD0: u32 = 19;
 
-// MaglevKey (core/layout.ts:231)
+// MaglevKey (core/layout.ts:234)
 export const MAGLEV_KEY_SIZE: u32 = 8;
 export const MAGLEV_KEY_REV_NAT_INDEX: u32 = 0;
 export const MAGLEV_KEY_PAD0: u32 = 2;
 export const MAGLEV_KEY_SLOT: u32 = 4;
 
-// MaglevValue (core/layout.ts:237)
+// MaglevValue (core/layout.ts:240)
 export const MAGLEV_VALUE_SIZE: u32 = 4;
 export const MAGLEV_VALUE_BACKEND_ID: u32 = 0;
 
-// AffinityKey (core/layout.ts:241)
+// AffinityKey (core/layout.ts:244)
 export const AFFINITY_KEY_SIZE: u32 = 20;
 export const AFFINITY_KEY_CLIENT_ADDR: u32 = 0;
 export const AFFINITY_KEY_REV_NAT_INDEX: u32 = 16;
 export const AFFINITY_KEY_FAMILY: u32 = 18;
 export const AFFINITY_KEY_PAD0: u32 = 19;
 
-// AffinityValue (core/layout.ts:248)
+// AffinityValue (core/layout.ts:251)
 export const AFFINITY_VALUE_SIZE: u32 = 8;
 export const AFFINITY_VALUE_LAST_USED: u32 = 0;
 export const AFFINITY_VALUE_BACKEND_ID: u32 = 4;
 
-// CtTuple (core/layout.ts:259)
+// CtTuple (core/layout.ts:262)
 export const CT_TUPLE_SIZE: u32 = 40;
 export const CT_TUPLE_DADDR: u32 = 0;
 export const CT_TUPLE_SADDR: u32 = 16;
@@ -177,7 +179,7 @@ export const CT_TUPLE_FLAGS: u32 = 37;
 export const CT_TUPLE_FAMILY: u32 = 38;
 export const CT_TUPLE_PAD0: u32 = 39;
 
-// CtEntry (core/layout.ts:271)
+// CtEntry (core/layout.ts:274)
 export const CT_ENTRY_SIZE: u32 = 40;
 export const CT_ENTRY_LIFETIME: u32 = 0;
 export const CT_ENTRY_SRC_SEC_ID: u32 = 4;
@@ -191,7 +193,7 @@ export const CT_ENTRY_PAD0: u32 = 20;
 export const CT_ENTRY_PACKETS: u32 = 24;
 export const CT_ENTRY_BYTES: u32 = 32;
 
-// SnatValue (core/layout.ts:289)
+// SnatValue (core/layout.ts:292)
 export const SNAT_VALUE_SIZE: u32 = 24;
 export const SNAT_VALUE_TO_ADDR: u32 = 0;
 export const SNAT_VALUE_TO_PORT_BE: u32 = 16;
@@ -199,19 +201,19 @@ export const SNAT_VALUE_FAMILY: u32 = 18;
 export const SNAT_VALUE_PAD0: u32 = 19;
 export const SNAT_VALUE_CREATED: u32 = 20;
 
-// MetricsKey (core/layout.ts:301)
+// MetricsKey (core/layout.ts:304)
 export const METRICS_KEY_SIZE: u32 = 4;
 export const METRICS_KEY_REASON: u32 = 0;
 export const METRICS_KEY_DIR: u32 = 1;
 export const METRICS_KEY_PAD0: u32 = 2;
 
-// MetricsValue (core/layout.ts:308)
+// MetricsValue (core/layout.ts:311)
 export const METRICS_VALUE_SIZE: u32 = 16;
 export const METRICS_VALUE_PACKETS: u32 = 0;
 export const METRICS_VALUE_BYTES: u32 = 8;
 
-// TraceRecord (core/layout.ts:315)
-export const TRACE_RECORD_SIZE: u32 = 80;
+// TraceRecord (core/layout.ts:318)
+export const TRACE_RECORD_SIZE: u32 = 108;
 export const TRACE_RECORD_VERDICT: u32 = 0;
 export const TRACE_RECORD_DROP_REASON: u32 = 4;
 export const TRACE_RECORD_SRC_IDENTITY: u32 = 8;
@@ -234,8 +236,16 @@ export const TRACE_RECORD_PAD0: u32 = 58;
 export const TRACE_RECORD_NEW_DPORT_BE: u32 = 60;
 export const TRACE_RECORD_PAD1: u32 = 62;
 export const TRACE_RECORD_NEW_DADDR: u32 = 64;
+export const TRACE_RECORD_SADDR: u32 = 80;
+export const TRACE_RECORD_SPORT_BE: u32 = 96;
+export const TRACE_RECORD_NEXTHDR: u32 = 98;
+export const TRACE_RECORD_TCP_FLAGS: u32 = 99;
+export const TRACE_RECORD_LEN: u32 = 100;
+export const TRACE_RECORD_HOOK: u32 = 104;
+export const TRACE_RECORD_ICMP_TYPE: u32 = 105;
+export const TRACE_RECORD_PAD2: u32 = 106;
 
-// PacketInfo (core/layout.ts:357)
+// PacketInfo (core/layout.ts:371)
 export const PACKET_INFO_SIZE: u32 = 92;
 export const PACKET_INFO_FAMILY: u32 = 0;
 export const PACKET_INFO_NEXTHDR: u32 = 1;
@@ -259,7 +269,7 @@ export const PACKET_INFO_DADDR: u32 = 44;
 export const PACKET_INFO_INNER_SADDR: u32 = 60;
 export const PACKET_INFO_INNER_DADDR: u32 = 76;
 
-// PolicyResult (core/layout.ts:386)
+// PolicyResult (core/layout.ts:400)
 export const POLICY_RESULT_SIZE: u32 = 12;
 export const POLICY_RESULT_COOKIE: u32 = 0;
 export const POLICY_RESULT_PROXY_PORT: u32 = 4;
@@ -269,7 +279,7 @@ export const POLICY_RESULT_AUTH_TYPE: u32 = 8;
 export const POLICY_RESULT_AUDITED: u32 = 9;
 export const POLICY_RESULT_PAD0: u32 = 10;
 
-// CtState (core/layout.ts:403)
+// CtState (core/layout.ts:417)
 export const CT_STATE_SIZE: u32 = 16;
 export const CT_STATE_BACKEND_ID: u32 = 0;
 export const CT_STATE_SRC_SEC_ID: u32 = 4;
@@ -278,7 +288,7 @@ export const CT_STATE_FLAGS: u32 = 10;
 export const CT_STATE_PROXY_PORT: u32 = 12;
 export const CT_STATE_PAD0: u32 = 14;
 
-// LbSelection (core/layout.ts:416)
+// LbSelection (core/layout.ts:430)
 export const LB_SELECTION_SIZE: u32 = 28;
 export const LB_SELECTION_BACKEND_ID: u32 = 0;
 export const LB_SELECTION_BACKEND: u32 = 4;
@@ -299,6 +309,7 @@ export function mapType(id: u32): u32 {
     case MapId.Snat: return 9;
     case MapId.Metrics: return 1;
     case MapId.Trace: return 2;
+    case MapId.Events: return 27;
   }
   return 0;
 }
@@ -319,6 +330,7 @@ export function mapKeySize(id: u32): u32 {
     case MapId.Snat: return 40;
     case MapId.Metrics: return 4;
     case MapId.Trace: return 4;
+    case MapId.Events: return 0;
   }
   return 0;
 }
@@ -338,7 +350,8 @@ export function mapValueSize(id: u32): u32 {
     case MapId.Conntrack: return 40;
     case MapId.Snat: return 24;
     case MapId.Metrics: return 16;
-    case MapId.Trace: return 80;
+    case MapId.Trace: return 108;
+    case MapId.Events: return 108;
   }
   return 0;
 }
@@ -359,6 +372,7 @@ export function mapDefaultMaxEntries(id: u32): u32 {
     case MapId.Snat: return 131072;
     case MapId.Metrics: return 1024;
     case MapId.Trace: return 1;
+    case MapId.Events: return 262144;
   }
   return 0;
 }

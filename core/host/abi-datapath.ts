@@ -36,6 +36,7 @@ export interface CoreAbi {
   abiCtGc(now: number): number;
   abiMaglevStore(revNatIndex: number, table: number, m: number): number;
   abiMaglevDelete(revNatIndex: number, m: number): number;
+  abiRingbufConsume(map: number, out: number, max: number): number;
 }
 
 export interface AbiDatapathOptions {
@@ -195,6 +196,17 @@ export class AbiDatapath implements Datapath {
       throw new DatapathError("MAGLEV_INVALID", `cannot build a Maglev table of size ${m} for ${backends.length} backends`, "M must be one of Cilium's primes and there must be at least one backend");
     }
     return { table: new Uint32Array(this.memory().slice(out, out + m * 4)), out };
+  }
+
+  /** Flow events written to the Events ring buffer since the last call (CONFIG_F_EVENTS). */
+  events(): TraceRecord[] {
+    const out: TraceRecord[] = [];
+    const s = this.scratch() + VALUE_OFF;
+    for (;;) {
+      const n = this.abi.abiRingbufConsume(MAP_SPECS.Events.id, s, 4096) | 0;
+      if (n <= 0) return out;
+      out.push(TraceRecordCodec.decode(this.bytes(), s));
+    }
   }
 
   /** Deletes expired conntrack entries at time `now`; returns how many. */

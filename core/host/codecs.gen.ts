@@ -25,7 +25,22 @@ export const u32Codec: Codec<number> = {
   },
 };
 
-/** ConfigValue (core/layout.ts:59) */
+/** Maps without keys (ring buffers). */
+export const noneCodec: Codec<never> = {
+  name: "none",
+  size: 0,
+  encode() {
+    throw new Error("this map has no keys");
+  },
+  decode() {
+    throw new Error("this map has no keys");
+  },
+  zero(): never {
+    throw new Error("this map has no keys");
+  },
+};
+
+/** ConfigValue (core/layout.ts:62) */
 export interface ConfigValue {
   ctSynTimeout: number;
   ctTcpLifetime: number;
@@ -100,7 +115,7 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
   },
 };
 
-/** IpcacheKey (core/layout.ts:99) */
+/** IpcacheKey (core/layout.ts:102) */
 export interface IpcacheKey {
   prefixlen: number;
   clusterId: number;
@@ -137,7 +152,7 @@ export const IpcacheKeyCodec: Codec<IpcacheKey> = {
   },
 };
 
-/** struct remote_endpoint_info. (core/layout.ts:108) */
+/** struct remote_endpoint_info. (core/layout.ts:111) */
 export interface IpcacheValue {
   secIdentity: number;
   tunnelEndpoint: Uint8Array;
@@ -174,7 +189,7 @@ export const IpcacheValueCodec: Codec<IpcacheValue> = {
   },
 };
 
-/** EndpointKey (core/layout.ts:120) */
+/** EndpointKey (core/layout.ts:123) */
 export interface EndpointKey {
   addr: Uint8Array;
   family: number;
@@ -208,7 +223,7 @@ export const EndpointKeyCodec: Codec<EndpointKey> = {
   },
 };
 
-/** EndpointInfo (core/layout.ts:127) */
+/** EndpointInfo (core/layout.ts:130) */
 export interface EndpointInfo {
   ifindex: number;
   epId: number;
@@ -252,7 +267,7 @@ export const EndpointInfoCodec: Codec<EndpointInfo> = {
   },
 };
 
-/** PolicyKey (core/layout.ts:145) */
+/** PolicyKey (core/layout.ts:148) */
 export interface PolicyKey {
   prefixlen: number;
   secLabel: number;
@@ -294,7 +309,7 @@ export const PolicyKeyCodec: Codec<PolicyKey> = {
   },
 };
 
-/** PolicyEntry (core/layout.ts:157) */
+/** PolicyEntry (core/layout.ts:160) */
 export interface PolicyEntry {
   proxyPort: number;
   flags: number;
@@ -336,7 +351,7 @@ export const PolicyEntryCodec: Codec<PolicyEntry> = {
   },
 };
 
-/** ServiceKey (core/layout.ts:178) */
+/** ServiceKey (core/layout.ts:181) */
 export interface ServiceKey {
   addr: Uint8Array;
   dport: number;
@@ -379,7 +394,7 @@ export const ServiceKeyCodec: Codec<ServiceKey> = {
   },
 };
 
-/** ServiceValue (core/layout.ts:190) */
+/** ServiceValue (core/layout.ts:193) */
 export interface ServiceValue {
   backendId: number;
   count: number;
@@ -418,7 +433,7 @@ export const ServiceValueCodec: Codec<ServiceValue> = {
   },
 };
 
-/** BackendKey (core/layout.ts:202) */
+/** BackendKey (core/layout.ts:205) */
 export interface BackendKey {
   backendId: number;
 }
@@ -442,7 +457,7 @@ export const BackendKeyCodec: Codec<BackendKey> = {
   },
 };
 
-/** Backend (core/layout.ts:206) */
+/** Backend (core/layout.ts:209) */
 export interface Backend {
   addr: Uint8Array;
   port: number;
@@ -485,7 +500,7 @@ export const BackendCodec: Codec<Backend> = {
   },
 };
 
-/** RevNatKey (core/layout.ts:217) */
+/** RevNatKey (core/layout.ts:220) */
 export interface RevNatKey {
   revNatIndex: number;
   pad0: number;
@@ -512,7 +527,7 @@ export const RevNatKeyCodec: Codec<RevNatKey> = {
   },
 };
 
-/** RevNatValue (core/layout.ts:222) */
+/** RevNatValue (core/layout.ts:225) */
 export interface RevNatValue {
   addr: Uint8Array;
   port: number;
@@ -546,7 +561,7 @@ export const RevNatValueCodec: Codec<RevNatValue> = {
   },
 };
 
-/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:231) */
+/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:234) */
 export interface MaglevKey {
   revNatIndex: number;
   pad0: number;
@@ -576,7 +591,7 @@ export const MaglevKeyCodec: Codec<MaglevKey> = {
   },
 };
 
-/** MaglevValue (core/layout.ts:237) */
+/** MaglevValue (core/layout.ts:240) */
 export interface MaglevValue {
   backendId: number;
 }
@@ -600,7 +615,7 @@ export const MaglevValueCodec: Codec<MaglevValue> = {
   },
 };
 
-/** AffinityKey (core/layout.ts:241) */
+/** AffinityKey (core/layout.ts:244) */
 export interface AffinityKey {
   clientAddr: Uint8Array;
   revNatIndex: number;
@@ -634,7 +649,7 @@ export const AffinityKeyCodec: Codec<AffinityKey> = {
   },
 };
 
-/** AffinityValue (core/layout.ts:248) */
+/** AffinityValue (core/layout.ts:251) */
 export interface AffinityValue {
   lastUsed: number;
   backendId: number;
@@ -661,7 +676,7 @@ export const AffinityValueCodec: Codec<AffinityValue> = {
   },
 };
 
-/** CtTuple (core/layout.ts:259) */
+/** CtTuple (core/layout.ts:262) */
 export interface CtTuple {
   daddr: Uint8Array;
   saddr: Uint8Array;
@@ -708,7 +723,7 @@ export const CtTupleCodec: Codec<CtTuple> = {
   },
 };
 
-/** CtEntry (core/layout.ts:271) */
+/** CtEntry (core/layout.ts:274) */
 export interface CtEntry {
   lifetime: number;
   srcSecId: number;
@@ -762,7 +777,7 @@ export const CtEntryCodec: Codec<CtEntry> = {
   },
 };
 
-/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:289) */
+/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:292) */
 export interface SnatValue {
   toAddr: Uint8Array;
   toPort: number;
@@ -799,7 +814,7 @@ export const SnatValueCodec: Codec<SnatValue> = {
   },
 };
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. (core/layout.ts:301) */
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. (core/layout.ts:304) */
 export interface MetricsKey {
   reason: number;
   dir: number;
@@ -829,7 +844,7 @@ export const MetricsKeyCodec: Codec<MetricsKey> = {
   },
 };
 
-/** MetricsValue (core/layout.ts:308) */
+/** MetricsValue (core/layout.ts:311) */
 export interface MetricsValue {
   packets: bigint;
   bytes: bigint;
@@ -856,7 +871,7 @@ export const MetricsValueCodec: Codec<MetricsValue> = {
   },
 };
 
-/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:315) */
+/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:318) */
 export interface TraceRecord {
   verdict: number;
   dropReason: number;
@@ -880,12 +895,20 @@ export interface TraceRecord {
   newDport: number;
   pad1: number;
   newDaddr: Uint8Array;
+  saddr: Uint8Array;
+  sport: number;
+  nexthdr: number;
+  tcpFlags: number;
+  len: number;
+  hook: number;
+  icmpType: number;
+  pad2: number;
 }
 
 export const TraceRecordCodec: Codec<TraceRecord> = {
   name: "TraceRecord",
-  size: 80,
-  encode(v, out = new Uint8Array(80), o = 0) {
+  size: 108,
+  encode(v, out = new Uint8Array(108), o = 0) {
     const dv = new DataView(out.buffer, out.byteOffset);
     dv.setUint32(o + 0, Number(v.verdict ?? 0) >>> 0, true);
     dv.setUint32(o + 4, Number(v.dropReason ?? 0) >>> 0, true);
@@ -911,6 +934,15 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
     dv.setUint16(o + 62, Number(v.pad1 ?? 0) & 0xffff, true);
     out.fill(0, o + 64, o + 64 + 16);
     if (v.newDaddr) out.set(v.newDaddr.subarray(0, 16), o + 64);
+    out.fill(0, o + 80, o + 80 + 16);
+    if (v.saddr) out.set(v.saddr.subarray(0, 16), o + 80);
+    dv.setUint16(o + 96, Number(v.sport ?? 0) & 0xffff, false);
+    dv.setUint8(o + 98, Number(v.nexthdr ?? 0) & 0xff);
+    dv.setUint8(o + 99, Number(v.tcpFlags ?? 0) & 0xff);
+    dv.setUint32(o + 100, Number(v.len ?? 0) >>> 0, true);
+    dv.setUint8(o + 104, Number(v.hook ?? 0) & 0xff);
+    dv.setUint8(o + 105, Number(v.icmpType ?? 0) & 0xff);
+    dv.setUint16(o + 106, Number(v.pad2 ?? 0) & 0xffff, true);
     return out;
   },
   decode(b, o = 0) {
@@ -938,14 +970,22 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
       newDport: dv.getUint16(o + 60, false),
       pad1: dv.getUint16(o + 62, true),
       newDaddr: b.slice(o + 64, o + 64 + 16),
+      saddr: b.slice(o + 80, o + 80 + 16),
+      sport: dv.getUint16(o + 96, false),
+      nexthdr: dv.getUint8(o + 98),
+      tcpFlags: dv.getUint8(o + 99),
+      len: dv.getUint32(o + 100, true),
+      hook: dv.getUint8(o + 104),
+      icmpType: dv.getUint8(o + 105),
+      pad2: dv.getUint16(o + 106, true),
     };
   },
   zero() {
-    return this.decode(new Uint8Array(80));
+    return this.decode(new Uint8Array(108));
   },
 };
 
-/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:357) */
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:371) */
 export interface PacketInfo {
   family: number;
   nexthdr: number;
@@ -1033,7 +1073,7 @@ export const PacketInfoCodec: Codec<PacketInfo> = {
   },
 };
 
-/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:386) */
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:400) */
 export interface PolicyResult {
   cookie: number;
   proxyPort: number;
@@ -1075,7 +1115,7 @@ export const PolicyResultCodec: Codec<PolicyResult> = {
   },
 };
 
-/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:403) */
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:417) */
 export interface CtState {
   backendId: number;
   srcSecId: number;
@@ -1114,7 +1154,7 @@ export const CtStateCodec: Codec<CtState> = {
   },
 };
 
-/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:416) */
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:430) */
 export interface LbSelection {
   backendId: number;
   backend: Uint8Array;
@@ -1147,6 +1187,7 @@ export enum MapType {
   Array = 2,
   LruHash = 9,
   LpmTrie = 11,
+  RingBuf = 27,
 }
 
 export enum MapId {
@@ -1163,6 +1204,7 @@ export enum MapId {
   Snat = 10,
   Metrics = 11,
   Trace = 12,
+  Events = 13,
 }
 
 export interface MapSpec<K = unknown, V = unknown> {
@@ -1189,6 +1231,7 @@ export const MAP_SPECS = {
   Snat: { id: MapId.Snat, name: "snat", bpfName: "ciliate_snat_v1", type: MapType.LruHash, maxEntries: 131072, key: CtTupleCodec, value: SnatValueCodec } as MapSpec<CtTuple, SnatValue>,
   Metrics: { id: MapId.Metrics, name: "metrics", bpfName: "ciliate_metrics_v1", type: MapType.Hash, maxEntries: 1024, key: MetricsKeyCodec, value: MetricsValueCodec } as MapSpec<MetricsKey, MetricsValue>,
   Trace: { id: MapId.Trace, name: "trace", bpfName: "ciliate_trace_v1", type: MapType.Array, maxEntries: 1, key: u32Codec, value: TraceRecordCodec } as MapSpec<number, TraceRecord>,
+  Events: { id: MapId.Events, name: "events", bpfName: "ciliate_events_v1", type: MapType.RingBuf, maxEntries: 262144, key: noneCodec, value: TraceRecordCodec } as MapSpec<never, TraceRecord>,
 };
 
 /** Field offsets by layout, for tests that compare the TypeScript and C views of a layout. */
@@ -1215,7 +1258,7 @@ export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<strin
   SnatValue: { size: 24, fields: { toAddr: 0, toPortBe: 16, family: 18, pad0: 19, created: 20 } },
   MetricsKey: { size: 4, fields: { reason: 0, dir: 1, pad0: 2 } },
   MetricsValue: { size: 16, fields: { packets: 0, bytes: 8 } },
-  TraceRecord: { size: 80, fields: { verdict: 0, dropReason: 4, srcIdentity: 8, dstIdentity: 12, egressCookie: 16, ingressCookie: 20, backendId: 24, epId: 28, revNatIndex: 30, ctState: 32, egressMatchType: 33, ingressMatchType: 34, traceFlags: 35, proxyPortBe: 36, obsPoint: 38, family: 39, origDaddr: 40, origDportBe: 56, pad0: 58, newDportBe: 60, pad1: 62, newDaddr: 64 } },
+  TraceRecord: { size: 108, fields: { verdict: 0, dropReason: 4, srcIdentity: 8, dstIdentity: 12, egressCookie: 16, ingressCookie: 20, backendId: 24, epId: 28, revNatIndex: 30, ctState: 32, egressMatchType: 33, ingressMatchType: 34, traceFlags: 35, proxyPortBe: 36, obsPoint: 38, family: 39, origDaddr: 40, origDportBe: 56, pad0: 58, newDportBe: 60, pad1: 62, newDaddr: 64, saddr: 80, sportBe: 96, nexthdr: 98, tcpFlags: 99, len: 100, hook: 104, icmpType: 105, pad2: 106 } },
   PacketInfo: { size: 92, fields: { family: 0, nexthdr: 1, l3Off: 2, l4Off: 4, l4CsumOff: 6, sport: 8, dport: 10, tcpFlags: 12, icmpType: 13, icmpCode: 14, flags: 15, ttl: 16, innerNexthdr: 17, innerSport: 18, innerDport: 20, pad0: 22, len: 24, saddr: 28, daddr: 44, innerSaddr: 60, innerDaddr: 76 } },
   PolicyResult: { size: 12, fields: { cookie: 0, proxyPort: 4, matchType: 6, lookup: 7, authType: 8, audited: 9, pad0: 10 } },
   CtState: { size: 16, fields: { backendId: 0, srcSecId: 4, revNatIndex: 8, flags: 10, proxyPort: 12, pad0: 14 } },

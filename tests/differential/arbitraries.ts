@@ -197,7 +197,7 @@ export function concretize(step: Step, prevIn?: Uint8Array, prevOut?: Uint8Array
   const icmp = proto === "ICMP" || proto === "ICMPv6";
   const echoReply = proto === "ICMP" ? 0 : 129;
   return {
-    entry: step.entry,
+    entry: (step as Extract<Step, { kind: "reply" }>).entry,
     packet: buildFrame({ src: d.dst, dst: d.src, proto, sport: d.dport, dport: d.sport, tcpFlags: 0x12, icmpType: icmp ? echoReply : undefined, icmpId: icmp ? 1 : undefined }),
   };
 }

@@ -1,0 +1,8 @@
+/* Every benchmark `npm run bench` runs, in order (bench/main.ts). */
+import type { Benchmark } from "../harness.ts";
+import { datapathBenchmark } from "./datapath.ts";
+import { scalingBenchmark } from "./scaling.ts";
+import { maglevBenchmark } from "./maglev.ts";
+import { controlPlaneBenchmark } from "./control-plane.ts";
+
+export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, controlPlaneBenchmark, maglevBenchmark];

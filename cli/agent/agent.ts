@@ -1,0 +1,314 @@
+/*
+ * `ciliate agent`: the node agent. It loads the generated datapath (build/bpf/ciliate.bpf.o) with its maps
+ * pinned under a bpffs directory, joins pods to the node (endpoints.ts plumbing from datapath/), and keeps
+ * the maps equal to what the desired state says this node's maps should hold (desired.ts), by writing only
+ * the differences (reconcile.ts). It never reloads programs to apply a change.
+ *
+ * Everything the agent does is synchronous and runs on Node's one thread, so a CNI request, a manifest
+ * change and a resync are naturally serialised: each sees the state the previous one left.
+ *
+ * Restart: the maps are pinned and the tc filters stay attached when the process exits, so established
+ * connections keep flowing while it is down. On start the agent loads the object again (libbpf reuses the
+ * pinned maps), re-attaches the new programs over the old ones, drops endpoints whose interface has gone,
+ * and reconciles every managed map against the desired state, which removes whatever is stale.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { MAP_SPECS, type MapSpec } from "../../core/host/codecs.gen.ts";
+import { attachTc, BpfObject, netnsPath, type BpfProgram, type RawMap } from "../../datapath/index.ts";
+import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY } from "../../datapath/endpoint-link.ts";
+import type { ManifestObject } from "../../policy/types.ts";
+import type { BuildOptions } from "../../sim/cluster.ts";
+import { computeDesired, MANAGED_MAPS, type DesiredState, type LocalEndpoint, type ManagedMap, type MapContents } from "./desired.ts";
+import { StableIdentities, type IdentityState } from "./identities.ts";
+import { Ipam } from "./ipam.ts";
+import { applyPlan, planReconcile, readContents, type ApplyResult } from "./reconcile.ts";
+
+export const DEFAULT_STATE_DIR = "/var/run/ciliate";
+export const DEFAULT_SOCKET = "/var/run/ciliate/agent.sock";
+
+export interface AgentOptions {
+  nodeName: string;
+  nodeIp: string;
+  podCIDR: string;
+  /** bpffs directory for the pinned maps. */
+  pinRoot: string;
+  /** Agent state (endpoints, identities, IPAM). */
+  stateDir: string;
+  objectPath: string;
+  /** Where the desired state comes from; called on every reconcile. Throws on bad input. */
+  source: () => ManifestObject[];
+  buildOptions?: BuildOptions;
+  log?: (level: "info" | "warn" | "error", msg: string) => void;
+}
+
+/** One pod joined to the node. */
+export interface EndpointRecord {
+  containerId: string;
+  /** CNI_IFNAME inside the pod. */
+  ifname: string;
+  netns: string;
+  pod: string;
+  ip: string;
+  epId: number;
+  hostIfname: string;
+  hostIfindex: number;
+  hostMac: string;
+  podMac: string;
+}
+
+interface StateFile {
+  endpoints: EndpointRecord[];
+  identities: IdentityState;
+  nextEpId: number;
+}
+
+export class AgentError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    /** The CNI error code to answer with. */
+    readonly cniCode = 999,
+  ) {
+    super(message);
+    this.name = "AgentError";
+  }
+}
+
+export interface ReconcileReport {
+  ok: boolean;
+  reason: string;
+  error?: string;
+  applied?: ApplyResult;
+  durationMs: number;
+}
+
+export interface AgentEvents {
+  onReconcile?: (r: ReconcileReport) => void;
+  onEndpoints?: (n: number) => void;
+}
+
+export class Agent {
+  readonly obj: BpfObject;
+  private readonly progs: { from: BpfProgram; to: BpfProgram };
+  private readonly endpoints = new Map<string, EndpointRecord>();
+  private readonly identities: StableIdentities;
+  readonly ipam: Ipam;
+  private nextEpId = 1;
+  private lastDesired?: DesiredState;
+  /** The last objects that compiled; kept when new input is bad. */
+  private lastGoodObjects?: ManifestObject[];
+  readonly events: AgentEvents = {};
+  private readonly log: NonNullable<AgentOptions["log"]>;
+
+  constructor(readonly opts: AgentOptions) {
+    this.log = opts.log ?? ((level, msg) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`));
+    mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+    const st = this.readState();
+    this.identities = new StableIdentities(st?.identities);
+    this.nextEpId = st?.nextEpId ?? 1;
+    this.ipam = new Ipam(opts.podCIDR, join(opts.stateDir, "ipam.json"));
+    enableIpForwarding();
+    this.obj = BpfObject.load(opts.objectPath, { pinRoot: opts.pinRoot });
+    this.progs = { from: this.obj.program("from_endpoint"), to: this.obj.program("to_endpoint") };
+    // Restart: keep the endpoints whose interface is still there; re-attach the new programs.
+    for (const ep of st?.endpoints ?? []) {
+      const link = linkShow(ep.hostIfname);
+      if (!link || !existsSync(netnsPath(ep.netns))) {
+        this.log("info", `endpoint ${ep.pod} (${ep.containerId.slice(0, 12)}) is gone; removing it`);
+        deleteEndpointLink(ep.hostIfname);
+        this.ipam.release(ep.containerId);
+        continue;
+      }
+      ep.hostIfindex = link.ifindex;
+      this.attach(ep);
+      this.endpoints.set(ep.containerId, ep);
+    }
+    // Addresses held by containers the agent no longer knows.
+    const known = new Set(this.endpoints.keys());
+    for (const owner of new Set(Object.values(this.ipam.allocations()))) if (!known.has(owner)) this.ipam.release(owner);
+    this.saveState();
+  }
+
+  private readState(): StateFile | undefined {
+    const f = join(this.opts.stateDir, "state.json");
+    if (!existsSync(f)) return undefined;
+    try {
+      return JSON.parse(readFileSync(f, "utf8")) as StateFile;
+    } catch (e) {
+      this.log("warn", `ignoring unreadable state ${f}: ${(e as Error).message}`);
+      return undefined;
+    }
+  }
+
+  private saveState(): void {
+    const f = join(this.opts.stateDir, "state.json");
+    const s: StateFile = { endpoints: [...this.endpoints.values()], identities: this.identities.state(), nextEpId: this.nextEpId };
+    writeFileSync(`${f}.tmp`, JSON.stringify(s, null, 2), { mode: 0o600 });
+    renameSync(`${f}.tmp`, f);
+  }
+
+  private attach(ep: EndpointRecord): void {
+    // from-endpoint sees what the pod sends (ingress of the host side), to-endpoint what it receives.
+    attachTc(this.progs.from, { ifindex: ep.hostIfindex, direction: "ingress", replace: true });
+    attachTc(this.progs.to, { ifindex: ep.hostIfindex, direction: "egress", replace: true });
+  }
+
+  private rawMap(name: ManagedMap): RawMap {
+    return this.obj.map((MAP_SPECS[name] as MapSpec).bpfName);
+  }
+
+  localEndpoints(): LocalEndpoint[] {
+    return [...this.endpoints.values()].map((e) => ({ epId: e.epId, pod: e.pod, ip: e.ip, ifindex: e.hostIfindex, mac: e.podMac, hostMac: e.hostMac }));
+  }
+
+  endpointList(): EndpointRecord[] {
+    return [...this.endpoints.values()];
+  }
+
+  get desired(): DesiredState | undefined {
+    return this.lastDesired;
+  }
+
+  /**
+   * Brings every managed map to the desired state. Bad input (a manifest that does not parse, validate or
+   * compile) leaves the maps as they are and is reported; with `objects` omitted the source is read again.
+   */
+  reconcile(reason: string): ReconcileReport {
+    const t0 = performance.now();
+    let objects: ManifestObject[];
+    let desired: DesiredState;
+    try {
+      objects = this.opts.source();
+      desired = computeDesired(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR }, this.localEndpoints(), this.identities, this.opts.buildOptions);
+      this.lastGoodObjects = objects;
+    } catch (e) {
+      // Keep the running state; with new endpoints, fall back to the last good manifests.
+      const msg = (e as Error).message;
+      if (!this.lastGoodObjects) {
+        const r = { ok: false, reason, error: msg, durationMs: performance.now() - t0 };
+        this.log("error", `reconcile (${reason}): ${msg}; no good state yet, maps unchanged`);
+        this.events.onReconcile?.(r);
+        return r;
+      }
+      this.log("error", `reconcile (${reason}): invalid desired state, keeping the last good one: ${msg}`);
+      try {
+        desired = computeDesired(this.lastGoodObjects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR }, this.localEndpoints(), this.identities, this.opts.buildOptions);
+      } catch (e2) {
+        const r = { ok: false, reason, error: (e2 as Error).message, durationMs: performance.now() - t0 };
+        this.events.onReconcile?.(r);
+        return r;
+      }
+      const applied = this.apply(desired);
+      const r = { ok: false, reason, error: msg, applied, durationMs: performance.now() - t0 };
+      this.events.onReconcile?.(r);
+      return r;
+    }
+    const applied = this.apply(desired);
+    this.saveState(); // identities may have grown
+    const r: ReconcileReport = { ok: applied.failed.length === 0, reason, applied, durationMs: performance.now() - t0 };
+    if (applied.failed.length) {
+      r.error = applied.failed.map((f) => `${f.op.map} ${f.op.op}: ${f.error.message}`).slice(0, 5).join("; ");
+      this.log("error", `reconcile (${reason}): ${applied.failed.length} map operations failed: ${r.error}`);
+    } else if (applied.added + applied.updated + applied.deleted > 0) {
+      this.log("info", `reconcile (${reason}): +${applied.added} ~${applied.updated} -${applied.deleted} entries in ${r.durationMs.toFixed(1)} ms`);
+    }
+    this.events.onReconcile?.(r);
+    return r;
+  }
+
+  private apply(desired: DesiredState): ApplyResult {
+    const current: Partial<Record<ManagedMap, MapContents>> = {};
+    for (const m of MANAGED_MAPS) current[m] = readContents(this.rawMap(m));
+    const ops = planReconcile(current, desired.maps);
+    const res = applyPlan((m) => this.rawMap(m), ops);
+    this.lastDesired = desired;
+    return res;
+  }
+
+  /** Current contents of a managed map, decoded (for tests and `ciliate agent` status). */
+  mapContents(name: ManagedMap): MapContents {
+    return readContents(this.rawMap(name));
+  }
+
+  /* -------------------------------------------------------------------------------------------- */
+  /* Endpoints (CNI). */
+
+  /**
+   * CNI ADD. A second ADD for the same container and interface answers with the existing endpoint (the
+   * runtime may retry after a timeout); for the same container with another namespace it is an error.
+   */
+  addEndpoint(req: { containerId: string; netns: string; ifname: string; pod: string }): EndpointRecord {
+    if (!req.containerId) throw new AgentError("BAD_REQUEST", "CNI_CONTAINERID is empty", 4);
+    if (!req.netns) throw new AgentError("BAD_REQUEST", "CNI_NETNS is empty", 4);
+    if (!/^[^/\s]+\/[^/\s]+$/.test(req.pod)) throw new AgentError("BAD_REQUEST", `pod must be namespace/name, got ${JSON.stringify(req.pod)} (set K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS)`, 4);
+    const existing = this.endpoints.get(req.containerId);
+    if (existing) {
+      if (existing.netns === req.netns && existing.ifname === req.ifname && checkEndpointLink({ ...existing }).length === 0) return existing;
+      throw new AgentError("ENDPOINT_EXISTS", `container ${req.containerId} already has an endpoint (${existing.ifname} in ${existing.netns}); DEL it first`, 4);
+    }
+    const ip = this.ipam.allocate(req.containerId);
+    const hostIfname = hostIfnameFor(req.containerId);
+    let rec: EndpointRecord;
+    try {
+      const link = createEndpointLink({ hostIfname, netns: req.netns, ifname: req.ifname, ip });
+      rec = { containerId: req.containerId, ifname: req.ifname, netns: req.netns, pod: req.pod, ip, epId: this.nextEpId++, hostIfname, hostIfindex: link.hostIfindex, hostMac: link.hostMac, podMac: link.podMac };
+      this.endpoints.set(rec.containerId, rec);
+      // The maps first (the endpoint entry comes last, O2), then the programs: until the endpoint is in the
+      // maps, from-endpoint would drop the pod's packets as an unknown source.
+      this.reconcile(`endpoint ${req.pod} added`);
+      this.attach(rec);
+    } catch (e) {
+      this.endpoints.delete(req.containerId);
+      deleteEndpointLink(hostIfname);
+      this.ipam.release(req.containerId);
+      this.saveState();
+      throw e instanceof AgentError ? e : new AgentError("ENDPOINT_FAILED", (e as Error).message, 999);
+    }
+    this.saveState();
+    this.events.onEndpoints?.(this.endpoints.size);
+    return rec;
+  }
+
+  /** CNI DEL: idempotent; an unknown container is not an error. */
+  deleteEndpoint(req: { containerId: string }): boolean {
+    const ep = this.endpoints.get(req.containerId);
+    if (!ep) {
+      this.ipam.release(req.containerId);
+      return false;
+    }
+    this.endpoints.delete(req.containerId);
+    deleteEndpointLink(ep.hostIfname);
+    this.ipam.release(ep.containerId);
+    this.saveState();
+    this.reconcile(`endpoint ${ep.pod} deleted`);
+    this.events.onEndpoints?.(this.endpoints.size);
+    return true;
+  }
+
+  /** CNI CHECK: the problems found (empty = fine). Throws when the container is unknown. */
+  checkEndpoint(req: { containerId: string }): string[] {
+    const ep = this.endpoints.get(req.containerId);
+    if (!ep) throw new AgentError("UNKNOWN_CONTAINER", `no endpoint for container ${req.containerId}`, 3);
+    return checkEndpointLink({ ...ep });
+  }
+
+  /** The CNI result for an endpoint (spec 1.0.0). */
+  static cniResult(ep: EndpointRecord, cniVersion = "1.0.0"): Record<string, unknown> {
+    return {
+      cniVersion,
+      interfaces: [
+        { name: ep.hostIfname, mac: ep.hostMac },
+        { name: ep.ifname, mac: ep.podMac, sandbox: ep.netns },
+      ],
+      ips: [{ address: `${ep.ip}/32`, gateway: POD_GATEWAY, interface: 1 }],
+      routes: [{ dst: "0.0.0.0/0", gw: POD_GATEWAY }],
+      dns: {},
+    };
+  }
+
+  /** Releases fds. Programs stay attached and maps stay pinned (restart keeps the datapath running). */
+  close(): void {
+    this.obj.close();
+  }
+}

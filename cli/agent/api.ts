@@ -1,0 +1,100 @@
+/*
+ * The agent's local API: HTTP over a unix socket that only root can use (the socket is mode 0600 in a
+ * 0700 directory), as Cilium's agent API (/var/run/cilium/cilium.sock) that its CNI plugin talks to.
+ *   POST /v1/cni/add    {containerId, netns, ifname, pod, cniVersion} → the CNI result
+ *   POST /v1/cni/del    {containerId}                                   → {}
+ *   POST /v1/cni/check  {containerId}                                   → {} or an error
+ *   GET  /v1/endpoints                                                  → the endpoint records
+ *   GET  /v1/healthz                                                    → {ok: true}
+ * Errors answer {code, msg, details} with the CNI error code, HTTP status 400/500.
+ */
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { dirname } from "node:path";
+import { Agent, AgentError } from "./agent.ts";
+
+export type Route = (body: Record<string, unknown>, url: URL) => unknown;
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  if (!chunks.length) return {};
+  return JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
+}
+
+/** Routes of the agent; extra routes (flows, …) can be added by the caller. */
+export function agentRoutes(agent: Agent): Map<string, Route> {
+  const r = new Map<string, Route>();
+  r.set("GET /v1/healthz", () => ({ ok: true, endpoints: agent.endpointList().length }));
+  r.set("GET /v1/endpoints", () => agent.endpointList());
+  r.set("POST /v1/cni/add", (b) => {
+    const ep = agent.addEndpoint({ containerId: String(b.containerId ?? ""), netns: String(b.netns ?? ""), ifname: String(b.ifname ?? "eth0"), pod: String(b.pod ?? "") });
+    return Agent.cniResult(ep, typeof b.cniVersion === "string" ? b.cniVersion : undefined);
+  });
+  r.set("POST /v1/cni/del", (b) => {
+    agent.deleteEndpoint({ containerId: String(b.containerId ?? "") });
+    return {};
+  });
+  r.set("POST /v1/cni/check", (b) => {
+    const problems = agent.checkEndpoint({ containerId: String(b.containerId ?? "") });
+    if (problems.length) throw new AgentError("CHECK_FAILED", problems.join("; "), 999);
+    return {};
+  });
+  return r;
+}
+
+export function serveApi(socketPath: string, routes: Map<string, Route>): Promise<Server> {
+  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
+  chmodSync(dirname(socketPath), 0o700);
+  if (existsSync(socketPath)) unlinkSync(socketPath);
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url ?? "/", "http://agent");
+    const route = routes.get(`${req.method} ${url.pathname}`);
+    if (!route) return send(res, 404, { code: 999, msg: `no route ${req.method} ${url.pathname}` });
+    try {
+      const body = req.method === "POST" ? await readBody(req) : {};
+      const out = await route(body, url);
+      send(res, 200, out ?? {});
+    } catch (e) {
+      const err = e as Error & { cniCode?: number; code?: string };
+      const cniCode = err instanceof AgentError ? err.cniCode : err instanceof SyntaxError ? 6 : 999;
+      send(res, cniCode === 999 ? 500 : 400, { code: cniCode, msg: err.message, details: err.code ?? "" });
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(socketPath, () => {
+      chmodSync(socketPath, 0o600);
+      resolve(server);
+    });
+  });
+}
+
+/** A call to the agent API. Resolves with {status, body}; rejects when the socket cannot be reached. */
+export function callApi(socketPath: string, method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = request({ socketPath, method, path, headers: data ? { "content-type": "application/json", "content-length": Buffer.byteLength(data) } : {}, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        try {
+          resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} });
+        } catch {
+          resolve({ status: res.statusCode ?? 0, body: { msg: text } });
+        }
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error(`agent API timed out after ${timeoutMs} ms`)));
+    req.on("error", reject);
+    if (data) req.write(data);
+    req.end();
+  });
+}

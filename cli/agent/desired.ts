@@ -1,0 +1,232 @@
+/*
+ * The desired contents of one node's maps. The simulator's NodeAgent (sim/node-agent.ts) already computes
+ * exactly what a Cilium agent writes into a node's maps; the agent runs it against a recording Datapath and
+ * keeps the entries as bytes, keyed by the hex of the encoded key, so they can be diffed against the
+ * kernel's maps (reconcile.ts). Three things differ from the simulator and are applied here:
+ *   1. Local endpoints are the pods that have a real interface (a CNI ADD); their endpoint ids and
+ *      interface indexes are the agent's (stable across changes), not positions in a sorted list.
+ *   2. Identities are the agent's stable numbers (identities.ts), substituted in the ipcache, endpoint and
+ *      policy entries.
+ *   3. The cluster is built from the manifests plus this node (name, IP, pod CIDR from the flags) and the
+ *      IPs the agent's IPAM gave to its pods; a Pod without an address and without a local endpoint is
+ *      pending and left out, and workload kinds are not expanded (on a node only real pods exist).
+ * Mirrors pkg/endpointmanager and pkg/ipcache upstream: the agent's maps are a function of the cluster.
+ */
+import { MAP_SPECS, type MapSpec } from "../../core/host/codecs.gen.ts";
+import type { Datapath, MapHandle } from "../../core/host/datapath.ts";
+import type { CompiledPolicy } from "../../policy/compile.ts";
+import type { ManifestObject } from "../../policy/types.ts";
+import { buildCluster, type BuildOptions, type SimCluster } from "../../sim/cluster.ts";
+import { NodeAgent } from "../../sim/node-agent.ts";
+import { compileClusterPolicy } from "../../sim/policy.ts";
+import { addrBytes16 } from "../../sim/packets.ts";
+import { buildLbModel } from "../../sim/services.ts";
+import { LOCAL_IDENTITY_SCOPE, type StableIdentities } from "./identities.ts";
+
+/** The maps the agent owns; every other map (conntrack, SNAT, affinity, metrics, trace, events) is the datapath's. */
+export const MANAGED_MAPS = ["Config", "Backends", "RevNat", "Maglev", "Services", "Policy", "Ipcache", "Endpoints"] as const;
+export type ManagedMap = (typeof MANAGED_MAPS)[number];
+
+export interface Entry {
+  key: Uint8Array;
+  value: Uint8Array;
+}
+
+export type MapContents = Map<string, Entry>;
+
+export interface LocalEndpoint {
+  epId: number;
+  /** ns/name of the pod. */
+  pod: string;
+  ip: string;
+  ifindex: number;
+  /** MAC of the pod's interface and of the host side, "aa:bb:…" (optional). */
+  mac?: string;
+  hostMac?: string;
+}
+
+export interface NodeInfo {
+  name: string;
+  ip: string;
+  podCIDR: string;
+}
+
+export interface DesiredState {
+  cluster: SimCluster;
+  policy: CompiledPolicy;
+  /** Stable identity of each pod (ns/name). */
+  podIdentity: Map<string, number>;
+  maps: Record<ManagedMap, MapContents>;
+}
+
+export const WORKLOAD_KINDS = new Set(["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"]);
+
+export function hex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+}
+
+function macBytes(mac: string | undefined): Uint8Array {
+  const out = new Uint8Array(8);
+  if (mac) mac.split(":").forEach((h, i) => (out[i] = parseInt(h, 16)));
+  return out;
+}
+
+/** The manifests as the node sees them (rule 3). */
+export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[]): ManifestObject[] {
+  const byPod = new Map(endpoints.map((e) => [e.pod, e]));
+  const out: ManifestObject[] = [];
+  const seen = new Set<string>();
+  let haveNode = false;
+  for (const o of objects) {
+    if (WORKLOAD_KINDS.has(o.kind)) continue;
+    if (o.kind === "Node" && o.metadata.name === node.name) {
+      haveNode = true;
+      const raw = structuredClone(o.raw ?? {});
+      raw.spec = { ...(raw.spec ?? {}), podCIDR: node.podCIDR };
+      raw.status = { ...(raw.status ?? {}), addresses: [{ type: "InternalIP", address: node.ip }] };
+      out.push({ ...o, raw });
+      continue;
+    }
+    if (o.kind === "Pod") {
+      const key = `${o.metadata.namespace ?? "default"}/${o.metadata.name}`;
+      const ep = byPod.get(key);
+      if (ep) {
+        seen.add(key);
+        const raw = structuredClone(o.raw ?? {});
+        raw.spec = { ...(raw.spec ?? {}), nodeName: node.name };
+        delete raw.spec.hostNetwork;
+        raw.status = { ...(raw.status ?? {}), podIP: ep.ip };
+        out.push({ ...o, raw });
+        continue;
+      }
+      if (!o.raw?.status?.podIP || o.raw?.spec?.nodeName === node.name) continue; // pending, or ours but not running
+    }
+    out.push(o);
+  }
+  if (!haveNode) {
+    out.push({
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name: node.name },
+      raw: { apiVersion: "v1", kind: "Node", metadata: { name: node.name }, spec: { podCIDR: node.podCIDR }, status: { addresses: [{ type: "InternalIP", address: node.ip }] } },
+    });
+  }
+  // Endpoints whose pod is not in the manifests: a pod with no labels (Cilium gives it an identity from
+  // its namespace alone).
+  for (const ep of endpoints) {
+    if (seen.has(ep.pod)) continue;
+    const [namespace, name] = ep.pod.split("/") as [string, string];
+    const metadata = { name, namespace, labels: {} };
+    out.push({ apiVersion: "v1", kind: "Pod", metadata, raw: { apiVersion: "v1", kind: "Pod", metadata, spec: { nodeName: node.name }, status: { podIP: ep.ip } } });
+  }
+  return out;
+}
+
+class Recorder<K, V> implements MapHandle<K, V> {
+  readonly entries_: MapContents = new Map();
+  constructor(readonly spec: MapSpec<K, V>) {}
+  lookup(key: Partial<K>): V | undefined {
+    const e = this.entries_.get(hex(this.spec.key.encode(key)));
+    return e ? this.spec.value.decode(e.value) : undefined;
+  }
+  update(key: Partial<K>, value: Partial<V>): void {
+    const k = this.spec.key.encode(key);
+    this.entries_.set(hex(k), { key: k, value: this.spec.value.encode(value) });
+  }
+  delete(key: Partial<K>): boolean {
+    return this.entries_.delete(hex(this.spec.key.encode(key)));
+  }
+  *entries(): IterableIterator<[K, V]> {
+    for (const e of this.entries_.values()) yield [this.spec.key.decode(e.key), this.spec.value.decode(e.value)];
+  }
+  count(): number {
+    return this.entries_.size;
+  }
+}
+
+class RecordingDatapath implements Datapath {
+  readonly engine = "kernel" as const;
+  readonly recorders = new Map<string, Recorder<unknown, unknown>>();
+  map<K, V>(spec: MapSpec<K, V>): MapHandle<K, V> {
+    let r = this.recorders.get(spec.name);
+    if (!r) {
+      r = new Recorder(spec as MapSpec<unknown, unknown>);
+      this.recorders.set(spec.name, r);
+    }
+    return r as unknown as MapHandle<K, V>;
+  }
+  run(): never {
+    throw new Error("the recording datapath runs no packets");
+  }
+  close(): void {}
+}
+
+/** NodeAgent with the agent's endpoints (rule 1) and identities (rule 2). */
+class AgentNodeProgrammer extends NodeAgent {
+  constructor(
+    node: SimCluster["nodes"][number],
+    dp: Datapath,
+    cluster: SimCluster,
+    policy: CompiledPolicy,
+    private readonly endpoints: LocalEndpoint[],
+    private readonly stable: (id: number) => number,
+  ) {
+    super(node, dp, cluster, policy, buildLbModel(cluster));
+    const byPod = new Map(endpoints.map((e) => [e.pod, e]));
+    const local = this.localPods.filter((p) => byPod.has(p.key));
+    this.localPods.splice(0, this.localPods.length, ...local);
+    this.epIds.clear();
+    for (const p of local) this.epIds.set(p.key, byPod.get(p.key)!.epId);
+  }
+
+  override identityOf(p: SimCluster["pods"][number]): number {
+    return this.stable(super.identityOf(p));
+  }
+
+  override writeEndpoints(): void {
+    const m = this.dp.map(MAP_SPECS.Endpoints);
+    for (const ep of this.endpoints) {
+      const pod = this.localPods.find((p) => p.key === ep.pod);
+      if (!pod) continue;
+      m.update({ addr: addrBytes16(ep.ip), family: 4 }, { epId: ep.epId, secIdentity: this.identityOf(pod), ifindex: ep.ifindex, mac: macBytes(ep.mac), nodeMac: macBytes(ep.hostMac) });
+    }
+  }
+
+  override writeIpcache(): void {
+    super.writeIpcache();
+    // CIDR identities (node-local scope, 1 << 24 and up) come straight from the compiled policy; pod
+    // entries already went through identityOf.
+    const m = this.dp.map(MAP_SPECS.Ipcache);
+    for (const [k, v] of [...m.entries()]) if (v.secIdentity >= LOCAL_IDENTITY_SCOPE) m.update(k, { ...v, secIdentity: this.stable(v.secIdentity) });
+  }
+
+  override writePolicy(): void {
+    super.writePolicy();
+    const m = this.dp.map(MAP_SPECS.Policy);
+    const all = [...m.entries()];
+    for (const [k] of all) m.delete(k);
+    for (const [k, v] of all) m.update({ ...k, secLabel: this.stable(k.secLabel) }, v);
+  }
+}
+
+/**
+ * Computes the desired map contents for this node. Throws what buildCluster / compileClusterPolicy throw
+ * (SimError, ManifestError) on bad input; the caller keeps the running state then.
+ */
+export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], ids: StableIdentities, opts: BuildOptions = {}): DesiredState {
+  const cluster = buildCluster(nodeObjects(objects, node, endpoints), opts);
+  const policy = compileClusterPolicy(cluster);
+  const stable = ids.mapping(policy);
+  const simNode = cluster.nodes.find((n) => n.name === node.name)!;
+  const dp = new RecordingDatapath();
+  const prog = new AgentNodeProgrammer(simNode, dp, cluster, policy, endpoints, stable);
+  prog.install();
+  const maps = {} as Record<ManagedMap, MapContents>;
+  for (const name of MANAGED_MAPS) {
+    const spec = MAP_SPECS[name] as MapSpec;
+    maps[name] = (dp.recorders.get(spec.name)?.entries_ as MapContents | undefined) ?? new Map();
+  }
+  const podIdentity = new Map<string, number>();
+  for (const p of cluster.pods) podIdentity.set(p.key, prog.identityOf(p));
+  return { cluster, policy, podIdentity, maps };
+}

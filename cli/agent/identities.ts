@@ -1,0 +1,63 @@
+/*
+ * Stable security identities for the agent. policy/ numbers identities deterministically from the sorted
+ * label sets of one snapshot of the cluster, so adding a pod with a new label set can renumber the others.
+ * A running node cannot follow such a renumbering without a window where the ipcache and the policy map
+ * disagree, so the agent keeps its own allocation: a label set keeps the number it got first, for as long as
+ * the agent's state lives (persisted with the rest of the agent state, so a restart keeps the numbers too).
+ * This mirrors Cilium's identity allocator (pkg/identity/cache, pkg/allocator): numbers are allocated once
+ * per label set and never derived from the order of the cluster's objects.
+ *
+ * Reserved identities (< 256) are fixed and pass through unchanged; cluster identities are allocated from
+ * 256, node-local CIDR identities from (1 << 24) | 1, as upstream.
+ */
+import type { CompiledPolicy } from "../../policy/compile.ts";
+import { labelString } from "../../policy/labels.ts";
+
+export const MIN_CLUSTER_IDENTITY = 256;
+export const LOCAL_IDENTITY_SCOPE = 1 << 24;
+
+export interface IdentityState {
+  /** label-set key → number. */
+  byLabels: Record<string, number>;
+}
+
+export class StableIdentities {
+  private readonly byLabels = new Map<string, number>();
+  private nextCluster = MIN_CLUSTER_IDENTITY;
+  private nextLocal = 1;
+
+  constructor(state?: IdentityState) {
+    for (const [k, id] of Object.entries(state?.byLabels ?? {})) this.remember(k, id);
+  }
+
+  private remember(k: string, id: number): void {
+    this.byLabels.set(k, id);
+    if (id >= LOCAL_IDENTITY_SCOPE) this.nextLocal = Math.max(this.nextLocal, (id & 0xffffff) + 1);
+    else this.nextCluster = Math.max(this.nextCluster, id + 1);
+  }
+
+  /**
+   * The translation from the numbers of one compiled policy to the stable numbers: reserved ids map to
+   * themselves, every other id to the number its label set holds (allocated now when new).
+   */
+  mapping(policy: CompiledPolicy): (id: number) => number {
+    const table = new Map<number, number>();
+    for (const ident of policy.identities.all) {
+      if (ident.id < MIN_CLUSTER_IDENTITY) continue;
+      const local = ident.id >= LOCAL_IDENTITY_SCOPE;
+      const key = `${local ? "local" : "cluster"}:${ident.labels.map(labelString).join(",")}`;
+      let id = this.byLabels.get(key);
+      if (id === undefined) {
+        id = local ? (LOCAL_IDENTITY_SCOPE | this.nextLocal++) >>> 0 : this.nextCluster++;
+        this.byLabels.set(key, id);
+      }
+      table.set(ident.id, id);
+    }
+    return (id: number) => (id < MIN_CLUSTER_IDENTITY ? id : (table.get(id) ?? id));
+  }
+
+  /** label-set key → number, for display and persistence. */
+  state(): IdentityState {
+    return { byLabels: Object.fromEntries(this.byLabels) };
+  }
+}

@@ -1,0 +1,59 @@
+/*
+ * The default source of desired state: a directory (or files) of manifests, watched for changes. The
+ * watch is a poll of (path, size, mtime) of every YAML/JSON file: cheap for a directory of manifests,
+ * reliable across editors that replace files and across bind mounts where inotify events go missing.
+ */
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { loadManifests } from "../../sim/manifests.ts";
+import type { ManifestObject } from "../../policy/types.ts";
+
+function walk(p: string, out: string[]): void {
+  let st;
+  try {
+    st = statSync(p);
+  } catch {
+    return;
+  }
+  if (st.isDirectory()) {
+    for (const e of readdirSync(p).sort()) if (!e.startsWith(".")) walk(join(p, e), out);
+  } else if (/\.(ya?ml|json)$/i.test(p)) out.push(`${p}:${st.size}:${st.mtimeMs}`);
+}
+
+/** A signature of the files under `paths`; it changes whenever a file is added, removed or written. */
+export function manifestSignature(paths: string[]): string {
+  const out: string[] = [];
+  for (const p of paths) walk(p, out);
+  return out.join("\n");
+}
+
+export class ManifestSource {
+  private timer?: NodeJS.Timeout;
+  private last = "";
+
+  constructor(readonly paths: string[]) {}
+
+  /** Reads every manifest. Throws on bad input (SimError / ManifestError). */
+  load(): ManifestObject[] {
+    this.last = manifestSignature(this.paths);
+    return this.paths.length ? loadManifests(this.paths) : [];
+  }
+
+  /** Calls onChange when the files change, checking every intervalMs. */
+  watch(intervalMs: number, onChange: () => void): void {
+    this.stop();
+    this.timer = setInterval(() => {
+      const sig = manifestSignature(this.paths);
+      if (sig !== this.last) {
+        this.last = sig;
+        onChange();
+      }
+    }, intervalMs);
+    this.timer.unref?.();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}

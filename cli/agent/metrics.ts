@@ -1,0 +1,141 @@
+/*
+ * Prometheus metrics of the agent (prom-client), named after Cilium's (pkg/metrics):
+ *   ciliate_drop_count_total{reason,direction}        packets dropped by the datapath (Metrics map)
+ *   ciliate_drop_bytes_total{reason,direction}        their bytes
+ *   ciliate_forward_count_total{direction}            packets forwarded (Metrics map, reason 0)
+ *   ciliate_forward_bytes_total{direction}            their bytes
+ *   ciliate_policy_verdict_total{direction,match,action}  policy verdicts of new flows (from the events)
+ *   ciliate_bpf_map_pressure{map_name}                fill level of each map, entries / max_entries
+ *   ciliate_bpf_map_entries{map_name}                 entries in each map
+ *   ciliate_endpoint{}                                local endpoints
+ *   ciliate_policy_regeneration_seconds               histogram of reconcile durations
+ *   ciliate_reconcile_total{outcome}                  reconciles: ok, invalid_input, map_errors
+ *   ciliate_invalid_input{}                           1 while the desired state is invalid (the last good one is kept)
+ * The datapath counters are read from the kernel's Metrics map when Prometheus scrapes.
+ */
+import { createServer, type Server } from "node:http";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { MAP_SPECS, type MapSpec } from "../../core/host/codecs.gen.ts";
+import * as C from "../../core/host/constants.gen.ts";
+import { dropReasonHubble } from "../../core/host/drop-reasons.gen.ts";
+import type { Agent, ReconcileReport } from "./agent.ts";
+
+const DIRS: Record<number, string> = { [C.METRIC_DIR_INGRESS]: "INGRESS", [C.METRIC_DIR_EGRESS]: "EGRESS", [C.METRIC_DIR_SERVICE]: "SERVICE" };
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly policyVerdicts: Counter;
+  private readonly regen: Histogram;
+  private readonly reconciles: Counter;
+  private readonly invalid: Gauge;
+  private server?: Server;
+
+  constructor(private readonly agent: Agent) {
+    const reg = [this.registry];
+    const agentRef = agent;
+    const readDatapath = () => {
+      const out: { reason: number; dir: number; packets: number; bytes: number }[] = [];
+      for (const [k, v] of agentRef.obj.typedMap(MAP_SPECS.Metrics).entries()) out.push({ reason: k.reason, dir: k.dir, packets: Number(v.packets), bytes: Number(v.bytes) });
+      return out;
+    };
+    const dropCount = new Counter({ name: "ciliate_drop_count_total", help: "Packets dropped by the datapath, by reason and direction", labelNames: ["reason", "direction"], registers: reg });
+    const dropBytes = new Counter({ name: "ciliate_drop_bytes_total", help: "Bytes dropped by the datapath, by reason and direction", labelNames: ["reason", "direction"], registers: reg });
+    const fwdCount = new Counter({ name: "ciliate_forward_count_total", help: "Packets forwarded by the datapath, by direction", labelNames: ["direction"], registers: reg });
+    const fwdBytes = new Counter({ name: "ciliate_forward_bytes_total", help: "Bytes forwarded by the datapath, by direction", labelNames: ["direction"], registers: reg });
+    // One collect refreshes all four from one walk of the map.
+    const collectDatapath = () => {
+      dropCount.reset();
+      dropBytes.reset();
+      fwdCount.reset();
+      fwdBytes.reset();
+      for (const m of readDatapath()) {
+        const direction = DIRS[m.dir] ?? String(m.dir);
+        if (m.reason === 0) {
+          fwdCount.inc({ direction }, m.packets);
+          fwdBytes.inc({ direction }, m.bytes);
+        } else {
+          const reason = dropReasonHubble(m.reason);
+          dropCount.inc({ reason, direction }, m.packets);
+          dropBytes.inc({ reason, direction }, m.bytes);
+        }
+      }
+    };
+    new Gauge({
+      name: "ciliate_datapath_metrics_read",
+      help: "1 when the datapath's Metrics map was read for this scrape",
+      registers: reg,
+      collect() {
+        try {
+          collectDatapath();
+          this.set(1);
+        } catch {
+          this.set(0);
+        }
+      },
+    });
+    this.policyVerdicts = new Counter({ name: "ciliate_policy_verdict_total", help: "Policy verdicts of new flows, from the datapath's events", labelNames: ["direction", "match", "action"], registers: reg });
+    new Gauge({
+      name: "ciliate_bpf_map_pressure",
+      help: "Fill level of each BPF map (entries / max_entries)",
+      labelNames: ["map_name"],
+      registers: reg,
+      collect() {
+        for (const spec of Object.values(MAP_SPECS) as MapSpec[]) {
+          if (spec.type === 27 /* ring buffer */ || spec.type === 2 /* array */) continue;
+          try {
+            const m = agentRef.obj.map(spec.bpfName);
+            this.set({ map_name: spec.bpfName }, m.count() / m.info.maxEntries);
+          } catch {
+            // map not in this object
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: "ciliate_endpoint",
+      help: "Local endpoints managed by the agent",
+      registers: reg,
+      collect() {
+        this.set(agentRef.endpointList().length);
+      },
+    });
+    this.regen = new Histogram({ name: "ciliate_policy_regeneration_seconds", help: "Duration of a reconcile of the maps with the desired state", buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: reg });
+    this.reconciles = new Counter({ name: "ciliate_reconcile_total", help: "Reconciles by outcome (ok, invalid_input, map_errors)", labelNames: ["outcome"], registers: reg });
+    this.invalid = new Gauge({ name: "ciliate_invalid_input", help: "1 while the desired state is invalid and the last good one is kept", registers: reg });
+  }
+
+  observeReconcile(r: ReconcileReport): void {
+    this.regen.observe(r.durationMs / 1000);
+    const outcome = r.ok ? "ok" : r.applied && r.applied.failed.length ? "map_errors" : "invalid_input";
+    this.reconciles.inc({ outcome });
+    this.invalid.set(outcome === "invalid_input" ? 1 : 0);
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Serves /metrics on host:port. */
+  listen(addr: string): Promise<Server> {
+    const i = addr.lastIndexOf(":");
+    const host = i > 0 ? addr.slice(0, i) : "0.0.0.0";
+    const port = Number(addr.slice(i + 1));
+    this.server = createServer(async (req, res) => {
+      if (req.url?.startsWith("/metrics")) {
+        const body = await this.text();
+        res.writeHead(200, { "content-type": this.registry.contentType });
+        res.end(body);
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    return new Promise((resolve, reject) => {
+      this.server!.once("error", reject);
+      this.server!.listen(port, host, () => resolve(this.server!));
+    });
+  }
+
+  close(): void {
+    this.server?.close();
+  }
+}

@@ -1,0 +1,143 @@
+/*
+ * The plumbing that joins a pod's network namespace to the node, as Cilium's CNI plugin does
+ * (plugins/cilium-cni: a veth pair, the host side named lxc<hash> in the node's namespace, the other side
+ * moved into the pod and renamed; pkg/datapath/linux/route for the routes). Done with iproute2 (`ip`),
+ * in the caller's network namespace for the host side and via nsenter for the pod side, so it also works
+ * for namespaces that are only a path (/proc/<pid>/ns/net, as container runtimes pass in CNI_NETNS).
+ *
+ * Addressing (Cilium's default for veth endpoints):
+ *   pod:  <ip>/32 on its interface; 169.254.1.1 as an on-link gateway with a permanent neighbour entry for
+ *         the host side's MAC; the default route via it.
+ *   node: a /32 route to <ip> on the host-side interface and a permanent neighbour entry for the pod's MAC,
+ *         so no ARP crosses the datapath.
+ */
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, writeFileSync } from "node:fs";
+import { BpfError, BpfErrorCode } from "./errors.ts";
+import { netnsPath } from "./netns.ts";
+
+export const POD_GATEWAY = "169.254.1.1";
+
+export interface EndpointLinkSpec {
+  /** Name of the host-side interface (≤ 15 bytes); hostIfnameFor() derives one from the container id. */
+  hostIfname: string;
+  /** The pod's network namespace: a name under /var/run/netns or a path. */
+  netns: string;
+  /** Interface name inside the pod (CNI_IFNAME, usually eth0). */
+  ifname: string;
+  /** The pod's IPv4 address. */
+  ip: string;
+  mtu?: number;
+}
+
+export interface EndpointLink {
+  hostIfname: string;
+  hostIfindex: number;
+  hostMac: string;
+  podMac: string;
+  podIfindex: number;
+}
+
+function ip(args: string[], netns?: string): string {
+  const cmd = netns ? "nsenter" : "ip";
+  const argv = netns ? [`--net=${netnsPath(netns)}`, "ip", ...args] : args;
+  try {
+    return execFileSync(cmd, argv, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new BpfError(BpfErrorCode.NetnsFailed, `ip ${args.join(" ")}${netns ? ` (netns ${netns})` : ""}: ${(err.stderr ?? err.message).trim()}`, "run as root with iproute2 installed");
+  }
+}
+
+/** The host-side interface name Cilium-style: lxc + 11 hex digits of the container id's hash. */
+export function hostIfnameFor(containerId: string): string {
+  return `lxc${createHash("sha256").update(containerId).digest("hex").slice(0, 11)}`;
+}
+
+interface IpLink {
+  ifindex: number;
+  ifname: string;
+  address: string;
+}
+
+/** `ip -j link show dev X` in a namespace; undefined when absent. */
+export function linkShow(ifname: string, netns?: string): IpLink | undefined {
+  try {
+    const out = ip(["-j", "link", "show", "dev", ifname], netns);
+    const links = JSON.parse(out) as IpLink[];
+    return links[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Creates the veth pair, moves and addresses the pod side, and sets routes and neighbours on both. */
+export function createEndpointLink(spec: EndpointLinkSpec): EndpointLink {
+  if (!existsSync(netnsPath(spec.netns))) throw new BpfError(BpfErrorCode.NetnsFailed, `network namespace ${spec.netns} does not exist`);
+  const tmp = `tmp${spec.hostIfname.slice(3, 14)}`;
+  const mtu = String(spec.mtu ?? 1500);
+  if (linkShow(spec.hostIfname)) ip(["link", "del", spec.hostIfname]);
+  ip(["link", "add", spec.hostIfname, "mtu", mtu, "type", "veth", "peer", "name", tmp, "mtu", mtu]);
+  try {
+    ip(["link", "set", tmp, "netns", netnsPath(spec.netns)]);
+    ip(["link", "set", tmp, "name", spec.ifname], spec.netns);
+    const host = linkShow(spec.hostIfname)!;
+    disableIpv6(spec.hostIfname);
+    ip(["link", "set", spec.hostIfname, "up"]);
+    ip(["link", "set", "lo", "up"], spec.netns);
+    ip(["addr", "add", `${spec.ip}/32`, "dev", spec.ifname], spec.netns);
+    ip(["link", "set", spec.ifname, "up"], spec.netns);
+    ip(["route", "replace", POD_GATEWAY, "dev", spec.ifname, "scope", "link"], spec.netns);
+    ip(["route", "replace", "default", "via", POD_GATEWAY, "dev", spec.ifname], spec.netns);
+    ip(["neigh", "replace", POD_GATEWAY, "lladdr", host.address, "dev", spec.ifname, "nud", "permanent"], spec.netns);
+    const pod = linkShow(spec.ifname, spec.netns)!;
+    ip(["route", "replace", `${spec.ip}/32`, "dev", spec.hostIfname]);
+    ip(["neigh", "replace", spec.ip, "lladdr", pod.address, "dev", spec.hostIfname, "nud", "permanent"]);
+    return { hostIfname: spec.hostIfname, hostIfindex: host.ifindex, hostMac: host.address, podMac: pod.address, podIfindex: pod.ifindex };
+  } catch (e) {
+    deleteEndpointLink(spec.hostIfname);
+    throw e;
+  }
+}
+
+function disableIpv6(ifname: string): void {
+  try {
+    writeFileSync(`/proc/sys/net/ipv6/conf/${ifname}/disable_ipv6`, "1");
+  } catch {
+    // IPv6 disabled on the node altogether: nothing to do.
+  }
+}
+
+/** Removes the pair (deleting the host side deletes the pod side too) and with it its routes. Idempotent. */
+export function deleteEndpointLink(hostIfname: string): boolean {
+  if (!linkShow(hostIfname)) return false;
+  try {
+    ip(["link", "del", hostIfname]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the pod side still looks as createEndpointLink left it (CNI CHECK). Returns the problems. */
+export function checkEndpointLink(spec: EndpointLinkSpec): string[] {
+  const problems: string[] = [];
+  const host = linkShow(spec.hostIfname);
+  if (!host) problems.push(`host interface ${spec.hostIfname} is missing`);
+  if (!existsSync(netnsPath(spec.netns))) return [...problems, `network namespace ${spec.netns} is gone`];
+  const pod = linkShow(spec.ifname, spec.netns);
+  if (!pod) return [...problems, `interface ${spec.ifname} is missing in ${spec.netns}`];
+  try {
+    const addrs = JSON.parse(ip(["-j", "addr", "show", "dev", spec.ifname], spec.netns)) as { addr_info: { local: string }[] }[];
+    if (!addrs[0]?.addr_info.some((a) => a.local === spec.ip)) problems.push(`${spec.ifname} does not have ${spec.ip}`);
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  return problems;
+}
+
+/** Turns on IPv4 forwarding in the caller's namespace (the node). */
+export function enableIpForwarding(): void {
+  writeFileSync("/proc/sys/net/ipv4/ip_forward", "1");
+}

@@ -1,0 +1,46 @@
+/*
+ * Flow events on every engine: with CONFIG_F_EVENTS the datapath writes a copy of the trace record into the
+ * Events ring buffer for drops and for new flows' policy verdicts (Hubble's drop and policy-verdict events),
+ * and nothing for established traffic; without the flag, nothing.
+ */
+import { describe, expect, it } from "vitest";
+import { backends } from "./backends.ts";
+import { addPolicy, allowAll, C, configure, POD_A, POD_B, send, standardNode, TCP } from "./fixture.ts";
+import { TCP_FLAGS } from "../../sim/packets.ts";
+import type { Datapath } from "../../core/host/datapath.ts";
+import type { TraceRecord } from "../../core/host/codecs.gen.ts";
+
+const events = (dp: Datapath) => (dp as unknown as { events(): TraceRecord[] }).events();
+const syn = { src: POD_A.ip, dst: POD_B.ip, proto: "TCP" as const, sport: 41234, dport: 80, tcpFlags: TCP_FLAGS.SYN };
+
+for (const backend of backends) {
+  describe(`flow events [${backend.name}]`, () => {
+    it("reports drops and new-flow verdicts, not established packets", async () => {
+      const dp = await backend.create();
+      standardNode(dp);
+      configure(dp, C.CONFIG_F_EVENTS | C.CONFIG_F_ENABLE_ICMP_RULE);
+      addPolicy(dp, { epId: POD_A.epId, egress: true, identity: POD_B.identity, proto: TCP, port: 80, cookie: 5 });
+      allowAll(dp, POD_B.epId);
+      events(dp);
+      send(dp, "fromEndpoint", syn, 10);
+      send(dp, "fromEndpoint", { ...syn, tcpFlags: TCP_FLAGS.ACK }, 11);
+      send(dp, "fromEndpoint", { ...syn, dport: 22 }, 12);
+      const ev = events(dp);
+      expect(ev.map((e) => [e.hook, e.verdict, e.dropReason, e.ctState])).toEqual([
+        [C.HOOK_FROM_ENDPOINT, C.CTX_ACT_OK, 0, C.CT_NEW],
+        [C.HOOK_FROM_ENDPOINT, C.CTX_ACT_DROP, C.DROP_POLICY, C.CT_NEW],
+      ]);
+      expect(ev[0]).toMatchObject({ egressCookie: 5, sport: 41234, newDport: 80, nexthdr: C.IPPROTO_TCP, tcpFlags: TCP_FLAGS.SYN, srcIdentity: POD_A.identity, dstIdentity: POD_B.identity });
+      expect(Array.from(ev[0]!.saddr.subarray(0, 4))).toEqual([10, 244, 0, 10]);
+      expect(events(dp)).toEqual([]);
+    });
+
+    it("is silent without CONFIG_F_EVENTS", async () => {
+      const dp = await backend.create();
+      standardNode(dp);
+      events(dp);
+      send(dp, "fromEndpoint", syn, 10);
+      expect(events(dp)).toEqual([]);
+    });
+  });
+}
