@@ -14,7 +14,7 @@ import { maglevHashString, maglevSeeds } from "../core/host/maglev.ts";
 import type { CompiledPolicy } from "../policy/compile.ts";
 import { encodeEntries } from "../policy/lookup.ts";
 import type { SimCluster, SimNode, SimPod } from "./cluster.ts";
-import { maglevTable } from "./maglev-table.ts";
+import { createWasmDatapath } from "./engines.ts";
 import { addrBytes16, isIpv6, parseIpv4 } from "./packets.ts";
 import { backendKey, frontendBackends, type LbModel } from "./services.ts";
 
@@ -146,19 +146,26 @@ export class NodeAgent {
       revnat.update({ revNatIndex: f.revNat }, { addr: addrBytes16(f.ip), port: f.fport, family: family(f.ip) });
       if (f.svc.maglev && active.length) {
         const list = active.map((b) => ({ id: this.lb.backendIds.get(backendKey(b))!, addr: b.ip, port: b.port, protocol: b.protocol }));
-        // Prefer the engine's own build of the table (core/maglev.ts); fall back to the host copy.
-        const engine = this.dp as Datapath & { maglevTable?: (b: { id: number; hashString: string }[], m: number, seed: number) => Uint32Array };
-        let table: ArrayLike<number> | undefined;
-        if (engine.maglevTable) {
-          try {
-            table = engine.maglevTable(list.map((b) => ({ id: b.id, hashString: maglevHashString({ addr: b.addr, port: b.port, protocol: b.protocol }) })), cfg.maglevTableSize, seeds.murmur);
-          } catch {
-            table = undefined; // the engine cannot build it (older build): the host copy gives the same table
-          }
-        }
-        table ??= maglevTable(list, cfg.maglevTableSize, cfg.maglevSeed);
+        // core/maglev.ts builds every table: in the engine itself when it can (wasm, js), otherwise (kernel)
+        // in a small WASM instance of core, as the node agent does before writing the kernel map.
+        const table = maglevBuilder(this.dp).maglevTable(
+          list.map((b) => ({ id: b.id, hashString: maglevHashString({ addr: b.addr, port: b.port, protocol: b.protocol }) })),
+          cfg.maglevTableSize,
+          seeds.murmur,
+        );
         for (let slot = 0; slot < table.length; slot++) maglev.update({ revNatIndex: f.revNat, slot }, { backendId: table[slot]! });
       }
     }
   }
+}
+
+type TableBuilder = { maglevTable(b: { id: number; hashString: string }[], m: number, seed: number): Uint32Array };
+let wasmBuilder: TableBuilder | undefined;
+
+/** The engine itself when it builds Maglev tables, else a shared WASM instance of core (tiny maps). */
+function maglevBuilder(dp: Datapath): TableBuilder {
+  const own = dp as Datapath & Partial<TableBuilder>;
+  if (typeof own.maglevTable === "function") return own as TableBuilder;
+  wasmBuilder ??= createWasmDatapath({ capacities: Object.fromEntries(["ipcache", "lxc", "policy", "lb_services", "lb_backends", "lb_reverse_nat", "lb_maglev", "lb_affinity", "ct", "snat", "metrics", "events"].map((n) => [n, 64])) });
+  return wasmBuilder;
 }

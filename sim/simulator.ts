@@ -305,9 +305,11 @@ export class Simulation {
         const ports = svc.ports.map((p) => `${p.port}/${p.protocol}`).join(", ");
         throw new SimError("UNKNOWN_SERVICE_PORT", `${what}: service ${ref.service} has no port ${port}/${proto}${svc.headless ? " (it is headless)" : ""} (ports: ${ports || "none"})`);
       }
-      const outside = !src || src.kind !== "pod";
       let f: Frontend | undefined;
-      if (outside && src?.kind === "external") f = fronts.find((x) => x.kind === "LoadBalancer") ?? fronts.find((x) => x.kind === "NodePort") ?? fronts.find((x) => x.kind === "ExternalIP");
+      // From outside: a LoadBalancer IP, else a NodePort, else an external IP. From a host: its own
+      // node's NodePort (Cilium reaches a ClusterIP from the host with socket LB, which is not modelled).
+      if (src?.kind === "external") f = fronts.find((x) => x.kind === "LoadBalancer") ?? fronts.find((x) => x.kind === "NodePort") ?? fronts.find((x) => x.kind === "ExternalIP");
+      else if (src?.kind === "host") f = fronts.find((x) => x.kind === "NodePort" && (!src.ip || x.ip === src.ip)) ?? fronts.find((x) => x.kind === "NodePort");
       f ??= fronts.find((x) => x.kind === "ClusterIP") ?? fronts[0]!;
       return { place: { kind: "external", ip: f.ip }, port: f.fport, frontend: f };
     }

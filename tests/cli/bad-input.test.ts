@@ -1,11 +1,12 @@
 // Bad input: one clear line on stderr naming what and where, exit 2, never a stack trace.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { ciliate } from "./run.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ciliate-bad-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const file = (name: string, text: string) => {
   const p = join(dir, name);
   writeFileSync(p, text);
@@ -24,7 +25,7 @@ const cases: [string, string[], RegExp][] = [
   ["a targetPort name no pod declares", ["simulate", "-f", tport], /tport\.yaml: document 1, line \d+: Service default\/s spec\.ports\[0\]\.targetPort/],
   ["a missing file", ["check", "-f", join(dir, "missing.yaml")], /missing\.yaml: no such file or directory/],
   ["invalid YAML", ["simulate", "-f", yaml], /invalid\.yaml: document 0, line \d+: invalid YAML/],
-  ["the kernel engine without its module", ["simulate", "-f", "scenarios/starwars", "--engine", "kernel"], /kernel engine is not available/],
+  ["an unknown engine", ["simulate", "-f", "scenarios/starwars", "--engine", "gpu"], /argument 'gpu' is invalid/],
   ["a --delete of nothing", ["whatif", "-f", "scenarios/starwars", "--delete", "CiliumNetworkPolicy/default/nope"], /no such object/],
   ["an unknown command", ["fly"], /unknown command 'fly'/],
 ];

@@ -1,12 +1,13 @@
 // Cluster-wide settings: --policy-enforcement and the Config document change the verdicts as Cilium's
 // enforcement modes do (reference §3.6), and command-line options override the Config document.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { ciliate, json } from "./run.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ciliate-opts-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const always = join(dir, "config.yaml");
 writeFileSync(always, "apiVersion: ciliate.dev/v1alpha1\nkind: Config\nmetadata: { name: cluster }\nspec: { policyEnforcement: always }\n");
 

@@ -1,7 +1,7 @@
 // Every bundled scenario's expectations hold under `ciliate check`, and `ciliate simulate` prints the
 // Star Wars demo as Cilium's getting-started guide shows it: the TIE fighter lands, the X-wing is dropped
 // by policy, and PUT /v1/exhaust-port is refused by the L7 proxy with a 403.
-import { readdirSync, readFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -43,6 +43,7 @@ describe("bundled scenarios", () => {
     const xml = readFileSync(junit, "utf8");
     expect(xml).toContain('failures="1"');
     expect(xml).toContain('<testcase classname="ciliate.expectations" name="xwing-lands-wrongly">');
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 

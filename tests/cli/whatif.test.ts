@@ -1,5 +1,5 @@
 // `ciliate whatif` reports exactly the known changes of known edits of the Star Wars scenario.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -39,6 +39,7 @@ describe("whatif on starwars", () => {
     const pod = join(dir, "pod.yaml");
     writeFileSync(pod, "apiVersion: v1\nkind: Pod\nmetadata: { name: aaa-probe, namespace: default, labels: { org: alliance } }\nspec: { containers: [{ name: c, image: x }] }\n");
     const out = json(ciliate("whatif", "-f", "scenarios/starwars", "--apply", pod, "-o", "json"));
+    rmSync(dir, { recursive: true, force: true });
     expect(out).toEqual({ pairs: [], flows: [] });
   });
 });
