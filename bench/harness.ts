@@ -118,6 +118,8 @@ export function ratio(name: string, num: Row, den: Row, anchor?: string): Ratio 
 
 export interface BenchContext {
   quick: boolean;
+  /** Smoke-test sizes (tests/bench/smoke.test.ts): the quick code path with the smallest inputs. Implies quick. */
+  tiny?: boolean;
   /** Called after each unit of work so long runs can show progress. */
   tick(label: string): void;
 }

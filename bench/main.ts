@@ -10,19 +10,26 @@ import { machineInfo, type Benchmark } from "./harness.ts";
 import { writeResult } from "./report.ts";
 import { benchmarks } from "./cases/index.ts";
 
-export async function runBenchmarks(opts: { quick: boolean; only?: string; out: string; progress: boolean }, list: Benchmark[] = benchmarks): Promise<string[]> {
+export async function runBenchmarks(
+  opts: { quick: boolean; tiny?: boolean; only?: string; out: string; progress: boolean; log?: (line: string) => void },
+  list: Benchmark[] = benchmarks,
+): Promise<string[]> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`\n${line}\n`));
   const chosen = opts.only ? list.filter((b) => b.name === opts.only) : list;
   if (opts.only && chosen.length === 0) throw new Error(`no benchmark named ${opts.only} (have: ${list.map((b) => b.name).join(", ")})`);
   const machine = machineInfo();
-  const total = chosen.reduce((n, b) => n + b.steps(opts.quick), 0);
+  const quick = opts.quick || opts.tiny === true;
+  const total = chosen.reduce((n, b) => n + b.steps(quick), 0);
   const bar = opts.progress ? new cliProgress.SingleBar({ format: "{bar} {percentage}% | {value}/{total} | {label}", hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(total, 0, { label: "" });
   const written: string[] = [];
   try {
     for (const b of chosen) {
-      const result = await b.run({ quick: opts.quick, tick: (label) => bar?.increment(1, { label: `${b.name}: ${label}` }) });
+      const result = await b.run({ quick, tiny: opts.tiny, tick: (label) => bar?.increment(1, { label: `${b.name}: ${label}` }) });
       writeResult(opts.out, result, machine);
       written.push(result.name);
+      // Parts that could not run say so on the terminal too, not only in the result files.
+      for (const s of result.skipped) log(`bench: ${b.name}: skipped ${s.what} — ${s.reason}`);
     }
   } finally {
     bar?.stop();

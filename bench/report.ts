@@ -29,7 +29,7 @@ export function markdown(result: BenchResult, machine: MachineInfo): string {
   }
   if (result.ratios.length) {
     out.push("| ratio | value | anchor |", "|---|---:|---|");
-    for (const r of result.ratios) out.push(`| ${r.name} (${r.numerator} ÷ ${r.denominator}) | ${fmt(r.value)}× | ${r.anchor ?? ""} |`);
+    for (const r of result.ratios) out.push(`| ${r.name} | ${fmt(r.value)}× | ${r.anchor ?? ""} |`);
     out.push("");
   }
   for (const c of result.charts) out.push(`![${c.title}](${chartFile(result.name, c)})`, "");

@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from "commander";
 import { registerAgent } from "./commands/agent.ts";
 import { registerCheck } from "./commands/check.ts";
 import { registerCni } from "./commands/cni.ts";
+import { registerObserve } from "./commands/observe.ts";
 import { registerReach } from "./commands/reach.ts";
 import { registerSimulate } from "./commands/simulate.ts";
 import { registerTrace } from "./commands/trace.ts";
@@ -41,6 +42,7 @@ export async function main(argv: string[]): Promise<number> {
   registerCheck(program, run);
   registerAgent(program, run);
   registerCni(program, run);
+  registerObserve(program, run);
   for (const c of program.commands) c.exitOverride();
   try {
     await program.parseAsync(argv);

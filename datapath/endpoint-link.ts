@@ -6,7 +6,7 @@
  * for namespaces that are only a path (/proc/<pid>/ns/net, as container runtimes pass in CNI_NETNS).
  *
  * Addressing (Cilium's default for veth endpoints):
- *   pod:  <ip>/32 on its interface; 169.254.1.1 as an on-link gateway with a permanent neighbour entry for
+ *   pod:  <ip>/32 on its interface (IPv6 off on it: the datapath is IPv4-only); 169.254.1.1 as an on-link gateway with a permanent neighbour entry for
  *         the host side's MAC; the default route via it.
  *   node: a /32 route to <ip> on the host-side interface and a permanent neighbour entry for the pod's MAC,
  *         so no ARP crosses the datapath.
@@ -82,8 +82,9 @@ export function createEndpointLink(spec: EndpointLinkSpec): EndpointLink {
   try {
     ip(["link", "set", tmp, "netns", netnsPath(spec.netns)]);
     ip(["link", "set", tmp, "name", spec.ifname], spec.netns);
+    podSysctl(spec.netns, `net.ipv6.conf.${spec.ifname}.disable_ipv6`, "1");
     const host = linkShow(spec.hostIfname)!;
-    disableIpv6(spec.hostIfname);
+    hostSysctls(spec.hostIfname);
     ip(["link", "set", spec.hostIfname, "up"]);
     ip(["link", "set", "lo", "up"], spec.netns);
     ip(["addr", "add", `${spec.ip}/32`, "dev", spec.ifname], spec.netns);
@@ -101,11 +102,35 @@ export function createEndpointLink(spec: EndpointLinkSpec): EndpointLink {
   }
 }
 
-function disableIpv6(ifname: string): void {
+/**
+ * The host side's sysctls, as Cilium sets them on lxc devices: no IPv6 (the datapath here is IPv4-only, and
+ * router solicitations would only be dropped), no reverse-path filter, and accept_local — a NodePort reply
+ * from a local backend is reverse-NATed at from-endpoint to the node's own address and then forwarded by
+ * the stack, which otherwise drops a packet arriving with a local source address as a martian.
+ */
+function hostSysctls(ifname: string): void {
+  const set = (path: string, v: string) => {
+    try {
+      writeFileSync(path, v);
+    } catch {
+      // IPv6 disabled on the node altogether, or a read-only /proc/sys: nothing to do.
+    }
+  };
+  set(`/proc/sys/net/ipv6/conf/${ifname}/disable_ipv6`, "1");
+  set(`/proc/sys/net/ipv4/conf/${ifname}/rp_filter`, "0");
+  set(`/proc/sys/net/ipv4/conf/${ifname}/accept_local`, "1");
+}
+
+/**
+ * A sysctl inside the pod's namespace. The datapath is IPv4-only, so the pod's interface gets no IPv6
+ * (Cilium does the same when IPv6 is disabled): no router solicitations or MLD reports to drop, and no
+ * noise in the flows. Best effort: a kernel without IPv6 has nothing to disable.
+ */
+function podSysctl(netns: string, key: string, value: string): void {
   try {
-    writeFileSync(`/proc/sys/net/ipv6/conf/${ifname}/disable_ipv6`, "1");
+    execFileSync("nsenter", [`--net=${netnsPath(netns)}`, "sysctl", "-q", "-w", `${key}=${value}`], { stdio: "ignore" });
   } catch {
-    // IPv6 disabled on the node altogether: nothing to do.
+    // no IPv6 in this kernel
   }
 }
 

@@ -43,7 +43,8 @@ interface Sizes {
   fresh: number;
 }
 
-export function sizes(quick: boolean): Sizes {
+export function sizes(quick: boolean, tiny = false): Sizes {
+  if (tiny) return { repeats: 1, same: 1_000, kernelRepeat: 1_000, fresh: 20 };
   return quick ? { repeats: 3, same: 20_000, kernelRepeat: 100_000, fresh: 300 } : { repeats: 7, same: 300_000, kernelRepeat: 1_000_000, fresh: 3_000 };
 }
 
@@ -105,7 +106,7 @@ export const datapathBenchmark: Benchmark = {
   title: "Per-packet cost: wasm, js and kernel",
   steps: () => 4 * 4,
   async run(ctx) {
-    const s = sizes(ctx.quick);
+    const s = sizes(ctx.quick, ctx.tiny);
     const result: BenchResult = { name: "datapath", title: this.title, rows: [], ratios: [], skipped: [], charts: [], notes: [] };
     const rows = new Map<string, Row>();
     const add = (engine: string, c: CaseDef, stat: Stat, extra: Record<string, string | number> = {}) => {

@@ -4,5 +4,6 @@ import { datapathBenchmark } from "./datapath.ts";
 import { scalingBenchmark } from "./scaling.ts";
 import { maglevBenchmark } from "./maglev.ts";
 import { controlPlaneBenchmark } from "./control-plane.ts";
+import { iptablesBenchmark } from "./iptables.ts";
 
-export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, controlPlaneBenchmark, maglevBenchmark];
+export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, controlPlaneBenchmark, maglevBenchmark];

@@ -81,6 +81,7 @@ export const maglevBenchmark: Benchmark = {
           const bal = balance(table, n);
           result.rows.push({ name: "wasm build", params: { ...params, balance: bal.toFixed(4) }, unit: "ms", stat: tw });
           result.rows.push({ name: "js build", params: { ...params }, unit: "ms", stat: tj });
+          result.ratios.push({ name: `build M=${m}, N=${n}: wasm ÷ js`, value: tw.median / tj.median, numerator: "wasm build", denominator: "js build", anchor: "§5: WASM ties or beats JS (≈ 0.6–1.0)" });
           for (const eng of ["wasm", "js"]) {
             const k = `${eng} M=${m}`;
             buildSeries.set(k, [...(buildSeries.get(k) ?? []), [n, (eng === "wasm" ? tw : tj).median]]);

@@ -24,6 +24,7 @@ const FULL: Record<Dim, number[]> = {
   ipcache: [10, 100, 1_000, 10_000, 100_000, 500_000],
 };
 const QUICK: Record<Dim, number[]> = { policy: [10, 100], services: [10, 100], ipcache: [10, 100] };
+const TINY: Record<Dim, number[]> = { policy: [10], services: [10], ipcache: [10] };
 
 const LABEL: Record<Dim, string> = { policy: "policy entries", services: "services", ipcache: "ipcache prefixes" };
 
@@ -49,11 +50,11 @@ export const scalingBenchmark: Benchmark = {
   title: "Per-packet cost as maps grow",
   steps: (quick) => Object.values(quick ? QUICK : FULL).reduce((n, l) => n + l.length, 0) * 2,
   async run(ctx) {
-    const sizes = ctx.quick ? QUICK : FULL;
-    const repeats = ctx.quick ? 3 : 5;
-    const sameCount = ctx.quick ? 20_000 : 200_000;
-    const kernelRepeat = ctx.quick ? 100_000 : 500_000;
-    const fresh = ctx.quick ? 200 : 1_000;
+    const sizes = ctx.tiny ? TINY : ctx.quick ? QUICK : FULL;
+    const repeats = ctx.tiny ? 1 : ctx.quick ? 3 : 5;
+    const sameCount = ctx.tiny ? 1_000 : ctx.quick ? 20_000 : 200_000;
+    const kernelRepeat = ctx.tiny ? 1_000 : ctx.quick ? 100_000 : 500_000;
+    const fresh = ctx.tiny ? 20 : ctx.quick ? 200 : 1_000;
     const result: BenchResult = { name: "scaling", title: this.title, rows: [], ratios: [], skipped: [], charts: [], notes: [] };
     const kernelWhy = kernelUnavailable(KERNEL_OBJECT);
     if (kernelWhy) result.skipped.push({ what: "kernel curves", reason: kernelWhy });

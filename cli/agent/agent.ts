@@ -19,13 +19,13 @@ import { attachTc, BpfObject, netnsPath, type BpfProgram, type RawMap } from "..
 import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY } from "../../datapath/endpoint-link.ts";
 import type { ManifestObject } from "../../policy/types.ts";
 import type { BuildOptions } from "../../sim/cluster.ts";
-import { computeDesired, MANAGED_MAPS, type DesiredState, type LocalEndpoint, type ManagedMap, type MapContents } from "./desired.ts";
-import { StableIdentities, type IdentityState } from "./identities.ts";
+import { computeDesired, MANAGED_MAPS, type DesiredState, type Numbering, type LocalEndpoint, type ManagedMap, type MapContents } from "./desired.ts";
+import { StableIdentities, StableNumbers, type IdentityState } from "./identities.ts";
 import { Ipam } from "./ipam.ts";
 import { applyPlan, planReconcile, readContents, type ApplyResult } from "./reconcile.ts";
+import { AgentError } from "./defaults.ts";
 
-export const DEFAULT_STATE_DIR = "/var/run/ciliate";
-export const DEFAULT_SOCKET = "/var/run/ciliate/agent.sock";
+export { AgentError, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "./defaults.ts";
 
 export interface AgentOptions {
   nodeName: string;
@@ -38,7 +38,13 @@ export interface AgentOptions {
   objectPath: string;
   /** Where the desired state comes from; called on every reconcile. Throws on bad input. */
   source: () => ManifestObject[];
+  /** Node devices facing the outside: from-network (NodePort, LoadBalancer) is attached at their tc ingress. */
+  devices?: string[];
+  /** Trace every packet into the events ring buffer (not only drops and new flows' policy verdicts). */
+  eventsAll?: boolean;
   buildOptions?: BuildOptions;
+  /** Per-endpoint policy entry budget (default policy/'s, 16384). */
+  policyMapMax?: number;
   log?: (level: "info" | "warn" | "error", msg: string) => void;
 }
 
@@ -60,19 +66,9 @@ export interface EndpointRecord {
 interface StateFile {
   endpoints: EndpointRecord[];
   identities: IdentityState;
+  backendIds?: Record<string, number>;
+  revNatIndexes?: Record<string, number>;
   nextEpId: number;
-}
-
-export class AgentError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    /** The CNI error code to answer with. */
-    readonly cniCode = 999,
-  ) {
-    super(message);
-    this.name = "AgentError";
-  }
 }
 
 export interface ReconcileReport {
@@ -80,6 +76,8 @@ export interface ReconcileReport {
   reason: string;
   error?: string;
   applied?: ApplyResult;
+  /** Local endpoints whose policy is over budget (kept at their last good entries). */
+  overflow?: string[];
   durationMs: number;
 }
 
@@ -90,9 +88,9 @@ export interface AgentEvents {
 
 export class Agent {
   readonly obj: BpfObject;
-  private readonly progs: { from: BpfProgram; to: BpfProgram };
+  private readonly progs: { from: BpfProgram; to: BpfProgram; network: BpfProgram };
   private readonly endpoints = new Map<string, EndpointRecord>();
-  private readonly identities: StableIdentities;
+  private readonly numbering: Numbering;
   readonly ipam: Ipam;
   private nextEpId = 1;
   private lastDesired?: DesiredState;
@@ -105,12 +103,18 @@ export class Agent {
     this.log = opts.log ?? ((level, msg) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`));
     mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
     const st = this.readState();
-    this.identities = new StableIdentities(st?.identities);
+    this.numbering = {
+      identities: new StableIdentities(st?.identities),
+      backends: new StableNumbers(1, 0xffffffff, st?.backendIds),
+      revNat: new StableNumbers(1, 0xffff, st?.revNatIndexes),
+      eventsAll: opts.eventsAll,
+    };
     this.nextEpId = st?.nextEpId ?? 1;
     this.ipam = new Ipam(opts.podCIDR, join(opts.stateDir, "ipam.json"));
     enableIpForwarding();
     this.obj = BpfObject.load(opts.objectPath, { pinRoot: opts.pinRoot });
-    this.progs = { from: this.obj.program("from_endpoint"), to: this.obj.program("to_endpoint") };
+    this.progs = { from: this.obj.program("from_endpoint"), to: this.obj.program("to_endpoint"), network: this.obj.program("from_network") };
+    for (const dev of opts.devices ?? []) attachTc(this.progs.network, { ifname: dev, direction: "ingress", replace: true });
     // Restart: keep the endpoints whose interface is still there; re-attach the new programs.
     for (const ep of st?.endpoints ?? []) {
       const link = linkShow(ep.hostIfname);
@@ -143,7 +147,7 @@ export class Agent {
 
   private saveState(): void {
     const f = join(this.opts.stateDir, "state.json");
-    const s: StateFile = { endpoints: [...this.endpoints.values()], identities: this.identities.state(), nextEpId: this.nextEpId };
+    const s: StateFile = { endpoints: [...this.endpoints.values()], identities: this.numbering.identities.state(), backendIds: this.numbering.backends.state(), revNatIndexes: this.numbering.revNat.state(), nextEpId: this.nextEpId };
     writeFileSync(`${f}.tmp`, JSON.stringify(s, null, 2), { mode: 0o600 });
     renameSync(`${f}.tmp`, f);
   }
@@ -180,7 +184,7 @@ export class Agent {
     let desired: DesiredState;
     try {
       objects = this.opts.source();
-      desired = computeDesired(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR }, this.localEndpoints(), this.identities, this.opts.buildOptions);
+      desired = computeDesired(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR }, this.localEndpoints(), this.numbering, this.desiredOptions());
       this.lastGoodObjects = objects;
     } catch (e) {
       // Keep the running state; with new endpoints, fall back to the last good manifests.
@@ -193,7 +197,7 @@ export class Agent {
       }
       this.log("error", `reconcile (${reason}): invalid desired state, keeping the last good one: ${msg}`);
       try {
-        desired = computeDesired(this.lastGoodObjects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR }, this.localEndpoints(), this.identities, this.opts.buildOptions);
+        desired = computeDesired(this.lastGoodObjects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR }, this.localEndpoints(), this.numbering, this.desiredOptions());
       } catch (e2) {
         const r = { ok: false, reason, error: (e2 as Error).message, durationMs: performance.now() - t0 };
         this.events.onReconcile?.(r);
@@ -206,7 +210,7 @@ export class Agent {
     }
     const applied = this.apply(desired);
     this.saveState(); // identities may have grown
-    const r: ReconcileReport = { ok: applied.failed.length === 0, reason, applied, durationMs: performance.now() - t0 };
+    const r: ReconcileReport = { ok: applied.failed.length === 0, reason, applied, overflow: desired.overflow.map((e) => e.endpoint), durationMs: performance.now() - t0 };
     if (applied.failed.length) {
       r.error = applied.failed.map((f) => `${f.op.map} ${f.op.op}: ${f.error.message}`).slice(0, 5).join("; ");
       this.log("error", `reconcile (${reason}): ${applied.failed.length} map operations failed: ${r.error}`);
@@ -217,7 +221,14 @@ export class Agent {
     return r;
   }
 
+  private desiredOptions() {
+    // After a restart the previous policy is what the pinned map holds.
+    const previous = this.lastDesired ?? { maps: { Policy: readContents(this.rawMap("Policy")) } };
+    return { ...this.opts.buildOptions, policyMapMax: this.opts.policyMapMax, previous };
+  }
+
   private apply(desired: DesiredState): ApplyResult {
+    for (const e of desired.overflow) this.log("error", `${e.message}; the endpoint keeps its last good policy`);
     const current: Partial<Record<ManagedMap, MapContents>> = {};
     for (const m of MANAGED_MAPS) current[m] = readContents(this.rawMap(m));
     const ops = planReconcile(current, desired.maps);
@@ -294,7 +305,7 @@ export class Agent {
   }
 
   /** The CNI result for an endpoint (spec 1.0.0). */
-  static cniResult(ep: EndpointRecord, cniVersion = "1.0.0"): Record<string, unknown> {
+  cniResult(ep: EndpointRecord, cniVersion = "1.0.0"): Record<string, unknown> {
     return {
       cniVersion,
       interfaces: [

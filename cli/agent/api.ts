@@ -1,6 +1,6 @@
 /*
- * The agent's local API: HTTP over a unix socket that only root can use (the socket is mode 0600 in a
- * 0700 directory), as Cilium's agent API (/var/run/cilium/cilium.sock) that its CNI plugin talks to.
+ * The agent's local API: HTTP over a unix socket that only root can use (the socket is mode 0600, in a
+ * 0700 directory when the agent creates it), as Cilium's agent API (/var/run/cilium/cilium.sock) that its CNI plugin talks to.
  *   POST /v1/cni/add    {containerId, netns, ifname, pod, cniVersion} → the CNI result
  *   POST /v1/cni/del    {containerId}                                   → {}
  *   POST /v1/cni/check  {containerId}                                   → {} or an error
@@ -11,9 +11,12 @@
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { dirname } from "node:path";
-import { Agent, AgentError } from "./agent.ts";
+import type { Agent } from "./agent.ts";
+import { AgentError } from "./defaults.ts";
 
 export type Route = (body: Record<string, unknown>, url: URL) => unknown;
+/** A route that writes its own (streamed) response. */
+export type StreamRoute = (url: URL, res: ServerResponse) => void;
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -35,7 +38,7 @@ export function agentRoutes(agent: Agent): Map<string, Route> {
   r.set("GET /v1/endpoints", () => agent.endpointList());
   r.set("POST /v1/cni/add", (b) => {
     const ep = agent.addEndpoint({ containerId: String(b.containerId ?? ""), netns: String(b.netns ?? ""), ifname: String(b.ifname ?? "eth0"), pod: String(b.pod ?? "") });
-    return Agent.cniResult(ep, typeof b.cniVersion === "string" ? b.cniVersion : undefined);
+    return agent.cniResult(ep, typeof b.cniVersion === "string" ? b.cniVersion : undefined);
   });
   r.set("POST /v1/cni/del", (b) => {
     agent.deleteEndpoint({ containerId: String(b.containerId ?? "") });
@@ -49,12 +52,15 @@ export function agentRoutes(agent: Agent): Map<string, Route> {
   return r;
 }
 
-export function serveApi(socketPath: string, routes: Map<string, Route>): Promise<Server> {
-  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
-  chmodSync(dirname(socketPath), 0o700);
+export function serveApi(socketPath: string, routes: Map<string, Route>, streams: Map<string, StreamRoute> = new Map()): Promise<Server> {
+  // A directory we create is root-only; an existing one (e.g. /var/run) is left alone — the socket's own
+  // mode 0600 is what keeps other users out (connect(2) needs write permission on it).
+  if (!existsSync(dirname(socketPath))) mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
   if (existsSync(socketPath)) unlinkSync(socketPath);
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://agent");
+    const stream = streams.get(`${req.method} ${url.pathname}`);
+    if (stream) return stream(url, res);
     const route = routes.get(`${req.method} ${url.pathname}`);
     if (!route) return send(res, 404, { code: 999, msg: `no route ${req.method} ${url.pathname}` });
     try {

@@ -61,3 +61,50 @@ export class StableIdentities {
     return { byLabels: Object.fromEntries(this.byLabels) };
   }
 }
+
+/**
+ * Stable numbers for other things the datapath remembers by number in its conntrack entries: backend ids
+ * (service CT entries pin a flow to a backend id) and reverse-NAT indexes (a reply is reverse-NATed by the
+ * index stored in the flow's CT entry). The simulator numbers both by position; a live node must not
+ * renumber them, as Cilium's service and backend ID allocators do not (pkg/loadbalancer, pkg/service/id).
+ */
+export class StableNumbers {
+  private readonly byKey = new Map<string, number>();
+  private next: number;
+
+  constructor(
+    private readonly first: number,
+    private readonly max: number,
+    state?: Record<string, number>,
+  ) {
+    this.next = first;
+    for (const [k, n] of Object.entries(state ?? {})) {
+      this.byKey.set(k, n);
+      this.next = Math.max(this.next, n + 1);
+    }
+  }
+
+  /** The number of `key`, allocated when new (the lowest unused one once the range has wrapped). */
+  get(key: string): number {
+    let n = this.byKey.get(key);
+    if (n !== undefined) return n;
+    if (this.next > this.max) {
+      const used = new Set(this.byKey.values());
+      let i = this.first;
+      while (used.has(i) && i <= this.max) i++;
+      if (i > this.max) throw new Error(`no free number in ${this.first}..${this.max}`);
+      n = i;
+    } else n = this.next++;
+    this.byKey.set(key, n);
+    return n;
+  }
+
+  /** Forgets every key not in `live` (their numbers may be reused only after the range wraps). */
+  retain(live: Set<string>): void {
+    for (const k of [...this.byKey.keys()]) if (!live.has(k)) this.byKey.delete(k);
+  }
+
+  state(): Record<string, number> {
+    return Object.fromEntries(this.byKey);
+  }
+}

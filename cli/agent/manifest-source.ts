@@ -2,6 +2,9 @@
  * The default source of desired state: a directory (or files) of manifests, watched for changes. The
  * watch is a poll of (path, size, mtime) of every YAML/JSON file: cheap for a directory of manifests,
  * reliable across editors that replace files and across bind mounts where inotify events go missing.
+ * A change is acted on once the files have been quiet for one poll interval, so a tool that rewrites
+ * several files (or one file in several writes) is seen in its final state, not half-way — a half-written
+ * Service would otherwise look deleted for a moment.
  */
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -30,6 +33,7 @@ export function manifestSignature(paths: string[]): string {
 export class ManifestSource {
   private timer?: NodeJS.Timeout;
   private last = "";
+  private pending?: string;
 
   constructor(readonly paths: string[]) {}
 
@@ -44,10 +48,16 @@ export class ManifestSource {
     this.stop();
     this.timer = setInterval(() => {
       const sig = manifestSignature(this.paths);
-      if (sig !== this.last) {
-        this.last = sig;
-        onChange();
+      if (sig === this.last) {
+        this.pending = undefined;
+        return;
       }
+      if (sig !== this.pending) {
+        this.pending = sig; // changed since the last poll: wait until it settles
+        return;
+      }
+      this.pending = undefined;
+      onChange(); // load() records the signature it read
     }, intervalMs);
     this.timer.unref?.();
   }

@@ -11,6 +11,7 @@
  *   ciliate_policy_regeneration_seconds               histogram of reconcile durations
  *   ciliate_reconcile_total{outcome}                  reconciles: ok, invalid_input, map_errors
  *   ciliate_invalid_input{}                           1 while the desired state is invalid (the last good one is kept)
+ *   ciliate_policy_overflow_endpoints{}               endpoints over the policy-map budget (kept at their last good policy)
  * The datapath counters are read from the kernel's Metrics map when Prometheus scrapes.
  */
 import { createServer, type Server } from "node:http";
@@ -28,6 +29,7 @@ export class AgentMetrics {
   private readonly regen: Histogram;
   private readonly reconciles: Counter;
   private readonly invalid: Gauge;
+  private readonly overflow: Gauge;
   private server?: Server;
 
   constructor(private readonly agent: Agent) {
@@ -38,11 +40,24 @@ export class AgentMetrics {
       for (const [k, v] of agentRef.obj.typedMap(MAP_SPECS.Metrics).entries()) out.push({ reason: k.reason, dir: k.dir, packets: Number(v.packets), bytes: Number(v.bytes) });
       return out;
     };
-    const dropCount = new Counter({ name: "ciliate_drop_count_total", help: "Packets dropped by the datapath, by reason and direction", labelNames: ["reason", "direction"], registers: reg });
+    // Registered first: its collect refreshes all four datapath counters from one walk of the map, before
+    // the registry serialises any of them.
+    const dropCount: Counter = new Counter({
+      name: "ciliate_drop_count_total",
+      help: "Packets dropped by the datapath, by reason and direction",
+      labelNames: ["reason", "direction"],
+      registers: reg,
+      collect() {
+        try {
+          collectDatapath();
+        } catch {
+          // the object is closed: keep the last values
+        }
+      },
+    });
     const dropBytes = new Counter({ name: "ciliate_drop_bytes_total", help: "Bytes dropped by the datapath, by reason and direction", labelNames: ["reason", "direction"], registers: reg });
     const fwdCount = new Counter({ name: "ciliate_forward_count_total", help: "Packets forwarded by the datapath, by direction", labelNames: ["direction"], registers: reg });
     const fwdBytes = new Counter({ name: "ciliate_forward_bytes_total", help: "Bytes forwarded by the datapath, by direction", labelNames: ["direction"], registers: reg });
-    // One collect refreshes all four from one walk of the map.
     const collectDatapath = () => {
       dropCount.reset();
       dropBytes.reset();
@@ -60,19 +75,6 @@ export class AgentMetrics {
         }
       }
     };
-    new Gauge({
-      name: "ciliate_datapath_metrics_read",
-      help: "1 when the datapath's Metrics map was read for this scrape",
-      registers: reg,
-      collect() {
-        try {
-          collectDatapath();
-          this.set(1);
-        } catch {
-          this.set(0);
-        }
-      },
-    });
     this.policyVerdicts = new Counter({ name: "ciliate_policy_verdict_total", help: "Policy verdicts of new flows, from the datapath's events", labelNames: ["direction", "match", "action"], registers: reg });
     new Gauge({
       name: "ciliate_bpf_map_pressure",
@@ -101,6 +103,7 @@ export class AgentMetrics {
     });
     this.regen = new Histogram({ name: "ciliate_policy_regeneration_seconds", help: "Duration of a reconcile of the maps with the desired state", buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: reg });
     this.reconciles = new Counter({ name: "ciliate_reconcile_total", help: "Reconciles by outcome (ok, invalid_input, map_errors)", labelNames: ["outcome"], registers: reg });
+    this.overflow = new Gauge({ name: "ciliate_policy_overflow_endpoints", help: "Local endpoints whose policy is over the policy-map budget and kept at their last good policy", registers: reg });
     this.invalid = new Gauge({ name: "ciliate_invalid_input", help: "1 while the desired state is invalid and the last good one is kept", registers: reg });
   }
 
@@ -109,6 +112,7 @@ export class AgentMetrics {
     const outcome = r.ok ? "ok" : r.applied && r.applied.failed.length ? "map_errors" : "invalid_input";
     this.reconciles.inc({ outcome });
     this.invalid.set(outcome === "invalid_input" ? 1 : 0);
+    if (r.overflow) this.overflow.set(r.overflow.length);
   }
 
   async text(): Promise<string> {

@@ -6,12 +6,8 @@
  */
 import type { Command } from "commander";
 import { hostname } from "node:os";
-import { KERNEL_OBJECT } from "../../datapath/kernel-engine.ts";
-import { DEFAULT_PIN_ROOT } from "../../datapath/index.ts";
-import { Agent, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../agent/agent.ts";
-import { agentRoutes, serveApi } from "../agent/api.ts";
-import { ManifestSource } from "../agent/manifest-source.ts";
-import { AgentMetrics } from "../agent/metrics.ts";
+import { fileURLToPath } from "node:url";
+import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../agent/defaults.ts";
 import { buildOptions, type GlobalOptions } from "../common.ts";
 import { CliError } from "../errors.ts";
 
@@ -25,14 +21,34 @@ export interface AgentFlags extends GlobalOptions {
   metricsAddr?: string;
   object: string;
   resyncInterval: string;
+  device?: string[];
+  traceAll?: boolean;
+  kubeconfig?: string;
+  policyMapMax?: string;
+  k8sResync: string;
 }
 
+/** datapath/kernel-engine.ts KERNEL_OBJECT (not imported here: the agent's modules load only when it runs). */
+const KERNEL_OBJECT = fileURLToPath(new URL("../../build/bpf/ciliate.bpf.o", import.meta.url));
+
 export async function runAgent(f: AgentFlags): Promise<number> {
+  // Loaded here, not at the top: libbpf, prom-client and the Kubernetes client stay out of every other command.
+  const [{ Agent }, { agentRoutes, serveApi }, { ManifestSource }, { AgentMetrics }, { FlowObserver, verdictLabels }] = await Promise.all([
+    import("../agent/agent.ts"),
+    import("../agent/api.ts"),
+    import("../agent/manifest-source.ts"),
+    import("../agent/metrics.ts"),
+    import("../agent/observer.ts"),
+  ]);
   if (!f.podCidr) throw new CliError("--pod-cidr is required", "BAD_OPTION", "the node's pod CIDR, e.g. 10.244.1.0/24");
   if (!f.nodeIp) throw new CliError("--node-ip is required", "BAD_OPTION", "the node's InternalIP");
+  if (f.policyMapMax !== undefined && !(Number.isInteger(Number(f.policyMapMax)) && Number(f.policyMapMax) > 0)) throw new CliError(`invalid --policy-map-max ${f.policyMapMax}`, "BAD_OPTION", "a positive count");
   const interval = Number(f.resyncInterval);
   if (!Number.isFinite(interval) || interval < 50) throw new CliError(`invalid --resync-interval ${f.resyncInterval}`, "BAD_OPTION", "milliseconds, at least 50");
   const source = new ManifestSource(f.file ?? []);
+  const k8sMod = f.kubeconfig ? await import("../agent/k8s-source.ts") : undefined;
+  const k8s = k8sMod ? new k8sMod.KubernetesSource(k8sMod.kubeConfig(f.kubeconfig!), { resyncMs: Number(f.k8sResync) * 1000 || undefined }) : undefined;
+  if (k8s && f.file?.length) throw new CliError("-f and --kubeconfig are exclusive", "BAD_OPTION", "the desired state comes from one source");
   const agent = new Agent({
     nodeName: f.nodeName ?? hostname(),
     nodeIp: f.nodeIp,
@@ -40,15 +56,25 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     pinRoot: f.bpffs,
     stateDir: f.stateDir,
     objectPath: f.object,
-    source: () => source.load(),
+    source: () => (k8s ? k8s.objects() : source.load()),
     buildOptions: buildOptions(f),
+    devices: f.device ?? [],
+    eventsAll: f.traceAll === true,
+    policyMapMax: f.policyMapMax === undefined ? undefined : Number(f.policyMapMax),
   });
   const metrics = new AgentMetrics(agent);
   agent.events.onReconcile = (r) => metrics.observeReconcile(r);
+  if (k8s) await k8s.start(() => agent.reconcile("kubernetes"));
   agent.reconcile("start");
-  const server = await serveApi(f.socket, agentRoutes(agent));
+  const observer = new FlowObserver(agent);
+  observer.onFlow = (fl) => {
+    const l = verdictLabels(fl);
+    if (l) metrics.policyVerdicts.inc(l);
+  };
+  if (!observer.start()) process.stderr.write(`${new Date().toISOString()} warn the datapath object has no events ring buffer: \`ciliate observe\` will show nothing\n`);
+  const server = await serveApi(f.socket, agentRoutes(agent), new Map([["GET /v1/flows", observer.route()]]));
   if (f.metricsAddr) await metrics.listen(f.metricsAddr);
-  source.watch(interval, () => agent.reconcile("manifests changed"));
+  if (!k8s) source.watch(interval, () => agent.reconcile("manifests changed"));
   process.stderr.write(`${new Date().toISOString()} info ciliate agent on ${agent.opts.nodeName} (${f.podCidr}): API ${f.socket}${f.metricsAddr ? `, metrics http://${f.metricsAddr}/metrics` : ""}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -56,6 +82,9 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     process.once("SIGTERM", stop);
   });
   source.stop();
+  k8s?.stop();
+  observer.stop();
+  server.closeAllConnections?.();
   server.close();
   metrics.close();
   agent.close();
@@ -69,11 +98,16 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--node-name <name>", "this node's name (default: the hostname)")
     .option("--node-ip <ip>", "this node's InternalIP")
     .option("--pod-cidr <cidr>", "this node's pod CIDR (IPAM range)")
-    .option("--bpffs <dir>", "bpffs directory for the pinned maps", DEFAULT_PIN_ROOT)
+    .option("--bpffs <dir>", "bpffs directory for the pinned maps", DEFAULT_BPFFS)
     .option("--state-dir <dir>", "agent state (endpoints, IPAM, identities)", DEFAULT_STATE_DIR)
     .option("--socket <path>", "unix socket of the agent API (root only)", DEFAULT_SOCKET)
     .option("--metrics-addr <host:port>", "serve Prometheus metrics on this address")
     .option("--object <path>", "the generated eBPF object", KERNEL_OBJECT)
+    .option("--device <ifname>", "node device facing the outside, for NodePort/LoadBalancer (repeatable)", (v: string, p: string[] = []) => [...p, v])
+    .option("--kubeconfig <path>", "take the desired state from the Kubernetes API (a kubeconfig file, or `in-cluster`) instead of -f")
+    .option("--k8s-resync <seconds>", "with --kubeconfig: reconcile the whole cache this often", "300")
+    .option("--policy-map-max <n>", "policy entries allowed per endpoint (Cilium bpf-policy-map-max)")
+    .option("--trace-all", "send every packet to `ciliate observe`, not only drops and new flows' policy verdicts")
     .option("--resync-interval <ms>", "how often to check the manifests for changes", "500")
     .addHelpText(
       "after",

@@ -1,0 +1,69 @@
+/* cli/agent/flows.ts: ring-buffer records as Hubble flows, the observe filters, the flow ring. */
+import { describe, expect, it } from "vitest";
+import { TraceRecordCodec, type TraceRecord } from "../../core/host/codecs.gen.ts";
+import * as C from "../../core/host/constants.gen.ts";
+import { flowOf, FlowStore, matches, type FlowNames } from "../../cli/agent/flows.ts";
+import { compactLine, jsonLine } from "../../sim/flows.ts";
+
+const names: FlowNames = {
+  podByIp: new Map([
+    ["10.244.1.2", { namespace: "default", name: "client", labels: { app: "client" } }],
+    ["10.244.1.3", { namespace: "default", name: "server", labels: { app: "server" } }],
+  ]),
+  identityLabels: new Map([[300, ["k8s:app=client"]], [301, ["k8s:app=server"]]]),
+  nodeName: "node-1",
+};
+
+const a16 = (ip: string) => {
+  const b = new Uint8Array(16);
+  ip.split(".").forEach((x, i) => (b[i] = Number(x)));
+  return b;
+};
+
+function record(over: Partial<TraceRecord>): TraceRecord {
+  return { ...TraceRecordCodec.zero(), family: C.FAMILY_IPV4, nexthdr: 6, saddr: a16("10.244.1.2"), newDaddr: a16("10.244.1.3"), origDaddr: a16("10.244.1.3"), sport: 40000, newDport: 8080, origDport: 8080, srcIdentity: 300, dstIdentity: 301, tcpFlags: 0x02, ...over };
+}
+
+describe("flowOf", () => {
+  it("turns a policy drop at to-endpoint into a DROPPED ingress flow with Hubble's names", () => {
+    const f = flowOf(record({ verdict: C.CTX_ACT_DROP, dropReason: 133, hook: C.HOOK_TO_ENDPOINT, traceFlags: C.TRACE_F_INGRESS_CHECKED, obsPoint: C.TRACE_TO_ENDPOINT }), names);
+    expect(f).toMatchObject({ verdict: "DROPPED", drop_reason: 133, drop_reason_desc: "POLICY_DENIED", traffic_direction: "INGRESS", source: { pod_name: "client", labels: ["k8s:app=client"] }, destination: { pod_name: "server" }, l4: { TCP: { source_port: 40000, destination_port: 8080 } } });
+    expect(JSON.parse(jsonLine(f)).flow).toHaveProperty("drop_reason_desc", "POLICY_DENIED");
+  });
+
+  it("turns an allowed new flow into a policy verdict event with its match type", () => {
+    const f = flowOf(record({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, ctState: C.CT_NEW, traceFlags: C.TRACE_F_INGRESS_CHECKED, ingressMatchType: 2, obsPoint: C.TRACE_TO_ENDPOINT }), names);
+    expect(f.event_type.type).toBe(5);
+    expect(compactLine(f)).toMatch(/default\/client:40000 \(ID:300\) -> default\/server:8080 \(ID:301\) policy-verdict:L3-L4 INGRESS ALLOWED/);
+  });
+
+  it("names reserved identities of unknown addresses", () => {
+    const f = flowOf(record({ saddr: a16("203.0.113.9"), srcIdentity: 2, hook: C.HOOK_FROM_NETWORK, obsPoint: C.TRACE_FROM_NETWORK }), names);
+    expect(f.source).toMatchObject({ identity: 2, labels: ["reserved:world"], ip: "203.0.113.9" });
+  });
+});
+
+describe("filters and the flow ring", () => {
+  const drop = flowOf(record({ verdict: C.CTX_ACT_DROP, dropReason: 133, hook: C.HOOK_TO_ENDPOINT }), names);
+  const ok = flowOf(record({ hook: C.HOOK_FROM_ENDPOINT, sport: 41000, newDport: 53, nexthdr: 17, tcpFlags: 0 }), names);
+
+  it("matches --from-pod/--to-pod (name or ns/name), --verdict, --port", () => {
+    expect(matches(drop, { fromPod: "client", toPod: "default/server", verdict: "dropped", port: 8080 })).toBe(true);
+    expect(matches(drop, { fromPod: "server" })).toBe(false);
+    expect(matches(ok, { verdict: "DROPPED" })).toBe(false);
+    expect(matches(ok, { port: 41000 })).toBe(true);
+    expect(matches(ok, { port: 8080 })).toBe(false);
+  });
+
+  it("keeps the last N flows and feeds followers", () => {
+    const store = new FlowStore(3);
+    const seen: string[] = [];
+    const stop = store.subscribe((f) => seen.push(f.verdict));
+    for (let i = 0; i < 5; i++) store.push(i % 2 ? drop : ok);
+    stop();
+    store.push(drop);
+    expect(seen).toHaveLength(5);
+    expect(store.last(0)).toHaveLength(3);
+    expect(store.last(10, { verdict: "DROPPED" })).toHaveLength(2);
+  });
+});

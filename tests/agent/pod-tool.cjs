@@ -1,0 +1,91 @@
+// Traffic inside a test network namespace (run with `ip netns exec <ns> node pod-tool.cjs …`); the box has no
+// nc/ping/curl. Every mode is bounded in time and prints one JSON line.
+//   serve NAME MS            TCP :8080 and UDP :5353 answer "NAME"; exits after MS
+//   tcp HOST PORT            one connection → {ok, reply} (1.5 s timeout)
+//   udp HOST PORT            one datagram   → {ok, reply} (1 s timeout)
+//   loop HOST PORT MS GAP    a new connection every GAP ms for MS ms → {ok, fail, replies}
+//   hold HOST PORT MS        one connection, a request every 100 ms for MS ms → {sent, recv, error}
+const net = require("net");
+const dgram = require("dgram");
+const [mode, a, b, c, d] = process.argv.slice(2);
+const print = (o) => process.stdout.write(JSON.stringify(o) + "\n");
+
+function tcpOnce(host, port, timeout = 1500) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port, timeout });
+    let done = false;
+    const finish = (o) => {
+      if (!done) {
+        done = true;
+        s.destroy();
+        resolve(o);
+      }
+    };
+    s.on("connect", () => s.write("ping"));
+    s.on("data", (x) => finish({ ok: true, reply: String(x) }));
+    s.on("timeout", () => finish({ ok: false, error: "timeout" }));
+    s.on("error", (e) => finish({ ok: false, error: e.code }));
+  });
+}
+
+(async () => {
+  if (mode === "serve") {
+    net.createServer((s) => s.on("data", () => s.write(a)).on("error", () => {})).listen(8080, "0.0.0.0");
+    const u = dgram.createSocket("udp4");
+    u.on("message", (_m, r) => u.send(a, r.port, r.address));
+    u.bind(5353);
+    setTimeout(() => process.exit(0), Number(b));
+    print({ serving: a });
+  } else if (mode === "tcp") {
+    print(await tcpOnce(a, Number(b)));
+  } else if (mode === "udp") {
+    const u = dgram.createSocket("udp4");
+    const t = setTimeout(() => {
+      print({ ok: false, error: "timeout" });
+      process.exit(0);
+    }, 1000);
+    u.on("message", (m) => {
+      clearTimeout(t);
+      print({ ok: true, reply: String(m) });
+      process.exit(0);
+    });
+    u.send("ping", Number(b), a);
+  } else if (mode === "loop") {
+    const end = Date.now() + Number(c);
+    const r = { ok: 0, fail: 0, replies: {}, errors: {} };
+    while (Date.now() < end) {
+      const o = await tcpOnce(a, Number(b), 1000);
+      if (o.ok) {
+        r.ok++;
+        r.replies[o.reply] = (r.replies[o.reply] || 0) + 1;
+      } else {
+        r.fail++;
+        r.errors[o.error] = (r.errors[o.error] || 0) + 1;
+      }
+      await new Promise((res) => setTimeout(res, Number(d)));
+    }
+    print(r);
+  } else if (mode === "hold") {
+    const r = { sent: 0, recv: 0, error: null };
+    const s = net.connect({ host: a, port: Number(b) });
+    s.on("data", () => r.recv++);
+    s.on("error", (e) => (r.error = e.code));
+    s.on("connect", () => {
+      const iv = setInterval(() => {
+        r.sent++;
+        s.write("ping");
+      }, 100);
+      setTimeout(() => {
+        clearInterval(iv);
+        setTimeout(() => {
+          print(r);
+          process.exit(0);
+        }, 300);
+      }, Number(c));
+    });
+    setTimeout(() => {
+      print(r);
+      process.exit(0);
+    }, Number(c) + 3000);
+  }
+})();
