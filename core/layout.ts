@@ -90,7 +90,9 @@ export class ConfigValue {
   /** Lowest NodePort (30000) and highest (32767); SNAT ports start above the highest. */
   nodePortMin: u16;
   nodePortMax: u16;
-  pad0: u16;
+  /** With CONFIG_F_EVENTS: also emit about 1 in N forwarded packets as a trace event (0 = none). The
+   * choice is a pure hash of the packet, so every engine samples the same packets. */
+  traceSampleRate: u16;
   /** This node's IPv4 address, used as SNAT source for NodePort traffic to remote backends. */
   nodeIpv4Be: u32;
 }

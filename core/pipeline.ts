@@ -28,7 +28,8 @@ import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKE
   TRACE_RECORD_NEW_DPORT_BE, METRICS_KEY_SIZE, METRICS_KEY_REASON, METRICS_KEY_DIR, METRICS_VALUE_SIZE,
   METRICS_VALUE_PACKETS, METRICS_VALUE_BYTES, ENDPOINT_INFO_EP_ID, TRACE_RECORD_HOOK, TRACE_RECORD_SADDR,
   TRACE_RECORD_SPORT_BE, TRACE_RECORD_NEXTHDR, TRACE_RECORD_TCP_FLAGS, TRACE_RECORD_ICMP_TYPE, TRACE_RECORD_LEN,
-  PACKET_INFO_SPORT, PACKET_INFO_TCP_FLAGS, CONFIG_VALUE_FLAGS, ENDPOINT_INFO_SEC_IDENTITY,
+  PACKET_INFO_SPORT, PACKET_INFO_TCP_FLAGS, CONFIG_VALUE_FLAGS, CONFIG_VALUE_TRACE_SAMPLE_RATE,
+  CONFIG_VALUE_HASH_SEED, ENDPOINT_INFO_SEC_IDENTITY,
   CONFIG_VALUE_WORLD_IPV4_IDENTITY, CONFIG_VALUE_WORLD_IPV6_IDENTITY, CT_TUPLE_SIZE, CT_TUPLE_FLAGS,
   CT_STATE_SIZE, CT_STATE_REV_NAT_INDEX, POLICY_RESULT_SIZE, POLICY_RESULT_MATCH_TYPE, POLICY_RESULT_COOKIE,
   SERVICE_KEY_SIZE, SERVICE_VALUE_REV_NAT_INDEX, SERVICE_VALUE_FLAGS, LB_SELECTION_BACKEND_ID,
@@ -54,6 +55,7 @@ import { policyAudit, policyCanAccess, policyIcmpFragNeededAllowed, policyPort }
 import { ctBuildTuple, ctCreate, ctLookup, CT_UNKNOWN_PROTO } from "./conntrack";
 import { lbLookupService, lbServiceBackend, lbDnat, lbRevNat } from "./lb";
 import { snatEgress, snatRevIngress } from "./nat";
+import { jhash3Words } from "./hash";
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Trace, metrics and the shared prologue. */
@@ -86,7 +88,8 @@ function count(reason: u32, dir: u32, bytes: u32): void {
 /**
  * Ends an invocation: records the verdict, the reason and a packet summary, counts the packet, and emits
  * the record as a flow event when asked to (CONFIG_F_EVENTS: drops and new flows' policy verdicts, as
- * Hubble's drop and policy-verdict events; CONFIG_F_EVENTS_ALL: every packet). Returns the verdict.
+ * Hubble's drop and policy-verdict events, plus about 1 in ConfigValue.traceSampleRate forwarded packets
+ * as sampled trace events; CONFIG_F_EVENTS_ALL: every packet). Returns the verdict.
  */
 function finish(tr: usize, info: usize, verdict: u32, reason: u32, dir: u32, obsPoint: u32): u32 {
   count(reason, dir, read32(info + PACKET_INFO_LEN));
@@ -106,7 +109,12 @@ function finish(tr: usize, info: usize, verdict: u32, reason: u32, dir: u32, obs
     const flags = read32(cfg + CONFIG_VALUE_FLAGS);
     const checked = (read8(tr + TRACE_RECORD_TRACE_FLAGS) & (TRACE_F_EGRESS_CHECKED | TRACE_F_INGRESS_CHECKED)) != 0;
     const newFlow = read8(tr + TRACE_RECORD_CT_STATE) == CT_NEW;
-    if ((flags & CONFIG_F_EVENTS_ALL) != 0 || ((flags & CONFIG_F_EVENTS) != 0 && (verdict == CTX_ACT_DROP || (checked && newFlow)))) {
+    const rate = read16(cfg + CONFIG_VALUE_TRACE_SAMPLE_RATE);
+    // Sampling by a hash of the packet, not a counter: the same packets are sampled on every engine.
+    const sampled = rate != 0 && verdict != CTX_ACT_DROP &&
+      jhash3Words(read32(info + PACKET_INFO_SADDR), u32((read16(info + PACKET_INFO_SPORT) << 16) | read16(info + PACKET_INFO_DPORT)),
+        u32(read32(info + PACKET_INFO_LEN) | (read8(info + PACKET_INFO_TCP_FLAGS) << 24)), read32(cfg + CONFIG_VALUE_HASH_SEED)) % rate == 0;
+    if ((flags & CONFIG_F_EVENTS_ALL) != 0 || ((flags & CONFIG_F_EVENTS) != 0 && (verdict == CTX_ACT_DROP || (checked && newFlow) || sampled))) {
       // A full ring buffer loses the event, never the packet.
       mapRingbufOutput(MapId.Events, tr, TRACE_RECORD_SIZE);
     }

@@ -85,7 +85,7 @@ static __always_inline __u8 *ciliate_scratch(__u32 off, __u32 size)
 	return base + off;
 }
 
-/* core/pipeline.ts:61 traceBegin */
+/* core/pipeline.ts:63 traceBegin */
 static __always_inline __u8 *ciliate_trace_begin(void)
 {
 	__u8 *key = ciliate_scratch(176, 4);
@@ -421,7 +421,7 @@ static __always_inline void ciliate_write16be(__u8 *p, __u32 v)
 	*(__u16 *)p = (__u16)ciliate_bswap16(v & 0xffff);
 }
 
-/* core/pipeline.ts:140 recordDest */
+/* core/pipeline.ts:148 recordDest */
 static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 {
 	if (tr == 0) {
@@ -435,7 +435,7 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
-/* core/pipeline.ts:124 enter */
+/* core/pipeline.ts:132 enter */
 static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
@@ -451,7 +451,7 @@ static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8
 	return perr;
 }
 
-/* core/pipeline.ts:71 count */
+/* core/pipeline.ts:73 count */
 static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 {
 	__u8 *key = ciliate_scratch(192, sizeof(struct metrics_key));
@@ -470,7 +470,42 @@ static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 	ciliate_add64(v + CILIATE_METRICS_VALUE_BYTES, bytes);
 }
 
-/* core/pipeline.ts:91 finish */
+/* core/hash.ts:20 rol32 */
+static __always_inline __u32 ciliate_rol32(__u32 x, __u32 k)
+{
+	return (x << k) | (x >> (32 - k));
+}
+
+/* core/hash.ts:28 jhashFinal3 */
+static __always_inline __u32 ciliate_jhash_final3(__u32 a0, __u32 b0, __u32 c0, __u32 initval)
+{
+	__u32 a = a0 + initval;
+	__u32 b = b0 + initval;
+	__u32 c = c0 + initval;
+	c = c ^ b;
+	c = c - ciliate_rol32(b, 14);
+	a = a ^ c;
+	a = a - ciliate_rol32(c, 11);
+	b = b ^ a;
+	b = b - ciliate_rol32(a, 25);
+	c = c ^ b;
+	c = c - ciliate_rol32(b, 16);
+	a = a ^ c;
+	a = a - ciliate_rol32(c, 4);
+	b = b ^ a;
+	b = b - ciliate_rol32(a, 14);
+	c = c ^ b;
+	c = c - ciliate_rol32(b, 24);
+	return c;
+}
+
+/* core/hash.ts:43 jhash3Words */
+static __always_inline __u32 ciliate_jhash3_words(__u32 a, __u32 b, __u32 c, __u32 initval)
+{
+	return ciliate_jhash_final3(a, b, c, initval + CILIATE_JHASH_INITVAL + 12);
+}
+
+/* core/pipeline.ts:94 finish */
 static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
 {
 	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
@@ -492,14 +527,16 @@ static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *info, __u32 verdict,
 		__u32 flags = ((struct config_value *)cfg)->flags;
 		bool checked = ((__u32)((struct trace_record *)tr)->trace_flags & (CILIATE_TRACE_F_EGRESS_CHECKED | CILIATE_TRACE_F_INGRESS_CHECKED)) != 0;
 		bool new_flow = (__u32)((struct trace_record *)tr)->ct_state == CILIATE_CT_NEW;
-		if (((flags & CILIATE_CONFIG_F_EVENTS_ALL) != 0) || (((flags & CILIATE_CONFIG_F_EVENTS) != 0) && ((verdict == CILIATE_CTX_ACT_DROP) || (checked && new_flow)))) {
+		__u32 rate = (__u32)((struct config_value *)cfg)->trace_sample_rate;
+		bool sampled = (rate != 0) && (verdict != CILIATE_CTX_ACT_DROP) && ((ciliate_jhash3_words(*(__u32 *)(info + CILIATE_PACKET_INFO_SADDR), ((__u32)((struct packet_info *)info)->sport << 16) | (__u32)((struct packet_info *)info)->dport, ((struct packet_info *)info)->len | ((__u32)((struct packet_info *)info)->tcp_flags << 24), ((struct config_value *)cfg)->hash_seed) % rate) == 0);
+		if (((flags & CILIATE_CONFIG_F_EVENTS_ALL) != 0) || (((flags & CILIATE_CONFIG_F_EVENTS) != 0) && ((verdict == CILIATE_CTX_ACT_DROP) || (checked && new_flow) || sampled))) {
 			bpf_ringbuf_output(&ciliate_events_v1, tr, sizeof(struct trace_record), 0);
 		}
 	}
 	return verdict;
 }
 
-/* core/pipeline.ts:117 drop */
+/* core/pipeline.ts:125 drop */
 static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *info, __u32 reason, __u32 dir)
 {
 	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
@@ -578,41 +615,6 @@ static __always_inline void ciliate_affinity_key(__u8 *key, __u8 *info, __u32 re
 	__builtin_memcpy(key + CILIATE_AFFINITY_KEY_CLIENT_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	((struct affinity_key *)key)->rev_nat_index = (__u16)rev_nat;
 	((struct affinity_key *)key)->family = (__u8)(__u32)((struct packet_info *)info)->family;
-}
-
-/* core/hash.ts:20 rol32 */
-static __always_inline __u32 ciliate_rol32(__u32 x, __u32 k)
-{
-	return (x << k) | (x >> (32 - k));
-}
-
-/* core/hash.ts:28 jhashFinal3 */
-static __always_inline __u32 ciliate_jhash_final3(__u32 a0, __u32 b0, __u32 c0, __u32 initval)
-{
-	__u32 a = a0 + initval;
-	__u32 b = b0 + initval;
-	__u32 c = c0 + initval;
-	c = c ^ b;
-	c = c - ciliate_rol32(b, 14);
-	a = a ^ c;
-	a = a - ciliate_rol32(c, 11);
-	b = b ^ a;
-	b = b - ciliate_rol32(a, 25);
-	c = c ^ b;
-	c = c - ciliate_rol32(b, 16);
-	a = a ^ c;
-	a = a - ciliate_rol32(c, 4);
-	b = b ^ a;
-	b = b - ciliate_rol32(a, 14);
-	c = c ^ b;
-	c = c - ciliate_rol32(b, 24);
-	return c;
-}
-
-/* core/hash.ts:43 jhash3Words */
-static __always_inline __u32 ciliate_jhash3_words(__u32 a, __u32 b, __u32 c, __u32 initval)
-{
-	return ciliate_jhash_final3(a, b, c, initval + CILIATE_JHASH_INITVAL + 12);
 }
 
 /* core/hash.ts:101 hashFromTupleV4 */
@@ -994,7 +996,7 @@ static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, 
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:132 setFlag */
+/* core/pipeline.ts:140 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1196,7 +1198,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	return CILIATE_CT_NEW;
 }
 
-/* core/pipeline.ts:183 ctFor */
+/* core/pipeline.ts:191 ctFor */
 static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
 {
 	ciliate_ct_build_tuple(info, tuple);
@@ -1230,7 +1232,7 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:136 worldIdentity */
+/* core/pipeline.ts:144 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
@@ -1281,7 +1283,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	return 0;
 }
 
-/* core/pipeline.ts:190 replyRevNat */
+/* core/pipeline.ts:198 replyRevNat */
 static __always_inline __u32 ciliate_reply_rev_nat(struct __sk_buff *pkt, __u8 *tr, __u8 *info, __u8 *st)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
@@ -1437,7 +1439,7 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:154 policyCheck */
+/* core/pipeline.ts:162 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
 	__u8 *res = ciliate_scratch(528, sizeof(struct policy_result));
@@ -1503,7 +1505,7 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:220 fromEndpoint */
+/* core/pipeline.ts:228 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();
@@ -1590,7 +1592,7 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	return ciliate_finish(tr, info, verdict, 0, dir, verdict == CILIATE_CTX_ACT_REDIRECT ? CILIATE_TRACE_TO_PROXY : CILIATE_TRACE_FROM_ENDPOINT);
 }
 
-/* core/pipeline.ts:308 toEndpoint */
+/* core/pipeline.ts:316 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 src_identity, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();
@@ -1761,7 +1763,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:374 fromNetwork */
+/* core/pipeline.ts:382 fromNetwork */
 static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();

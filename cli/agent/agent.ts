@@ -42,6 +42,8 @@ export interface AgentOptions {
   devices?: string[];
   /** Trace every packet into the events ring buffer (not only drops and new flows' policy verdicts). */
   eventsAll?: boolean;
+  /** Also trace about 1 in N forwarded packets (sampled by a packet hash in the datapath). */
+  traceSample?: number;
   buildOptions?: BuildOptions;
   /** Per-endpoint policy entry budget (default policy/'s, 16384). */
   policyMapMax?: number;
@@ -108,6 +110,7 @@ export class Agent {
       backends: new StableNumbers(1, 0xffffffff, st?.backendIds),
       revNat: new StableNumbers(1, 0xffff, st?.revNatIndexes),
       eventsAll: opts.eventsAll,
+      traceSample: opts.traceSample,
     };
     this.nextEpId = st?.nextEpId ?? 1;
     this.ipam = new Ipam(opts.podCIDR, join(opts.stateDir, "ipam.json"));

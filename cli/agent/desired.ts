@@ -37,6 +37,8 @@ export interface Numbering {
   revNat: StableNumbers;
   /** Trace every packet into the events ring buffer, not only drops and policy verdicts. */
   eventsAll?: boolean;
+  /** Also trace about 1 in N forwarded packets (ConfigValue.traceSampleRate; 0 or undefined = none). */
+  traceSample?: number;
 }
 
 /** The maps the agent owns; every other map (conntrack, SNAT, affinity, metrics, trace, events) is the datapath's. */
@@ -213,7 +215,11 @@ class AgentNodeProgrammer extends NodeAgent {
     // Flow events for `ciliate observe`: drops and new flows' policy verdicts (every packet with eventsAll).
     const m = this.dp.map(MAP_SPECS.Config);
     const v = m.lookup(0)!;
-    m.update(0, { ...v, flags: (v.flags | C.CONFIG_F_EVENTS | (this.numbering.eventsAll ? C.CONFIG_F_EVENTS_ALL : 0)) >>> 0 });
+    m.update(0, {
+      ...v,
+      flags: (v.flags | C.CONFIG_F_EVENTS | (this.numbering.eventsAll ? C.CONFIG_F_EVENTS_ALL : 0)) >>> 0,
+      traceSampleRate: this.numbering.traceSample ?? 0,
+    });
   }
 
   override identityOf(p: SimCluster["pods"][number]): number {

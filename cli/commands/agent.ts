@@ -23,6 +23,7 @@ export interface AgentFlags extends GlobalOptions {
   resyncInterval: string;
   device?: string[];
   traceAll?: boolean;
+  traceSample?: string;
   kubeconfig?: string;
   policyMapMax?: string;
   k8sResync: string;
@@ -60,6 +61,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     buildOptions: buildOptions(f),
     devices: f.device ?? [],
     eventsAll: f.traceAll === true,
+    traceSample: f.traceSample === undefined ? undefined : parseTraceSample(f.traceSample),
     policyMapMax: f.policyMapMax === undefined ? undefined : Number(f.policyMapMax),
   });
   const metrics = new AgentMetrics(agent);
@@ -107,6 +109,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--kubeconfig <path>", "take the desired state from the Kubernetes API (a kubeconfig file, or `in-cluster`) instead of -f")
     .option("--k8s-resync <seconds>", "with --kubeconfig: reconcile the whole cache this often", "300")
     .option("--policy-map-max <n>", "policy entries allowed per endpoint (Cilium bpf-policy-map-max)")
+    .option("--trace-sample <n>", "also send about 1 in N forwarded packets to `ciliate observe` as trace events (1..65535)")
     .option("--trace-all", "send every packet to `ciliate observe`, not only drops and new flows' policy verdicts")
     .option("--resync-interval <ms>", "how often to check the manifests for changes", "500")
     .addHelpText(
@@ -118,4 +121,11 @@ Examples:
 See docs/agent.md. Exit codes: 0 stopped by a signal, 2 bad flags or the datapath could not be loaded.`,
     )
     .action(async (_o, cmd: Command) => run(() => runAgent(cmd.optsWithGlobals())));
+}
+
+/** --trace-sample: a whole number 1..65535 (the datapath keeps it in a u16). */
+function parseTraceSample(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 65535) throw new CliError(`--trace-sample: expected a whole number from 1 to 65535, got "${v}"`);
+  return n;
 }

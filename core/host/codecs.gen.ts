@@ -58,7 +58,7 @@ export interface ConfigValue {
   clusterId: number;
   nodePortMin: number;
   nodePortMax: number;
-  pad0: number;
+  traceSampleRate: number;
   nodeIpv4: number;
 }
 
@@ -83,7 +83,7 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
     dv.setUint16(o + 52, Number(v.clusterId ?? 0) & 0xffff, true);
     dv.setUint16(o + 54, Number(v.nodePortMin ?? 0) & 0xffff, true);
     dv.setUint16(o + 56, Number(v.nodePortMax ?? 0) & 0xffff, true);
-    dv.setUint16(o + 58, Number(v.pad0 ?? 0) & 0xffff, true);
+    dv.setUint16(o + 58, Number(v.traceSampleRate ?? 0) & 0xffff, true);
     dv.setUint32(o + 60, Number(v.nodeIpv4 ?? 0) >>> 0, false);
     return out;
   },
@@ -106,7 +106,7 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
       clusterId: dv.getUint16(o + 52, true),
       nodePortMin: dv.getUint16(o + 54, true),
       nodePortMax: dv.getUint16(o + 56, true),
-      pad0: dv.getUint16(o + 58, true),
+      traceSampleRate: dv.getUint16(o + 58, true),
       nodeIpv4: dv.getUint32(o + 60, false),
     };
   },
@@ -115,7 +115,7 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
   },
 };
 
-/** IpcacheKey (core/layout.ts:102) */
+/** IpcacheKey (core/layout.ts:104) */
 export interface IpcacheKey {
   prefixlen: number;
   clusterId: number;
@@ -152,7 +152,7 @@ export const IpcacheKeyCodec: Codec<IpcacheKey> = {
   },
 };
 
-/** struct remote_endpoint_info. (core/layout.ts:111) */
+/** struct remote_endpoint_info. (core/layout.ts:113) */
 export interface IpcacheValue {
   secIdentity: number;
   tunnelEndpoint: Uint8Array;
@@ -189,7 +189,7 @@ export const IpcacheValueCodec: Codec<IpcacheValue> = {
   },
 };
 
-/** EndpointKey (core/layout.ts:123) */
+/** EndpointKey (core/layout.ts:125) */
 export interface EndpointKey {
   addr: Uint8Array;
   family: number;
@@ -223,7 +223,7 @@ export const EndpointKeyCodec: Codec<EndpointKey> = {
   },
 };
 
-/** EndpointInfo (core/layout.ts:130) */
+/** EndpointInfo (core/layout.ts:132) */
 export interface EndpointInfo {
   ifindex: number;
   epId: number;
@@ -267,7 +267,7 @@ export const EndpointInfoCodec: Codec<EndpointInfo> = {
   },
 };
 
-/** PolicyKey (core/layout.ts:148) */
+/** PolicyKey (core/layout.ts:150) */
 export interface PolicyKey {
   prefixlen: number;
   secLabel: number;
@@ -309,7 +309,7 @@ export const PolicyKeyCodec: Codec<PolicyKey> = {
   },
 };
 
-/** PolicyEntry (core/layout.ts:160) */
+/** PolicyEntry (core/layout.ts:162) */
 export interface PolicyEntry {
   proxyPort: number;
   flags: number;
@@ -351,7 +351,7 @@ export const PolicyEntryCodec: Codec<PolicyEntry> = {
   },
 };
 
-/** ServiceKey (core/layout.ts:181) */
+/** ServiceKey (core/layout.ts:183) */
 export interface ServiceKey {
   addr: Uint8Array;
   dport: number;
@@ -394,7 +394,7 @@ export const ServiceKeyCodec: Codec<ServiceKey> = {
   },
 };
 
-/** ServiceValue (core/layout.ts:193) */
+/** ServiceValue (core/layout.ts:195) */
 export interface ServiceValue {
   backendId: number;
   count: number;
@@ -433,7 +433,7 @@ export const ServiceValueCodec: Codec<ServiceValue> = {
   },
 };
 
-/** BackendKey (core/layout.ts:205) */
+/** BackendKey (core/layout.ts:207) */
 export interface BackendKey {
   backendId: number;
 }
@@ -457,7 +457,7 @@ export const BackendKeyCodec: Codec<BackendKey> = {
   },
 };
 
-/** Backend (core/layout.ts:209) */
+/** Backend (core/layout.ts:211) */
 export interface Backend {
   addr: Uint8Array;
   port: number;
@@ -500,7 +500,7 @@ export const BackendCodec: Codec<Backend> = {
   },
 };
 
-/** RevNatKey (core/layout.ts:220) */
+/** RevNatKey (core/layout.ts:222) */
 export interface RevNatKey {
   revNatIndex: number;
   pad0: number;
@@ -527,7 +527,7 @@ export const RevNatKeyCodec: Codec<RevNatKey> = {
   },
 };
 
-/** RevNatValue (core/layout.ts:225) */
+/** RevNatValue (core/layout.ts:227) */
 export interface RevNatValue {
   addr: Uint8Array;
   port: number;
@@ -561,7 +561,7 @@ export const RevNatValueCodec: Codec<RevNatValue> = {
   },
 };
 
-/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:234) */
+/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:236) */
 export interface MaglevKey {
   revNatIndex: number;
   pad0: number;
@@ -591,7 +591,7 @@ export const MaglevKeyCodec: Codec<MaglevKey> = {
   },
 };
 
-/** MaglevValue (core/layout.ts:240) */
+/** MaglevValue (core/layout.ts:242) */
 export interface MaglevValue {
   backendId: number;
 }
@@ -615,7 +615,7 @@ export const MaglevValueCodec: Codec<MaglevValue> = {
   },
 };
 
-/** AffinityKey (core/layout.ts:244) */
+/** AffinityKey (core/layout.ts:246) */
 export interface AffinityKey {
   clientAddr: Uint8Array;
   revNatIndex: number;
@@ -649,7 +649,7 @@ export const AffinityKeyCodec: Codec<AffinityKey> = {
   },
 };
 
-/** AffinityValue (core/layout.ts:251) */
+/** AffinityValue (core/layout.ts:253) */
 export interface AffinityValue {
   lastUsed: number;
   backendId: number;
@@ -676,7 +676,7 @@ export const AffinityValueCodec: Codec<AffinityValue> = {
   },
 };
 
-/** CtTuple (core/layout.ts:262) */
+/** CtTuple (core/layout.ts:264) */
 export interface CtTuple {
   daddr: Uint8Array;
   saddr: Uint8Array;
@@ -723,7 +723,7 @@ export const CtTupleCodec: Codec<CtTuple> = {
   },
 };
 
-/** CtEntry (core/layout.ts:274) */
+/** CtEntry (core/layout.ts:276) */
 export interface CtEntry {
   lifetime: number;
   srcSecId: number;
@@ -777,7 +777,7 @@ export const CtEntryCodec: Codec<CtEntry> = {
   },
 };
 
-/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:292) */
+/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:294) */
 export interface SnatValue {
   toAddr: Uint8Array;
   toPort: number;
@@ -814,7 +814,7 @@ export const SnatValueCodec: Codec<SnatValue> = {
   },
 };
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. (core/layout.ts:304) */
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. (core/layout.ts:306) */
 export interface MetricsKey {
   reason: number;
   dir: number;
@@ -844,7 +844,7 @@ export const MetricsKeyCodec: Codec<MetricsKey> = {
   },
 };
 
-/** MetricsValue (core/layout.ts:311) */
+/** MetricsValue (core/layout.ts:313) */
 export interface MetricsValue {
   packets: bigint;
   bytes: bigint;
@@ -871,7 +871,7 @@ export const MetricsValueCodec: Codec<MetricsValue> = {
   },
 };
 
-/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:318) */
+/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:320) */
 export interface TraceRecord {
   verdict: number;
   dropReason: number;
@@ -985,7 +985,7 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
   },
 };
 
-/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:371) */
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:373) */
 export interface PacketInfo {
   family: number;
   nexthdr: number;
@@ -1073,7 +1073,7 @@ export const PacketInfoCodec: Codec<PacketInfo> = {
   },
 };
 
-/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:400) */
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:402) */
 export interface PolicyResult {
   cookie: number;
   proxyPort: number;
@@ -1115,7 +1115,7 @@ export const PolicyResultCodec: Codec<PolicyResult> = {
   },
 };
 
-/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:417) */
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:419) */
 export interface CtState {
   backendId: number;
   srcSecId: number;
@@ -1154,7 +1154,7 @@ export const CtStateCodec: Codec<CtState> = {
   },
 };
 
-/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:430) */
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:432) */
 export interface LbSelection {
   backendId: number;
   backend: Uint8Array;
@@ -1236,7 +1236,7 @@ export const MAP_SPECS = {
 
 /** Field offsets by layout, for tests that compare the TypeScript and C views of a layout. */
 export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<string, number> }> = {
-  ConfigValue: { size: 64, fields: { ctSynTimeout: 0, ctTcpLifetime: 4, ctCloseTimeout: 8, ctAnyLifetime: 12, ctServiceTcpLifetime: 16, ctServiceAnyLifetime: 20, hashSeed: 24, maglevTableSize: 28, flags: 32, hostIdentity: 36, worldIpv4Identity: 40, worldIpv6Identity: 44, serviceLoopbackIpv4Be: 48, clusterId: 52, nodePortMin: 54, nodePortMax: 56, pad0: 58, nodeIpv4Be: 60 } },
+  ConfigValue: { size: 64, fields: { ctSynTimeout: 0, ctTcpLifetime: 4, ctCloseTimeout: 8, ctAnyLifetime: 12, ctServiceTcpLifetime: 16, ctServiceAnyLifetime: 20, hashSeed: 24, maglevTableSize: 28, flags: 32, hostIdentity: 36, worldIpv4Identity: 40, worldIpv6Identity: 44, serviceLoopbackIpv4Be: 48, clusterId: 52, nodePortMin: 54, nodePortMax: 56, traceSampleRate: 58, nodeIpv4Be: 60 } },
   IpcacheKey: { size: 24, fields: { prefixlen: 0, clusterId: 4, pad1: 6, family: 7, addr: 8 } },
   IpcacheValue: { size: 24, fields: { secIdentity: 0, tunnelEndpoint: 4, pad0: 20, key: 22, flags: 23 } },
   EndpointKey: { size: 20, fields: { addr: 0, family: 16, key: 17, clusterId: 18 } },

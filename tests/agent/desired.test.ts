@@ -35,6 +35,13 @@ describe("computeDesired", () => {
     expect(cfg.flags & C.CONFIG_F_EVENTS).toBe(C.CONFIG_F_EVENTS);
   });
 
+  it("passes --trace-sample to the datapath as the trace sampling rate", () => {
+    const eps: LocalEndpoint[] = [{ epId: 7, pod: "default/mmm", ip: "10.244.1.2", ifindex: 42 }];
+    const cfgOf = (n: Numbering) => MAP_SPECS.Config.value.decode([...desired(pod("mmm", "mmm"), eps, n).maps.Config.values()][0]!.value);
+    expect(cfgOf({ ...numbering(), traceSample: 100 }).traceSampleRate).toBe(100);
+    expect(cfgOf(numbering()).traceSampleRate).toBe(0);
+  });
+
   it("gives an endpoint without a Pod manifest an identity of its own", () => {
     const d = desired("", [{ epId: 1, pod: "default/lonely", ip: "10.244.1.9", ifindex: 3 }], numbering());
     expect(d.podIdentity.get("default/lonely")).toBeGreaterThanOrEqual(256);

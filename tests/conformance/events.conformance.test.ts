@@ -8,7 +8,8 @@ import { backends } from "./backends.ts";
 import { addPolicy, allowAll, C, configure, POD_A, POD_B, send, standardNode, TCP } from "./fixture.ts";
 import { TCP_FLAGS } from "../../sim/packets.ts";
 import type { Datapath } from "../../core/host/datapath.ts";
-import type { TraceRecord } from "../../core/host/codecs.gen.ts";
+import { MAP_SPECS, type TraceRecord } from "../../core/host/codecs.gen.ts";
+import { createWasmDatapath } from "../../sim/engines.ts";
 
 const events = (dp: Datapath) => (dp as unknown as { events(): TraceRecord[] }).events();
 const syn = { src: POD_A.ip, dst: POD_B.ip, proto: "TCP" as const, sport: 41234, dport: 80, tcpFlags: TCP_FLAGS.SYN };
@@ -33,6 +34,23 @@ for (const backend of backends) {
       expect(ev[0]).toMatchObject({ egressCookie: 5, sport: 41234, newDport: 80, nexthdr: C.IPPROTO_TCP, tcpFlags: TCP_FLAGS.SYN, srcIdentity: POD_A.identity, dstIdentity: POD_B.identity });
       expect(Array.from(ev[0]!.saddr.subarray(0, 4))).toEqual([10, 244, 0, 10]);
       expect(events(dp)).toEqual([]);
+    });
+
+    it("samples about 1 in traceSampleRate forwarded packets, the same packets on every engine", async () => {
+      const run = async (dp: Datapath) => {
+        standardNode(dp);
+        configure(dp, C.CONFIG_F_EVENTS | C.CONFIG_F_ENABLE_ICMP_RULE);
+        dp.map(MAP_SPECS.Config).update(0, { ...dp.map(MAP_SPECS.Config).lookup(0)!, traceSampleRate: 8 });
+        allowAll(dp, POD_A.epId);
+        for (let p = 0; p < 400; p++) send(dp, "fromEndpoint", { ...syn, sport: 20000 + p }, 10);
+        events(dp);
+        for (let p = 0; p < 400; p++) send(dp, "fromEndpoint", { ...syn, sport: 20000 + p, tcpFlags: TCP_FLAGS.ACK }, 11);
+        return events(dp).map((e) => e.sport);
+      };
+      const sampled = await run(await backend.create());
+      expect(sampled.length).toBeGreaterThan(400 / 8 / 3);
+      expect(sampled.length).toBeLessThan((400 / 8) * 3);
+      expect(sampled).toEqual(await run(createWasmDatapath()));
     });
 
     it("is silent without CONFIG_F_EVENTS", async () => {
