@@ -95,6 +95,18 @@ export interface TestRunResult {
   duration: number;
 }
 
+/** Native buffers reused by testRun (slot → pointer and capacity); they grow, never shrink. */
+const buffers: { ptr: unknown; size: number }[] = [];
+
+function scratch(slot: number, size: number): unknown {
+  const b = buffers[slot];
+  if (b && b.size >= size) return b.ptr;
+  if (b) koffi.free(b.ptr as never);
+  const cap = Math.max(size, 256);
+  buffers[slot] = { ptr: koffi.alloc("uint8", cap), size: cap };
+  return buffers[slot]!.ptr;
+}
+
 /**
  * Runs a loaded program once (or `repeat` times). Throws BpfError BPF_TEST_RUN_FAILED with the errno
  * (EINVAL: bad ctx or packet shorter than 14 bytes; ENOSPC: dataOutSize too small; ENOTSUPP: program
@@ -109,49 +121,43 @@ export function testRun(prog: number | { fd: number }, opts: TestRunOptions): Te
   const outSize = opts.dataOutSize ?? data.length + 256;
   const ctxIn = opts.ctx === undefined ? undefined : opts.ctx instanceof Uint8Array ? opts.ctx : encodeSkbContext(opts.ctx);
 
-  // Stable native memory: the kernel reads and writes these during the call.
-  const dataIn = koffi.alloc("uint8", data.length);
-  const dataOut = koffi.alloc("uint8", outSize);
-  const ctxInPtr = ctxIn ? koffi.alloc("uint8", ctxIn.length) : null;
-  const ctxOutPtr = ctxIn ? koffi.alloc("uint8", ctxIn.length) : null;
-  try {
-    new Uint8Array(koffi.view(dataIn, data.length)).set(data);
-    if (ctxIn && ctxInPtr) new Uint8Array(koffi.view(ctxInPtr, ctxIn.length)).set(ctxIn);
-    const o: Record<string, unknown> = {
-      sz: koffi.sizeof(BpfTestRunOpts),
-      data_in: dataIn,
-      data_out: dataOut,
-      data_size_in: data.length,
-      data_size_out: outSize,
-      ctx_in: ctxInPtr,
-      ctx_out: ctxOutPtr,
-      ctx_size_in: ctxIn ? ctxIn.length : 0,
-      ctx_size_out: ctxIn ? ctxIn.length : 0,
-      retval: 0,
-      repeat,
-      duration: 0,
-      flags: opts.flags ?? 0,
-      cpu: opts.cpu ?? 0,
-      batch_size: 0,
-    };
-    const ret = libbpf().bpf_prog_test_run_opts(fd, o);
-    if (ret < 0) throw bpfError(BpfErrorCode.TestRunFailed, `bpf_prog_test_run_opts(prog fd ${fd}, ${data.length} bytes)`, ret);
-    const outLen = Math.min(Number(o.data_size_out), outSize);
-    const result: TestRunResult = {
-      retval: Number(o.retval) >>> 0,
-      data: new Uint8Array(koffi.view(dataOut, outSize)).slice(0, outLen),
-      duration: Number(o.duration),
-    };
-    if (ctxIn && ctxOutPtr) {
-      const raw = new Uint8Array(koffi.view(ctxOutPtr, ctxIn.length)).slice(0, Math.min(Number(o.ctx_size_out), ctxIn.length));
-      result.ctxRaw = raw;
-      if (!(opts.ctx instanceof Uint8Array) && raw.length === SKB_CTX_SIZE) result.ctx = decodeSkbContext(raw);
-    }
-    return result;
-  } finally {
-    koffi.free(dataIn);
-    koffi.free(dataOut);
-    if (ctxInPtr) koffi.free(ctxInPtr);
-    if (ctxOutPtr) koffi.free(ctxOutPtr);
+  // Stable native memory the kernel reads and writes during the call, reused across calls: allocating and
+  // freeing four buffers per run cost more than the run itself.
+  const dataIn = scratch(0, data.length);
+  const dataOut = scratch(1, outSize);
+  const ctxInPtr = ctxIn ? scratch(2, ctxIn.length) : null;
+  const ctxOutPtr = ctxIn ? scratch(3, ctxIn.length) : null;
+  new Uint8Array(koffi.view(dataIn, data.length)).set(data);
+  if (ctxIn && ctxInPtr) new Uint8Array(koffi.view(ctxInPtr, ctxIn.length)).set(ctxIn);
+  const o: Record<string, unknown> = {
+    sz: koffi.sizeof(BpfTestRunOpts),
+    data_in: dataIn,
+    data_out: dataOut,
+    data_size_in: data.length,
+    data_size_out: outSize,
+    ctx_in: ctxInPtr,
+    ctx_out: ctxOutPtr,
+    ctx_size_in: ctxIn ? ctxIn.length : 0,
+    ctx_size_out: ctxIn ? ctxIn.length : 0,
+    retval: 0,
+    repeat,
+    duration: 0,
+    flags: opts.flags ?? 0,
+    cpu: opts.cpu ?? 0,
+    batch_size: 0,
+  };
+  const ret = libbpf().bpf_prog_test_run_opts(fd, o);
+  if (ret < 0) throw bpfError(BpfErrorCode.TestRunFailed, `bpf_prog_test_run_opts(prog fd ${fd}, ${data.length} bytes)`, ret);
+  const outLen = Math.min(Number(o.data_size_out), outSize);
+  const result: TestRunResult = {
+    retval: Number(o.retval) >>> 0,
+    data: new Uint8Array(koffi.view(dataOut, outSize)).slice(0, outLen),
+    duration: Number(o.duration),
+  };
+  if (ctxIn && ctxOutPtr) {
+    const raw = new Uint8Array(koffi.view(ctxOutPtr, ctxIn.length)).slice(0, Math.min(Number(o.ctx_size_out), ctxIn.length));
+    result.ctxRaw = raw;
+    if (!(opts.ctx instanceof Uint8Array) && raw.length === SKB_CTX_SIZE) result.ctx = decodeSkbContext(raw);
   }
+  return result;
 }

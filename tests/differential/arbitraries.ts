@@ -53,7 +53,7 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
     fc.record({ cidr: fc.constantFrom("10.244.1.0/24", "10.244.0.0/16", "203.0.113.0/24", "0.0.0.0/0", "fd00::/64", "::/0", "198.51.100.0/25"), identity: fc.constantFrom(...IDENTITIES.filter((i) => i)) }),
     { maxLength: 5 },
   ),
-  policies: fc.tuple(fc.array(policyArb, { maxLength: 12 }), fc.subarray([1, 2, 3].flatMap((epId) => [true, false].map((egress) => ({ epId, egress }))))).map(([random, open]) => [
+  policies: fc.tuple(fc.array(policyArb, { maxLength: 12 }), fc.tuple(...[1, 2, 3].flatMap((epId) => [true, false].map((egress) => fc.constantFrom(true, true, false).map((open) => (open ? [{ epId, egress }] : []))))).map((l) => l.flat())).map(([random, open]) => [
     ...random,
     // Endpoints with allow-all entries, so that flows get past policy and reach LB, CT and replies.
     ...open.map((o) => ({ ...o, identity: 0, deny: false, proxyPort: 0, cookie: 0 })),
@@ -67,7 +67,7 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
       maglev: fc.boolean(),
       affinity: fc.constantFrom(0, 0, 30),
       backends: fc.array(
-        fc.record({ id: fc.integer({ min: 1, max: 20 }), ip: fc.constantFrom(...V4_PODS), port: fc.constantFrom(0, 8080), state: fc.constantFrom(0, 0, 0, 1) }),
+        fc.record({ id: fc.integer({ min: 1, max: 20 }), ip: fc.constantFrom(V4_PODS[0]!, V4_PODS[1]!, V4_PODS[0]!, V4_PODS[1]!, V4_PODS[2]!, V4_PODS[3]!), port: fc.constantFrom(0, 8080), state: fc.constantFrom(0, 0, 0, 1) }),
         { minLength: 1, maxLength: 4 },
       ),
     }),
@@ -168,11 +168,23 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("again" as const), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1000) }) },
 );
 
-export const stepsArb: fc.Arbitrary<Step[]> = fc.array(stepArb, { minLength: 1, maxLength: 8 }).map((steps) => {
-  // Time moves forward, as it does on a node (and never reaches 0: that selects the kernel's real clock).
-  let t = 1;
-  return steps.map((s) => ({ ...s, now: (t += s.now % 500) }));
-});
+/** A whole exchange through a service: the connection, its delivery to the backend, the backend's reply
+ * and that reply's delivery to the client (where it is reverse-NATed). */
+const roundTripArb: fc.Arbitrary<Step[]> = fc.tuple(connectArb, fc.nat(), fc.nat(), fc.nat()).map(([connect, a, b, c]) => [
+  connect,
+  { kind: "deliver" as const, now: a, srcIdentity: 0 },
+  { kind: "reply" as const, entry: "fromEndpoint" as const, now: b, srcIdentity: 0 },
+  { kind: "deliver" as const, now: c, srcIdentity: 0 },
+]);
+
+export const stepsArb: fc.Arbitrary<Step[]> = fc
+  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }), { minLength: 1, maxLength: 6 })
+  .map((groups) => groups.flat().slice(0, 10))
+  .map((steps) => {
+    // Time moves forward, as it does on a node (and never reaches 0: that selects the kernel's real clock).
+    let t = 1;
+    return steps.map((s) => ({ ...s, now: (t += s.now % 500) }));
+  });
 
 export interface Concrete {
   entry: EntryPoint;
