@@ -9,19 +9,17 @@
  * metrics, and a restart that keeps an established connection and removes a stale endpoint.
  * Kernel suite: runs as root (fails in CI when it cannot); everything is removed in afterAll.
  */
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync as writeFileInPlace } from "node:fs";
+import { execFileSync, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
 import { callApi } from "../../cli/agent/api.ts";
+import * as h from "./e2e-helpers.ts";
+import { BIN, ROOT, eventually, sh, tool, toolAsync, writeFileAtomic as writeFileSync } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-e2e", ["root", "libbpf", "bpffs", "iproute2"]);
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "bin/ciliate.js");
-const TOOL = join(ROOT, "tests/agent/pod-tool.cjs");
 const TAG = `${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
 const NS = (n: string) => `cil-${TAG}-${n}`;
 const NODE = NS("node");
@@ -43,12 +41,6 @@ const hasPython = (() => {
   }
 })();
 
-/** Manifest writes are atomic (write, then rename), as a careful operator's would be. */
-function writeFileSync(path: string, text: string): void {
-  writeFileInPlace(`${path}.tmp`, text);
-  renameSync(`${path}.tmp`, path);
-}
-
 let dir = "";
 let manifests = "";
 let socket = "";
@@ -56,54 +48,13 @@ let agent: ChildProcess | undefined;
 let agentLog = "";
 const podIp = new Map<string, string>();
 
-function sh(cmd: string, args: string[], allowFail = false): string {
-  try {
-    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 20_000 });
-  } catch (e) {
-    if (allowFail) return "";
-    throw new Error(`${cmd} ${args.join(" ")}: ${(e as { stderr?: string }).stderr ?? (e as Error).message}`);
-  }
-}
-
-/** Runs pod-tool in a namespace and parses its JSON line. */
-function tool(ns: string, ...args: (string | number)[]): Record<string, unknown> {
-  const out = sh("ip", ["netns", "exec", ns, process.execPath, TOOL, ...args.map(String)]);
-  return JSON.parse(out.trim().split("\n").pop()!);
-}
-
-function toolAsync(ns: string, ...args: (string | number)[]): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const p = spawn("ip", ["netns", "exec", ns, process.execPath, TOOL, ...args.map(String)], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    p.stdout.on("data", (d) => (out += d));
-    const t = setTimeout(() => p.kill("SIGKILL"), 60_000);
-    p.on("exit", () => {
-      clearTimeout(t);
-      try {
-        resolve(JSON.parse(out.trim().split("\n").pop()!));
-      } catch {
-        reject(new Error(`pod-tool ${args.join(" ")} printed ${JSON.stringify(out)}`));
-      }
-    });
-  });
-}
-
 const servers: ChildProcess[] = [];
 function serve(pod: string, ms = 100_000): void {
-  const p = spawn("ip", ["netns", "exec", NS(pod), process.execPath, TOOL, "serve", pod, String(ms)], { stdio: "ignore" });
-  servers.push(p);
+  servers.push(h.serve(NS(pod), pod, ms));
 }
 
 function cni(command: string, pod: string, extra: Record<string, string> = {}): { code: number; out: Record<string, unknown> } {
-  const conf = JSON.stringify({ cniVersion: "1.0.0", name: "ciliate", type: "ciliate-cni", socket });
-  const env = { ...process.env, CNI_COMMAND: command, CNI_CONTAINERID: `ctr-${TAG}-${pod}`, CNI_NETNS: `/var/run/netns/${NS(pod)}`, CNI_IFNAME: "eth0", CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod}`, CNI_PATH: "/opt/cni/bin", ...extra };
-  try {
-    const out = execFileSync(process.execPath, [BIN, "cni"], { input: conf, env, encoding: "utf8", timeout: 60_000 });
-    return { code: 0, out: out.trim() ? JSON.parse(out) : {} };
-  } catch (e) {
-    const err = e as { status: number; stdout: string };
-    return { code: err.status, out: err.stdout?.trim() ? JSON.parse(err.stdout) : {} };
-  }
+  return h.cni(socket, command, { containerId: `ctr-${TAG}-${pod}`, netns: `/var/run/netns/${NS(pod)}`, pod }, extra);
 }
 
 const POD_YAML = (name: string, app: string) => `apiVersion: v1
@@ -145,54 +96,18 @@ function writeManifests(policyExtra = ""): void {
 
 async function startAgent(): Promise<void> {
   agentLog = "";
-  agent = spawn(
-    "nsenter",
-    [`--net=/var/run/netns/${NODE}`, process.execPath, BIN, "agent", "-f", manifests, "--node-name", "node-1", "--node-ip", NODE_IP, "--pod-cidr", "10.244.1.0/24",
+  agent = await h.startAgent(
+    NODE,
+    socket,
+    ["-f", manifests, "--node-name", "node-1", "--node-ip", NODE_IP, "--pod-cidr", "10.244.1.0/24",
       "--bpffs", PIN, "--state-dir", join(dir, "state"), "--socket", socket, "--metrics-addr", METRICS, "--device", "ext0", "--resync-interval", "100"],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    (d) => (agentLog += d),
   );
-  agent.stdout!.on("data", (d) => (agentLog += d));
-  agent.stderr!.on("data", (d) => (agentLog += d));
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${agentLog}`);
-    try {
-      const r = await callApi(socket, "GET", "/v1/healthz", undefined, 1000);
-      if (r.status === 200) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`agent did not come up: ${agentLog}`);
 }
 
-async function stopAgent(): Promise<void> {
-  if (!agent || agent.exitCode !== null) return;
-  const a = agent;
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(() => a.kill("SIGKILL"), 10_000);
-    a.once("exit", () => {
-      clearTimeout(t);
-      resolve();
-    });
-    a.kill("SIGTERM");
-  });
-}
+const stopAgent = () => h.stopProcess(agent);
 
-function metrics(): string {
-  return sh("ip", ["netns", "exec", NODE, process.execPath, "-e", `fetch("http://${METRICS}/metrics").then(r=>r.text()).then(t=>process.stdout.write(t))`]);
-}
-
-/** Waits until `fn` holds (the agent polls the manifests every 100 ms). */
-async function eventually(fn: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (fn()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  expect(fn()).toBe(true);
-}
+const metrics = () => h.scrapeMetrics(NODE, METRICS);
 
 /** The datapath's drop counters, for failure messages. */
 const drops = () => metrics().split("\n").filter((l) => l.startsWith("ciliate_drop_count_total")).join("; ");

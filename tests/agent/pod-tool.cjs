@@ -1,6 +1,6 @@
 // Traffic inside a test network namespace (run with `ip netns exec <ns> node pod-tool.cjs …`); the box has no
 // nc/ping/curl. Every mode is bounded in time and prints one JSON line.
-//   serve NAME MS            TCP :8080 and UDP :5353 answer "NAME"; exits after MS
+//   serve NAME MS [PORTS]    TCP :8080 (or the comma-separated PORTS) and UDP :5353 answer "NAME"; exits after MS
 //   tcp HOST PORT            one connection → {ok, reply} (1.5 s timeout)
 //   udp HOST PORT            one datagram   → {ok, reply} (1 s timeout)
 //   loop HOST PORT MS GAP    a new connection every GAP ms for MS ms → {ok, fail, replies}
@@ -30,7 +30,7 @@ function tcpOnce(host, port, timeout = 1500) {
 
 (async () => {
   if (mode === "serve") {
-    net.createServer((s) => s.on("data", () => s.write(a)).on("error", () => {})).listen(8080, "0.0.0.0");
+    for (const port of (c || "8080").split(",").map(Number)) net.createServer((s) => s.on("data", () => s.write(a)).on("error", () => {})).listen(port, "0.0.0.0");
     const u = dgram.createSocket("udp4");
     u.on("message", (_m, r) => u.send(a, r.port, r.address));
     u.bind(5353);
