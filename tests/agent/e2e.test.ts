@@ -9,6 +9,7 @@
  * metrics, and a restart that keeps an established connection and removes a stale endpoint.
  * Kernel suite: runs as root (fails in CI when it cannot); everything is removed in afterAll.
  */
+import { skipUnless } from "../helpers/tools.ts";
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,15 +32,14 @@ const CLUSTER_IP = "10.96.0.10";
 const NODE_PORT = 30080;
 const METRICS = "127.0.0.1:19962";
 const PING = join(ROOT, "tests/agent/ping.py");
-const hasPython = (() => {
+const hasPython = !skipUnless((() => {
   try {
     execFileSync("python3", ["-c", "pass"]);
     return true;
   } catch {
-    console.warn("[skip] ICMP end to end needs python3 (raw-socket echo in tests/agent/ping.py)");
     return false;
   }
-})();
+})(), "python3 (the ICMP end-to-end test's raw-socket echo, tests/agent/ping.py)");
 
 let dir = "";
 let manifests = "";

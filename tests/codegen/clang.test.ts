@@ -9,8 +9,9 @@ import { join } from "node:path";
 import { generateAll } from "../../codegen/outputs.ts";
 import { emitCoreHeader } from "../../codegen/functions.ts";
 import { FIXTURES, ROOT, clang, hasTool, model, tempDir } from "./helpers.ts";
+import { skipUnless } from "../helpers/tools.ts";
 
-const haveClang = hasTool("clang");
+const haveClang = !skipUnless(hasTool("clang"), "clang");
 
 describe.skipIf(!haveClang)("generated C compiles with clang -Werror (skipped only when clang is not installed)", () => {
   it("compiles the golden fixture header inside a tc program", () => {

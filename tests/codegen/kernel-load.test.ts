@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { generateAll } from "../../codegen/outputs.ts";
 import { FIXTURES, ROOT, canLoadBpf, clang, tempDir } from "./helpers.ts";
+import { skipUnless } from "../helpers/tools.ts";
 
 const NO_PIN = ["-include", join(ROOT, FIXTURES, "no-pin.h")];
 
@@ -31,7 +32,7 @@ function loadAll(obj: string): string[] {
   }
 }
 
-describe.skipIf(!canLoadBpf())("generated programs load into the kernel (skipped only without root/bpftool)", () => {
+describe.skipIf(skipUnless(canLoadBpf(), "root, bpffs and bpftool (loading BPF programs)"))("generated programs load into the kernel (skipped only without root/bpftool)", () => {
   it("loads the golden fixture program", () => {
     const dir = tempDir("ciliate-load-");
     const obj = join(dir, "sample.o");

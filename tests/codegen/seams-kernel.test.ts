@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { generateCoreHeader } from "../../codegen/functions.ts";
 import { FIXTURES, ROOT, canLoadBpf, clang, model, tempDir } from "./helpers.ts";
+import { skipUnless } from "../helpers/tools.ts";
 
 /* Core runs here as JavaScript (vitest aliases core's ./env to core/env.portable.ts). Core is imported
  * dynamically so that the root `tsc -p tsconfig.json` does not type-check AssemblyScript sources under
@@ -111,7 +112,7 @@ const packet = fc
     return b;
   });
 
-describe.skipIf(!canLoadBpf())("C seams and generated code agree with core in JavaScript (kernel, root)", () => {
+describe.skipIf(skipUnless(canLoadBpf(), "root, bpffs and bpftool (loading BPF programs)"))("C seams and generated code agree with core in JavaScript (kernel, root)", () => {
   beforeAll(async () => {
     core = await loadCore();
     dir = tempDir("ciliate-seams-");
