@@ -5,6 +5,8 @@
  * check what core does to packets.
  */
 
+import { formatIp, parseIp } from "../policy/cidr.ts";
+
 export type L4Proto = "TCP" | "UDP" | "SCTP" | "ICMP" | "ICMPv6";
 
 export const PROTO_NUMBERS: Record<L4Proto, number> = { TCP: 6, UDP: 17, SCTP: 132, ICMP: 1, ICMPv6: 58 };
@@ -39,42 +41,24 @@ export function isIpv6(addr: string): boolean {
   return addr.includes(":");
 }
 
-export function parseIpv4(addr: string): Uint8Array {
-  const parts = addr.split(".");
-  if (parts.length !== 4) throw new Error(`invalid IPv4 address ${addr}`);
-  return Uint8Array.from(
-    parts.map((p) => {
-      const n = Number(p);
-      if (!/^\d+$/.test(p) || n > 255) throw new Error(`invalid IPv4 address ${addr}`);
-      return n;
-    }),
-  );
+function bytesOf(addr: bigint, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = n - 1; i >= 0; i--, addr >>= 8n) out[i] = Number(addr & 0xffn);
+  return out;
 }
 
+/** IPv4 text → 4 bytes (policy/cidr.ts parses). Throws on anything else. */
+export function parseIpv4(addr: string): Uint8Array {
+  const a = parseIp(addr);
+  if (!a || a.family !== 4) throw new Error(`invalid IPv4 address ${addr}`);
+  return bytesOf(a.addr, 4);
+}
+
+/** IPv6 text (any valid spelling, IPv4 tail included) → 16 bytes. Throws on anything else. */
 export function parseIpv6(addr: string): Uint8Array {
-  const out = new Uint8Array(16);
-  let text = addr;
-  // An embedded IPv4 tail (::ffff:1.2.3.4).
-  let tail: number[] = [];
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    tail = Array.from(parseIpv4(v4[1]!));
-    text = text.slice(0, -v4[1]!.length) + "0:0";
-  }
-  const halves = text.split("::");
-  if (halves.length > 2) throw new Error(`invalid IPv6 address ${addr}`);
-  const head = halves[0] ? halves[0].split(":") : [];
-  const rest = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
-  const groups = halves.length === 2 ? [...head, ...Array(8 - head.length - rest.length).fill("0"), ...rest] : head;
-  if (groups.length !== 8) throw new Error(`invalid IPv6 address ${addr}`);
-  groups.forEach((g, i) => {
-    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw new Error(`invalid IPv6 address ${addr}`);
-    const n = parseInt(g, 16);
-    out[i * 2] = n >> 8;
-    out[i * 2 + 1] = n & 0xff;
-  });
-  if (tail.length) out.set(tail, 12);
-  return out;
+  const a = parseIp(addr);
+  if (!a || a.family !== 6) throw new Error(`invalid IPv6 address ${addr}`);
+  return bytesOf(a.addr, 16);
 }
 
 /** 16-byte address as core stores it: IPv6 as is, IPv4 in the first four bytes. */
@@ -85,28 +69,12 @@ export function addrBytes16(addr: string): Uint8Array {
   return out;
 }
 
+/** Text of an address held in bytes (IPv6 compressed as RFC 5952, by policy/cidr.ts formatIp). */
 export function formatAddr(bytes: Uint8Array, family: 4 | 6): string {
-  if (family === 4) return Array.from(bytes.subarray(0, 4)).join(".");
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
-  // Compress the longest run of zero groups (RFC 5952).
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== "0") {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === "0") j++;
-    if (j - i > bestLen && j - i > 1) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return groups.join(":");
-  return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLen).join(":")}`;
+  const n = family === 4 ? 4 : 16;
+  let v = 0n;
+  for (let i = 0; i < n; i++) v = (v << 8n) | BigInt(bytes[i]!);
+  return formatIp(family, v);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
