@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 
 // core/ imports its environment seam as "./env" (AssemblyScript implementation). Tests that import core
 // sources directly get the portable JavaScript implementation instead, exactly as the JS build does.
-const portableEnv = fileURLToPath(new URL("./core/env.portable.ts", import.meta.url));
+const portableEnv = fileURLToPath(new URL("./core/runtime/env.portable.ts", import.meta.url));
 
 export default defineConfig({
   resolve: {

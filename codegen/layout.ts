@@ -2,8 +2,8 @@
  * Layout generator: reads core/layout.ts, core/constants.ts and core/drop-reasons.ts as source (TypeScript
  * compiler API; codegen never imports core) and writes every derived artefact:
  *   core/gen/layout.ts            offsets/sizes/map metadata for core (AS-compatible)
- *   core/host/codecs.gen.ts       encoders/decoders for the hosts
- *   core/host/drop-reasons.gen.ts the drop-reason table for hosts (CLI, flows, metrics)
+ *   host/codecs.gen.ts       encoders/decoders for the hosts
+ *   host/drop-reasons.gen.ts the drop-reason table for hosts (CLI, flows, metrics)
  *   bpf/gen/layout.h              C structs with size/offset assertions, and the BPF map definitions
  *   bpf/gen/constants.h           CILIATE_* defines for every core constant and drop reason
  *   docs/drop-reasons.md          the user-facing table
@@ -279,7 +279,7 @@ export function emitCoreLayout(model: LayoutModel): string {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* core/host/codecs.gen.ts */
+/* host/codecs.gen.ts */
 
 export function emitCodecs(model: LayoutModel): string {
   const out: string[] = [];

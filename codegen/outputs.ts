@@ -19,9 +19,9 @@ export function generateAll(root: string): Map<string, string> {
   const model = readLayoutModel(root);
   const out = new Map<string, string>();
   out.set("core/gen/layout.ts", emitCoreLayout(model));
-  out.set("core/host/codecs.gen.ts", emitCodecs(model));
-  out.set("core/host/drop-reasons.gen.ts", emitDropReasonsTs(model));
-  out.set("core/host/constants.gen.ts", emitHostConstants(model));
+  out.set("host/codecs.gen.ts", emitCodecs(model));
+  out.set("host/drop-reasons.gen.ts", emitDropReasonsTs(model));
+  out.set("host/constants.gen.ts", emitHostConstants(model));
   out.set("bpf/gen/layout.h", emitCLayout(model));
   out.set("bpf/gen/constants.h", emitCConstants(model));
   out.set("bpf/gen/core.h", emitCoreHeader(root, model));

@@ -1,7 +1,8 @@
 // Unit tests for core/conntrack.ts (ctBuildTuple, ctLookup, ctCreate, ctGc) through the real Conntrack
 // LRU map and Config array (core/maps.ts), under a fake clock. Runs the JavaScript semantics.
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { CT_UNKNOWN_PROTO, ctBuildTuple, ctCreate, ctGc, ctLookup } from "./conntrack";
+import { CT_UNKNOWN_PROTO, ctBuildTuple, ctCreate, ctLookup } from "./conntrack";
+import { ctGc } from "./runtime/conntrack-gc";
 import { allocStatic, arenaReset } from "./alloc";
 import { memCopy, memFill, read8, read16, read32, read64Lo, write8, write16, write32 } from "./env";
 import { read16be } from "./bytes";

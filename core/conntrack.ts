@@ -36,7 +36,7 @@
  *   U4. packets += 1, bytes += the frame length (add64).
  *
  * Timeouts come from the ConfigValue (MapId.Config); entries live in MapId.Conntrack (an LRU hash).
- * Expired entries are removed by the host-only sweep ctGc (core/conntrack-gc.ts, re-exported here) or by
+ * Expired entries are removed by the host-only sweep ctGc (core/runtime/conntrack-gc.ts) or by
  * LRU eviction.
  */
 import {
@@ -118,9 +118,6 @@ import { read16be, write16be } from "./bytes";
 import { mapLookup, mapUpdate } from "./maps";
 import { stackAlloc } from "./alloc";
 import { configGet } from "./config";
-// The host-only sweep lives in its own file so that this one stays within the datapath subset (ctGc
-// iterates with mapNextKey, which has no BPF-side counterpart on the packet path).
-export { ctGc } from "./conntrack-gc";
 
 /**
  * ctLookup's answer for a packet whose L4 protocol conntrack does not handle (not TCP, UDP, SCTP, ICMP or

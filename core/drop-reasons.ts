@@ -2,7 +2,7 @@
  * The one drop-reason table. Numbers are Cilium's (bpf/lib/common.h DROP_*, text from
  * pkg/monitor/api/drop.go, Hubble names from api/v1/flow/flow.proto DropReason). Each constant's doc
  * comment is "<text shown to users> | <Hubble DropReason name>"; codegen/drop-reasons reads those comments
- * to write bpf/gen/drop_reasons.h, core/host/drop-reasons.gen.ts and docs/drop-reasons.md.
+ * to write bpf/gen/drop_reasons.h, host/drop-reasons.gen.ts and docs/drop-reasons.md.
  * To add a reason: add a constant here (Cilium's number if Cilium has one), then `npm run gen`.
  */
 

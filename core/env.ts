@@ -1,6 +1,6 @@
 /*
  * The environment seam: raw memory access and the few integer operations whose JavaScript spelling
- * differs from AssemblyScript's. This file is the AssemblyScript implementation; core/env.portable.ts is
+ * differs from AssemblyScript's. This file is the AssemblyScript implementation; core/runtime/env.portable.ts is
  * the JavaScript one (swapped in by scripts/build-js-core.mjs); in C each function is a seam in
  * bpf/include/ciliate_env.h (codegen binds calls by the @seam tag and never translates these bodies).
  *

@@ -4,7 +4,7 @@
  * This file is read as source by codegen/layout (TypeScript compiler API) and never executed or compiled by
  * asc. From it the generator writes:
  *   - core/gen/layout.ts       offsets, sizes and map metadata as AS-compatible constants used by core/;
- *   - core/host/codecs.gen.ts   TypeScript encoders/decoders for the hosts (sim, datapath, policy, cli);
+ *   - host/codecs.gen.ts   TypeScript encoders/decoders for the hosts (sim, datapath, policy, cli);
  *   - bpf/gen/layout.h          C structs and BPF map definitions for the kernel build.
  * A test compiles the C header and checks that sizes and offsets agree with the TypeScript side.
  *

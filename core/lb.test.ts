@@ -12,7 +12,7 @@ import { mapDelete, mapLookup } from "./maps";
 import * as L from "./gen/layout";
 import { BE_STATE_ACTIVE, BE_STATE_TERMINATING, FAMILY_IPV4, FAMILY_IPV6, LB_ALG_MAGLEV, LB_ALG_RANDOM, SVC_F_AFFINITY, TCP_ACK, TCP_SYN } from "./constants";
 import { B, bytesAt, clearAll, createMaps, decode, frame, Flow, info, le16, le32, load, nbe16, packetBytes, pad16, put, setConfig, upsert, v4, v6 } from "./net.testutil";
-import { maglevHashString, packMaglevInput } from "./host/maglev";
+import { maglevHashString, packMaglevInput } from "../host/maglev";
 
 interface Svc {
   vip: B;

@@ -7,7 +7,7 @@ import { mapCount, mapCreate } from "./maps";
 import { MapId } from "./gen/layout";
 import { allocStatic } from "./alloc";
 import { read32, write8, write32 } from "./env";
-import { maglevHashString, maglevSeeds, packMaglevInput, MAGLEV_REC_SIZE, MAGLEV_DEFAULT_SEED } from "./host/maglev";
+import { maglevHashString, maglevSeeds, packMaglevInput, MAGLEV_REC_SIZE, MAGLEV_DEFAULT_SEED } from "../host/maglev";
 
 // ---- independent BigInt murmur3 x64 128 (smhasher MurmurHash3_x64_128) ----
 const M64 = (1n << 64n) - 1n;

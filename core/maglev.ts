@@ -19,9 +19,9 @@
  *     +4   weight    u32    1..65535; when sum(weights) / n ≤ 1 weights are ignored (equal weights)
  *     +8   hashLen   u32    length of the hash string, 1..MAGLEV_HASH_MAX (96)
  *     +12  work area (52 bytes) — maglevBuild's scratch; the host need not clear it
- *     +64  hash string bytes (Cilium's "[<ip>:<port>/<PROTO>[/i],State:active]", see core/host/maglev.ts)
+ *     +64  hash string bytes (Cilium's "[<ip>:<port>/<PROTO>[/i],State:active]", see host/maglev.ts)
  * Records must be sorted by hash string, bytewise ascending (Go's string order), as Cilium sorts them;
- * core/host/maglev.ts formats and packs them. Output: M u32 backend ids at `out`.
+ * host/maglev.ts formats and packs them. Output: M u32 backend ids at `out`.
  */
 import { read8, read32, write16, write32, mul32 } from "./env";
 import { mapDelete, mapLookup, mapUpdate } from "./maps";

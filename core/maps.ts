@@ -1,7 +1,7 @@
 /*
  * The map API of the datapath: lookup / update / delete on a map handle (MapId), with BPF semantics.
  * In C, codegen binds each call to bpf_map_*_elem on the concrete map named by the (literal) MapId
- * argument; in WASM and JS the calls dispatch to the table implementations in core/maps/, which live in
+ * argument; in WASM and JS the calls dispatch to the table implementations in core/runtime/maps/, which live in
  * this instance's linear memory.
  *
  * Semantics shared by every map type (as in the kernel):
@@ -15,10 +15,10 @@ import { MapId, MapType, mapType, mapKeySize, mapValueSize, MAP_COUNT } from "./
 import { EINVAL, ENOENT } from "./constants";
 import { allocStatic } from "./alloc";
 import { read32, write32 } from "./env";
-import { hashCreate, hashLookup, hashUpdate, hashDelete, hashNextKey, hashCount } from "./maps/hash";
-import { lpmCreate, lpmLookup, lpmUpdate, lpmDelete, lpmNextKey, lpmCount } from "./maps/lpm";
-import { ringbufCreate, ringbufOutput, ringbufConsume, ringbufCount } from "./maps/ringbuf";
-import { arrayCreate, arrayLookup, arrayUpdate, arrayDelete, arrayNextKey, arrayCount } from "./maps/array";
+import { hashCreate, hashLookup, hashUpdate, hashDelete, hashNextKey, hashCount } from "./runtime/maps/hash";
+import { lpmCreate, lpmLookup, lpmUpdate, lpmDelete, lpmNextKey, lpmCount } from "./runtime/maps/lpm";
+import { ringbufCreate, ringbufOutput, ringbufConsume, ringbufCount } from "./runtime/maps/ringbuf";
+import { arrayCreate, arrayLookup, arrayUpdate, arrayDelete, arrayNextKey, arrayCount } from "./runtime/maps/array";
 
 // One pointer per MapId to the table's descriptor (0 until created).
 let tables: usize = 0;

@@ -1,7 +1,7 @@
 /*
  * BPF maps from Node: a raw handle over a map fd (bytes in, bytes out, through bpf_map_lookup_elem /
  * bpf_map_update_elem / bpf_map_delete_elem / bpf_map_get_next_key) and the typed MapHandle of
- * core/host/datapath.ts built on it with the generated codecs (core/host/codecs.gen.ts). A typed handle
+ * host/datapath.ts built on it with the generated codecs (host/codecs.gen.ts). A typed handle
  * checks once that the codec sizes equal the kernel map's key and value sizes, so a stale generated layout
  * fails loudly (BPF_LAYOUT_MISMATCH) instead of corrupting entries.
  *
@@ -9,8 +9,8 @@
  * none.
  */
 import { closeSync } from "node:fs";
-import type { Codec, MapSpec } from "../core/host/codecs.gen.ts";
-import type { MapHandle } from "../core/host/datapath.ts";
+import type { Codec, MapSpec } from "../host/codecs.gen.ts";
+import type { MapHandle } from "../host/datapath.ts";
 import { bpfError, BpfError, BpfErrorCode, errnoName } from "./errors.ts";
 import { libbpf } from "./libbpf.ts";
 

@@ -12,7 +12,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmdirSync, statfsSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
-import type { MapSpec } from "../core/host/codecs.gen.ts";
+import type { MapSpec } from "../host/codecs.gen.ts";
 import { BpfMapHandle, RawMap } from "./bpf-map.ts";
 import { bpfError, BpfError, BpfErrorCode, errnoName } from "./errors.ts";
 import { BpfObjectOpenOpts, koffi, lastErrno, libbpf, type Ptr } from "./libbpf.ts";

@@ -1,6 +1,6 @@
 // Unit tests (no kernel needed) for datapath/errors.ts: codes, errno text, hints.
 import { describe, expect, it } from "vitest";
-import { DatapathError } from "../core/host/datapath.ts";
+import { DatapathError } from "../host/datapath.ts";
 import { bpfError, BpfError, BpfErrorCode, errnoName, errnoText } from "./errors.ts";
 
 describe("BpfError", () => {

@@ -1,11 +1,11 @@
 /*
  * Typed errors of the kernel driver. Every failure of a libbpf or bpf() call becomes a BpfError: a
- * DatapathError (core/host/datapath.ts) with a stable `code` (BpfErrorCode), the errno and its text (from
+ * DatapathError (host/datapath.ts) with a stable `code` (BpfErrorCode), the errno and its text (from
  * libbpf_strerror, which also knows libbpf's own LIBBPF_ERRNO__* codes), a hint for the user, and — for
  * loads — the verifier log and the messages libbpf printed while the call ran.
  */
 import { constants as osConstants } from "node:os";
-import { DatapathError } from "../core/host/datapath.ts";
+import { DatapathError } from "../host/datapath.ts";
 import { libbpf } from "./libbpf.ts";
 
 /** Stable error codes. Callers and tests match on these, never on message text. */

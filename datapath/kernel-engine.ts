@@ -12,8 +12,8 @@
  */
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { MAP_SPECS, MapType, TraceRecordCodec, u32Codec, type MapSpec, type TraceRecord } from "../core/host/codecs.gen.ts";
-import { DatapathError, type Datapath, type EntryPoint, type MapHandle, type RunOptions, type RunResult } from "../core/host/datapath.ts";
+import { MAP_SPECS, MapType, TraceRecordCodec, u32Codec, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts";
+import { DatapathError, type Datapath, type EntryPoint, type MapHandle, type RunOptions, type RunResult } from "../host/datapath.ts";
 import { BpfObject, type BpfProgram } from "./bpf-object.ts";
 import { adHocSpec } from "./bpf-map.ts";
 import { testRun } from "./test-run.ts";

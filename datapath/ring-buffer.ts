@@ -5,7 +5,7 @@
  * thread, once per record.
  */
 import { koffi, LIBBPF_SONAME, lastErrno } from "./libbpf.ts";
-import { TraceRecordCodec, type TraceRecord } from "../core/host/codecs.gen.ts";
+import { TraceRecordCodec, type TraceRecord } from "../host/codecs.gen.ts";
 import { bpfError, BpfErrorCode } from "./errors.ts";
 
 const SampleFn = koffi.proto("int ciliate_ring_buffer_sample_fn(void *ctx, void *data, size_t size)");

@@ -13,7 +13,7 @@
 //  6. Budget: more entries than policyMapMax is an error naming the endpoint and the policies.
 // Every entry keeps its provenance; cookies number the distinct provenance sets deterministically.
 
-import { ID_HOST, IPPROTO_ICMP, IPPROTO_ICMPV6 } from "../core/host/constants.gen.ts";
+import { ID_HOST, IPPROTO_ICMP, IPPROTO_ICMPV6 } from "../host/constants.gen.ts";
 import { cidrContains, parseCidr } from "./cidr.ts";
 import { PolicyBudgetError, type PolicyError } from "./errors.ts";
 import { allocateIdentities, ENTITY_IDENTITY, LOCAL_IDENTITY_SCOPE, type IdentityTable } from "./identity.ts";

@@ -15,7 +15,7 @@ import {
   ID_WORLD,
   ID_WORLD_IPV4,
   ID_WORLD_IPV6,
-} from "../core/host/constants.gen.ts";
+} from "../host/constants.gen.ts";
 import { compareCidr, ipInCidr, parseCidr, parseIp, type Cidr } from "./cidr.ts";
 import { identityLabels, LabelFilter, labelString } from "./labels.ts";
 import type { ClusterModel, Identity, Label } from "./types.ts";

@@ -22,8 +22,8 @@ import {
   POLICY_MATCH_NONE,
   POLICY_MATCH_PROTO_ONLY,
   POLICY_STATIC_PREFIX,
-} from "../core/host/constants.gen.ts";
-import type { PolicyEntry, PolicyKey } from "../core/host/codecs.gen.ts";
+} from "../host/constants.gen.ts";
+import type { PolicyEntry, PolicyKey } from "../host/codecs.gen.ts";
 import { portInPrefix } from "./ports.ts";
 import type { Direction, MapStateEntry } from "./types.ts";
 

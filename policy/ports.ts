@@ -1,7 +1,7 @@
 // Port ranges → (port, prefix) blocks, as Cilium's PortRangeToMaskedPorts (pkg/policy/types.go) does for
 // the LPM policy map, protocol names → numbers, and ICMP type names (pkg/policy/api/icmp.go).
 
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from "../core/host/constants.gen.ts";
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from "../host/constants.gen.ts";
 
 export interface PortPrefix {
   port: number;

@@ -1,6 +1,6 @@
 // Builds the JavaScript flavour of core/: the same sources as the WASM build, bundled by esbuild with the
-// environment seam (core/env.ts, AssemblyScript) replaced by core/env.portable.ts and AssemblyScript's
-// portable globals installed first. Output: build/js/core.js, exporting exactly what core/wasm-main.ts does
+// environment seam (core/env.ts, AssemblyScript) replaced by core/runtime/env.portable.ts and AssemblyScript's
+// portable globals installed first. Output: build/js/core.js, exporting exactly what core/runtime/wasm-main.ts does
 // plus jsMemory().
 import { build } from "esbuild";
 import { fileURLToPath } from "node:url";
@@ -11,12 +11,12 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const portableEnv = {
   name: "portable-env",
   setup(b) {
-    b.onResolve({ filter: /^(\.\.?\/)+env$/ }, () => ({ path: resolve(root, "core/env.portable.ts") }));
+    b.onResolve({ filter: /^(\.\.?\/)+env$/ }, () => ({ path: resolve(root, "core/runtime/env.portable.ts") }));
   },
 };
 
 await build({
-  entryPoints: [resolve(root, "core/js-main.ts")],
+  entryPoints: [resolve(root, "core/runtime/js-main.ts")],
   bundle: true,
   format: "esm",
   platform: "neutral",

@@ -5,8 +5,8 @@
  */
 import { readFileSync, existsSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { AbiDatapath, type AbiDatapathOptions, type CoreAbi } from "../core/host/abi-datapath.ts";
-import { DatapathError } from "../core/host/datapath.ts";
+import { AbiDatapath, type AbiDatapathOptions, type CoreAbi } from "../host/abi-datapath.ts";
+import { DatapathError } from "../host/datapath.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 export const WASM_PATH = `${root}build/wasm/core.wasm`;

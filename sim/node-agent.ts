@@ -7,10 +7,10 @@
  * (master entry, backend slots — active first, then terminating —, backends, reverse NAT, Maglev tables).
  * Mirrors pkg/endpointmanager, pkg/ipcache, pkg/maps/policymap and pkg/loadbalancer/reconciler upstream.
  */
-import { MAP_SPECS } from "../core/host/codecs.gen.ts";
-import * as C from "../core/host/constants.gen.ts";
-import type { Datapath } from "../core/host/datapath.ts";
-import { maglevHashString, maglevSeeds } from "../core/host/maglev.ts";
+import { MAP_SPECS } from "../host/codecs.gen.ts";
+import * as C from "../host/constants.gen.ts";
+import type { Datapath } from "../host/datapath.ts";
+import { maglevHashString, maglevSeeds } from "../host/maglev.ts";
 import type { CompiledPolicy } from "../policy/compile.ts";
 import { encodeEntries } from "../policy/lookup.ts";
 import type { SimCluster, SimNode, SimPod } from "./cluster.ts";

@@ -5,7 +5,7 @@
  * protocol). Numbers are assigned in service order so every node uses the same ones, as Cilium's agents
  * agree on service ids (pkg/loadbalancer: one ID per frontend, backend IDs per backend address).
  */
-import * as C from "../core/host/constants.gen.ts";
+import * as C from "../host/constants.gen.ts";
 import type { SimBackend, SimCluster, SimService, SimServicePort, L4 } from "./cluster.ts";
 
 export type FrontendKind = "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalIP";

@@ -18,10 +18,10 @@
  * Every verdict comes from the core's verdict and trace record; policy/ is only asked which rules stand
  * behind a cookie and what the proxy does with a request.
  */
-import { MAP_SPECS, type TraceRecord } from "../core/host/codecs.gen.ts";
-import * as C from "../core/host/constants.gen.ts";
-import type { Datapath, EntryPoint, RunResult } from "../core/host/datapath.ts";
-import { dropReasonHubble, dropReasonText } from "../core/host/drop-reasons.gen.ts";
+import { MAP_SPECS, type TraceRecord } from "../host/codecs.gen.ts";
+import * as C from "../host/constants.gen.ts";
+import type { Datapath, EntryPoint, RunResult } from "../host/datapath.ts";
+import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
 import type { CompiledPolicy } from "../policy/compile.ts";
 import { describe as describeRules } from "../policy/explain.ts";
 import { evaluateHttp, type HttpVerdict } from "../policy/l7-http.ts";

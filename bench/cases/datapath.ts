@@ -12,7 +12,7 @@
  */
 import { createJsDatapath, createWasmDatapath } from "../../sim/engines.ts";
 import { KernelDatapath, KERNEL_OBJECT } from "../../datapath/kernel-engine.ts";
-import type { Datapath, EntryPoint } from "../../core/host/datapath.ts";
+import type { Datapath, EntryPoint } from "../../host/datapath.ts";
 import { decodeFrame } from "../../sim/packets.ts";
 import { measure, ratio, type Benchmark, type BenchResult, type Row, type Stat } from "../harness.ts";
 import { abiTimer, bpfStats, kernelTimer, kernelUnavailable, loadEmptyProgram, pinned, type Mode, type PacketTimer } from "../fixtures/engines.ts";

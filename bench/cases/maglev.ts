@@ -9,7 +9,7 @@
  */
 import { createJsDatapath, createWasmDatapath } from "../../sim/engines.ts";
 import { KernelDatapath, KERNEL_OBJECT } from "../../datapath/kernel-engine.ts";
-import { MAGLEV_DEFAULT_SEED } from "../../core/host/maglev.ts";
+import { MAGLEV_DEFAULT_SEED } from "../../host/maglev.ts";
 import { measure, type Benchmark, type BenchResult, type Row } from "../harness.ts";
 import { kernelUnavailable } from "../fixtures/engines.ts";
 import { maglevBackends, MAP_SPECS, SEED_MURMUR, type Backend } from "../fixtures/node.ts";

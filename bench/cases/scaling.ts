@@ -10,11 +10,11 @@
  */
 import { createWasmDatapath } from "../../sim/engines.ts";
 import { KernelDatapath, KERNEL_OBJECT } from "../../datapath/kernel-engine.ts";
-import type { Datapath } from "../../core/host/datapath.ts";
+import type { Datapath } from "../../host/datapath.ts";
 import { measure, type Benchmark, type BenchResult, type Row } from "../harness.ts";
 import { abiTimer, kernelTimer, kernelUnavailable, pinned, type PacketTimer } from "../fixtures/engines.ts";
 import { benchNode, buildFrame, C, fillIpcache, fillPolicy, fillServices, frames, NOW, setMaglevBuilder } from "../fixtures/node.ts";
-import type { AbiDatapath } from "../../core/host/abi-datapath.ts";
+import type { AbiDatapath } from "../../host/abi-datapath.ts";
 
 type Dim = "policy" | "services" | "ipcache";
 

@@ -1,5 +1,5 @@
 /*
- * `ciliate agent`: run the node agent (cli/agent/, docs/agent.md). Needs root. Loads the generated
+ * `ciliate agent`: run the node agent (agent/, docs/agent.md). Needs root. Loads the generated
  * datapath with its maps pinned, reconciles the maps with the manifests (watched for changes), serves the
  * CNI API on a root-only unix socket and Prometheus metrics over HTTP, until SIGINT/SIGTERM. Exits 0 on a
  * signal, 2 on bad flags or when the datapath cannot be loaded.
@@ -7,7 +7,7 @@
 import type { Command } from "commander";
 import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../agent/defaults.ts";
+import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
 import { buildOptions, type GlobalOptions } from "../common.ts";
 import { CliError } from "../errors.ts";
 
@@ -35,11 +35,11 @@ const KERNEL_OBJECT = fileURLToPath(new URL("../../build/bpf/ciliate.bpf.o", imp
 export async function runAgent(f: AgentFlags): Promise<number> {
   // Loaded here, not at the top: libbpf, prom-client and the Kubernetes client stay out of every other command.
   const [{ Agent }, { agentRoutes, serveApi }, { ManifestSource }, { AgentMetrics }, { FlowObserver, verdictLabels }] = await Promise.all([
-    import("../agent/agent.ts"),
-    import("../agent/api.ts"),
-    import("../agent/manifest-source.ts"),
-    import("../agent/metrics.ts"),
-    import("../agent/observer.ts"),
+    import("../../agent/agent.ts"),
+    import("../../agent/api.ts"),
+    import("../../agent/manifest-source.ts"),
+    import("../../agent/metrics.ts"),
+    import("../../agent/observer.ts"),
   ]);
   if (!f.podCidr) throw new CliError("--pod-cidr is required", "BAD_OPTION", "the node's pod CIDR, e.g. 10.244.1.0/24");
   if (!f.nodeIp) throw new CliError("--node-ip is required", "BAD_OPTION", "the node's InternalIP");
@@ -47,7 +47,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   const interval = Number(f.resyncInterval);
   if (!Number.isFinite(interval) || interval < 50) throw new CliError(`invalid --resync-interval ${f.resyncInterval}`, "BAD_OPTION", "milliseconds, at least 50");
   const source = new ManifestSource(f.file ?? []);
-  const k8sMod = f.kubeconfig ? await import("../agent/k8s-source.ts") : undefined;
+  const k8sMod = f.kubeconfig ? await import("../../agent/k8s-source.ts") : undefined;
   const k8s = k8sMod ? new k8sMod.KubernetesSource(k8sMod.kubeConfig(f.kubeconfig!), { resyncMs: Number(f.k8sResync) * 1000 || undefined }) : undefined;
   if (k8s && f.file?.length) throw new CliError("-f and --kubeconfig are exclusive", "BAD_OPTION", "the desired state comes from one source");
   const agent = new Agent({

@@ -10,8 +10,8 @@
  */
 import type { Command } from "commander";
 import { readFileSync } from "node:fs";
-import { callApi } from "../agent/api.ts";
-import { DEFAULT_SOCKET } from "../agent/defaults.ts";
+import { callApi } from "../../agent/api.ts";
+import { DEFAULT_SOCKET } from "../../agent/defaults.ts";
 
 export const CNI_SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 

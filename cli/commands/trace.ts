@@ -7,8 +7,8 @@
  */
 import type { Command } from "commander";
 import { stringify as stringifyYaml } from "yaml";
-import * as C from "../../core/host/constants.gen.ts";
-import { dropReasonText } from "../../core/host/drop-reasons.gen.ts";
+import * as C from "../../host/constants.gen.ts";
+import { dropReasonText } from "../../host/drop-reasons.gen.ts";
 import type { CompiledPolicy } from "../../policy/compile.ts";
 import { portInPrefix } from "../../policy/ports.ts";
 import type { MapStateEntry } from "../../policy/types.ts";

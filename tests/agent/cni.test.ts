@@ -7,8 +7,8 @@ import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serveApi, type Route } from "../../cli/agent/api.ts";
-import { AgentError } from "../../cli/agent/defaults.ts";
+import { serveApi, type Route } from "../../agent/api.ts";
+import { AgentError } from "../../agent/defaults.ts";
 import { runCni } from "../../cli/commands/cni.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ciliate-cni-"));

@@ -1,13 +1,13 @@
 /*
- * cli/agent/desired.ts without a kernel: which pods become endpoints, and the agent's stable numbering —
+ * agent/desired.ts without a kernel: which pods become endpoints, and the agent's stable numbering —
  * identities, backend ids and reverse-NAT indexes keep their numbers when the cluster grows in ways that
  * renumber the simulator's (a new label set sorting first, a backend with a lower address).
  */
 import { describe, expect, it } from "vitest";
-import { MAP_SPECS } from "../../core/host/codecs.gen.ts";
-import * as C from "../../core/host/constants.gen.ts";
-import { computeDesired, type LocalEndpoint, type Numbering } from "../../cli/agent/desired.ts";
-import { StableIdentities, StableNumbers } from "../../cli/agent/identities.ts";
+import { MAP_SPECS } from "../../host/codecs.gen.ts";
+import * as C from "../../host/constants.gen.ts";
+import { computeDesired, type LocalEndpoint, type Numbering } from "../../agent/desired.ts";
+import { StableIdentities, StableNumbers } from "../../agent/identities.ts";
 import { parseManifestText } from "../../sim/manifests.ts";
 
 const node = { name: "node-1", ip: "192.168.56.11", podCIDR: "10.244.1.0/24" };

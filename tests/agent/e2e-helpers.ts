@@ -9,7 +9,7 @@ import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
-import { callApi } from "../../cli/agent/api.ts";
+import { callApi } from "../../agent/api.ts";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const BIN = join(ROOT, "bin/ciliate.js");

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
-import { callApi } from "../../cli/agent/api.ts";
+import { callApi } from "../../agent/api.ts";
 
 const suite = kernelSuite("agent-e2e-k8s", ["root", "libbpf", "bpffs", "iproute2"]);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));

@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
-import { callApi } from "../../cli/agent/api.ts";
+import { callApi } from "../../agent/api.ts";
 import * as h from "./e2e-helpers.ts";
 import { BIN, ROOT, eventually, sh, tool, toolAsync, writeFileAtomic as writeFileSync } from "./e2e-helpers.ts";
 

@@ -1,8 +1,8 @@
-/* cli/agent/flows.ts: ring-buffer records as Hubble flows, the observe filters, the flow ring. */
+/* agent/flows.ts: ring-buffer records as Hubble flows, the observe filters, the flow ring. */
 import { describe, expect, it } from "vitest";
-import { TraceRecordCodec, type TraceRecord } from "../../core/host/codecs.gen.ts";
-import * as C from "../../core/host/constants.gen.ts";
-import { flowOf, FlowStore, matches, type FlowNames } from "../../cli/agent/flows.ts";
+import { TraceRecordCodec, type TraceRecord } from "../../host/codecs.gen.ts";
+import * as C from "../../host/constants.gen.ts";
+import { flowOf, FlowStore, matches, type FlowNames } from "../../agent/flows.ts";
 import { compactLine, jsonLine } from "../../sim/flows.ts";
 
 const names: FlowNames = {

@@ -1,10 +1,10 @@
-/* cli/agent/ipam.ts: unique addresses, idempotent allocate/release, persistence, exhaustion. */
+/* agent/ipam.ts: unique addresses, idempotent allocate/release, persistence, exhaustion. */
 import fc from "fast-check";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { Ipam, IpamError } from "../../cli/agent/ipam.ts";
+import { Ipam, IpamError } from "../../agent/ipam.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ciliate-ipam-"));
 let n = 0;

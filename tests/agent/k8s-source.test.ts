@@ -1,12 +1,12 @@
 /*
- * cli/agent/k8s-source.ts against msw handlers that play a Kubernetes API server: lists, watch streams,
+ * agent/k8s-source.ts against msw handlers that play a Kubernetes API server: lists, watch streams,
  * bookmarks, a dropped watch, a 410 Gone in the middle of a stream, and the API server going away.
  */
 import { KubeConfig } from "@kubernetes/client-node";
 import { http, HttpResponse } from "msw";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { KubernetesSource, WATCHED_KINDS } from "../../cli/agent/k8s-source.ts";
+import { KubernetesSource, WATCHED_KINDS } from "../../agent/k8s-source.ts";
 
 const API = "http://k8s.test:6443";
 

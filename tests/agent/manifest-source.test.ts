@@ -1,9 +1,9 @@
-/* cli/agent/manifest-source.ts: changes are noticed, and acted on only once the files have settled. */
+/* agent/manifest-source.ts: changes are noticed, and acted on only once the files have settled. */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ManifestSource } from "../../cli/agent/manifest-source.ts";
+import { ManifestSource } from "../../agent/manifest-source.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ciliate-src-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

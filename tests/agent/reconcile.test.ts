@@ -1,13 +1,13 @@
 /*
- * cli/agent/reconcile.ts without a kernel: the plan's order (rules O1–O3) and, as a property, that applying
+ * agent/reconcile.ts without a kernel: the plan's order (rules O1–O3) and, as a property, that applying
  * it one operation at a time never changes the verdict of a lookup whose verdict is the same before and
  * after (LPM maps: the policy map and the ipcache).
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MAP_SPECS } from "../../core/host/codecs.gen.ts";
-import { hex, MANAGED_MAPS, type ManagedMap, type MapContents } from "../../cli/agent/desired.ts";
-import { applyPlan, planReconcile, readContents, type ByteMap } from "../../cli/agent/reconcile.ts";
+import { MAP_SPECS } from "../../host/codecs.gen.ts";
+import { hex, MANAGED_MAPS, type ManagedMap, type MapContents } from "../../agent/desired.ts";
+import { applyPlan, planReconcile, readContents, type ByteMap } from "../../agent/reconcile.ts";
 
 function empty(): Record<ManagedMap, MapContents> {
   return Object.fromEntries(MANAGED_MAPS.map((m) => [m, new Map()])) as Record<ManagedMap, MapContents>;

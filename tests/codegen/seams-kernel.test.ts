@@ -16,7 +16,7 @@ import { generateCoreHeader } from "../../codegen/functions.ts";
 import { FIXTURES, ROOT, canLoadBpf, clang, model, tempDir } from "./helpers.ts";
 import { skipUnless } from "../helpers/tools.ts";
 
-/* Core runs here as JavaScript (vitest aliases core's ./env to core/env.portable.ts). Core is imported
+/* Core runs here as JavaScript (vitest aliases core's ./env to core/runtime/env.portable.ts). Core is imported
  * dynamically so that the root `tsc -p tsconfig.json` does not type-check AssemblyScript sources under
  * Node's module rules; these are the signatures used. */
 type Fn = (...args: number[]) => number;
@@ -29,7 +29,7 @@ interface Core {
 }
 async function loadCore(): Promise<Core> {
   const mod = async (rel: string): Promise<Record<string, unknown>> => import(/* @vite-ignore */ new URL(rel, import.meta.url).href);
-  return { ...(await mod("../../core/env.portable.ts")), ...(await mod("../../core/pkt.ts")), ...(await mod("../../core/csum.ts")), ...(await mod("../../core/bytes.ts")) } as unknown as Core;
+  return { ...(await mod("../../core/runtime/env.portable.ts")), ...(await mod("../../core/pkt.ts")), ...(await mod("../../core/csum.ts")), ...(await mod("../../core/bytes.ts")) } as unknown as Core;
 }
 let core: Core;
 

@@ -7,7 +7,7 @@
  * kernel engine is loaded once per test file and reset (every map emptied) for each case.
  */
 import { afterAll } from "vitest";
-import type { Datapath } from "../../core/host/datapath.ts";
+import type { Datapath } from "../../host/datapath.ts";
 import { createJsDatapath, createWasmDatapath } from "../../sim/engines.ts";
 import { kernelSuite } from "../../datapath/preflight.ts";
 import { KernelDatapath } from "../../datapath/kernel-engine.ts";

@@ -7,8 +7,8 @@ import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";
 import { allowAll, C, POD_A, POD_B, send, standardNode, TIMEOUTS } from "./fixture.ts";
 import { TCP_FLAGS } from "../../sim/packets.ts";
-import { MAP_SPECS } from "../../core/host/codecs.gen.ts";
-import type { Datapath } from "../../core/host/datapath.ts";
+import { MAP_SPECS } from "../../host/codecs.gen.ts";
+import type { Datapath } from "../../host/datapath.ts";
 
 const fwd = (flags: number) => ({ src: POD_A.ip, dst: POD_B.ip, proto: "TCP" as const, sport: 41000, dport: 80, tcpFlags: flags });
 const rev = (flags: number) => ({ src: POD_B.ip, dst: POD_A.ip, proto: "TCP" as const, sport: 80, dport: 41000, tcpFlags: flags });

@@ -7,8 +7,8 @@ import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";
 import { addPolicy, allowAll, C, configure, POD_A, POD_B, send, standardNode, TCP } from "./fixture.ts";
 import { TCP_FLAGS } from "../../sim/packets.ts";
-import type { Datapath } from "../../core/host/datapath.ts";
-import { MAP_SPECS, type TraceRecord } from "../../core/host/codecs.gen.ts";
+import type { Datapath } from "../../host/datapath.ts";
+import { MAP_SPECS, type TraceRecord } from "../../host/codecs.gen.ts";
 import { createWasmDatapath } from "../../sim/engines.ts";
 
 const events = (dp: Datapath) => (dp as unknown as { events(): TraceRecord[] }).events();

@@ -3,9 +3,9 @@
  * a remote pod range and the world, written through the typed map handles exactly as an agent would.
  * Everything the suite asserts goes through the Datapath interface, so the same cases run on every engine.
  */
-import { MAP_SPECS, type PolicyEntry } from "../../core/host/codecs.gen.ts";
-import type { Datapath, EntryPoint, RunResult } from "../../core/host/datapath.ts";
-import * as C from "../../core/host/constants.gen.ts";
+import { MAP_SPECS, type PolicyEntry } from "../../host/codecs.gen.ts";
+import type { Datapath, EntryPoint, RunResult } from "../../host/datapath.ts";
+import * as C from "../../host/constants.gen.ts";
 import { addrBytes16, buildFrame, decodeFrame, type FrameSpec } from "../../sim/packets.ts";
 
 export const POD_A = { ip: "10.244.0.10", epId: 1, identity: 1000 };

@@ -7,8 +7,8 @@ import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";
 import { allowAll, C, decoded, POD_A, POD_B, send, standardNode, VIP, addEndpoint } from "./fixture.ts";
 import { addrBytes16, TCP_FLAGS } from "../../sim/packets.ts";
-import { MAP_SPECS } from "../../core/host/codecs.gen.ts";
-import type { Datapath } from "../../core/host/datapath.ts";
+import { MAP_SPECS } from "../../host/codecs.gen.ts";
+import type { Datapath } from "../../host/datapath.ts";
 
 const POD_C = { ip: "10.244.0.30", epId: 3, identity: 2000 };
 

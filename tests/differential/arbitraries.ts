@@ -5,9 +5,9 @@
  * random packets (valid TCP/UDP/SCTP/ICMP over IPv4 and IPv6, replies, truncations, garbage).
  */
 import fc from "fast-check";
-import type { Datapath, EntryPoint } from "../../core/host/datapath.ts";
-import { MAP_SPECS } from "../../core/host/codecs.gen.ts";
-import * as C from "../../core/host/constants.gen.ts";
+import type { Datapath, EntryPoint } from "../../host/datapath.ts";
+import { MAP_SPECS } from "../../host/codecs.gen.ts";
+import * as C from "../../host/constants.gen.ts";
 import { addrBytes16, buildFrame, decodeFrame, PROTO_NUMBERS, type FrameSpec, type L4Proto } from "../../sim/packets.ts";
 import { addPolicy, configure, ipcacheKey } from "../conformance/fixture.ts";
 

@@ -11,10 +11,10 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createWasmDatapath } from "../../sim/engines.ts";
-import { DatapathError } from "../../core/host/datapath.ts";
-import { maglevHashString } from "../../core/host/maglev.ts";
-import { MAP_SPECS } from "../../core/host/codecs.gen.ts";
-import * as C from "../../core/host/constants.gen.ts";
+import { DatapathError } from "../../host/datapath.ts";
+import { maglevHashString } from "../../host/maglev.ts";
+import { MAP_SPECS } from "../../host/codecs.gen.ts";
+import * as C from "../../host/constants.gen.ts";
 import { kernelSuite } from "../../datapath/preflight.ts";
 import { concretize, installState, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
 import { kernelRuns, sharedKernel } from "../conformance/backends.ts";

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createJsDatapath, createWasmDatapath } from "../../sim/engines.ts";
 import { concretize, installState, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
-import { maglevHashString } from "../../core/host/maglev.ts";
+import { maglevHashString } from "../../host/maglev.ts";
 
 const RUNS = Number(process.env.DIFF_RUNS ?? 100);
 

@@ -13,8 +13,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MAP_SPECS, u32Codec, type Codec } from "../../core/host/codecs.gen.ts";
-import { DatapathError } from "../../core/host/datapath.ts";
+import { MAP_SPECS, u32Codec, type Codec } from "../../host/codecs.gen.ts";
+import { DatapathError } from "../../host/datapath.ts";
 import {
   adHocSpec,
   attachTc,

@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { generateAll } from "../../codegen/outputs.ts";
 import { readLayoutModel } from "../../codegen/layout.ts";
 import { CodegenError } from "../../codegen/errors.ts";
-import { LAYOUT_OFFSETS, PolicyKeyCodec, CtTupleCodec, MAP_SPECS } from "../../core/host/codecs.gen.ts";
+import { LAYOUT_OFFSETS, PolicyKeyCodec, CtTupleCodec, MAP_SPECS } from "../../host/codecs.gen.ts";
 import { hasClang, skipUnless } from "../helpers/tools.ts";
 
 const root = resolve(import.meta.dirname, "../..");

@@ -7,10 +7,10 @@ import { beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { policyCanAccess } from "../../core/policy";
 import { allocStatic, arenaReset } from "../../core/alloc";
-import { read8, read16, read32, write8 } from "../../core/env.portable"; // core/env is aliased to this file only for "./env" imports
+import { read8, read16, read32, write8 } from "../../core/runtime/env.portable"; // core/env is aliased to this file only for "./env" imports
 import { mapCreate, mapUpdate } from "../../core/maps";
 import { MapId, POLICY_RESULT_COOKIE, POLICY_RESULT_MATCH_TYPE, POLICY_RESULT_PROXY_PORT, POLICY_RESULT_SIZE } from "../../core/gen/layout";
-import { PolicyEntryCodec, PolicyKeyCodec } from "../../core/host/codecs.gen.ts";
+import { PolicyEntryCodec, PolicyKeyCodec } from "../../host/codecs.gen.ts";
 import { encodeEntries, policyLookup, type Direction } from "../../policy/index.ts";
 import { compileYaml, podsYaml } from "../../policy/test-helpers.ts";
 

@@ -2,9 +2,9 @@
  * BPF_MAP_TYPE_ARRAY in linear memory: u32 index keys, preallocated zeroed values, no deletion.
  * Descriptor (internal to this file): maxEntries u32 | valueSize u32 | values base u32.
  */
-import { allocStatic } from "../alloc";
-import { memCopy, read32, write32 } from "../env";
-import { EEXIST, EINVAL, ENOENT } from "../constants";
+import { allocStatic } from "../../alloc";
+import { memCopy, read32, write32 } from "../../env";
+import { EEXIST, EINVAL, ENOENT } from "../../constants";
 
 export function arrayCreate(valueSize: u32, maxEntries: u32): usize {
   const d = allocStatic(12, 8);

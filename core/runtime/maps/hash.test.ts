@@ -1,13 +1,13 @@
-// Unit and property tests for the BPF hash / LRU hash tables (core/maps/hash.ts), directly and through
+// Unit and property tests for the BPF hash / LRU hash tables (core/runtime/maps/hash.ts), directly and through
 // the public map API (core/maps.ts). Runs the JavaScript semantics (env.portable).
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { hashCount, hashCreate, hashDelete, hashLookup, hashNextKey, hashUpdate } from "./hash";
-import { allocStatic } from "../alloc";
-import { read32, write32 } from "../env";
-import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT } from "../constants";
-import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapUpdate } from "../maps";
-import { MapId, SERVICE_KEY_SIZE, SERVICE_VALUE_SIZE, CT_TUPLE_SIZE, CT_ENTRY_SIZE } from "../gen/layout";
+import { allocStatic } from "../../alloc";
+import { read32, write32 } from "../../env";
+import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT } from "../../constants";
+import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapUpdate } from "../../maps";
+import { MapId, SERVICE_KEY_SIZE, SERVICE_VALUE_SIZE, CT_TUPLE_SIZE, CT_ENTRY_SIZE } from "../../gen/layout";
 
 // Scratch buffers shared by the whole file (memory is shared within a file).
 const K = allocStatic(64, 8);

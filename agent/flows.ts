@@ -6,10 +6,10 @@
  * the last N in a ring for `--last`, with subscribers for `--follow` (Hubble's observer: pkg/hubble/observer
  * keeps a ring buffer of flows the same way).
  */
-import * as C from "../../core/host/constants.gen.ts";
-import type { TraceRecord } from "../../core/host/codecs.gen.ts";
-import { dropReasonHubble, dropReasonText } from "../../core/host/drop-reasons.gen.ts";
-import { EVENT_DROP, EVENT_POLICY_VERDICT, EVENT_TRACE, identityText, MATCH_TYPE_NAMES, tcpFlagNames, type FlowEndpoint, type FlowEvent, type Verdict } from "../../sim/flows.ts";
+import * as C from "../host/constants.gen.ts";
+import type { TraceRecord } from "../host/codecs.gen.ts";
+import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
+import { EVENT_DROP, EVENT_POLICY_VERDICT, EVENT_TRACE, identityText, MATCH_TYPE_NAMES, tcpFlagNames, type FlowEndpoint, type FlowEvent, type Verdict } from "../sim/flows.ts";
 import type { DesiredState } from "./desired.ts";
 
 const OBS: Record<number, string> = {

@@ -14,11 +14,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { MAP_SPECS, type MapSpec } from "../../core/host/codecs.gen.ts";
-import { attachTc, BpfObject, netnsPath, type BpfProgram, type RawMap } from "../../datapath/index.ts";
-import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY } from "../../datapath/endpoint-link.ts";
-import type { ManifestObject } from "../../policy/types.ts";
-import type { BuildOptions } from "../../sim/cluster.ts";
+import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
+import { attachTc, BpfObject, netnsPath, type BpfProgram, type RawMap } from "../datapath/index.ts";
+import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY } from "../datapath/endpoint-link.ts";
+import type { ManifestObject } from "../policy/types.ts";
+import type { BuildOptions } from "../sim/cluster.ts";
 import { computeDesired, MANAGED_MAPS, type DesiredState, type Numbering, type LocalEndpoint, type ManagedMap, type MapContents } from "./desired.ts";
 import { StableIdentities, StableNumbers, type IdentityState } from "./identities.ts";
 import { Ipam } from "./ipam.ts";

@@ -16,9 +16,9 @@
  */
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import { MAP_SPECS, type MapSpec } from "../../core/host/codecs.gen.ts";
-import * as C from "../../core/host/constants.gen.ts";
-import { dropReasonHubble } from "../../core/host/drop-reasons.gen.ts";
+import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
+import * as C from "../host/constants.gen.ts";
+import { dropReasonHubble } from "../host/drop-reasons.gen.ts";
 import type { Agent, ReconcileReport } from "./agent.ts";
 
 const DIRS: Record<number, string> = { [C.METRIC_DIR_INGRESS]: "INGRESS", [C.METRIC_DIR_EGRESS]: "EGRESS", [C.METRIC_DIR_SERVICE]: "SERVICE" };

@@ -1,7 +1,7 @@
 /*
  * The Datapath interface: the one way the simulator, the tests and the CLI drive the packet logic, whether
  * it runs as WebAssembly, as JavaScript, or in the kernel through BPF_PROG_TEST_RUN. Implementations:
- * core/host/abi-datapath.ts (wasm and js builds of core/) and datapath/kernel-engine.ts (generated eBPF).
+ * host/abi-datapath.ts (wasm and js builds of core/) and datapath/kernel-engine.ts (generated eBPF).
  * Host-side TypeScript: never compiled by asc.
  */
 import type { MapSpec, TraceRecord } from "./codecs.gen.ts";
@@ -29,7 +29,7 @@ export interface RunResult {
   trace: TraceRecord;
 }
 
-/** Typed access to one map; keys and values are the codec objects of core/host/codecs.gen.ts. */
+/** Typed access to one map; keys and values are the codec objects of host/codecs.gen.ts. */
 export interface MapHandle<K, V> {
   readonly spec: MapSpec<K, V>;
   lookup(key: Partial<K>): V | undefined;

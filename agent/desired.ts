@@ -12,23 +12,23 @@
  *      pending and left out, and workload kinds are not expanded (on a node only real pods exist).
  * Mirrors pkg/endpointmanager and pkg/ipcache upstream: the agent's maps are a function of the cluster.
  */
-import { MAP_SPECS, type MapSpec } from "../../core/host/codecs.gen.ts";
-import * as C from "../../core/host/constants.gen.ts";
-import type { Datapath, MapHandle } from "../../core/host/datapath.ts";
-import type { CompiledPolicy } from "../../policy/compile.ts";
-import type { ManifestObject } from "../../policy/types.ts";
-import { buildCluster, type BuildOptions, type SimCluster } from "../../sim/cluster.ts";
-import { NodeAgent } from "../../sim/node-agent.ts";
-import { compilePolicy } from "../../policy/compile.ts";
-import { PolicyBudgetError } from "../../policy/errors.ts";
-import { translateNetworkPolicy } from "../../policy/k8s-netpol.ts";
-import { translateCiliumPolicy } from "../../policy/rules.ts";
-import type { InternalRule, PolicyKind } from "../../policy/types.ts";
-import type { Ctx } from "../../policy/validate.ts";
-import { addrBytes16 } from "../../sim/packets.ts";
-import { buildLbModel } from "../../sim/services.ts";
+import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
+import * as C from "../host/constants.gen.ts";
+import type { Datapath, MapHandle } from "../host/datapath.ts";
+import type { CompiledPolicy } from "../policy/compile.ts";
+import type { ManifestObject } from "../policy/types.ts";
+import { buildCluster, type BuildOptions, type SimCluster } from "../sim/cluster.ts";
+import { NodeAgent } from "../sim/node-agent.ts";
+import { compilePolicy } from "../policy/compile.ts";
+import { PolicyBudgetError } from "../policy/errors.ts";
+import { translateNetworkPolicy } from "../policy/k8s-netpol.ts";
+import { translateCiliumPolicy } from "../policy/rules.ts";
+import type { InternalRule, PolicyKind } from "../policy/types.ts";
+import type { Ctx } from "../policy/validate.ts";
+import { addrBytes16 } from "../sim/packets.ts";
+import { buildLbModel } from "../sim/services.ts";
 import { LOCAL_IDENTITY_SCOPE, type StableIdentities, type StableNumbers } from "./identities.ts";
-import { backendKey } from "../../sim/services.ts";
+import { backendKey } from "../sim/services.ts";
 
 /** The agent's persistent numbering: identities, backend ids, reverse-NAT indexes (rule 2). */
 export interface Numbering {

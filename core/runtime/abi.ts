@@ -1,17 +1,17 @@
 /*
  * The host ABI of core: what the WASM module exports and the JS build re-exports, identically. Hosts
- * (core/host/abi-datapath.ts) write keys, values and packets into the scratch and packet areas of the
+ * (host/abi-datapath.ts) write keys, values and packets into the scratch and packet areas of the
  * instance's memory, call these functions, and read results back from memory and from the Trace map.
  * Nothing here is part of the kernel build: in C the maps are real BPF maps and the entry points are the
  * programs in bpf/programs/.
  */
-import { MapId } from "./gen/layout";
-import { allocStatic, arenaReset, heapUsed } from "./alloc";
-import { write32 } from "./env";
-import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapRingbufConsume, mapUpdate } from "./maps";
-import { fromEndpoint, fromNetwork, toEndpoint } from "./pipeline";
-import { maglevBuild, maglevDelete, maglevStore } from "./maglev";
-import { ctGc } from "./conntrack";
+import { MapId } from "../gen/layout";
+import { allocStatic, arenaReset, heapUsed } from "../alloc";
+import { write32 } from "../env";
+import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapRingbufConsume, mapUpdate } from "../maps";
+import { fromEndpoint, fromNetwork, toEndpoint } from "../pipeline";
+import { maglevBuild, maglevDelete, maglevStore } from "../maglev";
+import { ctGc } from "./conntrack-gc";
 
 /** Largest packet a host may pass (the kernel's test-run limit is a page minus headroom; we allow more). */
 export const ABI_PACKET_MAX: u32 = 65536;

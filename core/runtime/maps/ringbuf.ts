@@ -6,8 +6,8 @@
  * Descriptor (internal): size u32 | head u32 (next read) | tail u32 (next write) | pending records u32 |
  * dropped u32 | data base u32.
  */
-import { allocStatic } from "../alloc";
-import { memCopy, read32, write32 } from "../env";
+import { allocStatic } from "../../alloc";
+import { memCopy, read32, write32 } from "../../env";
 
 const D_SIZE: usize = 0;
 const D_HEAD: usize = 4;

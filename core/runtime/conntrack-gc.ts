@@ -1,13 +1,13 @@
 /*
  * Host-only conntrack garbage collection (Cilium's userspace CT GC, pkg/maps/ctmap/gc; reference §6.5).
  * Kept apart from core/conntrack.ts because map iteration (mapNextKey) is host-only: codegen never
- * translates this file, and core/conntrack.ts re-exports ctGc for the hosts. Expiry uses the same rule as
+ * translates this file; the host ABI (core/runtime/abi.ts) exports ctGc. Expiry uses the same rule as
  * ctLookup: an entry is dead when lifetime < now.
  */
-import { MapId, CT_ENTRY_LIFETIME, CT_TUPLE_SIZE } from "./gen/layout";
-import { memCopy, read32 } from "./env";
-import { mapDelete, mapLookup, mapNextKey } from "./maps";
-import { stackAlloc } from "./alloc";
+import { MapId, CT_ENTRY_LIFETIME, CT_TUPLE_SIZE } from "../gen/layout";
+import { memCopy, read32 } from "../env";
+import { mapDelete, mapLookup, mapNextKey } from "../maps";
+import { stackAlloc } from "../alloc";
 
 /** More than any conntrack map holds: the constant bound of ctGc's walk. */
 const CT_GC_MAX_VISIT: u32 = 16777216;

@@ -1,12 +1,12 @@
-// Unit and property tests for the LPM tables (core/maps/lpm.ts), directly and through the public map API
+// Unit and property tests for the LPM tables (core/runtime/maps/lpm.ts), directly and through the public map API
 // (core/maps.ts, MapId.Ipcache / MapId.Policy). Runs the JavaScript semantics (env.portable).
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { lpmCount, lpmCreate, lpmDelete, lpmLookup, lpmNextKey, lpmUpdate } from "./lpm";
-import { allocStatic } from "../alloc";
-import { read8, read32, write8, write32 } from "../env";
-import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT, FAMILY_IPV4, FAMILY_IPV6 } from "../constants";
-import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapUpdate } from "../maps";
+import { allocStatic } from "../../alloc";
+import { read8, read32, write8, write32 } from "../../env";
+import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT, FAMILY_IPV4, FAMILY_IPV6 } from "../../constants";
+import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapUpdate } from "../../maps";
 import {
   MapId,
   IPCACHE_KEY_SIZE,
@@ -21,7 +21,7 @@ import {
   POLICY_KEY_PROTOCOL,
   POLICY_KEY_DPORT_BE,
   POLICY_ENTRY_SIZE,
-} from "../gen/layout";
+} from "../../gen/layout";
 
 const K = allocStatic(64, 8);
 const V = allocStatic(64, 8);

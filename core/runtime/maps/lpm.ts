@@ -19,14 +19,14 @@
  * table's pool order: deterministic for a given history, every entry once when nothing changes, and a key
  * that is not present restarts from the first entry, as trie_get_next_key() does).
  *
- * Design: one hash table (core/maps/hash.ts) keyed by (prefixlen, data masked to prefixlen bits) whose
+ * Design: one hash table (core/runtime/maps/hash.ts) keyed by (prefixlen, data masked to prefixlen bits) whose
  * value is (the key as given | the value), plus a count of entries per prefix length. Lookup tries the
  * prefix lengths from the key's down to 0, skipping lengths with no entries.
  */
-import { allocStatic } from "../alloc";
-import { memCopy, read32, write32 } from "../env";
-import { bswap32 } from "../bytes";
-import { BPF_EXIST, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT } from "../constants";
+import { allocStatic } from "../../alloc";
+import { memCopy, read32, write32 } from "../../env";
+import { bswap32 } from "../../bytes";
+import { BPF_EXIST, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT } from "../../constants";
 import { hashCount, hashCreate, hashDelete, hashLookup, hashNextKey, hashUpdate } from "./hash";
 
 // Descriptor fields (u32 each).

@@ -26,9 +26,9 @@
  *
  * Keys and values are multiples of 4 bytes: keys are hashed and compared word by word.
  */
-import { allocStatic } from "../alloc";
-import { memCopy, mul32, read32, write32 } from "../env";
-import { BPF_EXIST, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT } from "../constants";
+import { allocStatic } from "../../alloc";
+import { memCopy, mul32, read32, write32 } from "../../env";
+import { BPF_EXIST, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT } from "../../constants";
 
 // Descriptor fields (u32 each).
 const D_KEY_SIZE: usize = 0;

@@ -1,5 +1,5 @@
 /*
- * The Datapath interface over core's host ABI (core/abi.ts), for both builds of core: the WASM module and
+ * The Datapath interface over core's host ABI (core/runtime/abi.ts), for both builds of core: the WASM module and
  * the JavaScript bundle export the same functions, so one adapter serves both. Keys, values and packets
  * travel through the instance's memory: the scratch area holds one key, one next-key and one value at a
  * time; the packet area holds the frame an entry point runs on.
@@ -16,7 +16,7 @@ import {
   type RunResult,
 } from "./datapath.ts";
 
-/** The functions core/abi.ts exports (numbers are raw i32/u32 as WASM returns them). */
+/** The functions core/runtime/abi.ts exports (numbers are raw i32/u32 as WASM returns them). */
 export interface CoreAbi {
   abiInit(): number;
   abiScratch(): number;

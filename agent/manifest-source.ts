@@ -8,8 +8,8 @@
  */
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { loadManifests } from "../../sim/manifests.ts";
-import type { ManifestObject } from "../../policy/types.ts";
+import { loadManifests } from "../sim/manifests.ts";
+import type { ManifestObject } from "../policy/types.ts";
 
 function walk(p: string, out: string[]): void {
   let st;

@@ -14,7 +14,7 @@
  *       first. For any packet, the longest match in the union is then always either the old winner or the
  *       new one: a flow with the same verdict before and after keeps it throughout.
  */
-import { MAP_SPECS } from "../../core/host/codecs.gen.ts";
+import { MAP_SPECS } from "../host/codecs.gen.ts";
 import { hex, MANAGED_MAPS, type Entry, type ManagedMap, type MapContents } from "./desired.ts";
 
 export interface ByteMap {
