@@ -17,8 +17,8 @@ import * as C from "../host/constants.gen.ts";
 import type { Datapath, MapHandle } from "../host/datapath.ts";
 import type { CompiledPolicy } from "../policy/compile.ts";
 import type { ManifestObject } from "../policy/types.ts";
-import { buildCluster, type BuildOptions, type SimCluster } from "../sim/cluster.ts";
-import { NodeAgent } from "../sim/node-agent.ts";
+import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluster.ts";
+import { NodeAgent } from "../node/desired.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { PolicyBudgetError } from "../policy/errors.ts";
 import { translateNetworkPolicy } from "../policy/k8s-netpol.ts";
@@ -26,9 +26,9 @@ import { translateCiliumPolicy } from "../policy/rules.ts";
 import type { InternalRule, PolicyKind } from "../policy/types.ts";
 import type { Ctx } from "../policy/validate.ts";
 import { addrBytes16 } from "../sim/packets.ts";
-import { buildLbModel } from "../sim/services.ts";
+import { buildLbModel } from "../node/services.ts";
 import { LOCAL_IDENTITY_SCOPE, type StableIdentities, type StableNumbers } from "./identities.ts";
-import { backendKey } from "../sim/services.ts";
+import { backendKey } from "../node/services.ts";
 
 /** The agent's persistent numbering: identities, backend ids, reverse-NAT indexes (rule 2). */
 export interface Numbering {

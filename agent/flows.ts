@@ -9,7 +9,7 @@
 import * as C from "../host/constants.gen.ts";
 import type { TraceRecord } from "../host/codecs.gen.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
-import { EVENT_DROP, EVENT_POLICY_VERDICT, EVENT_TRACE, identityText, MATCH_TYPE_NAMES, tcpFlagNames, type FlowEndpoint, type FlowEvent, type Verdict } from "../sim/flows.ts";
+import { EVENT_DROP, EVENT_POLICY_VERDICT, EVENT_TRACE, identityText, MATCH_TYPE_NAMES, tcpFlagNames, type FlowEndpoint, type FlowEvent, type Verdict } from "../host/flows.ts";
 import type { DesiredState } from "./desired.ts";
 
 const OBS: Record<number, string> = {

@@ -8,7 +8,7 @@
 import type { ServerResponse } from "node:http";
 import { MAP_SPECS } from "../host/codecs.gen.ts";
 import { openEventReader, type EventReader } from "../datapath/ring-buffer.ts";
-import { EVENT_DROP, EVENT_POLICY_VERDICT, type FlowEvent } from "../sim/flows.ts";
+import { EVENT_DROP, EVENT_POLICY_VERDICT, type FlowEvent } from "../host/flows.ts";
 import type { Agent } from "./agent.ts";
 import type { StreamRoute } from "./api.ts";
 import { flowOf, FlowStore, matches, namesFrom, type FlowFilter } from "./flows.ts";

@@ -5,7 +5,7 @@
  */
 import type { EnforcementMode, ManifestObject } from "../policy/types.ts";
 import { compileClusterPolicy } from "../sim/policy.ts";
-import { buildCluster, endpointRefOf, type BuildOptions, type EndpointRefSpec, type FlowProtocol, type SimCluster } from "../sim/cluster.ts";
+import { buildCluster, endpointRefOf, type BuildOptions, type EndpointRefSpec, type FlowProtocol, type SimCluster } from "../node/cluster.ts";
 import { loadManifests } from "../sim/manifests.ts";
 import { Simulation } from "../sim/simulator.ts";
 import { CliError } from "./errors.ts";

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { loadManifests as loadWithPolicy, parseManifests } from "../policy/manifest-loader.ts";
 import type { ManifestObject } from "../policy/types.ts";
 import type { ManifestError } from "../policy/errors.ts";
-import { SimError } from "./errors.ts";
+import { SimError } from "../node/errors.ts";
 
 export type WarningSink = (message: string) => void;
 

@@ -12,7 +12,7 @@ import { translateNetworkPolicy } from "../policy/k8s-netpol.ts";
 import { translateCiliumPolicy } from "../policy/rules.ts";
 import type { Ctx } from "../policy/validate.ts";
 import type { InternalRule, PolicyKind } from "../policy/types.ts";
-import type { SimCluster } from "./cluster.ts";
+import type { SimCluster } from "../node/cluster.ts";
 
 export function compileClusterPolicy(c: SimCluster): CompiledPolicy {
   const rules: InternalRule[] = [];

@@ -28,9 +28,9 @@ import { evaluateHttp, type HttpVerdict } from "../policy/l7-http.ts";
 import { parseCidr, formatIp } from "../policy/cidr.ts";
 import { identityOfIp } from "../policy/identity.ts";
 import type { Provenance } from "../policy/types.ts";
-import { canonicalIp, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type SimCluster, type SimPod, type SimService, type SimNode } from "./cluster.ts";
+import { canonicalIp, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type SimCluster, type SimPod, type SimService, type SimNode } from "../node/cluster.ts";
 import { createSimDatapath, type SimEngineName } from "./engines.ts";
-import { SimError } from "./errors.ts";
+import { SimError } from "../node/errors.ts";
 import {
   EVENT_DROP,
   EVENT_L7,
@@ -43,10 +43,10 @@ import {
   type FlowEvent,
   type PolicyRef,
   type Verdict,
-} from "./flows.ts";
-import { NodeAgent } from "./node-agent.ts";
+} from "../host/flows.ts";
+import { NodeAgent } from "../node/desired.ts";
 import { buildFrame, decodeFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
-import { buildLbModel, type Frontend, type LbModel } from "./services.ts";
+import { buildLbModel, type Frontend, type LbModel } from "../node/services.ts";
 
 /** Where traffic from / to "the world" goes when no address is given (TEST-NET-3, RFC 5737). */
 export const WORLD_IP = "203.0.113.10";

@@ -15,7 +15,7 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { parseManifestText } from "../../sim/manifests.ts";
-import { buildCluster } from "../../sim/cluster.ts";
+import { buildCluster } from "../../node/cluster.ts";
 import { compileClusterPolicy } from "../../sim/policy.ts";
 import { loadFrom, policyProbes, type Loaded } from "../../cli/common.ts";
 import { reachMatrix } from "../../cli/commands/reach.ts";

@@ -6,7 +6,7 @@
  */
 import type { Command } from "commander";
 import { request } from "node:http";
-import { compactLine, jsonLine, type FlowEvent } from "../../sim/flows.ts";
+import { compactLine, jsonLine, type FlowEvent } from "../../host/flows.ts";
 import { DEFAULT_SOCKET } from "../../agent/defaults.ts";
 import { outputOf, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";

@@ -9,7 +9,7 @@
 import type { Command } from "commander";
 import Table from "cli-table3";
 import { stringify as stringifyYaml } from "yaml";
-import type { FlowProtocol, SimPod } from "../../sim/cluster.ts";
+import type { FlowProtocol, SimPod } from "../../node/cluster.ts";
 import type { Simulation } from "../../sim/simulator.ts";
 import { collect, load, outputOf, parseProbe, policyProbes, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";

@@ -4,7 +4,7 @@
  * Hubble's field names (-o json). Exit 0 (the verdicts are the output, not a check).
  */
 import type { Command } from "commander";
-import { compactLine, jsonLine } from "../../sim/flows.ts";
+import { compactLine, jsonLine } from "../../host/flows.ts";
 import { load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 

@@ -10,7 +10,7 @@ import type { Command } from "commander";
 import Table from "cli-table3";
 import { stringify as stringifyYaml } from "yaml";
 import type { ManifestObject } from "../../policy/types.ts";
-import { allocationOf, buildCluster, type FlowProtocol, type FlowSpec } from "../../sim/cluster.ts";
+import { allocationOf, buildCluster, type FlowProtocol, type FlowSpec } from "../../node/cluster.ts";
 import { loadManifests, objectKey } from "../../sim/manifests.ts";
 import { compileClusterPolicy } from "../../sim/policy.ts";
 import type { FlowResult, Simulation } from "../../sim/simulator.ts";

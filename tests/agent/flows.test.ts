@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { TraceRecordCodec, type TraceRecord } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { flowOf, FlowStore, matches, type FlowNames } from "../../agent/flows.ts";
-import { compactLine, jsonLine } from "../../sim/flows.ts";
+import { compactLine, jsonLine } from "../../host/flows.ts";
 
 const names: FlowNames = {
   podByIp: new Map([

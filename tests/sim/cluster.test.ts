@@ -3,8 +3,8 @@
 // the bad-input errors users see.
 import { describe, expect, it } from "vitest";
 import { parseManifestText } from "../../sim/manifests.ts";
-import { allocationOf, buildCluster } from "../../sim/cluster.ts";
-import { SimError } from "../../sim/errors.ts";
+import { allocationOf, buildCluster } from "../../node/cluster.ts";
+import { SimError } from "../../node/errors.ts";
 
 const doc = (s: string) => parseManifestText(s, "test.yaml");
 

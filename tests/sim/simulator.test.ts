@@ -2,7 +2,7 @@
 // events and the identity carried across nodes, reserved sources, and determinism. Needs `npm run build`.
 import { describe, expect, it } from "vitest";
 import { parseManifestText } from "../../sim/manifests.ts";
-import { buildCluster, type FlowSpec } from "../../sim/cluster.ts";
+import { buildCluster, type FlowSpec } from "../../node/cluster.ts";
 import { compileClusterPolicy } from "../../sim/policy.ts";
 import { Simulation } from "../../sim/simulator.ts";
 

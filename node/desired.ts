@@ -14,8 +14,8 @@ import { maglevHashString, maglevSeeds } from "../host/maglev.ts";
 import type { CompiledPolicy } from "../policy/compile.ts";
 import { encodeEntries } from "../policy/lookup.ts";
 import type { SimCluster, SimNode, SimPod } from "./cluster.ts";
-import { createWasmDatapath } from "./engines.ts";
-import { addrBytes16, isIpv6, parseIpv4 } from "./packets.ts";
+import { createWasmDatapath } from "../sim/engines.ts";
+import { addrBytes16, isIpv6, parseIpv4 } from "../sim/packets.ts";
 import { backendKey, frontendBackends, type LbModel } from "./services.ts";
 
 const IPCACHE_F_HAS_TUNNEL_EP = 0x2;
