@@ -1,38 +1,14 @@
 /*
  * Flow events on a node: the datapath writes a TraceRecord into the ciliate_events_v1 ring buffer for every
  * drop and every policy verdict of a new flow (CONFIG_F_EVENTS; every packet with CONFIG_F_EVENTS_ALL); the
- * agent polls it, decodes each record into a Hubble-shaped flow (sim/flows.ts FlowEvent, so `ciliate
+ * agent polls it, decodes each record into a Hubble-shaped flow (host/trace-flow.ts, so `ciliate
  * observe` prints exactly what `ciliate simulate` prints), names the pods from the desired state, and keeps
  * the last N in a ring for `--last`, with subscribers for `--follow` (Hubble's observer: pkg/hubble/observer
  * keeps a ring buffer of flows the same way).
  */
-import * as C from "../host/constants.gen.ts";
-import type { TraceRecord } from "../host/codecs.gen.ts";
-import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
-import { EVENT_DROP, EVENT_POLICY_VERDICT, EVENT_TRACE, identityText, MATCH_TYPE_NAMES, tcpFlagNames, type FlowEndpoint, type FlowEvent, type Verdict } from "../host/flows.ts";
+import type { FlowEndpoint, FlowEvent } from "../host/flows.ts";
+import type { FlowNames } from "../host/trace-flow.ts";
 import type { DesiredState } from "./desired.ts";
-
-const OBS: Record<number, string> = {
-  [C.TRACE_TO_ENDPOINT]: "to-endpoint",
-  [C.TRACE_TO_PROXY]: "to-proxy",
-  [C.TRACE_FROM_ENDPOINT]: "from-endpoint",
-  [C.TRACE_FROM_NETWORK]: "from-network",
-  [C.TRACE_TO_NETWORK]: "to-network",
-};
-
-function addr(bytes: Uint8Array, family: number): string {
-  if (family === C.FAMILY_IPV4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  const parts: string[] = [];
-  for (let i = 0; i < 16; i += 2) parts.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
-  return parts.join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
-}
-
-/** Names for addresses and identities, from the agent's last desired state. */
-export interface FlowNames {
-  podByIp: Map<string, { namespace: string; name: string; labels: Record<string, string> }>;
-  identityLabels: Map<number, string[]>;
-  nodeName: string;
-}
 
 export function namesFrom(d: DesiredState | undefined, nodeName: string): FlowNames {
   const podByIp = new Map<string, { namespace: string; name: string; labels: Record<string, string> }>();
@@ -46,57 +22,6 @@ export function namesFrom(d: DesiredState | undefined, nodeName: string): FlowNa
     }
   }
   return { podByIp, identityLabels, nodeName };
-}
-
-/** A TraceRecord from the ring buffer as a Hubble flow. */
-export function flowOf(t: TraceRecord, names: FlowNames, now = new Date()): FlowEvent {
-  const family = t.family === C.FAMILY_IPV6 ? C.FAMILY_IPV6 : C.FAMILY_IPV4;
-  const reply = (t.traceFlags & C.TRACE_F_REPLY) !== 0;
-  const src = addr(t.saddr, family);
-  // After DNAT the packet's destination is the backend; Hubble shows the translated address.
-  const dst = addr(t.newDaddr, family);
-  const ingress = t.hook === C.HOOK_TO_ENDPOINT || t.hook === C.HOOK_FROM_NETWORK;
-  const dropped = t.verdict === C.CTX_ACT_DROP;
-  const checked = (t.traceFlags & (ingress ? C.TRACE_F_INGRESS_CHECKED : C.TRACE_F_EGRESS_CHECKED)) !== 0;
-  const policyVerdict = checked && t.ctState === C.CT_NEW;
-  const labelsOf = (identity: number) => names.identityLabels.get(identity) ?? (identity > 0 && identity < 256 ? [`reserved:${identityText(identity)}`] : []);
-  const ep = (ip: string, identity: number): FlowEndpoint => {
-    const p = names.podByIp.get(ip);
-    return p ? { identity, namespace: p.namespace, pod_name: p.name, labels: labelsOf(identity) } : { identity, labels: labelsOf(identity), ip };
-  };
-  const l4: Record<string, unknown> = {};
-  const proto = t.nexthdr;
-  if (proto === 6) l4.TCP = { source_port: t.sport, destination_port: t.newDport, flags: Object.fromEntries(tcpFlagNames(t.tcpFlags).map((f) => [f, true])) };
-  else if (proto === 17) l4.UDP = { source_port: t.sport, destination_port: t.newDport };
-  else if (proto === 132) l4.SCTP = { source_port: t.sport, destination_port: t.newDport };
-  else if (proto === 1) l4.ICMPv4 = { type: t.icmpType };
-  else if (proto === 58) l4.ICMPv6 = { type: t.icmpType };
-  const verdict: Verdict = dropped ? "DROPPED" : t.verdict === C.CTX_ACT_REDIRECT ? "REDIRECTED" : (t.traceFlags & C.TRACE_F_AUDITED) !== 0 ? "AUDIT" : "FORWARDED";
-  const type = dropped ? EVENT_DROP : policyVerdict ? EVENT_POLICY_VERDICT : EVENT_TRACE;
-  const matchType = ingress ? t.ingressMatchType : t.egressMatchType;
-  const direction = ingress ? "INGRESS" : "EGRESS";
-  const event = dropped ? "policy-verdict:none" : policyVerdict ? `policy-verdict:${MATCH_TYPE_NAMES[matchType] ?? "none"} ${direction}` : (OBS[t.obsPoint] ?? "trace");
-  const flags = "TCP" in l4 ? tcpFlagNames(t.tcpFlags).join(", ") : "";
-  return {
-    time: now.toISOString(),
-    verdict,
-    ...(dropped ? { drop_reason: t.dropReason, drop_reason_desc: dropReasonHubble(t.dropReason) } : {}),
-    IP: { source: src, destination: dst, ipVersion: family === C.FAMILY_IPV4 ? "IPv4" : "IPv6" },
-    l4,
-    source: ep(src, t.srcIdentity),
-    destination: ep(dst, t.dstIdentity),
-    Type: "L3_L4",
-    node_name: names.nodeName,
-    event_type: { type },
-    traffic_direction: direction,
-    trace_observation_point: (OBS[t.obsPoint] ?? "unknown").toUpperCase().replace(/-/g, "_"),
-    ...(policyVerdict ? { policy_match_type: matchType } : {}),
-    is_reply: reply,
-    Summary: dropped ? `${flags ? `${flags} ` : ""}${dropReasonText(t.dropReason)}` : flags ? `TCP Flags: ${flags}` : proto === 17 ? "UDP" : `proto ${proto}`,
-    event: dropped ? "drop" : event,
-    src_port: t.sport,
-    dst_port: t.newDport,
-  };
 }
 
 export interface FlowFilter {

@@ -10,11 +10,11 @@
  * Reserved identities (< 256) are fixed and pass through unchanged; cluster identities are allocated from
  * 256, node-local CIDR identities from (1 << 24) | 1, as upstream.
  */
+import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "../host/identity-scopes.ts";
 import type { CompiledPolicy } from "../policy/compile.ts";
 import { labelString } from "../policy/labels.ts";
 
-export const MIN_CLUSTER_IDENTITY = 256;
-export const LOCAL_IDENTITY_SCOPE = 1 << 24;
+export { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY };
 
 export interface IdentityState {
   /** label-set key → number. */

@@ -8,8 +8,8 @@
  */
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { loadManifests } from "../sim/manifests.ts";
-import type { ManifestObject } from "../policy/types.ts";
+import { loadManifests, type ManifestObject } from "../policy/index.ts";
+import { AgentError } from "./defaults.ts";
 
 function walk(p: string, out: string[]): void {
   let st;
@@ -35,12 +35,22 @@ export class ManifestSource {
   private last = "";
   private pending?: string;
 
-  constructor(readonly paths: string[]) {}
+  constructor(
+    readonly paths: string[],
+    private readonly warn: (message: string) => void = (m) => process.stderr.write(`ciliate: warning: ${m}\n`),
+  ) {}
 
-  /** Reads every manifest. Throws on bad input (SimError / ManifestError). */
+  /**
+   * Reads every manifest with policy/'s loader. Throws AgentError INVALID_MANIFEST listing every problem
+   * (one per line, each naming file, document, line and field) when any file is missing or invalid.
+   */
   load(): ManifestObject[] {
     this.last = manifestSignature(this.paths);
-    return this.paths.length ? loadManifests(this.paths) : [];
+    if (!this.paths.length) return [];
+    const r = loadManifests(this.paths);
+    for (const w of r.warnings) this.warn(w.message);
+    if (r.errors.length) throw new AgentError("INVALID_MANIFEST", r.errors.map((e) => e.message).join("\n"));
+    return r.objects;
   }
 
   /** Calls onChange when the files change, checking every intervalMs. */

@@ -11,7 +11,8 @@ import { openEventReader, type EventReader } from "../datapath/ring-buffer.ts";
 import { EVENT_DROP, EVENT_POLICY_VERDICT, type FlowEvent } from "../host/flows.ts";
 import type { Agent } from "./agent.ts";
 import type { StreamRoute } from "./api.ts";
-import { flowOf, FlowStore, matches, namesFrom, type FlowFilter } from "./flows.ts";
+import { flowOf } from "../host/trace-flow.ts";
+import { FlowStore, matches, namesFrom, type FlowFilter } from "./flows.ts";
 
 export class FlowObserver {
   readonly store = new FlowStore();

@@ -9,6 +9,7 @@ import { buildCluster, endpointRefOf, type BuildOptions, type EndpointRefSpec, t
 import { loadManifests } from "../sim/manifests.ts";
 import { Simulation } from "../sim/simulator.ts";
 import { CliError } from "./errors.ts";
+import { protoName } from "../host/protocols.ts";
 import type { CompiledPolicy } from "../policy/compile.ts";
 
 export interface GlobalOptions {
@@ -126,11 +127,10 @@ export function collect(v: string, prev: string[] = []): string[] {
 
 /** Every exact port/protocol (and ICMP type) the compiled policy mentions, sorted. */
 export function policyProbes(p: CompiledPolicy): { port: number; protocol: FlowProtocol }[] {
-  const names: Record<number, FlowProtocol> = { 6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP", 58: "ICMPv6" };
   const seen = new Map<string, { port: number; protocol: FlowProtocol }>();
   for (const ep of p.endpoints.values())
     for (const e of ep.entries) {
-      const proto = names[e.key.protocol];
+      const proto = protoName(e.key.protocol);
       if (!proto || e.key.portPrefix !== 16) continue;
       seen.set(`${e.key.port}/${proto}`, { port: e.key.port, protocol: proto });
     }

@@ -1,68 +1,131 @@
 /*
- * What a Cilium agent writes into one node's maps, done through the Datapath interface (so it works the
- * same on every engine): the configuration; the local endpoints (pods scheduled here, ids 1, 2, … in
- * namespace/name order); the ipcache (every pod IP with its identity and its node as tunnel endpoint,
- * every node IP as host on its own node and remote-node elsewhere, the CIDR identities of the policies,
- * and 0.0.0.0/0 and ::/0 as world); the per-endpoint policy entries compiled by policy/; and the services
- * (master entry, backend slots — active first, then terminating —, backends, reverse NAT, Maglev tables).
- * Mirrors pkg/endpointmanager, pkg/ipcache, pkg/maps/policymap and pkg/loadbalancer/reconciler upstream.
+ * Desired state as data: what a Cilium agent writes into one node's maps, computed by one pure function
+ * from (cluster model, compiled policy, node, numbering, Maglev builder). The simulator writes the result
+ * into its engines; the node agent encodes it and diffs it against the pinned maps (agent/reconcile.ts).
+ * What the simulator predicts is therefore exactly what the agent writes: there is one computation, and the
+ * only inputs that differ are the numbering (positional in the simulator, stable and persisted on a live
+ * node) and which pods have a local endpoint.
+ *
+ * The maps the control plane owns: the configuration; the local endpoints; the ipcache (every pod IP with
+ * its identity and its node as tunnel endpoint, every node IP as host on its own node and remote-node
+ * elsewhere, the CIDR identities of the policies, and 0.0.0.0/0 and ::/0 as world); the per-endpoint
+ * policy entries compiled by policy/; and the services (master entry, backend slots — active first, then
+ * terminating —, backends, reverse NAT, Maglev tables). Every other map (conntrack, SNAT, affinity, metrics,
+ * events) is the datapath's own. Mirrors pkg/endpointmanager, pkg/ipcache, pkg/maps/policymap and
+ * pkg/loadbalancer/reconciler upstream.
  */
 import { MAP_SPECS } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
-import type { Datapath } from "../host/datapath.ts";
+import { addrBytes16, isIpv6, parseIpv4 } from "../host/ip.ts";
+import { familyOf, ipcacheKey } from "../host/ipcache.ts";
 import { maglevHashString, maglevSeeds } from "../host/maglev.ts";
-import type { CompiledPolicy } from "../policy/compile.ts";
-import { encodeEntries } from "../policy/lookup.ts";
-import type { SimCluster, SimNode, SimPod } from "./cluster.ts";
-import { createWasmDatapath } from "../sim/engines.ts";
-import { addrBytes16, isIpv6, parseIpv4 } from "../sim/packets.ts";
-import { backendKey, frontendBackends, type LbModel } from "./services.ts";
+import { protoNumber } from "../host/protocols.ts";
+import type { MaglevBuilder } from "../host/wasm-core.ts";
+import { encodeEntries, type CompiledPolicy } from "../policy/index.ts";
+import type { SimBackend, SimCluster, SimPod } from "./cluster.ts";
+import { backendKey, frontendBackends, type Frontend, type LbModel } from "./services.ts";
 
 const IPCACHE_F_HAS_TUNNEL_EP = 0x2;
 
-function family(ip: string): number {
-  return isIpv6(ip) ? C.FAMILY_IPV6 : C.FAMILY_IPV4;
+/** The maps the control plane owns, in the order their additions go in (agent/reconcile.ts rule O2). */
+export const MANAGED_MAPS = ["Config", "Backends", "RevNat", "Maglev", "Services", "Policy", "Ipcache", "Endpoints"] as const;
+export type ManagedMap = (typeof MANAGED_MAPS)[number];
+
+type KeyOf<M extends ManagedMap> = Parameters<(typeof MAP_SPECS)[M]["key"]["encode"]>[0];
+type ValueOf<M extends ManagedMap> = Parameters<(typeof MAP_SPECS)[M]["value"]["encode"]>[0];
+
+/**
+ * The entries of every managed map, as the codecs of host/codecs.gen.ts take them. Within one map a later
+ * entry with the same key replaces an earlier one (as writing them in order does).
+ */
+export type DesiredMaps = { [M in ManagedMap]: { key: KeyOf<M>; value: ValueOf<M> }[] };
+
+/** A pod with a local endpoint on this node. */
+export interface EndpointNumbers {
+  epId: number;
+  ifindex: number;
+  /** MAC of the pod's interface and of the host side, "aa:bb:…" (optional). */
+  mac?: string;
+  hostMac?: string;
 }
 
-export function ipcacheKey(cidr: string) {
-  const [ip, len] = cidr.split("/");
-  return { prefixlen: C.IPCACHE_STATIC_PREFIX + Number(len ?? (isIpv6(ip!) ? 128 : 32)), family: family(ip!), addr: addrBytes16(ip!) };
+/**
+ * The numbers the datapath remembers things by. The simulator numbers by position (positionalNumbering);
+ * the agent keeps them stable across changes and restarts (agent/identities.ts).
+ */
+export interface Numbering {
+  /** The local endpoint of a pod on this node, or undefined when it has none (it is then not programmed). */
+  endpoint(pod: SimPod): EndpointNumbers | undefined;
+  /** The identity number written for one of the compiled policy's identities (reserved ones pass through). */
+  identity(id: number): number;
+  backend(b: SimBackend): number;
+  revNat(f: Frontend): number;
 }
 
-function protoNumber(p: string): number {
-  return p === "TCP" ? C.IPPROTO_TCP : p === "UDP" ? C.IPPROTO_UDP : 132;
+export interface DesiredOptions {
+  /** Flow events into the ring buffer: drops and new flows' policy verdicts (CONFIG_F_EVENTS). */
+  events?: boolean;
+  /** Every packet into the events ring buffer (CONFIG_F_EVENTS_ALL). */
+  eventsAll?: boolean;
+  /** Also trace about 1 in N forwarded packets (ConfigValue.traceSampleRate; 0 = none). */
+  traceSampleRate?: number;
 }
 
-export class NodeAgent {
-  /** ns/name → endpoint id on this node. */
-  readonly epIds = new Map<string, number>();
-  readonly localPods: SimPod[];
+/** The key a frontend is known by across changes (for stable reverse-NAT indexes). */
+export function frontendKey(f: Frontend): string {
+  return `${f.kind}/${f.ip}/${f.fport}/${f.protocol}`;
+}
 
-  constructor(
-    readonly node: SimNode,
-    readonly dp: Datapath,
-    readonly cluster: SimCluster,
-    readonly policy: CompiledPolicy,
-    readonly lb: LbModel,
-  ) {
-    this.localPods = cluster.pods.filter((p) => p.node === node.name && !p.hostNetwork).sort((a, b) => (a.key < b.key ? -1 : 1));
-    this.localPods.forEach((p, i) => this.epIds.set(p.key, i + 1));
-  }
+/** Pods of a node that get an endpoint in the simulator: scheduled there, not on the host network. */
+export function localPods(cluster: SimCluster, nodeName: string): SimPod[] {
+  return cluster.pods.filter((p) => p.node === nodeName && !p.hostNetwork).sort((a, b) => (a.key < b.key ? -1 : 1));
+}
 
-  /** Writes every map. */
-  install(): void {
-    this.writeConfig();
-    this.writeEndpoints();
-    this.writeIpcache();
-    this.writePolicy();
-    this.writeServices();
-  }
+/** The simulator's numbering: endpoint ids 1, 2, … in namespace/name order, the LB model's numbers. */
+export function positionalNumbering(cluster: SimCluster, nodeName: string, lb: LbModel): Numbering & { epIds: Map<string, number> } {
+  const epIds = new Map<string, number>();
+  localPods(cluster, nodeName).forEach((p, i) => epIds.set(p.key, i + 1));
+  return {
+    epIds,
+    endpoint: (p) => {
+      const epId = epIds.get(p.key);
+      return epId === undefined ? undefined : { epId, ifindex: 100 + epId };
+    },
+    identity: (id) => id,
+    backend: (b) => lb.backendIds.get(backendKey(b))!,
+    revNat: (f) => f.revNat,
+  };
+}
 
-  writeConfig(): void {
-    const cfg = this.cluster.config;
-    const seeds = maglevSeeds(cfg.maglevSeed);
-    const nodeIp = parseIpv4(isIpv6(this.node.ip) ? "0.0.0.0" : this.node.ip);
-    this.dp.map(MAP_SPECS.Config).update(0, {
+function macBytes(mac: string | undefined): Uint8Array {
+  const out = new Uint8Array(8);
+  if (mac) mac.split(":").forEach((h, i) => (out[i] = parseInt(h, 16)));
+  return out;
+}
+
+function ipv4Number(ip: string): number {
+  const b = parseIpv4(isIpv6(ip) ? "0.0.0.0" : ip);
+  return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+}
+
+/**
+ * The exact contents of every managed map of node `nodeName`. Pure: the same inputs give the same entries
+ * (the numbering's own allocation aside). Throws only when `nodeName` is not a node of the cluster.
+ */
+export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbModel, nodeName: string, numbering: Numbering, maglev: MaglevBuilder, opts: DesiredOptions = {}): DesiredMaps {
+  const node = cluster.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new Error(`node ${nodeName} is not in the cluster`);
+  const cfg = cluster.config;
+  const seeds = maglevSeeds(cfg.maglevSeed);
+  const out: DesiredMaps = { Config: [], Backends: [], RevNat: [], Maglev: [], Services: [], Policy: [], Ipcache: [], Endpoints: [] };
+  const identityOf = (p: SimPod) => numbering.identity(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD);
+
+  let flags = C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED;
+  if (opts.events || opts.eventsAll) flags |= C.CONFIG_F_EVENTS;
+  if (opts.eventsAll) flags |= C.CONFIG_F_EVENTS_ALL;
+  out.Config.push({
+    key: 0,
+    value: {
       ctSynTimeout: cfg.ct.syn,
       ctTcpLifetime: cfg.ct.tcp,
       ctCloseTimeout: cfg.ct.close,
@@ -71,101 +134,80 @@ export class NodeAgent {
       ctServiceAnyLifetime: cfg.ct.svcAny,
       hashSeed: seeds.jhash0,
       maglevTableSize: cfg.maglevTableSize,
-      flags: C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED,
+      flags: flags >>> 0,
+      traceSampleRate: opts.traceSampleRate ?? 0,
       hostIdentity: C.ID_HOST,
       worldIpv4Identity: C.ID_WORLD,
       worldIpv6Identity: C.ID_WORLD,
       serviceLoopbackIpv4: 0xa9fe2a01,
       nodePortMin: 30000,
       nodePortMax: 32767,
-      nodeIpv4: ((nodeIp[0]! << 24) | (nodeIp[1]! << 16) | (nodeIp[2]! << 8) | nodeIp[3]!) >>> 0,
-    } as never);
+      nodeIpv4: ipv4Number(node.ip),
+    },
+  });
+
+  // Local endpoints and their policy.
+  for (const p of localPods(cluster, nodeName)) {
+    const ep = numbering.endpoint(p);
+    if (!ep) continue;
+    out.Endpoints.push({
+      key: { addr: addrBytes16(p.ip), family: familyOf(p.ip) },
+      value: { epId: ep.epId, secIdentity: identityOf(p), ifindex: ep.ifindex, mac: macBytes(ep.mac), nodeMac: macBytes(ep.hostMac) },
+    });
+    const compiled = policy.endpoints.get(p.key);
+    if (!compiled) continue;
+    for (const { key, value } of encodeEntries(ep.epId, compiled.entries)) out.Policy.push({ key: { ...key, secLabel: numbering.identity(key.secLabel) }, value });
   }
 
-  writeEndpoints(): void {
-    const m = this.dp.map(MAP_SPECS.Endpoints);
-    for (const p of this.localPods) {
-      const epId = this.epIds.get(p.key)!;
-      m.update({ addr: addrBytes16(p.ip), family: family(p.ip) }, { epId, secIdentity: this.identityOf(p), ifindex: 100 + epId });
-    }
+  // The ipcache: world, then CIDR identities, nodes and pods (a later, more specific writer wins a shared key).
+  out.Ipcache.push({ key: ipcacheKey("0.0.0.0/0"), value: { secIdentity: C.ID_WORLD } });
+  out.Ipcache.push({ key: ipcacheKey("::/0"), value: { secIdentity: C.ID_WORLD } });
+  for (const c of policy.cidrIdentities) out.Ipcache.push({ key: ipcacheKey(c.prefix), value: { secIdentity: numbering.identity(c.identity) } });
+  const nodeIp = new Map<string, string>();
+  for (const n of cluster.nodes) {
+    nodeIp.set(n.name, n.ip);
+    out.Ipcache.push({ key: ipcacheKey(n.ip), value: { secIdentity: n.name === nodeName ? C.ID_HOST : C.ID_REMOTE_NODE } });
+  }
+  for (const p of cluster.pods) {
+    if (p.hostNetwork) continue;
+    const remote = p.node !== nodeName;
+    out.Ipcache.push({
+      key: ipcacheKey(p.ip),
+      value: { secIdentity: identityOf(p), tunnelEndpoint: remote ? addrBytes16(nodeIp.get(p.node)!) : new Uint8Array(16), flags: remote ? IPCACHE_F_HAS_TUNNEL_EP : 0 },
+    });
   }
 
-  identityOf(p: SimPod): number {
-    return this.policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD;
-  }
-
-  writeIpcache(): void {
-    const m = this.dp.map(MAP_SPECS.Ipcache);
-    m.update(ipcacheKey("0.0.0.0/0"), { secIdentity: C.ID_WORLD });
-    m.update(ipcacheKey("::/0"), { secIdentity: C.ID_WORLD });
-    for (const c of this.policy.cidrIdentities) m.update(ipcacheKey(c.prefix), { secIdentity: c.identity });
-    for (const n of this.cluster.nodes) m.update(ipcacheKey(n.ip), { secIdentity: n.name === this.node.name ? C.ID_HOST : C.ID_REMOTE_NODE });
-    for (const p of this.cluster.pods) {
-      if (p.hostNetwork) continue;
-      const node = this.cluster.nodes.find((n) => n.name === p.node)!;
-      const remote = node.name !== this.node.name;
-      m.update(ipcacheKey(p.ip), { secIdentity: this.identityOf(p), tunnelEndpoint: remote ? addrBytes16(node.ip) : new Uint8Array(16), flags: remote ? IPCACHE_F_HAS_TUNNEL_EP : 0 } as never);
-    }
-  }
-
-  writePolicy(): void {
-    const m = this.dp.map(MAP_SPECS.Policy);
-    for (const p of this.localPods) {
-      const ep = this.policy.endpoints.get(p.key);
-      if (!ep) continue;
-      for (const { key, value } of encodeEntries(this.epIds.get(p.key)!, ep.entries)) m.update(key, value);
-    }
-  }
-
-  writeServices(): void {
-    const svcs = this.dp.map(MAP_SPECS.Services);
-    const backends = this.dp.map(MAP_SPECS.Backends);
-    const revnat = this.dp.map(MAP_SPECS.RevNat);
-    const maglev = this.dp.map(MAP_SPECS.Maglev);
-    const cfg = this.cluster.config;
-    const seeds = maglevSeeds(cfg.maglevSeed);
-    const written = new Set<number>();
-    for (const f of this.lb.frontends) {
-      const list = frontendBackends(f, this.node.name);
-      const active = list.filter((b) => b.state === "active");
-      const inactive = list.filter((b) => b.state !== "active");
-      const key = { addr: addrBytes16(f.ip), dport: f.fport, proto: protoNumber(f.protocol), scope: C.LB_LOOKUP_SCOPE_EXT, family: family(f.ip) };
-      const alg = f.svc.maglev ? C.LB_ALG_MAGLEV : C.LB_ALG_RANDOM;
-      svcs.update(
-        { ...key, backendSlot: 0 },
-        { backendId: ((alg << 24) | (f.svc.affinityTimeout & 0xffffff)) >>> 0, count: active.length, qcount: inactive.length, revNatIndex: f.revNat, flags: f.flags, flags2: f.flags2 },
-      );
-      [...active, ...inactive].forEach((b, i) => {
-        const id = this.lb.backendIds.get(backendKey(b))!;
-        svcs.update({ ...key, backendSlot: i + 1 }, { backendId: id, revNatIndex: f.revNat });
-        if (!written.has(id)) {
-          written.add(id);
-          backends.update({ backendId: id }, { addr: addrBytes16(b.ip), port: b.port, proto: protoNumber(b.protocol), state: b.state === "active" ? C.BE_STATE_ACTIVE : C.BE_STATE_TERMINATING, family: family(b.ip) });
-        }
-      });
-      revnat.update({ revNatIndex: f.revNat }, { addr: addrBytes16(f.ip), port: f.fport, family: family(f.ip) });
-      if (f.svc.maglev && active.length) {
-        const list = active.map((b) => ({ id: this.lb.backendIds.get(backendKey(b))!, addr: b.ip, port: b.port, protocol: b.protocol }));
-        // core/maglev.ts builds every table: in the engine itself when it can (wasm, js), otherwise (kernel)
-        // in a small WASM instance of core, as the node agent does before writing the kernel map.
-        const table = maglevBuilder(this.dp).maglevTable(
-          list.map((b) => ({ id: b.id, hashString: maglevHashString({ addr: b.addr, port: b.port, protocol: b.protocol }) })),
-          cfg.maglevTableSize,
-          seeds.murmur,
-        );
-        for (let slot = 0; slot < table.length; slot++) maglev.update({ revNatIndex: f.revNat, slot }, { backendId: table[slot]! });
+  // Services.
+  const written = new Set<number>();
+  for (const f of lb.frontends) {
+    const list = frontendBackends(f, nodeName);
+    const active = list.filter((b) => b.state === "active");
+    const inactive = list.filter((b) => b.state !== "active");
+    const revNat = numbering.revNat(f);
+    const key = { addr: addrBytes16(f.ip), dport: f.fport, proto: protoNumber(f.protocol)!, scope: C.LB_LOOKUP_SCOPE_EXT, family: familyOf(f.ip) };
+    const alg = f.svc.maglev ? C.LB_ALG_MAGLEV : C.LB_ALG_RANDOM;
+    // Slot 0 (the master) holds the algorithm and the affinity timeout where the slots hold a backend id.
+    out.Services.push({
+      key: { ...key, backendSlot: 0 },
+      value: { backendId: ((alg << 24) | (f.svc.affinityTimeout & 0xffffff)) >>> 0, count: active.length, qcount: inactive.length, revNatIndex: revNat, flags: f.flags, flags2: f.flags2 },
+    });
+    [...active, ...inactive].forEach((b, i) => {
+      const id = numbering.backend(b);
+      out.Services.push({ key: { ...key, backendSlot: i + 1 }, value: { backendId: id, revNatIndex: revNat } });
+      if (!written.has(id)) {
+        written.add(id);
+        out.Backends.push({ key: { backendId: id }, value: { addr: addrBytes16(b.ip), port: b.port, proto: protoNumber(b.protocol)!, state: b.state === "active" ? C.BE_STATE_ACTIVE : C.BE_STATE_TERMINATING, family: familyOf(b.ip) } });
       }
+    });
+    out.RevNat.push({ key: { revNatIndex: revNat }, value: { addr: addrBytes16(f.ip), port: f.fport, family: familyOf(f.ip) } });
+    if (f.svc.maglev && active.length) {
+      const table = maglev(
+        active.map((b) => ({ id: numbering.backend(b), hashString: maglevHashString({ addr: b.ip, port: b.port, protocol: b.protocol }) })),
+        cfg.maglevTableSize,
+        seeds.murmur,
+      );
+      for (let slot = 0; slot < table.length; slot++) out.Maglev.push({ key: { revNatIndex: revNat, slot }, value: { backendId: table[slot]! } });
     }
   }
-}
-
-type TableBuilder = { maglevTable(b: { id: number; hashString: string }[], m: number, seed: number): Uint32Array };
-let wasmBuilder: TableBuilder | undefined;
-
-/** The engine itself when it builds Maglev tables, else a shared WASM instance of core (tiny maps). */
-function maglevBuilder(dp: Datapath): TableBuilder {
-  const own = dp as Datapath & Partial<TableBuilder>;
-  if (typeof own.maglevTable === "function") return own as TableBuilder;
-  wasmBuilder ??= createWasmDatapath({ capacities: Object.fromEntries(["ipcache", "lxc", "policy", "lb_services", "lb_backends", "lb_reverse_nat", "lb_maglev", "lb_affinity", "ct", "snat", "metrics", "events"].map((n) => [n, 64])) });
-  return wasmBuilder;
+  return out;
 }

@@ -17,11 +17,11 @@ import {
   ID_WORLD_IPV6,
 } from "../host/constants.gen.ts";
 import { compareCidr, ipInCidr, parseCidr, parseIp, type Cidr } from "./cidr.ts";
+import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "../host/identity-scopes.ts";
 import { identityLabels, LabelFilter, labelString } from "./labels.ts";
 import type { ClusterModel, Identity, Label } from "./types.ts";
 
-export const MIN_CLUSTER_IDENTITY = 256;
-export const LOCAL_IDENTITY_SCOPE = 1 << 24;
+export { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY };
 
 const r = (key: string): Label => ({ source: "reserved", key, value: "" });
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { buildFrame, decodeFrame, formatAddr, parseIpv6, TCP_FLAGS } from "./packets.ts";
+import { formatAddr, parseIpv6 } from "../host/ip.ts";
+import { buildFrame, decodeFrame, TCP_FLAGS } from "./packets.ts";
 
 describe("packet builder", () => {
   it("builds IPv4 TCP frames with valid checksums that decode back", () => {

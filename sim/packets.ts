@@ -5,12 +5,9 @@
  * check what core does to packets.
  */
 
-import { formatIp, parseIp } from "../policy/cidr.ts";
+import { formatAddr, isIpv6, parseIpv4, parseIpv6 } from "../host/ip.ts";
+import { PROTO_NAMES, PROTO_NUMBERS, type L4Proto } from "../host/protocols.ts";
 
-export type L4Proto = "TCP" | "UDP" | "SCTP" | "ICMP" | "ICMPv6";
-
-export const PROTO_NUMBERS: Record<L4Proto, number> = { TCP: 6, UDP: 17, SCTP: 132, ICMP: 1, ICMPv6: 58 };
-export const PROTO_NAMES: Record<number, L4Proto> = { 6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP", 58: "ICMPv6" };
 
 export interface FrameSpec {
   src: string;
@@ -36,46 +33,6 @@ export const TCP_FLAGS = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Addresses. */
-
-export function isIpv6(addr: string): boolean {
-  return addr.includes(":");
-}
-
-function bytesOf(addr: bigint, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = n - 1; i >= 0; i--, addr >>= 8n) out[i] = Number(addr & 0xffn);
-  return out;
-}
-
-/** IPv4 text → 4 bytes (policy/cidr.ts parses). Throws on anything else. */
-export function parseIpv4(addr: string): Uint8Array {
-  const a = parseIp(addr);
-  if (!a || a.family !== 4) throw new Error(`invalid IPv4 address ${addr}`);
-  return bytesOf(a.addr, 4);
-}
-
-/** IPv6 text (any valid spelling, IPv4 tail included) → 16 bytes. Throws on anything else. */
-export function parseIpv6(addr: string): Uint8Array {
-  const a = parseIp(addr);
-  if (!a || a.family !== 6) throw new Error(`invalid IPv6 address ${addr}`);
-  return bytesOf(a.addr, 16);
-}
-
-/** 16-byte address as core stores it: IPv6 as is, IPv4 in the first four bytes. */
-export function addrBytes16(addr: string): Uint8Array {
-  if (isIpv6(addr)) return parseIpv6(addr);
-  const out = new Uint8Array(16);
-  out.set(parseIpv4(addr));
-  return out;
-}
-
-/** Text of an address held in bytes (IPv6 compressed as RFC 5952, by policy/cidr.ts formatIp). */
-export function formatAddr(bytes: Uint8Array, family: 4 | 6): string {
-  const n = family === 4 ? 4 : 16;
-  let v = 0n;
-  for (let i = 0; i < n; i++) v = (v << 8n) | BigInt(bytes[i]!);
-  return formatIp(family, v);
-}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Checksums (RFC 1071), independent of core/csum.ts. */

@@ -1,6 +1,6 @@
 /*
  * The packet-level simulator: one datapath instance per node (WASM by default, or the JS build), its maps
- * written by a NodeAgent as a Cilium agent on that node would, a virtual clock, and traffic played packet
+ * written with its desired state (node/desired.ts) as a Cilium agent on that node would, a virtual clock, and traffic played packet
  * by packet through the core's entry points:
  *
  *   pod → anything:   fromEndpoint on the sender's node (service DNAT, conntrack, egress policy);
@@ -18,7 +18,7 @@
  * Every verdict comes from the core's verdict and trace record; policy/ is only asked which rules stand
  * behind a cookie and what the proxy does with a request.
  */
-import { MAP_SPECS, type TraceRecord } from "../host/codecs.gen.ts";
+import { MAP_SPECS, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
 import type { Datapath, EntryPoint, RunResult } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
@@ -44,7 +44,9 @@ import {
   type PolicyRef,
   type Verdict,
 } from "../host/flows.ts";
-import { NodeAgent } from "../node/desired.ts";
+import { desiredMaps, MANAGED_MAPS, positionalNumbering, type DesiredMaps } from "../node/desired.ts";
+import { wasmMaglevBuilder, type MaglevBuilder } from "../host/wasm-core.ts";
+import { protoNumber } from "../host/protocols.ts";
 import { buildFrame, decodeFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
 import { buildLbModel, type Frontend, type LbModel } from "../node/services.ts";
 
@@ -134,7 +136,8 @@ export interface SimulationOptions {
 interface NodeRuntime {
   node: SimNode;
   dp: Datapath;
-  agent: NodeAgent;
+  /** ns/name → endpoint id of the pods with an endpoint on this node. */
+  epIds: Map<string, number>;
 }
 
 interface Ctx {
@@ -174,10 +177,10 @@ export class Simulation {
     const sim = new Simulation(cluster, policy, opts.engine ?? "wasm");
     for (const n of cluster.nodes) {
       const dp = opts.createDatapath ? await opts.createDatapath() : await createSimDatapath(sim.engine);
-      const agent = new NodeAgent(n, dp, cluster, policy, sim.lb);
-      agent.install();
+      const numbering = positionalNumbering(cluster, n.name, sim.lb);
+      writeDesired(dp, desiredMaps(cluster, policy, sim.lb, n.name, numbering, maglevBuilderOf(dp)));
       sim.extraIpcache(n, dp);
-      sim.nodes.set(n.name, { node: n, dp, agent });
+      sim.nodes.set(n.name, { node: n, dp, epIds: numbering.epIds });
     }
     return sim;
   }
@@ -331,7 +334,7 @@ export class Simulation {
     const pod = this.podByIp.get(ip);
     const labels = (this.policy.identities.byId.get(identity)?.labels ?? []).map((l) => `${l.source}:${l.key}${l.value !== "" || l.source === "k8s" ? `=${l.value}` : ""}`);
     if (pod) {
-      const epId = this.nodes.get(pod.node)?.agent.epIds.get(pod.key);
+      const epId = this.nodes.get(pod.node)?.epIds.get(pod.key);
       return { ID: epId, identity, namespace: pod.namespace, labels, pod_name: pod.name };
     }
     const f = this.lb.frontends.find((x) => x.ip === ip && x.kind !== "NodePort");
@@ -426,7 +429,7 @@ export class Simulation {
   }
 
   private frontendOf(ip: string, port: number, proto: number): Frontend | undefined {
-    return this.lb.frontends.find((f) => f.ip === ip && f.fport === port && PROTO_NUM[f.protocol] === proto);
+    return this.lb.frontends.find((f) => f.ip === ip && f.fport === port && protoNumber(f.protocol) === proto);
   }
 
   private outcome(node: string, direction: "ingress" | "egress", t: TraceRecord, r: RunResult, endpoint: string | undefined): DirectionOutcome {
@@ -833,6 +836,20 @@ export class Simulation {
 }
 
 /** One's-complement 16-bit checksum update for a 32-bit field change (RFC 1624, eqn. 3). */
+/** Writes a node's desired state into an engine's maps, in map order (a later entry replaces an earlier one). */
+function writeDesired(dp: Datapath, maps: DesiredMaps): void {
+  for (const name of MANAGED_MAPS) {
+    const m = dp.map(MAP_SPECS[name] as MapSpec);
+    for (const e of maps[name]) m.update(e.key as never, e.value as never);
+  }
+}
+
+/** The engine's own Maglev (wasm, js) when it has one, else core's in a small WASM instance (kernel). */
+function maglevBuilderOf(dp: Datapath): MaglevBuilder {
+  const own = dp as Datapath & { maglevTable?: MaglevBuilder };
+  return typeof own.maglevTable === "function" ? own.maglevTable.bind(dp) : wasmMaglevBuilder;
+}
+
 function csumUpdate32(csum: number, from: number, to: number): number {
   let sum = ~csum & 0xffff;
   sum += (~(from >>> 16) & 0xffff) + (~from & 0xffff) + (to >>> 16) + (to & 0xffff);
@@ -864,7 +881,6 @@ function fakeOk(frame: Uint8Array): RunResult {
   return { verdict: C.CTX_ACT_OK, dropReason: 0, output: frame, trace: { srcIdentity: C.ID_HOST, dstIdentity: 0, egressCookie: 0, ingressCookie: 0, egressMatchType: 0, ingressMatchType: 0, traceFlags: 0, proxyPort: 0, ctState: 0 } as TraceRecord };
 }
 
-const PROTO_NUM: Record<string, number> = { TCP: 6, UDP: 17, SCTP: 132, ICMP: 1, ICMPv6: 58 };
 
 const ENTITY_IDS: Record<string, number> = { health: C.ID_HEALTH, ingress: C.ID_INGRESS, unmanaged: C.ID_UNMANAGED, init: C.ID_INIT };
 /** Host offsets in each node's pod CIDR of the reserved entities' addresses (pods start at .10). */

@@ -14,11 +14,11 @@ import { portInPrefix } from "../../policy/ports.ts";
 import type { MapStateEntry } from "../../policy/types.ts";
 import type { FlowSpec } from "../../node/cluster.ts";
 import { identityText, MATCH_TYPE_NAMES } from "../../host/flows.ts";
+import { protoName, protoNumber } from "../../host/protocols.ts";
 import type { DirectionOutcome, FlowResult, Place, Simulation } from "../../sim/simulator.ts";
 import { load, outputOf, parsePort, parseRef, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
-const PROTO_NUM: Record<string, number> = { TCP: 6, UDP: 17, SCTP: 132, ICMP: 1, ICMPv6: 58 };
 
 interface TraceOptions extends GlobalOptions {
   from?: string;
@@ -55,8 +55,7 @@ function entryJson(e: MapStateEntry | undefined) {
 
 function entryText(e: ReturnType<typeof entryJson>): string {
   if (!e) return "no entry matched";
-  const names: Record<number, string> = { 6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP", 58: "ICMPv6" };
-  const l4 = e.protocol === 0 ? "any protocol" : `${e.port}${e.portPrefix < 16 ? `/${e.portPrefix} bits` : ""}/${names[e.protocol] ?? e.protocol}`;
+  const l4 = e.protocol === 0 ? "any protocol" : `${e.port}${e.portPrefix < 16 ? `/${e.portPrefix} bits` : ""}/${protoName(e.protocol) ?? e.protocol}`;
   return `identity ${e.identity === 0 ? "0 (any)" : e.identity} ${e.direction} ${l4}${e.deny ? " DENY" : ""}${e.proxyPort ? ` proxy-port ${e.proxyPort}` : ""} (cookie ${e.cookie})`;
 }
 
@@ -84,7 +83,7 @@ function dirJson(policy: CompiledPolicy, d: DirectionOutcome | undefined, direct
 }
 
 export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingressWouldBe?: DirectionOutcome) {
-  const proto = PROTO_NUM[spec.protocol]!;
+  const proto = protoNumber(spec.protocol)!;
   const port = r.backend?.port ?? spec.port;
   const egressReason = r.source.kind === "pod" ? "allowed" : "the source is not a pod on a node: no egress policy applies";
   const ingressReason = r.destination.kind === "pod" || r.backend ? "allowed" : "the destination is not a pod: no ingress policy applies";
@@ -148,7 +147,7 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
   const to = parseRef(g.to, "--to");
   const protoRaw = (g.protocol ?? (g.icmpType !== undefined ? "ICMP" : "TCP")).toUpperCase();
   const protocol = protoRaw === "ICMPV6" ? "ICMPv6" : protoRaw;
-  if (!(protocol in PROTO_NUM)) throw new CliError(`unknown protocol ${JSON.stringify(g.protocol)}`, "BAD_OPTION", "use TCP, UDP, SCTP, ICMP or ICMPv6");
+  if (protoNumber(protocol) === undefined) throw new CliError(`unknown protocol ${JSON.stringify(g.protocol)}`, "BAD_OPTION", "use TCP, UDP, SCTP, ICMP or ICMPv6");
   const icmp = protocol === "ICMP" || protocol === "ICMPv6";
   let port = 0;
   let icmpSpec: FlowSpec["icmp"];

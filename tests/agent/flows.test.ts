@@ -2,7 +2,8 @@
 import { describe, expect, it } from "vitest";
 import { TraceRecordCodec, type TraceRecord } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
-import { flowOf, FlowStore, matches, type FlowNames } from "../../agent/flows.ts";
+import { flowOf, type FlowNames } from "../../host/trace-flow.ts";
+import { FlowStore, matches } from "../../agent/flows.ts";
 import { compactLine, jsonLine } from "../../host/flows.ts";
 
 const names: FlowNames = {

@@ -6,7 +6,9 @@
 import { MAP_SPECS, type PolicyEntry } from "../../host/codecs.gen.ts";
 import type { Datapath, EntryPoint, RunResult } from "../../host/datapath.ts";
 import * as C from "../../host/constants.gen.ts";
-import { addrBytes16, buildFrame, decodeFrame, type FrameSpec } from "../../sim/packets.ts";
+import { addrBytes16 } from "../../host/ip.ts";
+import { buildFrame, decodeFrame, type FrameSpec } from "../../sim/packets.ts";
+import { ipcacheKey } from "../../host/ipcache.ts";
 
 export const POD_A = { ip: "10.244.0.10", epId: 1, identity: 1000 };
 export const POD_B = { ip: "10.244.0.20", epId: 2, identity: 2000 };
@@ -16,15 +18,8 @@ export const VIP = "10.96.0.10";
 
 export const TIMEOUTS = { syn: 60, tcp: 8000, close: 10, any: 60, svcTcp: 8000, svcAny: 60 };
 
-export function ipcacheKey(cidr: string) {
-  const [ip, len] = cidr.split("/");
-  const v6 = ip!.includes(":");
-  return {
-    prefixlen: C.IPCACHE_STATIC_PREFIX + Number(len ?? (v6 ? 128 : 32)),
-    family: v6 ? C.FAMILY_IPV6 : C.FAMILY_IPV4,
-    addr: addrBytes16(ip!),
-  };
-}
+
+export { ipcacheKey };
 
 export function configure(dp: Datapath, flags = C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED): void {
   dp.map(MAP_SPECS.Config).update(0, {

@@ -6,7 +6,8 @@
 import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";
 import { allowAll, C, decoded, POD_A, POD_B, send, standardNode, VIP, addEndpoint } from "./fixture.ts";
-import { addrBytes16, TCP_FLAGS } from "../../sim/packets.ts";
+import { addrBytes16 } from "../../host/ip.ts";
+import { TCP_FLAGS } from "../../sim/packets.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import type { Datapath } from "../../host/datapath.ts";
 

@@ -11,7 +11,8 @@ import { allowAll, C, POD_A, send, standardNode, VIP } from "./fixture.ts";
 import { maglevHashString, maglevSeeds, MAGLEV_DEFAULT_SEED } from "../../host/maglev.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import { createWasmDatapath } from "../../sim/engines.ts";
-import { addrBytes16, TCP_FLAGS } from "../../sim/packets.ts";
+import { addrBytes16 } from "../../host/ip.ts";
+import { TCP_FLAGS } from "../../sim/packets.ts";
 import type { Datapath } from "../../host/datapath.ts";
 
 type Builder = Datapath & { maglevTable(b: { id: number; hashString: string }[], m: number, seed: number): Uint32Array };

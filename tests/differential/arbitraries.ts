@@ -8,7 +8,9 @@ import fc from "fast-check";
 import type { Datapath, EntryPoint } from "../../host/datapath.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
-import { addrBytes16, buildFrame, decodeFrame, PROTO_NUMBERS, type FrameSpec, type L4Proto } from "../../sim/packets.ts";
+import { addrBytes16 } from "../../host/ip.ts";
+import { PROTO_NUMBERS, type L4Proto } from "../../host/protocols.ts";
+import { buildFrame, decodeFrame, type FrameSpec } from "../../sim/packets.ts";
 import { addPolicy, configure, ipcacheKey } from "../conformance/fixture.ts";
 
 export const V4_PODS = ["10.244.0.10", "10.244.0.11", "10.244.0.12", "10.244.1.20"];
