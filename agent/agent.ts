@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
 import { attachTc, BpfObject, netnsPath, type BpfProgram, type RawMap } from "../datapath/index.ts";
 import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY } from "../datapath/endpoint-link.ts";
-import type { ManifestObject } from "../policy/types.ts";
+import type { ManifestObject } from "../policy/index.ts";
 import type { BuildOptions } from "../node/cluster.ts";
 import { computeDesired, MANAGED_MAPS, type DesiredState, type Numbering, type LocalEndpoint, type ManagedMap, type MapContents } from "./desired.ts";
 import { StableIdentities, StableNumbers, type IdentityState } from "./identities.ts";

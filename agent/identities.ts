@@ -11,8 +11,7 @@
  * 256, node-local CIDR identities from (1 << 24) | 1, as upstream.
  */
 import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "../host/identity-scopes.ts";
-import type { CompiledPolicy } from "../policy/compile.ts";
-import { labelString } from "../policy/labels.ts";
+import { labelString, type CompiledPolicy } from "../policy/index.ts";
 
 export { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY };
 

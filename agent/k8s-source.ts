@@ -14,7 +14,7 @@
  */
 import { KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject } from "@kubernetes/client-node";
 import fetch from "node-fetch";
-import type { ManifestObject } from "../policy/types.ts";
+import type { ManifestObject } from "../policy/index.ts";
 
 export interface ResourceKind {
   kind: string;

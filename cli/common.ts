@@ -3,14 +3,13 @@
  * compiling policy, starting one datapath per node, and parsing the references and probes users type.
  * cli/ is the composition root: it is the only place that wires policy/ and sim/ together.
  */
-import type { EnforcementMode, ManifestObject } from "../policy/types.ts";
+import type { CompiledPolicy, EnforcementMode, ManifestObject } from "../policy/index.ts";
 import { compileClusterPolicy } from "../sim/policy.ts";
 import { buildCluster, endpointRefOf, type BuildOptions, type EndpointRefSpec, type FlowProtocol, type SimCluster } from "../node/cluster.ts";
 import { loadManifests } from "../sim/manifests.ts";
 import { Simulation } from "../sim/simulator.ts";
 import { CliError } from "./errors.ts";
 import { protoName } from "../host/protocols.ts";
-import type { CompiledPolicy } from "../policy/compile.ts";
 
 export interface GlobalOptions {
   file?: string[];

@@ -14,8 +14,8 @@
  * NodePorts from 30000 up. `pinned` (whatif) keeps the addresses of a previous model for objects that
  * still exist, so an edit never renumbers the cluster.
  */
-import type { ClusterModel, ContainerPort, EnforcementMode, ManifestObject, NamespaceModel, PodModel, ServiceModel } from "../policy/types.ts";
-import { parseCidr, parseIp, formatIp } from "../policy/cidr.ts";
+import { formatIp, parseIp } from "../host/ip.ts";
+import { parseCidr, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
 import { SimError } from "./errors.ts";
 
 export type L4 = "TCP" | "UDP" | "SCTP";

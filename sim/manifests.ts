@@ -5,9 +5,7 @@
  * line, each naming file, document, line and field; unknown kinds are skipped with a warning.
  */
 import { existsSync } from "node:fs";
-import { loadManifests as loadWithPolicy, parseManifests } from "../policy/manifest-loader.ts";
-import type { ManifestObject } from "../policy/types.ts";
-import type { ManifestError } from "../policy/errors.ts";
+import { loadManifests as loadWithPolicy, parseManifests, type ManifestError, type ManifestObject } from "../policy/index.ts";
 import { SimError } from "../node/errors.ts";
 
 export type WarningSink = (message: string) => void;

@@ -22,12 +22,8 @@ import { MAP_SPECS, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts
 import * as C from "../host/constants.gen.ts";
 import type { Datapath, EntryPoint, RunResult } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
-import type { CompiledPolicy } from "../policy/compile.ts";
-import { describe as describeRules } from "../policy/explain.ts";
-import { evaluateHttp, type HttpVerdict } from "../policy/l7-http.ts";
-import { parseCidr, formatIp } from "../policy/cidr.ts";
-import { identityOfIp } from "../policy/identity.ts";
-import type { Provenance } from "../policy/types.ts";
+import { formatIp } from "../host/ip.ts";
+import { describe as describeRules, evaluateHttp, identityOfIp, parseCidr, type CompiledPolicy, type HttpVerdict, type Provenance } from "../policy/index.ts";
 import { canonicalIp, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type SimCluster, type SimPod, type SimService, type SimNode } from "../node/cluster.ts";
 import { createSimDatapath, type SimEngineName } from "./engines.ts";
 import { SimError } from "../node/errors.ts";

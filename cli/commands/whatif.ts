@@ -9,7 +9,7 @@
 import type { Command } from "commander";
 import Table from "cli-table3";
 import { stringify as stringifyYaml } from "yaml";
-import type { ManifestObject } from "../../policy/types.ts";
+import type { ManifestObject } from "../../policy/index.ts";
 import { allocationOf, buildCluster, type FlowProtocol, type FlowSpec } from "../../node/cluster.ts";
 import { loadManifests, objectKey } from "../../sim/manifests.ts";
 import { compileClusterPolicy } from "../../sim/policy.ts";

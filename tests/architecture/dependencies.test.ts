@@ -91,6 +91,21 @@ describe("dependency direction (DESIGN.md §2)", () => {
     expect(violations).toEqual([]);
   });
 
+  it("everything outside policy/ imports policy/ only through policy/index.ts (its one front door)", () => {
+    const violations: string[] = [];
+    // tests/policy/ checks policy's internals on purpose; every other folder, tests included, uses the API.
+    for (const folder of ["host", "node", "sim", "datapath", "agent", "cli", "bench", "tests"]) {
+      for (const file of tsFiles(folder)) {
+        if (file.startsWith("tests/policy/")) continue;
+        for (const { spec, folder: target } of importedFolders(file)) {
+          if (target !== "policy") continue;
+          if (relative(root, resolve(root, dirname(file), spec)) !== "policy/index.ts") violations.push(`${file} imports ${spec}`);
+        }
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+
   it("host/ imports only core's generated declarations from core/", () => {
     const violations: string[] = [];
     for (const file of tsFiles("host")) {
