@@ -1,15 +1,17 @@
 /*
  * What every simulator command shares: the global options, loading manifests into a cluster model,
  * compiling policy, starting one datapath per node, and parsing the references and probes users type.
+ * The analyses themselves live in sim/analysis/; commands parse, call and print.
  * cli/ is the composition root: it is the only place that wires policy/ and sim/ together.
  */
-import type { CompiledPolicy, EnforcementMode, ManifestObject } from "../policy/index.ts";
-import { compileClusterPolicy } from "../sim/policy.ts";
-import { buildCluster, endpointRefOf, type BuildOptions, type EndpointRefSpec, type FlowProtocol, type SimCluster } from "../node/cluster.ts";
+import type { EnforcementMode } from "../policy/index.ts";
+import { loadFrom, type Loaded } from "../sim/load.ts";
+import { endpointRefOf, type BuildOptions, type EndpointRefSpec, type FlowProtocol, type SimCluster } from "../node/cluster.ts";
 import { loadManifests } from "../sim/manifests.ts";
 import { Simulation } from "../sim/simulator.ts";
 import { CliError } from "./errors.ts";
-import { protoName } from "../host/protocols.ts";
+
+export { loadFrom, type Loaded };
 
 export interface GlobalOptions {
   file?: string[];
@@ -43,18 +45,6 @@ export function buildOptions(g: GlobalOptions): BuildOptions {
 export function requireFiles(g: GlobalOptions): string[] {
   if (!g.file?.length) throw new CliError("no manifests given", "NO_INPUT", "pass -f FILE or -f DIR (repeatable)");
   return g.file;
-}
-
-export interface Loaded {
-  objects: ManifestObject[];
-  cluster: SimCluster;
-  policy: CompiledPolicy;
-}
-
-export function loadFrom(objects: ManifestObject[], opts: BuildOptions): Loaded {
-  const cluster = buildCluster(objects, opts);
-  const policy = compileClusterPolicy(cluster);
-  return { objects, cluster, policy };
 }
 
 export function load(g: GlobalOptions): Loaded {
@@ -122,20 +112,4 @@ export function parseRef(s: string, what: string): EndpointRefSpec {
 
 export function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
-}
-
-/** Every exact port/protocol (and ICMP type) the compiled policy mentions, sorted. */
-export function policyProbes(p: CompiledPolicy): { port: number; protocol: FlowProtocol }[] {
-  const seen = new Map<string, { port: number; protocol: FlowProtocol }>();
-  for (const ep of p.endpoints.values())
-    for (const e of ep.entries) {
-      const proto = protoName(e.key.protocol);
-      if (!proto || e.key.portPrefix !== 16) continue;
-      seen.set(`${e.key.port}/${proto}`, { port: e.key.port, protocol: proto });
-    }
-  return sortProbes([...seen.values()]);
-}
-
-export function sortProbes<T extends { port: number; protocol: string }>(a: T[]): T[] {
-  return [...a].sort((x, y) => (x.protocol === y.protocol ? x.port - y.port : x.protocol < y.protocol ? -1 : 1));
 }

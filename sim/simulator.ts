@@ -204,6 +204,19 @@ export class Simulation {
     this.clockMs += ms;
   }
 
+  /**
+   * The next source port and the clock, to line two simulations up: whatif plays each flow in both versions
+   * from the same cursor, so a flow that exists in only one of them shifts no other flow's ports or time.
+   */
+  get cursor(): { port: number; clockMs: number } {
+    return { port: this.nextPort, clockMs: this.clockMs };
+  }
+
+  set cursor(c: { port: number; clockMs: number }) {
+    this.nextPort = c.port;
+    this.clockMs = c.clockMs;
+  }
+
   nextSourcePort(): number {
     const p = this.nextPort++;
     if (this.nextPort > 65535) this.nextPort = FIRST_SOURCE_PORT;
@@ -831,7 +844,6 @@ export class Simulation {
   }
 }
 
-/** One's-complement 16-bit checksum update for a 32-bit field change (RFC 1624, eqn. 3). */
 /** Writes a node's desired state into an engine's maps, in map order (a later entry replaces an earlier one). */
 function writeDesired(dp: Datapath, maps: DesiredMaps): void {
   for (const name of MANAGED_MAPS) {
@@ -846,6 +858,7 @@ function maglevBuilderOf(dp: Datapath): MaglevBuilder {
   return typeof own.maglevTable === "function" ? own.maglevTable.bind(dp) : wasmMaglevBuilder;
 }
 
+/** One's-complement 16-bit checksum update for a 32-bit field change (RFC 1624, eqn. 3). */
 function csumUpdate32(csum: number, from: number, to: number): number {
   let sum = ~csum & 0xffff;
   sum += (~(from >>> 16) & 0xffff) + (~from & 0xffff) + (to >>> 16) + (to & 0xffff);

@@ -3,10 +3,10 @@
  * CiliumNetworkPolicies as manifest text, parsed by the same loader as `ciliate -f`):
  *   - policy compile time and memory for (pods, policies) from (100, 10) to (10,000, 1,000): manifests →
  *     cluster model → compiled per-endpoint policy-map entries (sim/policy.ts compileClusterPolicy);
- *   - reach over all pairs of 1,000 pods: the `ciliate reach` code path (cli/commands/reach.ts
+ *   - reach over all pairs of 1,000 pods: the `ciliate reach` code path (sim/analysis/reach.ts
  *     reachMatrix on a Simulation), every probe port the policies mention;
  *   - whatif latency (p50, p99) after one rule change on a 1,000-pod cluster: the `ciliate whatif` code
- *     path (cli/commands/whatif.ts computeWhatif) with the "before" state loaded once, the changed state
+ *     path (sim/analysis/whatif.ts computeWhatif) with the "before" state loaded once, the changed state
  *     loaded and compiled inside the timed region.
  * Anchors (perf-anchors §6, §7.4, §7.5): Antrea 10k pods / 10k NPs ≈ 2 s, 170 MB; Cilium endpoint
  * regeneration < 0.6 s (250 rules, 10k pods); suggested targets: all-pairs for 1k pods × 500 policies < 1 s,
@@ -17,9 +17,10 @@ import { runInNewContext } from "node:vm";
 import { parseManifestText } from "../../sim/manifests.ts";
 import { buildCluster } from "../../node/cluster.ts";
 import { compileClusterPolicy } from "../../sim/policy.ts";
-import { loadFrom, policyProbes, type Loaded } from "../../cli/common.ts";
-import { reachMatrix } from "../../cli/commands/reach.ts";
-import { computeWhatif } from "../../cli/commands/whatif.ts";
+import { loadFrom, type Loaded } from "../../sim/load.ts";
+import { policyProbes } from "../../sim/analysis/probes.ts";
+import { reachMatrix } from "../../sim/analysis/reach.ts";
+import { computeWhatif } from "../../sim/analysis/whatif.ts";
 import { Simulation } from "../../sim/simulator.ts";
 import { measure, summarize, type Benchmark, type BenchResult, type Row } from "../harness.ts";
 
@@ -143,7 +144,7 @@ export const controlPlaneBenchmark: Benchmark = {
     for (let i = 0; i < n + warm; i++) {
       const t0 = process.hrtime.bigint();
       const after = loadFrom(afterObjects, {});
-      const w = await computeWhatif(before, after, { engine: "wasm" }, []);
+      const w = await computeWhatif(before, after, (l) => Simulation.create(l.cluster, l.policy, { engine: "wasm" }), []);
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       changed = w.pairs.length;
       if (i >= warm) samples.push(ms);

@@ -29,6 +29,22 @@ describe("whatif on starwars", () => {
     expect(out.flows[0].reasonBefore).toMatch(/403/);
   });
 
+  it("deleting a pod reports its flows as absent afterwards, and no other flow changes because its ports shifted", () => {
+    const out = json(ciliate("whatif", "-f", "scenarios/starwars", "--delete", "Pod/default/xwing", "-o", "json"));
+    expect(out.pairs).toEqual([]);
+    expect(out.flows.map((f: any) => [f.name, f.before, f.after, f.backendAfter])).toEqual([["xwing-lands", "denied", "absent", null]]);
+    expect(out.flows[0].reasonAfter).toMatch(/unknown pod default\/xwing/);
+  });
+
+  it("prints one block per change, with nothing cut, and a one-line table with --wide", () => {
+    const blocks = ciliate("whatif", "-f", "scenarios/starwars", "--delete", "CiliumNetworkPolicy/default/rule1");
+    expect(blocks.stdout).toMatch(/^default\/xwing -> default\/deathstar-0 80\/TCP: denied -> allowed\n {2}before: ingress at default\/deathstar-0: Policy denied/m);
+    expect(blocks.stdout).toMatch(/^flow xwing-lands: denied -> allowed\n/m);
+    const wide = ciliate("whatif", "-f", "scenarios/starwars", "--delete", "CiliumNetworkPolicy/default/rule1", "--wide");
+    const row = wide.stdout.split("\n").find((l: string) => l.includes("xwing-lands"))!;
+    expect(row).toContain("no policy selects");
+  });
+
   it("reports nothing for a no-op apply (the same policy again)", () => {
     const out = json(ciliate("whatif", "-f", "scenarios/starwars", "--apply", "scenarios/starwars/policy-l7.yaml", "-o", "json"));
     expect(out).toEqual({ pairs: [], flows: [] });

@@ -1,0 +1,48 @@
+/*
+ * Probe selection for the analyses (reach, whatif): which port/protocol pairs to try when the user names
+ * none — every exact port the compiled policy mentions, and for whatif also every port a pod or service
+ * declares in either version — and the source port probe packets use.
+ */
+import { protoName } from "../../host/protocols.ts";
+import type { FlowProtocol } from "../../node/cluster.ts";
+import type { CompiledPolicy } from "../../policy/index.ts";
+import type { Loaded } from "../load.ts";
+
+export interface Probe {
+  port: number;
+  protocol: FlowProtocol;
+}
+
+/** Source port of every probe packet; never equal to the probed port, so no pair looks like a reply. */
+export function probeSourcePort(port: number): number {
+  return port === 40999 ? 41000 : 40999;
+}
+
+export function sortProbes<T extends { port: number; protocol: string }>(a: T[]): T[] {
+  return [...a].sort((x, y) => (x.protocol === y.protocol ? x.port - y.port : x.protocol < y.protocol ? -1 : 1));
+}
+
+/** Every exact port/protocol (and ICMP type) the compiled policy mentions, sorted. */
+export function policyProbes(p: CompiledPolicy): Probe[] {
+  const seen = new Map<string, Probe>();
+  for (const ep of p.endpoints.values())
+    for (const e of ep.entries) {
+      const proto = protoName(e.key.protocol);
+      if (!proto || e.key.portPrefix !== 16) continue;
+      seen.set(`${e.key.port}/${proto}`, { port: e.key.port, protocol: proto });
+    }
+  return sortProbes([...seen.values()]);
+}
+
+/** whatif's default probes: the policies' ports and the ports pods and services declare, in either version. */
+export function changeProbes(...versions: Loaded[]): Probe[] {
+  const m = new Map<string, Probe>();
+  const add = (port: number, protocol: FlowProtocol) => m.set(`${port}/${protocol}`, { port, protocol });
+  for (const l of versions) {
+    for (const p of policyProbes(l.policy)) add(p.port, p.protocol);
+    for (const pod of l.cluster.pods) for (const c of pod.containerPorts) add(c.port, c.protocol);
+    for (const s of l.cluster.services) for (const p of s.ports) if (typeof p.targetPort === "number") add(p.targetPort, p.protocol);
+  }
+  if (!m.size) add(80, "TCP");
+  return sortProbes([...m.values()]);
+}

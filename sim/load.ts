@@ -1,0 +1,19 @@
+/*
+ * The simulator's input in one step: manifest objects → cluster model (node/cluster.ts) → compiled policy
+ * (policy/ through sim/policy.ts). Throws SimError / ManifestError on bad input.
+ */
+import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluster.ts";
+import type { CompiledPolicy, ManifestObject } from "../policy/index.ts";
+import { compileClusterPolicy } from "./policy.ts";
+
+export interface Loaded {
+  objects: ManifestObject[];
+  cluster: SimCluster;
+  policy: CompiledPolicy;
+}
+
+export function loadFrom(objects: ManifestObject[], opts: BuildOptions): Loaded {
+  const cluster = buildCluster(objects, opts);
+  const policy = compileClusterPolicy(cluster);
+  return { objects, cluster, policy };
+}
