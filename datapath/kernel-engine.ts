@@ -11,7 +11,7 @@
  * counts the runs that executed.
  */
 import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { repoPath } from "../host/paths.ts";
 import { MAP_SPECS, MapType, TraceRecordCodec, u32Codec, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts";
 import { DatapathError, type Datapath, type EntryPoint, type MapHandle, type RunOptions, type RunResult } from "../host/datapath.ts";
 import { BpfObject, type BpfProgram } from "./bpf-object.ts";
@@ -20,7 +20,7 @@ import { testRun } from "./test-run.ts";
 import { openEventReader, type EventReader } from "./ring-buffer.ts";
 import { BpfError } from "./errors.ts";
 
-export const KERNEL_OBJECT = fileURLToPath(new URL("../build/bpf/ciliate.bpf.o", import.meta.url));
+export const KERNEL_OBJECT = repoPath("build/bpf/ciliate.bpf.o");
 
 const PROGRAMS: Record<EntryPoint, string> = {
   fromEndpoint: "from_endpoint",

@@ -4,12 +4,11 @@
  * the simulator predicts, on every engine). Each call gives an independent instance with its own memory.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { AbiDatapath, type AbiDatapathOptions, type CoreAbi } from "./abi-datapath.ts";
 import { DatapathError } from "./datapath.ts";
+import { repoPath } from "./paths.ts";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-export const WASM_PATH = `${root}build/wasm/core.wasm`;
+export const WASM_PATH = repoPath("build/wasm/core.wasm");
 
 let wasmModule: WebAssembly.Module | undefined;
 

@@ -4,12 +4,12 @@
  * kernel engine lives in datapath/ (the simulator never imports it; cli/ composes the two).
  */
 import { existsSync } from "node:fs";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { AbiDatapath, type AbiDatapathOptions, type CoreAbi } from "../host/abi-datapath.ts";
+import { repoPath } from "../host/paths.ts";
 import { createWasmDatapath, notBuilt, WASM_PATH } from "../host/wasm-core.ts";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-export const JS_PATH = `${root}build/js/core.js`;
+export const JS_PATH = repoPath("build/js/core.js");
 export { createWasmDatapath, WASM_PATH };
 
 let jsInstances = 0;

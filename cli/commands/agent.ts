@@ -6,7 +6,7 @@
  */
 import type { Command } from "commander";
 import { hostname } from "node:os";
-import { fileURLToPath } from "node:url";
+import { repoPath } from "../../host/paths.ts";
 import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
 import { buildOptions, type GlobalOptions } from "../common.ts";
 import { CliError } from "../errors.ts";
@@ -30,7 +30,7 @@ export interface AgentFlags extends GlobalOptions {
 }
 
 /** datapath/kernel-engine.ts KERNEL_OBJECT (not imported here: the agent's modules load only when it runs). */
-const KERNEL_OBJECT = fileURLToPath(new URL("../../build/bpf/ciliate.bpf.o", import.meta.url));
+const KERNEL_OBJECT = repoPath("build/bpf/ciliate.bpf.o");
 
 export async function runAgent(f: AgentFlags): Promise<number> {
   // Loaded here, not at the top: libbpf, prom-client and the Kubernetes client stay out of every other command.
