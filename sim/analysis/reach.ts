@@ -4,16 +4,33 @@
  * through src's fromEndpoint and, when it passes, dst's toEndpoint on their nodes' datapaths. A pair is
  * allowed when both pass; an L7 redirect counts as allowed at L3/L4 (the request itself is judged by
  * `trace`/`simulate` with an HTTP request). Conntrack state never leaks between pairs: every pair has its
- * own address pair, and a probe's tuple is never the reverse of another pair's.
+ * own address pair, and a probe's tuple is never the reverse of another pair's. A probe of one IP family
+ * (ICMP is IPv4's, ICMPv6 IPv6's) between pods of which one has no address of that family is not
+ * applicable (null), never allowed or denied.
+ *
+ * Answers stream: rows are produced one source pod at a time, and pods fall into equivalence classes
+ * (identity, policy entries, address family) that are probed through the datapath once per pair of
+ * classes, so time and memory grow with the answer, not with pairs × string keys.
  */
+import { isIpv6 } from "../../host/ip.ts";
 import type { FlowProtocol, SimPod } from "../../node/cluster.ts";
 import type { Simulation } from "../simulator.ts";
-import { probeSourcePort } from "./probes.ts";
+import { probeSourcePort, type Probe } from "./probes.ts";
+
+export type Verdict = boolean | null;
 
 export interface ProbeMatrix {
   port: number;
   protocol: FlowProtocol;
-  matrix: Record<string, Record<string, boolean>>;
+  /** from → to → allowed (true), denied (false) or not applicable (null). */
+  matrix: Record<string, Record<string, Verdict>>;
+}
+
+/** False when the probe's protocol belongs to an IP family the pod has no address of. */
+export function applicable(p: SimPod, protocol: FlowProtocol): boolean {
+  if (protocol === "ICMP") return !isIpv6(p.ip);
+  if (protocol === "ICMPv6") return isIpv6(p.ip);
+  return true;
 }
 
 /**
@@ -29,29 +46,65 @@ export function policyClass(sim: Simulation, p: SimPod): string {
   return `${sim.identityOfPod(p)}|${entries}`;
 }
 
-export function reachMatrix(sim: Simulation, pods: SimPod[], probe: { port: number; protocol: FlowProtocol }, opts: { dedupe?: boolean } = {}): ProbeMatrix {
-  const matrix: Record<string, Record<string, boolean>> = {};
+/** The equivalence classes of a probe: pods grouped by (policy class, address family), in first-seen order. */
+export interface ReachClasses {
+  /** Class index of each pod (same order as the pods given). */
+  of: Map<SimPod, number>;
+  /** Members of each class. */
+  members: SimPod[][];
+}
+
+export function reachClasses(sim: Simulation, pods: SimPod[]): ReachClasses {
+  const index = new Map<string, number>();
+  const of = new Map<SimPod, number>();
+  const members: SimPod[][] = [];
+  for (const p of pods) {
+    const k = `${isIpv6(p.ip) ? 6 : 4}|${policyClass(sim, p)}`;
+    let i = index.get(k);
+    if (i === undefined) {
+      index.set(k, (i = members.length));
+      members.push([]);
+    }
+    members[i]!.push(p);
+    of.set(p, i);
+  }
+  return { of, members };
+}
+
+/**
+ * Verdicts of one probe with the datapath run once per (source class, destination class, same pod).
+ * `dedupe: false` runs every pair through the datapath (a check of the deduplication).
+ */
+export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts: { dedupe?: boolean } = {}) {
   const sport = probeSourcePort(probe.port);
   const dedupe = opts.dedupe ?? true;
-  const cls = new Map<SimPod, string>();
-  if (dedupe) for (const p of pods) cls.set(p, policyClass(sim, p));
-  const seen = new Map<string, boolean>();
-  for (const s of pods) {
-    const row: Record<string, boolean> = {};
-    for (const d of pods) {
-      if (!dedupe) {
-        row[d.key] = sim.probe(s, d, probe.port, probe.protocol, sport).allowed;
-        continue;
-      }
-      const k = `${cls.get(s)}\n${cls.get(d)}\n${s === d ? 1 : 0}`;
-      let v = seen.get(k);
-      if (v === undefined) {
-        v = sim.probe(s, d, probe.port, probe.protocol, sport).allowed;
-        seen.set(k, v);
-      }
-      row[d.key] = v;
-    }
-    matrix[s.key] = row;
+  const classes = reachClasses(sim, pods);
+  const n = classes.members.length;
+  // Per class pair: 0 unknown, 1 allowed, 2 denied; self pairs (s === d) apart.
+  const seen = new Uint8Array(n * n * 2);
+  const verdict = (s: SimPod, d: SimPod): Verdict => {
+    if (!applicable(s, probe.protocol) || !applicable(d, probe.protocol)) return null;
+    if (!dedupe) return sim.probe(s, d, probe.port, probe.protocol, sport).allowed;
+    const k = (classes.of.get(s)! * n + classes.of.get(d)!) * 2 + (s === d ? 1 : 0);
+    if (seen[k] === 0) seen[k] = sim.probe(s, d, probe.port, probe.protocol, sport).allowed ? 1 : 2;
+    return seen[k] === 1;
+  };
+  return { classes, verdict };
+}
+
+/** The rows of one probe's matrix, one source pod at a time (verdicts in the order of `pods`). */
+export function* reachRows(sim: Simulation, pods: SimPod[], probe: Probe, opts: { dedupe?: boolean } = {}): Generator<{ from: SimPod; verdicts: Verdict[] }> {
+  const { verdict } = reachProber(sim, pods, probe, opts);
+  for (const s of pods) yield { from: s, verdicts: pods.map((d) => verdict(s, d)) };
+}
+
+/** The whole matrix of one probe as an object (small clusters and tests; the CLI streams reachRows). */
+export function reachMatrix(sim: Simulation, pods: SimPod[], probe: Probe, opts: { dedupe?: boolean } = {}): ProbeMatrix {
+  const matrix: Record<string, Record<string, Verdict>> = {};
+  for (const { from, verdicts } of reachRows(sim, pods, probe, opts)) {
+    const row: Record<string, Verdict> = {};
+    pods.forEach((d, i) => (row[d.key] = verdicts[i]!));
+    matrix[from.key] = row;
   }
   return { port: probe.port, protocol: probe.protocol, matrix };
 }

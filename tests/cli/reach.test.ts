@@ -1,7 +1,7 @@
 // `ciliate reach` on the network-policy conformance layout (scenarios/k8s-netpol) equals the tables
 // derived by hand from its three policies, with and without the policy-class shortcut.
 import { describe, expect, it } from "vitest";
-import { ciliate, json } from "./run.ts";
+import { ciliate, ciliateEnv, json } from "./run.ts";
 
 const PODS = ["x/a", "x/b", "x/c", "y/a", "y/b", "y/c", "z/a", "z/b", "z/c"];
 
@@ -46,4 +46,23 @@ describe("reach on k8s-netpol", () => {
     expect(lines).toContain("80,TCP,y/a,x/a,true");
     expect(lines).toContain("80,TCP,x/b,x/a,false");
   });
+
+  it("reports a probe of an IP family the pods have no address of as not applicable, never allowed", () => {
+    const j = json(ciliate("reach", "-f", "scenarios/k8s-netpol", "--port", "128/ICMPv6", "-o", "json"));
+    const cells = Object.values(j.probes[0].matrix).flatMap((row: any) => Object.values(row));
+    expect(cells).toHaveLength(81);
+    expect(new Set(cells)).toEqual(new Set([null]));
+    const csv = ciliate("reach", "-f", "scenarios/k8s-netpol", "--port", "128/ICMPv6", "-o", "csv").stdout.trim().split("\n");
+    expect(csv.slice(1).every((l: string) => l.endsWith(",n/a"))).toBe(true);
+  });
+
+  it("shows equivalence classes with a legend when the matrix is wider than the terminal, and everything with --wide", () => {
+    const narrow = ciliateEnv({ COLUMNS: "16" }, "reach", "-f", "scenarios/k8s-netpol", "--port", "80/TCP");
+    expect(narrow.stdout).toMatch(/^80\/TCP: 9 pods in 9 classes .*-o csv, -o json, or --wide/m);
+    expect(narrow.stdout).toMatch(/^C6 reaches no class$/m);
+    expect(narrow.stdout).toMatch(/^ {2}C1 {2}identity \d+ \(namespace x, pod=a\): x\/a$/m);
+    const wide = ciliateEnv({ COLUMNS: "16" }, "reach", "-f", "scenarios/k8s-netpol", "--port", "80/TCP", "--wide");
+    expect(wide.stdout).toMatch(/^6 y\/c {2}X X X X X X X X X$/m);
+  });
 });
+

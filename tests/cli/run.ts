@@ -11,7 +11,12 @@ export interface CliRun {
 }
 
 export function ciliate(...args: string[]): CliRun {
-  const r = spawnSync(process.execPath, ["bin/ciliate.js", ...args], { cwd: ROOT, encoding: "utf8", maxBuffer: 64 << 20, env: { ...process.env, CILIATE_DEBUG: "" } });
+  return ciliateEnv({}, ...args);
+}
+
+/** As ciliate(), with extra environment variables (e.g. COLUMNS for the terminal width). */
+export function ciliateEnv(env: Record<string, string>, ...args: string[]): CliRun {
+  const r = spawnSync(process.execPath, ["bin/ciliate.js", ...args], { cwd: ROOT, encoding: "utf8", maxBuffer: 64 << 20, env: { ...process.env, CILIATE_DEBUG: "", ...env } });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
