@@ -9,6 +9,7 @@
  */
 import { compilePolicy, type CompiledPolicy } from "../policy/compile.ts";
 import { translateNetworkPolicy } from "../policy/k8s-netpol.ts";
+import { objectLabel } from "../policy/manifest-loader.ts";
 import { translateCiliumPolicy } from "../policy/rules.ts";
 import type { Ctx } from "../policy/validate.ts";
 import type { InternalRule, PolicyKind } from "../policy/types.ts";
@@ -17,7 +18,7 @@ import type { SimCluster } from "./cluster.ts";
 export function compileClusterPolicy(c: SimCluster): CompiledPolicy {
   const rules: InternalRule[] = [];
   for (const o of c.policies) {
-    const ctx: Ctx = { src: o.source, problems: [] };
+    const ctx: Ctx = { src: o.source, problems: [], object: objectLabel(o.kind, o.metadata) };
     if (o.kind === "NetworkPolicy") {
       const r = translateNetworkPolicy(o, c.config.clusterName, ctx);
       if (r) rules.push(r);
