@@ -139,5 +139,7 @@ export function validateCiliateObject(obj: Record<string, unknown>): CiliateSche
     const k = `${p.path.join(".")}\n${p.detail}`;
     if (!seen.has(k)) out.push(p), seen.add(k);
   }
-  return out;
+  // `sepc:` makes `spec` missing too; the unknown field's "did you mean" already says it, once.
+  const suggested = new Set(out.filter((p) => p.code === "unknown-field").map((p) => `${p.path.slice(0, -1).join(".")}\n${/did you mean "([^"]+)"/.exec(p.detail)?.[1]}`));
+  return out.filter((p) => p.code !== "missing-field" || !suggested.has(`${p.path.slice(0, -1).join(".")}\n${String(p.path.at(-1))}`));
 }
