@@ -691,7 +691,12 @@ export class Simulation {
       dstIdentity: dst.place.kind === "pod" ? this.identityOfPod(dst.place.pod!) : 0,
     };
     if (dst.frontend) result.service = { namespace: dst.frontend.svc.namespace, name: dst.frontend.svc.name, frontend: `${dst.frontend.ip}:${dst.frontend.fport}/${dst.frontend.protocol}`, kind: dst.frontend.kind };
+    let played = 0;
     for (let i = 0; i < spec.count && result.verdict === "allowed"; i++) {
+      // The outcome describes one connection, the last one played (the denied one, if any): never the
+      // backend of one connection with the policy verdicts of another.
+      result.egress = result.ingress = result.l7 = result.backend = undefined;
+      played = i + 1;
       const ctx: Ctx = { result, flowName: spec.name, http: spec.http, stopped: false, l7Denied: false };
       this.playConnection(ctx, spec, src, dst.place.ip, dst.port, opts.sport);
       this.advance(100);
@@ -703,7 +708,7 @@ export class Simulation {
     const deliver = result.steps.find((s) => !s.reply && s.entry === "toEndpoint");
     if (deliver) result.dstIdentity = deliver.trace.dstIdentity;
     else if (first && !result.dstIdentity) result.dstIdentity = first.trace.dstIdentity;
-    result.reason = this.reasonOf(result);
+    result.reason = (spec.count > 1 ? `connection ${played} of ${spec.count}: ` : "") + this.reasonOf(result);
     return result;
   }
 
