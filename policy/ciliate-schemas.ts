@@ -25,11 +25,17 @@ function read(name: string): Record<string, unknown> {
 }
 
 /**
- * The schemas of the three kinds plus the shared definitions they `$ref` ("ciliate-common.json#/…"):
- * register `common` first (ajv.addSchema), then each kind under its apiVersion and kind.
+ * The schema of each kind, self-contained: the shared definitions (common.json) are copied in, so that
+ * their `$ref: "#/definitions/…"` resolve in any validator they are registered with.
  */
-export function ciliateSchemas(): { common: object; kinds: { apiVersion: string; kind: string; schema: object }[] } {
-  return { common: read(COMMON), kinds: Object.entries(FILES).map(([kind, f]) => ({ apiVersion: CILIATE_API_VERSION, kind, schema: read(f) })) };
+export function ciliateSchemas(): { apiVersion: string; kind: string; schema: object }[] {
+  const { definitions } = read(COMMON) as { definitions: object };
+  return Object.entries(FILES).map(([kind, f]) => ({ apiVersion: CILIATE_API_VERSION, kind, schema: { ...read(f), definitions } }));
+}
+
+/** Hands the three schemas to a registry of apiVersion/kind schemas (the one the other kinds use). */
+export function registerCiliateSchemas(register: (apiVersion: string, kind: string, schema: object) => void): void {
+  for (const k of ciliateSchemas()) register(k.apiVersion, k.kind, k.schema);
 }
 
 let validators: Map<string, ValidateFunction> | undefined;
@@ -38,9 +44,7 @@ function validatorFor(kind: string): ValidateFunction | undefined {
   if (!validators) {
     // verbose: an error carries the schema it failed, so an unknown field can be compared with the known ones.
     const ajv = new Ajv({ allErrors: true, verbose: true });
-    const { common, kinds } = ciliateSchemas();
-    ajv.addSchema(common);
-    validators = new Map(kinds.map((k) => [k.kind, ajv.compile(k.schema)]));
+    validators = new Map(ciliateSchemas().map((k) => [k.kind, ajv.compile(k.schema)]));
   }
   return validators.get(kind);
 }
