@@ -672,6 +672,10 @@ export class Simulation {
     const src = srcPre ?? this.resolveSource(spec.from, peerNode, what);
     if (src.kind !== "pod" && dst.place.kind !== "pod" && !dst.frontend)
       throw new SimError("BAD_REFERENCE", `${what}: neither end of the flow is a pod or a service; ciliate simulates traffic that reaches or leaves the cluster's pods`);
+    // A packet has one address family; a flow from an IPv4 address to an IPv6 one cannot be sent at all.
+    const family = (ip: string) => (ip.includes(":") ? "IPv6" : "IPv4");
+    if (src.ip && dst.place.ip && family(src.ip) !== family(dst.place.ip))
+      throw new SimError("BAD_REFERENCE", `${what}: the source ${src.ip} is ${family(src.ip)} and the destination ${dst.place.ip} is ${family(dst.place.ip)}; a flow stays within one address family`);
     return { src, dst };
   }
 
