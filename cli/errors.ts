@@ -38,11 +38,17 @@ export function reportError(e: unknown, write: (s: string) => void = (s) => proc
     return e.exitCode;
   }
   if (isCoded(e) && !(e as NodeJS.ErrnoException).syscall) {
-    write(`ciliate: ${e.message}${e.hint ? ` (${e.hint})` : ""}\n`);
+    // A loader error may list several problems, one per line: each line stands alone, with our prefix.
+    const lines = e.message.split("\n").filter((l) => l.trim());
+    lines[lines.length - 1] += e.hint ? ` (${e.hint})` : "";
+    write(lines.map((l) => `ciliate: ${l}\n`).join(""));
     return EXIT_BAD_INPUT;
   }
-  if (e instanceof Error && (e as NodeJS.ErrnoException).code === "ENOENT" && (e as NodeJS.ErrnoException).path) {
-    write(`ciliate: ${(e as NodeJS.ErrnoException).path}: no such file or directory\n`);
+  const errno = e as NodeJS.ErrnoException;
+  if (e instanceof Error && errno.path && errno.syscall) {
+    // A file we cannot read (missing, a directory, no permission) is the user's to fix, not a bug.
+    const why: Record<string, string> = { ENOENT: "no such file or directory", EACCES: "permission denied", EISDIR: "is a directory", ENOTDIR: "not a directory" };
+    write(`ciliate: ${errno.path}: ${why[errno.code ?? ""] ?? errno.message}\n`);
     return EXIT_BAD_INPUT;
   }
   const detail = process.env.CILIATE_DEBUG === "1" && e instanceof Error ? `\n${e.stack}` : "";

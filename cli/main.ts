@@ -13,6 +13,15 @@ import { registerTrace } from "./commands/trace.ts";
 import { registerWhatif } from "./commands/whatif.ts";
 import { EXIT_BAD_INPUT, reportError } from "./errors.ts";
 
+/**
+ * Commander's usage errors ("error: unknown option '--x'\n") as our one line: the same prefix as every
+ * other error and where to look next, so a script reading the first line of stderr sees everything.
+ */
+export function usageLine(s: string): string {
+  const text = s.replace(/^error:\s*/, "").replace(/\s+/g, " ").trim();
+  return `ciliate: ${text} (run ciliate --help, or ciliate COMMAND --help, for usage)\n`;
+}
+
 export function buildProgram(): Command {
   const program = new Command();
   program
@@ -23,9 +32,8 @@ export function buildProgram(): Command {
     .addOption(new Option("--engine <engine>", "where packets are evaluated").choices(["wasm", "js", "kernel"]).default("wasm"))
     .option("--cluster-name <name>", "cluster name (overrides the Config document)")
     .addOption(new Option("--policy-enforcement <mode>", "policy enforcement mode (overrides the Config document)").choices(["default", "always", "never"]))
-    .showHelpAfterError("(run with --help for usage)")
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith("error:") ? `ciliate: ${s}` : s) });
+    .configureOutput({ outputError: (s, write) => write(usageLine(s)) });
   return program;
 }
 

@@ -15,6 +15,7 @@
  * still exist, so an edit never renumbers the cluster.
  */
 import { formatIp, parseIp } from "../host/ip.ts";
+import { maglevSeeds } from "../host/maglev.ts";
 import { parseCidr, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
 import { SimError } from "./errors.ts";
 
@@ -238,6 +239,7 @@ function protocolOf(o: ManifestObject, path: (string | number)[], v: unknown): L
 }
 
 function portNumber(o: ManifestObject, path: (string | number)[], v: unknown): number {
+  if (v === undefined || v === null) throw bad(o, path, "a port is required (1-65535)");
   const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
   if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 65535) throw bad(o, path, `invalid port ${JSON.stringify(v)} (1-65535)`);
   return n;
@@ -363,7 +365,15 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
       c.maglevTableSize = Number(size);
     }
     const seed = s.maglevSeed ?? mg.seed;
-    if (seed !== undefined) c.maglevSeed = String(seed);
+    if (seed !== undefined) {
+      const at = ["spec", s.maglevSeed !== undefined ? "maglevSeed" : "maglev", ...(s.maglevSeed !== undefined ? [] : ["seed"])];
+      try {
+        maglevSeeds(String(seed)); // the agent decodes it the same way; a bad seed is bad input, found here
+      } catch (e) {
+        throw bad(o, at, `${(e as Error).message} (Cilium's bpf-lb-maglev-hash-seed: 12 bytes, base64, e.g. ${DEFAULT_CONFIG.maglevSeed})`);
+      }
+      c.maglevSeed = String(seed);
+    }
     const ct = (s.ctTimeouts ?? s.conntrack ?? {}) as Record<string, unknown>;
     for (const k of Object.keys(c.ct) as (keyof SimConfig["ct"])[]) {
       if (ct[k] === undefined) continue;

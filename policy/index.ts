@@ -3,6 +3,7 @@
 
 import type { ManifestError } from "./errors.ts";
 import { translateNetworkPolicy } from "./k8s-netpol.ts";
+import { objectLabel } from "./manifest-loader.ts";
 import { translateCiliumPolicy } from "./rules.ts";
 import type { InternalRule, ManifestObject, PolicyKind } from "./types.ts";
 import type { Ctx } from "./validate.ts";
@@ -46,7 +47,7 @@ export function buildRules(objects: ManifestObject[], clusterName = "default"): 
   const out: RuleSet = { rules: [], problems: [], warnings: [], applied: [], refused: [] };
   for (const o of objects) {
     if (!POLICY_KINDS.includes(o.kind as PolicyKind)) continue;
-    const ctx: Ctx = { src: o.source, problems: [], warnings: [] };
+    const ctx: Ctx = { src: o.source, problems: [], warnings: [], object: objectLabel(o.kind, o.metadata) };
     const kind = o.kind as PolicyKind;
     const rules = kind === "NetworkPolicy" ? [translateNetworkPolicy(o, clusterName, ctx)].filter((r): r is InternalRule => !!r) : translateCiliumPolicy(kind, o, ctx);
     const id = `${kind}/${kind === "CiliumClusterwideNetworkPolicy" ? "" : (o.metadata.namespace ?? "default") + "/"}${o.metadata.name}`;

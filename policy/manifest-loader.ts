@@ -2,11 +2,12 @@
 // `kind: List` (kubectl get -o yaml output), the understood kinds as typed objects, workload expansion
 // (Deployment/ReplicaSet/StatefulSet/DaemonSet → pods from the template and replicas), ciliate's own kinds
 // (Traffic, Expectation, Config under ciliate.dev/v1alpha1), and a plain cluster model for the engine.
-// Unknown kinds are skipped with a warning; every error names file, document, line and field path.
+// Unknown kinds are refused; every error names file, document, line, object and field path.
 
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { LineCounter, parseAllDocuments, isNode, type Document } from "yaml";
+import { LineCounter, parseAllDocuments, isNode, type Document, type YAMLError } from "yaml";
+import { didYouMean, validateCiliateObject } from "./ciliate-schemas.ts";
 import { problemAt, ManifestError, type SourceRef } from "./errors.ts";
 import type { ClusterModel, ContainerPort, EnforcementMode, ManifestObject, PodModel, ServiceModel } from "./types.ts";
 
@@ -34,6 +35,13 @@ export interface LoadResult {
   errors: ManifestError[];
 }
 
+/** "Kind ns/name" (cluster-scoped kinds: "Kind name"), as problems name an object. */
+export function objectLabel(kind: string, md: Record<string, unknown>): string {
+  const name = typeof md.name === "string" ? md.name : "";
+  const clusterScoped = ["Namespace", "Node", "CiliumClusterwideNetworkPolicy", "Config"].includes(kind);
+  return `${kind} ${clusterScoped ? name : `${typeof md.namespace === "string" ? md.namespace : "default"}/${name}`}`;
+}
+
 function lineOfFactory(doc: Document, lc: LineCounter, base: (string | number)[]): (path: (string | number)[]) => number {
   return (path) => {
     const full = [...base, ...path];
@@ -41,6 +49,19 @@ function lineOfFactory(doc: Document, lc: LineCounter, base: (string | number)[]
     if (isNode(n) && n.range) return lc.linePos(n.range[0]).line;
     return 0;
   };
+}
+
+/**
+ * One problem per broken document: the parser reports every error it recovered from, but after the
+ * first the rest are usually echoes of it, so the earliest (by position) is the one worth reading.
+ */
+function yamlSyntaxError(errors: readonly YAMLError[], file: string, di: number): ManifestError {
+  const pos = (e: YAMLError) => e.linePos?.[0] ?? { line: 0, col: 0 };
+  const first = [...errors].sort((a, b) => pos(a).line - pos(b).line || pos(a).col - pos(b).col)[0]!;
+  const { line, col } = pos(first);
+  // The library's message ends with " at line L, column C:" and a code frame; we say where ourselves.
+  const text = first.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+  return new ManifestError("yaml-syntax", file, di, line, "", `${text}${col ? ` (column ${col})` : ""}`, "fix the YAML syntax");
 }
 
 /** Parses one text (YAML or JSON, any number of documents). */
@@ -52,10 +73,19 @@ export function parseManifests(text: string, file = "<memory>"): LoadResult {
   list.forEach((doc, di) => {
     const src: SourceRef = { file, doc: di, lineOf: lineOfFactory(doc as Document, lc, []) };
     if (doc.errors.length) {
-      for (const e of doc.errors) out.errors.push(new ManifestError("yaml-syntax", file, di, e.linePos?.[0]?.line ?? 0, "", e.message.split("\n")[0], "fix the YAML syntax"));
+      out.errors.push(yamlSyntaxError(doc.errors, file, di));
       return;
     }
-    const v = doc.toJS();
+    let v: unknown;
+    try {
+      v = doc.toJS();
+    } catch (e) {
+      // The yaml library refuses to expand more aliases than maxAliasCount (a "billion laughs" document).
+      const alias = /alias/i.test((e as Error).message);
+      const detail = alias ? "too many alias expansions (an alias bomb?); refused to expand it" : (e as Error).message.split("\n")[0]!;
+      out.errors.push(new ManifestError("yaml-syntax", file, di, src.lineOf?.([]) ?? 0, "", detail, alias ? "write the repeated parts out, or use fewer nested aliases" : "fix the YAML"));
+      return;
+    }
     if (v === null || v === undefined) return;
     addObject(v, src, doc as Document, lc, [], out);
   });
@@ -80,10 +110,29 @@ function addObject(v: unknown, src: SourceRef, doc: Document, lc: LineCounter, b
   }
   const known = KNOWN_KINDS.includes(o.kind) || (CILIATE_KINDS.includes(o.kind) && o.apiVersion === CILIATE_API);
   if (!known) {
-    out.warnings.push(problemAt(s, ["kind"], "unknown-kind", `kind ${o.apiVersion ?? ""}/${o.kind} is not understood; skipped`));
+    // One rule, as kubectl has for a kind its server does not serve: refuse, never skip. A skipped
+    // object could be a policy (an AdminNetworkPolicy, a CiliumCIDRGroup) whose absence makes a denied flow
+    // look allowed. docs/scenarios.md "Unknown kinds" says the same.
+    const api = o.apiVersion === undefined ? "" : ` (apiVersion ${String(o.apiVersion)})`;
+    const md = o.metadata && typeof o.metadata === "object" ? (o.metadata as Record<string, unknown>) : {};
+    const label = objectLabel(o.kind, md);
+    if (CILIATE_KINDS.includes(o.kind))
+      out.errors.push(problemAt(s, ["apiVersion"], "unsupported-api-version", `${o.kind} needs apiVersion ${CILIATE_API}, not ${JSON.stringify(o.apiVersion ?? "")}`, "", label));
+    else {
+      const near = didYouMean(o.kind, [...KNOWN_KINDS, ...CILIATE_KINDS]);
+      // The hint goes into the line itself: it is the one thing to read before fixing the file.
+      const hint = near ? `did you mean ${near}?` : "remove it; from a cluster, export only the kinds ciliate reads (docs/scenarios.md)";
+      out.errors.push(problemAt(s, ["kind"], "unknown-kind", `ciliate does not read kind ${o.kind}${api}; ${hint}`, "", label));
+    }
     return;
   }
   const md = (o.metadata ?? {}) as Record<string, unknown>;
+  const own = validateCiliateObject(o);
+  if (own?.length) {
+    const label = objectLabel(o.kind, typeof md === "object" ? md : {});
+    for (const p of own) out.errors.push(problemAt(s, p.path, p.code, p.detail, "", label));
+    return;
+  }
   if (typeof md.name !== "string" || md.name === "") {
     if (o.kind !== "Config") {
       out.errors.push(problemAt(s, ["metadata", "name"], "missing-name", "metadata.name is required"));

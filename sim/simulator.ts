@@ -684,6 +684,10 @@ export class Simulation {
     const src = srcPre ?? this.resolveSource(spec.from, peerNode, what);
     if (src.kind !== "pod" && dst.place.kind !== "pod" && !dst.frontend)
       throw new SimError("BAD_REFERENCE", `${what}: neither end of the flow is a pod or a service; ciliate simulates traffic that reaches or leaves the cluster's pods`);
+    // A packet has one address family; a flow from an IPv4 address to an IPv6 one cannot be sent at all.
+    const family = (ip: string) => (ip.includes(":") ? "IPv6" : "IPv4");
+    if (src.ip && dst.place.ip && family(src.ip) !== family(dst.place.ip))
+      throw new SimError("BAD_REFERENCE", `${what}: the source ${src.ip} is ${family(src.ip)} and the destination ${dst.place.ip} is ${family(dst.place.ip)}; a flow stays within one address family`);
     return { src, dst };
   }
 
@@ -703,7 +707,12 @@ export class Simulation {
       dstIdentity: dst.place.kind === "pod" ? this.identityOfPod(dst.place.pod!) : 0,
     };
     if (dst.frontend) result.service = { namespace: dst.frontend.svc.namespace, name: dst.frontend.svc.name, frontend: `${dst.frontend.ip}:${dst.frontend.fport}/${dst.frontend.protocol}`, kind: dst.frontend.kind };
+    let played = 0;
     for (let i = 0; i < spec.count && result.verdict === "allowed"; i++) {
+      // The outcome describes one connection, the last one played (the denied one, if any): never the
+      // backend of one connection with the policy verdicts of another.
+      result.egress = result.ingress = result.l7 = result.backend = undefined;
+      played = i + 1;
       const ctx: Ctx = { result, flowName: spec.name, http: spec.http, stopped: false, l7Denied: false };
       this.playConnection(ctx, spec, src, dst.place.ip, dst.port, opts.sport);
       this.advance(100);
@@ -715,7 +724,7 @@ export class Simulation {
     const deliver = result.steps.find((s) => !s.reply && s.entry === "toEndpoint");
     if (deliver) result.dstIdentity = deliver.trace.dstIdentity;
     else if (first && !result.dstIdentity) result.dstIdentity = first.trace.dstIdentity;
-    result.reason = this.reasonOf(result);
+    result.reason = (spec.count > 1 ? `connection ${played} of ${spec.count}: ` : "") + this.reasonOf(result);
     return result;
   }
 

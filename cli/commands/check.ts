@@ -1,6 +1,6 @@
 /*
  * `ciliate check`: evaluate every Expectation by simulating its flow and comparing the verdict; print a
- * PASS/FAIL table (or -o json: {"results":[{name, expected, actual, passed, reason}], "passed", "failed"});
+ * PASS/FAIL table that fits the terminal (--wide: one line each; or -o json: {"results":[{name, expected, actual, passed, reason}], "passed", "failed"});
  * --junit FILE writes JUnit XML. Exit 1 when any expectation fails.
  */
 import { writeFileSync } from "node:fs";
@@ -9,6 +9,7 @@ import Table from "cli-table3";
 import { stringify as stringifyYaml } from "yaml";
 import { load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { EXIT_CHECK_FAILED, EXIT_OK } from "../errors.ts";
+import { hangingIndent, terminalWidth, wrap } from "../text-layout.ts";
 
 export interface CheckResult {
   name: string;
@@ -33,7 +34,45 @@ export function junitXml(results: CheckResult[]): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites tests="${results.length}" failures="${failed}">\n  <testsuite name="ciliate check" tests="${results.length}" failures="${failed}">\n${cases}\n  </testsuite>\n</testsuites>\n`;
 }
 
-export async function runCheck(g: GlobalOptions & { junit?: string }, out: Out, err: Out): Promise<number> {
+const HEAD = ["RESULT", "EXPECTATION", "EXPECTED", "ACTUAL", "REASON"];
+// RESULT, EXPECTED and ACTUAL hold at most 7 characters ("allowed"); each cell has 1 space of padding a side.
+const FIXED = [8, 10, 10];
+const BORDERS = HEAD.length + 1;
+const MIN_REASON = 30;
+
+/**
+ * The results as a table `width` columns wide, names and reasons wrapped (never cut). When even a narrow
+ * reason column does not fit, one block per expectation instead. Without a width (--wide): one line each.
+ */
+export function checkTable(results: CheckResult[], width?: number): string {
+  const row = (r: CheckResult) => [r.passed ? "PASS" : "FAIL", r.name, r.expected, r.actual, r.reason];
+  const style = { head: [], border: [] };
+  if (width === undefined) {
+    const t = new Table({ head: HEAD, style });
+    for (const r of results) t.push(row(r));
+    return t.toString();
+  }
+  const fixed = FIXED.reduce((a, b) => a + b, 0) + BORDERS;
+  const longest = Math.max(HEAD[1]!.length, ...results.map((r) => r.name.length)) + 2;
+  const name = Math.min(longest, Math.max(14, Math.floor((width - fixed) * 0.4)));
+  const reason = width - fixed - name;
+  if (reason < MIN_REASON) {
+    // Too narrow for columns: the name on its own line, then what was expected and why, indented.
+    return results
+      .map((r) => `${r.passed ? "PASS" : "FAIL"} ${hangingIndent(wrap(r.name, width - 5), 5)}\n     expected ${r.expected}, got ${r.actual}\n     ${hangingIndent(wrap(r.reason, width - 5), 5)}`)
+      .join("\n\n");
+  }
+  const t = new Table({ head: HEAD, colWidths: [FIXED[0]!, name, FIXED[1]!, FIXED[2]!, reason], style });
+  for (const r of results) {
+    const cells = row(r);
+    cells[1] = wrap(r.name, name - 2);
+    cells[4] = wrap(r.reason, reason - 2);
+    t.push(cells);
+  }
+  return t.toString();
+}
+
+export async function runCheck(g: GlobalOptions & { junit?: string; wide?: boolean }, out: Out, err: Out): Promise<number> {
   const fmt = outputOf(g, ["table", "json", "yaml"]);
   const l = load(g);
   if (!l.cluster.expectations.length) err("ciliate: no Expectation in the manifests: nothing to check\n");
@@ -53,11 +92,7 @@ export async function runCheck(g: GlobalOptions & { junit?: string }, out: Out, 
   if (g.junit) writeFileSync(g.junit, junitXml(results));
   if (fmt === "json") out(`${JSON.stringify({ results, passed, failed }, null, 2)}\n`);
   else if (fmt === "yaml") out(stringifyYaml({ results, passed, failed }));
-  else {
-    const t = new Table({ head: ["RESULT", "EXPECTATION", "EXPECTED", "ACTUAL", "REASON"], wordWrap: true, colWidths: [8, 32, 10, 10, 80], style: { head: [], border: [] } });
-    for (const r of results) t.push([r.passed ? "PASS" : "FAIL", r.name, r.expected, r.actual, r.reason]);
-    out(`${t.toString()}\n${passed} passed, ${failed} failed\n`);
-  }
+  else out(`${checkTable(results, g.wide ? undefined : terminalWidth())}\n${passed} passed, ${failed} failed\n`);
   return failed ? EXIT_CHECK_FAILED : EXIT_OK;
 }
 
@@ -66,12 +101,14 @@ export function registerCheck(program: Command, run: (fn: () => Promise<number>)
     .command("check")
     .description("evaluate every Expectation in the manifests; exit 1 if any fails")
     .option("--junit <file>", "also write the results as JUnit XML")
+    .option("--wide", "one line per expectation, however long (default: fit the terminal, wrapping names and reasons)")
     .addHelpText(
       "after",
       `
 Examples:
   ciliate check -f scenarios/starwars
   ciliate check -f scenarios/k8s-netpol -o json
+  ciliate check -f scenarios/starwars --wide
   ciliate check -f scenarios/multi-node --junit results.xml
 
 Exit codes: 0 all expectations hold, 1 at least one failed, 2 bad input.`,

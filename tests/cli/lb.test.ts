@@ -24,6 +24,14 @@ describe("lb scenario", () => {
     expect(t).toHaveLength(3);
     for (const p of t) expect(p).toMatch(/^web-\d$/);
   });
+  it("summarises one connection of a count > 1 flow: the last one's backend, and that backend's ingress verdict", () => {
+    const text = ciliate("simulate", "-f", "scenarios/lb", "--flow", "client-to-web");
+    const summary = text.stdout.split("\n").find((l) => l.startsWith("# client-to-web:"))!;
+    const m = /^# client-to-web: ALLOWED — connection 3 of 3: service lb\/web \([^)]*\) → backend lb\/(web-\d):8080; egress: .*; ingress: no policy selects lb\/(web-\d) in ingress: allowed$/.exec(summary);
+    expect(m, summary).not.toBeNull();
+    expect(m![2]).toBe(m![1]);
+    expect(m![1]).toBe(synTargets("client-to-web").at(-1));
+  });
   it("drops traffic to a service without backends", () => {
     const drop = flows.find((f) => f.flow_name === "client-to-empty-service" && f.verdict === "DROPPED");
     expect(drop).toMatchObject({ drop_reason: 158, drop_reason_desc: "SERVICE_BACKEND_NOT_FOUND", destination_service: { name: "nothing-behind", namespace: "lb" } });

@@ -126,7 +126,7 @@ spec: { nodeName: n1, hostNetwork: true, containers: [{ name: c, image: x }] }
     ["an undeclared named targetPort", "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {x: y}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {selector: {x: y}, ports: [{port: 80, targetPort: web}]}\n", /Service default\/s spec\.ports\[0\]\.targetPort: targetPort "web"/],
     ["a malformed port", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 99999}]}\n", /spec\.ports\[0\]\.port: invalid port 99999/],
     ["an unknown node", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: nowhere}\n", /node nowhere is not declared/],
-    ["a Traffic reference to nothing", "apiVersion: ciliate.dev/v1alpha1\nkind: Traffic\nmetadata: {name: t}\nspec: {flows: [{from: {pad: x}, to: {pod: a/b}, port: 80}]}\n", /unknown endpoint reference "pad"/],
+    ["a Traffic reference to nothing", "apiVersion: ciliate.dev/v1alpha1\nkind: Traffic\nmetadata: {name: t}\nspec: {flows: [{from: {pad: x}, to: {pod: a/b}, port: 80}]}\n", /Traffic default\/t spec\.flows\[0\]\.from\.pad: unknown field "pad" \(did you mean "pod"\?\)/],
   ];
   for (const [what, text, re] of bad)
     it(`refuses ${what} with one line naming file and field`, () => {
