@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/preflight.ts";
-import { parseManifests } from "../../policy/manifest-loader.ts";
+import { parseManifests } from "../../policy/index.ts";
 import { ROOT } from "../cli/run.ts";
 
 const DOCS = ["README.md", ...readdirSync(join(ROOT, "docs")).filter((f) => f.endsWith(".md")).sort().map((f) => `docs/${f}`)];
