@@ -5,8 +5,9 @@
 // listener that applies to the remote identity matches; an empty rule (or a peer without L7 rules) allows
 // every request. Denied requests get a 403 response, not a drop.
 
-import type { CompiledPolicy } from "./compile.ts";
-import type { HttpRule, Provenance } from "./types.ts";
+import type { CompiledPolicy } from "../compile.ts";
+import type { HttpRule, Provenance } from "../types.ts";
+import { listenerRulesFor, type L7Context } from "./listener.ts";
 
 export interface HttpRequest {
   method: string;
@@ -48,10 +49,8 @@ export function httpRuleMatches(rule: HttpRule, req: HttpRequest): boolean {
   return true;
 }
 
-export interface ProxyContext {
-  proxyPort: number;
-  remoteIdentity: number;
-}
+/** The listener and the remote identity (older name of L7Context). */
+export type ProxyContext = L7Context;
 
 export interface HttpVerdict {
   allowed: boolean;
@@ -64,10 +63,9 @@ export interface HttpVerdict {
 
 /** Evaluates a request at a proxy listener for a remote identity. */
 export function evaluateHttp(compiled: CompiledPolicy, ctx: ProxyContext, req: HttpRequest): HttpVerdict {
-  const l = compiled.proxies.get(ctx.proxyPort);
-  if (!l) return { allowed: false, status: 403, reason: `no proxy listener on port ${ctx.proxyPort}` };
-  for (const r of l.rules) {
-    if (!r.identities.includes(ctx.remoteIdentity) && !r.identities.includes(0)) continue;
+  const found = listenerRulesFor(compiled, ctx, "http");
+  if ("error" in found) return { allowed: false, status: 403, reason: found.error };
+  for (const r of found.rules) {
     if (r.http === null || r.http.length === 0) return { allowed: true, status: 200, rule: { provenance: r.provenance, index: -1 }, reason: "peer allowed without L7 restrictions" };
     for (let i = 0; i < r.http.length; i++)
       if (httpRuleMatches(r.http[i], req)) return { allowed: true, status: 200, rule: { provenance: r.provenance, index: i, rule: r.http[i] }, reason: `matches http[${i}]` };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { httpRuleMatches } from "./l7-http.ts";
+import { httpRuleMatches } from "./http.ts";
 
 describe("httpRuleMatches", () => {
   const req = { method: "GET", path: "/api/v1/users", host: "shop.example.com", headers: { "X-Env": "prod" } };
