@@ -30,6 +30,8 @@ export interface KafkaRequestHeader {
   topics?: KafkaTopicParts[];
   /** Metadata request for every topic (null topic array). */
   allTopics?: boolean;
+  /** False for a Produce request with acks=0: the broker sends no response. */
+  expectsResponse: boolean;
 }
 
 /** First version of each kind that uses the flexible encoding (request header v2). */
@@ -126,19 +128,21 @@ function topicArray(r: Reader, flex: boolean, partition: () => number, nameOf = 
 }
 
 /** Topics of a request body, by kind and version; undefined for kinds without topics. */
-function topicsOf(r: Reader, key: number, v: number, flex: boolean): { topics: KafkaTopicParts[]; all?: boolean } | undefined {
+function topicsOf(r: Reader, key: number, v: number, flex: boolean): { topics: KafkaTopicParts[]; all?: boolean; acks?: number } | undefined {
   switch (key) {
-    case 0: // Produce
+    case 0: { // Produce
       if (v >= 3) r.str(flex); // transactional_id
-      r.i16(); // acks
+      const acks = r.i16();
       r.i32(); // timeout_ms
       return {
+        acks,
         topics: topicArray(r, flex, () => {
           const p = r.i32();
           r.bytes(flex); // records
           return p;
         }),
       };
+    }
     case 1: // Fetch
       r.i32(); // replica_id
       r.i32(); // max_wait_ms
@@ -251,7 +255,7 @@ export function parseKafkaRequest(frame: Buffer): KafkaRequestHeader {
   const flex = isFlexible(apiKey, apiVersion);
   r.taggedFields(flex);
   const t = topicsOf(r, apiKey, apiVersion, flex);
-  return { apiKey, apiVersion, correlationId, clientID: apiVersion === 0 ? "" : id, topics: t?.topics, allTopics: t?.all };
+  return { apiKey, apiVersion, correlationId, clientID: apiVersion === 0 ? "" : id, topics: t?.topics, allTopics: t?.all, expectsResponse: !(apiKey === 0 && t?.acks === 0) };
 }
 
 class Writer {
