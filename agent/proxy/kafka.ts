@@ -83,7 +83,7 @@ export class KafkaProxyHandler implements ProxyHandler {
           }
         });
         s.on("end", () => client.end());
-        s.on("close", () => client.destroy());
+        s.on("close", () => client.end());
         s.on("error", () => {
           ctx.upstreamError("kafka");
           client.destroy();
