@@ -16,8 +16,8 @@ export { compilePolicy, DEFAULT_POLICY_MAP_MAX, DEFAULT_PROXY_PORT_BASE } from "
 export type { CompiledPolicy, CompileOptions } from "./compile.ts";
 export { policyLookup, encodeEntries, lpmPrefixLength } from "./lookup.ts";
 export type { LookupResult } from "./lookup.ts";
-export { evaluateHttp, httpRuleMatches } from "./l7/http.ts";
-export type { HttpRequest, HttpVerdict, ProxyContext } from "./l7/http.ts";
+export { evaluateHttp, httpRuleMatches, httpHeaderEdits } from "./l7/http.ts";
+export type { HttpRequest, HttpVerdict, HttpHeaderEdit, ProxyContext } from "./l7/http.ts";
 export { evaluateKafka, kafkaRuleMatches, kafkaRuleApiKeys, kafkaApiKeyName, kafkaApiKeyOf, KAFKA_ROLE_REQUEST, checkKafkaRule, KAFKA_API_KEYS, KAFKA_ROLE_KEYS, KAFKA_TOPIC_AUTHORIZATION_FAILED } from "./l7/kafka.ts";
 export type { KafkaRequest, KafkaVerdict } from "./l7/kafka.ts";
 export { evaluateTls, serverNameMatches } from "./l7/tls.ts";

@@ -16,7 +16,7 @@ spec:
   endpointSelector: {matchLabels: {app: server}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
-    toPorts: [{ports: [{port: '8080', protocol: TCP}], rules: {http: [{method: GET, path: /public.*}, {method: POST, path: /upload, headers: ['X-Token: s3cret']}]}}]
+    toPorts: [{ports: [{port: '8080', protocol: TCP}], rules: {http: [{method: GET, path: /public.*}, {method: POST, path: /upload, headers: ['X-Token: s3cret']}, {method: PUT, path: /edit, headerMatches: [{name: X-Team, value: blue, mismatch: REPLACE}, {name: X-Trace, value: on, mismatch: ADD}]}]}}]
 `;
 
 const { compiled } = compileYaml(yaml);
@@ -129,6 +129,14 @@ describe("HTTP proxy handler", () => {
     expect(big).toMatch(/^HTTP\/1.1 431/);
     expect(seen).toEqual([]);
     expect(h.events.some((e) => e.verdict === "ERROR")).toBe(true);
+  });
+
+  it("headerMatches mismatch actions edit the forwarded request", async () => {
+    seen = [];
+    const agent = new Agent({ keepAlive: false });
+    const r = await send(agent, "PUT", "/edit", "x", { "X-Team": "red" });
+    expect(r.status).toBe(200);
+    expect(seen[0].headers).toMatchObject({ "x-team": "blue", "x-trace": "on" });
   });
 
   it("the policy is read per request: a change applies to the next request", async () => {

@@ -8,11 +8,12 @@
  *   - denied: answered `403 Access denied` as Envoy does (text/plain, body "Access denied\r\n"), the body
  *     of the request discarded, and the connection stays open for the next request.
  * An upstream that cannot be reached gets Envoy's 503 "upstream connect error". Hop-by-hop headers are
- * not forwarded (RFC 9110 §7.6.1); Node re-frames bodies (Content-Length or chunked) on each side.
+ * not forwarded (RFC 9110 §7.6.1); Node re-frames bodies (Content-Length or chunked) on each side. The
+ * headerMatches mismatch actions of the allowing rule (ADD, DELETE, REPLACE) edit the forwarded request.
  */
 import { Agent, ClientRequest, createServer, IncomingMessage, request as httpRequest, ServerResponse, type Server } from "node:http";
 import type { Socket } from "node:net";
-import { evaluateHttp } from "../../policy/index.ts";
+import { evaluateHttp, httpHeaderEdits, type HttpHeaderEdit } from "../../policy/index.ts";
 import { flowEvent, l7ContextOf, nowNs, ruleReason } from "./common.ts";
 import type { ProxyHandler, ProxyHandlerContext, RedirectedConnection } from "./types.ts";
 
@@ -28,6 +29,17 @@ function forwardHeaders(raw: string[]): string[] {
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i].toLowerCase();
     if (!HOP_BY_HOP.has(k) && !named.has(k)) out.push(raw[i], raw[i + 1]);
+  }
+  return out;
+}
+
+/** Applies the rule's header edits (headerMatches mismatch actions) to raw header pairs. */
+function applyEdits(raw: string[], edits: HttpHeaderEdit[]): string[] {
+  let out = raw;
+  for (const e of edits) {
+    const name = e.name.toLowerCase();
+    if (e.action !== "ADD") out = out.filter((_, i) => (i % 2 === 0 ? out[i] : out[i - 1]).toLowerCase() !== name);
+    if (e.action !== "DELETE") out = [...out, e.name, e.value];
   }
   return out;
 }
@@ -92,7 +104,8 @@ export class HttpProxyHandler implements ProxyHandler {
     const url = req.url ?? "/";
     const host = req.headers.host ?? "";
     const http = { method: req.method ?? "", url: `http://${host}${url}`, protocol: `HTTP/${req.httpVersion}` };
-    const v = evaluateHttp(ctx.policy(), l7ContextOf(conn), { method: req.method ?? "", path: url, host, headers: headerMap(req) });
+    const request = { method: req.method ?? "", path: url, host, headers: headerMap(req) };
+    const v = evaluateHttp(ctx.policy(), l7ContextOf(conn), request);
     const reason = ruleReason(v);
     ctx.emit({ ...flowEvent(conn, "http", "REQUEST", v.allowed ? "FORWARDED" : "DROPPED", reason), http });
     const respond = (code: number, verdict: "FORWARDED" | "ERROR", why: string) =>
@@ -105,7 +118,8 @@ export class HttpProxyHandler implements ProxyHandler {
       return;
     }
     if (expectsContinue) res.writeContinue();
-    const up: ClientRequest = httpRequest({ agent, method: req.method, path: url, headers: forwardHeaders(req.rawHeaders) as unknown as Record<string, string>, setHost: false });
+    const headers = applyEdits(forwardHeaders(req.rawHeaders), v.rule?.rule ? httpHeaderEdits(v.rule.rule, request) : []);
+    const up: ClientRequest = httpRequest({ agent, method: req.method, path: url, headers: headers as unknown as Record<string, string>, setHost: false });
     up.on("response", (ur) => {
       res.writeHead(ur.statusCode ?? 502, ur.statusMessage, forwardHeaders(ur.rawHeaders) as unknown as Record<string, string>);
       ur.pipe(res);

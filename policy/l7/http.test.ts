@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { httpRuleMatches } from "./http.ts";
+import { httpHeaderEdits, httpRuleMatches } from "./http.ts";
 
 describe("httpRuleMatches", () => {
   const req = { method: "GET", path: "/api/v1/users", host: "shop.example.com", headers: { "X-Env": "prod" } };
@@ -24,5 +24,26 @@ describe("httpRuleMatches", () => {
     expect(httpRuleMatches({ headerMatches: [{ name: "X-Env", value: "prod" }] }, req)).toBe(true);
     expect(httpRuleMatches({ headerMatches: [{ name: "X-Env", value: "dev" }] }, req)).toBe(false);
     expect(httpRuleMatches({ headerMatches: [{ name: "X-Env", value: "dev", mismatch: "LOG" }] }, req)).toBe(true);
+  });
+  it("headerMatches: an empty value is a presence match", () => {
+    expect(httpRuleMatches({ headerMatches: [{ name: "X-Env", value: "" }] }, req)).toBe(true);
+    expect(httpRuleMatches({ headerMatches: [{ name: "X-None", value: "" }] }, req)).toBe(false);
+  });
+  it("headerMatches mismatch actions ask for edits as cilium/proxy's HeaderMatch", () => {
+    const rule = {
+      headerMatches: [
+        { name: "X-Env", value: "dev", mismatch: "REPLACE" },
+        { name: "X-Team", value: "blue", mismatch: "ADD" },
+        { name: "X-Env", value: "qa", mismatch: "DELETE" },
+        { name: "X-Gone", value: "1", mismatch: "DELETE" },
+        { name: "X-Log", value: "1", mismatch: "LOG" },
+        { name: "X-Env", value: "prod", mismatch: "REPLACE" },
+      ],
+    };
+    expect(httpHeaderEdits(rule, req)).toEqual([
+      { action: "REPLACE", name: "X-Env", value: "dev" },
+      { action: "ADD", name: "X-Team", value: "blue" },
+      { action: "DELETE", name: "X-Env", value: "qa" },
+    ]);
   });
 });

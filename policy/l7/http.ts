@@ -1,12 +1,14 @@
 // L7 HTTP rule evaluation as Cilium's Envoy filter applies rules.http (pkg/policy/api/http.go; the proxy
 // matches method, path and host as regular expressions anchored at both ends, `headers` entries
-// "Name" (present) or "Name: value" (equal), and headerMatches {name, value} — a headerMatch with a
-// `mismatch` action never denies, it only logs or edits). A request is allowed when any rule of the
+// "Name" (present) or "Name: value" (equal), and headerMatches {name, value}: an empty value is a presence
+// match; with a `mismatch` action a mismatch never denies, it logs (LOG) or asks the proxy to edit the
+// request — ADD the expected value, DELETE the wrong header, REPLACE its value — as cilium/proxy's
+// HeaderMatch does (cilium/network_policy.cc)). A request is allowed when any rule of the
 // listener that applies to the remote identity matches; an empty rule (or a peer without L7 rules) allows
 // every request. Denied requests get a 403 response, not a drop.
 
 import type { CompiledPolicy } from "../compile.ts";
-import type { HttpRule, Provenance } from "../types.ts";
+import type { HttpHeaderMatch, HttpRule, Provenance } from "../types.ts";
 import { listenerRulesFor, type L7Context } from "./listener.ts";
 
 export interface HttpRequest {
@@ -16,9 +18,16 @@ export interface HttpRequest {
   headers?: Record<string, string>;
 }
 
+const compiled = new Map<string, RegExp>();
+
 function anchored(re: string | undefined, v: string): boolean {
   if (re === undefined || re === "") return true;
-  return new RegExp(`^(?:${re})$`).test(v);
+  let r = compiled.get(re);
+  if (!r) {
+    r = new RegExp(`^(?:${re})$`);
+    compiled.set(re, r);
+  }
+  return r.test(v);
 }
 
 function header(req: HttpRequest, name: string): string | undefined {
@@ -40,13 +49,35 @@ export function httpRuleMatches(rule: HttpRule, req: HttpRequest): boolean {
     if (v === undefined) return false;
     if (i >= 0 && v !== h.slice(i + 1).trim()) return false;
   }
-  for (const m of rule.headerMatches ?? []) {
-    if (m.mismatch) continue;
-    const v = header(req, m.name);
-    if (v === undefined) return false;
-    if (m.value !== undefined && v !== m.value) return false;
-  }
+  for (const m of rule.headerMatches ?? []) if (!m.mismatch && !headerMatchHolds(m, req)) return false;
   return true;
+}
+
+function headerMatchHolds(m: HttpHeaderMatch, req: HttpRequest): boolean {
+  const v = header(req, m.name);
+  if (v === undefined) return false;
+  return !m.value || v === m.value;
+}
+
+/** An edit the proxy makes to an allowed request before forwarding it. */
+export interface HttpHeaderEdit {
+  action: "ADD" | "DELETE" | "REPLACE";
+  name: string;
+  value: string;
+}
+
+/** The edits the mismatching headerMatches of the rule that allowed `req` ask for, in rule order. */
+export function httpHeaderEdits(rule: HttpRule, req: HttpRequest): HttpHeaderEdit[] {
+  const out: HttpHeaderEdit[] = [];
+  for (const m of rule.headerMatches ?? []) {
+    if (!m.mismatch || m.mismatch === "LOG" || headerMatchHolds(m, req)) continue;
+    const value = m.value ?? "";
+    if (m.mismatch === "ADD") out.push({ action: "ADD", name: m.name, value });
+    // A failed presence match or an absent header leaves nothing to delete.
+    else if (m.mismatch === "DELETE" && value !== "" && header(req, m.name) !== undefined) out.push({ action: "DELETE", name: m.name, value });
+    else if (m.mismatch === "REPLACE") out.push({ action: "REPLACE", name: m.name, value });
+  }
+  return out;
 }
 
 /** The listener and the remote identity (older name of L7Context). */

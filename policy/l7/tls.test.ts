@@ -4,20 +4,27 @@ import { explainFlow } from "../index.ts";
 import { compileYaml, podsYaml } from "../test-helpers.ts";
 import { checkServerName, serverNameMatches } from "./tls.ts";
 
-describe("serverNameMatches", () => {
-  it("exact names compare case-insensitively, ignoring a trailing dot", () => {
-    expect(serverNameMatches("api.example.com", "API.example.com.")).toBe(true);
+describe("serverNameMatches (cilium/proxy SniPattern)", () => {
+  it("exact names compare case-insensitively", () => {
+    expect(serverNameMatches("api.example.com", "API.example.com")).toBe(true);
     expect(serverNameMatches("api.example.com", "example.com")).toBe(false);
   });
-  it("*.suffix matches subdomains only", () => {
+  it("* is any DNS characters within one label, ** one or more labels, a lone * any name", () => {
     expect(serverNameMatches("*.example.com", "a.example.com")).toBe(true);
-    expect(serverNameMatches("*.example.com", "a.b.example.com")).toBe(true);
+    expect(serverNameMatches("*.example.com", "a.b.example.com")).toBe(false);
     expect(serverNameMatches("*.example.com", "example.com")).toBe(false);
     expect(serverNameMatches("*.example.com", "badexample.com")).toBe(false);
+    expect(serverNameMatches("**.example.com", "a.b.example.com")).toBe(true);
+    expect(serverNameMatches("api-*.example.com", "api-eu.example.com")).toBe(true);
+    expect(serverNameMatches("*", "anything.at.all")).toBe(true);
   });
-  it("checkServerName accepts DNS names and a leading wildcard", () => {
+  it("checkServerName accepts what the proxy accepts", () => {
     expect(checkServerName("*.example.com")).toBeUndefined();
-    expect(checkServerName("a.*.com")).toMatch(/invalid server name/);
+    expect(checkServerName("**.example.com")).toBeUndefined();
+    expect(checkServerName("a.*.com")).toBeUndefined();
+    expect(checkServerName("***.example.com")).toMatch(/invalid server name/);
+    expect(checkServerName("example.com.")).toMatch(/invalid server name/);
+    expect(checkServerName("a..com")).toMatch(/invalid server name/);
     expect(checkServerName("")).toMatch(/non-empty/);
   });
 });

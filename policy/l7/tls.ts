@@ -1,28 +1,47 @@
 // TLS SNI rules (`toPorts[].serverNames`, cilium/cilium pkg/policy/api/l4.go PortRule.ServerNames): when
 // the list is not empty, the connection must be TLS and its ClientHello must name one of the servers.
-// Cilium hands the names to Envoy's filter-chain match, which compares DNS names case-insensitively and
-// accepts a leading "*." wildcard for any subdomain; ciliate does the same without terminating TLS. A
-// connection without a server name (or that is not TLS) is refused when the peer's rule lists names.
+// Names are matched as Cilium's proxy matches them (cilium/proxy cilium/network_policy.h SniPattern):
+// case-insensitively; a pattern without `*` is an exact name; `*` stands for any DNS characters within
+// one label, `**` for one or more whole labels, and a lone `*` for any name. ciliate judges the
+// ClientHello without terminating TLS. A connection without a server name (or that is not TLS) is refused
+// when the peer's rule lists names.
 
 import type { CompiledPolicy } from "../compile.ts";
 import type { Provenance } from "../types.ts";
 import { listenerRulesFor, type L7Context } from "./listener.ts";
 
-const DNS_NAME = /^(\*\.)?([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?\.)*[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?\.?$/;
+// The proxy's valid-pattern expression: labels of DNS characters with `*` wildcards, `**` only alone.
+const LABEL = "([*]{1,2}|[*]?[-a-zA-Z0-9_]+([*][-a-zA-Z0-9_]+)*[*]?)";
+const VALID_PATTERN = new RegExp(`^(${LABEL}[.])*${LABEL}$`);
 
-/** Problem text for an invalid serverNames entry, or undefined when it is a DNS name (optionally "*."-prefixed). */
+/** Problem text for an invalid serverNames entry, or undefined when the proxy accepts it. */
 export function checkServerName(v: unknown): string | undefined {
   if (typeof v !== "string" || v === "") return `server name must be a non-empty string, got ${JSON.stringify(v)}`;
-  if (v.length > 253 || !DNS_NAME.test(v)) return `invalid server name ${JSON.stringify(v)}`;
+  if (v.length > 253 || !VALID_PATTERN.test(v)) return `invalid server name ${JSON.stringify(v)}`;
   return undefined;
 }
 
-/** True when the ClientHello's server name matches one listed name (exact, or "*.suffix" for subdomains). */
+const compiledPatterns = new Map<string, RegExp>();
+
+function patternRegExp(pattern: string): RegExp {
+  let re = compiledPatterns.get(pattern);
+  if (!re) {
+    const p = pattern.toLowerCase();
+    const body =
+      p === "*"
+        ? "[-a-z0-9_]+([.][-a-z0-9_]+)*"
+        : p.replace(/\*\*|\*|\./g, (m) => (m === "." ? "[.]" : m === "**" ? "[-a-z0-9_]+([.][-a-z0-9_]+){0,}" : "[-a-z0-9_]{0,}"));
+    re = new RegExp(`^(?:${body})$`);
+    compiledPatterns.set(pattern, re);
+  }
+  return re;
+}
+
+/** True when the ClientHello's server name matches one serverNames entry. */
 export function serverNameMatches(pattern: string, serverName: string): boolean {
-  const p = pattern.toLowerCase().replace(/\.$/, "");
-  const n = serverName.toLowerCase().replace(/\.$/, "");
-  if (p.startsWith("*.")) return n.endsWith(p.slice(1)) && n.length > p.length - 1;
-  return p === n;
+  const n = serverName.toLowerCase();
+  if (!pattern.includes("*")) return pattern.toLowerCase() === n;
+  return patternRegExp(pattern).test(n);
 }
 
 export interface TlsHello {
