@@ -139,6 +139,15 @@ describe("HTTP proxy handler", () => {
     expect(seen[0].headers).toMatchObject({ "x-team": "blue", "x-trace": "on" });
   });
 
+  it("an idle keep-alive client connection is not closed by the proxy (Node's 5 s default is off)", async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const a = await send(agent, "GET", "/public/a");
+    await new Promise((r) => setTimeout(r, 7000));
+    const b = await send(agent, "GET", "/public/b");
+    agent.destroy();
+    expect(b.localPort).toBe(a.localPort);
+  }, 20_000);
+
   it("the policy is read per request: a change applies to the next request", async () => {
     const open = compileYaml(yaml.replace("method: GET, path: /public.*", "method: GET, path: /.*")).compiled;
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });

@@ -67,6 +67,9 @@ export class HttpProxyHandler implements ProxyHandler {
 
   constructor(opts: { maxHeaderSize?: number } = {}) {
     this.server = createServer({ maxHeaderSize: opts.maxHeaderSize ?? 16384, keepAlive: true }, (req, res) => this.onRequest(req, res, false));
+    // A transparent proxy must not end idle client connections Node's way (5 s); the client and the
+    // destination decide when a connection ends. An idle upstream socket is simply reopened on the next request.
+    this.server.keepAliveTimeout = 0;
     // Judge before telling the client to send its body.
     this.server.on("checkContinue", (req, res) => this.onRequest(req, res, true));
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
