@@ -1,7 +1,10 @@
 // Kafka and TLS SNI through the CLI: trace flags and `-o json` l7 verdicts naming the deciding rule,
 // simulate's Hubble-style L7 flows, and clear errors for bad flags.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ciliate, json } from "./run.ts";
+import { ciliate, json, ROOT } from "./run.ts";
 
 const kafka = ["trace", "-f", "scenarios/kafka", "--to", "svc:kafka/kafka", "--port", "9092", "-o", "json"];
 
@@ -59,5 +62,24 @@ describe("simulate: L7 flows as Hubble shows them", () => {
   it("TLS: the ClientHello's server name, forwarded or dropped", () => {
     const t = flows.filter((f) => f.l7.tls).map((f) => `${f.flow_name} ${f.verdict} ${f.l7.tls.server_name}`);
     expect(t).toEqual(["outpost-calls-empire-api FORWARDED api.empire.example", "outpost-calls-rebels DROPPED rebels.example"]);
+  });
+});
+
+describe("whatif: a Kafka rule change", () => {
+  it("letting outposts consume the plans changes exactly the outpost's fetch of the plans, with both L7 reasons", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ciliate-kafka-whatif-"));
+    try {
+      const policy = readFileSync(join(ROOT, "scenarios/kafka/policy.yaml"), "utf8").split("\n---\n")[0]!;
+      const opened = policy.replace("                - role: consume\n                  topic: empire-announce", "                - role: consume\n                  topic: empire-announce\n                - role: consume\n                  topic: deathstar-plans");
+      expect(opened).not.toBe(policy);
+      writeFileSync(join(dir, "open.yaml"), opened);
+      const out = json(ciliate("whatif", "-f", "scenarios/kafka", "--apply", join(dir, "open.yaml"), "-o", "json"));
+      expect(out.pairs).toEqual([]);
+      expect(out.flows.map((f: { name: string; before: string; after: string }) => `${f.name} ${f.before}->${f.after}`)).toEqual(["outpost-reads-deathstar-plans denied->allowed"]);
+      expect(out.flows[0].reasonBefore).toMatch(/L7 kafka ingress proxy: denied \(no Kafka rule allows fetch v11 topic deathstar-plans/);
+      expect(out.flows[0].reasonAfter).toMatch(/L7 kafka ingress proxy: allowed \(fetch v11 topic deathstar-plans matches kafka\[1\]\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
