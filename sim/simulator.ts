@@ -563,8 +563,9 @@ export class Simulation {
       extra: { Type: "L7", l7: req.l7, Summary: req.summary, proxy_port: red.port, ...(v.allowed && refs.length ? { [`${red.direction}_allowed_by`]: refs } : {}) },
     });
     if (!v.allowed) {
-      // The proxy answers in the protocol's own way (HTTP 403, Kafka error response); TLS gets a reset.
-      if (v.protocol !== "tls") {
+      // The proxy answers in the protocol's own way (HTTP 403, Kafka error response); TLS gets a reset,
+      // and so does a request the proxy could not parse (another protocol than the listener's).
+      if ((v.protocol === "http" && ctx.http) || (v.protocol === "kafka" && ctx.kafka)) {
         const back = buildFrame({ src: d.dst, dst: d.src, proto: "TCP", sport: d.dport, dport: d.sport, tcpFlags: TCP_FLAGS.PSH | TCP_FLAGS.ACK });
         const resp = this.l7View(ctx, "RESPONSE", host, v);
         this.event(ctx, red.node, back, { src: ids.dst, dst: ids.src }, {

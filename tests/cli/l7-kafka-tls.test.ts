@@ -23,6 +23,11 @@ describe("trace: Kafka", () => {
     const as = (id: string) => json(ciliate(...kafka, "--from", "kafka/empire-backup", "--kafka-api-key", "1", "--kafka-api-version", "4", "--kafka-client-id", id, "--kafka-topic", "deathstar-plans")).verdict;
     expect([as("empire-backup"), as("intruder")]).toEqual(["allowed", "denied"]);
   });
+  it("an HTTP request to the Kafka proxy is refused (it cannot parse it)", () => {
+    const t = json(ciliate(...kafka, "--from", "kafka/empire-hq", "--http-method", "GET", "--http-path", "/"));
+    expect([t.verdict, t.l7.protocol, t.l7.verdict]).toEqual(["denied", "kafka", "denied"]);
+    expect(t.l7.reason).toMatch(/kafka proxy on port \d+ cannot parse a http request/);
+  });
   it("bad flags are one-line errors with exit 2", () => {
     const r = ciliate(...kafka, "--from", "kafka/empire-hq", "--kafka-api-key", "teleport");
     expect(r.code).toBe(2);
