@@ -265,6 +265,9 @@ function expandPorts(r: PeerRule, dstPods: PodModel[]): L4Key[] {
       continue;
     }
     for (const proto of protocolsOf(ps.protocol)) {
+      // serverNames require TLS: with ANY/UDP/SCTP only the TCP key can ever be satisfied, so the others
+      // allow nothing (Cilium would redirect them to a TCP-only proxy listener, which passes nothing).
+      if (ps.serverNames?.length && proto !== PROTO_NUMBERS.TCP) continue;
       let ranges: [number, number][] = [];
       if (typeof ps.port === "number") ranges = [[ps.port, ps.endPort ?? ps.port]];
       else {

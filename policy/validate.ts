@@ -266,6 +266,13 @@ export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], 
       const endPort = checkEndPort(ctx, port, pp.endPort, [...pth, "endPort"]);
       const protocol = checkProtocol(ctx, pp.protocol, [...pth, "protocol"], "ANY");
       if (port === undefined || protocol === undefined) return;
+      // As Cilium's PortRule.Validate (pkg/policy/api/rule_validation.go): HTTP and Kafka rules need TCP
+      // (an omitted protocol is ANY) and a port.
+      if (l7 && (l7.http || l7.kafka)) {
+        if (protocol !== "TCP")
+          bad(ctx, [...pth, "protocol"], "l7-needs-tcp", `L7 rules can only apply to TCP (not ${protocol}) except for DNS rules`, "write protocol: TCP");
+        if (port === 0 && ports.length) bad(ctx, [...pth, "port"], "l7-port-zero", "L7 rules can not be used when a port is 0");
+      }
       out.push({ port, endPort, protocol, l7, ...(serverNames.length ? { serverNames } : {}) });
     });
   });

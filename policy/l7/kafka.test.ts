@@ -119,16 +119,21 @@ describe("validation of rules and port rules", () => {
     expect(r[0].hint).toBe("did you mean http?");
   });
   it("unknown HTTP rule fields and port rule fields are refused", () => {
-    expect(codes("{ports: [{port: '80'}], rules: {http: [{Method: GET}]}}")).toEqual(["unknown-field spec.ingress[0].toPorts[0].rules.http[0].Method"]);
+    expect(codes("{ports: [{port: '80', protocol: TCP}], rules: {http: [{Method: GET}]}}")).toEqual(["unknown-field spec.ingress[0].toPorts[0].rules.http[0].Method"]);
     expect(codes("{ports: [{port: '80'}], serverName: [a.io]}")).toEqual(["unknown-field spec.ingress[0].toPorts[0].serverName"]);
   });
-  it("Kafka problems name the field", () => expect(codes("{ports: [{port: '9092'}], rules: {kafka: [{role: produce, apiKey: fetch}, {topic: 'a b'}]}}")).toEqual(["invalid-kafka-rule spec.ingress[0].toPorts[0].rules.kafka[0]", "invalid-kafka-rule spec.ingress[0].toPorts[0].rules.kafka[1].topic"]));
+  it("Kafka problems name the field", () => expect(codes("{ports: [{port: '9092', protocol: TCP}], rules: {kafka: [{role: produce, apiKey: fetch}, {topic: 'a b'}]}}")).toEqual(["invalid-kafka-rule spec.ingress[0].toPorts[0].rules.kafka[0]", "invalid-kafka-rule spec.ingress[0].toPorts[0].rules.kafka[1].topic"]));
+  it("HTTP and Kafka rules need protocol TCP and a port, as Cilium validates", () => {
+    expect(codes("{ports: [{port: '9092'}], rules: {kafka: [{topic: t}]}}")).toEqual(["l7-needs-tcp spec.ingress[0].toPorts[0].ports[0].protocol"]);
+    expect(codes("{ports: [{port: '80', protocol: UDP}], rules: {http: [{}]}}")).toEqual(["l7-needs-tcp spec.ingress[0].toPorts[0].ports[0].protocol"]);
+    expect(codes("{ports: [{port: '0', protocol: TCP}], rules: {http: [{}]}}")).toEqual(["l7-port-zero spec.ingress[0].toPorts[0].ports[0].port"]);
+  });
   it("Kafka rules are enforced, not a warning", () => {
-    const r = buildRules(parseManifests(policy("{ports: [{port: '9092'}], rules: {kafka: [{topic: t}]}}"), "p.yaml").objects);
+    const r = buildRules(parseManifests(policy("{ports: [{port: '9092', protocol: TCP}], rules: {kafka: [{topic: t}]}}"), "p.yaml").objects);
     expect(r.warnings).toEqual([]);
   });
   it("serverNames with L7 rules needs TLS interception: refused; terminatingTLS refused", () => {
-    expect(codes("{ports: [{port: '443'}], serverNames: [a.io], rules: {http: [{}]}}")).toEqual(["unsupported-l7 spec.ingress[0].toPorts[0].serverNames"]);
+    expect(codes("{ports: [{port: '443', protocol: TCP}], serverNames: [a.io], rules: {http: [{}]}}")).toEqual(["unsupported-l7 spec.ingress[0].toPorts[0].serverNames"]);
     expect(codes("{ports: [{port: '443'}], terminatingTLS: {secret: {name: s}}}")).toEqual(["unsupported-field spec.ingress[0].toPorts[0].terminatingTLS"]);
     expect(codes("{ports: [{port: '443'}], serverNames: ['bad name']}")).toEqual(["invalid-server-name spec.ingress[0].toPorts[0].serverNames[0]"]);
   });

@@ -52,6 +52,12 @@ spec:
     expect(t("evil.example.org").verdict).toBe("denied");
     expect(t(undefined).egress.reason).toMatch(/names no server/);
   });
+  it("serverNames on ANY: only TCP is allowed (through the proxy); UDP to that port is not", () => {
+    const any = compileYaml(y.replace("[{port: '443', protocol: TCP}]", "[{port: '443'}]")).compiled;
+    const flow = (protocol: "TCP" | "UDP") => explainFlow(any, { from: { pod: "x/client" }, to: { ip: "198.51.100.7" }, protocol, port: 443 });
+    expect(flow("TCP").egress.lookup!.proxyPort).toBeGreaterThan(0);
+    expect(flow("UDP").verdict).toBe("denied");
+  });
   it("a connection without a described ClientHello is still redirected (the proxy decides)", () => {
     const e = explainFlow(compiled, { from: { pod: "x/client" }, to: { ip: "198.51.100.7" }, protocol: "TCP", port: 443 });
     expect(e.egress.lookup!.proxyPort).toBeGreaterThan(0);
