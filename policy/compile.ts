@@ -375,7 +375,9 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
       const l4 = l4String(p.key.direction, p.key);
       const kinds = kindsOf.get(l4) ?? new Map<L7Protocol, Provenance[]>();
       kindsOf.set(l4, kinds);
-      kinds.set(p.l7.kind, [...(kinds.get(p.l7.kind) ?? []), p.provenance]);
+      const provs = kinds.get(p.l7.kind);
+      if (provs) provs.push(p.provenance);
+      else kinds.set(p.l7.kind, [p.provenance]);
     }
     for (const l4 of [...kindsOf.keys()].sort()) {
       const [direction, protocol, port, portPrefix] = l4.split("/");
@@ -407,11 +409,9 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
     const contrib = new Map<string, number>();
     for (const p of pending) {
       const listener = p.deny ? undefined : listenerOf.get(l4String(p.key.direction, p.key));
-      if (listener) {
-        // A peer rule of another L7 kind on this port (refused above) contributes no rules of this kind.
-        const own = p.l7?.kind === listener.protocol ? p.l7.rules : { http: null, kafka: null, dns: null, serverNames: null };
-        listener.rules.push({ identities: [p.key.identity], ...own, provenance: p.provenance });
-      }
+      // A peer rule of another L7 kind on this port (an error above) gets no rule here: the proxy refuses it.
+      if (listener && (!p.l7 || p.l7.kind === listener.protocol))
+        listener.rules.push({ identities: [p.key.identity], ...(p.l7 ? p.l7.rules : { http: null, kafka: null, dns: null, serverNames: null }), provenance: p.provenance });
       const pol = `${p.provenance.kind}/${p.provenance.namespace ? p.provenance.namespace + "/" : ""}${p.provenance.name}`;
       contrib.set(pol, (contrib.get(pol) ?? 0) + 1);
       denyPreferredInsert(state, {
