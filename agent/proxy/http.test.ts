@@ -148,6 +148,27 @@ describe("HTTP proxy handler", () => {
     expect(b.localPort).toBe(a.localPort);
   }, 20_000);
 
+  it("Upgrade requests are judged and forwarded without Upgrade; CONNECT closes; nothing bypasses the rules", async () => {
+    seen = [];
+    const raw = (text: string) =>
+      new Promise<string>((resolve) => {
+        const s = connect(h.port, "127.0.0.1", () => s.write(text));
+        let b = "";
+        s.on("data", (d) => {
+          b += d;
+          if (b.includes("\r\n\r\n") && !text.startsWith("CONNECT")) s.end();
+        });
+        s.on("error", () => resolve(b));
+        s.on("close", () => resolve(b));
+      });
+    const denied = await raw("GET /private HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    expect(denied).toMatch(/^HTTP\/1.1 403/);
+    const allowed = await raw("GET /public/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    expect(allowed).toMatch(/^HTTP\/1.1 200/);
+    expect(await raw("CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")).toBe("");
+    expect(seen.map((x) => [x.url, x.headers.upgrade])).toEqual([["/public/ws", undefined]]);
+  });
+
   it("the policy is read per request: a change applies to the next request", async () => {
     const open = compileYaml(yaml.replace("method: GET, path: /public.*", "method: GET, path: /.*")).compiled;
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
