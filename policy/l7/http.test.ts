@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { httpHeaderEdits, httpRuleMatches } from "./http.ts";
+import { headerRule, httpHeaderEdits, httpRuleMatches } from "./http.ts";
 
 describe("httpRuleMatches", () => {
   const req = { method: "GET", path: "/api/v1/users", host: "shop.example.com", headers: { "X-Env": "prod" } };
@@ -45,5 +45,13 @@ describe("httpRuleMatches", () => {
       { action: "ADD", name: "X-Team", value: "blue" },
       { action: "DELETE", name: "X-Env", value: "qa" },
     ]);
+  });
+  it("headers entries split at the first space, as Cilium translates them for Envoy", () => {
+    expect(headerRule("X-Env: prod")).toEqual({ name: "X-Env", value: "prod" });
+    expect(headerRule("X-Env prod")).toEqual({ name: "X-Env", value: "prod" });
+    expect(headerRule("X-Env:prod")).toEqual({ name: "X-Env:prod" });
+    expect(headerRule("X-Env: a b")).toEqual({ name: "X-Env", value: "a b" });
+    expect(httpRuleMatches({ headers: ["X-Env prod"] }, req)).toBe(true);
+    expect(httpRuleMatches({ headers: ["X-Env:prod"] }, req)).toBe(false);
   });
 });

@@ -37,17 +37,28 @@ function header(req: HttpRequest, name: string): string | undefined {
   return undefined;
 }
 
+/**
+ * A `headers` entry as Cilium hands it to Envoy (pkg/envoy/server.go getHTTPRule): split at the first
+ * space; with two parts, the name (trailing ':' removed) must carry exactly the rest as value; with one,
+ * the whole entry is a header name that must be present. So "X-Key: v" and "X-Key v" need value "v",
+ * while "X-Key:v" asks for a header named "X-Key:v".
+ */
+export function headerRule(entry: string): { name: string; value?: string } {
+  const sp = entry.indexOf(" ");
+  if (sp < 0) return { name: entry };
+  return { name: entry.slice(0, sp).replace(/:+$/, ""), value: entry.slice(sp + 1) };
+}
+
 /** True when one HTTP rule matches the request. */
 export function httpRuleMatches(rule: HttpRule, req: HttpRequest): boolean {
   if (!anchored(rule.method, req.method)) return false;
   if (!anchored(rule.path, req.path)) return false;
   if (rule.host && !anchored(rule.host, header(req, "host") ?? "")) return false;
   for (const h of rule.headers ?? []) {
-    const i = h.indexOf(":");
-    const name = (i < 0 ? h : h.slice(0, i)).trim();
+    const { name, value } = headerRule(h);
     const v = header(req, name);
     if (v === undefined) return false;
-    if (i >= 0 && v !== h.slice(i + 1).trim()) return false;
+    if (value !== undefined && v !== value) return false;
   }
   for (const m of rule.headerMatches ?? []) if (!m.mismatch && !headerMatchHolds(m, req)) return false;
   return true;
