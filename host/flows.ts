@@ -43,7 +43,13 @@ export interface FlowEvent {
   trace_observation_point?: string;
   policy_match_type?: number;
   is_reply: boolean;
-  l7?: { type: "REQUEST" | "RESPONSE"; http: { code?: number; method: string; url: string; protocol: string } };
+  /** Hubble's Layer7 record: one of http, kafka; `tls` (the ClientHello's server name) is ciliate's own. */
+  l7?: {
+    type: "REQUEST" | "RESPONSE";
+    http?: { code?: number; method: string; url: string; protocol: string };
+    kafka?: { error_code: number; api_version: number; api_key: string; correlation_id: number; topic: { topic: string } };
+    tls?: { server_name: string };
+  };
   destination_service?: { name: string; namespace: string };
   proxy_port?: number;
   ingress_allowed_by?: PolicyRef[];

@@ -16,7 +16,7 @@
  */
 import { formatIp, parseIp } from "../host/ip.ts";
 import { maglevSeeds } from "../host/maglev.ts";
-import { parseCidr, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
+import { KAFKA_ROLE_REQUEST, kafkaApiKeyOf, parseCidr, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
 import { SimError } from "./errors.ts";
 
 export type L4 = "TCP" | "UDP" | "SCTP";
@@ -111,6 +111,19 @@ export interface HttpSpec {
   headers?: Record<string, string>;
 }
 
+/** One Kafka request of a flow, as the Kafka proxy would read it from the wire. */
+export interface KafkaSpec {
+  apiKey: number;
+  apiVersion: number;
+  clientID: string;
+  topics: string[];
+}
+
+/** The ClientHello of a TLS flow; no serverName = a ClientHello without SNI. */
+export interface TlsSpec {
+  serverName?: string;
+}
+
 export interface FlowSpec {
   name: string;
   from: EndpointRefSpec;
@@ -118,6 +131,8 @@ export interface FlowSpec {
   port: number;
   protocol: FlowProtocol;
   http?: HttpSpec;
+  kafka?: KafkaSpec;
+  tls?: TlsSpec;
   icmp?: { type: number; code: number };
   count: number;
   /** Where it was declared, for messages. */
@@ -302,9 +317,42 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
     if (protocol !== "TCP") throw bad(o, [...path, "http"], "http needs protocol TCP");
     http = { method: String(h.method ?? "GET").toUpperCase(), path: String(h.path ?? "/"), host: str(h.host), headers: h.headers ? labelsOf(h.headers) : undefined };
   }
+  const kafka = f.kafka === undefined ? undefined : kafkaSpecOf(o, f.kafka, [...path, "kafka"], protocol);
+  let tls: TlsSpec | undefined;
+  if (f.tls !== undefined) {
+    const t = (f.tls ?? {}) as Record<string, unknown>;
+    if (protocol !== "TCP") throw bad(o, [...path, "tls"], "tls needs protocol TCP");
+    for (const k of Object.keys(t)) if (k !== "serverName") throw bad(o, [...path, "tls", k], `unknown field ${JSON.stringify(k)} (tls has serverName)`);
+    if (t.serverName !== undefined && (typeof t.serverName !== "string" || t.serverName === "")) throw bad(o, [...path, "tls", "serverName"], "serverName must be a non-empty string (omit it for a ClientHello without SNI)");
+    tls = { serverName: str(t.serverName) };
+  }
+  if ([http, kafka].filter(Boolean).length > 1) throw bad(o, path, "a flow carries one L7 protocol: http or kafka");
   const count = f.count === undefined ? 1 : Number(f.count);
   if (!Number.isInteger(count) || count < 1 || count > 10000) throw bad(o, [...path, "count"], `invalid count ${JSON.stringify(f.count)} (1-10000)`);
-  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, icmp, count, where: where(o, path) };
+  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, kafka, tls, icmp, count, where: where(o, path) };
+}
+
+const KAFKA_FLOW_FIELDS = ["apiKey", "role", "apiVersion", "clientID", "topic", "topics"];
+
+/**
+ * A flow's Kafka request. `role: produce` stands for a Produce request and `role: consume` for a Fetch
+ * request (the request that carries the role's data; a role rule also allows the metadata requests).
+ */
+function kafkaSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], protocol: string): KafkaSpec {
+  if (protocol !== "TCP") throw bad(o, path, "kafka needs protocol TCP");
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw bad(o, path, "kafka must be an object like {apiKey: produce, topic: deathstar-plans}");
+  const k = raw as Record<string, unknown>;
+  for (const f of Object.keys(k)) if (!KAFKA_FLOW_FIELDS.includes(f)) throw bad(o, [...path, f], `unknown field ${JSON.stringify(f)} (kafka has ${KAFKA_FLOW_FIELDS.join(", ")})`);
+  if (k.apiKey !== undefined && k.role !== undefined) throw bad(o, path, "give apiKey or role, not both");
+  if (k.role !== undefined && k.role !== "produce" && k.role !== "consume") throw bad(o, [...path, "role"], `unknown role ${JSON.stringify(k.role)} (produce or consume)`);
+  const apiKey = k.role !== undefined ? KAFKA_ROLE_REQUEST[k.role as "produce" | "consume"] : kafkaApiKeyOf(k.apiKey);
+  if (apiKey === undefined) throw bad(o, [...path, "apiKey"], `unknown Kafka apiKey ${JSON.stringify(k.apiKey)} (a name like produce, fetch, metadata, or a number; or give role)`);
+  const apiVersion = k.apiVersion === undefined ? 0 : Number(k.apiVersion);
+  if (!Number.isInteger(apiVersion) || apiVersion < 0 || apiVersion > 32767) throw bad(o, [...path, "apiVersion"], `invalid apiVersion ${JSON.stringify(k.apiVersion)} (0-32767)`);
+  if (k.clientID !== undefined && typeof k.clientID !== "string") throw bad(o, [...path, "clientID"], "clientID must be a string");
+  const topics = k.topics !== undefined ? k.topics : k.topic !== undefined ? [k.topic] : [];
+  if (!Array.isArray(topics) || topics.some((t) => typeof t !== "string" || t === "")) throw bad(o, [...path, k.topics !== undefined ? "topics" : "topic"], "topics must be non-empty strings");
+  return { apiKey, apiVersion, clientID: (k.clientID as string | undefined) ?? "", topics: topics as string[] };
 }
 
 /** Parses one endpoint reference of a Traffic flow or Expectation. */

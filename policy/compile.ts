@@ -7,15 +7,17 @@
 //     ANY expands to TCP, UDP, SCTP; named ports resolve per destination pod; ranges become prefixes.
 //  3. Deny-preferred insertion: an entry covered by a broader-or-equal deny (same identity or identity 0)
 //     is dropped; a deny removes every narrower-or-equal entry it covers; identical keys merge.
-//  4. A port with HTTP rules becomes a proxy redirect for every allow on that port (peers without L7
-//     rules get allow-all HTTP), with a deterministic proxy port per (endpoint, direction, L4 key).
+//  4. A port with L7 rules (HTTP, Kafka) or TLS serverNames becomes a proxy redirect for every allow on
+//     that port (peers without L7 rules get allow-all at that proxy), with a deterministic proxy port per
+//     (endpoint, direction, L4 key) and one protocol per listener: a port whose rules mix kinds is refused
+//     (PolicyL7ConflictError), as Cilium refuses to merge conflicting L7 parsers (pkg/policy/l4.go).
 //  5. Fixed entries: allow-any per direction that is not enforced; localhost (host, identity 1) ingress.
 //  6. Budget: more entries than policyMapMax is an error naming the endpoint and the policies.
 // Every entry keeps its provenance; cookies number the distinct provenance sets deterministically.
 
 import { ID_HOST, IPPROTO_ICMP, IPPROTO_ICMPV6 } from "../host/constants.gen.ts";
 import { cidrContains, parseCidr } from "./cidr.ts";
-import { PolicyBudgetError, type PolicyError } from "./errors.ts";
+import { PolicyBudgetError, PolicyL7ConflictError, type PolicyError } from "./errors.ts";
 import { allocateIdentities, ENTITY_IDENTITY, LOCAL_IDENTITY_SCOPE, type IdentityTable } from "./identity.ts";
 import { LABEL_CLUSTER } from "./labels.ts";
 import { portInPrefix, portRangeToPrefixes, PROTO_NUMBERS } from "./ports.ts";
@@ -24,13 +26,15 @@ import type {
   ClusterModel,
   Direction,
   EndpointPolicy,
-  HttpRule,
   InternalRule,
+  L7Protocol,
+  ListenerRule,
   MapStateEntry,
   MapStateKey,
   Peer,
   PeerRule,
   PodModel,
+  PortSpec,
   Provenance,
   ProxyListener,
 } from "./types.ts";
@@ -127,6 +131,12 @@ export function denyPreferredInsert(state: Map<string, MapStateEntry>, e: MapSta
   mergeProv(o.provenance, e.provenance);
 }
 
+const PROTO_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PROTO_NUMBERS).map(([k, v]) => [v, k]));
+
+function provText(p: Provenance): string {
+  return `${p.kind} ${p.namespace ? p.namespace + "/" : ""}${p.name} ${p.element}`;
+}
+
 function elementName(r: PeerRule): string {
   return `${r.direction}${r.deny ? "Deny" : ""}[${r.index}]`;
 }
@@ -211,11 +221,32 @@ export function peerIdentities(p: Peer, t: IdentityTable, clusterName: string): 
   }
 }
 
+/** The L7 part of a port rule: which proxy it needs and the rules that proxy applies to the peer. */
+interface L7Part {
+  kind: L7Protocol;
+  rules: Pick<ListenerRule, "http" | "kafka" | "dns" | "serverNames">;
+}
+
+/**
+ * Kinds that turn a port into a proxy redirect. DNS rules are validated and reported as not enforced
+ * until the DNS proxy lands; adding "dns" here is what enables it.
+ */
+export const REDIRECTING_L7: readonly L7Protocol[] = ["http", "kafka", "tls"];
+
+function l7PartOf(ps: PortSpec): L7Part | undefined {
+  const none = { http: null, kafka: null, dns: null, serverNames: null };
+  if (ps.l7?.http) return { kind: "http", rules: { ...none, http: ps.l7.http } };
+  if (ps.l7?.kafka) return { kind: "kafka", rules: { ...none, kafka: ps.l7.kafka } };
+  if (ps.l7?.dns) return REDIRECTING_L7.includes("dns") ? { kind: "dns", rules: { ...none, dns: ps.l7.dns } } : undefined;
+  if (ps.serverNames?.length) return { kind: "tls", rules: { ...none, serverNames: ps.serverNames } };
+  return undefined;
+}
+
 interface L4Key {
   protocol: number;
   port: number;
   portPrefix: number;
-  http?: HttpRule[];
+  l7?: L7Part;
 }
 
 function protocolsOf(p: string): number[] {
@@ -228,12 +259,15 @@ function expandPorts(r: PeerRule, dstPods: PodModel[]): L4Key[] {
   if (r.ports === null) return [{ protocol: 0, port: 0, portPrefix: 0 }];
   const out: L4Key[] = [];
   for (const ps of r.ports) {
-    const http = ps.l7?.http;
+    const l7 = l7PartOf(ps);
     if (ps.protocol === "ICMP" || ps.protocol === "ICMPv6") {
       out.push({ protocol: ps.protocol === "ICMP" ? IPPROTO_ICMP : IPPROTO_ICMPV6, port: Number(ps.port), portPrefix: 16 });
       continue;
     }
     for (const proto of protocolsOf(ps.protocol)) {
+      // serverNames require TLS: with ANY/UDP/SCTP only the TCP key can ever be satisfied, so the others
+      // allow nothing (Cilium would redirect them to a TCP-only proxy listener, which passes nothing).
+      if (ps.serverNames?.length && proto !== PROTO_NUMBERS.TCP) continue;
       let ranges: [number, number][] = [];
       if (typeof ps.port === "number") ranges = [[ps.port, ps.endPort ?? ps.port]];
       else {
@@ -245,7 +279,7 @@ function expandPorts(r: PeerRule, dstPods: PodModel[]): L4Key[] {
               ranges.push([cp.port, cp.port]);
             }
       }
-      for (const [a, b] of ranges) for (const pp of portRangeToPrefixes(a, b)) out.push({ protocol: proto, port: pp.port, portPrefix: pp.prefix, http });
+      for (const [a, b] of ranges) for (const pp of portRangeToPrefixes(a, b)) out.push({ protocol: proto, port: pp.port, portPrefix: pp.prefix, l7 });
     }
   }
   return out;
@@ -254,7 +288,7 @@ function expandPorts(r: PeerRule, dstPods: PodModel[]): L4Key[] {
 interface Pending {
   key: MapStateKey;
   deny: boolean;
-  http?: HttpRule[];
+  l7?: L7Part;
   provenance: Provenance;
 }
 
@@ -329,16 +363,29 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
               const l4 = expandPorts(r, dst);
               for (const id of gids)
                 for (const k of l4)
-                  pending.push({ key: { identity: id, direction: r.direction, protocol: k.protocol, port: k.port, portPrefix: k.portPrefix }, deny: r.deny, http: k.http, provenance: prov });
+                  pending.push({ key: { identity: id, direction: r.direction, protocol: k.protocol, port: k.port, portPrefix: k.portPrefix }, deny: r.deny, l7: k.l7, provenance: prov });
             }
           }
         }
-    // Rule 4: proxy listeners for L4 keys with HTTP rules.
+    // Rule 4: proxy listeners for L4 keys with L7 rules, one protocol each.
     const listenerOf = new Map<string, ProxyListener>();
-    const l4WithHttp = [...new Set(pending.filter((p) => !p.deny && p.http).map((p) => l4String(p.key.direction, p.key)))].sort();
-    for (const l4 of l4WithHttp) {
+    const kindsOf = new Map<string, Map<L7Protocol, Provenance[]>>();
+    for (const p of pending) {
+      if (p.deny || !p.l7) continue;
+      const l4 = l4String(p.key.direction, p.key);
+      const kinds = kindsOf.get(l4) ?? new Map<L7Protocol, Provenance[]>();
+      kindsOf.set(l4, kinds);
+      const provs = kinds.get(p.l7.kind);
+      if (provs) provs.push(p.provenance);
+      else kinds.set(p.l7.kind, [p.provenance]);
+    }
+    for (const l4 of [...kindsOf.keys()].sort()) {
       const [direction, protocol, port, portPrefix] = l4.split("/");
-      const listener: ProxyListener = { proxyPort: nextProxy++, endpoint: name, direction: direction as Direction, protocol: +protocol, port: +port, portPrefix: +portPrefix, rules: [] };
+      const kinds = kindsOf.get(l4)!;
+      const kind = [...kinds.keys()].sort()[0];
+      if (kinds.size > 1)
+        errors.push(new PolicyL7ConflictError(name, direction as Direction, `${+port}${+portPrefix < 16 ? `/${portPrefix}` : ""}/${PROTO_NAMES[+protocol] ?? protocol}`, [...kinds.entries()].map(([k, provs]) => ({ kind: k, policies: provs.map(provText) }))));
+      const listener: ProxyListener = { proxyPort: nextProxy++, endpoint: name, direction: direction as Direction, protocol: kind, l4Protocol: +protocol, port: +port, portPrefix: +portPrefix, rules: [] };
       listenerOf.set(l4, listener);
       proxies.set(listener.proxyPort, listener);
     }
@@ -347,14 +394,14 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
     // rule allows; the map gets a redirect entry for those peers on the listener's port.
     for (const l of listenerOf.values())
       for (const p of pending.filter((x) => !x.deny && x.key.protocol === 0 && x.key.direction === l.direction))
-        pending.push({ key: { ...p.key, protocol: l.protocol, port: l.port, portPrefix: l.portPrefix }, deny: false, provenance: p.provenance });
+        pending.push({ key: { ...p.key, protocol: l.l4Protocol, port: l.port, portPrefix: l.portPrefix }, deny: false, provenance: p.provenance });
     if (listenerOf.size)
       for (const d of ["ingress", "egress"] as Direction[])
         for (const ir of wildcardAllow[d])
           for (const l of listenerOf.values())
             if (l.direction === d)
               pending.push({
-                key: { identity: 0, direction: d, protocol: l.protocol, port: l.port, portPrefix: l.portPrefix },
+                key: { identity: 0, direction: d, protocol: l.l4Protocol, port: l.port, portPrefix: l.portPrefix },
                 deny: false,
                 provenance: { kind: ir.origin.kind, namespace: ir.origin.namespace, name: ir.origin.name, ruleIndex: ir.origin.ruleIndex, element: `enableDefaultDeny.${d}=false`, peer: "all" },
               });
@@ -362,7 +409,9 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
     const contrib = new Map<string, number>();
     for (const p of pending) {
       const listener = p.deny ? undefined : listenerOf.get(l4String(p.key.direction, p.key));
-      if (listener) listener.rules.push({ identities: [p.key.identity], http: p.http ?? null, provenance: p.provenance });
+      // A peer rule of another L7 kind on this port (an error above) gets no rule here: the proxy refuses it.
+      if (listener && (!p.l7 || p.l7.kind === listener.protocol))
+        listener.rules.push({ identities: [p.key.identity], ...(p.l7 ? p.l7.rules : { http: null, kafka: null, dns: null, serverNames: null }), provenance: p.provenance });
       const pol = `${p.provenance.kind}/${p.provenance.namespace ? p.provenance.namespace + "/" : ""}${p.provenance.name}`;
       contrib.set(pol, (contrib.get(pol) ?? 0) + 1);
       denyPreferredInsert(state, {
@@ -374,11 +423,11 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
         cookie: 0,
       });
     }
-    // Merge listener rules of the same peer rule across identities (compact form for evaluateHttp).
+    // Merge listener rules of the same peer rule across identities (compact form for the L7 evaluators).
     for (const l of listenerOf.values()) {
       const merged = new Map<string, ProxyListener["rules"][number]>();
       for (const r of l.rules) {
-        const k = provKey(r.provenance) + JSON.stringify(r.http);
+        const k = provKey(r.provenance) + JSON.stringify([r.http, r.kafka, r.dns, r.serverNames]);
         const m = merged.get(k);
         if (m) m.identities.push(...r.identities.filter((i) => !m.identities.includes(i)));
         else merged.set(k, { ...r, identities: [...r.identities] });

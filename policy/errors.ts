@@ -57,6 +57,26 @@ export class PolicyBudgetError extends PolicyError {
   }
 }
 
+/**
+ * Raised when the rules selecting an endpoint put two L7 kinds on one port (e.g. HTTP and Kafka rules, or
+ * HTTP rules and serverNames): a proxy listener speaks one protocol, so Cilium refuses the merge.
+ */
+export class PolicyL7ConflictError extends PolicyError {
+  constructor(
+    readonly endpoint: string,
+    readonly direction: "ingress" | "egress",
+    readonly port: string,
+    readonly kinds: { kind: string; policies: string[] }[],
+  ) {
+    super(
+      "l7-kind-conflict",
+      `endpoint ${endpoint}: ${direction} port ${port} has rules of more than one L7 kind: ` + kinds.map((k) => `${k.kind} from ${[...new Set(k.policies)].join(", ")}`).join("; "),
+      "one port carries one L7 protocol: move one kind of rules to another port, or drop them",
+    );
+    this.name = "PolicyL7ConflictError";
+  }
+}
+
 /** Formats a field path like Kubernetes does: spec.ingress[0].toPorts[1].ports[0].port */
 export function formatPath(path: (string | number)[]): string {
   let s = "";

@@ -1,11 +1,14 @@
 // Explanation API: for a flow (source and destination as pod, IP, entity or identity; protocol, port or
-// ICMP type; optional HTTP request) the egress decision at the source endpoint and the ingress decision at
+// ICMP type; optional L7 request: HTTP, Kafka or a TLS server name) the egress decision at the source endpoint and the ingress decision at
 // the destination endpoint, each with the deciding map entry, the rules behind it and a sentence:
 // "no policy selects this endpoint in this direction: allowed", "selected, but nothing allows this:
 // default deny", "denied by a deny rule", "allowed by …", "redirected to the proxy: … 403".
 
 import { ENTITY_IDENTITY, identityOfIp } from "./identity.ts";
-import { evaluateHttp, type HttpRequest, type HttpVerdict } from "./l7-http.ts";
+import { evaluateL7, type L7Request, type L7Verdict } from "./l7/evaluate.ts";
+import type { HttpRequest } from "./l7/http.ts";
+import type { KafkaRequest } from "./l7/kafka.ts";
+import type { TlsHello } from "./l7/tls.ts";
 import { policyLookup, type LookupResult } from "./lookup.ts";
 import { PROTO_NUMBERS } from "./ports.ts";
 import type { CompiledPolicy } from "./compile.ts";
@@ -20,6 +23,8 @@ export interface Flow {
   /** Destination port, or the ICMP type. */
   port: number;
   http?: HttpRequest;
+  kafka?: KafkaRequest;
+  tls?: TlsHello;
 }
 
 export interface DirectionDecision {
@@ -31,7 +36,7 @@ export interface DirectionDecision {
   dropReason: number;
   lookup?: LookupResult;
   rules: Provenance[];
-  l7?: HttpVerdict & { proxyPort: number };
+  l7?: L7Verdict & { proxyPort: number };
   reason: string;
 }
 
@@ -71,7 +76,7 @@ function resolve(c: CompiledPolicy, ref: EndpointRef): { identity: number; endpo
   return { identity: ref.identity };
 }
 
-function decide(c: CompiledPolicy, direction: Direction, endpoint: string | undefined, remote: number, proto: number, port: number, http?: HttpRequest): DirectionDecision {
+function decide(c: CompiledPolicy, direction: Direction, endpoint: string | undefined, remote: number, proto: number, port: number, req?: L7Request): DirectionDecision {
   if (!endpoint) return { direction, remoteIdentity: remote, verdict: "allowed", dropReason: 0, rules: [], reason: "not a managed endpoint: no policy enforced here" };
   const ep = c.endpoints.get(endpoint)!;
   const r = policyLookup(ep.entries, direction, remote, proto, port);
@@ -83,11 +88,12 @@ function decide(c: CompiledPolicy, direction: Direction, endpoint: string | unde
   }
   if (!ep.enforced[direction]) return { ...base, reason: `no policy selects this endpoint in ${direction}: allowed` };
   let reason = `allowed by ${describe(rules)}`;
-  if (r.proxyPort && http) {
-    const v = evaluateHttp(c, { proxyPort: r.proxyPort, remoteIdentity: remote }, http);
+  const v = r.proxyPort && req ? evaluateL7(c, { proxyPort: r.proxyPort, remoteIdentity: remote }, req) : undefined;
+  if (v) {
     const l7 = { ...v, proxyPort: r.proxyPort };
-    if (!v.allowed) return { ...base, verdict: "denied", dropReason: 0, l7, reason: `redirected to the HTTP proxy on port ${r.proxyPort}: ${v.reason}` };
-    reason += `; HTTP proxy on port ${r.proxyPort}: ${v.reason}`;
+    const name = v.protocol === "tls" ? "TLS" : v.protocol === "http" ? "HTTP" : "Kafka";
+    if (!v.allowed) return { ...base, verdict: "denied", dropReason: 0, l7, reason: `redirected to the ${name} proxy on port ${r.proxyPort}: ${v.reason}` };
+    reason += `; ${name} proxy on port ${r.proxyPort}: ${v.reason}`;
     return { ...base, l7, reason };
   }
   if (r.proxyPort) reason += `; redirected to the L7 proxy on port ${r.proxyPort}`;
@@ -105,7 +111,8 @@ export function explainFlow(c: CompiledPolicy, flow: Flow): Explanation {
   const src = resolve(c, flow.from);
   const dst = resolve(c, flow.to);
   const proto = PROTO_NUMBERS[flow.protocol];
-  const egress = decide(c, "egress", src.endpoint, dst.identity, proto, flow.port, flow.http);
-  const ingress = decide(c, "ingress", dst.endpoint, src.identity, proto, flow.port, egress.verdict === "allowed" ? flow.http : undefined);
+  const req: L7Request = { http: flow.http, kafka: flow.kafka, tls: flow.tls };
+  const egress = decide(c, "egress", src.endpoint, dst.identity, proto, flow.port, req);
+  const ingress = decide(c, "ingress", dst.endpoint, src.identity, proto, flow.port, egress.verdict === "allowed" ? req : undefined);
   return { verdict: egress.verdict === "allowed" && ingress.verdict === "allowed" ? "allowed" : "denied", srcIdentity: src.identity, dstIdentity: dst.identity, egress, ingress };
 }

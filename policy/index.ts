@@ -1,5 +1,6 @@
 // Public API of the policy engine: manifests → validated rules → identities → per-endpoint policy-map
-// entries with provenance; HTTP evaluation; explanations. The simulator and the CLI use only this module.
+// entries with provenance; L7 evaluation (HTTP, Kafka, TLS SNI) for the simulator and the node's proxies;
+// explanations. The simulator and the CLI use only this module.
 
 import type { ManifestError } from "./errors.ts";
 import { translateNetworkPolicy } from "./k8s-netpol.ts";
@@ -16,8 +17,15 @@ export { compilePolicy, DEFAULT_POLICY_MAP_MAX, DEFAULT_PROXY_PORT_BASE } from "
 export type { CompiledPolicy, CompileOptions } from "./compile.ts";
 export { policyLookup, encodeEntries, lpmPrefixLength } from "./lookup.ts";
 export type { LookupResult } from "./lookup.ts";
-export { evaluateHttp, httpRuleMatches } from "./l7-http.ts";
-export type { HttpRequest, HttpVerdict, ProxyContext } from "./l7-http.ts";
+export { evaluateHttp, httpRuleMatches, httpHeaderEdits } from "./l7/http.ts";
+export type { HttpRequest, HttpVerdict, HttpHeaderEdit, ProxyContext } from "./l7/http.ts";
+export { evaluateKafka, kafkaRuleMatches, kafkaRuleApiKeys, kafkaApiKeyName, kafkaApiKeyOf, KAFKA_ROLE_REQUEST, checkKafkaRule, KAFKA_API_KEYS, KAFKA_ROLE_KEYS, KAFKA_TOPIC_AUTHORIZATION_FAILED } from "./l7/kafka.ts";
+export type { KafkaRequest, KafkaVerdict } from "./l7/kafka.ts";
+export { evaluateTls, serverNameMatches } from "./l7/tls.ts";
+export type { TlsHello, TlsVerdict } from "./l7/tls.ts";
+export { evaluateL7 } from "./l7/evaluate.ts";
+export type { L7Request, L7Verdict } from "./l7/evaluate.ts";
+export type { L7Context } from "./l7/listener.ts";
 export { explainFlow, describe } from "./explain.ts";
 export type { Flow, Explanation, DirectionDecision, EndpointRef } from "./explain.ts";
 export { portRangeToPrefixes, icmpType } from "./ports.ts";
@@ -32,7 +40,7 @@ export interface RuleSet {
   rules: InternalRule[];
   /** Every problem of every refused policy. */
   problems: ManifestError[];
-  /** Accepted but not (fully) enforced parts (host-firewall rules, Kafka/DNS rules). */
+  /** Accepted but not (fully) enforced parts (host-firewall rules, DNS rules). */
   warnings: ManifestError[];
   /** "Kind/ns/name" of the policies applied and refused. */
   applied: string[];

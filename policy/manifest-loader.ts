@@ -199,6 +199,8 @@ export interface TrafficFlow {
   port?: number;
   protocol: string;
   http?: { method?: string; path?: string; headers?: Record<string, string> };
+  kafka?: { apiKey?: string | number; role?: "produce" | "consume"; apiVersion?: number; clientID?: string; topic?: string; topics?: string[] };
+  tls?: { serverName?: string };
   icmp?: { type: number; code?: number };
   count: number;
 }
@@ -217,6 +219,8 @@ export interface ExpectationSpec {
   port?: number;
   protocol: string;
   http?: { method?: string; path?: string; headers?: Record<string, string> };
+  kafka?: { apiKey?: string | number; role?: "produce" | "consume"; apiVersion?: number; clientID?: string; topic?: string; topics?: string[] };
+  tls?: { serverName?: string };
   icmp?: { type: number; code?: number };
   verdict: "allowed" | "denied";
 }
@@ -261,7 +265,7 @@ function parseFlowLike(r: Record<string, unknown>, src: SourceRef | undefined, p
   if (!["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"].includes(protocol)) errors.push(problemAt(src, [...path, "protocol"], "invalid-protocol", `unknown protocol ${protocol}`));
   const port = r.port === undefined ? undefined : Number(r.port);
   if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) errors.push(problemAt(src, [...path, "port"], "port-out-of-range", `port ${r.port} is out of range 0-65535`));
-  return { from, to, protocol, port, http: r.http as TrafficFlow["http"], icmp: r.icmp as TrafficFlow["icmp"] };
+  return { from, to, protocol, port, http: r.http as TrafficFlow["http"], kafka: r.kafka as TrafficFlow["kafka"], tls: r.tls as TrafficFlow["tls"], icmp: r.icmp as TrafficFlow["icmp"] };
 }
 
 /** Parses Traffic, Expectation and Config objects into typed specs. */

@@ -116,6 +116,8 @@ export interface PortSpec {
   protocol: "TCP" | "UDP" | "SCTP" | "ANY" | "ICMP" | "ICMPv6";
   /** Set when this port carries L7 rules. */
   l7?: L7Rules;
+  /** TLS SNI names the connection must name (PortRule.serverNames); enforced by the TLS proxy. */
+  serverNames?: string[];
 }
 
 export interface HttpHeaderMatch {
@@ -132,11 +134,28 @@ export interface HttpRule {
   headerMatches?: HttpHeaderMatch[];
 }
 
+/** One `rules.kafka[]` element as written (validated; see l7/kafka.ts for its meaning). */
+export interface KafkaRule {
+  role?: "produce" | "consume";
+  apiKey?: string;
+  apiVersion?: string;
+  clientID?: string;
+  topic?: string;
+}
+
+export interface DnsRule {
+  matchName?: string;
+  matchPattern?: string;
+}
+
 export interface L7Rules {
   http?: HttpRule[];
-  kafka?: Record<string, unknown>[];
-  dns?: { matchName?: string; matchPattern?: string }[];
+  kafka?: KafkaRule[];
+  dns?: DnsRule[];
 }
+
+/** The protocol a proxy listener speaks (Cilium's L7 parser type of the port). */
+export type L7Protocol = "http" | "kafka" | "dns" | "tls";
 
 /** One ingress/egress (allow or deny) element of a rule after translation. */
 export interface PeerRule {
@@ -207,15 +226,28 @@ export interface MapStateEntry {
   cookie: number;
 }
 
+/** One peer rule at a listener; only the list of the listener's protocol is set, null = allow every request. */
+export interface ListenerRule {
+  /** Remote identities the rule applies to (0 = any). */
+  identities: number[];
+  http: HttpRule[] | null;
+  kafka: KafkaRule[] | null;
+  dns: DnsRule[] | null;
+  serverNames: string[] | null;
+  provenance: Provenance;
+}
+
 export interface ProxyListener {
   proxyPort: number;
   endpoint: string;
   direction: Direction;
-  protocol: number;
+  /** The L7 protocol the proxy on this port speaks. */
+  protocol: L7Protocol;
+  /** IP protocol number and port (prefix) of the redirected traffic. */
+  l4Protocol: number;
   port: number;
   portPrefix: number;
-  /** Per peer: identity set (0 = any) and the HTTP rules; null rules = allow every request. */
-  rules: { identities: number[]; http: HttpRule[] | null; provenance: Provenance }[];
+  rules: ListenerRule[];
 }
 
 export interface EndpointPolicy {

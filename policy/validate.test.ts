@@ -97,7 +97,7 @@ spec:
 });
 
 describe("accepted but not enforced", () => {
-  it("Kafka/DNS rules and nodeSelector rules are warnings, and the policy is applied", () => {
+  it("DNS rules and nodeSelector rules are warnings, and the policy is applied", () => {
     const y = `apiVersion: cilium.io/v2
 kind: CiliumClusterwideNetworkPolicy
 metadata: {name: host}

@@ -1,11 +1,16 @@
 // Field validation shared by the CiliumNetworkPolicy and NetworkPolicy translators: what Cilium's
 // sanitize step (pkg/policy/api/rule_validation.go) and the Kubernetes API refuse — CIDRs and excepts,
-// ports and port ranges, the 40-ports limit, entities, ICMP fields, L7 rule kinds and HTTP regexes.
+// ports and port ranges, the 40-ports limit, entities, ICMP fields, L7 rule kinds, HTTP regexes, Kafka
+// rules and TLS server names. Field names are those of Cilium's CRD schema (pkg/policy/api/l4.go, l7.go,
+// http.go JSON tags): an unknown field is refused, never ignored, because an ignored `HTTP:` or `Rules:`
+// would silently turn an L7 restriction into a plain L4 allow.
 // Every check appends a ManifestError naming the field path, so a report lists every problem.
 
 import { cidrContains, parseCidr, type Cidr } from "./cidr.ts";
 import { problemAt, type ManifestError, type SourceRef } from "./errors.ts";
 import { icmpType } from "./ports.ts";
+import { checkKafkaRule } from "./l7/kafka.ts";
+import { checkServerName } from "./l7/tls.ts";
 import type { HttpRule, L7Rules, Peer, PortSpec } from "./types.ts";
 
 export const ENTITIES = [
@@ -30,7 +35,7 @@ export const MAX_ICMP_FIELDS = 40;
 export interface Ctx {
   src?: SourceRef;
   problems: ManifestError[];
-  /** Accepted but not (fully) enforced: host-firewall rules, Kafka and DNS rules. */
+  /** Accepted but not (fully) enforced: host-firewall rules, DNS rules. */
   warnings?: ManifestError[];
   /** "Kind ns/name" of the object being read, named in every problem. */
   object?: string;
@@ -146,10 +151,24 @@ function checkRegex(ctx: Ctx, v: unknown, path: (string | number)[]): string | u
   return v;
 }
 
+/** Refuses fields the CRD schema does not have, naming the close match when there is one. */
+export function checkFields(ctx: Ctx, raw: unknown, known: readonly string[], path: (string | number)[], what: string): void {
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) return;
+  for (const k of Object.keys(raw)) {
+    if (known.includes(k)) continue;
+    const close = known.find((x) => x.toLowerCase() === k.toLowerCase());
+    bad(ctx, [...path, k], "unknown-field", `unknown field ${JSON.stringify(k)} in ${what}`, close ? `did you mean ${close}?` : `fields: ${known.join(", ")}`);
+  }
+}
+
+const HTTP_FIELDS = ["method", "path", "host", "headers", "headerMatches"];
+const HEADER_MATCH_FIELDS = ["name", "value", "secret", "mismatch"];
+
 function checkHttp(ctx: Ctx, raw: unknown, path: (string | number)[]): HttpRule[] {
   return asList(ctx, raw, path).map((r0, i) => {
     const r = (r0 ?? {}) as Record<string, unknown>;
     const p = [...path, i];
+    checkFields(ctx, r, HTTP_FIELDS, p, "an HTTP rule");
     const rule: HttpRule = {
       method: checkRegex(ctx, r.method, [...p, "method"]),
       path: checkRegex(ctx, r.path, [...p, "path"]),
@@ -161,6 +180,8 @@ function checkHttp(ctx: Ctx, raw: unknown, path: (string | number)[]): HttpRule[
     if (hm.length)
       rule.headerMatches = hm.map((h0, j) => {
         const h = (h0 ?? {}) as Record<string, unknown>;
+        checkFields(ctx, h, HEADER_MATCH_FIELDS, [...p, "headerMatches", j], "a headerMatch");
+        if (h.secret !== undefined) bad(ctx, [...p, "headerMatches", j, "secret"], "unsupported-field", "headerMatches[].secret (a Kubernetes Secret value) is not supported by ciliate", "write the value inline");
         if (typeof h.name !== "string" || h.name === "") bad(ctx, [...p, "headerMatches", j, "name"], "invalid-header-match", "name is required");
         if (h.mismatch !== undefined && !["LOG", "ADD", "DELETE", "REPLACE"].includes(String(h.mismatch)))
           bad(ctx, [...p, "headerMatches", j, "mismatch"], "invalid-header-match", `unknown mismatch action ${JSON.stringify(h.mismatch)}`, "use LOG, ADD, DELETE or REPLACE");
@@ -170,7 +191,7 @@ function checkHttp(ctx: Ctx, raw: unknown, path: (string | number)[]): HttpRule[
   });
 }
 
-const KAFKA_ROLES = ["produce", "consume"];
+const L7_FIELDS = ["http", "kafka", "dns", "l7proto", "l7"];
 const DNS_NAME = /^[-a-zA-Z0-9_.]+$/;
 const DNS_PATTERN = /^[-a-zA-Z0-9_.*]+$/;
 
@@ -181,23 +202,25 @@ export function checkL7(ctx: Ctx, raw: unknown, path: (string | number)[], deny:
     bad(ctx, path, "l7-on-deny", "L7 rules are not allowed on deny rules", "deny rules are L3/L4 only; move the L7 rules to an allow rule");
     return undefined;
   }
+  if (typeof raw !== "object" || Array.isArray(raw)) {
+    bad(ctx, path, "invalid-type", "rules must be an object with one of http, kafka, dns, l7proto/l7");
+    return undefined;
+  }
   const r = raw as Record<string, unknown>;
+  checkFields(ctx, r, L7_FIELDS, path, "L7 rules");
   const kinds = ["http", "kafka", "dns", "l7"].filter((k) => r[k] !== undefined && r[k] !== null);
   if (kinds.length > 1) {
     bad(ctx, path, "multiple-l7-kinds", `a port rule may carry only one L7 kind, found ${kinds.join(" and ")}`);
     return undefined;
   }
   const out: L7Rules = {};
-  if (r.kafka !== undefined || r.dns !== undefined)
-    warn(ctx, path, "l7-not-enforced", `${r.kafka !== undefined ? "Kafka" : "DNS"} rules are validated but not enforced yet; the port is allowed at L4`);
+  if (r.dns !== undefined) warn(ctx, path, "l7-not-enforced", "DNS rules are validated but not enforced yet; the port is allowed at L4");
   if (r.http !== undefined) out.http = checkHttp(ctx, r.http, [...path, "http"]);
   if (r.kafka !== undefined)
     out.kafka = asList(ctx, r.kafka, [...path, "kafka"]).map((k0, i) => {
-      const k = (k0 ?? {}) as Record<string, unknown>;
-      if (k.role !== undefined && !KAFKA_ROLES.includes(String(k.role)))
-        bad(ctx, [...path, "kafka", i, "role"], "invalid-kafka-rule", `unknown role ${JSON.stringify(k.role)}`, "use produce or consume");
-      if (k.role !== undefined && k.apiKey !== undefined) bad(ctx, [...path, "kafka", i], "invalid-kafka-rule", "role and apiKey are mutually exclusive");
-      return k;
+      const { rule, problems } = checkKafkaRule(k0 ?? {});
+      for (const pr of problems) bad(ctx, pr.field ? [...path, "kafka", i, pr.field] : [...path, "kafka", i], "invalid-kafka-rule", pr.detail, pr.hint ?? "");
+      return rule;
     });
   if (r.dns !== undefined)
     out.dns = asList(ctx, r.dns, [...path, "dns"]).map((d0, i) => {
@@ -208,9 +231,11 @@ export function checkL7(ctx: Ctx, raw: unknown, path: (string | number)[], deny:
         bad(ctx, [...path, "dns", i, "matchPattern"], "invalid-dns-rule", `invalid DNS pattern ${JSON.stringify(d.matchPattern)}`);
       return d;
     });
-  if (r.l7 !== undefined) bad(ctx, [...path, "l7"], "unsupported-l7", "generic l7proto rules are not supported by ciliate");
+  if (r.l7 !== undefined || r.l7proto !== undefined) bad(ctx, [...path, r.l7 !== undefined ? "l7" : "l7proto"], "unsupported-l7", "generic l7proto rules are not supported by ciliate");
   return out;
 }
+
+const PORT_RULE_FIELDS = ["ports", "terminatingTLS", "originatingTLS", "serverNames", "listener", "rules"];
 
 /** toPorts (allow or deny) → PortSpecs. */
 export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], deny: boolean): PortSpec[] {
@@ -218,10 +243,23 @@ export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], 
   asList(ctx, raw, path).forEach((pr0, i) => {
     const pr = (pr0 ?? {}) as Record<string, unknown>;
     const p = [...path, i];
+    // PortDenyRule has ports only; PortRule adds TLS, SNI, listener and L7 rules.
+    checkFields(ctx, pr, deny ? ["ports"] : PORT_RULE_FIELDS, p, deny ? "a deny port rule" : "a port rule");
+    for (const f of ["terminatingTLS", "originatingTLS", "listener"])
+      if (!deny && pr[f] !== undefined && pr[f] !== null)
+        bad(ctx, [...p, f], "unsupported-field", `${f} is not supported by ciliate (it needs TLS interception or a custom Envoy listener)`, "ciliate's proxies do not terminate TLS; serverNames is supported");
+    const snList = deny ? [] : asList(ctx, pr.serverNames, [...p, "serverNames"]);
+    const serverNames = snList.map(String);
+    snList.forEach((n, k) => {
+      const problem = checkServerName(n);
+      if (problem) bad(ctx, [...p, "serverNames", k], "invalid-server-name", problem, "a DNS name like api.example.com or *.example.com");
+    });
     const ports = asList(ctx, pr.ports, [...p, "ports"]);
     if (ports.length > MAX_PORTS_PER_RULE)
       bad(ctx, [...p, "ports"], "too-many-ports", `${ports.length} ports in one port rule; at most ${MAX_PORTS_PER_RULE} are allowed`, "split the port rule");
     const l7 = checkL7(ctx, pr.rules, [...p, "rules"], deny);
+    if (serverNames.length && l7 && (l7.http || l7.kafka || l7.dns))
+      bad(ctx, [...p, "serverNames"], "unsupported-l7", "serverNames together with L7 rules needs TLS interception (terminatingTLS), which ciliate does not support", "use serverNames alone (SNI filtering without terminating TLS), or L7 rules on a plain-text port");
     const list = ports.length ? ports : [{}];
     list.forEach((pp0, j) => {
       const pp = (pp0 ?? {}) as Record<string, unknown>;
@@ -230,7 +268,14 @@ export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], 
       const endPort = checkEndPort(ctx, port, pp.endPort, [...pth, "endPort"]);
       const protocol = checkProtocol(ctx, pp.protocol, [...pth, "protocol"], "ANY");
       if (port === undefined || protocol === undefined) return;
-      out.push({ port, endPort, protocol, l7 });
+      // As Cilium's PortRule.Validate (pkg/policy/api/rule_validation.go): HTTP and Kafka rules need TCP
+      // (an omitted protocol is ANY) and a port.
+      if (l7 && (l7.http || l7.kafka)) {
+        if (protocol !== "TCP")
+          bad(ctx, [...pth, "protocol"], "l7-needs-tcp", `L7 rules can only apply to TCP (not ${protocol}) except for DNS rules`, "write protocol: TCP");
+        if (port === 0 && ports.length) bad(ctx, [...pth, "port"], "l7-port-zero", "L7 rules can not be used when a port is 0");
+      }
+      out.push({ port, endPort, protocol, l7, ...(serverNames.length ? { serverNames } : {}) });
     });
   });
   return out;

@@ -12,9 +12,11 @@
  *
  * TCP is played as SYN, SYN-ACK, ACK, a request (the HTTP request when given) and a response, FIN/ACK in
  * both directions and a last ACK; UDP and SCTP as request and response; ICMP as echo request and reply.
- * The first drop ends the flow. When a policy entry redirects to the L7 proxy, the HTTP request is
- * evaluated by policy/'s HTTP rules at that proxy port (a denial is an http-request DROPPED with a 403
- * response, as Hubble shows it); the proxy's own connection is modelled as the same packet continuing.
+ * The first drop ends the flow. When a policy entry redirects to the L7 proxy, the flow's L7 request (HTTP,
+ * Kafka, or a TLS ClientHello) is judged by policy/'s rules of that proxy port, the implementation the
+ * node's proxies use (a denial is an L7 REQUEST DROPPED, then the proxy's answer: an HTTP 403, a Kafka
+ * TOPIC_AUTHORIZATION_FAILED response, or a closed TLS connection, as Hubble shows them); the proxy's own
+ * connection is modelled as the same packet continuing.
  * Every verdict comes from the core's verdict and trace record; policy/ is only asked which rules stand
  * behind a cookie and what the proxy does with a request.
  */
@@ -23,8 +25,8 @@ import * as C from "../host/constants.gen.ts";
 import type { Datapath, EntryPoint, RunResult } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
 import { formatIp } from "../host/ip.ts";
-import { describe as describeRules, evaluateHttp, identityOfIp, parseCidr, type CompiledPolicy, type HttpVerdict, type Provenance } from "../policy/index.ts";
-import { canonicalIp, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type SimCluster, type SimPod, type SimService, type SimNode } from "../node/cluster.ts";
+import { describe as describeRules, evaluateL7, identityOfIp, kafkaApiKeyName, parseCidr, type CompiledPolicy, type L7Verdict, type Provenance } from "../policy/index.ts";
+import { canonicalIp, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type KafkaSpec, type SimCluster, type SimPod, type SimService, type SimNode, type TlsSpec } from "../node/cluster.ts";
 import { createSimDatapath, type SimEngineName } from "./engines.ts";
 import { SimError } from "../node/errors.ts";
 import {
@@ -95,12 +97,16 @@ export interface DirectionOutcome {
 }
 
 export interface L7Outcome {
+  protocol: L7Verdict["protocol"];
   verdict: "allowed" | "denied";
-  status: number;
+  /** HTTP status the client sees (200 passed on, 403 from the proxy). */
+  status?: number;
+  /** Kafka error code of the proxy's answer (0 passed on, 29 denied). */
+  errorCode?: number;
   direction: "ingress" | "egress";
   proxyPort: number;
   reason: string;
-  rule?: HttpVerdict["rule"];
+  rule?: L7Verdict["rule"];
 }
 
 export interface FlowResult {
@@ -140,6 +146,8 @@ interface Ctx {
   result: FlowResult;
   flowName: string;
   http?: HttpSpec;
+  kafka?: KafkaSpec;
+  tls?: TlsSpec;
   stopped: boolean;
   /** The node whose fromNetwork SNATed this connection towards a remote backend (its replies go back there). */
   snatNode?: string;
@@ -524,36 +532,62 @@ export class Simulation {
     return true;
   }
 
-  /** Evaluates the HTTP request at the proxy; returns false when the proxy answers 403. */
+  /** Hubble's view of the flow's L7 request or response (flow.proto Layer7) and its Summary. */
+  private l7View(ctx: Ctx, type: "REQUEST" | "RESPONSE", host: string, v: { status?: number; errorCode?: number }): { l7: NonNullable<FlowEvent["l7"]>; summary: string; event: string } {
+    if (ctx.http) {
+      const url = `http://${ctx.http.host ?? host}${ctx.http.path}`;
+      const http = { ...(type === "RESPONSE" ? { code: v.status ?? 0 } : {}), method: ctx.http.method, url, protocol: "HTTP/1.1" };
+      const summary = type === "REQUEST" ? `HTTP/1.1 ${ctx.http.method} ${url}` : `HTTP/1.1 ${v.status} 0ms (${ctx.http.method} ${url})`;
+      return { l7: { type, http }, summary, event: `http-${type.toLowerCase()}` };
+    }
+    if (ctx.kafka) {
+      const k = ctx.kafka;
+      const apiKey = kafkaApiKeyName(k.apiKey);
+      const topic = k.topics.join(",");
+      const kafka = { error_code: v.errorCode ?? 0, api_version: k.apiVersion, api_key: apiKey, correlation_id: 1, topic: { topic } };
+      // As Cilium's Hubble parser words Kafka summaries (pkg/hubble/parser/seven).
+      const summary = type === "REQUEST" ? `Kafka request ${apiKey} correlation id 1 topic '${topic}'` : `Kafka response ${apiKey} correlation id 1 topic '${topic}' return code ${v.errorCode ?? 0}`;
+      return { l7: { type, kafka }, summary, event: `kafka-${type.toLowerCase()}` };
+    }
+    // Hubble has no TLS record: ciliate shows the ClientHello's server name in the same place.
+    const sni = ctx.tls?.serverName;
+    return { l7: { type, tls: { server_name: sni ?? "" } }, summary: `TLS ClientHello ${sni ? `server name ${sni}` : "without server name"}`, event: "tls-client-hello" };
+  }
+
+  /** Judges the flow's L7 request at the proxy; returns false when the proxy refuses it. */
   private proxyRequest(ctx: Ctx, frame: Uint8Array, ids: { src: number; dst: number }): boolean {
     const red = ctx.redirect!;
-    const http = ctx.http!;
-    const v = evaluateHttp(this.policy, { proxyPort: red.port, remoteIdentity: red.remoteIdentity }, { method: http.method, path: http.path, host: http.host, headers: http.headers });
+    const v = evaluateL7(this.policy, { proxyPort: red.port, remoteIdentity: red.remoteIdentity }, { http: ctx.http, kafka: ctx.kafka, tls: ctx.tls });
+    if (!v) return true;
     const d = decodeFrame(frame)!;
-    const host = http.host ?? (ctx.result.service ? `${ctx.result.service.name}.${ctx.result.service.namespace}.svc.cluster.local` : d.dst);
-    const url = `http://${host}${http.path}`;
-    ctx.result.l7 = { verdict: v.allowed ? "allowed" : "denied", status: v.status, direction: red.direction, proxyPort: red.port, reason: v.reason, rule: v.rule };
+    const host = ctx.result.service ? `${ctx.result.service.name}.${ctx.result.service.namespace}.svc.cluster.local` : d.dst;
+    ctx.result.l7 = { protocol: v.protocol, verdict: v.allowed ? "allowed" : "denied", status: v.status, errorCode: v.errorCode, direction: red.direction, proxyPort: red.port, reason: v.reason, rule: v.rule };
     const dir: FlowEvent["traffic_direction"] = red.direction === "ingress" ? "INGRESS" : "EGRESS";
-    const l7Summary = `HTTP/1.1 ${http.method} ${url}`;
     const refs = v.rule ? [{ kind: v.rule.provenance.kind, name: v.rule.provenance.name, namespace: v.rule.provenance.namespace, rule_index: v.rule.provenance.ruleIndex, element: v.rule.provenance.element }] : [];
+    const req = this.l7View(ctx, "REQUEST", host, v);
     this.event(ctx, red.node, frame, ids, {
-      event: "http-request",
+      event: req.event,
       verdict: v.allowed ? "FORWARDED" : "DROPPED",
       type: EVENT_L7,
       direction: dir,
       reply: false,
-      extra: { Type: "L7", l7: { type: "REQUEST", http: { method: http.method, url, protocol: "HTTP/1.1" } }, Summary: l7Summary, proxy_port: red.port, ...(v.allowed && refs.length ? { [`${red.direction}_allowed_by`]: refs } : {}) },
+      extra: { Type: "L7", l7: req.l7, Summary: req.summary, proxy_port: red.port, ...(v.allowed && refs.length ? { [`${red.direction}_allowed_by`]: refs } : {}) },
     });
     if (!v.allowed) {
-      const back = buildFrame({ src: d.dst, dst: d.src, proto: "TCP", sport: d.dport, dport: d.sport, tcpFlags: TCP_FLAGS.PSH | TCP_FLAGS.ACK });
-      this.event(ctx, red.node, back, { src: ids.dst, dst: ids.src }, {
-        event: "http-response",
-        verdict: "FORWARDED",
-        type: EVENT_L7,
-        direction: dir,
-        reply: true,
-        extra: { Type: "L7", l7: { type: "RESPONSE", http: { code: 403, method: http.method, url, protocol: "HTTP/1.1" } }, Summary: `HTTP/1.1 403 0ms (${http.method} ${url})`, proxy_port: red.port },
-      });
+      // The proxy answers in the protocol's own way (HTTP 403, Kafka error response); TLS gets a reset,
+      // and so does a request the proxy could not parse (another protocol than the listener's).
+      if ((v.protocol === "http" && ctx.http) || (v.protocol === "kafka" && ctx.kafka)) {
+        const back = buildFrame({ src: d.dst, dst: d.src, proto: "TCP", sport: d.dport, dport: d.sport, tcpFlags: TCP_FLAGS.PSH | TCP_FLAGS.ACK });
+        const resp = this.l7View(ctx, "RESPONSE", host, v);
+        this.event(ctx, red.node, back, { src: ids.dst, dst: ids.src }, {
+          event: resp.event,
+          verdict: "FORWARDED",
+          type: EVENT_L7,
+          direction: dir,
+          reply: true,
+          extra: { Type: "L7", l7: resp.l7, Summary: resp.summary, proxy_port: red.port },
+        });
+      }
       ctx.result.verdict = "denied";
       ctx.l7Denied = true;
       ctx.stopped = true;
@@ -562,19 +596,19 @@ export class Simulation {
     return true;
   }
 
-  private httpResponse(ctx: Ctx, frame: Uint8Array, ids: { src: number; dst: number }): void {
+  private l7Response(ctx: Ctx, frame: Uint8Array, ids: { src: number; dst: number }): void {
     const red = ctx.redirect!;
-    const http = ctx.http!;
+    if (!ctx.result.l7 || ctx.result.l7.protocol === "tls") return;
     const d = decodeFrame(frame)!;
-    const host = http.host ?? (ctx.result.service ? `${ctx.result.service.name}.${ctx.result.service.namespace}.svc.cluster.local` : d.src);
-    const url = `http://${host}${http.path}`;
+    const host = ctx.result.service ? `${ctx.result.service.name}.${ctx.result.service.namespace}.svc.cluster.local` : d.src;
+    const resp = this.l7View(ctx, "RESPONSE", host, { status: 200, errorCode: 0 });
     this.event(ctx, red.node, frame, ids, {
-      event: "http-response",
+      event: resp.event,
       verdict: "FORWARDED",
       type: EVENT_L7,
       direction: red.direction === "ingress" ? "INGRESS" : "EGRESS",
       reply: true,
-      extra: { Type: "L7", l7: { type: "RESPONSE", http: { code: 200, method: http.method, url, protocol: "HTTP/1.1" } }, Summary: `HTTP/1.1 200 0ms (${http.method} ${url})`, proxy_port: red.port },
+      extra: { Type: "L7", l7: resp.l7, Summary: resp.summary, proxy_port: red.port },
     });
   }
 
@@ -590,10 +624,10 @@ export class Simulation {
     if (sender.kind === "pod") {
       const r = this.run(ctx, sender.node!, "fromEndpoint", frame, 0, reply);
       if (!this.report(ctx, sender.node!, "fromEndpoint", frame, r, reply)) return undefined;
-      if (httpData === "response" && ctx.http && ctx.redirect && !ctx.l7Denied) this.httpResponse(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity });
+      if (httpData === "response" && ctx.redirect && !ctx.l7Denied) this.l7Response(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity });
       this.noteService(ctx, r.trace, reply);
       frame = r.output;
-      if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.http && ctx.redirect?.direction === "egress") {
+      if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.redirect?.direction === "egress") {
         if (!this.proxyRequest(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity })) return undefined;
       }
     } else {
@@ -645,7 +679,7 @@ export class Simulation {
     const r = this.run(ctx, tnode, "toEndpoint", frame, carried, reply);
     if (!this.report(ctx, tnode, "toEndpoint", frame, r, reply)) return undefined;
     const t = r.trace;
-    if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.http && ctx.redirect?.direction === "ingress") {
+    if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.redirect?.direction === "ingress") {
       if (!this.proxyRequest(ctx, r.output, { src: t.srcIdentity, dst: t.dstIdentity })) return undefined;
     }
     this.event(ctx, tnode, r.output, { src: t.srcIdentity, dst: t.dstIdentity }, { event: "to-endpoint", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-endpoint", direction: "INGRESS" });
@@ -713,7 +747,7 @@ export class Simulation {
       // backend of one connection with the policy verdicts of another.
       result.egress = result.ingress = result.l7 = result.backend = undefined;
       played = i + 1;
-      const ctx: Ctx = { result, flowName: spec.name, http: spec.http, stopped: false, l7Denied: false };
+      const ctx: Ctx = { result, flowName: spec.name, http: spec.http, kafka: spec.kafka, tls: spec.tls, stopped: false, l7Denied: false };
       this.playConnection(ctx, spec, src, dst.place.ip, dst.port, opts.sport);
       this.advance(100);
     }
@@ -734,7 +768,7 @@ export class Simulation {
     if (r.verdict === "denied" && r.dropReason && !POLICY_DROPS.has(r.dropReason)) parts.push(`dropped: ${dropReasonText(r.dropReason)}`);
     if (r.egress) parts.push(`egress: ${r.egress.reason}`);
     if (r.ingress) parts.push(`ingress: ${r.ingress.reason}`);
-    if (r.l7) parts.push(`L7 ${r.l7.direction} proxy: ${r.l7.verdict === "allowed" ? "allowed" : "denied"} (${r.l7.reason})`);
+    if (r.l7) parts.push(`L7 ${r.l7.protocol} ${r.l7.direction} proxy: ${r.l7.verdict === "allowed" ? "allowed" : "denied"} (${r.l7.reason})`);
     return parts.join("; ") || (r.verdict === "allowed" ? "allowed" : "denied");
   }
 

@@ -5,5 +5,6 @@ import { scalingBenchmark } from "./scaling.ts";
 import { maglevBenchmark } from "./maglev.ts";
 import { controlPlaneBenchmark } from "./control-plane.ts";
 import { iptablesBenchmark } from "./iptables.ts";
+import { l7ProxyBenchmark } from "./l7-proxy.ts";
 
-export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, controlPlaneBenchmark, maglevBenchmark];
+export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark];

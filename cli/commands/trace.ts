@@ -9,7 +9,7 @@ import type { Command } from "commander";
 import { stringify as stringifyYaml } from "yaml";
 import * as C from "../../host/constants.gen.ts";
 import { dropReasonText } from "../../host/drop-reasons.gen.ts";
-import { portInPrefix, type CompiledPolicy, type MapStateEntry } from "../../policy/index.ts";
+import { KAFKA_API_KEYS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, portInPrefix, type CompiledPolicy, type MapStateEntry } from "../../policy/index.ts";
 import type { FlowSpec } from "../../node/cluster.ts";
 import { identityText, MATCH_TYPE_NAMES } from "../../host/flows.ts";
 import { protoName, protoNumber } from "../../host/protocols.ts";
@@ -26,8 +26,21 @@ interface TraceOptions extends GlobalOptions {
   httpMethod?: string;
   httpPath?: string;
   httpHost?: string;
+  kafkaApiKey?: string;
+  kafkaRole?: string;
+  kafkaApiVersion?: string;
+  kafkaClientId?: string;
+  kafkaTopic?: string[];
+  tlsSni?: string;
   icmpType?: string;
   icmpCode?: string;
+}
+
+/** The L7 verdict with the deciding rule (its policy, rule element and index in that element's L7 list). */
+function l7Json(l7: NonNullable<FlowResult["l7"]>) {
+  const r = l7.rule;
+  const rule = r ? { ...r.provenance, index: r.index, ...(l7.protocol === "http" ? { httpIndex: r.index, http: r.http } : {}), ...(r.kafka ? { kafka: r.kafka } : {}), ...(r.serverName ? { serverName: r.serverName } : {}) } : null;
+  return { protocol: l7.protocol, verdict: l7.verdict, status: l7.status, errorCode: l7.errorCode, direction: l7.direction, proxyPort: l7.proxyPort, reason: l7.reason, rule };
 }
 
 /** The compiled entry behind a decision: the endpoint's entry with the deciding cookie that covers the packet. */
@@ -96,7 +109,7 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
     backend: r.backend ?? null,
     egress: dirJson(sim.policy, r.egress, "egress", proto, port, true, egressReason),
     ingress: dirJson(sim.policy, ingress, "ingress", proto, port, !!r.ingress || !ingressWouldBe, ingressReason),
-    ...(r.l7 ? { l7: { verdict: r.l7.verdict, status: r.l7.status, direction: r.l7.direction, proxyPort: r.l7.proxyPort, reason: r.l7.reason, rule: r.l7.rule ? { ...r.l7.rule.provenance, httpIndex: r.l7.rule.index, http: r.l7.rule.rule } : null } } : {}),
+    ...(r.l7 ? { l7: l7Json(r.l7) } : {}),
     dropReason: r.dropReason || undefined,
     dropReasonText: r.dropReason ? dropReasonText(r.dropReason) : undefined,
     steps: r.steps.map((s) => ({
@@ -132,7 +145,12 @@ function textOf(j: ReturnType<typeof traceJson>): string {
     else if (d.evaluated !== undefined && "node" in d && d.verdict === "denied") lines.push("             map entry: none matched (default deny)");
     if ("rules" in d && d.rules.length) for (const r of d.rules) lines.push(`             rule: ${r.kind === "derived" ? `derived ${r.element}` : `${r.kind} ${r.namespace ? r.namespace + "/" : ""}${r.name} rule ${r.ruleIndex} ${r.element} (peer ${r.peer})`}`);
   }
-  if (j.l7) lines.push(`L7:          ${j.l7.verdict.toUpperCase()} (${j.l7.status}) at the ${j.l7.direction} proxy port ${j.l7.proxyPort} — ${j.l7.reason}`);
+  if (j.l7) {
+    const answer = j.l7.status !== undefined ? ` (${j.l7.status})` : j.l7.errorCode ? ` (error code ${j.l7.errorCode})` : "";
+    lines.push(`L7:          ${j.l7.verdict.toUpperCase()}${answer} at the ${j.l7.direction} ${j.l7.protocol} proxy port ${j.l7.proxyPort} — ${j.l7.reason}`);
+    const rule = j.l7.rule;
+    if (rule && rule.index >= 0) lines.push(`             rule: ${rule.kind} ${rule.namespace ? rule.namespace + "/" : ""}${rule.name} rule ${rule.ruleIndex} ${rule.element} ${j.l7.protocol === "tls" ? "serverNames" : j.l7.protocol}[${rule.index}] ${JSON.stringify(rule.http ?? rule.kafka ?? rule.serverName)}`);
+  }
   lines.push(`Verdict:     ${j.verdict.toUpperCase()}`);
   return `${lines.join("\n")}\n`;
 }
@@ -159,7 +177,11 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
   } else port = parsePort(g.port, "--port");
   const http = g.httpMethod || g.httpPath ? { method: (g.httpMethod ?? "GET").toUpperCase(), path: g.httpPath ?? "/", host: g.httpHost } : undefined;
   if (http && protocol !== "TCP") throw new CliError("HTTP needs --protocol TCP", "BAD_OPTION");
-  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, icmp: icmpSpec, count: 1, where: "--from/--to" };
+  const kafka = kafkaOf(g);
+  if (kafka && http) throw new CliError("give --http-* or --kafka-* options, not both", "BAD_OPTION");
+  if ((kafka || g.tlsSni !== undefined) && protocol !== "TCP") throw new CliError("Kafka and TLS need --protocol TCP", "BAD_OPTION");
+  const tls = g.tlsSni !== undefined ? { serverName: g.tlsSni === "" ? undefined : g.tlsSni } : undefined;
+  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, icmp: icmpSpec, count: 1, where: "--from/--to" };
   const l = load(g);
   const sim = await simulation(l, g);
   try {
@@ -185,6 +207,12 @@ export function registerTrace(program: Command, run: (fn: () => Promise<number>)
     .option("--http-method <method>", "send this HTTP request (evaluated by L7 rules)")
     .option("--http-path <path>", "HTTP path")
     .option("--http-host <host>", "HTTP Host header")
+    .option("--kafka-api-key <key>", "send this Kafka request: an API key name (produce, fetch, metadata, …) or number")
+    .option("--kafka-role <role>", "a Kafka request of this role: produce (a Produce request) or consume (a Fetch request)")
+    .option("--kafka-api-version <n>", "Kafka API version of the request (default 0)")
+    .option("--kafka-client-id <id>", "Kafka client id of the request")
+    .option("--kafka-topic <topic>", "a topic of the Kafka request (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
+    .option("--tls-sni <name>", "open a TLS connection whose ClientHello names this server ('' = no SNI)")
     .option("--icmp-type <n>", "ICMP type (default echo request)")
     .option("--icmp-code <n>", "ICMP code")
     .addHelpText(
@@ -194,6 +222,11 @@ Examples:
   ciliate trace -f scenarios/starwars --from default/tiefighter --to svc:default/deathstar --port 80 \\
       --http-method POST --http-path /v1/request-landing
   ciliate trace -f scenarios/starwars --from default/xwing --to svc:default/deathstar --port 80 -o json
+  ciliate trace -f scenarios/kafka --from kafka/empire-hq --to svc:kafka/kafka --port 9092 \
+      --kafka-role produce --kafka-topic deathstar-plans
+  ciliate trace -f scenarios/kafka --from kafka/outpost --to svc:kafka/kafka --port 9092 \
+      --kafka-api-key produce --kafka-topic deathstar-plans
+  ciliate trace -f scenarios/kafka --from kafka/outpost --to entity:world --port 443 --tls-sni api.empire.example
   ciliate trace -f scenarios/k8s-netpol --from x/a --to y/b --protocol ICMP --icmp-type 8
   ciliate trace -f scenarios/multi-node --from entity:world --to svc:shop/web --port 80
 
@@ -203,4 +236,18 @@ policy-map entry and its rules.
 Exit codes: 0 traced (whatever the verdict), 2 bad input.`,
     )
     .action(async (_o, cmd: Command) => run(() => runTrace(cmd.optsWithGlobals(), (s) => process.stdout.write(s))));
+}
+
+/** The --kafka-* options as a flow's Kafka request (the same rules as a Traffic flow's `kafka:`). */
+function kafkaOf(g: TraceOptions): FlowSpec["kafka"] {
+  const any = g.kafkaApiKey ?? g.kafkaRole ?? g.kafkaApiVersion ?? g.kafkaClientId ?? g.kafkaTopic;
+  if (any === undefined) return undefined;
+  if (g.kafkaApiKey !== undefined && g.kafkaRole !== undefined) throw new CliError("give --kafka-api-key or --kafka-role, not both", "BAD_OPTION");
+  if (g.kafkaRole !== undefined && g.kafkaRole !== "produce" && g.kafkaRole !== "consume") throw new CliError(`unknown --kafka-role ${JSON.stringify(g.kafkaRole)}`, "BAD_OPTION", "produce or consume");
+  if (g.kafkaRole === undefined && g.kafkaApiKey === undefined) throw new CliError("a Kafka request needs --kafka-api-key or --kafka-role", "BAD_OPTION");
+  const apiKey = g.kafkaRole !== undefined ? KAFKA_ROLE_REQUEST[g.kafkaRole as "produce" | "consume"] : kafkaApiKeyOf(g.kafkaApiKey);
+  if (apiKey === undefined) throw new CliError(`unknown --kafka-api-key ${JSON.stringify(g.kafkaApiKey)}`, "BAD_OPTION", `a number or one of ${Object.keys(KAFKA_API_KEYS).join(", ")}`);
+  const apiVersion = g.kafkaApiVersion === undefined ? 0 : Number(g.kafkaApiVersion);
+  if (!/^\d+$/.test(g.kafkaApiVersion ?? "0") || apiVersion > 32767) throw new CliError(`malformed --kafka-api-version ${JSON.stringify(g.kafkaApiVersion)}`, "BAD_OPTION", "0-32767");
+  return { apiKey, apiVersion, clientID: g.kafkaClientId ?? "", topics: g.kafkaTopic ?? [] };
 }
