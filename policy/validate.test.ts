@@ -76,7 +76,7 @@ describe("validation refuses what Cilium refuses", () => {
     const cidr = r.problems.find((p) => p.code === "invalid-cidr")!;
     expect(cidr.path).toBe("spec.ingress[1].fromCIDR[0]");
     expect(cidr.line).toBe(10);
-    expect(cidr.message).toMatch(/v\.yaml: document 0, line 10: spec\.ingress\[1\]\.fromCIDR\[0\]/);
+    expect(cidr.message).toMatch(/v\.yaml: document 0, line 10: CiliumNetworkPolicy \S+ spec\.ingress\[1\]\.fromCIDR\[0\]/);
   });
 
   it("NetworkPolicy: bad ipBlock, bad port, bad policyType", () => {
