@@ -5,9 +5,13 @@
 // any registry that validates the Kubernetes and Cilium kinds, so all kinds share one validator;
 // validateCiliateObject() is the check the manifest loader runs on every ciliate object.
 
-import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { closest, distance } from "fastest-levenshtein";
+// Imported, not read from disk: the data travels with the code into the bundled CLI (build/cli/).
+import common from "./schemas/ciliate/common.json" with { type: "json" };
+import config from "./schemas/ciliate/config.json" with { type: "json" };
+import expectation from "./schemas/ciliate/expectation.json" with { type: "json" };
+import traffic from "./schemas/ciliate/traffic.json" with { type: "json" };
 
 export const CILIATE_API_VERSION = "ciliate.dev/v1alpha1";
 
@@ -17,20 +21,16 @@ export interface CiliateSchemaProblem {
   detail: string;
 }
 
-const FILES: Record<string, string> = { Traffic: "traffic.json", Expectation: "expectation.json", Config: "config.json" };
-const COMMON = "common.json";
-
-function read(name: string): Record<string, unknown> {
-  return JSON.parse(readFileSync(new URL(`./schemas/ciliate/${name}`, import.meta.url), "utf8")) as Record<string, unknown>;
-}
+const SCHEMAS: Record<string, object> = { Traffic: traffic, Expectation: expectation, Config: config };
 
 /**
  * The schema of each kind, self-contained: the shared definitions (common.json) are copied in, so that
  * their `$ref: "#/definitions/…"` resolve in any validator they are registered with.
  */
 export function ciliateSchemas(): { apiVersion: string; kind: string; schema: object }[] {
-  const { definitions } = read(COMMON) as { definitions: object };
-  return Object.entries(FILES).map(([kind, f]) => ({ apiVersion: CILIATE_API_VERSION, kind, schema: { ...read(f), definitions } }));
+  // Copies, so that a registry that annotates or compiles a schema never changes ours.
+  const definitions = structuredClone(common.definitions);
+  return Object.entries(SCHEMAS).map(([kind, schema]) => ({ apiVersion: CILIATE_API_VERSION, kind, schema: { ...structuredClone(schema), definitions } }));
 }
 
 /** Hands the three schemas to a registry of apiVersion/kind schemas (the one the other kinds use). */
