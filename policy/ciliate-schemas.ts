@@ -7,7 +7,7 @@
 
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { closest, distance } from "fastest-levenshtein";
-// Imported, not read from disk: the bundled command (scripts/build-cli.mjs) carries them inside itself.
+// Imported, not read from disk: the data travels with the code into the bundled CLI (build/cli/).
 import common from "./schemas/ciliate/common.json" with { type: "json" };
 import config from "./schemas/ciliate/config.json" with { type: "json" };
 import expectation from "./schemas/ciliate/expectation.json" with { type: "json" };
@@ -28,8 +28,9 @@ const SCHEMAS: Record<string, object> = { Traffic: traffic, Expectation: expecta
  * their `$ref: "#/definitions/…"` resolve in any validator they are registered with.
  */
 export function ciliateSchemas(): { apiVersion: string; kind: string; schema: object }[] {
-  const { definitions } = common as { definitions: object };
-  return Object.entries(SCHEMAS).map(([kind, s]) => ({ apiVersion: CILIATE_API_VERSION, kind, schema: { ...structuredClone(s), definitions } }));
+  // Copies, so that a registry that annotates or compiles a schema never changes ours.
+  const definitions = structuredClone(common.definitions);
+  return Object.entries(SCHEMAS).map(([kind, schema]) => ({ apiVersion: CILIATE_API_VERSION, kind, schema: { ...structuredClone(schema), definitions } }));
 }
 
 /** Hands the three schemas to a registry of apiVersion/kind schemas (the one the other kinds use). */
