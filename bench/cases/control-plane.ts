@@ -92,7 +92,11 @@ export const controlPlaneBenchmark: Benchmark = {
   async run(ctx) {
     const result: BenchResult = { name: "control-plane", title: this.title, rows: [], ratios: [], skipped: [], charts: [], notes: [] };
     const compileRows: Row[] = [];
-    for (const [pods, policies] of ctx.tiny ? QUICK_COMPILE.slice(0, 1) : ctx.quick ? QUICK_COMPILE : FULL_COMPILE) {
+    // On a shared machine the full case takes long: CILIATE_BENCH_CP_COMPILE=0 skips the compile curve and
+    // CILIATE_BENCH_CP_SIZES=1000 (a comma list of pod counts) limits reach/whatif/agent, so the sizes can
+    // run as separate processes.
+    const compileSizes = process.env.CILIATE_BENCH_CP_COMPILE === "0" ? [] : ctx.tiny ? QUICK_COMPILE.slice(0, 1) : ctx.quick ? QUICK_COMPILE : FULL_COMPILE;
+    for (const [pods, policies] of compileSizes) {
       const objects = parseManifestText(syntheticCluster(pods, policies), `synthetic-${pods}-${policies}.yaml`);
       const repeats = ctx.tiny ? 1 : ctx.quick ? 2 : pods >= 10_000 ? 2 : 5;
       const mem: number[] = [];
@@ -114,12 +118,14 @@ export const controlPlaneBenchmark: Benchmark = {
       compileRows.push(row);
       ctx.tick(`compile ${pods}/${policies}`);
     }
-    result.charts.push({ title: "Policy compile time", xLabel: "pods (policies = pods / 10; log scale)", yLabel: "ms (median)", logX: true, series: [{ name: "compile", points: compileRows.map((r) => [Number(r.params.pods), r.stat.median]) }] });
-    const big = compileRows[compileRows.length - 1]!;
-    if (!ctx.quick) result.ratios.push({ name: `compile ${big.params.pods} pods / ${big.params.policies} policies vs Antrea 10k/10k`, value: big.stat.median / 2000, numerator: `${big.stat.median.toFixed(0)} ms`, denominator: "2000 ms (Antrea, §6)", anchor: "< 1 ⇒ faster than the Antrea figure (different policy count: 1k vs 10k)" });
+    if (compileRows.length) result.charts.push({ title: "Policy compile time", xLabel: "pods (policies = pods / 10; log scale)", yLabel: "ms (median)", logX: true, series: [{ name: "compile", points: compileRows.map((r) => [Number(r.params.pods), r.stat.median]) }] });
+    const big = compileRows.find((r) => r.params.pods === 10_000);
+    if (big) result.ratios.push({ name: "compile 10000 pods / 1000 policies ÷ 1 s target", value: big.stat.median / 1000, numerator: `${big.stat.median.toFixed(0)} ms`, denominator: "1000 ms", anchor: "issue #11 (< 1 ⇒ met)" });
+    if (big) result.ratios.push({ name: `compile ${big.params.pods} pods / ${big.params.policies} policies vs Antrea 10k/10k`, value: big.stat.median / 2000, numerator: `${big.stat.median.toFixed(0)} ms`, denominator: "2000 ms (Antrea, §6)", anchor: "< 1 ⇒ faster than the Antrea figure (different policy count: 1k vs 10k)" });
 
     // Reach, whatif and the agent's reconcile compute at 1,000 and 10,000 pods (quick: 40 pods).
-    const sizes: [number, number][] = ctx.tiny ? [[20, 4]] : ctx.quick ? [[40, 8]] : [[1_000, 500], [10_000, 1_000]];
+    const only = process.env.CILIATE_BENCH_CP_SIZES?.split(",").map(Number);
+    const sizes: [number, number][] = ctx.tiny ? [[20, 4]] : ctx.quick ? [[40, 8]] : ([[1_000, 500], [10_000, 1_000]] as [number, number][]).filter(([p]) => !only || only.includes(p));
     for (const [pods, policies] of sizes) {
       const big = pods >= 10_000;
       const before: Loaded = loadFrom(parseManifestText(syntheticCluster(pods, policies), "before.yaml"), {});
