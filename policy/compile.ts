@@ -321,12 +321,23 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
     if (!podsOfIdentity.has(id)) podsOfIdentity.set(id, []);
     podsOfIdentity.get(id)!.push(p);
   }
+  // Selector cache (as cilium/cilium pkg/policy/selectorcache.go): every distinct selector is evaluated
+  // against the identities once per compile, not once per pod. Pods of one identity have the same labels,
+  // so they are selected by the same rules; a peer selects the same identities for every pod.
+  const selectingOf = new Map<number, InternalRule[]>();
+  const peerIds = new Map<Peer, number[]>();
+  const idsOfPeer = (peer: Peer) => {
+    let ids = peerIds.get(peer);
+    if (!ids) peerIds.set(peer, (ids = peerIdentities(peer, t, cluster.clusterName)));
+    return ids;
+  };
   for (const pod of pods) {
     if (pod.hostNetwork) continue; // host endpoint: policy only with the host firewall, not modelled
     const name = `${pod.namespace}/${pod.name}`;
     const identity = t.podIdentity.get(name)!;
     const labels = t.byId.get(identity)!.labels;
-    const selecting = rules.filter((r) => selectorMatches(r.subject, labels));
+    let selecting = selectingOf.get(identity);
+    if (!selecting) selectingOf.set(identity, (selecting = rules.filter((r) => selectorMatches(r.subject, labels))));
     const enforced = { ingress: false, egress: false };
     const wildcardAllow: Record<Direction, InternalRule[]> = { ingress: [], egress: [] };
     for (const d of ["ingress", "egress"] as Direction[]) {
@@ -348,7 +359,7 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
           if (!enforced[r.direction]) continue;
           const peers = expandPeers(r, cluster);
           for (const peer of peers) {
-            let ids = peerIdentities(peer, t, cluster.clusterName);
+            let ids = idsOfPeer(peer);
             const requires = requiresOf[r.direction];
             if (requires.length) {
               if (ids.includes(0)) ids = t.all.map((i) => i.id);

@@ -32,7 +32,6 @@ export { portRangeToPrefixes, icmpType } from "./ports.ts";
 export { identityOfIp, LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "./identity.ts";
 export { labelString } from "./labels.ts";
 export { parseCidr, type Cidr } from "./cidr.ts";
-export { portInPrefix } from "./ports.ts";
 
 export const POLICY_KINDS: PolicyKind[] = ["NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"];
 

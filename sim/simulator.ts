@@ -24,9 +24,8 @@ import { MAP_SPECS, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts
 import * as C from "../host/constants.gen.ts";
 import type { Datapath, EntryPoint, RunResult } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
-import { formatIp } from "../host/ip.ts";
-import { describe as describeRules, evaluateL7, identityOfIp, kafkaApiKeyName, parseCidr, type CompiledPolicy, type L7Verdict, type Provenance } from "../policy/index.ts";
-import { canonicalIp, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type KafkaSpec, type SimCluster, type SimPod, type SimService, type SimNode, type TlsSpec } from "../node/cluster.ts";
+import { describe as describeRules, evaluateL7, identityOfIp, kafkaApiKeyName, type CompiledPolicy, type L7Verdict, type Provenance } from "../policy/index.ts";
+import { type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type KafkaSpec, type SimCluster, type SimPod, type SimService, type SimNode, type TlsSpec } from "../node/cluster.ts";
 import { createSimDatapath, type SimEngineName } from "./engines.ts";
 import { SimError } from "../node/errors.ts";
 import {
@@ -43,31 +42,20 @@ import {
   type Verdict,
 } from "../host/flows.ts";
 import { desiredMaps, MANAGED_MAPS, positionalNumbering, type DesiredMaps } from "../node/desired.ts";
-import { wasmMaglevBuilder, type MaglevBuilder } from "../host/wasm-core.ts";
+import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { protoNumber } from "../host/protocols.ts";
+import { ipcacheKey } from "../host/ipcache.ts";
+import { ENTITY_OFFSETS, entityIp, KUBE_APISERVER_IP, Places, WORLD_IP, type Place } from "./places.ts";
 import { buildFrame, decodeFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
 import { buildLbModel, type Frontend, type LbModel } from "../node/services.ts";
 
-/** Where traffic from / to "the world" goes when no address is given (TEST-NET-3, RFC 5737). */
-export const WORLD_IP = "203.0.113.10";
-/** Address of kube-apiserver when it runs outside the cluster (written to every ipcache as identity 7). */
-export const KUBE_APISERVER_IP = "192.168.56.5";
 /** Virtual clock origin (shown in flow times) and the core's monotonic seconds at that moment. */
 export const CLOCK_ORIGIN_MS = Date.UTC(2026, 0, 1, 0, 0, 0);
 const MONO_BASE = 1000;
 export const FIRST_SOURCE_PORT = 40000;
 
-/** One place traffic comes from or goes to. */
-export interface Place {
-  kind: "pod" | "host" | "external";
-  ip: string;
-  node?: string;
-  pod?: SimPod;
-  /** Identity the sender carries (VNI) when it is not looked up from its address. */
-  carry?: number;
-  /** Reserved entity this place stands for. */
-  entity?: string;
-}
+export type { Place };
+export { KUBE_APISERVER_IP, WORLD_IP };
 
 /** One invocation of a core entry point, for `trace`. */
 export interface Step {
@@ -164,8 +152,8 @@ export class Simulation {
   /** Virtual time in milliseconds since CLOCK_ORIGIN_MS. */
   clockMs = 0;
   private nextPort = FIRST_SOURCE_PORT;
-  private readonly podByIp = new Map<string, SimPod>();
-  private readonly nodeByIp = new Map<string, SimNode>();
+  /** Resolution of endpoint references and addresses to places. */
+  readonly places: Places;
 
   private constructor(
     readonly cluster: SimCluster,
@@ -173,16 +161,18 @@ export class Simulation {
     readonly engine: SimEngineName,
   ) {
     this.lb = buildLbModel(cluster);
-    for (const p of cluster.pods) if (!p.hostNetwork) this.podByIp.set(p.ip, p);
-    for (const n of cluster.nodes) this.nodeByIp.set(n.ip, n);
+    this.places = new Places(cluster, this.lb);
   }
 
   static async create(cluster: SimCluster, policy: CompiledPolicy, opts: SimulationOptions = {}): Promise<Simulation> {
     const sim = new Simulation(cluster, policy, opts.engine ?? "wasm");
     for (const n of cluster.nodes) {
-      const dp = opts.createDatapath ? await opts.createDatapath() : await createSimDatapath(sim.engine);
       const numbering = positionalNumbering(cluster, n.name, sim.lb);
-      writeDesired(dp, desiredMaps(cluster, policy, sim.lb, n.name, numbering, maglevBuilderOf(dp)));
+      // Maglev tables first (core's builder in a small shared instance), so the engine's maps can be sized
+      // to what this node holds.
+      const desired = desiredMaps(cluster, policy, sim.lb, n.name, numbering, wasmMaglevBuilder);
+      const dp = opts.createDatapath ? await opts.createDatapath() : await createSimDatapath(sim.engine, { capacities: capacitiesFor(desired, 1 + ENTITY_OFFSETS.length * cluster.nodes.length) });
+      writeDesired(dp, desired);
       sim.extraIpcache(n, dp);
       sim.nodes.set(n.name, { node: n, dp, epIds: numbering.epIds });
     }
@@ -196,7 +186,7 @@ export class Simulation {
   /** Addresses of reserved entities (health, kube-apiserver …) so the ipcache answers with their identity. */
   private extraIpcache(n: SimNode, dp: Datapath): void {
     const m = dp.map(MAP_SPECS.Ipcache);
-    const key = (ip: string) => ({ prefixlen: C.IPCACHE_STATIC_PREFIX + 32, family: C.FAMILY_IPV4, addr: ipBytes(ip) });
+    const key = (ip: string) => ipcacheKey(ip);
     m.update(key(KUBE_APISERVER_IP), { secIdentity: C.ID_KUBE_APISERVER });
     for (const other of this.cluster.nodes) {
       for (const [off, id] of ENTITY_OFFSETS) m.update(key(entityIp(other, off)), { secIdentity: id });
@@ -232,123 +222,36 @@ export class Simulation {
   }
 
   /* ------------------------------------------------------------------------------------------------ */
-  /* Endpoint references. */
+  /* Endpoint references (sim/places.ts). */
 
   podByKey(key: string): SimPod | undefined {
-    return this.cluster.pods.find((p) => p.key === key);
+    return this.places.podByKey(key);
   }
 
   serviceByKey(key: string): SimService | undefined {
-    return this.cluster.services.find((s) => s.key === key);
-  }
-
-  private placeOfPod(p: SimPod): Place {
-    if (p.hostNetwork) return { kind: "host", ip: p.ip, node: p.node, pod: p, carry: C.ID_HOST };
-    return { kind: "pod", ip: p.ip, node: p.node, pod: p };
+    return this.places.serviceByKey(key);
   }
 
   /** Place of an address: a pod, a node (host), or outside the cluster. */
   placeOfIp(ip: string): Place {
-    const pod = this.podByIp.get(ip);
-    if (pod) return this.placeOfPod(pod);
-    const node = this.nodeByIp.get(ip);
-    if (node) return { kind: "host", ip, node: node.name, carry: C.ID_HOST };
-    return { kind: "external", ip };
-  }
-
-  private selectPod(sel: { namespace?: string; matchLabels?: Record<string, string> }, what: string): SimPod {
-    const ns = sel.namespace ?? "default";
-    const labels = sel.matchLabels ?? {};
-    const pod = this.cluster.pods.find((p) => p.namespace === ns && Object.entries(labels).every(([k, v]) => p.labels[k] === v));
-    if (!pod) throw new SimError("UNKNOWN_POD", `${what}: no pod in namespace ${ns} matches ${JSON.stringify(labels)}`);
-    return pod;
-  }
-
-  private requirePod(key: string, what: string): SimPod {
-    const p = this.podByKey(key);
-    if (!p) throw new SimError("UNKNOWN_POD", `${what}: unknown pod ${key}`, `pods: ${this.cluster.pods.map((x) => x.key).slice(0, 8).join(", ")}${this.cluster.pods.length > 8 ? ", …" : ""}`);
-    return p;
-  }
-
-  private firstIp(cidr: string): string {
-    const c = parseCidr(cidr)!;
-    const width = c.family === 4 ? 32 : 128;
-    const addr = c.bits === width ? c.addr : c.addr + 1n;
-    return formatIp(c.family, addr);
-  }
-
-  private otherNode(node: string | undefined): SimNode | undefined {
-    return this.cluster.nodes.find((n) => n.name !== node);
+    return this.places.placeOfIp(ip);
   }
 
   /** Resolves a source reference; `peerNode` is where the destination lives (for entity: host). */
   resolveSource(ref: EndpointRefSpec, peerNode: string | undefined, what: string): Place {
-    if ("pod" in ref) return this.placeOfPod(this.requirePod(ref.pod, what));
-    if ("selector" in ref) return this.placeOfPod(this.selectPod(ref.selector, what));
-    if ("service" in ref) throw new SimError("BAD_REFERENCE", `${what}: a service (${ref.service}) cannot send traffic; name a pod, an IP or an entity`);
-    if ("ip" in ref || "cidr" in ref) {
-      const ip = "ip" in ref ? canonicalIp(ref.ip)! : this.firstIp(ref.cidr);
-      return this.placeOfIp(ip);
-    }
-    return this.entityPlace(ref.entity, peerNode);
-  }
-
-  private entityPlace(entity: string, peerNode: string | undefined): Place {
-    const node = this.cluster.nodes.find((n) => n.name === peerNode) ?? this.cluster.nodes[0]!;
-    switch (entity) {
-      case "world":
-        return { kind: "external", ip: WORLD_IP, entity };
-      case "host":
-        return { kind: "host", ip: node.ip, node: node.name, carry: C.ID_HOST, entity };
-      case "remote-node": {
-        const other = this.otherNode(node.name);
-        return { kind: "external", ip: other ? other.ip : "192.168.56.250", carry: C.ID_REMOTE_NODE, entity };
-      }
-      case "kube-apiserver":
-        return { kind: "external", ip: KUBE_APISERVER_IP, carry: C.ID_KUBE_APISERVER, entity };
-      default: {
-        const e = ENTITY_OFFSETS.find(([, id]) => id === ENTITY_IDS[entity]);
-        return { kind: "external", ip: entityIp(node, e ? e[0] : 2), carry: ENTITY_IDS[entity], entity };
-      }
-    }
+    return this.places.resolveSource(ref, peerNode, what);
   }
 
   /** Resolves a destination; a service becomes the frontend the source would use. */
   resolveDestination(ref: EndpointRefSpec, src: Place | undefined, port: number, proto: FlowProtocol, what: string): { place: Place; port: number; frontend?: Frontend } {
-    if ("pod" in ref) return { place: this.placeOfPod(this.requirePod(ref.pod, what)), port };
-    if ("selector" in ref) return { place: this.placeOfPod(this.selectPod(ref.selector, what)), port };
-    if ("service" in ref) {
-      const svc = this.serviceByKey(ref.service);
-      if (!svc) throw new SimError("UNKNOWN_SERVICE", `${what}: unknown service ${ref.service}`, `services: ${this.cluster.services.map((s) => s.key).join(", ") || "none"}`);
-      const fronts = this.lb.frontends.filter((f) => f.svc === svc && f.port.port === port && f.protocol === proto);
-      if (!fronts.length) {
-        const ports = svc.ports.map((p) => `${p.port}/${p.protocol}`).join(", ");
-        throw new SimError("UNKNOWN_SERVICE_PORT", `${what}: service ${ref.service} has no port ${port}/${proto}${svc.headless ? " (it is headless)" : ""} (ports: ${ports || "none"})`);
-      }
-      let f: Frontend | undefined;
-      // From outside: a LoadBalancer IP, else a NodePort, else an external IP. From a host: its own
-      // node's NodePort (Cilium reaches a ClusterIP from the host with socket LB, which is not modelled).
-      if (src?.kind === "external") f = fronts.find((x) => x.kind === "LoadBalancer") ?? fronts.find((x) => x.kind === "NodePort") ?? fronts.find((x) => x.kind === "ExternalIP");
-      else if (src?.kind === "host") f = fronts.find((x) => x.kind === "NodePort" && (!src.ip || x.ip === src.ip)) ?? fronts.find((x) => x.kind === "NodePort");
-      f ??= fronts.find((x) => x.kind === "ClusterIP") ?? fronts[0]!;
-      return { place: { kind: "external", ip: f.ip }, port: f.fport, frontend: f };
-    }
-    if ("ip" in ref || "cidr" in ref) {
-      const ip = "ip" in ref ? canonicalIp(ref.ip)! : this.firstIp(ref.cidr);
-      const f = this.lb.frontends.find((x) => x.ip === ip && x.fport === port && x.protocol === proto);
-      if (f) return { place: { kind: "external", ip }, port, frontend: f };
-      return { place: this.placeOfIp(ip), port };
-    }
-    const e = this.entityPlace(ref.entity, src?.node);
-    if (ref.entity === "host" || ref.entity === "remote-node") return { place: this.placeOfIp(e.ip), port };
-    return { place: e, port };
+    return this.places.resolveDestination(ref, src, port, proto, what);
   }
 
   /* ------------------------------------------------------------------------------------------------ */
   /* Flow events. */
 
   private endpointOf(ip: string, identity: number): FlowEndpoint {
-    const pod = this.podByIp.get(ip);
+    const pod = this.places.podByIp.get(ip);
     const labels = (this.policy.identities.byId.get(identity)?.labels ?? []).map((l) => `${l.source}:${l.key}${l.value !== "" || l.source === "k8s" ? `=${l.value}` : ""}`);
     if (pod) {
       const epId = this.nodes.get(pod.node)?.epIds.get(pod.key);
@@ -488,7 +391,7 @@ export class Simulation {
     const cookie = egress ? t.egressCookie : t.ingressCookie;
     const matchType = egress ? t.egressMatchType : t.ingressMatchType;
     const dropped = r.verdict === C.CTX_ACT_DROP;
-    const podKey = (ip: string) => this.podByIp.get(ip)?.key;
+    const podKey = (ip: string) => this.places.podByIp.get(ip)?.key;
     const d = decodeFrame(frame)!;
     if (!reply && entry !== "fromNetwork" && (t.ctState === C.CT_NEW || dropped)) {
       const side = egress ? "egress" : "ingress";
@@ -634,7 +537,7 @@ export class Simulation {
       const d = decodeFrame(frame)!;
       const f = this.frontendOf(d.dst, d.dport, d.proto);
       if (f) {
-        const ingressNode = f.kind === "NodePort" ? this.nodeByIp.get(f.ip)!.name : (sender.kind === "host" ? sender.node! : this.cluster.nodes[0]!.name);
+        const ingressNode = f.kind === "NodePort" ? this.places.nodeByIp.get(f.ip)!.name : (sender.kind === "host" ? sender.node! : this.cluster.nodes[0]!.name);
         const r = this.run(ctx, ingressNode, "fromNetwork", frame, 0, reply);
         if (!this.report(ctx, ingressNode, "fromNetwork", frame, r, reply)) return undefined;
         this.noteService(ctx, r.trace, reply);
@@ -696,9 +599,9 @@ export class Simulation {
 
   /** The identity `node`'s ipcache holds for an address: pod, host / remote-node, CIDR identity, or world. */
   identityOfIp(ip: string, node: string): number {
-    const pod = this.podByIp.get(ip);
+    const pod = this.places.podByIp.get(ip);
     if (pod) return this.identityOfPod(pod);
-    const n = this.nodeByIp.get(ip);
+    const n = this.places.nodeByIp.get(ip);
     if (n) return n.name === node ? C.ID_HOST : C.ID_REMOTE_NODE;
     return identityOfIp(this.policy.identities, this.cluster.model, ip) ?? C.ID_WORLD;
   }
@@ -895,10 +798,24 @@ function writeDesired(dp: Datapath, maps: DesiredMaps): void {
   }
 }
 
-/** The engine's own Maglev (wasm, js) when it has one, else core's in a small WASM instance (kernel). */
-function maglevBuilderOf(dp: Datapath): MaglevBuilder {
-  const own = dp as Datapath & { maglevTable?: MaglevBuilder };
-  return typeof own.maglevTable === "function" ? own.maglevTable.bind(dp) : wasmMaglevBuilder;
+/**
+ * Sizes of a simulated node's control-plane maps: twice what the node holds (with the simulator's own
+ * ipcache entries for reserved entities), at least 1,024 entries, at most the map's maximum. The datapath's own maps (conntrack, SNAT, affinity)
+ * keep their defaults. A node of a large cluster otherwise takes ~54 MiB of engine memory, most of it
+ * empty map space (10,000 pods on 50 nodes: 2.7 GiB).
+ */
+function capacitiesFor(d: DesiredMaps, extraIpcache: number): Record<string, number> {
+  const max = new Map((Object.values(MAP_SPECS) as MapSpec[]).map((m) => [m.name, m.maxEntries]));
+  const size = (name: string, n: number) => [name, Math.min(max.get(name) ?? Infinity, Math.max(1024, 2 * n))] as const;
+  return Object.fromEntries([
+    size("ipcache", d.Ipcache.length + extraIpcache),
+    size("lxc", d.Endpoints.length),
+    size("policy", d.Policy.length),
+    size("lb_services", d.Services.length),
+    size("lb_backends", d.Backends.length),
+    size("lb_reverse_nat", d.RevNat.length),
+    size("lb_maglev", d.Maglev.length),
+  ]);
 }
 
 /** One's-complement 16-bit checksum update for a 32-bit field change (RFC 1624, eqn. 3). */
@@ -934,25 +851,6 @@ function fakeOk(frame: Uint8Array): RunResult {
 }
 
 
-const ENTITY_IDS: Record<string, number> = { health: C.ID_HEALTH, ingress: C.ID_INGRESS, unmanaged: C.ID_UNMANAGED, init: C.ID_INIT };
-/** Host offsets in each node's pod CIDR of the reserved entities' addresses (pods start at .10). */
-const ENTITY_OFFSETS: [number, number][] = [
-  [2, C.ID_HEALTH],
-  [3, C.ID_INGRESS],
-  [4, C.ID_UNMANAGED],
-  [5, C.ID_INIT],
-];
-
-function entityIp(n: SimNode, off: number): string {
-  const c = parseCidr(n.podCIDR)!;
-  return formatIp(4, c.addr + BigInt(off));
-}
-
-function ipBytes(ip: string): Uint8Array {
-  const out = new Uint8Array(16);
-  ip.split(".").forEach((p, i) => (out[i] = Number(p)));
-  return out;
-}
 
 function dropReasonHubbleName(code: number): string {
   return dropReasonHubble(code);

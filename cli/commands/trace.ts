@@ -9,7 +9,7 @@ import type { Command } from "commander";
 import { stringify as stringifyYaml } from "yaml";
 import * as C from "../../host/constants.gen.ts";
 import { dropReasonText } from "../../host/drop-reasons.gen.ts";
-import { KAFKA_API_KEYS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, portInPrefix, type CompiledPolicy, type MapStateEntry } from "../../policy/index.ts";
+import { KAFKA_API_KEYS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, policyLookup, type CompiledPolicy, type MapStateEntry } from "../../policy/index.ts";
 import type { FlowSpec } from "../../node/cluster.ts";
 import { identityText, MATCH_TYPE_NAMES } from "../../host/flows.ts";
 import { protoName, protoNumber } from "../../host/protocols.ts";
@@ -43,20 +43,15 @@ function l7Json(l7: NonNullable<FlowResult["l7"]>) {
   return { protocol: l7.protocol, verdict: l7.verdict, status: l7.status, errorCode: l7.errorCode, direction: l7.direction, proxyPort: l7.proxyPort, reason: l7.reason, rule };
 }
 
-/** The compiled entry behind a decision: the endpoint's entry with the deciding cookie that covers the packet. */
+/**
+ * The compiled entry behind a decision: policy/'s lookup (the one TypeScript policy lookup, checked
+ * against the datapath by policy/properties.test.ts) on the endpoint's entries. Undefined when the
+ * datapath matched no entry (no cookie) or the endpoint has no policy.
+ */
 function decidingEntry(policy: CompiledPolicy, d: DirectionOutcome | undefined, direction: "ingress" | "egress", proto: number, port: number): MapStateEntry | undefined {
   if (!d?.endpoint || !d.cookie) return undefined;
   const ep = policy.endpoints.get(d.endpoint);
-  if (!ep) return undefined;
-  const cands = ep.entries.filter(
-    (e) =>
-      e.cookie === d.cookie &&
-      e.key.direction === direction &&
-      (e.key.identity === d.remoteIdentity || e.key.identity === 0) &&
-      (e.key.protocol === 0 || (e.key.protocol === proto && portInPrefix(port, { port: e.key.port, prefix: e.key.portPrefix }))),
-  );
-  cands.sort((a, b) => (b.key.identity === d.remoteIdentity ? 1 : 0) - (a.key.identity === d.remoteIdentity ? 1 : 0) || b.key.portPrefix - a.key.portPrefix);
-  return cands[0];
+  return ep ? policyLookup(ep.entries, direction, d.remoteIdentity, proto, port).entry : undefined;
 }
 
 function entryJson(e: MapStateEntry | undefined) {

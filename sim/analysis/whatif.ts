@@ -113,9 +113,9 @@ function verdicts(sim: Simulation, probe: Probe, sport: number) {
 
 /**
  * Compares two versions. `simulate` starts a simulation of one version (the caller chooses the engine);
- * both are closed before this returns.
+ * both are closed before this returns. `full` probes every pair even when only policies changed.
  */
-export async function computeWhatif(before: Loaded, after: Loaded, simulate: (l: Loaded) => Promise<Simulation>, probesIn: Probe[] = []): Promise<WhatifResult> {
+export async function computeWhatif(before: Loaded, after: Loaded, simulate: (l: Loaded) => Promise<Simulation>, probesIn: Probe[] = [], opts: { full?: boolean } = {}): Promise<WhatifResult> {
   const probes = probesIn.length ? probesIn : changeProbes(before, after);
   const simA = await simulate(before);
   let simB: Simulation | undefined;
@@ -123,7 +123,8 @@ export async function computeWhatif(before: Loaded, after: Loaded, simulate: (l:
     simB = await simulate(after);
     const podB = new Map(after.cluster.pods.map((p) => [p.key, p]));
     const pods = before.cluster.pods.filter((p) => podB.has(p.key)).sort((x, y) => (x.key < y.key ? -1 : 1));
-    const narrow = onlyPoliciesChanged(before.objects, after.objects);
+    // `full` compares every pair (the reference the property test checks the narrowing against).
+    const narrow = !opts.full && onlyPoliciesChanged(before.objects, after.objects);
     const pairs: PairChange[] = [];
     for (const pr of probes) {
       const sport = probeSourcePort(pr.port);
