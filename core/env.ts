@@ -36,6 +36,10 @@ export function memFill(dst: usize, v: u32, n: usize): void { memory.fill(dst, <
 /** 32-bit wrapping multiply (JavaScript needs Math.imul). @seam ciliate_mul32 */
 export function mul32(a: u32, b: u32): u32 { return a * b; }
 
+/** Leading zero bits of a 32-bit value (32 for 0). Host tables only (core/maps/): the packet path in C
+ * never calls it. */
+export function clz32(x: u32): u32 { return <u32>clz<u32>(x); }
+
 /** First byte after the static data: where core's allocator starts. Not used by the packet path. */
 export function heapBase(): usize { return __heap_base; }
 

@@ -53,6 +53,8 @@ export function memFill(dst: usize, v: u32, n: usize): void {
 
 export function mul32(a: u32, b: u32): u32 { return Math.imul(a, b) >>> 0; }
 
+export function clz32(x: u32): u32 { return Math.clz32(x); }
+
 /** Static data ends at 1 KiB in the JS build; the rest is core's heap. */
 export function heapBase(): usize { return 1024; }
 
