@@ -23,6 +23,9 @@ export function write32(p: usize, v: u32): void { store<u32>(p, v); }
 
 /** Adds a 32-bit amount to a little-endian u64 counter. @seam ciliate_add64 */
 export function add64(p: usize, v: u32): void { store<u64>(p, load<u64>(p) + <u64>v); }
+/** add64 for a value only this CPU writes (a per-CPU map slot): no atomic needed in C.
+ * @seam ciliate_add64_local */
+export function add64Local(p: usize, v: u32): void { store<u64>(p, load<u64>(p) + <u64>v); }
 /** @seam ciliate_read64_lo */
 export function read64Lo(p: usize): u32 { return <u32>load<u64>(p); }
 /** @seam ciliate_read64_hi */

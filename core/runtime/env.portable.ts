@@ -26,6 +26,7 @@ export function add64(p: usize, v: u32): void {
   view.setUint32(p, lo >>> 0, true);
   if (lo > 0xffffffff) view.setUint32(p + 4, (view.getUint32(p + 4, true) + 1) >>> 0, true);
 }
+export function add64Local(p: usize, v: u32): void { add64(p, v); }
 export function read64Lo(p: usize): u32 { return view.getUint32(p, true); }
 export function read64Hi(p: usize): u32 { return view.getUint32(p + 4, true); }
 
