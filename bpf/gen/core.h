@@ -66,7 +66,7 @@
 #define CILIATE_TRACE_RECORD_SPORT_BE __builtin_offsetof(struct trace_record, sport_be) /* TraceRecord.sportBe (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 1136
+#define CILIATE_SCRATCH_SIZE 1144
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -600,7 +600,7 @@ static __always_inline __u8 *ciliate_lb_lookup_backend(__u32 backend_id)
 	if (backend_id == 0) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(336, sizeof(struct backend_key));
+	__u8 *key = ciliate_scratch(344, sizeof(struct backend_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -690,7 +690,7 @@ static __always_inline __u32 ciliate_maglev_lookup(__u32 rev_nat_index, __u32 ha
 	if (m == 0) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(368, sizeof(struct maglev_key));
+	__u8 *key = ciliate_scratch(376, sizeof(struct maglev_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -706,8 +706,8 @@ static __always_inline __u32 ciliate_maglev_lookup(__u32 rev_nat_index, __u32 ha
 /* core/lb.ts:123 affinityUpdate */
 static __always_inline void ciliate_affinity_update(__u8 *info, __u32 rev_nat, __u32 backend_id, __u32 now)
 {
-	__u8 *key = ciliate_scratch(376, sizeof(struct affinity_key));
-	__u8 *val = ciliate_scratch(400, sizeof(struct affinity_value));
+	__u8 *key = ciliate_scratch(384, sizeof(struct affinity_key));
+	__u8 *val = ciliate_scratch(408, sizeof(struct affinity_value));
 	if ((key == 0) || (val == 0)) {
 		return;
 	}
@@ -717,8 +717,8 @@ static __always_inline void ciliate_affinity_update(__u8 *info, __u32 rev_nat, _
 	bpf_map_update_elem(&ciliate_lb_affinity_v1, key, val, CILIATE_BPF_ANY);
 }
 
-/* core/lb.ts:139 lbSelectBackend */
-static __always_inline __u32 ciliate_lb_select_backend(__u8 *svc_key, __u8 *svc, __u8 *info, __u32 now)
+/* core/lb.ts:137 selectBackend */
+static __always_inline __u8 *ciliate_select_backend(__u8 *svc_key, __u8 *svc, __u8 *info, __u32 now, __u8 *id_out)
 {
 	__u32 rev_nat = (__u32)((struct service_value *)svc)->rev_nat_index;
 	__u32 master = ((struct service_value *)svc)->backend_id;
@@ -728,7 +728,7 @@ static __always_inline __u32 ciliate_lb_select_backend(__u8 *svc_key, __u8 *svc,
 		return 0;
 	}
 	if (affinity) {
-		__u8 *key = ciliate_scratch(344, sizeof(struct affinity_key));
+		__u8 *key = ciliate_scratch(352, sizeof(struct affinity_key));
 		if (key != 0) {
 			ciliate_affinity_key(key, info, rev_nat);
 			__u8 *v = bpf_map_lookup_elem(&ciliate_lb_affinity_v1, key);
@@ -739,7 +739,8 @@ static __always_inline __u32 ciliate_lb_select_backend(__u8 *svc_key, __u8 *svc,
 				bool alive = (((struct affinity_value *)v)->last_used + timeout) > now;
 				if (alive && (b != 0) && ((__u32)((struct backend *)b)->state == CILIATE_BE_STATE_ACTIVE)) {
 					((struct affinity_value *)v)->last_used = now;
-					return id;
+					*(__u32 *)id_out = id;
+					return b;
 				}
 				bpf_map_delete_elem(&ciliate_lb_affinity_v1, key);
 			}
@@ -761,16 +762,21 @@ static __always_inline __u32 ciliate_lb_select_backend(__u8 *svc_key, __u8 *svc,
 			id2 = ((struct service_value *)slot)->backend_id;
 		}
 	}
-	if ((id2 == 0) || (ciliate_lb_lookup_backend(id2) == 0)) {
+	if (id2 == 0) {
+		return 0;
+	}
+	__u8 *b2 = ciliate_lb_lookup_backend(id2);
+	if (b2 == 0) {
 		return 0;
 	}
 	if (affinity) {
 		ciliate_affinity_update(info, rev_nat, id2, now);
 	}
-	return id2;
+	*(__u32 *)id_out = id2;
+	return b2;
 }
 
-/* core/lb.ts:194 lbServiceBackend */
+/* core/lb.ts:209 lbServiceBackend */
 static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc, __u8 *info, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -809,15 +815,16 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 	}
 	__u32 lifetime = now + *(__u32 *)(cfg + (tcp ? CILIATE_CONFIG_VALUE_CT_SERVICE_TCP_LIFETIME : CILIATE_CONFIG_VALUE_CT_SERVICE_ANY_LIFETIME));
 	if (id == 0) {
-		id = ciliate_lb_select_backend(svc_key, svc, info, now);
-		if (id == 0) {
+		__u8 *id_out = ciliate_scratch(264, 4);
+		if (id_out == 0) {
 			return 0;
 		}
-		b = ciliate_lb_lookup_backend(id);
+		b = ciliate_select_backend(svc_key, svc, info, now, id_out);
 		if (b == 0) {
 			return 0;
 		}
-		__u8 *entry = ciliate_scratch(264, sizeof(struct ct_entry));
+		id = *(__u32 *)id_out;
+		__u8 *entry = ciliate_scratch(272, sizeof(struct ct_entry));
 		if (entry == 0) {
 			return 0;
 		}
@@ -843,7 +850,7 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 			ciliate_affinity_update(info, rev_nat, id, now);
 		}
 	}
-	__u8 *sel = ciliate_scratch(304, sizeof(struct lb_selection));
+	__u8 *sel = ciliate_scratch(312, sizeof(struct lb_selection));
 	if (sel == 0) {
 		return 0;
 	}
@@ -913,10 +920,10 @@ static __always_inline __s32 ciliate_nat_rewrite_addr(struct __sk_buff *pkt, __u
 	return 0;
 }
 
-/* core/lb.ts:262 loopbackAddr */
+/* core/lb.ts:278 loopbackAddr */
 static __always_inline __u8 *ciliate_loopback_addr(void)
 {
-	__u8 *a = ciliate_scratch(408, 16);
+	__u8 *a = ciliate_scratch(416, 16);
 	if (a == 0) {
 		return 0;
 	}
@@ -963,7 +970,7 @@ static __always_inline __s32 ciliate_nat_rewrite_port(struct __sk_buff *pkt, __u
 	return 0;
 }
 
-/* core/lb.ts:285 lbDnat */
+/* core/lb.ts:301 lbDnat */
 static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, __u8 *backend)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
@@ -1150,7 +1157,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	if (!ciliate_is_tracked_proto((__u32)((struct packet_info *)info)->nexthdr)) {
 		return CILIATE_CT_UNKNOWN_PROTO;
 	}
-	__u8 *key = ciliate_scratch(424, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(432, sizeof(struct ct_tuple));
 	if (key == 0) {
 		return CILIATE_CT_NEW;
 	}
@@ -1211,7 +1218,7 @@ static __always_inline __u8 *ciliate_ipcache_lookup(__u8 *addr, __u32 family)
 	if ((family != CILIATE_FAMILY_IPV4) && (family != CILIATE_FAMILY_IPV6)) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(464, sizeof(struct ipcache_key));
+	__u8 *key = ciliate_scratch(472, sizeof(struct ipcache_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -1237,10 +1244,10 @@ static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
-/* core/lb.ts:318 lbRevNat */
+/* core/lb.ts:334 lbRevNat */
 static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *info, __u32 rev_nat_index)
 {
-	__u8 *key = ciliate_scratch(488, sizeof(struct rev_nat_key));
+	__u8 *key = ciliate_scratch(496, sizeof(struct rev_nat_key));
 	if (key == 0) {
 		return CILIATE_LB_REVNAT_NO_ENTRY;
 	}
@@ -1258,7 +1265,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	if (family == CILIATE_FAMILY_IPV4) {
 		__u8 *lo = ciliate_loopback_addr();
 		if ((lo != 0) && (*(__u32 *)lo == *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
-			__u8 *self = ciliate_scratch(496, 16);
+			__u8 *self = ciliate_scratch(504, 16);
 			if (self != 0) {
 				__builtin_memcpy(self, info + CILIATE_PACKET_INFO_SADDR, 16);
 				r = ciliate_nat_rewrite_addr(pkt, info, true, self);
@@ -1360,7 +1367,7 @@ static __always_inline __s32 ciliate_policy_policy_check(__u8 *entry, __u8 *othe
 static __always_inline __s32 ciliate_policy_can_access(__u32 ep_id, __u32 remote_id, __u32 egress, __u32 proto, __u32 dport, __u8 *result)
 {
 	__builtin_memset(result, 0, sizeof(struct policy_result));
-	__u8 *key = ciliate_scratch(528, sizeof(struct policy_key));
+	__u8 *key = ciliate_scratch(536, sizeof(struct policy_key));
 	if (key == 0) {
 		return -((__s32)CILIATE_DROP_POLICY);
 	}
@@ -1441,7 +1448,7 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 /* core/pipeline.ts:168 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
-	__u8 *res = ciliate_scratch(512, sizeof(struct policy_result));
+	__u8 *res = ciliate_scratch(520, sizeof(struct policy_result));
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
 	__u32 icmp_type = (__u32)((struct packet_info *)info)->icmp_type;
 	__s32 v = ciliate_policy_can_access(ep_id, remote_id, egress, proto, ciliate_policy_port(cfg, proto, (__u32)((struct packet_info *)info)->dport, icmp_type), res);
@@ -1482,8 +1489,8 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	if (cfg == 0) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
-	__u8 *entry = ciliate_scratch(544, sizeof(struct ct_entry));
-	__u8 *key = ciliate_scratch(584, sizeof(struct ct_tuple));
+	__u8 *entry = ciliate_scratch(552, sizeof(struct ct_entry));
+	__u8 *key = ciliate_scratch(592, sizeof(struct ct_tuple));
 	if ((entry == 0) || (key == 0)) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
@@ -1597,7 +1604,7 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_INGRESS;
-	__u8 *info = ciliate_scratch(624, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(632, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
@@ -1614,8 +1621,8 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 		((struct trace_record *)tr)->src_identity = src_id;
 		((struct trace_record *)tr)->dst_identity = ((struct endpoint_info *)ep)->sec_identity;
 	}
-	__u8 *tuple = ciliate_scratch(720, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(760, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(728, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(768, sizeof(struct ct_state));
 	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_IN, now);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
@@ -1666,7 +1673,7 @@ static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_
 /* core/nat.ts:127 snatApply */
 static __always_inline __s32 ciliate_snat_apply(struct __sk_buff *pkt, __u8 *info, __u8 *v, bool dst)
 {
-	__u8 *addr = ciliate_scratch(992, 16);
+	__u8 *addr = ciliate_scratch(1000, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
 	__u32 port = ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
 	__s32 r = ciliate_nat_rewrite_addr(pkt, info, dst, addr);
@@ -1683,7 +1690,7 @@ static __always_inline __s32 ciliate_snat_rev_ingress(struct __sk_buff *pkt, __u
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *key = ciliate_scratch(952, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(960, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, key, CILIATE_TUPLE_F_IN);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
@@ -1708,7 +1715,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (node_ip == 0) {
 		return -((__s32)CILIATE_DROP_NO_CONFIG);
 	}
-	__u8 *okey = ciliate_scratch(1008, sizeof(struct ct_tuple));
+	__u8 *okey = ciliate_scratch(1016, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, okey, CILIATE_TUPLE_F_OUT);
 	__u8 *existing = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (existing != 0) {
@@ -1726,14 +1733,14 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (sport >= min_port) {
 		cand = sport;
 	}
-	__u8 *rkey = ciliate_scratch(1048, sizeof(struct ct_tuple));
+	__u8 *rkey = ciliate_scratch(1056, sizeof(struct ct_tuple));
 	*(__u32 *)(rkey + CILIATE_CT_TUPLE_DADDR) = node_ip;
 	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
 	ciliate_write16be(rkey + CILIATE_CT_TUPLE_SPORT_BE, dport);
 	((struct ct_tuple *)rkey)->nexthdr = (__u8)nexthdr;
 	((struct ct_tuple *)rkey)->flags = (__u8)CILIATE_TUPLE_F_IN;
 	((struct ct_tuple *)rkey)->family = (__u8)CILIATE_FAMILY_IPV4;
-	__u8 *rval = ciliate_scratch(1088, sizeof(struct snat_value));
+	__u8 *rval = ciliate_scratch(1096, sizeof(struct snat_value));
 	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
 	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1750,7 +1757,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (!found) {
 		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
 	}
-	__u8 *oval = ciliate_scratch(1112, sizeof(struct snat_value));
+	__u8 *oval = ciliate_scratch(1120, sizeof(struct snat_value));
 	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
 	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
 	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1768,7 +1775,7 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
-	__u8 *info = ciliate_scratch(776, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(784, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
@@ -1778,8 +1785,8 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 	if (tr != 0) {
 		((struct trace_record *)tr)->src_identity = src_id;
 	}
-	__u8 *tuple = ciliate_scratch(872, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(912, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(880, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(920, sizeof(struct ct_state));
 	__s32 snerr = ciliate_snat_rev_ingress(pkt, info);
 	if (snerr < 0) {
 		return ciliate_drop(tr, cfg, info, (__u32)(-snerr), dir);
@@ -1800,7 +1807,7 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 		ciliate_record_dest(tr, info, false);
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}
-	__u8 *svc_key = ciliate_scratch(928, sizeof(struct service_key));
+	__u8 *svc_key = ciliate_scratch(936, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
 	if (svc == 0) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
