@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KernelDatapath } from "./kernel-engine.ts";
 import { kernelSuite } from "./preflight.ts";
-import { MAP_SPECS } from "../core/host/codecs.gen.ts";
+import { MAP_SPECS, type IpcacheKey, type IpcacheValue, type MetricsKey, type MetricsValue, type RevNatKey, type RevNatValue, type ServiceKey, type ServiceValue } from "../core/host/codecs.gen.ts";
 import * as C from "../core/host/constants.gen.ts";
 import type { BpfMapHandle } from "./bpf-map.ts";
 
@@ -24,9 +24,9 @@ describe.skipIf(k.skip)("batch map operations", () => {
   afterAll(() => dp?.close());
 
   it("writes a hash map in order with one batch and reads every entry back", () => {
-    const svc = dp.map(MAP_SPECS.Services) as BpfMapHandle<unknown, unknown>;
+    const svc = dp.map(MAP_SPECS.Services) as BpfMapHandle<ServiceKey, ServiceValue>;
     const n = 3000;
-    const keys = Array.from({ length: n }, (_, i) => MAP_SPECS.Services.key.encode({ addr: v4(i), dportBe: 80, proto: 6, family: C.FAMILY_IPV4 }));
+    const keys = Array.from({ length: n }, (_, i) => MAP_SPECS.Services.key.encode({ addr: v4(i), dport: 80, proto: 6, family: C.FAMILY_IPV4 }));
     // Key 0 twice: the later value must win, as it would entry by entry.
     keys.push(keys[0]!);
     const values = Array.from({ length: n + 1 }, (_, i) => MAP_SPECS.Services.value.encode({ count: 1, revNatIndex: i }));
@@ -36,17 +36,29 @@ describe.skipIf(k.skip)("batch map operations", () => {
     expect(svc.lookup(MAP_SPECS.Services.key.decode(keys[1234]!))!.revNatIndex).toBe(1234);
     // Delete half, with absent keys among them: absent ones are skipped, the rest deleted.
     const gone = keys.slice(0, n / 2);
-    const absent = [MAP_SPECS.Services.key.encode({ addr: v4(99999), dportBe: 80, proto: 6, family: C.FAMILY_IPV4 })];
+    const absent = [MAP_SPECS.Services.key.encode({ addr: v4(99999), dport: 80, proto: 6, family: C.FAMILY_IPV4 })];
     expect(svc.raw.deleteBatch([...gone.slice(0, 10), ...absent, ...gone.slice(10)])).toBe(n / 2);
     expect(svc.raw.count()).toBe(n / 2);
     expect(svc.raw.deleteBatch(keys.slice(n / 2, n))).toBe(n / 2);
     expect(svc.raw.count()).toBe(0);
   });
 
+  it("reads every entry of hash and per-CPU array maps in batches", () => {
+    const svc = dp.map(MAP_SPECS.Services) as BpfMapHandle<ServiceKey, ServiceValue>;
+    const keys = Array.from({ length: 2500 }, (_, i) => MAP_SPECS.Services.key.encode({ addr: v4(i), dport: 443, proto: 6, family: C.FAMILY_IPV4 }));
+    svc.raw.updateBatch(keys, keys.map((_, i) => MAP_SPECS.Services.value.encode({ count: 2, revNatIndex: i })));
+    const seen = [...svc.entries()].map(([, v]) => v.revNatIndex).sort((a, b) => a - b);
+    expect(seen).toEqual(keys.map((_, i) => i));
+    expect(svc.raw.deleteBatch(keys)).toBe(2500);
+    const metrics = [...dp.map(MAP_SPECS.Metrics).entries()];
+    expect(metrics.length).toBe(MAP_SPECS.Metrics.maxEntries);
+    expect(metrics.map(([k]) => k.reason | (k.dir << 8))).toEqual(metrics.map((_, i) => i));
+  });
+
   it("reports the entry the kernel refuses (map full) and still writes the others", () => {
     const small = new KernelDatapath({ capacities: { lb_reverse_nat: 4 } });
     try {
-      const m = small.map(MAP_SPECS.RevNat) as BpfMapHandle<unknown, unknown>;
+      const m = small.map(MAP_SPECS.RevNat) as BpfMapHandle<RevNatKey, RevNatValue>;
       const keys = Array.from({ length: 6 }, (_, i) => MAP_SPECS.RevNat.key.encode({ revNatIndex: i + 1 }));
       const values = keys.map(() => MAP_SPECS.RevNat.value.encode({}));
       const errors: [number, string][] = [];
@@ -59,7 +71,7 @@ describe.skipIf(k.skip)("batch map operations", () => {
   });
 
   it("fills an LPM trie (ipcache) the same way, and longest-prefix lookups see the entries", () => {
-    const ip = dp.map(MAP_SPECS.Ipcache) as BpfMapHandle<unknown, unknown>;
+    const ip = dp.map(MAP_SPECS.Ipcache) as BpfMapHandle<IpcacheKey, IpcacheValue>;
     const keys: Uint8Array[] = [];
     const values: Uint8Array[] = [];
     for (let i = 0; i < 1000; i++) {
@@ -69,7 +81,7 @@ describe.skipIf(k.skip)("batch map operations", () => {
     keys.push(MAP_SPECS.Ipcache.key.encode({ prefixlen: 32 + 8, family: C.FAMILY_IPV4, addr: v4(0) }));
     values.push(MAP_SPECS.Ipcache.value.encode({ secIdentity: 7 }));
     expect(ip.raw.updateBatch(keys, values)).toBe(1001);
-    const lookup = (i: number) => (ip.lookup({ prefixlen: 32 + 32, family: C.FAMILY_IPV4, addr: v4(i) }) as { secIdentity: number } | undefined)?.secIdentity;
+    const lookup = (i: number) => ip.lookup({ prefixlen: 32 + 32, family: C.FAMILY_IPV4, addr: v4(i) })?.secIdentity;
     expect(lookup(999)).toBe(5999);
     expect(lookup(5000)).toBe(7);
     expect(ip.raw.deleteBatch(keys)).toBe(1001);
@@ -77,7 +89,7 @@ describe.skipIf(k.skip)("batch map operations", () => {
   });
 
   it("per-CPU Metrics array: a typed read is the sum over CPUs, a typed write reads back as written", () => {
-    const m = dp.map(MAP_SPECS.Metrics) as BpfMapHandle<{ reason: number; dir: number }, { packets: bigint; bytes: bigint }>;
+    const m = dp.map(MAP_SPECS.Metrics) as BpfMapHandle<MetricsKey, MetricsValue>;
     expect(m.raw.isPerCpu).toBe(true);
     const key = { reason: C.DROP_POLICY, dir: C.METRIC_DIR_EGRESS };
     // Raw per-CPU write: one slot per possible CPU, each 16 bytes.

@@ -195,6 +195,8 @@ export class RawMap {
 
   /** Whether this map's type refused a batch operation (LPM tries have none): then entries go one by one. */
   private noBatch = false;
+  /** Whether this map's type refused a batch lookup (LPM tries): then entries are read key by key. */
+  private noLookupBatch = false;
 
   /**
    * Writes many entries in few syscalls (bpf_map_update_batch, chunks of BATCH_MAX) — what fills and
@@ -311,12 +313,55 @@ export class RawMap {
     for (const [k, vs] of this.entriesPerCpu()) yield [k, vs[0]!];
   }
 
-  /** Every (key, values per CPU) pair (one value for maps that are not per-CPU). */
+  /** Every (key, values per CPU) pair (one value for maps that are not per-CPU). Reads in batches
+   * (bpf_map_lookup_batch) where the map type has them, else key by key. */
   *entriesPerCpu(): IterableIterator<[Uint8Array, Uint8Array[]]> {
+    const batched = this.noLookupBatch ? undefined : this.lookupAll();
+    if (batched) {
+      yield* batched;
+      return;
+    }
     for (const k of this.keys()) {
       const v = this.lookupPerCpu(k);
       if (v) yield [k, v];
     }
+  }
+
+  /** All entries through bpf_map_lookup_batch, or undefined when the map type has no batch lookup. */
+  private lookupAll(): [Uint8Array, Uint8Array[]][] | undefined {
+    this.check(new Uint8Array(this.info.keySize));
+    const ks = this.info.keySize;
+    const vb = this.valueBytes;
+    const stride = (this.info.valueSize + 7) & ~7;
+    const n = Math.max(1, Math.min(BATCH_MAX, this.info.maxEntries));
+    const kbuf = new Uint8Array(n * ks);
+    const vbuf = new Uint8Array(n * vb);
+    // The batch position token: a bucket or index (u32) for hash and array maps; sized generously.
+    const tokSize = Math.max(ks, 8);
+    let inTok: Uint8Array | null = null;
+    const out: [Uint8Array, Uint8Array[]][] = [];
+    for (let guard = 0; guard <= this.info.maxEntries + 1; guard++) {
+      const outTok = new Uint8Array(tokSize);
+      const count = new Uint32Array([n]);
+      const ret = libbpf().bpf_map_lookup_batch(this.fd, inTok, outTok, kbuf, vbuf, count, { sz: BATCH_OPTS_SIZE, elem_flags: 0, flags: 0 });
+      const errno = ret < 0 ? errnoName(-ret) : undefined;
+      if (ret < 0 && errno !== "ENOENT") {
+        if (inTok === null && (errno === "EINVAL" || errno === "EOPNOTSUPP" || errno === "ENOTSUPP" || errno === undefined)) {
+          this.noLookupBatch = true;
+          return undefined;
+        }
+        throw bpfError(BpfErrorCode.MapOpFailed, `batch lookup in map ${this.name}`, ret);
+      }
+      for (let i = 0; i < count[0]!; i++) {
+        const key = kbuf.slice(i * ks, (i + 1) * ks);
+        const all = vbuf.slice(i * vb, (i + 1) * vb);
+        const values = this.isPerCpu ? Array.from({ length: this.cpus }, (_, c) => all.subarray(c * stride, c * stride + this.info.valueSize)) : [all];
+        out.push([key, values]);
+      }
+      if (errno === "ENOENT") return out;
+      inTok = outTok;
+    }
+    throw new BpfError(BpfErrorCode.MapOpFailed, `batch lookup in map ${this.name} did not end`);
   }
 
   /** Number of keys (for an array map: max_entries, every index exists). */
