@@ -4,8 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KernelDatapath } from "./kernel-engine.ts";
 import { kernelSuite } from "./preflight.ts";
-import { MAP_SPECS, type IpcacheKey, type IpcacheValue, type MetricsKey, type MetricsValue, type RevNatKey, type RevNatValue, type ServiceKey, type ServiceValue } from "../core/host/codecs.gen.ts";
-import * as C from "../core/host/constants.gen.ts";
+import { MAP_SPECS, type IpcacheKey, type IpcacheValue, type MetricsKey, type MetricsValue, type RevNatKey, type RevNatValue, type ServiceKey, type ServiceValue } from "../host/codecs.gen.ts";
+import * as C from "../host/constants.gen.ts";
 import type { BpfMapHandle } from "./bpf-map.ts";
 
 const k = kernelSuite("bpf map batches", ["root", "libbpf", "bpffs", "clang"]);

@@ -17,7 +17,7 @@ import { MAP_SPECS, MapType, TraceRecordCodec, u32Codec, type MapSpec, type Trac
 import { DatapathError, type Datapath, type EntryPoint, type MapHandle, type RunOptions, type RunResult } from "../host/datapath.ts";
 import { BpfObject, type BpfProgram } from "./bpf-object.ts";
 import { adHocSpec } from "./bpf-map.ts";
-import * as C from "../core/host/constants.gen.ts";
+import * as C from "../host/constants.gen.ts";
 import { testRun } from "./test-run.ts";
 import { openEventReader, type EventReader } from "./ring-buffer.ts";
 import { BpfError } from "./errors.ts";

@@ -13,8 +13,8 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { generateAll } from "../../codegen/outputs.ts";
-import { TraceRecordCodec } from "../../core/host/codecs.gen.ts";
-import * as C from "../../core/host/constants.gen.ts";
+import { TraceRecordCodec } from "../../host/codecs.gen.ts";
+import * as C from "../../host/constants.gen.ts";
 import { FIXTURES, ROOT, canLoadBpf, clang, tempDir } from "./helpers.ts";
 import { skipUnless } from "../helpers/tools.ts";
 
