@@ -440,6 +440,14 @@ export class BpfMapHandle<K, V> implements MapHandle<K, V> {
     return this.raw.delete(this.spec.key.encode(key));
   }
 
+  updateMany(entries: [Partial<K>, Partial<V>][], flags = BPF_ANY): void {
+    this.raw.updateBatch(
+      entries.map(([k]) => this.spec.key.encode(k)),
+      entries.map(([, v]) => this.spec.value.encode(v)),
+      flags,
+    );
+  }
+
   *entries(): IterableIterator<[K, V]> {
     for (const [k, v] of this.raw.entriesPerCpu()) yield [this.spec.key.decode(k), this.combine(v)];
   }
