@@ -16,7 +16,7 @@
  */
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
+import { MAP_SPECS, MapType, type MapSpec } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
 import { dropReasonHubble } from "../host/drop-reasons.gen.ts";
 import type { Agent, ReconcileReport } from "./agent.ts";
@@ -37,7 +37,10 @@ export class AgentMetrics {
     const agentRef = agent;
     const readDatapath = () => {
       const out: { reason: number; dir: number; packets: number; bytes: number }[] = [];
-      for (const [k, v] of agentRef.obj.typedMap(MAP_SPECS.Metrics).entries()) out.push({ reason: k.reason, dir: k.dir, packets: Number(v.packets), bytes: Number(v.bytes) });
+      // The Metrics map is an array: every (reason, dir) slot exists; only counted ones are series.
+      for (const [k, v] of agentRef.obj.typedMap(MAP_SPECS.Metrics).entries()) {
+        if (v.packets !== 0n) out.push({ reason: k.reason, dir: k.dir, packets: Number(v.packets), bytes: Number(v.bytes) });
+      }
       return out;
     };
     // Registered first: its collect refreshes all four datapath counters from one walk of the map, before
@@ -83,7 +86,7 @@ export class AgentMetrics {
       registers: reg,
       collect() {
         for (const spec of Object.values(MAP_SPECS) as MapSpec[]) {
-          if (spec.type === 27 /* ring buffer */ || spec.type === 2 /* array */) continue;
+          if (spec.type === MapType.RingBuf || spec.type === MapType.Array || spec.type === MapType.PercpuArray) continue;
           try {
             const m = agentRef.obj.map(spec.bpfName);
             this.set({ map_name: spec.bpfName }, m.count() / m.info.maxEntries);

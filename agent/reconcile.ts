@@ -21,6 +21,11 @@ export interface ByteMap {
   entries(): Iterable<[Uint8Array, Uint8Array]>;
   update(key: Uint8Array, value: Uint8Array): void;
   delete(key: Uint8Array): boolean;
+  /** Many updates in order, in few syscalls (datapath/bpf-map.ts RawMap.updateBatch): each failing entry
+   * is reported through onError and the rest still go in. Optional: without it, entries go one by one. */
+  updateBatch?(keys: Uint8Array[], values: Uint8Array[], flags: number, onError: (index: number, error: Error) => void): number;
+  /** Many deletes in order (RawMap.deleteBatch), same contract. */
+  deleteBatch?(keys: Uint8Array[], onError: (index: number, error: Error) => void): number;
 }
 
 export interface Op {
@@ -92,12 +97,52 @@ export function planReconcile(current: Partial<Record<ManagedMap, MapContents>>,
   return [...writes, ...deletes]; // O1
 }
 
-/** Applies the operations in order; a failing one is recorded and the others still go in. */
+/**
+ * Applies the operations in order; a failing one is recorded and the others still go in. Runs of
+ * consecutive writes (or deletes) to one map go as one batch when the map supports it: a batch keeps its
+ * entries' order, so rules O1–O3 hold as they do entry by entry.
+ */
 export function applyPlan(target: (m: ManagedMap) => ByteMap, ops: Op[]): ApplyResult {
   const r: ApplyResult = { added: 0, updated: 0, deleted: 0, failed: [] };
+  let i = 0;
+  while (i < ops.length) {
+    const first = ops[i]!;
+    const isDelete = first.op === "delete";
+    let j = i + 1;
+    while (j < ops.length && ops[j]!.map === first.map && (ops[j]!.op === "delete") === isDelete) j++;
+    const run = ops.slice(i, j);
+    i = j;
+    let m: ByteMap;
+    try {
+      m = target(first.map);
+    } catch (e) {
+      for (const op of run) r.failed.push({ op, error: e as Error });
+      continue;
+    }
+    if (run.length > 1 && (isDelete ? m.deleteBatch : m.updateBatch)) {
+      const failed = new Set<number>();
+      const onError = (index: number, error: Error) => {
+        failed.add(index);
+        r.failed.push({ op: run[index]!, error });
+      };
+      if (isDelete) m.deleteBatch!(run.map((o) => o.key), onError);
+      else m.updateBatch!(run.map((o) => o.key), run.map((o) => o.value!), 0, onError);
+      run.forEach((o, k) => {
+        if (failed.has(k)) return;
+        if (o.op === "delete") r.deleted++;
+        else if (o.op === "add") r.added++;
+        else r.updated++;
+      });
+      continue;
+    }
+    applyOne(m, run, r);
+  }
+  return r;
+}
+
+function applyOne(m: ByteMap, ops: Op[], r: ApplyResult): void {
   for (const op of ops) {
     try {
-      const m = target(op.map);
       if (op.op === "delete") {
         m.delete(op.key);
         r.deleted++;
@@ -110,5 +155,4 @@ export function applyPlan(target: (m: ManagedMap) => ByteMap, ops: Op[]): ApplyR
       r.failed.push({ op, error: e as Error });
     }
   }
-  return r;
 }

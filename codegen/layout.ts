@@ -378,6 +378,7 @@ const C_TYPES: Record<string, string> = { u8: "__u8", u16: "__u16", u32: "__u32"
 const C_MAP_TYPES: Record<string, string> = {
   Hash: "BPF_MAP_TYPE_HASH",
   Array: "BPF_MAP_TYPE_ARRAY",
+  PercpuArray: "BPF_MAP_TYPE_PERCPU_ARRAY",
   LruHash: "BPF_MAP_TYPE_LRU_HASH",
   LpmTrie: "BPF_MAP_TYPE_LPM_TRIE",
   RingBuf: "BPF_MAP_TYPE_RINGBUF",
@@ -410,7 +411,11 @@ export function emitCLayout(model: LayoutModel): string {
   }
   out.push("/* Maps (core/layout.ts MAPS). Pinned by name so that the agent and tests can reuse them. */", "");
   for (const m of model.maps) {
-    const kt = m.key === "u32" ? "__u32" : `struct ${cStructName(m.key)}`;
+    // The kernel's array maps take only a 4-byte integer key in BTF; a struct key of an array map (e.g.
+    // MetricsKey) is its u32 index, so the map is declared with __u32 and the struct asserted to fit.
+    const arrayish = m.typeName === "Array" || m.typeName === "PercpuArray";
+    const kt = m.key === "u32" || arrayish ? "__u32" : `struct ${cStructName(m.key)}`;
+    if (arrayish && m.key !== "u32") out.push(`_Static_assert(sizeof(struct ${cStructName(m.key)}) == 4, "${m.key} is the u32 index of ${m.name}");`);
     const vt = m.value === "u32" ? "__u32" : `struct ${cStructName(m.value)}`;
     out.push("struct {");
     out.push(`\t__uint(type, ${C_MAP_TYPES[m.typeName]});`);

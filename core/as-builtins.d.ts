@@ -3,6 +3,7 @@
  * core/ in portable mode. Only env.ts may use them; everything else goes through env.
  */
 declare function load<T>(ptr: usize, immOffset?: usize): T;
+declare function clz<T>(value: T): T;
 declare function store<T>(ptr: usize, value: T, immOffset?: usize): void;
 declare const __heap_base: usize;
 declare namespace memory {

@@ -149,6 +149,11 @@ export const TRACE_F_SNAT: u32 = 0x20;
 export const TRACE_F_REPLY: u32 = 0x40;
 export const TRACE_F_AUDITED: u32 = 0x80;
 
+// TraceRecord.verdict written by a host before a run to ask for the record (no program returns it): an
+// armed record is filled in; an unarmed one only when flow events are on. A record still armed after
+// the run means the program did not run.
+export const TRACE_VERDICT_ARMED: u32 = 0xdeadbeef;
+
 // Map update flags (BPF_ANY/NOEXIST/EXIST) and errors returned by map operations (negative errno).
 export const BPF_ANY: u32 = 0;
 export const BPF_NOEXIST: u32 = 1;

@@ -23,6 +23,9 @@ export function write32(p: usize, v: u32): void { store<u32>(p, v); }
 
 /** Adds a 32-bit amount to a little-endian u64 counter. @seam ciliate_add64 */
 export function add64(p: usize, v: u32): void { store<u64>(p, load<u64>(p) + <u64>v); }
+/** add64 for a value only this CPU writes (a per-CPU map slot): no atomic needed in C.
+ * @seam ciliate_add64_local */
+export function add64Local(p: usize, v: u32): void { store<u64>(p, load<u64>(p) + <u64>v); }
 /** @seam ciliate_read64_lo */
 export function read64Lo(p: usize): u32 { return <u32>load<u64>(p); }
 /** @seam ciliate_read64_hi */
@@ -35,6 +38,10 @@ export function memFill(dst: usize, v: u32, n: usize): void { memory.fill(dst, <
 
 /** 32-bit wrapping multiply (JavaScript needs Math.imul). @seam ciliate_mul32 */
 export function mul32(a: u32, b: u32): u32 { return a * b; }
+
+/** Leading zero bits of a 32-bit value (32 for 0). Host tables only (core/maps/): the packet path in C
+ * never calls it. */
+export function clz32(x: u32): u32 { return <u32>clz<u32>(x); }
 
 /** First byte after the static data: where core's allocator starts. Not used by the packet path. */
 export function heapBase(): usize { return __heap_base; }

@@ -29,6 +29,8 @@ export enum MapType {
   Hash = 1,
   Array = 2,
   LruHash = 9,
+  /** One value per CPU (WASM/JS have one CPU); hosts read the sum over CPUs. Counters only. */
+  PercpuArray = 6,
   LpmTrie = 11,
   /** BPF ring buffer: no keys; `maxEntries` is its size in bytes (a power of two, page multiple). */
   RingBuf = 27,
@@ -302,7 +304,8 @@ export class SnatValue {
 /* ---------------------------------------------------------------------------------------------------- */
 /* Counters and trace. */
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. */
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics
+ * map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. */
 export class MetricsKey {
   reason: u8;
   /** METRIC_DIR_INGRESS 1, METRIC_DIR_EGRESS 2, METRIC_DIR_SERVICE 3. */
@@ -450,7 +453,7 @@ export const MAPS = [
   { id: MapId.Affinity, name: "lb_affinity", version: 1, type: MapType.LruHash, key: "AffinityKey", value: "AffinityValue", maxEntries: 65536 },
   { id: MapId.Conntrack, name: "ct", version: 1, type: MapType.LruHash, key: "CtTuple", value: "CtEntry", maxEntries: 262144 },
   { id: MapId.Snat, name: "snat", version: 1, type: MapType.LruHash, key: "CtTuple", value: "SnatValue", maxEntries: 131072 },
-  { id: MapId.Metrics, name: "metrics", version: 1, type: MapType.Hash, key: "MetricsKey", value: "MetricsValue", maxEntries: 1024 },
+  { id: MapId.Metrics, name: "metrics", version: 2, type: MapType.PercpuArray, key: "MetricsKey", value: "MetricsValue", maxEntries: 1024 },
   { id: MapId.Trace, name: "trace", version: 1, type: MapType.Array, key: "u32", value: "TraceRecord", maxEntries: 1 },
   { id: MapId.Events, name: "events", version: 1, type: MapType.RingBuf, key: "none", value: "TraceRecord", maxEntries: 262144 },
 ];

@@ -131,12 +131,10 @@ function affinityUpdate(info: usize, revNat: u32, backendId: u32, now: u32): voi
 }
 
 /**
- * Selects a backend for a new flow of service `svc` (master ServiceValue) whose key is `svcKey` (from
- * lbLookupService), rules S1–S4. `svcKey`'s slot is restored to 0 afterwards.
- * Returns the backend id (the backend exists), or 0 when none can be chosen: count 0, no ConfigValue, a
- * Maglev table or service slot missing, or the chosen backend missing from MapId.Backends.
+ * lbSelectBackend's work, returning the chosen Backend value (0 when none) and writing its id to `idOut`
+ * (a u32 slot), so that the new-flow path does not look the backend up a second time.
  */
-export function lbSelectBackend(svcKey: usize, svc: usize, info: usize, now: u32): u32 {
+function selectBackend(svcKey: usize, svc: usize, info: usize, now: u32, idOut: usize): usize {
   const revNat = read16(svc + SERVICE_VALUE_REV_NAT_INDEX);
   const master = read32(svc + SERVICE_VALUE_BACKEND_ID);
   const affinity: bool = (read8(svc + SERVICE_VALUE_FLAGS) & SVC_F_AFFINITY) != 0;
@@ -157,7 +155,8 @@ export function lbSelectBackend(svcKey: usize, svc: usize, info: usize, now: u32
         const alive: bool = u32(read32(v + AFFINITY_VALUE_LAST_USED) + timeout) > now;
         if (alive && b != 0 && read8(b + BACKEND_STATE) == BE_STATE_ACTIVE) {
           write32(v + AFFINITY_VALUE_LAST_USED, now);
-          return id;
+          write32(idOut, id);
+          return b;
         }
         mapDelete(MapId.Affinity, key);
       }
@@ -176,10 +175,26 @@ export function lbSelectBackend(svcKey: usize, svc: usize, info: usize, now: u32
     write16(svcKey + SERVICE_KEY_BACKEND_SLOT, 0);
     if (slot != 0) id = read32(slot + SERVICE_VALUE_BACKEND_ID);
   }
-  if (id == 0 || lbLookupBackend(id) == 0) return 0;
+  if (id == 0) return 0;
+  const b = lbLookupBackend(id);
+  if (b == 0) return 0;
   // S4. Remember the choice.
   if (affinity) affinityUpdate(info, revNat, id, now);
-  return id;
+  write32(idOut, id);
+  return b;
+}
+
+/**
+ * Selects a backend for a new flow of service `svc` (master ServiceValue) whose key is `svcKey` (from
+ * lbLookupService), rules S1–S4. `svcKey`'s slot is restored to 0 afterwards.
+ * Returns the backend id (the backend exists), or 0 when none can be chosen: count 0, no ConfigValue, a
+ * Maglev table or service slot missing, or the chosen backend missing from MapId.Backends.
+ */
+export function lbSelectBackend(svcKey: usize, svc: usize, info: usize, now: u32): u32 {
+  const idOut = stackAlloc(4);
+  if (idOut == 0) return 0;
+  if (selectBackend(svcKey, svc, info, now, idOut) == 0) return 0;
+  return read32(idOut);
 }
 
 /**
@@ -225,10 +240,11 @@ export function lbServiceBackend(svcKey: usize, svc: usize, info: usize, now: u3
   const lifetime: u32 = u32(now + read32(cfg + (tcp ? CONFIG_VALUE_CT_SERVICE_TCP_LIFETIME : CONFIG_VALUE_CT_SERVICE_ANY_LIFETIME)));
   if (id == 0) {
     // C2. Select and (re)write the service entry.
-    id = lbSelectBackend(svcKey, svc, info, now);
-    if (id == 0) return 0;
-    b = lbLookupBackend(id);
+    const idOut = stackAlloc(4);
+    if (idOut == 0) return 0;
+    b = selectBackend(svcKey, svc, info, now, idOut);
     if (b == 0) return 0;
+    id = read32(idOut);
     const entry = stackAlloc(CT_ENTRY_SIZE);
     if (entry == 0) return 0;
     write32(entry + CT_ENTRY_LIFETIME, lifetime);

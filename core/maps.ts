@@ -9,7 +9,8 @@
  *     writes through that pointer change the stored value;
  *   - update flags BPF_ANY / BPF_NOEXIST / BPF_EXIST; a full map fails with -E2BIG instead of growing
  *     (an LRU hash evicts its least recently used entry instead);
- *   - errors are negative errno values (-ENOENT, -EEXIST, -E2BIG, -EINVAL).
+ *   - errors are negative errno values (-ENOENT, -EEXIST, -E2BIG, -EINVAL);
+ *   - a per-CPU array is an array here: WASM and JS run on one CPU.
  */
 import { MapId, MapType, mapType, mapKeySize, mapValueSize, MAP_COUNT } from "./gen/layout";
 import { EINVAL, ENOENT } from "./constants";
@@ -42,7 +43,7 @@ export function mapCreate(map: MapId, maxEntries: u32): i32 {
   if (t == MapType.Hash) desc = hashCreate(ks, vs, maxEntries, false);
   else if (t == MapType.LruHash) desc = hashCreate(ks, vs, maxEntries, true);
   else if (t == MapType.LpmTrie) desc = lpmCreate(ks, vs, maxEntries);
-  else if (t == MapType.Array) desc = arrayCreate(vs, maxEntries);
+  else if (t == MapType.Array || t == MapType.PercpuArray) desc = arrayCreate(vs, maxEntries);
   else if (t == MapType.RingBuf) desc = ringbufCreate(maxEntries);
   if (desc == 0) return -12;
   write32(tables + (<usize>map << 2), <u32>desc);
@@ -57,7 +58,7 @@ export function mapLookup(map: MapId, key: usize): usize {
   const t = mapType(map);
   if (t == MapType.RingBuf) return 0;
   if (t == MapType.LpmTrie) return lpmLookup(d, key);
-  if (t == MapType.Array) return arrayLookup(d, key);
+  if (t == MapType.Array || t == MapType.PercpuArray) return arrayLookup(d, key);
   return hashLookup(d, key);
 }
 
@@ -71,7 +72,7 @@ export function mapUpdate(map: MapId, key: usize, value: usize, flags: u32): i32
   const t = mapType(map);
   if (t == MapType.RingBuf) return -EINVAL;
   if (t == MapType.LpmTrie) return lpmUpdate(d, key, value, flags);
-  if (t == MapType.Array) return arrayUpdate(d, key, value, flags);
+  if (t == MapType.Array || t == MapType.PercpuArray) return arrayUpdate(d, key, value, flags);
   return hashUpdate(d, key, value, flags);
 }
 
@@ -83,7 +84,7 @@ export function mapDelete(map: MapId, key: usize): i32 {
   const t = mapType(map);
   if (t == MapType.RingBuf) return -EINVAL;
   if (t == MapType.LpmTrie) return lpmDelete(d, key);
-  if (t == MapType.Array) return arrayDelete(d, key);
+  if (t == MapType.Array || t == MapType.PercpuArray) return arrayDelete(d, key);
   return hashDelete(d, key);
 }
 
@@ -95,7 +96,7 @@ export function mapNextKey(map: MapId, key: usize, nextKey: usize): i32 {
   const t = mapType(map);
   if (t == MapType.RingBuf) return -ENOENT;
   if (t == MapType.LpmTrie) return lpmNextKey(d, key, nextKey);
-  if (t == MapType.Array) return arrayNextKey(d, key, nextKey);
+  if (t == MapType.Array || t == MapType.PercpuArray) return arrayNextKey(d, key, nextKey);
   return hashNextKey(d, key, nextKey);
 }
 
@@ -122,7 +123,7 @@ export function mapCount(map: MapId): u32 {
   if (d == 0) return 0;
   const t = mapType(map);
   if (t == MapType.LpmTrie) return lpmCount(d);
-  if (t == MapType.Array) return arrayCount(d);
+  if (t == MapType.Array || t == MapType.PercpuArray) return arrayCount(d);
   if (t == MapType.RingBuf) return ringbufCount(d);
   return hashCount(d);
 }

@@ -5,8 +5,11 @@
  *   toEndpoint   — traffic arriving at a pod (tc egress of its host-side veth / local delivery)
  *   fromNetwork  — traffic from outside the node to NodePort / LoadBalancer / external IPs, and the
  *                  replies of NodePort flows that this node SNATed towards a remote backend
- * Each returns a CTX_ACT_* verdict, writes a TraceRecord into the one-entry Trace map, and counts the
- * packet in the Metrics map (reason 0 = forwarded).
+ * Each returns a CTX_ACT_* verdict, counts the packet in the per-CPU Metrics array (reason 0 =
+ * forwarded), and writes a TraceRecord into the one-entry Trace map when someone will read it: a host that
+ * armed the record before the run (the simulator's engines, BPF_PROG_TEST_RUN in the kernel engine) or
+ * flow events (CONFIG_F_EVENTS / _ALL). A node without events pays for no trace work per packet.
+ * The configuration is read once per packet and passed down.
  *
  * Conntrack directions (core/conntrack.ts): an entry is created by the hook that saw the flow first —
  * TUPLE_F_OUT by fromEndpoint, TUPLE_F_IN by toEndpoint — so one node can hold both ends of a local flow,
@@ -25,7 +28,7 @@ import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKE
   TRACE_RECORD_EP_ID, TRACE_RECORD_REV_NAT_INDEX, TRACE_RECORD_CT_STATE, TRACE_RECORD_EGRESS_MATCH_TYPE,
   TRACE_RECORD_INGRESS_MATCH_TYPE, TRACE_RECORD_TRACE_FLAGS, TRACE_RECORD_PROXY_PORT_BE, TRACE_RECORD_OBS_POINT,
   TRACE_RECORD_FAMILY, TRACE_RECORD_ORIG_DADDR, TRACE_RECORD_ORIG_DPORT_BE, TRACE_RECORD_NEW_DADDR,
-  TRACE_RECORD_NEW_DPORT_BE, METRICS_KEY_SIZE, METRICS_KEY_REASON, METRICS_KEY_DIR, METRICS_VALUE_SIZE,
+  TRACE_RECORD_NEW_DPORT_BE, METRICS_KEY_SIZE, METRICS_KEY_REASON, METRICS_KEY_DIR,
   METRICS_VALUE_PACKETS, METRICS_VALUE_BYTES, ENDPOINT_INFO_EP_ID, TRACE_RECORD_HOOK, TRACE_RECORD_SADDR,
   TRACE_RECORD_SPORT_BE, TRACE_RECORD_NEXTHDR, TRACE_RECORD_TCP_FLAGS, TRACE_RECORD_ICMP_TYPE, TRACE_RECORD_LEN,
   PACKET_INFO_SPORT, PACKET_INFO_TCP_FLAGS, CONFIG_VALUE_FLAGS, CONFIG_VALUE_TRACE_SAMPLE_RATE,
@@ -35,18 +38,18 @@ import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKE
   SERVICE_KEY_SIZE, SERVICE_VALUE_REV_NAT_INDEX, SERVICE_VALUE_FLAGS, LB_SELECTION_BACKEND_ID,
   LB_SELECTION_BACKEND } from "./gen/layout";
 import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_NONE,
-  TUPLE_F_IN, TUPLE_F_OUT, FAMILY_IPV4, METRIC_DIR_EGRESS, METRIC_DIR_INGRESS, METRIC_DIR_SERVICE,
+  TUPLE_F_IN, TUPLE_F_OUT, TRACE_VERDICT_ARMED, FAMILY_IPV4, METRIC_DIR_EGRESS, METRIC_DIR_INGRESS, METRIC_DIR_SERVICE,
   TRACE_FROM_ENDPOINT, TRACE_TO_ENDPOINT, TRACE_FROM_NETWORK, TRACE_TO_PROXY, TRACE_TO_NETWORK,
   TRACE_F_EGRESS_CHECKED, TRACE_F_INGRESS_CHECKED, TRACE_F_L7_REDIRECT, TRACE_F_DNAT, TRACE_F_REV_NAT,
-  TRACE_F_SNAT, TRACE_F_REPLY, TRACE_F_AUDITED, POLICY_EGRESS, POLICY_INGRESS, BPF_NOEXIST,
+  TRACE_F_SNAT, TRACE_F_REPLY, TRACE_F_AUDITED, POLICY_EGRESS, POLICY_INGRESS,
   SVC_F_ROUTABLE, CONFIG_F_EVENTS, CONFIG_F_EVENTS_ALL, HOOK_FROM_ENDPOINT, HOOK_TO_ENDPOINT,
   HOOK_FROM_NETWORK } from "./constants";
 import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID_SIP, DROP_IS_CLUSTER_IP, DROP_NO_CONFIG,
   DROP_NO_SERVICE, DROP_UNROUTABLE } from "./drop-reasons";
-import { add64, memCopy, memFill, read8, read16, read32, write8, write16, write32 } from "./env";
+import { add64Local, memCopy, memFill, read8, read16, read32, write8, write16, write32 } from "./env";
 import { write16be } from "./bytes";
 import { stackAlloc } from "./alloc";
-import { mapLookup, mapRingbufOutput, mapUpdate } from "./maps";
+import { mapLookup, mapRingbufOutput } from "./maps";
 import { Pkt } from "./pkt";
 import { parsePacket } from "./packet";
 import { configGet } from "./config";
@@ -60,29 +63,33 @@ import { jhash3Words } from "./hash";
 /* ------------------------------------------------------------------------------------------------ */
 /* Trace, metrics and the shared prologue. */
 
-function traceBegin(): usize {
+/**
+ * The Trace record to fill for this packet, or 0 when nobody will read it. A host that reads the record
+ * after the run arms it first (verdict = TRACE_VERDICT_ARMED); flow events (CONFIG_F_EVENTS / _ALL) need
+ * it to decide and emit at the end. `cfg` is the ConfigValue or 0.
+ */
+function traceBegin(cfg: usize): usize {
   const key = stackAlloc(4);
   const tr = mapLookup(MapId.Trace, key);
-  if (tr != 0) {
-    memFill(tr, 0, TRACE_RECORD_SIZE);
-    write8(tr + TRACE_RECORD_CT_STATE, CT_NONE);
-  }
+  if (tr == 0) return 0;
+  const armed = read32(tr + TRACE_RECORD_VERDICT) == TRACE_VERDICT_ARMED;
+  if (!armed && (cfg == 0 || (read32(cfg + CONFIG_VALUE_FLAGS) & (CONFIG_F_EVENTS | CONFIG_F_EVENTS_ALL)) == 0)) return 0;
+  memFill(tr, 0, TRACE_RECORD_SIZE);
+  write8(tr + TRACE_RECORD_CT_STATE, CT_NONE);
   return tr;
 }
 
+/** Counts the packet. The Metrics map is a per-CPU array whose index is the MetricsKey {reason, dir} read
+ * as a little-endian u32 (reason | dir << 8), so counting is an array slot add: no hash lookup, no insert,
+ * no cross-CPU contention (Cilium's cilium_metrics is a per-CPU hash for the same reason). */
 function count(reason: u32, dir: u32, bytes: u32): void {
   const key = stackAlloc(METRICS_KEY_SIZE);
   write8(key + METRICS_KEY_REASON, reason);
   write8(key + METRICS_KEY_DIR, dir);
-  let v = mapLookup(MapId.Metrics, key);
-  if (v == 0) {
-    const zero = stackAlloc(METRICS_VALUE_SIZE);
-    mapUpdate(MapId.Metrics, key, zero, BPF_NOEXIST);
-    v = mapLookup(MapId.Metrics, key);
-    if (v == 0) return;
-  }
-  add64(v + METRICS_VALUE_PACKETS, 1);
-  add64(v + METRICS_VALUE_BYTES, bytes);
+  const v = mapLookup(MapId.Metrics, key);
+  if (v == 0) return;
+  add64Local(v + METRICS_VALUE_PACKETS, 1);
+  add64Local(v + METRICS_VALUE_BYTES, bytes);
 }
 
 /**
@@ -91,7 +98,7 @@ function count(reason: u32, dir: u32, bytes: u32): void {
  * Hubble's drop and policy-verdict events, plus about 1 in ConfigValue.traceSampleRate forwarded packets
  * as sampled trace events; CONFIG_F_EVENTS_ALL: every packet). Returns the verdict.
  */
-function finish(tr: usize, info: usize, verdict: u32, reason: u32, dir: u32, obsPoint: u32): u32 {
+function finish(tr: usize, cfg: usize, info: usize, verdict: u32, reason: u32, dir: u32, obsPoint: u32): u32 {
   count(reason, dir, read32(info + PACKET_INFO_LEN));
   if (tr == 0) return verdict;
   write32(tr + TRACE_RECORD_VERDICT, verdict);
@@ -104,7 +111,6 @@ function finish(tr: usize, info: usize, verdict: u32, reason: u32, dir: u32, obs
   write8(tr + TRACE_RECORD_TCP_FLAGS, read8(info + PACKET_INFO_TCP_FLAGS));
   write8(tr + TRACE_RECORD_ICMP_TYPE, read8(info + PACKET_INFO_ICMP_TYPE));
   write32(tr + TRACE_RECORD_LEN, read32(info + PACKET_INFO_LEN));
-  const cfg = configGet();
   if (cfg != 0) {
     const flags = read32(cfg + CONFIG_VALUE_FLAGS);
     const checked = (read8(tr + TRACE_RECORD_TRACE_FLAGS) & (TRACE_F_EGRESS_CHECKED | TRACE_F_INGRESS_CHECKED)) != 0;
@@ -122,9 +128,9 @@ function finish(tr: usize, info: usize, verdict: u32, reason: u32, dir: u32, obs
   return verdict;
 }
 
-function drop(tr: usize, info: usize, reason: u32, dir: u32): u32 {
+function drop(tr: usize, cfg: usize, info: usize, reason: u32, dir: u32): u32 {
   const obs = dir == METRIC_DIR_INGRESS ? TRACE_TO_ENDPOINT : dir == METRIC_DIR_EGRESS ? TRACE_FROM_ENDPOINT : TRACE_FROM_NETWORK;
-  return finish(tr, info, CTX_ACT_DROP, reason, dir, obs);
+  return finish(tr, cfg, info, CTX_ACT_DROP, reason, dir, obs);
 }
 
 /** Common start of every entry point: needs the configuration, parses the packet into `info`, and
@@ -226,17 +232,17 @@ function replyRevNat(pkt: Pkt, tr: usize, info: usize, st: usize): u32 {
  *  Rewrite failures drop with DROP_WRITE_ERROR / DROP_CSUM_L3 / DROP_CSUM_L4.
  */
 export function fromEndpoint(pkt: Pkt, now: u32): u32 {
-  const tr = traceBegin();
-  const dir = METRIC_DIR_EGRESS;
   const cfg = configGet();
+  const tr = traceBegin(cfg);
+  const dir = METRIC_DIR_EGRESS;
   const info = stackAlloc(PACKET_INFO_SIZE);
   const err = enter(pkt, tr, cfg, info);
-  if (err != 0) return drop(tr, info, err, dir);
+  if (err != 0) return drop(tr, cfg, info, err, dir);
   const family = read8(info + PACKET_INFO_FAMILY);
 
   // 3. The sender must be a local endpoint (Cilium: is_valid_lxc_src_ip).
   const ep = endpointLookup(info + PACKET_INFO_SADDR, family);
-  if (ep == 0) return drop(tr, info, DROP_INVALID_SIP, dir);
+  if (ep == 0) return drop(tr, cfg, info, DROP_INVALID_SIP, dir);
   const epId = read16(ep + ENDPOINT_INFO_EP_ID);
   const srcId = read32(ep + ENDPOINT_INFO_SEC_IDENTITY);
   if (tr != 0) {
@@ -254,10 +260,10 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
     if (tr != 0) write16(tr + TRACE_RECORD_REV_NAT_INDEX, revNat);
     // lbServiceBackend handles count == 0 itself: flows pinned to a draining backend keep it.
     const sel = lbServiceBackend(svcKey, svc, info, now);
-    if (sel == 0) return drop(tr, info, DROP_NO_SERVICE, dir);
+    if (sel == 0) return drop(tr, cfg, info, DROP_NO_SERVICE, dir);
     backendId = read32(sel + LB_SELECTION_BACKEND_ID);
     const nerr = lbDnat(pkt, info, sel + LB_SELECTION_BACKEND);
-    if (nerr < 0) return drop(tr, info, <u32>(-nerr), dir);
+    if (nerr < 0) return drop(tr, cfg, info, <u32>(-nerr), dir);
     if (tr != 0) write32(tr + TRACE_RECORD_BACKEND_ID, backendId);
     setFlag(tr, TRACE_F_DNAT);
     recordDest(tr, info, false);
@@ -267,7 +273,7 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
   const tuple = stackAlloc(CT_TUPLE_SIZE);
   const st = stackAlloc(CT_STATE_SIZE);
   const ct = ctFor(info, tuple, st, TUPLE_F_OUT, now);
-  if (ct == CT_UNKNOWN_PROTO) return drop(tr, info, DROP_CT_UNKNOWN_PROTO, dir);
+  if (ct == CT_UNKNOWN_PROTO) return drop(tr, cfg, info, DROP_CT_UNKNOWN_PROTO, dir);
   if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
   const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family));
   if (tr != 0) write32(tr + TRACE_RECORD_DST_IDENTITY, dstId);
@@ -277,16 +283,16 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
     setFlag(tr, TRACE_F_REPLY);
     if (ct == CT_REPLY) {
       const rerr = replyRevNat(pkt, tr, info, st);
-      if (rerr != 0) return drop(tr, info, rerr, dir);
+      if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
     }
-    return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_FROM_ENDPOINT);
+    return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_FROM_ENDPOINT);
   }
 
   // 7. Policy for new and established flows (policy changes apply to live flows, as in Cilium).
   let verdict: u32 = CTX_ACT_OK;
   let proxyPort: u32 = 0;
   const v = policyCheck(tr, cfg, info, epId, dstId, POLICY_EGRESS);
-  if (v < 0) return drop(tr, info, <u32>(-v), dir);
+  if (v < 0) return drop(tr, cfg, info, <u32>(-v), dir);
   if (v > 0) {
     proxyPort = <u32>v;
     verdict = CTX_ACT_REDIRECT;
@@ -294,9 +300,9 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
 
   // 8. Track new flows, remembering the service for the reply's reverse NAT (R1).
   if (ct == CT_NEW) {
-    if (ctCreate(tuple, info, now, srcId, revNat, backendId, proxyPort) != 0) return drop(tr, info, DROP_CT_CREATE_FAILED, dir);
+    if (ctCreate(tuple, info, now, srcId, revNat, backendId, proxyPort) != 0) return drop(tr, cfg, info, DROP_CT_CREATE_FAILED, dir);
   }
-  return finish(tr, info, verdict, 0, dir, verdict == CTX_ACT_REDIRECT ? TRACE_TO_PROXY : TRACE_FROM_ENDPOINT);
+  return finish(tr, cfg, info, verdict, 0, dir, verdict == CTX_ACT_REDIRECT ? TRACE_TO_PROXY : TRACE_FROM_ENDPOINT);
 }
 
 /**
@@ -314,16 +320,16 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
  *   8. CTX_ACT_OK — allowed.
  */
 export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
-  const tr = traceBegin();
-  const dir = METRIC_DIR_INGRESS;
   const cfg = configGet();
+  const tr = traceBegin(cfg);
+  const dir = METRIC_DIR_INGRESS;
   const info = stackAlloc(PACKET_INFO_SIZE);
   const err = enter(pkt, tr, cfg, info);
-  if (err != 0) return drop(tr, info, err, dir);
+  if (err != 0) return drop(tr, cfg, info, err, dir);
   const family = read8(info + PACKET_INFO_FAMILY);
 
   const ep = endpointLookup(info + PACKET_INFO_DADDR, family);
-  if (ep == 0) return drop(tr, info, DROP_UNROUTABLE, dir);
+  if (ep == 0) return drop(tr, cfg, info, DROP_UNROUTABLE, dir);
   const epId = read16(ep + ENDPOINT_INFO_EP_ID);
   const srcId = srcIdentity != 0 ? srcIdentity : ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family));
   if (tr != 0) {
@@ -335,7 +341,7 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
   const tuple = stackAlloc(CT_TUPLE_SIZE);
   const st = stackAlloc(CT_STATE_SIZE);
   const ct = ctFor(info, tuple, st, TUPLE_F_IN, now);
-  if (ct == CT_UNKNOWN_PROTO) return drop(tr, info, DROP_CT_UNKNOWN_PROTO, dir);
+  if (ct == CT_UNKNOWN_PROTO) return drop(tr, cfg, info, DROP_CT_UNKNOWN_PROTO, dir);
   if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
 
   // 4. Replies and related packets skip policy; undo the service translation of the request (R2).
@@ -343,24 +349,24 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
     setFlag(tr, TRACE_F_REPLY);
     if (ct == CT_REPLY) {
       const rerr = replyRevNat(pkt, tr, info, st);
-      if (rerr != 0) return drop(tr, info, rerr, dir);
+      if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
     }
-    return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_TO_ENDPOINT);
+    return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_ENDPOINT);
   }
 
   // 5. Ingress policy for new and established flows.
   let verdict: u32 = CTX_ACT_OK;
   let proxyPort: u32 = 0;
   const v = policyCheck(tr, cfg, info, epId, srcId, POLICY_INGRESS);
-  if (v < 0) return drop(tr, info, <u32>(-v), dir);
+  if (v < 0) return drop(tr, cfg, info, <u32>(-v), dir);
   if (v > 0) {
     proxyPort = <u32>v;
     verdict = CTX_ACT_REDIRECT;
   }
   if (ct == CT_NEW) {
-    if (ctCreate(tuple, info, now, srcId, 0, 0, proxyPort) != 0) return drop(tr, info, DROP_CT_CREATE_FAILED, dir);
+    if (ctCreate(tuple, info, now, srcId, 0, 0, proxyPort) != 0) return drop(tr, cfg, info, DROP_CT_CREATE_FAILED, dir);
   }
-  return finish(tr, info, verdict, 0, dir, verdict == CTX_ACT_REDIRECT ? TRACE_TO_PROXY : TRACE_TO_ENDPOINT);
+  return finish(tr, cfg, info, verdict, 0, dir, verdict == CTX_ACT_REDIRECT ? TRACE_TO_PROXY : TRACE_TO_ENDPOINT);
 }
 
 /**
@@ -380,12 +386,12 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
  *  Rewrite failures drop with DROP_WRITE_ERROR / DROP_CSUM_L3 / DROP_CSUM_L4.
  */
 export function fromNetwork(pkt: Pkt, now: u32): u32 {
-  const tr = traceBegin();
-  const dir = METRIC_DIR_SERVICE;
   const cfg = configGet();
+  const tr = traceBegin(cfg);
+  const dir = METRIC_DIR_SERVICE;
   const info = stackAlloc(PACKET_INFO_SIZE);
   const err = enter(pkt, tr, cfg, info);
-  if (err != 0) return drop(tr, info, err, dir);
+  if (err != 0) return drop(tr, cfg, info, err, dir);
   const family = read8(info + PACKET_INFO_FAMILY);
   const srcId = ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family));
   if (tr != 0) write32(tr + TRACE_RECORD_SRC_IDENTITY, srcId);
@@ -394,7 +400,7 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
 
   // 2. A reply to a flow this node SNATed: restore the client, then the frontend.
   const snerr = snatRevIngress(pkt, info);
-  if (snerr < 0) return drop(tr, info, <u32>(-snerr), dir);
+  if (snerr < 0) return drop(tr, cfg, info, <u32>(-snerr), dir);
   if (snerr == 0) {
     setFlag(tr, TRACE_F_SNAT);
     setFlag(tr, TRACE_F_REPLY);
@@ -402,26 +408,26 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
     if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
     if (ct == CT_REPLY) {
       const rerr = replyRevNat(pkt, tr, info, st);
-      if (rerr != 0) return drop(tr, info, rerr, dir);
+      if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
     }
     recordDest(tr, info, false);
-    return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
+    return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
   }
 
   // 3./4. Service frontends only; a ClusterIP is not reachable from outside.
   const svcKey = stackAlloc(SERVICE_KEY_SIZE);
   const svc = lbLookupService(info, svcKey);
-  if (svc == 0) return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_FROM_NETWORK);
-  if ((read8(svc + SERVICE_VALUE_FLAGS) & SVC_F_ROUTABLE) == 0) return drop(tr, info, DROP_IS_CLUSTER_IP, dir);
+  if (svc == 0) return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_FROM_NETWORK);
+  if ((read8(svc + SERVICE_VALUE_FLAGS) & SVC_F_ROUTABLE) == 0) return drop(tr, cfg, info, DROP_IS_CLUSTER_IP, dir);
   const revNat = read16(svc + SERVICE_VALUE_REV_NAT_INDEX);
   if (tr != 0) write16(tr + TRACE_RECORD_REV_NAT_INDEX, revNat);
 
   // 5. Backend and DNAT.
   const sel = lbServiceBackend(svcKey, svc, info, now);
-  if (sel == 0) return drop(tr, info, DROP_NO_SERVICE, dir);
+  if (sel == 0) return drop(tr, cfg, info, DROP_NO_SERVICE, dir);
   const backendId = read32(sel + LB_SELECTION_BACKEND_ID);
   const nerr = lbDnat(pkt, info, sel + LB_SELECTION_BACKEND);
-  if (nerr < 0) return drop(tr, info, <u32>(-nerr), dir);
+  if (nerr < 0) return drop(tr, cfg, info, <u32>(-nerr), dir);
   if (tr != 0) write32(tr + TRACE_RECORD_BACKEND_ID, backendId);
   setFlag(tr, TRACE_F_DNAT);
   recordDest(tr, info, false);
@@ -433,18 +439,18 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
   // reply comes back here after SNAT, and finds it as the reverse of an egress-direction one.
   const local = endpointLookup(info + PACKET_INFO_DADDR, family) != 0;
   const ct = ctFor(info, tuple, st, local ? TUPLE_F_IN : TUPLE_F_OUT, now);
-  if (ct == CT_UNKNOWN_PROTO) return drop(tr, info, DROP_CT_UNKNOWN_PROTO, dir);
+  if (ct == CT_UNKNOWN_PROTO) return drop(tr, cfg, info, DROP_CT_UNKNOWN_PROTO, dir);
   if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
   if (ct == CT_NEW) {
     if (ctCreate(tuple, info, now, srcId, revNat, backendId, 0) != 0) {
-      return drop(tr, info, DROP_CT_CREATE_FAILED, dir);
+      return drop(tr, cfg, info, DROP_CT_CREATE_FAILED, dir);
     }
   }
-  if (local) return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_TO_ENDPOINT);
+  if (local) return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_ENDPOINT);
 
   // 8. Remote backend: SNAT to this node so the reply comes back here (Cilium's default SNAT mode).
   const serr = snatEgress(pkt, info, now);
-  if (serr < 0) return drop(tr, info, <u32>(-serr), dir);
+  if (serr < 0) return drop(tr, cfg, info, <u32>(-serr), dir);
   setFlag(tr, TRACE_F_SNAT);
-  return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
+  return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
 }

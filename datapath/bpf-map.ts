@@ -5,8 +5,10 @@
  * checks once that the codec sizes equal the kernel map's key and value sizes, so a stale generated layout
  * fails loudly (BPF_LAYOUT_MISMATCH) instead of corrupting entries.
  *
- * Per-CPU maps are not supported (their values are one slot per possible CPU); the layouts of core/ use
- * none.
+ * Per-CPU maps hold counters in core/'s layouts (the Metrics array): the kernel keeps one value slot per
+ * possible CPU (each rounded up to 8 bytes). RawMap reads and writes all the slots (lookupPerCpu /
+ * update); the typed handle presents one value, the field-by-field sum over CPUs, and writes a value to
+ * CPU 0 with zeroes elsewhere, so that the sum reads back as written.
  */
 import { closeSync } from "node:fs";
 import type { Codec, MapSpec } from "../host/codecs.gen.ts";
@@ -33,6 +35,11 @@ export const BPF_MAP_TYPE = {
   LpmTrie: 11,
   Ringbuf: 27,
 } as const;
+
+/** Entries per batch syscall: bounds the buffers Node copies for one call. */
+const BATCH_MAX = 16384;
+/** sizeof(struct bpf_map_batch_opts). */
+const BATCH_OPTS_SIZE = 24;
 
 const PERCPU_TYPES = new Set<number>([BPF_MAP_TYPE.PercpuHash, BPF_MAP_TYPE.PercpuArray, BPF_MAP_TYPE.LruPercpuHash]);
 const ARRAY_TYPES = new Set<number>([BPF_MAP_TYPE.Array, BPF_MAP_TYPE.PercpuArray]);
@@ -85,8 +92,22 @@ export class RawMap {
   ) {
     this.info = mapInfo(fd);
     if (PERCPU_TYPES.has(this.info.type)) {
-      throw new BpfError(BpfErrorCode.BadArgument, `map ${name}: per-CPU maps are not supported by the driver`);
+      const cpus = libbpf().libbpf_num_possible_cpus();
+      if (cpus <= 0) throw bpfError(BpfErrorCode.MapOpFailed, "libbpf_num_possible_cpus", cpus);
+      this.cpus = cpus;
     }
+  }
+
+  /** Value slots per key: the number of possible CPUs for a per-CPU map, else 1. */
+  readonly cpus: number = 1;
+
+  get isPerCpu(): boolean {
+    return PERCPU_TYPES.has(this.info.type);
+  }
+
+  /** Bytes the kernel reads or writes for one key's value (all CPUs' slots of a per-CPU map). */
+  private get valueBytes(): number {
+    return this.isPerCpu ? this.cpus * ((this.info.valueSize + 7) & ~7) : this.info.valueSize;
   }
 
   /** Opens a pinned map by its bpffs path (bpf_obj_get). The returned map owns its fd: close() it. */
@@ -107,19 +128,37 @@ export class RawMap {
     if (key.length !== this.info.keySize) {
       throw new BpfError(BpfErrorCode.BadArgument, `map ${this.name}: key is ${key.length} bytes, map key size is ${this.info.keySize}`);
     }
-    if (value && value.length !== this.info.valueSize) {
+    if (value && value.length !== this.info.valueSize && value.length !== this.valueBytes) {
       throw new BpfError(BpfErrorCode.BadArgument, `map ${this.name}: value is ${value.length} bytes, map value size is ${this.info.valueSize}`);
     }
   }
 
-  /** The value bytes, or undefined when the key is absent (ENOENT). Other failures throw BpfError. */
+  /** The value bytes, or undefined when the key is absent (ENOENT). Other failures throw BpfError. For a
+   * per-CPU map: CPU 0's slot (use lookupPerCpu for all of them). */
   lookup(key: Uint8Array): Uint8Array | undefined {
+    return this.lookupPerCpu(key)?.[0];
+  }
+
+  /** One value per CPU slot (a single one for other maps), or undefined when the key is absent. */
+  lookupPerCpu(key: Uint8Array): Uint8Array[] | undefined {
     this.check(key);
-    const value = new Uint8Array(this.info.valueSize);
-    const ret = libbpf().bpf_map_lookup_elem(this.fd, key, value);
-    if (ret === 0) return value;
+    const all = new Uint8Array(this.valueBytes);
+    const ret = libbpf().bpf_map_lookup_elem(this.fd, key, all);
+    if (ret === 0) {
+      if (!this.isPerCpu) return [all];
+      const stride = (this.info.valueSize + 7) & ~7;
+      return Array.from({ length: this.cpus }, (_, i) => all.subarray(i * stride, i * stride + this.info.valueSize));
+    }
     if (errnoName(-ret) === "ENOENT") return undefined;
     throw bpfError(BpfErrorCode.MapOpFailed, `lookup in map ${this.name}`, ret);
+  }
+
+  /** A per-CPU map's value buffer with `value` in CPU 0's slot and zeroes elsewhere; other maps: `value`. */
+  private expand(value: Uint8Array): Uint8Array {
+    if (!this.isPerCpu || value.length === this.valueBytes) return value;
+    const all = new Uint8Array(this.valueBytes);
+    all.set(value, 0);
+    return all;
   }
 
   /**
@@ -129,7 +168,7 @@ export class RawMap {
    */
   update(key: Uint8Array, value: Uint8Array, flags = BPF_ANY): void {
     this.check(key, value);
-    const ret = libbpf().bpf_map_update_elem(this.fd, key, value, flags);
+    const ret = libbpf().bpf_map_update_elem(this.fd, key, this.expand(value), flags);
     if (ret === 0) return;
     const what = `update of map ${this.name}`;
     switch (errnoName(-ret)) {
@@ -152,6 +191,100 @@ export class RawMap {
     if (ret === 0) return true;
     if (errnoName(-ret) === "ENOENT") return false;
     throw bpfError(BpfErrorCode.MapOpFailed, `delete from map ${this.name}`, ret, this.isArray ? "array map entries cannot be deleted; write zeroes instead" : undefined);
+  }
+
+  /** Whether this map's type refused a batch operation (LPM tries have none): then entries go one by one. */
+  private noBatch = false;
+  /** Whether this map's type refused a batch lookup (LPM tries): then entries are read key by key. */
+  private noLookupBatch = false;
+
+  /**
+   * Writes many entries in few syscalls (bpf_map_update_batch, chunks of BATCH_MAX) — what fills and
+   * reconciles use, since one bpf_map_update_elem from Node costs microseconds of call overhead. Entries
+   * are written in order, as the kernel's batch walks its arrays in order (so callers' ordering rules
+   * hold). A map type without batch support, or an entry the kernel refuses, falls back to a single
+   * update for that entry, which throws update()'s precise BpfError; `onError` (when given) receives it
+   * with the entry's index and the rest are still written, otherwise it is thrown. Returns how many
+   * entries were written.
+   */
+  updateBatch(keys: Uint8Array[], values: Uint8Array[], flags = BPF_ANY, onError?: (index: number, error: Error) => void): number {
+    if (keys.length !== values.length) throw new BpfError(BpfErrorCode.BadArgument, `map ${this.name}: ${keys.length} keys but ${values.length} values`);
+    const ks = this.info.keySize;
+    const vb = this.valueBytes;
+    let written = 0;
+    let i = 0;
+    while (i < keys.length) {
+      if (this.noBatch) {
+        written += this.single(i, onError, () => this.update(keys[i]!, values[i]!, flags));
+        i++;
+        continue;
+      }
+      const n = Math.min(BATCH_MAX, keys.length - i);
+      const kbuf = new Uint8Array(n * ks);
+      const vbuf = new Uint8Array(n * vb);
+      for (let j = 0; j < n; j++) {
+        this.check(keys[i + j]!, values[i + j]!);
+        kbuf.set(keys[i + j]!, j * ks);
+        vbuf.set(this.expand(values[i + j]!), j * vb);
+      }
+      const count = new Uint32Array([n]);
+      const ret = libbpf().bpf_map_update_batch(this.fd, kbuf, vbuf, count, { sz: BATCH_OPTS_SIZE, elem_flags: flags, flags: 0 });
+      const done = ret === 0 ? n : Math.min(count[0]!, n);
+      written += done;
+      i += done;
+      if (ret === 0) continue;
+      // The entry at i failed (or the type has no batch): retry it alone for the exact error.
+      const ok = this.single(i, onError, () => this.update(keys[i]!, values[i]!, flags));
+      if (ok && done === 0) this.noBatch = true;
+      written += ok;
+      i++;
+    }
+    return written;
+  }
+
+  /** Deletes many keys (bpf_map_delete_batch); absent keys are skipped. Returns how many were deleted.
+   * Same fallback and error handling as updateBatch. */
+  deleteBatch(keys: Uint8Array[], onError?: (index: number, error: Error) => void): number {
+    const ks = this.info.keySize;
+    let deleted = 0;
+    let i = 0;
+    while (i < keys.length) {
+      if (this.noBatch) {
+        deleted += this.single(i, onError, () => this.delete(keys[i]!) || null);
+        i++;
+        continue;
+      }
+      const n = Math.min(BATCH_MAX, keys.length - i);
+      const kbuf = new Uint8Array(n * ks);
+      for (let j = 0; j < n; j++) {
+        this.check(keys[i + j]!);
+        kbuf.set(keys[i + j]!, j * ks);
+      }
+      const count = new Uint32Array([n]);
+      const ret = libbpf().bpf_map_delete_batch(this.fd, kbuf, count, { sz: BATCH_OPTS_SIZE, elem_flags: 0, flags: 0 });
+      const done = ret === 0 ? n : Math.min(count[0]!, n);
+      deleted += done;
+      i += done;
+      if (ret === 0) continue;
+      // ENOENT for an absent key stops the kernel's batch too: delete it alone (false when absent).
+      const errno = errnoName(-ret);
+      const ok = this.single(i, onError, () => this.delete(keys[i]!) || null);
+      if (done === 0 && errno !== "ENOENT") this.noBatch = true;
+      deleted += ok;
+      i++;
+    }
+    return deleted;
+  }
+
+  /** Runs one fallback operation: 1 when it did something, 0 when it did nothing (null) or failed. */
+  private single(index: number, onError: ((index: number, error: Error) => void) | undefined, op: () => unknown): number {
+    try {
+      return op() === null ? 0 : 1;
+    } catch (e) {
+      if (!onError) throw e;
+      onError(index, e as Error);
+      return 0;
+    }
   }
 
   /**
@@ -177,10 +310,58 @@ export class RawMap {
 
   /** Every (key, value) pair; keys deleted between the key walk and the lookup are skipped. */
   *entries(): IterableIterator<[Uint8Array, Uint8Array]> {
+    for (const [k, vs] of this.entriesPerCpu()) yield [k, vs[0]!];
+  }
+
+  /** Every (key, values per CPU) pair (one value for maps that are not per-CPU). Reads in batches
+   * (bpf_map_lookup_batch) where the map type has them, else key by key. */
+  *entriesPerCpu(): IterableIterator<[Uint8Array, Uint8Array[]]> {
+    const batched = this.noLookupBatch ? undefined : this.lookupAll();
+    if (batched) {
+      yield* batched;
+      return;
+    }
     for (const k of this.keys()) {
-      const v = this.lookup(k);
+      const v = this.lookupPerCpu(k);
       if (v) yield [k, v];
     }
+  }
+
+  /** All entries through bpf_map_lookup_batch, or undefined when the map type has no batch lookup. */
+  private lookupAll(): [Uint8Array, Uint8Array[]][] | undefined {
+    this.check(new Uint8Array(this.info.keySize));
+    const ks = this.info.keySize;
+    const vb = this.valueBytes;
+    const stride = (this.info.valueSize + 7) & ~7;
+    const n = Math.max(1, Math.min(BATCH_MAX, this.info.maxEntries));
+    const kbuf = new Uint8Array(n * ks);
+    const vbuf = new Uint8Array(n * vb);
+    // The batch position token: a bucket or index (u32) for hash and array maps; sized generously.
+    const tokSize = Math.max(ks, 8);
+    let inTok: Uint8Array | null = null;
+    const out: [Uint8Array, Uint8Array[]][] = [];
+    for (let guard = 0; guard <= this.info.maxEntries + 1; guard++) {
+      const outTok = new Uint8Array(tokSize);
+      const count = new Uint32Array([n]);
+      const ret = libbpf().bpf_map_lookup_batch(this.fd, inTok, outTok, kbuf, vbuf, count, { sz: BATCH_OPTS_SIZE, elem_flags: 0, flags: 0 });
+      const errno = ret < 0 ? errnoName(-ret) : undefined;
+      if (ret < 0 && errno !== "ENOENT") {
+        if (inTok === null && (errno === "EINVAL" || errno === "EOPNOTSUPP" || errno === "ENOTSUPP" || errno === undefined)) {
+          this.noLookupBatch = true;
+          return undefined;
+        }
+        throw bpfError(BpfErrorCode.MapOpFailed, `batch lookup in map ${this.name}`, ret);
+      }
+      for (let i = 0; i < count[0]!; i++) {
+        const key = kbuf.slice(i * ks, (i + 1) * ks);
+        const all = vbuf.slice(i * vb, (i + 1) * vb);
+        const values = this.isPerCpu ? Array.from({ length: this.cpus }, (_, c) => all.subarray(c * stride, c * stride + this.info.valueSize)) : [all];
+        out.push([key, values]);
+      }
+      if (errno === "ENOENT") return out;
+      inTok = outTok;
+    }
+    throw new BpfError(BpfErrorCode.MapOpFailed, `batch lookup in map ${this.name} did not end`);
   }
 
   /** Number of keys (for an array map: max_entries, every index exists). */
@@ -230,8 +411,25 @@ export class BpfMapHandle<K, V> implements MapHandle<K, V> {
   }
 
   lookup(key: Partial<K>): V | undefined {
-    const v = this.raw.lookup(this.spec.key.encode(key));
-    return v ? this.spec.value.decode(v) : undefined;
+    const v = this.raw.lookupPerCpu(this.spec.key.encode(key));
+    return v ? this.combine(v) : undefined;
+  }
+
+  /** One value from the per-CPU slots: numeric fields summed (per-CPU maps hold counters). */
+  private combine(slots: Uint8Array[]): V {
+    const first = this.spec.value.decode(slots[0]!);
+    if (slots.length === 1) return first;
+    const sum = first as Record<string, unknown>;
+    for (const slot of slots.slice(1)) {
+      const v = this.spec.value.decode(slot) as Record<string, unknown>;
+      for (const f of Object.keys(sum)) {
+        const a = sum[f];
+        const b = v[f];
+        if (typeof a === "bigint" && typeof b === "bigint") sum[f] = a + b;
+        else if (typeof a === "number" && typeof b === "number") sum[f] = a + b;
+      }
+    }
+    return first;
   }
 
   update(key: Partial<K>, value: Partial<V>, flags = BPF_ANY): void {
@@ -242,8 +440,16 @@ export class BpfMapHandle<K, V> implements MapHandle<K, V> {
     return this.raw.delete(this.spec.key.encode(key));
   }
 
+  updateMany(entries: [Partial<K>, Partial<V>][], flags = BPF_ANY): void {
+    this.raw.updateBatch(
+      entries.map(([k]) => this.spec.key.encode(k)),
+      entries.map(([, v]) => this.spec.value.encode(v)),
+      flags,
+    );
+  }
+
   *entries(): IterableIterator<[K, V]> {
-    for (const [k, v] of this.raw.entries()) yield [this.spec.key.decode(k), this.spec.value.decode(v)];
+    for (const [k, v] of this.raw.entriesPerCpu()) yield [this.spec.key.decode(k), this.combine(v)];
   }
 
   count(): number {

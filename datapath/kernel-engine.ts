@@ -6,7 +6,8 @@
  * Time: the programs read `now` from the per-object array map ciliate_now_v1 when it is non-zero
  * (bpf/include/ciliate_prog.h), so every run writes the caller's virtual time there first; 0 would mean
  * "the real clock", so times must be ≥ 1.
- * Proof of execution: before each run the Trace record is set to a sentinel verdict; a run that leaves it
+ * Proof of execution: before each run the Trace record is armed with a sentinel verdict (which also asks
+ * the program to fill it in); a run that leaves it
  * in place did not execute the program, and `run` throws instead of returning a stale result. `runs`
  * counts the runs that executed.
  */
@@ -16,6 +17,7 @@ import { MAP_SPECS, MapType, TraceRecordCodec, u32Codec, type MapSpec, type Trac
 import { DatapathError, type Datapath, type EntryPoint, type MapHandle, type RunOptions, type RunResult } from "../host/datapath.ts";
 import { BpfObject, type BpfProgram } from "./bpf-object.ts";
 import { adHocSpec } from "./bpf-map.ts";
+import * as C from "../host/constants.gen.ts";
 import { testRun } from "./test-run.ts";
 import { openEventReader, type EventReader } from "./ring-buffer.ts";
 import { BpfError } from "./errors.ts";
@@ -28,8 +30,9 @@ const PROGRAMS: Record<EntryPoint, string> = {
   fromNetwork: "from_network",
 };
 
-/** A verdict no program writes: the run did not happen if it is still there afterwards. */
-const SENTINEL = 0xdeadbeef;
+/** A verdict no program writes: it arms the Trace record (core/pipeline.ts fills an armed record), and
+ * the run did not happen if it is still there afterwards. */
+const SENTINEL = C.TRACE_VERDICT_ARMED;
 
 export interface KernelDatapathOptions {
   /** Capacity per map (by MAP_SPECS name); the layout defaults when absent. */
@@ -125,7 +128,7 @@ export class KernelDatapath implements Datapath {
       }
       const h = this.map(spec);
       const keys = [...h.entries()].map(([k]) => k);
-      if (spec.type === 2 /* Array */) for (const k of keys) h.update(k as never, spec.value.zero() as never);
+      if (spec.type === MapType.Array || spec.type === MapType.PercpuArray) for (const k of keys) h.update(k as never, spec.value.zero() as never);
       else for (const k of keys) h.delete(k as never);
     }
     this.clock.update(0, 0);

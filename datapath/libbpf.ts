@@ -65,6 +65,13 @@ export const BpfTcOpts = koffi.struct("bpf_tc_opts", {
   priority: "uint32",
 });
 
+/* struct bpf_map_batch_opts (bpf.h). */
+export const BpfMapBatchOpts = koffi.struct("bpf_map_batch_opts", {
+  sz: "size_t",
+  elem_flags: "uint64",
+  flags: "uint64",
+});
+
 /* libbpf_print_fn_t: va_list is passed as a pointer on the System V x86_64 and AAPCS64 ABIs. */
 export const LibbpfPrintFn = koffi.proto("int libbpf_print_fn_t(int level, void *fmt, void *ap)");
 
@@ -107,6 +114,9 @@ export interface LibbpfApi {
   bpf_map_update_elem(fd: number, key: Uint8Array, value: Uint8Array, flags: number): number;
   bpf_map_delete_elem(fd: number, key: Uint8Array): number;
   bpf_map_get_next_key(fd: number, key: Uint8Array | null, next: Uint8Array): number;
+  bpf_map_update_batch(fd: number, keys: Uint8Array, values: Uint8Array, count: Uint32Array, opts: Record<string, unknown>): number;
+  bpf_map_delete_batch(fd: number, keys: Uint8Array, count: Uint32Array, opts: Record<string, unknown>): number;
+  bpf_map_lookup_batch(fd: number, inBatch: Uint8Array | null, outBatch: Uint8Array, keys: Uint8Array, values: Uint8Array, count: Uint32Array, opts: Record<string, unknown>): number;
   bpf_obj_get(path: string): number;
   bpf_obj_pin(fd: number, path: string): number;
   bpf_obj_get_info_by_fd(fd: number, info: Uint8Array, len: Uint32Array): number;
@@ -183,6 +193,9 @@ export function libbpf(): LibbpfApi {
     bpf_map_update_elem: f("int bpf_map_update_elem(int fd, const void *key, const void *value, uint64 flags)"),
     bpf_map_delete_elem: f("int bpf_map_delete_elem(int fd, const void *key)"),
     bpf_map_get_next_key: f("int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next)"),
+    bpf_map_update_batch: f("int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32 *count, const bpf_map_batch_opts *opts)"),
+    bpf_map_delete_batch: f("int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32 *count, const bpf_map_batch_opts *opts)"),
+    bpf_map_lookup_batch: f("int bpf_map_lookup_batch(int fd, void *in_batch, _Out_ void *out_batch, _Out_ void *keys, _Out_ void *values, _Inout_ uint32 *count, const bpf_map_batch_opts *opts)"),
     bpf_obj_get: f("int bpf_obj_get(const char *path)"),
     bpf_obj_pin: f("int bpf_obj_pin(int fd, const char *path)"),
     bpf_obj_get_info_by_fd: f("int bpf_obj_get_info_by_fd(int fd, _Inout_ void *info, _Inout_ uint32 *len)"),

@@ -5,7 +5,8 @@
  * time; the packet area holds the frame an entry point runs on.
  */
 import { MAGLEV_REC_SIZE, packMaglevInput, type MaglevBackend } from "./maglev.ts";
-import { MAP_SPECS, TraceRecordCodec, type MapSpec, type TraceRecord } from "./codecs.gen.ts";
+import { LAYOUT_OFFSETS, MAP_SPECS, TraceRecordCodec, type MapSpec, type TraceRecord } from "./codecs.gen.ts";
+import { TRACE_VERDICT_ARMED } from "./constants.gen.ts";
 import {
   DatapathError,
   type Datapath,
@@ -146,6 +147,14 @@ export class AbiDatapath implements Datapath {
     return h;
   }
 
+  /** Writes TRACE_VERDICT_ARMED into the Trace record's verdict (offset 0), in place. */
+  private armTrace(): void {
+    const s = this.scratch();
+    new DataView(this.memory()).setUint32(s + KEY_OFF, 0, true);
+    const p = this.abi.abiMapLookup(MAP_SPECS.Trace.id, s + KEY_OFF) >>> 0;
+    if (p !== 0) new DataView(this.memory()).setUint32(p + LAYOUT_OFFSETS.TraceRecord!.fields.verdict!, TRACE_VERDICT_ARMED, true);
+  }
+
   run(entry: EntryPoint, packet: Uint8Array, opts: RunOptions): RunResult {
     if (this.closed) throw new DatapathError("ENGINE_CLOSED", `${this.engine} engine is closed`);
     if (packet.length > PACKET_MAX) {
@@ -153,6 +162,8 @@ export class AbiDatapath implements Datapath {
     }
     const p = this.abi.abiPacket() >>> 0;
     this.bytes().set(packet, p);
+    // Arm the Trace record: core fills it in only for hosts that read it (core/pipeline.ts traceBegin).
+    this.armTrace();
     const now = opts.now >>> 0;
     let verdict: number;
     if (entry === "fromEndpoint") verdict = this.abi.abiFromEndpoint(packet.length, now);

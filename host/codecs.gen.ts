@@ -40,7 +40,7 @@ export const noneCodec: Codec<never> = {
   },
 };
 
-/** ConfigValue (core/layout.ts:62) */
+/** ConfigValue (core/layout.ts:64) */
 export interface ConfigValue {
   ctSynTimeout: number;
   ctTcpLifetime: number;
@@ -115,7 +115,7 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
   },
 };
 
-/** IpcacheKey (core/layout.ts:104) */
+/** IpcacheKey (core/layout.ts:106) */
 export interface IpcacheKey {
   prefixlen: number;
   clusterId: number;
@@ -152,7 +152,7 @@ export const IpcacheKeyCodec: Codec<IpcacheKey> = {
   },
 };
 
-/** struct remote_endpoint_info. (core/layout.ts:113) */
+/** struct remote_endpoint_info. (core/layout.ts:115) */
 export interface IpcacheValue {
   secIdentity: number;
   tunnelEndpoint: Uint8Array;
@@ -189,7 +189,7 @@ export const IpcacheValueCodec: Codec<IpcacheValue> = {
   },
 };
 
-/** EndpointKey (core/layout.ts:125) */
+/** EndpointKey (core/layout.ts:127) */
 export interface EndpointKey {
   addr: Uint8Array;
   family: number;
@@ -223,7 +223,7 @@ export const EndpointKeyCodec: Codec<EndpointKey> = {
   },
 };
 
-/** EndpointInfo (core/layout.ts:132) */
+/** EndpointInfo (core/layout.ts:134) */
 export interface EndpointInfo {
   ifindex: number;
   epId: number;
@@ -267,7 +267,7 @@ export const EndpointInfoCodec: Codec<EndpointInfo> = {
   },
 };
 
-/** PolicyKey (core/layout.ts:150) */
+/** PolicyKey (core/layout.ts:152) */
 export interface PolicyKey {
   prefixlen: number;
   secLabel: number;
@@ -309,7 +309,7 @@ export const PolicyKeyCodec: Codec<PolicyKey> = {
   },
 };
 
-/** PolicyEntry (core/layout.ts:162) */
+/** PolicyEntry (core/layout.ts:164) */
 export interface PolicyEntry {
   proxyPort: number;
   flags: number;
@@ -351,7 +351,7 @@ export const PolicyEntryCodec: Codec<PolicyEntry> = {
   },
 };
 
-/** ServiceKey (core/layout.ts:183) */
+/** ServiceKey (core/layout.ts:185) */
 export interface ServiceKey {
   addr: Uint8Array;
   dport: number;
@@ -394,7 +394,7 @@ export const ServiceKeyCodec: Codec<ServiceKey> = {
   },
 };
 
-/** ServiceValue (core/layout.ts:195) */
+/** ServiceValue (core/layout.ts:197) */
 export interface ServiceValue {
   backendId: number;
   count: number;
@@ -433,7 +433,7 @@ export const ServiceValueCodec: Codec<ServiceValue> = {
   },
 };
 
-/** BackendKey (core/layout.ts:207) */
+/** BackendKey (core/layout.ts:209) */
 export interface BackendKey {
   backendId: number;
 }
@@ -457,7 +457,7 @@ export const BackendKeyCodec: Codec<BackendKey> = {
   },
 };
 
-/** Backend (core/layout.ts:211) */
+/** Backend (core/layout.ts:213) */
 export interface Backend {
   addr: Uint8Array;
   port: number;
@@ -500,7 +500,7 @@ export const BackendCodec: Codec<Backend> = {
   },
 };
 
-/** RevNatKey (core/layout.ts:222) */
+/** RevNatKey (core/layout.ts:224) */
 export interface RevNatKey {
   revNatIndex: number;
   pad0: number;
@@ -527,7 +527,7 @@ export const RevNatKeyCodec: Codec<RevNatKey> = {
   },
 };
 
-/** RevNatValue (core/layout.ts:227) */
+/** RevNatValue (core/layout.ts:229) */
 export interface RevNatValue {
   addr: Uint8Array;
   port: number;
@@ -561,7 +561,7 @@ export const RevNatValueCodec: Codec<RevNatValue> = {
   },
 };
 
-/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:236) */
+/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:238) */
 export interface MaglevKey {
   revNatIndex: number;
   pad0: number;
@@ -591,7 +591,7 @@ export const MaglevKeyCodec: Codec<MaglevKey> = {
   },
 };
 
-/** MaglevValue (core/layout.ts:242) */
+/** MaglevValue (core/layout.ts:244) */
 export interface MaglevValue {
   backendId: number;
 }
@@ -615,7 +615,7 @@ export const MaglevValueCodec: Codec<MaglevValue> = {
   },
 };
 
-/** AffinityKey (core/layout.ts:246) */
+/** AffinityKey (core/layout.ts:248) */
 export interface AffinityKey {
   clientAddr: Uint8Array;
   revNatIndex: number;
@@ -649,7 +649,7 @@ export const AffinityKeyCodec: Codec<AffinityKey> = {
   },
 };
 
-/** AffinityValue (core/layout.ts:253) */
+/** AffinityValue (core/layout.ts:255) */
 export interface AffinityValue {
   lastUsed: number;
   backendId: number;
@@ -676,7 +676,7 @@ export const AffinityValueCodec: Codec<AffinityValue> = {
   },
 };
 
-/** CtTuple (core/layout.ts:264) */
+/** CtTuple (core/layout.ts:266) */
 export interface CtTuple {
   daddr: Uint8Array;
   saddr: Uint8Array;
@@ -723,7 +723,7 @@ export const CtTupleCodec: Codec<CtTuple> = {
   },
 };
 
-/** CtEntry (core/layout.ts:276) */
+/** CtEntry (core/layout.ts:278) */
 export interface CtEntry {
   lifetime: number;
   srcSecId: number;
@@ -777,7 +777,7 @@ export const CtEntryCodec: Codec<CtEntry> = {
   },
 };
 
-/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:294) */
+/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:296) */
 export interface SnatValue {
   toAddr: Uint8Array;
   toPort: number;
@@ -814,7 +814,7 @@ export const SnatValueCodec: Codec<SnatValue> = {
   },
 };
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. (core/layout.ts:306) */
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:309) */
 export interface MetricsKey {
   reason: number;
   dir: number;
@@ -844,7 +844,7 @@ export const MetricsKeyCodec: Codec<MetricsKey> = {
   },
 };
 
-/** MetricsValue (core/layout.ts:313) */
+/** MetricsValue (core/layout.ts:316) */
 export interface MetricsValue {
   packets: bigint;
   bytes: bigint;
@@ -871,7 +871,7 @@ export const MetricsValueCodec: Codec<MetricsValue> = {
   },
 };
 
-/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:320) */
+/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:323) */
 export interface TraceRecord {
   verdict: number;
   dropReason: number;
@@ -985,7 +985,7 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
   },
 };
 
-/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:373) */
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:376) */
 export interface PacketInfo {
   family: number;
   nexthdr: number;
@@ -1073,7 +1073,7 @@ export const PacketInfoCodec: Codec<PacketInfo> = {
   },
 };
 
-/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:402) */
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:405) */
 export interface PolicyResult {
   cookie: number;
   proxyPort: number;
@@ -1115,7 +1115,7 @@ export const PolicyResultCodec: Codec<PolicyResult> = {
   },
 };
 
-/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:419) */
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:422) */
 export interface CtState {
   backendId: number;
   srcSecId: number;
@@ -1154,7 +1154,7 @@ export const CtStateCodec: Codec<CtState> = {
   },
 };
 
-/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:432) */
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:435) */
 export interface LbSelection {
   backendId: number;
   backend: Uint8Array;
@@ -1186,6 +1186,7 @@ export enum MapType {
   Hash = 1,
   Array = 2,
   LruHash = 9,
+  PercpuArray = 6,
   LpmTrie = 11,
   RingBuf = 27,
 }
@@ -1229,7 +1230,7 @@ export const MAP_SPECS = {
   Affinity: { id: MapId.Affinity, name: "lb_affinity", bpfName: "ciliate_lb_affinity_v1", type: MapType.LruHash, maxEntries: 65536, key: AffinityKeyCodec, value: AffinityValueCodec } as MapSpec<AffinityKey, AffinityValue>,
   Conntrack: { id: MapId.Conntrack, name: "ct", bpfName: "ciliate_ct_v1", type: MapType.LruHash, maxEntries: 262144, key: CtTupleCodec, value: CtEntryCodec } as MapSpec<CtTuple, CtEntry>,
   Snat: { id: MapId.Snat, name: "snat", bpfName: "ciliate_snat_v1", type: MapType.LruHash, maxEntries: 131072, key: CtTupleCodec, value: SnatValueCodec } as MapSpec<CtTuple, SnatValue>,
-  Metrics: { id: MapId.Metrics, name: "metrics", bpfName: "ciliate_metrics_v1", type: MapType.Hash, maxEntries: 1024, key: MetricsKeyCodec, value: MetricsValueCodec } as MapSpec<MetricsKey, MetricsValue>,
+  Metrics: { id: MapId.Metrics, name: "metrics", bpfName: "ciliate_metrics_v2", type: MapType.PercpuArray, maxEntries: 1024, key: MetricsKeyCodec, value: MetricsValueCodec } as MapSpec<MetricsKey, MetricsValue>,
   Trace: { id: MapId.Trace, name: "trace", bpfName: "ciliate_trace_v1", type: MapType.Array, maxEntries: 1, key: u32Codec, value: TraceRecordCodec } as MapSpec<number, TraceRecord>,
   Events: { id: MapId.Events, name: "events", bpfName: "ciliate_events_v1", type: MapType.RingBuf, maxEntries: 262144, key: noneCodec, value: TraceRecordCodec } as MapSpec<never, TraceRecord>,
 };

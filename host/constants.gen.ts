@@ -112,6 +112,7 @@ export const TRACE_F_REV_NAT = 16;
 export const TRACE_F_SNAT = 32;
 export const TRACE_F_REPLY = 64;
 export const TRACE_F_AUDITED = 128;
+export const TRACE_VERDICT_ARMED = 3735928559;
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;

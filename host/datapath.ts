@@ -39,6 +39,16 @@ export interface MapHandle<K, V> {
   delete(key: Partial<K>): boolean;
   entries(): IterableIterator<[K, V]>;
   count(): number;
+  /** Writes many entries in order, as update() would one by one, in as few map operations as the engine
+   * allows (the kernel: bpf_map_update_batch). Throws the first failure's error. Optional: fills fall
+   * back to update() (see writeAll). */
+  updateMany?(entries: [Partial<K>, Partial<V>][], flags?: number): void;
+}
+
+/** Writes `entries` through the handle's updateMany when it has one, else one update() each. */
+export function writeAll<K, V>(h: MapHandle<K, V>, entries: [Partial<K>, Partial<V>][], flags?: number): void {
+  if (h.updateMany) h.updateMany(entries, flags);
+  else for (const [k, v] of entries) h.update(k, v, flags);
 }
 
 export interface Datapath {

@@ -109,7 +109,7 @@ export const scalingBenchmark: Benchmark = {
     });
     helper.close();
     result.notes.push(note);
-    result.notes.push("fillMs: time to write the N entries through the engine's map API (kernel: one bpf_map_update_elem per entry). Kernel 'services' rows are kernel-timed repeat=1 runs on fresh SYN frames and include the per-call floor (see the datapath benchmark's empty-program rows).");
+    result.notes.push("fillMs: time to write the N entries through the engine's map API (kernel: ipcache and service fills as bpf_map_update_batch calls, policy one bpf_map_update_elem per entry; wasm/js: one update per entry). Kernel 'services' rows are kernel-timed repeat=1 runs on fresh SYN frames and include the per-call floor (see the datapath benchmark's empty-program rows).");
     for (const dim of Object.keys(sizes) as Dim[]) {
       const series = (["wasm", "kernel"] as const)
         .map((eng) => ({ name: eng, points: (rowsBy.get(`${dim}/${eng}`) ?? []).map((r) => [Number(r.params.n), r.stat.median] as [number, number]) }))

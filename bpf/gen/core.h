@@ -66,7 +66,7 @@
 #define CILIATE_TRACE_RECORD_SPORT_BE __builtin_offsetof(struct trace_record, sport_be) /* TraceRecord.sportBe (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 1152
+#define CILIATE_SCRATCH_SIZE 1144
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -85,26 +85,31 @@ static __always_inline __u8 *ciliate_scratch(__u32 off, __u32 size)
 	return base + off;
 }
 
-/* core/pipeline.ts:63 traceBegin */
-static __always_inline __u8 *ciliate_trace_begin(void)
-{
-	__u8 *key = ciliate_scratch(176, 4);
-	__u8 *tr = bpf_map_lookup_elem(&ciliate_trace_v1, key);
-	if (tr != 0) {
-		__builtin_memset(tr, 0, sizeof(struct trace_record));
-		((struct trace_record *)tr)->ct_state = (__u8)CILIATE_CT_NONE;
-	}
-	return tr;
-}
-
 /* core/config.ts:18 configGet */
 static __always_inline __u8 *ciliate_config_get(void)
 {
-	__u8 *key = ciliate_scratch(184, 4);
+	__u8 *key = ciliate_scratch(176, 4);
 	if (key == 0) {
 		return 0;
 	}
 	return bpf_map_lookup_elem(&ciliate_config_v1, key);
+}
+
+/* core/pipeline.ts:71 traceBegin */
+static __always_inline __u8 *ciliate_trace_begin(__u8 *cfg)
+{
+	__u8 *key = ciliate_scratch(184, 4);
+	__u8 *tr = bpf_map_lookup_elem(&ciliate_trace_v1, key);
+	if (tr == 0) {
+		return 0;
+	}
+	bool armed = ((struct trace_record *)tr)->verdict == CILIATE_TRACE_VERDICT_ARMED;
+	if (!armed && ((cfg == 0) || ((((struct config_value *)cfg)->flags & (CILIATE_CONFIG_F_EVENTS | CILIATE_CONFIG_F_EVENTS_ALL)) == 0))) {
+		return 0;
+	}
+	__builtin_memset(tr, 0, sizeof(struct trace_record));
+	((struct trace_record *)tr)->ct_state = (__u8)CILIATE_CT_NONE;
+	return tr;
 }
 
 /* core/packet.ts:101 setInfoFlag */
@@ -421,7 +426,7 @@ static __always_inline void ciliate_write16be(__u8 *p, __u32 v)
 	*(__u16 *)p = (__u16)ciliate_bswap16(v & 0xffff);
 }
 
-/* core/pipeline.ts:148 recordDest */
+/* core/pipeline.ts:154 recordDest */
 static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 {
 	if (tr == 0) {
@@ -435,7 +440,7 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
-/* core/pipeline.ts:132 enter */
+/* core/pipeline.ts:138 enter */
 static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
@@ -451,23 +456,18 @@ static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8
 	return perr;
 }
 
-/* core/pipeline.ts:73 count */
+/* core/pipeline.ts:85 count */
 static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 {
 	__u8 *key = ciliate_scratch(192, sizeof(struct metrics_key));
 	((struct metrics_key *)key)->reason = (__u8)reason;
 	((struct metrics_key *)key)->dir = (__u8)dir;
-	__u8 *v = bpf_map_lookup_elem(&ciliate_metrics_v1, key);
+	__u8 *v = bpf_map_lookup_elem(&ciliate_metrics_v2, key);
 	if (v == 0) {
-		__u8 *zero = ciliate_scratch(200, sizeof(struct metrics_value));
-		bpf_map_update_elem(&ciliate_metrics_v1, key, zero, CILIATE_BPF_NOEXIST);
-		v = bpf_map_lookup_elem(&ciliate_metrics_v1, key);
-		if (v == 0) {
-			return;
-		}
+		return;
 	}
-	ciliate_add64(v + CILIATE_METRICS_VALUE_PACKETS, 1);
-	ciliate_add64(v + CILIATE_METRICS_VALUE_BYTES, bytes);
+	ciliate_add64_local(v + CILIATE_METRICS_VALUE_PACKETS, 1);
+	ciliate_add64_local(v + CILIATE_METRICS_VALUE_BYTES, bytes);
 }
 
 /* core/hash.ts:20 rol32 */
@@ -505,8 +505,8 @@ static __always_inline __u32 ciliate_jhash3_words(__u32 a, __u32 b, __u32 c, __u
 	return ciliate_jhash_final3(a, b, c, initval + CILIATE_JHASH_INITVAL + 12);
 }
 
-/* core/pipeline.ts:94 finish */
-static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
+/* core/pipeline.ts:101 finish */
+static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
 {
 	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
 	if (tr == 0) {
@@ -522,7 +522,6 @@ static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *info, __u32 verdict,
 	((struct trace_record *)tr)->tcp_flags = (__u8)(__u32)((struct packet_info *)info)->tcp_flags;
 	((struct trace_record *)tr)->icmp_type = (__u8)(__u32)((struct packet_info *)info)->icmp_type;
 	((struct trace_record *)tr)->len = ((struct packet_info *)info)->len;
-	__u8 *cfg = ciliate_config_get();
 	if (cfg != 0) {
 		__u32 flags = ((struct config_value *)cfg)->flags;
 		bool checked = ((__u32)((struct trace_record *)tr)->trace_flags & (CILIATE_TRACE_F_EGRESS_CHECKED | CILIATE_TRACE_F_INGRESS_CHECKED)) != 0;
@@ -536,11 +535,11 @@ static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *info, __u32 verdict,
 	return verdict;
 }
 
-/* core/pipeline.ts:125 drop */
-static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *info, __u32 reason, __u32 dir)
+/* core/pipeline.ts:131 drop */
+static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *cfg, __u8 *info, __u32 reason, __u32 dir)
 {
 	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
-	return ciliate_finish(tr, info, CILIATE_CTX_ACT_DROP, reason, dir, obs);
+	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_DROP, reason, dir, obs);
 }
 
 /* core/ipcache.ts:30 copyAddr */
@@ -559,7 +558,7 @@ static __always_inline __u8 *ciliate_endpoint_lookup(__u8 *addr, __u32 family)
 	if ((family != CILIATE_FAMILY_IPV4) && (family != CILIATE_FAMILY_IPV6)) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(216, sizeof(struct endpoint_key));
+	__u8 *key = ciliate_scratch(200, sizeof(struct endpoint_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -601,7 +600,7 @@ static __always_inline __u8 *ciliate_lb_lookup_backend(__u32 backend_id)
 	if (backend_id == 0) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(352, sizeof(struct backend_key));
+	__u8 *key = ciliate_scratch(344, sizeof(struct backend_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -691,7 +690,7 @@ static __always_inline __u32 ciliate_maglev_lookup(__u32 rev_nat_index, __u32 ha
 	if (m == 0) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(384, sizeof(struct maglev_key));
+	__u8 *key = ciliate_scratch(376, sizeof(struct maglev_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -707,8 +706,8 @@ static __always_inline __u32 ciliate_maglev_lookup(__u32 rev_nat_index, __u32 ha
 /* core/lb.ts:123 affinityUpdate */
 static __always_inline void ciliate_affinity_update(__u8 *info, __u32 rev_nat, __u32 backend_id, __u32 now)
 {
-	__u8 *key = ciliate_scratch(392, sizeof(struct affinity_key));
-	__u8 *val = ciliate_scratch(416, sizeof(struct affinity_value));
+	__u8 *key = ciliate_scratch(384, sizeof(struct affinity_key));
+	__u8 *val = ciliate_scratch(408, sizeof(struct affinity_value));
 	if ((key == 0) || (val == 0)) {
 		return;
 	}
@@ -718,8 +717,8 @@ static __always_inline void ciliate_affinity_update(__u8 *info, __u32 rev_nat, _
 	bpf_map_update_elem(&ciliate_lb_affinity_v1, key, val, CILIATE_BPF_ANY);
 }
 
-/* core/lb.ts:139 lbSelectBackend */
-static __always_inline __u32 ciliate_lb_select_backend(__u8 *svc_key, __u8 *svc, __u8 *info, __u32 now)
+/* core/lb.ts:137 selectBackend */
+static __always_inline __u8 *ciliate_select_backend(__u8 *svc_key, __u8 *svc, __u8 *info, __u32 now, __u8 *id_out)
 {
 	__u32 rev_nat = (__u32)((struct service_value *)svc)->rev_nat_index;
 	__u32 master = ((struct service_value *)svc)->backend_id;
@@ -729,7 +728,7 @@ static __always_inline __u32 ciliate_lb_select_backend(__u8 *svc_key, __u8 *svc,
 		return 0;
 	}
 	if (affinity) {
-		__u8 *key = ciliate_scratch(360, sizeof(struct affinity_key));
+		__u8 *key = ciliate_scratch(352, sizeof(struct affinity_key));
 		if (key != 0) {
 			ciliate_affinity_key(key, info, rev_nat);
 			__u8 *v = bpf_map_lookup_elem(&ciliate_lb_affinity_v1, key);
@@ -740,7 +739,8 @@ static __always_inline __u32 ciliate_lb_select_backend(__u8 *svc_key, __u8 *svc,
 				bool alive = (((struct affinity_value *)v)->last_used + timeout) > now;
 				if (alive && (b != 0) && ((__u32)((struct backend *)b)->state == CILIATE_BE_STATE_ACTIVE)) {
 					((struct affinity_value *)v)->last_used = now;
-					return id;
+					*(__u32 *)id_out = id;
+					return b;
 				}
 				bpf_map_delete_elem(&ciliate_lb_affinity_v1, key);
 			}
@@ -762,16 +762,21 @@ static __always_inline __u32 ciliate_lb_select_backend(__u8 *svc_key, __u8 *svc,
 			id2 = ((struct service_value *)slot)->backend_id;
 		}
 	}
-	if ((id2 == 0) || (ciliate_lb_lookup_backend(id2) == 0)) {
+	if (id2 == 0) {
+		return 0;
+	}
+	__u8 *b2 = ciliate_lb_lookup_backend(id2);
+	if (b2 == 0) {
 		return 0;
 	}
 	if (affinity) {
 		ciliate_affinity_update(info, rev_nat, id2, now);
 	}
-	return id2;
+	*(__u32 *)id_out = id2;
+	return b2;
 }
 
-/* core/lb.ts:194 lbServiceBackend */
+/* core/lb.ts:209 lbServiceBackend */
 static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc, __u8 *info, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -783,7 +788,7 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 	bool tcp = nexthdr == CILIATE_IPPROTO_TCP;
 	__u32 tcp_flags = tcp ? (__u32)((struct packet_info *)info)->tcp_flags : 0;
 	bool syn = (tcp_flags & CILIATE_TCP_SYN) != 0;
-	__u8 *tuple = ciliate_scratch(240, sizeof(struct ct_tuple));
+	__u8 *tuple = ciliate_scratch(224, sizeof(struct ct_tuple));
 	if (tuple == 0) {
 		return 0;
 	}
@@ -810,15 +815,16 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 	}
 	__u32 lifetime = now + *(__u32 *)(cfg + (tcp ? CILIATE_CONFIG_VALUE_CT_SERVICE_TCP_LIFETIME : CILIATE_CONFIG_VALUE_CT_SERVICE_ANY_LIFETIME));
 	if (id == 0) {
-		id = ciliate_lb_select_backend(svc_key, svc, info, now);
-		if (id == 0) {
+		__u8 *id_out = ciliate_scratch(264, 4);
+		if (id_out == 0) {
 			return 0;
 		}
-		b = ciliate_lb_lookup_backend(id);
+		b = ciliate_select_backend(svc_key, svc, info, now, id_out);
 		if (b == 0) {
 			return 0;
 		}
-		__u8 *entry = ciliate_scratch(280, sizeof(struct ct_entry));
+		id = *(__u32 *)id_out;
+		__u8 *entry = ciliate_scratch(272, sizeof(struct ct_entry));
 		if (entry == 0) {
 			return 0;
 		}
@@ -844,7 +850,7 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 			ciliate_affinity_update(info, rev_nat, id, now);
 		}
 	}
-	__u8 *sel = ciliate_scratch(320, sizeof(struct lb_selection));
+	__u8 *sel = ciliate_scratch(312, sizeof(struct lb_selection));
 	if (sel == 0) {
 		return 0;
 	}
@@ -914,10 +920,10 @@ static __always_inline __s32 ciliate_nat_rewrite_addr(struct __sk_buff *pkt, __u
 	return 0;
 }
 
-/* core/lb.ts:262 loopbackAddr */
+/* core/lb.ts:278 loopbackAddr */
 static __always_inline __u8 *ciliate_loopback_addr(void)
 {
-	__u8 *a = ciliate_scratch(424, 16);
+	__u8 *a = ciliate_scratch(416, 16);
 	if (a == 0) {
 		return 0;
 	}
@@ -964,7 +970,7 @@ static __always_inline __s32 ciliate_nat_rewrite_port(struct __sk_buff *pkt, __u
 	return 0;
 }
 
-/* core/lb.ts:285 lbDnat */
+/* core/lb.ts:301 lbDnat */
 static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, __u8 *backend)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
@@ -996,7 +1002,7 @@ static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, 
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:140 setFlag */
+/* core/pipeline.ts:146 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1151,7 +1157,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	if (!ciliate_is_tracked_proto((__u32)((struct packet_info *)info)->nexthdr)) {
 		return CILIATE_CT_UNKNOWN_PROTO;
 	}
-	__u8 *key = ciliate_scratch(440, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(432, sizeof(struct ct_tuple));
 	if (key == 0) {
 		return CILIATE_CT_NEW;
 	}
@@ -1198,7 +1204,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	return CILIATE_CT_NEW;
 }
 
-/* core/pipeline.ts:191 ctFor */
+/* core/pipeline.ts:197 ctFor */
 static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
 {
 	ciliate_ct_build_tuple(info, tuple);
@@ -1212,7 +1218,7 @@ static __always_inline __u8 *ciliate_ipcache_lookup(__u8 *addr, __u32 family)
 	if ((family != CILIATE_FAMILY_IPV4) && (family != CILIATE_FAMILY_IPV6)) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(480, sizeof(struct ipcache_key));
+	__u8 *key = ciliate_scratch(472, sizeof(struct ipcache_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -1232,16 +1238,16 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:144 worldIdentity */
+/* core/pipeline.ts:150 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
-/* core/lb.ts:318 lbRevNat */
+/* core/lb.ts:334 lbRevNat */
 static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *info, __u32 rev_nat_index)
 {
-	__u8 *key = ciliate_scratch(504, sizeof(struct rev_nat_key));
+	__u8 *key = ciliate_scratch(496, sizeof(struct rev_nat_key));
 	if (key == 0) {
 		return CILIATE_LB_REVNAT_NO_ENTRY;
 	}
@@ -1259,7 +1265,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	if (family == CILIATE_FAMILY_IPV4) {
 		__u8 *lo = ciliate_loopback_addr();
 		if ((lo != 0) && (*(__u32 *)lo == *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
-			__u8 *self = ciliate_scratch(512, 16);
+			__u8 *self = ciliate_scratch(504, 16);
 			if (self != 0) {
 				__builtin_memcpy(self, info + CILIATE_PACKET_INFO_SADDR, 16);
 				r = ciliate_nat_rewrite_addr(pkt, info, true, self);
@@ -1283,7 +1289,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	return 0;
 }
 
-/* core/pipeline.ts:198 replyRevNat */
+/* core/pipeline.ts:204 replyRevNat */
 static __always_inline __u32 ciliate_reply_rev_nat(struct __sk_buff *pkt, __u8 *tr, __u8 *info, __u8 *st)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
@@ -1361,7 +1367,7 @@ static __always_inline __s32 ciliate_policy_policy_check(__u8 *entry, __u8 *othe
 static __always_inline __s32 ciliate_policy_can_access(__u32 ep_id, __u32 remote_id, __u32 egress, __u32 proto, __u32 dport, __u8 *result)
 {
 	__builtin_memset(result, 0, sizeof(struct policy_result));
-	__u8 *key = ciliate_scratch(544, sizeof(struct policy_key));
+	__u8 *key = ciliate_scratch(536, sizeof(struct policy_key));
 	if (key == 0) {
 		return -((__s32)CILIATE_DROP_POLICY);
 	}
@@ -1439,10 +1445,10 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:162 policyCheck */
+/* core/pipeline.ts:168 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
-	__u8 *res = ciliate_scratch(528, sizeof(struct policy_result));
+	__u8 *res = ciliate_scratch(520, sizeof(struct policy_result));
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
 	__u32 icmp_type = (__u32)((struct packet_info *)info)->icmp_type;
 	__s32 v = ciliate_policy_can_access(ep_id, remote_id, egress, proto, ciliate_policy_port(cfg, proto, (__u32)((struct packet_info *)info)->dport, icmp_type), res);
@@ -1483,8 +1489,8 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	if (cfg == 0) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
-	__u8 *entry = ciliate_scratch(560, sizeof(struct ct_entry));
-	__u8 *key = ciliate_scratch(600, sizeof(struct ct_tuple));
+	__u8 *entry = ciliate_scratch(552, sizeof(struct ct_entry));
+	__u8 *key = ciliate_scratch(592, sizeof(struct ct_tuple));
 	if ((entry == 0) || (key == 0)) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
@@ -1505,21 +1511,21 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:228 fromEndpoint */
+/* core/pipeline.ts:234 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 now)
 {
-	__u8 *tr = ciliate_trace_begin();
-	__u32 dir = CILIATE_METRIC_DIR_EGRESS;
 	__u8 *cfg = ciliate_config_get();
+	__u8 *tr = ciliate_trace_begin(cfg);
+	__u32 dir = CILIATE_METRIC_DIR_EGRESS;
 	__u8 *info = ciliate_scratch(0, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
-		return ciliate_drop(tr, info, err, dir);
+		return ciliate_drop(tr, cfg, info, err, dir);
 	}
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u8 *ep = ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_SADDR, family);
 	if (ep == 0) {
-		return ciliate_drop(tr, info, CILIATE_DROP_INVALID_SIP, dir);
+		return ciliate_drop(tr, cfg, info, CILIATE_DROP_INVALID_SIP, dir);
 	}
 	__u32 ep_id = (__u32)((struct endpoint_info *)ep)->ep_id;
 	__u32 src_id = ((struct endpoint_info *)ep)->sec_identity;
@@ -1538,12 +1544,12 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 		}
 		__u8 *sel = ciliate_lb_service_backend(svc_key, svc, info, now);
 		if (sel == 0) {
-			return ciliate_drop(tr, info, CILIATE_DROP_NO_SERVICE, dir);
+			return ciliate_drop(tr, cfg, info, CILIATE_DROP_NO_SERVICE, dir);
 		}
 		backend_id = ((struct lb_selection *)sel)->backend_id;
 		__s32 nerr = ciliate_lb_dnat(pkt, info, sel + CILIATE_LB_SELECTION_BACKEND);
 		if (nerr < 0) {
-			return ciliate_drop(tr, info, (__u32)(-nerr), dir);
+			return ciliate_drop(tr, cfg, info, (__u32)(-nerr), dir);
 		}
 		if (tr != 0) {
 			((struct trace_record *)tr)->backend_id = backend_id;
@@ -1555,7 +1561,7 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	__u8 *st = ciliate_scratch(160, sizeof(struct ct_state));
 	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_OUT, now);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
-		return ciliate_drop(tr, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
+		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
 	}
 	if (tr != 0) {
 		((struct trace_record *)tr)->ct_state = (__u8)ct;
@@ -1569,16 +1575,16 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 		if (ct == CILIATE_CT_REPLY) {
 			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
 			if (rerr != 0) {
-				return ciliate_drop(tr, info, rerr, dir);
+				return ciliate_drop(tr, cfg, info, rerr, dir);
 			}
 		}
-		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_ENDPOINT);
+		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_ENDPOINT);
 	}
 	__u32 verdict = CILIATE_CTX_ACT_OK;
 	__u32 proxy_port = 0;
 	__s32 v = ciliate_policy_check(tr, cfg, info, ep_id, dst_id, CILIATE_POLICY_EGRESS);
 	if (v < 0) {
-		return ciliate_drop(tr, info, (__u32)(-v), dir);
+		return ciliate_drop(tr, cfg, info, (__u32)(-v), dir);
 	}
 	if (v > 0) {
 		proxy_port = (__u32)v;
@@ -1586,27 +1592,27 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	}
 	if (ct == CILIATE_CT_NEW) {
 		if (ciliate_ct_create(tuple, info, now, src_id, rev_nat, backend_id, proxy_port) != 0) {
-			return ciliate_drop(tr, info, CILIATE_DROP_CT_CREATE_FAILED, dir);
+			return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_CREATE_FAILED, dir);
 		}
 	}
-	return ciliate_finish(tr, info, verdict, 0, dir, verdict == CILIATE_CTX_ACT_REDIRECT ? CILIATE_TRACE_TO_PROXY : CILIATE_TRACE_FROM_ENDPOINT);
+	return ciliate_finish(tr, cfg, info, verdict, 0, dir, verdict == CILIATE_CTX_ACT_REDIRECT ? CILIATE_TRACE_TO_PROXY : CILIATE_TRACE_FROM_ENDPOINT);
 }
 
-/* core/pipeline.ts:316 toEndpoint */
+/* core/pipeline.ts:322 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 src_identity, __u32 now)
 {
-	__u8 *tr = ciliate_trace_begin();
-	__u32 dir = CILIATE_METRIC_DIR_INGRESS;
 	__u8 *cfg = ciliate_config_get();
-	__u8 *info = ciliate_scratch(640, sizeof(struct packet_info));
+	__u8 *tr = ciliate_trace_begin(cfg);
+	__u32 dir = CILIATE_METRIC_DIR_INGRESS;
+	__u8 *info = ciliate_scratch(632, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
-		return ciliate_drop(tr, info, err, dir);
+		return ciliate_drop(tr, cfg, info, err, dir);
 	}
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u8 *ep = ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_DADDR, family);
 	if (ep == 0) {
-		return ciliate_drop(tr, info, CILIATE_DROP_UNROUTABLE, dir);
+		return ciliate_drop(tr, cfg, info, CILIATE_DROP_UNROUTABLE, dir);
 	}
 	__u32 ep_id = (__u32)((struct endpoint_info *)ep)->ep_id;
 	__u32 src_id = src_identity != 0 ? src_identity : ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_SADDR, family, ciliate_world_identity(cfg, family));
@@ -1615,11 +1621,11 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 		((struct trace_record *)tr)->src_identity = src_id;
 		((struct trace_record *)tr)->dst_identity = ((struct endpoint_info *)ep)->sec_identity;
 	}
-	__u8 *tuple = ciliate_scratch(736, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(776, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(728, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(768, sizeof(struct ct_state));
 	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_IN, now);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
-		return ciliate_drop(tr, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
+		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
 	}
 	if (tr != 0) {
 		((struct trace_record *)tr)->ct_state = (__u8)ct;
@@ -1629,16 +1635,16 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 		if (ct == CILIATE_CT_REPLY) {
 			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
 			if (rerr != 0) {
-				return ciliate_drop(tr, info, rerr, dir);
+				return ciliate_drop(tr, cfg, info, rerr, dir);
 			}
 		}
-		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
+		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 	}
 	__u32 verdict = CILIATE_CTX_ACT_OK;
 	__u32 proxy_port = 0;
 	__s32 v = ciliate_policy_check(tr, cfg, info, ep_id, src_id, CILIATE_POLICY_INGRESS);
 	if (v < 0) {
-		return ciliate_drop(tr, info, (__u32)(-v), dir);
+		return ciliate_drop(tr, cfg, info, (__u32)(-v), dir);
 	}
 	if (v > 0) {
 		proxy_port = (__u32)v;
@@ -1646,10 +1652,10 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 	}
 	if (ct == CILIATE_CT_NEW) {
 		if (ciliate_ct_create(tuple, info, now, src_id, 0, 0, proxy_port) != 0) {
-			return ciliate_drop(tr, info, CILIATE_DROP_CT_CREATE_FAILED, dir);
+			return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_CREATE_FAILED, dir);
 		}
 	}
-	return ciliate_finish(tr, info, verdict, 0, dir, verdict == CILIATE_CTX_ACT_REDIRECT ? CILIATE_TRACE_TO_PROXY : CILIATE_TRACE_TO_ENDPOINT);
+	return ciliate_finish(tr, cfg, info, verdict, 0, dir, verdict == CILIATE_CTX_ACT_REDIRECT ? CILIATE_TRACE_TO_PROXY : CILIATE_TRACE_TO_ENDPOINT);
 }
 
 /* core/nat.ts:116 snatTuple */
@@ -1667,7 +1673,7 @@ static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_
 /* core/nat.ts:127 snatApply */
 static __always_inline __s32 ciliate_snat_apply(struct __sk_buff *pkt, __u8 *info, __u8 *v, bool dst)
 {
-	__u8 *addr = ciliate_scratch(1008, 16);
+	__u8 *addr = ciliate_scratch(1000, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
 	__u32 port = ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
 	__s32 r = ciliate_nat_rewrite_addr(pkt, info, dst, addr);
@@ -1684,7 +1690,7 @@ static __always_inline __s32 ciliate_snat_rev_ingress(struct __sk_buff *pkt, __u
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *key = ciliate_scratch(968, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(960, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, key, CILIATE_TUPLE_F_IN);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
@@ -1709,7 +1715,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (node_ip == 0) {
 		return -((__s32)CILIATE_DROP_NO_CONFIG);
 	}
-	__u8 *okey = ciliate_scratch(1024, sizeof(struct ct_tuple));
+	__u8 *okey = ciliate_scratch(1016, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, okey, CILIATE_TUPLE_F_OUT);
 	__u8 *existing = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (existing != 0) {
@@ -1727,14 +1733,14 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (sport >= min_port) {
 		cand = sport;
 	}
-	__u8 *rkey = ciliate_scratch(1064, sizeof(struct ct_tuple));
+	__u8 *rkey = ciliate_scratch(1056, sizeof(struct ct_tuple));
 	*(__u32 *)(rkey + CILIATE_CT_TUPLE_DADDR) = node_ip;
 	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
 	ciliate_write16be(rkey + CILIATE_CT_TUPLE_SPORT_BE, dport);
 	((struct ct_tuple *)rkey)->nexthdr = (__u8)nexthdr;
 	((struct ct_tuple *)rkey)->flags = (__u8)CILIATE_TUPLE_F_IN;
 	((struct ct_tuple *)rkey)->family = (__u8)CILIATE_FAMILY_IPV4;
-	__u8 *rval = ciliate_scratch(1104, sizeof(struct snat_value));
+	__u8 *rval = ciliate_scratch(1096, sizeof(struct snat_value));
 	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
 	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1751,7 +1757,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (!found) {
 		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
 	}
-	__u8 *oval = ciliate_scratch(1128, sizeof(struct snat_value));
+	__u8 *oval = ciliate_scratch(1120, sizeof(struct snat_value));
 	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
 	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
 	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1763,27 +1769,27 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:382 fromNetwork */
+/* core/pipeline.ts:388 fromNetwork */
 static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 now)
 {
-	__u8 *tr = ciliate_trace_begin();
-	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
 	__u8 *cfg = ciliate_config_get();
-	__u8 *info = ciliate_scratch(792, sizeof(struct packet_info));
+	__u8 *tr = ciliate_trace_begin(cfg);
+	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
+	__u8 *info = ciliate_scratch(784, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
-		return ciliate_drop(tr, info, err, dir);
+		return ciliate_drop(tr, cfg, info, err, dir);
 	}
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 src_id = ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_SADDR, family, ciliate_world_identity(cfg, family));
 	if (tr != 0) {
 		((struct trace_record *)tr)->src_identity = src_id;
 	}
-	__u8 *tuple = ciliate_scratch(888, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(928, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(880, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(920, sizeof(struct ct_state));
 	__s32 snerr = ciliate_snat_rev_ingress(pkt, info);
 	if (snerr < 0) {
-		return ciliate_drop(tr, info, (__u32)(-snerr), dir);
+		return ciliate_drop(tr, cfg, info, (__u32)(-snerr), dir);
 	}
 	if (snerr == 0) {
 		ciliate_set_flag(tr, CILIATE_TRACE_F_SNAT);
@@ -1795,19 +1801,19 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 		if (ct == CILIATE_CT_REPLY) {
 			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
 			if (rerr != 0) {
-				return ciliate_drop(tr, info, rerr, dir);
+				return ciliate_drop(tr, cfg, info, rerr, dir);
 			}
 		}
 		ciliate_record_dest(tr, info, false);
-		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
+		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}
-	__u8 *svc_key = ciliate_scratch(944, sizeof(struct service_key));
+	__u8 *svc_key = ciliate_scratch(936, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
 	if (svc == 0) {
-		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
+		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
 	}
 	if (((__u32)((struct service_value *)svc)->flags & CILIATE_SVC_F_ROUTABLE) == 0) {
-		return ciliate_drop(tr, info, CILIATE_DROP_IS_CLUSTER_IP, dir);
+		return ciliate_drop(tr, cfg, info, CILIATE_DROP_IS_CLUSTER_IP, dir);
 	}
 	__u32 rev_nat = (__u32)((struct service_value *)svc)->rev_nat_index;
 	if (tr != 0) {
@@ -1815,12 +1821,12 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 	}
 	__u8 *sel = ciliate_lb_service_backend(svc_key, svc, info, now);
 	if (sel == 0) {
-		return ciliate_drop(tr, info, CILIATE_DROP_NO_SERVICE, dir);
+		return ciliate_drop(tr, cfg, info, CILIATE_DROP_NO_SERVICE, dir);
 	}
 	__u32 backend_id = ((struct lb_selection *)sel)->backend_id;
 	__s32 nerr = ciliate_lb_dnat(pkt, info, sel + CILIATE_LB_SELECTION_BACKEND);
 	if (nerr < 0) {
-		return ciliate_drop(tr, info, (__u32)(-nerr), dir);
+		return ciliate_drop(tr, cfg, info, (__u32)(-nerr), dir);
 	}
 	if (tr != 0) {
 		((struct trace_record *)tr)->backend_id = backend_id;
@@ -1834,23 +1840,23 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 	bool local = ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_DADDR, family) != 0;
 	__u32 ct2 = ciliate_ct_for(info, tuple, st, local ? CILIATE_TUPLE_F_IN : CILIATE_TUPLE_F_OUT, now);
 	if (ct2 == CILIATE_CT_UNKNOWN_PROTO) {
-		return ciliate_drop(tr, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
+		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
 	}
 	if (tr != 0) {
 		((struct trace_record *)tr)->ct_state = (__u8)ct2;
 	}
 	if (ct2 == CILIATE_CT_NEW) {
 		if (ciliate_ct_create(tuple, info, now, src_id, rev_nat, backend_id, 0) != 0) {
-			return ciliate_drop(tr, info, CILIATE_DROP_CT_CREATE_FAILED, dir);
+			return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_CREATE_FAILED, dir);
 		}
 	}
 	if (local) {
-		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
+		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 	}
 	__s32 serr = ciliate_snat_egress(pkt, info, now);
 	if (serr < 0) {
-		return ciliate_drop(tr, info, (__u32)(-serr), dir);
+		return ciliate_drop(tr, cfg, info, (__u32)(-serr), dir);
 	}
 	ciliate_set_flag(tr, CILIATE_TRACE_F_SNAT);
-	return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
+	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 }

@@ -27,6 +27,12 @@ static __always_inline void ciliate_add64(void *p, __u32 v)
 	__sync_fetch_and_add((__u64 *)p, (__u64)v);
 }
 
+/* add64 for a per-CPU map slot: only this CPU writes it, and BPF programs do not migrate mid-run. */
+static __always_inline void ciliate_add64_local(void *p, __u32 v)
+{
+	*(__u64 *)p += (__u64)v;
+}
+
 static __always_inline __u32 ciliate_read64_lo(const void *p) { return (__u32)*(const __u64 *)p; }
 static __always_inline __u32 ciliate_read64_hi(const void *p) { return (__u32)(*(const __u64 *)p >> 32); }
 

@@ -98,6 +98,43 @@ describe("planReconcile", () => {
     expect(readContents(mem).size).toBe(1);
   });
 
+  it("applyPlan batches runs of one map in plan order, and reports a failing entry of a batch", () => {
+    const want = empty();
+    for (let i = 0; i < 5; i++) put(want.Backends, new Uint8Array([i]), new Uint8Array([i]));
+    put(want.Endpoints, new Uint8Array([9]), new Uint8Array([1]));
+    const mem = new MemMap();
+    const calls: { keys: number[]; kind: string }[] = [];
+    const batching: ByteMap = {
+      entries: () => mem.entries(),
+      update: (k, v) => mem.update(k, v),
+      delete: (k) => mem.delete(k),
+      updateBatch(keys, values, _flags, onError) {
+        calls.push({ keys: keys.map((k) => k[0]!), kind: "update" });
+        let n = 0;
+        keys.forEach((k, i) => {
+          if (k[0] === 3) return onError(i, new Error("full"));
+          mem.update(k, values[i]!);
+          n++;
+        });
+        return n;
+      },
+      deleteBatch(keys, onError) {
+        calls.push({ keys: keys.map((k) => k[0]!), kind: "delete" });
+        return keys.filter((k, i) => (mem.delete(k) ? true : (onError(i, new Error("absent")), false))).length;
+      },
+    };
+    const plan = planReconcile(empty(), want);
+    const other = new MemMap();
+    const r = applyPlan((m) => (m === "Backends" ? batching : other), plan);
+    expect(calls).toEqual([{ keys: plan.filter((o) => o.map === "Backends").map((o) => o.key[0]!), kind: "update" }]);
+    expect(r.failed.map((f) => [f.op.map, f.op.key[0]])).toEqual([["Backends", 3]]);
+    expect(r.added).toBe(5);
+    const del = applyPlan((m) => (m === "Backends" ? batching : other), planReconcile({ Backends: readContents(batching) }, empty()));
+    expect(calls[1]!.kind).toBe("delete");
+    expect(del.deleted).toBe(4);
+    expect(del.failed).toEqual([]);
+  });
+
   it("property (O3): a lookup with the same verdict before and after keeps it at every step", () => {
     // Entries over a small address space so that prefixes overlap often.
     const entry = fc.record({ len: fc.integer({ min: 0, max: 4 }).map((n) => n * 8), addr: fc.constantFrom(0x0a000000, 0x0a010000, 0x0a010100, 0x0a010101, 0x0b000000), verdict: fc.constantFrom(1, 2) });

@@ -13,6 +13,8 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { generateAll } from "../../codegen/outputs.ts";
+import { TraceRecordCodec } from "../../host/codecs.gen.ts";
+import * as C from "../../host/constants.gen.ts";
 import { FIXTURES, ROOT, canLoadBpf, clang, tempDir } from "./helpers.ts";
 import { skipUnless } from "../helpers/tools.ts";
 
@@ -61,6 +63,10 @@ describe.skipIf(skipUnless(canLoadBpf(), "root, bpffs and bpftool (loading BPF p
       ]);
       const inFile = join(dir, "pkt.bin");
       writeFileSync(inFile, pkt);
+      // Arm the Trace record (verdict = TRACE_VERDICT_ARMED), as hosts that read it do before a run.
+      const armed = new Uint8Array(TraceRecordCodec.size);
+      new DataView(armed.buffer).setUint32(0, C.TRACE_VERDICT_ARMED, true);
+      execFileSync("bpftool", ["map", "update", "pinned", `${pin}/maps/ciliate_trace_v1`, "key", "0", "0", "0", "0", "value", ...Array.from(armed, String)], { stdio: ["ignore", "pipe", "pipe"] });
       const run = execFileSync("bpftool", ["prog", "run", "pinned", `${pin}/from_endpoint`, "data_in", inFile], { encoding: "utf8" });
       expect(run).toMatch(/Return value: 2\b/);
       const dump = JSON.parse(execFileSync("bpftool", ["-j", "map", "dump", "pinned", `${pin}/maps/ciliate_trace_v1`], { encoding: "utf8" })) as { value: string[] }[];

@@ -20,11 +20,15 @@
  * that is not present restarts from the first entry, as trie_get_next_key() does).
  *
  * Design: one hash table (core/runtime/maps/hash.ts) keyed by (prefixlen, data masked to prefixlen bits) whose
- * value is (the key as given | the value), plus a count of entries per prefix length. Lookup tries the
- * prefix lengths from the key's down to 0, skipping lengths with no entries.
+ * value is (the key as given | the value), plus a count of entries per prefix length and a bitmap of the
+ * prefix lengths in use. Lookup visits only the lengths in use, longest first (found with clz on the
+ * bitmap words, not by stepping through every length), and narrows one masked copy of the key as it
+ * goes, so a lookup that hits at the longest length in use costs one hash probe, and each further length
+ * in use one more. The tables that matter have few lengths in use (ipcache: the CIDR sizes the cluster
+ * uses; policy: any-protocol, protocol and exact port, plus port-range prefixes).
  */
 import { allocStatic } from "../../alloc";
-import { memCopy, read32, write32 } from "../../env";
+import { clz32, memCopy, read32, write32 } from "../../env";
 import { bswap32 } from "../../bytes";
 import { BPF_EXIST, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT } from "../../constants";
 import { hashCount, hashCreate, hashDelete, hashLookup, hashNextKey, hashUpdate } from "./hash";
@@ -40,7 +44,8 @@ const L_STAGE: usize = 24; // scratch: an inner value (key as given | value)
 const L_NEXT: usize = 28; // scratch: an inner key from iteration
 const L_VAL_OFF: usize = 32; // offset of the value in an inner value
 const L_MAX_ENTRIES: usize = 36;
-const L_SIZE: usize = 40;
+const L_BITMAP: usize = 40; // u32 words: bit (p & 31) of word (p >> 5) is set when prefix length p is in use
+const L_SIZE: usize = 44;
 
 // The kernel accepts at most 256 data bytes (LPM_DATA_SIZE_MAX).
 const MAX_DATA_SIZE: u32 = 256;
@@ -75,7 +80,8 @@ export function lpmCreate(keySize: u32, valueSize: u32, maxEntries: u32): usize 
   const masked = allocStatic(<usize>keySize, 8);
   const stage = allocStatic(<usize>(valOff + valueSize), 8);
   const next = allocStatic(<usize>keySize, 8);
-  if (counts == 0 || masked == 0 || stage == 0 || next == 0) return 0;
+  const bitmap = allocStatic(<usize>((maxPrefix >>> 5) + 1) << 2, 8);
+  if (counts == 0 || masked == 0 || stage == 0 || next == 0 || bitmap == 0) return 0;
   write32(d + L_INNER, <u32>inner);
   write32(d + L_KEY_SIZE, keySize);
   write32(d + L_VALUE_SIZE, valueSize);
@@ -86,26 +92,69 @@ export function lpmCreate(keySize: u32, valueSize: u32, maxEntries: u32): usize 
   write32(d + L_NEXT, <u32>next);
   write32(d + L_VAL_OFF, valOff);
   write32(d + L_MAX_ENTRIES, maxEntries);
+  write32(d + L_BITMAP, <u32>bitmap);
   return d;
+}
+
+/** Adds `delta` (+1 / -1) to the entry count of prefix length `plen`, keeping the bitmap in step. */
+function countPrefix(d: usize, plen: u32, delta: i32): void {
+  const cp = <usize>read32(d + L_COUNTS) + (<usize>plen << 2);
+  const n = <u32>(<i32>read32(cp) + delta);
+  write32(cp, n);
+  const wp = <usize>read32(d + L_BITMAP) + (<usize>(plen >>> 5) << 2);
+  const bit: u32 = 1 << (plen & 31);
+  write32(wp, n == 0 ? read32(wp) & ~bit : read32(wp) | bit);
+}
+
+/** The longest prefix length in use that is <= `p`, or -1 when there is none. */
+function prevInUse(bitmap: usize, p: i32): i32 {
+  let w = p >> 5;
+  // Bits 0..(p & 31) of the first word, then whole words below it.
+  let bits = read32(bitmap + (<usize>w << 2)) & (0xffffffff >>> (31 - (p & 31)));
+  while (bits == 0) {
+    w--;
+    if (w < 0) return -1;
+    bits = read32(bitmap + (<usize>w << 2));
+  }
+  return (w << 5) + 31 - <i32>clz32(bits);
+}
+
+/** Clears the data bits of `masked` from bit `p` up to (not including) bit `upTo`, and sets its
+ * prefixlen to `p`: narrows a key already masked to `upTo` bits down to `p` bits. */
+function narrowKey(masked: usize, p: u32, upTo: u32): void {
+  write32(masked, p);
+  const last = (upTo + 31) >>> 5; // words at or past this index are already clear
+  for (let w: u32 = p >>> 5; w < last; w++) {
+    const first = w << 5;
+    let m: u32 = 0;
+    if (p > first) m = bswap32(u32(0xffffffff << (32 - (p - first)))); // data is big endian
+    const off: usize = (<usize>w << 2) + 4;
+    write32(masked + off, u32(read32(masked + off) & m));
+  }
 }
 
 /** Longest-prefix lookup: the key's prefixlen is the number of valid bits (normally the maximum; larger
  * values count as the maximum). Returns a pointer to the value of the stored entry with the longest
  * prefix p <= prefixlen whose first p bits equal the key's, or 0 when no entry covers the key. */
 export function lpmLookup(d: usize, key: usize): usize {
-  const ks = read32(d + L_KEY_SIZE);
   const maxPrefix = read32(d + L_MAX_PREFIX);
-  const counts = <usize>read32(d + L_COUNTS);
-  const masked = <usize>read32(d + L_MASKED);
-  const inner = <usize>read32(d + L_INNER);
+  const bitmap = <usize>read32(d + L_BITMAP);
   let plen = read32(key);
   if (plen > maxPrefix) plen = maxPrefix;
-  for (let i: u32 = 0; i <= plen; i++) {
-    const p = plen - i;
-    if (read32(counts + (<usize>p << 2)) == 0) continue;
-    maskKey(masked, key, p, ks);
+  let p = prevInUse(bitmap, <i32>plen);
+  if (p < 0) return 0;
+  const masked = <usize>read32(d + L_MASKED);
+  const inner = <usize>read32(d + L_INNER);
+  memCopy(masked, key, <usize>read32(d + L_KEY_SIZE));
+  let upTo = maxPrefix;
+  // At most one probe per prefix length in use, each strictly shorter than the last.
+  while (p >= 0) {
+    narrowKey(masked, <u32>p, upTo);
     const v = hashLookup(inner, masked);
     if (v != 0) return v + <usize>read32(d + L_VAL_OFF);
+    upTo = <u32>p;
+    if (p == 0) break;
+    p = prevInUse(bitmap, p - 1);
   }
   return 0;
 }
@@ -141,8 +190,7 @@ export function lpmUpdate(d: usize, key: usize, value: usize, flags: u32): i32 {
   memCopy(stage + valOff, value, <usize>vs);
   const r = hashUpdate(inner, masked, stage, BPF_NOEXIST);
   if (r != 0) return r;
-  const cp = <usize>read32(d + L_COUNTS) + (<usize>plen << 2);
-  write32(cp, read32(cp) + 1);
+  countPrefix(d, plen, 1);
   return 0;
 }
 
@@ -155,8 +203,7 @@ export function lpmDelete(d: usize, key: usize): i32 {
   maskKey(masked, key, plen, read32(d + L_KEY_SIZE));
   const r = hashDelete(<usize>read32(d + L_INNER), masked);
   if (r != 0) return r;
-  const cp = <usize>read32(d + L_COUNTS) + (<usize>plen << 2);
-  write32(cp, read32(cp) - 1);
+  countPrefix(d, plen, -1);
   return 0;
 }
 
