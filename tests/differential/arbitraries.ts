@@ -12,6 +12,8 @@ import { addrBytes16 } from "../../host/ip.ts";
 import { PROTO_NUMBERS, type L4Proto } from "../../host/protocols.ts";
 import { buildFrame, decodeFrame, type FrameSpec } from "../../sim/packets.ts";
 import { addPolicy, configure, ipcacheKey } from "../conformance/fixture.ts";
+import { maglevHashString } from "../../host/maglev.ts";
+import type { AbiDatapath } from "../../host/abi-datapath.ts";
 
 export const V4_PODS = ["10.244.0.10", "10.244.0.11", "10.244.0.12", "10.244.1.20"];
 export const V6_PODS = ["fd00::10", "fd00::11"];
@@ -76,6 +78,19 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
     { minLength: 1, maxLength: 2 },
   ),
 });
+
+/** Maglev tables (M 251) for sets of backend ids, built once per set by `dp`, for installState. */
+export function maglevTables(dp: AbiDatapath): (backendIds: number[]) => Uint32Array {
+  const tables = new Map<string, Uint32Array>();
+  return (ids) => {
+    const key = ids.join(",");
+    if (!tables.has(key)) {
+      const backends = ids.map((id) => ({ id, hashString: maglevHashString({ addr: `10.0.0.${id}`, port: 80, protocol: "TCP" }) }));
+      tables.set(key, dp.maglevTable(backends, 251, 0x1234));
+    }
+    return tables.get(key)!;
+  };
+}
 
 export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendIds: number[]) => Uint32Array): void {
   configure(dp);

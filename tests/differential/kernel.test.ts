@@ -12,11 +12,10 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createWasmDatapath } from "../../sim/engines.ts";
 import { DatapathError } from "../../host/datapath.ts";
-import { maglevHashString } from "../../host/maglev.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { kernelSuite } from "../../datapath/preflight.ts";
-import { concretize, installState, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
+import { concretize, installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
 import { kernelRuns, sharedKernel } from "../conformance/backends.ts";
 
 const RUNS = Number(process.env.DIFF_KERNEL_RUNS ?? 5000);
@@ -35,15 +34,7 @@ describe.skipIf(k.skip)("wasm and kernel agree", () => {
       fc.asyncProperty(nodeStateArb, stepsArb, async (state, steps) => {
         const wasm = createWasmDatapath({ capacities: SMALL_CAPACITIES });
         const kernel = sharedKernel();
-        const tables = new Map<string, Uint32Array>();
-        const table = (ids: number[]) => {
-          const key = ids.join(",");
-          if (!tables.has(key)) {
-            const backends = ids.map((id) => ({ id, hashString: maglevHashString({ addr: `10.0.0.${id}`, port: 80, protocol: "TCP" }) }));
-            tables.set(key, wasm.maglevTable(backends, 251, 0x1234));
-          }
-          return tables.get(key)!;
-        };
+        const table = maglevTables(wasm);
         installState(wasm, state, table);
         installState(kernel, state, table);
         let prevIn: Uint8Array | undefined;
