@@ -4,6 +4,7 @@
  * printed; FUZZ_SEED=<seed> [FUZZ_EPOCH=<n>] replays a run or one epoch of it. `npm run test:fuzz -- --long`
  * runs ten million frames.
  */
+import { appendFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/preflight.ts";
 import { PacketFuzzer } from "./packet-fuzz.ts";
@@ -11,6 +12,8 @@ import { PacketFuzzer } from "./packet-fuzz.ts";
 const FRAMES = Number(process.env.FUZZ_FRAMES ?? 100_000);
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : (Date.now() ^ (process.pid << 8)) >>> 0;
 const EPOCH = process.env.FUZZ_EPOCH === undefined ? undefined : Number(process.env.FUZZ_EPOCH);
+// Long runs also log their progress to this file as they go (vitest shows a test's output only at its end).
+const PROGRESS_FILE = process.env.FUZZ_PROGRESS_FILE;
 const k = kernelSuite("packet fuzzing wasm vs kernel", ["root", "libbpf", "bpffs", "clang"]);
 
 describe.skipIf(k.skip)("packet fuzzing: wasm and kernel agree on hostile frames", () => {
@@ -25,10 +28,12 @@ describe.skipIf(k.skip)("packet fuzzing: wasm and kernel agree on hostile frames
       seed: SEED,
       frames: FRAMES,
       onlyEpoch: EPOCH,
-      progress: (done) => {
+      progress: (done, r) => {
         if (Date.now() - last > 30_000) {
           last = Date.now();
-          console.log(`packet fuzz: ${done} frames, ${Math.round(done / ((last - started) / 1000))}/s`);
+          const line = `packet fuzz seed ${SEED}: ${done} frames without a difference (${r.compared} compared, ${r.events} events), ${Math.round(done / ((last - started) / 1000))}/s`;
+          console.log(line);
+          if (PROGRESS_FILE) appendFileSync(PROGRESS_FILE, `${new Date().toISOString()} ${line}\n`);
         }
       },
     });
