@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { Composer, LineCounter, Parser, isNode, type CST, type Document, type YAMLError } from "yaml";
 import { didYouMean, validateCiliateObject } from "./ciliate-schemas.ts";
 import { problemAt, ManifestError, type SourceRef } from "./errors.ts";
+import { shapeProblem } from "./manifest-shapes.ts";
 import type { ClusterModel, ContainerPort, EnforcementMode, ManifestObject, PodModel, ServiceModel } from "./types.ts";
 
 export const CILIATE_API = "ciliate.dev/v1alpha1";
@@ -180,6 +181,11 @@ function addObject(v: unknown, src: SourceRef, doc: Document, lc: LineCounter, b
       const hint = near ? `did you mean ${near}?` : "remove it; from a cluster, export only the kinds ciliate reads (docs/scenarios.md)";
       out.errors.push(problemAt(s, ["kind"], "unknown-kind", `ciliate does not read kind ${o.kind}${api}; ${hint}`, "", label));
     }
+    return;
+  }
+  const shape = shapeProblem(o);
+  if (shape) {
+    out.errors.push(problemAt(s, shape.path, "invalid-shape", `${o.kind} ${shape.detail}`));
     return;
   }
   const md = (o.metadata ?? {}) as Record<string, unknown>;
