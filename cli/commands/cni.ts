@@ -48,6 +48,8 @@ export async function runCni(env: NodeJS.ProcessEnv, stdin: string, out: (s: str
     } catch (e) {
       throw new CniError(6, "cannot decode the network configuration", (e as Error).message);
     }
+    // null, a list or a scalar is valid JSON but no configuration (it used to fail as a TypeError, 999).
+    if (!conf || typeof conf !== "object" || Array.isArray(conf)) throw new CniError(6, "cannot decode the network configuration", "it must be a JSON object");
     if (typeof conf.cniVersion === "string") cniVersion = conf.cniVersion;
     if (!CNI_SUPPORTED_VERSIONS.includes(cniVersion)) throw new CniError(1, `unsupported cniVersion ${cniVersion}`, `supported: ${CNI_SUPPORTED_VERSIONS.join(", ")}`);
     if (typeof conf.name !== "string" || !conf.name) throw new CniError(7, "the network configuration has no name");
