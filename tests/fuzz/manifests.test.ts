@@ -80,9 +80,9 @@ function mutateObject(root: unknown, m: ObjectMutation): unknown {
   let parent: Record<string, unknown> | unknown[] = box as Record<string, unknown>;
   let key: string | number = "root";
   for (const step of m.path) {
-    const cur = (parent as Record<string | number, unknown>)[key];
+    const cur: unknown = (parent as Record<string | number, unknown>)[key];
     if (!cur || typeof cur !== "object") break;
-    const keys = Array.isArray(cur) ? cur.map((_, i) => i) : Object.keys(cur);
+    const keys: (string | number)[] = Array.isArray(cur) ? cur.map((_, i) => i) : Object.keys(cur);
     if (!keys.length) break;
     parent = cur as Record<string, unknown>;
     key = keys[step % keys.length]!;
