@@ -75,7 +75,14 @@ export function serveApi(socketPath: string, routes: Map<string, Route>, streams
   if (!existsSync(dirname(socketPath))) mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
   if (existsSync(socketPath)) unlinkSync(socketPath);
   const server = createServer(async (req, res) => {
-    const url = new URL(req.url ?? "/", "http://agent");
+    // A path such as "//" is a URL with an empty host to the WHATWG parser, which throws: outside a try
+    // that was an unhandled rejection, which ends the agent.
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://agent");
+    } catch {
+      return send(res, 400, { code: 7, msg: `invalid request path ${JSON.stringify(req.url)}` });
+    }
     const stream = streams.get(`${req.method} ${url.pathname}`);
     if (stream) return stream(url, res);
     const route = routes.get(`${req.method} ${url.pathname}`);
