@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
-import { callApi } from "../../cli/agent/api.ts";
+import { callApi } from "../../agent/api.ts";
 import { cni, sh, startAgent, stopProcess } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-security", ["root", "libbpf", "bpffs", "iproute2"]);

@@ -5,7 +5,7 @@
  * a JSON {code, msg} with a CNI error code and status 200/400/404/413 (never 500: the stub agent does not
  * fail, so a 500 is the API failing on its input), and the server must keep serving afterwards.
  * The routes run against a stub agent (the real one needs the kernel: tests/fuzz/agent-security.test.ts
- * drives it); the stub refuses names exactly as the agent does (cli/agent/endpoint-names.ts).
+ * drives it); the stub refuses names exactly as the agent does (agent/endpoint-names.ts).
  * FUZZ_RUNS scales the case count (default 300).
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -15,10 +15,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { agentRoutes, callApi, MAX_BODY_BYTES, serveApi } from "../../cli/agent/api.ts";
-import type { Agent } from "../../cli/agent/agent.ts";
-import { AgentError } from "../../cli/agent/defaults.ts";
-import { endpointNamesProblem } from "../../cli/agent/endpoint-names.ts";
+import { agentRoutes, callApi, MAX_BODY_BYTES, serveApi } from "../../agent/api.ts";
+import type { Agent } from "../../agent/agent.ts";
+import { AgentError } from "../../agent/defaults.ts";
+import { endpointNamesProblem } from "../../agent/endpoint-names.ts";
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
 const dir = mkdtempSync(join(tmpdir(), "ciliate-fuzz-api-"));

@@ -13,8 +13,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { runCni } from "../../cli/commands/cni.ts";
-import { serveApi, type Route } from "../../cli/agent/api.ts";
-import { endpointNamesProblem } from "../../cli/agent/endpoint-names.ts";
+import { serveApi, type Route } from "../../agent/api.ts";
+import { endpointNamesProblem } from "../../agent/endpoint-names.ts";
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
 const CNI_CODES = [1, 2, 3, 4, 5, 6, 7, 11, 999];
