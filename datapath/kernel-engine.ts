@@ -46,6 +46,12 @@ export interface KernelRunResult extends RunResult {
   retval: number;
 }
 
+/** The tc return code the programs give for a verdict (bpf/include/ciliate_prog.h ciliate_tc_verdict):
+ * forwards and proxy redirects continue up the stack (TC_ACT_OK), everything else is shot (TC_ACT_SHOT). */
+export function tcReturnCode(verdict: number): number {
+  return verdict === 0 /* CTX_ACT_OK */ || verdict === 7 /* CTX_ACT_REDIRECT */ ? 0 : 2;
+}
+
 export class KernelDatapath implements Datapath {
   readonly engine = "kernel" as const;
   private readonly stats = { runs: 0 };

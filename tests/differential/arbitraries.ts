@@ -92,8 +92,12 @@ export function maglevTables(dp: AbiDatapath): (backendIds: number[]) => Uint32A
   };
 }
 
-export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendIds: number[]) => Uint32Array): void {
-  configure(dp);
+/** Configuration flags of the differential nodes: ICMP rules, and flow events on, so the ring buffer is
+ * compared too. */
+export const DIFF_CONFIG_FLAGS = C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED | C.CONFIG_F_EVENTS;
+
+export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendIds: number[]) => Uint32Array, flags?: number): void {
+  configure(dp, flags);
   for (const ep of s.endpoints) {
     const v6 = ep.ip.includes(":");
     dp.map(MAP_SPECS.Endpoints).update({ addr: addrBytes16(ep.ip), family: v6 ? C.FAMILY_IPV6 : C.FAMILY_IPV4 }, { epId: ep.epId, secIdentity: ep.identity });

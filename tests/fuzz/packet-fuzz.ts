@@ -17,9 +17,8 @@ import type { AbiDatapath } from "../../host/abi-datapath.ts";
 import { DatapathError, type EntryPoint, type RunResult } from "../../host/datapath.ts";
 import { MAP_SPECS, type TraceRecord } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
-import { KernelDatapath, type KernelRunResult } from "../../datapath/kernel-engine.ts";
-import { configure } from "../conformance/fixture.ts";
-import { installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, V4_PODS, V6_PODS, VIPS } from "../differential/arbitraries.ts";
+import { KernelDatapath, tcReturnCode, type KernelRunResult } from "../../datapath/kernel-engine.ts";
+import { DIFF_CONFIG_FLAGS, installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, V4_PODS, V6_PODS, VIPS } from "../differential/arbitraries.ts";
 import { fuzzFrame, type FrameAddresses } from "./frames.ts";
 
 export const FUZZ_ADDRESSES: FrameAddresses = {
@@ -69,12 +68,6 @@ function traceEqual(a: TraceRecord, b: TraceRecord): string | undefined {
   return undefined;
 }
 
-/** The tc return code a verdict must become: forwards and proxy redirects continue up the stack
- * (TC_ACT_OK), everything else is shot (bpf/include/ciliate_prog.h ciliate_tc_verdict). */
-function tcReturnCode(verdict: number): number {
-  return verdict === C.CTX_ACT_OK || verdict === C.CTX_ACT_REDIRECT ? 0 : 2;
-}
-
 function hex(b: Uint8Array): string {
   return Buffer.from(b).toString("hex");
 }
@@ -118,11 +111,7 @@ export class PacketFuzzer {
     // identical (a drop still bumps a counter).
     const probe = createWasmDatapath({ capacities: FUZZ_CAPACITIES });
     const table = maglevTables(wasm);
-    const flags = C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED | C.CONFIG_F_EVENTS;
-    for (const dp of [wasm, probe, kernel]) {
-      installState(dp, state!, table);
-      configure(dp, flags);
-    }
+    for (const dp of [wasm, probe, kernel]) installState(dp, state!, table, DIFF_CONFIG_FLAGS);
     (kernel as unknown as Events).events();
     let now = 1;
     for (let i = from; i < to; i++) {
