@@ -15,7 +15,7 @@ import fc from "fast-check";
 import { createWasmDatapath } from "../../sim/engines.ts";
 import type { AbiDatapath } from "../../host/abi-datapath.ts";
 import { DatapathError, type EntryPoint, type RunResult } from "../../host/datapath.ts";
-import { MAP_SPECS, type TraceRecord } from "../../host/codecs.gen.ts";
+import type { TraceRecord } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { KernelDatapath, tcReturnCode, type KernelRunResult } from "../../datapath/kernel-engine.ts";
 import { DIFF_CONFIG_FLAGS, installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, V4_PODS, V6_PODS, VIPS } from "../differential/arbitraries.ts";
@@ -28,8 +28,8 @@ export const FUZZ_ADDRESSES: FrameAddresses = {
   remote6: [V6_PODS[1]!, "2001:db8::9"],
 };
 
-/** Far above what one epoch can fill, so no LRU map evicts (the kernel's LRU is approximate, ours exact;
- * eviction is the differential suite's concern, with maps at capacity on purpose). */
+/** Far above what one epoch can fill, so no LRU map evicts: the kernel's LRU is approximate and ours
+ * exact, so at capacity they would evict different entries (not compared yet: docs/reliability.md). */
 export const FUZZ_CAPACITIES: Record<string, number> = { ...SMALL_CAPACITIES, ct: 16384, snat: 8192, metrics: 4096 };
 
 export interface PacketFuzzOptions {
@@ -160,7 +160,6 @@ export class PacketFuzzer {
     const ks = JSON.stringify(sideEffects(kernel));
     const ws = JSON.stringify(sideEffects(wasm));
     if (ks !== ws) throw new FuzzDifference(`map side effects differ after ${where(to - 1)}:\nkernel ${ks}\nwasm   ${ws}`);
-    if (MAP_SPECS.Conntrack.bpfName !== "ciliate_ct_v1") throw new Error("unexpected conntrack map name");
     wasm.close();
     probe.close();
   }
