@@ -141,8 +141,8 @@ describe.skipIf(suite.skip)("ciliate agent: SIGKILL during reconcile, then resta
     await eventually(() => !tcp("other").ok, 15_000, () => agentLog);
 
     const h = (await held) as { sent: number; recv: number; error: string | null };
-    expect(h.error, agentLog).toBeNull();
-    expect(h.recv).toBe(h.sent);
+    expect(h.error, `${JSON.stringify(h)}\n${agentLog}`).toBeNull();
+    expect(h.recv, JSON.stringify(h)).toBe(h.sent);
     expect(h.sent).toBeGreaterThan(50);
   }, 180_000);
 });
