@@ -140,7 +140,8 @@ describe.skipIf(suite.skip)("ciliate agent: SIGKILL during reconcile, then resta
     write(["client"]);
     await eventually(() => !tcp("other").ok, 15_000, () => agentLog);
 
-    const h = (await held) as { sent: number; recv: number; error: string | null };
+    const h = (await held) as { sent: number; recv: number; error: string | null; maxGapMs: number };
+    console.log(`chaos: ${KILLS} kills; held connection: ${h.sent} requests, ${h.recv} replies, longest wait ${h.maxGapMs} ms`);
     expect(h.error, `${JSON.stringify(h)}\n${agentLog}`).toBeNull();
     expect(h.recv, JSON.stringify(h)).toBe(h.sent);
     expect(h.sent).toBeGreaterThan(50);
