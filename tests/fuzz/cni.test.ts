@@ -92,7 +92,8 @@ describe("CNI fuzzing: hostile environments and configurations", () => {
     console.log(`CNI fuzz: ${RUNS} cases, ${[...codes].map(([k, v]) => `${k}: ${v}`).join(", ")}; ${received.length} requests reached the agent`);
     for (const b of received) expect(endpointNamesProblem(b as never), JSON.stringify(b)).toBeUndefined();
     expect(codes.get("error 4") ?? 0).toBeGreaterThan(0);
-    expect(received.length).toBeGreaterThan(RUNS / 20);
+    // About 6% of the cases are valid end to end; far fewer would mean the generators stopped reaching it.
+    expect(received.length).toBeGreaterThan(RUNS / 100);
     // The recording agent never fails, so a 999 would be the plugin failing on its own input.
     expect(codes.get("error 999") ?? 0).toBe(0);
   }, 300_000);
