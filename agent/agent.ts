@@ -24,6 +24,7 @@ import { StableIdentities, StableNumbers, type IdentityState } from "./identitie
 import { Ipam } from "./ipam.ts";
 import { applyPlan, planReconcile, readContents, type ApplyResult } from "./reconcile.ts";
 import { AgentError } from "./defaults.ts";
+import { endpointNamesProblem } from "./endpoint-names.ts";
 
 export { AgentError, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "./defaults.ts";
 
@@ -256,6 +257,9 @@ export class Agent {
     if (!req.containerId) throw new AgentError("BAD_REQUEST", "CNI_CONTAINERID is empty", 4);
     if (!req.netns) throw new AgentError("BAD_REQUEST", "CNI_NETNS is empty", 4);
     if (!/^[^/\s]+\/[^/\s]+$/.test(req.pod)) throw new AgentError("BAD_REQUEST", `pod must be namespace/name, got ${JSON.stringify(req.pod)} (set K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS)`, 4);
+    // Every name is checked before it can reach an `ip` command line, a /proc/sys path or the state file.
+    const problem = endpointNamesProblem(req);
+    if (problem) throw new AgentError("BAD_REQUEST", problem, 4);
     const existing = this.endpoints.get(req.containerId);
     if (existing) {
       if (existing.netns === req.netns && existing.ifname === req.ifname && checkEndpointLink({ ...existing }).length === 0) return existing;

@@ -24,11 +24,28 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+/** Request bodies are small JSON objects (a CNI request is a few hundred bytes); anything larger is refused
+ * before it is buffered, so a caller cannot make the agent hold unbounded memory. */
+export const MAX_BODY_BYTES = 1 << 20;
+
 async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
-  for await (const c of req) chunks.push(c as Buffer);
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new AgentError("BODY_TOO_LARGE", `request body over ${MAX_BODY_BYTES} bytes`, 7);
+    chunks.push(c as Buffer);
+  }
   if (!chunks.length) return {};
-  return JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch (e) {
+    throw new AgentError("BAD_JSON", `cannot decode the request body: ${(e as Error).message}`, 6);
+  }
+  // A route reads fields of an object; null, a list or a string would otherwise fail as a TypeError (500).
+  if (!v || typeof v !== "object" || Array.isArray(v)) throw new AgentError("BAD_REQUEST", "the request body must be a JSON object", 7);
+  return v as Record<string, unknown>;
 }
 
 /** Routes of the agent; extra routes (flows, …) can be added by the caller. */
@@ -58,7 +75,14 @@ export function serveApi(socketPath: string, routes: Map<string, Route>, streams
   if (!existsSync(dirname(socketPath))) mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
   if (existsSync(socketPath)) unlinkSync(socketPath);
   const server = createServer(async (req, res) => {
-    const url = new URL(req.url ?? "/", "http://agent");
+    // A path such as "//" is a URL with an empty host to the WHATWG parser, which throws: outside a try
+    // that was an unhandled rejection, which ends the agent.
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://agent");
+    } catch {
+      return send(res, 400, { code: 7, msg: `invalid request path ${JSON.stringify(req.url)}` });
+    }
     const stream = streams.get(`${req.method} ${url.pathname}`);
     if (stream) return stream(url, res);
     const route = routes.get(`${req.method} ${url.pathname}`);
@@ -70,12 +94,24 @@ export function serveApi(socketPath: string, routes: Map<string, Route>, streams
     } catch (e) {
       const err = e as Error & { cniCode?: number; code?: string };
       const cniCode = err instanceof AgentError ? err.cniCode : err instanceof SyntaxError ? 6 : 999;
-      send(res, cniCode === 999 ? 500 : 400, { code: cniCode, msg: err.message, details: err.code ?? "" });
+      const status = err instanceof AgentError && err.code === "BODY_TOO_LARGE" ? 413 : cniCode === 999 ? 500 : 400;
+      // A refused body may still be arriving: answer, then stop reading it.
+      if (status === 413) res.setHeader("connection", "close");
+      send(res, status, { code: cniCode, msg: err.message, details: err.code ?? "" });
+      if (status === 413) req.destroy();
     }
   });
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
+    // The socket is created 0600 (umask 0177 while it is bound), not chmod-ed afterwards: there is no
+    // moment at which another user could connect.
+    const umask = process.umask(0o177);
+    const restore = () => process.umask(umask);
+    server.once("error", (e) => {
+      restore();
+      reject(e);
+    });
     server.listen(socketPath, () => {
+      restore();
       chmodSync(socketPath, 0o600);
       resolve(server);
     });

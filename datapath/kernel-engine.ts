@@ -42,6 +42,19 @@ export interface KernelDatapathOptions {
   objectPath?: string;
 }
 
+/** A kernel run also reports the tc return code the program gave: TC_ACT_OK (0) for a forward and for a
+ * proxy redirect (the stack delivers to the proxy's transparent socket), TC_ACT_SHOT (2) for a drop
+ * (bpf/include/ciliate_prog.h ciliate_tc_verdict). */
+export interface KernelRunResult extends RunResult {
+  retval: number;
+}
+
+/** The tc return code the programs give for a verdict (bpf/include/ciliate_prog.h ciliate_tc_verdict):
+ * forwards and proxy redirects continue up the stack (TC_ACT_OK), everything else is shot (TC_ACT_SHOT). */
+export function tcReturnCode(verdict: number): number {
+  return verdict === 0 /* CTX_ACT_OK */ || verdict === 7 /* CTX_ACT_REDIRECT */ ? 0 : 2;
+}
+
 export class KernelDatapath implements Datapath {
   readonly engine = "kernel" as const;
   private readonly stats = { runs: 0 };
@@ -76,7 +89,7 @@ export class KernelDatapath implements Datapath {
     return h as MapHandle<K, V>;
   }
 
-  run(entry: EntryPoint, packet: Uint8Array, opts: RunOptions): RunResult {
+  run(entry: EntryPoint, packet: Uint8Array, opts: RunOptions): KernelRunResult {
     if (this.closed) throw new DatapathError("ENGINE_CLOSED", "kernel engine is closed");
     const now = opts.now >>> 0;
     if (now === 0) throw new DatapathError("BAD_TIME", "the kernel engine needs a virtual time of at least 1 second (0 selects the real clock)");
@@ -100,7 +113,7 @@ export class KernelDatapath implements Datapath {
     const t = trace.lookup(0)!;
     if (t.verdict === SENTINEL) throw new DatapathError("KERNEL_DID_NOT_RUN", `the ${PROGRAMS[entry]} program did not run (trace record untouched)`);
     this.stats.runs++;
-    return { verdict: t.verdict, dropReason: t.dropReason, output: res.data, trace: t };
+    return { verdict: t.verdict, dropReason: t.dropReason, output: res.data, trace: t, retval: res.retval };
   }
 
   /** The loaded program's fd for an entry point (for BPF_PROG_TEST_RUN with a repeat count: bench/). */

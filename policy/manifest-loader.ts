@@ -3,12 +3,16 @@
 // (Deployment/ReplicaSet/StatefulSet/DaemonSet → pods from the template and replicas), ciliate's own kinds
 // (Traffic, Expectation, Config under ciliate.dev/v1alpha1), and a plain cluster model for the engine.
 // Unknown kinds are refused; every error names file, document, line, object and field path.
+// Hostile input is refused with a one-line error before it can exhaust the process (MANIFEST_LIMITS): files
+// over 32 MiB, nesting deeper than 256 levels (the parser's composer recurses per level), and alias
+// expansion past the yaml library's resource-exhaustion guard (a "billion laughs" document).
 
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { LineCounter, parseAllDocuments, isNode, type Document, type YAMLError } from "yaml";
+import { Composer, LineCounter, Parser, isNode, type CST, type Document, type YAMLError } from "yaml";
 import { didYouMean, validateCiliateObject } from "./ciliate-schemas.ts";
 import { problemAt, ManifestError, type SourceRef } from "./errors.ts";
+import { shapeProblem } from "./manifest-shapes.ts";
 import type { ClusterModel, ContainerPort, EnforcementMode, ManifestObject, PodModel, ServiceModel } from "./types.ts";
 
 export const CILIATE_API = "ciliate.dev/v1alpha1";
@@ -42,6 +46,44 @@ export function objectLabel(kind: string, md: Record<string, unknown>): string {
   return `${kind} ${clusterScoped ? name : `${typeof md.namespace === "string" ? md.namespace : "default"}/${name}`}`;
 }
 
+/** Bounds on one manifest input, documented in docs/reliability.md. Kubernetes objects nest about 15
+ * levels deep and a `kubectl get -A -o yaml` of a large cluster is a few MiB; these are far above both. */
+export const MANIFEST_LIMITS = {
+  /** Bytes per file (or per text given to parseManifests). */
+  maxBytes: 32 * 1024 * 1024,
+  /** Nesting of collections (maps, sequences, flow collections) in one document. */
+  maxDepth: 256,
+  /** Alias expansions per aliased node (the yaml library's own guard, made explicit). */
+  maxAliasCount: 100,
+};
+
+/** The deepest collection nesting in a CST document and the offset where it is reached; iterative, so a
+ * hostile document cannot overflow the stack here. */
+function cstDepth(root: CST.Token): { depth: number; offset: number } {
+  let max = { depth: 0, offset: 0 };
+  const stack: [CST.Token | undefined, number][] = [[root, 0]];
+  while (stack.length) {
+    const [t, d] = stack.pop()!;
+    if (!t) continue;
+    if (t.type === "document") {
+      stack.push([t.value, d]);
+      continue;
+    }
+    if (t.type !== "block-map" && t.type !== "block-seq" && t.type !== "flow-collection") continue;
+    if (d + 1 > max.depth) max = { depth: d + 1, offset: t.offset };
+    if (max.depth > MANIFEST_LIMITS.maxDepth) return max;
+    for (const it of t.items as { key?: CST.Token | null; value?: CST.Token }[]) {
+      if (it.key) stack.push([it.key, d + 1]);
+      stack.push([it.value, d + 1]);
+    }
+  }
+  return max;
+}
+
+function mib(n: number): string {
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
 function lineOfFactory(doc: Document, lc: LineCounter, base: (string | number)[]): (path: (string | number)[]) => number {
   return (path) => {
     const full = [...base, ...path];
@@ -67,10 +109,25 @@ function yamlSyntaxError(errors: readonly YAMLError[], file: string, di: number)
 /** Parses one text (YAML or JSON, any number of documents). */
 export function parseManifests(text: string, file = "<memory>"): LoadResult {
   const out: LoadResult = { objects: [], warnings: [], errors: [] };
+  if (text.length > MANIFEST_LIMITS.maxBytes) {
+    out.errors.push(new ManifestError("manifest-too-large", file, 0, 0, "", `${mib(text.length)} of text is over the limit of ${mib(MANIFEST_LIMITS.maxBytes)} per manifest`, "split it into several files"));
+    return out;
+  }
   const lc = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lc });
-  const list = Array.isArray(docs) ? docs : [docs];
-  list.forEach((doc, di) => {
+  // parseAllDocuments in two steps, so the nesting is measured on the CST before the recursive composer
+  // sees it.
+  const tokens = [...new Parser(lc.addNewLine).parse(text)];
+  for (const [di, t] of tokens.filter((x) => x.type === "document").entries()) {
+    const d = cstDepth(t);
+    if (d.depth > MANIFEST_LIMITS.maxDepth) {
+      out.errors.push(new ManifestError("manifest-too-deep", file, di, lc.linePos(d.offset).line, "", `nesting deeper than ${MANIFEST_LIMITS.maxDepth} levels`, "Kubernetes objects nest a few levels deep; check the file is a manifest"));
+      return out;
+    }
+  }
+  const docs = [...new Composer({}).compose(tokens, true, text.length)];
+  // What parseAllDocuments' prettyErrors does for positions (the messages keep no code frame).
+  for (const doc of docs) for (const e of doc.errors) e.linePos = [lc.linePos(e.pos[0]), lc.linePos(e.pos[1])];
+  docs.forEach((doc, di) => {
     const src: SourceRef = { file, doc: di, lineOf: lineOfFactory(doc as Document, lc, []) };
     if (doc.errors.length) {
       out.errors.push(yamlSyntaxError(doc.errors, file, di));
@@ -78,7 +135,7 @@ export function parseManifests(text: string, file = "<memory>"): LoadResult {
     }
     let v: unknown;
     try {
-      v = doc.toJS();
+      v = doc.toJS({ maxAliasCount: MANIFEST_LIMITS.maxAliasCount });
     } catch (e) {
       // The yaml library refuses to expand more aliases than maxAliasCount (a "billion laughs" document).
       const alias = /alias/i.test((e as Error).message);
@@ -124,6 +181,11 @@ function addObject(v: unknown, src: SourceRef, doc: Document, lc: LineCounter, b
       const hint = near ? `did you mean ${near}?` : "remove it; from a cluster, export only the kinds ciliate reads (docs/scenarios.md)";
       out.errors.push(problemAt(s, ["kind"], "unknown-kind", `ciliate does not read kind ${o.kind}${api}; ${hint}`, "", label));
     }
+    return;
+  }
+  const shape = shapeProblem(o);
+  if (shape) {
+    out.errors.push(problemAt(s, shape.path, "invalid-shape", `${o.kind} ${shape.detail}`));
     return;
   }
   const md = (o.metadata ?? {}) as Record<string, unknown>;
@@ -173,6 +235,12 @@ export function loadManifests(paths: string[]): LoadResult {
       continue;
     }
     for (const f of files) {
+      // Refused before reading, so a huge file costs no memory.
+      const size = statSync(f).size;
+      if (size > MANIFEST_LIMITS.maxBytes) {
+        out.errors.push(new ManifestError("manifest-too-large", f, 0, 0, "", `file is ${mib(size)}, over the limit of ${mib(MANIFEST_LIMITS.maxBytes)} per manifest`, "split it into several files"));
+        continue;
+      }
       const r = parseManifests(readFileSync(f, "utf8"), f);
       out.objects.push(...r.objects);
       out.warnings.push(...r.warnings);

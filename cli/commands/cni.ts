@@ -12,6 +12,7 @@ import type { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { callApi } from "../../agent/api.ts";
 import { DEFAULT_SOCKET } from "../../agent/defaults.ts";
+import { endpointNamesProblem } from "../../agent/endpoint-names.ts";
 
 export const CNI_SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
@@ -48,6 +49,8 @@ export async function runCni(env: NodeJS.ProcessEnv, stdin: string, out: (s: str
     } catch (e) {
       throw new CniError(6, "cannot decode the network configuration", (e as Error).message);
     }
+    // null, a list or a scalar is valid JSON but no configuration (it used to fail as a TypeError, 999).
+    if (!conf || typeof conf !== "object" || Array.isArray(conf)) throw new CniError(6, "cannot decode the network configuration", "it must be a JSON object");
     if (typeof conf.cniVersion === "string") cniVersion = conf.cniVersion;
     if (!CNI_SUPPORTED_VERSIONS.includes(cniVersion)) throw new CniError(1, `unsupported cniVersion ${cniVersion}`, `supported: ${CNI_SUPPORTED_VERSIONS.join(", ")}`);
     if (typeof conf.name !== "string" || !conf.name) throw new CniError(7, "the network configuration has no name");
@@ -56,11 +59,15 @@ export async function runCni(env: NodeJS.ProcessEnv, stdin: string, out: (s: str
     if (!["ADD", "DEL", "CHECK"].includes(cmd ?? "")) throw new CniError(4, `unknown CNI_COMMAND ${JSON.stringify(cmd ?? "")}`);
     if (!containerId) throw new CniError(4, "CNI_CONTAINERID is not set");
     const args = parseArgs(env.CNI_ARGS);
-    const pod = args.K8S_POD_NAMESPACE && args.K8S_POD_NAME ? `${args.K8S_POD_NAMESPACE}/${args.K8S_POD_NAME}` : `default/${containerId.slice(0, 12)}`;
+    // Without Kubernetes arguments the pod is named after the container (a runtime's ids are hex).
+    const fallbackName = containerId.slice(0, 12).toLowerCase().replace(/[^a-z0-9]/g, "0");
+    const pod = args.K8S_POD_NAMESPACE && args.K8S_POD_NAME ? `${args.K8S_POD_NAMESPACE}/${args.K8S_POD_NAME}` : `default/${fallbackName}`;
     const body = { containerId, netns: env.CNI_NETNS ?? "", ifname: env.CNI_IFNAME ?? "eth0", pod, cniVersion };
     if (cmd === "ADD" || cmd === "CHECK") {
       if (!env.CNI_NETNS) throw new CniError(4, "CNI_NETNS is not set");
       if (!env.CNI_IFNAME) throw new CniError(4, "CNI_IFNAME is not set");
+      const problem = endpointNamesProblem(body);
+      if (problem) throw new CniError(4, problem);
     }
     let res;
     try {

@@ -4,7 +4,7 @@
 //   tcp HOST PORT            one connection → {ok, reply} (1.5 s timeout)
 //   udp HOST PORT            one datagram   → {ok, reply} (1 s timeout)
 //   loop HOST PORT MS GAP    a new connection every GAP ms for MS ms → {ok, fail, replies}
-//   hold HOST PORT MS        one connection, a request every 100 ms for MS ms → {sent, recv, error}
+//   hold HOST PORT MS        one connection, a request every 100 ms (one at a time) for MS ms → {sent, recv, error, maxGapMs}
 const net = require("net");
 const dgram = require("dgram");
 const [mode, a, b, c, d] = process.argv.slice(2);
@@ -66,21 +66,36 @@ function tcpOnce(host, port, timeout = 1500) {
     }
     print(r);
   } else if (mode === "hold") {
-    const r = { sent: 0, recv: 0, error: null };
+    // Lock-step: the next request goes out only once the previous reply arrived, so TCP never coalesces two
+    // requests or two replies into one read (which counted as a lost reply under load). maxGapMs is the
+    // longest wait for a reply: a stall while the datapath had no agent would show there.
+    const r = { sent: 0, recv: 0, error: null, maxGapMs: 0 };
+    let waiting = false;
+    let sentAt = 0;
     const s = net.connect({ host: a, port: Number(b) });
-    s.on("data", () => r.recv++);
+    s.setNoDelay(true);
+    s.on("data", () => {
+      if (!waiting) return;
+      waiting = false;
+      r.recv++;
+      r.maxGapMs = Math.max(r.maxGapMs, Date.now() - sentAt);
+    });
     s.on("error", (e) => (r.error = e.code));
     s.on("connect", () => {
       const iv = setInterval(() => {
+        if (waiting) return;
+        waiting = true;
+        sentAt = Date.now();
         r.sent++;
         s.write("ping");
       }, 100);
       setTimeout(() => {
         clearInterval(iv);
+        // Room for the last reply (and a retransmission) before reporting.
         setTimeout(() => {
           print(r);
           process.exit(0);
-        }, 300);
+        }, 1500);
       }, Number(c));
     });
     setTimeout(() => {

@@ -12,6 +12,8 @@ import { addrBytes16 } from "../../host/ip.ts";
 import { PROTO_NUMBERS, type L4Proto } from "../../host/protocols.ts";
 import { buildFrame, decodeFrame, type FrameSpec } from "../../sim/packets.ts";
 import { addPolicy, configure, ipcacheKey } from "../conformance/fixture.ts";
+import { maglevHashString } from "../../host/maglev.ts";
+import type { AbiDatapath } from "../../host/abi-datapath.ts";
 
 export const V4_PODS = ["10.244.0.10", "10.244.0.11", "10.244.0.12", "10.244.1.20"];
 export const V6_PODS = ["fd00::10", "fd00::11"];
@@ -77,8 +79,25 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
   ),
 });
 
-export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendIds: number[]) => Uint32Array): void {
-  configure(dp);
+/** Maglev tables (M 251) for sets of backend ids, built once per set by `dp`, for installState. */
+export function maglevTables(dp: AbiDatapath): (backendIds: number[]) => Uint32Array {
+  const tables = new Map<string, Uint32Array>();
+  return (ids) => {
+    const key = ids.join(",");
+    if (!tables.has(key)) {
+      const backends = ids.map((id) => ({ id, hashString: maglevHashString({ addr: `10.0.0.${id}`, port: 80, protocol: "TCP" }) }));
+      tables.set(key, dp.maglevTable(backends, 251, 0x1234));
+    }
+    return tables.get(key)!;
+  };
+}
+
+/** Configuration flags of the differential nodes: ICMP rules, and flow events on, so the ring buffer is
+ * compared too. */
+export const DIFF_CONFIG_FLAGS = C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED | C.CONFIG_F_EVENTS;
+
+export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendIds: number[]) => Uint32Array, flags?: number): void {
+  configure(dp, flags);
   for (const ep of s.endpoints) {
     const v6 = ep.ip.includes(":");
     dp.map(MAP_SPECS.Endpoints).update({ addr: addrBytes16(ep.ip), family: v6 ? C.FAMILY_IPV6 : C.FAMILY_IPV4 }, { epId: ep.epId, secIdentity: ep.identity });

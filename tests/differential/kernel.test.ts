@@ -3,23 +3,25 @@
  * Random node state (policies with wildcards, ranges and denies; ipcache prefixes; services with random and
  * Maglev selection, affinity and backend states) and random packet sequences (valid TCP/UDP/SCTP/ICMP over
  * IPv4 and IPv6, replies, truncations, corruptions, garbage) run through both; verdict, drop reason, output
- * bytes, trace record and map side effects (conntrack, counters, affinity, SNAT) must be identical, with
- * both sides at the same virtual time. A failure prints fast-check's seed and shrunk counterexample:
- * replay with DIFF_SEED=<seed> DIFF_PATH=<path>.
+ * bytes, trace record, tc return code, flow events in the ring buffer and map side effects (conntrack,
+ * counters, affinity, SNAT) must be identical, with both sides at the same virtual time. Every run prints
+ * its seed (DIFF_SEED=<seed> replays the run); a failure also prints fast-check's shrunk counterexample and
+ * path: DIFF_SEED=<seed> DIFF_PATH=<path> replays that one case.
  * Runs: DIFF_KERNEL_RUNS (default 5000; `npm run test:differential -- --runs 100000` for a long run).
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createWasmDatapath } from "../../sim/engines.ts";
 import { DatapathError } from "../../host/datapath.ts";
-import { maglevHashString } from "../../host/maglev.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { kernelSuite } from "../../datapath/preflight.ts";
-import { concretize, installState, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
+import { tcReturnCode, type KernelDatapath, type KernelRunResult } from "../../datapath/kernel-engine.ts";
+import { concretize, DIFF_CONFIG_FLAGS, installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
 import { kernelRuns, sharedKernel } from "../conformance/backends.ts";
 
 const RUNS = Number(process.env.DIFF_KERNEL_RUNS ?? 5000);
+const SEED = process.env.DIFF_SEED ? Number(process.env.DIFF_SEED) : (Date.now() ^ (process.pid << 10)) | 0;
 // 5000 cases take about a minute; the suite timeout scales with the run count.
 const TIMEOUT_MS = Math.max(120_000, RUNS * 60);
 const k = kernelSuite("differential wasm vs kernel", ["root", "libbpf", "bpffs", "clang"]);
@@ -30,22 +32,15 @@ describe.skipIf(k.skip)("wasm and kernel agree", () => {
     const outcomes = new Map<string, number>();
     const seen = (k: string) => outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
     let rejected = 0;
+    let events = 0;
     const before = kernelRuns();
     await fc.assert(
       fc.asyncProperty(nodeStateArb, stepsArb, async (state, steps) => {
         const wasm = createWasmDatapath({ capacities: SMALL_CAPACITIES });
         const kernel = sharedKernel();
-        const tables = new Map<string, Uint32Array>();
-        const table = (ids: number[]) => {
-          const key = ids.join(",");
-          if (!tables.has(key)) {
-            const backends = ids.map((id) => ({ id, hashString: maglevHashString({ addr: `10.0.0.${id}`, port: 80, protocol: "TCP" }) }));
-            tables.set(key, wasm.maglevTable(backends, 251, 0x1234));
-          }
-          return tables.get(key)!;
-        };
-        installState(wasm, state, table);
-        installState(kernel, state, table);
+        const table = maglevTables(wasm);
+        installState(wasm, state, table, DIFF_CONFIG_FLAGS);
+        installState(kernel, state, table, DIFF_CONFIG_FLAGS);
         let prevIn: Uint8Array | undefined;
         let prevOut: Uint8Array | undefined;
         for (const s of steps) {
@@ -53,9 +48,9 @@ describe.skipIf(k.skip)("wasm and kernel agree", () => {
           if (!c) continue;
           prevIn = c.packet;
           prevOut = undefined;
-          let kr;
+          let kr: KernelRunResult;
           try {
-            kr = kernel.run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity });
+            kr = (kernel as KernelDatapath).run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity });
           } catch (e) {
             // Frames the kernel refuses before running any program are not compared (and not run on WASM,
             // so both keep the same state).
@@ -76,18 +71,23 @@ describe.skipIf(k.skip)("wasm and kernel agree", () => {
           expect({ verdict: kr.verdict, dropReason: kr.dropReason }).toEqual({ verdict: wr.verdict, dropReason: wr.dropReason });
           expect(Array.from(kr.output.subarray(0, c.packet.length))).toEqual(Array.from(wr.output));
           expect(kr.trace).toEqual(wr.trace);
+          expect(kr.retval, "tc return code").toBe(tcReturnCode(wr.verdict));
+          // The ring buffer: the same flow events, in the same order.
+          const ke = (kernel as KernelDatapath).events();
+          expect(ke).toEqual(wasm.events());
+          events += ke.length;
         }
         expect(sideEffects(kernel)).toEqual(sideEffects(wasm));
         wasm.close();
       }),
       {
         numRuns: RUNS,
-        seed: process.env.DIFF_SEED ? Number(process.env.DIFF_SEED) : undefined,
+        seed: SEED,
         path: process.env.DIFF_PATH,
       },
     );
     const executed = kernelRuns() - before;
-    console.log(`differential: ${RUNS} cases, ${compared} packets compared, ${rejected} refused by the kernel, ${executed} kernel runs`);
+    console.log(`differential seed ${SEED}: ${RUNS} cases, ${compared} packets compared, ${events} events compared, ${rejected} refused by the kernel, ${executed} kernel runs`);
     console.log(`outcomes: ${[...outcomes].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${n}`).join(", ")}`);
     // The generators must reach the paths that matter, or agreement proves little. (Reverse NAT is reached
     // too, but rarely — it needs a service, a local backend and open policy at every hop — so it is
@@ -100,6 +100,7 @@ describe.skipIf(k.skip)("wasm and kernel agree", () => {
     // The comparison is only meaningful if the kernel really ran most packets.
     expect(executed).toBe(compared);
     expect(compared).toBeGreaterThan(RUNS);
+    expect(events).toBeGreaterThan(0);
     // Side effects are compared from map dumps; make sure the dumps are not trivially empty.
     expect(MAP_SPECS.Conntrack.bpfName).toBe("ciliate_ct_v1");
   }, TIMEOUT_MS);
