@@ -9,7 +9,8 @@
  * purpose: its per-case overhead would dominate a run of millions of frames, and shrinking a frame is
  * rarely needed when the mutation log names what was done to it.
  */
-import { buildFrame, internetChecksum, type FrameSpec, type L4Proto } from "../../sim/packets.ts";
+import { buildFrame, internetChecksum, type FrameSpec } from "../../sim/packets.ts";
+import type { L4Proto } from "../../host/protocols.ts";
 import type { EntryPoint } from "../../host/datapath.ts";
 
 /** mulberry32: small, fast, good enough to spread fuzz inputs; not for anything cryptographic. */
