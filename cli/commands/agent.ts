@@ -72,6 +72,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   observer.onFlow = (fl) => {
     const l = verdictLabels(fl);
     if (l) metrics.policyVerdicts.inc(l);
+    metrics.upstream.observeFlow(fl);
   };
   if (!observer.start()) process.stderr.write(`${new Date().toISOString()} warn the datapath object has no events ring buffer: \`ciliate observe\` will show nothing\n`);
   const server = await serveApi(f.socket, agentRoutes(agent), new Map([["GET /v1/flows", observer.route()]]));
