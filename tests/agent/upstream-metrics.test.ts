@@ -6,6 +6,7 @@ import { TraceRecordCodec, type TraceRecord } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { flowOf, type FlowNames } from "../../host/trace-flow.ts";
 import type { FlowEvent } from "../../host/flows.ts";
+import { flowsProcessedLabels, hubbleProtocol, policyVerdictLabels } from "../../agent/upstream-metrics.ts";
 
 const a16 = (ip: string) => {
   const b = new Uint8Array(16);
@@ -98,5 +99,25 @@ describe("Hubble's flow metrics", () => {
     expect(value(t, 'hubble_drop_total{reason="POLICY_DENIED",protocol="TCP"}')).toBe(2);
     expect(value(t, 'hubble_policy_verdicts_total{direction="ingress",match="l3-l4",action="forwarded"}')).toBe(1);
     expect(t).not.toMatch(/hubble_policy_verdicts_total\{[^}]*action="dropped"/);
+  });
+});
+
+describe("Hubble's label values for traces and L7 flows", () => {
+  it("names a trace by its observation point and the L4 protocol", () => {
+    const trace = flow({ nexthdr: 17, tcpFlags: 0, newDport: 53, origDport: 53, hook: C.HOOK_FROM_ENDPOINT, obsPoint: C.TRACE_FROM_ENDPOINT });
+    expect(trace.event_type.type).toBe(4);
+    expect(flowsProcessedLabels(trace)).toEqual({ protocol: "UDP", type: "Trace", subtype: "from-endpoint", verdict: "FORWARDED" });
+    expect(policyVerdictLabels(trace)).toBeUndefined();
+  });
+
+  it("names an L7 access log by its protocol, and its verdict match as l7/<proto>", () => {
+    const base = flow({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, obsPoint: C.TRACE_TO_ENDPOINT, traceFlags: C.TRACE_F_INGRESS_CHECKED });
+    const http: FlowEvent = { ...base, Type: "L7", event_type: { type: 129 }, verdict: "DROPPED", l7: { type: "REQUEST", http: { method: "GET", url: "/admin", protocol: "HTTP/1.1" } } };
+    const kafka: FlowEvent = { ...base, Type: "L7", event_type: { type: 129 }, l7: { type: "REQUEST", kafka: { error_code: 0, api_version: 1, api_key: "produce", correlation_id: 1, topic: { topic: "t" } } } };
+    expect(hubbleProtocol(http)).toBe("HTTP");
+    expect(hubbleProtocol(kafka)).toBe("Kafka");
+    expect(flowsProcessedLabels(http)).toEqual({ protocol: "HTTP", type: "L7", subtype: "HTTP", verdict: "DROPPED" });
+    expect(policyVerdictLabels(http)).toEqual({ direction: "ingress", match: "l7/http", action: "dropped" });
+    expect(policyVerdictLabels(kafka)).toEqual({ direction: "ingress", match: "l7/kafka", action: "forwarded" });
   });
 });
