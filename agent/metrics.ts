@@ -12,7 +12,8 @@
  *   ciliate_reconcile_total{outcome}                  reconciles: ok, invalid_input, map_errors
  *   ciliate_invalid_input{}                           1 while the desired state is invalid (the last good one is kept)
  *   ciliate_policy_overflow_endpoints{}               endpoints over the policy-map budget (kept at their last good policy)
- * The datapath counters are read from the kernel's Metrics map when Prometheus scrapes.
+ * The datapath counters are read from the kernel's Metrics map when Prometheus scrapes. Cilium's and
+ * Hubble's names (cilium_*, hubble_*) are served beside these from the same reads (upstream-metrics.ts).
  */
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
@@ -20,19 +21,23 @@ import { MAP_SPECS, MapType, type MapSpec } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
 import { dropReasonHubble } from "../host/drop-reasons.gen.ts";
 import type { Agent, ReconcileReport } from "./agent.ts";
+import { UpstreamMetrics, type UpstreamSource } from "./upstream-metrics.ts";
 
 const DIRS: Record<number, string> = { [C.METRIC_DIR_INGRESS]: "INGRESS", [C.METRIC_DIR_EGRESS]: "EGRESS", [C.METRIC_DIR_SERVICE]: "SERVICE" };
 
 export class AgentMetrics {
   readonly registry = new Registry();
   readonly policyVerdicts: Counter;
+  /** cilium_* and hubble_* names; the observer feeds flows to upstream.observeFlow. */
+  readonly upstream: UpstreamMetrics;
   private readonly regen: Histogram;
   private readonly reconciles: Counter;
   private readonly invalid: Gauge;
   private readonly overflow: Gauge;
   private server?: Server;
 
-  constructor(private readonly agent: Agent) {
+  /** Takes the Agent, or (in tests) an object with the parts the metrics read. */
+  constructor(private readonly agent: Pick<Agent, "obj" | "endpointList"> & UpstreamSource) {
     const reg = [this.registry];
     const agentRef = agent;
     const readDatapath = () => {
@@ -66,8 +71,10 @@ export class AgentMetrics {
       dropBytes.reset();
       fwdCount.reset();
       fwdBytes.reset();
+      upstream.resetDatapath();
       for (const m of readDatapath()) {
         const direction = DIRS[m.dir] ?? String(m.dir);
+        upstream.datapathRow(m.reason, direction, m.packets, m.bytes);
         if (m.reason === 0) {
           fwdCount.inc({ direction }, m.packets);
           fwdBytes.inc({ direction }, m.bytes);
@@ -89,7 +96,9 @@ export class AgentMetrics {
           if (spec.type === MapType.RingBuf || spec.type === MapType.Array || spec.type === MapType.PercpuArray) continue;
           try {
             const m = agentRef.obj.map(spec.bpfName);
-            this.set({ map_name: spec.bpfName }, m.count() / m.info.maxEntries);
+            const fill = m.count() / m.info.maxEntries;
+            this.set({ map_name: spec.bpfName }, fill);
+            upstream.mapPressure(spec.bpfName, fill);
           } catch {
             // map not in this object
           }
@@ -108,10 +117,14 @@ export class AgentMetrics {
     this.reconciles = new Counter({ name: "ciliate_reconcile_total", help: "Reconciles by outcome (ok, invalid_input, map_errors)", labelNames: ["outcome"], registers: reg });
     this.overflow = new Gauge({ name: "ciliate_policy_overflow_endpoints", help: "Local endpoints whose policy is over the policy-map budget and kept at their last good policy", registers: reg });
     this.invalid = new Gauge({ name: "ciliate_invalid_input", help: "1 while the desired state is invalid and the last good one is kept", registers: reg });
+    // Registered after ours: a scrape serialises in registration order, so the collects above have
+    // filled the upstream counters from their single reads before these are written out.
+    const upstream = (this.upstream = new UpstreamMetrics(this.registry, agent));
   }
 
   observeReconcile(r: ReconcileReport): void {
     this.regen.observe(r.durationMs / 1000);
+    this.upstream.observeRegeneration(r.durationMs / 1000, r.ok);
     const outcome = r.ok ? "ok" : r.applied && r.applied.failed.length ? "map_errors" : "invalid_input";
     this.reconciles.inc({ outcome });
     this.invalid.set(outcome === "invalid_input" ? 1 : 0);

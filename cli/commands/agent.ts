@@ -27,6 +27,11 @@ export interface AgentFlags extends GlobalOptions {
   kubeconfig?: string;
   policyMapMax?: string;
   k8sResync: string;
+  exportFile?: string;
+  exportFileMaxSizeMb: string;
+  exportFileMaxBackups: string;
+  exportAllow?: string[];
+  exportDeny?: string[];
 }
 
 /** datapath/kernel-engine.ts KERNEL_OBJECT (not imported here: the agent's modules load only when it runs). */
@@ -46,6 +51,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   if (f.policyMapMax !== undefined && !(Number.isInteger(Number(f.policyMapMax)) && Number(f.policyMapMax) > 0)) throw new CliError(`invalid --policy-map-max ${f.policyMapMax}`, "BAD_OPTION", "a positive count");
   const interval = Number(f.resyncInterval);
   if (!Number.isFinite(interval) || interval < 50) throw new CliError(`invalid --resync-interval ${f.resyncInterval}`, "BAD_OPTION", "milliseconds, at least 50");
+  const exporter = f.exportFile ? await flowExporter(f) : undefined;
   const source = new ManifestSource(f.file ?? []);
   const k8sMod = f.kubeconfig ? await import("../../agent/k8s-source.ts") : undefined;
   const k8s = k8sMod ? new k8sMod.KubernetesSource(k8sMod.kubeConfig(f.kubeconfig!), { resyncMs: Number(f.k8sResync) * 1000 || undefined }) : undefined;
@@ -72,6 +78,8 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   observer.onFlow = (fl) => {
     const l = verdictLabels(fl);
     if (l) metrics.policyVerdicts.inc(l);
+    metrics.upstream.observeFlow(fl);
+    exporter?.write(fl);
   };
   if (!observer.start()) process.stderr.write(`${new Date().toISOString()} warn the datapath object has no events ring buffer: \`ciliate observe\` will show nothing\n`);
   const server = await serveApi(f.socket, agentRoutes(agent), new Map([["GET /v1/flows", observer.route()]]));
@@ -89,8 +97,32 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   server.closeAllConnections?.();
   server.close();
   metrics.close();
+  exporter?.close();
   agent.close();
   return 0;
+}
+
+/** --export-file and its options (Hubble's --hubble-export-file-* and allow/deny lists), checked before anything starts. */
+async function flowExporter(f: AgentFlags) {
+  const { FlowExporter, parseExportFilters } = await import("../../agent/flow-export.ts");
+  const mb = Number(f.exportFileMaxSizeMb);
+  if (!(Number.isFinite(mb) && mb > 0)) throw new CliError(`invalid --export-file-max-size-mb ${f.exportFileMaxSizeMb}`, "BAD_OPTION", "a positive number of megabytes");
+  const backups = Number(f.exportFileMaxBackups);
+  if (!(Number.isInteger(backups) && backups >= 0)) throw new CliError(`invalid --export-file-max-backups ${f.exportFileMaxBackups}`, "BAD_OPTION", "a count, 0 or more");
+  const filters = (list: string[] | undefined, option: string) => {
+    try {
+      return (list ?? []).flatMap((t) => parseExportFilters(t, option));
+    } catch (e) {
+      throw new CliError((e as Error).message, "BAD_OPTION", `a Hubble FlowFilter in JSON, e.g. ${option} '{"verdict":["DROPPED"]}'`);
+    }
+  };
+  const allow = filters(f.exportAllow, "--export-allow");
+  const deny = filters(f.exportDeny, "--export-deny");
+  try {
+    return new FlowExporter({ path: f.exportFile!, maxBytes: mb * 1024 * 1024, maxBackups: backups, allow, deny });
+  } catch (e) {
+    throw new CliError(`cannot open --export-file ${f.exportFile}: ${(e as Error).message}`, "BAD_OPTION", "a writable file path");
+  }
 }
 
 export function registerAgent(program: Command, run: (fn: () => Promise<number>) => Promise<void>): void {
@@ -111,12 +143,18 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--policy-map-max <n>", "policy entries allowed per endpoint (Cilium bpf-policy-map-max)")
     .option("--trace-sample <n>", "also send about 1 in N forwarded packets to `ciliate observe` as trace events (1..65535)")
     .option("--trace-all", "send every packet to `ciliate observe`, not only drops and new flows' policy verdicts")
+    .option("--export-file <path>", "also write every observed flow to this file as JSON lines (what `observe -o json` prints)")
+    .option("--export-file-max-size-mb <n>", "with --export-file: rotate the file at this size", "10")
+    .option("--export-file-max-backups <n>", "with --export-file: rotated files kept (PATH.1 newest); older ones are deleted", "5")
+    .option("--export-allow <json>", "with --export-file: export only flows matching this Hubble FlowFilter (repeatable; any matches)", (v: string, p: string[] = []) => [...p, v])
+    .option("--export-deny <json>", "with --export-file: never export flows matching this Hubble FlowFilter (repeatable)", (v: string, p: string[] = []) => [...p, v])
     .option("--resync-interval <ms>", "how often to check the manifests for changes", "500")
     .addHelpText(
       "after",
       `
 Examples:
   ciliate agent -f /etc/ciliate/manifests --node-ip 192.168.56.11 --pod-cidr 10.244.1.0/24 --metrics-addr 127.0.0.1:9962
+  ciliate agent -f manifests/ --node-ip 192.168.56.11 --pod-cidr 10.244.1.0/24 --export-file /var/log/ciliate/flows.log --export-allow '{"verdict":["DROPPED"]}'
 
 See docs/agent.md. Exit codes: 0 stopped by a signal, 2 bad flags or the datapath could not be loaded.`,
     )

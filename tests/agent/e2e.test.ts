@@ -11,7 +11,7 @@
  */
 import { skipUnless } from "../helpers/tools.ts";
 import { execFileSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -100,7 +100,7 @@ async function startAgent(): Promise<void> {
     NODE,
     socket,
     ["-f", manifests, "--node-name", "node-1", "--node-ip", NODE_IP, "--pod-cidr", "10.244.1.0/24",
-      "--bpffs", PIN, "--state-dir", join(dir, "state"), "--socket", socket, "--metrics-addr", METRICS, "--device", "ext0", "--resync-interval", "100"],
+      "--bpffs", PIN, "--state-dir", join(dir, "state"), "--socket", socket, "--metrics-addr", METRICS, "--device", "ext0", "--resync-interval", "100", "--export-file", join(dir, "flows.log"), "--export-allow", '{"verdict":["DROPPED"]}'],
     (d) => (agentLog += d),
   );
 }
@@ -205,6 +205,17 @@ describe.skipIf(suite.skip)("ciliate agent end to end (network namespaces)", () 
     const allowed = observe("--from-pod", "client", "--port", "8080", "--last", "5");
     expect(allowed).toMatch(/default\/client:\d+ \(ID:\d+\) -> default\/server:8080 \(ID:\d+\) policy-verdict:L3-L4 INGRESS ALLOWED/);
     expect(metrics()).toMatch(/ciliate_policy_verdict_total\{direction="INGRESS",match="none",action="denied"\} [1-9]/);
+    // Cilium's and Hubble's names beside ours (docs/observability.md), and the export file keeps only drops
+    const m = metrics();
+    expect(m).toMatch(/cilium_drop_count_total\{reason="Policy denied",direction="INGRESS"\} [1-9]/);
+    expect(m).toMatch(/cilium_forward_count_total\{direction="EGRESS"\} [1-9]/);
+    expect(m).toMatch(/cilium_endpoint 6/);
+    expect(m).toMatch(/hubble_drop_total\{reason="POLICY_DENIED",protocol="TCP"\} [1-9]/);
+    expect(m).toMatch(/hubble_policy_verdicts_total\{direction="ingress",match="l3-l4",action="forwarded"\} [1-9]/);
+    const exportedFlows = readFileSync(join(dir, "flows.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l).flow);
+    expect(exportedFlows.length).toBeGreaterThan(0);
+    expect(exportedFlows.every((fl) => fl.verdict === "DROPPED")).toBe(true);
+    expect(exportedFlows.some((fl) => fl.source.pod_name === "other" && fl.drop_reason_desc === "POLICY_DENIED")).toBe(true);
   }, 30_000);
 
   it("balances ClusterIP connections over both backends, replies reverse-NATed to the service", async () => {
