@@ -10,6 +10,7 @@ import { loadManifests } from "../sim/manifests.ts";
 import { Simulation } from "../sim/simulator.ts";
 import { CliError } from "./errors.ts";
 import type { CompiledPolicy } from "../policy/compile.ts";
+import { Diagnostics, type DiagnosticsSummary } from "../policy/diagnostics.ts";
 
 export interface GlobalOptions {
   file?: string[];
@@ -17,6 +18,31 @@ export interface GlobalOptions {
   engine?: string;
   clusterName?: string;
   policyEnforcement?: string;
+  strict?: boolean;
+}
+
+let runDiagnostics: Diagnostics | undefined;
+
+/**
+ * The run's diagnostics (created on first use with the run's --strict): every refused object and warning
+ * is printed on stderr once, as found; main() turns "something was refused" into exit 2 after the command
+ * has printed its results for everything that was valid.
+ */
+export function diagnostics(g: GlobalOptions = {}): Diagnostics {
+  runDiagnostics ??= new Diagnostics(Boolean(g.strict), (line) => process.stderr.write(`${line}\n`));
+  return runDiagnostics;
+}
+
+/** Called by main() once the command is done: the diagnostics of the run (undefined: nothing was loaded). */
+export function finishDiagnostics(): Diagnostics | undefined {
+  const d = runDiagnostics;
+  runDiagnostics = undefined;
+  return d;
+}
+
+/** What `-o json` documents carry about the input: counts, refused objects, every problem and warning. */
+export function diagnosticsJson(g: GlobalOptions): DiagnosticsSummary {
+  return diagnostics(g).summary();
 }
 
 export type Out = (s: string) => void;
@@ -51,14 +77,15 @@ export interface Loaded {
   policy: CompiledPolicy;
 }
 
-export function loadFrom(objects: ManifestObject[], opts: BuildOptions): Loaded {
+export function loadFrom(objects: ManifestObject[], opts: BuildOptions, diag?: Diagnostics): Loaded {
   const cluster = buildCluster(objects, opts);
-  const policy = compileClusterPolicy(cluster);
+  const policy = compileClusterPolicy(cluster, diag);
   return { objects, cluster, policy };
 }
 
 export function load(g: GlobalOptions): Loaded {
-  return loadFrom(loadManifests(requireFiles(g)), buildOptions(g));
+  const d = diagnostics(g);
+  return loadFrom(loadManifests(requireFiles(g), d), buildOptions(g), d);
 }
 
 /**

@@ -31,8 +31,10 @@ export class ManifestError extends PolicyError {
     readonly path: string,
     readonly detail: string,
     hint = "",
+    /** "Kind ns/name" of the object the problem is in, when known. */
+    readonly object = "",
   ) {
-    super(code, `${file}: document ${doc}, line ${line}: ${path || "(document)"}: ${detail}`, hint);
+    super(code, `${file}: document ${doc}, line ${line}: ${object ? `${object} ` : ""}${path || "(document)"}: ${detail}`, hint);
     this.name = "ManifestError";
   }
 }
@@ -66,7 +68,7 @@ export function formatPath(path: (string | number)[]): string {
 }
 
 /** Builds a ManifestError for a field of a source document. */
-export function problemAt(src: SourceRef | undefined, path: (string | number)[], code: string, detail: string, hint = ""): ManifestError {
+export function problemAt(src: SourceRef | undefined, path: (string | number)[], code: string, detail: string, hint = "", object = ""): ManifestError {
   const file = src?.file ?? "<memory>";
   const doc = src?.doc ?? 0;
   let line = 0;
@@ -74,5 +76,5 @@ export function problemAt(src: SourceRef | undefined, path: (string | number)[],
     // Walk up the path until a node with a position is found.
     for (let n = path.length; n >= 0 && line === 0; n--) line = src.lineOf(path.slice(0, n));
   }
-  return new ManifestError(code, file, doc, line, formatPath(path), detail, hint);
+  return new ManifestError(code, file, doc, line, formatPath(path), detail, hint, object);
 }

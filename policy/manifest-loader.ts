@@ -2,12 +2,17 @@
 // `kind: List` (kubectl get -o yaml output), the understood kinds as typed objects, workload expansion
 // (Deployment/ReplicaSet/StatefulSet/DaemonSet → pods from the template and replicas), ciliate's own kinds
 // (Traffic, Expectation, Config under ciliate.dev/v1alpha1), and a plain cluster model for the engine.
-// Unknown kinds are skipped with a warning; every error names file, document, line and field path.
+// Every object is first checked as the API server would (policy/schema.ts: its published schema, strict
+// fields, its apiVersion; policy/k8s-names.ts: names and labels); an object with problems is refused —
+// left out of `objects`, every problem in `errors` — and the others are still read. Unknown kinds are
+// skipped with a warning; every error names file, document, line, object and field path.
 
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { LineCounter, parseAllDocuments, isNode, type Document } from "yaml";
 import { problemAt, ManifestError, type SourceRef } from "./errors.ts";
+import { metadataProblems } from "./k8s-names.ts";
+import { validateAgainstSchema } from "./schema.ts";
 import type { ClusterModel, ContainerPort, EnforcementMode, ManifestObject, PodModel, ServiceModel } from "./types.ts";
 
 export const CILIATE_API = "ciliate.dev/v1alpha1";
@@ -31,7 +36,17 @@ export const CILIATE_KINDS = ["Traffic", "Expectation", "Config"];
 export interface LoadResult {
   objects: ManifestObject[];
   warnings: ManifestError[];
+  /** Every problem: YAML syntax errors and the problems of refused objects. */
   errors: ManifestError[];
+  /** "Kind ns/name" of every object refused by schema or name validation. */
+  refused: string[];
+}
+
+/** "Kind ns/name" (cluster-scoped kinds: "Kind name"), as problems name an object. */
+export function objectLabel(kind: string, md: Record<string, unknown>): string {
+  const name = typeof md.name === "string" ? md.name : "";
+  const clusterScoped = ["Namespace", "Node", "CiliumClusterwideNetworkPolicy", "Config"].includes(kind);
+  return `${kind} ${clusterScoped ? name : `${typeof md.namespace === "string" ? md.namespace : "default"}/${name}`}`;
 }
 
 function lineOfFactory(doc: Document, lc: LineCounter, base: (string | number)[]): (path: (string | number)[]) => number {
@@ -45,7 +60,7 @@ function lineOfFactory(doc: Document, lc: LineCounter, base: (string | number)[]
 
 /** Parses one text (YAML or JSON, any number of documents). */
 export function parseManifests(text: string, file = "<memory>"): LoadResult {
-  const out: LoadResult = { objects: [], warnings: [], errors: [] };
+  const out: LoadResult = { objects: [], warnings: [], errors: [], refused: [] };
   const lc = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lc });
   const list = Array.isArray(docs) ? docs : [docs];
@@ -83,12 +98,16 @@ function addObject(v: unknown, src: SourceRef, doc: Document, lc: LineCounter, b
     out.warnings.push(problemAt(s, ["kind"], "unknown-kind", `kind ${o.apiVersion ?? ""}/${o.kind} is not understood; skipped`));
     return;
   }
-  const md = (o.metadata ?? {}) as Record<string, unknown>;
-  if (typeof md.name !== "string" || md.name === "") {
-    if (o.kind !== "Config") {
-      out.errors.push(problemAt(s, ["metadata", "name"], "missing-name", "metadata.name is required"));
-      return;
-    }
+  const md = (o.metadata && typeof o.metadata === "object" ? o.metadata : {}) as Record<string, unknown>;
+  const label = objectLabel(o.kind, md);
+  const problems: ManifestError[] = [];
+  if ((typeof md.name !== "string" || md.name === "") && o.kind !== "Config") problems.push(problemAt(s, ["metadata", "name"], "missing-name", "metadata.name is required", "", label));
+  for (const p of validateAgainstSchema(o) ?? []) problems.push(problemAt(s, p.path, p.code, p.detail, "", label));
+  for (const p of metadataProblems(o.kind, o)) problems.push(problemAt(s, p.path, "invalid-name", p.detail, "", label));
+  if (problems.length) {
+    out.errors.push(...problems);
+    out.refused.push(label);
+    return;
   }
   out.objects.push({
     apiVersion: String(o.apiVersion ?? ""),
@@ -114,7 +133,7 @@ export function manifestFiles(path: string): string[] {
 
 /** Loads every manifest from files and directories. */
 export function loadManifests(paths: string[]): LoadResult {
-  const out: LoadResult = { objects: [], warnings: [], errors: [] };
+  const out: LoadResult = { objects: [], warnings: [], errors: [], refused: [] };
   for (const p of paths) {
     let files: string[];
     try {
@@ -128,6 +147,7 @@ export function loadManifests(paths: string[]): LoadResult {
       out.objects.push(...r.objects);
       out.warnings.push(...r.warnings);
       out.errors.push(...r.errors);
+      out.refused.push(...r.refused);
     }
   }
   return out;

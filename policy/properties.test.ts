@@ -96,6 +96,8 @@ function policyYaml(p: GPolicy): string {
   if (p.egress.length) spec.egress = p.egress.map((e) => elemYaml(e, "to"));
   if (p.ingressDeny.length) spec.ingressDeny = p.ingressDeny.map((e) => elemYaml(e, "from"));
   if (p.egressDeny.length) spec.egressDeny = p.egressDeny.map((e) => elemYaml(e, "to"));
+  // Cilium's CRD schema wants at least one section present; an empty list touches no direction.
+  if (!spec.ingress && !spec.egress && !spec.ingressDeny && !spec.egressDeny) spec.ingress = [];
   if (p.dd) spec.enableDefaultDeny = p.dd;
   return JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNetworkPolicy", metadata: { name: p.name, namespace: p.ns }, spec });
 }

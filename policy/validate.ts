@@ -32,14 +32,16 @@ export interface Ctx {
   problems: ManifestError[];
   /** Accepted but not (fully) enforced: host-firewall rules, Kafka and DNS rules. */
   warnings?: ManifestError[];
+  /** "Kind ns/name" of the object being read, named in every problem. */
+  object?: string;
 }
 
 export function warn(ctx: Ctx, path: (string | number)[], code: string, detail: string, hint = ""): void {
-  ctx.warnings?.push(problemAt(ctx.src, path, code, detail, hint));
+  ctx.warnings?.push(problemAt(ctx.src, path, code, detail, hint, ctx.object));
 }
 
 export function bad(ctx: Ctx, path: (string | number)[], code: string, detail: string, hint = ""): void {
-  ctx.problems.push(problemAt(ctx.src, path, code, detail, hint));
+  ctx.problems.push(problemAt(ctx.src, path, code, detail, hint, ctx.object));
 }
 
 export function asList(ctx: Ctx, v: unknown, path: (string | number)[]): unknown[] {

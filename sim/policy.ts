@@ -1,30 +1,24 @@
 /*
  * Compiling the cluster's policies with policy/: each CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy
- * and NetworkPolicy is validated and translated to policy/'s internal rules, then compiled against the
- * cluster model into per-endpoint policy-map entries with provenance. The first problem found is thrown
- * (a ManifestError naming file, document, line and field); the CLI turns it into exit 2.
- *
- * ADAPTER: policy/ had no single entry point (index.ts) at the time of writing; this calls its translators
- * and compilePolicy directly.
+ * and NetworkPolicy is validated and translated to policy/'s internal rules (buildRules), then compiled
+ * against the cluster model into per-endpoint policy-map entries with provenance. With a Diagnostics (the
+ * CLI's), a refused policy is reported there with every problem and the valid ones still apply; warnings
+ * (accepted but not enforced) go there too. Without one, the first problem is thrown (a ManifestError
+ * naming file, document, line and field).
  */
 import { compilePolicy, type CompiledPolicy } from "../policy/compile.ts";
-import { translateNetworkPolicy } from "../policy/k8s-netpol.ts";
-import { translateCiliumPolicy } from "../policy/rules.ts";
-import type { Ctx } from "../policy/validate.ts";
-import type { InternalRule, PolicyKind } from "../policy/types.ts";
+import type { Diagnostics } from "../policy/diagnostics.ts";
+import { buildRules } from "../policy/index.ts";
 import type { SimCluster } from "./cluster.ts";
 
-export function compileClusterPolicy(c: SimCluster): CompiledPolicy {
-  const rules: InternalRule[] = [];
-  for (const o of c.policies) {
-    const ctx: Ctx = { src: o.source, problems: [] };
-    if (o.kind === "NetworkPolicy") {
-      const r = translateNetworkPolicy(o, c.config.clusterName, ctx);
-      if (r) rules.push(r);
-    } else rules.push(...translateCiliumPolicy(o.kind as PolicyKind, o, ctx));
-    if (ctx.problems.length) throw ctx.problems[0];
-  }
-  const compiled = compilePolicy(c.model, rules);
+export function compileClusterPolicy(c: SimCluster, diag?: Diagnostics): CompiledPolicy {
+  const set = buildRules(c.policies, c.config.clusterName, { strict: diag?.strict ?? false });
+  if (diag) {
+    for (const w of set.warnings) diag.warning(w);
+    for (const e of set.problems) diag.error(e);
+    for (const r of set.refused) diag.refuse(r);
+  } else if (set.problems.length) throw set.problems[0];
+  const compiled = compilePolicy(c.model, set.rules);
   if (compiled.errors.length) throw compiled.errors[0];
   return compiled;
 }

@@ -11,7 +11,8 @@ import Table from "cli-table3";
 import { stringify as stringifyYaml } from "yaml";
 import type { FlowProtocol, SimPod } from "../../sim/cluster.ts";
 import type { Simulation } from "../../sim/simulator.ts";
-import { collect, load, outputOf, parseProbe, policyProbes, simulation, type GlobalOptions, type Out } from "../common.ts";
+import type { DiagnosticsSummary } from "../../policy/diagnostics.ts";
+import { collect, diagnosticsJson, load, outputOf, parseProbe, policyProbes, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
 export interface ProbeMatrix {
@@ -65,9 +66,9 @@ export function reachMatrix(sim: Simulation, pods: SimPod[], probe: { port: numb
   return { port: probe.port, protocol: probe.protocol, matrix };
 }
 
-export function renderReach(probes: ProbeMatrix[], fmt: string): string {
-  if (fmt === "json") return `${JSON.stringify({ probes }, null, 2)}\n`;
-  if (fmt === "yaml") return stringifyYaml({ probes });
+export function renderReach(probes: ProbeMatrix[], fmt: string, diagnostics?: DiagnosticsSummary): string {
+  if (fmt === "json") return `${JSON.stringify({ probes, diagnostics }, null, 2)}\n`;
+  if (fmt === "yaml") return stringifyYaml({ probes, diagnostics });
   const keys = (p: ProbeMatrix) => Object.keys(p.matrix);
   if (fmt === "csv") {
     const lines = ["port,protocol,from,to,allowed"];
@@ -118,7 +119,7 @@ export async function runReach(g: GlobalOptions & { port?: string[]; namespace?:
   }
   const sim = await simulation(l, g);
   try {
-    out(renderReach(probes.map((p) => reachMatrix(sim, pods, p, { dedupe: g.dedupe !== false })), fmt));
+    out(renderReach(probes.map((p) => reachMatrix(sim, pods, p, { dedupe: g.dedupe !== false })), fmt, diagnosticsJson(g)));
   } finally {
     sim.close();
   }
@@ -136,7 +137,8 @@ export function registerReach(program: Command, run: (fn: () => Promise<number>)
       "after",
       `
 Output (-o): table (default; "." allowed, "X" denied), json, yaml, csv, md, dot.
-  json: {"probes":[{"port":80,"protocol":"TCP","matrix":{"<ns>/<pod>":{"<ns>/<pod>":true|false}}}]}
+  json: {"probes":[{"port":80,"protocol":"TCP","matrix":{"<ns>/<pod>":{"<ns>/<pod>":true|false}}}],
+         "diagnostics":{"refused":[...],"errors":N,"warnings":N,"problems":[...],"warningList":[...]}}
 
 Examples:
   ciliate reach -f scenarios/k8s-netpol --port 80/TCP

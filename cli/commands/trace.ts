@@ -15,7 +15,7 @@ import type { MapStateEntry } from "../../policy/types.ts";
 import type { FlowSpec } from "../../sim/cluster.ts";
 import { identityText, MATCH_TYPE_NAMES } from "../../sim/flows.ts";
 import type { DirectionOutcome, FlowResult, Place, Simulation } from "../../sim/simulator.ts";
-import { load, outputOf, parsePort, parseRef, simulation, type GlobalOptions, type Out } from "../common.ts";
+import { diagnosticsJson, load, outputOf, parsePort, parseRef, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
 const PROTO_NUM: Record<string, number> = { TCP: 6, UDP: 17, SCTP: 132, ICMP: 1, ICMPv6: 58 };
@@ -170,7 +170,8 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
     let wouldBe: DirectionOutcome | undefined;
     if (!r.ingress && r.egress?.verdict === "denied") wouldBe = sim.ingressWouldBe(r);
     const j = traceJson(sim, spec, r, wouldBe);
-    out(fmt === "json" ? `${JSON.stringify(j, null, 2)}\n` : fmt === "yaml" ? stringifyYaml(JSON.parse(JSON.stringify(j))) : textOf(j));
+    const doc = { ...j, diagnostics: diagnosticsJson(g) };
+    out(fmt === "json" ? `${JSON.stringify(doc, null, 2)}\n` : fmt === "yaml" ? stringifyYaml(JSON.parse(JSON.stringify(doc))) : textOf(j));
   } finally {
     sim.close();
   }

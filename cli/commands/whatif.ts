@@ -14,7 +14,7 @@ import { allocationOf, buildCluster, type FlowProtocol, type FlowSpec } from "..
 import { loadManifests, objectKey } from "../../sim/manifests.ts";
 import { compileClusterPolicy } from "../../sim/policy.ts";
 import type { FlowResult, Simulation } from "../../sim/simulator.ts";
-import { buildOptions, collect, loadFrom, outputOf, parseProbe, policyProbes, requireFiles, simulation, sortProbes, type GlobalOptions, type Loaded, type Out } from "../common.ts";
+import { buildOptions, collect, diagnostics, loadFrom, outputOf, parseProbe, policyProbes, requireFiles, simulation, sortProbes, type GlobalOptions, type Loaded, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 import { probeSourcePort, reachMatrix } from "./reach.ts";
 
@@ -143,15 +143,16 @@ export async function runWhatif(g: WhatifOptions, out: Out): Promise<number> {
   const probesIn = (g.port ?? []).map(parseProbe);
   if (!g.apply?.length && !g.delete?.length) throw new CliError("nothing to compare", "NO_CHANGE", "pass --apply FILE and/or --delete KIND/NAMESPACE/NAME");
   const opts = buildOptions(g);
-  const current = loadManifests(requireFiles(g));
-  const applied = g.apply?.length ? loadManifests(g.apply) : [];
+  const diag = diagnostics(g);
+  const current = loadManifests(requireFiles(g), diag);
+  const applied = g.apply?.length ? loadManifests(g.apply, diag) : [];
   const edited = editObjects(current, applied, g.delete ?? []);
-  const before = loadFrom(current, opts);
+  const before = loadFrom(current, opts, diag);
   const afterCluster = buildCluster(edited, { ...opts, pinned: allocationOf(before.cluster) });
-  const after: Loaded = { objects: edited, cluster: afterCluster, policy: compileClusterPolicy(afterCluster) };
+  const after: Loaded = { objects: edited, cluster: afterCluster, policy: compileClusterPolicy(afterCluster, diag) };
   const { pairs, flows } = await computeWhatif(before, after, g, probesIn);
-  if (fmt === "json") out(`${JSON.stringify({ pairs, flows }, null, 2)}\n`);
-  else if (fmt === "yaml") out(stringifyYaml({ pairs, flows }));
+  if (fmt === "json") out(`${JSON.stringify({ pairs, flows, diagnostics: diag.summary() }, null, 2)}\n`);
+  else if (fmt === "yaml") out(stringifyYaml({ pairs, flows, diagnostics: diag.summary() }));
   else {
     if (!pairs.length && !flows.length) out("no reachability or Traffic flow changes\n");
     if (pairs.length) {
