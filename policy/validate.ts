@@ -70,7 +70,7 @@ export function checkCidrSet(ctx: Ctx, cidr: unknown, except: unknown, path: (st
   asList(ctx, except, exceptPath).forEach((e, i) => {
     const x = checkCidr(ctx, e, [...exceptPath, i]);
     if (!x || !c) return;
-    if (!cidrContains(c, x)) bad(ctx, [...exceptPath, i], "except-outside-cidr", `except ${x.text} is not inside ${c.text}`);
+    if (!cidrContains(c, x)) bad(ctx, [...exceptPath, i], "except-outside-cidr", `allow CIDR prefix ${c.text} does not contain exclude CIDR prefix ${x.text}`);
     else ex.push(x.text);
   });
   return c ? { type: "cidr", cidr: c.text, except: ex } : undefined;
@@ -94,7 +94,7 @@ export function checkPortValue(ctx: Ctx, v: unknown, path: (string | number)[]):
   if (typeof v === "number" || (typeof v === "string" && /^-?\d+$/.test(v))) {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0 || n > 65535) {
-      bad(ctx, path, "port-out-of-range", `port ${v} is out of range 0-65535`);
+      bad(ctx, path, "port-out-of-range", `Unable to parse port: ${v} is out of range 0-65535`);
       return undefined;
     }
     return n;
@@ -182,9 +182,9 @@ export function checkL7(ctx: Ctx, raw: unknown, path: (string | number)[], deny:
     return undefined;
   }
   const r = raw as Record<string, unknown>;
-  const kinds = ["http", "kafka", "dns", "l7"].filter((k) => r[k] !== undefined && r[k] !== null);
+  const kinds = ["http", "kafka", "dns", "l7proto"].filter((k) => r[k] !== undefined && r[k] !== null);
   if (kinds.length > 1) {
-    bad(ctx, path, "multiple-l7-kinds", `a port rule may carry only one L7 kind, found ${kinds.join(" and ")}`);
+    bad(ctx, path, "multiple-l7-kinds", "multiple L7 protocol rule types specified in single rule");
     return undefined;
   }
   const out: L7Rules = {};
@@ -208,30 +208,68 @@ export function checkL7(ctx: Ctx, raw: unknown, path: (string | number)[], deny:
         bad(ctx, [...path, "dns", i, "matchPattern"], "invalid-dns-rule", `invalid DNS pattern ${JSON.stringify(d.matchPattern)}`);
       return d;
     });
-  if (r.l7 !== undefined) bad(ctx, [...path, "l7"], "unsupported-l7", "generic l7proto rules are not supported by ciliate");
+  if (r.l7 !== undefined && (r.l7proto === undefined || r.l7proto === "")) bad(ctx, [...path, "l7"], "l7-without-l7proto", "'l7' may only be specified when a 'l7proto' is also specified");
+  else if (r.l7proto !== undefined) bad(ctx, [...path, "l7proto"], "unsupported-l7", "generic l7proto rules are not supported by ciliate");
   return out;
 }
 
-/** toPorts (allow or deny) → PortSpecs. */
-export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], deny: boolean): PortSpec[] {
+const hasRules = (r: unknown): boolean => !!r && typeof r === "object" && Object.values(r as Record<string, unknown>).some((v) => v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0));
+
+/**
+ * toPorts (allow or deny) → PortSpecs, with the checks of Cilium's PortRule and PortProtocol sanitize
+ * (cilium/cilium pkg/policy/api/rule_validation.go), each problem in Cilium's words, plus what ciliate
+ * cannot enforce (listener, TLS termination/origination, serverNames), refused rather than ignored.
+ */
+export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], deny: boolean, direction: "ingress" | "egress" = "ingress"): PortSpec[] {
   const out: PortSpec[] = [];
   asList(ctx, raw, path).forEach((pr0, i) => {
     const pr = (pr0 ?? {}) as Record<string, unknown>;
     const p = [...path, i];
     const ports = asList(ctx, pr.ports, [...p, "ports"]);
-    if (ports.length > MAX_PORTS_PER_RULE)
-      bad(ctx, [...p, "ports"], "too-many-ports", `${ports.length} ports in one port rule; at most ${MAX_PORTS_PER_RULE} are allowed`, "split the port rule");
+    const rules = (pr.rules ?? undefined) as Record<string, unknown> | undefined;
+    const withL7 = hasRules(rules);
+    const dnsRules = asList(ctx, rules?.dns, [...p, "rules", "dns"]).length > 0;
+    if (direction === "ingress" && dnsRules) bad(ctx, [...p, "rules", "dns"], "dns-on-ingress", "DNS rules are not allowed on ingress");
+    const serverNames = asList(ctx, pr.serverNames, [...p, "serverNames"]);
+    if (serverNames.length && withL7 && !pr.terminatingTLS) bad(ctx, [...p, "serverNames"], "server-names-with-l7", "ServerNames are not allowed with L7 rules without TLS termination");
+    serverNames.forEach((sn, j) => {
+      if (sn === "") bad(ctx, [...p, "serverNames", j], "empty-server-name", "Empty server name is not allowed");
+    });
+    if (ports.length > MAX_PORTS_PER_RULE) bad(ctx, [...p, "ports"], "too-many-ports", `too many ports, the max is ${MAX_PORTS_PER_RULE}`, "split the port rule");
     const l7 = checkL7(ctx, pr.rules, [...p, "rules"], deny);
+    let zeroPort = false;
     const list = ports.length ? ports : [{}];
     list.forEach((pp0, j) => {
       const pp = (pp0 ?? {}) as Record<string, unknown>;
       const pth = [...p, "ports", j];
+      if (ports.length && (pp.port === undefined || pp.port === null || pp.port === "")) {
+        bad(ctx, [...pth, "port"], "port-required", "Port must be specified");
+        return;
+      }
       const port = checkPortValue(ctx, pp.port, [...pth, "port"]);
+      if (port === 0) zeroPort = true;
       const endPort = checkEndPort(ctx, port, pp.endPort, [...pth, "endPort"]);
       const protocol = checkProtocol(ctx, pp.protocol, [...pth, "protocol"], "ANY");
+      if (dnsRules && typeof port === "number" && endPort !== undefined && endPort > port) bad(ctx, [...pth, "endPort"], "dns-port-range", "DNS rules do not support port ranges");
+      // DNS rules may sit on TCP, UDP or ANY; every other L7 rule needs TCP (an unset protocol is ANY).
+      if (ports.length && withL7 && !dnsRules && protocol !== undefined && protocol !== "TCP")
+        bad(ctx, [...pth, "protocol"], "l7-not-tcp", `L7 rules can only apply to TCP (not ${protocol}) except for DNS rules`);
       if (port === undefined || protocol === undefined) return;
       out.push({ port, endPort, protocol, l7 });
     });
+    const listener = pr.listener as Record<string, unknown> | undefined;
+    if (listener) {
+      const name = String(listener.name ?? "");
+      if (direction === "ingress") bad(ctx, [...p, "listener"], "listener-on-ingress", `Listener is not allowed on ingress (${name})`);
+      else if (withL7) bad(ctx, [...p, "listener"], "listener-with-l7", `Listener is not allowed with L7 rules (${name})`);
+      else bad(ctx, [...p, "listener"], "unsupported-listener", "listener (a CiliumEnvoyConfig listener) is not supported by ciliate; traffic would not be inspected", "remove the listener or use rules.http");
+    }
+    if (withL7 && zeroPort) bad(ctx, [...p, "rules"], "l7-port-zero", "L7 rules can not be used when a port is 0");
+    if (dnsRules && ports.length === 0) bad(ctx, [...p, "rules", "dns"], "dns-port-required", "Port 53 must be specified for DNS rules");
+    for (const f of ["terminatingTLS", "originatingTLS"])
+      if (pr[f] !== undefined && pr[f] !== null) bad(ctx, [...p, f], "unsupported-tls", `${f} is not supported by ciliate: TLS is not terminated or originated, so its L7 rules could not be enforced`);
+    if (serverNames.length && !withL7 && !pr.terminatingTLS)
+      bad(ctx, [...p, "serverNames"], "unsupported-server-names", "serverNames (TLS SNI matching) are not supported by ciliate; the port would be open to every server name");
   });
   return out;
 }
@@ -241,13 +279,13 @@ export function checkIcmps(ctx: Ctx, raw: unknown, path: (string | number)[]): P
   const out: PortSpec[] = [];
   asList(ctx, raw, path).forEach((ic0, i) => {
     const fields = asList(ctx, ((ic0 ?? {}) as Record<string, unknown>).fields, [...path, i, "fields"]);
-    if (fields.length > MAX_ICMP_FIELDS) bad(ctx, [...path, i, "fields"], "too-many-icmp-fields", `${fields.length} ICMP fields; at most ${MAX_ICMP_FIELDS}`);
+    if (fields.length > MAX_ICMP_FIELDS) bad(ctx, [...path, i, "fields"], "too-many-icmp-fields", `too many types, the max is ${MAX_ICMP_FIELDS}`);
     fields.forEach((f0, j) => {
       const f = (f0 ?? {}) as Record<string, unknown>;
       const p = [...path, i, "fields", j];
       const fam = f.family === undefined || f.family === "" ? "IPv4" : String(f.family);
       if (fam !== "IPv4" && fam !== "IPv6") {
-        bad(ctx, [...p, "family"], "invalid-icmp-family", `unknown ICMP family ${JSON.stringify(f.family)}`, "use IPv4 or IPv6");
+        bad(ctx, [...p, "family"], "invalid-icmp-family", `wrong family: ${String(f.family)}`, "use IPv4 or IPv6");
         return;
       }
       const t = icmpType(fam, f.type);
