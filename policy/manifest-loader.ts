@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { LineCounter, parseAllDocuments, isNode, type Document } from "yaml";
 import { problemAt, ManifestError, type SourceRef } from "./errors.ts";
 import { metadataProblems } from "./k8s-names.ts";
-import { validateAgainstSchema } from "./schema.ts";
+import { dropNulls, validateAgainstSchema } from "./schema.ts";
 import type { ClusterModel, ContainerPort, EnforcementMode, ManifestObject, PodModel, ServiceModel } from "./types.ts";
 
 export const CILIATE_API = "ciliate.dev/v1alpha1";
@@ -109,11 +109,13 @@ function addObject(v: unknown, src: SourceRef, doc: Document, lc: LineCounter, b
     out.refused.push(label);
     return;
   }
+  // The API server stores what it validated: null fields dropped (`fromEndpoints: null` is no field).
+  const stored = dropNulls(o) as Record<string, unknown>;
   out.objects.push({
     apiVersion: String(o.apiVersion ?? ""),
     kind: o.kind,
     metadata: { ...md, name: String(md.name ?? "config"), namespace: md.namespace === undefined ? undefined : String(md.namespace), labels: (md.labels ?? {}) as Record<string, string> },
-    raw: o,
+    raw: stored,
     source: s,
   });
 }

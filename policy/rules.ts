@@ -5,7 +5,9 @@
 // semantics follow pkg/policy/api/{rule,ingress,egress,l4,cidr,entity,service,icmp}.go.
 
 import type { SourceRef } from "./errors.ts";
-import { LABEL_NAMESPACE } from "./labels.ts";
+import { LABEL_NAMESPACE, LABEL_NAMESPACE_LABELS } from "./labels.ts";
+
+const NAMESPACE_LABELS_PREFIX = `${LABEL_NAMESPACE_LABELS}.`;
 import { parseSelector, selectorHasKey, selectorText, selectorUsesSource } from "./selector.ts";
 import type { InternalRule, Peer, PeerRule, PolicyKind, Selector } from "./types.ts";
 import { asList, bad, warn, checkCidr, checkCidrSet, checkEntity, checkIcmps, checkToPorts, type Ctx } from "./validate.ts";
@@ -18,10 +20,15 @@ function selectsInit(sel: Selector): boolean {
   return sel.requirements.some((r) => r.source === "reserved" && r.key === "init");
 }
 
-/** Namespace defaulting of a peer selector (rule 4.1 of the reference). */
+/**
+ * Namespace defaulting of a peer selector (cilium/cilium pkg/k8s/apis/cilium.io/utils/utils.go). A peer
+ * that names the namespace label, a namespace-labels key (`io.cilium.k8s.namespace.labels.*`: it selects
+ * by namespace, cilium/cilium PR #30650) or a reserved: label is left as written.
+ */
 export function defaultPeerNamespace(sel: Selector, policyNs: string, subjectIsInit: boolean): Selector {
   if (subjectIsInit) return sel;
   if (selectorHasKey(sel, LABEL_NAMESPACE, ["k8s", "any"]) || selectorUsesSource(sel, "reserved")) return sel;
+  if (sel.requirements.some((q) => (q.source === "k8s" || q.source === "any") && q.key.startsWith(NAMESPACE_LABELS_PREFIX))) return sel;
   if (policyNs === "") return { requirements: [...sel.requirements, { source: "k8s", key: LABEL_NAMESPACE, op: "Exists", values: [] }] };
   return { requirements: [...sel.requirements, nsRequirement(policyNs)] };
 }
@@ -148,7 +155,7 @@ export function translateCiliumRule(
           } else if (s.k8sServiceSelector) {
             const sel = parseSelector(s.k8sServiceSelector.selector, ctx.src, [...sp, "k8sServiceSelector", "selector"], ctx.problems);
             peers.push({ type: "service", namespace: String(s.k8sServiceSelector.namespace ?? namespace), selector: sel });
-          } else bad(ctx, sp, "invalid-service", "k8sService or k8sServiceSelector is required");
+          } else warn(ctx, sp, "service-selects-nothing", "this toServices entry names no service (neither k8sService nor k8sServiceSelector); it selects nothing");
         }
         if (e.toFQDNs !== undefined) bad(ctx, [...p, "toFQDNs"], "unsupported-fqdn", "toFQDNs is not supported by ciliate yet", "use toCIDR for now");
       }

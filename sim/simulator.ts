@@ -790,6 +790,23 @@ export class Simulation {
    * An L7 redirect counts as allowed at L3/L4. `sport` should be unique per (src, dst) within a probe run.
    */
   probe(src: SimPod, dst: SimPod, port: number, proto: FlowProtocol, sport: number): { allowed: boolean; egress: RunResult; ingress?: RunResult } {
+    const r = this.probeOnce(src, dst, port, proto, sport);
+    // ICMP types other than echo carry no identifier in the conntrack tuple (bpf/lib/conntrack.h), so a
+    // later probe b→a of the same type would look like a reply to a→b. Each probe must be judged as
+    // `trace` judges it — a new flow — so its conntrack entries are removed again.
+    const icmpNonEcho = (proto === "ICMP" && port !== 8) || (proto === "ICMPv6" && port !== 128);
+    if (icmpNonEcho) this.forgetIcmpConntrack([src.node, dst.node]);
+    return r;
+  }
+
+  private forgetIcmpConntrack(nodes: string[]): void {
+    for (const n of new Set(nodes)) {
+      const ct = this.nodes.get(n)!.dp.map(MAP_SPECS.Conntrack);
+      for (const [k] of [...ct.entries()]) if (k.nexthdr === 1 || k.nexthdr === 58) ct.delete(k);
+    }
+  }
+
+  private probeOnce(src: SimPod, dst: SimPod, port: number, proto: FlowProtocol, sport: number): { allowed: boolean; egress: RunResult; ingress?: RunResult } {
     const frame = this.probeFrame(src, dst, port, proto, sport);
     const now = this.now();
     if (src.hostNetwork) {

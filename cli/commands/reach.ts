@@ -12,7 +12,7 @@ import { stringify as stringifyYaml } from "yaml";
 import type { FlowProtocol, SimPod } from "../../sim/cluster.ts";
 import type { Simulation } from "../../sim/simulator.ts";
 import type { DiagnosticsSummary } from "../../policy/diagnostics.ts";
-import { collect, diagnosticsJson, load, outputOf, parseProbe, policyProbes, simulation, type GlobalOptions, type Out } from "../common.ts";
+import { collect, diagnosticsJson, load, outputOf, parseProbe, policyProbes, simulation, sortProbes, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
 export interface ProbeMatrix {
@@ -110,8 +110,8 @@ export async function runReach(g: GlobalOptions & { port?: string[]; namespace?:
   const fmt = outputOf(g, ["table", "json", "yaml", "csv", "md", "dot"]);
   const probesIn = (g.port ?? []).map(parseProbe);
   const l = load(g);
-  let probes = probesIn.length ? probesIn : policyProbes(l.policy);
-  if (!probes.length) probes = [{ port: 80, protocol: "TCP" }];
+  // Without --port: every port/protocol the policies name, and 80/TCP (what a user probes first).
+  const probes = probesIn.length ? probesIn : sortProbes([...policyProbes(l.policy).filter((p) => !(p.port === 80 && p.protocol === "TCP")), { port: 80, protocol: "TCP" as const }]);
   let pods = [...l.cluster.pods].sort((a, b) => (a.key < b.key ? -1 : 1));
   if (g.namespace?.length) {
     for (const ns of g.namespace) if (!l.cluster.namespaces.some((n) => n.name === ns)) throw new CliError(`unknown namespace ${ns}`, "BAD_REFERENCE");
@@ -130,7 +130,7 @@ export function registerReach(program: Command, run: (fn: () => Promise<number>)
   program
     .command("reach")
     .description("all-pairs pod reachability for each probe port/protocol")
-    .option("--port <port/proto>", "probe, e.g. 80/TCP, 53/UDP, 8/ICMP (repeatable; default: every port the policies mention)", collect)
+    .option("--port <port/proto>", "probe, e.g. 80/TCP, 53/UDP, 8/ICMP (repeatable; default: every port/protocol the policies name, plus 80/TCP)", collect)
     .option("--namespace <ns>", "only pods in this namespace (repeatable)", collect)
     .option("--no-dedupe", "run every pair through the datapath (default: once per pair of policy classes — same identity and same policy entries)")
     .addHelpText(
