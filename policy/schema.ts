@@ -195,6 +195,11 @@ export function validateAgainstSchema(obj: Record<string, unknown>): SchemaProbl
   if (!byVersion) return undefined;
   const apiVersion = String(obj.apiVersion ?? "");
   const reg = byVersion.get(apiVersion);
+  if (obj.apiVersion === undefined) {
+    const near = Object.keys(obj).find((k) => k !== "apiVersion" && k.toLowerCase() === "apiversion");
+    const hint = near ? ` (found "${near}": field names are case-sensitive)` : "";
+    return [{ path: ["apiVersion"], code: "missing-field", detail: `apiVersion is required; use ${[...byVersion.keys()].join(" or ")}${hint}` }];
+  }
   if (!reg) {
     const known = [...byVersion.keys()];
     return [{ path: ["apiVersion"], code: "unsupported-api-version", detail: `apiVersion ${JSON.stringify(apiVersion)} is not supported for kind ${kind}; use ${known.join(" or ")}` }];

@@ -162,6 +162,8 @@ function checkHttp(ctx: Ctx, raw: unknown, path: (string | number)[]): HttpRule[
       rule.headerMatches = hm.map((h0, j) => {
         const h = (h0 ?? {}) as Record<string, unknown>;
         if (typeof h.name !== "string" || h.name === "") bad(ctx, [...p, "headerMatches", j, "name"], "invalid-header-match", "name is required");
+        if (h.secret !== undefined && h.secret !== null)
+          bad(ctx, [...p, "headerMatches", j, "secret"], "unsupported-header-secret", "headerMatches with a secret are not supported by ciliate (it reads no Kubernetes secrets), so the header value could not be checked");
         if (h.mismatch !== undefined && !["LOG", "ADD", "DELETE", "REPLACE"].includes(String(h.mismatch)))
           bad(ctx, [...p, "headerMatches", j, "mismatch"], "invalid-header-match", `unknown mismatch action ${JSON.stringify(h.mismatch)}`, "use LOG, ADD, DELETE or REPLACE");
         return { name: String(h.name ?? ""), value: h.value === undefined ? undefined : String(h.value), mismatch: h.mismatch === undefined ? undefined : String(h.mismatch) };
