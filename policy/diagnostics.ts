@@ -2,7 +2,7 @@
 // every one of its problems, and every warning (accepted but not enforced, deprecated forms). Problems
 // never stop the run — valid objects and policies still apply — but they decide its exit status (bad
 // input). With `strict`, a warning counts as an error. Each message is written once, as it is found.
-import type { ManifestError } from "./errors.ts";
+import type { PolicyError } from "./errors.ts";
 
 export interface DiagnosticsSummary {
   /** "Kind ns/name" of every refused object or policy. */
@@ -14,8 +14,8 @@ export interface DiagnosticsSummary {
 }
 
 export class Diagnostics {
-  readonly errors: ManifestError[] = [];
-  readonly warnings: ManifestError[] = [];
+  readonly errors: PolicyError[] = [];
+  readonly warnings: PolicyError[] = [];
   readonly refused: string[] = [];
   private readonly seen = new Set<string>();
 
@@ -24,7 +24,7 @@ export class Diagnostics {
     private readonly write: (line: string) => void,
   ) {}
 
-  error(e: ManifestError): void {
+  error(e: PolicyError): void {
     if (this.seen.has(e.message)) return;
     this.seen.add(e.message);
     this.errors.push(e);
@@ -32,7 +32,7 @@ export class Diagnostics {
   }
 
   /** Accepted-but-not-enforced or deprecated; an error under `strict`. */
-  warning(e: ManifestError): void {
+  warning(e: PolicyError): void {
     if (this.strict) return this.error(e);
     if (this.seen.has(e.message)) return;
     this.seen.add(e.message);
@@ -49,7 +49,7 @@ export class Diagnostics {
   }
 
   summary(): DiagnosticsSummary {
-    const list = (l: ManifestError[]) => l.map((e) => ({ code: e.code, message: e.message }));
+    const list = (l: PolicyError[]) => l.map((e) => ({ code: e.code, message: e.message }));
     return { refused: [...this.refused], errors: this.errors.length, warnings: this.warnings.length, problems: list(this.errors), warningList: list(this.warnings) };
   }
 }

@@ -19,6 +19,7 @@ export function compileClusterPolicy(c: SimCluster, diag?: Diagnostics): Compile
     for (const r of set.refused) diag.refuse(r);
   } else if (set.problems.length) throw set.problems[0];
   const compiled = compilePolicy(c.model, set.rules);
+  if (diag) for (const w of compiled.warnings) diag.warning(w);
   if (compiled.errors.length) throw compiled.errors[0];
   return compiled;
 }

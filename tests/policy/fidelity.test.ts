@@ -51,3 +51,33 @@ describe("verdicts as Cilium gives them", () => {
     expect(explainFlow(compiled, { from: { pod: "x/a" }, to: { pod: "y/c" }, protocol: "TCP", port: 80 }).verdict).toBe("denied");
   });
 });
+
+describe("named ports on egress resolve on the destination pod (Kubernetes NetworkPolicy semantics)", () => {
+  const pods = podsYaml([
+    { ns: "x", name: "client", labels: { app: "client" } },
+    { ns: "x", name: "web", labels: { app: "web" }, ports: [{ name: "http", port: 80 }] },
+    { ns: "x", name: "alt", labels: { app: "alt" }, ports: [{ name: "http", port: 81 }] },
+  ]);
+  const egress = (to: string) => cnp("x", "p", `spec:\n  endpointSelector: {matchLabels: {app: client}}\n  egress: [{${to}toPorts: [{ports: [{port: http, protocol: TCP}]}]}]`);
+
+  it("a rule without peers: each pod is reachable only on the number it gives the name", () => {
+    const { compiled } = compileYaml(pods + egress(""));
+    expect(verdict(compiled, "x/client", "x/web", "TCP", 80)).toBe("allowed");
+    expect(verdict(compiled, "x/client", "x/web", "TCP", 81)).toBe("denied");
+    expect(verdict(compiled, "x/client", "x/alt", "TCP", 81)).toBe("allowed");
+    expect(verdict(compiled, "x/client", "x/alt", "TCP", 80)).toBe("denied");
+    expect(verdict(compiled, "x/client", { ip: "192.0.2.1" }, "TCP", 80)).toBe("denied");
+  });
+
+  it("pods of one identity that number the name differently: fail closed, with a warning", () => {
+    const same = podsYaml([
+      { ns: "x", name: "client", labels: { app: "client" } },
+      { ns: "x", name: "w1", labels: { app: "web" }, ports: [{ name: "http", port: 80 }] },
+      { ns: "x", name: "w2", labels: { app: "web" }, ports: [{ name: "http", port: 81 }] },
+    ]);
+    const { compiled } = compileYaml(same + egress("toEndpoints: [{matchLabels: {app: web}}], "));
+    for (const [pod, port] of [["x/w1", 80], ["x/w1", 81], ["x/w2", 80], ["x/w2", 81]] as const) expect(verdict(compiled, "x/client", pod, "TCP", port)).toBe("denied");
+    expect(compiled.warnings.map((w) => w.code)).toEqual(["named-port-ambiguous"]);
+    expect(compiled.warnings[0]!.message).toMatch(/port name "http" is 80 or 81 on different pods of identity \d+; none of them is allowed/);
+  });
+});
