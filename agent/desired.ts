@@ -20,11 +20,8 @@ import type { ManifestObject } from "../policy/types.ts";
 import { buildCluster, type BuildOptions, type SimCluster } from "../sim/cluster.ts";
 import { NodeAgent } from "../sim/node-agent.ts";
 import { compilePolicy } from "../policy/compile.ts";
-import { PolicyBudgetError } from "../policy/errors.ts";
-import { translateNetworkPolicy } from "../policy/k8s-netpol.ts";
-import { translateCiliumPolicy } from "../policy/rules.ts";
-import type { InternalRule, PolicyKind } from "../policy/types.ts";
-import type { Ctx } from "../policy/validate.ts";
+import { PolicyBudgetError, type PolicyError } from "../policy/errors.ts";
+import { buildRules } from "../policy/index.ts";
 import { addrBytes16 } from "../sim/packets.ts";
 import { buildLbModel } from "../sim/services.ts";
 import { LOCAL_IDENTITY_SCOPE, type StableIdentities, type StableNumbers } from "./identities.ts";
@@ -74,6 +71,8 @@ export interface DesiredState {
   policy: CompiledPolicy;
   /** Local endpoints (ns/name) whose policy is over the budget and kept at its last good entries. */
   overflow: PolicyBudgetError[];
+  /** Accepted but not (fully) enforced parts of the policies (docs/policy.md, "Warned"). */
+  warnings: PolicyError[];
   /** Stable identity of each pod (ns/name). */
   podIdentity: Map<string, number>;
   maps: Record<ManagedMap, MapContents>;
@@ -281,21 +280,14 @@ class AgentNodeProgrammer extends NodeAgent {
  * policy-map budget is not an error for the whole node: it is returned in `overflow` and keeps its last good
  * entries (issue #6 item 8; Cilium likewise leaves an endpoint whose regeneration fails on its old policy).
  */
-function compileForNode(c: SimCluster, policyMapMax?: number): { policy: CompiledPolicy; overflow: PolicyBudgetError[] } {
-  const rules: InternalRule[] = [];
-  for (const o of c.policies) {
-    const ctx: Ctx = { src: o.source, problems: [] };
-    if (o.kind === "NetworkPolicy") {
-      const r = translateNetworkPolicy(o, c.config.clusterName, ctx);
-      if (r) rules.push(r);
-    } else rules.push(...translateCiliumPolicy(o.kind as PolicyKind, o, ctx));
-    if (ctx.problems.length) throw ctx.problems[0];
-  }
-  const policy = compilePolicy(c.model, rules, policyMapMax ? { policyMapMax } : {});
+function compileForNode(c: SimCluster, policyMapMax?: number): { policy: CompiledPolicy; overflow: PolicyBudgetError[]; warnings: PolicyError[] } {
+  const set = buildRules(c.policies, c.config.clusterName);
+  if (set.problems.length) throw set.problems[0];
+  const policy = compilePolicy(c.model, set.rules, policyMapMax ? { policyMapMax } : {});
   const overflow = policy.errors.filter((e): e is PolicyBudgetError => e instanceof PolicyBudgetError);
   const other = policy.errors.find((e) => !(e instanceof PolicyBudgetError));
   if (other) throw other;
-  return { policy, overflow };
+  return { policy, overflow, warnings: [...set.warnings, ...policy.warnings] };
 }
 
 export interface DesiredOptions extends BuildOptions {
@@ -311,7 +303,7 @@ export interface DesiredOptions extends BuildOptions {
  */
 export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions = {}): DesiredState {
   const cluster = buildCluster(nodeObjects(objects, node, endpoints), opts);
-  const { policy, overflow } = compileForNode(cluster, opts.policyMapMax);
+  const { policy, overflow, warnings } = compileForNode(cluster, opts.policyMapMax);
   const stable = numbering.identities.mapping(policy);
   const simNode = cluster.nodes.find((n) => n.name === node.name)!;
   const dp = new RecordingDatapath();
@@ -333,5 +325,5 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
   }
   const podIdentity = new Map<string, number>();
   for (const p of cluster.pods) podIdentity.set(p.key, prog.identityOf(p));
-  return { cluster, policy, podIdentity, maps, overflow: over };
+  return { cluster, policy, podIdentity, maps, overflow: over, warnings };
 }
