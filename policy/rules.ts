@@ -159,7 +159,11 @@ export function translateCiliumRule(
         }
         if (e.toFQDNs !== undefined) bad(ctx, [...p, "toFQDNs"], "unsupported-fqdn", "toFQDNs is not supported by ciliate yet", "use toCIDR for now");
       }
-      for (const f of [`${from}Groups`, `${from}Nodes`]) if (e[f] !== undefined) bad(ctx, [...p, f], "unsupported-field", `${f} is not supported by ciliate`);
+      if (e[`${from}Groups`] !== undefined) bad(ctx, [...p, `${from}Groups`], "unsupported-field", `${from}Groups (cloud security groups) is not supported by ciliate`);
+      // Cilium refuses node selectors unless the agent runs with enable-node-selector-labels (off by
+      // default: remote nodes then share one identity); ciliate models that default.
+      if (e[`${from}Nodes`] !== undefined)
+        bad(ctx, [...p, `${from}Nodes`], "unsupported-node-selector", 'FromNodes/ToNodes rules can only be applied when the "enable-node-selector-labels" flag is set', "ciliate models Cilium's default (the flag off): select nodes with fromEntities/toEntities host or remote-node");
       const ports = [...checkToPorts(ctx, e.toPorts, [...p, "toPorts"], deny, direction), ...checkIcmps(ctx, e.icmps, [...p, "icmps"])];
       const hasL4 = e.toPorts !== undefined || e.icmps !== undefined;
       // An element with ports but no L3 selector applies to every peer; an empty element allows nothing.

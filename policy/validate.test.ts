@@ -187,3 +187,10 @@ describe("Cilium's sanitize rules, with Cilium's messages", () => {
     }
   });
 });
+
+describe("node selectors in rules", () => {
+  it("fromNodes is refused with Cilium's message for the default agent configuration", () => {
+    const r = codes(cnp("spec:\n  endpointSelector: {}\n  ingress: [{fromNodes: [{matchLabels: {role: worker}}]}]\n"));
+    expect(r.problems.map((p) => p.detail)).toEqual(['FromNodes/ToNodes rules can only be applied when the "enable-node-selector-labels" flag is set']);
+  });
+});

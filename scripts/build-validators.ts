@@ -13,7 +13,7 @@ const standalone = ((standaloneModule as unknown as { default?: unknown }).defau
 import { AJV_OPTIONS, builtinSchemas, schemaFilesHash, schemaKey, PRECOMPILED_PATH } from "../policy/schema.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const ajv = new Ajv({ ...AJV_OPTIONS, code: { source: true, optimize: false } });
+const ajv = new Ajv({ ...AJV_OPTIONS, code: { source: true } });
 const { definitions, kinds } = builtinSchemas();
 ajv.addSchema(definitions);
 const exported: Record<string, string> = {};
