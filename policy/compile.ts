@@ -13,7 +13,7 @@
 //  6. Budget: more entries than policyMapMax is an error naming the endpoint and the policies.
 // Every entry keeps its provenance; cookies number the distinct provenance sets deterministically.
 
-import { ID_HOST, IPPROTO_ICMP, IPPROTO_ICMPV6 } from "../host/constants.gen.ts";
+import { ID_HOST, ID_INIT, IPPROTO_ICMP, IPPROTO_ICMPV6 } from "../host/constants.gen.ts";
 import { cidrContains, parseCidr } from "./cidr.ts";
 import { PolicyBudgetError, PolicyError } from "./errors.ts";
 import { allocateIdentities, ENTITY_IDENTITY, LOCAL_IDENTITY_SCOPE, type IdentityTable } from "./identity.ts";
@@ -63,6 +63,8 @@ export interface CompiledPolicy {
 }
 
 export const DEFAULT_POLICY_MAP_MAX = 16384;
+/** Key in CompiledPolicy.endpoints of the policy of an endpoint with the reserved:init identity. */
+export const INIT_ENDPOINT = "reserved:init";
 export const DEFAULT_PROXY_PORT_BASE = 10000;
 export const REDIRECT_PRIORITY = 1;
 
@@ -294,10 +296,13 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
     if (!podsOfIdentity.has(id)) podsOfIdentity.set(id, []);
     podsOfIdentity.get(id)!.push(p);
   }
-  for (const pod of pods) {
+  // An endpoint whose labels are not known yet carries reserved:init; the simulator places one per node.
+  const initEndpoint: PodModel = { namespace: "", name: "", labels: {}, containerPorts: [] };
+  for (const pod of [...pods, initEndpoint]) {
     if (pod.hostNetwork) continue; // host endpoint: policy only with the host firewall, not modelled
-    const name = `${pod.namespace}/${pod.name}`;
-    const identity = t.podIdentity.get(name)!;
+    const isInit = pod === initEndpoint;
+    const name = isInit ? INIT_ENDPOINT : `${pod.namespace}/${pod.name}`;
+    const identity = isInit ? ID_INIT : t.podIdentity.get(name)!;
     const labels = t.byId.get(identity)!.labels;
     const selecting = rules.filter((r) => selectorMatches(r.subject, labels));
     const enforced = { ingress: false, egress: false };
@@ -305,8 +310,10 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
     for (const d of ["ingress", "egress"] as Direction[]) {
       if (cluster.policyEnforcement === "never") continue;
       const touching = selecting.filter((r) => r.touches[d]);
-      if (cluster.policyEnforcement === "always" || touching.length) enforced[d] = true;
-      if (cluster.policyEnforcement === "default" && touching.length && !touching.some((r) => r.defaultDeny[d])) wildcardAllow[d] = touching;
+      // reserved:init endpoints are enforced in both directions whatever selects them
+      // (cilium/cilium pkg/policy/repository.go computePolicyEnforcementAndRules).
+      if (cluster.policyEnforcement === "always" || touching.length || isInit) enforced[d] = true;
+      if (cluster.policyEnforcement === "default" && touching.length && !isInit && !touching.some((r) => r.defaultDeny[d])) wildcardAllow[d] = touching;
     }
     // Rule 2: pending entries. fromRequires/toRequires of every selecting rule constrain every peer in
     // that direction (Cilium aggregates requirements over the rules selecting the endpoint).

@@ -22,7 +22,8 @@ import { MAP_SPECS, type TraceRecord } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
 import type { Datapath, EntryPoint, RunResult } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
-import type { CompiledPolicy } from "../policy/compile.ts";
+import { INIT_ENDPOINT, type CompiledPolicy } from "../policy/compile.ts";
+import { encodeEntries } from "../policy/lookup.ts";
 import { describe as describeRules } from "../policy/explain.ts";
 import { evaluateHttp, type HttpVerdict } from "../policy/l7-http.ts";
 import { parseCidr, formatIp } from "../policy/cidr.ts";
@@ -45,7 +46,7 @@ import {
   type Verdict,
 } from "./flows.ts";
 import { NodeAgent } from "./node-agent.ts";
-import { buildFrame, decodeFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
+import { addrBytes16, buildFrame, decodeFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
 import { buildLbModel, type Frontend, type LbModel } from "./services.ts";
 
 /** Where traffic from / to "the world" goes when no address is given (TEST-NET-3, RFC 5737). */
@@ -159,6 +160,8 @@ export class Simulation {
   private nextPort = FIRST_SOURCE_PORT;
   private readonly podByIp = new Map<string, SimPod>();
   private readonly nodeByIp = new Map<string, SimNode>();
+  /** Address of each node's reserved:init endpoint → node. */
+  private readonly initByIp = new Map<string, string>();
 
   private constructor(
     readonly cluster: SimCluster,
@@ -177,6 +180,7 @@ export class Simulation {
       const agent = new NodeAgent(n, dp, cluster, policy, sim.lb);
       agent.install();
       sim.extraIpcache(n, dp);
+      sim.initEndpoint(n, dp);
       sim.nodes.set(n.name, { node: n, dp, agent });
     }
     return sim;
@@ -194,6 +198,20 @@ export class Simulation {
     for (const other of this.cluster.nodes) {
       for (const [off, id] of ENTITY_OFFSETS) m.update(key(entityIp(other, off)), { secIdentity: id });
     }
+  }
+
+  /**
+   * The reserved:init entity is an endpoint (labels not known yet), so it has its own policy, enforced in
+   * both directions (policy/compile.ts), installed like a pod's at its address on every node.
+   */
+  private initEndpoint(n: SimNode, dp: Datapath): void {
+    const ep = this.policy.endpoints.get(INIT_ENDPOINT);
+    const ip = entityIp(n, ENTITY_OFFSETS.find(([, id]) => id === C.ID_INIT)![0]);
+    if (!ep || ip.includes(":")) return;
+    this.initByIp.set(ip, n.name);
+    dp.map(MAP_SPECS.Endpoints).update({ addr: addrBytes16(ip), family: C.FAMILY_IPV4 }, { epId: INIT_EP_ID, secIdentity: C.ID_INIT, ifindex: 100 + INIT_EP_ID });
+    const pm = dp.map(MAP_SPECS.Policy);
+    for (const { key, value } of encodeEntries(INIT_EP_ID, ep.entries)) pm.update(key, value);
   }
 
   /** The monotonic seconds the core sees. */
@@ -468,7 +486,7 @@ export class Simulation {
     const cookie = egress ? t.egressCookie : t.ingressCookie;
     const matchType = egress ? t.egressMatchType : t.ingressMatchType;
     const dropped = r.verdict === C.CTX_ACT_DROP;
-    const podKey = (ip: string) => this.podByIp.get(ip)?.key;
+    const podKey = (ip: string) => this.podByIp.get(ip)?.key ?? (this.initByIp.has(ip) ? `the ${INIT_ENDPOINT} endpoint` : undefined);
     const d = decodeFrame(frame)!;
     if (!reply && entry !== "fromNetwork" && (t.ctState === C.CT_NEW || dropped)) {
       const side = egress ? "egress" : "ingress";
@@ -575,7 +593,14 @@ export class Simulation {
     let fromNode: string | undefined = sender.node;
     let carried = sender.kind === "pod" ? this.identityOfPod(sender.pod!) : (sender.carry ?? 0);
     const senderIdentity = carried;
-    if (sender.kind === "pod") {
+    const initSender = sender.kind === "external" ? this.initByIp.get(sender.ip) : undefined;
+    if (initSender) {
+      // The reserved:init endpoint sends through its own endpoint program: its egress policy applies.
+      const r = this.run(ctx, initSender, "fromEndpoint", frame, 0, reply);
+      if (!this.report(ctx, initSender, "fromEndpoint", frame, r, reply)) return undefined;
+      frame = r.output;
+      fromNode = initSender;
+    } else if (sender.kind === "pod") {
       const r = this.run(ctx, sender.node!, "fromEndpoint", frame, 0, reply);
       if (!this.report(ctx, sender.node!, "fromEndpoint", frame, r, reply)) return undefined;
       if (httpData === "response" && ctx.http && ctx.redirect && !ctx.l7Denied) this.httpResponse(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity });
@@ -616,6 +641,20 @@ export class Simulation {
       fromNode = back;
       out = decodeFrame(frame)!;
       target = this.placeOfIp(out.dst);
+    }
+    const initNode = target.kind === "external" ? this.initByIp.get(out.dst) : undefined;
+    if (initNode) {
+      // Delivery to the reserved:init endpoint runs its ingress policy like any endpoint's.
+      const ids = { src: carried, dst: C.ID_INIT };
+      if (fromNode && fromNode !== initNode) {
+        this.event(ctx, fromNode, frame, ids, { event: "to-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-overlay" });
+        this.advance(1);
+        this.event(ctx, initNode, frame, ids, { event: "from-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-overlay" });
+      }
+      const r = this.run(ctx, initNode, "toEndpoint", frame, carried, reply);
+      if (!this.report(ctx, initNode, "toEndpoint", frame, r, reply)) return undefined;
+      this.event(ctx, initNode, r.output, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity }, { event: "to-endpoint", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-endpoint", direction: "INGRESS" });
+      return r.output;
     }
     if (target.kind !== "pod") {
       const obs = target.kind === "host" ? (target.node === fromNode ? "to-host" : "to-overlay") : "to-stack";
@@ -882,6 +921,9 @@ function fakeOk(frame: Uint8Array): RunResult {
 }
 
 const PROTO_NUM: Record<string, number> = { TCP: 6, UDP: 17, SCTP: 132, ICMP: 1, ICMPv6: 58 };
+
+/** Endpoint id of the reserved:init endpoint on every simulated node (pods count up from 1). */
+const INIT_EP_ID = 4095;
 
 const ENTITY_IDS: Record<string, number> = { health: C.ID_HEALTH, ingress: C.ID_INGRESS, unmanaged: C.ID_UNMANAGED, init: C.ID_INIT };
 /** Host offsets in each node's pod CIDR of the reserved entities' addresses (pods start at .10). */

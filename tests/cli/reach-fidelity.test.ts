@@ -62,3 +62,32 @@ spec:
     expect(probes).toEqual(["80/TCP", "8080/TCP", "53/UDP"]);
   });
 });
+
+describe("pkg/policy/repository.go: an endpoint with the reserved:init identity is enforced in both directions", () => {
+  const init = join(dir, "init.yaml");
+  writeFileSync(
+    init,
+    `apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: init-dns}
+spec:
+  endpointSelector: {matchLabels: {"reserved:init": ""}}
+  ingress: [{fromEntities: [cluster], toPorts: [{ports: [{port: "53", protocol: UDP}]}]}]
+`,
+  );
+  const trace = (...a: string[]) => json(ciliate("trace", "-f", f, ...a, "-o", "json"));
+
+  it("default mode, no policy selects it: traffic to it and from it is denied", () => {
+    expect(trace("--from", "default/a", "--to", "entity:init", "--port", "53", "--protocol", "UDP")).toMatchObject({ verdict: "denied", ingress: { verdict: "denied", dropReason: 133 } });
+    expect(trace("--from", "entity:init", "--to", "default/a", "--port", "80")).toMatchObject({ verdict: "denied", egress: { verdict: "denied", dropReason: 133 } });
+  });
+
+  it("a policy selecting reserved:init allows what it names, nothing else", () => {
+    expect(trace("-f", init, "--from", "default/a", "--to", "entity:init", "--port", "53", "--protocol", "UDP").verdict).toBe("allowed");
+    expect(trace("-f", init, "--from", "default/a", "--to", "entity:init", "--port", "54", "--protocol", "UDP").verdict).toBe("denied");
+  });
+
+  it("--policy-enforcement never: nothing is enforced, not even for reserved:init", () => {
+    expect(trace("--policy-enforcement", "never", "--from", "default/a", "--to", "entity:init", "--port", "53", "--protocol", "UDP").verdict).toBe("allowed");
+  });
+});
