@@ -642,28 +642,16 @@ export class Simulation {
       out = decodeFrame(frame)!;
       target = this.placeOfIp(out.dst);
     }
+    // The reserved:init endpoint is delivered to like a pod: its ingress policy applies.
     const initNode = target.kind === "external" ? this.initByIp.get(out.dst) : undefined;
-    if (initNode) {
-      // Delivery to the reserved:init endpoint runs its ingress policy like any endpoint's.
-      const ids = { src: carried, dst: C.ID_INIT };
-      if (fromNode && fromNode !== initNode) {
-        this.event(ctx, fromNode, frame, ids, { event: "to-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-overlay" });
-        this.advance(1);
-        this.event(ctx, initNode, frame, ids, { event: "from-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-overlay" });
-      }
-      const r = this.run(ctx, initNode, "toEndpoint", frame, carried, reply);
-      if (!this.report(ctx, initNode, "toEndpoint", frame, r, reply)) return undefined;
-      this.event(ctx, initNode, r.output, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity }, { event: "to-endpoint", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-endpoint", direction: "INGRESS" });
-      return r.output;
-    }
-    if (target.kind !== "pod") {
+    if (target.kind !== "pod" && !initNode) {
       const obs = target.kind === "host" ? (target.node === fromNode ? "to-host" : "to-overlay") : "to-stack";
       this.event(ctx, fromNode ?? target.node ?? this.cluster.nodes[0]!.name, frame, { src: senderIdentity, dst: 0 }, { event: obs, verdict: "FORWARDED", type: EVENT_TRACE, reply, obs, direction: reply ? "INGRESS" : "EGRESS" });
       return frame;
     }
-    const tnode = target.node!;
+    const tnode = initNode ?? target.node!;
     if (sender.kind === "host") carried = fromNode === tnode ? C.ID_HOST : C.ID_REMOTE_NODE;
-    const ids = { src: carried, dst: this.identityOfPod(target.pod!) };
+    const ids = { src: carried, dst: initNode ? C.ID_INIT : this.identityOfPod(target.pod!) };
     if (fromNode && fromNode !== tnode) {
       this.event(ctx, fromNode, frame, ids, { event: "to-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-overlay" });
       this.advance(1);
