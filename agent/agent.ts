@@ -233,6 +233,7 @@ export class Agent {
 
   private apply(desired: DesiredState): ApplyResult {
     for (const e of desired.overflow) this.log("error", `${e.message}; the endpoint keeps its last good policy`);
+    for (const w of desired.warnings) this.log("warn", w.message);
     const current: Partial<Record<ManagedMap, MapContents>> = {};
     for (const m of MANAGED_MAPS) current[m] = readContents(this.rawMap(m));
     const ops = planReconcile(current, desired.maps);

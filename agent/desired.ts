@@ -17,7 +17,7 @@ import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluster.ts";
 import { desiredMaps, frontendKey, MANAGED_MAPS, type ManagedMap } from "../node/desired.ts";
 import { backendKey, buildLbModel } from "../node/services.ts";
-import { buildRules, compilePolicy, PolicyBudgetError, type CompiledPolicy, type ManifestObject } from "../policy/index.ts";
+import { buildRules, compilePolicy, PolicyBudgetError, type CompiledPolicy, type PolicyError, type ManifestObject } from "../policy/index.ts";
 import type { StableIdentities, StableNumbers } from "./identities.ts";
 
 export { MANAGED_MAPS, type ManagedMap };
@@ -62,6 +62,8 @@ export interface DesiredState {
   policy: CompiledPolicy;
   /** Local endpoints (ns/name) whose policy is over the budget and kept at its last good entries. */
   overflow: PolicyBudgetError[];
+  /** Accepted but not (fully) enforced parts of the policies (docs/policy.md, "Warned"). */
+  warnings: PolicyError[];
   /** Stable identity of each pod (ns/name). */
   podIdentity: Map<string, number>;
   maps: Record<ManagedMap, MapContents>;
@@ -140,14 +142,14 @@ export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints
  * last good entries (issue #6 item 8; Cilium likewise leaves an endpoint whose regeneration fails on its old
  * policy). Throws the first problem of a refused policy.
  */
-function compileForNode(c: SimCluster, policyMapMax?: number): { policy: CompiledPolicy; overflow: PolicyBudgetError[] } {
-  const rules = buildRules(c.policies, c.config.clusterName);
-  if (rules.problems.length) throw rules.problems[0];
-  const policy = compilePolicy(c.model, rules.rules, policyMapMax ? { policyMapMax } : {});
+function compileForNode(c: SimCluster, policyMapMax?: number): { policy: CompiledPolicy; overflow: PolicyBudgetError[]; warnings: PolicyError[] } {
+  const set = buildRules(c.policies, c.config.clusterName);
+  if (set.problems.length) throw set.problems[0];
+  const policy = compilePolicy(c.model, set.rules, policyMapMax ? { policyMapMax } : {});
   const overflow = policy.errors.filter((e): e is PolicyBudgetError => e instanceof PolicyBudgetError);
   const other = policy.errors.find((e) => !(e instanceof PolicyBudgetError));
   if (other) throw other;
-  return { policy, overflow };
+  return { policy, overflow, warnings: [...set.warnings, ...policy.warnings] };
 }
 
 export interface DesiredOptions extends BuildOptions {
@@ -163,7 +165,7 @@ export interface DesiredOptions extends BuildOptions {
  */
 export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions = {}): DesiredState {
   const cluster = buildCluster(nodeObjects(objects, node, endpoints), opts);
-  const { policy, overflow } = compileForNode(cluster, opts.policyMapMax);
+  const { policy, overflow, warnings } = compileForNode(cluster, opts.policyMapMax);
   const stable = numbering.identities.mapping(policy);
   const lb = buildLbModel(cluster);
   // Rule 2 for services: backend ids by address, reverse-NAT indexes by frontend; allocated in model order
@@ -208,5 +210,5 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
   }
   const podIdentity = new Map<string, number>();
   for (const p of cluster.pods) podIdentity.set(p.key, stable(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD));
-  return { cluster, policy, podIdentity, maps, overflow: over };
+  return { cluster, policy, podIdentity, maps, overflow: over, warnings };
 }

@@ -4,7 +4,7 @@
  * The analyses themselves live in sim/analysis/; commands parse, call and print.
  * cli/ is the composition root: it is the only place that wires policy/ and sim/ together.
  */
-import type { EnforcementMode } from "../policy/index.ts";
+import { Diagnostics, type DiagnosticsSummary, type EnforcementMode } from "../policy/index.ts";
 import { loadFrom, type Loaded } from "../sim/load.ts";
 import { endpointRefOf, type BuildOptions, type EndpointRefSpec, type FlowProtocol, type SimCluster } from "../node/cluster.ts";
 import { loadManifests } from "../sim/manifests.ts";
@@ -19,6 +19,31 @@ export interface GlobalOptions {
   engine?: string;
   clusterName?: string;
   policyEnforcement?: string;
+  strict?: boolean;
+}
+
+let runDiagnostics: Diagnostics | undefined;
+
+/**
+ * The run's diagnostics (created on first use with the run's --strict): every refused object and warning
+ * is printed on stderr once, as found; main() turns "something was refused" into exit 2 after the command
+ * has printed its results for everything that was valid.
+ */
+export function diagnostics(g: GlobalOptions = {}): Diagnostics {
+  runDiagnostics ??= new Diagnostics(Boolean(g.strict), (line) => process.stderr.write(`${line}\n`));
+  return runDiagnostics;
+}
+
+/** Called by main() once the command is done: the diagnostics of the run (undefined: nothing was loaded). */
+export function finishDiagnostics(): Diagnostics | undefined {
+  const d = runDiagnostics;
+  runDiagnostics = undefined;
+  return d;
+}
+
+/** What `-o json` documents carry about the input: counts, refused objects, every problem and warning. */
+export function diagnosticsJson(g: GlobalOptions): DiagnosticsSummary {
+  return diagnostics(g).summary();
 }
 
 export type Out = (s: string) => void;
@@ -48,7 +73,8 @@ export function requireFiles(g: GlobalOptions): string[] {
 }
 
 export function load(g: GlobalOptions): Loaded {
-  return loadFrom(loadManifests(requireFiles(g)), buildOptions(g));
+  const d = diagnostics(g);
+  return loadFrom(loadManifests(requireFiles(g), d), buildOptions(g), d);
 }
 
 /**

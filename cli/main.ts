@@ -11,6 +11,7 @@ import { registerReach } from "./commands/reach.ts";
 import { registerSimulate } from "./commands/simulate.ts";
 import { registerTrace } from "./commands/trace.ts";
 import { registerWhatif } from "./commands/whatif.ts";
+import { finishDiagnostics } from "./common.ts";
 import { EXIT_BAD_INPUT, reportError } from "./errors.ts";
 
 /**
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--engine <engine>", "where packets are evaluated").choices(["wasm", "js", "kernel"]).default("wasm"))
     .option("--cluster-name <name>", "cluster name (overrides the Config document)")
     .addOption(new Option("--policy-enforcement <mode>", "policy enforcement mode (overrides the Config document)").choices(["default", "always", "never"]))
+    .option("--strict", "treat warnings (parts of a policy that would not be enforced, deprecated forms) as errors")
     .exitOverride()
     .configureOutput({ outputError: (s, write) => write(usageLine(s)) });
   return program;
@@ -59,8 +61,12 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version exit 0; usage errors (and a missing command) are bad input.
       return e.exitCode === 0 ? 0 : EXIT_BAD_INPUT;
     }
+    finishDiagnostics();
     return reportError(e);
   }
+  // Refused objects were reported as they were found and the command ran with the valid ones; the exit
+  // status still says the input was bad (docs/cli.md, exit codes).
+  if (finishDiagnostics()?.failed) return EXIT_BAD_INPUT;
   return code;
 }
 

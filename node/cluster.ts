@@ -751,6 +751,8 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       (s): ServiceModel => ({
         namespace: s.namespace,
         name: s.name,
+        // toServices.k8sServiceSelector selects services by these (cilium/cilium pkg/policy/api/service.go).
+        labels: labelsOf(objects.find((o) => o.kind === "Service" && nsOf(o) === s.namespace && o.metadata.name === s.name)?.metadata.labels),
         selector: s.selector,
         ports: s.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort, protocol: p.protocol })),
         clusterIP: s.clusterIP,

@@ -1,8 +1,10 @@
 // ciliate's own kinds are strict: the schemas refuse unknown fields and wrong types with their path and a
-// "did you mean" for near misses, accept every documented field, and register into any ajv registry.
+// "did you mean" for near misses, accept every documented field, and register into any ajv registry. They
+// are validated by policy/schema.ts's registry, the one every kind goes through.
 import { Ajv } from "ajv";
 import { describe, expect, it } from "vitest";
-import { ciliateSchemas, didYouMean, registerCiliateSchemas, validateCiliateObject } from "./ciliate-schemas.ts";
+import { ciliateSchemas, didYouMean, registerCiliateSchemas } from "./ciliate-schemas.ts";
+import { validateAgainstSchema as validateCiliateObject } from "./schema.ts";
 
 const api = "ciliate.dev/v1alpha1";
 const flow = { name: "f", from: { pod: "a/b" }, to: { service: "a/web" }, port: 80, protocol: "TCP", http: { method: "GET", path: "/", host: "web", headers: { "X-A": "1" } }, count: 3 };
@@ -13,7 +15,7 @@ describe("ciliate kind schemas", () => {
     expect(validateCiliateObject({ apiVersion: api, kind: "Expectation", metadata: { name: "e" }, spec: { ...flow, verdict: "denied" } })).toEqual([]);
     const spec = { clusterName: "c", policyEnforcement: "always", podCIDR: "10.244.0.0/16", clusterCIDR: "10.244.0.0/16", serviceCIDR: "10.96.0.0/12", maglevTableSize: 16381, maglevSeed: "JLfvgnHc2kaSUFaI", maglev: { tableSize: 251, seed: "JLfvgnHc2kaSUFaI" }, ctTimeouts: { syn: 60, tcp: 8000, close: 10, any: 60, svcTcp: 8000, svcAny: 60 } };
     expect(validateCiliateObject({ apiVersion: api, kind: "Config", metadata: { name: "cluster" }, spec })).toEqual([]);
-    expect(validateCiliateObject({ apiVersion: "v1", kind: "Pod" })).toBeUndefined();
+    expect(validateCiliateObject({ apiVersion: "v1", kind: "NoSuchKind" })).toBeUndefined();
   });
 
   it("refuse unknown fields, wrong types and values with their path", () => {
@@ -26,7 +28,7 @@ describe("ciliate kind schemas", () => {
     ]);
     expect(p[0]!.detail).toMatch(/^unknown field "protocl" \(did you mean "protocol"\?\)/);
     expect(validateCiliateObject({ apiVersion: "ciliate.dev/v1", kind: "Config", metadata: { name: "c" } })).toEqual([
-      { path: ["apiVersion"], code: "unsupported-api-version", detail: 'apiVersion "ciliate.dev/v1" is not supported; use "ciliate.dev/v1alpha1"' },
+      { path: ["apiVersion"], code: "unsupported-api-version", detail: 'apiVersion "ciliate.dev/v1" is not supported for kind Config; use ciliate.dev/v1alpha1' },
     ]);
   });
 

@@ -1,11 +1,11 @@
 // Schema validation of ciliate's own kinds (Traffic, Expectation, Config under ciliate.dev/v1alpha1), as
 // strict as `kubectl apply --validate=strict` is for built-in kinds: a misspelt field (`protocl: UDP`) or a
 // wrong type is refused with its path instead of being ignored, and a near miss gets a "did you mean".
-// The schemas are data in policy/schemas/ciliate/ (JSON Schema draft-07). ciliateSchemas() hands them to
-// any registry that validates the Kubernetes and Cilium kinds, so all kinds share one validator;
-// validateCiliateObject() is the check the manifest loader runs on every ciliate object.
+// The schemas are data in policy/schemas/ciliate/ (JSON Schema draft-07). registerCiliateSchemas() hands
+// them to policy/schema.ts's registry, so every kind is validated by one ajv instance (and precompiled at
+// build with the others); ciliateProblems() words the errors of these kinds.
 
-import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import type { ErrorObject } from "ajv";
 import { closest, distance } from "fastest-levenshtein";
 // Imported, not read from disk: the data travels with the code into the bundled CLI (build/cli/).
 import common from "./schemas/ciliate/common.json" with { type: "json" };
@@ -36,17 +36,6 @@ export function ciliateSchemas(): { apiVersion: string; kind: string; schema: ob
 /** Hands the three schemas to a registry of apiVersion/kind schemas (the one the other kinds use). */
 export function registerCiliateSchemas(register: (apiVersion: string, kind: string, schema: object) => void): void {
   for (const k of ciliateSchemas()) register(k.apiVersion, k.kind, k.schema);
-}
-
-let validators: Map<string, ValidateFunction> | undefined;
-
-function validatorFor(kind: string): ValidateFunction | undefined {
-  if (!validators) {
-    // verbose: an error carries the schema it failed, so an unknown field can be compared with the known ones.
-    const ajv = new Ajv({ allErrors: true, verbose: true });
-    validators = new Map(ciliateSchemas().map((k) => [k.kind, ajv.compile(k.schema)]));
-  }
-  return validators.get(kind);
 }
 
 /**
@@ -123,15 +112,11 @@ function problemOf(e: ErrorObject, all: ErrorObject[]): CiliateSchemaProblem | u
 }
 
 /**
- * Validates one object of a ciliate kind. Outcomes: undefined — not a ciliate kind (no schema); [] — valid;
- * otherwise one problem per field, each with its path (errors inside an `anyOf` alternative are folded
- * into the alternative's one problem).
+ * ajv's errors for an object of a ciliate kind as one problem per field, each with its path (errors inside
+ * an `anyOf` alternative are folded into the alternative's one problem). The validator must be built with
+ * `verbose: true`: an unknown field is compared with the known ones of its parent schema.
  */
-export function validateCiliateObject(obj: Record<string, unknown>): CiliateSchemaProblem[] | undefined {
-  const validate = validatorFor(String(obj.kind ?? ""));
-  if (!validate) return undefined;
-  if (validate(obj)) return [];
-  const errors = validate.errors ?? [];
+export function ciliateProblems(errors: ErrorObject[]): CiliateSchemaProblem[] {
   const anyOfs = errors.filter((e) => e.keyword === "anyOf");
   const inBranch = (e: ErrorObject) => anyOfs.some((a) => e.instancePath === a.instancePath && e.schemaPath.startsWith(`${a.schemaPath}/`));
   const out: CiliateSchemaProblem[] = [];

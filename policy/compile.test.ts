@@ -150,7 +150,7 @@ describe("peers", () => {
       base +
       `\n---\napiVersion: v1\nkind: Service\nmetadata: {name: svc-b, namespace: x}\nspec: {selector: {app: b}, ports: [{port: 80}]}` +
       `\n---\napiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: x}\nspec: {ports: [{port: 443}]}` +
-      `\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: ext-1, namespace: x, labels: {kubernetes.io/service-name: ext}}\nendpoints: [{addresses: [192.0.2.10]}]` +
+      `\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: ext-1, namespace: x, labels: {kubernetes.io/service-name: ext}}\naddressType: IPv4\nendpoints: [{addresses: [192.0.2.10]}]` +
       cnp("x", "p", "spec:\n  endpointSelector: {matchLabels: {app: a}}\n  egress: [{toServices: [{k8sService: {serviceName: svc-b}}, {k8sService: {serviceName: ext, namespace: x}}]}]");
     const { compiled } = compileYaml(y);
     expect(verdict(compiled, "x/a", "x/b", "TCP", 9090)).toBe("allowed");

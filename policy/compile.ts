@@ -15,9 +15,9 @@
 //  6. Budget: more entries than policyMapMax is an error naming the endpoint and the policies.
 // Every entry keeps its provenance; cookies number the distinct provenance sets deterministically.
 
-import { ID_HOST, IPPROTO_ICMP, IPPROTO_ICMPV6 } from "../host/constants.gen.ts";
+import { ID_HOST, ID_INIT, IPPROTO_ICMP, IPPROTO_ICMPV6 } from "../host/constants.gen.ts";
 import { cidrContains, parseCidr } from "./cidr.ts";
-import { PolicyBudgetError, PolicyL7ConflictError, type PolicyError } from "./errors.ts";
+import { PolicyBudgetError, PolicyError, PolicyL7ConflictError } from "./errors.ts";
 import { allocateIdentities, ENTITY_IDENTITY, LOCAL_IDENTITY_SCOPE, type IdentityTable } from "./identity.ts";
 import { LABEL_CLUSTER } from "./labels.ts";
 import { portInPrefix, portRangeToPrefixes, PROTO_NUMBERS } from "./ports.ts";
@@ -62,9 +62,13 @@ export interface CompiledPolicy {
   provenance: Map<number, Provenance[]>;
   proxies: Map<number, ProxyListener>;
   errors: PolicyError[];
+  /** Accepted but narrowed: e.g. a port name with several numbers among one identity's pods. */
+  warnings: PolicyError[];
 }
 
 export const DEFAULT_POLICY_MAP_MAX = 16384;
+/** Key in CompiledPolicy.endpoints of the policy of an endpoint with the reserved:init identity. */
+export const INIT_ENDPOINT = "reserved:init";
 export const DEFAULT_PROXY_PORT_BASE = 10000;
 export const REDIRECT_PRIORITY = 1;
 
@@ -254,8 +258,11 @@ function protocolsOf(p: string): number[] {
   return [PROTO_NUMBERS[p]];
 }
 
-/** Expands a rule element's ports for one destination pod set (named ports resolved against `dstPods`). */
-function expandPorts(r: PeerRule, dstPods: PodModel[]): L4Key[] {
+/**
+ * Expands a rule element's ports for one destination pod set (named ports resolved against `dstPods`).
+ * When the pods give a name several numbers, `onAmbiguous` decides which of them to keep (default: all).
+ */
+function expandPorts(r: PeerRule, dstPods: PodModel[], onAmbiguous?: (port: string, numbers: number[]) => number[]): L4Key[] {
   if (r.ports === null) return [{ protocol: 0, port: 0, portPrefix: 0 }];
   const out: L4Key[] = [];
   for (const ps of r.ports) {
@@ -278,6 +285,7 @@ function expandPorts(r: PeerRule, dstPods: PodModel[]): L4Key[] {
               seen.add(cp.port);
               ranges.push([cp.port, cp.port]);
             }
+        if (ranges.length > 1 && onAmbiguous) ranges = onAmbiguous(ps.port, ranges.map(([a]) => a).sort((a, b) => a - b)).map((n) => [n, n]);
       }
       for (const [a, b] of ranges) for (const pp of portRangeToPrefixes(a, b)) out.push({ protocol: proto, port: pp.port, portPrefix: pp.prefix, l7 });
     }
@@ -314,6 +322,7 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
   const endpoints = new Map<string, EndpointPolicy>();
   const proxies = new Map<number, ProxyListener>();
   const errors: PolicyError[] = [];
+  const warnings: PolicyError[] = [];
   const pods = [...cluster.pods].sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
   const podsOfIdentity = new Map<number, PodModel[]>();
   for (const p of pods) {
@@ -331,10 +340,13 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
     if (!ids) peerIds.set(peer, (ids = peerIdentities(peer, t, cluster.clusterName)));
     return ids;
   };
-  for (const pod of pods) {
+  // An endpoint whose labels are not known yet carries reserved:init; the simulator places one per node.
+  const initEndpoint: PodModel = { namespace: "", name: "", labels: {}, containerPorts: [] };
+  for (const pod of [...pods, initEndpoint]) {
     if (pod.hostNetwork) continue; // host endpoint: policy only with the host firewall, not modelled
-    const name = `${pod.namespace}/${pod.name}`;
-    const identity = t.podIdentity.get(name)!;
+    const isInit = pod === initEndpoint;
+    const name = isInit ? INIT_ENDPOINT : `${pod.namespace}/${pod.name}`;
+    const identity = isInit ? ID_INIT : t.podIdentity.get(name)!;
     const labels = t.byId.get(identity)!.labels;
     let selecting = selectingOf.get(identity);
     if (!selecting) selectingOf.set(identity, (selecting = rules.filter((r) => selectorMatches(r.subject, labels))));
@@ -343,8 +355,10 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
     for (const d of ["ingress", "egress"] as Direction[]) {
       if (cluster.policyEnforcement === "never") continue;
       const touching = selecting.filter((r) => r.touches[d]);
-      if (cluster.policyEnforcement === "always" || touching.length) enforced[d] = true;
-      if (cluster.policyEnforcement === "default" && touching.length && !touching.some((r) => r.defaultDeny[d])) wildcardAllow[d] = touching;
+      // reserved:init endpoints are enforced in both directions whatever selects them
+      // (cilium/cilium pkg/policy/repository.go computePolicyEnforcementAndRules).
+      if (cluster.policyEnforcement === "always" || touching.length || isInit) enforced[d] = true;
+      if (cluster.policyEnforcement === "default" && touching.length && !isInit && !touching.some((r) => r.defaultDeny[d])) wildcardAllow[d] = touching;
     }
     // Rule 2: pending entries. fromRequires/toRequires of every selecting rule constrain every peer in
     // that direction (Cilium aggregates requirements over the rules selecting the endpoint).
@@ -353,6 +367,21 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
       egress: selecting.flatMap((ir) => ir.rules.filter((r) => r.direction === "egress").flatMap((r) => r.requires)),
     };
     const pending: Pending[] = [];
+    // Pods of one identity that give a port name different numbers: an identity-keyed map cannot say
+    // which pod has which, so an allow gets none of them and a deny all of them (fail closed, as Cilium
+    // does for a name with several numbers), with a warning.
+    const ambiguous = (port: string, numbers: number[], id: number, r: PeerRule, prov: Provenance): number[] => {
+      const policy = `${prov.kind} ${prov.namespace ? `${prov.namespace}/` : ""}${prov.name}`;
+      if (!r.deny && !warnings.some((w) => w.code === "named-port-ambiguous" && w.message.startsWith(`${policy} ${prov.element}: port name "${port}" is ${numbers.join(" or ")} on different pods of identity ${id};`)))
+        warnings.push(
+          new PolicyError(
+            "named-port-ambiguous",
+            `${policy} ${prov.element}: port name "${port}" is ${numbers.join(" or ")} on different pods of identity ${id}; none of them is allowed`,
+            "give the port the same number on every pod with the same labels, or name the number in the policy",
+          ),
+        );
+      return r.deny ? numbers : [];
+    };
     if (cluster.policyEnforcement !== "never")
       for (const ir of selecting)
         for (const r of ir.rules) {
@@ -369,9 +398,15 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
             const named = r.ports?.some((p) => typeof p.port === "string");
             const groups: [number[], PodModel[]][] = [];
             if (!named || r.direction === "ingress") groups.push([ids, [pod]]);
-            else for (const id of ids) groups.push([[id], id === 0 ? pods : (podsOfIdentity.get(id) ?? [])]);
+            else {
+              // Egress: a port name is resolved on the destination pod (Kubernetes). The map is keyed by
+              // identity, so each identity gets the number its pods give the name; "any peer" becomes the
+              // identities that have pods (nothing else has named ports).
+              const dstIds = ids.includes(0) ? [...podsOfIdentity.keys()].sort((a, b) => a - b) : ids;
+              for (const id of dstIds) groups.push([[id], podsOfIdentity.get(id) ?? []]);
+            }
             for (const [gids, dst] of groups) {
-              const l4 = expandPorts(r, dst);
+              const l4 = expandPorts(r, dst, named && r.direction === "egress" ? (port, numbers) => ambiguous(port, numbers, gids[0]!, r, prov) : undefined);
               for (const id of gids)
                 for (const k of l4)
                   pending.push({ key: { identity: id, direction: r.direction, protocol: k.protocol, port: k.port, portPrefix: k.portPrefix }, deny: r.deny, l7: k.l7, provenance: prov });
@@ -489,6 +524,7 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
     provenance,
     proxies,
     errors,
+    warnings,
   };
 }
 

@@ -71,6 +71,7 @@ kind: Deployment
 metadata: {name: web, namespace: x}
 spec:
   replicas: 3
+  selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
     spec: {serviceAccountName: websa, containers: [{name: c, ports: [{name: http, containerPort: 80}]}]}
@@ -78,12 +79,12 @@ spec:
 apiVersion: apps/v1
 kind: StatefulSet
 metadata: {name: db, namespace: x}
-spec: {replicas: 2, template: {metadata: {labels: {app: db}}}}
+spec: {replicas: 2, selector: {matchLabels: {app: db}}, template: {metadata: {labels: {app: db}}, spec: {containers: [{name: c}]}}}
 ---
 apiVersion: apps/v1
 kind: DaemonSet
 metadata: {name: agent, namespace: kube-system}
-spec: {template: {metadata: {labels: {app: agent}}, spec: {hostNetwork: true}}}
+spec: {selector: {matchLabels: {app: agent}}, template: {metadata: {labels: {app: agent}}, spec: {hostNetwork: true, containers: [{name: c}]}}}
 `;
     const c = clusterFromManifests(parseManifests(y).objects);
     expect(c.pods.map((p) => `${p.namespace}/${p.name}`)).toEqual(["x/web-0", "x/web-1", "x/web-2", "x/db-0", "x/db-1", "kube-system/agent-n1", "kube-system/agent-n2"]);

@@ -2,7 +2,10 @@
 // `kind: List` (kubectl get -o yaml output), the understood kinds as typed objects, workload expansion
 // (Deployment/ReplicaSet/StatefulSet/DaemonSet → pods from the template and replicas), ciliate's own kinds
 // (Traffic, Expectation, Config under ciliate.dev/v1alpha1), and a plain cluster model for the engine.
-// Unknown kinds are refused; every error names file, document, line, object and field path.
+// Every object is first checked as the API server would (policy/schema.ts: its published schema, strict
+// fields, its apiVersion; policy/k8s-names.ts: names and labels); an object with problems is refused —
+// left out of `objects`, every problem in `errors` — and the others are still read. Unknown kinds are
+// refused; every error names file, document, line, object and field path.
 // Hostile input is refused with a one-line error before it can exhaust the process (MANIFEST_LIMITS): files
 // over 32 MiB, nesting deeper than 256 levels (the parser's composer recurses per level), and alias
 // expansion past the yaml library's resource-exhaustion guard (a "billion laughs" document).
@@ -10,9 +13,11 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Composer, LineCounter, Parser, isNode, type CST, type Document, type YAMLError } from "yaml";
-import { didYouMean, validateCiliateObject } from "./ciliate-schemas.ts";
+import { didYouMean } from "./ciliate-schemas.ts";
 import { problemAt, ManifestError, type SourceRef } from "./errors.ts";
+import { metadataProblems } from "./k8s-names.ts";
 import { shapeProblem } from "./manifest-shapes.ts";
+import { dropNulls, validateAgainstSchema } from "./schema.ts";
 import type { ClusterModel, ContainerPort, EnforcementMode, ManifestObject, PodModel, ServiceModel } from "./types.ts";
 
 export const CILIATE_API = "ciliate.dev/v1alpha1";
@@ -36,7 +41,10 @@ export const CILIATE_KINDS = ["Traffic", "Expectation", "Config"];
 export interface LoadResult {
   objects: ManifestObject[];
   warnings: ManifestError[];
+  /** Every problem: YAML syntax errors and the problems of refused objects. */
   errors: ManifestError[];
+  /** "Kind ns/name" of every object refused by schema or name validation. */
+  refused: string[];
 }
 
 /** "Kind ns/name" (cluster-scoped kinds: "Kind name"), as problems name an object. */
@@ -108,7 +116,7 @@ function yamlSyntaxError(errors: readonly YAMLError[], file: string, di: number)
 
 /** Parses one text (YAML or JSON, any number of documents). */
 export function parseManifests(text: string, file = "<memory>"): LoadResult {
-  const out: LoadResult = { objects: [], warnings: [], errors: [] };
+  const out: LoadResult = { objects: [], warnings: [], errors: [], refused: [] };
   if (text.length > MANIFEST_LIMITS.maxBytes) {
     out.errors.push(new ManifestError("manifest-too-large", file, 0, 0, "", `${mib(text.length)} of text is over the limit of ${mib(MANIFEST_LIMITS.maxBytes)} per manifest`, "split it into several files"));
     return out;
@@ -181,31 +189,30 @@ function addObject(v: unknown, src: SourceRef, doc: Document, lc: LineCounter, b
       const hint = near ? `did you mean ${near}?` : "remove it; from a cluster, export only the kinds ciliate reads (docs/scenarios.md)";
       out.errors.push(problemAt(s, ["kind"], "unknown-kind", `ciliate does not read kind ${o.kind}${api}; ${hint}`, "", label));
     }
+    out.refused.push(label);
     return;
   }
-  const shape = shapeProblem(o);
-  if (shape) {
-    out.errors.push(problemAt(s, shape.path, "invalid-shape", `${o.kind} ${shape.detail}`));
+  const md = (o.metadata && typeof o.metadata === "object" ? o.metadata : {}) as Record<string, unknown>;
+  const label = objectLabel(o.kind, md);
+  const problems: ManifestError[] = [];
+  if ((typeof md.name !== "string" || md.name === "") && o.kind !== "Config") problems.push(problemAt(s, ["metadata", "name"], "missing-name", "metadata.name is required", "", label));
+  for (const p of validateAgainstSchema(o) ?? []) problems.push(problemAt(s, p.path, p.code, p.detail, p.hint ?? "", label));
+  for (const p of metadataProblems(o.kind, o)) problems.push(problemAt(s, p.path, "invalid-name", p.detail, "", label));
+  // The shapes the loader's consumers iterate, for what a schema leaves open (e.g. a kind without one).
+  const shape = problems.length ? undefined : shapeProblem(o);
+  if (shape) problems.push(problemAt(s, shape.path, "invalid-shape", `${o.kind} ${shape.detail}`, "", label));
+  if (problems.length) {
+    out.errors.push(...problems);
+    out.refused.push(label);
     return;
   }
-  const md = (o.metadata ?? {}) as Record<string, unknown>;
-  const own = validateCiliateObject(o);
-  if (own?.length) {
-    const label = objectLabel(o.kind, typeof md === "object" ? md : {});
-    for (const p of own) out.errors.push(problemAt(s, p.path, p.code, p.detail, "", label));
-    return;
-  }
-  if (typeof md.name !== "string" || md.name === "") {
-    if (o.kind !== "Config") {
-      out.errors.push(problemAt(s, ["metadata", "name"], "missing-name", "metadata.name is required"));
-      return;
-    }
-  }
+  // The API server stores what it validated: null fields dropped (`fromEndpoints: null` is no field).
+  const stored = dropNulls(o) as Record<string, unknown>;
   out.objects.push({
     apiVersion: String(o.apiVersion ?? ""),
     kind: o.kind,
     metadata: { ...md, name: String(md.name ?? "config"), namespace: md.namespace === undefined ? undefined : String(md.namespace), labels: (md.labels ?? {}) as Record<string, string> },
-    raw: o,
+    raw: stored,
     source: s,
   });
 }
@@ -225,7 +232,7 @@ export function manifestFiles(path: string): string[] {
 
 /** Loads every manifest from files and directories. */
 export function loadManifests(paths: string[]): LoadResult {
-  const out: LoadResult = { objects: [], warnings: [], errors: [] };
+  const out: LoadResult = { objects: [], warnings: [], errors: [], refused: [] };
   for (const p of paths) {
     let files: string[];
     try {
@@ -245,6 +252,7 @@ export function loadManifests(paths: string[]): LoadResult {
       out.objects.push(...r.objects);
       out.warnings.push(...r.warnings);
       out.errors.push(...r.errors);
+      out.refused.push(...r.refused);
     }
   }
   return out;

@@ -39,11 +39,12 @@ const CIDRS: [string, string | undefined][] = [
   ["8.8.0.0/16", undefined],
   ["0.0.0.0/0", "10.0.0.0/8"],
 ];
-const peerArb: fc.Arbitrary<GPeer> = fc.oneof(
-  fc.record({ kind: fc.constant("ep" as const), labels: labelsArb, ns: fc.option(fc.constantFrom(...NS), { nil: undefined }) }),
-  fc.record({ kind: fc.constant("entity" as const), e: fc.constantFrom("all" as const, "world" as const, "cluster" as const, "host" as const) }),
-  fc.constantFrom(...CIDRS).map(([cidr, except]) => ({ kind: "cidr" as const, cidr, except })),
-);
+const epPeerArb: fc.Arbitrary<GPeer> = fc.record({ kind: fc.constant("ep" as const), labels: labelsArb, ns: fc.option(fc.constantFrom(...NS), { nil: undefined }) });
+const entityPeerArb: fc.Arbitrary<GPeer> = fc.record({ kind: fc.constant("entity" as const), e: fc.constantFrom("all" as const, "world" as const, "cluster" as const, "host" as const) });
+const cidrPeerArb: fc.Arbitrary<GPeer> = fc.constantFrom(...CIDRS).map(([cidr, except]) => ({ kind: "cidr" as const, cidr, except }));
+// Cilium refuses an element with two kinds of L3 peer ("Combining FromEndpoints and FromCIDR is not
+// supported yet"), so the peers of one element are all of one kind.
+const peersArb: fc.Arbitrary<GPeer[]> = fc.oneof(...[epPeerArb, entityPeerArb, cidrPeerArb].map((a) => fc.array(a, { maxLength: 2 })));
 const portArb: fc.Arbitrary<GPort> = fc
   .record({
     port: fc.constantFrom(0, 80, 81, 443),
@@ -51,7 +52,7 @@ const portArb: fc.Arbitrary<GPort> = fc
     protocol: fc.constantFrom("TCP" as const, "UDP" as const, "ANY" as const),
   })
   .map(({ port, span, protocol }) => ({ port, protocol, ...(span && port ? { endPort: port + span } : {}) }));
-const elemArb: fc.Arbitrary<GElem> = fc.record({ peers: fc.array(peerArb, { maxLength: 2 }), ports: fc.option(fc.array(portArb, { minLength: 1, maxLength: 2 }), { nil: undefined }) });
+const elemArb: fc.Arbitrary<GElem> = fc.record({ peers: peersArb, ports: fc.option(fc.array(portArb, { minLength: 1, maxLength: 2 }), { nil: undefined }) });
 const elems = fc.array(elemArb, { maxLength: 2 });
 const policyArb = (name: string): fc.Arbitrary<GPolicy> =>
   fc.record({
@@ -96,6 +97,8 @@ function policyYaml(p: GPolicy): string {
   if (p.egress.length) spec.egress = p.egress.map((e) => elemYaml(e, "to"));
   if (p.ingressDeny.length) spec.ingressDeny = p.ingressDeny.map((e) => elemYaml(e, "from"));
   if (p.egressDeny.length) spec.egressDeny = p.egressDeny.map((e) => elemYaml(e, "to"));
+  // Cilium's CRD schema wants at least one section present; an empty list touches no direction.
+  if (!spec.ingress && !spec.egress && !spec.ingressDeny && !spec.egressDeny) spec.ingress = [];
   if (p.dd) spec.enableDefaultDeny = p.dd;
   return JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNetworkPolicy", metadata: { name: p.name, namespace: p.ns }, spec });
 }

@@ -4,6 +4,8 @@ import { buildRules, clusterFromManifests, compilePolicy, explainFlow, parseMani
 
 export function compileYaml(yaml: string, opts: CompileOptions & { policyEnforcement?: EnforcementMode; clusterName?: string } = {}) {
   const load = parseManifests(yaml, "test.yaml");
+  // A fixture the API server would refuse is a broken test, not a scenario.
+  if (load.errors.length) throw new Error(`invalid fixture:\n${load.errors.map((e) => e.message).join("\n")}`);
   const cluster = clusterFromManifests(load.objects, { policyEnforcement: opts.policyEnforcement, clusterName: opts.clusterName });
   const rules = buildRules(load.objects, cluster.clusterName);
   const compiled = compilePolicy(cluster, rules.rules, opts);

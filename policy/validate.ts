@@ -75,7 +75,7 @@ export function checkCidrSet(ctx: Ctx, cidr: unknown, except: unknown, path: (st
   asList(ctx, except, exceptPath).forEach((e, i) => {
     const x = checkCidr(ctx, e, [...exceptPath, i]);
     if (!x || !c) return;
-    if (!cidrContains(c, x)) bad(ctx, [...exceptPath, i], "except-outside-cidr", `except ${x.text} is not inside ${c.text}`);
+    if (!cidrContains(c, x)) bad(ctx, [...exceptPath, i], "except-outside-cidr", `allow CIDR prefix ${c.text} does not contain exclude CIDR prefix ${x.text}`);
     else ex.push(x.text);
   });
   return c ? { type: "cidr", cidr: c.text, except: ex } : undefined;
@@ -99,7 +99,7 @@ export function checkPortValue(ctx: Ctx, v: unknown, path: (string | number)[]):
   if (typeof v === "number" || (typeof v === "string" && /^-?\d+$/.test(v))) {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0 || n > 65535) {
-      bad(ctx, path, "port-out-of-range", `port ${v} is out of range 0-65535`);
+      bad(ctx, path, "port-out-of-range", `Unable to parse port: ${v} is out of range 0-65535`);
       return undefined;
     }
     return n;
@@ -181,8 +181,9 @@ function checkHttp(ctx: Ctx, raw: unknown, path: (string | number)[]): HttpRule[
       rule.headerMatches = hm.map((h0, j) => {
         const h = (h0 ?? {}) as Record<string, unknown>;
         checkFields(ctx, h, HEADER_MATCH_FIELDS, [...p, "headerMatches", j], "a headerMatch");
-        if (h.secret !== undefined) bad(ctx, [...p, "headerMatches", j, "secret"], "unsupported-field", "headerMatches[].secret (a Kubernetes Secret value) is not supported by ciliate", "write the value inline");
         if (typeof h.name !== "string" || h.name === "") bad(ctx, [...p, "headerMatches", j, "name"], "invalid-header-match", "name is required");
+        if (h.secret !== undefined && h.secret !== null)
+          bad(ctx, [...p, "headerMatches", j, "secret"], "unsupported-header-secret", "headerMatches with a secret are not supported by ciliate (it reads no Kubernetes secrets), so the header value could not be checked");
         if (h.mismatch !== undefined && !["LOG", "ADD", "DELETE", "REPLACE"].includes(String(h.mismatch)))
           bad(ctx, [...p, "headerMatches", j, "mismatch"], "invalid-header-match", `unknown mismatch action ${JSON.stringify(h.mismatch)}`, "use LOG, ADD, DELETE or REPLACE");
         return { name: String(h.name ?? ""), value: h.value === undefined ? undefined : String(h.value), mismatch: h.mismatch === undefined ? undefined : String(h.mismatch) };
@@ -208,9 +209,9 @@ export function checkL7(ctx: Ctx, raw: unknown, path: (string | number)[], deny:
   }
   const r = raw as Record<string, unknown>;
   checkFields(ctx, r, L7_FIELDS, path, "L7 rules");
-  const kinds = ["http", "kafka", "dns", "l7"].filter((k) => r[k] !== undefined && r[k] !== null);
+  const kinds = ["http", "kafka", "dns", "l7proto"].filter((k) => r[k] !== undefined && r[k] !== null);
   if (kinds.length > 1) {
-    bad(ctx, path, "multiple-l7-kinds", `a port rule may carry only one L7 kind, found ${kinds.join(" and ")}`);
+    bad(ctx, path, "multiple-l7-kinds", "multiple L7 protocol rule types specified in single rule");
     return undefined;
   }
   const out: L7Rules = {};
@@ -231,23 +232,28 @@ export function checkL7(ctx: Ctx, raw: unknown, path: (string | number)[], deny:
         bad(ctx, [...path, "dns", i, "matchPattern"], "invalid-dns-rule", `invalid DNS pattern ${JSON.stringify(d.matchPattern)}`);
       return d;
     });
-  if (r.l7 !== undefined || r.l7proto !== undefined) bad(ctx, [...path, r.l7 !== undefined ? "l7" : "l7proto"], "unsupported-l7", "generic l7proto rules are not supported by ciliate");
+  if (r.l7 !== undefined && (r.l7proto === undefined || r.l7proto === "")) bad(ctx, [...path, "l7"], "l7-without-l7proto", "'l7' may only be specified when a 'l7proto' is also specified");
+  else if (r.l7proto !== undefined) bad(ctx, [...path, "l7proto"], "unsupported-l7", "generic l7proto rules are not supported by ciliate");
   return out;
 }
 
 const PORT_RULE_FIELDS = ["ports", "terminatingTLS", "originatingTLS", "serverNames", "listener", "rules"];
 
-/** toPorts (allow or deny) → PortSpecs. */
-export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], deny: boolean): PortSpec[] {
+const hasRules = (r: unknown): boolean => !!r && typeof r === "object" && Object.values(r as Record<string, unknown>).some((v) => v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0));
+
+/**
+ * toPorts (allow or deny) → PortSpecs, with the checks of Cilium's PortRule and PortProtocol sanitize
+ * (cilium/cilium pkg/policy/api/rule_validation.go), each problem in Cilium's words, plus what ciliate
+ * cannot enforce (listener, TLS termination/origination), refused rather than ignored. serverNames alone
+ * are TLS SNI rules, enforced by the TLS proxy (policy/l7).
+ */
+export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], deny: boolean, direction: "ingress" | "egress" = "ingress"): PortSpec[] {
   const out: PortSpec[] = [];
   asList(ctx, raw, path).forEach((pr0, i) => {
     const pr = (pr0 ?? {}) as Record<string, unknown>;
     const p = [...path, i];
     // PortDenyRule has ports only; PortRule adds TLS, SNI, listener and L7 rules.
     checkFields(ctx, pr, deny ? ["ports"] : PORT_RULE_FIELDS, p, deny ? "a deny port rule" : "a port rule");
-    for (const f of ["terminatingTLS", "originatingTLS", "listener"])
-      if (!deny && pr[f] !== undefined && pr[f] !== null)
-        bad(ctx, [...p, f], "unsupported-field", `${f} is not supported by ciliate (it needs TLS interception or a custom Envoy listener)`, "ciliate's proxies do not terminate TLS; serverNames is supported");
     const snList = deny ? [] : asList(ctx, pr.serverNames, [...p, "serverNames"]);
     const serverNames = snList.map(String);
     snList.forEach((n, k) => {
@@ -255,28 +261,45 @@ export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], 
       if (problem) bad(ctx, [...p, "serverNames", k], "invalid-server-name", problem, "a DNS name like api.example.com or *.example.com");
     });
     const ports = asList(ctx, pr.ports, [...p, "ports"]);
-    if (ports.length > MAX_PORTS_PER_RULE)
-      bad(ctx, [...p, "ports"], "too-many-ports", `${ports.length} ports in one port rule; at most ${MAX_PORTS_PER_RULE} are allowed`, "split the port rule");
+    const rules = (pr.rules ?? undefined) as Record<string, unknown> | undefined;
+    const withL7 = hasRules(rules);
+    const dnsRules = asList(ctx, rules?.dns, [...p, "rules", "dns"]).length > 0;
+    if (direction === "ingress" && dnsRules) bad(ctx, [...p, "rules", "dns"], "dns-on-ingress", "DNS rules are not allowed on ingress");
+    if (serverNames.length && withL7 && !pr.terminatingTLS)
+      bad(ctx, [...p, "serverNames"], "server-names-with-l7", "ServerNames are not allowed with L7 rules without TLS termination", "use serverNames alone (SNI filtering without terminating TLS), or L7 rules on a plain-text port");
+    if (ports.length > MAX_PORTS_PER_RULE) bad(ctx, [...p, "ports"], "too-many-ports", `too many ports, the max is ${MAX_PORTS_PER_RULE}`, "split the port rule");
     const l7 = checkL7(ctx, pr.rules, [...p, "rules"], deny);
-    if (serverNames.length && l7 && (l7.http || l7.kafka || l7.dns))
-      bad(ctx, [...p, "serverNames"], "unsupported-l7", "serverNames together with L7 rules needs TLS interception (terminatingTLS), which ciliate does not support", "use serverNames alone (SNI filtering without terminating TLS), or L7 rules on a plain-text port");
+    let zeroPort = false;
     const list = ports.length ? ports : [{}];
     list.forEach((pp0, j) => {
       const pp = (pp0 ?? {}) as Record<string, unknown>;
       const pth = [...p, "ports", j];
+      if (ports.length && (pp.port === undefined || pp.port === null || pp.port === "")) {
+        bad(ctx, [...pth, "port"], "port-required", "Port must be specified");
+        return;
+      }
       const port = checkPortValue(ctx, pp.port, [...pth, "port"]);
+      if (port === 0) zeroPort = true;
       const endPort = checkEndPort(ctx, port, pp.endPort, [...pth, "endPort"]);
       const protocol = checkProtocol(ctx, pp.protocol, [...pth, "protocol"], "ANY");
+      if (dnsRules && typeof port === "number" && endPort !== undefined && endPort > port) bad(ctx, [...pth, "endPort"], "dns-port-range", "DNS rules do not support port ranges");
+      // DNS rules may sit on TCP, UDP or ANY; every other L7 rule needs TCP (an unset protocol is ANY).
+      if (ports.length && withL7 && !dnsRules && protocol !== undefined && protocol !== "TCP")
+        bad(ctx, [...pth, "protocol"], "l7-not-tcp", `L7 rules can only apply to TCP (not ${protocol}) except for DNS rules`);
       if (port === undefined || protocol === undefined) return;
-      // As Cilium's PortRule.Validate (pkg/policy/api/rule_validation.go): HTTP and Kafka rules need TCP
-      // (an omitted protocol is ANY) and a port.
-      if (l7 && (l7.http || l7.kafka)) {
-        if (protocol !== "TCP")
-          bad(ctx, [...pth, "protocol"], "l7-needs-tcp", `L7 rules can only apply to TCP (not ${protocol}) except for DNS rules`, "write protocol: TCP");
-        if (port === 0 && ports.length) bad(ctx, [...pth, "port"], "l7-port-zero", "L7 rules can not be used when a port is 0");
-      }
       out.push({ port, endPort, protocol, l7, ...(serverNames.length ? { serverNames } : {}) });
     });
+    const listener = pr.listener as Record<string, unknown> | undefined;
+    if (listener) {
+      const name = String(listener.name ?? "");
+      if (direction === "ingress") bad(ctx, [...p, "listener"], "listener-on-ingress", `Listener is not allowed on ingress (${name})`);
+      else if (withL7) bad(ctx, [...p, "listener"], "listener-with-l7", `Listener is not allowed with L7 rules (${name})`);
+      else bad(ctx, [...p, "listener"], "unsupported-listener", "listener (a CiliumEnvoyConfig listener) is not supported by ciliate; traffic would not be inspected", "remove the listener or use rules.http");
+    }
+    if (withL7 && zeroPort) bad(ctx, [...p, "rules"], "l7-port-zero", "L7 rules can not be used when a port is 0");
+    if (dnsRules && ports.length === 0) bad(ctx, [...p, "rules", "dns"], "dns-port-required", "Port 53 must be specified for DNS rules");
+    for (const f of ["terminatingTLS", "originatingTLS"])
+      if (!deny && pr[f] !== undefined && pr[f] !== null) bad(ctx, [...p, f], "unsupported-tls", `${f} is not supported by ciliate: TLS is not terminated or originated, so its L7 rules could not be enforced`, "ciliate's proxies do not terminate TLS; serverNames alone (SNI) is supported");
   });
   return out;
 }
@@ -286,13 +309,13 @@ export function checkIcmps(ctx: Ctx, raw: unknown, path: (string | number)[]): P
   const out: PortSpec[] = [];
   asList(ctx, raw, path).forEach((ic0, i) => {
     const fields = asList(ctx, ((ic0 ?? {}) as Record<string, unknown>).fields, [...path, i, "fields"]);
-    if (fields.length > MAX_ICMP_FIELDS) bad(ctx, [...path, i, "fields"], "too-many-icmp-fields", `${fields.length} ICMP fields; at most ${MAX_ICMP_FIELDS}`);
+    if (fields.length > MAX_ICMP_FIELDS) bad(ctx, [...path, i, "fields"], "too-many-icmp-fields", `too many types, the max is ${MAX_ICMP_FIELDS}`);
     fields.forEach((f0, j) => {
       const f = (f0 ?? {}) as Record<string, unknown>;
       const p = [...path, i, "fields", j];
       const fam = f.family === undefined || f.family === "" ? "IPv4" : String(f.family);
       if (fam !== "IPv4" && fam !== "IPv6") {
-        bad(ctx, [...p, "family"], "invalid-icmp-family", `unknown ICMP family ${JSON.stringify(f.family)}`, "use IPv4 or IPv6");
+        bad(ctx, [...p, "family"], "invalid-icmp-family", `wrong family: ${String(f.family)}`, "use IPv4 or IPv6");
         return;
       }
       const t = icmpType(fam, f.type);

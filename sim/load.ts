@@ -3,7 +3,7 @@
  * (policy/ through sim/policy.ts). Throws SimError / ManifestError on bad input.
  */
 import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluster.ts";
-import type { CompiledPolicy, ManifestObject } from "../policy/index.ts";
+import type { CompiledPolicy, Diagnostics, ManifestObject } from "../policy/index.ts";
 import { compileClusterPolicy } from "./policy.ts";
 
 export interface Loaded {
@@ -12,8 +12,9 @@ export interface Loaded {
   policy: CompiledPolicy;
 }
 
-export function loadFrom(objects: ManifestObject[], opts: BuildOptions): Loaded {
+/** With a Diagnostics (the CLI's), refused policies and warnings are reported there and the rest applies. */
+export function loadFrom(objects: ManifestObject[], opts: BuildOptions, diag?: Diagnostics): Loaded {
   const cluster = buildCluster(objects, opts);
-  const policy = compileClusterPolicy(cluster);
+  const policy = compileClusterPolicy(cluster, diag);
   return { objects, cluster, policy };
 }

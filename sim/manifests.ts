@@ -1,34 +1,41 @@
 /*
  * Reading manifests for the simulator and the CLI: policy/'s loader (files or directories, multi-document
  * YAML and JSON, `kind: List`, every object tagged with its file, document and line) with the simulator's
- * error contract — a missing path or any invalid document is a SimError listing every problem, one per
- * line, each naming file, document, line and field; unknown kinds are skipped with a warning.
+ * error contract. With a Diagnostics (the CLI's), objects the API server would refuse are reported there and
+ * left out, and the rest is returned; without one, any invalid document is a SimError listing every problem,
+ * one per line, each naming file, document, line and field. A missing path or invalid YAML always stops
+ * the load.
  */
 import { existsSync } from "node:fs";
-import { loadManifests as loadWithPolicy, parseManifests, type ManifestError, type ManifestObject } from "../policy/index.ts";
+import { loadManifests as loadWithPolicy, parseManifests, type Diagnostics, type ManifestError, type ManifestObject } from "../policy/index.ts";
 import { SimError } from "../node/errors.ts";
 
 export type WarningSink = (message: string) => void;
 
 const stderrWarning: WarningSink = (m) => process.stderr.write(`ciliate: warning: ${m}\n`);
 
-function settle(r: { objects: ManifestObject[]; warnings: ManifestError[]; errors: ManifestError[] }, warn: WarningSink): ManifestObject[] {
-  for (const w of r.warnings) warn(w.message);
-  if (r.errors.length > 0) {
-    const code = r.errors.some((e) => e.code === "yaml-syntax") ? "INVALID_YAML" : "INVALID_MANIFEST";
-    const text = (e: ManifestError) => (e.code === "yaml-syntax" ? `${e.file}: document ${e.doc}, line ${e.line}: invalid YAML: ${e.detail}` : e.message);
-    throw new SimError(code, r.errors.map(text).join("\n"));
+function settle(r: { objects: ManifestObject[]; warnings: ManifestError[]; errors: ManifestError[]; refused: string[] }, sink: WarningSink | Diagnostics): ManifestObject[] {
+  const text = (e: ManifestError) => (e.code === "yaml-syntax" ? `${e.file}: document ${e.doc}, line ${e.line}: invalid YAML: ${e.detail}` : e.message);
+  const syntax = r.errors.filter((e) => e.code === "yaml-syntax");
+  if (syntax.length) throw new SimError("INVALID_YAML", syntax.map(text).join("\n"));
+  if (typeof sink !== "function") {
+    for (const w of r.warnings) sink.warning(w);
+    for (const e of r.errors) sink.error(e);
+    for (const o of r.refused) sink.refuse(o);
+    return r.objects;
   }
+  for (const w of r.warnings) sink(w.message);
+  if (r.errors.length > 0) throw new SimError("INVALID_MANIFEST", r.errors.map(text).join("\n"));
   return r.objects;
 }
 
 /** Parses the text of one file into manifest objects. Throws SimError on invalid input. */
-export function parseManifestText(text: string, file: string, warn: WarningSink = stderrWarning): ManifestObject[] {
+export function parseManifestText(text: string, file: string, warn: WarningSink | Diagnostics = stderrWarning): ManifestObject[] {
   return settle(parseManifests(text, file), warn);
 }
 
 /** Loads every manifest under the given files/directories, in path order. */
-export function loadManifests(paths: string[], warn: WarningSink = stderrWarning): ManifestObject[] {
+export function loadManifests(paths: string[], warn: WarningSink | Diagnostics = stderrWarning): ManifestObject[] {
   for (const p of paths) if (!existsSync(p)) throw new SimError("FILE_NOT_FOUND", `${p}: no such file or directory`);
   return settle(loadWithPolicy(paths), warn);
 }

@@ -1,16 +1,23 @@
 /*
  * Compiling the cluster's policies with policy/: each CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy
- * and NetworkPolicy is validated and translated to policy/'s internal rules, then compiled against the
- * cluster model into per-endpoint policy-map entries with provenance. The first problem found is thrown
- * (a ManifestError naming file, document, line and field); the CLI turns it into exit 2.
+ * and NetworkPolicy is validated and translated to policy/'s internal rules (buildRules), then compiled
+ * against the cluster model into per-endpoint policy-map entries with provenance. With a Diagnostics (the
+ * CLI's), a refused policy is reported there with every problem and the valid ones still apply; warnings
+ * (accepted but not enforced) go there too. Without one, the first problem is thrown (a ManifestError
+ * naming file, document, line and field).
  */
-import { buildRules, compilePolicy, type CompiledPolicy } from "../policy/index.ts";
+import { buildRules, compilePolicy, type CompiledPolicy, type Diagnostics } from "../policy/index.ts";
 import type { SimCluster } from "../node/cluster.ts";
 
-export function compileClusterPolicy(c: SimCluster): CompiledPolicy {
-  const rules = buildRules(c.policies, c.config.clusterName);
-  if (rules.problems.length) throw rules.problems[0];
-  const compiled = compilePolicy(c.model, rules.rules);
+export function compileClusterPolicy(c: SimCluster, diag?: Diagnostics): CompiledPolicy {
+  const set = buildRules(c.policies, c.config.clusterName, { strict: diag?.strict ?? false });
+  if (diag) {
+    for (const w of set.warnings) diag.warning(w);
+    for (const e of set.problems) diag.error(e);
+    for (const r of set.refused) diag.refuse(r);
+  } else if (set.problems.length) throw set.problems[0];
+  const compiled = compilePolicy(c.model, set.rules);
+  if (diag) for (const w of compiled.warnings) diag.warning(w);
   if (compiled.errors.length) throw compiled.errors[0];
   return compiled;
 }

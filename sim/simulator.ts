@@ -24,7 +24,7 @@ import { MAP_SPECS, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts
 import * as C from "../host/constants.gen.ts";
 import type { Datapath, EntryPoint, RunResult } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
-import { describe as describeRules, evaluateL7, identityOfIp, kafkaApiKeyName, type CompiledPolicy, type L7Verdict, type Provenance } from "../policy/index.ts";
+import { describe as describeRules, encodeEntries, evaluateL7, INIT_ENDPOINT, identityOfIp, kafkaApiKeyName, type CompiledPolicy, type L7Verdict, type Provenance } from "../policy/index.ts";
 import { type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type KafkaSpec, type SimCluster, type SimPod, type SimService, type SimNode, type TlsSpec } from "../node/cluster.ts";
 import { createSimDatapath, type SimEngineName } from "./engines.ts";
 import { SimError } from "../node/errors.ts";
@@ -48,6 +48,7 @@ import { ipcacheKey } from "../host/ipcache.ts";
 import { ENTITY_OFFSETS, entityIp, KUBE_APISERVER_IP, Places, WORLD_IP, type Place } from "./places.ts";
 import { buildFrame, decodeFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
 import { buildLbModel, type Frontend, type LbModel } from "../node/services.ts";
+import { addrBytes16 } from "../host/ip.ts";
 
 /** Virtual clock origin (shown in flow times) and the core's monotonic seconds at that moment. */
 export const CLOCK_ORIGIN_MS = Date.UTC(2026, 0, 1, 0, 0, 0);
@@ -154,6 +155,8 @@ export class Simulation {
   private nextPort = FIRST_SOURCE_PORT;
   /** Resolution of endpoint references and addresses to places. */
   readonly places: Places;
+  /** Address of each node's reserved:init endpoint → node. */
+  private readonly initByIp = new Map<string, string>();
 
   private constructor(
     readonly cluster: SimCluster,
@@ -174,6 +177,7 @@ export class Simulation {
       const dp = opts.createDatapath ? await opts.createDatapath() : await createSimDatapath(sim.engine, { capacities: capacitiesFor(desired, 1 + ENTITY_OFFSETS.length * cluster.nodes.length) });
       writeDesired(dp, desired);
       sim.extraIpcache(n, dp);
+      sim.initEndpoint(n, dp);
       sim.nodes.set(n.name, { node: n, dp, epIds: numbering.epIds });
     }
     return sim;
@@ -191,6 +195,20 @@ export class Simulation {
     for (const other of this.cluster.nodes) {
       for (const [off, id] of ENTITY_OFFSETS) m.update(key(entityIp(other, off)), { secIdentity: id });
     }
+  }
+
+  /**
+   * The reserved:init entity is an endpoint (labels not known yet), so it has its own policy, enforced in
+   * both directions (policy/compile.ts), installed like a pod's at its address on every node.
+   */
+  private initEndpoint(n: SimNode, dp: Datapath): void {
+    const ep = this.policy.endpoints.get(INIT_ENDPOINT);
+    const ip = entityIp(n, ENTITY_OFFSETS.find(([, id]) => id === C.ID_INIT)![0]);
+    if (!ep || ip.includes(":")) return;
+    this.initByIp.set(ip, n.name);
+    dp.map(MAP_SPECS.Endpoints).update({ addr: addrBytes16(ip), family: C.FAMILY_IPV4 }, { epId: INIT_EP_ID, secIdentity: C.ID_INIT, ifindex: 100 + INIT_EP_ID });
+    const pm = dp.map(MAP_SPECS.Policy);
+    for (const { key, value } of encodeEntries(INIT_EP_ID, ep.entries)) pm.update(key, value);
   }
 
   /** The monotonic seconds the core sees. */
@@ -391,7 +409,7 @@ export class Simulation {
     const cookie = egress ? t.egressCookie : t.ingressCookie;
     const matchType = egress ? t.egressMatchType : t.ingressMatchType;
     const dropped = r.verdict === C.CTX_ACT_DROP;
-    const podKey = (ip: string) => this.places.podByIp.get(ip)?.key;
+    const podKey = (ip: string) => this.places.podByIp.get(ip)?.key ?? (this.initByIp.has(ip) ? `the ${INIT_ENDPOINT} endpoint` : undefined);
     const d = decodeFrame(frame)!;
     if (!reply && entry !== "fromNetwork" && (t.ctState === C.CT_NEW || dropped)) {
       const side = egress ? "egress" : "ingress";
@@ -524,7 +542,14 @@ export class Simulation {
     let fromNode: string | undefined = sender.node;
     let carried = sender.kind === "pod" ? this.identityOfPod(sender.pod!) : (sender.carry ?? 0);
     const senderIdentity = carried;
-    if (sender.kind === "pod") {
+    const initSender = sender.kind === "external" ? this.initByIp.get(sender.ip) : undefined;
+    if (initSender) {
+      // The reserved:init endpoint sends through its own endpoint program: its egress policy applies.
+      const r = this.run(ctx, initSender, "fromEndpoint", frame, 0, reply);
+      if (!this.report(ctx, initSender, "fromEndpoint", frame, r, reply)) return undefined;
+      frame = r.output;
+      fromNode = initSender;
+    } else if (sender.kind === "pod") {
       const r = this.run(ctx, sender.node!, "fromEndpoint", frame, 0, reply);
       if (!this.report(ctx, sender.node!, "fromEndpoint", frame, r, reply)) return undefined;
       if (httpData === "response" && ctx.redirect && !ctx.l7Denied) this.l7Response(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity });
@@ -566,14 +591,16 @@ export class Simulation {
       out = decodeFrame(frame)!;
       target = this.placeOfIp(out.dst);
     }
-    if (target.kind !== "pod") {
+    // The reserved:init endpoint is delivered to like a pod: its ingress policy applies.
+    const initNode = target.kind === "external" ? this.initByIp.get(out.dst) : undefined;
+    if (target.kind !== "pod" && !initNode) {
       const obs = target.kind === "host" ? (target.node === fromNode ? "to-host" : "to-overlay") : "to-stack";
       this.event(ctx, fromNode ?? target.node ?? this.cluster.nodes[0]!.name, frame, { src: senderIdentity, dst: 0 }, { event: obs, verdict: "FORWARDED", type: EVENT_TRACE, reply, obs, direction: reply ? "INGRESS" : "EGRESS" });
       return frame;
     }
-    const tnode = target.node!;
+    const tnode = initNode ?? target.node!;
     if (sender.kind === "host") carried = fromNode === tnode ? C.ID_HOST : C.ID_REMOTE_NODE;
-    const ids = { src: carried, dst: this.identityOfPod(target.pod!) };
+    const ids = { src: carried, dst: initNode ? C.ID_INIT : this.identityOfPod(target.pod!) };
     if (fromNode && fromNode !== tnode) {
       this.event(ctx, fromNode, frame, ids, { event: "to-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-overlay" });
       this.advance(1);
@@ -748,6 +775,23 @@ export class Simulation {
    * An L7 redirect counts as allowed at L3/L4. `sport` should be unique per (src, dst) within a probe run.
    */
   probe(src: SimPod, dst: SimPod, port: number, proto: FlowProtocol, sport: number): { allowed: boolean; egress: RunResult; ingress?: RunResult } {
+    const r = this.probeOnce(src, dst, port, proto, sport);
+    // ICMP types other than echo carry no identifier in the conntrack tuple (bpf/lib/conntrack.h), so a
+    // later probe b→a of the same type would look like a reply to a→b. Each probe must be judged as
+    // `trace` judges it — a new flow — so its conntrack entries are removed again.
+    const icmpNonEcho = (proto === "ICMP" && port !== 8) || (proto === "ICMPv6" && port !== 128);
+    if (icmpNonEcho) this.forgetIcmpConntrack([src.node, dst.node]);
+    return r;
+  }
+
+  private forgetIcmpConntrack(nodes: string[]): void {
+    for (const n of new Set(nodes)) {
+      const ct = this.nodes.get(n)!.dp.map(MAP_SPECS.Conntrack);
+      for (const [k] of [...ct.entries()]) if (k.nexthdr === 1 || k.nexthdr === 58) ct.delete(k);
+    }
+  }
+
+  private probeOnce(src: SimPod, dst: SimPod, port: number, proto: FlowProtocol, sport: number): { allowed: boolean; egress: RunResult; ingress?: RunResult } {
     const frame = this.probeFrame(src, dst, port, proto, sport);
     const now = this.now();
     if (src.hostNetwork) {
@@ -851,6 +895,8 @@ function fakeOk(frame: Uint8Array): RunResult {
 }
 
 
+/** Endpoint id of the reserved:init endpoint on every simulated node (pods count up from 1). */
+const INIT_EP_ID = 4095;
 
 function dropReasonHubbleName(code: number): string {
   return dropReasonHubble(code);

@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import Table from "cli-table3";
 import { stringify as stringifyYaml } from "yaml";
-import { load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
+import { diagnosticsJson, load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { EXIT_CHECK_FAILED, EXIT_OK } from "../errors.ts";
 import { hangingIndent, terminalWidth, wrap } from "../text-layout.ts";
 
@@ -90,8 +90,8 @@ export async function runCheck(g: GlobalOptions & { junit?: string; wide?: boole
   const passed = results.filter((r) => r.passed).length;
   const failed = results.length - passed;
   if (g.junit) writeFileSync(g.junit, junitXml(results));
-  if (fmt === "json") out(`${JSON.stringify({ results, passed, failed }, null, 2)}\n`);
-  else if (fmt === "yaml") out(stringifyYaml({ results, passed, failed }));
+  if (fmt === "json") out(`${JSON.stringify({ results, passed, failed, diagnostics: diagnosticsJson(g) }, null, 2)}\n`);
+  else if (fmt === "yaml") out(stringifyYaml({ results, passed, failed, diagnostics: diagnosticsJson(g) }));
   else out(`${checkTable(results, g.wide ? undefined : terminalWidth())}\n${passed} passed, ${failed} failed\n`);
   return failed ? EXIT_CHECK_FAILED : EXIT_OK;
 }

@@ -6,11 +6,13 @@
  * with a legend, and the full matrix is one `-o csv` or `-o json` away.
  */
 import type { Command } from "commander";
+import { stringify as stringifyYaml } from "yaml";
 import type { SimPod } from "../../node/cluster.ts";
-import { policyProbes, type Probe } from "../../sim/analysis/probes.ts";
+import { policyProbes, sortProbes, type Probe } from "../../sim/analysis/probes.ts";
 import { reachProber, type Verdict } from "../../sim/analysis/reach.ts";
 import type { Simulation } from "../../sim/simulator.ts";
-import { collect, load, outputOf, parseProbe, simulation, type GlobalOptions, type Out } from "../common.ts";
+import type { DiagnosticsSummary } from "../../policy/index.ts";
+import { collect, diagnosticsJson, load, outputOf, parseProbe, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
 interface ReachOptions extends GlobalOptions {
@@ -24,7 +26,7 @@ const MARK = (v: Verdict) => (v === null ? "-" : v ? "." : "X");
 const LEGEND = '. allowed   X denied   - not applicable (no address of that IP family)   (rows: from, columns: to)';
 
 /** Streams one format; `probes` are run in order, each as rows of one source pod. */
-function streamReach(sim: Simulation, pods: SimPod[], probes: Probe[], fmt: string, out: Out, opts: { dedupe: boolean; wide: boolean; columns: number }): void {
+function streamReach(sim: Simulation, pods: SimPod[], probes: Probe[], fmt: string, out: Out, opts: { dedupe: boolean; wide: boolean; columns: number; diagnostics?: DiagnosticsSummary }): void {
   const keys = pods.map((p) => p.key);
   const rows = function* (pr: Probe) {
     const { verdict } = reachProber(sim, pods, pr, { dedupe: opts.dedupe });
@@ -41,7 +43,7 @@ function streamReach(sim: Simulation, pods: SimPod[], probes: Probe[], fmt: stri
       }
       out("}}");
     });
-    out("\n]}\n");
+    out(`\n]${opts.diagnostics ? `,\n"diagnostics":${JSON.stringify(opts.diagnostics)}` : ""}}\n`);
     return;
   }
   if (fmt === "yaml") {
@@ -50,6 +52,7 @@ function streamReach(sim: Simulation, pods: SimPod[], probes: Probe[], fmt: stri
       out(`  - port: ${pr.port}\n    protocol: ${pr.protocol}\n    matrix:\n`);
       for (const { from, verdicts } of rows(pr)) out(`      ${JSON.stringify(from.key)}:\n${verdicts.map((v, i) => `        ${JSON.stringify(keys[i])}: ${v}\n`).join("")}`);
     }
+    if (opts.diagnostics) out(stringifyYaml({ diagnostics: opts.diagnostics }));
     return;
   }
   if (fmt === "csv") {
@@ -124,8 +127,8 @@ export async function runReach(g: ReachOptions, out: Out): Promise<number> {
   const fmt = outputOf(g, ["table", "json", "yaml", "csv", "md", "dot"]);
   const probesIn = (g.port ?? []).map(parseProbe);
   const l = load(g);
-  let probes = probesIn.length ? probesIn : policyProbes(l.policy);
-  if (!probes.length) probes = [{ port: 80, protocol: "TCP" }];
+  // Without --port: every port/protocol the policies name, and 80/TCP (what a user probes first).
+  const probes = probesIn.length ? probesIn : sortProbes([...policyProbes(l.policy).filter((p) => !(p.port === 80 && p.protocol === "TCP")), { port: 80, protocol: "TCP" as const }]);
   let pods = [...l.cluster.pods].sort((a, b) => (a.key < b.key ? -1 : 1));
   if (g.namespace?.length) {
     for (const ns of g.namespace) if (!l.cluster.namespaces.some((n) => n.name === ns)) throw new CliError(`unknown namespace ${ns}`, "BAD_REFERENCE");
@@ -134,7 +137,7 @@ export async function runReach(g: ReachOptions, out: Out): Promise<number> {
   const sim = await simulation(l, g);
   try {
     const columns = process.stdout.columns || Number(process.env.COLUMNS) || 120;
-    streamReach(sim, pods, probes, fmt, out, { dedupe: g.dedupe !== false, wide: !!g.wide, columns });
+    streamReach(sim, pods, probes, fmt, out, { dedupe: g.dedupe !== false, wide: !!g.wide, columns, diagnostics: diagnosticsJson(g) });
   } finally {
     sim.close();
   }
@@ -145,7 +148,7 @@ export function registerReach(program: Command, run: (fn: () => Promise<number>)
   program
     .command("reach")
     .description("all-pairs pod reachability for each probe port/protocol")
-    .option("--port <port/proto>", "probe, e.g. 80/TCP, 53/UDP, 8/ICMP (repeatable; default: every port the policies mention)", collect)
+    .option("--port <port/proto>", "probe, e.g. 80/TCP, 53/UDP, 8/ICMP (repeatable; default: every port/protocol the policies name, plus 80/TCP)", collect)
     .option("--namespace <ns>", "only pods in this namespace (repeatable)", collect)
     .option("--wide", "the table shows every pod, however wide (default: by equivalence class when wider than the terminal)")
     .option("--no-dedupe", "run every pair through the datapath (default: once per pair of policy classes — same identity and same policy entries)")
@@ -155,7 +158,8 @@ export function registerReach(program: Command, run: (fn: () => Promise<number>)
 Output (-o): table (default; "." allowed, "X" denied, "-" not applicable), json, yaml, csv, md, dot.
   table: the whole matrix when it fits the terminal (or with --wide), else one row and column per
          equivalence class (same identity, policy entries and address family) with a legend.
-  json: {"probes":[{"port":80,"protocol":"TCP","matrix":{"<ns>/<pod>":{"<ns>/<pod>":true|false|null}}}]}
+  json: {"probes":[{"port":80,"protocol":"TCP","matrix":{"<ns>/<pod>":{"<ns>/<pod>":true|false|null}}}],
+         "diagnostics":{"refused":[...],"errors":N,"warnings":N,"problems":[...],"warningList":[...]}}
   null (csv: n/a): the probe's IP family (ICMP: IPv4, ICMPv6: IPv6) is one a pod has no address of.
 Every format streams one source pod at a time.
 

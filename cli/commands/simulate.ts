@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { compactLine, jsonLine } from "../../host/flows.ts";
-import { load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
+import { diagnosticsJson, load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
 export async function runSimulate(g: GlobalOptions & { flow?: string[] }, out: Out, err: Out): Promise<number> {
@@ -24,6 +24,9 @@ export async function runSimulate(g: GlobalOptions & { flow?: string[] }, out: O
       for (const e of r.events) out(`${fmt === "json" ? jsonLine(e) : compactLine(e)}\n`);
       if (fmt !== "json") out(`# ${f.name}: ${r.verdict.toUpperCase()} — ${r.reason}\n`);
     }
+    // JSON lines: when the input had problems, one last line says what, so a consumer can count them.
+    const d = diagnosticsJson(g);
+    if (fmt === "json" && (d.errors || d.warnings)) out(`${JSON.stringify({ diagnostics: d })}\n`);
   } finally {
     sim.close();
   }

@@ -14,7 +14,7 @@ import type { FlowSpec } from "../../node/cluster.ts";
 import { identityText, MATCH_TYPE_NAMES } from "../../host/flows.ts";
 import { protoName, protoNumber } from "../../host/protocols.ts";
 import type { DirectionOutcome, FlowResult, Place, Simulation } from "../../sim/simulator.ts";
-import { load, outputOf, parsePort, parseRef, simulation, type GlobalOptions, type Out } from "../common.ts";
+import { diagnosticsJson, load, outputOf, parsePort, parseRef, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
 
@@ -184,7 +184,8 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
     let wouldBe: DirectionOutcome | undefined;
     if (!r.ingress && r.egress?.verdict === "denied") wouldBe = sim.ingressWouldBe(r);
     const j = traceJson(sim, spec, r, wouldBe);
-    out(fmt === "json" ? `${JSON.stringify(j, null, 2)}\n` : fmt === "yaml" ? stringifyYaml(JSON.parse(JSON.stringify(j))) : textOf(j));
+    const doc = { ...j, diagnostics: diagnosticsJson(g) };
+    out(fmt === "json" ? `${JSON.stringify(doc, null, 2)}\n` : fmt === "yaml" ? stringifyYaml(JSON.parse(JSON.stringify(doc))) : textOf(j));
   } finally {
     sim.close();
   }

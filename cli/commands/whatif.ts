@@ -9,7 +9,7 @@ import { stringify as stringifyYaml } from "yaml";
 import { allocationOf } from "../../node/cluster.ts";
 import { computeWhatif, editObjects, type FlowChange, type PairChange } from "../../sim/analysis/whatif.ts";
 import { loadManifests } from "../../sim/manifests.ts";
-import { buildOptions, collect, loadFrom, outputOf, parseProbe, requireFiles, simulation, type GlobalOptions, type Out } from "../common.ts";
+import { buildOptions, collect, diagnostics, loadFrom, outputOf, parseProbe, requireFiles, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
 interface WhatifOptions extends GlobalOptions {
@@ -51,14 +51,15 @@ export async function runWhatif(g: WhatifOptions, out: Out): Promise<number> {
   const probesIn = (g.port ?? []).map(parseProbe);
   if (!g.apply?.length && !g.delete?.length) throw new CliError("nothing to compare", "NO_CHANGE", "pass --apply FILE and/or --delete KIND/NAMESPACE/NAME");
   const opts = buildOptions(g);
-  const current = loadManifests(requireFiles(g));
-  const applied = g.apply?.length ? loadManifests(g.apply) : [];
+  const diag = diagnostics(g);
+  const current = loadManifests(requireFiles(g), diag);
+  const applied = g.apply?.length ? loadManifests(g.apply, diag) : [];
   const edited = editObjects(current, applied, g.delete ?? []);
-  const before = loadFrom(current, opts);
-  const after = loadFrom(edited, { ...opts, pinned: allocationOf(before.cluster) });
+  const before = loadFrom(current, opts, diag);
+  const after = loadFrom(edited, { ...opts, pinned: allocationOf(before.cluster) }, diag);
   const { pairs, flows } = await computeWhatif(before, after, (l) => simulation(l, g), probesIn);
-  if (fmt === "json") out(`${JSON.stringify({ pairs, flows }, null, 2)}\n`);
-  else if (fmt === "yaml") out(stringifyYaml({ pairs, flows }));
+  if (fmt === "json") out(`${JSON.stringify({ pairs, flows, diagnostics: diag.summary() }, null, 2)}\n`);
+  else if (fmt === "yaml") out(stringifyYaml({ pairs, flows, diagnostics: diag.summary() }));
   else {
     if (!pairs.length && !flows.length) out("no reachability or Traffic flow changes\n");
     out(g.wide ? wideTables(pairs, flows) : blocks(pairs, flows));

@@ -112,11 +112,19 @@ describe("Kafka listener through compilePolicy and explainFlow", () => {
 
 describe("validation of rules and port rules", () => {
   const policy = (toPorts: string) => `apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  endpointSelector: {}\n  ingress: [{toPorts: [${toPorts}]}]\n`;
-  const codes = (toPorts: string) => buildRules(parseManifests(policy(toPorts), "p.yaml").objects).problems.map((p) => `${p.code} ${p.path}`);
+  // Every problem: the schema's (at load, policy/schema.ts) and Cilium's sanitize rules (buildRules).
+  const problems = (toPorts: string) => {
+    const l = parseManifests(policy(toPorts), "p.yaml");
+    return [...l.errors, ...buildRules(l.objects).problems];
+  };
+  const codes = (toPorts: string) => problems(toPorts).map((p) => `${p.code} ${p.path}`);
   it("capitalised rule kinds are refused with a hint, never ignored", () => {
-    const r = buildRules(parseManifests(policy("{ports: [{port: '80'}], rules: {HTTP: [{method: GET}]}}"), "p.yaml").objects).problems;
-    expect(r.map((p) => p.code)).toEqual(["unknown-field"]);
-    expect(r[0].hint).toBe("did you mean http?");
+    const r = problems("{ports: [{port: '80'}], rules: {HTTP: [{method: GET}]}}");
+    // Cilium's CRD also wants one of http, kafka, dns, l7proto once HTTP is not one of them.
+    expect(r.map((p) => p.code).sort()).toEqual(["missing-field", "unknown-field"]);
+    const unknown = r.find((p) => p.code === "unknown-field")!;
+    expect(unknown.path).toBe("spec.ingress[0].toPorts[0].rules.HTTP");
+    expect(unknown.hint).toBe("did you mean http?");
   });
   it("unknown HTTP rule fields and port rule fields are refused", () => {
     expect(codes("{ports: [{port: '80', protocol: TCP}], rules: {http: [{Method: GET}]}}")).toEqual(["unknown-field spec.ingress[0].toPorts[0].rules.http[0].Method"]);
@@ -124,18 +132,18 @@ describe("validation of rules and port rules", () => {
   });
   it("Kafka problems name the field", () => expect(codes("{ports: [{port: '9092', protocol: TCP}], rules: {kafka: [{role: produce, apiKey: fetch}, {topic: 'a b'}]}}")).toEqual(["invalid-kafka-rule spec.ingress[0].toPorts[0].rules.kafka[0]", "invalid-kafka-rule spec.ingress[0].toPorts[0].rules.kafka[1].topic"]));
   it("HTTP and Kafka rules need protocol TCP and a port, as Cilium validates", () => {
-    expect(codes("{ports: [{port: '9092'}], rules: {kafka: [{topic: t}]}}")).toEqual(["l7-needs-tcp spec.ingress[0].toPorts[0].ports[0].protocol"]);
-    expect(codes("{ports: [{port: '80', protocol: UDP}], rules: {http: [{}]}}")).toEqual(["l7-needs-tcp spec.ingress[0].toPorts[0].ports[0].protocol"]);
-    expect(codes("{ports: [{port: '0', protocol: TCP}], rules: {http: [{}]}}")).toEqual(["l7-port-zero spec.ingress[0].toPorts[0].ports[0].port"]);
+    expect(codes("{ports: [{port: '9092'}], rules: {kafka: [{topic: t}]}}")).toEqual(["l7-not-tcp spec.ingress[0].toPorts[0].ports[0].protocol"]);
+    expect(codes("{ports: [{port: '80', protocol: UDP}], rules: {http: [{}]}}")).toEqual(["l7-not-tcp spec.ingress[0].toPorts[0].ports[0].protocol"]);
+    expect(codes("{ports: [{port: '0', protocol: TCP}], rules: {http: [{}]}}")).toEqual(["l7-port-zero spec.ingress[0].toPorts[0].rules"]);
   });
   it("Kafka rules are enforced, not a warning", () => {
     const r = buildRules(parseManifests(policy("{ports: [{port: '9092', protocol: TCP}], rules: {kafka: [{topic: t}]}}"), "p.yaml").objects);
     expect(r.warnings).toEqual([]);
   });
   it("serverNames with L7 rules needs TLS interception: refused; terminatingTLS refused", () => {
-    expect(codes("{ports: [{port: '443', protocol: TCP}], serverNames: [a.io], rules: {http: [{}]}}")).toEqual(["unsupported-l7 spec.ingress[0].toPorts[0].serverNames"]);
-    expect(codes("{ports: [{port: '443'}], terminatingTLS: {secret: {name: s}}}")).toEqual(["unsupported-field spec.ingress[0].toPorts[0].terminatingTLS"]);
-    expect(codes("{ports: [{port: '443'}], serverNames: ['bad name']}")).toEqual(["invalid-server-name spec.ingress[0].toPorts[0].serverNames[0]"]);
+    expect(codes("{ports: [{port: '443', protocol: TCP}], serverNames: [a.io], rules: {http: [{}]}}")).toEqual(["server-names-with-l7 spec.ingress[0].toPorts[0].serverNames"]);
+    expect(codes("{ports: [{port: '443'}], terminatingTLS: {secret: {name: s}}}")).toEqual(["unsupported-tls spec.ingress[0].toPorts[0].terminatingTLS"]);
+    expect(codes("{ports: [{port: '443'}], serverNames: ['bad name']}")).toEqual(["invalid-value spec.ingress[0].toPorts[0].serverNames[0]"]); // the CRD's pattern
   });
 });
 

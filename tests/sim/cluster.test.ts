@@ -23,6 +23,7 @@ kind: Deployment
 metadata: { name: web, namespace: shop }
 spec:
   replicas: 2
+  selector: { matchLabels: { app: web } }
   template:
     metadata: { labels: { app: web } }
     spec:
@@ -93,6 +94,7 @@ spec: { clusterIP: 10.96.5.5, ports: [{ name: https, port: 443 }] }
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: { name: ext-1, namespace: default, labels: { kubernetes.io/service-name: ext } }
+addressType: IPv4
 ports: [{ name: https, port: 8443, protocol: TCP }]
 endpoints:
   - addresses: [192.0.2.1]
@@ -125,7 +127,7 @@ spec: { nodeName: n1, hostNetwork: true, containers: [{ name: c, image: x }] }
     ["duplicate pod IPs", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nstatus: {podIP: 10.0.0.1}\n", /test\.yaml: document 1, line \d+: Pod default\/b status\.podIP: .*already used by pod default\/a/],
     ["an undeclared named targetPort", "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {x: y}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {selector: {x: y}, ports: [{port: 80, targetPort: web}]}\n", /Service default\/s spec\.ports\[0\]\.targetPort: targetPort "web"/],
     ["a malformed port", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 99999}]}\n", /spec\.ports\[0\]\.port: invalid port 99999/],
-    ["an unknown node", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: nowhere}\n", /node nowhere is not declared/],
+    ["an unknown node", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: nowhere, containers: [{name: c}]}\n", /node nowhere is not declared/],
     ["a Traffic reference to nothing", "apiVersion: ciliate.dev/v1alpha1\nkind: Traffic\nmetadata: {name: t}\nspec: {flows: [{from: {pad: x}, to: {pod: a/b}, port: 80}]}\n", /Traffic default\/t spec\.flows\[0\]\.from\.pad: unknown field "pad" \(did you mean "pod"\?\)/],
   ];
   for (const [what, text, re] of bad)

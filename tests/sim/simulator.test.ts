@@ -18,12 +18,12 @@ metadata: { name: n2 }
 apiVersion: v1
 kind: Pod
 metadata: { name: a, namespace: default, labels: { app: a } }
-spec: { nodeName: n1 }
+spec: { nodeName: n1, containers: [{ name: c }] }
 ---
 apiVersion: v1
 kind: Pod
 metadata: { name: b, namespace: default, labels: { app: b } }
-spec: { nodeName: n2 }
+spec: { nodeName: n2, containers: [{ name: c }] }
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
