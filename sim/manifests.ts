@@ -14,9 +14,13 @@ export type WarningSink = (message: string) => void;
 
 const stderrWarning: WarningSink = (m) => process.stderr.write(`ciliate: warning: ${m}\n`);
 
+/** Problems of a whole file (unreadable, too large, too deep, not YAML): nothing in it can be applied. */
+const FILE_LEVEL = new Set(["yaml-syntax", "manifest-too-large", "manifest-too-deep", "file-not-found"]);
+
 function settle(r: { objects: ManifestObject[]; warnings: ManifestError[]; errors: ManifestError[]; refused: string[] }, sink: WarningSink | Diagnostics): ManifestObject[] {
   const text = (e: ManifestError) => (e.code === "yaml-syntax" ? `${e.file}: document ${e.doc}, line ${e.line}: invalid YAML: ${e.detail}` : e.message);
-  const syntax = r.errors.filter((e) => e.code === "yaml-syntax");
+  // A file that cannot be read as manifests at all stops the run; a refused object does not (the rest applies).
+  const syntax = r.errors.filter((e) => FILE_LEVEL.has(e.code));
   if (syntax.length) throw new SimError("INVALID_YAML", syntax.map(text).join("\n"));
   if (typeof sink !== "function") {
     for (const w of r.warnings) sink.warning(w);
