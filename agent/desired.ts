@@ -222,6 +222,10 @@ class AgentNodeProgrammer extends NodeAgent {
     });
   }
 
+  override writeProxyListeners(): void {
+    // The agent's proxy manager writes these while its listeners are really open, never the desired state.
+  }
+
   override identityOf(p: SimCluster["pods"][number]): number {
     return this.stable(super.identityOf(p));
   }

@@ -56,6 +56,19 @@ export class NodeAgent {
     this.writeIpcache();
     this.writePolicy();
     this.writeServices();
+    this.writeProxyListeners();
+  }
+
+  /**
+   * The simulated node runs its L7 proxy: every proxy port of a local endpoint's policy is listening (the
+   * real agent writes these entries only while its listeners are open: agent/proxy/manager.ts).
+   */
+  writeProxyListeners(): void {
+    const m = this.dp.map(MAP_SPECS.ProxyListeners);
+    const local = new Set(this.localPods.map((p) => p.key));
+    for (const l of this.policy.proxies.values()) {
+      if (local.has(l.endpoint)) m.update(l.proxyPort, { direction: l.direction === "egress" ? C.POLICY_EGRESS : C.POLICY_INGRESS });
+    }
   }
 
   writeConfig(): void {

@@ -104,6 +104,11 @@ export function addPolicy(dp: Datapath, r: PolicyRule): void {
   );
 }
 
+/** The node's L7 proxy listens on `proxyPort` (what the agent writes while its listener is open). */
+export function proxyListening(dp: Datapath, proxyPort: number, egress = true): void {
+  dp.map(MAP_SPECS.ProxyListeners).update(proxyPort, { direction: egress ? C.POLICY_EGRESS : C.POLICY_INGRESS });
+}
+
 /** Allows everything in both directions for an endpoint (Cilium's allow-all entries when no policy selects it). */
 export function allowAll(dp: Datapath, epId: number): void {
   addPolicy(dp, { epId, egress: true, identity: 0 });
