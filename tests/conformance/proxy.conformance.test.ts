@@ -8,7 +8,7 @@
 import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";
 import { addPolicy, allowAll, proxyListening, C, POD_A, POD_B, send, standardNode, TCP } from "./fixture.ts";
-import { MAP_SPECS } from "../../core/host/codecs.gen.ts";
+import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import { TCP_FLAGS } from "../../sim/packets.ts";
 
 const SYN = { src: POD_A.ip, dst: POD_B.ip, proto: "TCP" as const, sport: 40000, dport: 80, tcpFlags: TCP_FLAGS.SYN };
