@@ -23,7 +23,7 @@ import { compilePolicy } from "../policy/compile.ts";
 import { PolicyBudgetError } from "../policy/errors.ts";
 import { translateNetworkPolicy } from "../policy/k8s-netpol.ts";
 import { translateCiliumPolicy } from "../policy/rules.ts";
-import type { InternalRule, PolicyKind } from "../policy/types.ts";
+import type { InternalRule, PolicyKind, ProxyListener } from "../policy/types.ts";
 import type { Ctx } from "../policy/validate.ts";
 import { addrBytes16 } from "../sim/packets.ts";
 import { buildLbModel } from "../sim/services.ts";
@@ -76,6 +76,11 @@ export interface DesiredState {
   overflow: PolicyBudgetError[];
   /** Stable identity of each pod (ns/name). */
   podIdentity: Map<string, number>;
+  /**
+   * The L7 proxy listeners of this node's endpoints, their peer identities in the agent's stable numbering
+   * (the numbers in the ipcache map, which the proxy reads a connection's identities from).
+   */
+  proxies: Map<number, ProxyListener>;
   maps: Record<ManagedMap, MapContents>;
 }
 
@@ -337,5 +342,10 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
   }
   const podIdentity = new Map<string, number>();
   for (const p of cluster.pods) podIdentity.set(p.key, prog.identityOf(p));
-  return { cluster, policy, podIdentity, maps, overflow: over };
+  const proxies = new Map<number, ProxyListener>();
+  for (const [port, l] of policy.proxies) {
+    if (!local.has(l.endpoint)) continue;
+    proxies.set(port, { ...l, rules: l.rules.map((r) => ({ ...r, identities: r.identities.map((id) => (id === 0 ? 0 : stable(id))) })) });
+  }
+  return { cluster, policy, podIdentity, maps, overflow: over, proxies };
 }
