@@ -26,7 +26,7 @@ import { applyPlan, planReconcile, readContents, type ApplyResult } from "./reco
 import { AgentError } from "./defaults.ts";
 import * as C from "../host/constants.gen.ts";
 import { installProxyRouting } from "../datapath/transparent-proxy.ts";
-import { addrBytes16 } from "../sim/packets.ts";
+import { parseIp } from "../policy/cidr.ts";
 import type { ProxyListenerMap } from "./proxy/manager.ts";
 
 export { AgentError, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "./defaults.ts";
@@ -261,7 +261,11 @@ export class Agent {
    * longest-prefix match, the same lookup the programs do); world when nothing covers it.
    */
   identityOf(ip: string): number {
-    const v = this.obj.typedMap(MAP_SPECS.Ipcache).lookup({ prefixlen: C.IPCACHE_STATIC_PREFIX + 32, family: C.FAMILY_IPV4, addr: addrBytes16(ip) });
+    const a = parseIp(ip);
+    if (!a || a.family !== 4) return C.ID_WORLD;
+    const addr = new Uint8Array(16);
+    new DataView(addr.buffer).setUint32(0, Number(a.addr));
+    const v = this.obj.typedMap(MAP_SPECS.Ipcache).lookup({ prefixlen: C.IPCACHE_STATIC_PREFIX + 32, family: C.FAMILY_IPV4, addr });
     return v?.secIdentity ?? C.ID_WORLD;
   }
 
