@@ -74,12 +74,14 @@ function plainIp(a: string | undefined): string {
 export class ProxyManager {
   private readonly open = new Map<number, OpenListener>();
   private readonly connections = new Set<Socket>();
+  /** Ports served by a proxy with its own sockets (the DNS proxy's UDP listener), announced through here. */
+  private readonly external = new Map<number, "ingress" | "egress">();
 
   constructor(private readonly opts: ProxyManagerOptions) {}
 
   /** Ports with a listening proxy (announced to the datapath). */
   listening(): number[] {
-    return [...this.open.values()].filter((l) => l.announced).map((l) => l.port).sort((a, b) => a - b);
+    return [...this.open.values()].filter((l) => l.announced).map((l) => l.port).concat([...this.external.keys()]).sort((a, b) => a - b);
   }
 
   /**
@@ -93,7 +95,21 @@ export class ProxyManager {
       if (!w || w.direction !== l.direction || listenerProtocol(w) !== l.protocol) this.closeListener(port);
     }
     for (const [port, l] of want) if (!this.open.has(port)) this.openListener(port, l);
-    for (const port of this.opts.map.ports()) if (!this.open.get(port)?.announced) this.opts.map.delete(port);
+    for (const port of this.opts.map.ports()) if (!this.open.get(port)?.announced && !this.external.has(port)) this.opts.map.delete(port);
+  }
+
+  /**
+   * For a proxy that listens on its own sockets (e.g. a UDP DNS proxy bound transparently to 0.0.0.0:port):
+   * call once it listens, so the datapath redirects to it; `withdraw` before it closes.
+   */
+  announce(port: number, direction: "ingress" | "egress"): void {
+    this.external.set(port, direction);
+    this.opts.map.set(port, direction);
+  }
+
+  withdraw(port: number): void {
+    this.external.delete(port);
+    if (!this.open.get(port)?.announced) this.opts.map.delete(port);
   }
 
   private openListener(port: number, l: ProxyListener): void {
@@ -104,7 +120,7 @@ export class ProxyManager {
       return;
     }
     if (l.protocol === C.IPPROTO_UDP || (l as { l4Protocol?: number }).l4Protocol === C.IPPROTO_UDP) {
-      this.opts.log("error", `proxy port ${port} (${l.endpoint} ${l.direction}): UDP listeners are not served by this framework; its traffic is dropped (PROXY_LOOKUP_FAILED)`);
+      if (!this.external.has(port)) this.opts.log("error", `proxy port ${port} (${l.endpoint} ${l.direction}): UDP listeners are not served by this framework (a UDP proxy announces its port with announce()); until then its traffic is dropped (PROXY_LOOKUP_FAILED)`);
       return;
     }
     const mark = l.direction === "ingress" ? C.MARK_MAGIC_FROM_INGRESS_PROXY : C.MARK_MAGIC_FROM_EGRESS_PROXY;
@@ -185,6 +201,7 @@ export class ProxyManager {
   /** Closes every listener and connection and clears the map: the datapath drops redirects from now on. */
   close(): void {
     for (const port of [...this.open.keys()]) this.closeListener(port);
+    this.external.clear();
     for (const port of this.opts.map.ports()) this.opts.map.delete(port);
     for (const s of this.connections) s.destroy();
     this.connections.clear();
