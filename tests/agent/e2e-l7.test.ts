@@ -6,8 +6,9 @@
  *   - egress: client may reach server:8081 only with GET /public (a rule on client's egress).
  * With the agent's proxy: allowed requests reach the server, which sees the client's own address; denied
  * ones get 403 from the proxy; the L7 flows show in `ciliate observe` and the proxy metrics.
- * Never fail open: with the proxy killed (SIGKILL: its ProxyListeners entries stay, its sockets are gone)
- * or stopped (entries removed), nothing reaches the server — connections time out, and the datapath
+ * Never fail open: with the listening sockets destroyed under a live agent (`ss -K`: only the kernel's
+ * socket lookup can tell), with the proxy killed (SIGKILL: its ProxyListeners entries stay, its sockets
+ * are gone) or stopped (entries removed), nothing reaches the server — connections time out, and the datapath
  * counts and reports the drops as PROXY_LOOKUP_FAILED (178).
  * Kernel suite: runs as root (fails in CI when it cannot); everything is removed in afterAll.
  */
@@ -157,6 +158,19 @@ describe.skipIf(suite.skip)("ciliate agent: L7 policy through the node's proxy, 
     expect(Number(/^ciliate_proxy_requests_total\{protocol="http",verdict="DROPPED"\} (\d+)$/m.exec(m)?.[1] ?? 0)).toBeGreaterThanOrEqual(4);
     expect(Number(/^ciliate_proxy_listeners (\d+)$/m.exec(m)?.[1] ?? 0)).toBe(2);
   }, 30_000);
+
+  it("with the listening sockets destroyed under a live agent (ss -K), the programs drop (178) and report it in observe", async () => {
+    const before = counter(metrics(), "PROXY_LOOKUP_FAILED", "INGRESS");
+    // The ProxyListeners entries stay (the agent does not know); only the kernel's socket lookup can tell.
+    sh("ip", ["netns", "exec", NODE, "ss", "-K", "-t", "state", "listening", "( sport >= :10000 and sport <= :10999 )"]);
+    expect(http(8080, "GET", "/public")).toMatchObject({ ok: false, error: "timeout" });
+    expect(http(8081, "GET", "/public")).toMatchObject({ ok: false, error: "timeout" });
+    expect(counter(metrics(), "PROXY_LOOKUP_FAILED", "INGRESS")).toBeGreaterThan(before);
+    expect(Number(/^ciliate_proxy_redirect_drops_total\{reason="PROXY_LOOKUP_FAILED",direction="EGRESS"\} (\d+)$/m.exec(metrics())?.[1] ?? 0)).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 300));
+    const drops = observe("--verdict", "DROPPED", "--from-pod", "client", "--last", "0", "-o", "json").filter((f) => f.drop_reason === 178);
+    expect(drops.map((f) => f.traffic_direction), agentLog).toEqual(expect.arrayContaining(["INGRESS", "EGRESS"]));
+  }, 60_000);
 
   it("with the proxy killed, nothing passes: connections fail, the datapath drops them as PROXY_LOOKUP_FAILED; back with the agent", async () => {
     const before = counter(metrics(), "PROXY_LOOKUP_FAILED", "INGRESS") + counter(metrics(), "PROXY_LOOKUP_FAILED", "EGRESS");
