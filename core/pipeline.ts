@@ -244,8 +244,9 @@ function replyToProxy(tr: usize, info: usize, proxyPort: u32, dir: u32): u32 {
  *   6. CTX_ACT_OK — a reply or related packet: policy skipped (bpf_lxc.c), source reverse-NATed when the
  *      flow came in through a NodePort to this pod (R2).
  *   6a. CTX_ACT_REDIRECT (TRACE_F_REPLY, proxy port in the trace) — a reply of a flow the ingress proxy
- *      serves: it goes back to the proxy's upstream connection (Cilium: replies to an ingress-proxied flow
- *      return to the proxy); CTX_ACT_DROP, DROP_PROXY_LOOKUP_FAILED when that proxy is not listening.
+ *      serves: it goes back to the proxy's upstream connection, untranslated (Cilium: replies to an
+ *      ingress-proxied flow return to the proxy); CTX_ACT_DROP, DROP_PROXY_LOOKUP_FAILED when that proxy
+ *      is not listening.
  *   7. CTX_ACT_DROP, DROP_POLICY / DROP_POLICY_DENY / DROP_POLICY_AUTH_REQUIRED — egress policy (new and
  *      established flows).
  *   8. CTX_ACT_DROP, DROP_PROXY_LOOKUP_FAILED — policy redirects to an L7 proxy port that no proxy listens
@@ -307,10 +308,11 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
   if (ct == CT_REPLY || ct == CT_RELATED) {
     setFlag(tr, TRACE_F_REPLY);
     if (ct == CT_REPLY) {
-      const rerr = replyRevNat(pkt, tr, info, st);
-      if (rerr != 0) return drop(tr, info, rerr, dir);
+      // Before any reverse NAT: the proxy's upstream connection talks to the translated address.
       const replyProxy = read16(st + CT_STATE_PROXY_PORT);
       if (replyProxy != 0) return replyToProxy(tr, info, replyProxy, dir);
+      const rerr = replyRevNat(pkt, tr, info, st);
+      if (rerr != 0) return drop(tr, info, rerr, dir);
     }
     return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_FROM_ENDPOINT);
   }
@@ -345,7 +347,8 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
  *   4. CTX_ACT_OK — a reply or related packet: policy skipped, source reverse-NATed to the service when
  *      the flow was load-balanced at this client (R2). Also a reply the egress proxy sends to its client.
  *   4a. CTX_ACT_REDIRECT (TRACE_F_REPLY) — a reply, not sent by the proxy, of a flow this pod's egress proxy
- *      serves: it goes to the proxy's upstream connection; DROP_PROXY_LOOKUP_FAILED when not listening.
+ *      serves: it goes to the proxy's upstream connection, untranslated (the proxy connected to the service
+ *      backend itself); DROP_PROXY_LOOKUP_FAILED when not listening.
  *   5. CTX_ACT_DROP, DROP_POLICY / DROP_POLICY_DENY / DROP_POLICY_AUTH_REQUIRED — ingress policy.
  *   6. CTX_ACT_DROP, DROP_PROXY_LOOKUP_FAILED — policy redirects to a proxy port nobody listens on.
  *   7. CTX_ACT_DROP, DROP_CT_CREATE_FAILED.
@@ -389,10 +392,11 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
   if (ct == CT_REPLY || ct == CT_RELATED) {
     setFlag(tr, TRACE_F_REPLY);
     if (ct == CT_REPLY) {
-      const rerr = replyRevNat(pkt, tr, info, st);
-      if (rerr != 0) return drop(tr, info, rerr, dir);
+      // Before any reverse NAT: the proxy's upstream connection talks to the translated address.
       const replyProxy = read16(st + CT_STATE_PROXY_PORT);
       if (replyProxy != 0 && !fromProxy) return replyToProxy(tr, info, replyProxy, dir);
+      const rerr = replyRevNat(pkt, tr, info, st);
+      if (rerr != 0) return drop(tr, info, rerr, dir);
     }
     return finish(tr, info, CTX_ACT_OK, 0, dir, TRACE_TO_ENDPOINT);
   }

@@ -1238,10 +1238,39 @@ static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
+/* core/pipeline.ts:216 proxyListening */
+static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
+{
+	__u8 *key = ciliate_scratch(504, 4);
+	*(__u32 *)key = proxy_port;
+	return bpf_map_lookup_elem(&ciliate_proxy_listeners_v1, key) != 0;
+}
+
+/* core/pipeline.ts:223 redirected */
+static __always_inline __u32 ciliate_redirected(__u8 *tr, __u8 *info, __u32 proxy_port, __u32 dir)
+{
+	if (tr != 0) {
+		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
+	}
+	return ciliate_finish(tr, info, CILIATE_CTX_ACT_REDIRECT, 0, dir, CILIATE_TRACE_TO_PROXY);
+}
+
+/* core/pipeline.ts:229 replyToProxy */
+static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr, __u8 *info, __u32 proxy_port, __u32 dir)
+{
+	if (tr != 0) {
+		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
+	}
+	if (!ciliate_proxy_listening(proxy_port)) {
+		return ciliate_drop(tr, info, CILIATE_DROP_PROXY_LOOKUP_FAILED, dir);
+	}
+	return ciliate_redirected(tr, info, proxy_port, dir);
+}
+
 /* core/lb.ts:318 lbRevNat */
 static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *info, __u32 rev_nat_index)
 {
-	__u8 *key = ciliate_scratch(504, sizeof(struct rev_nat_key));
+	__u8 *key = ciliate_scratch(512, sizeof(struct rev_nat_key));
 	if (key == 0) {
 		return CILIATE_LB_REVNAT_NO_ENTRY;
 	}
@@ -1259,7 +1288,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	if (family == CILIATE_FAMILY_IPV4) {
 		__u8 *lo = ciliate_loopback_addr();
 		if ((lo != 0) && (*(__u32 *)lo == *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
-			__u8 *self = ciliate_scratch(512, 16);
+			__u8 *self = ciliate_scratch(520, 16);
 			if (self != 0) {
 				__builtin_memcpy(self, info + CILIATE_PACKET_INFO_SADDR, 16);
 				r = ciliate_nat_rewrite_addr(pkt, info, true, self);
@@ -1301,35 +1330,6 @@ static __always_inline __u32 ciliate_reply_rev_nat(struct __sk_buff *pkt, __u8 *
 		ciliate_set_flag(tr, CILIATE_TRACE_F_REV_NAT);
 	}
 	return 0;
-}
-
-/* core/pipeline.ts:216 proxyListening */
-static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
-{
-	__u8 *key = ciliate_scratch(528, 4);
-	*(__u32 *)key = proxy_port;
-	return bpf_map_lookup_elem(&ciliate_proxy_listeners_v1, key) != 0;
-}
-
-/* core/pipeline.ts:223 redirected */
-static __always_inline __u32 ciliate_redirected(__u8 *tr, __u8 *info, __u32 proxy_port, __u32 dir)
-{
-	if (tr != 0) {
-		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
-	}
-	return ciliate_finish(tr, info, CILIATE_CTX_ACT_REDIRECT, 0, dir, CILIATE_TRACE_TO_PROXY);
-}
-
-/* core/pipeline.ts:229 replyToProxy */
-static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr, __u8 *info, __u32 proxy_port, __u32 dir)
-{
-	if (tr != 0) {
-		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
-	}
-	if (!ciliate_proxy_listening(proxy_port)) {
-		return ciliate_drop(tr, info, CILIATE_DROP_PROXY_LOOKUP_FAILED, dir);
-	}
-	return ciliate_redirected(tr, info, proxy_port, dir);
 }
 
 /* core/policy.ts:88 isDeny */
@@ -1534,7 +1534,7 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:258 fromEndpoint */
+/* core/pipeline.ts:259 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();
@@ -1596,13 +1596,13 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	if ((ct == CILIATE_CT_REPLY) || (ct == CILIATE_CT_RELATED)) {
 		ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
 		if (ct == CILIATE_CT_REPLY) {
-			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
-			if (rerr != 0) {
-				return ciliate_drop(tr, info, rerr, dir);
-			}
 			__u32 reply_proxy = (__u32)((struct ct_state *)st)->proxy_port;
 			if (reply_proxy != 0) {
 				return ciliate_reply_to_proxy(tr, info, reply_proxy, dir);
+			}
+			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
+			if (rerr != 0) {
+				return ciliate_drop(tr, info, rerr, dir);
 			}
 		}
 		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_ENDPOINT);
@@ -1629,7 +1629,7 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_ENDPOINT);
 }
 
-/* core/pipeline.ts:357 toEndpoint */
+/* core/pipeline.ts:360 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 src_identity, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();
@@ -1668,13 +1668,13 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 	if ((ct == CILIATE_CT_REPLY) || (ct == CILIATE_CT_RELATED)) {
 		ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
 		if (ct == CILIATE_CT_REPLY) {
-			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
-			if (rerr != 0) {
-				return ciliate_drop(tr, info, rerr, dir);
-			}
 			__u32 reply_proxy = (__u32)((struct ct_state *)st)->proxy_port;
 			if ((reply_proxy != 0) && !from_proxy) {
 				return ciliate_reply_to_proxy(tr, info, reply_proxy, dir);
+			}
+			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
+			if (rerr != 0) {
+				return ciliate_drop(tr, info, rerr, dir);
 			}
 		}
 		return ciliate_finish(tr, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
@@ -1812,7 +1812,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:433 fromNetwork */
+/* core/pipeline.ts:437 fromNetwork */
 static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *tr = ciliate_trace_begin();

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";
-import { addPolicy, allowAll, proxyListening, C, POD_A, POD_B, send, standardNode, TCP } from "./fixture.ts";
+import { addPolicy, addService, allowAll, proxyListening, C, POD_A, POD_B, send, standardNode, TCP, VIP } from "./fixture.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import { TCP_FLAGS } from "../../sim/packets.ts";
 
@@ -110,6 +110,28 @@ for (const backend of backends) {
       const fromServer = send(dp, "toEndpoint", SYN_ACK, 10, 0);
       expect(fromServer.verdict).toBe(C.CTX_ACT_REDIRECT);
       expect(fromServer.trace.proxyPort).toBe(PORT);
+      dp.close();
+    });
+
+    it("egress L7 to a service: the backend's replies reach the proxy untranslated; the proxy's answers are reverse-NATed", async () => {
+      const dp = await backend.create();
+      standardNode(dp);
+      allowAll(dp, POD_B.epId);
+      addService(dp, { vip: VIP, port: 80, revNat: 9, backends: [{ id: 1, ip: POD_B.ip, port: 8080 }] });
+      addPolicy(dp, { epId: POD_A.epId, egress: true, identity: POD_B.identity, proto: TCP, port: 8080, proxyPort: PORT });
+      proxyListening(dp, PORT);
+      const out = send(dp, "fromEndpoint", { ...SYN, dst: VIP }, 10);
+      expect(out.verdict).toBe(C.CTX_ACT_REDIRECT);
+      expect(out.trace.traceFlags & C.TRACE_F_DNAT).toBeTruthy();
+      const backendReply = { src: POD_B.ip, dst: POD_A.ip, proto: "TCP" as const, sport: 8080, dport: 40000, tcpFlags: TCP_FLAGS.SYN | TCP_FLAGS.ACK };
+      // The proxy connected to the backend itself: its reply goes to the proxy as the backend's.
+      const toProxy = send(dp, "toEndpoint", backendReply, 10, 0);
+      expect(toProxy.verdict).toBe(C.CTX_ACT_REDIRECT);
+      expect(toProxy.trace.traceFlags & C.TRACE_F_REV_NAT).toBe(0);
+      // The proxy's own answer to the client is translated back to the service, as the client expects.
+      const toClient = send(dp, "toEndpoint", backendReply, 10, C.MARK_MAGIC_FROM_EGRESS_PROXY);
+      expect(toClient.verdict).toBe(C.CTX_ACT_OK);
+      expect(toClient.trace.traceFlags & C.TRACE_F_REV_NAT).toBeTruthy();
       dp.close();
     });
   });
