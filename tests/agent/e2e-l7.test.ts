@@ -154,6 +154,10 @@ describe.skipIf(suite.skip)("ciliate agent: L7 policy through the node's proxy, 
     const requests = l7.filter((f) => (f.l7 as { type: string }).type === "REQUEST");
     const seen = requests.map((f) => `${f.traffic_direction} ${f.verdict} ${(f.l7 as { http: { method: string; url: string } }).http.method} ${(f.l7 as { http: { url: string } }).http.url}`);
     expect(seen, JSON.stringify(l7)).toEqual(expect.arrayContaining(["INGRESS FORWARDED GET /public", "INGRESS DROPPED GET /private", "INGRESS DROPPED POST /public", "EGRESS FORWARDED GET /public", "EGRESS DROPPED GET /private"]));
+    // The proxy's identities are the datapath's: the client's L7 requests carry the identity its L3/L4 flows do.
+    const l34 = observe("--from-pod", "client", "--last", "0", "-o", "json").find((f) => f.Type === "L3_L4" && (f.source as { pod_name?: string }).pod_name === "client");
+    expect(l34, "an L3/L4 flow from client").toBeDefined();
+    for (const f of requests) expect((f.source as { identity: number }).identity).toBe((l34!.source as { identity: number }).identity);
     const m = metrics();
     expect(Number(/^ciliate_proxy_requests_total\{protocol="http",verdict="DROPPED"\} (\d+)$/m.exec(m)?.[1] ?? 0)).toBeGreaterThanOrEqual(4);
     expect(Number(/^ciliate_proxy_listeners (\d+)$/m.exec(m)?.[1] ?? 0)).toBe(2);
