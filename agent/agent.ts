@@ -24,6 +24,10 @@ import { StableIdentities, StableNumbers, type IdentityState } from "./identitie
 import { Ipam } from "./ipam.ts";
 import { applyPlan, planReconcile, readContents, type ApplyResult } from "./reconcile.ts";
 import { AgentError } from "./defaults.ts";
+import * as C from "../host/constants.gen.ts";
+import { installProxyRouting } from "../datapath/transparent-proxy.ts";
+import { parseIp } from "../host/ip.ts";
+import type { ProxyListenerMap } from "./proxy/manager.ts";
 
 export { AgentError, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "./defaults.ts";
 
@@ -115,6 +119,8 @@ export class Agent {
     this.nextEpId = st?.nextEpId ?? 1;
     this.ipam = new Ipam(opts.podCIDR, join(opts.stateDir, "ipam.json"));
     enableIpForwarding();
+    // Packets the programs hand to the L7 proxy are routed to the local stack (datapath/transparent-proxy.ts).
+    installProxyRouting();
     this.obj = BpfObject.load(opts.objectPath, { pinRoot: opts.pinRoot });
     this.progs = { from: this.obj.program("from_endpoint"), to: this.obj.program("to_endpoint"), network: this.obj.program("from_network") };
     for (const dev of opts.devices ?? []) attachTc(this.progs.network, { ifname: dev, direction: "ingress", replace: true });
@@ -238,6 +244,29 @@ export class Agent {
     const res = applyPlan((m) => this.rawMap(m), ops);
     this.lastDesired = desired;
     return res;
+  }
+
+  /** The datapath's ProxyListeners map: the proxy manager writes a port while its listener is open. */
+  proxyListenerMap(): ProxyListenerMap {
+    const m = this.obj.typedMap(MAP_SPECS.ProxyListeners);
+    return {
+      set: (port, direction) => m.update(port, { direction: direction === "egress" ? C.POLICY_EGRESS : C.POLICY_INGRESS }),
+      delete: (port) => void m.delete(port),
+      ports: () => [...m.entries()].map(([k]) => k),
+    };
+  }
+
+  /**
+   * The security identity of an IPv4 address as this agent wrote it into the ipcache map (the kernel's
+   * longest-prefix match, the same lookup the programs do); world when nothing covers it.
+   */
+  identityOf(ip: string): number {
+    const a = parseIp(ip);
+    if (!a || a.family !== 4) return C.ID_WORLD;
+    const addr = new Uint8Array(16);
+    new DataView(addr.buffer).setUint32(0, Number(a.addr));
+    const v = this.obj.typedMap(MAP_SPECS.Ipcache).lookup({ prefixlen: C.IPCACHE_STATIC_PREFIX + 32, family: C.FAMILY_IPV4, addr });
+    return v?.secIdentity ?? C.ID_WORLD;
   }
 
   /** Current contents of a managed map, decoded (for tests and `ciliate agent` status). */

@@ -17,7 +17,7 @@ import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluster.ts";
 import { desiredMaps, frontendKey, MANAGED_MAPS, type ManagedMap } from "../node/desired.ts";
 import { backendKey, buildLbModel } from "../node/services.ts";
-import { buildRules, compilePolicy, PolicyBudgetError, type CompiledPolicy, type ManifestObject } from "../policy/index.ts";
+import { buildRules, compilePolicy, PolicyBudgetError, type CompiledPolicy, type ManifestObject, type ProxyListener } from "../policy/index.ts";
 import type { StableIdentities, StableNumbers } from "./identities.ts";
 
 export { MANAGED_MAPS, type ManagedMap };
@@ -64,6 +64,11 @@ export interface DesiredState {
   overflow: PolicyBudgetError[];
   /** Stable identity of each pod (ns/name). */
   podIdentity: Map<string, number>;
+  /**
+   * The L7 proxy listeners of this node's endpoints, their peer identities in the agent's stable numbering
+   * (the numbers in the ipcache map, which the proxy reads a connection's identities from).
+   */
+  proxies: Map<number, ProxyListener>;
   maps: Record<ManagedMap, MapContents>;
 }
 
@@ -208,5 +213,10 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
   }
   const podIdentity = new Map<string, number>();
   for (const p of cluster.pods) podIdentity.set(p.key, stable(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD));
-  return { cluster, policy, podIdentity, maps, overflow: over };
+  const proxies = new Map<number, ProxyListener>();
+  for (const [port, l] of policy.proxies) {
+    if (!local.has(l.endpoint)) continue;
+    proxies.set(port, { ...l, rules: l.rules.map((r) => ({ ...r, identities: r.identities.map((id) => (id === 0 ? 0 : stable(id))) })) });
+  }
+  return { cluster, policy, podIdentity, maps, overflow: over, proxies };
 }

@@ -5,7 +5,7 @@
  * connection, a drop event, and http-request / http-response events from the L7 proxy.
  */
 
-export type Verdict = "FORWARDED" | "DROPPED" | "REDIRECTED" | "TRANSLATED" | "AUDIT";
+export type Verdict = "FORWARDED" | "DROPPED" | "ERROR" | "REDIRECTED" | "TRANSLATED" | "AUDIT";
 
 export interface FlowEndpoint {
   ID?: number;

@@ -41,7 +41,7 @@ import {
   type PolicyRef,
   type Verdict,
 } from "../host/flows.ts";
-import { desiredMaps, MANAGED_MAPS, positionalNumbering, type DesiredMaps } from "../node/desired.ts";
+import { DESIRED_MAPS, desiredMaps, positionalNumbering, type DesiredMaps } from "../node/desired.ts";
 import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { protoNumber } from "../host/protocols.ts";
 import { ipcacheKey } from "../host/ipcache.ts";
@@ -792,7 +792,7 @@ export class Simulation {
 
 /** Writes a node's desired state into an engine's maps, in map order (a later entry replaces an earlier one). */
 function writeDesired(dp: Datapath, maps: DesiredMaps): void {
-  for (const name of MANAGED_MAPS) {
+  for (const name of DESIRED_MAPS) {
     const m = dp.map(MAP_SPECS[name] as MapSpec);
     for (const e of maps[name]) m.update(e.key as never, e.value as never);
   }

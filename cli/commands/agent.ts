@@ -34,12 +34,15 @@ const KERNEL_OBJECT = repoPath("build/bpf/ciliate.bpf.o");
 
 export async function runAgent(f: AgentFlags): Promise<number> {
   // Loaded here, not at the top: libbpf, prom-client and the Kubernetes client stay out of every other command.
-  const [{ Agent }, { agentRoutes, serveApi }, { ManifestSource }, { AgentMetrics }, { FlowObserver, verdictLabels }] = await Promise.all([
+  const [{ Agent }, { agentRoutes, serveApi }, { ManifestSource }, { AgentMetrics }, { FlowObserver, verdictLabels }, { ProxyManager }, { createProtocolHandlers }, { l7FlowOf, namesFrom }] = await Promise.all([
     import("../../agent/agent.ts"),
     import("../../agent/api.ts"),
     import("../../agent/manifest-source.ts"),
     import("../../agent/metrics.ts"),
     import("../../agent/observer.ts"),
+    import("../../agent/proxy/manager.ts"),
+    import("../../agent/proxy/handlers.ts"),
+    import("../../agent/flows.ts"),
   ]);
   if (!f.podCidr) throw new CliError("--pod-cidr is required", "BAD_OPTION", "the node's pod CIDR, e.g. 10.244.1.0/24");
   if (!f.nodeIp) throw new CliError("--node-ip is required", "BAD_OPTION", "the node's InternalIP");
@@ -65,10 +68,26 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     policyMapMax: f.policyMapMax === undefined ? undefined : Number(f.policyMapMax),
   });
   const metrics = new AgentMetrics(agent);
-  agent.events.onReconcile = (r) => metrics.observeReconcile(r);
+  const observer = new FlowObserver(agent);
+  const log = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
+  // The node's L7 proxy: one listener per proxy port of the local endpoints' policy (agent/proxy).
+  const proxy = new ProxyManager({
+    map: agent.proxyListenerMap(),
+    listeners: () => agent.desired?.proxies ?? new Map(),
+    policy: () => ({ ...agent.desired!.policy, proxies: agent.desired!.proxies }),
+    identityOf: (ip) => agent.identityOf(ip),
+    handlers: createProtocolHandlers(),
+    emit: (e) => observer.store.push(l7FlowOf(e, namesFrom(agent.desired, agent.opts.nodeName))),
+    metrics: metrics.proxy,
+    log,
+  });
+  metrics.proxyListening = () => proxy.listening().length;
+  agent.events.onReconcile = (r) => {
+    metrics.observeReconcile(r);
+    proxy.sync();
+  };
   if (k8s) await k8s.start(() => agent.reconcile("kubernetes"));
   agent.reconcile("start");
-  const observer = new FlowObserver(agent);
   observer.onFlow = (fl) => {
     const l = verdictLabels(fl);
     if (l) metrics.policyVerdicts.inc(l);
@@ -85,6 +104,8 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   });
   source.stop();
   k8s?.stop();
+  // Listeners close and the ProxyListeners entries go: redirected traffic is dropped while the agent is away.
+  proxy.close();
   observer.stop();
   server.closeAllConnections?.();
   server.close();

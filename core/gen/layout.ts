@@ -23,11 +23,12 @@ export enum MapId {
   Metrics = 11,
   Trace = 12,
   Events = 13,
+  ProxyListeners = 14,
 }
 
-export const MAP_COUNT: u32 = 14;
+export const MAP_COUNT: u32 = 15;
 
-// ConfigValue (core/layout.ts:62)
+// ConfigValue (core/layout.ts:63)
 export const CONFIG_VALUE_SIZE: u32 = 64;
 export const CONFIG_VALUE_CT_SYN_TIMEOUT: u32 = 0;
 export const CONFIG_VALUE_CT_TCP_LIFETIME: u32 = 4;
@@ -48,7 +49,7 @@ export const CONFIG_VALUE_NODE_PORT_MAX: u32 = 56;
 export const CONFIG_VALUE_TRACE_SAMPLE_RATE: u32 = 58;
 export const CONFIG_VALUE_NODE_IPV4_BE: u32 = 60;
 
-// IpcacheKey (core/layout.ts:104)
+// IpcacheKey (core/layout.ts:105)
 export const IPCACHE_KEY_SIZE: u32 = 24;
 export const IPCACHE_KEY_PREFIXLEN: u32 = 0;
 export const IPCACHE_KEY_CLUSTER_ID: u32 = 4;
@@ -56,7 +57,7 @@ export const IPCACHE_KEY_PAD1: u32 = 6;
 export const IPCACHE_KEY_FAMILY: u32 = 7;
 export const IPCACHE_KEY_ADDR: u32 = 8;
 
-// IpcacheValue (core/layout.ts:113)
+// IpcacheValue (core/layout.ts:114)
 export const IPCACHE_VALUE_SIZE: u32 = 24;
 export const IPCACHE_VALUE_SEC_IDENTITY: u32 = 0;
 export const IPCACHE_VALUE_TUNNEL_ENDPOINT: u32 = 4;
@@ -64,14 +65,14 @@ export const IPCACHE_VALUE_PAD0: u32 = 20;
 export const IPCACHE_VALUE_KEY: u32 = 22;
 export const IPCACHE_VALUE_FLAGS: u32 = 23;
 
-// EndpointKey (core/layout.ts:125)
+// EndpointKey (core/layout.ts:126)
 export const ENDPOINT_KEY_SIZE: u32 = 20;
 export const ENDPOINT_KEY_ADDR: u32 = 0;
 export const ENDPOINT_KEY_FAMILY: u32 = 16;
 export const ENDPOINT_KEY_KEY: u32 = 17;
 export const ENDPOINT_KEY_CLUSTER_ID: u32 = 18;
 
-// EndpointInfo (core/layout.ts:132)
+// EndpointInfo (core/layout.ts:133)
 export const ENDPOINT_INFO_SIZE: u32 = 32;
 export const ENDPOINT_INFO_IFINDEX: u32 = 0;
 export const ENDPOINT_INFO_EP_ID: u32 = 4;
@@ -81,7 +82,7 @@ export const ENDPOINT_INFO_SEC_IDENTITY: u32 = 12;
 export const ENDPOINT_INFO_MAC: u32 = 16;
 export const ENDPOINT_INFO_NODE_MAC: u32 = 24;
 
-// PolicyKey (core/layout.ts:150)
+// PolicyKey (core/layout.ts:151)
 export const POLICY_KEY_SIZE: u32 = 16;
 export const POLICY_KEY_PREFIXLEN: u32 = 0;
 export const POLICY_KEY_SEC_LABEL: u32 = 4;
@@ -91,7 +92,7 @@ export const POLICY_KEY_PROTOCOL: u32 = 11;
 export const POLICY_KEY_DPORT_BE: u32 = 12;
 export const POLICY_KEY_PAD0: u32 = 14;
 
-// PolicyEntry (core/layout.ts:162)
+// PolicyEntry (core/layout.ts:163)
 export const POLICY_ENTRY_SIZE: u32 = 12;
 export const POLICY_ENTRY_PROXY_PORT_BE: u32 = 0;
 export const POLICY_ENTRY_FLAGS: u32 = 2;
@@ -101,7 +102,7 @@ export const POLICY_ENTRY_PROXY_PORT_PRIORITY: u32 = 5;
 export const POLICY_ENTRY_PAD0: u32 = 6;
 export const POLICY_ENTRY_COOKIE: u32 = 8;
 
-// ServiceKey (core/layout.ts:183)
+// ServiceKey (core/layout.ts:184)
 export const SERVICE_KEY_SIZE: u32 = 24;
 export const SERVICE_KEY_ADDR: u32 = 0;
 export const SERVICE_KEY_DPORT_BE: u32 = 16;
@@ -111,7 +112,7 @@ export const SERVICE_KEY_SCOPE: u32 = 21;
 export const SERVICE_KEY_FAMILY: u32 = 22;
 export const SERVICE_KEY_PAD0: u32 = 23;
 
-// ServiceValue (core/layout.ts:195)
+// ServiceValue (core/layout.ts:196)
 export const SERVICE_VALUE_SIZE: u32 = 12;
 export const SERVICE_VALUE_BACKEND_ID: u32 = 0;
 export const SERVICE_VALUE_COUNT: u32 = 4;
@@ -120,11 +121,11 @@ export const SERVICE_VALUE_FLAGS: u32 = 8;
 export const SERVICE_VALUE_FLAGS2: u32 = 9;
 export const SERVICE_VALUE_QCOUNT: u32 = 10;
 
-// BackendKey (core/layout.ts:207)
+// BackendKey (core/layout.ts:208)
 export const BACKEND_KEY_SIZE: u32 = 4;
 export const BACKEND_KEY_BACKEND_ID: u32 = 0;
 
-// Backend (core/layout.ts:211)
+// Backend (core/layout.ts:212)
 export const BACKEND_SIZE: u32 = 24;
 export const BACKEND_ADDR: u32 = 0;
 export const BACKEND_PORT_BE: u32 = 16;
@@ -134,41 +135,41 @@ export const BACKEND_CLUSTER_ID: u32 = 20;
 export const BACKEND_ZONE: u32 = 22;
 export const BACKEND_FAMILY: u32 = 23;
 
-// RevNatKey (core/layout.ts:222)
+// RevNatKey (core/layout.ts:223)
 export const REV_NAT_KEY_SIZE: u32 = 4;
 export const REV_NAT_KEY_REV_NAT_INDEX: u32 = 0;
 export const REV_NAT_KEY_PAD0: u32 = 2;
 
-// RevNatValue (core/layout.ts:227)
+// RevNatValue (core/layout.ts:228)
 export const REV_NAT_VALUE_SIZE: u32 = 20;
 export const REV_NAT_VALUE_ADDR: u32 = 0;
 export const REV_NAT_VALUE_PORT_BE: u32 = 16;
 export const REV_NAT_VALUE_FAMILY: u32 = 18;
 export const REV_NAT_VALUE_PAD0: u32 = 19;
 
-// MaglevKey (core/layout.ts:236)
+// MaglevKey (core/layout.ts:237)
 export const MAGLEV_KEY_SIZE: u32 = 8;
 export const MAGLEV_KEY_REV_NAT_INDEX: u32 = 0;
 export const MAGLEV_KEY_PAD0: u32 = 2;
 export const MAGLEV_KEY_SLOT: u32 = 4;
 
-// MaglevValue (core/layout.ts:242)
+// MaglevValue (core/layout.ts:243)
 export const MAGLEV_VALUE_SIZE: u32 = 4;
 export const MAGLEV_VALUE_BACKEND_ID: u32 = 0;
 
-// AffinityKey (core/layout.ts:246)
+// AffinityKey (core/layout.ts:247)
 export const AFFINITY_KEY_SIZE: u32 = 20;
 export const AFFINITY_KEY_CLIENT_ADDR: u32 = 0;
 export const AFFINITY_KEY_REV_NAT_INDEX: u32 = 16;
 export const AFFINITY_KEY_FAMILY: u32 = 18;
 export const AFFINITY_KEY_PAD0: u32 = 19;
 
-// AffinityValue (core/layout.ts:253)
+// AffinityValue (core/layout.ts:254)
 export const AFFINITY_VALUE_SIZE: u32 = 8;
 export const AFFINITY_VALUE_LAST_USED: u32 = 0;
 export const AFFINITY_VALUE_BACKEND_ID: u32 = 4;
 
-// CtTuple (core/layout.ts:264)
+// CtTuple (core/layout.ts:265)
 export const CT_TUPLE_SIZE: u32 = 40;
 export const CT_TUPLE_DADDR: u32 = 0;
 export const CT_TUPLE_SADDR: u32 = 16;
@@ -179,7 +180,7 @@ export const CT_TUPLE_FLAGS: u32 = 37;
 export const CT_TUPLE_FAMILY: u32 = 38;
 export const CT_TUPLE_PAD0: u32 = 39;
 
-// CtEntry (core/layout.ts:276)
+// CtEntry (core/layout.ts:277)
 export const CT_ENTRY_SIZE: u32 = 40;
 export const CT_ENTRY_LIFETIME: u32 = 0;
 export const CT_ENTRY_SRC_SEC_ID: u32 = 4;
@@ -193,7 +194,7 @@ export const CT_ENTRY_PAD0: u32 = 20;
 export const CT_ENTRY_PACKETS: u32 = 24;
 export const CT_ENTRY_BYTES: u32 = 32;
 
-// SnatValue (core/layout.ts:294)
+// SnatValue (core/layout.ts:295)
 export const SNAT_VALUE_SIZE: u32 = 24;
 export const SNAT_VALUE_TO_ADDR: u32 = 0;
 export const SNAT_VALUE_TO_PORT_BE: u32 = 16;
@@ -201,18 +202,24 @@ export const SNAT_VALUE_FAMILY: u32 = 18;
 export const SNAT_VALUE_PAD0: u32 = 19;
 export const SNAT_VALUE_CREATED: u32 = 20;
 
-// MetricsKey (core/layout.ts:306)
+// MetricsKey (core/layout.ts:307)
 export const METRICS_KEY_SIZE: u32 = 4;
 export const METRICS_KEY_REASON: u32 = 0;
 export const METRICS_KEY_DIR: u32 = 1;
 export const METRICS_KEY_PAD0: u32 = 2;
 
-// MetricsValue (core/layout.ts:313)
+// MetricsValue (core/layout.ts:314)
 export const METRICS_VALUE_SIZE: u32 = 16;
 export const METRICS_VALUE_PACKETS: u32 = 0;
 export const METRICS_VALUE_BYTES: u32 = 8;
 
-// TraceRecord (core/layout.ts:320)
+// ProxyListenerValue (core/layout.ts:323)
+export const PROXY_LISTENER_VALUE_SIZE: u32 = 4;
+export const PROXY_LISTENER_VALUE_DIRECTION: u32 = 0;
+export const PROXY_LISTENER_VALUE_PAD0: u32 = 1;
+export const PROXY_LISTENER_VALUE_PAD1: u32 = 2;
+
+// TraceRecord (core/layout.ts:332)
 export const TRACE_RECORD_SIZE: u32 = 108;
 export const TRACE_RECORD_VERDICT: u32 = 0;
 export const TRACE_RECORD_DROP_REASON: u32 = 4;
@@ -245,7 +252,7 @@ export const TRACE_RECORD_HOOK: u32 = 104;
 export const TRACE_RECORD_ICMP_TYPE: u32 = 105;
 export const TRACE_RECORD_PAD2: u32 = 106;
 
-// PacketInfo (core/layout.ts:373)
+// PacketInfo (core/layout.ts:385)
 export const PACKET_INFO_SIZE: u32 = 92;
 export const PACKET_INFO_FAMILY: u32 = 0;
 export const PACKET_INFO_NEXTHDR: u32 = 1;
@@ -269,7 +276,7 @@ export const PACKET_INFO_DADDR: u32 = 44;
 export const PACKET_INFO_INNER_SADDR: u32 = 60;
 export const PACKET_INFO_INNER_DADDR: u32 = 76;
 
-// PolicyResult (core/layout.ts:402)
+// PolicyResult (core/layout.ts:414)
 export const POLICY_RESULT_SIZE: u32 = 12;
 export const POLICY_RESULT_COOKIE: u32 = 0;
 export const POLICY_RESULT_PROXY_PORT: u32 = 4;
@@ -279,7 +286,7 @@ export const POLICY_RESULT_AUTH_TYPE: u32 = 8;
 export const POLICY_RESULT_AUDITED: u32 = 9;
 export const POLICY_RESULT_PAD0: u32 = 10;
 
-// CtState (core/layout.ts:419)
+// CtState (core/layout.ts:431)
 export const CT_STATE_SIZE: u32 = 16;
 export const CT_STATE_BACKEND_ID: u32 = 0;
 export const CT_STATE_SRC_SEC_ID: u32 = 4;
@@ -288,7 +295,7 @@ export const CT_STATE_FLAGS: u32 = 10;
 export const CT_STATE_PROXY_PORT: u32 = 12;
 export const CT_STATE_PAD0: u32 = 14;
 
-// LbSelection (core/layout.ts:432)
+// LbSelection (core/layout.ts:444)
 export const LB_SELECTION_SIZE: u32 = 28;
 export const LB_SELECTION_BACKEND_ID: u32 = 0;
 export const LB_SELECTION_BACKEND: u32 = 4;
@@ -310,6 +317,7 @@ export function mapType(id: u32): u32 {
     case MapId.Metrics: return 1;
     case MapId.Trace: return 2;
     case MapId.Events: return 27;
+    case MapId.ProxyListeners: return 1;
   }
   return 0;
 }
@@ -331,6 +339,7 @@ export function mapKeySize(id: u32): u32 {
     case MapId.Metrics: return 4;
     case MapId.Trace: return 4;
     case MapId.Events: return 0;
+    case MapId.ProxyListeners: return 4;
   }
   return 0;
 }
@@ -352,6 +361,7 @@ export function mapValueSize(id: u32): u32 {
     case MapId.Metrics: return 16;
     case MapId.Trace: return 108;
     case MapId.Events: return 108;
+    case MapId.ProxyListeners: return 4;
   }
   return 0;
 }
@@ -373,6 +383,7 @@ export function mapDefaultMaxEntries(id: u32): u32 {
     case MapId.Metrics: return 1024;
     case MapId.Trace: return 1;
     case MapId.Events: return 262144;
+    case MapId.ProxyListeners: return 1024;
   }
   return 0;
 }
