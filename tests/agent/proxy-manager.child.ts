@@ -9,19 +9,19 @@ import type { ProxyListener } from "../../policy/index.ts";
 const map = new Map<number, string>();
 const logs: string[] = [];
 let handlerCalls = 0;
-const listener = (proxyPort: number, protocol: number | string, l4 = 6): ProxyListener =>
-  ({ proxyPort, endpoint: "default/server", direction: "ingress", protocol, l4Protocol: l4, port: 80, portPrefix: 16, rules: [] }) as unknown as ProxyListener;
+const listener = (proxyPort: number, protocol: ProxyListener["protocol"], l4 = 6): ProxyListener => ({ proxyPort, endpoint: "default/server", direction: "ingress", protocol, l4Protocol: l4, port: 80, portPrefix: 16, rules: [] });
 let want = new Map<number, ProxyListener>([
-  [41001, listener(41001, 6)],
+  [41001, listener(41001, "http")],
   [41002, listener(41002, "kafka")],
-  [41003, listener(41003, 17, 17)],
+  [41003, listener(41003, "dns", 17)],
 ]);
 const m = new ProxyManager({
   map: { set: (p, d) => void map.set(p, d), delete: (p) => void map.delete(p), ports: () => [...map.keys()] },
   listeners: () => want,
   policy: () => ({ proxies: want }) as never,
   identityOf: () => 2,
-  handlers: { http: { protocol: "http", handle: () => void handlerCalls++ } },
+  // A DNS handler too, so that port 41003 is refused for being UDP, not for lacking a handler.
+  handlers: { http: { protocol: "http", handle: () => void handlerCalls++ }, dns: { protocol: "dns", handle: () => void handlerCalls++ } },
   emit: () => {},
   log: (_l, msg) => void logs.push(msg),
 });
@@ -55,7 +55,7 @@ const tryConnect = (port: number) =>
   r.refusedAfterRemove = (await tryConnect(41001)) === "ECONNREFUSED";
   m.withdraw(41004);
   r.afterWithdraw = ports();
-  want = new Map([[41001, listener(41001, 6)]]);
+  want = new Map([[41001, listener(41001, "http")]]);
   m.sync();
   await settle();
   m.close();
