@@ -152,7 +152,8 @@ describe.skipIf(suite.skip)("ciliate agent: L7 policy through the node's proxy, 
     await new Promise((r) => setTimeout(r, 300));
     const l7 = observe("--from-pod", "client", "--last", "0", "-o", "json").filter((f) => f.Type === "L7");
     const requests = l7.filter((f) => (f.l7 as { type: string }).type === "REQUEST");
-    const seen = requests.map((f) => `${f.traffic_direction} ${f.verdict} ${(f.l7 as { http: { method: string; url: string } }).http.method} ${(f.l7 as { http: { url: string } }).http.url}`);
+    // The handler reports the full URL, as Hubble does (http://host:port/path); the path is what differs here.
+    const seen = requests.map((f) => `${f.traffic_direction} ${f.verdict} ${(f.l7 as { http: { method: string; url: string } }).http.method} ${new URL((f.l7 as { http: { url: string } }).http.url, "http://relative.invalid").pathname}`);
     expect(seen, JSON.stringify(l7)).toEqual(expect.arrayContaining(["INGRESS FORWARDED GET /public", "INGRESS DROPPED GET /private", "INGRESS DROPPED POST /public", "EGRESS FORWARDED GET /public", "EGRESS DROPPED GET /private"]));
     // The proxy's identities are the datapath's: the client's L7 requests carry the identity its L3/L4 flows do.
     const l34 = observe("--from-pod", "client", "--last", "0", "-o", "json").find((f) => f.Type === "L3_L4" && (f.source as { pod_name?: string }).pod_name === "client");
