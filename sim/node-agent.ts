@@ -42,7 +42,7 @@ export class NodeAgent {
     readonly node: SimNode,
     readonly dp: Datapath,
     readonly cluster: SimCluster,
-    readonly policy: CompiledPolicy,
+    public policy: CompiledPolicy,
     readonly lb: LbModel,
   ) {
     this.localPods = cluster.pods.filter((p) => p.node === node.name && !p.hostNetwork).sort((a, b) => (a.key < b.key ? -1 : 1));
@@ -56,6 +56,22 @@ export class NodeAgent {
     this.writeIpcache();
     this.writePolicy();
     this.writeServices();
+  }
+
+  /**
+   * Replaces the compiled policy (after the FQDN cache changed): CIDR identities that went away leave the
+   * ipcache, every local endpoint's policy entries are rewritten. Pod identities do not depend on the
+   * FQDN cache, so endpoints and pod ipcache entries stay.
+   */
+  replacePolicy(next: CompiledPolicy): void {
+    const ipc = this.dp.map(MAP_SPECS.Ipcache);
+    const keep = new Set(next.cidrIdentities.map((c) => c.prefix));
+    for (const c of this.policy.cidrIdentities) if (!keep.has(c.prefix)) ipc.delete(ipcacheKey(c.prefix));
+    const pm = this.dp.map(MAP_SPECS.Policy);
+    for (const [k] of [...pm.entries()]) pm.delete(k);
+    this.policy = next;
+    for (const c of next.cidrIdentities) ipc.update(ipcacheKey(c.prefix), { secIdentity: c.identity });
+    this.writePolicy();
   }
 
   writeConfig(): void {

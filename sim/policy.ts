@@ -8,13 +8,15 @@
  * and compilePolicy directly.
  */
 import { compilePolicy, type CompiledPolicy } from "../policy/compile.ts";
+import type { FqdnState } from "../policy/fqdn-cache.ts";
 import { translateNetworkPolicy } from "../policy/k8s-netpol.ts";
 import { translateCiliumPolicy } from "../policy/rules.ts";
 import type { Ctx } from "../policy/validate.ts";
 import type { InternalRule, PolicyKind } from "../policy/types.ts";
 import type { SimCluster } from "./cluster.ts";
 
-export function compileClusterPolicy(c: SimCluster): CompiledPolicy {
+/** `fqdn`: the FQDN cache's state that toFQDNs selectors select from (nothing learned when absent). */
+export function compileClusterPolicy(c: SimCluster, fqdn?: FqdnState): CompiledPolicy {
   const rules: InternalRule[] = [];
   for (const o of c.policies) {
     const ctx: Ctx = { src: o.source, problems: [] };
@@ -24,7 +26,7 @@ export function compileClusterPolicy(c: SimCluster): CompiledPolicy {
     } else rules.push(...translateCiliumPolicy(o.kind as PolicyKind, o, ctx));
     if (ctx.problems.length) throw ctx.problems[0];
   }
-  const compiled = compilePolicy(c.model, rules);
+  const compiled = compilePolicy(c.model, rules, fqdn ? { fqdn } : {});
   if (compiled.errors.length) throw compiled.errors[0];
   return compiled;
 }
