@@ -18,6 +18,10 @@ import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
 import { attachTc, BpfObject, netnsPath, type BpfProgram, type RawMap } from "../datapath/index.ts";
 import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY } from "../datapath/endpoint-link.ts";
 import type { ManifestObject } from "../policy/types.ts";
+import type { CompiledPolicy } from "../policy/compile.ts";
+import { DEFAULT_FQDN_MIN_TTL, FqdnCache } from "../policy/fqdn-cache.ts";
+import { identityOfIp } from "../policy/identity.ts";
+import { ID_WORLD } from "../host/constants.gen.ts";
 import type { BuildOptions } from "../sim/cluster.ts";
 import { computeDesired, MANAGED_MAPS, type DesiredState, type Numbering, type LocalEndpoint, type ManagedMap, type MapContents } from "./desired.ts";
 import { StableIdentities, StableNumbers, type IdentityState } from "./identities.ts";
@@ -47,6 +51,8 @@ export interface AgentOptions {
   buildOptions?: BuildOptions;
   /** Per-endpoint policy entry budget (default policy/'s, 16384). */
   policyMapMax?: number;
+  /** Minimum TTL (seconds) of what the DNS proxy learns (Cilium's --tofqdns-min-ttl; default 0 = the answer's TTL). */
+  fqdnMinTtl?: number;
   log?: (level: "info" | "warn" | "error", msg: string) => void;
 }
 
@@ -88,6 +94,11 @@ export interface AgentEvents {
   onEndpoints?: (n: number) => void;
 }
 
+/** Wall-clock seconds: the FQDN cache's time on a node. */
+function fqdnNow(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
 export class Agent {
   readonly obj: BpfObject;
   private readonly progs: { from: BpfProgram; to: BpfProgram; network: BpfProgram };
@@ -100,9 +111,13 @@ export class Agent {
   private lastGoodObjects?: ManifestObject[];
   readonly events: AgentEvents = {};
   private readonly log: NonNullable<AgentOptions["log"]>;
+  /** What the DNS proxy learned; the policy is compiled from its state (toFQDNs). */
+  readonly fqdn: FqdnCache;
+  private fqdnTimer?: NodeJS.Timeout;
 
   constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? ((level, msg) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`));
+    this.fqdn = new FqdnCache(opts.fqdnMinTtl ?? DEFAULT_FQDN_MIN_TTL);
     mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
     const st = this.readState();
     this.numbering = {
@@ -227,7 +242,50 @@ export class Agent {
   private desiredOptions() {
     // After a restart the previous policy is what the pinned map holds.
     const previous = this.lastDesired ?? { maps: { Policy: readContents(this.rawMap("Policy")) } };
-    return { ...this.opts.buildOptions, policyMapMax: this.opts.policyMapMax, previous };
+    return { ...this.opts.buildOptions, policyMapMax: this.opts.policyMapMax, previous, fqdn: this.fqdn.state(fqdnNow()) };
+  }
+
+  /** The policy the maps were last written from (what the L7 proxies judge with). */
+  currentPolicy(): CompiledPolicy | undefined {
+    return this.lastDesired?.policy;
+  }
+
+  /**
+   * The DNS proxy learned `ips` for `name`: when that adds an address, the maps are reconciled before this
+   * returns, so the answer reaches the client only once egress to the address is allowed (as Cilium holds
+   * DNS responses until the ipcache and policy map are updated).
+   */
+  learnDns(name: string, ips: string[], ttl: number): void {
+    if (this.fqdn.learn(name, ips, ttl, fqdnNow()).changed) this.reconcile(`dns: ${name} → ${ips.join(", ")}`);
+    this.scheduleFqdnExpiry();
+  }
+
+  /** Removes what expired (and its allows) now, and arms the timer for the next expiry. */
+  expireFqdn(): void {
+    if (this.fqdn.expire(fqdnNow())) this.reconcile("dns: TTL expired");
+    this.scheduleFqdnExpiry();
+  }
+
+  private scheduleFqdnExpiry(): void {
+    clearTimeout(this.fqdnTimer);
+    const next = this.fqdn.nextExpiry();
+    if (next === undefined) return;
+    this.fqdnTimer = setTimeout(() => this.expireFqdn(), Math.max(0, next - fqdnNow()) * 1000 + 50);
+    this.fqdnTimer.unref();
+  }
+
+  /** Proxy ports of the DNS listeners over UDP of this node's endpoints (the DNS proxy listens on them). */
+  dnsProxyPorts(): number[] {
+    const p = this.lastDesired?.policy;
+    if (!p) return [];
+    const local = new Set(this.localEndpoints().map((e) => e.pod));
+    return [...p.proxies.values()].filter((l) => l.protocol === "dns" && l.l4Protocol === 17 && local.has(l.endpoint)).map((l) => l.proxyPort);
+  }
+
+  /** The security identity of an address as this node's policy knows it (pod, CIDR/FQDN identity, world). */
+  identityOf(ip: string): number {
+    const p = this.lastDesired?.policy;
+    return (p && identityOfIp(p.identities, p.cluster, ip)) ?? ID_WORLD;
   }
 
   private apply(desired: DesiredState): ApplyResult {
@@ -323,6 +381,7 @@ export class Agent {
 
   /** Releases fds. Programs stay attached and maps stay pinned (restart keeps the datapath running). */
   close(): void {
+    clearTimeout(this.fqdnTimer);
     this.obj.close();
   }
 }

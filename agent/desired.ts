@@ -20,6 +20,7 @@ import type { ManifestObject } from "../policy/types.ts";
 import { buildCluster, type BuildOptions, type SimCluster } from "../sim/cluster.ts";
 import { NodeAgent } from "../sim/node-agent.ts";
 import { compilePolicy } from "../policy/compile.ts";
+import type { FqdnState } from "../policy/fqdn-cache.ts";
 import { PolicyBudgetError } from "../policy/errors.ts";
 import { translateNetworkPolicy } from "../policy/k8s-netpol.ts";
 import { translateCiliumPolicy } from "../policy/rules.ts";
@@ -281,7 +282,7 @@ class AgentNodeProgrammer extends NodeAgent {
  * policy-map budget is not an error for the whole node: it is returned in `overflow` and keeps its last good
  * entries (issue #6 item 8; Cilium likewise leaves an endpoint whose regeneration fails on its old policy).
  */
-function compileForNode(c: SimCluster, policyMapMax?: number): { policy: CompiledPolicy; overflow: PolicyBudgetError[] } {
+function compileForNode(c: SimCluster, policyMapMax?: number, fqdn?: FqdnState): { policy: CompiledPolicy; overflow: PolicyBudgetError[] } {
   const rules: InternalRule[] = [];
   for (const o of c.policies) {
     const ctx: Ctx = { src: o.source, problems: [] };
@@ -291,7 +292,7 @@ function compileForNode(c: SimCluster, policyMapMax?: number): { policy: Compile
     } else rules.push(...translateCiliumPolicy(o.kind as PolicyKind, o, ctx));
     if (ctx.problems.length) throw ctx.problems[0];
   }
-  const policy = compilePolicy(c.model, rules, policyMapMax ? { policyMapMax } : {});
+  const policy = compilePolicy(c.model, rules, { ...(policyMapMax ? { policyMapMax } : {}), ...(fqdn ? { fqdn } : {}) });
   const overflow = policy.errors.filter((e): e is PolicyBudgetError => e instanceof PolicyBudgetError);
   const other = policy.errors.find((e) => !(e instanceof PolicyBudgetError));
   if (other) throw other;
@@ -301,6 +302,8 @@ function compileForNode(c: SimCluster, policyMapMax?: number): { policy: Compile
 export interface DesiredOptions extends BuildOptions {
   /** Per-endpoint policy entry budget (Cilium bpf-policy-map-max). */
   policyMapMax?: number;
+  /** What the node's DNS proxy learned (FqdnCache.state): toFQDNs selects these addresses. */
+  fqdn?: FqdnState;
   /** The previous desired state: an endpoint over budget keeps its entries from there. */
   previous?: { maps: Pick<Record<ManagedMap, MapContents>, "Policy"> };
 }
@@ -311,7 +314,7 @@ export interface DesiredOptions extends BuildOptions {
  */
 export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions = {}): DesiredState {
   const cluster = buildCluster(nodeObjects(objects, node, endpoints), opts);
-  const { policy, overflow } = compileForNode(cluster, opts.policyMapMax);
+  const { policy, overflow } = compileForNode(cluster, opts.policyMapMax, opts.fqdn);
   const stable = numbering.identities.mapping(policy);
   const simNode = cluster.nodes.find((n) => n.name === node.name)!;
   const dp = new RecordingDatapath();

@@ -27,6 +27,8 @@ export interface AgentFlags extends GlobalOptions {
   kubeconfig?: string;
   policyMapMax?: string;
   k8sResync: string;
+  tofqdnsMinTtl?: string;
+  dnsProxy?: boolean;
 }
 
 /** datapath/kernel-engine.ts KERNEL_OBJECT (not imported here: the agent's modules load only when it runs). */
@@ -44,6 +46,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   if (!f.podCidr) throw new CliError("--pod-cidr is required", "BAD_OPTION", "the node's pod CIDR, e.g. 10.244.1.0/24");
   if (!f.nodeIp) throw new CliError("--node-ip is required", "BAD_OPTION", "the node's InternalIP");
   if (f.policyMapMax !== undefined && !(Number.isInteger(Number(f.policyMapMax)) && Number(f.policyMapMax) > 0)) throw new CliError(`invalid --policy-map-max ${f.policyMapMax}`, "BAD_OPTION", "a positive count");
+  if (f.tofqdnsMinTtl !== undefined && !/^\d+$/.test(f.tofqdnsMinTtl)) throw new CliError(`invalid --tofqdns-min-ttl ${f.tofqdnsMinTtl}`, "BAD_OPTION", "seconds, a whole number (0 = the TTL of each DNS answer)");
   const interval = Number(f.resyncInterval);
   if (!Number.isFinite(interval) || interval < 50) throw new CliError(`invalid --resync-interval ${f.resyncInterval}`, "BAD_OPTION", "milliseconds, at least 50");
   const source = new ManifestSource(f.file ?? []);
@@ -63,9 +66,15 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     eventsAll: f.traceAll === true,
     traceSample: f.traceSample === undefined ? undefined : parseTraceSample(f.traceSample),
     policyMapMax: f.policyMapMax === undefined ? undefined : Number(f.policyMapMax),
+    fqdnMinTtl: f.tofqdnsMinTtl === undefined ? undefined : Number(f.tofqdnsMinTtl),
   });
   const metrics = new AgentMetrics(agent);
-  agent.events.onReconcile = (r) => metrics.observeReconcile(r);
+  // The DNS proxy: transparent UDP listeners on the DNS proxy ports of the current policy (docs/l7.md).
+  const dns = f.dnsProxy === false ? undefined : await startDnsProxy(agent);
+  agent.events.onReconcile = (r) => {
+    metrics.observeReconcile(r);
+    dns?.sync();
+  };
   if (k8s) await k8s.start(() => agent.reconcile("kubernetes"));
   agent.reconcile("start");
   const observer = new FlowObserver(agent);
@@ -89,8 +98,39 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   server.closeAllConnections?.();
   server.close();
   metrics.close();
+  dns?.close();
   agent.close();
   return 0;
+}
+
+/** Starts the node's DNS proxy over UDP; its ports follow the policy after every reconcile. */
+async function startDnsProxy(agent: import("../../agent/agent.ts").Agent): Promise<{ sync(): void; close(): void }> {
+  const { DnsUdpProxy } = await import("../../agent/proxy/dns-udp.ts");
+  const log = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
+  const proxy = new DnsUdpProxy({
+    ctx: {
+      policy: () => {
+        const p = agent.currentPolicy();
+        if (!p) throw new Error("no policy compiled yet");
+        return p;
+      },
+      emit: (e) => e.verdict !== "FORWARDED" && log("info", `dns ${e.type.toLowerCase()} ${e.verdict} ${e.source.ip} -> ${e.destination.ip}:${e.destination.port} ${e.dns?.query ?? ""}${e.dns?.ips?.length ? ` ${e.dns.ips.join(",")}` : ""}${e.dns?.rcode ? ` rcode ${e.dns.rcode}` : ""}`),
+      upstreamError: () => undefined,
+      learn: (name, ips, ttl) => agent.learnDns(name, ips, ttl),
+    },
+    identityOf: (ip) => agent.identityOf(ip),
+    log,
+  });
+  return {
+    sync: () => {
+      try {
+        proxy.sync(agent.dnsProxyPorts());
+      } catch (e) {
+        log("error", `dns proxy: ${(e as Error).message}`);
+      }
+    },
+    close: () => proxy.close(),
+  };
 }
 
 export function registerAgent(program: Command, run: (fn: () => Promise<number>) => Promise<void>): void {
@@ -109,6 +149,8 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--kubeconfig <path>", "take the desired state from the Kubernetes API (a kubeconfig file, or `in-cluster`) instead of -f")
     .option("--k8s-resync <seconds>", "with --kubeconfig: reconcile the whole cache this often", "300")
     .option("--policy-map-max <n>", "policy entries allowed per endpoint (Cilium bpf-policy-map-max)")
+    .option("--tofqdns-min-ttl <seconds>", "keep what the DNS proxy learns at least this long (0: the TTL of each answer)", "0")
+    .option("--no-dns-proxy", "do not run the DNS proxy (DNS rules then drop, never pass, redirected queries)")
     .option("--trace-sample <n>", "also send about 1 in N forwarded packets to `ciliate observe` as trace events (1..65535)")
     .option("--trace-all", "send every packet to `ciliate observe`, not only drops and new flows' policy verdicts")
     .option("--resync-interval <ms>", "how often to check the manifests for changes", "500")
