@@ -12,6 +12,12 @@ export interface DnsUdpProxyOptions {
   ctx: DnsProxyContext;
   /** Security identity of an address, from the agent's ipcache. */
   identityOf(ip: string): number;
+  /**
+   * skb->mark (SO_MARK) of the answers sent to clients: the mark by which the datapath recognises packets
+   * from the egress proxy, so a reply of a redirected flow that the proxy itself sends is delivered, not
+   * redirected back to the proxy. 0 = none.
+   */
+  replyMark?: number;
   log?: (level: "info" | "warn" | "error", msg: string) => void;
 }
 
@@ -69,7 +75,7 @@ export class DnsUdpProxy {
         proxyPort,
       };
       const reply = await proxyDnsQuery(msg, origin, this.o.ctx, (q) => udpExchange(orig, q));
-      if (reply) sendUdpFrom(orig, from, reply);
+      if (reply) sendUdpFrom(orig, from, reply, this.o.replyMark ?? 0);
     } catch (e) {
       this.o.log?.("error", `dns proxy: query from ${from.ip}:${from.port} to ${orig.ip}:${orig.port}: ${(e as Error).message}`);
     } finally {

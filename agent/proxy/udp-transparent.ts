@@ -19,6 +19,7 @@ const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
+const SO_MARK = 36;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
 const IP_RECVORIGDSTADDR = 20;
@@ -99,9 +100,9 @@ function peerOf(sa: Buffer, off = 0): UdpPeer {
   return { ip: [0, 1, 2, 3].map((i) => sa[off + 4 + i]).join("."), port: sa.readUInt16BE(off + 2) };
 }
 
-function setInt(fd: number, level: number, name: number, what: string): void {
+function setInt(fd: number, level: number, name: number, what: string, value = 1): void {
   const one = Buffer.alloc(4);
-  one.writeInt32LE(1);
+  one.writeUInt32LE(value >>> 0);
   if (libc().setsockopt(fd, level, name, one, 4) !== 0) throw fail(what);
 }
 
@@ -119,14 +120,18 @@ function origDstOf(ctl: Buffer, len: number): UdpPeer | undefined {
   return undefined;
 }
 
-/** Sends `msg` to `to` from the address `from` (not local to this host: IP_TRANSPARENT allows it). */
-export function sendUdpFrom(from: UdpPeer, to: UdpPeer, msg: Buffer): void {
+/**
+ * Sends `msg` to `to` from the address `from` (not local to this host: IP_TRANSPARENT allows it). `mark`
+ * (SO_MARK) tells the datapath the packet comes from the proxy, so it is not redirected to it again.
+ */
+export function sendUdpFrom(from: UdpPeer, to: UdpPeer, msg: Buffer, mark = 0): void {
   const c = libc();
   const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw fail("socket");
   try {
     setInt(fd, SOL_IP, IP_TRANSPARENT, "setsockopt IP_TRANSPARENT");
     setInt(fd, SOL_SOCKET, SO_REUSEADDR, "setsockopt SO_REUSEADDR");
+    if (mark) setInt(fd, SOL_SOCKET, SO_MARK, "setsockopt SO_MARK", mark);
     const sa = sockaddrIn(from);
     if (c.bind(fd, sa, 16) !== 0) throw fail(`bind ${from.ip}:${from.port}`);
     const dst = sockaddrIn(to);

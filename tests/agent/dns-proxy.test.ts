@@ -132,7 +132,7 @@ describe.skipIf(skip)("DNS proxy on real sockets (TPROXY in place of the datapat
         "--host-record=allowed.test,192.0.2.10", "--host-record=www.allowed.test,192.0.2.11", "--host-record=denied.test,198.51.100.9"],
       { stdio: "ignore" },
     );
-    proxy = new DnsUdpProxy({ ctx, identityOf: (ip) => identityOfIp(policy.identities, policy.cluster, ip) ?? 2 });
+    proxy = new DnsUdpProxy({ ctx, identityOf: (ip) => identityOfIp(policy.identities, policy.cluster, ip) ?? 2, replyMark: 0xb0000000 });
     proxy.sync([udpProxyPort()]);
     // dnsmasq is up when it answers directly (from this namespace, not through the proxy).
     for (let i = 0; i < 50; i++) {
