@@ -77,6 +77,8 @@ interface StateFile {
   backendIds?: Record<string, number>;
   revNatIndexes?: Record<string, number>;
   nextEpId: number;
+  /** What the DNS proxy had learned (absolute expiries), so a restart keeps the toFQDNs allows. */
+  fqdn?: { name: string; ip: string; expires: number }[];
 }
 
 export interface ReconcileReport {
@@ -120,6 +122,8 @@ export class Agent {
     this.fqdn = new FqdnCache(opts.fqdnMinTtl ?? DEFAULT_FQDN_MIN_TTL);
     mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
     const st = this.readState();
+    for (const e of st?.fqdn ?? []) this.fqdn.restore(e);
+    this.scheduleFqdnExpiry();
     this.numbering = {
       identities: new StableIdentities(st?.identities),
       backends: new StableNumbers(1, 0xffffffff, st?.backendIds),
@@ -165,7 +169,14 @@ export class Agent {
 
   private saveState(): void {
     const f = join(this.opts.stateDir, "state.json");
-    const s: StateFile = { endpoints: [...this.endpoints.values()], identities: this.numbering.identities.state(), backendIds: this.numbering.backends.state(), revNatIndexes: this.numbering.revNat.state(), nextEpId: this.nextEpId };
+    const s: StateFile = {
+      endpoints: [...this.endpoints.values()],
+      identities: this.numbering.identities.state(),
+      backendIds: this.numbering.backends.state(),
+      revNatIndexes: this.numbering.revNat.state(),
+      nextEpId: this.nextEpId,
+      fqdn: this.fqdn.entries(),
+    };
     writeFileSync(`${f}.tmp`, JSON.stringify(s, null, 2), { mode: 0o600 });
     renameSync(`${f}.tmp`, f);
   }

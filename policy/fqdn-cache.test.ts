@@ -32,6 +32,16 @@ describe("FqdnCache", () => {
     expect(c.state(150)).toEqual([{ name: "a.io.", ips: ["10.0.0.1"] }]);
   });
   it("refuses a negative min TTL", () => expect(() => new FqdnCache(-1)).toThrow(/non-negative/));
+  it("entries() restored into a new cache give the same state (an agent restart)", () => {
+    const a = new FqdnCache();
+    a.learn("a.io", ["10.0.0.1", "2001:db8::1"], 30, 0);
+    a.learn("b.io", ["10.0.0.2"], 90, 10);
+    const b = new FqdnCache();
+    for (const e of a.entries()) b.restore(e);
+    b.restore({ name: "a.io", ip: "10.0.0.1", expires: 5 }); // older: never shortens
+    b.restore({ name: "x.io", ip: "garbage", expires: 50 });
+    for (const t of [0, 29, 30, 99, 100]) expect(b.state(t)).toEqual(a.state(t));
+  });
   it("state(now) holds exactly the pairs whose latest expiry is after now (property)", () =>
     fc.assert(
       fc.property(

@@ -57,6 +57,17 @@ export class FqdnCache {
     return { changed, expires };
   }
 
+  /** Puts back one entry of entries() (e.g. from a saved state); an earlier expiry never shortens a later one. */
+  restore(e: { name: string; ip: string; expires: number }): void {
+    const a = parseIp(e.ip);
+    if (!a || !Number.isFinite(e.expires)) return;
+    const n = toFqdn(e.name);
+    const m = this.names.get(n) ?? new Map<string, number>();
+    this.names.set(n, m);
+    const ip = formatIp(a.family, a.addr);
+    m.set(ip, Math.max(m.get(ip) ?? 0, e.expires));
+  }
+
   /** Drops every address whose expiry is at or before `now`; true when something was removed. */
   expire(now: number): boolean {
     let changed = false;
