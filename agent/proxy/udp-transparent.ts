@@ -1,19 +1,26 @@
 /*
  * Transparent UDP sockets for the DNS proxy. Node's dgram can neither set IP_TRANSPARENT nor read a
  * datagram's original destination (IP_RECVORIGDSTADDR), so the few calls are made through koffi on libc:
- * one IPv4 socket per proxy port, bound to 0.0.0.0:port with IP_TRANSPARENT (the datapath hands it
- * datagrams addressed to other hosts with bpf_sk_assign, or a TPROXY rule does) and IP_RECVORIGDSTADDR
- * (each datagram's original destination arrives as a control message). Replies are sent from the original
+ * per proxy port an IPv4 socket bound to 0.0.0.0:port and an IPv6 one bound to [::]:port (IPV6_V6ONLY),
+ * both transparent (the datapath hands them datagrams addressed to other hosts with bpf_sk_assign, or a
+ * TPROXY rule does) and asking for each datagram's original destination as a control message. Replies are sent from the original
  * destination: a short-lived IP_TRANSPARENT socket bound to that address, so the client sees its
  * resolver answer (as Cilium's DNS proxy does, pkg/fqdn/dnsproxy).
  *
  * Receiving: every socket is non-blocking; one poll() over all of them runs on libuv's thread pool
  * (koffi's async call), so any number of proxy ports costs one pool thread. An eventfd in the poll set
- * wakes it when sockets are added or closed. IPv6 is not handled here (documented limit).
+ * wakes it when sockets are added or closed. A host without IPv6 gets the IPv4 sockets only.
  */
 import koffi from "koffi";
+import { formatIp, parseIp } from "../../policy/cidr.ts";
 
 const AF_INET = 2;
+const AF_INET6 = 10;
+const SOL_IPV6 = 41;
+const IPV6_V6ONLY = 26;
+const IPV6_RECVORIGDSTADDR = 74;
+const IPV6_ORIGDSTADDR = 74;
+const IPV6_TRANSPARENT = 75;
 const SOCK_DGRAM = 2;
 const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
@@ -86,18 +93,30 @@ function fail(what: string): Error {
   return new Error(`${what}: ${libc().strerror(e)} (errno ${e})`);
 }
 
-function sockaddrIn(p: UdpPeer): Buffer {
-  const sa = Buffer.alloc(16);
-  sa.writeUInt16LE(AF_INET, 0);
+/** struct sockaddr_in / sockaddr_in6 of an address and port. */
+function sockaddr(p: UdpPeer): Buffer {
+  const a = parseIp(p.ip);
+  if (!a) throw new Error(`not an IP address: ${p.ip}`);
+  if (a.family === 4) {
+    const sa = Buffer.alloc(16);
+    sa.writeUInt16LE(AF_INET, 0);
+    sa.writeUInt16BE(p.port, 2);
+    sa.writeUInt32BE(Number(a.addr), 4);
+    return sa;
+  }
+  const sa = Buffer.alloc(28);
+  sa.writeUInt16LE(AF_INET6, 0);
   sa.writeUInt16BE(p.port, 2);
-  const parts = p.ip.split(".").map(Number);
-  if (parts.length !== 4 || parts.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new Error(`not an IPv4 address: ${p.ip}`);
-  parts.forEach((x, i) => sa.writeUInt8(x, 4 + i));
+  for (let i = 0; i < 8; i++) sa.writeUInt16BE(Number((a.addr >> BigInt(112 - 16 * i)) & 0xffffn), 8 + 2 * i);
   return sa;
 }
 
 function peerOf(sa: Buffer, off = 0): UdpPeer {
-  return { ip: [0, 1, 2, 3].map((i) => sa[off + 4 + i]).join("."), port: sa.readUInt16BE(off + 2) };
+  const port = sa.readUInt16BE(off + 2);
+  if (sa.readUInt16LE(off) === AF_INET) return { ip: formatIp(4, BigInt(sa.readUInt32BE(off + 4))), port };
+  let addr = 0n;
+  for (let i = 0; i < 8; i++) addr = (addr << 16n) | BigInt(sa.readUInt16BE(off + 8 + 2 * i));
+  return { ip: formatIp(6, addr), port };
 }
 
 function setInt(fd: number, level: number, name: number, what: string, value = 1): void {
@@ -114,7 +133,7 @@ function origDstOf(ctl: Buffer, len: number): UdpPeer | undefined {
     const level = ctl.readInt32LE(off + 8);
     const type = ctl.readInt32LE(off + 12);
     if (cmsgLen < 16) return undefined;
-    if (level === SOL_IP && type === IP_ORIGDSTADDR) return peerOf(ctl, off + 16);
+    if ((level === SOL_IP && type === IP_ORIGDSTADDR) || (level === SOL_IPV6 && type === IPV6_ORIGDSTADDR)) return peerOf(ctl, off + 16);
     off += (cmsgLen + 7) & ~7;
   }
   return undefined;
@@ -126,16 +145,18 @@ function origDstOf(ctl: Buffer, len: number): UdpPeer | undefined {
  */
 export function sendUdpFrom(from: UdpPeer, to: UdpPeer, msg: Buffer, mark = 0): void {
   const c = libc();
-  const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  const v6 = from.ip.includes(":");
+  const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw fail("socket");
   try {
-    setInt(fd, SOL_IP, IP_TRANSPARENT, "setsockopt IP_TRANSPARENT");
+    if (v6) setInt(fd, SOL_IPV6, IPV6_TRANSPARENT, "setsockopt IPV6_TRANSPARENT");
+    else setInt(fd, SOL_IP, IP_TRANSPARENT, "setsockopt IP_TRANSPARENT");
     setInt(fd, SOL_SOCKET, SO_REUSEADDR, "setsockopt SO_REUSEADDR");
     if (mark) setInt(fd, SOL_SOCKET, SO_MARK, "setsockopt SO_MARK", mark);
-    const sa = sockaddrIn(from);
-    if (c.bind(fd, sa, 16) !== 0) throw fail(`bind ${from.ip}:${from.port}`);
-    const dst = sockaddrIn(to);
-    if (c.sendto(fd, msg, msg.length, 0, dst, 16) < 0) throw fail(`sendto ${to.ip}:${to.port}`);
+    const sa = sockaddr(from);
+    if (c.bind(fd, sa, sa.length) !== 0) throw fail(`bind ${from.ip}:${from.port}`);
+    const dst = sockaddr(to);
+    if (c.sendto(fd, msg, msg.length, 0, dst, dst.length) < 0) throw fail(`sendto ${to.ip}:${to.port}`);
   } finally {
     c.close(fd);
   }
@@ -146,12 +167,13 @@ export function sendUdpFrom(from: UdpPeer, to: UdpPeer, msg: Buffer, mark = 0): 
  * (IP_TRANSPARENT); `listen` throws with the reason when the kernel refuses.
  */
 export class TransparentUdpListeners {
-  private readonly fds = new Map<number, number>();
+  /** Proxy port → its sockets (IPv4, and IPv6 when the host has it). */
+  private readonly fds = new Map<number, number[]>();
   private readonly wake: number;
   private polling = false;
   private closed = false;
   private readonly data = Buffer.alloc(65535);
-  private readonly name = Buffer.alloc(16);
+  private readonly name = Buffer.alloc(28);
   private readonly ctl = Buffer.alloc(128);
 
   constructor(private readonly onDatagram: UdpDatagramHandler, private readonly onError: (e: Error) => void = () => undefined) {
@@ -168,26 +190,50 @@ export class TransparentUdpListeners {
     if (this.closed) throw new Error("listeners closed");
     if (this.fds.has(port)) return;
     const c = libc();
-    const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const fds: number[] = [];
+    try {
+      fds.push(this.open(AF_INET, port));
+      const fd6 = c.socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd6 >= 0) {
+        c.close(fd6);
+        fds.push(this.open(AF_INET6, port));
+      }
+    } catch (e) {
+      for (const fd of fds) c.close(fd);
+      throw e;
+    }
+    this.fds.set(port, fds);
+    this.kick();
+  }
+
+  private open(family: number, port: number): number {
+    const c = libc();
+    const fd = c.socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) throw fail("socket");
     try {
-      setInt(fd, SOL_IP, IP_TRANSPARENT, "setsockopt IP_TRANSPARENT (needs CAP_NET_ADMIN)");
-      setInt(fd, SOL_IP, IP_RECVORIGDSTADDR, "setsockopt IP_RECVORIGDSTADDR");
-      if (c.bind(fd, sockaddrIn({ ip: "0.0.0.0", port }), 16) !== 0) throw fail(`bind 0.0.0.0:${port}/udp`);
+      if (family === AF_INET6) {
+        setInt(fd, SOL_IPV6, IPV6_V6ONLY, "setsockopt IPV6_V6ONLY");
+        setInt(fd, SOL_IPV6, IPV6_TRANSPARENT, "setsockopt IPV6_TRANSPARENT (needs CAP_NET_ADMIN)");
+        setInt(fd, SOL_IPV6, IPV6_RECVORIGDSTADDR, "setsockopt IPV6_RECVORIGDSTADDR");
+      } else {
+        setInt(fd, SOL_IP, IP_TRANSPARENT, "setsockopt IP_TRANSPARENT (needs CAP_NET_ADMIN)");
+        setInt(fd, SOL_IP, IP_RECVORIGDSTADDR, "setsockopt IP_RECVORIGDSTADDR");
+      }
+      const sa = sockaddr({ ip: family === AF_INET6 ? "::" : "0.0.0.0", port });
+      if (c.bind(fd, sa, sa.length) !== 0) throw fail(`bind ${family === AF_INET6 ? "[::]" : "0.0.0.0"}:${port}/udp`);
     } catch (e) {
       c.close(fd);
       throw e;
     }
-    this.fds.set(port, fd);
-    this.kick();
+    return fd;
   }
 
   /** Closes the listeners whose port is not in `keep`. */
   retain(keep: Set<number>): void {
-    for (const [port, fd] of [...this.fds])
+    for (const [port, fds] of [...this.fds])
       if (!keep.has(port)) {
         this.fds.delete(port);
-        libc().close(fd);
+        for (const fd of fds) libc().close(fd);
       }
     if (!this.closed) this.kick();
   }
@@ -215,7 +261,7 @@ export class TransparentUdpListeners {
   }
 
   private poll(): void {
-    const entries = [[this.wake, -1] as const, ...[...this.fds].map(([port, fd]) => [fd, port] as const)];
+    const entries = [[this.wake, -1] as const, ...[...this.fds].flatMap(([port, fds]) => fds.map((fd) => [fd, port] as const))];
     const pfds = Buffer.alloc(8 * entries.length);
     entries.forEach(([fd], i) => {
       pfds.writeInt32LE(fd, i * 8);
@@ -228,7 +274,7 @@ export class TransparentUdpListeners {
       entries.forEach(([fd, port], i) => {
         if (!(pfds.readInt16LE(i * 8 + 6) & POLLIN)) return;
         if (port < 0) libc().read(this.wake, Buffer.alloc(8), 8);
-        else if (this.fds.get(port) === fd) this.drain(fd, port);
+        else if (this.fds.get(port)?.includes(fd)) this.drain(fd, port);
       });
       if (this.closed) {
         libc().close(this.wake);
@@ -241,7 +287,7 @@ export class TransparentUdpListeners {
   private drain(fd: number, port: number): void {
     const c = libc();
     for (let i = 0; i < 256; i++) {
-      const m = { msg_name: this.name, msg_namelen: 16, msg_iov: [{ iov_base: this.data, iov_len: this.data.length }], msg_iovlen: 1, msg_control: this.ctl, msg_controllen: this.ctl.length, msg_flags: 0 };
+      const m = { msg_name: this.name, msg_namelen: this.name.length, msg_iov: [{ iov_base: this.data, iov_len: this.data.length }], msg_iovlen: 1, msg_control: this.ctl, msg_controllen: this.ctl.length, msg_flags: 0 };
       const n = Number(c.recvmsg(fd, m, MSG_DONTWAIT));
       if (n < 0) return; // EAGAIN: drained (or the socket went away)
       const orig = origDstOf(this.ctl, Number(m.msg_controllen));

@@ -30,6 +30,8 @@ const C_IF = `cdc${process.pid}`;
 const R_IF = `cdr${process.pid}`;
 const CLIENT_IP = `10.231.${sub}.2`;
 const RESOLVER_IP = `10.232.${sub}.2`;
+const CLIENT_IP6 = `fd31:${sub}::2`;
+const RESOLVER_IP6 = `fd32:${sub}::2`;
 const MARK = 0x7d00 + id;
 const TABLE = 31000 + id;
 const NFT_TABLE = `ciliate_dns_${process.pid}`;
@@ -40,10 +42,13 @@ function sh(cmd: string, args: string[], allowFail = false): string {
   return r.stdout ?? "";
 }
 
+/** Dual-stack pods: status.podIPs carries both addresses. */
 const cluster = podsYaml([
-  { ns: "default", name: "client", labels: { app: "client" }, ip: CLIENT_IP },
-  { ns: "kube-system", name: "kube-dns", labels: { "k8s-app": "kube-dns" }, ip: RESOLVER_IP },
-]);
+  { ns: "default", name: "client", labels: { app: "client" } },
+  { ns: "kube-system", name: "kube-dns", labels: { "k8s-app": "kube-dns" } },
+])
+  .replace(/("name":"client".*?"spec":\{[^]*?\}\]\})/, `$1,"status":{"podIPs":[{"ip":"${CLIENT_IP}"},{"ip":"${CLIENT_IP6}"}]}`)
+  .replace(/("name":"kube-dns".*?"spec":\{[^]*?\}\]\})/, `$1,"status":{"podIPs":[{"ip":"${RESOLVER_IP}"},{"ip":"${RESOLVER_IP6}"}]}`);
 const policyYaml = `
 ---
 apiVersion: cilium.io/v2
@@ -67,16 +72,16 @@ async function freePort(): Promise<number> {
 }
 
 /** dig in the client namespace; asynchronous, because the proxy answering it runs in this process. */
-async function dig(name: string): Promise<{ status: string; answers: string[]; ttl: number[]; from: string }> {
-  const out = await new Promise<string>((resolve) => execFile("ip", ["netns", "exec", CLIENT_NS, "dig", "+tries=1", "+time=3", `@${RESOLVER_IP}`, name, "A"], { timeout: 10_000 }, (_e, stdout) => resolve(String(stdout))));
+async function dig(name: string, server = RESOLVER_IP, type = "A"): Promise<{ status: string; answers: string[]; ttl: number[]; from: string }> {
+  const out = await new Promise<string>((resolve) => execFile("ip", ["netns", "exec", CLIENT_NS, "dig", "+tries=1", "+time=3", `@${server}`, name, type], { timeout: 10_000 }, (_e, stdout) => resolve(String(stdout))));
   const status = /status: ([A-Z]+)/.exec(out)?.[1] ?? "NO ANSWER";
   const answers: string[] = [];
   const ttl: number[] = [];
-  for (const m of out.matchAll(/^\S+\s+(\d+)\s+IN\s+A\s+(\S+)$/gm)) {
+  for (const m of out.matchAll(/^\S+\s+(\d+)\s+IN\s+A{1,4}\s+(\S+)$/gm)) {
     ttl.push(Number(m[1]));
     answers.push(m[2]!);
   }
-  return { status, answers, ttl, from: /SERVER: ([^#\s]+)/.exec(out)?.[1] ?? "" };
+  return { status, answers, ttl, from: /SERVER: ([^#\s]+)#/.exec(out)?.[1] ?? "" };
 }
 
 describe.skipIf(skip)("DNS proxy on real sockets (TPROXY in place of the datapath redirect)", () => {
@@ -107,9 +112,9 @@ describe.skipIf(skip)("DNS proxy on real sockets (TPROXY in place of the datapat
     // Namespaces and links.
     sh("ip", ["netns", "add", CLIENT_NS]);
     sh("ip", ["netns", "add", RESOLVER_NS]);
-    for (const [ns, hostIf, ip, net] of [
-      [CLIENT_NS, C_IF, CLIENT_IP, `10.231.${sub}`],
-      [RESOLVER_NS, R_IF, RESOLVER_IP, `10.232.${sub}`],
+    for (const [ns, hostIf, ip, net, ip6, net6] of [
+      [CLIENT_NS, C_IF, CLIENT_IP, `10.231.${sub}`, CLIENT_IP6, `fd31:${sub}:`],
+      [RESOLVER_NS, R_IF, RESOLVER_IP, `10.232.${sub}`, RESOLVER_IP6, `fd32:${sub}:`],
     ] as const) {
       sh("ip", ["link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", ns]);
       sh("ip", ["addr", "add", `${net}.1/24`, "dev", hostIf]);
@@ -118,6 +123,9 @@ describe.skipIf(skip)("DNS proxy on real sockets (TPROXY in place of the datapat
       sh("ip", ["-n", ns, "link", "set", "eth0", "up"]);
       sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
       sh("ip", ["-n", ns, "route", "add", "default", "via", `${net}.1`]);
+      sh("ip", ["addr", "add", `${net6}:1/64`, "dev", hostIf, "nodad"]);
+      sh("ip", ["-n", ns, "addr", "add", `${ip6}/64`, "dev", "eth0", "nodad"]);
+      sh("ip", ["-n", ns, "-6", "route", "add", "default", "via", `${net6}:1`]);
     }
     sh("sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
     // The redirect: DNS from the client's link goes to the proxy's transparent socket.
@@ -126,10 +134,15 @@ describe.skipIf(skip)("DNS proxy on real sockets (TPROXY in place of the datapat
     sh("nft", ["add", "rule", "ip", NFT_TABLE, "pre", "iifname", C_IF, "udp", "dport", "53", "tproxy", "to", `:${udpProxyPort()}`, "meta", "mark", "set", String(MARK), "accept"]);
     sh("ip", ["rule", "add", "fwmark", String(MARK), "lookup", String(TABLE)]);
     sh("ip", ["route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", String(TABLE)]);
+    sh("nft", ["add", "table", "ip6", NFT_TABLE]);
+    sh("nft", ["add", "chain", "ip6", NFT_TABLE, "pre", "{ type filter hook prerouting priority mangle; }"]);
+    sh("nft", ["add", "rule", "ip6", NFT_TABLE, "pre", "iifname", C_IF, "udp", "dport", "53", "tproxy", "to", `:${udpProxyPort()}`, "meta", "mark", "set", String(MARK), "accept"]);
+    sh("ip", ["-6", "rule", "add", "fwmark", String(MARK), "lookup", String(TABLE)]);
+    sh("ip", ["-6", "route", "add", "local", "::/0", "dev", "lo", "table", String(TABLE)]);
     dnsmasq = spawn(
       "ip",
-      ["netns", "exec", RESOLVER_NS, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", `--listen-address=${RESOLVER_IP}`, "--port=53", "--local-ttl=2", "--pid-file=", "--user=root",
-        "--host-record=allowed.test,192.0.2.10", "--host-record=www.allowed.test,192.0.2.11", "--host-record=denied.test,198.51.100.9"],
+      ["netns", "exec", RESOLVER_NS, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", `--listen-address=${RESOLVER_IP},${RESOLVER_IP6}`, "--port=53", "--local-ttl=2", "--pid-file=", "--user=root",
+        "--host-record=allowed.test,192.0.2.10", "--host-record=v6.allowed.test,2001:db8::10", "--host-record=www.allowed.test,192.0.2.11", "--host-record=denied.test,198.51.100.9"],
       { stdio: "ignore" },
     );
     proxy = new DnsUdpProxy({ ctx, identityOf: (ip) => identityOfIp(policy.identities, policy.cluster, ip) ?? 2, replyMark: 0xb0000000 });
@@ -146,7 +159,10 @@ describe.skipIf(skip)("DNS proxy on real sockets (TPROXY in place of the datapat
     dnsmasq?.kill("SIGKILL");
     sh("ip", ["rule", "del", "fwmark", String(MARK), "lookup", String(TABLE)], true);
     sh("ip", ["route", "flush", "table", String(TABLE)], true);
+    sh("ip", ["-6", "rule", "del", "fwmark", String(MARK), "lookup", String(TABLE)], true);
+    sh("ip", ["-6", "route", "flush", "table", String(TABLE)], true);
     sh("nft", ["delete", "table", "ip", NFT_TABLE], true);
+    sh("nft", ["delete", "table", "ip6", NFT_TABLE], true);
     sh("ip", ["link", "del", C_IF], true);
     sh("ip", ["link", "del", R_IF], true);
     sh("ip", ["netns", "del", CLIENT_NS], true);
@@ -190,6 +206,20 @@ describe.skipIf(skip)("DNS proxy on real sockets (TPROXY in place of the datapat
     expect(cache.state(now()).map((e) => e.name)).not.toContain("denied.test.");
     const req = events.find((e) => e.dns?.query === "denied.test.")!;
     expect(req).toMatchObject({ type: "REQUEST", verdict: "DROPPED", dns: { rcode: 5 } });
+  });
+
+  it("over IPv6: the query reaches the proxy's IPv6 listener, the AAAA answer is learned as a /128", async () => {
+    const r = await dig("v6.allowed.test", RESOLVER_IP6, "AAAA");
+    expect(r.status).toBe("NOERROR");
+    expect(r.answers).toEqual(["2001:db8::10"]);
+    expect(r.from).toBe(RESOLVER_IP6);
+    expect(cache.state(now()).find((e) => e.name === "v6.allowed.test.")?.ips).toEqual(["2001:db8::10"]);
+    expect(policy.cidrIdentities.map((c) => c.prefix)).toContain("2001:db8::10/128");
+    expect((await dig("denied.test", RESOLVER_IP6)).status).toBe("REFUSED");
+    const req = events.find((e) => e.type === "REQUEST" && e.dns?.query === "v6.allowed.test.")!;
+    expect(req.source.ip).toBe(CLIENT_IP6);
+    expect(req.destination.ip).toBe(RESOLVER_IP6);
+    expect(req.destination.identity).toBe(base.identities.podIdentity.get("kube-system/kube-dns"));
   });
 
   it("the learned allow expires with the answer's TTL (dnsmasq --local-ttl=2)", async () => {
