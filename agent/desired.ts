@@ -17,7 +17,7 @@ import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluster.ts";
 import { desiredMaps, frontendKey, MANAGED_MAPS, type ManagedMap } from "../node/desired.ts";
 import { backendKey, buildLbModel } from "../node/services.ts";
-import { buildRules, compilePolicy, PolicyBudgetError, type CompiledPolicy, type ManifestObject, type ProxyListener } from "../policy/index.ts";
+import { buildRules, compilePolicy, PolicyBudgetError, type CompiledPolicy, type ManifestObject, type ProxyListener, type FqdnState } from "../policy/index.ts";
 import type { StableIdentities, StableNumbers } from "./identities.ts";
 
 export { MANAGED_MAPS, type ManagedMap };
@@ -145,10 +145,10 @@ export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints
  * last good entries (issue #6 item 8; Cilium likewise leaves an endpoint whose regeneration fails on its old
  * policy). Throws the first problem of a refused policy.
  */
-function compileForNode(c: SimCluster, policyMapMax?: number): { policy: CompiledPolicy; overflow: PolicyBudgetError[] } {
+function compileForNode(c: SimCluster, policyMapMax?: number, fqdn?: FqdnState): { policy: CompiledPolicy; overflow: PolicyBudgetError[] } {
   const rules = buildRules(c.policies, c.config.clusterName);
   if (rules.problems.length) throw rules.problems[0];
-  const policy = compilePolicy(c.model, rules.rules, policyMapMax ? { policyMapMax } : {});
+  const policy = compilePolicy(c.model, rules.rules, { ...(policyMapMax ? { policyMapMax } : {}), ...(fqdn ? { fqdn } : {}) });
   const overflow = policy.errors.filter((e): e is PolicyBudgetError => e instanceof PolicyBudgetError);
   const other = policy.errors.find((e) => !(e instanceof PolicyBudgetError));
   if (other) throw other;
@@ -158,6 +158,8 @@ function compileForNode(c: SimCluster, policyMapMax?: number): { policy: Compile
 export interface DesiredOptions extends BuildOptions {
   /** Per-endpoint policy entry budget (Cilium bpf-policy-map-max). */
   policyMapMax?: number;
+  /** What the node's DNS proxy learned (FqdnCache.state): toFQDNs selects these addresses. */
+  fqdn?: FqdnState;
   /** The previous desired state: an endpoint over budget keeps its entries from there. */
   previous?: { maps: Pick<Record<ManagedMap, MapContents>, "Policy"> };
 }
@@ -168,7 +170,7 @@ export interface DesiredOptions extends BuildOptions {
  */
 export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions = {}): DesiredState {
   const cluster = buildCluster(nodeObjects(objects, node, endpoints), opts);
-  const { policy, overflow } = compileForNode(cluster, opts.policyMapMax);
+  const { policy, overflow } = compileForNode(cluster, opts.policyMapMax, opts.fqdn);
   const stable = numbering.identities.mapping(policy);
   const lb = buildLbModel(cluster);
   // Rule 2 for services: backend ids by address, reverse-NAT indexes by frontend; allocated in model order

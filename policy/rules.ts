@@ -8,7 +8,7 @@ import type { SourceRef } from "./errors.ts";
 import { LABEL_NAMESPACE } from "./labels.ts";
 import { parseSelector, selectorHasKey, selectorText, selectorUsesSource } from "./selector.ts";
 import type { InternalRule, Peer, PeerRule, PolicyKind, Selector } from "./types.ts";
-import { asList, bad, warn, checkCidr, checkCidrSet, checkEntity, checkIcmps, checkToPorts, type Ctx } from "./validate.ts";
+import { asList, bad, warn, checkCidr, checkCidrSet, checkDnsSelector, checkEntity, checkIcmps, checkToPorts, type Ctx } from "./validate.ts";
 
 function nsRequirement(ns: string): Selector["requirements"][number] {
   return { source: "k8s", key: LABEL_NAMESPACE, op: "In", values: [ns] };
@@ -123,10 +123,22 @@ export function translateCiliumRule(
             peers.push({ type: "service", namespace: String(s.k8sServiceSelector.namespace ?? namespace), selector: sel });
           } else bad(ctx, sp, "invalid-service", "k8sService or k8sServiceSelector is required");
         }
-        if (e.toFQDNs !== undefined) bad(ctx, [...p, "toFQDNs"], "unsupported-fqdn", "toFQDNs is not supported by ciliate yet", "use toCIDR for now");
+        if (e.toFQDNs !== undefined) {
+          if (deny) bad(ctx, [...p, "toFQDNs"], "fqdn-on-deny", "toFQDNs is not allowed in egressDeny", "deny the addresses with toCIDR, or allow only the names you want with toFQDNs");
+          else {
+            // cilium/cilium pkg/policy/api/egress.go sanitize: toFQDNs cannot be combined with other L3 selectors.
+            const other = ["toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices"].find((f) => e[f] !== undefined && e[f] !== null);
+            if (other) bad(ctx, [...p, "toFQDNs"], "fqdn-combined", `combining toFQDNs and ${other} is not supported`, "put toFQDNs in its own egress rule");
+            hasL3 = true;
+            asList(ctx, e.toFQDNs, [...p, "toFQDNs"]).forEach((f0, i) => {
+              const sel = checkDnsSelector(ctx, f0, [...p, "toFQDNs", i]);
+              if (sel) peers.push({ type: "fqdn", selector: sel });
+            });
+          }
+        }
       }
       for (const f of [`${from}Groups`, `${from}Nodes`]) if (e[f] !== undefined) bad(ctx, [...p, f], "unsupported-field", `${f} is not supported by ciliate`);
-      const ports = [...checkToPorts(ctx, e.toPorts, [...p, "toPorts"], deny), ...checkIcmps(ctx, e.icmps, [...p, "icmps"])];
+      const ports = [...checkToPorts(ctx, e.toPorts, [...p, "toPorts"], deny, direction), ...checkIcmps(ctx, e.icmps, [...p, "icmps"])];
       const hasL4 = e.toPorts !== undefined || e.icmps !== undefined;
       // An element with ports but no L3 selector applies to every peer; an empty element allows nothing.
       if (!hasL3 && hasL4) peers.push({ type: "all" });

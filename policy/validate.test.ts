@@ -52,6 +52,14 @@ const cases: [string, string, string][] = [
   ["unknown ICMP type name", "spec:\n  endpointSelector: {}\n  ingress: [{icmps: [{fields: [{family: IPv6, type: Bogus}]}]}]\n", "unknown-icmp-type"],
   ["unknown protocol", "spec:\n  endpointSelector: {}\n  ingress: [{toPorts: [{ports: [{port: '80', protocol: QUIC}]}]}]\n", "invalid-protocol"],
   ["invalid DNS pattern", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '53'}], rules: {dns: [{matchPattern: 'a b'}]}}]}]\n", "invalid-dns-rule"],
+  ["DNS matchName with a wildcard", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '53'}], rules: {dns: [{matchName: '*.io'}]}}]}]\n", "invalid-dns-rule"],
+  ["DNS matchName and matchPattern together", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '53'}], rules: {dns: [{matchName: a.io, matchPattern: '*.io'}]}}]}]\n", "invalid-dns-rule"],
+  ["DNS rules without ports", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{rules: {dns: [{matchPattern: '*'}]}}]}]\n", "dns-port-missing"],
+  ["DNS rules on ingress", "spec:\n  endpointSelector: {}\n  ingress: [{toPorts: [{ports: [{port: '53'}], rules: {dns: [{matchPattern: '*'}]}}]}]\n", "dns-on-ingress"],
+  ["DNS rules on port 0", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '0'}], rules: {dns: [{matchPattern: '*'}]}}]}]\n", "l7-port-zero"],
+  ["toFQDNs pattern with a space", "spec:\n  endpointSelector: {}\n  egress: [{toFQDNs: [{matchPattern: 'a b'}]}]\n", "invalid-dns-rule"],
+  ["toFQDNs combined with toEndpoints", "spec:\n  endpointSelector: {}\n  egress: [{toEndpoints: [{}], toFQDNs: [{matchName: a.io}]}]\n", "fqdn-combined"],
+  ["toFQDNs in egressDeny", "spec:\n  endpointSelector: {}\n  egressDeny: [{toFQDNs: [{matchName: a.io}]}]\n", "fqdn-on-deny"],
   ["invalid kafka role", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '9092'}], rules: {kafka: [{role: write}]}}]}]\n", "invalid-kafka-rule"],
   ["nodeSelector in a namespaced policy", "spec:\n  nodeSelector: {}\n  ingress: [{}]\n", "node-selector-namespaced"],
   ["no spec", "other: 1\n", "rule-missing"],
@@ -97,7 +105,7 @@ spec:
 });
 
 describe("accepted but not enforced", () => {
-  it("DNS rules and nodeSelector rules are warnings, and the policy is applied", () => {
+  it("nodeSelector rules are warnings and DNS rules are enforced; both policies are applied", () => {
     const y = `apiVersion: cilium.io/v2
 kind: CiliumClusterwideNetworkPolicy
 metadata: {name: host}
@@ -115,6 +123,6 @@ spec:
     const r = buildRules(parseManifests(y, "w.yaml").objects);
     expect(r.problems).toEqual([]);
     expect(r.applied).toEqual(["CiliumClusterwideNetworkPolicy/host", "CiliumNetworkPolicy/x/dns"]);
-    expect(r.warnings.map((w) => w.code).sort()).toEqual(["host-policy-not-enforced", "l7-not-enforced"]);
+    expect(r.warnings.map((w) => w.code).sort()).toEqual(["host-policy-not-enforced"]);
   });
 });
