@@ -13,7 +13,7 @@
  */
 import dnsPacket from "dns-packet";
 import type { Socket } from "node:net";
-import { DNS_RCODE_REFUSED, evaluateDns, toFqdn } from "../../policy/l7/dns.ts";
+import { DNS_RCODE_REFUSED, evaluateDns, toFqdn } from "../../policy/index.ts";
 import { flowEvent, nowNs, ruleReason } from "./common.ts";
 import type { L7FlowEvent, ProxyHandler, ProxyHandlerContext, ProxyPeer, RedirectedConnection } from "./types.ts";
 

@@ -12,7 +12,7 @@
  * wakes it when sockets are added or closed. A host without IPv6 gets the IPv4 sockets only.
  */
 import koffi from "koffi";
-import { formatIp, parseIp } from "../../policy/cidr.ts";
+import { formatIp, parseIp } from "../../host/ip.ts";
 
 const AF_INET = 2;
 const AF_INET6 = 10;

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import { computeDesired, type LocalEndpoint, type Numbering } from "../../agent/desired.ts";
 import { StableIdentities, StableNumbers } from "../../agent/identities.ts";
-import { FqdnCache } from "../../policy/fqdn-cache.ts";
+import { FqdnCache } from "../../policy/index.ts";
 import { parseManifestText } from "../../sim/manifests.ts";
 
 const node = { name: "node-1", ip: "192.168.56.11", podCIDR: "10.244.1.0/24" };
