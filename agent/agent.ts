@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
 import { attachTc, BpfObject, netnsPath, type BpfProgram, type RawMap } from "../datapath/index.ts";
 import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY } from "../datapath/endpoint-link.ts";
-import type { ManifestObject } from "../policy/index.ts";
+import { DEFAULT_FQDN_MIN_TTL, FqdnCache, type CompiledPolicy, type ManifestObject } from "../policy/index.ts";
 import type { BuildOptions } from "../node/cluster.ts";
 import { computeDesired, MANAGED_MAPS, type DesiredState, type Numbering, type LocalEndpoint, type ManagedMap, type MapContents } from "./desired.ts";
 import { StableIdentities, StableNumbers, type IdentityState } from "./identities.ts";
@@ -25,6 +25,11 @@ import { Ipam } from "./ipam.ts";
 import { applyPlan, planReconcile, readContents, type ApplyResult } from "./reconcile.ts";
 import { AgentError } from "./defaults.ts";
 import { endpointNamesProblem } from "./endpoint-names.ts";
+import * as C from "../host/constants.gen.ts";
+import { installProxyRouting } from "../datapath/transparent-proxy.ts";
+import { parseIp } from "../host/ip.ts";
+import { ipcacheKey } from "../host/ipcache.ts";
+import type { ProxyListenerMap } from "./proxy/manager.ts";
 
 export { AgentError, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "./defaults.ts";
 
@@ -48,6 +53,8 @@ export interface AgentOptions {
   buildOptions?: BuildOptions;
   /** Per-endpoint policy entry budget (default policy/'s, 16384). */
   policyMapMax?: number;
+  /** Minimum TTL (seconds) of what the DNS proxy learns (Cilium's --tofqdns-min-ttl; default 0 = the answer's TTL). */
+  fqdnMinTtl?: number;
   log?: (level: "info" | "warn" | "error", msg: string) => void;
 }
 
@@ -72,6 +79,8 @@ interface StateFile {
   backendIds?: Record<string, number>;
   revNatIndexes?: Record<string, number>;
   nextEpId: number;
+  /** What the DNS proxy had learned (absolute expiries), so a restart keeps the toFQDNs allows. */
+  fqdn?: { name: string; ip: string; expires: number }[];
 }
 
 export interface ReconcileReport {
@@ -89,6 +98,11 @@ export interface AgentEvents {
   onEndpoints?: (n: number) => void;
 }
 
+/** Wall-clock seconds: the FQDN cache's time on a node. */
+function fqdnNow(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
 export class Agent {
   readonly obj: BpfObject;
   private readonly progs: { from: BpfProgram; to: BpfProgram; network: BpfProgram };
@@ -101,11 +115,17 @@ export class Agent {
   private lastGoodObjects?: ManifestObject[];
   readonly events: AgentEvents = {};
   private readonly log: NonNullable<AgentOptions["log"]>;
+  /** What the DNS proxy learned; the policy is compiled from its state (toFQDNs). */
+  readonly fqdn: FqdnCache;
+  private fqdnTimer?: NodeJS.Timeout;
 
   constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? ((level, msg) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`));
+    this.fqdn = new FqdnCache(opts.fqdnMinTtl ?? DEFAULT_FQDN_MIN_TTL);
     mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
     const st = this.readState();
+    for (const e of st?.fqdn ?? []) this.fqdn.restore(e);
+    this.scheduleFqdnExpiry();
     this.numbering = {
       identities: new StableIdentities(st?.identities),
       backends: new StableNumbers(1, 0xffffffff, st?.backendIds),
@@ -116,6 +136,8 @@ export class Agent {
     this.nextEpId = st?.nextEpId ?? 1;
     this.ipam = new Ipam(opts.podCIDR, join(opts.stateDir, "ipam.json"));
     enableIpForwarding();
+    // Packets the programs hand to the L7 proxy are routed to the local stack (datapath/transparent-proxy.ts).
+    installProxyRouting();
     this.obj = BpfObject.load(opts.objectPath, { pinRoot: opts.pinRoot });
     this.progs = { from: this.obj.program("from_endpoint"), to: this.obj.program("to_endpoint"), network: this.obj.program("from_network") };
     for (const dev of opts.devices ?? []) attachTc(this.progs.network, { ifname: dev, direction: "ingress", replace: true });
@@ -151,7 +173,14 @@ export class Agent {
 
   private saveState(): void {
     const f = join(this.opts.stateDir, "state.json");
-    const s: StateFile = { endpoints: [...this.endpoints.values()], identities: this.numbering.identities.state(), backendIds: this.numbering.backends.state(), revNatIndexes: this.numbering.revNat.state(), nextEpId: this.nextEpId };
+    const s: StateFile = {
+      endpoints: [...this.endpoints.values()],
+      identities: this.numbering.identities.state(),
+      backendIds: this.numbering.backends.state(),
+      revNatIndexes: this.numbering.revNat.state(),
+      nextEpId: this.nextEpId,
+      fqdn: this.fqdn.entries(),
+    };
     writeFileSync(`${f}.tmp`, JSON.stringify(s, null, 2), { mode: 0o600 });
     renameSync(`${f}.tmp`, f);
   }
@@ -228,7 +257,44 @@ export class Agent {
   private desiredOptions() {
     // After a restart the previous policy is what the pinned map holds.
     const previous = this.lastDesired ?? { maps: { Policy: readContents(this.rawMap("Policy")) } };
-    return { ...this.opts.buildOptions, policyMapMax: this.opts.policyMapMax, previous };
+    return { ...this.opts.buildOptions, policyMapMax: this.opts.policyMapMax, previous, fqdn: this.fqdn.state(fqdnNow()) };
+  }
+
+  /** The policy the maps were last written from (what the L7 proxies judge with). */
+  currentPolicy(): CompiledPolicy | undefined {
+    return this.lastDesired?.policy;
+  }
+
+  /**
+   * The DNS proxy learned `ips` for `name`: when that adds an address, the maps are reconciled before this
+   * returns, so the answer reaches the client only once egress to the address is allowed (as Cilium holds
+   * DNS responses until the ipcache and policy map are updated).
+   */
+  learnDns(name: string, ips: string[], ttl: number): void {
+    if (this.fqdn.learn(name, ips, ttl, fqdnNow()).changed) this.reconcile(`dns: ${name} → ${ips.join(", ")}`);
+    this.scheduleFqdnExpiry();
+  }
+
+  /** Removes what expired (and its allows) now, and arms the timer for the next expiry. */
+  expireFqdn(): void {
+    if (this.fqdn.expire(fqdnNow())) this.reconcile("dns: TTL expired");
+    this.scheduleFqdnExpiry();
+  }
+
+  private scheduleFqdnExpiry(): void {
+    clearTimeout(this.fqdnTimer);
+    const next = this.fqdn.nextExpiry();
+    if (next === undefined) return;
+    this.fqdnTimer = setTimeout(() => this.expireFqdn(), Math.max(0, next - fqdnNow()) * 1000 + 50);
+    this.fqdnTimer.unref();
+  }
+
+  /** Proxy ports of the DNS listeners over UDP of this node's endpoints (the DNS proxy listens on them). */
+  dnsProxyPorts(): number[] {
+    const p = this.lastDesired?.policy;
+    if (!p) return [];
+    const local = new Set(this.localEndpoints().map((e) => e.pod));
+    return [...p.proxies.values()].filter((l) => l.protocol === "dns" && l.l4Protocol === 17 && local.has(l.endpoint)).map((l) => l.proxyPort);
   }
 
   private apply(desired: DesiredState): ApplyResult {
@@ -240,6 +306,27 @@ export class Agent {
     const res = applyPlan((m) => this.rawMap(m), ops);
     this.lastDesired = desired;
     return res;
+  }
+
+  /** The datapath's ProxyListeners map: the proxy manager writes a port while its listener is open. */
+  proxyListenerMap(): ProxyListenerMap {
+    const m = this.obj.typedMap(MAP_SPECS.ProxyListeners);
+    return {
+      set: (port, direction) => m.update(port, { direction: direction === "egress" ? C.POLICY_EGRESS : C.POLICY_INGRESS }),
+      delete: (port) => void m.delete(port),
+      ports: () => [...m.entries()].map(([k]) => k),
+    };
+  }
+
+  /**
+   * The security identity of an address (IPv4 or IPv6) as this agent wrote it into the ipcache map (the
+   * kernel's longest-prefix match, the same lookup the programs do): pod, CIDR or learned-FQDN identity;
+   * world when nothing covers it.
+   */
+  identityOf(ip: string): number {
+    if (!parseIp(ip)) return C.ID_WORLD;
+    const v = this.obj.typedMap(MAP_SPECS.Ipcache).lookup(ipcacheKey(ip));
+    return v?.secIdentity ?? C.ID_WORLD;
   }
 
   /** Current contents of a managed map, decoded (for tests and `ciliate agent` status). */
@@ -328,6 +415,7 @@ export class Agent {
 
   /** Releases fds. Programs stay attached and maps stay pinned (restart keeps the datapath running). */
   close(): void {
+    clearTimeout(this.fqdnTimer);
     this.obj.close();
   }
 }

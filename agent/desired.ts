@@ -17,7 +17,7 @@ import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluster.ts";
 import { desiredMaps, frontendKey, MANAGED_MAPS, type ManagedMap } from "../node/desired.ts";
 import { backendKey, buildLbModel } from "../node/services.ts";
-import { buildRules, compilePolicy, PolicyBudgetError, type CompiledPolicy, type PolicyError, type ManifestObject } from "../policy/index.ts";
+import { buildRules, compilePolicy, PolicyBudgetError, type CompiledPolicy, type PolicyError, type ManifestObject, type ProxyListener, type FqdnState } from "../policy/index.ts";
 import type { StableIdentities, StableNumbers } from "./identities.ts";
 
 export { MANAGED_MAPS, type ManagedMap };
@@ -66,6 +66,11 @@ export interface DesiredState {
   warnings: PolicyError[];
   /** Stable identity of each pod (ns/name). */
   podIdentity: Map<string, number>;
+  /**
+   * The L7 proxy listeners of this node's endpoints, their peer identities in the agent's stable numbering
+   * (the numbers in the ipcache map, which the proxy reads a connection's identities from).
+   */
+  proxies: Map<number, ProxyListener>;
   maps: Record<ManagedMap, MapContents>;
 }
 
@@ -142,10 +147,10 @@ export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints
  * last good entries (issue #6 item 8; Cilium likewise leaves an endpoint whose regeneration fails on its old
  * policy). Throws the first problem of a refused policy.
  */
-function compileForNode(c: SimCluster, policyMapMax?: number): { policy: CompiledPolicy; overflow: PolicyBudgetError[]; warnings: PolicyError[] } {
+function compileForNode(c: SimCluster, policyMapMax?: number, fqdn?: FqdnState): { policy: CompiledPolicy; overflow: PolicyBudgetError[]; warnings: PolicyError[] } {
   const set = buildRules(c.policies, c.config.clusterName);
   if (set.problems.length) throw set.problems[0];
-  const policy = compilePolicy(c.model, set.rules, policyMapMax ? { policyMapMax } : {});
+  const policy = compilePolicy(c.model, set.rules, { ...(policyMapMax ? { policyMapMax } : {}), ...(fqdn ? { fqdn } : {}) });
   const overflow = policy.errors.filter((e): e is PolicyBudgetError => e instanceof PolicyBudgetError);
   const other = policy.errors.find((e) => !(e instanceof PolicyBudgetError));
   if (other) throw other;
@@ -155,6 +160,8 @@ function compileForNode(c: SimCluster, policyMapMax?: number): { policy: Compile
 export interface DesiredOptions extends BuildOptions {
   /** Per-endpoint policy entry budget (Cilium bpf-policy-map-max). */
   policyMapMax?: number;
+  /** What the node's DNS proxy learned (FqdnCache.state): toFQDNs selects these addresses. */
+  fqdn?: FqdnState;
   /** The previous desired state: an endpoint over budget keeps its entries from there. */
   previous?: { maps: Pick<Record<ManagedMap, MapContents>, "Policy"> };
 }
@@ -165,7 +172,7 @@ export interface DesiredOptions extends BuildOptions {
  */
 export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions = {}): DesiredState {
   const cluster = buildCluster(nodeObjects(objects, node, endpoints), opts);
-  const { policy, overflow, warnings } = compileForNode(cluster, opts.policyMapMax);
+  const { policy, overflow, warnings } = compileForNode(cluster, opts.policyMapMax, opts.fqdn);
   const stable = numbering.identities.mapping(policy);
   const lb = buildLbModel(cluster);
   // Rule 2 for services: backend ids by address, reverse-NAT indexes by frontend; allocated in model order
@@ -210,5 +217,10 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
   }
   const podIdentity = new Map<string, number>();
   for (const p of cluster.pods) podIdentity.set(p.key, stable(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD));
-  return { cluster, policy, podIdentity, maps, overflow: over, warnings };
+  const proxies = new Map<number, ProxyListener>();
+  for (const [port, l] of policy.proxies) {
+    if (!local.has(l.endpoint)) continue;
+    proxies.set(port, { ...l, rules: l.rules.map((r) => ({ ...r, identities: r.identities.map((id) => (id === 0 ? 0 : stable(id))) })) });
+  }
+  return { cluster, policy, podIdentity, maps, overflow: over, warnings, proxies };
 }

@@ -6,9 +6,10 @@
  * the last N in a ring for `--last`, with subscribers for `--follow` (Hubble's observer: pkg/hubble/observer
  * keeps a ring buffer of flows the same way).
  */
-import type { FlowEndpoint, FlowEvent } from "../host/flows.ts";
+import { EVENT_L7, identityText, type FlowEndpoint, type FlowEvent } from "../host/flows.ts";
 import type { FlowNames } from "../host/trace-flow.ts";
 import type { DesiredState } from "./desired.ts";
+import type { L7FlowEvent } from "./proxy/types.ts";
 
 export function namesFrom(d: DesiredState | undefined, nodeName: string): FlowNames {
   const podByIp = new Map<string, { namespace: string; name: string; labels: Record<string, string> }>();
@@ -69,4 +70,41 @@ export class FlowStore {
     this.subscribers.add(fn);
     return () => this.subscribers.delete(fn);
   }
+}
+
+/**
+ * An L7 flow from the node's proxy (agent/proxy) as Hubble shows it, in the shape the simulator prints for
+ * its modelled proxy (sim/simulator.ts): Type L7, event http-request / http-response, the
+ * proxy port, and the request's verdict. Names come from the agent's desired state, as for L3/L4 flows.
+ */
+export function l7FlowOf(e: L7FlowEvent, names: FlowNames, now = new Date()): FlowEvent {
+  const reply = e.type === "RESPONSE";
+  const [from, to] = reply ? [e.destination, e.source] : [e.source, e.destination];
+  const ep = (p: { ip: string; identity: number }): FlowEndpoint => {
+    const pod = names.podByIp.get(p.ip);
+    const labels = names.identityLabels.get(p.identity) ?? (p.identity > 0 && p.identity < 256 ? [`reserved:${identityText(p.identity)}`] : []);
+    return pod ? { identity: p.identity, namespace: pod.namespace, pod_name: pod.name, labels } : { identity: p.identity, labels, ip: p.ip };
+  };
+  const l7: Record<string, unknown> = { type: e.type, ...(e.latencyNs !== undefined ? { latency_ns: e.latencyNs } : {}) };
+  for (const k of ["http", "kafka", "dns", "tls"] as const) if (e[k]) l7[k] = e[k];
+  const what = e.http ? `${e.http.protocol} ${reply ? `${e.http.code ?? ""} ` : ""}${e.http.method} ${e.http.url}` : e.kafka ? `Kafka ${e.kafka.apiKey} ${e.kafka.topic}` : e.dns ? `DNS ${e.dns.query}` : e.tls ? `TLS ${e.tls.serverName}` : e.protocol;
+  return {
+    time: now.toISOString(),
+    verdict: e.verdict,
+    IP: { source: from.ip, destination: to.ip, ipVersion: from.ip.includes(":") ? "IPv6" : "IPv4" },
+    l4: { TCP: { source_port: from.port, destination_port: to.port } },
+    source: ep(from),
+    destination: ep(to),
+    Type: "L7",
+    node_name: names.nodeName,
+    event_type: { type: EVENT_L7 },
+    traffic_direction: e.direction === "ingress" ? "INGRESS" : "EGRESS",
+    is_reply: reply,
+    l7: l7 as FlowEvent["l7"],
+    proxy_port: e.proxyPort,
+    Summary: `${what} (${e.reason})`,
+    event: `${e.protocol}-${reply ? "response" : "request"}`,
+    src_port: from.port,
+    dst_port: to.port,
+  };
 }

@@ -12,6 +12,11 @@
  *   ciliate_reconcile_total{outcome}                  reconciles: ok, invalid_input, map_errors
  *   ciliate_invalid_input{}                           1 while the desired state is invalid (the last good one is kept)
  *   ciliate_policy_overflow_endpoints{}               endpoints over the policy-map budget (kept at their last good policy)
+ *   ciliate_proxy_redirect_drops_total{reason,direction}  packets the datapath would have given to an L7 proxy and
+ *                                                     dropped because none took them (PROXY_LOOKUP_FAILED, PROXY_SET_FAILED)
+ *   ciliate_proxy_requests_total{protocol,verdict}    L7 requests judged by the node's proxy (agent/proxy)
+ *   ciliate_proxy_upstream_errors_total{protocol}     the proxy's failed upstream connections and I/O
+ *   ciliate_proxy_listeners{}                         proxy ports listening
  * The datapath counters are read from the kernel's Metrics map when Prometheus scrapes. Cilium's and
  * Hubble's names (cilium_*, hubble_*) are served beside these from the same reads (upstream-metrics.ts).
  */
@@ -22,6 +27,7 @@ import * as C from "../host/constants.gen.ts";
 import { dropReasonHubble } from "../host/drop-reasons.gen.ts";
 import type { Agent, ReconcileReport } from "./agent.ts";
 import { UpstreamMetrics, type UpstreamSource } from "./upstream-metrics.ts";
+import type { ProxyMetricsSink } from "./proxy/manager.ts";
 
 const DIRS: Record<number, string> = { [C.METRIC_DIR_INGRESS]: "INGRESS", [C.METRIC_DIR_EGRESS]: "EGRESS", [C.METRIC_DIR_SERVICE]: "SERVICE" };
 
@@ -34,6 +40,8 @@ export class AgentMetrics {
   private readonly reconciles: Counter;
   private readonly invalid: Gauge;
   private readonly overflow: Gauge;
+  private readonly proxyRequests: Counter;
+  private readonly proxyUpstreamErrors: Counter;
   private server?: Server;
 
   /** Takes the Agent, or (in tests) an object with the parts the metrics read. */
@@ -66,7 +74,9 @@ export class AgentMetrics {
     const dropBytes = new Counter({ name: "ciliate_drop_bytes_total", help: "Bytes dropped by the datapath, by reason and direction", labelNames: ["reason", "direction"], registers: reg });
     const fwdCount = new Counter({ name: "ciliate_forward_count_total", help: "Packets forwarded by the datapath, by direction", labelNames: ["direction"], registers: reg });
     const fwdBytes = new Counter({ name: "ciliate_forward_bytes_total", help: "Bytes forwarded by the datapath, by direction", labelNames: ["direction"], registers: reg });
+    const redirectDrops = new Counter({ name: "ciliate_proxy_redirect_drops_total", help: "Packets redirected to an L7 proxy that no proxy socket took (dropped), by reason and direction", labelNames: ["reason", "direction"], registers: reg });
     const collectDatapath = () => {
+      redirectDrops.reset();
       dropCount.reset();
       dropBytes.reset();
       fwdCount.reset();
@@ -82,6 +92,7 @@ export class AgentMetrics {
           const reason = dropReasonHubble(m.reason);
           dropCount.inc({ reason, direction }, m.packets);
           dropBytes.inc({ reason, direction }, m.bytes);
+          if (m.reason === C.DROP_PROXY_LOOKUP_FAILED || m.reason === C.DROP_PROXY_SET_FAILED) redirectDrops.inc({ reason, direction }, m.packets);
         }
       }
     };
@@ -116,11 +127,31 @@ export class AgentMetrics {
     this.regen = new Histogram({ name: "ciliate_policy_regeneration_seconds", help: "Duration of a reconcile of the maps with the desired state", buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: reg });
     this.reconciles = new Counter({ name: "ciliate_reconcile_total", help: "Reconciles by outcome (ok, invalid_input, map_errors)", labelNames: ["outcome"], registers: reg });
     this.overflow = new Gauge({ name: "ciliate_policy_overflow_endpoints", help: "Local endpoints whose policy is over the policy-map budget and kept at their last good policy", registers: reg });
+    this.proxyRequests = new Counter({ name: "ciliate_proxy_requests_total", help: "L7 requests judged by the node's proxy, by protocol and verdict", labelNames: ["protocol", "verdict"], registers: reg });
+    this.proxyUpstreamErrors = new Counter({ name: "ciliate_proxy_upstream_errors_total", help: "Upstream connection or I/O errors of the node's proxy, by protocol", labelNames: ["protocol"], registers: reg });
+    const self = this;
+    new Gauge({
+      name: "ciliate_proxy_listeners",
+      help: "L7 proxy ports listening on this node",
+      registers: reg,
+      collect() {
+        this.set(self.proxyListening());
+      },
+    });
     this.invalid = new Gauge({ name: "ciliate_invalid_input", help: "1 while the desired state is invalid and the last good one is kept", registers: reg });
     // Registered after ours: a scrape serialises in registration order, so the collects above have
     // filled the upstream counters from their single reads before these are written out.
     const upstream = (this.upstream = new UpstreamMetrics(this.registry, agent));
   }
+
+  /** The proxy manager's sink (agent/proxy/manager.ts). */
+  readonly proxy: ProxyMetricsSink = {
+    request: (protocol, verdict) => this.proxyRequests.inc({ protocol, verdict }),
+    upstreamError: (protocol) => this.proxyUpstreamErrors.inc({ protocol }),
+  };
+
+  /** Where ciliate_proxy_listeners reads the number of listening proxy ports from. */
+  proxyListening: () => number = () => 0;
 
   observeReconcile(r: ReconcileReport): void {
     this.regen.observe(r.durationMs / 1000);

@@ -154,6 +154,19 @@ export const TRACE_F_AUDITED: u32 = 0x80;
 // the run means the program did not run.
 export const TRACE_VERDICT_ARMED: u32 = 0xdeadbeef;
 
+// skb->mark values between the node's L7 proxy and the programs (Cilium's MARK_MAGIC_* idea,
+// bpf/lib/common.h; our own numbers, in the top nibble so they never collide with an identity, which is at
+// most 25 bits). toEndpoint's srcIdentity is skb->mark: an identity, or one of these.
+export const MARK_MAGIC_MASK: u32 = 0xf0000000;
+/** Set by the programs on a packet handed to a proxy socket; low 16 bits: the proxy port (0: a reply to
+ * the proxy's upstream connection). The node routes packets with this mark to the local stack. */
+export const MARK_MAGIC_TO_PROXY: u32 = 0xc0000000;
+/** Set (SO_MARK) by the ingress proxy on its upstream connections: ingress policy was enforced by the
+ * proxy, so toEndpoint does not redirect them again. */
+export const MARK_MAGIC_FROM_INGRESS_PROXY: u32 = 0xa0000000;
+/** Set (SO_MARK) by the egress proxy on its client-side sockets and upstream connections. */
+export const MARK_MAGIC_FROM_EGRESS_PROXY: u32 = 0xb0000000;
+
 // Map update flags (BPF_ANY/NOEXIST/EXIST) and errors returned by map operations (negative errno).
 export const BPF_ANY: u32 = 0;
 export const BPF_NOEXIST: u32 = 1;

@@ -62,6 +62,10 @@ export const DROP_UNKNOWN_SENDER: u32 = 172;
 export const DROP_IS_CLUSTER_IP: u32 = 174;
 /** Denied by LB src range check | DENIED_BY_LB_SRC_RANGE_CHECK */
 export const DROP_NOT_IN_SRC_RANGE: u32 = 177;
+/** Proxy lookup failed | PROXY_LOOKUP_FAILED */
+export const DROP_PROXY_LOOKUP_FAILED: u32 = 178;
+/** Proxy set failed | PROXY_SET_FAILED */
+export const DROP_PROXY_SET_FAILED: u32 = 179;
 /** Proxy redirection not supported for protocol | PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL */
 export const DROP_PROXY_UNKNOWN_PROTO: u32 = 180;
 /** Policy denied by denylist | POLICY_DENY */

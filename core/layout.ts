@@ -55,6 +55,7 @@ export enum MapId {
   Metrics = 11,
   Trace = 12,
   Events = 13,
+  ProxyListeners = 14,
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -318,6 +319,17 @@ export class MetricsValue {
   bytes: u64;
 }
 
+/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it
+ * when the listener is open and deletes it when it closes; core redirects to a proxy port only while its
+ * entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent
+ * keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. */
+export class ProxyListenerValue {
+  /** POLICY_INGRESS 0 / POLICY_EGRESS 1: the direction of the listener's rules. */
+  direction: u8;
+  pad0: u8;
+  pad1: u16;
+}
+
 /** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace
  * map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. */
 export class TraceRecord {
@@ -456,4 +468,5 @@ export const MAPS = [
   { id: MapId.Metrics, name: "metrics", version: 2, type: MapType.PercpuArray, key: "MetricsKey", value: "MetricsValue", maxEntries: 1024 },
   { id: MapId.Trace, name: "trace", version: 1, type: MapType.Array, key: "u32", value: "TraceRecord", maxEntries: 1 },
   { id: MapId.Events, name: "events", version: 1, type: MapType.RingBuf, key: "none", value: "TraceRecord", maxEntries: 262144 },
+  { id: MapId.ProxyListeners, name: "proxy_listeners", version: 1, type: MapType.Hash, key: "u32", value: "ProxyListenerValue", maxEntries: 1024 },
 ];

@@ -36,16 +36,16 @@ import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKE
   CONFIG_VALUE_WORLD_IPV4_IDENTITY, CONFIG_VALUE_WORLD_IPV6_IDENTITY, CT_TUPLE_SIZE, CT_TUPLE_FLAGS,
   CT_STATE_SIZE, CT_STATE_REV_NAT_INDEX, POLICY_RESULT_SIZE, POLICY_RESULT_MATCH_TYPE, POLICY_RESULT_COOKIE,
   SERVICE_KEY_SIZE, SERVICE_VALUE_REV_NAT_INDEX, SERVICE_VALUE_FLAGS, LB_SELECTION_BACKEND_ID,
-  LB_SELECTION_BACKEND } from "./gen/layout";
+  LB_SELECTION_BACKEND, CT_STATE_PROXY_PORT } from "./gen/layout";
 import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_NONE,
   TUPLE_F_IN, TUPLE_F_OUT, TRACE_VERDICT_ARMED, FAMILY_IPV4, METRIC_DIR_EGRESS, METRIC_DIR_INGRESS, METRIC_DIR_SERVICE,
   TRACE_FROM_ENDPOINT, TRACE_TO_ENDPOINT, TRACE_FROM_NETWORK, TRACE_TO_PROXY, TRACE_TO_NETWORK,
   TRACE_F_EGRESS_CHECKED, TRACE_F_INGRESS_CHECKED, TRACE_F_L7_REDIRECT, TRACE_F_DNAT, TRACE_F_REV_NAT,
   TRACE_F_SNAT, TRACE_F_REPLY, TRACE_F_AUDITED, POLICY_EGRESS, POLICY_INGRESS,
   SVC_F_ROUTABLE, CONFIG_F_EVENTS, CONFIG_F_EVENTS_ALL, HOOK_FROM_ENDPOINT, HOOK_TO_ENDPOINT,
-  HOOK_FROM_NETWORK } from "./constants";
+  HOOK_FROM_NETWORK, MARK_MAGIC_FROM_INGRESS_PROXY, MARK_MAGIC_FROM_EGRESS_PROXY } from "./constants";
 import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID_SIP, DROP_IS_CLUSTER_IP, DROP_NO_CONFIG,
-  DROP_NO_SERVICE, DROP_UNROUTABLE } from "./drop-reasons";
+  DROP_NO_SERVICE, DROP_UNROUTABLE, DROP_PROXY_LOOKUP_FAILED } from "./drop-reasons";
 import { add64Local, memCopy, memFill, read8, read16, read32, write8, write16, write32 } from "./env";
 import { write16be } from "./bytes";
 import { stackAlloc } from "./alloc";
@@ -213,6 +213,31 @@ function replyRevNat(pkt: Pkt, tr: usize, info: usize, st: usize): u32 {
   return 0;
 }
 
+/**
+ * Whether the node's L7 proxy listens on `proxyPort` (the host keeps one ProxyListeners entry per open
+ * listener). A redirect to a port nobody listens on would be a packet nobody inspects: the callers drop it
+ * with DROP_PROXY_LOOKUP_FAILED instead (never fail open). The kernel programs additionally check for the
+ * listening socket itself before handing the packet over (bpf/include/ciliate_prog.h).
+ */
+function proxyListening(proxyPort: u32): bool {
+  const key = stackAlloc(4);
+  write32(key, proxyPort);
+  return mapLookup(MapId.ProxyListeners, key) != 0;
+}
+
+/** Ends the invocation with a redirect to the proxy on `proxyPort` (recorded in the trace). */
+function redirected(tr: usize, cfg: usize, info: usize, proxyPort: u32, dir: u32): u32 {
+  if (tr != 0) write16be(tr + TRACE_RECORD_PROXY_PORT_BE, proxyPort);
+  return finish(tr, cfg, info, CTX_ACT_REDIRECT, 0, dir, TRACE_TO_PROXY);
+}
+
+/** A reply that belongs to the proxy's connection: to the proxy, or dropped when it is not listening. */
+function replyToProxy(tr: usize, cfg: usize, info: usize, proxyPort: u32, dir: u32): u32 {
+  if (tr != 0) write16be(tr + TRACE_RECORD_PROXY_PORT_BE, proxyPort);
+  if (!proxyListening(proxyPort)) return drop(tr, cfg, info, DROP_PROXY_LOOKUP_FAILED, dir);
+  return redirected(tr, cfg, info, proxyPort, dir);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 
 /**
@@ -224,11 +249,17 @@ function replyRevNat(pkt: Pkt, tr: usize, info: usize, st: usize): u32 {
  *   5. CTX_ACT_DROP, DROP_CT_UNKNOWN_PROTO — conntrack cannot track the protocol.
  *   6. CTX_ACT_OK — a reply or related packet: policy skipped (bpf_lxc.c), source reverse-NATed when the
  *      flow came in through a NodePort to this pod (R2).
+ *   6a. CTX_ACT_REDIRECT (TRACE_F_REPLY, proxy port in the trace) — a reply of a flow the ingress proxy
+ *      serves: it goes back to the proxy's upstream connection, untranslated (Cilium: replies to an
+ *      ingress-proxied flow return to the proxy); CTX_ACT_DROP, DROP_PROXY_LOOKUP_FAILED when that proxy
+ *      is not listening.
  *   7. CTX_ACT_DROP, DROP_POLICY / DROP_POLICY_DENY / DROP_POLICY_AUTH_REQUIRED — egress policy (new and
  *      established flows).
- *   8. CTX_ACT_DROP, DROP_CT_CREATE_FAILED — a new flow could not be tracked.
- *   9. CTX_ACT_REDIRECT — allowed, to the L7 proxy (proxy port in the trace).
- *  10. CTX_ACT_OK — allowed; the packet may have been DNATed to a service backend.
+ *   8. CTX_ACT_DROP, DROP_PROXY_LOOKUP_FAILED — policy redirects to an L7 proxy port that no proxy listens
+ *      on (ProxyListeners): dropped, never forwarded un-inspected.
+ *   9. CTX_ACT_DROP, DROP_CT_CREATE_FAILED — a new flow could not be tracked.
+ *  10. CTX_ACT_REDIRECT — allowed, to the L7 proxy (proxy port in the trace).
+ *  11. CTX_ACT_OK — allowed; the packet may have been DNATed to a service backend.
  *  Rewrite failures drop with DROP_WRITE_ERROR / DROP_CSUM_L3 / DROP_CSUM_L4.
  */
 export function fromEndpoint(pkt: Pkt, now: u32): u32 {
@@ -278,10 +309,14 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
   const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family));
   if (tr != 0) write32(tr + TRACE_RECORD_DST_IDENTITY, dstId);
 
-  // 6. Replies and related packets skip policy.
+  // 6. Replies and related packets skip policy; 6a. a reply to the ingress proxy's upstream connection
+  // (the flow's ingress entry carries the proxy port) goes back to the proxy.
   if (ct == CT_REPLY || ct == CT_RELATED) {
     setFlag(tr, TRACE_F_REPLY);
     if (ct == CT_REPLY) {
+      // Before any reverse NAT: the proxy's upstream connection talks to the translated address.
+      const replyProxy = read16(st + CT_STATE_PROXY_PORT);
+      if (replyProxy != 0) return replyToProxy(tr, cfg, info, replyProxy, dir);
       const rerr = replyRevNat(pkt, tr, info, st);
       if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
     }
@@ -289,35 +324,44 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
   }
 
   // 7. Policy for new and established flows (policy changes apply to live flows, as in Cilium).
-  let verdict: u32 = CTX_ACT_OK;
   let proxyPort: u32 = 0;
   const v = policyCheck(tr, cfg, info, epId, dstId, POLICY_EGRESS);
   if (v < 0) return drop(tr, cfg, info, <u32>(-v), dir);
   if (v > 0) {
     proxyPort = <u32>v;
-    verdict = CTX_ACT_REDIRECT;
+    // 8. Before anything is tracked: a flow nobody can inspect is not started.
+    if (!proxyListening(proxyPort)) return drop(tr, cfg, info, DROP_PROXY_LOOKUP_FAILED, dir);
   }
 
-  // 8. Track new flows, remembering the service for the reply's reverse NAT (R1).
+  // 9. Track new flows, remembering the service for the reply's reverse NAT (R1).
   if (ct == CT_NEW) {
     if (ctCreate(tuple, info, now, srcId, revNat, backendId, proxyPort) != 0) return drop(tr, cfg, info, DROP_CT_CREATE_FAILED, dir);
   }
-  return finish(tr, cfg, info, verdict, 0, dir, verdict == CTX_ACT_REDIRECT ? TRACE_TO_PROXY : TRACE_FROM_ENDPOINT);
+  if (proxyPort != 0) return redirected(tr, cfg, info, proxyPort, dir);
+  return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_FROM_ENDPOINT);
 }
 
 /**
- * Traffic arriving at a pod. `srcIdentity` is the identity that travelled with the packet (VXLAN VNI or,
- * on the same node, the sender's identity); 0 means "look the source address up in the ipcache".
+ * Traffic arriving at a pod. `srcIdentity` is skb->mark: the identity that travelled with the packet (VXLAN
+ * VNI or, on the same node, the sender's identity), 0 for "look the source address up in the ipcache", or
+ * a MARK_MAGIC_FROM_*_PROXY mark set by the node's L7 proxy on its own sockets (the source is then looked
+ * up in the ipcache: the proxy connects with the client's address).
  * Outcomes:
  *   1. CTX_ACT_DROP, DROP_NO_CONFIG / a parse drop reason — as fromEndpoint.
  *   2. CTX_ACT_DROP, DROP_UNROUTABLE — the destination is not a local endpoint.
  *   3. CTX_ACT_DROP, DROP_CT_UNKNOWN_PROTO — conntrack cannot track the protocol.
  *   4. CTX_ACT_OK — a reply or related packet: policy skipped, source reverse-NATed to the service when
- *      the flow was load-balanced at this client (R2).
+ *      the flow was load-balanced at this client (R2). Also a reply the egress proxy sends to its client.
+ *   4a. CTX_ACT_REDIRECT (TRACE_F_REPLY) — a reply, not sent by the proxy, of a flow this pod's egress proxy
+ *      serves: it goes to the proxy's upstream connection, untranslated (the proxy connected to the service
+ *      backend itself); DROP_PROXY_LOOKUP_FAILED when not listening.
  *   5. CTX_ACT_DROP, DROP_POLICY / DROP_POLICY_DENY / DROP_POLICY_AUTH_REQUIRED — ingress policy.
- *   6. CTX_ACT_DROP, DROP_CT_CREATE_FAILED.
- *   7. CTX_ACT_REDIRECT — allowed, to the L7 proxy.
- *   8. CTX_ACT_OK — allowed.
+ *   6. CTX_ACT_DROP, DROP_PROXY_LOOKUP_FAILED — policy redirects to a proxy port nobody listens on.
+ *   7. CTX_ACT_DROP, DROP_CT_CREATE_FAILED.
+ *   8. CTX_ACT_REDIRECT — allowed, to the L7 proxy.
+ *   9. CTX_ACT_OK — allowed; or sent by the ingress proxy (MARK_MAGIC_FROM_INGRESS_PROXY) on a flow that
+ *      policy redirects to a proxy: the proxy has judged it, it is not redirected again (Cilium skips the
+ *      redirect for packets from the ingress proxy, bpf_lxc.c ipv4_policy).
  */
 export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
   const cfg = configGet();
@@ -331,7 +375,12 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
   const ep = endpointLookup(info + PACKET_INFO_DADDR, family);
   if (ep == 0) return drop(tr, cfg, info, DROP_UNROUTABLE, dir);
   const epId = read16(ep + ENDPOINT_INFO_EP_ID);
-  const srcId = srcIdentity != 0 ? srcIdentity : ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family));
+  // Compared by their top nibble: `>>>` keeps the JS build's integers unsigned.
+  const magic = srcIdentity >>> 28;
+  const fromIngressProxy = magic == MARK_MAGIC_FROM_INGRESS_PROXY >>> 28;
+  const fromProxy = fromIngressProxy || magic == MARK_MAGIC_FROM_EGRESS_PROXY >>> 28;
+  const carried = magic != 0 ? 0 : srcIdentity;
+  const srcId = carried != 0 ? carried : ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family));
   if (tr != 0) {
     write16(tr + TRACE_RECORD_EP_ID, epId);
     write32(tr + TRACE_RECORD_SRC_IDENTITY, srcId);
@@ -345,9 +394,13 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
   if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
 
   // 4. Replies and related packets skip policy; undo the service translation of the request (R2).
+  // 4a. A reply of a flow this pod's egress proxy serves goes to the proxy, unless the proxy sent it.
   if (ct == CT_REPLY || ct == CT_RELATED) {
     setFlag(tr, TRACE_F_REPLY);
     if (ct == CT_REPLY) {
+      // Before any reverse NAT: the proxy's upstream connection talks to the translated address.
+      const replyProxy = read16(st + CT_STATE_PROXY_PORT);
+      if (replyProxy != 0 && !fromProxy) return replyToProxy(tr, cfg, info, replyProxy, dir);
       const rerr = replyRevNat(pkt, tr, info, st);
       if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
     }
@@ -355,18 +408,20 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
   }
 
   // 5. Ingress policy for new and established flows.
-  let verdict: u32 = CTX_ACT_OK;
   let proxyPort: u32 = 0;
   const v = policyCheck(tr, cfg, info, epId, srcId, POLICY_INGRESS);
   if (v < 0) return drop(tr, cfg, info, <u32>(-v), dir);
   if (v > 0) {
     proxyPort = <u32>v;
-    verdict = CTX_ACT_REDIRECT;
+    // 6. Nothing is tracked for a flow nobody can inspect. The ingress proxy's own connection is not
+    // redirected again (9); its entry keeps the proxy port so that the pod's replies return to the proxy.
+    if (!fromIngressProxy && !proxyListening(proxyPort)) return drop(tr, cfg, info, DROP_PROXY_LOOKUP_FAILED, dir);
   }
   if (ct == CT_NEW) {
     if (ctCreate(tuple, info, now, srcId, 0, 0, proxyPort) != 0) return drop(tr, cfg, info, DROP_CT_CREATE_FAILED, dir);
   }
-  return finish(tr, cfg, info, verdict, 0, dir, verdict == CTX_ACT_REDIRECT ? TRACE_TO_PROXY : TRACE_TO_ENDPOINT);
+  if (proxyPort != 0 && !fromIngressProxy) return redirected(tr, cfg, info, proxyPort, dir);
+  return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_ENDPOINT);
 }
 
 /**

@@ -40,7 +40,7 @@ export const noneCodec: Codec<never> = {
   },
 };
 
-/** ConfigValue (core/layout.ts:64) */
+/** ConfigValue (core/layout.ts:65) */
 export interface ConfigValue {
   ctSynTimeout: number;
   ctTcpLifetime: number;
@@ -115,7 +115,7 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
   },
 };
 
-/** IpcacheKey (core/layout.ts:106) */
+/** IpcacheKey (core/layout.ts:107) */
 export interface IpcacheKey {
   prefixlen: number;
   clusterId: number;
@@ -152,7 +152,7 @@ export const IpcacheKeyCodec: Codec<IpcacheKey> = {
   },
 };
 
-/** struct remote_endpoint_info. (core/layout.ts:115) */
+/** struct remote_endpoint_info. (core/layout.ts:116) */
 export interface IpcacheValue {
   secIdentity: number;
   tunnelEndpoint: Uint8Array;
@@ -189,7 +189,7 @@ export const IpcacheValueCodec: Codec<IpcacheValue> = {
   },
 };
 
-/** EndpointKey (core/layout.ts:127) */
+/** EndpointKey (core/layout.ts:128) */
 export interface EndpointKey {
   addr: Uint8Array;
   family: number;
@@ -223,7 +223,7 @@ export const EndpointKeyCodec: Codec<EndpointKey> = {
   },
 };
 
-/** EndpointInfo (core/layout.ts:134) */
+/** EndpointInfo (core/layout.ts:135) */
 export interface EndpointInfo {
   ifindex: number;
   epId: number;
@@ -267,7 +267,7 @@ export const EndpointInfoCodec: Codec<EndpointInfo> = {
   },
 };
 
-/** PolicyKey (core/layout.ts:152) */
+/** PolicyKey (core/layout.ts:153) */
 export interface PolicyKey {
   prefixlen: number;
   secLabel: number;
@@ -309,7 +309,7 @@ export const PolicyKeyCodec: Codec<PolicyKey> = {
   },
 };
 
-/** PolicyEntry (core/layout.ts:164) */
+/** PolicyEntry (core/layout.ts:165) */
 export interface PolicyEntry {
   proxyPort: number;
   flags: number;
@@ -351,7 +351,7 @@ export const PolicyEntryCodec: Codec<PolicyEntry> = {
   },
 };
 
-/** ServiceKey (core/layout.ts:185) */
+/** ServiceKey (core/layout.ts:186) */
 export interface ServiceKey {
   addr: Uint8Array;
   dport: number;
@@ -394,7 +394,7 @@ export const ServiceKeyCodec: Codec<ServiceKey> = {
   },
 };
 
-/** ServiceValue (core/layout.ts:197) */
+/** ServiceValue (core/layout.ts:198) */
 export interface ServiceValue {
   backendId: number;
   count: number;
@@ -433,7 +433,7 @@ export const ServiceValueCodec: Codec<ServiceValue> = {
   },
 };
 
-/** BackendKey (core/layout.ts:209) */
+/** BackendKey (core/layout.ts:210) */
 export interface BackendKey {
   backendId: number;
 }
@@ -457,7 +457,7 @@ export const BackendKeyCodec: Codec<BackendKey> = {
   },
 };
 
-/** Backend (core/layout.ts:213) */
+/** Backend (core/layout.ts:214) */
 export interface Backend {
   addr: Uint8Array;
   port: number;
@@ -500,7 +500,7 @@ export const BackendCodec: Codec<Backend> = {
   },
 };
 
-/** RevNatKey (core/layout.ts:224) */
+/** RevNatKey (core/layout.ts:225) */
 export interface RevNatKey {
   revNatIndex: number;
   pad0: number;
@@ -527,7 +527,7 @@ export const RevNatKeyCodec: Codec<RevNatKey> = {
   },
 };
 
-/** RevNatValue (core/layout.ts:229) */
+/** RevNatValue (core/layout.ts:230) */
 export interface RevNatValue {
   addr: Uint8Array;
   port: number;
@@ -561,7 +561,7 @@ export const RevNatValueCodec: Codec<RevNatValue> = {
   },
 };
 
-/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:238) */
+/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:239) */
 export interface MaglevKey {
   revNatIndex: number;
   pad0: number;
@@ -591,7 +591,7 @@ export const MaglevKeyCodec: Codec<MaglevKey> = {
   },
 };
 
-/** MaglevValue (core/layout.ts:244) */
+/** MaglevValue (core/layout.ts:245) */
 export interface MaglevValue {
   backendId: number;
 }
@@ -615,7 +615,7 @@ export const MaglevValueCodec: Codec<MaglevValue> = {
   },
 };
 
-/** AffinityKey (core/layout.ts:248) */
+/** AffinityKey (core/layout.ts:249) */
 export interface AffinityKey {
   clientAddr: Uint8Array;
   revNatIndex: number;
@@ -649,7 +649,7 @@ export const AffinityKeyCodec: Codec<AffinityKey> = {
   },
 };
 
-/** AffinityValue (core/layout.ts:255) */
+/** AffinityValue (core/layout.ts:256) */
 export interface AffinityValue {
   lastUsed: number;
   backendId: number;
@@ -676,7 +676,7 @@ export const AffinityValueCodec: Codec<AffinityValue> = {
   },
 };
 
-/** CtTuple (core/layout.ts:266) */
+/** CtTuple (core/layout.ts:267) */
 export interface CtTuple {
   daddr: Uint8Array;
   saddr: Uint8Array;
@@ -723,7 +723,7 @@ export const CtTupleCodec: Codec<CtTuple> = {
   },
 };
 
-/** CtEntry (core/layout.ts:278) */
+/** CtEntry (core/layout.ts:279) */
 export interface CtEntry {
   lifetime: number;
   srcSecId: number;
@@ -777,7 +777,7 @@ export const CtEntryCodec: Codec<CtEntry> = {
   },
 };
 
-/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:296) */
+/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:297) */
 export interface SnatValue {
   toAddr: Uint8Array;
   toPort: number;
@@ -814,7 +814,7 @@ export const SnatValueCodec: Codec<SnatValue> = {
   },
 };
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:309) */
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:310) */
 export interface MetricsKey {
   reason: number;
   dir: number;
@@ -844,7 +844,7 @@ export const MetricsKeyCodec: Codec<MetricsKey> = {
   },
 };
 
-/** MetricsValue (core/layout.ts:316) */
+/** MetricsValue (core/layout.ts:317) */
 export interface MetricsValue {
   packets: bigint;
   bytes: bigint;
@@ -871,7 +871,37 @@ export const MetricsValueCodec: Codec<MetricsValue> = {
   },
 };
 
-/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:323) */
+/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:326) */
+export interface ProxyListenerValue {
+  direction: number;
+  pad0: number;
+  pad1: number;
+}
+
+export const ProxyListenerValueCodec: Codec<ProxyListenerValue> = {
+  name: "ProxyListenerValue",
+  size: 4,
+  encode(v, out = new Uint8Array(4), o = 0) {
+    const dv = new DataView(out.buffer, out.byteOffset);
+    dv.setUint8(o + 0, Number(v.direction ?? 0) & 0xff);
+    dv.setUint8(o + 1, Number(v.pad0 ?? 0) & 0xff);
+    dv.setUint16(o + 2, Number(v.pad1 ?? 0) & 0xffff, true);
+    return out;
+  },
+  decode(b, o = 0) {
+    const dv = new DataView(b.buffer, b.byteOffset);
+    return {
+      direction: dv.getUint8(o + 0),
+      pad0: dv.getUint8(o + 1),
+      pad1: dv.getUint16(o + 2, true),
+    };
+  },
+  zero() {
+    return this.decode(new Uint8Array(4));
+  },
+};
+
+/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:335) */
 export interface TraceRecord {
   verdict: number;
   dropReason: number;
@@ -985,7 +1015,7 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
   },
 };
 
-/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:376) */
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:388) */
 export interface PacketInfo {
   family: number;
   nexthdr: number;
@@ -1073,7 +1103,7 @@ export const PacketInfoCodec: Codec<PacketInfo> = {
   },
 };
 
-/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:405) */
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:417) */
 export interface PolicyResult {
   cookie: number;
   proxyPort: number;
@@ -1115,7 +1145,7 @@ export const PolicyResultCodec: Codec<PolicyResult> = {
   },
 };
 
-/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:422) */
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:434) */
 export interface CtState {
   backendId: number;
   srcSecId: number;
@@ -1154,7 +1184,7 @@ export const CtStateCodec: Codec<CtState> = {
   },
 };
 
-/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:435) */
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:447) */
 export interface LbSelection {
   backendId: number;
   backend: Uint8Array;
@@ -1206,6 +1236,7 @@ export enum MapId {
   Metrics = 11,
   Trace = 12,
   Events = 13,
+  ProxyListeners = 14,
 }
 
 export interface MapSpec<K = unknown, V = unknown> {
@@ -1233,6 +1264,7 @@ export const MAP_SPECS = {
   Metrics: { id: MapId.Metrics, name: "metrics", bpfName: "ciliate_metrics_v2", type: MapType.PercpuArray, maxEntries: 1024, key: MetricsKeyCodec, value: MetricsValueCodec } as MapSpec<MetricsKey, MetricsValue>,
   Trace: { id: MapId.Trace, name: "trace", bpfName: "ciliate_trace_v1", type: MapType.Array, maxEntries: 1, key: u32Codec, value: TraceRecordCodec } as MapSpec<number, TraceRecord>,
   Events: { id: MapId.Events, name: "events", bpfName: "ciliate_events_v1", type: MapType.RingBuf, maxEntries: 262144, key: noneCodec, value: TraceRecordCodec } as MapSpec<never, TraceRecord>,
+  ProxyListeners: { id: MapId.ProxyListeners, name: "proxy_listeners", bpfName: "ciliate_proxy_listeners_v1", type: MapType.Hash, maxEntries: 1024, key: u32Codec, value: ProxyListenerValueCodec } as MapSpec<number, ProxyListenerValue>,
 };
 
 /** Field offsets by layout, for tests that compare the TypeScript and C views of a layout. */
@@ -1259,6 +1291,7 @@ export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<strin
   SnatValue: { size: 24, fields: { toAddr: 0, toPortBe: 16, family: 18, pad0: 19, created: 20 } },
   MetricsKey: { size: 4, fields: { reason: 0, dir: 1, pad0: 2 } },
   MetricsValue: { size: 16, fields: { packets: 0, bytes: 8 } },
+  ProxyListenerValue: { size: 4, fields: { direction: 0, pad0: 1, pad1: 2 } },
   TraceRecord: { size: 108, fields: { verdict: 0, dropReason: 4, srcIdentity: 8, dstIdentity: 12, egressCookie: 16, ingressCookie: 20, backendId: 24, epId: 28, revNatIndex: 30, ctState: 32, egressMatchType: 33, ingressMatchType: 34, traceFlags: 35, proxyPortBe: 36, obsPoint: 38, family: 39, origDaddr: 40, origDportBe: 56, pad0: 58, newDportBe: 60, pad1: 62, newDaddr: 64, saddr: 80, sportBe: 96, nexthdr: 98, tcpFlags: 99, len: 100, hook: 104, icmpType: 105, pad2: 106 } },
   PacketInfo: { size: 92, fields: { family: 0, nexthdr: 1, l3Off: 2, l4Off: 4, l4CsumOff: 6, sport: 8, dport: 10, tcpFlags: 12, icmpType: 13, icmpCode: 14, flags: 15, ttl: 16, innerNexthdr: 17, innerSport: 18, innerDport: 20, pad0: 22, len: 24, saddr: 28, daddr: 44, innerSaddr: 60, innerDaddr: 76 } },
   PolicyResult: { size: 12, fields: { cookie: 0, proxyPort: 4, matchType: 6, lookup: 7, authType: 8, audited: 9, pad0: 10 } },

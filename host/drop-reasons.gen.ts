@@ -36,6 +36,8 @@ export const DROP_REASONS: ReadonlyMap<number, DropReasonInfo> = new Map([
   [172, { code: 172, name: "DROP_UNKNOWN_SENDER", text: "Unknown sender", hubble: "UNKNOWN_SENDER" }],
   [174, { code: 174, name: "DROP_IS_CLUSTER_IP", text: "Is a ClusterIP", hubble: "IS_A_CLUSTERIP" }],
   [177, { code: 177, name: "DROP_NOT_IN_SRC_RANGE", text: "Denied by LB src range check", hubble: "DENIED_BY_LB_SRC_RANGE_CHECK" }],
+  [178, { code: 178, name: "DROP_PROXY_LOOKUP_FAILED", text: "Proxy lookup failed", hubble: "PROXY_LOOKUP_FAILED" }],
+  [179, { code: 179, name: "DROP_PROXY_SET_FAILED", text: "Proxy set failed", hubble: "PROXY_SET_FAILED" }],
   [180, { code: 180, name: "DROP_PROXY_UNKNOWN_PROTO", text: "Proxy redirection not supported for protocol", hubble: "PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL" }],
   [181, { code: 181, name: "DROP_POLICY_DENY", text: "Policy denied by denylist", hubble: "POLICY_DENY" }],
   [189, { code: 189, name: "DROP_POLICY_AUTH_REQUIRED", text: "Authentication required", hubble: "AUTH_REQUIRED" }],

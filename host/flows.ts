@@ -2,10 +2,11 @@
  * Flow events as Hubble shows them (api/v1/flow/flow.proto field names; hubble/pkg/printer for the compact
  * line): one event per observation point a packet passes (from-endpoint, to-overlay, from-overlay,
  * to-endpoint, to-proxy, to-stack, from-network), a policy-verdict event for each policy decision on a new
- * connection, a drop event, and http-request / http-response events from the L7 proxy.
+ * connection, a drop event, and http-request / http-response and dns-request / dns-response events from
+ * the L7 proxies.
  */
 
-export type Verdict = "FORWARDED" | "DROPPED" | "REDIRECTED" | "TRANSLATED" | "AUDIT";
+export type Verdict = "FORWARDED" | "DROPPED" | "ERROR" | "REDIRECTED" | "TRANSLATED" | "AUDIT";
 
 export interface FlowEndpoint {
   ID?: number;
@@ -43,12 +44,14 @@ export interface FlowEvent {
   trace_observation_point?: string;
   policy_match_type?: number;
   is_reply: boolean;
-  /** Hubble's Layer7 record: one of http, kafka; `tls` (the ClientHello's server name) is ciliate's own. */
+  /** Hubble's Layer7 record: one of http, kafka, dns; `tls` (the ClientHello's server name) is ciliate's own. */
   l7?: {
     type: "REQUEST" | "RESPONSE";
     http?: { code?: number; method: string; url: string; protocol: string };
     kafka?: { error_code: number; api_version: number; api_key: string; correlation_id: number; topic: { topic: string } };
     tls?: { server_name: string };
+    /** flow.proto DNS: query, ips, ttl, rcode, qtypes, rrtypes. */
+    dns?: { query: string; ips?: string[]; ttl?: number; rcode?: number; qtypes?: string[]; rrtypes?: string[] };
   };
   destination_service?: { name: string; namespace: string };
   proxy_port?: number;

@@ -16,7 +16,7 @@
  */
 import { formatIp, parseIp } from "../host/ip.ts";
 import { maglevSeeds } from "../host/maglev.ts";
-import { KAFKA_ROLE_REQUEST, kafkaApiKeyOf, parseCidr, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
+import { KAFKA_ROLE_REQUEST, kafkaApiKeyOf, parseCidr, dnsSelectorProblems, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
 import { SimError } from "./errors.ts";
 
 export type L4 = "TCP" | "UDP" | "SCTP";
@@ -124,6 +124,16 @@ export interface TlsSpec {
   serverName?: string;
 }
 
+/** A DNS query a flow carries, and the answer the resolver gives when the query reaches it. */
+export interface DnsSpec {
+  /** The name asked (A/AAAA). */
+  query: string;
+  /** Addresses in the resolver's answer (A and AAAA records); empty = an answer without records. */
+  answers: string[];
+  /** TTL of the answer's records, seconds. */
+  ttl: number;
+}
+
 export interface FlowSpec {
   name: string;
   from: EndpointRefSpec;
@@ -133,6 +143,9 @@ export interface FlowSpec {
   http?: HttpSpec;
   kafka?: KafkaSpec;
   tls?: TlsSpec;
+  dns?: DnsSpec;
+  /** Seconds the virtual clock advances before the flow starts (e.g. to let a DNS TTL run out). */
+  wait?: number;
   icmp?: { type: number; code: number };
   count: number;
   /** Where it was declared, for messages. */
@@ -297,7 +310,7 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
   const f = (raw ?? {}) as Record<string, unknown>;
   const from = endpointRefOf(o, [...path, "from"], f.from);
   const to = endpointRefOf(o, [...path, "to"], f.to);
-  const protoRaw = f.protocol === undefined ? (f.icmp ? "ICMP" : "TCP") : String(f.protocol).toUpperCase();
+  const protoRaw = f.protocol === undefined ? (f.icmp ? "ICMP" : f.dns !== undefined ? "UDP" : "TCP") : String(f.protocol).toUpperCase();
   const protocol = protoRaw === "ICMPV6" ? "ICMPv6" : protoRaw;
   if (!["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"].includes(protocol)) throw bad(o, [...path, "protocol"], `unknown protocol ${JSON.stringify(f.protocol)} (TCP, UDP, SCTP, ICMP or ICMPv6)`);
   let port = 0;
@@ -310,7 +323,7 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
     if (!Number.isInteger(code) || code < 0 || code > 255) throw bad(o, [...path, "icmp", "code"], `invalid ICMP code ${JSON.stringify(ic.code)}`);
     icmp = { type, code };
     port = type;
-  } else port = portNumber(o, [...path, "port"], f.port);
+  } else port = f.port === undefined && f.dns !== undefined ? 53 : portNumber(o, [...path, "port"], f.port);
   let http: HttpSpec | undefined;
   if (f.http !== undefined) {
     const h = (f.http ?? {}) as Record<string, unknown>;
@@ -326,10 +339,34 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
     if (t.serverName !== undefined && (typeof t.serverName !== "string" || t.serverName === "")) throw bad(o, [...path, "tls", "serverName"], "serverName must be a non-empty string (omit it for a ClientHello without SNI)");
     tls = { serverName: str(t.serverName) };
   }
-  if ([http, kafka].filter(Boolean).length > 1) throw bad(o, path, "a flow carries one L7 protocol: http or kafka");
+  const dns = f.dns === undefined ? undefined : dnsSpecOf(o, [...path, "dns"], f.dns, protocol);
+  if ([http, kafka, dns].filter(Boolean).length > 1) throw bad(o, path, "a flow carries one L7 protocol: http, kafka or dns");
+  let wait: number | undefined;
+  if (f.wait !== undefined) {
+    wait = Number(f.wait);
+    if (!Number.isFinite(wait) || wait < 0 || wait > 86400 * 365) throw bad(o, [...path, "wait"], `invalid wait ${JSON.stringify(f.wait)} (seconds, 0-31536000)`);
+  }
   const count = f.count === undefined ? 1 : Number(f.count);
   if (!Number.isInteger(count) || count < 1 || count > 10000) throw bad(o, [...path, "count"], `invalid count ${JSON.stringify(f.count)} (1-10000)`);
-  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, kafka, tls, icmp, count, where: where(o, path) };
+  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, kafka, tls, dns, wait, icmp, count, where: where(o, path) };
+}
+
+function dnsSpecOf(o: ManifestObject, path: (string | number)[], raw: unknown, protocol: string): DnsSpec {
+  if (protocol !== "UDP" && protocol !== "TCP") throw bad(o, path, "dns needs protocol UDP or TCP");
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw bad(o, path, "dns must be an object {query, answers?, ttl?}");
+  const d = raw as Record<string, unknown>;
+  for (const k of Object.keys(d)) if (!["query", "answers", "ttl"].includes(k)) throw bad(o, [...path, k], `unknown field ${JSON.stringify(k)} (dns has query, answers, ttl)`);
+  if (typeof d.query !== "string" || d.query === "") throw bad(o, [...path, "query"], "dns.query (the name asked) is required");
+  const problem = dnsSelectorProblems({ matchName: d.query })[0];
+  if (problem) throw bad(o, [...path, "query"], `invalid DNS name: ${problem.message}`);
+  const answers = d.answers === undefined ? [] : d.answers;
+  if (!Array.isArray(answers)) throw bad(o, [...path, "answers"], "dns.answers must be a list of IP addresses");
+  answers.forEach((a, i) => {
+    if (typeof a !== "string" || !parseIp(a)) throw bad(o, [...path, "answers", i], `invalid IP address ${JSON.stringify(a)}`);
+  });
+  const ttl = d.ttl === undefined ? 300 : Number(d.ttl);
+  if (!Number.isInteger(ttl) || ttl < 0 || ttl > 2147483647) throw bad(o, [...path, "ttl"], `invalid TTL ${JSON.stringify(d.ttl)} (seconds, 0-2147483647)`);
+  return { query: d.query, answers: answers as string[], ttl };
 }
 
 const KAFKA_FLOW_FIELDS = ["apiKey", "role", "apiVersion", "clientID", "topic", "topics"];

@@ -12,7 +12,7 @@
  * policy entries compiled by policy/; and the services (master entry, backend slots — active first, then
  * terminating —, backends, reverse NAT, Maglev tables). Every other map (conntrack, SNAT, affinity, metrics,
  * events) is the datapath's own. Mirrors pkg/endpointmanager, pkg/ipcache, pkg/maps/policymap and
- * pkg/loadbalancer/reconciler upstream.
+ * pkg/loadbalancer/reconciler upstream. A simulated node also gets its proxy listeners (SIMULATED_MAPS).
  */
 import { MAP_SPECS } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
@@ -31,14 +31,24 @@ const IPCACHE_F_HAS_TUNNEL_EP = 0x2;
 export const MANAGED_MAPS = ["Config", "Backends", "RevNat", "Maglev", "Services", "Policy", "Ipcache", "Endpoints"] as const;
 export type ManagedMap = (typeof MANAGED_MAPS)[number];
 
-type KeyOf<M extends ManagedMap> = Parameters<(typeof MAP_SPECS)[M]["key"]["encode"]>[0];
-type ValueOf<M extends ManagedMap> = Parameters<(typeof MAP_SPECS)[M]["value"]["encode"]>[0];
+/**
+ * Maps a simulated node writes from the desired state but the node agent never does. ProxyListeners: the
+ * simulated node runs its L7 proxy, so every proxy port of a local endpoint listens; on a real node only
+ * the proxy manager (agent/proxy/manager.ts) writes a port, while its listener is really open, so that a
+ * redirect to a proxy that is not there is dropped (178), never passed.
+ */
+export const SIMULATED_MAPS = ["ProxyListeners"] as const;
+export const DESIRED_MAPS = [...MANAGED_MAPS, ...SIMULATED_MAPS] as const;
+export type DesiredMap = (typeof DESIRED_MAPS)[number];
+
+type KeyOf<M extends DesiredMap> = Parameters<(typeof MAP_SPECS)[M]["key"]["encode"]>[0];
+type ValueOf<M extends DesiredMap> = Parameters<(typeof MAP_SPECS)[M]["value"]["encode"]>[0];
 
 /**
- * The entries of every managed map, as the codecs of host/codecs.gen.ts take them. Within one map a later
- * entry with the same key replaces an earlier one (as writing them in order does).
+ * The entries of every map of the desired state, as the codecs of host/codecs.gen.ts take them. Within one
+ * map a later entry with the same key replaces an earlier one (as writing them in order does).
  */
-export type DesiredMaps = { [M in ManagedMap]: { key: KeyOf<M>; value: ValueOf<M> }[] };
+export type DesiredMaps = { [M in DesiredMap]: { key: KeyOf<M>; value: ValueOf<M> }[] };
 
 /** A pod with a local endpoint on this node. */
 export interface EndpointNumbers {
@@ -117,7 +127,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
   if (!node) throw new Error(`node ${nodeName} is not in the cluster`);
   const cfg = cluster.config;
   const seeds = maglevSeeds(cfg.maglevSeed);
-  const out: DesiredMaps = { Config: [], Backends: [], RevNat: [], Maglev: [], Services: [], Policy: [], Ipcache: [], Endpoints: [] };
+  const out: DesiredMaps = { Config: [], Backends: [], RevNat: [], Maglev: [], Services: [], Policy: [], Ipcache: [], Endpoints: [], ProxyListeners: [] };
   const identityOf = (p: SimPod) => numbering.identity(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD);
 
   let flags = C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED;
@@ -147,9 +157,11 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
   });
 
   // Local endpoints and their policy.
+  const programmed = new Set<string>();
   for (const p of localPods(cluster, nodeName)) {
     const ep = numbering.endpoint(p);
     if (!ep) continue;
+    programmed.add(p.key);
     out.Endpoints.push({
       key: { addr: addrBytes16(p.ip), family: familyOf(p.ip) },
       value: { epId: ep.epId, secIdentity: identityOf(p), ifindex: ep.ifindex, mac: macBytes(ep.mac), nodeMac: macBytes(ep.hostMac) },
@@ -157,6 +169,10 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
     const compiled = policy.endpoints.get(p.key);
     if (!compiled) continue;
     for (const { key, value } of encodeEntries(ep.epId, compiled.entries)) out.Policy.push({ key: { ...key, secLabel: numbering.identity(key.secLabel) }, value });
+  }
+  // The proxy ports of the local endpoints' policy (SIMULATED_MAPS).
+  for (const l of policy.proxies.values()) {
+    if (programmed.has(l.endpoint)) out.ProxyListeners.push({ key: l.proxyPort, value: { direction: l.direction === "egress" ? C.POLICY_EGRESS : C.POLICY_INGRESS } });
   }
 
   // The ipcache: world, then CIDR identities, nodes and pods (a later, more specific writer wins a shared key).

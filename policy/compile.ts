@@ -7,17 +7,22 @@
 //     ANY expands to TCP, UDP, SCTP; named ports resolve per destination pod; ranges become prefixes.
 //  3. Deny-preferred insertion: an entry covered by a broader-or-equal deny (same identity or identity 0)
 //     is dropped; a deny removes every narrower-or-equal entry it covers; identical keys merge.
-//  4. A port with L7 rules (HTTP, Kafka) or TLS serverNames becomes a proxy redirect for every allow on
+//  4. A port with L7 rules (HTTP, Kafka, DNS) or TLS serverNames becomes a proxy redirect for every allow on
 //     that port (peers without L7 rules get allow-all at that proxy), with a deterministic proxy port per
 //     (endpoint, direction, L4 key) and one protocol per listener: a port whose rules mix kinds is refused
 //     (PolicyL7ConflictError), as Cilium refuses to merge conflicting L7 parsers (pkg/policy/l4.go).
 //  5. Fixed entries: allow-any per direction that is not enforced; localhost (host, identity 1) ingress.
 //  6. Budget: more entries than policyMapMax is an error naming the endpoint and the policies.
+// toFQDNs peers select the CIDR identities (/32, /128) of the addresses the FQDN cache holds for the names
+// they match (CompileOptions.fqdn, the cache's state at compile time), as Cilium turns learned names into
+// CIDR identities (pkg/policy/api/fqdn.go, pkg/fqdn/namemanager); with nothing learned they select nothing.
 // Every entry keeps its provenance; cookies number the distinct provenance sets deterministically.
 
 import { ID_HOST, ID_INIT, IPPROTO_ICMP, IPPROTO_ICMPV6 } from "../host/constants.gen.ts";
-import { cidrContains, parseCidr } from "./cidr.ts";
+import { cidrContains, parseCidr, parseIp } from "./cidr.ts";
 import { PolicyBudgetError, PolicyError, PolicyL7ConflictError } from "./errors.ts";
+import type { FqdnState } from "./fqdn-cache.ts";
+import { dnsSelectorMatches, dnsSelectorText } from "./l7/dns.ts";
 import { allocateIdentities, ENTITY_IDENTITY, LOCAL_IDENTITY_SCOPE, type IdentityTable } from "./identity.ts";
 import { LABEL_CLUSTER } from "./labels.ts";
 import { portInPrefix, portRangeToPrefixes, PROTO_NUMBERS } from "./ports.ts";
@@ -25,6 +30,7 @@ import { selectorMatches, selectorText } from "./selector.ts";
 import type {
   ClusterModel,
   Direction,
+  DnsRule,
   EndpointPolicy,
   InternalRule,
   L7Protocol,
@@ -49,6 +55,8 @@ export interface CompileOptions {
   dualStack?: boolean;
   /** Extra label-filter patterns (as --labels). */
   labelFilter?: string[];
+  /** The FQDN cache's state (names → learned addresses) that toFQDNs selectors select from. */
+  fqdn?: FqdnState;
 }
 
 export interface CompiledPolicy {
@@ -159,7 +167,16 @@ export function peerText(p: Peer): string {
       return "none";
     case "service":
       return `service:${p.namespace}/${p.name ?? selectorText(p.selector ?? { requirements: [] })}`;
+    case "fqdn":
+      return `toFQDNs ${dnsSelectorText(p.selector)}`;
   }
+}
+
+/** The learned addresses (as /32 or /128 prefixes) of the names a toFQDNs selector matches. */
+function fqdnPrefixes(sel: DnsRule, fqdn: FqdnState | undefined): string[] {
+  const out: string[] = [];
+  for (const e of fqdn ?? []) if (dnsSelectorMatches(sel, e.name)) for (const ip of e.ips) out.push(`${ip}/${parseIp(ip)?.family === 6 ? 128 : 32}`);
+  return [...new Set(out)].sort();
 }
 
 /** Resolves toServices peers into selector or CIDR peers against the cluster. */
@@ -182,8 +199,8 @@ function resolveServicePeer(p: Extract<Peer, { type: "service" }>, cluster: Clus
   return out;
 }
 
-function expandPeers(r: PeerRule, cluster: ClusterModel): Peer[] {
-  return r.peers.flatMap((p) => (p.type === "service" ? resolveServicePeer(p, cluster) : [p]));
+function expandPeers(r: PeerRule, cluster: ClusterModel, fqdn: FqdnState | undefined): Peer[] {
+  return r.peers.flatMap((p) => (p.type === "service" ? resolveServicePeer(p, cluster) : p.type === "fqdn" ? [{ ...p, ips: fqdnPrefixes(p.selector, fqdn) }] : [p]));
 }
 
 /** Identity set a peer selects; [0] = every identity (wildcard key). */
@@ -194,6 +211,10 @@ export function peerIdentities(p: Peer, t: IdentityTable, clusterName: string): 
     case "none":
     case "service":
       return [];
+    case "fqdn": {
+      const want = new Set(p.ips ?? []);
+      return t.cidrs.filter((c) => want.has(c.cidr.text)).map((c) => c.identity);
+    }
     case "selector":
       return t.all.filter((i) => selectorMatches(p.selector, i.labels)).map((i) => i.id);
     case "entity": {
@@ -231,11 +252,8 @@ interface L7Part {
   rules: Pick<ListenerRule, "http" | "kafka" | "dns" | "serverNames">;
 }
 
-/**
- * Kinds that turn a port into a proxy redirect. DNS rules are validated and reported as not enforced
- * until the DNS proxy lands; adding "dns" here is what enables it.
- */
-export const REDIRECTING_L7: readonly L7Protocol[] = ["http", "kafka", "tls"];
+/** Kinds that turn a port into a proxy redirect (DNS: to the DNS proxy, which feeds toFQDNs). */
+export const REDIRECTING_L7: readonly L7Protocol[] = ["http", "kafka", "tls", "dns"];
 
 function l7PartOf(ps: PortSpec): L7Part | undefined {
   const none = { http: null, kafka: null, dns: null, serverNames: null };
@@ -305,12 +323,13 @@ function l4String(direction: Direction, k: { protocol: number; port: number; por
 }
 
 /** Collects every InternalRule's CIDR prefixes (incl. excepts and service endpoints) for identity allocation. */
-function collectCidrs(rules: InternalRule[], cluster: ClusterModel): string[] {
+function collectCidrs(rules: InternalRule[], cluster: ClusterModel, fqdn: FqdnState | undefined): string[] {
   const out: string[] = [];
   for (const ir of rules)
     for (const r of ir.rules)
-      for (const p of expandPeers(r, cluster))
+      for (const p of expandPeers(r, cluster, fqdn))
         if (p.type === "cidr") out.push(p.cidr, ...p.except);
+        else if (p.type === "fqdn") out.push(...(p.ips ?? []));
   return out;
 }
 
@@ -318,7 +337,7 @@ function collectCidrs(rules: InternalRule[], cluster: ClusterModel): string[] {
 export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts: CompileOptions = {}): CompiledPolicy {
   const max = opts.policyMapMax ?? DEFAULT_POLICY_MAP_MAX;
   let nextProxy = opts.proxyPortBase ?? DEFAULT_PROXY_PORT_BASE;
-  const t = allocateIdentities(cluster, collectCidrs(rules, cluster), { labelFilter: opts.labelFilter, dualStack: opts.dualStack });
+  const t = allocateIdentities(cluster, collectCidrs(rules, cluster, opts.fqdn), { labelFilter: opts.labelFilter, dualStack: opts.dualStack });
   const endpoints = new Map<string, EndpointPolicy>();
   const proxies = new Map<number, ProxyListener>();
   const errors: PolicyError[] = [];
@@ -386,7 +405,7 @@ export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts
       for (const ir of selecting)
         for (const r of ir.rules) {
           if (!enforced[r.direction]) continue;
-          const peers = expandPeers(r, cluster);
+          const peers = expandPeers(r, cluster, opts.fqdn);
           for (const peer of peers) {
             let ids = idsOfPeer(peer);
             const requires = requiresOf[r.direction];

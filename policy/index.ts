@@ -30,9 +30,13 @@ export type { TlsHello, TlsVerdict } from "./l7/tls.ts";
 export { evaluateL7 } from "./l7/evaluate.ts";
 export type { L7Request, L7Verdict } from "./l7/evaluate.ts";
 export type { L7Context } from "./l7/listener.ts";
+export { evaluateDns, dnsSelectorMatches, dnsSelectorProblems, dnsSelectorText, patternRegExp, toFqdn, DNS_RCODE_REFUSED, DNS_RCODE_NOERROR, MAX_FQDN_LENGTH } from "./l7/dns.ts";
+export type { DnsVerdict } from "./l7/dns.ts";
+export { FqdnCache, DEFAULT_FQDN_MIN_TTL } from "./fqdn-cache.ts";
+export type { FqdnState, FqdnLearnResult } from "./fqdn-cache.ts";
 export { explainFlow, describe } from "./explain.ts";
 export type { Flow, Explanation, DirectionDecision, EndpointRef } from "./explain.ts";
-export { portRangeToPrefixes, icmpType } from "./ports.ts";
+export { portRangeToPrefixes, portInPrefix, icmpType } from "./ports.ts";
 export { identityOfIp, LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "./identity.ts";
 export { labelString } from "./labels.ts";
 export { parseCidr, type Cidr } from "./cidr.ts";
@@ -43,7 +47,7 @@ export interface RuleSet {
   rules: InternalRule[];
   /** Every problem of every refused policy. */
   problems: ManifestError[];
-  /** Accepted but not (fully) enforced parts (host-firewall rules, DNS rules). */
+  /** Accepted but not (fully) enforced parts (host-firewall rules). */
   warnings: ManifestError[];
   /** "Kind ns/name" of the policies applied and refused. */
   applied: string[];

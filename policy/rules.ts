@@ -10,7 +10,7 @@ import { LABEL_NAMESPACE, LABEL_NAMESPACE_LABELS } from "./labels.ts";
 const NAMESPACE_LABELS_PREFIX = `${LABEL_NAMESPACE_LABELS}.`;
 import { parseSelector, selectorHasKey, selectorText, selectorUsesSource } from "./selector.ts";
 import type { InternalRule, Peer, PeerRule, PolicyKind, Selector } from "./types.ts";
-import { asList, bad, warn, checkCidr, checkCidrSet, checkEntity, checkIcmps, checkToPorts, type Ctx } from "./validate.ts";
+import { asList, bad, warn, checkCidr, checkCidrSet, checkDnsSelector, checkEntity, checkIcmps, checkToPorts, type Ctx } from "./validate.ts";
 
 function nsRequirement(ns: string): Selector["requirements"][number] {
   return { source: "k8s", key: LABEL_NAMESPACE, op: "In", values: [ns] };
@@ -157,7 +157,19 @@ export function translateCiliumRule(
             peers.push({ type: "service", namespace: String(s.k8sServiceSelector.namespace ?? namespace), selector: sel });
           } else warn(ctx, sp, "service-selects-nothing", "this toServices entry names no service (neither k8sService nor k8sServiceSelector); it selects nothing");
         }
-        if (e.toFQDNs !== undefined) bad(ctx, [...p, "toFQDNs"], "unsupported-fqdn", "toFQDNs is not supported by ciliate yet", "use toCIDR for now");
+        if (e.toFQDNs !== undefined) {
+          if (deny) bad(ctx, [...p, "toFQDNs"], "fqdn-on-deny", "toFQDNs is not allowed in egressDeny", "deny the addresses with toCIDR, or allow only the names you want with toFQDNs");
+          else {
+            // cilium/cilium pkg/policy/api/egress.go sanitize: toFQDNs cannot be combined with other L3 selectors.
+            const other = ["toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices"].find((f) => e[f] !== undefined && e[f] !== null);
+            if (other) bad(ctx, [...p, "toFQDNs"], "fqdn-combined", `combining toFQDNs and ${other} is not supported`, "put toFQDNs in its own egress rule");
+            hasL3 = true;
+            asList(ctx, e.toFQDNs, [...p, "toFQDNs"]).forEach((f0, i) => {
+              const sel = checkDnsSelector(ctx, f0, [...p, "toFQDNs", i]);
+              if (sel) peers.push({ type: "fqdn", selector: sel });
+            });
+          }
+        }
       }
       if (e[`${from}Groups`] !== undefined) bad(ctx, [...p, `${from}Groups`], "unsupported-field", `${from}Groups (cloud security groups) is not supported by ciliate`);
       // Cilium refuses node selectors unless the agent runs with enable-node-selector-labels (off by

@@ -106,6 +106,8 @@ export type Peer =
   | { type: "all" }
   /** toServices: resolved against the cluster's services at compile time. */
   | { type: "service"; namespace: string; name?: string; selector?: Selector }
+  /** toFQDNs: the addresses the DNS proxy learned for names the selector matches (set at compile time from the FQDN cache). */
+  | { type: "fqdn"; selector: DnsRule; ips?: string[] }
   | { type: "none" };
 
 export interface PortSpec {
@@ -143,6 +145,7 @@ export interface KafkaRule {
   topic?: string;
 }
 
+/** One rules.dns entry or toFQDNs selector: exactly one of the two is set. */
 export interface DnsRule {
   matchName?: string;
   matchPattern?: string;

@@ -59,6 +59,11 @@ const cases: [string, string, string][] = [
   ["unknown protocol", "spec:\n  endpointSelector: {}\n  ingress: [{toPorts: [{ports: [{port: '80', protocol: QUIC}]}]}]\n", "invalid-value"],
   ["invalid DNS pattern", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '53'}], rules: {dns: [{matchPattern: 'a b'}]}}]}]\n", "invalid-value"],
   ["invalid kafka role", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '9092'}], rules: {kafka: [{role: write}]}}]}]\n", "invalid-value"],
+  ["DNS matchName with a wildcard", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '53'}], rules: {dns: [{matchName: '*.io'}]}}]}]\n", "invalid-dns-rule"],
+  ["DNS matchName and matchPattern together", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '53'}], rules: {dns: [{matchName: a.io, matchPattern: '*.io'}]}}]}]\n", "invalid-dns-rule"],
+  ["toFQDNs pattern with a space", "spec:\n  endpointSelector: {}\n  egress: [{toFQDNs: [{matchPattern: 'a b'}]}]\n", "invalid-dns-rule"],
+  ["toFQDNs combined with toEndpoints", "spec:\n  endpointSelector: {}\n  egress: [{toEndpoints: [{}], toFQDNs: [{matchName: a.io}]}]\n", "fqdn-combined"],
+  ["toFQDNs in egressDeny", "spec:\n  endpointSelector: {}\n  egressDeny: [{toFQDNs: [{matchName: a.io}]}]\n", "fqdn-on-deny"],
   ["nodeSelector in a namespaced policy", "spec:\n  nodeSelector: {}\n  ingress: [{}]\n", "node-selector-namespaced"],
   ["no spec", "", "rule-missing"],
   ["an unknown field (strict field validation)", "spec:\n  endpointSelector: {}\n  ingress: [{fromEndpoint: [{}]}]\n", "unknown-field"],
@@ -105,7 +110,7 @@ spec:
 });
 
 describe("accepted but not enforced", () => {
-  it("DNS rules and nodeSelector rules are warnings, and the policy is applied", () => {
+  it("nodeSelector rules are warnings and DNS rules are enforced; both policies are applied", () => {
     const y = `apiVersion: cilium.io/v2
 kind: CiliumClusterwideNetworkPolicy
 metadata: {name: host}
@@ -123,7 +128,7 @@ spec:
     const r = loadAndBuild(y, "w.yaml");
     expect(r.problems).toEqual([]);
     expect(r.applied).toEqual(["CiliumClusterwideNetworkPolicy host", "CiliumNetworkPolicy x/dns"]);
-    expect(r.warnings.map((w) => w.code).sort()).toEqual(["host-policy-not-enforced", "l7-not-enforced"]);
+    expect(r.warnings.map((w) => w.code).sort()).toEqual(["host-policy-not-enforced"]);
   });
 });
 

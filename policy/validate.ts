@@ -11,7 +11,8 @@ import { problemAt, type ManifestError, type SourceRef } from "./errors.ts";
 import { icmpType } from "./ports.ts";
 import { checkKafkaRule } from "./l7/kafka.ts";
 import { checkServerName } from "./l7/tls.ts";
-import type { HttpRule, L7Rules, Peer, PortSpec } from "./types.ts";
+import { dnsSelectorProblems } from "./l7/dns.ts";
+import type { DnsRule, HttpRule, L7Rules, Peer, PortSpec } from "./types.ts";
 
 export const ENTITIES = [
   "all",
@@ -193,8 +194,19 @@ function checkHttp(ctx: Ctx, raw: unknown, path: (string | number)[]): HttpRule[
 }
 
 const L7_FIELDS = ["http", "kafka", "dns", "l7proto", "l7"];
-const DNS_NAME = /^[-a-zA-Z0-9_.]+$/;
-const DNS_PATTERN = /^[-a-zA-Z0-9_.*]+$/;
+
+/** One rules.dns entry or toFQDNs selector, checked as Cilium's FQDNSelector/PortRuleDNS sanitize does. */
+export function checkDnsSelector(ctx: Ctx, raw: unknown, path: (string | number)[]): DnsRule | undefined {
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) {
+    bad(ctx, path, "invalid-dns-rule", "must be an object with matchName or matchPattern");
+    return undefined;
+  }
+  const d = raw as Record<string, unknown>;
+  const problems = dnsSelectorProblems(d);
+  for (const pr of problems) bad(ctx, pr.field ? [...path, pr.field] : path, "invalid-dns-rule", pr.message, "e.g. matchName: api.github.com or matchPattern: '*.cilium.io'");
+  if (problems.length) return undefined;
+  return typeof d.matchName === "string" && d.matchName !== "" ? { matchName: d.matchName } : { matchPattern: String(d.matchPattern) };
+}
 
 /** rules: exactly one L7 kind; HTTP regexes compile; Kafka and DNS fields are well-formed. */
 export function checkL7(ctx: Ctx, raw: unknown, path: (string | number)[], deny: boolean): L7Rules | undefined {
@@ -215,7 +227,6 @@ export function checkL7(ctx: Ctx, raw: unknown, path: (string | number)[], deny:
     return undefined;
   }
   const out: L7Rules = {};
-  if (r.dns !== undefined) warn(ctx, path, "l7-not-enforced", "DNS rules are validated but not enforced yet; the port is allowed at L4");
   if (r.http !== undefined) out.http = checkHttp(ctx, r.http, [...path, "http"]);
   if (r.kafka !== undefined)
     out.kafka = asList(ctx, r.kafka, [...path, "kafka"]).map((k0, i) => {
@@ -223,15 +234,10 @@ export function checkL7(ctx: Ctx, raw: unknown, path: (string | number)[], deny:
       for (const pr of problems) bad(ctx, pr.field ? [...path, "kafka", i, pr.field] : [...path, "kafka", i], "invalid-kafka-rule", pr.detail, pr.hint ?? "");
       return rule;
     });
-  if (r.dns !== undefined)
-    out.dns = asList(ctx, r.dns, [...path, "dns"]).map((d0, i) => {
-      const d = (d0 ?? {}) as { matchName?: string; matchPattern?: string };
-      if (d.matchName === undefined && d.matchPattern === undefined) bad(ctx, [...path, "dns", i], "invalid-dns-rule", "matchName or matchPattern is required");
-      if (d.matchName !== undefined && !DNS_NAME.test(String(d.matchName))) bad(ctx, [...path, "dns", i, "matchName"], "invalid-dns-rule", `invalid DNS name ${JSON.stringify(d.matchName)}`);
-      if (d.matchPattern !== undefined && !DNS_PATTERN.test(String(d.matchPattern)))
-        bad(ctx, [...path, "dns", i, "matchPattern"], "invalid-dns-rule", `invalid DNS pattern ${JSON.stringify(d.matchPattern)}`);
-      return d;
-    });
+  if (r.dns !== undefined) {
+    const list = asList(ctx, r.dns, [...path, "dns"]).map((d, i) => checkDnsSelector(ctx, d, [...path, "dns", i]));
+    out.dns = list.filter((d): d is DnsRule => !!d);
+  }
   if (r.l7 !== undefined && (r.l7proto === undefined || r.l7proto === "")) bad(ctx, [...path, "l7"], "l7-without-l7proto", "'l7' may only be specified when a 'l7proto' is also specified");
   else if (r.l7proto !== undefined) bad(ctx, [...path, "l7proto"], "unsupported-l7", "generic l7proto rules are not supported by ciliate");
   return out;

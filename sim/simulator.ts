@@ -17,6 +17,11 @@
  * node's proxies use (a denial is an L7 REQUEST DROPPED, then the proxy's answer: an HTTP 403, a Kafka
  * TOPIC_AUTHORIZATION_FAILED response, or a closed TLS connection, as Hubble shows them); the proxy's own
  * connection is modelled as the same packet continuing.
+ * A DNS query (a flow with `dns`) redirected to the DNS proxy is judged by policy/'s rules.dns; a denied
+ * query is answered REFUSED by the proxy, an allowed one goes on to the resolver, and the answer's
+ * addresses are learned into the FQDN cache before the answer reaches the client: the policy is
+ * recompiled with the cache's state and every node's ipcache and policy map rewritten, so a later flow
+ * to a learned address meets the new toFQDNs entries. Cache entries expire with the virtual clock.
  * Every verdict comes from the core's verdict and trace record; policy/ is only asked which rules stand
  * behind a cookie and what the proxy does with a request.
  */
@@ -24,8 +29,8 @@ import { MAP_SPECS, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts
 import * as C from "../host/constants.gen.ts";
 import type { Datapath, EntryPoint, RunResult } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
-import { describe as describeRules, encodeEntries, evaluateL7, INIT_ENDPOINT, identityOfIp, kafkaApiKeyName, type CompiledPolicy, type L7Verdict, type Provenance } from "../policy/index.ts";
-import { type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type KafkaSpec, type SimCluster, type SimPod, type SimService, type SimNode, type TlsSpec } from "../node/cluster.ts";
+import { describe as describeRules, DNS_RCODE_NOERROR, encodeEntries, evaluateDns, evaluateL7, FqdnCache, INIT_ENDPOINT, identityOfIp, kafkaApiKeyName, parseCidr, toFqdn, type CompiledPolicy, type DnsRule, type FqdnState, type L7Verdict, type Provenance } from "../policy/index.ts";
+import { canonicalIp, type DnsSpec, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type KafkaSpec, type SimCluster, type SimPod, type SimService, type SimNode, type TlsSpec } from "../node/cluster.ts";
 import { createSimDatapath, type SimEngineName } from "./engines.ts";
 import { SimError } from "../node/errors.ts";
 import {
@@ -41,11 +46,13 @@ import {
   type PolicyRef,
   type Verdict,
 } from "../host/flows.ts";
-import { desiredMaps, MANAGED_MAPS, positionalNumbering, type DesiredMaps } from "../node/desired.ts";
+import { DESIRED_MAPS, desiredMaps, positionalNumbering, type DesiredMap, type DesiredMaps } from "../node/desired.ts";
 import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { protoNumber } from "../host/protocols.ts";
+import { formatIp } from "../host/ip.ts";
 import { ipcacheKey } from "../host/ipcache.ts";
 import { ENTITY_OFFSETS, entityIp, KUBE_APISERVER_IP, Places, WORLD_IP, type Place } from "./places.ts";
+import { compileClusterPolicy } from "./policy.ts";
 import { buildFrame, decodeFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
 import { buildLbModel, type Frontend, type LbModel } from "../node/services.ts";
 import { addrBytes16 } from "../host/ip.ts";
@@ -95,7 +102,11 @@ export interface L7Outcome {
   direction: "ingress" | "egress";
   proxyPort: number;
   reason: string;
-  rule?: L7Verdict["rule"];
+  rule?: NonNullable<L7Verdict["rule"]> & { dns?: DnsRule };
+  /** DNS: the response code the client gets (0 NOERROR, 5 REFUSED by the proxy). */
+  rcode?: number;
+  /** DNS: the addresses of the answer, learned into the FQDN cache. */
+  learned?: string[];
 }
 
 export interface FlowResult {
@@ -122,6 +133,10 @@ export interface SimulationOptions {
   createDatapath?: () => Promise<Datapath>;
   /** Name of that engine, for messages. */
   engineName?: string;
+  /** Minimum TTL (seconds) of learned DNS answers, as the agent's --tofqdns-min-ttl (default 0). */
+  fqdnMinTtl?: number;
+  /** Compiles the policy for a new FQDN cache state; default: the cluster's policies (sim/policy.ts). */
+  recompile?: (fqdn: FqdnState) => CompiledPolicy;
 }
 
 interface NodeRuntime {
@@ -137,6 +152,7 @@ interface Ctx {
   http?: HttpSpec;
   kafka?: KafkaSpec;
   tls?: TlsSpec;
+  dns?: DnsSpec;
   stopped: boolean;
   /** The node whose fromNetwork SNATed this connection towards a remote backend (its replies go back there). */
   snatNode?: string;
@@ -157,18 +173,24 @@ export class Simulation {
   readonly places: Places;
   /** Address of each node's reserved:init endpoint → node. */
   private readonly initByIp = new Map<string, string>();
+  /** What the (modelled) DNS proxies learned; the policy is compiled from its state. */
+  readonly fqdn: FqdnCache;
+  private readonly recompile: (fqdn: FqdnState) => CompiledPolicy;
 
   private constructor(
     readonly cluster: SimCluster,
-    readonly policy: CompiledPolicy,
+    public policy: CompiledPolicy,
     readonly engine: SimEngineName,
+    opts: SimulationOptions,
   ) {
+    this.fqdn = new FqdnCache(opts.fqdnMinTtl ?? 0);
+    this.recompile = opts.recompile ?? ((fqdn) => compileClusterPolicy(cluster, undefined, fqdn));
     this.lb = buildLbModel(cluster);
     this.places = new Places(cluster, this.lb);
   }
 
   static async create(cluster: SimCluster, policy: CompiledPolicy, opts: SimulationOptions = {}): Promise<Simulation> {
-    const sim = new Simulation(cluster, policy, opts.engine ?? "wasm");
+    const sim = new Simulation(cluster, policy, opts.engine ?? "wasm", opts);
     for (const n of cluster.nodes) {
       const numbering = positionalNumbering(cluster, n.name, sim.lb);
       // Maglev tables first (core's builder in a small shared instance), so the engine's maps can be sized
@@ -231,6 +253,28 @@ export class Simulation {
   set cursor(c: { port: number; clockMs: number }) {
     this.nextPort = c.port;
     this.clockMs = c.clockMs;
+  }
+
+  /** Virtual seconds since the clock origin: the FQDN cache's time. */
+  private fqdnNow(): number {
+    return Math.floor(this.clockMs / 1000);
+  }
+
+  /** Recompiles the policy from the FQDN cache's current state and rewrites every node's maps. */
+  private refreshFqdnPolicy(): void {
+    this.policy = this.recompile(this.fqdn.state(this.fqdnNow()));
+    // The maps that depend on the policy are rewritten from the desired state (node/desired.ts): endpoints
+    // and services do not depend on the FQDN cache, CIDR identities and policy entries do.
+    for (const n of this.nodes.values()) {
+      const desired = desiredMaps(this.cluster, this.policy, this.lb, n.node.name, positionalNumbering(this.cluster, n.node.name, this.lb), wasmMaglevBuilder);
+      rewriteMaps(n.dp, desired, ["Ipcache", "Policy", "ProxyListeners"]);
+      this.extraIpcache(n.node, n.dp);
+    }
+  }
+
+  /** Drops expired FQDN cache entries (and their policy) at the current virtual time. */
+  expireFqdn(): void {
+    if (this.fqdn.expire(this.fqdnNow())) this.refreshFqdnPolicy();
   }
 
   nextSourcePort(): number {
@@ -519,7 +563,7 @@ export class Simulation {
 
   private l7Response(ctx: Ctx, frame: Uint8Array, ids: { src: number; dst: number }): void {
     const red = ctx.redirect!;
-    if (!ctx.result.l7 || ctx.result.l7.protocol === "tls") return;
+    if (!ctx.result.l7 || ctx.result.l7.protocol === "tls" || ctx.result.l7.protocol === "dns") return;
     const d = decodeFrame(frame)!;
     const host = ctx.result.service ? `${ctx.result.service.name}.${ctx.result.service.namespace}.svc.cluster.local` : d.src;
     const resp = this.l7View(ctx, "RESPONSE", host, { status: 200, errorCode: 0 });
@@ -530,6 +574,67 @@ export class Simulation {
       direction: red.direction === "ingress" ? "INGRESS" : "EGRESS",
       reply: true,
       extra: { Type: "L7", l7: resp.l7, Summary: resp.summary, proxy_port: red.port },
+    });
+  }
+
+  /**
+   * The DNS proxy's decision on a query (cilium/cilium pkg/fqdn/dnsproxy: an allowed query is forwarded to
+   * the original destination, a denied one is answered REFUSED by the proxy itself and never reaches the
+   * resolver). Returns false when the query was refused.
+   */
+  private proxyDnsQuery(ctx: Ctx, frame: Uint8Array, ids: { src: number; dst: number }): boolean {
+    const red = ctx.redirect!;
+    const dns = ctx.dns!;
+    const v = evaluateDns(this.policy, { proxyPort: red.port, remoteIdentity: red.remoteIdentity }, dns.query);
+    const q = toFqdn(dns.query);
+    const qtypes = dnsQtypes(dns);
+    const rule = v.rule && { provenance: v.rule.provenance, index: v.rule.index, dns: v.rule.rule };
+    ctx.result.l7 = { verdict: v.allowed ? "allowed" : "denied", rcode: v.rcode, protocol: "dns", direction: red.direction, proxyPort: red.port, reason: v.reason, rule };
+    const refs = v.rule ? [{ kind: v.rule.provenance.kind, name: v.rule.provenance.name, namespace: v.rule.provenance.namespace, rule_index: v.rule.provenance.ruleIndex, element: v.rule.provenance.element }] : [];
+    this.event(ctx, red.node, frame, ids, {
+      event: "dns-request proxy",
+      verdict: v.allowed ? "FORWARDED" : "DROPPED",
+      type: EVENT_L7,
+      direction: "EGRESS",
+      reply: false,
+      extra: {
+        Type: "L7",
+        l7: { type: "REQUEST", dns: { query: q, qtypes, ...(v.allowed ? {} : { rcode: v.rcode }) } },
+        Summary: `DNS Query ${q} ${qtypes.join(",")}`,
+        proxy_port: red.port,
+        ...(v.allowed && refs.length ? { egress_allowed_by: refs } : {}),
+      },
+    });
+    if (!v.allowed) {
+      ctx.result.verdict = "denied";
+      ctx.l7Denied = true;
+      ctx.stopped = true;
+      return false;
+    }
+    return true;
+  }
+
+  /** The resolver's answer passes the DNS proxy: its addresses are learned (policy rewritten) before the client sees it. */
+  private dnsResponse(ctx: Ctx, frame: Uint8Array, ids: { src: number; dst: number }): void {
+    const red = ctx.redirect!;
+    const dns = ctx.dns!;
+    const q = toFqdn(dns.query);
+    const learned = this.fqdn.learn(q, dns.answers, dns.ttl, this.fqdnNow());
+    if (learned.changed) this.refreshFqdnPolicy();
+    if (ctx.result.l7) ctx.result.l7.learned = [...dns.answers];
+    const rrtypes = [...new Set(dns.answers.map((a) => (a.includes(":") ? "AAAA" : "A")))];
+    this.event(ctx, red.node, frame, ids, {
+      event: "dns-response proxy",
+      verdict: "FORWARDED",
+      type: EVENT_L7,
+      direction: "EGRESS",
+      reply: true,
+      extra: {
+        Type: "L7",
+        l7: { type: "RESPONSE", dns: { query: q, ips: [...dns.answers], ttl: dns.ttl, rcode: DNS_RCODE_NOERROR, qtypes: dnsQtypes(dns), rrtypes } },
+        Summary: `DNS Answer "${dns.answers.join(",")}" TTL: ${dns.ttl} (Proxy ${q} ${dnsQtypes(dns).join(",")})`,
+        proxy_port: red.port,
+      },
     });
   }
 
@@ -553,12 +658,18 @@ export class Simulation {
       const r = this.run(ctx, sender.node!, "fromEndpoint", frame, 0, reply);
       if (!this.report(ctx, sender.node!, "fromEndpoint", frame, r, reply)) return undefined;
       if (httpData === "response" && ctx.redirect && !ctx.l7Denied) this.l7Response(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity });
+      if (httpData === "response" && ctx.dns && ctx.redirect && !ctx.l7Denied) this.dnsResponse(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity });
       this.noteService(ctx, r.trace, reply);
       frame = r.output;
       if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.redirect?.direction === "egress") {
         if (!this.proxyRequest(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity })) return undefined;
       }
+      if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.dns && ctx.redirect?.direction === "egress") {
+        if (!this.proxyDnsQuery(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity })) return undefined;
+      }
     } else {
+      // A resolver outside the cluster answers: the proxy sees (and learns from) the answer first.
+      if (httpData === "response" && ctx.dns && ctx.redirect && !ctx.l7Denied) this.dnsResponse(ctx, frame, { src: 0, dst: 0 });
       const d = decodeFrame(frame)!;
       const f = this.frontendOf(d.dst, d.dport, d.proto);
       if (f) {
@@ -658,6 +769,8 @@ export class Simulation {
   /** Plays one flow of a Traffic document (or an Expectation) and returns its events and verdict. */
   runFlow(spec: FlowSpec, opts: { sport?: number } = {}): FlowResult {
     const { src, dst } = this.resolveFlow(spec);
+    if (spec.wait) this.advance(spec.wait * 1000);
+    this.expireFqdn();
     const result: FlowResult = {
       name: spec.name,
       verdict: "allowed",
@@ -677,7 +790,7 @@ export class Simulation {
       // backend of one connection with the policy verdicts of another.
       result.egress = result.ingress = result.l7 = result.backend = undefined;
       played = i + 1;
-      const ctx: Ctx = { result, flowName: spec.name, http: spec.http, kafka: spec.kafka, tls: spec.tls, stopped: false, l7Denied: false };
+      const ctx: Ctx = { result, flowName: spec.name, http: spec.http, kafka: spec.kafka, tls: spec.tls, dns: spec.dns, stopped: false, l7Denied: false };
       this.playConnection(ctx, spec, src, dst.place.ip, dst.port, opts.sport);
       this.advance(100);
     }
@@ -734,15 +847,15 @@ export class Simulation {
       if (!send(fwd({ tcpFlags: SYN }), false)) return;
       if (!send(rev({ tcpFlags: SYN | ACK }), true)) return;
       if (!send(fwd({ tcpFlags: ACK }), false)) return;
-      const req = spec.http ? `${spec.http.method} ${spec.http.path} HTTP/1.1\r\nHost: ${spec.http.host ?? "x"}\r\n\r\n` : "ping";
+      const req = spec.http ? `${spec.http.method} ${spec.http.path} HTTP/1.1\r\nHost: ${spec.http.host ?? "x"}\r\n\r\n` : spec.dns ? `dns ${spec.dns.query}` : "ping";
       if (!send(fwd({ tcpFlags: PSH | ACK, payload: enc.encode(req) }), false, "request")) return;
       if (!send(rev({ tcpFlags: PSH | ACK, payload: enc.encode(spec.http ? "HTTP/1.1 200 OK\r\n\r\n" : "pong") }), true, "response")) return;
       if (!send(fwd({ tcpFlags: FIN | ACK }), false)) return;
       if (!send(rev({ tcpFlags: FIN | ACK }), true)) return;
       send(fwd({ tcpFlags: ACK }), false);
     } else if (proto === "UDP" || proto === "SCTP") {
-      if (!send(fwd({ payload: enc.encode("ping") }), false)) return;
-      send(rev({ payload: enc.encode("pong") }), true);
+      if (!send(fwd({ payload: enc.encode(spec.dns ? `dns ${spec.dns.query}` : "ping") }), false, "request")) return;
+      send(rev({ payload: enc.encode("pong") }), true, "response");
     } else {
       const v6 = proto === "ICMPv6";
       const type = spec.icmp?.type ?? (v6 ? 128 : 8);
@@ -834,9 +947,18 @@ export class Simulation {
   }
 }
 
+/** Empties the maps `names` of an engine and writes them from the desired state. */
+function rewriteMaps(dp: Datapath, maps: DesiredMaps, names: readonly DesiredMap[]): void {
+  for (const name of names) {
+    const m = dp.map(MAP_SPECS[name] as MapSpec);
+    for (const [k] of [...m.entries()]) m.delete(k as never);
+    for (const e of maps[name]) m.update(e.key as never, e.value as never);
+  }
+}
+
 /** Writes a node's desired state into an engine's maps, in map order (a later entry replaces an earlier one). */
 function writeDesired(dp: Datapath, maps: DesiredMaps): void {
-  for (const name of MANAGED_MAPS) {
+  for (const name of DESIRED_MAPS) {
     const m = dp.map(MAP_SPECS[name] as MapSpec);
     for (const e of maps[name]) m.update(e.key as never, e.value as never);
   }
@@ -897,6 +1019,11 @@ function fakeOk(frame: Uint8Array): RunResult {
 
 /** Endpoint id of the reserved:init endpoint on every simulated node (pods count up from 1). */
 const INIT_EP_ID = 4095;
+
+/** The query types a DNS flow stands for: AAAA when every expected answer is IPv6, else A. */
+function dnsQtypes(d: DnsSpec): string[] {
+  return d.answers.length && d.answers.every((a) => a.includes(":")) ? ["AAAA"] : ["A"];
+}
 
 function dropReasonHubbleName(code: number): string {
   return dropReasonHubble(code);

@@ -6,5 +6,6 @@ import { maglevBenchmark } from "./maglev.ts";
 import { controlPlaneBenchmark } from "./control-plane.ts";
 import { iptablesBenchmark } from "./iptables.ts";
 import { l7ProxyBenchmark } from "./l7-proxy.ts";
+import { dnsProxyBenchmark } from "./dns-proxy.ts";
 
-export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark];
+export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark];

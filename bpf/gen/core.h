@@ -66,7 +66,7 @@
 #define CILIATE_TRACE_RECORD_SPORT_BE __builtin_offsetof(struct trace_record, sport_be) /* TraceRecord.sportBe (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 1144
+#define CILIATE_SCRATCH_SIZE 1152
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -1244,10 +1244,39 @@ static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
+/* core/pipeline.ts:222 proxyListening */
+static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
+{
+	__u8 *key = ciliate_scratch(496, 4);
+	*(__u32 *)key = proxy_port;
+	return bpf_map_lookup_elem(&ciliate_proxy_listeners_v1, key) != 0;
+}
+
+/* core/pipeline.ts:229 redirected */
+static __always_inline __u32 ciliate_redirected(__u8 *tr, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
+{
+	if (tr != 0) {
+		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
+	}
+	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_REDIRECT, 0, dir, CILIATE_TRACE_TO_PROXY);
+}
+
+/* core/pipeline.ts:235 replyToProxy */
+static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
+{
+	if (tr != 0) {
+		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
+	}
+	if (!ciliate_proxy_listening(proxy_port)) {
+		return ciliate_drop(tr, cfg, info, CILIATE_DROP_PROXY_LOOKUP_FAILED, dir);
+	}
+	return ciliate_redirected(tr, cfg, info, proxy_port, dir);
+}
+
 /* core/lb.ts:334 lbRevNat */
 static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *info, __u32 rev_nat_index)
 {
-	__u8 *key = ciliate_scratch(496, sizeof(struct rev_nat_key));
+	__u8 *key = ciliate_scratch(504, sizeof(struct rev_nat_key));
 	if (key == 0) {
 		return CILIATE_LB_REVNAT_NO_ENTRY;
 	}
@@ -1265,7 +1294,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	if (family == CILIATE_FAMILY_IPV4) {
 		__u8 *lo = ciliate_loopback_addr();
 		if ((lo != 0) && (*(__u32 *)lo == *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
-			__u8 *self = ciliate_scratch(504, 16);
+			__u8 *self = ciliate_scratch(512, 16);
 			if (self != 0) {
 				__builtin_memcpy(self, info + CILIATE_PACKET_INFO_SADDR, 16);
 				r = ciliate_nat_rewrite_addr(pkt, info, true, self);
@@ -1367,7 +1396,7 @@ static __always_inline __s32 ciliate_policy_policy_check(__u8 *entry, __u8 *othe
 static __always_inline __s32 ciliate_policy_can_access(__u32 ep_id, __u32 remote_id, __u32 egress, __u32 proto, __u32 dport, __u8 *result)
 {
 	__builtin_memset(result, 0, sizeof(struct policy_result));
-	__u8 *key = ciliate_scratch(536, sizeof(struct policy_key));
+	__u8 *key = ciliate_scratch(544, sizeof(struct policy_key));
 	if (key == 0) {
 		return -((__s32)CILIATE_DROP_POLICY);
 	}
@@ -1448,7 +1477,7 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 /* core/pipeline.ts:168 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
-	__u8 *res = ciliate_scratch(520, sizeof(struct policy_result));
+	__u8 *res = ciliate_scratch(528, sizeof(struct policy_result));
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
 	__u32 icmp_type = (__u32)((struct packet_info *)info)->icmp_type;
 	__s32 v = ciliate_policy_can_access(ep_id, remote_id, egress, proto, ciliate_policy_port(cfg, proto, (__u32)((struct packet_info *)info)->dport, icmp_type), res);
@@ -1489,8 +1518,8 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	if (cfg == 0) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
-	__u8 *entry = ciliate_scratch(552, sizeof(struct ct_entry));
-	__u8 *key = ciliate_scratch(592, sizeof(struct ct_tuple));
+	__u8 *entry = ciliate_scratch(560, sizeof(struct ct_entry));
+	__u8 *key = ciliate_scratch(600, sizeof(struct ct_tuple));
 	if ((entry == 0) || (key == 0)) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
@@ -1511,7 +1540,7 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:234 fromEndpoint */
+/* core/pipeline.ts:265 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -1573,6 +1602,10 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	if ((ct == CILIATE_CT_REPLY) || (ct == CILIATE_CT_RELATED)) {
 		ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
 		if (ct == CILIATE_CT_REPLY) {
+			__u32 reply_proxy = (__u32)((struct ct_state *)st)->proxy_port;
+			if (reply_proxy != 0) {
+				return ciliate_reply_to_proxy(tr, cfg, info, reply_proxy, dir);
+			}
 			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
 			if (rerr != 0) {
 				return ciliate_drop(tr, cfg, info, rerr, dir);
@@ -1580,7 +1613,6 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 		}
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_ENDPOINT);
 	}
-	__u32 verdict = CILIATE_CTX_ACT_OK;
 	__u32 proxy_port = 0;
 	__s32 v = ciliate_policy_check(tr, cfg, info, ep_id, dst_id, CILIATE_POLICY_EGRESS);
 	if (v < 0) {
@@ -1588,23 +1620,28 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	}
 	if (v > 0) {
 		proxy_port = (__u32)v;
-		verdict = CILIATE_CTX_ACT_REDIRECT;
+		if (!ciliate_proxy_listening(proxy_port)) {
+			return ciliate_drop(tr, cfg, info, CILIATE_DROP_PROXY_LOOKUP_FAILED, dir);
+		}
 	}
 	if (ct == CILIATE_CT_NEW) {
 		if (ciliate_ct_create(tuple, info, now, src_id, rev_nat, backend_id, proxy_port) != 0) {
 			return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_CREATE_FAILED, dir);
 		}
 	}
-	return ciliate_finish(tr, cfg, info, verdict, 0, dir, verdict == CILIATE_CTX_ACT_REDIRECT ? CILIATE_TRACE_TO_PROXY : CILIATE_TRACE_FROM_ENDPOINT);
+	if (proxy_port != 0) {
+		return ciliate_redirected(tr, cfg, info, proxy_port, dir);
+	}
+	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_ENDPOINT);
 }
 
-/* core/pipeline.ts:322 toEndpoint */
+/* core/pipeline.ts:366 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 src_identity, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_INGRESS;
-	__u8 *info = ciliate_scratch(632, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(640, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
@@ -1615,14 +1652,18 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_UNROUTABLE, dir);
 	}
 	__u32 ep_id = (__u32)((struct endpoint_info *)ep)->ep_id;
-	__u32 src_id = src_identity != 0 ? src_identity : ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_SADDR, family, ciliate_world_identity(cfg, family));
+	__u32 magic = src_identity >> 28;
+	bool from_ingress_proxy = magic == (CILIATE_MARK_MAGIC_FROM_INGRESS_PROXY >> 28);
+	bool from_proxy = from_ingress_proxy || (magic == (CILIATE_MARK_MAGIC_FROM_EGRESS_PROXY >> 28));
+	__u32 carried = magic != 0 ? 0 : src_identity;
+	__u32 src_id = carried != 0 ? carried : ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_SADDR, family, ciliate_world_identity(cfg, family));
 	if (tr != 0) {
 		((struct trace_record *)tr)->ep_id = (__u16)ep_id;
 		((struct trace_record *)tr)->src_identity = src_id;
 		((struct trace_record *)tr)->dst_identity = ((struct endpoint_info *)ep)->sec_identity;
 	}
-	__u8 *tuple = ciliate_scratch(728, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(768, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(736, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(776, sizeof(struct ct_state));
 	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_IN, now);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
@@ -1633,6 +1674,10 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 	if ((ct == CILIATE_CT_REPLY) || (ct == CILIATE_CT_RELATED)) {
 		ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
 		if (ct == CILIATE_CT_REPLY) {
+			__u32 reply_proxy = (__u32)((struct ct_state *)st)->proxy_port;
+			if ((reply_proxy != 0) && !from_proxy) {
+				return ciliate_reply_to_proxy(tr, cfg, info, reply_proxy, dir);
+			}
 			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
 			if (rerr != 0) {
 				return ciliate_drop(tr, cfg, info, rerr, dir);
@@ -1640,7 +1685,6 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 		}
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 	}
-	__u32 verdict = CILIATE_CTX_ACT_OK;
 	__u32 proxy_port = 0;
 	__s32 v = ciliate_policy_check(tr, cfg, info, ep_id, src_id, CILIATE_POLICY_INGRESS);
 	if (v < 0) {
@@ -1648,14 +1692,19 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 	}
 	if (v > 0) {
 		proxy_port = (__u32)v;
-		verdict = CILIATE_CTX_ACT_REDIRECT;
+		if (!from_ingress_proxy && !ciliate_proxy_listening(proxy_port)) {
+			return ciliate_drop(tr, cfg, info, CILIATE_DROP_PROXY_LOOKUP_FAILED, dir);
+		}
 	}
 	if (ct == CILIATE_CT_NEW) {
 		if (ciliate_ct_create(tuple, info, now, src_id, 0, 0, proxy_port) != 0) {
 			return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_CREATE_FAILED, dir);
 		}
 	}
-	return ciliate_finish(tr, cfg, info, verdict, 0, dir, verdict == CILIATE_CTX_ACT_REDIRECT ? CILIATE_TRACE_TO_PROXY : CILIATE_TRACE_TO_ENDPOINT);
+	if ((proxy_port != 0) && !from_ingress_proxy) {
+		return ciliate_redirected(tr, cfg, info, proxy_port, dir);
+	}
+	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 }
 
 /* core/nat.ts:116 snatTuple */
@@ -1673,7 +1722,7 @@ static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_
 /* core/nat.ts:127 snatApply */
 static __always_inline __s32 ciliate_snat_apply(struct __sk_buff *pkt, __u8 *info, __u8 *v, bool dst)
 {
-	__u8 *addr = ciliate_scratch(1000, 16);
+	__u8 *addr = ciliate_scratch(1008, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
 	__u32 port = ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
 	__s32 r = ciliate_nat_rewrite_addr(pkt, info, dst, addr);
@@ -1690,7 +1739,7 @@ static __always_inline __s32 ciliate_snat_rev_ingress(struct __sk_buff *pkt, __u
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *key = ciliate_scratch(960, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(968, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, key, CILIATE_TUPLE_F_IN);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
@@ -1715,7 +1764,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (node_ip == 0) {
 		return -((__s32)CILIATE_DROP_NO_CONFIG);
 	}
-	__u8 *okey = ciliate_scratch(1016, sizeof(struct ct_tuple));
+	__u8 *okey = ciliate_scratch(1024, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, okey, CILIATE_TUPLE_F_OUT);
 	__u8 *existing = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (existing != 0) {
@@ -1733,14 +1782,14 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (sport >= min_port) {
 		cand = sport;
 	}
-	__u8 *rkey = ciliate_scratch(1056, sizeof(struct ct_tuple));
+	__u8 *rkey = ciliate_scratch(1064, sizeof(struct ct_tuple));
 	*(__u32 *)(rkey + CILIATE_CT_TUPLE_DADDR) = node_ip;
 	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
 	ciliate_write16be(rkey + CILIATE_CT_TUPLE_SPORT_BE, dport);
 	((struct ct_tuple *)rkey)->nexthdr = (__u8)nexthdr;
 	((struct ct_tuple *)rkey)->flags = (__u8)CILIATE_TUPLE_F_IN;
 	((struct ct_tuple *)rkey)->family = (__u8)CILIATE_FAMILY_IPV4;
-	__u8 *rval = ciliate_scratch(1096, sizeof(struct snat_value));
+	__u8 *rval = ciliate_scratch(1104, sizeof(struct snat_value));
 	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
 	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1757,7 +1806,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (!found) {
 		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
 	}
-	__u8 *oval = ciliate_scratch(1120, sizeof(struct snat_value));
+	__u8 *oval = ciliate_scratch(1128, sizeof(struct snat_value));
 	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
 	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
 	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1769,13 +1818,13 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:388 fromNetwork */
+/* core/pipeline.ts:443 fromNetwork */
 static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
-	__u8 *info = ciliate_scratch(784, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(792, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
@@ -1785,8 +1834,8 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 	if (tr != 0) {
 		((struct trace_record *)tr)->src_identity = src_id;
 	}
-	__u8 *tuple = ciliate_scratch(880, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(920, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(888, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(928, sizeof(struct ct_state));
 	__s32 snerr = ciliate_snat_rev_ingress(pkt, info);
 	if (snerr < 0) {
 		return ciliate_drop(tr, cfg, info, (__u32)(-snerr), dir);
@@ -1807,7 +1856,7 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 		ciliate_record_dest(tr, info, false);
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}
-	__u8 *svc_key = ciliate_scratch(936, sizeof(struct service_key));
+	__u8 *svc_key = ciliate_scratch(944, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
 	if (svc == 0) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);

@@ -5,26 +5,26 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-/* ConfigValue (core/layout.ts:64) */
+/* ConfigValue (core/layout.ts:65) */
 struct config_value {
-	__u32 ct_syn_timeout; /* core/layout.ts:66 */
-	__u32 ct_tcp_lifetime; /* core/layout.ts:68 */
-	__u32 ct_close_timeout; /* core/layout.ts:70 */
-	__u32 ct_any_lifetime; /* core/layout.ts:72 */
-	__u32 ct_service_tcp_lifetime; /* core/layout.ts:74 */
-	__u32 ct_service_any_lifetime; /* core/layout.ts:76 */
-	__u32 hash_seed; /* core/layout.ts:78 */
-	__u32 maglev_table_size; /* core/layout.ts:80 */
-	__u32 flags; /* core/layout.ts:82 */
-	__u32 host_identity; /* core/layout.ts:84 */
-	__u32 world_ipv4_identity; /* core/layout.ts:86 */
-	__u32 world_ipv6_identity; /* core/layout.ts:87 */
-	__be32 service_loopback_ipv4_be; /* core/layout.ts:89 */
-	__u16 cluster_id; /* core/layout.ts:91 */
-	__u16 node_port_min; /* core/layout.ts:93 */
-	__u16 node_port_max; /* core/layout.ts:94 */
-	__u16 trace_sample_rate; /* core/layout.ts:97 */
-	__be32 node_ipv4_be; /* core/layout.ts:99 */
+	__u32 ct_syn_timeout; /* core/layout.ts:67 */
+	__u32 ct_tcp_lifetime; /* core/layout.ts:69 */
+	__u32 ct_close_timeout; /* core/layout.ts:71 */
+	__u32 ct_any_lifetime; /* core/layout.ts:73 */
+	__u32 ct_service_tcp_lifetime; /* core/layout.ts:75 */
+	__u32 ct_service_any_lifetime; /* core/layout.ts:77 */
+	__u32 hash_seed; /* core/layout.ts:79 */
+	__u32 maglev_table_size; /* core/layout.ts:81 */
+	__u32 flags; /* core/layout.ts:83 */
+	__u32 host_identity; /* core/layout.ts:85 */
+	__u32 world_ipv4_identity; /* core/layout.ts:87 */
+	__u32 world_ipv6_identity; /* core/layout.ts:88 */
+	__be32 service_loopback_ipv4_be; /* core/layout.ts:90 */
+	__u16 cluster_id; /* core/layout.ts:92 */
+	__u16 node_port_min; /* core/layout.ts:94 */
+	__u16 node_port_max; /* core/layout.ts:95 */
+	__u16 trace_sample_rate; /* core/layout.ts:98 */
+	__be32 node_ipv4_be; /* core/layout.ts:100 */
 };
 _Static_assert(sizeof(struct config_value) == 64, "ConfigValue size");
 _Static_assert(__builtin_offsetof(struct config_value, ct_syn_timeout) == 0, "ConfigValue.ctSynTimeout offset");
@@ -46,13 +46,13 @@ _Static_assert(__builtin_offsetof(struct config_value, node_port_max) == 56, "Co
 _Static_assert(__builtin_offsetof(struct config_value, trace_sample_rate) == 58, "ConfigValue.traceSampleRate offset");
 _Static_assert(__builtin_offsetof(struct config_value, node_ipv4_be) == 60, "ConfigValue.nodeIpv4Be offset");
 
-/* IpcacheKey (core/layout.ts:106) */
+/* IpcacheKey (core/layout.ts:107) */
 struct ipcache_key {
-	__u32 prefixlen; /* core/layout.ts:107 */
-	__u16 cluster_id; /* core/layout.ts:108 */
-	__u8 pad1; /* core/layout.ts:109 */
-	__u8 family; /* core/layout.ts:110 */
-	__u8 addr[16]; /* core/layout.ts:111 */
+	__u32 prefixlen; /* core/layout.ts:108 */
+	__u16 cluster_id; /* core/layout.ts:109 */
+	__u8 pad1; /* core/layout.ts:110 */
+	__u8 family; /* core/layout.ts:111 */
+	__u8 addr[16]; /* core/layout.ts:112 */
 };
 _Static_assert(sizeof(struct ipcache_key) == 24, "IpcacheKey size");
 _Static_assert(__builtin_offsetof(struct ipcache_key, prefixlen) == 0, "IpcacheKey.prefixlen offset");
@@ -61,13 +61,13 @@ _Static_assert(__builtin_offsetof(struct ipcache_key, pad1) == 6, "IpcacheKey.pa
 _Static_assert(__builtin_offsetof(struct ipcache_key, family) == 7, "IpcacheKey.family offset");
 _Static_assert(__builtin_offsetof(struct ipcache_key, addr) == 8, "IpcacheKey.addr offset");
 
-/* IpcacheValue (core/layout.ts:115) struct remote_endpoint_info. */
+/* IpcacheValue (core/layout.ts:116) struct remote_endpoint_info. */
 struct ipcache_value {
-	__u32 sec_identity; /* core/layout.ts:116 */
-	__u8 tunnel_endpoint[16]; /* core/layout.ts:117 */
-	__u16 pad0; /* core/layout.ts:118 */
-	__u8 key; /* core/layout.ts:119 */
-	__u8 flags; /* core/layout.ts:121 */
+	__u32 sec_identity; /* core/layout.ts:117 */
+	__u8 tunnel_endpoint[16]; /* core/layout.ts:118 */
+	__u16 pad0; /* core/layout.ts:119 */
+	__u8 key; /* core/layout.ts:120 */
+	__u8 flags; /* core/layout.ts:122 */
 };
 _Static_assert(sizeof(struct ipcache_value) == 24, "IpcacheValue size");
 _Static_assert(__builtin_offsetof(struct ipcache_value, sec_identity) == 0, "IpcacheValue.secIdentity offset");
@@ -76,12 +76,12 @@ _Static_assert(__builtin_offsetof(struct ipcache_value, pad0) == 20, "IpcacheVal
 _Static_assert(__builtin_offsetof(struct ipcache_value, key) == 22, "IpcacheValue.key offset");
 _Static_assert(__builtin_offsetof(struct ipcache_value, flags) == 23, "IpcacheValue.flags offset");
 
-/* EndpointKey (core/layout.ts:127) */
+/* EndpointKey (core/layout.ts:128) */
 struct endpoint_key {
-	__u8 addr[16]; /* core/layout.ts:128 */
-	__u8 family; /* core/layout.ts:129 */
-	__u8 key; /* core/layout.ts:130 */
-	__u16 cluster_id; /* core/layout.ts:131 */
+	__u8 addr[16]; /* core/layout.ts:129 */
+	__u8 family; /* core/layout.ts:130 */
+	__u8 key; /* core/layout.ts:131 */
+	__u16 cluster_id; /* core/layout.ts:132 */
 };
 _Static_assert(sizeof(struct endpoint_key) == 20, "EndpointKey size");
 _Static_assert(__builtin_offsetof(struct endpoint_key, addr) == 0, "EndpointKey.addr offset");
@@ -89,15 +89,15 @@ _Static_assert(__builtin_offsetof(struct endpoint_key, family) == 16, "EndpointK
 _Static_assert(__builtin_offsetof(struct endpoint_key, key) == 17, "EndpointKey.key offset");
 _Static_assert(__builtin_offsetof(struct endpoint_key, cluster_id) == 18, "EndpointKey.clusterId offset");
 
-/* EndpointInfo (core/layout.ts:134) */
+/* EndpointInfo (core/layout.ts:135) */
 struct endpoint_info {
-	__u32 ifindex; /* core/layout.ts:135 */
-	__u16 ep_id; /* core/layout.ts:137 */
-	__u16 pad0; /* core/layout.ts:138 */
-	__u32 flags; /* core/layout.ts:140 */
-	__u32 sec_identity; /* core/layout.ts:141 */
-	__u8 mac[8]; /* core/layout.ts:142 */
-	__u8 node_mac[8]; /* core/layout.ts:143 */
+	__u32 ifindex; /* core/layout.ts:136 */
+	__u16 ep_id; /* core/layout.ts:138 */
+	__u16 pad0; /* core/layout.ts:139 */
+	__u32 flags; /* core/layout.ts:141 */
+	__u32 sec_identity; /* core/layout.ts:142 */
+	__u8 mac[8]; /* core/layout.ts:143 */
+	__u8 node_mac[8]; /* core/layout.ts:144 */
 };
 _Static_assert(sizeof(struct endpoint_info) == 32, "EndpointInfo size");
 _Static_assert(__builtin_offsetof(struct endpoint_info, ifindex) == 0, "EndpointInfo.ifindex offset");
@@ -108,15 +108,15 @@ _Static_assert(__builtin_offsetof(struct endpoint_info, sec_identity) == 12, "En
 _Static_assert(__builtin_offsetof(struct endpoint_info, mac) == 16, "EndpointInfo.mac offset");
 _Static_assert(__builtin_offsetof(struct endpoint_info, node_mac) == 24, "EndpointInfo.nodeMac offset");
 
-/* PolicyKey (core/layout.ts:152) */
+/* PolicyKey (core/layout.ts:153) */
 struct policy_key {
-	__u32 prefixlen; /* core/layout.ts:153 */
-	__u32 sec_label; /* core/layout.ts:154 */
-	__u16 ep_id; /* core/layout.ts:155 */
-	__u8 egress; /* core/layout.ts:157 */
-	__u8 protocol; /* core/layout.ts:158 */
-	__be16 dport_be; /* core/layout.ts:160 */
-	__u16 pad0; /* core/layout.ts:161 */
+	__u32 prefixlen; /* core/layout.ts:154 */
+	__u32 sec_label; /* core/layout.ts:155 */
+	__u16 ep_id; /* core/layout.ts:156 */
+	__u8 egress; /* core/layout.ts:158 */
+	__u8 protocol; /* core/layout.ts:159 */
+	__be16 dport_be; /* core/layout.ts:161 */
+	__u16 pad0; /* core/layout.ts:162 */
 };
 _Static_assert(sizeof(struct policy_key) == 16, "PolicyKey size");
 _Static_assert(__builtin_offsetof(struct policy_key, prefixlen) == 0, "PolicyKey.prefixlen offset");
@@ -127,15 +127,15 @@ _Static_assert(__builtin_offsetof(struct policy_key, protocol) == 11, "PolicyKey
 _Static_assert(__builtin_offsetof(struct policy_key, dport_be) == 12, "PolicyKey.dportBe offset");
 _Static_assert(__builtin_offsetof(struct policy_key, pad0) == 14, "PolicyKey.pad0 offset");
 
-/* PolicyEntry (core/layout.ts:164) */
+/* PolicyEntry (core/layout.ts:165) */
 struct policy_entry {
-	__be16 proxy_port_be; /* core/layout.ts:166 */
-	__u8 flags; /* core/layout.ts:168 */
-	__u8 lpm_prefix_length; /* core/layout.ts:170 */
-	__u8 auth_type; /* core/layout.ts:173 */
-	__u8 proxy_port_priority; /* core/layout.ts:175 */
-	__u16 pad0; /* core/layout.ts:176 */
-	__u32 cookie; /* core/layout.ts:178 */
+	__be16 proxy_port_be; /* core/layout.ts:167 */
+	__u8 flags; /* core/layout.ts:169 */
+	__u8 lpm_prefix_length; /* core/layout.ts:171 */
+	__u8 auth_type; /* core/layout.ts:174 */
+	__u8 proxy_port_priority; /* core/layout.ts:176 */
+	__u16 pad0; /* core/layout.ts:177 */
+	__u32 cookie; /* core/layout.ts:179 */
 };
 _Static_assert(sizeof(struct policy_entry) == 12, "PolicyEntry size");
 _Static_assert(__builtin_offsetof(struct policy_entry, proxy_port_be) == 0, "PolicyEntry.proxyPortBe offset");
@@ -146,15 +146,15 @@ _Static_assert(__builtin_offsetof(struct policy_entry, proxy_port_priority) == 5
 _Static_assert(__builtin_offsetof(struct policy_entry, pad0) == 6, "PolicyEntry.pad0 offset");
 _Static_assert(__builtin_offsetof(struct policy_entry, cookie) == 8, "PolicyEntry.cookie offset");
 
-/* ServiceKey (core/layout.ts:185) */
+/* ServiceKey (core/layout.ts:186) */
 struct service_key {
-	__u8 addr[16]; /* core/layout.ts:186 */
-	__be16 dport_be; /* core/layout.ts:187 */
-	__u16 backend_slot; /* core/layout.ts:188 */
-	__u8 proto; /* core/layout.ts:190 */
-	__u8 scope; /* core/layout.ts:192 */
-	__u8 family; /* core/layout.ts:193 */
-	__u8 pad0; /* core/layout.ts:194 */
+	__u8 addr[16]; /* core/layout.ts:187 */
+	__be16 dport_be; /* core/layout.ts:188 */
+	__u16 backend_slot; /* core/layout.ts:189 */
+	__u8 proto; /* core/layout.ts:191 */
+	__u8 scope; /* core/layout.ts:193 */
+	__u8 family; /* core/layout.ts:194 */
+	__u8 pad0; /* core/layout.ts:195 */
 };
 _Static_assert(sizeof(struct service_key) == 24, "ServiceKey size");
 _Static_assert(__builtin_offsetof(struct service_key, addr) == 0, "ServiceKey.addr offset");
@@ -165,14 +165,14 @@ _Static_assert(__builtin_offsetof(struct service_key, scope) == 21, "ServiceKey.
 _Static_assert(__builtin_offsetof(struct service_key, family) == 22, "ServiceKey.family offset");
 _Static_assert(__builtin_offsetof(struct service_key, pad0) == 23, "ServiceKey.pad0 offset");
 
-/* ServiceValue (core/layout.ts:197) */
+/* ServiceValue (core/layout.ts:198) */
 struct service_value {
-	__u32 backend_id; /* core/layout.ts:199 */
-	__u16 count; /* core/layout.ts:200 */
-	__u16 rev_nat_index; /* core/layout.ts:201 */
-	__u8 flags; /* core/layout.ts:203 */
-	__u8 flags2; /* core/layout.ts:205 */
-	__u16 qcount; /* core/layout.ts:206 */
+	__u32 backend_id; /* core/layout.ts:200 */
+	__u16 count; /* core/layout.ts:201 */
+	__u16 rev_nat_index; /* core/layout.ts:202 */
+	__u8 flags; /* core/layout.ts:204 */
+	__u8 flags2; /* core/layout.ts:206 */
+	__u16 qcount; /* core/layout.ts:207 */
 };
 _Static_assert(sizeof(struct service_value) == 12, "ServiceValue size");
 _Static_assert(__builtin_offsetof(struct service_value, backend_id) == 0, "ServiceValue.backendId offset");
@@ -182,22 +182,22 @@ _Static_assert(__builtin_offsetof(struct service_value, flags) == 8, "ServiceVal
 _Static_assert(__builtin_offsetof(struct service_value, flags2) == 9, "ServiceValue.flags2 offset");
 _Static_assert(__builtin_offsetof(struct service_value, qcount) == 10, "ServiceValue.qcount offset");
 
-/* BackendKey (core/layout.ts:209) */
+/* BackendKey (core/layout.ts:210) */
 struct backend_key {
-	__u32 backend_id; /* core/layout.ts:210 */
+	__u32 backend_id; /* core/layout.ts:211 */
 };
 _Static_assert(sizeof(struct backend_key) == 4, "BackendKey size");
 _Static_assert(__builtin_offsetof(struct backend_key, backend_id) == 0, "BackendKey.backendId offset");
 
-/* Backend (core/layout.ts:213) */
+/* Backend (core/layout.ts:214) */
 struct backend {
-	__u8 addr[16]; /* core/layout.ts:214 */
-	__be16 port_be; /* core/layout.ts:215 */
-	__u8 proto; /* core/layout.ts:216 */
-	__u8 state; /* core/layout.ts:218 */
-	__u16 cluster_id; /* core/layout.ts:219 */
-	__u8 zone; /* core/layout.ts:220 */
-	__u8 family; /* core/layout.ts:221 */
+	__u8 addr[16]; /* core/layout.ts:215 */
+	__be16 port_be; /* core/layout.ts:216 */
+	__u8 proto; /* core/layout.ts:217 */
+	__u8 state; /* core/layout.ts:219 */
+	__u16 cluster_id; /* core/layout.ts:220 */
+	__u8 zone; /* core/layout.ts:221 */
+	__u8 family; /* core/layout.ts:222 */
 };
 _Static_assert(sizeof(struct backend) == 24, "Backend size");
 _Static_assert(__builtin_offsetof(struct backend, addr) == 0, "Backend.addr offset");
@@ -208,21 +208,21 @@ _Static_assert(__builtin_offsetof(struct backend, cluster_id) == 20, "Backend.cl
 _Static_assert(__builtin_offsetof(struct backend, zone) == 22, "Backend.zone offset");
 _Static_assert(__builtin_offsetof(struct backend, family) == 23, "Backend.family offset");
 
-/* RevNatKey (core/layout.ts:224) */
+/* RevNatKey (core/layout.ts:225) */
 struct rev_nat_key {
-	__u16 rev_nat_index; /* core/layout.ts:225 */
-	__u16 pad0; /* core/layout.ts:226 */
+	__u16 rev_nat_index; /* core/layout.ts:226 */
+	__u16 pad0; /* core/layout.ts:227 */
 };
 _Static_assert(sizeof(struct rev_nat_key) == 4, "RevNatKey size");
 _Static_assert(__builtin_offsetof(struct rev_nat_key, rev_nat_index) == 0, "RevNatKey.revNatIndex offset");
 _Static_assert(__builtin_offsetof(struct rev_nat_key, pad0) == 2, "RevNatKey.pad0 offset");
 
-/* RevNatValue (core/layout.ts:229) */
+/* RevNatValue (core/layout.ts:230) */
 struct rev_nat_value {
-	__u8 addr[16]; /* core/layout.ts:230 */
-	__be16 port_be; /* core/layout.ts:231 */
-	__u8 family; /* core/layout.ts:232 */
-	__u8 pad0; /* core/layout.ts:233 */
+	__u8 addr[16]; /* core/layout.ts:231 */
+	__be16 port_be; /* core/layout.ts:232 */
+	__u8 family; /* core/layout.ts:233 */
+	__u8 pad0; /* core/layout.ts:234 */
 };
 _Static_assert(sizeof(struct rev_nat_value) == 20, "RevNatValue size");
 _Static_assert(__builtin_offsetof(struct rev_nat_value, addr) == 0, "RevNatValue.addr offset");
@@ -230,30 +230,30 @@ _Static_assert(__builtin_offsetof(struct rev_nat_value, port_be) == 16, "RevNatV
 _Static_assert(__builtin_offsetof(struct rev_nat_value, family) == 18, "RevNatValue.family offset");
 _Static_assert(__builtin_offsetof(struct rev_nat_value, pad0) == 19, "RevNatValue.pad0 offset");
 
-/* MaglevKey (core/layout.ts:238) Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. */
+/* MaglevKey (core/layout.ts:239) Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. */
 struct maglev_key {
-	__u16 rev_nat_index; /* core/layout.ts:239 */
-	__u16 pad0; /* core/layout.ts:240 */
-	__u32 slot; /* core/layout.ts:241 */
+	__u16 rev_nat_index; /* core/layout.ts:240 */
+	__u16 pad0; /* core/layout.ts:241 */
+	__u32 slot; /* core/layout.ts:242 */
 };
 _Static_assert(sizeof(struct maglev_key) == 8, "MaglevKey size");
 _Static_assert(__builtin_offsetof(struct maglev_key, rev_nat_index) == 0, "MaglevKey.revNatIndex offset");
 _Static_assert(__builtin_offsetof(struct maglev_key, pad0) == 2, "MaglevKey.pad0 offset");
 _Static_assert(__builtin_offsetof(struct maglev_key, slot) == 4, "MaglevKey.slot offset");
 
-/* MaglevValue (core/layout.ts:244) */
+/* MaglevValue (core/layout.ts:245) */
 struct maglev_value {
-	__u32 backend_id; /* core/layout.ts:245 */
+	__u32 backend_id; /* core/layout.ts:246 */
 };
 _Static_assert(sizeof(struct maglev_value) == 4, "MaglevValue size");
 _Static_assert(__builtin_offsetof(struct maglev_value, backend_id) == 0, "MaglevValue.backendId offset");
 
-/* AffinityKey (core/layout.ts:248) */
+/* AffinityKey (core/layout.ts:249) */
 struct affinity_key {
-	__u8 client_addr[16]; /* core/layout.ts:249 */
-	__u16 rev_nat_index; /* core/layout.ts:250 */
-	__u8 family; /* core/layout.ts:251 */
-	__u8 pad0; /* core/layout.ts:252 */
+	__u8 client_addr[16]; /* core/layout.ts:250 */
+	__u16 rev_nat_index; /* core/layout.ts:251 */
+	__u8 family; /* core/layout.ts:252 */
+	__u8 pad0; /* core/layout.ts:253 */
 };
 _Static_assert(sizeof(struct affinity_key) == 20, "AffinityKey size");
 _Static_assert(__builtin_offsetof(struct affinity_key, client_addr) == 0, "AffinityKey.clientAddr offset");
@@ -261,25 +261,25 @@ _Static_assert(__builtin_offsetof(struct affinity_key, rev_nat_index) == 16, "Af
 _Static_assert(__builtin_offsetof(struct affinity_key, family) == 18, "AffinityKey.family offset");
 _Static_assert(__builtin_offsetof(struct affinity_key, pad0) == 19, "AffinityKey.pad0 offset");
 
-/* AffinityValue (core/layout.ts:255) */
+/* AffinityValue (core/layout.ts:256) */
 struct affinity_value {
-	__u32 last_used; /* core/layout.ts:257 */
-	__u32 backend_id; /* core/layout.ts:258 */
+	__u32 last_used; /* core/layout.ts:258 */
+	__u32 backend_id; /* core/layout.ts:259 */
 };
 _Static_assert(sizeof(struct affinity_value) == 8, "AffinityValue size");
 _Static_assert(__builtin_offsetof(struct affinity_value, last_used) == 0, "AffinityValue.lastUsed offset");
 _Static_assert(__builtin_offsetof(struct affinity_value, backend_id) == 4, "AffinityValue.backendId offset");
 
-/* CtTuple (core/layout.ts:266) */
+/* CtTuple (core/layout.ts:267) */
 struct ct_tuple {
-	__u8 daddr[16]; /* core/layout.ts:267 */
-	__u8 saddr[16]; /* core/layout.ts:268 */
-	__be16 dport_be; /* core/layout.ts:269 */
-	__be16 sport_be; /* core/layout.ts:270 */
-	__u8 nexthdr; /* core/layout.ts:271 */
-	__u8 flags; /* core/layout.ts:273 */
-	__u8 family; /* core/layout.ts:274 */
-	__u8 pad0; /* core/layout.ts:275 */
+	__u8 daddr[16]; /* core/layout.ts:268 */
+	__u8 saddr[16]; /* core/layout.ts:269 */
+	__be16 dport_be; /* core/layout.ts:270 */
+	__be16 sport_be; /* core/layout.ts:271 */
+	__u8 nexthdr; /* core/layout.ts:272 */
+	__u8 flags; /* core/layout.ts:274 */
+	__u8 family; /* core/layout.ts:275 */
+	__u8 pad0; /* core/layout.ts:276 */
 };
 _Static_assert(sizeof(struct ct_tuple) == 40, "CtTuple size");
 _Static_assert(__builtin_offsetof(struct ct_tuple, daddr) == 0, "CtTuple.daddr offset");
@@ -291,19 +291,19 @@ _Static_assert(__builtin_offsetof(struct ct_tuple, flags) == 37, "CtTuple.flags 
 _Static_assert(__builtin_offsetof(struct ct_tuple, family) == 38, "CtTuple.family offset");
 _Static_assert(__builtin_offsetof(struct ct_tuple, pad0) == 39, "CtTuple.pad0 offset");
 
-/* CtEntry (core/layout.ts:278) */
+/* CtEntry (core/layout.ts:279) */
 struct ct_entry {
-	__u32 lifetime; /* core/layout.ts:280 */
-	__u32 src_sec_id; /* core/layout.ts:281 */
-	__u32 backend_id; /* core/layout.ts:282 */
-	__u16 rev_nat_index; /* core/layout.ts:283 */
-	__u16 flags; /* core/layout.ts:285 */
-	__u8 tx_flags_seen; /* core/layout.ts:286 */
-	__u8 rx_flags_seen; /* core/layout.ts:287 */
-	__be16 proxy_port_be; /* core/layout.ts:288 */
-	__u32 pad0; /* core/layout.ts:289 */
-	__u64 packets; /* core/layout.ts:290 */
-	__u64 bytes; /* core/layout.ts:291 */
+	__u32 lifetime; /* core/layout.ts:281 */
+	__u32 src_sec_id; /* core/layout.ts:282 */
+	__u32 backend_id; /* core/layout.ts:283 */
+	__u16 rev_nat_index; /* core/layout.ts:284 */
+	__u16 flags; /* core/layout.ts:286 */
+	__u8 tx_flags_seen; /* core/layout.ts:287 */
+	__u8 rx_flags_seen; /* core/layout.ts:288 */
+	__be16 proxy_port_be; /* core/layout.ts:289 */
+	__u32 pad0; /* core/layout.ts:290 */
+	__u64 packets; /* core/layout.ts:291 */
+	__u64 bytes; /* core/layout.ts:292 */
 };
 _Static_assert(sizeof(struct ct_entry) == 40, "CtEntry size");
 _Static_assert(__builtin_offsetof(struct ct_entry, lifetime) == 0, "CtEntry.lifetime offset");
@@ -318,13 +318,13 @@ _Static_assert(__builtin_offsetof(struct ct_entry, pad0) == 20, "CtEntry.pad0 of
 _Static_assert(__builtin_offsetof(struct ct_entry, packets) == 24, "CtEntry.packets offset");
 _Static_assert(__builtin_offsetof(struct ct_entry, bytes) == 32, "CtEntry.bytes offset");
 
-/* SnatValue (core/layout.ts:296) SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. */
+/* SnatValue (core/layout.ts:297) SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. */
 struct snat_value {
-	__u8 to_addr[16]; /* core/layout.ts:297 */
-	__be16 to_port_be; /* core/layout.ts:298 */
-	__u8 family; /* core/layout.ts:299 */
-	__u8 pad0; /* core/layout.ts:300 */
-	__u32 created; /* core/layout.ts:301 */
+	__u8 to_addr[16]; /* core/layout.ts:298 */
+	__be16 to_port_be; /* core/layout.ts:299 */
+	__u8 family; /* core/layout.ts:300 */
+	__u8 pad0; /* core/layout.ts:301 */
+	__u32 created; /* core/layout.ts:302 */
 };
 _Static_assert(sizeof(struct snat_value) == 24, "SnatValue size");
 _Static_assert(__builtin_offsetof(struct snat_value, to_addr) == 0, "SnatValue.toAddr offset");
@@ -333,58 +333,69 @@ _Static_assert(__builtin_offsetof(struct snat_value, family) == 18, "SnatValue.f
 _Static_assert(__builtin_offsetof(struct snat_value, pad0) == 19, "SnatValue.pad0 offset");
 _Static_assert(__builtin_offsetof(struct snat_value, created) == 20, "SnatValue.created offset");
 
-/* MetricsKey (core/layout.ts:309) Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. */
+/* MetricsKey (core/layout.ts:310) Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. */
 struct metrics_key {
-	__u8 reason; /* core/layout.ts:310 */
-	__u8 dir; /* core/layout.ts:312 */
-	__u16 pad0; /* core/layout.ts:313 */
+	__u8 reason; /* core/layout.ts:311 */
+	__u8 dir; /* core/layout.ts:313 */
+	__u16 pad0; /* core/layout.ts:314 */
 };
 _Static_assert(sizeof(struct metrics_key) == 4, "MetricsKey size");
 _Static_assert(__builtin_offsetof(struct metrics_key, reason) == 0, "MetricsKey.reason offset");
 _Static_assert(__builtin_offsetof(struct metrics_key, dir) == 1, "MetricsKey.dir offset");
 _Static_assert(__builtin_offsetof(struct metrics_key, pad0) == 2, "MetricsKey.pad0 offset");
 
-/* MetricsValue (core/layout.ts:316) */
+/* MetricsValue (core/layout.ts:317) */
 struct metrics_value {
-	__u64 packets; /* core/layout.ts:317 */
-	__u64 bytes; /* core/layout.ts:318 */
+	__u64 packets; /* core/layout.ts:318 */
+	__u64 bytes; /* core/layout.ts:319 */
 };
 _Static_assert(sizeof(struct metrics_value) == 16, "MetricsValue size");
 _Static_assert(__builtin_offsetof(struct metrics_value, packets) == 0, "MetricsValue.packets offset");
 _Static_assert(__builtin_offsetof(struct metrics_value, bytes) == 8, "MetricsValue.bytes offset");
 
-/* TraceRecord (core/layout.ts:323) What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. */
+/* ProxyListenerValue (core/layout.ts:326) A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. */
+struct proxy_listener_value {
+	__u8 direction; /* core/layout.ts:328 */
+	__u8 pad0; /* core/layout.ts:329 */
+	__u16 pad1; /* core/layout.ts:330 */
+};
+_Static_assert(sizeof(struct proxy_listener_value) == 4, "ProxyListenerValue size");
+_Static_assert(__builtin_offsetof(struct proxy_listener_value, direction) == 0, "ProxyListenerValue.direction offset");
+_Static_assert(__builtin_offsetof(struct proxy_listener_value, pad0) == 1, "ProxyListenerValue.pad0 offset");
+_Static_assert(__builtin_offsetof(struct proxy_listener_value, pad1) == 2, "ProxyListenerValue.pad1 offset");
+
+/* TraceRecord (core/layout.ts:335) What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. */
 struct trace_record {
-	__u32 verdict; /* core/layout.ts:325 */
-	__u32 drop_reason; /* core/layout.ts:327 */
-	__u32 src_identity; /* core/layout.ts:328 */
-	__u32 dst_identity; /* core/layout.ts:329 */
-	__u32 egress_cookie; /* core/layout.ts:331 */
-	__u32 ingress_cookie; /* core/layout.ts:332 */
-	__u32 backend_id; /* core/layout.ts:333 */
-	__u16 ep_id; /* core/layout.ts:335 */
-	__u16 rev_nat_index; /* core/layout.ts:336 */
-	__u8 ct_state; /* core/layout.ts:338 */
-	__u8 egress_match_type; /* core/layout.ts:340 */
-	__u8 ingress_match_type; /* core/layout.ts:341 */
-	__u8 trace_flags; /* core/layout.ts:343 */
-	__be16 proxy_port_be; /* core/layout.ts:344 */
-	__u8 obs_point; /* core/layout.ts:346 */
-	__u8 family; /* core/layout.ts:347 */
-	__u8 orig_daddr[16]; /* core/layout.ts:349 */
-	__be16 orig_dport_be; /* core/layout.ts:350 */
-	__u16 pad0; /* core/layout.ts:351 */
-	__be16 new_dport_be; /* core/layout.ts:352 */
-	__u16 pad1; /* core/layout.ts:353 */
-	__u8 new_daddr[16]; /* core/layout.ts:354 */
-	__u8 saddr[16]; /* core/layout.ts:356 */
-	__be16 sport_be; /* core/layout.ts:357 */
-	__u8 nexthdr; /* core/layout.ts:358 */
-	__u8 tcp_flags; /* core/layout.ts:359 */
-	__u32 len; /* core/layout.ts:361 */
-	__u8 hook; /* core/layout.ts:363 */
-	__u8 icmp_type; /* core/layout.ts:364 */
-	__u16 pad2; /* core/layout.ts:365 */
+	__u32 verdict; /* core/layout.ts:337 */
+	__u32 drop_reason; /* core/layout.ts:339 */
+	__u32 src_identity; /* core/layout.ts:340 */
+	__u32 dst_identity; /* core/layout.ts:341 */
+	__u32 egress_cookie; /* core/layout.ts:343 */
+	__u32 ingress_cookie; /* core/layout.ts:344 */
+	__u32 backend_id; /* core/layout.ts:345 */
+	__u16 ep_id; /* core/layout.ts:347 */
+	__u16 rev_nat_index; /* core/layout.ts:348 */
+	__u8 ct_state; /* core/layout.ts:350 */
+	__u8 egress_match_type; /* core/layout.ts:352 */
+	__u8 ingress_match_type; /* core/layout.ts:353 */
+	__u8 trace_flags; /* core/layout.ts:355 */
+	__be16 proxy_port_be; /* core/layout.ts:356 */
+	__u8 obs_point; /* core/layout.ts:358 */
+	__u8 family; /* core/layout.ts:359 */
+	__u8 orig_daddr[16]; /* core/layout.ts:361 */
+	__be16 orig_dport_be; /* core/layout.ts:362 */
+	__u16 pad0; /* core/layout.ts:363 */
+	__be16 new_dport_be; /* core/layout.ts:364 */
+	__u16 pad1; /* core/layout.ts:365 */
+	__u8 new_daddr[16]; /* core/layout.ts:366 */
+	__u8 saddr[16]; /* core/layout.ts:368 */
+	__be16 sport_be; /* core/layout.ts:369 */
+	__u8 nexthdr; /* core/layout.ts:370 */
+	__u8 tcp_flags; /* core/layout.ts:371 */
+	__u32 len; /* core/layout.ts:373 */
+	__u8 hook; /* core/layout.ts:375 */
+	__u8 icmp_type; /* core/layout.ts:376 */
+	__u16 pad2; /* core/layout.ts:377 */
 };
 _Static_assert(sizeof(struct trace_record) == 108, "TraceRecord size");
 _Static_assert(__builtin_offsetof(struct trace_record, verdict) == 0, "TraceRecord.verdict offset");
@@ -418,29 +429,29 @@ _Static_assert(__builtin_offsetof(struct trace_record, hook) == 104, "TraceRecor
 _Static_assert(__builtin_offsetof(struct trace_record, icmp_type) == 105, "TraceRecord.icmpType offset");
 _Static_assert(__builtin_offsetof(struct trace_record, pad2) == 106, "TraceRecord.pad2 offset");
 
-/* PacketInfo (core/layout.ts:376) What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. */
+/* PacketInfo (core/layout.ts:388) What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. */
 struct packet_info {
-	__u8 family; /* core/layout.ts:377 */
-	__u8 nexthdr; /* core/layout.ts:378 */
-	__u16 l3_off; /* core/layout.ts:380 */
-	__u16 l4_off; /* core/layout.ts:381 */
-	__u16 l4_csum_off; /* core/layout.ts:383 */
-	__u16 sport; /* core/layout.ts:384 */
-	__u16 dport; /* core/layout.ts:385 */
-	__u8 tcp_flags; /* core/layout.ts:386 */
-	__u8 icmp_type; /* core/layout.ts:387 */
-	__u8 icmp_code; /* core/layout.ts:388 */
-	__u8 flags; /* core/layout.ts:390 */
-	__u8 ttl; /* core/layout.ts:391 */
-	__u8 inner_nexthdr; /* core/layout.ts:392 */
-	__u16 inner_sport; /* core/layout.ts:393 */
-	__u16 inner_dport; /* core/layout.ts:394 */
-	__u16 pad0; /* core/layout.ts:395 */
-	__u32 len; /* core/layout.ts:397 */
-	__u8 saddr[16]; /* core/layout.ts:398 */
-	__u8 daddr[16]; /* core/layout.ts:399 */
-	__u8 inner_saddr[16]; /* core/layout.ts:400 */
-	__u8 inner_daddr[16]; /* core/layout.ts:401 */
+	__u8 family; /* core/layout.ts:389 */
+	__u8 nexthdr; /* core/layout.ts:390 */
+	__u16 l3_off; /* core/layout.ts:392 */
+	__u16 l4_off; /* core/layout.ts:393 */
+	__u16 l4_csum_off; /* core/layout.ts:395 */
+	__u16 sport; /* core/layout.ts:396 */
+	__u16 dport; /* core/layout.ts:397 */
+	__u8 tcp_flags; /* core/layout.ts:398 */
+	__u8 icmp_type; /* core/layout.ts:399 */
+	__u8 icmp_code; /* core/layout.ts:400 */
+	__u8 flags; /* core/layout.ts:402 */
+	__u8 ttl; /* core/layout.ts:403 */
+	__u8 inner_nexthdr; /* core/layout.ts:404 */
+	__u16 inner_sport; /* core/layout.ts:405 */
+	__u16 inner_dport; /* core/layout.ts:406 */
+	__u16 pad0; /* core/layout.ts:407 */
+	__u32 len; /* core/layout.ts:409 */
+	__u8 saddr[16]; /* core/layout.ts:410 */
+	__u8 daddr[16]; /* core/layout.ts:411 */
+	__u8 inner_saddr[16]; /* core/layout.ts:412 */
+	__u8 inner_daddr[16]; /* core/layout.ts:413 */
 };
 _Static_assert(sizeof(struct packet_info) == 92, "PacketInfo size");
 _Static_assert(__builtin_offsetof(struct packet_info, family) == 0, "PacketInfo.family offset");
@@ -465,15 +476,15 @@ _Static_assert(__builtin_offsetof(struct packet_info, daddr) == 44, "PacketInfo.
 _Static_assert(__builtin_offsetof(struct packet_info, inner_saddr) == 60, "PacketInfo.innerSaddr offset");
 _Static_assert(__builtin_offsetof(struct packet_info, inner_daddr) == 76, "PacketInfo.innerDaddr offset");
 
-/* PolicyResult (core/layout.ts:405) What policyCanAccess (core/policy.ts) decided, for traces and flow events. */
+/* PolicyResult (core/layout.ts:417) What policyCanAccess (core/policy.ts) decided, for traces and flow events. */
 struct policy_result {
-	__u32 cookie; /* core/layout.ts:407 */
-	__u16 proxy_port; /* core/layout.ts:409 */
-	__u8 match_type; /* core/layout.ts:411 */
-	__u8 lookup; /* core/layout.ts:413 */
-	__u8 auth_type; /* core/layout.ts:415 */
-	__u8 audited; /* core/layout.ts:417 */
-	__u16 pad0; /* core/layout.ts:418 */
+	__u32 cookie; /* core/layout.ts:419 */
+	__u16 proxy_port; /* core/layout.ts:421 */
+	__u8 match_type; /* core/layout.ts:423 */
+	__u8 lookup; /* core/layout.ts:425 */
+	__u8 auth_type; /* core/layout.ts:427 */
+	__u8 audited; /* core/layout.ts:429 */
+	__u16 pad0; /* core/layout.ts:430 */
 };
 _Static_assert(sizeof(struct policy_result) == 12, "PolicyResult size");
 _Static_assert(__builtin_offsetof(struct policy_result, cookie) == 0, "PolicyResult.cookie offset");
@@ -484,14 +495,14 @@ _Static_assert(__builtin_offsetof(struct policy_result, auth_type) == 8, "Policy
 _Static_assert(__builtin_offsetof(struct policy_result, audited) == 9, "PolicyResult.audited offset");
 _Static_assert(__builtin_offsetof(struct policy_result, pad0) == 10, "PolicyResult.pad0 offset");
 
-/* CtState (core/layout.ts:422) What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). */
+/* CtState (core/layout.ts:434) What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). */
 struct ct_state {
-	__u32 backend_id; /* core/layout.ts:423 */
-	__u32 src_sec_id; /* core/layout.ts:424 */
-	__u16 rev_nat_index; /* core/layout.ts:425 */
-	__u16 flags; /* core/layout.ts:427 */
-	__u16 proxy_port; /* core/layout.ts:429 */
-	__u16 pad0; /* core/layout.ts:430 */
+	__u32 backend_id; /* core/layout.ts:435 */
+	__u32 src_sec_id; /* core/layout.ts:436 */
+	__u16 rev_nat_index; /* core/layout.ts:437 */
+	__u16 flags; /* core/layout.ts:439 */
+	__u16 proxy_port; /* core/layout.ts:441 */
+	__u16 pad0; /* core/layout.ts:442 */
 };
 _Static_assert(sizeof(struct ct_state) == 16, "CtState size");
 _Static_assert(__builtin_offsetof(struct ct_state, backend_id) == 0, "CtState.backendId offset");
@@ -501,10 +512,10 @@ _Static_assert(__builtin_offsetof(struct ct_state, flags) == 10, "CtState.flags 
 _Static_assert(__builtin_offsetof(struct ct_state, proxy_port) == 12, "CtState.proxyPort offset");
 _Static_assert(__builtin_offsetof(struct ct_state, pad0) == 14, "CtState.pad0 offset");
 
-/* LbSelection (core/layout.ts:435) What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). */
+/* LbSelection (core/layout.ts:447) What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). */
 struct lb_selection {
-	__u32 backend_id; /* core/layout.ts:436 */
-	__u8 backend[24]; /* core/layout.ts:437 */
+	__u32 backend_id; /* core/layout.ts:448 */
+	__u8 backend[24]; /* core/layout.ts:449 */
 };
 _Static_assert(sizeof(struct lb_selection) == 28, "LbSelection size");
 _Static_assert(__builtin_offsetof(struct lb_selection, backend_id) == 0, "LbSelection.backendId offset");
@@ -624,3 +635,11 @@ struct {
 	/* records are struct trace_record */
 	__uint(max_entries, 262144);
 } ciliate_events_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct proxy_listener_value);
+	__uint(max_entries, 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ciliate_proxy_listeners_v1 SEC(".maps");

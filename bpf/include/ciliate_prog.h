@@ -7,11 +7,13 @@
  * time. The map is not pinned: each loaded object has its own clock, so tests never change the clock of an
  * agent's programs.
  *
- * Verdicts: core returns CTX_ACT_* (core/constants.ts); tc wants TC_ACT_*:
+ * Verdicts: core returns CTX_ACT_* (core/constants.ts); tc wants TC_ACT_* (ciliate_tc_action in
+ * include/ciliate_proxy.h):
  *   CTX_ACT_OK       → TC_ACT_OK
  *   CTX_ACT_DROP     → TC_ACT_SHOT
- *   CTX_ACT_REDIRECT → TC_ACT_OK (to the L7 proxy: the stack delivers it, as Cilium's tproxy path does;
- *                      the Trace map holds the REDIRECT verdict for hosts and tests)
+ *   CTX_ACT_REDIRECT → to the L7 proxy's socket (bpf_sk_assign at tc ingress; at tc egress a redirect to
+ *                      the device's own ingress, which finishes the assignment), or TC_ACT_SHOT with a
+ *                      proxy drop reason when no proxy socket takes it. Never TC_ACT_OK un-inspected.
  *   anything else    → TC_ACT_SHOT
  */
 #pragma once
@@ -38,15 +40,4 @@ static __always_inline __u32 ciliate_now(void)
 	if (override && *override != 0)
 		return *override;
 	return (__u32)(bpf_ktime_get_ns() / 1000000000ULL);
-}
-
-static __always_inline int ciliate_tc_verdict(__u32 verdict)
-{
-	switch (verdict) {
-	case CILIATE_CTX_ACT_OK:
-	case CILIATE_CTX_ACT_REDIRECT:
-		return TC_ACT_OK;
-	default:
-		return TC_ACT_SHOT;
-	}
 }

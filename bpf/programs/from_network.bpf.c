@@ -5,12 +5,15 @@
  */
 #include "gen/core.h"
 #include "include/ciliate_prog.h"
+#ifdef CILIATE_CORE_HAS_PIPELINE
+#include "include/ciliate_proxy.h"
+#endif
 
 SEC("tc")
 int from_network(struct __sk_buff *ctx)
 {
 #ifdef CILIATE_CORE_HAS_PIPELINE
-	return ciliate_tc_verdict(ciliate_from_network(ctx, ciliate_now()));
+	return ciliate_tc_action(ctx, ciliate_from_network(ctx, ciliate_now()), true);
 #else
 	/* core/pipeline.ts was not translated (see `npm run gen` warnings): fail closed. */
 	return TC_ACT_SHOT;

@@ -32,6 +32,8 @@ export interface AgentFlags extends GlobalOptions {
   exportFileMaxBackups: string;
   exportAllow?: string[];
   exportDeny?: string[];
+  tofqdnsMinTtl?: string;
+  dnsProxy?: boolean;
 }
 
 /** datapath/kernel-engine.ts KERNEL_OBJECT (not imported here: the agent's modules load only when it runs). */
@@ -39,16 +41,20 @@ const KERNEL_OBJECT = repoPath("build/bpf/ciliate.bpf.o");
 
 export async function runAgent(f: AgentFlags): Promise<number> {
   // Loaded here, not at the top: libbpf, prom-client and the Kubernetes client stay out of every other command.
-  const [{ Agent }, { agentRoutes, serveApi }, { ManifestSource }, { AgentMetrics }, { FlowObserver, verdictLabels }] = await Promise.all([
+  const [{ Agent }, { agentRoutes, serveApi }, { ManifestSource }, { AgentMetrics }, { FlowObserver, verdictLabels }, { ProxyManager }, { createProtocolHandlers }, { l7FlowOf, namesFrom }] = await Promise.all([
     import("../../agent/agent.ts"),
     import("../../agent/api.ts"),
     import("../../agent/manifest-source.ts"),
     import("../../agent/metrics.ts"),
     import("../../agent/observer.ts"),
+    import("../../agent/proxy/manager.ts"),
+    import("../../agent/proxy/handlers.ts"),
+    import("../../agent/flows.ts"),
   ]);
   if (!f.podCidr) throw new CliError("--pod-cidr is required", "BAD_OPTION", "the node's pod CIDR, e.g. 10.244.1.0/24");
   if (!f.nodeIp) throw new CliError("--node-ip is required", "BAD_OPTION", "the node's InternalIP");
   if (f.policyMapMax !== undefined && !(Number.isInteger(Number(f.policyMapMax)) && Number(f.policyMapMax) > 0)) throw new CliError(`invalid --policy-map-max ${f.policyMapMax}`, "BAD_OPTION", "a positive count");
+  if (f.tofqdnsMinTtl !== undefined && !/^\d+$/.test(f.tofqdnsMinTtl)) throw new CliError(`invalid --tofqdns-min-ttl ${f.tofqdnsMinTtl}`, "BAD_OPTION", "seconds, a whole number (0 = the TTL of each DNS answer)");
   const interval = Number(f.resyncInterval);
   if (!Number.isFinite(interval) || interval < 50) throw new CliError(`invalid --resync-interval ${f.resyncInterval}`, "BAD_OPTION", "milliseconds, at least 50");
   const exporter = f.exportFile ? await flowExporter(f) : undefined;
@@ -69,12 +75,39 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     eventsAll: f.traceAll === true,
     traceSample: f.traceSample === undefined ? undefined : parseTraceSample(f.traceSample),
     policyMapMax: f.policyMapMax === undefined ? undefined : Number(f.policyMapMax),
+    fqdnMinTtl: f.tofqdnsMinTtl === undefined ? undefined : Number(f.tofqdnsMinTtl),
   });
   const metrics = new AgentMetrics(agent);
-  agent.events.onReconcile = (r) => metrics.observeReconcile(r);
+  const observer = new FlowObserver(agent);
+  const log = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
+  const emit = (e: import("../../agent/proxy/types.ts").L7FlowEvent) => observer.store.push(l7FlowOf(e, namesFrom(agent.desired, agent.opts.nodeName)));
+  // What every proxy judges with: the policy with this node's listeners in the agent's stable numbering, the
+  // numbers the ipcache gives a connection's peers (agent.identityOf).
+  const policy = () => ({ ...agent.desired!.policy, proxies: agent.desired!.proxies });
+  const handlers = createProtocolHandlers();
+  if (f.dnsProxy !== false) handlers.dns = (await import("../../agent/proxy/dns.ts")).createDnsTcpHandler((name, ips, ttl) => agent.learnDns(name, ips, ttl));
+  // The node's L7 proxy: one listener per proxy port of the local endpoints' policy (agent/proxy).
+  const proxy = new ProxyManager({
+    map: agent.proxyListenerMap(),
+    listeners: () => agent.desired?.proxies ?? new Map(),
+    policy,
+    identityOf: (ip) => agent.identityOf(ip),
+    handlers,
+    emit,
+    metrics: metrics.proxy,
+    log,
+  });
+  metrics.proxyListening = () => proxy.listening().length;
+  // The DNS proxy over UDP: its own transparent sockets, announced to the manager once they listen
+  // (otherwise the datapath drops DNS with PROXY_LOOKUP_FAILED) (docs/l7.md).
+  const dns = f.dnsProxy === false ? undefined : await startDnsProxy(agent, proxy, policy, emit, metrics.proxy, log);
+  agent.events.onReconcile = (r) => {
+    metrics.observeReconcile(r);
+    dns?.sync();
+    proxy.sync();
+  };
   if (k8s) await k8s.start(() => agent.reconcile("kubernetes"));
   agent.reconcile("start");
-  const observer = new FlowObserver(agent);
   observer.onFlow = (fl) => {
     const l = verdictLabels(fl);
     if (l) metrics.policyVerdicts.inc(l);
@@ -93,11 +126,14 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   });
   source.stop();
   k8s?.stop();
+  // Listeners close and the ProxyListeners entries go: redirected traffic is dropped while the agent is away.
+  proxy.close();
   observer.stop();
   server.closeAllConnections?.();
   server.close();
   metrics.close();
   exporter?.close();
+  dns?.close();
   agent.close();
   return 0;
 }
@@ -125,6 +161,58 @@ async function flowExporter(f: AgentFlags) {
   }
 }
 
+/**
+ * Starts the node's DNS proxy over UDP; its ports follow the policy after every reconcile, and each port is
+ * announced to the proxy manager (the ProxyListeners map) only while its socket listens.
+ */
+async function startDnsProxy(
+  agent: import("../../agent/agent.ts").Agent,
+  manager: import("../../agent/proxy/manager.ts").ProxyManager,
+  policy: () => import("../../policy/index.ts").CompiledPolicy,
+  emit: (e: import("../../agent/proxy/types.ts").L7FlowEvent) => void,
+  metrics: import("../../agent/proxy/manager.ts").ProxyMetricsSink | undefined,
+  log: (level: string, msg: string) => void,
+): Promise<{ sync(): void; close(): void }> {
+  const { DnsUdpProxy } = await import("../../agent/proxy/dns-udp.ts");
+  const C = await import("../../host/constants.gen.ts");
+  const udp = new DnsUdpProxy({
+    ctx: {
+      policy,
+      emit: (e) => {
+        if (e.type === "REQUEST") metrics?.request(e.protocol, e.verdict);
+        emit(e);
+      },
+      upstreamError: (p) => metrics?.upstreamError(p),
+      learn: (name, ips, ttl) => agent.learnDns(name, ips, ttl),
+    },
+    identityOf: (ip) => agent.identityOf(ip),
+    // The answers carry the egress proxy's mark, so the datapath delivers them instead of redirecting them.
+    replyMark: C.MARK_MAGIC_FROM_EGRESS_PROXY,
+    log,
+  });
+  const announced = new Set<number>();
+  const sync = () => {
+    try {
+      udp.sync(agent.dnsProxyPorts());
+    } catch (e) {
+      log("error", `dns proxy: ${(e as Error).message}; its DNS traffic is dropped (PROXY_LOOKUP_FAILED)`);
+    }
+    const listening = new Set(udp.ports());
+    for (const port of announced) if (!listening.has(port)) (manager.withdraw(port), announced.delete(port));
+    for (const port of listening) {
+      manager.announce(port, agent.desired?.proxies.get(port)?.direction ?? "egress");
+      announced.add(port);
+    }
+  };
+  return {
+    sync,
+    close: () => {
+      for (const port of announced) manager.withdraw(port);
+      udp.close();
+    },
+  };
+}
+
 export function registerAgent(program: Command, run: (fn: () => Promise<number>) => Promise<void>): void {
   program
     .command("agent")
@@ -141,6 +229,8 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--kubeconfig <path>", "take the desired state from the Kubernetes API (a kubeconfig file, or `in-cluster`) instead of -f")
     .option("--k8s-resync <seconds>", "with --kubeconfig: reconcile the whole cache this often", "300")
     .option("--policy-map-max <n>", "policy entries allowed per endpoint (Cilium bpf-policy-map-max)")
+    .option("--tofqdns-min-ttl <seconds>", "keep what the DNS proxy learns at least this long (0: the TTL of each answer)", "0")
+    .option("--no-dns-proxy", "do not run the DNS proxy (nothing is learned for toFQDNs)")
     .option("--trace-sample <n>", "also send about 1 in N forwarded packets to `ciliate observe` as trace events (1..65535)")
     .option("--trace-all", "send every packet to `ciliate observe`, not only drops and new flows' policy verdicts")
     .option("--export-file <path>", "also write every observed flow to this file as JSON lines (what `observe -o json` prints)")

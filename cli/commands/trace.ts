@@ -9,10 +9,11 @@ import type { Command } from "commander";
 import { stringify as stringifyYaml } from "yaml";
 import * as C from "../../host/constants.gen.ts";
 import { dropReasonText } from "../../host/drop-reasons.gen.ts";
-import { KAFKA_API_KEYS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, policyLookup, type CompiledPolicy, type MapStateEntry } from "../../policy/index.ts";
+import { KAFKA_API_KEYS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, policyLookup, dnsSelectorProblems, portInPrefix, type CompiledPolicy, type MapStateEntry } from "../../policy/index.ts";
 import type { FlowSpec } from "../../node/cluster.ts";
 import { identityText, MATCH_TYPE_NAMES } from "../../host/flows.ts";
 import { protoName, protoNumber } from "../../host/protocols.ts";
+import { parseIp } from "../../host/ip.ts";
 import type { DirectionOutcome, FlowResult, Place, Simulation } from "../../sim/simulator.ts";
 import { diagnosticsJson, load, outputOf, parsePort, parseRef, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
@@ -34,13 +35,18 @@ interface TraceOptions extends GlobalOptions {
   tlsSni?: string;
   icmpType?: string;
   icmpCode?: string;
+  dnsQuery?: string;
+  dnsAnswer?: string[];
+  dnsTtl?: string;
 }
 
 /** The L7 verdict with the deciding rule (its policy, rule element and index in that element's L7 list). */
 function l7Json(l7: NonNullable<FlowResult["l7"]>) {
   const r = l7.rule;
-  const rule = r ? { ...r.provenance, index: r.index, ...(l7.protocol === "http" ? { httpIndex: r.index, http: r.http } : {}), ...(r.kafka ? { kafka: r.kafka } : {}), ...(r.serverName ? { serverName: r.serverName } : {}) } : null;
-  return { protocol: l7.protocol, verdict: l7.verdict, status: l7.status, errorCode: l7.errorCode, direction: l7.direction, proxyPort: l7.proxyPort, reason: l7.reason, rule };
+  const rule = r
+    ? { ...r.provenance, index: r.index, ...(l7.protocol === "http" ? { httpIndex: r.index, http: r.http } : {}), ...(r.kafka ? { kafka: r.kafka } : {}), ...(r.serverName ? { serverName: r.serverName } : {}), ...(l7.protocol === "dns" ? { dnsIndex: r.index, dns: r.dns } : {}) }
+    : null;
+  return { protocol: l7.protocol, verdict: l7.verdict, status: l7.status, errorCode: l7.errorCode, rcode: l7.rcode, learned: l7.learned, direction: l7.direction, proxyPort: l7.proxyPort, reason: l7.reason, rule };
 }
 
 /**
@@ -96,7 +102,7 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
   const ingress = r.ingress ?? ingressWouldBe;
   return {
     verdict: r.verdict,
-    flow: { from: spec.from, to: spec.to, port: spec.port, protocol: spec.protocol, http: spec.http, icmp: spec.icmp },
+    flow: { from: spec.from, to: spec.to, port: spec.port, protocol: spec.protocol, http: spec.http, dns: spec.dns, icmp: spec.icmp },
     identities: { source: r.srcIdentity, destination: r.dstIdentity },
     source: placeJson(r.source, r.srcIdentity),
     destination: placeJson(r.destination, r.dstIdentity),
@@ -126,7 +132,7 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
 function textOf(j: ReturnType<typeof traceJson>): string {
   const lines: string[] = [];
   const ep = (p: ReturnType<typeof placeJson>) => `${p.pod ?? p.entity ?? p.kind} ${p.ip} identity ${p.identity} (${p.identityName})${p.node ? ` on ${p.node}` : ""}`;
-  lines.push(`Flow:        ${JSON.stringify(j.flow.from)} -> ${JSON.stringify(j.flow.to)} ${j.flow.protocol === "ICMP" || j.flow.protocol === "ICMPv6" ? `${j.flow.protocol} type ${j.flow.port}` : `${j.flow.port}/${j.flow.protocol}`}${j.flow.http ? ` HTTP ${j.flow.http.method} ${j.flow.http.path}` : ""}`);
+  lines.push(`Flow:        ${JSON.stringify(j.flow.from)} -> ${JSON.stringify(j.flow.to)} ${j.flow.protocol === "ICMP" || j.flow.protocol === "ICMPv6" ? `${j.flow.protocol} type ${j.flow.port}` : `${j.flow.port}/${j.flow.protocol}`}${j.flow.http ? ` HTTP ${j.flow.http.method} ${j.flow.http.path}` : ""}${j.flow.dns ? ` DNS query ${j.flow.dns.query}` : ""}`);
   lines.push(`Source:      ${ep(j.source)}`);
   lines.push(`Destination: ${ep(j.destination)}`);
   if (j.service) lines.push(`Service:     ${j.service.namespace}/${j.service.name} ${j.service.frontend} (${j.service.kind})${j.backend ? ` → backend ${j.backend.pod ?? j.backend.ip} ${j.backend.ip}:${j.backend.port}` : " → no backend"}`);
@@ -141,10 +147,11 @@ function textOf(j: ReturnType<typeof traceJson>): string {
     if ("rules" in d && d.rules.length) for (const r of d.rules) lines.push(`             rule: ${r.kind === "derived" ? `derived ${r.element}` : `${r.kind} ${r.namespace ? r.namespace + "/" : ""}${r.name} rule ${r.ruleIndex} ${r.element} (peer ${r.peer})`}`);
   }
   if (j.l7) {
-    const answer = j.l7.status !== undefined ? ` (${j.l7.status})` : j.l7.errorCode ? ` (error code ${j.l7.errorCode})` : "";
+    const answer = j.l7.rcode !== undefined ? ` (${j.l7.rcode === 5 ? "REFUSED" : `rcode ${j.l7.rcode}`})` : j.l7.status !== undefined ? ` (${j.l7.status})` : j.l7.errorCode ? ` (error code ${j.l7.errorCode})` : "";
     lines.push(`L7:          ${j.l7.verdict.toUpperCase()}${answer} at the ${j.l7.direction} ${j.l7.protocol} proxy port ${j.l7.proxyPort} — ${j.l7.reason}`);
     const rule = j.l7.rule;
-    if (rule && rule.index >= 0) lines.push(`             rule: ${rule.kind} ${rule.namespace ? rule.namespace + "/" : ""}${rule.name} rule ${rule.ruleIndex} ${rule.element} ${j.l7.protocol === "tls" ? "serverNames" : j.l7.protocol}[${rule.index}] ${JSON.stringify(rule.http ?? rule.kafka ?? rule.serverName)}`);
+    if (rule && rule.index >= 0) lines.push(`             rule: ${rule.kind} ${rule.namespace ? rule.namespace + "/" : ""}${rule.name} rule ${rule.ruleIndex} ${rule.element} ${j.l7.protocol === "tls" ? "serverNames" : j.l7.protocol}[${rule.index}] ${JSON.stringify(rule.http ?? rule.kafka ?? rule.serverName ?? rule.dns)}`);
+    if (j.l7.learned?.length) lines.push(`             learned into the FQDN cache: ${j.l7.learned.join(", ")}`);
   }
   lines.push(`Verdict:     ${j.verdict.toUpperCase()}`);
   return `${lines.join("\n")}\n`;
@@ -156,10 +163,11 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
   if (!g.to) throw new CliError("--to is required", "BAD_OPTION", "e.g. --to svc:default/deathstar");
   const from = parseRef(g.from, "--from");
   const to = parseRef(g.to, "--to");
-  const protoRaw = (g.protocol ?? (g.icmpType !== undefined ? "ICMP" : "TCP")).toUpperCase();
+  const protoRaw = (g.protocol ?? (g.icmpType !== undefined ? "ICMP" : g.dnsQuery !== undefined ? "UDP" : "TCP")).toUpperCase();
   const protocol = protoRaw === "ICMPV6" ? "ICMPv6" : protoRaw;
   if (protoNumber(protocol) === undefined) throw new CliError(`unknown protocol ${JSON.stringify(g.protocol)}`, "BAD_OPTION", "use TCP, UDP, SCTP, ICMP or ICMPv6");
   const icmp = protocol === "ICMP" || protocol === "ICMPv6";
+  const dns = dnsOption(g, protocol);
   let port = 0;
   let icmpSpec: FlowSpec["icmp"];
   if (icmp) {
@@ -169,17 +177,21 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
     if (!Number.isInteger(c) || c < 0 || c > 255) throw new CliError(`malformed --icmp-code ${JSON.stringify(g.icmpCode)}`, "BAD_OPTION", "an ICMP code is 0-255");
     icmpSpec = { type: t, code: c };
     port = t;
-  } else port = parsePort(g.port, "--port");
+  } else port = dns && g.port === undefined ? 53 : parsePort(g.port, "--port");
   const http = g.httpMethod || g.httpPath ? { method: (g.httpMethod ?? "GET").toUpperCase(), path: g.httpPath ?? "/", host: g.httpHost } : undefined;
   if (http && protocol !== "TCP") throw new CliError("HTTP needs --protocol TCP", "BAD_OPTION");
   const kafka = kafkaOf(g);
   if (kafka && http) throw new CliError("give --http-* or --kafka-* options, not both", "BAD_OPTION");
   if ((kafka || g.tlsSni !== undefined) && protocol !== "TCP") throw new CliError("Kafka and TLS need --protocol TCP", "BAD_OPTION");
   const tls = g.tlsSni !== undefined ? { serverName: g.tlsSni === "" ? undefined : g.tlsSni } : undefined;
-  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, icmp: icmpSpec, count: 1, where: "--from/--to" };
+  if (dns && (http || kafka || tls)) throw new CliError("a traced flow carries one L7 protocol: give --dns-query without --http-*, --kafka-* or --tls-sni", "BAD_OPTION");
+  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, dns, icmp: icmpSpec, count: 1, where: "--from/--to" };
   const l = load(g);
   const sim = await simulation(l, g);
   try {
+    // What the pods asked their resolver in the Traffic documents is learned first, so a traced flow to a
+    // name's address meets the toFQDNs entries the node would have.
+    for (const f of l.cluster.traffic) if (f.dns) sim.runFlow(f);
     const r = sim.runFlow(spec);
     let wouldBe: DirectionOutcome | undefined;
     if (!r.ingress && r.egress?.verdict === "denied") wouldBe = sim.ingressWouldBe(r);
@@ -190,6 +202,20 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
     sim.close();
   }
   return 0;
+}
+
+function dnsOption(g: TraceOptions, protocolIn: string): FlowSpec["dns"] {
+  if (g.dnsQuery === undefined) {
+    if (g.dnsAnswer?.length || g.dnsTtl !== undefined) throw new CliError("--dns-answer and --dns-ttl need --dns-query", "BAD_OPTION");
+    return undefined;
+  }
+  if (protocolIn !== "UDP" && protocolIn !== "TCP") throw new CliError("a DNS query needs --protocol UDP or TCP", "BAD_OPTION");
+  const problem = dnsSelectorProblems({ matchName: g.dnsQuery })[0];
+  if (problem) throw new CliError(`malformed --dns-query: ${problem.message}`, "BAD_OPTION");
+  for (const a of g.dnsAnswer ?? []) if (!parseIp(a)) throw new CliError(`malformed --dns-answer ${JSON.stringify(a)}`, "BAD_OPTION", "an IPv4 or IPv6 address");
+  const ttl = g.dnsTtl === undefined ? 300 : Number(g.dnsTtl);
+  if (!Number.isInteger(ttl) || ttl < 0) throw new CliError(`malformed --dns-ttl ${JSON.stringify(g.dnsTtl)}`, "BAD_OPTION", "seconds, a non-negative integer");
+  return { query: g.dnsQuery, answers: g.dnsAnswer ?? [], ttl };
 }
 
 export function registerTrace(program: Command, run: (fn: () => Promise<number>) => Promise<void>): void {
@@ -211,6 +237,9 @@ export function registerTrace(program: Command, run: (fn: () => Promise<number>)
     .option("--tls-sni <name>", "open a TLS connection whose ClientHello names this server ('' = no SNI)")
     .option("--icmp-type <n>", "ICMP type (default echo request)")
     .option("--icmp-code <n>", "ICMP code")
+    .option("--dns-query <name>", "send this DNS query (judged by rules.dns at the DNS proxy; default port 53/UDP)")
+    .option("--dns-answer <ip>", "an address in the resolver's answer, learned for toFQDNs (repeatable)", (v: string, p: string[] = []) => [...p, v])
+    .option("--dns-ttl <seconds>", "TTL of the answer (default 300)")
     .addHelpText(
       "after",
       `
@@ -225,7 +254,10 @@ Examples:
   ciliate trace -f scenarios/kafka --from kafka/outpost --to entity:world --port 443 --tls-sni api.empire.example
   ciliate trace -f scenarios/k8s-netpol --from x/a --to y/b --protocol ICMP --icmp-type 8
   ciliate trace -f scenarios/multi-node --from entity:world --to svc:shop/web --port 80
+  ciliate trace -f scenarios/fqdn --from default/mediabot --to svc:kube-system/kube-dns --dns-query api.github.com
 
+The DNS queries of the Traffic documents are played first, so flows to the addresses they learned meet
+the toFQDNs entries.
 Output: text (default) or -o json with verdict, egress.verdict, ingress.verdict (allowed|denied),
 l7.verdict when an L7 rule applied, identities, service/backend, and per direction the deciding
 policy-map entry and its rules.

@@ -24,11 +24,12 @@ export enum MapId {
   Metrics = 11,
   Trace = 12,
   Events = 13,
+  ProxyListeners = 14,
 }
 
-export const MAP_COUNT: u32 = 14;
+export const MAP_COUNT: u32 = 15;
 
-// ConfigValue (core/layout.ts:64)
+// ConfigValue (core/layout.ts:65)
 export const CONFIG_VALUE_SIZE: u32 = 64;
 export const CONFIG_VALUE_CT_SYN_TIMEOUT: u32 = 0;
 export const CONFIG_VALUE_CT_TCP_LIFETIME: u32 = 4;
@@ -49,7 +50,7 @@ export const CONFIG_VALUE_NODE_PORT_MAX: u32 = 56;
 export const CONFIG_VALUE_TRACE_SAMPLE_RATE: u32 = 58;
 export const CONFIG_VALUE_NODE_IPV4_BE: u32 = 60;
 
-// IpcacheKey (core/layout.ts:106)
+// IpcacheKey (core/layout.ts:107)
 export const IPCACHE_KEY_SIZE: u32 = 24;
 export const IPCACHE_KEY_PREFIXLEN: u32 = 0;
 export const IPCACHE_KEY_CLUSTER_ID: u32 = 4;
@@ -57,7 +58,7 @@ export const IPCACHE_KEY_PAD1: u32 = 6;
 export const IPCACHE_KEY_FAMILY: u32 = 7;
 export const IPCACHE_KEY_ADDR: u32 = 8;
 
-// IpcacheValue (core/layout.ts:115)
+// IpcacheValue (core/layout.ts:116)
 export const IPCACHE_VALUE_SIZE: u32 = 24;
 export const IPCACHE_VALUE_SEC_IDENTITY: u32 = 0;
 export const IPCACHE_VALUE_TUNNEL_ENDPOINT: u32 = 4;
@@ -65,14 +66,14 @@ export const IPCACHE_VALUE_PAD0: u32 = 20;
 export const IPCACHE_VALUE_KEY: u32 = 22;
 export const IPCACHE_VALUE_FLAGS: u32 = 23;
 
-// EndpointKey (core/layout.ts:127)
+// EndpointKey (core/layout.ts:128)
 export const ENDPOINT_KEY_SIZE: u32 = 20;
 export const ENDPOINT_KEY_ADDR: u32 = 0;
 export const ENDPOINT_KEY_FAMILY: u32 = 16;
 export const ENDPOINT_KEY_KEY: u32 = 17;
 export const ENDPOINT_KEY_CLUSTER_ID: u32 = 18;
 
-// EndpointInfo (core/layout.ts:134)
+// EndpointInfo (core/layout.ts:135)
 export const ENDPOINT_INFO_SIZE: u32 = 32;
 export const ENDPOINT_INFO_IFINDEX: u32 = 0;
 export const ENDPOINT_INFO_EP_ID: u32 = 4;
@@ -82,7 +83,7 @@ export const ENDPOINT_INFO_SEC_IDENTITY: u32 = 12;
 export const ENDPOINT_INFO_MAC: u32 = 16;
 export const ENDPOINT_INFO_NODE_MAC: u32 = 24;
 
-// PolicyKey (core/layout.ts:152)
+// PolicyKey (core/layout.ts:153)
 export const POLICY_KEY_SIZE: u32 = 16;
 export const POLICY_KEY_PREFIXLEN: u32 = 0;
 export const POLICY_KEY_SEC_LABEL: u32 = 4;
@@ -92,7 +93,7 @@ export const POLICY_KEY_PROTOCOL: u32 = 11;
 export const POLICY_KEY_DPORT_BE: u32 = 12;
 export const POLICY_KEY_PAD0: u32 = 14;
 
-// PolicyEntry (core/layout.ts:164)
+// PolicyEntry (core/layout.ts:165)
 export const POLICY_ENTRY_SIZE: u32 = 12;
 export const POLICY_ENTRY_PROXY_PORT_BE: u32 = 0;
 export const POLICY_ENTRY_FLAGS: u32 = 2;
@@ -102,7 +103,7 @@ export const POLICY_ENTRY_PROXY_PORT_PRIORITY: u32 = 5;
 export const POLICY_ENTRY_PAD0: u32 = 6;
 export const POLICY_ENTRY_COOKIE: u32 = 8;
 
-// ServiceKey (core/layout.ts:185)
+// ServiceKey (core/layout.ts:186)
 export const SERVICE_KEY_SIZE: u32 = 24;
 export const SERVICE_KEY_ADDR: u32 = 0;
 export const SERVICE_KEY_DPORT_BE: u32 = 16;
@@ -112,7 +113,7 @@ export const SERVICE_KEY_SCOPE: u32 = 21;
 export const SERVICE_KEY_FAMILY: u32 = 22;
 export const SERVICE_KEY_PAD0: u32 = 23;
 
-// ServiceValue (core/layout.ts:197)
+// ServiceValue (core/layout.ts:198)
 export const SERVICE_VALUE_SIZE: u32 = 12;
 export const SERVICE_VALUE_BACKEND_ID: u32 = 0;
 export const SERVICE_VALUE_COUNT: u32 = 4;
@@ -121,11 +122,11 @@ export const SERVICE_VALUE_FLAGS: u32 = 8;
 export const SERVICE_VALUE_FLAGS2: u32 = 9;
 export const SERVICE_VALUE_QCOUNT: u32 = 10;
 
-// BackendKey (core/layout.ts:209)
+// BackendKey (core/layout.ts:210)
 export const BACKEND_KEY_SIZE: u32 = 4;
 export const BACKEND_KEY_BACKEND_ID: u32 = 0;
 
-// Backend (core/layout.ts:213)
+// Backend (core/layout.ts:214)
 export const BACKEND_SIZE: u32 = 24;
 export const BACKEND_ADDR: u32 = 0;
 export const BACKEND_PORT_BE: u32 = 16;
@@ -135,41 +136,41 @@ export const BACKEND_CLUSTER_ID: u32 = 20;
 export const BACKEND_ZONE: u32 = 22;
 export const BACKEND_FAMILY: u32 = 23;
 
-// RevNatKey (core/layout.ts:224)
+// RevNatKey (core/layout.ts:225)
 export const REV_NAT_KEY_SIZE: u32 = 4;
 export const REV_NAT_KEY_REV_NAT_INDEX: u32 = 0;
 export const REV_NAT_KEY_PAD0: u32 = 2;
 
-// RevNatValue (core/layout.ts:229)
+// RevNatValue (core/layout.ts:230)
 export const REV_NAT_VALUE_SIZE: u32 = 20;
 export const REV_NAT_VALUE_ADDR: u32 = 0;
 export const REV_NAT_VALUE_PORT_BE: u32 = 16;
 export const REV_NAT_VALUE_FAMILY: u32 = 18;
 export const REV_NAT_VALUE_PAD0: u32 = 19;
 
-// MaglevKey (core/layout.ts:238)
+// MaglevKey (core/layout.ts:239)
 export const MAGLEV_KEY_SIZE: u32 = 8;
 export const MAGLEV_KEY_REV_NAT_INDEX: u32 = 0;
 export const MAGLEV_KEY_PAD0: u32 = 2;
 export const MAGLEV_KEY_SLOT: u32 = 4;
 
-// MaglevValue (core/layout.ts:244)
+// MaglevValue (core/layout.ts:245)
 export const MAGLEV_VALUE_SIZE: u32 = 4;
 export const MAGLEV_VALUE_BACKEND_ID: u32 = 0;
 
-// AffinityKey (core/layout.ts:248)
+// AffinityKey (core/layout.ts:249)
 export const AFFINITY_KEY_SIZE: u32 = 20;
 export const AFFINITY_KEY_CLIENT_ADDR: u32 = 0;
 export const AFFINITY_KEY_REV_NAT_INDEX: u32 = 16;
 export const AFFINITY_KEY_FAMILY: u32 = 18;
 export const AFFINITY_KEY_PAD0: u32 = 19;
 
-// AffinityValue (core/layout.ts:255)
+// AffinityValue (core/layout.ts:256)
 export const AFFINITY_VALUE_SIZE: u32 = 8;
 export const AFFINITY_VALUE_LAST_USED: u32 = 0;
 export const AFFINITY_VALUE_BACKEND_ID: u32 = 4;
 
-// CtTuple (core/layout.ts:266)
+// CtTuple (core/layout.ts:267)
 export const CT_TUPLE_SIZE: u32 = 40;
 export const CT_TUPLE_DADDR: u32 = 0;
 export const CT_TUPLE_SADDR: u32 = 16;
@@ -180,7 +181,7 @@ export const CT_TUPLE_FLAGS: u32 = 37;
 export const CT_TUPLE_FAMILY: u32 = 38;
 export const CT_TUPLE_PAD0: u32 = 39;
 
-// CtEntry (core/layout.ts:278)
+// CtEntry (core/layout.ts:279)
 export const CT_ENTRY_SIZE: u32 = 40;
 export const CT_ENTRY_LIFETIME: u32 = 0;
 export const CT_ENTRY_SRC_SEC_ID: u32 = 4;
@@ -194,7 +195,7 @@ export const CT_ENTRY_PAD0: u32 = 20;
 export const CT_ENTRY_PACKETS: u32 = 24;
 export const CT_ENTRY_BYTES: u32 = 32;
 
-// SnatValue (core/layout.ts:296)
+// SnatValue (core/layout.ts:297)
 export const SNAT_VALUE_SIZE: u32 = 24;
 export const SNAT_VALUE_TO_ADDR: u32 = 0;
 export const SNAT_VALUE_TO_PORT_BE: u32 = 16;
@@ -202,18 +203,24 @@ export const SNAT_VALUE_FAMILY: u32 = 18;
 export const SNAT_VALUE_PAD0: u32 = 19;
 export const SNAT_VALUE_CREATED: u32 = 20;
 
-// MetricsKey (core/layout.ts:309)
+// MetricsKey (core/layout.ts:310)
 export const METRICS_KEY_SIZE: u32 = 4;
 export const METRICS_KEY_REASON: u32 = 0;
 export const METRICS_KEY_DIR: u32 = 1;
 export const METRICS_KEY_PAD0: u32 = 2;
 
-// MetricsValue (core/layout.ts:316)
+// MetricsValue (core/layout.ts:317)
 export const METRICS_VALUE_SIZE: u32 = 16;
 export const METRICS_VALUE_PACKETS: u32 = 0;
 export const METRICS_VALUE_BYTES: u32 = 8;
 
-// TraceRecord (core/layout.ts:323)
+// ProxyListenerValue (core/layout.ts:326)
+export const PROXY_LISTENER_VALUE_SIZE: u32 = 4;
+export const PROXY_LISTENER_VALUE_DIRECTION: u32 = 0;
+export const PROXY_LISTENER_VALUE_PAD0: u32 = 1;
+export const PROXY_LISTENER_VALUE_PAD1: u32 = 2;
+
+// TraceRecord (core/layout.ts:335)
 export const TRACE_RECORD_SIZE: u32 = 108;
 export const TRACE_RECORD_VERDICT: u32 = 0;
 export const TRACE_RECORD_DROP_REASON: u32 = 4;
@@ -246,7 +253,7 @@ export const TRACE_RECORD_HOOK: u32 = 104;
 export const TRACE_RECORD_ICMP_TYPE: u32 = 105;
 export const TRACE_RECORD_PAD2: u32 = 106;
 
-// PacketInfo (core/layout.ts:376)
+// PacketInfo (core/layout.ts:388)
 export const PACKET_INFO_SIZE: u32 = 92;
 export const PACKET_INFO_FAMILY: u32 = 0;
 export const PACKET_INFO_NEXTHDR: u32 = 1;
@@ -270,7 +277,7 @@ export const PACKET_INFO_DADDR: u32 = 44;
 export const PACKET_INFO_INNER_SADDR: u32 = 60;
 export const PACKET_INFO_INNER_DADDR: u32 = 76;
 
-// PolicyResult (core/layout.ts:405)
+// PolicyResult (core/layout.ts:417)
 export const POLICY_RESULT_SIZE: u32 = 12;
 export const POLICY_RESULT_COOKIE: u32 = 0;
 export const POLICY_RESULT_PROXY_PORT: u32 = 4;
@@ -280,7 +287,7 @@ export const POLICY_RESULT_AUTH_TYPE: u32 = 8;
 export const POLICY_RESULT_AUDITED: u32 = 9;
 export const POLICY_RESULT_PAD0: u32 = 10;
 
-// CtState (core/layout.ts:422)
+// CtState (core/layout.ts:434)
 export const CT_STATE_SIZE: u32 = 16;
 export const CT_STATE_BACKEND_ID: u32 = 0;
 export const CT_STATE_SRC_SEC_ID: u32 = 4;
@@ -289,7 +296,7 @@ export const CT_STATE_FLAGS: u32 = 10;
 export const CT_STATE_PROXY_PORT: u32 = 12;
 export const CT_STATE_PAD0: u32 = 14;
 
-// LbSelection (core/layout.ts:435)
+// LbSelection (core/layout.ts:447)
 export const LB_SELECTION_SIZE: u32 = 28;
 export const LB_SELECTION_BACKEND_ID: u32 = 0;
 export const LB_SELECTION_BACKEND: u32 = 4;
@@ -311,6 +318,7 @@ export function mapType(id: u32): u32 {
     case MapId.Metrics: return 6;
     case MapId.Trace: return 2;
     case MapId.Events: return 27;
+    case MapId.ProxyListeners: return 1;
   }
   return 0;
 }
@@ -332,6 +340,7 @@ export function mapKeySize(id: u32): u32 {
     case MapId.Metrics: return 4;
     case MapId.Trace: return 4;
     case MapId.Events: return 0;
+    case MapId.ProxyListeners: return 4;
   }
   return 0;
 }
@@ -353,6 +362,7 @@ export function mapValueSize(id: u32): u32 {
     case MapId.Metrics: return 16;
     case MapId.Trace: return 108;
     case MapId.Events: return 108;
+    case MapId.ProxyListeners: return 4;
   }
   return 0;
 }
@@ -374,6 +384,7 @@ export function mapDefaultMaxEntries(id: u32): u32 {
     case MapId.Metrics: return 1024;
     case MapId.Trace: return 1;
     case MapId.Events: return 262144;
+    case MapId.ProxyListeners: return 1024;
   }
   return 0;
 }

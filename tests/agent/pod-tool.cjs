@@ -5,7 +5,11 @@
 //   udp HOST PORT            one datagram   → {ok, reply} (1 s timeout)
 //   loop HOST PORT MS GAP    a new connection every GAP ms for MS ms → {ok, fail, replies}
 //   hold HOST PORT MS        one connection, a request every 100 ms (one at a time) for MS ms → {sent, recv, error, maxGapMs}
+//   http-serve NAME MS PORT  HTTP on PORT: every request gets 200 and JSON {server: NAME, method, url, peer}
+//   http HOST PORT METHOD PATH [N]  N requests (default 1) on one keep-alive connection → {ok, results:
+//                            [{status, body}]} or {ok: false, error} (2 s timeout per request)
 const net = require("net");
+const http = require("http");
 const dgram = require("dgram");
 const [mode, a, b, c, d] = process.argv.slice(2);
 const print = (o) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -65,6 +69,39 @@ function tcpOnce(host, port, timeout = 1500) {
       await new Promise((res) => setTimeout(res, Number(d)));
     }
     print(r);
+  } else if (mode === "http-serve") {
+    http
+      .createServer((req, res) => {
+        req.resume();
+        req.on("end", () => res.end(JSON.stringify({ server: a, method: req.method, url: req.url, peer: req.socket.remoteAddress })));
+      })
+      .listen(Number(c), "0.0.0.0");
+    setTimeout(() => process.exit(0), Number(b));
+    print({ serving: a });
+  } else if (mode === "http") {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const results = [];
+    const one = () =>
+      new Promise((resolve) => {
+        const req = http.request({ host: a, port: Number(b), method: c, path: d, agent, timeout: 2000 }, (res) => {
+          let body = "";
+          res.on("data", (x) => (body += x));
+          res.on("end", () => resolve({ status: res.statusCode, body }));
+        });
+        req.on("timeout", () => req.destroy(Object.assign(new Error("timeout"), { code: "timeout" })));
+        req.on("error", (e) => resolve({ error: e.code || e.message }));
+        req.end();
+      });
+    for (let i = 0; i < Number(process.argv[7] || 1); i++) {
+      const r = await one();
+      if (r.error) {
+        print({ ok: false, error: r.error, results });
+        process.exit(0);
+      }
+      results.push(r);
+    }
+    print({ ok: true, results });
+    process.exit(0);
   } else if (mode === "hold") {
     // Lock-step: the next request goes out only once the previous reply arrived, so TCP never coalesces two
     // requests or two replies into one read (which counted as a lost reply under load). maxGapMs is the

@@ -99,6 +99,43 @@ export function addPolicy(dp: Datapath, r: PolicyRule): void {
   );
 }
 
+/** A TCP service: master entry, backend slots (active first), backends and its reverse-NAT entry. */
+export interface Svc {
+  vip: string;
+  port: number;
+  revNat: number;
+  backends: { id: number; ip: string; port: number; state?: number }[];
+  affinityTimeout?: number;
+  maglev?: boolean;
+}
+
+export function addService(dp: Datapath, s: Svc): void {
+  const active = s.backends.filter((b) => (b.state ?? 0) === C.BE_STATE_ACTIVE);
+  const inactive = s.backends.filter((b) => (b.state ?? 0) !== C.BE_STATE_ACTIVE);
+  const key = { addr: addrBytes16(s.vip), dport: s.port, proto: C.IPPROTO_TCP, scope: 0, family: C.FAMILY_IPV4 };
+  const alg = s.maglev ? C.LB_ALG_MAGLEV : C.LB_ALG_RANDOM;
+  dp.map(MAP_SPECS.Services).update(
+    { ...key, backendSlot: 0 },
+    {
+      backendId: ((alg << 24) | (s.affinityTimeout ?? 0)) >>> 0,
+      count: active.length,
+      qcount: inactive.length,
+      revNatIndex: s.revNat,
+      flags: s.affinityTimeout ? C.SVC_F_AFFINITY : 0,
+    },
+  );
+  [...active, ...inactive].forEach((b, i) => {
+    dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: i + 1 }, { backendId: b.id, revNatIndex: s.revNat });
+    dp.map(MAP_SPECS.Backends).update({ backendId: b.id }, { addr: addrBytes16(b.ip), port: b.port, proto: C.IPPROTO_TCP, state: b.state ?? 0, family: C.FAMILY_IPV4 });
+  });
+  dp.map(MAP_SPECS.RevNat).update({ revNatIndex: s.revNat }, { addr: addrBytes16(s.vip), port: s.port, family: C.FAMILY_IPV4 });
+}
+
+/** The node's L7 proxy listens on `proxyPort` (what the agent writes while its listener is open). */
+export function proxyListening(dp: Datapath, proxyPort: number, egress = true): void {
+  dp.map(MAP_SPECS.ProxyListeners).update(proxyPort, { direction: egress ? C.POLICY_EGRESS : C.POLICY_INGRESS });
+}
+
 /** Allows everything in both directions for an endpoint (Cilium's allow-all entries when no policy selects it). */
 export function allowAll(dp: Datapath, epId: number): void {
   addPolicy(dp, { epId, egress: true, identity: 0 });

@@ -5,44 +5,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";
-import { allowAll, C, decoded, POD_A, POD_B, send, standardNode, VIP, addEndpoint } from "./fixture.ts";
-import { addrBytes16 } from "../../host/ip.ts";
+import { addService, allowAll, C, decoded, POD_A, POD_B, send, standardNode, VIP, addEndpoint, type Svc } from "./fixture.ts";
 import { TCP_FLAGS } from "../../sim/packets.ts";
-import { MAP_SPECS } from "../../host/codecs.gen.ts";
-import type { Datapath } from "../../host/datapath.ts";
 
 const POD_C = { ip: "10.244.0.30", epId: 3, identity: 2000 };
-
-interface Svc {
-  vip: string;
-  port: number;
-  revNat: number;
-  backends: { id: number; ip: string; port: number; state?: number }[];
-  affinityTimeout?: number;
-  maglev?: boolean;
-}
-
-function addService(dp: Datapath, s: Svc): void {
-  const active = s.backends.filter((b) => (b.state ?? 0) === C.BE_STATE_ACTIVE);
-  const inactive = s.backends.filter((b) => (b.state ?? 0) !== C.BE_STATE_ACTIVE);
-  const key = { addr: addrBytes16(s.vip), dport: s.port, proto: C.IPPROTO_TCP, scope: 0, family: C.FAMILY_IPV4 };
-  const alg = s.maglev ? C.LB_ALG_MAGLEV : C.LB_ALG_RANDOM;
-  dp.map(MAP_SPECS.Services).update(
-    { ...key, backendSlot: 0 },
-    {
-      backendId: ((alg << 24) | (s.affinityTimeout ?? 0)) >>> 0,
-      count: active.length,
-      qcount: inactive.length,
-      revNatIndex: s.revNat,
-      flags: s.affinityTimeout ? C.SVC_F_AFFINITY : 0,
-    },
-  );
-  [...active, ...inactive].forEach((b, i) => {
-    dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: i + 1 }, { backendId: b.id, revNatIndex: s.revNat });
-    dp.map(MAP_SPECS.Backends).update({ backendId: b.id }, { addr: addrBytes16(b.ip), port: b.port, proto: C.IPPROTO_TCP, state: b.state ?? 0, family: C.FAMILY_IPV4 });
-  });
-  dp.map(MAP_SPECS.RevNat).update({ revNatIndex: s.revNat }, { addr: addrBytes16(s.vip), port: s.port, family: C.FAMILY_IPV4 });
-}
 
 const TWO: Svc = {
   vip: VIP,

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";
-import { addPolicy, allowAll, C, POD_A, POD_B, REMOTE_POD, WORLD_IP, send, standardNode, TCP, UDP, ICMP, type PolicyRule } from "./fixture.ts";
+import { addPolicy, allowAll, proxyListening, C, POD_A, POD_B, REMOTE_POD, WORLD_IP, send, standardNode, TCP, UDP, ICMP, type PolicyRule } from "./fixture.ts";
 import { TCP_FLAGS } from "../../sim/packets.ts";
 
 const SYN = { src: POD_A.ip, dst: POD_B.ip, proto: "TCP" as const, sport: 40000, dport: 80, tcpFlags: TCP_FLAGS.SYN };
@@ -73,6 +73,8 @@ for (const backend of backends) {
         const dp = await backend.create();
         standardNode(dp);
         for (const r of c.rules) addPolicy(dp, { ...A_EG, ...r });
+        // The proxy is up; without it a redirect is a drop (proxy.conformance.test.ts).
+        for (const r of c.rules) if (r.proxyPort) proxyListening(dp, r.proxyPort);
         const res = send(dp, "fromEndpoint", SYN, 100);
         expect(res.verdict).toBe(c.verdict);
         expect(res.dropReason).toBe(c.reason);

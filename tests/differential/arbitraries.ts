@@ -32,6 +32,8 @@ export interface NodeState {
   endpoints: { ip: string; epId: number; identity: number }[];
   prefixes: { cidr: string; identity: number }[];
   policies: { epId: number; egress: boolean; identity: number; proto?: number; port?: number; portBits?: number; deny: boolean; proxyPort: number; cookie: number }[];
+  /** Whether the node's proxy listens on 10001 (ProxyListeners): a redirect without it is a 178 drop. */
+  proxyListening: boolean;
   services: { vip: string; port: number; routable: boolean; revNat: number; maglev: boolean; affinity: number; backends: { id: number; ip: string; port: number; state: number }[] }[];
 }
 
@@ -62,6 +64,7 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
     // Endpoints with allow-all entries, so that flows get past policy and reach LB, CT and replies.
     ...open.map((o) => ({ ...o, identity: 0, deny: false, proxyPort: 0, cookie: 0 })),
   ]),
+  proxyListening: fc.constantFrom(true, true, false),
   services: fc.array(
     fc.record({
       vip: fc.constantFrom(...VIPS),
@@ -105,6 +108,7 @@ export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendI
   }
   for (const p of s.prefixes) dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(p.cidr), { secIdentity: p.identity });
   for (const p of s.policies) addPolicy(dp, p);
+  if (s.proxyListening) dp.map(MAP_SPECS.ProxyListeners).update(10001, { direction: C.POLICY_EGRESS });
   for (const svc of s.services) {
     const uniq = [...new Map(svc.backends.map((b) => [b.id, b])).values()];
     const active = uniq.filter((b) => b.state === 0);
