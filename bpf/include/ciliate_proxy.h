@@ -45,28 +45,38 @@
 _Static_assert(CILIATE_PROXY_TUPLE_OFF + sizeof(struct bpf_sock_tuple) <= CILIATE_PROXY_INFO_OFF, "tuple slot");
 _Static_assert(CILIATE_PROXY_REC_OFF + sizeof(struct trace_record) <= CILIATE_SCRATCH_SIZE, "scratch too small");
 
-/* Moves the packet from the forwarded counter to `reason` (core counted the redirect as forwarded). */
+/* Moves the packet from the forwarded counter to `reason` (core counted the redirect as forwarded). The
+ * Metrics map is a per-CPU array indexed by the MetricsKey read as a u32 (reason | dir << 8), so this CPU's
+ * slots are the ones core just counted in, and plain adds are enough. */
 static __always_inline void ciliate_proxy_count_drop(__u32 dir, __u32 len, __u32 reason)
 {
-	struct metrics_key key = { .reason = 0, .dir = (__u8)dir };
-	struct metrics_value *v = bpf_map_lookup_elem(&ciliate_metrics_v1, &key);
+	__u32 key = (dir & 0xff) << 8;
+	struct metrics_value *v = bpf_map_lookup_elem(&ciliate_metrics_v2, &key);
 
 	if (v) {
-		__sync_fetch_and_add(&v->packets, (__u64)-1);
-		__sync_fetch_and_add(&v->bytes, -(__u64)len);
+		v->packets -= 1;
+		v->bytes -= len;
 	}
-	key.reason = (__u8)reason;
-	v = bpf_map_lookup_elem(&ciliate_metrics_v1, &key);
-	if (!v) {
-		struct metrics_value zero = {};
-
-		bpf_map_update_elem(&ciliate_metrics_v1, &key, &zero, BPF_NOEXIST);
-		v = bpf_map_lookup_elem(&ciliate_metrics_v1, &key);
-	}
+	key = ((dir & 0xff) << 8) | (reason & 0xff);
+	v = bpf_map_lookup_elem(&ciliate_metrics_v2, &key);
 	if (v) {
-		__sync_fetch_and_add(&v->packets, 1);
-		__sync_fetch_and_add(&v->bytes, (__u64)len);
+		v->packets += 1;
+		v->bytes += len;
 	}
+}
+
+/*
+ * Asks core to fill the Trace record for this packet (core fills it only when a host armed it or flow events
+ * are on): ciliate_tc_action reads a redirect's addresses, ports and proxy port from it, so it must be this
+ * packet's record whatever the event settings are.
+ */
+static __always_inline void ciliate_trace_arm(void)
+{
+	__u32 zero = 0;
+	struct trace_record *tr = bpf_map_lookup_elem(&ciliate_trace_v1, &zero);
+
+	if (tr)
+		tr->verdict = CILIATE_TRACE_VERDICT_ARMED;
 }
 
 /* Turns the record of a redirect into the record of a drop, and emits it as a drop event. */
