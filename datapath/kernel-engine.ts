@@ -49,10 +49,12 @@ export interface KernelRunResult extends RunResult {
   retval: number;
 }
 
-/** The tc return code the programs give for a verdict (bpf/include/ciliate_prog.h ciliate_tc_verdict):
- * forwards and proxy redirects continue up the stack (TC_ACT_OK), everything else is shot (TC_ACT_SHOT). */
+/** The tc return code the programs give for a verdict under BPF_PROG_TEST_RUN (bpf/include/ciliate_proxy.h
+ * ciliate_tc_action): forwards continue up the stack (TC_ACT_OK); everything else is shot (TC_ACT_SHOT),
+ * proxy redirects included — test runs happen on the loopback device, where no proxy socket can take the
+ * packet, and a redirect is never let through un-inspected. */
 export function tcReturnCode(verdict: number): number {
-  return verdict === 0 /* CTX_ACT_OK */ || verdict === 7 /* CTX_ACT_REDIRECT */ ? 0 : 2;
+  return verdict === 0 /* CTX_ACT_OK */ ? 0 : 2;
 }
 
 export class KernelDatapath implements Datapath {
