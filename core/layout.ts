@@ -17,8 +17,8 @@
  *     serves both families, so there is one code path for both;
  *   - u64 fields are counters: core only touches them through env add64/read64Lo.
  *
- * Field order and meaning follow Cilium where a Cilium map exists (see shared/reference/cilium-internals.md,
- * the section named in each comment); where we deviate, the comment says why.
+ * Field order and meaning follow Cilium where a Cilium map exists (cilium/cilium bpf/lib/*.h and pkg/maps/,
+ * as each comment names); where we deviate, the comment says why.
  */
 
 /** A fixed-size byte array inside a layout. */
