@@ -30,3 +30,13 @@ export function csumReplace16(old: u32, from: u32, to: u32): u32 {
   s += to & 0xffff;
   return (~fold(s)) & 0xffff;
 }
+
+/** New checksum for bpf_l3_csum_replace with a 16-bit field: the kernel's csum_replace2
+ * (include/net/checksum.h) adds in 16 bits with end-around carry and has no 0xffff upper half, so unlike
+ * csumReplace16 its result is 0xffff where the ones'-complement sum is zero. */
+export function csumReplace2L3(old: u32, from: u32, to: u32): u32 {
+  let s: u32 = (~old) & 0xffff;
+  s += (~from) & 0xffff;
+  s += to & 0xffff;
+  return (~fold(s)) & 0xffff;
+}

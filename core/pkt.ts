@@ -10,7 +10,7 @@
  * bpf_l3_csum_replace / bpf_l4_csum_replace with the kernel's exact arithmetic (core/csum.ts mirrors it).
  */
 import { read8, write8 } from "./env";
-import { csumReplace16, csumReplace32 } from "./csum";
+import { csumReplace2L3, csumReplace16, csumReplace32 } from "./csum";
 
 /** A packet handle (a pointer in WASM/JS, the skb in C). */
 export type Pkt = usize;
@@ -107,7 +107,7 @@ export function pktCopyIn(pkt: Pkt, off: u32, src: usize, n: u32): bool {
 export function pktL3CsumReplace(pkt: Pkt, csumOff: u32, from: u32, to: u32, size: u32): i32 {
   if (csumOff + 2 > pktLen(pkt)) return -1;
   const old = pktLoad16(pkt, csumOff);
-  const next = size == 2 ? csumReplace16(old, from, to) : csumReplace32(old, from, to);
+  const next = size == 2 ? csumReplace2L3(old, from, to) : csumReplace32(old, from, to);
   pktStore16(pkt, csumOff, next);
   return 0;
 }

@@ -142,7 +142,11 @@ describe.skipIf(skipUnless(canLoadBpf(), "root, bpffs and bpftool (loading BPF p
       fc.property(packet, (input) => {
         expect(Array.from(runKernel(input))).toEqual(Array.from(runJs(input)));
       }),
-      { numRuns: 150 },
+      {
+        numRuns: 150,
+        // Found by CI: bpf_l3_csum_replace with size 2 writes a zero sum as 0xffff (csum_replace2).
+        examples: [[Uint8Array.from([0, 7, 14, 21, 28, 35, 42, 49, 56, 63, 70, 77, 84, 91, 0, 105, 255, 255, 126, 133, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 2, 224, 231, 238, 245])]],
+      },
     );
   });
 });
