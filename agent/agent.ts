@@ -30,6 +30,8 @@ import { installProxyRouting } from "../datapath/transparent-proxy.ts";
 import { parseIp } from "../host/ip.ts";
 import { ipcacheKey } from "../host/ipcache.ts";
 import type { ProxyListenerMap } from "./proxy/manager.ts";
+import { syncNodeRoutes } from "../datapath/node-routes.ts";
+import { remoteNodeRoutes, type RoutingMode } from "./routing.ts";
 
 export { AgentError, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "./defaults.ts";
 
@@ -55,6 +57,13 @@ export interface AgentOptions {
   policyMapMax?: number;
   /** Minimum TTL (seconds) of what the DNS proxy learns (Cilium's --tofqdns-min-ttl; default 0 = the answer's TTL). */
   fqdnMinTtl?: number;
+  /**
+   * How pods on other nodes are reached. "native": a route to each remote node's pod CIDR via its node IP
+   * (routing.ts), the packet unchanged; the receiving node takes the sender's identity from its ipcache.
+   * Undefined: the agent installs no routes (a single node, or routes managed outside the agent).
+   * "tunnel" does nothing here yet: `ciliate agent` refuses it until the datapath encapsulates.
+   */
+  routingMode?: RoutingMode;
   log?: (level: "info" | "warn" | "error", msg: string) => void;
 }
 
@@ -118,6 +127,9 @@ export class Agent {
   /** What the DNS proxy learned; the policy is compiled from its state (toFQDNs). */
   readonly fqdn: FqdnCache;
   private fqdnTimer?: NodeJS.Timeout;
+  /** The last node-route problems logged (logged again only when they change). */
+  private routeProblems = "";
+  private collisionsLogged = 0;
 
   constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? ((level, msg) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`));
@@ -237,11 +249,13 @@ export class Agent {
         return r;
       }
       const applied = this.apply(desired);
+      this.syncRoutes(this.lastGoodObjects);
       const r = { ok: false, reason, error: msg, applied, durationMs: performance.now() - t0 };
       this.events.onReconcile?.(r);
       return r;
     }
     const applied = this.apply(desired);
+    this.syncRoutes(objects);
     this.saveState(); // identities may have grown
     const r: ReconcileReport = { ok: applied.failed.length === 0, reason, applied, overflow: desired.overflow.map((e) => e.endpoint), durationMs: performance.now() - t0 };
     if (applied.failed.length) {
@@ -252,6 +266,30 @@ export class Agent {
     }
     this.events.onReconcile?.(r);
     return r;
+  }
+
+  /**
+   * Native routing: the routes to the other nodes' pod CIDRs follow the Node objects. Runs after the maps
+   * are written, so a remote pod's ipcache entry (its identity) is in place before its traffic is routed.
+   */
+  private syncRoutes(objects: ManifestObject[]): void {
+    for (const c of this.numbering.identities.collisions.slice(this.collisionsLogged)) {
+      this.log("error", `identity collision: ${c.key} hashes to the number held by ${c.holder}; it got ${c.id} on this node, which other nodes may number differently (docs/multi-node.md)`);
+    }
+    this.collisionsLogged = this.numbering.identities.collisions.length;
+    if (this.opts.routingMode !== "native") return;
+    const want = remoteNodeRoutes(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR });
+    const problems = want.problems.join("\n");
+    if (problems !== this.routeProblems) for (const p of want.problems) this.log("warn", p);
+    this.routeProblems = problems;
+    try {
+      const r = syncNodeRoutes(want.routes);
+      for (const a of r.added) this.log("info", `route ${a.cidr} via ${a.via} (node ${a.node})`);
+      for (const d of r.removed) this.log("info", `route ${d} removed (no such node any more)`);
+      for (const f of r.failed) this.log("error", `route ${f.route.cidr} via ${f.route.via} (node ${f.route.node}): ${f.error}`);
+    } catch (e) {
+      this.log("error", `node routes: ${(e as Error).message}`);
+    }
   }
 
   private desiredOptions() {

@@ -7,9 +7,17 @@
  * This mirrors Cilium's identity allocator (pkg/identity/cache, pkg/allocator): numbers are allocated once
  * per label set and never derived from the order of the cluster's objects.
  *
- * Reserved identities (< 256) are fixed and pass through unchanged; cluster identities are allocated from
- * 256, node-local CIDR identities from (1 << 24) | 1, as upstream.
+ * Reserved identities (< 256) are fixed and pass through unchanged; node-local CIDR identities are allocated
+ * from (1 << 24) | 1, as upstream. Cluster identities must mean the same on every node (the receiving node
+ * of a multi-node cluster enforces policy on the identity its ipcache gives the sender, docs/multi-node.md),
+ * and until a cluster-wide allocator exists every agent derives a new label set's number from the label set
+ * itself: a hash of its labels into 256..0xffffff, so nodes that read the same manifests agree whatever
+ * order they saw the label sets in. Two label sets that hash to the same number are a collision: the one
+ * that came second on this node probes to the next free number and the collision is reported (the nodes
+ * may then disagree about that one label set; docs/multi-node.md, limits). A number already held (state
+ * from an earlier run) is kept.
  */
+import { createHash } from "node:crypto";
 import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "../host/identity-scopes.ts";
 import { labelString, type CompiledPolicy } from "../policy/index.ts";
 
@@ -20,10 +28,31 @@ export interface IdentityState {
   byLabels: Record<string, number>;
 }
 
+/** The highest cluster identity: below the node-local scope bit, and within a VXLAN VNI (24 bits). */
+export const MAX_CLUSTER_IDENTITY = LOCAL_IDENTITY_SCOPE - 1;
+
+/**
+ * The number a cluster label set gets on every node when nothing else holds it: the first 4 bytes of the
+ * SHA-256 of its key, folded into MIN_CLUSTER_IDENTITY..MAX_CLUSTER_IDENTITY.
+ */
+export function labelHashIdentity(key: string): number {
+  const h = createHash("sha256").update(key).digest().readUInt32BE(0);
+  return MIN_CLUSTER_IDENTITY + (h % (MAX_CLUSTER_IDENTITY - MIN_CLUSTER_IDENTITY + 1));
+}
+
+/** Two label sets whose hashes met: `key` got `id` instead of its hash's number, held by `holder`. */
+export interface IdentityCollision {
+  key: string;
+  holder: string;
+  id: number;
+}
+
 export class StableIdentities {
   private readonly byLabels = new Map<string, number>();
-  private nextCluster = MIN_CLUSTER_IDENTITY;
+  private readonly byNumber = new Map<number, string>();
   private nextLocal = 1;
+  /** Collisions met so far (each new label set at most once). */
+  readonly collisions: IdentityCollision[] = [];
 
   constructor(state?: IdentityState) {
     for (const [k, id] of Object.entries(state?.byLabels ?? {})) this.remember(k, id);
@@ -31,8 +60,17 @@ export class StableIdentities {
 
   private remember(k: string, id: number): void {
     this.byLabels.set(k, id);
+    this.byNumber.set(id, k);
     if (id >= LOCAL_IDENTITY_SCOPE) this.nextLocal = Math.max(this.nextLocal, (id & 0xffffff) + 1);
-    else this.nextCluster = Math.max(this.nextCluster, id + 1);
+  }
+
+  /** A cluster number for a new label set: its hash's, or the next free one after it on a collision. */
+  private allocateCluster(k: string): number {
+    const want = labelHashIdentity(k);
+    let id = want;
+    while (this.byNumber.has(id)) id = id >= MAX_CLUSTER_IDENTITY ? MIN_CLUSTER_IDENTITY : id + 1;
+    if (id !== want) this.collisions.push({ key: k, holder: this.byNumber.get(want)!, id });
+    return id;
   }
 
   /**
@@ -41,14 +79,16 @@ export class StableIdentities {
    */
   mapping(policy: CompiledPolicy): (id: number) => number {
     const table = new Map<number, number>();
-    for (const ident of policy.identities.all) {
-      if (ident.id < MIN_CLUSTER_IDENTITY) continue;
-      const local = ident.id >= LOCAL_IDENTITY_SCOPE;
-      const key = `${local ? "local" : "cluster"}:${ident.labels.map(labelString).join(",")}`;
+    const keyed = policy.identities.all
+      .filter((ident) => ident.id >= MIN_CLUSTER_IDENTITY)
+      .map((ident) => ({ ident, key: `${ident.id >= LOCAL_IDENTITY_SCOPE ? "local" : "cluster"}:${ident.labels.map(labelString).join(",")}` }))
+      // New label sets in key order: which of two colliding ones probes does not depend on policy/'s order.
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    for (const { ident, key } of keyed) {
       let id = this.byLabels.get(key);
       if (id === undefined) {
-        id = local ? (LOCAL_IDENTITY_SCOPE | this.nextLocal++) >>> 0 : this.nextCluster++;
-        this.byLabels.set(key, id);
+        id = ident.id >= LOCAL_IDENTITY_SCOPE ? (LOCAL_IDENTITY_SCOPE | this.nextLocal++) >>> 0 : this.allocateCluster(key);
+        this.remember(key, id);
       }
       table.set(ident.id, id);
     }

@@ -45,7 +45,7 @@ import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CT_NEW, CT_ESTABLISHED, CT_
   SVC_F_ROUTABLE, CONFIG_F_EVENTS, CONFIG_F_EVENTS_ALL, HOOK_FROM_ENDPOINT, HOOK_TO_ENDPOINT,
   HOOK_FROM_NETWORK, MARK_MAGIC_FROM_INGRESS_PROXY, MARK_MAGIC_FROM_EGRESS_PROXY } from "./constants";
 import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID_SIP, DROP_IS_CLUSTER_IP, DROP_NO_CONFIG,
-  DROP_NO_SERVICE, DROP_UNROUTABLE, DROP_PROXY_LOOKUP_FAILED } from "./drop-reasons";
+  DROP_NO_SERVICE, DROP_UNKNOWN_L3, DROP_UNROUTABLE, DROP_PROXY_LOOKUP_FAILED } from "./drop-reasons";
 import { add64Local, memCopy, memFill, read8, read16, read32, write8, write16, write32 } from "./env";
 import { write16be } from "./bytes";
 import { stackAlloc } from "./alloc";
@@ -429,6 +429,9 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
  * and replies of NodePort flows this node SNATed to a remote backend.
  * Outcomes:
  *   1. CTX_ACT_DROP, DROP_NO_CONFIG / a parse drop reason.
+ *   1a. CTX_ACT_OK, untouched — not IPv4/IPv6 (ARP above all): the node's own traffic, for its stack. A node
+ *      device that dropped ARP could not reach its neighbours, other nodes included (Cilium's bpf_host
+ *      do_netdev passes ARP and, without the host firewall, any other ethertype).
  *   2. CTX_ACT_OK, reverse-translated — a reply to a SNATed NodePort flow: destination back to the client,
  *      source back to the frontend (R2); TRACE_F_SNAT and TRACE_F_REV_NAT are set.
  *   3. CTX_ACT_OK, untouched — not a service frontend: for the node's stack.
@@ -446,6 +449,7 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
   const dir = METRIC_DIR_SERVICE;
   const info = stackAlloc(PACKET_INFO_SIZE);
   const err = enter(pkt, tr, cfg, info);
+  if (err == DROP_UNKNOWN_L3) return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_FROM_NETWORK);
   if (err != 0) return drop(tr, cfg, info, err, dir);
   const family = read8(info + PACKET_INFO_FAMILY);
   const srcId = ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family));

@@ -1818,7 +1818,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:443 fromNetwork */
+/* core/pipeline.ts:446 fromNetwork */
 static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -1826,6 +1826,9 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
 	__u8 *info = ciliate_scratch(792, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
+	if (err == CILIATE_DROP_UNKNOWN_L3) {
+		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
+	}
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
 	}

@@ -34,12 +34,14 @@ export interface AgentFlags extends GlobalOptions {
   exportDeny?: string[];
   tofqdnsMinTtl?: string;
   dnsProxy?: boolean;
+  routingMode?: string;
 }
 
 /** datapath/kernel-engine.ts KERNEL_OBJECT (not imported here: the agent's modules load only when it runs). */
 const KERNEL_OBJECT = repoPath("build/bpf/ciliate.bpf.o");
 
 export async function runAgent(f: AgentFlags): Promise<number> {
+  const routingMode = parseRoutingMode(f.routingMode);
   // Loaded here, not at the top: libbpf, prom-client and the Kubernetes client stay out of every other command.
   const [{ Agent }, { agentRoutes, serveApi }, { ManifestSource }, { AgentMetrics }, { FlowObserver, verdictLabels }, { ProxyManager }, { createProtocolHandlers }, { l7FlowOf, namesFrom }] = await Promise.all([
     import("../../agent/agent.ts"),
@@ -76,6 +78,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     traceSample: f.traceSample === undefined ? undefined : parseTraceSample(f.traceSample),
     policyMapMax: f.policyMapMax === undefined ? undefined : Number(f.policyMapMax),
     fqdnMinTtl: f.tofqdnsMinTtl === undefined ? undefined : Number(f.tofqdnsMinTtl),
+    routingMode,
   });
   const metrics = new AgentMetrics(agent);
   const observer = new FlowObserver(agent);
@@ -238,6 +241,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--export-file-max-backups <n>", "with --export-file: rotated files kept (PATH.1 newest); older ones are deleted", "5")
     .option("--export-allow <json>", "with --export-file: export only flows matching this Hubble FlowFilter (repeatable; any matches)", (v: string, p: string[] = []) => [...p, v])
     .option("--export-deny <json>", "with --export-file: never export flows matching this Hubble FlowFilter (repeatable)", (v: string, p: string[] = []) => [...p, v])
+    .option("--routing-mode <mode>", "reach pods on other nodes: native (a route to each node's pod CIDR via its node IP); tunnel is not supported yet; default: no routes between nodes")
     .option("--resync-interval <ms>", "how often to check the manifests for changes", "500")
     .addHelpText(
       "after",
@@ -249,6 +253,13 @@ Examples:
 See docs/agent.md. Exit codes: 0 stopped by a signal, 2 bad flags or the datapath could not be loaded.`,
     )
     .action(async (_o, cmd: Command) => run(() => runAgent(cmd.optsWithGlobals())));
+}
+
+/** --routing-mode: native, or undefined (no routes between nodes). Tunnel is refused until the datapath encapsulates. */
+function parseRoutingMode(v: string | undefined): "native" | undefined {
+  if (v === undefined || v === "native") return v;
+  if (v === "tunnel") throw new CliError("--routing-mode tunnel is not supported yet (no VXLAN encapsulation in the datapath)", "BAD_OPTION", "use --routing-mode native, with routes between the nodes' addresses");
+  throw new CliError(`invalid --routing-mode ${JSON.stringify(v)}`, "BAD_OPTION", "native or tunnel");
 }
 
 /** --trace-sample: a whole number 1..65535 (the datapath keeps it in a u16). */

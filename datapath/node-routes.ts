@@ -1,0 +1,75 @@
+/*
+ * Native routing between nodes: one route per remote node, its pod CIDR via its node IP, in the agent's
+ * network namespace — what Cilium installs with auto-direct-node-routes (pkg/datapath/linux/node.go, the
+ * direct node routes of the linux node handler). The routes the agent owns carry their own route protocol
+ * number (NODE_ROUTE_PROTO), so a sync removes exactly the stale ones it installed and never an operator's
+ * route. Done with iproute2 (`ip -j route`), like datapath/endpoint-link.ts.
+ */
+import { execFileSync } from "node:child_process";
+import { BpfError, BpfErrorCode } from "./errors.ts";
+
+/** Route protocol of the agent's node routes (`proto 193` in `ip route`); unused by the kernel and iproute2. */
+export const NODE_ROUTE_PROTO = 193;
+
+export interface NodeRoute {
+  /** A remote node's pod CIDR, in canonical form (e.g. 10.244.2.0/24). */
+  cidr: string;
+  /** That node's address: the next hop. */
+  via: string;
+  /** The node's name, for messages. */
+  node: string;
+}
+
+export interface NodeRouteSync {
+  added: NodeRoute[];
+  removed: string[];
+  /** Routes that could not be installed (e.g. the next hop is not on a connected network), with the reason. */
+  failed: { route: NodeRoute; error: string }[];
+}
+
+function ip(args: string[]): string {
+  try {
+    return execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new BpfError(BpfErrorCode.NetnsFailed, `ip ${args.join(" ")}: ${(err.stderr ?? err.message).trim()}`, "run as root with iproute2 installed");
+  }
+}
+
+/** The node routes installed now: destination → gateway. */
+export function listNodeRoutes(): Map<string, string> {
+  const rows = JSON.parse(ip(["-j", "-4", "route", "show", "proto", String(NODE_ROUTE_PROTO)]) || "[]") as { dst: string; gateway?: string }[];
+  // iproute2 prints a host route without its /32.
+  return new Map(rows.map((r) => [r.dst.includes("/") ? r.dst : `${r.dst}/32`, r.gateway ?? ""]));
+}
+
+/**
+ * Makes the node routes exactly `want`: adds or replaces what is missing or points elsewhere, then removes
+ * the agent's routes to CIDRs no longer wanted (new routes first, so a node that moves keeps a route).
+ * A route the kernel refuses is reported in `failed` and the others are still applied.
+ */
+export function syncNodeRoutes(want: NodeRoute[]): NodeRouteSync {
+  const have = listNodeRoutes();
+  const out: NodeRouteSync = { added: [], removed: [], failed: [] };
+  const wanted = new Set<string>();
+  for (const r of want) {
+    wanted.add(r.cidr);
+    if (have.get(r.cidr) === r.via) continue;
+    try {
+      ip(["route", "replace", r.cidr, "via", r.via, "proto", String(NODE_ROUTE_PROTO)]);
+      out.added.push(r);
+    } catch (e) {
+      out.failed.push({ route: r, error: (e as Error).message });
+    }
+  }
+  for (const dst of have.keys()) {
+    if (wanted.has(dst)) continue;
+    try {
+      ip(["route", "del", dst, "proto", String(NODE_ROUTE_PROTO)]);
+      out.removed.push(dst);
+    } catch (e) {
+      out.failed.push({ route: { cidr: dst, via: have.get(dst)!, node: "(stale)" }, error: (e as Error).message });
+    }
+  }
+  return out;
+}

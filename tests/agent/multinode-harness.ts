@@ -1,0 +1,308 @@
+/*
+ * A cluster of real nodes made of network namespaces, for end-to-end tests of more than one node (issue #13;
+ * reused by the overlay and identity-allocation suites). Layout, all under one random tag (pid + random
+ * suffix) so concurrent runs on one machine never share a name:
+ *
+ *   cmn-<tag>-ul            the underlay: a bridge `br0` joining the nodes
+ *   cmn-<tag>-n<i>          node i: `eth0` (a veth to the bridge) with 192.168.57.(10+i)/24, its own
+ *                           `ciliate agent` (own state directory, API socket, metrics on 127.0.0.1:9962
+ *                           inside the namespace, and its own bpffs pin directory)
+ *   cmn-<tag>-n<i>-<pod>    a pod on node i, joined by the real `ciliate cni` through node i's socket
+ *
+ * Every agent reads the same manifest directory (the cluster's "API server"): the harness writes a Node
+ * object per node (name, spec.podCIDR 10.244.i.0/24, InternalIP), and a Pod first with only
+ * spec.nodeName, then — once CNI ADD on its node has given it an address — with status.podIP, as the
+ * kubelet reports it; that is how the other nodes learn the pod. The agents run with nsenter --net only, so
+ * they share this process's bpffs and each node's pins are a directory of their own under /sys/fs/bpf.
+ *
+ * cleanup() kills what the harness started, deletes every namespace (which removes the veths and the
+ * bridge) and the pin directories, and is safe to call twice or after a failed setup(); setup() calls it
+ * itself when it fails. With CILIATE_E2E_KEEP=1 nothing is removed and the names are printed.
+ */
+import type { ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { MAP_SPECS } from "../../host/codecs.gen.ts";
+import { addrBytes16 } from "../../host/ip.ts";
+import { familyOf, ipcacheKey } from "../../host/ipcache.ts";
+import { openPinnedMap, removePinRoot } from "../../datapath/index.ts";
+import * as h from "./e2e-helpers.ts";
+import { sh } from "./e2e-helpers.ts";
+
+export interface ClusterNode {
+  /** Node name in the manifests: node-1, node-2, … */
+  name: string;
+  /** Its network namespace. */
+  ns: string;
+  ip: string;
+  podCIDR: string;
+  pin: string;
+  stateDir: string;
+  socket: string;
+  /** Metrics address inside the node's namespace. */
+  metricsAddr: string;
+  agent?: ChildProcess;
+  /** The agent's output since it was last started. */
+  log: string;
+}
+
+export interface ClusterPod {
+  name: string;
+  namespace: string;
+  node: number;
+  ns: string;
+  ip: string;
+  labels: Record<string, string>;
+}
+
+export interface ClusterOptions {
+  nodes: number;
+  /** Passed as --routing-mode (omitted when undefined). */
+  routingMode?: string;
+  /** More `ciliate agent` flags for every node. */
+  agentArgs?: string[];
+  /** Prefix of the namespace names (default "cmn"). */
+  prefix?: string;
+}
+
+export const UNDERLAY_PREFIX = "192.168.57.";
+export const METRICS_ADDR = "127.0.0.1:9962";
+
+/** Pod manifest with spec.nodeName, and status.podIP once it has one. */
+export function podYaml(p: { name: string; namespace: string; labels: Record<string, string> }, node: string, ip?: string): string {
+  const labels = Object.entries(p.labels).map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)}`).join(", ");
+  return `apiVersion: v1
+kind: Pod
+metadata: {name: ${p.name}, namespace: ${p.namespace}, labels: {${labels}}}
+spec: {nodeName: ${node}, containers: [{name: c, image: x, ports: [{containerPort: 8080}, {containerPort: 5353, protocol: UDP}]}]}
+${ip ? `status: {podIP: ${ip}}\n` : ""}`;
+}
+
+export class MultiNodeCluster {
+  readonly tag = `${process.pid % 100000}${Math.floor(Math.random() * 1000)}`;
+  readonly prefix: string;
+  readonly nodes: ClusterNode[] = [];
+  readonly pods = new Map<string, ClusterPod>();
+  readonly underlay: string;
+  dir = "";
+  manifests = "";
+  private readonly children: ChildProcess[] = [];
+  private readonly namespaces: string[] = [];
+  private cleaned = false;
+
+  constructor(readonly opts: ClusterOptions) {
+    this.prefix = opts.prefix ?? "cmn";
+    this.underlay = `${this.prefix}-${this.tag}-ul`;
+    for (let i = 1; i <= opts.nodes; i++) {
+      this.nodes.push({
+        name: `node-${i}`,
+        ns: `${this.prefix}-${this.tag}-n${i}`,
+        ip: `${UNDERLAY_PREFIX}${10 + i}`,
+        podCIDR: `10.244.${i}.0/24`,
+        pin: `/sys/fs/bpf/ciliate-mn-${this.tag}-n${i}`,
+        stateDir: "",
+        socket: "",
+        metricsAddr: METRICS_ADDR,
+        log: "",
+      });
+    }
+  }
+
+  /** Node i (1-based). */
+  node(i: number): ClusterNode {
+    const n = this.nodes[i - 1];
+    if (!n) throw new Error(`no node ${i} in a cluster of ${this.nodes.length}`);
+    return n;
+  }
+
+  pod(name: string): ClusterPod {
+    const p = this.pods.get(name);
+    if (!p) throw new Error(`no pod ${name}`);
+    return p;
+  }
+
+  private addNs(name: string): void {
+    sh("ip", ["netns", "add", name]);
+    this.namespaces.push(name);
+    sh("ip", ["-n", name, "link", "set", "lo", "up"]);
+  }
+
+  /** Namespaces, underlay, Node manifests, and an agent on every node. Cleans up and rethrows on failure. */
+  async setup(): Promise<void> {
+    try {
+      this.dir = mkdtempSync(join(tmpdir(), "ciliate-multinode-"));
+      this.manifests = join(this.dir, "manifests");
+      mkdirSync(this.manifests);
+      this.addNs(this.underlay);
+      sh("ip", ["-n", this.underlay, "link", "add", "br0", "type", "bridge"]);
+      sh("ip", ["-n", this.underlay, "link", "set", "br0", "up"]);
+      for (const [i, n] of this.nodes.entries()) {
+        n.stateDir = join(this.dir, n.name);
+        n.socket = join(n.stateDir, "agent.sock");
+        this.addNs(n.ns);
+        const port = `p${i + 1}`;
+        sh("ip", ["link", "add", "eth0", "netns", n.ns, "type", "veth", "peer", "name", port, "netns", this.underlay]);
+        sh("ip", ["-n", this.underlay, "link", "set", port, "master", "br0"]);
+        sh("ip", ["-n", this.underlay, "link", "set", port, "up"]);
+        sh("ip", ["-n", n.ns, "addr", "add", `${n.ip}/24`, "dev", "eth0"]);
+        sh("ip", ["-n", n.ns, "link", "set", "eth0", "up"]);
+        // Packets between pods of two nodes arrive on eth0 from a source the node routes via eth0 too;
+        // the receiving pod's veth is where policy applies, so strict reverse-path filtering is not wanted.
+        sh("ip", ["netns", "exec", n.ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0"]);
+      }
+      this.writeNodes();
+      for (let i = 1; i <= this.nodes.length; i++) await this.startAgent(i);
+    } catch (e) {
+      await this.cleanup();
+      throw e;
+    }
+  }
+
+  /** nodes.yaml: one Node per node (all of them, or `only`). */
+  writeNodes(only?: number[]): void {
+    const docs = this.nodes
+      .filter((_, i) => !only || only.includes(i + 1))
+      .map((n) => `apiVersion: v1
+kind: Node
+metadata: {name: ${n.name}}
+spec: {podCIDR: ${n.podCIDR}}
+status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
+`);
+    this.writeManifest("nodes.yaml", docs.join("---\n"));
+  }
+
+  /** Writes (atomically) a manifest file every agent reads. */
+  writeManifest(file: string, text: string): void {
+    h.writeFileAtomic(join(this.manifests, file), text);
+  }
+
+  removeManifest(file: string): void {
+    rmSync(join(this.manifests, file), { force: true });
+  }
+
+  agentArgs(n: ClusterNode): string[] {
+    return [
+      "-f", this.manifests, "--node-name", n.name, "--node-ip", n.ip, "--pod-cidr", n.podCIDR,
+      "--bpffs", n.pin, "--state-dir", n.stateDir, "--socket", n.socket, "--metrics-addr", n.metricsAddr,
+      "--device", "eth0", "--resync-interval", "100",
+      ...(this.opts.routingMode ? ["--routing-mode", this.opts.routingMode] : []),
+      ...(this.opts.agentArgs ?? []),
+    ];
+  }
+
+  async startAgent(i: number): Promise<void> {
+    const n = this.node(i);
+    n.log = "";
+    n.agent = await h.startAgent(n.ns, n.socket, this.agentArgs(n), (d) => (n.log += d));
+  }
+
+  async stopAgent(i: number): Promise<void> {
+    await h.stopProcess(this.node(i).agent);
+  }
+
+  /**
+   * A pod on node `node`: its namespace, the Pod manifest (scheduled, no address yet), CNI ADD through that
+   * node's agent, then the manifest with the address it got. Returns the address.
+   */
+  addPod(node: number, name: string, labels: Record<string, string>, namespace = "default"): string {
+    const n = this.node(node);
+    const ns = `${n.ns}-${name}`;
+    this.addNs(ns);
+    const file = `pod-${namespace}-${name}.yaml`;
+    this.writeManifest(file, podYaml({ name, namespace, labels }, n.name));
+    const r = h.cni(n.socket, "ADD", { containerId: `ctr-${this.tag}-${name}`, netns: `/var/run/netns/${ns}`, pod: name, namespace });
+    if (r.code !== 0) throw new Error(`CNI ADD ${namespace}/${name} on ${n.name}: ${JSON.stringify(r.out)}`);
+    const ip = (r.out.ips as { address: string }[])[0]!.address.split("/")[0]!;
+    this.writeManifest(file, podYaml({ name, namespace, labels }, n.name, ip));
+    this.pods.set(name, { name, namespace, node, ns, ip, labels });
+    return ip;
+  }
+
+  /** pod-tool's server in a pod (TCP 8080, UDP 5353 answer the pod's name), killed by cleanup(). */
+  serve(pod: string, ms = 120_000, ports?: number[]): void {
+    this.children.push(h.serve(this.pod(pod).ns, pod, ms, ports));
+  }
+
+  /** What node i's ipcache map says about `ip` right now (identity and tunnel endpoint), read from its pins. */
+  ipcache(i: number, ip: string): { identity: number; tunnelEndpoint: string } | undefined {
+    const m = openPinnedMap(join(this.node(i).pin, MAP_SPECS.Ipcache.bpfName), MAP_SPECS.Ipcache);
+    try {
+      const v = m.lookup(ipcacheKey(ip));
+      if (!v) return undefined;
+      const te = v.tunnelEndpoint as Uint8Array;
+      return { identity: v.secIdentity, tunnelEndpoint: (v.flags & 0x2) !== 0 ? [...te.subarray(0, 4)].join(".") : "" };
+    } finally {
+      m.raw.close();
+    }
+  }
+
+  /** The identity node i's endpoint map gives its local pod `ip`. */
+  endpointIdentity(i: number, ip: string): number | undefined {
+    const m = openPinnedMap(join(this.node(i).pin, MAP_SPECS.Endpoints.bpfName), MAP_SPECS.Endpoints);
+    try {
+      return m.lookup({ addr: addrBytes16(ip), family: familyOf(ip) })?.secIdentity;
+    } finally {
+      m.raw.close();
+    }
+  }
+
+  /** Waits until every node's ipcache has every pod with the identity its own node gives it. */
+  async converged(ms = 15_000): Promise<void> {
+    await h.eventually(() => this.disagreements().length === 0, ms, () => this.disagreements().join("\n"));
+  }
+
+  /** One line per (node, pod) whose ipcache entry is missing or differs from the pod's own endpoint identity. */
+  disagreements(): string[] {
+    const out: string[] = [];
+    for (const p of this.pods.values()) {
+      const own = this.endpointIdentity(p.node, p.ip);
+      if (own === undefined) {
+        out.push(`${p.name}: no endpoint on ${this.node(p.node).name}`);
+        continue;
+      }
+      for (let i = 1; i <= this.nodes.length; i++) {
+        const e = this.ipcache(i, p.ip);
+        const wantTep = i === p.node ? "" : this.node(p.node).ip;
+        if (!e || e.identity !== own || e.tunnelEndpoint !== wantTep) out.push(`${p.name} (${p.ip}, identity ${own}) on node-${i}: ${JSON.stringify(e)}`);
+      }
+    }
+    return out;
+  }
+
+  /** The agent's node routes in node i's namespace (destination → gateway). */
+  routes(i: number): Record<string, string> {
+    const rows = JSON.parse(sh("ip", ["-n", this.node(i).ns, "-j", "-4", "route", "show", "proto", "193"]) || "[]") as { dst: string; gateway?: string }[];
+    return Object.fromEntries(rows.map((r) => [r.dst, r.gateway ?? ""]));
+  }
+
+  metrics(i: number): string {
+    return h.scrapeMetrics(this.node(i).ns, this.node(i).metricsAddr);
+  }
+
+  /** All agents' logs, for failure messages. */
+  logs(): string {
+    return this.nodes.map((n) => `--- ${n.name}\n${n.log}`).join("\n");
+  }
+
+  async cleanup(): Promise<void> {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    if (process.env.CILIATE_E2E_KEEP === "1") {
+      console.log(`CILIATE_E2E_KEEP=1: left namespaces ${this.namespaces.join(" ")}, pins ${this.nodes.map((n) => n.pin).join(" ")}, state ${this.dir}\n${this.logs()}`);
+      return;
+    }
+    for (const c of this.children) c.kill("SIGKILL");
+    await Promise.all(this.nodes.map((n) => h.stopProcess(n.agent)));
+    // Pods first (their veths go with them), then the nodes, then the underlay.
+    for (const ns of [...this.namespaces].reverse()) sh("ip", ["netns", "del", ns], true);
+    for (const n of this.nodes) {
+      try {
+        removePinRoot(n.pin);
+      } catch (e) {
+        console.error(`cleanup: ${n.pin}: ${(e as Error).message}`);
+      }
+    }
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
