@@ -8,9 +8,9 @@
  * per label set and never derived from the order of the cluster's objects.
  *
  * Reserved identities (< 256) are fixed and pass through unchanged; node-local CIDR identities are allocated
- * from (1 << 24) | 1, as upstream. Cluster identities must mean the same on every node (the receiving node
- * of a multi-node cluster enforces policy on the identity its ipcache gives the sender, docs/multi-node.md),
- * and until a cluster-wide allocator exists every agent derives a new label set's number from the label set
+ * from (1 << 24) | 1, as upstream. Cluster identities must mean the same on every node (with an overlay the
+ * receiving node enforces policy on the number the sender's node put in the tunnel key, and flows from
+ * different nodes must name identities alike; docs/multi-node.md), and until a cluster-wide allocator exists every agent derives a new label set's number from the label set
  * itself: a hash of its labels into 256..0xffffff, so nodes that read the same manifests agree whatever
  * order they saw the label sets in. Two label sets that hash to the same number are a collision: the one
  * that came second on this node probes to the next free number and the collision is reported (the nodes
