@@ -277,8 +277,8 @@ export class Agent {
       this.log("error", `identity collision: ${c.key} hashes to the number held by ${c.holder}; it got ${c.id} on this node, which other nodes may number differently (docs/multi-node.md)`);
     }
     this.collisionsLogged = this.numbering.identities.collisions.length;
-    if (this.opts.routingMode !== "native") return;
-    const want = remoteNodeRoutes(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR });
+    // Without native routing the agent wants none of its routes (a restart out of native mode removes them).
+    const want = this.opts.routingMode === "native" ? remoteNodeRoutes(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR }) : { routes: [], problems: [] };
     const problems = want.problems.join("\n");
     if (problems !== this.routeProblems) for (const p of want.problems) this.log("warn", p);
     this.routeProblems = problems;
