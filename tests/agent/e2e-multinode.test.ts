@@ -77,7 +77,7 @@ describe.skipIf(suite.skip)("three nodes in native routing (ciliate agent per no
     c.addPod(3, "stranger", { app: "stranger" });
     for (const p of ["server", "server3", "stranger"]) c.serve(p);
     await c.converged();
-  }, 120_000);
+  }, 240_000);
 
   afterAll(async () => {
     if (process.env.CILIATE_E2E_LOG) console.log(c.logs());

@@ -248,7 +248,7 @@ status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
   }
 
   /** Waits until every node's ipcache has every pod with the identity its own node gives it. */
-  async converged(ms = 15_000): Promise<void> {
+  async converged(ms = 30_000): Promise<void> {
     await h.eventually(() => this.disagreements().length === 0, ms, () => this.disagreements().join("\n"));
   }
 
