@@ -171,6 +171,12 @@ function dig(name: string): Promise<{ status: string; answers: string[] }> {
   );
 }
 
+/** "DIRECTION PORT" of the client's flows `observe` shows dropped as PROXY_LOOKUP_FAILED (178). */
+const dropped178 = () =>
+  new Set(observe("--verdict", "DROPPED", "--from-pod", "client", "--last", "0", "-o", "json").filter((f) => f.drop_reason === 178).map((f) => {
+    const l4 = f.l4 as { TCP?: { destination_port: number }; UDP?: { destination_port: number } };
+    return `${f.traffic_direction} ${(l4.TCP ?? l4.UDP)?.destination_port}`;
+  }));
 const produce = (topic: string) => l7tool(NS("client"), "kafka-produce", podIp.get("broker")!, 9092, "client", topic);
 const tlsTo = (sni: string) => l7tool(NS("client"), "tls", podIp.get("broker")!, 8443, sni, join(dir, "ca.pem"));
 const tcpTo = (ip: string) => tool(NS("client"), "tcp", ip, 8080) as { ok: boolean; reply?: string; error?: string };
@@ -238,7 +244,7 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     expect(brokerSaw.filter((r) => r.apiKey === 0)).toEqual([{ apiKey: 0, topics: ["allowed-topic"] }]);
     const denied = await produce("secret-topic");
     // kafkajs's error for code 29 in the Metadata response the proxy built in the broker's place.
-    expect(denied, agentLog).toMatchObject({ ok: false, type: "TOPIC_AUTHORIZATION_FAILED", code: 29 });
+    expect(denied, agentLog).toMatchObject({ ok: false, type: "TOPIC_AUTHORIZATION_FAILED", code: 29, message: "Not authorized to access topics: [Topic authorization failed]" });
     node.set("kafka-produce-other-topic", "denied");
     expect(brokerSaw.filter((r) => r.topics.includes("secret-topic"))).toEqual([]);
   }, 60_000);
@@ -310,10 +316,42 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     for (const protocol of ["kafka", "dns", "tls"]) expect(metric(m, `ciliate_proxy_requests_total{protocol="${protocol}",verdict="DROPPED"}`), protocol).toBeGreaterThan(0);
   }, 30_000);
 
-  it("with the proxy killed nothing passes: Kafka, TLS and DNS all fail, dropped as PROXY_LOOKUP_FAILED; back with the agent", async () => {
+  it("with the proxy's TCP listeners destroyed under a live agent (ss -K), Kafka and TLS are dropped (178) and shown in observe", async () => {
     const before = proxyDrops(metrics());
     const brokerBefore = brokerSaw.length;
     const tlsBefore = tlsSaw.length;
+    // The ProxyListeners entries stay (the agent does not know); only the kernel's socket lookup can tell.
+    // (ss -K cannot take the DNS proxy's UDP sockets away: a UDP socket bound to its port stays hashed.)
+    sh("ip", ["netns", "exec", NODE, "ss", "-K", "-t", "state", "listening", "( sport >= :10000 and sport <= :10999 )"]);
+    const [kafka, tls] = await Promise.all([produce("allowed-topic"), tlsTo("tls.allowed.test")]);
+    expect(kafka).toMatchObject({ ok: false });
+    expect(tls).toMatchObject({ ok: false, error: "timeout" });
+    expect(brokerSaw.length).toBe(brokerBefore);
+    expect(tlsSaw.length).toBe(tlsBefore);
+    expect(proxyDrops(metrics())).toBeGreaterThan(before);
+    await eventually(() => ["INGRESS 9092", "EGRESS 8443"].every((k) => dropped178().has(k)), 10_000, () => `${JSON.stringify([...dropped178()])}\n${agentLog}`);
+    expect(metric(metrics(), 'hubble_drop_total{reason="PROXY_LOOKUP_FAILED",protocol="TCP"}')).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("with the agent's DNS proxy off (--no-dns-proxy), DNS to the redirected port is dropped (178), shown in observe, and nothing is learned", async () => {
+    await stopProcess(agent);
+    agent = await startAgent(NODE, socket, [...agentArgs(), "--no-dns-proxy"], (d) => (agentLog += d));
+    const before = metric(metrics(), 'hubble_drop_total{reason="PROXY_LOOKUP_FAILED",protocol="UDP"}');
+    expect(await dig("other.allowed.test")).toMatchObject({ status: "NO ANSWER" });
+    await eventually(() => dropped178().has("EGRESS 53"), 10_000, () => `${JSON.stringify([...dropped178()])}\n${agentLog}`);
+    expect(metric(metrics(), 'hubble_drop_total{reason="PROXY_LOOKUP_FAILED",protocol="UDP"}')).toBeGreaterThan(before);
+    expect(agentLog).not.toMatch(/dns: other\.allowed\.test/);
+  }, 60_000);
+
+  it("with the proxy killed nothing passes: Kafka, TLS and DNS all fail, dropped as PROXY_LOOKUP_FAILED; back with the agent", async () => {
+    await stopProcess(agent);
+    agent = await startAgent(NODE, socket, agentArgs(), (d) => (agentLog += d));
+    // Serving again, DNS proxy included.
+    await eventually(() => spawnSync("ip", ["netns", "exec", NS("client"), "dig", "+tries=1", "+time=1", `@${podIp.get("coredns")}`, "web.allowed.test"], { encoding: "utf8" }).stdout.includes("status: NOERROR"), 15_000, () => agentLog);
+    const before = proxyDrops(metrics());
+    const brokerBefore = brokerSaw.length;
+    const tlsBefore = tlsSaw.length;
+    // SIGKILL: the agent cannot clear ProxyListeners; the programs find no socket and drop.
     agent!.kill("SIGKILL");
     await new Promise((r) => agent!.once("exit", r));
     const [kafka, tls, dns] = await Promise.all([produce("allowed-topic"), tlsTo("tls.allowed.test"), dig("web.allowed.test")]);
@@ -324,13 +362,8 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     expect(tlsSaw.length).toBe(tlsBefore);
     agent = await startAgent(NODE, socket, agentArgs(), (d) => (agentLog += d));
     expect(proxyDrops(metrics())).toBeGreaterThan(before);
-    // The restarted agent's observer reads what the programs reported meanwhile.
-    await eventually(() => {
-      const ports = new Set(observe("--verdict", "DROPPED", "--last", "0", "-o", "json").filter((f) => f.drop_reason === 178).map((f) => (f.l4 as { TCP?: { destination_port: number }; UDP?: { destination_port: number } })).map((l4) => (l4.TCP ?? l4.UDP)?.destination_port));
-      return [9092, 8443, 53].every((p) => ports.has(p));
-    }, 10_000, () => agentLog);
     // The restarted agent's proxies serve again.
     expect(await produce("allowed-topic"), agentLog).toEqual({ ok: true });
-    expect(await dig("web.allowed.test")).toEqual({ status: "NOERROR", answers: [EXT_ALLOWED] });
+    expect(await tlsTo("tls.allowed.test"), agentLog).toEqual({ ok: true, reply: "tls:tls.allowed.test" });
   }, 120_000);
 });

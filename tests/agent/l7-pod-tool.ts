@@ -35,8 +35,9 @@ async function main(): Promise<void> {
       await producer.send({ topic: d!, messages: [{ key: "k", value: "plans" }] });
       print({ ok: true });
     } catch (e) {
-      const err = e as Error & { type?: string; code?: number };
-      print({ ok: false, type: err.type ?? err.name, code: err.code, message: err.message });
+      // kafkajs wraps the broker's error (a KafkaJSProtocolError with Kafka's type and code) in its own.
+      const err = e as Error & { type?: string; code?: number; cause?: { type?: string; code?: number } };
+      print({ ok: false, type: err.cause?.type ?? err.type ?? err.name, code: err.cause?.code ?? err.code, message: err.message });
     } finally {
       await producer.disconnect().catch(() => {});
     }
