@@ -41,6 +41,8 @@ const PIN = `/sys/fs/bpf/ciliate-test-l7p-${process.pid}-${Math.floor(Math.rando
 const NODE_IP = "192.168.61.1";
 const EXT_ALLOWED = "192.168.61.100";
 const EXT_DENIED = "192.168.61.101";
+const EXT6 = "fd00:77::100";
+const CLIENT6 = "fd00:6::2";
 const POD_CIDR = "10.244.6.0/24";
 const METRICS = "127.0.0.1:19966";
 const L7TOOL = join(ROOT, "tests/agent/l7-pod-tool.ts");
@@ -93,6 +95,8 @@ spec:
     toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*.allowed.test"}]}}]
   - toFQDNs: [{matchPattern: "*.allowed.test"}]
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+  - toCIDR: ["fd00:77::/64"]
+    toPorts: [{ports: [{port: "8081", protocol: TCP}], rules: {http: [{method: GET}]}}]
 `;
 
 /** The node's cases as Expectations, in the order the test runs them (one simulation teaches the FQDN cache in order). */
@@ -341,6 +345,27 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     await eventually(() => dropped178().has("EGRESS 53"), 10_000, () => `${JSON.stringify([...dropped178()])}\n${agentLog}`);
     expect(metric(metrics(), 'hubble_drop_total{reason="PROXY_LOOKUP_FAILED",protocol="UDP"}')).toBeGreaterThan(before);
     expect(agentLog).not.toMatch(/dns: other\.allowed\.test/);
+  }, 60_000);
+
+  it("IPv6 that must go to the proxy is dropped with a reason, never forwarded (the agent's endpoints and proxy listeners are IPv4 only)", async () => {
+    // The client turns IPv6 on by itself (the CNI turned it off) and sends to an address its L7 rule covers.
+    const c = NS("client");
+    sh("ip", ["netns", "exec", c, "sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0"]);
+    sh("ip", ["-n", c, "-6", "addr", "add", `${CLIENT6}/64`, "dev", "eth0", "nodad"]);
+    sh("ip", ["-n", c, "-6", "route", "add", "fd00:77::/64", "dev", "eth0"]);
+    const gw = (JSON.parse(sh("ip", ["-n", c, "-j", "neigh", "show", "dev", "eth0"])) as { dst: string; lladdr: string }[]).find((n) => n.dst === "169.254.1.1")!.lladdr;
+    sh("ip", ["-n", c, "-6", "neigh", "replace", EXT6, "lladdr", gw, "dev", "eth0", "nud", "permanent"]);
+    // Were it forwarded, the ext namespace (nothing listens on 8081) would answer with a reset.
+    sh("ip", ["netns", "exec", NODE, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    sh("ip", ["-n", NODE, "-6", "addr", "add", "fd00:77::1/64", "dev", "ext0", "nodad"]);
+    sh("ip", ["-n", NS("ext"), "-6", "addr", "add", `${EXT6}/64`, "dev", "eth0", "nodad"]);
+    sh("ip", ["-n", NS("ext"), "-6", "route", "add", "fd00:6::/64", "via", "fd00:77::1"]);
+    expect(tool(c, "tcp", EXT6, 8081)).toMatchObject({ ok: false, error: "timeout" });
+    const drops = () => observe("--verdict", "DROPPED", "--last", "0", "-o", "json").filter((f) => (f.IP as { destination: string }).destination === EXT6);
+    await eventually(() => drops().length > 0, 10_000, () => agentLog);
+    // The endpoint has no IPv6 address, so its IPv6 is spoofed as far as the datapath knows: dropped before
+    // policy (Cilium's DROP_INVALID_SIP), so it can never reach an L7 port un-inspected.
+    for (const f of drops()) expect(f, JSON.stringify(f)).toMatchObject({ drop_reason: 132, drop_reason_desc: "INVALID_SOURCE_IP", traffic_direction: "EGRESS", trace_observation_point: "FROM_ENDPOINT", l4: { TCP: { destination_port: 8081 } } });
   }, 60_000);
 
   it("with the proxy killed nothing passes: Kafka, TLS and DNS all fail, dropped as PROXY_LOOKUP_FAILED; back with the agent", async () => {
