@@ -17,55 +17,39 @@
  * Kernel suite: root, libbpf, bpffs, iproute2, dnsmasq, dig, openssl (fails in CI without them); everything is
  * removed in afterAll.
  */
-import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { execFile, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
+import { kernelSuite } from "../../datapath/index.ts";
 import { skipUnless } from "../helpers/tools.ts";
-import { BIN, ROOT, cni, eventually, scrapeMetrics, serve, sh, startAgent, stopProcess, tool, writeFileAtomic } from "./e2e-helpers.ts";
+import { BIN, E2eNode, ROOT, podYaml, eventually, serve, sh, stopProcess, tool } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-e2e-l7-protocols", ["root", "libbpf", "bpffs", "iproute2"]);
 const have = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: "ignore" }).status === 0;
 const skip = suite.skip || skipUnless(have("dnsmasq", ["--version"]) && have("dig", ["-v"]) && have("openssl", ["version"]), "dnsmasq, dig and openssl (the Kafka/TLS/DNS end-to-end test)");
-const TAG = `${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
-const NS = (n: string) => `cip7-${TAG}-${n}`;
-const NODE = NS("node");
 const PODS = [
   { name: "client", namespace: "default", labels: "app: client" },
   { name: "broker", namespace: "default", labels: "app: broker" },
   { name: "coredns", namespace: "kube-system", labels: "k8s-app: kube-dns" },
 ];
-const PIN = `/sys/fs/bpf/ciliate-test-l7p-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
 const NODE_IP = "192.168.61.1";
 const EXT_ALLOWED = "192.168.61.100";
 const EXT_DENIED = "192.168.61.101";
 const EXT6 = "fd00:77::100";
 const CLIENT6 = "fd00:6::2";
 const POD_CIDR = "10.244.6.0/24";
-const METRICS = "127.0.0.1:19966";
 const L7TOOL = join(ROOT, "tests/agent/l7-pod-tool.ts");
 
-let dir = "";
-let manifests = "";
-let socket = "";
-let agent: ChildProcess | undefined;
-let agentLog = "";
-const podIp = new Map<string, string>();
-const children: ChildProcess[] = [];
+const h = new E2eNode({ prefix: "cip7", nodeIp: NODE_IP, podCidr: POD_CIDR, metricsAddr: "127.0.0.1:19966", pods: PODS, others: ["ext"] });
+const NS = (n: string) => h.ns(n);
+const NODE = h.nodeNs;
 const brokerSaw: { apiKey: number; topics: string[] }[] = [];
 const tlsSaw: string[] = [];
 /** What the node did with each case, by the name of the Expectation that describes it. */
 const node = new Map<string, "allowed" | "denied">();
 
-const PODS_YAML = PODS.map(
-  (p) => `apiVersion: v1
-kind: Pod
-metadata: {name: ${p.name}, namespace: ${p.namespace}, labels: {${p.labels}}}
-spec: {containers: [{name: c, image: x}]}
-`,
-).join("---\n");
+const PODS_YAML = PODS.map((p) => podYaml(p.name, p.namespace, p.labels)).join("---\n");
 
 const POLICY_YAML = `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -118,20 +102,13 @@ const EXPECTATIONS_YAML = [
   expectation("fqdn-refused-name-address", `  to: {ip: ${EXT_DENIED}}\n  port: 8080\n  protocol: TCP\n  verdict: denied\n`),
 ].join("---\n");
 
-const agentArgs = () => ["-f", manifests, "--node-name", "node-1", "--node-ip", NODE_IP, "--pod-cidr", POD_CIDR, "--bpffs", PIN, "--state-dir", join(dir, "state"),
-  "--socket", socket, "--metrics-addr", METRICS, "--resync-interval", "100"];
-const metrics = () => scrapeMetrics(NODE, METRICS);
+const metrics = () => h.metrics();
 const metric = (text: string, series: string) => {
   const line = text.split("\n").find((l) => l.startsWith(`${series} `));
   return Number(line?.slice(series.length + 1) ?? 0);
 };
 const proxyDrops = (text: string) => metric(text, 'ciliate_drop_count_total{reason="PROXY_LOOKUP_FAILED",direction="INGRESS"}') + metric(text, 'ciliate_drop_count_total{reason="PROXY_LOOKUP_FAILED",direction="EGRESS"}');
-const observe = (...args: string[]) =>
-  execFileSync(process.execPath, [BIN, "observe", "--socket", socket, ...args], { encoding: "utf8", timeout: 30_000 })
-    .trim()
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l).flow as Record<string, unknown>);
+const observe = (...args: string[]) => h.observe(...args);
 
 /** l7-pod-tool in a namespace (TypeScript through tsx, from the repository root); asynchronous: the agent's proxy answers meanwhile. */
 function l7tool(ns: string, ...args: (string | number)[]): Promise<Record<string, unknown>> {
@@ -149,7 +126,7 @@ function l7tool(ns: string, ...args: (string | number)[]): Promise<Record<string
 /** A long-running l7-pod-tool server; each JSON line after {serving} goes to `onLine`. Resolves once it listens. */
 function l7server(ns: string, onLine: (o: Record<string, unknown>) => void, ...args: (string | number)[]): Promise<void> {
   const p = spawn("ip", ["netns", "exec", ns, process.execPath, "--import", "tsx", L7TOOL, ...args.map(String)], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-  children.push(p);
+  h.children.push(p);
   let buf = "";
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`l7-pod-tool ${args[0]} did not start`)), 20_000);
@@ -168,7 +145,7 @@ function l7server(ns: string, onLine: (o: Record<string, unknown>) => void, ...a
 /** dig in the client pod (asynchronous, as above). */
 function dig(name: string): Promise<{ status: string; answers: string[] }> {
   return new Promise((resolve) =>
-    execFile("ip", ["netns", "exec", NS("client"), "dig", "+tries=1", "+time=2", `@${podIp.get("coredns")}`, name, "A"], { timeout: 10_000 }, (_e, stdout) => {
+    execFile("ip", ["netns", "exec", NS("client"), "dig", "+tries=1", "+time=2", `@${h.podIp.get("coredns")}`, name, "A"], { timeout: 10_000 }, (_e, stdout) => {
       const out = String(stdout);
       resolve({ status: /status: ([A-Z]+)/.exec(out)?.[1] ?? "NO ANSWER", answers: [...out.matchAll(/^\S+\s+\d+\s+IN\s+A\s+(\S+)$/gm)].map((m) => m[1]!) });
     }),
@@ -177,27 +154,20 @@ function dig(name: string): Promise<{ status: string; answers: string[] }> {
 
 /** "DIRECTION PORT" of the client's flows `observe` shows dropped as PROXY_LOOKUP_FAILED (178). */
 const dropped178 = () =>
-  new Set(observe("--verdict", "DROPPED", "--from-pod", "client", "--last", "0", "-o", "json").filter((f) => f.drop_reason === 178).map((f) => {
+  new Set(observe("--verdict", "DROPPED", "--from-pod", "client", "--last", "0").filter((f) => f.drop_reason === 178).map((f) => {
     const l4 = f.l4 as { TCP?: { destination_port: number }; UDP?: { destination_port: number } };
     return `${f.traffic_direction} ${(l4.TCP ?? l4.UDP)?.destination_port}`;
   }));
-const produce = (topic: string) => l7tool(NS("client"), "kafka-produce", podIp.get("broker")!, 9092, "client", topic);
-const tlsTo = (sni: string) => l7tool(NS("client"), "tls", podIp.get("broker")!, 8443, sni, join(dir, "ca.pem"));
+const produce = (topic: string) => l7tool(NS("client"), "kafka-produce", h.podIp.get("broker")!, 9092, "client", topic);
+const tlsTo = (sni: string) => l7tool(NS("client"), "tls", h.podIp.get("broker")!, 8443, sni, join(h.dir, "ca.pem"));
 const tcpTo = (ip: string) => tool(NS("client"), "tcp", ip, 8080) as { ok: boolean; reply?: string; error?: string };
 
 describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the node's proxies (network namespaces)", () => {
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ciliate-agent-l7p-"));
-    manifests = join(dir, "manifests");
-    mkdirSync(manifests);
-    socket = join(dir, "state", "agent.sock");
-    writeFileAtomic(join(manifests, "pods.yaml"), PODS_YAML);
-    writeFileAtomic(join(manifests, "policy.yaml"), POLICY_YAML);
+    h.setUp({ "pods.yaml": PODS_YAML, "policy.yaml": POLICY_YAML });
     // One self-signed certificate for both names: a refused name is refused by the proxy, not by the certificate.
     sh("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=tls.allowed.test",
-      "-addext", "subjectAltName=DNS:tls.allowed.test,DNS:tls.denied.test", "-keyout", join(dir, "key.pem"), "-out", join(dir, "ca.pem")]);
-    for (const n of ["node", "ext", ...PODS.map((p) => p.name)]) sh("ip", ["netns", "add", NS(n)]);
-    sh("ip", ["-n", NODE, "link", "set", "lo", "up"]);
+      "-addext", "subjectAltName=DNS:tls.allowed.test,DNS:tls.denied.test", "-keyout", join(h.dir, "key.pem"), "-out", join(h.dir, "ca.pem")]);
     // The "internet": two addresses behind the node's device, with a route back to the pods.
     sh("ip", ["link", "add", "ext0", "netns", NODE, "type", "veth", "peer", "name", "eth0", "netns", NS("ext")]);
     sh("ip", ["-n", NODE, "addr", "add", `${NODE_IP}/24`, "dev", "ext0"]);
@@ -206,58 +176,40 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     sh("ip", ["-n", NS("ext"), "link", "set", "eth0", "up"]);
     sh("ip", ["-n", NS("ext"), "link", "set", "lo", "up"]);
     sh("ip", ["-n", NS("ext"), "route", "add", POD_CIDR, "via", NODE_IP]);
-    agent = await startAgent(NODE, socket, agentArgs(), (d) => (agentLog += d));
-    for (const p of PODS) {
-      const r = cni(socket, "ADD", { containerId: `l7p-${TAG}-${p.name}`, netns: `/var/run/netns/${NS(p.name)}`, pod: p.name, namespace: p.namespace });
-      expect(r.code, JSON.stringify(r.out)).toBe(0);
-      podIp.set(p.name, (r.out.ips as { address: string }[])[0]!.address.split("/")[0]!);
-    }
-    children.push(serve(NS("ext"), "ext", 240_000));
-    children.push(
-      spawn("ip", ["netns", "exec", NS("coredns"), "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", `--listen-address=${podIp.get("coredns")}`,
+    await h.startAgent();
+    h.addPods();
+    h.children.push(serve(NS("ext"), "ext", 240_000));
+    h.children.push(
+      spawn("ip", ["netns", "exec", NS("coredns"), "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", `--listen-address=${h.podIp.get("coredns")}`,
         "--port=53", "--local-ttl=300", "--pid-file=", "--user=root", `--host-record=web.allowed.test,${EXT_ALLOWED}`, `--host-record=web.denied.test,${EXT_DENIED}`], { stdio: "ignore" }),
     );
     await Promise.all([
-      l7server(NS("broker"), (o) => brokerSaw.push(o as never), "kafka-broker", 9092, podIp.get("broker")!, 240_000),
-      l7server(NS("broker"), (o) => tlsSaw.push(String(o.sni)), "tls-serve", 8443, join(dir, "ca.pem"), join(dir, "key.pem"), 240_000),
+      l7server(NS("broker"), (o) => brokerSaw.push(o as never), "kafka-broker", 9092, h.podIp.get("broker")!, 240_000),
+      l7server(NS("broker"), (o) => tlsSaw.push(String(o.sni)), "tls-serve", 8443, join(h.dir, "ca.pem"), join(h.dir, "key.pem"), 240_000),
     ]);
     // dnsmasq answers (asked from its own namespace, not through the proxy).
-    await eventually(() => /status: NOERROR/.test(sh("ip", ["netns", "exec", NS("coredns"), "dig", "+tries=1", "+time=1", `@${podIp.get("coredns")}`, "web.allowed.test"], true)), 10_000);
+    await eventually(() => /status: NOERROR/.test(sh("ip", ["netns", "exec", NS("coredns"), "dig", "+tries=1", "+time=1", `@${h.podIp.get("coredns")}`, "web.allowed.test"], true)), 10_000);
   }, 120_000);
 
-  afterAll(async () => {
-    if (process.env.CILIATE_E2E_KEEP === "1") {
-      console.log(`CILIATE_E2E_KEEP=1: left namespaces ${NS("*")}, pins ${PIN}, state ${dir}\n${agentLog}`);
-      return;
-    }
-    try {
-      for (const c of children) c.kill("SIGKILL");
-      await stopProcess(agent);
-    } finally {
-      for (const n of ["node", "ext", ...PODS.map((p) => p.name)]) sh("ip", ["netns", "del", NS(n)], true);
-      removePinRoot(PIN);
-      if (dir) rmSync(dir, { recursive: true, force: true });
-      if (process.env.CILIATE_E2E_LOG) console.log(agentLog);
-    }
-  }, 60_000);
+  afterAll(() => h.tearDown(), 60_000);
 
   it("Kafka: produce to the allowed topic reaches the broker; another topic gets TOPIC_AUTHORIZATION_FAILED and never reaches it", async () => {
     const ok = await produce("allowed-topic");
-    expect(ok, agentLog).toEqual({ ok: true });
+    expect(ok, h.log).toEqual({ ok: true });
     node.set("kafka-produce-allowed-topic", "allowed");
     expect(brokerSaw.filter((r) => r.apiKey === 0)).toEqual([{ apiKey: 0, topics: ["allowed-topic"] }]);
     const denied = await produce("secret-topic");
     // kafkajs's error for code 29 in the Metadata response the proxy built in the broker's place.
-    expect(denied, agentLog).toMatchObject({ ok: false, type: "TOPIC_AUTHORIZATION_FAILED", code: 29, message: "Not authorized to access topics: [Topic authorization failed]" });
+    expect(denied, h.log).toMatchObject({ ok: false, type: "TOPIC_AUTHORIZATION_FAILED", code: 29, message: "Not authorized to access topics: [Topic authorization failed]" });
     node.set("kafka-produce-other-topic", "denied");
     expect(brokerSaw.filter((r) => r.topics.includes("secret-topic"))).toEqual([]);
   }, 60_000);
 
   it("TLS SNI: the allowed server name gets the server's own answer end to end; another name is reset before the server sees it", async () => {
-    expect(await tlsTo("tls.allowed.test"), agentLog).toEqual({ ok: true, reply: "tls:tls.allowed.test" });
+    expect(await tlsTo("tls.allowed.test"), h.log).toEqual({ ok: true, reply: "tls:tls.allowed.test" });
     node.set("tls-allowed-sni", "allowed");
     const denied = await tlsTo("tls.denied.test");
-    expect(denied, agentLog).toMatchObject({ ok: false });
+    expect(denied, h.log).toMatchObject({ ok: false });
     expect(["ECONNRESET", "closed"]).toContain(denied.error);
     node.set("tls-other-sni", "denied");
     expect(tlsSaw).toEqual(["tls.allowed.test"]);
@@ -267,22 +219,22 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     expect(tcpTo(EXT_ALLOWED)).toMatchObject({ ok: false, error: "timeout" });
     node.set("fqdn-before-resolving", "denied");
     const allowed = await dig("web.allowed.test");
-    expect(allowed, agentLog).toEqual({ status: "NOERROR", answers: [EXT_ALLOWED] });
+    expect(allowed, h.log).toEqual({ status: "NOERROR", answers: [EXT_ALLOWED] });
     node.set("dns-allowed-name", "allowed");
     const refused = await dig("web.denied.test");
-    expect(refused, agentLog).toEqual({ status: "REFUSED", answers: [] });
+    expect(refused, h.log).toEqual({ status: "REFUSED", answers: [] });
     node.set("dns-other-name", "denied");
     // The proxy answers only after the maps allow the learned address: the first connection goes through.
-    expect(tcpTo(EXT_ALLOWED), agentLog).toEqual({ ok: true, reply: "ext" });
+    expect(tcpTo(EXT_ALLOWED), h.log).toEqual({ ok: true, reply: "ext" });
     node.set("fqdn-learned-address", "allowed");
     expect(tcpTo(EXT_DENIED)).toMatchObject({ ok: false, error: "timeout" });
     node.set("fqdn-refused-name-address", "denied");
-    const polDrops = observe("--verdict", "DROPPED", "--from-pod", "client", "--last", "0", "-o", "json").filter((f) => (f.IP as { destination: string }).destination === EXT_DENIED);
-    expect(polDrops.map((f) => f.drop_reason_desc), agentLog).toContain("POLICY_DENIED");
+    const polDrops = observe("--verdict", "DROPPED", "--from-pod", "client", "--last", "0").filter((f) => (f.IP as { destination: string }).destination === EXT_DENIED);
+    expect(polDrops.map((f) => f.drop_reason_desc), h.log).toContain("POLICY_DENIED");
   }, 60_000);
 
   it("`ciliate check` on the same manifests gives every case the node's verdict", () => {
-    const scenario = join(dir, "scenario");
+    const scenario = join(h.dir, "scenario");
     mkdirSync(scenario);
     writeFileSync(join(scenario, "cluster.yaml"), PODS_YAML);
     writeFileSync(join(scenario, "policy.yaml"), POLICY_YAML);
@@ -296,7 +248,7 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
 
   it("shows the L7 flows in `ciliate observe` and counts them in hubble_flows_processed_total with Hubble's labels", async () => {
     await new Promise((r) => setTimeout(r, 300));
-    const l7 = observe("--from-pod", "client", "--last", "0", "-o", "json").filter((f) => f.Type === "L7" && (f.l7 as { type: string }).type === "REQUEST");
+    const l7 = observe("--from-pod", "client", "--last", "0").filter((f) => f.Type === "L7" && (f.l7 as { type: string }).type === "REQUEST");
     const seen = l7.map((f) => {
       const x = f.l7 as { kafka?: { api_key: string; topic: { topic: string } }; dns?: { query: string }; tls?: { server_name: string } };
       return `${f.traffic_direction} ${f.verdict} ${x.kafka ? `kafka ${x.kafka.api_key} ${x.kafka.topic?.topic}` : x.dns ? `dns ${x.dns.query}` : x.tls ? `tls ${x.tls.server_name}` : "?"}`;
@@ -333,18 +285,18 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     expect(brokerSaw.length).toBe(brokerBefore);
     expect(tlsSaw.length).toBe(tlsBefore);
     expect(proxyDrops(metrics())).toBeGreaterThan(before);
-    await eventually(() => ["INGRESS 9092", "EGRESS 8443"].every((k) => dropped178().has(k)), 10_000, () => `${JSON.stringify([...dropped178()])}\n${agentLog}`);
+    await eventually(() => ["INGRESS 9092", "EGRESS 8443"].every((k) => dropped178().has(k)), 10_000, () => `${JSON.stringify([...dropped178()])}\n${h.log}`);
     expect(metric(metrics(), 'hubble_drop_total{reason="PROXY_LOOKUP_FAILED",protocol="TCP"}')).toBeGreaterThan(0);
   }, 60_000);
 
   it("with the agent's DNS proxy off (--no-dns-proxy), DNS to the redirected port is dropped (178), shown in observe, and nothing is learned", async () => {
-    await stopProcess(agent);
-    agent = await startAgent(NODE, socket, [...agentArgs(), "--no-dns-proxy"], (d) => (agentLog += d));
+    await stopProcess(h.agent);
+    await h.startAgent(["--no-dns-proxy"]);
     const before = metric(metrics(), 'hubble_drop_total{reason="PROXY_LOOKUP_FAILED",protocol="UDP"}');
     expect(await dig("other.allowed.test")).toMatchObject({ status: "NO ANSWER" });
-    await eventually(() => dropped178().has("EGRESS 53"), 10_000, () => `${JSON.stringify([...dropped178()])}\n${agentLog}`);
+    await eventually(() => dropped178().has("EGRESS 53"), 10_000, () => `${JSON.stringify([...dropped178()])}\n${h.log}`);
     expect(metric(metrics(), 'hubble_drop_total{reason="PROXY_LOOKUP_FAILED",protocol="UDP"}')).toBeGreaterThan(before);
-    expect(agentLog).not.toMatch(/dns: other\.allowed\.test/);
+    expect(h.log).not.toMatch(/dns: other\.allowed\.test/);
   }, 60_000);
 
   it("IPv6 that must go to the proxy is dropped with a reason, never forwarded (the agent's endpoints and proxy listeners are IPv4 only)", async () => {
@@ -361,34 +313,33 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     sh("ip", ["-n", NS("ext"), "-6", "addr", "add", `${EXT6}/64`, "dev", "eth0", "nodad"]);
     sh("ip", ["-n", NS("ext"), "-6", "route", "add", "fd00:6::/64", "via", "fd00:77::1"]);
     expect(tool(c, "tcp", EXT6, 8081)).toMatchObject({ ok: false, error: "timeout" });
-    const drops = () => observe("--verdict", "DROPPED", "--last", "0", "-o", "json").filter((f) => (f.IP as { destination: string }).destination === EXT6);
-    await eventually(() => drops().length > 0, 10_000, () => agentLog);
+    const drops = () => observe("--verdict", "DROPPED", "--last", "0").filter((f) => (f.IP as { destination: string }).destination === EXT6);
+    await eventually(() => drops().length > 0, 10_000, () => h.log);
     // The endpoint has no IPv6 address, so its IPv6 is spoofed as far as the datapath knows: dropped before
     // policy (Cilium's DROP_INVALID_SIP), so it can never reach an L7 port un-inspected.
     for (const f of drops()) expect(f, JSON.stringify(f)).toMatchObject({ drop_reason: 132, drop_reason_desc: "INVALID_SOURCE_IP", traffic_direction: "EGRESS", trace_observation_point: "FROM_ENDPOINT", l4: { TCP: { destination_port: 8081 } } });
   }, 60_000);
 
   it("with the proxy killed nothing passes: Kafka, TLS and DNS all fail, dropped as PROXY_LOOKUP_FAILED; back with the agent", async () => {
-    await stopProcess(agent);
-    agent = await startAgent(NODE, socket, agentArgs(), (d) => (agentLog += d));
+    await stopProcess(h.agent);
+    await h.startAgent();
     // Serving again, DNS proxy included.
-    await eventually(() => spawnSync("ip", ["netns", "exec", NS("client"), "dig", "+tries=1", "+time=1", `@${podIp.get("coredns")}`, "web.allowed.test"], { encoding: "utf8" }).stdout.includes("status: NOERROR"), 15_000, () => agentLog);
+    await eventually(() => spawnSync("ip", ["netns", "exec", NS("client"), "dig", "+tries=1", "+time=1", `@${h.podIp.get("coredns")}`, "web.allowed.test"], { encoding: "utf8" }).stdout.includes("status: NOERROR"), 15_000, () => h.log);
     const before = proxyDrops(metrics());
     const brokerBefore = brokerSaw.length;
     const tlsBefore = tlsSaw.length;
     // SIGKILL: the agent cannot clear ProxyListeners; the programs find no socket and drop.
-    agent!.kill("SIGKILL");
-    await new Promise((r) => agent!.once("exit", r));
+    await h.killAgent();
     const [kafka, tls, dns] = await Promise.all([produce("allowed-topic"), tlsTo("tls.allowed.test"), dig("web.allowed.test")]);
     expect(kafka).toMatchObject({ ok: false });
     expect(tls).toMatchObject({ ok: false, error: "timeout" });
     expect(dns.status).toBe("NO ANSWER");
     expect(brokerSaw.length).toBe(brokerBefore);
     expect(tlsSaw.length).toBe(tlsBefore);
-    agent = await startAgent(NODE, socket, agentArgs(), (d) => (agentLog += d));
+    await h.startAgent();
     expect(proxyDrops(metrics())).toBeGreaterThan(before);
     // The restarted agent's proxies serve again.
-    expect(await produce("allowed-topic"), agentLog).toEqual({ ok: true });
-    expect(await tlsTo("tls.allowed.test"), agentLog).toEqual({ ok: true, reply: "tls:tls.allowed.test" });
+    expect(await produce("allowed-topic"), h.log).toEqual({ ok: true });
+    expect(await tlsTo("tls.allowed.test"), h.log).toEqual({ ok: true, reply: "tls:tls.allowed.test" });
   }, 120_000);
 });
