@@ -86,13 +86,17 @@ export function l7FlowOf(e: L7FlowEvent, names: FlowNames, now = new Date()): Fl
     return pod ? { identity: p.identity, namespace: pod.namespace, pod_name: pod.name, labels } : { identity: p.identity, labels, ip: p.ip };
   };
   const l7: Record<string, unknown> = { type: e.type, ...(e.latencyNs !== undefined ? { latency_ns: e.latencyNs } : {}) };
-  for (const k of ["http", "kafka", "dns", "tls"] as const) if (e[k]) l7[k] = e[k];
+  // Hubble's Layer7 records (flow.proto): snake_case fields, Kafka's topic as a message.
+  if (e.http) l7.http = e.http;
+  if (e.kafka) l7.kafka = { error_code: e.kafka.errorCode, api_version: e.kafka.apiVersion, api_key: e.kafka.apiKey, correlation_id: e.kafka.correlationId, topic: { topic: e.kafka.topic } };
+  if (e.dns) l7.dns = e.dns;
+  if (e.tls) l7.tls = { server_name: e.tls.serverName };
   const what = e.http ? `${e.http.protocol} ${reply ? `${e.http.code ?? ""} ` : ""}${e.http.method} ${e.http.url}` : e.kafka ? `Kafka ${e.kafka.apiKey} ${e.kafka.topic}` : e.dns ? `DNS ${e.dns.query}` : e.tls ? `TLS ${e.tls.serverName}` : e.protocol;
   return {
     time: now.toISOString(),
     verdict: e.verdict,
     IP: { source: from.ip, destination: to.ip, ipVersion: from.ip.includes(":") ? "IPv6" : "IPv4" },
-    l4: { TCP: { source_port: from.port, destination_port: to.port } },
+    l4: { [e.l4 ?? "TCP"]: { source_port: from.port, destination_port: to.port } },
     source: ep(from),
     destination: ep(to),
     Type: "L7",

@@ -38,12 +38,17 @@ export class FlowObserver {
     const records = this.reader.drain();
     if (!records.length) return 0;
     const names = namesFrom(this.agent.desired, this.agent.opts.nodeName);
-    for (const r of records) {
-      const f = flowOf(r, names);
-      this.store.push(f);
-      this.onFlow?.(f);
-    }
+    for (const r of records) this.publish(flowOf(r, names));
     return records.length;
+  }
+
+  /**
+   * Takes a flow that did not come from the ring buffer (an L7 proxy's access log) the same way as the
+   * datapath's: stored for `observe` and handed to onFlow, so it is counted in the Hubble metrics too.
+   */
+  publish(f: FlowEvent): void {
+    this.store.push(f);
+    this.onFlow?.(f);
   }
 
   stop(): void {

@@ -24,13 +24,17 @@ export interface UpstreamSource {
 /** TO_ENDPOINT → to-endpoint: Hubble's subtype is pkg/monitor/api TraceObservationPoints' short name. */
 const TRACE_POINT_NAMES: Record<string, string> = Object.fromEntries(Object.entries(OBS_POINT_NAMES).map(([short, proto]) => [proto, short]));
 
+/**
+ * The L7 kind of an access-log event in Hubble's spelling, checked in Hubble's order (DNS, HTTP, Kafka);
+ * undefined for a kind Hubble has no record for (ciliate's TLS server-name events).
+ */
+function l7Kind(f: FlowEvent): "DNS" | "HTTP" | "Kafka" | undefined {
+  return f.l7?.dns ? "DNS" : f.l7?.http ? "HTTP" : f.l7?.kafka ? "Kafka" : undefined;
+}
+
 /** Hubble's FlowProtocol: the L7 protocol of an access-log event, else the L4 protocol. */
 export function hubbleProtocol(f: FlowEvent): string {
-  if (f.event_type.type === EVENT_L7) {
-    if (f.l7?.http) return "HTTP";
-    if (f.l7?.kafka) return "Kafka";
-    return "Unknown L7";
-  }
+  if (f.event_type.type === EVENT_L7) return l7Kind(f) ?? "Unknown L7";
   for (const p of ["TCP", "UDP", "ICMPv4", "ICMPv6", "SCTP"]) if (p in f.l4) return p;
   return "Unknown L4";
 }
@@ -42,7 +46,7 @@ export function flowsProcessedLabels(f: FlowEvent): { protocol: string; type: st
   let subtype = String(t);
   if (t === EVENT_L7) {
     type = "L7";
-    subtype = f.l7?.http ? "HTTP" : "";
+    subtype = l7Kind(f) ?? "";
   } else if (t === EVENT_DROP) {
     type = "Drop";
     subtype = "";
@@ -63,7 +67,7 @@ export function flowsProcessedLabels(f: FlowEvent): { protocol: string; type: st
 export function policyVerdictLabels(f: FlowEvent): { direction: string; match: string; action: string } | undefined {
   const direction = f.traffic_direction.toLowerCase();
   const action = f.verdict.toLowerCase();
-  if (f.event_type.type === EVENT_L7) return { direction, match: `l7/${f.l7?.http ? "http" : f.l7?.kafka ? "kafka" : ""}`, action };
+  if (f.event_type.type === EVENT_L7) return { direction, match: `l7/${l7Kind(f)?.toLowerCase() ?? ""}`, action };
   if (f.event_type.type !== EVENT_POLICY_VERDICT || f.source.identity === 1) return undefined;
   return { direction, match: (MATCH_TYPE_NAMES[f.policy_match_type ?? 0] ?? "unknown").toLowerCase(), action };
 }

@@ -73,6 +73,7 @@ export class DnsUdpProxy {
         source: { ...from, identity: this.o.identityOf(from.ip) },
         destination: { ...orig, identity: this.o.identityOf(orig.ip) },
         proxyPort,
+        l4: "UDP" as const,
       };
       const reply = await proxyDnsQuery(msg, origin, this.o.ctx, (q) => udpExchange(orig, q));
       if (reply) sendUdpFrom(orig, from, reply, this.o.replyMark ?? 0);

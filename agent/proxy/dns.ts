@@ -35,6 +35,8 @@ export interface DnsQueryOrigin {
   source: ProxyPeer;
   destination: ProxyPeer;
   proxyPort: number;
+  /** UDP for a datagram; TCP (the default) for a query on a redirected connection. */
+  l4?: "TCP" | "UDP";
 }
 
 type Packet = ReturnType<typeof dnsPacket.decode>;
@@ -74,7 +76,8 @@ export function answerAddresses(p: Packet): { ips: string[]; ttl: number; rrtype
 }
 
 function baseEvent(o: DnsQueryOrigin, type: L7FlowEvent["type"], verdict: L7FlowEvent["verdict"], reason: string): L7FlowEvent {
-  return flowEvent({ source: o.source, destination: o.destination, direction: "egress", proxyPort: o.proxyPort } as RedirectedConnection, "dns", type, verdict, reason);
+  const e = flowEvent({ source: o.source, destination: o.destination, direction: "egress", proxyPort: o.proxyPort } as RedirectedConnection, "dns", type, verdict, reason);
+  return o.l4 === "UDP" ? { ...e, l4: "UDP" } : e;
 }
 
 /**

@@ -143,7 +143,12 @@ export class ProxyManager {
     const l = this.open.get(port);
     if (!l) return;
     // The map entry goes first: from here on the datapath drops new redirects instead of using the socket.
-    this.opts.map.delete(port);
+    // A port number is one entry for both transports: when a proxy with its own sockets (the UDP DNS proxy)
+    // announced the same number — proxy ports are renumbered as the policy changes — its entry stays, and
+    // TCP to the port finds no socket in the programs' lookup (dropped, 178).
+    const external = this.external.get(port);
+    if (external) this.opts.map.set(port, external);
+    else this.opts.map.delete(port);
     l.announced = false;
     this.open.delete(port);
     l.server.close();

@@ -38,6 +38,8 @@ export interface L7FlowEvent {
   destination: ProxyPeer;
   direction: "ingress" | "egress";
   proxyPort: number;
+  /** The transport the L7 messages came over; TCP unless said (the DNS proxy's datagrams are UDP). */
+  l4?: "TCP" | "UDP";
   latencyNs?: number;
   http?: { method: string; url: string; protocol: string; code?: number; headers?: { key: string; value: string }[] };
   kafka?: { errorCode: number; apiVersion: number; apiKey: string; correlationId: number; topic: string };

@@ -83,7 +83,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   const metrics = new AgentMetrics(agent);
   const observer = new FlowObserver(agent);
   const log = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
-  const emit = (e: import("../../agent/proxy/types.ts").L7FlowEvent) => observer.store.push(l7FlowOf(e, namesFrom(agent.desired, agent.opts.nodeName)));
+  const emit = (e: import("../../agent/proxy/types.ts").L7FlowEvent) => observer.publish(l7FlowOf(e, namesFrom(agent.desired, agent.opts.nodeName)));
   // What every proxy judges with: the policy with this node's listeners in the agent's stable numbering, the
   // numbers the ipcache gives a connection's peers (agent.identityOf).
   const policy = () => ({ ...agent.desired!.policy, proxies: agent.desired!.proxies });

@@ -12,35 +12,16 @@
  * Kernel suite: needs root, libbpf, bpffs and iproute2 (fails in CI without them); everything is removed in
  * afterAll.
  */
-import type { ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
-import { cni, eventually, serve, sh, startAgent, stopProcess, tool, toolAsync, writeFileAtomic } from "./e2e-helpers.ts";
+import { kernelSuite } from "../../datapath/index.ts";
+import { E2eNode, eventually, podYaml, serve, stopProcess, tool, toolAsync } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-chaos", ["root", "libbpf", "bpffs", "iproute2"]);
-const TAG = `${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
-const NS = (n: string) => `cic-${TAG}-${n}`;
-const NODE = NS("node");
 const PODS = ["client", "server", "other"];
-const PIN = `/sys/fs/bpf/ciliate-test-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
 const KILLS = 4;
+const h = new E2eNode({ prefix: "cic", nodeIp: "192.168.60.1", podCidr: "10.244.11.0/24", pods: PODS.map((name) => ({ name })) });
+const NS = (n: string) => h.ns(n);
 
-let dir = "";
-let manifests = "";
-let socket = "";
-let agent: ChildProcess | undefined;
-let agentLog = "";
-const podIp = new Map<string, string>();
-const servers: ChildProcess[] = [];
-
-const POD_YAML = (name: string) => `apiVersion: v1
-kind: Pod
-metadata: {name: ${name}, namespace: default, labels: {app: ${name}}}
-spec: {containers: [{name: c, image: x}]}
-`;
 /** Ingress to server on 8080 from the given apps. */
 const POLICY_YAML = (apps: string[]) => `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -50,64 +31,28 @@ spec:
   ingress:
 ${apps.map((a) => `  - fromEndpoints: [{matchLabels: {app: ${a}}}]\n    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]\n`).join("")}`;
 
-const write = (apps: string[]) => writeFileAtomic(join(manifests, "policy.yaml"), POLICY_YAML(apps));
-const tcp = (from: string) => tool(NS(from), "tcp", podIp.get("server")!, 8080) as { ok: boolean };
+const write = (apps: string[]) => h.write("policy.yaml", POLICY_YAML(apps));
+const tcp = (from: string) => tool(NS(from), "tcp", h.podIp.get("server")!, 8080) as { ok: boolean };
 
-async function start(): Promise<void> {
-  agent = await startAgent(
-    NODE,
-    socket,
-    ["-f", manifests, "--node-name", "node-1", "--node-ip", "192.168.60.1", "--pod-cidr", "10.244.11.0/24", "--bpffs", PIN, "--state-dir", join(dir, "state"), "--socket", socket, "--resync-interval", "100"],
-    (d) => (agentLog += d),
-  );
-}
-
-async function kill(): Promise<void> {
-  const p = agent!;
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  await new Promise<void>((resolve) => {
-    p.once("exit", () => resolve());
-    p.kill("SIGKILL");
-  });
-}
+const start = () => h.startAgent();
+const kill = () => h.killAgent();
 
 describe.skipIf(suite.skip)("ciliate agent: SIGKILL during reconcile, then restart (network namespaces)", () => {
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ciliate-agent-chaos-"));
-    manifests = join(dir, "manifests");
-    mkdirSync(manifests);
-    socket = join(dir, "state", "agent.sock");
-    writeFileAtomic(join(manifests, "pods.yaml"), PODS.map(POD_YAML).join("---\n"));
-    write(["client"]);
-    for (const n of ["node", ...PODS]) sh("ip", ["netns", "add", NS(n)]);
-    sh("ip", ["-n", NODE, "link", "set", "lo", "up"]);
+    h.setUp({ "pods.yaml": PODS.map((p) => podYaml(p)).join("---\n"), "policy.yaml": POLICY_YAML(["client"]) });
     await start();
-    for (const p of PODS) {
-      const r = cni(socket, "ADD", { containerId: `chaos-${TAG}-${p}`, netns: `/var/run/netns/${NS(p)}`, pod: p });
-      expect(r.code, JSON.stringify(r.out)).toBe(0);
-      podIp.set(p, (r.out.ips as { address: string }[])[0]!.address.split("/")[0]!);
-    }
-    servers.push(serve(NS("server"), "server", 300_000));
+    h.addPods();
+    h.children.push(serve(NS("server"), "server", 300_000));
     await new Promise((r) => setTimeout(r, 700));
   }, 60_000);
 
-  afterAll(async () => {
-    try {
-      for (const s of servers) s.kill("SIGKILL");
-      await stopProcess(agent);
-    } finally {
-      for (const n of ["node", ...PODS]) sh("ip", ["netns", "del", NS(n)], true);
-      removePinRoot(PIN);
-      if (dir) rmSync(dir, { recursive: true, force: true });
-      if (process.env.CILIATE_E2E_LOG) console.log(agentLog);
-    }
-  }, 60_000);
+  afterAll(() => h.tearDown(), 60_000);
 
   it(`keeps an established connection across ${KILLS} kills during reconciles, and the maps converge`, async () => {
-    expect(tcp("client").ok, agentLog).toBe(true);
-    expect(tcp("other").ok, agentLog).toBe(false);
+    expect(tcp("client").ok, h.log).toBe(true);
+    expect(tcp("other").ok, h.log).toBe(false);
     // One connection, a request every 100 ms, for as long as the kills and restarts take.
-    const held = toolAsync(NS("client"), "hold", podIp.get("server")!, 8080, 45_000);
+    const held = toolAsync(NS("client"), "hold", h.podIp.get("server")!, 8080, 45_000);
     await new Promise((r) => setTimeout(r, 500));
     let apps = ["client"];
     for (let k = 0; k < KILLS; k++) {
@@ -121,29 +66,29 @@ describe.skipIf(suite.skip)("ciliate agent: SIGKILL during reconcile, then resta
     // allowing and removing "other", and KILLS is even, so the last one removed it.
     expect(apps).toEqual(["client"]);
     await new Promise((r) => setTimeout(r, 1000));
-    expect(tcp("other").ok, agentLog).toBe(false);
-    expect(tcp("client").ok, agentLog).toBe(true);
+    expect(tcp("other").ok, h.log).toBe(false);
+    expect(tcp("client").ok, h.log).toBe(true);
     write(["client", "other"]);
-    await eventually(() => tcp("other").ok, 15_000, () => agentLog);
+    await eventually(() => tcp("other").ok, 15_000, () => h.log);
     expect(tcp("client").ok).toBe(true);
 
     // Converged: a graceful restart has nothing to change.
-    await stopProcess(agent);
-    const from = agentLog.length;
+    await stopProcess(h.agent);
+    const from = h.log.length;
     await start();
     await new Promise((r) => setTimeout(r, 1500));
-    const after = agentLog.slice(from);
+    const after = h.log.slice(from);
     expect(after, after).not.toMatch(/reconcile \([^)]*\): \+\d+ ~\d+ -\d+ entries/);
     expect(after, after).not.toMatch(/map operations failed/);
 
     // And it still enforces changes.
     write(["client"]);
-    await eventually(() => !tcp("other").ok, 15_000, () => agentLog);
+    await eventually(() => !tcp("other").ok, 15_000, () => h.log);
 
-    const h = (await held) as { sent: number; recv: number; error: string | null; maxGapMs: number };
-    console.log(`chaos: ${KILLS} kills; held connection: ${h.sent} requests, ${h.recv} replies, longest wait ${h.maxGapMs} ms`);
-    expect(h.error, `${JSON.stringify(h)}\n${agentLog}`).toBeNull();
-    expect(h.recv, JSON.stringify(h)).toBe(h.sent);
-    expect(h.sent).toBeGreaterThan(50);
+    const r = (await held) as { sent: number; recv: number; error: string | null; maxGapMs: number };
+    console.log(`chaos: ${KILLS} kills; held connection: ${r.sent} requests, ${r.recv} replies, longest wait ${r.maxGapMs} ms`);
+    expect(r.error, `${JSON.stringify(r)}\n${h.log}`).toBeNull();
+    expect(r.recv, JSON.stringify(r)).toBe(r.sent);
+    expect(r.sent).toBeGreaterThan(50);
   }, 180_000);
 });

@@ -6,6 +6,10 @@
  * from the resolver's address), denied names get REFUSED from the proxy, every answer's addresses are
  * learned into the FQDN cache before the client sees the answer, and the policy compiled from that cache
  * allows egress to exactly the learned addresses until the TTL runs out.
+ * Why a TPROXY shim here when tests/agent/e2e-l7-protocols.test.ts runs DNS/toFQDNs through the real agent
+ * and its datapath redirect: this suite covers what that path cannot reach yet — the proxy's IPv6
+ * transparent sockets (the agent's endpoints are IPv4 only, so no pod can send it IPv6 DNS) and TTL expiry
+ * on a real answer (dnsmasq --local-ttl=2) without a node-wide clock.
  * Needs root, nft (TPROXY), dnsmasq and dig; in CI they are required.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";

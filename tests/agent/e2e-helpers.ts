@@ -1,15 +1,19 @@
 /*
- * Helpers shared by the agent's end-to-end tests (e2e.test.ts, e2e-overflow.test.ts): commands with a
+ * Helpers shared by the agent's end-to-end tests (e2e*.test.ts, chaos.test.ts): commands with a
  * timeout, atomic manifest writes, bounded traffic with tests/agent/pod-tool.cjs inside a namespace, CNI
  * calls through the real `ciliate cni`, starting and stopping `ciliate agent` in a node namespace, and
- * scraping its metrics. Nothing here holds state: each test file keeps its own names, pins and processes.
+ * scraping its metrics and flows. E2eNode bundles the usual set-up of one suite — a node namespace, pod
+ * namespaces joined by CNI, a bpffs pin root, a state directory, the agent — under names unique to the
+ * process, and removes all of it in tearDown.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 import { callApi } from "../../agent/api.ts";
+import { removePinRoot } from "../../datapath/index.ts";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const BIN = join(ROOT, "bin/ciliate.js");
@@ -142,4 +146,134 @@ export async function eventually(fn: () => boolean, ms = 10_000, message?: () =>
     await new Promise((r) => setTimeout(r, 200));
   }
   expect(fn(), message?.()).toBe(true);
+}
+
+/** A Pod manifest (labels `app: <name>` unless given), for the agent's -f directory. */
+export function podYaml(name: string, namespace = "default", labels = `app: ${name}`): string {
+  return `apiVersion: v1
+kind: Pod
+metadata: {name: ${name}, namespace: ${namespace}, labels: {${labels}}}
+spec: {containers: [{name: c, image: x}]}
+`;
+}
+
+export interface E2eNodeOptions {
+  /** Names start with it: namespaces `<prefix>-<tag>-<name>`, the pin root, the state directory. */
+  prefix: string;
+  nodeIp: string;
+  podCidr: string;
+  /** The agent's --metrics-addr inside the node namespace (omitted: no metrics endpoint). */
+  metricsAddr?: string;
+  /** Pods: a namespace each, joined to the node by `ciliate cni` in addPods(). */
+  pods: { name: string; namespace?: string }[];
+  /** More namespaces that are not pods (an external client, …). */
+  others?: string[];
+  /** Flags added to every agent start. */
+  agentFlags?: string[];
+}
+
+/** One node of network namespaces with `ciliate agent` (see the file's opening comment). */
+export class E2eNode {
+  readonly tag = `${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
+  readonly pin: string;
+  readonly nodeNs: string;
+  dir = "";
+  manifests = "";
+  socket = "";
+  agent: ChildProcess | undefined;
+  /** Everything every agent of this node printed. */
+  log = "";
+  readonly podIp = new Map<string, string>();
+  /** Servers and other processes to kill in tearDown. */
+  readonly children: ChildProcess[] = [];
+
+  constructor(readonly o: E2eNodeOptions) {
+    this.pin = `/sys/fs/bpf/ciliate-test-${o.prefix}-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
+    this.nodeNs = this.ns("node");
+  }
+
+  /** The namespace of pod (or other) `name`. */
+  ns(name: string): string {
+    return `${this.o.prefix}-${this.tag}-${name}`;
+  }
+
+  private allNamespaces(): string[] {
+    return ["node", ...this.o.pods.map((p) => p.name), ...(this.o.others ?? [])].map((n) => this.ns(n));
+  }
+
+  /** The state directory with `files` as manifests, and every namespace (the node's loopback up). */
+  setUp(files: Record<string, string>): void {
+    this.dir = mkdtempSync(join(tmpdir(), `ciliate-${this.o.prefix}-`));
+    this.manifests = join(this.dir, "manifests");
+    mkdirSync(this.manifests);
+    this.socket = join(this.dir, "state", "agent.sock");
+    for (const [file, text] of Object.entries(files)) this.write(file, text);
+    for (const n of this.allNamespaces()) sh("ip", ["netns", "add", n]);
+    sh("ip", ["-n", this.nodeNs, "link", "set", "lo", "up"]);
+  }
+
+  /** Writes a manifest atomically. */
+  write(file: string, text: string): void {
+    writeFileAtomic(join(this.manifests, file), text);
+  }
+
+  agentArgs(extra: string[] = []): string[] {
+    return ["-f", this.manifests, "--node-name", "node-1", "--node-ip", this.o.nodeIp, "--pod-cidr", this.o.podCidr, "--bpffs", this.pin, "--state-dir", join(this.dir, "state"),
+      "--socket", this.socket, ...(this.o.metricsAddr ? ["--metrics-addr", this.o.metricsAddr] : []), "--resync-interval", "100", ...(this.o.agentFlags ?? []), ...extra];
+  }
+
+  /** Starts the agent (replacing a previous, exited one) and waits for its API. */
+  async startAgent(extra: string[] = []): Promise<ChildProcess> {
+    this.agent = await startAgent(this.nodeNs, this.socket, this.agentArgs(extra), (d) => (this.log += d));
+    return this.agent;
+  }
+
+  /** SIGKILL: the agent gets no chance to clean up. Resolves once it has exited. */
+  async killAgent(): Promise<void> {
+    const p = this.agent;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      p.once("exit", () => resolve());
+      p.kill("SIGKILL");
+    });
+  }
+
+  /** CNI ADD for every pod; records their addresses. */
+  addPods(): void {
+    for (const p of this.o.pods) {
+      const r = cni(this.socket, "ADD", { containerId: `${this.o.prefix}-${this.tag}-${p.name}`, netns: `/var/run/netns/${this.ns(p.name)}`, pod: p.name, namespace: p.namespace });
+      expect(r.code, JSON.stringify(r.out)).toBe(0);
+      this.podIp.set(p.name, (r.out.ips as { address: string }[])[0]!.address.split("/")[0]!);
+    }
+  }
+
+  metrics(): string {
+    return scrapeMetrics(this.nodeNs, this.o.metricsAddr!);
+  }
+
+  /** `ciliate observe … -o json` (pass the filters): the flows. */
+  observe(...args: string[]): Record<string, unknown>[] {
+    return execFileSync(process.execPath, [BIN, "observe", "--socket", this.socket, ...args, "-o", "json"], { encoding: "utf8", timeout: 30_000 })
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l).flow as Record<string, unknown>);
+  }
+
+  /** Kills the children, stops the agent, removes namespaces, pins and state (CILIATE_E2E_KEEP=1 keeps them). */
+  async tearDown(): Promise<void> {
+    if (process.env.CILIATE_E2E_KEEP === "1") {
+      console.log(`CILIATE_E2E_KEEP=1: left namespaces ${this.ns("*")}, pins ${this.pin}, state ${this.dir}\n${this.log}`);
+      return;
+    }
+    try {
+      for (const c of this.children) c.kill("SIGKILL");
+      await stopProcess(this.agent);
+    } finally {
+      for (const n of this.allNamespaces()) sh("ip", ["netns", "del", n], true);
+      removePinRoot(this.pin);
+      if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+      if (process.env.CILIATE_E2E_LOG) console.log(this.log);
+    }
+  }
 }

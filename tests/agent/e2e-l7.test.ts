@@ -12,37 +12,16 @@
  * counts and reports the drops as PROXY_LOOKUP_FAILED (178).
  * Kernel suite: runs as root (fails in CI when it cannot); everything is removed in afterAll.
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
-import { BIN, TOOL, cni, eventually, scrapeMetrics, sh, startAgent, stopProcess, tool, writeFileAtomic } from "./e2e-helpers.ts";
+import { kernelSuite } from "../../datapath/index.ts";
+import { E2eNode, TOOL, podYaml, eventually, sh, stopProcess, tool } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-e2e-l7", ["root", "libbpf", "bpffs", "iproute2"]);
-const TAG = `${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
-const NS = (n: string) => `cil7-${TAG}-${n}`;
-const NODE = NS("node");
 const PODS = ["client", "server", "other"];
-const PIN = `/sys/fs/bpf/ciliate-test-l7-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
-const NODE_IP = "192.168.59.1";
-const POD_CIDR = "10.244.4.0/24";
-const METRICS = "127.0.0.1:19964";
-
-let dir = "";
-let manifests = "";
-let socket = "";
-let agent: ChildProcess | undefined;
-let agentLog = "";
-const podIp = new Map<string, string>();
-const servers: ChildProcess[] = [];
-
-const POD_YAML = (name: string) => `apiVersion: v1
-kind: Pod
-metadata: {name: ${name}, namespace: default, labels: {app: ${name}}}
-spec: {containers: [{name: c, image: x}]}
-`;
+const h = new E2eNode({ prefix: "cil7", nodeIp: "192.168.59.1", podCidr: "10.244.4.0/24", metricsAddr: "127.0.0.1:19964", pods: PODS.map((name) => ({ name })) });
+const NS = (n: string) => h.ns(n);
+const NODE = h.nodeNs;
 
 const INGRESS_L7 = `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -74,89 +53,55 @@ spec:
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
 `;
 
-const agentArgs = () => ["-f", manifests, "--node-name", "node-1", "--node-ip", NODE_IP, "--pod-cidr", POD_CIDR, "--bpffs", PIN, "--state-dir", join(dir, "state"),
-  "--socket", socket, "--metrics-addr", METRICS, "--resync-interval", "100"];
-const write = (file: string, text: string) => writeFileAtomic(join(manifests, file), text);
-const metrics = () => scrapeMetrics(NODE, METRICS);
+const metrics = () => h.metrics();
 const counter = (text: string, reason: string, direction: string) =>
   Number(new RegExp(`^ciliate_drop_count_total\\{reason="${reason}",direction="${direction}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
-const http = (port: number, method: string, path: string, n = 1) => tool(NS("client"), "http", podIp.get("server")!, port, method, path, n);
-const observe = (...args: string[]) =>
-  execFileSync(process.execPath, [BIN, "observe", "--socket", socket, ...args], { encoding: "utf8", timeout: 30_000 })
-    .trim()
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l).flow as Record<string, unknown>);
+const http = (port: number, method: string, path: string, n = 1) => tool(NS("client"), "http", h.podIp.get("server")!, port, method, path, n);
+const observe = (...args: string[]) => h.observe(...args);
 
 describe.skipIf(suite.skip)("ciliate agent: L7 policy through the node's proxy, never failing open (network namespaces)", () => {
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ciliate-agent-l7-"));
-    manifests = join(dir, "manifests");
-    mkdirSync(manifests);
-    socket = join(dir, "state", "agent.sock");
-    write("pods.yaml", PODS.map(POD_YAML).join("---\n"));
-    write("ingress.yaml", INGRESS_L7);
-    write("egress.yaml", EGRESS_L7);
-    for (const n of ["node", ...PODS]) sh("ip", ["netns", "add", NS(n)]);
-    sh("ip", ["-n", NODE, "link", "set", "lo", "up"]);
-    agent = await startAgent(NODE, socket, agentArgs(), (d) => (agentLog += d));
-    for (const p of PODS) {
-      const r = cni(socket, "ADD", { containerId: `l7-${TAG}-${p}`, netns: `/var/run/netns/${NS(p)}`, pod: p });
-      expect(r.code, JSON.stringify(r.out)).toBe(0);
-      podIp.set(p, (r.out.ips as { address: string }[])[0]!.address.split("/")[0]!);
-    }
-    for (const port of [8080, 8081]) servers.push(spawnServer(port));
+    h.setUp({ "pods.yaml": PODS.map((p) => podYaml(p)).join("---\n"), "ingress.yaml": INGRESS_L7, "egress.yaml": EGRESS_L7 });
+    await h.startAgent();
+    h.addPods();
+    for (const port of [8080, 8081]) h.children.push(spawnServer(port));
     await new Promise((r) => setTimeout(r, 700)); // servers listening
   }, 60_000);
 
-  afterAll(async () => {
-    if (process.env.CILIATE_E2E_KEEP === "1") {
-      console.log(`CILIATE_E2E_KEEP=1: left namespaces ${NS("*")}, pins ${PIN}, state ${dir}\n${agentLog}`);
-      return;
-    }
-    try {
-      for (const s of servers) s.kill("SIGKILL");
-      await stopProcess(agent);
-    } finally {
-      for (const n of ["node", ...PODS]) sh("ip", ["netns", "del", NS(n)], true);
-      removePinRoot(PIN);
-      if (dir) rmSync(dir, { recursive: true, force: true });
-      if (process.env.CILIATE_E2E_LOG) console.log(agentLog);
-    }
-  }, 60_000);
+  afterAll(() => h.tearDown(), 60_000);
 
   it("ingress L7: GET /public reaches the server, which sees the client's own address; GET /private and POST /public get 403 from the proxy", () => {
     const ok = http(8080, "GET", "/public");
-    expect(ok, agentLog).toMatchObject({ ok: true, results: [{ status: 200 }] });
+    expect(ok, h.log).toMatchObject({ ok: true, results: [{ status: 200 }] });
     const body = JSON.parse((ok.results as { body: string }[])[0]!.body);
-    expect(body).toEqual({ server: "server", method: "GET", url: "/public", peer: podIp.get("client") });
+    expect(body).toEqual({ server: "server", method: "GET", url: "/public", peer: h.podIp.get("client") });
     for (const [method, path] of [["GET", "/private"], ["POST", "/public"]] as const) {
       const r = http(8080, method, path);
-      expect(r, `${method} ${path}\n${agentLog}`).toMatchObject({ ok: true, results: [{ status: 403 }] });
+      expect(r, `${method} ${path}\n${h.log}`).toMatchObject({ ok: true, results: [{ status: 403 }] });
       expect((r.results as { body: string }[])[0]!.body).toMatch(/Access denied/);
     }
     // Keep-alive: every request on one connection is judged, and a 403 leaves the connection usable.
     const seq = http(8080, "GET", "/private", 3);
-    expect(seq, agentLog).toMatchObject({ ok: true, results: [{ status: 403 }, { status: 403 }, { status: 403 }] });
-    expect(http(8080, "GET", "/public", 3), agentLog).toMatchObject({ ok: true, results: [{ status: 200 }, { status: 200 }, { status: 200 }] });
+    expect(seq, h.log).toMatchObject({ ok: true, results: [{ status: 403 }, { status: 403 }, { status: 403 }] });
+    expect(http(8080, "GET", "/public", 3), h.log).toMatchObject({ ok: true, results: [{ status: 200 }, { status: 200 }, { status: 200 }] });
   }, 60_000);
 
   it("egress L7: the client's own rule on server:8081 is enforced by the proxy, the server still sees the client", () => {
     const ok = http(8081, "GET", "/public");
-    expect(ok, agentLog).toMatchObject({ ok: true, results: [{ status: 200 }] });
-    expect(JSON.parse((ok.results as { body: string }[])[0]!.body).peer).toBe(podIp.get("client"));
-    expect(http(8081, "GET", "/private"), agentLog).toMatchObject({ ok: true, results: [{ status: 403 }] });
+    expect(ok, h.log).toMatchObject({ ok: true, results: [{ status: 200 }] });
+    expect(JSON.parse((ok.results as { body: string }[])[0]!.body).peer).toBe(h.podIp.get("client"));
+    expect(http(8081, "GET", "/private"), h.log).toMatchObject({ ok: true, results: [{ status: 403 }] });
   }, 60_000);
 
   it("shows the L7 flows in `ciliate observe` and counts them in the proxy metrics", async () => {
     await new Promise((r) => setTimeout(r, 300));
-    const l7 = observe("--from-pod", "client", "--last", "0", "-o", "json").filter((f) => f.Type === "L7");
+    const l7 = observe("--from-pod", "client", "--last", "0").filter((f) => f.Type === "L7");
     const requests = l7.filter((f) => (f.l7 as { type: string }).type === "REQUEST");
     // The handler reports the full URL, as Hubble does (http://host:port/path); the path is what differs here.
     const seen = requests.map((f) => `${f.traffic_direction} ${f.verdict} ${(f.l7 as { http: { method: string; url: string } }).http.method} ${new URL((f.l7 as { http: { url: string } }).http.url, "http://relative.invalid").pathname}`);
     expect(seen, JSON.stringify(l7)).toEqual(expect.arrayContaining(["INGRESS FORWARDED GET /public", "INGRESS DROPPED GET /private", "INGRESS DROPPED POST /public", "EGRESS FORWARDED GET /public", "EGRESS DROPPED GET /private"]));
     // The proxy's identities are the datapath's: the client's L7 requests carry the identity its L3/L4 flows do.
-    const l34 = observe("--from-pod", "client", "--last", "0", "-o", "json").find((f) => f.Type === "L3_L4" && (f.source as { pod_name?: string }).pod_name === "client");
+    const l34 = observe("--from-pod", "client", "--last", "0").find((f) => f.Type === "L3_L4" && (f.source as { pod_name?: string }).pod_name === "client");
     expect(l34, "an L3/L4 flow from client").toBeDefined();
     for (const f of requests) expect((f.source as { identity: number }).identity).toBe((l34!.source as { identity: number }).identity);
     const m = metrics();
@@ -173,37 +118,35 @@ describe.skipIf(suite.skip)("ciliate agent: L7 policy through the node's proxy, 
     expect(counter(metrics(), "PROXY_LOOKUP_FAILED", "INGRESS")).toBeGreaterThan(before);
     expect(Number(/^ciliate_proxy_redirect_drops_total\{reason="PROXY_LOOKUP_FAILED",direction="EGRESS"\} (\d+)$/m.exec(metrics())?.[1] ?? 0)).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 300));
-    const drops = observe("--verdict", "DROPPED", "--from-pod", "client", "--last", "0", "-o", "json").filter((f) => f.drop_reason === 178);
-    expect(drops.map((f) => f.traffic_direction), agentLog).toEqual(expect.arrayContaining(["INGRESS", "EGRESS"]));
+    const drops = observe("--verdict", "DROPPED", "--from-pod", "client", "--last", "0").filter((f) => f.drop_reason === 178);
+    expect(drops.map((f) => f.traffic_direction), h.log).toEqual(expect.arrayContaining(["INGRESS", "EGRESS"]));
   }, 60_000);
 
   it("with the proxy killed, nothing passes: connections fail, the datapath drops them as PROXY_LOOKUP_FAILED; back with the agent", async () => {
     const before = counter(metrics(), "PROXY_LOOKUP_FAILED", "INGRESS") + counter(metrics(), "PROXY_LOOKUP_FAILED", "EGRESS");
     // SIGKILL: the agent cannot clear ProxyListeners; the programs find no socket and drop.
-    agent!.kill("SIGKILL");
-    await new Promise((r) => agent!.once("exit", r));
+    await h.killAgent();
     for (const [port, path] of [[8080, "/public"], [8080, "/private"], [8081, "/public"]] as const) {
       expect(http(port, "GET", path), `${port} ${path}`).toMatchObject({ ok: false, error: "timeout" });
     }
-    agent = await startAgent(NODE, socket, agentArgs(), (d) => (agentLog += d));
+    await h.startAgent();
     const after = counter(metrics(), "PROXY_LOOKUP_FAILED", "INGRESS") + counter(metrics(), "PROXY_LOOKUP_FAILED", "EGRESS");
     expect(after).toBeGreaterThan(before);
     expect(counter(metrics(), "PROXY_LOOKUP_FAILED", "INGRESS")).toBeGreaterThan(0);
     expect(counter(metrics(), "PROXY_LOOKUP_FAILED", "EGRESS")).toBeGreaterThan(0);
     // The restarted agent's proxy serves again.
-    await eventually(() => (http(8080, "GET", "/public").ok as boolean) === true, 15_000, () => agentLog);
+    await eventually(() => (http(8080, "GET", "/public").ok as boolean) === true, 15_000, () => h.log);
   }, 90_000);
 
   it("with the agent stopped cleanly, its listeners and ProxyListeners entries go: redirected traffic is dropped in core (178)", async () => {
     const total = () => counter(metrics(), "PROXY_LOOKUP_FAILED", "INGRESS") + counter(metrics(), "PROXY_LOOKUP_FAILED", "EGRESS");
     const before = total();
-    await stopProcess(agent);
-    agent = undefined;
+    await stopProcess(h.agent);
     expect(http(8080, "GET", "/public")).toMatchObject({ ok: false, error: "timeout" });
     expect(http(8081, "GET", "/public")).toMatchObject({ ok: false, error: "timeout" });
-    agent = await startAgent(NODE, socket, agentArgs(), (d) => (agentLog += d));
+    await h.startAgent();
     expect(total()).toBeGreaterThan(before);
-    await eventually(() => (http(8081, "GET", "/public").ok as boolean) === true, 15_000, () => agentLog);
+    await eventually(() => (http(8081, "GET", "/public").ok as boolean) === true, 15_000, () => h.log);
   }, 90_000);
 });
 

@@ -13,38 +13,17 @@
  *      the manifests again (a rule for :81 takes effect).
  * Kernel suite: runs as root (fails in CI when it cannot); everything is removed in afterAll.
  */
-import type { ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
-import { cni, eventually, scrapeMetrics, serve, sh, startAgent, stopProcess, tool, toolAsync, writeFileAtomic } from "./e2e-helpers.ts";
+import { kernelSuite } from "../../datapath/index.ts";
+import { E2eNode, eventually, podYaml, serve, tool, toolAsync } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-e2e-overflow", ["root", "libbpf", "bpffs", "iproute2"]);
-const TAG = `${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
-const NS = (n: string) => `cio-${TAG}-${n}`;
-const NODE = NS("node");
 const PODS = ["client", "server", "side"];
-const PIN = `/sys/fs/bpf/ciliate-test-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
-const NODE_IP = "192.168.58.1";
-const POD_CIDR = "10.244.3.0/24";
-const METRICS = "127.0.0.1:19963";
 const BUDGET = 64;
-
-let dir = "";
-let manifests = "";
-let socket = "";
-let agent: ChildProcess | undefined;
-let agentLog = "";
-const podIp = new Map<string, string>();
-const servers: ChildProcess[] = [];
-
-const POD_YAML = (name: string) => `apiVersion: v1
-kind: Pod
-metadata: {name: ${name}, namespace: default, labels: {app: ${name}}}
-spec: {containers: [{name: c, image: x}]}
-`;
+const h = new E2eNode({ prefix: "cio", nodeIp: "192.168.58.1", podCidr: "10.244.3.0/24", metricsAddr: "127.0.0.1:19963", pods: PODS.map((name) => ({ name })), agentFlags: ["--policy-map-max", String(BUDGET)] });
+const NS = (n: string) => h.ns(n);
 
 /** A CiliumNetworkPolicy selecting app=`app`: one ingress rule from app=client per list of TCP ports. */
 const CNP_YAML = (name: string, app: string, rules: number[][]) => `apiVersion: cilium.io/v2
@@ -59,67 +38,35 @@ const ports = (from: number, n: number) => Array.from({ length: n }, (_, i) => f
 /** 80 entries for server (two rules of 40 ports, the most a rule may list), 81 among them: over the budget. */
 const WIDE_YAML = CNP_YAML("wide", "server", [[81, ...ports(2000, 39)], ports(3000, 40)]);
 
-const write = (file: string, text: string) => writeFileAtomic(join(manifests, file), text);
-const metrics = () => scrapeMetrics(NODE, METRICS);
+const write = (file: string, text: string) => h.write(file, text);
+const metrics = () => h.metrics();
 const gauge = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
 const overflowEndpoints = () => gauge(metrics(), "ciliate_policy_overflow_endpoints");
 const policyDenied = () => Number(/^ciliate_drop_count_total\{reason="POLICY_DENIED",direction="INGRESS"\} (\d+)$/m.exec(metrics())?.[1] ?? 0);
-const tcp = (from: string, to: string, port: number) => tool(NS(from), "tcp", podIp.get(to)!, port);
+const tcp = (from: string, to: string, port: number) => tool(NS(from), "tcp", h.podIp.get(to)!, port);
 
 /** client → `to`:`port` answered by `to`. */
 function expectAllowed(to: string, port: number): void {
-  expect(tcp("client", to, port), `client → ${to}:${port}\n${agentLog}`).toEqual({ ok: true, reply: to });
+  expect(tcp("client", to, port), `client → ${to}:${port}\n${h.log}`).toEqual({ ok: true, reply: to });
 }
 
 /** client → `to`:`port` (a port `to` listens on) times out, and the datapath counted a policy drop for it. */
 function expectDenied(to: string, port: number): void {
   const before = policyDenied();
-  expect(tcp("client", to, port), `client → ${to}:${port}\n${agentLog}`).toEqual({ ok: false, error: "timeout" });
+  expect(tcp("client", to, port), `client → ${to}:${port}\n${h.log}`).toEqual({ ok: false, error: "timeout" });
   expect(policyDenied()).toBeGreaterThan(before);
 }
 
 describe.skipIf(suite.skip)("ciliate agent: an endpoint over the policy-map budget keeps its last good policy (network namespaces)", () => {
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ciliate-agent-overflow-"));
-    manifests = join(dir, "manifests");
-    mkdirSync(manifests);
-    socket = join(dir, "state", "agent.sock");
-    write("pods.yaml", PODS.map(POD_YAML).join("---\n"));
-    write("web.yaml", CNP_YAML("web", "server", [[80]]));
-    write("side.yaml", CNP_YAML("side", "side", [[80]]));
-    for (const n of ["node", ...PODS]) sh("ip", ["netns", "add", NS(n)]);
-    sh("ip", ["-n", NODE, "link", "set", "lo", "up"]);
-    agent = await startAgent(
-      NODE,
-      socket,
-      ["-f", manifests, "--node-name", "node-1", "--node-ip", NODE_IP, "--pod-cidr", POD_CIDR, "--bpffs", PIN, "--state-dir", join(dir, "state"),
-        "--socket", socket, "--metrics-addr", METRICS, "--resync-interval", "100", "--policy-map-max", String(BUDGET)],
-      (d) => (agentLog += d),
-    );
-    for (const p of PODS) {
-      const r = cni(socket, "ADD", { containerId: `ovf-${TAG}-${p}`, netns: `/var/run/netns/${NS(p)}`, pod: p });
-      expect(r.code, JSON.stringify(r.out)).toBe(0);
-      podIp.set(p, (r.out.ips as { address: string }[])[0]!.address.split("/")[0]!);
-    }
-    for (const p of ["server", "side"]) servers.push(serve(NS(p), p, 120_000, [80, 81]));
+    h.setUp({ "pods.yaml": PODS.map((p) => podYaml(p)).join("---\n"), "web.yaml": CNP_YAML("web", "server", [[80]]), "side.yaml": CNP_YAML("side", "side", [[80]]) });
+    await h.startAgent();
+    h.addPods();
+    for (const p of ["server", "side"]) h.children.push(serve(NS(p), p, 120_000, [80, 81]));
     await new Promise((r) => setTimeout(r, 700)); // servers listening
   }, 60_000);
 
-  afterAll(async () => {
-    if (process.env.CILIATE_E2E_KEEP === "1") {
-      console.log(`CILIATE_E2E_KEEP=1: left namespaces ${NS("*")}, pins ${PIN}, state ${dir}\n${agentLog}`);
-      return;
-    }
-    try {
-      for (const s of servers) s.kill("SIGKILL");
-      await stopProcess(agent);
-    } finally {
-      for (const n of ["node", ...PODS]) sh("ip", ["netns", "del", NS(n)], true);
-      removePinRoot(PIN);
-      if (dir) rmSync(dir, { recursive: true, force: true });
-      if (process.env.CILIATE_E2E_LOG) console.log(agentLog);
-    }
-  }, 60_000);
+  afterAll(() => h.tearDown(), 60_000);
 
   it("applies a policy that fits the budget: client → server:80 allowed, :81 dropped by policy", () => {
     expectAllowed("server", 80);
@@ -127,26 +74,26 @@ describe.skipIf(suite.skip)("ciliate agent: an endpoint over the policy-map budg
     expectAllowed("side", 80);
     expectDenied("side", 81);
     expect(overflowEndpoints()).toBe(0);
-    expect(agentLog).not.toMatch(/policy-map entries, over the budget/);
+    expect(h.log).not.toMatch(/policy-map entries, over the budget/);
   }, 30_000);
 
   it("keeps server's last good policy when a change would overflow its budget, updates the others, and reports it", async () => {
-    const logFrom = agentLog.length;
+    const logFrom = h.log.length;
     // Connections to server:80 all through the change: the kept policy never has a hole.
-    const during = toolAsync(NS("client"), "loop", podIp.get("server")!, 80, 3000, 20);
+    const during = toolAsync(NS("client"), "loop", h.podIp.get("server")!, 80, 3000, 20);
     await new Promise((r) => setTimeout(r, 300));
     write("wide.yaml", WIDE_YAML);
     write("side.yaml", CNP_YAML("side", "side", [[80, 81]]));
-    await eventually(() => overflowEndpoints() === 1, 10_000, () => agentLog);
+    await eventually(() => overflowEndpoints() === 1, 10_000, () => h.log);
     // The change was applied to side (its new rule works) ...
-    await eventually(() => tcp("client", "side", 81).ok === true, 10_000, () => agentLog);
+    await eventually(() => tcp("client", "side", 81).ok === true, 10_000, () => h.log);
     // ... but not to server, which would have allowed :81 had it been.
     expectAllowed("server", 80);
     expectDenied("server", 81);
     const d = await during;
     expect(d.fail, JSON.stringify(d)).toBe(0);
     expect(d.ok).toBeGreaterThan(10);
-    const log = agentLog.slice(logFrom);
+    const log = h.log.slice(logFrom);
     expect(log).toMatch(
       new RegExp(
         `error endpoint default/server needs \\d+ policy-map entries, over the budget of ${BUDGET}; ` +
@@ -158,7 +105,7 @@ describe.skipIf(suite.skip)("ciliate agent: an endpoint over the policy-map budg
 
   it("keeps server at its last good policy through a further change while it is still over budget", async () => {
     write("side.yaml", CNP_YAML("side", "side", [[80]]));
-    await eventually(() => tcp("client", "side", 81).ok === false, 10_000, () => agentLog);
+    await eventually(() => tcp("client", "side", 81).ok === false, 10_000, () => h.log);
     expect(overflowEndpoints()).toBe(1);
     expectAllowed("server", 80);
     expectDenied("server", 81);
@@ -166,16 +113,16 @@ describe.skipIf(suite.skip)("ciliate agent: an endpoint over the policy-map budg
   }, 30_000);
 
   it("returns to normal when the offending policy is removed, and server's policy follows the manifests again", async () => {
-    const logFrom = agentLog.length;
-    rmSync(join(manifests, "wide.yaml"));
-    await eventually(() => overflowEndpoints() === 0, 10_000, () => agentLog);
+    const logFrom = h.log.length;
+    rmSync(join(h.manifests, "wide.yaml"));
+    await eventually(() => overflowEndpoints() === 0, 10_000, () => h.log);
     expectAllowed("server", 80);
     expectDenied("server", 81);
     // Not frozen: a change to server's own policy that fits the budget takes effect.
     write("web.yaml", CNP_YAML("web", "server", [[80, 81]]));
-    await eventually(() => tcp("client", "server", 81).ok === true, 10_000, () => agentLog);
+    await eventually(() => tcp("client", "server", 81).ok === true, 10_000, () => h.log);
     expectAllowed("server", 80);
     expect(overflowEndpoints()).toBe(0);
-    expect(agentLog.slice(logFrom)).not.toMatch(/policy-map entries, over the budget/);
+    expect(h.log.slice(logFrom)).not.toMatch(/policy-map entries, over the budget/);
   }, 40_000);
 });

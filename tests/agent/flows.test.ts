@@ -3,7 +3,8 @@ import { describe, expect, it } from "vitest";
 import { TraceRecordCodec, type TraceRecord } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { flowOf, type FlowNames } from "../../host/trace-flow.ts";
-import { FlowStore, matches } from "../../agent/flows.ts";
+import { FlowStore, l7FlowOf, matches } from "../../agent/flows.ts";
+import type { L7FlowEvent } from "../../agent/proxy/types.ts";
 import { compactLine, jsonLine } from "../../host/flows.ts";
 
 const names: FlowNames = {
@@ -66,5 +67,26 @@ describe("filters and the flow ring", () => {
     expect(seen).toHaveLength(5);
     expect(store.last(0)).toHaveLength(3);
     expect(store.last(10, { verdict: "DROPPED" })).toHaveLength(2);
+  });
+});
+
+describe("l7FlowOf", () => {
+  const peers = { source: { ip: "10.244.1.2", port: 40000, identity: 300 }, destination: { ip: "10.244.1.3", port: 9092, identity: 301 }, direction: "ingress" as const, proxyPort: 10000 };
+  const event = (over: Partial<L7FlowEvent>): L7FlowEvent => ({ type: "REQUEST", protocol: "kafka", verdict: "DROPPED", reason: "r", ...peers, ...over });
+
+  it("writes a proxy's Kafka and TLS events as Hubble's Layer7 records (snake_case, Kafka's topic as a message)", () => {
+    const k = l7FlowOf(event({ kafka: { errorCode: 29, apiVersion: 1, apiKey: "metadata", correlationId: 7, topic: "secret" } }), names);
+    expect(k.l7).toEqual({ type: "REQUEST", kafka: { error_code: 29, api_version: 1, api_key: "metadata", correlation_id: 7, topic: { topic: "secret" } } });
+    expect(k.l4).toEqual({ TCP: { source_port: 40000, destination_port: 9092 } });
+    expect(k.source).toMatchObject({ pod_name: "client", identity: 300 });
+    const t = l7FlowOf(event({ protocol: "tls", verdict: "FORWARDED", tls: { serverName: "a.example" } }), names);
+    expect(t.l7).toEqual({ type: "REQUEST", tls: { server_name: "a.example" } });
+  });
+
+  it("names the transport of a DNS datagram UDP, and a response's source is the resolver", () => {
+    const d = l7FlowOf(event({ protocol: "dns", type: "RESPONSE", verdict: "FORWARDED", direction: "egress", l4: "UDP", dns: { query: "a.example.", ips: ["192.0.2.1"], ttl: 60, rcode: 0 } }), names);
+    expect(d.l4).toEqual({ UDP: { source_port: 9092, destination_port: 40000 } });
+    expect(d).toMatchObject({ is_reply: true, traffic_direction: "EGRESS", IP: { source: "10.244.1.3", destination: "10.244.1.2" } });
+    expect(d.l7?.dns).toEqual({ query: "a.example.", ips: ["192.0.2.1"], ttl: 60, rcode: 0 });
   });
 });

@@ -36,6 +36,7 @@ describe.skipIf(suite.skip)("proxy manager: ProxyListeners names exactly the por
       announced: [41001, 41004],
       afterRemove: [41004],
       refusedAfterRemove: true,
+      announcedAfterTcpClose: [41004],
       afterWithdraw: [],
       afterClose: [],
     });

@@ -10,60 +10,44 @@
  * Kernel suite: needs root, libbpf, bpffs and iproute2 (fails in CI without them); everything is removed
  * in afterAll.
  */
-import type { ChildProcess } from "node:child_process";
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
+import { kernelSuite } from "../../datapath/index.ts";
 import { callApi } from "../../agent/api.ts";
-import { cni, sh, startAgent, stopProcess } from "./e2e-helpers.ts";
+import { E2eNode, cni, podYaml, sh } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-security", ["root", "libbpf", "bpffs", "iproute2"]);
-const TAG = `${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
-const NODE = `cis-${TAG}-node`;
-const POD = `cis-${TAG}-pod`;
-const PIN = `/sys/fs/bpf/ciliate-test-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
+const h = new E2eNode({ prefix: "cis", nodeIp: "192.168.59.1", podCidr: "10.244.9.0/24", pods: [], others: ["pod"] });
+const TAG = h.tag;
+const NODE = h.nodeNs;
+const POD = h.ns("pod");
+const PIN = h.pin;
 const MARKER = join(tmpdir(), `ciliate-pwned-${TAG}`);
 
-let dir = "";
 let stateDir = "";
 let socket = "";
-let agent: ChildProcess | undefined;
-let agentLog = "";
 
 describe.skipIf(suite.skip)("ciliate agent: security boundary (network namespaces)", () => {
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ciliate-agent-security-"));
+    h.setUp({ "pods.yaml": podYaml("web") });
     // Open directories on the way, so that only the socket's own mode can keep nobody out.
-    chmodSync(dir, 0o755);
-    const pub = join(dir, "run");
+    chmodSync(h.dir, 0o755);
+    const pub = join(h.dir, "run");
     mkdirSync(pub, { mode: 0o755 });
     chmodSync(pub, 0o755);
-    socket = join(pub, "agent.sock");
-    stateDir = join(dir, "state");
-    const manifests = join(dir, "manifests");
-    mkdirSync(manifests);
-    writeFileSync(join(manifests, "pods.yaml"), "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default, labels: {app: web}}\nspec: {containers: [{name: c, image: x}]}\n");
-    for (const n of [NODE, POD]) sh("ip", ["netns", "add", n]);
-    sh("ip", ["-n", NODE, "link", "set", "lo", "up"]);
-    agent = await startAgent(
-      NODE,
-      socket,
-      ["-f", manifests, "--node-name", "node-1", "--node-ip", "192.168.59.1", "--pod-cidr", "10.244.9.0/24", "--bpffs", PIN, "--state-dir", stateDir, "--socket", socket, "--resync-interval", "200"],
-      (d) => (agentLog += d),
-    );
+    socket = h.socket = join(pub, "agent.sock");
+    stateDir = join(h.dir, "state");
+    await h.startAgent();
   }, 60_000);
 
   afterAll(async () => {
     try {
-      await stopProcess(agent);
+      await h.tearDown();
     } finally {
-      for (const n of [NODE, POD]) sh("ip", ["netns", "del", n], true);
-      removePinRoot(PIN);
       rmSync(MARKER, { force: true });
-      if (dir) rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
 
@@ -102,7 +86,7 @@ describe.skipIf(suite.skip)("ciliate agent: security boundary (network namespace
       expect(sh("ip", ["-n", NODE, "-o", "link", "show"])).toBe(linksBefore);
       expect(sh("ip", ["-n", POD, "-o", "link", "show"])).not.toMatch(/eth0/);
       expect((await callApi(socket, "GET", "/v1/endpoints")).body).toEqual([]);
-      expect(agentLog).not.toMatch(/level=error msg=forged/);
+      expect(h.log).not.toMatch(/level=error msg=forged/);
     }, 30_000);
 
   it("writes nothing world-writable: state directory and files, socket, pins", () => {

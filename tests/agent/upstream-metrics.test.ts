@@ -114,9 +114,18 @@ describe("Hubble's label values for traces and L7 flows", () => {
     const base = flow({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, obsPoint: C.TRACE_TO_ENDPOINT, traceFlags: C.TRACE_F_INGRESS_CHECKED });
     const http: FlowEvent = { ...base, Type: "L7", event_type: { type: 129 }, verdict: "DROPPED", l7: { type: "REQUEST", http: { method: "GET", url: "/admin", protocol: "HTTP/1.1" } } };
     const kafka: FlowEvent = { ...base, Type: "L7", event_type: { type: 129 }, l7: { type: "REQUEST", kafka: { error_code: 0, api_version: 1, api_key: "produce", correlation_id: 1, topic: { topic: "t" } } } };
+    const dns: FlowEvent = { ...base, Type: "L7", event_type: { type: 129 }, traffic_direction: "EGRESS", l7: { type: "REQUEST", dns: { query: "a.example.", rcode: 5 } }, verdict: "DROPPED" };
+    const tls: FlowEvent = { ...base, Type: "L7", event_type: { type: 129 }, l7: { type: "REQUEST", tls: { server_name: "a.example" } } };
     expect(hubbleProtocol(http)).toBe("HTTP");
     expect(hubbleProtocol(kafka)).toBe("Kafka");
+    expect(hubbleProtocol(dns)).toBe("DNS");
+    // Hubble has no TLS record: its flow handler names such an access log "Unknown L7" with no subtype.
+    expect(hubbleProtocol(tls)).toBe("Unknown L7");
     expect(flowsProcessedLabels(http)).toEqual({ protocol: "HTTP", type: "L7", subtype: "HTTP", verdict: "DROPPED" });
+    expect(flowsProcessedLabels(kafka)).toEqual({ protocol: "Kafka", type: "L7", subtype: "Kafka", verdict: "FORWARDED" });
+    expect(flowsProcessedLabels(dns)).toEqual({ protocol: "DNS", type: "L7", subtype: "DNS", verdict: "DROPPED" });
+    expect(flowsProcessedLabels(tls)).toEqual({ protocol: "Unknown L7", type: "L7", subtype: "", verdict: "FORWARDED" });
+    expect(policyVerdictLabels(dns)).toEqual({ direction: "egress", match: "l7/dns", action: "dropped" });
     expect(policyVerdictLabels(http)).toEqual({ direction: "ingress", match: "l7/http", action: "dropped" });
     expect(policyVerdictLabels(kafka)).toEqual({ direction: "ingress", match: "l7/kafka", action: "forwarded" });
   });
