@@ -8,9 +8,9 @@
  * per label set and never derived from the order of the cluster's objects.
  *
  * Reserved identities (< 256) are fixed and pass through unchanged; cluster identities are allocated from
- * 256, node-local CIDR identities from (1 << 24) | 1, as upstream.
+ * 256, node-local CIDR identities from (1 << 24) | 1, remote nodes' identities from (2 << 24) | 1, as upstream.
  */
-import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "../host/identity-scopes.ts";
+import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, REMOTE_NODE_IDENTITY_SCOPE } from "../host/identity-scopes.ts";
 import { labelString, type CompiledPolicy } from "../policy/index.ts";
 
 export { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY };
@@ -24,6 +24,8 @@ export class StableIdentities {
   private readonly byLabels = new Map<string, number>();
   private nextCluster = MIN_CLUSTER_IDENTITY;
   private nextLocal = 1;
+  /** Remote nodes' identities (enable-node-selector-labels) keep their own scope, 2<<24. */
+  private nextRemoteNode = 1;
 
   constructor(state?: IdentityState) {
     for (const [k, id] of Object.entries(state?.byLabels ?? {})) this.remember(k, id);
@@ -31,7 +33,8 @@ export class StableIdentities {
 
   private remember(k: string, id: number): void {
     this.byLabels.set(k, id);
-    if (id >= LOCAL_IDENTITY_SCOPE) this.nextLocal = Math.max(this.nextLocal, (id & 0xffffff) + 1);
+    if (id >= REMOTE_NODE_IDENTITY_SCOPE) this.nextRemoteNode = Math.max(this.nextRemoteNode, (id & 0xffffff) + 1);
+    else if (id >= LOCAL_IDENTITY_SCOPE) this.nextLocal = Math.max(this.nextLocal, (id & 0xffffff) + 1);
     else this.nextCluster = Math.max(this.nextCluster, id + 1);
   }
 
@@ -43,11 +46,12 @@ export class StableIdentities {
     const table = new Map<number, number>();
     for (const ident of policy.identities.all) {
       if (ident.id < MIN_CLUSTER_IDENTITY) continue;
-      const local = ident.id >= LOCAL_IDENTITY_SCOPE;
-      const key = `${local ? "local" : "cluster"}:${ident.labels.map(labelString).join(",")}`;
+      const remoteNode = ident.id >= REMOTE_NODE_IDENTITY_SCOPE;
+      const local = !remoteNode && ident.id >= LOCAL_IDENTITY_SCOPE;
+      const key = `${remoteNode ? "remote-node" : local ? "local" : "cluster"}:${ident.labels.map(labelString).join(",")}`;
       let id = this.byLabels.get(key);
       if (id === undefined) {
-        id = local ? (LOCAL_IDENTITY_SCOPE | this.nextLocal++) >>> 0 : this.nextCluster++;
+        id = remoteNode ? (REMOTE_NODE_IDENTITY_SCOPE | this.nextRemoteNode++) >>> 0 : local ? (LOCAL_IDENTITY_SCOPE | this.nextLocal++) >>> 0 : this.nextCluster++;
         this.byLabels.set(key, id);
       }
       table.set(ident.id, id);

@@ -30,11 +30,14 @@ export interface SimConfig {
   maglevTableSize: number;
   maglevSeed: string;
   ct: { syn: number; tcp: number; close: number; any: number; svcTcp: number; svcAny: number };
+  /** Cilium's enable-node-selector-labels: remote nodes get identities from their labels; fromNodes/toNodes apply. */
+  nodeSelectorLabels: boolean;
 }
 
 export const DEFAULT_CONFIG: SimConfig = {
   clusterName: "default",
   policyEnforcement: "default",
+  nodeSelectorLabels: false,
   podCIDR: "10.244.0.0/16",
   serviceCIDR: "10.96.0.0/12",
   maglevTableSize: 251,
@@ -434,6 +437,7 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
       if (m !== "default" && m !== "always" && m !== "never") throw bad(o, ["spec", "policyEnforcement"], `invalid policyEnforcement ${JSON.stringify(m)} (default, always or never)`);
       c.policyEnforcement = m;
     }
+    if (s.nodeSelectorLabels !== undefined) c.nodeSelectorLabels = s.nodeSelectorLabels === true;
     const cidrOf = (k: string) => {
       const v = s[k];
       if (v === undefined) return undefined;
@@ -782,6 +786,8 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
   const model: ClusterModel = {
     clusterName: config.clusterName,
     policyEnforcement: config.policyEnforcement,
+    nodeSelectorLabels: config.nodeSelectorLabels,
+    nodes: nodes.map((n) => ({ name: n.name, labels: n.labels, ips: [n.ip] })),
     namespaces,
     pods,
     services: services.map(
