@@ -132,6 +132,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
   const identityOf = (p: SimPod) => numbering.identity(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD);
 
   let flags = C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED;
+  if (cfg.enableExtendedIPProtocols) flags |= C.CONFIG_F_EXTENDED_IP_PROTOCOLS;
   if (opts.events || opts.eventsAll) flags |= C.CONFIG_F_EVENTS;
   if (opts.eventsAll) flags |= C.CONFIG_F_EVENTS_ALL;
   out.Config.push({

@@ -129,8 +129,8 @@ export interface PortSpec {
   /** A number, or a named port resolved per destination pod. 0 = every port. */
   port: number | string;
   endPort?: number;
-  /** ANY expands to TCP, UDP and SCTP. */
-  protocol: "TCP" | "UDP" | "SCTP" | "ANY" | "ICMP" | "ICMPv6";
+  /** ANY expands to TCP, UDP and SCTP. VRRP and IGMP (no ports) need enable-extended-ip-protocols. */
+  protocol: "TCP" | "UDP" | "SCTP" | "ANY" | "ICMP" | "ICMPv6" | "VRRP" | "IGMP";
   /** Set when this port carries L7 rules. */
   l7?: L7Rules;
   /** TLS SNI names the connection must name (PortRule.serverNames); enforced by the TLS proxy. */

@@ -341,6 +341,8 @@ export class Simulation {
     if (d.proto === 6) return `TCP Flags: ${tcpFlagNames(d.tcpFlags).join(", ")}`;
     if (d.proto === 17) return "UDP";
     if (d.proto === 132) return "SCTP";
+    if (d.proto === 112) return "VRRP";
+    if (d.proto === 2) return "IGMP";
     if (d.proto === 1) return `ICMPv4 ${d.icmpType === 8 ? "EchoRequest" : d.icmpType === 0 ? "EchoReply" : `type ${d.icmpType}`}`;
     if (d.proto === 58) return `ICMPv6 ${d.icmpType === 128 ? "EchoRequest" : d.icmpType === 129 ? "EchoReply" : `type ${d.icmpType}`}`;
     return `protocol ${d.proto}`;
@@ -869,6 +871,9 @@ export class Simulation {
       if (!send(fwd({ tcpFlags: FIN | ACK }), false)) return;
       if (!send(rev({ tcpFlags: FIN | ACK }), true)) return;
       send(fwd({ tcpFlags: ACK }), false);
+    } else if (proto === "VRRP" || proto === "IGMP") {
+      // One message, no answer: VRRP advertisements and IGMP reports are not request/response.
+      send(fwd({}), false);
     } else if (proto === "UDP" || proto === "SCTP") {
       if (!send(fwd({ payload: enc.encode(spec.dns ? `dns ${spec.dns.query}` : "ping") }), false, "request")) return;
       send(rev({ payload: enc.encode("pong") }), true, "response");
@@ -908,7 +913,8 @@ export class Simulation {
     // ICMP types other than echo carry no identifier in the conntrack tuple (bpf/lib/conntrack.h), so a
     // later probe b→a of the same type would look like a reply to a→b. Each probe must be judged as
     // `trace` judges it — a new flow — so its conntrack entries are removed again.
-    const icmpNonEcho = (proto === "ICMP" && port !== 8) || (proto === "ICMPv6" && port !== 128);
+    // VRRP and IGMP have no ports at all: the same holds for them.
+    const icmpNonEcho = (proto === "ICMP" && port !== 8) || (proto === "ICMPv6" && port !== 128) || proto === "VRRP" || proto === "IGMP";
     if (icmpNonEcho) this.forgetIcmpConntrack([src.node, dst.node]);
     return r;
   }
@@ -916,7 +922,7 @@ export class Simulation {
   private forgetIcmpConntrack(nodes: string[]): void {
     for (const n of new Set(nodes)) {
       const ct = this.nodes.get(n)!.dp.map(MAP_SPECS.Conntrack);
-      for (const [k] of [...ct.entries()]) if (k.nexthdr === 1 || k.nexthdr === 58) ct.delete(k);
+      for (const [k] of [...ct.entries()]) if (k.nexthdr === 1 || k.nexthdr === 58 || k.nexthdr === 112 || k.nexthdr === 2) ct.delete(k);
     }
   }
 

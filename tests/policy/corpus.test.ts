@@ -11,8 +11,10 @@ import { parseManifests } from "../../policy/manifest-loader.ts";
 
 const ROOT = new URL("./corpus/", import.meta.url).pathname;
 
-/** `agent`: the agent options the file needs (Cilium's enable-node-selector-labels for node selectors). */
-type Expect = ({ outcome: "applied" } | { outcome: "warned" | "refused"; names: RegExp }) & { agent?: { nodeSelectorLabels?: boolean } };
+/** `agent`: the agent options the file needs (Cilium's enable-node-selector-labels for node selectors,
+ * enable-extended-ip-protocols for VRRP/IGMP); tests/policy/nodes.test.ts and extended-protocols.test.ts
+ * check that the same files are refused without them. */
+type Expect = ({ outcome: "applied" } | { outcome: "warned" | "refused"; names: RegExp }) & { agent?: { nodeSelectorLabels?: boolean; extendedIPProtocols?: boolean } };
 
 // Kafka rules, DNS rules and serverNames (TLS SNI) are enforced by their proxies (policy/l7/); toFQDNs by
 // the FQDN cache. An applied policy's every field is checked below, so none is ignored without a word.
@@ -58,7 +60,7 @@ const EXPECTED: Record<string, Expect> = {
   // `rules.HTTP` (capitalised) is not `rules.http`: refused, so the port is never left open.
   "cilium/l7_http_http.yaml": { outcome: "refused", names: /unknown field "HTTP"/ },
   "cilium/host_demo-host-policy.yaml": { outcome: "warned", names: /nodeSelector.*not enforced/ },
-  "cilium/host_allow-extended-protocols.yaml": { outcome: "refused", names: /VRRP/ },
+  "cilium/host_allow-extended-protocols.yaml": { outcome: "warned", names: /nodeSelector.*not enforced/, agent: { extendedIPProtocols: true } },
   "cilium/kubernetes_namespace_namespace-labels-policy.yaml": { outcome: "applied" },
   "cilium/kubernetes_serviceaccount_serviceaccount-policy.yaml": { outcome: "applied" },
   "cilium/auth_auth.yaml": { outcome: "refused", names: /unknown field "auth"/ },
