@@ -147,11 +147,18 @@ export function worldIdentity(t: IdentityTable, family: 4 | 6): number {
   return family === 4 ? ID_WORLD_IPV4 : ID_WORLD_IPV6;
 }
 
-/** IP → identity as the ipcache would answer: pod IPs, then the longest CIDR identity, then world. */
+/**
+ * IP → identity as the ipcache would answer: pod IPs, then node addresses (as every other node sees them:
+ * nodeIdentityOn from a remote node — the node itself sees the host identity), then the longest CIDR
+ * identity, then world.
+ */
 export function identityOfIp(t: IdentityTable, cluster: ClusterModel, ip: string): number | undefined {
   const a = parseIp(ip);
   if (!a) return undefined;
-  for (const p of cluster.pods) if (p.ips?.some((x) => parseIp(x)?.addr === a.addr && parseIp(x)?.family === a.family)) return t.podIdentity.get(`${p.namespace}/${p.name}`);
+  const same = (x: string) => parseIp(x)?.addr === a.addr && parseIp(x)?.family === a.family;
+  for (const p of cluster.pods) if (!p.hostNetwork && p.ips?.some(same)) return t.podIdentity.get(`${p.namespace}/${p.name}`);
+  for (const n of cluster.nodes ?? []) if (n.ips.some(same)) return t.nodeIdentity.get(n.name) ?? ID_REMOTE_NODE;
+  for (const p of cluster.pods) if (p.hostNetwork && p.ips?.some(same)) return t.podIdentity.get(`${p.namespace}/${p.name}`);
   let best: { cidr: Cidr; identity: number } | undefined;
   for (const c of t.cidrs) if (ipInCidr(c.cidr, a.family, a.addr) && (!best || c.cidr.bits > best.cidr.bits)) best = c;
   return best ? best.identity : worldIdentity(t, a.family);

@@ -12,7 +12,7 @@ import { wasmMaglevBuilder } from "../../host/wasm-core.ts";
 import { buildCluster } from "../../node/cluster.ts";
 import { desiredMaps, positionalNumbering } from "../../node/desired.ts";
 import { buildLbModel } from "../../node/services.ts";
-import { buildRules, nodeIdentityOn, policyLookup, type CompiledPolicy } from "../../policy/index.ts";
+import { buildRules, explainFlow, nodeIdentityOn, policyLookup, type CompiledPolicy } from "../../policy/index.ts";
 import { parseManifests } from "../../policy/manifest-loader.ts";
 import { compileClusterPolicy } from "../../sim/policy.ts";
 
@@ -119,6 +119,12 @@ describe("fromNodes/toNodes (pkg/k8s/apis/cilium.io/utils parseToCiliumIngressCo
   it("addClusterFilterByDefault: a node selector is pinned to the policy's cluster unless it names one", () => {
     const other = cluster(true, cnp("  endpointSelector: {matchLabels: {app: db}}\n  ingress: [{fromNodes: [{matchLabels: {io.cilium.k8s.policy.cluster: elsewhere}}]}]")).policy;
     expect(ingress(other, other.identities.nodeIdentity.get("cp-1")!)).toBe(false);
+  });
+
+  it("explainFlow (the policy API) sees a node address as that node's remote-node identity", () => {
+    const { policy } = cluster(true, FROM_CP);
+    expect(explainFlow(policy, { from: { ip: "192.168.56.31" }, to: { pod: "prod/db" }, protocol: "TCP", port: 5432 }).verdict).toBe("allowed");
+    expect(explainFlow(policy, { from: { ip: "192.168.56.33" }, to: { pod: "prod/db" }, protocol: "TCP", port: 5432 }).verdict).toBe("denied");
   });
 
   it("toNodes selects the destination node's identity at egress", () => {
