@@ -11,6 +11,7 @@ import { buildRules, policyLookup } from "../../policy/index.ts";
 import { parseManifests } from "../../policy/manifest-loader.ts";
 import { compileClusterPolicy } from "../../sim/policy.ts";
 import { Simulation } from "../../sim/simulator.ts";
+import { kernelSuite } from "../../datapath/preflight.ts";
 
 const cnp = (ports: string) =>
   `apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: b}}\n  ingress: [{toPorts: [{ports: ${ports}}]}]`;
@@ -123,4 +124,17 @@ describe("probes are new flows (reach and trace agree)", () => {
     expect(sim.probe(a, b, 0, "VRRP", 40000).allowed).toBe(true);
     expect(sim.probe(b, a, 0, "VRRP", 40000).allowed).toBe(false);
   });
+});
+
+// The generated eBPF, through the CLI: the same scenario checked with --engine kernel.
+const k = kernelSuite("VRRP scenario on the kernel engine", ["root", "libbpf", "bpffs", "clang"]);
+describe.skipIf(k.skip)("the kernel engine agrees (scenarios/vrrp, --engine kernel)", () => {
+  it("every expectation holds when the generated eBPF decides", async () => {
+    const { ciliate, json } = await import("../cli/run.ts");
+    const r = ciliate("check", "-f", "scenarios/vrrp", "--engine", "kernel", "-o", "json");
+    const out = json<{ results: { name: string; passed: boolean }[]; failed: number; passed: number }>(r);
+    expect(out.results.filter((x) => !x.passed)).toEqual([]);
+    expect(out.passed).toBe(4);
+    expect(r.code).toBe(0);
+  }, 120_000);
 });
