@@ -148,7 +148,7 @@ export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints
  * policy). Throws the first problem of a refused policy.
  */
 function compileForNode(c: SimCluster, policyMapMax?: number, fqdn?: FqdnState): { policy: CompiledPolicy; overflow: PolicyBudgetError[]; warnings: PolicyError[] } {
-  const set = buildRules(c.policies, c.config.clusterName);
+  const set = buildRules(c.policies, c.config.clusterName, { nodeSelectorLabels: c.config.nodeSelectorLabels, extendedIPProtocols: c.config.enableExtendedIPProtocols });
   if (set.problems.length) throw set.problems[0];
   const policy = compilePolicy(c.model, set.rules, { ...(policyMapMax ? { policyMapMax } : {}), ...(fqdn ? { fqdn } : {}) });
   const overflow = policy.errors.filter((e): e is PolicyBudgetError => e instanceof PolicyBudgetError);

@@ -8,7 +8,8 @@
  * per label set and never derived from the order of the cluster's objects.
  *
  * Reserved identities (< 256) are fixed and pass through unchanged; node-local CIDR identities are allocated
- * from (1 << 24) | 1, as upstream. Cluster identities must mean the same on every node (with an overlay the
+ * from (1 << 24) | 1 and remote nodes' identities (enable-node-selector-labels) from (2 << 24) | 1, as
+ * upstream. Cluster identities must mean the same on every node (with an overlay the
  * receiving node enforces policy on the number the sender's node put in the tunnel key, and flows from
  * different nodes must name identities alike; docs/multi-node.md), and until a cluster-wide allocator exists every agent derives a new label set's number from the label set
  * itself: a hash of its labels into 256..0xffffff, so nodes that read the same manifests agree whatever
@@ -18,7 +19,7 @@
  * from an earlier run) is kept.
  */
 import { createHash } from "node:crypto";
-import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "../host/identity-scopes.ts";
+import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, REMOTE_NODE_IDENTITY_SCOPE } from "../host/identity-scopes.ts";
 import { labelString, type CompiledPolicy } from "../policy/index.ts";
 
 export { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY };
@@ -47,10 +48,17 @@ export interface IdentityCollision {
   id: number;
 }
 
+/** The scope an identity of one compiled policy belongs to, which is also its key's prefix. */
+function scopeOf(id: number): "remote-node" | "local" | "cluster" {
+  return id >= REMOTE_NODE_IDENTITY_SCOPE ? "remote-node" : id >= LOCAL_IDENTITY_SCOPE ? "local" : "cluster";
+}
+
 export class StableIdentities {
   private readonly byLabels = new Map<string, number>();
   private readonly byNumber = new Map<number, string>();
   private nextLocal = 1;
+  /** Remote nodes' identities keep their own scope, 2<<24; policy/ numbers them the same on every node. */
+  private nextRemoteNode = 1;
   /** Collisions met so far (each new label set at most once). */
   readonly collisions: IdentityCollision[] = [];
 
@@ -61,7 +69,8 @@ export class StableIdentities {
   private remember(k: string, id: number): void {
     this.byLabels.set(k, id);
     this.byNumber.set(id, k);
-    if (id >= LOCAL_IDENTITY_SCOPE) this.nextLocal = Math.max(this.nextLocal, (id & 0xffffff) + 1);
+    if (id >= REMOTE_NODE_IDENTITY_SCOPE) this.nextRemoteNode = Math.max(this.nextRemoteNode, (id & 0xffffff) + 1);
+    else if (id >= LOCAL_IDENTITY_SCOPE) this.nextLocal = Math.max(this.nextLocal, (id & 0xffffff) + 1);
   }
 
   /** A cluster number for a new label set: its hash's, or the next free one after it on a collision. */
@@ -81,13 +90,16 @@ export class StableIdentities {
     const table = new Map<number, number>();
     const keyed = policy.identities.all
       .filter((ident) => ident.id >= MIN_CLUSTER_IDENTITY)
-      .map((ident) => ({ ident, key: `${ident.id >= LOCAL_IDENTITY_SCOPE ? "local" : "cluster"}:${ident.labels.map(labelString).join(",")}` }))
+      .map((ident) => ({ ident, scope: scopeOf(ident.id), key: `${scopeOf(ident.id)}:${ident.labels.map(labelString).join(",")}` }))
       // New label sets in key order: which of two colliding ones probes does not depend on policy/'s order.
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    for (const { ident, key } of keyed) {
+    for (const { ident, scope, key } of keyed) {
       let id = this.byLabels.get(key);
       if (id === undefined) {
-        id = ident.id >= LOCAL_IDENTITY_SCOPE ? (LOCAL_IDENTITY_SCOPE | this.nextLocal++) >>> 0 : this.allocateCluster(key);
+        id =
+          scope === "remote-node" ? (REMOTE_NODE_IDENTITY_SCOPE | this.nextRemoteNode++) >>> 0
+          : scope === "local" ? (LOCAL_IDENTITY_SCOPE | this.nextLocal++) >>> 0
+          : this.allocateCluster(key);
         this.remember(key, id);
       }
       table.set(ident.id, id);

@@ -101,9 +101,13 @@ export function parseProbe(s: string): { port: number; protocol: FlowProtocol } 
   const m = /^(\d+)(?:\/([A-Za-z0-9]+))?$/.exec(s.trim());
   const protoRaw = (m?.[2] ?? "TCP").toUpperCase();
   const protocol = (protoRaw === "ICMPV6" ? "ICMPv6" : protoRaw) as FlowProtocol;
-  if (!m || !["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"].includes(protocol))
-    throw new CliError(`malformed port ${JSON.stringify(s)}`, "BAD_PORT", "write PORT/PROTOCOL, e.g. 80/TCP, 53/UDP or 8/ICMP (an ICMP type)");
+  if (!m || !["TCP", "UDP", "SCTP", "ICMP", "ICMPv6", "VRRP", "IGMP"].includes(protocol))
+    throw new CliError(`malformed port ${JSON.stringify(s)}`, "BAD_PORT", "write PORT/PROTOCOL, e.g. 80/TCP, 53/UDP, 8/ICMP (an ICMP type) or 0/VRRP");
   const port = Number(m[1]);
+  if (protocol === "VRRP" || protocol === "IGMP") {
+    if (port !== 0) throw new CliError(`${protocol} has no ports in ${JSON.stringify(s)}`, "BAD_PORT", `write 0/${protocol}`);
+    return { port, protocol };
+  }
   const icmp = protocol === "ICMP" || protocol === "ICMPv6";
   if (icmp ? port > 255 : port < 1 || port > 65535) throw new CliError(`port out of range in ${JSON.stringify(s)}`, "BAD_PORT", icmp ? "an ICMP type is 0-255" : "a port is 1-65535");
   return { port, protocol };

@@ -41,6 +41,7 @@
  */
 import {
   MapId,
+  CONFIG_VALUE_FLAGS,
   CONFIG_VALUE_CT_ANY_LIFETIME,
   CONFIG_VALUE_CT_CLOSE_TIMEOUT,
   CONFIG_VALUE_CT_SERVICE_ANY_LIFETIME,
@@ -97,11 +98,14 @@ import {
   CT_NEW,
   CT_RELATED,
   CT_REPLY,
+  CONFIG_F_EXTENDED_IP_PROTOCOLS,
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
+  IPPROTO_IGMP,
   IPPROTO_SCTP,
   IPPROTO_TCP,
   IPPROTO_UDP,
+  IPPROTO_VRRP,
   PKT_F_ICMP_ERROR,
   TCP_ACK,
   TCP_FIN,
@@ -121,16 +125,21 @@ import { configGet } from "./config";
 
 /**
  * ctLookup's answer for a packet whose L4 protocol conntrack does not handle (not TCP, UDP, SCTP, ICMP or
- * ICMPv6). Not a CT state: the caller drops with DROP_CT_UNKNOWN_PROTO (137), as Cilium's ct_lookup
+ * ICMPv6, nor VRRP or IGMP with CONFIG_F_EXTENDED_IP_PROTOCOLS). Not a CT state: the caller drops with DROP_CT_UNKNOWN_PROTO (137), as Cilium's ct_lookup
  * returns that drop reason:  `if (ctLookup(...) == CT_UNKNOWN_PROTO) drop(DROP_CT_UNKNOWN_PROTO)`.
  */
 export const CT_UNKNOWN_PROTO: u32 = 254;
 
 const CT_F_BOTH_CLOSING: u32 = 0x03; // CT_F_RX_CLOSING | CT_F_TX_CLOSING
 
+/** VRRP and IGMP have no ports: tracked by addresses alone (ports 0) when the configuration enables
+ * them, as Cilium does with enable-extended-ip-protocols; otherwise they stay unknown (137). */
 function isTrackedProto(proto: u32): bool {
-  return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP || proto == IPPROTO_ICMP ||
-    proto == IPPROTO_ICMPV6;
+  if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP || proto == IPPROTO_ICMP ||
+    proto == IPPROTO_ICMPV6) return true;
+  if (proto != IPPROTO_VRRP && proto != IPPROTO_IGMP) return false;
+  const cfg = configGet();
+  return cfg != 0 && (read32(cfg + CONFIG_VALUE_FLAGS) & CONFIG_F_EXTENDED_IP_PROTOCOLS) != 0;
 }
 
 function isIcmpError(info: usize): bool {
@@ -255,8 +264,8 @@ function ctApply(e: usize, cfg: usize, info: usize, tcp: bool, service: bool, re
  * caller) at time `now` (seconds), updating the entry it finds, and copies the entry's state into
  * `state` (a CtState, CT_STATE_SIZE bytes, or 0); `state` is zeroed first.
  * Outcomes:
- *   - CT_UNKNOWN_PROTO: the packet's protocol is not TCP/UDP/SCTP/ICMP/ICMPv6; nothing looked up, the
- *     caller drops with DROP_CT_UNKNOWN_PROTO (137);
+ *   - CT_UNKNOWN_PROTO: the packet's protocol is not TCP/UDP/SCTP/ICMP/ICMPv6 (nor VRRP/IGMP with
+ *     CONFIG_F_EXTENDED_IP_PROTOCOLS); nothing looked up, the caller drops with DROP_CT_UNKNOWN_PROTO (137);
  *   - CT_RELATED: an ICMP error about a live tracked flow (rule 1);
  *   - CT_REPLY: the reversed tuple has a live entry (rule 2); the entry is updated as the reply direction;
  *   - CT_ESTABLISHED: the tuple has a live entry (rule 3); updated as the original direction;

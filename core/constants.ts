@@ -24,6 +24,9 @@ export const IPPROTO_TCP: u32 = 6;
 export const IPPROTO_UDP: u32 = 17;
 export const IPPROTO_ICMPV6: u32 = 58;
 export const IPPROTO_SCTP: u32 = 132;
+/** Extended IP protocols without transport ports that policy may name (Cilium's ProtoIGMP, ProtoVRRP). */
+export const IPPROTO_IGMP: u32 = 2;
+export const IPPROTO_VRRP: u32 = 112;
 
 // TCP flags (low byte of the flags field).
 export const TCP_FIN: u32 = 0x01;
@@ -53,6 +56,8 @@ export const CONFIG_F_POLICY_AUDIT: u32 = 0x4;
 export const CONFIG_F_EVENTS: u32 = 0x8;
 /** Also emit an event for every forwarded packet (Hubble's trace events; for debugging, costly). */
 export const CONFIG_F_EVENTS_ALL: u32 = 0x10;
+/** Track and apply policy to VRRP and IGMP (Cilium's enable-extended-ip-protocols); without it they drop 137. */
+export const CONFIG_F_EXTENDED_IP_PROTOCOLS: u32 = 0x20;
 
 // Policy map (§3.1): prefix bits after prefixlen that are always exact, and the maximum.
 export const POLICY_STATIC_PREFIX: u32 = 56;

@@ -20,7 +20,8 @@ import { KAFKA_ROLE_REQUEST, kafkaApiKeyOf, parseCidr, dnsSelectorProblems, type
 import { SimError } from "./errors.ts";
 
 export type L4 = "TCP" | "UDP" | "SCTP";
-export type FlowProtocol = L4 | "ICMP" | "ICMPv6";
+/** VRRP and IGMP (no ports; port 0) need the Config's enableExtendedIPProtocols to get through. */
+export type FlowProtocol = L4 | "ICMP" | "ICMPv6" | "VRRP" | "IGMP";
 
 export interface SimConfig {
   clusterName: string;
@@ -30,11 +31,17 @@ export interface SimConfig {
   maglevTableSize: number;
   maglevSeed: string;
   ct: { syn: number; tcp: number; close: number; any: number; svcTcp: number; svcAny: number };
+  /** Cilium's enable-node-selector-labels: remote nodes get identities from their labels; fromNodes/toNodes apply. */
+  nodeSelectorLabels: boolean;
+  /** Cilium's enable-extended-ip-protocols: VRRP and IGMP are tracked and policy may allow them (otherwise dropped, 137). */
+  enableExtendedIPProtocols: boolean;
 }
 
 export const DEFAULT_CONFIG: SimConfig = {
   clusterName: "default",
   policyEnforcement: "default",
+  nodeSelectorLabels: false,
+  enableExtendedIPProtocols: false,
   podCIDR: "10.244.0.0/16",
   serviceCIDR: "10.96.0.0/12",
   maglevTableSize: 251,
@@ -312,7 +319,7 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
   const to = endpointRefOf(o, [...path, "to"], f.to);
   const protoRaw = f.protocol === undefined ? (f.icmp ? "ICMP" : f.dns !== undefined ? "UDP" : "TCP") : String(f.protocol).toUpperCase();
   const protocol = protoRaw === "ICMPV6" ? "ICMPv6" : protoRaw;
-  if (!["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"].includes(protocol)) throw bad(o, [...path, "protocol"], `unknown protocol ${JSON.stringify(f.protocol)} (TCP, UDP, SCTP, ICMP or ICMPv6)`);
+  if (!["TCP", "UDP", "SCTP", "ICMP", "ICMPv6", "VRRP", "IGMP"].includes(protocol)) throw bad(o, [...path, "protocol"], `unknown protocol ${JSON.stringify(f.protocol)} (TCP, UDP, SCTP, ICMP, ICMPv6, VRRP or IGMP)`);
   let port = 0;
   let icmp: FlowSpec["icmp"];
   if (protocol === "ICMP" || protocol === "ICMPv6") {
@@ -323,6 +330,8 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
     if (!Number.isInteger(code) || code < 0 || code > 255) throw bad(o, [...path, "icmp", "code"], `invalid ICMP code ${JSON.stringify(ic.code)}`);
     icmp = { type, code };
     port = type;
+  } else if (protocol === "VRRP" || protocol === "IGMP") {
+    if (f.port !== undefined && Number(f.port) !== 0) throw bad(o, [...path, "port"], `${protocol} has no ports (leave port out)`);
   } else port = f.port === undefined && f.dns !== undefined ? 53 : portNumber(o, [...path, "port"], f.port);
   let http: HttpSpec | undefined;
   if (f.http !== undefined) {
@@ -434,6 +443,8 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
       if (m !== "default" && m !== "always" && m !== "never") throw bad(o, ["spec", "policyEnforcement"], `invalid policyEnforcement ${JSON.stringify(m)} (default, always or never)`);
       c.policyEnforcement = m;
     }
+    if (s.nodeSelectorLabels !== undefined) c.nodeSelectorLabels = s.nodeSelectorLabels === true;
+    if (s.enableExtendedIPProtocols !== undefined) c.enableExtendedIPProtocols = s.enableExtendedIPProtocols === true;
     const cidrOf = (k: string) => {
       const v = s[k];
       if (v === undefined) return undefined;
@@ -782,6 +793,8 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
   const model: ClusterModel = {
     clusterName: config.clusterName,
     policyEnforcement: config.policyEnforcement,
+    nodeSelectorLabels: config.nodeSelectorLabels,
+    nodes: nodes.map((n) => ({ name: n.name, labels: n.labels, ips: [n.ip] })),
     namespaces,
     pods,
     services: services.map(

@@ -7,8 +7,9 @@
  * node) and which pods have a local endpoint.
  *
  * The maps the control plane owns: the configuration; the local endpoints; the ipcache (every pod IP with
- * its identity and its node as tunnel endpoint, every node IP as host on its own node and remote-node
- * elsewhere, the CIDR identities of the policies, and 0.0.0.0/0 and ::/0 as world); the per-endpoint
+ * its identity and its node as tunnel endpoint, every node IP as host on its own node and elsewhere as
+ * remote-node — the reserved 6, or with enable-node-selector-labels that node's remote-node-scoped
+ * identity (policy/identity.ts nodeIdentityOn) —, the CIDR identities of the policies, and 0.0.0.0/0 and ::/0 as world); the per-endpoint
  * policy entries compiled by policy/; and the services (master entry, backend slots — active first, then
  * terminating —, backends, reverse NAT, Maglev tables). Every other map (conntrack, SNAT, affinity, metrics,
  * events) is the datapath's own. Mirrors pkg/endpointmanager, pkg/ipcache, pkg/maps/policymap and
@@ -21,7 +22,7 @@ import { familyOf, ipcacheKey } from "../host/ipcache.ts";
 import { maglevHashString, maglevSeeds } from "../host/maglev.ts";
 import { protoNumber } from "../host/protocols.ts";
 import type { MaglevBuilder } from "../host/wasm-core.ts";
-import { encodeEntries, type CompiledPolicy } from "../policy/index.ts";
+import { encodeEntries, nodeIdentityOn, type CompiledPolicy } from "../policy/index.ts";
 import type { SimBackend, SimCluster, SimPod } from "./cluster.ts";
 import { backendKey, frontendBackends, type Frontend, type LbModel } from "./services.ts";
 
@@ -131,6 +132,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
   const identityOf = (p: SimPod) => numbering.identity(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD);
 
   let flags = C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED;
+  if (cfg.enableExtendedIPProtocols) flags |= C.CONFIG_F_EXTENDED_IP_PROTOCOLS;
   if (opts.events || opts.eventsAll) flags |= C.CONFIG_F_EVENTS;
   if (opts.eventsAll) flags |= C.CONFIG_F_EVENTS_ALL;
   out.Config.push({
@@ -182,7 +184,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
   const nodeIp = new Map<string, string>();
   for (const n of cluster.nodes) {
     nodeIp.set(n.name, n.ip);
-    out.Ipcache.push({ key: ipcacheKey(n.ip), value: { secIdentity: n.name === nodeName ? C.ID_HOST : C.ID_REMOTE_NODE } });
+    out.Ipcache.push({ key: ipcacheKey(n.ip), value: { secIdentity: numbering.identity(nodeIdentityOn(policy.identities, nodeName, n.name)) } });
   }
   for (const p of cluster.pods) {
     if (p.hostNetwork) continue;

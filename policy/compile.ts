@@ -232,7 +232,9 @@ export function peerIdentities(p: Peer, t: IdentityTable, clusterName: string): 
         return t.all
           .filter((i) => [1, 3, 4, 5, 6, 7, 8].includes(i.id) || i.labels.some((l) => l.source === "k8s" && l.key === LABEL_CLUSTER && l.value === clusterName))
           .map((i) => i.id);
-      if (e === "remote-node") return [6, 7];
+      // Every identity a remote node can have: the reserved ones and, with enable-node-selector-labels,
+      // the remote-node-scoped ones (they carry reserved:remote-node, which this entity selects).
+      if (e === "remote-node") return [6, 7, ...t.nodeIdentity.values()].filter((id, i, a) => a.indexOf(id) === i);
       return [ENTITY_IDENTITY[e]];
     }
     case "cidr": {

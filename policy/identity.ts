@@ -1,8 +1,17 @@
 // Identity allocation as Cilium does it (pkg/identity/numericidentity.go, pkg/identity/cache): reserved
 // identities 1–10 with their reserved: labels, cluster identities from 256 for each distinct
-// identity-relevant label set, and node-local CIDR identities (1<<24 | n) for every prefix a policy
-// names. Deterministic: label sets and prefixes are sorted before numbers are handed out, so the same
-// manifests always give the same numbers.
+// identity-relevant label set, node-local CIDR identities (1<<24 | n) for every prefix a policy
+// names, and — with enable-node-selector-labels — remote-node identities (2<<24 | n) for each distinct
+// label set of the cluster's nodes. Deterministic: label sets and prefixes are sorted before numbers are
+// handed out, so the same manifests always give the same numbers.
+//
+// Node identities (docs/policy.md, "Nodes"): a node is the host identity (1) on itself. Elsewhere it is
+// the reserved remote-node identity (6), or, with enable-node-selector-labels, the remote-node-scoped
+// identity of its label set (cilium/cilium pkg/node/manager nodeIdentityLabels, pkg/identity
+// LookupReservedIdentityByLabels returns nothing for remote-node labels then, so the allocator numbers
+// them in IdentityScopeRemoteNode). Cilium allocates these per agent; ciliate numbers them once for the
+// cluster so every node and the simulator agree. nodeIdentityOn is the one place that says which number a
+// node's addresses have on a given node; the ipcache (node/desired.ts) and the simulator both ask it.
 
 import {
   ID_HEALTH,
@@ -17,11 +26,11 @@ import {
   ID_WORLD_IPV6,
 } from "../host/constants.gen.ts";
 import { compareCidr, ipInCidr, parseCidr, parseIp, type Cidr } from "./cidr.ts";
-import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "../host/identity-scopes.ts";
-import { identityLabels, LabelFilter, labelString } from "./labels.ts";
+import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, REMOTE_NODE_IDENTITY_SCOPE } from "../host/identity-scopes.ts";
+import { identityLabels, LabelFilter, labelString, remoteNodeLabels } from "./labels.ts";
 import type { ClusterModel, Identity, Label } from "./types.ts";
 
-export { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY };
+export { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, REMOTE_NODE_IDENTITY_SCOPE };
 
 const r = (key: string): Label => ({ source: "reserved", key, value: "" });
 
@@ -58,6 +67,8 @@ export interface IdentityTable {
   podIdentity: Map<string, number>;
   cidrs: { cidr: Cidr; identity: number }[];
   dualStack: boolean;
+  /** Node name → its identity as a remote node (only with enable-node-selector-labels; otherwise empty). */
+  nodeIdentity: Map<string, number>;
 }
 
 /** Allocates identities for the cluster's pods and the given CIDR prefixes. */
@@ -100,7 +111,34 @@ export function allocateIdentities(cluster: ClusterModel, cidrTexts: string[], o
   }
   const cidrs = [...uniq.values()].sort(compareCidr).map((cidr, i) => ({ cidr, identity: LOCAL_IDENTITY_SCOPE | (i + 1) }));
   for (const c of cidrs) all.push({ id: c.identity, labels: [{ source: "cidr", key: c.cidr.text, value: "" }, r("world")], cidr: c.cidr.text, pods: [] });
-  return { all, byId: new Map(all.map((i) => [i.id, i])), podIdentity, cidrs, dualStack: opts.dualStack ?? false };
+  // Remote-node identities: one per distinct node label set, numbered in sorted label-set order.
+  const nodeIdentity = new Map<string, number>();
+  if (cluster.nodeSelectorLabels) {
+    const nodeSets = new Map<string, { labels: Label[]; nodes: string[] }>();
+    for (const n of cluster.nodes ?? []) {
+      const labels = remoteNodeLabels(n, cluster.clusterName);
+      const key = labels.map(labelString).join(",");
+      if (!nodeSets.has(key)) nodeSets.set(key, { labels, nodes: [] });
+      nodeSets.get(key)!.nodes.push(n.name);
+    }
+    [...nodeSets.keys()].sort().forEach((key, i) => {
+      const s = nodeSets.get(key)!;
+      const id = (REMOTE_NODE_IDENTITY_SCOPE | (i + 1)) >>> 0;
+      for (const n of s.nodes) nodeIdentity.set(n, id);
+      all.push({ id, labels: s.labels, pods: [], nodes: [...s.nodes].sort() });
+    });
+  }
+  return { all, byId: new Map(all.map((i) => [i.id, i])), podIdentity, cidrs, dualStack: opts.dualStack ?? false, nodeIdentity };
+}
+
+/**
+ * The identity the ipcache of node `viewer` holds for the addresses of node `node`: the host identity (1)
+ * on itself; elsewhere its remote-node identity (enable-node-selector-labels) or the reserved remote-node
+ * identity (6).
+ */
+export function nodeIdentityOn(t: IdentityTable, viewer: string, node: string): number {
+  if (viewer === node) return ID_HOST;
+  return t.nodeIdentity.get(node) ?? ID_REMOTE_NODE;
 }
 
 /** The world identity an address outside every known prefix gets (2 single-stack; 9/10 dual-stack). */
@@ -109,11 +147,18 @@ export function worldIdentity(t: IdentityTable, family: 4 | 6): number {
   return family === 4 ? ID_WORLD_IPV4 : ID_WORLD_IPV6;
 }
 
-/** IP → identity as the ipcache would answer: pod IPs, then the longest CIDR identity, then world. */
+/**
+ * IP → identity as the ipcache would answer: pod IPs, then node addresses (as every other node sees them:
+ * nodeIdentityOn from a remote node — the node itself sees the host identity), then the longest CIDR
+ * identity, then world.
+ */
 export function identityOfIp(t: IdentityTable, cluster: ClusterModel, ip: string): number | undefined {
   const a = parseIp(ip);
   if (!a) return undefined;
-  for (const p of cluster.pods) if (p.ips?.some((x) => parseIp(x)?.addr === a.addr && parseIp(x)?.family === a.family)) return t.podIdentity.get(`${p.namespace}/${p.name}`);
+  const same = (x: string) => parseIp(x)?.addr === a.addr && parseIp(x)?.family === a.family;
+  for (const p of cluster.pods) if (!p.hostNetwork && p.ips?.some(same)) return t.podIdentity.get(`${p.namespace}/${p.name}`);
+  for (const n of cluster.nodes ?? []) if (n.ips.some(same)) return t.nodeIdentity.get(n.name) ?? ID_REMOTE_NODE;
+  for (const p of cluster.pods) if (p.hostNetwork && p.ips?.some(same)) return t.podIdentity.get(`${p.namespace}/${p.name}`);
   let best: { cidr: Cidr; identity: number } | undefined;
   for (const c of t.cidrs) if (ipInCidr(c.cidr, a.family, a.addr) && (!best || c.cidr.bits > best.cidr.bits)) best = c;
   return best ? best.identity : worldIdentity(t, a.family);

@@ -37,8 +37,9 @@ export type { FqdnState, FqdnLearnResult } from "./fqdn-cache.ts";
 export { explainFlow, describe } from "./explain.ts";
 export type { Flow, Explanation, DirectionDecision, EndpointRef } from "./explain.ts";
 export { portRangeToPrefixes, portInPrefix, icmpType } from "./ports.ts";
-export { identityOfIp, LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "./identity.ts";
+export { identityOfIp, nodeIdentityOn, LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, REMOTE_NODE_IDENTITY_SCOPE } from "./identity.ts";
 export { labelString } from "./labels.ts";
+export { REFUSED_NOT_ENFORCEABLE, WARNED, type NotEnforced } from "./not-enforced.ts";
 export { parseCidr, type Cidr } from "./cidr.ts";
 
 export const POLICY_KINDS: PolicyKind[] = ["NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"];
@@ -58,15 +59,17 @@ export interface RuleSet {
  * Validates and translates every policy object. A policy with any problem is refused as a whole (not
  * applied); the valid ones still are; `problems` lists every problem found. With `strict`, a policy with
  * a warning (a part that would not be enforced) is refused too, its warnings reported as problems.
+ * `nodeSelectorLabels` is Cilium's enable-node-selector-labels: without it fromNodes/toNodes are refused;
+ * `extendedIPProtocols` its enable-extended-ip-protocols: without it VRRP and IGMP ports are refused.
  */
-export function buildRules(objects: ManifestObject[], clusterName = "default", opts: { strict?: boolean } = {}): RuleSet {
+export function buildRules(objects: ManifestObject[], clusterName = "default", opts: { strict?: boolean; nodeSelectorLabels?: boolean; extendedIPProtocols?: boolean } = {}): RuleSet {
   const out: RuleSet = { rules: [], problems: [], warnings: [], applied: [], refused: [] };
   for (const o of objects) {
     if (!POLICY_KINDS.includes(o.kind as PolicyKind)) continue;
     const id = objectLabel(o.kind, o.metadata);
-    const ctx: Ctx = { src: o.source, problems: [], warnings: [], object: id };
+    const ctx: Ctx = { src: o.source, problems: [], warnings: [], object: id, extendedIPProtocols: opts.extendedIPProtocols };
     const kind = o.kind as PolicyKind;
-    const rules = kind === "NetworkPolicy" ? [translateNetworkPolicy(o, clusterName, ctx)].filter((r): r is InternalRule => !!r) : translateCiliumPolicy(kind, o, ctx);
+    const rules = kind === "NetworkPolicy" ? [translateNetworkPolicy(o, clusterName, ctx)].filter((r): r is InternalRule => !!r) : translateCiliumPolicy(kind, o, ctx, { clusterName, nodeSelectorLabels: opts.nodeSelectorLabels });
     if (opts.strict) ctx.problems.push(...(ctx.warnings ?? []));
     else out.warnings.push(...(ctx.warnings ?? []));
     if (ctx.problems.length) {

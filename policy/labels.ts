@@ -3,7 +3,7 @@
 // Mirrors pkg/labels, pkg/labelsfilter/filter.go (defaultLabelPrefixCfg) and the extra labels Cilium
 // adds to pods (pkg/k8s/apis/cilium.io/const.go).
 
-import type { Label, NamespaceModel, PodModel } from "./types.ts";
+import type { NodeModel, Label, NamespaceModel, PodModel } from "./types.ts";
 
 export const KNOWN_SOURCES = ["k8s", "reserved", "any", "container", "cidr", "cidrgroup", "fqdn", "node", "unspec"];
 
@@ -113,4 +113,17 @@ export function podLabels(pod: PodModel, ns: NamespaceModel | undefined, cluster
 /** The identity-relevant, sorted label set of a pod: the allocation key of its identity. */
 export function identityLabels(pod: PodModel, ns: NamespaceModel | undefined, clusterName: string, filter = new LabelFilter()): Label[] {
   return sortLabels(podLabels(pod, ns, clusterName).filter((l) => filter.accepts(l)));
+}
+
+/**
+ * The label set of a remote node's identity with enable-node-selector-labels (cilium/cilium
+ * pkg/node/manager nodeIdentityLabels): reserved:remote-node, every Node label under the `node:` source (no
+ * node-label filter is configured, so all of them count, as Cilium's --node-labels default) and the
+ * cluster label. Sorted: the allocation key of its identity.
+ */
+export function remoteNodeLabels(node: NodeModel, clusterName: string): Label[] {
+  const out: Label[] = [{ source: "reserved", key: "remote-node", value: "" }];
+  for (const [k, v] of Object.entries(node.labels)) out.push({ source: "node", key: k, value: v });
+  out.push({ source: "k8s", key: LABEL_CLUSTER, value: clusterName });
+  return sortLabels(out);
 }

@@ -1,7 +1,7 @@
 // Port ranges → (port, prefix) blocks, as Cilium's PortRangeToMaskedPorts (pkg/policy/types.go) does for
 // the LPM policy map, protocol names → numbers, and ICMP type names (pkg/policy/api/icmp.go).
 
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from "../host/constants.gen.ts";
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_IGMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_VRRP } from "../host/constants.gen.ts";
 
 export interface PortPrefix {
   port: number;
@@ -47,7 +47,12 @@ export const PROTO_NUMBERS: Record<string, number> = {
   ICMP: IPPROTO_ICMP,
   ICMPv6: IPPROTO_ICMPV6,
   ICMPV6: IPPROTO_ICMPV6,
+  VRRP: IPPROTO_VRRP,
+  IGMP: IPPROTO_IGMP,
 };
+
+/** Protocols without transport ports that Cilium's agent accepts with enable-extended-ip-protocols (pkg/policy/api/l4.go). */
+export const EXTENDED_IP_PROTOCOLS = ["VRRP", "IGMP"] as const;
 
 export function protocolName(n: number): string {
   switch (n) {

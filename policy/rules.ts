@@ -5,7 +5,7 @@
 // semantics follow pkg/policy/api/{rule,ingress,egress,l4,cidr,entity,service,icmp}.go.
 
 import type { SourceRef } from "./errors.ts";
-import { LABEL_NAMESPACE, LABEL_NAMESPACE_LABELS } from "./labels.ts";
+import { LABEL_CLUSTER, LABEL_NAMESPACE, LABEL_NAMESPACE_LABELS } from "./labels.ts";
 
 const NAMESPACE_LABELS_PREFIX = `${LABEL_NAMESPACE_LABELS}.`;
 import { parseSelector, selectorHasKey, selectorText, selectorUsesSource } from "./selector.ts";
@@ -31,6 +31,26 @@ export function defaultPeerNamespace(sel: Selector, policyNs: string, subjectIsI
   if (sel.requirements.some((q) => (q.source === "k8s" || q.source === "any") && q.key.startsWith(NAMESPACE_LABELS_PREFIX))) return sel;
   if (policyNs === "") return { requirements: [...sel.requirements, { source: "k8s", key: LABEL_NAMESPACE, op: "Exists", values: [] }] };
   return { requirements: [...sel.requirements, nsRequirement(policyNs)] };
+}
+
+/**
+ * A fromNodes/toNodes selector as Cilium reads it (cilium/cilium pkg/k8s/apis/cilium.io/utils/utils.go,
+ * parseToCiliumIngressCommonRule): the keys as written (unprefixed = any source, so `kubernetes.io/hostname`
+ * matches the node's `node:` label), plus `reserved:remote-node Exists` — only remote nodes, never the
+ * local host, whose identity stays host (1) — and the policy's cluster unless the selector names one.
+ */
+export function nodePeerSelector(sel: Selector, clusterName: string): Selector {
+  const reqs = [...sel.requirements, { source: "reserved", key: "remote-node", op: "Exists" as const, values: [] }];
+  if (!selectorHasKey(sel, LABEL_CLUSTER, ["k8s", "any"])) reqs.push({ source: "k8s", key: LABEL_CLUSTER, op: "In", values: [clusterName] });
+  return { requirements: reqs };
+}
+
+/** What the agent's options change in how rules are read. */
+export interface RuleOptions {
+  /** The cluster a node selector is pinned to (Cilium's cluster-name). */
+  clusterName?: string;
+  /** enable-node-selector-labels: fromNodes/toNodes accepted (otherwise refused, as Cilium does). */
+  nodeSelectorLabels?: boolean;
 }
 
 const L3_MEMBERS = {
@@ -79,6 +99,7 @@ export function translateCiliumRule(
   raw: unknown,
   path: (string | number)[],
   ctx: Ctx,
+  opts: RuleOptions = {},
 ): InternalRule | undefined {
   if (!raw || typeof raw !== "object" || Array.isArray(raw)) {
     bad(ctx, path, "invalid-rule", "a rule must be an object");
@@ -172,10 +193,18 @@ export function translateCiliumRule(
         }
       }
       if (e[`${from}Groups`] !== undefined) bad(ctx, [...p, `${from}Groups`], "unsupported-field", `${from}Groups (cloud security groups) is not supported by ciliate`);
-      // Cilium refuses node selectors unless the agent runs with enable-node-selector-labels (off by
-      // default: remote nodes then share one identity); ciliate models that default.
-      if (e[`${from}Nodes`] !== undefined)
-        bad(ctx, [...p, `${from}Nodes`], "unsupported-node-selector", 'FromNodes/ToNodes rules can only be applied when the "enable-node-selector-labels" flag is set', "ciliate models Cilium's default (the flag off): select nodes with fromEntities/toEntities host or remote-node");
+      if (e[`${from}Nodes`] !== undefined) {
+        hasL3 = true;
+        // Cilium refuses node selectors unless the agent runs with enable-node-selector-labels (off by
+        // default: remote nodes then share the reserved remote-node identity; pkg/policy/api
+        // ErrFromToNodesRequiresNodeSelectorOption). Config spec.nodeSelectorLabels is that option.
+        if (!opts.nodeSelectorLabels)
+          bad(ctx, [...p, `${from}Nodes`], "unsupported-node-selector", 'FromNodes/ToNodes rules can only be applied when the "enable-node-selector-labels" flag is set', "set nodeSelectorLabels: true in the Config (Cilium's enable-node-selector-labels), or select nodes with fromEntities/toEntities host or remote-node");
+        asList(ctx, e[`${from}Nodes`], [...p, `${from}Nodes`]).forEach((s, i) => {
+          const sel = nodePeerSelector(parseSelector(s, ctx.src, [...p, `${from}Nodes`, i], ctx.problems), opts.clusterName ?? "default");
+          peers.push({ type: "selector", selector: sel, text: `nodes ${selectorText(sel)}` });
+        });
+      }
       const ports = [...checkToPorts(ctx, e.toPorts, [...p, "toPorts"], deny, direction), ...checkIcmps(ctx, e.icmps, [...p, "icmps"])];
       const hasL4 = e.toPorts !== undefined || e.icmps !== undefined;
       // An element with ports but no L3 selector applies to every peer; an empty element allows nothing.
@@ -206,18 +235,18 @@ export function translateCiliumRule(
 }
 
 /** Translates a whole CNP/CCNP object (`spec` and/or `specs`). */
-export function translateCiliumPolicy(kind: PolicyKind, obj: { metadata: { name: string; namespace?: string }; raw: Record<string, unknown>; source?: SourceRef }, ctx: Ctx): InternalRule[] {
+export function translateCiliumPolicy(kind: PolicyKind, obj: { metadata: { name: string; namespace?: string }; raw: Record<string, unknown>; source?: SourceRef }, ctx: Ctx, opts: RuleOptions = {}): InternalRule[] {
   const ns = kind === "CiliumClusterwideNetworkPolicy" ? "" : (obj.metadata.namespace ?? "default");
   const out: InternalRule[] = [];
   const raw = obj.raw;
   if (raw.spec === undefined && raw.specs === undefined) bad(ctx, [], "rule-missing", "a policy needs spec or specs");
   let idx = 0;
   if (raw.spec !== undefined && raw.spec !== null) {
-    const r = translateCiliumRule(kind, ns, obj.metadata.name, idx++, raw.spec, ["spec"], ctx);
+    const r = translateCiliumRule(kind, ns, obj.metadata.name, idx++, raw.spec, ["spec"], ctx, opts);
     if (r) out.push(r);
   }
   asList(ctx, raw.specs, ["specs"]).forEach((s, i) => {
-    const r = translateCiliumRule(kind, ns, obj.metadata.name, idx++, s, ["specs", i], ctx);
+    const r = translateCiliumRule(kind, ns, obj.metadata.name, idx++, s, ["specs", i], ctx, opts);
     if (r) out.push(r);
   });
   return out;

@@ -52,12 +52,27 @@ export interface ServiceModel {
   endpoints?: string[];
 }
 
+/** A node as its Node object gives it: its labels select it in fromNodes/toNodes. */
+export interface NodeModel {
+  name: string;
+  labels: Record<string, string>;
+  /** Its addresses (InternalIP), which the ipcache maps to its identity. */
+  ips: string[];
+}
+
 export interface ClusterModel {
   clusterName: string;
   policyEnforcement: EnforcementMode;
   namespaces: NamespaceModel[];
   pods: PodModel[];
   services: ServiceModel[];
+  /** The cluster's nodes (optional: without them every remote node is the reserved remote-node identity). */
+  nodes?: NodeModel[];
+  /**
+   * Cilium's agent option enable-node-selector-labels (Helm nodeSelectorLabels), off by default: remote nodes
+   * get identities derived from their labels (remote-node scope) and fromNodes/toNodes are accepted.
+   */
+  nodeSelectorLabels?: boolean;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -114,8 +129,8 @@ export interface PortSpec {
   /** A number, or a named port resolved per destination pod. 0 = every port. */
   port: number | string;
   endPort?: number;
-  /** ANY expands to TCP, UDP and SCTP. */
-  protocol: "TCP" | "UDP" | "SCTP" | "ANY" | "ICMP" | "ICMPv6";
+  /** ANY expands to TCP, UDP and SCTP. VRRP and IGMP (no ports) need enable-extended-ip-protocols. */
+  protocol: "TCP" | "UDP" | "SCTP" | "ANY" | "ICMP" | "ICMPv6" | "VRRP" | "IGMP";
   /** Set when this port carries L7 rules. */
   l7?: L7Rules;
   /** TLS SNI names the connection must name (PortRule.serverNames); enforced by the TLS proxy. */
@@ -194,6 +209,8 @@ export interface Identity {
   cidr?: string;
   /** Pods (ns/name) carrying this identity. */
   pods: string[];
+  /** Remote nodes carrying this identity (enable-node-selector-labels). */
+  nodes?: string[];
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -168,10 +168,12 @@ describe("Cilium's sanitize rules, with Cilium's messages", () => {
       expect(r.refused).toEqual([kind === "CiliumNetworkPolicy" ? "CiliumNetworkPolicy x/bad" : "CiliumClusterwideNetworkPolicy bad"]);
     });
 
-  it("some sanitize rules are already enforced by the CRD schema (empty server name, missing port, l7 without l7proto)", () => {
+  it("some sanitize rules are already enforced by the CRD schema (empty server name, l7 without l7proto); a missing port is Cilium's own check", () => {
     for (const [spec, detail] of [
       ["spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '443', protocol: TCP}], serverNames: ['']}]}]\n", /does not match the schema's pattern/],
-      ["spec:\n  endpointSelector: {}\n  ingress: [{toPorts: [{ports: [{protocol: TCP}]}]}]\n", /Required value/],
+      // Optional in the schema (VRRP and IGMP have no port); refused by Cilium's PortProtocol check unless
+      // enable-extended-ip-protocols is on.
+      ["spec:\n  endpointSelector: {}\n  ingress: [{toPorts: [{ports: [{protocol: TCP}]}]}]\n", /^Port must be specified$/],
       ["spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '80', protocol: TCP}], rules: {l7: [{a: b}]}}]}]\n", /one of http, kafka, dns, l7proto is required/],
     ] as const) {
       const r = codes(cnp(spec));

@@ -8,7 +8,7 @@
 
 import { cidrContains, parseCidr, type Cidr } from "./cidr.ts";
 import { problemAt, type ManifestError, type SourceRef } from "./errors.ts";
-import { icmpType } from "./ports.ts";
+import { EXTENDED_IP_PROTOCOLS, icmpType } from "./ports.ts";
 import { checkKafkaRule } from "./l7/kafka.ts";
 import { checkServerName } from "./l7/tls.ts";
 import { dnsSelectorProblems } from "./l7/dns.ts";
@@ -40,6 +40,8 @@ export interface Ctx {
   warnings?: ManifestError[];
   /** "Kind ns/name" of the object being read, named in every problem. */
   object?: string;
+  /** Cilium's enable-extended-ip-protocols: VRRP and IGMP accepted in toPorts, and a port may be left out. */
+  extendedIPProtocols?: boolean;
 }
 
 export function warn(ctx: Ctx, path: (string | number)[], code: string, detail: string, hint = ""): void {
@@ -128,7 +130,7 @@ export function checkEndPort(ctx: Ctx, port: number | string | undefined, endPor
   return n;
 }
 
-const PROTOCOLS = ["TCP", "UDP", "SCTP", "ANY"];
+const PROTOCOLS = ["TCP", "UDP", "SCTP", "ANY", ...EXTENDED_IP_PROTOCOLS];
 
 export function checkProtocol(ctx: Ctx, v: unknown, path: (string | number)[], dflt: PortSpec["protocol"], allowed = PROTOCOLS): PortSpec["protocol"] | undefined {
   if (v === undefined || v === null || v === "") return dflt;
@@ -280,14 +282,24 @@ export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], 
     list.forEach((pp0, j) => {
       const pp = (pp0 ?? {}) as Record<string, unknown>;
       const pth = [...p, "ports", j];
-      if (ports.length && (pp.port === undefined || pp.port === null || pp.port === "")) {
+      // With enable-extended-ip-protocols Cilium lets a port be left out (= every port; pkg/policy/api
+      // PortProtocol.Validate), as the extended protocols have none.
+      const protocol = checkProtocol(ctx, pp.protocol, [...pth, "protocol"], "ANY");
+      const extended = protocol === "VRRP" || protocol === "IGMP";
+      // Without the option Cilium's datapath drops them (DROP_CT_UNKNOWN_PROTO): the rule could never
+      // allow anything, so it is refused rather than accepted to no effect.
+      if (extended && !ctx.extendedIPProtocols)
+        bad(ctx, [...pth, "protocol"], "extended-protocol-disabled", `protocol ${protocol} needs the agent option "enable-extended-ip-protocols"; without it such traffic is dropped (DROP_CT_UNKNOWN_PROTO)`, "set enableExtendedIPProtocols: true in the Config (Cilium's enable-extended-ip-protocols)");
+      if (ports.length && (pp.port === undefined || pp.port === null || pp.port === "") && !ctx.extendedIPProtocols) {
         bad(ctx, [...pth, "port"], "port-required", "Port must be specified");
         return;
       }
       const port = checkPortValue(ctx, pp.port, [...pth, "port"]);
       if (port === 0) zeroPort = true;
       const endPort = checkEndPort(ctx, port, pp.endPort, [...pth, "endPort"]);
-      const protocol = checkProtocol(ctx, pp.protocol, [...pth, "protocol"], "ANY");
+      if (extended) {
+        if (port !== 0 || endPort !== undefined) bad(ctx, [...pth, "port"], "extended-protocol-port", "port must be empty or 0", `${protocol} has no transport ports`);
+      }
       if (dnsRules && typeof port === "number" && endPort !== undefined && endPort > port) bad(ctx, [...pth, "endPort"], "dns-port-range", "DNS rules do not support port ranges");
       // DNS rules may sit on TCP, UDP or ANY; every other L7 rule needs TCP (an unset protocol is ANY).
       if (ports.length && withL7 && !dnsRules && protocol !== undefined && protocol !== "TCP")

@@ -50,8 +50,19 @@ function clean(s, branch = false) {
     if (k === "description" || k === "format" || k.startsWith("x-kubernetes-") || k === "default" || k === "example") continue;
     if (k === "properties" || k === "definitions" || k === "patternProperties") out[k] = Object.fromEntries(Object.entries(v).map(([n, p]) => [n, clean(p)]));
     else if (k === "pattern" && typeof v === "string") out[k] = goPattern(v);
+    // The PortProtocol enum also admits the extended IP protocols of Cilium's pkg/policy/api/l4.go
+    // (ProtoVRRP, ProtoIGMP): whether a policy may use them is the agent option
+    // enable-extended-ip-protocols, checked after the schema (policy/validate.ts), not the CRD's enum.
+    else if (k === "enum" && Array.isArray(v) && v.join() === "TCP,UDP,SCTP,ANY") out[k] = ["TCP", "UDP", "SCTP", "VRRP", "IGMP", "ANY"];
     else if (k === "oneOf" || k === "anyOf" || k === "allOf") out[k] = v.map((x) => clean(x, true));
     else out[k] = clean(v);
+  }
+  // A port-less protocol needs no port: PortProtocol's `port` is optional, as in Cilium's CRD since the
+  // extended IP protocols; Cilium's own check (port must be specified unless enable-extended-ip-protocols)
+  // is policy/validate.ts's.
+  if (out.properties?.protocol?.enum?.includes("VRRP") && Array.isArray(out.required)) {
+    out.required = out.required.filter((r) => r !== "port");
+    if (!out.required.length) delete out.required;
   }
   if (branch) {
     if (out.additionalProperties === false) delete out.additionalProperties;

@@ -1,6 +1,7 @@
 /*
  * Building and reading Ethernet frames for the simulator, the conformance and differential suites and the
- * benchmarks: IPv4/IPv6 with TCP, UDP, SCTP, ICMP and ICMPv6, with correct checksums, and the inverse
+ * benchmarks: IPv4/IPv6 with TCP, UDP, SCTP, ICMP and ICMPv6 (and VRRP v3 / IGMPv2 messages, which have no
+ * ports), with correct checksums, and the inverse
  * (decode a frame into the fields flows show). Written independently of core/ on purpose: tests use it to
  * check what core does to packets.
  */
@@ -129,6 +130,27 @@ function l4Header(spec: FrameSpec, src: Uint8Array, dst: Uint8Array): Uint8Array
       h.set(body, 8);
       const init = spec.proto === "ICMPv6" ? pseudoHeaderSum(src, dst, proto, h.length) : 0;
       dv.setUint16(2, internetChecksum(h, init));
+      return h;
+    }
+    case "VRRP": {
+      // RFC 5798 advertisement: version 3, type 1, virtual router id, priority 100, no addresses, 1 s.
+      h = new Uint8Array(8 + payload.length);
+      const dv = new DataView(h.buffer);
+      h[0] = 0x31;
+      h[1] = (spec.dport ?? 1) & 0xff || 1;
+      h[2] = 100;
+      dv.setUint16(4, 100);
+      h.set(payload, 8);
+      dv.setUint16(6, internetChecksum(h, pseudoHeaderSum(src, dst, proto, h.length)));
+      return h;
+    }
+    case "IGMP": {
+      // RFC 2236 membership report (0x16) for the group in the destination address.
+      h = new Uint8Array(8);
+      const dv = new DataView(h.buffer);
+      h[0] = 0x16;
+      h.set(dst.subarray(0, 4), 4);
+      dv.setUint16(2, internetChecksum(h));
       return h;
     }
   }

@@ -11,7 +11,7 @@ import type { SimCluster } from "../node/cluster.ts";
 
 /** `fqdn`: the FQDN cache's state that toFQDNs selectors select from (nothing learned when absent). */
 export function compileClusterPolicy(c: SimCluster, diag?: Diagnostics, fqdn?: FqdnState): CompiledPolicy {
-  const set = buildRules(c.policies, c.config.clusterName, { strict: diag?.strict ?? false });
+  const set = buildRules(c.policies, c.config.clusterName, { strict: diag?.strict ?? false, nodeSelectorLabels: c.config.nodeSelectorLabels, extendedIPProtocols: c.config.enableExtendedIPProtocols });
   if (diag) {
     for (const w of set.warnings) diag.warning(w);
     for (const e of set.problems) diag.error(e);

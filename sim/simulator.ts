@@ -29,7 +29,7 @@ import { MAP_SPECS, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts
 import * as C from "../host/constants.gen.ts";
 import type { Datapath, EntryPoint, RunResult } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
-import { describe as describeRules, DNS_RCODE_NOERROR, encodeEntries, evaluateDns, evaluateL7, FqdnCache, INIT_ENDPOINT, identityOfIp, kafkaApiKeyName, parseCidr, toFqdn, type CompiledPolicy, type DnsRule, type FqdnState, type L7Verdict, type Provenance } from "../policy/index.ts";
+import { describe as describeRules, DNS_RCODE_NOERROR, encodeEntries, evaluateDns, evaluateL7, FqdnCache, INIT_ENDPOINT, identityOfIp, kafkaApiKeyName, nodeIdentityOn, parseCidr, toFqdn, type CompiledPolicy, type DnsRule, type FqdnState, type L7Verdict, type Provenance } from "../policy/index.ts";
 import { canonicalIp, type DnsSpec, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type KafkaSpec, type SimCluster, type SimPod, type SimService, type SimNode, type TlsSpec } from "../node/cluster.ts";
 import { createSimDatapath, type SimEngineName } from "./engines.ts";
 import { SimError } from "../node/errors.ts";
@@ -51,6 +51,7 @@ import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { protoNumber } from "../host/protocols.ts";
 import { formatIp } from "../host/ip.ts";
 import { ipcacheKey } from "../host/ipcache.ts";
+import { isRemoteNodeIdentity } from "../host/identity-scopes.ts";
 import { ENTITY_OFFSETS, entityIp, KUBE_APISERVER_IP, Places, WORLD_IP, type Place } from "./places.ts";
 import { compileClusterPolicy } from "./policy.ts";
 import { buildFrame, decodeFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
@@ -340,6 +341,8 @@ export class Simulation {
     if (d.proto === 6) return `TCP Flags: ${tcpFlagNames(d.tcpFlags).join(", ")}`;
     if (d.proto === 17) return "UDP";
     if (d.proto === 132) return "SCTP";
+    if (d.proto === 112) return "VRRP";
+    if (d.proto === 2) return "IGMP";
     if (d.proto === 1) return `ICMPv4 ${d.icmpType === 8 ? "EchoRequest" : d.icmpType === 0 ? "EchoReply" : `type ${d.icmpType}`}`;
     if (d.proto === 58) return `ICMPv6 ${d.icmpType === 128 ? "EchoRequest" : d.icmpType === 129 ? "EchoReply" : `type ${d.icmpType}`}`;
     return `protocol ${d.proto}`;
@@ -711,6 +714,7 @@ export class Simulation {
     }
     const tnode = initNode ?? target.node!;
     if (sender.kind === "host") carried = fromNode === tnode ? C.ID_HOST : C.ID_REMOTE_NODE;
+    carried = this.overlayIdentity(carried, out.src, tnode);
     const ids = { src: carried, dst: initNode ? C.ID_INIT : this.identityOfPod(target.pod!) };
     if (fromNode && fromNode !== tnode) {
       this.event(ctx, fromNode, frame, ids, { event: "to-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-overlay" });
@@ -735,13 +739,27 @@ export class Simulation {
     if (b) ctx.result.backend = { ip: b.ip, port: b.port, pod: b.pod };
   }
 
-  /** The identity `node`'s ipcache holds for an address: pod, host / remote-node, CIDR identity, or world. */
+  /**
+   * The identity `node`'s ipcache holds for an address: pod, node (host on itself, remote-node elsewhere:
+   * policy's nodeIdentityOn, as node/desired.ts writes it), CIDR identity, or world. A host-networked pod
+   * has its node's address, which the ipcache knows as the node's.
+   */
   identityOfIp(ip: string, node: string): number {
     const pod = this.places.podByIp.get(ip);
-    if (pod) return this.identityOfPod(pod);
+    if (pod && !pod.hostNetwork) return this.identityOfPod(pod);
     const n = this.places.nodeByIp.get(ip);
-    if (n) return n.name === node ? C.ID_HOST : C.ID_REMOTE_NODE;
+    if (n) return nodeIdentityOn(this.policy.identities, node, n.name);
     return identityOfIp(this.policy.identities, this.cluster.model, ip) ?? C.ID_WORLD;
+  }
+
+  /**
+   * The identity a packet from another node is delivered with: a node's own traffic travels with the
+   * reserved remote-node identity, which the receiving node refines from its ipcache by the source address
+   * (cilium/cilium bpf/bpf_overlay.c: identity_is_remote_node → ipcache lookup), so a node with a
+   * remote-node identity of its own (enable-node-selector-labels) is seen as that identity.
+   */
+  private overlayIdentity(carried: number, src: string, node: string): number {
+    return isRemoteNodeIdentity(carried) && this.places.nodeByIp.has(src) ? this.identityOfIp(src, node) : carried;
   }
 
   identityOfPod(p: SimPod): number {
@@ -853,6 +871,9 @@ export class Simulation {
       if (!send(fwd({ tcpFlags: FIN | ACK }), false)) return;
       if (!send(rev({ tcpFlags: FIN | ACK }), true)) return;
       send(fwd({ tcpFlags: ACK }), false);
+    } else if (proto === "VRRP" || proto === "IGMP") {
+      // One message, no answer: VRRP advertisements and IGMP reports are not request/response.
+      send(fwd({}), false);
     } else if (proto === "UDP" || proto === "SCTP") {
       if (!send(fwd({ payload: enc.encode(spec.dns ? `dns ${spec.dns.query}` : "ping") }), false, "request")) return;
       send(rev({ payload: enc.encode("pong") }), true, "response");
@@ -892,7 +913,8 @@ export class Simulation {
     // ICMP types other than echo carry no identifier in the conntrack tuple (bpf/lib/conntrack.h), so a
     // later probe b→a of the same type would look like a reply to a→b. Each probe must be judged as
     // `trace` judges it — a new flow — so its conntrack entries are removed again.
-    const icmpNonEcho = (proto === "ICMP" && port !== 8) || (proto === "ICMPv6" && port !== 128);
+    // VRRP and IGMP have no ports at all: the same holds for them.
+    const icmpNonEcho = (proto === "ICMP" && port !== 8) || (proto === "ICMPv6" && port !== 128) || proto === "VRRP" || proto === "IGMP";
     if (icmpNonEcho) this.forgetIcmpConntrack([src.node, dst.node]);
     return r;
   }
@@ -900,7 +922,7 @@ export class Simulation {
   private forgetIcmpConntrack(nodes: string[]): void {
     for (const n of new Set(nodes)) {
       const ct = this.nodes.get(n)!.dp.map(MAP_SPECS.Conntrack);
-      for (const [k] of [...ct.entries()]) if (k.nexthdr === 1 || k.nexthdr === 58) ct.delete(k);
+      for (const [k] of [...ct.entries()]) if (k.nexthdr === 1 || k.nexthdr === 58 || k.nexthdr === 112 || k.nexthdr === 2) ct.delete(k);
     }
   }
 
@@ -909,7 +931,7 @@ export class Simulation {
     const now = this.now();
     if (src.hostNetwork) {
       if (dst.hostNetwork) return { allowed: true, egress: fakeOk(frame) };
-      const carried = src.node === dst.node ? C.ID_HOST : C.ID_REMOTE_NODE;
+      const carried = this.identityOfIp(src.ip, dst.node);
       const ingress = this.nodes.get(dst.node)!.dp.run("toEndpoint", frame, { now, srcIdentity: carried });
       return { allowed: ingress.verdict !== C.CTX_ACT_DROP, egress: fakeOk(frame), ingress };
     }

@@ -25,12 +25,12 @@
 #define CILIATE_CT_ENTRY_BYTES __builtin_offsetof(struct ct_entry, bytes) /* CtEntry.bytes (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PACKETS __builtin_offsetof(struct ct_entry, packets) /* CtEntry.packets (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PROXY_PORT_BE __builtin_offsetof(struct ct_entry, proxy_port_be) /* CtEntry.proxyPortBe (core/gen/layout.ts) */
-#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:129 */
+#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:133 */
 #define CILIATE_CT_TUPLE_DADDR __builtin_offsetof(struct ct_tuple, daddr) /* CtTuple.daddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_DPORT_BE __builtin_offsetof(struct ct_tuple, dport_be) /* CtTuple.dportBe (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SADDR __builtin_offsetof(struct ct_tuple, saddr) /* CtTuple.saddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SPORT_BE __builtin_offsetof(struct ct_tuple, sport_be) /* CtTuple.sportBe (core/gen/layout.ts) */
-#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:127 */
+#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:131 */
 #define CILIATE_ENDPOINT_KEY_ADDR __builtin_offsetof(struct endpoint_key, addr) /* EndpointKey.addr (core/gen/layout.ts) */
 #define CILIATE_IPCACHE_KEY_ADDR __builtin_offsetof(struct ipcache_key, addr) /* IpcacheKey.addr (core/gen/layout.ts) */
 #define CILIATE_JHASH_INITVAL 0xdeadbeefU /* core/hash.ts:15 */
@@ -1010,13 +1010,13 @@ static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 	}
 }
 
-/* core/conntrack.ts:136 isIcmpError */
+/* core/conntrack.ts:145 isIcmpError */
 static __always_inline bool ciliate_is_icmp_error(__u8 *info)
 {
 	return ((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) != 0;
 }
 
-/* core/conntrack.ts:150 ctBuildTuple */
+/* core/conntrack.ts:159 ctBuildTuple */
 static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 {
 	__builtin_memset(tuple, 0, sizeof(struct ct_tuple));
@@ -1038,13 +1038,20 @@ static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 	((struct ct_tuple *)tuple)->flags = (__u8)CILIATE_TUPLE_F_OUT;
 }
 
-/* core/conntrack.ts:131 isTrackedProto */
+/* core/conntrack.ts:137 isTrackedProto */
 static __always_inline bool ciliate_is_tracked_proto(__u32 proto)
 {
-	return (proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP) || (proto == CILIATE_IPPROTO_ICMP) || (proto == CILIATE_IPPROTO_ICMPV6);
+	if ((proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP) || (proto == CILIATE_IPPROTO_ICMP) || (proto == CILIATE_IPPROTO_ICMPV6)) {
+		return true;
+	}
+	if ((proto != CILIATE_IPPROTO_VRRP) && (proto != CILIATE_IPPROTO_IGMP)) {
+		return false;
+	}
+	__u8 *cfg = ciliate_config_get();
+	return (cfg != 0) && ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_EXTENDED_IP_PROTOCOLS) != 0);
 }
 
-/* core/conntrack.ts:172 tupleKey */
+/* core/conntrack.ts:181 tupleKey */
 static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool reverse, __u32 flags)
 {
 	__builtin_memcpy(key, tuple, sizeof(struct ct_tuple));
@@ -1057,7 +1064,7 @@ static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool rever
 	((struct ct_tuple *)key)->flags = (__u8)flags;
 }
 
-/* core/conntrack.ts:184 flipDir */
+/* core/conntrack.ts:193 flipDir */
 static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 {
 	if ((flags & CILIATE_TUPLE_F_SERVICE) != 0) {
@@ -1066,7 +1073,7 @@ static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 	return flags ^ CILIATE_TUPLE_F_IN;
 }
 
-/* core/conntrack.ts:190 liveEntry */
+/* core/conntrack.ts:199 liveEntry */
 static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 {
 	__u8 *e = bpf_map_lookup_elem(&ciliate_ct_v1, key);
@@ -1079,7 +1086,7 @@ static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 	return e;
 }
 
-/* core/conntrack.ts:198 copyState */
+/* core/conntrack.ts:207 copyState */
 static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 {
 	if (state == 0) {
@@ -1092,7 +1099,7 @@ static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 	((struct ct_state *)state)->proxy_port = (__u16)ciliate_read16be(e + CILIATE_CT_ENTRY_PROXY_PORT_BE);
 }
 
-/* core/conntrack.ts:208 isReopen */
+/* core/conntrack.ts:217 isReopen */
 static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags)
 {
 	if (!tcp) {
@@ -1104,7 +1111,7 @@ static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags
 	return ((__u32)((struct ct_entry *)e)->flags & CILIATE_CT_F_BOTH_CLOSING) == CILIATE_CT_F_BOTH_CLOSING;
 }
 
-/* core/conntrack.ts:215 ctApply */
+/* core/conntrack.ts:224 ctApply */
 static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, bool tcp, bool service, bool reply, __u32 now)
 {
 	__u32 tcp_flags = tcp ? (__u32)((struct packet_info *)info)->tcp_flags : 0;
@@ -1148,7 +1155,7 @@ static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, boo
 	ciliate_add64(e + CILIATE_CT_ENTRY_BYTES, ((struct packet_info *)info)->len);
 }
 
-/* core/conntrack.ts:267 ctLookup */
+/* core/conntrack.ts:276 ctLookup */
 static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 now, __u8 *state)
 {
 	if (state != 0) {
@@ -1508,7 +1515,7 @@ static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *inf
 	return v;
 }
 
-/* core/conntrack.ts:330 ctCreate */
+/* core/conntrack.ts:339 ctCreate */
 static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 now, __u32 src_sec_id, __u32 rev_nat_index, __u32 backend_id, __u32 proxy_port)
 {
 	if (ciliate_is_icmp_error(info)) {

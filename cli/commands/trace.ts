@@ -165,7 +165,7 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
   const to = parseRef(g.to, "--to");
   const protoRaw = (g.protocol ?? (g.icmpType !== undefined ? "ICMP" : g.dnsQuery !== undefined ? "UDP" : "TCP")).toUpperCase();
   const protocol = protoRaw === "ICMPV6" ? "ICMPv6" : protoRaw;
-  if (protoNumber(protocol) === undefined) throw new CliError(`unknown protocol ${JSON.stringify(g.protocol)}`, "BAD_OPTION", "use TCP, UDP, SCTP, ICMP or ICMPv6");
+  if (protoNumber(protocol) === undefined) throw new CliError(`unknown protocol ${JSON.stringify(g.protocol)}`, "BAD_OPTION", "use TCP, UDP, SCTP, ICMP, ICMPv6, VRRP or IGMP");
   const icmp = protocol === "ICMP" || protocol === "ICMPv6";
   const dns = dnsOption(g, protocol);
   let port = 0;
@@ -177,6 +177,8 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
     if (!Number.isInteger(c) || c < 0 || c > 255) throw new CliError(`malformed --icmp-code ${JSON.stringify(g.icmpCode)}`, "BAD_OPTION", "an ICMP code is 0-255");
     icmpSpec = { type: t, code: c };
     port = t;
+  } else if (protocol === "VRRP" || protocol === "IGMP") {
+    if (g.port !== undefined && g.port !== "0") throw new CliError(`${protocol} has no ports`, "BAD_OPTION", "leave --port out");
   } else port = dns && g.port === undefined ? 53 : parsePort(g.port, "--port");
   const http = g.httpMethod || g.httpPath ? { method: (g.httpMethod ?? "GET").toUpperCase(), path: g.httpPath ?? "/", host: g.httpHost } : undefined;
   if (http && protocol !== "TCP") throw new CliError("HTTP needs --protocol TCP", "BAD_OPTION");

@@ -3,7 +3,7 @@
  * none — every exact port the compiled policy mentions, and for whatif also every port a pod or service
  * declares in either version — and the source port probe packets use.
  */
-import { protoName } from "../../host/protocols.ts";
+import { portless, protoName } from "../../host/protocols.ts";
 import type { FlowProtocol } from "../../node/cluster.ts";
 import type { CompiledPolicy } from "../../policy/index.ts";
 import type { Loaded } from "../load.ts";
@@ -28,6 +28,8 @@ export function policyProbes(p: CompiledPolicy): Probe[] {
   for (const ep of p.endpoints.values())
     for (const e of ep.entries) {
       const proto = protoName(e.key.protocol);
+      // VRRP and IGMP have no ports: one probe (port 0) for the protocol.
+      if (proto && portless(proto)) seen.set(`0/${proto}`, { port: 0, protocol: proto });
       if (!proto || e.key.portPrefix !== 16) continue;
       seen.set(`${e.key.port}/${proto}`, { port: e.key.port, protocol: proto });
     }

@@ -28,7 +28,7 @@ export interface ProbeMatrix {
 
 /** False when the probe's protocol belongs to an IP family the pod has no address of. */
 export function applicable(p: SimPod, protocol: FlowProtocol): boolean {
-  if (protocol === "ICMP") return !isIpv6(p.ip);
+  if (protocol === "ICMP" || protocol === "IGMP") return !isIpv6(p.ip);
   if (protocol === "ICMPv6") return isIpv6(p.ip);
   return true;
 }

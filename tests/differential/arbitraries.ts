@@ -34,6 +34,8 @@ export interface NodeState {
   policies: { epId: number; egress: boolean; identity: number; proto?: number; port?: number; portBits?: number; deny: boolean; proxyPort: number; cookie: number }[];
   /** Whether the node's proxy listens on 10001 (ProxyListeners): a redirect without it is a 178 drop. */
   proxyListening: boolean;
+  /** CONFIG_F_EXTENDED_IP_PROTOCOLS: VRRP and IGMP tracked and policed (otherwise 137). */
+  extendedProtocols: boolean;
   services: { vip: string; port: number; routable: boolean; revNat: number; maglev: boolean; affinity: number; backends: { id: number; ip: string; port: number; state: number }[] }[];
 }
 
@@ -41,7 +43,7 @@ const policyArb = fc.record({
   epId: fc.constantFrom(1, 2, 3),
   egress: fc.boolean(),
   identity: fc.constantFrom(...IDENTITIES),
-  proto: fc.option(fc.constantFrom(6, 17, 1, 132), { nil: undefined }),
+  proto: fc.option(fc.constantFrom(6, 17, 1, 132, 112, 2), { nil: undefined }),
   port: fc.option(fc.constantFrom(0, 8, 53, 80, 443, 8080, 16, 31), { nil: undefined }),
   portBits: fc.option(fc.integer({ min: 1, max: 16 }), { nil: undefined }),
   deny: fc.boolean(),
@@ -65,6 +67,7 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
     ...open.map((o) => ({ ...o, identity: 0, deny: false, proxyPort: 0, cookie: 0 })),
   ]),
   proxyListening: fc.constantFrom(true, true, false),
+  extendedProtocols: fc.boolean(),
   services: fc.array(
     fc.record({
       vip: fc.constantFrom(...VIPS),
@@ -100,7 +103,7 @@ export function maglevTables(dp: AbiDatapath): (backendIds: number[]) => Uint32A
 export const DIFF_CONFIG_FLAGS = C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED | C.CONFIG_F_EVENTS;
 
 export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendIds: number[]) => Uint32Array, flags?: number): void {
-  configure(dp, flags);
+  configure(dp, flags === undefined && !s.extendedProtocols ? undefined : ((flags ?? C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED) | (s.extendedProtocols ? C.CONFIG_F_EXTENDED_IP_PROTOCOLS : 0)) >>> 0);
   for (const ep of s.endpoints) {
     const v6 = ep.ip.includes(":");
     dp.map(MAP_SPECS.Endpoints).update({ addr: addrBytes16(ep.ip), family: v6 ? C.FAMILY_IPV6 : C.FAMILY_IPV4 }, { epId: ep.epId, secIdentity: ep.identity });
@@ -142,7 +145,7 @@ function frameFor(entry: EntryPoint): fc.Arbitrary<FrameSpec> {
     return fc.record({
       src,
       dst,
-      proto: fc.constantFrom<L4Proto>("TCP", "TCP", "UDP", "SCTP", v6 ? "ICMPv6" : "ICMP"),
+      proto: fc.constantFrom<L4Proto>("TCP", "TCP", "UDP", "SCTP", v6 ? "ICMPv6" : "ICMP", "VRRP", v6 ? "VRRP" : "IGMP"),
       sport: fc.constantFrom(40000, 40001, 80, 53),
       dport: fc.constantFrom(80, 80, 53, 443, 8080, 16, 40000),
       tcpFlags: fc.constantFrom(0x02, 0x02, 0x12, 0x10, 0x11, 0x04, 0x18),

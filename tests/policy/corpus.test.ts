@@ -11,11 +11,13 @@ import { parseManifests } from "../../policy/manifest-loader.ts";
 
 const ROOT = new URL("./corpus/", import.meta.url).pathname;
 
-type Expect = { outcome: "applied" } | { outcome: "warned" | "refused"; names: RegExp; orApplied?: string };
+/** `agent`: the agent options the file needs (Cilium's enable-node-selector-labels for node selectors,
+ * enable-extended-ip-protocols for VRRP/IGMP); tests/policy/nodes.test.ts and extended-protocols.test.ts
+ * check that the same files are refused without them. */
+type Expect = ({ outcome: "applied" } | { outcome: "warned" | "refused"; names: RegExp }) & { agent?: { nodeSelectorLabels?: boolean; extendedIPProtocols?: boolean } };
 
-// L7 DNS and toFQDNs are being landed elsewhere; until they land such policies are refused or warned
-// loudly (`orApplied` documents the feature whose arrival may turn the outcome into "applied"). Kafka rules
-// and serverNames (TLS SNI) are enforced by their proxies (policy/l7/).
+// Kafka rules, DNS rules and serverNames (TLS SNI) are enforced by their proxies (policy/l7/); toFQDNs by
+// the FQDN cache. An applied policy's every field is checked below, so none is ignored without a word.
 const EXPECTED: Record<string, Expect> = {
   "kubernetes/networkpolicy.yaml": { outcome: "applied" },
   "kubernetes/networkpolicy-multiport-egress.yaml": { outcome: "applied" },
@@ -33,10 +35,11 @@ const EXPECTED: Record<string, Expect> = {
   "cilium/l7_kafka_kafka.yaml": { outcome: "refused", names: /unknown field "description"/ },
   "cilium/l3_requires_requires.yaml": { outcome: "refused", names: /unknown field "description"/ },
   "cilium/kubernetes_clusterwide_wildcard-from-endpoints.yaml": { outcome: "refused", names: /unknown field "description"/ },
-  "cilium/getting-started_dns-matchname.yaml": { outcome: "refused", names: /toFQDNs/, orApplied: "toFQDNs and DNS rules" },
-  "cilium/l3_fqdn_fqdn.yaml": { outcome: "refused", names: /toFQDNs/, orApplied: "toFQDNs" },
-  "cilium/l7_dns_dns.yaml": { outcome: "refused", names: /toFQDNs/, orApplied: "toFQDNs and DNS rules" },
-  "cilium/l4_envoy_listener_redirect.yaml": { outcome: "refused", names: /toFQDNs|[Ll]istener/ },
+  // toFQDNs and DNS rules are enforced by the DNS proxy and the FQDN cache (docs/l7.md).
+  "cilium/getting-started_dns-matchname.yaml": { outcome: "applied" },
+  "cilium/l3_fqdn_fqdn.yaml": { outcome: "applied" },
+  "cilium/l7_dns_dns.yaml": { outcome: "applied" },
+  "cilium/l4_envoy_listener_redirect.yaml": { outcome: "refused", names: /[Ll]istener/ },
   "cilium/l3_simple_l3.yaml": { outcome: "applied" },
   "cilium/l3_simple_l3_egress.yaml": { outcome: "applied" },
   "cilium/l3_cidr_cidr.yaml": { outcome: "applied" },
@@ -45,6 +48,9 @@ const EXPECTED: Record<string, Expect> = {
   "cilium/l3_entities_nodes.yaml": { outcome: "applied" },
   // `apiversion` (lower case) is not `apiVersion`.
   "cilium/l3_entities_from_nodes.yaml": { outcome: "refused", names: /apiVersion is required.*found "apiversion"/ },
+  // fromNodes needs enable-node-selector-labels (Config nodeSelectorLabels); without it Cilium refuses the
+  // policy, which tests/policy/nodes.test.ts checks.
+  "cilium/l3_entities_customnodes.yaml": { outcome: "applied", agent: { nodeSelectorLabels: true } },
   "cilium/l3_service_service.yaml": { outcome: "applied" },
   "cilium/l3_service_service-labels.yaml": { outcome: "applied" },
   // matchExpressions operators are case-sensitive (In, not in).
@@ -54,7 +60,7 @@ const EXPECTED: Record<string, Expect> = {
   // `rules.HTTP` (capitalised) is not `rules.http`: refused, so the port is never left open.
   "cilium/l7_http_http.yaml": { outcome: "refused", names: /unknown field "HTTP"/ },
   "cilium/host_demo-host-policy.yaml": { outcome: "warned", names: /nodeSelector.*not enforced/ },
-  "cilium/host_allow-extended-protocols.yaml": { outcome: "refused", names: /VRRP/ },
+  "cilium/host_allow-extended-protocols.yaml": { outcome: "warned", names: /nodeSelector.*not enforced/, agent: { extendedIPProtocols: true } },
   "cilium/kubernetes_namespace_namespace-labels-policy.yaml": { outcome: "applied" },
   "cilium/kubernetes_serviceaccount_serviceaccount-policy.yaml": { outcome: "applied" },
   "cilium/auth_auth.yaml": { outcome: "refused", names: /unknown field "auth"/ },
@@ -70,7 +76,7 @@ const ENFORCED_FIELDS = new Set(
     "apiVersion kind metadata name namespace labels annotations spec specs description endpointSelector podSelector namespaceSelector matchLabels matchExpressions key operator values " +
     "ingress egress ingressDeny egressDeny fromEndpoints toEndpoints fromRequires toRequires fromCIDR toCIDR fromCIDRSet toCIDRSet cidr except fromEntities toEntities toServices k8sService k8sServiceSelector selector serviceName " +
     "toPorts ports port endPort protocol rules http method path host headers headerMatches value mismatch icmps fields family type enableDefaultDeny policyTypes from to ipBlock " +
-    "kafka role apiKey apiVersion clientID topic serverNames"
+    "kafka role apiKey apiVersion clientID topic serverNames fromNodes toNodes toFQDNs matchName matchPattern dns"
   ).split(" "),
 );
 
@@ -78,10 +84,10 @@ function files(): string[] {
   return ["kubernetes", "cilium"].flatMap((d) => readdirSync(join(ROOT, d)).map((f) => `${d}/${f}`)).sort();
 }
 
-function load(file: string) {
+function load(file: string, agent: Expect["agent"] = {}) {
   const text = readFileSync(join(ROOT, file), "utf8");
   const l = parseManifests(text, file);
-  const r = buildRules(l.objects);
+  const r = buildRules(l.objects, "default", agent);
   return { text, objects: l.objects, problems: [...l.errors, ...r.problems], warnings: [...l.warnings, ...r.warnings], applied: r.applied };
 }
 
@@ -104,9 +110,8 @@ describe("policy corpus: every public manifest loads with a known, loud outcome"
 
   for (const [file, exp] of Object.entries(EXPECTED))
     it(file, () => {
-      const r = load(file);
+      const r = load(file, exp.agent);
       const outcome = r.problems.length ? "refused" : r.warnings.length ? "warned" : "applied";
-      if (exp.outcome !== "applied" && exp.orApplied && outcome === "applied") return; // the feature landed
       expect(outcome, [...r.problems, ...r.warnings].map((p) => p.message).join("\n")).toBe(exp.outcome);
       if (exp.outcome === "refused") expect(r.problems.map((p) => p.message).join("\n")).toMatch(exp.names);
       if (exp.outcome === "warned") expect(r.warnings.map((p) => p.message).join("\n")).toMatch(exp.names);
