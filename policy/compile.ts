@@ -384,6 +384,7 @@ export class PolicyCompiler {
   private nextVersion = 1;
   private nextSeq = 1;
   private fingerprints = new Map<string, string>();
+  private identities?: { cluster: ClusterModel; cidrKey: string; table: IdentityTable };
 
   constructor(private readonly opts: CompileOptions = {}) {}
 
@@ -391,14 +392,21 @@ export class PolicyCompiler {
     const opts = this.opts;
     const max = opts.policyMapMax ?? DEFAULT_POLICY_MAP_MAX;
     let nextProxy = opts.proxyPortBase ?? DEFAULT_PROXY_PORT_BASE;
-    const t = allocateIdentities(cluster, collectCidrs(rules, cluster, opts.fqdn), { labelFilter: opts.labelFilter, dualStack: opts.dualStack });
+    // The identity table depends only on the cluster and the prefixes the rules name: kept while both are.
+    const cidrs = collectCidrs(rules, cluster, opts.fqdn);
+    const cidrKey = cidrs.join(",");
+    const t = this.identities && this.identities.cluster === cluster && this.identities.cidrKey === cidrKey ? this.identities.table : allocateIdentities(cluster, cidrs, { labelFilter: opts.labelFilter, dualStack: opts.dualStack });
+    this.identities = { cluster, cidrKey, table: t };
     this.cache.sync(t.all);
     const endpoints = new Map<string, EndpointPolicy>();
     const proxies = new Map<number, ProxyListener>();
     const errors: PolicyError[] = [];
     const warnings: PolicyError[] = [];
     const warned = new Set<string>();
-    const pods = [...cluster.pods].sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+    const pods = cluster.pods
+      .map((p) => [`${p.namespace}/${p.name}`, p] as const)
+      .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+      .map(([, p]) => p);
     const podsOfIdentity = new Map<number, PodModel[]>();
     for (const p of pods) {
       const id = t.podIdentity.get(`${p.namespace}/${p.name}`)!;
@@ -469,6 +477,10 @@ export class PolicyCompiler {
     const fingerprints = new Map<string, string>();
     const changed = new Set<string>();
     const ofEndpoint: Template[] = [];
+    const proxyBase = new Map<string, number>();
+    const needsPodOf = new Map<number, boolean>();
+    const shared = new Map<Template, MapStateEntry[]>();
+    const numbered = new Set<MapStateEntry[]>();
     // An endpoint whose labels are not known yet carries reserved:init; the simulator places one per node.
     const initEndpoint: PodModel = { namespace: "", name: "", labels: {}, containerPorts: [] };
     for (const pod of [...pods, initEndpoint]) {
@@ -478,7 +490,9 @@ export class PolicyCompiler {
       const identity = isInit ? ID_INIT : t.podIdentity.get(name)!;
       const selecting = selectingOf.get(identity) ?? [];
       // Ingress named ports resolve on the endpoint's own pod: then its ports are an input too.
-      const podPorts = selecting.some((ir) => ir.rules.some((r) => r.direction === "ingress" && r.ports?.some((p) => typeof p.port === "string"))) ? JSON.stringify(pod.containerPorts) : "";
+      let byPod = needsPodOf.get(identity);
+      if (byPod === undefined) needsPodOf.set(identity, (byPod = selecting.some((ir) => ir.rules.some((r) => r.direction === "ingress" && r.ports?.some((p) => typeof p.port === "string")))));
+      const podPorts = byPod ? JSON.stringify(pod.containerPorts) : "";
       const tkey = `${identity}|${isInit ? 1 : 0}|${podPorts}`;
       let tmpl = used.get(tkey);
       if (!tmpl) {
@@ -493,6 +507,7 @@ export class PolicyCompiler {
       }
       const base = nextProxy;
       nextProxy += tmpl.listeners.length;
+      if (tmpl.listeners.length) proxyBase.set(name, base);
       tmpl.listeners.forEach((l, i) => proxies.set(base + i, { ...l, proxyPort: base + i, endpoint: name, rules: l.rules.map((r) => ({ ...r, identities: [...r.identities] })) }));
       for (const c of tmpl.conflicts) errors.push(new PolicyL7ConflictError(name, c.direction, c.port, c.kinds));
       for (const w of tmpl.warnings)
@@ -501,7 +516,12 @@ export class PolicyCompiler {
           warnings.push(w);
         }
       if (tmpl.budget) errors.push(new PolicyBudgetError(name, tmpl.budget.entries, max, tmpl.budget.policies));
-      const entries = tmpl.entries.map((e) => ({ key: { ...e.key }, deny: e.deny, proxyPort: e.proxyPort ? base + e.proxyPort - 1 : 0, proxyPortPriority: e.proxyPortPriority, provenance: e.provenance, cookie: 0 }));
+      // Endpoints of one template without redirects have equal entries: one array serves them all.
+      let entries = tmpl.listeners.length ? undefined : shared.get(tmpl);
+      if (!entries) {
+        entries = tmpl.entries.map((e) => ({ key: { ...e.key }, deny: e.deny, proxyPort: e.proxyPort ? base + e.proxyPort - 1 : 0, proxyPortPriority: e.proxyPortPriority, provenance: e.provenance, cookie: 0 }));
+        if (!tmpl.listeners.length) shared.set(tmpl, entries);
+      }
       endpoints.set(name, { endpoint: name, identity, enforced: { ...tmpl.enforced }, entries });
       ofEndpoint.push(tmpl);
     }
@@ -511,8 +531,9 @@ export class PolicyCompiler {
     let n = 0;
     for (const ep of endpoints.values()) {
       const tmpl = ofEndpoint[n++]!;
-      let cookies = "";
-      ep.entries.forEach((e, i) => {
+      if (!numbered.has(ep.entries)) {
+        numbered.add(ep.entries);
+        ep.entries.forEach((e, i) => {
         const sig = tmpl.sigs[i]!;
         let c = cookieOf.get(sig);
         if (c === undefined) {
@@ -520,10 +541,12 @@ export class PolicyCompiler {
           cookieOf.set(sig, c);
           provenance.set(c, e.provenance);
         }
-        e.cookie = c;
-        cookies += `${c},`;
-      });
-      const fp = `${tmpl.seq}|${ep.entries[0]?.proxyPort ?? 0}|${tmpl.listeners.length ? [...proxies.values()].find((l) => l.endpoint === ep.endpoint)?.proxyPort : 0}|${cookies}`;
+          e.cookie = c;
+        });
+      }
+      // Cookies are numbered over the whole cluster, so one change can renumber many; a consumer that
+      // needs stable numbers maps them by provenance (the agent does), so they are not part of the change.
+      const fp = `${tmpl.seq}|${tmpl.listeners.length ? (proxyBase.get(ep.endpoint) ?? 0) : 0}`;
       fingerprints.set(ep.endpoint, fp);
       if (this.fingerprints.get(ep.endpoint) !== fp) changed.add(ep.endpoint);
     }
