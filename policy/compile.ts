@@ -384,6 +384,7 @@ export class PolicyCompiler {
   private nextVersion = 1;
   private nextSeq = 1;
   private fingerprints = new Map<string, string>();
+  private layout?: ReturnType<typeof endpointLayout>;
   private identities?: { cluster: ClusterModel; cidrKey: string; table: IdentityTable };
 
   constructor(private readonly opts: CompileOptions = {}) {}
@@ -403,16 +404,9 @@ export class PolicyCompiler {
     const errors: PolicyError[] = [];
     const warnings: PolicyError[] = [];
     const warned = new Set<string>();
-    const pods = cluster.pods
-      .map((p) => [`${p.namespace}/${p.name}`, p] as const)
-      .sort((a, b) => (a[0] < b[0] ? -1 : 1))
-      .map(([, p]) => p);
-    const podsOfIdentity = new Map<number, PodModel[]>();
-    for (const p of pods) {
-      const id = t.podIdentity.get(`${p.namespace}/${p.name}`)!;
-      if (!podsOfIdentity.has(id)) podsOfIdentity.set(id, []);
-      podsOfIdentity.get(id)!.push(p);
-    }
+    // Endpoint order (by ns/name) and the pods of each identity: kept with the identity table.
+    const layout = this.layout && this.layout.table === t ? this.layout : (this.layout = endpointLayout(cluster, t));
+    const { pods, names, podsOfIdentity } = layout;
     // Peer selections: selector peers from the selector cache, the others (entities, CIDRs, FQDNs) resolved
     // once per compile against the identity table; each carries a version that changes with its identities.
     const usedSelectors = new Set<string>();
@@ -483,10 +477,11 @@ export class PolicyCompiler {
     const numbered = new Set<MapStateEntry[]>();
     // An endpoint whose labels are not known yet carries reserved:init; the simulator places one per node.
     const initEndpoint: PodModel = { namespace: "", name: "", labels: {}, containerPorts: [] };
-    for (const pod of [...pods, initEndpoint]) {
+    for (let i = 0; i <= pods.length; i++) {
+      const isInit = i === pods.length;
+      const pod = isInit ? initEndpoint : pods[i]!;
       if (pod.hostNetwork) continue; // host endpoint: policy only with the host firewall, not modelled
-      const isInit = pod === initEndpoint;
-      const name = isInit ? INIT_ENDPOINT : `${pod.namespace}/${pod.name}`;
+      const name = isInit ? INIT_ENDPOINT : names[i]!;
       const identity = isInit ? ID_INIT : t.podIdentity.get(name)!;
       const selecting = selectingOf.get(identity) ?? [];
       // Ingress named ports resolve on the endpoint's own pod: then its ports are an input too.
@@ -570,6 +565,20 @@ export class PolicyCompiler {
       recomputedIdentities: recomputed,
     };
   }
+}
+
+/** The pods in endpoint order (by ns/name), their names, and the pods of each identity. */
+function endpointLayout(cluster: ClusterModel, t: IdentityTable) {
+  const sorted = cluster.pods.map((p) => [`${p.namespace}/${p.name}`, p] as const).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  const pods = sorted.map(([, p]) => p);
+  const names = sorted.map(([n]) => n);
+  const podsOfIdentity = new Map<number, PodModel[]>();
+  sorted.forEach(([n, p]) => {
+    const id = t.podIdentity.get(n)!;
+    if (!podsOfIdentity.has(id)) podsOfIdentity.set(id, []);
+    podsOfIdentity.get(id)!.push(p);
+  });
+  return { table: t, pods, names, podsOfIdentity };
 }
 
 /** Compiles the rules for every pod of the cluster (a fresh PolicyCompiler's first compile). */
