@@ -389,12 +389,13 @@ export class PolicyCompiler {
 
   constructor(private readonly opts: CompileOptions = {}) {}
 
-  compile(cluster: ClusterModel, rules: InternalRule[]): CompileResult {
+  /** `fqdn` (default: the constructor's) is the FQDN cache's state at this compile. */
+  compile(cluster: ClusterModel, rules: InternalRule[], fqdn: FqdnState | undefined = this.opts.fqdn): CompileResult {
     const opts = this.opts;
     const max = opts.policyMapMax ?? DEFAULT_POLICY_MAP_MAX;
     let nextProxy = opts.proxyPortBase ?? DEFAULT_PROXY_PORT_BASE;
     // The identity table depends only on the cluster and the prefixes the rules name: kept while both are.
-    const cidrs = collectCidrs(rules, cluster, opts.fqdn);
+    const cidrs = collectCidrs(rules, cluster, fqdn);
     const cidrKey = cidrs.join(",");
     const t = this.identities && this.identities.cluster === cluster && this.identities.cidrKey === cidrKey ? this.identities.table : allocateIdentities(cluster, cidrs, { labelFilter: opts.labelFilter, dualStack: opts.dualStack });
     this.identities = { cluster, cidrKey, table: t };
@@ -448,7 +449,7 @@ export class PolicyCompiler {
       if (rk === undefined) this.ruleKeys.set(content, (rk = this.ruleKeys.size + 1));
       const parts: string[] = [String(rk)];
       for (const r of ir.rules) {
-        const peers = expandPeers(r, cluster, opts.fqdn);
+        const peers = expandPeers(r, cluster, fqdn);
         expanded.set(r, peers);
         for (const p of peers) parts.push(resolve(p).version);
         if (r.requires.length) parts.push(`i${this.cache.identitiesVersion}`);
@@ -465,7 +466,7 @@ export class PolicyCompiler {
         else selectingOf.set(id, [ir]);
       }
     }
-    const ctx: TemplateContext = { cluster, t, fqdn: opts.fqdn, podsOfIdentity, expanded, resolve, max, allowLocalhost: opts.allowLocalhost ?? true };
+    const ctx: TemplateContext = { cluster, t, fqdn, podsOfIdentity, expanded, resolve, max, allowLocalhost: opts.allowLocalhost ?? true };
     const used = new Map<string, Template>();
     const recomputed = new Set<number>();
     const fingerprints = new Map<string, string>();
