@@ -184,8 +184,8 @@ export interface DesiredOptions extends BuildOptions {
  */
 export interface DesiredMemo {
   numbering: Numbering;
-  /** The manifests other than policies, the node, the endpoints and the build options, as text. */
-  inputs: string;
+  /** The manifests other than policies, the node, the endpoints and the build options. */
+  inputs: NonPolicyInputs;
   cluster: SimCluster;
   lb: LbModel;
   compiler: PolicyCompiler;
@@ -195,17 +195,41 @@ export interface DesiredMemo {
   policyOf: Map<string, [string, Entry][]>;
 }
 
-const objectText = new WeakMap<ManifestObject, string>();
-function textOf(o: ManifestObject): string {
-  let t = objectText.get(o);
-  if (t === undefined) objectText.set(o, (t = JSON.stringify([o.kind, o.apiVersion, o.metadata, o.raw])));
-  return t;
+/** Structural equality of two JSON-like values (manifest objects), without building text. */
+function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  return true;
 }
 
-function inputsText(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions): string {
-  const parts = [JSON.stringify([node, endpoints, opts.clusterName, opts.policyEnforcement, opts.pinned, opts.policyMapMax, numbering.eventsAll, numbering.traceSample])];
-  for (const o of objects) if (!POLICY_KIND_SET.has(o.kind)) parts.push(textOf(o));
-  return parts.join("\n");
+/** The inputs other than policies: the cluster is rebuilt only when they differ from the memo's. */
+interface NonPolicyInputs {
+  head: string;
+  objects: ManifestObject[];
+}
+
+function nonPolicyInputs(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions): NonPolicyInputs {
+  const head = JSON.stringify([node, endpoints, opts.clusterName, opts.policyEnforcement, opts.pinned, opts.policyMapMax, numbering.eventsAll, numbering.traceSample]);
+  return { head, objects: objects.filter((o) => !POLICY_KIND_SET.has(o.kind)) };
+}
+
+function sameInputs(a: NonPolicyInputs, b: NonPolicyInputs): boolean {
+  if (a.head !== b.head || a.objects.length !== b.objects.length) return false;
+  for (let i = 0; i < a.objects.length; i++) {
+    const x = a.objects[i]!;
+    const y = b.objects[i]!;
+    if (x !== y && !(x.kind === y.kind && x.apiVersion === y.apiVersion && jsonEqual(x.metadata, y.metadata) && jsonEqual(x.raw, y.raw))) return false;
+  }
+  return true;
 }
 
 const POLICY_KIND_SET = new Set<string>(POLICY_KINDS);
@@ -231,9 +255,9 @@ function encodePolicy(epId: number, compiled: EndpointPolicy, numbering: Pick<No
  * Policy are the previous state's (the same objects), and only the changed endpoints' entries are encoded.
  */
 export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions = {}): DesiredState {
-  const inputs = inputsText(objects, node, endpoints, numbering, opts);
+  const inputs = nonPolicyInputs(objects, node, endpoints, numbering, opts);
   const memo = opts.previous?.memo;
-  const reuse = memo && memo.numbering === numbering && memo.inputs === inputs ? memo : undefined;
+  const reuse = memo && memo.numbering === numbering && sameInputs(memo.inputs, inputs) ? memo : undefined;
   const cluster = reuse ? { ...reuse.cluster, policies: objects.filter((o) => POLICY_KIND_SET.has(o.kind)) } : buildCluster(nodeObjects(objects, node, endpoints), opts);
   const compiler = reuse?.compiler ?? new PolicyCompiler(opts.policyMapMax ? { policyMapMax: opts.policyMapMax } : {});
   const set = buildRules(cluster.policies, cluster.config.clusterName);

@@ -117,7 +117,7 @@ describe("computeDesired", () => {
     expect(ops.length).toBeGreaterThan(0);
     expect(new Set(ops.map((o) => `${o.map}:${MAP_SPECS.Policy.key.decode(o.key).epId}`))).toEqual(new Set(["Policy:2"]));
     // A full computation (the memo's inputs made not to match) gives the same bytes.
-    const full = computeDesired(objects, node, eps, n, { previous: { maps: a.maps, memo: { ...a.memo!, inputs: "" } } });
+    const full = computeDesired(objects, node, eps, n, { previous: { maps: a.maps, memo: { ...a.memo!, inputs: { head: "", objects: [] } } } });
     const bytes = (d: typeof a) => Object.fromEntries(Object.entries(d.maps).map(([m, c]) => [m, [...c].map(([k, e]) => [k, Buffer.from(e.value).toString("hex")]).sort()]));
     expect(bytes(b)).toEqual(bytes(full));
   });
