@@ -193,6 +193,33 @@ export interface DesiredMemo {
   policy: CompiledPolicy;
   /** Encoded Policy entries (hex key → entry) per local endpoint (ns/name). */
   policyOf: Map<string, [string, Entry][]>;
+  /** Each policy's translation by its text (only translations without problems or warnings, which name lines). */
+  translated: Map<string, RuleSet>;
+}
+
+/**
+ * buildRules over the policies, reusing the translation of a policy whose text is the same as at the
+ * previous compute (the rules carry no source positions; a policy with problems or warnings, whose messages
+ * do, is translated again). The result is buildRules' over all the policies: its parts concatenated in
+ * object order.
+ */
+function translatePolicies(policies: ManifestObject[], clusterName: string, previous: Map<string, RuleSet> | undefined): { set: RuleSet; translated: Map<string, RuleSet> } {
+  const set: RuleSet = { rules: [], problems: [], warnings: [], applied: [], refused: [] };
+  const translated = new Map<string, RuleSet>();
+  for (const o of policies) {
+    const text = JSON.stringify([clusterName, o.kind, o.apiVersion, o.metadata, o.raw]);
+    let one = previous?.get(text) ?? translated.get(text);
+    if (!one) {
+      one = buildRules([o], clusterName);
+      if (!one.problems.length && !one.warnings.length) translated.set(text, one);
+    } else translated.set(text, one);
+    set.rules.push(...one.rules);
+    set.problems.push(...one.problems);
+    set.warnings.push(...one.warnings);
+    set.applied.push(...one.applied);
+    set.refused.push(...one.refused);
+  }
+  return { set, translated };
 }
 
 /** Structural equality of two JSON-like values (manifest objects), without building text. */
@@ -260,7 +287,7 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
   const reuse = memo && memo.numbering === numbering && sameInputs(memo.inputs, inputs) ? memo : undefined;
   const cluster = reuse ? { ...reuse.cluster, policies: objects.filter((o) => POLICY_KIND_SET.has(o.kind)) } : buildCluster(nodeObjects(objects, node, endpoints), opts);
   const compiler = reuse?.compiler ?? new PolicyCompiler(opts.policyMapMax ? { policyMapMax: opts.policyMapMax } : {});
-  const set = buildRules(cluster.policies, cluster.config.clusterName);
+  const { set, translated } = translatePolicies(cluster.policies, cluster.config.clusterName, opts.previous?.memo?.translated);
   if (set.problems.length) throw set.problems[0];
   const { policy, changedEndpoints } = compiler.compile(cluster.model, set.rules, opts.fqdn);
   const { overflow, warnings } = compileOutcome(set, policy);
@@ -345,6 +372,6 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
     if (!local.has(l.endpoint)) continue;
     proxies.set(port, { ...l, rules: l.rules.map((r) => ({ ...r, identities: r.identities.map((id) => (id === 0 ? 0 : stable(id))) })) });
   }
-  const nextMemo: DesiredMemo = { numbering, inputs, cluster, lb, compiler, cookies, policy, policyOf };
+  const nextMemo: DesiredMemo = { numbering, inputs, cluster, lb, compiler, cookies, policy, policyOf, translated };
   return { cluster, policy, podIdentity, maps, overflow: over, warnings, proxies, memo: nextMemo };
 }

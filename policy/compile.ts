@@ -381,6 +381,9 @@ export class PolicyCompiler {
   private templates = new Map<string, Template>();
   private others = new Map<string, { ids: number[]; version: number }>();
   private ruleKeys = new Map<string, number>();
+  private nextRuleKey = 1;
+  /** Rule objects seen before (a caller may hand the same translated rules again; rules are not mutated). */
+  private ruleKeyOf = new WeakMap<InternalRule, number>();
   private nextVersion = 1;
   private nextSeq = 1;
   private fingerprints = new Map<string, string>();
@@ -442,11 +445,17 @@ export class PolicyCompiler {
     // What each rule contributes to a template's inputs: its content and the versions of its peers'
     // selections (after toServices/toFQDNs expansion) and of its requirements.
     const ruleSigs = new Map<InternalRule, string>();
+    const usedRuleKeys = new Set<number>();
     const expanded = new Map<PeerRule, Peer[]>();
     for (const ir of rules) {
-      const content = JSON.stringify(ir);
-      let rk = this.ruleKeys.get(content);
-      if (rk === undefined) this.ruleKeys.set(content, (rk = this.ruleKeys.size + 1));
+      let rk = this.ruleKeyOf.get(ir);
+      if (rk === undefined) {
+        const content = JSON.stringify(ir);
+        rk = this.ruleKeys.get(content);
+        if (rk === undefined) this.ruleKeys.set(content, (rk = this.nextRuleKey++));
+        this.ruleKeyOf.set(ir, rk);
+      }
+      usedRuleKeys.add(rk);
       const parts: string[] = [String(rk)];
       for (const r of ir.rules) {
         const peers = expandPeers(r, cluster, fqdn);
@@ -551,6 +560,8 @@ export class PolicyCompiler {
     this.templates = used;
     this.others = others;
     this.cache.retain(usedSelectors);
+    // Rule texts no longer in use are forgotten once they outnumber the live ones (a long-lived agent edits).
+    if (this.ruleKeys.size > 2 * usedRuleKeys.size + 64) for (const [k, v] of [...this.ruleKeys]) if (!usedRuleKeys.has(v)) this.ruleKeys.delete(k);
     return {
       policy: {
         cluster,
