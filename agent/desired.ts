@@ -189,6 +189,9 @@ export interface DesiredMemo {
   cluster: SimCluster;
   lb: LbModel;
   compiler: PolicyCompiler;
+  /** The compiler's generation when this state was computed: if it compiled since (a compute that then
+   * threw), its changed endpoints are not relative to this state and every endpoint is encoded again. */
+  generation: number;
   cookies: StableNumbers;
   policy: CompiledPolicy;
   /** Encoded Policy entries (hex key → entry) per local endpoint (ns/name). */
@@ -289,6 +292,7 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
   const compiler = reuse?.compiler ?? new PolicyCompiler(opts.policyMapMax ? { policyMapMax: opts.policyMapMax } : {});
   const { set, translated } = translatePolicies(cluster.policies, cluster.config.clusterName, opts.previous?.memo?.translated);
   if (set.problems.length) throw set.problems[0];
+  const trusted = reuse !== undefined && compiler.generation === reuse.generation;
   const { policy, changedEndpoints } = compiler.compile(cluster.model, set.rules, opts.fqdn);
   const { overflow, warnings } = compileOutcome(set, policy);
   const stable = numbering.identities.mapping(policy);
@@ -314,7 +318,7 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
       const compiled = policy.endpoints.get(p.key);
       if (!ep || !compiled) continue;
       const have = reuse.policyOf.get(p.key);
-      const entries = have && !changedEndpoints.has(p.key) ? have : encodePolicy(ep.epId, compiled, { identity: stable, cookie });
+      const entries = have && trusted && !changedEndpoints.has(p.key) ? have : encodePolicy(ep.epId, compiled, { identity: stable, cookie });
       policyOf.set(p.key, entries);
       for (const [k, e] of entries) contents.set(k, e);
     }
@@ -372,6 +376,6 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
     if (!local.has(l.endpoint)) continue;
     proxies.set(port, { ...l, rules: l.rules.map((r) => ({ ...r, identities: r.identities.map((id) => (id === 0 ? 0 : stable(id))) })) });
   }
-  const nextMemo: DesiredMemo = { numbering, inputs, cluster, lb, compiler, cookies, policy, policyOf, translated };
+  const nextMemo: DesiredMemo = { numbering, inputs, cluster, lb, compiler, generation: compiler.generation, cookies, policy, policyOf, translated };
   return { cluster, policy, podIdentity, maps, overflow: over, warnings, proxies, memo: nextMemo };
 }

@@ -390,11 +390,15 @@ export class PolicyCompiler {
   private layout?: ReturnType<typeof endpointLayout>;
   private identities?: { cluster: ClusterModel; cidrKey: string; table: IdentityTable };
 
+  /** Number of compiles done: `changedEndpoints` is relative to the compile before the latest. */
+  generation = 0;
+
   constructor(private readonly opts: CompileOptions = {}) {}
 
   /** `fqdn` (default: the constructor's) is the FQDN cache's state at this compile. */
   compile(cluster: ClusterModel, rules: InternalRule[], fqdn: FqdnState | undefined = this.opts.fqdn): CompileResult {
     const opts = this.opts;
+    this.generation++;
     const max = opts.policyMapMax ?? DEFAULT_POLICY_MAP_MAX;
     let nextProxy = opts.proxyPortBase ?? DEFAULT_PROXY_PORT_BASE;
     // The identity table depends only on the cluster and the prefixes the rules name: kept while both are.

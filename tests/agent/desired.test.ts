@@ -122,6 +122,27 @@ describe("computeDesired", () => {
     expect(bytes(b)).toEqual(bytes(full));
   });
 
+  it("after a compute that threw past the compile, the next one still equals a full recomputation", () => {
+    const n = numbering();
+    const eps: LocalEndpoint[] = [
+      { epId: 1, pod: "default/mmm", ip: "10.244.1.2", ifindex: 2 },
+      { epId: 2, pod: "default/zzz", ip: "10.244.1.3", ifindex: 3 },
+    ];
+    const l7 = (name: string, rules: string) => `apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: ${name}, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: mmm}}\n  ingress: [{toPorts: [{ports: [{port: "80", protocol: TCP}], rules: ${rules}}]}]\n---\n`;
+    const conflict = l7("h", "{http: [{method: GET}]}") + l7("k", "{kafka: [{topic: t}]}");
+    const base = pod("mmm", "mmm") + pod("zzz", "zzz");
+    const a = computeDesired(parseManifestText(base + policy, "a.yaml"), node, eps, n);
+    const changed = policy.replace("{matchLabels: {app: mmm}}]}]", '{matchLabels: {app: mmm}}], toPorts: [{ports: [{port: "443", protocol: TCP}]}]}]');
+    // zzz's policy changes here, and the L7 conflict on mmm refuses the whole input after the compile.
+    expect(() => computeDesired(parseManifestText(conflict + base + changed, "b.yaml"), node, eps, n, { previous: a })).toThrow();
+    const objects = parseManifestText(base + changed, "c.yaml");
+    const c = computeDesired(objects, node, eps, n, { previous: a });
+    const full = computeDesired(objects, node, eps, n, { previous: { maps: a.maps, memo: { ...a.memo!, inputs: { head: "", objects: [] } } } });
+    const bytes = (d: typeof a) => Object.fromEntries(Object.entries(d.maps).map(([m, x]) => [m, [...x].map(([k, e]) => [k, Buffer.from(e.value).toString("hex")]).sort()]));
+    expect(bytes(c)).toEqual(bytes(full));
+    expect(bytes(c)).not.toEqual(bytes(a));
+  });
+
   it("throws on invalid input (the agent then keeps its running state)", () => {
     const bad = `apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {endpointSelector: {matchLabels: {app: x}}, ingress: [{fromEndpoints: 7}]}\n`;
     expect(() => desired(bad, [], numbering())).toThrow();
