@@ -120,6 +120,8 @@ export class Agent {
   readonly ipam: Ipam;
   private nextEpId = 1;
   private lastDesired?: DesiredState;
+  /** The last apply wrote every operation (its maps then hold exactly lastDesired). */
+  private lastApplyClean = false;
   /** The last objects that compiled; kept when new input is bad. */
   private lastGoodObjects?: ManifestObject[];
   readonly events: AgentEvents = {};
@@ -338,11 +340,16 @@ export class Agent {
   private apply(desired: DesiredState): ApplyResult {
     for (const e of desired.overflow) this.log("error", `${e.message}; the endpoint keeps its last good policy`);
     for (const w of desired.warnings) this.log("warn", w.message);
+    // A map whose desired contents are the very ones last written without a failure (computeDesired reuses
+    // them when only policies changed) is neither read back nor diffed; every other map is read from the
+    // kernel and diffed, which also repairs anything changed behind the agent's back.
     const current: Partial<Record<ManagedMap, MapContents>> = {};
-    for (const m of MANAGED_MAPS) current[m] = readContents(this.rawMap(m));
+    const last = this.lastApplyClean ? this.lastDesired : undefined;
+    for (const m of MANAGED_MAPS) current[m] = last && last.maps[m] === desired.maps[m] ? desired.maps[m] : readContents(this.rawMap(m));
     const ops = planReconcile(current, desired.maps);
     const res = applyPlan((m) => this.rawMap(m), ops);
     this.lastDesired = desired;
+    this.lastApplyClean = res.failed.length === 0;
     return res;
   }
 

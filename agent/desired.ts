@@ -15,10 +15,22 @@ import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
 import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluster.ts";
-import { desiredMaps, frontendKey, MANAGED_MAPS, type ManagedMap } from "../node/desired.ts";
-import { backendKey, buildLbModel } from "../node/services.ts";
-import { buildRules, compilePolicy, PolicyBudgetError, type CompiledPolicy, type PolicyError, type ManifestObject, type ProxyListener, type FqdnState } from "../policy/index.ts";
-import type { StableIdentities, StableNumbers } from "./identities.ts";
+import { desiredMaps, endpointPolicyEntries, frontendKey, localPods, MANAGED_MAPS, type ManagedMap, type Numbering as NodeNumbering } from "../node/desired.ts";
+import { backendKey, buildLbModel, type LbModel } from "../node/services.ts";
+import {
+  buildRules,
+  PolicyBudgetError,
+  PolicyCompiler,
+  POLICY_KINDS,
+  type CompiledPolicy,
+  type EndpointPolicy,
+  type PolicyError,
+  type ManifestObject,
+  type ProxyListener,
+  type FqdnState,
+  type RuleSet,
+} from "../policy/index.ts";
+import { StableNumbers, type StableIdentities } from "./identities.ts";
 
 export { MANAGED_MAPS, type ManagedMap };
 
@@ -72,6 +84,8 @@ export interface DesiredState {
    */
   proxies: Map<number, ProxyListener>;
   maps: Record<ManagedMap, MapContents>;
+  /** What the next computeDesired reuses (pass this state as `previous`). */
+  memo?: DesiredMemo;
 }
 
 export const WORKLOAD_KINDS = new Set(["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"]);
@@ -141,20 +155,12 @@ export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints
   return out;
 }
 
-/**
- * The cluster's policies compiled with policy/ (as the simulator compiles them), except that an endpoint
- * over the policy-map budget is not an error for the whole node: it is returned in `overflow` and keeps its
- * last good entries (issue #6 item 8; Cilium likewise leaves an endpoint whose regeneration fails on its old
- * policy). Throws the first problem of a refused policy.
- */
-function compileForNode(c: SimCluster, policyMapMax?: number, fqdn?: FqdnState): { policy: CompiledPolicy; overflow: PolicyBudgetError[]; warnings: PolicyError[] } {
-  const set = buildRules(c.policies, c.config.clusterName, { nodeSelectorLabels: c.config.nodeSelectorLabels, extendedIPProtocols: c.config.enableExtendedIPProtocols });
-  if (set.problems.length) throw set.problems[0];
-  const policy = compilePolicy(c.model, set.rules, { ...(policyMapMax ? { policyMapMax } : {}), ...(fqdn ? { fqdn } : {}) });
+/** Splits a compile's errors: budget overflows are per endpoint; any other error refuses the whole input. */
+function compileOutcome(set: RuleSet, policy: CompiledPolicy): { overflow: PolicyBudgetError[]; warnings: PolicyError[] } {
   const overflow = policy.errors.filter((e): e is PolicyBudgetError => e instanceof PolicyBudgetError);
   const other = policy.errors.find((e) => !(e instanceof PolicyBudgetError));
   if (other) throw other;
-  return { policy, overflow, warnings: [...set.warnings, ...policy.warnings] };
+  return { overflow, warnings: [...set.warnings, ...policy.warnings] };
 }
 
 export interface DesiredOptions extends BuildOptions {
@@ -162,58 +168,208 @@ export interface DesiredOptions extends BuildOptions {
   policyMapMax?: number;
   /** What the node's DNS proxy learned (FqdnCache.state): toFQDNs selects these addresses. */
   fqdn?: FqdnState;
-  /** The previous desired state: an endpoint over budget keeps its entries from there. */
-  previous?: { maps: Pick<Record<ManagedMap, MapContents>, "Policy"> };
+  /**
+   * The previous desired state: an endpoint over budget keeps its entries from there; and when it carries
+   * its memo (a DesiredState computed here), work that the change does not touch is reused.
+   */
+  previous?: { maps: Pick<Record<ManagedMap, MapContents>, "Policy">; memo?: DesiredMemo };
+}
+
+/**
+ * What one computeDesired keeps for the next: the cluster built from everything but the policies (with
+ * the text it was built from), the policy compiler with its selector cache and per-identity policies, the
+ * stable cookies, and each local endpoint's encoded Policy entries. A policy change then costs the
+ * compiler's incremental work plus the encoding of the endpoints whose policy changed (Cilium likewise
+ * regenerates only the endpoints a policy change selects, pkg/endpoint/policy.go).
+ */
+export interface DesiredMemo {
+  numbering: Numbering;
+  /** The manifests other than policies, the node, the endpoints and the build options. */
+  inputs: NonPolicyInputs;
+  cluster: SimCluster;
+  lb: LbModel;
+  compiler: PolicyCompiler;
+  /** The compiler's generation when this state was computed: if it compiled since (a compute that then
+   * threw), its changed endpoints are not relative to this state and every endpoint is encoded again. */
+  generation: number;
+  cookies: StableNumbers;
+  policy: CompiledPolicy;
+  /** Encoded Policy entries (hex key → entry) per local endpoint (ns/name). */
+  policyOf: Map<string, [string, Entry][]>;
+  /** Each policy's translation by its text (only translations without problems or warnings, which name lines). */
+  translated: Map<string, RuleSet>;
+}
+
+/**
+ * buildRules over the policies, reusing the translation of a policy whose text is the same as at the
+ * previous compute (the rules carry no source positions; a policy with problems or warnings, whose messages
+ * do, is translated again). The result is buildRules' over all the policies: its parts concatenated in
+ * object order.
+ */
+function translatePolicies(policies: ManifestObject[], config: SimCluster["config"], previous: Map<string, RuleSet> | undefined): { set: RuleSet; translated: Map<string, RuleSet> } {
+  const { clusterName } = config;
+  const options = { nodeSelectorLabels: config.nodeSelectorLabels, extendedIPProtocols: config.enableExtendedIPProtocols };
+  const set: RuleSet = { rules: [], problems: [], warnings: [], applied: [], refused: [] };
+  const translated = new Map<string, RuleSet>();
+  for (const o of policies) {
+    const text = JSON.stringify([clusterName, options, o.kind, o.apiVersion, o.metadata, o.raw]);
+    let one = previous?.get(text) ?? translated.get(text);
+    if (!one) {
+      one = buildRules([o], clusterName, options);
+      if (!one.problems.length && !one.warnings.length) translated.set(text, one);
+    } else translated.set(text, one);
+    set.rules.push(...one.rules);
+    set.problems.push(...one.problems);
+    set.warnings.push(...one.warnings);
+    set.applied.push(...one.applied);
+    set.refused.push(...one.refused);
+  }
+  return { set, translated };
+}
+
+/** Structural equality of two JSON-like values (manifest objects), without building text. */
+function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  return true;
+}
+
+/** The inputs other than policies: the cluster is rebuilt only when they differ from the memo's. */
+interface NonPolicyInputs {
+  head: string;
+  objects: ManifestObject[];
+}
+
+function nonPolicyInputs(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions): NonPolicyInputs {
+  const head = JSON.stringify([node, endpoints, opts.clusterName, opts.policyEnforcement, opts.pinned, opts.policyMapMax, numbering.eventsAll, numbering.traceSample]);
+  return { head, objects: objects.filter((o) => !POLICY_KIND_SET.has(o.kind)) };
+}
+
+function sameInputs(a: NonPolicyInputs, b: NonPolicyInputs): boolean {
+  if (a.head !== b.head || a.objects.length !== b.objects.length) return false;
+  for (let i = 0; i < a.objects.length; i++) {
+    const x = a.objects[i]!;
+    const y = b.objects[i]!;
+    if (x !== y && !(x.kind === y.kind && x.apiVersion === y.apiVersion && jsonEqual(x.metadata, y.metadata) && jsonEqual(x.raw, y.raw))) return false;
+  }
+  return true;
+}
+
+const POLICY_KIND_SET = new Set<string>(POLICY_KINDS);
+
+/** Sorted provenance text of a cookie: what a stable cookie is allocated for. */
+function cookieKey(policy: CompiledPolicy, c: number): string {
+  return JSON.stringify(policy.provenance.get(c) ?? []);
+}
+
+function encodePolicy(epId: number, compiled: EndpointPolicy, numbering: Pick<NodeNumbering, "identity" | "cookie">): [string, Entry][] {
+  const spec = MAP_SPECS.Policy as MapSpec;
+  return endpointPolicyEntries(epId, compiled, numbering).map((e) => {
+    const key = spec.key.encode(e.key);
+    return [hex(key), { key, value: spec.value.encode(e.value) }];
+  });
 }
 
 /**
  * Computes the desired map contents for this node. Throws what buildCluster / policy compilation throw
- * (SimError, ManifestError) on bad input; the caller keeps the running state then.
+ * (SimError, ManifestError) on bad input; the caller keeps the running state then. With `opts.previous`
+ * from this function and only policies changed (the other manifests, the node, the endpoints and the
+ * options the same), the cluster is not rebuilt, the policy is compiled incrementally, the maps other than
+ * Policy are the previous state's (the same objects), and only the changed endpoints' entries are encoded.
  */
 export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions = {}): DesiredState {
-  const cluster = buildCluster(nodeObjects(objects, node, endpoints), opts);
-  const { policy, overflow, warnings } = compileForNode(cluster, opts.policyMapMax, opts.fqdn);
+  const inputs = nonPolicyInputs(objects, node, endpoints, numbering, opts);
+  const memo = opts.previous?.memo;
+  const reuse = memo && memo.numbering === numbering && sameInputs(memo.inputs, inputs) ? memo : undefined;
+  const cluster = reuse ? { ...reuse.cluster, policies: objects.filter((o) => POLICY_KIND_SET.has(o.kind)) } : buildCluster(nodeObjects(objects, node, endpoints), opts);
+  const compiler = reuse?.compiler ?? new PolicyCompiler(opts.policyMapMax ? { policyMapMax: opts.policyMapMax } : {});
+  const { set, translated } = translatePolicies(cluster.policies, cluster.config, opts.previous?.memo?.translated);
+  if (set.problems.length) throw set.problems[0];
+  const trusted = reuse !== undefined && compiler.generation === reuse.generation;
+  const { policy, changedEndpoints } = compiler.compile(cluster.model, set.rules, opts.fqdn);
+  const { overflow, warnings } = compileOutcome(set, policy);
   const stable = numbering.identities.mapping(policy);
-  const lb = buildLbModel(cluster);
-  // Rule 2 for services: backend ids by address, reverse-NAT indexes by frontend; allocated in model order
-  // so a fresh agent numbers them as the simulator does, then anything no longer used is released.
-  for (const b of lb.backendById.values()) numbering.backends.get(backendKey(b));
-  for (const f of lb.frontends) numbering.revNat.get(frontendKey(f));
-  numbering.backends.retain(new Set([...lb.backendById.values()].map(backendKey)));
-  numbering.revNat.retain(new Set(lb.frontends.map(frontendKey)));
+  // Cookies: stable by provenance, allocated in the compiled numbering's order so that a fresh agent numbers
+  // them as the simulator does; those no longer in use are released.
+  const cookies = opts.previous?.memo?.numbering === numbering ? opts.previous.memo.cookies : new StableNumbers(1, 0xffffffff);
+  const cookieOf = new Map<number, number>();
+  for (const c of policy.provenance.keys()) cookieOf.set(c, cookies.get(cookieKey(policy, c)));
+  cookies.retain(new Set([...policy.provenance.keys()].map((c) => cookieKey(policy, c))));
+  const cookie = (c: number) => cookieOf.get(c) ?? c;
   const byPod = new Map(endpoints.map((e) => [e.pod, e]));
-  const entries = desiredMaps(
-    cluster,
-    policy,
-    lb,
-    node.name,
-    {
+  const local = new Map(endpoints.map((e) => [e.pod, e.epId]));
+  let maps: Record<ManagedMap, MapContents>;
+  let lb: LbModel;
+  const policyOf = new Map<string, [string, Entry][]>();
+  if (reuse && policy.identities === reuse.policy.identities) {
+    // Only policies changed and the identities are the same: every map but Policy is as before.
+    lb = reuse.lb;
+    maps = { ...(opts.previous as { maps: Record<ManagedMap, MapContents> }).maps };
+    const contents: MapContents = new Map();
+    for (const p of localPods(cluster, node.name)) {
+      const ep = byPod.get(p.key);
+      const compiled = policy.endpoints.get(p.key);
+      if (!ep || !compiled) continue;
+      const have = reuse.policyOf.get(p.key);
+      const entries = have && trusted && !changedEndpoints.has(p.key) ? have : encodePolicy(ep.epId, compiled, { identity: stable, cookie });
+      policyOf.set(p.key, entries);
+      for (const [k, e] of entries) contents.set(k, e);
+    }
+    maps.Policy = contents;
+  } else {
+    lb = buildLbModel(cluster);
+    // Rule 2 for services: backend ids by address, reverse-NAT indexes by frontend; allocated in model order
+    // so a fresh agent numbers them as the simulator does, then anything no longer used is released.
+    for (const b of lb.backendById.values()) numbering.backends.get(backendKey(b));
+    for (const f of lb.frontends) numbering.revNat.get(frontendKey(f));
+    numbering.backends.retain(new Set([...lb.backendById.values()].map(backendKey)));
+    numbering.revNat.retain(new Set(lb.frontends.map(frontendKey)));
+    const nodeNumbering: NodeNumbering = {
       endpoint: (p) => byPod.get(p.key),
       identity: stable,
       backend: (b) => numbering.backends.get(backendKey(b)),
       revNat: (f) => numbering.revNat.get(frontendKey(f)),
-    },
-    wasmMaglevBuilder,
-    { events: true, eventsAll: numbering.eventsAll, traceSampleRate: numbering.traceSample },
-  );
-  const maps = {} as Record<ManagedMap, MapContents>;
-  for (const name of MANAGED_MAPS) {
-    const spec = MAP_SPECS[name] as MapSpec;
-    const contents: MapContents = new Map();
-    for (const e of entries[name]) {
-      const key = spec.key.encode(e.key);
-      contents.set(hex(key), { key, value: spec.value.encode(e.value) });
+      cookie,
+    };
+    const entries = desiredMaps(cluster, policy, lb, node.name, nodeNumbering, wasmMaglevBuilder, { events: true, eventsAll: numbering.eventsAll, traceSampleRate: numbering.traceSample });
+    maps = {} as Record<ManagedMap, MapContents>;
+    for (const name of MANAGED_MAPS) {
+      const spec = MAP_SPECS[name] as MapSpec;
+      const contents: MapContents = new Map();
+      if (name === "Policy") {
+        for (const p of localPods(cluster, node.name)) {
+          const ep = byPod.get(p.key);
+          const compiled = policy.endpoints.get(p.key);
+          if (!ep || !compiled) continue;
+          const list = encodePolicy(ep.epId, compiled, nodeNumbering);
+          policyOf.set(p.key, list);
+          for (const [k, e] of list) contents.set(k, e);
+        }
+      } else
+        for (const e of entries[name]) {
+          const key = spec.key.encode(e.key);
+          contents.set(hex(key), { key, value: spec.value.encode(e.value) });
+        }
+      maps[name] = contents;
     }
-    maps[name] = contents;
   }
   // Over-budget local endpoints: their entries from the previous state, or none (nothing allowed yet).
-  const local = new Map(endpoints.map((e) => [e.pod, e.epId]));
   const over = overflow.filter((e) => local.has(e.endpoint));
   for (const e of over) {
     const epId = local.get(e.endpoint)!;
     const ofEp = (c: MapContents) => [...c].filter(([, v]) => MAP_SPECS.Policy.key.decode(v.key).epId === epId);
     for (const [k] of ofEp(maps.Policy)) maps.Policy.delete(k);
     if (opts.previous) for (const [k, v] of ofEp(opts.previous.maps.Policy)) maps.Policy.set(k, v);
+    policyOf.delete(e.endpoint); // never reused: recomputed (and checked against the budget) next time
   }
   const podIdentity = new Map<string, number>();
   for (const p of cluster.pods) podIdentity.set(p.key, stable(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD));
@@ -222,5 +378,6 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
     if (!local.has(l.endpoint)) continue;
     proxies.set(port, { ...l, rules: l.rules.map((r) => ({ ...r, identities: r.identities.map((id) => (id === 0 ? 0 : stable(id))) })) });
   }
-  return { cluster, policy, podIdentity, maps, overflow: over, warnings, proxies };
+  const nextMemo: DesiredMemo = { numbering, inputs, cluster, lb, compiler, generation: compiler.generation, cookies, policy, policyOf, translated };
+  return { cluster, policy, podIdentity, maps, overflow: over, warnings, proxies, memo: nextMemo };
 }

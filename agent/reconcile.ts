@@ -74,6 +74,7 @@ export function planReconcile(current: Partial<Record<ManagedMap, MapContents>>,
   for (const map of MANAGED_MAPS) {
     const cur = current[map] ?? new Map<string, Entry>();
     const want = desired[map];
+    if (cur === want) continue; // the same contents object: nothing to diff (an incremental computeDesired reuses unchanged maps)
     let w: Op[] = [];
     for (const [k, e] of want) {
       const have = cur.get(k);

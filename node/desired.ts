@@ -22,7 +22,7 @@ import { familyOf, ipcacheKey } from "../host/ipcache.ts";
 import { maglevHashString, maglevSeeds } from "../host/maglev.ts";
 import { protoNumber } from "../host/protocols.ts";
 import type { MaglevBuilder } from "../host/wasm-core.ts";
-import { encodeEntries, nodeIdentityOn, type CompiledPolicy } from "../policy/index.ts";
+import { encodeEntries, nodeIdentityOn, type CompiledPolicy, type EndpointPolicy } from "../policy/index.ts";
 import type { SimBackend, SimCluster, SimPod } from "./cluster.ts";
 import { backendKey, frontendBackends, type Frontend, type LbModel } from "./services.ts";
 
@@ -71,6 +71,17 @@ export interface Numbering {
   identity(id: number): number;
   backend(b: SimBackend): number;
   revNat(f: Frontend): number;
+  /** The cookie written for one of the compiled policy's cookies (default: as compiled). The agent keeps
+   * them stable by provenance, so one policy change does not renumber the entries of other policies. */
+  cookie?(c: number): number;
+}
+
+/** The Policy map entries of one local endpoint (desiredMaps' Policy part, for one endpoint). */
+export function endpointPolicyEntries(epId: number, compiled: EndpointPolicy, numbering: Pick<Numbering, "identity" | "cookie">): DesiredMaps["Policy"] {
+  return encodeEntries(epId, compiled.entries).map(({ key, value }) => ({
+    key: { ...key, secLabel: numbering.identity(key.secLabel) },
+    value: numbering.cookie ? { ...value, cookie: numbering.cookie(value.cookie) } : value,
+  }));
 }
 
 export interface DesiredOptions {
@@ -170,7 +181,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
     });
     const compiled = policy.endpoints.get(p.key);
     if (!compiled) continue;
-    for (const { key, value } of encodeEntries(ep.epId, compiled.entries)) out.Policy.push({ key: { ...key, secLabel: numbering.identity(key.secLabel) }, value });
+    out.Policy.push(...endpointPolicyEntries(ep.epId, compiled, numbering));
   }
   // The proxy ports of the local endpoints' policy (SIMULATED_MAPS).
   for (const l of policy.proxies.values()) {

@@ -24,9 +24,10 @@ import { PolicyBudgetError, PolicyError, PolicyL7ConflictError } from "./errors.
 import type { FqdnState } from "./fqdn-cache.ts";
 import { dnsSelectorMatches, dnsSelectorText } from "./l7/dns.ts";
 import { allocateIdentities, ENTITY_IDENTITY, LOCAL_IDENTITY_SCOPE, type IdentityTable } from "./identity.ts";
-import { LABEL_CLUSTER } from "./labels.ts";
+import { LABEL_CLUSTER, labelString } from "./labels.ts";
 import { portInPrefix, portRangeToPrefixes, PROTO_NUMBERS } from "./ports.ts";
 import { selectorMatches, selectorText } from "./selector.ts";
+import { SelectorCache, selectorKey } from "./selector-cache.ts";
 import type {
   ClusterModel,
   Direction,
@@ -335,218 +336,439 @@ function collectCidrs(rules: InternalRule[], cluster: ClusterModel, fqdn: FqdnSt
   return out;
 }
 
-/** Compiles the rules for every pod of the cluster. */
-export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts: CompileOptions = {}): CompiledPolicy {
-  const max = opts.policyMapMax ?? DEFAULT_POLICY_MAP_MAX;
-  let nextProxy = opts.proxyPortBase ?? DEFAULT_PROXY_PORT_BASE;
-  const t = allocateIdentities(cluster, collectCidrs(rules, cluster, opts.fqdn), { labelFilter: opts.labelFilter, dualStack: opts.dualStack });
-  const endpoints = new Map<string, EndpointPolicy>();
-  const proxies = new Map<number, ProxyListener>();
-  const errors: PolicyError[] = [];
-  const warnings: PolicyError[] = [];
-  const pods = [...cluster.pods].sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+/** One identity's computed policy, shared by the endpoints of that identity (and, across compiles, kept
+ * while nothing it depends on changed). What differs per endpoint is filled in when it is handed out: the
+ * proxy ports (numbered per endpoint in endpoint order) and the endpoint's name in errors and listeners. */
+interface Template {
+  /** Unique per computation: an endpoint whose template (and proxy base and cookies) is the same as at the
+   * previous compile has the same entries. */
+  seq: number;
+  /** What the template was computed from (rule contents, selection versions, global inputs). */
+  sig: string;
+  enforced: { ingress: boolean; egress: boolean };
+  /** Sorted; proxyPort holds the listener's index + 1 (0: no redirect); provenance already sorted. */
+  entries: MapStateEntry[];
+  /** Provenance signature of each entry (the cookie's key). */
+  sigs: string[];
+  listeners: Omit<ProxyListener, "proxyPort" | "endpoint">[];
+  conflicts: { direction: Direction; port: string; kinds: { kind: string; policies: string[] }[] }[];
+  budget?: { entries: number; policies: { policy: string; entries: number }[] };
+  warnings: PolicyError[];
+}
+
+export interface CompileResult {
+  policy: CompiledPolicy;
+  /** Endpoints ("ns/name", or INIT_ENDPOINT) whose policy may differ from the previous compile of this
+   * compiler (added, removed, or new entries, proxy ports or cookies); every endpoint on the first compile. */
+  changedEndpoints: Set<string>;
+  /** Identities whose policy was computed in this compile rather than reused. */
+  recomputedIdentities: Set<number>;
+}
+
+function peerKey(p: Peer): string {
+  return JSON.stringify(p);
+}
+
+/**
+ * A policy compiler that keeps its work between compiles: the selector cache (selector-cache.ts), the
+ * policy computed per identity, and what each was computed from. `compile` returns exactly what a fresh
+ * compilePolicy returns for the same input (the property test in compile-incremental.test.ts checks it
+ * after random sequences of changes), but recomputes only the identities whose selecting rules, peer
+ * selections or global inputs changed; endpoints of one identity share one computation. Mirrors how
+ * Cilium's agent regenerates only the endpoints a policy change selects (pkg/policy/distillery.go,
+ * pkg/endpoint/policy.go). Not safe to share between concurrent callers; one compiler per consumer.
+ */
+export class PolicyCompiler {
+  private cache = new SelectorCache();
+  private templates = new Map<string, Template>();
+  private others = new Map<string, { ids: number[]; version: number }>();
+  private ruleKeys = new Map<string, number>();
+  private nextRuleKey = 1;
+  /** Rule objects seen before (a caller may hand the same translated rules again; rules are not mutated). */
+  private ruleKeyOf = new WeakMap<InternalRule, number>();
+  private nextVersion = 1;
+  private nextSeq = 1;
+  private fingerprints = new Map<string, string>();
+  private layout?: ReturnType<typeof endpointLayout>;
+  private identities?: { cluster: ClusterModel; cidrKey: string; table: IdentityTable };
+
+  /** Number of compiles done: `changedEndpoints` is relative to the compile before the latest. */
+  generation = 0;
+
+  constructor(private readonly opts: CompileOptions = {}) {}
+
+  /** `fqdn` (default: the constructor's) is the FQDN cache's state at this compile. */
+  compile(cluster: ClusterModel, rules: InternalRule[], fqdn: FqdnState | undefined = this.opts.fqdn): CompileResult {
+    const opts = this.opts;
+    this.generation++;
+    const max = opts.policyMapMax ?? DEFAULT_POLICY_MAP_MAX;
+    let nextProxy = opts.proxyPortBase ?? DEFAULT_PROXY_PORT_BASE;
+    // The identity table depends only on the cluster and the prefixes the rules name: kept while both are.
+    const cidrs = collectCidrs(rules, cluster, fqdn);
+    const cidrKey = cidrs.join(",");
+    const t = this.identities && this.identities.cluster === cluster && this.identities.cidrKey === cidrKey ? this.identities.table : allocateIdentities(cluster, cidrs, { labelFilter: opts.labelFilter, dualStack: opts.dualStack });
+    this.identities = { cluster, cidrKey, table: t };
+    this.cache.sync(t.all);
+    const endpoints = new Map<string, EndpointPolicy>();
+    const proxies = new Map<number, ProxyListener>();
+    const errors: PolicyError[] = [];
+    const warnings: PolicyError[] = [];
+    const warned = new Set<string>();
+    // Endpoint order (by ns/name) and the pods of each identity: kept with the identity table.
+    const layout = this.layout && this.layout.table === t ? this.layout : (this.layout = endpointLayout(cluster, t));
+    const { pods, names, podsOfIdentity } = layout;
+    // Peer selections: selector peers from the selector cache, the others (entities, CIDRs, FQDNs) resolved
+    // once per compile against the identity table; each carries a version that changes with its identities.
+    const usedSelectors = new Set<string>();
+    const others = new Map<string, { ids: number[]; version: number }>();
+    const resolve = (peer: Peer): { ids: number[]; version: string } => {
+      if (peer.type === "selector") {
+        const s = this.cache.select(peer.selector);
+        usedSelectors.add(selectorKey(peer.selector));
+        return { ids: s.ids, version: `s${s.version}` };
+      }
+      const k = peerKey(peer);
+      let o = others.get(k);
+      if (!o) {
+        const ids = peerIdentities(peer, t, cluster.clusterName);
+        const before = this.others.get(k);
+        o = before && before.ids.length === ids.length && before.ids.every((x, i) => x === ids[i]) ? before : { ids, version: this.nextVersion++ };
+        others.set(k, o);
+      }
+      return { ids: o.ids, version: `o${o.version}` };
+    };
+    // Egress named ports resolve against the pods of each peer identity: with such a rule, the pods'
+    // ports are an input of every identity's policy.
+    const namedEgress = rules.some((ir) => ir.rules.some((r) => r.direction === "egress" && r.ports?.some((p) => typeof p.port === "string")));
+    const epoch = JSON.stringify([
+      cluster.policyEnforcement,
+      cluster.clusterName,
+      max,
+      opts.allowLocalhost ?? true,
+      t.dualStack,
+      namedEgress ? [...podsOfIdentity].map(([id, ps]) => [id, ps.map((p) => p.containerPorts)]) : 0,
+    ]);
+    // What each rule contributes to a template's inputs: its content and the versions of its peers'
+    // selections (after toServices/toFQDNs expansion) and of its requirements.
+    const ruleSigs = new Map<InternalRule, string>();
+    const usedRuleKeys = new Set<number>();
+    const expanded = new Map<PeerRule, Peer[]>();
+    for (const ir of rules) {
+      let rk = this.ruleKeyOf.get(ir);
+      if (rk === undefined) {
+        const content = JSON.stringify(ir);
+        rk = this.ruleKeys.get(content);
+        if (rk === undefined) this.ruleKeys.set(content, (rk = this.nextRuleKey++));
+        this.ruleKeyOf.set(ir, rk);
+      }
+      usedRuleKeys.add(rk);
+      const parts: string[] = [String(rk)];
+      for (const r of ir.rules) {
+        const peers = expandPeers(r, cluster, fqdn);
+        expanded.set(r, peers);
+        for (const p of peers) parts.push(resolve(p).version);
+        if (r.requires.length) parts.push(`i${this.cache.identitiesVersion}`);
+      }
+      ruleSigs.set(ir, parts.join(","));
+    }
+    // Rules selecting each identity, in rule order, from the subjects' selections.
+    const selectingOf = new Map<number, InternalRule[]>();
+    for (const ir of rules) {
+      usedSelectors.add(selectorKey(ir.subject));
+      for (const id of this.cache.select(ir.subject).ids) {
+        const l = selectingOf.get(id);
+        if (l) l.push(ir);
+        else selectingOf.set(id, [ir]);
+      }
+    }
+    const ctx: TemplateContext = { cluster, t, fqdn, podsOfIdentity, expanded, resolve, max, allowLocalhost: opts.allowLocalhost ?? true };
+    const used = new Map<string, Template>();
+    const recomputed = new Set<number>();
+    const fingerprints = new Map<string, string>();
+    const changed = new Set<string>();
+    const ofEndpoint: Template[] = [];
+    const proxyBase = new Map<string, number>();
+    const needsPodOf = new Map<number, boolean>();
+    const shared = new Map<Template, MapStateEntry[]>();
+    const numbered = new Set<MapStateEntry[]>();
+    // An endpoint whose labels are not known yet carries reserved:init; the simulator places one per node.
+    const initEndpoint: PodModel = { namespace: "", name: "", labels: {}, containerPorts: [] };
+    for (let i = 0; i <= pods.length; i++) {
+      const isInit = i === pods.length;
+      const pod = isInit ? initEndpoint : pods[i]!;
+      if (pod.hostNetwork) continue; // host endpoint: policy only with the host firewall, not modelled
+      const name = isInit ? INIT_ENDPOINT : names[i]!;
+      const identity = isInit ? ID_INIT : t.podIdentity.get(name)!;
+      const selecting = selectingOf.get(identity) ?? [];
+      // Ingress named ports resolve on the endpoint's own pod: then its ports are an input too.
+      let byPod = needsPodOf.get(identity);
+      if (byPod === undefined) needsPodOf.set(identity, (byPod = selecting.some((ir) => ir.rules.some((r) => r.direction === "ingress" && r.ports?.some((p) => typeof p.port === "string")))));
+      const podPorts = byPod ? JSON.stringify(pod.containerPorts) : "";
+      const tkey = `${identity}|${isInit ? 1 : 0}|${podPorts}`;
+      let tmpl = used.get(tkey);
+      if (!tmpl) {
+        const labels = t.byId.get(identity)!.labels;
+        const sig = `${epoch}|${labels.map(labelString).join(",")}|${selecting.map((ir) => ruleSigs.get(ir)).join(";")}`;
+        tmpl = this.templates.get(tkey);
+        if (!tmpl || tmpl.sig !== sig) {
+          tmpl = computeTemplate(ctx, pod, isInit, identity, selecting, sig, this.nextSeq++);
+          recomputed.add(identity);
+        }
+        used.set(tkey, tmpl);
+      }
+      const base = nextProxy;
+      nextProxy += tmpl.listeners.length;
+      if (tmpl.listeners.length) proxyBase.set(name, base);
+      tmpl.listeners.forEach((l, i) => proxies.set(base + i, { ...l, proxyPort: base + i, endpoint: name, rules: l.rules.map((r) => ({ ...r, identities: [...r.identities] })) }));
+      for (const c of tmpl.conflicts) errors.push(new PolicyL7ConflictError(name, c.direction, c.port, c.kinds));
+      for (const w of tmpl.warnings)
+        if (!warned.has(w.message)) {
+          warned.add(w.message);
+          warnings.push(w);
+        }
+      if (tmpl.budget) errors.push(new PolicyBudgetError(name, tmpl.budget.entries, max, tmpl.budget.policies));
+      // Endpoints of one template without redirects have equal entries: one array serves them all.
+      let entries = tmpl.listeners.length ? undefined : shared.get(tmpl);
+      if (!entries) {
+        entries = tmpl.entries.map((e) => ({ key: { ...e.key }, deny: e.deny, proxyPort: e.proxyPort ? base + e.proxyPort - 1 : 0, proxyPortPriority: e.proxyPortPriority, provenance: e.provenance, cookie: 0 }));
+        if (!tmpl.listeners.length) shared.set(tmpl, entries);
+      }
+      endpoints.set(name, { endpoint: name, identity, enforced: { ...tmpl.enforced }, entries });
+      ofEndpoint.push(tmpl);
+    }
+    // Cookies: one per distinct provenance set, numbered in endpoint and key order.
+    const provenance = new Map<number, Provenance[]>();
+    const cookieOf = new Map<string, number>();
+    let n = 0;
+    for (const ep of endpoints.values()) {
+      const tmpl = ofEndpoint[n++]!;
+      if (!numbered.has(ep.entries)) {
+        numbered.add(ep.entries);
+        ep.entries.forEach((e, i) => {
+        const sig = tmpl.sigs[i]!;
+        let c = cookieOf.get(sig);
+        if (c === undefined) {
+          c = cookieOf.size + 1;
+          cookieOf.set(sig, c);
+          provenance.set(c, e.provenance);
+        }
+          e.cookie = c;
+        });
+      }
+      // Cookies are numbered over the whole cluster, so one change can renumber many; a consumer that
+      // needs stable numbers maps them by provenance (the agent does), so they are not part of the change.
+      const fp = `${tmpl.seq}|${tmpl.listeners.length ? (proxyBase.get(ep.endpoint) ?? 0) : 0}`;
+      fingerprints.set(ep.endpoint, fp);
+      if (this.fingerprints.get(ep.endpoint) !== fp) changed.add(ep.endpoint);
+    }
+    for (const k of this.fingerprints.keys()) if (!fingerprints.has(k)) changed.add(k);
+    this.fingerprints = fingerprints;
+    this.templates = used;
+    this.others = others;
+    this.cache.retain(usedSelectors);
+    // Rule texts no longer in use are forgotten once they outnumber the live ones (a long-lived agent edits).
+    if (this.ruleKeys.size > 2 * usedRuleKeys.size + 64) for (const [k, v] of [...this.ruleKeys]) if (!usedRuleKeys.has(v)) this.ruleKeys.delete(k);
+    return {
+      policy: {
+        cluster,
+        identities: t,
+        cidrIdentities: t.cidrs.map((c) => ({ prefix: c.cidr.text, identity: c.identity })),
+        endpoints,
+        provenance,
+        proxies,
+        errors,
+        warnings,
+      },
+      changedEndpoints: changed,
+      recomputedIdentities: recomputed,
+    };
+  }
+}
+
+/** The pods in endpoint order (by ns/name), their names, and the pods of each identity. */
+function endpointLayout(cluster: ClusterModel, t: IdentityTable) {
+  const sorted = cluster.pods.map((p) => [`${p.namespace}/${p.name}`, p] as const).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  const pods = sorted.map(([, p]) => p);
+  const names = sorted.map(([n]) => n);
   const podsOfIdentity = new Map<number, PodModel[]>();
-  for (const p of pods) {
-    const id = t.podIdentity.get(`${p.namespace}/${p.name}`)!;
+  sorted.forEach(([n, p]) => {
+    const id = t.podIdentity.get(n)!;
     if (!podsOfIdentity.has(id)) podsOfIdentity.set(id, []);
     podsOfIdentity.get(id)!.push(p);
+  });
+  return { table: t, pods, names, podsOfIdentity };
+}
+
+/** Compiles the rules for every pod of the cluster (a fresh PolicyCompiler's first compile). */
+export function compilePolicy(cluster: ClusterModel, rules: InternalRule[], opts: CompileOptions = {}): CompiledPolicy {
+  return new PolicyCompiler(opts).compile(cluster, rules).policy;
+}
+
+interface TemplateContext {
+  cluster: ClusterModel;
+  t: IdentityTable;
+  fqdn: FqdnState | undefined;
+  podsOfIdentity: Map<number, PodModel[]>;
+  expanded: Map<PeerRule, Peer[]>;
+  resolve: (p: Peer) => { ids: number[] };
+  max: number;
+  allowLocalhost: boolean;
+}
+
+/** Rules 1–6 for one identity (and, with ingress named ports, one pod's ports). */
+function computeTemplate(ctx: TemplateContext, pod: PodModel, isInit: boolean, identity: number, selecting: InternalRule[], sig: string, seq: number): Template {
+  const { cluster, t, podsOfIdentity } = ctx;
+  const errors: Template["conflicts"] = [];
+  const warnings: PolicyError[] = [];
+  let nextProxy = 1;
+  const listeners: Template["listeners"] = [];
+  const enforced = { ingress: false, egress: false };
+  const wildcardAllow: Record<Direction, InternalRule[]> = { ingress: [], egress: [] };
+  for (const d of ["ingress", "egress"] as Direction[]) {
+    if (cluster.policyEnforcement === "never") continue;
+    const touching = selecting.filter((r) => r.touches[d]);
+    // reserved:init endpoints are enforced in both directions whatever selects them
+    // (cilium/cilium pkg/policy/repository.go computePolicyEnforcementAndRules).
+    if (cluster.policyEnforcement === "always" || touching.length || isInit) enforced[d] = true;
+    if (cluster.policyEnforcement === "default" && touching.length && !isInit && !touching.some((r) => r.defaultDeny[d])) wildcardAllow[d] = touching;
   }
-  // Selector cache (as cilium/cilium pkg/policy/selectorcache.go): every distinct selector is evaluated
-  // against the identities once per compile, not once per pod. Pods of one identity have the same labels,
-  // so they are selected by the same rules; a peer selects the same identities for every pod.
-  const selectingOf = new Map<number, InternalRule[]>();
-  const peerIds = new Map<Peer, number[]>();
-  const idsOfPeer = (peer: Peer) => {
-    let ids = peerIds.get(peer);
-    if (!ids) peerIds.set(peer, (ids = peerIdentities(peer, t, cluster.clusterName)));
-    return ids;
+  // Rule 2: pending entries. fromRequires/toRequires of every selecting rule constrain every peer in
+  // that direction (Cilium aggregates requirements over the rules selecting the endpoint).
+  const requiresOf: Record<Direction, import("./types.ts").Selector[]> = {
+    ingress: selecting.flatMap((ir) => ir.rules.filter((r) => r.direction === "ingress").flatMap((r) => r.requires)),
+    egress: selecting.flatMap((ir) => ir.rules.filter((r) => r.direction === "egress").flatMap((r) => r.requires)),
   };
-  // An endpoint whose labels are not known yet carries reserved:init; the simulator places one per node.
-  const initEndpoint: PodModel = { namespace: "", name: "", labels: {}, containerPorts: [] };
-  for (const pod of [...pods, initEndpoint]) {
-    if (pod.hostNetwork) continue; // host endpoint: policy only with the host firewall, not modelled
-    const isInit = pod === initEndpoint;
-    const name = isInit ? INIT_ENDPOINT : `${pod.namespace}/${pod.name}`;
-    const identity = isInit ? ID_INIT : t.podIdentity.get(name)!;
-    const labels = t.byId.get(identity)!.labels;
-    let selecting = selectingOf.get(identity);
-    if (!selecting) selectingOf.set(identity, (selecting = rules.filter((r) => selectorMatches(r.subject, labels))));
-    const enforced = { ingress: false, egress: false };
-    const wildcardAllow: Record<Direction, InternalRule[]> = { ingress: [], egress: [] };
-    for (const d of ["ingress", "egress"] as Direction[]) {
-      if (cluster.policyEnforcement === "never") continue;
-      const touching = selecting.filter((r) => r.touches[d]);
-      // reserved:init endpoints are enforced in both directions whatever selects them
-      // (cilium/cilium pkg/policy/repository.go computePolicyEnforcementAndRules).
-      if (cluster.policyEnforcement === "always" || touching.length || isInit) enforced[d] = true;
-      if (cluster.policyEnforcement === "default" && touching.length && !isInit && !touching.some((r) => r.defaultDeny[d])) wildcardAllow[d] = touching;
-    }
-    // Rule 2: pending entries. fromRequires/toRequires of every selecting rule constrain every peer in
-    // that direction (Cilium aggregates requirements over the rules selecting the endpoint).
-    const requiresOf: Record<Direction, import("./types.ts").Selector[]> = {
-      ingress: selecting.flatMap((ir) => ir.rules.filter((r) => r.direction === "ingress").flatMap((r) => r.requires)),
-      egress: selecting.flatMap((ir) => ir.rules.filter((r) => r.direction === "egress").flatMap((r) => r.requires)),
-    };
-    const pending: Pending[] = [];
-    // Pods of one identity that give a port name different numbers: an identity-keyed map cannot say
-    // which pod has which, so an allow gets none of them and a deny all of them (fail closed, as Cilium
-    // does for a name with several numbers), with a warning.
-    const ambiguous = (port: string, numbers: number[], id: number, r: PeerRule, prov: Provenance): number[] => {
-      const policy = `${prov.kind} ${prov.namespace ? `${prov.namespace}/` : ""}${prov.name}`;
-      if (!r.deny && !warnings.some((w) => w.code === "named-port-ambiguous" && w.message.startsWith(`${policy} ${prov.element}: port name "${port}" is ${numbers.join(" or ")} on different pods of identity ${id};`)))
-        warnings.push(
-          new PolicyError(
-            "named-port-ambiguous",
-            `${policy} ${prov.element}: port name "${port}" is ${numbers.join(" or ")} on different pods of identity ${id}; none of them is allowed`,
-            "give the port the same number on every pod with the same labels, or name the number in the policy",
-          ),
-        );
-      return r.deny ? numbers : [];
-    };
-    if (cluster.policyEnforcement !== "never")
-      for (const ir of selecting)
-        for (const r of ir.rules) {
-          if (!enforced[r.direction]) continue;
-          const peers = expandPeers(r, cluster, opts.fqdn);
-          for (const peer of peers) {
-            let ids = idsOfPeer(peer);
-            const requires = requiresOf[r.direction];
-            if (requires.length) {
-              if (ids.includes(0)) ids = t.all.map((i) => i.id);
-              ids = ids.filter((id) => requires.every((s) => selectorMatches(s, t.byId.get(id)?.labels ?? [])));
-            }
-            const prov: Provenance = { kind: ir.origin.kind, namespace: ir.origin.namespace, name: ir.origin.name, ruleIndex: ir.origin.ruleIndex, element: elementName(r), peer: peerText(peer) };
-            const named = r.ports?.some((p) => typeof p.port === "string");
-            const groups: [number[], PodModel[]][] = [];
-            if (!named || r.direction === "ingress") groups.push([ids, [pod]]);
-            else {
-              // Egress: a port name is resolved on the destination pod (Kubernetes). The map is keyed by
-              // identity, so each identity gets the number its pods give the name; "any peer" becomes the
-              // identities that have pods (nothing else has named ports).
-              const dstIds = ids.includes(0) ? [...podsOfIdentity.keys()].sort((a, b) => a - b) : ids;
-              for (const id of dstIds) groups.push([[id], podsOfIdentity.get(id) ?? []]);
-            }
-            for (const [gids, dst] of groups) {
-              const l4 = expandPorts(r, dst, named && r.direction === "egress" ? (port, numbers) => ambiguous(port, numbers, gids[0]!, r, prov) : undefined);
-              for (const id of gids)
-                for (const k of l4)
-                  pending.push({ key: { identity: id, direction: r.direction, protocol: k.protocol, port: k.port, portPrefix: k.portPrefix }, deny: r.deny, l7: k.l7, provenance: prov });
-            }
+  const pending: Pending[] = [];
+  // Pods of one identity that give a port name different numbers: an identity-keyed map cannot say
+  // which pod has which, so an allow gets none of them and a deny all of them (fail closed, as Cilium
+  // does for a name with several numbers), with a warning.
+  const ambiguous = (port: string, numbers: number[], id: number, r: PeerRule, prov: Provenance): number[] => {
+    const policy = `${prov.kind} ${prov.namespace ? `${prov.namespace}/` : ""}${prov.name}`;
+    const message = `${policy} ${prov.element}: port name "${port}" is ${numbers.join(" or ")} on different pods of identity ${id}; none of them is allowed`;
+    if (!r.deny && !warnings.some((w) => w.message === message))
+      warnings.push(new PolicyError("named-port-ambiguous", message, "give the port the same number on every pod with the same labels, or name the number in the policy"));
+    return r.deny ? numbers : [];
+  };
+  if (cluster.policyEnforcement !== "never")
+    for (const ir of selecting)
+      for (const r of ir.rules) {
+        if (!enforced[r.direction]) continue;
+        const peers = ctx.expanded.get(r) ?? expandPeers(r, cluster, ctx.fqdn);
+        for (const peer of peers) {
+          let ids = ctx.resolve(peer).ids;
+          const requires = requiresOf[r.direction];
+          if (requires.length) {
+            if (ids.includes(0)) ids = t.all.map((i) => i.id);
+            ids = ids.filter((id) => requires.every((s) => selectorMatches(s, t.byId.get(id)?.labels ?? [])));
+          }
+          const prov: Provenance = { kind: ir.origin.kind, namespace: ir.origin.namespace, name: ir.origin.name, ruleIndex: ir.origin.ruleIndex, element: elementName(r), peer: peerText(peer) };
+          const named = r.ports?.some((p) => typeof p.port === "string");
+          const groups: [number[], PodModel[]][] = [];
+          if (!named || r.direction === "ingress") groups.push([ids, [pod]]);
+          else {
+            // Egress: a port name is resolved on the destination pod (Kubernetes). The map is keyed by
+            // identity, so each identity gets the number its pods give the name; "any peer" becomes the
+            // identities that have pods (nothing else has named ports).
+            const dstIds = ids.includes(0) ? [...podsOfIdentity.keys()].sort((a, b) => a - b) : ids;
+            for (const id of dstIds) groups.push([[id], podsOfIdentity.get(id) ?? []]);
+          }
+          for (const [gids, dst] of groups) {
+            const l4 = expandPorts(r, dst, named && r.direction === "egress" ? (port, numbers) => ambiguous(port, numbers, gids[0]!, r, prov) : undefined);
+            for (const id of gids)
+              for (const k of l4)
+                pending.push({ key: { identity: id, direction: r.direction, protocol: k.protocol, port: k.port, portPrefix: k.portPrefix }, deny: r.deny, l7: k.l7, provenance: prov });
           }
         }
-    // Rule 4: proxy listeners for L4 keys with L7 rules, one protocol each.
-    const listenerOf = new Map<string, ProxyListener>();
-    const kindsOf = new Map<string, Map<L7Protocol, Provenance[]>>();
-    for (const p of pending) {
-      if (p.deny || !p.l7) continue;
-      const l4 = l4String(p.key.direction, p.key);
-      const kinds = kindsOf.get(l4) ?? new Map<L7Protocol, Provenance[]>();
-      kindsOf.set(l4, kinds);
-      const provs = kinds.get(p.l7.kind);
-      if (provs) provs.push(p.provenance);
-      else kinds.set(p.l7.kind, [p.provenance]);
-    }
-    for (const l4 of [...kindsOf.keys()].sort()) {
-      const [direction, protocol, port, portPrefix] = l4.split("/");
-      const kinds = kindsOf.get(l4)!;
-      const kind = [...kinds.keys()].sort()[0];
-      if (kinds.size > 1)
-        errors.push(new PolicyL7ConflictError(name, direction as Direction, `${+port}${+portPrefix < 16 ? `/${portPrefix}` : ""}/${PROTO_NAMES[+protocol] ?? protocol}`, [...kinds.entries()].map(([k, provs]) => ({ kind: k, policies: provs.map(provText) }))));
-      const listener: ProxyListener = { proxyPort: nextProxy++, endpoint: name, direction: direction as Direction, protocol: kind, l4Protocol: +protocol, port: +port, portPrefix: +portPrefix, rules: [] };
-      listenerOf.set(l4, listener);
-      proxies.set(listener.proxyPort, listener);
-    }
-    // Rule 4 (Cilium's wildcardL3L4Rules): an L3-only allow also reaches every L7 listener of the
-    // endpoint in that direction, with allow-all L7, so L7 rules never restrict peers that an L3-only
-    // rule allows; the map gets a redirect entry for those peers on the listener's port.
-    for (const l of listenerOf.values())
-      for (const p of pending.filter((x) => !x.deny && x.key.protocol === 0 && x.key.direction === l.direction))
-        pending.push({ key: { ...p.key, protocol: l.l4Protocol, port: l.port, portPrefix: l.portPrefix }, deny: false, provenance: p.provenance });
-    if (listenerOf.size)
-      for (const d of ["ingress", "egress"] as Direction[])
-        for (const ir of wildcardAllow[d])
-          for (const l of listenerOf.values())
-            if (l.direction === d)
-              pending.push({
-                key: { identity: 0, direction: d, protocol: l.l4Protocol, port: l.port, portPrefix: l.portPrefix },
-                deny: false,
-                provenance: { kind: ir.origin.kind, namespace: ir.origin.namespace, name: ir.origin.name, ruleIndex: ir.origin.ruleIndex, element: `enableDefaultDeny.${d}=false`, peer: "all" },
-              });
-    const state = new Map<string, MapStateEntry>();
-    const contrib = new Map<string, number>();
-    for (const p of pending) {
-      const listener = p.deny ? undefined : listenerOf.get(l4String(p.key.direction, p.key));
-      // A peer rule of another L7 kind on this port (an error above) gets no rule here: the proxy refuses it.
-      if (listener && (!p.l7 || p.l7.kind === listener.protocol))
-        listener.rules.push({ identities: [p.key.identity], ...(p.l7 ? p.l7.rules : { http: null, kafka: null, dns: null, serverNames: null }), provenance: p.provenance });
-      const pol = `${p.provenance.kind}/${p.provenance.namespace ? p.provenance.namespace + "/" : ""}${p.provenance.name}`;
-      contrib.set(pol, (contrib.get(pol) ?? 0) + 1);
-      denyPreferredInsert(state, {
-        key: p.key,
-        deny: p.deny,
-        proxyPort: listener?.proxyPort ?? 0,
-        proxyPortPriority: listener ? REDIRECT_PRIORITY : 0,
-        provenance: [p.provenance],
-        cookie: 0,
-      });
-    }
-    // Merge listener rules of the same peer rule across identities (compact form for the L7 evaluators).
-    for (const l of listenerOf.values()) {
-      const merged = new Map<string, ProxyListener["rules"][number]>();
-      for (const r of l.rules) {
-        const k = provKey(r.provenance) + JSON.stringify([r.http, r.kafka, r.dns, r.serverNames]);
-        const m = merged.get(k);
-        if (m) m.identities.push(...r.identities.filter((i) => !m.identities.includes(i)));
-        else merged.set(k, { ...r, identities: [...r.identities] });
       }
-      l.rules = [...merged.values()];
-    }
-    // Rule 1/5: fixed entries.
-    const derived = (element: string, peer = "all"): Provenance => ({ kind: "derived", namespace: "", name: "", ruleIndex: 0, element, peer });
-    const fixed = (direction: Direction, identity: number, prov: Provenance[]) =>
-      denyPreferredInsert(state, { key: { identity, direction, protocol: 0, port: 0, portPrefix: 0 }, deny: false, proxyPort: 0, proxyPortPriority: 0, provenance: prov, cookie: 0 });
-    for (const d of ["ingress", "egress"] as Direction[]) {
-      if (!enforced[d]) fixed(d, 0, [derived(`allow-any-${d}`)]);
-      else if (wildcardAllow[d].length)
-        fixed(
-          d,
-          0,
-          wildcardAllow[d].map((ir) => ({ kind: ir.origin.kind, namespace: ir.origin.namespace, name: ir.origin.name, ruleIndex: ir.origin.ruleIndex, element: `enableDefaultDeny.${d}=false`, peer: "all" })),
-        );
-    }
-    if (opts.allowLocalhost ?? true) fixed("ingress", ID_HOST, [derived("allow-localhost-ingress", "reserved:host")]);
-    const entries = [...state.values()].sort((a, b) => compareKeys(a.key, b.key));
-    if (entries.length > max) {
-      const policies = [...contrib.entries()].map(([policy, n]) => ({ policy, entries: n })).sort((a, b) => b.entries - a.entries || (a.policy < b.policy ? -1 : 1));
-      errors.push(new PolicyBudgetError(name, entries.length, max, policies));
-    }
-    endpoints.set(name, { endpoint: name, identity, enforced, entries });
+  // Rule 4: proxy listeners for L4 keys with L7 rules, one protocol each.
+  const listenerOf = new Map<string, Template["listeners"][number] & { proxyPort: number }>();
+  const kindsOf = new Map<string, Map<L7Protocol, Provenance[]>>();
+  for (const p of pending) {
+    if (p.deny || !p.l7) continue;
+    const l4 = l4String(p.key.direction, p.key);
+    const kinds = kindsOf.get(l4) ?? new Map<L7Protocol, Provenance[]>();
+    kindsOf.set(l4, kinds);
+    const provs = kinds.get(p.l7.kind);
+    if (provs) provs.push(p.provenance);
+    else kinds.set(p.l7.kind, [p.provenance]);
   }
-  // Cookies: one per distinct provenance set, numbered in endpoint and key order.
-  const provenance = new Map<number, Provenance[]>();
-  const cookieOf = new Map<string, number>();
-  for (const ep of endpoints.values())
-    for (const e of ep.entries) {
-      e.provenance.sort((a, b) => (provKey(a) < provKey(b) ? -1 : provKey(a) > provKey(b) ? 1 : 0));
-      const sig = e.provenance.map(provKey).join("\n");
-      let c = cookieOf.get(sig);
-      if (c === undefined) {
-        c = cookieOf.size + 1;
-        cookieOf.set(sig, c);
-        provenance.set(c, e.provenance);
-      }
-      e.cookie = c;
+  for (const l4 of [...kindsOf.keys()].sort()) {
+    const [direction, protocol, port, portPrefix] = l4.split("/");
+    const kinds = kindsOf.get(l4)!;
+    const kind = [...kinds.keys()].sort()[0];
+    if (kinds.size > 1)
+      errors.push({ direction: direction as Direction, port: `${+port}${+portPrefix < 16 ? `/${portPrefix}` : ""}/${PROTO_NAMES[+protocol] ?? protocol}`, kinds: [...kinds.entries()].map(([k, provs]) => ({ kind: k, policies: provs.map(provText) })) });
+    const listener = { proxyPort: nextProxy++, direction: direction as Direction, protocol: kind, l4Protocol: +protocol, port: +port, portPrefix: +portPrefix, rules: [] as ListenerRule[] };
+    listenerOf.set(l4, listener);
+    listeners.push(listener);
+  }
+  // Rule 4 (Cilium's wildcardL3L4Rules): an L3-only allow also reaches every L7 listener of the
+  // endpoint in that direction, with allow-all L7, so L7 rules never restrict peers that an L3-only
+  // rule allows; the map gets a redirect entry for those peers on the listener's port.
+  for (const l of listenerOf.values())
+    for (const p of pending.filter((x) => !x.deny && x.key.protocol === 0 && x.key.direction === l.direction))
+      pending.push({ key: { ...p.key, protocol: l.l4Protocol, port: l.port, portPrefix: l.portPrefix }, deny: false, provenance: p.provenance });
+  if (listenerOf.size)
+    for (const d of ["ingress", "egress"] as Direction[])
+      for (const ir of wildcardAllow[d])
+        for (const l of listenerOf.values())
+          if (l.direction === d)
+            pending.push({
+              key: { identity: 0, direction: d, protocol: l.l4Protocol, port: l.port, portPrefix: l.portPrefix },
+              deny: false,
+              provenance: { kind: ir.origin.kind, namespace: ir.origin.namespace, name: ir.origin.name, ruleIndex: ir.origin.ruleIndex, element: `enableDefaultDeny.${d}=false`, peer: "all" },
+            });
+  const state = new Map<string, MapStateEntry>();
+  const contrib = new Map<string, number>();
+  for (const p of pending) {
+    const listener = p.deny ? undefined : listenerOf.get(l4String(p.key.direction, p.key));
+    // A peer rule of another L7 kind on this port (an error above) gets no rule here: the proxy refuses it.
+    if (listener && (!p.l7 || p.l7.kind === listener.protocol))
+      listener.rules.push({ identities: [p.key.identity], ...(p.l7 ? p.l7.rules : { http: null, kafka: null, dns: null, serverNames: null }), provenance: p.provenance });
+    const pol = `${p.provenance.kind}/${p.provenance.namespace ? p.provenance.namespace + "/" : ""}${p.provenance.name}`;
+    contrib.set(pol, (contrib.get(pol) ?? 0) + 1);
+    denyPreferredInsert(state, {
+      key: p.key,
+      deny: p.deny,
+      proxyPort: listener?.proxyPort ?? 0,
+      proxyPortPriority: listener ? REDIRECT_PRIORITY : 0,
+      provenance: [p.provenance],
+      cookie: 0,
+    });
+  }
+  // Merge listener rules of the same peer rule across identities (compact form for the L7 evaluators).
+  for (const l of listenerOf.values()) {
+    const merged = new Map<string, ListenerRule>();
+    for (const r of l.rules) {
+      const k = provKey(r.provenance) + JSON.stringify([r.http, r.kafka, r.dns, r.serverNames]);
+      const m = merged.get(k);
+      if (m) m.identities.push(...r.identities.filter((i) => !m.identities.includes(i)));
+      else merged.set(k, { ...r, identities: [...r.identities] });
     }
-  return {
-    cluster,
-    identities: t,
-    cidrIdentities: t.cidrs.map((c) => ({ prefix: c.cidr.text, identity: c.identity })),
-    endpoints,
-    provenance,
-    proxies,
-    errors,
-    warnings,
-  };
+    l.rules = [...merged.values()];
+  }
+  // Rule 1/5: fixed entries.
+  const derived = (element: string, peer = "all"): Provenance => ({ kind: "derived", namespace: "", name: "", ruleIndex: 0, element, peer });
+  const fixed = (direction: Direction, id: number, prov: Provenance[]) =>
+    denyPreferredInsert(state, { key: { identity: id, direction, protocol: 0, port: 0, portPrefix: 0 }, deny: false, proxyPort: 0, proxyPortPriority: 0, provenance: prov, cookie: 0 });
+  for (const d of ["ingress", "egress"] as Direction[]) {
+    if (!enforced[d]) fixed(d, 0, [derived(`allow-any-${d}`)]);
+    else if (wildcardAllow[d].length)
+      fixed(
+        d,
+        0,
+        wildcardAllow[d].map((ir) => ({ kind: ir.origin.kind, namespace: ir.origin.namespace, name: ir.origin.name, ruleIndex: ir.origin.ruleIndex, element: `enableDefaultDeny.${d}=false`, peer: "all" })),
+      );
+  }
+  if (ctx.allowLocalhost) fixed("ingress", ID_HOST, [derived("allow-localhost-ingress", "reserved:host")]);
+  const entries = [...state.values()].sort((a, b) => compareKeys(a.key, b.key));
+  const sigs = entries.map((e) => {
+    const keyed = e.provenance.map((p) => [provKey(p), p] as const).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    e.provenance = keyed.map(([, p]) => p);
+    return keyed.map(([k]) => k).join("\n");
+  });
+  const budget = entries.length > ctx.max ? { entries: entries.length, policies: [...contrib.entries()].map(([policy, n]) => ({ policy, entries: n })).sort((a, b) => b.entries - a.entries || (a.policy < b.policy ? -1 : 1)) } : undefined;
+  return { seq, sig, enforced, entries, sigs, listeners, conflicts: errors, ...(budget ? { budget } : {}), warnings };
 }
 
 export function compareKeys(a: MapStateKey, b: MapStateKey): number {

@@ -8,6 +8,7 @@ import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { computeDesired, type LocalEndpoint, type Numbering } from "../../agent/desired.ts";
 import { StableIdentities, StableNumbers } from "../../agent/identities.ts";
+import { planReconcile } from "../../agent/reconcile.ts";
 import { parseManifestText } from "../../sim/manifests.ts";
 
 const node = { name: "node-1", ip: "192.168.56.11", podCIDR: "10.244.1.0/24" };
@@ -95,6 +96,51 @@ describe("computeDesired", () => {
     const ofEp = (d: typeof good, id: number) => [...d.maps.Policy.keys()].filter((k) => MAP_SPECS.Policy.key.decode(Buffer.from(k, "hex")).epId === id).sort();
     expect(ofEp(over, 2)).toEqual(ofEp(good, 2));
     expect(ofEp(over, 1).length).toBeGreaterThan(0);
+  });
+
+  it("after a policy change, reuses the other maps and equals a full recomputation with the same numbering", () => {
+    const n = numbering();
+    const eps: LocalEndpoint[] = [
+      { epId: 1, pod: "default/mmm", ip: "10.244.1.2", ifindex: 2 },
+      { epId: 2, pod: "default/zzz", ip: "10.244.1.3", ifindex: 3 },
+      { epId: 3, pod: "default/web", ip: "10.244.1.4", ifindex: 4 },
+    ];
+    const other = `apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: q, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: mmm}}\n  ingress: [{fromEndpoints: [{matchLabels: {app: zzz}}], toPorts: [{ports: [{port: "8080", protocol: TCP}]}]}]\n---\n`;
+    const base = pod("mmm", "mmm") + pod("zzz", "zzz") + webPod("web", "web") + svc + other;
+    const a = computeDesired(parseManifestText(base + policy, "a.yaml"), node, eps, n);
+    const changed = policy.replace("{matchLabels: {app: mmm}}]}]", '{matchLabels: {app: mmm}}], toPorts: [{ports: [{port: "443", protocol: TCP}]}]}]');
+    const objects = parseManifestText(base + changed, "b.yaml");
+    const b = computeDesired(objects, node, eps, n, { previous: a });
+    for (const m of ["Config", "Ipcache", "Endpoints", "Services", "Backends", "RevNat"] as const) expect(b.maps[m]).toBe(a.maps[m]);
+    // Only the entries of zzz (epId 2), the endpoint the changed policy selects, are to be written.
+    const ops = planReconcile(a.maps, b.maps);
+    expect(ops.length).toBeGreaterThan(0);
+    expect(new Set(ops.map((o) => `${o.map}:${MAP_SPECS.Policy.key.decode(o.key).epId}`))).toEqual(new Set(["Policy:2"]));
+    // A full computation (the memo's inputs made not to match) gives the same bytes.
+    const full = computeDesired(objects, node, eps, n, { previous: { maps: a.maps, memo: { ...a.memo!, inputs: { head: "", objects: [] } } } });
+    const bytes = (d: typeof a) => Object.fromEntries(Object.entries(d.maps).map(([m, c]) => [m, [...c].map(([k, e]) => [k, Buffer.from(e.value).toString("hex")]).sort()]));
+    expect(bytes(b)).toEqual(bytes(full));
+  });
+
+  it("after a compute that threw past the compile, the next one still equals a full recomputation", () => {
+    const n = numbering();
+    const eps: LocalEndpoint[] = [
+      { epId: 1, pod: "default/mmm", ip: "10.244.1.2", ifindex: 2 },
+      { epId: 2, pod: "default/zzz", ip: "10.244.1.3", ifindex: 3 },
+    ];
+    const l7 = (name: string, rules: string) => `apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: ${name}, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: mmm}}\n  ingress: [{toPorts: [{ports: [{port: "80", protocol: TCP}], rules: ${rules}}]}]\n---\n`;
+    const conflict = l7("h", "{http: [{method: GET}]}") + l7("k", "{kafka: [{topic: t}]}");
+    const base = pod("mmm", "mmm") + pod("zzz", "zzz");
+    const a = computeDesired(parseManifestText(base + policy, "a.yaml"), node, eps, n);
+    const changed = policy.replace("{matchLabels: {app: mmm}}]}]", '{matchLabels: {app: mmm}}], toPorts: [{ports: [{port: "443", protocol: TCP}]}]}]');
+    // zzz's policy changes here, and the L7 conflict on mmm refuses the whole input after the compile.
+    expect(() => computeDesired(parseManifestText(conflict + base + changed, "b.yaml"), node, eps, n, { previous: a })).toThrow();
+    const objects = parseManifestText(base + changed, "c.yaml");
+    const c = computeDesired(objects, node, eps, n, { previous: a });
+    const full = computeDesired(objects, node, eps, n, { previous: { maps: a.maps, memo: { ...a.memo!, inputs: { head: "", objects: [] } } } });
+    const bytes = (d: typeof a) => Object.fromEntries(Object.entries(d.maps).map(([m, x]) => [m, [...x].map(([k, e]) => [k, Buffer.from(e.value).toString("hex")]).sort()]));
+    expect(bytes(c)).toEqual(bytes(full));
+    expect(bytes(c)).not.toEqual(bytes(a));
   });
 
   it("throws on invalid input (the agent then keeps its running state)", () => {
