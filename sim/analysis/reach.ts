@@ -96,7 +96,8 @@ class Halves {
   readonly idc: Int32Array;
   private readonly ids: number[] = [];
   /** (list, identity index) → slot, and the slot's verdict (0 unknown, 1 pass, 2 drop). */
-  private readonly slotOf = new Map<number, number>();
+  private slotOf?: Int32Array;
+  private readonly slotOfSparse = new Map<number, number>();
   private readonly slotIds = new Map<string, number>();
   readonly verdicts: number[] = [];
 
@@ -143,8 +144,10 @@ class Halves {
   /** The slot of list `l` judging a peer of identity index `c`. */
   slot(l: number, c: number): number {
     const k = l * this.ids.length + c;
-    let s = this.slotOf.get(k);
-    if (s === undefined) {
+    // A dense table while lists × identities stays small (the common case), a Map beyond.
+    if (!this.slotOf && this.named.length * this.ids.length <= 1 << 24) this.slotOf = new Int32Array(this.named.length * this.ids.length).fill(-1);
+    let s: number | undefined = this.slotOf ? this.slotOf[k]! : this.slotOfSparse.get(k);
+    if (s === undefined || s < 0) {
       const fk = this.ids[c]!;
       const id = Math.floor(fk / 2);
       const scope = id >= MIN_CLUSTER_IDENTITY && id < LOCAL_IDENTITY_SCOPE ? "c" : String(id);
@@ -154,7 +157,8 @@ class Halves {
         this.slotIds.set(text, (s = this.verdicts.length));
         this.verdicts.push(0);
       }
-      this.slotOf.set(k, s);
+      if (this.slotOf) this.slotOf[k] = s;
+      else this.slotOfSparse.set(k, s);
     }
     return s;
   }
