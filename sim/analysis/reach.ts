@@ -196,6 +196,10 @@ export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts:
       if (v === undefined) self.set(k, (v = whole(si, di)));
       return v;
     }
+    return halves(h, si, di);
+  };
+  /** Two distinct pods with an endpoint, of one family: the conjunction of the two halves. */
+  const halves = (h: Halves, si: number, di: number): boolean => {
     const e = h.slot(h.eg[si]!, h.idc[di]!);
     if (h.verdicts[e] === 2) return false;
     const i = h.slot(h.ing[di]!, h.idc[si]!);
@@ -206,13 +210,35 @@ export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts:
     }
     return h.verdicts[e] === 1 && h.verdicts[i] === 1;
   };
+  // Sources with the same egress list and (identity, family) have the same row but for their own cell and
+  // the cells probed whole: one template per such source (0 probe whole, 1 allowed, 2 denied, 3 n/a).
+  const templates = new Map<number, Int8Array>();
+  const template = (h: Halves, si: number): Int8Array => {
+    const key = h.eg[si]! * pods.length + h.idc[si]!;
+    let t = templates.get(key);
+    if (!t) {
+      t = new Int8Array(pods.length);
+      for (let di = 0; di < pods.length; di++) t[di] = !ok[di] ? 3 : host[di] || v6[si] !== v6[di] ? 0 : halves(h, si, di) ? 1 : 2;
+      templates.set(key, t);
+    }
+    return t;
+  };
   const verdict = (s: SimPod, d: SimPod): Verdict => {
     if (!position) pods.forEach((p, i) => (position ??= new Map()).set(p, i));
     return byIndex(position!.get(s)!, position!.get(d)!);
   };
   const row = (si: number): Verdict[] => {
     const out = new Array<Verdict>(pods.length);
-    for (let di = 0; di < pods.length; di++) out[di] = byIndex(si, di);
+    if (!h || host[si] || !ok[si]) {
+      for (let di = 0; di < pods.length; di++) out[di] = byIndex(si, di);
+      return out;
+    }
+    const t = template(h, si);
+    for (let di = 0; di < pods.length; di++) {
+      const c = t[di]!;
+      out[di] = c === 1 ? true : c === 2 ? false : c === 3 ? null : byIndex(si, di);
+    }
+    out[si] = byIndex(si, si);
     return out;
   };
   return {
