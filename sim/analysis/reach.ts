@@ -84,7 +84,7 @@ export function reachClasses(sim: Simulation, pods: SimPod[]): ReachClasses {
  * CIDR scope) keep their number in the key. A pod probing itself, and host-networked pods, are probed
  * whole, once per pod pair kind (self) or every time (host network).
  */
-class Halves {
+export class Halves {
   /** Entry lists by text, per direction; each list's exact-identity entries by identity. */
   private readonly listIds = new Map<string, number>();
   private readonly named: Map<number, string>[] = [];
@@ -95,11 +95,10 @@ class Halves {
   readonly ing: Int32Array;
   readonly idc: Int32Array;
   private readonly ids: number[] = [];
-  /** (list, identity index) → slot, and the slot's verdict (0 unknown, 1 pass, 2 drop). */
+  /** (list, identity index) → slot; a prober keeps each slot's verdict for its probe. */
   private slotOf?: Int32Array;
   private readonly slotOfSparse = new Map<number, number>();
   private readonly slotIds = new Map<string, number>();
-  readonly verdicts: number[] = [];
 
   constructor(sim: Simulation, pods: SimPod[]) {
     this.noPolicy = this.lists([]);
@@ -154,8 +153,7 @@ class Halves {
       const text = `${l}|${fk % 2 ? 6 : 4}|${scope}|${this.named[l]!.get(id) ?? ""}`;
       s = this.slotIds.get(text);
       if (s === undefined) {
-        this.slotIds.set(text, (s = this.verdicts.length));
-        this.verdicts.push(0);
+        this.slotIds.set(text, (s = this.slotIds.size));
       }
       if (this.slotOf) this.slotOf[k] = s;
       else this.slotOfSparse.set(k, s);
@@ -176,12 +174,15 @@ const entryShape = (e: MapStateEntry) => `${e.key.direction}/${e.key.protocol}/$
  * through the datapath whole (a check of the deduplication). `row(i)` gives the verdicts of source
  * pods[i] towards every pod, in the order of `pods`; `classes` are the display classes.
  */
-export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts: { dedupe?: boolean } = {}) {
+export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts: { dedupe?: boolean; halves?: Halves } = {}) {
   const sport = probeSourcePort(probe.port);
   const dedupe = opts.dedupe ?? true;
   let classes: ReachClasses | undefined;
   let position: Map<SimPod, number> | undefined;
-  const h = dedupe ? new Halves(sim, pods) : undefined;
+  // `halves` may be shared by the probes of one policy state (it depends on the policy, not the probe).
+  const h = dedupe ? (opts.halves ?? new Halves(sim, pods)) : undefined;
+  /** Verdict of each half slot for this probe: 0 (or absent) unknown, 1 pass, 2 drop. */
+  const vv: number[] = [];
   const ok = pods.map((p) => applicable(p, probe.protocol));
   const host = pods.map((p) => p.hostNetwork);
   const v6 = pods.map((p) => isIpv6(p.ip));
@@ -201,14 +202,14 @@ export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts:
   /** Two distinct pods with an endpoint, of one family: the conjunction of the two halves. */
   const halves = (h: Halves, si: number, di: number): boolean => {
     const e = h.slot(h.eg[si]!, h.idc[di]!);
-    if (h.verdicts[e] === 2) return false;
+    if (vv[e] === 2) return false;
     const i = h.slot(h.ing[di]!, h.idc[si]!);
-    if (h.verdicts[e] === 0 || h.verdicts[i] === 0) {
+    if (!vv[e] || !vv[i]) {
       const r = sim.probeSides(pods[si]!, pods[di]!, probe.port, probe.protocol, sport);
-      h.verdicts[e] = r.egress ? 1 : 2;
-      h.verdicts[i] = r.ingress ? 1 : 2;
+      vv[e] = r.egress ? 1 : 2;
+      vv[i] = r.ingress ? 1 : 2;
     }
-    return h.verdicts[e] === 1 && h.verdicts[i] === 1;
+    return vv[e] === 1 && vv[i] === 1;
   };
   // Sources with the same egress list and (identity, family) have the same row but for their own cell and
   // the cells probed whole: one template per such source (0 probe whole, 1 allowed, 2 denied, 3 n/a).

@@ -19,7 +19,7 @@ import type { Loaded } from "../load.ts";
 import { objectKey } from "../manifests.ts";
 import type { FlowResult, Simulation } from "../simulator.ts";
 import { changeProbes, probeSourcePort, type Probe } from "./probes.ts";
-import { policyClass, reachProber } from "./reach.ts";
+import { Halves, policyClass, reachProber } from "./reach.ts";
 
 export interface PairChange {
   from: string;
@@ -79,15 +79,18 @@ function backendText(r: FlowResult): string | null {
   return r.backend ? `${r.backend.pod ?? r.backend.ip}:${r.backend.port}` : null;
 }
 
-/** True when the two versions differ only in policy objects. */
-function onlyPoliciesChanged(a: ManifestObject[], b: ManifestObject[]): boolean {
-  const rest = (objs: ManifestObject[]) =>
-    objs
-      .filter((o) => !POLICY_KINDS.has(o.kind))
-      .map((o) => JSON.stringify([o.kind, o.metadata.namespace ?? "", o.metadata.name, o.raw ?? null]))
-      .sort();
-  const x = rest(a);
-  const y = rest(b);
+/** The objects other than policies, as sorted text (two versions differ only in policies when these are equal). */
+function nonPolicyText(objs: ManifestObject[]): string[] {
+  return objs
+    .filter((o) => !POLICY_KINDS.has(o.kind))
+    .map((o) => JSON.stringify([o.kind, o.metadata.namespace ?? "", o.metadata.name, o.raw ?? null]))
+    .sort();
+}
+
+/** True when the two versions differ only in policy objects (`x` may be the first version's nonPolicyText). */
+function onlyPoliciesChanged(a: ManifestObject[] | string[], b: ManifestObject[]): boolean {
+  const x = typeof a[0] === "string" ? (a as string[]) : nonPolicyText(a as ManifestObject[]);
+  const y = nonPolicyText(b);
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
@@ -131,8 +134,11 @@ function onlyEntriesDiffer(a: CompiledPolicy, b: CompiledPolicy, pods: SimPod[])
  */
 export class WhatifSession {
   private readonly pods: SimPod[];
-  /** Verdict probers of the before state, by probe. */
+  /** Verdict probers of the before state, by probe, and what they share. */
   private readonly before = new Map<string, ReturnType<typeof reachProber>>();
+  private halvesBefore?: Halves;
+  private readonly nonPolicy: string[];
+  private readonly entries = new Map<string, string>();
 
   private constructor(
     readonly loaded: Loaded,
@@ -140,6 +146,17 @@ export class WhatifSession {
     private readonly simulate: (l: Loaded) => Promise<Simulation>,
   ) {
     this.pods = [...loaded.cluster.pods].sort((x, y) => (x.key < y.key ? -1 : 1));
+    this.nonPolicy = nonPolicyText(loaded.objects);
+  }
+
+  /** True when `after` has the entries of the before state for pod `key`. */
+  private sameEntries(after: CompiledPolicy, key: string): boolean {
+    const a = this.loaded.policy.endpoints.get(key);
+    const b = after.endpoints.get(key);
+    if (a === b) return true;
+    let t = this.entries.get(key);
+    if (t === undefined) this.entries.set(key, (t = entriesText(this.loaded.policy, key)));
+    return t === entriesText(after, key);
   }
 
   static async open(before: Loaded, simulate: (l: Loaded) => Promise<Simulation>): Promise<WhatifSession> {
@@ -154,11 +171,11 @@ export class WhatifSession {
   async compare(after: Loaded, probesIn: Probe[] = []): Promise<WhatifResult> {
     const before = this.loaded;
     const probes = probesIn.length ? probesIn : changeProbes(before, after);
-    if (!onlyPoliciesChanged(before.objects, after.objects) || !onlyEntriesDiffer(before.policy, after.policy, this.pods)) return computeFull(before, after, this.simulate, probes);
+    if (!onlyPoliciesChanged(this.nonPolicy.length ? this.nonPolicy : before.objects, after.objects) || !onlyEntriesDiffer(before.policy, after.policy, this.pods)) return computeFull(before, after, this.simulate, probes);
     const sim = this.sim;
     // Endpoints whose map contents change (rewritten for the after state), and of those the ones whose
     // verdict-relevant class changes (only pairs with one of these at an end are probed).
-    const rewrite = this.pods.filter((p) => entriesText(before.policy, p.key) !== entriesText(after.policy, p.key));
+    const rewrite = this.pods.filter((p) => !this.sameEntries(after.policy, p.key));
     const classA = new Map(rewrite.map((p) => [p.key, policyClass(sim, p)]));
     const index = new Map(this.pods.map((p, i) => [p, i]));
     const candidates: Candidate[] = [];
@@ -169,7 +186,7 @@ export class WhatifSession {
     const verdictsA = (pr: Probe) => {
       const k = `${pr.port}/${pr.protocol}`;
       let v = this.before.get(k);
-      if (!v) this.before.set(k, (v = reachProber(sim, this.pods, pr)));
+      if (!v) this.before.set(k, (v = reachProber(sim, this.pods, pr, { halves: (this.halvesBefore ??= new Halves(sim, this.pods)) })));
       return v;
     };
     sim.forgetConnections();
@@ -178,9 +195,11 @@ export class WhatifSession {
       const changed = rewrite.filter((p) => classA.get(p.key) !== policyClass(sim, p));
       const isChanged = new Uint8Array(this.pods.length);
       for (const p of changed) isChanged[index.get(p)!] = 1;
+      const halvesAfter = changed.length ? new Halves(sim, this.pods) : undefined;
       for (const pr of probes) {
         // After: the rewritten state. Only pairs with a changed endpoint at an end can differ.
-        const vb = reachProber(sim, this.pods, pr);
+        if (!changed.length) break;
+        const vb = reachProber(sim, this.pods, pr, { halves: halvesAfter });
         const maybe: [number, number, boolean][] = [];
         for (const p of changed) {
           const i = index.get(p)!;
