@@ -15,7 +15,8 @@
  */
 import { isIpv6 } from "../../host/ip.ts";
 import type { FlowProtocol, SimPod } from "../../node/cluster.ts";
-import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, type EndpointPolicy, type MapStateEntry } from "../../policy/index.ts";
+import { ID_WORLD as C_ID_WORLD } from "../../host/constants.gen.ts";
+import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, type CompiledPolicy, type EndpointPolicy, type MapStateEntry } from "../../policy/index.ts";
 import type { Simulation } from "../simulator.ts";
 import { probeSourcePort, type Probe } from "./probes.ts";
 
@@ -41,11 +42,11 @@ export function applicable(p: SimPod, protocol: FlowProtocol): boolean {
  * policy map), so a probe between two classes is run through the datapath once and reused for every pair
  * of pods of those classes. Host-networked pods are never grouped.
  */
-export function policyClass(sim: Simulation, p: SimPod): string {
+export function policyClass(policy: CompiledPolicy, p: SimPod): string {
   if (p.hostNetwork) return `host:${p.key}`;
-  const ep = sim.policy.endpoints.get(p.key);
+  const ep = policy.endpoints.get(p.key);
   const entries = ep ? ep.entries.map((e) => `${e.key.direction}/${e.key.identity}/${e.key.protocol}/${e.key.port}/${e.key.portPrefix}/${e.deny ? 1 : 0}/${e.proxyPort ? 1 : 0}`).join(",") : "";
-  return `${sim.identityOfPod(p)}|${entries}`;
+  return `${policy.identities.podIdentity.get(p.key) ?? C_ID_WORLD}|${entries}`;
 }
 
 /** The equivalence classes of a probe: pods grouped by (policy class, address family), in first-seen order. */
@@ -61,7 +62,7 @@ export function reachClasses(sim: Simulation, pods: SimPod[]): ReachClasses {
   const of = new Map<SimPod, number>();
   const members: SimPod[][] = [];
   for (const p of pods) {
-    const k = `${isIpv6(p.ip) ? 6 : 4}|${policyClass(sim, p)}`;
+    const k = `${isIpv6(p.ip) ? 6 : 4}|${policyClass(sim.policy, p)}`;
     let i = index.get(k);
     if (i === undefined) {
       index.set(k, (i = members.length));
@@ -247,6 +248,8 @@ export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts:
       return (classes ??= reachClasses(sim, pods));
     },
     verdict,
+    /** The verdict of pods[si] → pods[di]. */
+    at: byIndex,
     row,
   };
 }

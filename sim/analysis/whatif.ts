@@ -19,7 +19,7 @@ import type { Loaded } from "../load.ts";
 import { objectKey } from "../manifests.ts";
 import type { FlowResult, Simulation } from "../simulator.ts";
 import { changeProbes, probeSourcePort, type Probe } from "./probes.ts";
-import { Halves, policyClass, reachProber } from "./reach.ts";
+import { Halves, policyClass, reachProber, type Verdict } from "./reach.ts";
 
 export interface PairChange {
   from: string;
@@ -149,6 +149,15 @@ export class WhatifSession {
     this.nonPolicy = nonPolicyText(loaded.objects);
   }
 
+  private readonly classes = new Map<string, string>();
+
+  /** A pod's verdict-relevant class in the before state (cached). */
+  private classBefore(p: SimPod): string {
+    let c = this.classes.get(p.key);
+    if (c === undefined) this.classes.set(p.key, (c = policyClass(this.loaded.policy, p)));
+    return c;
+  }
+
   /** True when `after` has the entries of the before state for pod `key`. */
   private sameEntries(after: CompiledPolicy, key: string): boolean {
     const a = this.loaded.policy.endpoints.get(key);
@@ -173,26 +182,26 @@ export class WhatifSession {
     const probes = probesIn.length ? probesIn : changeProbes(before, after);
     if (!onlyPoliciesChanged(this.nonPolicy.length ? this.nonPolicy : before.objects, after.objects) || !onlyEntriesDiffer(before.policy, after.policy, this.pods)) return computeFull(before, after, this.simulate, probes);
     const sim = this.sim;
-    // Endpoints whose map contents change (rewritten for the after state), and of those the ones whose
-    // verdict-relevant class changes (only pairs with one of these at an end are probed).
-    const rewrite = this.pods.filter((p) => !this.sameEntries(after.policy, p.key));
-    const classA = new Map(rewrite.map((p) => [p.key, policyClass(sim, p)]));
+    // Endpoints whose verdict-relevant class changes (their entries without cookies): only pairs with one
+    // of these at an end are probed, with these endpoints' entries rewritten to the after state. Cookies
+    // only name rules, so the other ends of the pairs that change are rewritten for the explanations alone.
+    const changed = this.pods.filter((p) => this.loaded.policy.endpoints.get(p.key) !== after.policy.endpoints.get(p.key) && this.classBefore(p) !== policyClass(after.policy, p));
     const index = new Map(this.pods.map((p, i) => [p, i]));
     const candidates: Candidate[] = [];
-    const maybeBy = new Map<Probe, [number, number, boolean][]>();
+    const maybeBy = new Map<Probe, [number, number, Verdict][]>();
     const pairs: PairChange[] = [];
     const flows = before.cluster.traffic.length || after.cluster.traffic.length ? await playFlows(before, after, this.simulate) : [];
-    if (!rewrite.length) return { pairs, flows, probes };
+    if (!changed.length) return { pairs, flows, probes };
     const verdictsA = (pr: Probe) => {
       const k = `${pr.port}/${pr.protocol}`;
       let v = this.before.get(k);
       if (!v) this.before.set(k, (v = reachProber(sim, this.pods, pr, { halves: (this.halvesBefore ??= new Halves(sim, this.pods)) })));
       return v;
     };
+    let rewrite = changed.map((p) => p.key);
     sim.forgetConnections();
-    sim.replaceEndpointPolicy(after.policy, rewrite.map((p) => p.key));
+    sim.replaceEndpointPolicy(after.policy, rewrite);
     try {
-      const changed = rewrite.filter((p) => classA.get(p.key) !== policyClass(sim, p));
       const isChanged = new Uint8Array(this.pods.length);
       for (const p of changed) isChanged[index.get(p)!] = 1;
       const halvesAfter = changed.length ? new Halves(sim, this.pods) : undefined;
@@ -200,27 +209,27 @@ export class WhatifSession {
         // After: the rewritten state. Only pairs with a changed endpoint at an end can differ.
         if (!changed.length) break;
         const vb = reachProber(sim, this.pods, pr, { halves: halvesAfter });
-        const maybe: [number, number, boolean][] = [];
+        const maybe: [number, number, Verdict][] = [];
         for (const p of changed) {
           const i = index.get(p)!;
           const row = vb.row(i);
           this.pods.forEach((_, j) => maybe.push([i, j, row[j]!]));
           this.pods.forEach((_, j) => {
-            if (!isChanged[j]) maybe.push([j, i, vb.verdict(this.pods[j]!, p)!]);
+            if (!isChanged[j]) maybe.push([j, i, vb.at(j, i)]);
           });
         }
         maybeBy.set(pr, maybe);
       }
     } finally {
       sim.forgetConnections();
-      sim.replaceEndpointPolicy(before.policy, rewrite.map((p) => p.key));
+      sim.replaceEndpointPolicy(before.policy, rewrite);
     }
     // Before: the session's state; keep the pairs whose verdict differs, in (probe, source, destination) order.
     for (const pr of probes) {
       const m = maybeBy.get(pr) ?? [];
       const va = verdictsA(pr);
       m.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
-      for (const [i, j, after] of m) if (va.verdict(this.pods[i]!, this.pods[j]!) !== after) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
+      for (const [i, j, after] of m) if (va.at(i, j) !== after) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
     }
     if (!candidates.length) return { pairs, flows, probes };
     // Explanations: a fresh source port so they start new connections too, after then before.
@@ -228,14 +237,17 @@ export class WhatifSession {
       const r = sim.probe(c.s, c.d, c.probe.port, c.probe.protocol, probeSourcePort(c.probe.port) + 2);
       return { allowed: r.allowed, reason: sim.probeReason(c.s, c.d, r) };
     };
+    const ends = new Set(candidates.flatMap((c) => [c.s.key, c.d.key]));
+    for (const p of changed) ends.delete(p.key);
+    rewrite = [...rewrite, ...[...ends].filter((k) => !this.sameEntries(after.policy, k))];
     sim.forgetConnections();
-    sim.replaceEndpointPolicy(after.policy, rewrite.map((p) => p.key));
+    sim.replaceEndpointPolicy(after.policy, rewrite);
     let afterX: { allowed: boolean; reason: string }[];
     try {
       afterX = candidates.map(explain);
     } finally {
       sim.forgetConnections();
-      sim.replaceEndpointPolicy(before.policy, rewrite.map((p) => p.key));
+      sim.replaceEndpointPolicy(before.policy, rewrite);
     }
     const beforeX = candidates.map(explain);
     sim.forgetConnections();
