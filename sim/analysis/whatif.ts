@@ -188,7 +188,9 @@ export class WhatifSession {
     const changed = this.pods.filter((p) => this.loaded.policy.endpoints.get(p.key) !== after.policy.endpoints.get(p.key) && this.classBefore(p) !== policyClass(after.policy, p));
     const index = new Map(this.pods.map((p, i) => [p, i]));
     const candidates: Candidate[] = [];
-    const maybeBy = new Map<Probe, [number, number, Verdict][]>();
+    const afterBy = new Map<Probe, { rows: Map<number, Verdict[]>; cols: Map<number, Verdict[]> }>();
+    const changedIdx: number[] = [];
+    const isChanged = new Uint8Array(this.pods.length);
     const pairs: PairChange[] = [];
     const flows = before.cluster.traffic.length || after.cluster.traffic.length ? await playFlows(before, after, this.simulate) : [];
     if (!changed.length) return { pairs, flows, probes };
@@ -202,23 +204,19 @@ export class WhatifSession {
     sim.forgetConnections();
     sim.replaceEndpointPolicy(after.policy, rewrite);
     try {
-      const isChanged = new Uint8Array(this.pods.length);
-      for (const p of changed) isChanged[index.get(p)!] = 1;
-      const halvesAfter = changed.length ? new Halves(sim, this.pods) : undefined;
+      for (const p of changed) changedIdx.push(index.get(p)!);
+      changedIdx.sort((x, y) => x - y);
+      for (const i of changedIdx) isChanged[i] = 1;
+      const halvesAfter = new Halves(sim, this.pods);
       for (const pr of probes) {
-        // After: the rewritten state. Only pairs with a changed endpoint at an end can differ.
-        if (!changed.length) break;
+        // After: the rewritten state. Only pairs with a changed endpoint at an end can differ: the rows of
+        // the changed sources, and the changed columns of the other rows.
         const vb = reachProber(sim, this.pods, pr, { halves: halvesAfter });
-        const maybe: [number, number, Verdict][] = [];
-        for (const p of changed) {
-          const i = index.get(p)!;
-          const row = vb.row(i);
-          this.pods.forEach((_, j) => maybe.push([i, j, row[j]!]));
-          this.pods.forEach((_, j) => {
-            if (!isChanged[j]) maybe.push([j, i, vb.at(j, i)]);
-          });
-        }
-        maybeBy.set(pr, maybe);
+        const rows = new Map<number, Verdict[]>();
+        for (const i of changedIdx) rows.set(i, vb.row(i));
+        const cols = new Map<number, Verdict[]>();
+        for (const j of changedIdx) cols.set(j, this.pods.map((_, i) => (isChanged[i] ? null : vb.at(i, j))));
+        afterBy.set(pr, { rows, cols });
       }
     } finally {
       sim.forgetConnections();
@@ -226,10 +224,16 @@ export class WhatifSession {
     }
     // Before: the session's state; keep the pairs whose verdict differs, in (probe, source, destination) order.
     for (const pr of probes) {
-      const m = maybeBy.get(pr) ?? [];
+      const { rows, cols } = afterBy.get(pr)!;
       const va = verdictsA(pr);
-      m.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
-      for (const [i, j, after] of m) if (va.at(i, j) !== after) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
+      for (let i = 0; i < this.pods.length; i++) {
+        const rb = rows.get(i);
+        if (rb) {
+          const ra = va.row(i);
+          for (let j = 0; j < ra.length; j++) if (ra[j] !== rb[j]) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
+        } else
+          for (const j of changedIdx) if (va.at(i, j) !== cols.get(j)![i]) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
+      }
     }
     if (!candidates.length) return { pairs, flows, probes };
     // Explanations: a fresh source port so they start new connections too, after then before.
