@@ -46,7 +46,7 @@ export function registerReach(program: Command, run: (fn: () => Promise<number>)
     .option("--port <port/proto>", "probe, e.g. 80/TCP, 53/UDP, 8/ICMP (repeatable; default: every port/protocol the policies name, plus 80/TCP)", collect)
     .option("--namespace <ns>", "only pods in this namespace (repeatable)", collect)
     .option("--wide", "the table shows every pod, however wide (default: by equivalence class when wider than the terminal)")
-    .option("--no-dedupe", "run every pair through the datapath (default: once per pair of policy classes — same identity and same policy entries)")
+    .option("--no-dedupe", "run every pair through the datapath (default: each half of a verdict — egress at the source, ingress at the destination — once per entry list and way of naming the peer's identity; same answer)")
     .addHelpText(
       "after",
       `
