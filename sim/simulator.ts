@@ -919,6 +919,49 @@ export class Simulation {
     return r;
   }
 
+  /**
+   * Both halves of a probe between two pods with an endpoint (not host-networked), each judged on its own:
+   * the source's egress decision, and the destination's ingress decision for the packet egress forwarded
+   * (or, when egress dropped it, for the packet as sent: a pod-to-pod packet reaches the destination
+   * unchanged). reach combines halves of different pairs (sim/analysis/reach.ts); `probe` is this with the
+   * ingress half only when egress passed.
+   */
+  probeSides(src: SimPod, dst: SimPod, port: number, proto: FlowProtocol, sport: number): { egress: boolean; ingress: boolean } {
+    const frame = this.probeFrame(src, dst, port, proto, sport);
+    const now = this.now();
+    const egress = this.nodes.get(src.node)!.dp.run("fromEndpoint", frame, { now, srcIdentity: 0 });
+    const out = egress.verdict === C.CTX_ACT_DROP ? frame : egress.output;
+    const ingress = this.nodes.get(dst.node)!.dp.run("toEndpoint", out, { now, srcIdentity: this.identityOfPod(src) });
+    if ((proto === "ICMP" && port !== 8) || (proto === "ICMPv6" && port !== 128)) this.forgetIcmpConntrack([src.node, dst.node]);
+    return { egress: egress.verdict !== C.CTX_ACT_DROP, ingress: ingress.verdict !== C.CTX_ACT_DROP };
+  }
+
+  /**
+   * Makes `policy` the simulation's policy and rewrites the policy-map entries of the endpoints of
+   * `podKeys` from it (whatif's delta, sim/analysis/whatif.ts). Only for a policy that differs from the
+   * current one in those endpoints' entries alone: identities, the ipcache and proxy listeners stay.
+   */
+  replaceEndpointPolicy(policy: CompiledPolicy, podKeys: Iterable<string>): void {
+    for (const key of podKeys) {
+      const pod = this.places.podByKey(key);
+      const rt = pod && this.nodes.get(pod.node);
+      const epId = rt?.epIds.get(key);
+      if (!rt || epId === undefined) continue;
+      const pm = rt.dp.map(MAP_SPECS.Policy);
+      for (const e of encodeEntries(epId, this.policy.endpoints.get(key)?.entries ?? [])) pm.delete(e.key);
+      for (const e of encodeEntries(epId, policy.endpoints.get(key)?.entries ?? [])) pm.update(e.key, e.value);
+    }
+    this.policy = policy;
+  }
+
+  /** Empties every node's conntrack, so the next probes are new connections as in a fresh simulation. */
+  forgetConnections(): void {
+    for (const n of this.nodes.values()) {
+      const ct = n.dp.map(MAP_SPECS.Conntrack);
+      for (const [k] of [...ct.entries()]) ct.delete(k);
+    }
+  }
+
   private forgetIcmpConntrack(nodes: string[]): void {
     for (const n of new Set(nodes)) {
       const ct = this.nodes.get(n)!.dp.map(MAP_SPECS.Conntrack);

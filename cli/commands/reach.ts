@@ -6,12 +6,8 @@
  * with a legend, and the full matrix is one `-o csv` or `-o json` away.
  */
 import type { Command } from "commander";
-import { stringify as stringifyYaml } from "yaml";
-import type { SimPod } from "../../node/cluster.ts";
-import { policyProbes, sortProbes, type Probe } from "../../sim/analysis/probes.ts";
-import { reachProber, type Verdict } from "../../sim/analysis/reach.ts";
-import type { Simulation } from "../../sim/simulator.ts";
-import type { DiagnosticsSummary } from "../../policy/index.ts";
+import { policyProbes, sortProbes } from "../../sim/analysis/probes.ts";
+import { streamReach } from "../../sim/analysis/reach-output.ts";
 import { collect, diagnosticsJson, load, outputOf, parseProbe, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
@@ -20,107 +16,6 @@ interface ReachOptions extends GlobalOptions {
   namespace?: string[];
   dedupe?: boolean;
   wide?: boolean;
-}
-
-const MARK = (v: Verdict) => (v === null ? "-" : v ? "." : "X");
-const LEGEND = '. allowed   X denied   - not applicable (no address of that IP family)   (rows: from, columns: to)';
-
-/** Streams one format; `probes` are run in order, each as rows of one source pod. */
-function streamReach(sim: Simulation, pods: SimPod[], probes: Probe[], fmt: string, out: Out, opts: { dedupe: boolean; wide: boolean; columns: number; diagnostics?: DiagnosticsSummary }): void {
-  const keys = pods.map((p) => p.key);
-  const rows = function* (pr: Probe) {
-    const { verdict } = reachProber(sim, pods, pr, { dedupe: opts.dedupe });
-    for (const s of pods) yield { from: s, verdicts: pods.map((d) => verdict(s, d)) };
-  };
-  if (fmt === "json") {
-    out('{"probes":[');
-    probes.forEach((pr, pi) => {
-      out(`${pi ? "," : ""}\n{"port":${pr.port},"protocol":${JSON.stringify(pr.protocol)},"matrix":{`);
-      let first = true;
-      for (const { from, verdicts } of rows(pr)) {
-        out(`${first ? "" : ","}\n${JSON.stringify(from.key)}:{${verdicts.map((v, i) => `${JSON.stringify(keys[i])}:${v}`).join(",")}}`);
-        first = false;
-      }
-      out("}}");
-    });
-    out(`\n]${opts.diagnostics ? `,\n"diagnostics":${JSON.stringify(opts.diagnostics)}` : ""}}\n`);
-    return;
-  }
-  if (fmt === "yaml") {
-    out("probes:\n");
-    for (const pr of probes) {
-      out(`  - port: ${pr.port}\n    protocol: ${pr.protocol}\n    matrix:\n`);
-      for (const { from, verdicts } of rows(pr)) out(`      ${JSON.stringify(from.key)}:\n${verdicts.map((v, i) => `        ${JSON.stringify(keys[i])}: ${v}\n`).join("")}`);
-    }
-    if (opts.diagnostics) out(stringifyYaml({ diagnostics: opts.diagnostics }));
-    return;
-  }
-  if (fmt === "csv") {
-    out("port,protocol,from,to,allowed\n");
-    for (const pr of probes) for (const { from, verdicts } of rows(pr)) out(verdicts.map((v, i) => `${pr.port},${pr.protocol},${from.key},${keys[i]},${v === null ? "n/a" : v}\n`).join(""));
-    return;
-  }
-  if (fmt === "md") {
-    for (const pr of probes) {
-      out(`### ${pr.port}/${pr.protocol}\n\n| from \\ to | ${keys.join(" | ")} |\n|---|${keys.map(() => ":-:").join("|")}|\n`);
-      for (const { from, verdicts } of rows(pr)) out(`| ${from.key} | ${verdicts.map((v) => (v === null ? "–" : v ? "✓" : "✗")).join(" | ")} |\n`);
-      out("\n");
-    }
-    return;
-  }
-  if (fmt === "dot") {
-    out(`digraph reach {\n  rankdir=LR;\n  node [shape=box];\n${keys.map((k) => `  "${k}";\n`).join("")}`);
-    for (const pr of probes) for (const { from, verdicts } of rows(pr)) out(verdicts.map((v, i) => (v && pods[i] !== from ? `  "${from.key}" -> "${keys[i]}" [label="${pr.port}/${pr.protocol}"];\n` : "")).join(""));
-    out("}\n");
-    return;
-  }
-  // table
-  for (const pr of probes) {
-    const nameWidth = Math.max(...keys.map((k) => k.length)) + String(keys.length).length + 2;
-    const cell = String(keys.length).length + 1;
-    if (opts.wide || nameWidth + cell * keys.length <= opts.columns) {
-      out(`${`${pr.port}/${pr.protocol}`.padEnd(nameWidth)}${keys.map((_, i) => String(i + 1).padStart(cell)).join("")}\n`);
-      let i = 0;
-      for (const { from, verdicts } of rows(pr)) out(`${`${++i} ${from.key}`.padEnd(nameWidth)}${verdicts.map((v) => MARK(v).padStart(cell)).join("")}\n`);
-    } else classTable(sim, pods, pr, out, opts);
-  }
-  out(`${LEGEND}\n`);
-}
-
-/** The matrix of one probe by equivalence class, with a legend naming each class and its pods. */
-function classTable(sim: Simulation, pods: SimPod[], pr: Probe, out: Out, opts: { dedupe: boolean; columns: number }): void {
-  const { classes, verdict } = reachProber(sim, pods, pr, { dedupe: opts.dedupe });
-  const m = classes.members;
-  const names = m.map((_, i) => `C${i + 1}`);
-  // A class's verdict towards another is that of two distinct members (a pod and itself only for a
-  // class of one pod): the members are indistinguishable to the datapath.
-  const classVerdict = (a: number, b: number): Verdict => {
-    const s = m[a]![0]!;
-    const d = a === b && m[b]!.length > 1 ? m[b]![1]! : m[b]![0]!;
-    return verdict(s, d);
-  };
-  out(`${pr.port}/${pr.protocol}: ${pods.length} pods in ${m.length} classes (same identity, policy entries and address family). The full matrix: -o csv, -o json, or --wide.\n`);
-  const nameWidth = Math.max(...names.map((n) => n.length)) + 2;
-  const cell = Math.max(...names.map((n) => n.length)) + 1;
-  if (nameWidth + cell * m.length <= opts.columns) {
-    out(`${"".padEnd(nameWidth)}${names.map((n) => n.padStart(cell)).join("")}\n`);
-    m.forEach((_, a) => out(`${names[a]!.padEnd(nameWidth)}${m.map((_, b) => MARK(classVerdict(a, b)).padStart(cell)).join("")}\n`));
-  } else {
-    // Too many classes for a grid: one line per class, listing the classes it reaches.
-    m.forEach((_, a) => {
-      const allowed = names.filter((_, b) => classVerdict(a, b) === true);
-      out(`${names[a]} reaches ${allowed.length === m.length ? "every class" : allowed.length ? allowed.join(" ") : "no class"}\n`);
-    });
-  }
-  out("Classes:\n");
-  m.forEach((members, i) => {
-    const id = sim.identityOfPod(members[0]!);
-    // The pod's own labels: the namespace and Cilium's derived labels are the same for every pod of it.
-    const labels = [`namespace ${members[0]!.namespace}`, ...(sim.policy.identities.byId.get(id)?.labels ?? []).filter((l) => l.source === "k8s" && !/^io\.(cilium|kubernetes)\./.test(l.key)).map((l) => `${l.key}=${l.value}`)];
-    const shown = members.slice(0, 5).map((p) => p.key);
-    const more = members.length > shown.length ? `, … (${members.length} pods)` : "";
-    out(`  ${names[i]}  identity ${id}${labels.length ? ` (${labels.join(", ")})` : ""}: ${shown.join(", ")}${more}\n`);
-  });
 }
 
 export async function runReach(g: ReachOptions, out: Out): Promise<number> {
@@ -151,7 +46,7 @@ export function registerReach(program: Command, run: (fn: () => Promise<number>)
     .option("--port <port/proto>", "probe, e.g. 80/TCP, 53/UDP, 8/ICMP (repeatable; default: every port/protocol the policies name, plus 80/TCP)", collect)
     .option("--namespace <ns>", "only pods in this namespace (repeatable)", collect)
     .option("--wide", "the table shows every pod, however wide (default: by equivalence class when wider than the terminal)")
-    .option("--no-dedupe", "run every pair through the datapath (default: once per pair of policy classes — same identity and same policy entries)")
+    .option("--no-dedupe", "run every pair through the datapath (default: each half of a verdict — egress at the source, ingress at the destination — once per entry list and way of naming the peer's identity; same answer)")
     .addHelpText(
       "after",
       `

@@ -8,12 +8,15 @@
  * (ICMP is IPv4's, ICMPv6 IPv6's) between pods of which one has no address of that family is not
  * applicable (null), never allowed or denied.
  *
- * Answers stream: rows are produced one source pod at a time, and pods fall into equivalence classes
- * (identity, policy entries, address family) that are probed through the datapath once per pair of
- * classes, so time and memory grow with the answer, not with pairs × string keys.
+ * Answers stream: rows are produced one source pod at a time, and each half of a verdict (egress at the
+ * source, ingress at the destination) is run through the datapath once per (entry list, how it names the
+ * peer's identity) and shared by every pair it decides, so time and memory grow with the answer, not with
+ * pairs × string keys.
  */
 import { isIpv6 } from "../../host/ip.ts";
 import type { FlowProtocol, SimPod } from "../../node/cluster.ts";
+import { ID_WORLD as C_ID_WORLD } from "../../host/constants.gen.ts";
+import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, type CompiledPolicy, type EndpointPolicy, type MapStateEntry } from "../../policy/index.ts";
 import type { Simulation } from "../simulator.ts";
 import { probeSourcePort, type Probe } from "./probes.ts";
 
@@ -39,11 +42,11 @@ export function applicable(p: SimPod, protocol: FlowProtocol): boolean {
  * policy map), so a probe between two classes is run through the datapath once and reused for every pair
  * of pods of those classes. Host-networked pods are never grouped.
  */
-export function policyClass(sim: Simulation, p: SimPod): string {
+export function policyClass(policy: CompiledPolicy, p: SimPod): string {
   if (p.hostNetwork) return `host:${p.key}`;
-  const ep = sim.policy.endpoints.get(p.key);
+  const ep = policy.endpoints.get(p.key);
   const entries = ep ? ep.entries.map((e) => `${e.key.direction}/${e.key.identity}/${e.key.protocol}/${e.key.port}/${e.key.portPrefix}/${e.deny ? 1 : 0}/${e.proxyPort ? 1 : 0}`).join(",") : "";
-  return `${sim.identityOfPod(p)}|${entries}`;
+  return `${policy.identities.podIdentity.get(p.key) ?? C_ID_WORLD}|${entries}`;
 }
 
 /** The equivalence classes of a probe: pods grouped by (policy class, address family), in first-seen order. */
@@ -59,7 +62,7 @@ export function reachClasses(sim: Simulation, pods: SimPod[]): ReachClasses {
   const of = new Map<SimPod, number>();
   const members: SimPod[][] = [];
   for (const p of pods) {
-    const k = `${isIpv6(p.ip) ? 6 : 4}|${policyClass(sim, p)}`;
+    const k = `${isIpv6(p.ip) ? 6 : 4}|${policyClass(sim.policy, p)}`;
     let i = index.get(k);
     if (i === undefined) {
       index.set(k, (i = members.length));
@@ -72,30 +75,189 @@ export function reachClasses(sim: Simulation, pods: SimPod[]): ReachClasses {
 }
 
 /**
- * Verdicts of one probe with the datapath run once per (source class, destination class, same pod).
- * `dedupe: false` runs every pair through the datapath (a check of the deduplication).
+ * The two halves of a probe verdict, each shared by many pairs. A pod-to-pod probe is allowed when the
+ * source's egress and the destination's ingress both pass (core/policy.ts). The egress decision depends
+ * only on the source endpoint's egress entries and, of the destination's identity, on which of those
+ * entries name it exactly (an identity no entry names meets only the wildcard entries); the ingress
+ * decision likewise on the destination's ingress entries and which of them name the source's identity.
+ * So each half is run through the datapath once per (entry list, how that list names the peer), and a
+ * pair's verdict is the two halves' conjunction. Identities outside the cluster range (reserved, local
+ * CIDR scope) keep their number in the key. A pod probing itself, and host-networked pods, are probed
+ * whole, once per pod pair kind (self) or every time (host network).
  */
-export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts: { dedupe?: boolean } = {}) {
+export class Halves {
+  /** Entry lists by text, per direction; each list's exact-identity entries by identity. */
+  private readonly listIds = new Map<string, number>();
+  private readonly named: Map<number, string>[] = [];
+  private readonly listOfEp = new Map<EndpointPolicy, [number, number]>();
+  private readonly noPolicy: [number, number];
+  /** Per pod: egress list, ingress list, index of (identity, address family). */
+  readonly eg: Int32Array;
+  readonly ing: Int32Array;
+  readonly idc: Int32Array;
+  private readonly ids: number[] = [];
+  /** (list, identity index) → slot; a prober keeps each slot's verdict for its probe. */
+  private slotOf?: Int32Array;
+  private readonly slotOfSparse = new Map<number, number>();
+  private readonly slotIds = new Map<string, number>();
+
+  constructor(sim: Simulation, pods: SimPod[]) {
+    this.noPolicy = this.lists([]);
+    const idIndex = new Map<number, number>();
+    this.eg = new Int32Array(pods.length);
+    this.ing = new Int32Array(pods.length);
+    this.idc = new Int32Array(pods.length);
+    pods.forEach((p, i) => {
+      const ep = sim.policy.endpoints.get(p.key);
+      let l = ep ? this.listOfEp.get(ep) : this.noPolicy;
+      if (!l) this.listOfEp.set(ep!, (l = this.lists(ep!.entries)));
+      this.eg[i] = l[0];
+      this.ing[i] = l[1];
+      // The peer's address family is part of its key: a pair is probed within one family.
+      const id = sim.identityOfPod(p);
+      const fk = id * 2 + (isIpv6(p.ip) ? 1 : 0);
+      let c = idIndex.get(fk);
+      if (c === undefined) {
+        idIndex.set(fk, (c = this.ids.length));
+        this.ids.push(fk);
+      }
+      this.idc[i] = c;
+    });
+  }
+
+  private list(entries: MapStateEntry[]): number {
+    const text = entries.map((e) => `${e.key.identity}/${entryShape(e)}`).join(",");
+    let id = this.listIds.get(text);
+    if (id === undefined) {
+      this.listIds.set(text, (id = this.named.length));
+      const named = new Map<number, string>();
+      for (const e of entries) if (e.key.identity !== 0) named.set(e.key.identity, `${named.get(e.key.identity) ?? ""}${entryShape(e)},`);
+      this.named.push(named);
+    }
+    return id;
+  }
+
+  private lists(entries: MapStateEntry[]): [number, number] {
+    return [this.list(entries.filter((e) => e.key.direction === "egress")), this.list(entries.filter((e) => e.key.direction !== "egress"))];
+  }
+
+  /** The slot of list `l` judging a peer of identity index `c`. */
+  slot(l: number, c: number): number {
+    const k = l * this.ids.length + c;
+    // A dense table while lists × identities stays small (the common case), a Map beyond.
+    if (!this.slotOf && this.named.length * this.ids.length <= 1 << 24) this.slotOf = new Int32Array(this.named.length * this.ids.length).fill(-1);
+    let s: number | undefined = this.slotOf ? this.slotOf[k]! : this.slotOfSparse.get(k);
+    if (s === undefined || s < 0) {
+      const fk = this.ids[c]!;
+      const id = Math.floor(fk / 2);
+      const scope = id >= MIN_CLUSTER_IDENTITY && id < LOCAL_IDENTITY_SCOPE ? "c" : String(id);
+      const text = `${l}|${fk % 2 ? 6 : 4}|${scope}|${this.named[l]!.get(id) ?? ""}`;
+      s = this.slotIds.get(text);
+      if (s === undefined) {
+        this.slotIds.set(text, (s = this.slotIds.size));
+      }
+      if (this.slotOf) this.slotOf[k] = s;
+      else this.slotOfSparse.set(k, s);
+    }
+    return s;
+  }
+
+  /** Key of a pod probing itself: both its lists and how each names its own identity. */
+  selfKey(i: number): string {
+    return `${this.slot(this.eg[i]!, this.idc[i]!)}|${this.slot(this.ing[i]!, this.idc[i]!)}`;
+  }
+}
+
+const entryShape = (e: MapStateEntry) => `${e.key.direction}/${e.key.protocol}/${e.key.port}/${e.key.portPrefix}/${e.deny ? 1 : 0}/${e.proxyPort ? 1 : 0}/${e.proxyPortPriority}`;
+
+/**
+ * Verdicts of one probe with the datapath run once per half (see Halves). `dedupe: false` runs every pair
+ * through the datapath whole (a check of the deduplication). `row(i)` gives the verdicts of source
+ * pods[i] towards every pod, in the order of `pods`; `classes` are the display classes.
+ */
+export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts: { dedupe?: boolean; halves?: Halves } = {}) {
   const sport = probeSourcePort(probe.port);
   const dedupe = opts.dedupe ?? true;
-  const classes = reachClasses(sim, pods);
-  const n = classes.members.length;
-  // Per class pair: 0 unknown, 1 allowed, 2 denied; self pairs (s === d) apart.
-  const seen = new Uint8Array(n * n * 2);
-  const verdict = (s: SimPod, d: SimPod): Verdict => {
-    if (!applicable(s, probe.protocol) || !applicable(d, probe.protocol)) return null;
-    if (!dedupe) return sim.probe(s, d, probe.port, probe.protocol, sport).allowed;
-    const k = (classes.of.get(s)! * n + classes.of.get(d)!) * 2 + (s === d ? 1 : 0);
-    if (seen[k] === 0) seen[k] = sim.probe(s, d, probe.port, probe.protocol, sport).allowed ? 1 : 2;
-    return seen[k] === 1;
+  let classes: ReachClasses | undefined;
+  let position: Map<SimPod, number> | undefined;
+  // `halves` may be shared by the probes of one policy state (it depends on the policy, not the probe).
+  const h = dedupe ? (opts.halves ?? new Halves(sim, pods)) : undefined;
+  /** Verdict of each half slot for this probe: 0 (or absent) unknown, 1 pass, 2 drop. */
+  const vv: number[] = [];
+  const ok = pods.map((p) => applicable(p, probe.protocol));
+  const host = pods.map((p) => p.hostNetwork);
+  const v6 = pods.map((p) => isIpv6(p.ip));
+  const self = new Map<string, boolean>();
+  const whole = (si: number, di: number): boolean => sim.probe(pods[si]!, pods[di]!, probe.port, probe.protocol, sport).allowed;
+  const byIndex = (si: number, di: number): Verdict => {
+    if (!ok[si] || !ok[di]) return null;
+    if (!h || host[si] || host[di] || v6[si] !== v6[di]) return whole(si, di);
+    if (si === di) {
+      const k = h.selfKey(si);
+      let v = self.get(k);
+      if (v === undefined) self.set(k, (v = whole(si, di)));
+      return v;
+    }
+    return halves(h, si, di);
   };
-  return { classes, verdict };
+  /** Two distinct pods with an endpoint, of one family: the conjunction of the two halves. */
+  const halves = (h: Halves, si: number, di: number): boolean => {
+    const e = h.slot(h.eg[si]!, h.idc[di]!);
+    if (vv[e] === 2) return false;
+    const i = h.slot(h.ing[di]!, h.idc[si]!);
+    if (!vv[e] || !vv[i]) {
+      const r = sim.probeSides(pods[si]!, pods[di]!, probe.port, probe.protocol, sport);
+      vv[e] = r.egress ? 1 : 2;
+      vv[i] = r.ingress ? 1 : 2;
+    }
+    return vv[e] === 1 && vv[i] === 1;
+  };
+  // Sources with the same egress list and (identity, family) have the same row but for their own cell and
+  // the cells probed whole: one template per such source (0 probe whole, 1 allowed, 2 denied, 3 n/a).
+  const templates = new Map<number, Int8Array>();
+  const template = (h: Halves, si: number): Int8Array => {
+    const key = h.eg[si]! * pods.length + h.idc[si]!;
+    let t = templates.get(key);
+    if (!t) {
+      t = new Int8Array(pods.length);
+      for (let di = 0; di < pods.length; di++) t[di] = !ok[di] ? 3 : host[di] || v6[si] !== v6[di] ? 0 : halves(h, si, di) ? 1 : 2;
+      templates.set(key, t);
+    }
+    return t;
+  };
+  const verdict = (s: SimPod, d: SimPod): Verdict => {
+    if (!position) pods.forEach((p, i) => (position ??= new Map()).set(p, i));
+    return byIndex(position!.get(s)!, position!.get(d)!);
+  };
+  const row = (si: number): Verdict[] => {
+    const out = new Array<Verdict>(pods.length);
+    if (!h || host[si] || !ok[si]) {
+      for (let di = 0; di < pods.length; di++) out[di] = byIndex(si, di);
+      return out;
+    }
+    const t = template(h, si);
+    for (let di = 0; di < pods.length; di++) {
+      const c = t[di]!;
+      out[di] = c === 1 ? true : c === 2 ? false : c === 3 ? null : byIndex(si, di);
+    }
+    out[si] = byIndex(si, si);
+    return out;
+  };
+  return {
+    get classes(): ReachClasses {
+      return (classes ??= reachClasses(sim, pods));
+    },
+    verdict,
+    /** The verdict of pods[si] → pods[di]. */
+    at: byIndex,
+    row,
+  };
 }
 
 /** The rows of one probe's matrix, one source pod at a time (verdicts in the order of `pods`). */
 export function* reachRows(sim: Simulation, pods: SimPod[], probe: Probe, opts: { dedupe?: boolean } = {}): Generator<{ from: SimPod; verdicts: Verdict[] }> {
-  const { verdict } = reachProber(sim, pods, probe, opts);
-  for (const s of pods) yield { from: s, verdicts: pods.map((d) => verdict(s, d)) };
+  const { row } = reachProber(sim, pods, probe, opts);
+  for (let i = 0; i < pods.length; i++) yield { from: pods[i]!, verdicts: row(i) };
 }
 
 /** The whole matrix of one probe as an object (small clusters and tests; the CLI streams reachRows). */

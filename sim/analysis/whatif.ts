@@ -14,12 +14,12 @@
  */
 import type { FlowProtocol, FlowSpec, SimPod } from "../../node/cluster.ts";
 import { SimError } from "../../node/errors.ts";
-import type { ManifestObject } from "../../policy/index.ts";
+import { INIT_ENDPOINT, type CompiledPolicy, type ManifestObject } from "../../policy/index.ts";
 import type { Loaded } from "../load.ts";
 import { objectKey } from "../manifests.ts";
 import type { FlowResult, Simulation } from "../simulator.ts";
 import { changeProbes, probeSourcePort, type Probe } from "./probes.ts";
-import { policyClass } from "./reach.ts";
+import { Halves, policyClass, reachProber, type Verdict } from "./reach.ts";
 
 export interface PairChange {
   from: string;
@@ -79,67 +79,243 @@ function backendText(r: FlowResult): string | null {
   return r.backend ? `${r.backend.pod ?? r.backend.ip}:${r.backend.port}` : null;
 }
 
-/** True when the two versions differ only in policy objects. */
-function onlyPoliciesChanged(a: ManifestObject[], b: ManifestObject[]): boolean {
-  const rest = (objs: ManifestObject[]) =>
-    objs
-      .filter((o) => !POLICY_KINDS.has(o.kind))
-      .map((o) => JSON.stringify([o.kind, o.metadata.namespace ?? "", o.metadata.name, o.raw ?? null]))
-      .sort();
-  const x = rest(a);
-  const y = rest(b);
+/** The objects other than policies, as sorted text (two versions differ only in policies when these are equal). */
+function nonPolicyText(objs: ManifestObject[]): string[] {
+  return objs
+    .filter((o) => !POLICY_KINDS.has(o.kind))
+    .map((o) => JSON.stringify([o.kind, o.metadata.namespace ?? "", o.metadata.name, o.raw ?? null]))
+    .sort();
+}
+
+/** True when the two versions differ only in policy objects (`x` may be the first version's nonPolicyText). */
+function onlyPoliciesChanged(a: ManifestObject[] | string[], b: ManifestObject[]): boolean {
+  const x = typeof a[0] === "string" ? (a as string[]) : nonPolicyText(a as ManifestObject[]);
+  const y = nonPolicyText(b);
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
-/** Probe verdicts cached per (source class, destination class, same pod), as reach does. */
-function verdicts(sim: Simulation, probe: Probe, sport: number) {
-  const cls = new Map<SimPod, string>();
-  const seen = new Map<string, boolean>();
-  const classOf = (p: SimPod) => {
-    let c = cls.get(p);
-    if (c === undefined) cls.set(p, (c = policyClass(sim, p)));
+/** One changed pair, before its explanations are known. */
+interface Candidate {
+  probe: Probe;
+  s: SimPod;
+  d: SimPod;
+}
+
+/** The policy entries of an endpoint as text, cookies and proxy ports included (the map's contents). */
+function entriesText(p: CompiledPolicy, key: string): string {
+  const ep = p.endpoints.get(key);
+  return ep ? ep.entries.map((e) => `${e.key.direction}/${e.key.identity}/${e.key.protocol}/${e.key.port}/${e.key.portPrefix}/${e.deny ? 1 : 0}/${e.proxyPort}/${e.proxyPortPriority}/${e.cookie}`).join(",") : "";
+}
+
+/**
+ * True when the two compiled policies differ only in per-endpoint policy entries: same pod identities,
+ * CIDR identities, proxy listeners and reserved:init policy. Then the after state is the before state with
+ * some endpoints' policy-map entries rewritten.
+ */
+function onlyEntriesDiffer(a: CompiledPolicy, b: CompiledPolicy, pods: SimPod[]): boolean {
+  for (const p of pods) if (a.identities.podIdentity.get(p.key) !== b.identities.podIdentity.get(p.key)) return false;
+  const proxies = (x: CompiledPolicy) => JSON.stringify([...x.proxies.entries()].sort((m, n) => m[0] - n[0]));
+  return JSON.stringify(a.cidrIdentities) === JSON.stringify(b.cidrIdentities) && proxies(a) === proxies(b) && entriesText(a, INIT_ENDPOINT) === entriesText(b, INIT_ENDPOINT);
+}
+
+/**
+ * whatif against one loaded "before" state kept in one simulation, for answers in milliseconds when the
+ * same cluster is asked about many edits (an editor loop, a pre-merge check of several changes).
+ *
+ * For an edit that changes only policies, and only endpoints' policy entries, `compare` works on the delta:
+ * the endpoints whose entries change, and from them only the (source, destination, probe) pairs that have
+ * one of them at an end. Their verdicts before come from the session's simulation (cached across calls);
+ * for the verdicts after, the changed endpoints' policy-map entries are rewritten in place to the after
+ * state (conntrack emptied, so every probe is a new connection as in a fresh simulation), and written back
+ * afterwards. A pair whose two endpoints keep their entries and identities keeps its verdict (the datapath
+ * decides a probe from those alone), so the answer equals comparing every pair of two full simulations.
+ * Traffic flows are stateful (conntrack, the FQDN cache, the clock), so they are played in two fresh
+ * simulations as before. Any other edit falls back to two full simulations.
+ */
+export class WhatifSession {
+  private readonly pods: SimPod[];
+  /** Verdict probers of the before state, by probe, and what they share. */
+  private readonly before = new Map<string, ReturnType<typeof reachProber>>();
+  private halvesBefore?: Halves;
+  private readonly nonPolicy: string[];
+  private readonly entries = new Map<string, string>();
+
+  private constructor(
+    readonly loaded: Loaded,
+    private readonly sim: Simulation,
+    private readonly simulate: (l: Loaded) => Promise<Simulation>,
+  ) {
+    this.pods = [...loaded.cluster.pods].sort((x, y) => (x.key < y.key ? -1 : 1));
+    this.nonPolicy = nonPolicyText(loaded.objects);
+  }
+
+  private readonly classes = new Map<string, string>();
+
+  /** A pod's verdict-relevant class in the before state (cached). */
+  private classBefore(p: SimPod): string {
+    let c = this.classes.get(p.key);
+    if (c === undefined) this.classes.set(p.key, (c = policyClass(this.loaded.policy, p)));
     return c;
-  };
-  return {
-    classOf,
-    allowed(s: SimPod, d: SimPod): boolean {
-      const k = `${classOf(s)}\n${classOf(d)}\n${s === d ? 1 : 0}`;
-      let v = seen.get(k);
-      if (v === undefined) seen.set(k, (v = sim.probe(s, d, probe.port, probe.protocol, sport).allowed));
+  }
+
+  /** True when `after` has the entries of the before state for pod `key`. */
+  private sameEntries(after: CompiledPolicy, key: string): boolean {
+    const a = this.loaded.policy.endpoints.get(key);
+    const b = after.endpoints.get(key);
+    if (a === b) return true;
+    let t = this.entries.get(key);
+    if (t === undefined) this.entries.set(key, (t = entriesText(this.loaded.policy, key)));
+    return t === entriesText(after, key);
+  }
+
+  static async open(before: Loaded, simulate: (l: Loaded) => Promise<Simulation>): Promise<WhatifSession> {
+    return new WhatifSession(before, await simulate(before), simulate);
+  }
+
+  close(): void {
+    this.sim.close();
+  }
+
+  /** The effect of going from the session's state to `after` (built with the session's addresses pinned). */
+  async compare(after: Loaded, probesIn: Probe[] = []): Promise<WhatifResult> {
+    const before = this.loaded;
+    const probes = probesIn.length ? probesIn : changeProbes(before, after);
+    if (!onlyPoliciesChanged(this.nonPolicy.length ? this.nonPolicy : before.objects, after.objects) || !onlyEntriesDiffer(before.policy, after.policy, this.pods)) return computeFull(before, after, this.simulate, probes);
+    const sim = this.sim;
+    // Endpoints whose verdict-relevant class changes (their entries without cookies): only pairs with one
+    // of these at an end are probed, with these endpoints' entries rewritten to the after state. Cookies
+    // only name rules, so the other ends of the pairs that change are rewritten for the explanations alone.
+    const changed = this.pods.filter((p) => this.loaded.policy.endpoints.get(p.key) !== after.policy.endpoints.get(p.key) && this.classBefore(p) !== policyClass(after.policy, p));
+    const index = new Map(this.pods.map((p, i) => [p, i]));
+    const candidates: Candidate[] = [];
+    const afterBy = new Map<Probe, { rows: Map<number, Verdict[]>; cols: Map<number, Verdict[]> }>();
+    const changedIdx: number[] = [];
+    const isChanged = new Uint8Array(this.pods.length);
+    const pairs: PairChange[] = [];
+    const flows = before.cluster.traffic.length || after.cluster.traffic.length ? await playFlows(before, after, this.simulate) : [];
+    if (!changed.length) return { pairs, flows, probes };
+    const verdictsA = (pr: Probe) => {
+      const k = `${pr.port}/${pr.protocol}`;
+      let v = this.before.get(k);
+      if (!v) this.before.set(k, (v = reachProber(sim, this.pods, pr, { halves: (this.halvesBefore ??= new Halves(sim, this.pods)) })));
       return v;
-    },
-  };
+    };
+    let rewrite = changed.map((p) => p.key);
+    sim.forgetConnections();
+    sim.replaceEndpointPolicy(after.policy, rewrite);
+    try {
+      for (const p of changed) changedIdx.push(index.get(p)!);
+      changedIdx.sort((x, y) => x - y);
+      for (const i of changedIdx) isChanged[i] = 1;
+      const halvesAfter = new Halves(sim, this.pods);
+      for (const pr of probes) {
+        // After: the rewritten state. Only pairs with a changed endpoint at an end can differ: the rows of
+        // the changed sources, and the changed columns of the other rows.
+        const vb = reachProber(sim, this.pods, pr, { halves: halvesAfter });
+        const rows = new Map<number, Verdict[]>();
+        for (const i of changedIdx) rows.set(i, vb.row(i));
+        const cols = new Map<number, Verdict[]>();
+        for (const j of changedIdx) cols.set(j, this.pods.map((_, i) => (isChanged[i] ? null : vb.at(i, j))));
+        afterBy.set(pr, { rows, cols });
+      }
+    } finally {
+      sim.forgetConnections();
+      sim.replaceEndpointPolicy(before.policy, rewrite);
+    }
+    // Before: the session's state; keep the pairs whose verdict differs, in (probe, source, destination) order.
+    for (const pr of probes) {
+      const { rows, cols } = afterBy.get(pr)!;
+      const va = verdictsA(pr);
+      for (let i = 0; i < this.pods.length; i++) {
+        const rb = rows.get(i);
+        if (rb) {
+          const ra = va.row(i);
+          for (let j = 0; j < ra.length; j++) if (ra[j] !== rb[j]) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
+        } else
+          for (const j of changedIdx) if (va.at(i, j) !== cols.get(j)![i]) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
+      }
+    }
+    if (!candidates.length) return { pairs, flows, probes };
+    // Explanations: a fresh source port so they start new connections too, after then before.
+    const explain = (c: Candidate) => {
+      const r = sim.probe(c.s, c.d, c.probe.port, c.probe.protocol, probeSourcePort(c.probe.port) + 2);
+      return { allowed: r.allowed, reason: sim.probeReason(c.s, c.d, r) };
+    };
+    const ends = new Set(candidates.flatMap((c) => [c.s.key, c.d.key]));
+    for (const p of changed) ends.delete(p.key);
+    rewrite = [...rewrite, ...[...ends].filter((k) => !this.sameEntries(after.policy, k))];
+    sim.forgetConnections();
+    sim.replaceEndpointPolicy(after.policy, rewrite);
+    let afterX: { allowed: boolean; reason: string }[];
+    try {
+      afterX = candidates.map(explain);
+    } finally {
+      sim.forgetConnections();
+      sim.replaceEndpointPolicy(before.policy, rewrite);
+    }
+    const beforeX = candidates.map(explain);
+    sim.forgetConnections();
+    candidates.forEach((c, k) => {
+      const a = beforeX[k]!;
+      const b = afterX[k]!;
+      pairs.push({ from: c.s.key, to: c.d.key, port: c.probe.port, protocol: c.probe.protocol, before: a.allowed ? "allowed" : "denied", after: b.allowed ? "allowed" : "denied", reasonBefore: a.reason, reasonAfter: b.reason });
+    });
+    return { pairs, flows, probes };
+  }
 }
 
 /**
  * Compares two versions. `simulate` starts a simulation of one version (the caller chooses the engine);
- * both are closed before this returns. `full` probes every pair even when only policies changed.
+ * every simulation is closed before this returns. `full` compares every pair of two full simulations (the
+ * reference the delta is checked against); otherwise a WhatifSession works on the delta.
  */
 export async function computeWhatif(before: Loaded, after: Loaded, simulate: (l: Loaded) => Promise<Simulation>, probesIn: Probe[] = [], opts: { full?: boolean } = {}): Promise<WhatifResult> {
-  const probes = probesIn.length ? probesIn : changeProbes(before, after);
+  if (opts.full) return computeFull(before, after, simulate, probesIn.length ? probesIn : changeProbes(before, after));
+  const session = await WhatifSession.open(before, simulate);
+  try {
+    return await session.compare(after, probesIn);
+  } finally {
+    session.close();
+  }
+}
+
+/** Every Traffic flow of either version, played in two fresh simulations. */
+async function playFlows(before: Loaded, after: Loaded, simulate: (l: Loaded) => Promise<Simulation>): Promise<FlowChange[]> {
+  const simA = await simulate(before);
+  try {
+    const simB = await simulate(after);
+    try {
+      return compareFlows(simA, simB, before.cluster.traffic, after.cluster.traffic);
+    } finally {
+      simB.close();
+    }
+  } finally {
+    simA.close();
+  }
+}
+
+/** Two full simulations, every pair of pods present in both compared (verdicts deduplicated as reach does). */
+async function computeFull(before: Loaded, after: Loaded, simulate: (l: Loaded) => Promise<Simulation>, probes: Probe[]): Promise<WhatifResult> {
   const simA = await simulate(before);
   let simB: Simulation | undefined;
   try {
     simB = await simulate(after);
     const podB = new Map(after.cluster.pods.map((p) => [p.key, p]));
     const pods = before.cluster.pods.filter((p) => podB.has(p.key)).sort((x, y) => (x.key < y.key ? -1 : 1));
-    // `full` compares every pair (the reference the property test checks the narrowing against).
-    const narrow = !opts.full && onlyPoliciesChanged(before.objects, after.objects);
+    const podsB = pods.map((p) => podB.get(p.key)!);
     const pairs: PairChange[] = [];
     for (const pr of probes) {
       const sport = probeSourcePort(pr.port);
-      const va = verdicts(simA, pr, sport);
-      const vb = verdicts(simB, pr, sport);
-      const changed = new Set(narrow ? pods.filter((p) => va.classOf(p) !== vb.classOf(podB.get(p.key)!)) : pods);
-      if (!changed.size) continue;
+      const va = reachProber(simA, pods, pr);
+      const vb = reachProber(simB, podsB, pr);
       // A fresh source port for the explaining probes, so they start new connections too.
       const explainPort = sport + 2;
-      for (const s of pods)
-        for (const d of pods) {
-          if (!changed.has(s) && !changed.has(d)) continue;
-          const s2 = podB.get(s.key)!;
-          const d2 = podB.get(d.key)!;
-          if (va.allowed(s, d) === vb.allowed(s2, d2)) continue;
+      for (let i = 0; i < pods.length; i++) {
+        const ra = va.row(i);
+        const rb = vb.row(i);
+        for (let j = 0; j < pods.length; j++) {
+          if (ra[j] === rb[j]) continue;
+          const [s, d, s2, d2] = [pods[i]!, pods[j]!, podsB[i]!, podsB[j]!];
           const a = simA.probe(s, d, pr.port, pr.protocol, explainPort);
           const b = simB.probe(s2, d2, pr.port, pr.protocol, explainPort);
           pairs.push({
@@ -153,6 +329,7 @@ export async function computeWhatif(before: Loaded, after: Loaded, simulate: (l:
             reasonAfter: simB.probeReason(s2, d2, b),
           });
         }
+      }
     }
     return { pairs, flows: compareFlows(simA, simB, before.cluster.traffic, after.cluster.traffic), probes };
   } finally {

@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseManifestText } from "../../sim/manifests.ts";
 import { loadFrom, type Loaded } from "../../sim/load.ts";
-import { computeWhatif } from "../../sim/analysis/whatif.ts";
+import { computeWhatif, WhatifSession } from "../../sim/analysis/whatif.ts";
 import { Simulation } from "../../sim/simulator.ts";
 import { allocationOf } from "../../node/cluster.ts";
 
@@ -20,13 +20,14 @@ interface Rule {
   direction: "ingress" | "egress";
 }
 
-function manifests(rules: Rule[]): string {
+function manifests(rules: Rule[], opts: { hostPod?: boolean } = {}): string {
   const docs: unknown[] = [
     { apiVersion: "v1", kind: "Node", metadata: { name: "n1" } },
     { apiVersion: "v1", kind: "Node", metadata: { name: "n2" } },
   ];
   for (let i = 0; i < PODS; i++)
     docs.push({ apiVersion: "v1", kind: "Pod", metadata: { name: `p${i}`, namespace: "default", labels: { app: APPS[i % APPS.length] } }, spec: { nodeName: i % 2 ? "n2" : "n1", containers: [{ name: "c", image: "x" }] } });
+  if (opts.hostPod) docs.push({ apiVersion: "v1", kind: "Pod", metadata: { name: "agent", namespace: "default", labels: { app: "a" } }, spec: { nodeName: "n2", hostNetwork: true, containers: [{ name: "c", image: "x" }] } });
   for (const r of rules) {
     const peer = { matchLabels: { app: r.peer } };
     const ports = [{ ports: [{ port: String(r.port), protocol: "TCP" }] }];
@@ -82,6 +83,28 @@ describe("whatif narrowed to changed policy classes", () => {
         }
       }),
       { numRuns: 6 },
+    );
+  }, 300_000);
+
+  it("one session answers several edits in a row, each equal to the full recomputation", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(rule("r"), { minLength: 1, maxLength: 3 }), fc.array(fc.array(rule("e"), { maxLength: 3 }), { minLength: 2, maxLength: 3 }), async (initial, versions) => {
+        const rules = initial.map((r, i) => ({ ...r, name: `r${i}` }));
+        const before = loadFrom(parseManifestText(manifests(rules, { hostPod: true }), "before.yaml"), {});
+        const session = await WhatifSession.open(before, simulate);
+        try {
+          for (const v of versions) {
+            const next = v.map((r, i) => ({ ...r, name: `r${i}` }));
+            const after = loadFrom(parseManifestText(manifests(next, { hostPod: true }), "after.yaml"), { pinned: allocationOf(before.cluster) });
+            const delta = await session.compare(after, PROBES);
+            const full = await computeWhatif(before, after, simulate, PROBES, { full: true });
+            expect(delta.pairs).toEqual(full.pairs);
+          }
+        } finally {
+          session.close();
+        }
+      }),
+      { numRuns: 5 },
     );
   }, 300_000);
 });
