@@ -18,13 +18,14 @@ import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluste
 import { desiredMaps, frontendKey, MANAGED_MAPS, type ManagedMap } from "../node/desired.ts";
 import { backendKey, buildLbModel } from "../node/services.ts";
 import { buildRules, compilePolicy, PolicyBudgetError, type CompiledPolicy, type PolicyError, type ManifestObject, type ProxyListener, type FqdnState } from "../policy/index.ts";
-import type { StableIdentities, StableNumbers } from "./identities.ts";
+import type { StableNumbers } from "./identities.ts";
+import type { IdentityNumbering } from "./identity-allocator.ts";
 
 export { MANAGED_MAPS, type ManagedMap };
 
 /** The agent's persistent numbering: identities, backend ids, reverse-NAT indexes (rule 2). */
 export interface Numbering {
-  identities: StableIdentities;
+  identities: IdentityNumbering;
   backends: StableNumbers;
   revNat: StableNumbers;
   /** Trace every packet into the events ring buffer, not only drops and policy verdicts. */
@@ -173,7 +174,7 @@ export interface DesiredOptions extends BuildOptions {
 export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions = {}): DesiredState {
   const cluster = buildCluster(nodeObjects(objects, node, endpoints), opts);
   const { policy, overflow, warnings } = compileForNode(cluster, opts.policyMapMax, opts.fqdn);
-  const stable = numbering.identities.mapping(policy);
+  const stable = numbering.identities.mapping(policy, new Set(endpoints.map((e) => e.pod)));
   const lb = buildLbModel(cluster);
   // Rule 2 for services: backend ids by address, reverse-NAT indexes by frontend; allocated in model order
   // so a fresh agent numbers them as the simulator does, then anything no longer used is released.
@@ -216,11 +217,12 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
     if (opts.previous) for (const [k, v] of ofEp(opts.previous.maps.Policy)) maps.Policy.set(k, v);
   }
   const podIdentity = new Map<string, number>();
-  for (const p of cluster.pods) podIdentity.set(p.key, stable(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD));
+  for (const p of cluster.pods) podIdentity.set(p.key, stable(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD) ?? C.ID_INIT);
   const proxies = new Map<number, ProxyListener>();
   for (const [port, l] of policy.proxies) {
     if (!local.has(l.endpoint)) continue;
-    proxies.set(port, { ...l, rules: l.rules.map((r) => ({ ...r, identities: r.identities.map((id) => (id === 0 ? 0 : stable(id))) })) });
+    // A pending peer identity matches no connection (its pods are init in the ipcache): left out.
+    proxies.set(port, { ...l, rules: l.rules.map((r) => ({ ...r, identities: r.identities.flatMap((id) => (id === 0 ? [0] : (stable(id) ?? []))) })) });
   }
   return { cluster, policy, podIdentity, maps, overflow: over, warnings, proxies };
 }

@@ -8,9 +8,11 @@
  * per label set and never derived from the order of the cluster's objects.
  *
  * Reserved identities (< 256) are fixed and pass through unchanged; cluster identities are allocated from
- * 256, node-local CIDR identities from (1 << 24) | 1, as upstream.
+ * the cluster's range (256.. with cluster id 0, id<<16.. otherwise), node-local CIDR identities from
+ * (1 << 24) | 1, as upstream. This is the `--identity-allocation-mode local` numbering: one node's view;
+ * identity-allocator.ts gives numbers every node agrees on.
  */
-import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "../host/identity-scopes.ts";
+import { clusterIdentityRange, LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY } from "../host/identity-scopes.ts";
 import { labelString, type CompiledPolicy } from "../policy/index.ts";
 
 export { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY };
@@ -22,11 +24,19 @@ export interface IdentityState {
 
 export class StableIdentities {
   private readonly byLabels = new Map<string, number>();
-  private nextCluster = MIN_CLUSTER_IDENTITY;
+  private nextCluster: number;
+  private readonly maxCluster: number;
   private nextLocal = 1;
 
-  constructor(state?: IdentityState) {
-    for (const [k, id] of Object.entries(state?.byLabels ?? {})) this.remember(k, id);
+  constructor(state?: IdentityState, clusterId = 0) {
+    const range = clusterIdentityRange(clusterId);
+    this.nextCluster = range.min;
+    this.maxCluster = range.max;
+    for (const [k, id] of Object.entries(state?.byLabels ?? {})) {
+      // A number from another cluster id's range (the flag changed) is allocated again in this one.
+      if (id < LOCAL_IDENTITY_SCOPE && (id < range.min || id > range.max)) continue;
+      this.remember(k, id);
+    }
   }
 
   private remember(k: string, id: number): void {
@@ -39,7 +49,7 @@ export class StableIdentities {
    * The translation from the numbers of one compiled policy to the stable numbers: reserved ids map to
    * themselves, every other id to the number its label set holds (allocated now when new).
    */
-  mapping(policy: CompiledPolicy): (id: number) => number {
+  mapping(policy: CompiledPolicy, _localPods?: ReadonlySet<string>): (id: number) => number {
     const table = new Map<number, number>();
     for (const ident of policy.identities.all) {
       if (ident.id < MIN_CLUSTER_IDENTITY) continue;
@@ -47,6 +57,7 @@ export class StableIdentities {
       const key = `${local ? "local" : "cluster"}:${ident.labels.map(labelString).join(",")}`;
       let id = this.byLabels.get(key);
       if (id === undefined) {
+        if (!local && this.nextCluster > this.maxCluster) throw new Error(`no free cluster identity left (the range ends at ${this.maxCluster})`);
         id = local ? (LOCAL_IDENTITY_SCOPE | this.nextLocal++) >>> 0 : this.nextCluster++;
         this.byLabels.set(key, id);
       }
