@@ -103,7 +103,9 @@ export class ClusterIdentities implements IdentityNumbering {
       }
       const key = labelSetKey(ident.labels);
       if (ident.pods.some((p) => localPods.has(p))) wanted.add(key);
-      table.set(ident.id, this.held.get(key) ?? this.allocator.lookup(key));
+      // The cache's number first: after a race resolved to the lowest number (identity-crd.ts C1) every
+      // node uses that one, including this node for its own endpoints.
+      table.set(ident.id, this.allocator.lookup(key) ?? this.held.get(key));
     }
     this.sync(wanted);
     return (id) => (id < MIN_CLUSTER_IDENTITY ? id : table.has(id) ? table.get(id) : undefined);
