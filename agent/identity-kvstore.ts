@@ -24,7 +24,7 @@
  *      that identities of other nodes' pods are looked up in. Where two numbers name one key (only after
  *      manual edits), the lowest wins.
  */
-import { Etcd3, EtcdLockFailedError, type Lease, type Watcher, type IOptions } from "etcd3";
+import { Etcd3, type Lease, type Watcher, type IOptions } from "etcd3";
 import { ExponentialBackoff } from "cockatiel";
 import { pickFreeId, type IdentityAllocator } from "./identity-allocator.ts";
 
@@ -55,6 +55,7 @@ export class KvstoreAllocator implements IdentityAllocator {
   readonly client: Etcd3;
   private readonly prefix: string;
   private lease?: Lease;
+  private leaseId?: string;
   private leaseGeneration = 0;
   private watcher?: Watcher;
   /** number → key (K7). */
@@ -63,6 +64,8 @@ export class KvstoreAllocator implements IdentityAllocator {
   private readonly byKey = new Map<string, Set<number>>();
   /** key → number this node references (its slave keys). */
   private readonly localKeys = new Map<string, number>();
+  /** Numbers this node is creating master keys for right now. */
+  private readonly trying = new Set<number>();
   /** Master keys unreferenced in the previous gc pass, with the revision seen then (K6). */
   private staleLastRound = new Map<number, string>();
   private readonly listeners: (() => void)[] = [];
@@ -161,7 +164,7 @@ export class KvstoreAllocator implements IdentityAllocator {
   private async newLease(): Promise<void> {
     const gen = ++this.leaseGeneration;
     const lease = this.client.lease(this.opts.leaseTtl ?? 900);
-    await lease.grant();
+    this.leaseId = await lease.grant();
     this.lease = lease;
     lease.on("lost", (e) => {
       if (this.closed || gen !== this.leaseGeneration) return;
@@ -188,22 +191,23 @@ export class KvstoreAllocator implements IdentityAllocator {
     return this.resyncing;
   }
 
-  /** Runs `fn` holding `<prefix>/locks/<key>` (K1), waiting while another node holds it. */
+  /**
+   * Runs `fn` holding `<prefix>/locks/<key>` (K1), waiting while another node holds it. The lock key lives
+   * under this agent's lease (as Cilium's locks live in its kvstore session), so a node that dies holding
+   * it frees it when the lease expires, and taking it costs one transaction.
+   */
   private async locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const lock = this.client.lock(`${this.prefix}/locks/${key}`).ttl(Math.min(30, this.opts.leaseTtl ?? 30));
-    for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
-      try {
-        await lock.acquire();
-        break;
-      } catch (e) {
-        if (!(e instanceof EtcdLockFailedError) || this.closed) throw e;
-        await sleep(wait + Math.random() * wait);
-      }
+    const lockKey = `${this.prefix}/locks/${key}`;
+    for (let wait = 2; ; wait = Math.min(wait * 2, 200)) {
+      if (this.closed) throw new Error("allocator closed");
+      const r = await this.client.if(lockKey, "Create", "==", 0).then(this.client.put(lockKey).value(this.opts.nodeName).lease(this.leaseId!)).commit();
+      if (r.succeeded) break;
+      await sleep(wait + Math.random() * wait);
     }
     try {
       return await fn();
     } finally {
-      await lock.release().catch(() => undefined);
+      await this.client.delete().key(lockKey).catch(() => undefined);
     }
   }
 
@@ -241,12 +245,20 @@ export class KvstoreAllocator implements IdentityAllocator {
       // K3: a new number.
       const tried = new Set<number>();
       for (;;) {
-        const n = pickFreeId((i) => this.byId.has(i), this.opts.clusterId ?? 0, preferred, tried);
+        // Numbers this node is trying for other keys are skipped too, so concurrent allocations on one node
+        // do not all race for the same lowest number.
+        const n = pickFreeId((i) => this.byId.has(i) || this.trying.has(i), this.opts.clusterId ?? 0, preferred, tried);
         if (n === undefined) throw new Error(`no free identity left in cluster ${this.opts.clusterId ?? 0}'s range`);
         tried.add(n);
-        const r = await this.client.if(this.masterKey(n), "Create", "==", 0).then(this.client.put(this.masterKey(n)).value(key)).commit();
+        this.trying.add(n);
+        // The master key and this node's reference in one transaction.
+        const r = await this.client
+          .if(this.masterKey(n), "Create", "==", 0)
+          .then(this.client.put(this.masterKey(n)).value(key), this.client.put(`${this.slavePrefix(key)}${this.opts.nodeName}`).value(String(n)).lease(this.leaseId!))
+          .commit()
+          .finally(() => this.trying.delete(n));
         if (!r.succeeded) continue; // taken by another key meanwhile (our cache lagged)
-        await this.lease!.put(`${this.slavePrefix(key)}${this.opts.nodeName}`).value(String(n));
+        this.cachePut(this.masterKey(n), key, r.header.revision); // before the watch event arrives
         return n;
       }
     });
