@@ -173,6 +173,28 @@ export class ClusterIdentities implements IdentityNumbering {
   }
 }
 
+/** Coalesces bursts of cache changes (a list, many watch events) into one call of each listener. */
+export class ChangeNotifier {
+  private readonly listeners: (() => void)[] = [];
+  private timer?: NodeJS.Timeout;
+
+  add(cb: () => void): void {
+    this.listeners.push(cb);
+  }
+
+  notify(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      for (const l of this.listeners) l();
+    }, 10);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+}
+
 /** The free number to try for a new identity: `preferred` when free and in range, else the lowest free. */
 export function pickFreeId(used: (id: number) => boolean, clusterId: number, preferred?: number, skip: ReadonlySet<number> = new Set()): number | undefined {
   const { min, max } = clusterIdentityRange(clusterId);

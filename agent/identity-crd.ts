@@ -23,7 +23,7 @@
  */
 import { KubeConfig, ListWatch, Watch, type KubernetesObject } from "@kubernetes/client-node";
 import fetch from "node-fetch";
-import { pickFreeId, type IdentityAllocator } from "./identity-allocator.ts";
+import { ChangeNotifier, pickFreeId, type IdentityAllocator } from "./identity-allocator.ts";
 
 export const IDENTITY_PATH = "/apis/cilium.io/v2/ciliumidentities";
 
@@ -88,8 +88,7 @@ export class CrdAllocator implements IdentityAllocator {
   /** key → number this node references. */
   private readonly localKeys = new Map<string, number>();
   private staleLastRound = new Map<number, string>();
-  private readonly listeners: (() => void)[] = [];
-  private notifyTimer?: NodeJS.Timeout;
+  private readonly changes = new ChangeNotifier();
   private heartbeat?: NodeJS.Timeout;
   private closed = false;
 
@@ -141,11 +140,7 @@ export class CrdAllocator implements IdentityAllocator {
   }
 
   private notify(): void {
-    if (this.notifyTimer) return;
-    this.notifyTimer = setTimeout(() => {
-      this.notifyTimer = undefined;
-      for (const l of this.listeners) l();
-    }, 10);
+    this.changes.notify();
   }
 
   /**
@@ -164,7 +159,7 @@ export class CrdAllocator implements IdentityAllocator {
   }
 
   onChange(cb: () => void): void {
-    this.listeners.push(cb);
+    this.changes.add(cb);
   }
 
   private cached(): readonly CiliumIdentity[] {
@@ -290,6 +285,7 @@ export class CrdAllocator implements IdentityAllocator {
   abandon(): void {
     this.closed = true;
     clearInterval(this.heartbeat);
+    this.changes.stop();
     void this.informer?.stop();
   }
 

@@ -26,7 +26,7 @@
  */
 import { Etcd3, type Lease, type Watcher, type IOptions } from "etcd3";
 import { ExponentialBackoff } from "cockatiel";
-import { pickFreeId, type IdentityAllocator } from "./identity-allocator.ts";
+import { ChangeNotifier, pickFreeId, type IdentityAllocator } from "./identity-allocator.ts";
 
 /** Cilium's identities path in the kvstore (pkg/identity/cache IdentitiesPath). */
 export const IDENTITIES_PREFIX = "cilium/state/identities/v1";
@@ -68,8 +68,7 @@ export class KvstoreAllocator implements IdentityAllocator {
   private readonly trying = new Set<number>();
   /** Master keys unreferenced in the previous gc pass, with the revision seen then (K6). */
   private staleLastRound = new Map<number, string>();
-  private readonly listeners: (() => void)[] = [];
-  private notifyTimer?: NodeJS.Timeout;
+  private readonly changes = new ChangeNotifier();
   private resyncing?: Promise<void>;
   private closed = false;
 
@@ -135,15 +134,11 @@ export class KvstoreAllocator implements IdentityAllocator {
   }
 
   private notify(): void {
-    if (this.notifyTimer) return;
-    this.notifyTimer = setTimeout(() => {
-      this.notifyTimer = undefined;
-      for (const l of this.listeners) l();
-    }, 10);
+    this.changes.notify();
   }
 
   onChange(cb: () => void): void {
-    this.listeners.push(cb);
+    this.changes.add(cb);
   }
 
   lookup(key: string): number | undefined {
@@ -311,7 +306,7 @@ export class KvstoreAllocator implements IdentityAllocator {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.notifyTimer);
+    this.changes.stop();
     await this.watcher?.cancel().catch(() => undefined);
     // K4: a graceful stop releases this node's references at once.
     await this.lease?.revoke().catch(() => undefined);
