@@ -26,6 +26,8 @@ import fetch from "node-fetch";
 import { ChangeNotifier, pickFreeId, type IdentityAllocator } from "./identity-allocator.ts";
 
 export const IDENTITY_PATH = "/apis/cilium.io/v2/ciliumidentities";
+/** What this backend does with CiliumIdentities: what deploy/'s ClusterRole must grant for crd mode. */
+export const IDENTITY_VERBS = ["get", "list", "watch", "create", "patch", "delete"] as const;
 
 export interface CiliumIdentity extends KubernetesObject {
   "security-labels"?: Record<string, string>;
@@ -40,6 +42,8 @@ export interface CrdAllocatorOptions {
   heartbeatMs?: number;
   /** A reference older than this is stale (C4). Default 3 heartbeats. */
   heartbeatTimeoutMs?: number;
+  /** How long start() waits for the first list. Default 30 s. */
+  startTimeoutMs?: number;
   log?: (msg: string) => void;
 }
 
@@ -133,7 +137,16 @@ export class CrdAllocator implements IdentityAllocator {
       this.informer = inf;
       inf.start().catch(reject);
     });
-    await listed;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no list of ${IDENTITY_PATH} within 30 s (is the CiliumIdentity CRD installed?)`)), this.opts.startTimeoutMs ?? 30_000)));
+    try {
+      await Promise.race([listed, timeout]);
+    } catch (e) {
+      this.abandon();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
     const every = this.opts.heartbeatMs ?? 60_000;
     this.heartbeat = setInterval(() => void this.refresh(), every);
     this.heartbeat.unref();

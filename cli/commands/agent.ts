@@ -77,7 +77,10 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   try {
     await identityAllocator?.start();
   } catch (e) {
-    throw new CliError(`--identity-allocation-mode ${identityConfig.mode}: cannot reach the ${identityConfig.mode === "kvstore" ? `kvstore (${identityConfig.etcd!.endpoints.join(", ")})` : "Kubernetes API"}: ${(e as Error).message.split("\n")[0]}`, "BAD_OPTION");
+    // gRPC's message carries the socket error after "Last error:"; that part is what the operator needs.
+    const m = (e as Error).message.split("\n")[0]!;
+    const why = /Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/.exec(m)?.[1] ?? m;
+    throw new CliError(`--identity-allocation-mode ${identityConfig.mode}: cannot reach the ${identityConfig.mode === "kvstore" ? `kvstore (${identityConfig.etcd!.endpoints.join(", ")})` : "Kubernetes API"}: ${why}`, "BAD_OPTION");
   }
   const agent = new Agent({
     nodeName,

@@ -181,6 +181,13 @@ describe("identity allocation with CiliumIdentity objects (crd mode)", () => {
     expect(objects.has(String(id))).toBe(true);
   });
 
+  it("start() fails with a message when CiliumIdentities cannot be listed (no CRD)", async () => {
+    server.use(http.get(`${API}${IDENTITY_PATH}`, () => HttpResponse.json({ kind: "Status", code: 404 }, { status: 404 })));
+    const a = new CrdAllocator({ kubeConfig: kc(), nodeName: "node-a", startTimeoutMs: 1500 });
+    await expect(a.start()).rejects.toThrow(/CiliumIdentity CRD installed|HTTP 404/);
+    server.resetHandlers();
+  });
+
   it("allocates in the cluster's range (cluster id in bits 16-23)", async () => {
     const a = await agent("node-a", 3);
     expect(await a.allocate(key("mesh"))).toBe(3 << 16);

@@ -36,7 +36,7 @@ describe("ciliate agent identity flags", () => {
   });
 
   it("says when etcd cannot be reached", () => {
-    refused(["--identity-allocation-mode", "kvstore", "--kvstore", "etcd", "--kvstore-opt", "etcd.endpoints=http://127.0.0.1:1"], /cannot reach the kvstore \(http:\/\/127.0.0.1:1\)/);
+    refused(["--identity-allocation-mode", "kvstore", "--kvstore", "etcd", "--kvstore-opt", "etcd.endpoints=http://127.0.0.1:1"], /cannot reach the kvstore \(http:\/\/127.0.0.1:1\): connect ECONNREFUSED 127.0.0.1:1$/m);
   }, 60000);
 
   it("parses durations, endpoint lists and configuration files", () => {
