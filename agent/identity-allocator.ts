@@ -92,7 +92,8 @@ export class ClusterIdentities implements IdentityNumbering {
   }
 
   mapping(policy: CompiledPolicy, localPods: ReadonlySet<string>): (id: number) => number | undefined {
-    const localMap = this.local.mapping(policy);
+    // Only the node-local (CIDR) identities are numbered here; cluster-scoped ones come from the allocator.
+    const localMap = this.local.mapping({ ...policy, identities: { ...policy.identities, all: policy.identities.all.filter((i) => isLocalIdentity(i.id)) } });
     const table = new Map<number, number | undefined>();
     const wanted = new Set<string>();
     for (const ident of policy.identities.all) {

@@ -26,6 +26,13 @@ spec:
   endpointSelector: {matchLabels: {app: server}}
   ingress: [{fromEndpoints: [{matchLabels: {app: client}}]}, {fromEntities: [all], toPorts: [{ports: [{port: "9000", protocol: TCP}]}]}]
   ingressDeny: [{fromEndpoints: [{matchLabels: {app: bad}}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: out, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: client}}
+  egress: [{toCIDR: [192.0.2.0/24]}]
 `;
 
 /** An allocator whose allocations complete when the test says so. */
@@ -93,6 +100,9 @@ describe("agent maps with cluster-wide identities", () => {
     // Only the wildcard (port 9000 from all), the host and the deny against init: no allow for a pending identity.
     expect(p0.filter((e) => !(e.value.flags & C.POLICY_F_DENY)).map((e) => e.key.secLabel).sort()).toEqual([0, C.ID_HOST]);
     expect(p0.some((e) => e.value.flags & C.POLICY_F_DENY && e.key.secLabel === C.ID_INIT)).toBe(true);
+    // CIDR identities are node-local: numbered at once by the node (bit 24), never pending, never allocated.
+    const cidrKey = hex(MAP_SPECS.Ipcache.key.encode(ipcacheKey("192.0.2.0/24")));
+    expect(MAP_SPECS.Ipcache.value.decode(before.maps.Ipcache.get(cidrKey)!.value).secIdentity).toBeGreaterThan(1 << 24);
     // Only the local endpoints' label sets are allocated by this node.
     expect(alloc.waiting.map((w) => w.key).sort()).toEqual(["k8s:app=client;", "k8s:app=server;"].map((k) => expect.stringContaining(k)));
     alloc.complete();
