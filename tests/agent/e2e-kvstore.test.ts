@@ -4,9 +4,12 @@
  * loopback. Two pods join by `ciliate cni` ADD; a policy admits client → server:80 only.
  *   1. The agent allocates the pods' identities in etcd (cluster id 5: bits 16-23), with its references
  *      under its lease, and the datapath enforces the policy with those numbers.
- *   2. The agent is killed with SIGKILL: traffic keeps flowing on the pinned maps; its lease expires and
+ *   2. etcd is stopped: traffic between the existing pods keeps flowing; a pod with a new label set added
+ *      meanwhile is reserved:init (its traffic to the server is dropped) until etcd returns, then its
+ *      identity is allocated and the policy admits it.
+ *   3. The agent is killed with SIGKILL: traffic keeps flowing on the pinned maps; its lease expires and
  *      its references disappear from etcd, while the identities (master keys) stay until gc.
- *   3. The agent starts again: the same numbers, references written again, the policy still enforced.
+ *   4. The agent starts again: the same numbers, references written again, the policy still enforced.
  * Kernel suite: runs as root (fails in CI when it cannot); etcd must be installed (fails in CI without it).
  */
 import type { ChildProcess } from "node:child_process";
@@ -24,7 +27,7 @@ const noEtcd = suite.skip ? true : skipUnless(hasEtcd(), "etcd (Debian etcd-serv
 const TAG = `${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
 const NS = (n: string) => `cik-${TAG}-${n}`;
 const NODE = NS("node");
-const PODS = ["client", "server"];
+const PODS = ["client", "server", "late"];
 const PIN = `/sys/fs/bpf/ciliate-test-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
 const PREFIX = "cilium/state/identities/v1/";
 
@@ -51,10 +54,15 @@ kind: CiliumNetworkPolicy
 metadata: {name: web, namespace: default}
 spec:
   endpointSelector: {matchLabels: {app: server}}
-  ingress: [{fromEndpoints: [{matchLabels: {app: client}}], toPorts: [{ports: [{port: "80", protocol: TCP}]}]}]
+  ingress: [{fromEndpoints: [{matchLabels: {app: client}}, {matchLabels: {app: late}}], toPorts: [{ports: [{port: "80", protocol: TCP}]}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: late, namespace: default, labels: {app: late}}
+spec: {containers: [{name: c, image: x}]}
 `;
 
-const tcp = (port: number) => tool(NS("client"), "tcp", podIp.get("server")!, port);
+const tcp = (port: number, from = "client") => tool(NS(from), "tcp", podIp.get("server")!, port);
 
 function start(): Promise<ChildProcess> {
   return startAgent(
@@ -95,7 +103,7 @@ describe.skipIf(noEtcd)("ciliate agent in kvstore mode with a real etcd (network
     sh("ip", ["-n", NODE, "link", "set", "lo", "up"]);
     etcd = await EtcdServer.start(NODE);
     agent = await start();
-    for (const p of PODS) {
+    for (const p of ["client", "server"]) {
       const r = cni(socket, "ADD", { containerId: `kvs-${TAG}-${p}`, netns: `/var/run/netns/${NS(p)}`, pod: p });
       expect(r.code, JSON.stringify(r.out)).toBe(0);
       podIp.set(p, (r.out.ips as { address: string }[])[0]!.address.split("/")[0]!);
@@ -123,14 +131,32 @@ describe.skipIf(noEtcd)("ciliate agent in kvstore mode with a real etcd (network
     await eventually(() => tcp(80).ok === true, 15_000, () => agentLog);
     expect(tcp(81)).toEqual({ ok: false, error: "timeout" });
     const { ids, refs } = identities();
-    for (const app of PODS) {
+    for (const app of ["client", "server"]) {
       const set = setOf(ids, app);
       expect(set, JSON.stringify([...ids])).toBeDefined();
       expect(ids.get(set!)! >>> 16).toBe(5);
       expect(refs.get(set!)).toEqual(["node-1"]);
     }
-    before = ids;
   }, 30_000);
+
+  it("etcd stopped: existing pods keep talking; a pod added meanwhile is init until etcd returns, then admitted", async () => {
+    await etcd!.stop();
+    expect(tcp(80)).toEqual({ ok: true, reply: "server" });
+    const r = cni(socket, "ADD", { containerId: `kvs-${TAG}-late`, netns: `/var/run/netns/${NS("late")}`, pod: "late" });
+    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    podIp.set("late", (r.out.ips as { address: string }[])[0]!.address.split("/")[0]!);
+    await new Promise((res) => setTimeout(res, 2000));
+    // Its label set has no number yet: written as init, nothing allows it.
+    expect(tcp(80, "late")).toEqual({ ok: false, error: "timeout" });
+    expect(tcp(80)).toEqual({ ok: true, reply: "server" });
+    await etcd!.resume();
+    await eventually(() => tcp(80, "late").ok === true, 30_000, () => agentLog);
+    const { ids, refs } = identities();
+    expect(ids.get(setOf(ids, "late")!)! >>> 16).toBe(5);
+    await eventually(() => identities().refs.size === 3, 15_000, () => JSON.stringify([...refs]));
+    expect(tcp(80)).toEqual({ ok: true, reply: "server" });
+    before = ids;
+  }, 60_000);
 
   it("SIGKILL: traffic keeps flowing on the pinned maps, the lease expires and the references go, the identities stay", async () => {
     agent!.kill("SIGKILL");
@@ -144,9 +170,10 @@ describe.skipIf(noEtcd)("ciliate agent in kvstore mode with a real etcd (network
 
   it("a restarted agent gets the same numbers and references them again", async () => {
     agent = await start();
-    await eventually(() => identities().refs.size === 2, 15_000, () => agentLog);
+    await eventually(() => identities().refs.size === 3, 15_000, () => agentLog);
     expect(identities().ids).toEqual(before);
     expect(tcp(80)).toEqual({ ok: true, reply: "server" });
     expect(tcp(81)).toEqual({ ok: false, error: "timeout" });
+    expect(tcp(80, "late")).toEqual({ ok: true, reply: "server" });
   }, 40_000);
 });
