@@ -21,6 +21,7 @@ import { DEFAULT_FQDN_MIN_TTL, FqdnCache, type CompiledPolicy, type ManifestObje
 import type { BuildOptions } from "../node/cluster.ts";
 import { computeDesired, MANAGED_MAPS, type DesiredState, type Numbering, type LocalEndpoint, type ManagedMap, type MapContents } from "./desired.ts";
 import { StableIdentities, StableNumbers, type IdentityState } from "./identities.ts";
+import { ClusterIdentities, type IdentityAllocator } from "./identity-allocator.ts";
 import { Ipam } from "./ipam.ts";
 import { applyPlan, planReconcile, readContents, type ApplyResult } from "./reconcile.ts";
 import { AgentError } from "./defaults.ts";
@@ -64,6 +65,13 @@ export interface AgentOptions {
    * "tunnel" does nothing here yet: `ciliate agent` refuses it until the datapath encapsulates.
    */
   routingMode?: RoutingMode;
+  /**
+   * Cluster-wide identities (kvstore or crd mode), already started. Without it the agent numbers label
+   * sets itself (local mode): stable on this node, not agreed with other nodes.
+   */
+  identityAllocator?: IdentityAllocator;
+  /** Cluster id (0..255): bits 16-23 of the cluster-scoped identities this agent allocates. */
+  clusterId?: number;
   log?: (level: "info" | "warn" | "error", msg: string) => void;
 }
 
@@ -132,6 +140,7 @@ export class Agent {
   /** The last node-route problems logged (logged again only when they change). */
   private routeProblems = "";
   private collisionsLogged = 0;
+  private identityTimer?: NodeJS.Timeout;
 
   constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? ((level, msg) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`));
@@ -141,13 +150,17 @@ export class Agent {
     for (const e of st?.fqdn ?? []) this.fqdn.restore(e);
     this.scheduleFqdnExpiry();
     this.numbering = {
-      identities: new StableIdentities(st?.identities),
+      identities: opts.identityAllocator
+        ? new ClusterIdentities(opts.identityAllocator, { state: st?.identities, onReady: () => this.identitiesChanged("identities allocated"), log: (m) => this.log("warn", m) })
+        : new StableIdentities(st?.identities, opts.clusterId ?? 0),
       backends: new StableNumbers(1, 0xffffffff, st?.backendIds),
       revNat: new StableNumbers(1, 0xffff, st?.revNatIndexes),
       eventsAll: opts.eventsAll,
       traceSample: opts.traceSample,
     };
     this.nextEpId = st?.nextEpId ?? 1;
+    // Another node allocated or released an identity: the ipcache and policy follow.
+    opts.identityAllocator?.onChange(() => this.identitiesChanged("identities changed"));
     this.ipam = new Ipam(opts.podCIDR, join(opts.stateDir, "ipam.json"));
     enableIpForwarding();
     // Packets the programs hand to the L7 proxy are routed to the local stack (datapath/transparent-proxy.ts).
@@ -298,6 +311,21 @@ export class Agent {
     // After a restart the previous policy is what the pinned map holds.
     const previous = this.lastDesired ?? { maps: { Policy: readContents(this.rawMap("Policy")) } };
     return { ...this.opts.buildOptions, policyMapMax: this.opts.policyMapMax, previous, fqdn: this.fqdn.state(fqdnNow()) };
+  }
+
+  /** A reconcile soon, coalescing bursts of allocations and watch events into one. */
+  private identitiesChanged(reason: string): void {
+    if (this.identityTimer) return;
+    this.identityTimer = setTimeout(() => {
+      this.identityTimer = undefined;
+      if (this.lastDesired || this.lastGoodObjects) this.reconcile(reason);
+    }, 20);
+  }
+
+  /** True while a local endpoint's identity is still being allocated cluster-wide (it is init meanwhile). */
+  identitiesPending(): boolean {
+    const ids = this.numbering.identities;
+    return ids instanceof ClusterIdentities && ids.pending();
   }
 
   /** The policy the maps were last written from (what the L7 proxies judge with). */
@@ -461,6 +489,7 @@ export class Agent {
   /** Releases fds. Programs stay attached and maps stay pinned (restart keeps the datapath running). */
   close(): void {
     clearTimeout(this.fqdnTimer);
+    clearTimeout(this.identityTimer);
     this.obj.close();
   }
 }

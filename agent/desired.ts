@@ -30,13 +30,14 @@ import {
   type FqdnState,
   type RuleSet,
 } from "../policy/index.ts";
-import { StableNumbers, type StableIdentities } from "./identities.ts";
+import { StableNumbers } from "./identities.ts";
+import type { IdentityNumbering } from "./identity-allocator.ts";
 
 export { MANAGED_MAPS, type ManagedMap };
 
 /** The agent's persistent numbering: identities, backend ids, reverse-NAT indexes (rule 2). */
 export interface Numbering {
-  identities: StableIdentities;
+  identities: IdentityNumbering;
   backends: StableNumbers;
   revNat: StableNumbers;
   /** Trace every packet into the events ring buffer, not only drops and policy verdicts. */
@@ -198,6 +199,8 @@ export interface DesiredMemo {
   policyOf: Map<string, [string, Entry][]>;
   /** Each policy's translation by its text (only translations without problems or warnings, which name lines). */
   translated: Map<string, RuleSet>;
+  /** The identity numbers this state was written with (every compiled identity's number, or "-" pending). */
+  identitySig: string;
 }
 
 /**
@@ -297,7 +300,10 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
   const trusted = reuse !== undefined && compiler.generation === reuse.generation;
   const { policy, changedEndpoints } = compiler.compile(cluster.model, set.rules, opts.fqdn);
   const { overflow, warnings } = compileOutcome(set, policy);
-  const stable = numbering.identities.mapping(policy);
+  const stable = numbering.identities.mapping(policy, new Set(endpoints.map((e) => e.pod)));
+  // A cluster-wide allocator may give a pending identity its number between two computes without any
+  // manifest changing: then the ipcache and every cached encoding are stale, and nothing is reused.
+  const identitySig = policy.identities.all.map((i) => stable(i.id) ?? "-").join(",");
   // Cookies: stable by provenance, allocated in the compiled numbering's order so that a fresh agent numbers
   // them as the simulator does; those no longer in use are released.
   const cookies = opts.previous?.memo?.numbering === numbering ? opts.previous.memo.cookies : new StableNumbers(1, 0xffffffff);
@@ -310,7 +316,7 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
   let maps: Record<ManagedMap, MapContents>;
   let lb: LbModel;
   const policyOf = new Map<string, [string, Entry][]>();
-  if (reuse && policy.identities === reuse.policy.identities) {
+  if (reuse && policy.identities === reuse.policy.identities && identitySig === reuse.identitySig) {
     // Only policies changed and the identities are the same: every map but Policy is as before.
     lb = reuse.lb;
     maps = { ...(opts.previous as { maps: Record<ManagedMap, MapContents> }).maps };
@@ -372,12 +378,13 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
     policyOf.delete(e.endpoint); // never reused: recomputed (and checked against the budget) next time
   }
   const podIdentity = new Map<string, number>();
-  for (const p of cluster.pods) podIdentity.set(p.key, stable(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD));
+  for (const p of cluster.pods) podIdentity.set(p.key, stable(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD) ?? C.ID_INIT);
   const proxies = new Map<number, ProxyListener>();
   for (const [port, l] of policy.proxies) {
     if (!local.has(l.endpoint)) continue;
-    proxies.set(port, { ...l, rules: l.rules.map((r) => ({ ...r, identities: r.identities.map((id) => (id === 0 ? 0 : stable(id))) })) });
+    // A pending peer identity matches no connection (its pods are init in the ipcache): left out.
+    proxies.set(port, { ...l, rules: l.rules.map((r) => ({ ...r, identities: r.identities.flatMap((id) => (id === 0 ? [0] : (stable(id) ?? []))) })) });
   }
-  const nextMemo: DesiredMemo = { numbering, inputs, cluster, lb, compiler, generation: compiler.generation, cookies, policy, policyOf, translated };
+  const nextMemo: DesiredMemo = { numbering, inputs, cluster, lb, compiler, generation: compiler.generation, cookies, policy, policyOf, translated, identitySig };
   return { cluster, policy, podIdentity, maps, overflow: over, warnings, proxies, memo: nextMemo };
 }

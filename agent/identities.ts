@@ -9,17 +9,19 @@
  *
  * Reserved identities (< 256) are fixed and pass through unchanged; node-local CIDR identities are allocated
  * from (1 << 24) | 1 and remote nodes' identities (enable-node-selector-labels) from (2 << 24) | 1, as
- * upstream. Cluster identities must mean the same on every node (with an overlay the
- * receiving node enforces policy on the number the sender's node put in the tunnel key, and flows from
- * different nodes must name identities alike; docs/multi-node.md), and until a cluster-wide allocator exists every agent derives a new label set's number from the label set
- * itself: a hash of its labels into 256..0xffffff, so nodes that read the same manifests agree whatever
- * order they saw the label sets in. Two label sets that hash to the same number are a collision: the one
- * that came second on this node probes to the next free number and the collision is reported (the nodes
- * may then disagree about that one label set; docs/multi-node.md, limits). A number already held (state
- * from an earlier run) is kept.
+ * upstream. This is the `--identity-allocation-mode local` numbering; identity-allocator.ts gives numbers
+ * every node agrees on by construction. Cluster identities must mean the same on every node (with an
+ * overlay the receiving node enforces policy on the number the sender's node put in the tunnel key, and
+ * flows from different nodes must name identities alike; docs/multi-node.md), so in local mode every agent
+ * derives a new label set's number from the label set itself: a hash of its labels into the cluster's range
+ * (256..65535 with cluster id 0, id<<16.. otherwise, as Cilium's allocator ranges), so nodes that read the
+ * same manifests agree whatever order they saw the label sets in. Two label sets that hash to the same
+ * number are a collision: the one that came second on this node probes to the next free number and the
+ * collision is reported (the nodes may then disagree about that one label set; docs/multi-node.md,
+ * limits). A number already held (state from an earlier run) is kept.
  */
 import { createHash } from "node:crypto";
-import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, REMOTE_NODE_IDENTITY_SCOPE } from "../host/identity-scopes.ts";
+import { clusterIdentityRange, LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, REMOTE_NODE_IDENTITY_SCOPE } from "../host/identity-scopes.ts";
 import { labelString, type CompiledPolicy } from "../policy/index.ts";
 
 export { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY };
@@ -29,16 +31,18 @@ export interface IdentityState {
   byLabels: Record<string, number>;
 }
 
-/** The highest cluster identity: below the node-local scope bit, and within a VXLAN VNI (24 bits). */
-export const MAX_CLUSTER_IDENTITY = LOCAL_IDENTITY_SCOPE - 1;
+/** The cluster-scoped numbers of cluster 0, where local mode hashes by default. */
+const CLUSTER_0 = clusterIdentityRange(0);
+/** The highest cluster identity of cluster 0 (Cilium's MaximumAllocationIdentity without a cluster id). */
+export const MAX_CLUSTER_IDENTITY = CLUSTER_0.max;
 
 /**
  * The number a cluster label set gets on every node when nothing else holds it: the first 4 bytes of the
- * SHA-256 of its key, folded into MIN_CLUSTER_IDENTITY..MAX_CLUSTER_IDENTITY.
+ * SHA-256 of its key, folded into `range` (cluster 0's by default).
  */
-export function labelHashIdentity(key: string): number {
+export function labelHashIdentity(key: string, range: { min: number; max: number } = CLUSTER_0): number {
   const h = createHash("sha256").update(key).digest().readUInt32BE(0);
-  return MIN_CLUSTER_IDENTITY + (h % (MAX_CLUSTER_IDENTITY - MIN_CLUSTER_IDENTITY + 1));
+  return range.min + (h % (range.max - range.min + 1));
 }
 
 /** Two label sets whose hashes met: `key` got `id` instead of its hash's number, held by `holder`. */
@@ -56,14 +60,20 @@ function scopeOf(id: number): "remote-node" | "local" | "cluster" {
 export class StableIdentities {
   private readonly byLabels = new Map<string, number>();
   private readonly byNumber = new Map<number, string>();
+  private readonly range: { min: number; max: number };
   private nextLocal = 1;
   /** Remote nodes' identities keep their own scope, 2<<24; policy/ numbers them the same on every node. */
   private nextRemoteNode = 1;
   /** Collisions met so far (each new label set at most once). */
   readonly collisions: IdentityCollision[] = [];
 
-  constructor(state?: IdentityState) {
-    for (const [k, id] of Object.entries(state?.byLabels ?? {})) this.remember(k, id);
+  constructor(state?: IdentityState, clusterId = 0) {
+    this.range = clusterIdentityRange(clusterId);
+    for (const [k, id] of Object.entries(state?.byLabels ?? {})) {
+      // A number from another cluster id's range (the flag changed) is allocated again in this one.
+      if (id < LOCAL_IDENTITY_SCOPE && (id < this.range.min || id > this.range.max)) continue;
+      this.remember(k, id);
+    }
   }
 
   private remember(k: string, id: number): void {
@@ -73,11 +83,16 @@ export class StableIdentities {
     else if (id >= LOCAL_IDENTITY_SCOPE) this.nextLocal = Math.max(this.nextLocal, (id & 0xffffff) + 1);
   }
 
-  /** A cluster number for a new label set: its hash's, or the next free one after it on a collision. */
+  /** A cluster number for a new label set: its hash's, or the next free one after it on a collision.
+   * Throws when every number of the cluster's range is held. */
   private allocateCluster(k: string): number {
-    const want = labelHashIdentity(k);
+    const { min, max } = this.range;
+    const want = labelHashIdentity(k, this.range);
     let id = want;
-    while (this.byNumber.has(id)) id = id >= MAX_CLUSTER_IDENTITY ? MIN_CLUSTER_IDENTITY : id + 1;
+    while (this.byNumber.has(id)) {
+      id = id >= max ? min : id + 1;
+      if (id === want) throw new Error(`no free cluster identity left in ${min}..${max}`);
+    }
     if (id !== want) this.collisions.push({ key: k, holder: this.byNumber.get(want)!, id });
     return id;
   }
@@ -86,7 +101,7 @@ export class StableIdentities {
    * The translation from the numbers of one compiled policy to the stable numbers: reserved ids map to
    * themselves, every other id to the number its label set holds (allocated now when new).
    */
-  mapping(policy: CompiledPolicy): (id: number) => number {
+  mapping(policy: CompiledPolicy, _localPods?: ReadonlySet<string>): (id: number) => number {
     const table = new Map<number, number>();
     const keyed = policy.identities.all
       .filter((ident) => ident.id >= MIN_CLUSTER_IDENTITY)

@@ -67,8 +67,14 @@ export interface EndpointNumbers {
 export interface Numbering {
   /** The local endpoint of a pod on this node, or undefined when it has none (it is then not programmed). */
   endpoint(pod: SimPod): EndpointNumbers | undefined;
-  /** The identity number written for one of the compiled policy's identities (reserved ones pass through). */
-  identity(id: number): number;
+  /**
+   * The identity number written for one of the compiled policy's identities (reserved ones pass through),
+   * or undefined while a cluster-wide allocator has not given it a number yet: a pod of such an identity is
+   * written as reserved:init (as Cilium labels an endpoint whose identity is unresolved) and policy entries
+   * naming it are left out (a deny naming it is kept against init), so nothing is allowed on its account
+   * until it has a number.
+   */
+  identity(id: number): number | undefined;
   backend(b: SimBackend): number;
   revNat(f: Frontend): number;
   /** The cookie written for one of the compiled policy's cookies (default: as compiled). The agent keeps
@@ -78,10 +84,15 @@ export interface Numbering {
 
 /** The Policy map entries of one local endpoint (desiredMaps' Policy part, for one endpoint). */
 export function endpointPolicyEntries(epId: number, compiled: EndpointPolicy, numbering: Pick<Numbering, "identity" | "cookie">): DesiredMaps["Policy"] {
-  return encodeEntries(epId, compiled.entries).map(({ key, value }) => ({
-    key: { ...key, secLabel: numbering.identity(key.secLabel) },
-    value: numbering.cookie ? { ...value, cookie: numbering.cookie(value.cookie) } : value,
-  }));
+  const out: DesiredMaps["Policy"] = [];
+  for (const { key, value } of encodeEntries(epId, compiled.entries)) {
+    // A peer without a number yet: its pods are reserved:init in the ipcache, so an allow naming it is
+    // left out and a deny is kept against init — a pending identity never opens a hole in a deny rule.
+    const secLabel = numbering.identity(key.secLabel) ?? (value.flags & C.POLICY_F_DENY ? C.ID_INIT : undefined);
+    if (secLabel === undefined) continue;
+    out.push({ key: { ...key, secLabel }, value: numbering.cookie ? { ...value, cookie: numbering.cookie(value.cookie) } : value });
+  }
+  return out;
 }
 
 export interface DesiredOptions {
@@ -140,7 +151,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
   const cfg = cluster.config;
   const seeds = maglevSeeds(cfg.maglevSeed);
   const out: DesiredMaps = { Config: [], Backends: [], RevNat: [], Maglev: [], Services: [], Policy: [], Ipcache: [], Endpoints: [], ProxyListeners: [] };
-  const identityOf = (p: SimPod) => numbering.identity(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD);
+  const identityOf = (p: SimPod) => numbering.identity(policy.identities.podIdentity.get(p.key) ?? C.ID_WORLD) ?? C.ID_INIT;
 
   let flags = C.CONFIG_F_ENABLE_ICMP_RULE | C.CONFIG_F_ALLOW_ICMP_FRAG_NEEDED;
   if (cfg.enableExtendedIPProtocols) flags |= C.CONFIG_F_EXTENDED_IP_PROTOCOLS;
@@ -191,7 +202,10 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
   // The ipcache: world, then CIDR identities, nodes and pods (a later, more specific writer wins a shared key).
   out.Ipcache.push({ key: ipcacheKey("0.0.0.0/0"), value: { secIdentity: C.ID_WORLD } });
   out.Ipcache.push({ key: ipcacheKey("::/0"), value: { secIdentity: C.ID_WORLD } });
-  for (const c of policy.cidrIdentities) out.Ipcache.push({ key: ipcacheKey(c.prefix), value: { secIdentity: numbering.identity(c.identity) } });
+  for (const c of policy.cidrIdentities) {
+    const secIdentity = numbering.identity(c.identity);
+    if (secIdentity !== undefined) out.Ipcache.push({ key: ipcacheKey(c.prefix), value: { secIdentity } });
+  }
   const nodeIp = new Map<string, string>();
   for (const n of cluster.nodes) {
     nodeIp.set(n.name, n.ip);

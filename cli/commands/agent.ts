@@ -10,8 +10,9 @@ import { repoPath } from "../../host/paths.ts";
 import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
 import { buildOptions, type GlobalOptions } from "../common.ts";
 import { CliError } from "../errors.ts";
+import type { IdentityFlags } from "../../agent/identity-options.ts";
 
-export interface AgentFlags extends GlobalOptions {
+export interface AgentFlags extends GlobalOptions, IdentityFlags {
   nodeName?: string;
   nodeIp?: string;
   podCidr?: string;
@@ -59,13 +60,32 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   if (f.tofqdnsMinTtl !== undefined && !/^\d+$/.test(f.tofqdnsMinTtl)) throw new CliError(`invalid --tofqdns-min-ttl ${f.tofqdnsMinTtl}`, "BAD_OPTION", "seconds, a whole number (0 = the TTL of each DNS answer)");
   const interval = Number(f.resyncInterval);
   if (!Number.isFinite(interval) || interval < 50) throw new CliError(`invalid --resync-interval ${f.resyncInterval}`, "BAD_OPTION", "milliseconds, at least 50");
+  const identityOptions = await import("../../agent/identity-options.ts");
+  let identityConfig: import("../../agent/identity-options.ts").IdentityConfig;
+  try {
+    identityConfig = identityOptions.parseIdentityFlags(f);
+  } catch (e) {
+    throw new CliError((e as Error).message, "BAD_OPTION");
+  }
   const exporter = f.exportFile ? await flowExporter(f) : undefined;
   const source = new ManifestSource(f.file ?? []);
   const k8sMod = f.kubeconfig ? await import("../../agent/k8s-source.ts") : undefined;
   const k8s = k8sMod ? new k8sMod.KubernetesSource(k8sMod.kubeConfig(f.kubeconfig!), { resyncMs: Number(f.k8sResync) * 1000 || undefined }) : undefined;
   if (k8s && f.file?.length) throw new CliError("-f and --kubeconfig are exclusive", "BAD_OPTION", "the desired state comes from one source");
+  const nodeName = f.nodeName ?? hostname();
+  const log = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
+  // Cluster-wide identities: connected and listed before the first reconcile (docs/agent.md).
+  const identityAllocator = await identityOptions.createIdentityAllocator(identityConfig, nodeName, () => k8sMod!.kubeConfig(f.kubeconfig!), (m) => log("warn", m));
+  try {
+    await identityAllocator?.start();
+  } catch (e) {
+    // gRPC's message carries the socket error after "Last error:"; that part is what the operator needs.
+    const m = (e as Error).message.split("\n")[0]!;
+    const why = /Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/.exec(m)?.[1] ?? m;
+    throw new CliError(`--identity-allocation-mode ${identityConfig.mode}: cannot reach the ${identityConfig.mode === "kvstore" ? `kvstore (${identityConfig.etcd!.endpoints.join(", ")})` : "Kubernetes API"}: ${why}`, "BAD_OPTION");
+  }
   const agent = new Agent({
-    nodeName: f.nodeName ?? hostname(),
+    nodeName,
     nodeIp: f.nodeIp,
     podCIDR: f.podCidr,
     pinRoot: f.bpffs,
@@ -79,10 +99,12 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     policyMapMax: f.policyMapMax === undefined ? undefined : Number(f.policyMapMax),
     fqdnMinTtl: f.tofqdnsMinTtl === undefined ? undefined : Number(f.tofqdnsMinTtl),
     routingMode,
+    identityAllocator,
+    clusterId: identityConfig.clusterId,
   });
+  const identityGc = identityAllocator ? setInterval(() => void identityAllocator.gc().then((ids) => ids.length && log("info", `identity gc released ${ids.join(", ")}`), (e: Error) => log("warn", `identity gc: ${e.message}`)), identityConfig.gcIntervalMs) : undefined;
   const metrics = new AgentMetrics(agent);
   const observer = new FlowObserver(agent);
-  const log = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
   const emit = (e: import("../../agent/proxy/types.ts").L7FlowEvent) => observer.publish(l7FlowOf(e, namesFrom(agent.desired, agent.opts.nodeName)));
   // What every proxy judges with: the policy with this node's listeners in the agent's stable numbering, the
   // numbers the ipcache gives a connection's peers (agent.identityOf).
@@ -138,6 +160,9 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   exporter?.close();
   dns?.close();
   agent.close();
+  clearInterval(identityGc);
+  // A graceful stop releases this node's identity references at once (kvstore: the lease is revoked).
+  await identityAllocator?.close();
   return 0;
 }
 
@@ -243,11 +268,18 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--export-deny <json>", "with --export-file: never export flows matching this Hubble FlowFilter (repeatable)", (v: string, p: string[] = []) => [...p, v])
     .option("--routing-mode <mode>", "reach pods on other nodes: native (a route to each node's pod CIDR via its node IP); tunnel is not supported yet; default: no routes between nodes")
     .option("--resync-interval <ms>", "how often to check the manifests for changes", "500")
+    .option("--identity-allocation-mode <mode>", "security identities: local (this node numbers them), kvstore (etcd, cluster-wide) or crd (CiliumIdentity objects, cluster-wide)", "local")
+    .option("--kvstore <type>", "with --identity-allocation-mode kvstore: the kvstore (etcd)")
+    .option("--kvstore-opt <key=value>", "kvstore option: etcd.config=FILE (endpoints, TLS files) or etcd.endpoints=URL[,URL] (repeatable)", (v: string, p: string[] = []) => [...p, v])
+    .option("--kvstore-lease-ttl <duration>", "TTL of this agent's kvstore lease: its identity references go this long after it dies", "15m")
+    .option("--cluster-id <n>", "cluster id 0..255 (bits 16-23 of cluster-scoped identities)", "0")
+    .option("--identity-gc-interval <duration>", "how often this agent removes identities no node references", "15m")
     .addHelpText(
       "after",
       `
 Examples:
   ciliate agent -f /etc/ciliate/manifests --node-ip 192.168.56.11 --pod-cidr 10.244.1.0/24 --metrics-addr 127.0.0.1:9962
+  ciliate agent -f manifests/ --node-ip 192.168.56.11 --pod-cidr 10.244.1.0/24 --identity-allocation-mode kvstore --kvstore etcd --kvstore-opt etcd.config=/etc/ciliate/etcd.yaml --cluster-id 1
   ciliate agent -f manifests/ --node-ip 192.168.56.11 --pod-cidr 10.244.1.0/24 --export-file /var/log/ciliate/flows.log --export-allow '{"verdict":["DROPPED"]}'
 
 See docs/agent.md. Exit codes: 0 stopped by a signal, 2 bad flags or the datapath could not be loaded.`,

@@ -24,6 +24,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
 import { WATCHED_KINDS } from "../../agent/k8s-source.ts";
+import { IDENTITY_PATH, IDENTITY_VERBS } from "../../agent/identity-crd.ts";
 import { CNI_SUPPORTED_VERSIONS } from "../../cli/commands/cni.ts";
 import { skipUnless } from "../helpers/tools.ts";
 
@@ -118,7 +119,7 @@ describe("deploy/ Kubernetes manifests", () => {
   });
 
   it("RBAC: the agent's service account may list and watch every watched resource, and nothing more", () => {
-    const ds = one("DaemonSet") as K8sObject & { spec: { template: { spec: { serviceAccountName: string; initContainers: { command: string[] }[] } } } };
+    const ds = one("DaemonSet") as K8sObject & { spec: { template: { spec: { serviceAccountName: string; initContainers: { command: string[] }[]; containers: { name: string; command: string[] }[] } } } };
     const sa = one("ServiceAccount");
     expect(ds.spec.template.spec.serviceAccountName).toBe(sa.metadata.name);
     expect(ds.metadata.namespace).toBe(sa.metadata.namespace);
@@ -146,6 +147,11 @@ describe("deploy/ Kubernetes manifests", () => {
     const runsPodCidr = ds.spec.template.spec.initContainers.some((c) => c.command.some((a) => a.endsWith("node-pod-cidr.mjs")));
     expect(runsPodCidr).toBe(true);
     needed.add("/nodes:get");
+    // Cluster-wide identities as CiliumIdentity objects: what the CRD backend does with them.
+    const agent = ds.spec.template.spec.containers.find((c) => c.name === "agent")!;
+    expect(agent.command.join(" ")).toMatch(/--identity-allocation-mode crd/);
+    const ids = groupResource(IDENTITY_PATH);
+    for (const verb of IDENTITY_VERBS) needed.add(`${ids.group}/${ids.resource}:${verb}`);
 
     expect([...needed].filter((n) => !granted.has(n)), "missing grants").toEqual([]);
     expect([...granted].filter((g) => !needed.has(g)), "grants nothing the agent does not use").toEqual([]);
@@ -168,6 +174,14 @@ describe("deploy/ Kubernetes manifests", () => {
     }
     const scope = (kind: string) => crds.find((c) => c.spec.names.kind === kind)?.spec.scope;
     expect([scope("CiliumNetworkPolicy"), scope("CiliumClusterwideNetworkPolicy")]).toEqual(["Namespaced", "Cluster"]);
+    // CiliumIdentity as the CRD backend requests it; without a status subresource, since each agent
+    // merge-patches its reference into status on the object itself.
+    const ids = groupResource(IDENTITY_PATH);
+    const identity = crds.find((c) => c.spec.names.kind === "CiliumIdentity");
+    expect(identity?.metadata.name).toBe(`${ids.resource}.${ids.group}`);
+    expect([identity!.spec.scope, identity!.spec.names.plural]).toEqual(["Cluster", ids.resource]);
+    expect(identity!.spec.versions.find((v) => v.name === ids.version)).toMatchObject({ served: true, storage: true });
+    expect((identity!.spec.versions[0] as { subresources?: { status?: unknown } }).subresources?.status).toBeUndefined();
   });
 
   it("the DaemonSet runs on every node in the host network with the agent's paths mounted and a probe on its metrics", () => {
