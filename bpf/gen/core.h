@@ -66,7 +66,7 @@
 #define CILIATE_TRACE_RECORD_SPORT_BE __builtin_offsetof(struct trace_record, sport_be) /* TraceRecord.sportBe (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 1152
+#define CILIATE_SCRATCH_SIZE 1160
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -95,7 +95,7 @@ static __always_inline __u8 *ciliate_config_get(void)
 	return bpf_map_lookup_elem(&ciliate_config_v1, key);
 }
 
-/* core/pipeline.ts:71 traceBegin */
+/* core/pipeline.ts:72 traceBegin */
 static __always_inline __u8 *ciliate_trace_begin(__u8 *cfg)
 {
 	__u8 *key = ciliate_scratch(184, 4);
@@ -426,7 +426,7 @@ static __always_inline void ciliate_write16be(__u8 *p, __u32 v)
 	*(__u16 *)p = (__u16)ciliate_bswap16(v & 0xffff);
 }
 
-/* core/pipeline.ts:154 recordDest */
+/* core/pipeline.ts:155 recordDest */
 static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 {
 	if (tr == 0) {
@@ -440,7 +440,7 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
-/* core/pipeline.ts:138 enter */
+/* core/pipeline.ts:139 enter */
 static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
@@ -456,7 +456,7 @@ static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8
 	return perr;
 }
 
-/* core/pipeline.ts:85 count */
+/* core/pipeline.ts:86 count */
 static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 {
 	__u8 *key = ciliate_scratch(192, sizeof(struct metrics_key));
@@ -505,7 +505,7 @@ static __always_inline __u32 ciliate_jhash3_words(__u32 a, __u32 b, __u32 c, __u
 	return ciliate_jhash_final3(a, b, c, initval + CILIATE_JHASH_INITVAL + 12);
 }
 
-/* core/pipeline.ts:101 finish */
+/* core/pipeline.ts:102 finish */
 static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
 {
 	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
@@ -535,7 +535,7 @@ static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u
 	return verdict;
 }
 
-/* core/pipeline.ts:131 drop */
+/* core/pipeline.ts:132 drop */
 static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *cfg, __u8 *info, __u32 reason, __u32 dir)
 {
 	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
@@ -1002,7 +1002,7 @@ static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, 
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:146 setFlag */
+/* core/pipeline.ts:147 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1204,7 +1204,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	return CILIATE_CT_NEW;
 }
 
-/* core/pipeline.ts:197 ctFor */
+/* core/pipeline.ts:198 ctFor */
 static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
 {
 	ciliate_ct_build_tuple(info, tuple);
@@ -1238,13 +1238,13 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:150 worldIdentity */
+/* core/pipeline.ts:151 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
-/* core/pipeline.ts:222 proxyListening */
+/* core/pipeline.ts:223 proxyListening */
 static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 {
 	__u8 *key = ciliate_scratch(496, 4);
@@ -1252,31 +1252,52 @@ static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 	return bpf_map_lookup_elem(&ciliate_proxy_listeners_v1, key) != 0;
 }
 
-/* core/pipeline.ts:229 redirected */
-static __always_inline __u32 ciliate_redirected(__u8 *tr, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
+/* core/pipeline.ts:237 redirectRecord */
+static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 {
+	if (tr != 0) {
+		return tr;
+	}
+	__u8 *key = ciliate_scratch(504, 4);
+	__u8 *rec = bpf_map_lookup_elem(&ciliate_trace_v1, key);
+	if (rec == 0) {
+		return 0;
+	}
+	__builtin_memset(rec, 0, sizeof(struct trace_record));
+	((struct trace_record *)rec)->ct_state = (__u8)CILIATE_CT_NONE;
+	((struct trace_record *)rec)->family = (__u8)(__u32)((struct packet_info *)info)->family;
+	ciliate_record_dest(rec, info, true);
+	return rec;
+}
+
+/* core/pipeline.ts:250 redirected */
+static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
+{
+	__u8 *tr = ciliate_redirect_record(tr_in, info);
 	if (tr != 0) {
 		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
 	}
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_REDIRECT, 0, dir, CILIATE_TRACE_TO_PROXY);
 }
 
-/* core/pipeline.ts:235 replyToProxy */
-static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
+/* core/pipeline.ts:257 replyToProxy */
+static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
-	if (tr != 0) {
-		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
+	if (tr_in != 0) {
+		ciliate_write16be(tr_in + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
 	}
 	if (!ciliate_proxy_listening(proxy_port)) {
-		return ciliate_drop(tr, cfg, info, CILIATE_DROP_PROXY_LOOKUP_FAILED, dir);
+		return ciliate_drop(tr_in, cfg, info, CILIATE_DROP_PROXY_LOOKUP_FAILED, dir);
 	}
+	__u8 *tr = ciliate_redirect_record(tr_in, info);
+	ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
 	return ciliate_redirected(tr, cfg, info, proxy_port, dir);
 }
 
 /* core/lb.ts:334 lbRevNat */
 static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *info, __u32 rev_nat_index)
 {
-	__u8 *key = ciliate_scratch(504, sizeof(struct rev_nat_key));
+	__u8 *key = ciliate_scratch(512, sizeof(struct rev_nat_key));
 	if (key == 0) {
 		return CILIATE_LB_REVNAT_NO_ENTRY;
 	}
@@ -1294,7 +1315,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	if (family == CILIATE_FAMILY_IPV4) {
 		__u8 *lo = ciliate_loopback_addr();
 		if ((lo != 0) && (*(__u32 *)lo == *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
-			__u8 *self = ciliate_scratch(512, 16);
+			__u8 *self = ciliate_scratch(520, 16);
 			if (self != 0) {
 				__builtin_memcpy(self, info + CILIATE_PACKET_INFO_SADDR, 16);
 				r = ciliate_nat_rewrite_addr(pkt, info, true, self);
@@ -1318,7 +1339,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	return 0;
 }
 
-/* core/pipeline.ts:204 replyRevNat */
+/* core/pipeline.ts:205 replyRevNat */
 static __always_inline __u32 ciliate_reply_rev_nat(struct __sk_buff *pkt, __u8 *tr, __u8 *info, __u8 *st)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
@@ -1396,7 +1417,7 @@ static __always_inline __s32 ciliate_policy_policy_check(__u8 *entry, __u8 *othe
 static __always_inline __s32 ciliate_policy_can_access(__u32 ep_id, __u32 remote_id, __u32 egress, __u32 proto, __u32 dport, __u8 *result)
 {
 	__builtin_memset(result, 0, sizeof(struct policy_result));
-	__u8 *key = ciliate_scratch(544, sizeof(struct policy_key));
+	__u8 *key = ciliate_scratch(552, sizeof(struct policy_key));
 	if (key == 0) {
 		return -((__s32)CILIATE_DROP_POLICY);
 	}
@@ -1474,10 +1495,10 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:168 policyCheck */
+/* core/pipeline.ts:169 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
-	__u8 *res = ciliate_scratch(528, sizeof(struct policy_result));
+	__u8 *res = ciliate_scratch(536, sizeof(struct policy_result));
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
 	__u32 icmp_type = (__u32)((struct packet_info *)info)->icmp_type;
 	__s32 v = ciliate_policy_can_access(ep_id, remote_id, egress, proto, ciliate_policy_port(cfg, proto, (__u32)((struct packet_info *)info)->dport, icmp_type), res);
@@ -1518,8 +1539,8 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	if (cfg == 0) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
-	__u8 *entry = ciliate_scratch(560, sizeof(struct ct_entry));
-	__u8 *key = ciliate_scratch(600, sizeof(struct ct_tuple));
+	__u8 *entry = ciliate_scratch(568, sizeof(struct ct_entry));
+	__u8 *key = ciliate_scratch(608, sizeof(struct ct_tuple));
 	if ((entry == 0) || (key == 0)) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
@@ -1540,7 +1561,7 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:265 fromEndpoint */
+/* core/pipeline.ts:290 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -1635,13 +1656,13 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_ENDPOINT);
 }
 
-/* core/pipeline.ts:366 toEndpoint */
+/* core/pipeline.ts:391 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 src_identity, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_INGRESS;
-	__u8 *info = ciliate_scratch(640, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(648, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
@@ -1662,8 +1683,8 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 		((struct trace_record *)tr)->src_identity = src_id;
 		((struct trace_record *)tr)->dst_identity = ((struct endpoint_info *)ep)->sec_identity;
 	}
-	__u8 *tuple = ciliate_scratch(736, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(776, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(744, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(784, sizeof(struct ct_state));
 	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_IN, now);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
@@ -1722,7 +1743,7 @@ static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_
 /* core/nat.ts:127 snatApply */
 static __always_inline __s32 ciliate_snat_apply(struct __sk_buff *pkt, __u8 *info, __u8 *v, bool dst)
 {
-	__u8 *addr = ciliate_scratch(1008, 16);
+	__u8 *addr = ciliate_scratch(1016, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
 	__u32 port = ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
 	__s32 r = ciliate_nat_rewrite_addr(pkt, info, dst, addr);
@@ -1739,7 +1760,7 @@ static __always_inline __s32 ciliate_snat_rev_ingress(struct __sk_buff *pkt, __u
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *key = ciliate_scratch(968, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(976, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, key, CILIATE_TUPLE_F_IN);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
@@ -1764,7 +1785,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (node_ip == 0) {
 		return -((__s32)CILIATE_DROP_NO_CONFIG);
 	}
-	__u8 *okey = ciliate_scratch(1024, sizeof(struct ct_tuple));
+	__u8 *okey = ciliate_scratch(1032, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, okey, CILIATE_TUPLE_F_OUT);
 	__u8 *existing = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (existing != 0) {
@@ -1782,14 +1803,14 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (sport >= min_port) {
 		cand = sport;
 	}
-	__u8 *rkey = ciliate_scratch(1064, sizeof(struct ct_tuple));
+	__u8 *rkey = ciliate_scratch(1072, sizeof(struct ct_tuple));
 	*(__u32 *)(rkey + CILIATE_CT_TUPLE_DADDR) = node_ip;
 	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
 	ciliate_write16be(rkey + CILIATE_CT_TUPLE_SPORT_BE, dport);
 	((struct ct_tuple *)rkey)->nexthdr = (__u8)nexthdr;
 	((struct ct_tuple *)rkey)->flags = (__u8)CILIATE_TUPLE_F_IN;
 	((struct ct_tuple *)rkey)->family = (__u8)CILIATE_FAMILY_IPV4;
-	__u8 *rval = ciliate_scratch(1104, sizeof(struct snat_value));
+	__u8 *rval = ciliate_scratch(1112, sizeof(struct snat_value));
 	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
 	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1806,7 +1827,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (!found) {
 		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
 	}
-	__u8 *oval = ciliate_scratch(1128, sizeof(struct snat_value));
+	__u8 *oval = ciliate_scratch(1136, sizeof(struct snat_value));
 	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
 	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
 	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1818,13 +1839,13 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:443 fromNetwork */
+/* core/pipeline.ts:468 fromNetwork */
 static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
-	__u8 *info = ciliate_scratch(792, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(800, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
@@ -1834,8 +1855,8 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 	if (tr != 0) {
 		((struct trace_record *)tr)->src_identity = src_id;
 	}
-	__u8 *tuple = ciliate_scratch(888, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(928, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(896, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(936, sizeof(struct ct_state));
 	__s32 snerr = ciliate_snat_rev_ingress(pkt, info);
 	if (snerr < 0) {
 		return ciliate_drop(tr, cfg, info, (__u32)(-snerr), dir);
@@ -1856,7 +1877,7 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 		ciliate_record_dest(tr, info, false);
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}
-	__u8 *svc_key = ciliate_scratch(944, sizeof(struct service_key));
+	__u8 *svc_key = ciliate_scratch(952, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
 	if (svc == 0) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
