@@ -72,7 +72,7 @@ for (const v of VARIANTS) {
     const dp = new KernelDatapath({ objectPath: build(dir, v), capacities: CAPACITIES });
     try {
       benchNode(dp);
-      const fd = (dp as unknown as { progs: Map<string, { fd: number }> }).progs.get("fromEndpoint")!.fd;
+      const fd = dp.programFd("fromEndpoint");
       // A variant without a trace record cannot report core's verdict; the tc return code stands in.
       const run = (f: Uint8Array) => {
         try {
