@@ -91,12 +91,6 @@ export class KernelDatapath implements Datapath {
     return h as MapHandle<K, V>;
   }
 
-  /** The loaded program of `entry`, for callers that run it as an attached program sees packets (no
-   * armed Trace record, no clock update): benchmarks and the tests of what an unarmed run records. */
-  programFd(entry: EntryPoint): number {
-    return this.progs.get(entry)!.fd;
-  }
-
   run(entry: EntryPoint, packet: Uint8Array, opts: RunOptions): KernelRunResult {
     if (this.closed) throw new DatapathError("ENGINE_CLOSED", "kernel engine is closed");
     const now = opts.now >>> 0;

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";
 import { addPolicy, addService, allowAll, proxyListening, C, POD_A, POD_B, send, standardNode, TCP, VIP } from "./fixture.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
-import { buildFrame, TCP_FLAGS } from "../../sim/packets.ts";
+import { buildFrame, TCP_FLAGS, type FrameSpec } from "../../sim/packets.ts";
 import { TraceRecordCodec } from "../../host/codecs.gen.ts";
 import { KernelDatapath } from "../../datapath/kernel-engine.ts";
 import { testRun } from "../../datapath/test-run.ts";
@@ -152,7 +152,7 @@ describe.skipIf(!kernel)("L7 redirect [kernel, unarmed record, events off]", () 
     addPolicy(dp, { epId: POD_B.epId, egress: false, identity: POD_A.identity, proto: TCP, port: 80 });
     proxyListening(dp, PORT);
     const trace = dp.map(MAP_SPECS.Trace);
-    const unarmed = (entry: "fromEndpoint" | "toEndpoint", spec: typeof SYN, mark = 0) => {
+    const unarmed = (entry: "fromEndpoint" | "toEndpoint", spec: FrameSpec, mark = 0) => {
       trace.update(0, TraceRecordCodec.zero());
       const r = testRun(dp.programFd(entry), { data: buildFrame(spec), ctx: { mark } });
       return { retval: r.retval, rec: trace.lookup(0)! };
