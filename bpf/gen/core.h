@@ -119,7 +119,7 @@ static __always_inline void ciliate_set_info_flag(__u8 *info, __u32 flag)
 }
 
 /* core/packet.ts:96 hasWithin */
-static __always_inline bool ciliate_has_within(struct __sk_buff *pkt, __u32 end, __u32 limit)
+static __always_inline bool ciliate_has_within(ciliate_ctx_t *pkt, __u32 end, __u32 limit)
 {
 	if (end > limit) {
 		return false;
@@ -128,7 +128,7 @@ static __always_inline bool ciliate_has_within(struct __sk_buff *pkt, __u32 end,
 }
 
 /* core/packet.ts:250 recordPorts */
-static __always_inline void ciliate_record_ports(struct __sk_buff *pkt, __u8 *info, __u32 l4_off)
+static __always_inline void ciliate_record_ports(ciliate_ctx_t *pkt, __u8 *info, __u32 l4_off)
 {
 	((struct packet_info *)info)->sport = (__u16)ciliate_pkt_load16(pkt, l4_off);
 	((struct packet_info *)info)->dport = (__u16)ciliate_pkt_load16(pkt, l4_off + 2);
@@ -141,7 +141,7 @@ static __always_inline bool ciliate_inner_needs_l4(__u32 proto, __u32 icmp_proto
 }
 
 /* core/packet.ts:314 recordInnerPorts */
-static __always_inline void ciliate_record_inner_ports(struct __sk_buff *pkt, __u8 *info, __u32 proto, __u32 off, __u32 icmp_proto)
+static __always_inline void ciliate_record_inner_ports(ciliate_ctx_t *pkt, __u8 *info, __u32 proto, __u32 off, __u32 icmp_proto)
 {
 	if ((proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP)) {
 		((struct packet_info *)info)->inner_sport = (__u16)ciliate_pkt_load16(pkt, off);
@@ -160,7 +160,7 @@ static __always_inline void ciliate_record_inner_ports(struct __sk_buff *pkt, __
 }
 
 /* core/packet.ts:336 parseInnerIpv4 */
-static __always_inline __u32 ciliate_parse_inner_ipv4(struct __sk_buff *pkt, __u8 *info, __u32 off, __u32 l3_end)
+static __always_inline __u32 ciliate_parse_inner_ipv4(ciliate_ctx_t *pkt, __u8 *info, __u32 off, __u32 l3_end)
 {
 	if (!ciliate_has_within(pkt, off + CILIATE_IPV4_HLEN_MIN, l3_end)) {
 		return CILIATE_DROP_INVALID;
@@ -194,7 +194,7 @@ static __always_inline __u32 ciliate_parse_inner_ipv4(struct __sk_buff *pkt, __u
 }
 
 /* core/packet.ts:358 parseInnerIpv6 */
-static __always_inline __u32 ciliate_parse_inner_ipv6(struct __sk_buff *pkt, __u8 *info, __u32 off, __u32 l3_end)
+static __always_inline __u32 ciliate_parse_inner_ipv6(ciliate_ctx_t *pkt, __u8 *info, __u32 off, __u32 l3_end)
 {
 	if (!ciliate_has_within(pkt, off + CILIATE_IPV6_HLEN, l3_end)) {
 		return CILIATE_DROP_INVALID;
@@ -217,7 +217,7 @@ static __always_inline __u32 ciliate_parse_inner_ipv6(struct __sk_buff *pkt, __u
 }
 
 /* core/packet.ts:256 parseL4 */
-static __always_inline __u32 ciliate_parse_l4(struct __sk_buff *pkt, __u8 *info, __u32 nexthdr, __u32 l4_off, __u32 l3_end, __u32 family)
+static __always_inline __u32 ciliate_parse_l4(ciliate_ctx_t *pkt, __u8 *info, __u32 nexthdr, __u32 l4_off, __u32 l3_end, __u32 family)
 {
 	if (nexthdr == CILIATE_IPPROTO_TCP) {
 		if (!ciliate_has_within(pkt, l4_off + 20, l3_end)) {
@@ -284,7 +284,7 @@ static __always_inline __u32 ciliate_parse_l4(struct __sk_buff *pkt, __u8 *info,
 }
 
 /* core/packet.ts:161 parseIpv4 */
-static __always_inline __u32 ciliate_parse_ipv4(struct __sk_buff *pkt, __u8 *info, __u32 l3_off)
+static __always_inline __u32 ciliate_parse_ipv4(ciliate_ctx_t *pkt, __u8 *info, __u32 l3_off)
 {
 	((struct packet_info *)info)->family = (__u8)CILIATE_FAMILY_IPV4;
 	if (!ciliate_pkt_has(pkt, l3_off + CILIATE_IPV4_HLEN_MIN)) {
@@ -331,7 +331,7 @@ static __always_inline bool ciliate_is_ipv6_ext_hdr(__u32 nh)
 }
 
 /* core/packet.ts:205 parseIpv6 */
-static __always_inline __u32 ciliate_parse_ipv6(struct __sk_buff *pkt, __u8 *info, __u32 l3_off)
+static __always_inline __u32 ciliate_parse_ipv6(ciliate_ctx_t *pkt, __u8 *info, __u32 l3_off)
 {
 	((struct packet_info *)info)->family = (__u8)CILIATE_FAMILY_IPV6;
 	if (!ciliate_pkt_has(pkt, l3_off + CILIATE_IPV6_HLEN)) {
@@ -382,7 +382,7 @@ static __always_inline __u32 ciliate_parse_ipv6(struct __sk_buff *pkt, __u8 *inf
 }
 
 /* core/packet.ts:134 parsePacket */
-static __always_inline __u32 ciliate_parse_packet(struct __sk_buff *pkt, __u8 *info)
+static __always_inline __u32 ciliate_parse_packet(ciliate_ctx_t *pkt, __u8 *info)
 {
 	__builtin_memset(info, 0, sizeof(struct packet_info));
 	__u32 len = ciliate_pkt_len(pkt);
@@ -441,7 +441,7 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 }
 
 /* core/pipeline.ts:139 enter */
-static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
+static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
 		return CILIATE_DROP_NO_CONFIG;
@@ -872,7 +872,7 @@ static __always_inline __u32 ciliate_read32be(__u8 *p)
 }
 
 /* core/nat.ts:57 natRewriteAddr */
-static __always_inline __s32 ciliate_nat_rewrite_addr(struct __sk_buff *pkt, __u8 *info, bool dst, __u8 *new_addr)
+static __always_inline __s32 ciliate_nat_rewrite_addr(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u8 *new_addr)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -943,7 +943,7 @@ static __always_inline __u32 ciliate_read16be(__u8 *p)
 }
 
 /* core/nat.ts:97 natRewritePort */
-static __always_inline __s32 ciliate_nat_rewrite_port(struct __sk_buff *pkt, __u8 *info, bool dst, __u32 port)
+static __always_inline __s32 ciliate_nat_rewrite_port(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u32 port)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
@@ -971,7 +971,7 @@ static __always_inline __s32 ciliate_nat_rewrite_port(struct __sk_buff *pkt, __u
 }
 
 /* core/lb.ts:301 lbDnat */
-static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, __u8 *backend)
+static __always_inline __s32 ciliate_lb_dnat(ciliate_ctx_t *pkt, __u8 *info, __u8 *backend)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 bfam = (__u32)((struct backend *)backend)->family;
@@ -1295,7 +1295,7 @@ static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8
 }
 
 /* core/lb.ts:334 lbRevNat */
-static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *info, __u32 rev_nat_index)
+static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, __u32 rev_nat_index)
 {
 	__u8 *key = ciliate_scratch(512, sizeof(struct rev_nat_key));
 	if (key == 0) {
@@ -1340,7 +1340,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 }
 
 /* core/pipeline.ts:205 replyRevNat */
-static __always_inline __u32 ciliate_reply_rev_nat(struct __sk_buff *pkt, __u8 *tr, __u8 *info, __u8 *st)
+static __always_inline __u32 ciliate_reply_rev_nat(ciliate_ctx_t *pkt, __u8 *tr, __u8 *info, __u8 *st)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
 	if (rev_nat == 0) {
@@ -1562,7 +1562,7 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 }
 
 /* core/pipeline.ts:290 fromEndpoint */
-static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 now)
+static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
@@ -1657,7 +1657,7 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 }
 
 /* core/pipeline.ts:391 toEndpoint */
-static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 src_identity, __u32 now)
+static __always_inline __u32 ciliate_to_endpoint(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
@@ -1741,7 +1741,7 @@ static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_
 }
 
 /* core/nat.ts:127 snatApply */
-static __always_inline __s32 ciliate_snat_apply(struct __sk_buff *pkt, __u8 *info, __u8 *v, bool dst)
+static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, __u8 *v, bool dst)
 {
 	__u8 *addr = ciliate_scratch(1016, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
@@ -1754,7 +1754,7 @@ static __always_inline __s32 ciliate_snat_apply(struct __sk_buff *pkt, __u8 *inf
 }
 
 /* core/nat.ts:219 snatRevIngress */
-static __always_inline __s32 ciliate_snat_rev_ingress(struct __sk_buff *pkt, __u8 *info)
+static __always_inline __s32 ciliate_snat_rev_ingress(ciliate_ctx_t *pkt, __u8 *info)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
@@ -1770,7 +1770,7 @@ static __always_inline __s32 ciliate_snat_rev_ingress(struct __sk_buff *pkt, __u
 }
 
 /* core/nat.ts:148 snatEgress */
-static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *info, __u32 now)
+static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info, __u32 now)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -1840,7 +1840,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 }
 
 /* core/pipeline.ts:468 fromNetwork */
-static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 now)
+static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
