@@ -22,6 +22,7 @@ export interface AgentFlags extends GlobalOptions {
   object: string;
   resyncInterval: string;
   device?: string[];
+  xdpAcceleration?: boolean;
   traceAll?: boolean;
   traceSample?: string;
   kubeconfig?: string;
@@ -57,6 +58,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   if (f.tofqdnsMinTtl !== undefined && !/^\d+$/.test(f.tofqdnsMinTtl)) throw new CliError(`invalid --tofqdns-min-ttl ${f.tofqdnsMinTtl}`, "BAD_OPTION", "seconds, a whole number (0 = the TTL of each DNS answer)");
   const interval = Number(f.resyncInterval);
   if (!Number.isFinite(interval) || interval < 50) throw new CliError(`invalid --resync-interval ${f.resyncInterval}`, "BAD_OPTION", "milliseconds, at least 50");
+  if (f.xdpAcceleration && !f.device?.length) throw new CliError("--xdp-acceleration needs at least one --device", "BAD_OPTION", "the node devices facing the outside, where from-network runs at XDP");
   const exporter = f.exportFile ? await flowExporter(f) : undefined;
   const source = new ManifestSource(f.file ?? []);
   const k8sMod = f.kubeconfig ? await import("../../agent/k8s-source.ts") : undefined;
@@ -72,6 +74,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     source: () => (k8s ? k8s.objects() : source.load()),
     buildOptions: buildOptions(f),
     devices: f.device ?? [],
+    xdpAcceleration: f.xdpAcceleration === true,
     eventsAll: f.traceAll === true,
     traceSample: f.traceSample === undefined ? undefined : parseTraceSample(f.traceSample),
     policyMapMax: f.policyMapMax === undefined ? undefined : Number(f.policyMapMax),
@@ -226,6 +229,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--metrics-addr <host:port>", "serve Prometheus metrics on this address")
     .option("--object <path>", "the generated eBPF object", KERNEL_OBJECT)
     .option("--device <ifname>", "node device facing the outside, for NodePort/LoadBalancer (repeatable)", (v: string, p: string[] = []) => [...p, v])
+    .option("--xdp-acceleration", "run from-network at XDP (driver mode) on the --device interfaces instead of tc (Cilium loadBalancer.acceleration=native)")
     .option("--kubeconfig <path>", "take the desired state from the Kubernetes API (a kubeconfig file, or `in-cluster`) instead of -f")
     .option("--k8s-resync <seconds>", "with --kubeconfig: reconcile the whole cache this often", "300")
     .option("--policy-map-max <n>", "policy entries allowed per endpoint (Cilium bpf-policy-map-max)")
