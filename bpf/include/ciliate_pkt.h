@@ -228,14 +228,14 @@ static __always_inline __u64 ciliate_csum_be(__u32 v, __u32 size)
  */
 #ifdef CILIATE_PKT_XDP
 /* core/csum.ts, in C: the kernel's checksum arithmetic for a skb without CHECKSUM_PARTIAL. */
-static __always_inline __u32 ciliate_csum_fold(__u32 s)
+static __always_inline __u32 ciliate_xdp_csum_fold(__u32 s)
 {
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
 	return s;
 }
 
-static __always_inline __u32 ciliate_csum_replace32(__u32 old, __u32 from, __u32 to)
+static __always_inline __u32 ciliate_xdp_csum_replace32(__u32 old, __u32 from, __u32 to)
 {
 	__u32 s = 0xffff + ((~old) & 0xffff);
 	__u32 nf = ~from;
@@ -244,26 +244,26 @@ static __always_inline __u32 ciliate_csum_replace32(__u32 old, __u32 from, __u32
 	s += nf & 0xffff;
 	s += to >> 16;
 	s += to & 0xffff;
-	return (~ciliate_csum_fold(s)) & 0xffff;
+	return (~ciliate_xdp_csum_fold(s)) & 0xffff;
 }
 
-static __always_inline __u32 ciliate_csum_replace16(__u32 old, __u32 from, __u32 to)
+static __always_inline __u32 ciliate_xdp_csum_replace16(__u32 old, __u32 from, __u32 to)
 {
 	__u32 s = 0xffff + ((~old) & 0xffff);
 
 	s += (~from) & 0xffff;
 	s += to & 0xffff;
-	return (~ciliate_csum_fold(s)) & 0xffff;
+	return (~ciliate_xdp_csum_fold(s)) & 0xffff;
 }
 
 /* csum_replace2, used by bpf_l3_csum_replace for a 16-bit field: no 0xffff upper half. */
-static __always_inline __u32 ciliate_csum_replace2_l3(__u32 old, __u32 from, __u32 to)
+static __always_inline __u32 ciliate_xdp_csum_replace2_l3(__u32 old, __u32 from, __u32 to)
 {
 	__u32 s = (~old) & 0xffff;
 
 	s += (~from) & 0xffff;
 	s += to & 0xffff;
-	return (~ciliate_csum_fold(s)) & 0xffff;
+	return (~ciliate_xdp_csum_fold(s)) & 0xffff;
 }
 
 static __always_inline __s32 ciliate_l3_csum_replace(ciliate_ctx_t *ctx, __u32 csum_off, __u32 from, __u32 to, __u32 size)
@@ -273,7 +273,7 @@ static __always_inline __s32 ciliate_l3_csum_replace(ciliate_ctx_t *ctx, __u32 c
 	if (csum_off > CILIATE_PKT_MAX_OFF || csum_off + 2 > ciliate_pkt_len(ctx))
 		return -1;
 	old = ciliate_pkt_load16(ctx, csum_off);
-	ciliate_pkt_store16(ctx, csum_off, size == 2 ? ciliate_csum_replace2_l3(old, from, to) : ciliate_csum_replace32(old, from, to));
+	ciliate_pkt_store16(ctx, csum_off, size == 2 ? ciliate_xdp_csum_replace2_l3(old, from, to) : ciliate_xdp_csum_replace32(old, from, to));
 	return 0;
 }
 
@@ -286,7 +286,7 @@ static __always_inline __s32 ciliate_l4_csum_replace(ciliate_ctx_t *ctx, __u32 c
 	old = ciliate_pkt_load16(ctx, csum_off);
 	if ((flags & BPF_F_MARK_MANGLED_0) && old == 0)
 		return 0;
-	next = (flags & 0xf) == 2 ? ciliate_csum_replace16(old, from, to) : ciliate_csum_replace32(old, from, to);
+	next = (flags & 0xf) == 2 ? ciliate_xdp_csum_replace16(old, from, to) : ciliate_xdp_csum_replace32(old, from, to);
 	if ((flags & BPF_F_MARK_MANGLED_0) && next == 0)
 		next = 0xffff;
 	ciliate_pkt_store16(ctx, csum_off, next);
