@@ -13,9 +13,9 @@
  * and reconciles every managed map against the desired state, which removes whatever is stale.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
-import { attachTc, BpfObject, netnsPath, type BpfProgram, type RawMap } from "../datapath/index.ts";
+import { attachTc, attachXdp, BpfObject, netnsPath, type BpfProgram, type RawMap } from "../datapath/index.ts";
 import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY } from "../datapath/endpoint-link.ts";
 import { DEFAULT_FQDN_MIN_TTL, FqdnCache, type CompiledPolicy, type ManifestObject } from "../policy/index.ts";
 import type { BuildOptions } from "../node/cluster.ts";
@@ -49,6 +49,14 @@ export interface AgentOptions {
   source: () => ManifestObject[];
   /** Node devices facing the outside: from-network (NodePort, LoadBalancer) is attached at their tc ingress. */
   devices?: string[];
+  /**
+   * Run from-network at XDP in driver mode on `devices` instead of at tc ingress (Cilium's
+   * loadBalancer.acceleration=native): drops cost no skb and translated frames are forwarded from the
+   * driver. The device's driver must support native XDP; otherwise the agent refuses to start.
+   */
+  xdpAcceleration?: boolean;
+  /** The XDP build of from-network (default: from_network_xdp.bpf.o beside objectPath). */
+  xdpObjectPath?: string;
   /** Trace every packet into the events ring buffer (not only drops and new flows' policy verdicts). */
   eventsAll?: boolean;
   /** Also trace about 1 in N forwarded packets (sampled by a packet hash in the datapath). */
@@ -123,6 +131,7 @@ function fqdnNow(): number {
 export class Agent {
   readonly obj: BpfObject;
   private readonly progs: { from: BpfProgram; to: BpfProgram; network: BpfProgram };
+  private readonly xdpObj?: BpfObject;
   private readonly endpoints = new Map<string, EndpointRecord>();
   private readonly numbering: Numbering;
   readonly ipam: Ipam;
@@ -165,9 +174,17 @@ export class Agent {
     enableIpForwarding();
     // Packets the programs hand to the L7 proxy are routed to the local stack (datapath/transparent-proxy.ts).
     installProxyRouting();
-    this.obj = BpfObject.load(opts.objectPath, { pinRoot: opts.pinRoot });
+    this.obj = loadObject(opts.objectPath, opts.pinRoot, opts.xdpAcceleration === true);
     this.progs = { from: this.obj.program("from_endpoint"), to: this.obj.program("to_endpoint"), network: this.obj.program("from_network") };
-    for (const dev of opts.devices ?? []) attachTc(this.progs.network, { ifname: dev, direction: "ingress", replace: true });
+    if (opts.xdpAcceleration) {
+      // The same maps by pinning (and the Events ring buffer, pinned explicitly), so the XDP program's
+      // conntrack entries, counters and flow events are the ones the rest of the node sees.
+      this.xdpObj = loadObject(opts.xdpObjectPath ?? join(dirname(opts.objectPath), "from_network_xdp.bpf.o"), opts.pinRoot, true);
+      const prog = this.xdpObj.program("from_network_xdp");
+      for (const dev of opts.devices ?? []) attachXdp(prog, { ifname: dev, mode: "drv", replace: true });
+    } else {
+      for (const dev of opts.devices ?? []) attachTc(this.progs.network, { ifname: dev, direction: "ingress", replace: true });
+    }
     // Restart: keep the endpoints whose interface is still there; re-attach the new programs.
     for (const ep of st?.endpoints ?? []) {
       const link = linkShow(ep.hostIfname);
@@ -490,6 +507,21 @@ export class Agent {
   close(): void {
     clearTimeout(this.fqdnTimer);
     clearTimeout(this.identityTimer);
+    this.xdpObj?.close();
     this.obj.close();
   }
+}
+
+/** Loads a generated object with the agent's pin directory; `sharedEvents` also pins the Events ring
+ * buffer there (it is not pinned by name), for a second object that must write into the same one. */
+function loadObject(path: string, pinRoot: string, sharedEvents: boolean): BpfObject {
+  const obj = BpfObject.open(path, { pinRoot });
+  try {
+    if (sharedEvents) obj.setPinPath(MAP_SPECS.Events.bpfName, join(pinRoot, MAP_SPECS.Events.bpfName));
+    obj.load();
+  } catch (e) {
+    obj.close();
+    throw e;
+  }
+  return obj;
 }

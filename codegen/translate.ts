@@ -5,7 +5,7 @@
  *
  * Integer semantics follow AssemblyScript (docs/codegen.md "Types"):
  *   - u8/u16/u32/i32/bool map to __u8/__u16/__u32/__s32/bool; `usize` is always a pointer (__u8 *) and
- *     `Pkt` is the skb (struct __sk_buff *);
+ *     `Pkt` is the program context, ciliate_ctx_t * (the skb, or struct xdp_md in an XDP build);
  *   - values are truncated to the declared width where AssemblyScript truncates: at assignments, returns
  *     and call arguments (an explicit cast whenever the C expression could be wider or of another type);
  *   - conversion calls u32()/u16()/u8()/i32()/bool() become casts, `>>>` becomes `>>` on an unsigned
@@ -40,7 +40,7 @@ const C_TYPE: Record<Exclude<Kind, "lit">, string> = {
   i32: "__s32",
   bool: "bool",
   ptr: "__u8 *",
-  pkt: "struct __sk_buff *",
+  pkt: "ciliate_ctx_t *",
   void: "void",
 };
 

@@ -8,7 +8,8 @@
  * Each returns a CTX_ACT_* verdict, counts the packet in the per-CPU Metrics array (reason 0 =
  * forwarded), and writes a TraceRecord into the one-entry Trace map when someone will read it: a host that
  * armed the record before the run (the simulator's engines, BPF_PROG_TEST_RUN in the kernel engine) or
- * flow events (CONFIG_F_EVENTS / _ALL). A node without events pays for no trace work per packet.
+ * flow events (CONFIG_F_EVENTS / _ALL), and a redirect (the kernel programs read its record to find the
+ * proxy socket). A node without events pays for no trace work on packets it does not redirect.
  * The configuration is read once per packet and passed down.
  *
  * Conntrack directions (core/conntrack.ts): an entry is created by the hook that saw the flow first —
@@ -225,16 +226,40 @@ function proxyListening(proxyPort: u32): bool {
   return mapLookup(MapId.ProxyListeners, key) != 0;
 }
 
+/**
+ * The Trace record of a redirect, whatever the event settings: the kernel programs hand a redirected
+ * packet to the proxy's socket using the record's addresses, ports, proxy port and reply flag
+ * (bpf/include/ciliate_proxy.h). `tr` is the packet's record when one is being filled; otherwise the
+ * record is started here, with the packet's current destination as both the original and the new one
+ * (nothing else reads an unarmed record). So only redirected packets pay for a record when nobody asked
+ * for one. Returns the record, or 0 when the Trace map has no entry.
+ */
+function redirectRecord(tr: usize, info: usize): usize {
+  if (tr != 0) return tr;
+  const key = stackAlloc(4);
+  const rec = mapLookup(MapId.Trace, key);
+  if (rec == 0) return 0;
+  memFill(rec, 0, TRACE_RECORD_SIZE);
+  write8(rec + TRACE_RECORD_CT_STATE, CT_NONE);
+  write8(rec + TRACE_RECORD_FAMILY, read8(info + PACKET_INFO_FAMILY));
+  recordDest(rec, info, true);
+  return rec;
+}
+
 /** Ends the invocation with a redirect to the proxy on `proxyPort` (recorded in the trace). */
-function redirected(tr: usize, cfg: usize, info: usize, proxyPort: u32, dir: u32): u32 {
+function redirected(trIn: usize, cfg: usize, info: usize, proxyPort: u32, dir: u32): u32 {
+  const tr = redirectRecord(trIn, info);
   if (tr != 0) write16be(tr + TRACE_RECORD_PROXY_PORT_BE, proxyPort);
   return finish(tr, cfg, info, CTX_ACT_REDIRECT, 0, dir, TRACE_TO_PROXY);
 }
 
 /** A reply that belongs to the proxy's connection: to the proxy, or dropped when it is not listening. */
-function replyToProxy(tr: usize, cfg: usize, info: usize, proxyPort: u32, dir: u32): u32 {
-  if (tr != 0) write16be(tr + TRACE_RECORD_PROXY_PORT_BE, proxyPort);
-  if (!proxyListening(proxyPort)) return drop(tr, cfg, info, DROP_PROXY_LOOKUP_FAILED, dir);
+function replyToProxy(trIn: usize, cfg: usize, info: usize, proxyPort: u32, dir: u32): u32 {
+  if (trIn != 0) write16be(trIn + TRACE_RECORD_PROXY_PORT_BE, proxyPort);
+  if (!proxyListening(proxyPort)) return drop(trIn, cfg, info, DROP_PROXY_LOOKUP_FAILED, dir);
+  const tr = redirectRecord(trIn, info);
+  // A late record did not see the caller mark the packet as a reply; the socket choice depends on it.
+  setFlag(tr, TRACE_F_REPLY);
   return redirected(tr, cfg, info, proxyPort, dir);
 }
 

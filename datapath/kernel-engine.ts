@@ -10,12 +10,17 @@
  * the program to fill it in); a run that leaves it
  * in place did not execute the program, and `run` throws instead of returning a stale result. `runs`
  * counts the runs that executed.
+ * XDP (`xdp: true`): fromNetwork runs the XDP build of the from-network program
+ * (build/bpf/from_network_xdp.bpf.o, the agent's loadBalancer.acceleration=native) instead of the tc one.
+ * Both objects are loaded with one pin directory, so they share every pinned map; the XDP run's return
+ * code is the XDP action (xdpAction).
  */
 import { existsSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { repoPath } from "../host/paths.ts";
 import { MAP_SPECS, MapType, TraceRecordCodec, u32Codec, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts";
 import { DatapathError, type Datapath, type EntryPoint, type MapHandle, type RunOptions, type RunResult } from "../host/datapath.ts";
-import { BpfObject, type BpfProgram } from "./bpf-object.ts";
+import { BpfObject, removePinRoot, type BpfProgram } from "./bpf-object.ts";
 import { adHocSpec } from "./bpf-map.ts";
 import * as C from "../host/constants.gen.ts";
 import { testRun } from "./test-run.ts";
@@ -23,6 +28,7 @@ import { openEventReader, type EventReader } from "./ring-buffer.ts";
 import { BpfError } from "./errors.ts";
 
 export const KERNEL_OBJECT = repoPath("build/bpf/ciliate.bpf.o");
+export const XDP_OBJECT = repoPath("build/bpf/from_network_xdp.bpf.o");
 
 const PROGRAMS: Record<EntryPoint, string> = {
   fromEndpoint: "from_endpoint",
@@ -40,6 +46,9 @@ export interface KernelDatapathOptions {
   /** bpffs directory to pin maps in; null (default) pins nothing, so each engine has private maps. */
   pinRoot?: string | null;
   objectPath?: string;
+  /** Run fromNetwork through the XDP program (XDP_OBJECT) instead of the tc one. Without a pinRoot the
+   * engine pins both objects' maps in a private bpffs directory, removed on close. */
+  xdp?: boolean;
 }
 
 /** A kernel run also reports the tc return code the program gave: TC_ACT_OK (0) for a forward and for a
@@ -57,6 +66,17 @@ export function tcReturnCode(verdict: number): number {
   return verdict === 0 /* CTX_ACT_OK */ ? 0 : 2;
 }
 
+export const XDP_DROP = 1;
+export const XDP_PASS = 2;
+export const XDP_TX = 3;
+
+/** The XDP action the from-network XDP program gives for a verdict under BPF_PROG_TEST_RUN
+ * (bpf/programs/from_network_xdp.bpf.c): a drop is XDP_DROP; a forward is XDP_PASS, because a test run
+ * receives on the loopback device and no route leads back out of it (XDP_TX needs one). */
+export function xdpAction(verdict: number): number {
+  return verdict === 0 /* CTX_ACT_OK */ ? XDP_PASS : XDP_DROP;
+}
+
 export class KernelDatapath implements Datapath {
   readonly engine = "kernel" as const;
   private readonly stats = { runs: 0 };
@@ -64,6 +84,9 @@ export class KernelDatapath implements Datapath {
   private readonly progs = new Map<EntryPoint, BpfProgram>();
   private readonly handles = new Map<number, MapHandle<unknown, unknown>>();
   private readonly clock: MapHandle<number, number>;
+  private xdpObj: BpfObject | undefined;
+  private xdpClock: MapHandle<number, number> | undefined;
+  private privatePins: string | undefined;
   private closed = false;
   private reader: EventReader | undefined;
 
@@ -77,9 +100,50 @@ export class KernelDatapath implements Datapath {
       const cap = opts.capacities?.[spec.name];
       if (cap !== undefined) maxEntries[spec.bpfName] = cap;
     }
-    this.obj = BpfObject.load(path, { pinRoot: opts.pinRoot ?? null, maxEntries });
-    for (const [entry, name] of Object.entries(PROGRAMS) as [EntryPoint, string][]) this.progs.set(entry, this.obj.program(name));
-    this.clock = this.obj.typedMap(adHocSpec("ciliate_now_v1", u32Codec, u32Codec));
+    let pinRoot = opts.pinRoot ?? null;
+    if (opts.xdp && !existsSync(XDP_OBJECT)) {
+      throw new DatapathError("ENGINE_NOT_BUILT", `the XDP build of from-network is missing (${XDP_OBJECT})`, "run `npm run build:bpf` (needs clang)");
+    }
+    if (opts.xdp && pinRoot === null) {
+      pinRoot = `/sys/fs/bpf/ciliate-xdp-engine-${process.pid}-${randomBytes(4).toString("hex")}`;
+      this.privatePins = pinRoot;
+    }
+    let obj: BpfObject | undefined;
+    // The Events ring buffer is not pinned by name (each agent object reads its own); the XDP object writes
+    // its flow events into the tc object's, pinned explicitly in the shared directory.
+    const loadShared = (file: string) => {
+      const o = BpfObject.open(file, { pinRoot, maxEntries });
+      try {
+        if (opts.xdp) o.setPinPath(MAP_SPECS.Events.bpfName, `${pinRoot}/${MAP_SPECS.Events.bpfName}`);
+        o.load();
+      } catch (e) {
+        o.close();
+        throw e;
+      }
+      return o;
+    };
+    try {
+      obj = loadShared(path);
+      this.obj = obj;
+      for (const [entry, name] of Object.entries(PROGRAMS) as [EntryPoint, string][]) this.progs.set(entry, this.obj.program(name));
+      this.clock = this.obj.typedMap(adHocSpec("ciliate_now_v1", u32Codec, u32Codec));
+      if (opts.xdp) {
+        // Same pin directory: libbpf reuses every pinned map of the tc object. The clock is per object.
+        this.xdpObj = loadShared(XDP_OBJECT);
+        this.progs.set("fromNetwork", this.xdpObj.program("from_network_xdp"));
+        this.xdpClock = this.xdpObj.typedMap(adHocSpec("ciliate_now_v1", u32Codec, u32Codec));
+      }
+    } catch (e) {
+      this.xdpObj?.close();
+      obj?.close();
+      if (this.privatePins) removePinRoot(this.privatePins);
+      throw e;
+    }
+  }
+
+  /** True when fromNetwork runs the XDP program. */
+  get xdp(): boolean {
+    return this.xdpObj !== undefined;
   }
 
   map<K, V>(spec: MapSpec<K, V>): MapHandle<K, V> {
@@ -100,11 +164,16 @@ export class KernelDatapath implements Datapath {
       throw new DatapathError("PACKET_REJECTED_BY_KERNEL", `the kernel refuses a ${packet.length}-byte frame before running the program`);
     }
     this.clock.update(0, now);
+    this.xdpClock?.update(0, now);
     const trace = this.map(MAP_SPECS.Trace);
     trace.update(0, { ...TraceRecordCodec.zero(), verdict: SENTINEL });
     let res;
     try {
-      res = testRun(this.progs.get(entry)!, { data: packet, ctx: { mark: (opts.srcIdentity ?? 0) >>> 0 }, dataOutSize: packet.length + 256 });
+      const xdp = entry === "fromNetwork" && this.xdpObj !== undefined;
+      // An XDP run takes no skb context (the kernel receives it on the loopback device, rx queue 0).
+      res = xdp
+        ? testRun(this.progs.get(entry)!, { data: packet, dataOutSize: packet.length + 256 })
+        : testRun(this.progs.get(entry)!, { data: packet, ctx: { mark: (opts.srcIdentity ?? 0) >>> 0 }, dataOutSize: packet.length + 256 });
     } catch (e) {
       if (e instanceof BpfError && e.errno === 22) {
         // The kernel refuses some frames before any program runs (e.g. IPv4 frames under 34 bytes).
@@ -153,6 +222,8 @@ export class KernelDatapath implements Datapath {
     if (this.closed) return;
     this.closed = true;
     this.reader?.close();
+    this.xdpObj?.close();
     this.obj.close();
+    if (this.privatePins) removePinRoot(this.privatePins);
   }
 }

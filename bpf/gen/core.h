@@ -25,12 +25,12 @@
 #define CILIATE_CT_ENTRY_BYTES __builtin_offsetof(struct ct_entry, bytes) /* CtEntry.bytes (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PACKETS __builtin_offsetof(struct ct_entry, packets) /* CtEntry.packets (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PROXY_PORT_BE __builtin_offsetof(struct ct_entry, proxy_port_be) /* CtEntry.proxyPortBe (core/gen/layout.ts) */
-#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:133 */
+#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:129 */
 #define CILIATE_CT_TUPLE_DADDR __builtin_offsetof(struct ct_tuple, daddr) /* CtTuple.daddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_DPORT_BE __builtin_offsetof(struct ct_tuple, dport_be) /* CtTuple.dportBe (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SADDR __builtin_offsetof(struct ct_tuple, saddr) /* CtTuple.saddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SPORT_BE __builtin_offsetof(struct ct_tuple, sport_be) /* CtTuple.sportBe (core/gen/layout.ts) */
-#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:131 */
+#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:127 */
 #define CILIATE_ENDPOINT_KEY_ADDR __builtin_offsetof(struct endpoint_key, addr) /* EndpointKey.addr (core/gen/layout.ts) */
 #define CILIATE_IPCACHE_KEY_ADDR __builtin_offsetof(struct ipcache_key, addr) /* IpcacheKey.addr (core/gen/layout.ts) */
 #define CILIATE_JHASH_INITVAL 0xdeadbeefU /* core/hash.ts:15 */
@@ -66,7 +66,7 @@
 #define CILIATE_TRACE_RECORD_SPORT_BE __builtin_offsetof(struct trace_record, sport_be) /* TraceRecord.sportBe (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 1152
+#define CILIATE_SCRATCH_SIZE 1160
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -95,7 +95,7 @@ static __always_inline __u8 *ciliate_config_get(void)
 	return bpf_map_lookup_elem(&ciliate_config_v1, key);
 }
 
-/* core/pipeline.ts:71 traceBegin */
+/* core/pipeline.ts:72 traceBegin */
 static __always_inline __u8 *ciliate_trace_begin(__u8 *cfg)
 {
 	__u8 *key = ciliate_scratch(184, 4);
@@ -119,7 +119,7 @@ static __always_inline void ciliate_set_info_flag(__u8 *info, __u32 flag)
 }
 
 /* core/packet.ts:96 hasWithin */
-static __always_inline bool ciliate_has_within(struct __sk_buff *pkt, __u32 end, __u32 limit)
+static __always_inline bool ciliate_has_within(ciliate_ctx_t *pkt, __u32 end, __u32 limit)
 {
 	if (end > limit) {
 		return false;
@@ -128,7 +128,7 @@ static __always_inline bool ciliate_has_within(struct __sk_buff *pkt, __u32 end,
 }
 
 /* core/packet.ts:250 recordPorts */
-static __always_inline void ciliate_record_ports(struct __sk_buff *pkt, __u8 *info, __u32 l4_off)
+static __always_inline void ciliate_record_ports(ciliate_ctx_t *pkt, __u8 *info, __u32 l4_off)
 {
 	((struct packet_info *)info)->sport = (__u16)ciliate_pkt_load16(pkt, l4_off);
 	((struct packet_info *)info)->dport = (__u16)ciliate_pkt_load16(pkt, l4_off + 2);
@@ -141,7 +141,7 @@ static __always_inline bool ciliate_inner_needs_l4(__u32 proto, __u32 icmp_proto
 }
 
 /* core/packet.ts:314 recordInnerPorts */
-static __always_inline void ciliate_record_inner_ports(struct __sk_buff *pkt, __u8 *info, __u32 proto, __u32 off, __u32 icmp_proto)
+static __always_inline void ciliate_record_inner_ports(ciliate_ctx_t *pkt, __u8 *info, __u32 proto, __u32 off, __u32 icmp_proto)
 {
 	if ((proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP)) {
 		((struct packet_info *)info)->inner_sport = (__u16)ciliate_pkt_load16(pkt, off);
@@ -160,7 +160,7 @@ static __always_inline void ciliate_record_inner_ports(struct __sk_buff *pkt, __
 }
 
 /* core/packet.ts:336 parseInnerIpv4 */
-static __always_inline __u32 ciliate_parse_inner_ipv4(struct __sk_buff *pkt, __u8 *info, __u32 off, __u32 l3_end)
+static __always_inline __u32 ciliate_parse_inner_ipv4(ciliate_ctx_t *pkt, __u8 *info, __u32 off, __u32 l3_end)
 {
 	if (!ciliate_has_within(pkt, off + CILIATE_IPV4_HLEN_MIN, l3_end)) {
 		return CILIATE_DROP_INVALID;
@@ -194,7 +194,7 @@ static __always_inline __u32 ciliate_parse_inner_ipv4(struct __sk_buff *pkt, __u
 }
 
 /* core/packet.ts:358 parseInnerIpv6 */
-static __always_inline __u32 ciliate_parse_inner_ipv6(struct __sk_buff *pkt, __u8 *info, __u32 off, __u32 l3_end)
+static __always_inline __u32 ciliate_parse_inner_ipv6(ciliate_ctx_t *pkt, __u8 *info, __u32 off, __u32 l3_end)
 {
 	if (!ciliate_has_within(pkt, off + CILIATE_IPV6_HLEN, l3_end)) {
 		return CILIATE_DROP_INVALID;
@@ -217,7 +217,7 @@ static __always_inline __u32 ciliate_parse_inner_ipv6(struct __sk_buff *pkt, __u
 }
 
 /* core/packet.ts:256 parseL4 */
-static __always_inline __u32 ciliate_parse_l4(struct __sk_buff *pkt, __u8 *info, __u32 nexthdr, __u32 l4_off, __u32 l3_end, __u32 family)
+static __always_inline __u32 ciliate_parse_l4(ciliate_ctx_t *pkt, __u8 *info, __u32 nexthdr, __u32 l4_off, __u32 l3_end, __u32 family)
 {
 	if (nexthdr == CILIATE_IPPROTO_TCP) {
 		if (!ciliate_has_within(pkt, l4_off + 20, l3_end)) {
@@ -284,7 +284,7 @@ static __always_inline __u32 ciliate_parse_l4(struct __sk_buff *pkt, __u8 *info,
 }
 
 /* core/packet.ts:161 parseIpv4 */
-static __always_inline __u32 ciliate_parse_ipv4(struct __sk_buff *pkt, __u8 *info, __u32 l3_off)
+static __always_inline __u32 ciliate_parse_ipv4(ciliate_ctx_t *pkt, __u8 *info, __u32 l3_off)
 {
 	((struct packet_info *)info)->family = (__u8)CILIATE_FAMILY_IPV4;
 	if (!ciliate_pkt_has(pkt, l3_off + CILIATE_IPV4_HLEN_MIN)) {
@@ -331,7 +331,7 @@ static __always_inline bool ciliate_is_ipv6_ext_hdr(__u32 nh)
 }
 
 /* core/packet.ts:205 parseIpv6 */
-static __always_inline __u32 ciliate_parse_ipv6(struct __sk_buff *pkt, __u8 *info, __u32 l3_off)
+static __always_inline __u32 ciliate_parse_ipv6(ciliate_ctx_t *pkt, __u8 *info, __u32 l3_off)
 {
 	((struct packet_info *)info)->family = (__u8)CILIATE_FAMILY_IPV6;
 	if (!ciliate_pkt_has(pkt, l3_off + CILIATE_IPV6_HLEN)) {
@@ -382,7 +382,7 @@ static __always_inline __u32 ciliate_parse_ipv6(struct __sk_buff *pkt, __u8 *inf
 }
 
 /* core/packet.ts:134 parsePacket */
-static __always_inline __u32 ciliate_parse_packet(struct __sk_buff *pkt, __u8 *info)
+static __always_inline __u32 ciliate_parse_packet(ciliate_ctx_t *pkt, __u8 *info)
 {
 	__builtin_memset(info, 0, sizeof(struct packet_info));
 	__u32 len = ciliate_pkt_len(pkt);
@@ -426,7 +426,7 @@ static __always_inline void ciliate_write16be(__u8 *p, __u32 v)
 	*(__u16 *)p = (__u16)ciliate_bswap16(v & 0xffff);
 }
 
-/* core/pipeline.ts:154 recordDest */
+/* core/pipeline.ts:155 recordDest */
 static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 {
 	if (tr == 0) {
@@ -440,8 +440,8 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
-/* core/pipeline.ts:138 enter */
-static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
+/* core/pipeline.ts:139 enter */
+static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
 		return CILIATE_DROP_NO_CONFIG;
@@ -456,7 +456,7 @@ static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8
 	return perr;
 }
 
-/* core/pipeline.ts:85 count */
+/* core/pipeline.ts:86 count */
 static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 {
 	__u8 *key = ciliate_scratch(192, sizeof(struct metrics_key));
@@ -505,7 +505,7 @@ static __always_inline __u32 ciliate_jhash3_words(__u32 a, __u32 b, __u32 c, __u
 	return ciliate_jhash_final3(a, b, c, initval + CILIATE_JHASH_INITVAL + 12);
 }
 
-/* core/pipeline.ts:101 finish */
+/* core/pipeline.ts:102 finish */
 static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
 {
 	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
@@ -535,7 +535,7 @@ static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u
 	return verdict;
 }
 
-/* core/pipeline.ts:131 drop */
+/* core/pipeline.ts:132 drop */
 static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *cfg, __u8 *info, __u32 reason, __u32 dir)
 {
 	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
@@ -872,7 +872,7 @@ static __always_inline __u32 ciliate_read32be(__u8 *p)
 }
 
 /* core/nat.ts:57 natRewriteAddr */
-static __always_inline __s32 ciliate_nat_rewrite_addr(struct __sk_buff *pkt, __u8 *info, bool dst, __u8 *new_addr)
+static __always_inline __s32 ciliate_nat_rewrite_addr(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u8 *new_addr)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -943,7 +943,7 @@ static __always_inline __u32 ciliate_read16be(__u8 *p)
 }
 
 /* core/nat.ts:97 natRewritePort */
-static __always_inline __s32 ciliate_nat_rewrite_port(struct __sk_buff *pkt, __u8 *info, bool dst, __u32 port)
+static __always_inline __s32 ciliate_nat_rewrite_port(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u32 port)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
@@ -971,7 +971,7 @@ static __always_inline __s32 ciliate_nat_rewrite_port(struct __sk_buff *pkt, __u
 }
 
 /* core/lb.ts:301 lbDnat */
-static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, __u8 *backend)
+static __always_inline __s32 ciliate_lb_dnat(ciliate_ctx_t *pkt, __u8 *info, __u8 *backend)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 bfam = (__u32)((struct backend *)backend)->family;
@@ -1002,7 +1002,7 @@ static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, 
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:146 setFlag */
+/* core/pipeline.ts:147 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1010,13 +1010,13 @@ static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 	}
 }
 
-/* core/conntrack.ts:145 isIcmpError */
+/* core/conntrack.ts:136 isIcmpError */
 static __always_inline bool ciliate_is_icmp_error(__u8 *info)
 {
 	return ((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) != 0;
 }
 
-/* core/conntrack.ts:159 ctBuildTuple */
+/* core/conntrack.ts:150 ctBuildTuple */
 static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 {
 	__builtin_memset(tuple, 0, sizeof(struct ct_tuple));
@@ -1038,20 +1038,13 @@ static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 	((struct ct_tuple *)tuple)->flags = (__u8)CILIATE_TUPLE_F_OUT;
 }
 
-/* core/conntrack.ts:137 isTrackedProto */
+/* core/conntrack.ts:131 isTrackedProto */
 static __always_inline bool ciliate_is_tracked_proto(__u32 proto)
 {
-	if ((proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP) || (proto == CILIATE_IPPROTO_ICMP) || (proto == CILIATE_IPPROTO_ICMPV6)) {
-		return true;
-	}
-	if ((proto != CILIATE_IPPROTO_VRRP) && (proto != CILIATE_IPPROTO_IGMP)) {
-		return false;
-	}
-	__u8 *cfg = ciliate_config_get();
-	return (cfg != 0) && ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_EXTENDED_IP_PROTOCOLS) != 0);
+	return (proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP) || (proto == CILIATE_IPPROTO_ICMP) || (proto == CILIATE_IPPROTO_ICMPV6);
 }
 
-/* core/conntrack.ts:181 tupleKey */
+/* core/conntrack.ts:172 tupleKey */
 static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool reverse, __u32 flags)
 {
 	__builtin_memcpy(key, tuple, sizeof(struct ct_tuple));
@@ -1064,7 +1057,7 @@ static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool rever
 	((struct ct_tuple *)key)->flags = (__u8)flags;
 }
 
-/* core/conntrack.ts:193 flipDir */
+/* core/conntrack.ts:184 flipDir */
 static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 {
 	if ((flags & CILIATE_TUPLE_F_SERVICE) != 0) {
@@ -1073,7 +1066,7 @@ static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 	return flags ^ CILIATE_TUPLE_F_IN;
 }
 
-/* core/conntrack.ts:199 liveEntry */
+/* core/conntrack.ts:190 liveEntry */
 static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 {
 	__u8 *e = bpf_map_lookup_elem(&ciliate_ct_v1, key);
@@ -1086,7 +1079,7 @@ static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 	return e;
 }
 
-/* core/conntrack.ts:207 copyState */
+/* core/conntrack.ts:198 copyState */
 static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 {
 	if (state == 0) {
@@ -1099,7 +1092,7 @@ static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 	((struct ct_state *)state)->proxy_port = (__u16)ciliate_read16be(e + CILIATE_CT_ENTRY_PROXY_PORT_BE);
 }
 
-/* core/conntrack.ts:217 isReopen */
+/* core/conntrack.ts:208 isReopen */
 static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags)
 {
 	if (!tcp) {
@@ -1111,7 +1104,7 @@ static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags
 	return ((__u32)((struct ct_entry *)e)->flags & CILIATE_CT_F_BOTH_CLOSING) == CILIATE_CT_F_BOTH_CLOSING;
 }
 
-/* core/conntrack.ts:224 ctApply */
+/* core/conntrack.ts:215 ctApply */
 static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, bool tcp, bool service, bool reply, __u32 now)
 {
 	__u32 tcp_flags = tcp ? (__u32)((struct packet_info *)info)->tcp_flags : 0;
@@ -1155,7 +1148,7 @@ static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, boo
 	ciliate_add64(e + CILIATE_CT_ENTRY_BYTES, ((struct packet_info *)info)->len);
 }
 
-/* core/conntrack.ts:276 ctLookup */
+/* core/conntrack.ts:267 ctLookup */
 static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 now, __u8 *state)
 {
 	if (state != 0) {
@@ -1211,7 +1204,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	return CILIATE_CT_NEW;
 }
 
-/* core/pipeline.ts:197 ctFor */
+/* core/pipeline.ts:198 ctFor */
 static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
 {
 	ciliate_ct_build_tuple(info, tuple);
@@ -1245,13 +1238,13 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:150 worldIdentity */
+/* core/pipeline.ts:151 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
-/* core/pipeline.ts:222 proxyListening */
+/* core/pipeline.ts:223 proxyListening */
 static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 {
 	__u8 *key = ciliate_scratch(496, 4);
@@ -1259,31 +1252,52 @@ static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 	return bpf_map_lookup_elem(&ciliate_proxy_listeners_v1, key) != 0;
 }
 
-/* core/pipeline.ts:229 redirected */
-static __always_inline __u32 ciliate_redirected(__u8 *tr, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
+/* core/pipeline.ts:237 redirectRecord */
+static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 {
+	if (tr != 0) {
+		return tr;
+	}
+	__u8 *key = ciliate_scratch(504, 4);
+	__u8 *rec = bpf_map_lookup_elem(&ciliate_trace_v1, key);
+	if (rec == 0) {
+		return 0;
+	}
+	__builtin_memset(rec, 0, sizeof(struct trace_record));
+	((struct trace_record *)rec)->ct_state = (__u8)CILIATE_CT_NONE;
+	((struct trace_record *)rec)->family = (__u8)(__u32)((struct packet_info *)info)->family;
+	ciliate_record_dest(rec, info, true);
+	return rec;
+}
+
+/* core/pipeline.ts:250 redirected */
+static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
+{
+	__u8 *tr = ciliate_redirect_record(tr_in, info);
 	if (tr != 0) {
 		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
 	}
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_REDIRECT, 0, dir, CILIATE_TRACE_TO_PROXY);
 }
 
-/* core/pipeline.ts:235 replyToProxy */
-static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
+/* core/pipeline.ts:257 replyToProxy */
+static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
-	if (tr != 0) {
-		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
+	if (tr_in != 0) {
+		ciliate_write16be(tr_in + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
 	}
 	if (!ciliate_proxy_listening(proxy_port)) {
-		return ciliate_drop(tr, cfg, info, CILIATE_DROP_PROXY_LOOKUP_FAILED, dir);
+		return ciliate_drop(tr_in, cfg, info, CILIATE_DROP_PROXY_LOOKUP_FAILED, dir);
 	}
+	__u8 *tr = ciliate_redirect_record(tr_in, info);
+	ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
 	return ciliate_redirected(tr, cfg, info, proxy_port, dir);
 }
 
 /* core/lb.ts:334 lbRevNat */
-static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *info, __u32 rev_nat_index)
+static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, __u32 rev_nat_index)
 {
-	__u8 *key = ciliate_scratch(504, sizeof(struct rev_nat_key));
+	__u8 *key = ciliate_scratch(512, sizeof(struct rev_nat_key));
 	if (key == 0) {
 		return CILIATE_LB_REVNAT_NO_ENTRY;
 	}
@@ -1301,7 +1315,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	if (family == CILIATE_FAMILY_IPV4) {
 		__u8 *lo = ciliate_loopback_addr();
 		if ((lo != 0) && (*(__u32 *)lo == *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
-			__u8 *self = ciliate_scratch(512, 16);
+			__u8 *self = ciliate_scratch(520, 16);
 			if (self != 0) {
 				__builtin_memcpy(self, info + CILIATE_PACKET_INFO_SADDR, 16);
 				r = ciliate_nat_rewrite_addr(pkt, info, true, self);
@@ -1325,8 +1339,8 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	return 0;
 }
 
-/* core/pipeline.ts:204 replyRevNat */
-static __always_inline __u32 ciliate_reply_rev_nat(struct __sk_buff *pkt, __u8 *tr, __u8 *info, __u8 *st)
+/* core/pipeline.ts:205 replyRevNat */
+static __always_inline __u32 ciliate_reply_rev_nat(ciliate_ctx_t *pkt, __u8 *tr, __u8 *info, __u8 *st)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
 	if (rev_nat == 0) {
@@ -1403,7 +1417,7 @@ static __always_inline __s32 ciliate_policy_policy_check(__u8 *entry, __u8 *othe
 static __always_inline __s32 ciliate_policy_can_access(__u32 ep_id, __u32 remote_id, __u32 egress, __u32 proto, __u32 dport, __u8 *result)
 {
 	__builtin_memset(result, 0, sizeof(struct policy_result));
-	__u8 *key = ciliate_scratch(544, sizeof(struct policy_key));
+	__u8 *key = ciliate_scratch(552, sizeof(struct policy_key));
 	if (key == 0) {
 		return -((__s32)CILIATE_DROP_POLICY);
 	}
@@ -1481,10 +1495,10 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:168 policyCheck */
+/* core/pipeline.ts:169 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
-	__u8 *res = ciliate_scratch(528, sizeof(struct policy_result));
+	__u8 *res = ciliate_scratch(536, sizeof(struct policy_result));
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
 	__u32 icmp_type = (__u32)((struct packet_info *)info)->icmp_type;
 	__s32 v = ciliate_policy_can_access(ep_id, remote_id, egress, proto, ciliate_policy_port(cfg, proto, (__u32)((struct packet_info *)info)->dport, icmp_type), res);
@@ -1515,7 +1529,7 @@ static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *inf
 	return v;
 }
 
-/* core/conntrack.ts:339 ctCreate */
+/* core/conntrack.ts:330 ctCreate */
 static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 now, __u32 src_sec_id, __u32 rev_nat_index, __u32 backend_id, __u32 proxy_port)
 {
 	if (ciliate_is_icmp_error(info)) {
@@ -1525,8 +1539,8 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	if (cfg == 0) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
-	__u8 *entry = ciliate_scratch(560, sizeof(struct ct_entry));
-	__u8 *key = ciliate_scratch(600, sizeof(struct ct_tuple));
+	__u8 *entry = ciliate_scratch(568, sizeof(struct ct_entry));
+	__u8 *key = ciliate_scratch(608, sizeof(struct ct_tuple));
 	if ((entry == 0) || (key == 0)) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
@@ -1547,8 +1561,8 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:265 fromEndpoint */
-static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 now)
+/* core/pipeline.ts:290 fromEndpoint */
+static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
@@ -1642,13 +1656,13 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_ENDPOINT);
 }
 
-/* core/pipeline.ts:366 toEndpoint */
-static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 src_identity, __u32 now)
+/* core/pipeline.ts:391 toEndpoint */
+static __always_inline __u32 ciliate_to_endpoint(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_INGRESS;
-	__u8 *info = ciliate_scratch(640, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(648, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
@@ -1669,8 +1683,8 @@ static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 sr
 		((struct trace_record *)tr)->src_identity = src_id;
 		((struct trace_record *)tr)->dst_identity = ((struct endpoint_info *)ep)->sec_identity;
 	}
-	__u8 *tuple = ciliate_scratch(736, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(776, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(744, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(784, sizeof(struct ct_state));
 	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_IN, now);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
@@ -1727,9 +1741,9 @@ static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_
 }
 
 /* core/nat.ts:127 snatApply */
-static __always_inline __s32 ciliate_snat_apply(struct __sk_buff *pkt, __u8 *info, __u8 *v, bool dst)
+static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, __u8 *v, bool dst)
 {
-	__u8 *addr = ciliate_scratch(1008, 16);
+	__u8 *addr = ciliate_scratch(1016, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
 	__u32 port = ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
 	__s32 r = ciliate_nat_rewrite_addr(pkt, info, dst, addr);
@@ -1740,13 +1754,13 @@ static __always_inline __s32 ciliate_snat_apply(struct __sk_buff *pkt, __u8 *inf
 }
 
 /* core/nat.ts:219 snatRevIngress */
-static __always_inline __s32 ciliate_snat_rev_ingress(struct __sk_buff *pkt, __u8 *info)
+static __always_inline __s32 ciliate_snat_rev_ingress(ciliate_ctx_t *pkt, __u8 *info)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *key = ciliate_scratch(968, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(976, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, key, CILIATE_TUPLE_F_IN);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
@@ -1756,7 +1770,7 @@ static __always_inline __s32 ciliate_snat_rev_ingress(struct __sk_buff *pkt, __u
 }
 
 /* core/nat.ts:148 snatEgress */
-static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *info, __u32 now)
+static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info, __u32 now)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -1771,7 +1785,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (node_ip == 0) {
 		return -((__s32)CILIATE_DROP_NO_CONFIG);
 	}
-	__u8 *okey = ciliate_scratch(1024, sizeof(struct ct_tuple));
+	__u8 *okey = ciliate_scratch(1032, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, okey, CILIATE_TUPLE_F_OUT);
 	__u8 *existing = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (existing != 0) {
@@ -1789,14 +1803,14 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (sport >= min_port) {
 		cand = sport;
 	}
-	__u8 *rkey = ciliate_scratch(1064, sizeof(struct ct_tuple));
+	__u8 *rkey = ciliate_scratch(1072, sizeof(struct ct_tuple));
 	*(__u32 *)(rkey + CILIATE_CT_TUPLE_DADDR) = node_ip;
 	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
 	ciliate_write16be(rkey + CILIATE_CT_TUPLE_SPORT_BE, dport);
 	((struct ct_tuple *)rkey)->nexthdr = (__u8)nexthdr;
 	((struct ct_tuple *)rkey)->flags = (__u8)CILIATE_TUPLE_F_IN;
 	((struct ct_tuple *)rkey)->family = (__u8)CILIATE_FAMILY_IPV4;
-	__u8 *rval = ciliate_scratch(1104, sizeof(struct snat_value));
+	__u8 *rval = ciliate_scratch(1112, sizeof(struct snat_value));
 	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
 	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1813,7 +1827,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (!found) {
 		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
 	}
-	__u8 *oval = ciliate_scratch(1128, sizeof(struct snat_value));
+	__u8 *oval = ciliate_scratch(1136, sizeof(struct snat_value));
 	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
 	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
 	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1825,17 +1839,14 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:446 fromNetwork */
-static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 now)
+/* core/pipeline.ts:468 fromNetwork */
+static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
-	__u8 *info = ciliate_scratch(792, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(800, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
-	if (err == CILIATE_DROP_UNKNOWN_L3) {
-		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
-	}
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
 	}
@@ -1844,8 +1855,8 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 	if (tr != 0) {
 		((struct trace_record *)tr)->src_identity = src_id;
 	}
-	__u8 *tuple = ciliate_scratch(888, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(928, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(896, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(936, sizeof(struct ct_state));
 	__s32 snerr = ciliate_snat_rev_ingress(pkt, info);
 	if (snerr < 0) {
 		return ciliate_drop(tr, cfg, info, (__u32)(-snerr), dir);
@@ -1866,7 +1877,7 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 		ciliate_record_dest(tr, info, false);
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}
-	__u8 *svc_key = ciliate_scratch(944, sizeof(struct service_key));
+	__u8 *svc_key = ciliate_scratch(952, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
 	if (svc == 0) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);

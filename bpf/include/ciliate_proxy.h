@@ -65,20 +65,6 @@ static __always_inline void ciliate_proxy_count_drop(__u32 dir, __u32 len, __u32
 	}
 }
 
-/*
- * Asks core to fill the Trace record for this packet (core fills it only when a host armed it or flow events
- * are on): ciliate_tc_action reads a redirect's addresses, ports and proxy port from it, so it must be this
- * packet's record whatever the event settings are.
- */
-static __always_inline void ciliate_trace_arm(void)
-{
-	__u32 zero = 0;
-	struct trace_record *tr = bpf_map_lookup_elem(&ciliate_trace_v1, &zero);
-
-	if (tr)
-		tr->verdict = CILIATE_TRACE_VERDICT_ARMED;
-}
-
 /* Turns the record of a redirect into the record of a drop, and emits it as a drop event. */
 static __always_inline int ciliate_proxy_fail(struct trace_record *tr, __u32 reason)
 {
@@ -204,6 +190,7 @@ static __always_inline int ciliate_tc_action(struct __sk_buff *ctx, __u32 verdic
 		return TC_ACT_SHOT;
 	if (ctx->ifindex == CILIATE_LOOPBACK_IFINDEX)
 		return TC_ACT_SHOT;
+	/* core fills a redirect's record whatever the event settings (core/pipeline.ts redirectRecord). */
 	tr = ciliate_trace_record();
 	if (!tr)
 		return TC_ACT_SHOT;

@@ -16,7 +16,6 @@ int from_endpoint(struct __sk_buff *ctx)
 	/* A packet to-endpoint sent here for its proxy: finish the socket assignment (include/ciliate_proxy.h). */
 	if ((ctx->mark & CILIATE_MARK_MAGIC_MASK) == CILIATE_MARK_MAGIC_TO_PROXY)
 		return ciliate_proxy_reenter(ctx);
-	ciliate_trace_arm();
 	return ciliate_tc_action(ctx, ciliate_from_endpoint(ctx, ciliate_now()), true);
 #else
 	/* core/pipeline.ts was not translated (see `npm run gen` warnings): fail closed. */

@@ -13,7 +13,6 @@ SEC("tc")
 int to_endpoint(struct __sk_buff *ctx)
 {
 #ifdef CILIATE_CORE_HAS_PIPELINE
-	ciliate_trace_arm();
 	return ciliate_tc_action(ctx, ciliate_to_endpoint(ctx, ctx->mark, ciliate_now()), false);
 #else
 	/* core/pipeline.ts was not translated (see `npm run gen` warnings): fail closed. */

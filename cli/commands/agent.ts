@@ -23,6 +23,7 @@ export interface AgentFlags extends GlobalOptions, IdentityFlags {
   object: string;
   resyncInterval: string;
   device?: string[];
+  xdpAcceleration?: boolean;
   traceAll?: boolean;
   traceSample?: string;
   kubeconfig?: string;
@@ -67,6 +68,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   } catch (e) {
     throw new CliError((e as Error).message, "BAD_OPTION");
   }
+  if (f.xdpAcceleration && !f.device?.length) throw new CliError("--xdp-acceleration needs at least one --device", "BAD_OPTION", "the node devices facing the outside, where from-network runs at XDP");
   const exporter = f.exportFile ? await flowExporter(f) : undefined;
   const source = new ManifestSource(f.file ?? []);
   const k8sMod = f.kubeconfig ? await import("../../agent/k8s-source.ts") : undefined;
@@ -94,6 +96,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     source: () => (k8s ? k8s.objects() : source.load()),
     buildOptions: buildOptions(f),
     devices: f.device ?? [],
+    xdpAcceleration: f.xdpAcceleration === true,
     eventsAll: f.traceAll === true,
     traceSample: f.traceSample === undefined ? undefined : parseTraceSample(f.traceSample),
     policyMapMax: f.policyMapMax === undefined ? undefined : Number(f.policyMapMax),
@@ -254,6 +257,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--metrics-addr <host:port>", "serve Prometheus metrics on this address")
     .option("--object <path>", "the generated eBPF object", KERNEL_OBJECT)
     .option("--device <ifname>", "node device facing the outside, for NodePort/LoadBalancer (repeatable)", (v: string, p: string[] = []) => [...p, v])
+    .option("--xdp-acceleration", "run from-network at XDP (driver mode) on the --device interfaces instead of tc (Cilium loadBalancer.acceleration=native)")
     .option("--kubeconfig <path>", "take the desired state from the Kubernetes API (a kubeconfig file, or `in-cluster`) instead of -f")
     .option("--k8s-resync <seconds>", "with --kubeconfig: reconcile the whole cache this often", "300")
     .option("--policy-map-max <n>", "policy entries allowed per endpoint (Cilium bpf-policy-map-max)")

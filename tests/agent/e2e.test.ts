@@ -6,7 +6,8 @@
  * Covers: CNI ADD/CHECK/DEL/VERSION and a repeated ADD, pod-to-pod allowed and denied by policy, UDP,
  * ClusterIP balanced over two backends with replies reverse-NATed, NodePort from outside, a policy update,
  * a live update with traffic running (no allowed flow lost, no denied flow let through), invalid manifests,
- * metrics, and a restart that keeps an established connection and removes a stale endpoint.
+ * metrics, a restart that keeps an established connection and removes a stale endpoint, and a restart
+ * with --xdp-acceleration (from-network at XDP on the device) that still serves the NodePort.
  * Kernel suite: runs as root (fails in CI when it cannot); everything is removed in afterAll.
  */
 import { skipUnless } from "../helpers/tools.ts";
@@ -94,13 +95,13 @@ function writeManifests(policyExtra = ""): void {
   writeFileSync(join(manifests, "policy.yaml"), POLICY_YAML(policyExtra));
 }
 
-async function startAgent(): Promise<void> {
+async function startAgent(extra: string[] = []): Promise<void> {
   agentLog = "";
   agent = await h.startAgent(
     NODE,
     socket,
     ["-f", manifests, "--node-name", "node-1", "--node-ip", NODE_IP, "--pod-cidr", "10.244.1.0/24",
-      "--bpffs", PIN, "--state-dir", join(dir, "state"), "--socket", socket, "--metrics-addr", METRICS, "--device", "ext0", "--resync-interval", "100", "--export-file", join(dir, "flows.log"), "--export-allow", '{"verdict":["DROPPED"]}'],
+      "--bpffs", PIN, "--state-dir", join(dir, "state"), "--socket", socket, "--metrics-addr", METRICS, "--device", "ext0", "--resync-interval", "100", "--export-file", join(dir, "flows.log"), "--export-allow", '{"verdict":["DROPPED"]}', ...extra],
     (d) => (agentLog += d),
   );
 }
@@ -291,6 +292,16 @@ describe.skipIf(suite.skip)("ciliate agent end to end (network namespaces)", () 
     expect(eps.map((e) => e.pod).sort()).toEqual(PODS.filter((p) => p !== "gone").map((p) => `default/${p}`).sort());
     expect(tool(NS("client"), "tcp", podIp.get("server")!, 8080).ok).toBe(true);
     expect(tool(NS("other"), "tcp", podIp.get("server")!, 8080).ok).toBe(false);
+  }, 60_000);
+
+  it("with --xdp-acceleration, from-network runs at XDP on the device and still serves the NodePort", async () => {
+    await stopAgent();
+    await startAgent(["--xdp-acceleration"]);
+    const link = (JSON.parse(sh("ip", ["-n", NODE, "-j", "-d", "link", "show", "dev", "ext0"])) as { xdp?: { mode: number; prog?: { id: number } } }[])[0]!;
+    expect(link.xdp?.prog?.id ?? 0, "an XDP program is attached to ext0").toBeGreaterThan(0);
+    await eventually(() => tool(NS("ext"), "tcp", NODE_IP, NODE_PORT).ok === true, 10_000, () => agentLog + drops());
+    const r = tool(NS("ext"), "tcp", NODE_IP, NODE_PORT);
+    expect(["server", "server2"]).toContain(r.reply);
   }, 60_000);
 
   it("CNI DEL is idempotent and frees the address", () => {

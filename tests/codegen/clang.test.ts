@@ -1,7 +1,8 @@
 /*
  * The generated C compiles with the project's kernel flags (clang -O2 -g -target bpf -Wall -Werror): the
  * golden fixture wrapped in a program, the real bpf/gen/core.h with the three thin programs (each alone
- * and all in ciliate.bpf.c), and core/pipeline.ts translates in strict mode.
+ * and all in ciliate.bpf.c) and with the XDP from-network program, and core/pipeline.ts translates in
+ * strict mode.
  */
 import { describe, expect, it } from "vitest";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -25,8 +26,9 @@ describe.skipIf(!haveClang)("generated C compiles with clang -Werror (skipped on
     for (const [rel, text] of generateAll(ROOT)) {
       if (rel.startsWith("bpf/gen/")) writeFileSync(join(dir, "gen", rel.slice("bpf/gen/".length)), text);
     }
-    // All three programs in one object, and one program alone (each source must also build by itself).
-    for (const prog of ["ciliate", "to_endpoint"]) {
+    // All three programs in one object, one program alone (each source must also build by itself), and
+    // the XDP build of from-network (core's seams over struct xdp_md).
+    for (const prog of ["ciliate", "to_endpoint", "from_network_xdp"]) {
       clang(join(ROOT, "bpf/programs", `${prog}.bpf.c`), join(dir, `${prog}.o`), ["-I", dir]);
     }
   });

@@ -74,10 +74,8 @@ function runJs(input: Uint8Array): Uint8Array {
   return out;
 }
 
-let dir = "";
-let pin = "";
-
-function runKernel(input: Uint8Array): Uint8Array {
+/** Runs the seams program loaded at `pin` on `input` with bpftool (BPF_PROG_TEST_RUN); `dir` holds the files. */
+function runKernel(dir: string, pin: string, input: Uint8Array): Uint8Array {
   const inFile = join(dir, "in.bin");
   const outFile = join(dir, "out.bin");
   writeFileSync(inFile, input);
@@ -112,7 +110,16 @@ const packet = fc
     return b;
   });
 
-describe.skipIf(skipUnless(canLoadBpf(), "root, bpffs and bpftool (loading BPF programs)"))("C seams and generated code agree with core in JavaScript (kernel, root)", () => {
+// The tc seams (the kernel's checksum helpers) and the XDP seams (core/csum.ts's arithmetic in C).
+const BUILDS = [
+  { name: "tc", type: "tc", defines: [] as string[] },
+  { name: "xdp", type: "xdp", defines: ["-DCILIATE_PKT_XDP"] },
+];
+
+describe.skipIf(skipUnless(canLoadBpf(), "root, bpffs and bpftool (loading BPF programs)")).each(BUILDS)("C seams and generated code agree with core in JavaScript ($name, kernel, root)", (build) => {
+  let dir = "";
+  let pin = "";
+  const run = (input: Uint8Array) => runKernel(dir, pin, input);
   beforeAll(async () => {
     core = await loadCore();
     dir = tempDir("ciliate-seams-");
@@ -120,9 +127,9 @@ describe.skipIf(skipUnless(canLoadBpf(), "root, bpffs and bpftool (loading BPF p
     const header = generateCoreHeader(ROOT, model, { roots: [{ file: "core/csum.ts" }, { file: "core/bytes.ts" }] });
     writeFileSync(join(dir, "gen", "core.h"), header);
     const obj = join(dir, "seams.o");
-    clang(join(ROOT, FIXTURES, "seams-prog.bpf.c"), obj, ["-include", join(ROOT, FIXTURES, "no-pin.h"), "-I", dir]);
+    clang(join(ROOT, FIXTURES, "seams-prog.bpf.c"), obj, ["-include", join(ROOT, FIXTURES, "no-pin.h"), "-I", dir, ...build.defines]);
     pin = `/sys/fs/bpf/ciliate-test-${randomBytes(6).toString("hex")}`;
-    execFileSync("bpftool", ["prog", "loadall", obj, pin, "type", "tc"], { stdio: "ignore" });
+    execFileSync("bpftool", ["prog", "loadall", obj, pin, "type", build.type], { stdio: "ignore" });
   });
 
   afterAll(() => {
@@ -133,14 +140,14 @@ describe.skipIf(skipUnless(canLoadBpf(), "root, bpffs and bpftool (loading BPF p
     const b = new Uint8Array(40);
     b[14] = 7;
     new DataView(b.buffer).setUint32(20, 0x11223344);
-    const out = runKernel(b);
+    const out = run(b);
     expect(new DataView(out.buffer).getUint32(32)).toBe(0x44332211);
   });
 
   it("produces the same packet as core/pkt.ts, core/csum.ts, core/bytes.ts for random operations", () => {
     fc.assert(
       fc.property(packet, (input) => {
-        expect(Array.from(runKernel(input))).toEqual(Array.from(runJs(input)));
+        expect(Array.from(run(input))).toEqual(Array.from(runJs(input)));
       }),
       {
         numRuns: 150,

@@ -9,7 +9,10 @@ import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";
 import { addPolicy, addService, allowAll, proxyListening, C, POD_A, POD_B, send, standardNode, TCP, VIP } from "./fixture.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
-import { TCP_FLAGS } from "../../sim/packets.ts";
+import { buildFrame, TCP_FLAGS, type FrameSpec } from "../../sim/packets.ts";
+import { TraceRecordCodec } from "../../host/codecs.gen.ts";
+import { KernelDatapath } from "../../datapath/kernel-engine.ts";
+import { testRun } from "../../datapath/test-run.ts";
 
 const SYN = { src: POD_A.ip, dst: POD_B.ip, proto: "TCP" as const, sport: 40000, dport: 80, tcpFlags: TCP_FLAGS.SYN };
 const ACK = { ...SYN, tcpFlags: TCP_FLAGS.ACK };
@@ -136,3 +139,49 @@ for (const backend of backends) {
     });
   });
 }
+
+// An attached program runs without an armed Trace record, and without flow events core builds no record
+// for packets it forwards or drops; a redirect's record is still written, because the program finds the
+// proxy socket from it (bpf/include/ciliate_proxy.h).
+const kernel = backends.find((b) => b.name === "kernel");
+describe.skipIf(!kernel)("L7 redirect [kernel, unarmed record, events off]", () => {
+  it("a redirect writes its record (addresses, ports, proxy port, reply flag); a forwarded packet leaves it untouched", async () => {
+    const dp = (await kernel!.create()) as KernelDatapath;
+    standardNode(dp);
+    addPolicy(dp, { epId: POD_A.epId, egress: true, identity: POD_B.identity, proto: TCP, port: 80, proxyPort: PORT });
+    addPolicy(dp, { epId: POD_B.epId, egress: false, identity: POD_A.identity, proto: TCP, port: 80 });
+    proxyListening(dp, PORT);
+    const trace = dp.map(MAP_SPECS.Trace);
+    const unarmed = (entry: "fromEndpoint" | "toEndpoint", spec: FrameSpec, mark = 0) => {
+      trace.update(0, TraceRecordCodec.zero());
+      const r = testRun(dp.programFd(entry), { data: buildFrame(spec), ctx: { mark } });
+      return { retval: r.retval, rec: trace.lookup(0)! };
+    };
+    const syn = unarmed("fromEndpoint", SYN);
+    // On loopback no proxy socket can take it: dropped, never passed (ciliate_tc_action).
+    expect(syn.retval).toBe(2);
+    expect(syn.rec.verdict).toBe(C.CTX_ACT_REDIRECT);
+    expect(syn.rec.proxyPort).toBe(PORT);
+    expect(syn.rec.family).toBe(C.FAMILY_IPV4);
+    expect(syn.rec.nexthdr).toBe(TCP);
+    expect([...syn.rec.saddr.slice(0, 4)]).toEqual([10, 244, 0, 10]);
+    expect([...syn.rec.newDaddr.slice(0, 4)]).toEqual([10, 244, 0, 20]);
+    expect(syn.rec.sport).toBe(40000);
+    expect(syn.rec.newDport).toBe(80);
+    expect(syn.rec.hook).toBe(C.HOOK_FROM_ENDPOINT);
+    expect(syn.rec.traceFlags & C.TRACE_F_REPLY).toBe(0);
+
+    // B's reply belongs to the egress proxy's connection: redirected back to it, marked as a reply.
+    const reply = unarmed("toEndpoint", SYN_ACK, POD_B.identity);
+    expect(reply.rec.verdict).toBe(C.CTX_ACT_REDIRECT);
+    expect(reply.rec.proxyPort).toBe(PORT);
+    expect(reply.rec.traceFlags & C.TRACE_F_REPLY).toBeTruthy();
+    expect(reply.rec.hook).toBe(C.HOOK_TO_ENDPOINT);
+
+    // A forwarded packet: no trace work at all.
+    const fwd = unarmed("toEndpoint", SYN, POD_A.identity);
+    expect(fwd.retval).toBe(0);
+    expect(fwd.rec).toEqual(TraceRecordCodec.zero());
+    dp.close();
+  });
+});

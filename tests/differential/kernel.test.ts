@@ -8,17 +8,19 @@
  * its seed (DIFF_SEED=<seed> replays the run); a failure also prints fast-check's shrunk counterexample and
  * path: DIFF_SEED=<seed> DIFF_PATH=<path> replays that one case.
  * Runs: DIFF_KERNEL_RUNS (default 5000; `npm run test:differential -- --runs 100000` for a long run).
+ * The property runs twice: with the tc programs, and with fromNetwork through the XDP program (the agent's
+ * --xdp-acceleration), whose return code is the XDP action for the verdict (XDP_DROP / XDP_PASS).
  */
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createWasmDatapath } from "../../sim/engines.ts";
 import { DatapathError } from "../../host/datapath.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { kernelSuite } from "../../datapath/preflight.ts";
-import { tcReturnCode, type KernelDatapath, type KernelRunResult } from "../../datapath/kernel-engine.ts";
+import { KernelDatapath, tcReturnCode, xdpAction, type KernelRunResult } from "../../datapath/kernel-engine.ts";
 import { concretize, DIFF_CONFIG_FLAGS, installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
-import { kernelRuns, sharedKernel } from "../conformance/backends.ts";
+import { kernelRuns, sharedKernel, TEST_CAPACITIES } from "../conformance/backends.ts";
 
 const RUNS = Number(process.env.DIFF_KERNEL_RUNS ?? 5000);
 const SEED = process.env.DIFF_SEED ? Number(process.env.DIFF_SEED) : (Date.now() ^ (process.pid << 10)) | 0;
@@ -26,18 +28,32 @@ const SEED = process.env.DIFF_SEED ? Number(process.env.DIFF_SEED) : (Date.now()
 const TIMEOUT_MS = Math.max(120_000, RUNS * 60);
 const k = kernelSuite("differential wasm vs kernel", ["root", "libbpf", "bpffs", "clang"]);
 
-describe.skipIf(k.skip)("wasm and kernel agree", () => {
+let xdpKernel: KernelDatapath | undefined;
+afterAll(() => xdpKernel?.close());
+/** The XDP engine, loaded once and emptied for each case (as sharedKernel). */
+function sharedXdpKernel(): KernelDatapath {
+  xdpKernel ??= new KernelDatapath({ capacities: TEST_CAPACITIES, xdp: true });
+  xdpKernel.reset();
+  return xdpKernel;
+}
+
+const MODES = [
+  { name: "tc programs", kernel: sharedKernel, runs: () => kernelRuns() },
+  { name: "fromNetwork at XDP", kernel: sharedXdpKernel, runs: () => xdpKernel?.runs ?? 0 },
+];
+
+describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
   it(`on random maps and packets (${RUNS} cases)`, async () => {
     let compared = 0;
     const outcomes = new Map<string, number>();
     const seen = (k: string) => outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
     let rejected = 0;
     let events = 0;
-    const before = kernelRuns();
+    const before = mode.runs();
     await fc.assert(
       fc.asyncProperty(nodeStateArb, stepsArb, async (state, steps) => {
         const wasm = createWasmDatapath({ capacities: SMALL_CAPACITIES });
-        const kernel = sharedKernel();
+        const kernel = mode.kernel();
         const table = maglevTables(wasm);
         installState(wasm, state, table, DIFF_CONFIG_FLAGS);
         installState(kernel, state, table, DIFF_CONFIG_FLAGS);
@@ -71,7 +87,8 @@ describe.skipIf(k.skip)("wasm and kernel agree", () => {
           expect({ verdict: kr.verdict, dropReason: kr.dropReason }).toEqual({ verdict: wr.verdict, dropReason: wr.dropReason });
           expect(Array.from(kr.output.subarray(0, c.packet.length))).toEqual(Array.from(wr.output));
           expect(kr.trace).toEqual(wr.trace);
-          expect(kr.retval, "tc return code").toBe(tcReturnCode(wr.verdict));
+          const xdp = c.entry === "fromNetwork" && (kernel as KernelDatapath).xdp;
+          expect(kr.retval, xdp ? "XDP action" : "tc return code").toBe(xdp ? xdpAction(wr.verdict) : tcReturnCode(wr.verdict));
           // The ring buffer: the same flow events, in the same order.
           const ke = (kernel as KernelDatapath).events();
           expect(ke).toEqual(wasm.events());
@@ -86,8 +103,8 @@ describe.skipIf(k.skip)("wasm and kernel agree", () => {
         path: process.env.DIFF_PATH,
       },
     );
-    const executed = kernelRuns() - before;
-    console.log(`differential seed ${SEED}: ${RUNS} cases, ${compared} packets compared, ${events} events compared, ${rejected} refused by the kernel, ${executed} kernel runs`);
+    const executed = mode.runs() - before;
+    console.log(`differential (${mode.name}) seed ${SEED}: ${RUNS} cases, ${compared} packets compared, ${events} events compared, ${rejected} refused by the kernel, ${executed} kernel runs`);
     console.log(`outcomes: ${[...outcomes].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${n}`).join(", ")}`);
     // The generators must reach the paths that matter, or agreement proves little. (Reverse NAT is reached
     // too, but rarely — it needs a service, a local backend and open policy at every hop — so it is
