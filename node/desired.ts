@@ -25,8 +25,6 @@ import { encodeEntries, type CompiledPolicy } from "../policy/index.ts";
 import type { SimBackend, SimCluster, SimPod } from "./cluster.ts";
 import { backendKey, frontendBackends, type Frontend, type LbModel } from "./services.ts";
 
-const IPCACHE_F_HAS_TUNNEL_EP = 0x2;
-
 /** The maps the control plane owns, in the order their additions go in (agent/reconcile.ts rule O2). */
 export const MANAGED_MAPS = ["Config", "Backends", "RevNat", "Maglev", "Services", "Policy", "Ipcache", "Endpoints"] as const;
 export type ManagedMap = (typeof MANAGED_MAPS)[number];
@@ -189,7 +187,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
     const remote = p.node !== nodeName;
     out.Ipcache.push({
       key: ipcacheKey(p.ip),
-      value: { secIdentity: identityOf(p), tunnelEndpoint: remote ? addrBytes16(nodeIp.get(p.node)!) : new Uint8Array(16), flags: remote ? IPCACHE_F_HAS_TUNNEL_EP : 0 },
+      value: { secIdentity: identityOf(p), tunnelEndpoint: remote ? addrBytes16(nodeIp.get(p.node)!) : new Uint8Array(16), flags: remote ? C.IPCACHE_F_HAS_TUNNEL_EP : 0 },
     });
   }
 
