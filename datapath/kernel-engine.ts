@@ -137,8 +137,9 @@ export class KernelDatapath implements Datapath {
     this.clock.update(0, now);
     const trace = this.map(MAP_SPECS.Trace);
     trace.update(0, { ...TraceRecordCodec.zero(), verdict: SENTINEL });
-    this.harness.update(0, opts.tunnel ? { key: tunnelKeyValue(opts.tunnel), present: 1 } : HarnessTunnelCodec.zero());
-    this.harness.update(1, HarnessTunnelCodec.zero());
+    // Only the harness programs read or write these slots.
+    if (entry === "fromOverlay") this.setTunnelIn(opts.tunnel);
+    if (entry === "fromEndpoint") this.harness.update(1, HarnessTunnelCodec.zero());
     let res;
     try {
       res = testRun(this.progs.get(entry)!, { data: packet, ctx: { mark: (opts.srcIdentity ?? 0) >>> 0 }, dataOutSize: packet.length + 256 });
