@@ -138,7 +138,7 @@ export const datapathBenchmark: Benchmark = {
         try {
           benchNode(kdp);
           const src = prepareCases(kdp, s, result.notes);
-          const kt = kernelTimer((e) => kdp.programFd(e));
+          const kt = kernelTimer((e) => kdp.programFd(e, true));
           const et = kernelTimer(() => empty.fd);
           for (const c of CASES) {
             add("kernel", c, await timeCase(kt, c, src[c.key]!, s, s.kernelRepeat), { repeat: c.mode === "same" ? s.kernelRepeat : 1 });

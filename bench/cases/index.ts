@@ -7,5 +7,6 @@ import { controlPlaneBenchmark } from "./control-plane.ts";
 import { iptablesBenchmark } from "./iptables.ts";
 import { l7ProxyBenchmark } from "./l7-proxy.ts";
 import { dnsProxyBenchmark } from "./dns-proxy.ts";
+import { overlayBenchmark } from "./overlay.ts";
 
-export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark];
+export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark, overlayBenchmark];

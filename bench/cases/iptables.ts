@@ -261,7 +261,7 @@ export const iptablesBenchmark: Benchmark = {
             cilOne.push(Number(process.hrtime.bigint() - t0) / 1e6);
             const attachments: TcAttachment[] = [];
             try {
-              attachments.push(attachTc(kdp.programFd("fromEndpoint"), { ifname: `vc${tag}`, netns: nsC, direction: "egress" }));
+              attachments.push(attachTc(kdp.programFd("fromEndpoint", true), { ifname: `vc${tag}`, netns: nsC, direction: "egress" }));
               attachments.push(attachTc(kdp.programFd("toEndpoint"), { ifname: `vc${tag}`, netns: nsC, direction: "ingress" }));
               round(cil, n);
             } finally {

@@ -76,7 +76,7 @@ export const scalingBenchmark: Benchmark = {
               const t0 = process.hrtime.bigint();
               fill(dp, dim, n);
               const fillMs = Number(process.hrtime.bigint() - t0) / 1e6;
-              const timer: PacketTimer = engine === "wasm" ? abiTimer(dp as AbiDatapath) : kernelTimer((e) => (dp as KernelDatapath).programFd(e));
+              const timer: PacketTimer = engine === "wasm" ? abiTimer(dp as AbiDatapath) : kernelTimer((e) => (dp as KernelDatapath).programFd(e, true));
               let stat;
               if (dim === "services") {
                 const check = dp.run("fromEndpoint", buildFrame(frames.synService(1023)), { now: NOW });
