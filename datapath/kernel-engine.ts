@@ -71,6 +71,9 @@ export interface KernelDatapathOptions {
   /** bpffs directory to pin maps in; null (default) pins nothing, so each engine has private maps. */
   pinRoot?: string | null;
   objectPath?: string;
+  /** Also load from_endpoint and from_overlay as the agent attaches them (programFd(entry, true)), for
+   * benchmarks; by default only the harness forms are loaded, so the verifier checks their code once. */
+  plainPrograms?: boolean;
 }
 
 /** A kernel run also reports the tc return code the program gave: TC_ACT_OK (0) for a forward and for a
@@ -99,6 +102,7 @@ export class KernelDatapath implements Datapath {
   private readonly clock: MapHandle<number, number>;
   private readonly harness: MapHandle<number, ReturnType<typeof HarnessTunnelCodec.zero>>;
   private closed = false;
+  private readonly plain: boolean;
   private reader: EventReader | undefined;
 
   constructor(opts: KernelDatapathOptions = {}) {
@@ -111,7 +115,9 @@ export class KernelDatapath implements Datapath {
       const cap = opts.capacities?.[spec.name];
       if (cap !== undefined) maxEntries[spec.bpfName] = cap;
     }
-    this.obj = BpfObject.load(path, { pinRoot: opts.pinRoot ?? null, maxEntries });
+    const harnessed = (Object.keys(PROGRAMS) as EntryPoint[]).filter((e) => PROGRAMS[e] !== PLAIN_PROGRAMS[e]).map((e) => PLAIN_PROGRAMS[e]);
+    this.plain = opts.plainPrograms === true;
+    this.obj = BpfObject.load(path, { pinRoot: opts.pinRoot ?? null, maxEntries, skipPrograms: this.plain ? [] : harnessed });
     for (const [entry, name] of Object.entries(PROGRAMS) as [EntryPoint, string][]) this.progs.set(entry, this.obj.program(name));
     this.clock = this.obj.typedMap(adHocSpec("ciliate_now_v1", u32Codec, u32Codec));
     this.harness = this.obj.typedMap(adHocSpec("ciliate_harness_tunnel_v1", u32Codec, HarnessTunnelCodec));
@@ -162,6 +168,9 @@ export class KernelDatapath implements Datapath {
   /** The loaded program's fd for an entry point (for BPF_PROG_TEST_RUN with a repeat count: bench/);
    * `plain`: the program as the agent attaches it, without the test-run harness. */
   programFd(entry: EntryPoint, plain = false): number {
+    if (plain && !this.plain && PROGRAMS[entry] !== PLAIN_PROGRAMS[entry]) {
+      throw new DatapathError("BAD_ARGUMENT", `${PLAIN_PROGRAMS[entry]} is not loaded: create the engine with plainPrograms: true`);
+    }
     return plain ? this.obj.program(PLAIN_PROGRAMS[entry]).fd : this.progs.get(entry)!.fd;
   }
 

@@ -133,7 +133,7 @@ export const datapathBenchmark: Benchmark = {
       } else {
         const stats = bpfStats();
         result.notes.push(`kernel.bpf_stats_enabled = ${stats}${stats === "0" ? " (off, as required)" : " — stats add ~20 ns per run (perf-anchors §1.7); kernel rows are inflated"}`);
-        const kdp = new KernelDatapath({ capacities: { ct: CAPACITIES.ct } });
+        const kdp = new KernelDatapath({ capacities: { ct: CAPACITIES.ct }, plainPrograms: true });
         const empty = loadEmptyProgram();
         try {
           benchNode(kdp);

@@ -116,7 +116,7 @@ export const overlayBenchmark: Benchmark = {
       }
       const stats = bpfStats();
       result.notes.push(`kernel.bpf_stats_enabled = ${stats}${stats === "0" ? " (off, as required)" : " — stats add ~20 ns per run; kernel rows are inflated"}`);
-      const kdp = new KernelDatapath({ capacities: { ct: 4096, snat: 1024 } });
+      const kdp = new KernelDatapath({ capacities: { ct: 4096, snat: 1024 }, plainPrograms: true });
       const empty = loadEmptyProgram();
       try {
         const f = prepare(kdp, result.notes);

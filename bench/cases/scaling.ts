@@ -71,7 +71,7 @@ export const scalingBenchmark: Benchmark = {
             }
             let dp: Datapath | undefined;
             try {
-              dp = engine === "wasm" ? createWasmDatapath({ capacities: capacities(dim, n) }) : new KernelDatapath({ capacities: capacities(dim, n) });
+              dp = engine === "wasm" ? createWasmDatapath({ capacities: capacities(dim, n) }) : new KernelDatapath({ capacities: capacities(dim, n), plainPrograms: true });
               benchNode(dp);
               const t0 = process.hrtime.bigint();
               fill(dp, dim, n);
