@@ -20,6 +20,7 @@ export interface GlobalOptions {
   clusterName?: string;
   policyEnforcement?: string;
   strict?: boolean;
+  tunnelProtocol?: "vxlan" | "geneve" | "disabled";
 }
 
 let runDiagnostics: Diagnostics | undefined;
@@ -84,7 +85,8 @@ export function load(g: GlobalOptions): Loaded {
  */
 export async function simulation(l: Loaded, g: GlobalOptions): Promise<Simulation> {
   const engine = engineOf(g);
-  if (engine !== "kernel") return Simulation.create(l.cluster, l.policy, { engine });
+  const tunnel = g.tunnelProtocol ?? "vxlan";
+  if (engine !== "kernel") return Simulation.create(l.cluster, l.policy, { engine, tunnel });
   const { preflight } = await import("../datapath/preflight.ts");
   const report = preflight(["root", "libbpf", "bpffs"]);
   if (!report.ok) throw new CliError(`the kernel engine cannot run here: ${report.missing}`, "ENGINE_UNAVAILABLE", "use --engine wasm or --engine js");
@@ -93,7 +95,7 @@ export async function simulation(l: Loaded, g: GlobalOptions): Promise<Simulatio
   if (!existsSync(KERNEL_OBJECT)) throw new CliError(`the kernel build of core is missing (${KERNEL_OBJECT})`, "ENGINE_NOT_BUILT", "run `npm run build` (needs clang)");
   // Small maps: a simulated node holds a few thousand entries at most, and every node loads its own object.
   const capacities = { ct: 65536, snat: 16384, ipcache: 65536, lb_maglev: 262144, policy: 65536 };
-  return Simulation.create(l.cluster, l.policy, { engine: "wasm", engineName: "kernel", createDatapath: async () => new KernelDatapath({ capacities }) });
+  return Simulation.create(l.cluster, l.policy, { engine: "wasm", engineName: "kernel", tunnel, createDatapath: async () => new KernelDatapath({ capacities }) });
 }
 
 /** `80/TCP`, `53/udp`, `8080` (TCP), `8/ICMP` (ICMP type 8). */

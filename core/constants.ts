@@ -8,6 +8,9 @@
 export const CTX_ACT_OK: u32 = 0;
 export const CTX_ACT_DROP: u32 = 2;
 export const CTX_ACT_REDIRECT: u32 = 7;
+/** Encapsulated: the tunnel key is set on the packet; the program redirects it to the tunnel device
+ * (ConfigValue.tunnelIfindex). Our own value: Cilium returns ctx_redirect's TC_ACT_REDIRECT directly. */
+export const CTX_ACT_TUNNEL: u32 = 8;
 
 // Address families as stored in keys (Cilium ENDPOINT_KEY_IPV4/IPV6).
 export const FAMILY_IPV4: u32 = 1;
@@ -136,6 +139,7 @@ export const TRACE_TO_HOST: u32 = 2;
 export const TRACE_TO_STACK: u32 = 3;
 export const TRACE_TO_OVERLAY: u32 = 4;
 export const TRACE_FROM_ENDPOINT: u32 = 5;
+export const TRACE_FROM_OVERLAY: u32 = 9;
 export const TRACE_FROM_NETWORK: u32 = 10;
 export const TRACE_TO_NETWORK: u32 = 11;
 
@@ -143,6 +147,29 @@ export const TRACE_TO_NETWORK: u32 = 11;
 export const HOOK_FROM_ENDPOINT: u32 = 1;
 export const HOOK_TO_ENDPOINT: u32 = 2;
 export const HOOK_FROM_NETWORK: u32 = 3;
+export const HOOK_FROM_OVERLAY: u32 = 4;
+
+// IpcacheValue.flags (Cilium struct remote_endpoint_info's flag bits, bpf/lib/eps.h).
+export const IPCACHE_F_SKIP_TUNNEL: u32 = 0x1;
+export const IPCACHE_F_HAS_TUNNEL_EP: u32 = 0x2;
+export const IPCACHE_F_IPV6_TUNNEL_EP: u32 = 0x4;
+
+// Overlay (Cilium bpf/lib/encap.h, pkg/datapath/tunnel). One code path serves VXLAN and Geneve: both
+// carry a 24-bit VNI in an 8-byte header over UDP, and a collect-metadata device does the header itself.
+export const TUNNEL_PROTO_NONE: u32 = 0;
+export const TUNNEL_PROTO_VXLAN: u32 = 1;
+export const TUNNEL_PROTO_GENEVE: u32 = 2;
+/** Cilium's default UDP ports: 8472 for VXLAN (the Linux kernel's legacy port), 6081 for Geneve (IANA). */
+export const TUNNEL_PORT_VXLAN: u32 = 8472;
+export const TUNNEL_PORT_GENEVE: u32 = 6081;
+/** Largest identity a 24-bit VNI carries. */
+export const TUNNEL_ID_MAX: u32 = 0xffffff;
+/** Bytes the overlay adds to a packet (outer Ethernet 14 + IP + UDP 8 + VXLAN/Geneve 8, no Geneve
+ * options): the pod MTU is the device MTU minus this (Cilium pkg/mtu: TunnelOverhead 50, +20 over IPv6). */
+export const TUNNEL_OVERHEAD_IPV4: u32 = 50;
+export const TUNNEL_OVERHEAD_IPV6: u32 = 70;
+/** TTL of the outer header (the kernel's default for the tunnel device). */
+export const TUNNEL_TTL: u32 = 64;
 
 // TraceRecord.traceFlags.
 export const TRACE_F_EGRESS_CHECKED: u32 = 0x01;

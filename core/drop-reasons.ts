@@ -30,6 +30,8 @@ export const DROP_UNKNOWN_ICMP_TYPE: u32 = 144;
 export const DROP_UNKNOWN_ICMP6_CODE: u32 = 145;
 /** Unknown ICMPv6 type | UNKNOWN_ICMPV6_TYPE */
 export const DROP_UNKNOWN_ICMP6_TYPE: u32 = 146;
+/** Error retrieving tunnel key | ERROR_RETRIEVING_TUNNEL_KEY */
+export const DROP_NO_TUNNEL_KEY: u32 = 147;
 /** Stale or unroutable IP | STALE_OR_UNROUTABLE_IP */
 export const DROP_UNROUTABLE: u32 = 151;
 /** Error while correcting L3 checksum | ERROR_WHILE_CORRECTING_L3_CHECKSUM */
@@ -44,6 +46,8 @@ export const DROP_INVALID_EXTHDR: u32 = 156;
 export const DROP_FRAG_NOSUPPORT: u32 = 157;
 /** Service backend not found | SERVICE_BACKEND_NOT_FOUND */
 export const DROP_NO_SERVICE: u32 = 158;
+/** No tunnel/encapsulation endpoint (datapath BUG!) | NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT */
+export const DROP_NO_TUNNEL_ENDPOINT: u32 = 160;
 /** Unknown connection tracking state | UNKNOWN_CONNECTION_TRACKING_STATE */
 export const DROP_UNKNOWN_CT: u32 = 163;
 /** No configuration available to perform policy decision | NO_CONFIGURATION_AVAILABLE_TO_PERFORM_POLICY_DECISION */

@@ -98,6 +98,13 @@ export class ConfigValue {
   traceSampleRate: u16;
   /** This node's IPv4 address, used as SNAT source for NodePort traffic to remote backends. */
   nodeIpv4Be: u32;
+  /** ifindex of the node's collect-metadata tunnel device (Cilium's ENCAP_IFINDEX); encapsulated packets
+   * are redirected there. */
+  tunnelIfindex: u32;
+  /** TUNNEL_PROTO_*: 0 = no overlay (packets to remote pods are routed natively), VXLAN or Geneve. */
+  tunnelProtocol: u8;
+  padT0: u8;
+  padT1: u16;
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -375,11 +382,30 @@ export class TraceRecord {
   hook: u8;
   icmpType: u8;
   pad2: u16;
+  /** Overlay: the tunnel key this packet was sent with (encapsulation, obsPoint TRACE_TO_OVERLAY) or
+   * arrived with (decapsulation, fromOverlay). tunnelFamily 0 = no tunnel. tunnelPeer is the remote
+   * tunnel endpoint (the destination node's address on encap, the sending node's on decap). */
+  tunnelId: u32;
+  tunnelPeer: Bytes<16>;
+  tunnelFamily: u8;
+  pad3: u8;
+  pad4: u16;
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* Per-packet working structs (stack-allocated, never stored in a map). Declared here so that C gets the
  * same struct as WASM/JS. */
+
+/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct
+ * bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which
+ * carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). */
+export class TunnelKey {
+  remote: Bytes<16>;
+  tunnelId: u32;
+  family: u8;
+  pad0: u8;
+  pad1: u16;
+}
 
 /** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the
  * packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0,

@@ -3,6 +3,7 @@
  * ipv4_policy, bpf/bpf_host.c / bpf/lib/nodeport.h nodeport_lb4):
  *   fromEndpoint — traffic leaving a pod (tc ingress of its host-side veth)
  *   toEndpoint   — traffic arriving at a pod (tc egress of its host-side veth / local delivery)
+ *   fromOverlay  — traffic from pods on other nodes, arriving through the tunnel device (bpf_overlay.c)
  *   fromNetwork  — traffic from outside the node to NodePort / LoadBalancer / external IPs, and the
  *                  replies of NodePort flows that this node SNATed towards a remote backend
  * Each returns a CTX_ACT_* verdict, counts the packet in the per-CPU Metrics array (reason 0 =
@@ -38,7 +39,7 @@ import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKE
   CT_STATE_SIZE, CT_STATE_REV_NAT_INDEX, POLICY_RESULT_SIZE, POLICY_RESULT_MATCH_TYPE, POLICY_RESULT_COOKIE,
   SERVICE_KEY_SIZE, SERVICE_VALUE_REV_NAT_INDEX, SERVICE_VALUE_FLAGS, LB_SELECTION_BACKEND_ID,
   LB_SELECTION_BACKEND, CT_STATE_PROXY_PORT } from "./gen/layout";
-import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_NONE,
+import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CTX_ACT_TUNNEL, TRACE_TO_OVERLAY, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_NONE,
   TUPLE_F_IN, TUPLE_F_OUT, TRACE_VERDICT_ARMED, FAMILY_IPV4, METRIC_DIR_EGRESS, METRIC_DIR_INGRESS, METRIC_DIR_SERVICE,
   TRACE_FROM_ENDPOINT, TRACE_TO_ENDPOINT, TRACE_FROM_NETWORK, TRACE_TO_PROXY, TRACE_TO_NETWORK,
   TRACE_F_EGRESS_CHECKED, TRACE_F_INGRESS_CHECKED, TRACE_F_L7_REDIRECT, TRACE_F_DNAT, TRACE_F_REV_NAT,
@@ -60,6 +61,7 @@ import { ctBuildTuple, ctCreate, ctLookup, CT_UNKNOWN_PROTO } from "./conntrack"
 import { lbLookupService, lbServiceBackend, lbDnat, lbRevNat } from "./lb";
 import { snatEgress, snatRevIngress } from "./nat";
 import { jhash3Words } from "./hash";
+import { overlayDecapIdentity, overlayEncap } from "./overlay";
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Trace, metrics and the shared prologue. */
@@ -265,6 +267,15 @@ function replyToProxy(trIn: usize, cfg: usize, info: usize, proxyPort: u32, dir:
 
 /* ------------------------------------------------------------------------------------------------ */
 
+/** The end of an allowed packet leaving a pod: through the overlay when it is for a pod on another node
+ * (core/overlay.ts O1–O3), else forwarded as it is. */
+function forward(pkt: Pkt, tr: usize, cfg: usize, info: usize, srcId: u32, dir: u32): u32 {
+  const e = overlayEncap(pkt, cfg, tr, info + PACKET_INFO_DADDR, read8(info + PACKET_INFO_FAMILY), srcId);
+  if (e < 0) return drop(tr, cfg, info, <u32>(-e), dir);
+  if (e > 0) return finish(tr, cfg, info, CTX_ACT_TUNNEL, 0, dir, TRACE_TO_OVERLAY);
+  return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_FROM_ENDPOINT);
+}
+
 /**
  * Traffic leaving a pod. Outcomes (the verdict; the TraceRecord says why):
  *   1. CTX_ACT_DROP, DROP_NO_CONFIG — the Config map has no entry.
@@ -285,6 +296,9 @@ function replyToProxy(trIn: usize, cfg: usize, info: usize, proxyPort: u32, dir:
  *   9. CTX_ACT_DROP, DROP_CT_CREATE_FAILED — a new flow could not be tracked.
  *  10. CTX_ACT_REDIRECT — allowed, to the L7 proxy (proxy port in the trace).
  *  11. CTX_ACT_OK — allowed; the packet may have been DNATed to a service backend.
+ *  12. CTX_ACT_TUNNEL — as 6 or 11, for a pod on another node: encapsulated with the tunnel key
+ *      {its node, the sender's identity} (core/overlay.ts O1–O3); or a drop with DROP_INVALID_IDENTITY /
+ *      DROP_NO_TUNNEL_ENDPOINT / DROP_WRITE_ERROR when it cannot be.
  *  Rewrite failures drop with DROP_WRITE_ERROR / DROP_CSUM_L3 / DROP_CSUM_L4.
  */
 export function fromEndpoint(pkt: Pkt, now: u32): u32 {
@@ -345,7 +359,7 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
       const rerr = replyRevNat(pkt, tr, info, st);
       if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
     }
-    return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_FROM_ENDPOINT);
+    return forward(pkt, tr, cfg, info, srcId, dir);
   }
 
   // 7. Policy for new and established flows (policy changes apply to live flows, as in Cilium).
@@ -363,7 +377,7 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
     if (ctCreate(tuple, info, now, srcId, revNat, backendId, proxyPort) != 0) return drop(tr, cfg, info, DROP_CT_CREATE_FAILED, dir);
   }
   if (proxyPort != 0) return redirected(tr, cfg, info, proxyPort, dir);
-  return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_FROM_ENDPOINT);
+  return forward(pkt, tr, cfg, info, srcId, dir);
 }
 
 /**
@@ -389,6 +403,23 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
  *      redirect for packets from the ingress proxy, bpf_lxc.c ipv4_policy).
  */
 export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
+  return deliver(pkt, srcIdentity, now, false);
+}
+
+/**
+ * Traffic arriving through the node's tunnel device (Cilium bpf_overlay.c cil_from_overlay), after the
+ * device stripped the outer headers: the source identity is the tunnel id (core/overlay.ts O4), then
+ * everything is toEndpoint's, with that identity. Outcomes: toEndpoint's, plus
+ *   CTX_ACT_DROP, DROP_NO_TUNNEL_KEY — the packet carries no tunnel metadata;
+ *   CTX_ACT_DROP, DROP_INVALID_IDENTITY — the tunnel id is 0 or reserved:host.
+ * The trace record holds the tunnel key it arrived with (tunnelFamily != 0).
+ */
+export function fromOverlay(pkt: Pkt, now: u32): u32 {
+  return deliver(pkt, 0, now, true);
+}
+
+/** toEndpoint and fromOverlay: `overlay` takes the source identity from the tunnel key. */
+function deliver(pkt: Pkt, srcIdentity: u32, now: u32, overlay: bool): u32 {
   const cfg = configGet();
   const tr = traceBegin(cfg);
   const dir = METRIC_DIR_INGRESS;
@@ -396,15 +427,21 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
   const err = enter(pkt, tr, cfg, info);
   if (err != 0) return drop(tr, cfg, info, err, dir);
   const family = read8(info + PACKET_INFO_FAMILY);
+  let carriedIn = srcIdentity;
+  if (overlay) {
+    const oid = overlayDecapIdentity(pkt, tr);
+    if (oid < 0) return drop(tr, cfg, info, <u32>(-oid), dir);
+    carriedIn = <u32>oid;
+  }
 
   const ep = endpointLookup(info + PACKET_INFO_DADDR, family);
   if (ep == 0) return drop(tr, cfg, info, DROP_UNROUTABLE, dir);
   const epId = read16(ep + ENDPOINT_INFO_EP_ID);
   // Compared by their top nibble: `>>>` keeps the JS build's integers unsigned.
-  const magic = srcIdentity >>> 28;
+  const magic = carriedIn >>> 28;
   const fromIngressProxy = magic == MARK_MAGIC_FROM_INGRESS_PROXY >>> 28;
   const fromProxy = fromIngressProxy || magic == MARK_MAGIC_FROM_EGRESS_PROXY >>> 28;
-  const carried = magic != 0 ? 0 : srcIdentity;
+  const carried = magic != 0 ? 0 : carriedIn;
   const srcId = carried != 0 ? carried : ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family));
   if (tr != 0) {
     write16(tr + TRACE_RECORD_EP_ID, epId);

@@ -39,7 +39,8 @@ export interface EndpointLink {
   podIfindex: number;
 }
 
-function ip(args: string[], netns?: string): string {
+/** Runs `ip ARGS` in the caller's namespace or, via nsenter, in `netns`; BPF_NETNS_FAILED with ip's message on failure. */
+export function ip(args: string[], netns?: string): string {
   const cmd = netns ? "nsenter" : "ip";
   const argv = netns ? [`--net=${netnsPath(netns)}`, "ip", ...args] : args;
   try {

@@ -39,3 +39,4 @@ export {
   type XdpMode,
 } from "./tc.ts";
 export { decodeSkbContext, encodeSkbContext, SKB_CTX_SIZE, testRun, type SkbContext, type TestRunOptions, type TestRunResult } from "./test-run.ts";
+export { createTunnelDevice, deleteTunnelDevice, type TunnelDevice, type TunnelDeviceProtocol, type TunnelDeviceSpec } from "./tunnel-device.ts";

@@ -18,8 +18,9 @@
 import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { repoPath } from "../host/paths.ts";
-import { MAP_SPECS, MapType, TraceRecordCodec, u32Codec, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts";
-import { DatapathError, type Datapath, type EntryPoint, type MapHandle, type RunOptions, type RunResult } from "../host/datapath.ts";
+import { MAP_SPECS, MapType, TraceRecordCodec, TunnelKeyCodec, u32Codec, type MapSpec, type TraceRecord, type TunnelKey as TunnelKeyValue } from "../host/codecs.gen.ts";
+import { tunnelKeyOf, tunnelKeyValue } from "../host/tunnel.ts";
+import { DatapathError, type Datapath, type EntryPoint, type MapHandle, type RunOptions, type RunResult, type TunnelKey } from "../host/datapath.ts";
 import { BpfObject, removePinRoot, type BpfProgram } from "./bpf-object.ts";
 import { adHocSpec } from "./bpf-map.ts";
 import * as C from "../host/constants.gen.ts";
@@ -27,13 +28,42 @@ import { testRun } from "./test-run.ts";
 import { openEventReader, type EventReader } from "./ring-buffer.ts";
 import { BpfError } from "./errors.ts";
 
-export const KERNEL_OBJECT = repoPath("build/bpf/ciliate.bpf.o");
+/** What the engine loads: ciliate.bpf.o (what the agent attaches) plus the test-run harness around the
+ * tunnel key (bpf/programs/test_harness.bpf.c): a test run goes through no tunnel device, so the harness
+ * sets the received key before from_overlay and reads the key from_endpoint set, with the kernel's own
+ * helpers, around the unchanged core call. */
+export const KERNEL_OBJECT = repoPath("build/bpf/test_harness.bpf.o");
 export const XDP_OBJECT = repoPath("build/bpf/from_network_xdp.bpf.o");
-
 const PROGRAMS: Record<EntryPoint, string> = {
+  fromEndpoint: "harness_from_endpoint",
+  toEndpoint: "to_endpoint",
+  fromNetwork: "from_network",
+  fromOverlay: "harness_from_overlay",
+};
+
+/** The programs as the agent attaches them (no harness), for benchmarks against the harness's cost. */
+export const PLAIN_PROGRAMS: Record<EntryPoint, string> = {
   fromEndpoint: "from_endpoint",
   toEndpoint: "to_endpoint",
   fromNetwork: "from_network",
+  fromOverlay: "from_overlay",
+};
+
+/** ciliate_harness_tunnel_v1's value: a TunnelKey and "present". */
+const HarnessTunnelCodec = {
+  name: "HarnessTunnel",
+  size: TunnelKeyCodec.size + 4,
+  encode(v: { key: TunnelKeyValue; present: number }, out = new Uint8Array(TunnelKeyCodec.size + 4), o = 0) {
+    TunnelKeyCodec.encode(v.key, out, o);
+    new DataView(out.buffer, out.byteOffset).setUint32(o + TunnelKeyCodec.size, v.present >>> 0, true);
+    return out;
+  },
+  decode(b: Uint8Array, o = 0) {
+    return { key: TunnelKeyCodec.decode(b, o), present: new DataView(b.buffer, b.byteOffset).getUint32(o + TunnelKeyCodec.size, true) };
+  },
+  zero() {
+    return { key: TunnelKeyCodec.zero(), present: 0 };
+  },
 };
 
 /** A verdict no program writes: it arms the Trace record (core/pipeline.ts fills an armed record), and
@@ -49,6 +79,9 @@ export interface KernelDatapathOptions {
   /** Run fromNetwork through the XDP program (XDP_OBJECT) instead of the tc one. Without a pinRoot the
    * engine pins both objects' maps in a private bpffs directory, removed on close. */
   xdp?: boolean;
+  /** Also load from_endpoint and from_overlay as the agent attaches them (programFd(entry, true)), for
+   * benchmarks; by default only the harness forms are loaded, so the verifier checks their code once. */
+  plainPrograms?: boolean;
 }
 
 /** A kernel run also reports the tc return code the program gave: TC_ACT_OK (0) for a forward and for a
@@ -59,10 +92,12 @@ export interface KernelRunResult extends RunResult {
 }
 
 /** The tc return code the programs give for a verdict under BPF_PROG_TEST_RUN (bpf/include/ciliate_proxy.h
- * ciliate_tc_action): forwards continue up the stack (TC_ACT_OK); everything else is shot (TC_ACT_SHOT),
- * proxy redirects included — test runs happen on the loopback device, where no proxy socket can take the
- * packet, and a redirect is never let through un-inspected. */
-export function tcReturnCode(verdict: number): number {
+ * ciliate_tc_action): forwards continue up the stack (TC_ACT_OK); an encapsulated packet is redirected to
+ * the tunnel device (TC_ACT_REDIRECT) when the configuration names one (`tunnelIfindex`), else shot;
+ * everything else is shot (TC_ACT_SHOT), proxy redirects included — test runs happen on the loopback
+ * device, where no proxy socket can take the packet, and a redirect is never let through un-inspected. */
+export function tcReturnCode(verdict: number, tunnelIfindex = 0): number {
+  if (verdict === C.CTX_ACT_TUNNEL) return tunnelIfindex !== 0 ? 7 /* TC_ACT_REDIRECT */ : 2;
   return verdict === 0 /* CTX_ACT_OK */ ? 0 : 2;
 }
 
@@ -87,6 +122,8 @@ export class KernelDatapath implements Datapath {
   private xdpObj: BpfObject | undefined;
   private xdpClock: MapHandle<number, number> | undefined;
   private privatePins: string | undefined;
+  private readonly harness: MapHandle<number, ReturnType<typeof HarnessTunnelCodec.zero>>;
+  private readonly plain: boolean;
   private closed = false;
   private reader: EventReader | undefined;
 
@@ -108,11 +145,13 @@ export class KernelDatapath implements Datapath {
       pinRoot = `/sys/fs/bpf/ciliate-xdp-engine-${process.pid}-${randomBytes(4).toString("hex")}`;
       this.privatePins = pinRoot;
     }
+    const harnessed = (Object.keys(PROGRAMS) as EntryPoint[]).filter((e) => PROGRAMS[e] !== PLAIN_PROGRAMS[e]).map((e) => PLAIN_PROGRAMS[e]);
+    this.plain = opts.plainPrograms === true;
     let obj: BpfObject | undefined;
     // The Events ring buffer is not pinned by name (each agent object reads its own); the XDP object writes
     // its flow events into the tc object's, pinned explicitly in the shared directory.
-    const loadShared = (file: string) => {
-      const o = BpfObject.open(file, { pinRoot, maxEntries });
+    const loadShared = (file: string, skipPrograms: string[] = []) => {
+      const o = BpfObject.open(file, { pinRoot, maxEntries, skipPrograms });
       try {
         if (opts.xdp) o.setPinPath(MAP_SPECS.Events.bpfName, `${pinRoot}/${MAP_SPECS.Events.bpfName}`);
         o.load();
@@ -123,10 +162,11 @@ export class KernelDatapath implements Datapath {
       return o;
     };
     try {
-      obj = loadShared(path);
+      obj = loadShared(path, this.plain ? [] : harnessed);
       this.obj = obj;
       for (const [entry, name] of Object.entries(PROGRAMS) as [EntryPoint, string][]) this.progs.set(entry, this.obj.program(name));
       this.clock = this.obj.typedMap(adHocSpec("ciliate_now_v1", u32Codec, u32Codec));
+      this.harness = this.obj.typedMap(adHocSpec("ciliate_harness_tunnel_v1", u32Codec, HarnessTunnelCodec));
       if (opts.xdp) {
         // Same pin directory: libbpf reuses every pinned map of the tc object. The clock is per object.
         this.xdpObj = loadShared(XDP_OBJECT);
@@ -167,6 +207,9 @@ export class KernelDatapath implements Datapath {
     this.xdpClock?.update(0, now);
     const trace = this.map(MAP_SPECS.Trace);
     trace.update(0, { ...TraceRecordCodec.zero(), verdict: SENTINEL });
+    // Only the harness programs read or write these slots.
+    if (entry === "fromOverlay") this.setTunnelIn(opts.tunnel);
+    if (entry === "fromEndpoint") this.harness.update(1, HarnessTunnelCodec.zero());
     let res;
     try {
       const xdp = entry === "fromNetwork" && this.xdpObj !== undefined;
@@ -184,12 +227,24 @@ export class KernelDatapath implements Datapath {
     const t = trace.lookup(0)!;
     if (t.verdict === SENTINEL) throw new DatapathError("KERNEL_DID_NOT_RUN", `the ${PROGRAMS[entry]} program did not run (trace record untouched)`);
     this.stats.runs++;
-    return { verdict: t.verdict, dropReason: t.dropReason, output: res.data, trace: t, retval: res.retval };
+    const result: KernelRunResult = { verdict: t.verdict, dropReason: t.dropReason, output: res.data, trace: t, retval: res.retval };
+    const set = entry === "fromEndpoint" ? this.harness.lookup(1) : undefined;
+    if (set?.present) result.tunnel = tunnelKeyOf(set.key);
+    return result;
   }
 
-  /** The loaded program's fd for an entry point (for BPF_PROG_TEST_RUN with a repeat count: bench/). */
-  programFd(entry: EntryPoint): number {
-    return this.progs.get(entry)!.fd;
+  /** The loaded program's fd for an entry point (for BPF_PROG_TEST_RUN with a repeat count: bench/);
+   * `plain`: the program as the agent attaches it, without the test-run harness. */
+  programFd(entry: EntryPoint, plain = false): number {
+    if (plain && !this.plain && PROGRAMS[entry] !== PLAIN_PROGRAMS[entry]) {
+      throw new DatapathError("BAD_ARGUMENT", `${PLAIN_PROGRAMS[entry]} is not loaded: create the engine with plainPrograms: true`);
+    }
+    return plain ? this.obj.program(PLAIN_PROGRAMS[entry]).fd : this.progs.get(entry)!.fd;
+  }
+
+  /** Writes the tunnel key the next harness_from_overlay run starts with (bench/: repeated test runs). */
+  setTunnelIn(key: TunnelKey | undefined): void {
+    this.harness.update(0, key ? { key: tunnelKeyValue(key), present: 1 } : HarnessTunnelCodec.zero());
   }
 
   /** Flow events the programs wrote to the Events ring buffer since the last call (CONFIG_F_EVENTS). */

@@ -5,7 +5,8 @@
  * time; the packet area holds the frame an entry point runs on.
  */
 import { MAGLEV_REC_SIZE, packMaglevInput, type MaglevBackend } from "./maglev.ts";
-import { LAYOUT_OFFSETS, MAP_SPECS, TraceRecordCodec, type MapSpec, type TraceRecord } from "./codecs.gen.ts";
+import { LAYOUT_OFFSETS, MAP_SPECS, TraceRecordCodec, TunnelKeyCodec, type MapSpec, type TraceRecord } from "./codecs.gen.ts";
+import { tunnelKeyOf, tunnelKeyValue } from "./tunnel.ts";
 import { TRACE_VERDICT_ARMED } from "./constants.gen.ts";
 import {
   DatapathError,
@@ -32,6 +33,10 @@ export interface CoreAbi {
   abiFromEndpoint(len: number, now: number): number;
   abiToEndpoint(len: number, srcIdentity: number, now: number): number;
   abiFromNetwork(len: number, now: number): number;
+  abiFromOverlay(len: number, tunnelKeyIn: number, now: number): number;
+  abiTunnelIn(): number;
+  abiTunnelOut(): number;
+  abiTunnelOutSet(): number;
   abiHostBuffer(size: number): number;
   abiMaglevBuild(backends: number, n: number, m: number, seedMurmur: number, out: number): number;
   abiCtGc(now: number): number;
@@ -168,10 +173,18 @@ export class AbiDatapath implements Datapath {
     let verdict: number;
     if (entry === "fromEndpoint") verdict = this.abi.abiFromEndpoint(packet.length, now);
     else if (entry === "toEndpoint") verdict = this.abi.abiToEndpoint(packet.length, (opts.srcIdentity ?? 0) >>> 0, now);
-    else verdict = this.abi.abiFromNetwork(packet.length, now);
+    else if (entry === "fromOverlay") {
+      if (opts.tunnel) this.bytes().set(TunnelKeyCodec.encode(tunnelKeyValue(opts.tunnel)), this.abi.abiTunnelIn() >>> 0);
+      verdict = this.abi.abiFromOverlay(packet.length, opts.tunnel ? 1 : 0, now);
+    } else verdict = this.abi.abiFromNetwork(packet.length, now);
     const output = this.bytes().slice(p, p + packet.length);
     const trace = this.map(MAP_SPECS.Trace).lookup(0) ?? (TraceRecordCodec.zero() as TraceRecord);
-    return { verdict: verdict >>> 0, dropReason: trace.dropReason, output, trace };
+    const result: RunResult = { verdict: verdict >>> 0, dropReason: trace.dropReason, output, trace };
+    if (entry === "fromEndpoint" && this.abi.abiTunnelOutSet() !== 0) {
+      const at = this.abi.abiTunnelOut() >>> 0;
+      result.tunnel = tunnelKeyOf(TunnelKeyCodec.decode(this.bytes().slice(at, at + TunnelKeyCodec.size)));
+    }
+    return result;
   }
 
   /**

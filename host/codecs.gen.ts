@@ -60,12 +60,16 @@ export interface ConfigValue {
   nodePortMax: number;
   traceSampleRate: number;
   nodeIpv4: number;
+  tunnelIfindex: number;
+  tunnelProtocol: number;
+  padT0: number;
+  padT1: number;
 }
 
 export const ConfigValueCodec: Codec<ConfigValue> = {
   name: "ConfigValue",
-  size: 64,
-  encode(v, out = new Uint8Array(64), o = 0) {
+  size: 72,
+  encode(v, out = new Uint8Array(72), o = 0) {
     const dv = new DataView(out.buffer, out.byteOffset);
     dv.setUint32(o + 0, Number(v.ctSynTimeout ?? 0) >>> 0, true);
     dv.setUint32(o + 4, Number(v.ctTcpLifetime ?? 0) >>> 0, true);
@@ -85,6 +89,10 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
     dv.setUint16(o + 56, Number(v.nodePortMax ?? 0) & 0xffff, true);
     dv.setUint16(o + 58, Number(v.traceSampleRate ?? 0) & 0xffff, true);
     dv.setUint32(o + 60, Number(v.nodeIpv4 ?? 0) >>> 0, false);
+    dv.setUint32(o + 64, Number(v.tunnelIfindex ?? 0) >>> 0, true);
+    dv.setUint8(o + 68, Number(v.tunnelProtocol ?? 0) & 0xff);
+    dv.setUint8(o + 69, Number(v.padT0 ?? 0) & 0xff);
+    dv.setUint16(o + 70, Number(v.padT1 ?? 0) & 0xffff, true);
     return out;
   },
   decode(b, o = 0) {
@@ -108,14 +116,18 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
       nodePortMax: dv.getUint16(o + 56, true),
       traceSampleRate: dv.getUint16(o + 58, true),
       nodeIpv4: dv.getUint32(o + 60, false),
+      tunnelIfindex: dv.getUint32(o + 64, true),
+      tunnelProtocol: dv.getUint8(o + 68),
+      padT0: dv.getUint8(o + 69),
+      padT1: dv.getUint16(o + 70, true),
     };
   },
   zero() {
-    return this.decode(new Uint8Array(64));
+    return this.decode(new Uint8Array(72));
   },
 };
 
-/** IpcacheKey (core/layout.ts:107) */
+/** IpcacheKey (core/layout.ts:114) */
 export interface IpcacheKey {
   prefixlen: number;
   clusterId: number;
@@ -152,7 +164,7 @@ export const IpcacheKeyCodec: Codec<IpcacheKey> = {
   },
 };
 
-/** struct remote_endpoint_info. (core/layout.ts:116) */
+/** struct remote_endpoint_info. (core/layout.ts:123) */
 export interface IpcacheValue {
   secIdentity: number;
   tunnelEndpoint: Uint8Array;
@@ -189,7 +201,7 @@ export const IpcacheValueCodec: Codec<IpcacheValue> = {
   },
 };
 
-/** EndpointKey (core/layout.ts:128) */
+/** EndpointKey (core/layout.ts:135) */
 export interface EndpointKey {
   addr: Uint8Array;
   family: number;
@@ -223,7 +235,7 @@ export const EndpointKeyCodec: Codec<EndpointKey> = {
   },
 };
 
-/** EndpointInfo (core/layout.ts:135) */
+/** EndpointInfo (core/layout.ts:142) */
 export interface EndpointInfo {
   ifindex: number;
   epId: number;
@@ -267,7 +279,7 @@ export const EndpointInfoCodec: Codec<EndpointInfo> = {
   },
 };
 
-/** PolicyKey (core/layout.ts:153) */
+/** PolicyKey (core/layout.ts:160) */
 export interface PolicyKey {
   prefixlen: number;
   secLabel: number;
@@ -309,7 +321,7 @@ export const PolicyKeyCodec: Codec<PolicyKey> = {
   },
 };
 
-/** PolicyEntry (core/layout.ts:165) */
+/** PolicyEntry (core/layout.ts:172) */
 export interface PolicyEntry {
   proxyPort: number;
   flags: number;
@@ -351,7 +363,7 @@ export const PolicyEntryCodec: Codec<PolicyEntry> = {
   },
 };
 
-/** ServiceKey (core/layout.ts:186) */
+/** ServiceKey (core/layout.ts:193) */
 export interface ServiceKey {
   addr: Uint8Array;
   dport: number;
@@ -394,7 +406,7 @@ export const ServiceKeyCodec: Codec<ServiceKey> = {
   },
 };
 
-/** ServiceValue (core/layout.ts:198) */
+/** ServiceValue (core/layout.ts:205) */
 export interface ServiceValue {
   backendId: number;
   count: number;
@@ -433,7 +445,7 @@ export const ServiceValueCodec: Codec<ServiceValue> = {
   },
 };
 
-/** BackendKey (core/layout.ts:210) */
+/** BackendKey (core/layout.ts:217) */
 export interface BackendKey {
   backendId: number;
 }
@@ -457,7 +469,7 @@ export const BackendKeyCodec: Codec<BackendKey> = {
   },
 };
 
-/** Backend (core/layout.ts:214) */
+/** Backend (core/layout.ts:221) */
 export interface Backend {
   addr: Uint8Array;
   port: number;
@@ -500,7 +512,7 @@ export const BackendCodec: Codec<Backend> = {
   },
 };
 
-/** RevNatKey (core/layout.ts:225) */
+/** RevNatKey (core/layout.ts:232) */
 export interface RevNatKey {
   revNatIndex: number;
   pad0: number;
@@ -527,7 +539,7 @@ export const RevNatKeyCodec: Codec<RevNatKey> = {
   },
 };
 
-/** RevNatValue (core/layout.ts:230) */
+/** RevNatValue (core/layout.ts:237) */
 export interface RevNatValue {
   addr: Uint8Array;
   port: number;
@@ -561,7 +573,7 @@ export const RevNatValueCodec: Codec<RevNatValue> = {
   },
 };
 
-/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:239) */
+/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:246) */
 export interface MaglevKey {
   revNatIndex: number;
   pad0: number;
@@ -591,7 +603,7 @@ export const MaglevKeyCodec: Codec<MaglevKey> = {
   },
 };
 
-/** MaglevValue (core/layout.ts:245) */
+/** MaglevValue (core/layout.ts:252) */
 export interface MaglevValue {
   backendId: number;
 }
@@ -615,7 +627,7 @@ export const MaglevValueCodec: Codec<MaglevValue> = {
   },
 };
 
-/** AffinityKey (core/layout.ts:249) */
+/** AffinityKey (core/layout.ts:256) */
 export interface AffinityKey {
   clientAddr: Uint8Array;
   revNatIndex: number;
@@ -649,7 +661,7 @@ export const AffinityKeyCodec: Codec<AffinityKey> = {
   },
 };
 
-/** AffinityValue (core/layout.ts:256) */
+/** AffinityValue (core/layout.ts:263) */
 export interface AffinityValue {
   lastUsed: number;
   backendId: number;
@@ -676,7 +688,7 @@ export const AffinityValueCodec: Codec<AffinityValue> = {
   },
 };
 
-/** CtTuple (core/layout.ts:267) */
+/** CtTuple (core/layout.ts:274) */
 export interface CtTuple {
   daddr: Uint8Array;
   saddr: Uint8Array;
@@ -723,7 +735,7 @@ export const CtTupleCodec: Codec<CtTuple> = {
   },
 };
 
-/** CtEntry (core/layout.ts:279) */
+/** CtEntry (core/layout.ts:286) */
 export interface CtEntry {
   lifetime: number;
   srcSecId: number;
@@ -777,7 +789,7 @@ export const CtEntryCodec: Codec<CtEntry> = {
   },
 };
 
-/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:297) */
+/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:304) */
 export interface SnatValue {
   toAddr: Uint8Array;
   toPort: number;
@@ -814,7 +826,7 @@ export const SnatValueCodec: Codec<SnatValue> = {
   },
 };
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:310) */
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:317) */
 export interface MetricsKey {
   reason: number;
   dir: number;
@@ -844,7 +856,7 @@ export const MetricsKeyCodec: Codec<MetricsKey> = {
   },
 };
 
-/** MetricsValue (core/layout.ts:317) */
+/** MetricsValue (core/layout.ts:324) */
 export interface MetricsValue {
   packets: bigint;
   bytes: bigint;
@@ -871,7 +883,7 @@ export const MetricsValueCodec: Codec<MetricsValue> = {
   },
 };
 
-/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:326) */
+/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:333) */
 export interface ProxyListenerValue {
   direction: number;
   pad0: number;
@@ -901,7 +913,7 @@ export const ProxyListenerValueCodec: Codec<ProxyListenerValue> = {
   },
 };
 
-/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:335) */
+/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:342) */
 export interface TraceRecord {
   verdict: number;
   dropReason: number;
@@ -933,12 +945,17 @@ export interface TraceRecord {
   hook: number;
   icmpType: number;
   pad2: number;
+  tunnelId: number;
+  tunnelPeer: Uint8Array;
+  tunnelFamily: number;
+  pad3: number;
+  pad4: number;
 }
 
 export const TraceRecordCodec: Codec<TraceRecord> = {
   name: "TraceRecord",
-  size: 108,
-  encode(v, out = new Uint8Array(108), o = 0) {
+  size: 132,
+  encode(v, out = new Uint8Array(132), o = 0) {
     const dv = new DataView(out.buffer, out.byteOffset);
     dv.setUint32(o + 0, Number(v.verdict ?? 0) >>> 0, true);
     dv.setUint32(o + 4, Number(v.dropReason ?? 0) >>> 0, true);
@@ -973,6 +990,12 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
     dv.setUint8(o + 104, Number(v.hook ?? 0) & 0xff);
     dv.setUint8(o + 105, Number(v.icmpType ?? 0) & 0xff);
     dv.setUint16(o + 106, Number(v.pad2 ?? 0) & 0xffff, true);
+    dv.setUint32(o + 108, Number(v.tunnelId ?? 0) >>> 0, true);
+    out.fill(0, o + 112, o + 112 + 16);
+    if (v.tunnelPeer) out.set(v.tunnelPeer.subarray(0, 16), o + 112);
+    dv.setUint8(o + 128, Number(v.tunnelFamily ?? 0) & 0xff);
+    dv.setUint8(o + 129, Number(v.pad3 ?? 0) & 0xff);
+    dv.setUint16(o + 130, Number(v.pad4 ?? 0) & 0xffff, true);
     return out;
   },
   decode(b, o = 0) {
@@ -1008,14 +1031,56 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
       hook: dv.getUint8(o + 104),
       icmpType: dv.getUint8(o + 105),
       pad2: dv.getUint16(o + 106, true),
+      tunnelId: dv.getUint32(o + 108, true),
+      tunnelPeer: b.slice(o + 112, o + 112 + 16),
+      tunnelFamily: dv.getUint8(o + 128),
+      pad3: dv.getUint8(o + 129),
+      pad4: dv.getUint16(o + 130, true),
     };
   },
   zero() {
-    return this.decode(new Uint8Array(108));
+    return this.decode(new Uint8Array(132));
   },
 };
 
-/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:388) */
+/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). (core/layout.ts:402) */
+export interface TunnelKey {
+  remote: Uint8Array;
+  tunnelId: number;
+  family: number;
+  pad0: number;
+  pad1: number;
+}
+
+export const TunnelKeyCodec: Codec<TunnelKey> = {
+  name: "TunnelKey",
+  size: 24,
+  encode(v, out = new Uint8Array(24), o = 0) {
+    const dv = new DataView(out.buffer, out.byteOffset);
+    out.fill(0, o + 0, o + 0 + 16);
+    if (v.remote) out.set(v.remote.subarray(0, 16), o + 0);
+    dv.setUint32(o + 16, Number(v.tunnelId ?? 0) >>> 0, true);
+    dv.setUint8(o + 20, Number(v.family ?? 0) & 0xff);
+    dv.setUint8(o + 21, Number(v.pad0 ?? 0) & 0xff);
+    dv.setUint16(o + 22, Number(v.pad1 ?? 0) & 0xffff, true);
+    return out;
+  },
+  decode(b, o = 0) {
+    const dv = new DataView(b.buffer, b.byteOffset);
+    return {
+      remote: b.slice(o + 0, o + 0 + 16),
+      tunnelId: dv.getUint32(o + 16, true),
+      family: dv.getUint8(o + 20),
+      pad0: dv.getUint8(o + 21),
+      pad1: dv.getUint16(o + 22, true),
+    };
+  },
+  zero() {
+    return this.decode(new Uint8Array(24));
+  },
+};
+
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:414) */
 export interface PacketInfo {
   family: number;
   nexthdr: number;
@@ -1103,7 +1168,7 @@ export const PacketInfoCodec: Codec<PacketInfo> = {
   },
 };
 
-/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:417) */
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:443) */
 export interface PolicyResult {
   cookie: number;
   proxyPort: number;
@@ -1145,7 +1210,7 @@ export const PolicyResultCodec: Codec<PolicyResult> = {
   },
 };
 
-/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:434) */
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:460) */
 export interface CtState {
   backendId: number;
   srcSecId: number;
@@ -1184,7 +1249,7 @@ export const CtStateCodec: Codec<CtState> = {
   },
 };
 
-/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:447) */
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:473) */
 export interface LbSelection {
   backendId: number;
   backend: Uint8Array;
@@ -1269,7 +1334,7 @@ export const MAP_SPECS = {
 
 /** Field offsets by layout, for tests that compare the TypeScript and C views of a layout. */
 export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<string, number> }> = {
-  ConfigValue: { size: 64, fields: { ctSynTimeout: 0, ctTcpLifetime: 4, ctCloseTimeout: 8, ctAnyLifetime: 12, ctServiceTcpLifetime: 16, ctServiceAnyLifetime: 20, hashSeed: 24, maglevTableSize: 28, flags: 32, hostIdentity: 36, worldIpv4Identity: 40, worldIpv6Identity: 44, serviceLoopbackIpv4Be: 48, clusterId: 52, nodePortMin: 54, nodePortMax: 56, traceSampleRate: 58, nodeIpv4Be: 60 } },
+  ConfigValue: { size: 72, fields: { ctSynTimeout: 0, ctTcpLifetime: 4, ctCloseTimeout: 8, ctAnyLifetime: 12, ctServiceTcpLifetime: 16, ctServiceAnyLifetime: 20, hashSeed: 24, maglevTableSize: 28, flags: 32, hostIdentity: 36, worldIpv4Identity: 40, worldIpv6Identity: 44, serviceLoopbackIpv4Be: 48, clusterId: 52, nodePortMin: 54, nodePortMax: 56, traceSampleRate: 58, nodeIpv4Be: 60, tunnelIfindex: 64, tunnelProtocol: 68, padT0: 69, padT1: 70 } },
   IpcacheKey: { size: 24, fields: { prefixlen: 0, clusterId: 4, pad1: 6, family: 7, addr: 8 } },
   IpcacheValue: { size: 24, fields: { secIdentity: 0, tunnelEndpoint: 4, pad0: 20, key: 22, flags: 23 } },
   EndpointKey: { size: 20, fields: { addr: 0, family: 16, key: 17, clusterId: 18 } },
@@ -1292,7 +1357,8 @@ export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<strin
   MetricsKey: { size: 4, fields: { reason: 0, dir: 1, pad0: 2 } },
   MetricsValue: { size: 16, fields: { packets: 0, bytes: 8 } },
   ProxyListenerValue: { size: 4, fields: { direction: 0, pad0: 1, pad1: 2 } },
-  TraceRecord: { size: 108, fields: { verdict: 0, dropReason: 4, srcIdentity: 8, dstIdentity: 12, egressCookie: 16, ingressCookie: 20, backendId: 24, epId: 28, revNatIndex: 30, ctState: 32, egressMatchType: 33, ingressMatchType: 34, traceFlags: 35, proxyPortBe: 36, obsPoint: 38, family: 39, origDaddr: 40, origDportBe: 56, pad0: 58, newDportBe: 60, pad1: 62, newDaddr: 64, saddr: 80, sportBe: 96, nexthdr: 98, tcpFlags: 99, len: 100, hook: 104, icmpType: 105, pad2: 106 } },
+  TraceRecord: { size: 132, fields: { verdict: 0, dropReason: 4, srcIdentity: 8, dstIdentity: 12, egressCookie: 16, ingressCookie: 20, backendId: 24, epId: 28, revNatIndex: 30, ctState: 32, egressMatchType: 33, ingressMatchType: 34, traceFlags: 35, proxyPortBe: 36, obsPoint: 38, family: 39, origDaddr: 40, origDportBe: 56, pad0: 58, newDportBe: 60, pad1: 62, newDaddr: 64, saddr: 80, sportBe: 96, nexthdr: 98, tcpFlags: 99, len: 100, hook: 104, icmpType: 105, pad2: 106, tunnelId: 108, tunnelPeer: 112, tunnelFamily: 128, pad3: 129, pad4: 130 } },
+  TunnelKey: { size: 24, fields: { remote: 0, tunnelId: 16, family: 20, pad0: 21, pad1: 22 } },
   PacketInfo: { size: 92, fields: { family: 0, nexthdr: 1, l3Off: 2, l4Off: 4, l4CsumOff: 6, sport: 8, dport: 10, tcpFlags: 12, icmpType: 13, icmpCode: 14, flags: 15, ttl: 16, innerNexthdr: 17, innerSport: 18, innerDport: 20, pad0: 22, len: 24, saddr: 28, daddr: 44, innerSaddr: 60, innerDaddr: 76 } },
   PolicyResult: { size: 12, fields: { cookie: 0, proxyPort: 4, matchType: 6, lookup: 7, authType: 8, audited: 9, pad0: 10 } },
   CtState: { size: 16, fields: { backendId: 0, srcSecId: 4, revNatIndex: 8, flags: 10, proxyPort: 12, pad0: 14 } },

@@ -8,14 +8,24 @@ import type { MapSpec, TraceRecord } from "./codecs.gen.ts";
 
 export type EngineName = "wasm" | "js" | "kernel";
 
-/** The three entry points, mirroring Cilium's hooks (docs/architecture.md). */
-export type EntryPoint = "fromEndpoint" | "toEndpoint" | "fromNetwork";
+/** The entry points, mirroring Cilium's hooks (docs/architecture.md). */
+export type EntryPoint = "fromEndpoint" | "toEndpoint" | "fromNetwork" | "fromOverlay";
+
+/** The tunnel metadata of a packet on a collect-metadata tunnel device (core/layout.ts TunnelKey). */
+export interface TunnelKey {
+  /** The remote tunnel endpoint: the destination node when sending, the sending node when receiving. */
+  remote: string;
+  /** The VNI: the source security identity. */
+  tunnelId: number;
+}
 
 export interface RunOptions {
   /** Monotonic time in seconds, as the virtual clock or bpf_ktime_get_ns() would give it. */
   now: number;
   /** to-endpoint only: the identity carried with the packet (tunnel VNI / mark); 0 = look it up. */
   srcIdentity?: number;
+  /** fromOverlay only: the tunnel key the packet arrived with; absent = none (the program drops it). */
+  tunnel?: TunnelKey;
 }
 
 export interface RunResult {
@@ -27,6 +37,9 @@ export interface RunResult {
   output: Uint8Array;
   /** What the program decided and why. */
   trace: TraceRecord;
+  /** The tunnel key the program set on the packet (an encapsulation, verdict CTX_ACT_TUNNEL), as the
+   * engine observed it: WASM/JS from the seam, the kernel from bpf_skb_get_tunnel_key after the run. */
+  tunnel?: TunnelKey;
 }
 
 /** Typed access to one map; keys and values are the codec objects of host/codecs.gen.ts. */

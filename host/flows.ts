@@ -54,6 +54,9 @@ export interface FlowEvent {
     dns?: { query: string; ips?: string[]; ttl?: number; rcode?: number; qtypes?: string[]; rrtypes?: string[] };
   };
   destination_service?: { name: string; namespace: string };
+  /** flow.proto Tunnel: the outer header of an encapsulated hop; `vni` (not a Hubble field) is the VNI,
+   * which carries the source's security identity. */
+  tunnel?: { protocol: "VXLAN" | "GENEVE"; IP: { source: string; destination: string; ipVersion: "IPv4" | "IPv6" }; l4: { UDP: { source_port: number; destination_port: number } }; vni: number };
   proxy_port?: number;
   ingress_allowed_by?: PolicyRef[];
   egress_allowed_by?: PolicyRef[];
@@ -131,7 +134,9 @@ export function compactLine(e: FlowEvent): string {
   const d = new Date(e.time);
   const month = d.toLocaleString("en-US", { month: "short", timeZone: "UTC" });
   const ts = `${month} ${String(d.getUTCDate()).padStart(2, " ")} ${d.toISOString().slice(11, 23)}`;
-  return `${ts} [${e.node_name}]: ${arrow} ${e.event} ${verdict} (${e.Summary})`;
+  const t = e.tunnel;
+  const tunnel = t ? ` [${t.protocol} ${t.IP.source} -> ${t.IP.destination} VNI ${t.vni}]` : "";
+  return `${ts} [${e.node_name}]: ${arrow} ${e.event}${tunnel} ${verdict} (${e.Summary})`;
 }
 
 /** One JSON line with Hubble's field names (the non-Hubble helper fields removed). */

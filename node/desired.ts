@@ -25,8 +25,7 @@ import type { MaglevBuilder } from "../host/wasm-core.ts";
 import { encodeEntries, nodeIdentityOn, type CompiledPolicy, type EndpointPolicy } from "../policy/index.ts";
 import type { SimBackend, SimCluster, SimPod } from "./cluster.ts";
 import { backendKey, frontendBackends, type Frontend, type LbModel } from "./services.ts";
-
-const IPCACHE_F_HAS_TUNNEL_EP = 0x2;
+import { tunnelProtocolNumber, type TunnelProtocol } from "../host/tunnel.ts";
 
 /** The maps the control plane owns, in the order their additions go in (agent/reconcile.ts rule O2). */
 export const MANAGED_MAPS = ["Config", "Backends", "RevNat", "Maglev", "Services", "Policy", "Ipcache", "Endpoints"] as const;
@@ -102,6 +101,10 @@ export interface DesiredOptions {
   eventsAll?: boolean;
   /** Also trace about 1 in N forwarded packets (ConfigValue.traceSampleRate; 0 = none). */
   traceSampleRate?: number;
+  /** The overlay (ConfigValue.tunnelProtocol/tunnelIfindex): packets to pods on other nodes are
+   * encapsulated towards their node with the sender's identity. Absent: no overlay (native routing). The
+   * ifindex is the node's collect-metadata tunnel device. */
+  tunnel?: { protocol: TunnelProtocol; ifindex: number };
 }
 
 /** The key a frontend is known by across changes (for stable reverse-NAT indexes). */
@@ -177,6 +180,8 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
       nodePortMin: 30000,
       nodePortMax: 32767,
       nodeIpv4: ipv4Number(node.ip),
+      tunnelProtocol: tunnelProtocolNumber(opts.tunnel?.protocol),
+      tunnelIfindex: opts.tunnel?.ifindex ?? 0,
     },
   });
 
@@ -216,7 +221,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
     const remote = p.node !== nodeName;
     out.Ipcache.push({
       key: ipcacheKey(p.ip),
-      value: { secIdentity: identityOf(p), tunnelEndpoint: remote ? addrBytes16(nodeIp.get(p.node)!) : new Uint8Array(16), flags: remote ? IPCACHE_F_HAS_TUNNEL_EP : 0 },
+      value: { secIdentity: identityOf(p), tunnelEndpoint: remote ? addrBytes16(nodeIp.get(p.node)!) : new Uint8Array(16), flags: remote ? C.IPCACHE_F_HAS_TUNNEL_EP | (isIpv6(nodeIp.get(p.node)!) ? C.IPCACHE_F_IPV6_TUNNEL_EP : 0) : 0 },
     });
   }
 

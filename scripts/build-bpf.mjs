@@ -4,6 +4,8 @@
 //   build/bpf/ciliate.bpf.o        from_endpoint + to_endpoint + from_network, one set of maps (what the
 //                                  agent and the kernel Datapath engine load)
 //   build/bpf/<program>.bpf.o      each program alone
+//   build/bpf/test_harness.bpf.o   ciliate.bpf.o plus the BPF_PROG_TEST_RUN harness around the tunnel
+//                                  key (the kernel Datapath engine; never attached)
 // Usage: node scripts/build-bpf.mjs [--force]   (npm run build:bpf). CILIATE_CODEGEN_STRICT=0 builds with the
 // lenient fallback header while core/pipeline.ts cannot be translated yet (programs then drop everything).
 import { execFileSync } from "node:child_process";
@@ -62,7 +64,7 @@ if (force || sources > mtime(stamp) || !existsSync(join(root, "bpf/gen/core.h"))
 }
 
 const inputs = newest(join(root, "bpf"), /\.(h|c)$/);
-for (const prog of ["ciliate", "from_endpoint", "to_endpoint", "from_network", "from_network_xdp"]) {
+for (const prog of ["ciliate", "from_endpoint", "to_endpoint", "from_network", "from_network_xdp", "from_overlay", "test_harness"]) {
   const src = join(root, "bpf/programs", `${prog}.bpf.c`);
   const obj = join(out, `${prog}.bpf.o`);
   if (!force && mtime(obj) > inputs) continue;

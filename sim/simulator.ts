@@ -27,7 +27,8 @@
  */
 import { MAP_SPECS, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
-import type { Datapath, EntryPoint, RunResult } from "../host/datapath.ts";
+import type { Datapath, EntryPoint, RunResult, TunnelKey } from "../host/datapath.ts";
+import { tunnelPort, type TunnelProtocol } from "../host/tunnel.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
 import { describe as describeRules, DNS_RCODE_NOERROR, encodeEntries, evaluateDns, evaluateL7, FqdnCache, INIT_ENDPOINT, identityOfIp, kafkaApiKeyName, nodeIdentityOn, parseCidr, toFqdn, type CompiledPolicy, type DnsRule, type FqdnState, type L7Verdict, type Provenance } from "../policy/index.ts";
 import { canonicalIp, type DnsSpec, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type KafkaSpec, type SimCluster, type SimPod, type SimService, type SimNode, type TlsSpec } from "../node/cluster.ts";
@@ -46,7 +47,7 @@ import {
   type PolicyRef,
   type Verdict,
 } from "../host/flows.ts";
-import { DESIRED_MAPS, desiredMaps, positionalNumbering, type DesiredMap, type DesiredMaps } from "../node/desired.ts";
+import { DESIRED_MAPS, desiredMaps, positionalNumbering, type DesiredMap, type DesiredMaps, type DesiredOptions } from "../node/desired.ts";
 import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { protoNumber } from "../host/protocols.ts";
 import { formatIp } from "../host/ip.ts";
@@ -78,6 +79,8 @@ export interface Step {
   output: { src: string; dst: string; sport: number; dport: number };
   /** The frame after the program ran. */
   frame: Uint8Array;
+  /** The tunnel key: set by fromEndpoint (encapsulated towards another node), or carried into fromOverlay. */
+  tunnel?: TunnelKey;
 }
 
 export interface DirectionOutcome {
@@ -138,7 +141,13 @@ export interface SimulationOptions {
   fqdnMinTtl?: number;
   /** Compiles the policy for a new FQDN cache state; default: the cluster's policies (sim/policy.ts). */
   recompile?: (fqdn: FqdnState) => CompiledPolicy;
+  /** The overlay between nodes (Cilium's default tunnel routing mode): "vxlan" (default), "geneve", or
+   * "disabled" (packets to other nodes' pods leave unencapsulated and their identity is looked up). */
+  tunnel?: TunnelProtocol | "disabled";
 }
+
+/** ifindex the simulated nodes give their tunnel device (ConfigValue.tunnelIfindex; any non-zero value). */
+const SIM_TUNNEL_IFINDEX = 2;
 
 interface NodeRuntime {
   node: SimNode;
@@ -188,6 +197,33 @@ export class Simulation {
     this.recompile = opts.recompile ?? ((fqdn) => compileClusterPolicy(cluster, undefined, fqdn));
     this.lb = buildLbModel(cluster);
     this.places = new Places(cluster, this.lb);
+    this.tunnel = opts.tunnel === "disabled" ? undefined : (opts.tunnel ?? "vxlan");
+    this.desiredOptions = this.tunnel ? { tunnel: { protocol: this.tunnel, ifindex: SIM_TUNNEL_IFINDEX } } : {};
+  }
+
+  /** The overlay protocol between the nodes, undefined when disabled. */
+  readonly tunnel: TunnelProtocol | undefined;
+  private readonly desiredOptions: DesiredOptions;
+
+  private nodeIp(name: string): string {
+    return this.cluster.nodes.find((n) => n.name === name)!.ip;
+  }
+
+  /** What a collect-metadata tunnel device does with an encapsulated packet: the key the receiving
+   * node's fromOverlay reads, with the sender's node as the remote end. */
+  private received(fromNode: string, sent: TunnelKey): TunnelKey {
+    return { remote: this.nodeIp(fromNode), tunnelId: sent.tunnelId };
+  }
+
+  /** Hubble's tunnel record of an encapsulated hop (flow.proto Tunnel), with the VNI (not a Hubble field). */
+  private tunnelView(fromNode: string, sent: TunnelKey): NonNullable<FlowEvent["tunnel"]> {
+    const port = tunnelPort(this.tunnel ?? "vxlan");
+    return {
+      protocol: this.tunnel === "geneve" ? "GENEVE" : "VXLAN",
+      IP: { source: this.nodeIp(fromNode), destination: sent.remote, ipVersion: sent.remote.includes(":") ? "IPv6" : "IPv4" },
+      l4: { UDP: { source_port: port, destination_port: port } },
+      vni: sent.tunnelId,
+    };
   }
 
   static async create(cluster: SimCluster, policy: CompiledPolicy, opts: SimulationOptions = {}): Promise<Simulation> {
@@ -196,7 +232,7 @@ export class Simulation {
       const numbering = positionalNumbering(cluster, n.name, sim.lb);
       // Maglev tables first (core's builder in a small shared instance), so the engine's maps can be sized
       // to what this node holds.
-      const desired = desiredMaps(cluster, policy, sim.lb, n.name, numbering, wasmMaglevBuilder);
+      const desired = desiredMaps(cluster, policy, sim.lb, n.name, numbering, wasmMaglevBuilder, sim.desiredOptions);
       const dp = opts.createDatapath ? await opts.createDatapath() : await createSimDatapath(sim.engine, { capacities: capacitiesFor(desired, 1 + ENTITY_OFFSETS.length * cluster.nodes.length) });
       writeDesired(dp, desired);
       sim.extraIpcache(n, dp);
@@ -267,7 +303,7 @@ export class Simulation {
     // The maps that depend on the policy are rewritten from the desired state (node/desired.ts): endpoints
     // and services do not depend on the FQDN cache, CIDR identities and policy entries do.
     for (const n of this.nodes.values()) {
-      const desired = desiredMaps(this.cluster, this.policy, this.lb, n.node.name, positionalNumbering(this.cluster, n.node.name, this.lb), wasmMaglevBuilder);
+      const desired = desiredMaps(this.cluster, this.policy, this.lb, n.node.name, positionalNumbering(this.cluster, n.node.name, this.lb), wasmMaglevBuilder, this.desiredOptions);
       rewriteMaps(n.dp, desired, ["Ipcache", "Policy", "ProxyListeners"]);
       this.extraIpcache(n.node, n.dp);
     }
@@ -392,9 +428,9 @@ export class Simulation {
   /* ------------------------------------------------------------------------------------------------ */
   /* Running packets. */
 
-  private run(ctx: Ctx | undefined, node: string, entry: EntryPoint, frame: Uint8Array, srcIdentity: number, reply: boolean): RunResult {
+  private run(ctx: Ctx | undefined, node: string, entry: EntryPoint, frame: Uint8Array, srcIdentity: number, reply: boolean, tunnel?: TunnelKey): RunResult {
     const rt = this.nodes.get(node)!;
-    const r = rt.dp.run(entry, frame, { now: this.now(), srcIdentity });
+    const r = rt.dp.run(entry, frame, { now: this.now(), srcIdentity, tunnel });
     if (ctx) {
       const d = decodeFrame(frame)!;
       const o = decodeFrame(r.output);
@@ -408,6 +444,7 @@ export class Simulation {
         trace: r.trace,
         output: o ? { src: o.src, dst: o.dst, sport: o.sport, dport: o.dport } : { src: d.src, dst: d.dst, sport: d.sport, dport: d.dport },
         frame: r.output,
+        ...(entry === "fromOverlay" ? { tunnel } : r.tunnel ? { tunnel: r.tunnel } : {}),
       });
     }
     return r;
@@ -451,8 +488,9 @@ export class Simulation {
     const t = r.trace;
     const ids = { src: t.srcIdentity, dst: t.dstIdentity };
     const egress = entry === "fromEndpoint";
-    const dirName: FlowEvent["traffic_direction"] = entry === "toEndpoint" ? "INGRESS" : "EGRESS";
-    const checked = egress ? (t.traceFlags & C.TRACE_F_EGRESS_CHECKED) !== 0 : entry === "toEndpoint" && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0;
+    const toPod = entry === "toEndpoint" || entry === "fromOverlay";
+    const dirName: FlowEvent["traffic_direction"] = toPod ? "INGRESS" : "EGRESS";
+    const checked = egress ? (t.traceFlags & C.TRACE_F_EGRESS_CHECKED) !== 0 : toPod && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0;
     const cookie = egress ? t.egressCookie : t.ingressCookie;
     const matchType = egress ? t.egressMatchType : t.ingressMatchType;
     const dropped = r.verdict === C.CTX_ACT_DROP;
@@ -650,6 +688,8 @@ export class Simulation {
     let fromNode: string | undefined = sender.node;
     let carried = sender.kind === "pod" ? this.identityOfPod(sender.pod!) : (sender.carry ?? 0);
     const senderIdentity = carried;
+    // The tunnel key the sender's fromEndpoint set: the packet crosses to another node encapsulated.
+    let sent: TunnelKey | undefined;
     const initSender = sender.kind === "external" ? this.initByIp.get(sender.ip) : undefined;
     if (initSender) {
       // The reserved:init endpoint sends through its own endpoint program: its egress policy applies.
@@ -664,6 +704,7 @@ export class Simulation {
       if (httpData === "response" && ctx.dns && ctx.redirect && !ctx.l7Denied) this.dnsResponse(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity });
       this.noteService(ctx, r.trace, reply);
       frame = r.output;
+      sent = r.tunnel;
       if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.redirect?.direction === "egress") {
         if (!this.proxyRequest(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity })) return undefined;
       }
@@ -715,14 +756,21 @@ export class Simulation {
     const tnode = initNode ?? target.node!;
     if (sender.kind === "host") carried = fromNode === tnode ? C.ID_HOST : C.ID_REMOTE_NODE;
     carried = this.overlayIdentity(carried, out.src, tnode);
+    // Without the overlay nothing carries the identity between nodes: the receiver looks the source up.
+    if (sender.kind === "pod" && !this.tunnel && fromNode !== tnode) carried = 0;
     const ids = { src: carried, dst: initNode ? C.ID_INIT : this.identityOfPod(target.pod!) };
+    // An encapsulated packet arrives through the receiver's tunnel device: its fromOverlay takes the
+    // identity from the tunnel key (core/overlay.ts O4) and enforces the pod's ingress policy on it.
+    const overlay = sent && fromNode && fromNode !== tnode ? this.received(fromNode, sent) : undefined;
     if (fromNode && fromNode !== tnode) {
-      this.event(ctx, fromNode, frame, ids, { event: "to-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-overlay" });
+      const extra = sent ? { tunnel: this.tunnelView(fromNode, sent) } : undefined;
+      this.event(ctx, fromNode, frame, ids, { event: "to-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-overlay", extra });
       this.advance(1);
-      this.event(ctx, tnode, frame, ids, { event: "from-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-overlay" });
+      this.event(ctx, tnode, frame, ids, { event: "from-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-overlay", extra });
     }
-    const r = this.run(ctx, tnode, "toEndpoint", frame, carried, reply);
-    if (!this.report(ctx, tnode, "toEndpoint", frame, r, reply)) return undefined;
+    const entry: EntryPoint = overlay ? "fromOverlay" : "toEndpoint";
+    const r = this.run(ctx, tnode, entry, frame, overlay ? 0 : carried, reply, overlay);
+    if (!this.report(ctx, tnode, entry, frame, r, reply)) return undefined;
     const t = r.trace;
     if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.redirect?.direction === "ingress") {
       if (!this.proxyRequest(ctx, r.output, { src: t.srcIdentity, dst: t.dstIdentity })) return undefined;
@@ -816,7 +864,7 @@ export class Simulation {
     // Identities as the datapath saw them.
     const first = result.steps.find((s) => !s.reply);
     if (first && !result.srcIdentity) result.srcIdentity = first.trace.srcIdentity;
-    const deliver = result.steps.find((s) => !s.reply && s.entry === "toEndpoint");
+    const deliver = result.steps.find((s) => !s.reply && (s.entry === "toEndpoint" || s.entry === "fromOverlay"));
     if (deliver) result.dstIdentity = deliver.trace.dstIdentity;
     else if (first && !result.dstIdentity) result.dstIdentity = first.trace.dstIdentity;
     result.reason = (spec.count > 1 ? `connection ${played} of ${spec.count}: ` : "") + this.reasonOf(result);
@@ -981,7 +1029,9 @@ export class Simulation {
     const egress = this.nodes.get(src.node)!.dp.run("fromEndpoint", frame, { now, srcIdentity: 0 });
     if (egress.verdict === C.CTX_ACT_DROP) return { allowed: false, egress };
     if (dst.hostNetwork) return { allowed: true, egress };
-    const ingress = this.nodes.get(dst.node)!.dp.run("toEndpoint", egress.output, { now, srcIdentity: this.identityOfPod(src) });
+    const ingress = egress.tunnel
+      ? this.nodes.get(dst.node)!.dp.run("fromOverlay", egress.output, { now, tunnel: this.received(src.node, egress.tunnel) })
+      : this.nodes.get(dst.node)!.dp.run("toEndpoint", egress.output, { now, srcIdentity: src.node === dst.node || this.tunnel ? this.identityOfPod(src) : 0 });
     return { allowed: ingress.verdict !== C.CTX_ACT_DROP, egress, ingress };
   }
 

@@ -133,12 +133,12 @@ export const datapathBenchmark: Benchmark = {
       } else {
         const stats = bpfStats();
         result.notes.push(`kernel.bpf_stats_enabled = ${stats}${stats === "0" ? " (off, as required)" : " — stats add ~20 ns per run (perf-anchors §1.7); kernel rows are inflated"}`);
-        const kdp = new KernelDatapath({ capacities: { ct: CAPACITIES.ct } });
+        const kdp = new KernelDatapath({ capacities: { ct: CAPACITIES.ct }, plainPrograms: true });
         const empty = loadEmptyProgram();
         try {
           benchNode(kdp);
           const src = prepareCases(kdp, s, result.notes);
-          const kt = kernelTimer((e) => kdp.programFd(e));
+          const kt = kernelTimer((e) => kdp.programFd(e, true));
           const et = kernelTimer(() => empty.fd);
           for (const c of CASES) {
             add("kernel", c, await timeCase(kt, c, src[c.key]!, s, s.kernelRepeat), { repeat: c.mode === "same" ? s.kernelRepeat : 1 });

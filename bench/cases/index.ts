@@ -8,5 +8,6 @@ import { iptablesBenchmark } from "./iptables.ts";
 import { l7ProxyBenchmark } from "./l7-proxy.ts";
 import { dnsProxyBenchmark } from "./dns-proxy.ts";
 import { identityAllocationBenchmark } from "./identity-allocation.ts";
+import { overlayBenchmark } from "./overlay.ts";
 
-export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark, identityAllocationBenchmark];
+export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark, identityAllocationBenchmark, overlayBenchmark];

@@ -211,7 +211,7 @@ export const iptablesBenchmark: Benchmark = {
       const svcOf = (i: number, vip = serviceVip(i), revNat = i + 1) => ({ vip, port: 80, revNat, backends: [{ id: 1, ip: SERVER.ip, port: SERVER_PORT }] });
       /** A kernel datapath with the client endpoint, the server, allow-all policy and (optionally) N services. */
       const ciliateNode = (n: number, withServices: boolean) => {
-        const kdp = new KernelDatapath({ capacities: { lb_services: Math.max(65_536, 2 * n + 1024), lb_reverse_nat: Math.max(65_536, n + 1024) } });
+        const kdp = new KernelDatapath({ capacities: { lb_services: Math.max(65_536, 2 * n + 1024), lb_reverse_nat: Math.max(65_536, n + 1024) }, plainPrograms: true });
         configure(kdp);
         addEndpoint(kdp, CLIENT);
         kdp.map(MAP_SPECS.Ipcache).update(ipcacheKey(`${SERVER.ip}/32`), { secIdentity: SERVER.identity });
@@ -261,7 +261,7 @@ export const iptablesBenchmark: Benchmark = {
             cilOne.push(Number(process.hrtime.bigint() - t0) / 1e6);
             const attachments: TcAttachment[] = [];
             try {
-              attachments.push(attachTc(kdp.programFd("fromEndpoint"), { ifname: `vc${tag}`, netns: nsC, direction: "egress" }));
+              attachments.push(attachTc(kdp.programFd("fromEndpoint", true), { ifname: `vc${tag}`, netns: nsC, direction: "egress" }));
               attachments.push(attachTc(kdp.programFd("toEndpoint"), { ifname: `vc${tag}`, netns: nsC, direction: "ingress" }));
               round(cil, n);
             } finally {

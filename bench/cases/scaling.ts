@@ -71,12 +71,12 @@ export const scalingBenchmark: Benchmark = {
             }
             let dp: Datapath | undefined;
             try {
-              dp = engine === "wasm" ? createWasmDatapath({ capacities: capacities(dim, n) }) : new KernelDatapath({ capacities: capacities(dim, n) });
+              dp = engine === "wasm" ? createWasmDatapath({ capacities: capacities(dim, n) }) : new KernelDatapath({ capacities: capacities(dim, n), plainPrograms: true });
               benchNode(dp);
               const t0 = process.hrtime.bigint();
               fill(dp, dim, n);
               const fillMs = Number(process.hrtime.bigint() - t0) / 1e6;
-              const timer: PacketTimer = engine === "wasm" ? abiTimer(dp as AbiDatapath) : kernelTimer((e) => (dp as KernelDatapath).programFd(e));
+              const timer: PacketTimer = engine === "wasm" ? abiTimer(dp as AbiDatapath) : kernelTimer((e) => (dp as KernelDatapath).programFd(e, true));
               let stat;
               if (dim === "services") {
                 const check = dp.run("fromEndpoint", buildFrame(frames.synService(1023)), { now: NOW });

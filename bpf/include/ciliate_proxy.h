@@ -186,6 +186,8 @@ static __always_inline int ciliate_tc_action(struct __sk_buff *ctx, __u32 verdic
 
 	if (verdict == CILIATE_CTX_ACT_OK)
 		return TC_ACT_OK;
+	if (verdict == CILIATE_CTX_ACT_TUNNEL)
+		return ciliate_tunnel_redirect();
 	if (verdict != CILIATE_CTX_ACT_REDIRECT)
 		return TC_ACT_SHOT;
 	if (ctx->ifindex == CILIATE_LOOPBACK_IFINDEX)

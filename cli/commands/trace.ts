@@ -14,7 +14,7 @@ import type { FlowSpec } from "../../node/cluster.ts";
 import { identityText, MATCH_TYPE_NAMES } from "../../host/flows.ts";
 import { protoName, protoNumber } from "../../host/protocols.ts";
 import { parseIp } from "../../host/ip.ts";
-import type { DirectionOutcome, FlowResult, Place, Simulation } from "../../sim/simulator.ts";
+import type { DirectionOutcome, FlowResult, Place, Simulation, Step } from "../../sim/simulator.ts";
 import { diagnosticsJson, load, outputOf, parsePort, parseRef, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
@@ -119,6 +119,8 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
       packet: s.packet,
       reply: s.reply,
       verdict: s.result.verdict === C.CTX_ACT_DROP ? "DROPPED" : s.result.verdict === C.CTX_ACT_REDIRECT ? "REDIRECTED" : "FORWARDED",
+      // Encapsulated towards another node (fromEndpoint) or received through the tunnel (fromOverlay).
+      ...(s.tunnel ? { tunnel: tunnelJson(sim, s) } : {}),
       dropReason: s.result.dropReason || undefined,
       ctState: ["new", "established", "reply", "related"][s.trace.ctState] ?? "none",
       srcIdentity: s.trace.srcIdentity,
@@ -126,6 +128,20 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
       output: s.output,
     })),
     reason: r.reason,
+  };
+}
+
+/** The outer header of an encapsulated hop: on encapsulation the key names the destination node, on
+ * decapsulation the sending one; the other end is the node the step ran on. */
+function tunnelJson(sim: Simulation, s: Step) {
+  const t = s.tunnel!;
+  const here = sim.cluster.nodes.find((n) => n.name === s.node)?.ip ?? "";
+  const encap = s.entry === "fromEndpoint";
+  return {
+    direction: encap ? ("encap" as const) : ("decap" as const),
+    protocol: sim.tunnel === "geneve" ? "GENEVE" : "VXLAN",
+    outer: encap ? { source: here, destination: t.remote } : { source: t.remote, destination: here },
+    vni: t.tunnelId,
   };
 }
 
@@ -139,6 +155,7 @@ function textOf(j: ReturnType<typeof traceJson>): string {
   lines.push("Packets:");
   j.steps.forEach((s, i) => {
     lines.push(`  ${String(i + 1).padStart(2)}. [${s.node}] ${s.entry}${s.reply ? " (reply)" : ""} ${s.packet} → ${s.verdict}${s.dropReason ? ` (${dropReasonText(s.dropReason)})` : ""} ct=${s.ctState} ids ${s.srcIdentity}→${s.dstIdentity}${s.output.dst !== s.packet.split(" -> ")[1]?.split(":")[0] ? ` out ${s.output.src}:${s.output.sport} -> ${s.output.dst}:${s.output.dport}` : ""}`);
+    if (s.tunnel) lines.push(`      ${s.tunnel.direction === "encap" ? "encapsulated" : "decapsulated"}: ${s.tunnel.protocol} ${s.tunnel.outer.source} -> ${s.tunnel.outer.destination} VNI ${s.tunnel.vni} (identity ${s.tunnel.vni})`);
   });
   for (const [name, d] of [["Egress", j.egress], ["Ingress", j.ingress]] as const) {
     lines.push(`${name}:${" ".repeat(12 - name.length)}${d.verdict.toUpperCase()}${d.evaluated ? "" : " (not reached; this is what ingress would decide)"} — ${d.reason}`);

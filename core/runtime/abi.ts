@@ -7,9 +7,10 @@
  */
 import { MapId } from "../gen/layout";
 import { allocStatic, arenaReset, heapUsed } from "../alloc";
-import { write32 } from "../env";
+import { read32, write32 } from "../env";
 import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapRingbufConsume, mapUpdate } from "../maps";
-import { fromEndpoint, fromNetwork, toEndpoint } from "../pipeline";
+import { fromEndpoint, fromNetwork, fromOverlay, toEndpoint } from "../pipeline";
+import { PKT_DESC_SIZE, PKT_DESC_TUNNEL_IN, PKT_DESC_TUNNEL_IN_SET, PKT_DESC_TUNNEL_OUT, PKT_DESC_TUNNEL_OUT_SET } from "../tunnel-key";
 import { maglevBuild, maglevDelete, maglevStore } from "../maglev";
 import { ctGc } from "./conntrack-gc";
 
@@ -29,7 +30,7 @@ export function abiInit(): i32 {
   if (scratch != 0) return 0;
   scratch = allocStatic(ABI_SCRATCH_SIZE, 16);
   packet = allocStatic(ABI_PACKET_MAX, 16);
-  pktDesc = allocStatic(8, 8);
+  pktDesc = allocStatic(PKT_DESC_SIZE, 8);
   if (scratch == 0 || packet == 0 || pktDesc == 0) return -12;
   arenaReset();
   return 0;
@@ -56,6 +57,7 @@ export function abiRingbufConsume(map: i32, out: usize, max: u32): i32 {
 function preparePacket(len: u32): usize {
   write32(pktDesc, <u32>packet);
   write32(pktDesc + 4, len > ABI_PACKET_MAX ? ABI_PACKET_MAX : len);
+  write32(pktDesc + PKT_DESC_TUNNEL_OUT_SET, 0);
   arenaReset();
   return pktDesc;
 }
@@ -69,6 +71,20 @@ export function abiFromEndpoint(len: u32, now: u32): u32 {
  * the packet (the VXLAN VNI, or the mark on the same node); 0 means "look the source up in the ipcache". */
 export function abiToEndpoint(len: u32, srcIdentity: u32, now: u32): u32 {
   return toEndpoint(preparePacket(len), srcIdentity, now);
+}
+
+/** The TunnelKey a packet given to abiFromOverlay arrived with: the host writes it here before the run. */
+export function abiTunnelIn(): usize { return pktDesc + PKT_DESC_TUNNEL_IN; }
+/** The TunnelKey the last run set (valid when abiTunnelOutSet() is 1). */
+export function abiTunnelOut(): usize { return pktDesc + PKT_DESC_TUNNEL_OUT; }
+export function abiTunnelOutSet(): u32 { return read32(pktDesc + PKT_DESC_TUNNEL_OUT_SET); }
+
+/** Runs the from-overlay program (traffic from another node through the tunnel device). `tunnelKeyIn` 1:
+ * the packet carries the key at abiTunnelIn(); 0: it carries none. */
+export function abiFromOverlay(len: u32, tunnelKeyIn: u32, now: u32): u32 {
+  const d = preparePacket(len);
+  write32(d + PKT_DESC_TUNNEL_IN_SET, tunnelKeyIn);
+  return fromOverlay(d, now);
 }
 
 /** Runs the node entry (traffic from outside the node: NodePort, LoadBalancer, external IPs). */

@@ -25,7 +25,7 @@ describe("bench harness", () => {
     expect(svg.match(/<path /g)).toHaveLength(2);
   });
 
-  it("runs every benchmark's quick path on tiny sizes and writes JSON, Markdown and SVG with the machine", { timeout: 120_000 }, async () => {
+  it("runs every benchmark's quick path on tiny sizes and writes JSON, Markdown and SVG with the machine", { timeout: 240_000 }, async () => {
     const out = mkdtempSync(join(tmpdir(), "ciliate-bench-smoke-"));
     const logged: string[] = [];
     try {

@@ -2,10 +2,13 @@
  * fast-check generators shared by the differential suites (wasm vs js here, wasm vs kernel in
  * tests/differential/kernel.test.ts): random node state (endpoints, ipcache prefixes, policy entries with
  * wildcards, ranges and denies, services with random/Maglev selection, affinity and backend states) and
- * random packets (valid TCP/UDP/SCTP/ICMP over IPv4 and IPv6, replies, truncations, garbage).
+ * random packets (valid TCP/UDP/SCTP/ICMP over IPv4 and IPv6, replies, truncations, garbage), and the
+ * overlay: a random tunnel protocol (none, VXLAN, Geneve), ipcache prefixes with or without a tunnel
+ * endpoint (IPv4, IPv6, a bogus all-zero one, skip-tunnel), packets arriving through the tunnel device with
+ * random tunnel keys, and the previous encapsulated output delivered through the tunnel with its key.
  */
 import fc from "fast-check";
-import type { Datapath, EntryPoint } from "../../host/datapath.ts";
+import type { Datapath, EntryPoint, TunnelKey } from "../../host/datapath.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { addrBytes16 } from "../../host/ip.ts";
@@ -20,6 +23,16 @@ export const V6_PODS = ["fd00::10", "fd00::11"];
 export const VIPS = ["10.96.0.10", "10.96.0.11"];
 const EXTERNAL = ["203.0.113.9", "198.51.100.1", "2001:db8::9"];
 const IDENTITIES = [0, 1000, 1001, 1002, 2, 3000];
+const TUNNEL_ENDPOINTS = ["192.168.56.22", "192.168.56.23", "fd00::22"];
+/** ConfigValue.tunnelIfindex of the differential nodes (any non-zero ifindex: a test run redirects nowhere). */
+export const DIFF_TUNNEL_IFINDEX = 1;
+
+/** The tunnel keys packets arrive with through the tunnel device: identities that are fine, 0 and host
+ * (invalid), one wider than policy ever sees, and IPv4/IPv6 senders. */
+const tunnelKeyArb: fc.Arbitrary<TunnelKey | undefined> = fc.option(
+  fc.record({ remote: fc.constantFrom(...TUNNEL_ENDPOINTS), tunnelId: fc.constantFrom(1000, 1001, 3000, 3000, 0, 1, 2, 0xffffff) }),
+  { nil: undefined, freq: 6 },
+);
 
 /** Map capacities for differential runs: far below full, so no LRU map evicts (the kernel's LRU is
  * approximate, ours exact) and creating an engine per case stays cheap. */
@@ -30,7 +43,9 @@ SMALL_CAPACITIES.lb_maglev = 4096;
 
 export interface NodeState {
   endpoints: { ip: string; epId: number; identity: number }[];
-  prefixes: { cidr: string; identity: number }[];
+  prefixes: { cidr: string; identity: number; tunnel?: { endpoint: string; skip: boolean } }[];
+  /** ConfigValue.tunnelProtocol: TUNNEL_PROTO_NONE, _VXLAN or _GENEVE. */
+  tunnelProtocol: number;
   policies: { epId: number; egress: boolean; identity: number; proto?: number; port?: number; portBits?: number; deny: boolean; proxyPort: number; cookie: number }[];
   /** Whether the node's proxy listens on 10001 (ProxyListeners): a redirect without it is a 178 drop. */
   proxyListening: boolean;
@@ -58,9 +73,14 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
     { ip: V6_PODS[0]!, epId: 3, identity: 1002 },
   ]),
   prefixes: fc.array(
-    fc.record({ cidr: fc.constantFrom("10.244.1.0/24", "10.244.0.0/16", "203.0.113.0/24", "0.0.0.0/0", "fd00::/64", "::/0", "198.51.100.0/25"), identity: fc.constantFrom(...IDENTITIES.filter((i) => i)) }),
+    fc.record({
+      cidr: fc.constantFrom("10.244.1.0/24", "10.244.1.0/24", "10.244.0.0/16", "203.0.113.0/24", "0.0.0.0/0", "fd00::/64", "::/0", "198.51.100.0/25"),
+      identity: fc.constantFrom(...IDENTITIES.filter((i) => i), 0x1000001),
+      tunnel: fc.option(fc.record({ endpoint: fc.constantFrom(...TUNNEL_ENDPOINTS, "0.0.0.0"), skip: fc.constantFrom(false, false, false, true) }), { nil: undefined, freq: 2 }),
+    }),
     { maxLength: 5 },
   ),
+  tunnelProtocol: fc.constantFrom(C.TUNNEL_PROTO_NONE, C.TUNNEL_PROTO_VXLAN, C.TUNNEL_PROTO_VXLAN, C.TUNNEL_PROTO_GENEVE),
   policies: fc.tuple(fc.array(policyArb, { maxLength: 12 }), fc.tuple(...[1, 2, 3].flatMap((epId) => [true, false].map((egress) => fc.constantFrom(true, true, false).map((open) => (open ? [{ epId, egress }] : []))))).map((l) => l.flat())).map(([random, open]) => [
     ...random,
     // Endpoints with allow-all entries, so that flows get past policy and reach LB, CT and replies.
@@ -109,7 +129,14 @@ export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendI
     dp.map(MAP_SPECS.Endpoints).update({ addr: addrBytes16(ep.ip), family: v6 ? C.FAMILY_IPV6 : C.FAMILY_IPV4 }, { epId: ep.epId, secIdentity: ep.identity });
     dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(ep.ip), { secIdentity: ep.identity });
   }
-  for (const p of s.prefixes) dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(p.cidr), { secIdentity: p.identity });
+  const cfg = dp.map(MAP_SPECS.Config).lookup(0)!;
+  dp.map(MAP_SPECS.Config).update(0, { ...cfg, tunnelProtocol: s.tunnelProtocol ?? 0, tunnelIfindex: DIFF_TUNNEL_IFINDEX });
+  for (const p of s.prefixes) {
+    const t = p.tunnel;
+    const v6 = t?.endpoint.includes(":") ?? false;
+    const flags = t ? C.IPCACHE_F_HAS_TUNNEL_EP | (v6 ? C.IPCACHE_F_IPV6_TUNNEL_EP : 0) | (t.skip ? C.IPCACHE_F_SKIP_TUNNEL : 0) : 0;
+    dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(p.cidr), { secIdentity: p.identity, tunnelEndpoint: t ? addrBytes16(t.endpoint) : new Uint8Array(16), flags });
+  }
   for (const p of s.policies) addPolicy(dp, p);
   if (s.proxyListening) dp.map(MAP_SPECS.ProxyListeners).update(10001, { direction: C.POLICY_EGRESS });
   for (const svc of s.services) {
@@ -140,8 +167,9 @@ function frameFor(entry: EntryPoint): fc.Arbitrary<FrameSpec> {
   return fc.boolean().chain((v6) => {
     const local = v6 ? LOCAL_V6 : LOCAL_V4;
     const remote = v6 ? [...V6_PODS, EXTERNAL[2]!] : [...V4_PODS, ...VIPS, ...VIPS, ...VIPS, EXTERNAL[0]!, EXTERNAL[1]!];
-    const src = entry === "fromEndpoint" ? fc.constantFrom(...local) : entry === "toEndpoint" ? fc.constantFrom(...remote.filter((a) => !VIPS.includes(a))) : fc.constantFrom(...(v6 ? [EXTERNAL[2]!] : [EXTERNAL[0]!, EXTERNAL[1]!]));
-    const dst = entry === "toEndpoint" ? fc.constantFrom(...local) : entry === "fromNetwork" ? fc.constantFrom(...(v6 ? V6_PODS : [...VIPS, ...LOCAL_V4])) : fc.constantFrom(...remote);
+    const arriving = entry === "toEndpoint" || entry === "fromOverlay";
+    const src = entry === "fromEndpoint" ? fc.constantFrom(...local) : arriving ? fc.constantFrom(...remote.filter((a) => !VIPS.includes(a))) : fc.constantFrom(...(v6 ? [EXTERNAL[2]!] : [EXTERNAL[0]!, EXTERNAL[1]!]));
+    const dst = arriving ? fc.constantFrom(...local) : entry === "fromNetwork" ? fc.constantFrom(...(v6 ? V6_PODS : [...VIPS, ...LOCAL_V4])) : fc.constantFrom(...remote);
     return fc.record({
       src,
       dst,
@@ -174,14 +202,17 @@ export function packetFor(entry: EntryPoint): fc.Arbitrary<Uint8Array> {
  *   deliver — the previous step's output arrives at its destination pod (toEndpoint), as on the wire;
  *   reply   — the destination answers the previous step's output (addresses and ports swapped, SYN-ACK
  *             for TCP), sent from a pod (fromEndpoint) or arriving at one (toEndpoint);
- *   again   — the previous input once more as an established packet (TCP ACK).
+ *   again   — the previous input once more as an established packet (TCP ACK);
+ *   tunnel  — the previous step's output arrives through the tunnel device (fromOverlay) with the tunnel
+ *             key the previous step set (none when it set none).
+ * `tunnel` on a raw step is the key a fromOverlay packet arrives with.
  */
 export type Step =
-  | { kind: "raw"; entry: EntryPoint; packet: Uint8Array; now: number; srcIdentity: number }
-  | { kind: "deliver" | "again"; now: number; srcIdentity: number }
+  | { kind: "raw"; entry: EntryPoint; packet: Uint8Array; now: number; srcIdentity: number; tunnel?: TunnelKey }
+  | { kind: "deliver" | "again" | "tunnel"; now: number; srcIdentity: number }
   | { kind: "reply"; entry: EntryPoint; now: number; srcIdentity: number };
 
-const entryArb = fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork");
+const entryArb = fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork", "fromOverlay");
 
 /** A pod connecting to a service: the packets that exercise LB, DNAT and, after a reply, reverse NAT. */
 const connectArb: fc.Arbitrary<Step> = fc
@@ -190,7 +221,8 @@ const connectArb: fc.Arbitrary<Step> = fc
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 2, arbitrary: connectArb },
-  { weight: 5, arbitrary: entryArb.chain((entry) => fc.record({ kind: fc.constant("raw" as const), entry: fc.constant(entry), packet: packetFor(entry), now: fc.nat(), srcIdentity: fc.constantFrom(0, 0, 1000, 3000) })) },
+  { weight: 5, arbitrary: entryArb.chain((entry) => fc.record({ kind: fc.constant("raw" as const), entry: fc.constant(entry), packet: packetFor(entry), now: fc.nat(), srcIdentity: fc.constantFrom(0, 0, 1000, 3000), tunnel: tunnelKeyArb })) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("tunnel" as const), now: fc.nat(), srcIdentity: fc.constant(0) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("deliver" as const), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1000) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("reply" as const), entry: fc.constantFrom<EntryPoint>("fromEndpoint", "toEndpoint"), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1001) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("again" as const), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1000) }) },
@@ -217,12 +249,14 @@ export const stepsArb: fc.Arbitrary<Step[]> = fc
 export interface Concrete {
   entry: EntryPoint;
   packet: Uint8Array;
+  /** fromOverlay: the key the packet arrives with. */
+  tunnel?: TunnelKey;
 }
 
 /** Turns a step into the packet to run, given the previous step's input and output; undefined when the
  * step has nothing to act on (no previous packet, or one that cannot be decoded). */
-export function concretize(step: Step, prevIn?: Uint8Array, prevOut?: Uint8Array): Concrete | undefined {
-  if (step.kind === "raw") return { entry: step.entry, packet: step.packet };
+export function concretize(step: Step, prevIn?: Uint8Array, prevOut?: Uint8Array, prevTunnel?: TunnelKey): Concrete | undefined {
+  if (step.kind === "raw") return { entry: step.entry, packet: step.packet, tunnel: step.tunnel };
   if (step.kind === "again") {
     if (!prevIn) return undefined;
     const d = decodeFrame(prevIn);
@@ -231,6 +265,7 @@ export function concretize(step: Step, prevIn?: Uint8Array, prevOut?: Uint8Array
   }
   if (!prevOut) return undefined;
   if (step.kind === "deliver") return { entry: "toEndpoint", packet: prevOut };
+  if (step.kind === "tunnel") return { entry: "fromOverlay", packet: prevOut, tunnel: prevTunnel };
   const d = decodeFrame(prevOut);
   if (!d || !PROTO_NUMBERS[d.protoName as L4Proto]) return undefined;
   const proto = d.protoName as L4Proto;

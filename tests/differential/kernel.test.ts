@@ -4,7 +4,7 @@
  * Maglev selection, affinity and backend states) and random packet sequences (valid TCP/UDP/SCTP/ICMP over
  * IPv4 and IPv6, replies, truncations, corruptions, garbage) run through both; verdict, drop reason, output
  * bytes, trace record, tc return code, flow events in the ring buffer and map side effects (conntrack,
- * counters, affinity, SNAT) must be identical, with both sides at the same virtual time. Every run prints
+ * counters, affinity, SNAT) and the tunnel key an encapsulated packet carries must be identical, with both sides at the same virtual time. Every run prints
  * its seed (DIFF_SEED=<seed> replays the run); a failure also prints fast-check's shrunk counterexample and
  * path: DIFF_SEED=<seed> DIFF_PATH=<path> replays that one case.
  * Runs: DIFF_KERNEL_RUNS (default 5000; `npm run test:differential -- --runs 100000` for a long run).
@@ -14,12 +14,12 @@
 import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createWasmDatapath } from "../../sim/engines.ts";
-import { DatapathError } from "../../host/datapath.ts";
+import { DatapathError, type TunnelKey } from "../../host/datapath.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { kernelSuite } from "../../datapath/preflight.ts";
 import { KernelDatapath, tcReturnCode, xdpAction, type KernelRunResult } from "../../datapath/kernel-engine.ts";
-import { concretize, DIFF_CONFIG_FLAGS, installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
+import { concretize, DIFF_CONFIG_FLAGS, DIFF_TUNNEL_IFINDEX, installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
 import { kernelRuns, sharedKernel, TEST_CAPACITIES } from "../conformance/backends.ts";
 
 const RUNS = Number(process.env.DIFF_KERNEL_RUNS ?? 5000);
@@ -59,14 +59,16 @@ describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
         installState(kernel, state, table, DIFF_CONFIG_FLAGS);
         let prevIn: Uint8Array | undefined;
         let prevOut: Uint8Array | undefined;
+        let prevTunnel: TunnelKey | undefined;
         for (const s of steps) {
-          const c = concretize(s, prevIn, prevOut);
+          const c = concretize(s, prevIn, prevOut, prevTunnel);
           if (!c) continue;
           prevIn = c.packet;
           prevOut = undefined;
+          prevTunnel = undefined;
           let kr: KernelRunResult;
           try {
-            kr = (kernel as KernelDatapath).run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity });
+            kr = (kernel as KernelDatapath).run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity, tunnel: c.tunnel });
           } catch (e) {
             // Frames the kernel refuses before running any program are not compared (and not run on WASM,
             // so both keep the same state).
@@ -76,10 +78,11 @@ describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
             }
             throw e;
           }
-          const wr = wasm.run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity });
+          const wr = wasm.run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity, tunnel: c.tunnel });
           if (wr.verdict !== 2) prevOut = wr.output;
+          prevTunnel = wr.tunnel;
           compared++;
-          seen(`${c.entry} ${wr.verdict === 2 ? `drop ${wr.dropReason}` : wr.verdict === 7 ? "redirect" : "ok"}`);
+          seen(`${c.entry} ${wr.verdict === 2 ? `drop ${wr.dropReason}` : wr.verdict === 7 ? "redirect" : wr.verdict === C.CTX_ACT_TUNNEL ? "tunnel" : "ok"}`);
           if (wr.trace.traceFlags & C.TRACE_F_DNAT) seen("dnat");
           if (wr.trace.traceFlags & C.TRACE_F_REV_NAT) seen("rev-nat");
           if (wr.trace.ctState === C.CT_REPLY) seen("ct reply");
@@ -88,7 +91,9 @@ describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
           expect(Array.from(kr.output.subarray(0, c.packet.length))).toEqual(Array.from(wr.output));
           expect(kr.trace).toEqual(wr.trace);
           const xdp = c.entry === "fromNetwork" && (kernel as KernelDatapath).xdp;
-          expect(kr.retval, xdp ? "XDP action" : "tc return code").toBe(xdp ? xdpAction(wr.verdict) : tcReturnCode(wr.verdict));
+          expect(kr.retval, xdp ? "XDP action" : "tc return code").toBe(xdp ? xdpAction(wr.verdict) : tcReturnCode(wr.verdict, DIFF_TUNNEL_IFINDEX));
+          // The tunnel key: WASM's from the seam, the kernel's read back from the skb after the run.
+          expect(kr.tunnel).toEqual(wr.tunnel);
           // The ring buffer: the same flow events, in the same order.
           const ke = (kernel as KernelDatapath).events();
           expect(ke).toEqual(wasm.events());
@@ -110,7 +115,8 @@ describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
     // too, but rarely — it needs a service, a local backend and open policy at every hop — so it is
     // reported above rather than required; tests/conformance/lb covers it on every engine.)
     if (RUNS >= 1000) {
-      for (const k of ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoint ok", "dnat", "ct reply", "ct established", "fromEndpoint drop 132", "toEndpoint drop 134", "fromNetwork ok"]) {
+      for (const k of ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoint ok", "dnat", "ct reply", "ct established", "fromEndpoint drop 132", "toEndpoint drop 134", "fromNetwork ok",
+        "fromEndpoint tunnel", "fromEndpoint drop 160", "fromOverlay ok", "fromOverlay drop 133", "fromOverlay drop 147", "fromOverlay drop 171"]) {
         expect(outcomes.get(k) ?? 0, `outcome "${k}" reached`).toBeGreaterThan(0);
       }
     }

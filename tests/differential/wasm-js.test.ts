@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createJsDatapath, createWasmDatapath } from "../../sim/engines.ts";
 import { concretize, installState, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
+import type { TunnelKey } from "../../host/datapath.ts";
 import { maglevHashString } from "../../host/maglev.ts";
 
 const RUNS = Number(process.env.DIFF_RUNS ?? 100);
@@ -23,13 +24,16 @@ describe("wasm and js builds agree", () => {
         installState(js, state, table(js));
         let prevIn: Uint8Array | undefined;
         let prevOut: Uint8Array | undefined;
+        let prevTunnel: TunnelKey | undefined;
         for (const s of steps) {
-          const c = concretize(s, prevIn, prevOut);
+          const c = concretize(s, prevIn, prevOut, prevTunnel);
           if (!c) continue;
-          const a = wasm.run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity });
-          const b = js.run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity });
+          const a = wasm.run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity, tunnel: c.tunnel });
+          const b = js.run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity, tunnel: c.tunnel });
           prevIn = c.packet;
           prevOut = a.verdict !== 2 ? a.output : undefined;
+          prevTunnel = a.tunnel;
+          expect(b.tunnel).toEqual(a.tunnel);
           expect(b.verdict).toBe(a.verdict);
           expect(b.dropReason).toBe(a.dropReason);
           expect(Array.from(b.output)).toEqual(Array.from(a.output));

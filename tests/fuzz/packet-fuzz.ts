@@ -18,7 +18,7 @@ import { DatapathError, type EntryPoint, type RunResult } from "../../host/datap
 import type { TraceRecord } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { KernelDatapath, tcReturnCode, type KernelRunResult } from "../../datapath/kernel-engine.ts";
-import { DIFF_CONFIG_FLAGS, installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, V4_PODS, V6_PODS, VIPS } from "../differential/arbitraries.ts";
+import { DIFF_CONFIG_FLAGS, DIFF_TUNNEL_IFINDEX, installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, V4_PODS, V6_PODS, VIPS } from "../differential/arbitraries.ts";
 import { fuzzFrame, type FrameAddresses } from "./frames.ts";
 
 export const FUZZ_ADDRESSES: FrameAddresses = {
@@ -142,7 +142,8 @@ export class PacketFuzzer {
       if (kr.verdict !== wr.verdict || kr.dropReason !== wr.dropReason) {
         throw new FuzzDifference(`verdict kernel ${kr.verdict}/${kr.dropReason} vs wasm ${wr.verdict}/${wr.dropReason}: ${what()}`);
       }
-      if (kr.retval !== tcReturnCode(wr.verdict)) throw new FuzzDifference(`tc return code ${kr.retval} but verdict ${wr.verdict}: ${what()}`);
+      if (kr.retval !== tcReturnCode(wr.verdict, DIFF_TUNNEL_IFINDEX)) throw new FuzzDifference(`tc return code ${kr.retval} but verdict ${wr.verdict}: ${what()}`);
+      if (JSON.stringify(kr.tunnel) !== JSON.stringify(wr.tunnel)) throw new FuzzDifference(`tunnel key kernel ${JSON.stringify(kr.tunnel)} vs wasm ${JSON.stringify(wr.tunnel)}: ${what()}`);
       if (kr.output.length !== wr.output.length || hex(kr.output) !== hex(wr.output)) {
         throw new FuzzDifference(`output kernel ${hex(kr.output)} vs wasm ${hex(wr.output)}: ${what()}`);
       }

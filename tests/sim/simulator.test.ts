@@ -49,15 +49,21 @@ describe("Simulation", () => {
     expect(r.verdict).toBe("allowed");
     const entries = r.steps.map((x) => `${x.node}:${x.entry}${x.reply ? "<" : ">"}`);
     expect(entries).toEqual(
-      ["n1:fromEndpoint>", "n2:toEndpoint>", "n2:fromEndpoint<", "n1:toEndpoint<"].concat(
-        ["n1:fromEndpoint>", "n2:toEndpoint>"], // ACK
-        ["n1:fromEndpoint>", "n2:toEndpoint>", "n2:fromEndpoint<", "n1:toEndpoint<"], // request, response
-        ["n1:fromEndpoint>", "n2:toEndpoint>", "n2:fromEndpoint<", "n1:toEndpoint<", "n1:fromEndpoint>", "n2:toEndpoint>"], // FINs, last ACK
+      ["n1:fromEndpoint>", "n2:fromOverlay>", "n2:fromEndpoint<", "n1:fromOverlay<"].concat(
+        ["n1:fromEndpoint>", "n2:fromOverlay>"], // ACK
+        ["n1:fromEndpoint>", "n2:fromOverlay>", "n2:fromEndpoint<", "n1:fromOverlay<"], // request, response
+        ["n1:fromEndpoint>", "n2:fromOverlay>", "n2:fromEndpoint<", "n1:fromOverlay<", "n1:fromEndpoint>", "n2:fromOverlay>"], // FINs, last ACK
       ),
     );
+    // The identity travels in the tunnel key, not beside the packet.
+    const idA = s.identityOfPod(s.podByKey("default/a")!);
+    expect(r.steps[0]!.tunnel?.tunnelId).toBe(idA);
     const ingress = r.steps[1]!;
-    expect(ingress.srcIdentityIn).toBe(s.identityOfPod(s.podByKey("default/a")!));
+    expect(ingress.srcIdentityIn).toBe(0);
+    expect(ingress.tunnel?.tunnelId).toBe(idA);
+    expect(ingress.trace.srcIdentity).toBe(idA);
     expect(r.events.filter((e) => e.event === "to-overlay")).toHaveLength(8);
+    expect(r.events.filter((e) => e.event === "to-overlay").every((e) => e.tunnel?.protocol === "VXLAN")).toBe(true);
     expect(r.events.filter((e) => e.event === "from-overlay").every((e) => e.node_name === "n2" || e.is_reply)).toBe(true);
     expect(r.ingress?.rules[0]).toMatchObject({ name: "b-from-a", element: "ingress[0]" });
     s.close();
