@@ -86,7 +86,9 @@ export function l7FlowOf(e: L7FlowEvent, names: FlowNames, now = new Date()): Fl
     return pod ? { identity: p.identity, namespace: pod.namespace, pod_name: pod.name, labels } : { identity: p.identity, labels, ip: p.ip };
   };
   const l7: Record<string, unknown> = { type: e.type, ...(e.latencyNs !== undefined ? { latency_ns: e.latencyNs } : {}) };
-  for (const k of ["http", "kafka", "dns", "tls"] as const) if (e[k]) l7[k] = e[k];
+  for (const k of ["http", "dns", "tls"] as const) if (e[k]) l7[k] = e[k];
+  // Hubble's Kafka record (flow.proto Kafka) has snake_case fields and the topic as a string.
+  if (e.kafka) l7.kafka = { error_code: e.kafka.errorCode, api_version: e.kafka.apiVersion, api_key: e.kafka.apiKey, correlation_id: e.kafka.correlationId, topic: e.kafka.topic };
   const what = e.http ? `${e.http.protocol} ${reply ? `${e.http.code ?? ""} ` : ""}${e.http.method} ${e.http.url}` : e.kafka ? `Kafka ${e.kafka.apiKey} ${e.kafka.topic}` : e.dns ? `DNS ${e.dns.query}` : e.tls ? `TLS ${e.tls.serverName}` : e.protocol;
   return {
     time: now.toISOString(),

@@ -1,29 +1,13 @@
 /* agent/flows.ts: ring-buffer records as Hubble flows, the observe filters, the flow ring. */
 import { describe, expect, it } from "vitest";
-import { TraceRecordCodec, type TraceRecord } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
-import { flowOf, type FlowNames } from "../../host/trace-flow.ts";
+import { flowOf } from "../../host/trace-flow.ts";
+import { a16, flowNames, traceRecord } from "../helpers/flow-fixtures.ts";
 import { FlowStore, matches } from "../../agent/flows.ts";
 import { compactLine, jsonLine } from "../../host/flows.ts";
 
-const names: FlowNames = {
-  podByIp: new Map([
-    ["10.244.1.2", { namespace: "default", name: "client", labels: { app: "client" } }],
-    ["10.244.1.3", { namespace: "default", name: "server", labels: { app: "server" } }],
-  ]),
-  identityLabels: new Map([[300, ["k8s:app=client"]], [301, ["k8s:app=server"]]]),
-  nodeName: "node-1",
-};
-
-const a16 = (ip: string) => {
-  const b = new Uint8Array(16);
-  ip.split(".").forEach((x, i) => (b[i] = Number(x)));
-  return b;
-};
-
-function record(over: Partial<TraceRecord>): TraceRecord {
-  return { ...TraceRecordCodec.zero(), family: C.FAMILY_IPV4, nexthdr: 6, saddr: a16("10.244.1.2"), newDaddr: a16("10.244.1.3"), origDaddr: a16("10.244.1.3"), sport: 40000, newDport: 8080, origDport: 8080, srcIdentity: 300, dstIdentity: 301, tcpFlags: 0x02, ...over };
-}
+const names = flowNames;
+const record = traceRecord;
 
 describe("flowOf", () => {
   it("turns a policy drop at to-endpoint into a DROPPED ingress flow with Hubble's names", () => {
