@@ -52,7 +52,17 @@ export class FlowStore {
   /** Flows seen since start, by type (for the metrics). */
   seen = 0;
 
-  constructor(private readonly capacity = 4096) {}
+  constructor(readonly capacity = 4096) {}
+
+  /** Flows held now (at most capacity). */
+  get size(): number {
+    return this.ring.length;
+  }
+
+  /** The flows held, oldest first. */
+  all(): readonly FlowEvent[] {
+    return this.ring;
+  }
 
   push(f: FlowEvent): void {
     this.seen++;

@@ -13,22 +13,12 @@
  * and a bare value; protobufjs reads and writes them as objects unless told otherwise, so this module
  * registers those JSON forms (protobufjs `wrappers`), used only when converting with `json: true`.
  */
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import protobuf from "protobufjs";
+import { repoPath } from "./paths.ts";
 
-/** host/proto, found upwards from this module: the bundled command (build/cli/chunks) runs from elsewhere. */
-function protoDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    for (const c of [join(dir, "proto"), join(dir, "host", "proto")]) if (existsSync(join(c, "flow", "flow.proto"))) return c;
-    const up = dirname(dir);
-    if (up === dir) throw new Error("cannot find Hubble's .proto files (host/proto) above " + fileURLToPath(import.meta.url));
-    dir = up;
-  }
-}
-export const PROTO_DIR = protoDir();
+/** host/proto under the repository root (host/paths.ts finds it from the sources and the bundled command alike). */
+export const PROTO_DIR = repoPath("host/proto");
 export const PROTO_FILES = ["flow/flow.proto", "observer/observer.proto", "relay/relay.proto"];
 
 type WrapperThis = protobuf.Type;

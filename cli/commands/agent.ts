@@ -5,9 +5,10 @@
  * signal, 2 on bad flags or when the datapath cannot be loaded.
  */
 import type { Command } from "commander";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { repoPath } from "../../host/paths.ts";
-import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
+import { DEFAULT_BPFFS, DEFAULT_HUBBLE_SOCKET, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
 import { buildOptions, type GlobalOptions } from "../common.ts";
 import { CliError } from "../errors.ts";
 
@@ -34,6 +35,8 @@ export interface AgentFlags extends GlobalOptions {
   exportDeny?: string[];
   tofqdnsMinTtl?: string;
   dnsProxy?: boolean;
+  hubbleSocket: string;
+  hubbleListenAddress?: string;
 }
 
 /** datapath/kernel-engine.ts KERNEL_OBJECT (not imported here: the agent's modules load only when it runs). */
@@ -57,6 +60,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   if (f.tofqdnsMinTtl !== undefined && !/^\d+$/.test(f.tofqdnsMinTtl)) throw new CliError(`invalid --tofqdns-min-ttl ${f.tofqdnsMinTtl}`, "BAD_OPTION", "seconds, a whole number (0 = the TTL of each DNS answer)");
   const interval = Number(f.resyncInterval);
   if (!Number.isFinite(interval) || interval < 50) throw new CliError(`invalid --resync-interval ${f.resyncInterval}`, "BAD_OPTION", "milliseconds, at least 50");
+  const hubbleTcp = f.hubbleListenAddress === undefined ? undefined : hubbleListenAddress(f.hubbleListenAddress);
   const exporter = f.exportFile ? await flowExporter(f) : undefined;
   const source = new ManifestSource(f.file ?? []);
   const k8sMod = f.kubeconfig ? await import("../../agent/k8s-source.ts") : undefined;
@@ -117,8 +121,12 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   if (!observer.start()) process.stderr.write(`${new Date().toISOString()} warn the datapath object has no events ring buffer: \`ciliate observe\` will show nothing\n`);
   const server = await serveApi(f.socket, agentRoutes(agent), new Map([["GET /v1/flows", observer.route()]]));
   if (f.metricsAddr) await metrics.listen(f.metricsAddr);
+  const { serveObserver } = await import("../../agent/observer-grpc.ts");
+  const hubble = await serveObserver({ store: observer.store, nodeName: agent.opts.nodeName, version: `ciliate ${agentVersion()}`, startedAt: new Date() }, f.hubbleSocket, hubbleTcp).catch((e: Error) => {
+    throw new CliError(e.message, "BAD_OPTION", "a free --hubble-listen-address and a writable --hubble-socket directory");
+  });
   if (!k8s) source.watch(interval, () => agent.reconcile("manifests changed"));
-  process.stderr.write(`${new Date().toISOString()} info ciliate agent on ${agent.opts.nodeName} (${f.podCidr}): API ${f.socket}${f.metricsAddr ? `, metrics http://${f.metricsAddr}/metrics` : ""}\n`);
+  process.stderr.write(`${new Date().toISOString()} info ciliate agent on ${agent.opts.nodeName} (${f.podCidr}): API ${f.socket}, Hubble Observer ${hubble.addresses.join(" and ")}${f.metricsAddr ? `, metrics http://${f.metricsAddr}/metrics` : ""}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGINT", stop);
@@ -129,6 +137,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   // Listeners close and the ProxyListeners entries go: redirected traffic is dropped while the agent is away.
   proxy.close();
   observer.stop();
+  await hubble.close();
   server.closeAllConnections?.();
   server.close();
   metrics.close();
@@ -238,6 +247,8 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--export-file-max-backups <n>", "with --export-file: rotated files kept (PATH.1 newest); older ones are deleted", "5")
     .option("--export-allow <json>", "with --export-file: export only flows matching this Hubble FlowFilter (repeatable; any matches)", (v: string, p: string[] = []) => [...p, v])
     .option("--export-deny <json>", "with --export-file: never export flows matching this Hubble FlowFilter (repeatable)", (v: string, p: string[] = []) => [...p, v])
+    .option("--hubble-socket <path>", "unix socket of the Hubble Observer gRPC API (root only)", DEFAULT_HUBBLE_SOCKET)
+    .option("--hubble-listen-address <host:port>", "also serve the Hubble Observer API on TCP, without TLS (Cilium's --hubble-listen-address; \":4244\" is every address)")
     .option("--resync-interval <ms>", "how often to check the manifests for changes", "500")
     .addHelpText(
       "after",
@@ -249,6 +260,22 @@ Examples:
 See docs/agent.md. Exit codes: 0 stopped by a signal, 2 bad flags or the datapath could not be loaded.`,
     )
     .action(async (_o, cmd: Command) => run(() => runAgent(cmd.optsWithGlobals())));
+}
+
+/** The version GetNodes and ServerStatus report: package.json's. */
+function agentVersion(): string {
+  try {
+    return String((JSON.parse(readFileSync(repoPath("package.json"), "utf8")) as { version?: string }).version ?? "unknown");
+  } catch {
+    return "unknown";
+  }
+}
+
+/** --hubble-listen-address: host:port, [v6]:port or :port (every address, as Cilium's ":4244"). */
+function hubbleListenAddress(v: string): string {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) > 65535) throw new CliError(`invalid --hubble-listen-address ${JSON.stringify(v)}`, "BAD_OPTION", "host:port, [v6]:port or :port, e.g. 127.0.0.1:4244");
+  return `${m[1] || "0.0.0.0"}:${m[2]}`;
 }
 
 /** --trace-sample: a whole number 1..65535 (the datapath keeps it in a u16). */
