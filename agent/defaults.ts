@@ -5,8 +5,6 @@
  */
 export const DEFAULT_STATE_DIR = "/var/run/ciliate";
 export const DEFAULT_SOCKET = "/var/run/ciliate/agent.sock";
-/** The Hubble Observer gRPC API (Cilium: /var/run/cilium/hubble.sock). */
-export const DEFAULT_HUBBLE_SOCKET = "/var/run/ciliate/hubble.sock";
 /** datapath/bpf-object.ts DEFAULT_PIN_ROOT (not imported: that module loads libbpf). */
 export const DEFAULT_BPFFS = "/sys/fs/bpf/ciliate";
 

@@ -7,8 +7,9 @@
 import type { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { dirname, join } from "node:path";
 import { repoPath } from "../../host/paths.ts";
-import { DEFAULT_BPFFS, DEFAULT_HUBBLE_SOCKET, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
+import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
 import { buildOptions, type GlobalOptions } from "../common.ts";
 import { CliError } from "../errors.ts";
 
@@ -35,7 +36,7 @@ export interface AgentFlags extends GlobalOptions {
   exportDeny?: string[];
   tofqdnsMinTtl?: string;
   dnsProxy?: boolean;
-  hubbleSocket: string;
+  hubbleSocket?: string;
   hubbleListenAddress?: string;
 }
 
@@ -122,7 +123,9 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   const server = await serveApi(f.socket, agentRoutes(agent), new Map([["GET /v1/flows", observer.route()]]));
   if (f.metricsAddr) await metrics.listen(f.metricsAddr);
   const { serveObserver } = await import("../../agent/observer-grpc.ts");
-  const hubble = await serveObserver({ store: observer.store, nodeName: agent.opts.nodeName, version: `ciliate ${agentVersion()}`, startedAt: new Date() }, f.hubbleSocket, hubbleTcp).catch((e: Error) => {
+  // Beside the agent socket unless named (/var/run/ciliate/hubble.sock, as Cilium's /var/run/cilium/hubble.sock).
+  const hubbleSocket = f.hubbleSocket ?? join(dirname(f.socket), "hubble.sock");
+  const hubble = await serveObserver({ store: observer.store, nodeName: agent.opts.nodeName, version: `ciliate ${agentVersion()}`, startedAt: new Date() }, hubbleSocket, hubbleTcp).catch((e: Error) => {
     throw new CliError(e.message, "BAD_OPTION", "a free --hubble-listen-address and a writable --hubble-socket directory");
   });
   if (!k8s) source.watch(interval, () => agent.reconcile("manifests changed"));
@@ -247,7 +250,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--export-file-max-backups <n>", "with --export-file: rotated files kept (PATH.1 newest); older ones are deleted", "5")
     .option("--export-allow <json>", "with --export-file: export only flows matching this Hubble FlowFilter (repeatable; any matches)", (v: string, p: string[] = []) => [...p, v])
     .option("--export-deny <json>", "with --export-file: never export flows matching this Hubble FlowFilter (repeatable)", (v: string, p: string[] = []) => [...p, v])
-    .option("--hubble-socket <path>", "unix socket of the Hubble Observer gRPC API (root only)", DEFAULT_HUBBLE_SOCKET)
+    .option("--hubble-socket <path>", "unix socket of the Hubble Observer gRPC API, root only (default: hubble.sock beside --socket)")
     .option("--hubble-listen-address <host:port>", "also serve the Hubble Observer API on TCP, without TLS (Cilium's --hubble-listen-address; \":4244\" is every address)")
     .option("--resync-interval <ms>", "how often to check the manifests for changes", "500")
     .addHelpText(
