@@ -34,6 +34,16 @@ const FILTER_FIELDS = ["source_pod", "destination_pod", "source_ip", "destinatio
  * Parses one --export-allow/--export-deny value: a FlowFilter object or an array of them. Throws a
  * one-line message naming the option and the field on anything else.
  */
+/** Why a FlowFilter object cannot be applied exactly (a field not understood, a value not a list), or undefined. */
+export function filterProblem(f: unknown, where: string): string | undefined {
+  if (typeof f !== "object" || f === null || Array.isArray(f)) return `${where}: expected a FlowFilter object, got ${JSON.stringify(f)}`;
+  for (const [k, val] of Object.entries(f)) {
+    if (!(FILTER_FIELDS as readonly string[]).includes(k)) return `${where}: unknown FlowFilter field "${k}"; expected one of ${FILTER_FIELDS.join(", ")}`;
+    if (!Array.isArray(val)) return `${where}.${k}: expected a list, e.g. ["${k === "verdict" ? "DROPPED" : "…"}"]`;
+  }
+  return undefined;
+}
+
 export function parseExportFilters(text: string, option: string): ExportFilter[] {
   let v: unknown;
   try {
@@ -44,11 +54,8 @@ export function parseExportFilters(text: string, option: string): ExportFilter[]
   const list = Array.isArray(v) ? v : [v];
   return list.map((f, i) => {
     const where = Array.isArray(v) ? `${option}[${i}]` : option;
-    if (typeof f !== "object" || f === null || Array.isArray(f)) throw new Error(`${where}: expected a FlowFilter object, got ${JSON.stringify(f)}`);
-    for (const [k, val] of Object.entries(f)) {
-      if (!(FILTER_FIELDS as readonly string[]).includes(k)) throw new Error(`${where}: unknown FlowFilter field "${k}"; expected one of ${FILTER_FIELDS.join(", ")}`);
-      if (!Array.isArray(val)) throw new Error(`${where}.${k}: expected a list, e.g. ["${k === "verdict" ? "DROPPED" : "…"}"]`);
-    }
+    const problem = filterProblem(f, where);
+    if (problem) throw new Error(problem);
     return f as ExportFilter;
   });
 }
@@ -68,7 +75,8 @@ export function filterMatches(f: FlowEvent, q: ExportFilter): boolean {
     any(q.source_label, (l) => f.source.labels.includes(l)) &&
     any(q.destination_label, (l) => f.destination.labels.includes(l)) &&
     any(q.verdict, (v) => f.verdict === v.toUpperCase()) &&
-    anyObj(q.event_type, (e) => e.type === f.event_type.type && (e.sub_type === undefined || e.sub_type === f.event_type.sub_type)) &&
+    // flow.proto EventTypeFilter: the sub_type counts when match_sub_type is set (0 is a valid sub_type) or when given.
+    anyObj(q.event_type, (e) => e.type === f.event_type.type && (e.match_sub_type ? Number(e.sub_type ?? 0) === (f.event_type.sub_type ?? 0) : e.sub_type === undefined || e.sub_type === f.event_type.sub_type)) &&
     any(q.traffic_direction, (d) => f.traffic_direction === d.toUpperCase()) &&
     any(q.protocol, (p) => hubbleProtocol(f).toLowerCase() === p.toLowerCase()) &&
     any(q.source_port, (p) => String(f.src_port) === p) &&

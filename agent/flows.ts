@@ -52,7 +52,17 @@ export class FlowStore {
   /** Flows seen since start, by type (for the metrics). */
   seen = 0;
 
-  constructor(private readonly capacity = 4096) {}
+  constructor(readonly capacity = 4096) {}
+
+  /** Flows held now (at most capacity). */
+  get size(): number {
+    return this.ring.length;
+  }
+
+  /** The flows held, oldest first. */
+  all(): readonly FlowEvent[] {
+    return this.ring;
+  }
 
   push(f: FlowEvent): void {
     this.seen++;
@@ -86,9 +96,9 @@ export function l7FlowOf(e: L7FlowEvent, names: FlowNames, now = new Date()): Fl
     return pod ? { identity: p.identity, namespace: pod.namespace, pod_name: pod.name, labels } : { identity: p.identity, labels, ip: p.ip };
   };
   const l7: Record<string, unknown> = { type: e.type, ...(e.latencyNs !== undefined ? { latency_ns: e.latencyNs } : {}) };
-  // Hubble's Layer7 records (flow.proto): snake_case fields, Kafka's topic as a message.
+  // Hubble's Layer7 records (flow.proto): snake_case fields, Kafka's topic as a string.
   if (e.http) l7.http = e.http;
-  if (e.kafka) l7.kafka = { error_code: e.kafka.errorCode, api_version: e.kafka.apiVersion, api_key: e.kafka.apiKey, correlation_id: e.kafka.correlationId, topic: { topic: e.kafka.topic } };
+  if (e.kafka) l7.kafka = { error_code: e.kafka.errorCode, api_version: e.kafka.apiVersion, api_key: e.kafka.apiKey, correlation_id: e.kafka.correlationId, topic: e.kafka.topic };
   if (e.dns) l7.dns = e.dns;
   if (e.tls) l7.tls = { server_name: e.tls.serverName };
   const what = e.http ? `${e.http.protocol} ${reply ? `${e.http.code ?? ""} ` : ""}${e.http.method} ${e.http.url}` : e.kafka ? `Kafka ${e.kafka.apiKey} ${e.kafka.topic}` : e.dns ? `DNS ${e.dns.query}` : e.tls ? `TLS ${e.tls.serverName}` : e.protocol;

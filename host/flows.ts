@@ -48,7 +48,7 @@ export interface FlowEvent {
   l7?: {
     type: "REQUEST" | "RESPONSE";
     http?: { code?: number; method: string; url: string; protocol: string };
-    kafka?: { error_code: number; api_version: number; api_key: string; correlation_id: number; topic: { topic: string } };
+    kafka?: { error_code: number; api_version: number; api_key: string; correlation_id: number; topic: string };
     tls?: { server_name: string };
     /** flow.proto DNS: query, ips, ttl, rcode, qtypes, rrtypes. */
     dns?: { query: string; ips?: string[]; ttl?: number; rcode?: number; qtypes?: string[]; rrtypes?: string[] };
@@ -139,9 +139,87 @@ export function compactLine(e: FlowEvent): string {
   return `${ts} [${e.node_name}]: ${arrow} ${e.event}${tunnel} ${verdict} (${e.Summary})`;
 }
 
-/** One JSON line with Hubble's field names (the non-Hubble helper fields removed). */
+/** Cilium's policy labels (pkg/k8s/apis/cilium.io/const.go) naming the object a policy reference comes from. */
+function hubblePolicy(p: PolicyRef): Record<string, unknown> {
+  const labels = [`k8s:io.cilium.k8s.policy.derived-from=${p.kind}`, ...(p.name ? [`k8s:io.cilium.k8s.policy.name=${p.name}`] : []), ...(p.namespace ? [`k8s:io.cilium.k8s.policy.namespace=${p.namespace}`] : [])];
+  return { ...(p.name ? { name: p.name } : {}), ...(p.namespace ? { namespace: p.namespace } : {}), labels, kind: p.kind };
+}
+
+/** Hubble's Layer7 record; a TLS ClientHello has no Hubble record, so it is left out (the Summary names the server). */
+function hubbleL7(l7: NonNullable<FlowEvent["l7"]>): Record<string, unknown> {
+  const out: Record<string, unknown> = { type: l7.type };
+  const latency = (l7 as { latency_ns?: number }).latency_ns;
+  // proto3 JSON writes a uint64 as a decimal string.
+  if (latency) out.latency_ns = String(latency);
+  if (l7.http) out.http = l7.http;
+  if (l7.dns) out.dns = l7.dns;
+  if (l7.kafka) out.kafka = l7.kafka;
+  return out;
+}
+
+/** Names of flow.proto enum values numbered 0: proto3 JSON leaves them out like any other default. */
+const ZERO_ENUMS = new Set(["TRAFFIC_DIRECTION_UNKNOWN", "UNKNOWN_POINT", "VERDICT_UNKNOWN", "DROP_REASON_UNKNOWN", "UNKNOWN_TYPE", "IP_NOT_USED", "UNKNOWN_L7_TYPE"]);
+
+/** proto3's JSON form leaves out fields holding their default (0, "", false, empty list, enum value 0), at every depth. */
+function withoutDefaults(o: Record<string, unknown>, keep: readonly string[] = []): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (keep.includes(k)) out[k] = v;
+    else if (v === undefined || v === 0 || v === "" || v === false || (Array.isArray(v) && !v.length) || (typeof v === "string" && ZERO_ENUMS.has(v))) continue;
+    else if (Array.isArray(v)) out[k] = v.map((x) => (x && typeof x === "object" ? withoutDefaults(x as Record<string, unknown>) : x));
+    else if (v && typeof v === "object") out[k] = withoutDefaults(v as Record<string, unknown>);
+    else out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * The flow as Hubble's flow.proto `Flow` message in proto3 JSON (field names as in the .proto, enum values
+ * by name), the object validated against host/proto/flow/flow.proto. ciliate's own helper fields (the
+ * compact-line columns, the Traffic document's name, an endpoint's address text and service) are left out;
+ * policy references keep Hubble's Policy fields (name, namespace, kind, labels) — ciliate's rule index and
+ * element are shown by `ciliate trace`, not in the flow.
+ */
+export function hubbleFlow(e: FlowEvent): Record<string, unknown> {
+  const { event: _e, src_port: _s, dst_port: _d, flow_name: _n, l7, source, destination, ingress_allowed_by, egress_allowed_by, ingress_denied_by, egress_denied_by, event_type, ...rest } = e;
+  const endpoint = ({ ip: _ip, service: _svc, ...ep }: FlowEndpoint) => ep;
+  const policies = (refs: PolicyRef[] | undefined) => refs?.map(hubblePolicy);
+  return withoutDefaults(
+    {
+      ...rest,
+      source: endpoint(source),
+      destination: endpoint(destination),
+      event_type,
+      ...(l7 ? { l7: hubbleL7(l7) } : {}),
+      ingress_allowed_by: policies(ingress_allowed_by),
+      egress_allowed_by: policies(egress_allowed_by),
+      ingress_denied_by: policies(ingress_denied_by),
+      egress_denied_by: policies(egress_denied_by),
+    },
+    // is_reply is a BoolValue: Hubble sets it, false included, so "not a reply" differs from "unknown".
+    ["is_reply"],
+  );
+}
+
+/**
+ * What ciliate knows of a flow beyond Hubble's Flow message, kept apart from it under the line's `ciliate`
+ * key: the Traffic document that produced it, a TLS ClientHello's server name (Hubble has no TLS record),
+ * and the policy references with ciliate's rule index and element (which rule of the object, which
+ * ingress/egress entry). Undefined when there is nothing to add.
+ */
+export function ciliateExtras(e: FlowEvent): Record<string, unknown> | undefined {
+  const out: Record<string, unknown> = {};
+  if (e.flow_name) out.flow_name = e.flow_name;
+  if (e.l7?.tls) out.tls = e.l7.tls;
+  for (const k of ["ingress_allowed_by", "egress_allowed_by", "ingress_denied_by", "egress_denied_by"] as const) if (e[k]?.length) out[k] = e[k];
+  return Object.keys(out).length ? out : undefined;
+}
+
+/**
+ * One JSON line as `hubble observe -o json` prints a GetFlowsResponse — {flow, node_name, time}, valid
+ * against observer.proto — plus ciliate's own `ciliate` key when there is something to add.
+ */
 export function jsonLine(e: FlowEvent): string {
-  const { event: _event, src_port: _s, dst_port: _d, ...rest } = e;
-  const clean = ({ ip: _ip, service: _svc, ...ep }: FlowEndpoint) => ep;
-  return JSON.stringify({ flow: { ...rest, source: clean(e.source), destination: clean(e.destination) } });
+  const extras = ciliateExtras(e);
+  return JSON.stringify({ flow: hubbleFlow(e), node_name: e.node_name, time: e.time, ...(extras ? { ciliate: extras } : {}) });
 }

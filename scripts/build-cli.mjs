@@ -20,7 +20,7 @@ await build({
   target: "node20",
   // Small pure-JS packages (commander, yaml, cli-table3) are bundled: one file to read instead of dozens.
   // Native, large or lazily used ones stay in node_modules.
-  external: ["koffi", "@kubernetes/client-node", "etcd3", "node-fetch", "prom-client", "tsx", "esbuild", "assemblyscript", "typescript"],
+  external: ["koffi", "@kubernetes/client-node", "etcd3", "node-fetch", "prom-client", "tsx", "esbuild", "assemblyscript", "typescript", "@grpc/grpc-js", "@grpc/proto-loader", "protobufjs"],
   outdir,
   outExtension: { ".js": ".mjs" },
   chunkNames: "chunks/[name]-[hash]",

@@ -550,7 +550,7 @@ export class Simulation {
       const k = ctx.kafka;
       const apiKey = kafkaApiKeyName(k.apiKey);
       const topic = k.topics.join(",");
-      const kafka = { error_code: v.errorCode ?? 0, api_version: k.apiVersion, api_key: apiKey, correlation_id: 1, topic: { topic } };
+      const kafka = { error_code: v.errorCode ?? 0, api_version: k.apiVersion, api_key: apiKey, correlation_id: 1, topic };
       // As Cilium's Hubble parser words Kafka summaries (pkg/hubble/parser/seven).
       const summary = type === "REQUEST" ? `Kafka request ${apiKey} correlation id 1 topic '${topic}'` : `Kafka response ${apiKey} correlation id 1 topic '${topic}' return code ${v.errorCode ?? 0}`;
       return { l7: { type, kafka }, summary, event: `kafka-${type.toLowerCase()}` };

@@ -5,7 +5,9 @@
  * signal, 2 on bad flags or when the datapath cannot be loaded.
  */
 import type { Command } from "commander";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { dirname, join } from "node:path";
 import { repoPath } from "../../host/paths.ts";
 import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
 import { buildOptions, type GlobalOptions } from "../common.ts";
@@ -37,6 +39,8 @@ export interface AgentFlags extends GlobalOptions, IdentityFlags {
   tofqdnsMinTtl?: string;
   dnsProxy?: boolean;
   routingMode?: string;
+  hubbleSocket?: string;
+  hubbleListenAddress?: string;
 }
 
 /** datapath/kernel-engine.ts KERNEL_OBJECT (not imported here: the agent's modules load only when it runs). */
@@ -69,6 +73,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     throw new CliError((e as Error).message, "BAD_OPTION");
   }
   if (f.xdpAcceleration && !f.device?.length) throw new CliError("--xdp-acceleration needs at least one --device", "BAD_OPTION", "the node devices facing the outside, where from-network runs at XDP");
+  const hubbleTcp = f.hubbleListenAddress === undefined ? undefined : hubbleListenAddress(f.hubbleListenAddress);
   const exporter = f.exportFile ? await flowExporter(f) : undefined;
   const source = new ManifestSource(f.file ?? []);
   const k8sMod = f.kubeconfig ? await import("../../agent/k8s-source.ts") : undefined;
@@ -145,8 +150,14 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   if (!observer.start()) process.stderr.write(`${new Date().toISOString()} warn the datapath object has no events ring buffer: \`ciliate observe\` will show nothing\n`);
   const server = await serveApi(f.socket, agentRoutes(agent), new Map([["GET /v1/flows", observer.route()]]));
   if (f.metricsAddr) await metrics.listen(f.metricsAddr);
+  const { serveObserver } = await import("../../agent/observer-grpc.ts");
+  // Beside the agent socket unless named (/var/run/ciliate/hubble.sock, as Cilium's /var/run/cilium/hubble.sock).
+  const hubbleSocket = f.hubbleSocket ?? join(dirname(f.socket), "hubble.sock");
+  const hubble = await serveObserver({ store: observer.store, nodeName: agent.opts.nodeName, version: `ciliate ${agentVersion()}`, startedAt: new Date() }, hubbleSocket, hubbleTcp).catch((e: Error) => {
+    throw new CliError(e.message, "BAD_OPTION", "a free --hubble-listen-address and a writable --hubble-socket directory");
+  });
   if (!k8s) source.watch(interval, () => agent.reconcile("manifests changed"));
-  process.stderr.write(`${new Date().toISOString()} info ciliate agent on ${agent.opts.nodeName} (${f.podCidr}): API ${f.socket}${f.metricsAddr ? `, metrics http://${f.metricsAddr}/metrics` : ""}\n`);
+  process.stderr.write(`${new Date().toISOString()} info ciliate agent on ${agent.opts.nodeName} (${f.podCidr}): API ${f.socket}, Hubble Observer ${hubble.addresses.join(" and ")}${f.metricsAddr ? `, metrics http://${f.metricsAddr}/metrics` : ""}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGINT", stop);
@@ -157,6 +168,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   // Listeners close and the ProxyListeners entries go: redirected traffic is dropped while the agent is away.
   proxy.close();
   observer.stop();
+  await hubble.close();
   server.closeAllConnections?.();
   server.close();
   metrics.close();
@@ -271,6 +283,8 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--export-allow <json>", "with --export-file: export only flows matching this Hubble FlowFilter (repeatable; any matches)", (v: string, p: string[] = []) => [...p, v])
     .option("--export-deny <json>", "with --export-file: never export flows matching this Hubble FlowFilter (repeatable)", (v: string, p: string[] = []) => [...p, v])
     .option("--routing-mode <mode>", "reach pods on other nodes: native (a route to each node's pod CIDR via its node IP); tunnel is not supported yet; default: no routes between nodes")
+    .option("--hubble-socket <path>", "unix socket of the Hubble Observer gRPC API, root only (default: hubble.sock beside --socket)")
+    .option("--hubble-listen-address <host:port>", "also serve the Hubble Observer API on TCP, without TLS (Cilium's --hubble-listen-address; \":4244\" is every address)")
     .option("--resync-interval <ms>", "how often to check the manifests for changes", "500")
     .option("--identity-allocation-mode <mode>", "security identities: local (this node numbers them), kvstore (etcd, cluster-wide) or crd (CiliumIdentity objects, cluster-wide)", "local")
     .option("--kvstore <type>", "with --identity-allocation-mode kvstore: the kvstore (etcd)")
@@ -294,8 +308,24 @@ See docs/agent.md. Exit codes: 0 stopped by a signal, 2 bad flags or the datapat
 /** --routing-mode: native, or undefined (no routes between nodes). Tunnel is refused until the datapath encapsulates. */
 function parseRoutingMode(v: string | undefined): "native" | undefined {
   if (v === undefined || v === "native") return v;
-  if (v === "tunnel") throw new CliError("--routing-mode tunnel is not supported yet (no VXLAN encapsulation in the datapath)", "BAD_OPTION", "use --routing-mode native, with routes between the nodes' addresses");
+  if (v === "tunnel") throw new CliError("--routing-mode tunnel is not supported by the agent yet (it does not create the tunnel device or attach from_overlay)", "BAD_OPTION", "use --routing-mode native, with routes between the nodes' addresses");
   throw new CliError(`invalid --routing-mode ${JSON.stringify(v)}`, "BAD_OPTION", "native or tunnel");
+}
+
+/** The version GetNodes and ServerStatus report: package.json's. */
+function agentVersion(): string {
+  try {
+    return String((JSON.parse(readFileSync(repoPath("package.json"), "utf8")) as { version?: string }).version ?? "unknown");
+  } catch {
+    return "unknown";
+  }
+}
+
+/** --hubble-listen-address: host:port, [v6]:port or :port (every address, as Cilium's ":4244"). */
+function hubbleListenAddress(v: string): string {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) > 65535) throw new CliError(`invalid --hubble-listen-address ${JSON.stringify(v)}`, "BAD_OPTION", "host:port, [v6]:port or :port, e.g. 127.0.0.1:4244");
+  return `${m[1] || "0.0.0.0"}:${m[2]}`;
 }
 
 /** --trace-sample: a whole number 1..65535 (the datapath keeps it in a u16). */

@@ -11,7 +11,7 @@ import * as C from "../../host/constants.gen.ts";
 import { dropReasonText } from "../../host/drop-reasons.gen.ts";
 import { KAFKA_API_KEYS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, policyLookup, dnsSelectorProblems, portInPrefix, type CompiledPolicy, type MapStateEntry } from "../../policy/index.ts";
 import type { FlowSpec } from "../../node/cluster.ts";
-import { identityText, MATCH_TYPE_NAMES } from "../../host/flows.ts";
+import { identityText, jsonLine, MATCH_TYPE_NAMES } from "../../host/flows.ts";
 import { protoName, protoNumber } from "../../host/protocols.ts";
 import { parseIp } from "../../host/ip.ts";
 import type { DirectionOutcome, FlowResult, Place, Simulation, Step } from "../../sim/simulator.ts";
@@ -215,7 +215,8 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
     let wouldBe: DirectionOutcome | undefined;
     if (!r.ingress && r.egress?.verdict === "denied") wouldBe = sim.ingressWouldBe(r);
     const j = traceJson(sim, spec, r, wouldBe);
-    const doc = { ...j, diagnostics: diagnosticsJson(g) };
+    // The flow's events as `simulate -o json` prints them (Hubble GetFlowsResponse lines), for tools that read Hubble's shape.
+    const doc = { ...j, flows: r.events.map((e) => JSON.parse(jsonLine(e)) as unknown), diagnostics: diagnosticsJson(g) };
     out(fmt === "json" ? `${JSON.stringify(doc, null, 2)}\n` : fmt === "yaml" ? stringifyYaml(JSON.parse(JSON.stringify(doc))) : textOf(j));
   } finally {
     sim.close();
@@ -279,7 +280,7 @@ The DNS queries of the Traffic documents are played first, so flows to the addre
 the toFQDNs entries.
 Output: text (default) or -o json with verdict, egress.verdict, ingress.verdict (allowed|denied),
 l7.verdict when an L7 rule applied, identities, service/backend, and per direction the deciding
-policy-map entry and its rules.
+policy-map entry and its rules, and flows: the flow's events as Hubble GetFlowsResponse objects.
 Exit codes: 0 traced (whatever the verdict), 2 bad input.`,
     )
     .action(async (_o, cmd: Command) => run(() => runTrace(cmd.optsWithGlobals(), (s) => process.stdout.write(s))));

@@ -251,13 +251,18 @@ export class E2eNode {
     return scrapeMetrics(this.nodeNs, this.o.metricsAddr!);
   }
 
-  /** `ciliate observe … -o json` (pass the filters): the flows. */
-  observe(...args: string[]): Record<string, unknown>[] {
+  /** `ciliate observe … -o json` (pass the filters): the lines, each {flow, node_name, time, ciliate?}. */
+  observeLines(...args: string[]): { flow: Record<string, unknown>; ciliate?: Record<string, unknown> }[] {
     return execFileSync(process.execPath, [BIN, "observe", "--socket", this.socket, ...args, "-o", "json"], { encoding: "utf8", timeout: 30_000 })
       .trim()
       .split("\n")
       .filter(Boolean)
-      .map((l) => JSON.parse(l).flow as Record<string, unknown>);
+      .map((l) => JSON.parse(l) as { flow: Record<string, unknown>; ciliate?: Record<string, unknown> });
+  }
+
+  /** `ciliate observe … -o json` (pass the filters): the flows. */
+  observe(...args: string[]): Record<string, unknown>[] {
+    return this.observeLines(...args).map((l) => l.flow);
   }
 
   /** Kills the children, stops the agent, removes namespaces, pins and state (CILIATE_E2E_KEEP=1 keeps them). */

@@ -18,6 +18,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
 import { callApi } from "../../agent/api.ts";
+import * as grpc from "@grpc/grpc-js";
+import { LOADER_OPTIONS, loadObserverPackage } from "../../agent/observer-grpc.ts";
+import { protoProblems } from "../../host/hubble-proto.ts";
 import * as h from "./e2e-helpers.ts";
 import { BIN, ROOT, eventually, sh, tool, toolAsync, writeFileAtomic as writeFileSync } from "./e2e-helpers.ts";
 
@@ -217,6 +220,25 @@ describe.skipIf(suite.skip)("ciliate agent end to end (network namespaces)", () 
     expect(exportedFlows.length).toBeGreaterThan(0);
     expect(exportedFlows.every((fl) => fl.verdict === "DROPPED")).toBe(true);
     expect(exportedFlows.some((fl) => fl.source.pod_name === "other" && fl.drop_reason_desc === "POLICY_DENIED")).toBe(true);
+  }, 30_000);
+
+  it("serves the same flows on the Hubble Observer gRPC API (hubble.sock beside the agent socket), valid against flow.proto", async () => {
+    const pkg = loadObserverPackage({ ...LOADER_OPTIONS, oneofs: false, json: true });
+    const client = new pkg.observer.Observer(`unix://${join(dir, "state", "hubble.sock")}`, grpc.credentials.createInsecure()) as unknown as { GetFlows(r: object): grpc.ClientReadableStream<{ flow: Record<string, unknown> }>; close(): void };
+    try {
+      const flows = await new Promise<Record<string, unknown>[]>((resolve, reject) => {
+        const out: Record<string, unknown>[] = [];
+        const call = client.GetFlows({ number: 20, whitelist: [{ verdict: ["DROPPED"], source_pod: ["default/other"] }] });
+        call.on("data", (r) => out.push(r.flow));
+        call.on("error", reject);
+        call.on("end", () => resolve(out));
+      });
+      expect(flows.length).toBeGreaterThan(0);
+      for (const fl of flows) expect(protoProblems(fl)).toEqual([]);
+      expect(flows[0]).toMatchObject({ verdict: "DROPPED", drop_reason_desc: "POLICY_DENIED", source: { namespace: "default", pod_name: "other" } });
+    } finally {
+      client.close();
+    }
   }, 30_000);
 
   it("balances ClusterIP connections over both backends, replies reverse-NATed to the service", async () => {

@@ -1,30 +1,14 @@
 /* agent/flows.ts: ring-buffer records as Hubble flows, the observe filters, the flow ring. */
 import { describe, expect, it } from "vitest";
-import { TraceRecordCodec, type TraceRecord } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
-import { flowOf, type FlowNames } from "../../host/trace-flow.ts";
+import { flowOf } from "../../host/trace-flow.ts";
+import { a16, flowNames, traceRecord } from "../helpers/flow-fixtures.ts";
 import { FlowStore, l7FlowOf, matches } from "../../agent/flows.ts";
 import type { L7FlowEvent } from "../../agent/proxy/types.ts";
 import { compactLine, jsonLine } from "../../host/flows.ts";
 
-const names: FlowNames = {
-  podByIp: new Map([
-    ["10.244.1.2", { namespace: "default", name: "client", labels: { app: "client" } }],
-    ["10.244.1.3", { namespace: "default", name: "server", labels: { app: "server" } }],
-  ]),
-  identityLabels: new Map([[300, ["k8s:app=client"]], [301, ["k8s:app=server"]]]),
-  nodeName: "node-1",
-};
-
-const a16 = (ip: string) => {
-  const b = new Uint8Array(16);
-  ip.split(".").forEach((x, i) => (b[i] = Number(x)));
-  return b;
-};
-
-function record(over: Partial<TraceRecord>): TraceRecord {
-  return { ...TraceRecordCodec.zero(), family: C.FAMILY_IPV4, nexthdr: 6, saddr: a16("10.244.1.2"), newDaddr: a16("10.244.1.3"), origDaddr: a16("10.244.1.3"), sport: 40000, newDport: 8080, origDport: 8080, srcIdentity: 300, dstIdentity: 301, tcpFlags: 0x02, ...over };
-}
+const names = flowNames;
+const record = traceRecord;
 
 describe("flowOf", () => {
   it("turns a policy drop at to-endpoint into a DROPPED ingress flow with Hubble's names", () => {
@@ -74,9 +58,9 @@ describe("l7FlowOf", () => {
   const peers = { source: { ip: "10.244.1.2", port: 40000, identity: 300 }, destination: { ip: "10.244.1.3", port: 9092, identity: 301 }, direction: "ingress" as const, proxyPort: 10000 };
   const event = (over: Partial<L7FlowEvent>): L7FlowEvent => ({ type: "REQUEST", protocol: "kafka", verdict: "DROPPED", reason: "r", ...peers, ...over });
 
-  it("writes a proxy's Kafka and TLS events as Hubble's Layer7 records (snake_case, Kafka's topic as a message)", () => {
+  it("writes a proxy's Kafka and TLS events as Hubble's Layer7 records (snake_case, Kafka's topic as a string)", () => {
     const k = l7FlowOf(event({ kafka: { errorCode: 29, apiVersion: 1, apiKey: "metadata", correlationId: 7, topic: "secret" } }), names);
-    expect(k.l7).toEqual({ type: "REQUEST", kafka: { error_code: 29, api_version: 1, api_key: "metadata", correlation_id: 7, topic: { topic: "secret" } } });
+    expect(k.l7).toEqual({ type: "REQUEST", kafka: { error_code: 29, api_version: 1, api_key: "metadata", correlation_id: 7, topic: "secret" } });
     expect(k.l4).toEqual({ TCP: { source_port: 40000, destination_port: 9092 } });
     expect(k.source).toMatchObject({ pod_name: "client", identity: 300 });
     const t = l7FlowOf(event({ protocol: "tls", verdict: "FORWARDED", tls: { serverName: "a.example" } }), names);

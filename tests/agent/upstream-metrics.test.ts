@@ -113,7 +113,7 @@ describe("Hubble's label values for traces and L7 flows", () => {
   it("names an L7 access log by its protocol, and its verdict match as l7/<proto>", () => {
     const base = flow({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, obsPoint: C.TRACE_TO_ENDPOINT, traceFlags: C.TRACE_F_INGRESS_CHECKED });
     const http: FlowEvent = { ...base, Type: "L7", event_type: { type: 129 }, verdict: "DROPPED", l7: { type: "REQUEST", http: { method: "GET", url: "/admin", protocol: "HTTP/1.1" } } };
-    const kafka: FlowEvent = { ...base, Type: "L7", event_type: { type: 129 }, l7: { type: "REQUEST", kafka: { error_code: 0, api_version: 1, api_key: "produce", correlation_id: 1, topic: { topic: "t" } } } };
+    const kafka: FlowEvent = { ...base, Type: "L7", event_type: { type: 129 }, l7: { type: "REQUEST", kafka: { error_code: 0, api_version: 1, api_key: "produce", correlation_id: 1, topic: "t" } } };
     const dns: FlowEvent = { ...base, Type: "L7", event_type: { type: 129 }, traffic_direction: "EGRESS", l7: { type: "REQUEST", dns: { query: "a.example.", rcode: 5 } }, verdict: "DROPPED" };
     const tls: FlowEvent = { ...base, Type: "L7", event_type: { type: 129 }, l7: { type: "REQUEST", tls: { server_name: "a.example" } } };
     expect(hubbleProtocol(http)).toBe("HTTP");

@@ -54,18 +54,20 @@ describe("simulate: L7 flows as Hubble shows them", () => {
   const flows = r.stdout
     .trim()
     .split("\n")
-    .map((l) => JSON.parse(l).flow)
+    .map((l) => JSON.parse(l))
+    // ciliate's own facts (the Traffic document's name, the TLS server name) sit beside Hubble's flow.
+    .map((j) => ({ ...j.flow, flow_name: j.ciliate?.flow_name, tls: j.ciliate?.tls }))
     .filter((f) => f?.Type === "L7");
   it("Kafka requests and responses carry l7.kafka and Cilium's summary", () => {
     expect(r.code).toBe(0);
     const req = flows.find((f) => f.flow_name === "outpost-reads-deathstar-plans" && f.l7.type === "REQUEST");
-    expect(req).toMatchObject({ verdict: "DROPPED", l7: { kafka: { api_key: "fetch", api_version: 11, topic: { topic: "deathstar-plans" } } } });
+    expect(req).toMatchObject({ verdict: "DROPPED", l7: { kafka: { api_key: "fetch", api_version: 11, topic: "deathstar-plans" } } });
     const resp = flows.find((f) => f.flow_name === "outpost-reads-deathstar-plans" && f.l7.type === "RESPONSE");
     expect(resp.l7.kafka.error_code).toBe(29);
     expect(resp.Summary).toBe("Kafka response fetch correlation id 1 topic 'deathstar-plans' return code 29");
   });
   it("TLS: the ClientHello's server name, forwarded or dropped", () => {
-    const t = flows.filter((f) => f.l7.tls).map((f) => `${f.flow_name} ${f.verdict} ${f.l7.tls.server_name}`);
+    const t = flows.filter((f) => f.tls).map((f) => `${f.flow_name} ${f.verdict} ${f.tls.server_name}`);
     expect(t).toEqual(["outpost-calls-empire-api FORWARDED api.empire.example", "outpost-calls-rebels DROPPED rebels.example"]);
   });
 });

@@ -6,7 +6,12 @@ import { ciliate } from "./run.ts";
 
 describe("lb scenario", () => {
   const r = ciliate("simulate", "-f", "scenarios/lb", "-o", "json");
-  const flows = r.stdout.trim().split("\n").map((l) => JSON.parse(l).flow);
+  // The Traffic document's name is ciliate's own fact, beside Hubble's flow under `ciliate`.
+  const flows = r.stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l))
+    .map((j) => ({ ...j.flow, flow_name: j.ciliate?.flow_name }));
   const synTargets = (name: string) =>
     flows.filter((f) => f.flow_name === name && f.trace_observation_point === "TO_ENDPOINT" && !f.is_reply && f.l4.TCP?.flags?.SYN).map((f) => f.destination.pod_name);
 
