@@ -305,10 +305,11 @@ export class Agent {
    * are written, so a remote pod's ipcache entry (its identity) is in place before its traffic is routed.
    */
   private syncRoutes(objects: ManifestObject[]): void {
-    for (const c of this.numbering.identities.collisions.slice(this.collisionsLogged)) {
+    const collisions = this.numbering.identities.collisions ?? [];
+    for (const c of collisions.slice(this.collisionsLogged)) {
       this.log("error", `identity collision: ${c.key} hashes to the number held by ${c.holder}; it got ${c.id} on this node, which other nodes may number differently (docs/multi-node.md)`);
     }
-    this.collisionsLogged = this.numbering.identities.collisions.length;
+    this.collisionsLogged = collisions.length;
     // Without native routing the agent wants none of its routes (a restart out of native mode removes them).
     const want = this.opts.routingMode === "native" ? remoteNodeRoutes(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR }) : { routes: [], problems: [] };
     const problems = want.problems.join("\n");

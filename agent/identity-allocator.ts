@@ -16,7 +16,7 @@
  */
 import { clusterIdentityRange, isLocalIdentity, MIN_CLUSTER_IDENTITY } from "../host/identity-scopes.ts";
 import type { CompiledPolicy, Label } from "../policy/index.ts";
-import { StableIdentities, type IdentityState } from "./identities.ts";
+import { StableIdentities, type IdentityCollision, type IdentityState } from "./identities.ts";
 
 /** A cluster-wide identity allocator (one per agent). */
 export interface IdentityAllocator {
@@ -65,6 +65,8 @@ export interface IdentityNumbering {
    */
   mapping(policy: CompiledPolicy, localPods: ReadonlySet<string>): (id: number) => number | undefined;
   state(): IdentityState;
+  /** Label sets whose hashed numbers met (local mode, agent/identities.ts); none in cluster-wide modes. */
+  readonly collisions?: readonly IdentityCollision[];
 }
 
 /**

@@ -26,12 +26,12 @@
 #define CILIATE_CT_ENTRY_BYTES __builtin_offsetof(struct ct_entry, bytes) /* CtEntry.bytes (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PACKETS __builtin_offsetof(struct ct_entry, packets) /* CtEntry.packets (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PROXY_PORT_BE __builtin_offsetof(struct ct_entry, proxy_port_be) /* CtEntry.proxyPortBe (core/gen/layout.ts) */
-#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:129 */
+#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:133 */
 #define CILIATE_CT_TUPLE_DADDR __builtin_offsetof(struct ct_tuple, daddr) /* CtTuple.daddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_DPORT_BE __builtin_offsetof(struct ct_tuple, dport_be) /* CtTuple.dportBe (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SADDR __builtin_offsetof(struct ct_tuple, saddr) /* CtTuple.saddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SPORT_BE __builtin_offsetof(struct ct_tuple, sport_be) /* CtTuple.sportBe (core/gen/layout.ts) */
-#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:127 */
+#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:131 */
 #define CILIATE_ENDPOINT_KEY_ADDR __builtin_offsetof(struct endpoint_key, addr) /* EndpointKey.addr (core/gen/layout.ts) */
 #define CILIATE_IPCACHE_KEY_ADDR __builtin_offsetof(struct ipcache_key, addr) /* IpcacheKey.addr (core/gen/layout.ts) */
 #define CILIATE_IPCACHE_VALUE_TUNNEL_ENDPOINT __builtin_offsetof(struct ipcache_value, tunnel_endpoint) /* IpcacheValue.tunnelEndpoint (core/gen/layout.ts) */
@@ -70,7 +70,7 @@
 #define CILIATE_TUNNEL_KEY_REMOTE __builtin_offsetof(struct tunnel_key, remote) /* TunnelKey.remote (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 1200
+#define CILIATE_SCRATCH_SIZE 1208
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -99,7 +99,7 @@ static __always_inline __u8 *ciliate_config_get(void)
 	return bpf_map_lookup_elem(&ciliate_config_v1, key);
 }
 
-/* core/pipeline.ts:73 traceBegin */
+/* core/pipeline.ts:74 traceBegin */
 static __always_inline __u8 *ciliate_trace_begin(__u8 *cfg)
 {
 	__u8 *key = ciliate_scratch(184, 4);
@@ -123,7 +123,7 @@ static __always_inline void ciliate_set_info_flag(__u8 *info, __u32 flag)
 }
 
 /* core/packet.ts:96 hasWithin */
-static __always_inline bool ciliate_has_within(struct __sk_buff *pkt, __u32 end, __u32 limit)
+static __always_inline bool ciliate_has_within(ciliate_ctx_t *pkt, __u32 end, __u32 limit)
 {
 	if (end > limit) {
 		return false;
@@ -132,7 +132,7 @@ static __always_inline bool ciliate_has_within(struct __sk_buff *pkt, __u32 end,
 }
 
 /* core/packet.ts:250 recordPorts */
-static __always_inline void ciliate_record_ports(struct __sk_buff *pkt, __u8 *info, __u32 l4_off)
+static __always_inline void ciliate_record_ports(ciliate_ctx_t *pkt, __u8 *info, __u32 l4_off)
 {
 	((struct packet_info *)info)->sport = (__u16)ciliate_pkt_load16(pkt, l4_off);
 	((struct packet_info *)info)->dport = (__u16)ciliate_pkt_load16(pkt, l4_off + 2);
@@ -145,7 +145,7 @@ static __always_inline bool ciliate_inner_needs_l4(__u32 proto, __u32 icmp_proto
 }
 
 /* core/packet.ts:314 recordInnerPorts */
-static __always_inline void ciliate_record_inner_ports(struct __sk_buff *pkt, __u8 *info, __u32 proto, __u32 off, __u32 icmp_proto)
+static __always_inline void ciliate_record_inner_ports(ciliate_ctx_t *pkt, __u8 *info, __u32 proto, __u32 off, __u32 icmp_proto)
 {
 	if ((proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP)) {
 		((struct packet_info *)info)->inner_sport = (__u16)ciliate_pkt_load16(pkt, off);
@@ -164,7 +164,7 @@ static __always_inline void ciliate_record_inner_ports(struct __sk_buff *pkt, __
 }
 
 /* core/packet.ts:336 parseInnerIpv4 */
-static __always_inline __u32 ciliate_parse_inner_ipv4(struct __sk_buff *pkt, __u8 *info, __u32 off, __u32 l3_end)
+static __always_inline __u32 ciliate_parse_inner_ipv4(ciliate_ctx_t *pkt, __u8 *info, __u32 off, __u32 l3_end)
 {
 	if (!ciliate_has_within(pkt, off + CILIATE_IPV4_HLEN_MIN, l3_end)) {
 		return CILIATE_DROP_INVALID;
@@ -198,7 +198,7 @@ static __always_inline __u32 ciliate_parse_inner_ipv4(struct __sk_buff *pkt, __u
 }
 
 /* core/packet.ts:358 parseInnerIpv6 */
-static __always_inline __u32 ciliate_parse_inner_ipv6(struct __sk_buff *pkt, __u8 *info, __u32 off, __u32 l3_end)
+static __always_inline __u32 ciliate_parse_inner_ipv6(ciliate_ctx_t *pkt, __u8 *info, __u32 off, __u32 l3_end)
 {
 	if (!ciliate_has_within(pkt, off + CILIATE_IPV6_HLEN, l3_end)) {
 		return CILIATE_DROP_INVALID;
@@ -221,7 +221,7 @@ static __always_inline __u32 ciliate_parse_inner_ipv6(struct __sk_buff *pkt, __u
 }
 
 /* core/packet.ts:256 parseL4 */
-static __always_inline __u32 ciliate_parse_l4(struct __sk_buff *pkt, __u8 *info, __u32 nexthdr, __u32 l4_off, __u32 l3_end, __u32 family)
+static __always_inline __u32 ciliate_parse_l4(ciliate_ctx_t *pkt, __u8 *info, __u32 nexthdr, __u32 l4_off, __u32 l3_end, __u32 family)
 {
 	if (nexthdr == CILIATE_IPPROTO_TCP) {
 		if (!ciliate_has_within(pkt, l4_off + 20, l3_end)) {
@@ -288,7 +288,7 @@ static __always_inline __u32 ciliate_parse_l4(struct __sk_buff *pkt, __u8 *info,
 }
 
 /* core/packet.ts:161 parseIpv4 */
-static __always_inline __u32 ciliate_parse_ipv4(struct __sk_buff *pkt, __u8 *info, __u32 l3_off)
+static __always_inline __u32 ciliate_parse_ipv4(ciliate_ctx_t *pkt, __u8 *info, __u32 l3_off)
 {
 	((struct packet_info *)info)->family = (__u8)CILIATE_FAMILY_IPV4;
 	if (!ciliate_pkt_has(pkt, l3_off + CILIATE_IPV4_HLEN_MIN)) {
@@ -335,7 +335,7 @@ static __always_inline bool ciliate_is_ipv6_ext_hdr(__u32 nh)
 }
 
 /* core/packet.ts:205 parseIpv6 */
-static __always_inline __u32 ciliate_parse_ipv6(struct __sk_buff *pkt, __u8 *info, __u32 l3_off)
+static __always_inline __u32 ciliate_parse_ipv6(ciliate_ctx_t *pkt, __u8 *info, __u32 l3_off)
 {
 	((struct packet_info *)info)->family = (__u8)CILIATE_FAMILY_IPV6;
 	if (!ciliate_pkt_has(pkt, l3_off + CILIATE_IPV6_HLEN)) {
@@ -386,7 +386,7 @@ static __always_inline __u32 ciliate_parse_ipv6(struct __sk_buff *pkt, __u8 *inf
 }
 
 /* core/packet.ts:134 parsePacket */
-static __always_inline __u32 ciliate_parse_packet(struct __sk_buff *pkt, __u8 *info)
+static __always_inline __u32 ciliate_parse_packet(ciliate_ctx_t *pkt, __u8 *info)
 {
 	__builtin_memset(info, 0, sizeof(struct packet_info));
 	__u32 len = ciliate_pkt_len(pkt);
@@ -430,7 +430,7 @@ static __always_inline void ciliate_write16be(__u8 *p, __u32 v)
 	*(__u16 *)p = (__u16)ciliate_bswap16(v & 0xffff);
 }
 
-/* core/pipeline.ts:156 recordDest */
+/* core/pipeline.ts:157 recordDest */
 static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 {
 	if (tr == 0) {
@@ -444,8 +444,8 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
-/* core/pipeline.ts:140 enter */
-static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
+/* core/pipeline.ts:141 enter */
+static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
 		return CILIATE_DROP_NO_CONFIG;
@@ -460,7 +460,7 @@ static __always_inline __u32 ciliate_enter(struct __sk_buff *pkt, __u8 *tr, __u8
 	return perr;
 }
 
-/* core/pipeline.ts:87 count */
+/* core/pipeline.ts:88 count */
 static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 {
 	__u8 *key = ciliate_scratch(192, sizeof(struct metrics_key));
@@ -509,7 +509,7 @@ static __always_inline __u32 ciliate_jhash3_words(__u32 a, __u32 b, __u32 c, __u
 	return ciliate_jhash_final3(a, b, c, initval + CILIATE_JHASH_INITVAL + 12);
 }
 
-/* core/pipeline.ts:103 finish */
+/* core/pipeline.ts:104 finish */
 static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
 {
 	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
@@ -539,7 +539,7 @@ static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u
 	return verdict;
 }
 
-/* core/pipeline.ts:133 drop */
+/* core/pipeline.ts:134 drop */
 static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *cfg, __u8 *info, __u32 reason, __u32 dir)
 {
 	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
@@ -876,7 +876,7 @@ static __always_inline __u32 ciliate_read32be(__u8 *p)
 }
 
 /* core/nat.ts:57 natRewriteAddr */
-static __always_inline __s32 ciliate_nat_rewrite_addr(struct __sk_buff *pkt, __u8 *info, bool dst, __u8 *new_addr)
+static __always_inline __s32 ciliate_nat_rewrite_addr(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u8 *new_addr)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -947,7 +947,7 @@ static __always_inline __u32 ciliate_read16be(__u8 *p)
 }
 
 /* core/nat.ts:97 natRewritePort */
-static __always_inline __s32 ciliate_nat_rewrite_port(struct __sk_buff *pkt, __u8 *info, bool dst, __u32 port)
+static __always_inline __s32 ciliate_nat_rewrite_port(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u32 port)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
@@ -975,7 +975,7 @@ static __always_inline __s32 ciliate_nat_rewrite_port(struct __sk_buff *pkt, __u
 }
 
 /* core/lb.ts:301 lbDnat */
-static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, __u8 *backend)
+static __always_inline __s32 ciliate_lb_dnat(ciliate_ctx_t *pkt, __u8 *info, __u8 *backend)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 bfam = (__u32)((struct backend *)backend)->family;
@@ -1006,7 +1006,7 @@ static __always_inline __s32 ciliate_lb_dnat(struct __sk_buff *pkt, __u8 *info, 
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:148 setFlag */
+/* core/pipeline.ts:149 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1014,13 +1014,13 @@ static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 	}
 }
 
-/* core/conntrack.ts:136 isIcmpError */
+/* core/conntrack.ts:145 isIcmpError */
 static __always_inline bool ciliate_is_icmp_error(__u8 *info)
 {
 	return ((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) != 0;
 }
 
-/* core/conntrack.ts:150 ctBuildTuple */
+/* core/conntrack.ts:159 ctBuildTuple */
 static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 {
 	__builtin_memset(tuple, 0, sizeof(struct ct_tuple));
@@ -1042,13 +1042,20 @@ static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 	((struct ct_tuple *)tuple)->flags = (__u8)CILIATE_TUPLE_F_OUT;
 }
 
-/* core/conntrack.ts:131 isTrackedProto */
+/* core/conntrack.ts:137 isTrackedProto */
 static __always_inline bool ciliate_is_tracked_proto(__u32 proto)
 {
-	return (proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP) || (proto == CILIATE_IPPROTO_ICMP) || (proto == CILIATE_IPPROTO_ICMPV6);
+	if ((proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP) || (proto == CILIATE_IPPROTO_ICMP) || (proto == CILIATE_IPPROTO_ICMPV6)) {
+		return true;
+	}
+	if ((proto != CILIATE_IPPROTO_VRRP) && (proto != CILIATE_IPPROTO_IGMP)) {
+		return false;
+	}
+	__u8 *cfg = ciliate_config_get();
+	return (cfg != 0) && ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_EXTENDED_IP_PROTOCOLS) != 0);
 }
 
-/* core/conntrack.ts:172 tupleKey */
+/* core/conntrack.ts:181 tupleKey */
 static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool reverse, __u32 flags)
 {
 	__builtin_memcpy(key, tuple, sizeof(struct ct_tuple));
@@ -1061,7 +1068,7 @@ static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool rever
 	((struct ct_tuple *)key)->flags = (__u8)flags;
 }
 
-/* core/conntrack.ts:184 flipDir */
+/* core/conntrack.ts:193 flipDir */
 static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 {
 	if ((flags & CILIATE_TUPLE_F_SERVICE) != 0) {
@@ -1070,7 +1077,7 @@ static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 	return flags ^ CILIATE_TUPLE_F_IN;
 }
 
-/* core/conntrack.ts:190 liveEntry */
+/* core/conntrack.ts:199 liveEntry */
 static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 {
 	__u8 *e = bpf_map_lookup_elem(&ciliate_ct_v1, key);
@@ -1083,7 +1090,7 @@ static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 	return e;
 }
 
-/* core/conntrack.ts:198 copyState */
+/* core/conntrack.ts:207 copyState */
 static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 {
 	if (state == 0) {
@@ -1096,7 +1103,7 @@ static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 	((struct ct_state *)state)->proxy_port = (__u16)ciliate_read16be(e + CILIATE_CT_ENTRY_PROXY_PORT_BE);
 }
 
-/* core/conntrack.ts:208 isReopen */
+/* core/conntrack.ts:217 isReopen */
 static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags)
 {
 	if (!tcp) {
@@ -1108,7 +1115,7 @@ static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags
 	return ((__u32)((struct ct_entry *)e)->flags & CILIATE_CT_F_BOTH_CLOSING) == CILIATE_CT_F_BOTH_CLOSING;
 }
 
-/* core/conntrack.ts:215 ctApply */
+/* core/conntrack.ts:224 ctApply */
 static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, bool tcp, bool service, bool reply, __u32 now)
 {
 	__u32 tcp_flags = tcp ? (__u32)((struct packet_info *)info)->tcp_flags : 0;
@@ -1152,7 +1159,7 @@ static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, boo
 	ciliate_add64(e + CILIATE_CT_ENTRY_BYTES, ((struct packet_info *)info)->len);
 }
 
-/* core/conntrack.ts:267 ctLookup */
+/* core/conntrack.ts:276 ctLookup */
 static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 now, __u8 *state)
 {
 	if (state != 0) {
@@ -1208,7 +1215,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	return CILIATE_CT_NEW;
 }
 
-/* core/pipeline.ts:199 ctFor */
+/* core/pipeline.ts:200 ctFor */
 static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
 {
 	ciliate_ct_build_tuple(info, tuple);
@@ -1242,13 +1249,13 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:152 worldIdentity */
+/* core/pipeline.ts:153 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
-/* core/pipeline.ts:224 proxyListening */
+/* core/pipeline.ts:225 proxyListening */
 static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 {
 	__u8 *key = ciliate_scratch(496, 4);
@@ -1256,31 +1263,52 @@ static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 	return bpf_map_lookup_elem(&ciliate_proxy_listeners_v1, key) != 0;
 }
 
-/* core/pipeline.ts:231 redirected */
-static __always_inline __u32 ciliate_redirected(__u8 *tr, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
+/* core/pipeline.ts:239 redirectRecord */
+static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 {
+	if (tr != 0) {
+		return tr;
+	}
+	__u8 *key = ciliate_scratch(504, 4);
+	__u8 *rec = bpf_map_lookup_elem(&ciliate_trace_v1, key);
+	if (rec == 0) {
+		return 0;
+	}
+	__builtin_memset(rec, 0, sizeof(struct trace_record));
+	((struct trace_record *)rec)->ct_state = (__u8)CILIATE_CT_NONE;
+	((struct trace_record *)rec)->family = (__u8)(__u32)((struct packet_info *)info)->family;
+	ciliate_record_dest(rec, info, true);
+	return rec;
+}
+
+/* core/pipeline.ts:252 redirected */
+static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
+{
+	__u8 *tr = ciliate_redirect_record(tr_in, info);
 	if (tr != 0) {
 		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
 	}
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_REDIRECT, 0, dir, CILIATE_TRACE_TO_PROXY);
 }
 
-/* core/pipeline.ts:237 replyToProxy */
-static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
+/* core/pipeline.ts:259 replyToProxy */
+static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
-	if (tr != 0) {
-		ciliate_write16be(tr + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
+	if (tr_in != 0) {
+		ciliate_write16be(tr_in + CILIATE_TRACE_RECORD_PROXY_PORT_BE, proxy_port);
 	}
 	if (!ciliate_proxy_listening(proxy_port)) {
-		return ciliate_drop(tr, cfg, info, CILIATE_DROP_PROXY_LOOKUP_FAILED, dir);
+		return ciliate_drop(tr_in, cfg, info, CILIATE_DROP_PROXY_LOOKUP_FAILED, dir);
 	}
+	__u8 *tr = ciliate_redirect_record(tr_in, info);
+	ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
 	return ciliate_redirected(tr, cfg, info, proxy_port, dir);
 }
 
 /* core/lb.ts:334 lbRevNat */
-static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *info, __u32 rev_nat_index)
+static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, __u32 rev_nat_index)
 {
-	__u8 *key = ciliate_scratch(504, sizeof(struct rev_nat_key));
+	__u8 *key = ciliate_scratch(512, sizeof(struct rev_nat_key));
 	if (key == 0) {
 		return CILIATE_LB_REVNAT_NO_ENTRY;
 	}
@@ -1298,7 +1326,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	if (family == CILIATE_FAMILY_IPV4) {
 		__u8 *lo = ciliate_loopback_addr();
 		if ((lo != 0) && (*(__u32 *)lo == *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
-			__u8 *self = ciliate_scratch(512, 16);
+			__u8 *self = ciliate_scratch(520, 16);
 			if (self != 0) {
 				__builtin_memcpy(self, info + CILIATE_PACKET_INFO_SADDR, 16);
 				r = ciliate_nat_rewrite_addr(pkt, info, true, self);
@@ -1322,8 +1350,8 @@ static __always_inline __s32 ciliate_lb_rev_nat(struct __sk_buff *pkt, __u8 *inf
 	return 0;
 }
 
-/* core/pipeline.ts:206 replyRevNat */
-static __always_inline __u32 ciliate_reply_rev_nat(struct __sk_buff *pkt, __u8 *tr, __u8 *info, __u8 *st)
+/* core/pipeline.ts:207 replyRevNat */
+static __always_inline __u32 ciliate_reply_rev_nat(ciliate_ctx_t *pkt, __u8 *tr, __u8 *info, __u8 *st)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
 	if (rev_nat == 0) {
@@ -1354,7 +1382,7 @@ static __always_inline void ciliate_trace_tunnel(__u8 *tr, __u8 *key)
 }
 
 /* core/overlay.ts:51 overlayEncap */
-static __always_inline __s32 ciliate_overlay_encap(struct __sk_buff *pkt, __u8 *cfg, __u8 *tr, __u8 *daddr, __u32 family, __u32 src_id)
+static __always_inline __s32 ciliate_overlay_encap(ciliate_ctx_t *pkt, __u8 *cfg, __u8 *tr, __u8 *daddr, __u32 family, __u32 src_id)
 {
 	if ((__u32)((struct config_value *)cfg)->tunnel_protocol == CILIATE_TUNNEL_PROTO_NONE) {
 		return 0;
@@ -1370,7 +1398,7 @@ static __always_inline __s32 ciliate_overlay_encap(struct __sk_buff *pkt, __u8 *
 	if (src_id > CILIATE_TUNNEL_ID_MAX) {
 		return -((__s32)CILIATE_DROP_INVALID_IDENTITY);
 	}
-	__u8 *key = ciliate_scratch(528, sizeof(struct tunnel_key));
+	__u8 *key = ciliate_scratch(536, sizeof(struct tunnel_key));
 	__u8 *ep = info + CILIATE_IPCACHE_VALUE_TUNNEL_ENDPOINT;
 	__u32 ep_family = (flags & CILIATE_IPCACHE_F_IPV6_TUNNEL_EP) != 0 ? CILIATE_FAMILY_IPV6 : CILIATE_FAMILY_IPV4;
 	__u32 any = *(__u32 *)ep;
@@ -1394,8 +1422,8 @@ static __always_inline __s32 ciliate_overlay_encap(struct __sk_buff *pkt, __u8 *
 	return 1;
 }
 
-/* core/pipeline.ts:247 forward */
-static __always_inline __u32 ciliate_forward(struct __sk_buff *pkt, __u8 *tr, __u8 *cfg, __u8 *info, __u32 src_id, __u32 dir)
+/* core/pipeline.ts:272 forward */
+static __always_inline __u32 ciliate_forward(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info, __u32 src_id, __u32 dir)
 {
 	__s32 e = ciliate_overlay_encap(pkt, cfg, tr, info + CILIATE_PACKET_INFO_DADDR, (__u32)((struct packet_info *)info)->family, src_id);
 	if (e < 0) {
@@ -1465,7 +1493,7 @@ static __always_inline __s32 ciliate_policy_policy_check(__u8 *entry, __u8 *othe
 static __always_inline __s32 ciliate_policy_can_access(__u32 ep_id, __u32 remote_id, __u32 egress, __u32 proto, __u32 dport, __u8 *result)
 {
 	__builtin_memset(result, 0, sizeof(struct policy_result));
-	__u8 *key = ciliate_scratch(568, sizeof(struct policy_key));
+	__u8 *key = ciliate_scratch(576, sizeof(struct policy_key));
 	if (key == 0) {
 		return -((__s32)CILIATE_DROP_POLICY);
 	}
@@ -1543,10 +1571,10 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:170 policyCheck */
+/* core/pipeline.ts:171 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
-	__u8 *res = ciliate_scratch(552, sizeof(struct policy_result));
+	__u8 *res = ciliate_scratch(560, sizeof(struct policy_result));
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
 	__u32 icmp_type = (__u32)((struct packet_info *)info)->icmp_type;
 	__s32 v = ciliate_policy_can_access(ep_id, remote_id, egress, proto, ciliate_policy_port(cfg, proto, (__u32)((struct packet_info *)info)->dport, icmp_type), res);
@@ -1577,7 +1605,7 @@ static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *inf
 	return v;
 }
 
-/* core/conntrack.ts:330 ctCreate */
+/* core/conntrack.ts:339 ctCreate */
 static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 now, __u32 src_sec_id, __u32 rev_nat_index, __u32 backend_id, __u32 proxy_port)
 {
 	if (ciliate_is_icmp_error(info)) {
@@ -1587,8 +1615,8 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	if (cfg == 0) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
-	__u8 *entry = ciliate_scratch(584, sizeof(struct ct_entry));
-	__u8 *key = ciliate_scratch(624, sizeof(struct ct_tuple));
+	__u8 *entry = ciliate_scratch(592, sizeof(struct ct_entry));
+	__u8 *key = ciliate_scratch(632, sizeof(struct ct_tuple));
 	if ((entry == 0) || (key == 0)) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
@@ -1609,8 +1637,8 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:279 fromEndpoint */
-static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 now)
+/* core/pipeline.ts:304 fromEndpoint */
+static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
@@ -1705,9 +1733,9 @@ static __always_inline __u32 ciliate_from_endpoint(struct __sk_buff *pkt, __u32 
 }
 
 /* core/overlay.ts:82 overlayDecapIdentity */
-static __always_inline __s32 ciliate_overlay_decap_identity(struct __sk_buff *pkt, __u8 *tr)
+static __always_inline __s32 ciliate_overlay_decap_identity(ciliate_ctx_t *pkt, __u8 *tr)
 {
-	__u8 *key = ciliate_scratch(816, sizeof(struct tunnel_key));
+	__u8 *key = ciliate_scratch(824, sizeof(struct tunnel_key));
 	if (ciliate_tunnel_key_get(pkt, key) < 0) {
 		return -((__s32)CILIATE_DROP_NO_TUNNEL_KEY);
 	}
@@ -1719,13 +1747,13 @@ static __always_inline __s32 ciliate_overlay_decap_identity(struct __sk_buff *pk
 	return (__s32)id;
 }
 
-/* core/pipeline.ts:397 deliver */
-static __always_inline __u32 ciliate_deliver(struct __sk_buff *pkt, __u32 src_identity, __u32 now, bool overlay)
+/* core/pipeline.ts:422 deliver */
+static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now, bool overlay)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_INGRESS;
-	__u8 *info = ciliate_scratch(664, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(672, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
@@ -1754,8 +1782,8 @@ static __always_inline __u32 ciliate_deliver(struct __sk_buff *pkt, __u32 src_id
 		((struct trace_record *)tr)->src_identity = src_id;
 		((struct trace_record *)tr)->dst_identity = ((struct endpoint_info *)ep)->sec_identity;
 	}
-	__u8 *tuple = ciliate_scratch(760, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(800, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(768, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(808, sizeof(struct ct_state));
 	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_IN, now);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
@@ -1799,14 +1827,14 @@ static __always_inline __u32 ciliate_deliver(struct __sk_buff *pkt, __u32 src_id
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 }
 
-/* core/pipeline.ts:380 toEndpoint */
-static __always_inline __u32 ciliate_to_endpoint(struct __sk_buff *pkt, __u32 src_identity, __u32 now)
+/* core/pipeline.ts:405 toEndpoint */
+static __always_inline __u32 ciliate_to_endpoint(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now)
 {
 	return ciliate_deliver(pkt, src_identity, now, false);
 }
 
-/* core/pipeline.ts:392 fromOverlay */
-static __always_inline __u32 ciliate_from_overlay(struct __sk_buff *pkt, __u32 now)
+/* core/pipeline.ts:417 fromOverlay */
+static __always_inline __u32 ciliate_from_overlay(ciliate_ctx_t *pkt, __u32 now)
 {
 	return ciliate_deliver(pkt, 0, now, true);
 }
@@ -1824,9 +1852,9 @@ static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_
 }
 
 /* core/nat.ts:127 snatApply */
-static __always_inline __s32 ciliate_snat_apply(struct __sk_buff *pkt, __u8 *info, __u8 *v, bool dst)
+static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, __u8 *v, bool dst)
 {
-	__u8 *addr = ciliate_scratch(1056, 16);
+	__u8 *addr = ciliate_scratch(1064, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
 	__u32 port = ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
 	__s32 r = ciliate_nat_rewrite_addr(pkt, info, dst, addr);
@@ -1837,13 +1865,13 @@ static __always_inline __s32 ciliate_snat_apply(struct __sk_buff *pkt, __u8 *inf
 }
 
 /* core/nat.ts:219 snatRevIngress */
-static __always_inline __s32 ciliate_snat_rev_ingress(struct __sk_buff *pkt, __u8 *info)
+static __always_inline __s32 ciliate_snat_rev_ingress(ciliate_ctx_t *pkt, __u8 *info)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *key = ciliate_scratch(1016, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1024, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, key, CILIATE_TUPLE_F_IN);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
@@ -1853,7 +1881,7 @@ static __always_inline __s32 ciliate_snat_rev_ingress(struct __sk_buff *pkt, __u
 }
 
 /* core/nat.ts:148 snatEgress */
-static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *info, __u32 now)
+static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info, __u32 now)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -1868,7 +1896,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (node_ip == 0) {
 		return -((__s32)CILIATE_DROP_NO_CONFIG);
 	}
-	__u8 *okey = ciliate_scratch(1072, sizeof(struct ct_tuple));
+	__u8 *okey = ciliate_scratch(1080, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, okey, CILIATE_TUPLE_F_OUT);
 	__u8 *existing = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (existing != 0) {
@@ -1886,14 +1914,14 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (sport >= min_port) {
 		cand = sport;
 	}
-	__u8 *rkey = ciliate_scratch(1112, sizeof(struct ct_tuple));
+	__u8 *rkey = ciliate_scratch(1120, sizeof(struct ct_tuple));
 	*(__u32 *)(rkey + CILIATE_CT_TUPLE_DADDR) = node_ip;
 	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
 	ciliate_write16be(rkey + CILIATE_CT_TUPLE_SPORT_BE, dport);
 	((struct ct_tuple *)rkey)->nexthdr = (__u8)nexthdr;
 	((struct ct_tuple *)rkey)->flags = (__u8)CILIATE_TUPLE_F_IN;
 	((struct ct_tuple *)rkey)->family = (__u8)CILIATE_FAMILY_IPV4;
-	__u8 *rval = ciliate_scratch(1152, sizeof(struct snat_value));
+	__u8 *rval = ciliate_scratch(1160, sizeof(struct snat_value));
 	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
 	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1910,7 +1938,7 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	if (!found) {
 		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
 	}
-	__u8 *oval = ciliate_scratch(1176, sizeof(struct snat_value));
+	__u8 *oval = ciliate_scratch(1184, sizeof(struct snat_value));
 	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
 	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
 	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1922,14 +1950,17 @@ static __always_inline __s32 ciliate_snat_egress(struct __sk_buff *pkt, __u8 *in
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:480 fromNetwork */
-static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 now)
+/* core/pipeline.ts:508 fromNetwork */
+static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
-	__u8 *info = ciliate_scratch(840, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(848, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
+	if (err == CILIATE_DROP_UNKNOWN_L3) {
+		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
+	}
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
 	}
@@ -1938,8 +1969,8 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 	if (tr != 0) {
 		((struct trace_record *)tr)->src_identity = src_id;
 	}
-	__u8 *tuple = ciliate_scratch(936, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(976, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(944, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(984, sizeof(struct ct_state));
 	__s32 snerr = ciliate_snat_rev_ingress(pkt, info);
 	if (snerr < 0) {
 		return ciliate_drop(tr, cfg, info, (__u32)(-snerr), dir);
@@ -1960,7 +1991,7 @@ static __always_inline __u32 ciliate_from_network(struct __sk_buff *pkt, __u32 n
 		ciliate_record_dest(tr, info, false);
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}
-	__u8 *svc_key = ciliate_scratch(992, sizeof(struct service_key));
+	__u8 *svc_key = ciliate_scratch(1000, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
 	if (svc == 0) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);

@@ -14,6 +14,23 @@
 #include "gen/layout.h"
 #include "gen/constants.h"
 
+#ifdef CILIATE_PKT_XDP
+/* At XDP there is no tunnel metadata (the from-network XDP program never reaches the overlay): both seams
+ * fail with -EOPNOTSUPP, so core drops the packet with its reason instead of sending it unencapsulated. */
+static __always_inline __s32 ciliate_tunnel_key_set(struct xdp_md *ctx, __u8 *p)
+{
+	(void)ctx;
+	(void)p;
+	return -95;
+}
+
+static __always_inline __s32 ciliate_tunnel_key_get(struct xdp_md *ctx, __u8 *p)
+{
+	(void)ctx;
+	(void)p;
+	return -95;
+}
+#else
 /* core/tunnel-key.ts tunnelKeySet: 0 or the helper's negative errno. */
 static __always_inline __s32 ciliate_tunnel_key_set(struct __sk_buff *ctx, __u8 *p)
 {
@@ -64,6 +81,8 @@ static __always_inline __s32 ciliate_tunnel_key_get(struct __sk_buff *ctx, __u8 
 	k->tunnel_id = key.tunnel_id;
 	return 0;
 }
+
+#endif /* CILIATE_PKT_XDP */
 
 /* CTX_ACT_TUNNEL: to the tunnel device named in the configuration (Cilium: ctx_redirect(ENCAP_IFINDEX)).
  * Without one the packet is dropped, never sent unencapsulated. */

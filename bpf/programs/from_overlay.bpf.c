@@ -14,7 +14,6 @@ SEC("tc")
 int from_overlay(struct __sk_buff *ctx)
 {
 #ifdef CILIATE_CORE_HAS_PIPELINE
-	ciliate_trace_arm();
 	return ciliate_tc_action(ctx, ciliate_from_overlay(ctx, ciliate_now()), true);
 #else
 	/* core/pipeline.ts was not translated (see `npm run gen` warnings): fail closed. */

@@ -33,7 +33,6 @@ int harness_from_endpoint(struct __sk_buff *ctx)
 	struct bpf_tunnel_key key = {};
 	__u32 verdict;
 
-	ciliate_trace_arm();
 	verdict = ciliate_from_endpoint(ctx, ciliate_now());
 	out = bpf_map_lookup_elem(&ciliate_harness_tunnel_v1, &one);
 	if (out) {
@@ -80,7 +79,6 @@ int harness_from_overlay(struct __sk_buff *ctx)
 		if (bpf_skb_set_tunnel_key(ctx, &key, sizeof(key), flags) < 0)
 			return TC_ACT_SHOT;
 	}
-	ciliate_trace_arm();
 	return ciliate_tc_action(ctx, ciliate_from_overlay(ctx, ciliate_now()), true);
 }
 #endif
