@@ -181,7 +181,7 @@ function withoutDefaults(o: Record<string, unknown>, keep: readonly string[] = [
  * element are shown by `ciliate trace`, not in the flow.
  */
 export function hubbleFlow(e: FlowEvent): Record<string, unknown> {
-  const { event: _e, src_port: _s, dst_port: _d, flow_name: _n, l7, source, destination, ingress_allowed_by, egress_allowed_by, ingress_denied_by, egress_denied_by, event_type, ...rest } = e;
+  const { event: _e, src_port: _s, dst_port: _d, flow_name: _n, l7, source, destination, ingress_allowed_by, egress_allowed_by, ingress_denied_by, egress_denied_by, event_type, tunnel, ...rest } = e;
   const endpoint = ({ ip: _ip, service: _svc, ...ep }: FlowEndpoint) => ep;
   const policies = (refs: PolicyRef[] | undefined) => refs?.map(hubblePolicy);
   return withoutDefaults(
@@ -190,6 +190,8 @@ export function hubbleFlow(e: FlowEvent): Record<string, unknown> {
       source: endpoint(source),
       destination: endpoint(destination),
       event_type,
+      // flow.proto Tunnel has no VNI: the carried identity is shown under ciliate's own key.
+      ...(tunnel ? { tunnel: { protocol: tunnel.protocol, IP: tunnel.IP, l4: tunnel.l4 } } : {}),
       ...(l7 ? { l7: hubbleL7(l7) } : {}),
       ingress_allowed_by: policies(ingress_allowed_by),
       egress_allowed_by: policies(egress_allowed_by),
@@ -204,13 +206,15 @@ export function hubbleFlow(e: FlowEvent): Record<string, unknown> {
 /**
  * What ciliate knows of a flow beyond Hubble's Flow message, kept apart from it under the line's `ciliate`
  * key: the Traffic document that produced it, a TLS ClientHello's server name (Hubble has no TLS record),
- * and the policy references with ciliate's rule index and element (which rule of the object, which
+ * the VNI of an encapsulated hop (the sender's identity; flow.proto's Tunnel has no field for it), and the
+ * policy references with ciliate's rule index and element (which rule of the object, which
  * ingress/egress entry). Undefined when there is nothing to add.
  */
 export function ciliateExtras(e: FlowEvent): Record<string, unknown> | undefined {
   const out: Record<string, unknown> = {};
   if (e.flow_name) out.flow_name = e.flow_name;
   if (e.l7?.tls) out.tls = e.l7.tls;
+  if (e.tunnel) out.tunnel_vni = e.tunnel.vni;
   for (const k of ["ingress_allowed_by", "egress_allowed_by", "ingress_denied_by", "egress_denied_by"] as const) if (e[k]?.length) out[k] = e[k];
   return Object.keys(out).length ? out : undefined;
 }

@@ -106,7 +106,7 @@ describe("ciliate agent --routing-mode", () => {
   it("refuses tunnel with a one-line reason until the datapath encapsulates, and an unknown mode", () => {
     const t = run("tunnel");
     expect(t.code).toBe(2);
-    expect(t.stderr).toMatch(/--routing-mode tunnel is not supported yet/);
+    expect(t.stderr).toMatch(/--routing-mode tunnel is not supported by the agent yet/);
     expect(t.stderr).not.toMatch(/\n\s+at /); // no stack trace
     const u = run("bgp");
     expect(u.code).toBe(2);
