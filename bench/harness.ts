@@ -30,7 +30,7 @@ export interface Ratio {
   value: number;
   numerator: string;
   denominator: string;
-  /** The published anchor this compares with, if any (reference/perf-anchors.md). */
+  /** The published anchor this compares with, if any, by its id (A1 …) in docs/benchmarks.md. */
   anchor?: string;
 }
 

@@ -5,7 +5,8 @@
  *      conntrack create, policy on the backend),
  *   3. a packet denied by policy (ipcache + two policy lookups, drop 133),
  *   4. a reply with reverse NAT (conntrack reply hit, source rewritten back to the VIP).
- * Ratios: kernel ÷ the empty tc program (the floor), wasm ÷ js, wasm ÷ kernel (perf-anchors §7.1, §7.3).
+ * Ratios: kernel ÷ the empty tc program (the floor), wasm ÷ js, wasm ÷ kernel (anchors A1–A3, A6 and A7 of
+ * docs/benchmarks.md, "Published anchors").
  * Cases 1 and 3 do not rewrite the packet, so the kernel runs them with one BPF_PROG_TEST_RUN of a large
  * repeat count; cases 2 and 4 rewrite the packet (and case 2 must see no conntrack entry), so every run
  * gets a fresh frame (repeat=1 per frame, kernel-timed) and the floor is measured the same way.
@@ -132,7 +133,7 @@ export const datapathBenchmark: Benchmark = {
         for (let i = 0; i < 8; i++) ctx.tick("kernel skipped");
       } else {
         const stats = bpfStats();
-        result.notes.push(`kernel.bpf_stats_enabled = ${stats}${stats === "0" ? " (off, as required)" : " — stats add ~20 ns per run (perf-anchors §1.7); kernel rows are inflated"}`);
+        result.notes.push(`kernel.bpf_stats_enabled = ${stats}${stats === "0" ? " (off, as required)" : " — stats add ~20 ns per run (anchor A5); kernel rows are inflated"}`);
         const kdp = new KernelDatapath({ capacities: { ct: CAPACITIES.ct }, plainPrograms: true });
         const empty = loadEmptyProgram();
         try {
@@ -146,7 +147,7 @@ export const datapathBenchmark: Benchmark = {
             add("empty", c, await timeCase(et, c, src[c.key]!, s, s.kernelRepeat), { repeat: c.mode === "same" ? s.kernelRepeat : 1 });
             ctx.tick(`empty ${c.key}`);
           }
-          // perf-anchors §7.8: wall time of one test-run syscall at repeat=1 (the harness, not the datapath).
+          // Anchor A4: wall time of one test-run syscall at repeat=1 (the harness, not the datapath).
           const f = src.denied!.frames(0)[0]!;
           const wall = await measure(s.repeats, () => {
             const n = s.fresh;
@@ -173,9 +174,9 @@ export const datapathBenchmark: Benchmark = {
       const j = g(`js/${c.key}`);
       const k = g(`kernel/${c.key}`);
       const e = g(`empty/${c.key}`);
-      if (k && e) result.ratios.push(ratio(`${c.key}: kernel ÷ empty program`, k, e, "§7.1: parse + one hash hit ≈ 4.5× empty on this VM class; Katran ÷ XDP drop ≈ 4.6×"));
-      if (w && j) result.ratios.push(ratio(`${c.key}: wasm ÷ js`, w, j, "§5/§7.3: WASM ties or beats JS, wasm ÷ js ≈ 0.6–1.0"));
-      if (w && k) result.ratios.push(ratio(`${c.key}: wasm ÷ kernel`, w, k, "§7.3: ≈ 0.75–1.5× (30 ns vs 40 ns per lookup)"));
+      if (k && e) result.ratios.push(ratio(`${c.key}: kernel ÷ empty program`, k, e, "A3: parse + one hash hit ≈ 4.5× empty on this VM class; A1/A2: Katran ÷ XDP drop ≈ 4.6×"));
+      if (w && j) result.ratios.push(ratio(`${c.key}: wasm ÷ js`, w, j, "A6: WASM ties or beats JS, wasm ÷ js ≈ 0.6–1.0"));
+      if (w && k) result.ratios.push(ratio(`${c.key}: wasm ÷ kernel`, w, k, "A7: ≈ 0.75–1.5× (30 ns vs 40 ns per lookup)"));
     }
     const series = ["wasm", "js", "kernel", "empty"]
       .map((eng) => ({ name: eng, points: CASES.map((c, i) => [i + 1, g(`${eng}/${c.key}`)?.stat.median] as [number, number | undefined]).filter((p): p is [number, number] => p[1] !== undefined) }))

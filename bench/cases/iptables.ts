@@ -175,7 +175,7 @@ export const iptablesBenchmark: Benchmark = {
       rowsBy.set(key, [...(rowsBy.get(key) ?? []), row]);
     };
     try {
-      result.notes.push(`iptables: ${sh(IPT, ["--version"]).trim()} — the legacy (x_tables) backend when installed, as the per-rule costs of perf-anchors §3 were measured on ipt_do_table; otherwise the nf_tables backend`);
+      result.notes.push(`iptables: ${sh(IPT, ["--version"]).trim()} — the legacy (x_tables) backend when installed, as the per-rule costs of anchor A9 were measured on ipt_do_table; otherwise the nf_tables backend`);
       sh("ip", ["netns", "add", nsC]);
       sh("ip", ["netns", "add", nsS]);
       sh("ip", ["link", "add", `vc${tag}`, "type", "veth", "peer", "name", `vs${tag}`]);
@@ -304,17 +304,17 @@ export const iptablesBenchmark: Benchmark = {
     const ci = new Map(g("ciliate/rps").map((r) => [r.params.N, r]));
     for (const r of g("iptables/rps")) {
       const c = ci.get(r.params.N);
-      if (c) result.ratios.push({ name: `N=${r.params.N}: ciliate ÷ iptables connections/s`, value: c.stat.median / r.stat.median, numerator: "ciliate", denominator: "iptables", anchor: "§1.2: iptables ahead at small N (TKE: 2.2× short-connection RPS), Cilium ahead beyond ~20k services" });
+      if (c) result.ratios.push({ name: `N=${r.params.N}: ciliate ÷ iptables connections/s`, value: c.stat.median / r.stat.median, numerator: "ciliate", denominator: "iptables", anchor: "A11: iptables ahead at small N (TKE: 2.2× short-connection RPS), Cilium ahead beyond ~20k services" });
     }
     const cinst = new Map(g("ciliate/install").map((r) => [r.params.N, r]));
     for (const r of g("iptables/install")) {
       const c = cinst.get(r.params.N);
-      if (c) result.ratios.push({ name: `N=${r.params.N}: iptables-restore ÷ ciliate map updates (install)`, value: r.stat.median / c.stat.median, numerator: "iptables", denominator: "ciliate", anchor: "§3/§7.6: iptables rule updates grow super-linearly with the ruleset" });
+      if (c) result.ratios.push({ name: `N=${r.params.N}: iptables-restore ÷ ciliate map updates (install)`, value: r.stat.median / c.stat.median, numerator: "iptables", denominator: "ciliate", anchor: "A10: iptables rule updates grow super-linearly with the ruleset" });
     }
     const cone = new Map(g("ciliate/one").map((r) => [r.params.N, r]));
     for (const r of g("iptables/one")) {
       const c = cone.get(r.params.N);
-      if (c) result.ratios.push({ name: `N=${r.params.N}: add one service, iptables-restore --noflush ÷ 3 map updates`, value: r.stat.median / c.stat.median, numerator: "iptables", denominator: "ciliate", anchor: "§3: per-rule update cost rises from < 1 ms to 100–160 ms as the ruleset grows; map updates stay O(1)" });
+      if (c) result.ratios.push({ name: `N=${r.params.N}: add one service, iptables-restore --noflush ÷ 3 map updates`, value: r.stat.median / c.stat.median, numerator: "iptables", denominator: "ciliate", anchor: "A10: per-rule update cost rises from < 1 ms to 100–160 ms as the ruleset grows; map updates stay O(1)" });
     }
     result.notes.push(
       `Traffic: ${rounds} round(s) × ${perRound} connections, ${concurrency} in flight, to random VIPs among the N, each round capped at ${capMs / 1000} s; latency = connect() to the first byte of the server's reply, over all connections of the point. connections/s is the median over rounds. iptables install times include the iptables-restore process start (both modes are timed from this process; ciliate's updates are in-process bpf_map_update_elem calls through libbpf).`,

@@ -5,7 +5,8 @@
  * the part of it beyond the unavoidable — the slots the removed backends owned); and agreement: the WASM
  * table against the JS build, and
  * against what the kernel map holds after the WASM table is written into it and read back, bit for bit.
- * Cilium's guidance: M > 100·N keeps imbalance and reassignment within about 1 % (perf-anchors §2.2).
+ * Cilium's guidance: M > 100·N keeps imbalance and reassignment within about 1 % (anchor A17 of
+ * docs/benchmarks.md: Cilium's "Kubernetes Without kube-proxy" guide).
  */
 import { createJsDatapath, createWasmDatapath } from "../../sim/engines.ts";
 import { KernelDatapath, KERNEL_OBJECT } from "../../datapath/kernel-engine.ts";
@@ -81,7 +82,7 @@ export const maglevBenchmark: Benchmark = {
           const bal = balance(table, n);
           result.rows.push({ name: "wasm build", params: { ...params, balance: bal.toFixed(4) }, unit: "ms", stat: tw });
           result.rows.push({ name: "js build", params: { ...params }, unit: "ms", stat: tj });
-          result.ratios.push({ name: `build M=${m}, N=${n}: wasm ÷ js`, value: tw.median / tj.median, numerator: "wasm build", denominator: "js build", anchor: "§5: WASM ties or beats JS (≈ 0.6–1.0)" });
+          result.ratios.push({ name: `build M=${m}, N=${n}: wasm ÷ js`, value: tw.median / tj.median, numerator: "wasm build", denominator: "js build", anchor: "A6: WASM ties or beats JS (≈ 0.6–1.0)" });
           for (const eng of ["wasm", "js"]) {
             const k = `${eng} M=${m}`;
             buildSeries.set(k, [...(buildSeries.get(k) ?? []), [n, (eng === "wasm" ? tw : tj).median]]);

@@ -4,7 +4,7 @@
  * the packet policy denies (ipcache lookups plus the full policy lookup, no conntrack entry created, so it
  * can be repeated); the probe for services is a new SYN to a ClusterIP (service lookup, Maglev pick, CT
  * create), a fresh frame per run. Cilium's claim is O(1) per packet for hash maps and O(prefix length) for
- * LPM tries (perf-anchors §1.6), against iptables' O(rules) (§3).
+ * LPM tries (anchor A8 in docs/benchmarks.md), against iptables' O(rules) (A9).
  * The js engine is left out of the curves (it runs the same core at ~10–20× wasm's cost, see the
  * datapath benchmark) to keep the full run within its time budget.
  */
@@ -121,7 +121,7 @@ export const scalingBenchmark: Benchmark = {
         if (rs.length >= 2) {
           const a = rs[0]!;
           const b = rs[rs.length - 1]!;
-          result.ratios.push({ name: `${dim}: ${eng} cost at N=${b.params.n} ÷ N=${a.params.n}`, value: b.stat.median / a.stat.median, numerator: `N=${b.params.n}`, denominator: `N=${a.params.n}`, anchor: "O(1) hash / O(prefix) LPM ⇒ ≈1×; iptables grows linearly (§3: 90–230 cycles per rule)" });
+          result.ratios.push({ name: `${dim}: ${eng} cost at N=${b.params.n} ÷ N=${a.params.n}`, value: b.stat.median / a.stat.median, numerator: `N=${b.params.n}`, denominator: `N=${a.params.n}`, anchor: "O(1) hash / O(prefix) LPM ⇒ ≈1×; iptables grows linearly (A9: 90–230 cycles per rule)" });
         }
       }
     }
