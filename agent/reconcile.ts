@@ -1,8 +1,8 @@
 /*
  * Incremental map programming: the difference between what the maps hold and what they should hold,
- * applied entry by entry in an order that never opens a hole (DESIGN §1, issue #6 item 4). Cilium does the
- * same with its per-map reconcilers (pkg/maps/policymap syncPolicyMap, pkg/ipcache, pkg/loadbalancer
- * reconciler): compute the delta, then write it, never reload programs.
+ * applied entry by entry in an order that never opens a hole (docs/agent.md, "No holes during changes";
+ * issue #6 item 4). Cilium does the same with its per-map reconcilers (pkg/maps/policymap syncPolicyMap,
+ * pkg/ipcache, pkg/loadbalancer reconciler): compute the delta, then write it, never reload programs.
  *
  * Ordering rules (numbered; repeated where implemented):
  *   O1. All additions and in-place updates come before any deletion, so for a while the maps hold the union

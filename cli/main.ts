@@ -1,5 +1,5 @@
 /*
- * The `ciliate` command (DESIGN §5): global options, one file per command in cli/commands/, and the exit
+ * The `ciliate` command (docs/cli.md): global options, one file per command in cli/commands/, and the exit
  * code contract — 0 success, 1 a check failed, 2 bad input (one line on stderr, never a stack trace).
  */
 import { Command, CommanderError, Option } from "commander";

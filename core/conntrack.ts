@@ -1,7 +1,7 @@
 /*
  * Connection tracking: is this packet part of a connection we have seen, and in which direction?
  * Mirrors Cilium's bpf/lib/conntrack.h (ct_lookup4/6, __ct_lookup, ct_update_timeout, ct_create4/6),
- * reference §6, with ciliate's single CtTuple layout for both families and all protocols.
+ * with ciliate's single CtTuple layout for both families and all protocols.
  *
  * Tuples. A CtTuple is stored in the direction of the packet that created the entry (saddr = the
  * initiator). Its flags carry the hook that created it: TUPLE_F_OUT for fromEndpoint (egress from a pod),

@@ -62,7 +62,8 @@ export const CONFIG_F_EVENTS_ALL: u32 = 0x10;
 /** Track and apply policy to VRRP and IGMP (Cilium's enable-extended-ip-protocols); without it they drop 137. */
 export const CONFIG_F_EXTENDED_IP_PROTOCOLS: u32 = 0x20;
 
-// Policy map (§3.1): prefix bits after prefixlen that are always exact, and the maximum.
+// Policy map (Cilium bpf/lib/policy.h, struct policy_key): prefix bits after prefixlen that are always
+// exact, and the maximum.
 export const POLICY_STATIC_PREFIX: u32 = 56;
 export const POLICY_FULL_PREFIX: u32 = 80;
 export const POLICY_F_DENY: u32 = 0x1;
@@ -90,7 +91,7 @@ export const POLICY_LOOKUP_WILDCARD: u32 = 2;
 // ipcache: static prefix bits (clusterId, pad, family) ahead of the address.
 export const IPCACHE_STATIC_PREFIX: u32 = 32;
 
-// Conntrack (§6).
+// Conntrack (Cilium bpf/lib/conntrack.h).
 export const CT_NEW: u32 = 0;
 export const CT_ESTABLISHED: u32 = 1;
 export const CT_REPLY: u32 = 2;
@@ -107,7 +108,7 @@ export const CT_F_LB_LOOPBACK: u32 = 0x08;
 export const CT_F_NODE_PORT: u32 = 0x10;
 export const CT_F_PROXY_REDIRECT: u32 = 0x20;
 
-// Load balancing (§5.1).
+// Load balancing (Cilium bpf/lib/lb.h).
 export const LB_LOOKUP_SCOPE_EXT: u32 = 0;
 export const LB_LOOKUP_SCOPE_INT: u32 = 1;
 export const LB_ALG_RANDOM: u32 = 1;

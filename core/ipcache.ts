@@ -1,5 +1,5 @@
 /*
- * Address → identity and address → local endpoint lookups (reference §2.1).
+ * Address → identity and address → local endpoint lookups (Cilium bpf/lib/eps.h).
  *
  * The ipcache (MapId.Ipcache, an LPM trie) maps every known IP/CIDR to its security identity; the
  * endpoints map (MapId.Endpoints, a hash) holds the pods on this node. Both mirror Cilium's

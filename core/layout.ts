@@ -108,8 +108,8 @@ export class ConfigValue {
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* ipcache: IP/CIDR → identity (§2.1). Key prefixlen counts bits after the prefixlen field: 32 static bits
- * (clusterId, pad1, family) + the CIDR bits, exactly as IPCACHE_PREFIX_LEN. */
+/* ipcache: IP/CIDR → identity (Cilium bpf/lib/eps.h). Key prefixlen counts bits after the prefixlen field:
+ * 32 static bits (clusterId, pad1, family) + the CIDR bits, exactly as IPCACHE_PREFIX_LEN. */
 
 export class IpcacheKey {
   prefixlen: u32;
@@ -130,7 +130,7 @@ export class IpcacheValue {
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* Local endpoints (cilium_lxc, §2.1): pods on this node. */
+/* Local endpoints (cilium_lxc, Cilium bpf/lib/eps.h): pods on this node. */
 
 export class EndpointKey {
   addr: Bytes<16>;
@@ -152,8 +152,8 @@ export class EndpointInfo {
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* Policy (§3.1–3.3). Cilium keeps one LPM map per endpoint; we keep one LPM map for the node with the
- * endpoint id as the first exact-match field, so that one program and one map serve every endpoint.
+/* Policy (Cilium bpf/lib/policy.h). Cilium keeps one LPM map per endpoint; we keep one LPM map for the node
+ * with the endpoint id as the first exact-match field, so that one program and one map serve every endpoint.
  * prefixlen = POLICY_STATIC_PREFIX (56: secLabel, epId, egress) + 8 if the protocol is exact + the
  * port prefix length (0..16). Wildcard identity is identity 0, found by the second lookup. */
 
@@ -187,8 +187,8 @@ export class PolicyEntry {
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* Load balancing (§5.1). Service slot 0 is the master entry; slots 1..count are active backends and
- * count+1..count+qcount terminating ones. */
+/* Load balancing (Cilium bpf/lib/lb.h). Service slot 0 is the master entry; slots 1..count are active
+ * backends and count+1..count+qcount terminating ones. */
 
 export class ServiceKey {
   addr: Bytes<16>;
@@ -267,9 +267,9 @@ export class AffinityValue {
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* Connection tracking (§6.1). One tuple layout for both families and for TCP and non-TCP: the tuple is
- * stored in the direction of the packet that created the entry (saddr = initiator); a lookup tries the
- * reversed tuple first (REPLY), then the tuple as is (ESTABLISHED). flags carries TUPLE_F_*. */
+/* Connection tracking (Cilium bpf/lib/conntrack_map.h). One tuple layout for both families and for TCP and
+ * non-TCP: the tuple is stored in the direction of the packet that created the entry (saddr = initiator); a
+ * lookup tries the reversed tuple first (REPLY), then the tuple as is (ESTABLISHED). flags carries TUPLE_F_*. */
 
 export class CtTuple {
   daddr: Bytes<16>;
@@ -299,8 +299,8 @@ export class CtEntry {
   bytes: u64;
 }
 
-/** SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or
- * the reply tuple as it comes back (ingress); value: the address and port to rewrite to. */
+/** SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it
+ * leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. */
 export class SnatValue {
   toAddr: Bytes<16>;
   toPortBe: u16;

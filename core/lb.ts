@@ -1,7 +1,7 @@
 /*
  * Service load balancing: frontend lookup, backend selection, service connection tracking, DNAT and
  * reverse NAT, after Cilium's bpf/lib/lb.h (lb4_lookup_service, lb4_local, lb4_select_backend_id_*,
- * lb4_xlate, __lb4_rev_nat; reference §5). IPv4 and IPv6 share one code path (16-byte addresses).
+ * lb4_xlate, __lb4_rev_nat). IPv4 and IPv6 share one code path (16-byte addresses).
  *
  * Backend selection rules (numbered once; repeated where implemented):
  *   S1. Session affinity (SVC_F_AFFINITY): the MapId.Affinity entry {client address, revNatIndex} names

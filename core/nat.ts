@@ -1,7 +1,7 @@
 /*
  * Address/port rewriting with checksum fix-ups, and source NAT for NodePort traffic that this node
  * forwards to a backend on another node (Cilium bpf/lib/nat.h snat_v4_nat / snat_v4_rev_nat and
- * bpf/lib/nodeport.h; reference §7). core/lb.ts uses the rewrite helpers for service DNAT and rev-NAT.
+ * bpf/lib/nodeport.h). core/lb.ts uses the rewrite helpers for service DNAT and rev-NAT.
  *
  * Checksums (as Cilium's lb4_xlate / snat_v4_rewrite_headers): an IPv4 address change updates the IPv4
  * header checksum (pktL3CsumReplace, 4 bytes) and, for TCP / UDP, the L4 checksum as a pseudo-header

@@ -1,7 +1,7 @@
 /*
  * The policy verdict for one packet direction: may the endpoint `epId` exchange this packet with the
  * remote identity, given the L4 protocol and destination port? Mirrors Cilium 1.17/1.18's
- * __policy_can_access and __policy_check (bpf/lib/policy.h), reference §3.1–3.3.
+ * __policy_can_access and __policy_check (bpf/lib/policy.h).
  *
  * The Policy map is one LPM trie for the node (core/layout.ts PolicyKey): secLabel, epId and the
  * direction are always exact (POLICY_STATIC_PREFIX bits); the protocol and then the port can be
@@ -28,7 +28,7 @@
  *      map yet, so such traffic is always dropped.)
  *   9. Otherwise the deciding entry's proxy port: > 0 redirect to that L7 proxy port, 0 plain allow.
  *
- * Match type of the decision (reference §3.3): lookup-#1 entry with lpmPrefixLength > 8 → L3_L4,
+ * Match type of the decision (__policy_can_access): lookup-#1 entry with lpmPrefixLength > 8 → L3_L4,
  * 1..8 → L3_PROTO, 0 → L3_ONLY; lookup-#2 entry with 0 → ALL, ≤ 8 → PROTO_ONLY, otherwise L4_ONLY.
  */
 import {
@@ -134,7 +134,7 @@ function policyCheck(entry: usize, other: usize, lookup: u32, result: usize): i3
  * see policyPort), and checks policyIcmpFragNeededAllowed itself. `result` must point to a PolicyResult
  * (POLICY_RESULT_SIZE bytes) that is always completely written: cookie, match type, proxy port and auth
  * type of the deciding entry, which lookup decided (POLICY_LOOKUP_*), audited = 0.
- * Outcomes (Cilium's verdict convention, reference §0):
+ * Outcomes (Cilium's verdict convention, bpf/lib/policy.h: > 0 a proxy port, 0 allow, < 0 a drop reason):
  *   - -DROP_POLICY (-133): no entry matches (rule 6); result: match NONE, lookup NONE, cookie 0;
  *   - -DROP_POLICY_DENY (-181): the deciding entry is a deny (rules 2, 4a, 7);
  *   - -DROP_POLICY_AUTH_REQUIRED (-189): the decision requires authentication (rule 8);

@@ -7,12 +7,12 @@
  * given, otherwise the selected pods with their ready/terminating state), the ciliate kinds (Traffic,
  * Expectation, Config) and the policy objects, which policy/ compiles.
  *
- * Addresses are allocated deterministically (DESIGN §4): pods without status.podIP get host .10, .11, …
- * of their node's pod CIDR in namespace/name order; nodes without spec.podCIDR get the next /24 of the
- * cluster CIDR (10.244.0.0/16); nodes without an InternalIP get 192.168.56.11, .12, … in name order;
- * services without spec.clusterIP get 10.96.0.10, .11, … of the service CIDR in namespace/name order,
- * NodePorts from 30000 up. `pinned` (whatif) keeps the addresses of a previous model for objects that
- * still exist, so an edit never renumbers the cluster.
+ * Addresses are allocated deterministically (docs/scenarios.md, "Addresses"): pods without status.podIP get
+ * host .10, .11, … of their node's pod CIDR in namespace/name order; nodes without spec.podCIDR get the next
+ * /24 of the cluster CIDR (10.244.0.0/16); nodes without an InternalIP get 192.168.56.11, .12, … in name
+ * order; services without spec.clusterIP get 10.96.0.10, .11, … of the service CIDR in namespace/name order,
+ * NodePorts from 30000 up. `pinned` (whatif) keeps the addresses of a previous model for objects that still
+ * exist, so an edit never renumbers the cluster.
  */
 import { formatIp, parseIp } from "../host/ip.ts";
 import { maglevSeeds } from "../host/maglev.ts";

@@ -1,7 +1,7 @@
 // Per-endpoint policy-map state, computed as Cilium's agent does (pkg/policy/repository.go,
 // pkg/policy/mapstate.go, pkg/policy/l4.go):
-//  1. Enforcement per direction (reference §3.6): mode never → none; always → both; default → a
-//     direction is enforced when a selecting rule touches it; when every touching rule has
+//  1. Enforcement per direction (computePolicyEnforcementAndRules): mode never → none; always → both;
+//     default → a direction is enforced when a selecting rule touches it; when every touching rule has
 //     enableDefaultDeny false, a wildcard allow is added (deny rules still apply).
 //  2. Each rule element → (peer identity set) × (protocol, port prefix) keys; identity 0 = any peer;
 //     ANY expands to TCP, UDP, SCTP; named ports resolve per destination pod; ranges become prefixes.

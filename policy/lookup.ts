@@ -1,4 +1,4 @@
-// TypeScript mirror of the datapath policy verdict (reference §3.3, Cilium 1.17/1.18 __policy_can_access
+// TypeScript mirror of the datapath policy verdict (Cilium 1.17/1.18 __policy_can_access
 // in bpf/lib/policy.h) over compiled map entries, and the encoder of entries into core's PolicyKey /
 // PolicyEntry codec objects.
 //  1. Lookup #1: entries with the remote identity, longest protocol/port prefix that matches.

@@ -259,7 +259,7 @@ export function loadManifests(paths: string[]): LoadResult {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Typed ciliate kinds (DESIGN.md §4)                                                                  */
+/* Typed ciliate kinds (docs/scenarios.md)                                                              */
 
 export type EndpointReference =
   | { pod: string }

@@ -3,7 +3,7 @@
 // so every consumer can read `spec.containers[i].ports` without guarding each level, and a manifest with
 // `spec: -1` or `containers: {}` is refused with the field's path and line instead of failing deep inside
 // as a TypeError. Shapes follow the Kubernetes API types (k8s.io/api core/v1 PodSpec, ServiceSpec,
-// discovery/v1 EndpointSlice; apps/v1 PodTemplateSpec) and ciliate's own kinds (DESIGN §4).
+// discovery/v1 EndpointSlice; apps/v1 PodTemplateSpec) and ciliate's own kinds (docs/scenarios.md).
 
 type Shape = "object" | "list" | "labels";
 

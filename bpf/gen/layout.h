@@ -326,7 +326,7 @@ _Static_assert(__builtin_offsetof(struct ct_entry, pad0) == 20, "CtEntry.pad0 of
 _Static_assert(__builtin_offsetof(struct ct_entry, packets) == 24, "CtEntry.packets offset");
 _Static_assert(__builtin_offsetof(struct ct_entry, bytes) == 32, "CtEntry.bytes offset");
 
-/* SnatValue (core/layout.ts:304) SNAT for NodePort traffic forwarded to a remote backend (§7). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. */
+/* SnatValue (core/layout.ts:304) SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. */
 struct snat_value {
 	__u8 to_addr[16]; /* core/layout.ts:305 */
 	__be16 to_port_be; /* core/layout.ts:306 */

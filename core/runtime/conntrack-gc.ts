@@ -1,5 +1,5 @@
 /*
- * Host-only conntrack garbage collection (Cilium's userspace CT GC, pkg/maps/ctmap/gc; reference §6.5).
+ * Host-only conntrack garbage collection (Cilium's userspace CT GC, pkg/maps/ctmap/gc).
  * Kept apart from core/conntrack.ts because map iteration (mapNextKey) is host-only: codegen never
  * translates this file; the host ABI (core/runtime/abi.ts) exports ctGc. Expiry uses the same rule as
  * ctLookup: an entry is dead when lifetime < now.

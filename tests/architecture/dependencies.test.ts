@@ -1,5 +1,5 @@
 /*
- * The dependency direction of DESIGN.md §2, checked on every import in the tree:
+ * The dependency direction of docs/architecture.md, checked on every import in the tree:
  *   core/ imports nothing outside core/; its translated files reach core/runtime/ (WASM/JS only) only
  *     through the seam implementations (maps.ts, env.ts, alloc.ts);
  *   codegen/ reads core/ as text and never imports it;
@@ -54,7 +54,7 @@ const rules: Record<string, (folder: string, file: string) => boolean> = {
  */
 const KNOWN: string[] = [];
 
-describe("dependency direction (DESIGN.md §2)", () => {
+describe("dependency direction (docs/architecture.md)", () => {
   const known: string[] = [];
   for (const [folder, allowed] of Object.entries(rules)) {
     it(`${folder}/ imports only what it may`, () => {

@@ -1,5 +1,6 @@
 // Cluster-wide settings: --policy-enforcement and the Config document change the verdicts as Cilium's
-// enforcement modes do (reference §3.6), and command-line options override the Config document.
+// enforcement modes do (pkg/policy/repository.go computePolicyEnforcementAndRules), and command-line options
+// override the Config document.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

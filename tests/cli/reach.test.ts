@@ -21,7 +21,7 @@ function expected(port: number): Record<string, Record<string, boolean>> {
 }
 
 describe("reach on k8s-netpol", () => {
-  it("matches the hand-derived tables for 80/TCP and 81/TCP (JSON shape of DESIGN §5)", () => {
+  it("matches the hand-derived tables for 80/TCP and 81/TCP (JSON shape of docs/cli.md)", () => {
     const r = ciliate("reach", "-f", "scenarios/k8s-netpol", "--port", "80/TCP", "--port", "81/TCP", "-o", "json");
     expect(r.code).toBe(0);
     const { diagnostics, ...out } = json(r);

@@ -1,7 +1,8 @@
 /*
- * Connection tracking on every engine, under a fake clock (reference §6.2–6.3): SYN-only entries live
- * CT_SYN_TIMEOUT, established ones CT_CONNECTION_LIFETIME_TCP, closing ones CT_CLOSE_TIMEOUT, non-TCP
- * CT_CONNECTION_LIFETIME_NONTCP; an expired entry is a new flow again.
+ * Connection tracking on every engine, under a fake clock (Cilium bpf/lib/conntrack.h, with the timeout
+ * defines the agent's bpf-ct-timeout-* flags set): SYN-only entries live CT_SYN_TIMEOUT, established ones
+ * CT_CONNECTION_LIFETIME_TCP, closing ones CT_CLOSE_TIMEOUT, non-TCP CT_CONNECTION_LIFETIME_NONTCP; an
+ * expired entry is a new flow again.
  */
 import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";

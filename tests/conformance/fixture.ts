@@ -74,7 +74,7 @@ export interface PolicyRule {
   cookie?: number;
 }
 
-/** Writes one policy-map entry with the LPM prefix arithmetic of reference §3.1. */
+/** Writes one policy-map entry with the LPM prefix arithmetic of Cilium's bpf/lib/policy.h. */
 export function addPolicy(dp: Datapath, r: PolicyRule): void {
   const protoBits = r.proto === undefined ? 0 : 8;
   const portBits = r.proto === undefined ? 0 : r.port === undefined ? 0 : (r.portBits ?? 16);

@@ -1,7 +1,7 @@
 /*
- * Service load balancing on every engine (reference §5): ClusterIP DNAT with checksums that an independent
- * routine verifies, reverse NAT of replies, backend choice as a pure function of the flow, terminating
- * backends, session affinity and services without backends.
+ * Service load balancing on every engine (Cilium bpf/lib/lb.h): ClusterIP DNAT with checksums that an
+ * independent routine verifies, reverse NAT of replies, backend choice as a pure function of the flow,
+ * terminating backends, session affinity and services without backends.
  */
 import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";

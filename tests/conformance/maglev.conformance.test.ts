@@ -1,7 +1,7 @@
 /*
- * Maglev on every engine (reference §5.4). Tables are built by core/maglev.ts — on the WASM and JS engines
- * directly; the kernel does not build tables (the agent builds them with core and writes the map), so on
- * the kernel the check is that a Maglev service sends each flow to the backend its table slot names.
+ * Maglev on every engine (Cilium pkg/maglev/maglev.go). Tables are built by core/maglev.ts — on the WASM and
+ * JS engines directly; the kernel does not build tables (the agent builds them with core and writes the map),
+ * so on the kernel the check is that a Maglev service sends each flow to the backend its table slot names.
  * Cases: a table is reproducible for a fixed seed, every slot is filled and balanced, and removing one of N
  * backends (M ≥ 100·N) moves fewer than 2 % of the slots that did not belong to it.
  */

@@ -1,6 +1,6 @@
 /*
  * Policy verdicts through the real entry points, on every engine. The precedence table follows Cilium's
- * __policy_can_access (bpf/lib/policy.h, 1.17/1.18; reference §3.3): (1) an identity-specific deny wins,
+ * __policy_can_access (bpf/lib/policy.h, 1.17/1.18): (1) an identity-specific deny wins,
  * (2) an identity-0 deny wins, (3) otherwise the higher proxy priority, then the longer protocol/port prefix,
  * (4) ties go to the identity-specific entry; no entry → 133; deny → 181.
  */

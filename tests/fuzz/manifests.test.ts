@@ -3,7 +3,7 @@
  * re-indented lines, YAML syntax spliced in: anchors, aliases, merge keys, tags, brackets, tabs) and at the
  * object level (a random field replaced by a random value of another type, deleted, or the document
  * re-emitted as JSON), then run through `ciliate check` and `ciliate simulate`. The contract under test
- * (DESIGN §5, docs/reliability.md): exit 0, 1 or 2 only; on 2 a message naming the file, never an
+ * (docs/cli.md exit codes, docs/reliability.md): exit 0, 1 or 2 only; on 2 a message naming the file, never an
  * "internal error" and never a stack trace; each case within a time bound.
  * In-process runs (runCheck/runSimulate with the CLI's own error reporting) give volume; a sample also runs
  * through the real `ciliate` binary. FUZZ_RUNS scales the in-process count (default 150).
