@@ -9,7 +9,9 @@
  *      the others' pod CIDRs learned from the kvstore;
  *   2. etcd stopped: a connection held across the outage and new connections between existing pods keep
  *      working; a client added on node-1 meanwhile is unknown to node-2 (denied as world) until etcd
- *      returns, and then admitted.
+ *      returns, and then admitted;
+ *   3. node-3's agent killed with SIGKILL: its entries outlive it until its lease (6 s) expires, then its
+ *      pod leaves node-2's ipcache (world), its route leaves node-1, its identity reference goes.
  * Kernel suite: root, libbpf, bpffs, iproute2 (fails in CI without them); etcd required in CI.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -36,7 +38,7 @@ const c = new MultiNodeCluster({
     // No Node objects: the nodes know each other only from the kvstore.
     cl.writeNodes([]);
   },
-  agentArgs: ["--identity-allocation-mode", "kvstore", "--kvstore", "etcd", "--kvstore-lease-ttl", "30s", "--cluster-id", "4"],
+  agentArgs: ["--identity-allocation-mode", "kvstore", "--kvstore", "etcd", "--kvstore-lease-ttl", "6s", "--cluster-id", "4"],
 });
 const ip = (pod: string) => c.pod(pod).ip;
 const ns = (pod: string) => c.pod(pod).ns;
@@ -115,4 +117,22 @@ describe.skipIf(noEtcd)("three nodes sharing endpoints and nodes through etcd (k
     expect(tool(ns("client"), "tcp", ip("server"), 8080).ok).toBe(true);
     expect(tool(ns("stranger"), "tcp", ip("server"), 8080).ok).toBe(false);
   }, 90_000);
+
+  it("node-3's agent killed with SIGKILL: its lease expires, its pods and node leave the other nodes, its identity reference goes", async () => {
+    const stranger = ip("stranger");
+    const refs = () => Object.keys(etcd!.getPrefix("cilium/state/identities/v1/value/")).filter((k) => k.endsWith("/node-3"));
+    expect(refs().length).toBeGreaterThan(0);
+    c.node(3).agent!.kill("SIGKILL");
+    await new Promise<void>((r) => (c.node(3).agent!.exitCode !== null || c.node(3).agent!.signalCode !== null ? r() : c.node(3).agent!.once("exit", () => r())));
+    const t0 = performance.now();
+    // Still there right after the kill: the entries live as long as the lease (6 s), not as long as the process.
+    expect(Object.keys(etcd!.getPrefix("cilium/state/ip/v1/default/"))).toContain(`cilium/state/ip/v1/default/${stranger}`);
+    await eventually(() => c.ipcache(2, stranger)?.identity === 2 && !(c.node(3).podCIDR in c.routes(1)), 30_000, () => `${JSON.stringify(c.ipcache(2, stranger))} ${JSON.stringify(c.routes(1))}`);
+    console.log(`[e2e-kvstore-state] node-3 killed: its pod and route left the other nodes after ${(performance.now() - t0).toFixed(0)} ms (lease TTL 6 s)`);
+    expect(Object.keys(etcd!.getPrefix(`cilium/state/nodes/v1/default/`)).sort()).toEqual(["node-1", "node-2"].map((n) => `cilium/state/nodes/v1/default/${n}`));
+    expect(refs()).toEqual([]);
+    // The other nodes go on.
+    expect(tool(ns("client"), "tcp", ip("server"), 8080).ok).toBe(true);
+    expect(tool(ns("client2"), "tcp", ip("server"), 8080).ok).toBe(true);
+  }, 60_000);
 });
