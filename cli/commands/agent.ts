@@ -91,6 +91,11 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     const why = /Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/.exec(m)?.[1] ?? m;
     throw new CliError(`--identity-allocation-mode ${identityConfig.mode}: cannot reach the ${identityConfig.mode === "kvstore" ? `kvstore (${identityConfig.etcd!.endpoints.join(", ")})` : "Kubernetes API"}: ${why}`, "BAD_OPTION");
   }
+  // kvstore mode: this node's endpoints and node are published to etcd and every other node's are watched
+  // (agent/kvstore-state.ts); they join the desired state as pods and nodes (agent/shared-state.ts).
+  const kvState = identityConfig.mode === "kvstore" ? await startKvstoreState(identityAllocator!, identityConfig, nodeName, f) : undefined;
+  const sharedState = kvState && (await import("../../agent/shared-state.ts"));
+  const baseSource = () => (k8s ? k8s.objects() : source.load());
   const agent = new Agent({
     nodeName,
     nodeIp: f.nodeIp,
@@ -98,7 +103,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     pinRoot: f.bpffs,
     stateDir: f.stateDir,
     objectPath: f.object,
-    source: () => (k8s ? k8s.objects() : source.load()),
+    source: kvState ? () => sharedState!.withSharedState(baseSource(), { endpoints: kvState.remoteEndpoints(), nodes: kvState.remoteNodes() }) : baseSource,
     buildOptions: buildOptions(f),
     devices: f.device ?? [],
     xdpAcceleration: f.xdpAcceleration === true,
@@ -138,7 +143,9 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     metrics.observeReconcile(r);
     dns?.sync();
     proxy.sync();
+    kvState?.publish(sharedState!.localSharedEndpoints(agent.desired, agent.localEndpoints(), { name: agent.opts.nodeName, ip: agent.opts.nodeIp }));
   };
+  kvState?.onChange(() => agent.reconcile("kvstore state changed"));
   if (k8s) await k8s.start(() => agent.reconcile("kubernetes"));
   agent.reconcile("start");
   observer.onFlow = (fl) => {
@@ -176,9 +183,20 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   dns?.close();
   agent.close();
   clearInterval(identityGc);
+  await kvState?.close();
   // A graceful stop releases this node's identity references at once (kvstore: the lease is revoked).
   await identityAllocator?.close();
   return 0;
+}
+
+/** The kvstore's shared state on the identity allocator's etcd client, started (lists and watches). */
+async function startKvstoreState(allocator: import("../../agent/identity-allocator.ts").IdentityAllocator, cfg: import("../../agent/identity-options.ts").IdentityConfig, nodeName: string, f: AgentFlags) {
+  const [{ KvstoreState }, { KvstoreAllocator }] = await Promise.all([import("../../agent/kvstore-state.ts"), import("../../agent/identity-kvstore.ts")]);
+  if (!(allocator instanceof KvstoreAllocator)) throw new Error("kvstore mode without a kvstore allocator");
+  const log = (m: string) => process.stderr.write(`${new Date().toISOString()} warn ${m}\n`);
+  const st = new KvstoreState({ client: allocator.client, node: { name: nodeName, cluster: f.clusterName ?? "default", clusterId: cfg.clusterId, ip: f.nodeIp!, podCIDR: f.podCidr! }, leaseTtl: cfg.leaseTtlSeconds, log });
+  await st.start();
+  return st;
 }
 
 /** --export-file and its options (Hubble's --hubble-export-file-* and allow/deny lists), checked before anything starts. */

@@ -64,6 +64,11 @@ export interface ClusterOptions {
   agentArgs?: string[];
   /** Prefix of the namespace names (default "cmn"). */
   prefix?: string;
+  /**
+   * Runs after the namespaces and the underlay exist and before any agent starts (e.g. a service the
+   * agents connect to at start, in the underlay namespace; it may add to `agentArgs`).
+   */
+  beforeAgents?: (c: MultiNodeCluster) => Promise<void>;
 }
 
 export const UNDERLAY_PREFIX = "192.168.57.";
@@ -152,6 +157,8 @@ export class MultiNodeCluster {
         sh("ip", ["netns", "exec", n.ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0"]);
       }
       this.writeNodes();
+      for (const n of this.nodes) mkdirSync(this.privateManifests(n), { recursive: true });
+      await this.opts.beforeAgents?.(this);
       for (let i = 1; i <= this.nodes.length; i++) await this.startAgent(i);
     } catch (e) {
       await this.cleanup();
@@ -181,9 +188,14 @@ status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
     rmSync(join(this.manifests, file), { force: true });
   }
 
+  /** A manifest directory only node `n`'s agent reads (pods the other nodes learn from elsewhere). */
+  privateManifests(n: ClusterNode): string {
+    return join(this.dir, `${n.name}-manifests`);
+  }
+
   agentArgs(n: ClusterNode): string[] {
     return [
-      "-f", this.manifests, "--node-name", n.name, "--node-ip", n.ip, "--pod-cidr", n.podCIDR,
+      "-f", this.manifests, "-f", this.privateManifests(n), "--node-name", n.name, "--node-ip", n.ip, "--pod-cidr", n.podCIDR,
       "--bpffs", n.pin, "--state-dir", n.stateDir, "--socket", n.socket, "--metrics-addr", n.metricsAddr,
       "--device", "eth0", "--resync-interval", "100",
       ...(this.opts.routingMode ? ["--routing-mode", this.opts.routingMode] : []),
@@ -203,18 +215,20 @@ status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
 
   /**
    * A pod on node `node`: its namespace, the Pod manifest (scheduled, no address yet), CNI ADD through that
-   * node's agent, then the manifest with the address it got. Returns the address.
+   * node's agent, then the manifest with the address it got. Returns the address. With `only`, the manifest
+   * goes to that node's private directory: the other nodes' manifests never list the pod.
    */
-  addPod(node: number, name: string, labels: Record<string, string>, namespace = "default"): string {
+  addPod(node: number, name: string, labels: Record<string, string>, namespace = "default", opts: { only?: boolean } = {}): string {
     const n = this.node(node);
     const ns = `${n.ns}-${name}`;
     this.addNs(ns);
     const file = `pod-${namespace}-${name}.yaml`;
-    this.writeManifest(file, podYaml({ name, namespace, labels }, n.name));
+    const write = opts.only ? (f: string, text: string) => h.writeFileAtomic(join(this.privateManifests(n), f), text) : (f: string, text: string) => this.writeManifest(f, text);
+    write(file, podYaml({ name, namespace, labels }, n.name));
     const r = h.cni(n.socket, "ADD", { containerId: `ctr-${this.tag}-${name}`, netns: `/var/run/netns/${ns}`, pod: name, namespace });
     if (r.code !== 0) throw new Error(`CNI ADD ${namespace}/${name} on ${n.name}: ${JSON.stringify(r.out)}`);
     const ip = (r.out.ips as { address: string }[])[0]!.address.split("/")[0]!;
-    this.writeManifest(file, podYaml({ name, namespace, labels }, n.name, ip));
+    write(file, podYaml({ name, namespace, labels }, n.name, ip));
     this.pods.set(name, { name, namespace, node, ns, ip, labels });
     return ip;
   }

@@ -35,16 +35,18 @@ export class EtcdServer {
     readonly clientPort: number,
     readonly peerPort: number,
     readonly netns?: string,
+    readonly host = "127.0.0.1",
   ) {}
 
-  static async start(netns?: string): Promise<EtcdServer> {
-    const e = new EtcdServer(await freePort(), await freePort(), netns);
+  /** In `netns` (default: this one) on `host` (default loopback; an address of that namespace). */
+  static async start(netns?: string, host?: string): Promise<EtcdServer> {
+    const e = new EtcdServer(await freePort(), await freePort(), netns, host);
     await e.resume();
     return e;
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${this.clientPort}`;
+    return `http://${this.host}:${this.clientPort}`;
   }
 
   /** Starts etcd (again) on the same data directory and ports; resolves when it answers /health. */
