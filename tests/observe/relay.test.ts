@@ -5,7 +5,7 @@
  * upstream observer.proto. Flows must come out of both nodes in time order, listed and followed; a node
  * that goes down is reported and comes back; `ciliate observe --server` prints the relay's flows.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -231,6 +231,27 @@ describe("ciliate observe --server", () => {
   it("prints a drop with its reason in the type column, as Hubble's printer", async () => {
     const { stdout } = await observe("--server", relay.server.addresses[1]!, "--last", "1", "--verdict", "DROPPED", "--port", "41007");
     expect(stdout).toBe(`${compactLine({ ...pushed.get(7)!, event: "Policy denied" })}\n`);
+  });
+});
+
+describe("ciliate relay", () => {
+  it("serves the nodes' flows on its socket until SIGTERM, then exits 0", async () => {
+    const sock = join(dir, "cli-relay", "relay.sock");
+    const child = spawn(process.execPath, ["bin/ciliate.js", "relay", "--peer", nodeA.addresses[0]!, "--peer", tcpB, "--socket", sock, "--sort-buffer-drain-timeout", "200ms"], { cwd: ROOT, env: { ...process.env, CILIATE_DEBUG: "" }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      await until("the relay's socket", async () => stderr, (e) => e.includes("info ciliate relay on"), 30_000);
+      expect(stderr).toContain(`unix://${sock}`);
+      const { stdout } = await promisify(execFile)(process.execPath, ["bin/ciliate.js", "observe", "--server", `unix://${sock}`, "--last", "2", "-o", "json"], { cwd: ROOT });
+      const got = stdout.trim().split("\n").map((l) => JSON.parse(l) as Response);
+      expect(got.map((r) => r.node_name).sort()).toEqual(["node-1", "node-1", "node-2", "node-2"]);
+      expect(got.map((r) => Date.parse(r.time))).toEqual(got.map((r) => Date.parse(r.time)).sort((x, y) => x - y));
+    } finally {
+      child.kill("SIGTERM");
+    }
+    expect(await exited).toBe(0);
   });
 });
 
