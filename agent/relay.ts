@@ -136,12 +136,17 @@ export class Relay {
     const timers: NodeJS.Timeout[] = [];
     let done = false;
 
+    let paused = false;
     const write = (r: unknown) => {
       if (done) return;
       // The client reads slower than the peers send: hold the peers (gRPC flow control) until it drains.
-      if (!call.write(r)) {
+      if (!call.write(r) && !paused) {
+        paused = true;
         for (const s of streams.values()) s.pause();
-        call.once("drain", () => streams.forEach((s) => s.resume()));
+        call.once("drain", () => {
+          paused = false;
+          streams.forEach((s) => s.resume());
+        });
       }
     };
     const status = (state: string, names: string[], message?: string) => {
@@ -168,6 +173,7 @@ export class Relay {
     };
     const open = (p: RelayPeer, r: GetFlowsRequest) => {
       const s = p.client.GetFlows!(r) as grpc.ClientReadableStream<FlowsResponse>;
+      if (paused) s.pause();
       streams.set(p, s);
       sending.add(p.target);
       s.on("data", (resp: FlowsResponse) => {
