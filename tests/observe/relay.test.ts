@@ -228,6 +228,25 @@ describe("ciliate observe --server", () => {
       expect(l.flow).toEqual(hubbleFlow(pushed.get(port(l))!));
     }
   });
+  it("reads one agent's Observer API as well", async () => {
+    const { stdout } = await observe("--server", nodeA.addresses[0]!, "--last", "1");
+    expect(stdout).toBe(`${compactLine({ ...stores.a.all().at(-1)!, event: "Policy denied" })}\n`);
+  });
+  it("follows until interrupted, then exits 0", async () => {
+    const child = spawn(process.execPath, ["bin/ciliate.js", "observe", "--server", relay.server.addresses[1]!, "--last", "1", "--follow"], { cwd: ROOT, env: { ...process.env, CILIATE_DEBUG: "" }, stdio: ["ignore", "pipe", "inherit"] });
+    let stdout = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      await until("the last flow of each node", async () => stdout, (o) => o.split("\n").length === 3, 30_000);
+      push("a", 18, Date.now());
+      await until("the new flow", async () => stdout, (o) => o.includes(":41018 "), 10_000);
+    } finally {
+      child.kill("SIGINT");
+    }
+    expect(await exited).toBe(0);
+    expect(stdout.trim().split("\n").at(-1)).toBe(compactLine(pushed.get(18)!));
+  });
   it("prints a drop with its reason in the type column, as Hubble's printer", async () => {
     const { stdout } = await observe("--server", relay.server.addresses[1]!, "--last", "1", "--verdict", "DROPPED", "--port", "41007");
     expect(stdout).toBe(`${compactLine({ ...pushed.get(7)!, event: "Policy denied" })}\n`);
