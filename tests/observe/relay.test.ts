@@ -207,6 +207,23 @@ describe("a node that goes down", () => {
   });
 });
 
+describe("a node that goes down after sending", () => {
+  it("rejoins from just after its last flow: what it saw meanwhile comes, nothing twice", async () => {
+    const f = follow({ whitelist: [{ node_name: ["node-2"] }] });
+    await f.when((rs) => rs.some((r) => r.node_status));
+    push("b", 20, Date.now());
+    await f.when((rs) => flows(rs).length === 1);
+    await nodeB.close();
+    await until("node-2 reported down", () => unary<Record<string, unknown>>("ServerStatus"), (st) => st.num_unavailable_nodes === 1);
+    // Seen by node-2 while the relay could not reach it.
+    push("b", 22, Date.now());
+    nodeB = await serveB();
+    await f.when((rs) => flows(rs).length === 2);
+    expect(f.flowsSeen()).toEqual([20, 22]);
+    await f.stop();
+  });
+});
+
 describe("ciliate observe --server", () => {
   const run = promisify(execFile);
   const observe = (...args: string[]) => run(process.execPath, ["bin/ciliate.js", "observe", ...args], { cwd: ROOT, env: { ...process.env, CILIATE_DEBUG: "" } });
