@@ -10,7 +10,7 @@
  *                 (agent/flow-export.ts). A filter field ciliate does not implement is refused with
  *                 INVALID_ARGUMENT rather than ignored, so a filter never returns more than it says.
  *   ServerStatus  flows held, ring capacity, flows seen, uptime, version.
- *   GetNodes      this node (a relay would list every node; ciliate has no relay yet).
+ *   GetNodes      this node (the relay, agent/relay.ts, lists every node it reaches).
  *   GetAgentEvents, GetDebugEvents: UNIMPLEMENTED (ciliate's agent has no such event streams).
  */
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
@@ -46,11 +46,11 @@ export function loadObserverPackage(options: protoLoader.Options = LOADER_OPTION
   return grpc.loadPackageDefinition(protoLoader.loadSync(PROTO_FILES, options)) as unknown as ObserverPackage;
 }
 
-interface Timestamp {
+export interface Timestamp {
   seconds?: string | number;
   nanos?: number;
 }
-interface GetFlowsRequest {
+export interface GetFlowsRequest {
   number?: string | number;
   first?: boolean;
   follow?: boolean;
@@ -72,7 +72,8 @@ export function flowResponse(f: FlowEvent): Record<string, unknown> {
   return fromJsonForm(T, { flow: hubbleFlow(f), node_name: f.node_name, time: f.time }) as Record<string, unknown>;
 }
 
-class BadRequest extends Error {}
+/** A GetFlows request the server refuses with INVALID_ARGUMENT; the message names the field. */
+export class BadRequest extends Error {}
 
 /** The request's filters, checked; throws BadRequest naming the first problem. */
 function filtersOf(list: unknown[] | undefined, name: string): ExportFilter[] {
@@ -83,11 +84,29 @@ function filtersOf(list: unknown[] | undefined, name: string): ExportFilter[] {
   });
 }
 
+/**
+ * The request's whitelist and blacklist, after checking what ciliate can answer exactly: every filter field
+ * understood, `first` not with `follow`, `number` not with `since`/`until`. Throws BadRequest naming the
+ * first problem.
+ */
+export function checkFlowsRequest(req: GetFlowsRequest): { allow: ExportFilter[]; deny: ExportFilter[] } {
+  const allow = filtersOf(req.whitelist, "whitelist");
+  const deny = filtersOf(req.blacklist, "blacklist");
+  if (req.first && req.follow) throw new BadRequest("first and follow cannot be combined (observer.proto GetFlowsRequest)");
+  if (Number(req.number ?? 0) && (req.since || req.until)) throw new BadRequest("number cannot be combined with since/until (observer.proto GetFlowsRequest)");
+  return { allow, deny };
+}
+
+/** Ends a server stream with INVALID_ARGUMENT (grpc-js ends a server stream with a status through an "error" event). */
+export function refuse(call: grpc.ServerWritableStream<unknown, unknown>, e: unknown): void {
+  if (!(e instanceof BadRequest)) throw e;
+  call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: e.message });
+}
+
 /** The flows a GetFlows request asks for from what is held now (Hubble's number/first/since/until rules). */
 export function selectFlows(held: readonly FlowEvent[], req: GetFlowsRequest, allow: ExportFilter[], deny: ExportFilter[]): FlowEvent[] {
   const number = Number(req.number ?? 0);
-  if (req.first && req.follow) throw new BadRequest("first and follow cannot be combined (observer.proto GetFlowsRequest)");
-  if (number && (req.since || req.until)) throw new BadRequest("number cannot be combined with since/until (observer.proto GetFlowsRequest)");
+  checkFlowsRequest(req);
   let out = held.filter((f) => exported(f, allow, deny));
   if (req.since) out = out.filter((f) => flowMs(f) >= ms(req.since!));
   if (req.until) out = out.filter((f) => flowMs(f) <= ms(req.until!));
@@ -105,13 +124,10 @@ export function observerHandlers(src: ObserverSource): grpc.UntypedServiceImplem
       const req = call.request;
       let allow: ExportFilter[], deny: ExportFilter[], backlog: FlowEvent[];
       try {
-        allow = filtersOf(req.whitelist, "whitelist");
-        deny = filtersOf(req.blacklist, "blacklist");
+        ({ allow, deny } = checkFlowsRequest(req));
         backlog = selectFlows(src.store.all(), req, allow, deny);
       } catch (e) {
-        if (!(e instanceof BadRequest)) throw e;
-        // grpc-js ends a server stream with a status through an "error" event.
-        return void call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: e.message });
+        return refuse(call, e);
       }
       for (const f of backlog) call.write(flowResponse(f));
       if (!req.follow) return void call.end();
@@ -154,25 +170,44 @@ export interface ObserverServer {
  * one-line message when an address cannot be bound.
  */
 export async function serveObserver(src: Omit<ObserverSource, "address">, socketPath: string, tcp?: string): Promise<ObserverServer> {
+  return serveObserverService((address) => observerHandlers({ ...src, address }), socketPath, tcp);
+}
+
+/**
+ * Serves Observer handlers (the agent's, or the relay's) on a unix socket (mode 0600 in a 0700 directory
+ * created when missing), on TCP without TLS, or both; at least one must be given. `handlers` learns the
+ * address clients reach it on (the TCP one when there is one). Rejects with a one-line message when an
+ * address cannot be bound.
+ */
+export async function serveObserverService(handlers: (address: string) => grpc.UntypedServiceImplementation, socketPath: string | undefined, tcp?: string): Promise<ObserverServer> {
   const pkg = loadObserverPackage();
   const server = new grpc.Server();
-  const addresses = [`unix://${socketPath}`, ...(tcp ? [tcp] : [])];
-  server.addService(pkg.observer.Observer.service, observerHandlers({ ...src, address: tcp ?? addresses[0]! }));
-  if (!existsSync(dirname(socketPath))) mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
-  if (existsSync(socketPath)) unlinkSync(socketPath);
+  const addresses = [...(socketPath ? [`unix://${socketPath}`] : []), ...(tcp ? [tcp] : [])];
+  if (!addresses.length) throw new Error("the Observer API needs a unix socket or a TCP address to serve on");
+  server.addService(pkg.observer.Observer.service, handlers(tcp ?? addresses[0]!));
   const bind = (addr: string) =>
     new Promise<number>((resolve, reject) => server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`cannot serve the Hubble Observer API on ${addr}: ${err.message}`)) : resolve(port))));
-  // The socket is created 0600 (umask 0177 while it is bound): no moment at which another user could connect.
-  const umask = process.umask(0o177);
   try {
-    await bind(addresses[0]!);
-  } finally {
-    process.umask(umask);
-  }
-  chmodSync(socketPath, 0o600);
-  if (tcp) {
-    const port = await bind(tcp);
-    addresses[1] = tcp.replace(/:\d+$/, `:${port}`);
+    if (socketPath) {
+      if (!existsSync(dirname(socketPath))) mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
+      if (existsSync(socketPath)) unlinkSync(socketPath);
+      // The socket is created 0600 (umask 0177 while it is bound): no moment at which another user could connect.
+      const umask = process.umask(0o177);
+      try {
+        await bind(addresses[0]!);
+      } finally {
+        process.umask(umask);
+      }
+      chmodSync(socketPath, 0o600);
+    }
+    if (tcp) {
+      const port = await bind(tcp);
+      addresses[addresses.length - 1] = tcp.replace(/:\d+$/, `:${port}`);
+    }
+  } catch (e) {
+    // Nothing stays bound when one address fails.
+    server.forceShutdown();
+    throw e;
   }
   return {
     addresses,

@@ -8,6 +8,7 @@ import { registerCheck } from "./commands/check.ts";
 import { registerCni } from "./commands/cni.ts";
 import { registerObserve } from "./commands/observe.ts";
 import { registerReach } from "./commands/reach.ts";
+import { registerRelay } from "./commands/relay.ts";
 import { registerSimulate } from "./commands/simulate.ts";
 import { registerTrace } from "./commands/trace.ts";
 import { registerWhatif } from "./commands/whatif.ts";
@@ -54,6 +55,7 @@ export async function main(argv: string[]): Promise<number> {
   registerAgent(program, run);
   registerCni(program, run);
   registerObserve(program, run);
+  registerRelay(program, run);
   for (const c of program.commands) c.exitOverride();
   try {
     await program.parseAsync(argv);

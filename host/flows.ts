@@ -55,8 +55,8 @@ export interface FlowEvent {
   };
   destination_service?: { name: string; namespace: string };
   /** flow.proto Tunnel: the outer header of an encapsulated hop; `vni` (not a Hubble field) is the VNI,
-   * which carries the source's security identity. */
-  tunnel?: { protocol: "VXLAN" | "GENEVE"; IP: { source: string; destination: string; ipVersion: "IPv4" | "IPv6" }; l4: { UDP: { source_port: number; destination_port: number } }; vni: number };
+   * which carries the source's security identity (unknown in a flow read from an Observer API). */
+  tunnel?: { protocol: "VXLAN" | "GENEVE"; IP: { source: string; destination: string; ipVersion: "IPv4" | "IPv6" }; l4: { UDP: { source_port: number; destination_port: number } }; vni?: number };
   proxy_port?: number;
   ingress_allowed_by?: PolicyRef[];
   egress_allowed_by?: PolicyRef[];
@@ -135,7 +135,7 @@ export function compactLine(e: FlowEvent): string {
   const month = d.toLocaleString("en-US", { month: "short", timeZone: "UTC" });
   const ts = `${month} ${String(d.getUTCDate()).padStart(2, " ")} ${d.toISOString().slice(11, 23)}`;
   const t = e.tunnel;
-  const tunnel = t ? ` [${t.protocol} ${t.IP.source} -> ${t.IP.destination} VNI ${t.vni}]` : "";
+  const tunnel = t ? ` [${t.protocol} ${t.IP.source} -> ${t.IP.destination}${t.vni !== undefined ? ` VNI ${t.vni}` : ""}]` : "";
   return `${ts} [${e.node_name}]: ${arrow} ${e.event}${tunnel} ${verdict} (${e.Summary})`;
 }
 
@@ -214,7 +214,7 @@ export function ciliateExtras(e: FlowEvent): Record<string, unknown> | undefined
   const out: Record<string, unknown> = {};
   if (e.flow_name) out.flow_name = e.flow_name;
   if (e.l7?.tls) out.tls = e.l7.tls;
-  if (e.tunnel) out.tunnel_vni = e.tunnel.vni;
+  if (e.tunnel?.vni !== undefined) out.tunnel_vni = e.tunnel.vni;
   for (const k of ["ingress_allowed_by", "egress_allowed_by", "ingress_denied_by", "egress_denied_by"] as const) if (e[k]?.length) out[k] = e[k];
   return Object.keys(out).length ? out : undefined;
 }

@@ -331,7 +331,7 @@ function parseRoutingMode(v: string | undefined): "native" | undefined {
 }
 
 /** The version GetNodes and ServerStatus report: package.json's. */
-function agentVersion(): string {
+export function agentVersion(): string {
   try {
     return String((JSON.parse(readFileSync(repoPath("package.json"), "utf8")) as { version?: string }).version ?? "unknown");
   } catch {

@@ -2,17 +2,25 @@
  * `ciliate observe`: the node's flows from the agent, like `hubble observe`: compact lines (default) or
  * JSON lines with Hubble's field names (-o json). Filters --from-pod, --to-pod (ns/name, or name in
  * default), --verdict, --port; --last N (default 20) flows already seen, --follow for new ones until
- * interrupted. Exit 0, 2 on bad flags or when the agent cannot be reached.
+ * interrupted. The flows come from the agent's HTTP flow API (--socket), or with --server from a Hubble
+ * Observer gRPC API: an agent's hubble.sock, `ciliate relay`, or any Hubble server. Exit 0, 2 on bad flags
+ * or when the agent or server cannot be reached.
  */
 import type { Command } from "commander";
 import { request } from "node:http";
+import type * as grpc from "@grpc/grpc-js";
 import { compactLine, jsonLine, type FlowEvent } from "../../host/flows.ts";
+import { flowEventOfHubble, type HubbleFlowJson } from "../../host/hubble-flow-event.ts";
 import { DEFAULT_SOCKET } from "../../agent/defaults.ts";
+import { matches } from "../../agent/flows.ts";
+import { targetProblem } from "../../agent/grpc-target.ts";
+import type { ObserverClient } from "../../agent/relay-peers.ts";
 import { outputOf, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
 export interface ObserveFlags extends GlobalOptions {
   socket: string;
+  server?: string;
   fromPod?: string;
   toPod?: string;
   verdict?: string;
@@ -23,24 +31,53 @@ export interface ObserveFlags extends GlobalOptions {
 
 const VERDICTS = ["FORWARDED", "DROPPED", "REDIRECTED", "AUDIT", "TRANSLATED"];
 
-export async function runObserve(f: ObserveFlags, out: Out): Promise<number> {
-  const fmt = outputOf(f, ["table", "compact", "json"]);
-  const q = new URLSearchParams();
-  if (f.fromPod) q.set("from_pod", f.fromPod);
-  if (f.toPod) q.set("to_pod", f.toPod);
+interface Query {
+  fromPod?: string;
+  toPod?: string;
+  verdict?: string;
+  port?: number;
+  last: number;
+  follow: boolean;
+}
+
+/** The flags checked; throws a one-line CliError naming the first bad one. */
+function queryOf(f: ObserveFlags): Query {
+  const q: Query = { last: Number(f.last), follow: Boolean(f.follow), ...(f.fromPod ? { fromPod: f.fromPod } : {}), ...(f.toPod ? { toPod: f.toPod } : {}) };
   if (f.verdict) {
     if (!VERDICTS.includes(f.verdict.toUpperCase())) throw new CliError(`invalid --verdict ${f.verdict}`, "BAD_OPTION", VERDICTS.join(", "));
-    q.set("verdict", f.verdict.toUpperCase());
+    q.verdict = f.verdict.toUpperCase();
   }
   if (f.port !== undefined) {
     const p = Number(f.port);
     if (!Number.isInteger(p) || p < 0 || p > 65535) throw new CliError(`invalid --port ${f.port}`, "BAD_OPTION", "0-65535");
-    q.set("port", String(p));
+    q.port = p;
   }
-  const last = Number(f.last);
-  if (!Number.isInteger(last) || last < 0) throw new CliError(`invalid --last ${f.last}`, "BAD_OPTION", "a count, 0 = all kept");
-  q.set("last", String(last));
-  if (f.follow) q.set("follow", "1");
+  if (!Number.isInteger(q.last) || q.last < 0) throw new CliError(`invalid --last ${f.last}`, "BAD_OPTION", "a count, 0 = all kept");
+  return q;
+}
+
+/** Stops `cancel` on SIGINT/SIGTERM while following; returns the function that stops listening. */
+function onInterrupt(follow: boolean, cancel: () => void): () => void {
+  if (!follow) return () => {};
+  process.once("SIGINT", cancel);
+  process.once("SIGTERM", cancel);
+  return () => {
+    process.off("SIGINT", cancel);
+    process.off("SIGTERM", cancel);
+  };
+}
+
+export async function runObserve(f: ObserveFlags, out: Out, err: Out = (s) => process.stderr.write(s)): Promise<number> {
+  const fmt = outputOf(f, ["table", "compact", "json"]);
+  const query = queryOf(f);
+  if (f.server !== undefined) return observeServer(f.server, query, fmt, out, err);
+  const q = new URLSearchParams();
+  if (query.fromPod) q.set("from_pod", query.fromPod);
+  if (query.toPod) q.set("to_pod", query.toPod);
+  if (query.verdict) q.set("verdict", query.verdict);
+  if (query.port !== undefined) q.set("port", String(query.port));
+  q.set("last", String(query.last));
+  if (query.follow) q.set("follow", "1");
   const print = (line: string) => {
     if (!line.trim()) return;
     const flow = JSON.parse(line) as FlowEvent;
@@ -65,15 +102,75 @@ export async function runObserve(f: ObserveFlags, out: Out): Promise<number> {
     });
     req.on("error", (e) => reject(new CliError(`cannot reach the ciliate agent at ${f.socket}: ${e.message}`, "AGENT_UNREACHABLE", "is `ciliate agent` running? (root only)")));
     req.end();
-    if (f.follow) {
-      const stop = () => {
-        req.destroy();
-        resolve();
-      };
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
-    }
+    onInterrupt(query.follow, () => {
+      req.destroy();
+      resolve();
+    });
   });
+  return 0;
+}
+
+/**
+ * The GetFlows request for the flags, with Hubble CLI's meaning: --from-pod/--to-pod as source_pod /
+ * destination_pod, --port as a source_port or a destination_port filter, --last as `number` (0: every
+ * flow held, asked for with a since at the epoch when following, since following without a number starts
+ * from now).
+ */
+function flowsRequest(q: Query): Record<string, unknown> {
+  const pod = (p: string) => (p.includes("/") ? p : `default/${p}`);
+  const base: Record<string, string[]> = { ...(q.fromPod ? { source_pod: [pod(q.fromPod)] } : {}), ...(q.toPod ? { destination_pod: [pod(q.toPod)] } : {}), ...(q.verdict ? { verdict: [q.verdict] } : {}) };
+  const whitelist = q.port !== undefined ? [{ ...base, source_port: [String(q.port)] }, { ...base, destination_port: [String(q.port)] }] : Object.keys(base).length ? [base] : [];
+  return { whitelist, follow: q.follow, ...(q.last ? { number: q.last } : q.follow ? { since: { seconds: 0 } } : {}) };
+}
+
+interface FlowsResponseJson {
+  flow?: HubbleFlowJson;
+  node_name?: string;
+  time?: string;
+  node_status?: { state_change?: string; node_names?: string[]; message?: string };
+}
+
+/** `observe --server`: the flows of a Hubble Observer API, printed as from the agent's flow API. */
+async function observeServer(target: string, q: Query, fmt: string, out: Out, err: Out): Promise<number> {
+  const problem = targetProblem(target, "--server");
+  if (problem) throw new CliError(problem, "BAD_OPTION");
+  // Loaded on use: every other command starts without gRPC.
+  const [grpcJs, { LOADER_OPTIONS, loadObserverPackage }] = await Promise.all([import("@grpc/grpc-js"), import("../../agent/observer-grpc.ts")]);
+  // proto3 JSON objects (RFC 3339 times, bare wrapper values): what `hubble observe -o json` prints.
+  const pkg = loadObserverPackage({ ...LOADER_OPTIONS, oneofs: false, json: true });
+  const client = new pkg.observer.Observer(target, grpcJs.credentials.createInsecure()) as unknown as ObserverClient;
+  const print = (r: FlowsResponseJson) => {
+    if (r.node_status) {
+      // The relay says which nodes answer; one that does not is worth a line on stderr, never fatal.
+      const s = r.node_status;
+      if (s.state_change !== "NODE_CONNECTED") err(`ciliate: ${s.state_change ?? "node status"}: ${(s.node_names ?? []).join(", ")}${s.message ? ` (${s.message})` : ""}\n`);
+      return;
+    }
+    if (!r.flow) return;
+    const flow = flowEventOfHubble(r.flow, r.node_name, r.time);
+    // Hubble's pod filters are prefixes (default/web matches default/web-2): ciliate's --from-pod names one pod.
+    if (!matches(flow, { ...(q.fromPod ? { fromPod: q.fromPod } : {}), ...(q.toPod ? { toPod: q.toPod } : {}) })) return;
+    out(`${fmt === "json" ? JSON.stringify(r) : compactLine(flow)}\n`);
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const call = client.GetFlows!(flowsRequest(q)) as grpc.ClientReadableStream<FlowsResponseJson>;
+      const forget = onInterrupt(q.follow, () => call.cancel());
+      call.on("data", print);
+      call.on("end", () => {
+        forget();
+        resolve();
+      });
+      call.on("error", (e: grpc.ServiceError) => {
+        forget();
+        if (e.code === grpcJs.status.CANCELLED) resolve();
+        else if (e.code === grpcJs.status.UNAVAILABLE) reject(new CliError(`cannot reach the Hubble Observer API at ${target}: ${e.details}`, "OBSERVER_UNREACHABLE", "is `ciliate agent` or `ciliate relay` serving there? (the agent's socket is root only)"));
+        else reject(new CliError(`the Hubble Observer API at ${target} refused the request: ${e.details}`, "OBSERVER_ERROR"));
+      });
+    });
+  } finally {
+    client.close();
+  }
   return 0;
 }
 
@@ -82,12 +179,13 @@ export function registerObserve(program: Command, run: (fn: () => Promise<number
     .command("observe")
     .description("the node's flows from the agent (drops, policy verdicts, traces), like `hubble observe`")
     .option("--socket <path>", "unix socket of the agent API", DEFAULT_SOCKET)
+    .option("--server <address>", "read a Hubble Observer gRPC API instead: unix:///path (an agent's hubble.sock) or host:port (e.g. `ciliate relay`)")
     .option("--from-pod <pod>", "only flows from this pod (ns/name or name)")
     .option("--to-pod <pod>", "only flows to this pod (ns/name or name)")
     .option("--verdict <verdict>", "only flows with this verdict (FORWARDED, DROPPED, …)")
     .option("--port <port>", "only flows with this source or destination port")
     .option("--follow", "keep printing new flows until interrupted")
     .option("--last <n>", "how many already-seen flows to print first (0 = all kept)", "20")
-    .addHelpText("after", "\nExamples:\n  ciliate observe --verdict DROPPED --last 50\n  ciliate observe --to-pod default/server --follow -o json\n\nExit codes: 0, 2 bad flags or agent unreachable.")
+    .addHelpText("after", "\nExamples:\n  ciliate observe --verdict DROPPED --last 50\n  ciliate observe --to-pod default/server --follow -o json\n  ciliate observe --server 127.0.0.1:4245 --verdict DROPPED --follow\n\nExit codes: 0, 2 bad flags or agent/server unreachable.")
     .action(async (_o, cmd: Command) => run(() => runObserve(cmd.optsWithGlobals(), (s) => process.stdout.write(s))));
 }

@@ -16,8 +16,9 @@ import type { FlowEvent } from "../../host/flows.ts";
 import { protoProblems } from "../../host/hubble-proto.ts";
 import { flowOf } from "../../host/trace-flow.ts";
 import { flowNames, traceRecord } from "../helpers/flow-fixtures.ts";
+import { getFlows as getFlowsOf, unary as unaryOf, type ObserverTestClient } from "../helpers/observer-client.ts";
 
-type Client = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
+type Client = ObserverTestClient;
 type Response = { flow: Record<string, unknown> & { verdict: string; time: string }; node_name: string; time: string };
 
 const at = (f: FlowEvent, second: number): FlowEvent => ({ ...f, time: new Date(Date.UTC(2026, 0, 1, 0, 0, second)).toISOString() });
@@ -30,16 +31,8 @@ let server: ObserverServer;
 let client: Client;
 let tcpClient: Client;
 
-function getFlows(c: Client, req: Record<string, unknown>): Promise<Response[]> {
-  return new Promise((resolve, reject) => {
-    const out: Response[] = [];
-    const call = c.GetFlows(req) as grpc.ClientReadableStream<Response>;
-    call.on("data", (r: Response) => out.push(r));
-    call.on("error", reject);
-    call.on("end", () => resolve(out));
-  });
-}
-const unary = <T>(c: Client, method: string): Promise<T> => new Promise((resolve, reject) => (c[method] as (r: object, cb: (e: Error | null, v: T) => void) => void)({}, (e, v) => (e ? reject(e) : resolve(v))));
+const getFlows = (c: Client, req: Record<string, unknown>) => getFlowsOf<Response>(c, req);
+const unary = <T>(c: Client, method: string) => unaryOf<T>(c, method);
 const port = (f: Response) => ((f.flow.l4 as { TCP: { source_port: number } }).TCP.source_port);
 
 beforeAll(async () => {
