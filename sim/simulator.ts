@@ -27,7 +27,7 @@
  */
 import { MAP_SPECS, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
-import type { Datapath, EntryPoint, RunResult, TunnelKey } from "../host/datapath.ts";
+import { writeAll, type Datapath, type EntryPoint, type RunResult, type TunnelKey } from "../host/datapath.ts";
 import { tunnelPort, type TunnelProtocol } from "../host/tunnel.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
 import { describe as describeRules, DNS_RCODE_NOERROR, encodeEntries, evaluateDns, evaluateL7, FqdnCache, INIT_ENDPOINT, identityOfIp, kafkaApiKeyName, nodeIdentityOn, parseCidr, toFqdn, type CompiledPolicy, type DnsRule, type FqdnState, type L7Verdict, type Provenance } from "../policy/index.ts";
@@ -1071,12 +1071,10 @@ function rewriteMaps(dp: Datapath, maps: DesiredMaps, names: readonly DesiredMap
   }
 }
 
-/** Writes a node's desired state into an engine's maps, in map order (a later entry replaces an earlier one). */
+/** Writes a node's desired state into an engine's maps, in map order (a later entry replaces an earlier
+ * one), each map in one batch (writeAll: the engine's updateMany, in entry order). */
 function writeDesired(dp: Datapath, maps: DesiredMaps): void {
-  for (const name of DESIRED_MAPS) {
-    const m = dp.map(MAP_SPECS[name] as MapSpec);
-    for (const e of maps[name]) m.update(e.key as never, e.value as never);
-  }
+  for (const name of DESIRED_MAPS) writeAll(dp.map(MAP_SPECS[name] as MapSpec), maps[name].map((e) => [e.key, e.value] as [never, never]));
 }
 
 /**
