@@ -173,6 +173,26 @@ export class AbiDatapath implements Datapath {
     return h;
   }
 
+  /**
+   * Writes entries already encoded (each key and value `spec`'s size), in order, as update() would one by
+   * one: for a caller that writes the same entries into many engines and encodes each once. Throws the
+   * first failure's DatapathError.
+   */
+  updateEncoded(spec: MapSpec, keys: Uint8Array[], values: Uint8Array[], flags = 0): void {
+    const s = this.scratch();
+    let mem = this.bytes();
+    for (let i = 0; i < keys.length; i++) {
+      if (mem.buffer !== this.memory()) mem = this.bytes();
+      mem.set(keys[i]!, s + KEY_OFF);
+      mem.set(values[i]!, s + VALUE_OFF);
+      const rc = this.abi.abiMapUpdate(spec.id, s + KEY_OFF, s + VALUE_OFF, flags) | 0;
+      if (rc !== 0) {
+        const [code, text] = ERRNO[-rc] ?? ["MAP_ERROR", `error ${rc}`];
+        throw new DatapathError(code, `${this.engine}: update of map ${spec.name} failed: ${text}`);
+      }
+    }
+  }
+
   /** Writes TRACE_VERDICT_ARMED into the Trace record's verdict (offset 0), in place. */
   private armTrace(): void {
     const s = this.scratch();
