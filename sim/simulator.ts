@@ -27,12 +27,13 @@
  */
 import { MAP_SPECS, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
-import type { Datapath, EntryPoint, RunResult, TunnelKey } from "../host/datapath.ts";
+import { writeAll, type Datapath, type EntryPoint, type RunResult, type TunnelKey } from "../host/datapath.ts";
 import { tunnelPort, type TunnelProtocol } from "../host/tunnel.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
 import { describe as describeRules, DNS_RCODE_NOERROR, encodeEntries, evaluateDns, evaluateL7, FqdnCache, INIT_ENDPOINT, identityOfIp, kafkaApiKeyName, nodeIdentityOn, parseCidr, toFqdn, type CompiledPolicy, type DnsRule, type FqdnState, type L7Verdict, type Provenance } from "../policy/index.ts";
 import { canonicalIp, type DnsSpec, type EndpointRefSpec, type FlowProtocol, type FlowSpec, type HttpSpec, type KafkaSpec, type SimCluster, type SimPod, type SimService, type SimNode, type TlsSpec } from "../node/cluster.ts";
 import { createSimDatapath, type SimEngineName } from "./engines.ts";
+import { AbiDatapath } from "../host/abi-datapath.ts";
 import { SimError } from "../node/errors.ts";
 import {
   EVENT_DROP,
@@ -228,13 +229,14 @@ export class Simulation {
 
   static async create(cluster: SimCluster, policy: CompiledPolicy, opts: SimulationOptions = {}): Promise<Simulation> {
     const sim = new Simulation(cluster, policy, opts.engine ?? "wasm", opts);
+    const shared: EncodedMaps = {};
     for (const n of cluster.nodes) {
       const numbering = positionalNumbering(cluster, n.name, sim.lb);
       // Maglev tables first (core's builder in a small shared instance), so the engine's maps can be sized
       // to what this node holds.
       const desired = desiredMaps(cluster, policy, sim.lb, n.name, numbering, wasmMaglevBuilder, sim.desiredOptions);
       const dp = opts.createDatapath ? await opts.createDatapath() : await createSimDatapath(sim.engine, { capacities: capacitiesFor(desired, 1 + ENTITY_OFFSETS.length * cluster.nodes.length) });
-      writeDesired(dp, desired);
+      writeDesired(dp, desired, shared);
       sim.extraIpcache(n, dp);
       sim.initEndpoint(n, dp);
       sim.nodes.set(n.name, { node: n, dp, epIds: numbering.epIds });
@@ -1071,11 +1073,51 @@ function rewriteMaps(dp: Datapath, maps: DesiredMaps, names: readonly DesiredMap
   }
 }
 
-/** Writes a node's desired state into an engine's maps, in map order (a later entry replaces an earlier one). */
-function writeDesired(dp: Datapath, maps: DesiredMaps): void {
+/**
+ * Encoded entries of the first node's maps, reused for the entries other nodes share with it. Nodes of one
+ * cluster hold mostly the same ipcache (every pod and node; only the local pods and the node entries
+ * differ), listed in the same order (node/desired.ts), so entry i of a node is compared with entry i of
+ * the first and, when equal, its bytes are copied instead of encoded again: at 10,000 pods on 50 nodes the
+ * encoding was most of the simulation build.
+ */
+type EncodedMaps = Partial<Record<DesiredMap, { entries: DesiredMaps[DesiredMap]; keys: Uint8Array[]; values: Uint8Array[] }>>;
+
+/** Structural equality of two codec objects (numbers, byte arrays, nested records). */
+function sameCodecValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a instanceof Uint8Array) {
+    if (!(b instanceof Uint8Array) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+    return true;
+  }
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!sameCodecValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  return true;
+}
+
+/** Writes a node's desired state into an engine's maps, in map order (a later entry replaces an earlier
+ * one), each map in one batch: encoded bytes shared through `shared` on a WASM/JS engine, else writeAll. */
+function writeDesired(dp: Datapath, maps: DesiredMaps, shared?: EncodedMaps): void {
   for (const name of DESIRED_MAPS) {
-    const m = dp.map(MAP_SPECS[name] as MapSpec);
-    for (const e of maps[name]) m.update(e.key as never, e.value as never);
+    const spec = MAP_SPECS[name] as MapSpec;
+    const list = maps[name];
+    if (!(dp instanceof AbiDatapath) || !shared) {
+      writeAll(dp.map(spec), list.map((e) => [e.key, e.value] as [never, never]));
+      continue;
+    }
+    const ref = shared[name];
+    const keys: Uint8Array[] = new Array(list.length);
+    const values: Uint8Array[] = new Array(list.length);
+    list.forEach((e, i) => {
+      const r = ref?.entries[i];
+      const same = r !== undefined && sameCodecValue(e.key, r.key);
+      keys[i] = same ? ref!.keys[i]! : spec.key.encode(e.key as never);
+      values[i] = same && sameCodecValue(e.value, r.value) ? ref!.values[i]! : spec.value.encode(e.value as never);
+    });
+    if (!ref) shared[name] = { entries: list, keys, values };
+    dp.updateEncoded(spec, keys, values);
   }
 }
 

@@ -12,10 +12,11 @@
  * pairs with an endpoint whose class changed are run, in both versions. Any other edit (pods, services,
  * nodes, config) changes what a class does not capture, and every pair is compared.
  */
-import type { FlowProtocol, FlowSpec, SimPod } from "../../node/cluster.ts";
+import { allocationOf, POLICY_KINDS as CLUSTER_POLICY_KINDS, type BuildOptions, type FlowProtocol, type FlowSpec, type SimPod } from "../../node/cluster.ts";
 import { SimError } from "../../node/errors.ts";
-import { INIT_ENDPOINT, type CompiledPolicy, type ManifestObject } from "../../policy/index.ts";
-import type { Loaded } from "../load.ts";
+import { Diagnostics, INIT_ENDPOINT, type CompiledPolicy, type ManifestObject, type MapStateEntry } from "../../policy/index.ts";
+import { loadFrom, type Loaded } from "../load.ts";
+import { IncrementalClusterPolicy } from "../policy.ts";
 import { objectKey } from "../manifests.ts";
 import type { FlowResult, Simulation } from "../simulator.ts";
 import { changeProbes, probeSourcePort, type Probe } from "./probes.ts";
@@ -52,7 +53,6 @@ export interface WhatifResult {
 }
 
 const CLUSTER_SCOPED = new Set(["Namespace", "Node", "CiliumClusterwideNetworkPolicy"]);
-const POLICY_KINDS = new Set(["NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"]);
 
 /**
  * Applies `applied` objects (replacing the same kind/namespace/name, or adding) and `deletes` keys
@@ -82,7 +82,7 @@ function backendText(r: FlowResult): string | null {
 /** The objects other than policies, as sorted text (two versions differ only in policies when these are equal). */
 function nonPolicyText(objs: ManifestObject[]): string[] {
   return objs
-    .filter((o) => !POLICY_KINDS.has(o.kind))
+    .filter((o) => !CLUSTER_POLICY_KINDS.has(o.kind))
     .map((o) => JSON.stringify([o.kind, o.metadata.namespace ?? "", o.metadata.name, o.raw ?? null]))
     .sort();
 }
@@ -92,6 +92,39 @@ function onlyPoliciesChanged(a: ManifestObject[] | string[], b: ManifestObject[]
   const x = typeof a[0] === "string" ? (a as string[]) : nonPolicyText(a as ManifestObject[]);
   const y = nonPolicyText(b);
   return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+/** Structural equality of two JSON-like values (manifest contents), without building text. */
+function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  return true;
+}
+
+/** The namespace an object lives in, as buildCluster implies it (undefined for cluster-scoped kinds). */
+function impliedNamespace(o: ManifestObject): string | undefined {
+  if (o.kind === "Namespace") return o.metadata.name;
+  return o.kind === "Node" || o.kind === "CiliumClusterwideNetworkPolicy" ? undefined : (o.metadata.namespace ?? "default");
+}
+
+/** policyClass over one compiled policy, computed once per (identity, entry list): endpoints of one
+ * identity usually share their entry list (policy/compile.ts). */
+function classesOf(policy: CompiledPolicy): (p: SimPod) => string {
+  const byList = new Map<MapStateEntry[], Map<number | undefined, string>>();
+  return (p) => {
+    const ep = policy.endpoints.get(p.key);
+    if (p.hostNetwork || !ep) return policyClass(policy, p);
+    const id = policy.identities.podIdentity.get(p.key);
+    let m = byList.get(ep.entries);
+    if (!m) byList.set(ep.entries, (m = new Map()));
+    let c = m.get(id);
+    if (c === undefined) m.set(id, (c = policyClass(policy, p)));
+    return c;
+  };
 }
 
 /** One changed pair, before its explanations are known. */
@@ -139,24 +172,77 @@ export class WhatifSession {
   private halvesBefore?: Halves;
   private readonly nonPolicy: string[];
   private readonly entries = new Map<string, string>();
+  /** The compiler every edit of this session is compiled with (see load). */
+  private readonly policies = new IncrementalClusterPolicy();
+  /** The before state's objects other than policies, in order, and the namespaces they imply. */
+  private readonly nonPolicyObjects: ManifestObject[];
+  private readonly nonPolicyNamespaces = new Set<string>();
+  private readonly namespaces: string;
+  /** Versions built by load on the before state's cluster: they differ from it in policies alone. */
+  private readonly policyOnly = new WeakSet<Loaded>();
+  /** A pod's verdict-relevant class in the before state (cached). */
+  private readonly classBefore: (p: SimPod) => string;
 
   private constructor(
     readonly loaded: Loaded,
     private readonly sim: Simulation,
     private readonly simulate: (l: Loaded) => Promise<Simulation>,
+    private readonly build: BuildOptions,
+    strict: boolean,
   ) {
     this.pods = [...loaded.cluster.pods].sort((x, y) => (x.key < y.key ? -1 : 1));
     this.nonPolicy = nonPolicyText(loaded.objects);
+    this.classBefore = classesOf(loaded.policy);
+    this.nonPolicyObjects = loaded.objects.filter((o) => !CLUSTER_POLICY_KINDS.has(o.kind));
+    for (const o of this.nonPolicyObjects) {
+      const ns = impliedNamespace(o);
+      if (ns !== undefined) this.nonPolicyNamespaces.add(ns);
+    }
+    this.namespaces = loaded.cluster.namespaces.map((n) => n.name).join("/");
+    // The before state once through the session's compiler (its diagnostics were reported when it was
+    // loaded): later versions recompute only what their changed policies touch.
+    this.policies.compile(loaded.cluster, new Diagnostics(strict, () => {}));
   }
 
-  private readonly classes = new Map<string, string>();
-
-  /** A pod's verdict-relevant class in the before state (cached). */
-  private classBefore(p: SimPod): string {
-    let c = this.classes.get(p.key);
-    if (c === undefined) this.classes.set(p.key, (c = policyClass(this.loaded.policy, p)));
-    return c;
+  /**
+   * The edited version `objects` (the session's state with some objects applied or deleted, see
+   * editObjects), as loadFrom would build it with the session's addresses pinned. When the objects other
+   * than policies are those of the session's state (same contents, same order) and imply the same
+   * namespaces, the session's cluster is reused and only the policies are compiled, incrementally: each
+   * changed policy translated, the selectors and identities it touches recomputed. Any other edit is built
+   * from scratch. Diagnostics and errors as loadFrom's.
+   */
+  load(objects: ManifestObject[], diag?: Diagnostics): Loaded {
+    const before = this.loaded;
+    const policies = objects.filter((o) => CLUSTER_POLICY_KINDS.has(o.kind));
+    const same = objects.length - policies.length === this.nonPolicyObjects.length && this.sameNonPolicy(objects) && this.sameNamespaces(policies);
+    if (!same) return loadFrom(objects, { ...this.build, pinned: allocationOf(before.cluster) }, diag);
+    const cluster = { ...before.cluster, policies, objects };
+    const l: Loaded = { objects, cluster, policy: this.policies.compile(cluster, diag) };
+    this.policyOnly.add(l);
+    return l;
   }
+
+  private sameNonPolicy(objects: ManifestObject[]): boolean {
+    let i = 0;
+    for (const o of objects) {
+      if (CLUSTER_POLICY_KINDS.has(o.kind)) continue;
+      const b = this.nonPolicyObjects[i++]!;
+      if (o !== b && !(o.kind === b.kind && o.apiVersion === b.apiVersion && jsonEqual(o.metadata, b.metadata) && jsonEqual(o.raw, b.raw))) return false;
+    }
+    return true;
+  }
+
+  /** True when the policies imply no namespace the before state lacks and keep every one it has. */
+  private sameNamespaces(policies: ManifestObject[]): boolean {
+    const all = new Set(this.nonPolicyNamespaces);
+    for (const o of policies) {
+      const ns = impliedNamespace(o);
+      if (ns !== undefined) all.add(ns);
+    }
+    return [...all].sort().join("/") === this.namespaces;
+  }
+
 
   /** True when `after` has the entries of the before state for pod `key`. */
   private sameEntries(after: CompiledPolicy, key: string): boolean {
@@ -168,8 +254,10 @@ export class WhatifSession {
     return t === entriesText(after, key);
   }
 
-  static async open(before: Loaded, simulate: (l: Loaded) => Promise<Simulation>): Promise<WhatifSession> {
-    return new WhatifSession(before, await simulate(before), simulate);
+  /** `build`: the options `before` was built with; `strict`: whether it was loaded with a strict Diagnostics. */
+  static async open(before: Loaded, simulate: (l: Loaded) => Promise<Simulation>, opts: { build?: BuildOptions; strict?: boolean } = {}): Promise<WhatifSession> {
+    const { pinned: _, ...build } = opts.build ?? {};
+    return new WhatifSession(before, await simulate(before), simulate, build, opts.strict ?? false);
   }
 
   close(): void {
@@ -180,12 +268,14 @@ export class WhatifSession {
   async compare(after: Loaded, probesIn: Probe[] = []): Promise<WhatifResult> {
     const before = this.loaded;
     const probes = probesIn.length ? probesIn : changeProbes(before, after);
-    if (!onlyPoliciesChanged(this.nonPolicy.length ? this.nonPolicy : before.objects, after.objects) || !onlyEntriesDiffer(before.policy, after.policy, this.pods)) return computeFull(before, after, this.simulate, probes);
+    const policyOnly = this.policyOnly.has(after) || onlyPoliciesChanged(this.nonPolicy.length ? this.nonPolicy : before.objects, after.objects);
+    if (!policyOnly || !onlyEntriesDiffer(before.policy, after.policy, this.pods)) return computeFull(before, after, this.simulate, probes);
     const sim = this.sim;
     // Endpoints whose verdict-relevant class changes (their entries without cookies): only pairs with one
     // of these at an end are probed, with these endpoints' entries rewritten to the after state. Cookies
     // only name rules, so the other ends of the pairs that change are rewritten for the explanations alone.
-    const changed = this.pods.filter((p) => this.loaded.policy.endpoints.get(p.key) !== after.policy.endpoints.get(p.key) && this.classBefore(p) !== policyClass(after.policy, p));
+    const classAfter = classesOf(after.policy);
+    const changed = this.pods.filter((p) => this.loaded.policy.endpoints.get(p.key) !== after.policy.endpoints.get(p.key) && this.classBefore(p) !== classAfter(p));
     const index = new Map(this.pods.map((p, i) => [p, i]));
     const candidates: Candidate[] = [];
     const afterBy = new Map<Probe, { rows: Map<number, Verdict[]>; cols: Map<number, Verdict[]> }>();

@@ -18,15 +18,17 @@ interface Rule {
   peer: string;
   port: number;
   direction: "ingress" | "egress";
+  /** A namespace without pods implies a new namespace: the session builds that version from scratch. */
+  namespace?: string;
 }
 
-function manifests(rules: Rule[], opts: { hostPod?: boolean } = {}): string {
+function manifests(rules: Rule[], opts: { hostPod?: boolean; relabel?: boolean } = {}): string {
   const docs: unknown[] = [
     { apiVersion: "v1", kind: "Node", metadata: { name: "n1" } },
     { apiVersion: "v1", kind: "Node", metadata: { name: "n2" } },
   ];
   for (let i = 0; i < PODS; i++)
-    docs.push({ apiVersion: "v1", kind: "Pod", metadata: { name: `p${i}`, namespace: "default", labels: { app: APPS[i % APPS.length] } }, spec: { nodeName: i % 2 ? "n2" : "n1", containers: [{ name: "c", image: "x" }] } });
+    docs.push({ apiVersion: "v1", kind: "Pod", metadata: { name: `p${i}`, namespace: "default", labels: { app: APPS[(i + (opts.relabel && i === 0 ? 1 : 0)) % APPS.length] } }, spec: { nodeName: i % 2 ? "n2" : "n1", containers: [{ name: "c", image: "x" }] } });
   if (opts.hostPod) docs.push({ apiVersion: "v1", kind: "Pod", metadata: { name: "agent", namespace: "default", labels: { app: "a" } }, spec: { nodeName: "n2", hostNetwork: true, containers: [{ name: "c", image: "x" }] } });
   for (const r of rules) {
     const peer = { matchLabels: { app: r.peer } };
@@ -34,7 +36,7 @@ function manifests(rules: Rule[], opts: { hostPod?: boolean } = {}): string {
     docs.push({
       apiVersion: "cilium.io/v2",
       kind: "CiliumNetworkPolicy",
-      metadata: { name: r.name, namespace: "default" },
+      metadata: { name: r.name, namespace: r.namespace ?? "default" },
       spec: { endpointSelector: { matchLabels: { app: r.subject } }, ...(r.direction === "ingress" ? { ingress: [{ fromEndpoints: [peer], toPorts: ports }] } : { egress: [{ toEndpoints: [peer], toPorts: ports }] }) },
     });
   }
@@ -99,6 +101,43 @@ describe("whatif narrowed to changed policy classes", () => {
             const delta = await session.compare(after, PROBES);
             const full = await computeWhatif(before, after, simulate, PROBES, { full: true });
             expect(delta.pairs).toEqual(full.pairs);
+          }
+        } finally {
+          session.close();
+        }
+      }),
+      { numRuns: 5 },
+    );
+  }, 300_000);
+
+  it("one session compiles each edit incrementally: the same version and answer as a fresh load, edit after edit", async () => {
+    const version = fc.record({
+      rules: fc.array(rule("e"), { maxLength: 3 }),
+      relabel: fc.boolean(),
+      elsewhere: fc.boolean(),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(rule("r"), { minLength: 1, maxLength: 3 }), fc.array(version, { minLength: 3, maxLength: 5 }), async (initial, versions) => {
+        const rules = initial.map((r, i) => ({ ...r, name: `r${i}` }));
+        const before = loadFrom(parseManifestText(manifests(rules, { hostPod: true }), "before.yaml"), {});
+        const session = await WhatifSession.open(before, simulate);
+        try {
+          for (const v of versions) {
+            // Mostly policy edits (the incremental compile), now and then a pod relabelled or a policy in a
+            // namespace of its own (built from scratch): the session must tell them apart.
+            const next: Rule[] = v.rules.map((r, i) => ({ ...r, name: `r${i}`, ...(v.elsewhere && i === 0 ? { namespace: "elsewhere" } : {}) }));
+            const objects = parseManifestText(manifests(next, { hostPod: true, relabel: v.relabel && v.elsewhere && next.length > 0 }), "after.yaml");
+            const after = session.load(objects);
+            const fresh = loadFrom(objects, { pinned: allocationOf(before.cluster) });
+            expect(after.policy).toEqual(fresh.policy);
+            expect(after.cluster).toEqual(fresh.cluster);
+            // A policy-only edit takes the incremental path (the session's cluster model kept).
+            if (v.elsewhere && next.length) expect(after.cluster.model).not.toBe(before.cluster.model);
+            else expect(after.cluster.model).toBe(before.cluster.model);
+            const delta = await session.compare(after, PROBES);
+            const full = await computeWhatif(before, fresh, simulate, PROBES, { full: true });
+            expect(delta.pairs).toEqual(full.pairs);
+            expect(delta.flows).toEqual(full.flows);
           }
         } finally {
           session.close();
