@@ -8,75 +8,23 @@
  * backends are on the two other nodes; an agent restarted while connections across nodes run; a node that
  * leaves the manifests loses its route. Kernel suite: fails in CI when it cannot run, skips elsewhere.
  */
-import { execFileSync } from "node:child_process";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/index.ts";
-import { skipUnless } from "../helpers/tools.ts";
-import { eventually, ROOT, sh, tool, toolAsync } from "./e2e-helpers.ts";
+import { eventually, tool, toolAsync } from "./e2e-helpers.ts";
 import { MultiNodeCluster } from "./multinode-harness.ts";
+import { CLUSTER_IP, drops as scenarioDrops, hasPython, ping as podPing, populate } from "./multinode-scenario.ts";
 
 const suite = kernelSuite("agent-e2e-multinode", ["root", "libbpf", "bpffs", "iproute2"]);
-const PING = join(ROOT, "tests/agent/ping.py");
-const hasPython = !skipUnless((() => {
-  try {
-    execFileSync("python3", ["-c", "pass"]);
-    return true;
-  } catch {
-    return false;
-  }
-})(), "python3 (the ICMP test's raw-socket echo, tests/agent/ping.py)");
-const CLUSTER_IP = "10.96.0.20";
-
 const c = new MultiNodeCluster({ nodes: 3, routingMode: "native" });
 const ip = (pod: string) => c.pod(pod).ip;
 const ns = (pod: string) => c.pod(pod).ns;
 
-/** Ingress to app=server from app=client only (TCP 8080, UDP 5353, ICMP echo); egress of app=other only to app=server. */
-const POLICY = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: server-ingress, namespace: default}
-spec:
-  endpointSelector: {matchLabels: {app: server}}
-  ingress:
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    toPorts: [{ports: [{port: "8080", protocol: TCP}, {port: "5353", protocol: UDP}]}]
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    icmps: [{fields: [{type: 8, family: IPv4}]}]
----
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: other-egress, namespace: default}
-spec:
-  endpointSelector: {matchLabels: {app: other}}
-  egress:
-  - toEndpoints: [{matchLabels: {app: server}}]
-`;
-
-const SERVICE = `apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: ${CLUSTER_IP}
-  selector: {app: server}
-  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
-`;
-
-const drops = (i: number) => c.metrics(i).split("\n").filter((l) => l.startsWith("ciliate_drop_count_total")).join("; ");
+const drops = (i: number) => scenarioDrops(c, i);
 
 describe.skipIf(suite.skip)("three nodes in native routing (ciliate agent per node, network namespaces)", () => {
   beforeAll(async () => {
     await c.setup();
-    c.writeManifest("policy.yaml", POLICY);
-    c.writeManifest("service.yaml", SERVICE);
-    // node-1: the clients; node-2 and node-3: a server each; node-3 also a pod no one allows.
-    c.addPod(1, "client", { app: "client" });
-    c.addPod(1, "other", { app: "other" });
-    c.addPod(2, "server", { app: "server" });
-    c.addPod(3, "server3", { app: "server" });
-    c.addPod(3, "stranger", { app: "stranger" });
-    for (const p of ["server", "server3", "stranger"]) c.serve(p);
-    await c.converged();
+    await populate(c);
   }, 240_000);
 
   afterAll(async () => {
@@ -118,7 +66,7 @@ describe.skipIf(suite.skip)("three nodes in native routing (ciliate agent per no
   }, 30_000);
 
   it.skipIf(!hasPython)("ICMP echo across nodes: client → server answered, other → server dropped", () => {
-    const ping = (from: string, host: string) => JSON.parse(sh("ip", ["netns", "exec", ns(from), "python3", PING, host, "2"]).trim()) as { sent: number; received: number };
+    const ping = (from: string, host: string) => podPing(ns(from), host);
     expect(ping("client", ip("server"))).toEqual({ sent: 2, received: 2 });
     expect(ping("client", ip("server3"))).toEqual({ sent: 2, received: 2 });
     expect(ping("other", ip("server"))).toEqual({ sent: 2, received: 0 });
