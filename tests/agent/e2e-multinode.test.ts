@@ -10,16 +10,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/index.ts";
-import { eventually, tool, toolAsync } from "./e2e-helpers.ts";
+import { eventually, tool } from "./e2e-helpers.ts";
 import { MultiNodeCluster } from "./multinode-harness.ts";
-import { CLUSTER_IP, drops as scenarioDrops, hasPython, ping as podPing, populate } from "./multinode-scenario.ts";
+import { checkClusterIp, checkEgressDeny, checkPing, checkPodToPod, checkRestartUnderLoad, hasPython, populate } from "./multinode-scenario.ts";
 
 const suite = kernelSuite("agent-e2e-multinode", ["root", "libbpf", "bpffs", "iproute2"]);
 const c = new MultiNodeCluster({ nodes: 3, routingMode: "native" });
 const ip = (pod: string) => c.pod(pod).ip;
 const ns = (pod: string) => c.pod(pod).ns;
-
-const drops = (i: number) => scenarioDrops(c, i);
 
 describe.skipIf(suite.skip)("three nodes in native routing (ciliate agent per node, network namespaces)", () => {
   beforeAll(async () => {
@@ -46,50 +44,23 @@ describe.skipIf(suite.skip)("three nodes in native routing (ciliate agent per no
 
   it("allows client (node-1) → server (node-2) and server3 (node-3) over TCP and UDP; ingress policy denies other", async () => {
     await new Promise((r) => setTimeout(r, 300)); // servers listening
-    for (const s of ["server", "server3"]) {
-      expect(tool(ns("client"), "tcp", ip(s), 8080), c.logs()).toEqual({ ok: true, reply: s });
-      expect(tool(ns("client"), "udp", ip(s), 5353)).toEqual({ ok: true, reply: s });
-    }
-    // other is allowed out by its egress policy, but the server's node refuses its identity.
-    expect(tool(ns("other"), "tcp", ip("server"), 8080).ok).toBe(false);
-    expect(tool(ns("other"), "udp", ip("server"), 5353).ok).toBe(false);
-    expect(drops(2)).toMatch(/ciliate_drop_count_total\{reason="POLICY_DENIED",direction="INGRESS"\} [1-9]/);
-    // The sender's node let it through (egress allowed), so the drop is the receiving node's verdict.
-    expect(drops(1)).not.toMatch(/POLICY_DENIED/);
+    checkPodToPod(c);
   }, 60_000);
 
   it("denies by egress policy at the sending node: other (node-1) → stranger (node-3)", () => {
-    expect(tool(ns("other"), "tcp", ip("stranger"), 8080).ok).toBe(false);
-    expect(drops(1)).toMatch(/ciliate_drop_count_total\{reason="POLICY_DENIED",direction="EGRESS"\} [1-9]/);
-    // Without an ingress policy on stranger, client reaches it across nodes.
-    expect(tool(ns("client"), "tcp", ip("stranger"), 8080)).toEqual({ ok: true, reply: "stranger" });
+    checkEgressDeny(c);
   }, 30_000);
 
   it.skipIf(!hasPython)("ICMP echo across nodes: client → server answered, other → server dropped", () => {
-    const ping = (from: string, host: string) => podPing(ns(from), host);
-    expect(ping("client", ip("server"))).toEqual({ sent: 2, received: 2 });
-    expect(ping("client", ip("server3"))).toEqual({ sent: 2, received: 2 });
-    expect(ping("other", ip("server"))).toEqual({ sent: 2, received: 0 });
+    checkPing(c);
   }, 30_000);
 
   it("balances a ClusterIP over backends on the two other nodes, replies reverse-NATed; other stays denied", () => {
-    const r = tool(ns("client"), "loop", CLUSTER_IP, 80, 3000, 20) as { ok: number; fail: number; replies: Record<string, number> };
-    expect(r.fail, JSON.stringify(r)).toBe(0);
-    expect(Object.keys(r.replies).sort()).toEqual(["server", "server3"]);
-    expect(tool(ns("other"), "tcp", CLUSTER_IP, 80).ok).toBe(false);
+    checkClusterIp(c);
   }, 30_000);
 
   it("keeps connections across nodes while the server's node agent restarts", async () => {
-    const held = [toolAsync(ns("client"), "hold", ip("server"), 8080, 5000), toolAsync(ns("client"), "hold", CLUSTER_IP, 80, 5000)];
-    await new Promise((r) => setTimeout(r, 700));
-    await c.stopAgent(2);
-    await new Promise((r) => setTimeout(r, 800));
-    await c.startAgent(2);
-    for (const h of await Promise.all(held)) {
-      expect(h.error, JSON.stringify(h)).toBeNull();
-      expect(h.recv).toBe(h.sent);
-      expect(h.sent as number).toBeGreaterThan(30);
-    }
+    await checkRestartUnderLoad(c);
     expect(c.routes(2)).toEqual({ [c.node(1).podCIDR]: c.node(1).ip, [c.node(3).podCIDR]: c.node(3).ip });
     await c.converged();
     expect(tool(ns("client"), "tcp", ip("server"), 8080).ok).toBe(true);
