@@ -183,7 +183,18 @@ function refusedStart(tag: string, extra: string[], prepare?: (netns: string) =>
 }
 
 describe.skipIf(suite.skip)("ciliate agent --routing-mode tunnel refusals (root)", () => {
-  const geneveProblem = suite.skip ? "skipped" : tunnelModuleProblem("geneve");
+  // Probed in a namespace of its own, so a kernel that has the module never sees a trial device in the host's.
+  const geneveProblem = suite.skip
+    ? "skipped"
+    : (() => {
+        const probeNs = `cmt-probe-${process.pid % 100000}-${Math.floor(Math.random() * 1000)}`;
+        sh("ip", ["netns", "add", probeNs]);
+        try {
+          return tunnelModuleProblem("geneve", probeNs);
+        } finally {
+          sh("ip", ["netns", "del", probeNs], true);
+        }
+      })();
   if (!geneveProblem) console.log("skip: this kernel has the geneve module, so the Geneve refusal cannot be shown here");
 
   it.skipIf(!geneveProblem)("refuses Geneve in one line when the kernel has no geneve module, never falling back", () => {
