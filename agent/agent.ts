@@ -33,6 +33,8 @@ import { ipcacheKey } from "../host/ipcache.ts";
 import type { ProxyListenerMap } from "./proxy/manager.ts";
 import { syncNodeRoutes } from "../datapath/node-routes.ts";
 import { remoteNodeRoutes, type RoutingMode } from "./routing.ts";
+import { planOverlay, setupOverlay, removeStaleOverlay, type NodeOverlay } from "./overlay.ts";
+import type { TunnelProtocol } from "../host/tunnel.ts";
 
 export { AgentError, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "./defaults.ts";
 
@@ -70,9 +72,12 @@ export interface AgentOptions {
    * How pods on other nodes are reached. "native": a route to each remote node's pod CIDR via its node IP
    * (routing.ts), the packet unchanged; the receiving node takes the sender's identity from its ipcache.
    * Undefined: the agent installs no routes (a single node, or routes managed outside the agent).
-   * "tunnel" does nothing here yet: `ciliate agent` refuses it until the datapath encapsulates.
+   * "tunnel": the node's collect-metadata tunnel device with from_overlay at its ingress, its ifindex and
+   * protocol in the Config map, no routes between nodes, pods at the overlay MTU (overlay.ts).
    */
   routingMode?: RoutingMode;
+  /** With routing mode tunnel: vxlan (default) or geneve. */
+  tunnelProtocol?: TunnelProtocol;
   /**
    * Cluster-wide identities (kvstore or crd mode), already started. Without it the agent numbers label
    * sets itself (local mode): stable on this node, not agreed with other nodes.
@@ -150,6 +155,10 @@ export class Agent {
   private routeProblems = "";
   private collisionsLogged = 0;
   private identityTimer?: NodeJS.Timeout;
+  /** The overlay this node runs (routing mode tunnel), set up before the first reconcile writes its ifindex. */
+  readonly overlay?: NodeOverlay;
+  /** A device a run in tunnel mode left behind is removed once the Config map no longer names it. */
+  private staleOverlayChecked = false;
 
   constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? ((level, msg) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`));
@@ -172,6 +181,9 @@ export class Agent {
     opts.identityAllocator?.onChange(() => this.identitiesChanged("identities changed"));
     this.ipam = new Ipam(opts.podCIDR, join(opts.stateDir, "ipam.json"));
     enableIpForwarding();
+    // Tunnel mode needs a device this kernel can make: checked before anything is loaded or attached, so a
+    // node that cannot run the overlay refuses to start instead of forwarding unencapsulated.
+    const overlayPlan = opts.routingMode === "tunnel" ? planOverlay(opts.tunnelProtocol ?? "vxlan", opts.nodeIp, opts.devices ?? []) : undefined;
     // Packets the programs hand to the L7 proxy are routed to the local stack (datapath/transparent-proxy.ts).
     installProxyRouting();
     this.obj = loadObject(opts.objectPath, opts.pinRoot, opts.xdpAcceleration === true);
@@ -184,6 +196,11 @@ export class Agent {
       for (const dev of opts.devices ?? []) attachXdp(prog, { ifname: dev, mode: "drv", replace: true });
     } else {
       for (const dev of opts.devices ?? []) attachTc(this.progs.network, { ifname: dev, direction: "ingress", replace: true });
+    }
+    // The device and from_overlay before any endpoint or map: the first reconcile writes its ifindex.
+    if (overlayPlan) {
+      this.overlay = setupOverlay(overlayPlan, this.obj.program("from_overlay"));
+      this.log("info", `overlay: ${this.overlay.protocol} device ${this.overlay.device} (ifindex ${this.overlay.ifindex}, ${this.overlay.adopted ? "adopted" : "created"}, port ${this.overlay.port}, MTU ${this.overlay.deviceMtu}); pods get MTU ${this.overlay.podMtu}`);
     }
     // Restart: keep the endpoints whose interface is still there; re-attach the new programs.
     for (const ep of st?.endpoints ?? []) {
@@ -288,6 +305,12 @@ export class Agent {
     }
     const applied = this.apply(desired);
     this.syncRoutes(objects);
+    if (!this.staleOverlayChecked && applied.failed.length === 0) {
+      // The Config map now says which tunnel device (if any) the programs use: a device of an earlier run
+      // in tunnel mode that this run does not use can go.
+      this.staleOverlayChecked = true;
+      for (const m of removeStaleOverlay(this.overlay?.device)) this.log("info", m);
+    }
     this.saveState(); // identities may have grown
     const r: ReconcileReport = { ok: applied.failed.length === 0, reason, applied, overflow: desired.overflow.map((e) => e.endpoint), durationMs: performance.now() - t0 };
     if (applied.failed.length) {
@@ -328,7 +351,8 @@ export class Agent {
   private desiredOptions() {
     // After a restart the previous policy is what the pinned map holds.
     const previous = this.lastDesired ?? { maps: { Policy: readContents(this.rawMap("Policy")) } };
-    return { ...this.opts.buildOptions, policyMapMax: this.opts.policyMapMax, previous, fqdn: this.fqdn.state(fqdnNow()) };
+    const tunnel = this.overlay ? { protocol: this.overlay.protocol, ifindex: this.overlay.ifindex } : undefined;
+    return { ...this.opts.buildOptions, policyMapMax: this.opts.policyMapMax, previous, fqdn: this.fqdn.state(fqdnNow()), tunnel };
   }
 
   /** A reconcile soon, coalescing bursts of allocations and watch events into one. */
@@ -448,7 +472,8 @@ export class Agent {
     const hostIfname = hostIfnameFor(req.containerId);
     let rec: EndpointRecord;
     try {
-      const link = createEndpointLink({ hostIfname, netns: req.netns, ifname: req.ifname, ip });
+      // Behind the overlay both ends get the device MTU less the encapsulation (Cilium pkg/mtu).
+      const link = createEndpointLink({ hostIfname, netns: req.netns, ifname: req.ifname, ip, mtu: this.overlay?.podMtu });
       rec = { containerId: req.containerId, ifname: req.ifname, netns: req.netns, pod: req.pod, ip, epId: this.nextEpId++, hostIfname, hostIfindex: link.hostIfindex, hostMac: link.hostMac, podMac: link.podMac };
       this.endpoints.set(rec.containerId, rec);
       // The maps first (the endpoint entry comes last, O2), then the programs: until the endpoint is in the

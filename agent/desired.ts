@@ -15,7 +15,7 @@ import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
 import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluster.ts";
-import { desiredMaps, endpointPolicyEntries, frontendKey, localPods, MANAGED_MAPS, type ManagedMap, type Numbering as NodeNumbering } from "../node/desired.ts";
+import { desiredMaps, endpointPolicyEntries, frontendKey, localPods, MANAGED_MAPS, type DesiredOptions as NodeDesiredOptions, type ManagedMap, type Numbering as NodeNumbering } from "../node/desired.ts";
 import { backendKey, buildLbModel, type LbModel } from "../node/services.ts";
 import {
   buildRules,
@@ -174,6 +174,9 @@ export interface DesiredOptions extends BuildOptions {
    * its memo (a DesiredState computed here), work that the change does not touch is reused.
    */
   previous?: { maps: Pick<Record<ManagedMap, MapContents>, "Policy">; memo?: DesiredMemo };
+  /** The node's overlay (routing mode tunnel): written into the Config map by node/desired.ts, as the
+   * simulator writes it. Absent: no overlay. */
+  tunnel?: NodeDesiredOptions["tunnel"];
 }
 
 /**
@@ -253,7 +256,7 @@ interface NonPolicyInputs {
 }
 
 function nonPolicyInputs(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions): NonPolicyInputs {
-  const head = JSON.stringify([node, endpoints, opts.clusterName, opts.policyEnforcement, opts.pinned, opts.policyMapMax, numbering.eventsAll, numbering.traceSample]);
+  const head = JSON.stringify([node, endpoints, opts.clusterName, opts.policyEnforcement, opts.pinned, opts.policyMapMax, numbering.eventsAll, numbering.traceSample, opts.tunnel]);
   return { head, objects: objects.filter((o) => !POLICY_KIND_SET.has(o.kind)) };
 }
 
@@ -346,7 +349,7 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
       revNat: (f) => numbering.revNat.get(frontendKey(f)),
       cookie,
     };
-    const entries = desiredMaps(cluster, policy, lb, node.name, nodeNumbering, wasmMaglevBuilder, { events: true, eventsAll: numbering.eventsAll, traceSampleRate: numbering.traceSample });
+    const entries = desiredMaps(cluster, policy, lb, node.name, nodeNumbering, wasmMaglevBuilder, { events: true, eventsAll: numbering.eventsAll, traceSampleRate: numbering.traceSample, tunnel: opts.tunnel });
     maps = {} as Record<ManagedMap, MapContents>;
     for (const name of MANAGED_MAPS) {
       const spec = MAP_SPECS[name] as MapSpec;

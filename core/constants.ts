@@ -199,6 +199,12 @@ export const MARK_MAGIC_TO_PROXY: u32 = 0xc0000000;
 export const MARK_MAGIC_FROM_INGRESS_PROXY: u32 = 0xa0000000;
 /** Set (SO_MARK) by the egress proxy on its client-side sockets and upstream connections. */
 export const MARK_MAGIC_FROM_EGRESS_PROXY: u32 = 0xb0000000;
+/** Set by the from_overlay program on a packet core's fromOverlay let through to a local pod (ingress
+ * policy on the identity in the tunnel key, conntrack and reverse NAT done): the stack routes it to the
+ * pod's veth, where to_endpoint passes it unchanged instead of judging it again — a reply fromOverlay
+ * reverse-NATed would be a new flow to a second conntrack lookup. Pods cannot set it (the mark is cleared
+ * when a packet leaves their namespace). */
+export const MARK_MAGIC_OVERLAY: u32 = 0xd0000000;
 
 // Map update flags (BPF_ANY/NOEXIST/EXIST) and errors returned by map operations (negative errno).
 export const BPF_ANY: u32 = 0;

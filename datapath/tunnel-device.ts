@@ -6,10 +6,12 @@
  * packets with bpf_skb_get_tunnel_key. The device's MTU is the underlay's; pods get that minus the
  * overlay's overhead (host/tunnel.ts podMtu).
  *
- * A helper for the agent and the multi-node harness: it creates and removes the device in a namespace;
- * attaching from_overlay to its ingress and writing its ifindex into ConfigValue.tunnelIfindex is the
- * caller's part. Needs root and iproute2; the Geneve form also needs the kernel's geneve module.
+ * A helper for the agent and the multi-node harness: it creates (or, on an agent restart, adopts) and
+ * removes the device in a namespace; attaching from_overlay to its ingress and writing its ifindex into
+ * ConfigValue.tunnelIfindex is the caller's part. Needs root and iproute2; the Geneve form also needs the
+ * kernel's geneve module.
  */
+import { existsSync } from "node:fs";
 import { BpfError, BpfErrorCode } from "./errors.ts";
 import { ip, linkShow } from "./endpoint-link.ts";
 
@@ -57,6 +59,56 @@ export function createTunnelDevice(spec: TunnelDeviceSpec = {}): TunnelDevice {
   const link = linkShow(name, spec.netns);
   if (!link) throw new BpfError(BpfErrorCode.NetnsFailed, `tunnel device ${name} vanished after creation`);
   return { name, ifindex: link.ifindex, protocol, port, netns: spec.netns };
+}
+
+interface LinkDetails {
+  ifindex: number;
+  mtu: number;
+  operstate?: string;
+  flags?: string[];
+  linkinfo?: { info_kind?: string; info_data?: { external?: boolean; port?: number } };
+}
+
+/**
+ * The device as `spec` asks for it, keeping one that is already there when it has the same kind, is in
+ * external mode and uses the same port (its MTU is set and it is brought up): an agent that restarts keeps
+ * its ifindex, its from_overlay filter and the flows through it, as Cilium keeps cilium_vxlan across
+ * restarts. Anything else of that name is replaced (createTunnelDevice). `adopted` says which happened.
+ */
+export function ensureTunnelDevice(spec: TunnelDeviceSpec = {}): TunnelDevice & { adopted: boolean } {
+  const protocol = spec.protocol ?? "vxlan";
+  const name = spec.name ?? `cilium_${protocol}`;
+  const port = spec.port ?? DEFAULT_PORT[protocol];
+  let have: LinkDetails | undefined;
+  try {
+    have = (JSON.parse(ip(["-d", "-j", "link", "show", "dev", name], spec.netns)) as LinkDetails[])[0];
+  } catch {
+    have = undefined;
+  }
+  const info = have?.linkinfo;
+  if (have && info?.info_kind === protocol && info.info_data?.external === true && info.info_data.port === port) {
+    if (spec.mtu !== undefined && have.mtu !== spec.mtu) ip(["link", "set", name, "mtu", String(spec.mtu)], spec.netns);
+    if (!have.flags?.includes("UP")) ip(["link", "set", name, "up"], spec.netns);
+    return { name, ifindex: have.ifindex, protocol, port, netns: spec.netns, adopted: true };
+  }
+  return { ...createTunnelDevice(spec), adopted: false };
+}
+
+/**
+ * Why this kernel cannot make a device of `protocol`, or undefined when it can (the module is loaded, or
+ * loadable: a trial device in a throw-away name is created and removed). This machine's kernel, for one,
+ * has vxlan and no geneve.
+ */
+export function tunnelModuleProblem(protocol: TunnelDeviceProtocol, netns?: string): string | undefined {
+  if (existsSync(`/sys/module/${protocol}`)) return undefined;
+  const probe = `ciliate_probe${process.pid % 100}`.slice(0, 15);
+  try {
+    ip(["link", "add", probe, "type", protocol, "external"], netns);
+    ip(["link", "del", probe], netns);
+    return undefined;
+  } catch (e) {
+    return `this kernel has no ${protocol} module (${(e as Error).message.replace(/^ip [^:]*: /, "")})`;
+  }
 }
 
 /** Removes the device; false when it was not there. */

@@ -135,6 +135,7 @@ export const MARK_MAGIC_MASK = 4026531840;
 export const MARK_MAGIC_TO_PROXY = 3221225472;
 export const MARK_MAGIC_FROM_INGRESS_PROXY = 2684354560;
 export const MARK_MAGIC_FROM_EGRESS_PROXY = 2952790016;
+export const MARK_MAGIC_OVERLAY = 3489660928;
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;

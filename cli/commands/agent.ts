@@ -48,6 +48,7 @@ const KERNEL_OBJECT = repoPath("build/bpf/ciliate.bpf.o");
 
 export async function runAgent(f: AgentFlags): Promise<number> {
   const routingMode = parseRoutingMode(f.routingMode);
+  const tunnelProtocol = parseTunnelProtocol(f.tunnelProtocol, routingMode);
   // Loaded here, not at the top: libbpf, prom-client and the Kubernetes client stay out of every other command.
   const [{ Agent }, { agentRoutes, serveApi }, { ManifestSource }, { AgentMetrics }, { FlowObserver, verdictLabels }, { ProxyManager }, { createProtocolHandlers }, { l7FlowOf, namesFrom }] = await Promise.all([
     import("../../agent/agent.ts"),
@@ -112,6 +113,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     policyMapMax: f.policyMapMax === undefined ? undefined : Number(f.policyMapMax),
     fqdnMinTtl: f.tofqdnsMinTtl === undefined ? undefined : Number(f.tofqdnsMinTtl),
     routingMode,
+    tunnelProtocol,
     identityAllocator,
     clusterId: identityConfig.clusterId,
   });
@@ -300,7 +302,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--export-file-max-backups <n>", "with --export-file: rotated files kept (PATH.1 newest); older ones are deleted", "5")
     .option("--export-allow <json>", "with --export-file: export only flows matching this Hubble FlowFilter (repeatable; any matches)", (v: string, p: string[] = []) => [...p, v])
     .option("--export-deny <json>", "with --export-file: never export flows matching this Hubble FlowFilter (repeatable)", (v: string, p: string[] = []) => [...p, v])
-    .option("--routing-mode <mode>", "reach pods on other nodes: native (a route to each node's pod CIDR via its node IP); tunnel is not supported yet; default: no routes between nodes")
+    .option("--routing-mode <mode>", "reach pods on other nodes: native (a route to each node's pod CIDR via its node IP) or tunnel (VXLAN/Geneve overlay, the sender's identity in the VNI); default: no routes between nodes")
     .option("--hubble-socket <path>", "unix socket of the Hubble Observer gRPC API, root only (default: hubble.sock beside --socket)")
     .option("--hubble-listen-address <host:port>", "also serve the Hubble Observer API on TCP, without TLS (Cilium's --hubble-listen-address; \":4244\" is every address)")
     .option("--resync-interval <ms>", "how often to check the manifests for changes", "500")
@@ -316,6 +318,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
 Examples:
   ciliate agent -f /etc/ciliate/manifests --node-ip 192.168.56.11 --pod-cidr 10.244.1.0/24 --metrics-addr 127.0.0.1:9962
   ciliate agent -f manifests/ --node-ip 192.168.56.11 --pod-cidr 10.244.1.0/24 --identity-allocation-mode kvstore --kvstore etcd --kvstore-opt etcd.config=/etc/ciliate/etcd.yaml --cluster-id 1
+  ciliate agent -f manifests/ --node-ip 192.168.56.11 --pod-cidr 10.244.1.0/24 --device eth0 --routing-mode tunnel --tunnel-protocol vxlan
   ciliate agent -f manifests/ --node-ip 192.168.56.11 --pod-cidr 10.244.1.0/24 --export-file /var/log/ciliate/flows.log --export-allow '{"verdict":["DROPPED"]}'
 
 See docs/agent.md. Exit codes: 0 stopped by a signal, 2 bad flags or the datapath could not be loaded.`,
@@ -323,11 +326,21 @@ See docs/agent.md. Exit codes: 0 stopped by a signal, 2 bad flags or the datapat
     .action(async (_o, cmd: Command) => run(() => runAgent(cmd.optsWithGlobals())));
 }
 
-/** --routing-mode: native, or undefined (no routes between nodes). Tunnel is refused until the datapath encapsulates. */
-function parseRoutingMode(v: string | undefined): "native" | undefined {
-  if (v === undefined || v === "native") return v;
-  if (v === "tunnel") throw new CliError("--routing-mode tunnel is not supported by the agent yet (it does not create the tunnel device or attach from_overlay)", "BAD_OPTION", "use --routing-mode native, with routes between the nodes' addresses");
+/** --routing-mode: native, tunnel, or undefined (no routes between nodes, no overlay). */
+function parseRoutingMode(v: string | undefined): "native" | "tunnel" | undefined {
+  if (v === undefined || v === "native" || v === "tunnel") return v;
   throw new CliError(`invalid --routing-mode ${JSON.stringify(v)}`, "BAD_OPTION", "native or tunnel");
+}
+
+/**
+ * --tunnel-protocol (the global option the simulator uses too, so vxlan when not given) in tunnel mode:
+ * vxlan or geneve. Other modes run no overlay and ignore it, as Cilium ignores tunnel-protocol in native
+ * routing.
+ */
+function parseTunnelProtocol(v: string | undefined, mode: string | undefined): "vxlan" | "geneve" | undefined {
+  if (mode !== "tunnel") return undefined;
+  if (v !== undefined && v !== "vxlan" && v !== "geneve") throw new CliError(`invalid --tunnel-protocol ${JSON.stringify(v)} for --routing-mode tunnel`, "BAD_OPTION", "vxlan or geneve");
+  return v ?? "vxlan";
 }
 
 /** The version GetNodes and ServerStatus report: package.json's. */

@@ -8,75 +8,21 @@
  * backends are on the two other nodes; an agent restarted while connections across nodes run; a node that
  * leaves the manifests loses its route. Kernel suite: fails in CI when it cannot run, skips elsewhere.
  */
-import { execFileSync } from "node:child_process";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/index.ts";
-import { skipUnless } from "../helpers/tools.ts";
-import { eventually, ROOT, sh, tool, toolAsync } from "./e2e-helpers.ts";
+import { eventually, tool } from "./e2e-helpers.ts";
 import { MultiNodeCluster } from "./multinode-harness.ts";
+import { checkClusterIp, checkEgressDeny, checkPing, checkPodToPod, checkRestartUnderLoad, hasPython, populate } from "./multinode-scenario.ts";
 
 const suite = kernelSuite("agent-e2e-multinode", ["root", "libbpf", "bpffs", "iproute2"]);
-const PING = join(ROOT, "tests/agent/ping.py");
-const hasPython = !skipUnless((() => {
-  try {
-    execFileSync("python3", ["-c", "pass"]);
-    return true;
-  } catch {
-    return false;
-  }
-})(), "python3 (the ICMP test's raw-socket echo, tests/agent/ping.py)");
-const CLUSTER_IP = "10.96.0.20";
-
 const c = new MultiNodeCluster({ nodes: 3, routingMode: "native" });
 const ip = (pod: string) => c.pod(pod).ip;
 const ns = (pod: string) => c.pod(pod).ns;
 
-/** Ingress to app=server from app=client only (TCP 8080, UDP 5353, ICMP echo); egress of app=other only to app=server. */
-const POLICY = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: server-ingress, namespace: default}
-spec:
-  endpointSelector: {matchLabels: {app: server}}
-  ingress:
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    toPorts: [{ports: [{port: "8080", protocol: TCP}, {port: "5353", protocol: UDP}]}]
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    icmps: [{fields: [{type: 8, family: IPv4}]}]
----
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: other-egress, namespace: default}
-spec:
-  endpointSelector: {matchLabels: {app: other}}
-  egress:
-  - toEndpoints: [{matchLabels: {app: server}}]
-`;
-
-const SERVICE = `apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: ${CLUSTER_IP}
-  selector: {app: server}
-  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
-`;
-
-const drops = (i: number) => c.metrics(i).split("\n").filter((l) => l.startsWith("ciliate_drop_count_total")).join("; ");
-
 describe.skipIf(suite.skip)("three nodes in native routing (ciliate agent per node, network namespaces)", () => {
   beforeAll(async () => {
     await c.setup();
-    c.writeManifest("policy.yaml", POLICY);
-    c.writeManifest("service.yaml", SERVICE);
-    // node-1: the clients; node-2 and node-3: a server each; node-3 also a pod no one allows.
-    c.addPod(1, "client", { app: "client" });
-    c.addPod(1, "other", { app: "other" });
-    c.addPod(2, "server", { app: "server" });
-    c.addPod(3, "server3", { app: "server" });
-    c.addPod(3, "stranger", { app: "stranger" });
-    for (const p of ["server", "server3", "stranger"]) c.serve(p);
-    await c.converged();
+    await populate(c);
   }, 240_000);
 
   afterAll(async () => {
@@ -98,50 +44,23 @@ describe.skipIf(suite.skip)("three nodes in native routing (ciliate agent per no
 
   it("allows client (node-1) → server (node-2) and server3 (node-3) over TCP and UDP; ingress policy denies other", async () => {
     await new Promise((r) => setTimeout(r, 300)); // servers listening
-    for (const s of ["server", "server3"]) {
-      expect(tool(ns("client"), "tcp", ip(s), 8080), c.logs()).toEqual({ ok: true, reply: s });
-      expect(tool(ns("client"), "udp", ip(s), 5353)).toEqual({ ok: true, reply: s });
-    }
-    // other is allowed out by its egress policy, but the server's node refuses its identity.
-    expect(tool(ns("other"), "tcp", ip("server"), 8080).ok).toBe(false);
-    expect(tool(ns("other"), "udp", ip("server"), 5353).ok).toBe(false);
-    expect(drops(2)).toMatch(/ciliate_drop_count_total\{reason="POLICY_DENIED",direction="INGRESS"\} [1-9]/);
-    // The sender's node let it through (egress allowed), so the drop is the receiving node's verdict.
-    expect(drops(1)).not.toMatch(/POLICY_DENIED/);
+    checkPodToPod(c);
   }, 60_000);
 
   it("denies by egress policy at the sending node: other (node-1) → stranger (node-3)", () => {
-    expect(tool(ns("other"), "tcp", ip("stranger"), 8080).ok).toBe(false);
-    expect(drops(1)).toMatch(/ciliate_drop_count_total\{reason="POLICY_DENIED",direction="EGRESS"\} [1-9]/);
-    // Without an ingress policy on stranger, client reaches it across nodes.
-    expect(tool(ns("client"), "tcp", ip("stranger"), 8080)).toEqual({ ok: true, reply: "stranger" });
+    checkEgressDeny(c);
   }, 30_000);
 
   it.skipIf(!hasPython)("ICMP echo across nodes: client → server answered, other → server dropped", () => {
-    const ping = (from: string, host: string) => JSON.parse(sh("ip", ["netns", "exec", ns(from), "python3", PING, host, "2"]).trim()) as { sent: number; received: number };
-    expect(ping("client", ip("server"))).toEqual({ sent: 2, received: 2 });
-    expect(ping("client", ip("server3"))).toEqual({ sent: 2, received: 2 });
-    expect(ping("other", ip("server"))).toEqual({ sent: 2, received: 0 });
+    checkPing(c);
   }, 30_000);
 
   it("balances a ClusterIP over backends on the two other nodes, replies reverse-NATed; other stays denied", () => {
-    const r = tool(ns("client"), "loop", CLUSTER_IP, 80, 3000, 20) as { ok: number; fail: number; replies: Record<string, number> };
-    expect(r.fail, JSON.stringify(r)).toBe(0);
-    expect(Object.keys(r.replies).sort()).toEqual(["server", "server3"]);
-    expect(tool(ns("other"), "tcp", CLUSTER_IP, 80).ok).toBe(false);
+    checkClusterIp(c);
   }, 30_000);
 
   it("keeps connections across nodes while the server's node agent restarts", async () => {
-    const held = [toolAsync(ns("client"), "hold", ip("server"), 8080, 5000), toolAsync(ns("client"), "hold", CLUSTER_IP, 80, 5000)];
-    await new Promise((r) => setTimeout(r, 700));
-    await c.stopAgent(2);
-    await new Promise((r) => setTimeout(r, 800));
-    await c.startAgent(2);
-    for (const h of await Promise.all(held)) {
-      expect(h.error, JSON.stringify(h)).toBeNull();
-      expect(h.recv).toBe(h.sent);
-      expect(h.sent as number).toBeGreaterThan(30);
-    }
+    await checkRestartUnderLoad(c);
     expect(c.routes(2)).toEqual({ [c.node(1).podCIDR]: c.node(1).ip, [c.node(3).podCIDR]: c.node(3).ip });
     await c.converged();
     expect(tool(ns("client"), "tcp", ip("server"), 8080).ok).toBe(true);

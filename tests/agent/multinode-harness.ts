@@ -1,6 +1,6 @@
 /*
  * A cluster of real nodes made of network namespaces, for end-to-end tests of more than one node (issue #13;
- * reused by the overlay and identity-allocation suites). Layout, all under one random tag (pid + random
+ * reused by the overlay (routingMode "tunnel") and identity-allocation suites). Layout, all under one random tag (pid + random
  * suffix) so concurrent runs on one machine never share a name:
  *
  *   cmn-<tag>-ul            the underlay: a bridge `br0` joining the nodes
@@ -193,20 +193,21 @@ status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
     return join(this.dir, `${n.name}-manifests`);
   }
 
-  agentArgs(n: ClusterNode): string[] {
+  /** `routingMode` overrides the cluster's for this start (null: none), e.g. to switch a node's mode. */
+  agentArgs(n: ClusterNode, routingMode: string | null | undefined = this.opts.routingMode): string[] {
     return [
       "-f", this.manifests, "-f", this.privateManifests(n), "--node-name", n.name, "--node-ip", n.ip, "--pod-cidr", n.podCIDR,
       "--bpffs", n.pin, "--state-dir", n.stateDir, "--socket", n.socket, "--metrics-addr", n.metricsAddr,
       "--device", "eth0", "--resync-interval", "100",
-      ...(this.opts.routingMode ? ["--routing-mode", this.opts.routingMode] : []),
+      ...(routingMode ? ["--routing-mode", routingMode] : []),
       ...(this.opts.agentArgs ?? []),
     ];
   }
 
-  async startAgent(i: number): Promise<void> {
+  async startAgent(i: number, routingMode?: string | null): Promise<void> {
     const n = this.node(i);
     n.log = "";
-    n.agent = await h.startAgent(n.ns, n.socket, this.agentArgs(n), (d) => (n.log += d));
+    n.agent = await h.startAgent(n.ns, n.socket, this.agentArgs(n, routingMode === undefined ? this.opts.routingMode : routingMode), (d) => (n.log += d));
   }
 
   async stopAgent(i: number): Promise<void> {

@@ -93,9 +93,9 @@ describe("identities across nodes", () => {
 });
 
 describe("ciliate agent --routing-mode", () => {
-  const run = (mode: string) => {
+  const run = (mode: string, extra: string[] = []) => {
     try {
-      execFileSync(process.execPath, [BIN, "agent", "--routing-mode", mode, "--node-ip", "192.168.57.11", "--pod-cidr", "10.244.1.0/24"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 });
+      execFileSync(process.execPath, [BIN, "agent", "--routing-mode", mode, "--node-ip", "192.168.57.11", "--pod-cidr", "10.244.1.0/24", ...extra], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 });
       return { code: 0, stderr: "" };
     } catch (e) {
       const err = e as { status: number; stderr: string };
@@ -103,13 +103,23 @@ describe("ciliate agent --routing-mode", () => {
     }
   };
 
-  it("refuses tunnel with a one-line reason until the datapath encapsulates, and an unknown mode", () => {
-    const t = run("tunnel");
+  // A start that gets past the flags would program this machine's own namespace: only refusals run here
+  // (tunnel mode itself is started in namespaces by e2e-multinode-tunnel.test.ts).
+  it("refuses an unknown tunnel protocol and an unknown mode in one line", () => {
+    const t = run("tunnel", ["--tunnel-protocol", "gre"]);
     expect(t.code).toBe(2);
-    expect(t.stderr).toMatch(/--routing-mode tunnel is not supported by the agent yet/);
+    expect(t.stderr).toMatch(/--tunnel-protocol <protocol>' argument 'gre' is invalid/);
     expect(t.stderr).not.toMatch(/\n\s+at /); // no stack trace
     const u = run("bgp");
     expect(u.code).toBe(2);
     expect(u.stderr).toMatch(/invalid --routing-mode "bgp"/);
+  });
+
+  it("accepts tunnel as a mode, then refuses a tunnel without encapsulation (--tunnel-protocol disabled is the simulator's)", () => {
+    const n = run("tunnel", ["--tunnel-protocol", "disabled"]);
+    expect(n.code).toBe(2);
+    expect(n.stderr).toMatch(/invalid --tunnel-protocol "disabled" for --routing-mode tunnel/);
+    expect(n.stderr).not.toMatch(/not supported/);
+    expect(n.stderr.trim().split("\n")).toHaveLength(1);
   });
 });
