@@ -16,7 +16,7 @@
  */
 import { formatIp, parseIp } from "../host/ip.ts";
 import { maglevSeeds } from "../host/maglev.ts";
-import { KAFKA_ROLE_REQUEST, kafkaApiKeyOf, parseCidr, dnsSelectorProblems, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
+import { CILIATE_API, CILIATE_KINDS, KNOWN_KINDS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, parseCidr, dnsSelectorProblems, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
 import { SimError } from "./errors.ts";
 
 export type L4 = "TCP" | "UDP" | "SCTP";
@@ -195,23 +195,9 @@ export interface BuildOptions {
 }
 
 export const POLICY_KINDS = new Set(["CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy", "NetworkPolicy"]);
-const CILIATE_API = "ciliate.dev/v1alpha1";
-const KNOWN_KINDS = new Set([
-  "Namespace",
-  "Node",
-  "Pod",
-  "Deployment",
-  "ReplicaSet",
-  "StatefulSet",
-  "DaemonSet",
-  "Service",
-  "EndpointSlice",
-  "Endpoints",
-  ...POLICY_KINDS,
-  "Traffic",
-  "Expectation",
-  "Config",
-]);
+// The kinds the manifest loader accepts (policy/manifest-loader.ts), checked again for objects that reach
+// buildCluster without it.
+const KNOWN_KINDS_SET = new Set([...KNOWN_KINDS, ...CILIATE_KINDS]);
 export const MAGLEV_ANNOTATIONS = ["service.cilium.io/lb-algorithm", "io.cilium/lb-algorithm"];
 const ENTITY_REFS = new Set(["world", "host", "remote-node", "health", "init", "unmanaged", "kube-apiserver", "ingress"]);
 
@@ -486,7 +472,7 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
 /** Builds the cluster model from manifest objects. Throws SimError (or policy's ManifestError) on bad input. */
 export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {}): SimCluster {
   for (const o of objects) {
-    if (!KNOWN_KINDS.has(o.kind)) throw bad(o, ["kind"], `unsupported kind ${o.kind} (supported: ${[...KNOWN_KINDS].join(", ")})`, "UNSUPPORTED_KIND");
+    if (!KNOWN_KINDS_SET.has(o.kind)) throw bad(o, ["kind"], `unsupported kind ${o.kind} (supported: ${[...KNOWN_KINDS_SET].join(", ")})`, "UNSUPPORTED_KIND");
     if ((o.kind === "Traffic" || o.kind === "Expectation" || o.kind === "Config") && o.apiVersion !== CILIATE_API)
       throw bad(o, ["apiVersion"], `${o.kind} needs apiVersion ${CILIATE_API}`);
   }

@@ -11,7 +11,7 @@ import type { Ctx } from "./validate.ts";
 
 export * from "./types.ts";
 export * from "./errors.ts";
-export { loadManifests, parseManifests, clusterFromManifests, parseCiliateObjects, expandWorkload, objectLabel } from "./manifest-loader.ts";
+export { loadManifests, parseManifests, clusterFromManifests, parseCiliateObjects, expandWorkload, objectLabel, KNOWN_KINDS, CILIATE_KINDS, CILIATE_API } from "./manifest-loader.ts";
 export { Diagnostics } from "./diagnostics.ts";
 export type { DiagnosticsSummary } from "./diagnostics.ts";
 export { registerSchema, validateAgainstSchema, schemaApiVersions } from "./schema.ts";
