@@ -10,7 +10,7 @@ export default defineConfig({
     alias: [{ find: /^(\.\.?\/)+env$/, replacement: portableEnv }],
   },
   test: {
-    setupFiles: ["./tests/setup/portable.ts"],
+    setupFiles: ["./tests/setup/portable.ts", "./tests/setup/fast-check.ts"],
     include: ["**/*.test.ts"],
     exclude: ["node_modules/**", "build/**"],
     testTimeout: 60_000,
