@@ -78,7 +78,9 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   const exporter = f.exportFile ? await flowExporter(f) : undefined;
   const source = new ManifestSource(f.file ?? []);
   const k8sMod = f.kubeconfig ? await import("../../agent/k8s-source.ts") : undefined;
-  const k8s = k8sMod ? new k8sMod.KubernetesSource(k8sMod.kubeConfig(f.kubeconfig!), { resyncMs: Number(f.k8sResync) * 1000 || undefined }) : undefined;
+  // The metrics exist only once the agent does; informer failures before that are counted when they exist.
+  let informerError: (kind: string) => void = () => {};
+  const k8s = k8sMod ? new k8sMod.KubernetesSource(k8sMod.kubeConfig(f.kubeconfig!), { resyncMs: Number(f.k8sResync) * 1000 || undefined, onError: (kind) => informerError(kind) }) : undefined;
   if (k8s && f.file?.length) throw new CliError("-f and --kubeconfig are exclusive", "BAD_OPTION", "the desired state comes from one source");
   const nodeName = f.nodeName ?? hostname();
   const log = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
@@ -119,6 +121,16 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   });
   const identityGc = identityAllocator ? setInterval(() => void identityAllocator.gc().then((ids) => ids.length && log("info", `identity gc released ${ids.join(", ")}`), (e: Error) => log("warn", `identity gc: ${e.message}`)), identityConfig.gcIntervalMs) : undefined;
   const metrics = new AgentMetrics(agent);
+  informerError = (kind) => metrics.k8sInformerErrors.inc({ kind });
+  // Pins removed under the running agent are restored (docs/reliability.md), checked at the resync pace.
+  const pinCheck = setInterval(() => {
+    try {
+      const n = agent.repairPins().length;
+      if (n) metrics.pinRepairs.inc(n);
+    } catch (e) {
+      log("error", `restoring removed pins under ${f.bpffs}: ${(e as Error).message}`);
+    }
+  }, Math.max(interval, 1000));
   const observer = new FlowObserver(agent);
   const emit = (e: import("../../agent/proxy/types.ts").L7FlowEvent) => observer.publish(l7FlowOf(e, namesFrom(agent.desired, agent.opts.nodeName)));
   // What every proxy judges with: the policy with this node's listeners in the agent's stable numbering, the
@@ -172,6 +184,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
   });
+  clearInterval(pinCheck);
   source.stop();
   k8s?.stop();
   // Listeners close and the ProxyListeners entries go: redirected traffic is dropped while the agent is away.
