@@ -43,11 +43,16 @@ export function tool(ns: string, ...args: (string | number)[]): Record<string, u
 
 /** pod-tool in the background (killed after 60 s). */
 export function toolAsync(ns: string, ...args: (string | number)[]): Promise<Record<string, unknown>> {
+  return toolWithin(60_000, ns, ...args);
+}
+
+/** pod-tool in the background, killed after `limitMs` (for runs longer than toolAsync's minute). */
+export function toolWithin(limitMs: number, ns: string, ...args: (string | number)[]): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const p = spawn("ip", ["netns", "exec", ns, process.execPath, TOOL, ...args.map(String)], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     p.stdout.on("data", (d) => (out += d));
-    const t = setTimeout(() => p.kill("SIGKILL"), 60_000);
+    const t = setTimeout(() => p.kill("SIGKILL"), limitMs);
     p.on("exit", () => {
       clearTimeout(t);
       try {
