@@ -6,7 +6,10 @@
 const http = require("http");
 const fs = require("fs");
 const [file, port] = process.argv.slice(2);
-let rv = 1000;
+// Resource versions never repeat across restarts of this server, as a real API server's (etcd's revision)
+// never go back: a restarted server starting again at the same number would hand out the very versions the
+// agent cached for different contents.
+let rv = Date.now();
 let current = {};
 const watchers = new Set();
 
