@@ -18,12 +18,11 @@
  * removed in afterAll.
  */
 import { execFile, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/index.ts";
 import { skipUnless } from "../helpers/tools.ts";
-import { BIN, E2eNode, ROOT, podYaml, eventually, serve, sh, stopProcess, tool } from "./e2e-helpers.ts";
+import { E2eNode, ROOT, expectCheckAgrees, podYaml, eventually, serve, sh, stopProcess, tool } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-e2e-l7-protocols", ["root", "libbpf", "bpffs", "iproute2"]);
 const have = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: "ignore" }).status === 0;
@@ -234,16 +233,7 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
   }, 60_000);
 
   it("`ciliate check` on the same manifests gives every case the node's verdict", () => {
-    const scenario = join(h.dir, "scenario");
-    mkdirSync(scenario);
-    writeFileSync(join(scenario, "cluster.yaml"), PODS_YAML);
-    writeFileSync(join(scenario, "policy.yaml"), POLICY_YAML);
-    writeFileSync(join(scenario, "expectations.yaml"), EXPECTATIONS_YAML);
-    const r = spawnSync(process.execPath, [BIN, "check", "-f", scenario, "-o", "json"], { encoding: "utf8", timeout: 60_000 });
-    const results = (JSON.parse(r.stdout) as { results: { name: string; actual: string; passed: boolean; reason: string }[] }).results;
-    expect(results.map((x) => x.name)).toEqual([...node.keys()]);
-    for (const x of results) expect(`${x.name}: ${x.actual}`, x.reason).toBe(`${x.name}: ${node.get(x.name)}`);
-    expect(r.status, r.stdout).toBe(0);
+    expectCheckAgrees(h.dir, { "cluster.yaml": PODS_YAML, "policy.yaml": POLICY_YAML }, EXPECTATIONS_YAML, node);
   }, 60_000);
 
   it("shows the L7 flows in `ciliate observe` and counts them in hubble_flows_processed_total with Hubble's labels", async () => {
