@@ -6,7 +6,7 @@
  * namespaces joined by CNI, a bpffs pin root, a state directory, the agent — under names unique to the
  * process, and removes all of it in tearDown.
  */
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -151,6 +151,22 @@ export async function eventually(fn: () => boolean, ms = 10_000, message?: () =>
     await new Promise((r) => setTimeout(r, 200));
   }
   expect(fn(), message?.()).toBe(true);
+}
+
+/**
+ * The node's verdict for every case against the simulator's: writes the manifests and the Expectations
+ * (one per case, named as in `node`, in the order the node ran them) into `dir`/scenario, runs `ciliate
+ * check` on them and asserts each Expectation's actual verdict is the node's, in that order.
+ */
+export function expectCheckAgrees(dir: string, files: Record<string, string>, expectations: string, node: Map<string, "allowed" | "denied">): void {
+  const scenario = join(dir, "scenario");
+  mkdirSync(scenario, { recursive: true });
+  for (const [name, text] of Object.entries({ ...files, "expectations.yaml": expectations })) writeFileSync(join(scenario, name), text);
+  const r = spawnSync(process.execPath, [BIN, "check", "-f", scenario, "-o", "json"], { encoding: "utf8", timeout: 60_000 });
+  const results = (JSON.parse(r.stdout) as { results: { name: string; actual: string; passed: boolean; reason: string }[] }).results;
+  expect(results.map((x) => x.name)).toEqual([...node.keys()]);
+  for (const x of results) expect(`${x.name}: ${x.actual}`, x.reason).toBe(`${x.name}: ${node.get(x.name)}`);
+  expect(r.status, r.stdout).toBe(0);
 }
 
 /** A Pod manifest (labels `app: <name>` unless given), for the agent's -f directory. */
