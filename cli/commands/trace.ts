@@ -267,11 +267,11 @@ Examples:
   ciliate trace -f scenarios/starwars --from default/tiefighter --to svc:default/deathstar --port 80 \\
       --http-method POST --http-path /v1/request-landing
   ciliate trace -f scenarios/starwars --from default/xwing --to svc:default/deathstar --port 80 -o json
-  ciliate trace -f scenarios/kafka --from kafka/empire-hq --to svc:kafka/kafka --port 9092 \
+  ciliate trace -f scenarios/kafka --from kafka/empire-hq --to svc:kafka/kafka --port 9092 \\
       --kafka-role produce --kafka-topic deathstar-plans
-  ciliate trace -f scenarios/kafka --from kafka/outpost --to svc:kafka/kafka --port 9092 \
-      --kafka-api-key produce --kafka-topic deathstar-plans
-  ciliate trace -f scenarios/kafka --from kafka/outpost --to entity:world --port 443 --tls-sni api.empire.example
+  ciliate trace -f scenarios/kafka --from kafka/empire-outpost-9999 --to svc:kafka/kafka --port 9092 \\
+      --kafka-api-key fetch --kafka-topic deathstar-plans
+  ciliate trace -f scenarios/kafka --from kafka/empire-outpost-8888 --to 198.51.100.20 --port 443 --tls-sni api.empire.example
   ciliate trace -f scenarios/k8s-netpol --from x/a --to y/b --protocol ICMP --icmp-type 8
   ciliate trace -f scenarios/multi-node --from entity:world --to svc:shop/web --port 80
   ciliate trace -f scenarios/fqdn --from default/mediabot --to svc:kube-system/kube-dns --dns-query api.github.com

@@ -82,7 +82,7 @@ export function registerWhatif(program: Command, run: (fn: () => Promise<number>
 Examples:
   ciliate whatif -f scenarios/starwars --apply scenarios/extras/starwars-l3-l4-policy.yaml
   ciliate whatif -f scenarios/starwars --delete CiliumNetworkPolicy/default/rule1 -o json
-  ciliate whatif -f scenarios/k8s-netpol --apply new-policy.yaml --port 80/TCP
+  ciliate whatif -f scenarios/k8s-netpol --apply scenarios/extras/k8s-netpol-new-policy.yaml --port 80/TCP
 
 Table output: one block per change (the pair or flow, then the reason before and after), so nothing is cut
 at any terminal width; --wide prints one table row per change instead. A flow whose Traffic document or
