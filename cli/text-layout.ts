@@ -23,3 +23,12 @@ export function wrap(text: string, width: number): string {
 export function hangingIndent(text: string, indent: number): string {
   return text.split("\n").join(`\n${" ".repeat(indent)}`);
 }
+
+/**
+ * `prefix` then `text` wrapped to `width` columns, later lines indented under the text's first column (a
+ * labelled field of a one-record-per-block listing: "  before: …"). Very narrow widths keep at least 20
+ * columns for the text.
+ */
+export function labelled(prefix: string, text: string, width: number, indent = prefix.length): string {
+  return `${prefix}${hangingIndent(wrap(text, Math.max(20, width - indent)), indent)}`;
+}
