@@ -32,7 +32,8 @@ const cases: [string, string[], RegExp][] = [
   ["an unknown command", ["fly"], /unknown command 'fly'/],
   ["an unknown option", ["simulate", "-f", "scenarios/starwars", "--bogus"], /^ciliate: unknown option '--bogus' \(run ciliate --help, or ciliate COMMAND --help, for usage\)$/],
   ["an option without its value", ["trace", "-f", "scenarios/starwars", "--from"], /^ciliate: option '--from <ref>' argument missing \(run ciliate --help/],
-  ["a directory where a file is expected", ["check", "-f", "scenarios/starwars", "--junit", "scenarios"], /scenarios: is a directory/],
+  ["a directory where a file is expected", ["check", "-f", "scenarios/starwars", "--junit", "scenarios"], /--junit scenarios: cannot write the report: is a directory/],
+  ["a report under a file", ["check", "-f", "scenarios/starwars", "--junit", "scenarios/starwars/cluster.yaml/r.xml"], /--junit scenarios\/starwars\/cluster\.yaml\/r\.xml: cannot write the report: a parent is not a directory/],
 ];
 
 const FIXTURES = join(ROOT, "tests/cli/fixtures/bad-input");
