@@ -25,6 +25,7 @@ const cases: [string, string[], RegExp][] = [
   ["a malformed trace port", ["trace", "-f", "scenarios/starwars", "--from", "default/xwing", "--to", "default/tiefighter", "--port", "eighty"], /malformed --port "eighty"/],
   ["two pods with the same IP", ["simulate", "-f", dup], /dup\.yaml: document 1, line \d+: Pod default\/b status\.podIP: .*already used by pod default\/a/],
   ["a targetPort name no pod declares", ["simulate", "-f", tport], /tport\.yaml: document 1, line \d+: Service default\/s spec\.ports\[0\]\.targetPort/],
+  ["ICMPv6 between IPv4 pods", ["trace", "-f", "scenarios/k8s-netpol", "--from", "x/b", "--to", "y/a", "--protocol", "ICMPv6", "--icmp-type", "128"], /^ciliate: --from\/--to: ICMPv6 is carried by IPv6 only, and this flow's addresses are IPv4 .*: not applicable/],
   ["a missing file", ["check", "-f", join(dir, "missing.yaml")], /missing\.yaml: no such file or directory/],
   ["invalid YAML", ["simulate", "-f", yaml], /invalid\.yaml: document 0, line \d+: invalid YAML/],
   ["an unknown engine", ["simulate", "-f", "scenarios/starwars", "--engine", "gpu"], /argument 'gpu' is invalid/],
