@@ -10,7 +10,50 @@ import type { SourceRef } from "./errors.ts";
 import { LABEL_CLUSTER, LABEL_NAMESPACE, LABEL_NAMESPACE_LABELS } from "./labels.ts";
 import { parseSelector, selectorText } from "./selector.ts";
 import type { InternalRule, Peer, PeerRule, PortSpec, Selector } from "./types.ts";
-import { asList, bad, checkCidrSet, checkEndPort, checkPortValue, checkProtocol, type Ctx } from "./validate.ts";
+import { asList, bad, checkCidrSet, checkProtocol, type Ctx } from "./validate.ts";
+
+/** k8s.io/apimachinery pkg/util/validation IsValidPortName, in its words. */
+function portNameProblems(v: string): string[] {
+  const out: string[] = [];
+  if (v.length > 15) out.push("must be no more than 15 characters");
+  if (!/^[-a-z0-9]+$/.test(v)) out.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)");
+  else if (!/[a-z]/.test(v)) out.push("must contain at least one letter (a-z)");
+  if (v.includes("--")) out.push("must not contain consecutive hyphens (-)");
+  if (v.length > 0 && (v.startsWith("-") || v.endsWith("-"))) out.push("must not begin or end with a hyphen (-)");
+  return out;
+}
+
+const PORT_RANGE = "must be between 1 and 65535, inclusive";
+
+/**
+ * One NetworkPolicyPort's port and endPort as the API server validates them (kubernetes/kubernetes
+ * pkg/apis/networking/validation ValidateNetworkPolicyPort): an integer port 1-65535, endPort ≥ port and
+ * only with an integer port; a string port is a port name (IsValidPortName), so "80" is refused. Absent = 0
+ * (every port).
+ */
+function checkK8sPort(ctx: Ctx, p: Record<string, unknown>, path: (string | number)[]): { port?: number | string; endPort?: number } {
+  const v = p.port;
+  const ep = p.endPort === null ? undefined : p.endPort;
+  const invalid = (field: string, value: unknown, msg: string) => bad(ctx, [...path, field], field === "port" ? "invalid-port" : "invalid-end-port", `Invalid value: ${JSON.stringify(value)}: ${msg}`);
+  if (v === undefined || v === null) {
+    if (ep !== undefined) invalid("endPort", ep, "may not be specified when `port` is not specified");
+    return { port: 0 };
+  }
+  if (typeof v === "string") {
+    const problems = portNameProblems(v);
+    for (const m of problems) invalid("port", v, m);
+    if (ep !== undefined) invalid("endPort", ep, "may not be specified when `port` is non-numeric");
+    return problems.length || ep !== undefined ? {} : { port: v };
+  }
+  const n = Number(v);
+  let ok = true;
+  if (!(Number.isInteger(n) && n >= 1 && n <= 65535)) (ok = false), invalid("port", v, PORT_RANGE);
+  if (ep === undefined) return ok ? { port: n } : {};
+  const e = Number(ep);
+  if (e < n) (ok = false), invalid("endPort", n, "must be greater than or equal to `port`");
+  if (!(Number.isInteger(e) && e >= 1 && e <= 65535)) (ok = false), invalid("endPort", ep, PORT_RANGE);
+  return ok ? { port: n, endPort: e } : {};
+}
 
 function peerSelector(
   raw: Record<string, unknown>,
@@ -42,11 +85,9 @@ function translatePorts(raw: unknown, path: (string | number)[], ctx: Ctx): Port
   const out: PortSpec[] = [];
   list.forEach((p0, i) => {
     const p = (p0 ?? {}) as Record<string, unknown>;
-    const port = checkPortValue(ctx, p.port, [...path, i, "port"]);
-    const endPort = checkEndPort(ctx, port, p.endPort, [...path, i, "endPort"]);
+    const { port, endPort } = checkK8sPort(ctx, p, [...path, i]);
     const protocol = checkProtocol(ctx, p.protocol, [...path, i, "protocol"], "TCP", ["TCP", "UDP", "SCTP"]);
     if (port === undefined || protocol === undefined) return;
-    if (endPort !== undefined && p.port === undefined) bad(ctx, [...path, i, "endPort"], "endport-without-port", "endPort needs port");
     out.push({ port, endPort, protocol });
   });
   return out;

@@ -8,6 +8,7 @@
 
 import { cidrContains, parseCidr, type Cidr } from "./cidr.ts";
 import { problemAt, type ManifestError, type SourceRef } from "./errors.ts";
+import { parseCiliumPort } from "./cilium-port.ts";
 import { EXTENDED_IP_PROTOCOLS, icmpType } from "./ports.ts";
 import { checkKafkaRule } from "./l7/kafka.ts";
 import { checkServerName } from "./l7/tls.ts";
@@ -94,21 +95,15 @@ export function checkEntity(ctx: Ctx, e: unknown, path: (string | number)[]): Pe
   return { type: "entity", entity: e };
 }
 
-const NAMED_PORT = /^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
-
-/** A port value: number 0..65535, a numeric string, or an IANA service name. */
-export function checkPortValue(ctx: Ctx, v: unknown, path: (string | number)[]): number | string | undefined {
+/**
+ * A CiliumNetworkPolicy port as Cilium's PortProtocol.sanitize reads it (policy/cilium-port.ts): an IANA
+ * service name, lower-cased, or a number as Go's ParseUint(s, 0, 16) reads it; absent or empty = 0.
+ */
+export function checkCiliumPort(ctx: Ctx, v: unknown, path: (string | number)[]): number | string | undefined {
   if (v === undefined || v === null || v === "") return 0;
-  if (typeof v === "number" || (typeof v === "string" && /^-?\d+$/.test(v))) {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) {
-      bad(ctx, path, "port-out-of-range", `Unable to parse port: ${v} is out of range 0-65535`);
-      return undefined;
-    }
-    return n;
-  }
-  if (typeof v === "string" && v.length <= 15 && NAMED_PORT.test(v) && !v.includes("--")) return v;
-  bad(ctx, path, "invalid-port", `invalid port ${JSON.stringify(v)}`, "a number 0-65535 or a port name (lowercase letters, digits and '-', at most 15 characters)");
+  const r = parseCiliumPort(String(v));
+  if ("port" in r) return r.port;
+  bad(ctx, path, /value out of range$/.test(r.error) ? "port-out-of-range" : "invalid-port", r.error, "a number 0-65535 or a port name (letters, digits and single dashes, at most 15 characters)");
   return undefined;
 }
 
@@ -294,7 +289,7 @@ export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], 
         bad(ctx, [...pth, "port"], "port-required", "Port must be specified");
         return;
       }
-      const port = checkPortValue(ctx, pp.port, [...pth, "port"]);
+      const port = checkCiliumPort(ctx, pp.port, [...pth, "port"]);
       if (port === 0) zeroPort = true;
       const endPort = checkEndPort(ctx, port, pp.endPort, [...pth, "endPort"]);
       if (extended) {
