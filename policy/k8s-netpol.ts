@@ -10,7 +10,33 @@ import type { SourceRef } from "./errors.ts";
 import { LABEL_CLUSTER, LABEL_NAMESPACE, LABEL_NAMESPACE_LABELS } from "./labels.ts";
 import { parseSelector, selectorText } from "./selector.ts";
 import type { InternalRule, Peer, PeerRule, PortSpec, Selector } from "./types.ts";
-import { asList, bad, checkCidrSet, checkProtocol, type Ctx } from "./validate.ts";
+import { cidrContains, parseCidr, type Cidr } from "./cidr.ts";
+import { asList, bad, checkProtocol, type Ctx } from "./validate.ts";
+
+/**
+ * An ipBlock as the API server validates it (pkg/apis/networking/validation ValidateIPBlock, with
+ * netutils.ParseCIDRSloppy): cidr a valid prefix, each except a valid prefix and a strict subset of it
+ * (inside, and longer).
+ */
+function checkIpBlock(ctx: Ctx, b: Record<string, unknown>, path: (string | number)[]): Peer | undefined {
+  const cidrOf = (v: unknown, p: (string | number)[]): Cidr | undefined => {
+    const c = typeof v === "string" && v.includes("/") ? parseCidr(v) : undefined;
+    if (!c) bad(ctx, p, "invalid-cidr", `Invalid value: ${JSON.stringify(v)}: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)`);
+    return c;
+  };
+  if (b.cidr === undefined || b.cidr === "") {
+    bad(ctx, [...path, "cidr"], "invalid-cidr", "Required value");
+    return undefined;
+  }
+  const c = cidrOf(b.cidr, [...path, "cidr"]);
+  const before = ctx.problems.length;
+  const except = asList(ctx, b.except, [...path, "except"]).map((e, i) => {
+    const x = cidrOf(e, [...path, "except", i]);
+    if (x && c && !(cidrContains(c, x) && x.bits > c.bits)) bad(ctx, [...path, "except", i], "except-outside-cidr", `Invalid value: ${JSON.stringify(e)}: must be a strict subset of \`cidr\``);
+    return x?.text;
+  });
+  return c && ctx.problems.length === before ? { type: "cidr", cidr: c.text, except: except as string[] } : undefined;
+}
 
 /** k8s.io/apimachinery pkg/util/validation IsValidPortName, in its words. */
 function portNameProblems(v: string): string[] {
@@ -129,15 +155,15 @@ export function translateNetworkPolicy(
         const p = (p0 ?? {}) as Record<string, unknown>;
         const pp = [...path, peerField, i];
         const hasSel = p.podSelector !== undefined || p.namespaceSelector !== undefined;
-        if (p.ipBlock !== undefined && hasSel) bad(ctx, pp, "invalid-peer", "ipBlock cannot be combined with podSelector or namespaceSelector");
+        if (p.ipBlock !== undefined && hasSel) bad(ctx, pp, "invalid-peer", "Forbidden: may not specify both ipBlock and another peer");
         else if (p.ipBlock !== undefined) {
           const b = (p.ipBlock ?? {}) as Record<string, unknown>;
-          const peer = checkCidrSet(ctx, b.cidr, b.except, [...pp, "ipBlock", "cidr"], [...pp, "ipBlock", "except"]);
+          const peer = checkIpBlock(ctx, b, [...pp, "ipBlock"]);
           if (peer) peers.push(peer);
         } else if (hasSel) {
           const sel = peerSelector(p, ns, clusterName, ctx, pp);
           peers.push({ type: "selector", selector: sel, text: selectorText(sel) });
-        } else bad(ctx, pp, "invalid-peer", "a peer needs podSelector, namespaceSelector or ipBlock");
+        } else bad(ctx, pp, "invalid-peer", "Required value: must specify a peer", "podSelector, namespaceSelector or ipBlock");
       });
       // Cilium makes one element per peer; the ports apply to each. Keeping them in one element with
       // OR'ed peers is equivalent for the map state.

@@ -6,7 +6,8 @@
 // would silently turn an L7 restriction into a plain L4 allow.
 // Every check appends a ManifestError naming the field path, so a report lists every problem.
 
-import { cidrContains, parseCidr, type Cidr } from "./cidr.ts";
+import { ciliumCidr, ciliumCidrRule } from "./cilium-cidr.ts";
+import type { Cidr } from "./cidr.ts";
 import { problemAt, type ManifestError, type SourceRef } from "./errors.ts";
 import { parseCiliumPort } from "./cilium-port.ts";
 import { EXTENDED_IP_PROTOCOLS, icmpType } from "./ports.ts";
@@ -62,27 +63,24 @@ export function asList(ctx: Ctx, v: unknown, path: (string | number)[]): unknown
   return v;
 }
 
-/** A CIDR string; problems for invalid ones. */
+/** fromCIDR/toCIDR entry as Cilium's CIDR.sanitize reads it (policy/cilium-cidr.ts); problems for invalid ones. */
 export function checkCidr(ctx: Ctx, s: unknown, path: (string | number)[]): Cidr | undefined {
-  const c = typeof s === "string" ? parseCidr(s) : undefined;
-  if (!c) {
-    bad(ctx, path, "invalid-cidr", `invalid CIDR ${JSON.stringify(s)}`, "write a prefix like 10.0.0.0/8 or 2001:db8::/32");
+  const c = ciliumCidr(typeof s === "string" ? s : String(s ?? ""));
+  if ("error" in c) {
+    bad(ctx, path, "invalid-cidr", c.error, "write a prefix like 10.0.0.0/8 or 2001:db8::/32, or an address");
     return undefined;
   }
   return c;
 }
 
-/** A CIDR with excepts that must lie inside it. */
+/** fromCIDRSet/toCIDRSet entry as Cilium's CIDRRule.sanitize reads it: a prefix, excepts whose address lies in it. */
 export function checkCidrSet(ctx: Ctx, cidr: unknown, except: unknown, path: (string | number)[], exceptPath: (string | number)[]): Peer | undefined {
-  const c = checkCidr(ctx, cidr, path);
-  const ex: string[] = [];
-  asList(ctx, except, exceptPath).forEach((e, i) => {
-    const x = checkCidr(ctx, e, [...exceptPath, i]);
-    if (!x || !c) return;
-    if (!cidrContains(c, x)) bad(ctx, [...exceptPath, i], "except-outside-cidr", `allow CIDR prefix ${c.text} does not contain exclude CIDR prefix ${x.text}`);
-    else ex.push(x.text);
-  });
-  return c ? { type: "cidr", cidr: c.text, except: ex } : undefined;
+  const ex = asList(ctx, except, exceptPath).map((e) => (typeof e === "string" ? e : String(e)));
+  const r = ciliumCidrRule(typeof cidr === "string" ? cidr : String(cidr ?? ""), ex);
+  for (const pr of r.problems)
+    if (pr.index === undefined) bad(ctx, path, "invalid-cidr", pr.message, "write a prefix like 10.0.0.0/8 or 2001:db8::/32");
+    else bad(ctx, [...exceptPath, pr.index], pr.message.startsWith("allow CIDR") ? "except-outside-cidr" : "invalid-cidr", pr.message);
+  return r.cidr && !r.problems.length ? { type: "cidr", cidr: r.cidr.text, except: r.except.map((x) => x!.text) } : undefined;
 }
 
 export function checkEntity(ctx: Ctx, e: unknown, path: (string | number)[]): Peer | undefined {

@@ -84,3 +84,45 @@ describe("ValidateNetworkPolicyPort: NetworkPolicy ports as the API server valid
     expect(verdict(compiled, "x/client", "x/web", "TCP", 91)).toBe("denied");
   });
 });
+
+describe("CIDR.sanitize and CIDRRule.sanitize: CIDRs as Cilium parses them (Go net/netip)", () => {
+  const egress = (rule: string) => cnp(`  egress: [{${rule}}]`);
+  it("CIDR.sanitize: a bare address in toCIDR is a host prefix", () => {
+    const { compiled } = compileYaml(pods + egress("toCIDR: [192.0.2.1]"));
+    expect(verdict(compiled, "x/web", { ip: "192.0.2.1" }, "TCP", 80)).toBe("allowed");
+    expect(verdict(compiled, "x/web", { ip: "192.0.2.2" }, "TCP", 80)).toBe("denied");
+  });
+
+  it("CIDRRule.sanitize: toCIDRSet needs a prefix (netip.ParsePrefix: no '/')", () => {
+    expect(problems(pods + egress("toCIDRSet: [{cidr: 192.0.2.1}]"))).toEqual([{ code: "invalid-cidr", detail: `Unable to parse CIDRRule "192.0.2.1": netip.ParsePrefix("192.0.2.1"): no '/'` }]);
+  });
+
+  it("netip refuses what a looser parser would read: an octet with a leading zero, a prefix length with one, an octet over 255", () => {
+    expect(problems(pods + egress("toCIDR: [010.0.0.0/8]"))).toEqual([{ code: "invalid-cidr", detail: `unable to parse CIDR: ParseAddr("010.0.0.0/8"): IPv4 field has octet with leading zero` }]);
+    expect(problems(pods + egress("toCIDRSet: [{cidr: 10.0.0.0/08}]"))).toEqual([{ code: "invalid-cidr", detail: `Unable to parse CIDRRule "10.0.0.0/08": netip.ParsePrefix("10.0.0.0/08"): bad bits after slash: "08"` }]);
+    expect(problems(pods + egress("toCIDR: [10.0.0.300/8]"))).toEqual([{ code: "invalid-cidr", detail: `unable to parse CIDR: ParseAddr("10.0.0.300/8"): IPv4 field has value >255` }]);
+    expect(problems(pods + egress("toCIDRSet: [{cidr: 10.0.0.0/33}]"))).toEqual([{ code: "invalid-cidr", detail: `Unable to parse CIDRRule "10.0.0.0/33": netip.ParsePrefix("10.0.0.0/33"): prefix length out of range` }]);
+  });
+
+  it("Prefix.Contains(except.Addr()): an except is valid when its address is inside, even when it is wider; then nothing of the CIDR is left", () => {
+    const wide = compileYaml(pods + egress("toCIDRSet: [{cidr: 192.0.2.0/24, except: [192.0.2.0/16]}]"));
+    expect(wide.rules.problems).toEqual([]);
+    expect(verdict(wide.compiled, "x/web", { ip: "192.0.2.1" }, "TCP", 80)).toBe("denied");
+    const narrow = compileYaml(pods + egress("toCIDRSet: [{cidr: 192.0.2.0/24, except: [192.0.2.128/25]}]"));
+    expect(verdict(narrow.compiled, "x/web", { ip: "192.0.2.1" }, "TCP", 80)).toBe("allowed");
+    expect(verdict(narrow.compiled, "x/web", { ip: "192.0.2.200" }, "TCP", 80)).toBe("denied");
+  });
+
+  it("an except whose address lies outside is refused with the strings as written", () => {
+    expect(problems(pods + egress("toCIDRSet: [{cidr: 10.0.0.0/8, except: [192.168.0.1/16]}]"))).toEqual([
+      { code: "except-outside-cidr", detail: "allow CIDR prefix 10.0.0.0/8 does not contain exclude CIDR prefix 192.168.0.1/16" },
+    ]);
+  });
+
+  it("ValidateIPBlock (NetworkPolicy): the cidr is a prefix, an except a strict subset of it", () => {
+    const np = (block: string) => `apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: x}\nspec:\n  podSelector: {}\n  ingress: [{from: [{ipBlock: ${block}}]}]\n`;
+    expect(problems(np("{cidr: 10.0.0.1}"))).toEqual([{ code: "invalid-cidr", detail: 'Invalid value: "10.0.0.1": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)' }]);
+    expect(problems(np("{cidr: 10.0.0.0/8, except: [10.0.0.0/8]}"))).toEqual([{ code: "except-outside-cidr", detail: 'Invalid value: "10.0.0.0/8": must be a strict subset of `cidr`' }]);
+    expect(problems(np("{cidr: 10.0.0.0/8, except: [10.1.0.0/16]}"))).toEqual([]);
+  });
+});
