@@ -85,7 +85,13 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   const nodeName = f.nodeName ?? hostname();
   const log = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
   // Cluster-wide identities: connected and listed before the first reconcile (docs/agent.md).
-  const identityAllocator = await identityOptions.createIdentityAllocator(identityConfig, nodeName, () => k8sMod!.kubeConfig(f.kubeconfig!), (m) => log("warn", m));
+  // What the kvstore clients report is a fault (a watch error, a lost lease, a failed write or resync, an
+  // unreadable key): logged, and counted once the metrics exist.
+  let kvstoreError: (component: "identities" | "state") => void = () => {};
+  const identityAllocator = await identityOptions.createIdentityAllocator(identityConfig, nodeName, () => k8sMod!.kubeConfig(f.kubeconfig!), (m) => {
+    log("warn", m);
+    if (identityConfig.mode === "kvstore") kvstoreError("identities");
+  });
   try {
     await identityAllocator?.start();
   } catch (e) {
@@ -96,7 +102,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   }
   // kvstore mode: this node's endpoints and node are published to etcd and every other node's are watched
   // (agent/kvstore-state.ts); they join the desired state as pods and nodes (agent/shared-state.ts).
-  const kvState = identityConfig.mode === "kvstore" ? await startKvstoreState(identityAllocator!, identityConfig, nodeName, f) : undefined;
+  const kvState = identityConfig.mode === "kvstore" ? await startKvstoreState(identityAllocator!, identityConfig, nodeName, f, () => kvstoreError("state")) : undefined;
   const sharedState = kvState && (await import("../../agent/shared-state.ts"));
   const baseSource = () => (k8s ? k8s.objects() : source.load());
   const agent = new Agent({
@@ -122,6 +128,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   const identityGc = identityAllocator ? setInterval(() => void identityAllocator.gc().then((ids) => ids.length && log("info", `identity gc released ${ids.join(", ")}`), (e: Error) => log("warn", `identity gc: ${e.message}`)), identityConfig.gcIntervalMs) : undefined;
   const metrics = new AgentMetrics(agent);
   informerError = (kind) => metrics.k8sInformerErrors.inc({ kind });
+  kvstoreError = (component) => metrics.kvstoreErrors.inc({ component });
   // Pins removed under the running agent are restored (docs/reliability.md), checked at the resync pace.
   const pinCheck = setInterval(() => {
     try {
@@ -205,10 +212,13 @@ export async function runAgent(f: AgentFlags): Promise<number> {
 }
 
 /** The kvstore's shared state on the identity allocator's etcd client, started (lists and watches). */
-async function startKvstoreState(allocator: import("../../agent/identity-allocator.ts").IdentityAllocator, cfg: import("../../agent/identity-options.ts").IdentityConfig, nodeName: string, f: AgentFlags) {
+async function startKvstoreState(allocator: import("../../agent/identity-allocator.ts").IdentityAllocator, cfg: import("../../agent/identity-options.ts").IdentityConfig, nodeName: string, f: AgentFlags, onError: () => void) {
   const [{ KvstoreState }, { KvstoreAllocator }] = await Promise.all([import("../../agent/kvstore-state.ts"), import("../../agent/identity-kvstore.ts")]);
   if (!(allocator instanceof KvstoreAllocator)) throw new Error("kvstore mode without a kvstore allocator");
-  const log = (m: string) => process.stderr.write(`${new Date().toISOString()} warn ${m}\n`);
+  const log = (m: string) => {
+    process.stderr.write(`${new Date().toISOString()} warn ${m}\n`);
+    onError();
+  };
   const st = new KvstoreState({ client: allocator.client, node: { name: nodeName, cluster: f.clusterName ?? "default", clusterId: cfg.clusterId, ip: f.nodeIp!, podCIDR: f.podCidr! }, leaseTtl: cfg.leaseTtlSeconds, log });
   await st.start();
   return st;
