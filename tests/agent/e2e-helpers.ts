@@ -70,13 +70,37 @@ export function serve(ns: string, name: string, ms: number, ports?: number[]): C
   return spawn("ip", ["netns", "exec", ns, process.execPath, ...args], { stdio: "ignore" });
 }
 
+type CniCall = { containerId: string; netns: string; pod: string; namespace?: string };
+
 /** `ciliate cni` with a CNI environment; the parsed result or error and the exit code. */
-export function cni(
-  socket: string,
-  command: string,
-  c: { containerId: string; netns: string; pod: string; namespace?: string },
-  extra: Record<string, string> = {},
-): { code: number; out: Record<string, unknown> } {
+export function cni(socket: string, command: string, c: CniCall, extra: Record<string, string> = {}): { code: number; out: Record<string, unknown> } {
+  const { conf, env } = cniInput(socket, command, c, extra);
+  try {
+    const out = execFileSync(process.execPath, [BIN, "cni"], { input: conf, env, encoding: "utf8", timeout: 60_000 });
+    return { code: 0, out: out.trim() ? JSON.parse(out) : {} };
+  } catch (e) {
+    const err = e as { status: number; stdout: string };
+    return { code: err.status, out: err.stdout?.trim() ? JSON.parse(err.stdout) : {} };
+  }
+}
+
+/** cni() without blocking this process, so several CNI calls (on several nodes) can run at once. */
+export function cniAsync(socket: string, command: string, c: CniCall): Promise<{ code: number; out: Record<string, unknown> }> {
+  const { conf, env } = cniInput(socket, command, c, {});
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, "cni"], { env, stdio: ["pipe", "pipe", "ignore"] });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    const t = setTimeout(() => p.kill("SIGKILL"), 60_000);
+    p.on("exit", (code) => {
+      clearTimeout(t);
+      resolve({ code: code ?? -1, out: out.trim() ? JSON.parse(out) : {} });
+    });
+    p.stdin.end(conf);
+  });
+}
+
+function cniInput(socket: string, command: string, c: CniCall, extra: Record<string, string>) {
   const conf = JSON.stringify({ cniVersion: "1.0.0", name: "ciliate", type: "ciliate-cni", socket });
   const env = {
     ...process.env,
@@ -88,13 +112,7 @@ export function cni(
     CNI_PATH: "/opt/cni/bin",
     ...extra,
   };
-  try {
-    const out = execFileSync(process.execPath, [BIN, "cni"], { input: conf, env, encoding: "utf8", timeout: 60_000 });
-    return { code: 0, out: out.trim() ? JSON.parse(out) : {} };
-  } catch (e) {
-    const err = e as { status: number; stdout: string };
-    return { code: err.status, out: err.stdout?.trim() ? JSON.parse(err.stdout) : {} };
-  }
+  return { conf, env };
 }
 
 /**
