@@ -25,6 +25,8 @@ export interface ResourceKind {
 
 export const WATCHED_KINDS: ResourceKind[] = [
   { kind: "Namespace", apiVersion: "v1", path: "/api/v1/namespaces" },
+  // Other nodes' InternalIP and pod CIDR: native routes to their pods, the tunnel endpoint of their pods.
+  { kind: "Node", apiVersion: "v1", path: "/api/v1/nodes" },
   { kind: "Pod", apiVersion: "v1", path: "/api/v1/pods" },
   { kind: "Service", apiVersion: "v1", path: "/api/v1/services" },
   { kind: "EndpointSlice", apiVersion: "discovery.k8s.io/v1", path: "/apis/discovery.k8s.io/v1/endpointslices" },

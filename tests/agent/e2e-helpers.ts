@@ -117,7 +117,8 @@ function cniInput(socket: string, command: string, c: CniCall, extra: Record<str
 
 /**
  * Starts `ciliate agent <args>` inside the node namespace (nsenter keeps this process's bpffs) and waits
- * until its API answers (30 s at most). Its stdout and stderr go to `onOutput`.
+ * until its API answers (60 s at most: several agents starting at once on a loaded machine can take half
+ * of that). Its stdout and stderr go to `onOutput`.
  */
 export async function startAgent(nodeNs: string, socket: string, args: string[], onOutput: (s: string) => void): Promise<ChildProcess> {
   let log = "";
@@ -128,7 +129,7 @@ export async function startAgent(nodeNs: string, socket: string, args: string[],
   };
   agent.stdout!.on("data", out);
   agent.stderr!.on("data", out);
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${log}`);
     try {

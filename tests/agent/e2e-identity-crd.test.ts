@@ -44,6 +44,7 @@ function writeState(): void {
   const s = {
     writable: [IDENTITIES],
     "/api/v1/namespaces": [{ apiVersion: "v1", kind: "Namespace", metadata: { name: "default" } }],
+    "/api/v1/nodes": NODES.map((n) => ({ apiVersion: "v1", kind: "Node", metadata: { name: n.name }, spec: { podCIDR: n.podCIDR }, status: { addresses: [{ type: "InternalIP", address: n.ip }] } })),
     "/api/v1/pods": pods,
     "/api/v1/services": [],
     "/apis/discovery.k8s.io/v1/endpointslices": [],

@@ -67,6 +67,7 @@ const cnp = (fromApps: string[]) => ({
 function writeState(fromApps: string[]): void {
   const s = {
     "/api/v1/namespaces": [{ apiVersion: "v1", kind: "Namespace", metadata: { name: "default" } }],
+    "/api/v1/nodes": [],
     "/api/v1/pods": PODS.map(pod),
     "/api/v1/services": [],
     "/apis/discovery.k8s.io/v1/endpointslices": [],

@@ -3,8 +3,8 @@
  * Kubernetes OpenAPI schemas (kubernetes-models, generated from the upstream OpenAPI document), and the
  * objects are checked against the code they deploy:
  *   - the ClusterRole bound to the DaemonSet's service account grants list and watch on every resource
- *     agent/k8s-source.ts watches (WATCHED_KINDS, read here, not copied), and nothing else but `get` on
- *     nodes for the pod-CIDR init container;
+ *     agent/k8s-source.ts watches (WATCHED_KINDS, read here, not copied: Nodes among them), and nothing else
+ *     but `get` on nodes for the pod-CIDR init container and what the CiliumIdentity backend does;
  *   - a CRD serves each cilium.io kind the agent watches, under the plural and version it requests;
  *   - the DaemonSet mounts the agent's default bpffs and state paths, probes the metrics address it passes;
  *   - deploy/scripts/install-cni.sh installs a plugin that answers CNI VERSION and reaches for the socket
