@@ -1,7 +1,7 @@
 // Bad input: one clear line on stderr naming what and where, exit 2, never a stack trace, and never
 // "internal error" (which is for bugs only). Each file in fixtures/bad-input/ is one such input; its first
 // line, `# expect: REGEX`, is what the error line must say (file, document, line, object, field).
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -18,6 +18,9 @@ const dup = file("dup.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nst
 const yaml = file("invalid.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: a\n  bad: [\n");
 const tport = file("tport.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {app: a}}\nspec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {selector: {app: a}, ports: [{port: 80, targetPort: web}]}\n");
 
+const emptyDir = join(dir, "empty");
+mkdirSync(emptyDir);
+
 const cases: [string, string[], RegExp][] = [
   ["an unknown pod in --from", ["trace", "-f", "scenarios/starwars", "--from", "default/nobody", "--to", "default/xwing", "--port", "80"], /unknown pod default\/nobody/],
   ["an unknown service in --to", ["trace", "-f", "scenarios/starwars", "--from", "default/xwing", "--to", "svc:default/nothing", "--port", "80"], /unknown service default\/nothing/],
@@ -26,6 +29,8 @@ const cases: [string, string[], RegExp][] = [
   ["two pods with the same IP", ["simulate", "-f", dup], /dup\.yaml: document 1, line \d+: Pod default\/b status\.podIP: .*already used by pod default\/a/],
   ["a targetPort name no pod declares", ["simulate", "-f", tport], /tport\.yaml: document 1, line \d+: Service default\/s spec\.ports\[0\]\.targetPort/],
   ["ICMPv6 between IPv4 pods", ["trace", "-f", "scenarios/k8s-netpol", "--from", "x/b", "--to", "y/a", "--protocol", "ICMPv6", "--icmp-type", "128"], /^ciliate: --from\/--to: ICMPv6 is carried by IPv6 only, and this flow's addresses are IPv4 .*: not applicable/],
+  ["an empty directory", ["reach", "-f", emptyDir], /: no objects found \(a directory is read for \*\.yaml, \*\.yml and \*\.json files/],
+  ["an empty file", ["check", "-f", file("empty.yaml", "# nothing here\n")], /empty\.yaml: no objects found/],
   ["a missing file", ["check", "-f", join(dir, "missing.yaml")], /missing\.yaml: no such file or directory/],
   ["invalid YAML", ["simulate", "-f", yaml], /invalid\.yaml: document 0, line \d+: invalid YAML/],
   ["an unknown engine", ["simulate", "-f", "scenarios/starwars", "--engine", "gpu"], /argument 'gpu' is invalid/],
