@@ -157,6 +157,8 @@ export interface FlowSpec {
   count: number;
   /** Where it was declared, for messages. */
   where: string;
+  /** Where each end was declared (the reference's own field, e.g. `spec.flows[0].from.pod`), for messages about it. */
+  whereEnds?: { from: string; to: string };
 }
 
 export interface ExpectationSpec extends FlowSpec {
@@ -343,7 +345,8 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
   }
   const count = f.count === undefined ? 1 : Number(f.count);
   if (!Number.isInteger(count) || count < 1 || count > 10000) throw bad(o, [...path, "count"], `invalid count ${JSON.stringify(f.count)} (1-10000)`);
-  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, kafka, tls, dns, wait, icmp, count, where: where(o, path) };
+  const whereEnds = { from: where(o, [...path, "from", ...Object.keys(from).slice(0, 1)]), to: where(o, [...path, "to", ...Object.keys(to).slice(0, 1)]) };
+  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, kafka, tls, dns, wait, icmp, count, where: where(o, path), whereEnds };
 }
 
 function dnsSpecOf(o: ManifestObject, path: (string | number)[], raw: unknown, protocol: string): DnsSpec {

@@ -22,8 +22,8 @@ const emptyDir = join(dir, "empty");
 mkdirSync(emptyDir);
 
 const cases: [string, string[], RegExp][] = [
-  ["an unknown pod in --from", ["trace", "-f", "scenarios/starwars", "--from", "default/nobody", "--to", "default/xwing", "--port", "80"], /unknown pod default\/nobody/],
-  ["an unknown service in --to", ["trace", "-f", "scenarios/starwars", "--from", "default/xwing", "--to", "svc:default/nothing", "--port", "80"], /unknown service default\/nothing/],
+  ["an unknown pod in --from", ["trace", "-f", "scenarios/starwars", "--from", "default/nobody", "--to", "default/xwing", "--port", "80"], /^ciliate: --from: unknown pod default\/nobody /],
+  ["an unknown service in --to", ["trace", "-f", "scenarios/starwars", "--from", "default/xwing", "--to", "svc:default/nothing", "--port", "80"], /^ciliate: --to: unknown service default\/nothing /],
   ["a malformed port", ["reach", "-f", "scenarios/starwars", "--port", "80/XYZ"], /malformed port "80\/XYZ"/],
   ["a malformed trace port", ["trace", "-f", "scenarios/starwars", "--from", "default/xwing", "--to", "default/tiefighter", "--port", "eighty"], /malformed --port "eighty"/],
   ["two pods with the same IP", ["simulate", "-f", dup], /dup\.yaml: document 1, line \d+: Pod default\/b status\.podIP: .*already used by pod default\/a/],
