@@ -426,7 +426,11 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
   const c: SimConfig = { ...DEFAULT_CONFIG, ct: { ...DEFAULT_CONFIG.ct } };
   for (const o of objs.filter((x) => x.kind === "Config" && x.apiVersion === CILIATE_API)) {
     const s = (o.raw.spec ?? o.raw) as Record<string, unknown>;
-    if (s.clusterName !== undefined) c.clusterName = String(s.clusterName);
+    if (s.clusterName !== undefined) {
+      const problem = clusterNameProblem(String(s.clusterName));
+      if (problem) throw bad(o, ["spec", "clusterName"], problem);
+      c.clusterName = String(s.clusterName);
+    }
     if (s.policyEnforcement !== undefined) {
       const m = String(s.policyEnforcement);
       if (m !== "default" && m !== "always" && m !== "never") throw bad(o, ["spec", "policyEnforcement"], `invalid policyEnforcement ${JSON.stringify(m)} (default, always or never)`);
@@ -467,9 +471,24 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
       c.ct[k] = n;
     }
   }
-  if (opts.clusterName) c.clusterName = opts.clusterName;
+  if (opts.clusterName !== undefined) {
+    const problem = clusterNameProblem(opts.clusterName);
+    if (problem) throw new SimError("BAD_OPTION", `--cluster-name: ${problem}`);
+    c.clusterName = opts.clusterName;
+  }
   if (opts.policyEnforcement) c.policyEnforcement = opts.policyEnforcement;
   return c;
+}
+
+/**
+ * Cilium's rule for a cluster name (cilium/cilium pkg/clustermesh/types/option.go, ValidateClusterName):
+ * at most 32 characters, lower-case alphanumerics and '-', beginning and ending with an alphanumeric. It
+ * becomes a label value of every identity (io.cilium.k8s.policy.cluster).
+ */
+export function clusterNameProblem(name: string): string | undefined {
+  if (name.length > 32) return `cluster name ${JSON.stringify(name)} is longer than 32 characters`;
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name)) return `invalid cluster name ${JSON.stringify(name)} (lower-case letters, digits and '-', beginning and ending with a letter or digit, as Cilium's cluster-name)`;
+  return undefined;
 }
 
 /** Builds the cluster model from manifest objects. Throws SimError (or policy's ManifestError) on bad input. */

@@ -31,6 +31,7 @@ const cases: [string, string[], RegExp][] = [
   ["ICMPv6 between IPv4 pods", ["trace", "-f", "scenarios/k8s-netpol", "--from", "x/b", "--to", "y/a", "--protocol", "ICMPv6", "--icmp-type", "128"], /^ciliate: --from\/--to: ICMPv6 is carried by IPv6 only, and this flow's addresses are IPv4 .*: not applicable/],
   ["an empty directory", ["reach", "-f", emptyDir], /: no objects found \(a directory is read for \*\.yaml, \*\.yml and \*\.json files/],
   ["an empty file", ["check", "-f", file("empty.yaml", "# nothing here\n")], /empty\.yaml: no objects found/],
+  ["a cluster name Cilium refuses", ["--cluster-name", "Prod_1", "check", "-f", "scenarios/starwars"], /^ciliate: --cluster-name: invalid cluster name "Prod_1" \(lower-case letters, digits and '-'/],
   ["a missing file", ["check", "-f", join(dir, "missing.yaml")], /missing\.yaml: no such file or directory/],
   ["invalid YAML", ["simulate", "-f", yaml], /invalid\.yaml: document 0, line \d+: invalid YAML/],
   ["an unknown engine", ["simulate", "-f", "scenarios/starwars", "--engine", "gpu"], /argument 'gpu' is invalid/],
