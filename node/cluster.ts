@@ -312,9 +312,12 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
   let icmp: FlowSpec["icmp"];
   if (protocol === "ICMP" || protocol === "ICMPv6") {
     const ic = (f.icmp ?? {}) as Record<string, unknown>;
-    const type = ic.type === undefined ? (protocol === "ICMP" ? 8 : 128) : Number(ic.type);
+    // ICMP has no ports: a `port` is the ICMP type (as `8/ICMP` on the command line), and must agree with icmp.type.
+    const given = f.port === undefined ? undefined : Number(f.port);
+    if (given !== undefined && ic.type !== undefined && given !== Number(ic.type)) throw bad(o, [...path, "port"], `${protocol} has no ports: port ${JSON.stringify(f.port)} would be the ICMP type, and icmp.type is ${JSON.stringify(ic.type)} (leave port out)`);
+    const type = ic.type === undefined ? (given ?? (protocol === "ICMP" ? 8 : 128)) : Number(ic.type);
     const code = ic.code === undefined ? 0 : Number(ic.code);
-    if (!Number.isInteger(type) || type < 0 || type > 255) throw bad(o, [...path, "icmp", "type"], `invalid ICMP type ${JSON.stringify(ic.type)}`);
+    if (!Number.isInteger(type) || type < 0 || type > 255) throw bad(o, [...path, ...(ic.type === undefined ? ["port"] : ["icmp", "type"])], `invalid ICMP type ${JSON.stringify(ic.type ?? f.port)} (0-255)`);
     if (!Number.isInteger(code) || code < 0 || code > 255) throw bad(o, [...path, "icmp", "code"], `invalid ICMP code ${JSON.stringify(ic.code)}`);
     icmp = { type, code };
     port = type;
