@@ -157,6 +157,8 @@ export interface FlowSpec {
   count: number;
   /** Where it was declared, for messages. */
   where: string;
+  /** Where each end was declared (the reference's own field, e.g. `spec.flows[0].from.pod`), for messages about it. */
+  whereEnds?: { from: string; to: string };
 }
 
 export interface ExpectationSpec extends FlowSpec {
@@ -310,9 +312,12 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
   let icmp: FlowSpec["icmp"];
   if (protocol === "ICMP" || protocol === "ICMPv6") {
     const ic = (f.icmp ?? {}) as Record<string, unknown>;
-    const type = ic.type === undefined ? (protocol === "ICMP" ? 8 : 128) : Number(ic.type);
+    // ICMP has no ports: a `port` is the ICMP type (as `8/ICMP` on the command line), and must agree with icmp.type.
+    const given = f.port === undefined ? undefined : Number(f.port);
+    if (given !== undefined && ic.type !== undefined && given !== Number(ic.type)) throw bad(o, [...path, "port"], `${protocol} has no ports: port ${JSON.stringify(f.port)} would be the ICMP type, and icmp.type is ${JSON.stringify(ic.type)} (leave port out)`);
+    const type = ic.type === undefined ? (given ?? (protocol === "ICMP" ? 8 : 128)) : Number(ic.type);
     const code = ic.code === undefined ? 0 : Number(ic.code);
-    if (!Number.isInteger(type) || type < 0 || type > 255) throw bad(o, [...path, "icmp", "type"], `invalid ICMP type ${JSON.stringify(ic.type)}`);
+    if (!Number.isInteger(type) || type < 0 || type > 255) throw bad(o, [...path, ...(ic.type === undefined ? ["port"] : ["icmp", "type"])], `invalid ICMP type ${JSON.stringify(ic.type ?? f.port)} (0-255)`);
     if (!Number.isInteger(code) || code < 0 || code > 255) throw bad(o, [...path, "icmp", "code"], `invalid ICMP code ${JSON.stringify(ic.code)}`);
     icmp = { type, code };
     port = type;
@@ -343,7 +348,8 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
   }
   const count = f.count === undefined ? 1 : Number(f.count);
   if (!Number.isInteger(count) || count < 1 || count > 10000) throw bad(o, [...path, "count"], `invalid count ${JSON.stringify(f.count)} (1-10000)`);
-  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, kafka, tls, dns, wait, icmp, count, where: where(o, path) };
+  const whereEnds = { from: where(o, [...path, "from", ...Object.keys(from).slice(0, 1)]), to: where(o, [...path, "to", ...Object.keys(to).slice(0, 1)]) };
+  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, kafka, tls, dns, wait, icmp, count, where: where(o, path), whereEnds };
 }
 
 function dnsSpecOf(o: ManifestObject, path: (string | number)[], raw: unknown, protocol: string): DnsSpec {
@@ -423,7 +429,11 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
   const c: SimConfig = { ...DEFAULT_CONFIG, ct: { ...DEFAULT_CONFIG.ct } };
   for (const o of objs.filter((x) => x.kind === "Config" && x.apiVersion === CILIATE_API)) {
     const s = (o.raw.spec ?? o.raw) as Record<string, unknown>;
-    if (s.clusterName !== undefined) c.clusterName = String(s.clusterName);
+    if (s.clusterName !== undefined) {
+      const problem = clusterNameProblem(String(s.clusterName));
+      if (problem) throw bad(o, ["spec", "clusterName"], problem);
+      c.clusterName = String(s.clusterName);
+    }
     if (s.policyEnforcement !== undefined) {
       const m = String(s.policyEnforcement);
       if (m !== "default" && m !== "always" && m !== "never") throw bad(o, ["spec", "policyEnforcement"], `invalid policyEnforcement ${JSON.stringify(m)} (default, always or never)`);
@@ -464,9 +474,24 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
       c.ct[k] = n;
     }
   }
-  if (opts.clusterName) c.clusterName = opts.clusterName;
+  if (opts.clusterName !== undefined) {
+    const problem = clusterNameProblem(opts.clusterName);
+    if (problem) throw new SimError("BAD_OPTION", `--cluster-name: ${problem}`);
+    c.clusterName = opts.clusterName;
+  }
   if (opts.policyEnforcement) c.policyEnforcement = opts.policyEnforcement;
   return c;
+}
+
+/**
+ * Cilium's rule for a cluster name (cilium/cilium pkg/clustermesh/types/option.go, ValidateClusterName):
+ * at most 32 characters, lower-case alphanumerics and '-', beginning and ending with an alphanumeric. It
+ * becomes a label value of every identity (io.cilium.k8s.policy.cluster).
+ */
+export function clusterNameProblem(name: string): string | undefined {
+  if (name.length > 32) return `cluster name ${JSON.stringify(name)} is longer than 32 characters`;
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name)) return `invalid cluster name ${JSON.stringify(name)} (lower-case letters, digits and '-', beginning and ending with a letter or digit, as Cilium's cluster-name)`;
+  return undefined;
 }
 
 /** Builds the cluster model from manifest objects. Throws SimError (or policy's ManifestError) on bad input. */

@@ -92,7 +92,8 @@ function problemOf(e: ErrorObject, all: ErrorObject[]): CiliateSchemaProblem | u
     case "minimum":
     case "maximum": {
       const s = e.parentSchema as { minimum?: number; maximum?: number };
-      return { path, code: "invalid-value", detail: `${JSON.stringify(e.data)} is out of range ${s.minimum ?? "…"}-${s.maximum ?? "…"}` };
+      const range = s.minimum !== undefined && s.maximum !== undefined ? `out of range ${s.minimum}-${s.maximum}` : s.minimum !== undefined ? `below the minimum ${s.minimum}` : `above the maximum ${s.maximum}`;
+      return { path, code: "invalid-value", detail: `${JSON.stringify(e.data)} is ${range}` };
     }
     case "minProperties":
     case "maxProperties":

@@ -49,7 +49,8 @@ export interface LoadResult {
 
 /** "Kind ns/name" (cluster-scoped kinds: "Kind name"), as problems name an object. */
 export function objectLabel(kind: string, md: Record<string, unknown>): string {
-  const name = typeof md.name === "string" ? md.name : "";
+  // An object without a name is named as such, so its problem line still reads "Kind ns/(no name)".
+  const name = typeof md.name === "string" && md.name !== "" ? md.name : "(no name)";
   const clusterScoped = ["Namespace", "Node", "CiliumClusterwideNetworkPolicy", "Config"].includes(kind);
   return `${kind} ${clusterScoped ? name : `${typeof md.namespace === "string" ? md.namespace : "default"}/${name}`}`;
 }
@@ -195,7 +196,7 @@ function addObject(v: unknown, src: SourceRef, doc: Document, lc: LineCounter, b
   const md = (o.metadata && typeof o.metadata === "object" ? o.metadata : {}) as Record<string, unknown>;
   const label = objectLabel(o.kind, md);
   const problems: ManifestError[] = [];
-  if ((typeof md.name !== "string" || md.name === "") && o.kind !== "Config") problems.push(problemAt(s, ["metadata", "name"], "missing-name", "metadata.name is required", "", label));
+  if ((typeof md.name !== "string" || md.name === "") && o.kind !== "Config") problems.push(problemAt(s, ["metadata", "name"], "missing-name", "required (every object has a name)", "", label));
   for (const p of validateAgainstSchema(o) ?? []) problems.push(problemAt(s, p.path, p.code, p.detail, p.hint ?? "", label));
   for (const p of metadataProblems(o.kind, o)) problems.push(problemAt(s, p.path, "invalid-name", p.detail, "", label));
   // The shapes the loader's consumers iterate, for what a schema leaves open (e.g. a kind without one).

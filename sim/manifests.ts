@@ -41,7 +41,11 @@ export function parseManifestText(text: string, file: string, warn: WarningSink 
 /** Loads every manifest under the given files/directories, in path order. */
 export function loadManifests(paths: string[], warn: WarningSink | Diagnostics = stderrWarning): ManifestObject[] {
   for (const p of paths) if (!existsSync(p)) throw new SimError("FILE_NOT_FOUND", `${p}: no such file or directory`);
-  return settle(loadWithPolicy(paths), warn);
+  const r = loadWithPolicy(paths);
+  // Nothing at all to read (an empty directory or file, a wrong path): as `kubectl apply` says, an error.
+  if (!r.objects.length && !r.errors.length && !r.refused.length && !r.warnings.length)
+    throw new SimError("NO_OBJECTS", `${paths.join(", ")}: no objects found`, "a directory is read for *.yaml, *.yml and *.json files; a file needs at least one document with apiVersion and kind");
+  return settle(r, warn);
 }
 
 /** kind/namespace/name, the identity of an object for --apply and --delete. */

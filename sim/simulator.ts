@@ -820,11 +820,14 @@ export class Simulation {
   resolveFlow(spec: FlowSpec): { src: Place; dst: { place: Place; port: number; frontend?: Frontend } } {
     const what = spec.where;
     // The destination first when the source is relative to it (entity: host).
-    const srcPre = "entity" in spec.from ? undefined : this.resolveSource(spec.from, undefined, what);
+    // A problem with one end names that end's field (spec.flows[0].from.pod, --to).
+    const whereFrom = spec.whereEnds?.from ?? what;
+    const whereTo = spec.whereEnds?.to ?? what;
+    const srcPre = "entity" in spec.from ? undefined : this.resolveSource(spec.from, undefined, whereFrom);
     const srcHint: Place | undefined = srcPre ?? ("entity" in spec.from ? { kind: spec.from.entity === "host" ? "host" : "external", ip: "" } : undefined);
-    const dst = this.resolveDestination(spec.to, srcHint, spec.port, spec.protocol, what);
+    const dst = this.resolveDestination(spec.to, srcHint, spec.port, spec.protocol, whereTo);
     const peerNode = dst.frontend ? (dst.frontend.port.backends[0]?.node ?? this.cluster.nodes[0]!.name) : dst.place.node;
-    const src = srcPre ?? this.resolveSource(spec.from, peerNode, what);
+    const src = srcPre ?? this.resolveSource(spec.from, peerNode, whereFrom);
     if (src.kind !== "pod" && dst.place.kind !== "pod" && !dst.frontend)
       throw new SimError("BAD_REFERENCE", `${what}: neither end of the flow is a pod or a service; ciliate simulates traffic that reaches or leaves the cluster's pods`);
     // A packet has one address family; a flow from an IPv4 address to an IPv6 one cannot be sent at all.

@@ -164,8 +164,8 @@ async function observeServer(target: string, q: Query, fmt: string, out: Out, er
       call.on("error", (e: grpc.ServiceError) => {
         forget();
         if (e.code === grpcJs.status.CANCELLED) resolve();
-        else if (e.code === grpcJs.status.UNAVAILABLE) reject(new CliError(`cannot reach the Hubble Observer API at ${target}: ${e.details}`, "OBSERVER_UNREACHABLE", "is `ciliate agent` or `ciliate relay` serving there? (the agent's socket is root only)"));
-        else reject(new CliError(`the Hubble Observer API at ${target} refused the request: ${e.details}`, "OBSERVER_ERROR"));
+        else if (e.code === grpcJs.status.UNAVAILABLE) reject(new CliError(`cannot reach the Hubble Observer API at ${target}: ${grpcDetails(e.details)}`, "OBSERVER_UNREACHABLE", "is `ciliate agent` or `ciliate relay` serving there? The agent's socket is root only"));
+        else reject(new CliError(`the Hubble Observer API at ${target} refused the request: ${grpcDetails(e.details)}`, "OBSERVER_ERROR"));
       });
     });
   } finally {
@@ -188,4 +188,10 @@ export function registerObserve(program: Command, run: (fn: () => Promise<number
     .option("--last <n>", "how many already-seen flows to print first (0 = all kept)", "20")
     .addHelpText("after", "\nExamples:\n  ciliate observe --verdict DROPPED --last 50\n  ciliate observe --to-pod default/server --follow -o json\n  ciliate observe --server 127.0.0.1:4245 --verdict DROPPED --follow\n\nExit codes: 0, 2 bad flags or agent/server unreachable.")
     .action(async (_o, cmd: Command) => run(() => runObserve(cmd.optsWithGlobals(), (s) => process.stdout.write(s))));
+}
+
+/** grpc-js's details as one sentence: "No connection established. Last error: Error: connect ECONNREFUSED …" → the cause. */
+function grpcDetails(d: string): string {
+  const last = d.includes("Last error: ") ? d.slice(d.indexOf("Last error: ") + 12) : d;
+  return last.replace(/^Error: /, "").replace(/\.?\s*Resolution note:.*$/s, "").trim() || d;
 }

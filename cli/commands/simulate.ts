@@ -15,7 +15,8 @@ export async function runSimulate(g: GlobalOptions & { flow?: string[] }, out: O
     if (!l.cluster.traffic.some((f) => f.name === name))
       throw new CliError(`--flow ${name}: no Traffic flow has this name`, "UNKNOWN_FLOW", `flows: ${l.cluster.traffic.map((f) => f.name).join(", ") || "none"}`);
   const flows = g.flow?.length ? l.cluster.traffic.filter((f) => g.flow!.includes(f.name)) : l.cluster.traffic;
-  if (!l.cluster.traffic.length) err("ciliate: no Traffic in the manifests: nothing to simulate (see docs/scenarios.md)\n");
+  // (Not when something was refused: the refused Traffic may be the reason, and its line says so.)
+  if (!l.cluster.traffic.length && !diagnosticsJson(g).errors) err("ciliate: no Traffic in the manifests: nothing to simulate (see docs/scenarios.md)\n");
   const sim = await simulation(l, g);
   try {
     for (const f of flows) sim.resolveFlow(f); // every reference is checked before anything is printed

@@ -215,7 +215,7 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
   if ((kafka || g.tlsSni !== undefined) && protocol !== "TCP") throw new CliError("Kafka and TLS need --protocol TCP", "BAD_OPTION");
   const tls = g.tlsSni !== undefined ? { serverName: g.tlsSni === "" ? undefined : g.tlsSni } : undefined;
   if (dns && (http || kafka || tls)) throw new CliError("a traced flow carries one L7 protocol: give --dns-query without --http-*, --kafka-* or --tls-sni", "BAD_OPTION");
-  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, dns, icmp: icmpSpec, count: 1, where: "--from/--to" };
+  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, dns, icmp: icmpSpec, count: 1, where: "--from/--to", whereEnds: { from: "--from", to: "--to" } };
   const l = load(g);
   const sim = await simulation(l, g);
   try {

@@ -299,7 +299,7 @@ describe("bad flags", () => {
       [["relay", "--peer", "unix:///x.sock", "--listen-address", "nowhere"], /--listen-address "nowhere"/],
       [["relay", "--peer", "unix:///x.sock", "--sort-buffer-drain-timeout", "soon"], /invalid --sort-buffer-drain-timeout "soon"/],
       [["observe", "--server", "unix:relative"], /--server "unix:relative": expected unix:\/\/\//],
-      [["observe", "--server", `unix://${join(tmpdir(), `ciliate-none-${process.pid}.sock`)}`], /cannot reach the Hubble Observer API at unix:\/\//],
+      [["observe", "--server", `unix://${join(tmpdir(), `ciliate-none-${process.pid}.sock`)}`], /^ciliate: cannot reach the Hubble Observer API at unix:\/\/\S+: connect ENOENT \S+\.sock \(is `ciliate agent` or `ciliate relay` serving there\? The agent's socket is root only\)$/m],
     ];
     for (const [args, msg] of cases) {
       const r = ciliate(...args);
