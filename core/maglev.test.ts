@@ -178,10 +178,12 @@ describe("maglevBuild", () => {
     const before = build(bs, m);
     const after = build(bs.filter((b) => b.id !== gone), m);
     let moved = 0;
+    let leftBehind = 0; // one expect per table, not per slot: this runs for hundreds of tables
     for (let j = 0; j < m; j++) {
-      if (before[j] === gone) expect(after[j]).not.toBe(gone);
+      if (before[j] === gone) leftBehind += after[j] === gone ? 1 : 0;
       else if (after[j] !== before[j]) moved++;
     }
+    expect(leftBehind).toBe(0);
     return moved / m;
   };
 
@@ -201,7 +203,7 @@ describe("maglevBuild", () => {
     shares.sort((a, b) => a - b);
     expect(shares[Math.floor(shares.length / 2)]).toBeLessThan(0.005);
     expect(shares[Math.floor(shares.length * 0.99)]).toBeLessThan(0.02);
-  });
+  }, 240_000); // 480 table builds: about 10 s on an idle machine, several times that under load
 
   it("removing any one of N backends hands all its slots to the others (random backend sets)", () => {
     fc.assert(fc.property(fc.integer({ min: 2, max: 10 }), fc.integer({ min: 0, max: 9 }), fc.integer({ min: 0, max: 65535 }), (n, which, salt) => {
