@@ -2,13 +2,15 @@
  * End-to-end: Kafka, TLS SNI and DNS/toFQDNs policy on a node made of network namespaces — the real
  * `ciliate agent`, pods joined by `ciliate cni`, real servers and clients:
  *   - broker pod: the Kafka broker stand-in (agent/proxy/test-kafka-broker.ts, the project's kafka-wire
- *     parser) on 9092 and a node:tls server on 8443 with a certificate made by openssl for this run;
+ *     parser) on 9092 and 9093 and a node:tls server on 8443 and 8444 with a certificate made by openssl for
+ *     this run;
  *   - kube-dns pod (kube-system): dnsmasq from Debian on 53;
  *   - client pod: kafkajs, a node:tls client and dig;
  *   - untrusted pod: dig, with the client's DNS rule but not admitted by the resolver's own ingress policy;
  *   - ext namespace: two "internet" addresses behind the node, each serving TCP on 8080.
- * Policy: the broker admits `role: produce, topic: allowed-topic` from the client (ingress Kafka); the client
- * may open TLS to the broker only for server name tls.allowed.test (egress SNI), may resolve only
+ * Policy: the broker admits `role: produce, topic: allowed-topic` from the client on 9092 (ingress Kafka) and
+ * TLS on 8444 only for server name tls.allowed.test (ingress SNI); the client may produce only to
+ * allowed-topic on 9093 (egress Kafka), may open TLS to 8443 only for tls.allowed.test (egress SNI), may resolve only
  * *.allowed.test (egress DNS) and may reach on 8080 only the addresses learned for *.allowed.test (toFQDNs).
  * Allowed requests succeed; denied ones are refused in the protocol's own way (TOPIC_AUTHORIZATION_FAILED,
  * a reset TLS connection, DNS REFUSED, an unlearned address dropped by policy). The DNS proxy forwards from
@@ -51,6 +53,9 @@ const brokerSaw: { apiKey: number; topics: string[] }[] = [];
 /** dnsmasq's query log (--log-queries): who asked it what. */
 let resolverLog = "";
 const tlsSaw: string[] = [];
+/** What the second broker (9093: the client's egress Kafka rule) and TLS server (8444: the broker's ingress SNI rule) saw. */
+const broker2Saw: { apiKey: number; topics: string[] }[] = [];
+const tls2Saw: string[] = [];
 /** What the node did with each case, by the name of the Expectation that describes it. */
 const node = new Map<string, "allowed" | "denied">();
 
@@ -68,7 +73,9 @@ spec:
       rules:
         kafka: [{role: produce, topic: allowed-topic}]
   - fromEndpoints: [{matchLabels: {app: client}}]
-    toPorts: [{ports: [{port: "8443", protocol: TCP}]}]
+    toPorts: [{ports: [{port: "8443", protocol: TCP}]}, {ports: [{port: "9093", protocol: TCP}]}]
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "8444", protocol: TCP}], serverNames: [tls.allowed.test]}]
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -77,7 +84,9 @@ spec:
   endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEndpoints: [{matchLabels: {app: broker}}]
-    toPorts: [{ports: [{port: "9092", protocol: TCP}]}]
+    toPorts: [{ports: [{port: "9092", protocol: TCP}]}, {ports: [{port: "8444", protocol: TCP}]}]
+  - toEndpoints: [{matchLabels: {app: broker}}]
+    toPorts: [{ports: [{port: "9093", protocol: TCP}], rules: {kafka: [{role: produce, topic: allowed-topic}]}}]
   - toEndpoints: [{matchLabels: {app: broker}}]
     toPorts: [{ports: [{port: "8443", protocol: TCP}], serverNames: [tls.allowed.test]}]
   - toEndpoints: [{matchLabels: {"k8s:io.kubernetes.pod.namespace": kube-system, "k8s:k8s-app": kube-dns}}]
@@ -118,6 +127,10 @@ const EXPECTATIONS_YAML = [
   expectation("kafka-produce-other-topic", "  to: {pod: default/broker}\n  port: 9092\n  kafka: {role: produce, topic: secret-topic}\n  verdict: denied\n"),
   expectation("tls-allowed-sni", "  to: {pod: default/broker}\n  port: 8443\n  protocol: TCP\n  tls: {serverName: tls.allowed.test}\n  verdict: allowed\n"),
   expectation("tls-other-sni", "  to: {pod: default/broker}\n  port: 8443\n  protocol: TCP\n  tls: {serverName: tls.denied.test}\n  verdict: denied\n"),
+  expectation("kafka-egress-allowed-topic", "  to: {pod: default/broker}\n  port: 9093\n  kafka: {role: produce, topic: allowed-topic}\n  verdict: allowed\n"),
+  expectation("kafka-egress-other-topic", "  to: {pod: default/broker}\n  port: 9093\n  kafka: {role: produce, topic: secret-topic}\n  verdict: denied\n"),
+  expectation("tls-ingress-allowed-sni", "  to: {pod: default/broker}\n  port: 8444\n  protocol: TCP\n  tls: {serverName: tls.allowed.test}\n  verdict: allowed\n"),
+  expectation("tls-ingress-other-sni", "  to: {pod: default/broker}\n  port: 8444\n  protocol: TCP\n  tls: {serverName: tls.denied.test}\n  verdict: denied\n"),
   expectation("fqdn-before-resolving", `  to: {ip: ${EXT_ALLOWED}}\n  port: 8080\n  protocol: TCP\n  verdict: denied\n`),
   expectation("dns-allowed-name", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: web.allowed.test, answers: [${EXT_ALLOWED}], ttl: 300}\n  verdict: allowed\n`),
   expectation("dns-other-name", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: web.denied.test, answers: [${EXT_DENIED}], ttl: 300}\n  verdict: denied\n`),
@@ -182,8 +195,8 @@ const dropped178 = () =>
     const l4 = f.l4 as { TCP?: { destination_port: number }; UDP?: { destination_port: number } };
     return `${f.traffic_direction} ${(l4.TCP ?? l4.UDP)?.destination_port}`;
   }));
-const produce = (topic: string) => l7tool(NS("client"), "kafka-produce", h.podIp.get("broker")!, 9092, "client", topic);
-const tlsTo = (sni: string) => l7tool(NS("client"), "tls", h.podIp.get("broker")!, 8443, sni, join(h.dir, "ca.pem"));
+const produce = (topic: string, port = 9092) => l7tool(NS("client"), "kafka-produce", h.podIp.get("broker")!, port, "client", topic);
+const tlsTo = (sni: string, port = 8443) => l7tool(NS("client"), "tls", h.podIp.get("broker")!, port, sni, join(h.dir, "ca.pem"));
 const tcpTo = (ip: string) => tool(NS("client"), "tcp", ip, 8080) as { ok: boolean; reply?: string; error?: string };
 
 describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the node's proxies (network namespaces)", () => {
@@ -210,6 +223,8 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     await Promise.all([
       l7server(NS("broker"), (o) => brokerSaw.push(o as never), "kafka-broker", 9092, h.podIp.get("broker")!, 240_000),
       l7server(NS("broker"), (o) => tlsSaw.push(String(o.sni)), "tls-serve", 8443, join(h.dir, "ca.pem"), join(h.dir, "key.pem"), 240_000),
+      l7server(NS("broker"), (o) => broker2Saw.push(o as never), "kafka-broker", 9093, h.podIp.get("broker")!, 240_000),
+      l7server(NS("broker"), (o) => tls2Saw.push(String(o.sni)), "tls-serve", 8444, join(h.dir, "ca.pem"), join(h.dir, "key.pem"), 240_000),
     ]);
     // dnsmasq answers (asked from its own namespace, not through the proxy).
     await eventually(() => /status: NOERROR/.test(sh("ip", ["netns", "exec", NS("coredns"), "dig", "+tries=1", "+time=1", `@${h.podIp.get("coredns")}`, "web.allowed.test"], true)), 10_000);
@@ -239,6 +254,21 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     expect(tlsSaw).toEqual(["tls.allowed.test"]);
   }, 60_000);
 
+  it("the other directions: Kafka on the client's egress (9093) and TLS SNI on the broker's ingress (8444), each allowed and refused", async () => {
+    expect(await produce("allowed-topic", 9093), h.log).toEqual({ ok: true });
+    node.set("kafka-egress-allowed-topic", "allowed");
+    expect(await produce("secret-topic", 9093), h.log).toMatchObject({ ok: false, type: "TOPIC_AUTHORIZATION_FAILED", code: 29 });
+    node.set("kafka-egress-other-topic", "denied");
+    expect(broker2Saw.filter((r) => r.apiKey === 0)).toEqual([{ apiKey: 0, topics: ["allowed-topic"] }]);
+    expect(broker2Saw.filter((r) => r.topics.includes("secret-topic"))).toEqual([]);
+    expect(await tlsTo("tls.allowed.test", 8444), h.log).toEqual({ ok: true, reply: "tls:tls.allowed.test" });
+    node.set("tls-ingress-allowed-sni", "allowed");
+    const denied = await tlsTo("tls.denied.test", 8444);
+    expect(denied, h.log).toMatchObject({ ok: false });
+    node.set("tls-ingress-other-sni", "denied");
+    expect(tls2Saw).toEqual(["tls.allowed.test"]);
+  }, 60_000);
+
   it("DNS and toFQDNs: an unresolved address is dropped; an allowed name resolves and its address opens; a denied name is REFUSED and its address stays closed", async () => {
     expect(tcpTo(EXT_ALLOWED)).toMatchObject({ ok: false, error: "timeout" });
     node.set("fqdn-before-resolving", "denied");
@@ -262,6 +292,8 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     expect((await dig("web.allowed.test", "untrusted")).status).not.toBe("NOERROR");
     node.set("dns-untrusted-pod", "denied");
     expect(resolverLog).not.toContain(`from ${h.podIp.get("untrusted")}`);
+    // The proxy's unanswered forward (5 s) is an upstream error, answered SERVFAIL.
+    await eventually(() => metric(metrics(), 'ciliate_proxy_upstream_errors_total{protocol="dns"}') > 0, 10_000, () => metrics());
     await eventually(
       () => observe("--verdict", "DROPPED", "--from-pod", "untrusted", "--last", "0").some((f) => f.drop_reason_desc === "POLICY_DENIED" && f.traffic_direction === "INGRESS" && (f.l4 as { UDP?: { destination_port: number } }).UDP?.destination_port === 53),
       10_000,
@@ -359,12 +391,18 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     const tlsBefore = tlsSaw.length;
     // SIGKILL: the agent cannot clear ProxyListeners; the programs find no socket and drop.
     await h.killAgent();
-    const [kafka, tls, dns] = await Promise.all([produce("allowed-topic"), tlsTo("tls.allowed.test"), dig("web.allowed.test")]);
+    const broker2Before = broker2Saw.length;
+    const tls2Before = tls2Saw.length;
+    const [kafka, tls, dns, kafka2, tls2] = await Promise.all([produce("allowed-topic"), tlsTo("tls.allowed.test"), dig("web.allowed.test"), produce("allowed-topic", 9093), tlsTo("tls.allowed.test", 8444)]);
     expect(kafka).toMatchObject({ ok: false });
     expect(tls).toMatchObject({ ok: false, error: "timeout" });
     expect(dns.status).toBe("NO ANSWER");
+    expect(kafka2).toMatchObject({ ok: false });
+    expect(tls2).toMatchObject({ ok: false, error: "timeout" });
     expect(brokerSaw.length).toBe(brokerBefore);
     expect(tlsSaw.length).toBe(tlsBefore);
+    expect(broker2Saw.length).toBe(broker2Before);
+    expect(tls2Saw.length).toBe(tls2Before);
     await h.startAgent();
     expect(proxyDrops(metrics())).toBeGreaterThan(before);
     // The restarted agent's proxies serve again.
