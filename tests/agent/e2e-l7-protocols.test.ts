@@ -41,6 +41,8 @@ const PODS = [
 const NODE_IP = "192.168.61.1";
 const EXT_ALLOWED = "192.168.61.100";
 const EXT_DENIED = "192.168.61.101";
+/** The address of short.allowed.test, which dnsmasq answers with a TTL of 2 s. */
+const EXT_SHORT = "192.168.61.102";
 const EXT6 = "fd00:77::100";
 const CLIENT6 = "fd00:6::2";
 const POD_CIDR = "10.244.6.0/24";
@@ -137,6 +139,9 @@ const EXPECTATIONS_YAML = [
   expectation("fqdn-learned-address", `  to: {ip: ${EXT_ALLOWED}}\n  port: 8080\n  protocol: TCP\n  verdict: allowed\n`),
   expectation("fqdn-refused-name-address", `  to: {ip: ${EXT_DENIED}}\n  port: 8080\n  protocol: TCP\n  verdict: denied\n`),
   expectation("dns-untrusted-pod", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: web.allowed.test, answers: [${EXT_ALLOWED}], ttl: 300}\n  verdict: denied\n`, "default/untrusted"),
+  expectation("dns-short-ttl", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: short.allowed.test, answers: [${EXT_SHORT}], ttl: 2}\n  verdict: allowed\n`),
+  expectation("fqdn-short-ttl-open", `  to: {ip: ${EXT_SHORT}}\n  port: 8080\n  protocol: TCP\n  verdict: allowed\n`),
+  expectation("fqdn-short-ttl-expired", `  wait: 4\n  to: {ip: ${EXT_SHORT}}\n  port: 8080\n  protocol: TCP\n  verdict: denied\n`),
 ].join("---\n");
 
 const metrics = () => h.metrics();
@@ -209,7 +214,7 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     sh("ip", ["link", "add", "ext0", "netns", NODE, "type", "veth", "peer", "name", "eth0", "netns", NS("ext")]);
     sh("ip", ["-n", NODE, "addr", "add", `${NODE_IP}/24`, "dev", "ext0"]);
     sh("ip", ["-n", NODE, "link", "set", "ext0", "up"]);
-    for (const ip of [EXT_ALLOWED, EXT_DENIED]) sh("ip", ["-n", NS("ext"), "addr", "add", `${ip}/24`, "dev", "eth0"]);
+    for (const ip of [EXT_ALLOWED, EXT_DENIED, EXT_SHORT]) sh("ip", ["-n", NS("ext"), "addr", "add", `${ip}/24`, "dev", "eth0"]);
     sh("ip", ["-n", NS("ext"), "link", "set", "eth0", "up"]);
     sh("ip", ["-n", NS("ext"), "link", "set", "lo", "up"]);
     sh("ip", ["-n", NS("ext"), "route", "add", POD_CIDR, "via", NODE_IP]);
@@ -217,7 +222,7 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     h.addPods();
     h.children.push(serve(NS("ext"), "ext", 240_000));
     const dnsmasq = spawn("ip", ["netns", "exec", NS("coredns"), "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", `--listen-address=${h.podIp.get("coredns")}`,
-      "--port=53", "--local-ttl=300", "--pid-file=", "--user=root", "--log-queries", "--log-facility=-", `--host-record=web.allowed.test,${EXT_ALLOWED}`, `--host-record=web.denied.test,${EXT_DENIED}`], { stdio: ["ignore", "ignore", "pipe"] });
+      "--port=53", "--local-ttl=300", "--pid-file=", "--user=root", "--log-queries", "--log-facility=-", `--host-record=web.allowed.test,${EXT_ALLOWED}`, `--host-record=web.denied.test,${EXT_DENIED}`, `--host-record=short.allowed.test,${EXT_SHORT},2`], { stdio: ["ignore", "ignore", "pipe"] });
     dnsmasq.stderr!.on("data", (d) => (resolverLog += d));
     h.children.push(dnsmasq);
     await Promise.all([
@@ -299,6 +304,18 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
       10_000,
       () => h.log,
     );
+  }, 60_000);
+
+  it("toFQDNs on the node: the allow learned from a 2 s answer goes when the TTL runs out", async () => {
+    expect(await dig("short.allowed.test"), h.log).toEqual({ status: "NOERROR", answers: [EXT_SHORT] });
+    const learnedAt = Date.now();
+    node.set("dns-short-ttl", "allowed");
+    expect(tcpTo(EXT_SHORT), h.log).toEqual({ ok: true, reply: "ext" });
+    node.set("fqdn-short-ttl-open", "allowed");
+    await new Promise((r) => setTimeout(r, Math.max(0, learnedAt + 4000 - Date.now())));
+    expect(tcpTo(EXT_SHORT)).toMatchObject({ ok: false, error: "timeout" });
+    node.set("fqdn-short-ttl-expired", "denied");
+    expect(h.log).toMatch(/dns: TTL expired/);
   }, 60_000);
 
   it("`ciliate check` on the same manifests gives every case the node's verdict", () => {
@@ -409,4 +426,27 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     expect(await produce("allowed-topic"), h.log).toEqual({ ok: true });
     expect(await tlsTo("tls.allowed.test"), h.log).toEqual({ ok: true, reply: "tls:tls.allowed.test" });
   }, 120_000);
+
+  it("with --tofqdns-min-ttl 8 the 2 s answer's allow lasts 8 s, and goes after; `ciliate check --tofqdns-min-ttl 8` agrees", async () => {
+    await stopProcess(h.agent);
+    await h.startAgent(["--tofqdns-min-ttl", "8"]);
+    await eventually(() => spawnSync("ip", ["netns", "exec", NS("client"), "dig", "+tries=1", "+time=1", `@${h.podIp.get("coredns")}`, "web.allowed.test"], { encoding: "utf8" }).stdout.includes("status: NOERROR"), 15_000, () => h.log);
+    const minTtl = new Map<string, "allowed" | "denied">();
+    expect(await dig("short.allowed.test"), h.log).toEqual({ status: "NOERROR", answers: [EXT_SHORT] });
+    const learnedAt = Date.now();
+    minTtl.set("min-ttl-learn", "allowed");
+    const at = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, learnedAt + ms - Date.now())));
+    await at(4000);
+    expect(tcpTo(EXT_SHORT), h.log).toEqual({ ok: true, reply: "ext" });
+    minTtl.set("min-ttl-after-4s", "allowed");
+    await at(10_000);
+    expect(tcpTo(EXT_SHORT)).toMatchObject({ ok: false, error: "timeout" });
+    minTtl.set("min-ttl-after-10s", "denied");
+    const expectations = [
+      expectation("min-ttl-learn", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: short.allowed.test, answers: [${EXT_SHORT}], ttl: 2}\n  verdict: allowed\n`),
+      expectation("min-ttl-after-4s", `  wait: 4\n  to: {ip: ${EXT_SHORT}}\n  port: 8080\n  protocol: TCP\n  verdict: allowed\n`),
+      expectation("min-ttl-after-10s", `  wait: 6\n  to: {ip: ${EXT_SHORT}}\n  port: 8080\n  protocol: TCP\n  verdict: denied\n`),
+    ].join("---\n");
+    expectCheckAgrees(h.dir, { "cluster.yaml": PODS_YAML, "policy.yaml": POLICY_YAML }, expectations, minTtl, ["--tofqdns-min-ttl", "8"], "scenario-min-ttl");
+  }, 90_000);
 });
