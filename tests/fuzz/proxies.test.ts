@@ -17,6 +17,7 @@ import dnsPacket from "dns-packet";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { connect, createServer, type AddressInfo, type Server } from "node:net";
 import fc from "fast-check";
+import { mutate as mutateBytes } from "./bytes.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { evaluateDns } from "../../policy/index.ts";
 import { compileYaml, podsYaml } from "../../policy/test-helpers.ts";
@@ -76,12 +77,7 @@ const validQuery = fc
   .record({ id: fc.integer({ min: 0, max: 0xffff }), questions: fc.array(fc.record({ name: dnsName, type: qtype }), { minLength: 1, maxLength: 3 }) })
   .map((q) => Buffer.from(dnsPacket.encode({ type: "query", id: q.id, flags: dnsPacket.RECURSION_DESIRED, questions: q.questions.map((x) => ({ ...x, class: "IN" as const })) })));
 /** Random bytes, or a valid query with bytes changed, cut or appended. */
-const mutate = (b: Buffer) =>
-  fc.record({ flips: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }), cut: fc.option(fc.nat()), tail: fc.uint8Array({ maxLength: 20 }) }).map(({ flips, cut, tail }) => {
-    const m = Buffer.from(b);
-    for (const [at, v] of flips) if (m.length) m[at % m.length] = v;
-    return Buffer.concat([cut === null ? m : m.subarray(0, cut % (m.length + 1)), Buffer.from(tail)]);
-  });
+const mutate = (b: Buffer) => mutateBytes(b, 6, 20);
 const dnsBytes = fc.oneof(fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)), validQuery, validQuery.chain(mutate));
 
 /** A resolver's answer: the query echoed with one A record, or garbage. */
