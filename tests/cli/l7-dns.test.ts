@@ -24,6 +24,11 @@ describe("trace: DNS", () => {
     expect(t.egress.rules).toEqual([expect.objectContaining({ name: "fqdn", element: "egress[1]", peer: "toFQDNs matchName: api.github.com" })]);
     expect(t.destination.identity).toBeGreaterThanOrEqual(1 << 24);
   });
+  it("bytes that are not a DNS query, sent to the DNS proxy's port, are denied as the node's proxy drops them", () => {
+    const t = json(ciliate(...dns, "--protocol", "UDP", "--port", "53"));
+    expect([t.verdict, t.egress.verdict, t.l7.protocol, t.l7.verdict]).toEqual(["denied", "allowed", "dns", "denied"]);
+    expect(t.l7.reason).toMatch(/not a DNS query/);
+  });
   it("bad DNS flags are one-line errors with exit 2", () => {
     const r = ciliate(...dns, "--dns-query", "bad name!");
     expect(r.code).toBe(2);
