@@ -21,6 +21,18 @@ export interface GlobalOptions {
   policyEnforcement?: string;
   strict?: boolean;
   tunnelProtocol?: "vxlan" | "geneve" | "disabled";
+  tofqdnsMinTtl?: string;
+}
+
+/**
+ * --tofqdns-min-ttl: the minimum lifetime (seconds) of what a DNS answer teaches toFQDNs, the same for the
+ * agent's DNS proxy and the simulator's modelled one (undefined when not given: each answer's own TTL).
+ */
+export function fqdnMinTtlOf(g: GlobalOptions): number | undefined {
+  const v = g.tofqdnsMinTtl;
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw new CliError(`invalid --tofqdns-min-ttl ${JSON.stringify(v)}`, "BAD_OPTION", "seconds, a whole number (0 = the TTL of each DNS answer)");
+  return Number(v);
 }
 
 let runDiagnostics: Diagnostics | undefined;
@@ -86,7 +98,8 @@ export function load(g: GlobalOptions): Loaded {
 export async function simulation(l: Loaded, g: GlobalOptions): Promise<Simulation> {
   const engine = engineOf(g);
   const tunnel = g.tunnelProtocol ?? "vxlan";
-  if (engine !== "kernel") return Simulation.create(l.cluster, l.policy, { engine, tunnel });
+  const fqdnMinTtl = fqdnMinTtlOf(g);
+  if (engine !== "kernel") return Simulation.create(l.cluster, l.policy, { engine, tunnel, fqdnMinTtl });
   const { preflight } = await import("../datapath/preflight.ts");
   const report = preflight(["root", "libbpf", "bpffs"]);
   if (!report.ok) throw new CliError(`the kernel engine cannot run here: ${report.missing}`, "ENGINE_UNAVAILABLE", "use --engine wasm or --engine js");
@@ -95,7 +108,7 @@ export async function simulation(l: Loaded, g: GlobalOptions): Promise<Simulatio
   if (!existsSync(KERNEL_OBJECT)) throw new CliError(`the kernel build of core is missing (${KERNEL_OBJECT})`, "ENGINE_NOT_BUILT", "run `npm run build` (needs clang)");
   // Small maps: a simulated node holds a few thousand entries at most, and every node loads its own object.
   const capacities = { ct: 65536, snat: 16384, ipcache: 65536, lb_maglev: 262144, policy: 65536 };
-  return Simulation.create(l.cluster, l.policy, { engine: "wasm", engineName: "kernel", tunnel, createDatapath: async () => new KernelDatapath({ capacities }) });
+  return Simulation.create(l.cluster, l.policy, { engine: "wasm", engineName: "kernel", tunnel, fqdnMinTtl, createDatapath: async () => new KernelDatapath({ capacities }) });
 }
 
 /** `80/TCP`, `53/udp`, `8080` (TCP), `8/ICMP` (ICMP type 8). */

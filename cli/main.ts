@@ -34,6 +34,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--engine <engine>", "where packets are evaluated").choices(["wasm", "js", "kernel"]).default("wasm"))
     .option("--cluster-name <name>", "cluster name (overrides the Config document)")
     .addOption(new Option("--policy-enforcement <mode>", "policy enforcement mode (overrides the Config document)").choices(["default", "always", "never"]))
+    .option("--tofqdns-min-ttl <seconds>", "keep what DNS answers teach toFQDNs at least this long, as the agent's DNS proxy (Cilium's tofqdns-min-ttl; default 0: each answer's TTL)")
     .addOption(new Option("--tunnel-protocol <protocol>", "overlay between the simulated nodes (Cilium's tunnel-protocol; disabled: no encapsulation, the receiver looks the source identity up)").choices(["vxlan", "geneve", "disabled"]).default("vxlan"))
     .option("--strict", "treat warnings (parts of a policy that would not be enforced, deprecated forms) as errors")
     .exitOverride()

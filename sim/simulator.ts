@@ -657,6 +657,19 @@ export class Simulation {
     return true;
   }
 
+  /**
+   * Bytes that are not a DNS message, sent to a DNS proxy port: the node's DNS proxy cannot parse them and
+   * drops them (agent/proxy/dns-udp.ts; over TCP it never sees a whole message and answers nothing), so the
+   * flow is denied here too — a flow to a DNS port needs `dns: {query}` to be judged as a query.
+   */
+  private proxyDropsNonDns(ctx: Ctx): void {
+    const red = ctx.redirect!;
+    ctx.result.l7 = { verdict: "denied", protocol: "dns", direction: red.direction, proxyPort: red.port, reason: "not a DNS query: the DNS proxy drops it (give the flow dns: {query: …})" };
+    ctx.result.verdict = "denied";
+    ctx.l7Denied = true;
+    ctx.stopped = true;
+  }
+
   /** The resolver's answer passes the DNS proxy: its addresses are learned (policy rewritten) before the client sees it. */
   private dnsResponse(ctx: Ctx, frame: Uint8Array, ids: { src: number; dst: number }): void {
     const red = ctx.redirect!;
@@ -712,6 +725,10 @@ export class Simulation {
       }
       if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.dns && ctx.redirect?.direction === "egress") {
         if (!this.proxyDnsQuery(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity })) return undefined;
+      }
+      if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && !ctx.dns && ctx.redirect && this.policy.proxies.get(ctx.redirect.port)?.protocol === "dns") {
+        this.proxyDropsNonDns(ctx);
+        return undefined;
       }
     } else {
       // A resolver outside the cluster answers: the proxy sees (and learns from) the answer first.

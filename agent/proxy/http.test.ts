@@ -110,6 +110,24 @@ describe("HTTP proxy handler", () => {
     expect(h.events.every((e) => e.protocol === "http" && e.source.identity === ids.source && e.proxyPort === listener.proxyPort)).toBe(true);
   });
 
+  it("a chunked body on an allowed GET stays a body upstream: a request hidden in it never reaches the server unjudged", async () => {
+    seen = [];
+    const smuggled = "DELETE /admin HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    const chunk = (t: string) => `${Buffer.byteLength(t).toString(16)}\r\n${t}\r\n`;
+    const reply = await new Promise<string>((resolve) => {
+      const s = connect(h.port, "127.0.0.1", () =>
+        s.write(`GET /public/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunk(smuggled)}0\r\n\r\nGET /public/y HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+      );
+      let b = "";
+      s.on("data", (d) => (b += d));
+      s.on("close", () => resolve(b));
+    });
+    expect(seen.map((x) => `${x.method} ${x.url}`)).toEqual(["GET /public/x", "GET /public/y"]);
+    expect(seen[0]!.body).toBe(smuggled);
+    expect(seen[0]!.headers["transfer-encoding"]).toBe("chunked");
+    expect(reply.match(/HTTP\/1.1 \d{3}/g)).toEqual(["HTTP/1.1 200", "HTTP/1.1 200"]);
+  });
+
   it("malformed requests get 400 and close; no byte reaches the server", async () => {
     seen = [];
     const reply = await new Promise<string>((resolve) => {

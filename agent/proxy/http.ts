@@ -8,7 +8,9 @@
  *   - denied: answered `403 Access denied` as Envoy does (text/plain, body "Access denied\r\n"), the body
  *     of the request discarded, and the connection stays open for the next request.
  * An upstream that cannot be reached gets Envoy's 503 "upstream connect error". Hop-by-hop headers are
- * not forwarded (RFC 9110 §7.6.1); Node re-frames bodies (Content-Length or chunked) on each side. The
+ * not forwarded (RFC 9110 §7.6.1); Node re-frames bodies (Content-Length or chunked) on each side — a
+ * chunked request body is forwarded chunked whatever the method (Node's client chunks only POST-like
+ * methods by itself; a GET body written unframed would be read upstream as further requests, never judged). The
  * headerMatches mismatch actions of the allowing rule (ADD, DELETE, REPLACE) edit the forwarded request.
  */
 import { Agent, ClientRequest, createServer, IncomingMessage, request as httpRequest, ServerResponse, type Server } from "node:http";
@@ -122,6 +124,8 @@ export class HttpProxyHandler implements ProxyHandler {
     }
     if (expectsContinue) res.writeContinue();
     const headers = applyEdits(forwardHeaders(req.rawHeaders), v.rule?.rule ? httpHeaderEdits(v.rule.rule, request) : []);
+    // llhttp accepted the request, so a Transfer-Encoding means a chunked body (never with a Content-Length).
+    if (req.headers["transfer-encoding"] !== undefined) headers.push("Transfer-Encoding", "chunked");
     const up: ClientRequest = httpRequest({ agent, method: req.method, path: url, headers: headers as unknown as Record<string, string>, setHost: false });
     up.on("response", (ur) => {
       res.writeHead(ur.statusCode ?? 502, ur.statusMessage, forwardHeaders(ur.rawHeaders) as unknown as Record<string, string>);

@@ -10,7 +10,7 @@ import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { repoPath } from "../../host/paths.ts";
 import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
-import { buildOptions, type GlobalOptions } from "../common.ts";
+import { buildOptions, fqdnMinTtlOf, type GlobalOptions } from "../common.ts";
 import { CliError } from "../errors.ts";
 import type { IdentityFlags } from "../../agent/identity-options.ts";
 
@@ -36,7 +36,6 @@ export interface AgentFlags extends GlobalOptions, IdentityFlags {
   exportFileMaxBackups: string;
   exportAllow?: string[];
   exportDeny?: string[];
-  tofqdnsMinTtl?: string;
   dnsProxy?: boolean;
   routingMode?: string;
   hubbleSocket?: string;
@@ -63,7 +62,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   if (!f.podCidr) throw new CliError("--pod-cidr is required", "BAD_OPTION", "the node's pod CIDR, e.g. 10.244.1.0/24");
   if (!f.nodeIp) throw new CliError("--node-ip is required", "BAD_OPTION", "the node's InternalIP");
   if (f.policyMapMax !== undefined && !(Number.isInteger(Number(f.policyMapMax)) && Number(f.policyMapMax) > 0)) throw new CliError(`invalid --policy-map-max ${f.policyMapMax}`, "BAD_OPTION", "a positive count");
-  if (f.tofqdnsMinTtl !== undefined && !/^\d+$/.test(f.tofqdnsMinTtl)) throw new CliError(`invalid --tofqdns-min-ttl ${f.tofqdnsMinTtl}`, "BAD_OPTION", "seconds, a whole number (0 = the TTL of each DNS answer)");
+  const fqdnMinTtl = fqdnMinTtlOf(f);
   const interval = Number(f.resyncInterval);
   if (!Number.isFinite(interval) || interval < 50) throw new CliError(`invalid --resync-interval ${f.resyncInterval}`, "BAD_OPTION", "milliseconds, at least 50");
   const identityOptions = await import("../../agent/identity-options.ts");
@@ -119,7 +118,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     eventsAll: f.traceAll === true,
     traceSample: f.traceSample === undefined ? undefined : parseTraceSample(f.traceSample),
     policyMapMax: f.policyMapMax === undefined ? undefined : Number(f.policyMapMax),
-    fqdnMinTtl: f.tofqdnsMinTtl === undefined ? undefined : Number(f.tofqdnsMinTtl),
+    fqdnMinTtl,
     routingMode,
     tunnelProtocol,
     identityAllocator,
@@ -316,7 +315,6 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--kubeconfig <path>", "take the desired state from the Kubernetes API (a kubeconfig file, or `in-cluster`) instead of -f")
     .option("--k8s-resync <seconds>", "with --kubeconfig: reconcile the whole cache this often", "300")
     .option("--policy-map-max <n>", "policy entries allowed per endpoint (Cilium bpf-policy-map-max)")
-    .option("--tofqdns-min-ttl <seconds>", "keep what the DNS proxy learns at least this long (0: the TTL of each answer)", "0")
     .option("--no-dns-proxy", "do not run the DNS proxy (nothing is learned for toFQDNs)")
     .option("--trace-sample <n>", "also send about 1 in N forwarded packets to `ciliate observe` as trace events (1..65535)")
     .option("--trace-all", "send every packet to `ciliate observe`, not only drops and new flows' policy verdicts")

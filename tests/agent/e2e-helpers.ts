@@ -174,14 +174,14 @@ export async function eventually(fn: () => boolean, ms = 10_000, message?: () =>
 
 /**
  * The node's verdict for every case against the simulator's: writes the manifests and the Expectations
- * (one per case, named as in `node`, in the order the node ran them) into `dir`/scenario, runs `ciliate
- * check` on them and asserts each Expectation's actual verdict is the node's, in that order.
+ * (one per case, named as in `node`, in the order the node ran them) into `dir`/`sub`, runs `ciliate
+ * check` on them (with `args`) and asserts each Expectation's actual verdict is the node's, in that order.
  */
-export function expectCheckAgrees(dir: string, files: Record<string, string>, expectations: string, node: Map<string, "allowed" | "denied">): void {
-  const scenario = join(dir, "scenario");
+export function expectCheckAgrees(dir: string, files: Record<string, string>, expectations: string, node: Map<string, "allowed" | "denied">, args: string[] = [], sub = "scenario"): void {
+  const scenario = join(dir, sub);
   mkdirSync(scenario, { recursive: true });
   for (const [name, text] of Object.entries({ ...files, "expectations.yaml": expectations })) writeFileSync(join(scenario, name), text);
-  const r = spawnSync(process.execPath, [BIN, "check", "-f", scenario, "-o", "json"], { encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(process.execPath, [BIN, "check", "-f", scenario, "-o", "json", ...args], { encoding: "utf8", timeout: 60_000 });
   const results = (JSON.parse(r.stdout) as { results: { name: string; actual: string; passed: boolean; reason: string }[] }).results;
   expect(results.map((x) => x.name)).toEqual([...node.keys()]);
   for (const x of results) expect(`${x.name}: ${x.actual}`, x.reason).toBe(`${x.name}: ${node.get(x.name)}`);

@@ -2,13 +2,15 @@
  * End-to-end: Kafka, TLS SNI and DNS/toFQDNs policy on a node made of network namespaces — the real
  * `ciliate agent`, pods joined by `ciliate cni`, real servers and clients:
  *   - broker pod: the Kafka broker stand-in (agent/proxy/test-kafka-broker.ts, the project's kafka-wire
- *     parser) on 9092 and a node:tls server on 8443 with a certificate made by openssl for this run;
+ *     parser) on 9092 and 9093 and a node:tls server on 8443 and 8444 with a certificate made by openssl for
+ *     this run;
  *   - kube-dns pod (kube-system): dnsmasq from Debian on 53;
  *   - client pod: kafkajs, a node:tls client and dig;
  *   - untrusted pod: dig, with the client's DNS rule but not admitted by the resolver's own ingress policy;
  *   - ext namespace: two "internet" addresses behind the node, each serving TCP on 8080.
- * Policy: the broker admits `role: produce, topic: allowed-topic` from the client (ingress Kafka); the client
- * may open TLS to the broker only for server name tls.allowed.test (egress SNI), may resolve only
+ * Policy: the broker admits `role: produce, topic: allowed-topic` from the client on 9092 (ingress Kafka) and
+ * TLS on 8444 only for server name tls.allowed.test (ingress SNI); the client may produce only to
+ * allowed-topic on 9093 (egress Kafka), may open TLS to 8443 only for tls.allowed.test (egress SNI), may resolve only
  * *.allowed.test (egress DNS) and may reach on 8080 only the addresses learned for *.allowed.test (toFQDNs).
  * Allowed requests succeed; denied ones are refused in the protocol's own way (TOPIC_AUTHORIZATION_FAILED,
  * a reset TLS connection, DNS REFUSED, an unlearned address dropped by policy). The DNS proxy forwards from
@@ -39,6 +41,8 @@ const PODS = [
 const NODE_IP = "192.168.61.1";
 const EXT_ALLOWED = "192.168.61.100";
 const EXT_DENIED = "192.168.61.101";
+/** The address of short.allowed.test, which dnsmasq answers with a TTL of 2 s. */
+const EXT_SHORT = "192.168.61.102";
 const EXT6 = "fd00:77::100";
 const CLIENT6 = "fd00:6::2";
 const POD_CIDR = "10.244.6.0/24";
@@ -51,6 +55,9 @@ const brokerSaw: { apiKey: number; topics: string[] }[] = [];
 /** dnsmasq's query log (--log-queries): who asked it what. */
 let resolverLog = "";
 const tlsSaw: string[] = [];
+/** What the second broker (9093: the client's egress Kafka rule) and TLS server (8444: the broker's ingress SNI rule) saw. */
+const broker2Saw: { apiKey: number; topics: string[] }[] = [];
+const tls2Saw: string[] = [];
 /** What the node did with each case, by the name of the Expectation that describes it. */
 const node = new Map<string, "allowed" | "denied">();
 
@@ -68,7 +75,9 @@ spec:
       rules:
         kafka: [{role: produce, topic: allowed-topic}]
   - fromEndpoints: [{matchLabels: {app: client}}]
-    toPorts: [{ports: [{port: "8443", protocol: TCP}]}]
+    toPorts: [{ports: [{port: "8443", protocol: TCP}]}, {ports: [{port: "9093", protocol: TCP}]}]
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "8444", protocol: TCP}], serverNames: [tls.allowed.test]}]
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -77,7 +86,9 @@ spec:
   endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEndpoints: [{matchLabels: {app: broker}}]
-    toPorts: [{ports: [{port: "9092", protocol: TCP}]}]
+    toPorts: [{ports: [{port: "9092", protocol: TCP}]}, {ports: [{port: "8444", protocol: TCP}]}]
+  - toEndpoints: [{matchLabels: {app: broker}}]
+    toPorts: [{ports: [{port: "9093", protocol: TCP}], rules: {kafka: [{role: produce, topic: allowed-topic}]}}]
   - toEndpoints: [{matchLabels: {app: broker}}]
     toPorts: [{ports: [{port: "8443", protocol: TCP}], serverNames: [tls.allowed.test]}]
   - toEndpoints: [{matchLabels: {"k8s:io.kubernetes.pod.namespace": kube-system, "k8s:k8s-app": kube-dns}}]
@@ -118,12 +129,19 @@ const EXPECTATIONS_YAML = [
   expectation("kafka-produce-other-topic", "  to: {pod: default/broker}\n  port: 9092\n  kafka: {role: produce, topic: secret-topic}\n  verdict: denied\n"),
   expectation("tls-allowed-sni", "  to: {pod: default/broker}\n  port: 8443\n  protocol: TCP\n  tls: {serverName: tls.allowed.test}\n  verdict: allowed\n"),
   expectation("tls-other-sni", "  to: {pod: default/broker}\n  port: 8443\n  protocol: TCP\n  tls: {serverName: tls.denied.test}\n  verdict: denied\n"),
+  expectation("kafka-egress-allowed-topic", "  to: {pod: default/broker}\n  port: 9093\n  kafka: {role: produce, topic: allowed-topic}\n  verdict: allowed\n"),
+  expectation("kafka-egress-other-topic", "  to: {pod: default/broker}\n  port: 9093\n  kafka: {role: produce, topic: secret-topic}\n  verdict: denied\n"),
+  expectation("tls-ingress-allowed-sni", "  to: {pod: default/broker}\n  port: 8444\n  protocol: TCP\n  tls: {serverName: tls.allowed.test}\n  verdict: allowed\n"),
+  expectation("tls-ingress-other-sni", "  to: {pod: default/broker}\n  port: 8444\n  protocol: TCP\n  tls: {serverName: tls.denied.test}\n  verdict: denied\n"),
   expectation("fqdn-before-resolving", `  to: {ip: ${EXT_ALLOWED}}\n  port: 8080\n  protocol: TCP\n  verdict: denied\n`),
   expectation("dns-allowed-name", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: web.allowed.test, answers: [${EXT_ALLOWED}], ttl: 300}\n  verdict: allowed\n`),
   expectation("dns-other-name", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: web.denied.test, answers: [${EXT_DENIED}], ttl: 300}\n  verdict: denied\n`),
   expectation("fqdn-learned-address", `  to: {ip: ${EXT_ALLOWED}}\n  port: 8080\n  protocol: TCP\n  verdict: allowed\n`),
   expectation("fqdn-refused-name-address", `  to: {ip: ${EXT_DENIED}}\n  port: 8080\n  protocol: TCP\n  verdict: denied\n`),
   expectation("dns-untrusted-pod", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: web.allowed.test, answers: [${EXT_ALLOWED}], ttl: 300}\n  verdict: denied\n`, "default/untrusted"),
+  expectation("dns-short-ttl", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: short.allowed.test, answers: [${EXT_SHORT}], ttl: 2}\n  verdict: allowed\n`),
+  expectation("fqdn-short-ttl-open", `  to: {ip: ${EXT_SHORT}}\n  port: 8080\n  protocol: TCP\n  verdict: allowed\n`),
+  expectation("fqdn-short-ttl-expired", `  wait: 4\n  to: {ip: ${EXT_SHORT}}\n  port: 8080\n  protocol: TCP\n  verdict: denied\n`),
 ].join("---\n");
 
 const metrics = () => h.metrics();
@@ -182,8 +200,8 @@ const dropped178 = () =>
     const l4 = f.l4 as { TCP?: { destination_port: number }; UDP?: { destination_port: number } };
     return `${f.traffic_direction} ${(l4.TCP ?? l4.UDP)?.destination_port}`;
   }));
-const produce = (topic: string) => l7tool(NS("client"), "kafka-produce", h.podIp.get("broker")!, 9092, "client", topic);
-const tlsTo = (sni: string) => l7tool(NS("client"), "tls", h.podIp.get("broker")!, 8443, sni, join(h.dir, "ca.pem"));
+const produce = (topic: string, port = 9092) => l7tool(NS("client"), "kafka-produce", h.podIp.get("broker")!, port, "client", topic);
+const tlsTo = (sni: string, port = 8443) => l7tool(NS("client"), "tls", h.podIp.get("broker")!, port, sni, join(h.dir, "ca.pem"));
 const tcpTo = (ip: string) => tool(NS("client"), "tcp", ip, 8080) as { ok: boolean; reply?: string; error?: string };
 
 describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the node's proxies (network namespaces)", () => {
@@ -196,7 +214,7 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     sh("ip", ["link", "add", "ext0", "netns", NODE, "type", "veth", "peer", "name", "eth0", "netns", NS("ext")]);
     sh("ip", ["-n", NODE, "addr", "add", `${NODE_IP}/24`, "dev", "ext0"]);
     sh("ip", ["-n", NODE, "link", "set", "ext0", "up"]);
-    for (const ip of [EXT_ALLOWED, EXT_DENIED]) sh("ip", ["-n", NS("ext"), "addr", "add", `${ip}/24`, "dev", "eth0"]);
+    for (const ip of [EXT_ALLOWED, EXT_DENIED, EXT_SHORT]) sh("ip", ["-n", NS("ext"), "addr", "add", `${ip}/24`, "dev", "eth0"]);
     sh("ip", ["-n", NS("ext"), "link", "set", "eth0", "up"]);
     sh("ip", ["-n", NS("ext"), "link", "set", "lo", "up"]);
     sh("ip", ["-n", NS("ext"), "route", "add", POD_CIDR, "via", NODE_IP]);
@@ -204,12 +222,14 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     h.addPods();
     h.children.push(serve(NS("ext"), "ext", 240_000));
     const dnsmasq = spawn("ip", ["netns", "exec", NS("coredns"), "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", `--listen-address=${h.podIp.get("coredns")}`,
-      "--port=53", "--local-ttl=300", "--pid-file=", "--user=root", "--log-queries", "--log-facility=-", `--host-record=web.allowed.test,${EXT_ALLOWED}`, `--host-record=web.denied.test,${EXT_DENIED}`], { stdio: ["ignore", "ignore", "pipe"] });
+      "--port=53", "--local-ttl=300", "--pid-file=", "--user=root", "--log-queries", "--log-facility=-", `--host-record=web.allowed.test,${EXT_ALLOWED}`, `--host-record=web.denied.test,${EXT_DENIED}`, `--host-record=short.allowed.test,${EXT_SHORT},2`], { stdio: ["ignore", "ignore", "pipe"] });
     dnsmasq.stderr!.on("data", (d) => (resolverLog += d));
     h.children.push(dnsmasq);
     await Promise.all([
       l7server(NS("broker"), (o) => brokerSaw.push(o as never), "kafka-broker", 9092, h.podIp.get("broker")!, 240_000),
       l7server(NS("broker"), (o) => tlsSaw.push(String(o.sni)), "tls-serve", 8443, join(h.dir, "ca.pem"), join(h.dir, "key.pem"), 240_000),
+      l7server(NS("broker"), (o) => broker2Saw.push(o as never), "kafka-broker", 9093, h.podIp.get("broker")!, 240_000),
+      l7server(NS("broker"), (o) => tls2Saw.push(String(o.sni)), "tls-serve", 8444, join(h.dir, "ca.pem"), join(h.dir, "key.pem"), 240_000),
     ]);
     // dnsmasq answers (asked from its own namespace, not through the proxy).
     await eventually(() => /status: NOERROR/.test(sh("ip", ["netns", "exec", NS("coredns"), "dig", "+tries=1", "+time=1", `@${h.podIp.get("coredns")}`, "web.allowed.test"], true)), 10_000);
@@ -239,6 +259,21 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     expect(tlsSaw).toEqual(["tls.allowed.test"]);
   }, 60_000);
 
+  it("the other directions: Kafka on the client's egress (9093) and TLS SNI on the broker's ingress (8444), each allowed and refused", async () => {
+    expect(await produce("allowed-topic", 9093), h.log).toEqual({ ok: true });
+    node.set("kafka-egress-allowed-topic", "allowed");
+    expect(await produce("secret-topic", 9093), h.log).toMatchObject({ ok: false, type: "TOPIC_AUTHORIZATION_FAILED", code: 29 });
+    node.set("kafka-egress-other-topic", "denied");
+    expect(broker2Saw.filter((r) => r.apiKey === 0)).toEqual([{ apiKey: 0, topics: ["allowed-topic"] }]);
+    expect(broker2Saw.filter((r) => r.topics.includes("secret-topic"))).toEqual([]);
+    expect(await tlsTo("tls.allowed.test", 8444), h.log).toEqual({ ok: true, reply: "tls:tls.allowed.test" });
+    node.set("tls-ingress-allowed-sni", "allowed");
+    const denied = await tlsTo("tls.denied.test", 8444);
+    expect(denied, h.log).toMatchObject({ ok: false });
+    node.set("tls-ingress-other-sni", "denied");
+    expect(tls2Saw).toEqual(["tls.allowed.test"]);
+  }, 60_000);
+
   it("DNS and toFQDNs: an unresolved address is dropped; an allowed name resolves and its address opens; a denied name is REFUSED and its address stays closed", async () => {
     expect(tcpTo(EXT_ALLOWED)).toMatchObject({ ok: false, error: "timeout" });
     node.set("fqdn-before-resolving", "denied");
@@ -262,11 +297,25 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     expect((await dig("web.allowed.test", "untrusted")).status).not.toBe("NOERROR");
     node.set("dns-untrusted-pod", "denied");
     expect(resolverLog).not.toContain(`from ${h.podIp.get("untrusted")}`);
+    // The proxy's unanswered forward (5 s) is an upstream error, answered SERVFAIL.
+    await eventually(() => metric(metrics(), 'ciliate_proxy_upstream_errors_total{protocol="dns"}') > 0, 10_000, () => metrics());
     await eventually(
       () => observe("--verdict", "DROPPED", "--from-pod", "untrusted", "--last", "0").some((f) => f.drop_reason_desc === "POLICY_DENIED" && f.traffic_direction === "INGRESS" && (f.l4 as { UDP?: { destination_port: number } }).UDP?.destination_port === 53),
       10_000,
       () => h.log,
     );
+  }, 60_000);
+
+  it("toFQDNs on the node: the allow learned from a 2 s answer goes when the TTL runs out", async () => {
+    expect(await dig("short.allowed.test"), h.log).toEqual({ status: "NOERROR", answers: [EXT_SHORT] });
+    const learnedAt = Date.now();
+    node.set("dns-short-ttl", "allowed");
+    expect(tcpTo(EXT_SHORT), h.log).toEqual({ ok: true, reply: "ext" });
+    node.set("fqdn-short-ttl-open", "allowed");
+    await new Promise((r) => setTimeout(r, Math.max(0, learnedAt + 4000 - Date.now())));
+    expect(tcpTo(EXT_SHORT)).toMatchObject({ ok: false, error: "timeout" });
+    node.set("fqdn-short-ttl-expired", "denied");
+    expect(h.log).toMatch(/dns: TTL expired/);
   }, 60_000);
 
   it("`ciliate check` on the same manifests gives every case the node's verdict", () => {
@@ -359,16 +408,45 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     const tlsBefore = tlsSaw.length;
     // SIGKILL: the agent cannot clear ProxyListeners; the programs find no socket and drop.
     await h.killAgent();
-    const [kafka, tls, dns] = await Promise.all([produce("allowed-topic"), tlsTo("tls.allowed.test"), dig("web.allowed.test")]);
+    const broker2Before = broker2Saw.length;
+    const tls2Before = tls2Saw.length;
+    const [kafka, tls, dns, kafka2, tls2] = await Promise.all([produce("allowed-topic"), tlsTo("tls.allowed.test"), dig("web.allowed.test"), produce("allowed-topic", 9093), tlsTo("tls.allowed.test", 8444)]);
     expect(kafka).toMatchObject({ ok: false });
     expect(tls).toMatchObject({ ok: false, error: "timeout" });
     expect(dns.status).toBe("NO ANSWER");
+    expect(kafka2).toMatchObject({ ok: false });
+    expect(tls2).toMatchObject({ ok: false, error: "timeout" });
     expect(brokerSaw.length).toBe(brokerBefore);
     expect(tlsSaw.length).toBe(tlsBefore);
+    expect(broker2Saw.length).toBe(broker2Before);
+    expect(tls2Saw.length).toBe(tls2Before);
     await h.startAgent();
     expect(proxyDrops(metrics())).toBeGreaterThan(before);
     // The restarted agent's proxies serve again.
     expect(await produce("allowed-topic"), h.log).toEqual({ ok: true });
     expect(await tlsTo("tls.allowed.test"), h.log).toEqual({ ok: true, reply: "tls:tls.allowed.test" });
   }, 120_000);
+
+  it("with --tofqdns-min-ttl 8 the 2 s answer's allow lasts 8 s, and goes after; `ciliate check --tofqdns-min-ttl 8` agrees", async () => {
+    await stopProcess(h.agent);
+    await h.startAgent(["--tofqdns-min-ttl", "8"]);
+    await eventually(() => spawnSync("ip", ["netns", "exec", NS("client"), "dig", "+tries=1", "+time=1", `@${h.podIp.get("coredns")}`, "web.allowed.test"], { encoding: "utf8" }).stdout.includes("status: NOERROR"), 15_000, () => h.log);
+    const minTtl = new Map<string, "allowed" | "denied">();
+    expect(await dig("short.allowed.test"), h.log).toEqual({ status: "NOERROR", answers: [EXT_SHORT] });
+    const learnedAt = Date.now();
+    minTtl.set("min-ttl-learn", "allowed");
+    const at = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, learnedAt + ms - Date.now())));
+    await at(4000);
+    expect(tcpTo(EXT_SHORT), h.log).toEqual({ ok: true, reply: "ext" });
+    minTtl.set("min-ttl-after-4s", "allowed");
+    await at(10_000);
+    expect(tcpTo(EXT_SHORT)).toMatchObject({ ok: false, error: "timeout" });
+    minTtl.set("min-ttl-after-10s", "denied");
+    const expectations = [
+      expectation("min-ttl-learn", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: short.allowed.test, answers: [${EXT_SHORT}], ttl: 2}\n  verdict: allowed\n`),
+      expectation("min-ttl-after-4s", `  wait: 4\n  to: {ip: ${EXT_SHORT}}\n  port: 8080\n  protocol: TCP\n  verdict: allowed\n`),
+      expectation("min-ttl-after-10s", `  wait: 6\n  to: {ip: ${EXT_SHORT}}\n  port: 8080\n  protocol: TCP\n  verdict: denied\n`),
+    ].join("---\n");
+    expectCheckAgrees(h.dir, { "cluster.yaml": PODS_YAML, "policy.yaml": POLICY_YAML }, expectations, minTtl, ["--tofqdns-min-ttl", "8"], "scenario-min-ttl");
+  }, 90_000);
 });

@@ -5,7 +5,8 @@
  *   - ingress: a CiliumNetworkPolicy lets client reach server:8080 only with GET /public;
  *   - egress: client may reach server:8081 only with GET /public (a rule on client's egress).
  * With the agent's proxy: allowed requests reach the server, which sees the client's own address; denied
- * ones get 403 from the proxy; the L7 flows show in `ciliate observe` and the proxy metrics.
+ * ones get 403 from the proxy, and the connection goes on (several requests on one keep-alive connection,
+ * chunked bodies); the L7 flows show in `ciliate observe` and the proxy metrics.
  * Never fail open: with the listening sockets destroyed under a live agent (`ss -K`: only the kernel's
  * socket lookup can tell), with the proxy killed (SIGKILL: its ProxyListeners entries stay, its sockets
  * are gone) or stopped (entries removed), nothing reaches the server — connections time out, and the datapath
@@ -124,6 +125,24 @@ describe.skipIf(suite.skip)("ciliate agent: L7 policy through the node's proxy, 
     const denied = http(8081, "GET", "/private");
     expect(denied, h.log).toMatchObject({ ok: true, results: [{ status: 403 }] });
     record("egress-get-private", denied);
+  }, 60_000);
+
+  it("one keep-alive connection, each request judged: 403, then 200 with a chunked body intact, a denied chunked POST's body discarded, 200 again", () => {
+    const seq = (port: number, reqs: { method: string; path: string; chunks?: string[] }[]) =>
+      tool(NS("client"), "http-seq", h.podIp.get("server")!, port, JSON.stringify(reqs)) as { ok: boolean; results: { status: number; body: string; localPort: number }[] };
+    for (const port of [8080, 8081]) {
+      const r = seq(port, [
+        { method: "GET", path: "/private" },
+        { method: "GET", path: "/public", chunks: ["part-1,", "part-2"] },
+        { method: "POST", path: "/public", chunks: ["not-for-the-server"] },
+        { method: "GET", path: "/public" },
+      ]);
+      expect(r, `${port}\n${h.log}`).toMatchObject({ ok: true, results: [{ status: 403 }, { status: 200 }, { status: 403 }, { status: 200 }] });
+      expect(new Set(r.results.map((x) => x.localPort)).size, "one connection").toBe(1);
+      expect(JSON.parse(r.results[1]!.body)).toMatchObject({ url: "/public", body: "part-1,part-2", peer: h.podIp.get("client") });
+      // The denied request's body went nowhere: the next request reaches the server without a body.
+      expect(JSON.parse(r.results[3]!.body)).toEqual({ server: "server", method: "GET", url: "/public", peer: h.podIp.get("client") });
+    }
   }, 60_000);
 
   it("`ciliate check` on the same manifests gives every HTTP case the node's verdict", () => {

@@ -6,8 +6,12 @@
 //   loop HOST PORT MS GAP    a new connection every GAP ms for MS ms → {ok, fail, replies}
 //   hold HOST PORT MS        one connection, a request every 100 ms (one at a time) for MS ms → {sent, recv, error, maxGapMs}
 //   http-serve NAME MS PORT  HTTP on PORT: every request gets 200 and JSON {server: NAME, method, url, peer}
+//                            (and `body`, the request body, when there is one)
 //   http HOST PORT METHOD PATH [N]  N requests (default 1) on one keep-alive connection → {ok, results:
 //                            [{status, body}]} or {ok: false, error} (2 s timeout per request)
+//   http-seq HOST PORT JSON  the requests of JSON ([{method, path, chunks?}]: chunks are written one by one,
+//                            so the body goes chunked) in order on one keep-alive connection → {ok, results:
+//                            [{status, body, localPort}]} or {ok: false, error, results}
 const net = require("net");
 const http = require("http");
 const dgram = require("dgram");
@@ -72,28 +76,33 @@ function tcpOnce(host, port, timeout = 1500) {
   } else if (mode === "http-serve") {
     http
       .createServer((req, res) => {
-        req.resume();
-        req.on("end", () => res.end(JSON.stringify({ server: a, method: req.method, url: req.url, peer: req.socket.remoteAddress })));
+        let body = "";
+        req.on("data", (x) => (body += x));
+        req.on("end", () => res.end(JSON.stringify({ server: a, method: req.method, url: req.url, peer: req.socket.remoteAddress, ...(body ? { body } : {}) })));
       })
       .listen(Number(c), "0.0.0.0");
     setTimeout(() => process.exit(0), Number(b));
     print({ serving: a });
-  } else if (mode === "http") {
+  } else if (mode === "http" || mode === "http-seq") {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const results = [];
-    const one = () =>
+    const one = ({ method, path, chunks }) =>
       new Promise((resolve) => {
-        const req = http.request({ host: a, port: Number(b), method: c, path: d, agent, timeout: 2000 }, (res) => {
+        // Chunked by header: Node's client would not chunk a GET body by itself.
+        const headers = chunks ? { "transfer-encoding": "chunked" } : {};
+        const req = http.request({ host: a, port: Number(b), method, path, agent, headers, timeout: 2000 }, (res) => {
           let body = "";
           res.on("data", (x) => (body += x));
-          res.on("end", () => resolve({ status: res.statusCode, body }));
+          res.on("end", () => resolve({ status: res.statusCode, body, ...(mode === "http-seq" ? { localPort: req.socket.localPort } : {}) }));
         });
         req.on("timeout", () => req.destroy(Object.assign(new Error("timeout"), { code: "timeout" })));
         req.on("error", (e) => resolve({ error: e.code || e.message }));
+        for (const chunk of chunks || []) req.write(chunk);
         req.end();
       });
-    for (let i = 0; i < Number(process.argv[7] || 1); i++) {
-      const r = await one();
+    const seq = mode === "http-seq" ? JSON.parse(c) : Array.from({ length: Number(process.argv[7] || 1) }, () => ({ method: c, path: d }));
+    for (const spec of seq) {
+      const r = await one(spec);
       if (r.error) {
         print({ ok: false, error: r.error, results });
         process.exit(0);

@@ -25,6 +25,20 @@ describe("bench harness", () => {
     expect(svg.match(/<path /g)).toHaveLength(2);
   });
 
+  it("--only takes several names (the HTTP and DNS proxy overheads in one run) and refuses an unknown one", { timeout: 120_000 }, async () => {
+    const out = mkdtempSync(join(tmpdir(), "ciliate-bench-only-"));
+    try {
+      expect(await runBenchmarks({ quick: true, tiny: true, only: "l7-proxy,dns-proxy", out, progress: false, log: () => undefined })).toEqual(["l7-proxy", "dns-proxy"]);
+      for (const name of ["l7-proxy", "dns-proxy"]) {
+        const rows = JSON.parse(readFileSync(join(out, `${name}.json`), "utf8")).rows as { label: string }[];
+        expect(rows.length, name).toBeGreaterThan(0);
+      }
+      await expect(runBenchmarks({ quick: true, tiny: true, only: "l7-proxy,nope", out, progress: false })).rejects.toThrow(/no benchmark named nope \(have: /);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   it("runs every benchmark's quick path on tiny sizes and writes JSON, Markdown and SVG with the machine", { timeout: 240_000 }, async () => {
     const out = mkdtempSync(join(tmpdir(), "ciliate-bench-smoke-"));
     const logged: string[] = [];

@@ -24,6 +24,11 @@ describe("trace: DNS", () => {
     expect(t.egress.rules).toEqual([expect.objectContaining({ name: "fqdn", element: "egress[1]", peer: "toFQDNs matchName: api.github.com" })]);
     expect(t.destination.identity).toBeGreaterThanOrEqual(1 << 24);
   });
+  it("bytes that are not a DNS query, sent to the DNS proxy's port, are denied as the node's proxy drops them", () => {
+    const t = json(ciliate(...dns, "--protocol", "UDP", "--port", "53"));
+    expect([t.verdict, t.egress.verdict, t.l7.protocol, t.l7.verdict]).toEqual(["denied", "allowed", "dns", "denied"]);
+    expect(t.l7.reason).toMatch(/not a DNS query/);
+  });
   it("bad DNS flags are one-line errors with exit 2", () => {
     const r = ciliate(...dns, "--dns-query", "bad name!");
     expect(r.code).toBe(2);
@@ -45,6 +50,20 @@ describe("simulate: DNS flows", () => {
     expect(r.stdout).toMatch(/# github-after-ttl: DENIED/);
     const lines = ciliate("simulate", "-f", "scenarios/fqdn", "-o", "json", "--flow", "resolve-google").stdout.trim().split("\n").map((l) => JSON.parse(l).flow);
     expect(lines.find((f) => f.Type === "L7")).toMatchObject({ verdict: "DROPPED", l7: { type: "REQUEST", dns: { query: "www.google.com.", rcode: 5, qtypes: ["A"] } } });
+  });
+  it("--tofqdns-min-ttl keeps a learned allow past its TTL, as the agent's flag does; a bad value is a one-line error", { timeout: 60_000 }, () => {
+    const r = ciliate("simulate", "-f", "scenarios/fqdn", "--tofqdns-min-ttl", "120");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/# github-after-ttl: ALLOWED/);
+    expect(ciliate("simulate", "-f", "scenarios/fqdn", "--tofqdns-min-ttl", "61").stdout).toMatch(/# github-after-ttl: DENIED/);
+    expect(ciliate("simulate", "-f", "scenarios/fqdn", "--tofqdns-min-ttl", "62").stdout).toMatch(/# github-after-ttl: ALLOWED/);
+    const bad = ciliate("check", "-f", "scenarios/fqdn", "--tofqdns-min-ttl", "-5");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+    expect(bad.stderr).toMatch(/^ciliate: invalid --tofqdns-min-ttl "-5"/);
+    // The agent reads the same global option (and refuses a bad value before anything loads).
+    const agent = ciliate("agent", "--node-ip", "192.0.2.1", "--pod-cidr", "10.244.1.0/24", "--tofqdns-min-ttl", "1.5");
+    expect([agent.code, agent.stderr.trim()]).toEqual([2, expect.stringMatching(/^ciliate: invalid --tofqdns-min-ttl "1\.5"/)]);
   });
   it("a bad dns field is a one-line error naming file, line and field", () => {
     const dir = mkdtempSync(join(tmpdir(), "ciliate-dns-"));

@@ -8,14 +8,16 @@
  *     the client is a DNS response with the query's id. A resolver answering garbage gives SERVFAIL.
  *   - DNS over TCP (createDnsTcpHandler): a random byte stream never leaves a rejected promise behind (an
  *     unhandled rejection would end the agent) and the handler keeps serving other connections.
- *   - HTTP (HttpProxyHandler): the server sees only requests the policy allows, and the proxy still
- *     serves a valid request afterwards.
+ *   - HTTP (HttpProxyHandler): the server sees only requests the policy allows, never more than the proxy
+ *     forwarded (a request hidden in a chunked body stays a body), and the proxy still serves a valid
+ *     request afterwards.
  * FUZZ_RUNS scales the case count (default 300).
  */
 import dnsPacket from "dns-packet";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { connect, createServer, type AddressInfo, type Server } from "node:net";
 import fc from "fast-check";
+import { mutate as mutateBytes } from "./bytes.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { evaluateDns } from "../../policy/index.ts";
 import { compileYaml, podsYaml } from "../../policy/test-helpers.ts";
@@ -75,12 +77,7 @@ const validQuery = fc
   .record({ id: fc.integer({ min: 0, max: 0xffff }), questions: fc.array(fc.record({ name: dnsName, type: qtype }), { minLength: 1, maxLength: 3 }) })
   .map((q) => Buffer.from(dnsPacket.encode({ type: "query", id: q.id, flags: dnsPacket.RECURSION_DESIRED, questions: q.questions.map((x) => ({ ...x, class: "IN" as const })) })));
 /** Random bytes, or a valid query with bytes changed, cut or appended. */
-const mutate = (b: Buffer) =>
-  fc.record({ flips: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }), cut: fc.option(fc.nat()), tail: fc.uint8Array({ maxLength: 20 }) }).map(({ flips, cut, tail }) => {
-    const m = Buffer.from(b);
-    for (const [at, v] of flips) if (m.length) m[at % m.length] = v;
-    return Buffer.concat([cut === null ? m : m.subarray(0, cut % (m.length + 1)), Buffer.from(tail)]);
-  });
+const mutate = (b: Buffer) => mutateBytes(b, 6, 20);
 const dnsBytes = fc.oneof(fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)), validQuery, validQuery.chain(mutate));
 
 /** A resolver's answer: the query echoed with one A record, or garbage. */
@@ -198,7 +195,12 @@ describe("DNS over TCP and HTTP proxies on arbitrary byte streams", () => {
     const request = fc
       .record({ method: fc.constantFrom("GET", "POST", "HEAD", "PUT", "get", "G ET", ""), path: fc.constantFrom("/public", "/public/x", "/private", "/publ", "*", "/public?x=1", " /public", "/p%00ublic"), extra: fc.constantFrom("", "Transfer-Encoding: chunked\r\n", "Content-Length: 3\r\n", "Content-Length: -1\r\n", "Connection: close\r\n") })
       .map((r) => Buffer.from(`${r.method} ${r.path} HTTP/1.1\r\nHost: s\r\n${r.extra}\r\n`, "latin1"));
-    const bytes = fc.oneof(fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)), request, request.chain(mutate));
+    // An allowed GET whose chunked body holds another request: it must reach the server as a body.
+    const chunk = (t: string) => `${Buffer.byteLength(t).toString(16)}\r\n${t}\r\n`;
+    const smuggle = fc
+      .constantFrom("DELETE /admin HTTP/1.1\r\nHost: s\r\n\r\n", "GET /private HTTP/1.1\r\nHost: s\r\nContent-Length: 0\r\n\r\n")
+      .map((hidden) => Buffer.from(`GET /public HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\n${chunk(hidden)}0\r\n\r\n`));
+    const bytes = fc.oneof(fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)), request, request.chain(mutate), smuggle);
     await fc.assert(
       fc.asyncProperty(fc.array(bytes, { minLength: 1, maxLength: 3 }), async (chunks) => {
         await stream(httpH.port, chunks, 200);
@@ -208,6 +210,8 @@ describe("DNS over TCP and HTTP proxies on arbitrary byte streams", () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(rejections.map(String)).toEqual([]);
     for (const r of webSaw) expect(r).toMatch(/^GET \/public/);
+    // Every request the server saw is one the proxy judged and forwarded.
+    expect(webSaw.length).toBeLessThanOrEqual(httpH.events.filter((e) => e.type === "REQUEST" && e.verdict === "FORWARDED").length);
     const ok = (await stream(httpH.port, [Buffer.from("GET /public HTTP/1.1\r\nHost: s\r\n\r\n")], 3000, false, (b) => b.includes("\r\n\r\nok"))).toString("latin1");
     expect(ok).toMatch(/^HTTP\/1.1 200/);
   }, 120_000);
