@@ -20,10 +20,11 @@
  * an event names the backend pod), else client → server. An edge is `forwarded` when all its connections
  * were, `dropped` when all were dropped, `mixed` otherwise.
  * The deciding rule of a connection: the policy references of its policy-verdict and L7 events (flow.proto
- * `ingress_allowed_by`, `egress_denied_by`, …, with ciliate's rule index and element when present), the drop
- * reason, or, for a drop no rule names, "no rule allows it (default deny)".
+ * `ingress_allowed_by`, `egress_denied_by`, …, with ciliate's rule index and element when present), else
+ * an allowing verdict's match type (`an L3-L4 match`), the drop reason, or, for a drop no rule names, "no
+ * rule allows it (default deny)".
  */
-import { compactLine, EVENT_DROP, EVENT_L7, EVENT_POLICY_VERDICT } from "./flows.ts";
+import { compactLine, EVENT_DROP, EVENT_L7, EVENT_POLICY_VERDICT, MATCH_TYPE_NAMES } from "./flows.ts";
 import { flowEventOfHubble, type HubbleFlowJson } from "./hubble-flow-event.ts";
 
 /** App labels in the order a workload is named by (Kubernetes' recommended label first). */
@@ -197,16 +198,19 @@ function policyText(p: PolicyJson): string {
 
 /** A connection's deciding rule as one line. */
 function decidedBy(c: Connection): string {
-  const denied = c.rules.filter((r) => r.action === "denied");
+  // In the packet's order: egress at the client's node, then ingress at the server's (two nodes' clocks
+  // may order their events the other way round).
+  const rules = [...c.rules.filter((r) => r.direction === "egress"), ...c.rules.filter((r) => r.direction === "ingress")];
+  const denied = rules.filter((r) => r.action === "denied");
   if (c.dropped) {
     if (denied.length) return denied.map((r) => `${r.direction}: denied by ${r.policy}`).join("; ");
     if (c.l7Denied) {
-      const allowed = c.rules.filter((r) => r.action === "allowed" && r.direction === "ingress");
+      const allowed = rules.filter((r) => r.action === "allowed" && r.direction === "ingress");
       return `L7 request refused by the proxy (${c.l7Denied})${allowed.length ? `; L3/L4 allowed by ${allowed.map((r) => r.policy).join(", ")}` : ""}`;
     }
     return `no rule allows it (default deny${c.dropReason ? `, ${c.dropReason}` : ""})`;
   }
-  const allowed = c.rules.filter((r) => r.action === "allowed");
+  const allowed = rules.filter((r) => r.action === "allowed");
   return allowed.length ? allowed.map((r) => `${r.direction}: allowed by ${r.policy}`).join("; ") : "no policy decision seen (trace events only)";
 }
 
@@ -296,14 +300,19 @@ export class ServiceMap {
       if (l7Request) c.l7Denied = f.Summary ?? "L7";
     }
     if (type === EVENT_POLICY_VERDICT || type === EVENT_L7) {
+      const rule = (direction: Direction, action: RuleRef["action"], policy: string) => {
+        if (!c!.rules.some((x) => x.direction === direction && x.action === action && x.policy === policy)) c!.rules.push({ direction, action, policy });
+      };
+      let named = false;
       for (const [k, direction, action] of POLICY_KEYS) {
         // ciliate's own references carry the rule index and element; Hubble's the object only.
         const refs = r.ciliate?.[k] ?? f[k] ?? [];
-        for (const p of refs) {
-          const policy = policyText(p);
-          if (!c.rules.some((x) => x.direction === direction && x.action === action && x.policy === policy)) c.rules.push({ direction, action, policy });
-        }
+        for (const p of refs) rule(direction, action, policyText(p));
+        named ||= refs.length > 0;
       }
+      // A verdict that names no policy (a datapath record carries the match, not the rule): its match type.
+      const direction = f.traffic_direction === "INGRESS" ? "ingress" : f.traffic_direction === "EGRESS" ? "egress" : undefined;
+      if (!named && type === EVENT_POLICY_VERDICT && direction && verdict !== "DROPPED") rule(direction, "allowed", `an ${MATCH_TYPE_NAMES[f.policy_match_type ?? 0] ?? "unknown"} match (the flow names no policy)`);
     }
     if (type === EVENT_L7 && f.Summary) c.l7.push(f.Summary);
     if (c.events.length < this.maxEvents) c.events.push(compactLine(flowEventOfHubble(f, r.node_name, r.time)));

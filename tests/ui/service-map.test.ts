@@ -111,6 +111,16 @@ describe("service map of Hubble flows", () => {
     expect(m.connections(g.edges[0]!.id)[0]!.decidedBy).toBe("ingress: denied by CiliumNetworkPolicy db/lockdown");
   });
 
+  it("a verdict that names no policy (an agent's datapath record) is told by its match type, egress first", () => {
+    const m = new ServiceMap();
+    const a = pod("default", "client-0");
+    const b = pod("default", "server-0");
+    m.add(hubble({ src: a, dst: b, extra: { traffic_direction: "INGRESS", policy_match_type: 2, node_name: "node-2" } }));
+    m.add(hubble({ src: a, dst: b, extra: { traffic_direction: "EGRESS", policy_match_type: 4 } }));
+    const [c] = m.connections("workload:default/client->workload:default/server");
+    expect(c!.decidedBy).toBe("egress: allowed by an all match (the flow names no policy); ingress: allowed by an L3-L4 match (the flow names no policy)");
+  });
+
   it("replies count on the connection they answer; entities are drawn by their reserved label", () => {
     const m = new ServiceMap();
     const web = pod("shop", "web-1", ["k8s:app.kubernetes.io/name=web"]);

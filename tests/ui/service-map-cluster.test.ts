@@ -1,0 +1,92 @@
+/*
+ * `ciliate ui` on a live two-node cluster, in chromium: two `ciliate agent`s in network namespaces
+ * (tests/agent/multinode-harness.ts, native routing), `ciliate relay` in front of their hubble.sock, and
+ * `ciliate ui --server` on the relay. Real TCP from tiefighter and xwing (node-1) to deathstar (node-2),
+ * which admits org=empire only: the page must draw both nodes' flows — tiefighter → deathstar green,
+ * xwing → deathstar red — and a click must show the connections with what decided (the match of the
+ * policy entry that allowed — an agent's flows do not name the rule —, default deny for the drop) and
+ * events from both nodes. Kernel suite (root, libbpf, bpffs)
+ * and chromium: skips outside CI without them, fails in CI.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import type { Browser } from "puppeteer-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { kernelSuite } from "../../datapath/index.ts";
+import { BIN, stopProcess, tool } from "../agent/e2e-helpers.ts";
+import { MultiNodeCluster } from "../agent/multinode-harness.ts";
+import { hasChromium, skipUnless } from "../helpers/tools.ts";
+import { ARTIFACTS, clickEdge, drawnEdges, launchChromium, startUi, type UiProcess } from "../helpers/ui-page.ts";
+
+const suite = kernelSuite("ui-cluster", ["root", "libbpf", "bpffs", "iproute2"]);
+const noChromium = skipUnless(hasChromium(), "chromium (apt package chromium, /usr/bin/chromium)");
+const c = new MultiNodeCluster({ nodes: 2, routingMode: "native", prefix: "cui" });
+
+const POLICY = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: rule1, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app.kubernetes.io/name: deathstar}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {org: empire}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+`;
+
+const TIE = "workload:default/tiefighter->workload:default/deathstar";
+const XWING = "workload:default/xwing->workload:default/deathstar";
+
+describe.skipIf(suite.skip || noChromium)("ciliate ui on a live two-node cluster through ciliate relay (chromium)", () => {
+  let relay: ChildProcess | undefined;
+  let ui: UiProcess | undefined;
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    await c.setup();
+    c.writeManifest("policy.yaml", POLICY);
+    c.addPod(1, "tiefighter", { "app.kubernetes.io/name": "tiefighter", org: "empire" });
+    c.addPod(1, "xwing", { "app.kubernetes.io/name": "xwing", org: "alliance" });
+    c.addPod(2, "deathstar", { "app.kubernetes.io/name": "deathstar", org: "empire" });
+    c.serve("deathstar");
+    await c.converged();
+    const relaySock = join(c.dir, "relay", "hubble-relay.sock");
+    relay = spawn(process.execPath, [BIN, "relay", "--peer", `unix://${join(c.node(1).stateDir, "hubble.sock")}`, "--peer", `unix://${join(c.node(2).stateDir, "hubble.sock")}`, "--socket", relaySock], { stdio: "ignore" });
+    [ui, browser] = await Promise.all([startUi("--server", `unix://${relaySock}`), launchChromium()]);
+  }, 240_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    if (ui) expect(await ui.stop()).toBe(0);
+    await stopProcess(relay);
+    await c.cleanup();
+  });
+
+  it("draws both nodes' flows coloured by verdict, and a click shows the connections with the deciding rule", async () => {
+    expect(tool(c.pod("tiefighter").ns, "tcp", c.pod("deathstar").ip, 8080), c.logs()).toEqual({ ok: true, reply: "deathstar" });
+    expect(tool(c.pod("xwing").ns, "tcp", c.pod("deathstar").ip, 8080).ok).toBe(false);
+    const page = await browser!.newPage();
+    await page.setViewport({ width: 1480, height: 520 });
+    await page.goto(ui!.url);
+    await page
+      .waitForFunction((t, x) => document.querySelector(`path.edge[data-edge="${t}"]`)?.getAttribute("data-status") === "forwarded" && document.querySelector(`path.edge[data-edge="${x}"]`)?.getAttribute("data-status") === "dropped", { timeout: 30_000, polling: 200 }, TIE, XWING)
+      .catch(async (e: Error) => {
+        throw new Error(`${e.message}; page: ${await page.evaluate(() => document.body.innerText)}; edges: ${JSON.stringify(await drawnEdges(page))}`);
+      });
+    const edges = await drawnEdges(page);
+    expect(edges[TIE]).toEqual({ status: "forwarded", stroke: "rgb(46, 158, 68)" });
+    expect(edges[XWING]).toEqual({ status: "dropped", stroke: "rgb(214, 45, 32)" });
+    const cards = await page.$$eval("g.node", (gs) => gs.map((g) => g.getAttribute("data-node")));
+    expect(cards).toEqual(expect.arrayContaining(["workload:default/deathstar", "workload:default/tiefighter", "workload:default/xwing"]));
+
+    const x = await clickEdge(page, XWING);
+    expect(x.length).toBeGreaterThanOrEqual(1);
+    expect(x.every((conn) => conn.verdict === "DROPPED" && conn.decidedBy === "no rule allows it (default deny, POLICY_DENIED)")).toBe(true);
+    const t = await clickEdge(page, TIE);
+    expect(t.length).toBeGreaterThanOrEqual(1);
+    expect(t[0]!.verdict).toBe("FORWARDED");
+    // The agent's datapath records carry the match type of the policy entry, not the rule behind it.
+    expect(t[0]!.decidedBy).toBe("egress: allowed by an all match (the flow names no policy); ingress: allowed by an L3-L4 match (the flow names no policy)");
+    // The connection's events come from both nodes: node-1's egress verdict and node-2's ingress verdict.
+    expect(t[0]!.text).toContain("[node-1]");
+    expect(t[0]!.text).toContain("[node-2]");
+    await page.screenshot({ path: join(ARTIFACTS, "cluster-two-nodes.png") });
+  });
+});
