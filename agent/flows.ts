@@ -7,7 +7,7 @@
  * keeps a ring buffer of flows the same way).
  */
 import { EVENT_L7, identityText, type FlowEndpoint, type FlowEvent } from "../host/flows.ts";
-import type { FlowNames } from "../host/trace-flow.ts";
+import { frontendKey, type FlowNames } from "../host/trace-flow.ts";
 import type { DesiredState } from "./desired.ts";
 import type { L7FlowEvent } from "./proxy/types.ts";
 
@@ -22,7 +22,11 @@ export function namesFrom(d: DesiredState | undefined, nodeName: string): FlowNa
       if (id !== undefined && !identityLabels.has(id)) identityLabels.set(id, [...Object.entries(p.labels).map(([k, v]) => `k8s:${k}=${v}`), `k8s:io.kubernetes.pod.namespace=${p.namespace}`].sort());
     }
   }
-  return { podByIp, identityLabels, nodeName };
+  const serviceByFrontend = new Map<string, { namespace: string; name: string }>();
+  for (const svc of d?.cluster.services ?? [])
+    for (const ip of [svc.clusterIP, ...svc.externalIPs, ...svc.loadBalancerIPs])
+      if (ip && ip !== "None") for (const port of svc.ports) serviceByFrontend.set(frontendKey(ip, port.port), { namespace: svc.namespace, name: svc.name });
+  return { podByIp, identityLabels, nodeName, serviceByFrontend };
 }
 
 export interface FlowFilter {

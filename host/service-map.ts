@@ -11,8 +11,9 @@
  *   2. a service (the flow's destination_service) is a node of its own, in its namespace;
  *   3. an endpoint outside the cluster is its reserved entity (world, host, remote-node, kube-apiserver, …;
  *      CIDR and FQDN identities are world), with the addresses seen.
- * Connections: the events of one connection (same client address and port, protocol, and service or server
- * address; replies turned around) are one unit. Its verdict:
+ * Connections: the events of one connection (same client address, port and protocol — an ICMP echo: same
+ * client and service or server; replies turned around) are one unit, whichever node saw them: the node
+ * that translated a service names it, the backend's node only the backend. Its verdict:
  *   1. DROPPED when any deciding event dropped it: a drop, a policy verdict that denied, an L7 request the
  *      proxy refused;
  *   2. FORWARDED otherwise (policy verdicts allowed or redirected it, or only trace events were seen).
@@ -124,6 +125,8 @@ interface Connection {
   service?: string;
   clientText: string;
   serverText: string;
+  /** The backend (or server) as an event named it. */
+  backendText?: string;
   port: string;
   dropped: boolean;
   rules: RuleRef[];
@@ -263,7 +266,9 @@ export class ServiceMap {
     // Through a service, the server side is the backend only once an event names the backend pod.
     const server = !svc || serverEp?.pod_name ? endpointNode(serverEp, serverIp) : undefined;
     const serverId = server ? this.node(server.node) : undefined;
-    const key = `${proto} ${clientIp}:${clientPort} ${serviceId ?? `${serverIp}${proto === "ICMP" || proto === "ICMPv6" ? "" : `:${serverPort}`}`}`;
+    // A client address and port name one connection whatever the server side says: the node that
+    // translated a service knows the service, the backend's node only the backend (an ICMP echo: the pair).
+    const key = clientPort ? `${proto} ${clientIp}:${clientPort}` : `${proto} ${clientIp} ${serviceId ?? serverIp}`;
     let c = this.conns.get(key);
     if (!c) {
       c = {
@@ -283,10 +288,11 @@ export class ServiceMap {
       this.conns.set(key, c);
       this.evict();
     }
-    if (serverId && !c.server) {
-      c.server = serverId;
-      c.serverText = svc ? `${server!.text} via ${svc.namespace}/${svc.name}` : server!.text;
-    }
+    if (serviceId && !c.service) c.service = serviceId;
+    if (serverId && !c.server) c.server = serverId;
+    if (server && !c.backendText) c.backendText = server.text;
+    if (c.service && c.backendText) c.serverText = `${c.backendText} via ${c.service.slice("service:".length)}`;
+    else if (c.backendText) c.serverText = c.backendText;
     const flowName = r.ciliate?.flow_name;
     if (flowName) c.flowName = flowName;
     if (explanation) c.explanation = explanation;

@@ -23,6 +23,13 @@ export interface FlowNames {
   podByIp: Map<string, { namespace: string; name: string; labels: Record<string, string> }>;
   identityLabels: Map<number, string[]>;
   nodeName: string;
+  /** Services by frontend (`10.96.0.10:80`, `[fd00::10]:80`): a flow the node translated names its service. */
+  serviceByFrontend?: Map<string, { namespace: string; name: string }>;
+}
+
+/** The key of a frontend in FlowNames.serviceByFrontend. */
+export function frontendKey(ip: string, port: number): string {
+  return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
 /** A TraceRecord from the ring buffer as a Hubble flow. */
@@ -55,6 +62,8 @@ export function flowOf(t: TraceRecord, names: FlowNames, now = new Date()): Flow
   const direction = ingress ? "INGRESS" : "EGRESS";
   const event = dropped ? "policy-verdict:none" : policyVerdict ? `policy-verdict:${MATCH_TYPE_NAMES[matchType] ?? "none"} ${direction}` : (OBS[t.obsPoint] ?? "trace");
   const flags = "TCP" in l4 ? tcpFlagNames(t.tcpFlags).join(", ") : "";
+  // The destination before translation (the VIP), when it is a service frontend: Hubble's destination_service.
+  const service = reply ? undefined : names.serviceByFrontend?.get(frontendKey(formatAddr(t.origDaddr, v), t.origDport));
   return {
     time: now.toISOString(),
     verdict,
@@ -70,6 +79,7 @@ export function flowOf(t: TraceRecord, names: FlowNames, now = new Date()): Flow
     trace_observation_point: (OBS[t.obsPoint] ?? "unknown").toUpperCase().replace(/-/g, "_"),
     ...(policyVerdict ? { policy_match_type: matchType } : {}),
     is_reply: reply,
+    ...(service ? { destination_service: { name: service.name, namespace: service.namespace } } : {}),
     Summary: dropped ? `${flags ? `${flags} ` : ""}${dropReasonText(t.dropReason)}` : flags ? `TCP Flags: ${flags}` : proto === 17 ? "UDP" : `proto ${proto}`,
     event: dropped ? "drop" : event,
     src_port: t.sport,

@@ -3,7 +3,9 @@ import { describe, expect, it } from "vitest";
 import * as C from "../../host/constants.gen.ts";
 import { flowOf } from "../../host/trace-flow.ts";
 import { a16, flowNames, traceRecord } from "../helpers/flow-fixtures.ts";
-import { FlowStore, l7FlowOf, matches } from "../../agent/flows.ts";
+import { FlowStore, l7FlowOf, matches, namesFrom } from "../../agent/flows.ts";
+import type { DesiredState } from "../../agent/desired.ts";
+import type { TraceRecord } from "../../host/codecs.gen.ts";
 import type { L7FlowEvent } from "../../agent/proxy/types.ts";
 import { compactLine, jsonLine } from "../../host/flows.ts";
 
@@ -21,6 +23,19 @@ describe("flowOf", () => {
     const f = flowOf(record({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, ctState: C.CT_NEW, traceFlags: C.TRACE_F_INGRESS_CHECKED, ingressMatchType: 2, obsPoint: C.TRACE_TO_ENDPOINT }), names);
     expect(f.event_type.type).toBe(5);
     expect(compactLine(f)).toMatch(/default\/client:40000 \(ID:300\) -> default\/server:8080 \(ID:301\) policy-verdict:L3-L4 INGRESS ALLOWED/);
+  });
+
+  it("names the service a translated flow was sent to (destination_service), from the desired state's frontends", () => {
+    const desired = { cluster: { pods: [], services: [{ namespace: "default", name: "web", clusterIP: "10.96.0.10", externalIPs: ["192.0.2.10"], loadBalancerIPs: [], ports: [{ port: 80 }] }] }, podIdentity: new Map() } as unknown as DesiredState;
+    const withServices = { ...names, serviceByFrontend: namesFrom(desired, "node-1").serviceByFrontend };
+    const viaVip = (over: Partial<TraceRecord>) => flowOf(record({ hook: C.HOOK_FROM_ENDPOINT, obsPoint: C.TRACE_FROM_ENDPOINT, origDaddr: a16("10.96.0.10"), origDport: 80, ...over }), withServices);
+    expect(viaVip({}).destination_service).toEqual({ name: "web", namespace: "default" });
+    expect(JSON.parse(jsonLine(viaVip({}))).flow.destination_service).toEqual({ name: "web", namespace: "default" });
+    expect(viaVip({ origDaddr: a16("192.0.2.10") }).destination_service).toEqual({ name: "web", namespace: "default" });
+    // Another port of the VIP, an untranslated flow, and a reply name no service.
+    expect(viaVip({ origDport: 81 }).destination_service).toBeUndefined();
+    expect(viaVip({ origDaddr: a16("10.244.1.3"), origDport: 8080 }).destination_service).toBeUndefined();
+    expect(viaVip({ traceFlags: C.TRACE_F_REPLY }).destination_service).toBeUndefined();
   });
 
   it("names reserved identities of unknown addresses", () => {

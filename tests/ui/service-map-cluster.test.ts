@@ -1,9 +1,10 @@
 /*
  * `ciliate ui` on a live two-node cluster, in chromium: two `ciliate agent`s in network namespaces
  * (tests/agent/multinode-harness.ts, native routing), `ciliate relay` in front of their hubble.sock, and
- * `ciliate ui --server` on the relay. Real TCP from tiefighter and xwing (node-1) to deathstar (node-2),
- * which admits org=empire only: the page must draw both nodes' flows — tiefighter → deathstar green,
- * xwing → deathstar red — and a click must show the connections with what decided (the match of the
+ * `ciliate ui --server` on the relay. Real TCP from tiefighter and xwing (node-1) through the deathstar
+ * ClusterIP to its pod on node-2, which admits org=empire only: the page must draw both nodes' flows as
+ * one connection each — tiefighter → deathstar service green, xwing → service red, service → deathstar
+ * orange — and a click must show the connections with what decided (the match of the
  * policy entry that allowed — an agent's flows do not name the rule —, default deny for the drop) and
  * events from both nodes. Kernel suite (root, libbpf, bpffs)
  * and chromium: skips outside CI without them, fails in CI.
@@ -31,9 +32,19 @@ spec:
   - fromEndpoints: [{matchLabels: {org: empire}}]
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
 `;
+const CLUSTER_IP = "10.96.0.30";
+const SERVICE = `apiVersion: v1
+kind: Service
+metadata: {name: deathstar, namespace: default}
+spec:
+  clusterIP: ${CLUSTER_IP}
+  selector: {app.kubernetes.io/name: deathstar}
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+`;
 
-const TIE = "workload:default/tiefighter->workload:default/deathstar";
-const XWING = "workload:default/xwing->workload:default/deathstar";
+const TIE = "workload:default/tiefighter->service:default/deathstar";
+const XWING = "workload:default/xwing->service:default/deathstar";
+const BACKEND = "service:default/deathstar->workload:default/deathstar";
 
 describe.skipIf(suite.skip || noChromium)("ciliate ui on a live two-node cluster through ciliate relay (chromium)", () => {
   let relay: ChildProcess | undefined;
@@ -42,6 +53,7 @@ describe.skipIf(suite.skip || noChromium)("ciliate ui on a live two-node cluster
   beforeAll(async () => {
     await c.setup();
     c.writeManifest("policy.yaml", POLICY);
+    c.writeManifest("service.yaml", SERVICE);
     c.addPod(1, "tiefighter", { "app.kubernetes.io/name": "tiefighter", org: "empire" });
     c.addPod(1, "xwing", { "app.kubernetes.io/name": "xwing", org: "alliance" });
     c.addPod(2, "deathstar", { "app.kubernetes.io/name": "deathstar", org: "empire" });
@@ -60,8 +72,8 @@ describe.skipIf(suite.skip || noChromium)("ciliate ui on a live two-node cluster
   });
 
   it("draws both nodes' flows coloured by verdict, and a click shows the connections with the deciding rule", async () => {
-    expect(tool(c.pod("tiefighter").ns, "tcp", c.pod("deathstar").ip, 8080), c.logs()).toEqual({ ok: true, reply: "deathstar" });
-    expect(tool(c.pod("xwing").ns, "tcp", c.pod("deathstar").ip, 8080).ok).toBe(false);
+    expect(tool(c.pod("tiefighter").ns, "tcp", CLUSTER_IP, 80), c.logs()).toEqual({ ok: true, reply: "deathstar" });
+    expect(tool(c.pod("xwing").ns, "tcp", CLUSTER_IP, 80).ok).toBe(false);
     const page = await browser!.newPage();
     await page.setViewport({ width: 1480, height: 520 });
     await page.goto(ui!.url);
@@ -73,8 +85,10 @@ describe.skipIf(suite.skip || noChromium)("ciliate ui on a live two-node cluster
     const edges = await drawnEdges(page);
     expect(edges[TIE]).toEqual({ status: "forwarded", stroke: "rgb(46, 158, 68)" });
     expect(edges[XWING]).toEqual({ status: "dropped", stroke: "rgb(214, 45, 32)" });
+    // node-1 translated the ClusterIP and names the service; node-2 saw the backend and dropped xwing.
+    expect(edges[BACKEND]).toEqual({ status: "mixed", stroke: "rgb(240, 140, 0)" });
     const cards = await page.$$eval("g.node", (gs) => gs.map((g) => g.getAttribute("data-node")));
-    expect(cards).toEqual(expect.arrayContaining(["workload:default/deathstar", "workload:default/tiefighter", "workload:default/xwing"]));
+    expect(cards).toEqual(["service:default/deathstar", "workload:default/deathstar", "workload:default/tiefighter", "workload:default/xwing"]);
 
     const x = await clickEdge(page, XWING);
     expect(x.length).toBeGreaterThanOrEqual(1);
@@ -82,6 +96,7 @@ describe.skipIf(suite.skip || noChromium)("ciliate ui on a live two-node cluster
     const t = await clickEdge(page, TIE);
     expect(t.length).toBeGreaterThanOrEqual(1);
     expect(t[0]!.verdict).toBe("FORWARDED");
+    expect(t[0]!.text).toContain("default/tiefighter → default/deathstar via default/deathstar 8080/TCP");
     // The agent's datapath records carry the match type of the policy entry, not the rule behind it.
     expect(t[0]!.decidedBy).toBe("egress: allowed by an all match (the flow names no policy); ingress: allowed by an L3-L4 match (the flow names no policy)");
     // The connection's events come from both nodes: node-1's egress verdict and node-2's ingress verdict.
