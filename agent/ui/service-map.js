@@ -134,8 +134,11 @@ async function showEdge(id) {
   for (const p of document.querySelectorAll("path.edge")) p.classList.toggle("selected", p.dataset.edge === id);
   const aside = document.getElementById("flows");
   aside.classList.add("open");
+  // The panel says which edge it shows only once it shows it (a reader never sees the previous edge's).
+  delete aside.dataset.edge;
   const res = await fetch(`api/edge?id=${encodeURIComponent(id)}`);
   const body = await res.json();
+  if (selected !== id) return; // another edge was clicked meanwhile
   aside.textContent = "";
   const close = text("button", "close", "close");
   close.addEventListener("click", () => {
@@ -172,6 +175,7 @@ async function showEdge(id) {
     div.appendChild(details);
     aside.appendChild(div);
   }
+  aside.dataset.edge = id;
 }
 
 async function poll() {

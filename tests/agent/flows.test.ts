@@ -38,6 +38,22 @@ describe("flowOf", () => {
     expect(viaVip({ traceFlags: C.TRACE_F_REPLY }).destination_service).toBeUndefined();
   });
 
+  it("names the rules behind the deciding entry's cookie (ingress_allowed_by, egress_denied_by), from the desired state", () => {
+    const rule1 = { kind: "CiliumNetworkPolicy", namespace: "default", name: "rule1", ruleIndex: 0, element: "ingress[0]", peer: "" };
+    const deny = { kind: "CiliumNetworkPolicy", namespace: "default", name: "lockdown", ruleIndex: 1, element: "egressDeny[0]", peer: "" };
+    const desired = { cluster: { pods: [], services: [] }, podIdentity: new Map(), provenanceByCookie: new Map([[7, [rule1]], [9, [deny]]]) } as unknown as DesiredState;
+    const withRules = { ...names, policyByCookie: namesFrom(desired, "node-1").policyByCookie };
+    const allowed = flowOf(record({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, ctState: C.CT_NEW, traceFlags: C.TRACE_F_INGRESS_CHECKED, ingressMatchType: 2, ingressCookie: 7, obsPoint: C.TRACE_TO_ENDPOINT }), withRules);
+    expect(allowed.ingress_allowed_by).toEqual([{ kind: "CiliumNetworkPolicy", namespace: "default", name: "rule1", rule_index: 0, element: "ingress[0]" }]);
+    expect(JSON.parse(jsonLine(allowed)).flow.ingress_allowed_by).toEqual([{ kind: "CiliumNetworkPolicy", namespace: "default", name: "rule1", labels: ["k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy", "k8s:io.cilium.k8s.policy.name=rule1", "k8s:io.cilium.k8s.policy.namespace=default"] }]);
+    const denied = flowOf(record({ verdict: C.CTX_ACT_DROP, dropReason: 181, hook: C.HOOK_FROM_ENDPOINT, traceFlags: C.TRACE_F_EGRESS_CHECKED, egressCookie: 9, obsPoint: C.TRACE_FROM_ENDPOINT }), withRules);
+    expect(denied.egress_denied_by?.map((r) => r.name)).toEqual(["lockdown"]);
+    // No cookie (default deny), an unknown cookie, and a trace of an established flow name no rule.
+    expect(flowOf(record({ verdict: C.CTX_ACT_DROP, dropReason: 133, hook: C.HOOK_TO_ENDPOINT, traceFlags: C.TRACE_F_INGRESS_CHECKED, obsPoint: C.TRACE_TO_ENDPOINT }), withRules).ingress_denied_by).toBeUndefined();
+    expect(flowOf(record({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, ctState: C.CT_NEW, traceFlags: C.TRACE_F_INGRESS_CHECKED, ingressCookie: 8, obsPoint: C.TRACE_TO_ENDPOINT }), withRules).ingress_allowed_by).toBeUndefined();
+    expect(flowOf(record({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, ctState: C.CT_ESTABLISHED, ingressCookie: 7, obsPoint: C.TRACE_TO_ENDPOINT }), withRules).ingress_allowed_by).toBeUndefined();
+  });
+
   it("names reserved identities of unknown addresses", () => {
     const f = flowOf(record({ saddr: a16("203.0.113.9"), srcIdentity: 2, hook: C.HOOK_FROM_NETWORK, obsPoint: C.TRACE_FROM_NETWORK }), names);
     expect(f.source).toMatchObject({ identity: 2, labels: ["reserved:world"], ip: "203.0.113.9" });

@@ -77,7 +77,7 @@ export async function clickEdge(page: Page, id: string): Promise<{ verdict: stri
   }, id);
   if (!pt) throw new Error(`no edge ${id} on the page`);
   await page.mouse.click(pt.x, pt.y);
-  await page.waitForFunction((edge) => document.querySelector("aside.open h2") && document.querySelector("path.edge.selected")?.getAttribute("data-edge") === edge && document.querySelector("aside .conn"), {}, id);
+  await page.waitForFunction((edge) => document.querySelector("aside.open")?.getAttribute("data-edge") === edge && document.querySelector("path.edge.selected")?.getAttribute("data-edge") === edge, {}, id);
   return page.evaluate(() =>
     Array.from(document.querySelectorAll<HTMLElement>("aside .conn")).map((c) => ({ verdict: c.dataset.verdict!, text: c.textContent!, decidedBy: c.querySelector(".decided-by")!.textContent! })),
   );

@@ -4,9 +4,8 @@
  * `ciliate ui --server` on the relay. Real TCP from tiefighter and xwing (node-1) through the deathstar
  * ClusterIP to its pod on node-2, which admits org=empire only: the page must draw both nodes' flows as
  * one connection each — tiefighter → deathstar service green, xwing → service red, service → deathstar
- * orange — and a click must show the connections with what decided (the match of the
- * policy entry that allowed — an agent's flows do not name the rule —, default deny for the drop) and
- * events from both nodes. Kernel suite (root, libbpf, bpffs)
+ * orange — and a click must show the connections with what decided (the CiliumNetworkPolicy behind the
+ * allowing entry's cookie, default deny for the drop) and events from both nodes. Kernel suite (root, libbpf, bpffs)
  * and chromium: skips outside CI without them, fails in CI.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -97,8 +96,8 @@ describe.skipIf(suite.skip || noChromium)("ciliate ui on a live two-node cluster
     expect(t.length).toBeGreaterThanOrEqual(1);
     expect(t[0]!.verdict).toBe("FORWARDED");
     expect(t[0]!.text).toContain("default/tiefighter → default/deathstar via default/deathstar 8080/TCP");
-    // The agent's datapath records carry the match type of the policy entry, not the rule behind it.
-    expect(t[0]!.decidedBy).toBe("egress: allowed by an all match (the flow names no policy); ingress: allowed by an L3-L4 match (the flow names no policy)");
+    // node-2's verdict names the rule behind the deciding entry's cookie (a Hubble Policy through gRPC).
+    expect(t[0]!.decidedBy).toMatch(/^egress: allowed by .*; ingress: allowed by CiliumNetworkPolicy default\/rule1$/);
     // The connection's events come from both nodes: node-1's egress verdict and node-2's ingress verdict.
     expect(t[0]!.text).toContain("[node-1]");
     expect(t[0]!.text).toContain("[node-2]");
