@@ -3,7 +3,7 @@
  * (agent/observer-grpc.ts, on a unix socket) fed through its flow ring as the agent's datapath reader feeds
  * it, with the flows the simulator makes for the Star Wars Traffic. The page must say the server cannot
  * be reached before it is up, then draw what it holds, then follow: flows pushed later change an edge's
- * colour. The flows cross gRPC as flow.proto Flows (no `ciliate` key), so the deciding rule names the
+ * colour; a server that goes away and comes back is followed again from the last flow drawn. The flows cross gRPC as flow.proto Flows (no `ciliate` key), so the deciding rule names the
  * policy object without ciliate's rule index.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -52,6 +52,7 @@ describe.skipIf(skip)("ciliate ui --server in chromium: a live Observer API", ()
   let browser: Browser;
   let ui: UiProcess;
   let observer: ObserverServer | undefined;
+  let store: FlowStore;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "ciliate-ui-live-"));
     [browser, ui] = await Promise.all([launchChromium(), startUi("--server", `unix://${join(dir, "hubble.sock")}`)]);
@@ -71,7 +72,7 @@ describe.skipIf(skip)("ciliate ui --server in chromium: a live Observer API", ()
     await until(page, "the unreachable server reported", () => document.querySelector("#status.error")?.textContent?.includes("cannot reach") ?? false);
     expect(await page.$("svg#service-map")).toBeNull();
 
-    const store = new FlowStore(1000);
+    store = new FlowStore(1000);
     for (const f of [...events["tiefighter-lands"]!, ...events["xwing-lands"]!]) store.push(f);
     observer = await serveObserver({ store, nodeName: "node-1", version: "ciliate-test", startedAt: new Date() }, join(dir, "hubble.sock"));
     await until(page, "the held flows drawn", () => document.querySelector('path.edge[data-status="dropped"]') !== null && document.querySelector('path.edge[data-status="forwarded"]') !== null);
@@ -94,5 +95,27 @@ describe.skipIf(skip)("ciliate ui --server in chromium: a live Observer API", ()
     expect(t[0]!.decidedBy).toBe("egress: allowed by derived; ingress: allowed by CiliumNetworkPolicy default/rule1");
     expect(t[1]!.decidedBy).toMatch(/^L7 request refused by the proxy \(HTTP\/1\.1 PUT .*exhaust-port\); L3\/L4 allowed by CiliumNetworkPolicy default\/rule1$/);
     await page.screenshot({ path: join(ARTIFACTS, "live-starwars.png") });
+  });
+
+  it("when the server goes away it says so, and when it is back it goes on from the last flow it had (none twice)", async () => {
+    const page = await browser.newPage();
+    await page.goto(ui.url);
+    const count = () => page.$eval("#count", (c) => Number.parseInt(c.textContent ?? "", 10));
+    await page.waitForFunction(() => /^\d+ flows$/.test(document.querySelector("#count")?.textContent ?? ""));
+    const before = await count();
+    await observer!.close();
+    await until(page, "the lost server reported", () => document.querySelector("#status.error") !== null);
+    // Flows the agent saw while the stream was down, and after: each comes once.
+    const events = await starwarsEvents();
+    const later = events["xwing-lands"]!.map((f, i) => ({ ...f, time: new Date(Date.now() + i).toISOString() }));
+    for (const f of later) store.push(f);
+    observer = await serveObserver({ store, nodeName: "node-1", version: "ciliate-test", startedAt: new Date() }, join(dir, "hubble.sock"));
+    await until(page, "following again", () => document.querySelector("#status")?.textContent === "following");
+    await page.waitForFunction((n) => Number.parseInt(document.querySelector("#count")?.textContent ?? "", 10) >= n, { timeout: 20_000 }, before + later.length);
+    await new Promise((r) => setTimeout(r, 2500)); // one more poll: nothing more comes
+    expect(await count()).toBe(before + later.length);
+    // The same client address and port as before: the new events join xwing's connection.
+    const [x] = await clickEdge(page, XWING);
+    expect(x!.text).toContain(`${2 * later.length} event(s)`);
   });
 });
