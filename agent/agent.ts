@@ -128,6 +128,10 @@ export interface AgentEvents {
   onEndpoints?: (n: number) => void;
 }
 
+/** Backoff of the reconcile retried after map errors (doubling from MIN to MAX). */
+export const RETRY_MIN_MS = 500;
+export const RETRY_MAX_MS = 30_000;
+
 /** Wall-clock seconds: the FQDN cache's time on a node. */
 function fqdnNow(): number {
   return Math.floor(Date.now() / 1000);
@@ -159,6 +163,9 @@ export class Agent {
   readonly overlay?: NodeOverlay;
   /** A device a run in tunnel mode left behind is removed once the Config map no longer names it. */
   private staleOverlayChecked = false;
+  /** A reconcile again after map operations failed (a full map, an EPERM…), with backoff. */
+  private retryTimer?: NodeJS.Timeout;
+  private retryDelayMs = RETRY_MIN_MS;
 
   constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? ((level, msg) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`));
@@ -315,12 +322,49 @@ export class Agent {
     const r: ReconcileReport = { ok: applied.failed.length === 0, reason, applied, overflow: desired.overflow.map((e) => e.endpoint), durationMs: performance.now() - t0 };
     if (applied.failed.length) {
       r.error = applied.failed.map((f) => `${f.op.map} ${f.op.op}: ${f.error.message}`).slice(0, 5).join("; ");
-      this.log("error", `reconcile (${reason}): ${applied.failed.length} map operations failed: ${r.error}`);
+      const delay = this.scheduleRetry();
+      this.log("error", `reconcile (${reason}): ${applied.failed.length} map operations failed: ${r.error}; retrying in ${delay} ms`);
     } else if (applied.added + applied.updated + applied.deleted > 0) {
       this.log("info", `reconcile (${reason}): +${applied.added} ~${applied.updated} -${applied.deleted} entries in ${r.durationMs.toFixed(1)} ms`);
     }
+    if (applied.failed.length === 0) this.cancelRetry();
     this.events.onReconcile?.(r);
     return r;
+  }
+
+  /**
+   * Arms one retry of the reconcile after map operations failed. Nothing else may come to retry them (the
+   * manifests need not change again), and until they succeed the node holds a partial state: the delay
+   * doubles from RETRY_MIN_MS to RETRY_MAX_MS so a map that stays full is not hammered. Returns the delay.
+   */
+  private scheduleRetry(): number {
+    const delay = this.retryDelayMs;
+    if (!this.retryTimer) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.reconcile("retry after map errors");
+      }, delay);
+      this.retryTimer.unref();
+      this.retryDelayMs = Math.min(RETRY_MAX_MS, delay * 2);
+    }
+    return delay;
+  }
+
+  private cancelRetry(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.retryDelayMs = RETRY_MIN_MS;
+  }
+
+  /**
+   * Pins removed under the running agent (an operator's `rm`, a cleanup script) are made again from the
+   * maps this process holds, so the next start reuses the maps the attached programs use instead of
+   * creating empty ones beside them. Returns the maps re-pinned (empty when nothing was missing).
+   */
+  repairPins(): string[] {
+    const repinned = [...this.obj.repinMissing(), ...(this.xdpObj?.repinMissing() ?? [])];
+    if (repinned.length) this.log("warn", `pins removed under ${this.opts.pinRoot} were restored: ${repinned.join(", ")}`);
+    return repinned;
   }
 
   /**
@@ -532,6 +576,7 @@ export class Agent {
   /** Releases fds. Programs stay attached and maps stay pinned (restart keeps the datapath running). */
   close(): void {
     clearTimeout(this.fqdnTimer);
+    clearTimeout(this.retryTimer);
     clearTimeout(this.identityTimer);
     this.xdpObj?.close();
     this.obj.close();

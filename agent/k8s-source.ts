@@ -39,6 +39,8 @@ export interface KubernetesSourceOptions {
   /** Coalescing window for onChange. */
   debounceMs?: number;
   log?: (level: "info" | "warn" | "error", msg: string) => void;
+  /** Called with the kind on every list/watch failure (the agent counts them in a metric). */
+  onError?: (kind: string) => void;
 }
 
 class K8sHttpError extends Error {
@@ -117,6 +119,7 @@ export class KubernetesSource {
         for (const verb of ["add", "update", "delete"] as const) inf.on(verb, changed);
         inf.on("error", (err: unknown) => {
           this.errors++;
+          this.opts.onError?.(r.kind);
           if (this.stopped) return;
           this.log("warn", `kubernetes ${r.kind} informer: ${(err as Error)?.message ?? String(err)}; restarting in ${this.opts.restartDelayMs ?? 1000} ms (state kept)`);
           const timer = setTimeout(() => {

@@ -17,6 +17,9 @@
  *   ciliate_proxy_requests_total{protocol,verdict}    L7 requests judged by the node's proxy (agent/proxy)
  *   ciliate_proxy_upstream_errors_total{protocol}     the proxy's failed upstream connections and I/O
  *   ciliate_proxy_listeners{}                         proxy ports listening
+ *   ciliate_bpf_map_pin_repairs_total{}               map pins found removed under the running agent and restored
+ *   ciliate_k8s_informer_errors_total{kind}           Kubernetes watch/list failures (each informer restarts, state kept)
+ *   ciliate_kvstore_errors_total{component}           kvstore faults (watch errors, lost leases, failed writes/resyncs)
  * The datapath counters are read from the kernel's Metrics map when Prometheus scrapes. Cilium's and
  * Hubble's names (cilium_*, hubble_*) are served beside these from the same reads (upstream-metrics.ts).
  */
@@ -42,6 +45,12 @@ export class AgentMetrics {
   private readonly overflow: Gauge;
   private readonly proxyRequests: Counter;
   private readonly proxyUpstreamErrors: Counter;
+  /** Pins restored by Agent.repairPins. */
+  readonly pinRepairs: Counter;
+  /** Failures of the Kubernetes informers (KubernetesSourceOptions.onError). */
+  readonly k8sInformerErrors: Counter;
+  /** Faults the kvstore clients report (identities: the allocator; state: shared endpoints and nodes). */
+  readonly kvstoreErrors: Counter;
   private server?: Server;
 
   /** Takes the Agent, or (in tests) an object with the parts the metrics read. */
@@ -129,6 +138,9 @@ export class AgentMetrics {
     this.overflow = new Gauge({ name: "ciliate_policy_overflow_endpoints", help: "Local endpoints whose policy is over the policy-map budget and kept at their last good policy", registers: reg });
     this.proxyRequests = new Counter({ name: "ciliate_proxy_requests_total", help: "L7 requests judged by the node's proxy, by protocol and verdict", labelNames: ["protocol", "verdict"], registers: reg });
     this.proxyUpstreamErrors = new Counter({ name: "ciliate_proxy_upstream_errors_total", help: "Upstream connection or I/O errors of the node's proxy, by protocol", labelNames: ["protocol"], registers: reg });
+    this.pinRepairs = new Counter({ name: "ciliate_bpf_map_pin_repairs_total", help: "Map pins found removed under the running agent and pinned again", registers: reg });
+    this.k8sInformerErrors = new Counter({ name: "ciliate_k8s_informer_errors_total", help: "Kubernetes list/watch failures by kind (the informer restarts and relists; the state is kept)", labelNames: ["kind"], registers: reg });
+    this.kvstoreErrors = new Counter({ name: "ciliate_kvstore_errors_total", help: "kvstore faults by component (identities, state): watch errors, lost leases, failed writes and resyncs, unreadable keys", labelNames: ["component"], registers: reg });
     const self = this;
     new Gauge({
       name: "ciliate_proxy_listeners",

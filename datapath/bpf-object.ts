@@ -311,6 +311,27 @@ export class BpfObject {
     if (ret < 0) throw bpfError(BpfErrorCode.PinFailed, `bpf_object__pin_maps(${dir ?? this.pinRoot})`, ret);
   }
 
+  /**
+   * Pins again, from the fds this object holds, every map whose pin path is set but whose pin is gone
+   * (someone removed it under a running agent). The map itself lives on while any fd or program holds it, so
+   * this restores the very map the attached programs use — a later load finds it instead of creating an
+   * empty one. Returns the names re-pinned; throws BPF_PIN_FAILED when a pin cannot be made.
+   */
+  repinMissing(): string[] {
+    this.requireLoaded();
+    const api = libbpf();
+    const repinned: string[] = [];
+    for (const m of this.mapPtrs()) {
+      const path = api.bpf_map__pin_path(m);
+      if (!path || existsSync(path)) continue;
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      const ret = api.bpf_obj_pin(api.bpf_map__fd(m), path);
+      if (ret < 0) throw bpfError(BpfErrorCode.PinFailed, `bpf_obj_pin(${path})`, ret);
+      repinned.push(api.bpf_map__name(m));
+    }
+    return repinned;
+  }
+
   /** Removes the pins of this object's pinned maps (the maps live on while an fd or program holds them). */
   unpinMaps(): void {
     const ret = libbpf().bpf_object__unpin_maps(this.handle, null);

@@ -105,7 +105,7 @@ spec:
 `;
     const r = loadAndBuild(y, "np.yaml");
     expect(r.refused).toEqual(["NetworkPolicy x/np"]);
-    expect(r.problems.map((p) => p.code).sort()).toEqual(["endport-below-port", "except-outside-cidr", "invalid-policy-type"]);
+    expect(r.problems.map((p) => p.code).sort()).toEqual(["except-outside-cidr", "invalid-end-port", "invalid-policy-type"]);
   });
 });
 

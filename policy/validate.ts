@@ -6,8 +6,10 @@
 // would silently turn an L7 restriction into a plain L4 allow.
 // Every check appends a ManifestError naming the field path, so a report lists every problem.
 
-import { cidrContains, parseCidr, type Cidr } from "./cidr.ts";
+import { ciliumCidr, ciliumCidrRule } from "./cilium-cidr.ts";
+import type { Cidr } from "./cidr.ts";
 import { problemAt, type ManifestError, type SourceRef } from "./errors.ts";
+import { parseCiliumPort } from "./cilium-port.ts";
 import { EXTENDED_IP_PROTOCOLS, icmpType } from "./ports.ts";
 import { checkKafkaRule } from "./l7/kafka.ts";
 import { checkServerName } from "./l7/tls.ts";
@@ -61,27 +63,24 @@ export function asList(ctx: Ctx, v: unknown, path: (string | number)[]): unknown
   return v;
 }
 
-/** A CIDR string; problems for invalid ones. */
+/** fromCIDR/toCIDR entry as Cilium's CIDR.sanitize reads it (policy/cilium-cidr.ts); problems for invalid ones. */
 export function checkCidr(ctx: Ctx, s: unknown, path: (string | number)[]): Cidr | undefined {
-  const c = typeof s === "string" ? parseCidr(s) : undefined;
-  if (!c) {
-    bad(ctx, path, "invalid-cidr", `invalid CIDR ${JSON.stringify(s)}`, "write a prefix like 10.0.0.0/8 or 2001:db8::/32");
+  const c = ciliumCidr(typeof s === "string" ? s : String(s ?? ""));
+  if ("error" in c) {
+    bad(ctx, path, "invalid-cidr", c.error, "write a prefix like 10.0.0.0/8 or 2001:db8::/32, or an address");
     return undefined;
   }
   return c;
 }
 
-/** A CIDR with excepts that must lie inside it. */
+/** fromCIDRSet/toCIDRSet entry as Cilium's CIDRRule.sanitize reads it: a prefix, excepts whose address lies in it. */
 export function checkCidrSet(ctx: Ctx, cidr: unknown, except: unknown, path: (string | number)[], exceptPath: (string | number)[]): Peer | undefined {
-  const c = checkCidr(ctx, cidr, path);
-  const ex: string[] = [];
-  asList(ctx, except, exceptPath).forEach((e, i) => {
-    const x = checkCidr(ctx, e, [...exceptPath, i]);
-    if (!x || !c) return;
-    if (!cidrContains(c, x)) bad(ctx, [...exceptPath, i], "except-outside-cidr", `allow CIDR prefix ${c.text} does not contain exclude CIDR prefix ${x.text}`);
-    else ex.push(x.text);
-  });
-  return c ? { type: "cidr", cidr: c.text, except: ex } : undefined;
+  const ex = asList(ctx, except, exceptPath).map((e) => (typeof e === "string" ? e : String(e)));
+  const r = ciliumCidrRule(typeof cidr === "string" ? cidr : String(cidr ?? ""), ex);
+  for (const pr of r.problems)
+    if (pr.index === undefined) bad(ctx, path, "invalid-cidr", pr.message, "write a prefix like 10.0.0.0/8 or 2001:db8::/32");
+    else bad(ctx, [...exceptPath, pr.index], pr.message.startsWith("allow CIDR") ? "except-outside-cidr" : "invalid-cidr", pr.message);
+  return r.cidr && !r.problems.length ? { type: "cidr", cidr: r.cidr.text, except: r.except.map((x) => x!.text) } : undefined;
 }
 
 export function checkEntity(ctx: Ctx, e: unknown, path: (string | number)[]): Peer | undefined {
@@ -94,21 +93,15 @@ export function checkEntity(ctx: Ctx, e: unknown, path: (string | number)[]): Pe
   return { type: "entity", entity: e };
 }
 
-const NAMED_PORT = /^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
-
-/** A port value: number 0..65535, a numeric string, or an IANA service name. */
-export function checkPortValue(ctx: Ctx, v: unknown, path: (string | number)[]): number | string | undefined {
+/**
+ * A CiliumNetworkPolicy port as Cilium's PortProtocol.sanitize reads it (policy/cilium-port.ts): an IANA
+ * service name, lower-cased, or a number as Go's ParseUint(s, 0, 16) reads it; absent or empty = 0.
+ */
+export function checkCiliumPort(ctx: Ctx, v: unknown, path: (string | number)[]): number | string | undefined {
   if (v === undefined || v === null || v === "") return 0;
-  if (typeof v === "number" || (typeof v === "string" && /^-?\d+$/.test(v))) {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) {
-      bad(ctx, path, "port-out-of-range", `Unable to parse port: ${v} is out of range 0-65535`);
-      return undefined;
-    }
-    return n;
-  }
-  if (typeof v === "string" && v.length <= 15 && NAMED_PORT.test(v) && !v.includes("--")) return v;
-  bad(ctx, path, "invalid-port", `invalid port ${JSON.stringify(v)}`, "a number 0-65535 or a port name (lowercase letters, digits and '-', at most 15 characters)");
+  const r = parseCiliumPort(String(v));
+  if ("port" in r) return r.port;
+  bad(ctx, path, /value out of range$/.test(r.error) ? "port-out-of-range" : "invalid-port", r.error, "a number 0-65535 or a port name (letters, digits and single dashes, at most 15 characters)");
   return undefined;
 }
 
@@ -294,7 +287,7 @@ export function checkToPorts(ctx: Ctx, raw: unknown, path: (string | number)[], 
         bad(ctx, [...pth, "port"], "port-required", "Port must be specified");
         return;
       }
-      const port = checkPortValue(ctx, pp.port, [...pth, "port"]);
+      const port = checkCiliumPort(ctx, pp.port, [...pth, "port"]);
       if (port === 0) zeroPort = true;
       const endPort = checkEndPort(ctx, port, pp.endPort, [...pth, "endPort"]);
       if (extended) {

@@ -831,6 +831,12 @@ export class Simulation {
     const family = (ip: string) => (ip.includes(":") ? "IPv6" : "IPv4");
     if (src.ip && dst.place.ip && family(src.ip) !== family(dst.place.ip))
       throw new SimError("BAD_REFERENCE", `${what}: the source ${src.ip} is ${family(src.ip)} and the destination ${dst.place.ip} is ${family(dst.place.ip)}; a flow stays within one address family`);
+    // ICMP and IGMP are IPv4's, ICMPv6 IPv6's: between addresses of the other family the flow is not
+    // applicable (reach reports such pairs as "-"), never allowed or denied.
+    const needs = spec.protocol === "ICMPv6" ? "IPv6" : spec.protocol === "ICMP" || spec.protocol === "IGMP" ? "IPv4" : undefined;
+    const ip = src.ip || dst.place.ip;
+    if (needs && ip && family(ip) !== needs)
+      throw new SimError("BAD_REFERENCE", `${what}: ${spec.protocol} is carried by ${needs} only, and this flow's addresses are ${family(ip)} (${src.ip || "?"} -> ${dst.place.ip || "?"}): not applicable`, `use ${needs === "IPv6" ? "ICMP" : "ICMPv6"} between ${family(ip)} addresses`);
     return { src, dst };
   }
 

@@ -5,7 +5,10 @@
  * both transparent (the datapath hands them datagrams addressed to other hosts with bpf_sk_assign, or a
  * TPROXY rule does) and asking for each datagram's original destination as a control message. Replies are sent from the original
  * destination: a short-lived IP_TRANSPARENT socket bound to that address, so the client sees its
- * resolver answer (as Cilium's DNS proxy does, pkg/fqdn/dnsproxy).
+ * resolver answer (as Cilium's DNS proxy does, pkg/fqdn/dnsproxy). Queries go to the resolver from the
+ * client's own address and port (an upstream socket: IP_TRANSPARENT, bound to the client's address, connected
+ * to the resolver, in the same poll set), as Cilium's transparent DNS proxy does, so the resolver and its
+ * own ingress policy see the pod, not the node.
  *
  * Receiving: every socket is non-blocking; one poll() over all of them runs on libuv's thread pool
  * (koffi's async call), so any number of proxy ports costs one pool thread. An eventfd in the poll set
@@ -33,6 +36,7 @@ const IP_RECVORIGDSTADDR = 20;
 const IP_ORIGDSTADDR = 20;
 const MSG_DONTWAIT = 0x40;
 const POLLIN = 1;
+const POLLERR = 8;
 const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
 
@@ -47,6 +51,8 @@ interface Libc {
   socket: (d: number, t: number, p: number) => number;
   setsockopt: (fd: number, level: number, name: number, v: Buffer, len: number) => number;
   bind: (fd: number, sa: Buffer, len: number) => number;
+  connect: (fd: number, sa: Buffer, len: number) => number;
+  send: (fd: number, b: Buffer, n: number, flags: number) => number;
   recvmsg: (fd: number, m: Record<string, unknown>, flags: number) => number;
   sendto: (fd: number, b: Buffer, n: number, flags: number, sa: Buffer, len: number) => number;
   close: (fd: number) => number;
@@ -76,6 +82,8 @@ function libc(): Libc {
     socket: lib.func("int socket(int, int, int)"),
     setsockopt: lib.func("int setsockopt(int, int, int, void *, uint32)"),
     bind: lib.func("int bind(int, void *, uint32)"),
+    connect: lib.func("int connect(int, void *, uint32)"),
+    send: lib.func("intptr_t send(int, void *, size_t, int)"),
     recvmsg: lib.func("intptr_t recvmsg(int, _Inout_ ciliate_msghdr *, int)"),
     sendto: lib.func("intptr_t sendto(int, void *, size_t, int, void *, uint32)"),
     close: lib.func("int close(int)"),
@@ -145,21 +153,33 @@ function origDstOf(ctl: Buffer, len: number): UdpPeer | undefined {
  */
 export function sendUdpFrom(from: UdpPeer, to: UdpPeer, msg: Buffer, mark = 0): void {
   const c = libc();
-  const v6 = from.ip.includes(":");
-  const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  const fd = transparentSocket(from, mark, 0);
+  try {
+    const dst = sockaddr(to);
+    if (c.sendto(fd, msg, msg.length, 0, dst, dst.length) < 0) throw fail(`sendto ${to.ip}:${to.port}`);
+  } finally {
+    c.close(fd);
+  }
+}
+
+/** A UDP socket bound to `local` (IP_TRANSPARENT: any address; SO_REUSEADDR; SO_MARK `mark` unless 0). */
+function transparentSocket(local: UdpPeer, mark: number, flags: number): number {
+  const c = libc();
+  const v6 = local.ip.includes(":");
+  const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | flags, 0);
   if (fd < 0) throw fail("socket");
   try {
     if (v6) setInt(fd, SOL_IPV6, IPV6_TRANSPARENT, "setsockopt IPV6_TRANSPARENT");
     else setInt(fd, SOL_IP, IP_TRANSPARENT, "setsockopt IP_TRANSPARENT");
     setInt(fd, SOL_SOCKET, SO_REUSEADDR, "setsockopt SO_REUSEADDR");
     if (mark) setInt(fd, SOL_SOCKET, SO_MARK, "setsockopt SO_MARK", mark);
-    const sa = sockaddr(from);
-    if (c.bind(fd, sa, sa.length) !== 0) throw fail(`bind ${from.ip}:${from.port}`);
-    const dst = sockaddr(to);
-    if (c.sendto(fd, msg, msg.length, 0, dst, dst.length) < 0) throw fail(`sendto ${to.ip}:${to.port}`);
-  } finally {
+    const sa = sockaddr(local);
+    if (c.bind(fd, sa, sa.length) !== 0) throw fail(`bind ${local.ip}:${local.port}`);
+  } catch (e) {
     c.close(fd);
+    throw e;
   }
+  return fd;
 }
 
 /**
@@ -172,6 +192,8 @@ export class TransparentUdpListeners {
   private readonly wake: number;
   private polling = false;
   private closed = false;
+  /** Upstream sockets (openUpstream) → what to do with their datagrams. */
+  private readonly upstreams = new Map<number, (msg: Buffer) => void>();
   private readonly data = Buffer.alloc(65535);
   private readonly name = Buffer.alloc(28);
   private readonly ctl = Buffer.alloc(128);
@@ -228,6 +250,41 @@ export class TransparentUdpListeners {
     return fd;
   }
 
+  /**
+   * An upstream socket from `local` (an address of another host: IP_TRANSPARENT) connected to `remote`:
+   * `send` writes a datagram to `remote`, every datagram `remote` sends back goes to `onMessage`, `close`
+   * closes it. `mark` (SO_MARK) is the proxy's mark, so the datapath treats its packets as the proxy's.
+   * Several sockets may share `local` (SO_REUSEADDR); a reply goes to the one connected to its source.
+   */
+  openUpstream(local: UdpPeer, remote: UdpPeer, mark: number, onMessage: (msg: Buffer) => void): { send(msg: Buffer): void; close(): void } {
+    if (this.closed) throw new Error("listeners closed");
+    const c = libc();
+    const fd = transparentSocket(local, mark, SOCK_NONBLOCK);
+    try {
+      const dst = sockaddr(remote);
+      if (c.connect(fd, dst, dst.length) !== 0) throw fail(`connect ${remote.ip}:${remote.port}`);
+    } catch (e) {
+      c.close(fd);
+      throw e;
+    }
+    this.upstreams.set(fd, onMessage);
+    this.kick();
+    let open = true;
+    return {
+      send: (msg) => {
+        if (!open) throw new Error("upstream socket closed");
+        if (c.send(fd, msg, msg.length, MSG_DONTWAIT) < 0) throw fail(`send to ${remote.ip}:${remote.port}`);
+      },
+      close: () => {
+        if (!open) return;
+        open = false;
+        this.upstreams.delete(fd);
+        c.close(fd);
+        if (!this.closed) this.kick();
+      },
+    };
+  }
+
   /** Closes the listeners whose port is not in `keep`. */
   retain(keep: Set<number>): void {
     for (const [port, fds] of [...this.fds])
@@ -242,6 +299,8 @@ export class TransparentUdpListeners {
     if (this.closed) return;
     this.closed = true;
     this.retain(new Set());
+    for (const fd of this.upstreams.keys()) libc().close(fd);
+    this.upstreams.clear();
     this.kick();
   }
 
@@ -257,11 +316,12 @@ export class TransparentUdpListeners {
       libc().close(this.wake);
       return;
     }
-    if (this.fds.size) this.poll();
+    if (this.fds.size || this.upstreams.size) this.poll();
   }
 
   private poll(): void {
-    const entries = [[this.wake, -1] as const, ...[...this.fds].flatMap(([port, fds]) => fds.map((fd) => [fd, port] as const))];
+    // Port -1: the wake-up eventfd; 0: an upstream socket; else the listener's proxy port.
+    const entries = [[this.wake, -1] as const, ...[...this.fds].flatMap(([port, fds]) => fds.map((fd) => [fd, port] as const)), ...[...this.upstreams.keys()].map((fd) => [fd, 0] as const)];
     const pfds = Buffer.alloc(8 * entries.length);
     entries.forEach(([fd], i) => {
       pfds.writeInt32LE(fd, i * 8);
@@ -272,7 +332,10 @@ export class TransparentUdpListeners {
       this.polling = false;
       if (err || n < 0) this.onError(err instanceof Error ? err : fail("poll"));
       entries.forEach(([fd, port], i) => {
-        if (!(pfds.readInt16LE(i * 8 + 6) & POLLIN)) return;
+        const revents = pfds.readInt16LE(i * 8 + 6);
+        // A connected upstream socket reports an ICMP error (POLLERR) until it is read.
+        if (port === 0 && revents & (POLLIN | POLLERR)) return this.drainUpstream(fd);
+        if (!(revents & POLLIN)) return;
         if (port < 0) libc().read(this.wake, Buffer.alloc(8), 8);
         else if (this.fds.get(port)?.includes(fd)) this.drain(fd, port);
       });
@@ -280,8 +343,25 @@ export class TransparentUdpListeners {
         libc().close(this.wake);
         return;
       }
-      if (this.fds.size) this.poll();
+      if (this.fds.size || this.upstreams.size) this.poll();
     });
+  }
+
+  /** Reads the datagrams waiting on an upstream socket (its handler may close it meanwhile). */
+  private drainUpstream(fd: number): void {
+    const c = libc();
+    for (let i = 0; i < 256; i++) {
+      const onMessage = this.upstreams.get(fd);
+      if (!onMessage) return;
+      const m = { msg_name: null, msg_namelen: 0, msg_iov: [{ iov_base: this.data, iov_len: this.data.length }], msg_iovlen: 1, msg_control: null, msg_controllen: 0, msg_flags: 0 };
+      const n = Number(c.recvmsg(fd, m, MSG_DONTWAIT));
+      if (n < 0) return; // EAGAIN, or an ICMP error (ECONNREFUSED) consumed: the exchange times out
+      try {
+        onMessage(Buffer.from(this.data.subarray(0, n)));
+      } catch (e) {
+        this.onError(e as Error);
+      }
+    }
   }
 
   private drain(fd: number, port: number): void {

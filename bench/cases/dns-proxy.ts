@@ -4,8 +4,9 @@
  * DNS proxy's query path (agent/proxy/dns.ts proxyDnsQuery: decode, rules.dns judged for the resolver's
  * identity, forward to the resolver from a fresh socket, the answer's addresses learned into an FQDN cache),
  * in one run. Rows are microseconds per query (sequential queries, so latency, not throughput); the ratio
- * and the difference are the proxy's overhead. The transparent socket and the datapath redirect are not
- * part of it (they need root): the proxy's front here is a plain loopback UDP socket.
+ * and the difference are the proxy's overhead. The transparent sockets (the node forwards from the client's
+ * address) and the datapath redirect are not part of it (they need root): the proxy's front here is a plain
+ * loopback UDP socket.
  */
 import { createSocket, type Socket } from "node:dgram";
 import dnsPacket from "dns-packet";

@@ -78,12 +78,20 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   const exporter = f.exportFile ? await flowExporter(f) : undefined;
   const source = new ManifestSource(f.file ?? []);
   const k8sMod = f.kubeconfig ? await import("../../agent/k8s-source.ts") : undefined;
-  const k8s = k8sMod ? new k8sMod.KubernetesSource(k8sMod.kubeConfig(f.kubeconfig!), { resyncMs: Number(f.k8sResync) * 1000 || undefined }) : undefined;
+  // The metrics exist only once the agent does; informer failures before that are counted when they exist.
+  let informerError: (kind: string) => void = () => {};
+  const k8s = k8sMod ? new k8sMod.KubernetesSource(k8sMod.kubeConfig(f.kubeconfig!), { resyncMs: Number(f.k8sResync) * 1000 || undefined, onError: (kind) => informerError(kind) }) : undefined;
   if (k8s && f.file?.length) throw new CliError("-f and --kubeconfig are exclusive", "BAD_OPTION", "the desired state comes from one source");
   const nodeName = f.nodeName ?? hostname();
   const log = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
   // Cluster-wide identities: connected and listed before the first reconcile (docs/agent.md).
-  const identityAllocator = await identityOptions.createIdentityAllocator(identityConfig, nodeName, () => k8sMod!.kubeConfig(f.kubeconfig!), (m) => log("warn", m));
+  // What the kvstore clients report is a fault (a watch error, a lost lease, a failed write or resync, an
+  // unreadable key): logged, and counted once the metrics exist.
+  let kvstoreError: (component: "identities" | "state") => void = () => {};
+  const identityAllocator = await identityOptions.createIdentityAllocator(identityConfig, nodeName, () => k8sMod!.kubeConfig(f.kubeconfig!), (m) => {
+    log("warn", m);
+    if (identityConfig.mode === "kvstore") kvstoreError("identities");
+  });
   try {
     await identityAllocator?.start();
   } catch (e) {
@@ -94,7 +102,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   }
   // kvstore mode: this node's endpoints and node are published to etcd and every other node's are watched
   // (agent/kvstore-state.ts); they join the desired state as pods and nodes (agent/shared-state.ts).
-  const kvState = identityConfig.mode === "kvstore" ? await startKvstoreState(identityAllocator!, identityConfig, nodeName, f) : undefined;
+  const kvState = identityConfig.mode === "kvstore" ? await startKvstoreState(identityAllocator!, identityConfig, nodeName, f, () => kvstoreError("state")) : undefined;
   const sharedState = kvState && (await import("../../agent/shared-state.ts"));
   const baseSource = () => (k8s ? k8s.objects() : source.load());
   const agent = new Agent({
@@ -119,6 +127,17 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   });
   const identityGc = identityAllocator ? setInterval(() => void identityAllocator.gc().then((ids) => ids.length && log("info", `identity gc released ${ids.join(", ")}`), (e: Error) => log("warn", `identity gc: ${e.message}`)), identityConfig.gcIntervalMs) : undefined;
   const metrics = new AgentMetrics(agent);
+  informerError = (kind) => metrics.k8sInformerErrors.inc({ kind });
+  kvstoreError = (component) => metrics.kvstoreErrors.inc({ component });
+  // Pins removed under the running agent are restored (docs/reliability.md), checked at the resync pace.
+  const pinCheck = setInterval(() => {
+    try {
+      const n = agent.repairPins().length;
+      if (n) metrics.pinRepairs.inc(n);
+    } catch (e) {
+      log("error", `restoring removed pins under ${f.bpffs}: ${(e as Error).message}`);
+    }
+  }, Math.max(interval, 1000));
   const observer = new FlowObserver(agent);
   const emit = (e: import("../../agent/proxy/types.ts").L7FlowEvent) => observer.publish(l7FlowOf(e, namesFrom(agent.desired, agent.opts.nodeName)));
   // What every proxy judges with: the policy with this node's listeners in the agent's stable numbering, the
@@ -172,6 +191,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
   });
+  clearInterval(pinCheck);
   source.stop();
   k8s?.stop();
   // Listeners close and the ProxyListeners entries go: redirected traffic is dropped while the agent is away.
@@ -192,10 +212,13 @@ export async function runAgent(f: AgentFlags): Promise<number> {
 }
 
 /** The kvstore's shared state on the identity allocator's etcd client, started (lists and watches). */
-async function startKvstoreState(allocator: import("../../agent/identity-allocator.ts").IdentityAllocator, cfg: import("../../agent/identity-options.ts").IdentityConfig, nodeName: string, f: AgentFlags) {
+async function startKvstoreState(allocator: import("../../agent/identity-allocator.ts").IdentityAllocator, cfg: import("../../agent/identity-options.ts").IdentityConfig, nodeName: string, f: AgentFlags, onError: () => void) {
   const [{ KvstoreState }, { KvstoreAllocator }] = await Promise.all([import("../../agent/kvstore-state.ts"), import("../../agent/identity-kvstore.ts")]);
   if (!(allocator instanceof KvstoreAllocator)) throw new Error("kvstore mode without a kvstore allocator");
-  const log = (m: string) => process.stderr.write(`${new Date().toISOString()} warn ${m}\n`);
+  const log = (m: string) => {
+    process.stderr.write(`${new Date().toISOString()} warn ${m}\n`);
+    onError();
+  };
   const st = new KvstoreState({ client: allocator.client, node: { name: nodeName, cluster: f.clusterName ?? "default", clusterId: cfg.clusterId, ip: f.nodeIp!, podCIDR: f.podCidr! }, leaseTtl: cfg.leaseTtlSeconds, log });
   await st.start();
   return st;

@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import Table from "cli-table3";
 import { stringify as stringifyYaml } from "yaml";
 import { diagnosticsJson, load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
-import { EXIT_CHECK_FAILED, EXIT_OK } from "../errors.ts";
+import { CliError, EXIT_CHECK_FAILED, EXIT_OK } from "../errors.ts";
 import { hangingIndent, terminalWidth, wrap } from "../text-layout.ts";
 
 export interface CheckResult {
@@ -72,6 +72,17 @@ export function checkTable(results: CheckResult[], width?: number): string {
   return t.toString();
 }
 
+/** Writes the --junit report; a file that cannot be written (any errno) is the user's to fix, one line. */
+function writeReport(path: string, text: string): void {
+  try {
+    writeFileSync(path, text);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (!err.code) throw e;
+    throw new CliError(`--junit ${path}: cannot write the report: ${({ ENOENT: "no such directory", EISDIR: "is a directory", ENOTDIR: "a parent is not a directory", EACCES: "permission denied" } as Record<string, string>)[err.code] ?? err.message}`, "BAD_OUTPUT_FILE");
+  }
+}
+
 export async function runCheck(g: GlobalOptions & { junit?: string; wide?: boolean }, out: Out, err: Out): Promise<number> {
   const fmt = outputOf(g, ["table", "json", "yaml"]);
   const l = load(g);
@@ -89,7 +100,7 @@ export async function runCheck(g: GlobalOptions & { junit?: string; wide?: boole
   }
   const passed = results.filter((r) => r.passed).length;
   const failed = results.length - passed;
-  if (g.junit) writeFileSync(g.junit, junitXml(results));
+  if (g.junit) writeReport(g.junit, junitXml(results));
   if (fmt === "json") out(`${JSON.stringify({ results, passed, failed, diagnostics: diagnosticsJson(g) }, null, 2)}\n`);
   else if (fmt === "yaml") out(stringifyYaml({ results, passed, failed, diagnostics: diagnosticsJson(g) }));
   else out(`${checkTable(results, g.wide ? undefined : terminalWidth())}\n${passed} passed, ${failed} failed\n`);

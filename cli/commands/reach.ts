@@ -10,6 +10,7 @@ import { policyProbes, sortProbes } from "../../sim/analysis/probes.ts";
 import { streamReach } from "../../sim/analysis/reach-output.ts";
 import { collect, diagnosticsJson, load, outputOf, parseProbe, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
+import { terminalWidth } from "../text-layout.ts";
 
 interface ReachOptions extends GlobalOptions {
   port?: string[];
@@ -31,8 +32,7 @@ export async function runReach(g: ReachOptions, out: Out): Promise<number> {
   }
   const sim = await simulation(l, g);
   try {
-    const columns = process.stdout.columns || Number(process.env.COLUMNS) || 120;
-    streamReach(sim, pods, probes, fmt, out, { dedupe: g.dedupe !== false, wide: !!g.wide, columns, diagnostics: diagnosticsJson(g) });
+    streamReach(sim, pods, probes, fmt, out, { dedupe: g.dedupe !== false, wide: !!g.wide, columns: terminalWidth(), diagnostics: diagnosticsJson(g) });
   } finally {
     sim.close();
   }

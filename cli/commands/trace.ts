@@ -10,7 +10,7 @@ import { stringify as stringifyYaml } from "yaml";
 import * as C from "../../host/constants.gen.ts";
 import { dropReasonText } from "../../host/drop-reasons.gen.ts";
 import { KAFKA_API_KEYS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, policyLookup, dnsSelectorProblems, portInPrefix, type CompiledPolicy, type MapStateEntry } from "../../policy/index.ts";
-import type { FlowSpec } from "../../node/cluster.ts";
+import type { EndpointRefSpec, FlowSpec } from "../../node/cluster.ts";
 import { identityText, jsonLine, MATCH_TYPE_NAMES } from "../../host/flows.ts";
 import { protoName, protoNumber } from "../../host/protocols.ts";
 import { parseIp } from "../../host/ip.ts";
@@ -94,6 +94,17 @@ function dirJson(policy: CompiledPolicy, d: DirectionOutcome | undefined, direct
   };
 }
 
+
+/** An endpoint reference as --from/--to take it: ns/pod, svc:ns/name, entity:NAME, an IP or a CIDR. */
+function refText(r: EndpointRefSpec): string {
+  if ("pod" in r) return r.pod;
+  if ("service" in r) return `svc:${r.service}`;
+  if ("entity" in r) return `entity:${r.entity}`;
+  if ("ip" in r) return r.ip;
+  if ("cidr" in r) return r.cidr;
+  const labels = Object.entries(r.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  return `selector ${r.selector.namespace ?? "(any namespace)"}${labels.length ? ` {${labels.join(", ")}}` : ""}`;
+}
 export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingressWouldBe?: DirectionOutcome) {
   const proto = protoNumber(spec.protocol)!;
   const port = r.backend?.port ?? spec.port;
@@ -148,7 +159,7 @@ function tunnelJson(sim: Simulation, s: Step) {
 function textOf(j: ReturnType<typeof traceJson>): string {
   const lines: string[] = [];
   const ep = (p: ReturnType<typeof placeJson>) => `${p.pod ?? p.entity ?? p.kind} ${p.ip} identity ${p.identity} (${p.identityName})${p.node ? ` on ${p.node}` : ""}`;
-  lines.push(`Flow:        ${JSON.stringify(j.flow.from)} -> ${JSON.stringify(j.flow.to)} ${j.flow.protocol === "ICMP" || j.flow.protocol === "ICMPv6" ? `${j.flow.protocol} type ${j.flow.port}` : `${j.flow.port}/${j.flow.protocol}`}${j.flow.http ? ` HTTP ${j.flow.http.method} ${j.flow.http.path}` : ""}${j.flow.dns ? ` DNS query ${j.flow.dns.query}` : ""}`);
+  lines.push(`Flow:        ${refText(j.flow.from)} -> ${refText(j.flow.to)} ${j.flow.protocol === "ICMP" || j.flow.protocol === "ICMPv6" ? `${j.flow.protocol} type ${j.flow.port}` : `${j.flow.port}/${j.flow.protocol}`}${j.flow.http ? ` HTTP ${j.flow.http.method} ${j.flow.http.path}` : ""}${j.flow.dns ? ` DNS query ${j.flow.dns.query}` : ""}`);
   lines.push(`Source:      ${ep(j.source)}`);
   lines.push(`Destination: ${ep(j.destination)}`);
   if (j.service) lines.push(`Service:     ${j.service.namespace}/${j.service.name} ${j.service.frontend} (${j.service.kind})${j.backend ? ` → backend ${j.backend.pod ?? j.backend.ip} ${j.backend.ip}:${j.backend.port}` : " → no backend"}`);
@@ -267,11 +278,11 @@ Examples:
   ciliate trace -f scenarios/starwars --from default/tiefighter --to svc:default/deathstar --port 80 \\
       --http-method POST --http-path /v1/request-landing
   ciliate trace -f scenarios/starwars --from default/xwing --to svc:default/deathstar --port 80 -o json
-  ciliate trace -f scenarios/kafka --from kafka/empire-hq --to svc:kafka/kafka --port 9092 \
+  ciliate trace -f scenarios/kafka --from kafka/empire-hq --to svc:kafka/kafka --port 9092 \\
       --kafka-role produce --kafka-topic deathstar-plans
-  ciliate trace -f scenarios/kafka --from kafka/outpost --to svc:kafka/kafka --port 9092 \
-      --kafka-api-key produce --kafka-topic deathstar-plans
-  ciliate trace -f scenarios/kafka --from kafka/outpost --to entity:world --port 443 --tls-sni api.empire.example
+  ciliate trace -f scenarios/kafka --from kafka/empire-outpost-9999 --to svc:kafka/kafka --port 9092 \\
+      --kafka-api-key fetch --kafka-topic deathstar-plans
+  ciliate trace -f scenarios/kafka --from kafka/empire-outpost-8888 --to 198.51.100.20 --port 443 --tls-sni api.empire.example
   ciliate trace -f scenarios/k8s-netpol --from x/a --to y/b --protocol ICMP --icmp-type 8
   ciliate trace -f scenarios/multi-node --from entity:world --to svc:shop/web --port 80
   ciliate trace -f scenarios/fqdn --from default/mediabot --to svc:kube-system/kube-dns --dns-query api.github.com

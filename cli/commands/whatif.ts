@@ -11,6 +11,7 @@ import { computeWhatif, editObjects, type FlowChange, type PairChange } from "..
 import { loadManifests } from "../../sim/manifests.ts";
 import { buildOptions, collect, diagnostics, loadFrom, outputOf, parseProbe, requireFiles, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
+import { labelled, terminalWidth } from "../text-layout.ts";
 
 interface WhatifOptions extends GlobalOptions {
   apply?: string[];
@@ -19,13 +20,17 @@ interface WhatifOptions extends GlobalOptions {
   wide?: boolean;
 }
 
-/** One record per block: nothing is cut, whatever the terminal width. */
-function blocks(pairs: PairChange[], flows: FlowChange[]): string {
+/**
+ * One record per block, each line wrapped to the terminal's `width` (names and backends broken across
+ * lines, never cut): the pair or flow, then the reason before and after, indented.
+ */
+function blocks(pairs: PairChange[], flows: FlowChange[], width: number): string {
   const out: string[] = [];
-  for (const p of pairs) out.push(`${p.from} -> ${p.to} ${p.port}/${p.protocol}: ${p.before} -> ${p.after}`, `  before: ${p.reasonBefore}`, `  after:  ${p.reasonAfter}`);
+  const record = (head: string, before: string, after: string) => out.push(labelled("", head, width, 4), labelled("  before: ", before, width), labelled("  after:  ", after, width));
+  for (const p of pairs) record(`${p.from} -> ${p.to} ${p.port}/${p.protocol}: ${p.before} -> ${p.after}`, p.reasonBefore, p.reasonAfter);
   for (const f of flows) {
     const be = f.backendBefore === f.backendAfter ? "" : ` (backend ${f.backendBefore ?? "-"} -> ${f.backendAfter ?? "-"})`;
-    out.push(`flow ${f.name}: ${f.before} -> ${f.after}${be}`, `  before: ${f.reasonBefore}`, `  after:  ${f.reasonAfter}`);
+    record(`flow ${f.name}: ${f.before} -> ${f.after}${be}`, f.reasonBefore, f.reasonAfter);
   }
   return out.length ? `${out.join("\n")}\n` : "";
 }
@@ -62,7 +67,7 @@ export async function runWhatif(g: WhatifOptions, out: Out): Promise<number> {
   else if (fmt === "yaml") out(stringifyYaml({ pairs, flows, diagnostics: diag.summary() }));
   else {
     if (!pairs.length && !flows.length) out("no reachability or Traffic flow changes\n");
-    out(g.wide ? wideTables(pairs, flows) : blocks(pairs, flows));
+    out(g.wide ? wideTables(pairs, flows) : blocks(pairs, flows, terminalWidth()));
     out(`${pairs.length} pair(s) and ${flows.length} flow(s) change\n`);
   }
   return 0;
@@ -82,10 +87,11 @@ export function registerWhatif(program: Command, run: (fn: () => Promise<number>
 Examples:
   ciliate whatif -f scenarios/starwars --apply scenarios/extras/starwars-l3-l4-policy.yaml
   ciliate whatif -f scenarios/starwars --delete CiliumNetworkPolicy/default/rule1 -o json
-  ciliate whatif -f scenarios/k8s-netpol --apply new-policy.yaml --port 80/TCP
+  ciliate whatif -f scenarios/k8s-netpol --apply scenarios/extras/k8s-netpol-new-policy.yaml --port 80/TCP
 
-Table output: one block per change (the pair or flow, then the reason before and after), so nothing is cut
-at any terminal width; --wide prints one table row per change instead. A flow whose Traffic document or
+Table output: one block per change (the pair or flow, then the reason before and after), wrapped to the
+terminal's width (names and backends are broken across lines, never cut); --wide prints one table row per
+change instead. A flow whose Traffic document or
 endpoint exists in only one version is "absent" there.
 -o json: {"pairs":[{"from","to","port","protocol","before","after","reasonBefore","reasonAfter"}],
           "flows":[{"name","before","after","backendBefore","backendAfter","reasonBefore","reasonAfter"}]}

@@ -11,6 +11,7 @@ import type { DiagnosticsSummary } from "../../policy/index.ts";
 import type { Simulation } from "../simulator.ts";
 import type { Probe } from "./probes.ts";
 import { reachProber, reachRows, type Verdict } from "./reach.ts";
+import { labelled, wrap } from "./text-layout.ts";
 
 export interface ReachOutputOptions {
   dedupe: boolean;
@@ -79,7 +80,7 @@ export function streamReach(sim: Simulation, pods: SimPod[], probes: Probe[], fm
       for (const { from, verdicts } of rows(pr)) out(`${`${++i} ${from.key}`.padEnd(nameWidth)}${verdicts.map((v) => MARK(v).padStart(cell)).join("")}\n`);
     } else classTable(sim, pods, pr, out, opts);
   }
-  out(`${LEGEND}\n`);
+  out(`${opts.wide ? LEGEND : wrap(LEGEND, opts.columns)}\n`);
 }
 
 /** The matrix of one probe by equivalence class, with a legend naming each class and its pods. */
@@ -94,7 +95,9 @@ function classTable(sim: Simulation, pods: SimPod[], pr: Probe, out: (s: string)
     const d = a === b && m[b]!.length > 1 ? m[b]![1]! : m[b]![0]!;
     return verdict(s, d);
   };
-  out(`${pr.port}/${pr.protocol}: ${pods.length} pods in ${m.length} classes (same identity, policy entries and address family). The full matrix: -o csv, -o json, or --wide.\n`);
+  // Every line of the class view is wrapped to the terminal (a class's pods and labels may be long).
+  const line = (prefix: string, text: string, indent?: number) => out(`${labelled(prefix, text, opts.columns, indent)}\n`);
+  line("", `${pr.port}/${pr.protocol}: ${pods.length} pods in ${m.length} classes (same identity, policy entries and address family). The full matrix: -o csv, -o json, or --wide.`);
   const nameWidth = Math.max(...names.map((n) => n.length)) + 2;
   const cell = Math.max(...names.map((n) => n.length)) + 1;
   if (nameWidth + cell * m.length <= opts.columns) {
@@ -104,7 +107,7 @@ function classTable(sim: Simulation, pods: SimPod[], pr: Probe, out: (s: string)
     // Too many classes for a grid: one line per class, listing the classes it reaches.
     m.forEach((_, a) => {
       const allowed = names.filter((_, b) => classVerdict(a, b) === true);
-      out(`${names[a]} reaches ${allowed.length === m.length ? "every class" : allowed.length ? allowed.join(" ") : "no class"}\n`);
+      line(`${names[a]} reaches `, allowed.length === m.length ? "every class" : allowed.length ? allowed.join(" ") : "no class", 4);
     });
   }
   out("Classes:\n");
@@ -114,7 +117,7 @@ function classTable(sim: Simulation, pods: SimPod[], pr: Probe, out: (s: string)
     const labels = [`namespace ${members[0]!.namespace}`, ...(sim.policy.identities.byId.get(id)?.labels ?? []).filter((l) => l.source === "k8s" && !/^io\.(cilium|kubernetes)\./.test(l.key)).map((l) => `${l.key}=${l.value}`)];
     const shown = members.slice(0, 5).map((p) => p.key);
     const more = members.length > shown.length ? `, … (${members.length} pods)` : "";
-    out(`  ${names[i]}  identity ${id}${labels.length ? ` (${labels.join(", ")})` : ""}: ${shown.join(", ")}${more}\n`);
+    line(`  ${names[i]}  `, `identity ${id}${labels.length ? ` (${labels.join(", ")})` : ""}: ${shown.join(", ")}${more}`, 6);
   });
 }
 

@@ -1,9 +1,11 @@
 /*
  * The node's DNS proxy on real sockets: a client namespace asks (dig) a resolver namespace (dnsmasq) through
  * this process's network namespace, where an nftables TPROXY rule stands in for the datapath's redirect and
- * delivers the queries to the proxy's transparent UDP listener with their original destination. Allowed
- * names resolve (the proxy forwards to the original destination and the client gets the resolver's answer
- * from the resolver's address), denied names get REFUSED from the proxy, every answer's addresses are
+ * delivers the queries to the proxy's transparent UDP listener with their original destination (and an
+ * nftables socket rule, the replies of the resolver to the proxy's upstream socket). Allowed names resolve
+ * (the proxy forwards to the original destination from the client's own address — the resolver logs the
+ * client — and the client gets the resolver's answer from the resolver's address), denied names get
+ * REFUSED from the proxy, every answer's addresses are
  * learned into the FQDN cache before the client sees the answer, and the policy compiled from that cache
  * allows egress to exactly the learned addresses until the TTL runs out.
  * Why a TPROXY shim here when tests/agent/e2e-l7-protocols.test.ts runs DNS/toFQDNs through the real agent
@@ -90,6 +92,8 @@ async function dig(name: string, server = RESOLVER_IP, type = "A"): Promise<{ st
 
 describe.skipIf(skip)("DNS proxy on real sockets (TPROXY in place of the datapath redirect)", () => {
   let dnsmasq: ChildProcess | undefined;
+  /** dnsmasq's query log (--log-queries): who asked it what. */
+  let resolverLog = "";
   let proxy: DnsUdpProxy | undefined;
   let base: CompiledPolicy;
   let policy: CompiledPolicy;
@@ -136,19 +140,24 @@ describe.skipIf(skip)("DNS proxy on real sockets (TPROXY in place of the datapat
     sh("nft", ["add", "table", "ip", NFT_TABLE]);
     sh("nft", ["add", "chain", "ip", NFT_TABLE, "pre", "{ type filter hook prerouting priority mangle; }"]);
     sh("nft", ["add", "rule", "ip", NFT_TABLE, "pre", "iifname", C_IF, "udp", "dport", "53", "tproxy", "to", `:${udpProxyPort()}`, "meta", "mark", "set", String(MARK), "accept"]);
+    // The resolver's answers to the proxy's upstream socket (bound to the client's address) go to that socket.
+    sh("nft", ["add", "rule", "ip", NFT_TABLE, "pre", "iifname", R_IF, "udp", "sport", "53", "socket", "transparent", "1", "meta", "mark", "set", String(MARK), "accept"]);
     sh("ip", ["rule", "add", "fwmark", String(MARK), "lookup", String(TABLE)]);
     sh("ip", ["route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", String(TABLE)]);
     sh("nft", ["add", "table", "ip6", NFT_TABLE]);
     sh("nft", ["add", "chain", "ip6", NFT_TABLE, "pre", "{ type filter hook prerouting priority mangle; }"]);
     sh("nft", ["add", "rule", "ip6", NFT_TABLE, "pre", "iifname", C_IF, "udp", "dport", "53", "tproxy", "to", `:${udpProxyPort()}`, "meta", "mark", "set", String(MARK), "accept"]);
+    // The resolver's answers to the proxy's upstream socket (bound to the client's address) go to that socket.
+    sh("nft", ["add", "rule", "ip6", NFT_TABLE, "pre", "iifname", R_IF, "udp", "sport", "53", "socket", "transparent", "1", "meta", "mark", "set", String(MARK), "accept"]);
     sh("ip", ["-6", "rule", "add", "fwmark", String(MARK), "lookup", String(TABLE)]);
     sh("ip", ["-6", "route", "add", "local", "::/0", "dev", "lo", "table", String(TABLE)]);
     dnsmasq = spawn(
       "ip",
-      ["netns", "exec", RESOLVER_NS, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", `--listen-address=${RESOLVER_IP},${RESOLVER_IP6}`, "--port=53", "--local-ttl=2", "--pid-file=", "--user=root",
+      ["netns", "exec", RESOLVER_NS, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", `--listen-address=${RESOLVER_IP},${RESOLVER_IP6}`, "--port=53", "--local-ttl=2", "--pid-file=", "--user=root", "--log-queries", "--log-facility=-",
         "--host-record=allowed.test,192.0.2.10", "--host-record=v6.allowed.test,2001:db8::10", "--host-record=www.allowed.test,192.0.2.11", "--host-record=denied.test,198.51.100.9"],
-      { stdio: "ignore" },
+      { stdio: ["ignore", "ignore", "pipe"] },
     );
+    dnsmasq.stderr!.on("data", (d) => (resolverLog += d));
     proxy = new DnsUdpProxy({ ctx, identityOf: (ip) => identityOfIp(policy.identities, policy.cluster, ip) ?? 2, replyMark: 0xb0000000 });
     proxy.sync([udpProxyPort()]);
     // dnsmasq is up when it answers directly (from this namespace, not through the proxy).
@@ -187,6 +196,8 @@ describe.skipIf(skip)("DNS proxy on real sockets (TPROXY in place of the datapat
     expect(r.status).toBe("NOERROR");
     expect(r.answers).toEqual(["192.0.2.10"]);
     expect(r.from).toBe(RESOLVER_IP);
+    // The resolver was asked by the client's own address, not the node's.
+    expect(resolverLog, resolverLog).toContain(`query[A] allowed.test from ${CLIENT_IP}\n`);
     expect(learnedBeforeAnswer).toBeGreaterThan(0);
     expect(cache.state(now()).map((e) => e.name)).toContain("allowed.test.");
     expect(explainFlow(policy, { from: { pod: "default/client" }, to: { ip: "192.0.2.10" }, protocol: "TCP", port: 443 }).verdict).toBe("allowed");
@@ -217,6 +228,7 @@ describe.skipIf(skip)("DNS proxy on real sockets (TPROXY in place of the datapat
     expect(r.status).toBe("NOERROR");
     expect(r.answers).toEqual(["2001:db8::10"]);
     expect(r.from).toBe(RESOLVER_IP6);
+    expect(resolverLog, resolverLog).toContain(`query[AAAA] v6.allowed.test from ${CLIENT_IP6}\n`);
     expect(cache.state(now()).find((e) => e.name === "v6.allowed.test.")?.ips).toEqual(["2001:db8::10"]);
     expect(policy.cidrIdentities.map((c) => c.prefix)).toContain("2001:db8::10/128");
     expect((await dig("denied.test", RESOLVER_IP6)).status).toBe("REFUSED");

@@ -6,7 +6,7 @@
  * namespaces joined by CNI, a bpffs pin root, a state directory, the agent — under names unique to the
  * process, and removes all of it in tearDown.
  */
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -43,11 +43,16 @@ export function tool(ns: string, ...args: (string | number)[]): Record<string, u
 
 /** pod-tool in the background (killed after 60 s). */
 export function toolAsync(ns: string, ...args: (string | number)[]): Promise<Record<string, unknown>> {
+  return toolWithin(60_000, ns, ...args);
+}
+
+/** pod-tool in the background, killed after `limitMs` (for runs longer than toolAsync's minute). */
+export function toolWithin(limitMs: number, ns: string, ...args: (string | number)[]): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const p = spawn("ip", ["netns", "exec", ns, process.execPath, TOOL, ...args.map(String)], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     p.stdout.on("data", (d) => (out += d));
-    const t = setTimeout(() => p.kill("SIGKILL"), 60_000);
+    const t = setTimeout(() => p.kill("SIGKILL"), limitMs);
     p.on("exit", () => {
       clearTimeout(t);
       try {
@@ -65,13 +70,37 @@ export function serve(ns: string, name: string, ms: number, ports?: number[]): C
   return spawn("ip", ["netns", "exec", ns, process.execPath, ...args], { stdio: "ignore" });
 }
 
+type CniCall = { containerId: string; netns: string; pod: string; namespace?: string };
+
 /** `ciliate cni` with a CNI environment; the parsed result or error and the exit code. */
-export function cni(
-  socket: string,
-  command: string,
-  c: { containerId: string; netns: string; pod: string; namespace?: string },
-  extra: Record<string, string> = {},
-): { code: number; out: Record<string, unknown> } {
+export function cni(socket: string, command: string, c: CniCall, extra: Record<string, string> = {}): { code: number; out: Record<string, unknown> } {
+  const { conf, env } = cniInput(socket, command, c, extra);
+  try {
+    const out = execFileSync(process.execPath, [BIN, "cni"], { input: conf, env, encoding: "utf8", timeout: 60_000 });
+    return { code: 0, out: out.trim() ? JSON.parse(out) : {} };
+  } catch (e) {
+    const err = e as { status: number; stdout: string };
+    return { code: err.status, out: err.stdout?.trim() ? JSON.parse(err.stdout) : {} };
+  }
+}
+
+/** cni() without blocking this process, so several CNI calls (on several nodes) can run at once. */
+export function cniAsync(socket: string, command: string, c: CniCall): Promise<{ code: number; out: Record<string, unknown> }> {
+  const { conf, env } = cniInput(socket, command, c, {});
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, "cni"], { env, stdio: ["pipe", "pipe", "ignore"] });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    const t = setTimeout(() => p.kill("SIGKILL"), 60_000);
+    p.on("exit", (code) => {
+      clearTimeout(t);
+      resolve({ code: code ?? -1, out: out.trim() ? JSON.parse(out) : {} });
+    });
+    p.stdin.end(conf);
+  });
+}
+
+function cniInput(socket: string, command: string, c: CniCall, extra: Record<string, string>) {
   const conf = JSON.stringify({ cniVersion: "1.0.0", name: "ciliate", type: "ciliate-cni", socket });
   const env = {
     ...process.env,
@@ -83,13 +112,7 @@ export function cni(
     CNI_PATH: "/opt/cni/bin",
     ...extra,
   };
-  try {
-    const out = execFileSync(process.execPath, [BIN, "cni"], { input: conf, env, encoding: "utf8", timeout: 60_000 });
-    return { code: 0, out: out.trim() ? JSON.parse(out) : {} };
-  } catch (e) {
-    const err = e as { status: number; stdout: string };
-    return { code: err.status, out: err.stdout?.trim() ? JSON.parse(err.stdout) : {} };
-  }
+  return { conf, env };
 }
 
 /**
@@ -146,6 +169,22 @@ export async function eventually(fn: () => boolean, ms = 10_000, message?: () =>
     await new Promise((r) => setTimeout(r, 200));
   }
   expect(fn(), message?.()).toBe(true);
+}
+
+/**
+ * The node's verdict for every case against the simulator's: writes the manifests and the Expectations
+ * (one per case, named as in `node`, in the order the node ran them) into `dir`/scenario, runs `ciliate
+ * check` on them and asserts each Expectation's actual verdict is the node's, in that order.
+ */
+export function expectCheckAgrees(dir: string, files: Record<string, string>, expectations: string, node: Map<string, "allowed" | "denied">): void {
+  const scenario = join(dir, "scenario");
+  mkdirSync(scenario, { recursive: true });
+  for (const [name, text] of Object.entries({ ...files, "expectations.yaml": expectations })) writeFileSync(join(scenario, name), text);
+  const r = spawnSync(process.execPath, [BIN, "check", "-f", scenario, "-o", "json"], { encoding: "utf8", timeout: 60_000 });
+  const results = (JSON.parse(r.stdout) as { results: { name: string; actual: string; passed: boolean; reason: string }[] }).results;
+  expect(results.map((x) => x.name)).toEqual([...node.keys()]);
+  for (const x of results) expect(`${x.name}: ${x.actual}`, x.reason).toBe(`${x.name}: ${node.get(x.name)}`);
+  expect(r.status, r.stdout).toBe(0);
 }
 
 /** A Pod manifest (labels `app: <name>` unless given), for the agent's -f directory. */

@@ -3,7 +3,9 @@
  * namespace takes its desired state from an API server (tests/agent/fake-apiserver.cjs, serving lists and
  * watch streams from a JSON file) running in a namespace of its own; pods join by `ciliate cni` ADD. A
  * policy change arrives as a watch event and takes effect; the API server going away changes nothing in the
- * datapath; when it comes back the agent relists and catches up.
+ * datapath; when it comes back the agent relists and catches up. Then the API server flaps: five outages,
+ * each with a change made while the agent cannot see it, a connection held throughout; the agent ends on
+ * the last state and counts the informer failures (ciliate_k8s_informer_errors_total).
  * Kernel suite: runs as root (fails in CI when it cannot); everything is removed in afterAll.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
@@ -14,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
 import { callApi } from "../../agent/api.ts";
+import { scrapeMetrics, toolAsync } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-e2e-k8s", ["root", "libbpf", "bpffs", "iproute2"]);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -28,6 +31,7 @@ const PIN = `/sys/fs/bpf/ciliate-test-${process.pid}-${Math.floor(Math.random() 
 const NODE_IP = "192.168.57.1";
 const API_IP = "192.168.57.2";
 const API_PORT = 16443;
+const METRICS = "127.0.0.1:19972";
 
 let dir = "";
 let socket = "";
@@ -115,7 +119,7 @@ describe.skipIf(suite.skip)("ciliate agent in Kubernetes mode (network namespace
     startApi();
     agent = spawn(
       "nsenter",
-      [`--net=/var/run/netns/${NODE}`, process.execPath, BIN, "agent", "--kubeconfig", kubeconfig, "--node-name", "node-1", "--node-ip", NODE_IP, "--pod-cidr", "10.244.2.0/24", "--bpffs", PIN, "--state-dir", join(dir, "state"), "--socket", socket],
+      [`--net=/var/run/netns/${NODE}`, process.execPath, BIN, "agent", "--kubeconfig", kubeconfig, "--node-name", "node-1", "--node-ip", NODE_IP, "--pod-cidr", "10.244.2.0/24", "--bpffs", PIN, "--state-dir", join(dir, "state"), "--socket", socket, "--metrics-addr", METRICS],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     agent.stdout!.on("data", (d) => (agentLog += d));
@@ -178,4 +182,32 @@ describe.skipIf(suite.skip)("ciliate agent in Kubernetes mode (network namespace
     await eventually(() => !tcp("other", "server"));
     expect(tcp("client", "server")).toBe(true);
   }, 60_000);
+
+  it("survives the API server flapping: ends on the last state, a held connection intact, failures counted", async () => {
+    const errorsOf = () =>
+      scrapeMetrics(NODE, METRICS)
+        .split("\n")
+        .filter((l) => l.startsWith("ciliate_k8s_informer_errors_total{"))
+        .reduce((n, l) => n + Number(l.split(" ").pop()), 0);
+    const before = errorsOf();
+    const held = toolAsync(NS("client"), "hold", podIp.get("server")!, 8080, 40_000);
+    let apps = ["client"];
+    for (let i = 0; i < 5; i++) {
+      await stopApi();
+      apps = i % 2 === 0 ? ["client", "other"] : ["client"];
+      writeState(apps);
+      await new Promise((r) => setTimeout(r, 1200 + 300 * i));
+      startApi();
+      await new Promise((r) => setTimeout(r, 1500));
+    }
+    // Five outages alternate allowing "other"; the last one (i = 4) allowed it.
+    expect(apps).toEqual(["client", "other"]);
+    await eventually(() => tcp("other", "server"));
+    expect(tcp("client", "server")).toBe(true);
+    const r = (await held) as { sent: number; recv: number; error: string | null };
+    expect(r.error, JSON.stringify(r)).toBeNull();
+    expect(r.recv, JSON.stringify(r)).toBe(r.sent);
+    expect(errorsOf(), agentLog).toBeGreaterThan(before);
+    expect((await callApi(socket, "GET", "/v1/healthz")).status).toBe(200);
+  }, 120_000);
 });

@@ -10,6 +10,9 @@
  *   3. The agent is killed with SIGKILL: traffic keeps flowing on the pinned maps; its lease expires and
  *      its references disappear from etcd, while the identities (master keys) stay until gc.
  *   4. The agent starts again: the same numbers, references written again, the policy still enforced.
+ *   5. etcd flaps (four short outages) under a held connection, and a pod with a new label set is added
+ *      during one of them: the connection loses nothing, the pod is admitted once etcd is back for good,
+ *      and the faults are counted (ciliate_kvstore_errors_total).
  * Kernel suite: runs as root (fails in CI when it cannot); etcd must be installed (fails in CI without it).
  */
 import type { ChildProcess } from "node:child_process";
@@ -20,14 +23,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite, removePinRoot } from "../../datapath/index.ts";
 import { EtcdServer, hasEtcd } from "../helpers/etcd.ts";
 import { skipUnless } from "../helpers/tools.ts";
-import { cni, eventually, serve, sh, startAgent, tool, writeFileAtomic } from "./e2e-helpers.ts";
+import { cni, eventually, scrapeMetrics, serve, sh, startAgent, tool, toolAsync, writeFileAtomic } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-e2e-kvstore", ["root", "libbpf", "bpffs", "iproute2"]);
 const noEtcd = suite.skip ? true : skipUnless(hasEtcd(), "etcd (Debian etcd-server)");
 const TAG = `${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
 const NS = (n: string) => `cik-${TAG}-${n}`;
 const NODE = NS("node");
-const PODS = ["client", "server", "late"];
+const PODS = ["client", "server", "late", "flap"];
 const PIN = `/sys/fs/bpf/ciliate-test-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
 const PREFIX = "cilium/state/identities/v1/";
 
@@ -60,7 +63,13 @@ apiVersion: v1
 kind: Pod
 metadata: {name: late, namespace: default, labels: {app: late}}
 spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: flap, namespace: default, labels: {app: late, tier: flap}}
+spec: {containers: [{name: c, image: x}]}
 `;
+const METRICS = "127.0.0.1:19974";
 
 const tcp = (port: number, from = "client") => tool(NS(from), "tcp", podIp.get("server")!, port);
 
@@ -70,7 +79,7 @@ function start(): Promise<ChildProcess> {
     socket,
     ["-f", join(dir, "manifests"), "--node-name", "node-1", "--node-ip", "192.168.59.1", "--pod-cidr", "10.244.4.0/24", "--bpffs", PIN, "--state-dir", join(dir, "state"),
       "--socket", socket, "--resync-interval", "100", "--identity-allocation-mode", "kvstore", "--kvstore", "etcd", "--kvstore-opt", `etcd.endpoints=${etcd!.endpoint}`,
-      "--kvstore-lease-ttl", "3s", "--cluster-id", "5"],
+      "--kvstore-lease-ttl", "3s", "--cluster-id", "5", "--metrics-addr", METRICS],
     (d) => (agentLog += d),
   );
 }
@@ -176,4 +185,39 @@ describe.skipIf(noEtcd)("ciliate agent in kvstore mode with a real etcd (network
     expect(tcp(81)).toEqual({ ok: false, error: "timeout" });
     expect(tcp(80, "late")).toEqual({ ok: true, reply: "server" });
   }, 40_000);
+
+  it("etcd flapping: a held connection loses nothing, a pod added during an outage is admitted, faults counted", async () => {
+    const errors = () =>
+      scrapeMetrics(NODE, METRICS)
+        .split("\n")
+        .filter((l) => l.startsWith("ciliate_kvstore_errors_total{"))
+        .reduce((n, l) => n + Number(l.split(" ").pop()), 0);
+    const before = errors();
+    const held = toolAsync(NS("client"), "hold", podIp.get("server")!, 80, 40_000);
+    for (let i = 0; i < 4; i++) {
+      await etcd!.stop();
+      await new Promise((r) => setTimeout(r, 1500));
+      if (i === 2) {
+        const r = cni(socket, "ADD", { containerId: `kvs-${TAG}-flap`, netns: `/var/run/netns/${NS("flap")}`, pod: "flap" });
+        expect(r.code, JSON.stringify(r.out)).toBe(0);
+        podIp.set("flap", (r.out.ips as { address: string }[])[0]!.address.split("/")[0]!);
+        expect(tcp(80, "flap")).toEqual({ ok: false, error: "timeout" }); // init until its identity exists
+      }
+      expect(tcp(80)).toEqual({ ok: true, reply: "server" });
+      await etcd!.resume();
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    await eventually(() => tcp(80, "flap").ok === true, 30_000, () => agentLog);
+    const { ids } = identities();
+    const flapSet = [...ids.keys()].find((k) => k.includes("k8s:tier=flap"));
+    expect(flapSet, JSON.stringify([...ids])).toBeDefined();
+    expect(ids.get(flapSet!)! >>> 16).toBe(5);
+    await eventually(() => (identities().refs.get(flapSet!) ?? []).includes("node-1"), 15_000, () => agentLog);
+    const r = (await held) as { sent: number; recv: number; error: string | null };
+    expect(r.error, JSON.stringify(r)).toBeNull();
+    expect(r.recv, JSON.stringify(r)).toBe(r.sent);
+    expect(r.sent).toBeGreaterThan(100);
+    expect(errors(), agentLog).toBeGreaterThan(before);
+    expect(tcp(81)).toEqual({ ok: false, error: "timeout" });
+  }, 120_000);
 });

@@ -5,12 +5,15 @@
  *     parser) on 9092 and a node:tls server on 8443 with a certificate made by openssl for this run;
  *   - kube-dns pod (kube-system): dnsmasq from Debian on 53;
  *   - client pod: kafkajs, a node:tls client and dig;
+ *   - untrusted pod: dig, with the client's DNS rule but not admitted by the resolver's own ingress policy;
  *   - ext namespace: two "internet" addresses behind the node, each serving TCP on 8080.
  * Policy: the broker admits `role: produce, topic: allowed-topic` from the client (ingress Kafka); the client
  * may open TLS to the broker only for server name tls.allowed.test (egress SNI), may resolve only
  * *.allowed.test (egress DNS) and may reach on 8080 only the addresses learned for *.allowed.test (toFQDNs).
  * Allowed requests succeed; denied ones are refused in the protocol's own way (TOPIC_AUTHORIZATION_FAILED,
- * a reset TLS connection, DNS REFUSED, an unlearned address dropped by policy). The L7 flows show in
+ * a reset TLS connection, DNS REFUSED, an unlearned address dropped by policy). The DNS proxy forwards from
+ * the asking pod's own address: dnsmasq logs the client, and the resolver's ingress policy, which admits the
+ * client only, drops what the proxy forwards for the untrusted pod (the node's address would be admitted). The L7 flows show in
  * `ciliate observe` and in hubble_flows_processed_total with Hubble's labels. With the proxy killed nothing
  * passes and the datapath counts the drops as PROXY_LOOKUP_FAILED (178). The same cases, as Expectations
  * on the same manifests, get the same verdicts from `ciliate check` (the simulator).
@@ -18,12 +21,11 @@
  * removed in afterAll.
  */
 import { execFile, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/index.ts";
 import { skipUnless } from "../helpers/tools.ts";
-import { BIN, E2eNode, ROOT, podYaml, eventually, serve, sh, stopProcess, tool } from "./e2e-helpers.ts";
+import { E2eNode, ROOT, expectCheckAgrees, podYaml, eventually, serve, sh, stopProcess, tool } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-e2e-l7-protocols", ["root", "libbpf", "bpffs", "iproute2"]);
 const have = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: "ignore" }).status === 0;
@@ -32,6 +34,7 @@ const PODS = [
   { name: "client", namespace: "default", labels: "app: client" },
   { name: "broker", namespace: "default", labels: "app: broker" },
   { name: "coredns", namespace: "kube-system", labels: "k8s-app: kube-dns" },
+  { name: "untrusted", namespace: "default", labels: "app: untrusted" },
 ];
 const NODE_IP = "192.168.61.1";
 const EXT_ALLOWED = "192.168.61.100";
@@ -45,6 +48,8 @@ const h = new E2eNode({ prefix: "cip7", nodeIp: NODE_IP, podCidr: POD_CIDR, metr
 const NS = (n: string) => h.ns(n);
 const NODE = h.nodeNs;
 const brokerSaw: { apiKey: number; topics: string[] }[] = [];
+/** dnsmasq's query log (--log-queries): who asked it what. */
+let resolverLog = "";
 const tlsSaw: string[] = [];
 /** What the node did with each case, by the name of the Expectation that describes it. */
 const node = new Map<string, "allowed" | "denied">();
@@ -81,14 +86,32 @@ spec:
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
   - toCIDR: ["fd00:77::/64"]
     toPorts: [{ports: [{port: "8081", protocol: TCP}], rules: {http: [{method: GET}]}}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: untrusted-dns, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: untrusted}}
+  egress:
+  - toEndpoints: [{matchLabels: {"k8s:io.kubernetes.pod.namespace": kube-system, "k8s:k8s-app": kube-dns}}]
+    toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*.allowed.test"}]}}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: dns-clients, namespace: kube-system}
+spec:
+  endpointSelector: {matchLabels: {k8s-app: kube-dns}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {"k8s:io.kubernetes.pod.namespace": default, app: client}}]
+    toPorts: [{ports: [{port: "53", protocol: ANY}]}]
 `;
 
 /** The node's cases as Expectations, in the order the test runs them (one simulation teaches the FQDN cache in order). */
-const expectation = (name: string, spec: string) => `apiVersion: ciliate.dev/v1alpha1
+const expectation = (name: string, spec: string, from = "default/client") => `apiVersion: ciliate.dev/v1alpha1
 kind: Expectation
 metadata: {name: ${name}, namespace: default}
 spec:
-  from: {pod: default/client}
+  from: {pod: ${from}}
 ${spec}`;
 const EXPECTATIONS_YAML = [
   expectation("kafka-produce-allowed-topic", "  to: {pod: default/broker}\n  port: 9092\n  kafka: {role: produce, topic: allowed-topic}\n  verdict: allowed\n"),
@@ -100,6 +123,7 @@ const EXPECTATIONS_YAML = [
   expectation("dns-other-name", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: web.denied.test, answers: [${EXT_DENIED}], ttl: 300}\n  verdict: denied\n`),
   expectation("fqdn-learned-address", `  to: {ip: ${EXT_ALLOWED}}\n  port: 8080\n  protocol: TCP\n  verdict: allowed\n`),
   expectation("fqdn-refused-name-address", `  to: {ip: ${EXT_DENIED}}\n  port: 8080\n  protocol: TCP\n  verdict: denied\n`),
+  expectation("dns-untrusted-pod", `  to: {pod: kube-system/coredns}\n  port: 53\n  dns: {query: web.allowed.test, answers: [${EXT_ALLOWED}], ttl: 300}\n  verdict: denied\n`, "default/untrusted"),
 ].join("---\n");
 
 const metrics = () => h.metrics();
@@ -142,10 +166,10 @@ function l7server(ns: string, onLine: (o: Record<string, unknown>) => void, ...a
   });
 }
 
-/** dig in the client pod (asynchronous, as above). */
-function dig(name: string): Promise<{ status: string; answers: string[] }> {
+/** dig in the client pod, or another (asynchronous, as above). */
+function dig(name: string, pod = "client"): Promise<{ status: string; answers: string[] }> {
   return new Promise((resolve) =>
-    execFile("ip", ["netns", "exec", NS("client"), "dig", "+tries=1", "+time=2", `@${h.podIp.get("coredns")}`, name, "A"], { timeout: 10_000 }, (_e, stdout) => {
+    execFile("ip", ["netns", "exec", NS(pod), "dig", "+tries=1", "+time=2", `@${h.podIp.get("coredns")}`, name, "A"], { timeout: 10_000 }, (_e, stdout) => {
       const out = String(stdout);
       resolve({ status: /status: ([A-Z]+)/.exec(out)?.[1] ?? "NO ANSWER", answers: [...out.matchAll(/^\S+\s+\d+\s+IN\s+A\s+(\S+)$/gm)].map((m) => m[1]!) });
     }),
@@ -179,10 +203,10 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     await h.startAgent();
     h.addPods();
     h.children.push(serve(NS("ext"), "ext", 240_000));
-    h.children.push(
-      spawn("ip", ["netns", "exec", NS("coredns"), "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", `--listen-address=${h.podIp.get("coredns")}`,
-        "--port=53", "--local-ttl=300", "--pid-file=", "--user=root", `--host-record=web.allowed.test,${EXT_ALLOWED}`, `--host-record=web.denied.test,${EXT_DENIED}`], { stdio: "ignore" }),
-    );
+    const dnsmasq = spawn("ip", ["netns", "exec", NS("coredns"), "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", `--listen-address=${h.podIp.get("coredns")}`,
+      "--port=53", "--local-ttl=300", "--pid-file=", "--user=root", "--log-queries", "--log-facility=-", `--host-record=web.allowed.test,${EXT_ALLOWED}`, `--host-record=web.denied.test,${EXT_DENIED}`], { stdio: ["ignore", "ignore", "pipe"] });
+    dnsmasq.stderr!.on("data", (d) => (resolverLog += d));
+    h.children.push(dnsmasq);
     await Promise.all([
       l7server(NS("broker"), (o) => brokerSaw.push(o as never), "kafka-broker", 9092, h.podIp.get("broker")!, 240_000),
       l7server(NS("broker"), (o) => tlsSaw.push(String(o.sni)), "tls-serve", 8443, join(h.dir, "ca.pem"), join(h.dir, "key.pem"), 240_000),
@@ -231,19 +255,22 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     node.set("fqdn-refused-name-address", "denied");
     const polDrops = observe("--verdict", "DROPPED", "--from-pod", "client", "--last", "0").filter((f) => (f.IP as { destination: string }).destination === EXT_DENIED);
     expect(polDrops.map((f) => f.drop_reason_desc), h.log).toContain("POLICY_DENIED");
+    // The proxy asked the resolver from the client's own address (Cilium's transparent DNS proxy).
+    expect(resolverLog, resolverLog).toContain(`query[A] web.allowed.test from ${h.podIp.get("client")}\n`);
+    // So the resolver's own ingress policy holds: the untrusted pod's allowed name reaches the proxy, whose
+    // query, from the untrusted pod's address, is dropped at the resolver (from the node's it would pass).
+    expect((await dig("web.allowed.test", "untrusted")).status).not.toBe("NOERROR");
+    node.set("dns-untrusted-pod", "denied");
+    expect(resolverLog).not.toContain(`from ${h.podIp.get("untrusted")}`);
+    await eventually(
+      () => observe("--verdict", "DROPPED", "--from-pod", "untrusted", "--last", "0").some((f) => f.drop_reason_desc === "POLICY_DENIED" && f.traffic_direction === "INGRESS" && (f.l4 as { UDP?: { destination_port: number } }).UDP?.destination_port === 53),
+      10_000,
+      () => h.log,
+    );
   }, 60_000);
 
   it("`ciliate check` on the same manifests gives every case the node's verdict", () => {
-    const scenario = join(h.dir, "scenario");
-    mkdirSync(scenario);
-    writeFileSync(join(scenario, "cluster.yaml"), PODS_YAML);
-    writeFileSync(join(scenario, "policy.yaml"), POLICY_YAML);
-    writeFileSync(join(scenario, "expectations.yaml"), EXPECTATIONS_YAML);
-    const r = spawnSync(process.execPath, [BIN, "check", "-f", scenario, "-o", "json"], { encoding: "utf8", timeout: 60_000 });
-    const results = (JSON.parse(r.stdout) as { results: { name: string; actual: string; passed: boolean; reason: string }[] }).results;
-    expect(results.map((x) => x.name)).toEqual([...node.keys()]);
-    for (const x of results) expect(`${x.name}: ${x.actual}`, x.reason).toBe(`${x.name}: ${node.get(x.name)}`);
-    expect(r.status, r.stdout).toBe(0);
+    expectCheckAgrees(h.dir, { "cluster.yaml": PODS_YAML, "policy.yaml": POLICY_YAML }, EXPECTATIONS_YAML, node);
   }, 60_000);
 
   it("shows the L7 flows in `ciliate observe` and counts them in hubble_flows_processed_total with Hubble's labels", async () => {

@@ -15,7 +15,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/index.ts";
-import { E2eNode, TOOL, podYaml, eventually, sh, stopProcess, tool } from "./e2e-helpers.ts";
+import { E2eNode, TOOL, expectCheckAgrees, podYaml, eventually, sh, stopProcess, tool } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-e2e-l7", ["root", "libbpf", "bpffs", "iproute2"]);
 const PODS = ["client", "server", "other"];
@@ -53,6 +53,34 @@ spec:
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
 `;
 
+const PODS_YAML = PODS.map((p) => podYaml(p)).join("---\n");
+
+/** The node's HTTP cases as Expectations, by name (what `ciliate check` must agree with). */
+const httpCase = (name: string, port: number, method: string, path: string, verdict: string) => `apiVersion: ciliate.dev/v1alpha1
+kind: Expectation
+metadata: {name: ${name}, namespace: default}
+spec:
+  from: {pod: default/client}
+  to: {pod: default/server}
+  port: ${port}
+  protocol: TCP
+  http: {method: ${method}, path: ${path}}
+  verdict: ${verdict}
+`;
+const CASES: [name: string, port: number, method: string, path: string][] = [
+  ["ingress-get-public", 8080, "GET", "/public"],
+  ["ingress-get-private", 8080, "GET", "/private"],
+  ["ingress-post-public", 8080, "POST", "/public"],
+  ["egress-get-public", 8081, "GET", "/public"],
+  ["egress-get-private", 8081, "GET", "/private"],
+];
+/** What the node did with each case: a 200 from the server is allowed, the proxy's 403 denied. */
+const node = new Map<string, "allowed" | "denied">();
+const record = (name: string, r: Record<string, unknown>) => {
+  const status = (r.results as { status: number }[] | undefined)?.[0]?.status;
+  if (status === 200 || status === 403) node.set(name, status === 200 ? "allowed" : "denied");
+};
+
 const metrics = () => h.metrics();
 const counter = (text: string, reason: string, direction: string) =>
   Number(new RegExp(`^ciliate_drop_count_total\\{reason="${reason}",direction="${direction}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
@@ -61,7 +89,7 @@ const observe = (...args: string[]) => h.observe(...args);
 
 describe.skipIf(suite.skip)("ciliate agent: L7 policy through the node's proxy, never failing open (network namespaces)", () => {
   beforeAll(async () => {
-    h.setUp({ "pods.yaml": PODS.map((p) => podYaml(p)).join("---\n"), "ingress.yaml": INGRESS_L7, "egress.yaml": EGRESS_L7 });
+    h.setUp({ "pods.yaml": PODS_YAML, "ingress.yaml": INGRESS_L7, "egress.yaml": EGRESS_L7 });
     await h.startAgent();
     h.addPods();
     for (const port of [8080, 8081]) h.children.push(spawnServer(port));
@@ -73,11 +101,13 @@ describe.skipIf(suite.skip)("ciliate agent: L7 policy through the node's proxy, 
   it("ingress L7: GET /public reaches the server, which sees the client's own address; GET /private and POST /public get 403 from the proxy", () => {
     const ok = http(8080, "GET", "/public");
     expect(ok, h.log).toMatchObject({ ok: true, results: [{ status: 200 }] });
+    record("ingress-get-public", ok);
     const body = JSON.parse((ok.results as { body: string }[])[0]!.body);
     expect(body).toEqual({ server: "server", method: "GET", url: "/public", peer: h.podIp.get("client") });
     for (const [method, path] of [["GET", "/private"], ["POST", "/public"]] as const) {
       const r = http(8080, method, path);
       expect(r, `${method} ${path}\n${h.log}`).toMatchObject({ ok: true, results: [{ status: 403 }] });
+      record(`ingress-${method.toLowerCase()}${path.replace("/", "-")}`, r);
       expect((r.results as { body: string }[])[0]!.body).toMatch(/Access denied/);
     }
     // Keep-alive: every request on one connection is judged, and a 403 leaves the connection usable.
@@ -89,8 +119,16 @@ describe.skipIf(suite.skip)("ciliate agent: L7 policy through the node's proxy, 
   it("egress L7: the client's own rule on server:8081 is enforced by the proxy, the server still sees the client", () => {
     const ok = http(8081, "GET", "/public");
     expect(ok, h.log).toMatchObject({ ok: true, results: [{ status: 200 }] });
+    record("egress-get-public", ok);
     expect(JSON.parse((ok.results as { body: string }[])[0]!.body).peer).toBe(h.podIp.get("client"));
-    expect(http(8081, "GET", "/private"), h.log).toMatchObject({ ok: true, results: [{ status: 403 }] });
+    const denied = http(8081, "GET", "/private");
+    expect(denied, h.log).toMatchObject({ ok: true, results: [{ status: 403 }] });
+    record("egress-get-private", denied);
+  }, 60_000);
+
+  it("`ciliate check` on the same manifests gives every HTTP case the node's verdict", () => {
+    const expectations = CASES.map(([name, port, method, path]) => httpCase(name, port, method, path, node.get(name) ?? "allowed")).join("---\n");
+    expectCheckAgrees(h.dir, { "cluster.yaml": PODS_YAML, "ingress.yaml": INGRESS_L7, "egress.yaml": EGRESS_L7 }, expectations, node);
   }, 60_000);
 
   it("shows the L7 flows in `ciliate observe` and counts them in the proxy metrics", async () => {

@@ -2,13 +2,26 @@
 // network namespace: `node fake-apiserver.cjs STATE.json PORT`). It serves the collections the agent
 // watches from STATE.json ({"<collection path>": [objects]}), re-read every 100 ms: lists answer the
 // current objects; watches (?watch=true) stream ADDED / MODIFIED / DELETED events as the file changes.
+// Collections listed in STATE.json's "writable" array (e.g. CiliumIdentities) also take writes, as the
+// API server does: POST creates (409 AlreadyExists when the name is taken), GET/PATCH (JSON merge patch)/
+// DELETE (409 when a resourceVersion precondition no longer holds) on <collection>/<name>; those
+// collections then belong to the server and the file no longer changes them.
 // Bounded: exits when STATE.json is deleted or after 10 minutes.
 const http = require("http");
 const fs = require("fs");
 const [file, port] = process.argv.slice(2);
-let rv = 1000;
+// Resource versions never repeat across restarts of this server, as a real API server's (etcd's revision)
+// never go back: a restarted server starting again at the same number would hand out the very versions the
+// agent cached for different contents.
+let rv = Date.now();
 let current = {};
 const watchers = new Set();
+/** Collections written through the API: the file's later contents for them are ignored. */
+const owned = new Set();
+
+function emitTo(path, type, o) {
+  for (const w of watchers) if (w.path === path) w.res.write(JSON.stringify({ type, object: o }) + "\n");
+}
 
 function load() {
   let next;
@@ -18,7 +31,11 @@ function load() {
     if (e.code === "ENOENT") process.exit(0);
     return;
   }
+  for (const path of next.writable || []) owned.add(path);
+  delete next.writable;
+  for (const path of owned) if (current[path]) next[path] = current[path];
   for (const [path, objs] of Object.entries(next)) {
+    if (owned.has(path) && current[path]) continue;
     const before = new Map((current[path] || []).map((o) => [`${o.metadata.namespace || ""}/${o.metadata.name}`, o]));
     const after = new Map(objs.map((o) => [`${o.metadata.namespace || ""}/${o.metadata.name}`, o]));
     const emit = (type, o) => {
@@ -42,6 +59,10 @@ setTimeout(() => process.exit(0), 600000);
 http
   .createServer((req, res) => {
     const url = new URL(req.url, "http://x");
+    const slash = url.pathname.lastIndexOf("/");
+    const parent = url.pathname.slice(0, slash);
+    if (owned.has(url.pathname) && req.method === "POST") return body(req, (o) => create(url.pathname, o, res));
+    if (owned.has(parent)) return body(req, (o) => item(req.method, parent, url.pathname.slice(slash + 1), o, res));
     const objs = current[url.pathname];
     if (!objs) {
       res.writeHead(404).end(JSON.stringify({ kind: "Status", code: 404 }));
@@ -58,3 +79,67 @@ http
     res.end(JSON.stringify({ kind: "List", apiVersion: "v1", metadata: { resourceVersion: String(rv) }, items: objs.map((o) => ({ ...o, metadata: { ...o.metadata, resourceVersion: String(rv) } })) }));
   })
   .listen(Number(port), "0.0.0.0");
+
+function body(req, then) {
+  let text = "";
+  req.on("data", (d) => (text += d));
+  req.on("end", () => {
+    let o;
+    try {
+      o = text ? JSON.parse(text) : undefined;
+    } catch {
+      o = undefined;
+    }
+    then(o);
+  });
+}
+
+function status(res, code, reason, message) {
+  res.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", code, reason, message }));
+}
+
+function create(path, o, res) {
+  const objs = current[path];
+  if (!o || !o.metadata || !o.metadata.name) return status(res, 422, "Invalid", "metadata.name: Required value");
+  if (objs.some((x) => x.metadata.name === o.metadata.name)) return status(res, 409, "AlreadyExists", `"${o.metadata.name}" already exists`);
+  rv++;
+  const obj = { ...o, metadata: { ...o.metadata, resourceVersion: String(rv) } };
+  current[path] = [...objs, obj];
+  emitTo(path, "ADDED", obj);
+  res.writeHead(201, { "content-type": "application/json" }).end(JSON.stringify(obj));
+}
+
+/** RFC 7386 JSON merge patch: null removes a member. */
+function merge(target, patch) {
+  if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
+  const out = target && typeof target === "object" && !Array.isArray(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = merge(out[k], v);
+  }
+  return out;
+}
+
+function item(method, path, name, o, res) {
+  const objs = current[path];
+  const i = objs.findIndex((x) => x.metadata.name === name);
+  if (i < 0) return status(res, 404, "NotFound", `"${name}" not found`);
+  if (method === "GET") return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(objs[i]));
+  if (method === "PATCH") {
+    rv++;
+    const obj = merge(objs[i], o || {});
+    obj.metadata = { ...obj.metadata, name, resourceVersion: String(rv) };
+    current[path] = objs.map((x, j) => (j === i ? obj : x));
+    emitTo(path, "MODIFIED", obj);
+    return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(obj));
+  }
+  if (method === "DELETE") {
+    const want = o && o.preconditions && o.preconditions.resourceVersion;
+    if (want && want !== objs[i].metadata.resourceVersion) return status(res, 409, "Conflict", "the resourceVersion precondition failed");
+    rv++;
+    current[path] = objs.filter((_, j) => j !== i);
+    emitTo(path, "DELETED", { ...objs[i], metadata: { ...objs[i].metadata, resourceVersion: String(rv) } });
+    return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(objs[i]));
+  }
+  status(res, 405, "MethodNotAllowed", `${method} is not supported`);
+}

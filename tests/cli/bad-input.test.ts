@@ -25,6 +25,7 @@ const cases: [string, string[], RegExp][] = [
   ["a malformed trace port", ["trace", "-f", "scenarios/starwars", "--from", "default/xwing", "--to", "default/tiefighter", "--port", "eighty"], /malformed --port "eighty"/],
   ["two pods with the same IP", ["simulate", "-f", dup], /dup\.yaml: document 1, line \d+: Pod default\/b status\.podIP: .*already used by pod default\/a/],
   ["a targetPort name no pod declares", ["simulate", "-f", tport], /tport\.yaml: document 1, line \d+: Service default\/s spec\.ports\[0\]\.targetPort/],
+  ["ICMPv6 between IPv4 pods", ["trace", "-f", "scenarios/k8s-netpol", "--from", "x/b", "--to", "y/a", "--protocol", "ICMPv6", "--icmp-type", "128"], /^ciliate: --from\/--to: ICMPv6 is carried by IPv6 only, and this flow's addresses are IPv4 .*: not applicable/],
   ["a missing file", ["check", "-f", join(dir, "missing.yaml")], /missing\.yaml: no such file or directory/],
   ["invalid YAML", ["simulate", "-f", yaml], /invalid\.yaml: document 0, line \d+: invalid YAML/],
   ["an unknown engine", ["simulate", "-f", "scenarios/starwars", "--engine", "gpu"], /argument 'gpu' is invalid/],
@@ -32,7 +33,8 @@ const cases: [string, string[], RegExp][] = [
   ["an unknown command", ["fly"], /unknown command 'fly'/],
   ["an unknown option", ["simulate", "-f", "scenarios/starwars", "--bogus"], /^ciliate: unknown option '--bogus' \(run ciliate --help, or ciliate COMMAND --help, for usage\)$/],
   ["an option without its value", ["trace", "-f", "scenarios/starwars", "--from"], /^ciliate: option '--from <ref>' argument missing \(run ciliate --help/],
-  ["a directory where a file is expected", ["check", "-f", "scenarios/starwars", "--junit", "scenarios"], /scenarios: is a directory/],
+  ["a directory where a file is expected", ["check", "-f", "scenarios/starwars", "--junit", "scenarios"], /--junit scenarios: cannot write the report: is a directory/],
+  ["a report under a file", ["check", "-f", "scenarios/starwars", "--junit", "scenarios/starwars/cluster.yaml/r.xml"], /--junit scenarios\/starwars\/cluster\.yaml\/r\.xml: cannot write the report: a parent is not a directory/],
 ];
 
 const FIXTURES = join(ROOT, "tests/cli/fixtures/bad-input");

@@ -1,6 +1,10 @@
 // `ciliate reach` on the network-policy conformance layout (scenarios/k8s-netpol) equals the tables
 // derived by hand from its three policies, with and without the policy-class shortcut.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { syntheticCluster } from "../../bench/cases/control-plane.ts";
 import { ciliate, ciliateEnv, json } from "./run.ts";
 
 const PODS = ["x/a", "x/b", "x/c", "y/a", "y/b", "y/c", "z/a", "z/b", "z/c"];
@@ -58,12 +62,36 @@ describe("reach on k8s-netpol", () => {
   });
 
   it("shows equivalence classes with a legend when the matrix is wider than the terminal, and everything with --wide", () => {
-    const narrow = ciliateEnv({ COLUMNS: "16" }, "reach", "-f", "scenarios/k8s-netpol", "--port", "80/TCP");
-    expect(narrow.stdout).toMatch(/^80\/TCP: 9 pods in 9 classes .*-o csv, -o json, or --wide/m);
-    expect(narrow.stdout).toMatch(/^C6 reaches no class$/m);
-    expect(narrow.stdout).toMatch(/^ {2}C1 {2}identity \d+ \(namespace x, pod=a\): x\/a$/m);
+    const narrow = ciliateEnv({ COLUMNS: "22" }, "reach", "-f", "scenarios/k8s-netpol", "--port", "80/TCP");
+    // Every line fits the terminal; what is wrapped is whole once the line breaks are taken out.
+    for (const l of narrow.stdout.split("\n")) expect(l.length, l).toBeLessThanOrEqual(22);
+    const text = narrow.stdout.replace(/\s+/g, " ");
+    expect(text).toMatch(/^80\/TCP: 9 pods in 9 classes .*-o csv, -o json, or --wide/);
+    expect(text).toContain(" C6 reaches no class ");
+    expect(text).toMatch(/ C1 identity \d+ \(namespace x, pod=a\): x\/a /);
     const wide = ciliateEnv({ COLUMNS: "16" }, "reach", "-f", "scenarios/k8s-netpol", "--port", "80/TCP", "--wide");
     expect(wide.stdout).toMatch(/^6 y\/c {2}X X X X X X X X X$/m);
   });
 });
 
+describe("reach on 1,000 pods (the synthetic cluster of bench/cases/control-plane.ts)", () => {
+  it("answers in the default format within the terminal: one line per class, a legend naming every class", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ciliate-reach-"));
+    const file = join(dir, "cluster.yaml");
+    writeFileSync(file, syntheticCluster(1000, 500));
+    const t0 = performance.now();
+    const r = ciliateEnv({ COLUMNS: "100" }, "reach", "-f", file, "--port", "80/TCP");
+    const seconds = (performance.now() - t0) / 1000;
+    rmSync(dir, { recursive: true, force: true });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.split("\n");
+    for (const l of lines) expect(l.length, l).toBeLessThanOrEqual(100);
+    const classes = Number(/1000 pods in (\d+) classes/.exec(r.stdout)?.[1]);
+    expect(classes).toBeGreaterThan(10);
+    expect(lines.filter((l) => /^C\d+ reaches /.test(l))).toHaveLength(classes);
+    expect(lines.filter((l) => /^ {2}C\d+ {2}identity \d+ /.test(l))).toHaveLength(classes);
+    expect(r.stdout.length).toBeLessThan(100_000); // the grouped view, not a 1,000 × 1,000 matrix
+    // Seconds, not minutes (about 2 s on an idle core; generous for a loaded CI machine).
+    expect(seconds).toBeLessThan(60);
+  }, 120_000);
+});

@@ -57,8 +57,8 @@ describe("refused objects are all reported, the rest applies", () => {
     expect(lines).toHaveLength(4);
     expect(lines[0]).toMatch(/bad\.yaml: document 0, line 6: CiliumNetworkPolicy default\/typo spec\.ingress\[0\]\.fromEndpoint: unknown field "fromEndpoint"/);
     expect(lines[1]).toMatch(/CiliumNetworkPolicy default\/typo spec\.ingress\[0\]\.toPorts\[0\]\.ports\[0\]\.port: must be of type string/);
-    expect(lines[2]).toMatch(/bad\.yaml: document 1, line \d+: CiliumNetworkPolicy default\/sanitize spec\.ingress\[0\]\.fromCIDR\[0\]: invalid CIDR/);
-    expect(lines[3]).toMatch(/CiliumNetworkPolicy default\/sanitize spec\.ingress\[0\]\.toPorts\[0\]\.ports\[0\]\.port: Unable to parse port: 99999 is out of range/);
+    expect(lines[2]).toMatch(/bad\.yaml: document 1, line \d+: CiliumNetworkPolicy default\/sanitize spec\.ingress\[0\]\.fromCIDR\[0\]: unable to parse CIDR: ParseAddr\("10\.0\.0\.300\/8"\): IPv4 field has value >255/);
+    expect(lines[3]).toMatch(/CiliumNetworkPolicy default\/sanitize spec\.ingress\[0\]\.toPorts\[0\]\.ports\[0\]\.port: Unable to parse port: strconv\.ParseUint: parsing "99999": value out of range/);
   });
 
   it("warnings go to stderr in every command and are counted in -o json; exit 0", () => {

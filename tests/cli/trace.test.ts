@@ -40,4 +40,11 @@ describe("trace on starwars", () => {
     expect(r.stdout).toMatch(/Ingress: +ALLOWED \(not reached; this is what ingress would decide\)/);
     expect(r.stdout).toMatch(/rule: NetworkPolicy x\/allow-y-to-a-on-80 rule 0 ingress\[0\]/);
   });
+
+  it("names the ends as --from/--to take them", () => {
+    const svc = ciliate("trace", "-f", "scenarios/starwars", "--from", "default/xwing", "--to", "svc:default/deathstar", "--port", "80");
+    expect(svc.stdout.split("\n")[0]).toBe("Flow:        default/xwing -> svc:default/deathstar 80/TCP");
+    const world = ciliate("trace", "-f", "scenarios/starwars", "--from", "entity:world", "--to", "svc:default/deathstar", "--port", "80");
+    expect(world.stdout.split("\n")[0]).toBe("Flow:        entity:world -> svc:default/deathstar 80/TCP");
+  });
 });

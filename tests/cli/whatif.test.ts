@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ciliate, json } from "./run.ts";
+import { ciliate, ciliateEnv, json } from "./run.ts";
 
 describe("whatif on starwars", () => {
   it("deleting rule1 opens the Death Star to the X-wing and lets PUT /v1/exhaust-port through", () => {
@@ -44,6 +44,18 @@ describe("whatif on starwars", () => {
     const row = wide.stdout.split("\n").find((l: string) => l.includes("xwing-lands"))!;
     expect(row).toContain("no policy selects");
   });
+
+  for (const width of [40, 72, 120])
+    it(`blocks stay within ${width} columns and keep every name, backend and reason whole`, () => {
+      const args = ["whatif", "-f", "scenarios/starwars", "--delete", "CiliumNetworkPolicy/default/rule1", "--delete", "Pod/default/tiefighter"];
+      const text = ciliateEnv({ COLUMNS: String(width) }, ...args).stdout;
+      for (const l of text.split("\n")) expect(l.length, l).toBeLessThanOrEqual(width);
+      const out = json(ciliate(...args, "-o", "json"));
+      expect(out.pairs.length + out.flows.length).toBeGreaterThan(2);
+      const squash = (s: string) => s.replace(/\s/g, "");
+      for (const c of [...out.pairs, ...out.flows])
+        for (const v of [c.from, c.to, c.name, c.backendBefore, c.backendAfter, c.reasonBefore, c.reasonAfter]) if (v) expect(squash(text)).toContain(squash(v));
+    });
 
   it("reports nothing for a no-op apply (the same policy again)", () => {
     const out = json(ciliate("whatif", "-f", "scenarios/starwars", "--apply", "scenarios/starwars/policy-l7.yaml", "-o", "json"));

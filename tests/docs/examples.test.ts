@@ -1,5 +1,5 @@
-// The docs as a user meets them: every `ciliate …` command in a code block of README.md and docs/*.md is
-// run as written (from a scratch directory that sees the repository's scenarios/ and tests/, so files an
+// The docs as a user meets them: every `ciliate …` command in a code block of README.md and docs/*.md, and
+// every example a command's --help shows, is run as written (from a scratch directory that sees the repository's scenarios/ and tests/, so files an
 // example writes, like --junit reports, land there), and must succeed; where the docs show its output — a
 // block right after `<!-- output of: COMMAND -->` — the output must say what the docs say ("…" stands for
 // any text; JSON is compared field by field, each documented array element matching some actual one).
@@ -107,6 +107,29 @@ function readDocs(): { examples: Example[]; shown: Shown[]; manifests: { where: 
 }
 
 const { examples, shown, manifests } = readDocs();
+
+/**
+ * The examples each command's --help shows (the block after "Examples:"), as users meet them on the
+ * terminal: run as the docs' examples are. Commands are read from `ciliate --help`.
+ */
+function helpExamples(): Example[] {
+  const help = (args: string[]) => spawnSync(process.execPath, [join(ROOT, "bin/ciliate.js"), ...args], { cwd: ROOT, encoding: "utf8", env: { ...process.env, COLUMNS: "" } }).stdout;
+  const commands = [...help(["--help"]).split("Commands:")[1]!.matchAll(/^ {2}([a-z]+)\b/gm)].map((m) => m[1]!).filter((c) => c !== "help");
+  const found: Example[] = [];
+  for (const c of commands) {
+    const lines = help([c, "--help"]).split("\n");
+    const at = lines.findIndex((l) => l.trim() === "Examples:");
+    if (at < 0) continue;
+    for (let j = at + 1; j < lines.length && lines[j]!.trim(); j++) {
+      let text = lines[j]!.trim();
+      while (text.endsWith("\\") && j + 1 < lines.length) text = `${text.slice(0, -1)} ${lines[++j]!.trim()}`;
+      const cmd = commandOf(text);
+      if (cmd) found.push({ where: `ciliate ${c} --help`, text, ...cmd });
+    }
+  }
+  return found;
+}
+examples.push(...helpExamples());
 const scratch = mkdtempSync(join(tmpdir(), "ciliate-docs-"));
 for (const d of ["scenarios", "tests"]) symlinkSync(join(ROOT, d), join(scratch, d));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -129,9 +152,11 @@ function says(doc: unknown, act: unknown): boolean {
 const kernel = kernelSuite("the documented --engine kernel example", ["root", "libbpf", "bpffs"]);
 
 describe("the docs' examples", () => {
-  it("are found: README and docs/cli.md show every simulator command", () => {
+  it("are found: README and docs/cli.md show every simulator command, and so does each command's --help", () => {
     const commands = new Set(examples.map((e) => e.args[0]));
+    const inHelp = new Set(examples.filter((e) => e.where.endsWith("--help")).map((e) => e.args[0]));
     for (const c of ["simulate", "reach", "trace", "whatif", "check", "agent", "observe"]) expect(commands, c).toContain(c);
+    for (const c of ["simulate", "reach", "trace", "whatif", "check"]) expect(inHelp, c).toContain(c);
     expect(shown.length).toBeGreaterThanOrEqual(6);
   });
 
@@ -186,7 +211,8 @@ describe("the docs' examples", () => {
   });
 
   it("every file an example reads is shipped", () => {
-    for (const e of examples)
+    // A node-side command's --help names files on the node it runs on (manifests/, /etc/ciliate/…).
+    for (const e of examples.filter((x) => !(x.where.endsWith("--help") && NODE_SIDE[x.args[0]!])))
       e.args.forEach((a, i) => {
         if (["-f", "--file", "--apply"].includes(e.args[i - 1] ?? "") && !a.startsWith("/")) expect(existsSync(join(ROOT, a)), `${e.where}: ${a}`).toBe(true);
       });

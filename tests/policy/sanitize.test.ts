@@ -1,0 +1,128 @@
+// Cilium's Sanitize functions (cilium/cilium pkg/policy/api rule_validation.go, icmp.go, cidr.go, selector.go)
+// and the Kubernetes API server's NetworkPolicy validation (kubernetes/kubernetes
+// pkg/apis/networking/validation), each test named after the upstream behaviour it mirrors: what they
+// accept is applied with the meaning they give it, what they refuse is refused with their message.
+import { describe, expect, it } from "vitest";
+import { buildRules, parseManifests } from "../../policy/index.ts";
+import { goParseUint, isSvcName } from "../../policy/cilium-port.ts";
+import { compileYaml, podsYaml, verdict } from "../../policy/test-helpers.ts";
+
+const pods = podsYaml([
+  { ns: "x", name: "client", labels: { app: "client" } },
+  { ns: "x", name: "web", labels: { app: "web" }, ports: [{ name: "http", port: 8080 }] },
+]);
+const cnp = (spec: string) => `\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n${spec}`;
+const ingressPort = (port: string) => cnp(`  ingress: [{toPorts: [{ports: [{port: '${port}', protocol: TCP}]}]}]`);
+
+/** Every problem of a manifest text (schema, names, sanitize), as a run reports them. */
+function problems(yaml: string): { code: string; detail: string }[] {
+  const l = parseManifests(yaml, "t.yaml");
+  const r = buildRules(l.objects);
+  return [...l.errors, ...r.problems].map((p) => ({ code: p.code, detail: p.detail }));
+}
+
+describe("PortProtocol.sanitize: ports as Cilium parses them (pkg/policy/api/rule_validation.go)", () => {
+  it("pkg/iana IsSvcName: a port name is case-insensitive, so `HTTP` is the container port named http", () => {
+    const { compiled } = compileYaml(pods + ingressPort("HTTP"));
+    expect(verdict(compiled, "x/client", "x/web", "TCP", 8080)).toBe("allowed");
+    expect(verdict(compiled, "x/client", "x/web", "TCP", 80)).toBe("denied");
+  });
+
+  it("strconv.ParseUint(port, 0, 16): a leading 0 is octal, so '010' is port 8", () => {
+    const { compiled } = compileYaml(pods + ingressPort("010"));
+    expect(verdict(compiled, "x/client", "x/web", "TCP", 8)).toBe("allowed");
+    expect(verdict(compiled, "x/client", "x/web", "TCP", 10)).toBe("denied");
+  });
+
+  it("strconv.ParseUint(port, 0, 16): underscores between digits are allowed, so '8_080' is port 8080", () => {
+    const { compiled } = compileYaml(pods + ingressPort("8_080"));
+    expect(verdict(compiled, "x/client", "x/web", "TCP", 8080)).toBe("allowed");
+  });
+
+  it("refused with Go's ParseUint error: an invalid octal number, a number out of range, a 16-character name", () => {
+    for (const [port, detail] of [
+      ["08", 'Unable to parse port: strconv.ParseUint: parsing "08": invalid syntax'],
+      ["70000", 'Unable to parse port: strconv.ParseUint: parsing "70000": value out of range'],
+      ["averyveryverylong", 'Unable to parse port: strconv.ParseUint: parsing "averyveryverylong": invalid syntax'],
+      ["1__0", 'Unable to parse port: strconv.ParseUint: parsing "1__0": invalid syntax'],
+    ])
+      expect(problems(pods + ingressPort(port)), port).toEqual([{ code: port === "70000" ? "port-out-of-range" : "invalid-port", detail }]);
+  });
+
+  it("goParseUint and isSvcName agree with Go on fixed cases", () => {
+    expect([goParseUint("0"), goParseUint("65535"), goParseUint("0x1F"), goParseUint("0o17"), goParseUint("0b101"), goParseUint("0_7"), goParseUint("0x_1f")]).toEqual([0, 65535, 31, 15, 5, 7, 31]);
+    for (const bad of ["", "-1", "+1", "1_", "_1", "65536", "0x", "09", "1e3"]) expect(goParseUint(bad), bad).toHaveProperty("error");
+    expect(["http", "HTTP", "h-2", "8080x", "a".repeat(15)].map(isSvcName)).toEqual([true, true, true, true, true]);
+    expect(["8080", "-http", "http-", "h--2", "a".repeat(16), "h_2", ""].map(isSvcName)).toEqual([false, false, false, false, false, false, false]);
+  });
+});
+
+describe("ValidateNetworkPolicyPort: NetworkPolicy ports as the API server validates them", () => {
+  const np = (ports: string) =>
+    `apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: x}\nspec:\n  podSelector: {}\n  ingress: [{ports: [${ports}]}]\n`;
+  it("a string port is a port name: '80' is refused (IsValidPortName), as kubectl apply refuses it", () => {
+    expect(problems(np("{port: '80'}"))).toEqual([{ code: "invalid-port", detail: 'Invalid value: "80": must contain at least one letter (a-z)' }]);
+  });
+  it("an integer port is 1-65535 (IsValidPortNum): 0 is refused", () => {
+    expect(problems(np("{port: 0}"))).toEqual([{ code: "invalid-port", detail: "Invalid value: 0: must be between 1 and 65535, inclusive" }]);
+  });
+  it("endPort: at least port, only with an integer port, never without a port", () => {
+    expect(problems(np("{port: 80, endPort: 79}"))).toEqual([{ code: "invalid-end-port", detail: "Invalid value: 80: must be greater than or equal to `port`" }]);
+    expect(problems(np("{port: http, endPort: 90}"))).toEqual([{ code: "invalid-end-port", detail: "Invalid value: 90: may not be specified when `port` is non-numeric" }]);
+    expect(problems(np("{endPort: 90}"))).toEqual([{ code: "invalid-end-port", detail: "Invalid value: 90: may not be specified when `port` is not specified" }]);
+  });
+  it("port names: every IsValidPortName problem is listed", () => {
+    expect(problems(np("{port: -Web--}")).map((p) => p.detail)).toEqual([
+      'Invalid value: "-Web--": must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)',
+      'Invalid value: "-Web--": must not contain consecutive hyphens (-)',
+      'Invalid value: "-Web--": must not begin or end with a hyphen (-)',
+    ]);
+  });
+  it("a valid range still applies (80-90)", () => {
+    const { compiled } = compileYaml(pods + "\n---\n" + np("{port: 80, endPort: 90}"));
+    expect(verdict(compiled, "x/client", "x/web", "TCP", 85)).toBe("allowed");
+    expect(verdict(compiled, "x/client", "x/web", "TCP", 91)).toBe("denied");
+  });
+});
+
+describe("CIDR.sanitize and CIDRRule.sanitize: CIDRs as Cilium parses them (Go net/netip)", () => {
+  const egress = (rule: string) => cnp(`  egress: [{${rule}}]`);
+  it("CIDR.sanitize: a bare address in toCIDR is a host prefix", () => {
+    const { compiled } = compileYaml(pods + egress("toCIDR: [192.0.2.1]"));
+    expect(verdict(compiled, "x/web", { ip: "192.0.2.1" }, "TCP", 80)).toBe("allowed");
+    expect(verdict(compiled, "x/web", { ip: "192.0.2.2" }, "TCP", 80)).toBe("denied");
+  });
+
+  it("CIDRRule.sanitize: toCIDRSet needs a prefix (netip.ParsePrefix: no '/')", () => {
+    expect(problems(pods + egress("toCIDRSet: [{cidr: 192.0.2.1}]"))).toEqual([{ code: "invalid-cidr", detail: `Unable to parse CIDRRule "192.0.2.1": netip.ParsePrefix("192.0.2.1"): no '/'` }]);
+  });
+
+  it("netip refuses what a looser parser would read: an octet with a leading zero, a prefix length with one, an octet over 255", () => {
+    expect(problems(pods + egress("toCIDR: [010.0.0.0/8]"))).toEqual([{ code: "invalid-cidr", detail: `unable to parse CIDR: ParseAddr("010.0.0.0/8"): IPv4 field has octet with leading zero` }]);
+    expect(problems(pods + egress("toCIDRSet: [{cidr: 10.0.0.0/08}]"))).toEqual([{ code: "invalid-cidr", detail: `Unable to parse CIDRRule "10.0.0.0/08": netip.ParsePrefix("10.0.0.0/08"): bad bits after slash: "08"` }]);
+    expect(problems(pods + egress("toCIDR: [10.0.0.300/8]"))).toEqual([{ code: "invalid-cidr", detail: `unable to parse CIDR: ParseAddr("10.0.0.300/8"): IPv4 field has value >255` }]);
+    expect(problems(pods + egress("toCIDRSet: [{cidr: 10.0.0.0/33}]"))).toEqual([{ code: "invalid-cidr", detail: `Unable to parse CIDRRule "10.0.0.0/33": netip.ParsePrefix("10.0.0.0/33"): prefix length out of range` }]);
+  });
+
+  it("Prefix.Contains(except.Addr()): an except is valid when its address is inside, even when it is wider; then nothing of the CIDR is left", () => {
+    const wide = compileYaml(pods + egress("toCIDRSet: [{cidr: 192.0.2.0/24, except: [192.0.2.0/16]}]"));
+    expect(wide.rules.problems).toEqual([]);
+    expect(verdict(wide.compiled, "x/web", { ip: "192.0.2.1" }, "TCP", 80)).toBe("denied");
+    const narrow = compileYaml(pods + egress("toCIDRSet: [{cidr: 192.0.2.0/24, except: [192.0.2.128/25]}]"));
+    expect(verdict(narrow.compiled, "x/web", { ip: "192.0.2.1" }, "TCP", 80)).toBe("allowed");
+    expect(verdict(narrow.compiled, "x/web", { ip: "192.0.2.200" }, "TCP", 80)).toBe("denied");
+  });
+
+  it("an except whose address lies outside is refused with the strings as written", () => {
+    expect(problems(pods + egress("toCIDRSet: [{cidr: 10.0.0.0/8, except: [192.168.0.1/16]}]"))).toEqual([
+      { code: "except-outside-cidr", detail: "allow CIDR prefix 10.0.0.0/8 does not contain exclude CIDR prefix 192.168.0.1/16" },
+    ]);
+  });
+
+  it("ValidateIPBlock (NetworkPolicy): the cidr is a prefix, an except a strict subset of it", () => {
+    const np = (block: string) => `apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: x}\nspec:\n  podSelector: {}\n  ingress: [{from: [{ipBlock: ${block}}]}]\n`;
+    expect(problems(np("{cidr: 10.0.0.1}"))).toEqual([{ code: "invalid-cidr", detail: 'Invalid value: "10.0.0.1": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)' }]);
+    expect(problems(np("{cidr: 10.0.0.0/8, except: [10.0.0.0/8]}"))).toEqual([{ code: "except-outside-cidr", detail: 'Invalid value: "10.0.0.0/8": must be a strict subset of `cidr`' }]);
+    expect(problems(np("{cidr: 10.0.0.0/8, except: [10.1.0.0/16]}"))).toEqual([]);
+  });
+});
