@@ -29,6 +29,7 @@ import {
   type ProxyListener,
   type FqdnState,
   type RuleSet,
+  type Provenance,
 } from "../policy/index.ts";
 import { StableNumbers } from "./identities.ts";
 import type { IdentityNumbering } from "./identity-allocator.ts";
@@ -85,6 +86,8 @@ export interface DesiredState {
    */
   proxies: Map<number, ProxyListener>;
   maps: Record<ManagedMap, MapContents>;
+  /** The rules behind each Policy map entry cookie as written (the node's stable cookies), for flows. */
+  provenanceByCookie: Map<number, Provenance[]>;
   /** What the next computeDesired reuses (pass this state as `previous`). */
   memo?: DesiredMemo;
 }
@@ -389,5 +392,7 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
     proxies.set(port, { ...l, rules: l.rules.map((r) => ({ ...r, identities: r.identities.flatMap((id) => (id === 0 ? [0] : (stable(id) ?? []))) })) });
   }
   const nextMemo: DesiredMemo = { numbering, inputs, cluster, lb, compiler, generation: compiler.generation, cookies, policy, policyOf, translated, identitySig };
-  return { cluster, policy, podIdentity, maps, overflow: over, warnings, proxies, memo: nextMemo };
+  const provenanceByCookie = new Map<number, Provenance[]>();
+  for (const [c, stableCookie] of cookieOf) provenanceByCookie.set(stableCookie, policy.provenance.get(c) ?? []);
+  return { cluster, policy, podIdentity, maps, overflow: over, warnings, proxies, provenanceByCookie, memo: nextMemo };
 }

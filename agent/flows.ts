@@ -6,8 +6,8 @@
  * the last N in a ring for `--last`, with subscribers for `--follow` (Hubble's observer: pkg/hubble/observer
  * keeps a ring buffer of flows the same way).
  */
-import { EVENT_L7, identityText, type FlowEndpoint, type FlowEvent } from "../host/flows.ts";
-import type { FlowNames } from "../host/trace-flow.ts";
+import { EVENT_L7, identityText, type FlowEndpoint, type FlowEvent, type PolicyRef } from "../host/flows.ts";
+import { serviceFrontendKey, type FlowNames } from "../host/trace-flow.ts";
 import type { DesiredState } from "./desired.ts";
 import type { L7FlowEvent } from "./proxy/types.ts";
 
@@ -22,7 +22,13 @@ export function namesFrom(d: DesiredState | undefined, nodeName: string): FlowNa
       if (id !== undefined && !identityLabels.has(id)) identityLabels.set(id, [...Object.entries(p.labels).map(([k, v]) => `k8s:${k}=${v}`), `k8s:io.kubernetes.pod.namespace=${p.namespace}`].sort());
     }
   }
-  return { podByIp, identityLabels, nodeName };
+  const serviceByFrontend = new Map<string, { namespace: string; name: string }>();
+  for (const svc of d?.cluster.services ?? [])
+    for (const ip of [svc.clusterIP, ...svc.externalIPs, ...svc.loadBalancerIPs])
+      if (ip && ip !== "None") for (const port of svc.ports) serviceByFrontend.set(serviceFrontendKey(ip, port.port), { namespace: svc.namespace, name: svc.name });
+  const policyByCookie = new Map<number, PolicyRef[]>();
+  for (const [cookie, rules] of d?.provenanceByCookie ?? []) policyByCookie.set(cookie, rules.map((p) => ({ kind: p.kind, name: p.name, namespace: p.namespace, rule_index: p.ruleIndex, element: p.element })));
+  return { podByIp, identityLabels, nodeName, serviceByFrontend, policyByCookie };
 }
 
 export interface FlowFilter {

@@ -11,6 +11,7 @@ import { registerReach } from "./commands/reach.ts";
 import { registerRelay } from "./commands/relay.ts";
 import { registerSimulate } from "./commands/simulate.ts";
 import { registerTrace } from "./commands/trace.ts";
+import { registerUi } from "./commands/ui.ts";
 import { registerWhatif } from "./commands/whatif.ts";
 import { finishDiagnostics } from "./common.ts";
 import { EXIT_BAD_INPUT, reportError } from "./errors.ts";
@@ -57,6 +58,7 @@ export async function main(argv: string[]): Promise<number> {
   registerCni(program, run);
   registerObserve(program, run);
   registerRelay(program, run);
+  registerUi(program, run);
   for (const c of program.commands) c.exitOverride();
   try {
     await program.parseAsync(argv);

@@ -11,8 +11,9 @@
  *   2. a service (the flow's destination_service) is a node of its own, in its namespace;
  *   3. an endpoint outside the cluster is its reserved entity (world, host, remote-node, kube-apiserver, …;
  *      CIDR and FQDN identities are world), with the addresses seen.
- * Connections: the events of one connection (same client address and port, protocol, and service or server
- * address; replies turned around) are one unit. Its verdict:
+ * Connections: the events of one connection (same client address, port and protocol — an ICMP echo: same
+ * client and service or server; replies turned around) are one unit, whichever node saw them: the node
+ * that translated a service names it, the backend's node only the backend. Its verdict:
  *   1. DROPPED when any deciding event dropped it: a drop, a policy verdict that denied, an L7 request the
  *      proxy refused;
  *   2. FORWARDED otherwise (policy verdicts allowed or redirected it, or only trace events were seen).
@@ -20,10 +21,11 @@
  * an event names the backend pod), else client → server. An edge is `forwarded` when all its connections
  * were, `dropped` when all were dropped, `mixed` otherwise.
  * The deciding rule of a connection: the policy references of its policy-verdict and L7 events (flow.proto
- * `ingress_allowed_by`, `egress_denied_by`, …, with ciliate's rule index and element when present), the drop
- * reason, or, for a drop no rule names, "no rule allows it (default deny)".
+ * `ingress_allowed_by`, `egress_denied_by`, …, with ciliate's rule index and element when present), else
+ * an allowing verdict's match type (`an L3-L4 match`), the drop reason, or, for a drop no rule names, "no
+ * rule allows it (default deny)".
  */
-import { compactLine, EVENT_DROP, EVENT_L7, EVENT_POLICY_VERDICT } from "./flows.ts";
+import { compactLine, EVENT_DROP, EVENT_L7, EVENT_POLICY_VERDICT, MATCH_TYPE_NAMES } from "./flows.ts";
 import { flowEventOfHubble, type HubbleFlowJson } from "./hubble-flow-event.ts";
 
 /** App labels in the order a workload is named by (Kubernetes' recommended label first). */
@@ -123,6 +125,8 @@ interface Connection {
   service?: string;
   clientText: string;
   serverText: string;
+  /** The backend (or server) as an event named it. */
+  backendText?: string;
   port: string;
   dropped: boolean;
   rules: RuleRef[];
@@ -197,16 +201,19 @@ function policyText(p: PolicyJson): string {
 
 /** A connection's deciding rule as one line. */
 function decidedBy(c: Connection): string {
-  const denied = c.rules.filter((r) => r.action === "denied");
+  // In the packet's order: egress at the client's node, then ingress at the server's (two nodes' clocks
+  // may order their events the other way round).
+  const rules = [...c.rules.filter((r) => r.direction === "egress"), ...c.rules.filter((r) => r.direction === "ingress")];
+  const denied = rules.filter((r) => r.action === "denied");
   if (c.dropped) {
     if (denied.length) return denied.map((r) => `${r.direction}: denied by ${r.policy}`).join("; ");
     if (c.l7Denied) {
-      const allowed = c.rules.filter((r) => r.action === "allowed" && r.direction === "ingress");
+      const allowed = rules.filter((r) => r.action === "allowed" && r.direction === "ingress");
       return `L7 request refused by the proxy (${c.l7Denied})${allowed.length ? `; L3/L4 allowed by ${allowed.map((r) => r.policy).join(", ")}` : ""}`;
     }
     return `no rule allows it (default deny${c.dropReason ? `, ${c.dropReason}` : ""})`;
   }
-  const allowed = c.rules.filter((r) => r.action === "allowed");
+  const allowed = rules.filter((r) => r.action === "allowed");
   return allowed.length ? allowed.map((r) => `${r.direction}: allowed by ${r.policy}`).join("; ") : "no policy decision seen (trace events only)";
 }
 
@@ -259,7 +266,9 @@ export class ServiceMap {
     // Through a service, the server side is the backend only once an event names the backend pod.
     const server = !svc || serverEp?.pod_name ? endpointNode(serverEp, serverIp) : undefined;
     const serverId = server ? this.node(server.node) : undefined;
-    const key = `${proto} ${clientIp}:${clientPort} ${serviceId ?? `${serverIp}${proto === "ICMP" || proto === "ICMPv6" ? "" : `:${serverPort}`}`}`;
+    // A client address and port name one connection whatever the server side says: the node that
+    // translated a service knows the service, the backend's node only the backend (an ICMP echo: the pair).
+    const key = clientPort ? `${proto} ${clientIp}:${clientPort}` : `${proto} ${clientIp} ${serviceId ?? serverIp}`;
     let c = this.conns.get(key);
     if (!c) {
       c = {
@@ -279,10 +288,11 @@ export class ServiceMap {
       this.conns.set(key, c);
       this.evict();
     }
-    if (serverId && !c.server) {
-      c.server = serverId;
-      c.serverText = svc ? `${server!.text} via ${svc.namespace}/${svc.name}` : server!.text;
-    }
+    if (serviceId && !c.service) c.service = serviceId;
+    if (serverId && !c.server) c.server = serverId;
+    if (server && !c.backendText) c.backendText = server.text;
+    if (c.service && c.backendText) c.serverText = `${c.backendText} via ${c.service.slice("service:".length)}`;
+    else if (c.backendText) c.serverText = c.backendText;
     const flowName = r.ciliate?.flow_name;
     if (flowName) c.flowName = flowName;
     if (explanation) c.explanation = explanation;
@@ -296,14 +306,19 @@ export class ServiceMap {
       if (l7Request) c.l7Denied = f.Summary ?? "L7";
     }
     if (type === EVENT_POLICY_VERDICT || type === EVENT_L7) {
+      const rule = (direction: Direction, action: RuleRef["action"], policy: string) => {
+        if (!c!.rules.some((x) => x.direction === direction && x.action === action && x.policy === policy)) c!.rules.push({ direction, action, policy });
+      };
+      let named = false;
       for (const [k, direction, action] of POLICY_KEYS) {
         // ciliate's own references carry the rule index and element; Hubble's the object only.
         const refs = r.ciliate?.[k] ?? f[k] ?? [];
-        for (const p of refs) {
-          const policy = policyText(p);
-          if (!c.rules.some((x) => x.direction === direction && x.action === action && x.policy === policy)) c.rules.push({ direction, action, policy });
-        }
+        for (const p of refs) rule(direction, action, policyText(p));
+        named ||= refs.length > 0;
       }
+      // A verdict that names no policy (a datapath record carries the match, not the rule): its match type.
+      const direction = f.traffic_direction === "INGRESS" ? "ingress" : f.traffic_direction === "EGRESS" ? "egress" : undefined;
+      if (!named && type === EVENT_POLICY_VERDICT && direction && verdict !== "DROPPED") rule(direction, "allowed", `an ${MATCH_TYPE_NAMES[f.policy_match_type ?? 0] ?? "unknown"} match (the flow names no policy)`);
     }
     if (type === EVENT_L7 && f.Summary) c.l7.push(f.Summary);
     if (c.events.length < this.maxEvents) c.events.push(compactLine(flowEventOfHubble(f, r.node_name, r.time)));

@@ -7,7 +7,7 @@
 import type { TraceRecord } from "./codecs.gen.ts";
 import * as C from "./constants.gen.ts";
 import { dropReasonHubble, dropReasonText } from "./drop-reasons.gen.ts";
-import { EVENT_DROP, EVENT_POLICY_VERDICT, EVENT_TRACE, identityText, MATCH_TYPE_NAMES, tcpFlagNames, type FlowEndpoint, type FlowEvent, type Verdict } from "./flows.ts";
+import { EVENT_DROP, EVENT_POLICY_VERDICT, EVENT_TRACE, identityText, MATCH_TYPE_NAMES, tcpFlagNames, type FlowEndpoint, type FlowEvent, type PolicyRef, type Verdict } from "./flows.ts";
 import { formatAddr } from "./ip.ts";
 
 const OBS: Record<number, string> = {
@@ -23,6 +23,15 @@ export interface FlowNames {
   podByIp: Map<string, { namespace: string; name: string; labels: Record<string, string> }>;
   identityLabels: Map<number, string[]>;
   nodeName: string;
+  /** Services by frontend (`10.96.0.10:80`, `[fd00::10]:80`): a flow the node translated names its service. */
+  serviceByFrontend?: Map<string, { namespace: string; name: string }>;
+  /** The rules behind each Policy entry cookie: a policy verdict names the rule that decided it. */
+  policyByCookie?: Map<number, PolicyRef[]>;
+}
+
+/** The key of a frontend in FlowNames.serviceByFrontend. */
+export function serviceFrontendKey(ip: string, port: number): string {
+  return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
 /** A TraceRecord from the ring buffer as a Hubble flow. */
@@ -55,6 +64,11 @@ export function flowOf(t: TraceRecord, names: FlowNames, now = new Date()): Flow
   const direction = ingress ? "INGRESS" : "EGRESS";
   const event = dropped ? "policy-verdict:none" : policyVerdict ? `policy-verdict:${MATCH_TYPE_NAMES[matchType] ?? "none"} ${direction}` : (OBS[t.obsPoint] ?? "trace");
   const flags = "TCP" in l4 ? tcpFlagNames(t.tcpFlags).join(", ") : "";
+  // The destination before translation (the VIP), when it is a service frontend: Hubble's destination_service.
+  const service = reply ? undefined : names.serviceByFrontend?.get(serviceFrontendKey(formatAddr(t.origDaddr, v), t.origDport));
+  // The rules behind the deciding entry's cookie (Hubble's *_allowed_by / *_denied_by of a policy verdict).
+  const refs = policyVerdict || (dropped && checked) ? (names.policyByCookie?.get(ingress ? t.ingressCookie : t.egressCookie) ?? []) : [];
+  const refsKey = `${ingress ? "ingress" : "egress"}_${dropped ? "denied" : "allowed"}_by` as const;
   return {
     time: now.toISOString(),
     verdict,
@@ -70,6 +84,8 @@ export function flowOf(t: TraceRecord, names: FlowNames, now = new Date()): Flow
     trace_observation_point: (OBS[t.obsPoint] ?? "unknown").toUpperCase().replace(/-/g, "_"),
     ...(policyVerdict ? { policy_match_type: matchType } : {}),
     is_reply: reply,
+    ...(service ? { destination_service: { name: service.name, namespace: service.namespace } } : {}),
+    ...(refs.length ? { [refsKey]: refs } : {}),
     Summary: dropped ? `${flags ? `${flags} ` : ""}${dropReasonText(t.dropReason)}` : flags ? `TCP Flags: ${flags}` : proto === 17 ? "UDP" : `proto ${proto}`,
     event: dropped ? "drop" : event,
     src_port: t.sport,

@@ -8,13 +8,12 @@
  */
 import type { Command } from "commander";
 import { request } from "node:http";
-import type * as grpc from "@grpc/grpc-js";
 import { compactLine, jsonLine, type FlowEvent } from "../../host/flows.ts";
-import { flowEventOfHubble, type HubbleFlowJson } from "../../host/hubble-flow-event.ts";
+import { flowEventOfHubble } from "../../host/hubble-flow-event.ts";
 import { DEFAULT_SOCKET } from "../../agent/defaults.ts";
 import { matches } from "../../agent/flows.ts";
 import { targetProblem } from "../../agent/grpc-target.ts";
-import type { ObserverClient } from "../../agent/relay-peers.ts";
+import { ObserverCallError, streamFlows, type FlowsResponseJson } from "../../agent/observer-client.ts";
 import { outputOf, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
@@ -123,22 +122,10 @@ function flowsRequest(q: Query): Record<string, unknown> {
   return { whitelist, follow: q.follow, ...(q.last ? { number: q.last } : q.follow ? { since: { seconds: 0 } } : {}) };
 }
 
-interface FlowsResponseJson {
-  flow?: HubbleFlowJson;
-  node_name?: string;
-  time?: string;
-  node_status?: { state_change?: string; node_names?: string[]; message?: string };
-}
-
 /** `observe --server`: the flows of a Hubble Observer API, printed as from the agent's flow API. */
 async function observeServer(target: string, q: Query, fmt: string, out: Out, err: Out): Promise<number> {
   const problem = targetProblem(target, "--server");
   if (problem) throw new CliError(problem, "BAD_OPTION");
-  // Loaded on use: every other command starts without gRPC.
-  const [grpcJs, { LOADER_OPTIONS, loadObserverPackage }] = await Promise.all([import("@grpc/grpc-js"), import("../../agent/observer-grpc.ts")]);
-  // proto3 JSON objects (RFC 3339 times, bare wrapper values): what `hubble observe -o json` prints.
-  const pkg = loadObserverPackage({ ...LOADER_OPTIONS, oneofs: false, json: true });
-  const client = new pkg.observer.Observer(target, grpcJs.credentials.createInsecure()) as unknown as ObserverClient;
   const print = (r: FlowsResponseJson) => {
     if (r.node_status) {
       // The relay says which nodes answer; one that does not is worth a line on stderr, never fatal.
@@ -152,24 +139,16 @@ async function observeServer(target: string, q: Query, fmt: string, out: Out, er
     if (!matches(flow, { ...(q.fromPod ? { fromPod: q.fromPod } : {}), ...(q.toPod ? { toPod: q.toPod } : {}) })) return;
     out(`${fmt === "json" ? JSON.stringify(r) : compactLine(flow)}\n`);
   };
+  const stream = await streamFlows(target, flowsRequest(q), print);
+  const forget = onInterrupt(q.follow, () => stream.cancel());
   try {
-    await new Promise<void>((resolve, reject) => {
-      const call = client.GetFlows!(flowsRequest(q)) as grpc.ClientReadableStream<FlowsResponseJson>;
-      const forget = onInterrupt(q.follow, () => call.cancel());
-      call.on("data", print);
-      call.on("end", () => {
-        forget();
-        resolve();
-      });
-      call.on("error", (e: grpc.ServiceError) => {
-        forget();
-        if (e.code === grpcJs.status.CANCELLED) resolve();
-        else if (e.code === grpcJs.status.UNAVAILABLE) reject(new CliError(`cannot reach the Hubble Observer API at ${target}: ${grpcDetails(e.details)}`, "OBSERVER_UNREACHABLE", "is `ciliate agent` or `ciliate relay` serving there? The agent's socket is root only"));
-        else reject(new CliError(`the Hubble Observer API at ${target} refused the request: ${grpcDetails(e.details)}`, "OBSERVER_ERROR"));
-      });
-    });
+    await stream.done;
+  } catch (e) {
+    if (!(e instanceof ObserverCallError)) throw e;
+    if (e.unreachable) throw new CliError(`cannot reach the Hubble Observer API at ${target}: ${grpcDetails(e.details)}`, "OBSERVER_UNREACHABLE", "is `ciliate agent` or `ciliate relay` serving there? (the agent's socket is root only)");
+    throw new CliError(`the Hubble Observer API at ${target} refused the request: ${grpcDetails(e.details)}`, "OBSERVER_ERROR");
   } finally {
-    client.close();
+    forget();
   }
   return 0;
 }

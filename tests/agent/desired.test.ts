@@ -43,6 +43,25 @@ describe("computeDesired", () => {
     expect(cfgOf(numbering()).traceSampleRate).toBe(0);
   });
 
+  it("says which rules every Policy entry's cookie stands for (what the agent's flows name), also after an incremental change", () => {
+    const n = numbering();
+    const eps: LocalEndpoint[] = [
+      { epId: 1, pod: "default/mmm", ip: "10.244.1.2", ifindex: 2 },
+      { epId: 2, pod: "default/zzz", ip: "10.244.1.3", ifindex: 3 },
+    ];
+    const check = (d: ReturnType<typeof desired>) => {
+      const cookies = [...d.maps.Policy.values()].map((e) => MAP_SPECS.Policy.value.decode(e.value).cookie).filter((c) => c !== 0);
+      expect(cookies.length).toBeGreaterThan(0);
+      for (const c of cookies) expect(d.provenanceByCookie.get(c)?.length, `cookie ${c}`).toBeGreaterThan(0);
+      return cookies.flatMap((c) => d.provenanceByCookie.get(c)!.map((p) => `${p.kind} ${p.namespace}/${p.name} ${p.element}`));
+    };
+    const a = desired(pod("mmm", "mmm") + pod("zzz", "zzz") + policy, eps, n);
+    expect(check(a)).toContain("CiliumNetworkPolicy default/p ingress[0]");
+    const b = computeDesired(parseManifestText(pod("mmm", "mmm") + pod("zzz", "zzz") + policy.replace("name: p,", "name: q,"), "test.yaml"), node, eps, n, { previous: a });
+    expect(check(b)).toContain("CiliumNetworkPolicy default/q ingress[0]");
+    expect(check(b)).not.toContain("CiliumNetworkPolicy default/p ingress[0]");
+  });
+
   it("gives an endpoint without a Pod manifest an identity of its own", () => {
     const d = desired("", [{ epId: 1, pod: "default/lonely", ip: "10.244.1.9", ifindex: 3 }], numbering());
     expect(d.podIdentity.get("default/lonely")).toBeGreaterThanOrEqual(256);

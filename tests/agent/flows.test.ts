@@ -3,7 +3,9 @@ import { describe, expect, it } from "vitest";
 import * as C from "../../host/constants.gen.ts";
 import { flowOf } from "../../host/trace-flow.ts";
 import { a16, flowNames, traceRecord } from "../helpers/flow-fixtures.ts";
-import { FlowStore, l7FlowOf, matches } from "../../agent/flows.ts";
+import { FlowStore, l7FlowOf, matches, namesFrom } from "../../agent/flows.ts";
+import type { DesiredState } from "../../agent/desired.ts";
+import type { TraceRecord } from "../../host/codecs.gen.ts";
 import type { L7FlowEvent } from "../../agent/proxy/types.ts";
 import { compactLine, jsonLine } from "../../host/flows.ts";
 
@@ -21,6 +23,35 @@ describe("flowOf", () => {
     const f = flowOf(record({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, ctState: C.CT_NEW, traceFlags: C.TRACE_F_INGRESS_CHECKED, ingressMatchType: 2, obsPoint: C.TRACE_TO_ENDPOINT }), names);
     expect(f.event_type.type).toBe(5);
     expect(compactLine(f)).toMatch(/default\/client:40000 \(ID:300\) -> default\/server:8080 \(ID:301\) policy-verdict:L3-L4 INGRESS ALLOWED/);
+  });
+
+  it("names the service a translated flow was sent to (destination_service), from the desired state's frontends", () => {
+    const desired = { cluster: { pods: [], services: [{ namespace: "default", name: "web", clusterIP: "10.96.0.10", externalIPs: ["192.0.2.10"], loadBalancerIPs: [], ports: [{ port: 80 }] }] }, podIdentity: new Map() } as unknown as DesiredState;
+    const withServices = { ...names, serviceByFrontend: namesFrom(desired, "node-1").serviceByFrontend };
+    const viaVip = (over: Partial<TraceRecord>) => flowOf(record({ hook: C.HOOK_FROM_ENDPOINT, obsPoint: C.TRACE_FROM_ENDPOINT, origDaddr: a16("10.96.0.10"), origDport: 80, ...over }), withServices);
+    expect(viaVip({}).destination_service).toEqual({ name: "web", namespace: "default" });
+    expect(JSON.parse(jsonLine(viaVip({}))).flow.destination_service).toEqual({ name: "web", namespace: "default" });
+    expect(viaVip({ origDaddr: a16("192.0.2.10") }).destination_service).toEqual({ name: "web", namespace: "default" });
+    // Another port of the VIP, an untranslated flow, and a reply name no service.
+    expect(viaVip({ origDport: 81 }).destination_service).toBeUndefined();
+    expect(viaVip({ origDaddr: a16("10.244.1.3"), origDport: 8080 }).destination_service).toBeUndefined();
+    expect(viaVip({ traceFlags: C.TRACE_F_REPLY }).destination_service).toBeUndefined();
+  });
+
+  it("names the rules behind the deciding entry's cookie (ingress_allowed_by, egress_denied_by), from the desired state", () => {
+    const rule1 = { kind: "CiliumNetworkPolicy", namespace: "default", name: "rule1", ruleIndex: 0, element: "ingress[0]", peer: "" };
+    const deny = { kind: "CiliumNetworkPolicy", namespace: "default", name: "lockdown", ruleIndex: 1, element: "egressDeny[0]", peer: "" };
+    const desired = { cluster: { pods: [], services: [] }, podIdentity: new Map(), provenanceByCookie: new Map([[7, [rule1]], [9, [deny]]]) } as unknown as DesiredState;
+    const withRules = { ...names, policyByCookie: namesFrom(desired, "node-1").policyByCookie };
+    const allowed = flowOf(record({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, ctState: C.CT_NEW, traceFlags: C.TRACE_F_INGRESS_CHECKED, ingressMatchType: 2, ingressCookie: 7, obsPoint: C.TRACE_TO_ENDPOINT }), withRules);
+    expect(allowed.ingress_allowed_by).toEqual([{ kind: "CiliumNetworkPolicy", namespace: "default", name: "rule1", rule_index: 0, element: "ingress[0]" }]);
+    expect(JSON.parse(jsonLine(allowed)).flow.ingress_allowed_by).toEqual([{ kind: "CiliumNetworkPolicy", namespace: "default", name: "rule1", labels: ["k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy", "k8s:io.cilium.k8s.policy.name=rule1", "k8s:io.cilium.k8s.policy.namespace=default"] }]);
+    const denied = flowOf(record({ verdict: C.CTX_ACT_DROP, dropReason: 181, hook: C.HOOK_FROM_ENDPOINT, traceFlags: C.TRACE_F_EGRESS_CHECKED, egressCookie: 9, obsPoint: C.TRACE_FROM_ENDPOINT }), withRules);
+    expect(denied.egress_denied_by?.map((r) => r.name)).toEqual(["lockdown"]);
+    // No cookie (default deny), an unknown cookie, and a trace of an established flow name no rule.
+    expect(flowOf(record({ verdict: C.CTX_ACT_DROP, dropReason: 133, hook: C.HOOK_TO_ENDPOINT, traceFlags: C.TRACE_F_INGRESS_CHECKED, obsPoint: C.TRACE_TO_ENDPOINT }), withRules).ingress_denied_by).toBeUndefined();
+    expect(flowOf(record({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, ctState: C.CT_NEW, traceFlags: C.TRACE_F_INGRESS_CHECKED, ingressCookie: 8, obsPoint: C.TRACE_TO_ENDPOINT }), withRules).ingress_allowed_by).toBeUndefined();
+    expect(flowOf(record({ verdict: C.CTX_ACT_OK, hook: C.HOOK_TO_ENDPOINT, ctState: C.CT_ESTABLISHED, ingressCookie: 7, obsPoint: C.TRACE_TO_ENDPOINT }), withRules).ingress_allowed_by).toBeUndefined();
   });
 
   it("names reserved identities of unknown addresses", () => {

@@ -4,7 +4,7 @@
 // block right after `<!-- output of: COMMAND -->` — the output must say what the docs say ("…" stands for
 // any text; JSON is compared field by field, each documented array element matching some actual one).
 // Every YAML manifest the docs show is valid. Skipped, each with its reason: the node side (agent, cni,
-// observe, relay: they need root, a node's interfaces and a running agent; tests/agent/ runs them end to end) and,
+// observe, relay, ui: they need root, a node's interfaces and a running agent; tests/agent/ runs them end to end) and,
 // outside CI only, the kernel engine without root/libbpf/bpffs.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
@@ -21,6 +21,7 @@ const NODE_SIDE: Record<string, string> = {
   cni: "is called by a container runtime with CNI_* variables, through a running agent (tests/agent/)",
   observe: "reads a running agent's flows (tests/agent/ runs it against one)",
   relay: "serves until stopped and connects to running agents' Observer APIs (tests/observe/relay.test.ts runs it)",
+  ui: "serves its page until stopped (tests/ui/service-map-browser.test.ts runs it in chromium)",
 };
 
 interface Example {

@@ -15,3 +15,10 @@ export function skipUnless(available: boolean, what: string): boolean {
   console.warn(`[skip] ${what} is not available`);
   return true;
 }
+
+/** Debian's chromium (apt package `chromium`), driven headless by the service map's browser test. */
+export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+export function hasChromium(): boolean {
+  return spawnSync(CHROMIUM, ["--version"], { stdio: "ignore" }).status === 0;
+}

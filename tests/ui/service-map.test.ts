@@ -111,6 +111,32 @@ describe("service map of Hubble flows", () => {
     expect(m.connections(g.edges[0]!.id)[0]!.decidedBy).toBe("ingress: denied by CiliumNetworkPolicy db/lockdown");
   });
 
+  it("one connection across two nodes: the service from the translating node, the backend and the drop from the other", () => {
+    const m = new ServiceMap();
+    const client = pod("default", "xwing", ["k8s:app.kubernetes.io/name=xwing"]);
+    const backend = pod("default", "deathstar-1", ["k8s:app.kubernetes.io/name=deathstar"]);
+    const svc = { destination_service: { name: "deathstar", namespace: "default" } };
+    m.add(hubble({ src: client, dst: { identity: 2, labels: ["reserved:world"] }, ip: ["10.0.0.1", "10.96.0.10"], extra: { ...svc, traffic_direction: "EGRESS", policy_match_type: 4 } }));
+    m.add(hubble({ src: client, dst: backend, ip: ["10.0.0.1", "10.0.1.7"], verdict: "DROPPED", type: 1, extra: { node_name: "node-2", drop_reason_desc: "POLICY_DENIED" } }));
+    const g = m.graph();
+    expect(g.nodes.map((n) => n.id)).toEqual(["service:default/deathstar", "workload:default/deathstar", "workload:default/xwing"]);
+    expect(g.edges.map((e) => [e.id, e.status])).toEqual([
+      ["service:default/deathstar->workload:default/deathstar", "dropped"],
+      ["workload:default/xwing->service:default/deathstar", "dropped"],
+    ]);
+    expect(m.connections("workload:default/xwing->service:default/deathstar")[0]!.server).toBe("default/deathstar-1 via default/deathstar");
+  });
+
+  it("a verdict that names no policy (an agent's datapath record) is told by its match type, egress first", () => {
+    const m = new ServiceMap();
+    const a = pod("default", "client-0");
+    const b = pod("default", "server-0");
+    m.add(hubble({ src: a, dst: b, extra: { traffic_direction: "INGRESS", policy_match_type: 2, node_name: "node-2" } }));
+    m.add(hubble({ src: a, dst: b, extra: { traffic_direction: "EGRESS", policy_match_type: 4 } }));
+    const [c] = m.connections("workload:default/client->workload:default/server");
+    expect(c!.decidedBy).toBe("egress: allowed by an all match (the flow names no policy); ingress: allowed by an L3-L4 match (the flow names no policy)");
+  });
+
   it("replies count on the connection they answer; entities are drawn by their reserved label", () => {
     const m = new ServiceMap();
     const web = pod("shop", "web-1", ["k8s:app.kubernetes.io/name=web"]);
