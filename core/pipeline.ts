@@ -48,7 +48,7 @@ import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CTX_ACT_TUNNEL, TRACE_TO_OV
   TRACE_F_SNAT, TRACE_F_REPLY, TRACE_F_AUDITED, POLICY_EGRESS, POLICY_INGRESS,
   SVC_F_ROUTABLE, CONFIG_F_EVENTS, CONFIG_F_EVENTS_ALL, HOOK_FROM_ENDPOINT, HOOK_TO_ENDPOINT,
   HOOK_FROM_NETWORK, HOOK_TO_NETWORK, MARK_MAGIC_FROM_INGRESS_PROXY, MARK_MAGIC_FROM_EGRESS_PROXY } from "./constants";
-import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID_SIP, DROP_IS_CLUSTER_IP, DROP_NO_CONFIG,
+import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID, DROP_INVALID_SIP, DROP_IS_CLUSTER_IP, DROP_NO_CONFIG,
   DROP_NO_SERVICE, DROP_UNKNOWN_L3, DROP_UNROUTABLE, DROP_PROXY_LOOKUP_FAILED } from "./drop-reasons";
 import { add64Local, memCopy, memFill, read8, read16, read32, write8, write16, write32 } from "./env";
 import { write16be } from "./bytes";
@@ -596,8 +596,11 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
  * nothing else — policy was the pod's fromEndpoint's — and never drops a packet it does not translate:
  * the device also carries the node's own traffic.
  * Outcomes:
- *   1. CTX_ACT_OK, untouched — no configuration, a packet the parser does not take (ARP, fragments, …),
+ *   1. CTX_ACT_OK, untouched — no configuration, a packet the parser does not take but that is well
+ *      formed (ARP and other ethertypes, fragments, IPv6 extension-header chains it does not follow, …),
  *      or one that is not masqueraded (core/nat.ts M1–M6).
+ *   1a. CTX_ACT_DROP, DROP_INVALID — a malformed L2/L3 header (truncated, wrong version or lengths), as
+ *      Cilium's cil_to_netdev drops what it cannot revalidate; the kernel never sends such a frame.
  *   2. CTX_ACT_OK, SNATed (TRACE_F_SNAT) — source = the node's IPv4 address and an allocated port or ICMP
  *      echo identifier (P1–P4); the mapping is kept in MapId.Snat (both directions) for fromNetwork's
  *      reverse SNAT (outcome 2a there).
@@ -611,6 +614,7 @@ export function toNetwork(pkt: Pkt, now: u32): u32 {
   const dir = METRIC_DIR_EGRESS;
   const info = stackAlloc(PACKET_INFO_SIZE);
   const err = enter(pkt, tr, cfg, info);
+  if (err == DROP_INVALID) return finish(tr, cfg, info, CTX_ACT_DROP, err, dir, TRACE_TO_NETWORK);
   if (err != 0) return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
   const family = read8(info + PACKET_INFO_FAMILY);
   if (tr != 0) {

@@ -2151,7 +2151,7 @@ static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info,
 	return !ciliate_ct_is_reply_to_ingress(info, now);
 }
 
-/* core/pipeline.ts:608 toNetwork */
+/* core/pipeline.ts:611 toNetwork */
 static __always_inline __u32 ciliate_to_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -2159,6 +2159,9 @@ static __always_inline __u32 ciliate_to_network(ciliate_ctx_t *pkt, __u32 now)
 	__u32 dir = CILIATE_METRIC_DIR_EGRESS;
 	__u8 *info = ciliate_scratch(1208, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
+	if (err == CILIATE_DROP_INVALID) {
+		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_DROP, err, dir, CILIATE_TRACE_TO_NETWORK);
+	}
 	if (err != 0) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}

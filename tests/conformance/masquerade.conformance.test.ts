@@ -197,12 +197,19 @@ for (const backend of backends) {
       const ar = dp.run("toNetwork", answer, { now: 101 });
       expect(ar.output).toEqual(answer);
       expect(dp.map(MAP_SPECS.Snat).count()).toBe(0);
-      // Not IP (ARP) and truncated frames pass untouched: the device also carries the node's traffic.
+      // Not IP (ARP) and a pod's fragment pass untouched: the device also carries the node's traffic.
       const arp = new Uint8Array(42);
       arp[12] = 0x08; arp[13] = 0x06;
       expect(dp.run("toNetwork", arp, { now: 100 }).verdict).toBe(C.CTX_ACT_OK);
+      const frag = buildFrame({ src: POD_A.ip, dst: WORLD_IP, proto: "UDP", sport: 40000, dport: 53, payload: new Uint8Array(16) });
+      frag[14 + 6] |= 0x20; // more fragments
+      const fr = dp.run("toNetwork", frag, { now: 100 });
+      expect([fr.verdict, fr.output]).toEqual([C.CTX_ACT_OK, frag]);
+      expect(dp.map(MAP_SPECS.Snat).count()).toBe(0);
+      // A malformed IPv4 header (total length beyond the frame) is dropped as invalid (1a).
       const cut = buildFrame(tcp(POD_A.ip, WORLD_IP, 40000)).slice(0, 40);
-      expect(dp.run("toNetwork", cut, { now: 100 }).verdict).toBe(C.CTX_ACT_OK);
+      const cr = dp.run("toNetwork", cut, { now: 100 });
+      expect([cr.verdict, cr.dropReason]).toEqual([C.CTX_ACT_DROP, C.DROP_INVALID]);
     });
 
     it("a reply for no mapping is not for a pod: fromNetwork hands it to the stack untouched", async () => {
