@@ -212,6 +212,19 @@ for (const backend of backends) {
       expect([cr.verdict, cr.dropReason]).toEqual([C.CTX_ACT_DROP, C.DROP_INVALID]);
     });
 
+    it("conntrack GC removes the SNAT mapping of a flow whose entry expired, and keeps the live flows' (wasm/js)", async () => {
+      const dp = await backend.create();
+      if (!("ctGc" in dp)) return; // the kernel engine's maps are reclaimed by LRU, as Cilium's without GC
+      masqNode(dp);
+      leave(dp, { src: POD_A.ip, dst: WORLD_IP, proto: "UDP", sport: 1234, dport: 53 }, 100); // lifetime 160
+      leave(dp, tcp(POD_B.ip, WORLD_IP, 40000, 80, TCP_FLAGS.ACK), 100); // TCP past the SYN: lifetime 8100
+      expect(dp.map(MAP_SPECS.Snat).count()).toBe(4);
+      const gc = (dp as unknown as { ctGc(now: number): number }).ctGc;
+      expect(gc.call(dp, 200)).toBe(1);
+      const left = [...dp.map(MAP_SPECS.Snat).entries()].map(([k]) => [formatAddr(k.saddr, 4), formatAddr(k.daddr, 4)].join(">")).sort();
+      expect(left).toEqual([`${POD_B.ip}>${WORLD_IP}`, `${WORLD_IP}>${NODE_IP}`]);
+    });
+
     it("a reply for no mapping is not for a pod: fromNetwork hands it to the stack untouched", async () => {
       const dp = await backend.create();
       masqNode(dp);
