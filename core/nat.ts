@@ -173,6 +173,21 @@ function snatTuple(info: usize, key: usize, dirFlag: u32): void {
   write8(key + CT_TUPLE_FAMILY, read8(info + PACKET_INFO_FAMILY));
 }
 
+/**
+ * Fills the zeroed `rkey` with the ingress key of a mapping from its egress key `okey` (the flow as it
+ * left): the reply as it arrives, {daddr = `toAddr` (16 bytes), saddr = the peer, dport = `toPort` (host
+ * order), sport = the peer's port, TUPLE_F_IN}. Used here and by the host-side conntrack GC.
+ */
+export function snatReplyKey(rkey: usize, okey: usize, toAddr: usize, toPort: u32): void {
+  memCopy(rkey + CT_TUPLE_DADDR, toAddr, 16);
+  memCopy(rkey + CT_TUPLE_SADDR, okey + CT_TUPLE_DADDR, 16);
+  write16be(rkey + CT_TUPLE_DPORT_BE, toPort);
+  write16(rkey + CT_TUPLE_SPORT_BE, read16(okey + CT_TUPLE_DPORT_BE));
+  write8(rkey + CT_TUPLE_NEXTHDR, read8(okey + CT_TUPLE_NEXTHDR));
+  write8(rkey + CT_TUPLE_FLAGS, TUPLE_F_IN);
+  write8(rkey + CT_TUPLE_FAMILY, read8(okey + CT_TUPLE_FAMILY));
+}
+
 /** Applies an SNAT value to the source (egress) or destination (ingress) of the packet. */
 function snatApply(pkt: Pkt, info: usize, v: usize, dst: bool): i32 {
   const addr = stackAlloc(16);
@@ -261,13 +276,10 @@ export function snatEgress(pkt: Pkt, info: usize, now: u32): i32 {
   if (sport >= minPort) cand = sport;
 
   // Reply key: {daddr = node IP, saddr = backend, dport = candidate, sport = backend port, TUPLE_F_IN}.
+  const nodeAddr = stackAlloc(16);
+  write32(nodeAddr, nodeIp);
   const rkey = stackAlloc(CT_TUPLE_SIZE);
-  write32(rkey + CT_TUPLE_DADDR, nodeIp);
-  memCopy(rkey + CT_TUPLE_SADDR, info + PACKET_INFO_DADDR, 16);
-  write16be(rkey + CT_TUPLE_SPORT_BE, dport);
-  write8(rkey + CT_TUPLE_NEXTHDR, nexthdr);
-  write8(rkey + CT_TUPLE_FLAGS, TUPLE_F_IN);
-  write8(rkey + CT_TUPLE_FAMILY, FAMILY_IPV4);
+  snatReplyKey(rkey, okey, nodeAddr, 0);
   const rval = stackAlloc(SNAT_VALUE_SIZE);
   memCopy(rval + SNAT_VALUE_TO_ADDR, info + PACKET_INFO_SADDR, 16);
   write16be(rval + SNAT_VALUE_TO_PORT_BE, sport);

@@ -71,7 +71,7 @@
 #define CILIATE_TUNNEL_KEY_REMOTE __builtin_offsetof(struct tunnel_key, remote) /* TunnelKey.remote (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 1384
+#define CILIATE_SCRATCH_SIZE 1400
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -1871,7 +1871,7 @@ static __always_inline __s32 ciliate_nat_rewrite_icmp_id(ciliate_ctx_t *pkt, __u
 	return 0;
 }
 
-/* core/nat.ts:177 snatApply */
+/* core/nat.ts:192 snatApply */
 static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, __u8 *v, bool dst)
 {
 	__u8 *addr = ciliate_scratch(1064, 16);
@@ -1887,7 +1887,7 @@ static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, 
 	return ciliate_nat_rewrite_port(pkt, info, dst, port);
 }
 
-/* core/nat.ts:309 snatRevIngress */
+/* core/nat.ts:321 snatRevIngress */
 static __always_inline __s32 ciliate_snat_rev_ingress(ciliate_ctx_t *pkt, __u8 *info)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -1917,7 +1917,19 @@ static __always_inline bool ciliate_snat_proto(__u8 *info, __u32 echo_type)
 	return (nexthdr == CILIATE_IPPROTO_ICMP) && ((__u32)((struct packet_info *)info)->icmp_type == echo_type);
 }
 
-/* core/nat.ts:239 snatEgress */
+/* core/nat.ts:181 snatReplyKey */
+static __always_inline void ciliate_snat_reply_key(__u8 *rkey, __u8 *okey, __u8 *to_addr, __u32 to_port)
+{
+	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_DADDR, to_addr, 16);
+	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_SADDR, okey + CILIATE_CT_TUPLE_DADDR, 16);
+	ciliate_write16be(rkey + CILIATE_CT_TUPLE_DPORT_BE, to_port);
+	((struct ct_tuple *)rkey)->sport_be = (__u16)(__u32)((struct ct_tuple *)okey)->dport_be;
+	((struct ct_tuple *)rkey)->nexthdr = (__u8)(__u32)((struct ct_tuple *)okey)->nexthdr;
+	((struct ct_tuple *)rkey)->flags = (__u8)CILIATE_TUPLE_F_IN;
+	((struct ct_tuple *)rkey)->family = (__u8)(__u32)((struct ct_tuple *)okey)->family;
+}
+
+/* core/nat.ts:254 snatEgress */
 static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info, __u32 now)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -1950,14 +1962,11 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	if (sport >= min_port) {
 		cand = sport;
 	}
-	__u8 *rkey = ciliate_scratch(1120, sizeof(struct ct_tuple));
-	*(__u32 *)(rkey + CILIATE_CT_TUPLE_DADDR) = node_ip;
-	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
-	ciliate_write16be(rkey + CILIATE_CT_TUPLE_SPORT_BE, dport);
-	((struct ct_tuple *)rkey)->nexthdr = (__u8)nexthdr;
-	((struct ct_tuple *)rkey)->flags = (__u8)CILIATE_TUPLE_F_IN;
-	((struct ct_tuple *)rkey)->family = (__u8)CILIATE_FAMILY_IPV4;
-	__u8 *rval = ciliate_scratch(1160, sizeof(struct snat_value));
+	__u8 *node_addr = ciliate_scratch(1120, 16);
+	*(__u32 *)node_addr = node_ip;
+	__u8 *rkey = ciliate_scratch(1136, sizeof(struct ct_tuple));
+	ciliate_snat_reply_key(rkey, okey, node_addr, 0);
+	__u8 *rval = ciliate_scratch(1176, sizeof(struct snat_value));
 	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
 	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1974,7 +1983,7 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	if (!found) {
 		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
 	}
-	__u8 *oval = ciliate_scratch(1184, sizeof(struct snat_value));
+	__u8 *oval = ciliate_scratch(1200, sizeof(struct snat_value));
 	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
 	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
 	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -2085,7 +2094,7 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 }
 
-/* core/nat.ts:188 snatExcluded */
+/* core/nat.ts:203 snatExcluded */
 static __always_inline bool ciliate_snat_excluded(__u8 *cfg, __u32 daddr)
 {
 	__u32 plen = (__u32)((struct config_value *)cfg)->snat_exclusion_prefix_len;
@@ -2101,7 +2110,7 @@ static __always_inline bool ciliate_snat_excluded(__u8 *cfg, __u32 daddr)
 	return (a & mask) == (b & mask);
 }
 
-/* core/nat.ts:199 identityIsOutside */
+/* core/nat.ts:214 identityIsOutside */
 static __always_inline bool ciliate_identity_is_outside(__u8 *cfg, __u32 id)
 {
 	if ((id == CILIATE_ID_WORLD) || (id == CILIATE_ID_WORLD_IPV4) || (id == ((struct config_value *)cfg)->world_ipv4_identity)) {
@@ -2116,8 +2125,8 @@ static __always_inline bool ciliate_ct_is_reply_to_ingress(__u8 *info, __u32 now
 	if (ciliate_is_icmp_error(info)) {
 		return false;
 	}
-	__u8 *tuple = ciliate_scratch(1304, sizeof(struct ct_tuple));
-	__u8 *key = ciliate_scratch(1344, sizeof(struct ct_tuple));
+	__u8 *tuple = ciliate_scratch(1320, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1360, sizeof(struct ct_tuple));
 	if ((tuple == 0) || (key == 0)) {
 		return false;
 	}
@@ -2126,7 +2135,7 @@ static __always_inline bool ciliate_ct_is_reply_to_ingress(__u8 *info, __u32 now
 	return ciliate_live_entry(key, now) != 0;
 }
 
-/* core/nat.ts:209 snatNeedsMasquerade */
+/* core/nat.ts:224 snatNeedsMasquerade */
 static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info, __u32 now)
 {
 	if ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_MASQUERADE) == 0) {
@@ -2157,7 +2166,7 @@ static __always_inline __u32 ciliate_to_network(ciliate_ctx_t *pkt, __u32 now)
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_EGRESS;
-	__u8 *info = ciliate_scratch(1208, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(1224, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err == CILIATE_DROP_INVALID) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_DROP, err, dir, CILIATE_TRACE_TO_NETWORK);

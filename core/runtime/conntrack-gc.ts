@@ -8,10 +8,11 @@
  * translates this file; the host ABI (core/runtime/abi.ts) exports ctGc. Expiry uses the same rule as
  * ctLookup: an entry is dead when lifetime < now.
  */
-import { MapId, CT_ENTRY_LIFETIME, CT_TUPLE_SIZE, CT_TUPLE_DADDR, CT_TUPLE_SADDR, CT_TUPLE_DPORT_BE, CT_TUPLE_SPORT_BE,
-  CT_TUPLE_NEXTHDR, CT_TUPLE_FLAGS, CT_TUPLE_FAMILY, SNAT_VALUE_TO_ADDR, SNAT_VALUE_TO_PORT_BE } from "../gen/layout";
+import { MapId, CT_ENTRY_LIFETIME, CT_TUPLE_SIZE, CT_TUPLE_FLAGS, SNAT_VALUE_TO_ADDR, SNAT_VALUE_TO_PORT_BE } from "../gen/layout";
 import { TUPLE_F_IN, TUPLE_F_SERVICE } from "../constants";
-import { memCopy, read8, read16, read32, write8, write16 } from "../env";
+import { memCopy, read8, read32 } from "../env";
+import { read16be } from "../bytes";
+import { snatReplyKey } from "../nat";
 import { mapDelete, mapLookup, mapNextKey } from "../maps";
 import { stackAlloc } from "../alloc";
 
@@ -25,15 +26,7 @@ function snatPurge(key: usize): void {
   if (v == 0) return;
   const rkey = stackAlloc(CT_TUPLE_SIZE);
   if (rkey == 0) return;
-  // The reply as it arrives: {daddr = the SNAT address, saddr = the peer, dport = the allocated port,
-  // sport = the peer's port, TUPLE_F_IN} (core/nat.ts).
-  memCopy(rkey + CT_TUPLE_DADDR, v + SNAT_VALUE_TO_ADDR, 16);
-  memCopy(rkey + CT_TUPLE_SADDR, key + CT_TUPLE_DADDR, 16);
-  write16(rkey + CT_TUPLE_DPORT_BE, read16(v + SNAT_VALUE_TO_PORT_BE));
-  write16(rkey + CT_TUPLE_SPORT_BE, read16(key + CT_TUPLE_DPORT_BE));
-  write8(rkey + CT_TUPLE_NEXTHDR, read8(key + CT_TUPLE_NEXTHDR));
-  write8(rkey + CT_TUPLE_FLAGS, TUPLE_F_IN);
-  write8(rkey + CT_TUPLE_FAMILY, read8(key + CT_TUPLE_FAMILY));
+  snatReplyKey(rkey, key, v + SNAT_VALUE_TO_ADDR, read16be(v + SNAT_VALUE_TO_PORT_BE));
   mapDelete(MapId.Snat, rkey);
   mapDelete(MapId.Snat, key);
 }
