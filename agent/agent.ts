@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
-import { attachTc, attachXdp, BpfObject, netnsPath, type BpfProgram, type RawMap } from "../datapath/index.ts";
+import { attachTc, attachXdp, BpfObject, netnsPath, tcQuery, TcAttachment, type BpfProgram, type RawMap } from "../datapath/index.ts";
 import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY } from "../datapath/endpoint-link.ts";
 import { DEFAULT_FQDN_MIN_TTL, FqdnCache, type CompiledPolicy, type ManifestObject } from "../policy/index.ts";
 import type { BuildOptions } from "../node/cluster.ts";
@@ -78,6 +78,13 @@ export interface AgentOptions {
   routingMode?: RoutingMode;
   /** With routing mode tunnel: vxlan (default) or geneve. */
   tunnelProtocol?: TunnelProtocol;
+  /**
+   * BPF masquerading (Cilium's enable-bpf-masquerade): to_network at the tc egress of every device SNATs
+   * pod traffic leaving the cluster to `nodeIp` (core/nat.ts M1–M6), except to `nativeRoutingCidr`
+   * (ipv4-native-routing-cidr); from_network at their ingress restores the replies. Needs `devices`.
+   * Absent: no masquerading, and a to_network an earlier run left on a device is removed.
+   */
+  masquerade?: { nativeRoutingCidr?: string };
   /**
    * Cluster-wide identities (kvstore or crd mode), already started. Without it the agent numbers label
    * sets itself (local mode): stable on this node, not agreed with other nodes.
@@ -203,6 +210,17 @@ export class Agent {
       for (const dev of opts.devices ?? []) attachXdp(prog, { ifname: dev, mode: "drv", replace: true });
     } else {
       for (const dev of opts.devices ?? []) attachTc(this.progs.network, { ifname: dev, direction: "ingress", replace: true });
+    }
+    // Masquerading: to_network at each device's egress (a no-op until the first reconcile sets
+    // CONFIG_F_MASQUERADE); without it, a to_network an earlier run left goes.
+    for (const dev of opts.devices ?? []) {
+      if (opts.masquerade) {
+        attachTc(this.obj.program("to_network"), { ifname: dev, direction: "egress", replace: true });
+        this.log("info", `masquerade: to_network at ${dev} egress, pod traffic leaving the cluster is SNATed to ${opts.nodeIp}${opts.masquerade.nativeRoutingCidr ? ` (not to ${opts.masquerade.nativeRoutingCidr})` : ""}`);
+      } else if (tcQuery({ ifname: dev, direction: "egress" }) !== undefined) {
+        new TcAttachment(linkShow(dev)!.ifindex, "egress", 1, 1, 0).detach();
+        this.log("info", `masquerade: off; removed the to_network filter at ${dev} egress`);
+      }
     }
     // The device and from_overlay before any endpoint or map: the first reconcile writes its ifindex.
     if (overlayPlan) {
@@ -396,7 +414,7 @@ export class Agent {
     // After a restart the previous policy is what the pinned map holds.
     const previous = this.lastDesired ?? { maps: { Policy: readContents(this.rawMap("Policy")) } };
     const tunnel = this.overlay ? { protocol: this.overlay.protocol, ifindex: this.overlay.ifindex } : undefined;
-    return { ...this.opts.buildOptions, policyMapMax: this.opts.policyMapMax, previous, fqdn: this.fqdn.state(fqdnNow()), tunnel };
+    return { ...this.opts.buildOptions, policyMapMax: this.opts.policyMapMax, previous, fqdn: this.fqdn.state(fqdnNow()), tunnel, masquerade: this.opts.masquerade };
   }
 
   /** A reconcile soon, coalescing bursts of allocations and watch events into one. */

@@ -180,6 +180,9 @@ export interface DesiredOptions extends BuildOptions {
   /** The node's overlay (routing mode tunnel): written into the Config map by node/desired.ts, as the
    * simulator writes it. Absent: no overlay. */
   tunnel?: NodeDesiredOptions["tunnel"];
+  /** BPF masquerading (--enable-bpf-masquerade, --ipv4-native-routing-cidr), written into the Config map
+   * by node/desired.ts. Absent: none. */
+  masquerade?: NodeDesiredOptions["masquerade"];
 }
 
 /**
@@ -259,7 +262,7 @@ interface NonPolicyInputs {
 }
 
 function nonPolicyInputs(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[], numbering: Numbering, opts: DesiredOptions): NonPolicyInputs {
-  const head = JSON.stringify([node, endpoints, opts.clusterName, opts.policyEnforcement, opts.pinned, opts.policyMapMax, numbering.eventsAll, numbering.traceSample, opts.tunnel]);
+  const head = JSON.stringify([node, endpoints, opts.clusterName, opts.policyEnforcement, opts.pinned, opts.policyMapMax, numbering.eventsAll, numbering.traceSample, opts.tunnel, opts.masquerade]);
   return { head, objects: objects.filter((o) => !POLICY_KIND_SET.has(o.kind)) };
 }
 
@@ -352,7 +355,7 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
       revNat: (f) => numbering.revNat.get(frontendKey(f)),
       cookie,
     };
-    const entries = desiredMaps(cluster, policy, lb, node.name, nodeNumbering, wasmMaglevBuilder, { events: true, eventsAll: numbering.eventsAll, traceSampleRate: numbering.traceSample, tunnel: opts.tunnel });
+    const entries = desiredMaps(cluster, policy, lb, node.name, nodeNumbering, wasmMaglevBuilder, { events: true, eventsAll: numbering.eventsAll, traceSampleRate: numbering.traceSample, tunnel: opts.tunnel, masquerade: opts.masquerade });
     maps = {} as Record<ManagedMap, MapContents>;
     for (const name of MANAGED_MAPS) {
       const spec = MAP_SPECS[name] as MapSpec;

@@ -10,6 +10,7 @@ import { endpointRefOf, type BuildOptions, type EndpointRefSpec, type FlowProtoc
 import { loadManifests } from "../sim/manifests.ts";
 import { Simulation } from "../sim/simulator.ts";
 import { CliError } from "./errors.ts";
+import { parseIpv4Cidr } from "../host/ip.ts";
 
 export { loadFrom, type Loaded };
 
@@ -22,6 +23,8 @@ export interface GlobalOptions {
   strict?: boolean;
   tunnelProtocol?: "vxlan" | "geneve" | "disabled";
   tofqdnsMinTtl?: string;
+  enableBpfMasquerade?: boolean;
+  ipv4NativeRoutingCidr?: string;
 }
 
 /**
@@ -99,7 +102,8 @@ export async function simulation(l: Loaded, g: GlobalOptions): Promise<Simulatio
   const engine = engineOf(g);
   const tunnel = g.tunnelProtocol ?? "vxlan";
   const fqdnMinTtl = fqdnMinTtlOf(g);
-  if (engine !== "kernel") return Simulation.create(l.cluster, l.policy, { engine, tunnel, fqdnMinTtl });
+  const masquerade = masqueradeOption(g);
+  if (engine !== "kernel") return Simulation.create(l.cluster, l.policy, { engine, tunnel, fqdnMinTtl, masquerade });
   const { preflight } = await import("../datapath/preflight.ts");
   const report = preflight(["root", "libbpf", "bpffs"]);
   if (!report.ok) throw new CliError(`the kernel engine cannot run here: ${report.missing}`, "ENGINE_UNAVAILABLE", "use --engine wasm or --engine js");
@@ -108,7 +112,23 @@ export async function simulation(l: Loaded, g: GlobalOptions): Promise<Simulatio
   if (!existsSync(KERNEL_OBJECT)) throw new CliError(`the kernel build of core is missing (${KERNEL_OBJECT})`, "ENGINE_NOT_BUILT", "run `npm run build` (needs clang)");
   // Small maps: a simulated node holds a few thousand entries at most, and every node loads its own object.
   const capacities = { ct: 65536, snat: 16384, ipcache: 65536, lb_maglev: 262144, policy: 65536 };
-  return Simulation.create(l.cluster, l.policy, { engine: "wasm", engineName: "kernel", tunnel, fqdnMinTtl, createDatapath: async () => new KernelDatapath({ capacities }) });
+  return Simulation.create(l.cluster, l.policy, { engine: "wasm", engineName: "kernel", tunnel, fqdnMinTtl, masquerade, createDatapath: async () => new KernelDatapath({ capacities }) });
+}
+
+/**
+ * --enable-bpf-masquerade and --ipv4-native-routing-cidr (global: the simulator's nodes and the agent take
+ * them alike): the masquerade option, or undefined when off. A bad CIDR is a CliError.
+ */
+export function masqueradeOption(g: GlobalOptions): { nativeRoutingCidr?: string } | undefined {
+  if (g.ipv4NativeRoutingCidr !== undefined) {
+    try {
+      parseIpv4Cidr(g.ipv4NativeRoutingCidr);
+    } catch (e) {
+      throw new CliError(`invalid --ipv4-native-routing-cidr: ${(e as Error).message}`, "BAD_OPTION", "an IPv4 CIDR such as 10.244.0.0/16");
+    }
+  }
+  if (!g.enableBpfMasquerade) return undefined;
+  return g.ipv4NativeRoutingCidr === undefined ? {} : { nativeRoutingCidr: g.ipv4NativeRoutingCidr };
 }
 
 /** `80/TCP`, `53/udp`, `8080` (TCP), `8/ICMP` (ICMP type 8). */

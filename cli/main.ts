@@ -37,6 +37,8 @@ export function buildProgram(): Command {
     .addOption(new Option("--policy-enforcement <mode>", "policy enforcement mode (overrides the Config document)").choices(["default", "always", "never"]))
     .option("--tofqdns-min-ttl <seconds>", "keep what DNS answers teach toFQDNs at least this long, as the agent's DNS proxy (Cilium's tofqdns-min-ttl; default 0: each answer's TTL)")
     .addOption(new Option("--tunnel-protocol <protocol>", "overlay between the simulated nodes (Cilium's tunnel-protocol; disabled: no encapsulation, the receiver looks the source identity up)").choices(["vxlan", "geneve", "disabled"]).default("vxlan"))
+    .option("--enable-bpf-masquerade", "masquerade pod traffic leaving the cluster to the node's address (BPF SNAT at the node device's egress; Cilium's enable-bpf-masquerade)")
+    .option("--ipv4-native-routing-cidr <cidr>", "with --enable-bpf-masquerade: destinations in this CIDR are never masqueraded (Cilium's ipv4-native-routing-cidr)")
     .option("--strict", "treat warnings (parts of a policy that would not be enforced, deprecated forms) as errors")
     .exitOverride()
     .configureOutput({ outputError: (s, write) => write(usageLine(s)) });

@@ -325,6 +325,22 @@ export function ctLookup(tuple: usize, info: usize, now: u32, state: usize): u32
 }
 
 /**
+ * Whether the packet `info` answers a connection opened towards a local endpoint: its reversed tuple has a
+ * live TUPLE_F_IN entry (the kind toEndpoint creates), looked at without updating it (Cilium ct_is_reply4,
+ * used by bpf/lib/nat.h snat_v4_needs_masquerade). ICMP errors are never replies here.
+ * Outcomes: true / false.
+ */
+export function ctIsReplyToIngress(info: usize, now: u32): bool {
+  if (isIcmpError(info)) return false;
+  const tuple = stackAlloc(CT_TUPLE_SIZE);
+  const key = stackAlloc(CT_TUPLE_SIZE);
+  if (tuple == 0 || key == 0) return false;
+  ctBuildTuple(info, tuple);
+  tupleKey(key, tuple, true, TUPLE_F_IN);
+  return liveEntry(key, now) != 0;
+}
+
+/**
  * Creates (or replaces, BPF_ANY) the entry for `tuple` from the packet `info` that opened the flow, at
  * time `now`, recording the source identity, the service's reverse-NAT index, the chosen backend and
  * the L7 proxy port (host order, 0 none; non-zero also sets CT_F_PROXY_REDIRECT). The initial lifetime

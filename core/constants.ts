@@ -50,6 +50,8 @@ export const ID_KUBE_APISERVER: u32 = 7;
 export const ID_INGRESS: u32 = 8;
 export const ID_WORLD_IPV4: u32 = 9;
 export const ID_WORLD_IPV6: u32 = 10;
+/** Node-local identity scope (CIDR identities, pkg/identity/numericidentity.go IdentityScopeLocal): bits 24–31 = 1. */
+export const ID_SCOPE_LOCAL: u32 = 1;
 
 // CONFIG_F_* (ConfigValue.flags).
 export const CONFIG_F_ENABLE_ICMP_RULE: u32 = 0x1;
@@ -61,6 +63,9 @@ export const CONFIG_F_EVENTS: u32 = 0x8;
 export const CONFIG_F_EVENTS_ALL: u32 = 0x10;
 /** Track and apply policy to VRRP and IGMP (Cilium's enable-extended-ip-protocols); without it they drop 137. */
 export const CONFIG_F_EXTENDED_IP_PROTOCOLS: u32 = 0x20;
+/** BPF masquerading (Cilium's enable-bpf-masquerade): toNetwork SNATs pod traffic leaving the cluster to
+ * ConfigValue.nodeIpv4Be (core/nat.ts M1–M6). */
+export const CONFIG_F_MASQUERADE: u32 = 0x40;
 
 // Policy map (Cilium bpf/lib/policy.h, struct policy_key): prefix bits after prefixlen that are always
 // exact, and the maximum.
@@ -149,6 +154,7 @@ export const HOOK_FROM_ENDPOINT: u32 = 1;
 export const HOOK_TO_ENDPOINT: u32 = 2;
 export const HOOK_FROM_NETWORK: u32 = 3;
 export const HOOK_FROM_OVERLAY: u32 = 4;
+export const HOOK_TO_NETWORK: u32 = 5;
 
 // IpcacheValue.flags (Cilium struct remote_endpoint_info's flag bits, bpf/lib/eps.h).
 export const IPCACHE_F_SKIP_TUNNEL: u32 = 0x1;

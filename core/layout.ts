@@ -103,8 +103,11 @@ export class ConfigValue {
   tunnelIfindex: u32;
   /** TUNNEL_PROTO_*: 0 = no overlay (packets to remote pods are routed natively), VXLAN or Geneve. */
   tunnelProtocol: u8;
-  padT0: u8;
+  /** Masquerade exclusion (Cilium's ipv4-native-routing-cidr, IPV4_SNAT_EXCLUSION_DST_CIDR): destinations
+   * inside snatExclusionIpv4Be/snatExclusionPrefixLen are never masqueraded; prefix length 0 = none. */
+  snatExclusionPrefixLen: u8;
   padT1: u16;
+  snatExclusionIpv4Be: u32;
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -378,7 +381,7 @@ export class TraceRecord {
   tcpFlags: u8;
   /** Frame length in bytes. */
   len: u32;
-  /** Which entry point ran: HOOK_FROM_ENDPOINT 1, HOOK_TO_ENDPOINT 2, HOOK_FROM_NETWORK 3. */
+  /** Which entry point ran: HOOK_FROM_ENDPOINT 1, HOOK_TO_ENDPOINT 2, HOOK_FROM_NETWORK 3, HOOK_TO_NETWORK 5. */
   hook: u8;
   icmpType: u8;
   pad2: u16;

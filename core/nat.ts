@@ -24,6 +24,27 @@
  *       and the kernel allocate the same port for the same packet and map state.
  *   P4. A candidate is free when its ingress key can be inserted with BPF_NOEXIST; then the egress
  *       entry is written. None free → DROP_NAT_NO_MAPPING.
+ * ICMP echo: the identifier plays the source port (request sport, reply dport; core/packet.ts), so an
+ * echo request gets an identifier from the same range by P1–P4 and its reply is restored by it (Cilium
+ * snat_v4_nat / snat_v4_rev_nat, case IPPROTO_ICMP); the ICMP checksum covers no pseudo-header.
+ *
+ * Masquerading (BPF SNAT of pod traffic leaving the cluster; Cilium bpf/lib/nat.h snat_v4_needs_masquerade,
+ * called from bpf/bpf_host.c cil_to_netdev), decided by snatNeedsMasquerade and done by snatEgress with
+ * the same map and rules P1–P4; replies are restored by snatRevIngress in fromNetwork. Numbered once:
+ *   M1. Only with CONFIG_F_MASQUERADE and a node IPv4 address (ConfigValue.nodeIpv4Be): the masquerade
+ *       address (Cilium's IPV4_MASQUERADE). IPv4 only.
+ *   M2. Only TCP, UDP and ICMP echo requests; any other protocol or ICMP type leaves untranslated (Cilium
+ *       punts unknown protocols and echo replies to the stack; ICMP errors are issue item 5).
+ *   M3. Only packets whose source is a local endpoint (Cilium's local_ep); the node's own traffic is
+ *       left alone.
+ *   M4. Not when the destination is inside the exclusion CIDR (ConfigValue.snatExclusionIpv4Be /
+ *       snatExclusionPrefixLen: ipv4-native-routing-cidr, Cilium's IPV4_SNAT_EXCLUSION_DST_CIDR).
+ *   M5. Only when the destination is outside the cluster: its ipcache identity is world (2, 9, or the
+ *       configured world identity for a miss) or a node-local CIDR identity (scope 1 << 24). Pods,
+ *       hosts, remote nodes and the other reserved identities are the cluster (Cilium: no SNAT for
+ *       remote-node destinations and for destinations covered by the native-routing CIDR).
+ *   M6. Not a reply of a connection the outside opened: a live conntrack entry for the reverse flow
+ *       made by toEndpoint (TUPLE_F_IN) means the pod is answering (Cilium's is_reply check).
  */
 import { memCopy, read8, read16, read32, write8, write16, write32 } from "./env";
 import { read16be, read32be, write16be } from "./bytes";
@@ -32,15 +53,18 @@ import { mapDelete, mapLookup, mapUpdate } from "./maps";
 import { Pkt, pktHas, pktLoad16, pktLoad32, pktStore16, pktStore32, pktL3CsumReplace, pktL4CsumReplace,
   CSUM_F_MARK_MANGLED_0, CSUM_F_PSEUDO_HDR } from "./pkt";
 import { configGet } from "./config";
+import { ctIsReplyToIngress } from "./conntrack";
+import { endpointLookup, ipcacheIdentity } from "./ipcache";
 import { hashFromTupleV4 } from "./hash";
 import { MapId, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKET_INFO_L3_OFF, PACKET_INFO_L4_OFF,
   PACKET_INFO_L4_CSUM_OFF, PACKET_INFO_SPORT, PACKET_INFO_DPORT, PACKET_INFO_SADDR, PACKET_INFO_DADDR,
   CT_TUPLE_SIZE, CT_TUPLE_DADDR, CT_TUPLE_SADDR, CT_TUPLE_DPORT_BE, CT_TUPLE_SPORT_BE, CT_TUPLE_NEXTHDR,
   CT_TUPLE_FLAGS, CT_TUPLE_FAMILY, SNAT_VALUE_SIZE, SNAT_VALUE_TO_ADDR, SNAT_VALUE_TO_PORT_BE,
   SNAT_VALUE_FAMILY, SNAT_VALUE_CREATED, CONFIG_VALUE_NODE_IPV4_BE, CONFIG_VALUE_NODE_PORT_MAX,
-  CONFIG_VALUE_HASH_SEED } from "./gen/layout";
-import { FAMILY_IPV4, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, TUPLE_F_IN, TUPLE_F_OUT,
-  BPF_ANY, BPF_NOEXIST } from "./constants";
+  CONFIG_VALUE_HASH_SEED, CONFIG_VALUE_FLAGS, CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE, CONFIG_VALUE_SNAT_EXCLUSION_PREFIX_LEN,
+  CONFIG_VALUE_WORLD_IPV4_IDENTITY, PACKET_INFO_ICMP_TYPE } from "./gen/layout";
+import { FAMILY_IPV4, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, TUPLE_F_IN, TUPLE_F_OUT,
+  BPF_ANY, BPF_NOEXIST, ICMP_ECHO, ICMP_ECHOREPLY, CONFIG_F_MASQUERADE, ID_WORLD, ID_WORLD_IPV4, ID_SCOPE_LOCAL } from "./constants";
 import { DROP_CSUM_L3, DROP_CSUM_L4, DROP_WRITE_ERROR, DROP_NAT_NO_MAPPING, DROP_NAT_UNSUPP_PROTO,
   DROP_NO_CONFIG } from "./drop-reasons";
 
@@ -112,6 +136,32 @@ export function natRewritePort(pkt: Pkt, info: usize, dst: bool, port: u32): i32
   return 0;
 }
 
+/**
+ * Rewrites the identifier of an ICMPv4 echo request or reply to `id` (host order) with the ICMP checksum
+ * fix-up (no pseudo-header), and updates PacketInfo's port that carries it (request sport, reply dport).
+ * Returns 0, -DROP_WRITE_ERROR or -DROP_CSUM_L4.
+ */
+function natRewriteIcmpId(pkt: Pkt, info: usize, id: u32): i32 {
+  const off: u32 = read16(info + PACKET_INFO_L4_OFF) + 4;
+  if (!pktHas(pkt, off + 2)) return -(<i32>DROP_WRITE_ERROR);
+  const from = pktLoad16(pkt, off);
+  const to: u32 = id & 0xffff;
+  pktStore16(pkt, off, to);
+  if (pktL4CsumReplace(pkt, read16(info + PACKET_INFO_L4_CSUM_OFF), from, to, 2) < 0) return -(<i32>DROP_CSUM_L4);
+  const request = read8(info + PACKET_INFO_ICMP_TYPE) == ICMP_ECHO;
+  write16(info + (request ? PACKET_INFO_SPORT : PACKET_INFO_DPORT), to);
+  return 0;
+}
+
+/** True for the packets snatEgress / snatRevIngress translate: IPv4 TCP, UDP, and ICMP echo of the given
+ * type (ICMP_ECHO on the way out, ICMP_ECHOREPLY on the way back). */
+function snatProto(info: usize, echoType: u32): bool {
+  if (read8(info + PACKET_INFO_FAMILY) != FAMILY_IPV4) return false;
+  const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
+  if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP) return true;
+  return nexthdr == IPPROTO_ICMP && read8(info + PACKET_INFO_ICMP_TYPE) == echoType;
+}
+
 /** Fills `key` with the packet's tuple (as it travels) and the given direction flag. */
 function snatTuple(info: usize, key: usize, dirFlag: u32): void {
   memCopy(key + CT_TUPLE_DADDR, info + PACKET_INFO_DADDR, 16);
@@ -123,6 +173,21 @@ function snatTuple(info: usize, key: usize, dirFlag: u32): void {
   write8(key + CT_TUPLE_FAMILY, read8(info + PACKET_INFO_FAMILY));
 }
 
+/**
+ * Fills the zeroed `rkey` with the ingress key of a mapping from its egress key `okey` (the flow as it
+ * left): the reply as it arrives, {daddr = `toAddr` (16 bytes), saddr = the peer, dport = `toPort` (host
+ * order), sport = the peer's port, TUPLE_F_IN}. Used here and by the host-side conntrack GC.
+ */
+export function snatReplyKey(rkey: usize, okey: usize, toAddr: usize, toPort: u32): void {
+  memCopy(rkey + CT_TUPLE_DADDR, toAddr, 16);
+  memCopy(rkey + CT_TUPLE_SADDR, okey + CT_TUPLE_DADDR, 16);
+  write16be(rkey + CT_TUPLE_DPORT_BE, toPort);
+  write16(rkey + CT_TUPLE_SPORT_BE, read16(okey + CT_TUPLE_DPORT_BE));
+  write8(rkey + CT_TUPLE_NEXTHDR, read8(okey + CT_TUPLE_NEXTHDR));
+  write8(rkey + CT_TUPLE_FLAGS, TUPLE_F_IN);
+  write8(rkey + CT_TUPLE_FAMILY, read8(okey + CT_TUPLE_FAMILY));
+}
+
 /** Applies an SNAT value to the source (egress) or destination (ingress) of the packet. */
 function snatApply(pkt: Pkt, info: usize, v: usize, dst: bool): i32 {
   const addr = stackAlloc(16);
@@ -130,25 +195,65 @@ function snatApply(pkt: Pkt, info: usize, v: usize, dst: bool): i32 {
   const port = read16be(v + SNAT_VALUE_TO_PORT_BE);
   const r = natRewriteAddr(pkt, info, dst, addr);
   if (r < 0) return r;
+  if (read8(info + PACKET_INFO_NEXTHDR) == IPPROTO_ICMP) return natRewriteIcmpId(pkt, info, port);
   return natRewritePort(pkt, info, dst, port);
 }
 
+/** M4: `daddr` (network order, as read32 gives it) inside the exclusion CIDR. */
+function snatExcluded(cfg: usize, daddr: u32): bool {
+  const plen = read8(cfg + CONFIG_VALUE_SNAT_EXCLUSION_PREFIX_LEN);
+  if (plen == 0) return false;
+  const a = read32be(cfg + CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE);
+  const b = u32((daddr >>> 24) | ((daddr >>> 8) & 0xff00) | ((daddr << 8) & 0xff0000) | (daddr << 24));
+  if (plen >= 32) return a == b;
+  const mask = u32(0xffffffff << (32 - plen));
+  return (a & mask) == (b & mask);
+}
+
+/** M5: an identity outside the cluster. */
+function identityIsOutside(cfg: usize, id: u32): bool {
+  if (id == ID_WORLD || id == ID_WORLD_IPV4 || id == read32(cfg + CONFIG_VALUE_WORLD_IPV4_IDENTITY)) return true;
+  return (id >>> 24) == ID_SCOPE_LOCAL;
+}
+
 /**
- * SNAT of a NodePort packet leaving this node for a remote backend (after DNAT): the source becomes the
- * node's IPv4 address and an allocated port (rules P1–P4). An existing mapping for the flow is reused.
+ * Whether the packet `info` (parsed, leaving the node) is masqueraded: rules M1–M6 in the file comment.
+ * `cfg` is the ConfigValue (non-zero). Pure: reads the Config, Endpoints, ipcache and conntrack maps,
+ * changes nothing. Outcomes: true (the caller runs snatEgress), false (the packet leaves as it is).
+ */
+export function snatNeedsMasquerade(cfg: usize, info: usize, now: u32): bool {
+  // M1.
+  if ((read32(cfg + CONFIG_VALUE_FLAGS) & CONFIG_F_MASQUERADE) == 0) return false;
+  if (read32(cfg + CONFIG_VALUE_NODE_IPV4_BE) == 0) return false;
+  // M2.
+  if (!snatProto(info, ICMP_ECHO)) return false;
+  // M3.
+  if (endpointLookup(info + PACKET_INFO_SADDR, FAMILY_IPV4) == 0) return false;
+  // M4.
+  if (snatExcluded(cfg, read32(info + PACKET_INFO_DADDR))) return false;
+  // M5.
+  const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, FAMILY_IPV4, read32(cfg + CONFIG_VALUE_WORLD_IPV4_IDENTITY));
+  if (!identityIsOutside(cfg, dstId)) return false;
+  // M6.
+  return !ctIsReplyToIngress(info, now);
+}
+
+/**
+ * SNAT of a packet leaving this node — a NodePort packet for a remote backend (after DNAT), or a pod's
+ * packet leaving the cluster (masquerading, M1–M6): the source becomes the node's IPv4 address and an
+ * allocated port or ICMP echo identifier (rules P1–P4). An existing mapping for the flow is reused.
  * Returns:
  *   0 — translated (PacketInfo holds the new source);
- *   -DROP_NAT_UNSUPP_PROTO — not IPv4 TCP/UDP (the config has no node IPv6 address; ICMP ids are not
- *     translated);
+ *   -DROP_NAT_UNSUPP_PROTO — not IPv4 TCP, UDP or ICMP echo request (the config has no node IPv6
+ *     address);
  *   -DROP_NO_CONFIG — no ConfigValue, or its nodeIpv4 is 0;
  *   -DROP_NAT_NO_MAPPING — no free port among SNAT_COLLISION_RETRIES candidates, or the egress entry
  *     could not be stored;
  *   -DROP_WRITE_ERROR / -DROP_CSUM_L3 / -DROP_CSUM_L4 — rewriting failed.
  */
 export function snatEgress(pkt: Pkt, info: usize, now: u32): i32 {
-  const family = read8(info + PACKET_INFO_FAMILY);
   const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
-  if (family != FAMILY_IPV4 || (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP)) return -(<i32>DROP_NAT_UNSUPP_PROTO);
+  if (!snatProto(info, ICMP_ECHO)) return -(<i32>DROP_NAT_UNSUPP_PROTO);
   const cfg = configGet();
   if (cfg == 0) return -(<i32>DROP_NO_CONFIG);
   const nodeIp = read32(cfg + CONFIG_VALUE_NODE_IPV4_BE);
@@ -171,13 +276,10 @@ export function snatEgress(pkt: Pkt, info: usize, now: u32): i32 {
   if (sport >= minPort) cand = sport;
 
   // Reply key: {daddr = node IP, saddr = backend, dport = candidate, sport = backend port, TUPLE_F_IN}.
+  const nodeAddr = stackAlloc(16);
+  write32(nodeAddr, nodeIp);
   const rkey = stackAlloc(CT_TUPLE_SIZE);
-  write32(rkey + CT_TUPLE_DADDR, nodeIp);
-  memCopy(rkey + CT_TUPLE_SADDR, info + PACKET_INFO_DADDR, 16);
-  write16be(rkey + CT_TUPLE_SPORT_BE, dport);
-  write8(rkey + CT_TUPLE_NEXTHDR, nexthdr);
-  write8(rkey + CT_TUPLE_FLAGS, TUPLE_F_IN);
-  write8(rkey + CT_TUPLE_FAMILY, FAMILY_IPV4);
+  snatReplyKey(rkey, okey, nodeAddr, 0);
   const rval = stackAlloc(SNAT_VALUE_SIZE);
   memCopy(rval + SNAT_VALUE_TO_ADDR, info + PACKET_INFO_SADDR, 16);
   write16be(rval + SNAT_VALUE_TO_PORT_BE, sport);
@@ -210,15 +312,16 @@ export function snatEgress(pkt: Pkt, info: usize, now: u32): i32 {
 
 /**
  * Reverse SNAT of a reply arriving at this node for a mapping made by snatEgress: the destination
- * becomes the original client address and port.
+ * becomes the original client address and port (or ICMP echo identifier).
  * Returns:
  *   0 — translated (PacketInfo holds the new destination);
- *   NAT_PUNT_TO_STACK (1) — no mapping for this packet (or not IPv4/IPv6 TCP/UDP): left untouched;
+ *   NAT_PUNT_TO_STACK (1) — no mapping for this packet (or not TCP/UDP/ICMP echo reply): left untouched;
  *   -DROP_WRITE_ERROR / -DROP_CSUM_L3 / -DROP_CSUM_L4 — rewriting failed.
  */
 export function snatRevIngress(pkt: Pkt, info: usize): i32 {
   const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
-  if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) return NAT_PUNT_TO_STACK;
+  const echoReply = nexthdr == IPPROTO_ICMP && read8(info + PACKET_INFO_ICMP_TYPE) == ICMP_ECHOREPLY;
+  if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP && !echoReply) return NAT_PUNT_TO_STACK;
   const key = stackAlloc(CT_TUPLE_SIZE);
   snatTuple(info, key, TUPLE_F_IN);
   const v = mapLookup(MapId.Snat, key);

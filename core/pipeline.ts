@@ -5,7 +5,9 @@
  *   toEndpoint   — traffic arriving at a pod (tc egress of its host-side veth / local delivery)
  *   fromOverlay  — traffic from pods on other nodes, arriving through the tunnel device (bpf_overlay.c)
  *   fromNetwork  — traffic from outside the node to NodePort / LoadBalancer / external IPs, and the
- *                  replies of NodePort flows that this node SNATed towards a remote backend
+ *                  replies of flows that this node SNATed (NodePort towards a remote backend, masquerade)
+ *   toNetwork    — traffic leaving the node through its device (tc egress, bpf_host.c cil_to_netdev):
+ *                  masquerading of pod traffic leaving the cluster (core/nat.ts M1–M6)
  * Each returns a CTX_ACT_* verdict, counts the packet in the per-CPU Metrics array (reason 0 =
  * forwarded), and writes a TraceRecord into the one-entry Trace map when someone will read it: a host that
  * armed the record before the run (the simulator's engines, BPF_PROG_TEST_RUN in the kernel engine) or
@@ -45,8 +47,8 @@ import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CTX_ACT_TUNNEL, TRACE_TO_OV
   TRACE_F_EGRESS_CHECKED, TRACE_F_INGRESS_CHECKED, TRACE_F_L7_REDIRECT, TRACE_F_DNAT, TRACE_F_REV_NAT,
   TRACE_F_SNAT, TRACE_F_REPLY, TRACE_F_AUDITED, POLICY_EGRESS, POLICY_INGRESS,
   SVC_F_ROUTABLE, CONFIG_F_EVENTS, CONFIG_F_EVENTS_ALL, HOOK_FROM_ENDPOINT, HOOK_TO_ENDPOINT,
-  HOOK_FROM_NETWORK, MARK_MAGIC_FROM_INGRESS_PROXY, MARK_MAGIC_FROM_EGRESS_PROXY } from "./constants";
-import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID_SIP, DROP_IS_CLUSTER_IP, DROP_NO_CONFIG,
+  HOOK_FROM_NETWORK, HOOK_TO_NETWORK, MARK_MAGIC_FROM_INGRESS_PROXY, MARK_MAGIC_FROM_EGRESS_PROXY } from "./constants";
+import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID, DROP_INVALID_SIP, DROP_IS_CLUSTER_IP, DROP_NO_CONFIG,
   DROP_NO_SERVICE, DROP_UNKNOWN_L3, DROP_UNROUTABLE, DROP_PROXY_LOOKUP_FAILED } from "./drop-reasons";
 import { add64Local, memCopy, memFill, read8, read16, read32, write8, write16, write32 } from "./env";
 import { write16be } from "./bytes";
@@ -59,7 +61,7 @@ import { endpointLookup, ipcacheIdentity } from "./ipcache";
 import { policyAudit, policyCanAccess, policyIcmpFragNeededAllowed, policyPort } from "./policy";
 import { ctBuildTuple, ctCreate, ctLookup, CT_UNKNOWN_PROTO } from "./conntrack";
 import { lbLookupService, lbServiceBackend, lbDnat, lbRevNat } from "./lb";
-import { snatEgress, snatRevIngress } from "./nat";
+import { snatEgress, snatNeedsMasquerade, snatRevIngress } from "./nat";
 import { jhash3Words } from "./hash";
 import { overlayDecapIdentity, overlayEncap } from "./overlay";
 
@@ -107,7 +109,10 @@ function finish(tr: usize, cfg: usize, info: usize, verdict: u32, reason: u32, d
   write32(tr + TRACE_RECORD_VERDICT, verdict);
   write32(tr + TRACE_RECORD_DROP_REASON, reason);
   write8(tr + TRACE_RECORD_OBS_POINT, obsPoint);
-  write8(tr + TRACE_RECORD_HOOK, dir == METRIC_DIR_EGRESS ? HOOK_FROM_ENDPOINT : dir == METRIC_DIR_INGRESS ? HOOK_TO_ENDPOINT : HOOK_FROM_NETWORK);
+  // toNetwork counts as egress (Cilium's cil_to_netdev: METRIC_EGRESS) and is the only egress hook that
+  // ends at TRACE_TO_NETWORK.
+  const toNet = dir == METRIC_DIR_EGRESS && obsPoint == TRACE_TO_NETWORK;
+  write8(tr + TRACE_RECORD_HOOK, toNet ? HOOK_TO_NETWORK : dir == METRIC_DIR_EGRESS ? HOOK_FROM_ENDPOINT : dir == METRIC_DIR_INGRESS ? HOOK_TO_ENDPOINT : HOOK_FROM_NETWORK);
   memCopy(tr + TRACE_RECORD_SADDR, info + PACKET_INFO_SADDR, 16);
   write16be(tr + TRACE_RECORD_SPORT_BE, read16(info + PACKET_INFO_SPORT));
   write8(tr + TRACE_RECORD_NEXTHDR, read8(info + PACKET_INFO_NEXTHDR));
@@ -496,6 +501,9 @@ function deliver(pkt: Pkt, srcIdentity: u32, now: u32, overlay: bool): u32 {
  *      do_netdev passes ARP and, without the host firewall, any other ethertype).
  *   2. CTX_ACT_OK, reverse-translated — a reply to a SNATed NodePort flow: destination back to the client,
  *      source back to the frontend (R2); TRACE_F_SNAT and TRACE_F_REV_NAT are set.
+ *   2a. CTX_ACT_OK, reverse-SNATed (TRACE_F_SNAT, TRACE_F_REPLY) — a reply to a masqueraded flow
+ *      (toNetwork): destination back to the pod's address and port, for its toEndpoint (obsPoint
+ *      TRACE_TO_ENDPOINT); nothing else is done here.
  *   3. CTX_ACT_OK, untouched — not a service frontend: for the node's stack.
  *   4. CTX_ACT_DROP, DROP_IS_CLUSTER_IP — a ClusterIP (not routable) reached from outside.
  *   5. CTX_ACT_DROP, DROP_NO_SERVICE — no backend can serve the packet.
@@ -525,6 +533,12 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
   if (snerr == 0) {
     setFlag(tr, TRACE_F_SNAT);
     setFlag(tr, TRACE_F_REPLY);
+    // 2a. A reply of a masqueraded flow: back to the pod, whose toEndpoint tracks it and undoes any
+    // service translation (its flow's conntrack entry is the pod's, not this hook's).
+    if (endpointLookup(info + PACKET_INFO_DADDR, family) != 0) {
+      recordDest(tr, info, false);
+      return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_ENDPOINT);
+    }
     const ct = ctFor(info, tuple, st, TUPLE_F_IN, now);
     if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
     if (ct == CT_REPLY) {
@@ -572,6 +586,44 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
   // 8. Remote backend: SNAT to this node so the reply comes back here (Cilium's default SNAT mode).
   const serr = snatEgress(pkt, info, now);
   if (serr < 0) return drop(tr, cfg, info, <u32>(-serr), dir);
+  setFlag(tr, TRACE_F_SNAT);
+  return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
+}
+
+/**
+ * Traffic leaving the node through its device (Cilium bpf_host.c cil_to_netdev → handle_nat_fwd →
+ * snat_v4_needs_masquerade / snat_v4_nat): masquerading of pod traffic leaving the cluster. It judges
+ * nothing else — policy was the pod's fromEndpoint's — and never drops a packet it does not translate:
+ * the device also carries the node's own traffic.
+ * Outcomes:
+ *   1. CTX_ACT_OK, untouched — no configuration, a packet the parser does not take but that is well
+ *      formed (ARP and other ethertypes, fragments, IPv6 extension-header chains it does not follow, …),
+ *      or one that is not masqueraded (core/nat.ts M1–M6).
+ *   1a. CTX_ACT_DROP, DROP_INVALID — a malformed L2/L3 header (truncated, wrong version or lengths), as
+ *      Cilium's cil_to_netdev drops what it cannot revalidate; the kernel never sends such a frame.
+ *   2. CTX_ACT_OK, SNATed (TRACE_F_SNAT) — source = the node's IPv4 address and an allocated port or ICMP
+ *      echo identifier (P1–P4); the mapping is kept in MapId.Snat (both directions) for fromNetwork's
+ *      reverse SNAT (outcome 2a there).
+ *   3. CTX_ACT_DROP, DROP_NAT_NO_MAPPING — no free port among SNAT_COLLISION_RETRIES candidates (or the
+ *      Snat map is full); DROP_WRITE_ERROR / DROP_CSUM_L3 / DROP_CSUM_L4 — rewriting failed.
+ * Counted as egress (METRIC_DIR_EGRESS); the trace record's hook is HOOK_TO_NETWORK.
+ */
+export function toNetwork(pkt: Pkt, now: u32): u32 {
+  const cfg = configGet();
+  const tr = traceBegin(cfg);
+  const dir = METRIC_DIR_EGRESS;
+  const info = stackAlloc(PACKET_INFO_SIZE);
+  const err = enter(pkt, tr, cfg, info);
+  if (err == DROP_INVALID) return finish(tr, cfg, info, CTX_ACT_DROP, err, dir, TRACE_TO_NETWORK);
+  if (err != 0) return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
+  const family = read8(info + PACKET_INFO_FAMILY);
+  if (tr != 0) {
+    write32(tr + TRACE_RECORD_SRC_IDENTITY, ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family)));
+    write32(tr + TRACE_RECORD_DST_IDENTITY, ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family)));
+  }
+  if (!snatNeedsMasquerade(cfg, info, now)) return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
+  const serr = snatEgress(pkt, info, now);
+  if (serr < 0) return finish(tr, cfg, info, CTX_ACT_DROP, <u32>(-serr), dir, TRACE_TO_NETWORK);
   setFlag(tr, TRACE_F_SNAT);
   return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
 }

@@ -39,6 +39,7 @@ const PROGRAMS: Record<EntryPoint, string> = {
   toEndpoint: "to_endpoint",
   fromNetwork: "from_network",
   fromOverlay: "harness_from_overlay",
+  toNetwork: "to_network",
 };
 
 /** The programs as the agent attaches them (no harness), for benchmarks against the harness's cost. */
@@ -47,6 +48,7 @@ export const PLAIN_PROGRAMS: Record<EntryPoint, string> = {
   toEndpoint: "to_endpoint",
   fromNetwork: "from_network",
   fromOverlay: "from_overlay",
+  toNetwork: "to_network",
 };
 
 /** ciliate_harness_tunnel_v1's value: a TunnelKey and "present". */

@@ -33,6 +33,7 @@ export interface CoreAbi {
   abiFromEndpoint(len: number, now: number): number;
   abiToEndpoint(len: number, srcIdentity: number, now: number): number;
   abiFromNetwork(len: number, now: number): number;
+  abiToNetwork(len: number, now: number): number;
   abiFromOverlay(len: number, tunnelKeyIn: number, now: number): number;
   abiTunnelIn(): number;
   abiTunnelOut(): number;
@@ -217,7 +218,8 @@ export class AbiDatapath implements Datapath {
     else if (entry === "fromOverlay") {
       if (opts.tunnel) this.bytes().set(TunnelKeyCodec.encode(tunnelKeyValue(opts.tunnel)), this.abi.abiTunnelIn() >>> 0);
       verdict = this.abi.abiFromOverlay(packet.length, opts.tunnel ? 1 : 0, now);
-    } else verdict = this.abi.abiFromNetwork(packet.length, now);
+    } else if (entry === "toNetwork") verdict = this.abi.abiToNetwork(packet.length, now);
+    else verdict = this.abi.abiFromNetwork(packet.length, now);
     const output = this.bytes().slice(p, p + packet.length);
     const trace = this.map(MAP_SPECS.Trace).lookup(0) ?? (TraceRecordCodec.zero() as TraceRecord);
     const result: RunResult = { verdict: verdict >>> 0, dropReason: trace.dropReason, output, trace };

@@ -62,14 +62,15 @@ export interface ConfigValue {
   nodeIpv4: number;
   tunnelIfindex: number;
   tunnelProtocol: number;
-  padT0: number;
+  snatExclusionPrefixLen: number;
   padT1: number;
+  snatExclusionIpv4: number;
 }
 
 export const ConfigValueCodec: Codec<ConfigValue> = {
   name: "ConfigValue",
-  size: 72,
-  encode(v, out = new Uint8Array(72), o = 0) {
+  size: 76,
+  encode(v, out = new Uint8Array(76), o = 0) {
     const dv = new DataView(out.buffer, out.byteOffset);
     dv.setUint32(o + 0, Number(v.ctSynTimeout ?? 0) >>> 0, true);
     dv.setUint32(o + 4, Number(v.ctTcpLifetime ?? 0) >>> 0, true);
@@ -91,8 +92,9 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
     dv.setUint32(o + 60, Number(v.nodeIpv4 ?? 0) >>> 0, false);
     dv.setUint32(o + 64, Number(v.tunnelIfindex ?? 0) >>> 0, true);
     dv.setUint8(o + 68, Number(v.tunnelProtocol ?? 0) & 0xff);
-    dv.setUint8(o + 69, Number(v.padT0 ?? 0) & 0xff);
+    dv.setUint8(o + 69, Number(v.snatExclusionPrefixLen ?? 0) & 0xff);
     dv.setUint16(o + 70, Number(v.padT1 ?? 0) & 0xffff, true);
+    dv.setUint32(o + 72, Number(v.snatExclusionIpv4 ?? 0) >>> 0, false);
     return out;
   },
   decode(b, o = 0) {
@@ -118,16 +120,17 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
       nodeIpv4: dv.getUint32(o + 60, false),
       tunnelIfindex: dv.getUint32(o + 64, true),
       tunnelProtocol: dv.getUint8(o + 68),
-      padT0: dv.getUint8(o + 69),
+      snatExclusionPrefixLen: dv.getUint8(o + 69),
       padT1: dv.getUint16(o + 70, true),
+      snatExclusionIpv4: dv.getUint32(o + 72, false),
     };
   },
   zero() {
-    return this.decode(new Uint8Array(72));
+    return this.decode(new Uint8Array(76));
   },
 };
 
-/** IpcacheKey (core/layout.ts:114) */
+/** IpcacheKey (core/layout.ts:117) */
 export interface IpcacheKey {
   prefixlen: number;
   clusterId: number;
@@ -164,7 +167,7 @@ export const IpcacheKeyCodec: Codec<IpcacheKey> = {
   },
 };
 
-/** struct remote_endpoint_info. (core/layout.ts:123) */
+/** struct remote_endpoint_info. (core/layout.ts:126) */
 export interface IpcacheValue {
   secIdentity: number;
   tunnelEndpoint: Uint8Array;
@@ -201,7 +204,7 @@ export const IpcacheValueCodec: Codec<IpcacheValue> = {
   },
 };
 
-/** EndpointKey (core/layout.ts:135) */
+/** EndpointKey (core/layout.ts:138) */
 export interface EndpointKey {
   addr: Uint8Array;
   family: number;
@@ -235,7 +238,7 @@ export const EndpointKeyCodec: Codec<EndpointKey> = {
   },
 };
 
-/** EndpointInfo (core/layout.ts:142) */
+/** EndpointInfo (core/layout.ts:145) */
 export interface EndpointInfo {
   ifindex: number;
   epId: number;
@@ -279,7 +282,7 @@ export const EndpointInfoCodec: Codec<EndpointInfo> = {
   },
 };
 
-/** PolicyKey (core/layout.ts:160) */
+/** PolicyKey (core/layout.ts:163) */
 export interface PolicyKey {
   prefixlen: number;
   secLabel: number;
@@ -321,7 +324,7 @@ export const PolicyKeyCodec: Codec<PolicyKey> = {
   },
 };
 
-/** PolicyEntry (core/layout.ts:172) */
+/** PolicyEntry (core/layout.ts:175) */
 export interface PolicyEntry {
   proxyPort: number;
   flags: number;
@@ -363,7 +366,7 @@ export const PolicyEntryCodec: Codec<PolicyEntry> = {
   },
 };
 
-/** ServiceKey (core/layout.ts:193) */
+/** ServiceKey (core/layout.ts:196) */
 export interface ServiceKey {
   addr: Uint8Array;
   dport: number;
@@ -406,7 +409,7 @@ export const ServiceKeyCodec: Codec<ServiceKey> = {
   },
 };
 
-/** ServiceValue (core/layout.ts:205) */
+/** ServiceValue (core/layout.ts:208) */
 export interface ServiceValue {
   backendId: number;
   count: number;
@@ -445,7 +448,7 @@ export const ServiceValueCodec: Codec<ServiceValue> = {
   },
 };
 
-/** BackendKey (core/layout.ts:217) */
+/** BackendKey (core/layout.ts:220) */
 export interface BackendKey {
   backendId: number;
 }
@@ -469,7 +472,7 @@ export const BackendKeyCodec: Codec<BackendKey> = {
   },
 };
 
-/** Backend (core/layout.ts:221) */
+/** Backend (core/layout.ts:224) */
 export interface Backend {
   addr: Uint8Array;
   port: number;
@@ -512,7 +515,7 @@ export const BackendCodec: Codec<Backend> = {
   },
 };
 
-/** RevNatKey (core/layout.ts:232) */
+/** RevNatKey (core/layout.ts:235) */
 export interface RevNatKey {
   revNatIndex: number;
   pad0: number;
@@ -539,7 +542,7 @@ export const RevNatKeyCodec: Codec<RevNatKey> = {
   },
 };
 
-/** RevNatValue (core/layout.ts:237) */
+/** RevNatValue (core/layout.ts:240) */
 export interface RevNatValue {
   addr: Uint8Array;
   port: number;
@@ -573,7 +576,7 @@ export const RevNatValueCodec: Codec<RevNatValue> = {
   },
 };
 
-/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:246) */
+/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:249) */
 export interface MaglevKey {
   revNatIndex: number;
   pad0: number;
@@ -603,7 +606,7 @@ export const MaglevKeyCodec: Codec<MaglevKey> = {
   },
 };
 
-/** MaglevValue (core/layout.ts:252) */
+/** MaglevValue (core/layout.ts:255) */
 export interface MaglevValue {
   backendId: number;
 }
@@ -627,7 +630,7 @@ export const MaglevValueCodec: Codec<MaglevValue> = {
   },
 };
 
-/** AffinityKey (core/layout.ts:256) */
+/** AffinityKey (core/layout.ts:259) */
 export interface AffinityKey {
   clientAddr: Uint8Array;
   revNatIndex: number;
@@ -661,7 +664,7 @@ export const AffinityKeyCodec: Codec<AffinityKey> = {
   },
 };
 
-/** AffinityValue (core/layout.ts:263) */
+/** AffinityValue (core/layout.ts:266) */
 export interface AffinityValue {
   lastUsed: number;
   backendId: number;
@@ -688,7 +691,7 @@ export const AffinityValueCodec: Codec<AffinityValue> = {
   },
 };
 
-/** CtTuple (core/layout.ts:274) */
+/** CtTuple (core/layout.ts:277) */
 export interface CtTuple {
   daddr: Uint8Array;
   saddr: Uint8Array;
@@ -735,7 +738,7 @@ export const CtTupleCodec: Codec<CtTuple> = {
   },
 };
 
-/** CtEntry (core/layout.ts:286) */
+/** CtEntry (core/layout.ts:289) */
 export interface CtEntry {
   lifetime: number;
   srcSecId: number;
@@ -789,7 +792,7 @@ export const CtEntryCodec: Codec<CtEntry> = {
   },
 };
 
-/** SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:304) */
+/** SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:307) */
 export interface SnatValue {
   toAddr: Uint8Array;
   toPort: number;
@@ -826,7 +829,7 @@ export const SnatValueCodec: Codec<SnatValue> = {
   },
 };
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:317) */
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:320) */
 export interface MetricsKey {
   reason: number;
   dir: number;
@@ -856,7 +859,7 @@ export const MetricsKeyCodec: Codec<MetricsKey> = {
   },
 };
 
-/** MetricsValue (core/layout.ts:324) */
+/** MetricsValue (core/layout.ts:327) */
 export interface MetricsValue {
   packets: bigint;
   bytes: bigint;
@@ -883,7 +886,7 @@ export const MetricsValueCodec: Codec<MetricsValue> = {
   },
 };
 
-/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:333) */
+/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:336) */
 export interface ProxyListenerValue {
   direction: number;
   pad0: number;
@@ -913,7 +916,7 @@ export const ProxyListenerValueCodec: Codec<ProxyListenerValue> = {
   },
 };
 
-/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:342) */
+/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:345) */
 export interface TraceRecord {
   verdict: number;
   dropReason: number;
@@ -1043,7 +1046,7 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
   },
 };
 
-/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). (core/layout.ts:402) */
+/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). (core/layout.ts:405) */
 export interface TunnelKey {
   remote: Uint8Array;
   tunnelId: number;
@@ -1080,7 +1083,7 @@ export const TunnelKeyCodec: Codec<TunnelKey> = {
   },
 };
 
-/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:414) */
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:417) */
 export interface PacketInfo {
   family: number;
   nexthdr: number;
@@ -1168,7 +1171,7 @@ export const PacketInfoCodec: Codec<PacketInfo> = {
   },
 };
 
-/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:443) */
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:446) */
 export interface PolicyResult {
   cookie: number;
   proxyPort: number;
@@ -1210,7 +1213,7 @@ export const PolicyResultCodec: Codec<PolicyResult> = {
   },
 };
 
-/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:460) */
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:463) */
 export interface CtState {
   backendId: number;
   srcSecId: number;
@@ -1249,7 +1252,7 @@ export const CtStateCodec: Codec<CtState> = {
   },
 };
 
-/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:473) */
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:476) */
 export interface LbSelection {
   backendId: number;
   backend: Uint8Array;
@@ -1334,7 +1337,7 @@ export const MAP_SPECS = {
 
 /** Field offsets by layout, for tests that compare the TypeScript and C views of a layout. */
 export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<string, number> }> = {
-  ConfigValue: { size: 72, fields: { ctSynTimeout: 0, ctTcpLifetime: 4, ctCloseTimeout: 8, ctAnyLifetime: 12, ctServiceTcpLifetime: 16, ctServiceAnyLifetime: 20, hashSeed: 24, maglevTableSize: 28, flags: 32, hostIdentity: 36, worldIpv4Identity: 40, worldIpv6Identity: 44, serviceLoopbackIpv4Be: 48, clusterId: 52, nodePortMin: 54, nodePortMax: 56, traceSampleRate: 58, nodeIpv4Be: 60, tunnelIfindex: 64, tunnelProtocol: 68, padT0: 69, padT1: 70 } },
+  ConfigValue: { size: 76, fields: { ctSynTimeout: 0, ctTcpLifetime: 4, ctCloseTimeout: 8, ctAnyLifetime: 12, ctServiceTcpLifetime: 16, ctServiceAnyLifetime: 20, hashSeed: 24, maglevTableSize: 28, flags: 32, hostIdentity: 36, worldIpv4Identity: 40, worldIpv6Identity: 44, serviceLoopbackIpv4Be: 48, clusterId: 52, nodePortMin: 54, nodePortMax: 56, traceSampleRate: 58, nodeIpv4Be: 60, tunnelIfindex: 64, tunnelProtocol: 68, snatExclusionPrefixLen: 69, padT1: 70, snatExclusionIpv4Be: 72 } },
   IpcacheKey: { size: 24, fields: { prefixlen: 0, clusterId: 4, pad1: 6, family: 7, addr: 8 } },
   IpcacheValue: { size: 24, fields: { secIdentity: 0, tunnelEndpoint: 4, pad0: 20, key: 22, flags: 23 } },
   EndpointKey: { size: 20, fields: { addr: 0, family: 16, key: 17, clusterId: 18 } },

@@ -9,7 +9,7 @@ import type { MapSpec, TraceRecord } from "./codecs.gen.ts";
 export type EngineName = "wasm" | "js" | "kernel";
 
 /** The entry points, mirroring Cilium's hooks (docs/architecture.md). */
-export type EntryPoint = "fromEndpoint" | "toEndpoint" | "fromNetwork" | "fromOverlay";
+export type EntryPoint = "fromEndpoint" | "toEndpoint" | "fromNetwork" | "fromOverlay" | "toNetwork";
 
 /** The tunnel metadata of a packet on a collect-metadata tunnel device (core/layout.ts TunnelKey). */
 export interface TunnelKey {

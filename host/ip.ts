@@ -76,6 +76,17 @@ export function parseIpv4(addr: string): Uint8Array {
   return bytesOf(a.addr, 4);
 }
 
+/** "a.b.c.d/n" (n 1..32) → the network address as a host-order number (host bits cleared) and n. Throws
+ * one line on anything else. */
+export function parseIpv4Cidr(cidr: string): { addr: number; prefixLen: number } {
+  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(cidr);
+  const len = m ? Number(m[2]) : -1;
+  const a = m ? parseIp(m[1]!) : undefined;
+  if (!a || a.family !== 4 || len < 1 || len > 32) throw new Error(`invalid IPv4 CIDR ${JSON.stringify(cidr)} (a.b.c.d/n, n 1..32)`);
+  const mask = len === 32 ? 0xffffffff : ~(0xffffffff >>> len) >>> 0;
+  return { addr: (Number(a.addr) & mask) >>> 0, prefixLen: len };
+}
+
 /** IPv6 text (any valid spelling, IPv4 tail included) → 16 bytes. Throws on anything else. */
 export function parseIpv6(addr: string): Uint8Array {
   const a = parseIp(addr);

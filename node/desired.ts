@@ -17,7 +17,7 @@
  */
 import { MAP_SPECS } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
-import { addrBytes16, isIpv6, parseIpv4 } from "../host/ip.ts";
+import { addrBytes16, isIpv6, parseIpv4, parseIpv4Cidr } from "../host/ip.ts";
 import { familyOf, ipcacheKey } from "../host/ipcache.ts";
 import { maglevHashString, maglevSeeds } from "../host/maglev.ts";
 import { protoNumber } from "../host/protocols.ts";
@@ -105,6 +105,17 @@ export interface DesiredOptions {
    * encapsulated towards their node with the sender's identity. Absent: no overlay (native routing). The
    * ifindex is the node's collect-metadata tunnel device. */
   tunnel?: { protocol: TunnelProtocol; ifindex: number };
+  /** BPF masquerading (CONFIG_F_MASQUERADE; Cilium's enable-bpf-masquerade): pod traffic leaving the
+   * cluster through the node's device is SNATed to the node's IPv4 address (core/nat.ts M1–M6), except to
+   * `nativeRoutingCidr` (ipv4-native-routing-cidr, "a.b.c.d/n"). Absent: no masquerading. */
+  masquerade?: { nativeRoutingCidr?: string };
+}
+
+/** An IPv4 CIDR as ConfigValue's snatExclusion fields; {0, 0} for none. Throws on anything else. */
+function snatExclusion(cidr: string | undefined): { snatExclusionIpv4: number; snatExclusionPrefixLen: number } {
+  if (cidr === undefined) return { snatExclusionIpv4: 0, snatExclusionPrefixLen: 0 };
+  const c = parseIpv4Cidr(cidr);
+  return { snatExclusionIpv4: c.addr, snatExclusionPrefixLen: c.prefixLen };
 }
 
 /** The key a frontend is known by across changes (for stable reverse-NAT indexes). */
@@ -160,6 +171,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
   if (cfg.enableExtendedIPProtocols) flags |= C.CONFIG_F_EXTENDED_IP_PROTOCOLS;
   if (opts.events || opts.eventsAll) flags |= C.CONFIG_F_EVENTS;
   if (opts.eventsAll) flags |= C.CONFIG_F_EVENTS_ALL;
+  if (opts.masquerade) flags |= C.CONFIG_F_MASQUERADE;
   out.Config.push({
     key: 0,
     value: {
@@ -182,6 +194,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
       nodeIpv4: ipv4Number(node.ip),
       tunnelProtocol: tunnelProtocolNumber(opts.tunnel?.protocol),
       tunnelIfindex: opts.tunnel?.ifindex ?? 0,
+      ...snatExclusion(opts.masquerade?.nativeRoutingCidr),
     },
   });
 

@@ -145,6 +145,10 @@ export interface SimulationOptions {
   /** The overlay between nodes (Cilium's default tunnel routing mode): "vxlan" (default), "geneve", or
    * "disabled" (packets to other nodes' pods leave unencapsulated and their identity is looked up). */
   tunnel?: TunnelProtocol | "disabled";
+  /** BPF masquerading on every node (the agent's --enable-bpf-masquerade, --ipv4-native-routing-cidr):
+   * a pod's packet leaving the cluster runs toNetwork on its node, which SNATs it to the node's address;
+   * the outside's reply runs fromNetwork there, which restores the pod. Absent: none. */
+  masquerade?: { nativeRoutingCidr?: string };
 }
 
 /** ifindex the simulated nodes give their tunnel device (ConfigValue.tunnelIfindex; any non-zero value). */
@@ -165,7 +169,8 @@ interface Ctx {
   tls?: TlsSpec;
   dns?: DnsSpec;
   stopped: boolean;
-  /** The node whose fromNetwork SNATed this connection towards a remote backend (its replies go back there). */
+  /** The node that SNATed this connection — its fromNetwork towards a remote backend, or its toNetwork
+   * masquerading a pod's flow to the outside — where its replies go back. */
   snatNode?: string;
   /** Proxy port and direction of an L7 redirect seen on the way. */
   redirect?: { port: number; direction: "ingress" | "egress"; remoteIdentity: number; node: string };
@@ -199,11 +204,17 @@ export class Simulation {
     this.lb = buildLbModel(cluster);
     this.places = new Places(cluster, this.lb);
     this.tunnel = opts.tunnel === "disabled" ? undefined : (opts.tunnel ?? "vxlan");
-    this.desiredOptions = this.tunnel ? { tunnel: { protocol: this.tunnel, ifindex: SIM_TUNNEL_IFINDEX } } : {};
+    this.masquerade = opts.masquerade !== undefined;
+    this.desiredOptions = {
+      ...(this.tunnel ? { tunnel: { protocol: this.tunnel, ifindex: SIM_TUNNEL_IFINDEX } } : {}),
+      ...(opts.masquerade ? { masquerade: opts.masquerade } : {}),
+    };
   }
 
   /** The overlay protocol between the nodes, undefined when disabled. */
   readonly tunnel: TunnelProtocol | undefined;
+  /** Whether the nodes masquerade pod traffic leaving the cluster. */
+  readonly masquerade: boolean;
   private readonly desiredOptions: DesiredOptions;
 
   private nodeIp(name: string): string {
@@ -506,6 +517,7 @@ export class Simulation {
     }
     if (entry === "fromEndpoint") this.event(ctx, node, frame, ids, { event: "from-endpoint", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-endpoint" });
     if (entry === "fromNetwork") this.event(ctx, node, frame, ids, { event: "from-network", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-network" });
+    if (entry === "toNetwork" && !dropped) this.event(ctx, node, r.output, ids, { event: "to-network", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-network", direction: "EGRESS" });
     if (checked && (t.ctState === C.CT_NEW || dropped) && (!dropped || POLICY_DROPS.has(r.dropReason))) {
       const refs = this.policyRefs(cookie);
       const key = `${egress ? "egress" : "ingress"}_${dropped ? "denied" : "allowed"}_by` as const;
@@ -748,6 +760,15 @@ export class Simulation {
     }
     let out = decodeFrame(frame)!;
     let target = this.placeOfIp(out.dst);
+    // A pod's packet leaving the cluster passes its node's device, whose toNetwork masquerades it
+    // (core/nat.ts M1–M6); the reply comes back to that node (below).
+    if (this.masquerade && sender.kind === "pod" && fromNode && target.kind === "external" && !this.initByIp.has(out.dst)) {
+      const r = this.run(ctx, fromNode, "toNetwork", frame, 0, reply);
+      if (!this.report(ctx, fromNode, "toNetwork", frame, r, reply)) return undefined;
+      if (r.trace.traceFlags & C.TRACE_F_SNAT && !reply) ctx.snatNode = fromNode;
+      frame = r.output;
+      out = decodeFrame(frame)!;
+    }
     // The reply of a NodePort flow SNATed to this backend goes back to the node that translated it, whose
     // fromNetwork restores the client address and the frontend (pipeline R2).
     if (reply && ctx.snatNode && target.kind === "host" && target.node === ctx.snatNode) {

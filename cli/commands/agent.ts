@@ -10,7 +10,7 @@ import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { repoPath } from "../../host/paths.ts";
 import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
-import { buildOptions, fqdnMinTtlOf, type GlobalOptions } from "../common.ts";
+import { buildOptions, fqdnMinTtlOf, masqueradeOption, type GlobalOptions } from "../common.ts";
 import { CliError } from "../errors.ts";
 import type { IdentityFlags } from "../../agent/identity-options.ts";
 
@@ -72,6 +72,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   } catch (e) {
     throw new CliError((e as Error).message, "BAD_OPTION");
   }
+  const masquerade = parseMasquerade(f);
   if (f.xdpAcceleration && !f.device?.length) throw new CliError("--xdp-acceleration needs at least one --device", "BAD_OPTION", "the node devices facing the outside, where from-network runs at XDP");
   const hubbleTcp = f.hubbleListenAddress === undefined ? undefined : hubbleListenAddress(f.hubbleListenAddress);
   const exporter = f.exportFile ? await flowExporter(f) : undefined;
@@ -121,6 +122,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     fqdnMinTtl,
     routingMode,
     tunnelProtocol,
+    masquerade,
     identityAllocator,
     clusterId: identityConfig.clusterId,
   });
@@ -345,6 +347,13 @@ Examples:
 See docs/agent.md. Exit codes: 0 stopped by a signal, 2 bad flags or the datapath could not be loaded.`,
     )
     .action(async (_o, cmd: Command) => run(() => runAgent(cmd.optsWithGlobals())));
+}
+
+/** The global --enable-bpf-masquerade and --ipv4-native-routing-cidr on a node: they need a device. */
+function parseMasquerade(f: AgentFlags): { nativeRoutingCidr?: string } | undefined {
+  const m = masqueradeOption(f);
+  if (m && !f.device?.length) throw new CliError("--enable-bpf-masquerade needs at least one --device", "BAD_OPTION", "the node devices facing the outside, where to_network SNATs at tc egress");
+  return m;
 }
 
 /** --routing-mode: native, tunnel, or undefined (no routes between nodes, no overlay). */

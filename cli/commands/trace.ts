@@ -132,6 +132,8 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
       verdict: s.result.verdict === C.CTX_ACT_DROP ? "DROPPED" : s.result.verdict === C.CTX_ACT_REDIRECT ? "REDIRECTED" : "FORWARDED",
       // Encapsulated towards another node (fromEndpoint) or received through the tunnel (fromOverlay).
       ...(s.tunnel ? { tunnel: tunnelJson(sim, s) } : {}),
+      // Masquerading (toNetwork) and its reverse for the reply (fromNetwork); NodePort SNAT alike.
+      ...(s.trace.traceFlags & C.TRACE_F_SNAT && s.result.verdict !== C.CTX_ACT_DROP ? { snat: snatJson(s) } : {}),
       dropReason: s.result.dropReason || undefined,
       ctState: ["new", "established", "reply", "related"][s.trace.ctState] ?? "none",
       srcIdentity: s.trace.srcIdentity,
@@ -156,6 +158,16 @@ function tunnelJson(sim: Simulation, s: Step) {
   };
 }
 
+/** The address an SNAT step translated: the source on the way out; the destination of a reply coming
+ * back (TRACE_F_REPLY at fromNetwork). */
+function snatJson(s: Step) {
+  const [src, dst] = s.packet.split(" ")[0] === undefined ? ["", ""] : [s.packet.split(" -> ")[0]!, s.packet.split(" -> ")[1]!.split(" ")[0]!];
+  const reverse = s.entry === "fromNetwork" && (s.trace.traceFlags & C.TRACE_F_REPLY) !== 0;
+  return reverse
+    ? { direction: "rev-snat" as const, field: "destination" as const, from: dst, to: `${s.output.dst}:${s.output.dport}` }
+    : { direction: "snat" as const, field: "source" as const, from: src, to: `${s.output.src}:${s.output.sport}` };
+}
+
 function textOf(j: ReturnType<typeof traceJson>): string {
   const lines: string[] = [];
   const ep = (p: ReturnType<typeof placeJson>) => `${p.pod ?? p.entity ?? p.kind} ${p.ip} identity ${p.identity} (${p.identityName})${p.node ? ` on ${p.node}` : ""}`;
@@ -167,6 +179,7 @@ function textOf(j: ReturnType<typeof traceJson>): string {
   j.steps.forEach((s, i) => {
     lines.push(`  ${String(i + 1).padStart(2)}. [${s.node}] ${s.entry}${s.reply ? " (reply)" : ""} ${s.packet} → ${s.verdict}${s.dropReason ? ` (${dropReasonText(s.dropReason)})` : ""} ct=${s.ctState} ids ${s.srcIdentity}→${s.dstIdentity}${s.output.dst !== s.packet.split(" -> ")[1]?.split(":")[0] ? ` out ${s.output.src}:${s.output.sport} -> ${s.output.dst}:${s.output.dport}` : ""}`);
     if (s.tunnel) lines.push(`      ${s.tunnel.direction === "encap" ? "encapsulated" : "decapsulated"}: ${s.tunnel.protocol} ${s.tunnel.outer.source} -> ${s.tunnel.outer.destination} VNI ${s.tunnel.vni} (identity ${s.tunnel.vni})`);
+    if (s.snat) lines.push(`      ${s.snat.direction === "snat" ? "SNAT" : "reverse SNAT"} of the ${s.snat.field}: ${s.snat.from} -> ${s.snat.to}`);
   });
   for (const [name, d] of [["Egress", j.egress], ["Ingress", j.ingress]] as const) {
     lines.push(`${name}:${" ".repeat(12 - name.length)}${d.verdict.toUpperCase()}${d.evaluated ? "" : " (not reached; this is what ingress would decide)"} — ${d.reason}`);

@@ -9,7 +9,7 @@ import { MapId } from "../gen/layout";
 import { allocStatic, arenaReset, heapUsed } from "../alloc";
 import { read32, write32 } from "../env";
 import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapRingbufConsume, mapUpdate } from "../maps";
-import { fromEndpoint, fromNetwork, fromOverlay, toEndpoint } from "../pipeline";
+import { fromEndpoint, fromNetwork, fromOverlay, toEndpoint, toNetwork } from "../pipeline";
 import { PKT_DESC_SIZE, PKT_DESC_TUNNEL_IN, PKT_DESC_TUNNEL_IN_SET, PKT_DESC_TUNNEL_OUT, PKT_DESC_TUNNEL_OUT_SET } from "../tunnel-key";
 import { maglevBuild, maglevDelete, maglevStore } from "../maglev";
 import { ctGc } from "./conntrack-gc";
@@ -90,6 +90,11 @@ export function abiFromOverlay(len: u32, tunnelKeyIn: u32, now: u32): u32 {
 /** Runs the node entry (traffic from outside the node: NodePort, LoadBalancer, external IPs). */
 export function abiFromNetwork(len: u32, now: u32): u32 {
   return fromNetwork(preparePacket(len), now);
+}
+
+/** Runs the to-network program (traffic leaving the node through its device: masquerading). */
+export function abiToNetwork(len: u32, now: u32): u32 {
+  return toNetwork(preparePacket(len), now);
 }
 
 /** A host buffer of at least `size` bytes for bulk inputs (Maglev backend records, tables). The previous

@@ -7,6 +7,8 @@
 //   hold HOST PORT MS        one connection, a request every 100 ms (one at a time) for MS ms → {sent, recv, error, maxGapMs}
 //   http-serve NAME MS PORT  HTTP on PORT: every request gets 200 and JSON {server: NAME, method, url, peer}
 //                            (and `body`, the request body, when there is one)
+//   peer-serve MS PORT       TCP and UDP on PORT answer the sender's address and port as "ADDR:PORT" (what
+//                            the server sees: a masqueraded pod shows its node)
 //   http HOST PORT METHOD PATH [N]  N requests (default 1) on one keep-alive connection → {ok, results:
 //                            [{status, body}]} or {ok: false, error} (2 s timeout per request)
 //   http-seq HOST PORT JSON  the requests of JSON ([{method, path, chunks?}]: chunks are written one by one,
@@ -73,6 +75,13 @@ function tcpOnce(host, port, timeout = 1500) {
       await new Promise((res) => setTimeout(res, Number(d)));
     }
     print(r);
+  } else if (mode === "peer-serve") {
+    net.createServer((s) => s.on("data", () => s.write(`${s.remoteAddress}:${s.remotePort}`)).on("error", () => {})).listen(Number(b), "0.0.0.0");
+    const u = dgram.createSocket("udp4");
+    u.on("message", (_m, r) => u.send(`${r.address}:${r.port}`, r.port, r.address));
+    u.bind(Number(b));
+    setTimeout(() => process.exit(0), Number(a));
+    print({ serving: b });
   } else if (mode === "http-serve") {
     http
       .createServer((req, res) => {

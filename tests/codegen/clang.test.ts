@@ -41,7 +41,7 @@ describe("core/pipeline.ts translates", () => {
     try {
       const text = emitCoreHeader(ROOT, model, () => {});
       expect(text).toContain("#define CILIATE_CORE_HAS_PIPELINE 1");
-      for (const f of ["ciliate_from_endpoint(", "ciliate_to_endpoint(", "ciliate_from_network("]) expect(text).toContain(f);
+      for (const f of ["ciliate_from_endpoint(", "ciliate_to_endpoint(", "ciliate_from_network(", "ciliate_to_network("]) expect(text).toContain(f);
     } finally {
       if (old === undefined) delete process.env.CILIATE_CODEGEN_STRICT;
       else process.env.CILIATE_CODEGEN_STRICT = old;

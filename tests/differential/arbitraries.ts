@@ -5,7 +5,10 @@
  * random packets (valid TCP/UDP/SCTP/ICMP over IPv4 and IPv6, replies, truncations, garbage), and the
  * overlay: a random tunnel protocol (none, VXLAN, Geneve), ipcache prefixes with or without a tunnel
  * endpoint (IPv4, IPv6, a bogus all-zero one, skip-tunnel), packets arriving through the tunnel device with
- * random tunnel keys, and the previous encapsulated output delivered through the tunnel with its key.
+ * random tunnel keys, and the previous encapsulated output delivered through the tunnel with its key;
+ * masquerading: on or off, an exclusion CIDR, SNAT ports already taken (up to every candidate), pods
+ * connecting to the world through the node's device (toNetwork) with colliding ports, the world's replies
+ * to the node address (fromNetwork's reverse SNAT) and their delivery to the pod.
  */
 import fc from "fast-check";
 import type { Datapath, EntryPoint, TunnelKey } from "../../host/datapath.ts";
@@ -26,6 +29,11 @@ const IDENTITIES = [0, 1000, 1001, 1002, 2, 3000];
 const TUNNEL_ENDPOINTS = ["192.168.56.22", "192.168.56.23", "fd00::22"];
 /** ConfigValue.tunnelIfindex of the differential nodes (any non-zero ifindex: a test run redirects nowhere). */
 export const DIFF_TUNNEL_IFINDEX = 1;
+/** ConfigValue.nodeIpv4 of the differential nodes: the SNAT source of masquerading and NodePort. */
+export const NODE_IP = "192.168.57.11";
+const NODE_IP_NUM = 0xc0a8390b;
+/** Masquerade exclusion CIDRs (ipv4-native-routing-cidr) as [address, prefix length]; [0, 0] none. */
+const EXCLUSIONS: [number, number][] = [[0, 0], [0, 0], [0x0af40000, 16], [0xcb007100, 24], [0xcb007109, 32]];
 
 /** The tunnel keys packets arrive with through the tunnel device: identities that are fine, 0 and host
  * (invalid), one wider than policy ever sees, and IPv4/IPv6 senders. */
@@ -51,6 +59,9 @@ export interface NodeState {
   proxyListening: boolean;
   /** CONFIG_F_EXTENDED_IP_PROTOCOLS: VRRP and IGMP tracked and policed (otherwise 137). */
   extendedProtocols: boolean;
+  /** CONFIG_F_MASQUERADE, the exclusion CIDR, and how many SNAT ports of 203.0.113.9:80/TCP from 40000 on
+   * are already taken (32 = every candidate of a flow keeping port 40000: NAT_NO_MAPPING). */
+  masquerade: { on: boolean; exclusion: [number, number]; taken: number };
   services: { vip: string; port: number; routable: boolean; revNat: number; maglev: boolean; affinity: number; backends: { id: number; ip: string; port: number; state: number }[] }[];
 }
 
@@ -88,6 +99,7 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
   ]),
   proxyListening: fc.constantFrom(true, true, false),
   extendedProtocols: fc.boolean(),
+  masquerade: fc.record({ on: fc.constantFrom(true, true, false), exclusion: fc.constantFrom(...EXCLUSIONS), taken: fc.constantFrom(0, 0, 0, 2, 32) }),
   services: fc.array(
     fc.record({
       vip: fc.constantFrom(...VIPS),
@@ -130,7 +142,23 @@ export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendI
     dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(ep.ip), { secIdentity: ep.identity });
   }
   const cfg = dp.map(MAP_SPECS.Config).lookup(0)!;
-  dp.map(MAP_SPECS.Config).update(0, { ...cfg, tunnelProtocol: s.tunnelProtocol ?? 0, tunnelIfindex: DIFF_TUNNEL_IFINDEX });
+  const m = s.masquerade;
+  dp.map(MAP_SPECS.Config).update(0, {
+    ...cfg,
+    tunnelProtocol: s.tunnelProtocol ?? 0,
+    tunnelIfindex: DIFF_TUNNEL_IFINDEX,
+    nodeIpv4: NODE_IP_NUM,
+    flags: (cfg.flags | (m.on ? C.CONFIG_F_MASQUERADE : 0)) >>> 0,
+    snatExclusionIpv4: m.exclusion[0],
+    snatExclusionPrefixLen: m.exclusion[1],
+  });
+  // Ports taken by earlier flows: reply keys {node, 203.0.113.9:80 → port} as snatEgress writes them.
+  for (let i = 0; i < m.taken; i++) {
+    dp.map(MAP_SPECS.Snat).update(
+      { daddr: addrBytes16(NODE_IP), saddr: addrBytes16(EXTERNAL[0]!), dport: 40000 + i, sport: 80, nexthdr: C.IPPROTO_TCP, flags: C.TUPLE_F_IN, family: C.FAMILY_IPV4 },
+      { toAddr: addrBytes16("10.244.0.99"), toPort: 1, family: C.FAMILY_IPV4, created: 1 },
+    );
+  }
   for (const p of s.prefixes) {
     const t = p.tunnel;
     const v6 = t?.endpoint.includes(":") ?? false;
@@ -168,13 +196,21 @@ function frameFor(entry: EntryPoint): fc.Arbitrary<FrameSpec> {
     const local = v6 ? LOCAL_V6 : LOCAL_V4;
     const remote = v6 ? [...V6_PODS, EXTERNAL[2]!] : [...V4_PODS, ...VIPS, ...VIPS, ...VIPS, EXTERNAL[0]!, EXTERNAL[1]!];
     const arriving = entry === "toEndpoint" || entry === "fromOverlay";
-    const src = entry === "fromEndpoint" ? fc.constantFrom(...local) : arriving ? fc.constantFrom(...remote.filter((a) => !VIPS.includes(a))) : fc.constantFrom(...(v6 ? [EXTERNAL[2]!] : [EXTERNAL[0]!, EXTERNAL[1]!]));
-    const dst = arriving ? fc.constantFrom(...local) : entry === "fromNetwork" ? fc.constantFrom(...(v6 ? V6_PODS : [...VIPS, ...LOCAL_V4])) : fc.constantFrom(...remote);
+    const outside = v6 ? [EXTERNAL[2]!] : [EXTERNAL[0]!, EXTERNAL[1]!];
+    // toNetwork: what leaves through the device — pods' packets (to the world, other nodes, pods) and the
+    // node's own.
+    const src = entry === "fromEndpoint" ? fc.constantFrom(...local)
+      : entry === "toNetwork" ? fc.constantFrom(...local, ...local, ...(v6 ? [] : [NODE_IP]), ...outside)
+      : arriving ? fc.constantFrom(...remote.filter((a) => !VIPS.includes(a))) : fc.constantFrom(...outside);
+    const dst = arriving ? fc.constantFrom(...local)
+      : entry === "fromNetwork" ? fc.constantFrom(...(v6 ? V6_PODS : [...VIPS, ...LOCAL_V4, NODE_IP, NODE_IP]))
+      : entry === "toNetwork" ? fc.constantFrom(...outside, ...outside, ...remote, ...(v6 ? [] : ["192.168.57.12"]))
+      : fc.constantFrom(...remote);
     return fc.record({
       src,
       dst,
       proto: fc.constantFrom<L4Proto>("TCP", "TCP", "UDP", "SCTP", v6 ? "ICMPv6" : "ICMP", "VRRP", v6 ? "VRRP" : "IGMP"),
-      sport: fc.constantFrom(40000, 40001, 80, 53),
+      sport: fc.constantFrom(40000, 40001, 80, 53, 1234),
       dport: fc.constantFrom(80, 80, 53, 443, 8080, 16, 40000),
       tcpFlags: fc.constantFrom(0x02, 0x02, 0x12, 0x10, 0x11, 0x04, 0x18),
       icmpType: fc.constantFrom(...(v6 ? [128, 129, 1, 135] : [8, 0, 3, 13])),
@@ -204,15 +240,16 @@ export function packetFor(entry: EntryPoint): fc.Arbitrary<Uint8Array> {
  *             for TCP), sent from a pod (fromEndpoint) or arriving at one (toEndpoint);
  *   again   — the previous input once more as an established packet (TCP ACK);
  *   tunnel  — the previous step's output arrives through the tunnel device (fromOverlay) with the tunnel
- *             key the previous step set (none when it set none).
+ *             key the previous step set (none when it set none);
+ *   egress  — the previous step's output leaves through the node's device (toNetwork: masquerading).
  * `tunnel` on a raw step is the key a fromOverlay packet arrives with.
  */
 export type Step =
   | { kind: "raw"; entry: EntryPoint; packet: Uint8Array; now: number; srcIdentity: number; tunnel?: TunnelKey }
-  | { kind: "deliver" | "again" | "tunnel"; now: number; srcIdentity: number }
+  | { kind: "deliver" | "again" | "tunnel" | "egress"; now: number; srcIdentity: number }
   | { kind: "reply"; entry: EntryPoint; now: number; srcIdentity: number };
 
-const entryArb = fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork", "fromOverlay");
+const entryArb = fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork", "fromOverlay", "toNetwork");
 
 /** A pod connecting to a service: the packets that exercise LB, DNAT and, after a reply, reverse NAT. */
 const connectArb: fc.Arbitrary<Step> = fc
@@ -224,7 +261,8 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 5, arbitrary: entryArb.chain((entry) => fc.record({ kind: fc.constant("raw" as const), entry: fc.constant(entry), packet: packetFor(entry), now: fc.nat(), srcIdentity: fc.constantFrom(0, 0, 1000, 3000), tunnel: tunnelKeyArb })) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("tunnel" as const), now: fc.nat(), srcIdentity: fc.constant(0) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("deliver" as const), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1000) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant("reply" as const), entry: fc.constantFrom<EntryPoint>("fromEndpoint", "toEndpoint"), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1001) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("reply" as const), entry: fc.constantFrom<EntryPoint>("fromEndpoint", "toEndpoint", "fromNetwork"), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1001) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("egress" as const), now: fc.nat(), srcIdentity: fc.constant(0) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("again" as const), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1000) }) },
 );
 
@@ -237,8 +275,26 @@ const roundTripArb: fc.Arbitrary<Step[]> = fc.tuple(connectArb, fc.nat(), fc.nat
   { kind: "deliver" as const, now: c, srcIdentity: 0 },
 ]);
 
+/** A pod reaching the world through masquerading: fromEndpoint, the device (toNetwork SNAT), the world's
+ * reply at the node (fromNetwork reverse SNAT) and its delivery to the pod. Few pods, ports and servers,
+ * so that flows of one sequence collide on the node's ports (P4). */
+const masqRoundTripArb: fc.Arbitrary<Step[]> = fc
+  .record({
+    src: fc.constantFrom(...LOCAL_V4),
+    dst: fc.constantFrom(EXTERNAL[0]!, EXTERNAL[0]!, EXTERNAL[1]!),
+    proto: fc.constantFrom<L4Proto>("TCP", "TCP", "UDP", "ICMP"),
+    sport: fc.constantFrom(40000, 40000, 40001, 1234),
+    times: fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.nat()),
+  })
+  .map(({ src, dst, proto, sport, times: [a, b, c, d] }) => [
+    { kind: "raw" as const, entry: "fromEndpoint" as const, packet: buildFrame({ src, dst, proto, sport, dport: 80, tcpFlags: 0x02, icmpType: 8, icmpId: sport }), now: a, srcIdentity: 0 },
+    { kind: "egress" as const, now: b, srcIdentity: 0 },
+    { kind: "reply" as const, entry: "fromNetwork" as const, now: c, srcIdentity: 0 },
+    { kind: "deliver" as const, now: d, srcIdentity: 0 },
+  ]);
+
 export const stepsArb: fc.Arbitrary<Step[]> = fc
-  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }), { minLength: 1, maxLength: 6 })
+  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }, { weight: 1, arbitrary: masqRoundTripArb }), { minLength: 1, maxLength: 6 })
   .map((groups) => groups.flat().slice(0, 10))
   .map((steps) => {
     // Time moves forward, as it does on a node (and never reaches 0: that selects the kernel's real clock).
@@ -266,6 +322,7 @@ export function concretize(step: Step, prevIn?: Uint8Array, prevOut?: Uint8Array
   if (!prevOut) return undefined;
   if (step.kind === "deliver") return { entry: "toEndpoint", packet: prevOut };
   if (step.kind === "tunnel") return { entry: "fromOverlay", packet: prevOut, tunnel: prevTunnel };
+  if (step.kind === "egress") return { entry: "toNetwork", packet: prevOut };
   const d = decodeFrame(prevOut);
   if (!d || !PROTO_NUMBERS[d.protoName as L4Proto]) return undefined;
   const proto = d.protoName as L4Proto;
@@ -273,8 +330,14 @@ export function concretize(step: Step, prevIn?: Uint8Array, prevOut?: Uint8Array
   const echoReply = proto === "ICMP" ? 0 : 129;
   return {
     entry: (step as Extract<Step, { kind: "reply" }>).entry,
-    packet: buildFrame({ src: d.dst, dst: d.src, proto, sport: d.dport, dport: d.sport, tcpFlags: 0x12, icmpType: icmp ? echoReply : undefined, icmpId: icmp ? 1 : undefined }),
+    packet: buildFrame({ src: d.dst, dst: d.src, proto, sport: d.dport, dport: d.sport, tcpFlags: 0x12, icmpType: icmp ? echoReply : undefined, icmpId: icmp ? echoIdOf(prevOut, d.family) : undefined }),
   };
+}
+
+/** The ICMP echo identifier of a frame (after any translation: a masqueraded request carries the node's). */
+function echoIdOf(f: Uint8Array, family: 4 | 6): number {
+  const l4 = 14 + (family === 4 ? (f[14]! & 0x0f) * 4 : 40);
+  return f.length >= l4 + 6 ? (f[l4 + 4]! << 8) | f[l4 + 5]! : 1;
 }
 
 /** Map contents that packets may change, in a comparable form. */

@@ -4,7 +4,8 @@
  * Maglev selection, affinity and backend states) and random packet sequences (valid TCP/UDP/SCTP/ICMP over
  * IPv4 and IPv6, replies, truncations, corruptions, garbage) run through both; verdict, drop reason, output
  * bytes, trace record, tc return code, flow events in the ring buffer and map side effects (conntrack,
- * counters, affinity, SNAT) and the tunnel key an encapsulated packet carries must be identical, with both sides at the same virtual time. Every run prints
+ * counters, affinity, SNAT) and the tunnel key an encapsulated packet carries must be identical; masquerading
+ * (toNetwork SNAT with port collisions, fromNetwork's reverse SNAT) is in the sequences (arbitraries.ts), with both sides at the same virtual time. Every run prints
  * its seed (DIFF_SEED=<seed> replays the run); a failure also prints fast-check's shrunk counterexample and
  * path: DIFF_SEED=<seed> DIFF_PATH=<path> replays that one case.
  * Runs: DIFF_KERNEL_RUNS (default 5000; `npm run test:differential -- --runs 100000` for a long run).
@@ -87,6 +88,9 @@ describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
           if (wr.trace.traceFlags & C.TRACE_F_REV_NAT) seen("rev-nat");
           if (wr.trace.ctState === C.CT_REPLY) seen("ct reply");
           if (wr.trace.ctState === C.CT_ESTABLISHED) seen("ct established");
+          if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT) seen("masquerade");
+          if (c.entry === "fromNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && wr.trace.obsPoint === C.TRACE_TO_ENDPOINT) seen("masquerade reply");
+          if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && new DataView(wr.output.buffer, wr.output.byteOffset).getUint16(34) !== new DataView(c.packet.buffer, c.packet.byteOffset).getUint16(34)) seen("masquerade port changed");
           expect({ verdict: kr.verdict, dropReason: kr.dropReason }).toEqual({ verdict: wr.verdict, dropReason: wr.dropReason });
           expect(Array.from(kr.output.subarray(0, c.packet.length))).toEqual(Array.from(wr.output));
           expect(kr.trace).toEqual(wr.trace);
@@ -116,7 +120,8 @@ describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
     // reported above rather than required; tests/conformance/lb covers it on every engine.)
     if (RUNS >= 1000) {
       for (const k of ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoint ok", "dnat", "ct reply", "ct established", "fromEndpoint drop 132", "toEndpoint drop 134", "fromNetwork ok",
-        "fromEndpoint tunnel", "fromEndpoint drop 160", "fromOverlay ok", "fromOverlay drop 133", "fromOverlay drop 147", "fromOverlay drop 171"]) {
+        "fromEndpoint tunnel", "fromEndpoint drop 160", "fromOverlay ok", "fromOverlay drop 133", "fromOverlay drop 147", "fromOverlay drop 171",
+        "toNetwork ok", "masquerade", "masquerade reply", "masquerade port changed", "toNetwork drop 167"]) {
         expect(outcomes.get(k) ?? 0, `outcome "${k}" reached`).toBeGreaterThan(0);
       }
     }

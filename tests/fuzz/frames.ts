@@ -63,7 +63,7 @@ export interface FuzzFrame {
   srcIdentity: number;
 }
 
-const ENTRIES: EntryPoint[] = ["fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork"];
+const ENTRIES: EntryPoint[] = ["fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork", "toNetwork"];
 const PROTOS4: L4Proto[] = ["TCP", "TCP", "UDP", "SCTP", "ICMP"];
 const PROTOS6: L4Proto[] = ["TCP", "TCP", "UDP", "SCTP", "ICMPv6"];
 /** Next-header values of IPv6 extension headers (RFC 8200 §4; 50 ESP and 59 "no next header" end it). */
@@ -73,7 +73,8 @@ function baseSpec(r: Rand, entry: EntryPoint, a: FrameAddresses): FrameSpec {
   const v6 = r.chance(0.35);
   const local = v6 ? a.local6 : a.local4;
   const remote = v6 ? a.remote6 : a.remote4;
-  const src = entry === "fromEndpoint" ? r.pick(local) : r.pick(remote);
+  // toNetwork: what leaves through the node's device, pods' packets above all (masquerading).
+  const src = entry === "fromEndpoint" || entry === "toNetwork" ? r.pick(local) : r.pick(remote);
   const dst = entry === "toEndpoint" ? r.pick(local) : entry === "fromNetwork" ? r.pick([...local, ...remote]) : r.pick(remote);
   const proto = r.pick(v6 ? PROTOS6 : PROTOS4);
   return {
