@@ -9,5 +9,6 @@ import { l7ProxyBenchmark } from "./l7-proxy.ts";
 import { dnsProxyBenchmark } from "./dns-proxy.ts";
 import { identityAllocationBenchmark } from "./identity-allocation.ts";
 import { overlayBenchmark } from "./overlay.ts";
+import { loadgenBenchmark } from "./loadgen.ts";
 
-export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark, identityAllocationBenchmark, overlayBenchmark];
+export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, loadgenBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark, identityAllocationBenchmark, overlayBenchmark];

@@ -1,0 +1,35 @@
+/*
+ * Smoke test of the raw-frame load generator (bench/cases/loadgen.ts) on tiny sizes: the C generator
+ * compiles and runs, every frame it sends reaches the receiving namespace's IPv4 input, the iptables
+ * frames all traverse KUBE-SERVICES, ciliate's tc program writes conntrack entries, and the CPU cost per
+ * frame is a positive finite number. No assertion is about a time. Without root, clang, iptables or the
+ * kernel build the benchmark must say what it skipped and why.
+ */
+import { describe, expect, it } from "vitest";
+import { loadgenBenchmark } from "../../bench/cases/loadgen.ts";
+
+describe("raw-frame load generator", () => {
+  it("sends frames that every datapath sees, and reports CPU per frame for each mode and N", { timeout: 180_000 }, async () => {
+    const res = await loadgenBenchmark.run({ quick: true, tiny: true, tick: () => {} });
+    if (res.rows.length === 0) {
+      expect(res.skipped.length).toBeGreaterThan(0);
+      for (const s of res.skipped) expect(s.reason.length).toBeGreaterThan(0);
+      return;
+    }
+    expect(res.skipped).toEqual([]);
+    const modes = new Set(res.rows.map((r) => r.params.mode));
+    expect([...modes].sort()).toEqual(["base", "ciliate", "iptables"]);
+    for (const r of res.rows) {
+      const frames = Number(r.params.frames);
+      expect(frames).toBeGreaterThan(0);
+      // Every frame reached IPv4 receive in its namespace (none lost on the veth or the backlog).
+      expect(Number(r.params.received)).toBe(frames);
+      if (r.params.mode === "iptables") expect(Number(r.params.seen)).toBe(frames);
+      if (r.params.mode === "ciliate") expect(Number(r.params.seen)).toBeGreaterThan(0);
+      expect(Number.isFinite(r.stat.median)).toBe(true);
+      expect(r.stat.median).toBeGreaterThan(0);
+    }
+    expect(res.ratios.some((x) => x.name.includes("iptables ÷ ciliate"))).toBe(true);
+    expect(res.charts[0]!.series.map((s) => s.name)).toEqual(["no datapath", "iptables", "ciliate"]);
+  });
+});
