@@ -10,5 +10,6 @@ import { dnsProxyBenchmark } from "./dns-proxy.ts";
 import { identityAllocationBenchmark } from "./identity-allocation.ts";
 import { overlayBenchmark } from "./overlay.ts";
 import { loadgenBenchmark } from "./loadgen.ts";
+import { connRateBenchmark } from "./conn-rate.ts";
 
-export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, loadgenBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark, identityAllocationBenchmark, overlayBenchmark];
+export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, loadgenBenchmark, connRateBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark, identityAllocationBenchmark, overlayBenchmark];

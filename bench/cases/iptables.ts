@@ -107,7 +107,9 @@ export function kubeProxyRules(n: number): string {
       `-A ${sep} -p tcp -m comment --comment "bench/svc-${i}:http" -m tcp -j DNAT --to-destination ${SERVER.ip}:${SERVER_PORT}`,
     );
   }
-  lines.push(...chains);
+  // concat, not push(...): a spread of 100k+ arguments overflows the call stack.
+  const head = lines.concat(chains);
+  lines.length = 0;
   lines.push("-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
   lines.push("-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
   lines.push("-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING");
@@ -115,8 +117,28 @@ export function kubeProxyRules(n: number): string {
   lines.push("-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN");
   lines.push("-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0");
   lines.push("-A KUBE-POSTROUTING -j MASQUERADE --random-fully");
-  lines.push(...rules, "COMMIT", "");
-  return lines.join("\n");
+  return head.concat(lines, rules, ["COMMIT", ""]).join("\n");
+}
+
+/** Two new namespaces on a veth pair: the client (CLIENT.ip on devC) routes the VIP range 10.100.0.0/14
+ * to the server (SERVER.ip on devS); each knows the other's MAC address. */
+export function clientServerPair(nsC: string, nsS: string, devC: string, devS: string): void {
+  sh("ip", ["netns", "add", nsC]);
+  sh("ip", ["netns", "add", nsS]);
+  sh("ip", ["link", "add", devC, "type", "veth", "peer", "name", devS]);
+  sh("ip", ["link", "set", devC, "netns", nsC]);
+  sh("ip", ["link", "set", devS, "netns", nsS]);
+  for (const [ns, dev, ip] of [[nsC, devC, CLIENT.ip], [nsS, devS, SERVER.ip]] as const) {
+    sh("ip", ["-n", ns, "addr", "add", `${ip}/24`, "dev", dev]);
+    sh("ip", ["-n", ns, "link", "set", dev, "up"]);
+    sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
+  }
+  sh("ip", ["-n", nsC, "route", "add", "10.100.0.0/14", "via", SERVER.ip]);
+  // Permanent neighbour entries: ARP through the client veth would otherwise depend on which datapath is
+  // attached at the time of the first packet.
+  const mac = (ns: string, dev: string) => (JSON.parse(sh("ip", ["-n", ns, "-j", "link", "show", dev])) as { address: string }[])[0]!.address;
+  sh("ip", ["-n", nsC, "neigh", "replace", SERVER.ip, "lladdr", mac(nsS, devS), "dev", devC, "nud", "permanent"]);
+  sh("ip", ["-n", nsS, "neigh", "replace", CLIENT.ip, "lladdr", mac(nsC, devC), "dev", devS, "nud", "permanent"]);
 }
 
 /** A kernel datapath sized for N services, holding the client endpoint (10.250.0.1), the server
@@ -144,8 +166,9 @@ function runClient(ns: string, file: string, opts: { services: number; count: nu
   return JSON.parse(out.trim().split("\n").pop()!) as Traffic;
 }
 
-async function startServer(ns: string, file: string): Promise<ChildProcess> {
-  const child = spawn("ip", ["netns", "exec", ns, process.execPath, file], { stdio: ["ignore", "pipe", "pipe"] });
+/** Starts `argv` in namespace `ns` and waits until it prints "ready" (10 s at most). */
+export async function startServer(ns: string, argv: string[]): Promise<ChildProcess> {
+  const child = spawn("ip", ["netns", "exec", ns, ...argv], { stdio: ["ignore", "pipe", "pipe"] });
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("server did not start within 10 s")), 10_000);
     child.stdout!.on("data", (d: Buffer) => {
@@ -197,18 +220,8 @@ export const iptablesBenchmark: Benchmark = {
     };
     try {
       result.notes.push(`iptables: ${sh(IPT, ["--version"]).trim()} — the legacy (x_tables) backend when installed, as the per-rule costs of anchor A9 were measured on ipt_do_table; otherwise the nf_tables backend`);
-      sh("ip", ["netns", "add", nsC]);
-      sh("ip", ["netns", "add", nsS]);
-      sh("ip", ["link", "add", `vc${tag}`, "type", "veth", "peer", "name", `vs${tag}`]);
-      sh("ip", ["link", "set", `vc${tag}`, "netns", nsC]);
-      sh("ip", ["link", "set", `vs${tag}`, "netns", nsS]);
-      for (const [ns, dev, ip] of [[nsC, `vc${tag}`, CLIENT.ip], [nsS, `vs${tag}`, SERVER.ip]] as const) {
-        sh("ip", ["-n", ns, "addr", "add", `${ip}/24`, "dev", dev]);
-        sh("ip", ["-n", ns, "link", "set", dev, "up"]);
-        sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
-      }
-      sh("ip", ["-n", nsC, "route", "add", "10.100.0.0/14", "via", SERVER.ip]);
-      server = await startServer(nsS, serverFile);
+      clientServerPair(nsC, nsS, `vc${tag}`, `vs${tag}`);
+      server = await startServer(nsS, [process.execPath, serverFile]);
 
       interface Acc { rps: number[]; lat: number[]; errors: number }
       const round = (acc: Acc, n: number) => {

@@ -25,19 +25,22 @@
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { KernelDatapath } from "../../datapath/kernel-engine.ts";
 import { attachTc, type TcAttachment } from "../../datapath/tc.ts";
 import { buildFrame, TCP_FLAGS } from "../../sim/packets.ts";
-import { summarize, type Benchmark, type BenchResult, type Row } from "../harness.ts";
+import { summarize, type Benchmark, type BenchContext, type BenchResult, type Row } from "../harness.ts";
 import { fillServices, MAP_SPECS } from "../fixtures/node.ts";
 import { CLIENT, clientNode, kubeProxyRules, namespaceBenchSetup, SERVER, SERVER_PORT, sh } from "./iptables.ts";
 
 export const FRAME_GEN_SRC = fileURLToPath(new URL("../fixtures/frame-gen.c", import.meta.url));
-const FULL_N = [1_000, 10_000, 50_000, 100_000];
-const QUICK_N = [100, 1_000];
-const TINY_N = [10, 100];
+/** Services per point, rounds per mode, and each run's time and frame cap. */
+const SIZES = {
+  full: { Ns: [1_000, 10_000, 50_000, 100_000], rounds: 3, maxMs: 1500, maxFrames: 2_000_000 },
+  quick: { Ns: [100, 1_000], rounds: 1, maxMs: 300, maxFrames: 2_000_000 },
+  tiny: { Ns: [10, 100], rounds: 1, maxMs: 100, maxFrames: 2_000 },
+};
 const VIP_BASE = 0x0a640001; // serviceVip(0)
 const MODES = ["base", "iptables", "ciliate"] as const;
 type Mode = (typeof MODES)[number];
@@ -45,7 +48,7 @@ type Mode = (typeof MODES)[number];
 /** Compiles a C fixture with clang into dir; returns the binary's path. */
 export function compileC(src: string, dir: string, name: string): string {
   const out = join(dir, name);
-  execFileSync("clang", ["-O2", "-Wall", "-o", out, src], { stdio: "pipe" });
+  execFileSync("clang", ["-O2", "-Wall", "-I", dirname(src), "-o", out, src], { stdio: "pipe" });
   return out;
 }
 
@@ -91,28 +94,39 @@ export function ciliateServiceNode(n: number): KernelDatapath {
   return kdp;
 }
 
-function iptCounter(ipt: string, ns: string): number {
-  const out = sh("ip", ["netns", "exec", ns, ipt, "-t", "nat", "-L", "PREROUTING", "-v", "-x", "-n"]);
+/** Packets through the `chain` → KUBE-SERVICES jump of the nat table in `ns` (iptables' own counter). */
+export function kubeServicesJumps(ipt: string, ns: string, chain: "PREROUTING" | "OUTPUT"): number {
+  const out = sh("ip", ["netns", "exec", ns, ipt, "-t", "nat", "-L", chain, "-v", "-x", "-n"]);
   const line = out.split("\n").find((l) => l.includes("KUBE-SERVICES"));
   return line ? Number(line.trim().split(/\s+/)[0]) : 0;
 }
 
+/** A result to fill, the iptables binary, and whether the namespace benchmark must skip (then the result
+ * already says why and the progress steps are ticked). */
+export function startNamespaceBench(ctx: BenchContext, b: { name: string; title: string }, steps: number, what: string): { result: BenchResult; ipt: string; skip: boolean } {
+  const result: BenchResult = { name: b.name, title: b.title, rows: [], ratios: [], skipped: [], charts: [], notes: [] };
+  const { ipt, why } = namespaceBenchSetup();
+  if (why) {
+    result.skipped.push({ what, reason: why });
+    for (let i = 0; i < steps; i++) ctx.tick("skipped");
+  }
+  return { result, ipt, skip: why !== undefined };
+}
+
+/** The sizes a run uses: tiny for the smoke tests, quick, or full. */
+export function benchSizes<T>(ctx: { quick: boolean; tiny?: boolean }, sizes: { full: T; quick: T; tiny: T }): T {
+  return ctx.tiny ? sizes.tiny : ctx.quick ? sizes.quick : sizes.full;
+}
+
+
 export const loadgenBenchmark: Benchmark = {
   name: "loadgen",
   title: "Raw-frame load generator: per-packet cost of iptables vs ciliate as services grow",
-  steps: (quick) => (quick ? QUICK_N : FULL_N).length,
+  steps: (quick) => benchSizes({ quick }, SIZES).Ns.length,
   async run(ctx) {
-    const Ns = ctx.tiny ? TINY_N : ctx.quick ? QUICK_N : FULL_N;
-    const rounds = ctx.quick ? 1 : 3;
-    const maxMs = ctx.tiny ? 100 : ctx.quick ? 300 : 1500;
-    const maxFrames = ctx.tiny ? 2_000 : 2_000_000;
-    const result: BenchResult = { name: "loadgen", title: this.title, rows: [], ratios: [], skipped: [], charts: [], notes: [] };
-    const { ipt: IPT, why } = namespaceBenchSetup();
-    if (why) {
-      result.skipped.push({ what: "the raw-frame per-packet comparison (generator, namespaces, iptables rules, tc program)", reason: why });
-      for (let i = 0; i < Ns.length; i++) ctx.tick("skipped");
-      return result;
-    }
+    const { Ns, rounds, maxMs, maxFrames } = benchSizes(ctx, SIZES);
+    const { result, ipt: IPT, skip } = startNamespaceBench(ctx, this, Ns.length, "the raw-frame per-packet comparison (generator, namespaces, iptables rules, tc program)");
+    if (skip) return result;
     const tag = `${process.pid % 100000}`;
     const nsOf: Record<Mode, string> = { base: `lg-base-${tag}`, iptables: `lg-ipt-${tag}`, ciliate: `lg-cil-${tag}` };
     const dir = mkdtempSync(join(tmpdir(), "ciliate-bench-lg-"));
@@ -141,7 +155,7 @@ export const loadgenBenchmark: Benchmark = {
         const seen: Record<Mode, number> = { base: 0, iptables: 0, ciliate: 0 };
         try {
           attachments.push(attachTc(kdp.programFd("fromEndpoint", true), { ifname: "lg0", netns: nsOf.ciliate, direction: "ingress" }));
-          const ipt0 = iptCounter(IPT, nsOf.iptables);
+          const ipt0 = kubeServicesJumps(IPT, nsOf.iptables, "PREROUTING");
           // Rounds alternate the modes, so a change in the shared machine's load hits all three.
           for (let r = 0; r < rounds; r++) {
             for (const m of MODES) {
@@ -153,7 +167,7 @@ export const loadgenBenchmark: Benchmark = {
               wall[m].push(g.wallNs / g.sent);
             }
           }
-          seen.iptables = iptCounter(IPT, nsOf.iptables) - ipt0;
+          seen.iptables = kubeServicesJumps(IPT, nsOf.iptables, "PREROUTING") - ipt0;
           seen.ciliate = kdp.map(MAP_SPECS.Conntrack).count();
           if (seen.iptables < sent.iptables) result.notes.push(`N=${n}: only ${seen.iptables} of ${sent.iptables} iptables frames traversed KUBE-SERVICES`);
           if (seen.ciliate === 0) result.notes.push(`N=${n}: ciliate wrote no conntrack entries — the tc program did not see the frames`);

@@ -1,12 +1,14 @@
 /*
- * Smoke test of the raw-frame load generator (bench/cases/loadgen.ts) on tiny sizes: the C generator
+ * Smoke tests of the C load generators on tiny sizes. Raw frames (bench/cases/loadgen.ts): the C generator
  * compiles and runs, every frame it sends reaches the receiving namespace's IPv4 input, the iptables
  * frames all traverse KUBE-SERVICES, ciliate's tc program writes conntrack entries, and the CPU cost per
- * frame is a positive finite number. No assertion is about a time. Without root, clang, iptables or the
+ * frame is a positive finite number. Connection rate (bench/cases/conn-rate.ts): the C epoll client
+ * completes connections through both datapaths, each one DNATed by the datapath under test. No assertion is about a time. Without root, clang, iptables or the
  * kernel build the benchmark must say what it skipped and why.
  */
 import { describe, expect, it } from "vitest";
 import { loadgenBenchmark } from "../../bench/cases/loadgen.ts";
+import { connRateBenchmark } from "../../bench/cases/conn-rate.ts";
 
 describe("raw-frame load generator", () => {
   it("sends frames that every datapath sees, and reports CPU per frame for each mode and N", { timeout: 180_000 }, async () => {
@@ -31,5 +33,25 @@ describe("raw-frame load generator", () => {
     }
     expect(res.ratios.some((x) => x.name.includes("iptables ÷ ciliate"))).toBe(true);
     expect(res.charts[0]!.series.map((s) => s.name)).toEqual(["no datapath", "iptables", "ciliate"]);
+  });
+
+  it("completes connections through iptables and through ciliate with the C epoll client", { timeout: 180_000 }, async () => {
+    const res = await connRateBenchmark.run({ quick: true, tiny: true, tick: () => {} });
+    if (res.rows.length === 0) {
+      expect(res.skipped.length).toBeGreaterThan(0);
+      for (const s of res.skipped) expect(s.reason.length).toBeGreaterThan(0);
+      return;
+    }
+    expect(res.skipped).toEqual([]);
+    expect(res.rows.map((r) => r.params.mode)).toEqual(["iptables", "ciliate"]);
+    for (const r of res.rows) {
+      const done = Number(r.params.connections);
+      expect(done).toBeGreaterThan(0);
+      expect(r.stat.median).toBeGreaterThan(0);
+      // The VIPs are reachable only through the datapath under test: iptables counts a nat jump per new
+      // connection, ciliate leaves conntrack entries.
+      if (r.params.mode === "iptables") expect(Number(r.params.seen)).toBeGreaterThanOrEqual(done);
+      else expect(Number(r.params.seen)).toBeGreaterThan(0);
+    }
   });
 });
