@@ -3,12 +3,15 @@
  * compiles and runs, every frame it sends reaches the receiving namespace's IPv4 input, the iptables
  * frames all traverse KUBE-SERVICES, ciliate's tc program writes conntrack entries, and the CPU cost per
  * frame is a positive finite number. Connection rate (bench/cases/conn-rate.ts): the C epoll client
- * completes connections through both datapaths, each one DNATed by the datapath under test. No assertion is about a time. Without root, clang, iptables or the
+ * completes connections through both datapaths, each one DNATed by the datapath under test. XDP NodePort
+ * (bench/cases/xdp-nodeport.ts): the frame source's chain into ciliate's XDP program forwards (XDP_TX) on
+ * every measured row. No assertion is about a time. Without root, clang, iptables or the
  * kernel build the benchmark must say what it skipped and why.
  */
 import { describe, expect, it } from "vitest";
 import { loadgenBenchmark } from "../../bench/cases/loadgen.ts";
 import { connRateBenchmark } from "../../bench/cases/conn-rate.ts";
+import { xdpNodePortBenchmark } from "../../bench/cases/xdp-nodeport.ts";
 
 describe("raw-frame load generator", () => {
   it("sends frames that every datapath sees, and reports CPU per frame for each mode and N", { timeout: 180_000 }, async () => {
@@ -53,5 +56,21 @@ describe("raw-frame load generator", () => {
       if (r.params.mode === "iptables") expect(Number(r.params.seen)).toBeGreaterThanOrEqual(done);
       else expect(Number(r.params.seen)).toBeGreaterThan(0);
     }
+  });
+
+  it("forwards NodePort frames through the frame source and ciliate's XDP program (XDP_TX)", { timeout: 120_000 }, async () => {
+    const res = await xdpNodePortBenchmark.run({ quick: true, tiny: true, tick: () => {} });
+    if (res.rows.length === 0) {
+      expect(res.skipped.length).toBeGreaterThan(0);
+      return;
+    }
+    const forward = res.rows.filter((r) => r.name.startsWith("XDP NodePort forward"));
+    expect(forward.length).toBeGreaterThanOrEqual(2);
+    for (const r of forward) {
+      if (r.params["last XDP action"] !== undefined) expect(r.params["last XDP action"]).toBe(3);
+      expect(Number(r.params.Mpps)).toBeGreaterThan(0);
+    }
+    // Live frames either ran or say why not.
+    for (const s of res.skipped) expect(s.reason.length).toBeGreaterThan(0);
   });
 });
