@@ -46,8 +46,13 @@ describe("raw-frame load generator", () => {
       return;
     }
     expect(res.skipped).toEqual([]);
-    expect(res.rows.map((r) => r.params.mode)).toEqual(["iptables", "ciliate"]);
-    for (const r of res.rows) {
+    const rates = res.rows.filter((r) => r.unit === "conn/s");
+    expect(rates.map((r) => r.params.mode)).toEqual(["iptables", "ciliate"]);
+    // CPU per connection (client + server processes) is measured for both modes.
+    const cpu = res.rows.filter((r) => r.unit === "µs");
+    expect(cpu.map((r) => r.params.mode)).toEqual(["iptables", "ciliate"]);
+    for (const r of cpu) expect(r.stat.median).toBeGreaterThan(0);
+    for (const r of rates) {
       const done = Number(r.params.connections);
       expect(done).toBeGreaterThan(0);
       expect(r.stat.median).toBeGreaterThan(0);
