@@ -78,10 +78,17 @@ export interface TestRunOptions {
   dataOutSize?: number;
   /** Runs the program this many times (≥ 1); duration is the average. Default 1. */
   repeat?: number;
-  /** BPF_F_TEST_RUN_ON_CPU (1) / BPF_F_TEST_XDP_LIVE_FRAMES (2). */
+  /** BPF_F_TEST_RUN_ON_CPU (1) / BPF_F_TEST_XDP_LIVE_FRAMES (2). With live frames (XDP only, Linux 5.18+)
+   * the kernel sends the frames on: XDP_PASS into the stack of the ingress device, XDP_TX / XDP_REDIRECT out
+   * of a device; no packet or context comes back (the kernel requires data_out and ctx_out to be NULL). */
   flags?: number;
   cpu?: number;
+  /** Live frames: frames per batch (kernel default 64 when 0). */
+  batchSize?: number;
 }
+
+/** BPF_F_TEST_XDP_LIVE_FRAMES (uapi linux/bpf.h). */
+export const BPF_F_TEST_XDP_LIVE_FRAMES = 2;
 
 export interface TestRunResult {
   /** The program's return value (TC_ACT_OK 0, TC_ACT_SHOT 2, TC_ACT_REDIRECT 7; XDP_PASS 2 …). */
@@ -118,15 +125,16 @@ export function testRun(prog: number | { fd: number }, opts: TestRunOptions): Te
   if (data.length === 0) throw new BpfError(BpfErrorCode.BadArgument, "test run needs a non-empty packet");
   const repeat = opts.repeat ?? 1;
   if (!Number.isInteger(repeat) || repeat < 1) throw new BpfError(BpfErrorCode.BadArgument, `repeat must be an integer ≥ 1, got ${repeat}`);
-  const outSize = opts.dataOutSize ?? data.length + 256;
+  const live = ((opts.flags ?? 0) & BPF_F_TEST_XDP_LIVE_FRAMES) !== 0;
+  const outSize = live ? 0 : (opts.dataOutSize ?? data.length + 256);
   const ctxIn = opts.ctx === undefined ? undefined : opts.ctx instanceof Uint8Array ? opts.ctx : encodeSkbContext(opts.ctx);
 
   // Stable native memory the kernel reads and writes during the call, reused across calls: allocating and
   // freeing four buffers per run cost more than the run itself.
   const dataIn = scratch(0, data.length);
-  const dataOut = scratch(1, outSize);
+  const dataOut = live ? null : scratch(1, outSize);
   const ctxInPtr = ctxIn ? scratch(2, ctxIn.length) : null;
-  const ctxOutPtr = ctxIn ? scratch(3, ctxIn.length) : null;
+  const ctxOutPtr = ctxIn && !live ? scratch(3, ctxIn.length) : null;
   new Uint8Array(koffi.view(dataIn, data.length)).set(data);
   if (ctxIn && ctxInPtr) new Uint8Array(koffi.view(ctxInPtr, ctxIn.length)).set(ctxIn);
   const o: Record<string, unknown> = {
@@ -138,20 +146,20 @@ export function testRun(prog: number | { fd: number }, opts: TestRunOptions): Te
     ctx_in: ctxInPtr,
     ctx_out: ctxOutPtr,
     ctx_size_in: ctxIn ? ctxIn.length : 0,
-    ctx_size_out: ctxIn ? ctxIn.length : 0,
+    ctx_size_out: ctxIn && !live ? ctxIn.length : 0,
     retval: 0,
     repeat,
     duration: 0,
     flags: opts.flags ?? 0,
     cpu: opts.cpu ?? 0,
-    batch_size: 0,
+    batch_size: opts.batchSize ?? 0,
   };
   const ret = libbpf().bpf_prog_test_run_opts(fd, o);
   if (ret < 0) throw bpfError(BpfErrorCode.TestRunFailed, `bpf_prog_test_run_opts(prog fd ${fd}, ${data.length} bytes)`, ret);
   const outLen = Math.min(Number(o.data_size_out), outSize);
   const result: TestRunResult = {
     retval: Number(o.retval) >>> 0,
-    data: new Uint8Array(koffi.view(dataOut, outSize)).slice(0, outLen),
+    data: dataOut ? new Uint8Array(koffi.view(dataOut, outSize)).slice(0, outLen) : new Uint8Array(0),
     duration: Number(o.duration),
   };
   if (ctxIn && ctxOutPtr) {

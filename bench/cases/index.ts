@@ -9,5 +9,8 @@ import { l7ProxyBenchmark } from "./l7-proxy.ts";
 import { dnsProxyBenchmark } from "./dns-proxy.ts";
 import { identityAllocationBenchmark } from "./identity-allocation.ts";
 import { overlayBenchmark } from "./overlay.ts";
+import { loadgenBenchmark } from "./loadgen.ts";
+import { connRateBenchmark } from "./conn-rate.ts";
+import { xdpNodePortBenchmark } from "./xdp-nodeport.ts";
 
-export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark, identityAllocationBenchmark, overlayBenchmark];
+export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, loadgenBenchmark, connRateBenchmark, xdpNodePortBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark, identityAllocationBenchmark, overlayBenchmark];

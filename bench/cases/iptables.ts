@@ -26,9 +26,9 @@ import { addBackend, addEndpoint, addPolicy, addService, configure, ipcacheKey, 
 
 const FULL_N = [10, 1_000, 10_000];
 const QUICK_N = [10];
-const CLIENT = { ip: "10.250.0.1", epId: 1, identity: 1000 };
-const SERVER = { ip: "10.250.0.2", identity: 2000 };
-const SERVER_PORT = 8080;
+export const CLIENT = { ip: "10.250.0.1", epId: 1, identity: 1000 };
+export const SERVER = { ip: "10.250.0.2", identity: 2000 };
+export const SERVER_PORT = 8080;
 
 const SERVER_JS = `
 const net = require("node:net");
@@ -58,7 +58,8 @@ function one() {
 for (let i = 0; i < o.concurrency; i++) one();
 `;
 
-function sh(cmd: string, args: string[], input?: string): string {
+/** Runs a command; a failure throws one line (the command and the first line of its stderr). */
+export function sh(cmd: string, args: string[], input?: string): string {
   try {
     return execFileSync(cmd, args, { input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
   } catch (e) {
@@ -67,13 +68,26 @@ function sh(cmd: string, args: string[], input?: string): string {
   }
 }
 
-function tool(name: string): boolean {
+export function tool(name: string): boolean {
   try {
     execFileSync("sh", ["-c", `command -v ${name}`], { stdio: "ignore" });
     return true;
   } catch {
     return false;
   }
+}
+
+/** The iptables binary to use (the legacy backend when installed, as the per-rule costs of anchor A9 were
+ * measured on ipt_do_table) and why the namespace benchmarks cannot run here (undefined when they can). */
+export function namespaceBenchSetup(): { ipt: string; why?: string } {
+  const ipt = tool("iptables-legacy-restore") ? "iptables-legacy" : "iptables";
+  const missing = ["ip", ipt, `${ipt}-restore`].filter((t) => !tool(t));
+  const why = !isRoot()
+    ? "not running as root (network namespaces, iptables rules, tc programs and raw sockets need CAP_NET_ADMIN/CAP_SYS_ADMIN/CAP_NET_RAW)"
+    : missing.length
+      ? `${missing.join(", ")} not installed`
+      : kernelUnavailable(KERNEL_OBJECT);
+  return { ipt, why };
 }
 
 /** kube-proxy-style iptables-restore input for N services (one endpoint each: the server). */
@@ -93,7 +107,9 @@ export function kubeProxyRules(n: number): string {
       `-A ${sep} -p tcp -m comment --comment "bench/svc-${i}:http" -m tcp -j DNAT --to-destination ${SERVER.ip}:${SERVER_PORT}`,
     );
   }
-  lines.push(...chains);
+  // concat, not push(...): a spread of 100k+ arguments overflows the call stack.
+  const head = lines.concat(chains);
+  lines.length = 0;
   lines.push("-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
   lines.push("-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
   lines.push("-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING");
@@ -101,8 +117,41 @@ export function kubeProxyRules(n: number): string {
   lines.push("-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN");
   lines.push("-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0");
   lines.push("-A KUBE-POSTROUTING -j MASQUERADE --random-fully");
-  lines.push(...rules, "COMMIT", "");
-  return lines.join("\n");
+  return head.concat(lines, rules, ["COMMIT", ""]).join("\n");
+}
+
+/** Two new namespaces on a veth pair: the client (CLIENT.ip on devC) routes the VIP range 10.100.0.0/14
+ * to the server (SERVER.ip on devS); each knows the other's MAC address. */
+export function clientServerPair(nsC: string, nsS: string, devC: string, devS: string): void {
+  sh("ip", ["netns", "add", nsC]);
+  sh("ip", ["netns", "add", nsS]);
+  sh("ip", ["link", "add", devC, "type", "veth", "peer", "name", devS]);
+  sh("ip", ["link", "set", devC, "netns", nsC]);
+  sh("ip", ["link", "set", devS, "netns", nsS]);
+  for (const [ns, dev, ip] of [[nsC, devC, CLIENT.ip], [nsS, devS, SERVER.ip]] as const) {
+    sh("ip", ["-n", ns, "addr", "add", `${ip}/24`, "dev", dev]);
+    sh("ip", ["-n", ns, "link", "set", dev, "up"]);
+    sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
+  }
+  sh("ip", ["-n", nsC, "route", "add", "10.100.0.0/14", "via", SERVER.ip]);
+  // Permanent neighbour entries: ARP through the client veth would otherwise depend on which datapath is
+  // attached at the time of the first packet.
+  const mac = (ns: string, dev: string) => (JSON.parse(sh("ip", ["-n", ns, "-j", "link", "show", dev])) as { address: string }[])[0]!.address;
+  sh("ip", ["-n", nsC, "neigh", "replace", SERVER.ip, "lladdr", mac(nsS, devS), "dev", devC, "nud", "permanent"]);
+  sh("ip", ["-n", nsS, "neigh", "replace", CLIENT.ip, "lladdr", mac(nsC, devC), "dev", devS, "nud", "permanent"]);
+}
+
+/** A kernel datapath sized for N services, holding the client endpoint (10.250.0.1), the server
+ * (10.250.0.2) in the ipcache, the world, and allow-all policy for the client; services are the caller's. */
+export function clientNode(n: number): KernelDatapath {
+  const kdp = new KernelDatapath({ capacities: { lb_services: Math.max(65_536, 2 * n + 1024), lb_reverse_nat: Math.max(65_536, n + 1024) }, plainPrograms: true });
+  configure(kdp);
+  addEndpoint(kdp, CLIENT);
+  kdp.map(MAP_SPECS.Ipcache).update(ipcacheKey(`${SERVER.ip}/32`), { secIdentity: SERVER.identity });
+  kdp.map(MAP_SPECS.Ipcache).update(ipcacheKey("0.0.0.0/0"), { secIdentity: C.ID_WORLD });
+  addPolicy(kdp, { epId: CLIENT.epId, egress: true, identity: 0 });
+  addPolicy(kdp, { epId: CLIENT.epId, egress: false, identity: 0 });
+  return kdp;
 }
 
 interface Traffic {
@@ -117,8 +166,9 @@ function runClient(ns: string, file: string, opts: { services: number; count: nu
   return JSON.parse(out.trim().split("\n").pop()!) as Traffic;
 }
 
-async function startServer(ns: string, file: string): Promise<ChildProcess> {
-  const child = spawn("ip", ["netns", "exec", ns, process.execPath, file], { stdio: ["ignore", "pipe", "pipe"] });
+/** Starts `argv` in namespace `ns` and waits until it prints "ready" (10 s at most). */
+export async function startServer(ns: string, argv: string[]): Promise<ChildProcess> {
+  const child = spawn("ip", ["netns", "exec", ns, ...argv], { stdio: ["ignore", "pipe", "pipe"] });
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("server did not start within 10 s")), 10_000);
     child.stdout!.on("data", (d: Buffer) => {
@@ -147,14 +197,8 @@ export const iptablesBenchmark: Benchmark = {
     const concurrency = 8;
     const capMs = 30_000;
     const result: BenchResult = { name: "iptables", title: this.title, rows: [], ratios: [], skipped: [], charts: [], notes: [] };
-    const IPT = tool("iptables-legacy-restore") ? "iptables-legacy" : "iptables";
+    const { ipt: IPT, why } = namespaceBenchSetup();
     const IPT_RESTORE = `${IPT}-restore`;
-    const missing = ["ip", IPT, IPT_RESTORE].filter((t) => !tool(t));
-    const why = !isRoot()
-      ? "not running as root (creating network namespaces, loading iptables rules and attaching tc programs need CAP_NET_ADMIN/CAP_SYS_ADMIN)"
-      : missing.length
-        ? `${missing.join(", ")} not installed`
-        : kernelUnavailable(KERNEL_OBJECT);
     if (why) {
       result.skipped.push({ what: "the whole iptables comparison (namespaces, iptables rules, tc programs, traffic)", reason: why });
       for (let i = 0; i < Ns.length * 2; i++) ctx.tick("skipped");
@@ -176,18 +220,8 @@ export const iptablesBenchmark: Benchmark = {
     };
     try {
       result.notes.push(`iptables: ${sh(IPT, ["--version"]).trim()} — the legacy (x_tables) backend when installed, as the per-rule costs of anchor A9 were measured on ipt_do_table; otherwise the nf_tables backend`);
-      sh("ip", ["netns", "add", nsC]);
-      sh("ip", ["netns", "add", nsS]);
-      sh("ip", ["link", "add", `vc${tag}`, "type", "veth", "peer", "name", `vs${tag}`]);
-      sh("ip", ["link", "set", `vc${tag}`, "netns", nsC]);
-      sh("ip", ["link", "set", `vs${tag}`, "netns", nsS]);
-      for (const [ns, dev, ip] of [[nsC, `vc${tag}`, CLIENT.ip], [nsS, `vs${tag}`, SERVER.ip]] as const) {
-        sh("ip", ["-n", ns, "addr", "add", `${ip}/24`, "dev", dev]);
-        sh("ip", ["-n", ns, "link", "set", dev, "up"]);
-        sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
-      }
-      sh("ip", ["-n", nsC, "route", "add", "10.100.0.0/14", "via", SERVER.ip]);
-      server = await startServer(nsS, serverFile);
+      clientServerPair(nsC, nsS, `vc${tag}`, `vs${tag}`);
+      server = await startServer(nsS, [process.execPath, serverFile]);
 
       interface Acc { rps: number[]; lat: number[]; errors: number }
       const round = (acc: Acc, n: number) => {
@@ -211,13 +245,7 @@ export const iptablesBenchmark: Benchmark = {
       const svcOf = (i: number, vip = serviceVip(i), revNat = i + 1) => ({ vip, port: 80, revNat, backends: [{ id: 1, ip: SERVER.ip, port: SERVER_PORT }] });
       /** A kernel datapath with the client endpoint, the server, allow-all policy and (optionally) N services. */
       const ciliateNode = (n: number, withServices: boolean) => {
-        const kdp = new KernelDatapath({ capacities: { lb_services: Math.max(65_536, 2 * n + 1024), lb_reverse_nat: Math.max(65_536, n + 1024) }, plainPrograms: true });
-        configure(kdp);
-        addEndpoint(kdp, CLIENT);
-        kdp.map(MAP_SPECS.Ipcache).update(ipcacheKey(`${SERVER.ip}/32`), { secIdentity: SERVER.identity });
-        kdp.map(MAP_SPECS.Ipcache).update(ipcacheKey("0.0.0.0/0"), { secIdentity: C.ID_WORLD });
-        addPolicy(kdp, { epId: CLIENT.epId, egress: true, identity: 0 });
-        addPolicy(kdp, { epId: CLIENT.epId, egress: false, identity: 0 });
+        const kdp = clientNode(n);
         addBackend(kdp, { id: 1, ip: SERVER.ip, port: SERVER_PORT });
         let ms = 0;
         if (withServices) {

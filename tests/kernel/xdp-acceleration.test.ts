@@ -18,6 +18,7 @@ import { buildFrame, decodeFrame, TCP_FLAGS } from "../../sim/packets.ts";
 import { C, configure } from "../conformance/fixture.ts";
 import { addrBytes16 } from "../../host/ip.ts";
 import { TEST_CAPACITIES } from "../conformance/backends.ts";
+import { addLoadBalancer } from "../../bench/fixtures/node.ts";
 
 const suite = kernelSuite("xdp acceleration", ["root", "libbpf", "bpffs", "clang", "iproute2"]);
 const NS = `cxdp-${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -33,7 +34,6 @@ function sh(cmd: string, args: string[], allowFail = false): string {
   return r.stdout;
 }
 
-const ipNum = (ip: string) => ip.split(".").reduce((a, b) => ((a << 8) | Number(b)) >>> 0, 0);
 
 /** struct xdp_md for a test run of a `len`-byte frame received on `ifindex`, rx queue 0 (the kernel wants
  * data_end = the frame's length and no metadata). */
@@ -61,13 +61,7 @@ describe.skipIf(suite.skip)("from-network at XDP", () => {
     devMac = JSON.parse(sh("ip", ["-n", NS, "-j", "link", "show", "xa"]))[0].address as string;
     dp = new KernelDatapath({ capacities: TEST_CAPACITIES, xdp: true });
     configure(dp);
-    const cfg = dp.map(MAP_SPECS.Config);
-    cfg.update(0, { ...cfg.lookup(0)!, nodeIpv4: ipNum(NODE_IP), nodePortMin: 30000, nodePortMax: 32767 });
-    const key = { addr: addrBytes16(LB_IP), dport: 80, proto: C.IPPROTO_TCP, scope: 0, family: C.FAMILY_IPV4 };
-    dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: 0 }, { backendId: C.LB_ALG_RANDOM << 24, count: 1, qcount: 0, revNatIndex: 3, flags: C.SVC_F_ROUTABLE });
-    dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: 1 }, { backendId: BACKEND.id, revNatIndex: 3 });
-    dp.map(MAP_SPECS.Backends).update({ backendId: BACKEND.id }, { addr: addrBytes16(BACKEND.ip), port: BACKEND.port, proto: C.IPPROTO_TCP, state: C.BE_STATE_ACTIVE, family: C.FAMILY_IPV4 });
-    dp.map(MAP_SPECS.RevNat).update({ revNatIndex: 3 }, { addr: addrBytes16(LB_IP), port: 80, family: C.FAMILY_IPV4 });
+    addLoadBalancer(dp, { nodeIp: NODE_IP, lbIp: LB_IP, backend: BACKEND });
   });
 
   afterAll(() => {
