@@ -10,7 +10,7 @@ import { ciliumCidr, ciliumCidrRule } from "./cilium-cidr.ts";
 import type { Cidr } from "./cidr.ts";
 import { problemAt, type ManifestError, type SourceRef } from "./errors.ts";
 import { parseCiliumPort } from "./cilium-port.ts";
-import { EXTENDED_IP_PROTOCOLS, icmpType } from "./ports.ts";
+import { EXTENDED_IP_PROTOCOLS, ICMPV4_TYPES, ICMPV6_TYPES, icmpType } from "./ports.ts";
 import { checkKafkaRule } from "./l7/kafka.ts";
 import { checkServerName } from "./l7/tls.ts";
 import { dnsSelectorProblems } from "./l7/dns.ts";
@@ -85,7 +85,7 @@ export function checkCidrSet(ctx: Ctx, cidr: unknown, except: unknown, path: (st
 
 export function checkEntity(ctx: Ctx, e: unknown, path: (string | number)[]): Peer | undefined {
   if (typeof e !== "string" || !ENTITIES.includes(e)) {
-    bad(ctx, path, "unknown-entity", `unknown entity ${JSON.stringify(e)}`, `use one of ${ENTITIES.join(", ")}`);
+    bad(ctx, path, "unknown-entity", `unsupported entity: ${String(e)}`, `use one of ${ENTITIES.join(", ")}`);
     return undefined;
   }
   if (e === "all") return { type: "all" };
@@ -332,7 +332,8 @@ export function checkIcmps(ctx: Ctx, raw: unknown, path: (string | number)[]): P
       const t = icmpType(fam, f.type);
       if (t === undefined) {
         if (typeof f.type === "number" || /^\d+$/.test(String(f.type))) bad(ctx, [...p, "type"], "icmp-type-out-of-range", `ICMP type ${f.type} is out of range 0-255`);
-        else bad(ctx, [...p, "type"], "unknown-icmp-type", `unknown ${fam} ICMP type ${JSON.stringify(f.type)}`);
+        // pkg/policy/api/icmp.go ICMPField.UnmarshalJSON names the family as written (empty when left out).
+        else bad(ctx, [...p, "type"], "unknown-icmp-type", `ICMP type ${String(f.type)} not found in ${String(f.family ?? "")}`, `a ${fam} type: a number 0-255 or one of ${Object.keys(fam === "IPv6" ? ICMPV6_TYPES : ICMPV4_TYPES).join(", ")}`);
         return;
       }
       out.push({ port: t, protocol: fam === "IPv6" ? "ICMPv6" : "ICMP" });

@@ -126,3 +126,57 @@ describe("CIDR.sanitize and CIDRRule.sanitize: CIDRs as Cilium parses them (Go n
     expect(problems(np("{cidr: 10.0.0.0/8, except: [10.1.0.0/16]}"))).toEqual([]);
   });
 });
+
+describe("EndpointSelector.sanitize and ValidateLabelSelector: selectors as Cilium and the API server check them", () => {
+  const LABEL_VALUE =
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+  it("pkg/policy/api/selector.go sanitize: matchExpressions values are label values (AllowInvalidLabelValueInSelector: false)", () => {
+    const y = pods + cnp("  ingress: [{fromEndpoints: [{matchExpressions: [{key: app, operator: In, values: ['a b']}]}]}]");
+    expect(problems(y)).toEqual([{ code: "invalid-selector-value", detail: `invalid label selector: matchExpressions[0].values[0]: Invalid value: "a b": ${LABEL_VALUE}` }]);
+  });
+
+  it("pkg/policy/api/selector.go sanitize: keys are validated as extended keys (any.<key>), so a 60-character key is too long", () => {
+    const key = "k".repeat(60);
+    const y = pods + cnp(`  ingress: [{fromEndpoints: [{matchExpressions: [{key: ${key}, operator: Exists}]}]}]`);
+    expect(problems(y)).toEqual([{ code: "invalid-selector-key", detail: `invalid label selector: matchExpressions[0].key: Invalid value: "any.${key}": name part must be no more than 63 characters` }]);
+    // A source-prefixed key is validated as source.key: k8s:app is the valid name k8s.app.
+    const ok = compileYaml(pods + cnp("  ingress: [{fromEndpoints: [{matchExpressions: [{key: 'k8s:app', operator: In, values: [client]}]}]}]"));
+    expect(verdict(ok.compiled, "x/client", "x/web", "TCP", 80)).toBe("allowed");
+  });
+
+  it("ValidateLabelSelectorRequirement: In without values, Exists with values, in the API server's words", () => {
+    const y = pods + cnp("  ingress: [{fromEndpoints: [{matchExpressions: [{key: app, operator: In}, {key: app, operator: Exists, values: [a]}]}]}]");
+    expect(problems(y).map((p) => p.detail)).toEqual([
+      "invalid label selector: matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+      "invalid label selector: matchExpressions[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+    ]);
+  });
+
+  it("NetworkPolicy selectors: ValidateLabelSelector without Cilium's wrapping (keys as written)", () => {
+    const y = `apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: x}\nspec:\n  podSelector: {matchExpressions: [{key: 'a/b/c', operator: In, values: ['-x']}]}\n`;
+    expect(problems(y).map((p) => p.detail)).toEqual([
+      `Invalid value: "a/b/c": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')`,
+      `Invalid value: "-x": ${LABEL_VALUE}`,
+    ]);
+  });
+});
+
+describe("object names as the API server words them (k8s.io/apimachinery IsDNS1123Subdomain)", () => {
+  it("a pod named foo+bar is refused with the regex and example", () => {
+    const l = parseManifests("apiVersion: v1\nkind: Pod\nmetadata: {name: foo+bar, namespace: x}\nspec: {containers: [{name: c}]}\n", "p.yaml");
+    expect(l.errors.map((e) => e.detail)).toEqual([
+      `Invalid value: "foo+bar": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+    ]);
+  });
+});
+
+describe("ICMP fields and entities (pkg/policy/api/icmp.go, rule_validation.go)", () => {
+  it("ICMPField.UnmarshalJSON: a type name of the other family is refused, naming the family as written", () => {
+    expect(problems(pods + cnp("  ingress: [{icmps: [{fields: [{family: IPv6, type: Echo}]}]}]"))).toEqual([{ code: "unknown-icmp-type", detail: "ICMP type Echo not found in IPv6" }]);
+  });
+  it("the same name in its own family is applied: EchoRequest is 128 in IPv6", () => {
+    const { compiled } = compileYaml(pods + cnp("  ingress: [{icmps: [{fields: [{family: IPv6, type: EchoRequest}]}]}]"));
+    expect(verdict(compiled, "x/client", "x/web", "ICMPv6", 128)).toBe("allowed");
+    expect(verdict(compiled, "x/client", "x/web", "ICMPv6", 129)).toBe("denied");
+  });
+});
