@@ -12,6 +12,7 @@ import { problemAt, type ManifestError, type SourceRef } from "./errors.ts";
 import { parseCiliumPort } from "./cilium-port.ts";
 import { EXTENDED_IP_PROTOCOLS, ICMPV4_TYPES, ICMPV6_TYPES, icmpType } from "./ports.ts";
 import { checkKafkaRule } from "./l7/kafka.ts";
+import { re2Problem } from "./l7/http.ts";
 import { checkServerName } from "./l7/tls.ts";
 import { dnsSelectorProblems } from "./l7/dns.ts";
 import type { DnsRule, HttpRule, L7Rules, Peer, PortSpec } from "./types.ts";
@@ -132,16 +133,21 @@ export function checkProtocol(ctx: Ctx, v: unknown, path: (string | number)[], d
   return undefined;
 }
 
+/**
+ * An HTTP method/path/host regex as Cilium's PortRuleHTTP.Sanitize checks it: Go's regexp.Compile, RE2
+ * syntax (re2js, a port of the same parser), refused with Go's error text — so `(?i)get` is valid and a
+ * lookahead or backreference is not. The proxy matches with the same engine (policy/l7/http.ts). Cilium
+ * leaves `host` to Envoy, which compiles it with RE2 too; it is checked here so it cannot fail later.
+ */
 function checkRegex(ctx: Ctx, v: unknown, path: (string | number)[]): string | undefined {
   if (v === undefined || v === null || v === "") return undefined;
   if (typeof v !== "string") {
     bad(ctx, path, "invalid-type", "must be a string");
     return undefined;
   }
-  try {
-    new RegExp(v);
-  } catch (e) {
-    bad(ctx, path, "invalid-http-regex", `regular expression ${JSON.stringify(v)} does not compile: ${(e as Error).message}`);
+  const problem = re2Problem(v);
+  if (problem) {
+    bad(ctx, path, "invalid-http-regex", problem, "RE2 syntax: no lookaround or backreferences");
     return undefined;
   }
   return v;

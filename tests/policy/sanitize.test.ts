@@ -1,9 +1,9 @@
-// Cilium's Sanitize functions (cilium/cilium pkg/policy/api rule_validation.go, icmp.go, cidr.go, selector.go)
+// Cilium's Sanitize functions (cilium/cilium pkg/policy/api rule_validation.go, icmp.go, selector.go, http.go)
 // and the Kubernetes API server's NetworkPolicy validation (kubernetes/kubernetes
 // pkg/apis/networking/validation), each test named after the upstream behaviour it mirrors: what they
 // accept is applied with the meaning they give it, what they refuse is refused with their message.
 import { describe, expect, it } from "vitest";
-import { buildRules, parseManifests } from "../../policy/index.ts";
+import { buildRules, explainFlow, parseManifests } from "../../policy/index.ts";
 import { goParseUint, isSvcName } from "../../policy/cilium-port.ts";
 import { compileYaml, podsYaml, verdict } from "../../policy/test-helpers.ts";
 
@@ -178,5 +178,29 @@ describe("ICMP fields and entities (pkg/policy/api/icmp.go, rule_validation.go)"
     const { compiled } = compileYaml(pods + cnp("  ingress: [{icmps: [{fields: [{family: IPv6, type: EchoRequest}]}]}]"));
     expect(verdict(compiled, "x/client", "x/web", "ICMPv6", 128)).toBe("allowed");
     expect(verdict(compiled, "x/client", "x/web", "ICMPv6", 129)).toBe("denied");
+  });
+});
+
+describe("PortRuleHTTP.Sanitize: HTTP regexes are Go regexps (RE2), checked and matched as Cilium and Envoy do", () => {
+  const http = (rule: string) => pods + cnp(`  ingress: [{toPorts: [{ports: [{port: '8080', protocol: TCP}], rules: {http: [${rule}]}}]}]`);
+  const request = (compiled: ReturnType<typeof compileYaml>["compiled"], method: string, path: string) =>
+    explainFlow(compiled, { from: { pod: "x/client" }, to: { pod: "x/web" }, protocol: "TCP", port: 8080, http: { method, path } }).verdict;
+
+  it("regexp.Compile accepts Perl flags: `(?i)get` is valid and matches any case", () => {
+    const { compiled } = compileYaml(http("{method: '(?i)get', path: '/public/.*'}"));
+    expect(request(compiled, "GET", "/public/a")).toBe("allowed");
+    expect(request(compiled, "get", "/public/a")).toBe("allowed");
+    expect(request(compiled, "POST", "/public/a")).toBe("denied");
+    // Envoy's safe_regex is a full match: /public/.* does not match a path that only contains it.
+    expect(request(compiled, "GET", "/x/public/a")).toBe("denied");
+  });
+
+  it("regexp.Compile refuses what RE2 does not have, with Go's error: lookahead, backreference, an unclosed group", () => {
+    for (const [path, detail] of [
+      ["/(?=a)", "error parsing regexp: invalid or unsupported Perl syntax: `(?=`"],
+      ["/(a)\\\\1", "error parsing regexp: invalid escape sequence: `\\1`"],
+      ["/(a", "error parsing regexp: missing closing ): `/(a`"],
+    ])
+      expect(problems(http(`{path: "${path}"}`)), path).toEqual([{ code: "invalid-http-regex", detail }]);
   });
 });
