@@ -181,9 +181,7 @@ export function translateCiliumRule(
         if (e.toFQDNs !== undefined) {
           if (deny) bad(ctx, [...p, "toFQDNs"], "fqdn-on-deny", "toFQDNs is not allowed in egressDeny", "deny the addresses with toCIDR, or allow only the names you want with toFQDNs");
           else {
-            // cilium/cilium pkg/policy/api/egress.go sanitize: toFQDNs cannot be combined with other L3 selectors.
-            const other = ["toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices"].find((f) => e[f] !== undefined && e[f] !== null);
-            if (other) bad(ctx, [...p, "toFQDNs"], "fqdn-combined", `combining toFQDNs and ${other} is not supported`, "put toFQDNs in its own egress rule");
+            // Combined with another L3 peer it is refused by checkElement, in Cilium's words (EgressRule.sanitize).
             hasL3 = true;
             asList(ctx, e.toFQDNs, [...p, "toFQDNs"]).forEach((f0, i) => {
               const sel = checkDnsSelector(ctx, f0, [...p, "toFQDNs", i]);
