@@ -113,9 +113,14 @@ export function translateCiliumRule(
   if (hasNode && kind === "CiliumNetworkPolicy") bad(ctx, [...path, "nodeSelector"], "node-selector-namespaced", "nodeSelector is only allowed in a CiliumClusterwideNetworkPolicy");
   let subject = parseSelector(hasEp ? r.endpointSelector : r.nodeSelector, ctx.src, [...path, hasEp ? "endpointSelector" : "nodeSelector"], ctx.problems, "cilium");
   const subjectIsInit = selectsInit(subject);
-  if (kind === "CiliumNetworkPolicy" && !subjectIsInit) {
-    // Pin the subject to the policy namespace, overriding a conflicting namespace match.
+  if (kind === "CiliumNetworkPolicy") {
+    // Pin the subject to the policy namespace, overriding a conflicting namespace match. Since Cilium 1.15
+    // this holds for a reserved:init subject too, which therefore selects nothing: an initializing
+    // endpoint has no namespace label (pkg/k8s/apis/cilium.io/utils parseToCiliumRule; the CNP validator
+    // pkg/k8s/apis/cilium.io/v2/validator reports it as errInitPolicyCNP).
     subject = { requirements: [...subject.requirements.filter((q) => q.key !== LABEL_NAMESPACE), nsRequirement(namespace)] };
+    const initHint = "This label is not supported in CiliumNetworkPolicy any more. If you wish to define a policy for endpoints before they receive a full security identity, change the resource type for the policy to CiliumClusterwideNetworkPolicy.";
+    if (subjectIsInit) warn(ctx, [...path, "endpointSelector"], "init-in-namespaced-policy", "CiliumNetworkPolicy incorrectly matches reserved:init label; it selects no endpoint", initHint);
   }
   const rules: PeerRule[] = [];
   const touches = { ingress: false, egress: false };

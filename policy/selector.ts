@@ -17,11 +17,13 @@ const OPS: SelectorOp[] = ["In", "NotIn", "Exists", "DoesNotExist"];
  */
 export type SelectorValidation = "kubernetes" | "cilium";
 
-/** labels.GetExtendedKeyFrom: `source.key` (no source: `any`), without a `=value` tail. */
+/** labels.GetExtendedKeyFrom: `source.key` (no source: `any`; `$x` and `reserved.x` are reserved), without a `=value` tail. */
 function extendedKey(k: string): string {
   const i = k.indexOf(":");
-  const src = i > 0 ? k.slice(0, i) : "any";
-  const next = i >= 0 ? k.slice(i + 1) : k;
+  if (i < 0 && (k.startsWith("$") || k.startsWith("reserved."))) k = `reserved:${k.startsWith("$") ? k.slice(1) : k.slice("reserved.".length)}`;
+  const j = k.indexOf(":");
+  const src = j > 0 ? k.slice(0, j) : "any";
+  const next = j >= 0 ? k.slice(j + 1) : k;
   const eq = next.indexOf("=");
   return `${src}.${eq >= 0 ? next.slice(0, eq) : next}`;
 }

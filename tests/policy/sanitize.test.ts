@@ -3,7 +3,7 @@
 // pkg/apis/networking/validation), each test named after the upstream behaviour it mirrors: what they
 // accept is applied with the meaning they give it, what they refuse is refused with their message.
 import { describe, expect, it } from "vitest";
-import { buildRules, explainFlow, parseManifests } from "../../policy/index.ts";
+import { buildRules, explainFlow, INIT_ENDPOINT, parseManifests, policyLookup } from "../../policy/index.ts";
 import { goParseUint, isSvcName } from "../../policy/cilium-port.ts";
 import { compileYaml, podsYaml, verdict } from "../../policy/test-helpers.ts";
 
@@ -202,5 +202,29 @@ describe("PortRuleHTTP.Sanitize: HTTP regexes are Go regexps (RE2), checked and 
       ["/(a", "error parsing regexp: missing closing ): `/(a`"],
     ])
       expect(problems(http(`{path: "${path}"}`)), path).toEqual([{ code: "invalid-http-regex", detail }]);
+  });
+});
+
+describe("reserved:init in policies (pkg/k8s/apis/cilium.io/utils parseToCiliumRule, pkg/labels ParseSource)", () => {
+  const ccnp = (key: string) =>
+    `\n---\napiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: init}\nspec:\n  endpointSelector: {matchLabels: {"${key}": ""}}\n  egress: [{toEntities: [all], toPorts: [{ports: [{port: "53", protocol: UDP}]}]}]`;
+  // The init endpoint's own egress to the world (identity 2) over UDP (17).
+  const initEgress = (compiled: ReturnType<typeof compileYaml>["compiled"], port: number) => policyLookup(compiled.endpoints.get(INIT_ENDPOINT)!.entries, "egress", 2, 17, port).verdict;
+
+  it("LabelSourceReservedKeyPrefix: `reserved.init` (Cilium's examples/policies/l4/init.yaml) and `$init` select the init endpoint like `reserved:init`", () => {
+    for (const key of ["reserved:init", "reserved.init", "$init"]) {
+      const { compiled, rules } = compileYaml(pods + ccnp(key), { policyEnforcement: "default" });
+      expect(rules.rules[0]!.subjectText, key).toContain("reserved:init");
+      expect(initEgress(compiled, 53), key).toBe("allowed");
+      expect(initEgress(compiled, 54), key).toBe("denied");
+    }
+  });
+
+  it("Cilium 1.15+: a CiliumNetworkPolicy selecting reserved:init is pinned to its namespace, so it selects nothing — with the validator's warning", () => {
+    const y = pods + `\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: init, namespace: x}\nspec:\n  endpointSelector: {matchLabels: {"reserved:init": ""}}\n  egress: [{toEntities: [all], toPorts: [{ports: [{port: "53", protocol: UDP}]}]}]`;
+    const { compiled, rules } = compileYaml(y);
+    expect(rules.warnings.map((w) => [w.code, w.detail])).toEqual([["init-in-namespaced-policy", "CiliumNetworkPolicy incorrectly matches reserved:init label; it selects no endpoint"]]);
+    // Default mode: the init endpoint is enforced both ways and nothing selects it, so its DNS is denied.
+    expect(initEgress(compiled, 53)).toBe("denied");
   });
 });
