@@ -78,6 +78,12 @@ describe("ValidateNetworkPolicyPort: NetworkPolicy ports as the API server valid
       'Invalid value: "-Web--": must not begin or end with a hyphen (-)',
     ]);
   });
+  it("ValidateNetworkPolicySpec: policyTypes are Ingress or Egress, at most two", () => {
+    const np = (types: string) => `apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: x}\nspec:\n  podSelector: {}\n  policyTypes: ${types}\n`;
+    expect(problems(np("[Ingress, Sideways]")).map((p) => p.detail)).toEqual(['Unsupported value: "Sideways": supported values: "Ingress", "Egress"']);
+    expect(problems(np("[Ingress, Egress, Ingress]")).map((p) => p.detail)).toEqual(['Invalid value: ["Ingress","Egress","Ingress"]: may not specify more than two policyTypes']);
+  });
+
   it("a valid range still applies (80-90)", () => {
     const { compiled } = compileYaml(pods + "\n---\n" + np("{port: 80, endPort: 90}"));
     expect(verdict(compiled, "x/client", "x/web", "TCP", 85)).toBe("allowed");
