@@ -117,8 +117,10 @@ export function checkEndPort(ctx: Ctx, port: number | string | undefined, endPor
     bad(ctx, path, "endport-with-named-port", "endPort cannot be used with a named port");
     return undefined;
   }
+  // Cilium accepts it and allows the port alone (pkg/policy/types PortRangeToMaskedPorts: an end port equal
+  // to or below the start port is the start port); said, not silently narrowed.
   if (port !== undefined && n < port) {
-    bad(ctx, path, "endport-below-port", `endPort ${n} is below port ${port}`);
+    warn(ctx, path, "endport-below-port", `endPort ${n} is below port ${port}: only port ${port} is allowed, as Cilium reads it`, `write endPort ${port} or more for a range`);
     return undefined;
   }
   return n;

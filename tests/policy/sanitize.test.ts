@@ -49,6 +49,14 @@ describe("PortProtocol.sanitize: ports as Cilium parses them (pkg/policy/api/rul
       expect(problems(pods + ingressPort(port)), port).toEqual([{ code: port === "70000" ? "port-out-of-range" : "invalid-port", detail }]);
   });
 
+  it("PortRangeToMaskedPorts: an endPort below its port is accepted and allows the port alone (warned)", () => {
+    const { compiled, rules } = compileYaml(pods + cnp("  ingress: [{toPorts: [{ports: [{port: '80', endPort: 79, protocol: TCP}]}]}]"));
+    expect(rules.problems).toEqual([]);
+    expect(rules.warnings.map((w) => w.detail)).toEqual(["endPort 79 is below port 80: only port 80 is allowed, as Cilium reads it"]);
+    expect(verdict(compiled, "x/client", "x/web", "TCP", 80)).toBe("allowed");
+    expect(verdict(compiled, "x/client", "x/web", "TCP", 79)).toBe("denied");
+  });
+
   it("goParseUint and isSvcName agree with Go on fixed cases", () => {
     expect([goParseUint("0"), goParseUint("65535"), goParseUint("0x1F"), goParseUint("0o17"), goParseUint("0b101"), goParseUint("0_7"), goParseUint("0x_1f")]).toEqual([0, 65535, 31, 15, 5, 7, 31]);
     for (const bad of ["", "-1", "+1", "1_", "_1", "65536", "0x", "09", "1e3"]) expect(goParseUint(bad), bad).toHaveProperty("error");
