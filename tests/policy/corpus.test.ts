@@ -1,4 +1,5 @@
-// The corpus: public policy manifests nobody here wrote (tests/policy/corpus/, origin and license in each
+// The corpus: public policy manifests nobody here wrote (tests/policy/corpus/: Cilium's examples, the Kubernetes
+// documentation, a NetworkPolicy recipes collection; origin and license in each
 // file's first line). Every one loads with a known outcome — applied (enforced), applied with a warning
 // that names what is not enforced, or refused with a message that names the unsupported feature — and
 // no field of an applied policy is silently ignored: a field ciliate does not enforce must be named by a
@@ -93,6 +94,10 @@ const EXPECTED: Record<string, Expect> = {
   "cilium/host_lock-down-ingress.yaml": { outcome: "refused", names: /unknown field "description"/ },
   "cilium/getting-started_dns-pattern.yaml": { outcome: "applied" },
   "cilium/getting-started_dns-port.yaml": { outcome: "applied" },
+  // A popular NetworkPolicy recipes collection (the first YAML block of each recipe).
+  "recipes/07-allow-traffic-from-some-pods-in-another-namespace.yaml": { outcome: "applied" },
+  "recipes/09-allow-traffic-only-to-a-port.yaml": { outcome: "applied" },
+  "recipes/14-deny-external-egress-traffic.yaml": { outcome: "applied" },
 };
 
 // Every field ciliate enforces (or that has no effect on traffic). Any other field in an applied policy
@@ -107,7 +112,7 @@ const ENFORCED_FIELDS = new Set(
 );
 
 function files(): string[] {
-  return ["kubernetes", "cilium"].flatMap((d) => readdirSync(join(ROOT, d)).map((f) => `${d}/${f}`)).sort();
+  return ["kubernetes", "cilium", "recipes"].flatMap((d) => readdirSync(join(ROOT, d)).map((f) => `${d}/${f}`)).sort();
 }
 
 function load(file: string, agent: Expect["agent"] = {}) {
