@@ -133,9 +133,12 @@ export function translateNetworkPolicy(
     requirements: [...pod.requirements.map((r) => ({ ...r, source: r.source === "any" ? "k8s" : r.source })), { source: "k8s", key: LABEL_NAMESPACE, op: "In", values: [ns] }],
   };
   const types = asList(ctx, spec.policyTypes, ["spec", "policyTypes"]).map(String);
-  types.forEach((t, i) => {
-    if (t !== "Ingress" && t !== "Egress") bad(ctx, ["spec", "policyTypes", i], "invalid-policy-type", `unknown policy type ${JSON.stringify(t)}`, "use Ingress or Egress");
-  });
+  // ValidateNetworkPolicySpec, in the API server's words.
+  if (types.length > 2) bad(ctx, ["spec", "policyTypes"], "invalid-policy-type", `Invalid value: ${JSON.stringify(types)}: may not specify more than two policyTypes`);
+  else
+    types.forEach((t, i) => {
+      if (t !== "Ingress" && t !== "Egress") bad(ctx, ["spec", "policyTypes", i], "invalid-policy-type", `Unsupported value: ${JSON.stringify(t)}: supported values: "Ingress", "Egress"`);
+    });
   const ingressList = asList(ctx, spec.ingress, ["spec", "ingress"]);
   const egressList = asList(ctx, spec.egress, ["spec", "egress"]);
   // policyTypes defaulting: Ingress always; Egress when egress rules exist.

@@ -12,14 +12,20 @@ export const LABEL_NAMESPACE_LABELS = "io.cilium.k8s.namespace.labels";
 export const LABEL_SERVICE_ACCOUNT = "io.cilium.k8s.policy.serviceaccount";
 export const LABEL_CLUSTER = "io.cilium.k8s.policy.cluster";
 
-/** Splits "k8s:app" into {source: "k8s", key: "app"}; a key without a known source prefix is "any". */
+/**
+ * Splits "k8s:app" into {source: "k8s", key: "app"}; a key without a known source prefix is "any". As
+ * Cilium's ParseSource (pkg/labels), `$host` and `reserved.host` (LabelSourceReservedKeyPrefix) are the
+ * reserved label host too — Cilium's own examples select `reserved.init` — while other `source.key`
+ * spellings are plain keys.
+ */
 export function splitSourceKey(k: string): { source: string; key: string } {
   const i = k.indexOf(":");
   if (i > 0) {
     const src = k.slice(0, i);
     if (KNOWN_SOURCES.includes(src)) return { source: src, key: k.slice(i + 1) };
   }
-  // Cilium's internal "k8s.app" form is also accepted for the well-known sources.
+  if (i < 0 && k.startsWith("$")) return { source: "reserved", key: k.slice(1) };
+  if (i < 0 && k.startsWith("reserved.")) return { source: "reserved", key: k.slice("reserved.".length) };
   return { source: "any", key: k };
 }
 

@@ -27,5 +27,7 @@ export const WARNED: readonly NotEnforced[] = [
   { code: "host-policy-not-enforced", what: "nodeSelector rules (host firewall)" },
   { code: "log-not-reported", what: "the rule's log value" },
   { code: "service-selects-nothing", what: "a toServices entry with neither k8sService nor k8sServiceSelector" },
+  { code: "endport-below-port", what: "a CiliumNetworkPolicy port whose endPort is below its port (the port alone is allowed)" },
+  { code: "init-in-namespaced-policy", what: "a CiliumNetworkPolicy whose endpointSelector selects reserved:init (it selects nothing)" },
   { code: "named-port-ambiguous", what: "an egress port name with different numbers on pods of one identity (none of them allowed)" },
 ];

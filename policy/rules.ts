@@ -111,11 +111,16 @@ export function translateCiliumRule(
   if (hasEp && hasNode) bad(ctx, path, "selector-conflict", "rule cannot have both EndpointSelector and NodeSelector", "a rule selects either endpoints or nodes");
   if (!hasEp && !hasNode) bad(ctx, path, "selector-missing", "rule must have one of EndpointSelector or NodeSelector");
   if (hasNode && kind === "CiliumNetworkPolicy") bad(ctx, [...path, "nodeSelector"], "node-selector-namespaced", "nodeSelector is only allowed in a CiliumClusterwideNetworkPolicy");
-  let subject = parseSelector(hasEp ? r.endpointSelector : r.nodeSelector, ctx.src, [...path, hasEp ? "endpointSelector" : "nodeSelector"], ctx.problems);
+  let subject = parseSelector(hasEp ? r.endpointSelector : r.nodeSelector, ctx.src, [...path, hasEp ? "endpointSelector" : "nodeSelector"], ctx.problems, "cilium");
   const subjectIsInit = selectsInit(subject);
-  if (kind === "CiliumNetworkPolicy" && !subjectIsInit) {
-    // Pin the subject to the policy namespace, overriding a conflicting namespace match.
+  if (kind === "CiliumNetworkPolicy") {
+    // Pin the subject to the policy namespace, overriding a conflicting namespace match. Since Cilium 1.15
+    // this holds for a reserved:init subject too, which therefore selects nothing: an initializing
+    // endpoint has no namespace label (pkg/k8s/apis/cilium.io/utils parseToCiliumRule; the CNP validator
+    // pkg/k8s/apis/cilium.io/v2/validator reports it as errInitPolicyCNP).
     subject = { requirements: [...subject.requirements.filter((q) => q.key !== LABEL_NAMESPACE), nsRequirement(namespace)] };
+    const initHint = "This label is not supported in CiliumNetworkPolicy any more. If you wish to define a policy for endpoints before they receive a full security identity, change the resource type for the policy to CiliumClusterwideNetworkPolicy.";
+    if (subjectIsInit) warn(ctx, [...path, "endpointSelector"], "init-in-namespaced-policy", "CiliumNetworkPolicy incorrectly matches reserved:init label; it selects no endpoint", initHint);
   }
   const rules: PeerRule[] = [];
   const touches = { ingress: false, egress: false };
@@ -136,11 +141,11 @@ export function translateCiliumRule(
       const eps = asList(ctx, e[`${from}Endpoints`], [...p, `${from}Endpoints`]);
       if (e[`${from}Endpoints`] !== undefined) hasL3 = true;
       eps.forEach((s, i) => {
-        const sel = defaultPeerNamespace(parseSelector(s, ctx.src, [...p, `${from}Endpoints`, i], ctx.problems), namespace, subjectIsInit);
+        const sel = defaultPeerNamespace(parseSelector(s, ctx.src, [...p, `${from}Endpoints`, i], ctx.problems, "cilium"), namespace, subjectIsInit);
         peers.push({ type: "selector", selector: sel, text: selectorText(sel) });
       });
       const requires = asList(ctx, e[`${from}Requires`], [...p, `${from}Requires`]).map((s, i) =>
-        defaultPeerNamespace(parseSelector(s, ctx.src, [...p, `${from}Requires`, i], ctx.problems), namespace, subjectIsInit),
+        defaultPeerNamespace(parseSelector(s, ctx.src, [...p, `${from}Requires`, i], ctx.problems, "cilium"), namespace, subjectIsInit),
       );
       for (const [i, c] of asList(ctx, e[`${from}CIDR`], [...p, `${from}CIDR`]).entries()) {
         hasL3 = true;
@@ -174,16 +179,14 @@ export function translateCiliumRule(
             if (typeof s.k8sService.serviceName !== "string") bad(ctx, [...sp, "k8sService", "serviceName"], "invalid-service", "serviceName is required");
             else peers.push({ type: "service", namespace: String(s.k8sService.namespace ?? namespace), name: s.k8sService.serviceName });
           } else if (s.k8sServiceSelector) {
-            const sel = parseSelector(s.k8sServiceSelector.selector, ctx.src, [...sp, "k8sServiceSelector", "selector"], ctx.problems);
+            const sel = parseSelector(s.k8sServiceSelector.selector, ctx.src, [...sp, "k8sServiceSelector", "selector"], ctx.problems, "cilium");
             peers.push({ type: "service", namespace: String(s.k8sServiceSelector.namespace ?? namespace), selector: sel });
           } else warn(ctx, sp, "service-selects-nothing", "this toServices entry names no service (neither k8sService nor k8sServiceSelector); it selects nothing");
         }
         if (e.toFQDNs !== undefined) {
           if (deny) bad(ctx, [...p, "toFQDNs"], "fqdn-on-deny", "toFQDNs is not allowed in egressDeny", "deny the addresses with toCIDR, or allow only the names you want with toFQDNs");
           else {
-            // cilium/cilium pkg/policy/api/egress.go sanitize: toFQDNs cannot be combined with other L3 selectors.
-            const other = ["toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices"].find((f) => e[f] !== undefined && e[f] !== null);
-            if (other) bad(ctx, [...p, "toFQDNs"], "fqdn-combined", `combining toFQDNs and ${other} is not supported`, "put toFQDNs in its own egress rule");
+            // Combined with another L3 peer it is refused by checkElement, in Cilium's words (EgressRule.sanitize).
             hasL3 = true;
             asList(ctx, e.toFQDNs, [...p, "toFQDNs"]).forEach((f0, i) => {
               const sel = checkDnsSelector(ctx, f0, [...p, "toFQDNs", i]);
@@ -201,7 +204,7 @@ export function translateCiliumRule(
         if (!opts.nodeSelectorLabels)
           bad(ctx, [...p, `${from}Nodes`], "unsupported-node-selector", 'FromNodes/ToNodes rules can only be applied when the "enable-node-selector-labels" flag is set', "set nodeSelectorLabels: true in the Config (Cilium's enable-node-selector-labels), or select nodes with fromEntities/toEntities host or remote-node");
         asList(ctx, e[`${from}Nodes`], [...p, `${from}Nodes`]).forEach((s, i) => {
-          const sel = nodePeerSelector(parseSelector(s, ctx.src, [...p, `${from}Nodes`, i], ctx.problems), opts.clusterName ?? "default");
+          const sel = nodePeerSelector(parseSelector(s, ctx.src, [...p, `${from}Nodes`, i], ctx.problems, "cilium"), opts.clusterName ?? "default");
           peers.push({ type: "selector", selector: sel, text: `nodes ${selectorText(sel)}` });
         });
       }

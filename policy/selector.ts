@@ -3,10 +3,32 @@
 // matching against an identity's labels. Mirrors pkg/policy/api/selector.go.
 
 import { problemAt, type ManifestError, type SourceRef } from "./errors.ts";
+import { invalidValue, isQualifiedName, isValidLabelValue } from "./k8s-names.ts";
 import { splitSourceKey } from "./labels.ts";
 import type { Label, Requirement, Selector, SelectorOp } from "./types.ts";
 
 const OPS: SelectorOp[] = ["In", "NotIn", "Exists", "DoesNotExist"];
+
+/**
+ * Whose validation a selector gets: Kubernetes' ValidateLabelSelector (NetworkPolicy selectors, in the API
+ * server's words), or Cilium's EndpointSelector.sanitize (pkg/policy/api/selector.go), which runs the same
+ * function on the extended keys (`k8s:app` is `k8s.app`, an unprefixed `app` is `any.app`) and wraps each
+ * error as `invalid label selector: <field>: <error>`.
+ */
+export type SelectorValidation = "kubernetes" | "cilium";
+
+/** labels.GetExtendedKeyFrom: `source.key` (no source: `any`; `$x` and `reserved.x` are reserved), without a `=value` tail. */
+function extendedKey(k: string): string {
+  const i = k.indexOf(":");
+  if (i < 0 && (k.startsWith("$") || k.startsWith("reserved."))) k = `reserved:${k.startsWith("$") ? k.slice(1) : k.slice("reserved.".length)}`;
+  const j = k.indexOf(":");
+  const src = j > 0 ? k.slice(0, j) : "any";
+  const next = j >= 0 ? k.slice(j + 1) : k;
+  const eq = next.indexOf("=");
+  return `${src}.${eq >= 0 ? next.slice(0, eq) : next}`;
+}
+
+const fieldText = (rel: (string | number)[]) => rel.map((x, i) => (typeof x === "number" ? `[${x}]` : i ? `.${x}` : x)).join("");
 
 /** Parses a Kubernetes LabelSelector object; problems are appended to `problems`. */
 export function parseSelector(
@@ -14,7 +36,15 @@ export function parseSelector(
   src: SourceRef | undefined,
   path: (string | number)[],
   problems: ManifestError[],
+  validation: SelectorValidation = "kubernetes",
 ): Selector {
+  // rel: the field inside the selector (named in Cilium's message); at: where the problem is reported.
+  const report = (rel: (string | number)[], at: (string | number)[], code: string, body: string) =>
+    problems.push(problemAt(src, [...path, ...at], code, validation === "cilium" ? `invalid label selector: ${fieldText(rel)}: ${body}` : body));
+  const checkKey = (k: string, rel: (string | number)[], at: (string | number)[]) => {
+    const key = validation === "cilium" ? extendedKey(k) : k;
+    for (const m of isQualifiedName(key)) report(rel, at, "invalid-selector-key", invalidValue(key, m));
+  };
   const reqs: Requirement[] = [];
   if (raw === null || raw === undefined) return { requirements: reqs };
   if (typeof raw !== "object" || Array.isArray(raw)) {
@@ -31,6 +61,8 @@ export function parseSelector(
     if (typeof ml !== "object" || Array.isArray(ml)) problems.push(problemAt(src, [...path, "matchLabels"], "invalid-selector", "matchLabels must be a map"));
     else
       for (const [k, v] of Object.entries(ml as Record<string, unknown>)) {
+        checkKey(k, ["matchLabels"], ["matchLabels", k]);
+        if (typeof v === "string") for (const m of isValidLabelValue(v)) report(["matchLabels"], ["matchLabels", k], "invalid-selector-value", invalidValue(v, m));
         const sk = splitSourceKey(k);
         reqs.push({ ...sk, op: "In", values: [v === null || v === undefined ? "" : String(v)] });
       }
@@ -55,10 +87,15 @@ export function parseSelector(
           return;
         }
         const values = Array.isArray(e.values) ? e.values.map(String) : [];
+        const rel = ["matchExpressions", i];
         if ((op === "In" || op === "NotIn") && values.length === 0)
-          problems.push(problemAt(src, [...p, "values"], "selector-values-required", `operator ${op} needs at least one value`));
+          report([...rel, "values"], [...rel, "values"], "selector-values-required", "Required value: must be specified when `operator` is 'In' or 'NotIn'");
         if ((op === "Exists" || op === "DoesNotExist") && values.length > 0)
-          problems.push(problemAt(src, [...p, "values"], "selector-values-forbidden", `operator ${op} takes no values`));
+          report([...rel, "values"], [...rel, "values"], "selector-values-forbidden", "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'");
+        checkKey(e.key, [...rel, "key"], [...rel, "key"]);
+        values.forEach((v, j) => {
+          for (const m of isValidLabelValue(v)) report([...rel, "values", j], [...rel, "values", j], "invalid-selector-value", invalidValue(v, m));
+        });
         reqs.push({ ...splitSourceKey(e.key), op, values });
       });
   }

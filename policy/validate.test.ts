@@ -40,7 +40,6 @@ const cases: [string, string, string][] = [
   ["invalid CIDR", "spec:\n  endpointSelector: {}\n  ingress: [{fromCIDR: [10.0.0.300/8]}]\n", "invalid-cidr"],
   ["except outside its CIDR", "spec:\n  endpointSelector: {}\n  egress: [{toCIDRSet: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}]}]\n", "except-outside-cidr"],
   ["port out of range", "spec:\n  endpointSelector: {}\n  ingress: [{toPorts: [{ports: [{port: '70000'}]}]}]\n", "port-out-of-range"],
-  ["endPort below port", "spec:\n  endpointSelector: {}\n  ingress: [{toPorts: [{ports: [{port: '80', endPort: 79}]}]}]\n", "endport-below-port"],
   [
     "more than 40 ports",
     "spec:\n  endpointSelector: {}\n  ingress: [{toPorts: [{ports: [" + Array.from({ length: 41 }, (_, i) => `{port: '${i + 1}'}`).join(",") + "]}]}]\n",
@@ -62,7 +61,7 @@ const cases: [string, string, string][] = [
   ["DNS matchName with a wildcard", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '53'}], rules: {dns: [{matchName: '*.io'}]}}]}]\n", "invalid-value"],
   ["DNS matchName and matchPattern together", "spec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: '53'}], rules: {dns: [{matchName: a.io, matchPattern: '*.io'}]}}]}]\n", "invalid-value"],
   ["toFQDNs pattern with a space", "spec:\n  endpointSelector: {}\n  egress: [{toFQDNs: [{matchPattern: 'a b'}]}]\n", "invalid-value"],
-  ["toFQDNs combined with toEndpoints", "spec:\n  endpointSelector: {}\n  egress: [{toEndpoints: [{}], toFQDNs: [{matchName: a.io}]}]\n", "fqdn-combined"],
+  ["toFQDNs combined with toEndpoints", "spec:\n  endpointSelector: {}\n  egress: [{toEndpoints: [{}], toFQDNs: [{matchName: a.io}]}]\n", "combined-l3"],
   ["toFQDNs in egressDeny", "spec:\n  endpointSelector: {}\n  egressDeny: [{toFQDNs: [{matchName: a.io}]}]\n", "unknown-field"],
   ["nodeSelector in a namespaced policy", "spec:\n  nodeSelector: {}\n  ingress: [{}]\n", "node-selector-namespaced"],
   ["no spec", "", "rule-missing"],
@@ -135,6 +134,7 @@ spec:
 // Cilium's sanitize rules (cilium/cilium pkg/policy/api/rule_validation.go), each with Cilium's message,
 // for objects the CRD schema accepts.
 const sanitize: [string, string, string, string][] = [
+  ["EgressRule.sanitize: toFQDNs with another L3 peer", "spec:\n  endpointSelector: {}\n  egress: [{toEndpoints: [{}], toFQDNs: [{matchName: a.io}]}]\n", "combined-l3", "Combining ToEndpoints and ToFQDNs is not supported yet"],
   ["combining two kinds of L3 peer", "spec:\n  endpointSelector: {}\n  ingress: [{fromEndpoints: [{}], fromCIDR: [10.0.0.0/8]}]\n", "combined-l3", "Combining FromEndpoints and FromCIDR is not supported yet"],
   ["toServices with toPorts", "spec:\n  endpointSelector: {}\n  egress: [{toServices: [{k8sService: {serviceName: s}}], toPorts: [{ports: [{port: '80'}]}]}]\n", "services-with-ports", "Combining ToServices and ToPorts is not supported yet"],
   ["icmps with toPorts", "spec:\n  endpointSelector: {}\n  ingress: [{icmps: [{fields: [{type: 8}]}], toPorts: [{ports: [{port: '80'}]}]}]\n", "icmps-with-ports", "The ICMPs block may only be present without ToPorts. Define a separate rule to use ToPorts."],

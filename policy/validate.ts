@@ -10,8 +10,9 @@ import { ciliumCidr, ciliumCidrRule } from "./cilium-cidr.ts";
 import type { Cidr } from "./cidr.ts";
 import { problemAt, type ManifestError, type SourceRef } from "./errors.ts";
 import { parseCiliumPort } from "./cilium-port.ts";
-import { EXTENDED_IP_PROTOCOLS, icmpType } from "./ports.ts";
+import { EXTENDED_IP_PROTOCOLS, ICMPV4_TYPES, ICMPV6_TYPES, icmpType } from "./ports.ts";
 import { checkKafkaRule } from "./l7/kafka.ts";
+import { re2Problem } from "./l7/http.ts";
 import { checkServerName } from "./l7/tls.ts";
 import { dnsSelectorProblems } from "./l7/dns.ts";
 import type { DnsRule, HttpRule, L7Rules, Peer, PortSpec } from "./types.ts";
@@ -85,7 +86,7 @@ export function checkCidrSet(ctx: Ctx, cidr: unknown, except: unknown, path: (st
 
 export function checkEntity(ctx: Ctx, e: unknown, path: (string | number)[]): Peer | undefined {
   if (typeof e !== "string" || !ENTITIES.includes(e)) {
-    bad(ctx, path, "unknown-entity", `unknown entity ${JSON.stringify(e)}`, `use one of ${ENTITIES.join(", ")}`);
+    bad(ctx, path, "unknown-entity", `unsupported entity: ${String(e)}`, `use one of ${ENTITIES.join(", ")}`);
     return undefined;
   }
   if (e === "all") return { type: "all" };
@@ -116,8 +117,10 @@ export function checkEndPort(ctx: Ctx, port: number | string | undefined, endPor
     bad(ctx, path, "endport-with-named-port", "endPort cannot be used with a named port");
     return undefined;
   }
+  // Cilium accepts it and allows the port alone (pkg/policy/types PortRangeToMaskedPorts: an end port equal
+  // to or below the start port is the start port); said, not silently narrowed.
   if (port !== undefined && n < port) {
-    bad(ctx, path, "endport-below-port", `endPort ${n} is below port ${port}`);
+    warn(ctx, path, "endport-below-port", `endPort ${n} is below port ${port}: only port ${port} is allowed, as Cilium reads it`, `write endPort ${port} or more for a range`);
     return undefined;
   }
   return n;
@@ -132,16 +135,21 @@ export function checkProtocol(ctx: Ctx, v: unknown, path: (string | number)[], d
   return undefined;
 }
 
+/**
+ * An HTTP method/path/host regex as Cilium's PortRuleHTTP.Sanitize checks it: Go's regexp.Compile, RE2
+ * syntax (re2js, a port of the same parser), refused with Go's error text — so `(?i)get` is valid and a
+ * lookahead or backreference is not. The proxy matches with the same engine (policy/l7/http.ts). Cilium
+ * leaves `host` to Envoy, which compiles it with RE2 too; it is checked here so it cannot fail later.
+ */
 function checkRegex(ctx: Ctx, v: unknown, path: (string | number)[]): string | undefined {
   if (v === undefined || v === null || v === "") return undefined;
   if (typeof v !== "string") {
     bad(ctx, path, "invalid-type", "must be a string");
     return undefined;
   }
-  try {
-    new RegExp(v);
-  } catch (e) {
-    bad(ctx, path, "invalid-http-regex", `regular expression ${JSON.stringify(v)} does not compile: ${(e as Error).message}`);
+  const problem = re2Problem(v);
+  if (problem) {
+    bad(ctx, path, "invalid-http-regex", problem, "RE2 syntax: no lookaround or backreferences");
     return undefined;
   }
   return v;
@@ -332,7 +340,8 @@ export function checkIcmps(ctx: Ctx, raw: unknown, path: (string | number)[]): P
       const t = icmpType(fam, f.type);
       if (t === undefined) {
         if (typeof f.type === "number" || /^\d+$/.test(String(f.type))) bad(ctx, [...p, "type"], "icmp-type-out-of-range", `ICMP type ${f.type} is out of range 0-255`);
-        else bad(ctx, [...p, "type"], "unknown-icmp-type", `unknown ${fam} ICMP type ${JSON.stringify(f.type)}`);
+        // pkg/policy/api/icmp.go ICMPField.UnmarshalJSON names the family as written (empty when left out).
+        else bad(ctx, [...p, "type"], "unknown-icmp-type", `ICMP type ${String(f.type)} not found in ${String(f.family ?? "")}`, `a ${fam} type: a number 0-255 or one of ${Object.keys(fam === "IPv6" ? ICMPV6_TYPES : ICMPV4_TYPES).join(", ")}`);
         return;
       }
       out.push({ port: t, protocol: fam === "IPv6" ? "ICMPv6" : "ICMP" });

@@ -7,6 +7,7 @@
 // listener that applies to the remote identity matches; an empty rule (or a peer without L7 rules) allows
 // every request. Denied requests get a 403 response, not a drop.
 
+import { RE2JS } from "re2js";
 import type { CompiledPolicy } from "../compile.ts";
 import type { HttpHeaderMatch, HttpRule, Provenance } from "../types.ts";
 import { listenerRulesFor, type L7Context } from "./listener.ts";
@@ -18,16 +19,30 @@ export interface HttpRequest {
   headers?: Record<string, string>;
 }
 
-const compiled = new Map<string, RegExp>();
+const compiled = new Map<string, RE2JS>();
 
+/**
+ * Go's regexp.Compile error for a pattern (RE2 syntax, what Cilium's PortRuleHTTP.Sanitize and Envoy's
+ * safe_regex accept), or undefined when it compiles.
+ */
+export function re2Problem(re: string): string | undefined {
+  try {
+    RE2JS.compile(re);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** A full match with RE2 (Envoy's safe_regex FullMatch), as the proxy applies method, path and host. */
 function anchored(re: string | undefined, v: string): boolean {
   if (re === undefined || re === "") return true;
   let r = compiled.get(re);
   if (!r) {
-    r = new RegExp(`^(?:${re})$`);
+    r = RE2JS.compile(re);
     compiled.set(re, r);
   }
-  return r.test(v);
+  return r.matches(v);
 }
 
 function header(req: HttpRequest, name: string): string | undefined {

@@ -71,6 +71,18 @@ describe("refused objects are all reported, the rest applies", () => {
     expect(s.stderr).toMatch(/warning: .*host-fw/);
   });
 
+  it("check, trace and whatif print the warning on stderr and count it in -o json too", () => {
+    const runs = {
+      check: ciliate("check", "-f", "scenarios/starwars", "-f", warned, "-o", "json"),
+      trace: ciliate("trace", "-f", "scenarios/starwars", "-f", warned, "--from", "default/tiefighter", "--to", "svc:default/deathstar", "--port", "80", "-o", "json"),
+      whatif: ciliate("whatif", "-f", "scenarios/starwars", "-f", warned, "--delete", "CiliumClusterwideNetworkPolicy/host-fw", "--port", "80/TCP", "-o", "json"),
+    };
+    for (const [cmd, r] of Object.entries(runs)) {
+      expect(r.stderr, cmd).toMatch(/^ciliate: warning: .*CiliumClusterwideNetworkPolicy host-fw spec\.nodeSelector: .*not enforced/m);
+      expect(JSON.parse(r.stdout).diagnostics, cmd).toMatchObject({ errors: 0, warnings: 1 });
+    }
+  });
+
   it("--strict turns warnings into errors: the policy is refused and the exit status is 2", () => {
     const r = ciliate("reach", "--strict", "-f", "scenarios/starwars", "-f", warned, "--port", "80/TCP", "-o", "json");
     expect(r.code).toBe(2);

@@ -1,4 +1,5 @@
-// The corpus: public policy manifests nobody here wrote (tests/policy/corpus/, origin and license in each
+// The corpus: public policy manifests nobody here wrote (tests/policy/corpus/: Cilium's examples, the Kubernetes
+// documentation, a NetworkPolicy recipes collection; origin and license in each
 // file's first line). Every one loads with a known outcome — applied (enforced), applied with a warning
 // that names what is not enforced, or refused with a message that names the unsupported feature — and
 // no field of an applied policy is silently ignored: a field ciliate does not enforce must be named by a
@@ -67,6 +68,36 @@ const EXPECTED: Record<string, Expect> = {
   // `egress:` with no value is null, dropped by the API server; Cilium's CRD then wants some section.
   "cilium/l3_egress-default-deny_egress-default-deny.yaml": { outcome: "refused", names: /one of ingress, ingressDeny, egress, egressDeny is required/ },
   "cilium/l3_egress-deny_egress-deny.yaml": { outcome: "applied" },
+  "cilium/l4_cidr_l4_combined.yaml": { outcome: "applied" },
+  // The example's peer is mis-indented: `role` is a sibling of an empty matchLabels, not a label.
+  "cilium/l4_l3_l4_combined.yaml": { outcome: "refused", names: /fromEndpoints\[0\]\.role: unknown field "role"/ },
+  "cilium/l4_l4_port_range.yaml": { outcome: "applied" },
+  "cilium/l4_l4_sni.yaml": { outcome: "applied" },
+  "cilium/l4_multi_rule.yaml": { outcome: "applied" },
+  "cilium/l4_l4.yaml": { outcome: "applied" },
+  // `reserved.init` is Cilium's reserved:init (pkg/labels ParseSource).
+  "cilium/l4_init.yaml": { outcome: "applied" },
+  "cilium/l4_wildcard_port_listener.yaml": { outcome: "refused", names: /listener.*not supported/ },
+  "cilium/l7_http_l7_multi.yaml": { outcome: "applied" },
+  "cilium/l7_http_simple_l7.yaml": { outcome: "refused", names: /unknown field "description"/ },
+  "cilium/l7_dns_dns-visibility.yaml": { outcome: "applied" },
+  "cilium/l7_kafka_kafka-role.yaml": { outcome: "applied" },
+  "cilium/l3_entities_apiserver.yaml": { outcome: "applied" },
+  "cilium/l3_entities_host.yaml": { outcome: "applied" },
+  "cilium/l3_fqdn_fqdn-cascade.yaml": { outcome: "applied" },
+  "cilium/l3_match-expressions_and-statement.yaml": { outcome: "refused", names: /Unsupported value "in"/ },
+  "cilium/l3_requires_endpoints.yaml": { outcome: "applied" },
+  "cilium/kubernetes_namespace_kubedns-policy.yaml": { outcome: "applied" },
+  "cilium/kubernetes_namespace_isolate-namespaces.yaml": { outcome: "applied" },
+  "cilium/kubernetes_clusterwide_health.yaml": { outcome: "applied" },
+  "cilium/kubernetes_clusterwide_clusterscope-policy.yaml": { outcome: "applied" },
+  "cilium/host_lock-down-ingress.yaml": { outcome: "refused", names: /unknown field "description"/ },
+  "cilium/getting-started_dns-pattern.yaml": { outcome: "applied" },
+  "cilium/getting-started_dns-port.yaml": { outcome: "applied" },
+  // A popular NetworkPolicy recipes collection (the first YAML block of each recipe).
+  "recipes/07-allow-traffic-from-some-pods-in-another-namespace.yaml": { outcome: "applied" },
+  "recipes/09-allow-traffic-only-to-a-port.yaml": { outcome: "applied" },
+  "recipes/14-deny-external-egress-traffic.yaml": { outcome: "applied" },
 };
 
 // Every field ciliate enforces (or that has no effect on traffic). Any other field in an applied policy
@@ -81,7 +112,7 @@ const ENFORCED_FIELDS = new Set(
 );
 
 function files(): string[] {
-  return ["kubernetes", "cilium"].flatMap((d) => readdirSync(join(ROOT, d)).map((f) => `${d}/${f}`)).sort();
+  return ["kubernetes", "cilium", "recipes"].flatMap((d) => readdirSync(join(ROOT, d)).map((f) => `${d}/${f}`)).sort();
 }
 
 function load(file: string, agent: Expect["agent"] = {}) {
