@@ -20,7 +20,7 @@ import { IncrementalClusterPolicy } from "../policy.ts";
 import { objectKey } from "../manifests.ts";
 import type { FlowResult, Simulation } from "../simulator.ts";
 import { changeProbes, probeSourcePort, type Probe } from "./probes.ts";
-import { Halves, policyClass, reachProber, type Verdict } from "./reach.ts";
+import { Halves, knownHalves, policyClass, reachProber, type KnownHalves, type Verdict } from "./reach.ts";
 
 export interface PairChange {
   from: string;
@@ -127,6 +127,29 @@ function classesOf(policy: CompiledPolicy): (p: SimPod) => string {
   };
 }
 
+/** The verdicts one policy state gives the changed pods' rows, and their columns over the unchanged
+ * sources (by source class; per pod for the sources probed per pod). */
+interface Side {
+  rows: Verdict[][];
+  cols: { byClass: Int8Array; single: Map<number, Verdict> }[];
+}
+
+const verdictCode = (v: Verdict): number => (v === true ? 1 : v === false ? 2 : 3);
+
+/** Each pod's source class — (egress list, identity and family) in `h` — or -1 for a host-networked pod. */
+function sourceClasses(pods: SimPod[], h: Halves): { of: Int32Array; count: number } {
+  const ids = new Map<number, number>();
+  const of = new Int32Array(pods.length);
+  pods.forEach((p, i) => {
+    if (p.hostNetwork) return void (of[i] = -1);
+    const k = h.eg[i]! * 2 ** 24 + h.idc[i]!;
+    let c = ids.get(k);
+    if (c === undefined) ids.set(k, (c = ids.size));
+    of[i] = c;
+  });
+  return { of, count: ids.size };
+}
+
 /** One changed pair, before its explanations are known. */
 interface Candidate {
   probe: Probe;
@@ -170,6 +193,10 @@ export class WhatifSession {
   /** Verdict probers of the before state, by probe, and what they share. */
   private readonly before = new Map<string, ReturnType<typeof reachProber>>();
   private halvesBefore?: Halves;
+  /** Per probe, the half verdicts the datapath gave (shared by the before prober and every after prober). */
+  private readonly known = new Map<string, KnownHalves>();
+  /** Per pod, its source class in the before state (egress list, identity and family); -1 host-networked. */
+  private sourceClass?: { of: Int32Array; count: number };
   private readonly nonPolicy: string[];
   private readonly entries = new Map<string, string>();
   /** The compiler every edit of this session is compiled with (see load). */
@@ -257,7 +284,10 @@ export class WhatifSession {
   /** `build`: the options `before` was built with; `strict`: whether it was loaded with a strict Diagnostics. */
   static async open(before: Loaded, simulate: (l: Loaded) => Promise<Simulation>, opts: { build?: BuildOptions; strict?: boolean } = {}): Promise<WhatifSession> {
     const { pinned: _, ...build } = opts.build ?? {};
-    return new WhatifSession(before, await simulate(before), simulate, build, opts.strict ?? false);
+    const session = new WhatifSession(before, await simulate(before), simulate, build, opts.strict ?? false);
+    // What every policy-only comparison needs of the before state, prepared with it.
+    session.sourceClass = sourceClasses(session.pods, (session.halvesBefore = new Halves(session.sim, session.pods)));
+    return session;
   }
 
   close(): void {
@@ -278,51 +308,86 @@ export class WhatifSession {
     const changed = this.pods.filter((p) => this.loaded.policy.endpoints.get(p.key) !== after.policy.endpoints.get(p.key) && this.classBefore(p) !== classAfter(p));
     const index = new Map(this.pods.map((p, i) => [p, i]));
     const candidates: Candidate[] = [];
-    const afterBy = new Map<Probe, { rows: Map<number, Verdict[]>; cols: Map<number, Verdict[]> }>();
     const changedIdx: number[] = [];
     const isChanged = new Uint8Array(this.pods.length);
     const pairs: PairChange[] = [];
     const flows = before.cluster.traffic.length || after.cluster.traffic.length ? await playFlows(before, after, this.simulate) : [];
     if (!changed.length) return { pairs, flows, probes };
+    const n = this.pods.length;
+    const knownOf = (pr: Probe) => {
+      const k = `${pr.port}/${pr.protocol}`;
+      let v = this.known.get(k);
+      if (!v) this.known.set(k, (v = knownHalves()));
+      return v;
+    };
+    // The before state's halves, built while the simulation holds it; the after state's share their
+    // numbering, so a half the datapath decided in one state is known in the other.
+    const halvesBefore = (this.halvesBefore ??= new Halves(sim, this.pods));
     const verdictsA = (pr: Probe) => {
       const k = `${pr.port}/${pr.protocol}`;
       let v = this.before.get(k);
-      if (!v) this.before.set(k, (v = reachProber(sim, this.pods, pr, { halves: (this.halvesBefore ??= new Halves(sim, this.pods)) })));
+      if (!v) this.before.set(k, (v = reachProber(sim, this.pods, pr, { halves: halvesBefore, known: knownOf(pr) })));
       return v;
     };
+    for (const p of changed) changedIdx.push(index.get(p)!);
+    changedIdx.sort((x, y) => x - y);
+    for (const i of changedIdx) isChanged[i] = 1;
+    // A changed pod's column over the unchanged sources: an unchanged source's verdict towards it depends
+    // only on the source's egress list and (identity, family) — the same in both states — so it is found
+    // once per such source class, from one unchanged member. Host-networked sources and pairs across
+    // families are probed whole, per pod.
+    const sc = (this.sourceClass ??= sourceClasses(this.pods, halvesBefore));
+    const reps = new Int32Array(sc.count).fill(-1);
+    for (let i = 0; i < n; i++) if (!isChanged[i] && sc.of[i]! >= 0 && reps[sc.of[i]!]! < 0) reps[sc.of[i]!] = i;
+    const v6 = this.pods.map((p) => p.ip.includes(":"));
+    // Unchanged sources probed per pod: host-networked ones, and all sources when a changed pod is
+    // host-networked or of the other family (pairs across families are probed whole).
+    const perPod: number[] = [];
+    for (let i = 0; i < n; i++) if (!isChanged[i] && (sc.of[i]! < 0 || changedIdx.some((j) => this.pods[j]!.hostNetwork || v6[j] !== v6[i]))) perPod.push(i);
+    const side = (v: ReturnType<typeof reachProber>): Side => ({
+      rows: changedIdx.map((i) => v.row(i)),
+      cols: changedIdx.map((j) => {
+        const byClass = new Int8Array(sc.count);
+        for (let c = 0; c < sc.count; c++) if (reps[c]! >= 0 && v6[reps[c]!] === v6[j]) byClass[c] = verdictCode(v.at(reps[c]!, j));
+        return { byClass, single: new Map(perPod.map((i) => [i, v.at(i, j)])) };
+      }),
+    });
+    const afterBy = new Map<Probe, Side>();
     let rewrite = changed.map((p) => p.key);
     sim.forgetConnections();
     sim.replaceEndpointPolicy(after.policy, rewrite);
     try {
-      for (const p of changed) changedIdx.push(index.get(p)!);
-      changedIdx.sort((x, y) => x - y);
-      for (const i of changedIdx) isChanged[i] = 1;
-      const halvesAfter = new Halves(sim, this.pods);
-      for (const pr of probes) {
-        // After: the rewritten state. Only pairs with a changed endpoint at an end can differ: the rows of
-        // the changed sources, and the changed columns of the other rows.
-        const vb = reachProber(sim, this.pods, pr, { halves: halvesAfter });
-        const rows = new Map<number, Verdict[]>();
-        for (const i of changedIdx) rows.set(i, vb.row(i));
-        const cols = new Map<number, Verdict[]>();
-        for (const j of changedIdx) cols.set(j, this.pods.map((_, i) => (isChanged[i] ? null : vb.at(i, j))));
-        afterBy.set(pr, { rows, cols });
-      }
+      const halvesAfter = new Halves(sim, this.pods, halvesBefore);
+      // After: the rewritten state. Only pairs with a changed endpoint at an end can differ: the rows of
+      // the changed sources, and the changed columns of the other rows.
+      for (const pr of probes) afterBy.set(pr, side(reachProber(sim, this.pods, pr, { halves: halvesAfter, known: knownOf(pr) })));
     } finally {
       sim.forgetConnections();
       sim.replaceEndpointPolicy(before.policy, rewrite);
     }
     // Before: the session's state; keep the pairs whose verdict differs, in (probe, source, destination) order.
+    // An unchanged source probed per pod is compared column by column, any other through its class's
+    // differing columns.
+    const isPerPod = new Uint8Array(n);
+    for (const i of perPod) isPerPod[i] = 1;
     for (const pr of probes) {
-      const { rows, cols } = afterBy.get(pr)!;
-      const va = verdictsA(pr);
-      for (let i = 0; i < this.pods.length; i++) {
-        const rb = rows.get(i);
-        if (rb) {
-          const ra = va.row(i);
-          for (let j = 0; j < ra.length; j++) if (ra[j] !== rb[j]) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
-        } else
-          for (const j of changedIdx) if (va.at(i, j) !== cols.get(j)![i]) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
+      const b = afterBy.get(pr)!;
+      const a = side(verdictsA(pr));
+      const differing: number[][] = Array.from({ length: sc.count }, () => []);
+      for (let k = 0; k < changedIdx.length; k++) {
+        const ca = a.cols[k]!.byClass;
+        const cb = b.cols[k]!.byClass;
+        for (let c = 0; c < sc.count; c++) if (ca[c] !== cb[c]) differing[c]!.push(k);
+      }
+      let r = 0;
+      for (let i = 0; i < n; i++) {
+        if (isChanged[i]) {
+          const ra = a.rows[r]!;
+          const rb = b.rows[r++]!;
+          for (let j = 0; j < n; j++) if (ra[j] !== rb[j]) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
+        } else if (isPerPod[i]) {
+          for (let k = 0; k < changedIdx.length; k++) if (a.cols[k]!.single.get(i) !== b.cols[k]!.single.get(i)) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[changedIdx[k]!]! });
+        } else for (const k of differing[sc.of[i]!]!) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[changedIdx[k]!]! });
       }
     }
     if (!candidates.length) return { pairs, flows, probes };
