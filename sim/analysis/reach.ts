@@ -22,6 +22,9 @@ import { probeSourcePort, type Probe } from "./probes.ts";
 
 export type Verdict = boolean | null;
 
+/** A verdict as a small number for typed arrays: 1 allowed, 2 denied, 3 not applicable. */
+export const verdictCode = (v: Verdict): number => (v === true ? 1 : v === false ? 2 : 3);
+
 export interface ProbeMatrix {
   port: number;
   protocol: FlowProtocol;
@@ -130,7 +133,8 @@ class HalvesTables {
   private readonly listIds = new Map<string, number>();
   /** Each list's exact-identity entries, by identity. */
   private readonly named: Map<number, string>[] = [];
-  private readonly listOfEp = new Map<EndpointPolicy, [number, number]>();
+  /** By entry list: a compile shares one list among the endpoints of one identity (policy/compile.ts). */
+  private readonly listsOfEntries = new WeakMap<MapStateEntry[], [number, number]>();
   private noPolicy?: [number, number];
   private readonly idIndex = new Map<number, number>();
   private readonly ids: number[] = [];
@@ -144,8 +148,8 @@ class HalvesTables {
 
   listsOf(ep: EndpointPolicy | undefined): [number, number] {
     if (!ep) return (this.noPolicy ??= this.lists([]));
-    let l = this.listOfEp.get(ep);
-    if (!l) this.listOfEp.set(ep, (l = this.lists(ep.entries)));
+    let l = this.listsOfEntries.get(ep.entries);
+    if (!l) this.listsOfEntries.set(ep.entries, (l = this.lists(ep.entries)));
     return l;
   }
 
@@ -282,6 +286,14 @@ export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts:
     if (!position) pods.forEach((p, i) => (position ??= new Map()).set(p, i));
     return byIndex(position!.get(s)!, position!.get(d)!);
   };
+  /** The row of pods[si] as codes (1 allowed, 2 denied, 3 not applicable), a fresh array. */
+  const rowCodes = (si: number): Int8Array => {
+    if (!h || host[si] || !ok[si]) return Int8Array.from(pods, (_, di) => verdictCode(byIndex(si, di)));
+    const out = template(h, si).slice();
+    for (let di = 0; di < pods.length; di++) if (out[di] === 0) out[di] = verdictCode(byIndex(si, di));
+    out[si] = verdictCode(byIndex(si, si));
+    return out;
+  };
   const row = (si: number): Verdict[] => {
     const out = new Array<Verdict>(pods.length);
     if (!h || host[si] || !ok[si]) {
@@ -304,6 +316,7 @@ export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts:
     /** The verdict of pods[si] → pods[di]. */
     at: byIndex,
     row,
+    rowCodes,
   };
 }
 

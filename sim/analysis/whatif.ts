@@ -20,7 +20,7 @@ import { IncrementalClusterPolicy } from "../policy.ts";
 import { objectKey } from "../manifests.ts";
 import type { FlowResult, Simulation } from "../simulator.ts";
 import { changeProbes, probeSourcePort, type Probe } from "./probes.ts";
-import { Halves, knownHalves, policyClass, reachProber, type KnownHalves, type Verdict } from "./reach.ts";
+import { Halves, knownHalves, policyClass, reachProber, verdictCode, type KnownHalves, type Verdict } from "./reach.ts";
 
 export interface PairChange {
   from: string;
@@ -130,11 +130,10 @@ function classesOf(policy: CompiledPolicy): (p: SimPod) => string {
 /** The verdicts one policy state gives the changed pods' rows, and their columns over the unchanged
  * sources (by source class; per pod for the sources probed per pod). */
 interface Side {
-  rows: Verdict[][];
+  /** Codes as reachProber's rowCodes: 1 allowed, 2 denied, 3 not applicable. */
+  rows: Int8Array[];
   cols: { byClass: Int8Array; single: Map<number, Verdict> }[];
 }
-
-const verdictCode = (v: Verdict): number => (v === true ? 1 : v === false ? 2 : 3);
 
 /** Each pod's source class — (egress list, identity and family) in `h` — or -1 for a host-networked pod. */
 function sourceClasses(pods: SimPod[], h: Halves): { of: Int32Array; count: number } {
@@ -345,7 +344,7 @@ export class WhatifSession {
     const perPod: number[] = [];
     for (let i = 0; i < n; i++) if (!isChanged[i] && (sc.of[i]! < 0 || changedIdx.some((j) => this.pods[j]!.hostNetwork || v6[j] !== v6[i]))) perPod.push(i);
     const side = (v: ReturnType<typeof reachProber>): Side => ({
-      rows: changedIdx.map((i) => v.row(i)),
+      rows: changedIdx.map((i) => v.rowCodes(i)),
       cols: changedIdx.map((j) => {
         const byClass = new Int8Array(sc.count);
         for (let c = 0; c < sc.count; c++) if (reps[c]! >= 0 && v6[reps[c]!] === v6[j]) byClass[c] = verdictCode(v.at(reps[c]!, j));
