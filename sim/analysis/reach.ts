@@ -102,19 +102,27 @@ export class Halves {
    * naming) in both, and a slot's verdict found in one state holds in the other (see reachProber's
    * `slots`).
    */
-  constructor(sim: Simulation, pods: SimPod[], base?: Halves) {
+  constructor(sim: Simulation | undefined, pods: SimPod[], base?: Halves, policy?: CompiledPolicy) {
     const t = (this.t = base?.t ?? new HalvesTables());
     this.eg = new Int32Array(pods.length);
     this.ing = new Int32Array(pods.length);
-    this.idc = new Int32Array(pods.length);
+    this.idc = sim ? new Int32Array(pods.length) : base!.idc;
+    const endpoints = (policy ?? sim!.policy).endpoints;
     pods.forEach((p, i) => {
-      const ep = sim.policy.endpoints.get(p.key);
-      const l = t.listsOf(ep);
+      const l = t.listsOf(endpoints.get(p.key));
       this.eg[i] = l[0];
       this.ing[i] = l[1];
       // The peer's address family is part of its key: a pair is probed within one family.
-      this.idc[i] = t.identityIndex(sim.identityOfPod(p) * 2 + (isIpv6(p.ip) ? 1 : 0));
+      if (sim) this.idc[i] = t.identityIndex(sim.identityOfPod(p) * 2 + (isIpv6(p.ip) ? 1 : 0));
     });
+  }
+
+  /**
+   * The halves of another policy of the same pods with the same identities (whatif's after state, whose
+   * edit changed only endpoints' entries), numbered in this one's tables, without a simulation of it.
+   */
+  derive(policy: CompiledPolicy, pods: SimPod[]): Halves {
+    return new Halves(undefined, pods, this, policy);
   }
 
   /** The slot of list `l` judging a peer of identity index `c`. */

@@ -7,20 +7,20 @@
  * added or removed.
  *
  * Only the pairs that can change are probed. A probe's verdict is decided by the source's egress entries,
- * the destination's ingress entries and the two identities (sim/analysis/reach.ts policyClass); when the
- * change touches only policies, a pair of pods whose classes are both unchanged keeps its verdict, so only
- * pairs with an endpoint whose class changed are run, in both versions. Any other edit (pods, services,
+ * the destination's ingress entries and the two identities (sim/analysis/reach.ts Halves); when the
+ * change touches only policies' entries, a pair of pods whose entry lists are all unchanged keeps its
+ * verdict, so only pairs with an endpoint whose lists changed are run, in both versions. Any other edit (pods, services,
  * nodes, config) changes what a class does not capture, and every pair is compared.
  */
 import { allocationOf, POLICY_KINDS as CLUSTER_POLICY_KINDS, type BuildOptions, type FlowProtocol, type FlowSpec, type SimPod } from "../../node/cluster.ts";
 import { SimError } from "../../node/errors.ts";
-import { Diagnostics, INIT_ENDPOINT, type CompiledPolicy, type ManifestObject, type MapStateEntry } from "../../policy/index.ts";
+import { Diagnostics, INIT_ENDPOINT, type CompiledPolicy, type ManifestObject } from "../../policy/index.ts";
 import { loadFrom, type Loaded } from "../load.ts";
 import { IncrementalClusterPolicy } from "../policy.ts";
 import { objectKey } from "../manifests.ts";
 import type { FlowResult, Simulation } from "../simulator.ts";
 import { changeProbes, probeSourcePort, type Probe } from "./probes.ts";
-import { Halves, knownHalves, policyClass, reachProber, verdictCode, type KnownHalves, type Verdict } from "./reach.ts";
+import { Halves, knownHalves, reachProber, verdictCode, type KnownHalves, type Verdict } from "./reach.ts";
 
 export interface PairChange {
   from: string;
@@ -111,22 +111,6 @@ function impliedNamespace(o: ManifestObject): string | undefined {
   return o.kind === "Node" || o.kind === "CiliumClusterwideNetworkPolicy" ? undefined : (o.metadata.namespace ?? "default");
 }
 
-/** policyClass over one compiled policy, computed once per (identity, entry list): endpoints of one
- * identity usually share their entry list (policy/compile.ts). */
-function classesOf(policy: CompiledPolicy): (p: SimPod) => string {
-  const byList = new Map<MapStateEntry[], Map<number | undefined, string>>();
-  return (p) => {
-    const ep = policy.endpoints.get(p.key);
-    if (p.hostNetwork || !ep) return policyClass(policy, p);
-    const id = policy.identities.podIdentity.get(p.key);
-    let m = byList.get(ep.entries);
-    if (!m) byList.set(ep.entries, (m = new Map()));
-    let c = m.get(id);
-    if (c === undefined) m.set(id, (c = policyClass(policy, p)));
-    return c;
-  };
-}
-
 /** The verdicts one policy state gives the changed pods' rows, and their columns over the unchanged
  * sources (by source class; per pod for the sources probed per pod). */
 interface Side {
@@ -206,8 +190,6 @@ export class WhatifSession {
   private readonly namespaces: string;
   /** Versions built by load on the before state's cluster: they differ from it in policies alone. */
   private readonly policyOnly = new WeakSet<Loaded>();
-  /** A pod's verdict-relevant class in the before state (cached). */
-  private readonly classBefore: (p: SimPod) => string;
 
   private constructor(
     readonly loaded: Loaded,
@@ -218,7 +200,6 @@ export class WhatifSession {
   ) {
     this.pods = [...loaded.cluster.pods].sort((x, y) => (x.key < y.key ? -1 : 1));
     this.nonPolicy = nonPolicyText(loaded.objects);
-    this.classBefore = classesOf(loaded.policy);
     this.nonPolicyObjects = loaded.objects.filter((o) => !CLUSTER_POLICY_KINDS.has(o.kind));
     for (const o of this.nonPolicyObjects) {
       const ns = impliedNamespace(o);
@@ -300,41 +281,44 @@ export class WhatifSession {
     const policyOnly = this.policyOnly.has(after) || onlyPoliciesChanged(this.nonPolicy.length ? this.nonPolicy : before.objects, after.objects);
     if (!policyOnly || !onlyEntriesDiffer(before.policy, after.policy, this.pods)) return computeFull(before, after, this.simulate, probes);
     const sim = this.sim;
-    // Endpoints whose verdict-relevant class changes (their entries without cookies): only pairs with one
-    // of these at an end are probed, with these endpoints' entries rewritten to the after state. Cookies
-    // only name rules, so the other ends of the pairs that change are rewritten for the explanations alone.
-    const classAfter = classesOf(after.policy);
-    const changed = this.pods.filter((p) => this.loaded.policy.endpoints.get(p.key) !== after.policy.endpoints.get(p.key) && this.classBefore(p) !== classAfter(p));
-    const index = new Map(this.pods.map((p, i) => [p, i]));
-    const candidates: Candidate[] = [];
+    const n = this.pods.length;
+    // The before state's halves (prepared when the session opened) and the after state's, numbered in the
+    // same tables: a list means the same entries in both, and a half the datapath decided in one state is
+    // known in the other.
+    const halvesBefore = (this.halvesBefore ??= new Halves(sim, this.pods));
+    const halvesAfter = halvesBefore.derive(after.policy, this.pods);
+    // Endpoints whose verdict-relevant entries change (an egress or ingress list, cookies and proxy port
+    // numbers aside): only pairs with one of these at an end are probed, with these endpoints' entries
+    // rewritten to the after state. Cookies only name rules, so the other ends of the pairs that change are
+    // rewritten for the explanations alone.
     const changedIdx: number[] = [];
-    const isChanged = new Uint8Array(this.pods.length);
+    const isChanged = new Uint8Array(n);
+    for (let i = 0; i < n; i++)
+      if (halvesBefore.eg[i] !== halvesAfter.eg[i] || halvesBefore.ing[i] !== halvesAfter.ing[i]) {
+        changedIdx.push(i);
+        isChanged[i] = 1;
+      }
+    const candidates: Candidate[] = [];
     const pairs: PairChange[] = [];
     const flows = before.cluster.traffic.length || after.cluster.traffic.length ? await playFlows(before, after, this.simulate) : [];
-    if (!changed.length) return { pairs, flows, probes };
-    const n = this.pods.length;
+    if (!changedIdx.length) return { pairs, flows, probes };
     const knownOf = (pr: Probe) => {
       const k = `${pr.port}/${pr.protocol}`;
       let v = this.known.get(k);
       if (!v) this.known.set(k, (v = knownHalves()));
       return v;
     };
-    // The before state's halves, built while the simulation holds it; the after state's share their
-    // numbering, so a half the datapath decided in one state is known in the other.
-    const halvesBefore = (this.halvesBefore ??= new Halves(sim, this.pods));
     const verdictsA = (pr: Probe) => {
       const k = `${pr.port}/${pr.protocol}`;
       let v = this.before.get(k);
       if (!v) this.before.set(k, (v = reachProber(sim, this.pods, pr, { halves: halvesBefore, known: knownOf(pr) })));
       return v;
     };
-    for (const p of changed) changedIdx.push(index.get(p)!);
-    changedIdx.sort((x, y) => x - y);
-    for (const i of changedIdx) isChanged[i] = 1;
     // A changed pod's column over the unchanged sources: an unchanged source's verdict towards it depends
     // only on the source's egress list and (identity, family) — the same in both states — so it is found
-    // once per such source class, from one unchanged member. Host-networked sources and pairs across
-    // families are probed whole, per pod.
+    // once per such source class, from one unchanged member; and on the column only through its ingress
+    // lists and (identity, family), so changed pods alike in these share one column. Host-networked
+    // sources and pairs across families are probed whole, per pod.
     const sc = (this.sourceClass ??= sourceClasses(this.pods, halvesBefore));
     const reps = new Int32Array(sc.count).fill(-1);
     for (let i = 0; i < n; i++) if (!isChanged[i] && sc.of[i]! >= 0 && reps[sc.of[i]!]! < 0) reps[sc.of[i]!] = i;
@@ -343,20 +327,32 @@ export class WhatifSession {
     // host-networked or of the other family (pairs across families are probed whole).
     const perPod: number[] = [];
     for (let i = 0; i < n; i++) if (!isChanged[i] && (sc.of[i]! < 0 || changedIdx.some((j) => this.pods[j]!.hostNetwork || v6[j] !== v6[i]))) perPod.push(i);
-    const side = (v: ReturnType<typeof reachProber>): Side => ({
-      rows: changedIdx.map((i) => v.rowCodes(i)),
-      cols: changedIdx.map((j) => {
-        const byClass = new Int8Array(sc.count);
-        for (let c = 0; c < sc.count; c++) if (reps[c]! >= 0 && v6[reps[c]!] === v6[j]) byClass[c] = verdictCode(v.at(reps[c]!, j));
-        return { byClass, single: new Map(perPod.map((i) => [i, v.at(i, j)])) };
-      }),
+    const colGroup = new Map<string, number>();
+    const groupOf = changedIdx.map((j) => {
+      const k = `${halvesBefore.ing[j]}|${halvesAfter.ing[j]}|${halvesBefore.idc[j]}`;
+      let g = colGroup.get(k);
+      if (g === undefined) colGroup.set(k, (g = colGroup.size));
+      return g;
     });
+    const side = (v: ReturnType<typeof reachProber>): Side => {
+      const byGroup: Int8Array[] = [];
+      return {
+        rows: changedIdx.map((i) => v.rowCodes(i)),
+        cols: changedIdx.map((j, k) => {
+          let byClass = byGroup[groupOf[k]!];
+          if (!byClass) {
+            byGroup[groupOf[k]!] = byClass = new Int8Array(sc.count);
+            for (let c = 0; c < sc.count; c++) if (reps[c]! >= 0 && v6[reps[c]!] === v6[j]) byClass[c] = verdictCode(v.at(reps[c]!, j));
+          }
+          return { byClass, single: new Map(perPod.map((i) => [i, v.at(i, j)])) };
+        }),
+      };
+    };
     const afterBy = new Map<Probe, Side>();
-    let rewrite = changed.map((p) => p.key);
+    let rewrite = changedIdx.map((i) => this.pods[i]!.key);
     sim.forgetConnections();
     sim.replaceEndpointPolicy(after.policy, rewrite);
     try {
-      const halvesAfter = new Halves(sim, this.pods, halvesBefore);
       // After: the rewritten state. Only pairs with a changed endpoint at an end can differ: the rows of
       // the changed sources, and the changed columns of the other rows.
       for (const pr of probes) afterBy.set(pr, side(reachProber(sim, this.pods, pr, { halves: halvesAfter, known: knownOf(pr) })));
@@ -396,7 +392,7 @@ export class WhatifSession {
       return { allowed: r.allowed, reason: sim.probeReason(c.s, c.d, r) };
     };
     const ends = new Set(candidates.flatMap((c) => [c.s.key, c.d.key]));
-    for (const p of changed) ends.delete(p.key);
+    for (const i of changedIdx) ends.delete(this.pods[i]!.key);
     rewrite = [...rewrite, ...[...ends].filter((k) => !this.sameEntries(after.policy, k))];
     sim.forgetConnections();
     sim.replaceEndpointPolicy(after.policy, rewrite);
