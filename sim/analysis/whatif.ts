@@ -14,7 +14,7 @@
  */
 import { allocationOf, POLICY_KINDS as CLUSTER_POLICY_KINDS, type BuildOptions, type FlowProtocol, type FlowSpec, type SimPod } from "../../node/cluster.ts";
 import { SimError } from "../../node/errors.ts";
-import { Diagnostics, INIT_ENDPOINT, type CompiledPolicy, type ManifestObject } from "../../policy/index.ts";
+import { Diagnostics, INIT_ENDPOINT, type CompiledPolicy, type ManifestObject, type MapStateEntry } from "../../policy/index.ts";
 import { loadFrom, type Loaded } from "../load.ts";
 import { IncrementalClusterPolicy } from "../policy.ts";
 import { objectKey } from "../manifests.ts";
@@ -140,10 +140,15 @@ interface Candidate {
   d: SimPod;
 }
 
-/** The policy entries of an endpoint as text, cookies and proxy ports included (the map's contents). */
+/** Policy entries as text, cookies and proxy ports included (the map's contents). */
+function entriesListText(entries: MapStateEntry[]): string {
+  return entries.map((e) => `${e.key.direction}/${e.key.identity}/${e.key.protocol}/${e.key.port}/${e.key.portPrefix}/${e.deny ? 1 : 0}/${e.proxyPort}/${e.proxyPortPriority}/${e.cookie}`).join(",");
+}
+
+/** The policy entries of an endpoint as text (entriesListText; empty without an endpoint). */
 function entriesText(p: CompiledPolicy, key: string): string {
   const ep = p.endpoints.get(key);
-  return ep ? ep.entries.map((e) => `${e.key.direction}/${e.key.identity}/${e.key.protocol}/${e.key.port}/${e.key.portPrefix}/${e.deny ? 1 : 0}/${e.proxyPort}/${e.proxyPortPriority}/${e.cookie}`).join(",") : "";
+  return ep ? entriesListText(ep.entries) : "";
 }
 
 /**
@@ -386,11 +391,38 @@ export class WhatifSession {
       }
     }
     if (!candidates.length) return { pairs, flows, probes };
-    // Explanations: a fresh source port so they start new connections too, after then before.
-    const explain = (c: Candidate) => {
-      const r = sim.probe(c.s, c.d, c.probe.port, c.probe.protocol, probeSourcePort(c.probe.port) + 2);
-      return { allowed: r.allowed, reason: sim.probeReason(c.s, c.d, r) };
+    // Explanations: a fresh source port so they start new connections too, after then before. The datapath's
+    // result for a pod pair is decided by the source's entries, the destination's entries (cookies and proxy
+    // ports included), the two identities and families, whether the pods share a node and whether it is one
+    // pod; pairs alike in all of these share one run, and each gets its own sentence from it. Host-networked
+    // pods are run every time.
+    const listIds = new Map<string, number>();
+    const explainer = (policy: CompiledPolicy) => {
+      const runs = new Map<string, ReturnType<Simulation["probe"]>>();
+      const lists = new WeakMap<object, number>();
+      const listOf = (key: string) => {
+        const ep = policy.endpoints.get(key);
+        if (!ep) return -1;
+        let l = lists.get(ep.entries);
+        if (l === undefined) {
+          const t = entriesListText(ep.entries);
+          l = listIds.get(t);
+          if (l === undefined) listIds.set(t, (l = listIds.size));
+          lists.set(ep.entries, l);
+        }
+        return l;
+      };
+      return (c: Candidate) => {
+        const k = c.s.hostNetwork || c.d.hostNetwork ? undefined : `${c.probe.port}/${c.probe.protocol}|${listOf(c.s.key)}|${sim.identityOfPod(c.s)}|${v6[index.get(c.s)!] ? 6 : 4}|${listOf(c.d.key)}|${sim.identityOfPod(c.d)}|${v6[index.get(c.d)!] ? 6 : 4}|${c.s.node === c.d.node ? 1 : 0}|${c.s === c.d ? 1 : 0}`;
+        let r = k === undefined ? undefined : runs.get(k);
+        if (!r) {
+          r = sim.probe(c.s, c.d, c.probe.port, c.probe.protocol, probeSourcePort(c.probe.port) + 2);
+          if (k !== undefined) runs.set(k, r);
+        }
+        return { allowed: r.allowed, reason: sim.probeReason(c.s, c.d, r) };
+      };
     };
+    const index = new Map(this.pods.map((p, i) => [p, i]));
     const ends = new Set(candidates.flatMap((c) => [c.s.key, c.d.key]));
     for (const i of changedIdx) ends.delete(this.pods[i]!.key);
     rewrite = [...rewrite, ...[...ends].filter((k) => !this.sameEntries(after.policy, k))];
@@ -398,12 +430,12 @@ export class WhatifSession {
     sim.replaceEndpointPolicy(after.policy, rewrite);
     let afterX: { allowed: boolean; reason: string }[];
     try {
-      afterX = candidates.map(explain);
+      afterX = candidates.map(explainer(after.policy));
     } finally {
       sim.forgetConnections();
       sim.replaceEndpointPolicy(before.policy, rewrite);
     }
-    const beforeX = candidates.map(explain);
+    const beforeX = candidates.map(explainer(before.policy));
     sim.forgetConnections();
     candidates.forEach((c, k) => {
       const a = beforeX[k]!;
