@@ -156,8 +156,12 @@ function entriesText(p: CompiledPolicy, key: string): string {
  * CIDR identities, proxy listeners and reserved:init policy. Then the after state is the before state with
  * some endpoints' policy-map entries rewritten.
  */
-function onlyEntriesDiffer(a: CompiledPolicy, b: CompiledPolicy, pods: SimPod[]): boolean {
-  for (const p of pods) if (a.identities.podIdentity.get(p.key) !== b.identities.podIdentity.get(p.key)) return false;
+function onlyEntriesDiffer(a: CompiledPolicy, b: CompiledPolicy, pods: SimPod[], sameIds?: WeakSet<object>): boolean {
+  // An identity table once found equal stays equal (a compiler keeps its table while the cluster is kept).
+  if (!sameIds?.has(b.identities.podIdentity)) {
+    for (const p of pods) if (a.identities.podIdentity.get(p.key) !== b.identities.podIdentity.get(p.key)) return false;
+    sameIds?.add(b.identities.podIdentity);
+  }
   const proxies = (x: CompiledPolicy) => JSON.stringify([...x.proxies.entries()].sort((m, n) => m[0] - n[0]));
   return JSON.stringify(a.cidrIdentities) === JSON.stringify(b.cidrIdentities) && proxies(a) === proxies(b) && entriesText(a, INIT_ENDPOINT) === entriesText(b, INIT_ENDPOINT);
 }
@@ -185,6 +189,10 @@ export class WhatifSession {
   private readonly known = new Map<string, KnownHalves>();
   /** Per pod, its source class in the before state (egress list, identity and family); -1 host-networked. */
   private sourceClass?: { of: Int32Array; count: number };
+  /** Pod identity tables of edits found to give every pod its before identity. */
+  private readonly sameIdentities = new WeakSet<object>();
+  /** Per pod: whether its address is IPv6. */
+  private v6?: boolean[];
   private readonly nonPolicy: string[];
   private readonly entries = new Map<string, string>();
   /** The compiler every edit of this session is compiled with (see load). */
@@ -284,7 +292,7 @@ export class WhatifSession {
     const before = this.loaded;
     const probes = probesIn.length ? probesIn : changeProbes(before, after);
     const policyOnly = this.policyOnly.has(after) || onlyPoliciesChanged(this.nonPolicy.length ? this.nonPolicy : before.objects, after.objects);
-    if (!policyOnly || !onlyEntriesDiffer(before.policy, after.policy, this.pods)) return computeFull(before, after, this.simulate, probes);
+    if (!policyOnly || !onlyEntriesDiffer(before.policy, after.policy, this.pods, this.sameIdentities)) return computeFull(before, after, this.simulate, probes);
     const sim = this.sim;
     const n = this.pods.length;
     // The before state's halves (prepared when the session opened) and the after state's, numbered in the
@@ -327,11 +335,13 @@ export class WhatifSession {
     const sc = (this.sourceClass ??= sourceClasses(this.pods, halvesBefore));
     const reps = new Int32Array(sc.count).fill(-1);
     for (let i = 0; i < n; i++) if (!isChanged[i] && sc.of[i]! >= 0 && reps[sc.of[i]!]! < 0) reps[sc.of[i]!] = i;
-    const v6 = this.pods.map((p) => p.ip.includes(":"));
+    const v6 = (this.v6 ??= this.pods.map((p) => p.ip.includes(":")));
     // Unchanged sources probed per pod: host-networked ones, and all sources when a changed pod is
     // host-networked or of the other family (pairs across families are probed whole).
     const perPod: number[] = [];
-    for (let i = 0; i < n; i++) if (!isChanged[i] && (sc.of[i]! < 0 || changedIdx.some((j) => this.pods[j]!.hostNetwork || v6[j] !== v6[i]))) perPod.push(i);
+    const hostChanged = changedIdx.some((j) => this.pods[j]!.hostNetwork);
+    const families = new Set(changedIdx.map((j) => v6[j]));
+    for (let i = 0; i < n; i++) if (!isChanged[i] && (sc.of[i]! < 0 || hostChanged || families.has(!v6[i]))) perPod.push(i);
     const colGroup = new Map<string, number>();
     const groupOf = changedIdx.map((j) => {
       const k = `${halvesBefore.ing[j]}|${halvesAfter.ing[j]}|${halvesBefore.idc[j]}`;
@@ -413,7 +423,7 @@ export class WhatifSession {
         return l;
       };
       return (c: Candidate) => {
-        const k = c.s.hostNetwork || c.d.hostNetwork ? undefined : `${c.probe.port}/${c.probe.protocol}|${listOf(c.s.key)}|${sim.identityOfPod(c.s)}|${v6[index.get(c.s)!] ? 6 : 4}|${listOf(c.d.key)}|${sim.identityOfPod(c.d)}|${v6[index.get(c.d)!] ? 6 : 4}|${c.s.node === c.d.node ? 1 : 0}|${c.s === c.d ? 1 : 0}`;
+        const k = c.s.hostNetwork || c.d.hostNetwork ? undefined : `${c.probe.port}/${c.probe.protocol}|${listOf(c.s.key)}|${sim.identityOfPod(c.s)}|${c.s.ip.includes(":") ? 6 : 4}|${listOf(c.d.key)}|${sim.identityOfPod(c.d)}|${c.d.ip.includes(":") ? 6 : 4}|${c.s.node === c.d.node ? 1 : 0}|${c.s === c.d ? 1 : 0}`;
         let r = k === undefined ? undefined : runs.get(k);
         if (!r) {
           r = sim.probe(c.s, c.d, c.probe.port, c.probe.protocol, probeSourcePort(c.probe.port) + 2);
@@ -422,7 +432,6 @@ export class WhatifSession {
         return { allowed: r.allowed, reason: sim.probeReason(c.s, c.d, r) };
       };
     };
-    const index = new Map(this.pods.map((p, i) => [p, i]));
     const ends = new Set(candidates.flatMap((c) => [c.s.key, c.d.key]));
     for (const i of changedIdx) ends.delete(this.pods[i]!.key);
     rewrite = [...rewrite, ...[...ends].filter((k) => !this.sameEntries(after.policy, k))];
