@@ -151,15 +151,8 @@ export class AbiDatapath implements Datapath {
       },
       *entries() {
         // Collect keys first: callers may update values while iterating.
-        const keys: Uint8Array[] = [];
+        const keys = dp.rawKeys(spec);
         const s = dp.scratch();
-        let rc = dp.abi.abiMapNextKey(spec.id, 0, s + NEXT_KEY_OFF) | 0;
-        while (rc === 0) {
-          const k = dp.bytes().slice(s + NEXT_KEY_OFF, s + NEXT_KEY_OFF + spec.key.size);
-          keys.push(k);
-          dp.bytes().set(k, s + KEY_OFF);
-          rc = dp.abi.abiMapNextKey(spec.id, s + KEY_OFF, s + NEXT_KEY_OFF) | 0;
-        }
         for (const k of keys) {
           dp.bytes().set(k, s + KEY_OFF);
           const p = dp.abi.abiMapLookup(spec.id, s + KEY_OFF) >>> 0;
@@ -169,9 +162,33 @@ export class AbiDatapath implements Datapath {
       count() {
         return dp.abi.abiMapCount(spec.id) >>> 0;
       },
+      // The keys as raw bytes, then deleted: no codec on either side (conntrack between whatif's probes).
+      clear() {
+        if ((dp.abi.abiMapCount(spec.id) >>> 0) === 0) return;
+        const keys = dp.rawKeys(spec);
+        const s = dp.scratch();
+        for (const k of keys) {
+          dp.bytes().set(k, s + KEY_OFF);
+          dp.abi.abiMapDelete(spec.id, s + KEY_OFF);
+        }
+      },
     };
     this.handles.set(spec.id, h as MapHandle<unknown, unknown>);
     return h;
+  }
+
+  /** Every key of a map, as its bytes (iteration order). */
+  private rawKeys(spec: MapSpec): Uint8Array[] {
+    const keys: Uint8Array[] = [];
+    const s = this.scratch();
+    let rc = this.abi.abiMapNextKey(spec.id, 0, s + NEXT_KEY_OFF) | 0;
+    while (rc === 0) {
+      const k = this.bytes().slice(s + NEXT_KEY_OFF, s + NEXT_KEY_OFF + spec.key.size);
+      keys.push(k);
+      this.bytes().set(k, s + KEY_OFF);
+      rc = this.abi.abiMapNextKey(spec.id, s + KEY_OFF, s + NEXT_KEY_OFF) | 0;
+    }
+    return keys;
   }
 
   /**

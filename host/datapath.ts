@@ -56,6 +56,14 @@ export interface MapHandle<K, V> {
    * allows (the kernel: bpf_map_update_batch). Throws the first failure's error. Optional: fills fall
    * back to update() (see writeAll). */
   updateMany?(entries: [Partial<K>, Partial<V>][], flags?: number): void;
+  /** Deletes every entry without decoding any. Optional: clearMap falls back to entries() and delete(). */
+  clear?(): void;
+}
+
+/** Empties a map through the handle's clear when it has one, else one delete() per entry. */
+export function clearMap<K, V>(h: MapHandle<K, V>): void {
+  if (h.clear) return h.clear();
+  for (const [k] of [...h.entries()]) h.delete(k);
 }
 
 /** Writes `entries` through the handle's updateMany when it has one, else one update() each. */

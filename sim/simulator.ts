@@ -27,7 +27,7 @@
  */
 import { MAP_SPECS, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
-import { writeAll, type Datapath, type EntryPoint, type RunResult, type TunnelKey } from "../host/datapath.ts";
+import { clearMap, writeAll, type Datapath, type EntryPoint, type RunResult, type TunnelKey } from "../host/datapath.ts";
 import { tunnelPort, type TunnelProtocol } from "../host/tunnel.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
 import { describe as describeRules, DNS_RCODE_NOERROR, encodeEntries, evaluateDns, evaluateL7, FqdnCache, INIT_ENDPOINT, identityOfIp, kafkaApiKeyName, nodeIdentityOn, parseCidr, toFqdn, type CompiledPolicy, type DnsRule, type FqdnState, type L7Verdict, type Provenance } from "../policy/index.ts";
@@ -1053,10 +1053,7 @@ export class Simulation {
 
   /** Empties every node's conntrack, so the next probes are new connections as in a fresh simulation. */
   forgetConnections(): void {
-    for (const n of this.nodes.values()) {
-      const ct = n.dp.map(MAP_SPECS.Conntrack);
-      for (const [k] of [...ct.entries()]) ct.delete(k);
-    }
+    for (const n of this.nodes.values()) clearMap(n.dp.map(MAP_SPECS.Conntrack));
   }
 
   private forgetIcmpConntrack(nodes: string[]): void {

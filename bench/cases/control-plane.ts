@@ -289,6 +289,10 @@ export const controlPlaneBenchmark: Benchmark = {
       result.rows.push({ name: "whatif, one policy changed/added/deleted, CPU time", params: { pods: podList.length, policies, samples: cpuSamples.length, p99: pct(cpuSamples, 0.99).toFixed(0) }, unit: "ms", stat: summarize(cpuSamples) });
       result.rows.push({ name: "whatif: load and incremental compile of the edit", params: { pods: podList.length, policies, samples: loadSamples.length, p99: pct(loadSamples, 0.99).toFixed(0) }, unit: "ms", stat: summarize(loadSamples) });
       result.rows.push({ name: "whatif delta compare only (compile of the edit excluded)", params: { pods: podList.length, policies, samples: compareSamples.length, p99: pct(compareSamples, 0.99).toFixed(0) }, unit: "ms", stat: summarize(compareSamples) });
+      // The first sample is the process's first comparison: code not yet optimised by V8 and the session's
+      // half verdicts still empty. The rest show an editor loop or check service once it has answered once.
+      const warm = cpuSamples.slice(1);
+      if (warm.length) result.rows.push({ name: "whatif after the session's first comparison, CPU time", params: { pods: podList.length, policies, samples: warm.length, p99: pct(warm, 0.99).toFixed(0), "first comparison": cpuSamples[0]!.toFixed(0) }, unit: "ms", stat: summarize(warm) });
       result.ratios.push({ name: `whatif CPU-time p99 at ${podList.length} pods ÷ ${wTarget} ms target`, value: pct(cpuSamples, 0.99) / wTarget, numerator: `${pct(cpuSamples, 0.99).toFixed(0)} ms`, denominator: `${wTarget} ms`, anchor: "issue #11 (< 1 ⇒ met)" });
       result.ratios.push({ name: `whatif p99 at ${podList.length} pods ÷ ${wTarget} ms target`, value: p99 / wTarget, numerator: `${p99.toFixed(0)} ms`, denominator: `${wTarget} ms`, anchor: "issue #11 (< 1 ⇒ met)" });
       result.ratios.push({ name: `whatif compare-only p99 at ${podList.length} pods ÷ ${wTarget} ms target`, value: pct(compareSamples, 0.99) / wTarget, numerator: `${pct(compareSamples, 0.99).toFixed(0)} ms`, denominator: `${wTarget} ms`, anchor: "issue #11, compile excluded (< 1 ⇒ met)" });

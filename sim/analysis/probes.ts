@@ -25,7 +25,11 @@ export function sortProbes<T extends { port: number; protocol: string }>(a: T[])
 /** Every exact port/protocol (and ICMP type) the compiled policy mentions, sorted. */
 export function policyProbes(p: CompiledPolicy): Probe[] {
   const seen = new Map<string, Probe>();
-  for (const ep of p.endpoints.values())
+  // A compile shares one entry list among the endpoints of an identity: each list is read once.
+  const lists = new Set<unknown>();
+  for (const ep of p.endpoints.values()) {
+    if (lists.has(ep.entries)) continue;
+    lists.add(ep.entries);
     for (const e of ep.entries) {
       const proto = protoName(e.key.protocol);
       // VRRP and IGMP have no ports: one probe (port 0) for the protocol.
@@ -33,7 +37,24 @@ export function policyProbes(p: CompiledPolicy): Probe[] {
       if (!proto || e.key.portPrefix !== 16) continue;
       seen.set(`${e.key.port}/${proto}`, { port: e.key.port, protocol: proto });
     }
+  }
   return sortProbes([...seen.values()]);
+}
+
+/** The ports pods and services declare, by (pods, services) arrays: whatif's edits of policies alone keep
+ * the session's arrays, so these are read once per session. */
+const declaredCache = new WeakMap<object, WeakMap<object, Probe[]>>();
+function declaredProbes(c: Loaded["cluster"]): Probe[] {
+  let bySvc = declaredCache.get(c.pods);
+  if (!bySvc) declaredCache.set(c.pods, (bySvc = new WeakMap()));
+  let out = bySvc.get(c.services);
+  if (!out) {
+    const m = new Map<string, Probe>();
+    for (const pod of c.pods) for (const x of pod.containerPorts) m.set(`${x.port}/${x.protocol}`, { port: x.port, protocol: x.protocol });
+    for (const s of c.services) for (const p of s.ports) if (typeof p.targetPort === "number") m.set(`${p.targetPort}/${p.protocol}`, { port: p.targetPort, protocol: p.protocol });
+    bySvc.set(c.services, (out = [...m.values()]));
+  }
+  return out;
 }
 
 /** whatif's default probes: the policies' ports and the ports pods and services declare, in either version. */
@@ -42,8 +63,7 @@ export function changeProbes(...versions: Loaded[]): Probe[] {
   const add = (port: number, protocol: FlowProtocol) => m.set(`${port}/${protocol}`, { port, protocol });
   for (const l of versions) {
     for (const p of policyProbes(l.policy)) add(p.port, p.protocol);
-    for (const pod of l.cluster.pods) for (const c of pod.containerPorts) add(c.port, c.protocol);
-    for (const s of l.cluster.services) for (const p of s.ports) if (typeof p.targetPort === "number") add(p.targetPort, p.protocol);
+    for (const p of declaredProbes(l.cluster)) add(p.port, p.protocol);
   }
   if (!m.size) add(80, "TCP");
   return sortProbes([...m.values()]);

@@ -22,6 +22,9 @@ import { probeSourcePort, type Probe } from "./probes.ts";
 
 export type Verdict = boolean | null;
 
+/** A verdict as a small number for typed arrays: 1 allowed, 2 denied, 3 not applicable. */
+export const verdictCode = (v: Verdict): number => (v === true ? 1 : v === false ? 2 : 3);
+
 export interface ProbeMatrix {
   port: number;
   protocol: FlowProtocol;
@@ -86,43 +89,85 @@ export function reachClasses(sim: Simulation, pods: SimPod[]): ReachClasses {
  * whole, once per pod pair kind (self) or every time (host network).
  */
 export class Halves {
-  /** Entry lists by text, per direction; each list's exact-identity entries by identity. */
-  private readonly listIds = new Map<string, number>();
-  private readonly named: Map<number, string>[] = [];
-  private readonly listOfEp = new Map<EndpointPolicy, [number, number]>();
-  private readonly noPolicy: [number, number];
+  /** Numbering of entry lists and slots by their text, shared with the Halves this one was derived from. */
+  private readonly t: HalvesTables;
   /** Per pod: egress list, ingress list, index of (identity, address family). */
   readonly eg: Int32Array;
   readonly ing: Int32Array;
   readonly idc: Int32Array;
-  private readonly ids: number[] = [];
-  /** (list, identity index) → slot; a prober keeps each slot's verdict for its probe. */
-  private slotOf?: Int32Array;
-  private readonly slotOfSparse = new Map<number, number>();
-  private readonly slotIds = new Map<string, number>();
 
-  constructor(sim: Simulation, pods: SimPod[]) {
-    this.noPolicy = this.lists([]);
-    const idIndex = new Map<number, number>();
+  /**
+   * `base`: the Halves of another policy state of the same pods (whatif's before state). Lists and slots
+   * are numbered by their text in tables shared with it, so a slot means the same (entry list, peer
+   * naming) in both, and a slot's verdict found in one state holds in the other (see reachProber's
+   * `slots`).
+   */
+  constructor(sim: Simulation | undefined, pods: SimPod[], base?: Halves, policy?: CompiledPolicy) {
+    const t = (this.t = base?.t ?? new HalvesTables());
     this.eg = new Int32Array(pods.length);
     this.ing = new Int32Array(pods.length);
-    this.idc = new Int32Array(pods.length);
+    this.idc = sim ? new Int32Array(pods.length) : base!.idc;
+    const endpoints = (policy ?? sim!.policy).endpoints;
     pods.forEach((p, i) => {
-      const ep = sim.policy.endpoints.get(p.key);
-      let l = ep ? this.listOfEp.get(ep) : this.noPolicy;
-      if (!l) this.listOfEp.set(ep!, (l = this.lists(ep!.entries)));
+      const l = t.listsOf(endpoints.get(p.key));
       this.eg[i] = l[0];
       this.ing[i] = l[1];
       // The peer's address family is part of its key: a pair is probed within one family.
-      const id = sim.identityOfPod(p);
-      const fk = id * 2 + (isIpv6(p.ip) ? 1 : 0);
-      let c = idIndex.get(fk);
-      if (c === undefined) {
-        idIndex.set(fk, (c = this.ids.length));
-        this.ids.push(fk);
-      }
-      this.idc[i] = c;
+      if (sim) this.idc[i] = t.identityIndex(sim.identityOfPod(p) * 2 + (isIpv6(p.ip) ? 1 : 0));
     });
+  }
+
+  /**
+   * The halves of another policy of the same pods with the same identities (whatif's after state, whose
+   * edit changed only endpoints' entries), numbered in this one's tables, without a simulation of it.
+   */
+  derive(policy: CompiledPolicy, pods: SimPod[]): Halves {
+    return new Halves(undefined, pods, this, policy);
+  }
+
+  /** The slot of list `l` judging a peer of identity index `c`. */
+  slot(l: number, c: number): number {
+    return this.t.slot(l, c);
+  }
+
+  /** Key of a pod probing itself: both its lists and how each names its own identity. */
+  selfKey(i: number): string {
+    return `${this.slot(this.eg[i]!, this.idc[i]!)}|${this.slot(this.ing[i]!, this.idc[i]!)}`;
+  }
+}
+
+/** The numbering behind Halves: entry lists by text, (identity, family) indexes, slots by text. */
+class HalvesTables {
+  private readonly listIds = new Map<string, number>();
+  /** Each list's exact-identity entries, by identity. */
+  private readonly named: Map<number, string>[] = [];
+  /** By entry list: a compile shares one list among the endpoints of one identity (policy/compile.ts). */
+  private readonly listsOfEntries = new WeakMap<MapStateEntry[], [number, number]>();
+  private noPolicy?: [number, number];
+  private readonly idIndex = new Map<number, number>();
+  private readonly ids: number[] = [];
+  /** (list, identity index) → slot + 1 (0: not yet known), row-major with `width` columns; grown as lists
+   * and identities are added. A Map beyond 2²⁴ cells. */
+  private dense = new Int32Array(0);
+  private width = 0;
+  private rows = 0;
+  private readonly sparse = new Map<number, number>();
+  private readonly slotIds = new Map<string, number>();
+
+  listsOf(ep: EndpointPolicy | undefined): [number, number] {
+    if (!ep) return (this.noPolicy ??= this.lists([]));
+    let l = this.listsOfEntries.get(ep.entries);
+    if (!l) this.listsOfEntries.set(ep.entries, (l = this.lists(ep.entries)));
+    return l;
+  }
+
+  identityIndex(fk: number): number {
+    let c = this.idIndex.get(fk);
+    if (c === undefined) {
+      this.idIndex.set(fk, (c = this.ids.length));
+      this.ids.push(fk);
+    }
+    return c;
   }
 
   private list(entries: MapStateEntry[]): number {
@@ -141,53 +186,73 @@ export class Halves {
     return [this.list(entries.filter((e) => e.key.direction === "egress")), this.list(entries.filter((e) => e.key.direction !== "egress"))];
   }
 
-  /** The slot of list `l` judging a peer of identity index `c`. */
+  /** The dense index of (l, c), the table grown to every list and identity known; -1 beyond 2²⁴ cells. */
+  private cell(l: number, c: number): number {
+    const width = this.ids.length;
+    const rows = this.named.length;
+    if (width !== this.width || rows > this.rows) {
+      if (width * rows > 1 << 24) return -1;
+      const cap = Math.min(Math.max(rows, Math.ceil(this.rows * 1.5)), Math.floor((1 << 24) / width));
+      const next = new Int32Array(width * cap);
+      for (let r = 0; r < this.rows; r++) next.set(this.dense.subarray(r * this.width, (r + 1) * this.width), r * width);
+      this.dense = next;
+      this.width = width;
+      this.rows = cap;
+    }
+    return l * this.width + c;
+  }
+
   slot(l: number, c: number): number {
-    const k = l * this.ids.length + c;
-    // A dense table while lists × identities stays small (the common case), a Map beyond.
-    if (!this.slotOf && this.named.length * this.ids.length <= 1 << 24) this.slotOf = new Int32Array(this.named.length * this.ids.length).fill(-1);
-    let s: number | undefined = this.slotOf ? this.slotOf[k]! : this.slotOfSparse.get(k);
-    if (s === undefined || s < 0) {
+    const k = this.cell(l, c);
+    let s = k >= 0 ? this.dense[k]! - 1 : (this.sparse.get(l * 2 ** 26 + c) ?? -1);
+    if (s < 0) {
       const fk = this.ids[c]!;
       const id = Math.floor(fk / 2);
       const scope = id >= MIN_CLUSTER_IDENTITY && id < LOCAL_IDENTITY_SCOPE ? "c" : String(id);
       const text = `${l}|${fk % 2 ? 6 : 4}|${scope}|${this.named[l]!.get(id) ?? ""}`;
-      s = this.slotIds.get(text);
-      if (s === undefined) {
-        this.slotIds.set(text, (s = this.slotIds.size));
-      }
-      if (this.slotOf) this.slotOf[k] = s;
-      else this.slotOfSparse.set(k, s);
+      let found = this.slotIds.get(text);
+      if (found === undefined) this.slotIds.set(text, (found = this.slotIds.size));
+      s = found;
+      if (k >= 0) this.dense[k] = s + 1;
+      else this.sparse.set(l * 2 ** 26 + c, s);
     }
     return s;
-  }
-
-  /** Key of a pod probing itself: both its lists and how each names its own identity. */
-  selfKey(i: number): string {
-    return `${this.slot(this.eg[i]!, this.idc[i]!)}|${this.slot(this.ing[i]!, this.idc[i]!)}`;
   }
 }
 
 const entryShape = (e: MapStateEntry) => `${e.key.direction}/${e.key.protocol}/${e.key.port}/${e.key.portPrefix}/${e.deny ? 1 : 0}/${e.proxyPort ? 1 : 0}/${e.proxyPortPriority}`;
 
 /**
+ * What the datapath has decided for one probe, by Halves slot: each slot's half verdict (0 or absent
+ * unknown, 1 pass, 2 drop) and each self-probe key's verdict. A slot is defined by text (entry list, peer
+ * naming), so probers of several policy states whose Halves are derived from one another (`new Halves(sim,
+ * pods, base)`) may share one (whatif's before and after): a verdict found in one state holds in the other.
+ */
+export interface KnownHalves {
+  slots: number[];
+  self: Map<string, boolean>;
+}
+
+export function knownHalves(): KnownHalves {
+  return { slots: [], self: new Map() };
+}
+
+/**
  * Verdicts of one probe with the datapath run once per half (see Halves). `dedupe: false` runs every pair
  * through the datapath whole (a check of the deduplication). `row(i)` gives the verdicts of source
  * pods[i] towards every pod, in the order of `pods`; `classes` are the display classes.
  */
-export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts: { dedupe?: boolean; halves?: Halves } = {}) {
+export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts: { dedupe?: boolean; halves?: Halves; known?: KnownHalves } = {}) {
   const sport = probeSourcePort(probe.port);
   const dedupe = opts.dedupe ?? true;
   let classes: ReachClasses | undefined;
   let position: Map<SimPod, number> | undefined;
   // `halves` may be shared by the probes of one policy state (it depends on the policy, not the probe).
   const h = dedupe ? (opts.halves ?? new Halves(sim, pods)) : undefined;
-  /** Verdict of each half slot for this probe: 0 (or absent) unknown, 1 pass, 2 drop. */
-  const vv: number[] = [];
+  const { slots: vv, self } = opts.known ?? knownHalves();
   const ok = pods.map((p) => applicable(p, probe.protocol));
   const host = pods.map((p) => p.hostNetwork);
   const v6 = pods.map((p) => isIpv6(p.ip));
-  const self = new Map<string, boolean>();
   const whole = (si: number, di: number): boolean => sim.probe(pods[si]!, pods[di]!, probe.port, probe.protocol, sport).allowed;
   const byIndex = (si: number, di: number): Verdict => {
     if (!ok[si] || !ok[di]) return null;
@@ -229,6 +294,14 @@ export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts:
     if (!position) pods.forEach((p, i) => (position ??= new Map()).set(p, i));
     return byIndex(position!.get(s)!, position!.get(d)!);
   };
+  /** The row of pods[si] as codes (1 allowed, 2 denied, 3 not applicable), a fresh array. */
+  const rowCodes = (si: number): Int8Array => {
+    if (!h || host[si] || !ok[si]) return Int8Array.from(pods, (_, di) => verdictCode(byIndex(si, di)));
+    const out = template(h, si).slice();
+    for (let di = 0; di < pods.length; di++) if (out[di] === 0) out[di] = verdictCode(byIndex(si, di));
+    out[si] = verdictCode(byIndex(si, si));
+    return out;
+  };
   const row = (si: number): Verdict[] => {
     const out = new Array<Verdict>(pods.length);
     if (!h || host[si] || !ok[si]) {
@@ -251,6 +324,7 @@ export function reachProber(sim: Simulation, pods: SimPod[], probe: Probe, opts:
     /** The verdict of pods[si] → pods[di]. */
     at: byIndex,
     row,
+    rowCodes,
   };
 }
 

@@ -7,9 +7,9 @@
  * added or removed.
  *
  * Only the pairs that can change are probed. A probe's verdict is decided by the source's egress entries,
- * the destination's ingress entries and the two identities (sim/analysis/reach.ts policyClass); when the
- * change touches only policies, a pair of pods whose classes are both unchanged keeps its verdict, so only
- * pairs with an endpoint whose class changed are run, in both versions. Any other edit (pods, services,
+ * the destination's ingress entries and the two identities (sim/analysis/reach.ts Halves); when the
+ * change touches only policies' entries, a pair of pods whose entry lists are all unchanged keeps its
+ * verdict, so only pairs with an endpoint whose lists changed are run, in both versions. Any other edit (pods, services,
  * nodes, config) changes what a class does not capture, and every pair is compared.
  */
 import { allocationOf, POLICY_KINDS as CLUSTER_POLICY_KINDS, type BuildOptions, type FlowProtocol, type FlowSpec, type SimPod } from "../../node/cluster.ts";
@@ -20,7 +20,7 @@ import { IncrementalClusterPolicy } from "../policy.ts";
 import { objectKey } from "../manifests.ts";
 import type { FlowResult, Simulation } from "../simulator.ts";
 import { changeProbes, probeSourcePort, type Probe } from "./probes.ts";
-import { Halves, policyClass, reachProber, type Verdict } from "./reach.ts";
+import { Halves, knownHalves, reachProber, verdictCode, type KnownHalves, type Verdict } from "./reach.ts";
 
 export interface PairChange {
   from: string;
@@ -111,20 +111,26 @@ function impliedNamespace(o: ManifestObject): string | undefined {
   return o.kind === "Node" || o.kind === "CiliumClusterwideNetworkPolicy" ? undefined : (o.metadata.namespace ?? "default");
 }
 
-/** policyClass over one compiled policy, computed once per (identity, entry list): endpoints of one
- * identity usually share their entry list (policy/compile.ts). */
-function classesOf(policy: CompiledPolicy): (p: SimPod) => string {
-  const byList = new Map<MapStateEntry[], Map<number | undefined, string>>();
-  return (p) => {
-    const ep = policy.endpoints.get(p.key);
-    if (p.hostNetwork || !ep) return policyClass(policy, p);
-    const id = policy.identities.podIdentity.get(p.key);
-    let m = byList.get(ep.entries);
-    if (!m) byList.set(ep.entries, (m = new Map()));
-    let c = m.get(id);
-    if (c === undefined) m.set(id, (c = policyClass(policy, p)));
-    return c;
-  };
+/** The verdicts one policy state gives the changed pods' rows, and their columns over the unchanged
+ * sources (by source class; per pod for the sources probed per pod). */
+interface Side {
+  /** Codes as reachProber's rowCodes: 1 allowed, 2 denied, 3 not applicable. */
+  rows: Int8Array[];
+  cols: { byClass: Int8Array; single: Map<number, Verdict> }[];
+}
+
+/** Each pod's source class — (egress list, identity and family) in `h` — or -1 for a host-networked pod. */
+function sourceClasses(pods: SimPod[], h: Halves): { of: Int32Array; count: number } {
+  const ids = new Map<number, number>();
+  const of = new Int32Array(pods.length);
+  pods.forEach((p, i) => {
+    if (p.hostNetwork) return void (of[i] = -1);
+    const k = h.eg[i]! * 2 ** 24 + h.idc[i]!;
+    let c = ids.get(k);
+    if (c === undefined) ids.set(k, (c = ids.size));
+    of[i] = c;
+  });
+  return { of, count: ids.size };
 }
 
 /** One changed pair, before its explanations are known. */
@@ -134,10 +140,15 @@ interface Candidate {
   d: SimPod;
 }
 
-/** The policy entries of an endpoint as text, cookies and proxy ports included (the map's contents). */
+/** Policy entries as text, cookies and proxy ports included (the map's contents). */
+function entriesListText(entries: MapStateEntry[]): string {
+  return entries.map((e) => `${e.key.direction}/${e.key.identity}/${e.key.protocol}/${e.key.port}/${e.key.portPrefix}/${e.deny ? 1 : 0}/${e.proxyPort}/${e.proxyPortPriority}/${e.cookie}`).join(",");
+}
+
+/** The policy entries of an endpoint as text (entriesListText; empty without an endpoint). */
 function entriesText(p: CompiledPolicy, key: string): string {
   const ep = p.endpoints.get(key);
-  return ep ? ep.entries.map((e) => `${e.key.direction}/${e.key.identity}/${e.key.protocol}/${e.key.port}/${e.key.portPrefix}/${e.deny ? 1 : 0}/${e.proxyPort}/${e.proxyPortPriority}/${e.cookie}`).join(",") : "";
+  return ep ? entriesListText(ep.entries) : "";
 }
 
 /**
@@ -145,8 +156,12 @@ function entriesText(p: CompiledPolicy, key: string): string {
  * CIDR identities, proxy listeners and reserved:init policy. Then the after state is the before state with
  * some endpoints' policy-map entries rewritten.
  */
-function onlyEntriesDiffer(a: CompiledPolicy, b: CompiledPolicy, pods: SimPod[]): boolean {
-  for (const p of pods) if (a.identities.podIdentity.get(p.key) !== b.identities.podIdentity.get(p.key)) return false;
+function onlyEntriesDiffer(a: CompiledPolicy, b: CompiledPolicy, pods: SimPod[], sameIds?: WeakSet<object>): boolean {
+  // An identity table once found equal stays equal (a compiler keeps its table while the cluster is kept).
+  if (!sameIds?.has(b.identities.podIdentity)) {
+    for (const p of pods) if (a.identities.podIdentity.get(p.key) !== b.identities.podIdentity.get(p.key)) return false;
+    sameIds?.add(b.identities.podIdentity);
+  }
   const proxies = (x: CompiledPolicy) => JSON.stringify([...x.proxies.entries()].sort((m, n) => m[0] - n[0]));
   return JSON.stringify(a.cidrIdentities) === JSON.stringify(b.cidrIdentities) && proxies(a) === proxies(b) && entriesText(a, INIT_ENDPOINT) === entriesText(b, INIT_ENDPOINT);
 }
@@ -170,6 +185,14 @@ export class WhatifSession {
   /** Verdict probers of the before state, by probe, and what they share. */
   private readonly before = new Map<string, ReturnType<typeof reachProber>>();
   private halvesBefore?: Halves;
+  /** Per probe, the half verdicts the datapath gave (shared by the before prober and every after prober). */
+  private readonly known = new Map<string, KnownHalves>();
+  /** Per pod, its source class in the before state (egress list, identity and family); -1 host-networked. */
+  private sourceClass?: { of: Int32Array; count: number };
+  /** Pod identity tables of edits found to give every pod its before identity. */
+  private readonly sameIdentities = new WeakSet<object>();
+  /** Per pod: whether its address is IPv6. */
+  private v6?: boolean[];
   private readonly nonPolicy: string[];
   private readonly entries = new Map<string, string>();
   /** The compiler every edit of this session is compiled with (see load). */
@@ -180,8 +203,6 @@ export class WhatifSession {
   private readonly namespaces: string;
   /** Versions built by load on the before state's cluster: they differ from it in policies alone. */
   private readonly policyOnly = new WeakSet<Loaded>();
-  /** A pod's verdict-relevant class in the before state (cached). */
-  private readonly classBefore: (p: SimPod) => string;
 
   private constructor(
     readonly loaded: Loaded,
@@ -192,7 +213,6 @@ export class WhatifSession {
   ) {
     this.pods = [...loaded.cluster.pods].sort((x, y) => (x.key < y.key ? -1 : 1));
     this.nonPolicy = nonPolicyText(loaded.objects);
-    this.classBefore = classesOf(loaded.policy);
     this.nonPolicyObjects = loaded.objects.filter((o) => !CLUSTER_POLICY_KINDS.has(o.kind));
     for (const o of this.nonPolicyObjects) {
       const ns = impliedNamespace(o);
@@ -257,7 +277,10 @@ export class WhatifSession {
   /** `build`: the options `before` was built with; `strict`: whether it was loaded with a strict Diagnostics. */
   static async open(before: Loaded, simulate: (l: Loaded) => Promise<Simulation>, opts: { build?: BuildOptions; strict?: boolean } = {}): Promise<WhatifSession> {
     const { pinned: _, ...build } = opts.build ?? {};
-    return new WhatifSession(before, await simulate(before), simulate, build, opts.strict ?? false);
+    const session = new WhatifSession(before, await simulate(before), simulate, build, opts.strict ?? false);
+    // What every policy-only comparison needs of the before state, prepared with it.
+    session.sourceClass = sourceClasses(session.pods, (session.halvesBefore = new Halves(session.sim, session.pods)));
+    return session;
   }
 
   close(): void {
@@ -269,81 +292,159 @@ export class WhatifSession {
     const before = this.loaded;
     const probes = probesIn.length ? probesIn : changeProbes(before, after);
     const policyOnly = this.policyOnly.has(after) || onlyPoliciesChanged(this.nonPolicy.length ? this.nonPolicy : before.objects, after.objects);
-    if (!policyOnly || !onlyEntriesDiffer(before.policy, after.policy, this.pods)) return computeFull(before, after, this.simulate, probes);
+    if (!policyOnly || !onlyEntriesDiffer(before.policy, after.policy, this.pods, this.sameIdentities)) return computeFull(before, after, this.simulate, probes);
     const sim = this.sim;
-    // Endpoints whose verdict-relevant class changes (their entries without cookies): only pairs with one
-    // of these at an end are probed, with these endpoints' entries rewritten to the after state. Cookies
-    // only name rules, so the other ends of the pairs that change are rewritten for the explanations alone.
-    const classAfter = classesOf(after.policy);
-    const changed = this.pods.filter((p) => this.loaded.policy.endpoints.get(p.key) !== after.policy.endpoints.get(p.key) && this.classBefore(p) !== classAfter(p));
-    const index = new Map(this.pods.map((p, i) => [p, i]));
-    const candidates: Candidate[] = [];
-    const afterBy = new Map<Probe, { rows: Map<number, Verdict[]>; cols: Map<number, Verdict[]> }>();
+    const n = this.pods.length;
+    // The before state's halves (prepared when the session opened) and the after state's, numbered in the
+    // same tables: a list means the same entries in both, and a half the datapath decided in one state is
+    // known in the other.
+    const halvesBefore = (this.halvesBefore ??= new Halves(sim, this.pods));
+    const halvesAfter = halvesBefore.derive(after.policy, this.pods);
+    // Endpoints whose verdict-relevant entries change (an egress or ingress list, cookies and proxy port
+    // numbers aside): only pairs with one of these at an end are probed, with these endpoints' entries
+    // rewritten to the after state. Cookies only name rules, so the other ends of the pairs that change are
+    // rewritten for the explanations alone.
     const changedIdx: number[] = [];
-    const isChanged = new Uint8Array(this.pods.length);
+    const isChanged = new Uint8Array(n);
+    for (let i = 0; i < n; i++)
+      if (halvesBefore.eg[i] !== halvesAfter.eg[i] || halvesBefore.ing[i] !== halvesAfter.ing[i]) {
+        changedIdx.push(i);
+        isChanged[i] = 1;
+      }
+    const candidates: Candidate[] = [];
     const pairs: PairChange[] = [];
     const flows = before.cluster.traffic.length || after.cluster.traffic.length ? await playFlows(before, after, this.simulate) : [];
-    if (!changed.length) return { pairs, flows, probes };
+    if (!changedIdx.length) return { pairs, flows, probes };
+    const knownOf = (pr: Probe) => {
+      const k = `${pr.port}/${pr.protocol}`;
+      let v = this.known.get(k);
+      if (!v) this.known.set(k, (v = knownHalves()));
+      return v;
+    };
     const verdictsA = (pr: Probe) => {
       const k = `${pr.port}/${pr.protocol}`;
       let v = this.before.get(k);
-      if (!v) this.before.set(k, (v = reachProber(sim, this.pods, pr, { halves: (this.halvesBefore ??= new Halves(sim, this.pods)) })));
+      if (!v) this.before.set(k, (v = reachProber(sim, this.pods, pr, { halves: halvesBefore, known: knownOf(pr) })));
       return v;
     };
-    let rewrite = changed.map((p) => p.key);
+    // A changed pod's column over the unchanged sources: an unchanged source's verdict towards it depends
+    // only on the source's egress list and (identity, family) — the same in both states — so it is found
+    // once per such source class, from one unchanged member; and on the column only through its ingress
+    // lists and (identity, family), so changed pods alike in these share one column. Host-networked
+    // sources and pairs across families are probed whole, per pod.
+    const sc = (this.sourceClass ??= sourceClasses(this.pods, halvesBefore));
+    const reps = new Int32Array(sc.count).fill(-1);
+    for (let i = 0; i < n; i++) if (!isChanged[i] && sc.of[i]! >= 0 && reps[sc.of[i]!]! < 0) reps[sc.of[i]!] = i;
+    const v6 = (this.v6 ??= this.pods.map((p) => p.ip.includes(":")));
+    // Unchanged sources probed per pod: host-networked ones, and all sources when a changed pod is
+    // host-networked or of the other family (pairs across families are probed whole).
+    const perPod: number[] = [];
+    const hostChanged = changedIdx.some((j) => this.pods[j]!.hostNetwork);
+    const families = new Set(changedIdx.map((j) => v6[j]));
+    for (let i = 0; i < n; i++) if (!isChanged[i] && (sc.of[i]! < 0 || hostChanged || families.has(!v6[i]))) perPod.push(i);
+    const colGroup = new Map<string, number>();
+    const groupOf = changedIdx.map((j) => {
+      const k = `${halvesBefore.ing[j]}|${halvesAfter.ing[j]}|${halvesBefore.idc[j]}`;
+      let g = colGroup.get(k);
+      if (g === undefined) colGroup.set(k, (g = colGroup.size));
+      return g;
+    });
+    const side = (v: ReturnType<typeof reachProber>): Side => {
+      const byGroup: Int8Array[] = [];
+      return {
+        rows: changedIdx.map((i) => v.rowCodes(i)),
+        cols: changedIdx.map((j, k) => {
+          let byClass = byGroup[groupOf[k]!];
+          if (!byClass) {
+            byGroup[groupOf[k]!] = byClass = new Int8Array(sc.count);
+            for (let c = 0; c < sc.count; c++) if (reps[c]! >= 0 && v6[reps[c]!] === v6[j]) byClass[c] = verdictCode(v.at(reps[c]!, j));
+          }
+          return { byClass, single: new Map(perPod.map((i) => [i, v.at(i, j)])) };
+        }),
+      };
+    };
+    const afterBy = new Map<Probe, Side>();
+    let rewrite = changedIdx.map((i) => this.pods[i]!.key);
     sim.forgetConnections();
     sim.replaceEndpointPolicy(after.policy, rewrite);
     try {
-      for (const p of changed) changedIdx.push(index.get(p)!);
-      changedIdx.sort((x, y) => x - y);
-      for (const i of changedIdx) isChanged[i] = 1;
-      const halvesAfter = new Halves(sim, this.pods);
-      for (const pr of probes) {
-        // After: the rewritten state. Only pairs with a changed endpoint at an end can differ: the rows of
-        // the changed sources, and the changed columns of the other rows.
-        const vb = reachProber(sim, this.pods, pr, { halves: halvesAfter });
-        const rows = new Map<number, Verdict[]>();
-        for (const i of changedIdx) rows.set(i, vb.row(i));
-        const cols = new Map<number, Verdict[]>();
-        for (const j of changedIdx) cols.set(j, this.pods.map((_, i) => (isChanged[i] ? null : vb.at(i, j))));
-        afterBy.set(pr, { rows, cols });
-      }
+      // After: the rewritten state. Only pairs with a changed endpoint at an end can differ: the rows of
+      // the changed sources, and the changed columns of the other rows.
+      for (const pr of probes) afterBy.set(pr, side(reachProber(sim, this.pods, pr, { halves: halvesAfter, known: knownOf(pr) })));
     } finally {
       sim.forgetConnections();
       sim.replaceEndpointPolicy(before.policy, rewrite);
     }
     // Before: the session's state; keep the pairs whose verdict differs, in (probe, source, destination) order.
+    // An unchanged source probed per pod is compared column by column, any other through its class's
+    // differing columns.
+    const isPerPod = new Uint8Array(n);
+    for (const i of perPod) isPerPod[i] = 1;
     for (const pr of probes) {
-      const { rows, cols } = afterBy.get(pr)!;
-      const va = verdictsA(pr);
-      for (let i = 0; i < this.pods.length; i++) {
-        const rb = rows.get(i);
-        if (rb) {
-          const ra = va.row(i);
-          for (let j = 0; j < ra.length; j++) if (ra[j] !== rb[j]) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
-        } else
-          for (const j of changedIdx) if (va.at(i, j) !== cols.get(j)![i]) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
+      const b = afterBy.get(pr)!;
+      const a = side(verdictsA(pr));
+      const differing: number[][] = Array.from({ length: sc.count }, () => []);
+      for (let k = 0; k < changedIdx.length; k++) {
+        const ca = a.cols[k]!.byClass;
+        const cb = b.cols[k]!.byClass;
+        for (let c = 0; c < sc.count; c++) if (ca[c] !== cb[c]) differing[c]!.push(k);
+      }
+      let r = 0;
+      for (let i = 0; i < n; i++) {
+        if (isChanged[i]) {
+          const ra = a.rows[r]!;
+          const rb = b.rows[r++]!;
+          for (let j = 0; j < n; j++) if (ra[j] !== rb[j]) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[j]! });
+        } else if (isPerPod[i]) {
+          for (let k = 0; k < changedIdx.length; k++) if (a.cols[k]!.single.get(i) !== b.cols[k]!.single.get(i)) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[changedIdx[k]!]! });
+        } else for (const k of differing[sc.of[i]!]!) candidates.push({ probe: pr, s: this.pods[i]!, d: this.pods[changedIdx[k]!]! });
       }
     }
     if (!candidates.length) return { pairs, flows, probes };
-    // Explanations: a fresh source port so they start new connections too, after then before.
-    const explain = (c: Candidate) => {
-      const r = sim.probe(c.s, c.d, c.probe.port, c.probe.protocol, probeSourcePort(c.probe.port) + 2);
-      return { allowed: r.allowed, reason: sim.probeReason(c.s, c.d, r) };
+    // Explanations: a fresh source port so they start new connections too, after then before. The datapath's
+    // result for a pod pair is decided by the source's entries, the destination's entries (cookies and proxy
+    // ports included), the two identities and families, whether the pods share a node and whether it is one
+    // pod; pairs alike in all of these share one run, and each gets its own sentence from it. Host-networked
+    // pods are run every time.
+    const listIds = new Map<string, number>();
+    const explainer = (policy: CompiledPolicy) => {
+      const runs = new Map<string, ReturnType<Simulation["probe"]>>();
+      const lists = new WeakMap<object, number>();
+      const listOf = (key: string) => {
+        const ep = policy.endpoints.get(key);
+        if (!ep) return -1;
+        let l = lists.get(ep.entries);
+        if (l === undefined) {
+          const t = entriesListText(ep.entries);
+          l = listIds.get(t);
+          if (l === undefined) listIds.set(t, (l = listIds.size));
+          lists.set(ep.entries, l);
+        }
+        return l;
+      };
+      return (c: Candidate) => {
+        const k = c.s.hostNetwork || c.d.hostNetwork ? undefined : `${c.probe.port}/${c.probe.protocol}|${listOf(c.s.key)}|${sim.identityOfPod(c.s)}|${c.s.ip.includes(":") ? 6 : 4}|${listOf(c.d.key)}|${sim.identityOfPod(c.d)}|${c.d.ip.includes(":") ? 6 : 4}|${c.s.node === c.d.node ? 1 : 0}|${c.s === c.d ? 1 : 0}`;
+        let r = k === undefined ? undefined : runs.get(k);
+        if (!r) {
+          r = sim.probe(c.s, c.d, c.probe.port, c.probe.protocol, probeSourcePort(c.probe.port) + 2);
+          if (k !== undefined) runs.set(k, r);
+        }
+        return { allowed: r.allowed, reason: sim.probeReason(c.s, c.d, r) };
+      };
     };
     const ends = new Set(candidates.flatMap((c) => [c.s.key, c.d.key]));
-    for (const p of changed) ends.delete(p.key);
+    for (const i of changedIdx) ends.delete(this.pods[i]!.key);
     rewrite = [...rewrite, ...[...ends].filter((k) => !this.sameEntries(after.policy, k))];
     sim.forgetConnections();
     sim.replaceEndpointPolicy(after.policy, rewrite);
     let afterX: { allowed: boolean; reason: string }[];
     try {
-      afterX = candidates.map(explain);
+      afterX = candidates.map(explainer(after.policy));
     } finally {
       sim.forgetConnections();
       sim.replaceEndpointPolicy(before.policy, rewrite);
     }
-    const beforeX = candidates.map(explain);
+    const beforeX = candidates.map(explainer(before.policy));
     sim.forgetConnections();
     candidates.forEach((c, k) => {
       const a = beforeX[k]!;

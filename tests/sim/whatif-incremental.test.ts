@@ -18,6 +18,9 @@ interface Rule {
   peer: string;
   port: number;
   direction: "ingress" | "egress";
+  /** An HTTP rule on the port (ingress): each selected endpoint gets its own proxy port, so pods of one
+   * identity differ in their entries and in the explanations. */
+  http?: boolean;
   /** A namespace without pods implies a new namespace: the session builds that version from scratch. */
   namespace?: string;
 }
@@ -32,7 +35,7 @@ function manifests(rules: Rule[], opts: { hostPod?: boolean; relabel?: boolean }
   if (opts.hostPod) docs.push({ apiVersion: "v1", kind: "Pod", metadata: { name: "agent", namespace: "default", labels: { app: "a" } }, spec: { nodeName: "n2", hostNetwork: true, containers: [{ name: "c", image: "x" }] } });
   for (const r of rules) {
     const peer = { matchLabels: { app: r.peer } };
-    const ports = [{ ports: [{ port: String(r.port), protocol: "TCP" }] }];
+    const ports = [{ ports: [{ port: String(r.port), protocol: "TCP" }], ...(r.http && r.direction === "ingress" ? { rules: { http: [{ method: "GET" }] } } : {}) }];
     docs.push({
       apiVersion: "cilium.io/v2",
       kind: "CiliumNetworkPolicy",
@@ -44,7 +47,7 @@ function manifests(rules: Rule[], opts: { hostPod?: boolean; relabel?: boolean }
 }
 
 const rule = (name: string) =>
-  fc.record({ name: fc.constant(name), subject: fc.constantFrom(...APPS), peer: fc.constantFrom(...APPS), port: fc.constantFrom(80, 81), direction: fc.constantFrom("ingress" as const, "egress" as const) });
+  fc.record({ name: fc.constant(name), subject: fc.constantFrom(...APPS), peer: fc.constantFrom(...APPS), port: fc.constantFrom(80, 81), direction: fc.constantFrom("ingress" as const, "egress" as const), http: fc.boolean() });
 
 /** One edit of the rule list: add a rule, delete one, or replace one. */
 const edit = fc.oneof(
@@ -60,6 +63,21 @@ const PROBES = [
 ];
 
 describe("whatif narrowed to changed policy classes", () => {
+  it("explains each pair with its own endpoint's proxy port when pods of one identity differ only in it", async () => {
+    // b's pods (p1, p5, both on n2) redirect port 80 to the L7 proxy, each on its own port; a new egress
+    // rule of a denies a → b, so the before explanations of p0 → p1 and p0 → p5 differ only in that port.
+    const rules: Rule[] = [{ name: "r0", subject: "b", peer: "a", port: 80, direction: "ingress", http: true }];
+    const before = loadFrom(parseManifestText(manifests(rules), "before.yaml"), {});
+    const after = loadFrom(parseManifestText(manifests([...rules, { name: "r1", subject: "a", peer: "c", port: 80, direction: "egress" }]), "after.yaml"), { pinned: allocationOf(before.cluster) });
+    const narrow = await computeWhatif(before, after, simulate, PROBES);
+    const full = await computeWhatif(before, after, simulate, PROBES, { full: true });
+    expect(narrow.pairs).toEqual(full.pairs);
+    const ports = narrow.pairs.filter((p) => p.from === "default/p0" && p.port === 80 && (p.to === "default/p1" || p.to === "default/p5")).map((p) => /L7 proxy on port (\d+)/.exec(p.reasonBefore)?.[1]);
+    expect(ports).toHaveLength(2);
+    expect(ports[0]).toBeDefined();
+    expect(ports[0]).not.toBe(ports[1]);
+  }, 120_000);
+
   it("equals the full recomputation after random sequences of policy changes", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(rule("r"), { minLength: 1, maxLength: 3 }), fc.array(edit, { minLength: 1, maxLength: 2 }), async (initial, edits) => {
