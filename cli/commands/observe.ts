@@ -145,7 +145,7 @@ async function observeServer(target: string, q: Query, fmt: string, out: Out, er
     await stream.done;
   } catch (e) {
     if (!(e instanceof ObserverCallError)) throw e;
-    if (e.unreachable) throw new CliError(`cannot reach the Hubble Observer API at ${target}: ${grpcDetails(e.details)}`, "OBSERVER_UNREACHABLE", "is `ciliate agent` or `ciliate relay` serving there? (the agent's socket is root only)");
+    if (e.unreachable) throw new CliError(`cannot reach the Hubble Observer API at ${target}: ${grpcDetails(e.details)}`, "OBSERVER_UNREACHABLE", "is `ciliate agent` or `ciliate relay` serving there? The agent's socket is root only");
     throw new CliError(`the Hubble Observer API at ${target} refused the request: ${grpcDetails(e.details)}`, "OBSERVER_ERROR");
   } finally {
     forget();
