@@ -46,6 +46,8 @@ export function startUi(...args: string[]): Promise<UiProcess> {
 }
 
 export async function launchChromium(): Promise<Browser> {
+  // Every browser test may save screenshots, whichever runs first.
+  mkdirSync(ARTIFACTS, { recursive: true });
   const { default: puppeteer } = await import("puppeteer-core");
   return puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu"] });
 }
