@@ -90,6 +90,8 @@ export interface AgentOptions {
    * sets itself (local mode): stable on this node, not agreed with other nodes.
    */
   identityAllocator?: IdentityAllocator;
+  /** Called when allocating or releasing a cluster-wide identity failed (the backend away; it is retried). */
+  onIdentityError?: () => void;
   /** Cluster id (0..255): bits 16-23 of the cluster-scoped identities this agent allocates. */
   clusterId?: number;
   log?: (level: "info" | "warn" | "error", msg: string) => void;
@@ -183,7 +185,14 @@ export class Agent {
     this.scheduleFqdnExpiry();
     this.numbering = {
       identities: opts.identityAllocator
-        ? new ClusterIdentities(opts.identityAllocator, { state: st?.identities, onReady: () => this.identitiesChanged("identities allocated"), log: (m) => this.log("warn", m) })
+        ? new ClusterIdentities(opts.identityAllocator, {
+            state: st?.identities,
+            onReady: () => this.identitiesChanged("identities allocated"),
+            log: (m) => {
+              this.log("warn", m);
+              opts.onIdentityError?.();
+            },
+          })
         : new StableIdentities(st?.identities, opts.clusterId ?? 0),
       backends: new StableNumbers(1, 0xffffffff, st?.backendIds),
       revNat: new StableNumbers(1, 0xffff, st?.revNatIndexes),

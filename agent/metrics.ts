@@ -19,7 +19,7 @@
  *   ciliate_proxy_listeners{}                         proxy ports listening
  *   ciliate_bpf_map_pin_repairs_total{}               map pins found removed under the running agent and restored
  *   ciliate_k8s_informer_errors_total{kind}           Kubernetes watch/list failures (each informer restarts, state kept)
- *   ciliate_kvstore_errors_total{component}           kvstore faults (watch errors, lost leases, failed writes/resyncs)
+ *   ciliate_kvstore_errors_total{component}           kvstore faults (watch errors, lost leases, failed allocations, writes, resyncs)
  * The datapath counters are read from the kernel's Metrics map when Prometheus scrapes. Cilium's and
  * Hubble's names (cilium_*, hubble_*) are served beside these from the same reads (upstream-metrics.ts).
  */
@@ -140,7 +140,7 @@ export class AgentMetrics {
     this.proxyUpstreamErrors = new Counter({ name: "ciliate_proxy_upstream_errors_total", help: "Upstream connection or I/O errors of the node's proxy, by protocol", labelNames: ["protocol"], registers: reg });
     this.pinRepairs = new Counter({ name: "ciliate_bpf_map_pin_repairs_total", help: "Map pins found removed under the running agent and pinned again", registers: reg });
     this.k8sInformerErrors = new Counter({ name: "ciliate_k8s_informer_errors_total", help: "Kubernetes list/watch failures by kind (the informer restarts and relists; the state is kept)", labelNames: ["kind"], registers: reg });
-    this.kvstoreErrors = new Counter({ name: "ciliate_kvstore_errors_total", help: "kvstore faults by component (identities, state): watch errors, lost leases, failed writes and resyncs, unreadable keys", labelNames: ["component"], registers: reg });
+    this.kvstoreErrors = new Counter({ name: "ciliate_kvstore_errors_total", help: "kvstore faults by component (identities, state): watch errors, lost leases, failed allocations, writes and resyncs, unreadable keys", labelNames: ["component"], registers: reg });
     const self = this;
     new Gauge({
       name: "ciliate_proxy_listeners",

@@ -125,6 +125,9 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     masquerade,
     identityAllocator,
     clusterId: identityConfig.clusterId,
+    onIdentityError: () => {
+      if (identityConfig.mode === "kvstore") kvstoreError("identities");
+    },
   });
   const identityGc = identityAllocator ? setInterval(() => void identityAllocator.gc().then((ids) => ids.length && log("info", `identity gc released ${ids.join(", ")}`), (e: Error) => log("warn", `identity gc: ${e.message}`)), identityConfig.gcIntervalMs) : undefined;
   const metrics = new AgentMetrics(agent);
