@@ -134,7 +134,9 @@ describe.skipIf(skipEtcd)("shared endpoints and nodes in etcd (kvstore mode)", (
     const ms = await until([n1, n2], () => {
       client = n1.last!.podIdentity.get("shop/client")!;
       const e = ipcache(n2.last!, "10.244.1.5");
-      return client !== C.ID_INIT && e?.secIdentity === client && allows(n2.last!, 1, client);
+      // node-2's own pod is published too (its allocation and put race node-1's; both must be in etcd).
+      const server = n1.kv.remoteEndpoints().some((x) => x.ip === "10.244.2.7");
+      return client !== C.ID_INIT && e?.secIdentity === client && allows(n2.last!, 1, client) && server;
     });
     console.log(`[kvstore-state] a new pod on node-1 admitted by node-2's policy after ${ms.toFixed(0)} ms (allocation, publish, watch, reconcile)`);
     expect(client >>> 16).toBe(3); // cluster id 3: the allocator's number, agreed by both nodes
