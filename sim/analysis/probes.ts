@@ -57,12 +57,20 @@ function declaredProbes(c: Loaded["cluster"]): Probe[] {
   return out;
 }
 
+/** policyProbes by compiled policy: a whatif session asks for its before state's at every edit. */
+const policyProbesCache = new WeakMap<CompiledPolicy, readonly Probe[]>();
+function policyProbesOnce(p: CompiledPolicy): readonly Probe[] {
+  let out = policyProbesCache.get(p);
+  if (!out) policyProbesCache.set(p, (out = policyProbes(p)));
+  return out;
+}
+
 /** whatif's default probes: the policies' ports and the ports pods and services declare, in either version. */
 export function changeProbes(...versions: Loaded[]): Probe[] {
   const m = new Map<string, Probe>();
   const add = (port: number, protocol: FlowProtocol) => m.set(`${port}/${protocol}`, { port, protocol });
   for (const l of versions) {
-    for (const p of policyProbes(l.policy)) add(p.port, p.protocol);
+    for (const p of policyProbesOnce(l.policy)) add(p.port, p.protocol);
     for (const p of declaredProbes(l.cluster)) add(p.port, p.protocol);
   }
   if (!m.size) add(80, "TCP");
