@@ -333,9 +333,9 @@ export class RawMap {
     const ks = this.info.keySize;
     const vb = this.valueBytes;
     const stride = (this.info.valueSize + 7) & ~7;
-    const n = Math.max(1, Math.min(BATCH_MAX, this.info.maxEntries));
-    const kbuf = new Uint8Array(n * ks);
-    const vbuf = new Uint8Array(n * vb);
+    // One slot more than the map holds: a whole map then comes back in one call that already says ENOENT
+    // (the kernel's generic batch stops at the end), instead of a second call to learn it.
+    const n = Math.max(1, Math.min(BATCH_MAX, this.info.maxEntries + 1));
     // The batch position token: a bucket or index (u32) for hash and array maps; sized generously.
     const tokSize = Math.max(ks, 8);
     let inTok: Uint8Array | null = null;
@@ -343,6 +343,8 @@ export class RawMap {
     for (let guard = 0; guard <= this.info.maxEntries + 1; guard++) {
       const outTok = new Uint8Array(tokSize);
       const count = new Uint32Array([n]);
+      const kbuf = new Uint8Array(n * ks);
+      const vbuf = new Uint8Array(n * vb);
       const ret = libbpf().bpf_map_lookup_batch(this.fd, inTok, outTok, kbuf, vbuf, count, { sz: BATCH_OPTS_SIZE, elem_flags: 0, flags: 0 });
       const errno = ret < 0 ? errnoName(-ret) : undefined;
       if (ret < 0 && errno !== "ENOENT") {
@@ -353,9 +355,14 @@ export class RawMap {
         throw bpfError(BpfErrorCode.MapOpFailed, `batch lookup in map ${this.name}`, ret);
       }
       for (let i = 0; i < count[0]!; i++) {
-        const key = kbuf.slice(i * ks, (i + 1) * ks);
-        const all = vbuf.slice(i * vb, (i + 1) * vb);
-        const values = this.isPerCpu ? Array.from({ length: this.cpus }, (_, c) => all.subarray(c * stride, c * stride + this.info.valueSize)) : [all];
+        // Views, not copies: kbuf and vbuf are fresh for each batch call and never written again.
+        const key = kbuf.subarray(i * ks, (i + 1) * ks);
+        const all = vbuf.subarray(i * vb, (i + 1) * vb);
+        let values: Uint8Array[] = [all];
+        if (this.isPerCpu) {
+          values = new Array<Uint8Array>(this.cpus);
+          for (let c = 0; c < this.cpus; c++) values[c] = all.subarray(c * stride, c * stride + this.info.valueSize);
+        }
         out.push([key, values]);
       }
       if (errno === "ENOENT") return out;

@@ -22,7 +22,7 @@ import { MAP_SPECS, MapType, TraceRecordCodec, TunnelKeyCodec, u32Codec, type Ma
 import { tunnelKeyOf, tunnelKeyValue } from "../host/tunnel.ts";
 import { DatapathError, type Datapath, type EntryPoint, type MapHandle, type RunOptions, type RunResult, type TunnelKey } from "../host/datapath.ts";
 import { BpfObject, removePinRoot, type BpfProgram } from "./bpf-object.ts";
-import { adHocSpec } from "./bpf-map.ts";
+import { adHocSpec, type BpfMapHandle } from "./bpf-map.ts";
 import * as C from "../host/constants.gen.ts";
 import { testRun } from "./test-run.ts";
 import { openEventReader, type EventReader } from "./ring-buffer.ts";
@@ -267,10 +267,14 @@ export class KernelDatapath implements Datapath {
         this.events();
         continue;
       }
-      const h = this.map(spec);
-      const keys = [...h.entries()].map(([k]) => k);
-      if (spec.type === MapType.Array || spec.type === MapType.PercpuArray) for (const k of keys) h.update(k as never, spec.value.zero() as never);
-      else for (const k of keys) h.delete(k as never);
+      // Raw bytes and batches (bpf_map_lookup/update/delete_batch): a differential case resets every map,
+      // so decoding each entry or writing one syscall per key would dominate its cost.
+      const raw = (this.map(spec) as BpfMapHandle<unknown, unknown>).raw;
+      const entries = [...raw.entriesPerCpu()];
+      if (spec.type === MapType.Array || spec.type === MapType.PercpuArray) {
+        const dirty = entries.filter(([, vs]) => vs.some((v) => v.some((b) => b !== 0)));
+        if (dirty.length) raw.updateBatch(dirty.map(([k]) => k), dirty.map(() => new Uint8Array(raw.info.valueSize)));
+      } else if (entries.length) raw.deleteBatch(entries.map(([k]) => k));
     }
     this.clock.update(0, 0);
   }

@@ -153,10 +153,12 @@ export class AbiDatapath implements Datapath {
         // Collect keys first: callers may update values while iterating.
         const keys = dp.rawKeys(spec);
         const s = dp.scratch();
+        let mem = dp.bytes();
         for (const k of keys) {
-          dp.bytes().set(k, s + KEY_OFF);
+          if (mem.buffer !== dp.memory()) mem = dp.bytes();
+          mem.set(k, s + KEY_OFF);
           const p = dp.abi.abiMapLookup(spec.id, s + KEY_OFF) >>> 0;
-          if (p !== 0) yield [spec.key.decode(k), spec.value.decode(dp.bytes(), p)] as [K, V];
+          if (p !== 0) yield [spec.key.decode(k), spec.value.decode(mem, p)] as [K, V];
         }
       },
       count() {
@@ -182,10 +184,12 @@ export class AbiDatapath implements Datapath {
     const keys: Uint8Array[] = [];
     const s = this.scratch();
     let rc = this.abi.abiMapNextKey(spec.id, 0, s + NEXT_KEY_OFF) | 0;
+    // One view of memory while it does not grow (a new view per key was most of a 1024-entry walk).
+    let mem = this.bytes();
     while (rc === 0) {
-      const k = this.bytes().slice(s + NEXT_KEY_OFF, s + NEXT_KEY_OFF + spec.key.size);
-      keys.push(k);
-      this.bytes().set(k, s + KEY_OFF);
+      if (mem.buffer !== this.memory()) mem = this.bytes();
+      mem.copyWithin(s + KEY_OFF, s + NEXT_KEY_OFF, s + NEXT_KEY_OFF + spec.key.size);
+      keys.push(mem.slice(s + KEY_OFF, s + KEY_OFF + spec.key.size));
       rc = this.abi.abiMapNextKey(spec.id, s + KEY_OFF, s + NEXT_KEY_OFF) | 0;
     }
     return keys;

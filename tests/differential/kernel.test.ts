@@ -9,9 +9,17 @@
  * its seed (DIFF_SEED=<seed> replays the run); a failure also prints fast-check's shrunk counterexample and
  * path: DIFF_SEED=<seed> DIFF_PATH=<path> replays that one case.
  * Runs: DIFF_KERNEL_RUNS (default 5000; `npm run test:differential -- --runs 100000` for a long run).
+ * Long mode (`npm run test:differential:long -- --cases N --seed S`, scripts/differential.mjs): the tc
+ * programs only, in chunks of DIFF_CHUNK cases (default 10,000), chunk k with seed S+k (so each chunk, and
+ * with its path each case, replays alone), until N cases or the DIFF_DEADLINE (epoch ms) passes; after every
+ * chunk the cumulative result (cases, packets, events, differences, seeds, duration, outcomes reached) is
+ * written to DIFF_RESULT, so a run stopped for time still records every finished chunk.
  * The property runs twice: with the tc programs, and with fromNetwork through the XDP program (the agent's
  * --xdp-acceleration), whose return code is the XDP action for the verdict (XDP_DROP / XDP_PASS).
  */
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { availableParallelism, loadavg } from "node:os";
+import { dirname } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createWasmDatapath } from "../../sim/engines.ts";
@@ -43,93 +51,168 @@ const MODES = [
   { name: "fromNetwork at XDP", kernel: sharedXdpKernel, runs: () => xdpKernel?.runs ?? 0 },
 ];
 
-describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
-  it(`on random maps and packets (${RUNS} cases)`, async () => {
-    let compared = 0;
-    const outcomes = new Map<string, number>();
-    const seen = (k: string) => outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
-    let rejected = 0;
-    let events = 0;
-    const before = mode.runs();
-    await fc.assert(
-      fc.asyncProperty(nodeStateArb, stepsArb, async (state, steps) => {
-        const wasm = createWasmDatapath({ capacities: SMALL_CAPACITIES });
-        const kernel = mode.kernel();
-        const table = maglevTables(wasm);
-        installState(wasm, state, table, DIFF_CONFIG_FLAGS);
-        installState(kernel, state, table, DIFF_CONFIG_FLAGS);
-        let prevIn: Uint8Array | undefined;
-        let prevOut: Uint8Array | undefined;
-        let prevTunnel: TunnelKey | undefined;
-        for (const s of steps) {
-          const c = concretize(s, prevIn, prevOut, prevTunnel);
-          if (!c) continue;
-          prevIn = c.packet;
-          prevOut = undefined;
-          prevTunnel = undefined;
-          let kr: KernelRunResult;
-          try {
-            kr = (kernel as KernelDatapath).run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity, tunnel: c.tunnel });
-          } catch (e) {
-            // Frames the kernel refuses before running any program are not compared (and not run on WASM,
-            // so both keep the same state).
-            if (e instanceof DatapathError && e.code === "PACKET_REJECTED_BY_KERNEL") {
-              rejected++;
-              continue;
-            }
-            throw e;
+interface Tally {
+  cases: number;
+  compared: number;
+  events: number;
+  rejected: number;
+  executed: number;
+  outcomes: Map<string, number>;
+}
+
+/** The outcomes a run of at least 1,000 cases must reach, or agreement proves little. (Reverse NAT is
+ * reached too, but rarely — it needs a service, a local backend and open policy at every hop — so it is
+ * reported rather than required; tests/conformance/lb covers it on every engine.) */
+const REQUIRED_OUTCOMES = ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoint ok", "dnat", "ct reply", "ct established", "fromEndpoint drop 132", "toEndpoint drop 134", "fromNetwork ok",
+  "fromEndpoint tunnel", "fromEndpoint drop 160", "fromOverlay ok", "fromOverlay drop 133", "fromOverlay drop 147", "fromOverlay drop 171",
+  "toNetwork ok", "masquerade", "masquerade reply", "masquerade port changed", "toNetwork drop 167"];
+
+/** Runs `runs` random cases with `seed` through WASM and `mode`'s kernel engine, adding to `t`. */
+async function runCases(mode: (typeof MODES)[number], seed: number, runs: number, t: Tally, path?: string): Promise<void> {
+  const seen = (k: string) => t.outcomes.set(k, (t.outcomes.get(k) ?? 0) + 1);
+  const before = mode.runs();
+  await fc.assert(
+    fc.asyncProperty(nodeStateArb, stepsArb, async (state, steps) => {
+      const wasm = createWasmDatapath({ capacities: SMALL_CAPACITIES });
+      const kernel = mode.kernel();
+      const table = maglevTables(wasm);
+      installState(wasm, state, table, DIFF_CONFIG_FLAGS);
+      installState(kernel, state, table, DIFF_CONFIG_FLAGS);
+      let prevIn: Uint8Array | undefined;
+      let prevOut: Uint8Array | undefined;
+      let prevTunnel: TunnelKey | undefined;
+      for (const s of steps) {
+        const c = concretize(s, prevIn, prevOut, prevTunnel);
+        if (!c) continue;
+        prevIn = c.packet;
+        prevOut = undefined;
+        prevTunnel = undefined;
+        let kr: KernelRunResult;
+        try {
+          kr = (kernel as KernelDatapath).run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity, tunnel: c.tunnel });
+        } catch (e) {
+          // Frames the kernel refuses before running any program are not compared (and not run on WASM,
+          // so both keep the same state).
+          if (e instanceof DatapathError && e.code === "PACKET_REJECTED_BY_KERNEL") {
+            t.rejected++;
+            continue;
           }
-          const wr = wasm.run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity, tunnel: c.tunnel });
-          if (wr.verdict !== 2) prevOut = wr.output;
-          prevTunnel = wr.tunnel;
-          compared++;
-          seen(`${c.entry} ${wr.verdict === 2 ? `drop ${wr.dropReason}` : wr.verdict === 7 ? "redirect" : wr.verdict === C.CTX_ACT_TUNNEL ? "tunnel" : "ok"}`);
-          if (wr.trace.traceFlags & C.TRACE_F_DNAT) seen("dnat");
-          if (wr.trace.traceFlags & C.TRACE_F_REV_NAT) seen("rev-nat");
-          if (wr.trace.ctState === C.CT_REPLY) seen("ct reply");
-          if (wr.trace.ctState === C.CT_ESTABLISHED) seen("ct established");
-          if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT) seen("masquerade");
-          if (c.entry === "fromNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && wr.trace.obsPoint === C.TRACE_TO_ENDPOINT) seen("masquerade reply");
-          if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && new DataView(wr.output.buffer, wr.output.byteOffset).getUint16(34) !== new DataView(c.packet.buffer, c.packet.byteOffset).getUint16(34)) seen("masquerade port changed");
-          expect({ verdict: kr.verdict, dropReason: kr.dropReason }).toEqual({ verdict: wr.verdict, dropReason: wr.dropReason });
-          expect(Array.from(kr.output.subarray(0, c.packet.length))).toEqual(Array.from(wr.output));
-          expect(kr.trace).toEqual(wr.trace);
-          const xdp = c.entry === "fromNetwork" && (kernel as KernelDatapath).xdp;
-          expect(kr.retval, xdp ? "XDP action" : "tc return code").toBe(xdp ? xdpAction(wr.verdict) : tcReturnCode(wr.verdict, DIFF_TUNNEL_IFINDEX));
-          // The tunnel key: WASM's from the seam, the kernel's read back from the skb after the run.
-          expect(kr.tunnel).toEqual(wr.tunnel);
-          // The ring buffer: the same flow events, in the same order.
-          const ke = (kernel as KernelDatapath).events();
-          expect(ke).toEqual(wasm.events());
-          events += ke.length;
+          throw e;
         }
-        expect(sideEffects(kernel)).toEqual(sideEffects(wasm));
-        wasm.close();
-      }),
-      {
-        numRuns: RUNS,
-        seed: SEED,
-        path: process.env.DIFF_PATH,
-      },
-    );
-    const executed = mode.runs() - before;
-    console.log(`differential (${mode.name}) seed ${SEED}: ${RUNS} cases, ${compared} packets compared, ${events} events compared, ${rejected} refused by the kernel, ${executed} kernel runs`);
-    console.log(`outcomes: ${[...outcomes].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${n}`).join(", ")}`);
-    // The generators must reach the paths that matter, or agreement proves little. (Reverse NAT is reached
-    // too, but rarely — it needs a service, a local backend and open policy at every hop — so it is
-    // reported above rather than required; tests/conformance/lb covers it on every engine.)
-    if (RUNS >= 1000) {
-      for (const k of ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoint ok", "dnat", "ct reply", "ct established", "fromEndpoint drop 132", "toEndpoint drop 134", "fromNetwork ok",
-        "fromEndpoint tunnel", "fromEndpoint drop 160", "fromOverlay ok", "fromOverlay drop 133", "fromOverlay drop 147", "fromOverlay drop 171",
-        "toNetwork ok", "masquerade", "masquerade reply", "masquerade port changed", "toNetwork drop 167"]) {
-        expect(outcomes.get(k) ?? 0, `outcome "${k}" reached`).toBeGreaterThan(0);
+        const wr = wasm.run(c.entry, c.packet, { now: s.now, srcIdentity: s.srcIdentity, tunnel: c.tunnel });
+        if (wr.verdict !== 2) prevOut = wr.output;
+        prevTunnel = wr.tunnel;
+        t.compared++;
+        seen(`${c.entry} ${wr.verdict === 2 ? `drop ${wr.dropReason}` : wr.verdict === 7 ? "redirect" : wr.verdict === C.CTX_ACT_TUNNEL ? "tunnel" : "ok"}`);
+        if (wr.trace.traceFlags & C.TRACE_F_DNAT) seen("dnat");
+        if (wr.trace.traceFlags & C.TRACE_F_REV_NAT) seen("rev-nat");
+        if (wr.trace.ctState === C.CT_REPLY) seen("ct reply");
+        if (wr.trace.ctState === C.CT_ESTABLISHED) seen("ct established");
+        if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT) seen("masquerade");
+        if (c.entry === "fromNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && wr.trace.obsPoint === C.TRACE_TO_ENDPOINT) seen("masquerade reply");
+        if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && new DataView(wr.output.buffer, wr.output.byteOffset).getUint16(34) !== new DataView(c.packet.buffer, c.packet.byteOffset).getUint16(34)) seen("masquerade port changed");
+        expect({ verdict: kr.verdict, dropReason: kr.dropReason }).toEqual({ verdict: wr.verdict, dropReason: wr.dropReason });
+        expect(Array.from(kr.output.subarray(0, c.packet.length))).toEqual(Array.from(wr.output));
+        expect(kr.trace).toEqual(wr.trace);
+        const xdp = c.entry === "fromNetwork" && (kernel as KernelDatapath).xdp;
+        expect(kr.retval, xdp ? "XDP action" : "tc return code").toBe(xdp ? xdpAction(wr.verdict) : tcReturnCode(wr.verdict, DIFF_TUNNEL_IFINDEX));
+        // The tunnel key: WASM's from the seam, the kernel's read back from the skb after the run.
+        expect(kr.tunnel).toEqual(wr.tunnel);
+        // The ring buffer: the same flow events, in the same order.
+        const ke = (kernel as KernelDatapath).events();
+        expect(ke).toEqual(wasm.events());
+        t.events += ke.length;
       }
-    }
-    // The comparison is only meaningful if the kernel really ran most packets.
-    expect(executed).toBe(compared);
-    expect(compared).toBeGreaterThan(RUNS);
-    expect(events).toBeGreaterThan(0);
-    // Side effects are compared from map dumps; make sure the dumps are not trivially empty.
-    expect(MAP_SPECS.Conntrack.bpfName).toBe("ciliate_ct_v1");
+      expect(sideEffects(kernel)).toEqual(sideEffects(wasm));
+      wasm.close();
+    }),
+    { numRuns: runs, seed, path },
+  );
+  t.cases += runs;
+  t.executed += mode.runs() - before;
+}
+
+function report(name: string, seed: number | string, t: Tally): void {
+  console.log(`differential (${name}) seed ${seed}: ${t.cases} cases, ${t.compared} packets compared, ${t.events} events compared, ${t.rejected} refused by the kernel, ${t.executed} kernel runs`);
+  console.log(`outcomes: ${[...t.outcomes].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${n}`).join(", ")}`);
+}
+
+/** What every run must show: the outcomes reached, the kernel really running every compared packet. */
+function checkTally(t: Tally): void {
+  if (t.cases >= 1000) for (const k of REQUIRED_OUTCOMES) expect(t.outcomes.get(k) ?? 0, `outcome "${k}" reached`).toBeGreaterThan(0);
+  // The comparison is only meaningful if the kernel really ran most packets.
+  expect(t.executed).toBe(t.compared);
+  expect(t.compared).toBeGreaterThan(t.cases);
+  expect(t.events).toBeGreaterThan(0);
+  // Side effects are compared from map dumps; make sure the dumps are not trivially empty.
+  expect(MAP_SPECS.Conntrack.bpfName).toBe("ciliate_ct_v1");
+  // sideEffects compares the metrics array's non-zero indexes: the same capacity on both sides.
+  expect(SMALL_CAPACITIES.metrics).toBe(TEST_CAPACITIES.metrics);
+}
+
+const tally = (): Tally => ({ cases: 0, compared: 0, events: 0, rejected: 0, executed: 0, outcomes: new Map() });
+const LONG = process.env.DIFF_LONG === "1";
+
+if (!LONG) describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
+  it(`on random maps and packets (${RUNS} cases)`, async () => {
+    const t = tally();
+    await runCases(mode, SEED, RUNS, t, process.env.DIFF_PATH);
+    report(mode.name, SEED, t);
+    checkTally(t);
   }, TIMEOUT_MS);
+});
+
+// Defined only in long mode, so that an ordinary run has no skipped test for it.
+if (LONG) describe.skipIf(k.skip)("wasm and kernel agree, long run (tc programs)", () => {
+  it(`${RUNS} cases in chunks`, async () => {
+    const chunk = Number(process.env.DIFF_CHUNK ?? 10_000);
+    const deadline = process.env.DIFF_DEADLINE ? Number(process.env.DIFF_DEADLINE) : Infinity;
+    const out = process.env.DIFF_RESULT;
+    const t = tally();
+    const started = Date.now();
+    const chunks: { seed: number; cases: number }[] = [];
+    const write = (status: string) => {
+      if (!out) return;
+      mkdirSync(dirname(out), { recursive: true });
+      const result = {
+        suite: "tests/differential/kernel.test.ts (tc programs)",
+        status,
+        seed: SEED,
+        chunkSize: chunk,
+        chunks,
+        replay: "DIFF_SEED=<chunk seed> npm run test:differential -- --runs <chunk cases> [--path <path printed on a failure>]",
+        casesRequested: RUNS,
+        cases: t.cases,
+        packets: t.compared,
+        events: t.events,
+        refusedByKernel: t.rejected,
+        kernelRuns: t.executed,
+        differences: 0,
+        durationSeconds: Math.round((Date.now() - started) / 1000),
+        casesPerSecond: Number((t.cases / Math.max(1, (Date.now() - started) / 1000)).toFixed(1)),
+        outcomes: Object.fromEntries([...t.outcomes].sort((a, b) => b[1] - a[1])),
+        host: { cpus: availableParallelism(), loadAverage: loadavg().map((x) => Number(x.toFixed(1))) },
+        finishedAt: new Date().toISOString(),
+      };
+      writeFileSync(`${out}.tmp`, JSON.stringify(result, null, 2) + "\n");
+      renameSync(`${out}.tmp`, out);
+    };
+    for (let i = 0; t.cases < RUNS && Date.now() < deadline; i++) {
+      const seed = (SEED + i) | 0;
+      const runs = Math.min(chunk, RUNS - t.cases);
+      try {
+        await runCases(MODES[0]!, seed, runs, t);
+      } catch (e) {
+        // A difference: the chunk's seed and fast-check's path replay it; the file says so.
+        chunks.push({ seed, cases: runs });
+        write(`difference in chunk seed ${seed}: ${String((e as Error).message).split("\n").slice(0, 3).join(" ")}`);
+        throw e;
+      }
+      chunks.push({ seed, cases: runs });
+      write(t.cases >= RUNS ? "complete" : "running");
+      report(`tc programs, ${chunks.length} chunks`, SEED, t);
+    }
+    write(t.cases >= RUNS ? "complete" : "stopped at the deadline");
+    checkTally(t);
+  }, 0);
 });

@@ -41,6 +41,8 @@ export interface PacketFuzzOptions {
   onlyEpoch?: number;
   /** Called after every epoch. */
   progress?: (done: number, report: PacketFuzzReport) => void;
+  /** Epoch ms after which no new epoch starts (a long run stopped for time ends on a finished epoch). */
+  deadline?: number;
 }
 
 export interface PacketFuzzReport {
@@ -93,6 +95,7 @@ export class PacketFuzzer {
     const epochs = Math.ceil(opts.frames / epochSize);
     for (let e = 0; e < epochs; e++) {
       if (opts.onlyEpoch !== undefined && e !== opts.onlyEpoch) continue;
+      if (opts.deadline !== undefined && Date.now() >= opts.deadline) break;
       this.epoch(opts.seed, e, e * epochSize, Math.min(opts.frames, (e + 1) * epochSize), report);
       report.epochs++;
       opts.progress?.(report.frames, report);
