@@ -204,6 +204,9 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     process.once("SIGTERM", stop);
   });
   clearInterval(pinCheck);
+  // The shared state first: its watchers stop (no reconcile after the agent closed) and this node's entries
+  // go (kvstore: the lease is revoked; crd: its CiliumEndpoints and CiliumNode are deleted).
+  await kvState?.close();
   source.stop();
   k8s?.stop();
   // Listeners close and the ProxyListeners entries go: redirected traffic is dropped while the agent is away.
@@ -217,7 +220,6 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   dns?.close();
   agent.close();
   clearInterval(identityGc);
-  await kvState?.close();
   // A graceful stop releases this node's identity references at once (kvstore: the lease is revoked).
   await identityAllocator?.close();
   return 0;

@@ -145,6 +145,8 @@ describe("CiliumEndpoint / CiliumNode shared state (agent/crd-state.ts)", () => 
     expect(s2.remoteEndpoints().map(key)).toEqual(before);
     expect(s2.remoteNodes()).toEqual([node(1)]);
     expect(s1.synced()).toBe(false);
+    // Restarted without its objects (as an API server whose etcd lost its data).
+    rmSync(join(dir, "apiserver.json.written"));
     writeState();
     await startApi();
     await until(() => s2.remoteEndpoints().map((e) => e.pod).sort().join() === "cart,late" && s1.remoteEndpoints().map((e) => e.pod).join() === "db", 20_000, () => `s1 sees ${JSON.stringify(s1.remoteEndpoints())} s2 sees ${JSON.stringify(s2.remoteEndpoints())}\n${logs.slice(-6).join("\n")}`);

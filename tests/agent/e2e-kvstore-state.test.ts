@@ -19,7 +19,7 @@ import { kernelSuite } from "../../datapath/index.ts";
 import { EtcdServer, hasEtcd } from "../helpers/etcd.ts";
 import { skipUnless } from "../helpers/tools.ts";
 import { eventually, sh, tool, toolAsync } from "./e2e-helpers.ts";
-import { MultiNodeCluster } from "./multinode-harness.ts";
+import { MultiNodeCluster, SERVER_TCP_POLICY } from "./multinode-harness.ts";
 
 const suite = kernelSuite("agent-e2e-kvstore-state", ["root", "libbpf", "bpffs", "iproute2"]);
 const noEtcd = suite.skip ? true : skipUnless(hasEtcd(), "etcd (Debian etcd-server)");
@@ -43,20 +43,11 @@ const c = new MultiNodeCluster({
 const ip = (pod: string) => c.pod(pod).ip;
 const ns = (pod: string) => c.pod(pod).ns;
 
-const POLICY = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: server-ingress, namespace: default}
-spec:
-  endpointSelector: {matchLabels: {app: server}}
-  ingress:
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
-`;
 
 describe.skipIf(noEtcd)("three nodes sharing endpoints and nodes through etcd (kvstore mode, native routing)", () => {
   beforeAll(async () => {
     await c.setup();
-    c.writeManifest("policy.yaml", POLICY);
+    c.writeManifest("policy.yaml", SERVER_TCP_POLICY);
     c.addPod(2, "server", { app: "server" });
     c.serve("server", 180_000);
   }, 240_000);

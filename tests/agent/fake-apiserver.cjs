@@ -11,6 +11,8 @@
 // and watched across all namespaces at its own path.
 // A watch with a resourceVersion first gets the events after that version (kept in memory), as a real
 // API server replays them: what changed between a list and its watch is not lost.
+// The written collections are kept in STATE.json.written (as a real API server keeps its objects in etcd):
+// a server killed and started again serves what was written before; delete that file to start empty.
 // Bounded: exits when STATE.json is deleted or after 10 minutes.
 const http = require("http");
 const fs = require("fs");
@@ -60,6 +62,25 @@ function load() {
   }
   current = next;
 }
+const writtenFile = `${file}.written`;
+try {
+  const saved = JSON.parse(fs.readFileSync(writtenFile, "utf8"));
+  for (const [path, objs] of Object.entries(saved)) {
+    owned.add(path);
+    current[path] = objs;
+  }
+} catch (e) {
+  if (e.code !== "ENOENT") throw e;
+}
+
+/** After each write: the written collections to STATE.json.written (atomically). */
+function save() {
+  const out = {};
+  for (const path of owned) if (current[path]) out[path] = current[path];
+  fs.writeFileSync(`${writtenFile}.tmp`, JSON.stringify(out));
+  fs.renameSync(`${writtenFile}.tmp`, writtenFile);
+}
+
 load();
 setInterval(load, 100);
 setTimeout(() => process.exit(0), 600000);
@@ -122,6 +143,7 @@ function create(path, o, res) {
   rv++;
   const obj = { ...o, metadata: { ...o.metadata, resourceVersion: String(rv) } };
   current[path] = [...objs, obj];
+  save();
   emitTo(path, "ADDED", obj);
   res.writeHead(201, { "content-type": "application/json" }).end(JSON.stringify(obj));
 }
@@ -147,6 +169,7 @@ function item(method, path, name, o, res, ns) {
     const obj = merge(objs[i], o || {});
     obj.metadata = { ...obj.metadata, name, ...(ns ? { namespace: ns } : {}), resourceVersion: String(rv) };
     current[path] = objs.map((x, j) => (j === i ? obj : x));
+    save();
     emitTo(path, "MODIFIED", obj);
     return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(obj));
   }
@@ -155,6 +178,7 @@ function item(method, path, name, o, res, ns) {
     if (want && want !== objs[i].metadata.resourceVersion) return status(res, 409, "Conflict", "the resourceVersion precondition failed");
     rv++;
     current[path] = objs.filter((_, j) => j !== i);
+    save();
     emitTo(path, "DELETED", { ...objs[i], metadata: { ...objs[i].metadata, resourceVersion: String(rv) } });
     return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(objs[i]));
   }

@@ -74,6 +74,17 @@ export interface ClusterOptions {
 export const UNDERLAY_PREFIX = "192.168.57.";
 export const METRICS_ADDR = "127.0.0.1:9962";
 
+/** Ingress to app=server (TCP 8080) from app=client only: the identity-based policy the shared-state tests check. */
+export const SERVER_TCP_POLICY = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: server-ingress, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: server}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+`;
+
 /** Pod manifest with spec.nodeName, and status.podIP once it has one. */
 export function podYaml(p: { name: string; namespace: string; labels: Record<string, string> }, node: string, ip?: string): string {
   const labels = Object.entries(p.labels).map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)}`).join(", ");

@@ -27,6 +27,8 @@ import { WATCHED_KINDS } from "../../agent/k8s-source.ts";
 import { IDENTITY_PATH, IDENTITY_VERBS } from "../../agent/identity-crd.ts";
 import { ENDPOINTS_PATH, NODES_PATH, STATE_VERBS } from "../../agent/crd-state.ts";
 import { CNI_SUPPORTED_VERSIONS } from "../../cli/commands/cni.ts";
+import { parseIdentityFlags } from "../../agent/identity-options.ts";
+import { freePort, hasEtcd } from "../helpers/etcd.ts";
 import { skipUnless } from "../helpers/tools.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -341,4 +343,85 @@ describe("deploy/systemd/ciliate-agent.service", () => {
     writeFileSync(bad, unit.replace("ProtectHome=yes", "ProtectHome=yess"));
     expect(spawnSync("systemd-analyze", ["verify", "--man=no", bad], { encoding: "utf8" }).stderr).toMatch(/protect home value/);
   });
+});
+
+describe("deploy/ etcd for kvstore mode", () => {
+  type Container = { name: string; command: string[]; ports: { name: string; containerPort: number }[] };
+  const etcdObjects = objects.filter((o) => o.file.startsWith("deploy/kubernetes/kvstore/"));
+  const sts = etcdObjects.find((o) => o.obj.kind === "StatefulSet")!.obj as K8sObject & { spec: { serviceName: string; replicas: number; template: { spec: { hostNetwork: boolean; containers: Container[] } } } };
+  const svc = etcdObjects.find((o) => o.obj.kind === "Service")!.obj as K8sObject & { spec: { clusterIP: string; ports: { name: string; port: number; targetPort: number }[] } };
+  const cm = etcdObjects.find((o) => o.obj.kind === "ConfigMap")!.obj as K8sObject & { data: Record<string, string> };
+  const flag = (c: Container, name: string) => c.command.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+
+  it("the StatefulSet's members, peer names and ports agree with its headless Service and the agent's etcd configuration", () => {
+    expect(sts.spec.serviceName).toBe(svc.metadata.name);
+    expect(svc.spec.clusterIP).toBe("None");
+    // In the host network: the agents reach it before any pod network exists.
+    expect(sts.spec.template.spec.hostNetwork).toBe(true);
+    const etcd = sts.spec.template.spec.containers[0];
+    const port = (name: string) => etcd.ports.find((p) => p.name === name)!.containerPort;
+    for (const p of svc.spec.ports) expect([p.port, p.targetPort]).toEqual([port(p.name), port(p.name)]);
+    const members = Array.from({ length: sts.spec.replicas }, (_, i) => `${sts.metadata.name}-${i}`);
+    const peer = (m: string) => `http://${m}.${svc.metadata.name}.${sts.metadata.namespace}.svc:${port("peer")}`;
+    expect(flag(etcd, "initial-cluster")).toBe(members.map((m) => `${m}=${peer(m)}`).join(","));
+    expect(flag(etcd, "initial-advertise-peer-urls")).toBe(peer("$(POD_NAME)"));
+    expect(flag(etcd, "listen-client-urls")).toBe(`http://0.0.0.0:${port("client")}`);
+    // The agent's configuration: endpoints on the client port, and flags the agent accepts with it.
+    const file = join(tmp, "etcd.config");
+    writeFileSync(file, cm.data["etcd.config"]);
+    const args = cm.data["agent-flags"].split(" ");
+    const opt = (name: string) => args[args.indexOf(name) + 1];
+    expect(opt("--kvstore-opt")).toMatch(/^etcd\.config=\/etc\/ciliate\/etcd\/etcd\.config$/);
+    const cfg = parseIdentityFlags({ identityAllocationMode: opt("--identity-allocation-mode"), kvstore: opt("--kvstore"), kvstoreOpt: [`etcd.config=${file}`] });
+    expect(cfg.mode).toBe("kvstore");
+    expect(cfg.etcd!.endpoints.length).toBe(sts.spec.replicas);
+    for (const e of cfg.etcd!.endpoints) expect(new URL(e).port).toBe(String(port("client")));
+  });
+
+  it("systemd: ciliate-etcd.service passes `systemd-analyze verify`; etcd starts with ciliate-etcd.env and answers; the agent accepts etcd.config", async () => {
+    const cfg = parseIdentityFlags({ identityAllocationMode: "kvstore", kvstore: "etcd", kvstoreOpt: [`etcd.config=${join(deployDir, "systemd/etcd.config")}`] });
+    const env = Object.fromEntries(
+      readFileSync(join(deployDir, "systemd/ciliate-etcd.env"), "utf8")
+        .split("\n")
+        .filter((l) => /^[A-Z_]+=/.test(l))
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
+    // The agent's file names the member's advertised client address.
+    expect(cfg.etcd!.endpoints).toEqual(env.ETCD_ADVERTISE_CLIENT_URLS!.split(","));
+    const available = spawnSync("systemd-analyze", ["--version"], { stdio: "ignore" }).status === 0;
+    if (!skipUnless(available, "systemd-analyze (Debian package systemd)")) {
+      const unitDir = mkdtempSync(join(tmp, "etcd-unit-"));
+      const envFile = join(unitDir, "etcd.env");
+      writeFileSync(envFile, readFileSync(join(deployDir, "systemd/ciliate-etcd.env")));
+      const unit = readFileSync(join(deployDir, "systemd/ciliate-etcd.service"), "utf8").replaceAll("/etc/ciliate/etcd.env", envFile).replaceAll("/opt/ciliate/", `${root}/`);
+      const path = join(unitDir, "ciliate-etcd.service");
+      writeFileSync(path, unit);
+      chmodSync(path, 0o644);
+      const r = spawnSync("systemd-analyze", ["verify", "--man=no", path], { encoding: "utf8" });
+      // verify wants ExecStart's binary; without Debian's etcd-server it names only that.
+      const lines = r.stderr.split("\n").filter((l) => l && !(!hasEtcd() && /\/usr\/bin\/etcd/.test(l)));
+      expect(lines).toEqual([]);
+    }
+    if (skipUnless(hasEtcd(), "etcd (Debian etcd-server)")) return;
+    // The same variables with loopback addresses on free ports: etcd must take every one of them.
+    const [client, peer] = [await freePort(), await freePort()];
+    const local = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace(/http:\/\/[0-9.]+:2379/g, `http://127.0.0.1:${client}`).replace(/http:\/\/[0-9.]+:2380/g, `http://127.0.0.1:${peer}`)]));
+    local.ETCD_DATA_DIR = mkdtempSync(join(tmp, "etcd-data-"));
+    const { spawn } = await import("node:child_process");
+    const etcd = spawn("etcd", [], { env: { PATH: process.env.PATH, ...local } });
+    let stderr = "";
+    etcd.stderr.on("data", (d) => (stderr += d));
+    try {
+      const deadline = Date.now() + 30_000;
+      let healthy = false;
+      while (!healthy && Date.now() < deadline && etcd.exitCode === null) {
+        healthy = await fetch(`http://127.0.0.1:${client}/health`).then((r) => r.ok, () => false);
+        if (!healthy) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(healthy, stderr).toBe(true);
+      expect(stderr).not.toMatch(/unrecognized environment variable/);
+    } finally {
+      etcd.kill("SIGKILL");
+    }
+  }, 60_000);
 });
