@@ -6,6 +6,9 @@
  *   pod → anything:   fromEndpoint on the sender's node (service DNAT, conntrack, egress policy);
  *   outside / host →  fromNetwork on the receiving node when the address is a service frontend (NodePort,
  *                     LoadBalancer, external IP, ClusterIP from the host);
+ *   host firewall:    with the Config's enableHostFirewall, a node's own packet leaving it runs toNetwork on
+ *                     that node and a packet for a node from anywhere else runs fromNetwork on it (host
+ *                     policies, core/host-firewall.ts);
  *   → pod:            toEndpoint on the receiver's node, with the sender's identity carried as the VXLAN
  *                     VNI carries it between nodes (to-overlay / from-overlay events), or 0 so the
  *                     receiver looks the source address up in its ipcache (traffic from outside).
@@ -500,8 +503,11 @@ export class Simulation {
   private report(ctx: Ctx, node: string, entry: EntryPoint, frame: Uint8Array, r: RunResult, reply: boolean): boolean {
     const t = r.trace;
     const ids = { src: t.srcIdentity, dst: t.dstIdentity };
-    const egress = entry === "fromEndpoint";
-    const toPod = entry === "toEndpoint" || entry === "fromOverlay";
+    // The host firewall judged the packet at the node's device (core/host-firewall.ts): the host endpoint's
+    // egress at toNetwork, its ingress at fromNetwork.
+    const hostFw = (entry === "toNetwork" && (t.traceFlags & C.TRACE_F_EGRESS_CHECKED) !== 0) || (entry === "fromNetwork" && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0);
+    const egress = entry === "fromEndpoint" || (hostFw && entry === "toNetwork");
+    const toPod = entry === "toEndpoint" || entry === "fromOverlay" || (hostFw && entry === "fromNetwork");
     const dirName: FlowEvent["traffic_direction"] = toPod ? "INGRESS" : "EGRESS";
     const checked = egress ? (t.traceFlags & C.TRACE_F_EGRESS_CHECKED) !== 0 : toPod && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0;
     const cookie = egress ? t.egressCookie : t.ingressCookie;
@@ -509,9 +515,9 @@ export class Simulation {
     const dropped = r.verdict === C.CTX_ACT_DROP;
     const podKey = (ip: string) => this.places.podByIp.get(ip)?.key ?? (this.initByIp.has(ip) ? `the ${INIT_ENDPOINT} endpoint` : undefined);
     const d = decodeFrame(frame)!;
-    if (!reply && entry !== "fromNetwork" && (t.ctState === C.CT_NEW || dropped)) {
+    if (!reply && (entry !== "fromNetwork" || hostFw) && (t.ctState === C.CT_NEW || dropped)) {
       const side = egress ? "egress" : "ingress";
-      const o = this.outcome(node, side, t, r, egress ? podKey(d.src) : podKey(d.dst));
+      const o = this.outcome(node, side, t, r, hostFw ? `host ${node}` : egress ? podKey(d.src) : podKey(d.dst));
       if (side === "egress") ctx.result.egress ??= o;
       else ctx.result.ingress ??= o;
     }
@@ -756,6 +762,11 @@ export class Simulation {
         fromNode = ingressNode;
         if (sender.kind === "external" && !carried) carried = r.trace.srcIdentity;
         if (!reply && r.trace.traceFlags & C.TRACE_F_SNAT) ctx.snatNode = ingressNode;
+      } else if (sender.kind === "host" && sender.node && this.cluster.config.enableHostFirewall && this.placeOfIp(d.dst).node !== sender.node) {
+        // The node's own packet leaves through its device: host egress policy (core/host-firewall.ts H3).
+        const r = this.run(ctx, sender.node, "toNetwork", frame, 0, reply);
+        if (!this.report(ctx, sender.node, "toNetwork", frame, r, reply)) return undefined;
+        frame = r.output;
       }
     }
     let out = decodeFrame(frame)!;
@@ -785,6 +796,14 @@ export class Simulation {
       fromNode = back;
       out = decodeFrame(frame)!;
       target = this.placeOfIp(out.dst);
+    }
+    // A packet for a node from elsewhere arrives through that node's device: host ingress policy
+    // (core/host-firewall.ts H2). From the node itself or its own pods it never crosses the device.
+    if (target.kind === "host" && target.node && target.node !== fromNode && this.cluster.config.enableHostFirewall) {
+      const r = this.run(ctx, target.node, "fromNetwork", frame, 0, reply);
+      if (!this.report(ctx, target.node, "fromNetwork", frame, r, reply)) return undefined;
+      frame = r.output;
+      fromNode = target.node;
     }
     // The reserved:init endpoint is delivered to like a pod: its ingress policy applies.
     const initNode = target.kind === "external" ? this.initByIp.get(out.dst) : undefined;
@@ -866,7 +885,9 @@ export class Simulation {
     const dst = this.resolveDestination(spec.to, srcHint, spec.port, spec.protocol, whereTo);
     const peerNode = dst.frontend ? (dst.frontend.port.backends[0]?.node ?? this.cluster.nodes[0]!.name) : dst.place.node;
     const src = srcPre ?? this.resolveSource(spec.from, peerNode, whereFrom);
-    if (src.kind !== "pod" && dst.place.kind !== "pod" && !dst.frontend)
+    // With the host firewall a node is an end of its own: its host policies judge the flow.
+    const hostEnd = this.cluster.config.enableHostFirewall && (src.kind === "host" || dst.place.kind === "host");
+    if (src.kind !== "pod" && dst.place.kind !== "pod" && !dst.frontend && !hostEnd)
       throw new SimError("BAD_REFERENCE", `${what}: neither end of the flow is a pod or a service; ciliate simulates traffic that reaches or leaves the cluster's pods`);
     // A packet has one address family; a flow from an IPv4 address to an IPv6 one cannot be sent at all.
     const family = (ip: string) => (ip.includes(":") ? "IPv6" : "IPv4");
