@@ -15,7 +15,7 @@ import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
 import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluster.ts";
-import { desiredMaps, endpointPolicyEntries, frontendKey, localPods, MANAGED_MAPS, type DesiredOptions as NodeDesiredOptions, type ManagedMap, type Numbering as NodeNumbering } from "../node/desired.ts";
+import { desiredMaps, endpointPolicyEntries, frontendKey, hostPolicyEntries, localPods, MANAGED_MAPS, type DesiredMaps, type DesiredOptions as NodeDesiredOptions, type ManagedMap, type Numbering as NodeNumbering } from "../node/desired.ts";
 import { backendKey, buildLbModel, type LbModel } from "../node/services.ts";
 import {
   buildRules,
@@ -220,7 +220,7 @@ export interface DesiredMemo {
  */
 function translatePolicies(policies: ManifestObject[], config: SimCluster["config"], previous: Map<string, RuleSet> | undefined): { set: RuleSet; translated: Map<string, RuleSet> } {
   const { clusterName } = config;
-  const options = { nodeSelectorLabels: config.nodeSelectorLabels, extendedIPProtocols: config.enableExtendedIPProtocols };
+  const options = { nodeSelectorLabels: config.nodeSelectorLabels, extendedIPProtocols: config.enableExtendedIPProtocols, hostFirewall: config.enableHostFirewall };
   const set: RuleSet = { rules: [], problems: [], warnings: [], applied: [], refused: [] };
   const translated = new Map<string, RuleSet>();
   for (const o of policies) {
@@ -283,12 +283,21 @@ function cookieKey(policy: CompiledPolicy, c: number): string {
   return JSON.stringify(policy.provenance.get(c) ?? []);
 }
 
-function encodePolicy(epId: number, compiled: EndpointPolicy, numbering: Pick<NodeNumbering, "identity" | "cookie">): [string, Entry][] {
+function encodePolicyList(list: DesiredMaps["Policy"]): [string, Entry][] {
   const spec = MAP_SPECS.Policy as MapSpec;
-  return endpointPolicyEntries(epId, compiled, numbering).map((e) => {
+  return list.map((e) => {
     const key = spec.key.encode(e.key);
     return [hex(key), { key, value: spec.value.encode(e.value) }];
   });
+}
+
+function encodePolicy(epId: number, compiled: EndpointPolicy, numbering: Pick<NodeNumbering, "identity" | "cookie">): [string, Entry][] {
+  return encodePolicyList(endpointPolicyEntries(epId, compiled, numbering));
+}
+
+/** The host endpoint's entries (node/desired.ts hostPolicyEntries), encoded. */
+function encodeHostPolicy(cluster: SimCluster, policy: CompiledPolicy, nodeName: string, numbering: Pick<NodeNumbering, "identity" | "cookie">): [string, Entry][] {
+  return encodePolicyList(hostPolicyEntries(cluster, policy, nodeName, numbering));
 }
 
 /**
@@ -339,6 +348,7 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
       policyOf.set(p.key, entries);
       for (const [k, e] of entries) contents.set(k, e);
     }
+    for (const [k, e] of encodeHostPolicy(cluster, policy, node.name, { identity: stable, cookie })) contents.set(k, e);
     maps.Policy = contents;
   } else {
     lb = buildLbModel(cluster);
@@ -369,6 +379,7 @@ export function computeDesired(objects: ManifestObject[], node: NodeInfo, endpoi
           policyOf.set(p.key, list);
           for (const [k, e] of list) contents.set(k, e);
         }
+        for (const [k, e] of encodeHostPolicy(cluster, policy, node.name, nodeNumbering)) contents.set(k, e);
       } else
         for (const e of entries[name]) {
           const key = spec.key.encode(e.key);

@@ -25,6 +25,7 @@ export interface GlobalOptions {
   tofqdnsMinTtl?: string;
   enableBpfMasquerade?: boolean;
   ipv4NativeRoutingCidr?: string;
+  enableHostFirewall?: boolean;
 }
 
 /**
@@ -80,7 +81,7 @@ export function buildOptions(g: GlobalOptions): BuildOptions {
   const pe = g.policyEnforcement;
   if (pe !== undefined && pe !== "default" && pe !== "always" && pe !== "never")
     throw new CliError(`invalid --policy-enforcement ${JSON.stringify(pe)}`, "BAD_OPTION", "use default, always or never");
-  return { clusterName: g.clusterName, policyEnforcement: pe as EnforcementMode | undefined };
+  return { clusterName: g.clusterName, policyEnforcement: pe as EnforcementMode | undefined, ...(g.enableHostFirewall ? { enableHostFirewall: true } : {}) };
 }
 
 export function requireFiles(g: GlobalOptions): string[] {

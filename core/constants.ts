@@ -66,6 +66,10 @@ export const CONFIG_F_EXTENDED_IP_PROTOCOLS: u32 = 0x20;
 /** BPF masquerading (Cilium's enable-bpf-masquerade): toNetwork SNATs pod traffic leaving the cluster to
  * ConfigValue.nodeIpv4Be (core/nat.ts M1–M6). */
 export const CONFIG_F_MASQUERADE: u32 = 0x40;
+/** Host firewall (Cilium's enable-host-firewall): host policies (the Policy entries of
+ * ConfigValue.hostEpId) apply at the node device's ingress (fromNetwork) and egress (toNetwork)
+ * (core/host-firewall.ts H1–H8). */
+export const CONFIG_F_HOST_FIREWALL: u32 = 0x100;
 
 // Policy map (Cilium bpf/lib/policy.h, struct policy_key): prefix bits after prefixlen that are always
 // exact, and the maximum.
@@ -240,6 +244,9 @@ export const ICMPV6_TIME_EXCEED: u32 = 3;
 export const ICMPV6_PARAMPROB: u32 = 4;
 export const ICMPV6_ECHO_REQUEST: u32 = 128;
 export const ICMPV6_ECHO_REPLY: u32 = 129;
+/** Neighbour discovery (RFC 4861): router solicitation/advertisement, neighbour solicitation/advertisement. */
+export const ICMPV6_ROUTER_SOLICIT: u32 = 133;
+export const ICMPV6_NEIGH_ADVERT: u32 = 136;
 
 // Header sizes and IPv4 fragment bits used by packet parsing (bpf/lib/eth.h, bpf/lib/ipv4.h).
 export const ETH_HLEN: u32 = 14;

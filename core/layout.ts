@@ -106,7 +106,9 @@ export class ConfigValue {
   /** Masquerade exclusion (Cilium's ipv4-native-routing-cidr, IPV4_SNAT_EXCLUSION_DST_CIDR): destinations
    * inside snatExclusionIpv4Be/snatExclusionPrefixLen are never masqueraded; prefix length 0 = none. */
   snatExclusionPrefixLen: u8;
-  padT1: u16;
+  /** The host endpoint's id (Cilium's HOST_EP_ID): the Policy map entries of host policies (nodeSelector)
+   * are keyed by it; used with CONFIG_F_HOST_FIREWALL (core/host-firewall.ts). */
+  hostEpId: u16;
   snatExclusionIpv4Be: u32;
 }
 

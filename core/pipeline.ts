@@ -8,6 +8,8 @@
  *                  replies of flows that this node SNATed (NodePort towards a remote backend, masquerade)
  *   toNetwork    — traffic leaving the node through its device (tc egress, bpf_host.c cil_to_netdev):
  *                  masquerading of pod traffic leaving the cluster (core/nat.ts M1–M6)
+ * fromNetwork and toNetwork also enforce host policies for the node's own traffic (the host firewall,
+ * core/host-firewall.ts H1–H8).
  * Each returns a CTX_ACT_* verdict, counts the packet in the per-CPU Metrics array (reason 0 =
  * forwarded), and writes a TraceRecord into the one-entry Trace map when someone will read it: a host that
  * armed the record before the run (the simulator's engines, BPF_PROG_TEST_RUN in the kernel engine) or
@@ -40,7 +42,7 @@ import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKE
   CONFIG_VALUE_WORLD_IPV4_IDENTITY, CONFIG_VALUE_WORLD_IPV6_IDENTITY, CT_TUPLE_SIZE, CT_TUPLE_FLAGS,
   CT_STATE_SIZE, CT_STATE_REV_NAT_INDEX, POLICY_RESULT_SIZE, POLICY_RESULT_MATCH_TYPE, POLICY_RESULT_COOKIE,
   SERVICE_KEY_SIZE, SERVICE_VALUE_REV_NAT_INDEX, SERVICE_VALUE_FLAGS, LB_SELECTION_BACKEND_ID,
-  LB_SELECTION_BACKEND, CT_STATE_PROXY_PORT } from "./gen/layout";
+  LB_SELECTION_BACKEND, CT_STATE_PROXY_PORT, CONFIG_VALUE_HOST_IDENTITY, CONFIG_VALUE_HOST_EP_ID } from "./gen/layout";
 import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CTX_ACT_TUNNEL, TRACE_TO_OVERLAY, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_NONE,
   TUPLE_F_IN, TUPLE_F_OUT, TRACE_VERDICT_ARMED, FAMILY_IPV4, METRIC_DIR_EGRESS, METRIC_DIR_INGRESS, METRIC_DIR_SERVICE,
   TRACE_FROM_ENDPOINT, TRACE_TO_ENDPOINT, TRACE_FROM_NETWORK, TRACE_TO_PROXY, TRACE_TO_NETWORK,
@@ -64,6 +66,7 @@ import { lbLookupService, lbServiceBackend, lbDnat, lbRevNat } from "./lb";
 import { snatEgress, snatNeedsMasquerade, snatRevIngress } from "./nat";
 import { jhash3Words } from "./hash";
 import { overlayDecapIdentity, overlayEncap } from "./overlay";
+import { hostFwEnabled, hostFwExempt, hostFwForwarded } from "./host-firewall";
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Trace, metrics and the shared prologue. */
@@ -271,6 +274,34 @@ function replyToProxy(trIn: usize, cfg: usize, info: usize, proxyPort: u32, dir:
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+
+/**
+ * H5–H8 for a packet of the node itself (core/host-firewall.ts): conntrack in the hook's direction
+ * (TUPLE_F_IN for POLICY_INGRESS, TUPLE_F_OUT for POLICY_EGRESS), replies and related packets pass,
+ * everything else is looked up in the host endpoint's policy with `remoteId`. Records the host endpoint,
+ * the identities and the conntrack state in the trace. Returns 0 (pass) or the reason to drop.
+ */
+function hostFirewall(tr: usize, cfg: usize, info: usize, remoteId: u32, egress: u32, now: u32): u32 {
+  const epId = read16(cfg + CONFIG_VALUE_HOST_EP_ID);
+  const hostId = read32(cfg + CONFIG_VALUE_HOST_IDENTITY);
+  if (tr != 0) {
+    write16(tr + TRACE_RECORD_EP_ID, epId);
+    write32(tr + (egress == POLICY_EGRESS ? TRACE_RECORD_SRC_IDENTITY : TRACE_RECORD_DST_IDENTITY), hostId);
+  }
+  const tuple = stackAlloc(CT_TUPLE_SIZE);
+  const st = stackAlloc(CT_STATE_SIZE);
+  const ct = ctFor(info, tuple, st, egress == POLICY_EGRESS ? TUPLE_F_OUT : TUPLE_F_IN, now);
+  if (ct != CT_UNKNOWN_PROTO && tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
+  if (ct == CT_REPLY || ct == CT_RELATED) {
+    setFlag(tr, TRACE_F_REPLY);
+    return 0;
+  }
+  const v = policyCheck(tr, cfg, info, epId, remoteId, egress);
+  if (v < 0) return <u32>(-v);
+  if (v > 0) return DROP_PROXY_LOOKUP_FAILED;
+  if (ct == CT_NEW && ctCreate(tuple, info, now, egress == POLICY_EGRESS ? hostId : remoteId, 0, 0, 0) != 0) return DROP_CT_CREATE_FAILED;
+  return 0;
+}
 
 /** The end of an allowed packet leaving a pod: through the overlay when it is for a pod on another node
  * (core/overlay.ts O1–O3), else forwarded as it is. */
@@ -505,6 +536,11 @@ function deliver(pkt: Pkt, srcIdentity: u32, now: u32, overlay: bool): u32 {
  *      (toNetwork): destination back to the pod's address and port, for its toEndpoint (obsPoint
  *      TRACE_TO_ENDPOINT); nothing else is done here.
  *   3. CTX_ACT_OK, untouched — not a service frontend: for the node's stack.
+ *   3a. With the host firewall (core/host-firewall.ts H1–H8), a packet for the node itself: CTX_ACT_OK as a
+ *      reply / related packet or when host policy allows it (conntrack entry TUPLE_F_IN for a new flow);
+ *      CTX_ACT_DROP with DROP_POLICY / DROP_POLICY_DENY / DROP_POLICY_AUTH_REQUIRED (host policy),
+ *      DROP_PROXY_LOOKUP_FAILED (a redirect: no host proxy) or DROP_CT_CREATE_FAILED. The trace's epId is
+ *      the host endpoint, its destination identity the host's.
  *   4. CTX_ACT_DROP, DROP_IS_CLUSTER_IP — a ClusterIP (not routable) reached from outside.
  *   5. CTX_ACT_DROP, DROP_NO_SERVICE — no backend can serve the packet.
  *   6. CTX_ACT_DROP, DROP_CT_UNKNOWN_PROTO / DROP_CT_CREATE_FAILED — conntrack.
@@ -549,10 +585,18 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
     return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
   }
 
-  // 3./4. Service frontends only; a ClusterIP is not reachable from outside.
+  // 3./4. Service frontends only; a ClusterIP is not reachable from outside. 3a. Traffic for the node itself
+  // meets the host firewall (H2).
   const svcKey = stackAlloc(SERVICE_KEY_SIZE);
   const svc = lbLookupService(info, svcKey);
-  if (svc == 0) return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_FROM_NETWORK);
+  if (svc == 0) {
+    if (hostFwEnabled(cfg) && !hostFwExempt(info) &&
+      ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family)) == read32(cfg + CONFIG_VALUE_HOST_IDENTITY)) {
+      const herr = hostFirewall(tr, cfg, info, srcId, POLICY_INGRESS, now);
+      if (herr != 0) return drop(tr, cfg, info, herr, dir);
+    }
+    return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_FROM_NETWORK);
+  }
   if ((read8(svc + SERVICE_VALUE_FLAGS) & SVC_F_ROUTABLE) == 0) return drop(tr, cfg, info, DROP_IS_CLUSTER_IP, dir);
   const revNat = read16(svc + SERVICE_VALUE_REV_NAT_INDEX);
   if (tr != 0) write16(tr + TRACE_RECORD_REV_NAT_INDEX, revNat);
@@ -606,6 +650,10 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
  *      reverse SNAT (outcome 2a there).
  *   3. CTX_ACT_DROP, DROP_NAT_NO_MAPPING — no free port among SNAT_COLLISION_RETRIES candidates (or the
  *      Snat map is full); DROP_WRITE_ERROR / DROP_CSUM_L3 / DROP_CSUM_L4 — rewriting failed.
+ *   4. With the host firewall (core/host-firewall.ts H1–H8), the node's own packet (never masqueraded):
+ *      CTX_ACT_OK as a reply / related packet or when host egress policy allows it (conntrack entry
+ *      TUPLE_F_OUT for a new flow); CTX_ACT_DROP with DROP_POLICY / DROP_POLICY_DENY /
+ *      DROP_POLICY_AUTH_REQUIRED, DROP_PROXY_LOOKUP_FAILED or DROP_CT_CREATE_FAILED.
  * Counted as egress (METRIC_DIR_EGRESS); the trace record's hook is HOOK_TO_NETWORK.
  */
 export function toNetwork(pkt: Pkt, now: u32): u32 {
@@ -620,6 +668,15 @@ export function toNetwork(pkt: Pkt, now: u32): u32 {
   if (tr != 0) {
     write32(tr + TRACE_RECORD_SRC_IDENTITY, ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family)));
     write32(tr + TRACE_RECORD_DST_IDENTITY, ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family)));
+  }
+  // 1b. The host firewall for the node's own traffic (H3), before masquerading as in cil_to_netdev.
+  if (hostFwEnabled(cfg) && !hostFwExempt(info) &&
+    ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family)) == read32(cfg + CONFIG_VALUE_HOST_IDENTITY) &&
+    !hostFwForwarded(cfg, info)) {
+    const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family));
+    const herr = hostFirewall(tr, cfg, info, dstId, POLICY_EGRESS, now);
+    if (herr != 0) return finish(tr, cfg, info, CTX_ACT_DROP, herr, dir, TRACE_TO_NETWORK);
+    return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
   }
   if (!snatNeedsMasquerade(cfg, info, now)) return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
   const serr = snatEgress(pkt, info, now);

@@ -63,7 +63,7 @@ export interface ConfigValue {
   tunnelIfindex: number;
   tunnelProtocol: number;
   snatExclusionPrefixLen: number;
-  padT1: number;
+  hostEpId: number;
   snatExclusionIpv4: number;
 }
 
@@ -93,7 +93,7 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
     dv.setUint32(o + 64, Number(v.tunnelIfindex ?? 0) >>> 0, true);
     dv.setUint8(o + 68, Number(v.tunnelProtocol ?? 0) & 0xff);
     dv.setUint8(o + 69, Number(v.snatExclusionPrefixLen ?? 0) & 0xff);
-    dv.setUint16(o + 70, Number(v.padT1 ?? 0) & 0xffff, true);
+    dv.setUint16(o + 70, Number(v.hostEpId ?? 0) & 0xffff, true);
     dv.setUint32(o + 72, Number(v.snatExclusionIpv4 ?? 0) >>> 0, false);
     return out;
   },
@@ -121,7 +121,7 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
       tunnelIfindex: dv.getUint32(o + 64, true),
       tunnelProtocol: dv.getUint8(o + 68),
       snatExclusionPrefixLen: dv.getUint8(o + 69),
-      padT1: dv.getUint16(o + 70, true),
+      hostEpId: dv.getUint16(o + 70, true),
       snatExclusionIpv4: dv.getUint32(o + 72, false),
     };
   },
@@ -130,7 +130,7 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
   },
 };
 
-/** IpcacheKey (core/layout.ts:117) */
+/** IpcacheKey (core/layout.ts:119) */
 export interface IpcacheKey {
   prefixlen: number;
   clusterId: number;
@@ -167,7 +167,7 @@ export const IpcacheKeyCodec: Codec<IpcacheKey> = {
   },
 };
 
-/** struct remote_endpoint_info. (core/layout.ts:126) */
+/** struct remote_endpoint_info. (core/layout.ts:128) */
 export interface IpcacheValue {
   secIdentity: number;
   tunnelEndpoint: Uint8Array;
@@ -204,7 +204,7 @@ export const IpcacheValueCodec: Codec<IpcacheValue> = {
   },
 };
 
-/** EndpointKey (core/layout.ts:138) */
+/** EndpointKey (core/layout.ts:140) */
 export interface EndpointKey {
   addr: Uint8Array;
   family: number;
@@ -238,7 +238,7 @@ export const EndpointKeyCodec: Codec<EndpointKey> = {
   },
 };
 
-/** EndpointInfo (core/layout.ts:145) */
+/** EndpointInfo (core/layout.ts:147) */
 export interface EndpointInfo {
   ifindex: number;
   epId: number;
@@ -282,7 +282,7 @@ export const EndpointInfoCodec: Codec<EndpointInfo> = {
   },
 };
 
-/** PolicyKey (core/layout.ts:163) */
+/** PolicyKey (core/layout.ts:165) */
 export interface PolicyKey {
   prefixlen: number;
   secLabel: number;
@@ -324,7 +324,7 @@ export const PolicyKeyCodec: Codec<PolicyKey> = {
   },
 };
 
-/** PolicyEntry (core/layout.ts:175) */
+/** PolicyEntry (core/layout.ts:177) */
 export interface PolicyEntry {
   proxyPort: number;
   flags: number;
@@ -366,7 +366,7 @@ export const PolicyEntryCodec: Codec<PolicyEntry> = {
   },
 };
 
-/** ServiceKey (core/layout.ts:196) */
+/** ServiceKey (core/layout.ts:198) */
 export interface ServiceKey {
   addr: Uint8Array;
   dport: number;
@@ -409,7 +409,7 @@ export const ServiceKeyCodec: Codec<ServiceKey> = {
   },
 };
 
-/** ServiceValue (core/layout.ts:208) */
+/** ServiceValue (core/layout.ts:210) */
 export interface ServiceValue {
   backendId: number;
   count: number;
@@ -448,7 +448,7 @@ export const ServiceValueCodec: Codec<ServiceValue> = {
   },
 };
 
-/** BackendKey (core/layout.ts:220) */
+/** BackendKey (core/layout.ts:222) */
 export interface BackendKey {
   backendId: number;
 }
@@ -472,7 +472,7 @@ export const BackendKeyCodec: Codec<BackendKey> = {
   },
 };
 
-/** Backend (core/layout.ts:224) */
+/** Backend (core/layout.ts:226) */
 export interface Backend {
   addr: Uint8Array;
   port: number;
@@ -515,7 +515,7 @@ export const BackendCodec: Codec<Backend> = {
   },
 };
 
-/** RevNatKey (core/layout.ts:235) */
+/** RevNatKey (core/layout.ts:237) */
 export interface RevNatKey {
   revNatIndex: number;
   pad0: number;
@@ -542,7 +542,7 @@ export const RevNatKeyCodec: Codec<RevNatKey> = {
   },
 };
 
-/** RevNatValue (core/layout.ts:240) */
+/** RevNatValue (core/layout.ts:242) */
 export interface RevNatValue {
   addr: Uint8Array;
   port: number;
@@ -576,7 +576,7 @@ export const RevNatValueCodec: Codec<RevNatValue> = {
   },
 };
 
-/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:249) */
+/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:251) */
 export interface MaglevKey {
   revNatIndex: number;
   pad0: number;
@@ -606,7 +606,7 @@ export const MaglevKeyCodec: Codec<MaglevKey> = {
   },
 };
 
-/** MaglevValue (core/layout.ts:255) */
+/** MaglevValue (core/layout.ts:257) */
 export interface MaglevValue {
   backendId: number;
 }
@@ -630,7 +630,7 @@ export const MaglevValueCodec: Codec<MaglevValue> = {
   },
 };
 
-/** AffinityKey (core/layout.ts:259) */
+/** AffinityKey (core/layout.ts:261) */
 export interface AffinityKey {
   clientAddr: Uint8Array;
   revNatIndex: number;
@@ -664,7 +664,7 @@ export const AffinityKeyCodec: Codec<AffinityKey> = {
   },
 };
 
-/** AffinityValue (core/layout.ts:266) */
+/** AffinityValue (core/layout.ts:268) */
 export interface AffinityValue {
   lastUsed: number;
   backendId: number;
@@ -691,7 +691,7 @@ export const AffinityValueCodec: Codec<AffinityValue> = {
   },
 };
 
-/** CtTuple (core/layout.ts:277) */
+/** CtTuple (core/layout.ts:279) */
 export interface CtTuple {
   daddr: Uint8Array;
   saddr: Uint8Array;
@@ -738,7 +738,7 @@ export const CtTupleCodec: Codec<CtTuple> = {
   },
 };
 
-/** CtEntry (core/layout.ts:289) */
+/** CtEntry (core/layout.ts:291) */
 export interface CtEntry {
   lifetime: number;
   srcSecId: number;
@@ -792,7 +792,7 @@ export const CtEntryCodec: Codec<CtEntry> = {
   },
 };
 
-/** SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:307) */
+/** SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:309) */
 export interface SnatValue {
   toAddr: Uint8Array;
   toPort: number;
@@ -829,7 +829,7 @@ export const SnatValueCodec: Codec<SnatValue> = {
   },
 };
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:320) */
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:322) */
 export interface MetricsKey {
   reason: number;
   dir: number;
@@ -859,7 +859,7 @@ export const MetricsKeyCodec: Codec<MetricsKey> = {
   },
 };
 
-/** MetricsValue (core/layout.ts:327) */
+/** MetricsValue (core/layout.ts:329) */
 export interface MetricsValue {
   packets: bigint;
   bytes: bigint;
@@ -886,7 +886,7 @@ export const MetricsValueCodec: Codec<MetricsValue> = {
   },
 };
 
-/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:336) */
+/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:338) */
 export interface ProxyListenerValue {
   direction: number;
   pad0: number;
@@ -916,7 +916,7 @@ export const ProxyListenerValueCodec: Codec<ProxyListenerValue> = {
   },
 };
 
-/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:345) */
+/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:347) */
 export interface TraceRecord {
   verdict: number;
   dropReason: number;
@@ -1046,7 +1046,7 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
   },
 };
 
-/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). (core/layout.ts:405) */
+/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). (core/layout.ts:407) */
 export interface TunnelKey {
   remote: Uint8Array;
   tunnelId: number;
@@ -1083,7 +1083,7 @@ export const TunnelKeyCodec: Codec<TunnelKey> = {
   },
 };
 
-/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:417) */
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:419) */
 export interface PacketInfo {
   family: number;
   nexthdr: number;
@@ -1171,7 +1171,7 @@ export const PacketInfoCodec: Codec<PacketInfo> = {
   },
 };
 
-/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:446) */
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:448) */
 export interface PolicyResult {
   cookie: number;
   proxyPort: number;
@@ -1213,7 +1213,7 @@ export const PolicyResultCodec: Codec<PolicyResult> = {
   },
 };
 
-/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:463) */
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:465) */
 export interface CtState {
   backendId: number;
   srcSecId: number;
@@ -1252,7 +1252,7 @@ export const CtStateCodec: Codec<CtState> = {
   },
 };
 
-/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:476) */
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:478) */
 export interface LbSelection {
   backendId: number;
   backend: Uint8Array;
@@ -1337,7 +1337,7 @@ export const MAP_SPECS = {
 
 /** Field offsets by layout, for tests that compare the TypeScript and C views of a layout. */
 export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<string, number> }> = {
-  ConfigValue: { size: 76, fields: { ctSynTimeout: 0, ctTcpLifetime: 4, ctCloseTimeout: 8, ctAnyLifetime: 12, ctServiceTcpLifetime: 16, ctServiceAnyLifetime: 20, hashSeed: 24, maglevTableSize: 28, flags: 32, hostIdentity: 36, worldIpv4Identity: 40, worldIpv6Identity: 44, serviceLoopbackIpv4Be: 48, clusterId: 52, nodePortMin: 54, nodePortMax: 56, traceSampleRate: 58, nodeIpv4Be: 60, tunnelIfindex: 64, tunnelProtocol: 68, snatExclusionPrefixLen: 69, padT1: 70, snatExclusionIpv4Be: 72 } },
+  ConfigValue: { size: 76, fields: { ctSynTimeout: 0, ctTcpLifetime: 4, ctCloseTimeout: 8, ctAnyLifetime: 12, ctServiceTcpLifetime: 16, ctServiceAnyLifetime: 20, hashSeed: 24, maglevTableSize: 28, flags: 32, hostIdentity: 36, worldIpv4Identity: 40, worldIpv6Identity: 44, serviceLoopbackIpv4Be: 48, clusterId: 52, nodePortMin: 54, nodePortMax: 56, traceSampleRate: 58, nodeIpv4Be: 60, tunnelIfindex: 64, tunnelProtocol: 68, snatExclusionPrefixLen: 69, hostEpId: 70, snatExclusionIpv4Be: 72 } },
   IpcacheKey: { size: 24, fields: { prefixlen: 0, clusterId: 4, pad1: 6, family: 7, addr: 8 } },
   IpcacheValue: { size: 24, fields: { secIdentity: 0, tunnelEndpoint: 4, pad0: 20, key: 22, flags: 23 } },
   EndpointKey: { size: 20, fields: { addr: 0, family: 16, key: 17, clusterId: 18 } },

@@ -35,6 +35,8 @@ export interface SimConfig {
   nodeSelectorLabels: boolean;
   /** Cilium's enable-extended-ip-protocols: VRRP and IGMP are tracked and policy may allow them (otherwise dropped, 137). */
   enableExtendedIPProtocols: boolean;
+  /** Cilium's enable-host-firewall: host policies (nodeSelector) are enforced at each node's device. */
+  enableHostFirewall: boolean;
 }
 
 export const DEFAULT_CONFIG: SimConfig = {
@@ -42,6 +44,7 @@ export const DEFAULT_CONFIG: SimConfig = {
   policyEnforcement: "default",
   nodeSelectorLabels: false,
   enableExtendedIPProtocols: false,
+  enableHostFirewall: false,
   podCIDR: "10.244.0.0/16",
   serviceCIDR: "10.96.0.0/12",
   maglevTableSize: 251,
@@ -192,6 +195,8 @@ export interface Allocation {
 export interface BuildOptions {
   clusterName?: string;
   policyEnforcement?: EnforcementMode;
+  /** --enable-host-firewall: turns the host firewall on whatever the Config says. */
+  enableHostFirewall?: boolean;
   /** Addresses of a previous build to keep (whatif). */
   pinned?: Allocation;
 }
@@ -441,6 +446,7 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
     }
     if (s.nodeSelectorLabels !== undefined) c.nodeSelectorLabels = s.nodeSelectorLabels === true;
     if (s.enableExtendedIPProtocols !== undefined) c.enableExtendedIPProtocols = s.enableExtendedIPProtocols === true;
+    if (s.enableHostFirewall !== undefined) c.enableHostFirewall = s.enableHostFirewall === true;
     const cidrOf = (k: string) => {
       const v = s[k];
       if (v === undefined) return undefined;
@@ -480,6 +486,7 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
     c.clusterName = opts.clusterName;
   }
   if (opts.policyEnforcement) c.policyEnforcement = opts.policyEnforcement;
+  if (opts.enableHostFirewall) c.enableHostFirewall = true;
   return c;
 }
 

@@ -27,6 +27,13 @@ import type { SimBackend, SimCluster, SimPod } from "./cluster.ts";
 import { backendKey, frontendBackends, type Frontend, type LbModel } from "./services.ts";
 import { tunnelProtocolNumber, type TunnelProtocol } from "../host/tunnel.ts";
 
+/**
+ * The endpoint id of a node's host endpoint (Cilium's HOST_EP_ID): its Policy entries (host policies) are
+ * keyed by it and ConfigValue.hostEpId names it. The top of the u16 range, away from the ids pods get
+ * (1, 2, … in the simulator and the agent).
+ */
+export const HOST_ENDPOINT_ID = 0xffff;
+
 /** The maps the control plane owns, in the order their additions go in (agent/reconcile.ts rule O2). */
 export const MANAGED_MAPS = ["Config", "Backends", "RevNat", "Maglev", "Services", "Policy", "Ipcache", "Endpoints"] as const;
 export type ManagedMap = (typeof MANAGED_MAPS)[number];
@@ -92,6 +99,16 @@ export function endpointPolicyEntries(epId: number, compiled: EndpointPolicy, nu
     out.push({ key: { ...key, secLabel }, value: numbering.cookie ? { ...value, cookie: numbering.cookie(value.cookie) } : value });
   }
   return out;
+}
+
+/**
+ * The Policy entries of the node's host endpoint (HOST_ENDPOINT_ID): the host policies selecting it, with
+ * the host firewall on (Config enableHostFirewall, Cilium's enable-host-firewall); none otherwise (the
+ * datapath then never looks them up, core/host-firewall.ts H1).
+ */
+export function hostPolicyEntries(cluster: SimCluster, policy: CompiledPolicy, nodeName: string, numbering: Pick<Numbering, "identity" | "cookie">): DesiredMaps["Policy"] {
+  const host = cluster.config.enableHostFirewall ? policy.hostEndpoints.get(nodeName) : undefined;
+  return host ? endpointPolicyEntries(HOST_ENDPOINT_ID, host, numbering) : [];
 }
 
 export interface DesiredOptions {
@@ -172,6 +189,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
   if (opts.events || opts.eventsAll) flags |= C.CONFIG_F_EVENTS;
   if (opts.eventsAll) flags |= C.CONFIG_F_EVENTS_ALL;
   if (opts.masquerade) flags |= C.CONFIG_F_MASQUERADE;
+  if (cfg.enableHostFirewall) flags |= C.CONFIG_F_HOST_FIREWALL;
   out.Config.push({
     key: 0,
     value: {
@@ -194,6 +212,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
       nodeIpv4: ipv4Number(node.ip),
       tunnelProtocol: tunnelProtocolNumber(opts.tunnel?.protocol),
       tunnelIfindex: opts.tunnel?.ifindex ?? 0,
+      hostEpId: HOST_ENDPOINT_ID,
       ...snatExclusion(opts.masquerade?.nativeRoutingCidr),
     },
   });
@@ -212,6 +231,7 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
     if (!compiled) continue;
     out.Policy.push(...endpointPolicyEntries(ep.epId, compiled, numbering));
   }
+  out.Policy.push(...hostPolicyEntries(cluster, policy, nodeName, numbering));
   // The proxy ports of the local endpoints' policy (SIMULATED_MAPS).
   for (const l of policy.proxies.values()) {
     if (programmed.has(l.endpoint)) out.ProxyListeners.push({ key: l.proxyPort, value: { direction: l.direction === "egress" ? C.POLICY_EGRESS : C.POLICY_INGRESS } });

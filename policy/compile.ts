@@ -24,7 +24,7 @@ import { PolicyBudgetError, PolicyError, PolicyL7ConflictError } from "./errors.
 import type { FqdnState } from "./fqdn-cache.ts";
 import { dnsSelectorMatches, dnsSelectorText } from "./l7/dns.ts";
 import { allocateIdentities, ENTITY_IDENTITY, LOCAL_IDENTITY_SCOPE, type IdentityTable } from "./identity.ts";
-import { LABEL_CLUSTER, labelString } from "./labels.ts";
+import { LABEL_CLUSTER, labelString, sortLabels } from "./labels.ts";
 import { portInPrefix, portRangeToPrefixes, PROTO_NUMBERS } from "./ports.ts";
 import { selectorMatches, selectorText } from "./selector.ts";
 import { SelectorCache, selectorKey } from "./selector-cache.ts";
@@ -34,10 +34,12 @@ import type {
   DnsRule,
   EndpointPolicy,
   InternalRule,
+  Label,
   L7Protocol,
   ListenerRule,
   MapStateEntry,
   MapStateKey,
+  NodeModel,
   Peer,
   PeerRule,
   PodModel,
@@ -67,6 +69,13 @@ export interface CompiledPolicy {
   cidrIdentities: { prefix: string; identity: number }[];
   /** By "ns/name". Host-networked pods have none. */
   endpoints: Map<string, EndpointPolicy>;
+  /**
+   * The host endpoint of each node (by node name): the policy of host policies (nodeSelector rules) for
+   * the node, as Cilium computes it for its host endpoint (identity reserved:host; labels the node's, source
+   * k8s, plus reserved:host). Its entries are written under the node's host endpoint id only with the host
+   * firewall on (node/desired.ts); a node no host policy selects allows everything.
+   */
+  hostEndpoints: Map<string, EndpointPolicy>;
   /** cookie → provenance of the entry. */
   provenance: Map<number, Provenance[]>;
   proxies: Map<number, ProxyListener>;
@@ -474,6 +483,7 @@ export class PolicyCompiler {
     // Rules selecting each identity, in rule order, from the subjects' selections.
     const selectingOf = new Map<number, InternalRule[]>();
     for (const ir of rules) {
+      if (ir.host) continue; // selects host endpoints only (below)
       usedSelectors.add(selectorKey(ir.subject));
       for (const id of this.cache.select(ir.subject).ids) {
         const l = selectingOf.get(id);
@@ -536,15 +546,33 @@ export class PolicyCompiler {
       endpoints.set(name, { endpoint: name, identity, enforced: { ...tmpl.enforced }, entries });
       ofEndpoint.push(tmpl);
     }
-    // Cookies: one per distinct provenance set, numbered in endpoint and key order.
+    // Host endpoints: one per node, selected by the host rules (nodeSelector) alone (cilium/cilium
+    // pkg/policy/rule.go: a node selector selects only the host endpoint, an endpoint selector never does).
+    const hostEndpoints = new Map<string, EndpointPolicy>();
+    const ofHost: Template[] = [];
+    const hostRules = rules.filter((ir) => ir.host);
+    for (const node of cluster.nodes ?? []) {
+      const labels = hostEndpointLabels(node);
+      const selecting = hostRules.filter((ir) => selectorMatches(ir.subject, labels));
+      const hostPod: PodModel = { namespace: "", name: node.name, labels: {}, containerPorts: [] };
+      const tmpl = computeTemplate(ctx, hostPod, false, ID_HOST, selecting, "", this.nextSeq++);
+      for (const w of tmpl.warnings)
+        if (!warned.has(w.message)) {
+          warned.add(w.message);
+          warnings.push(w);
+        }
+      if (tmpl.budget) errors.push(new PolicyBudgetError(`host ${node.name}`, tmpl.budget.entries, max, tmpl.budget.policies));
+      const entries = tmpl.entries.map((e) => ({ key: { ...e.key }, deny: e.deny, proxyPort: 0, proxyPortPriority: e.proxyPortPriority, provenance: e.provenance, cookie: 0 }));
+      hostEndpoints.set(node.name, { endpoint: `host ${node.name}`, identity: ID_HOST, enforced: { ...tmpl.enforced }, entries });
+      ofHost.push(tmpl);
+    }
+    // Cookies: one per distinct provenance set, numbered in endpoint and key order (host endpoints last).
     const provenance = new Map<number, Provenance[]>();
     const cookieOf = new Map<string, number>();
-    let n = 0;
-    for (const ep of endpoints.values()) {
-      const tmpl = ofEndpoint[n++]!;
-      if (!numbered.has(ep.entries)) {
-        numbered.add(ep.entries);
-        ep.entries.forEach((e, i) => {
+    const numberCookies = (ep: EndpointPolicy, tmpl: Template) => {
+      if (numbered.has(ep.entries)) return;
+      numbered.add(ep.entries);
+      ep.entries.forEach((e, i) => {
         const sig = tmpl.sigs[i]!;
         let c = cookieOf.get(sig);
         if (c === undefined) {
@@ -552,15 +580,20 @@ export class PolicyCompiler {
           cookieOf.set(sig, c);
           provenance.set(c, e.provenance);
         }
-          e.cookie = c;
-        });
-      }
+        e.cookie = c;
+      });
+    };
+    let n = 0;
+    for (const ep of endpoints.values()) {
+      const tmpl = ofEndpoint[n++]!;
+      numberCookies(ep, tmpl);
       // Cookies are numbered over the whole cluster, so one change can renumber many; a consumer that
       // needs stable numbers maps them by provenance (the agent does), so they are not part of the change.
       const fp = `${tmpl.seq}|${tmpl.listeners.length ? (proxyBase.get(ep.endpoint) ?? 0) : 0}`;
       fingerprints.set(ep.endpoint, fp);
       if (this.fingerprints.get(ep.endpoint) !== fp) changed.add(ep.endpoint);
     }
+    [...hostEndpoints.values()].forEach((ep, i) => numberCookies(ep, ofHost[i]!));
     for (const k of this.fingerprints.keys()) if (!fingerprints.has(k)) changed.add(k);
     this.fingerprints = fingerprints;
     this.templates = used;
@@ -574,6 +607,7 @@ export class PolicyCompiler {
         identities: t,
         cidrIdentities: t.cidrs.map((c) => ({ prefix: c.cidr.text, identity: c.identity })),
         endpoints,
+        hostEndpoints,
         provenance,
         proxies,
         errors,
@@ -583,6 +617,12 @@ export class PolicyCompiler {
       recomputedIdentities: recomputed,
     };
   }
+}
+
+/** The labels of a node's host endpoint: reserved:host and the Node's labels (source k8s), as Cilium's
+ * host endpoint carries them (cilium/cilium Documentation/security/host-firewall.rst, `endpoint list`). */
+export function hostEndpointLabels(node: NodeModel): Label[] {
+  return sortLabels([{ source: "reserved", key: "host", value: "" }, ...Object.entries(node.labels).map(([key, value]) => ({ source: "k8s", key, value }))]);
 }
 
 /** The pods in endpoint order (by ns/name), their names, and the pods of each identity. */

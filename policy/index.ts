@@ -60,16 +60,17 @@ export interface RuleSet {
  * applied); the valid ones still are; `problems` lists every problem found. With `strict`, a policy with
  * a warning (a part that would not be enforced) is refused too, its warnings reported as problems.
  * `nodeSelectorLabels` is Cilium's enable-node-selector-labels: without it fromNodes/toNodes are refused;
- * `extendedIPProtocols` its enable-extended-ip-protocols: without it VRRP and IGMP ports are refused.
+ * `extendedIPProtocols` its enable-extended-ip-protocols: without it VRRP and IGMP ports are refused;
+ * `hostFirewall` its enable-host-firewall: without it nodeSelector rules are kept but warned about.
  */
-export function buildRules(objects: ManifestObject[], clusterName = "default", opts: { strict?: boolean; nodeSelectorLabels?: boolean; extendedIPProtocols?: boolean } = {}): RuleSet {
+export function buildRules(objects: ManifestObject[], clusterName = "default", opts: { strict?: boolean; nodeSelectorLabels?: boolean; extendedIPProtocols?: boolean; hostFirewall?: boolean } = {}): RuleSet {
   const out: RuleSet = { rules: [], problems: [], warnings: [], applied: [], refused: [] };
   for (const o of objects) {
     if (!POLICY_KINDS.includes(o.kind as PolicyKind)) continue;
     const id = objectLabel(o.kind, o.metadata);
     const ctx: Ctx = { src: o.source, problems: [], warnings: [], object: id, extendedIPProtocols: opts.extendedIPProtocols };
     const kind = o.kind as PolicyKind;
-    const rules = kind === "NetworkPolicy" ? [translateNetworkPolicy(o, clusterName, ctx)].filter((r): r is InternalRule => !!r) : translateCiliumPolicy(kind, o, ctx, { clusterName, nodeSelectorLabels: opts.nodeSelectorLabels });
+    const rules = kind === "NetworkPolicy" ? [translateNetworkPolicy(o, clusterName, ctx)].filter((r): r is InternalRule => !!r) : translateCiliumPolicy(kind, o, ctx, { clusterName, nodeSelectorLabels: opts.nodeSelectorLabels, hostFirewall: opts.hostFirewall });
     if (opts.strict) ctx.problems.push(...(ctx.warnings ?? []));
     else out.warnings.push(...(ctx.warnings ?? []));
     if (ctx.problems.length) {

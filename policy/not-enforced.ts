@@ -24,7 +24,8 @@ export const REFUSED_NOT_ENFORCEABLE: readonly NotEnforced[] = [
 
 /** Accepted, with a warning naming what is not (fully) enforced; an error with --strict. */
 export const WARNED: readonly NotEnforced[] = [
-  { code: "host-policy-not-enforced", what: "nodeSelector rules (host firewall)" },
+  { code: "host-policy-not-enforced", what: "nodeSelector rules (host policies) while the host firewall is off (Config enableHostFirewall, agent --enable-host-firewall)" },
+  { code: "host-policy-local-pods", what: "host policies for traffic between a node and its own pods, unless they allow every pod in each direction they touch" },
   { code: "log-not-reported", what: "the rule's log value" },
   { code: "service-selects-nothing", what: "a toServices entry with neither k8sService nor k8sServiceSelector" },
   { code: "endport-below-port", what: "a CiliumNetworkPolicy port whose endPort is below its port (the port alone is allowed)" },

@@ -51,6 +51,9 @@ export interface RuleOptions {
   clusterName?: string;
   /** enable-node-selector-labels: fromNodes/toNodes accepted (otherwise refused, as Cilium does). */
   nodeSelectorLabels?: boolean;
+  /** enable-host-firewall: nodeSelector rules (host policies) are enforced for the nodes they select;
+   * without it they are accepted and do nothing, with a warning (as in Cilium). */
+  hostFirewall?: boolean;
 }
 
 const L3_MEMBERS = {
@@ -88,8 +91,8 @@ const ELEMENTS = [
 
 /**
  * Translates one rule (`spec` or `specs[i]`) of a CNP/CCNP. Problems go to ctx.problems; the caller
- * discards the whole policy when any problem was found. Returns undefined for host-firewall rules
- * (nodeSelector), which ciliate does not enforce.
+ * discards the whole policy when any problem was found. A nodeSelector rule (a host policy) comes back
+ * with `host` set: it selects host endpoints (nodes), never pods (policy/compile.ts).
  */
 export function translateCiliumRule(
   kind: PolicyKind,
@@ -224,10 +227,25 @@ export function translateCiliumRule(
     egress: dd.egress === undefined || dd.egress === null ? true : Boolean(dd.egress),
   };
   if (hasNode) {
-    warn(ctx, [...path, "nodeSelector"], "host-policy-not-enforced", "nodeSelector rules (host firewall) are validated but not enforced by ciliate");
-    return undefined;
+    // Host policies do nothing unless the agent runs with the host firewall (cilium/cilium
+    // Documentation/security/host-firewall.rst: hostFirewall.enabled); with it, they are enforced at the
+    // node's network device (core/host-firewall.ts), which traffic between a node and its own pods never
+    // crosses (Cilium judges that at cilium_host, bpf/bpf_host.c cil_to_host / cil_from_host).
+    if (!opts.hostFirewall)
+      warn(ctx, [...path, "nodeSelector"], "host-policy-not-enforced", "nodeSelector rules (host policies) are not enforced: the host firewall is off", "set enableHostFirewall: true in the Config, or run the agent with --enable-host-firewall (Cilium's enable-host-firewall)");
+    else {
+      // Traffic between the node and its own pods is allowed whatever a host policy says; that is only
+      // what the policy means when, in each direction it touches, it allows every pod on every port
+      // (entity cluster or all, no ports) and denies nothing.
+      const podsOpen = (d: "ingress" | "egress") =>
+        !touches[d] || (!rules.some((x) => x.direction === d && x.deny) &&
+          rules.some((x) => x.direction === d && x.ports === null && x.peers.some((pe) => pe.type === "all" || (pe.type === "entity" && (pe.entity === "cluster" || pe.entity === "all")))));
+      if (!podsOpen("ingress") || !podsOpen("egress"))
+        warn(ctx, [...path, "nodeSelector"], "host-policy-local-pods", "host policies are enforced at the node's network device: traffic between a node and its own pods is not subject to them (it is allowed)");
+    }
   }
   return {
+    host: hasNode,
     origin: { kind, namespace, name, ruleIndex },
     subject,
     subjectText: selectorText(subject),

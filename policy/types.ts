@@ -191,6 +191,9 @@ export interface PeerRule {
 
 export interface InternalRule {
   origin: RuleOrigin;
+  /** A nodeSelector rule (host policy): its subject selects host endpoints (a node's labels plus
+   * reserved:host), never pods; an endpointSelector rule never selects a host endpoint. */
+  host?: boolean;
   subject: Selector;
   subjectText: string;
   rules: PeerRule[];

@@ -151,8 +151,11 @@ export class FlowEvents extends SimulationState {
   protected report(ctx: Ctx, node: string, entry: EntryPoint, frame: Uint8Array, r: RunResult, reply: boolean): boolean {
     const t = r.trace;
     const ids = { src: t.srcIdentity, dst: t.dstIdentity };
-    const egress = entry === "fromEndpoint";
-    const toPod = entry === "toEndpoint" || entry === "fromOverlay";
+    // The host firewall judged the packet at the node's device (core/host-firewall.ts): the host endpoint's
+    // egress at toNetwork, its ingress at fromNetwork.
+    const hostFw = (entry === "toNetwork" && (t.traceFlags & C.TRACE_F_EGRESS_CHECKED) !== 0) || (entry === "fromNetwork" && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0);
+    const egress = entry === "fromEndpoint" || (hostFw && entry === "toNetwork");
+    const toPod = entry === "toEndpoint" || entry === "fromOverlay" || (hostFw && entry === "fromNetwork");
     const dirName: FlowEvent["traffic_direction"] = toPod ? "INGRESS" : "EGRESS";
     const checked = egress ? (t.traceFlags & C.TRACE_F_EGRESS_CHECKED) !== 0 : toPod && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0;
     const cookie = egress ? t.egressCookie : t.ingressCookie;
@@ -160,9 +163,9 @@ export class FlowEvents extends SimulationState {
     const dropped = r.verdict === C.CTX_ACT_DROP;
     const podKey = (ip: string) => this.places.podByIp.get(ip)?.key ?? (this.initByIp.has(ip) ? `the ${INIT_ENDPOINT} endpoint` : undefined);
     const d = decodeFrame(frame)!;
-    if (!reply && entry !== "fromNetwork" && (t.ctState === C.CT_NEW || dropped)) {
+    if (!reply && (entry !== "fromNetwork" || hostFw) && (t.ctState === C.CT_NEW || dropped)) {
       const side = egress ? "egress" : "ingress";
-      const o = this.outcome(node, side, t, r, egress ? podKey(d.src) : podKey(d.dst));
+      const o = this.outcome(node, side, t, r, hostFw ? `host ${node}` : egress ? podKey(d.src) : podKey(d.dst));
       if (side === "egress") ctx.result.egress ??= o;
       else ctx.result.ingress ??= o;
     }

@@ -74,6 +74,11 @@ export class FlowPlayer extends L7Proxy {
         fromNode = ingressNode;
         if (sender.kind === "external" && !carried) carried = r.trace.srcIdentity;
         if (!reply && r.trace.traceFlags & C.TRACE_F_SNAT) ctx.snatNode = ingressNode;
+      } else if (sender.kind === "host" && sender.node && this.cluster.config.enableHostFirewall && this.placeOfIp(d.dst).node !== sender.node) {
+        // The node's own packet leaves through its device: host egress policy (core/host-firewall.ts H3).
+        const r = this.run(ctx, sender.node, "toNetwork", frame, 0, reply);
+        if (!this.report(ctx, sender.node, "toNetwork", frame, r, reply)) return undefined;
+        frame = r.output;
       }
     }
     let out = decodeFrame(frame)!;
@@ -103,6 +108,14 @@ export class FlowPlayer extends L7Proxy {
       fromNode = back;
       out = decodeFrame(frame)!;
       target = this.placeOfIp(out.dst);
+    }
+    // A packet for a node from elsewhere arrives through that node's device: host ingress policy
+    // (core/host-firewall.ts H2). From the node itself or its own pods it never crosses the device.
+    if (target.kind === "host" && target.node && target.node !== fromNode && this.cluster.config.enableHostFirewall) {
+      const r = this.run(ctx, target.node, "fromNetwork", frame, 0, reply);
+      if (!this.report(ctx, target.node, "fromNetwork", frame, r, reply)) return undefined;
+      frame = r.output;
+      fromNode = target.node;
     }
     // The reserved:init endpoint is delivered to like a pod: its ingress policy applies.
     const initNode = target.kind === "external" ? this.initByIp.get(out.dst) : undefined;
@@ -157,7 +170,9 @@ export class FlowPlayer extends L7Proxy {
     const dst = this.resolveDestination(spec.to, srcHint, spec.port, spec.protocol, whereTo);
     const peerNode = dst.frontend ? (dst.frontend.port.backends[0]?.node ?? this.cluster.nodes[0]!.name) : dst.place.node;
     const src = srcPre ?? this.resolveSource(spec.from, peerNode, whereFrom);
-    if (src.kind !== "pod" && dst.place.kind !== "pod" && !dst.frontend)
+    // With the host firewall a node is an end of its own: its host policies judge the flow.
+    const hostEnd = this.cluster.config.enableHostFirewall && (src.kind === "host" || dst.place.kind === "host");
+    if (src.kind !== "pod" && dst.place.kind !== "pod" && !dst.frontend && !hostEnd)
       throw new SimError("BAD_REFERENCE", `${what}: neither end of the flow is a pod or a service; ciliate simulates traffic that reaches or leaves the cluster's pods`);
     // A packet has one address family; a flow from an IPv4 address to an IPv6 one cannot be sent at all.
     const family = (ip: string) => (ip.includes(":") ? "IPv6" : "IPv4");

@@ -31,7 +31,7 @@ function settleCompiled(compiled: CompiledPolicy, diag: Diagnostics | undefined)
 }
 
 function ruleOptions(c: SimCluster, diag: Diagnostics | undefined) {
-  return { strict: diag?.strict ?? false, nodeSelectorLabels: c.config.nodeSelectorLabels, extendedIPProtocols: c.config.enableExtendedIPProtocols };
+  return { strict: diag?.strict ?? false, nodeSelectorLabels: c.config.nodeSelectorLabels, extendedIPProtocols: c.config.enableExtendedIPProtocols, hostFirewall: c.config.enableHostFirewall };
 }
 
 /** `fqdn`: the FQDN cache's state that toFQDNs selectors select from (nothing learned when absent). */

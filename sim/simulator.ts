@@ -6,6 +6,9 @@
  *   pod → anything:   fromEndpoint on the sender's node (service DNAT, conntrack, egress policy);
  *   outside / host →  fromNetwork on the receiving node when the address is a service frontend (NodePort,
  *                     LoadBalancer, external IP, ClusterIP from the host);
+ *   host firewall:    with the Config's enableHostFirewall, a node's own packet leaving it runs toNetwork on
+ *                     that node and a packet for a node from anywhere else runs fromNetwork on it (host
+ *                     policies, core/host-firewall.ts);
  *   → pod:            toEndpoint on the receiver's node, with the sender's identity carried as the VXLAN
  *                     VNI carries it between nodes (to-overlay / from-overlay events), or 0 so the
  *                     receiver looks the source address up in its ipcache (traffic from outside).

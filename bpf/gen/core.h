@@ -60,6 +60,7 @@
 #define CILIATE_SNAT_COLLISION_RETRIES 32U /* core/nat.ts:72 */
 #define CILIATE_SNAT_VALUE_TO_ADDR __builtin_offsetof(struct snat_value, to_addr) /* SnatValue.toAddr (core/gen/layout.ts) */
 #define CILIATE_SNAT_VALUE_TO_PORT_BE __builtin_offsetof(struct snat_value, to_port_be) /* SnatValue.toPortBe (core/gen/layout.ts) */
+#define CILIATE_TRACE_RECORD_DST_IDENTITY __builtin_offsetof(struct trace_record, dst_identity) /* TraceRecord.dstIdentity (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_NEW_DADDR __builtin_offsetof(struct trace_record, new_daddr) /* TraceRecord.newDaddr (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_NEW_DPORT_BE __builtin_offsetof(struct trace_record, new_dport_be) /* TraceRecord.newDportBe (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_ORIG_DADDR __builtin_offsetof(struct trace_record, orig_daddr) /* TraceRecord.origDaddr (core/gen/layout.ts) */
@@ -67,11 +68,12 @@
 #define CILIATE_TRACE_RECORD_PROXY_PORT_BE __builtin_offsetof(struct trace_record, proxy_port_be) /* TraceRecord.proxyPortBe (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_SADDR __builtin_offsetof(struct trace_record, saddr) /* TraceRecord.saddr (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_SPORT_BE __builtin_offsetof(struct trace_record, sport_be) /* TraceRecord.sportBe (core/gen/layout.ts) */
+#define CILIATE_TRACE_RECORD_SRC_IDENTITY __builtin_offsetof(struct trace_record, src_identity) /* TraceRecord.srcIdentity (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_TUNNEL_PEER __builtin_offsetof(struct trace_record, tunnel_peer) /* TraceRecord.tunnelPeer (core/gen/layout.ts) */
 #define CILIATE_TUNNEL_KEY_REMOTE __builtin_offsetof(struct tunnel_key, remote) /* TunnelKey.remote (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 1400
+#define CILIATE_SCRATCH_SIZE 1520
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -100,7 +102,7 @@ static __always_inline __u8 *ciliate_config_get(void)
 	return bpf_map_lookup_elem(&ciliate_config_v1, key);
 }
 
-/* core/pipeline.ts:76 traceBegin */
+/* core/pipeline.ts:79 traceBegin */
 static __always_inline __u8 *ciliate_trace_begin(__u8 *cfg)
 {
 	__u8 *key = ciliate_scratch(184, 4);
@@ -431,7 +433,7 @@ static __always_inline void ciliate_write16be(__u8 *p, __u32 v)
 	*(__u16 *)p = (__u16)ciliate_bswap16(v & 0xffff);
 }
 
-/* core/pipeline.ts:162 recordDest */
+/* core/pipeline.ts:165 recordDest */
 static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 {
 	if (tr == 0) {
@@ -445,7 +447,7 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
-/* core/pipeline.ts:146 enter */
+/* core/pipeline.ts:149 enter */
 static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
@@ -461,7 +463,7 @@ static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *c
 	return perr;
 }
 
-/* core/pipeline.ts:90 count */
+/* core/pipeline.ts:93 count */
 static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 {
 	__u8 *key = ciliate_scratch(192, sizeof(struct metrics_key));
@@ -510,7 +512,7 @@ static __always_inline __u32 ciliate_jhash3_words(__u32 a, __u32 b, __u32 c, __u
 	return ciliate_jhash_final3(a, b, c, initval + CILIATE_JHASH_INITVAL + 12);
 }
 
-/* core/pipeline.ts:106 finish */
+/* core/pipeline.ts:109 finish */
 static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
 {
 	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
@@ -541,7 +543,7 @@ static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u
 	return verdict;
 }
 
-/* core/pipeline.ts:139 drop */
+/* core/pipeline.ts:142 drop */
 static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *cfg, __u8 *info, __u32 reason, __u32 dir)
 {
 	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
@@ -1008,7 +1010,7 @@ static __always_inline __s32 ciliate_lb_dnat(ciliate_ctx_t *pkt, __u8 *info, __u
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:154 setFlag */
+/* core/pipeline.ts:157 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1217,7 +1219,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	return CILIATE_CT_NEW;
 }
 
-/* core/pipeline.ts:205 ctFor */
+/* core/pipeline.ts:208 ctFor */
 static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
 {
 	ciliate_ct_build_tuple(info, tuple);
@@ -1251,13 +1253,13 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:158 worldIdentity */
+/* core/pipeline.ts:161 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
-/* core/pipeline.ts:230 proxyListening */
+/* core/pipeline.ts:233 proxyListening */
 static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 {
 	__u8 *key = ciliate_scratch(496, 4);
@@ -1265,7 +1267,7 @@ static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 	return bpf_map_lookup_elem(&ciliate_proxy_listeners_v1, key) != 0;
 }
 
-/* core/pipeline.ts:244 redirectRecord */
+/* core/pipeline.ts:247 redirectRecord */
 static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 {
 	if (tr != 0) {
@@ -1283,7 +1285,7 @@ static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 	return rec;
 }
 
-/* core/pipeline.ts:257 redirected */
+/* core/pipeline.ts:260 redirected */
 static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
 	__u8 *tr = ciliate_redirect_record(tr_in, info);
@@ -1293,7 +1295,7 @@ static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *in
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_REDIRECT, 0, dir, CILIATE_TRACE_TO_PROXY);
 }
 
-/* core/pipeline.ts:264 replyToProxy */
+/* core/pipeline.ts:267 replyToProxy */
 static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
 	if (tr_in != 0) {
@@ -1352,7 +1354,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, 
 	return 0;
 }
 
-/* core/pipeline.ts:212 replyRevNat */
+/* core/pipeline.ts:215 replyRevNat */
 static __always_inline __u32 ciliate_reply_rev_nat(ciliate_ctx_t *pkt, __u8 *tr, __u8 *info, __u8 *st)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
@@ -1424,7 +1426,7 @@ static __always_inline __s32 ciliate_overlay_encap(ciliate_ctx_t *pkt, __u8 *cfg
 	return 1;
 }
 
-/* core/pipeline.ts:277 forward */
+/* core/pipeline.ts:308 forward */
 static __always_inline __u32 ciliate_forward(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info, __u32 src_id, __u32 dir)
 {
 	__s32 e = ciliate_overlay_encap(pkt, cfg, tr, info + CILIATE_PACKET_INFO_DADDR, (__u32)((struct packet_info *)info)->family, src_id);
@@ -1573,7 +1575,7 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:176 policyCheck */
+/* core/pipeline.ts:179 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
 	__u8 *res = ciliate_scratch(560, sizeof(struct policy_result));
@@ -1639,7 +1641,7 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:309 fromEndpoint */
+/* core/pipeline.ts:340 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -1749,7 +1751,7 @@ static __always_inline __s32 ciliate_overlay_decap_identity(ciliate_ctx_t *pkt, 
 	return (__s32)id;
 }
 
-/* core/pipeline.ts:427 deliver */
+/* core/pipeline.ts:458 deliver */
 static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now, bool overlay)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -1829,13 +1831,13 @@ static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_ident
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 }
 
-/* core/pipeline.ts:410 toEndpoint */
+/* core/pipeline.ts:441 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now)
 {
 	return ciliate_deliver(pkt, src_identity, now, false);
 }
 
-/* core/pipeline.ts:422 fromOverlay */
+/* core/pipeline.ts:453 fromOverlay */
 static __always_inline __u32 ciliate_from_overlay(ciliate_ctx_t *pkt, __u32 now)
 {
 	return ciliate_deliver(pkt, 0, now, true);
@@ -1904,6 +1906,54 @@ static __always_inline __s32 ciliate_snat_rev_ingress(ciliate_ctx_t *pkt, __u8 *
 	return ciliate_snat_apply(pkt, info, v, true);
 }
 
+/* core/host-firewall.ts:48 hostFwEnabled */
+static __always_inline bool ciliate_host_fw_enabled(__u8 *cfg)
+{
+	return (cfg != 0) && ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_HOST_FIREWALL) != 0);
+}
+
+/* core/host-firewall.ts:54 hostFwExempt */
+static __always_inline bool ciliate_host_fw_exempt(__u8 *info)
+{
+	if ((__u32)((struct packet_info *)info)->nexthdr != CILIATE_IPPROTO_ICMPV6) {
+		return false;
+	}
+	__u32 t = (__u32)((struct packet_info *)info)->icmp_type;
+	return (t >= CILIATE_ICMPV6_ROUTER_SOLICIT) && (t <= CILIATE_ICMPV6_NEIGH_ADVERT);
+}
+
+/* core/pipeline.ts:284 hostFirewall */
+static __always_inline __u32 ciliate_host_firewall(__u8 *tr, __u8 *cfg, __u8 *info, __u32 remote_id, __u32 egress, __u32 now)
+{
+	__u32 ep_id = (__u32)((struct config_value *)cfg)->host_ep_id;
+	__u32 host_id = ((struct config_value *)cfg)->host_identity;
+	if (tr != 0) {
+		((struct trace_record *)tr)->ep_id = (__u16)ep_id;
+		*(__u32 *)(tr + (egress == CILIATE_POLICY_EGRESS ? CILIATE_TRACE_RECORD_SRC_IDENTITY : CILIATE_TRACE_RECORD_DST_IDENTITY)) = host_id;
+	}
+	__u8 *tuple = ciliate_scratch(1080, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(1120, sizeof(struct ct_state));
+	__u32 ct = ciliate_ct_for(info, tuple, st, egress == CILIATE_POLICY_EGRESS ? CILIATE_TUPLE_F_OUT : CILIATE_TUPLE_F_IN, now);
+	if ((ct != CILIATE_CT_UNKNOWN_PROTO) && (tr != 0)) {
+		((struct trace_record *)tr)->ct_state = (__u8)ct;
+	}
+	if ((ct == CILIATE_CT_REPLY) || (ct == CILIATE_CT_RELATED)) {
+		ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
+		return 0;
+	}
+	__s32 v = ciliate_policy_check(tr, cfg, info, ep_id, remote_id, egress);
+	if (v < 0) {
+		return (__u32)(-v);
+	}
+	if (v > 0) {
+		return CILIATE_DROP_PROXY_LOOKUP_FAILED;
+	}
+	if ((ct == CILIATE_CT_NEW) && (ciliate_ct_create(tuple, info, now, egress == CILIATE_POLICY_EGRESS ? host_id : remote_id, 0, 0, 0) != 0)) {
+		return CILIATE_DROP_CT_CREATE_FAILED;
+	}
+	return 0;
+}
+
 /* core/nat.ts:158 snatProto */
 static __always_inline bool ciliate_snat_proto(__u8 *info, __u32 echo_type)
 {
@@ -1944,7 +1994,7 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	if (node_ip == 0) {
 		return -((__s32)CILIATE_DROP_NO_CONFIG);
 	}
-	__u8 *okey = ciliate_scratch(1080, sizeof(struct ct_tuple));
+	__u8 *okey = ciliate_scratch(1136, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, okey, CILIATE_TUPLE_F_OUT);
 	__u8 *existing = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (existing != 0) {
@@ -1962,11 +2012,11 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	if (sport >= min_port) {
 		cand = sport;
 	}
-	__u8 *node_addr = ciliate_scratch(1120, 16);
+	__u8 *node_addr = ciliate_scratch(1176, 16);
 	*(__u32 *)node_addr = node_ip;
-	__u8 *rkey = ciliate_scratch(1136, sizeof(struct ct_tuple));
+	__u8 *rkey = ciliate_scratch(1192, sizeof(struct ct_tuple));
 	ciliate_snat_reply_key(rkey, okey, node_addr, 0);
-	__u8 *rval = ciliate_scratch(1176, sizeof(struct snat_value));
+	__u8 *rval = ciliate_scratch(1232, sizeof(struct snat_value));
 	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
 	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1983,7 +2033,7 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	if (!found) {
 		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
 	}
-	__u8 *oval = ciliate_scratch(1200, sizeof(struct snat_value));
+	__u8 *oval = ciliate_scratch(1256, sizeof(struct snat_value));
 	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
 	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
 	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -1995,7 +2045,7 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:516 fromNetwork */
+/* core/pipeline.ts:552 fromNetwork */
 static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -2043,6 +2093,12 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 	__u8 *svc_key = ciliate_scratch(1000, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
 	if (svc == 0) {
+		if (ciliate_host_fw_enabled(cfg) && !ciliate_host_fw_exempt(info) && (ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_DADDR, family, ciliate_world_identity(cfg, family)) == ((struct config_value *)cfg)->host_identity)) {
+			__u32 herr = ciliate_host_firewall(tr, cfg, info, src_id, CILIATE_POLICY_INGRESS, now);
+			if (herr != 0) {
+				return ciliate_drop(tr, cfg, info, herr, dir);
+			}
+		}
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
 	}
 	if (((__u32)((struct service_value *)svc)->flags & CILIATE_SVC_F_ROUTABLE) == 0) {
@@ -2094,6 +2150,40 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 }
 
+/* core/host-firewall.ts:69 hostFwForwarded */
+static __always_inline bool ciliate_host_fw_forwarded(__u8 *cfg, __u8 *info)
+{
+	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
+	__u32 tunnel = (__u32)((struct config_value *)cfg)->tunnel_protocol;
+	if ((proto == CILIATE_IPPROTO_UDP) && (tunnel != CILIATE_TUNNEL_PROTO_NONE)) {
+		__u32 port = tunnel == CILIATE_TUNNEL_PROTO_GENEVE ? CILIATE_TUNNEL_PORT_GENEVE : CILIATE_TUNNEL_PORT_VXLAN;
+		if ((__u32)((struct packet_info *)info)->dport == port) {
+			return true;
+		}
+	}
+	__u8 *key = ciliate_scratch(1376, sizeof(struct ct_tuple));
+	__builtin_memset(key, 0, sizeof(struct ct_tuple));
+	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
+	__builtin_memcpy(key + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
+	ciliate_write16be(key + CILIATE_CT_TUPLE_DPORT_BE, (__u32)((struct packet_info *)info)->sport);
+	ciliate_write16be(key + CILIATE_CT_TUPLE_SPORT_BE, (__u32)((struct packet_info *)info)->dport);
+	((struct ct_tuple *)key)->nexthdr = (__u8)proto;
+	((struct ct_tuple *)key)->flags = (__u8)CILIATE_TUPLE_F_IN;
+	((struct ct_tuple *)key)->family = (__u8)(__u32)((struct packet_info *)info)->family;
+	if (bpf_map_lookup_elem(&ciliate_snat_v1, key) != 0) {
+		return true;
+	}
+	__u8 *svc_key = ciliate_scratch(1416, sizeof(struct service_key));
+	__builtin_memset(svc_key, 0, sizeof(struct service_key));
+	__builtin_memcpy(svc_key + CILIATE_SERVICE_KEY_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
+	ciliate_write16be(svc_key + CILIATE_SERVICE_KEY_DPORT_BE, (__u32)((struct packet_info *)info)->sport);
+	((struct service_key *)svc_key)->proto = (__u8)proto;
+	((struct service_key *)svc_key)->scope = (__u8)CILIATE_LB_LOOKUP_SCOPE_EXT;
+	((struct service_key *)svc_key)->family = (__u8)(__u32)((struct packet_info *)info)->family;
+	__u8 *svc = bpf_map_lookup_elem(&ciliate_lb_services_v1, svc_key);
+	return (svc != 0) && (((__u32)((struct service_value *)svc)->flags & CILIATE_SVC_F_ROUTABLE) != 0);
+}
+
 /* core/nat.ts:203 snatExcluded */
 static __always_inline bool ciliate_snat_excluded(__u8 *cfg, __u32 daddr)
 {
@@ -2125,8 +2215,8 @@ static __always_inline bool ciliate_ct_is_reply_to_ingress(__u8 *info, __u32 now
 	if (ciliate_is_icmp_error(info)) {
 		return false;
 	}
-	__u8 *tuple = ciliate_scratch(1320, sizeof(struct ct_tuple));
-	__u8 *key = ciliate_scratch(1360, sizeof(struct ct_tuple));
+	__u8 *tuple = ciliate_scratch(1440, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1480, sizeof(struct ct_tuple));
 	if ((tuple == 0) || (key == 0)) {
 		return false;
 	}
@@ -2160,13 +2250,13 @@ static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info,
 	return !ciliate_ct_is_reply_to_ingress(info, now);
 }
 
-/* core/pipeline.ts:611 toNetwork */
+/* core/pipeline.ts:659 toNetwork */
 static __always_inline __u32 ciliate_to_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_EGRESS;
-	__u8 *info = ciliate_scratch(1224, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(1280, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err == CILIATE_DROP_INVALID) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_DROP, err, dir, CILIATE_TRACE_TO_NETWORK);
@@ -2178,6 +2268,14 @@ static __always_inline __u32 ciliate_to_network(ciliate_ctx_t *pkt, __u32 now)
 	if (tr != 0) {
 		((struct trace_record *)tr)->src_identity = ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_SADDR, family, ciliate_world_identity(cfg, family));
 		((struct trace_record *)tr)->dst_identity = ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_DADDR, family, ciliate_world_identity(cfg, family));
+	}
+	if (ciliate_host_fw_enabled(cfg) && !ciliate_host_fw_exempt(info) && (ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_SADDR, family, ciliate_world_identity(cfg, family)) == ((struct config_value *)cfg)->host_identity) && !ciliate_host_fw_forwarded(cfg, info)) {
+		__u32 dst_id = ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_DADDR, family, ciliate_world_identity(cfg, family));
+		__u32 herr = ciliate_host_firewall(tr, cfg, info, dst_id, CILIATE_POLICY_EGRESS, now);
+		if (herr != 0) {
+			return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_DROP, herr, dir, CILIATE_TRACE_TO_NETWORK);
+		}
+		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}
 	if (!ciliate_snat_needs_masquerade(cfg, info, now)) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);

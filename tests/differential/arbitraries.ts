@@ -8,7 +8,9 @@
  * random tunnel keys, and the previous encapsulated output delivered through the tunnel with its key;
  * masquerading: on or off, an exclusion CIDR, SNAT ports already taken (up to every candidate), pods
  * connecting to the world through the node's device (toNetwork) with colliding ports, the world's replies
- * to the node address (fromNetwork's reverse SNAT) and their delivery to the pod.
+ * to the node address (fromNetwork's reverse SNAT) and their delivery to the pod; the host firewall: on or
+ * off, random entries of the host endpoint (HOST_EP_DIFF), the node's own connections out and in through
+ * the device and their replies.
  */
 import fc from "fast-check";
 import type { Datapath, EntryPoint, TunnelKey } from "../../host/datapath.ts";
@@ -32,6 +34,8 @@ export const DIFF_TUNNEL_IFINDEX = 1;
 /** ConfigValue.nodeIpv4 of the differential nodes: the SNAT source of masquerading and NodePort. */
 export const NODE_IP = "192.168.57.11";
 const NODE_IP_NUM = 0xc0a8390b;
+/** ConfigValue.hostEpId of the differential nodes: the host endpoint of host policies. */
+export const HOST_EP_DIFF = 40;
 /** Masquerade exclusion CIDRs (ipv4-native-routing-cidr) as [address, prefix length]; [0, 0] none. */
 const EXCLUSIONS: [number, number][] = [[0, 0], [0, 0], [0x0af40000, 16], [0xcb007100, 24], [0xcb007109, 32]];
 
@@ -62,11 +66,13 @@ export interface NodeState {
   /** CONFIG_F_MASQUERADE, the exclusion CIDR, and how many SNAT ports of 203.0.113.9:80/TCP from 40000 on
    * are already taken (32 = every candidate of a flow keeping port 40000: NAT_NO_MAPPING). */
   masquerade: { on: boolean; exclusion: [number, number]; taken: number };
+  /** CONFIG_F_HOST_FIREWALL (the host endpoint's entries are among `policies`, epId HOST_EP_DIFF). */
+  hostFirewall: boolean;
   services: { vip: string; port: number; routable: boolean; revNat: number; maglev: boolean; affinity: number; backends: { id: number; ip: string; port: number; state: number }[] }[];
 }
 
 const policyArb = fc.record({
-  epId: fc.constantFrom(1, 2, 3),
+  epId: fc.constantFrom(1, 2, 3, HOST_EP_DIFF),
   egress: fc.boolean(),
   identity: fc.constantFrom(...IDENTITIES),
   proto: fc.option(fc.constantFrom(6, 17, 1, 132, 112, 2), { nil: undefined }),
@@ -92,7 +98,7 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
     { maxLength: 5 },
   ),
   tunnelProtocol: fc.constantFrom(C.TUNNEL_PROTO_NONE, C.TUNNEL_PROTO_VXLAN, C.TUNNEL_PROTO_VXLAN, C.TUNNEL_PROTO_GENEVE),
-  policies: fc.tuple(fc.array(policyArb, { maxLength: 12 }), fc.tuple(...[1, 2, 3].flatMap((epId) => [true, false].map((egress) => fc.constantFrom(true, true, false).map((open) => (open ? [{ epId, egress }] : []))))).map((l) => l.flat())).map(([random, open]) => [
+  policies: fc.tuple(fc.array(policyArb, { maxLength: 12 }), fc.tuple(...[1, 2, 3, HOST_EP_DIFF].flatMap((epId) => [true, false].map((egress) => fc.constantFrom(true, true, false).map((open) => (open ? [{ epId, egress }] : []))))).map((l) => l.flat())).map(([random, open]) => [
     ...random,
     // Endpoints with allow-all entries, so that flows get past policy and reach LB, CT and replies.
     ...open.map((o) => ({ ...o, identity: 0, deny: false, proxyPort: 0, cookie: 0 })),
@@ -100,6 +106,7 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
   proxyListening: fc.constantFrom(true, true, false),
   extendedProtocols: fc.boolean(),
   masquerade: fc.record({ on: fc.constantFrom(true, true, false), exclusion: fc.constantFrom(...EXCLUSIONS), taken: fc.constantFrom(0, 0, 0, 2, 32) }),
+  hostFirewall: fc.constantFrom(true, true, false),
   services: fc.array(
     fc.record({
       vip: fc.constantFrom(...VIPS),
@@ -148,7 +155,8 @@ export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendI
     tunnelProtocol: s.tunnelProtocol ?? 0,
     tunnelIfindex: DIFF_TUNNEL_IFINDEX,
     nodeIpv4: NODE_IP_NUM,
-    flags: (cfg.flags | (m.on ? C.CONFIG_F_MASQUERADE : 0)) >>> 0,
+    hostEpId: HOST_EP_DIFF,
+    flags: (cfg.flags | (m.on ? C.CONFIG_F_MASQUERADE : 0) | (s.hostFirewall ? C.CONFIG_F_HOST_FIREWALL : 0)) >>> 0,
     snatExclusionIpv4: m.exclusion[0],
     snatExclusionPrefixLen: m.exclusion[1],
   });
@@ -159,6 +167,8 @@ export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendI
       { toAddr: addrBytes16("10.244.0.99"), toPort: 1, family: C.FAMILY_IPV4, created: 1 },
     );
   }
+  // The node's own address is the host on its own node (node/desired.ts).
+  dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(NODE_IP), { secIdentity: C.ID_HOST });
   for (const p of s.prefixes) {
     const t = p.tunnel;
     const v6 = t?.endpoint.includes(":") ?? false;
@@ -261,7 +271,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 5, arbitrary: entryArb.chain((entry) => fc.record({ kind: fc.constant("raw" as const), entry: fc.constant(entry), packet: packetFor(entry), now: fc.nat(), srcIdentity: fc.constantFrom(0, 0, 1000, 3000), tunnel: tunnelKeyArb })) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("tunnel" as const), now: fc.nat(), srcIdentity: fc.constant(0) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("deliver" as const), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1000) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant("reply" as const), entry: fc.constantFrom<EntryPoint>("fromEndpoint", "toEndpoint", "fromNetwork"), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1001) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("reply" as const), entry: fc.constantFrom<EntryPoint>("fromEndpoint", "toEndpoint", "fromNetwork", "toNetwork"), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1001) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("egress" as const), now: fc.nat(), srcIdentity: fc.constant(0) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("again" as const), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1000) }) },
 );
@@ -293,8 +303,31 @@ const masqRoundTripArb: fc.Arbitrary<Step[]> = fc
     { kind: "deliver" as const, now: d, srcIdentity: 0 },
   ]);
 
+/** The node's own connection through its device (the host firewall): out to the world or another node
+ * and its reply in, or in from outside and the node's reply out; then one more packet of the flow. */
+const hostRoundTripArb: fc.Arbitrary<Step[]> = fc
+  .record({
+    out: fc.boolean(),
+    peer: fc.constantFrom(EXTERNAL[0]!, EXTERNAL[1]!, "192.168.57.12"),
+    proto: fc.constantFrom<L4Proto>("TCP", "TCP", "UDP", "ICMP"),
+    port: fc.constantFrom(22, 80, 443, 53),
+    times: fc.tuple(fc.nat(), fc.nat(), fc.nat()),
+  })
+  .map(({ out, peer, proto, port, times: [a, b, c] }) => {
+    const first = buildFrame(out
+      ? { src: NODE_IP, dst: peer, proto, sport: 45000, dport: port, tcpFlags: 0x02, icmpType: 8, icmpId: 5 }
+      : { src: peer, dst: NODE_IP, proto, sport: 45000, dport: port, tcpFlags: 0x02, icmpType: 8, icmpId: 5 });
+    const there = out ? ("toNetwork" as const) : ("fromNetwork" as const);
+    const back = out ? ("fromNetwork" as const) : ("toNetwork" as const);
+    return [
+      { kind: "raw" as const, entry: there, packet: first, now: a, srcIdentity: 0 },
+      { kind: "reply" as const, entry: back, now: b, srcIdentity: 0 },
+      { kind: "raw" as const, entry: there, packet: first, now: c, srcIdentity: 0 },
+    ];
+  });
+
 export const stepsArb: fc.Arbitrary<Step[]> = fc
-  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }, { weight: 1, arbitrary: masqRoundTripArb }), { minLength: 1, maxLength: 6 })
+  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }, { weight: 1, arbitrary: masqRoundTripArb }, { weight: 1, arbitrary: hostRoundTripArb }), { minLength: 1, maxLength: 6 })
   .map((groups) => groups.flat().slice(0, 10))
   .map((steps) => {
     // Time moves forward, as it does on a node (and never reaches 0: that selects the kernel's real clock).

@@ -5,7 +5,9 @@
  * IPv4 and IPv6, replies, truncations, corruptions, garbage) run through both; verdict, drop reason, output
  * bytes, trace record, tc return code, flow events in the ring buffer and map side effects (conntrack,
  * counters, affinity, SNAT) and the tunnel key an encapsulated packet carries must be identical; masquerading
- * (toNetwork SNAT with port collisions, fromNetwork's reverse SNAT) is in the sequences (arbitraries.ts), with both sides at the same virtual time. Every run prints
+ * (toNetwork SNAT with port collisions, fromNetwork's reverse SNAT) and the host firewall (the node's own
+ * connections through the device, judged by the host endpoint's entries, and their replies) are in the
+ * sequences (arbitraries.ts), with both sides at the same virtual time. Every run prints
  * its seed (DIFF_SEED=<seed> replays the run); a failure also prints fast-check's shrunk counterexample and
  * path: DIFF_SEED=<seed> DIFF_PATH=<path> replays that one case.
  * Runs: DIFF_KERNEL_RUNS (default 5000; `npm run test:differential -- --runs 100000` for a long run).
@@ -28,7 +30,7 @@ import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { kernelSuite } from "../../datapath/preflight.ts";
 import { KernelDatapath, tcReturnCode, xdpAction, type KernelRunResult } from "../../datapath/kernel-engine.ts";
-import { concretize, DIFF_CONFIG_FLAGS, DIFF_TUNNEL_IFINDEX, installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
+import { concretize, DIFF_CONFIG_FLAGS, DIFF_TUNNEL_IFINDEX, HOST_EP_DIFF, installState, maglevTables, nodeStateArb, sideEffects, SMALL_CAPACITIES, stepsArb } from "./arbitraries.ts";
 import { kernelRuns, sharedKernel, TEST_CAPACITIES } from "../conformance/backends.ts";
 
 const RUNS = Number(process.env.DIFF_KERNEL_RUNS ?? 5000);
@@ -65,7 +67,9 @@ interface Tally {
  * reported rather than required; tests/conformance/lb covers it on every engine.) */
 const REQUIRED_OUTCOMES = ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoint ok", "dnat", "ct reply", "ct established", "fromEndpoint drop 132", "toEndpoint drop 134", "fromNetwork ok",
   "fromEndpoint tunnel", "fromEndpoint drop 160", "fromOverlay ok", "fromOverlay drop 133", "fromOverlay drop 147", "fromOverlay drop 171",
-  "toNetwork ok", "masquerade", "masquerade reply", "masquerade port changed", "toNetwork drop 167"];
+  "toNetwork ok", "masquerade", "masquerade reply", "masquerade port changed", "toNetwork drop 167",
+  "host firewall ingress ok", "host firewall ingress drop 133", "host firewall ingress reply",
+  "host firewall egress ok", "host firewall egress drop 133", "host firewall egress reply"];
 
 /** Runs `runs` random cases with `seed` through WASM and `mode`'s kernel engine, adding to `t`. */
 async function runCases(mode: (typeof MODES)[number], seed: number, runs: number, t: Tally, path?: string): Promise<void> {
@@ -110,6 +114,10 @@ async function runCases(mode: (typeof MODES)[number], seed: number, runs: number
         if (wr.trace.ctState === C.CT_ESTABLISHED) seen("ct established");
         if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT) seen("masquerade");
         if (c.entry === "fromNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && wr.trace.obsPoint === C.TRACE_TO_ENDPOINT) seen("masquerade reply");
+        if (wr.trace.epId === HOST_EP_DIFF && (c.entry === "fromNetwork" || c.entry === "toNetwork")) {
+          const way = c.entry === "fromNetwork" ? "ingress" : "egress";
+          seen(`host firewall ${way} ${wr.verdict === 2 ? `drop ${wr.dropReason}` : wr.trace.ctState === C.CT_REPLY ? "reply" : "ok"}`);
+        }
         if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && new DataView(wr.output.buffer, wr.output.byteOffset).getUint16(34) !== new DataView(c.packet.buffer, c.packet.byteOffset).getUint16(34)) seen("masquerade port changed");
         expect({ verdict: kr.verdict, dropReason: kr.dropReason }).toEqual({ verdict: wr.verdict, dropReason: wr.dropReason });
         expect(Array.from(kr.output.subarray(0, c.packet.length))).toEqual(Array.from(wr.output));
