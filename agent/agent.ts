@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { dirname, join } from "node:path";
 import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
 import { attachTc, attachXdp, BpfObject, netnsPath, tcQuery, TcAttachment, type BpfProgram, type RawMap } from "../datapath/index.ts";
-import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY } from "../datapath/endpoint-link.ts";
+import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY, POD_GATEWAY6 } from "../datapath/endpoint-link.ts";
 import { DEFAULT_FQDN_MIN_TTL, FqdnCache, type CompiledPolicy, type ManifestObject } from "../policy/index.ts";
 import type { BuildOptions } from "../node/cluster.ts";
 import { computeDesired, MANAGED_MAPS, type DesiredState, type Numbering, type LocalEndpoint, type ManagedMap, type MapContents } from "./desired.ts";
@@ -42,6 +42,12 @@ export interface AgentOptions {
   nodeName: string;
   nodeIp: string;
   podCIDR: string;
+  /**
+   * Dual stack (Cilium's enable-ipv6 with ipv6-range): this node's IPv6 pod CIDR. Every pod then also gets
+   * an IPv6 address from it, with its own endpoint and ipcache entries under the pod's identity. Absent:
+   * IPv4 only (the pod's interface has IPv6 off).
+   */
+  podCIDRv6?: string;
   /** bpffs directory for the pinned maps. */
   pinRoot: string;
   /** Agent state (endpoints, identities, IPAM). */
@@ -105,6 +111,8 @@ export interface EndpointRecord {
   netns: string;
   pod: string;
   ip: string;
+  /** The pod's IPv6 address (dual stack). */
+  ip6?: string;
   epId: number;
   hostIfname: string;
   hostIfindex: number;
@@ -153,6 +161,8 @@ export class Agent {
   private readonly endpoints = new Map<string, EndpointRecord>();
   private readonly numbering: Numbering;
   readonly ipam: Ipam;
+  /** IPAM of the IPv6 pod CIDR (dual stack), its own file. */
+  readonly ipam6?: Ipam;
   private nextEpId = 1;
   private lastDesired?: DesiredState;
   /** The last apply wrote every operation (its maps then hold exactly lastDesired). */
@@ -205,7 +215,11 @@ export class Agent {
     // Another node allocated or released an identity: the ipcache and policy follow.
     opts.identityAllocator?.onChange(() => this.identitiesChanged("identities changed"));
     this.ipam = new Ipam(opts.podCIDR, join(opts.stateDir, "ipam.json"));
-    enableIpForwarding();
+    if (opts.podCIDRv6) {
+      this.ipam6 = new Ipam(opts.podCIDRv6, join(opts.stateDir, "ipam6.json"));
+      if (this.ipam6.family !== 6) throw new AgentError("BAD_OPTION", `the IPv6 pod CIDR ${opts.podCIDRv6} is not an IPv6 prefix`, 2);
+    }
+    enableIpForwarding(opts.podCIDRv6 !== undefined);
     // Tunnel mode needs a device this kernel can make: checked before anything is loaded or attached, so a
     // node that cannot run the overlay refuses to start instead of forwarding unencapsulated.
     const overlayPlan = opts.routingMode === "tunnel" ? planOverlay(opts.tunnelProtocol ?? "vxlan", opts.nodeIp, opts.devices ?? []) : undefined;
@@ -244,7 +258,7 @@ export class Agent {
       if (!link || !existsSync(netnsPath(ep.netns))) {
         this.log("info", `endpoint ${ep.pod} (${ep.containerId.slice(0, 12)}) is gone; removing it`);
         deleteEndpointLink(ep.hostIfname);
-        this.ipam.release(ep.containerId);
+        this.releaseAddresses(ep.containerId);
         continue;
       }
       ep.hostIfindex = link.ifindex;
@@ -254,6 +268,7 @@ export class Agent {
     // Addresses held by containers the agent no longer knows.
     const known = new Set(this.endpoints.keys());
     for (const owner of new Set(Object.values(this.ipam.allocations()))) if (!known.has(owner)) this.ipam.release(owner);
+    for (const owner of new Set(Object.values(this.ipam6?.allocations() ?? {}))) if (!known.has(owner)) this.ipam6!.release(owner);
     this.saveState();
   }
 
@@ -293,7 +308,7 @@ export class Agent {
   }
 
   localEndpoints(): LocalEndpoint[] {
-    return [...this.endpoints.values()].map((e) => ({ epId: e.epId, pod: e.pod, ip: e.ip, ifindex: e.hostIfindex, mac: e.podMac, hostMac: e.hostMac }));
+    return [...this.endpoints.values()].map((e) => ({ epId: e.epId, pod: e.pod, ip: e.ip, ip6: e.ip6, ifindex: e.hostIfindex, mac: e.podMac, hostMac: e.hostMac }));
   }
 
   endpointList(): EndpointRecord[] {
@@ -314,7 +329,7 @@ export class Agent {
     let desired: DesiredState;
     try {
       objects = this.opts.source();
-      desired = computeDesired(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR }, this.localEndpoints(), this.numbering, this.desiredOptions());
+      desired = computeDesired(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR, podCIDRv6: this.opts.podCIDRv6 }, this.localEndpoints(), this.numbering, this.desiredOptions());
       this.lastGoodObjects = objects;
     } catch (e) {
       // Keep the running state; with new endpoints, fall back to the last good manifests.
@@ -327,7 +342,7 @@ export class Agent {
       }
       this.log("error", `reconcile (${reason}): invalid desired state, keeping the last good one: ${msg}`);
       try {
-        desired = computeDesired(this.lastGoodObjects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR }, this.localEndpoints(), this.numbering, this.desiredOptions());
+        desired = computeDesired(this.lastGoodObjects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR, podCIDRv6: this.opts.podCIDRv6 }, this.localEndpoints(), this.numbering, this.desiredOptions());
       } catch (e2) {
         const r = { ok: false, reason, error: (e2 as Error).message, durationMs: performance.now() - t0 };
         this.events.onReconcile?.(r);
@@ -407,7 +422,7 @@ export class Agent {
     }
     this.collisionsLogged = collisions.length;
     // Without native routing the agent wants none of its routes (a restart out of native mode removes them).
-    const want = this.opts.routingMode === "native" ? remoteNodeRoutes(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR }) : { routes: [], problems: [] };
+    const want = this.opts.routingMode === "native" ? remoteNodeRoutes(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR, podCIDRv6: this.opts.podCIDRv6 }) : { routes: [], problems: [] };
     const problems = want.problems.join("\n");
     if (problems !== this.routeProblems) for (const p of want.problems) this.log("warn", p);
     this.routeProblems = problems;
@@ -550,9 +565,10 @@ export class Agent {
     const hostIfname = hostIfnameFor(req.containerId);
     let rec: EndpointRecord;
     try {
+      const ip6 = this.ipam6?.allocate(req.containerId);
       // Behind the overlay both ends get the device MTU less the encapsulation (Cilium pkg/mtu).
-      const link = createEndpointLink({ hostIfname, netns: req.netns, ifname: req.ifname, ip, mtu: this.overlay?.podMtu });
-      rec = { containerId: req.containerId, ifname: req.ifname, netns: req.netns, pod: req.pod, ip, epId: this.nextEpId++, hostIfname, hostIfindex: link.hostIfindex, hostMac: link.hostMac, podMac: link.podMac };
+      const link = createEndpointLink({ hostIfname, netns: req.netns, ifname: req.ifname, ip, ip6, mtu: this.overlay?.podMtu });
+      rec = { containerId: req.containerId, ifname: req.ifname, netns: req.netns, pod: req.pod, ip, ...(ip6 ? { ip6 } : {}), epId: this.nextEpId++, hostIfname, hostIfindex: link.hostIfindex, hostMac: link.hostMac, podMac: link.podMac };
       this.endpoints.set(rec.containerId, rec);
       // The maps first (the endpoint entry comes last, O2), then the programs: until the endpoint is in the
       // maps, from-endpoint would drop the pod's packets as an unknown source.
@@ -561,7 +577,7 @@ export class Agent {
     } catch (e) {
       this.endpoints.delete(req.containerId);
       deleteEndpointLink(hostIfname);
-      this.ipam.release(req.containerId);
+      this.releaseAddresses(req.containerId);
       this.saveState();
       throw e instanceof AgentError ? e : new AgentError("ENDPOINT_FAILED", (e as Error).message, 999);
     }
@@ -574,16 +590,22 @@ export class Agent {
   deleteEndpoint(req: { containerId: string }): boolean {
     const ep = this.endpoints.get(req.containerId);
     if (!ep) {
-      this.ipam.release(req.containerId);
+      this.releaseAddresses(req.containerId);
       return false;
     }
     this.endpoints.delete(req.containerId);
     deleteEndpointLink(ep.hostIfname);
-    this.ipam.release(ep.containerId);
+    this.releaseAddresses(ep.containerId);
     this.saveState();
     this.reconcile(`endpoint ${ep.pod} deleted`);
     this.events.onEndpoints?.(this.endpoints.size);
     return true;
+  }
+
+  /** Returns a container's addresses of both families to IPAM. */
+  private releaseAddresses(containerId: string): void {
+    this.ipam.release(containerId);
+    this.ipam6?.release(containerId);
   }
 
   /** CNI CHECK: the problems found (empty = fine). Throws when the container is unknown. */
@@ -601,8 +623,8 @@ export class Agent {
         { name: ep.hostIfname, mac: ep.hostMac },
         { name: ep.ifname, mac: ep.podMac, sandbox: ep.netns },
       ],
-      ips: [{ address: `${ep.ip}/32`, gateway: POD_GATEWAY, interface: 1 }],
-      routes: [{ dst: "0.0.0.0/0", gw: POD_GATEWAY }],
+      ips: [{ address: `${ep.ip}/32`, gateway: POD_GATEWAY, interface: 1 }, ...(ep.ip6 ? [{ address: `${ep.ip6}/128`, gateway: POD_GATEWAY6, interface: 1 }] : [])],
+      routes: [{ dst: "0.0.0.0/0", gw: POD_GATEWAY }, ...(ep.ip6 ? [{ dst: "::/0", gw: POD_GATEWAY6 }] : [])],
       dns: {},
     };
   }

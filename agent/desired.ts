@@ -59,6 +59,8 @@ export interface LocalEndpoint {
   /** ns/name of the pod. */
   pod: string;
   ip: string;
+  /** The pod's IPv6 address (dual stack). */
+  ip6?: string;
   ifindex: number;
   /** MAC of the pod's interface and of the host side, "aa:bb:…" (optional). */
   mac?: string;
@@ -69,6 +71,8 @@ export interface NodeInfo {
   name: string;
   ip: string;
   podCIDR: string;
+  /** The node's IPv6 pod CIDR (dual stack). */
+  podCIDRv6?: string;
 }
 
 export interface DesiredState {
@@ -98,6 +102,12 @@ export function hex(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 }
 
+/** A local endpoint's addresses as a Pod's status: podIP, and podIPs when it is dual-stack (the agent's
+ * IPAM is the truth for its own pods, whatever the manifest says). */
+function podStatus(ep: LocalEndpoint): { podIP: string; podIPs?: { ip: string }[] } {
+  return { podIP: ep.ip, podIPs: ep.ip6 ? [{ ip: ep.ip }, { ip: ep.ip6 }] : [{ ip: ep.ip }] };
+}
+
 /** The manifests as the node sees them (rule 3). */
 export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[]): ManifestObject[] {
   const byPod = new Map(endpoints.map((e) => [e.pod, e]));
@@ -111,7 +121,7 @@ export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints
     if (o.kind === "Node" && o.metadata.name === node.name) {
       haveNode = true;
       const raw = structuredClone(o.raw ?? {});
-      raw.spec = { ...(raw.spec ?? {}), podCIDR: node.podCIDR };
+      raw.spec = { ...(raw.spec ?? {}), podCIDR: node.podCIDR, ...(node.podCIDRv6 ? { podCIDRs: [node.podCIDR, node.podCIDRv6] } : {}) };
       raw.status = { ...(raw.status ?? {}), addresses: [{ type: "InternalIP", address: node.ip }] };
       out.push({ ...o, raw });
       continue;
@@ -124,7 +134,7 @@ export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints
         const raw = structuredClone(o.raw ?? {});
         raw.spec = { ...(raw.spec ?? {}), nodeName: node.name };
         delete raw.spec.hostNetwork;
-        raw.status = { ...(raw.status ?? {}), podIP: ep.ip };
+        raw.status = { ...(raw.status ?? {}), ...podStatus(ep) };
         out.push({ ...o, raw });
         continue;
       }
@@ -145,7 +155,7 @@ export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints
       apiVersion: "v1",
       kind: "Node",
       metadata: { name: node.name },
-      raw: { apiVersion: "v1", kind: "Node", metadata: { name: node.name }, spec: { podCIDR: node.podCIDR }, status: { addresses: [{ type: "InternalIP", address: node.ip }] } },
+      raw: { apiVersion: "v1", kind: "Node", metadata: { name: node.name }, spec: { podCIDR: node.podCIDR, ...(node.podCIDRv6 ? { podCIDRs: [node.podCIDR, node.podCIDRv6] } : {}) }, status: { addresses: [{ type: "InternalIP", address: node.ip }] } },
     });
   }
   // Endpoints whose pod is not in the manifests: a pod with no labels (Cilium gives it an identity from
@@ -154,7 +164,7 @@ export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints
     if (seen.has(ep.pod)) continue;
     const [namespace, name] = ep.pod.split("/") as [string, string];
     const metadata = { name, namespace, labels: {} };
-    out.push({ apiVersion: "v1", kind: "Pod", metadata, raw: { apiVersion: "v1", kind: "Pod", metadata, spec: { nodeName: node.name }, status: { podIP: ep.ip } } });
+    out.push({ apiVersion: "v1", kind: "Pod", metadata, raw: { apiVersion: "v1", kind: "Pod", metadata, spec: { nodeName: node.name }, status: podStatus(ep) } });
   }
   return out;
 }

@@ -3,11 +3,13 @@
  * addresses are handed out per container id, never twice while allocated, and the allocation is persisted
  * (atomically: write then rename) before the address is returned, so a restarted agent hands out the same
  * answers. The network address, the first address (kept for the node, as Cilium's router IP) and the
- * broadcast address are never handed out. Release is idempotent. After a release the cursor moves on, so
- * a freed address is reused only once the rest of the range has been used.
+ * broadcast address are never handed out. The same for an IPv6 pod CIDR (dual stack, Cilium's enable-ipv6
+ * with ipv6-range): its own instance and file, addresses in canonical text. Release is idempotent. After a
+ * release the cursor moves on, so a freed address is reused only once the rest of the range has been used.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
+import { formatIp, parseIp } from "../host/ip.ts";
 
 export class IpamError extends Error {
   constructor(
@@ -26,36 +28,42 @@ interface IpamFile {
   allocations: Record<string, string>;
 }
 
-function ipToInt(ip: string): number {
-  const p = ip.split(".").map(Number);
-  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new IpamError("IPAM_BAD_CIDR", `invalid IPv4 address ${ip}`);
-  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
+/** An address of `family` as a number; IPAM_BAD_CIDR when it is not one. */
+function ipToInt(ip: string, family: 4 | 6): bigint {
+  const a = parseIp(ip);
+  if (!a || a.family !== family) throw new IpamError("IPAM_BAD_CIDR", `invalid IPv${family} address ${ip}`);
+  return a.addr;
 }
 
-function intToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
-}
-
-export function parseCidr4(cidr: string): { base: number; bits: number } {
-  const [addr, len] = cidr.split("/");
-  const bits = Number(len);
-  if (!addr || !Number.isInteger(bits) || bits < 8 || bits > 30) throw new IpamError("IPAM_BAD_CIDR", `invalid pod CIDR ${cidr} (IPv4, /8 to /30)`);
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  return { base: (ipToInt(addr) & mask) >>> 0, bits };
+/**
+ * A pod CIDR: IPv4 /8 to /30, or IPv6 /64 to /126 (Cilium's ipv6-range per node is a /64 or longer; IPv6
+ * has no broadcast address, the last one is still kept back so both families follow one rule).
+ */
+export function parsePodCidr(cidr: string): { base: bigint; bits: number; family: 4 | 6 } {
+  const [addr, len, ...rest] = cidr.split("/");
+  const a = addr ? parseIp(addr) : undefined;
+  const bits = len !== undefined && /^\d{1,3}$/.test(len) ? Number(len) : NaN;
+  const [min, max] = a?.family === 6 ? [64, 126] : [8, 30];
+  if (!a || rest.length || !(bits >= min && bits <= max)) throw new IpamError("IPAM_BAD_CIDR", `invalid pod CIDR ${cidr} (IPv4 /8 to /30, or IPv6 /64 to /126)`);
+  const width = a.family === 6 ? 128 : 32;
+  const mask = ((1n << BigInt(width)) - 1n) ^ ((1n << BigInt(width - bits)) - 1n);
+  return { base: a.addr & mask, bits, family: a.family };
 }
 
 export class Ipam {
   private state: IpamFile;
-  private readonly base: number;
-  private readonly size: number;
+  private readonly base: bigint;
+  private readonly size: bigint;
+  readonly family: 4 | 6;
 
   constructor(
     readonly cidr: string,
     readonly file: string,
   ) {
-    const c = parseCidr4(cidr);
+    const c = parsePodCidr(cidr);
     this.base = c.base;
-    this.size = 2 ** (32 - c.bits);
+    this.family = c.family;
+    this.size = 1n << BigInt((c.family === 6 ? 128 : 32) - c.bits);
     this.state = { cidr, cursor: 2, allocations: {} };
     if (existsSync(file)) {
       let s: IpamFile;
@@ -72,8 +80,8 @@ export class Ipam {
 
   contains(ip: string): boolean {
     try {
-      const n = ipToInt(ip);
-      return n > this.base + 1 && n < this.base + this.size - 1;
+      const n = ipToInt(ip, this.family);
+      return n > this.base + 1n && n < this.base + this.size - 1n;
     } catch {
       return false;
     }
@@ -83,13 +91,17 @@ export class Ipam {
   allocate(owner: string): string {
     const have = this.ipOf(owner);
     if (have) return have;
-    const usable = this.size - 3;
-    for (let i = 0; i < usable; i++) {
-      const off = 2 + ((this.state.cursor - 2 + i) % usable);
-      const ip = intToIp(this.base + off);
+    // Offsets 2 … size-2 (BigInt: an IPv6 range is larger than a double counts exactly); the loop ends at
+    // the first free address, or after every held one has been passed over.
+    const usable = this.size - 3n;
+    const held = BigInt(Object.keys(this.state.allocations).length);
+    for (let i = 0n; i < usable && i <= held; i++) {
+      const off = 2n + ((BigInt(this.state.cursor) - 2n + i) % usable);
+      const ip = formatIp(this.family, this.base + off);
       if (this.state.allocations[ip] === undefined) {
         this.state.allocations[ip] = owner;
-        this.state.cursor = 2 + ((off - 2 + 1) % usable);
+        // The cursor stays a JSON number: exact below 2^53, which is as far as any node allocates.
+        this.state.cursor = Number(2n + ((off - 2n + 1n) % usable));
         this.save();
         return ip;
       }

@@ -6,10 +6,18 @@
  * for namespaces that are only a path (/proc/<pid>/ns/net, as container runtimes pass in CNI_NETNS).
  *
  * Addressing (Cilium's default for veth endpoints):
- *   pod:  <ip>/32 on its interface (IPv6 off on it: the datapath is IPv4-only); 169.254.1.1 as an on-link gateway with a permanent neighbour entry for
- *         the host side's MAC; the default route via it.
+ *   pod:  <ip>/32 on its interface; 169.254.1.1 as an on-link gateway with a permanent neighbour entry for
+ *         the host side's MAC; the default route via it. IPv6 off on the interface unless the pod is
+ *         dual-stack.
  *   node: a /32 route to <ip> on the host-side interface and a permanent neighbour entry for the pod's MAC,
  *         so no ARP crosses the datapath.
+ * Dual stack (an `ip6`): the same for IPv6 — <ip6>/128 (no duplicate address detection: IPAM made it
+ * unique), fe80::1 as the on-link gateway with a permanent neighbour entry for the host side's MAC and the
+ * default route via it; on the node a /128 route and a permanent neighbour entry for the pod's MAC. So no
+ * neighbour discovery crosses the datapath, as no ARP does: where Cilium's bpf_lxc answers the pod's
+ * neighbour solicitation for its router address (bpf/lib/icmp6.h icmp6_handle_ns), the pod here already
+ * knows the router's MAC. Neither side makes a link-local address (addr_gen_mode 1) nor sends router
+ * solicitations, so no DAD, RS or MLD chatter reaches the programs as drops.
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -18,6 +26,8 @@ import { BpfError, BpfErrorCode } from "./errors.ts";
 import { netnsPath } from "./netns.ts";
 
 export const POD_GATEWAY = "169.254.1.1";
+/** The pods' IPv6 gateway: link-local, known to each pod by a permanent neighbour entry. */
+export const POD_GATEWAY6 = "fe80::1";
 
 export interface EndpointLinkSpec {
   /** Name of the host-side interface (≤ 15 bytes); hostIfnameFor() derives one from the container id. */
@@ -28,6 +38,8 @@ export interface EndpointLinkSpec {
   ifname: string;
   /** The pod's IPv4 address. */
   ip: string;
+  /** The pod's IPv6 address (dual stack); absent: IPv6 stays off on the pod's interface. */
+  ip6?: string;
   mtu?: number;
 }
 
@@ -83,9 +95,11 @@ export function createEndpointLink(spec: EndpointLinkSpec): EndpointLink {
   try {
     ip(["link", "set", tmp, "netns", netnsPath(spec.netns)]);
     ip(["link", "set", tmp, "name", spec.ifname], spec.netns);
-    podSysctl(spec.netns, `net.ipv6.conf.${spec.ifname}.disable_ipv6`, "1");
+    if (spec.ip6) {
+      for (const [k, v] of [["disable_ipv6", "0"], ["addr_gen_mode", "1"], ["accept_dad", "0"], ["accept_ra", "0"], ["router_solicitations", "0"]]) podSysctl(spec.netns, `net.ipv6.conf.${spec.ifname}.${k}`, v!);
+    } else podSysctl(spec.netns, `net.ipv6.conf.${spec.ifname}.disable_ipv6`, "1");
     const host = linkShow(spec.hostIfname)!;
-    hostSysctls(spec.hostIfname);
+    hostSysctls(spec.hostIfname, spec.ip6 !== undefined);
     ip(["link", "set", spec.hostIfname, "up"]);
     ip(["link", "set", "lo", "up"], spec.netns);
     ip(["addr", "add", `${spec.ip}/32`, "dev", spec.ifname], spec.netns);
@@ -96,6 +110,14 @@ export function createEndpointLink(spec: EndpointLinkSpec): EndpointLink {
     const pod = linkShow(spec.ifname, spec.netns)!;
     ip(["route", "replace", `${spec.ip}/32`, "dev", spec.hostIfname]);
     ip(["neigh", "replace", spec.ip, "lladdr", pod.address, "dev", spec.hostIfname, "nud", "permanent"]);
+    if (spec.ip6) {
+      ip(["-6", "addr", "add", `${spec.ip6}/128`, "dev", spec.ifname, "nodad"], spec.netns);
+      ip(["-6", "route", "replace", `${POD_GATEWAY6}/128`, "dev", spec.ifname], spec.netns);
+      ip(["-6", "neigh", "replace", POD_GATEWAY6, "lladdr", host.address, "dev", spec.ifname, "nud", "permanent"], spec.netns);
+      ip(["-6", "route", "replace", "default", "via", POD_GATEWAY6, "dev", spec.ifname], spec.netns);
+      ip(["-6", "route", "replace", `${spec.ip6}/128`, "dev", spec.hostIfname]);
+      ip(["-6", "neigh", "replace", spec.ip6, "lladdr", pod.address, "dev", spec.hostIfname, "nud", "permanent"]);
+    }
     return { hostIfname: spec.hostIfname, hostIfindex: host.ifindex, hostMac: host.address, podMac: pod.address, podIfindex: pod.ifindex };
   } catch (e) {
     deleteEndpointLink(spec.hostIfname);
@@ -104,12 +126,13 @@ export function createEndpointLink(spec: EndpointLinkSpec): EndpointLink {
 }
 
 /**
- * The host side's sysctls, as Cilium sets them on lxc devices: no IPv6 (the datapath here is IPv4-only, and
- * router solicitations would only be dropped), no reverse-path filter, and accept_local — a NodePort reply
+ * The host side's sysctls, as Cilium sets them on lxc devices: IPv6 off unless the pod is dual-stack (then
+ * on, but without a link-local address or router solicitations, whose packets would only be dropped), no
+ * reverse-path filter, and accept_local — a NodePort reply
  * from a local backend is reverse-NATed at from-endpoint to the node's own address and then forwarded by
  * the stack, which otherwise drops a packet arriving with a local source address as a martian.
  */
-function hostSysctls(ifname: string): void {
+function hostSysctls(ifname: string, ipv6: boolean): void {
   const set = (path: string, v: string) => {
     try {
       writeFileSync(path, v);
@@ -117,7 +140,12 @@ function hostSysctls(ifname: string): void {
       // IPv6 disabled on the node altogether, or a read-only /proc/sys: nothing to do.
     }
   };
-  set(`/proc/sys/net/ipv6/conf/${ifname}/disable_ipv6`, "1");
+  if (ipv6) {
+    set(`/proc/sys/net/ipv6/conf/${ifname}/addr_gen_mode`, "1");
+    set(`/proc/sys/net/ipv6/conf/${ifname}/accept_ra`, "0");
+    set(`/proc/sys/net/ipv6/conf/${ifname}/router_solicitations`, "0");
+  }
+  set(`/proc/sys/net/ipv6/conf/${ifname}/disable_ipv6`, ipv6 ? "0" : "1");
   set(`/proc/sys/net/ipv4/conf/${ifname}/rp_filter`, "0");
   set(`/proc/sys/net/ipv4/conf/${ifname}/accept_local`, "1");
 }
@@ -156,14 +184,15 @@ export function checkEndpointLink(spec: EndpointLinkSpec): string[] {
   if (!pod) return [...problems, `interface ${spec.ifname} is missing in ${spec.netns}`];
   try {
     const addrs = JSON.parse(ip(["-j", "addr", "show", "dev", spec.ifname], spec.netns)) as { addr_info: { local: string }[] }[];
-    if (!addrs[0]?.addr_info.some((a) => a.local === spec.ip)) problems.push(`${spec.ifname} does not have ${spec.ip}`);
+    for (const a of [spec.ip, ...(spec.ip6 ? [spec.ip6] : [])]) if (!addrs[0]?.addr_info.some((x) => x.local === a)) problems.push(`${spec.ifname} does not have ${a}`);
   } catch (e) {
     problems.push((e as Error).message);
   }
   return problems;
 }
 
-/** Turns on IPv4 forwarding in the caller's namespace (the node). */
-export function enableIpForwarding(): void {
+/** Turns on IPv4 forwarding in the caller's namespace (the node), and IPv6 forwarding for dual stack. */
+export function enableIpForwarding(ipv6 = false): void {
   writeFileSync("/proc/sys/net/ipv4/ip_forward", "1");
+  if (ipv6) writeFileSync("/proc/sys/net/ipv6/conf/all/forwarding", "1");
 }

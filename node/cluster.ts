@@ -14,7 +14,7 @@
  * NodePorts from 30000 up. `pinned` (whatif) keeps the addresses of a previous model for objects that still
  * exist, so an edit never renumbers the cluster.
  */
-import { formatIp, parseIp } from "../host/ip.ts";
+import { formatIp, isIpv6, parseIp } from "../host/ip.ts";
 import { maglevSeeds } from "../host/maglev.ts";
 import { CILIATE_API, CILIATE_KINDS, KNOWN_KINDS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, parseCidr, dnsSelectorProblems, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
 import { SimError } from "./errors.ts";
@@ -28,6 +28,12 @@ export interface SimConfig {
   policyEnforcement: EnforcementMode;
   podCIDR: string;
   serviceCIDR: string;
+  /** Dual stack: the cluster's IPv6 pod CIDR (nodes without an IPv6 spec.podCIDRs entry get the next /64 of
+   * it), as Cilium's enable-ipv6 with a cluster pool. Absent: pods get IPv6 addresses only from their
+   * node's spec.podCIDRs or their status.podIPs. */
+  podCIDRv6?: string;
+  /** Where dual-stack and IPv6 services get their IPv6 ClusterIP from. */
+  serviceCIDRv6: string;
   maglevTableSize: number;
   maglevSeed: string;
   ct: { syn: number; tcp: number; close: number; any: number; svcTcp: number; svcAny: number };
@@ -47,6 +53,7 @@ export const DEFAULT_CONFIG: SimConfig = {
   enableHostFirewall: false,
   podCIDR: "10.244.0.0/16",
   serviceCIDR: "10.96.0.0/12",
+  serviceCIDRv6: "fd00:10:96::/112",
   maglevTableSize: 251,
   maglevSeed: "JLfvgnHc2kaSUFaI",
   ct: { syn: 60, tcp: 8000, close: 10, any: 60, svcTcp: 8000, svcAny: 60 },
@@ -56,12 +63,16 @@ export interface SimNode {
   name: string;
   ip: string;
   podCIDR: string;
+  /** The node's IPv6 pod CIDR (the IPv6 entry of spec.podCIDRs), when the node is dual-stack. */
+  podCIDRv6?: string;
   labels: Record<string, string>;
 }
 
 export interface SimPod extends PodModel {
   key: string;
+  /** The IPv4 address (or the only address); `ips` holds every address, IPv4 first (status.podIPs). */
   ip: string;
+  ips: string[];
   node: string;
   ready: boolean;
   terminating: boolean;
@@ -94,6 +105,8 @@ export interface SimService {
   name: string;
   type: "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName";
   clusterIP?: string;
+  /** Every ClusterIP, the primary first (spec.clusterIPs: one per family of spec.ipFamilies). */
+  clusterIPs: string[];
   headless: boolean;
   externalIPs: string[];
   loadBalancerIPs: string[];
@@ -157,6 +170,8 @@ export interface FlowSpec {
   /** Seconds the virtual clock advances before the flow starts (e.g. to let a DNS TTL run out). */
   wait?: number;
   icmp?: { type: number; code: number };
+  /** The address family the flow uses between dual-stack ends (default: IPv4, or the family of an address given). */
+  ipFamily?: "IPv4" | "IPv6";
   count: number;
   /** Where it was declared, for messages. */
   where: string;
@@ -187,8 +202,12 @@ export interface Allocation {
   nodeIp: Map<string, string>;
   nodeCidr: Map<string, string>;
   podIp: Map<string, string>;
+  /** IPv6 addresses of dual-stack pods (the IPv4 one is podIp). */
+  podIp6: Map<string, string>;
   podNode: Map<string, string>;
   serviceIp: Map<string, string>;
+  /** Second-family ClusterIPs of dual-stack services. */
+  serviceIp6: Map<string, string>;
   nodePort: Map<string, number>;
 }
 
@@ -354,7 +373,9 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
   const count = f.count === undefined ? 1 : Number(f.count);
   if (!Number.isInteger(count) || count < 1 || count > 10000) throw bad(o, [...path, "count"], `invalid count ${JSON.stringify(f.count)} (1-10000)`);
   const whereEnds = { from: where(o, [...path, "from", ...Object.keys(from).slice(0, 1)]), to: where(o, [...path, "to", ...Object.keys(to).slice(0, 1)]) };
-  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, kafka, tls, dns, wait, icmp, count, where: where(o, path), whereEnds };
+  if (f.ipFamily !== undefined && f.ipFamily !== "IPv4" && f.ipFamily !== "IPv6") throw bad(o, [...path, "ipFamily"], `unknown ipFamily ${JSON.stringify(f.ipFamily)} (IPv4 or IPv6)`);
+  const ipFamily = f.ipFamily as FlowSpec["ipFamily"];
+  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, kafka, tls, dns, wait, icmp, ...(ipFamily ? { ipFamily } : {}), count, where: where(o, path), whereEnds };
 }
 
 function dnsSpecOf(o: ManifestObject, path: (string | number)[], raw: unknown, protocol: string): DnsSpec {
@@ -456,6 +477,15 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
     };
     c.podCIDR = cidrOf("podCIDR") ?? cidrOf("clusterCIDR") ?? c.podCIDR;
     c.serviceCIDR = cidrOf("serviceCIDR") ?? c.serviceCIDR;
+    const cidr6Of = (k: string, minBits: number, maxBits: number) => {
+      const v = s[k];
+      if (v === undefined) return undefined;
+      const p = typeof v === "string" ? parseCidr(v) : undefined;
+      if (!p || p.family !== 6 || p.bits < minBits || p.bits > maxBits) throw bad(o, ["spec", k], `invalid IPv6 CIDR ${JSON.stringify(v)} (/${minBits} to /${maxBits})`);
+      return p.text;
+    };
+    c.podCIDRv6 = cidr6Of("podCIDRv6", 32, 64) ?? c.podCIDRv6;
+    c.serviceCIDRv6 = cidr6Of("serviceCIDRv6", 96, 120) ?? c.serviceCIDRv6;
     const mg = (s.maglev ?? {}) as Record<string, unknown>;
     const size = s.maglevTableSize ?? mg.tableSize;
     if (size !== undefined) {
@@ -542,10 +572,24 @@ function placeNodes(objects: ManifestObject[], config: SimConfig, pinned: Alloca
     let cidr = str(spec.podCIDR);
     if (cidr !== undefined && (!parseCidr(cidr) || parseCidr(cidr)!.family !== 4)) throw bad(o, ["spec", "podCIDR"], `invalid IPv4 pod CIDR ${JSON.stringify(cidr)}`);
     if (cidr) cidr = parseCidr(cidr)!.text;
+    // Dual stack: spec.podCIDRs holds at most one CIDR per family (the API server's rule).
+    let cidr6: string | undefined;
+    const list = spec.podCIDRs === undefined ? [] : Array.isArray(spec.podCIDRs) ? spec.podCIDRs : [spec.podCIDRs];
+    list.forEach((x, i) => {
+      const c = typeof x === "string" ? parseCidr(x) : undefined;
+      if (!c) throw bad(o, ["spec", "podCIDRs", i], `invalid pod CIDR ${JSON.stringify(x)}`);
+      if (c.family === 4) {
+        if (cidr === undefined) cidr = c.text;
+        return;
+      }
+      if (cidr6 !== undefined) throw bad(o, ["spec", "podCIDRs", i], "spec.podCIDRs has more than one IPv6 CIDR (one per family)");
+      if (c.bits < 64 || c.bits > 120) throw bad(o, ["spec", "podCIDRs", i], `IPv6 pod CIDR ${c.text} must be /64 to /120`);
+      cidr6 = c.text;
+    });
     if (internal && !canonicalIp(internal)) throw bad(o, ["status", "addresses"], `invalid node address ${internal}`);
-    return { o, name: o.metadata.name, cidr: cidr ?? pinned?.nodeCidr.get(o.metadata.name), ip: internal ?? pinned?.nodeIp.get(o.metadata.name), labels: labelsOf(o.metadata.labels) };
+    return { o, name: o.metadata.name, cidr: cidr ?? pinned?.nodeCidr.get(o.metadata.name), cidr6, ip: internal ?? pinned?.nodeIp.get(o.metadata.name), labels: labelsOf(o.metadata.labels) };
   });
-  if (rawNodes.length === 0) rawNodes.push({ o: undefined as unknown as ManifestObject, name: "node-1", cidr: pinned?.nodeCidr.get("node-1"), ip: pinned?.nodeIp.get("node-1"), labels: {} });
+  if (rawNodes.length === 0) rawNodes.push({ o: undefined as unknown as ManifestObject, name: "node-1", cidr: pinned?.nodeCidr.get("node-1"), cidr6: undefined, ip: pinned?.nodeIp.get("node-1"), labels: {} });
   for (const n of rawNodes) {
     if (n.cidr) usedCidrs.add(n.cidr);
     if (n.ip) usedNodeIps.add(n.ip);
@@ -567,7 +611,21 @@ function placeNodes(objects: ManifestObject[], config: SimConfig, pinned: Alloca
       if (!usedNodeIps.has(c)) ip = c;
     }
     usedNodeIps.add(ip);
-    nodes.push({ name: n.name, ip, podCIDR: cidr, labels: n.labels });
+    nodes.push({ name: n.name, ip, podCIDR: cidr, podCIDRv6: n.cidr6, labels: n.labels });
+  }
+  // Dual stack from the Config: each node without an IPv6 pod CIDR gets the next free /64 of podCIDRv6.
+  if (config.podCIDRv6) {
+    const pool = parseCidr(config.podCIDRv6)!;
+    const used = new Set(nodes.map((n) => n.podCIDRv6).filter(Boolean));
+    let next = 0n;
+    for (const n of nodes) {
+      while (!n.podCIDRv6) {
+        if (next >= 1n << BigInt(64 - pool.bits)) throw new SimError("IPAM_EXHAUSTED", `cluster IPv6 pod CIDR ${config.podCIDRv6} has no free /64 for node ${n.name}`);
+        const c = `${formatIp(6, pool.addr + (next++ << 64n))}/64`;
+        if (!used.has(c)) n.podCIDRv6 = c;
+      }
+      used.add(n.podCIDRv6);
+    }
   }
   return nodes;
 }
@@ -606,8 +664,9 @@ function placePods(raws: RawPod[], nodes: SimNode[], pinned: Allocation | undefi
   const pods: SimPod[] = [];
   const usedPodIps = new Map<string, string>();
   const podCursor = new Map<string, number>();
+  const podCursor6 = new Map<string, bigint>();
   let rr = 0;
-  const placed: { r: RawPod; node: string; ip?: string; host: boolean }[] = [];
+  const placed: { r: RawPod; node: string; ip?: string; ip6?: string; host: boolean }[] = [];
   for (const r of raws) {
     const k = `${r.namespace}/${r.name}`;
     let node = r.node ?? str(r.spec.nodeName) ?? pinned?.podNode.get(k);
@@ -620,13 +679,32 @@ function placePods(raws: RawPod[], nodes: SimNode[], pinned: Allocation | undefi
       if (!c) throw bad(r.src, ["status", "podIP"], `invalid pod IP ${JSON.stringify(ip)}`);
       ip = c;
     }
+    // status.podIPs (dual stack): the primary (= podIP) first, at most one address per family.
+    let ip6: string | undefined;
+    const listed = Array.isArray(r.status?.podIPs) ? (r.status!.podIPs as unknown[]) : [];
+    listed.forEach((x, i) => {
+      const raw = str((x as Record<string, unknown> | undefined)?.ip);
+      const c = raw === undefined ? undefined : canonicalIp(raw);
+      if (!c) throw bad(r.src, ["status", "podIPs", i, "ip"], `invalid pod IP ${JSON.stringify(raw)}`);
+      if (i === 0 && ip !== undefined && c !== ip) throw bad(r.src, ["status", "podIPs", 0, "ip"], `status.podIPs[0] (${c}) must be status.podIP (${ip})`);
+      if (i === 0 && ip === undefined) ip = c;
+      if (i === 0) return;
+      if (isIpv6(c) === isIpv6(ip!)) throw bad(r.src, ["status", "podIPs", i, "ip"], `status.podIPs has two ${isIpv6(c) ? "IPv6" : "IPv4"} addresses (one per family)`);
+      ip6 = c;
+    });
+    // An IPv6-first dual-stack pod: `ip` is the IPv4 address, `ip6` the IPv6 one (an IPv6-only pod keeps its one address as `ip`).
+    if (ip !== undefined && isIpv6(ip) && ip6 !== undefined) [ip, ip6] = [ip6, ip];
     if (host) ip = nodeByName.get(node)!.ip;
-    else if (!ip) ip = pinned?.podIp.get(k);
-    placed.push({ r, node, ip, host });
-    if (ip && !host) {
-      const other = usedPodIps.get(ip);
-      if (other) throw bad(r.src, ["status", "podIP"], `pod ${k} has IP ${ip}, already used by pod ${other}`, "DUPLICATE_IP");
-      usedPodIps.set(ip, k);
+    else {
+      if (!ip) ip = pinned?.podIp.get(k);
+      if (!ip6 && !r.status?.podIP) ip6 = pinned?.podIp6.get(k);
+    }
+    placed.push({ r, node, ip, ip6: host ? undefined : ip6, host });
+    for (const a of host ? [] : [ip, ip6]) {
+      if (!a) continue;
+      const other = usedPodIps.get(a);
+      if (other) throw bad(r.src, ["status", "podIP"], `pod ${k} has IP ${a}, already used by pod ${other}`, "DUPLICATE_IP");
+      usedPodIps.set(a, k);
     }
   }
   for (const p of placed) {
@@ -648,6 +726,20 @@ function placePods(raws: RawPod[], nodes: SimNode[], pinned: Allocation | undefi
       usedPodIps.set(ip, `${p.r.namespace}/${p.r.name}`);
       p.ip = ip;
     }
+    const n = nodeByName.get(p.node)!;
+    if (!p.ip6 && !p.host && n.podCIDRv6 && !p.r.status?.podIP) {
+      // The IPv6 address: host .10, .11, … of the node's IPv6 pod CIDR (hex), as the IPv4 one.
+      const c = parseCidr(n.podCIDRv6)!;
+      const size = 1n << BigInt(128 - c.bits);
+      let i = podCursor6.get(n.name) ?? 10n;
+      for (; i < size - 1n && !p.ip6; i++) {
+        const cand = formatIp(6, c.addr + i);
+        if (!usedPodIps.has(cand)) p.ip6 = cand;
+      }
+      if (!p.ip6) throw new SimError("IPAM_EXHAUSTED", `node ${n.name}: IPv6 pod CIDR ${n.podCIDRv6} has no free address for pod ${p.r.namespace}/${p.r.name}`);
+      podCursor6.set(n.name, i);
+      usedPodIps.set(p.ip6, `${p.r.namespace}/${p.r.name}`);
+    }
     const conds = (p.r.status?.conditions as { type?: string; status?: string }[]) ?? [];
     const readyCond = conds.find((c) => c.type === "Ready");
     const ready = readyCond ? readyCond.status !== "False" : true;
@@ -661,7 +753,7 @@ function placePods(raws: RawPod[], nodes: SimNode[], pinned: Allocation | undefi
       node: p.node,
       hostNetwork: p.host,
       containerPorts: containerPorts(p.r),
-      ips: [p.ip!],
+      ips: p.ip6 ? [p.ip!, p.ip6] : [p.ip!],
       ip: p.ip!,
       ready,
       terminating: p.r.deleting,
@@ -685,14 +777,18 @@ function namespacesOf(objects: ManifestObject[]): NamespaceModel[] {
 function buildServices(objects: ManifestObject[], config: SimConfig, pods: SimPod[], pinned: Allocation | undefined): SimService[] {
   const svcObjs = objects.filter((o) => o.kind === "Service").sort((a, b) => (`${nsOf(a)}/${a.metadata.name}` < `${nsOf(b)}/${b.metadata.name}` ? -1 : 1));
   const svcCidr = parseCidr(config.serviceCIDR)!;
+  const svcCidr6 = parseCidr(config.serviceCIDRv6)!;
   const usedSvcIps = new Set<string>();
   const usedNodePorts = new Set<number>();
   for (const o of svcObjs) {
     const ip = str(o.raw.spec?.clusterIP);
     if (ip && ip !== "None") usedSvcIps.add(canonicalIp(ip) ?? ip);
+    for (const x of Array.isArray(o.raw.spec?.clusterIPs) ? (o.raw.spec.clusterIPs as unknown[]) : []) if (typeof x === "string" && x !== "None") usedSvcIps.add(canonicalIp(x) ?? x);
     for (const p of (o.raw.spec?.ports as Record<string, unknown>[]) ?? []) if (p?.nodePort) usedNodePorts.add(Number(p.nodePort));
   }
   for (const v of pinned?.serviceIp.values() ?? []) usedSvcIps.add(v);
+  for (const v of pinned?.serviceIp6.values() ?? []) usedSvcIps.add(v);
+  let nextSvc6 = 10n;
   for (const v of pinned?.nodePort.values() ?? []) usedNodePorts.add(v);
   let nextSvc = 10;
   let nextNodePort = 30000;
@@ -718,6 +814,36 @@ function buildServices(objects: ManifestObject[], config: SimConfig, pods: SimPo
         if (!usedSvcIps.has(cand)) clusterIP = cand;
       }
       usedSvcIps.add(clusterIP);
+    }
+    const clusterIPs = clusterIP ? [clusterIP] : [];
+    if (clusterIP) {
+      // Dual stack (spec.ipFamilies, spec.ipFamilyPolicy, spec.clusterIPs): one ClusterIP per family.
+      const listed = Array.isArray(spec.clusterIPs) ? (spec.clusterIPs as unknown[]) : [];
+      listed.forEach((x, i) => {
+        const c = typeof x === "string" ? canonicalIp(x) : undefined;
+        if (!c) throw bad(o, ["spec", "clusterIPs", i], `invalid clusterIP ${JSON.stringify(x)}`);
+        if (i === 0 && c !== clusterIP && str(spec.clusterIP)) throw bad(o, ["spec", "clusterIPs", 0], `spec.clusterIPs[0] (${c}) must be spec.clusterIP (${clusterIP})`);
+        if (i === 0) return;
+        if (isIpv6(c) === isIpv6(clusterIP!) || i > 1) throw bad(o, ["spec", "clusterIPs", i], "spec.clusterIPs holds at most one address per family");
+        clusterIPs.push(c);
+      });
+      const families = Array.isArray(spec.ipFamilies) ? (spec.ipFamilies as unknown[]).map(String) : [];
+      families.forEach((f, i) => {
+        if (f !== "IPv4" && f !== "IPv6") throw bad(o, ["spec", "ipFamilies", i], `unknown IP family ${JSON.stringify(f)} (IPv4 or IPv6)`);
+      });
+      const policy = str(spec.ipFamilyPolicy) ?? "SingleStack";
+      if (!["SingleStack", "PreferDualStack", "RequireDualStack"].includes(policy)) throw bad(o, ["spec", "ipFamilyPolicy"], `unknown ipFamilyPolicy ${JSON.stringify(policy)} (SingleStack, PreferDualStack or RequireDualStack)`);
+      const wantV6 = families.includes("IPv6") || policy !== "SingleStack";
+      if (wantV6 && clusterIPs.length === 1 && !isIpv6(clusterIP!)) {
+        let ip6 = pinned?.serviceIp6.get(key);
+        while (!ip6) {
+          if (nextSvc6 >= 1n << BigInt(128 - svcCidr6.bits)) throw new SimError("IPAM_EXHAUSTED", `IPv6 service CIDR ${config.serviceCIDRv6} has no free address for service ${key}`);
+          const cand = formatIp(6, svcCidr6.addr + nextSvc6++);
+          if (!usedSvcIps.has(cand)) ip6 = cand;
+        }
+        usedSvcIps.add(ip6);
+        clusterIPs.push(ip6);
+      }
     }
     const selector = spec.selector && Object.keys(spec.selector as object).length ? labelsOf(spec.selector) : undefined;
     const annotations = labelsOf((o.metadata as Record<string, unknown>).annotations);
@@ -763,6 +889,7 @@ function buildServices(objects: ManifestObject[], config: SimConfig, pods: SimPo
       name: o.metadata.name,
       type,
       clusterIP,
+      clusterIPs,
       headless,
       externalIPs,
       loadBalancerIPs,
@@ -773,14 +900,14 @@ function buildServices(objects: ManifestObject[], config: SimConfig, pods: SimPo
       internalLocal: spec.internalTrafficPolicy === "Local",
       selector,
     };
-    serviceBackends(o, ns, ports, rawPorts, selector, slices, pods);
+    serviceBackends(o, ns, ports, rawPorts, selector, slices, pods, clusterIPs);
     services.push(svc);
   }
   return services;
 }
 
 /** A service port's backends: from the service's EndpointSlices when it has any, else the ready (or terminating) pods its selector selects; active ones first. */
-function serviceBackends(o: ManifestObject, ns: string, ports: SimServicePort[], rawPorts: unknown[], selector: Record<string, string> | undefined, slices: ManifestObject[], pods: SimPod[]): void {
+function serviceBackends(o: ManifestObject, ns: string, ports: SimServicePort[], rawPorts: unknown[], selector: Record<string, string> | undefined, slices: ManifestObject[], pods: SimPod[], clusterIPs: string[]): void {
   const mySlices = slices.filter((s) => nsOf(s) === ns && labelsOf(s.metadata.labels)["kubernetes.io/service-name"] === o.metadata.name);
   const podOfIp = (ip: string) => pods.find((p) => p.ip === ip && !p.hostNetwork) ?? pods.find((p) => p.ip === ip);
   if (mySlices.length) {
@@ -819,7 +946,8 @@ function serviceBackends(o: ManifestObject, ns: string, ports: SimServicePort[],
         else port = p.containerPorts.find((c) => c.name === sp.targetPort && c.protocol === sp.protocol)?.port;
         if (port === undefined) continue;
         declared = true;
-        sp.backends.push({ ip: p.ip, port, protocol: sp.protocol, state: p.terminating ? "terminating" : "active", pod: p.key, node: p.node });
+        // One backend per address of the pod: each ClusterIP uses those of its own family (node/services.ts).
+        for (const ip of p.hostNetwork ? [p.ip] : p.ips.filter((x, j) => j === 0 || clusterIPs.some((c) => isIpv6(c) === isIpv6(x)))) sp.backends.push({ ip, port, protocol: sp.protocol, state: p.terminating ? "terminating" : "active", pod: p.key, node: p.node });
       }
       if (typeof sp.targetPort === "string" && selected.length && !declared)
         throw bad(o, ["spec", "ports", i, "targetPort"], `targetPort ${JSON.stringify(sp.targetPort)} is not a named ${sp.protocol} port of any selected pod (${selected.map((p) => p.key).join(", ")})`, "UNKNOWN_TARGET_PORT");
@@ -883,17 +1011,19 @@ function ipv4Cmp(a: string, b: string): number {
 
 /** The addresses a build handed out, to pin them in a second build (whatif). */
 export function allocationOf(c: SimCluster): Allocation {
-  const a: Allocation = { nodeIp: new Map(), nodeCidr: new Map(), podIp: new Map(), podNode: new Map(), serviceIp: new Map(), nodePort: new Map() };
+  const a: Allocation = { nodeIp: new Map(), nodeCidr: new Map(), podIp: new Map(), podIp6: new Map(), podNode: new Map(), serviceIp: new Map(), serviceIp6: new Map(), nodePort: new Map() };
   for (const n of c.nodes) {
     a.nodeIp.set(n.name, n.ip);
     a.nodeCidr.set(n.name, n.podCIDR);
   }
   for (const p of c.pods) {
     if (!p.hostNetwork) a.podIp.set(p.key, p.ip);
+    if (!p.hostNetwork && p.ips[1]) a.podIp6.set(p.key, p.ips[1]);
     a.podNode.set(p.key, p.node);
   }
   for (const s of c.services) {
     if (s.clusterIP) a.serviceIp.set(s.key, s.clusterIP);
+    if (s.clusterIPs[1]) a.serviceIp6.set(s.key, s.clusterIPs[1]);
     for (const p of s.ports) if (p.nodePort !== undefined) a.nodePort.set(`${s.key}/${p.port}/${p.protocol}`, p.nodePort);
   }
   return a;

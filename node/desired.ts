@@ -223,10 +223,14 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
     const ep = numbering.endpoint(p);
     if (!ep) continue;
     programmed.add(p.key);
-    out.Endpoints.push({
-      key: { addr: addrBytes16(p.ip), family: familyOf(p.ip) },
-      value: { epId: ep.epId, secIdentity: identityOf(p), ifindex: ep.ifindex, mac: macBytes(ep.mac), nodeMac: macBytes(ep.hostMac) },
-    });
+    // One entry per address: a dual-stack pod is one endpoint reached by its IPv4 and its IPv6 address
+    // (Cilium's cilium_lxc holds both keys for the same lxc_id).
+    for (const ip of p.ips) {
+      out.Endpoints.push({
+        key: { addr: addrBytes16(ip), family: familyOf(ip) },
+        value: { epId: ep.epId, secIdentity: identityOf(p), ifindex: ep.ifindex, mac: macBytes(ep.mac), nodeMac: macBytes(ep.hostMac) },
+      });
+    }
     const compiled = policy.endpoints.get(p.key);
     if (!compiled) continue;
     out.Policy.push(...endpointPolicyEntries(ep.epId, compiled, numbering));
@@ -252,10 +256,14 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
   for (const p of cluster.pods) {
     if (p.hostNetwork) continue;
     const remote = p.node !== nodeName;
-    out.Ipcache.push({
-      key: ipcacheKey(p.ip),
-      value: { secIdentity: identityOf(p), tunnelEndpoint: remote ? addrBytes16(nodeIp.get(p.node)!) : new Uint8Array(16), flags: remote ? C.IPCACHE_F_HAS_TUNNEL_EP | (isIpv6(nodeIp.get(p.node)!) ? C.IPCACHE_F_IPV6_TUNNEL_EP : 0) : 0 },
-    });
+    // Every address of the pod carries its identity (identity by IP for IPv6 peers too); the tunnel endpoint
+    // is its node's (IPv4) address whichever the family of the inner packet.
+    for (const ip of p.ips) {
+      out.Ipcache.push({
+        key: ipcacheKey(ip),
+        value: { secIdentity: identityOf(p), tunnelEndpoint: remote ? addrBytes16(nodeIp.get(p.node)!) : new Uint8Array(16), flags: remote ? C.IPCACHE_F_HAS_TUNNEL_EP | (isIpv6(nodeIp.get(p.node)!) ? C.IPCACHE_F_IPV6_TUNNEL_EP : 0) : 0 },
+      });
+    }
   }
 
   // Services.

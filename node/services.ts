@@ -6,6 +6,7 @@
  * agree on service ids (pkg/loadbalancer: one ID per frontend, backend IDs per backend address).
  */
 import * as C from "../host/constants.gen.ts";
+import { isIpv6 } from "../host/ip.ts";
 import type { SimBackend, SimCluster, SimService, SimServicePort, L4 } from "./cluster.ts";
 
 export type FrontendKind = "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalIP";
@@ -55,7 +56,7 @@ export function buildLbModel(c: SimCluster): LbModel {
       const aff = svc.affinityTimeout ? C.SVC_F_AFFINITY : 0;
       const add = (kind: FrontendKind, ip: string, fport: number, flags: number, localOnly: boolean, flags2 = 0) =>
         frontends.push({ svc, port, kind, ip, fport, protocol: port.protocol, revNat: revNat++, flags: flags | aff, flags2, localOnly });
-      if (svc.clusterIP) add("ClusterIP", svc.clusterIP, port.port, 0, svc.internalLocal, svc.internalLocal ? C.SVC_F2_INT_LOCAL_SCOPE : 0);
+      for (const ip of svc.clusterIPs) add("ClusterIP", ip, port.port, 0, svc.internalLocal, svc.internalLocal ? C.SVC_F2_INT_LOCAL_SCOPE : 0);
       if (port.nodePort !== undefined)
         for (const n of c.nodes) add("NodePort", n.ip, port.nodePort, C.SVC_F_NODEPORT | C.SVC_F_ROUTABLE | (svc.externalLocal ? C.SVC_F_EXT_LOCAL_SCOPE : 0), svc.externalLocal);
       for (const ip of svc.loadBalancerIPs) add("LoadBalancer", ip, port.port, C.SVC_F_LOADBALANCER | C.SVC_F_ROUTABLE | (svc.externalLocal ? C.SVC_F_EXT_LOCAL_SCOPE : 0), svc.externalLocal);
@@ -65,7 +66,13 @@ export function buildLbModel(c: SimCluster): LbModel {
   return { frontends, backendIds, backendById };
 }
 
-/** The backends a node uses for a frontend: local ones only when its traffic policy is Local. */
+/**
+ * The backends a node uses for a frontend: those of the frontend's address family (a dual-stack service's
+ * IPv4 ClusterIP goes to the pods' IPv4 addresses, its IPv6 one to their IPv6 addresses: no NAT46/64, as
+ * Cilium's per-family lb4/lb6 maps), and local ones only when its traffic policy is Local.
+ */
 export function frontendBackends(f: Frontend, nodeName: string): SimBackend[] {
-  return f.localOnly ? f.port.backends.filter((b) => b.node === nodeName) : f.port.backends;
+  const v6 = isIpv6(f.ip);
+  const same = f.port.backends.filter((b) => isIpv6(b.ip) === v6);
+  return f.localOnly ? same.filter((b) => b.node === nodeName) : same;
 }

@@ -167,9 +167,18 @@ export class FlowPlayer extends L7Proxy {
     const whereTo = spec.whereEnds?.to ?? what;
     const srcPre = "entity" in spec.from ? undefined : this.resolveSource(spec.from, undefined, whereFrom);
     const srcHint: Place | undefined = srcPre ?? ("entity" in spec.from ? { kind: spec.from.entity === "host" ? "host" : "external", ip: "" } : undefined);
-    const dst = this.resolveDestination(spec.to, srcHint, spec.port, spec.protocol, whereTo);
+    let dst = this.resolveDestination(spec.to, srcHint, spec.port, spec.protocol, whereTo);
     const peerNode = dst.frontend ? (dst.frontend.port.backends[0]?.node ?? this.cluster.nodes[0]!.name) : dst.place.node;
-    const src = srcPre ?? this.resolveSource(spec.from, peerNode, whereFrom);
+    let src = srcPre ?? this.resolveSource(spec.from, peerNode, whereFrom);
+    // Dual-stack ends (pods, services) take the flow's family: ICMPv6 or ipFamily IPv6 or the family of the
+    // end given as an address; an end without an address of that family keeps its own (and fails below).
+    const fixedV6 = (p: Place, f: Frontend | undefined) => (p.ip && !f && p.kind !== "pod" ? p.ip.includes(":") : undefined);
+    const wantV6 = spec.protocol === "ICMPv6" || spec.ipFamily === "IPv6" ? true : spec.ipFamily === "IPv4" ? false : (fixedV6(dst.place, dst.frontend) ?? fixedV6(src, undefined));
+    if (wantV6 !== undefined) {
+      const d = this.places.inFamily(dst.place, dst.frontend, wantV6);
+      if (d) dst = { ...dst, place: d.place, frontend: d.frontend, port: d.frontend ? d.frontend.fport : dst.port };
+      src = this.places.inFamily(src, undefined, wantV6)?.place ?? src;
+    }
     // With the host firewall a node is an end of its own: its host policies judge the flow.
     const hostEnd = this.cluster.config.enableHostFirewall && (src.kind === "host" || dst.place.kind === "host");
     if (src.kind !== "pod" && dst.place.kind !== "pod" && !dst.frontend && !hostEnd)

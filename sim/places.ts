@@ -4,7 +4,7 @@
  * a pod, a node (host) or an address outside — and a service to the frontend its source would use.
  */
 import * as C from "../host/constants.gen.ts";
-import { formatIp } from "../host/ip.ts";
+import { formatIp, isIpv6 } from "../host/ip.ts";
 import { canonicalIp, type EndpointRefSpec, type FlowProtocol, type SimCluster, type SimNode, type SimPod, type SimService } from "../node/cluster.ts";
 import { SimError } from "../node/errors.ts";
 import type { Frontend, LbModel } from "../node/services.ts";
@@ -49,7 +49,7 @@ export class Places {
     private readonly cluster: SimCluster,
     private readonly lb: LbModel,
   ) {
-    for (const p of cluster.pods) if (!p.hostNetwork) this.podByIp.set(p.ip, p);
+    for (const p of cluster.pods) if (!p.hostNetwork) for (const ip of p.ips) this.podByIp.set(ip, p);
     for (const n of cluster.nodes) this.nodeByIp.set(n.ip, n);
   }
 
@@ -69,7 +69,7 @@ export class Places {
   /** Place of an address: a pod, a node (host), or outside the cluster. */
   placeOfIp(ip: string): Place {
     const pod = this.podByIp.get(ip);
-    if (pod) return this.placeOfPod(pod);
+    if (pod) return { ...this.placeOfPod(pod), ip };
     const node = this.nodeByIp.get(ip);
     if (node) return { kind: "host", ip, node: node.name, carry: C.ID_HOST };
     return { kind: "external", ip };
@@ -133,6 +133,21 @@ export class Places {
   }
 
   /** Resolves a destination; a service becomes the frontend the source would use. */
+  /**
+   * The same place in another address family: a dual-stack pod at its address of that family, a service
+   * frontend at the service's frontend of that family; undefined when it has none. Other places are as given.
+   */
+  inFamily(place: Place, frontend: Frontend | undefined, v6: boolean): { place: Place; frontend?: Frontend } | undefined {
+    if (!place.ip || isIpv6(place.ip) === v6) return { place, frontend };
+    if (frontend) {
+      const f = this.lb.frontends.find((x) => x.svc === frontend.svc && x.port === frontend.port && x.kind === frontend.kind && isIpv6(x.ip) === v6);
+      return f ? { place: { ...place, ip: f.ip }, frontend: f } : undefined;
+    }
+    if (place.kind !== "pod" || !place.pod) return undefined;
+    const ip = place.pod.ips.find((x) => isIpv6(x) === v6);
+    return ip ? { place: { ...place, ip } } : undefined;
+  }
+
   resolveDestination(ref: EndpointRefSpec, src: Place | undefined, port: number, proto: FlowProtocol, what: string): { place: Place; port: number; frontend?: Frontend } {
     if ("pod" in ref) return { place: this.placeOfPod(this.requirePod(ref.pod, what)), port };
     if ("selector" in ref) return { place: this.placeOfPod(this.selectPod(ref.selector, what)), port };

@@ -18,6 +18,8 @@ export interface AgentFlags extends GlobalOptions, IdentityFlags {
   nodeName?: string;
   nodeIp?: string;
   podCidr?: string;
+  enableIpv6?: boolean;
+  ipv6Range?: string;
   bpffs: string;
   stateDir: string;
   socket: string;
@@ -61,6 +63,18 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   ]);
   if (!f.podCidr) throw new CliError("--pod-cidr is required", "BAD_OPTION", "the node's pod CIDR, e.g. 10.244.1.0/24");
   if (!f.nodeIp) throw new CliError("--node-ip is required", "BAD_OPTION", "the node's InternalIP");
+  if (f.enableIpv6 && !f.ipv6Range) throw new CliError("--enable-ipv6 needs --ipv6-range", "BAD_OPTION", "this node's IPv6 pod CIDR, e.g. fd00:10:244:1::/64");
+  if (f.ipv6Range && !f.enableIpv6) throw new CliError("--ipv6-range needs --enable-ipv6", "BAD_OPTION", "add --enable-ipv6 for dual-stack pods");
+  if (f.ipv6Range) {
+    const { parsePodCidr } = await import("../../agent/ipam.ts");
+    let family: number;
+    try {
+      family = parsePodCidr(f.ipv6Range).family;
+    } catch (e) {
+      throw new CliError(`invalid --ipv6-range: ${(e as Error).message}`, "BAD_OPTION", "an IPv6 prefix /64 to /126, e.g. fd00:10:244:1::/64");
+    }
+    if (family !== 6) throw new CliError(`invalid --ipv6-range ${f.ipv6Range}: not an IPv6 prefix`, "BAD_OPTION", "an IPv6 prefix /64 to /126, e.g. fd00:10:244:1::/64");
+  }
   if (f.policyMapMax !== undefined && !(Number.isInteger(Number(f.policyMapMax)) && Number(f.policyMapMax) > 0)) throw new CliError(`invalid --policy-map-max ${f.policyMapMax}`, "BAD_OPTION", "a positive count");
   const fqdnMinTtl = fqdnMinTtlOf(f);
   const interval = Number(f.resyncInterval);
@@ -117,6 +131,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     nodeName,
     nodeIp: f.nodeIp,
     podCIDR: f.podCidr,
+    ...(f.ipv6Range ? { podCIDRv6: f.ipv6Range } : {}),
     pinRoot: f.bpffs,
     stateDir: f.stateDir,
     objectPath: f.object,
@@ -332,6 +347,8 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--node-name <name>", "this node's name (default: the hostname)")
     .option("--node-ip <ip>", "this node's InternalIP")
     .option("--pod-cidr <cidr>", "this node's pod CIDR (IPAM range)")
+    .option("--enable-ipv6", "dual-stack pods: each also gets an IPv6 address from --ipv6-range (Cilium's enable-ipv6)")
+    .option("--ipv6-range <cidr>", "with --enable-ipv6: this node's IPv6 pod CIDR, /64 to /126 (Cilium's ipv6-range)")
     .option("--bpffs <dir>", "bpffs directory for the pinned maps", DEFAULT_BPFFS)
     .option("--state-dir <dir>", "agent state (endpoints, IPAM, identities)", DEFAULT_STATE_DIR)
     .option("--socket <path>", "unix socket of the agent API (root only)", DEFAULT_SOCKET)

@@ -1,6 +1,7 @@
 # ICMP echo from inside a test network namespace (`ip netns exec <ns> python3 ping.py HOST [COUNT]`): the
 # box has no ping, and Node has no raw sockets. Sends COUNT echo requests (1 s timeout each) and prints
-# one JSON line {"sent": n, "received": m}.
+# one JSON line {"sent": n, "received": m}. An IPv6 HOST gets ICMPv6 echo (type 128, reply 129; the kernel
+# fills the ICMPv6 checksum of a raw ICMPv6 socket and hands it back without the IPv6 header).
 import json, os, select, socket, struct, sys, time
 
 def checksum(b):
@@ -13,13 +14,15 @@ def checksum(b):
 
 host = sys.argv[1]
 count = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+v6 = ":" in host
+sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) if v6 else socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+REQ, REP = (128, 129) if v6 else (8, 0)
 ident = os.getpid() & 0xFFFF
 received = 0
 for seq in range(count):
     payload = b"ciliate-ping"
-    hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-    pkt = struct.pack("!BBHHH", 8, 0, checksum(hdr + payload), ident, seq) + payload
+    hdr = struct.pack("!BBHHH", REQ, 0, 0, ident, seq)
+    pkt = (hdr if v6 else struct.pack("!BBHHH", REQ, 0, checksum(hdr + payload), ident, seq)) + payload
     sock.sendto(pkt, (host, 0))
     deadline = time.time() + 1.0
     while time.time() < deadline:
@@ -27,9 +30,9 @@ for seq in range(count):
         if not r:
             break
         data, addr = sock.recvfrom(2048)
-        ihl = (data[0] & 0x0F) * 4
+        ihl = 0 if v6 else (data[0] & 0x0F) * 4
         t, _, _, rid, rseq = struct.unpack("!BBHHH", data[ihl:ihl + 8])
-        if t == 0 and rid == ident and rseq == seq and addr[0] == host:
+        if t == REP and rid == ident and rseq == seq and socket.inet_pton(sock.family, addr[0]) == socket.inet_pton(sock.family, host):
             received += 1
             break
 print(json.dumps({"sent": count, "received": received}))

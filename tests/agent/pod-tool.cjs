@@ -1,8 +1,9 @@
 // Traffic inside a test network namespace (run with `ip netns exec <ns> node pod-tool.cjs …`); the box has no
 // nc/ping/curl. Every mode is bounded in time and prints one JSON line.
-//   serve NAME MS [PORTS]    TCP :8080 (or the comma-separated PORTS) and UDP :5353 answer "NAME"; exits after MS
-//   tcp HOST PORT            one connection → {ok, reply} (1.5 s timeout)
-//   udp HOST PORT            one datagram   → {ok, reply} (1 s timeout)
+//   serve NAME MS [PORTS]    TCP :8080 (or the comma-separated PORTS) and UDP :5353 answer "NAME", over IPv4
+//                            and, where the namespace has IPv6, over IPv6 too; exits after MS
+//   tcp HOST PORT            one connection → {ok, reply} (1.5 s timeout); HOST may be IPv6
+//   udp HOST PORT            one datagram   → {ok, reply} (1 s timeout); HOST may be IPv6
 //   loop HOST PORT MS GAP    a new connection every GAP ms for MS ms → {ok, fail, replies}
 //   hold HOST PORT MS        one connection, a request every 100 ms (one at a time) for MS ms → {sent, recv, error, maxGapMs}
 //   http-serve NAME MS PORT  HTTP on PORT: every request gets 200 and JSON {server: NAME, method, url, peer}
@@ -40,16 +41,24 @@ function tcpOnce(host, port, timeout = 1500) {
 
 (async () => {
   if (mode === "serve") {
-    for (const port of (c || "8080").split(",").map(Number)) net.createServer((s) => s.on("data", () => s.write(a)).on("error", () => {})).listen(port, "0.0.0.0");
+    for (const port of (c || "8080").split(",").map(Number)) {
+      net.createServer((s) => s.on("data", () => s.write(a)).on("error", () => {})).listen(port, "0.0.0.0");
+      // IPv6 beside it (dual-stack pods); a namespace without IPv6 refuses it, which changes nothing.
+      net.createServer((s) => s.on("data", () => s.write(a)).on("error", () => {})).on("error", () => {}).listen({ port, host: "::", ipv6Only: true });
+    }
     const u = dgram.createSocket("udp4");
     u.on("message", (_m, r) => u.send(a, r.port, r.address));
     u.bind(5353);
+    const u6 = dgram.createSocket({ type: "udp6", ipv6Only: true });
+    u6.on("message", (_m, r) => u6.send(a, r.port, r.address));
+    u6.on("error", () => {});
+    u6.bind(5353, "::");
     setTimeout(() => process.exit(0), Number(b));
     print({ serving: a });
   } else if (mode === "tcp") {
     print(await tcpOnce(a, Number(b)));
   } else if (mode === "udp") {
-    const u = dgram.createSocket("udp4");
+    const u = dgram.createSocket(a.includes(":") ? "udp6" : "udp4");
     const t = setTimeout(() => {
       print({ ok: false, error: "timeout" });
       process.exit(0);

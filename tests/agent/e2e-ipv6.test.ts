@@ -1,0 +1,146 @@
+/*
+ * End-to-end: dual-stack pods on one node (`ciliate agent --enable-ipv6 --ipv6-range`). Pods join by
+ * `ciliate cni` ADD and get an IPv4 and an IPv6 address; an "ext" namespace beside the node stands for
+ * addresses outside the cluster (2001:db8:1::5 and 2001:db8:2::5, routed by the node). Real TCP, UDP and
+ * ICMPv6 echo over IPv6:
+ *   - by identity: client → server allowed (TCP 8080, UDP 5353, ICMPv6 echo), other → server denied;
+ *   - by IPv6 CIDR: other (egress toCIDR 2001:db8:1::/48) → 2001:db8:1::5 allowed, → 2001:db8:2::5 denied;
+ *   - an IPv6 ClusterIP (dual-stack service) → server's IPv6 address;
+ * with the drops counted by the datapath, the flows carrying IPv6 addresses, and `ciliate check` on the same
+ * manifests agreeing with every verdict. Kernel suite: runs as root; everything is removed in afterAll.
+ */
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { kernelSuite } from "../../datapath/index.ts";
+import { E2eNode, eventually, expectCheckAgrees, podYaml, ROOT, serve, sh, tool } from "./e2e-helpers.ts";
+
+const suite = kernelSuite("agent-e2e-ipv6", ["root", "libbpf", "bpffs", "iproute2"]);
+const PODS = ["client", "other", "server"];
+const RANGE6 = "fd00:10:244:6::/64";
+const SVC6 = "fd00:10:96::50";
+const h = new E2eNode({ prefix: "ci6", nodeIp: "192.168.59.1", podCidr: "10.244.6.0/24", metricsAddr: "127.0.0.1:19966", pods: PODS.map((name) => ({ name })), others: ["ext"], agentFlags: ["--enable-ipv6", "--ipv6-range", RANGE6] });
+const NS = (n: string) => h.ns(n);
+const ip6 = new Map<string, string>();
+
+const FILES: Record<string, string> = {
+  "pods.yaml": PODS.map((p) => podYaml(p)).join("---\n"),
+  "svc.yaml": `apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.96.0.50
+  clusterIPs: [10.96.0.50, "${SVC6}"]
+  ipFamilyPolicy: PreferDualStack
+  ipFamilies: [IPv4, IPv6]
+  selector: {app: server}
+  ports: [{port: 80, targetPort: 8080}]
+`,
+  "policy.yaml": `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: server-ingress, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: server}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}, {port: "5353", protocol: UDP}]}]
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    icmps: [{fields: [{family: IPv6, type: EchoRequest}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: other-egress, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: other}}
+  egress:
+  - toCIDR: ["2001:db8:1::/48"]
+`,
+};
+
+const metrics = () => h.metrics();
+const dropped = (dir: "INGRESS" | "EGRESS") => Number(new RegExp(`^ciliate_drop_count_total\\{reason="POLICY_DENIED",direction="${dir}"\\} (\\d+)$`, "m").exec(metrics())?.[1] ?? 0);
+const ping6 = (from: string, to: string) => JSON.parse(sh("ip", ["netns", "exec", NS(from), "python3", join(ROOT, "tests/agent/ping.py"), to, "2"])) as { sent: number; received: number };
+const verdicts = new Map<string, "allowed" | "denied">();
+
+/** One case: `run` answers whether the traffic got through; a denied one must have been counted as a policy drop. */
+function expectCase(name: string, want: "allowed" | "denied", dir: "INGRESS" | "EGRESS", run: () => boolean): void {
+  const before = dropped(dir);
+  const ok = run();
+  expect(`${name}: ${ok ? "allowed" : "denied"}`, h.log).toBe(`${name}: ${want}`);
+  if (want === "denied") expect(dropped(dir), `${name}: a policy drop counted`).toBeGreaterThan(before);
+  verdicts.set(name, want);
+}
+
+describe.skipIf(suite.skip)("ciliate agent: dual-stack pods over IPv6 (network namespaces)", () => {
+  beforeAll(async () => {
+    h.setUp(FILES);
+    // ext: a namespace behind the node holding two outside IPv6 addresses, with a route back to the pods.
+    const veth = `v6x${h.tag}`.slice(0, 15);
+    sh("ip", ["-n", h.nodeNs, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", NS("ext")]);
+    sh("ip", ["-n", h.nodeNs, "-6", "addr", "add", "2001:db8:ff::1/64", "dev", veth, "nodad"]);
+    sh("ip", ["-n", h.nodeNs, "link", "set", veth, "up"]);
+    sh("ip", ["-n", NS("ext"), "link", "set", "lo", "up"]);
+    sh("ip", ["-n", NS("ext"), "-6", "addr", "add", "2001:db8:ff::2/64", "dev", "eth0", "nodad"]);
+    for (const a of ["2001:db8:1::5/128", "2001:db8:2::5/128"]) sh("ip", ["-n", NS("ext"), "-6", "addr", "add", a, "dev", "lo"]);
+    sh("ip", ["-n", NS("ext"), "link", "set", "eth0", "up"]);
+    sh("ip", ["-n", NS("ext"), "-6", "route", "add", RANGE6, "via", "2001:db8:ff::1"]);
+    for (const p of ["2001:db8:1::/64", "2001:db8:2::/64"]) sh("ip", ["-n", h.nodeNs, "-6", "route", "add", p, "via", "2001:db8:ff::2"]);
+    await h.startAgent();
+    h.addPods();
+    for (const p of PODS) {
+      const addrs = JSON.parse(sh("ip", ["-n", NS(p), "-j", "-6", "addr", "show", "dev", "eth0", "scope", "global"])) as { addr_info: { local: string }[] }[];
+      ip6.set(p, addrs[0]!.addr_info[0]!.local);
+    }
+    h.children.push(serve(NS("server"), "server", 180_000), serve(NS("ext"), "ext", 180_000, [443]));
+    await eventually(() => tool(NS("client"), "tcp", ip6.get("server")!, 8080).ok === true, 30_000, () => `client → [server]:8080 never answered\n${h.log}`);
+  }, 120_000);
+
+  afterAll(() => h.tearDown(), 60_000);
+
+  it("gives each pod an IPv4 and an IPv6 address from the node's ranges (CNI result and the pod's interface)", () => {
+    for (const p of PODS) {
+      expect(ip6.get(p)).toMatch(/^fd00:10:244:6::[0-9a-f]+$/);
+      expect(h.podIp.get(p)).toMatch(/^10\.244\.6\.\d+$/);
+    }
+    expect(new Set(ip6.values()).size).toBe(3);
+    // No neighbour discovery is needed: the pod knows its gateway's MAC (a permanent entry).
+    expect(sh("ip", ["-n", NS("client"), "-6", "neigh", "show", "fe80::1", "dev", "eth0"])).toMatch(/PERMANENT/);
+  });
+
+  it("enforces identity policy on IPv6: TCP, UDP and ICMPv6 echo from client allowed, from other denied", () => {
+    const s = ip6.get("server")!;
+    expectCase("tcp6-client-server", "allowed", "INGRESS", () => tool(NS("client"), "tcp", s, 8080).ok === true);
+    expectCase("udp6-client-server", "allowed", "INGRESS", () => tool(NS("client"), "udp", s, 5353).ok === true);
+    expectCase("icmp6-client-server", "allowed", "INGRESS", () => ping6("client", s).received === 2);
+    expectCase("tcp6-other-server", "denied", "EGRESS", () => tool(NS("other"), "tcp", s, 8080).ok === true);
+    expectCase("tcp6-client-server-9090", "denied", "INGRESS", () => tool(NS("client"), "tcp", s, 9090).ok === true);
+  }, 60_000);
+
+  it("enforces an IPv6 CIDR rule: other reaches 2001:db8:1::5 and not 2001:db8:2::5", () => {
+    expectCase("cidr6-allowed", "allowed", "EGRESS", () => tool(NS("other"), "tcp", "2001:db8:1::5", 443).ok === true);
+    expectCase("cidr6-denied", "denied", "EGRESS", () => tool(NS("other"), "tcp", "2001:db8:2::5", 443).ok === true);
+  }, 60_000);
+
+  it("load-balances the IPv6 ClusterIP to the server's IPv6 address", () => {
+    expectCase("svc6-client", "allowed", "INGRESS", () => JSON.stringify(tool(NS("client"), "tcp", SVC6, 80)) === JSON.stringify({ ok: true, reply: "server" }));
+    const flows = h.observe("--last", "0");
+    const ips = flows.map((f) => f.IP as { source: string; destination: string; ipVersion: string } | undefined).filter((x) => x?.ipVersion === "IPv6");
+    expect(ips.some((x) => x!.source === ip6.get("client") && x!.destination === ip6.get("server"))).toBe(true);
+  }, 60_000);
+
+  it("agrees with `ciliate check` on every verdict", () => {
+    const cfg = `apiVersion: ciliate.dev/v1alpha1\nkind: Config\nmetadata: {name: c}\nspec: {podCIDRv6: "fd00:10:244::/56"}\n`;
+    const exp = (name: string, from: string, to: string, port: number, protocol: string, extra = "") =>
+      `apiVersion: ciliate.dev/v1alpha1\nkind: Expectation\nmetadata: {name: ${name}}\nspec: {from: {pod: default/${from}}, to: ${to}, port: ${port}, protocol: ${protocol}, verdict: ${verdicts.get(name)}${extra}}\n`;
+    const docs = [
+      exp("tcp6-client-server", "client", "{pod: default/server}", 8080, "TCP", ", ipFamily: IPv6"),
+      exp("udp6-client-server", "client", "{pod: default/server}", 5353, "UDP", ", ipFamily: IPv6"),
+      exp("icmp6-client-server", "client", "{pod: default/server}", 128, "ICMPv6"),
+      exp("tcp6-other-server", "other", "{pod: default/server}", 8080, "TCP", ", ipFamily: IPv6"),
+      exp("tcp6-client-server-9090", "client", "{pod: default/server}", 9090, "TCP", ", ipFamily: IPv6"),
+      exp("cidr6-allowed", "other", '{ip: "2001:db8:1::5"}', 443, "TCP"),
+      exp("cidr6-denied", "other", '{ip: "2001:db8:2::5"}', 443, "TCP"),
+      exp("svc6-client", "client", "{service: default/web}", 80, "TCP", ", ipFamily: IPv6"),
+    ];
+    expectCheckAgrees(h.dir, { ...FILES, "config.yaml": cfg }, docs.join("---\n"), verdicts);
+  }, 90_000);
+});
