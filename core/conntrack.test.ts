@@ -317,6 +317,28 @@ describe("TCP lifetime transitions (fake clock)", () => {
     expect(hook(fwd(TCP_ACK), OUT, 14).srcSecId).toBe(2);
   });
 
+  it("a bare SYN on a connection closing on one side only is NEW too (Cilium ct_entry_closing)", () => {
+    const fwd = (f: number) => tcp(A, X, 40006, 80, f);
+    const rev = (f: number) => tcp(X, A, 80, 40006, f);
+    hook(fwd(TCP_SYN), OUT, 10, { srcSecId: 1, revNat: 7, backendId: 0, proxyPort: 0 });
+    hook(rev(TCP_SYN | TCP_ACK), IN, 10);
+    hook(fwd(TCP_ACK), OUT, 10);
+    // The client resets after the handshake: only its side is closing, the lifetime stays the TCP one.
+    hook(fwd(TCP_RST), OUT, 11);
+    expect(read16(entry(fwd(0), OUT) + CT_ENTRY_FLAGS) & (CT_F_TX_CLOSING | CT_F_RX_CLOSING)).toBe(CT_F_TX_CLOSING);
+    // The same source port again: a new flow, whose entry replaces the old one (old rev-NAT index gone).
+    expect(hook(fwd(TCP_SYN), OUT, 12, { srcSecId: 1, revNat: 8, backendId: 0, proxyPort: 0 }).ct).toBe(CT_NEW);
+    const e = entry(fwd(0), OUT);
+    expect(read16(e + CT_ENTRY_FLAGS) & (CT_F_TX_CLOSING | CT_F_RX_CLOSING)).toBe(0);
+    expect(hook(rev(TCP_SYN | TCP_ACK), IN, 12).revNat).toBe(8);
+    // A half-closed flow (FIN from one side) re-opens on a bare SYN as well, not on other packets.
+    hook(fwd(TCP_ACK), OUT, 13);
+    hook(rev(TCP_FIN | TCP_ACK), IN, 14);
+    expect(hook(fwd(TCP_ACK), OUT, 15).ct).toBe(CT_ESTABLISHED);
+    expect(hook(fwd(TCP_SYN | TCP_ACK), OUT, 15).ct).toBe(CT_ESTABLISHED);
+    expect(hook(fwd(TCP_SYN), OUT, 16).ct).toBe(CT_NEW);
+  });
+
   it("RST during the handshake closes both sides; after it, only the sender's side", () => {
     hook(tcp(A, X, 40003, 80, TCP_SYN), OUT, 100);
     expect(hook(tcp(X, A, 80, 40003, TCP_RST | TCP_ACK), IN, 101).ct).toBe(CT_REPLY);

@@ -20,8 +20,11 @@
  *      tuples, which Cilium looks up in one scope only.
  *   3. The tuple as is: a live hit is CT_ESTABLISHED.
  *   4. Otherwise CT_NEW. An entry whose lifetime < now is dead and counts as absent.
- *   5. A TCP SYN without ACK that hits an entry whose both sides are closing is CT_NEW: the caller
- *      re-creates the entry (newer Cilium; 1.12–1.15 answered CT_REOPENED instead).
+ *   5. A TCP SYN without ACK that hits an entry closing on either side (Cilium ct_entry_closing: a FIN
+ *      or RST was seen in one direction) is CT_NEW: the caller re-creates the entry (newer Cilium;
+ *      1.12–1.15 answered CT_REOPENED instead). A client that resets its connection and later reuses the
+ *      source port thus starts from a fresh entry, not from the old flow's reverse NAT and proxy port.
+ *      (Cilium re-opens on any SYN without FIN/RST; ciliate only on a bare SYN.)
  *
  * Entry update on a REPLY / ESTABLISHED hit and on creation (ct_update_timeout and ACTION_CLOSE in
  * __ct_lookup):
@@ -213,11 +216,11 @@ function copyState(e: usize, state: usize): void {
   write16(state + CT_STATE_PROXY_PORT, read16be(e + CT_ENTRY_PROXY_PORT_BE));
 }
 
-/** Rule 5: a bare SYN on an entry whose both sides are closing re-opens the connection. */
+/** Rule 5: a bare SYN on an entry closing on either side re-opens the connection. */
 function isReopen(e: usize, tcp: bool, tcpFlags: u32): bool {
   if (!tcp) return false;
   if ((tcpFlags & (TCP_SYN | TCP_ACK)) != TCP_SYN) return false;
-  return (read16(e + CT_ENTRY_FLAGS) & CT_F_BOTH_CLOSING) == CT_F_BOTH_CLOSING;
+  return (read16(e + CT_ENTRY_FLAGS) & CT_F_BOTH_CLOSING) != 0;
 }
 
 /** Applies one packet to entry `e` (rules U1–U4). `reply`: the packet travels opposite to the tuple. */

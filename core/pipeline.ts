@@ -26,6 +26,8 @@
  *   R2. Whichever hook finds a reply through an entry with a rev-NAT index rewrites the reply's source back
  *       to the service frontend: the client's toEndpoint for ClusterIP, the backend's fromEndpoint for a
  *       NodePort flow to a local backend, fromNetwork for one SNATed to a remote backend.
+ *   R3. The hook that translates (fromEndpoint, fromNetwork) re-creates an entry whose rev-NAT index is not
+ *       the one of this packet's translation (staleServiceEntry).
  */
 import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKET_INFO_SADDR, PACKET_INFO_DADDR,
   PACKET_INFO_DPORT, PACKET_INFO_ICMP_TYPE, PACKET_INFO_ICMP_CODE, PACKET_INFO_LEN,
@@ -211,6 +213,19 @@ function ctFor(info: usize, tuple: usize, st: usize, dirFlag: u32, now: u32): u3
   return ctLookup(tuple, info, now, st);
 }
 
+/**
+ * R3. An ESTABLISHED hit whose entry carries another service's reverse NAT than the one this packet was
+ * translated for (0 = none) is a stale entry of an earlier flow on the same tuple — a client that reuses
+ * a source port towards another service with the same backend, or towards the backend directly. It is
+ * treated as new and re-created by the caller, as Cilium does (bpf/bpf_lxc.c handle_ipv4_from_lxc: "Did
+ * we end up at a stale non-service entry? Recreate if so."; bpf/lib/nodeport.h matches NodePort entries
+ * by rev_nat_index). Otherwise replies would be reverse-NATed to the old service's address.
+ */
+function staleServiceEntry(ct: u32, st: usize, revNat: u32): u32 {
+  if (ct == CT_ESTABLISHED && read16(st + CT_STATE_REV_NAT_INDEX) != revNat) return CT_NEW;
+  return ct;
+}
+
 /** R2: the reply's source back to the service frontend, recorded in the trace. Returns 0 or a drop reason. */
 function replyRevNat(pkt: Pkt, tr: usize, info: usize, st: usize): u32 {
   const revNat = read16(st + CT_STATE_REV_NAT_INDEX);
@@ -378,7 +393,7 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
   // 5. Conntrack on the translated tuple.
   const tuple = stackAlloc(CT_TUPLE_SIZE);
   const st = stackAlloc(CT_STATE_SIZE);
-  const ct = ctFor(info, tuple, st, TUPLE_F_OUT, now);
+  const ct = staleServiceEntry(ctFor(info, tuple, st, TUPLE_F_OUT, now), st, revNat);
   if (ct == CT_UNKNOWN_PROTO) return drop(tr, cfg, info, DROP_CT_UNKNOWN_PROTO, dir);
   if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
   const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family));
@@ -617,7 +632,7 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
   // fromEndpoint, which finds this entry as the reverse of an ingress-direction one; a remote backend's
   // reply comes back here after SNAT, and finds it as the reverse of an egress-direction one.
   const local = endpointLookup(info + PACKET_INFO_DADDR, family) != 0;
-  const ct = ctFor(info, tuple, st, local ? TUPLE_F_IN : TUPLE_F_OUT, now);
+  const ct = staleServiceEntry(ctFor(info, tuple, st, local ? TUPLE_F_IN : TUPLE_F_OUT, now), st, revNat);
   if (ct == CT_UNKNOWN_PROTO) return drop(tr, cfg, info, DROP_CT_UNKNOWN_PROTO, dir);
   if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
   if (ct == CT_NEW) {

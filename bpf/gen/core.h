@@ -27,12 +27,12 @@
 #define CILIATE_CT_ENTRY_BYTES __builtin_offsetof(struct ct_entry, bytes) /* CtEntry.bytes (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PACKETS __builtin_offsetof(struct ct_entry, packets) /* CtEntry.packets (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PROXY_PORT_BE __builtin_offsetof(struct ct_entry, proxy_port_be) /* CtEntry.proxyPortBe (core/gen/layout.ts) */
-#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:133 */
+#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:136 */
 #define CILIATE_CT_TUPLE_DADDR __builtin_offsetof(struct ct_tuple, daddr) /* CtTuple.daddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_DPORT_BE __builtin_offsetof(struct ct_tuple, dport_be) /* CtTuple.dportBe (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SADDR __builtin_offsetof(struct ct_tuple, saddr) /* CtTuple.saddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SPORT_BE __builtin_offsetof(struct ct_tuple, sport_be) /* CtTuple.sportBe (core/gen/layout.ts) */
-#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:131 */
+#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:134 */
 #define CILIATE_ENDPOINT_KEY_ADDR __builtin_offsetof(struct endpoint_key, addr) /* EndpointKey.addr (core/gen/layout.ts) */
 #define CILIATE_IPCACHE_KEY_ADDR __builtin_offsetof(struct ipcache_key, addr) /* IpcacheKey.addr (core/gen/layout.ts) */
 #define CILIATE_IPCACHE_VALUE_TUNNEL_ENDPOINT __builtin_offsetof(struct ipcache_value, tunnel_endpoint) /* IpcacheValue.tunnelEndpoint (core/gen/layout.ts) */
@@ -102,7 +102,7 @@ static __always_inline __u8 *ciliate_config_get(void)
 	return bpf_map_lookup_elem(&ciliate_config_v1, key);
 }
 
-/* core/pipeline.ts:79 traceBegin */
+/* core/pipeline.ts:81 traceBegin */
 static __always_inline __u8 *ciliate_trace_begin(__u8 *cfg)
 {
 	__u8 *key = ciliate_scratch(184, 4);
@@ -433,7 +433,7 @@ static __always_inline void ciliate_write16be(__u8 *p, __u32 v)
 	*(__u16 *)p = (__u16)ciliate_bswap16(v & 0xffff);
 }
 
-/* core/pipeline.ts:165 recordDest */
+/* core/pipeline.ts:167 recordDest */
 static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 {
 	if (tr == 0) {
@@ -447,7 +447,7 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
-/* core/pipeline.ts:149 enter */
+/* core/pipeline.ts:151 enter */
 static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
@@ -463,7 +463,7 @@ static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *c
 	return perr;
 }
 
-/* core/pipeline.ts:93 count */
+/* core/pipeline.ts:95 count */
 static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 {
 	__u8 *key = ciliate_scratch(192, sizeof(struct metrics_key));
@@ -512,7 +512,7 @@ static __always_inline __u32 ciliate_jhash3_words(__u32 a, __u32 b, __u32 c, __u
 	return ciliate_jhash_final3(a, b, c, initval + CILIATE_JHASH_INITVAL + 12);
 }
 
-/* core/pipeline.ts:109 finish */
+/* core/pipeline.ts:111 finish */
 static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
 {
 	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
@@ -543,7 +543,7 @@ static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u
 	return verdict;
 }
 
-/* core/pipeline.ts:142 drop */
+/* core/pipeline.ts:144 drop */
 static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *cfg, __u8 *info, __u32 reason, __u32 dir)
 {
 	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
@@ -1010,7 +1010,7 @@ static __always_inline __s32 ciliate_lb_dnat(ciliate_ctx_t *pkt, __u8 *info, __u
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:157 setFlag */
+/* core/pipeline.ts:159 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1018,13 +1018,22 @@ static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 	}
 }
 
-/* core/conntrack.ts:145 isIcmpError */
+/* core/pipeline.ts:224 staleServiceEntry */
+static __always_inline __u32 ciliate_stale_service_entry(__u32 ct, __u8 *st, __u32 rev_nat)
+{
+	if ((ct == CILIATE_CT_ESTABLISHED) && ((__u32)((struct ct_state *)st)->rev_nat_index != rev_nat)) {
+		return CILIATE_CT_NEW;
+	}
+	return ct;
+}
+
+/* core/conntrack.ts:148 isIcmpError */
 static __always_inline bool ciliate_is_icmp_error(__u8 *info)
 {
 	return ((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) != 0;
 }
 
-/* core/conntrack.ts:159 ctBuildTuple */
+/* core/conntrack.ts:162 ctBuildTuple */
 static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 {
 	__builtin_memset(tuple, 0, sizeof(struct ct_tuple));
@@ -1046,7 +1055,7 @@ static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 	((struct ct_tuple *)tuple)->flags = (__u8)CILIATE_TUPLE_F_OUT;
 }
 
-/* core/conntrack.ts:137 isTrackedProto */
+/* core/conntrack.ts:140 isTrackedProto */
 static __always_inline bool ciliate_is_tracked_proto(__u32 proto)
 {
 	if ((proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP) || (proto == CILIATE_IPPROTO_ICMP) || (proto == CILIATE_IPPROTO_ICMPV6)) {
@@ -1059,7 +1068,7 @@ static __always_inline bool ciliate_is_tracked_proto(__u32 proto)
 	return (cfg != 0) && ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_EXTENDED_IP_PROTOCOLS) != 0);
 }
 
-/* core/conntrack.ts:181 tupleKey */
+/* core/conntrack.ts:184 tupleKey */
 static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool reverse, __u32 flags)
 {
 	__builtin_memcpy(key, tuple, sizeof(struct ct_tuple));
@@ -1072,7 +1081,7 @@ static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool rever
 	((struct ct_tuple *)key)->flags = (__u8)flags;
 }
 
-/* core/conntrack.ts:193 flipDir */
+/* core/conntrack.ts:196 flipDir */
 static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 {
 	if ((flags & CILIATE_TUPLE_F_SERVICE) != 0) {
@@ -1081,7 +1090,7 @@ static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 	return flags ^ CILIATE_TUPLE_F_IN;
 }
 
-/* core/conntrack.ts:199 liveEntry */
+/* core/conntrack.ts:202 liveEntry */
 static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 {
 	__u8 *e = bpf_map_lookup_elem(&ciliate_ct_v1, key);
@@ -1094,7 +1103,7 @@ static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 	return e;
 }
 
-/* core/conntrack.ts:207 copyState */
+/* core/conntrack.ts:210 copyState */
 static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 {
 	if (state == 0) {
@@ -1107,7 +1116,7 @@ static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 	((struct ct_state *)state)->proxy_port = (__u16)ciliate_read16be(e + CILIATE_CT_ENTRY_PROXY_PORT_BE);
 }
 
-/* core/conntrack.ts:217 isReopen */
+/* core/conntrack.ts:220 isReopen */
 static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags)
 {
 	if (!tcp) {
@@ -1116,10 +1125,10 @@ static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags
 	if ((tcp_flags & (CILIATE_TCP_SYN | CILIATE_TCP_ACK)) != CILIATE_TCP_SYN) {
 		return false;
 	}
-	return ((__u32)((struct ct_entry *)e)->flags & CILIATE_CT_F_BOTH_CLOSING) == CILIATE_CT_F_BOTH_CLOSING;
+	return ((__u32)((struct ct_entry *)e)->flags & CILIATE_CT_F_BOTH_CLOSING) != 0;
 }
 
-/* core/conntrack.ts:224 ctApply */
+/* core/conntrack.ts:227 ctApply */
 static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, bool tcp, bool service, bool reply, __u32 now)
 {
 	__u32 tcp_flags = tcp ? (__u32)((struct packet_info *)info)->tcp_flags : 0;
@@ -1163,7 +1172,7 @@ static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, boo
 	ciliate_add64(e + CILIATE_CT_ENTRY_BYTES, ((struct packet_info *)info)->len);
 }
 
-/* core/conntrack.ts:276 ctLookup */
+/* core/conntrack.ts:279 ctLookup */
 static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 now, __u8 *state)
 {
 	if (state != 0) {
@@ -1219,7 +1228,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	return CILIATE_CT_NEW;
 }
 
-/* core/pipeline.ts:208 ctFor */
+/* core/pipeline.ts:210 ctFor */
 static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
 {
 	ciliate_ct_build_tuple(info, tuple);
@@ -1253,13 +1262,13 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:161 worldIdentity */
+/* core/pipeline.ts:163 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
-/* core/pipeline.ts:233 proxyListening */
+/* core/pipeline.ts:248 proxyListening */
 static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 {
 	__u8 *key = ciliate_scratch(496, 4);
@@ -1267,7 +1276,7 @@ static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 	return bpf_map_lookup_elem(&ciliate_proxy_listeners_v1, key) != 0;
 }
 
-/* core/pipeline.ts:247 redirectRecord */
+/* core/pipeline.ts:262 redirectRecord */
 static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 {
 	if (tr != 0) {
@@ -1285,7 +1294,7 @@ static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 	return rec;
 }
 
-/* core/pipeline.ts:260 redirected */
+/* core/pipeline.ts:275 redirected */
 static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
 	__u8 *tr = ciliate_redirect_record(tr_in, info);
@@ -1295,7 +1304,7 @@ static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *in
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_REDIRECT, 0, dir, CILIATE_TRACE_TO_PROXY);
 }
 
-/* core/pipeline.ts:267 replyToProxy */
+/* core/pipeline.ts:282 replyToProxy */
 static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
 	if (tr_in != 0) {
@@ -1354,7 +1363,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, 
 	return 0;
 }
 
-/* core/pipeline.ts:215 replyRevNat */
+/* core/pipeline.ts:230 replyRevNat */
 static __always_inline __u32 ciliate_reply_rev_nat(ciliate_ctx_t *pkt, __u8 *tr, __u8 *info, __u8 *st)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
@@ -1426,7 +1435,7 @@ static __always_inline __s32 ciliate_overlay_encap(ciliate_ctx_t *pkt, __u8 *cfg
 	return 1;
 }
 
-/* core/pipeline.ts:308 forward */
+/* core/pipeline.ts:323 forward */
 static __always_inline __u32 ciliate_forward(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info, __u32 src_id, __u32 dir)
 {
 	__s32 e = ciliate_overlay_encap(pkt, cfg, tr, info + CILIATE_PACKET_INFO_DADDR, (__u32)((struct packet_info *)info)->family, src_id);
@@ -1575,7 +1584,7 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:179 policyCheck */
+/* core/pipeline.ts:181 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
 	__u8 *res = ciliate_scratch(560, sizeof(struct policy_result));
@@ -1609,7 +1618,7 @@ static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *inf
 	return v;
 }
 
-/* core/conntrack.ts:355 ctCreate */
+/* core/conntrack.ts:358 ctCreate */
 static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 now, __u32 src_sec_id, __u32 rev_nat_index, __u32 backend_id, __u32 proxy_port)
 {
 	if (ciliate_is_icmp_error(info)) {
@@ -1641,7 +1650,7 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:340 fromEndpoint */
+/* core/pipeline.ts:355 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -1689,7 +1698,7 @@ static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now
 	}
 	__u8 *tuple = ciliate_scratch(120, sizeof(struct ct_tuple));
 	__u8 *st = ciliate_scratch(160, sizeof(struct ct_state));
-	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_OUT, now);
+	__u32 ct = ciliate_stale_service_entry(ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_OUT, now), st, rev_nat);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
 	}
@@ -1751,7 +1760,7 @@ static __always_inline __s32 ciliate_overlay_decap_identity(ciliate_ctx_t *pkt, 
 	return (__s32)id;
 }
 
-/* core/pipeline.ts:458 deliver */
+/* core/pipeline.ts:473 deliver */
 static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now, bool overlay)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -1831,13 +1840,13 @@ static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_ident
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 }
 
-/* core/pipeline.ts:441 toEndpoint */
+/* core/pipeline.ts:456 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now)
 {
 	return ciliate_deliver(pkt, src_identity, now, false);
 }
 
-/* core/pipeline.ts:453 fromOverlay */
+/* core/pipeline.ts:468 fromOverlay */
 static __always_inline __u32 ciliate_from_overlay(ciliate_ctx_t *pkt, __u32 now)
 {
 	return ciliate_deliver(pkt, 0, now, true);
@@ -1922,7 +1931,7 @@ static __always_inline bool ciliate_host_fw_exempt(__u8 *info)
 	return (t >= CILIATE_ICMPV6_ROUTER_SOLICIT) && (t <= CILIATE_ICMPV6_NEIGH_ADVERT);
 }
 
-/* core/pipeline.ts:284 hostFirewall */
+/* core/pipeline.ts:299 hostFirewall */
 static __always_inline __u32 ciliate_host_firewall(__u8 *tr, __u8 *cfg, __u8 *info, __u32 remote_id, __u32 egress, __u32 now)
 {
 	__u32 ep_id = (__u32)((struct config_value *)cfg)->host_ep_id;
@@ -2045,7 +2054,7 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:552 fromNetwork */
+/* core/pipeline.ts:567 fromNetwork */
 static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -2127,7 +2136,7 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 		((struct trace_record *)tr)->dst_identity = dst_id;
 	}
 	bool local = ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_DADDR, family) != 0;
-	__u32 ct2 = ciliate_ct_for(info, tuple, st, local ? CILIATE_TUPLE_F_IN : CILIATE_TUPLE_F_OUT, now);
+	__u32 ct2 = ciliate_stale_service_entry(ciliate_ct_for(info, tuple, st, local ? CILIATE_TUPLE_F_IN : CILIATE_TUPLE_F_OUT, now), st, rev_nat);
 	if (ct2 == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
 	}
@@ -2209,7 +2218,7 @@ static __always_inline bool ciliate_identity_is_outside(__u8 *cfg, __u32 id)
 	return (id >> 24) == CILIATE_ID_SCOPE_LOCAL;
 }
 
-/* core/conntrack.ts:333 ctIsReplyToIngress */
+/* core/conntrack.ts:336 ctIsReplyToIngress */
 static __always_inline bool ciliate_ct_is_reply_to_ingress(__u8 *info, __u32 now)
 {
 	if (ciliate_is_icmp_error(info)) {
@@ -2250,7 +2259,7 @@ static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info,
 	return !ciliate_ct_is_reply_to_ingress(info, now);
 }
 
-/* core/pipeline.ts:659 toNetwork */
+/* core/pipeline.ts:674 toNetwork */
 static __always_inline __u32 ciliate_to_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();

@@ -87,6 +87,37 @@ for (const backend of backends) {
       expect(res.dropReason).toBe(C.DROP_NO_SERVICE);
     });
 
+    // A client that reuses a source port towards another service with the same backend produces the same
+    // translated tuple as its earlier connection: that entry carries the earlier service's reverse NAT. Cilium
+    // re-creates such an entry (bpf/bpf_lxc.c handle_ipv4_from_lxc: "Did we end up at a stale non-service
+    // entry? Recreate if so."; bpf/lib/conntrack.h __ct_lookup: a SYN on an entry closing on either side is
+    // CT_NEW). Before the fix the SYN-ACK came back from the first service's address: the client has no
+    // socket for it, so the connection got no reply (issue #15, the conn-rate benchmark's lost connections).
+    for (const [what, close] of [["reset by the client", TCP_FLAGS.RST | TCP_FLAGS.ACK], ["never closed", 0]] as const) {
+      it(`re-creates the entry of a reused source port towards another service (old flow ${what})`, async () => {
+        const dp = await node(backend);
+        const ONE: Svc = { vip: VIP, port: 80, revNat: 7, backends: [TWO.backends[0]!] };
+        const OTHER: Svc = { vip: "10.96.0.11", port: 81, revNat: 8, backends: [TWO.backends[0]!] };
+        addService(dp, ONE);
+        addService(dp, OTHER);
+        const from = (dst: string, dport: number, tcpFlags: number) => ({ src: POD_A.ip, dst, proto: "TCP" as const, sport: 48000, dport, tcpFlags });
+        const back = (tcpFlags: number) => ({ src: POD_B.ip, dst: POD_A.ip, proto: "TCP" as const, sport: 8080, dport: 48000, tcpFlags });
+        expect(send(dp, "fromEndpoint", from(VIP, 80, TCP_FLAGS.SYN), 1).verdict).toBe(C.CTX_ACT_OK);
+        expect(decoded(send(dp, "toEndpoint", back(TCP_FLAGS.SYN | TCP_FLAGS.ACK), 1, 2000))).toMatchObject({ src: VIP, sport: 80 });
+        send(dp, "fromEndpoint", from(VIP, 80, TCP_FLAGS.ACK), 1);
+        if (close !== 0) send(dp, "fromEndpoint", from(VIP, 80, close), 2);
+
+        const again = send(dp, "fromEndpoint", from(OTHER.vip, 81, TCP_FLAGS.SYN), 3);
+        expect(again.verdict).toBe(C.CTX_ACT_OK);
+        expect(decoded(again)).toMatchObject({ dst: POD_B.ip, dport: 8080 });
+        expect(again.trace.ctState).toBe(C.CT_NEW);
+        expect(again.trace.revNatIndex).toBe(8);
+        const reply = send(dp, "toEndpoint", back(TCP_FLAGS.SYN | TCP_FLAGS.ACK), 3, 2000);
+        expect(reply.trace.ctState).toBe(C.CT_REPLY);
+        expect(decoded(reply)).toMatchObject({ src: OTHER.vip, sport: 81, dst: POD_A.ip, dport: 48000, l3ChecksumOk: true, l4ChecksumOk: true });
+      });
+    }
+
     it("pins a client to one backend with session affinity until the timeout", async () => {
       // With affinity the flow hash ignores the source port (as Cilium's does), so one client maps to one
       // backend by hash too. Affinity shows when the backend set changes: within the timeout a client stays
