@@ -16,7 +16,7 @@
  */
 import { formatIp, parseIp } from "../host/ip.ts";
 import { maglevSeeds } from "../host/maglev.ts";
-import { CILIATE_API, CILIATE_KINDS, KNOWN_KINDS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, parseCidr, dnsSelectorProblems, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
+import { podKeyOf, CILIATE_API, CILIATE_KINDS, KNOWN_KINDS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, parseCidr, dnsSelectorProblems, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
 import { SimError } from "./errors.ts";
 
 export type L4 = "TCP" | "UDP" | "SCTP";
@@ -71,9 +71,11 @@ export interface SimBackend {
   port: number;
   protocol: L4;
   state: "active" | "terminating";
-  /** ns/name of the pod behind the address, when known. */
+  /** ns/name of the pod behind the address, when known (cluster/ns/name for another cluster's pod). */
   pod?: string;
   node?: string;
+  /** Cluster Mesh: the cluster of a global service's backend when it is not this cluster. */
+  cluster?: string;
 }
 
 export interface SimServicePort {
@@ -101,7 +103,12 @@ export interface SimService {
   externalLocal: boolean;
   internalLocal: boolean;
   selector?: Record<string, string>;
+  /** Cluster Mesh: a global service (service.cilium.io/global) and its affinity (service.cilium.io/affinity). */
+  global?: { shared: boolean; affinity: GlobalAffinity };
 }
+
+/** service.cilium.io/affinity of a global service (cilium/cilium pkg/annotation: GlobalServiceAffinity). */
+export type GlobalAffinity = "local" | "remote" | "none";
 
 export type EndpointRefSpec =
   | { pod: string }
@@ -203,6 +210,49 @@ const KNOWN_KINDS_SET = new Set([...KNOWN_KINDS, ...CILIATE_KINDS]);
 export const MAGLEV_ANNOTATIONS = ["service.cilium.io/lb-algorithm", "io.cilium/lb-algorithm"];
 const ENTITY_REFS = new Set(["world", "host", "remote-node", "health", "init", "unmanaged", "kube-apiserver", "ingress"]);
 
+/**
+ * Cluster Mesh in the manifests: an object annotated `ciliate.dev/cluster: NAME` belongs to cluster NAME;
+ * without it (or with the model's own cluster name) it belongs to the model's own cluster (Config
+ * clusterName). Pods, nodes, namespaces and services of another cluster are that cluster's state as the
+ * agent learns it from the cluster's etcd: its pods are peers (selected by policy through their labels and
+ * `io.cilium.k8s.policy.cluster`, keyed `cluster/namespace/name`), its nodes their tunnel endpoints and
+ * routes (named `cluster/node`), its global services add their backends to the global service of the same
+ * namespace and name here. What the other cluster enforces is not part of this model.
+ */
+export const CLUSTER_ANNOTATION = "ciliate.dev/cluster";
+/** Global services (cilium/cilium pkg/annotation/k8s.go: GlobalService, SharedService, ServiceAffinity). */
+export const GLOBAL_SERVICE_ANNOTATION = "service.cilium.io/global";
+export const SHARED_SERVICE_ANNOTATION = "service.cilium.io/shared";
+export const SERVICE_AFFINITY_ANNOTATION = "service.cilium.io/affinity";
+
+/** The value of an object's CLUSTER_ANNOTATION, if any. */
+export function clusterAnnotationOf(o: ManifestObject): string | undefined {
+  const v = (o.metadata.annotations as Record<string, unknown> | undefined)?.[CLUSTER_ANNOTATION];
+  return v === undefined ? undefined : String(v);
+}
+
+/** The other cluster an object belongs to, or undefined for the model's own (CLUSTER_ANNOTATION). */
+export function otherClusterOf(o: ManifestObject, own: string): string | undefined {
+  const v = clusterAnnotationOf(o);
+  if (v === undefined || v === own) return undefined;
+  const problem = clusterNameProblem(String(v));
+  if (problem) throw bad(o, ["metadata", "annotations", CLUSTER_ANNOTATION], problem);
+  return String(v);
+}
+
+/** The global-service annotations of a Service: undefined when it is not global. */
+function globalServiceOf(o: ManifestObject): SimService["global"] {
+  const a = labelsOf((o.metadata as Record<string, unknown>).annotations);
+  const g = a[GLOBAL_SERVICE_ANNOTATION]?.toLowerCase();
+  if (g === undefined || g === "false") return undefined;
+  if (g !== "true") throw bad(o, ["metadata", "annotations", GLOBAL_SERVICE_ANNOTATION], `expected "true" or "false", got ${JSON.stringify(a[GLOBAL_SERVICE_ANNOTATION])}`);
+  const sh = a[SHARED_SERVICE_ANNOTATION]?.toLowerCase() ?? "true";
+  if (sh !== "true" && sh !== "false") throw bad(o, ["metadata", "annotations", SHARED_SERVICE_ANNOTATION], `expected "true" or "false", got ${JSON.stringify(a[SHARED_SERVICE_ANNOTATION])}`);
+  const af = a[SERVICE_AFFINITY_ANNOTATION]?.toLowerCase() ?? "none";
+  if (af !== "local" && af !== "remote" && af !== "none") throw bad(o, ["metadata", "annotations", SERVICE_AFFINITY_ANNOTATION], `expected local, remote or none, got ${JSON.stringify(a[SERVICE_AFFINITY_ANNOTATION])}`);
+  return { shared: sh === "true", affinity: af };
+}
+
 const CLUSTER_SCOPED_KINDS = new Set(["Namespace", "Node", "CiliumClusterwideNetworkPolicy", "Config"]);
 
 function objectName(o: ManifestObject): string {
@@ -279,6 +329,8 @@ interface RawPod {
   src: ManifestObject;
   /** Node fixed by the workload (DaemonSet). */
   node?: string;
+  /** Another cluster's pod (CLUSTER_ANNOTATION). */
+  cluster?: string;
 }
 
 function podTemplate(o: ManifestObject): { labels: Record<string, string>; spec: Record<string, unknown> } {
@@ -502,6 +554,17 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       throw bad(o, ["apiVersion"], `${o.kind} needs apiVersion ${CILIATE_API}`);
   }
   const config = configOf(objects, opts);
+  // Objects of other clusters (CLUSTER_ANNOTATION) are set apart: they are peers, never local state.
+  const allObjects = objects;
+  const clusterOfObj = new Map<ManifestObject, string>();
+  for (const o of allObjects) {
+    const c = otherClusterOf(o, config.clusterName);
+    if (c === undefined) continue;
+    if (!["Pod", "Node", "Namespace", "Service"].includes(o.kind)) throw bad(o, ["metadata", "annotations", CLUSTER_ANNOTATION], `a ${o.kind} of another cluster is not part of this model (only its Pods, Nodes, Namespaces and Services are)`);
+    clusterOfObj.set(o, c);
+  }
+  objects = allObjects.filter((o) => !clusterOfObj.has(o));
+  const remote = (kind: string) => allObjects.filter((o) => o.kind === kind && clusterOfObj.has(o));
   const pinned = opts.pinned;
   const nsOf = (o: ManifestObject) => o.metadata.namespace ?? "default";
 
@@ -545,6 +608,15 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
     usedNodeIps.add(ip);
     nodes.push({ name: n.name, ip, podCIDR: cidr, labels: n.labels });
   }
+  // Other clusters' nodes: named cluster/node, with the pod CIDR and InternalIP they publish.
+  for (const o of remote("Node").sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1))) {
+    const c = clusterOfObj.get(o)!;
+    const cidr = parseCidr(str(o.raw.spec?.podCIDR) ?? "");
+    const ip = canonicalIp(((o.raw.status?.addresses as { type?: string; address?: string }[]) ?? []).find((a) => a.type === "InternalIP")?.address ?? "");
+    if (!cidr || cidr.family !== 4) throw bad(o, ["spec", "podCIDR"], "a node of another cluster needs its IPv4 pod CIDR");
+    if (!ip) throw bad(o, ["status", "addresses"], "a node of another cluster needs its InternalIP");
+    nodes.push({ name: `${c}/${o.metadata.name}`, ip, podCIDR: cidr.text, labels: labelsOf(o.metadata.labels) });
+  }
   const nodeByName = new Map(nodes.map((n) => [n.name, n]));
 
   // Pods, including expanded workloads.
@@ -554,6 +626,19 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
     const deleting = !!(o.metadata as Record<string, unknown>).deletionTimestamp;
     if (o.kind === "Pod") {
       raws.push({ namespace: ns, name: o.metadata.name, spec: (o.raw.spec ?? {}) as Record<string, unknown>, labels: labelsOf(o.metadata.labels), status: o.raw.status, deleting, src: o });
+    }
+  }
+  for (const o of remote("Pod")) {
+    const c = clusterOfObj.get(o)!;
+    const nodeName = str(o.raw.spec?.nodeName);
+    if (!str(o.raw.status?.podIP) || !nodeName) throw bad(o, ["status", "podIP"], "a pod of another cluster needs its podIP and spec.nodeName");
+    raws.push({ namespace: nsOf(o), name: o.metadata.name, spec: (o.raw.spec ?? {}) as Record<string, unknown>, labels: labelsOf(o.metadata.labels), status: o.raw.status, deleting: false, src: o, node: `${c}/${nodeName}`, cluster: c });
+  }
+  for (const o of objects) {
+    const ns = nsOf(o);
+    const deleting = !!(o.metadata as Record<string, unknown>).deletionTimestamp;
+    if (o.kind === "Pod") {
+      continue;
     } else if (o.kind === "Deployment" || o.kind === "ReplicaSet" || o.kind === "StatefulSet") {
       const t = podTemplate(o);
       const rep = o.raw.spec?.replicas === undefined ? 1 : Number(o.raw.spec.replicas);
@@ -564,23 +649,26 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       for (const n of nodes) raws.push({ namespace: ns, name: `${o.metadata.name}-${n.name}`, spec: t.spec, labels: t.labels, deleting, owner: `DaemonSet/${o.metadata.name}`, src: o, node: n.name });
     }
   }
-  raws.sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+  raws.sort((a, b) => (podKeyOf(a) < podKeyOf(b) ? -1 : 1));
   const seenPods = new Map<string, RawPod>();
   for (const r of raws) {
-    const k = `${r.namespace}/${r.name}`;
+    const k = podKeyOf(r);
     if (seenPods.has(k)) throw bad(r.src, ["metadata", "name"], `pod ${k} is declared twice (also by ${where(seenPods.get(k)!.src)})`, "DUPLICATE_POD");
     seenPods.set(k, r);
   }
+  const remoteNs = new Map(remote("Namespace").map((o) => [`${clusterOfObj.get(o)}/${o.metadata.name}`, labelsOf(o.metadata.labels)]));
+  const remoteNsLabels = (c: string, ns: string) => ({ ...(remoteNs.get(`${c}/${ns}`) ?? {}), "kubernetes.io/metadata.name": ns });
+  const localNodes = nodes.filter((n) => !n.name.includes("/"));
   const pods: SimPod[] = [];
   const usedPodIps = new Map<string, string>();
   const podCursor = new Map<string, number>();
   let rr = 0;
   const placed: { r: RawPod; node: string; ip?: string; host: boolean }[] = [];
   for (const r of raws) {
-    const k = `${r.namespace}/${r.name}`;
+    const k = podKeyOf(r);
     let node = r.node ?? str(r.spec.nodeName) ?? pinned?.podNode.get(k);
     if (node && !nodeByName.has(node)) throw bad(r.src, ["spec", "nodeName"], `node ${node} is not declared (declare a Node or omit nodeName)`, "UNKNOWN_NODE");
-    if (!node) node = nodes[rr++ % nodes.length]!.name;
+    if (!node) node = localNodes[rr++ % localNodes.length]!.name;
     const host = r.spec.hostNetwork === true;
     let ip = str(r.status?.podIP);
     if (ip !== undefined) {
@@ -611,9 +699,9 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
           break;
         }
       }
-      if (!ip) throw new SimError("IPAM_EXHAUSTED", `node ${n.name}: pod CIDR ${n.podCIDR} has no free address for pod ${p.r.namespace}/${p.r.name}`);
+      if (!ip) throw new SimError("IPAM_EXHAUSTED", `node ${n.name}: pod CIDR ${n.podCIDR} has no free address for pod ${podKeyOf(p.r)}`);
       podCursor.set(n.name, i + 1);
-      usedPodIps.set(ip, `${p.r.namespace}/${p.r.name}`);
+      usedPodIps.set(ip, podKeyOf(p.r));
       p.ip = ip;
     }
     const conds = (p.r.status?.conditions as { type?: string; status?: string }[]) ?? [];
@@ -621,7 +709,8 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
     const ready = readyCond ? readyCond.status !== "False" : true;
     const sa = str(p.r.spec.serviceAccountName) ?? str(p.r.spec.serviceAccount);
     pods.push({
-      key: `${p.r.namespace}/${p.r.name}`,
+      key: podKeyOf(p.r),
+      ...(p.r.cluster ? { cluster: p.r.cluster, namespaceLabels: remoteNsLabels(p.r.cluster, p.r.namespace) } : {}),
       namespace: p.r.namespace,
       name: p.r.name,
       labels: p.r.labels,
@@ -638,6 +727,7 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
   }
 
   // Namespaces: declared ones plus every namespace an object lives in.
+  // (Other clusters' namespaces only give their pods' namespace labels, remoteNsLabels above.)
   const nsMap = new Map<string, NamespaceModel>();
   for (const o of objects.filter((x) => x.kind === "Namespace")) nsMap.set(o.metadata.name, { name: o.metadata.name, labels: { ...labelsOf(o.metadata.labels), "kubernetes.io/metadata.name": o.metadata.name } });
   for (const o of objects)
@@ -659,6 +749,17 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
   let nextSvc = 10;
   let nextNodePort = 30000;
   const slices = objects.filter((o) => o.kind === "EndpointSlice");
+  const remoteServices = remote("Service").flatMap((o): RemoteService[] => {
+    const g = globalServiceOf(o);
+    if (!g?.shared) return [];
+    const rawPorts = (o.raw.spec?.ports as Record<string, unknown>[]) ?? [];
+    const ports = rawPorts.map((p, i) => {
+      const port = portNumber(o, ["spec", "ports", i, "port"], p?.port);
+      const tp = p?.targetPort;
+      return { name: str(p?.name), port, protocol: protocolOf(o, ["spec", "ports", i, "protocol"], p?.protocol), targetPort: typeof tp === "string" && !/^\d+$/.test(tp) ? tp : tp === undefined ? port : portNumber(o, ["spec", "ports", i, "targetPort"], tp) };
+    });
+    return [{ cluster: clusterOfObj.get(o)!, namespace: nsOf(o), name: o.metadata.name, selector: labelsOf(o.raw.spec?.selector), ports }];
+  });
   const services: SimService[] = [];
   for (const o of svcObjs) {
     const spec = (o.raw.spec ?? {}) as Record<string, unknown>;
@@ -735,6 +836,8 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       internalLocal: spec.internalTrafficPolicy === "Local",
       selector,
     };
+    const global = globalServiceOf(o);
+    if (global) svc.global = global;
     // Backends.
     const mySlices = slices.filter((s) => nsOf(s) === ns && labelsOf(s.metadata.labels)["kubernetes.io/service-name"] === o.metadata.name);
     const podOfIp = (ip: string) => pods.find((p) => p.ip === ip && !p.hostNetwork) ?? pods.find((p) => p.ip === ip);
@@ -764,7 +867,7 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
         }
       }
     } else if (selector) {
-      const selected = pods.filter((p) => p.namespace === ns && Object.entries(selector).every(([k, v]) => p.labels[k] === v));
+      const selected = pods.filter((p) => !p.cluster && p.namespace === ns && Object.entries(selector).every(([k, v]) => p.labels[k] === v));
       ports.forEach((sp, i) => {
         let declared = false;
         for (const p of selected) {
@@ -780,6 +883,7 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
           throw bad(o, ["spec", "ports", i, "targetPort"], `targetPort ${JSON.stringify(sp.targetPort)} is not a named ${sp.protocol} port of any selected pod (${selected.map((p) => p.key).join(", ")})`, "UNKNOWN_TARGET_PORT");
       });
     }
+    if (global) addGlobalBackends(svc, remoteServices.filter((r) => r.namespace === ns && r.name === o.metadata.name), pods);
     for (const sp of ports) sp.backends.sort((a, b) => (a.state === b.state ? 0 : a.state === "active" ? -1 : 1) || ipv4Cmp(a.ip, b.ip) || a.port - b.port);
     services.push(svc);
   }
@@ -821,7 +925,45 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       }),
     ),
   };
-  return { config, nodes, namespaces, pods, services, policies: objects.filter((o) => POLICY_KINDS.has(o.kind)), traffic, expectations, model, objects };
+  return { config, nodes, namespaces, pods, services, policies: objects.filter((o) => POLICY_KINDS.has(o.kind)), traffic, expectations, model, objects: allObjects };
+}
+
+/** A global, shared service of another cluster: its selector and ports (its ClusterService). */
+interface RemoteService {
+  cluster: string;
+  namespace: string;
+  name: string;
+  selector: Record<string, string>;
+  ports: { name?: string; port: number; protocol: L4; targetPort: number | string }[];
+}
+
+/**
+ * Cluster Mesh: a global service's backends across clusters (cilium/cilium pkg/loadbalancer: a global
+ * service merges the backends of every cluster's shared service of the same namespace and name).
+ *   G1 each other cluster's shared service of the same namespace/name adds its cluster's pods that its
+ *      selector selects, on the port of the same name (or the only port), its targetPort resolved there;
+ *   G2 service.cilium.io/affinity: local keeps only this cluster's backends while one is active, remote
+ *      only the other clusters' while one is active, none keeps all; when the preferred side has no active
+ *      backend the others serve (failover).
+ */
+function addGlobalBackends(svc: SimService, others: RemoteService[], pods: SimPod[]): void {
+  for (const sp of svc.ports) {
+    for (const r of others) {
+      const rp = r.ports.find((x) => (x.name ?? "") === (sp.name ?? "") && x.protocol === sp.protocol) ?? (r.ports.length === 1 && svc.ports.length === 1 ? r.ports[0] : undefined);
+      if (!rp) continue;
+      for (const p of pods) {
+        if (p.cluster !== r.cluster || p.namespace !== r.namespace || !Object.keys(r.selector).length || !Object.entries(r.selector).every(([k, v]) => p.labels[k] === v)) continue;
+        if (!p.ready && !p.terminating) continue;
+        const port = typeof rp.targetPort === "number" ? rp.targetPort : p.containerPorts.find((c) => c.name === rp.targetPort && c.protocol === sp.protocol)?.port;
+        if (port === undefined) continue;
+        sp.backends.push({ ip: p.ip, port, protocol: sp.protocol, state: p.terminating ? "terminating" : "active", pod: p.key, node: p.node, cluster: r.cluster });
+      }
+    }
+    const affinity = svc.global?.affinity ?? "none";
+    if (affinity === "none") continue;
+    const preferred = sp.backends.filter((b) => (affinity === "local") === (b.cluster === undefined));
+    if (preferred.some((b) => b.state === "active")) sp.backends = preferred;
+  }
 }
 
 function ipv4Cmp(a: string, b: string): number {
