@@ -14,7 +14,7 @@
 import { MAP_SPECS, type MapSpec } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
 import { wasmMaglevBuilder } from "../host/wasm-core.ts";
-import { buildCluster, type BuildOptions, type SimCluster } from "../node/cluster.ts";
+import { buildCluster, clusterAnnotationOf, type BuildOptions, type SimCluster } from "../node/cluster.ts";
 import { desiredMaps, endpointPolicyEntries, frontendKey, hostPolicyEntries, localPods, MANAGED_MAPS, type DesiredMaps, type DesiredOptions as NodeDesiredOptions, type ManagedMap, type Numbering as NodeNumbering } from "../node/desired.ts";
 import { backendKey, buildLbModel, type LbModel } from "../node/services.ts";
 import {
@@ -111,13 +111,18 @@ function podStatus(ep: LocalEndpoint): { podIP: string; podIPs?: { ip: string }[
 /** The manifests as the node sees them (rule 3). */
 export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[]): ManifestObject[] {
   const byPod = new Map(endpoints.map((e) => [e.pod, e]));
-  const declaredNodes = new Set(objects.filter((o) => o.kind === "Node").map((o) => o.metadata.name));
+  const declaredNodes = new Set(objects.filter((o) => o.kind === "Node" && clusterAnnotationOf(o) === undefined).map((o) => o.metadata.name));
   declaredNodes.add(node.name);
   const out: ManifestObject[] = [];
   const seen = new Set<string>();
   let haveNode = false;
   for (const o of objects) {
     if (WORKLOAD_KINDS.has(o.kind)) continue;
+    // Another cluster's state (Cluster Mesh, node/cluster.ts CLUSTER_ANNOTATION): as published there.
+    if (clusterAnnotationOf(o) !== undefined) {
+      out.push(o);
+      continue;
+    }
     if (o.kind === "Node" && o.metadata.name === node.name) {
       haveNode = true;
       const raw = structuredClone(o.raw ?? {});

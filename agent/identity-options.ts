@@ -47,12 +47,13 @@ export function parseDuration(v: string): number | undefined {
   return total;
 }
 
-function etcdConfigFile(path: string): NonNullable<IdentityConfig["etcd"]> {
+/** An etcd client configuration file (Cilium's etcd.config format); errors name `flag`, the file and the field. */
+export function etcdConfigFile(path: string, flag = "--kvstore-opt etcd.config"): NonNullable<IdentityConfig["etcd"]> {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (e) {
-    throw new Error(`--kvstore-opt etcd.config: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new Error(`${flag}: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   const doc = parseDocument(text);
   if (doc.errors.length) throw new Error(`${path}: ${doc.errors[0]!.message.split("\n")[0]}`);

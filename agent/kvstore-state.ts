@@ -11,6 +11,12 @@
  *                                             is "default" (pkg/ipcache/kvstore.go AddressSpace)
  *   cilium/state/nodes/v1/<cluster>/<node>    types.Node — Name, Cluster, IPAddresses, IPv4AllocCIDR,
  *                                             ClusterID (key: pkg/node/types Node.GetKeyName, cluster/name)
+ *   cilium/state/services/v1/<cluster>/<ns>/<name>
+ *                                             ClusterService (cilium/cilium pkg/clustermesh/store/store.go):
+ *                                             cluster, namespace, name, frontends and backends (IP → port
+ *                                             name → {Protocol, Port}), labels, selector, includeExternal,
+ *                                             shared, clusterID — the global services (service.cilium.io/
+ *                                             global) this cluster shares, which Cluster Mesh peers merge
  * An IP entry also carries a `ciliate` object: the node's name and the pod's labels, namespace labels and
  * service account. Cilium's receivers get a pod's labels from its identity; ciliate's policy compiler
  * selects pods by their labels, so the receiver needs them to place the pod in its cluster model.
@@ -28,6 +34,10 @@
  *      cache is kept as it was: the node keeps forwarding on the last state it knew.
  *   S5 entries of this node are not part of the remote view (its endpoints come from its CNI, its node
  *      from its flags); a value that does not parse is ignored with one log line.
+ *   S6 services: every agent of a cluster publishes the cluster's shared global services (the same value
+ *      on every node once their views agree), each under its own lease; the last write holds the key.
+ *      When the key goes (the writer's lease expired, its agent died), every agent that still wants it
+ *      writes it again, so a service outlives any one agent.
  */
 import type { Etcd3, Lease, Watcher } from "etcd3";
 import { parseIp } from "../host/ip.ts";
@@ -38,6 +48,92 @@ import { ChangeNotifier } from "./identity-allocator.ts";
 export const IP_PREFIX = "cilium/state/ip/v1/default";
 /** pkg/node/store NodeStorePrefix. */
 export const NODES_PREFIX = "cilium/state/nodes/v1";
+/** pkg/clustermesh/store ServiceStorePrefix. */
+export const SERVICES_PREFIX = "cilium/state/services/v1";
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const stringMap = (v: unknown): Record<string, string> | undefined =>
+  isRecord(v) && Object.values(v).every((x) => typeof x === "string") ? (v as Record<string, string>) : undefined;
+
+/** A value's JSON object, or why it is not one. */
+function jsonObject(value: string): Record<string, unknown> | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(value);
+  } catch {
+    return "not JSON";
+  }
+  return isRecord(v) ? v : "not an object";
+}
+
+/** loadbalancer.L4Addr as Go marshals it (no JSON tags). */
+export interface L4Addr {
+  Protocol: "TCP" | "UDP" | "SCTP";
+  Port: number;
+}
+
+/** A port name → L4 address map (pkg/clustermesh/store PortConfiguration; "" for an unnamed port). */
+export type PortConfiguration = Record<string, L4Addr>;
+
+/** pkg/clustermesh/store ClusterService, with its JSON field names. */
+export interface ClusterService {
+  cluster: string;
+  namespace: string;
+  name: string;
+  /** Frontend IP → its ports. */
+  frontends: Record<string, PortConfiguration>;
+  /** Backend IP → its ports. */
+  backends: Record<string, PortConfiguration>;
+  labels: Record<string, string>;
+  selector: Record<string, string>;
+  includeExternal: boolean;
+  shared: boolean;
+  clusterID: number;
+}
+
+/** The key of a service (ClusterService.GetKeyName: cluster/namespace/name). */
+export function serviceKey(s: Pick<ClusterService, "cluster" | "namespace" | "name">): string {
+  return `${SERVICES_PREFIX}/${s.cluster}/${s.namespace}/${s.name}`;
+}
+
+/** A ClusterService as JSON with sorted map keys, so that every agent writes the same bytes for one view. */
+export function serviceValue(s: ClusterService): string {
+  const sorted = (v: unknown): unknown =>
+    v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted((v as Record<string, unknown>)[k])])) : v;
+  const { cluster, namespace, name, frontends, backends, labels, selector, includeExternal, shared, clusterID } = s;
+  return JSON.stringify({ cluster, namespace, name, frontends: sorted(frontends), backends: sorted(backends), labels: sorted(labels), selector: sorted(selector), includeExternal, shared, clusterID });
+}
+
+const portConfigs = (v: unknown): Record<string, PortConfiguration> | undefined => {
+  if (!isRecord(v)) return undefined;
+  const out: Record<string, PortConfiguration> = {};
+  for (const [ip, pc] of Object.entries(v)) {
+    if (!parseIp(ip) || !isRecord(pc)) return undefined;
+    out[ip] = {};
+    for (const [n, a] of Object.entries(pc)) {
+      if (!isRecord(a) || (a.Protocol !== "TCP" && a.Protocol !== "UDP" && a.Protocol !== "SCTP") || typeof a.Port !== "number" || !Number.isInteger(a.Port) || a.Port < 1 || a.Port > 65535) return undefined;
+      out[ip]![n] = { Protocol: a.Protocol, Port: a.Port };
+    }
+  }
+  return out;
+};
+
+/** A service entry back into a ClusterService (validated as ClusterService.validate and the key), or a reason it is not one. */
+export function parseService(key: string, value: string): ClusterService | string {
+  const v = jsonObject(value);
+  if (typeof v === "string") return v;
+  const { cluster, namespace, name } = v;
+  if (typeof cluster !== "string" || !cluster || typeof namespace !== "string" || !namespace || typeof name !== "string" || !name) return "cluster/namespace/name unset";
+  if (key !== serviceKey({ cluster, namespace, name })) return "cluster/namespace/name are not the key's";
+  const frontends = portConfigs(v.frontends ?? {});
+  const backends = portConfigs(v.backends ?? {});
+  if (!frontends || !backends) return "frontends/backends are not IP → {name: {Protocol, Port}}";
+  const labels = stringMap(v.labels ?? {});
+  const selector = stringMap(v.selector ?? {});
+  if (!labels || !selector) return "labels/selector are not string maps";
+  if (typeof v.clusterID !== "number" || !Number.isInteger(v.clusterID) || v.clusterID < 0 || v.clusterID > 255) return `clusterID ${JSON.stringify(v.clusterID)} is not 0..255`;
+  return { cluster, namespace, name, frontends, backends, labels, selector, includeExternal: v.includeExternal === true, shared: v.shared === true, clusterID: v.clusterID };
+}
 
 /** One endpoint as published: its address, security identity and node. */
 export interface SharedEndpoint {
@@ -106,19 +202,11 @@ export function nodeValue(n: SharedNode): string {
   });
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-const stringMap = (v: unknown): Record<string, string> | undefined =>
-  isRecord(v) && Object.values(v).every((x) => typeof x === "string") ? (v as Record<string, string>) : undefined;
 
 /** An IP entry back into a SharedEndpoint, or a reason it is not one. */
 export function parseEndpoint(key: string, value: string): SharedEndpoint | string {
-  let v: unknown;
-  try {
-    v = JSON.parse(value);
-  } catch {
-    return "not JSON";
-  }
-  if (!isRecord(v)) return "not an object";
+  const v = jsonObject(value);
+  if (typeof v === "string") return v;
   const c = isRecord(v.ciliate) ? v.ciliate : {};
   const ip = v.IP;
   if (typeof ip !== "string" || !parseIp(ip) || key !== `${IP_PREFIX}/${ip}`) return `IP ${JSON.stringify(ip)} is not an address or not the key's`;
@@ -143,13 +231,9 @@ export function parseEndpoint(key: string, value: string): SharedEndpoint | stri
 
 /** A node entry back into a SharedNode, or a reason it is not one. */
 export function parseNode(key: string, value: string): SharedNode | string {
-  let v: unknown;
-  try {
-    v = JSON.parse(value);
-  } catch {
-    return "not JSON";
-  }
-  if (!isRecord(v) || typeof v.Name !== "string" || typeof v.Cluster !== "string") return "Name/Cluster missing";
+  const v = jsonObject(value);
+  if (typeof v === "string") return v;
+  if (typeof v.Name !== "string" || typeof v.Cluster !== "string") return "Name/Cluster missing";
   if (key !== `${NODES_PREFIX}/${v.Cluster}/${v.Name}`) return "Name/Cluster are not the key's";
   const addrs = Array.isArray(v.IPAddresses) ? v.IPAddresses : [];
   const ip = addrs.find((a): a is { IP: string } => isRecord(a) && a.Type === "InternalIP" && typeof a.IP === "string" && parseIp(a.IP) !== undefined)?.IP;
@@ -164,7 +248,7 @@ export function parseNode(key: string, value: string): SharedNode | string {
 }
 
 /** One watched prefix: list, then watch from the list's revision; list again after a reconnect (S4). */
-class WatchedPrefix<T> {
+export class WatchedPrefix<T> {
   readonly entries = new Map<string, T>();
   private watcher?: Watcher;
   private disconnected = false;
@@ -176,6 +260,7 @@ class WatchedPrefix<T> {
     private readonly parse: (key: string, value: string) => T | string,
     private readonly changed: () => void,
     private readonly log: (msg: string) => void,
+    private readonly deleted?: (key: string) => void,
   ) {}
 
   private put(key: string, value: string): void {
@@ -203,7 +288,11 @@ class WatchedPrefix<T> {
     const rev = await this.list();
     this.watcher = await this.client.watch().prefix(`${this.prefix}/`).startRevision(String(BigInt(rev) + 1n)).create();
     this.watcher.on("put", (kv) => (this.put(kv.key.toString(), kv.value.toString()), this.changed()));
-    this.watcher.on("delete", (kv) => (this.entries.delete(kv.key.toString()), this.changed()));
+    this.watcher.on("delete", (kv) => {
+      this.entries.delete(kv.key.toString());
+      this.deleted?.(kv.key.toString());
+      this.changed();
+    });
     this.watcher.on("disconnected", () => (this.disconnected = true));
     this.watcher.on("connected", () => {
       if (!this.disconnected) return;
@@ -239,6 +328,7 @@ export class KvstoreState {
   private readonly changes = new ChangeNotifier();
   private readonly ips: WatchedPrefix<SharedEndpoint>;
   private readonly nodes: WatchedPrefix<SharedNode>;
+  private readonly services: WatchedPrefix<ClusterService>;
   private readonly log: (msg: string) => void;
 
   constructor(private readonly opts: KvstoreStateOptions) {
@@ -246,6 +336,12 @@ export class KvstoreState {
     const changed = () => this.changes.notify();
     this.ips = new WatchedPrefix(opts.client, IP_PREFIX, parseEndpoint, changed, this.log);
     this.nodes = new WatchedPrefix(opts.client, `${NODES_PREFIX}/${opts.node.cluster}`, parseNode, changed, this.log);
+    // S6: a service key this agent wants that goes is written again.
+    this.services = new WatchedPrefix(opts.client, `${SERVICES_PREFIX}/${opts.node.cluster}`, parseService, () => undefined, this.log, (key) => {
+      if (!this.want.has(key) || this.closed) return;
+      this.written.delete(key);
+      this.scheduleFlush(0);
+    });
     this.want.set(this.nodeKey(), nodeValue(opts.node));
   }
 
@@ -259,6 +355,7 @@ export class KvstoreState {
     await this.flush();
     await this.nodes.start();
     await this.ips.start();
+    await this.services.start();
   }
 
   /** S1, and S3 when the lease is lost. */
@@ -276,10 +373,14 @@ export class KvstoreState {
     });
   }
 
-  /** Sets the endpoints this node has now (S2); returns at once, the writes follow. */
-  publish(endpoints: SharedEndpoint[]): void {
+  /**
+   * Sets the endpoints this node has now and the shared global services of its cluster (S2, S6); returns
+   * at once, the writes follow.
+   */
+  publish(endpoints: SharedEndpoint[], services: ClusterService[] = []): void {
     const want = new Map([[this.nodeKey(), nodeValue(this.opts.node)]]);
     for (const e of endpoints) want.set(`${IP_PREFIX}/${e.ip}`, endpointValue(e));
+    for (const s of services) want.set(serviceKey(s), serviceValue(s));
     this.want = want;
     this.scheduleFlush(0);
   }
@@ -340,6 +441,11 @@ export class KvstoreState {
     return [...this.ips.entries.values()].filter((e) => e.node !== this.opts.node.name);
   }
 
+  /** The services of this cluster in etcd (S6; diagnostics and tests). */
+  clusterServices(): ClusterService[] {
+    return [...this.services.entries.values()];
+  }
+
   /** Other nodes of this cluster (S5). */
   remoteNodes(): SharedNode[] {
     return [...this.nodes.entries.values()].filter((n) => n.name !== this.opts.node.name);
@@ -356,7 +462,7 @@ export class KvstoreState {
     this.closed = true;
     clearTimeout(this.retryTimer);
     this.changes.stop();
-    await Promise.all([this.ips.stop(), this.nodes.stop()]);
+    await Promise.all([this.ips.stop(), this.nodes.stop(), this.services.stop()]);
     await this.lease?.revoke().catch(() => undefined);
   }
 
@@ -367,6 +473,7 @@ export class KvstoreState {
     this.changes.stop();
     this.ips.abandon();
     this.nodes.abandon();
+    this.services.abandon();
     this.lease?.removeAllListeners();
     this.lease?.release();
   }

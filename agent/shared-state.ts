@@ -14,7 +14,8 @@
 import * as C from "../host/constants.gen.ts";
 import type { ManifestObject } from "../policy/index.ts";
 import type { DesiredState, LocalEndpoint } from "./desired.ts";
-import type { SharedEndpoint, SharedNode } from "./kvstore-state.ts";
+import { CLUSTER_ANNOTATION, GLOBAL_SERVICE_ANNOTATION, SHARED_SERVICE_ANNOTATION } from "../node/cluster.ts";
+import type { ClusterService, PortConfiguration, SharedEndpoint, SharedNode } from "./kvstore-state.ts";
 
 export interface RemoteState {
   endpoints: SharedEndpoint[];
@@ -91,6 +92,92 @@ export function localSharedEndpoints(desired: DesiredState | undefined, endpoint
       namespaceLabels,
       ...(pod.serviceAccount ? { serviceAccount: pod.serviceAccount } : {}),
     });
+  }
+  return out;
+}
+
+/**
+ * The shared global services of this node's cluster as ClusterService entries (S6 of kvstore-state.ts):
+ * every Service annotated service.cilium.io/global "true" and not service.cilium.io/shared "false", with
+ * its ClusterIP and this cluster's backends (other clusters' backends are theirs to publish).
+ */
+export function localClusterServices(desired: DesiredState | undefined, cluster: { name: string; id: number }): ClusterService[] {
+  if (!desired) return [];
+  const out: ClusterService[] = [];
+  for (const svc of desired.cluster.services) {
+    if (!svc.global?.shared) continue;
+    const frontend: PortConfiguration = {};
+    const backends: Record<string, PortConfiguration> = {};
+    for (const p of svc.ports) {
+      frontend[p.name ?? ""] = { Protocol: p.protocol, Port: p.port };
+      for (const b of p.backends) if (b.cluster === undefined && b.state === "active") (backends[b.ip] ??= {})[p.name ?? ""] = { Protocol: p.protocol, Port: b.port };
+    }
+    const obj = desired.cluster.objects.find((o) => o.kind === "Service" && (o.metadata.namespace ?? "default") === svc.namespace && o.metadata.name === svc.name);
+    out.push({
+      cluster: cluster.name,
+      namespace: svc.namespace,
+      name: svc.name,
+      frontends: svc.clusterIP ? { [svc.clusterIP]: frontend } : {},
+      backends,
+      labels: { ...(obj?.metadata.labels ?? {}) },
+      selector: { ...(svc.selector ?? {}) },
+      includeExternal: true,
+      shared: true,
+      clusterID: cluster.id,
+    });
+  }
+  return out;
+}
+
+/** What a remote cluster of the mesh publishes in its etcd (agent/clustermesh.ts). */
+export interface MeshClusterState {
+  name: string;
+  endpoints: SharedEndpoint[];
+  nodes: SharedNode[];
+  services: ClusterService[];
+}
+
+/**
+ * `objects` with the state of the mesh's other clusters added, annotated with their cluster
+ * (node/cluster.ts CLUSTER_ANNOTATION): their nodes, the namespaces and pods of their endpoints (a pod
+ * whose node is not known yet waits for it), and their shared services (its selector, and per port the
+ * backends' port as targetPort). Deterministic: sorted inputs.
+ */
+export function withClusterMesh(objects: ManifestObject[], clusters: MeshClusterState[]): ManifestObject[] {
+  const out = [...objects];
+  const annotations = (c: string, more: Record<string, string> = {}) => ({ [CLUSTER_ANNOTATION]: c, ...more });
+  for (const c of [...clusters].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const nodes = new Set<string>();
+    for (const n of [...c.nodes].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (n.cluster !== c.name) continue;
+      nodes.add(n.name);
+      const metadata = { name: n.name, annotations: annotations(c.name) };
+      out.push({ apiVersion: "v1", kind: "Node", metadata, raw: { apiVersion: "v1", kind: "Node", metadata, spec: { podCIDR: n.podCIDR }, status: { addresses: [{ type: "InternalIP", address: n.ip }] } } });
+    }
+    const namespaces = new Map<string, Record<string, string>>();
+    const seen = new Set<string>();
+    for (const e of [...c.endpoints].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0))) {
+      if (!nodes.has(e.node) || seen.has(`${e.namespace}/${e.pod}`)) continue;
+      seen.add(`${e.namespace}/${e.pod}`);
+      if (!namespaces.has(e.namespace)) namespaces.set(e.namespace, e.namespaceLabels);
+      const metadata = { name: e.pod, namespace: e.namespace, labels: e.labels, annotations: annotations(c.name) };
+      const spec = { nodeName: e.node, ...(e.serviceAccount ? { serviceAccountName: e.serviceAccount } : {}) };
+      out.push({ apiVersion: "v1", kind: "Pod", metadata, raw: { apiVersion: "v1", kind: "Pod", metadata, spec, status: { podIP: e.ip } } });
+    }
+    for (const [name, labels] of [...namespaces].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      const metadata = { name, labels, annotations: annotations(c.name) };
+      out.push({ apiVersion: "v1", kind: "Namespace", metadata, raw: { apiVersion: "v1", kind: "Namespace", metadata } });
+    }
+    for (const svc of [...c.services].sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1))) {
+      if (svc.cluster !== c.name || !svc.shared) continue;
+      const frontend = Object.values(svc.frontends)[0] ?? {};
+      const backendPort = (n: string) => Object.values(svc.backends).find((b) => b[n])?.[n]?.Port;
+      const ports = Object.entries(frontend)
+        .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+        .map(([n, a]) => ({ ...(n ? { name: n } : {}), port: a.Port, protocol: a.Protocol, targetPort: backendPort(n) ?? a.Port }));
+      const metadata = { name: svc.name, namespace: svc.namespace, labels: svc.labels, annotations: annotations(c.name, { [GLOBAL_SERVICE_ANNOTATION]: "true", [SHARED_SERVICE_ANNOTATION]: "true" }) };
+      out.push({ apiVersion: "v1", kind: "Service", metadata, raw: { apiVersion: "v1", kind: "Service", metadata, spec: { selector: svc.selector, ports } } });
+    }
   }
   return out;
 }

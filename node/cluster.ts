@@ -16,7 +16,7 @@
  */
 import { formatIp, isIpv6, parseIp } from "../host/ip.ts";
 import { maglevSeeds } from "../host/maglev.ts";
-import { CILIATE_API, CILIATE_KINDS, KNOWN_KINDS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, parseCidr, dnsSelectorProblems, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
+import { podKeyOf, CILIATE_API, CILIATE_KINDS, KNOWN_KINDS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, parseCidr, dnsSelectorProblems, type ClusterModel, type ContainerPort, type EnforcementMode, type ManifestObject, type NamespaceModel, type PodModel, type ServiceModel } from "../policy/index.ts";
 import { SimError } from "./errors.ts";
 
 export type L4 = "TCP" | "UDP" | "SCTP";
@@ -85,9 +85,11 @@ export interface SimBackend {
   port: number;
   protocol: L4;
   state: "active" | "terminating";
-  /** ns/name of the pod behind the address, when known. */
+  /** ns/name of the pod behind the address, when known (cluster/ns/name for another cluster's pod). */
   pod?: string;
   node?: string;
+  /** Cluster Mesh: the cluster of a global service's backend when it is not this cluster. */
+  cluster?: string;
 }
 
 export interface SimServicePort {
@@ -117,7 +119,12 @@ export interface SimService {
   externalLocal: boolean;
   internalLocal: boolean;
   selector?: Record<string, string>;
+  /** Cluster Mesh: a global service (service.cilium.io/global) and its affinity (service.cilium.io/affinity). */
+  global?: { shared: boolean; affinity: GlobalAffinity };
 }
+
+/** service.cilium.io/affinity of a global service (cilium/cilium pkg/annotation: GlobalServiceAffinity). */
+export type GlobalAffinity = "local" | "remote" | "none";
 
 export type EndpointRefSpec =
   | { pod: string }
@@ -227,6 +234,49 @@ const KNOWN_KINDS_SET = new Set([...KNOWN_KINDS, ...CILIATE_KINDS]);
 export const MAGLEV_ANNOTATIONS = ["service.cilium.io/lb-algorithm", "io.cilium/lb-algorithm"];
 const ENTITY_REFS = new Set(["world", "host", "remote-node", "health", "init", "unmanaged", "kube-apiserver", "ingress"]);
 
+/**
+ * Cluster Mesh in the manifests: an object annotated `ciliate.dev/cluster: NAME` belongs to cluster NAME;
+ * without it (or with the model's own cluster name) it belongs to the model's own cluster (Config
+ * clusterName). Pods, nodes, namespaces and services of another cluster are that cluster's state as the
+ * agent learns it from the cluster's etcd: its pods are peers (selected by policy through their labels and
+ * `io.cilium.k8s.policy.cluster`, keyed `cluster/namespace/name`), its nodes their tunnel endpoints and
+ * routes (named `cluster/node`), its global services add their backends to the global service of the same
+ * namespace and name here. What the other cluster enforces is not part of this model.
+ */
+export const CLUSTER_ANNOTATION = "ciliate.dev/cluster";
+/** Global services (cilium/cilium pkg/annotation/k8s.go: GlobalService, SharedService, ServiceAffinity). */
+export const GLOBAL_SERVICE_ANNOTATION = "service.cilium.io/global";
+export const SHARED_SERVICE_ANNOTATION = "service.cilium.io/shared";
+export const SERVICE_AFFINITY_ANNOTATION = "service.cilium.io/affinity";
+
+/** The value of an object's CLUSTER_ANNOTATION, if any. */
+export function clusterAnnotationOf(o: ManifestObject): string | undefined {
+  const v = (o.metadata.annotations as Record<string, unknown> | undefined)?.[CLUSTER_ANNOTATION];
+  return v === undefined ? undefined : String(v);
+}
+
+/** The other cluster an object belongs to, or undefined for the model's own (CLUSTER_ANNOTATION). */
+export function otherClusterOf(o: ManifestObject, own: string): string | undefined {
+  const v = clusterAnnotationOf(o);
+  if (v === undefined || v === own) return undefined;
+  const problem = clusterNameProblem(String(v));
+  if (problem) throw bad(o, ["metadata", "annotations", CLUSTER_ANNOTATION], problem);
+  return String(v);
+}
+
+/** The global-service annotations of a Service: undefined when it is not global. */
+function globalServiceOf(o: ManifestObject): SimService["global"] {
+  const a = labelsOf((o.metadata as Record<string, unknown>).annotations);
+  const g = a[GLOBAL_SERVICE_ANNOTATION]?.toLowerCase();
+  if (g === undefined || g === "false") return undefined;
+  if (g !== "true") throw bad(o, ["metadata", "annotations", GLOBAL_SERVICE_ANNOTATION], `expected "true" or "false", got ${JSON.stringify(a[GLOBAL_SERVICE_ANNOTATION])}`);
+  const sh = a[SHARED_SERVICE_ANNOTATION]?.toLowerCase() ?? "true";
+  if (sh !== "true" && sh !== "false") throw bad(o, ["metadata", "annotations", SHARED_SERVICE_ANNOTATION], `expected "true" or "false", got ${JSON.stringify(a[SHARED_SERVICE_ANNOTATION])}`);
+  const af = a[SERVICE_AFFINITY_ANNOTATION]?.toLowerCase() ?? "none";
+  if (af !== "local" && af !== "remote" && af !== "none") throw bad(o, ["metadata", "annotations", SERVICE_AFFINITY_ANNOTATION], `expected local, remote or none, got ${JSON.stringify(a[SERVICE_AFFINITY_ANNOTATION])}`);
+  return { shared: sh === "true", affinity: af };
+}
+
 const CLUSTER_SCOPED_KINDS = new Set(["Namespace", "Node", "CiliumClusterwideNetworkPolicy", "Config"]);
 
 function objectName(o: ManifestObject): string {
@@ -303,6 +353,8 @@ interface RawPod {
   src: ManifestObject;
   /** Node fixed by the workload (DaemonSet). */
   node?: string;
+  /** Another cluster's pod (CLUSTER_ANNOTATION). */
+  cluster?: string;
 }
 
 function podTemplate(o: ManifestObject): { labels: Record<string, string>; spec: Record<string, unknown> } {
@@ -536,13 +588,49 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
   checkKinds(objects);
   const config = configOf(objects, opts);
   const pinned = opts.pinned;
-  const nodes = placeNodes(objects, config, pinned);
-  const pods = placePods(expandPods(objects, nodes), nodes, pinned);
-  const namespaces = namespacesOf(objects);
-  const services = buildServices(objects, config, pods, pinned);
-  const { traffic, expectations } = trafficOf(objects);
-  const model = clusterModelOf(config, objects, nodes, namespaces, pods, services);
-  return { config, nodes, namespaces, pods, services, policies: objects.filter((o) => POLICY_KINDS.has(o.kind)), traffic, expectations, model, objects };
+  // Objects of other clusters (CLUSTER_ANNOTATION) are set apart: they are peers, never local state.
+  const remote = otherClusters(objects, config.clusterName);
+  const local = objects.filter((o) => !remote.clusterOf.has(o));
+  const localNodes = placeNodes(local, config, pinned);
+  const nodes = [...localNodes, ...remoteNodes(remote)];
+  const pods = placePods(expandPods(local, localNodes, remote), nodes, localNodes, pinned, remote);
+  const namespaces = namespacesOf(local);
+  const services = buildServices(local, config, pods, pinned, remote);
+  const { traffic, expectations } = trafficOf(local);
+  const model = clusterModelOf(config, local, nodes, namespaces, pods, services);
+  return { config, nodes, namespaces, pods, services, policies: local.filter((o) => POLICY_KINDS.has(o.kind)), traffic, expectations, model, objects };
+}
+
+/** The objects of other clusters than the model's own, by cluster (CLUSTER_ANNOTATION). */
+interface RemoteObjects {
+  clusterOf: Map<ManifestObject, string>;
+  of(kind: string): ManifestObject[];
+}
+
+function otherClusters(objects: ManifestObject[], own: string): RemoteObjects {
+  const clusterOf = new Map<ManifestObject, string>();
+  for (const o of objects) {
+    const c = otherClusterOf(o, own);
+    if (c === undefined) continue;
+    if (!["Pod", "Node", "Namespace", "Service"].includes(o.kind)) throw bad(o, ["metadata", "annotations", CLUSTER_ANNOTATION], `a ${o.kind} of another cluster is not part of this model (only its Pods, Nodes, Namespaces and Services are)`);
+    clusterOf.set(o, c);
+  }
+  return { clusterOf, of: (kind) => objects.filter((o) => o.kind === kind && clusterOf.has(o)) };
+}
+
+/** Other clusters' nodes: named cluster/node, with the pod CIDR and InternalIP they publish. */
+function remoteNodes(remote: RemoteObjects): SimNode[] {
+  return remote
+    .of("Node")
+    .sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1))
+    .map((o) => {
+      const c = remote.clusterOf.get(o)!;
+      const cidr = parseCidr(str(o.raw.spec?.podCIDR) ?? "");
+      const ip = canonicalIp(((o.raw.status?.addresses as { type?: string; address?: string }[]) ?? []).find((a) => a.type === "InternalIP")?.address ?? "");
+      if (!cidr || cidr.family !== 4) throw bad(o, ["spec", "podCIDR"], "a node of another cluster needs its IPv4 pod CIDR");
+      if (!ip) throw bad(o, ["status", "addresses"], "a node of another cluster needs its InternalIP");
+      return { name: `${c}/${o.metadata.name}`, ip, podCIDR: cidr.text, labels: labelsOf(o.metadata.labels) };
+    });
 }
 
 /** Refuses objects of a kind the simulator does not know, and ciliate's own kinds of another apiVersion. */
@@ -631,8 +719,14 @@ function placeNodes(objects: ManifestObject[], config: SimConfig, pinned: Alloca
 }
 
 /** Pods, including expanded workloads (Deployment, ReplicaSet, StatefulSet replicas; a DaemonSet's pod per node), sorted; a pod declared twice is refused. */
-function expandPods(objects: ManifestObject[], nodes: SimNode[]): RawPod[] {
+function expandPods(objects: ManifestObject[], nodes: SimNode[], remote: RemoteObjects): RawPod[] {
   const raws: RawPod[] = [];
+  for (const o of remote.of("Pod")) {
+    const c = remote.clusterOf.get(o)!;
+    const nodeName = str(o.raw.spec?.nodeName);
+    if (!str(o.raw.status?.podIP) || !nodeName) throw bad(o, ["status", "podIP"], "a pod of another cluster needs its podIP and spec.nodeName");
+    raws.push({ namespace: nsOf(o), name: o.metadata.name, spec: (o.raw.spec ?? {}) as Record<string, unknown>, labels: labelsOf(o.metadata.labels), status: o.raw.status, deleting: false, src: o, node: `${c}/${nodeName}`, cluster: c });
+  }
   for (const o of objects) {
     const ns = nsOf(o);
     const deleting = !!(o.metadata as Record<string, unknown>).deletionTimestamp;
@@ -648,10 +742,10 @@ function expandPods(objects: ManifestObject[], nodes: SimNode[]): RawPod[] {
       for (const n of nodes) raws.push({ namespace: ns, name: `${o.metadata.name}-${n.name}`, spec: t.spec, labels: t.labels, deleting, owner: `DaemonSet/${o.metadata.name}`, src: o, node: n.name });
     }
   }
-  raws.sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+  raws.sort((a, b) => (podKeyOf(a) < podKeyOf(b) ? -1 : 1));
   const seenPods = new Map<string, RawPod>();
   for (const r of raws) {
-    const k = `${r.namespace}/${r.name}`;
+    const k = podKeyOf(r);
     if (seenPods.has(k)) throw bad(r.src, ["metadata", "name"], `pod ${k} is declared twice (also by ${where(seenPods.get(k)!.src)})`, "DUPLICATE_POD");
     seenPods.set(k, r);
   }
@@ -659,8 +753,11 @@ function expandPods(objects: ManifestObject[], nodes: SimNode[]): RawPod[] {
 }
 
 /** Each pod's node (its nodeName, else round robin) and address (its podIP, else the next free one of its node's CIDR). */
-function placePods(raws: RawPod[], nodes: SimNode[], pinned: Allocation | undefined): SimPod[] {
+function placePods(raws: RawPod[], nodes: SimNode[], localNodes: SimNode[], pinned: Allocation | undefined, remote: RemoteObjects): SimPod[] {
   const nodeByName = new Map(nodes.map((n) => [n.name, n]));
+  // Other clusters' namespaces only give their pods' namespace labels.
+  const remoteNs = new Map(remote.of("Namespace").map((o) => [`${remote.clusterOf.get(o)}/${o.metadata.name}`, labelsOf(o.metadata.labels)]));
+  const remoteNsLabels = (c: string, ns: string) => ({ ...(remoteNs.get(`${c}/${ns}`) ?? {}), "kubernetes.io/metadata.name": ns });
   const pods: SimPod[] = [];
   const usedPodIps = new Map<string, string>();
   const podCursor = new Map<string, number>();
@@ -668,10 +765,10 @@ function placePods(raws: RawPod[], nodes: SimNode[], pinned: Allocation | undefi
   let rr = 0;
   const placed: { r: RawPod; node: string; ip?: string; ip6?: string; host: boolean }[] = [];
   for (const r of raws) {
-    const k = `${r.namespace}/${r.name}`;
+    const k = podKeyOf(r);
     let node = r.node ?? str(r.spec.nodeName) ?? pinned?.podNode.get(k);
     if (node && !nodeByName.has(node)) throw bad(r.src, ["spec", "nodeName"], `node ${node} is not declared (declare a Node or omit nodeName)`, "UNKNOWN_NODE");
-    if (!node) node = nodes[rr++ % nodes.length]!.name;
+    if (!node) node = localNodes[rr++ % localNodes.length]!.name;
     const host = r.spec.hostNetwork === true;
     let ip = str(r.status?.podIP);
     if (ip !== undefined) {
@@ -721,9 +818,9 @@ function placePods(raws: RawPod[], nodes: SimNode[], pinned: Allocation | undefi
           break;
         }
       }
-      if (!ip) throw new SimError("IPAM_EXHAUSTED", `node ${n.name}: pod CIDR ${n.podCIDR} has no free address for pod ${p.r.namespace}/${p.r.name}`);
+      if (!ip) throw new SimError("IPAM_EXHAUSTED", `node ${n.name}: pod CIDR ${n.podCIDR} has no free address for pod ${podKeyOf(p.r)}`);
       podCursor.set(n.name, i + 1);
-      usedPodIps.set(ip, `${p.r.namespace}/${p.r.name}`);
+      usedPodIps.set(ip, podKeyOf(p.r));
       p.ip = ip;
     }
     const n = nodeByName.get(p.node)!;
@@ -745,7 +842,8 @@ function placePods(raws: RawPod[], nodes: SimNode[], pinned: Allocation | undefi
     const ready = readyCond ? readyCond.status !== "False" : true;
     const sa = str(p.r.spec.serviceAccountName) ?? str(p.r.spec.serviceAccount);
     pods.push({
-      key: `${p.r.namespace}/${p.r.name}`,
+      key: podKeyOf(p.r),
+      ...(p.r.cluster ? { cluster: p.r.cluster, namespaceLabels: remoteNsLabels(p.r.cluster, p.r.namespace) } : {}),
       namespace: p.r.namespace,
       name: p.r.name,
       labels: p.r.labels,
@@ -774,7 +872,7 @@ function namespacesOf(objects: ManifestObject[]): NamespaceModel[] {
 }
 
 /** Services with their frontends (clusterIP and NodePorts allocated when not declared) and backends. */
-function buildServices(objects: ManifestObject[], config: SimConfig, pods: SimPod[], pinned: Allocation | undefined): SimService[] {
+function buildServices(objects: ManifestObject[], config: SimConfig, pods: SimPod[], pinned: Allocation | undefined, remote: RemoteObjects): SimService[] {
   const svcObjs = objects.filter((o) => o.kind === "Service").sort((a, b) => (`${nsOf(a)}/${a.metadata.name}` < `${nsOf(b)}/${b.metadata.name}` ? -1 : 1));
   const svcCidr = parseCidr(config.serviceCIDR)!;
   const svcCidr6 = parseCidr(config.serviceCIDRv6)!;
@@ -793,6 +891,17 @@ function buildServices(objects: ManifestObject[], config: SimConfig, pods: SimPo
   let nextSvc = 10;
   let nextNodePort = 30000;
   const slices = objects.filter((o) => o.kind === "EndpointSlice");
+  const remoteServices = remote.of("Service").flatMap((o): RemoteService[] => {
+    const g = globalServiceOf(o);
+    if (!g?.shared) return [];
+    const rawPorts = (o.raw.spec?.ports as Record<string, unknown>[]) ?? [];
+    const ports = rawPorts.map((p, i) => {
+      const port = portNumber(o, ["spec", "ports", i, "port"], p?.port);
+      const tp = p?.targetPort;
+      return { name: str(p?.name), port, protocol: protocolOf(o, ["spec", "ports", i, "protocol"], p?.protocol), targetPort: typeof tp === "string" && !/^\d+$/.test(tp) ? tp : tp === undefined ? port : portNumber(o, ["spec", "ports", i, "targetPort"], tp) };
+    });
+    return [{ cluster: remote.clusterOf.get(o)!, namespace: nsOf(o), name: o.metadata.name, selector: labelsOf(o.raw.spec?.selector), ports }];
+  });
   const services: SimService[] = [];
   for (const o of svcObjs) {
     const spec = (o.raw.spec ?? {}) as Record<string, unknown>;
@@ -900,13 +1009,17 @@ function buildServices(objects: ManifestObject[], config: SimConfig, pods: SimPo
       internalLocal: spec.internalTrafficPolicy === "Local",
       selector,
     };
+    const global = globalServiceOf(o);
+    if (global) svc.global = global;
     serviceBackends(o, ns, ports, rawPorts, selector, slices, pods, clusterIPs);
+    if (global) addGlobalBackends(svc, remoteServices.filter((r) => r.namespace === ns && r.name === o.metadata.name), pods);
+    for (const sp of ports) sp.backends.sort((a, b) => (a.state === b.state ? 0 : a.state === "active" ? -1 : 1) || ipv4Cmp(a.ip, b.ip) || a.port - b.port);
     services.push(svc);
   }
   return services;
 }
 
-/** A service port's backends: from the service's EndpointSlices when it has any, else the ready (or terminating) pods its selector selects; active ones first. */
+/** A service port's backends: from the service's EndpointSlices when it has any, else the ready (or terminating) pods of this cluster its selector selects (sorted by the caller, active ones first). */
 function serviceBackends(o: ManifestObject, ns: string, ports: SimServicePort[], rawPorts: unknown[], selector: Record<string, string> | undefined, slices: ManifestObject[], pods: SimPod[], clusterIPs: string[]): void {
   const mySlices = slices.filter((s) => nsOf(s) === ns && labelsOf(s.metadata.labels)["kubernetes.io/service-name"] === o.metadata.name);
   const podOfIp = (ip: string) => pods.find((p) => p.ip === ip && !p.hostNetwork) ?? pods.find((p) => p.ip === ip);
@@ -936,7 +1049,7 @@ function serviceBackends(o: ManifestObject, ns: string, ports: SimServicePort[],
       }
     }
   } else if (selector) {
-    const selected = pods.filter((p) => p.namespace === ns && Object.entries(selector).every(([k, v]) => p.labels[k] === v));
+    const selected = pods.filter((p) => !p.cluster && p.namespace === ns && Object.entries(selector).every(([k, v]) => p.labels[k] === v));
     ports.forEach((sp, i) => {
       let declared = false;
       for (const p of selected) {
@@ -953,7 +1066,6 @@ function serviceBackends(o: ManifestObject, ns: string, ports: SimServicePort[],
         throw bad(o, ["spec", "ports", i, "targetPort"], `targetPort ${JSON.stringify(sp.targetPort)} is not a named ${sp.protocol} port of any selected pod (${selected.map((p) => p.key).join(", ")})`, "UNKNOWN_TARGET_PORT");
     });
   }
-  for (const sp of ports) sp.backends.sort((a, b) => (a.state === b.state ? 0 : a.state === "active" ? -1 : 1) || ipv4Cmp(a.ip, b.ip) || a.port - b.port);
 }
 
 /** The flows of Traffic documents and Expectations. */
@@ -1001,6 +1113,44 @@ function clusterModelOf(config: SimConfig, objects: ManifestObject[], nodes: Sim
   return model;
 }
 
+
+/** A global, shared service of another cluster: its selector and ports (its ClusterService). */
+interface RemoteService {
+  cluster: string;
+  namespace: string;
+  name: string;
+  selector: Record<string, string>;
+  ports: { name?: string; port: number; protocol: L4; targetPort: number | string }[];
+}
+
+/**
+ * Cluster Mesh: a global service's backends across clusters (cilium/cilium pkg/loadbalancer: a global
+ * service merges the backends of every cluster's shared service of the same namespace and name).
+ *   G1 each other cluster's shared service of the same namespace/name adds its cluster's pods that its
+ *      selector selects, on the port of the same name (or the only port), its targetPort resolved there;
+ *   G2 service.cilium.io/affinity: local keeps only this cluster's backends while one is active, remote
+ *      only the other clusters' while one is active, none keeps all; when the preferred side has no active
+ *      backend the others serve (failover).
+ */
+function addGlobalBackends(svc: SimService, others: RemoteService[], pods: SimPod[]): void {
+  for (const sp of svc.ports) {
+    for (const r of others) {
+      const rp = r.ports.find((x) => (x.name ?? "") === (sp.name ?? "") && x.protocol === sp.protocol) ?? (r.ports.length === 1 && svc.ports.length === 1 ? r.ports[0] : undefined);
+      if (!rp) continue;
+      for (const p of pods) {
+        if (p.cluster !== r.cluster || p.namespace !== r.namespace || !Object.keys(r.selector).length || !Object.entries(r.selector).every(([k, v]) => p.labels[k] === v)) continue;
+        if (!p.ready && !p.terminating) continue;
+        const port = typeof rp.targetPort === "number" ? rp.targetPort : p.containerPorts.find((c) => c.name === rp.targetPort && c.protocol === sp.protocol)?.port;
+        if (port === undefined) continue;
+        sp.backends.push({ ip: p.ip, port, protocol: sp.protocol, state: p.terminating ? "terminating" : "active", pod: p.key, node: p.node, cluster: r.cluster });
+      }
+    }
+    const affinity = svc.global?.affinity ?? "none";
+    if (affinity === "none") continue;
+    const preferred = sp.backends.filter((b) => (affinity === "local") === (b.cluster === undefined));
+    if (preferred.some((b) => b.state === "active")) sp.backends = preferred;
+  }
+}
 
 function ipv4Cmp(a: string, b: string): number {
   const pa = parseIp(a);

@@ -24,7 +24,7 @@ import { PolicyBudgetError, PolicyError, PolicyL7ConflictError } from "./errors.
 import type { FqdnState } from "./fqdn-cache.ts";
 import { dnsSelectorMatches, dnsSelectorText } from "./l7/dns.ts";
 import { allocateIdentities, ENTITY_IDENTITY, LOCAL_IDENTITY_SCOPE, type IdentityTable } from "./identity.ts";
-import { LABEL_CLUSTER, labelString, sortLabels } from "./labels.ts";
+import { LABEL_CLUSTER, labelString, podKeyOf, sortLabels } from "./labels.ts";
 import { portInPrefix, portRangeToPrefixes, PROTO_NUMBERS } from "./ports.ts";
 import { selectorMatches, selectorText } from "./selector.ts";
 import { SelectorCache, selectorKey } from "./selector-cache.ts";
@@ -627,7 +627,7 @@ export function hostEndpointLabels(node: NodeModel): Label[] {
 
 /** The pods in endpoint order (by ns/name), their names, and the pods of each identity. */
 function endpointLayout(cluster: ClusterModel, t: IdentityTable) {
-  const sorted = cluster.pods.map((p) => [`${p.namespace}/${p.name}`, p] as const).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  const sorted = cluster.pods.map((p) => [podKeyOf(p), p] as const).sort((a, b) => (a[0] < b[0] ? -1 : 1));
   const pods = sorted.map(([, p]) => p);
   const names = sorted.map(([n]) => n);
   const podsOfIdentity = new Map<number, PodModel[]>();

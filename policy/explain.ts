@@ -11,6 +11,7 @@ import type { KafkaRequest } from "./l7/kafka.ts";
 import type { TlsHello } from "./l7/tls.ts";
 import { policyLookup, type LookupResult } from "./lookup.ts";
 import { PROTO_NUMBERS } from "./ports.ts";
+import { podKeyOf } from "./labels.ts";
 import type { CompiledPolicy } from "./compile.ts";
 import type { Direction, Provenance } from "./types.ts";
 
@@ -63,7 +64,7 @@ function resolve(c: CompiledPolicy, ref: EndpointRef): { identity: number; endpo
   }
   if ("ip" in ref) {
     for (const p of c.cluster.pods)
-      if (p.ips?.includes(ref.ip)) return resolve(c, { pod: `${p.namespace}/${p.name}` });
+      if (p.ips?.includes(ref.ip)) return resolve(c, { pod: podKeyOf(p) });
     const id = identityOfIp(c.identities, c.cluster, ref.ip);
     if (id === undefined) throw new ExplainError(`invalid IP ${ref.ip}`);
     return { identity: id };

@@ -27,7 +27,7 @@ import {
 } from "../host/constants.gen.ts";
 import { compareCidr, ipInCidr, parseCidr, parseIp, type Cidr } from "./cidr.ts";
 import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, REMOTE_NODE_IDENTITY_SCOPE } from "../host/identity-scopes.ts";
-import { identityLabels, LabelFilter, labelString, remoteNodeLabels } from "./labels.ts";
+import { identityLabels, LabelFilter, labelString, podKeyOf, remoteNodeLabels } from "./labels.ts";
 import type { ClusterModel, Identity, Label } from "./types.ts";
 
 export { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, REMOTE_NODE_IDENTITY_SCOPE };
@@ -78,7 +78,7 @@ export function allocateIdentities(cluster: ClusterModel, cidrTexts: string[], o
   const sets = new Map<string, { labels: Label[]; pods: string[] }>();
   const podKey = new Map<string, string>();
   for (const pod of cluster.pods) {
-    const name = `${pod.namespace}/${pod.name}`;
+    const name = podKeyOf(pod);
     if (pod.hostNetwork) continue;
     const labels = identityLabels(pod, nsByName.get(pod.namespace) ?? { name: pod.namespace, labels: {} }, cluster.clusterName, filter);
     const key = labels.map(labelString).join(",");
@@ -97,7 +97,7 @@ export function allocateIdentities(cluster: ClusterModel, cidrTexts: string[], o
     all.push({ id, labels: s.labels, pods: [...s.pods].sort() });
   }
   for (const pod of cluster.pods) {
-    const name = `${pod.namespace}/${pod.name}`;
+    const name = podKeyOf(pod);
     if (pod.hostNetwork) {
       podIdentity.set(name, ID_HOST);
       all[0].pods.push(name);
@@ -156,9 +156,9 @@ export function identityOfIp(t: IdentityTable, cluster: ClusterModel, ip: string
   const a = parseIp(ip);
   if (!a) return undefined;
   const same = (x: string) => parseIp(x)?.addr === a.addr && parseIp(x)?.family === a.family;
-  for (const p of cluster.pods) if (!p.hostNetwork && p.ips?.some(same)) return t.podIdentity.get(`${p.namespace}/${p.name}`);
+  for (const p of cluster.pods) if (!p.hostNetwork && p.ips?.some(same)) return t.podIdentity.get(podKeyOf(p));
   for (const n of cluster.nodes ?? []) if (n.ips.some(same)) return t.nodeIdentity.get(n.name) ?? ID_REMOTE_NODE;
-  for (const p of cluster.pods) if (p.hostNetwork && p.ips?.some(same)) return t.podIdentity.get(`${p.namespace}/${p.name}`);
+  for (const p of cluster.pods) if (p.hostNetwork && p.ips?.some(same)) return t.podIdentity.get(podKeyOf(p));
   let best: { cidr: Cidr; identity: number } | undefined;
   for (const c of t.cidrs) if (ipInCidr(c.cidr, a.family, a.addr) && (!best || c.cidr.bits > best.cidr.bits)) best = c;
   return best ? best.identity : worldIdentity(t, a.family);

@@ -105,14 +105,25 @@ export class LabelFilter {
   }
 }
 
-/** The full label set Cilium gives a pod (before filtering). */
+/**
+ * A pod's key in the model: `namespace/name`, or `cluster/namespace/name` for a pod of another cluster
+ * (Cluster Mesh), so that two clusters' pods of the same name stay apart.
+ */
+export function podKeyOf(pod: Pick<PodModel, "namespace" | "name" | "cluster">): string {
+  return pod.cluster ? `${pod.cluster}/${pod.namespace}/${pod.name}` : `${pod.namespace}/${pod.name}`;
+}
+
+/**
+ * The full label set Cilium gives a pod (before filtering). A pod of another cluster carries that
+ * cluster's name and its namespace's labels there.
+ */
 export function podLabels(pod: PodModel, ns: NamespaceModel | undefined, clusterName: string): Label[] {
   const out: Label[] = [];
   for (const [k, v] of Object.entries(pod.labels)) out.push({ source: "k8s", key: k, value: v });
   out.push({ source: "k8s", key: LABEL_NAMESPACE, value: pod.namespace });
-  for (const [k, v] of Object.entries(ns?.labels ?? {})) out.push({ source: "k8s", key: `${LABEL_NAMESPACE_LABELS}.${k}`, value: v });
+  for (const [k, v] of Object.entries(pod.cluster ? (pod.namespaceLabels ?? {}) : (ns?.labels ?? {}))) out.push({ source: "k8s", key: `${LABEL_NAMESPACE_LABELS}.${k}`, value: v });
   out.push({ source: "k8s", key: LABEL_SERVICE_ACCOUNT, value: pod.serviceAccount ?? "default" });
-  out.push({ source: "k8s", key: LABEL_CLUSTER, value: clusterName });
+  out.push({ source: "k8s", key: LABEL_CLUSTER, value: pod.cluster ?? clusterName });
   return out;
 }
 

@@ -31,6 +31,13 @@ export interface PodModel {
   hostNetwork?: boolean;
   containerPorts: ContainerPort[];
   ips?: string[];
+  /**
+   * Cluster Mesh: the cluster the pod runs in when it is not the model's own (`clusterName`). Its identity
+   * carries that cluster's name (io.cilium.k8s.policy.cluster), and its key is `cluster/namespace/name`.
+   */
+  cluster?: string;
+  /** With `cluster`: the labels of its namespace as its cluster has them (the model's namespaces are its own). */
+  namespaceLabels?: Record<string, string>;
 }
 
 export interface ServicePortModel {

@@ -42,6 +42,7 @@ export interface AgentFlags extends GlobalOptions, IdentityFlags {
   routingMode?: string;
   hubbleSocket?: string;
   hubbleListenAddress?: string;
+  clustermeshConfig?: string;
 }
 
 /** datapath/kernel-engine.ts KERNEL_OBJECT (not imported here: the agent's modules load only when it runs). */
@@ -86,6 +87,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   } catch (e) {
     throw new CliError((e as Error).message, "BAD_OPTION");
   }
+  const meshConfigs = await clusterMeshConfigs(f, identityConfig.mode);
   const masquerade = parseMasquerade(f);
   if (f.xdpAcceleration && !f.device?.length) throw new CliError("--xdp-acceleration needs at least one --device", "BAD_OPTION", "the node devices facing the outside, where from-network runs at XDP");
   const hubbleTcp = f.hubbleListenAddress === undefined ? undefined : hubbleListenAddress(f.hubbleListenAddress);
@@ -126,7 +128,11 @@ export async function runAgent(f: AgentFlags): Promise<number> {
         ? await startCrdState(k8sMod!.kubeConfig(f.kubeconfig!), identityConfig, nodeName, f)
         : undefined;
   const sharedState = kvState && (await import("../../agent/shared-state.ts"));
+  // Cluster Mesh: the other clusters' etcds, watched read-only (agent/clustermesh.ts, docs/clustermesh.md).
+  const mesh = meshConfigs ? await startClusterMesh(meshConfigs, f, identityConfig.clusterId, (m) => log("info", m)) : undefined;
+  const clusterAllocator = mesh && identityAllocator ? new (await import("../../agent/clustermesh.ts")).MeshIdentityAllocator(identityAllocator, mesh) : identityAllocator;
   const baseSource = () => (k8s ? k8s.objects() : source.load());
+  const sharedSource = () => sharedState!.withSharedState(baseSource(), { endpoints: kvState!.remoteEndpoints(), nodes: kvState!.remoteNodes() });
   const agent = new Agent({
     nodeName,
     nodeIp: f.nodeIp,
@@ -135,7 +141,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     pinRoot: f.bpffs,
     stateDir: f.stateDir,
     objectPath: f.object,
-    source: kvState ? () => sharedState!.withSharedState(baseSource(), { endpoints: kvState.remoteEndpoints(), nodes: kvState.remoteNodes() }) : baseSource,
+    source: mesh ? () => sharedState!.withClusterMesh(sharedSource(), mesh.state()) : kvState ? sharedSource : baseSource,
     buildOptions: buildOptions(f),
     devices: f.device ?? [],
     xdpAcceleration: f.xdpAcceleration === true,
@@ -146,7 +152,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     routingMode,
     tunnelProtocol,
     masquerade,
-    identityAllocator,
+    identityAllocator: clusterAllocator,
     clusterId: identityConfig.clusterId,
     onIdentityError: () => {
       if (identityConfig.mode === "kvstore") kvstoreError("identities");
@@ -191,9 +197,13 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     metrics.observeReconcile(r);
     dns?.sync();
     proxy.sync();
-    kvState?.publish(sharedState!.localSharedEndpoints(agent.desired, agent.localEndpoints(), { name: agent.opts.nodeName, ip: agent.opts.nodeIp }));
+    kvState?.publish(
+      sharedState!.localSharedEndpoints(agent.desired, agent.localEndpoints(), { name: agent.opts.nodeName, ip: agent.opts.nodeIp }),
+      sharedState!.localClusterServices(agent.desired, { name: f.clusterName ?? "default", id: identityConfig.clusterId }),
+    );
   };
   kvState?.onChange(() => agent.reconcile(`${identityConfig.mode} state changed`));
+  mesh?.onChange(() => agent.reconcile("clustermesh state changed"));
   if (k8s) await k8s.start(() => agent.reconcile("kubernetes"));
   agent.reconcile("start");
   observer.onFlow = (fl) => {
@@ -221,6 +231,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   clearInterval(pinCheck);
   // The shared state first: its watchers stop (no reconcile after the agent closed) and this node's entries
   // go (kvstore: the lease is revoked; crd: its CiliumEndpoints and CiliumNode are deleted).
+  await mesh?.close();
   await kvState?.close();
   source.stop();
   k8s?.stop();
@@ -263,6 +274,28 @@ async function startCrdState(kubeConfig: import("@kubernetes/client-node").KubeC
     throw new CliError(`--identity-allocation-mode crd: cannot publish or watch CiliumEndpoint/CiliumNode objects: ${(e as Error).message.split("\n")[0]}`, "BAD_OPTION");
   }
   return st;
+}
+
+/** --clustermesh-config, checked before anything starts (undefined without the flag). */
+async function clusterMeshConfigs(f: AgentFlags, mode: string) {
+  if (f.clustermeshConfig === undefined) return undefined;
+  if (mode !== "kvstore") throw new CliError("--clustermesh-config needs --identity-allocation-mode kvstore", "BAD_OPTION", "Cluster Mesh shares state through each cluster's etcd");
+  const { readClusterMeshConfig } = await import("../../agent/clustermesh.ts");
+  try {
+    return readClusterMeshConfig(f.clustermeshConfig, f.clusterName ?? "default");
+  } catch (e) {
+    throw new CliError((e as Error).message, "BAD_OPTION", "a directory with one etcd configuration file per remote cluster, named after it");
+  }
+}
+
+/** Every remote cluster's etcd, connecting in the background (agent/clustermesh.ts M3). */
+async function startClusterMesh(configs: import("../../agent/clustermesh.ts").RemoteClusterConfig[], f: AgentFlags, clusterId: number, log: (m: string) => void) {
+  const { ClusterMesh } = await import("../../agent/clustermesh.ts");
+  const own = f.clusterName ?? "default";
+  if (!configs.length) log(`clustermesh: no remote cluster configuration in ${f.clustermeshConfig} (a file named after the cluster, with endpoints:)`);
+  const mesh = new ClusterMesh(configs, { name: own, id: clusterId }, log);
+  mesh.start();
+  return mesh;
 }
 
 /** --export-file and its options (Hubble's --hubble-export-file-* and allow/deny lists), checked before anything starts. */
@@ -377,6 +410,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--kvstore-lease-ttl <duration>", "TTL of this agent's kvstore lease: its identity references go this long after it dies", "15m")
     .option("--cluster-id <n>", "cluster id 0..255 (bits 16-23 of cluster-scoped identities)", "0")
     .option("--identity-gc-interval <duration>", "how often this agent removes identities no node references", "15m")
+    .option("--clustermesh-config <dir>", "Cluster Mesh: a directory with one etcd configuration per remote cluster, each file named after its cluster (kvstore mode)")
     .addHelpText(
       "after",
       `

@@ -9,18 +9,17 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Etcd3 } from "etcd3";
-import { computeDesired, hex, type DesiredState, type LocalEndpoint, type Numbering } from "../../agent/desired.ts";
+import { computeDesired, type DesiredState, type LocalEndpoint, type Numbering } from "../../agent/desired.ts";
 import { StableNumbers } from "../../agent/identities.ts";
 import { ClusterIdentities } from "../../agent/identity-allocator.ts";
 import { KvstoreAllocator } from "../../agent/identity-kvstore.ts";
 import { IP_PREFIX, KvstoreState, NODES_PREFIX, parseEndpoint, parseNode, type SharedNode } from "../../agent/kvstore-state.ts";
 import { localSharedEndpoints, withSharedState } from "../../agent/shared-state.ts";
 import { remoteNodeRoutes } from "../../agent/routing.ts";
-import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
-import { ipcacheKey } from "../../host/ipcache.ts";
 import { parseManifestText } from "../../sim/manifests.ts";
 import { EtcdServer, hasEtcd } from "../helpers/etcd.ts";
+import { allows, ipcache, reconcileUntil } from "../helpers/desired-maps.ts";
 import { skipUnless } from "../helpers/tools.ts";
 
 const pod = (name: string, app: string, nodeName: string) => `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: shop, labels: {app: ${app}}}\nspec: {nodeName: ${nodeName}, containers: [{name: c, image: x}]}\n---\n`;
@@ -36,18 +35,7 @@ spec:
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function ipcache(d: DesiredState, ip: string) {
-  const e = d.maps.Ipcache.get(hex(MAP_SPECS.Ipcache.key.encode(ipcacheKey(ip))));
-  return e && MAP_SPECS.Ipcache.value.decode(e.value);
-}
 
-function allows(d: DesiredState, epId: number, identity: number): boolean {
-  return [...d.maps.Policy.values()].some((e) => {
-    const k = MAP_SPECS.Policy.key.decode(e.key);
-    const v = MAP_SPECS.Policy.value.decode(e.value);
-    return k.epId === epId && k.egress === C.POLICY_INGRESS && k.secLabel === identity && !(v.flags & C.POLICY_F_DENY);
-  });
-}
 
 /** One node as the agent runs it: its manifests, endpoints, allocator, numbering and shared state. */
 class TestNode {
@@ -92,16 +80,6 @@ class TestNode {
   }
 }
 
-/** Reconciles both nodes every 20 ms (the agent reconciles on each change) until `done`; the time taken. */
-async function until(nodes: TestNode[], done: () => boolean, ms = 15000): Promise<number> {
-  const t0 = performance.now();
-  while (performance.now() - t0 < ms) {
-    for (const n of nodes) n.reconcile();
-    if (done()) return performance.now() - t0;
-    await sleep(20);
-  }
-  throw new Error("did not converge");
-}
 
 const skipEtcd = skipUnless(hasEtcd(), "etcd (Debian etcd-server)");
 
@@ -131,7 +109,7 @@ describe.skipIf(skipEtcd)("shared endpoints and nodes in etcd (kvstore mode)", (
     const before = n2.reconcile();
     expect(ipcache(before, "10.244.1.5")).toBeUndefined();
     let client = 0;
-    const ms = await until([n1, n2], () => {
+    const ms = await reconcileUntil([n1, n2], () => {
       client = n1.last!.podIdentity.get("shop/client")!;
       const e = ipcache(n2.last!, "10.244.1.5");
       // node-2's own pod is published too (its allocation and put race node-1's; both must be in etcd).
@@ -178,7 +156,7 @@ describe.skipIf(skipEtcd)("shared endpoints and nodes in etcd (kvstore mode)", (
     await etcd.resume();
     const t0 = performance.now();
     let late = 0;
-    await until([n1, n2], () => {
+    await reconcileUntil([n1, n2], () => {
       late = n1.last!.podIdentity.get("shop/late")!;
       return late !== C.ID_INIT && ipcache(n2.last!, "10.244.1.6")?.secIdentity === late && allows(n2.last!, 1, late);
     }, 20000);
@@ -189,7 +167,7 @@ describe.skipIf(skipEtcd)("shared endpoints and nodes in etcd (kvstore mode)", (
 
   it("a pod removed on its node leaves the other node's ipcache", async () => {
     n1.eps = n1.eps.filter((e) => e.pod !== "shop/late");
-    await until([n1, n2], () => ipcache(n2.last!, "10.244.1.6") === undefined);
+    await reconcileUntil([n1, n2], () => ipcache(n2.last!, "10.244.1.6") === undefined);
     expect(Object.keys(etcd.getPrefix(`${IP_PREFIX}/`))).not.toContain(`${IP_PREFIX}/10.244.1.6`);
   }, 20000);
 
@@ -199,14 +177,14 @@ describe.skipIf(skipEtcd)("shared endpoints and nodes in etcd (kvstore mode)", (
     const closed = new TestNode(etcd.endpoint, { name: "node-4", cluster: "default", clusterId: 3, ip: "192.168.56.14", podCIDR: "10.244.4.0/24" }, 30);
     await closed.start();
     const names = () => n2.kv.remoteNodes().map((n) => n.name).sort();
-    await until([n2], () => names().join() === "node-1,node-3,node-4");
+    await reconcileUntil([n2], () => names().join() === "node-1,node-3,node-4");
     await closed.close();
-    const closedMs = await until([n2], () => !names().includes("node-4"), 5000);
+    const closedMs = await reconcileUntil([n2], () => !names().includes("node-4"), 5000);
     expect(closedMs).toBeLessThan(3000);
     killed.kv.abandon();
     killed.alloc.abandon();
     const t0 = performance.now();
-    await until([n2], () => !names().includes("node-3"), 15000);
+    await reconcileUntil([n2], () => !names().includes("node-3"), 15000);
     const expiredMs = performance.now() - t0;
     console.log(`[kvstore-state] a killed agent's node entry expired after ${expiredMs.toFixed(0)} ms (lease TTL 3 s)`);
     expect(expiredMs).toBeGreaterThan(1000); // it outlived the agent: the lease, not a delete, removed it

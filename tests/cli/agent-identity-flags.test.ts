@@ -35,6 +35,16 @@ describe("ciliate agent identity flags", () => {
     refused(["--identity-allocation-mode", "kvstore", "--kvstore", "etcd", "--kvstore-opt", "etcd.qps=5"], /unknown option "etcd.qps"/);
   });
 
+  it("refuses --clustermesh-config outside kvstore mode, or naming this cluster or a bad cluster name", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ciliate-mesh-cfg-"));
+    const kv = ["--identity-allocation-mode", "kvstore", "--kvstore", "etcd", "--kvstore-opt", "etcd.endpoints=http://127.0.0.1:1"];
+    refused(["--clustermesh-config", dir], /--clustermesh-config needs --identity-allocation-mode kvstore/);
+    writeFileSync(join(dir, "east"), "endpoints: [http://127.0.0.1:2]\n");
+    refused([...kv, "--cluster-name", "east", "--clustermesh-config", dir], /names this cluster \(--cluster-name east\)/);
+    writeFileSync(join(dir, "West"), "endpoints: [http://127.0.0.1:3]\n");
+    refused([...kv, "--cluster-name", "north", "--clustermesh-config", dir], /West: the file name is the remote cluster's name: invalid cluster name "West"/);
+  });
+
   it("says when etcd cannot be reached", () => {
     refused(["--identity-allocation-mode", "kvstore", "--kvstore", "etcd", "--kvstore-opt", "etcd.endpoints=http://127.0.0.1:1"], /cannot reach the kvstore \(http:\/\/127.0.0.1:1\): connect ECONNREFUSED 127.0.0.1:1$/m);
   }, 60000);
