@@ -30,8 +30,10 @@
  *      view; an endpoint whose node has no CiliumNode yet is left out until it has one (every agent writes
  *      its CiliumNode before its endpoints); an object that does not parse is ignored with one log line.
  *   R5 a graceful close deletes this agent's CiliumEndpoints and CiliumNode (kvstore mode revokes its
- *      lease). A killed agent leaves them; Cilium relies on ownerReferences for that case, which need the
- *      Pod's and Node's uid: they are set when the caller knows the uid (`podUid`).
+ *      lease). A killed agent leaves them; Cilium relies on ownerReferences for that case: a CiliumEndpoint
+ *      names its Pod as owner when the caller knows the pod's uid (`podUid`), so the API's garbage
+ *      collector deletes it with the pod. Without blockOwnerDeletion, which would need update on
+ *      pods/finalizers under the OwnerReferencesPermissionEnforcement admission plugin.
  */
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import { parseIp } from "../host/ip.ts";
@@ -84,7 +86,7 @@ export function ciliumEndpointOf(e: SharedEndpoint, clusterName: string, podUid?
     metadata: {
       name: e.pod,
       namespace: e.namespace,
-      ...(podUid ? { ownerReferences: [{ apiVersion: "v1", kind: "Pod", name: e.pod, uid: podUid, blockOwnerDeletion: true }] } : {}),
+      ...(podUid ? { ownerReferences: [{ apiVersion: "v1", kind: "Pod", name: e.pod, uid: podUid }] } : {}),
     },
     status: {
       identity: { id: e.identity, labels: endpointIdentityLabels(e, clusterName) },

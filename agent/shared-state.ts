@@ -67,6 +67,16 @@ export function withSharedState(objects: ManifestObject[], remote: RemoteState):
   return out;
 }
 
+/** "namespace/name" → metadata.uid of every Pod in `objects` that has one (the owner of its CiliumEndpoint). */
+export function podUidsOf(objects: ManifestObject[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const o of objects) {
+    const uid = o.kind === "Pod" ? o.raw?.metadata?.uid : undefined;
+    if (typeof uid === "string" && uid) out.set(podKey(o), uid);
+  }
+  return out;
+}
+
 /**
  * The local endpoints to publish: those whose identity is allocated (a pending one, init, is published
  * once it has its number), with their pod's labels and namespace labels from the desired state.

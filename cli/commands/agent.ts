@@ -118,6 +118,9 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     const why = /Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/.exec(m)?.[1] ?? m;
     throw new CliError(`--identity-allocation-mode ${identityConfig.mode}: cannot reach the ${identityConfig.mode === "kvstore" ? `kvstore (${identityConfig.etcd!.endpoints.join(", ")})` : "Kubernetes API"}: ${why}`, "BAD_OPTION");
   }
+  // The uid of each pod the source lists (from the Kubernetes API; manifests usually carry none): crd mode's
+  // CiliumEndpoints are owned by their Pod, so the API's garbage collector deletes them with it.
+  let podUids = new Map<string, string>();
   // kvstore and crd modes: this node's endpoints and node are published (etcd keys, agent/kvstore-state.ts;
   // CiliumEndpoint/CiliumNode objects, agent/crd-state.ts) and every other node's are watched; they join
   // the desired state as pods and nodes (agent/shared-state.ts), whichever the backend.
@@ -125,14 +128,19 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     identityConfig.mode === "kvstore"
       ? await startKvstoreState(identityAllocator!, identityConfig, nodeName, f, () => kvstoreError("state"))
       : identityConfig.mode === "crd"
-        ? await startCrdState(k8sMod!.kubeConfig(f.kubeconfig!), identityConfig, nodeName, f)
+        ? await startCrdState(k8sMod!.kubeConfig(f.kubeconfig!), identityConfig, nodeName, f, (ns, name) => podUids.get(`${ns}/${name}`))
         : undefined;
   const sharedState = kvState && (await import("../../agent/shared-state.ts"));
   // Cluster Mesh: the other clusters' etcds, watched read-only (agent/clustermesh.ts, docs/clustermesh.md).
   const mesh = meshConfigs ? await startClusterMesh(meshConfigs, f, identityConfig.clusterId, (m) => log("info", m)) : undefined;
   const clusterAllocator = mesh && identityAllocator ? new (await import("../../agent/clustermesh.ts")).MeshIdentityAllocator(identityAllocator, mesh) : identityAllocator;
   const baseSource = () => (k8s ? k8s.objects() : source.load());
-  const sharedSource = () => sharedState!.withSharedState(baseSource(), { endpoints: kvState!.remoteEndpoints(), nodes: kvState!.remoteNodes() });
+  const sharedSource = () => {
+    const objects = baseSource();
+    // crd mode names each CiliumEndpoint's Pod as its owner when the source knows the pod's uid.
+    podUids = sharedState!.podUidsOf(objects);
+    return sharedState!.withSharedState(objects, { endpoints: kvState!.remoteEndpoints(), nodes: kvState!.remoteNodes() });
+  };
   const agent = new Agent({
     nodeName,
     nodeIp: f.nodeIp,
@@ -265,9 +273,9 @@ async function startKvstoreState(allocator: import("../../agent/identity-allocat
 }
 
 /** The CiliumEndpoint/CiliumNode shared state (crd mode), started (lists and watches). */
-async function startCrdState(kubeConfig: import("@kubernetes/client-node").KubeConfig, cfg: import("../../agent/identity-options.ts").IdentityConfig, nodeName: string, f: AgentFlags) {
+async function startCrdState(kubeConfig: import("@kubernetes/client-node").KubeConfig, cfg: import("../../agent/identity-options.ts").IdentityConfig, nodeName: string, f: AgentFlags, podUid: (namespace: string, name: string) => string | undefined) {
   const { CrdState } = await import("../../agent/crd-state.ts");
-  const st = new CrdState({ kubeConfig, node: { name: nodeName, cluster: f.clusterName ?? "default", clusterId: cfg.clusterId, ip: f.nodeIp!, podCIDR: f.podCidr! }, log: (m) => process.stderr.write(`${new Date().toISOString()} warn ${m}\n`) });
+  const st = new CrdState({ kubeConfig, podUid, node: { name: nodeName, cluster: f.clusterName ?? "default", clusterId: cfg.clusterId, ip: f.nodeIp!, podCIDR: f.podCidr! }, log: (m) => process.stderr.write(`${new Date().toISOString()} warn ${m}\n`) });
   try {
     await st.start();
   } catch (e) {

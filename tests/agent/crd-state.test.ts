@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ciliumEndpointOf, CrdState, ENDPOINTS_PATH, NODES_PATH, parseCiliumEndpoint } from "../../agent/crd-state.ts";
 import type { SharedEndpoint, SharedNode } from "../../agent/kvstore-state.ts";
+import { podUidsOf } from "../../agent/shared-state.ts";
 import { ROOT } from "./e2e-helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ciliate-crd-state-"));
@@ -174,5 +175,18 @@ describe("parseCiliumEndpoint", () => {
     const noIp = ciliumEndpointOf(e, "c1");
     noIp.status!.networking!.addressing = [{ ipv6: "fd00::1" }];
     expect(parseCiliumEndpoint(noIp, byIp)).toMatch(/no IPv4 address/);
+  });
+
+  it("a CiliumEndpoint is owned by its Pod when the pod's uid is known (the uid of the source's Pod object)", () => {
+    const e = ep(1, "web", "10.250.1.5");
+    expect(ciliumEndpointOf(e, "c1").metadata!.ownerReferences).toBeUndefined();
+    const pods = [
+      { apiVersion: "v1", kind: "Pod", metadata: { name: "web", namespace: "shop" }, raw: { metadata: { name: "web", namespace: "shop", uid: "0f1e-web" } } },
+      { apiVersion: "v1", kind: "Pod", metadata: { name: "db", namespace: "shop" }, raw: { metadata: { name: "db", namespace: "shop" } } },
+      { apiVersion: "v1", kind: "Service", metadata: { name: "web", namespace: "shop" }, raw: { metadata: { uid: "svc" } } },
+    ];
+    const uids = podUidsOf(pods as never);
+    expect([...uids]).toEqual([["shop/web", "0f1e-web"]]);
+    expect(ciliumEndpointOf(e, "c1", uids.get("shop/web")).metadata!.ownerReferences).toEqual([{ apiVersion: "v1", kind: "Pod", name: "web", uid: "0f1e-web" }]);
   });
 });
