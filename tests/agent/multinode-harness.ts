@@ -62,6 +62,8 @@ export interface ClusterOptions {
   routingMode?: string;
   /** More `ciliate agent` flags for every node. */
   agentArgs?: string[];
+  /** More `ciliate agent` flags for node i (1-based) alone, after `agentArgs` (e.g. per-cluster flags). */
+  nodeArgs?: (i: number) => string[];
   /** Prefix of the namespace names (default "cmn"). */
   prefix?: string;
   /**
@@ -212,6 +214,7 @@ status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
       "--device", "eth0", "--resync-interval", "100",
       ...(routingMode ? ["--routing-mode", routingMode] : []),
       ...(this.opts.agentArgs ?? []),
+      ...(this.opts.nodeArgs?.(this.nodes.indexOf(n) + 1) ?? []),
     ];
   }
 

@@ -3,6 +3,7 @@
 // backends of every cluster (G1) and honour service.cilium.io/affinity with failover (G2).
 import { describe, expect, it } from "vitest";
 import { buildCluster, CLUSTER_ANNOTATION } from "../../node/cluster.ts";
+import { loadFrom } from "../../sim/load.ts";
 import { parseManifests, compilePolicy, buildRules, type ManifestObject } from "../../policy/index.ts";
 
 const other = (c: string) => `annotations: {${JSON.stringify(CLUSTER_ANNOTATION)}: ${c}}`;
@@ -87,5 +88,9 @@ describe("Cluster Mesh model", () => {
     expect(buildCluster(objs(text)).services.find((s) => s.key === "shop/web")!.ports[0]!.backends.map((b) => b.ip)).toEqual(["10.244.0.11"]);
     expect(() => buildCluster(objs(base("nearest")))).toThrow(/service.cilium.io\/affinity.*expected local, remote or none, got "nearest"/);
     expect(() => buildCluster(objs(base("none").replace(`${CLUSTER_ANNOTATION}: west}}\nspec: {selector`, `${CLUSTER_ANNOTATION}: West}}\nspec: {selector`)))).toThrow(/invalid cluster name "West"/);
+  });
+
+  it("the simulator refuses another cluster's objects with one line (it models one cluster)", () => {
+    expect(() => loadFrom(objs(base("none")), {})).toThrow(/Namespace shop: ciliate.dev\/cluster west is another cluster; the simulator models one cluster \(east\)/);
   });
 });
