@@ -238,10 +238,14 @@ export class Agent {
     }
     // Masquerading: to_network at each device's egress (a no-op until the first reconcile sets
     // CONFIG_F_MASQUERADE); without it, a to_network an earlier run left goes.
+    // The host firewall (--enable-host-firewall) needs it too: the node's own packets meet its egress host
+    // policy there (core/host-firewall.ts H3), and from_network at the ingress judges what arrives (H2).
+    const hostFirewall = opts.buildOptions?.enableHostFirewall === true;
     for (const dev of opts.devices ?? []) {
-      if (opts.masquerade) {
+      if (opts.masquerade || hostFirewall) {
         attachTc(this.obj.program("to_network"), { ifname: dev, direction: "egress", replace: true });
-        this.log("info", `masquerade: to_network at ${dev} egress, pod traffic leaving the cluster is SNATed to ${opts.nodeIp}${opts.masquerade.nativeRoutingCidr ? ` (not to ${opts.masquerade.nativeRoutingCidr})` : ""}`);
+        if (opts.masquerade) this.log("info", `masquerade: to_network at ${dev} egress, pod traffic leaving the cluster is SNATed to ${opts.nodeIp}${opts.masquerade.nativeRoutingCidr ? ` (not to ${opts.masquerade.nativeRoutingCidr})` : ""}`);
+        if (hostFirewall) this.log("info", `host firewall: host policies enforced at ${dev} (from_network at ingress, to_network at egress)`);
       } else if (tcQuery({ ifname: dev, direction: "egress" }) !== undefined) {
         new TcAttachment(linkShow(dev)!.ifindex, "egress", 1, 1, 0).detach();
         this.log("info", `masquerade: off; removed the to_network filter at ${dev} egress`);
@@ -498,6 +502,8 @@ export class Agent {
   private apply(desired: DesiredState): ApplyResult {
     for (const e of desired.overflow) this.log("error", `${e.message}; the endpoint keeps its last good policy`);
     for (const w of desired.warnings) this.log("warn", w.message);
+    if (desired.cluster.config.enableHostFirewall && this.opts.buildOptions?.enableHostFirewall !== true)
+      this.log("warn", "the Config enables the host firewall, but to_network is attached only with --enable-host-firewall: host egress policies are not enforced on this node (ingress ones are, at from_network)");
     // A map whose desired contents are the very ones last written without a failure (computeDesired reuses
     // them when only policies changed) is neither read back nor diffed; every other map is read from the
     // kernel and diffed, which also repairs anything changed behind the agent's back.

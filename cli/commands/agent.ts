@@ -89,6 +89,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   }
   const meshConfigs = await clusterMeshConfigs(f, identityConfig.mode);
   const masquerade = parseMasquerade(f);
+  if (f.enableHostFirewall && !f.device?.length) throw new CliError("--enable-host-firewall needs at least one --device", "BAD_OPTION", "the node devices facing the network, where from_network and to_network enforce host policies");
   if (f.xdpAcceleration && !f.device?.length) throw new CliError("--xdp-acceleration needs at least one --device", "BAD_OPTION", "the node devices facing the outside, where from-network runs at XDP");
   const hubbleTcp = f.hubbleListenAddress === undefined ? undefined : hubbleListenAddress(f.hubbleListenAddress);
   const exporter = f.exportFile ? await flowExporter(f) : undefined;

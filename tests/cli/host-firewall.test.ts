@@ -65,4 +65,10 @@ describe("host firewall in trace, check and simulate", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("the agent needs a --device for the host firewall: one clear line, exit 2", () => {
+    const r = ciliate(...SCENARIO, "--enable-host-firewall", "agent", "--node-name", "node-1", "--pod-cidr", "10.244.1.0/24", "--node-ip", NODE_1);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toEqual(["ciliate: --enable-host-firewall needs at least one --device (the node devices facing the network, where from_network and to_network enforce host policies)"]);
+  });
 });
