@@ -51,7 +51,7 @@ import {
 import { DESIRED_MAPS, desiredMaps, positionalNumbering, type DesiredMap, type DesiredMaps, type DesiredOptions } from "../node/desired.ts";
 import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { protoNumber } from "../host/protocols.ts";
-import { formatIp } from "../host/ip.ts";
+import { formatIp, hostPort } from "../host/ip.ts";
 import { ipcacheKey } from "../host/ipcache.ts";
 import { isRemoteNodeIdentity } from "../host/identity-scopes.ts";
 import { ENTITY_OFFSETS, entityIp, KUBE_APISERVER_IP, Places, WORLD_IP, type Place } from "./places.ts";
@@ -450,7 +450,7 @@ export class Simulation {
       ctx.result.steps.push({
         node,
         entry,
-        packet: `${d.src}:${d.sport} -> ${d.dst}:${d.dport} ${this.summaryOf(d)}`,
+        packet: `${hostPort(d.src, d.sport)} -> ${hostPort(d.dst, d.dport)} ${this.summaryOf(d)}`,
         reply,
         srcIdentityIn: srcIdentity,
         result: { verdict: r.verdict, dropReason: r.dropReason },
@@ -822,7 +822,7 @@ export class Simulation {
   private noteService(ctx: Ctx, t: TraceRecord, reply: boolean): void {
     if (reply || !(t.traceFlags & C.TRACE_F_DNAT)) return;
     const f = this.lb.frontends.find((x) => x.revNat === t.revNatIndex);
-    if (f && !ctx.result.service) ctx.result.service = { namespace: f.svc.namespace, name: f.svc.name, frontend: `${f.ip}:${f.fport}/${f.protocol}`, kind: f.kind };
+    if (f && !ctx.result.service) ctx.result.service = { namespace: f.svc.namespace, name: f.svc.name, frontend: `${hostPort(f.ip, f.fport)}/${f.protocol}`, kind: f.kind };
     const b = this.lb.backendById.get(t.backendId);
     if (b) ctx.result.backend = { ip: b.ip, port: b.port, pod: b.pod };
   }
@@ -907,7 +907,7 @@ export class Simulation {
       srcIdentity: src.kind === "pod" ? this.identityOfPod(src.pod!) : (src.carry ?? 0),
       dstIdentity: dst.place.kind === "pod" ? this.identityOfPod(dst.place.pod!) : 0,
     };
-    if (dst.frontend) result.service = { namespace: dst.frontend.svc.namespace, name: dst.frontend.svc.name, frontend: `${dst.frontend.ip}:${dst.frontend.fport}/${dst.frontend.protocol}`, kind: dst.frontend.kind };
+    if (dst.frontend) result.service = { namespace: dst.frontend.svc.namespace, name: dst.frontend.svc.name, frontend: `${hostPort(dst.frontend.ip, dst.frontend.fport)}/${dst.frontend.protocol}`, kind: dst.frontend.kind };
     let played = 0;
     for (let i = 0; i < spec.count && result.verdict === "allowed"; i++) {
       // The outcome describes one connection, the last one played (the denied one, if any): never the
