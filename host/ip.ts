@@ -63,6 +63,11 @@ export function isIpv6(addr: string): boolean {
   return addr.includes(":");
 }
 
+/** "addr:port", with an IPv6 address in brackets ("[fd00::1]:80"), as Hubble and URLs write it. */
+export function hostPort(addr: string, port: number | string): string {
+  return isIpv6(addr) ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
 function bytesOf(addr: bigint, n: number): Uint8Array {
   const out = new Uint8Array(n);
   for (let i = n - 1; i >= 0; i--, addr >>= 8n) out[i] = Number(addr & 0xffn);

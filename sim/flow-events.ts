@@ -5,6 +5,7 @@
  */
 import type { TraceRecord } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
+import { hostPort } from "../host/ip.ts";
 import type { EntryPoint, RunResult, TunnelKey } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
 import { describe as describeRules, INIT_ENDPOINT } from "../policy/index.ts";
@@ -105,7 +106,7 @@ export class FlowEvents extends SimulationState {
       ctx.result.steps.push({
         node,
         entry,
-        packet: `${d.src}:${d.sport} -> ${d.dst}:${d.dport} ${this.summaryOf(d)}`,
+        packet: `${hostPort(d.src, d.sport)} -> ${hostPort(d.dst, d.dport)} ${this.summaryOf(d)}`,
         reply,
         srcIdentityIn: srcIdentity,
         result: { verdict: r.verdict, dropReason: r.dropReason },

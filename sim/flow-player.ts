@@ -7,6 +7,7 @@
  */
 import type { TraceRecord } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
+import { hostPort } from "../host/ip.ts";
 import type { EntryPoint, TunnelKey } from "../host/datapath.ts";
 import { dropReasonText } from "../host/drop-reasons.gen.ts";
 import type { FlowSpec } from "../node/cluster.ts";
@@ -153,7 +154,7 @@ export class FlowPlayer extends L7Proxy {
   private noteService(ctx: Ctx, t: TraceRecord, reply: boolean): void {
     if (reply || !(t.traceFlags & C.TRACE_F_DNAT)) return;
     const f = this.lb.frontends.find((x) => x.revNat === t.revNatIndex);
-    if (f && !ctx.result.service) ctx.result.service = { namespace: f.svc.namespace, name: f.svc.name, frontend: `${f.ip}:${f.fport}/${f.protocol}`, kind: f.kind };
+    if (f && !ctx.result.service) ctx.result.service = { namespace: f.svc.namespace, name: f.svc.name, frontend: `${hostPort(f.ip, f.fport)}/${f.protocol}`, kind: f.kind };
     const b = this.lb.backendById.get(t.backendId);
     if (b) ctx.result.backend = { ip: b.ip, port: b.port, pod: b.pod };
   }
@@ -213,7 +214,7 @@ export class FlowPlayer extends L7Proxy {
       srcIdentity: src.kind === "pod" ? this.identityOfPod(src.pod!) : (src.carry ?? 0),
       dstIdentity: dst.place.kind === "pod" ? this.identityOfPod(dst.place.pod!) : 0,
     };
-    if (dst.frontend) result.service = { namespace: dst.frontend.svc.namespace, name: dst.frontend.svc.name, frontend: `${dst.frontend.ip}:${dst.frontend.fport}/${dst.frontend.protocol}`, kind: dst.frontend.kind };
+    if (dst.frontend) result.service = { namespace: dst.frontend.svc.namespace, name: dst.frontend.svc.name, frontend: `${hostPort(dst.frontend.ip, dst.frontend.fport)}/${dst.frontend.protocol}`, kind: dst.frontend.kind };
     let played = 0;
     for (let i = 0; i < spec.count && result.verdict === "allowed"; i++) {
       // The outcome describes one connection, the last one played (the denied one, if any): never the

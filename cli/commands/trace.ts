@@ -13,7 +13,12 @@ import { KAFKA_API_KEYS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, policyLookup, dnsSel
 import type { EndpointRefSpec, FlowSpec } from "../../node/cluster.ts";
 import { identityText, jsonLine, MATCH_TYPE_NAMES } from "../../host/flows.ts";
 import { protoName, protoNumber } from "../../host/protocols.ts";
-import { parseIp } from "../../host/ip.ts";
+import { hostPort, parseIp } from "../../host/ip.ts";
+
+/** The address of "addr:port" or "[addr]:port". */
+function addrOf(hp: string): string {
+  return hp.startsWith("[") ? hp.slice(1, hp.indexOf("]")) : hp.split(":")[0]!;
+}
 import type { DirectionOutcome, FlowResult, Place, Simulation, Step } from "../../sim/simulator.ts";
 import { diagnosticsJson, load, outputOf, parsePort, parseRef, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
@@ -35,6 +40,7 @@ interface TraceOptions extends GlobalOptions {
   tlsSni?: string;
   icmpType?: string;
   icmpCode?: string;
+  ipFamily?: string;
   dnsQuery?: string;
   dnsAnswer?: string[];
   dnsTtl?: string;
@@ -164,8 +170,8 @@ function snatJson(s: Step) {
   const [src, dst] = s.packet.split(" ")[0] === undefined ? ["", ""] : [s.packet.split(" -> ")[0]!, s.packet.split(" -> ")[1]!.split(" ")[0]!];
   const reverse = s.entry === "fromNetwork" && (s.trace.traceFlags & C.TRACE_F_REPLY) !== 0;
   return reverse
-    ? { direction: "rev-snat" as const, field: "destination" as const, from: dst, to: `${s.output.dst}:${s.output.dport}` }
-    : { direction: "snat" as const, field: "source" as const, from: src, to: `${s.output.src}:${s.output.sport}` };
+    ? { direction: "rev-snat" as const, field: "destination" as const, from: dst, to: hostPort(s.output.dst, s.output.dport) }
+    : { direction: "snat" as const, field: "source" as const, from: src, to: hostPort(s.output.src, s.output.sport) };
 }
 
 function textOf(j: ReturnType<typeof traceJson>): string {
@@ -174,10 +180,10 @@ function textOf(j: ReturnType<typeof traceJson>): string {
   lines.push(`Flow:        ${refText(j.flow.from)} -> ${refText(j.flow.to)} ${j.flow.protocol === "ICMP" || j.flow.protocol === "ICMPv6" ? `${j.flow.protocol} type ${j.flow.port}` : `${j.flow.port}/${j.flow.protocol}`}${j.flow.http ? ` HTTP ${j.flow.http.method} ${j.flow.http.path}` : ""}${j.flow.dns ? ` DNS query ${j.flow.dns.query}` : ""}`);
   lines.push(`Source:      ${ep(j.source)}`);
   lines.push(`Destination: ${ep(j.destination)}`);
-  if (j.service) lines.push(`Service:     ${j.service.namespace}/${j.service.name} ${j.service.frontend} (${j.service.kind})${j.backend ? ` → backend ${j.backend.pod ?? j.backend.ip} ${j.backend.ip}:${j.backend.port}` : " → no backend"}`);
+  if (j.service) lines.push(`Service:     ${j.service.namespace}/${j.service.name} ${j.service.frontend} (${j.service.kind})${j.backend ? ` → backend ${j.backend.pod ?? j.backend.ip} ${hostPort(j.backend.ip, j.backend.port)}` : " → no backend"}`);
   lines.push("Packets:");
   j.steps.forEach((s, i) => {
-    lines.push(`  ${String(i + 1).padStart(2)}. [${s.node}] ${s.entry}${s.reply ? " (reply)" : ""} ${s.packet} → ${s.verdict}${s.dropReason ? ` (${dropReasonText(s.dropReason)})` : ""} ct=${s.ctState} ids ${s.srcIdentity}→${s.dstIdentity}${s.output.dst !== s.packet.split(" -> ")[1]?.split(":")[0] ? ` out ${s.output.src}:${s.output.sport} -> ${s.output.dst}:${s.output.dport}` : ""}`);
+    lines.push(`  ${String(i + 1).padStart(2)}. [${s.node}] ${s.entry}${s.reply ? " (reply)" : ""} ${s.packet} → ${s.verdict}${s.dropReason ? ` (${dropReasonText(s.dropReason)})` : ""} ct=${s.ctState} ids ${s.srcIdentity}→${s.dstIdentity}${s.output.dst !== addrOf(s.packet.split(" -> ")[1]?.split(" ")[0] ?? "") ? ` out ${hostPort(s.output.src, s.output.sport)} -> ${hostPort(s.output.dst, s.output.dport)}` : ""}`);
     if (s.tunnel) lines.push(`      ${s.tunnel.direction === "encap" ? "encapsulated" : "decapsulated"}: ${s.tunnel.protocol} ${s.tunnel.outer.source} -> ${s.tunnel.outer.destination} VNI ${s.tunnel.vni} (identity ${s.tunnel.vni})`);
     if (s.snat) lines.push(`      ${s.snat.direction === "snat" ? "SNAT" : "reverse SNAT"} of the ${s.snat.field}: ${s.snat.from} -> ${s.snat.to}`);
   });
@@ -228,7 +234,9 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
   if ((kafka || g.tlsSni !== undefined) && protocol !== "TCP") throw new CliError("Kafka and TLS need --protocol TCP", "BAD_OPTION");
   const tls = g.tlsSni !== undefined ? { serverName: g.tlsSni === "" ? undefined : g.tlsSni } : undefined;
   if (dns && (http || kafka || tls)) throw new CliError("a traced flow carries one L7 protocol: give --dns-query without --http-*, --kafka-* or --tls-sni", "BAD_OPTION");
-  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, dns, icmp: icmpSpec, count: 1, where: "--from/--to", whereEnds: { from: "--from", to: "--to" } };
+  const fam = g.ipFamily === undefined ? undefined : g.ipFamily.toUpperCase() === "IPV6" ? "IPv6" : g.ipFamily.toUpperCase() === "IPV4" ? "IPv4" : undefined;
+  if (g.ipFamily !== undefined && !fam) throw new CliError(`unknown --ip-family ${JSON.stringify(g.ipFamily)}`, "BAD_OPTION", "IPv4 or IPv6");
+  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, dns, icmp: icmpSpec, ...(fam ? { ipFamily: fam } : {}), count: 1, where: "--from/--to", whereEnds: { from: "--from", to: "--to" } };
   const l = load(g);
   const sim = await simulation(l, g);
   try {
@@ -280,6 +288,7 @@ export function registerTrace(program: Command, run: (fn: () => Promise<number>)
     .option("--kafka-topic <topic>", "a topic of the Kafka request (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
     .option("--tls-sni <name>", "open a TLS connection whose ClientHello names this server ('' = no SNI)")
     .option("--icmp-type <n>", "ICMP type (default echo request)")
+    .option("--ip-family <family>", "IPv4 or IPv6: the family used between dual-stack pods and services (default IPv4, or the family of an address given)")
     .option("--icmp-code <n>", "ICMP code")
     .option("--dns-query <name>", "send this DNS query (judged by rules.dns at the DNS proxy; default port 53/UDP)")
     .option("--dns-answer <ip>", "an address in the resolver's answer, learned for toFQDNs (repeatable)", (v: string, p: string[] = []) => [...p, v])

@@ -64,7 +64,10 @@ const verdicts = new Map<string, "allowed" | "denied">();
 /** One case: `run` answers whether the traffic got through; a denied one must have been counted as a policy drop. */
 function expectCase(name: string, want: "allowed" | "denied", dir: "INGRESS" | "EGRESS", run: () => boolean): void {
   const before = dropped(dir);
-  const ok = run();
+  // An allowed case may try three times (a datagram or a reply lost on a loaded machine); a denied one
+  // gets one try and must show up as a policy drop.
+  let ok = run();
+  for (let i = 0; want === "allowed" && !ok && i < 2; i++) ok = run();
   expect(`${name}: ${ok ? "allowed" : "denied"}`, h.log).toBe(`${name}: ${want}`);
   if (want === "denied") expect(dropped(dir), `${name}: a policy drop counted`).toBeGreaterThan(before);
   verdicts.set(name, want);

@@ -5,7 +5,10 @@
 // is load-balanced to backends of its own family. The same IPv6 flows give the same events on the wasm,
 // js and (as root) kernel engines.
 import { describe, expect, it } from "vitest";
-import { existsSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseManifestText } from "../../sim/manifests.ts";
 import { allocationOf, buildCluster, type FlowSpec } from "../../node/cluster.ts";
 import { buildLbModel, frontendBackends } from "../../node/services.ts";
@@ -197,5 +200,30 @@ describe("IPv6 flows in the simulator", () => {
     expect(strip(await run("js"))).toEqual(wasm);
     const { KERNEL_OBJECT } = await import("../../datapath/kernel-engine.ts");
     if (process.getuid?.() === 0 && existsSync(KERNEL_OBJECT)) expect(strip(await run("kernel"))).toEqual(wasm);
+  }, 120_000);
+});
+
+describe("ciliate trace --ip-family", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ciliate-ds-"));
+  const file = join(dir, "ds.yaml");
+  writeFileSync(file, MANIFESTS);
+  const trace = (...args: string[]) => spawnSync(process.execPath, ["bin/ciliate.js", "trace", "-f", file, ...args], { encoding: "utf8", timeout: 90_000 });
+
+  it("traces a dual-stack service over IPv6 and prints IPv6 address:port in brackets", () => {
+    const r = trace("--from", "default/client", "--to", "svc:default/web", "--port", "80", "--ip-family", "IPv6", "-o", "json");
+    expect(r.status, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as { verdict: string; service: { frontend: string }; flows: { flow: { IP: { source: string } } }[] };
+    expect(j.verdict).toBe("allowed");
+    expect(j.service.frontend).toBe("[fd00:10:96::a]:80/TCP");
+    expect(j.flows[0]!.flow.IP.source).toBe("fd00:10:244::a");
+    const text = trace("--from", "default/other", "--to", "default/server", "--port", "8080", "--ip-family", "ipv6");
+    expect(text.stdout).toMatch(/\[fd00:10:244::b\]:\d+ -> \[fd00:99::a\]:8080/);
+  }, 120_000);
+
+  it("refuses an unknown family with one line, exit 2", () => {
+    const r = trace("--from", "default/client", "--to", "default/server", "--port", "80", "--ip-family", "IPv7");
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split("\n")).toEqual(['ciliate: unknown --ip-family "IPv7" (IPv4 or IPv6)']);
+    rmSync(dir, { recursive: true, force: true });
   }, 120_000);
 });
