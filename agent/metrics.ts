@@ -18,11 +18,14 @@
  *   ciliate_proxy_upstream_errors_total{protocol}     the proxy's failed upstream connections and I/O
  *   ciliate_proxy_listeners{}                         proxy ports listening
  *   ciliate_bpf_map_pin_repairs_total{}               map pins found removed under the running agent and restored
+ *   ciliate_policy_fail_closed_total{action}          failed policy operations closed: fence (a stale allow overwritten
+ *                                                     with a deny), quarantine (an endpoint held out), fail_open (neither)
  *   ciliate_k8s_informer_errors_total{kind}           Kubernetes watch/list failures (each informer restarts, state kept)
  *   ciliate_kvstore_errors_total{component}           kvstore faults (watch errors, lost leases, failed allocations, writes, resyncs)
  * The datapath counters are read from the kernel's Metrics map when Prometheus scrapes. Cilium's and
  * Hubble's names (cilium_*, hubble_*) are served beside these from the same reads (upstream-metrics.ts).
  */
+import type { FailClosedResult } from "./reconcile.ts";
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { MAP_SPECS, MapType, type MapSpec } from "../host/codecs.gen.ts";
@@ -47,6 +50,7 @@ export class AgentMetrics {
   private readonly proxyUpstreamErrors: Counter;
   /** Pins restored by Agent.repairPins. */
   readonly pinRepairs: Counter;
+  readonly policyFailClosed: Counter;
   /** Failures of the Kubernetes informers (KubernetesSourceOptions.onError). */
   readonly k8sInformerErrors: Counter;
   /** Faults the kvstore clients report (identities: the allocator; state: shared endpoints and nodes). */
@@ -138,6 +142,7 @@ export class AgentMetrics {
     this.overflow = new Gauge({ name: "ciliate_policy_overflow_endpoints", help: "Local endpoints whose policy is over the policy-map budget and kept at their last good policy", registers: reg });
     this.proxyRequests = new Counter({ name: "ciliate_proxy_requests_total", help: "L7 requests judged by the node's proxy, by protocol and verdict", labelNames: ["protocol", "verdict"], registers: reg });
     this.proxyUpstreamErrors = new Counter({ name: "ciliate_proxy_upstream_errors_total", help: "Upstream connection or I/O errors of the node's proxy, by protocol", labelNames: ["protocol"], registers: reg });
+    this.policyFailClosed = new Counter({ name: "ciliate_policy_fail_closed_total", help: "Failed policy-map operations closed by the agent: fence (a stale allow overwritten with a deny), quarantine (an endpoint held out of the endpoints map), fail_open (neither could be written)", labelNames: ["action"], registers: reg });
     this.pinRepairs = new Counter({ name: "ciliate_bpf_map_pin_repairs_total", help: "Map pins found removed under the running agent and pinned again", registers: reg });
     this.k8sInformerErrors = new Counter({ name: "ciliate_k8s_informer_errors_total", help: "Kubernetes list/watch failures by kind (the informer restarts and relists; the state is kept)", labelNames: ["kind"], registers: reg });
     this.kvstoreErrors = new Counter({ name: "ciliate_kvstore_errors_total", help: "kvstore faults by component (identities, state): watch errors, lost leases, failed allocations, writes and resyncs, unreadable keys", labelNames: ["component"], registers: reg });
@@ -172,6 +177,10 @@ export class AgentMetrics {
     this.reconciles.inc({ outcome });
     this.invalid.set(outcome === "invalid_input" ? 1 : 0);
     if (r.overflow) this.overflow.set(r.overflow.length);
+    const closed = r.applied as Partial<FailClosedResult> | undefined;
+    if (closed?.fenced) this.policyFailClosed.inc({ action: "fence" }, closed.fenced);
+    if (closed?.quarantined?.length) this.policyFailClosed.inc({ action: "quarantine" }, closed.quarantined.length);
+    if (closed?.failOpen?.length) this.policyFailClosed.inc({ action: "fail_open" }, closed.failOpen.length);
   }
 
   async text(): Promise<string> {

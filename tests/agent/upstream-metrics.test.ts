@@ -64,6 +64,18 @@ describe("Cilium's metric names from one walk of the Metrics map", () => {
     expect(value(t2, 'cilium_forward_count_total{direction="INGRESS"}')).toBe(10);
   });
 
+  it("counts failed policy operations the reconcile closed (fence, quarantine, fail_open)", async () => {
+    const m = new AgentMetrics(fakeAgent([], { n: 0 }));
+    const applied = { added: 0, updated: 0, deleted: 0, failed: [{}, {}], fenced: 2, quarantined: [7], released: [], failOpen: [] };
+    m.observeReconcile({ ok: false, reason: "test", durationMs: 3, applied } as never);
+    m.observeReconcile({ ok: false, reason: "retry", durationMs: 3, applied: { ...applied, fenced: 1, quarantined: [], failOpen: [{}] } } as never);
+    const t = await m.text();
+    expect(value(t, 'ciliate_policy_fail_closed_total{action="fence"}')).toBe(3);
+    expect(value(t, 'ciliate_policy_fail_closed_total{action="quarantine"}')).toBe(1);
+    expect(value(t, 'ciliate_policy_fail_closed_total{action="fail_open"}')).toBe(1);
+    expect(value(t, 'ciliate_reconcile_total{outcome="map_errors"}')).toBe(2);
+  });
+
   it("serves the policy, endpoint, identity and map-pressure gauges and the regeneration histogram", async () => {
     const m = new AgentMetrics(fakeAgent([], { n: 0 }));
     m.observeReconcile({ ok: true, reason: "test", durationMs: 3 } as never);
