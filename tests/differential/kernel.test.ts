@@ -90,6 +90,9 @@ describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
           if (wr.trace.ctState === C.CT_ESTABLISHED) seen("ct established");
           if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT) seen("masquerade");
           if (c.entry === "fromNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && wr.trace.obsPoint === C.TRACE_TO_ENDPOINT) seen("masquerade reply");
+          // A later IPv4 fragment (non-zero offset) that went on with its first fragment's ports.
+          const p = c.packet;
+          if (p.length >= 34 && p[12] === 0x08 && p[13] === 0x00 && ((p[20]! << 8) | p[21]!) & 0x1fff && wr.verdict !== 2) seen(c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT ? "later fragment masqueraded" : "later fragment passed");
           if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && new DataView(wr.output.buffer, wr.output.byteOffset).getUint16(34) !== new DataView(c.packet.buffer, c.packet.byteOffset).getUint16(34)) seen("masquerade port changed");
           expect({ verdict: kr.verdict, dropReason: kr.dropReason }).toEqual({ verdict: wr.verdict, dropReason: wr.dropReason });
           expect(Array.from(kr.output.subarray(0, c.packet.length))).toEqual(Array.from(wr.output));
@@ -121,7 +124,8 @@ describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
     if (RUNS >= 1000) {
       for (const k of ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoint ok", "dnat", "ct reply", "ct established", "fromEndpoint drop 132", "toEndpoint drop 134", "fromNetwork ok",
         "fromEndpoint tunnel", "fromEndpoint drop 160", "fromOverlay ok", "fromOverlay drop 133", "fromOverlay drop 147", "fromOverlay drop 171",
-        "toNetwork ok", "masquerade", "masquerade reply", "masquerade port changed", "toNetwork drop 167"]) {
+        "toNetwork ok", "masquerade", "masquerade reply", "masquerade port changed", "toNetwork drop 167",
+        "later fragment passed", "later fragment masqueraded", "fromEndpoint drop 175"]) {
         expect(outcomes.get(k) ?? 0, `outcome "${k}" reached`).toBeGreaterThan(0);
       }
     }
