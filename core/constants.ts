@@ -230,6 +230,8 @@ export const EINVAL: i32 = 22;
 export const PKT_F_FRAGMENT: u32 = 0x1;
 export const PKT_F_ICMP_ERROR: u32 = 0x2;
 export const PKT_F_VLAN: u32 = 0x4;
+/** A non-first IPv4 fragment: no L4 header in this packet; ports come from the first fragment (core/frag.ts). */
+export const PKT_F_NO_L4: u32 = 0x8;
 
 // ICMP types used by parsing and conntrack.
 export const ICMP_ECHOREPLY: u32 = 0;

@@ -64,6 +64,8 @@ export const DROP_INVALID_IDENTITY: u32 = 171;
 export const DROP_UNKNOWN_SENDER: u32 = 172;
 /** Is a ClusterIP | IS_A_CLUSTERIP */
 export const DROP_IS_CLUSTER_IP: u32 = 174;
+/** First logical datagram fragment not found | FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND */
+export const DROP_FRAG_NOT_FOUND: u32 = 175;
 /** Denied by LB src range check | DENIED_BY_LB_SRC_RANGE_CHECK */
 export const DROP_NOT_IN_SRC_RANGE: u32 = 177;
 /** Proxy lookup failed | PROXY_LOOKUP_FAILED */

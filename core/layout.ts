@@ -56,6 +56,7 @@ export enum MapId {
   Trace = 12,
   Events = 13,
   ProxyListeners = 14,
+  FragDatagrams = 15,
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -315,6 +316,31 @@ export class SnatValue {
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
+/* IPv4 fragments (Cilium bpf/lib/ipv4.h struct ipv4_frag_id / ipv4_frag_l4ports, map IPV4_FRAG_DATAGRAMS):
+ * the first fragment of a datagram records its L4 ports under the datagram's identity, the later fragments
+ * (which carry no L4 header) read them back (core/frag.ts). */
+
+/** A datagram: the IPv4 addresses, IP identification and protocol shared by all of its fragments. */
+export class FragId {
+  daddrBe: u32;
+  saddrBe: u32;
+  idBe: u16;
+  proto: u8;
+  pad0: u8;
+}
+
+/** The L4 fields of a datagram's first fragment: Cilium's sport/dport, plus the ICMP type and code (a
+ * ciliate addition: ICMP policy keys on the type, which only the first fragment carries). Ports as
+ * PacketInfo holds them (an ICMP echo identifier in sport for a request, dport for a reply). */
+export class FragL4Ports {
+  sportBe: u16;
+  dportBe: u16;
+  icmpType: u8;
+  icmpCode: u8;
+  pad0: u16;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
 /* Counters and trace. */
 
 /** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics
@@ -500,4 +526,6 @@ export const MAPS = [
   { id: MapId.Trace, name: "trace", version: 1, type: MapType.Array, key: "u32", value: "TraceRecord", maxEntries: 1 },
   { id: MapId.Events, name: "events", version: 1, type: MapType.RingBuf, key: "none", value: "TraceRecord", maxEntries: 262144 },
   { id: MapId.ProxyListeners, name: "proxy_listeners", version: 1, type: MapType.Hash, key: "u32", value: "ProxyListenerValue", maxEntries: 1024 },
+  // CILIUM_IPV4_FRAG_MAP_MAX_ENTRIES (8192).
+  { id: MapId.FragDatagrams, name: "frag_datagrams", version: 1, type: MapType.LruHash, key: "FragId", value: "FragL4Ports", maxEntries: 8192 },
 ];

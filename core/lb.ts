@@ -36,7 +36,7 @@ import { Pkt } from "./pkt";
 import { configGet } from "./config";
 import { hashFromTupleV4, hashFromTupleV6 } from "./hash";
 import { maglevLookup } from "./maglev";
-import { natRewriteAddr, natRewritePort } from "./nat";
+import { natRewriteAddr, natRewriteIcmpErrorInner, natRewritePort } from "./nat";
 import { MapId, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKET_INFO_SPORT, PACKET_INFO_DPORT,
   PACKET_INFO_SADDR, PACKET_INFO_DADDR, PACKET_INFO_TCP_FLAGS, PACKET_INFO_FLAGS, PACKET_INFO_LEN,
   SERVICE_KEY_SIZE, SERVICE_KEY_ADDR, SERVICE_KEY_DPORT_BE, SERVICE_KEY_BACKEND_SLOT, SERVICE_KEY_PROTO,
@@ -50,7 +50,7 @@ import { MapId, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKET_INFO_SPORT, PACK
   CT_ENTRY_BACKEND_ID, CT_ENTRY_REV_NAT_INDEX, CT_ENTRY_FLAGS, CT_ENTRY_TX_FLAGS_SEEN, CT_ENTRY_PACKETS,
   CT_ENTRY_BYTES, CONFIG_VALUE_HASH_SEED, CONFIG_VALUE_MAGLEV_TABLE_SIZE, CONFIG_VALUE_SERVICE_LOOPBACK_IPV4_BE,
   CONFIG_VALUE_CT_SERVICE_TCP_LIFETIME, CONFIG_VALUE_CT_SERVICE_ANY_LIFETIME, LB_SELECTION_SIZE,
-  LB_SELECTION_BACKEND_ID, LB_SELECTION_BACKEND } from "./gen/layout";
+  LB_SELECTION_BACKEND_ID, LB_SELECTION_BACKEND, PACKET_INFO_INNER_DADDR, PACKET_INFO_INNER_DPORT } from "./gen/layout";
 import { FAMILY_IPV4, IPPROTO_TCP, TCP_SYN, LB_LOOKUP_SCOPE_EXT, LB_ALG_MAGLEV, SVC_F_AFFINITY, BE_STATE_ACTIVE,
   TUPLE_F_SERVICE, CT_F_LB_LOOPBACK, PKT_F_ICMP_ERROR, BPF_ANY } from "./constants";
 import { DROP_UNKNOWN_L3 } from "./drop-reasons";
@@ -320,6 +320,14 @@ export function lbDnat(pkt: Pkt, info: usize, backend: usize): i32 {
   return loopback ? LB_DNAT_LOOPBACK : 0;
 }
 
+/** The RevNatValue of `revNatIndex`, or 0 when there is none. */
+function revNatEntry(revNatIndex: u32): usize {
+  const key = stackAlloc(REV_NAT_KEY_SIZE);
+  if (key == 0) return 0;
+  write16(key + REV_NAT_KEY_REV_NAT_INDEX, revNatIndex);
+  return mapLookup(MapId.RevNat, key);
+}
+
 /**
  * Reverse NAT of a reply from a backend (__lb4_rev_nat): the source becomes the frontend address and
  * port of MapId.RevNat[revNatIndex] (the port only when non-zero). A hairpin reply (IPv4 destination =
@@ -332,10 +340,7 @@ export function lbDnat(pkt: Pkt, info: usize, backend: usize): i32 {
  *   -DROP_WRITE_ERROR / -DROP_CSUM_L3 / -DROP_CSUM_L4 — rewriting failed.
  */
 export function lbRevNat(pkt: Pkt, info: usize, revNatIndex: u32): i32 {
-  const key = stackAlloc(REV_NAT_KEY_SIZE);
-  if (key == 0) return LB_REVNAT_NO_ENTRY;
-  write16(key + REV_NAT_KEY_REV_NAT_INDEX, revNatIndex);
-  const nat = mapLookup(MapId.RevNat, key);
+  const nat = revNatEntry(revNatIndex);
   if (nat == 0) return LB_REVNAT_NO_ENTRY;
   const family = read8(info + PACKET_INFO_FAMILY);
   const nfam = read8(nat + REV_NAT_VALUE_FAMILY);
@@ -360,4 +365,29 @@ export function lbRevNat(pkt: Pkt, info: usize, revNatIndex: u32): i32 {
     if (r < 0) return r;
   }
   return 0;
+}
+
+/**
+ * Reverse NAT of an ICMPv4 error about a load-balanced flow (CT_RELATED with the flow's rev-NAT index):
+ * the packet it embeds went to the backend, so the embedded destination address and port become the
+ * frontend's (MapId.RevNat[revNatIndex]; the port only when non-zero), and the outer source too when the
+ * backend itself sent the error (a router in between keeps its own address). Checksums as
+ * natRewriteIcmpErrorInner. The client then sees an error about the packet it sent, from the address it
+ * sent it to (Linux nf_nat_icmp_reply_translation; RFC 5508 section 4.2).
+ * Returns lbRevNat's outcomes; IPv6 errors and non-errors are left alone (LB_REVNAT_NO_ENTRY).
+ */
+export function lbRevNatIcmpError(pkt: Pkt, info: usize, revNatIndex: u32): i32 {
+  if ((read8(info + PACKET_INFO_FLAGS) & PKT_F_ICMP_ERROR) == 0) return LB_REVNAT_NO_ENTRY;
+  if (read8(info + PACKET_INFO_FAMILY) != FAMILY_IPV4) return LB_REVNAT_NO_ENTRY;
+  const nat = revNatEntry(revNatIndex);
+  if (nat == 0) return LB_REVNAT_NO_ENTRY;
+  const nfam = read8(nat + REV_NAT_VALUE_FAMILY);
+  if (nfam != 0 && nfam != FAMILY_IPV4) return -(<i32>DROP_UNKNOWN_L3);
+  if (read32(info + PACKET_INFO_SADDR) == read32(info + PACKET_INFO_INNER_DADDR)) {
+    const r = natRewriteAddr(pkt, info, false, nat + REV_NAT_VALUE_ADDR);
+    if (r < 0) return r;
+  }
+  let port = read16be(nat + REV_NAT_VALUE_PORT_BE);
+  if (port == 0) port = read16(info + PACKET_INFO_INNER_DPORT);
+  return natRewriteIcmpErrorInner(pkt, info, true, nat + REV_NAT_VALUE_ADDR, port);
 }

@@ -34,9 +34,11 @@
  *   M1. Only with CONFIG_F_MASQUERADE and a node IPv4 address (ConfigValue.nodeIpv4Be): the masquerade
  *       address (Cilium's IPV4_MASQUERADE). IPv4 only.
  *   M2. Only TCP, UDP and ICMP echo requests; any other protocol or ICMP type leaves untranslated (Cilium
- *       punts unknown protocols and echo replies to the stack; ICMP errors are issue item 5).
- *   M3. Only packets whose source is a local endpoint (Cilium's local_ep); the node's own traffic is
- *       left alone.
+ *       punts unknown protocols and echo replies to the stack). ICMP errors a pod sends about a
+ *       masqueraded flow are not translated on the way out (a known gap: docs/multi-node.md); ICMP
+ *       errors arriving about one are (snatRevIcmpError, E1–E3).
+ *   M3. Only packets whose source is a local endpoint (Cilium's local_ep), or the node's own connections
+ *       by H1–H5 below; other node traffic is left alone.
  *   M4. Not when the destination is inside the exclusion CIDR (ConfigValue.snatExclusionIpv4Be /
  *       snatExclusionPrefixLen: ipv4-native-routing-cidr, Cilium's IPV4_SNAT_EXCLUSION_DST_CIDR).
  *   M5. Only when the destination is outside the cluster: its ipcache identity is world (2, 9, or the
@@ -45,12 +47,31 @@
  *       remote-node destinations and for destinations covered by the native-routing CIDR).
  *   M6. Not a reply of a connection the outside opened: a live conntrack entry for the reverse flow
  *       made by toEndpoint (TUPLE_F_IN) means the pod is answering (Cilium's is_reply check).
+ * The node's own connections (Cilium tracks host connections in the same NAT map, bpf/lib/nat.h, so that
+ * pod flows never take a port a node socket uses). The node's stack picks its ports without asking, so:
+ *   H1. A packet from the masquerade address (the node's own socket) to a destination M4–M5 would
+ *       masquerade, TCP, UDP or an ICMP echo request, with its port (identifier) in the SNAT range (P1),
+ *       goes through snatEgress like a pod's: P2 keeps its port when free, which records an identity
+ *       mapping {node, port} ↔ {node, port} — from then on P4 never gives that port to a pod's flow to
+ *       the same peer.
+ *   H2. When a pod's flow already holds the port for that peer, the node's flow is translated to another
+ *       port (P3–P4) like a pod's, and its replies are restored by the same reverse SNAT: neither flow
+ *       receives the other's replies.
+ *   H3. Ports below the range are left alone (a node server's replies, well-known ports): P1 never
+ *       gives them to pods.
+ *   H4. A reply to an identity mapping is restored to the same address and port (no change) and goes to
+ *       the node's stack (fromNetwork outcome 2).
+ *   H5. A node-sourced packet that is already a mapping's output (a NodePort flow SNATed by fromNetwork
+ *       for a backend outside the cluster, leaving through the device) is not translated again. Pods'
+ *       mappings do not count: they are applied here, so their output never comes through again. A node
+ *       socket that picks the very address and port such a NodePort mapping uses towards the same
+ *       backend cannot be told from it (the packets are identical) and is left alone.
  */
 import { memCopy, read8, read16, read32, write8, write16, write32 } from "./env";
 import { read16be, read32be, write16be } from "./bytes";
 import { stackAlloc } from "./alloc";
 import { mapDelete, mapLookup, mapUpdate } from "./maps";
-import { Pkt, pktHas, pktLoad16, pktLoad32, pktStore16, pktStore32, pktL3CsumReplace, pktL4CsumReplace,
+import { Pkt, pktHas, pktLoad8, pktLoad16, pktLoad32, pktStore16, pktStore32, pktL3CsumReplace, pktL4CsumReplace,
   CSUM_F_MARK_MANGLED_0, CSUM_F_PSEUDO_HDR } from "./pkt";
 import { configGet } from "./config";
 import { ctIsReplyToIngress } from "./conntrack";
@@ -62,9 +83,11 @@ import { MapId, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKET_INFO_L3_OFF, PAC
   CT_TUPLE_FLAGS, CT_TUPLE_FAMILY, SNAT_VALUE_SIZE, SNAT_VALUE_TO_ADDR, SNAT_VALUE_TO_PORT_BE,
   SNAT_VALUE_FAMILY, SNAT_VALUE_CREATED, CONFIG_VALUE_NODE_IPV4_BE, CONFIG_VALUE_NODE_PORT_MAX,
   CONFIG_VALUE_HASH_SEED, CONFIG_VALUE_FLAGS, CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE, CONFIG_VALUE_SNAT_EXCLUSION_PREFIX_LEN,
-  CONFIG_VALUE_WORLD_IPV4_IDENTITY, PACKET_INFO_ICMP_TYPE } from "./gen/layout";
+  CONFIG_VALUE_WORLD_IPV4_IDENTITY, PACKET_INFO_ICMP_TYPE, PACKET_INFO_FLAGS, PACKET_INFO_INNER_SADDR, PACKET_INFO_INNER_DADDR,
+  PACKET_INFO_INNER_SPORT, PACKET_INFO_INNER_DPORT, PACKET_INFO_INNER_NEXTHDR } from "./gen/layout";
 import { FAMILY_IPV4, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, TUPLE_F_IN, TUPLE_F_OUT,
-  BPF_ANY, BPF_NOEXIST, ICMP_ECHO, ICMP_ECHOREPLY, CONFIG_F_MASQUERADE, ID_WORLD, ID_WORLD_IPV4, ID_SCOPE_LOCAL } from "./constants";
+  BPF_ANY, BPF_NOEXIST, ICMP_ECHO, ICMP_ECHOREPLY, CONFIG_F_MASQUERADE, ID_WORLD, ID_WORLD_IPV4, ID_SCOPE_LOCAL, PKT_F_NO_L4, PKT_F_ICMP_ERROR,
+  IP_OFFSET } from "./constants";
 import { DROP_CSUM_L3, DROP_CSUM_L4, DROP_WRITE_ERROR, DROP_NAT_NO_MAPPING, DROP_NAT_UNSUPP_PROTO,
   DROP_NO_CONFIG } from "./drop-reasons";
 
@@ -121,10 +144,15 @@ export function natRewriteAddr(pkt: Pkt, info: usize, dst: bool, newAddr: usize)
 export function natRewritePort(pkt: Pkt, info: usize, dst: bool, port: u32): i32 {
   const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
   if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) return 0;
+  const to: u32 = port & 0xffff;
+  // A later IPv4 fragment has no L4 header: the first fragment's rewrite covers the datagram.
+  if (noL4(info)) {
+    write16(info + (dst ? PACKET_INFO_DPORT : PACKET_INFO_SPORT), to);
+    return 0;
+  }
   const off: u32 = read16(info + PACKET_INFO_L4_OFF) + (dst ? 2 : 0);
   if (!pktHas(pkt, off + 2)) return -(<i32>DROP_WRITE_ERROR);
   const from = pktLoad16(pkt, off);
-  const to: u32 = port & 0xffff;
   pktStore16(pkt, off, to);
   const csumOff = read16(info + PACKET_INFO_L4_CSUM_OFF);
   if (csumOff != 0) {
@@ -142,14 +170,61 @@ export function natRewritePort(pkt: Pkt, info: usize, dst: bool, port: u32): i32
  * Returns 0, -DROP_WRITE_ERROR or -DROP_CSUM_L4.
  */
 function natRewriteIcmpId(pkt: Pkt, info: usize, id: u32): i32 {
-  const off: u32 = read16(info + PACKET_INFO_L4_OFF) + 4;
-  if (!pktHas(pkt, off + 2)) return -(<i32>DROP_WRITE_ERROR);
-  const from = pktLoad16(pkt, off);
   const to: u32 = id & 0xffff;
-  pktStore16(pkt, off, to);
-  if (pktL4CsumReplace(pkt, read16(info + PACKET_INFO_L4_CSUM_OFF), from, to, 2) < 0) return -(<i32>DROP_CSUM_L4);
   const request = read8(info + PACKET_INFO_ICMP_TYPE) == ICMP_ECHO;
+  if (!noL4(info)) {
+    const off: u32 = read16(info + PACKET_INFO_L4_OFF) + 4;
+    if (!pktHas(pkt, off + 2)) return -(<i32>DROP_WRITE_ERROR);
+    const from = pktLoad16(pkt, off);
+    pktStore16(pkt, off, to);
+    if (pktL4CsumReplace(pkt, read16(info + PACKET_INFO_L4_CSUM_OFF), from, to, 2) < 0) return -(<i32>DROP_CSUM_L4);
+  }
   write16(info + (request ? PACKET_INFO_SPORT : PACKET_INFO_DPORT), to);
+  return 0;
+}
+
+/** A later IPv4 fragment (core/frag.ts F3): ports are known, but there is no L4 header to rewrite. */
+function noL4(info: usize): bool {
+  return (read8(info + PACKET_INFO_FLAGS) & PKT_F_NO_L4) != 0;
+}
+
+/**
+ * Rewrites the packet embedded in an ICMPv4 error (the datagram the error is about; RFC 5508 section 4.2,
+ * Cilium bpf/lib/nat.h snat_v4_rev_nat_handle_icmp_error): its source (dst = false) or destination
+ * (dst = true) address becomes the 4 bytes at `newAddr`, and its port — the TCP/UDP port on that side, or
+ * the identifier of an embedded ICMP echo — becomes `port` (host order). Fix-ups: the embedded IPv4
+ * header checksum, and the ICMP checksum for every changed byte (it covers the embedded bytes, no
+ * pseudo-header). The embedded L4 checksum is left alone, as Cilium does: it covers a datagram the error
+ * carries only the start of, and receivers do not check it. PacketInfo's inner* fields are updated.
+ * Returns 0, -DROP_WRITE_ERROR, -DROP_CSUM_L3 or -DROP_CSUM_L4.
+ */
+export function natRewriteIcmpErrorInner(pkt: Pkt, info: usize, dst: bool, newAddr: usize, port: u32): i32 {
+  const icmpCsum: u32 = read16(info + PACKET_INFO_L4_CSUM_OFF);
+  const inner: u32 = read16(info + PACKET_INFO_L4_OFF) + 8;
+  if (!pktHas(pkt, inner + 20)) return -(<i32>DROP_WRITE_ERROR);
+  const ihl: u32 = (pktLoad8(pkt, inner) & 0xf) << 2;
+  const aoff: u32 = inner + (dst ? 16 : 12);
+  const from = pktLoad32(pkt, aoff);
+  const to = read32be(newAddr);
+  const oldCs = pktLoad16(pkt, inner + 10);
+  pktStore32(pkt, aoff, to);
+  if (pktL3CsumReplace(pkt, inner + 10, from, to, 4) < 0) return -(<i32>DROP_CSUM_L3);
+  if (pktL4CsumReplace(pkt, icmpCsum, from, to, 4) < 0) return -(<i32>DROP_CSUM_L4);
+  if (pktL4CsumReplace(pkt, icmpCsum, oldCs, pktLoad16(pkt, inner + 10), 2) < 0) return -(<i32>DROP_CSUM_L4);
+  memCopy(info + (dst ? PACKET_INFO_INNER_DADDR : PACKET_INFO_INNER_SADDR), newAddr, 4);
+  // Ports: only when the embedded datagram starts here (not a later fragment) and has them.
+  const proto = read8(info + PACKET_INFO_INNER_NEXTHDR);
+  if ((pktLoad16(pkt, inner + 6) & IP_OFFSET) != 0) return 0;
+  let poff: u32 = 0;
+  if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) poff = inner + ihl + (dst ? 2 : 0);
+  else if (proto == IPPROTO_ICMP) poff = inner + ihl + 4;
+  else return 0;
+  if (!pktHas(pkt, poff + 2)) return -(<i32>DROP_WRITE_ERROR);
+  const pfrom = pktLoad16(pkt, poff);
+  const pto: u32 = port & 0xffff;
+  pktStore16(pkt, poff, pto);
+  if (pktL4CsumReplace(pkt, icmpCsum, pfrom, pto, 2) < 0) return -(<i32>DROP_CSUM_L4);
+  write16(info + (dst ? PACKET_INFO_INNER_DPORT : PACKET_INFO_INNER_SPORT), pto);
   return 0;
 }
 
@@ -216,6 +291,42 @@ function identityIsOutside(cfg: usize, id: u32): bool {
   return (id >>> 24) == ID_SCOPE_LOCAL;
 }
 
+/** Fills `key` with the IPv4 tuple {daddr, saddr (16-byte fields), dport, sport (host order), proto,
+ * flags}: the SNAT map's keys as snatEgress writes them. */
+function snatKey4(key: usize, daddr: usize, saddr: usize, dport: u32, sport: u32, proto: u32, flags: u32): void {
+  memCopy(key + CT_TUPLE_DADDR, daddr, 16);
+  memCopy(key + CT_TUPLE_SADDR, saddr, 16);
+  write16be(key + CT_TUPLE_DPORT_BE, dport);
+  write16be(key + CT_TUPLE_SPORT_BE, sport);
+  write8(key + CT_TUPLE_NEXTHDR, proto);
+  write8(key + CT_TUPLE_FLAGS, flags);
+  write8(key + CT_TUPLE_FAMILY, FAMILY_IPV4);
+}
+
+/**
+ * H5: the node-sourced packet `info` is the output of an existing mapping (a NodePort flow SNATed by
+ * fromNetwork, leaving through the device): the reply key {node, peer, its port, peer port} exists, its
+ * original source is not a local endpoint, and its flow's egress entry translates to exactly this address
+ * and port.
+ */
+function snatAlreadyTranslated(info: usize): bool {
+  const proto = read8(info + PACKET_INFO_NEXTHDR);
+  const sport = read16(info + PACKET_INFO_SPORT);
+  const dport = read16(info + PACKET_INFO_DPORT);
+  const rkey = stackAlloc(CT_TUPLE_SIZE);
+  snatKey4(rkey, info + PACKET_INFO_SADDR, info + PACKET_INFO_DADDR, sport, dport, proto, TUPLE_F_IN);
+  const rv = mapLookup(MapId.Snat, rkey);
+  if (rv == 0) return false;
+  // A pod's masquerade mapping is applied here, at the device: its output never comes back through it.
+  if (endpointLookup(rv + SNAT_VALUE_TO_ADDR, FAMILY_IPV4) != 0) return false;
+  const okey = stackAlloc(CT_TUPLE_SIZE);
+  snatKey4(okey, info + PACKET_INFO_DADDR, rv + SNAT_VALUE_TO_ADDR, dport, read16be(rv + SNAT_VALUE_TO_PORT_BE), proto, TUPLE_F_OUT);
+  const ov = mapLookup(MapId.Snat, okey);
+  if (ov == 0) return false;
+  return read32(ov + SNAT_VALUE_TO_ADDR) == read32(info + PACKET_INFO_SADDR) &&
+    read16be(ov + SNAT_VALUE_TO_PORT_BE) == read16(info + PACKET_INFO_SPORT);
+}
+
 /**
  * Whether the packet `info` (parsed, leaving the node) is masqueraded: rules M1–M6 in the file comment.
  * `cfg` is the ConfigValue (non-zero). Pure: reads the Config, Endpoints, ipcache and conntrack maps,
@@ -227,13 +338,19 @@ export function snatNeedsMasquerade(cfg: usize, info: usize, now: u32): bool {
   if (read32(cfg + CONFIG_VALUE_NODE_IPV4_BE) == 0) return false;
   // M2.
   if (!snatProto(info, ICMP_ECHO)) return false;
-  // M3.
-  if (endpointLookup(info + PACKET_INFO_SADDR, FAMILY_IPV4) == 0) return false;
+  // M3, H1–H3: a pod's packet, or the node's own connection from the masquerade address with a port in
+  // the SNAT range.
+  const own: bool = read32(info + PACKET_INFO_SADDR) == read32(cfg + CONFIG_VALUE_NODE_IPV4_BE);
+  if (own) {
+    if (<u32>read16(info + PACKET_INFO_SPORT) <= <u32>read16(cfg + CONFIG_VALUE_NODE_PORT_MAX)) return false;
+  } else if (endpointLookup(info + PACKET_INFO_SADDR, FAMILY_IPV4) == 0) return false;
   // M4.
   if (snatExcluded(cfg, read32(info + PACKET_INFO_DADDR))) return false;
   // M5.
   const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, FAMILY_IPV4, read32(cfg + CONFIG_VALUE_WORLD_IPV4_IDENTITY));
   if (!identityIsOutside(cfg, dstId)) return false;
+  // H5.
+  if (own && snatAlreadyTranslated(info)) return false;
   // M6.
   return !ctIsReplyToIngress(info, now);
 }
@@ -319,6 +436,7 @@ export function snatEgress(pkt: Pkt, info: usize, now: u32): i32 {
  *   -DROP_WRITE_ERROR / -DROP_CSUM_L3 / -DROP_CSUM_L4 — rewriting failed.
  */
 export function snatRevIngress(pkt: Pkt, info: usize): i32 {
+  if ((read8(info + PACKET_INFO_FLAGS) & PKT_F_ICMP_ERROR) != 0) return snatRevIcmpError(pkt, info);
   const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
   const echoReply = nexthdr == IPPROTO_ICMP && read8(info + PACKET_INFO_ICMP_TYPE) == ICMP_ECHOREPLY;
   if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP && !echoReply) return NAT_PUNT_TO_STACK;
@@ -327,4 +445,37 @@ export function snatRevIngress(pkt: Pkt, info: usize): i32 {
   const v = mapLookup(MapId.Snat, key);
   if (v == 0) return NAT_PUNT_TO_STACK;
   return snatApply(pkt, info, v, true);
+}
+
+/**
+ * Reverse SNAT of an ICMPv4 error about a flow snatEgress translated (fragmentation needed, port
+ * unreachable, time exceeded, … sent to the node's address by a router or the peer; Cilium bpf/lib/nat.h
+ * snat_v4_rev_nat_handle_icmp_error). Numbered once:
+ *   E1. The embedded packet is the flow's packet as it left: {saddr = node, sport = allocated port (or
+ *       echo identifier), daddr = peer}. Its mapping is the reply key {daddr = embedded saddr, saddr =
+ *       embedded daddr, dport = embedded sport, sport = embedded dport, TUPLE_F_IN} (snatReplyKey).
+ *   E2. Only when the error is addressed to the embedded source (the node: errors go to the sender of
+ *       the offending datagram) and the embedded protocol is TCP, UDP or an ICMP echo request.
+ *   E3. The outer destination and the embedded source address and port become the mapping's original
+ *       source (natRewriteIcmpErrorInner), so the pod receives an error about its own packet.
+ * Returns snatRevIngress's outcomes (NAT_PUNT_TO_STACK when E1/E2 find nothing).
+ */
+function snatRevIcmpError(pkt: Pkt, info: usize): i32 {
+  if (read8(info + PACKET_INFO_FAMILY) != FAMILY_IPV4) return NAT_PUNT_TO_STACK;
+  // E2.
+  const proto = read8(info + PACKET_INFO_INNER_NEXTHDR);
+  if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_ICMP) return NAT_PUNT_TO_STACK;
+  if (read32(info + PACKET_INFO_DADDR) != read32(info + PACKET_INFO_INNER_SADDR)) return NAT_PUNT_TO_STACK;
+  // E1.
+  const key = stackAlloc(CT_TUPLE_SIZE);
+  snatKey4(key, info + PACKET_INFO_INNER_SADDR, info + PACKET_INFO_INNER_DADDR, read16(info + PACKET_INFO_INNER_SPORT),
+    read16(info + PACKET_INFO_INNER_DPORT), proto, TUPLE_F_IN);
+  const v = mapLookup(MapId.Snat, key);
+  if (v == 0) return NAT_PUNT_TO_STACK;
+  // E3.
+  const addr = stackAlloc(16);
+  memCopy(addr, v + SNAT_VALUE_TO_ADDR, 16);
+  const r = natRewriteAddr(pkt, info, true, addr);
+  if (r < 0) return r;
+  return natRewriteIcmpErrorInner(pkt, info, false, addr, read16be(v + SNAT_VALUE_TO_PORT_BE));
 }

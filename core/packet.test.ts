@@ -16,6 +16,7 @@ import {
   FAMILY_IPV4,
   FAMILY_IPV6,
   PKT_F_FRAGMENT,
+  PKT_F_NO_L4,
   PKT_F_ICMP_ERROR,
   PKT_F_VLAN,
 } from "./constants";
@@ -323,14 +324,25 @@ describe("parsePacket: IPv4", () => {
     expect(parse(frame4({ proto: 6, totLen: 40 }, tcp(1, 2, 2))).rc).toBe(0);
   });
 
-  it("fragments (MF or non-zero offset) set PKT_F_FRAGMENT and return 157; DF alone is fine", () => {
-    for (const frag of [0x2000, 0x0001, 0x1fff, 0x2000 | 0x4000 | 0x0010]) {
+  it("a first fragment (MF, offset 0) sets PKT_F_FRAGMENT and is parsed with its ports; a later one (offset != 0) has PKT_F_NO_L4 and no ports; DF alone is fine", () => {
+    for (const frag of [0x2000, 0x2000 | 0x4000]) {
       const { rc, info } = parse(frame4({ proto: 17, frag }, udp(1, 2)));
-      expect(rc).toBe(D.DROP_FRAG_NOSUPPORT);
-      expect(info.flags & PKT_F_FRAGMENT).toBe(PKT_F_FRAGMENT);
+      expect(rc).toBe(0);
+      expect(info.flags).toBe(PKT_F_FRAGMENT);
+      expect([info.sport, info.dport]).toEqual([1, 2]);
+    }
+    for (const frag of [0x0001, 0x1fff, 0x2000 | 0x4000 | 0x0010]) {
+      // The payload of a later fragment is data, not a header: even 3 bytes are fine.
+      const { rc, info } = parse(frame4({ proto: 17, frag }, [9, 9, 9]));
+      expect(rc).toBe(0);
+      expect(info.flags).toBe(PKT_F_FRAGMENT | PKT_F_NO_L4);
       expect(info.saddr).toEqual(pad16(SRC4));
       expect(info.nexthdr).toBe(17);
+      expect([info.sport, info.dport, info.l4CsumOff]).toEqual([0, 0, 0]);
+      expect(info.l4Off).toBe(14 + 20);
     }
+    // A first fragment's L4 header is checked as any other (135 when cut).
+    expect(parse(frame4({ proto: 17, frag: 0x2000 }, [1, 2, 3])).rc).toBe(D.DROP_CT_INVALID_HDR);
     const ok = parse(frame4({ proto: 17, frag: 0x4000 }, udp(1, 2)));
     expect(ok.rc).toBe(0);
     expect(ok.info.flags).toBe(0);

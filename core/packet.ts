@@ -5,7 +5,7 @@
  * is the only place that walks headers.
  *
  * It mirrors what Cilium does piecemeal across bpf/lib/eth.h (ethertype check), bpf/lib/ipv4.h (header
- * length, fragment test without fragment tracking), bpf/lib/ipv6.h (bounded extension-header walk),
+ * length, fragment test: the first fragment is parsed, a later one has no L4 header), bpf/lib/ipv6.h (bounded extension-header walk),
  * bpf/lib/conntrack.h (port extraction, ICMP echo identifiers, ICMP errors as related traffic) and
  * bpf/lib/nat.h (the header embedded in an ICMP error). Where ciliate's drop reason differs from the
  * one Cilium would report, the comment at that rule says so.
@@ -52,6 +52,7 @@ import {
   NEXTHDR_NONE,
   NEXTHDR_ROUTING,
   PKT_F_FRAGMENT,
+  PKT_F_NO_L4,
   PKT_F_ICMP_ERROR,
   PKT_F_VLAN,
   VLAN_HLEN,
@@ -123,8 +124,11 @@ function setInfoFlag(info: usize, flag: u32): void {
  *     truncated or has the wrong version / IHL.
  *  3. DROP_UNKNOWN_L3 (139) — ethertype other than IPv4/IPv6 after at most two VLAN tags (ARP, a third
  *     VLAN tag, 802.3 length fields, ...).
- *  4. DROP_FRAG_NOSUPPORT (157) — an IPv4 fragment (MF set or non-zero offset) or an IPv6 fragment
- *     header; PKT_F_FRAGMENT is set and addresses are filled.
+ *  4. IPv4 fragments (MF set or a non-zero offset) set PKT_F_FRAGMENT. The first one (offset 0) is parsed
+ *     as in rule 1 (and may end in rules 2 and 7); a later one returns 0 with PKT_F_NO_L4, l4Off at its
+ *     payload and ports, ICMP fields and l4CsumOff 0: core/frag.ts fills the ports in from the first
+ *     fragment. DROP_FRAG_NOSUPPORT (157) — an IPv6 fragment header (Cilium without IPv6 fragment
+ *     tracking); PKT_F_FRAGMENT is set and addresses are filled.
  *  5. DROP_INVALID_EXTHDR (156) — an IPv6 extension header truncated (outside the packet or the IPv6
  *     payload), or more than IPV6_MAX_HEADERS (4) extension headers.
  *  6. DROP_UNKNOWN_L4 (142) — IPv6 "no next header" (59) after the extension headers.
@@ -180,16 +184,19 @@ function parseIpv4(pkt: Pkt, info: usize, l3Off: u32): u32 {
   pktCopyOut(pkt, l3Off + 12, info + PACKET_INFO_SADDR, 4);
   pktCopyOut(pkt, l3Off + 16, info + PACKET_INFO_DADDR, 4);
 
-  // Rule 4: Cilium without IPv4 fragment tracking drops every fragment, first or not
-  // (bpf/lib/ipv4.h ipv4_is_fragment: MF or a non-zero offset).
+  const l4Off = l3Off + hlen;
+  write16(info + PACKET_INFO_L4_OFF, l4Off);
+  // Rule 4: an IPv4 fragment (bpf/lib/ipv4.h ipv4_is_fragment: MF or a non-zero offset). The first one
+  // carries the L4 header and is parsed as usual; a later one has none (ipv4_is_not_first_fragment):
+  // its ports are the first fragment's, which core/frag.ts looks up.
   const fragOff = pktLoad16(pkt, l3Off + 6);
   if ((fragOff & (IP_MF | IP_OFFSET)) != 0) {
     setInfoFlag(info, PKT_F_FRAGMENT);
-    return DROP_FRAG_NOSUPPORT;
+    if ((fragOff & IP_OFFSET) != 0) {
+      setInfoFlag(info, PKT_F_NO_L4);
+      return 0;
+    }
   }
-
-  const l4Off = l3Off + hlen;
-  write16(info + PACKET_INFO_L4_OFF, l4Off);
   return parseL4(pkt, info, nexthdr, l4Off, l3End, FAMILY_IPV4);
 }
 

@@ -60,11 +60,12 @@ import { stackAlloc } from "./alloc";
 import { mapLookup, mapRingbufOutput } from "./maps";
 import { Pkt } from "./pkt";
 import { parsePacket } from "./packet";
+import { fragHandle } from "./frag";
 import { configGet } from "./config";
 import { endpointLookup, ipcacheIdentity } from "./ipcache";
 import { policyAudit, policyCanAccess, policyIcmpFragNeededAllowed, policyPort } from "./policy";
 import { ctBuildTuple, ctCreate, ctLookup, CT_UNKNOWN_PROTO } from "./conntrack";
-import { lbLookupService, lbServiceBackend, lbDnat, lbRevNat } from "./lb";
+import { lbLookupService, lbRevNatIcmpError, lbServiceBackend, lbDnat, lbRevNat } from "./lb";
 import { snatEgress, snatNeedsMasquerade, snatRevIngress } from "./nat";
 import { jhash3Words } from "./hash";
 import { overlayDecapIdentity, overlayEncap } from "./overlay";
@@ -150,8 +151,10 @@ function drop(tr: usize, cfg: usize, info: usize, reason: u32, dir: u32): u32 {
  * records the family and the destination as it arrived. Returns 0, or the reason to drop. */
 function enter(pkt: Pkt, tr: usize, cfg: usize, info: usize): u32 {
   if (cfg == 0) return DROP_NO_CONFIG;
-  const perr = parsePacket(pkt, info);
+  let perr = parsePacket(pkt, info);
   if (tr != 0) write8(tr + TRACE_RECORD_FAMILY, read8(info + PACKET_INFO_FAMILY));
+  // IPv4 fragments take the ports of their datagram's first fragment (core/frag.ts F1–F3).
+  if (perr == 0) perr = fragHandle(pkt, info);
   if (perr == 0) recordDest(tr, info, true);
   return perr;
 }
@@ -226,11 +229,12 @@ function staleServiceEntry(ct: u32, st: usize, revNat: u32): u32 {
   return ct;
 }
 
-/** R2: the reply's source back to the service frontend, recorded in the trace. Returns 0 or a drop reason. */
-function replyRevNat(pkt: Pkt, tr: usize, info: usize, st: usize): u32 {
+/** R2: the reply's source back to the service frontend, or (`related`) an ICMP error's embedded packet
+ * back to it (core/lb.ts lbRevNatIcmpError), recorded in the trace. Returns 0 or a drop reason. */
+function replyRevNat(pkt: Pkt, tr: usize, info: usize, st: usize, related: bool): u32 {
   const revNat = read16(st + CT_STATE_REV_NAT_INDEX);
   if (revNat == 0) return 0;
-  const rerr = lbRevNat(pkt, info, revNat);
+  const rerr = related ? lbRevNatIcmpError(pkt, info, revNat) : lbRevNat(pkt, info, revNat);
   if (rerr < 0) return <u32>(-rerr);
   if (rerr == 0) {
     if (tr != 0) write16(tr + TRACE_RECORD_REV_NAT_INDEX, revNat);
@@ -335,7 +339,8 @@ function forward(pkt: Pkt, tr: usize, cfg: usize, info: usize, srcId: u32, dir: 
  *   4. CTX_ACT_DROP, DROP_NO_SERVICE — the destination is a service that cannot serve this packet.
  *   5. CTX_ACT_DROP, DROP_CT_UNKNOWN_PROTO — conntrack cannot track the protocol.
  *   6. CTX_ACT_OK — a reply or related packet: policy skipped (bpf_lxc.c), source reverse-NATed when the
- *      flow came in through a NodePort to this pod (R2).
+ *      flow came in through a NodePort to this pod (R2); an ICMP error related to a load-balanced flow
+ *      gets its embedded packet reverse-NATed (replyRevNat).
  *   6a. CTX_ACT_REDIRECT (TRACE_F_REPLY, proxy port in the trace) — a reply of a flow the ingress proxy
  *      serves: it goes back to the proxy's upstream connection, untranslated (Cilium: replies to an
  *      ingress-proxied flow return to the proxy); CTX_ACT_DROP, DROP_PROXY_LOOKUP_FAILED when that proxy
@@ -407,7 +412,10 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
       // Before any reverse NAT: the proxy's upstream connection talks to the translated address.
       const replyProxy = read16(st + CT_STATE_PROXY_PORT);
       if (replyProxy != 0) return replyToProxy(tr, cfg, info, replyProxy, dir);
-      const rerr = replyRevNat(pkt, tr, info, st);
+      const rerr = replyRevNat(pkt, tr, info, st, false);
+      if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
+    } else {
+      const rerr = replyRevNat(pkt, tr, info, st, true);
       if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
     }
     return forward(pkt, tr, cfg, info, srcId, dir);
@@ -441,7 +449,9 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
  *   2. CTX_ACT_DROP, DROP_UNROUTABLE — the destination is not a local endpoint.
  *   3. CTX_ACT_DROP, DROP_CT_UNKNOWN_PROTO — conntrack cannot track the protocol.
  *   4. CTX_ACT_OK — a reply or related packet: policy skipped, source reverse-NATed to the service when
- *      the flow was load-balanced at this client (R2). Also a reply the egress proxy sends to its client.
+ *      the flow was load-balanced at this client (R2); an ICMP error related to such a flow gets its
+ *      embedded packet (and its source, when the backend sent it) back to the frontend (replyRevNat).
+ *      Also a reply the egress proxy sends to its client.
  *   4a. CTX_ACT_REDIRECT (TRACE_F_REPLY) — a reply, not sent by the proxy, of a flow this pod's egress proxy
  *      serves: it goes to the proxy's upstream connection, untranslated (the proxy connected to the service
  *      backend itself); DROP_PROXY_LOOKUP_FAILED when not listening.
@@ -514,7 +524,10 @@ function deliver(pkt: Pkt, srcIdentity: u32, now: u32, overlay: bool): u32 {
       // Before any reverse NAT: the proxy's upstream connection talks to the translated address.
       const replyProxy = read16(st + CT_STATE_PROXY_PORT);
       if (replyProxy != 0 && !fromProxy) return replyToProxy(tr, cfg, info, replyProxy, dir);
-      const rerr = replyRevNat(pkt, tr, info, st);
+      const rerr = replyRevNat(pkt, tr, info, st, false);
+      if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
+    } else {
+      const rerr = replyRevNat(pkt, tr, info, st, true);
       if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
     }
     return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_ENDPOINT);
@@ -548,8 +561,9 @@ function deliver(pkt: Pkt, srcIdentity: u32, now: u32, overlay: bool): u32 {
  *   2. CTX_ACT_OK, reverse-translated — a reply to a SNATed NodePort flow: destination back to the client,
  *      source back to the frontend (R2); TRACE_F_SNAT and TRACE_F_REV_NAT are set.
  *   2a. CTX_ACT_OK, reverse-SNATed (TRACE_F_SNAT, TRACE_F_REPLY) — a reply to a masqueraded flow
- *      (toNetwork): destination back to the pod's address and port, for its toEndpoint (obsPoint
- *      TRACE_TO_ENDPOINT); nothing else is done here.
+ *      (toNetwork), or an ICMP error about one (core/nat.ts E1–E3: outer destination and embedded source
+ *      back to the pod's): destination back to the pod's address and port, for its toEndpoint (obsPoint
+ *      TRACE_TO_ENDPOINT), which takes an error as related to the pod's flow; nothing else is done here.
  *   3. CTX_ACT_OK, untouched — not a service frontend: for the node's stack.
  *   3a. With the host firewall (core/host-firewall.ts H1–H8), a packet for the node itself: CTX_ACT_OK as a
  *      reply / related packet or when host policy allows it (conntrack entry TUPLE_F_IN for a new flow);
@@ -592,10 +606,8 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
     }
     const ct = ctFor(info, tuple, st, TUPLE_F_IN, now);
     if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
-    if (ct == CT_REPLY) {
-      const rerr = replyRevNat(pkt, tr, info, st);
-      if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
-    }
+    const rerr = ct == CT_REPLY || ct == CT_RELATED ? replyRevNat(pkt, tr, info, st, ct == CT_RELATED) : 0;
+    if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
     recordDest(tr, info, false);
     return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
   }

@@ -40,7 +40,7 @@ export const noneCodec: Codec<never> = {
   },
 };
 
-/** ConfigValue (core/layout.ts:65) */
+/** ConfigValue (core/layout.ts:66) */
 export interface ConfigValue {
   ctSynTimeout: number;
   ctTcpLifetime: number;
@@ -130,7 +130,7 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
   },
 };
 
-/** IpcacheKey (core/layout.ts:119) */
+/** IpcacheKey (core/layout.ts:120) */
 export interface IpcacheKey {
   prefixlen: number;
   clusterId: number;
@@ -167,7 +167,7 @@ export const IpcacheKeyCodec: Codec<IpcacheKey> = {
   },
 };
 
-/** struct remote_endpoint_info. (core/layout.ts:128) */
+/** struct remote_endpoint_info. (core/layout.ts:129) */
 export interface IpcacheValue {
   secIdentity: number;
   tunnelEndpoint: Uint8Array;
@@ -204,7 +204,7 @@ export const IpcacheValueCodec: Codec<IpcacheValue> = {
   },
 };
 
-/** EndpointKey (core/layout.ts:140) */
+/** EndpointKey (core/layout.ts:141) */
 export interface EndpointKey {
   addr: Uint8Array;
   family: number;
@@ -238,7 +238,7 @@ export const EndpointKeyCodec: Codec<EndpointKey> = {
   },
 };
 
-/** EndpointInfo (core/layout.ts:147) */
+/** EndpointInfo (core/layout.ts:148) */
 export interface EndpointInfo {
   ifindex: number;
   epId: number;
@@ -282,7 +282,7 @@ export const EndpointInfoCodec: Codec<EndpointInfo> = {
   },
 };
 
-/** PolicyKey (core/layout.ts:165) */
+/** PolicyKey (core/layout.ts:166) */
 export interface PolicyKey {
   prefixlen: number;
   secLabel: number;
@@ -324,7 +324,7 @@ export const PolicyKeyCodec: Codec<PolicyKey> = {
   },
 };
 
-/** PolicyEntry (core/layout.ts:177) */
+/** PolicyEntry (core/layout.ts:178) */
 export interface PolicyEntry {
   proxyPort: number;
   flags: number;
@@ -366,7 +366,7 @@ export const PolicyEntryCodec: Codec<PolicyEntry> = {
   },
 };
 
-/** ServiceKey (core/layout.ts:198) */
+/** ServiceKey (core/layout.ts:199) */
 export interface ServiceKey {
   addr: Uint8Array;
   dport: number;
@@ -409,7 +409,7 @@ export const ServiceKeyCodec: Codec<ServiceKey> = {
   },
 };
 
-/** ServiceValue (core/layout.ts:210) */
+/** ServiceValue (core/layout.ts:211) */
 export interface ServiceValue {
   backendId: number;
   count: number;
@@ -448,7 +448,7 @@ export const ServiceValueCodec: Codec<ServiceValue> = {
   },
 };
 
-/** BackendKey (core/layout.ts:222) */
+/** BackendKey (core/layout.ts:223) */
 export interface BackendKey {
   backendId: number;
 }
@@ -472,7 +472,7 @@ export const BackendKeyCodec: Codec<BackendKey> = {
   },
 };
 
-/** Backend (core/layout.ts:226) */
+/** Backend (core/layout.ts:227) */
 export interface Backend {
   addr: Uint8Array;
   port: number;
@@ -515,7 +515,7 @@ export const BackendCodec: Codec<Backend> = {
   },
 };
 
-/** RevNatKey (core/layout.ts:237) */
+/** RevNatKey (core/layout.ts:238) */
 export interface RevNatKey {
   revNatIndex: number;
   pad0: number;
@@ -542,7 +542,7 @@ export const RevNatKeyCodec: Codec<RevNatKey> = {
   },
 };
 
-/** RevNatValue (core/layout.ts:242) */
+/** RevNatValue (core/layout.ts:243) */
 export interface RevNatValue {
   addr: Uint8Array;
   port: number;
@@ -576,7 +576,7 @@ export const RevNatValueCodec: Codec<RevNatValue> = {
   },
 };
 
-/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:251) */
+/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:252) */
 export interface MaglevKey {
   revNatIndex: number;
   pad0: number;
@@ -606,7 +606,7 @@ export const MaglevKeyCodec: Codec<MaglevKey> = {
   },
 };
 
-/** MaglevValue (core/layout.ts:257) */
+/** MaglevValue (core/layout.ts:258) */
 export interface MaglevValue {
   backendId: number;
 }
@@ -630,7 +630,7 @@ export const MaglevValueCodec: Codec<MaglevValue> = {
   },
 };
 
-/** AffinityKey (core/layout.ts:261) */
+/** AffinityKey (core/layout.ts:262) */
 export interface AffinityKey {
   clientAddr: Uint8Array;
   revNatIndex: number;
@@ -664,7 +664,7 @@ export const AffinityKeyCodec: Codec<AffinityKey> = {
   },
 };
 
-/** AffinityValue (core/layout.ts:268) */
+/** AffinityValue (core/layout.ts:269) */
 export interface AffinityValue {
   lastUsed: number;
   backendId: number;
@@ -691,7 +691,7 @@ export const AffinityValueCodec: Codec<AffinityValue> = {
   },
 };
 
-/** CtTuple (core/layout.ts:279) */
+/** CtTuple (core/layout.ts:280) */
 export interface CtTuple {
   daddr: Uint8Array;
   saddr: Uint8Array;
@@ -738,7 +738,7 @@ export const CtTupleCodec: Codec<CtTuple> = {
   },
 };
 
-/** CtEntry (core/layout.ts:291) */
+/** CtEntry (core/layout.ts:292) */
 export interface CtEntry {
   lifetime: number;
   srcSecId: number;
@@ -792,7 +792,7 @@ export const CtEntryCodec: Codec<CtEntry> = {
   },
 };
 
-/** SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:309) */
+/** SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:310) */
 export interface SnatValue {
   toAddr: Uint8Array;
   toPort: number;
@@ -829,7 +829,79 @@ export const SnatValueCodec: Codec<SnatValue> = {
   },
 };
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:322) */
+/** A datagram: the IPv4 addresses, IP identification and protocol shared by all of its fragments. (core/layout.ts:324) */
+export interface FragId {
+  daddr: number;
+  saddr: number;
+  id: number;
+  proto: number;
+  pad0: number;
+}
+
+export const FragIdCodec: Codec<FragId> = {
+  name: "FragId",
+  size: 12,
+  encode(v, out = new Uint8Array(12), o = 0) {
+    const dv = new DataView(out.buffer, out.byteOffset);
+    dv.setUint32(o + 0, Number(v.daddr ?? 0) >>> 0, false);
+    dv.setUint32(o + 4, Number(v.saddr ?? 0) >>> 0, false);
+    dv.setUint16(o + 8, Number(v.id ?? 0) & 0xffff, false);
+    dv.setUint8(o + 10, Number(v.proto ?? 0) & 0xff);
+    dv.setUint8(o + 11, Number(v.pad0 ?? 0) & 0xff);
+    return out;
+  },
+  decode(b, o = 0) {
+    const dv = new DataView(b.buffer, b.byteOffset);
+    return {
+      daddr: dv.getUint32(o + 0, false),
+      saddr: dv.getUint32(o + 4, false),
+      id: dv.getUint16(o + 8, false),
+      proto: dv.getUint8(o + 10),
+      pad0: dv.getUint8(o + 11),
+    };
+  },
+  zero() {
+    return this.decode(new Uint8Array(12));
+  },
+};
+
+/** The L4 fields of a datagram's first fragment: Cilium's sport/dport, plus the ICMP type and code (a ciliate addition: ICMP policy keys on the type, which only the first fragment carries). Ports as PacketInfo holds them (an ICMP echo identifier in sport for a request, dport for a reply). (core/layout.ts:335) */
+export interface FragL4Ports {
+  sport: number;
+  dport: number;
+  icmpType: number;
+  icmpCode: number;
+  pad0: number;
+}
+
+export const FragL4PortsCodec: Codec<FragL4Ports> = {
+  name: "FragL4Ports",
+  size: 8,
+  encode(v, out = new Uint8Array(8), o = 0) {
+    const dv = new DataView(out.buffer, out.byteOffset);
+    dv.setUint16(o + 0, Number(v.sport ?? 0) & 0xffff, false);
+    dv.setUint16(o + 2, Number(v.dport ?? 0) & 0xffff, false);
+    dv.setUint8(o + 4, Number(v.icmpType ?? 0) & 0xff);
+    dv.setUint8(o + 5, Number(v.icmpCode ?? 0) & 0xff);
+    dv.setUint16(o + 6, Number(v.pad0 ?? 0) & 0xffff, true);
+    return out;
+  },
+  decode(b, o = 0) {
+    const dv = new DataView(b.buffer, b.byteOffset);
+    return {
+      sport: dv.getUint16(o + 0, false),
+      dport: dv.getUint16(o + 2, false),
+      icmpType: dv.getUint8(o + 4),
+      icmpCode: dv.getUint8(o + 5),
+      pad0: dv.getUint16(o + 6, true),
+    };
+  },
+  zero() {
+    return this.decode(new Uint8Array(8));
+  },
+};
+
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:348) */
 export interface MetricsKey {
   reason: number;
   dir: number;
@@ -859,7 +931,7 @@ export const MetricsKeyCodec: Codec<MetricsKey> = {
   },
 };
 
-/** MetricsValue (core/layout.ts:329) */
+/** MetricsValue (core/layout.ts:355) */
 export interface MetricsValue {
   packets: bigint;
   bytes: bigint;
@@ -886,7 +958,7 @@ export const MetricsValueCodec: Codec<MetricsValue> = {
   },
 };
 
-/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:338) */
+/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:364) */
 export interface ProxyListenerValue {
   direction: number;
   pad0: number;
@@ -916,7 +988,7 @@ export const ProxyListenerValueCodec: Codec<ProxyListenerValue> = {
   },
 };
 
-/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:347) */
+/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:373) */
 export interface TraceRecord {
   verdict: number;
   dropReason: number;
@@ -1046,7 +1118,7 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
   },
 };
 
-/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). (core/layout.ts:407) */
+/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). (core/layout.ts:433) */
 export interface TunnelKey {
   remote: Uint8Array;
   tunnelId: number;
@@ -1083,7 +1155,7 @@ export const TunnelKeyCodec: Codec<TunnelKey> = {
   },
 };
 
-/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:419) */
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:445) */
 export interface PacketInfo {
   family: number;
   nexthdr: number;
@@ -1171,7 +1243,7 @@ export const PacketInfoCodec: Codec<PacketInfo> = {
   },
 };
 
-/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:448) */
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:474) */
 export interface PolicyResult {
   cookie: number;
   proxyPort: number;
@@ -1213,7 +1285,7 @@ export const PolicyResultCodec: Codec<PolicyResult> = {
   },
 };
 
-/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:465) */
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:491) */
 export interface CtState {
   backendId: number;
   srcSecId: number;
@@ -1252,7 +1324,7 @@ export const CtStateCodec: Codec<CtState> = {
   },
 };
 
-/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:478) */
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:504) */
 export interface LbSelection {
   backendId: number;
   backend: Uint8Array;
@@ -1305,6 +1377,7 @@ export enum MapId {
   Trace = 12,
   Events = 13,
   ProxyListeners = 14,
+  FragDatagrams = 15,
 }
 
 export interface MapSpec<K = unknown, V = unknown> {
@@ -1333,6 +1406,7 @@ export const MAP_SPECS = {
   Trace: { id: MapId.Trace, name: "trace", bpfName: "ciliate_trace_v1", type: MapType.Array, maxEntries: 1, key: u32Codec, value: TraceRecordCodec } as MapSpec<number, TraceRecord>,
   Events: { id: MapId.Events, name: "events", bpfName: "ciliate_events_v1", type: MapType.RingBuf, maxEntries: 262144, key: noneCodec, value: TraceRecordCodec } as MapSpec<never, TraceRecord>,
   ProxyListeners: { id: MapId.ProxyListeners, name: "proxy_listeners", bpfName: "ciliate_proxy_listeners_v1", type: MapType.Hash, maxEntries: 1024, key: u32Codec, value: ProxyListenerValueCodec } as MapSpec<number, ProxyListenerValue>,
+  FragDatagrams: { id: MapId.FragDatagrams, name: "frag_datagrams", bpfName: "ciliate_frag_datagrams_v1", type: MapType.LruHash, maxEntries: 8192, key: FragIdCodec, value: FragL4PortsCodec } as MapSpec<FragId, FragL4Ports>,
 };
 
 /** Field offsets by layout, for tests that compare the TypeScript and C views of a layout. */
@@ -1357,6 +1431,8 @@ export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<strin
   CtTuple: { size: 40, fields: { daddr: 0, saddr: 16, dportBe: 32, sportBe: 34, nexthdr: 36, flags: 37, family: 38, pad0: 39 } },
   CtEntry: { size: 40, fields: { lifetime: 0, srcSecId: 4, backendId: 8, revNatIndex: 12, flags: 14, txFlagsSeen: 16, rxFlagsSeen: 17, proxyPortBe: 18, pad0: 20, packets: 24, bytes: 32 } },
   SnatValue: { size: 24, fields: { toAddr: 0, toPortBe: 16, family: 18, pad0: 19, created: 20 } },
+  FragId: { size: 12, fields: { daddrBe: 0, saddrBe: 4, idBe: 8, proto: 10, pad0: 11 } },
+  FragL4Ports: { size: 8, fields: { sportBe: 0, dportBe: 2, icmpType: 4, icmpCode: 5, pad0: 6 } },
   MetricsKey: { size: 4, fields: { reason: 0, dir: 1, pad0: 2 } },
   MetricsValue: { size: 16, fields: { packets: 0, bytes: 8 } },
   ProxyListenerValue: { size: 4, fields: { direction: 0, pad0: 1, pad1: 2 } },

@@ -37,6 +37,7 @@ export const DROP_REASONS: ReadonlyMap<number, DropReasonInfo> = new Map([
   [171, { code: 171, name: "DROP_INVALID_IDENTITY", text: "Invalid identity", hubble: "INVALID_IDENTITY" }],
   [172, { code: 172, name: "DROP_UNKNOWN_SENDER", text: "Unknown sender", hubble: "UNKNOWN_SENDER" }],
   [174, { code: 174, name: "DROP_IS_CLUSTER_IP", text: "Is a ClusterIP", hubble: "IS_A_CLUSTERIP" }],
+  [175, { code: 175, name: "DROP_FRAG_NOT_FOUND", text: "First logical datagram fragment not found", hubble: "FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND" }],
   [177, { code: 177, name: "DROP_NOT_IN_SRC_RANGE", text: "Denied by LB src range check", hubble: "DENIED_BY_LB_SRC_RANGE_CHECK" }],
   [178, { code: 178, name: "DROP_PROXY_LOOKUP_FAILED", text: "Proxy lookup failed", hubble: "PROXY_LOOKUP_FAILED" }],
   [179, { code: 179, name: "DROP_PROXY_SET_FAILED", text: "Proxy set failed", hubble: "PROXY_SET_FAILED" }],

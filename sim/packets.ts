@@ -285,3 +285,77 @@ export function decodeFrame(f: Uint8Array): DecodedFrame | undefined {
   }
   return out;
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* IPv4 fragments (RFC 791), for the fragment tests and the differential suite. */
+
+function setIpv4Checksum(ip: Uint8Array): void {
+  const ihl = (ip[0]! & 0xf) * 4;
+  ip[10] = 0;
+  ip[11] = 0;
+  const c = internetChecksum(ip.subarray(0, ihl));
+  ip[10] = c >> 8;
+  ip[11] = c & 0xff;
+}
+
+/** Splits an untagged IPv4 frame into fragments whose payloads hold at most `maxPayload` bytes (rounded
+ * down to a multiple of 8), as the sender's stack or a router does: the same identification (`id` when
+ * given), MF on all but the last, offsets in 8-byte units, DF cleared, header checksums recomputed. */
+export function fragmentFrame(frame: Uint8Array, maxPayload: number, id?: number): Uint8Array[] {
+  const ihl = (frame[14]! & 0xf) * 4;
+  const total = (frame[16]! << 8) | frame[17]!;
+  const payload = frame.subarray(14 + ihl, 14 + total);
+  const step = Math.max(8, maxPayload - (maxPayload % 8));
+  const out: Uint8Array[] = [];
+  for (let off = 0; off < payload.length; off += step) {
+    const chunk = payload.subarray(off, Math.min(off + step, payload.length));
+    const f = new Uint8Array(14 + ihl + chunk.length);
+    f.set(frame.subarray(0, 14 + ihl), 0);
+    f.set(chunk, 14 + ihl);
+    const ip = f.subarray(14);
+    const len = ihl + chunk.length;
+    ip[2] = len >> 8;
+    ip[3] = len & 0xff;
+    if (id !== undefined) {
+      ip[4] = (id >> 8) & 0xff;
+      ip[5] = id & 0xff;
+    }
+    const more = off + step < payload.length ? 0x2000 : 0;
+    const fo = more | (off / 8);
+    ip[6] = fo >> 8;
+    ip[7] = fo & 0xff;
+    setIpv4Checksum(ip);
+    out.push(f);
+  }
+  return out;
+}
+
+/** Joins the fragments of one IPv4 datagram (any order) back into one frame with the first fragment's
+ * headers; undefined when a piece is missing. The inverse of fragmentFrame, for checking what arrives. */
+export function reassembleFrames(frags: Uint8Array[]): Uint8Array | undefined {
+  const pieces = frags.map((f) => {
+    const ihl = (f[14]! & 0xf) * 4;
+    const total = (f[16]! << 8) | f[17]!;
+    const fo = (f[20]! << 8) | f[21]!;
+    return { f, ihl, off: (fo & 0x1fff) * 8, more: (fo & 0x2000) !== 0, data: f.subarray(14 + ihl, 14 + total) };
+  }).sort((a, b) => a.off - b.off);
+  const first = pieces[0];
+  if (!first || first.off !== 0) return undefined;
+  let end = 0;
+  for (const p of pieces) {
+    if (p.off !== end) return undefined;
+    end += p.data.length;
+  }
+  if (pieces[pieces.length - 1]!.more) return undefined;
+  const out = new Uint8Array(14 + first.ihl + end);
+  out.set(first.f.subarray(0, 14 + first.ihl), 0);
+  for (const p of pieces) out.set(p.data, 14 + first.ihl + p.off);
+  const ip = out.subarray(14);
+  const len = first.ihl + end;
+  ip[2] = len >> 8;
+  ip[3] = len & 0xff;
+  ip[6] = 0;
+  ip[7] = 0;
+  setIpv4Checksum(ip);
+  return out;
+}

@@ -151,6 +151,7 @@
 #define CILIATE_PKT_F_FRAGMENT 1U
 #define CILIATE_PKT_F_ICMP_ERROR 2U
 #define CILIATE_PKT_F_VLAN 4U
+#define CILIATE_PKT_F_NO_L4 8U
 #define CILIATE_ICMP_ECHOREPLY 0U
 #define CILIATE_ICMP_DEST_UNREACH 3U
 #define CILIATE_ICMP_FRAG_NEEDED_CODE 4U
@@ -209,6 +210,7 @@
 #define CILIATE_DROP_INVALID_IDENTITY 171U /* Invalid identity */
 #define CILIATE_DROP_UNKNOWN_SENDER 172U /* Unknown sender */
 #define CILIATE_DROP_IS_CLUSTER_IP 174U /* Is a ClusterIP */
+#define CILIATE_DROP_FRAG_NOT_FOUND 175U /* First logical datagram fragment not found */
 #define CILIATE_DROP_NOT_IN_SRC_RANGE 177U /* Denied by LB src range check */
 #define CILIATE_DROP_PROXY_LOOKUP_FAILED 178U /* Proxy lookup failed */
 #define CILIATE_DROP_PROXY_SET_FAILED 179U /* Proxy set failed */
@@ -233,3 +235,4 @@
 #define CILIATE_MAP_TRACE 12
 #define CILIATE_MAP_EVENTS 13
 #define CILIATE_MAP_PROXY_LISTENERS 14
+#define CILIATE_MAP_FRAG_DATAGRAMS 15

@@ -34,6 +34,11 @@
 #define CILIATE_CT_TUPLE_SPORT_BE __builtin_offsetof(struct ct_tuple, sport_be) /* CtTuple.sportBe (core/gen/layout.ts) */
 #define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:134 */
 #define CILIATE_ENDPOINT_KEY_ADDR __builtin_offsetof(struct endpoint_key, addr) /* EndpointKey.addr (core/gen/layout.ts) */
+#define CILIATE_FRAG_ID_DADDR_BE __builtin_offsetof(struct frag_id, daddr_be) /* FragId.daddrBe (core/gen/layout.ts) */
+#define CILIATE_FRAG_ID_ID_BE __builtin_offsetof(struct frag_id, id_be) /* FragId.idBe (core/gen/layout.ts) */
+#define CILIATE_FRAG_ID_SADDR_BE __builtin_offsetof(struct frag_id, saddr_be) /* FragId.saddrBe (core/gen/layout.ts) */
+#define CILIATE_FRAG_L4_PORTS_DPORT_BE __builtin_offsetof(struct frag_l4_ports, dport_be) /* FragL4Ports.dportBe (core/gen/layout.ts) */
+#define CILIATE_FRAG_L4_PORTS_SPORT_BE __builtin_offsetof(struct frag_l4_ports, sport_be) /* FragL4Ports.sportBe (core/gen/layout.ts) */
 #define CILIATE_IPCACHE_KEY_ADDR __builtin_offsetof(struct ipcache_key, addr) /* IpcacheKey.addr (core/gen/layout.ts) */
 #define CILIATE_IPCACHE_VALUE_TUNNEL_ENDPOINT __builtin_offsetof(struct ipcache_value, tunnel_endpoint) /* IpcacheValue.tunnelEndpoint (core/gen/layout.ts) */
 #define CILIATE_JHASH_INITVAL 0xdeadbeefU /* core/hash.ts:15 */
@@ -41,14 +46,16 @@
 #define CILIATE_LB_LOOPBACK_DEFAULT_BE 0x012afea9U /* core/lb.ts:64 */
 #define CILIATE_LB_REVNAT_NO_ENTRY 1 /* core/lb.ts:61 */
 #define CILIATE_LB_SELECTION_BACKEND __builtin_offsetof(struct lb_selection, backend) /* LbSelection.backend (core/gen/layout.ts) */
-#define CILIATE_MAX_VLAN_TAGS 2U /* core/packet.ts:92 */
+#define CILIATE_MAX_VLAN_TAGS 2U /* core/packet.ts:93 */
 #define CILIATE_METRICS_VALUE_BYTES __builtin_offsetof(struct metrics_value, bytes) /* MetricsValue.bytes (core/gen/layout.ts) */
 #define CILIATE_METRICS_VALUE_PACKETS __builtin_offsetof(struct metrics_value, packets) /* MetricsValue.packets (core/gen/layout.ts) */
-#define CILIATE_NAT_PUNT_TO_STACK 1 /* core/nat.ts:74 */
+#define CILIATE_NAT_PUNT_TO_STACK 1 /* core/nat.ts:97 */
 #define CILIATE_PACKET_INFO_DADDR __builtin_offsetof(struct packet_info, daddr) /* PacketInfo.daddr (core/gen/layout.ts) */
 #define CILIATE_PACKET_INFO_DPORT __builtin_offsetof(struct packet_info, dport) /* PacketInfo.dport (core/gen/layout.ts) */
 #define CILIATE_PACKET_INFO_INNER_DADDR __builtin_offsetof(struct packet_info, inner_daddr) /* PacketInfo.innerDaddr (core/gen/layout.ts) */
+#define CILIATE_PACKET_INFO_INNER_DPORT __builtin_offsetof(struct packet_info, inner_dport) /* PacketInfo.innerDport (core/gen/layout.ts) */
 #define CILIATE_PACKET_INFO_INNER_SADDR __builtin_offsetof(struct packet_info, inner_saddr) /* PacketInfo.innerSaddr (core/gen/layout.ts) */
+#define CILIATE_PACKET_INFO_INNER_SPORT __builtin_offsetof(struct packet_info, inner_sport) /* PacketInfo.innerSport (core/gen/layout.ts) */
 #define CILIATE_PACKET_INFO_SADDR __builtin_offsetof(struct packet_info, saddr) /* PacketInfo.saddr (core/gen/layout.ts) */
 #define CILIATE_PACKET_INFO_SPORT __builtin_offsetof(struct packet_info, sport) /* PacketInfo.sport (core/gen/layout.ts) */
 #define CILIATE_POLICY_ENTRY_PROXY_PORT_BE __builtin_offsetof(struct policy_entry, proxy_port_be) /* PolicyEntry.proxyPortBe (core/gen/layout.ts) */
@@ -57,7 +64,7 @@
 #define CILIATE_REV_NAT_VALUE_PORT_BE __builtin_offsetof(struct rev_nat_value, port_be) /* RevNatValue.portBe (core/gen/layout.ts) */
 #define CILIATE_SERVICE_KEY_ADDR __builtin_offsetof(struct service_key, addr) /* ServiceKey.addr (core/gen/layout.ts) */
 #define CILIATE_SERVICE_KEY_DPORT_BE __builtin_offsetof(struct service_key, dport_be) /* ServiceKey.dportBe (core/gen/layout.ts) */
-#define CILIATE_SNAT_COLLISION_RETRIES 32U /* core/nat.ts:72 */
+#define CILIATE_SNAT_COLLISION_RETRIES 32U /* core/nat.ts:95 */
 #define CILIATE_SNAT_VALUE_TO_ADDR __builtin_offsetof(struct snat_value, to_addr) /* SnatValue.toAddr (core/gen/layout.ts) */
 #define CILIATE_SNAT_VALUE_TO_PORT_BE __builtin_offsetof(struct snat_value, to_port_be) /* SnatValue.toPortBe (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_DST_IDENTITY __builtin_offsetof(struct trace_record, dst_identity) /* TraceRecord.dstIdentity (core/gen/layout.ts) */
@@ -73,7 +80,7 @@
 #define CILIATE_TUNNEL_KEY_REMOTE __builtin_offsetof(struct tunnel_key, remote) /* TunnelKey.remote (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 1520
+#define CILIATE_SCRATCH_SIZE 1680
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -102,7 +109,7 @@ static __always_inline __u8 *ciliate_config_get(void)
 	return bpf_map_lookup_elem(&ciliate_config_v1, key);
 }
 
-/* core/pipeline.ts:81 traceBegin */
+/* core/pipeline.ts:82 traceBegin */
 static __always_inline __u8 *ciliate_trace_begin(__u8 *cfg)
 {
 	__u8 *key = ciliate_scratch(184, 4);
@@ -119,13 +126,13 @@ static __always_inline __u8 *ciliate_trace_begin(__u8 *cfg)
 	return tr;
 }
 
-/* core/packet.ts:101 setInfoFlag */
+/* core/packet.ts:102 setInfoFlag */
 static __always_inline void ciliate_set_info_flag(__u8 *info, __u32 flag)
 {
 	((struct packet_info *)info)->flags = (__u8)((__u32)((struct packet_info *)info)->flags | flag);
 }
 
-/* core/packet.ts:96 hasWithin */
+/* core/packet.ts:97 hasWithin */
 static __always_inline bool ciliate_has_within(ciliate_ctx_t *pkt, __u32 end, __u32 limit)
 {
 	if (end > limit) {
@@ -134,20 +141,20 @@ static __always_inline bool ciliate_has_within(ciliate_ctx_t *pkt, __u32 end, __
 	return ciliate_pkt_has(pkt, end);
 }
 
-/* core/packet.ts:250 recordPorts */
+/* core/packet.ts:257 recordPorts */
 static __always_inline void ciliate_record_ports(ciliate_ctx_t *pkt, __u8 *info, __u32 l4_off)
 {
 	((struct packet_info *)info)->sport = (__u16)ciliate_pkt_load16(pkt, l4_off);
 	((struct packet_info *)info)->dport = (__u16)ciliate_pkt_load16(pkt, l4_off + 2);
 }
 
-/* core/packet.ts:329 innerNeedsL4 */
+/* core/packet.ts:336 innerNeedsL4 */
 static __always_inline bool ciliate_inner_needs_l4(__u32 proto, __u32 icmp_proto)
 {
 	return (proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP) || (proto == icmp_proto);
 }
 
-/* core/packet.ts:314 recordInnerPorts */
+/* core/packet.ts:321 recordInnerPorts */
 static __always_inline void ciliate_record_inner_ports(ciliate_ctx_t *pkt, __u8 *info, __u32 proto, __u32 off, __u32 icmp_proto)
 {
 	if ((proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP)) {
@@ -166,7 +173,7 @@ static __always_inline void ciliate_record_inner_ports(ciliate_ctx_t *pkt, __u8 
 	}
 }
 
-/* core/packet.ts:336 parseInnerIpv4 */
+/* core/packet.ts:343 parseInnerIpv4 */
 static __always_inline __u32 ciliate_parse_inner_ipv4(ciliate_ctx_t *pkt, __u8 *info, __u32 off, __u32 l3_end)
 {
 	if (!ciliate_has_within(pkt, off + CILIATE_IPV4_HLEN_MIN, l3_end)) {
@@ -200,7 +207,7 @@ static __always_inline __u32 ciliate_parse_inner_ipv4(ciliate_ctx_t *pkt, __u8 *
 	return 0;
 }
 
-/* core/packet.ts:358 parseInnerIpv6 */
+/* core/packet.ts:365 parseInnerIpv6 */
 static __always_inline __u32 ciliate_parse_inner_ipv6(ciliate_ctx_t *pkt, __u8 *info, __u32 off, __u32 l3_end)
 {
 	if (!ciliate_has_within(pkt, off + CILIATE_IPV6_HLEN, l3_end)) {
@@ -223,7 +230,7 @@ static __always_inline __u32 ciliate_parse_inner_ipv6(ciliate_ctx_t *pkt, __u8 *
 	return 0;
 }
 
-/* core/packet.ts:256 parseL4 */
+/* core/packet.ts:263 parseL4 */
 static __always_inline __u32 ciliate_parse_l4(ciliate_ctx_t *pkt, __u8 *info, __u32 nexthdr, __u32 l4_off, __u32 l3_end, __u32 family)
 {
 	if (nexthdr == CILIATE_IPPROTO_TCP) {
@@ -290,7 +297,7 @@ static __always_inline __u32 ciliate_parse_l4(ciliate_ctx_t *pkt, __u8 *info, __
 	return 0;
 }
 
-/* core/packet.ts:161 parseIpv4 */
+/* core/packet.ts:165 parseIpv4 */
 static __always_inline __u32 ciliate_parse_ipv4(ciliate_ctx_t *pkt, __u8 *info, __u32 l3_off)
 {
 	((struct packet_info *)info)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -321,23 +328,26 @@ static __always_inline __u32 ciliate_parse_ipv4(ciliate_ctx_t *pkt, __u8 *info, 
 	((struct packet_info *)info)->ttl = (__u8)ciliate_pkt_load8(pkt, l3_off + 8);
 	ciliate_pkt_copy_out(pkt, l3_off + 12, info + CILIATE_PACKET_INFO_SADDR, 4);
 	ciliate_pkt_copy_out(pkt, l3_off + 16, info + CILIATE_PACKET_INFO_DADDR, 4);
+	__u32 l4_off = l3_off + hlen;
+	((struct packet_info *)info)->l4_off = (__u16)l4_off;
 	__u32 frag_off = ciliate_pkt_load16(pkt, l3_off + 6);
 	if ((frag_off & (CILIATE_IP_MF | CILIATE_IP_OFFSET)) != 0) {
 		ciliate_set_info_flag(info, CILIATE_PKT_F_FRAGMENT);
-		return CILIATE_DROP_FRAG_NOSUPPORT;
+		if ((frag_off & CILIATE_IP_OFFSET) != 0) {
+			ciliate_set_info_flag(info, CILIATE_PKT_F_NO_L4);
+			return 0;
+		}
 	}
-	__u32 l4_off = l3_off + hlen;
-	((struct packet_info *)info)->l4_off = (__u16)l4_off;
 	return ciliate_parse_l4(pkt, info, nexthdr, l4_off, l3_end, CILIATE_FAMILY_IPV4);
 }
 
-/* core/packet.ts:198 isIpv6ExtHdr */
+/* core/packet.ts:205 isIpv6ExtHdr */
 static __always_inline bool ciliate_is_ipv6_ext_hdr(__u32 nh)
 {
 	return (nh == CILIATE_NEXTHDR_HOP) || (nh == CILIATE_NEXTHDR_ROUTING) || (nh == CILIATE_NEXTHDR_FRAGMENT) || (nh == CILIATE_NEXTHDR_AUTH) || (nh == CILIATE_NEXTHDR_DEST);
 }
 
-/* core/packet.ts:205 parseIpv6 */
+/* core/packet.ts:212 parseIpv6 */
 static __always_inline __u32 ciliate_parse_ipv6(ciliate_ctx_t *pkt, __u8 *info, __u32 l3_off)
 {
 	((struct packet_info *)info)->family = (__u8)CILIATE_FAMILY_IPV6;
@@ -388,7 +398,7 @@ static __always_inline __u32 ciliate_parse_ipv6(ciliate_ctx_t *pkt, __u8 *info, 
 	return ciliate_parse_l4(pkt, info, nh, off, l3_end, CILIATE_FAMILY_IPV6);
 }
 
-/* core/packet.ts:134 parsePacket */
+/* core/packet.ts:138 parsePacket */
 static __always_inline __u32 ciliate_parse_packet(ciliate_ctx_t *pkt, __u8 *info)
 {
 	__builtin_memset(info, 0, sizeof(struct packet_info));
@@ -427,13 +437,52 @@ static __always_inline __u32 ciliate_bswap16(__u32 x)
 	return ((x & 0xff) << 8) | ((x >> 8) & 0xff);
 }
 
+/* core/bytes.ts:16 read16be */
+static __always_inline __u32 ciliate_read16be(__u8 *p)
+{
+	return ciliate_bswap16((__u32)*(__u16 *)p);
+}
+
 /* core/bytes.ts:21 write16be */
 static __always_inline void ciliate_write16be(__u8 *p, __u32 v)
 {
 	*(__u16 *)p = (__u16)ciliate_bswap16(v & 0xffff);
 }
 
-/* core/pipeline.ts:167 recordDest */
+/* core/frag.ts:36 fragHandle */
+static __always_inline __u32 ciliate_frag_handle(ciliate_ctx_t *pkt, __u8 *info)
+{
+	__u32 flags = (__u32)((struct packet_info *)info)->flags;
+	if ((flags & CILIATE_PKT_F_FRAGMENT) == 0) {
+		return 0;
+	}
+	__u32 l3_off = (__u32)((struct packet_info *)info)->l3_off;
+	__u8 *key = ciliate_scratch(192, sizeof(struct frag_id));
+	ciliate_pkt_copy_out(pkt, l3_off + 16, key + CILIATE_FRAG_ID_DADDR_BE, 4);
+	ciliate_pkt_copy_out(pkt, l3_off + 12, key + CILIATE_FRAG_ID_SADDR_BE, 4);
+	ciliate_pkt_copy_out(pkt, l3_off + 4, key + CILIATE_FRAG_ID_ID_BE, 2);
+	((struct frag_id *)key)->proto = (__u8)(__u32)((struct packet_info *)info)->nexthdr;
+	if ((flags & CILIATE_PKT_F_NO_L4) != 0) {
+		__u8 *v = bpf_map_lookup_elem(&ciliate_frag_datagrams_v1, key);
+		if (v == 0) {
+			return CILIATE_DROP_FRAG_NOT_FOUND;
+		}
+		((struct packet_info *)info)->sport = (__u16)ciliate_read16be(v + CILIATE_FRAG_L4_PORTS_SPORT_BE);
+		((struct packet_info *)info)->dport = (__u16)ciliate_read16be(v + CILIATE_FRAG_L4_PORTS_DPORT_BE);
+		((struct packet_info *)info)->icmp_type = (__u8)(__u32)((struct frag_l4_ports *)v)->icmp_type;
+		((struct packet_info *)info)->icmp_code = (__u8)(__u32)((struct frag_l4_ports *)v)->icmp_code;
+		return 0;
+	}
+	__u8 *val = ciliate_scratch(208, sizeof(struct frag_l4_ports));
+	ciliate_write16be(val + CILIATE_FRAG_L4_PORTS_SPORT_BE, (__u32)((struct packet_info *)info)->sport);
+	ciliate_write16be(val + CILIATE_FRAG_L4_PORTS_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
+	((struct frag_l4_ports *)val)->icmp_type = (__u8)(__u32)((struct packet_info *)info)->icmp_type;
+	((struct frag_l4_ports *)val)->icmp_code = (__u8)(__u32)((struct packet_info *)info)->icmp_code;
+	bpf_map_update_elem(&ciliate_frag_datagrams_v1, key, val, CILIATE_BPF_ANY);
+	return 0;
+}
+
+/* core/pipeline.ts:170 recordDest */
 static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 {
 	if (tr == 0) {
@@ -447,7 +496,7 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
-/* core/pipeline.ts:151 enter */
+/* core/pipeline.ts:152 enter */
 static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
@@ -458,15 +507,18 @@ static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *c
 		((struct trace_record *)tr)->family = (__u8)(__u32)((struct packet_info *)info)->family;
 	}
 	if (perr == 0) {
+		perr = ciliate_frag_handle(pkt, info);
+	}
+	if (perr == 0) {
 		ciliate_record_dest(tr, info, true);
 	}
 	return perr;
 }
 
-/* core/pipeline.ts:95 count */
+/* core/pipeline.ts:96 count */
 static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 {
-	__u8 *key = ciliate_scratch(192, sizeof(struct metrics_key));
+	__u8 *key = ciliate_scratch(216, sizeof(struct metrics_key));
 	((struct metrics_key *)key)->reason = (__u8)reason;
 	((struct metrics_key *)key)->dir = (__u8)dir;
 	__u8 *v = bpf_map_lookup_elem(&ciliate_metrics_v2, key);
@@ -512,7 +564,7 @@ static __always_inline __u32 ciliate_jhash3_words(__u32 a, __u32 b, __u32 c, __u
 	return ciliate_jhash_final3(a, b, c, initval + CILIATE_JHASH_INITVAL + 12);
 }
 
-/* core/pipeline.ts:111 finish */
+/* core/pipeline.ts:112 finish */
 static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
 {
 	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
@@ -543,7 +595,7 @@ static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u
 	return verdict;
 }
 
-/* core/pipeline.ts:144 drop */
+/* core/pipeline.ts:145 drop */
 static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *cfg, __u8 *info, __u32 reason, __u32 dir)
 {
 	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
@@ -566,7 +618,7 @@ static __always_inline __u8 *ciliate_endpoint_lookup(__u8 *addr, __u32 family)
 	if ((family != CILIATE_FAMILY_IPV4) && (family != CILIATE_FAMILY_IPV6)) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(200, sizeof(struct endpoint_key));
+	__u8 *key = ciliate_scratch(224, sizeof(struct endpoint_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -608,7 +660,7 @@ static __always_inline __u8 *ciliate_lb_lookup_backend(__u32 backend_id)
 	if (backend_id == 0) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(344, sizeof(struct backend_key));
+	__u8 *key = ciliate_scratch(368, sizeof(struct backend_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -698,7 +750,7 @@ static __always_inline __u32 ciliate_maglev_lookup(__u32 rev_nat_index, __u32 ha
 	if (m == 0) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(376, sizeof(struct maglev_key));
+	__u8 *key = ciliate_scratch(400, sizeof(struct maglev_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -714,8 +766,8 @@ static __always_inline __u32 ciliate_maglev_lookup(__u32 rev_nat_index, __u32 ha
 /* core/lb.ts:123 affinityUpdate */
 static __always_inline void ciliate_affinity_update(__u8 *info, __u32 rev_nat, __u32 backend_id, __u32 now)
 {
-	__u8 *key = ciliate_scratch(384, sizeof(struct affinity_key));
-	__u8 *val = ciliate_scratch(408, sizeof(struct affinity_value));
+	__u8 *key = ciliate_scratch(408, sizeof(struct affinity_key));
+	__u8 *val = ciliate_scratch(432, sizeof(struct affinity_value));
 	if ((key == 0) || (val == 0)) {
 		return;
 	}
@@ -736,7 +788,7 @@ static __always_inline __u8 *ciliate_select_backend(__u8 *svc_key, __u8 *svc, __
 		return 0;
 	}
 	if (affinity) {
-		__u8 *key = ciliate_scratch(352, sizeof(struct affinity_key));
+		__u8 *key = ciliate_scratch(376, sizeof(struct affinity_key));
 		if (key != 0) {
 			ciliate_affinity_key(key, info, rev_nat);
 			__u8 *v = bpf_map_lookup_elem(&ciliate_lb_affinity_v1, key);
@@ -796,7 +848,7 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 	bool tcp = nexthdr == CILIATE_IPPROTO_TCP;
 	__u32 tcp_flags = tcp ? (__u32)((struct packet_info *)info)->tcp_flags : 0;
 	bool syn = (tcp_flags & CILIATE_TCP_SYN) != 0;
-	__u8 *tuple = ciliate_scratch(224, sizeof(struct ct_tuple));
+	__u8 *tuple = ciliate_scratch(248, sizeof(struct ct_tuple));
 	if (tuple == 0) {
 		return 0;
 	}
@@ -823,7 +875,7 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 	}
 	__u32 lifetime = now + *(__u32 *)(cfg + (tcp ? CILIATE_CONFIG_VALUE_CT_SERVICE_TCP_LIFETIME : CILIATE_CONFIG_VALUE_CT_SERVICE_ANY_LIFETIME));
 	if (id == 0) {
-		__u8 *id_out = ciliate_scratch(264, 4);
+		__u8 *id_out = ciliate_scratch(288, 4);
 		if (id_out == 0) {
 			return 0;
 		}
@@ -832,7 +884,7 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 			return 0;
 		}
 		id = *(__u32 *)id_out;
-		__u8 *entry = ciliate_scratch(272, sizeof(struct ct_entry));
+		__u8 *entry = ciliate_scratch(296, sizeof(struct ct_entry));
 		if (entry == 0) {
 			return 0;
 		}
@@ -858,7 +910,7 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 			ciliate_affinity_update(info, rev_nat, id, now);
 		}
 	}
-	__u8 *sel = ciliate_scratch(312, sizeof(struct lb_selection));
+	__u8 *sel = ciliate_scratch(336, sizeof(struct lb_selection));
 	if (sel == 0) {
 		return 0;
 	}
@@ -879,7 +931,7 @@ static __always_inline __u32 ciliate_read32be(__u8 *p)
 	return ciliate_bswap32(*(__u32 *)p);
 }
 
-/* core/nat.ts:81 natRewriteAddr */
+/* core/nat.ts:104 natRewriteAddr */
 static __always_inline __s32 ciliate_nat_rewrite_addr(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u8 *new_addr)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
@@ -931,7 +983,7 @@ static __always_inline __s32 ciliate_nat_rewrite_addr(ciliate_ctx_t *pkt, __u8 *
 /* core/lb.ts:278 loopbackAddr */
 static __always_inline __u8 *ciliate_loopback_addr(void)
 {
-	__u8 *a = ciliate_scratch(416, 16);
+	__u8 *a = ciliate_scratch(440, 16);
 	if (a == 0) {
 		return 0;
 	}
@@ -944,17 +996,22 @@ static __always_inline __u8 *ciliate_loopback_addr(void)
 	return a;
 }
 
-/* core/bytes.ts:16 read16be */
-static __always_inline __u32 ciliate_read16be(__u8 *p)
+/* core/nat.ts:187 noL4 */
+static __always_inline bool ciliate_no_l4(__u8 *info)
 {
-	return ciliate_bswap16((__u32)*(__u16 *)p);
+	return ((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_NO_L4) != 0;
 }
 
-/* core/nat.ts:121 natRewritePort */
+/* core/nat.ts:144 natRewritePort */
 static __always_inline __s32 ciliate_nat_rewrite_port(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u32 port)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
+		return 0;
+	}
+	__u32 to = port & 0xffff;
+	if (ciliate_no_l4(info)) {
+		*(__u16 *)(info + (dst ? CILIATE_PACKET_INFO_DPORT : CILIATE_PACKET_INFO_SPORT)) = (__u16)to;
 		return 0;
 	}
 	__u32 off = (__u32)((struct packet_info *)info)->l4_off + (dst ? 2 : 0);
@@ -962,7 +1019,6 @@ static __always_inline __s32 ciliate_nat_rewrite_port(ciliate_ctx_t *pkt, __u8 *
 		return -((__s32)CILIATE_DROP_WRITE_ERROR);
 	}
 	__u32 from = ciliate_pkt_load16(pkt, off);
-	__u32 to = port & 0xffff;
 	ciliate_pkt_store16(pkt, off, to);
 	__u32 csum_off = (__u32)((struct packet_info *)info)->l4_csum_off;
 	if (csum_off != 0) {
@@ -1010,7 +1066,7 @@ static __always_inline __s32 ciliate_lb_dnat(ciliate_ctx_t *pkt, __u8 *info, __u
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:159 setFlag */
+/* core/pipeline.ts:162 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1018,7 +1074,7 @@ static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 	}
 }
 
-/* core/pipeline.ts:224 staleServiceEntry */
+/* core/pipeline.ts:227 staleServiceEntry */
 static __always_inline __u32 ciliate_stale_service_entry(__u32 ct, __u8 *st, __u32 rev_nat)
 {
 	if ((ct == CILIATE_CT_ESTABLISHED) && ((__u32)((struct ct_state *)st)->rev_nat_index != rev_nat)) {
@@ -1181,7 +1237,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	if (!ciliate_is_tracked_proto((__u32)((struct packet_info *)info)->nexthdr)) {
 		return CILIATE_CT_UNKNOWN_PROTO;
 	}
-	__u8 *key = ciliate_scratch(432, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(456, sizeof(struct ct_tuple));
 	if (key == 0) {
 		return CILIATE_CT_NEW;
 	}
@@ -1228,7 +1284,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	return CILIATE_CT_NEW;
 }
 
-/* core/pipeline.ts:210 ctFor */
+/* core/pipeline.ts:213 ctFor */
 static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
 {
 	ciliate_ct_build_tuple(info, tuple);
@@ -1242,7 +1298,7 @@ static __always_inline __u8 *ciliate_ipcache_lookup(__u8 *addr, __u32 family)
 	if ((family != CILIATE_FAMILY_IPV4) && (family != CILIATE_FAMILY_IPV6)) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(472, sizeof(struct ipcache_key));
+	__u8 *key = ciliate_scratch(496, sizeof(struct ipcache_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -1262,27 +1318,27 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:163 worldIdentity */
+/* core/pipeline.ts:166 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
-/* core/pipeline.ts:248 proxyListening */
+/* core/pipeline.ts:252 proxyListening */
 static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 {
-	__u8 *key = ciliate_scratch(496, 4);
+	__u8 *key = ciliate_scratch(520, 4);
 	*(__u32 *)key = proxy_port;
 	return bpf_map_lookup_elem(&ciliate_proxy_listeners_v1, key) != 0;
 }
 
-/* core/pipeline.ts:262 redirectRecord */
+/* core/pipeline.ts:266 redirectRecord */
 static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 {
 	if (tr != 0) {
 		return tr;
 	}
-	__u8 *key = ciliate_scratch(504, 4);
+	__u8 *key = ciliate_scratch(528, 4);
 	__u8 *rec = bpf_map_lookup_elem(&ciliate_trace_v1, key);
 	if (rec == 0) {
 		return 0;
@@ -1294,7 +1350,7 @@ static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 	return rec;
 }
 
-/* core/pipeline.ts:275 redirected */
+/* core/pipeline.ts:279 redirected */
 static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
 	__u8 *tr = ciliate_redirect_record(tr_in, info);
@@ -1304,7 +1360,7 @@ static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *in
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_REDIRECT, 0, dir, CILIATE_TRACE_TO_PROXY);
 }
 
-/* core/pipeline.ts:282 replyToProxy */
+/* core/pipeline.ts:286 replyToProxy */
 static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
 	if (tr_in != 0) {
@@ -1318,15 +1374,100 @@ static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8
 	return ciliate_redirected(tr, cfg, info, proxy_port, dir);
 }
 
-/* core/lb.ts:334 lbRevNat */
-static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, __u32 rev_nat_index)
+/* core/lb.ts:324 revNatEntry */
+static __always_inline __u8 *ciliate_rev_nat_entry(__u32 rev_nat_index)
 {
-	__u8 *key = ciliate_scratch(512, sizeof(struct rev_nat_key));
+	__u8 *key = ciliate_scratch(536, sizeof(struct rev_nat_key));
 	if (key == 0) {
-		return CILIATE_LB_REVNAT_NO_ENTRY;
+		return 0;
 	}
 	((struct rev_nat_key *)key)->rev_nat_index = (__u16)rev_nat_index;
-	__u8 *nat = bpf_map_lookup_elem(&ciliate_lb_reverse_nat_v1, key);
+	return bpf_map_lookup_elem(&ciliate_lb_reverse_nat_v1, key);
+}
+
+/* core/nat.ts:201 natRewriteIcmpErrorInner */
+static __always_inline __s32 ciliate_nat_rewrite_icmp_error_inner(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u8 *new_addr, __u32 port)
+{
+	__u32 icmp_csum = (__u32)((struct packet_info *)info)->l4_csum_off;
+	__u32 inner = (__u32)((struct packet_info *)info)->l4_off + 8;
+	if (!ciliate_pkt_has(pkt, inner + 20)) {
+		return -((__s32)CILIATE_DROP_WRITE_ERROR);
+	}
+	__u32 ihl = (ciliate_pkt_load8(pkt, inner) & 0xf) << 2;
+	__u32 aoff = inner + (dst ? 16 : 12);
+	__u32 from = ciliate_pkt_load32(pkt, aoff);
+	__u32 to = ciliate_read32be(new_addr);
+	__u32 old_cs = ciliate_pkt_load16(pkt, inner + 10);
+	ciliate_pkt_store32(pkt, aoff, to);
+	if (ciliate_l3_csum_replace(pkt, inner + 10, from, to, 4) < 0) {
+		return -((__s32)CILIATE_DROP_CSUM_L3);
+	}
+	if (ciliate_l4_csum_replace(pkt, icmp_csum, from, to, 4) < 0) {
+		return -((__s32)CILIATE_DROP_CSUM_L4);
+	}
+	if (ciliate_l4_csum_replace(pkt, icmp_csum, old_cs, ciliate_pkt_load16(pkt, inner + 10), 2) < 0) {
+		return -((__s32)CILIATE_DROP_CSUM_L4);
+	}
+	__builtin_memcpy(info + (dst ? CILIATE_PACKET_INFO_INNER_DADDR : CILIATE_PACKET_INFO_INNER_SADDR), new_addr, 4);
+	__u32 proto = (__u32)((struct packet_info *)info)->inner_nexthdr;
+	if ((ciliate_pkt_load16(pkt, inner + 6) & CILIATE_IP_OFFSET) != 0) {
+		return 0;
+	}
+	__u32 poff = 0;
+	if ((proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP)) {
+		poff = inner + ihl + (dst ? 2 : 0);
+	} else if (proto == CILIATE_IPPROTO_ICMP) {
+		poff = inner + ihl + 4;
+	} else {
+		return 0;
+	}
+	if (!ciliate_pkt_has(pkt, poff + 2)) {
+		return -((__s32)CILIATE_DROP_WRITE_ERROR);
+	}
+	__u32 pfrom = ciliate_pkt_load16(pkt, poff);
+	__u32 pto = port & 0xffff;
+	ciliate_pkt_store16(pkt, poff, pto);
+	if (ciliate_l4_csum_replace(pkt, icmp_csum, pfrom, pto, 2) < 0) {
+		return -((__s32)CILIATE_DROP_CSUM_L4);
+	}
+	*(__u16 *)(info + (dst ? CILIATE_PACKET_INFO_INNER_DPORT : CILIATE_PACKET_INFO_INNER_SPORT)) = (__u16)pto;
+	return 0;
+}
+
+/* core/lb.ts:379 lbRevNatIcmpError */
+static __always_inline __s32 ciliate_lb_rev_nat_icmp_error(ciliate_ctx_t *pkt, __u8 *info, __u32 rev_nat_index)
+{
+	if (((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) == 0) {
+		return CILIATE_LB_REVNAT_NO_ENTRY;
+	}
+	if ((__u32)((struct packet_info *)info)->family != CILIATE_FAMILY_IPV4) {
+		return CILIATE_LB_REVNAT_NO_ENTRY;
+	}
+	__u8 *nat = ciliate_rev_nat_entry(rev_nat_index);
+	if (nat == 0) {
+		return CILIATE_LB_REVNAT_NO_ENTRY;
+	}
+	__u32 nfam = (__u32)((struct rev_nat_value *)nat)->family;
+	if ((nfam != 0) && (nfam != CILIATE_FAMILY_IPV4)) {
+		return -((__s32)CILIATE_DROP_UNKNOWN_L3);
+	}
+	if (*(__u32 *)(info + CILIATE_PACKET_INFO_SADDR) == *(__u32 *)(info + CILIATE_PACKET_INFO_INNER_DADDR)) {
+		__s32 r = ciliate_nat_rewrite_addr(pkt, info, false, nat + CILIATE_REV_NAT_VALUE_ADDR);
+		if (r < 0) {
+			return r;
+		}
+	}
+	__u32 port = ciliate_read16be(nat + CILIATE_REV_NAT_VALUE_PORT_BE);
+	if (port == 0) {
+		port = (__u32)((struct packet_info *)info)->inner_dport;
+	}
+	return ciliate_nat_rewrite_icmp_error_inner(pkt, info, true, nat + CILIATE_REV_NAT_VALUE_ADDR, port);
+}
+
+/* core/lb.ts:342 lbRevNat */
+static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, __u32 rev_nat_index)
+{
+	__u8 *nat = ciliate_rev_nat_entry(rev_nat_index);
 	if (nat == 0) {
 		return CILIATE_LB_REVNAT_NO_ENTRY;
 	}
@@ -1339,7 +1480,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, 
 	if (family == CILIATE_FAMILY_IPV4) {
 		__u8 *lo = ciliate_loopback_addr();
 		if ((lo != 0) && (*(__u32 *)lo == *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
-			__u8 *self = ciliate_scratch(520, 16);
+			__u8 *self = ciliate_scratch(544, 16);
 			if (self != 0) {
 				__builtin_memcpy(self, info + CILIATE_PACKET_INFO_SADDR, 16);
 				r = ciliate_nat_rewrite_addr(pkt, info, true, self);
@@ -1363,14 +1504,14 @@ static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, 
 	return 0;
 }
 
-/* core/pipeline.ts:230 replyRevNat */
-static __always_inline __u32 ciliate_reply_rev_nat(ciliate_ctx_t *pkt, __u8 *tr, __u8 *info, __u8 *st)
+/* core/pipeline.ts:234 replyRevNat */
+static __always_inline __u32 ciliate_reply_rev_nat(ciliate_ctx_t *pkt, __u8 *tr, __u8 *info, __u8 *st, bool related)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
 	if (rev_nat == 0) {
 		return 0;
 	}
-	__s32 rerr = ciliate_lb_rev_nat(pkt, info, rev_nat);
+	__s32 rerr = related ? ciliate_lb_rev_nat_icmp_error(pkt, info, rev_nat) : ciliate_lb_rev_nat(pkt, info, rev_nat);
 	if (rerr < 0) {
 		return (__u32)(-rerr);
 	}
@@ -1411,7 +1552,7 @@ static __always_inline __s32 ciliate_overlay_encap(ciliate_ctx_t *pkt, __u8 *cfg
 	if (src_id > CILIATE_TUNNEL_ID_MAX) {
 		return -((__s32)CILIATE_DROP_INVALID_IDENTITY);
 	}
-	__u8 *key = ciliate_scratch(536, sizeof(struct tunnel_key));
+	__u8 *key = ciliate_scratch(560, sizeof(struct tunnel_key));
 	__u8 *ep = info + CILIATE_IPCACHE_VALUE_TUNNEL_ENDPOINT;
 	__u32 ep_family = (flags & CILIATE_IPCACHE_F_IPV6_TUNNEL_EP) != 0 ? CILIATE_FAMILY_IPV6 : CILIATE_FAMILY_IPV4;
 	__u32 any = *(__u32 *)ep;
@@ -1435,7 +1576,7 @@ static __always_inline __s32 ciliate_overlay_encap(ciliate_ctx_t *pkt, __u8 *cfg
 	return 1;
 }
 
-/* core/pipeline.ts:323 forward */
+/* core/pipeline.ts:327 forward */
 static __always_inline __u32 ciliate_forward(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info, __u32 src_id, __u32 dir)
 {
 	__s32 e = ciliate_overlay_encap(pkt, cfg, tr, info + CILIATE_PACKET_INFO_DADDR, (__u32)((struct packet_info *)info)->family, src_id);
@@ -1506,7 +1647,7 @@ static __always_inline __s32 ciliate_policy_policy_check(__u8 *entry, __u8 *othe
 static __always_inline __s32 ciliate_policy_can_access(__u32 ep_id, __u32 remote_id, __u32 egress, __u32 proto, __u32 dport, __u8 *result)
 {
 	__builtin_memset(result, 0, sizeof(struct policy_result));
-	__u8 *key = ciliate_scratch(576, sizeof(struct policy_key));
+	__u8 *key = ciliate_scratch(600, sizeof(struct policy_key));
 	if (key == 0) {
 		return -((__s32)CILIATE_DROP_POLICY);
 	}
@@ -1584,10 +1725,10 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:181 policyCheck */
+/* core/pipeline.ts:184 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
-	__u8 *res = ciliate_scratch(560, sizeof(struct policy_result));
+	__u8 *res = ciliate_scratch(584, sizeof(struct policy_result));
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
 	__u32 icmp_type = (__u32)((struct packet_info *)info)->icmp_type;
 	__s32 v = ciliate_policy_can_access(ep_id, remote_id, egress, proto, ciliate_policy_port(cfg, proto, (__u32)((struct packet_info *)info)->dport, icmp_type), res);
@@ -1628,8 +1769,8 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	if (cfg == 0) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
-	__u8 *entry = ciliate_scratch(592, sizeof(struct ct_entry));
-	__u8 *key = ciliate_scratch(632, sizeof(struct ct_tuple));
+	__u8 *entry = ciliate_scratch(616, sizeof(struct ct_entry));
+	__u8 *key = ciliate_scratch(656, sizeof(struct ct_tuple));
 	if ((entry == 0) || (key == 0)) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
@@ -1650,7 +1791,7 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:355 fromEndpoint */
+/* core/pipeline.ts:360 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -1716,9 +1857,14 @@ static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now
 			if (reply_proxy != 0) {
 				return ciliate_reply_to_proxy(tr, cfg, info, reply_proxy, dir);
 			}
-			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
+			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st, false);
 			if (rerr != 0) {
 				return ciliate_drop(tr, cfg, info, rerr, dir);
+			}
+		} else {
+			__u32 rerr2 = ciliate_reply_rev_nat(pkt, tr, info, st, true);
+			if (rerr2 != 0) {
+				return ciliate_drop(tr, cfg, info, rerr2, dir);
 			}
 		}
 		return ciliate_forward(pkt, tr, cfg, info, src_id, dir);
@@ -1748,7 +1894,7 @@ static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now
 /* core/overlay.ts:82 overlayDecapIdentity */
 static __always_inline __s32 ciliate_overlay_decap_identity(ciliate_ctx_t *pkt, __u8 *tr)
 {
-	__u8 *key = ciliate_scratch(824, sizeof(struct tunnel_key));
+	__u8 *key = ciliate_scratch(848, sizeof(struct tunnel_key));
 	if (ciliate_tunnel_key_get(pkt, key) < 0) {
 		return -((__s32)CILIATE_DROP_NO_TUNNEL_KEY);
 	}
@@ -1760,13 +1906,13 @@ static __always_inline __s32 ciliate_overlay_decap_identity(ciliate_ctx_t *pkt, 
 	return (__s32)id;
 }
 
-/* core/pipeline.ts:473 deliver */
+/* core/pipeline.ts:483 deliver */
 static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now, bool overlay)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_INGRESS;
-	__u8 *info = ciliate_scratch(672, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(696, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
@@ -1795,8 +1941,8 @@ static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_ident
 		((struct trace_record *)tr)->src_identity = src_id;
 		((struct trace_record *)tr)->dst_identity = ((struct endpoint_info *)ep)->sec_identity;
 	}
-	__u8 *tuple = ciliate_scratch(768, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(808, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(792, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(832, sizeof(struct ct_state));
 	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_IN, now);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
@@ -1811,9 +1957,14 @@ static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_ident
 			if ((reply_proxy != 0) && !from_proxy) {
 				return ciliate_reply_to_proxy(tr, cfg, info, reply_proxy, dir);
 			}
-			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
+			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st, false);
 			if (rerr != 0) {
 				return ciliate_drop(tr, cfg, info, rerr, dir);
+			}
+		} else {
+			__u32 rerr2 = ciliate_reply_rev_nat(pkt, tr, info, st, true);
+			if (rerr2 != 0) {
+				return ciliate_drop(tr, cfg, info, rerr2, dir);
 			}
 		}
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
@@ -1840,19 +1991,59 @@ static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_ident
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 }
 
-/* core/pipeline.ts:456 toEndpoint */
+/* core/pipeline.ts:466 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now)
 {
 	return ciliate_deliver(pkt, src_identity, now, false);
 }
 
-/* core/pipeline.ts:468 fromOverlay */
+/* core/pipeline.ts:478 fromOverlay */
 static __always_inline __u32 ciliate_from_overlay(ciliate_ctx_t *pkt, __u32 now)
 {
 	return ciliate_deliver(pkt, 0, now, true);
 }
 
-/* core/nat.ts:166 snatTuple */
+/* core/nat.ts:296 snatKey4 */
+static __always_inline void ciliate_snat_key4(__u8 *key, __u8 *daddr, __u8 *saddr, __u32 dport, __u32 sport, __u32 proto, __u32 flags)
+{
+	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, daddr, 16);
+	__builtin_memcpy(key + CILIATE_CT_TUPLE_SADDR, saddr, 16);
+	ciliate_write16be(key + CILIATE_CT_TUPLE_DPORT_BE, dport);
+	ciliate_write16be(key + CILIATE_CT_TUPLE_SPORT_BE, sport);
+	((struct ct_tuple *)key)->nexthdr = (__u8)proto;
+	((struct ct_tuple *)key)->flags = (__u8)flags;
+	((struct ct_tuple *)key)->family = (__u8)CILIATE_FAMILY_IPV4;
+}
+
+/* core/nat.ts:463 snatRevIcmpError */
+static __always_inline __s32 ciliate_snat_rev_icmp_error(ciliate_ctx_t *pkt, __u8 *info)
+{
+	if ((__u32)((struct packet_info *)info)->family != CILIATE_FAMILY_IPV4) {
+		return CILIATE_NAT_PUNT_TO_STACK;
+	}
+	__u32 proto = (__u32)((struct packet_info *)info)->inner_nexthdr;
+	if ((proto != CILIATE_IPPROTO_TCP) && (proto != CILIATE_IPPROTO_UDP) && (proto != CILIATE_IPPROTO_ICMP)) {
+		return CILIATE_NAT_PUNT_TO_STACK;
+	}
+	if (*(__u32 *)(info + CILIATE_PACKET_INFO_DADDR) != *(__u32 *)(info + CILIATE_PACKET_INFO_INNER_SADDR)) {
+		return CILIATE_NAT_PUNT_TO_STACK;
+	}
+	__u8 *key = ciliate_scratch(1088, sizeof(struct ct_tuple));
+	ciliate_snat_key4(key, info + CILIATE_PACKET_INFO_INNER_SADDR, info + CILIATE_PACKET_INFO_INNER_DADDR, (__u32)((struct packet_info *)info)->inner_sport, (__u32)((struct packet_info *)info)->inner_dport, proto, CILIATE_TUPLE_F_IN);
+	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
+	if (v == 0) {
+		return CILIATE_NAT_PUNT_TO_STACK;
+	}
+	__u8 *addr = ciliate_scratch(1128, 16);
+	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
+	__s32 r = ciliate_nat_rewrite_addr(pkt, info, true, addr);
+	if (r < 0) {
+		return r;
+	}
+	return ciliate_nat_rewrite_icmp_error_inner(pkt, info, false, addr, ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE));
+}
+
+/* core/nat.ts:241 snatTuple */
 static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_flag)
 {
 	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
@@ -1864,28 +2055,30 @@ static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_
 	((struct ct_tuple *)key)->family = (__u8)(__u32)((struct packet_info *)info)->family;
 }
 
-/* core/nat.ts:144 natRewriteIcmpId */
+/* core/nat.ts:172 natRewriteIcmpId */
 static __always_inline __s32 ciliate_nat_rewrite_icmp_id(ciliate_ctx_t *pkt, __u8 *info, __u32 id)
 {
-	__u32 off = (__u32)((struct packet_info *)info)->l4_off + 4;
-	if (!ciliate_pkt_has(pkt, off + 2)) {
-		return -((__s32)CILIATE_DROP_WRITE_ERROR);
-	}
-	__u32 from = ciliate_pkt_load16(pkt, off);
 	__u32 to = id & 0xffff;
-	ciliate_pkt_store16(pkt, off, to);
-	if (ciliate_l4_csum_replace(pkt, (__u32)((struct packet_info *)info)->l4_csum_off, from, to, 2) < 0) {
-		return -((__s32)CILIATE_DROP_CSUM_L4);
-	}
 	bool request = (__u32)((struct packet_info *)info)->icmp_type == CILIATE_ICMP_ECHO;
+	if (!ciliate_no_l4(info)) {
+		__u32 off = (__u32)((struct packet_info *)info)->l4_off + 4;
+		if (!ciliate_pkt_has(pkt, off + 2)) {
+			return -((__s32)CILIATE_DROP_WRITE_ERROR);
+		}
+		__u32 from = ciliate_pkt_load16(pkt, off);
+		ciliate_pkt_store16(pkt, off, to);
+		if (ciliate_l4_csum_replace(pkt, (__u32)((struct packet_info *)info)->l4_csum_off, from, to, 2) < 0) {
+			return -((__s32)CILIATE_DROP_CSUM_L4);
+		}
+	}
 	*(__u16 *)(info + (request ? CILIATE_PACKET_INFO_SPORT : CILIATE_PACKET_INFO_DPORT)) = (__u16)to;
 	return 0;
 }
 
-/* core/nat.ts:192 snatApply */
+/* core/nat.ts:267 snatApply */
 static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, __u8 *v, bool dst)
 {
-	__u8 *addr = ciliate_scratch(1064, 16);
+	__u8 *addr = ciliate_scratch(1144, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
 	__u32 port = ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
 	__s32 r = ciliate_nat_rewrite_addr(pkt, info, dst, addr);
@@ -1898,15 +2091,18 @@ static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, 
 	return ciliate_nat_rewrite_port(pkt, info, dst, port);
 }
 
-/* core/nat.ts:321 snatRevIngress */
+/* core/nat.ts:438 snatRevIngress */
 static __always_inline __s32 ciliate_snat_rev_ingress(ciliate_ctx_t *pkt, __u8 *info)
 {
+	if (((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) != 0) {
+		return ciliate_snat_rev_icmp_error(pkt, info);
+	}
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
 	bool echo_reply = (nexthdr == CILIATE_IPPROTO_ICMP) && ((__u32)((struct packet_info *)info)->icmp_type == CILIATE_ICMP_ECHOREPLY);
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP) && !echo_reply) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *key = ciliate_scratch(1024, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1048, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, key, CILIATE_TUPLE_F_IN);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
@@ -1931,7 +2127,7 @@ static __always_inline bool ciliate_host_fw_exempt(__u8 *info)
 	return (t >= CILIATE_ICMPV6_ROUTER_SOLICIT) && (t <= CILIATE_ICMPV6_NEIGH_ADVERT);
 }
 
-/* core/pipeline.ts:299 hostFirewall */
+/* core/pipeline.ts:303 hostFirewall */
 static __always_inline __u32 ciliate_host_firewall(__u8 *tr, __u8 *cfg, __u8 *info, __u32 remote_id, __u32 egress, __u32 now)
 {
 	__u32 ep_id = (__u32)((struct config_value *)cfg)->host_ep_id;
@@ -1940,8 +2136,8 @@ static __always_inline __u32 ciliate_host_firewall(__u8 *tr, __u8 *cfg, __u8 *in
 		((struct trace_record *)tr)->ep_id = (__u16)ep_id;
 		*(__u32 *)(tr + (egress == CILIATE_POLICY_EGRESS ? CILIATE_TRACE_RECORD_SRC_IDENTITY : CILIATE_TRACE_RECORD_DST_IDENTITY)) = host_id;
 	}
-	__u8 *tuple = ciliate_scratch(1080, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(1120, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(1160, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(1200, sizeof(struct ct_state));
 	__u32 ct = ciliate_ct_for(info, tuple, st, egress == CILIATE_POLICY_EGRESS ? CILIATE_TUPLE_F_OUT : CILIATE_TUPLE_F_IN, now);
 	if ((ct != CILIATE_CT_UNKNOWN_PROTO) && (tr != 0)) {
 		((struct trace_record *)tr)->ct_state = (__u8)ct;
@@ -1963,7 +2159,7 @@ static __always_inline __u32 ciliate_host_firewall(__u8 *tr, __u8 *cfg, __u8 *in
 	return 0;
 }
 
-/* core/nat.ts:158 snatProto */
+/* core/nat.ts:233 snatProto */
 static __always_inline bool ciliate_snat_proto(__u8 *info, __u32 echo_type)
 {
 	if ((__u32)((struct packet_info *)info)->family != CILIATE_FAMILY_IPV4) {
@@ -1976,7 +2172,7 @@ static __always_inline bool ciliate_snat_proto(__u8 *info, __u32 echo_type)
 	return (nexthdr == CILIATE_IPPROTO_ICMP) && ((__u32)((struct packet_info *)info)->icmp_type == echo_type);
 }
 
-/* core/nat.ts:181 snatReplyKey */
+/* core/nat.ts:256 snatReplyKey */
 static __always_inline void ciliate_snat_reply_key(__u8 *rkey, __u8 *okey, __u8 *to_addr, __u32 to_port)
 {
 	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_DADDR, to_addr, 16);
@@ -1988,7 +2184,7 @@ static __always_inline void ciliate_snat_reply_key(__u8 *rkey, __u8 *okey, __u8 
 	((struct ct_tuple *)rkey)->family = (__u8)(__u32)((struct ct_tuple *)okey)->family;
 }
 
-/* core/nat.ts:254 snatEgress */
+/* core/nat.ts:371 snatEgress */
 static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info, __u32 now)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -2003,7 +2199,7 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	if (node_ip == 0) {
 		return -((__s32)CILIATE_DROP_NO_CONFIG);
 	}
-	__u8 *okey = ciliate_scratch(1136, sizeof(struct ct_tuple));
+	__u8 *okey = ciliate_scratch(1216, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, okey, CILIATE_TUPLE_F_OUT);
 	__u8 *existing = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (existing != 0) {
@@ -2021,11 +2217,11 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	if (sport >= min_port) {
 		cand = sport;
 	}
-	__u8 *node_addr = ciliate_scratch(1176, 16);
+	__u8 *node_addr = ciliate_scratch(1256, 16);
 	*(__u32 *)node_addr = node_ip;
-	__u8 *rkey = ciliate_scratch(1192, sizeof(struct ct_tuple));
+	__u8 *rkey = ciliate_scratch(1272, sizeof(struct ct_tuple));
 	ciliate_snat_reply_key(rkey, okey, node_addr, 0);
-	__u8 *rval = ciliate_scratch(1232, sizeof(struct snat_value));
+	__u8 *rval = ciliate_scratch(1312, sizeof(struct snat_value));
 	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
 	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -2042,7 +2238,7 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	if (!found) {
 		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
 	}
-	__u8 *oval = ciliate_scratch(1256, sizeof(struct snat_value));
+	__u8 *oval = ciliate_scratch(1336, sizeof(struct snat_value));
 	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
 	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
 	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -2054,13 +2250,13 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:567 fromNetwork */
+/* core/pipeline.ts:581 fromNetwork */
 static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
-	__u8 *info = ciliate_scratch(848, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(872, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err == CILIATE_DROP_UNKNOWN_L3) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
@@ -2073,8 +2269,8 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 	if (tr != 0) {
 		((struct trace_record *)tr)->src_identity = src_id;
 	}
-	__u8 *tuple = ciliate_scratch(944, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(984, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(968, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(1008, sizeof(struct ct_state));
 	__s32 snerr = ciliate_snat_rev_ingress(pkt, info);
 	if (snerr < 0) {
 		return ciliate_drop(tr, cfg, info, (__u32)(-snerr), dir);
@@ -2090,16 +2286,14 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 		if (tr != 0) {
 			((struct trace_record *)tr)->ct_state = (__u8)ct;
 		}
-		if (ct == CILIATE_CT_REPLY) {
-			__u32 rerr = ciliate_reply_rev_nat(pkt, tr, info, st);
-			if (rerr != 0) {
-				return ciliate_drop(tr, cfg, info, rerr, dir);
-			}
+		__u32 rerr = (ct == CILIATE_CT_REPLY) || (ct == CILIATE_CT_RELATED) ? ciliate_reply_rev_nat(pkt, tr, info, st, ct == CILIATE_CT_RELATED) : 0;
+		if (rerr != 0) {
+			return ciliate_drop(tr, cfg, info, rerr, dir);
 		}
 		ciliate_record_dest(tr, info, false);
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}
-	__u8 *svc_key = ciliate_scratch(1000, sizeof(struct service_key));
+	__u8 *svc_key = ciliate_scratch(1024, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
 	if (svc == 0) {
 		if (ciliate_host_fw_enabled(cfg) && !ciliate_host_fw_exempt(info) && (ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_DADDR, family, ciliate_world_identity(cfg, family)) == ((struct config_value *)cfg)->host_identity)) {
@@ -2170,7 +2364,7 @@ static __always_inline bool ciliate_host_fw_forwarded(__u8 *cfg, __u8 *info)
 			return true;
 		}
 	}
-	__u8 *key = ciliate_scratch(1376, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1456, sizeof(struct ct_tuple));
 	__builtin_memset(key, 0, sizeof(struct ct_tuple));
 	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	__builtin_memcpy(key + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
@@ -2182,7 +2376,7 @@ static __always_inline bool ciliate_host_fw_forwarded(__u8 *cfg, __u8 *info)
 	if (bpf_map_lookup_elem(&ciliate_snat_v1, key) != 0) {
 		return true;
 	}
-	__u8 *svc_key = ciliate_scratch(1416, sizeof(struct service_key));
+	__u8 *svc_key = ciliate_scratch(1496, sizeof(struct service_key));
 	__builtin_memset(svc_key, 0, sizeof(struct service_key));
 	__builtin_memcpy(svc_key + CILIATE_SERVICE_KEY_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(svc_key + CILIATE_SERVICE_KEY_DPORT_BE, (__u32)((struct packet_info *)info)->sport);
@@ -2193,7 +2387,7 @@ static __always_inline bool ciliate_host_fw_forwarded(__u8 *cfg, __u8 *info)
 	return (svc != 0) && (((__u32)((struct service_value *)svc)->flags & CILIATE_SVC_F_ROUTABLE) != 0);
 }
 
-/* core/nat.ts:203 snatExcluded */
+/* core/nat.ts:278 snatExcluded */
 static __always_inline bool ciliate_snat_excluded(__u8 *cfg, __u32 daddr)
 {
 	__u32 plen = (__u32)((struct config_value *)cfg)->snat_exclusion_prefix_len;
@@ -2209,7 +2403,7 @@ static __always_inline bool ciliate_snat_excluded(__u8 *cfg, __u32 daddr)
 	return (a & mask) == (b & mask);
 }
 
-/* core/nat.ts:214 identityIsOutside */
+/* core/nat.ts:289 identityIsOutside */
 static __always_inline bool ciliate_identity_is_outside(__u8 *cfg, __u32 id)
 {
 	if ((id == CILIATE_ID_WORLD) || (id == CILIATE_ID_WORLD_IPV4) || (id == ((struct config_value *)cfg)->world_ipv4_identity)) {
@@ -2218,14 +2412,38 @@ static __always_inline bool ciliate_identity_is_outside(__u8 *cfg, __u32 id)
 	return (id >> 24) == CILIATE_ID_SCOPE_LOCAL;
 }
 
+/* core/nat.ts:312 snatAlreadyTranslated */
+static __always_inline bool ciliate_snat_already_translated(__u8 *info)
+{
+	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
+	__u32 sport = (__u32)((struct packet_info *)info)->sport;
+	__u32 dport = (__u32)((struct packet_info *)info)->dport;
+	__u8 *rkey = ciliate_scratch(1520, sizeof(struct ct_tuple));
+	ciliate_snat_key4(rkey, info + CILIATE_PACKET_INFO_SADDR, info + CILIATE_PACKET_INFO_DADDR, sport, dport, proto, CILIATE_TUPLE_F_IN);
+	__u8 *rv = bpf_map_lookup_elem(&ciliate_snat_v1, rkey);
+	if (rv == 0) {
+		return false;
+	}
+	if (ciliate_endpoint_lookup(rv + CILIATE_SNAT_VALUE_TO_ADDR, CILIATE_FAMILY_IPV4) != 0) {
+		return false;
+	}
+	__u8 *okey = ciliate_scratch(1560, sizeof(struct ct_tuple));
+	ciliate_snat_key4(okey, info + CILIATE_PACKET_INFO_DADDR, rv + CILIATE_SNAT_VALUE_TO_ADDR, dport, ciliate_read16be(rv + CILIATE_SNAT_VALUE_TO_PORT_BE), proto, CILIATE_TUPLE_F_OUT);
+	__u8 *ov = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
+	if (ov == 0) {
+		return false;
+	}
+	return (*(__u32 *)(ov + CILIATE_SNAT_VALUE_TO_ADDR) == *(__u32 *)(info + CILIATE_PACKET_INFO_SADDR)) && (ciliate_read16be(ov + CILIATE_SNAT_VALUE_TO_PORT_BE) == (__u32)((struct packet_info *)info)->sport);
+}
+
 /* core/conntrack.ts:336 ctIsReplyToIngress */
 static __always_inline bool ciliate_ct_is_reply_to_ingress(__u8 *info, __u32 now)
 {
 	if (ciliate_is_icmp_error(info)) {
 		return false;
 	}
-	__u8 *tuple = ciliate_scratch(1440, sizeof(struct ct_tuple));
-	__u8 *key = ciliate_scratch(1480, sizeof(struct ct_tuple));
+	__u8 *tuple = ciliate_scratch(1600, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1640, sizeof(struct ct_tuple));
 	if ((tuple == 0) || (key == 0)) {
 		return false;
 	}
@@ -2234,7 +2452,7 @@ static __always_inline bool ciliate_ct_is_reply_to_ingress(__u8 *info, __u32 now
 	return ciliate_live_entry(key, now) != 0;
 }
 
-/* core/nat.ts:224 snatNeedsMasquerade */
+/* core/nat.ts:335 snatNeedsMasquerade */
 static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info, __u32 now)
 {
 	if ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_MASQUERADE) == 0) {
@@ -2246,7 +2464,12 @@ static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info,
 	if (!ciliate_snat_proto(info, CILIATE_ICMP_ECHO)) {
 		return false;
 	}
-	if (ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_SADDR, CILIATE_FAMILY_IPV4) == 0) {
+	bool own = *(__u32 *)(info + CILIATE_PACKET_INFO_SADDR) == ((struct config_value *)cfg)->node_ipv4_be;
+	if (own) {
+		if ((__u32)((struct packet_info *)info)->sport <= (__u32)((struct config_value *)cfg)->node_port_max) {
+			return false;
+		}
+	} else if (ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_SADDR, CILIATE_FAMILY_IPV4) == 0) {
 		return false;
 	}
 	if (ciliate_snat_excluded(cfg, *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
@@ -2256,16 +2479,19 @@ static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info,
 	if (!ciliate_identity_is_outside(cfg, dst_id)) {
 		return false;
 	}
+	if (own && ciliate_snat_already_translated(info)) {
+		return false;
+	}
 	return !ciliate_ct_is_reply_to_ingress(info, now);
 }
 
-/* core/pipeline.ts:674 toNetwork */
+/* core/pipeline.ts:686 toNetwork */
 static __always_inline __u32 ciliate_to_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_EGRESS;
-	__u8 *info = ciliate_scratch(1280, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(1360, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err == CILIATE_DROP_INVALID) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_DROP, err, dir, CILIATE_TRACE_TO_NETWORK);

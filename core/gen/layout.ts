@@ -25,11 +25,12 @@ export enum MapId {
   Trace = 12,
   Events = 13,
   ProxyListeners = 14,
+  FragDatagrams = 15,
 }
 
-export const MAP_COUNT: u32 = 15;
+export const MAP_COUNT: u32 = 16;
 
-// ConfigValue (core/layout.ts:65)
+// ConfigValue (core/layout.ts:66)
 export const CONFIG_VALUE_SIZE: u32 = 76;
 export const CONFIG_VALUE_CT_SYN_TIMEOUT: u32 = 0;
 export const CONFIG_VALUE_CT_TCP_LIFETIME: u32 = 4;
@@ -55,7 +56,7 @@ export const CONFIG_VALUE_SNAT_EXCLUSION_PREFIX_LEN: u32 = 69;
 export const CONFIG_VALUE_HOST_EP_ID: u32 = 70;
 export const CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE: u32 = 72;
 
-// IpcacheKey (core/layout.ts:119)
+// IpcacheKey (core/layout.ts:120)
 export const IPCACHE_KEY_SIZE: u32 = 24;
 export const IPCACHE_KEY_PREFIXLEN: u32 = 0;
 export const IPCACHE_KEY_CLUSTER_ID: u32 = 4;
@@ -63,7 +64,7 @@ export const IPCACHE_KEY_PAD1: u32 = 6;
 export const IPCACHE_KEY_FAMILY: u32 = 7;
 export const IPCACHE_KEY_ADDR: u32 = 8;
 
-// IpcacheValue (core/layout.ts:128)
+// IpcacheValue (core/layout.ts:129)
 export const IPCACHE_VALUE_SIZE: u32 = 24;
 export const IPCACHE_VALUE_SEC_IDENTITY: u32 = 0;
 export const IPCACHE_VALUE_TUNNEL_ENDPOINT: u32 = 4;
@@ -71,14 +72,14 @@ export const IPCACHE_VALUE_PAD0: u32 = 20;
 export const IPCACHE_VALUE_KEY: u32 = 22;
 export const IPCACHE_VALUE_FLAGS: u32 = 23;
 
-// EndpointKey (core/layout.ts:140)
+// EndpointKey (core/layout.ts:141)
 export const ENDPOINT_KEY_SIZE: u32 = 20;
 export const ENDPOINT_KEY_ADDR: u32 = 0;
 export const ENDPOINT_KEY_FAMILY: u32 = 16;
 export const ENDPOINT_KEY_KEY: u32 = 17;
 export const ENDPOINT_KEY_CLUSTER_ID: u32 = 18;
 
-// EndpointInfo (core/layout.ts:147)
+// EndpointInfo (core/layout.ts:148)
 export const ENDPOINT_INFO_SIZE: u32 = 32;
 export const ENDPOINT_INFO_IFINDEX: u32 = 0;
 export const ENDPOINT_INFO_EP_ID: u32 = 4;
@@ -88,7 +89,7 @@ export const ENDPOINT_INFO_SEC_IDENTITY: u32 = 12;
 export const ENDPOINT_INFO_MAC: u32 = 16;
 export const ENDPOINT_INFO_NODE_MAC: u32 = 24;
 
-// PolicyKey (core/layout.ts:165)
+// PolicyKey (core/layout.ts:166)
 export const POLICY_KEY_SIZE: u32 = 16;
 export const POLICY_KEY_PREFIXLEN: u32 = 0;
 export const POLICY_KEY_SEC_LABEL: u32 = 4;
@@ -98,7 +99,7 @@ export const POLICY_KEY_PROTOCOL: u32 = 11;
 export const POLICY_KEY_DPORT_BE: u32 = 12;
 export const POLICY_KEY_PAD0: u32 = 14;
 
-// PolicyEntry (core/layout.ts:177)
+// PolicyEntry (core/layout.ts:178)
 export const POLICY_ENTRY_SIZE: u32 = 12;
 export const POLICY_ENTRY_PROXY_PORT_BE: u32 = 0;
 export const POLICY_ENTRY_FLAGS: u32 = 2;
@@ -108,7 +109,7 @@ export const POLICY_ENTRY_PROXY_PORT_PRIORITY: u32 = 5;
 export const POLICY_ENTRY_PAD0: u32 = 6;
 export const POLICY_ENTRY_COOKIE: u32 = 8;
 
-// ServiceKey (core/layout.ts:198)
+// ServiceKey (core/layout.ts:199)
 export const SERVICE_KEY_SIZE: u32 = 24;
 export const SERVICE_KEY_ADDR: u32 = 0;
 export const SERVICE_KEY_DPORT_BE: u32 = 16;
@@ -118,7 +119,7 @@ export const SERVICE_KEY_SCOPE: u32 = 21;
 export const SERVICE_KEY_FAMILY: u32 = 22;
 export const SERVICE_KEY_PAD0: u32 = 23;
 
-// ServiceValue (core/layout.ts:210)
+// ServiceValue (core/layout.ts:211)
 export const SERVICE_VALUE_SIZE: u32 = 12;
 export const SERVICE_VALUE_BACKEND_ID: u32 = 0;
 export const SERVICE_VALUE_COUNT: u32 = 4;
@@ -127,11 +128,11 @@ export const SERVICE_VALUE_FLAGS: u32 = 8;
 export const SERVICE_VALUE_FLAGS2: u32 = 9;
 export const SERVICE_VALUE_QCOUNT: u32 = 10;
 
-// BackendKey (core/layout.ts:222)
+// BackendKey (core/layout.ts:223)
 export const BACKEND_KEY_SIZE: u32 = 4;
 export const BACKEND_KEY_BACKEND_ID: u32 = 0;
 
-// Backend (core/layout.ts:226)
+// Backend (core/layout.ts:227)
 export const BACKEND_SIZE: u32 = 24;
 export const BACKEND_ADDR: u32 = 0;
 export const BACKEND_PORT_BE: u32 = 16;
@@ -141,41 +142,41 @@ export const BACKEND_CLUSTER_ID: u32 = 20;
 export const BACKEND_ZONE: u32 = 22;
 export const BACKEND_FAMILY: u32 = 23;
 
-// RevNatKey (core/layout.ts:237)
+// RevNatKey (core/layout.ts:238)
 export const REV_NAT_KEY_SIZE: u32 = 4;
 export const REV_NAT_KEY_REV_NAT_INDEX: u32 = 0;
 export const REV_NAT_KEY_PAD0: u32 = 2;
 
-// RevNatValue (core/layout.ts:242)
+// RevNatValue (core/layout.ts:243)
 export const REV_NAT_VALUE_SIZE: u32 = 20;
 export const REV_NAT_VALUE_ADDR: u32 = 0;
 export const REV_NAT_VALUE_PORT_BE: u32 = 16;
 export const REV_NAT_VALUE_FAMILY: u32 = 18;
 export const REV_NAT_VALUE_PAD0: u32 = 19;
 
-// MaglevKey (core/layout.ts:251)
+// MaglevKey (core/layout.ts:252)
 export const MAGLEV_KEY_SIZE: u32 = 8;
 export const MAGLEV_KEY_REV_NAT_INDEX: u32 = 0;
 export const MAGLEV_KEY_PAD0: u32 = 2;
 export const MAGLEV_KEY_SLOT: u32 = 4;
 
-// MaglevValue (core/layout.ts:257)
+// MaglevValue (core/layout.ts:258)
 export const MAGLEV_VALUE_SIZE: u32 = 4;
 export const MAGLEV_VALUE_BACKEND_ID: u32 = 0;
 
-// AffinityKey (core/layout.ts:261)
+// AffinityKey (core/layout.ts:262)
 export const AFFINITY_KEY_SIZE: u32 = 20;
 export const AFFINITY_KEY_CLIENT_ADDR: u32 = 0;
 export const AFFINITY_KEY_REV_NAT_INDEX: u32 = 16;
 export const AFFINITY_KEY_FAMILY: u32 = 18;
 export const AFFINITY_KEY_PAD0: u32 = 19;
 
-// AffinityValue (core/layout.ts:268)
+// AffinityValue (core/layout.ts:269)
 export const AFFINITY_VALUE_SIZE: u32 = 8;
 export const AFFINITY_VALUE_LAST_USED: u32 = 0;
 export const AFFINITY_VALUE_BACKEND_ID: u32 = 4;
 
-// CtTuple (core/layout.ts:279)
+// CtTuple (core/layout.ts:280)
 export const CT_TUPLE_SIZE: u32 = 40;
 export const CT_TUPLE_DADDR: u32 = 0;
 export const CT_TUPLE_SADDR: u32 = 16;
@@ -186,7 +187,7 @@ export const CT_TUPLE_FLAGS: u32 = 37;
 export const CT_TUPLE_FAMILY: u32 = 38;
 export const CT_TUPLE_PAD0: u32 = 39;
 
-// CtEntry (core/layout.ts:291)
+// CtEntry (core/layout.ts:292)
 export const CT_ENTRY_SIZE: u32 = 40;
 export const CT_ENTRY_LIFETIME: u32 = 0;
 export const CT_ENTRY_SRC_SEC_ID: u32 = 4;
@@ -200,7 +201,7 @@ export const CT_ENTRY_PAD0: u32 = 20;
 export const CT_ENTRY_PACKETS: u32 = 24;
 export const CT_ENTRY_BYTES: u32 = 32;
 
-// SnatValue (core/layout.ts:309)
+// SnatValue (core/layout.ts:310)
 export const SNAT_VALUE_SIZE: u32 = 24;
 export const SNAT_VALUE_TO_ADDR: u32 = 0;
 export const SNAT_VALUE_TO_PORT_BE: u32 = 16;
@@ -208,24 +209,40 @@ export const SNAT_VALUE_FAMILY: u32 = 18;
 export const SNAT_VALUE_PAD0: u32 = 19;
 export const SNAT_VALUE_CREATED: u32 = 20;
 
-// MetricsKey (core/layout.ts:322)
+// FragId (core/layout.ts:324)
+export const FRAG_ID_SIZE: u32 = 12;
+export const FRAG_ID_DADDR_BE: u32 = 0;
+export const FRAG_ID_SADDR_BE: u32 = 4;
+export const FRAG_ID_ID_BE: u32 = 8;
+export const FRAG_ID_PROTO: u32 = 10;
+export const FRAG_ID_PAD0: u32 = 11;
+
+// FragL4Ports (core/layout.ts:335)
+export const FRAG_L4_PORTS_SIZE: u32 = 8;
+export const FRAG_L4_PORTS_SPORT_BE: u32 = 0;
+export const FRAG_L4_PORTS_DPORT_BE: u32 = 2;
+export const FRAG_L4_PORTS_ICMP_TYPE: u32 = 4;
+export const FRAG_L4_PORTS_ICMP_CODE: u32 = 5;
+export const FRAG_L4_PORTS_PAD0: u32 = 6;
+
+// MetricsKey (core/layout.ts:348)
 export const METRICS_KEY_SIZE: u32 = 4;
 export const METRICS_KEY_REASON: u32 = 0;
 export const METRICS_KEY_DIR: u32 = 1;
 export const METRICS_KEY_PAD0: u32 = 2;
 
-// MetricsValue (core/layout.ts:329)
+// MetricsValue (core/layout.ts:355)
 export const METRICS_VALUE_SIZE: u32 = 16;
 export const METRICS_VALUE_PACKETS: u32 = 0;
 export const METRICS_VALUE_BYTES: u32 = 8;
 
-// ProxyListenerValue (core/layout.ts:338)
+// ProxyListenerValue (core/layout.ts:364)
 export const PROXY_LISTENER_VALUE_SIZE: u32 = 4;
 export const PROXY_LISTENER_VALUE_DIRECTION: u32 = 0;
 export const PROXY_LISTENER_VALUE_PAD0: u32 = 1;
 export const PROXY_LISTENER_VALUE_PAD1: u32 = 2;
 
-// TraceRecord (core/layout.ts:347)
+// TraceRecord (core/layout.ts:373)
 export const TRACE_RECORD_SIZE: u32 = 132;
 export const TRACE_RECORD_VERDICT: u32 = 0;
 export const TRACE_RECORD_DROP_REASON: u32 = 4;
@@ -263,7 +280,7 @@ export const TRACE_RECORD_TUNNEL_FAMILY: u32 = 128;
 export const TRACE_RECORD_PAD3: u32 = 129;
 export const TRACE_RECORD_PAD4: u32 = 130;
 
-// TunnelKey (core/layout.ts:407)
+// TunnelKey (core/layout.ts:433)
 export const TUNNEL_KEY_SIZE: u32 = 24;
 export const TUNNEL_KEY_REMOTE: u32 = 0;
 export const TUNNEL_KEY_TUNNEL_ID: u32 = 16;
@@ -271,7 +288,7 @@ export const TUNNEL_KEY_FAMILY: u32 = 20;
 export const TUNNEL_KEY_PAD0: u32 = 21;
 export const TUNNEL_KEY_PAD1: u32 = 22;
 
-// PacketInfo (core/layout.ts:419)
+// PacketInfo (core/layout.ts:445)
 export const PACKET_INFO_SIZE: u32 = 92;
 export const PACKET_INFO_FAMILY: u32 = 0;
 export const PACKET_INFO_NEXTHDR: u32 = 1;
@@ -295,7 +312,7 @@ export const PACKET_INFO_DADDR: u32 = 44;
 export const PACKET_INFO_INNER_SADDR: u32 = 60;
 export const PACKET_INFO_INNER_DADDR: u32 = 76;
 
-// PolicyResult (core/layout.ts:448)
+// PolicyResult (core/layout.ts:474)
 export const POLICY_RESULT_SIZE: u32 = 12;
 export const POLICY_RESULT_COOKIE: u32 = 0;
 export const POLICY_RESULT_PROXY_PORT: u32 = 4;
@@ -305,7 +322,7 @@ export const POLICY_RESULT_AUTH_TYPE: u32 = 8;
 export const POLICY_RESULT_AUDITED: u32 = 9;
 export const POLICY_RESULT_PAD0: u32 = 10;
 
-// CtState (core/layout.ts:465)
+// CtState (core/layout.ts:491)
 export const CT_STATE_SIZE: u32 = 16;
 export const CT_STATE_BACKEND_ID: u32 = 0;
 export const CT_STATE_SRC_SEC_ID: u32 = 4;
@@ -314,7 +331,7 @@ export const CT_STATE_FLAGS: u32 = 10;
 export const CT_STATE_PROXY_PORT: u32 = 12;
 export const CT_STATE_PAD0: u32 = 14;
 
-// LbSelection (core/layout.ts:478)
+// LbSelection (core/layout.ts:504)
 export const LB_SELECTION_SIZE: u32 = 28;
 export const LB_SELECTION_BACKEND_ID: u32 = 0;
 export const LB_SELECTION_BACKEND: u32 = 4;
@@ -337,6 +354,7 @@ export function mapType(id: u32): u32 {
     case MapId.Trace: return 2;
     case MapId.Events: return 27;
     case MapId.ProxyListeners: return 1;
+    case MapId.FragDatagrams: return 9;
   }
   return 0;
 }
@@ -359,6 +377,7 @@ export function mapKeySize(id: u32): u32 {
     case MapId.Trace: return 4;
     case MapId.Events: return 0;
     case MapId.ProxyListeners: return 4;
+    case MapId.FragDatagrams: return 12;
   }
   return 0;
 }
@@ -381,6 +400,7 @@ export function mapValueSize(id: u32): u32 {
     case MapId.Trace: return 132;
     case MapId.Events: return 132;
     case MapId.ProxyListeners: return 4;
+    case MapId.FragDatagrams: return 8;
   }
   return 0;
 }
@@ -403,6 +423,7 @@ export function mapDefaultMaxEntries(id: u32): u32 {
     case MapId.Trace: return 1;
     case MapId.Events: return 262144;
     case MapId.ProxyListeners: return 1024;
+    case MapId.FragDatagrams: return 8192;
   }
   return 0;
 }

@@ -8,6 +8,12 @@
  * has no route to the pod; traffic between pods of different nodes keeps the pod's address. Restarting
  * node-1's agent with the outside inside --ipv4-native-routing-cidr, and then without masquerading, makes
  * the outside unreachable from the pod (its replies go nowhere), and masquerading again brings it back.
+ * Fragments and ICMP errors (issue #13 item 5): a 4,000-byte UDP datagram (fragmented by the pod's stack)
+ * reaches the outside through masquerading and a ClusterIP service's backend on the other node whole, and
+ * the equally large answer comes back whole; an ICMP port unreachable from the outside, and one from the
+ * service's backend, reach the pod's connected UDP socket as ECONNREFUSED — the pod's stack matches an
+ * error to its socket by the addresses and ports inside it, so this only works when the embedded header
+ * carries the pod's own address and port (and the service address it sent to).
  * Kernel suite: fails in CI when it cannot run, skips elsewhere.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -23,6 +29,18 @@ const suite = kernelSuite("agent-e2e-masquerade", ["root", "libbpf", "bpffs", "i
 const MASQ = ["--enable-bpf-masquerade", "--ipv4-native-routing-cidr", "10.244.0.0/16"];
 const OUTSIDE_IP = "192.168.57.100";
 const PORT = 9000;
+/** A UDP ClusterIP service on the server pod: 5300 → PORT (peer-serve), 5301 → a port nothing listens on. */
+const SVC_IP = "10.96.0.60";
+const SERVICE = `apiVersion: v1
+kind: Service
+metadata: {name: udp, namespace: default}
+spec:
+  clusterIP: ${SVC_IP}
+  selector: {app: server}
+  ports:
+  - {name: peer, port: 5300, targetPort: ${PORT}, protocol: UDP}
+  - {name: closed, port: 5301, targetPort: 9999, protocol: UDP}
+`;
 for (const routingMode of ["native", "tunnel"] as const) {
   const servers: ChildProcess[] = [];
   let outside = "";
@@ -78,6 +96,7 @@ for (const routingMode of ["native", "tunnel"] as const) {
       await c.setup();
       c.addPod(1, "client", { app: "client" });
       c.addPod(2, "server", { app: "server" });
+      c.writeManifest("service.yaml", SERVICE);
       peerServe(outside);
       peerServe(ns("server"));
       await c.converged();
@@ -108,6 +127,28 @@ for (const routingMode of ["native", "tunnel"] as const) {
 
     it.skipIf(!hasPython)("ICMP echo to the outside is masqueraded and answered", () => {
       expect(ping(ns("client"), OUTSIDE_IP)).toEqual({ sent: 2, received: 2 });
+    }, 30_000);
+
+    it("a UDP datagram larger than the MTU reaches the outside (masqueraded) and a ClusterIP backend whole, and the large answer comes back whole", async () => {
+      // Fragments of a datagram follow its first fragment (core/frag.ts): the SNAT mapping, the backend.
+      const big = (host: string, port: number) => tool(ns("client"), "udp-size", host, port, 4000);
+      const seen = (r: Record<string, unknown>) => (r.ok && r.replyBytes === 4000 ? String(r.reply).replace(/:\d+ /, " ") : `failed (${JSON.stringify(r)})`);
+      // The outside sees the node's address and all 4,000 bytes; the 4,000-byte answer comes back whole.
+      expect(seen(big(OUTSIDE_IP, PORT))).toBe(`${c.node(1).ip} 4000`);
+      // The service's backend on node 2 sees the pod (inside the cluster: not masqueraded).
+      await eventually(() => big(SVC_IP, 5300).ok === true, 10_000);
+      expect(seen(big(SVC_IP, 5300))).toBe(`${ip("client")} 4000`);
+    }, 30_000);
+
+    it("an ICMP port unreachable from the outside, and one from the service's backend, reach the pod's socket about its own packet", () => {
+      // Masquerading: the error comes to the node's address about the node's port; fromNetwork restores
+      // the pod's address and port inside it (core/nat.ts E1–E3).
+      expect(tool(ns("client"), "udp-connected", OUTSIDE_IP, 9999)).toEqual({ ok: false, error: "ECONNREFUSED" });
+      // The service: the backend answers about backend:9999; the client's toEndpoint restores the
+      // frontend inside it, and as its source (lbRevNatIcmpError).
+      expect(tool(ns("client"), "udp-connected", SVC_IP, 5301)).toEqual({ ok: false, error: "ECONNREFUSED" });
+      // And an open port still answers through the same connected socket kind.
+      expect(tool(ns("client"), "udp-connected", SVC_IP, 5300)).toMatchObject({ ok: true });
     }, 30_000);
 
     it("traffic inside the cluster (another node's pod) keeps the pod's address", () => {

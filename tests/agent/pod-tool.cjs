@@ -9,7 +9,13 @@
 //   http-serve NAME MS PORT  HTTP on PORT: every request gets 200 and JSON {server: NAME, method, url, peer}
 //                            (and `body`, the request body, when there is one)
 //   peer-serve MS PORT       TCP and UDP on PORT answer the sender's address and port as "ADDR:PORT" (what
-//                            the server sees: a masqueraded pod shows its node)
+//                            the server sees: a masqueraded pod shows its node); a UDP datagram of more
+//                            than 1,000 bytes gets "ADDR:PORT LEN" padded with spaces to LEN bytes
+//   udp-size HOST PORT SIZE  one datagram of SIZE bytes (fragmented by the sender's stack when larger than
+//                            the MTU) → {ok, reply, replyBytes} (2 s timeout)
+//   udp-connected HOST PORT  a connected UDP socket sends one datagram → {ok, reply} or {ok: false, error}:
+//                            ECONNREFUSED when an ICMP port unreachable about that datagram came back (the
+//                            stack matches it to the socket by the addresses and ports inside the error)
 //   http HOST PORT METHOD PATH [N]  N requests (default 1) on one keep-alive connection → {ok, results:
 //                            [{status, body}]} or {ok: false, error} (2 s timeout per request)
 //   http-seq HOST PORT JSON  the requests of JSON ([{method, path, chunks?}]: chunks are written one by one,
@@ -69,6 +75,22 @@ function tcpOnce(host, port, timeout = 1500) {
       process.exit(0);
     });
     u.send("ping", Number(b), a);
+  } else if (mode === "udp-size" || mode === "udp-connected") {
+    const u = dgram.createSocket("udp4");
+    const t = setTimeout(() => {
+      print({ ok: false, error: "timeout" });
+      process.exit(0);
+    }, 2000);
+    const done = (o) => {
+      clearTimeout(t);
+      print(o);
+      process.exit(0);
+    };
+    u.on("message", (m) => done({ ok: true, reply: String(m).trimEnd(), replyBytes: m.length }));
+    u.on("error", (e) => done({ ok: false, error: e.code }));
+    const payload = mode === "udp-size" ? Buffer.alloc(Number(c), 0x61) : Buffer.from("ping");
+    if (mode === "udp-size") u.send(payload, Number(b), a);
+    else u.connect(Number(b), a, () => u.send(payload));
   } else if (mode === "loop") {
     const end = Date.now() + Number(c);
     const r = { ok: 0, fail: 0, replies: {}, errors: {} };
@@ -87,7 +109,10 @@ function tcpOnce(host, port, timeout = 1500) {
   } else if (mode === "peer-serve") {
     net.createServer((s) => s.on("data", () => s.write(`${s.remoteAddress}:${s.remotePort}`)).on("error", () => {})).listen(Number(b), "0.0.0.0");
     const u = dgram.createSocket("udp4");
-    u.on("message", (_m, r) => u.send(`${r.address}:${r.port}`, r.port, r.address));
+    u.on("message", (m, r) => {
+      const seen = m.length > 1000 ? `${r.address}:${r.port} ${m.length}` : `${r.address}:${r.port}`;
+      u.send(seen.padEnd(m.length > 1000 ? m.length : 0, " "), r.port, r.address);
+    });
     u.bind(Number(b));
     setTimeout(() => process.exit(0), Number(a));
     print({ serving: b });

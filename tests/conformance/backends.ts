@@ -21,7 +21,7 @@ export interface Backend {
 /** Capacities small enough to load and reset quickly, large enough for every case. */
 export const TEST_CAPACITIES: Record<string, number> = {
   ipcache: 1024, lxc: 1024, policy: 1024, lb_services: 1024, lb_backends: 1024, lb_reverse_nat: 1024,
-  lb_maglev: 8192, lb_affinity: 1024, ct: 4096, snat: 1024, metrics: 1024,
+  lb_maglev: 8192, lb_affinity: 1024, ct: 4096, snat: 1024, metrics: 1024, frag_datagrams: 1024,
 };
 
 const kernels: KernelDatapath[] = [];

@@ -107,12 +107,15 @@ export interface Svc {
   backends: { id: number; ip: string; port: number; state?: number }[];
   affinityTimeout?: number;
   maglev?: boolean;
+  /** IPPROTO_TCP unless given. */
+  proto?: number;
 }
 
 export function addService(dp: Datapath, s: Svc): void {
   const active = s.backends.filter((b) => (b.state ?? 0) === C.BE_STATE_ACTIVE);
   const inactive = s.backends.filter((b) => (b.state ?? 0) !== C.BE_STATE_ACTIVE);
-  const key = { addr: addrBytes16(s.vip), dport: s.port, proto: C.IPPROTO_TCP, scope: 0, family: C.FAMILY_IPV4 };
+  const proto = s.proto ?? C.IPPROTO_TCP;
+  const key = { addr: addrBytes16(s.vip), dport: s.port, proto, scope: 0, family: C.FAMILY_IPV4 };
   const alg = s.maglev ? C.LB_ALG_MAGLEV : C.LB_ALG_RANDOM;
   dp.map(MAP_SPECS.Services).update(
     { ...key, backendSlot: 0 },
@@ -126,7 +129,7 @@ export function addService(dp: Datapath, s: Svc): void {
   );
   [...active, ...inactive].forEach((b, i) => {
     dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: i + 1 }, { backendId: b.id, revNatIndex: s.revNat });
-    dp.map(MAP_SPECS.Backends).update({ backendId: b.id }, { addr: addrBytes16(b.ip), port: b.port, proto: C.IPPROTO_TCP, state: b.state ?? 0, family: C.FAMILY_IPV4 });
+    dp.map(MAP_SPECS.Backends).update({ backendId: b.id }, { addr: addrBytes16(b.ip), port: b.port, proto, state: b.state ?? 0, family: C.FAMILY_IPV4 });
   });
   dp.map(MAP_SPECS.RevNat).update({ revNatIndex: s.revNat }, { addr: addrBytes16(s.vip), port: s.port, family: C.FAMILY_IPV4 });
 }

@@ -186,23 +186,25 @@ for (const backend of backends) {
         expect(r.trace.traceFlags & C.TRACE_F_SNAT, name).toBe(0);
         expect(d.map(MAP_SPECS.Snat).count(), name).toBe(0);
       }
-      // M3: the node's own traffic (its source is no local endpoint).
+      // M3/H3: the node's own traffic from another address, or from a port below the SNAT range.
       const dp = await backend.create();
       masqNode(dp);
-      const own = buildFrame(tcp(NODE_IP, WORLD_IP, 40000));
-      expect(dp.run("toNetwork", own, { now: 100 }).output).toEqual(own);
+      for (const own of [buildFrame(tcp("192.168.57.50", WORLD_IP, 40000)), buildFrame(tcp(NODE_IP, WORLD_IP, 22, 5555, TCP_FLAGS.ACK))]) {
+        expect(dp.run("toNetwork", own, { now: 100 }).output).toEqual(own);
+      }
       // M6: the pod answers a connection the world opened (toEndpoint tracked it as TUPLE_F_IN).
       expect(send(dp, "toEndpoint", tcp(WORLD_IP, POD_A.ip, 5555, 8080), 100).verdict).toBe(C.CTX_ACT_OK);
       const answer = buildFrame(tcp(POD_A.ip, WORLD_IP, 8080, 5555, TCP_FLAGS.SYN | TCP_FLAGS.ACK));
       const ar = dp.run("toNetwork", answer, { now: 101 });
       expect(ar.output).toEqual(answer);
       expect(dp.map(MAP_SPECS.Snat).count()).toBe(0);
-      // Not IP (ARP) and a pod's fragment pass untouched: the device also carries the node's traffic.
+      // Not IP (ARP) and a later fragment whose first fragment was not seen (core/frag.ts F3) pass
+      // untouched: the device also carries the node's traffic.
       const arp = new Uint8Array(42);
       arp[12] = 0x08; arp[13] = 0x06;
       expect(dp.run("toNetwork", arp, { now: 100 }).verdict).toBe(C.CTX_ACT_OK);
       const frag = buildFrame({ src: POD_A.ip, dst: WORLD_IP, proto: "UDP", sport: 40000, dport: 53, payload: new Uint8Array(16) });
-      frag[14 + 6] |= 0x20; // more fragments
+      frag[14 + 7] = 3; // fragment offset 24 bytes: no L4 header
       const fr = dp.run("toNetwork", frag, { now: 100 });
       expect([fr.verdict, fr.output]).toEqual([C.CTX_ACT_OK, frag]);
       expect(dp.map(MAP_SPECS.Snat).count()).toBe(0);
@@ -233,6 +235,60 @@ for (const backend of backends) {
       expect(r.verdict).toBe(C.CTX_ACT_OK);
       expect(r.output).toEqual(frame);
       expect(formatAddr(r.trace.newDaddr, 4)).toBe(NODE_IP);
+    });
+  });
+}
+
+for (const backend of backends) {
+  describe(`masquerade and the node's own connections [${backend.name}]`, () => {
+    it("H1: a node socket's port is recorded as an identity mapping and never given to a pod's flow to the same peer", async () => {
+      const dp = await backend.create();
+      masqNode(dp);
+      const own = buildFrame(tcp(NODE_IP, WORLD_IP, 40000));
+      const r = dp.run("toNetwork", own, { now: 100 });
+      expect([r.verdict, r.output]).toEqual([C.CTX_ACT_OK, own]);
+      expect(r.trace.traceFlags & C.TRACE_F_SNAT).toBe(C.TRACE_F_SNAT);
+      expect(dp.map(MAP_SPECS.Snat).count()).toBe(2);
+      // A pod keeping the same port to the same server gets the next one.
+      expect(decoded(leave(dp, tcp(POD_A.ip, WORLD_IP, 40000))).sport).toBe(40001);
+      // H4: the server's answers to each reach their own socket: the node's unchanged, the pod's restored.
+      const toNode = buildFrame(tcp(WORLD_IP, NODE_IP, 80, 40000, TCP_FLAGS.SYN | TCP_FLAGS.ACK));
+      const n = dp.run("fromNetwork", toNode, { now: 101 });
+      expect([n.verdict, n.output, n.trace.obsPoint]).toEqual([C.CTX_ACT_OK, toNode, C.TRACE_TO_NETWORK]);
+      const p = send(dp, "fromNetwork", tcp(WORLD_IP, NODE_IP, 80, 40001, TCP_FLAGS.SYN | TCP_FLAGS.ACK), 101);
+      expect([decoded(p).dst, decoded(p).dport]).toEqual([POD_A.ip, 40000]);
+      // The node's next packets keep using their mapping.
+      expect(dp.run("toNetwork", buildFrame(tcp(NODE_IP, WORLD_IP, 40000, 80, TCP_FLAGS.ACK)), { now: 102 }).output).toEqual(buildFrame(tcp(NODE_IP, WORLD_IP, 40000, 80, TCP_FLAGS.ACK)));
+    });
+
+    it("H2: a node socket picking a port a pod's flow already holds is itself moved to another port, and its replies restored", async () => {
+      const dp = await backend.create();
+      masqNode(dp);
+      expect(decoded(leave(dp, tcp(POD_A.ip, WORLD_IP, 40000))).sport).toBe(40000);
+      const r = dp.run("toNetwork", buildFrame(tcp(NODE_IP, WORLD_IP, 40000)), { now: 100 });
+      const d = decoded(r);
+      expect([d.src, d.sport, d.l4ChecksumOk]).toEqual([NODE_IP, 40001, true]);
+      const back = send(dp, "fromNetwork", tcp(WORLD_IP, NODE_IP, 80, 40001, TCP_FLAGS.SYN | TCP_FLAGS.ACK), 101);
+      expect([decoded(back).dst, decoded(back).dport, back.trace.obsPoint]).toEqual([NODE_IP, 40000, C.TRACE_TO_NETWORK]);
+      // The pod's replies still reach the pod.
+      const p = send(dp, "fromNetwork", tcp(WORLD_IP, NODE_IP, 80, 40000, TCP_FLAGS.SYN | TCP_FLAGS.ACK), 101);
+      expect(decoded(p).dst).toBe(POD_A.ip);
+    });
+
+    it("H5: a NodePort flow SNATed by fromNetwork for a backend outside the cluster is not translated again at the device", async () => {
+      const dp = await backend.create();
+      masqNode(dp);
+      const svc = { addr: addrBytes16("192.168.57.11"), dport: 30080, proto: TCP, scope: 0, family: C.FAMILY_IPV4 };
+      dp.map(MAP_SPECS.Services).update({ ...svc, backendSlot: 0 }, { backendId: 0, count: 1, qcount: 0, revNatIndex: 5, flags: C.SVC_F_ROUTABLE });
+      dp.map(MAP_SPECS.Services).update({ ...svc, backendSlot: 1 }, { backendId: 3, revNatIndex: 5 });
+      dp.map(MAP_SPECS.Backends).update({ backendId: 3 }, { addr: addrBytes16("198.51.100.9"), port: 8080, proto: TCP, state: 0, family: C.FAMILY_IPV4 });
+      dp.map(MAP_SPECS.RevNat).update({ revNatIndex: 5 }, { addr: addrBytes16("192.168.57.11"), port: 30080, family: C.FAMILY_IPV4 });
+      const fwd = send(dp, "fromNetwork", tcp(WORLD_IP, NODE_IP, 45000, 30080), 100);
+      expect(fwd.trace.traceFlags & C.TRACE_F_SNAT).toBe(C.TRACE_F_SNAT);
+      const out = dp.run("toNetwork", fwd.output, { now: 100 });
+      expect(out.output).toEqual(fwd.output);
+      expect(out.trace.traceFlags & C.TRACE_F_SNAT).toBe(0);
+      expect(dp.map(MAP_SPECS.Snat).count()).toBe(2);
     });
   });
 }

@@ -10,7 +10,8 @@
  * connecting to the world through the node's device (toNetwork) with colliding ports, the world's replies
  * to the node address (fromNetwork's reverse SNAT) and their delivery to the pod; the host firewall: on or
  * off, random entries of the host endpoint (HOST_EP_DIFF), the node's own connections out and in through
- * the device and their replies.
+ * the device and their replies; IPv4 fragments: datagrams cut into fragments sent in order, reversed or
+ * without their first fragment, also through masquerading.
  */
 import fc from "fast-check";
 import type { Datapath, EntryPoint, TunnelKey } from "../../host/datapath.ts";
@@ -18,7 +19,7 @@ import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { addrBytes16 } from "../../host/ip.ts";
 import { PROTO_NUMBERS, type L4Proto } from "../../host/protocols.ts";
-import { buildFrame, decodeFrame, type FrameSpec } from "../../sim/packets.ts";
+import { buildFrame, decodeFrame, fragmentFrame, type FrameSpec } from "../../sim/packets.ts";
 import { addPolicy, configure, ipcacheKey } from "../conformance/fixture.ts";
 import { maglevHashString } from "../../host/maglev.ts";
 import type { AbiDatapath } from "../../host/abi-datapath.ts";
@@ -49,7 +50,7 @@ const tunnelKeyArb: fc.Arbitrary<TunnelKey | undefined> = fc.option(
 /** Map capacities for differential runs: far below full, so no LRU map evicts (the kernel's LRU is
  * approximate, ours exact) and creating an engine per case stays cheap. */
 export const SMALL_CAPACITIES: Record<string, number> = Object.fromEntries(
-  ["ipcache", "lxc", "policy", "lb_services", "lb_backends", "lb_reverse_nat", "lb_affinity", "ct", "snat", "metrics"].map((n) => [n, 1024]),
+  ["ipcache", "lxc", "policy", "lb_services", "lb_backends", "lb_reverse_nat", "lb_affinity", "ct", "snat", "metrics", "frag_datagrams"].map((n) => [n, 1024]),
 );
 SMALL_CAPACITIES.lb_maglev = 4096;
 
@@ -326,8 +327,31 @@ const hostRoundTripArb: fc.Arbitrary<Step[]> = fc
     ];
   });
 
+/** One IPv4 datagram cut into fragments (core/frag.ts F1–F3), sent to one hook in order, reversed (later
+ * fragments before their first: 175) or without its first fragment, with the same or another IP id as an
+ * earlier datagram; from a pod optionally each fragment on through the node's device (masquerading). */
+const fragmentsArb: fc.Arbitrary<Step[]> = fc
+  .constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "toEndpoint", "fromNetwork", "toNetwork")
+  .chain((entry) => fc.record({
+    entry: fc.constant(entry),
+    spec: frameFor(entry).filter((f) => !f.src.includes(":")),
+    size: fc.integer({ min: 8, max: 64 }),
+    piece: fc.constantFrom(16, 24, 32),
+    id: fc.constantFrom(1, 2),
+    order: fc.constantFrom("in", "in", "reversed", "noFirst"),
+    egress: fc.boolean(),
+  }))
+  .map(({ entry, spec, size, piece, id, order, egress }) => {
+    const frags = fragmentFrame(buildFrame({ ...spec, payload: new Uint8Array(size).fill(0x5a) }), piece, id);
+    const sent = order === "reversed" ? [...frags].reverse() : order === "noFirst" ? frags.slice(1) : frags;
+    return sent.flatMap((packet): Step[] => [
+      { kind: "raw", entry, packet, now: 1, srcIdentity: 0 },
+      ...(egress && entry === "fromEndpoint" ? [{ kind: "egress" as const, now: 1, srcIdentity: 0 }] : []),
+    ]);
+  });
+
 export const stepsArb: fc.Arbitrary<Step[]> = fc
-  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }, { weight: 1, arbitrary: masqRoundTripArb }, { weight: 1, arbitrary: hostRoundTripArb }), { minLength: 1, maxLength: 6 })
+  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }, { weight: 1, arbitrary: masqRoundTripArb }, { weight: 1, arbitrary: hostRoundTripArb }, { weight: 1, arbitrary: fragmentsArb }), { minLength: 1, maxLength: 6 })
   .map((groups) => groups.flat().slice(0, 10))
   .map((steps) => {
     // Time moves forward, as it does on a node (and never reaches 0: that selects the kernel's real clock).
@@ -384,5 +408,6 @@ export function sideEffects(dp: Datapath): unknown {
     metrics: dump(dp.map(MAP_SPECS.Metrics), (v) => Object.values(v as object).some((x) => x !== 0 && x !== 0n)),
     affinity: dump(dp.map(MAP_SPECS.Affinity)),
     snat: dump(dp.map(MAP_SPECS.Snat)),
+    frag: dump(dp.map(MAP_SPECS.FragDatagrams)),
   };
 }

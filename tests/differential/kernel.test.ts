@@ -69,7 +69,8 @@ const REQUIRED_OUTCOMES = ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoi
   "fromEndpoint tunnel", "fromEndpoint drop 160", "fromOverlay ok", "fromOverlay drop 133", "fromOverlay drop 147", "fromOverlay drop 171",
   "toNetwork ok", "masquerade", "masquerade reply", "masquerade port changed", "toNetwork drop 167",
   "host firewall ingress ok", "host firewall ingress drop 133", "host firewall ingress reply",
-  "host firewall egress ok", "host firewall egress drop 133", "host firewall egress reply"];
+  "host firewall egress ok", "host firewall egress drop 133", "host firewall egress reply",
+  "later fragment passed", "later fragment masqueraded", "fromEndpoint drop 175"];
 
 /** Runs `runs` random cases with `seed` through WASM and `mode`'s kernel engine, adding to `t`. */
 async function runCases(mode: (typeof MODES)[number], seed: number, runs: number, t: Tally, path?: string): Promise<void> {
@@ -114,6 +115,9 @@ async function runCases(mode: (typeof MODES)[number], seed: number, runs: number
         if (wr.trace.ctState === C.CT_ESTABLISHED) seen("ct established");
         if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT) seen("masquerade");
         if (c.entry === "fromNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && wr.trace.obsPoint === C.TRACE_TO_ENDPOINT) seen("masquerade reply");
+        // A later IPv4 fragment (non-zero offset) that went on with its first fragment's ports.
+        const p = c.packet;
+        if (p.length >= 34 && p[12] === 0x08 && p[13] === 0x00 && ((p[20]! << 8) | p[21]!) & 0x1fff && wr.verdict !== 2) seen(c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT ? "later fragment masqueraded" : "later fragment passed");
         if (wr.trace.epId === HOST_EP_DIFF && (c.entry === "fromNetwork" || c.entry === "toNetwork")) {
           const way = c.entry === "fromNetwork" ? "ingress" : "egress";
           seen(`host firewall ${way} ${wr.verdict === 2 ? `drop ${wr.dropReason}` : wr.trace.ctState === C.CT_REPLY ? "reply" : "ok"}`);

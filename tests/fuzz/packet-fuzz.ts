@@ -30,7 +30,7 @@ export const FUZZ_ADDRESSES: FrameAddresses = {
 
 /** Far above what one epoch can fill, so no LRU map evicts: the kernel's LRU is approximate and ours
  * exact, so at capacity they would evict different entries (not compared yet: docs/reliability.md). */
-export const FUZZ_CAPACITIES: Record<string, number> = { ...SMALL_CAPACITIES, ct: 16384, snat: 8192, metrics: 4096 };
+export const FUZZ_CAPACITIES: Record<string, number> = { ...SMALL_CAPACITIES, ct: 16384, snat: 8192, metrics: 4096, frag_datagrams: 8192 };
 
 export interface PacketFuzzOptions {
   seed: number;
