@@ -351,7 +351,7 @@ const fragmentsArb: fc.Arbitrary<Step[]> = fc
   });
 
 export const stepsArb: fc.Arbitrary<Step[]> = fc
-  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }, { weight: 1, arbitrary: masqRoundTripArb }, { weight: 1, arbitrary: hostRoundTripArb }, { weight: 1, arbitrary: fragmentsArb }), { minLength: 1, maxLength: 6 })
+  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }, { weight: 2, arbitrary: masqRoundTripArb }, { weight: 1, arbitrary: hostRoundTripArb }, { weight: 1, arbitrary: fragmentsArb }), { minLength: 1, maxLength: 6 })
   .map((groups) => groups.flat().slice(0, 10))
   .map((steps) => {
     // Time moves forward, as it does on a node (and never reaches 0: that selects the kernel's real clock).
