@@ -23,7 +23,7 @@ import { computeDesired, MANAGED_MAPS, type DesiredState, type Numbering, type L
 import { StableIdentities, StableNumbers, type IdentityState } from "./identities.ts";
 import { ClusterIdentities, type IdentityAllocator } from "./identity-allocator.ts";
 import { Ipam } from "./ipam.ts";
-import { applyPlan, planReconcile, readContents, type ApplyResult } from "./reconcile.ts";
+import { readContents, reconcileFailClosed, type ApplyResult } from "./reconcile.ts";
 import { AgentError } from "./defaults.ts";
 import { endpointNamesProblem } from "./endpoint-names.ts";
 import * as C from "../host/constants.gen.ts";
@@ -167,6 +167,8 @@ export class Agent {
   private lastDesired?: DesiredState;
   /** The last apply wrote every operation (its maps then hold exactly lastDesired). */
   private lastApplyClean = false;
+  /** Endpoint ids held out of the endpoints map because their policy could not be written (reconcile.ts F2). */
+  private readonly quarantine = new Set<number>();
   /** The last objects that compiled; kept when new input is bad. */
   private lastGoodObjects?: ManifestObject[];
   readonly events: AgentEvents = {};
@@ -502,10 +504,15 @@ export class Agent {
     const current: Partial<Record<ManagedMap, MapContents>> = {};
     const last = this.lastApplyClean ? this.lastDesired : undefined;
     for (const m of MANAGED_MAPS) current[m] = last && last.maps[m] === desired.maps[m] ? desired.maps[m] : readContents(this.rawMap(m));
-    const ops = planReconcile(current, desired.maps);
-    const res = applyPlan((m) => this.rawMap(m), ops);
+    // Failed policy operations are fenced, or their endpoint quarantined, so that the node never allows
+    // more than the desired state while it retries (agent/reconcile.ts rules F1–F3).
+    const res = reconcileFailClosed((m) => this.rawMap(m), current, desired.maps, this.quarantine);
+    if (res.fenced) this.log("error", `${res.fenced} policy entries could not be deleted or updated; overwritten with a deny until the retry`);
+    if (res.quarantined.length) this.log("error", `endpoints ${res.quarantined.join(", ")} quarantined (all their traffic dropped): their policy could not be written`);
+    if (res.released.length) this.log("info", `endpoints ${res.released.join(", ")} released from quarantine: their policy is in place`);
+    for (const f of res.failOpen) this.log("error", `FAIL-OPEN: ${f.op.map} ${f.op.op} failed and neither a deny fence nor the endpoint's quarantine could be written: ${f.error.message}`);
     this.lastDesired = desired;
-    this.lastApplyClean = res.failed.length === 0;
+    this.lastApplyClean = res.failed.length === 0 && this.quarantine.size === 0;
     return res;
   }
 

@@ -21,9 +21,9 @@
  *      previous pass, with its resourceVersion as precondition: a reference added meanwhile makes the
  *      delete fail (409) and the identity stays.
  */
-import { KubeConfig, ListWatch, Watch, type KubernetesObject } from "@kubernetes/client-node";
-import fetch from "node-fetch";
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import { ChangeNotifier, pickFreeId, type IdentityAllocator } from "./identity-allocator.ts";
+import { K8sHttpError as HttpError, k8sRequest, watchCollection, type CollectionInformer } from "./k8s-objects.ts";
 
 export const IDENTITY_PATH = "/apis/cilium.io/v2/ciliumidentities";
 /** What this backend does with CiliumIdentities: what deploy/'s ClusterRole must grant for crd mode. */
@@ -77,18 +77,9 @@ function k8sLabels(sec: Record<string, string>): Record<string, string> {
   return out;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 export class CrdAllocator implements IdentityAllocator {
   readonly mode = "crd" as const;
-  private informer?: ListWatch<CiliumIdentity>;
+  private informer?: CollectionInformer<CiliumIdentity>;
   /** key → number this node references. */
   private readonly localKeys = new Map<string, number>();
   private staleLastRound = new Map<number, string>();
@@ -98,55 +89,17 @@ export class CrdAllocator implements IdentityAllocator {
 
   constructor(private readonly opts: CrdAllocatorOptions) {}
 
-  private async request(method: string, path: string, body?: unknown, contentType = "application/json"): Promise<unknown> {
-    const cluster = this.opts.kubeConfig.getCurrentCluster();
-    if (!cluster) throw new Error("no current cluster in the kubeconfig");
-    const init = (await this.opts.kubeConfig.applyToFetchOptions({})) as { headers?: Record<string, string> };
-    const res = await fetch(`${cluster.server}${path}`, {
-      ...(init as object),
-      method,
-      headers: { ...(init.headers ?? {}), ...(body !== undefined ? { "content-type": contentType } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    } as never);
-    const text = await res.text();
-    if (res.status >= 300) throw new HttpError(res.status, `${method} ${path}: HTTP ${res.status}${text ? ` ${text.slice(0, 200)}` : ""}`);
-    return text ? JSON.parse(text) : undefined;
+  private request(method: string, path: string, body?: unknown, contentType = "application/json"): Promise<unknown> {
+    return k8sRequest(this.opts.kubeConfig, method, path, body, contentType);
   }
 
   async start(): Promise<void> {
-    const listed = new Promise<void>((resolve, reject) => {
-      const inf = new ListWatch<CiliumIdentity>(
-        IDENTITY_PATH,
-        new Watch(this.opts.kubeConfig),
-        async () => {
-          const l = (await this.request("GET", IDENTITY_PATH)) as { items: CiliumIdentity[]; metadata: { resourceVersion: string } };
-          setImmediate(resolve);
-          return l as never;
-        },
-        false,
-      );
-      for (const verb of ["add", "update", "delete"] as const) inf.on(verb, () => (this.notify(), this.converge()));
-      inf.on("error", (err: unknown) => {
-        if (this.closed) return;
-        this.opts.log?.(`CiliumIdentity informer: ${(err as Error)?.message ?? String(err)}; restarting in 1 s (cache kept)`);
-        setTimeout(() => {
-          (inf as unknown as { resourceVersion: string }).resourceVersion = "";
-          if (!this.closed) inf.start().catch(reject);
-        }, 1000).unref();
-      });
-      this.informer = inf;
-      inf.start().catch(reject);
+    this.informer = await watchCollection<CiliumIdentity>(this.opts.kubeConfig, IDENTITY_PATH, {
+      what: "CiliumIdentity",
+      onEvent: () => (this.notify(), this.converge()),
+      log: (m) => !this.closed && this.opts.log?.(m),
+      startTimeoutMs: this.opts.startTimeoutMs,
     });
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no list of ${IDENTITY_PATH} within 30 s (is the CiliumIdentity CRD installed?)`)), this.opts.startTimeoutMs ?? 30_000)));
-    try {
-      await Promise.race([listed, timeout]);
-    } catch (e) {
-      this.abandon();
-      throw e;
-    } finally {
-      clearTimeout(timer);
-    }
     const every = this.opts.heartbeatMs ?? 60_000;
     this.heartbeat = setInterval(() => void this.refresh(), every);
     this.heartbeat.unref();
@@ -299,7 +252,7 @@ export class CrdAllocator implements IdentityAllocator {
     this.closed = true;
     clearInterval(this.heartbeat);
     this.changes.stop();
-    void this.informer?.stop();
+    this.informer?.stop();
   }
 
   async close(): Promise<void> {

@@ -13,8 +13,24 @@
  *   O3. In the LPM maps (policy, ipcache), additions go longest prefix first and deletions shortest prefix
  *       first. For any packet, the longest match in the union is then always either the old winner or the
  *       new one: a flow with the same verdict before and after keeps it throughout.
+ *
+ * Failure rules (a map operation can fail: a full map, ENOMEM, EPERM…; the agent retries with backoff):
+ *   F1. A failed policy operation must never leave more allowed than the desired state: a failed delete or
+ *       update of an allow entry is fenced by overwriting that key with a deny (same key and prefix length,
+ *       so it shadows exactly what the stale allow covered — possibly more than the desired state would
+ *       allow through a shorter entry: fail closed, until the retry deletes the fence).
+ *   F2. When the fence itself fails, or a deny entry could not be added (a shorter allow may then still
+ *       cover its traffic), the endpoint is quarantined: its endpoints-map (lxc) entries are deleted, so
+ *       the datapath drops everything it sends (DROP_INVALID_SIP) and everything addressed to it
+ *       (DROP_UNROUTABLE). A delete from a hash map needs no memory, so this holds under map pressure.
+ *   F3. A quarantined endpoint stays out of the endpoints map until a reconcile leaves none of its policy
+ *       operations failed; its entries are written back only then.
+ * Cilium logs and counts a failed policy-map write and leaves the entry to its periodic policy-map sync
+ * controller (cilium/cilium pkg/endpoint/bpf.go applyPolicyMapChanges, addPolicyKey/deletePolicyKey, and
+ * syncPolicyMapWithDump), keeping the stale entry meanwhile; F1–F3 close that window here.
  */
 import { MAP_SPECS } from "../host/codecs.gen.ts";
+import * as C from "../host/constants.gen.ts";
 import { hex, MANAGED_MAPS, type Entry, type ManagedMap, type MapContents } from "./desired.ts";
 
 export interface ByteMap {
@@ -156,4 +172,93 @@ function applyOne(m: ByteMap, ops: Op[], r: ApplyResult): void {
       r.failed.push({ op, error: e as Error });
     }
   }
+}
+
+export interface FailClosedResult extends ApplyResult {
+  /** Policy keys overwritten with a deny because their delete or update failed (F1). */
+  fenced: number;
+  /** Endpoint ids quarantined by this apply (F2), and released by it (F3). */
+  quarantined: number[];
+  released: number[];
+  /** Fences and quarantines that failed too: the node may then allow more than desired. */
+  failOpen: { op: Op; error: Error }[];
+}
+
+const policyKey = (k: Uint8Array) => MAP_SPECS.Policy.key.decode(k);
+const isDeny = (v: Uint8Array) => (MAP_SPECS.Policy.value.decode(v).flags & C.POLICY_F_DENY) !== 0;
+const endpointId = (v: Uint8Array) => MAP_SPECS.Endpoints.value.decode(v).epId;
+
+/** `desired` without the endpoints-map entries of the quarantined endpoints (F3). */
+function withoutQuarantined(desired: Record<ManagedMap, MapContents>, quarantine: ReadonlySet<number>): Record<ManagedMap, MapContents> {
+  if (quarantine.size === 0) return desired;
+  const eps: MapContents = new Map();
+  for (const [k, e] of desired.Endpoints) if (!quarantine.has(endpointId(e.value))) eps.set(k, e);
+  return { ...desired, Endpoints: eps };
+}
+
+/**
+ * planReconcile + applyPlan under the failure rules F1–F3: `quarantine` (the endpoint ids held out of the
+ * endpoints map) is the caller's state across reconciles and is updated here.
+ */
+export function reconcileFailClosed(
+  target: (m: ManagedMap) => ByteMap,
+  current: Partial<Record<ManagedMap, MapContents>>,
+  desired: Record<ManagedMap, MapContents>,
+  quarantine: Set<number>,
+): FailClosedResult {
+  const res = applyPlan(target, planReconcile(current, withoutQuarantined(desired, quarantine)));
+  const out: FailClosedResult = { ...res, fenced: 0, quarantined: [], released: [], failOpen: [] };
+  const before = current.Policy ?? new Map<string, Entry>();
+  const toQuarantine = new Map<number, Op>();
+  const stillFailing = new Set<number>();
+  for (const { op } of res.failed) {
+    if (op.map !== "Policy") continue;
+    const epId = policyKey(op.key).epId;
+    stillFailing.add(epId);
+    const old = before.get(hex(op.key));
+    if (op.op === "add") {
+      // A missing allow denies more than desired; a missing deny may leave a shorter allow in force (F2).
+      if (isDeny(op.value!)) toQuarantine.set(epId, op);
+      continue;
+    }
+    if (!old || isDeny(old.value)) continue; // a stale deny denies more than desired: closed already
+    // F1: the stale allow becomes a deny of the same key (and prefix length).
+    const fence = MAP_SPECS.Policy.value.encode({ ...MAP_SPECS.Policy.value.decode(old.value), flags: C.POLICY_F_DENY, proxyPort: 0 });
+    try {
+      target("Policy").update(op.key, fence);
+      out.fenced++;
+    } catch {
+      toQuarantine.set(epId, op);
+    }
+  }
+  if (toQuarantine.size) {
+    // F2: delete the endpoint's entries as the map holds them now.
+    let eps: ByteMap | undefined;
+    try {
+      eps = target("Endpoints");
+      const held = [...eps.entries()].filter(([, v]) => toQuarantine.has(endpointId(v))).map(([k]) => new Uint8Array(k));
+      for (const k of held) eps.delete(k);
+      for (const id of toQuarantine.keys()) if (!quarantine.has(id)) out.quarantined.push(id);
+      for (const id of toQuarantine.keys()) quarantine.add(id);
+    } catch (e) {
+      for (const op of toQuarantine.values()) out.failOpen.push({ op, error: e as Error });
+    }
+  }
+  // F3: an endpoint whose policy operations all went in comes back.
+  const release = [...quarantine].filter((id) => !stillFailing.has(id));
+  if (release.length) {
+    const back = new Map<string, Entry>();
+    for (const [k, e] of desired.Endpoints) if (release.includes(endpointId(e.value))) back.set(k, e);
+    try {
+      const eps = target("Endpoints");
+      for (const e of back.values()) eps.update(e.key, e.value);
+      for (const id of release) quarantine.delete(id);
+      out.released.push(...release);
+      out.added += back.size;
+    } catch (e) {
+      // Still closed: the endpoint stays out and the next reconcile tries again.
+      for (const [, en] of back) out.failed.push({ op: { map: "Endpoints", op: "add", key: en.key, value: en.value }, error: e as Error });
+    }
+  }
+  return out;
 }

@@ -526,16 +526,33 @@ export function clusterNameProblem(name: string): string | undefined {
 
 /** Builds the cluster model from manifest objects. Throws SimError (or policy's ManifestError) on bad input. */
 export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {}): SimCluster {
+  checkKinds(objects);
+  const config = configOf(objects, opts);
+  const pinned = opts.pinned;
+  const nodes = placeNodes(objects, config, pinned);
+  const pods = placePods(expandPods(objects, nodes), nodes, pinned);
+  const namespaces = namespacesOf(objects);
+  const services = buildServices(objects, config, pods, pinned);
+  const { traffic, expectations } = trafficOf(objects);
+  const model = clusterModelOf(config, objects, nodes, namespaces, pods, services);
+  return { config, nodes, namespaces, pods, services, policies: objects.filter((o) => POLICY_KINDS.has(o.kind)), traffic, expectations, model, objects };
+}
+
+/** Refuses objects of a kind the simulator does not know, and ciliate's own kinds of another apiVersion. */
+function checkKinds(objects: ManifestObject[]): void {
   for (const o of objects) {
     if (!KNOWN_KINDS_SET.has(o.kind)) throw bad(o, ["kind"], `unsupported kind ${o.kind} (supported: ${[...KNOWN_KINDS_SET].join(", ")})`, "UNSUPPORTED_KIND");
     if ((o.kind === "Traffic" || o.kind === "Expectation" || o.kind === "Config") && o.apiVersion !== CILIATE_API)
       throw bad(o, ["apiVersion"], `${o.kind} needs apiVersion ${CILIATE_API}`);
   }
-  const config = configOf(objects, opts);
-  const pinned = opts.pinned;
-  const nsOf = (o: ManifestObject) => o.metadata.namespace ?? "default";
+}
 
-  // Nodes.
+function nsOf(o: ManifestObject): string {
+  return o.metadata.namespace ?? "default";
+}
+
+/** The nodes, by name, with their pod CIDR (a free /24 of the cluster's pod CIDR when not declared) and address. */
+function placeNodes(objects: ManifestObject[], config: SimConfig, pinned: Allocation | undefined): SimNode[] {
   const nodeObjs = objects.filter((o) => o.kind === "Node").sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
   const clusterCidr = parseCidr(config.podCIDR)!;
   const nodes: SimNode[] = [];
@@ -603,9 +620,11 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       used.add(n.podCIDRv6);
     }
   }
-  const nodeByName = new Map(nodes.map((n) => [n.name, n]));
+  return nodes;
+}
 
-  // Pods, including expanded workloads.
+/** Pods, including expanded workloads (Deployment, ReplicaSet, StatefulSet replicas; a DaemonSet's pod per node), sorted; a pod declared twice is refused. */
+function expandPods(objects: ManifestObject[], nodes: SimNode[]): RawPod[] {
   const raws: RawPod[] = [];
   for (const o of objects) {
     const ns = nsOf(o);
@@ -629,6 +648,12 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
     if (seenPods.has(k)) throw bad(r.src, ["metadata", "name"], `pod ${k} is declared twice (also by ${where(seenPods.get(k)!.src)})`, "DUPLICATE_POD");
     seenPods.set(k, r);
   }
+  return raws;
+}
+
+/** Each pod's node (its nodeName, else round robin) and address (its podIP, else the next free one of its node's CIDR). */
+function placePods(raws: RawPod[], nodes: SimNode[], pinned: Allocation | undefined): SimPod[] {
+  const nodeByName = new Map(nodes.map((n) => [n.name, n]));
   const pods: SimPod[] = [];
   const usedPodIps = new Map<string, string>();
   const podCursor = new Map<string, number>();
@@ -728,15 +753,21 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       owner: p.r.owner,
     });
   }
+  return pods;
+}
 
-  // Namespaces: declared ones plus every namespace an object lives in.
+/** Namespaces: declared ones plus every namespace an object lives in. */
+function namespacesOf(objects: ManifestObject[]): NamespaceModel[] {
   const nsMap = new Map<string, NamespaceModel>();
   for (const o of objects.filter((x) => x.kind === "Namespace")) nsMap.set(o.metadata.name, { name: o.metadata.name, labels: { ...labelsOf(o.metadata.labels), "kubernetes.io/metadata.name": o.metadata.name } });
   for (const o of objects)
     if (o.kind !== "Namespace" && o.kind !== "Node" && o.kind !== "CiliumClusterwideNetworkPolicy" && !nsMap.has(nsOf(o))) nsMap.set(nsOf(o), { name: nsOf(o), labels: { "kubernetes.io/metadata.name": nsOf(o) } });
   const namespaces = [...nsMap.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  return namespaces;
+}
 
-  // Services.
+/** Services with their frontends (clusterIP and NodePorts allocated when not declared) and backends. */
+function buildServices(objects: ManifestObject[], config: SimConfig, pods: SimPod[], pinned: Allocation | undefined): SimService[] {
   const svcObjs = objects.filter((o) => o.kind === "Service").sort((a, b) => (`${nsOf(a)}/${a.metadata.name}` < `${nsOf(b)}/${b.metadata.name}` ? -1 : 1));
   const svcCidr = parseCidr(config.serviceCIDR)!;
   const svcCidr6 = parseCidr(config.serviceCIDRv6)!;
@@ -862,57 +893,64 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       internalLocal: spec.internalTrafficPolicy === "Local",
       selector,
     };
-    // Backends.
-    const mySlices = slices.filter((s) => nsOf(s) === ns && labelsOf(s.metadata.labels)["kubernetes.io/service-name"] === o.metadata.name);
-    const podOfIp = (ip: string) => pods.find((p) => p.ip === ip && !p.hostNetwork) ?? pods.find((p) => p.ip === ip);
-    if (mySlices.length) {
-      for (const sp of ports) {
-        const seen = new Set<string>();
-        for (const s of mySlices) {
-          const sports = (s.raw.ports as { name?: string; port?: number; protocol?: string }[]) ?? [];
-          const match = sports.find((x) => (x.name ?? "") === (sp.name ?? "") && (x.protocol ?? "TCP").toUpperCase() === sp.protocol) ?? (sports.length === 1 && rawPorts.length === 1 ? sports[0] : undefined);
-          if (!match || !match.port) continue;
-          ((s.raw.endpoints as Record<string, unknown>[]) ?? []).forEach((ep, ei) => {
-            const cond = (ep.conditions ?? {}) as Record<string, unknown>;
-            const terminating = cond.terminating === true;
-            const ready = cond.ready !== false;
-            if (!ready && !terminating) return;
-            if (terminating && cond.serving === false) return;
-            ((ep.addresses as string[]) ?? []).forEach((a, ai) => {
-              const ip = canonicalIp(String(a));
-              if (!ip) throw bad(s, ["endpoints", ei, "addresses", ai], `invalid address ${JSON.stringify(a)}`);
-              const k = `${ip}:${match.port}`;
-              if (seen.has(k)) return;
-              seen.add(k);
-              const pod = podOfIp(ip);
-              sp.backends.push({ ip, port: Number(match.port), protocol: sp.protocol, state: terminating ? "terminating" : "active", pod: pod?.key, node: str(ep.nodeName) ?? pod?.node });
-            });
-          });
-        }
-      }
-    } else if (selector) {
-      const selected = pods.filter((p) => p.namespace === ns && Object.entries(selector).every(([k, v]) => p.labels[k] === v));
-      ports.forEach((sp, i) => {
-        let declared = false;
-        for (const p of selected) {
-          if (!p.ready && !p.terminating) continue;
-          let port: number | undefined;
-          if (typeof sp.targetPort === "number") port = sp.targetPort;
-          else port = p.containerPorts.find((c) => c.name === sp.targetPort && c.protocol === sp.protocol)?.port;
-          if (port === undefined) continue;
-          declared = true;
-          // One backend per address of the pod: each ClusterIP uses those of its own family (node/services.ts).
-          for (const ip of p.hostNetwork ? [p.ip] : p.ips.filter((x, j) => j === 0 || clusterIPs.some((c) => isIpv6(c) === isIpv6(x)))) sp.backends.push({ ip, port, protocol: sp.protocol, state: p.terminating ? "terminating" : "active", pod: p.key, node: p.node });
-        }
-        if (typeof sp.targetPort === "string" && selected.length && !declared)
-          throw bad(o, ["spec", "ports", i, "targetPort"], `targetPort ${JSON.stringify(sp.targetPort)} is not a named ${sp.protocol} port of any selected pod (${selected.map((p) => p.key).join(", ")})`, "UNKNOWN_TARGET_PORT");
-      });
-    }
-    for (const sp of ports) sp.backends.sort((a, b) => (a.state === b.state ? 0 : a.state === "active" ? -1 : 1) || ipv4Cmp(a.ip, b.ip) || a.port - b.port);
+    serviceBackends(o, ns, ports, rawPorts, selector, slices, pods, clusterIPs);
     services.push(svc);
   }
+  return services;
+}
 
-  // Traffic and expectations.
+/** A service port's backends: from the service's EndpointSlices when it has any, else the ready (or terminating) pods its selector selects; active ones first. */
+function serviceBackends(o: ManifestObject, ns: string, ports: SimServicePort[], rawPorts: unknown[], selector: Record<string, string> | undefined, slices: ManifestObject[], pods: SimPod[], clusterIPs: string[]): void {
+  const mySlices = slices.filter((s) => nsOf(s) === ns && labelsOf(s.metadata.labels)["kubernetes.io/service-name"] === o.metadata.name);
+  const podOfIp = (ip: string) => pods.find((p) => p.ips.includes(ip) && !p.hostNetwork) ?? pods.find((p) => p.ip === ip);
+  if (mySlices.length) {
+    for (const sp of ports) {
+      const seen = new Set<string>();
+      for (const s of mySlices) {
+        const sports = (s.raw.ports as { name?: string; port?: number; protocol?: string }[]) ?? [];
+        const match = sports.find((x) => (x.name ?? "") === (sp.name ?? "") && (x.protocol ?? "TCP").toUpperCase() === sp.protocol) ?? (sports.length === 1 && rawPorts.length === 1 ? sports[0] : undefined);
+        if (!match || !match.port) continue;
+        ((s.raw.endpoints as Record<string, unknown>[]) ?? []).forEach((ep, ei) => {
+          const cond = (ep.conditions ?? {}) as Record<string, unknown>;
+          const terminating = cond.terminating === true;
+          const ready = cond.ready !== false;
+          if (!ready && !terminating) return;
+          if (terminating && cond.serving === false) return;
+          ((ep.addresses as string[]) ?? []).forEach((a, ai) => {
+            const ip = canonicalIp(String(a));
+            if (!ip) throw bad(s, ["endpoints", ei, "addresses", ai], `invalid address ${JSON.stringify(a)}`);
+            const k = `${ip}:${match.port}`;
+            if (seen.has(k)) return;
+            seen.add(k);
+            const pod = podOfIp(ip);
+            sp.backends.push({ ip, port: Number(match.port), protocol: sp.protocol, state: terminating ? "terminating" : "active", pod: pod?.key, node: str(ep.nodeName) ?? pod?.node });
+          });
+        });
+      }
+    }
+  } else if (selector) {
+    const selected = pods.filter((p) => p.namespace === ns && Object.entries(selector).every(([k, v]) => p.labels[k] === v));
+    ports.forEach((sp, i) => {
+      let declared = false;
+      for (const p of selected) {
+        if (!p.ready && !p.terminating) continue;
+        let port: number | undefined;
+        if (typeof sp.targetPort === "number") port = sp.targetPort;
+        else port = p.containerPorts.find((c) => c.name === sp.targetPort && c.protocol === sp.protocol)?.port;
+        if (port === undefined) continue;
+        declared = true;
+        // One backend per address of the pod: each ClusterIP uses those of its own family (node/services.ts).
+        for (const ip of p.hostNetwork ? [p.ip] : p.ips.filter((x, j) => j === 0 || clusterIPs.some((c) => isIpv6(c) === isIpv6(x)))) sp.backends.push({ ip, port, protocol: sp.protocol, state: p.terminating ? "terminating" : "active", pod: p.key, node: p.node });
+      }
+      if (typeof sp.targetPort === "string" && selected.length && !declared)
+        throw bad(o, ["spec", "ports", i, "targetPort"], `targetPort ${JSON.stringify(sp.targetPort)} is not a named ${sp.protocol} port of any selected pod (${selected.map((p) => p.key).join(", ")})`, "UNKNOWN_TARGET_PORT");
+    });
+  }
+  for (const sp of ports) sp.backends.sort((a, b) => (a.state === b.state ? 0 : a.state === "active" ? -1 : 1) || ipv4Cmp(a.ip, b.ip) || a.port - b.port);
+}
+
+/** The flows of Traffic documents and Expectations. */
+function trafficOf(objects: ManifestObject[]): { traffic: FlowSpec[]; expectations: ExpectationSpec[] } {
   const traffic: FlowSpec[] = [];
   const expectations: ExpectationSpec[] = [];
   for (const o of objects) {
@@ -928,7 +966,11 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       expectations.push({ ...f, verdict: v });
     }
   }
+  return { traffic, expectations };
+}
 
+/** The cluster as policy/ sees it (ClusterModel, policy/types.ts). */
+function clusterModelOf(config: SimConfig, objects: ManifestObject[], nodes: SimNode[], namespaces: NamespaceModel[], pods: SimPod[], services: SimService[]): ClusterModel {
   const model: ClusterModel = {
     clusterName: config.clusterName,
     policyEnforcement: config.policyEnforcement,
@@ -949,8 +991,9 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
       }),
     ),
   };
-  return { config, nodes, namespaces, pods, services, policies: objects.filter((o) => POLICY_KINDS.has(o.kind)), traffic, expectations, model, objects };
+  return model;
 }
+
 
 function ipv4Cmp(a: string, b: string): number {
   const pa = parseIp(a);

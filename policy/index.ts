@@ -38,7 +38,7 @@ export { explainFlow, describe } from "./explain.ts";
 export type { Flow, Explanation, DirectionDecision, EndpointRef } from "./explain.ts";
 export { portRangeToPrefixes, portInPrefix, icmpType } from "./ports.ts";
 export { identityOfIp, nodeIdentityOn, LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, REMOTE_NODE_IDENTITY_SCOPE } from "./identity.ts";
-export { labelString } from "./labels.ts";
+export { labelString, identityLabels, LABEL_CLUSTER, LABEL_NAMESPACE, LABEL_NAMESPACE_LABELS, LABEL_SERVICE_ACCOUNT } from "./labels.ts";
 export { REFUSED_NOT_ENFORCEABLE, WARNED, type NotEnforced } from "./not-enforced.ts";
 export { parseCidr, type Cidr } from "./cidr.ts";
 

@@ -91,11 +91,13 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   const hubbleTcp = f.hubbleListenAddress === undefined ? undefined : hubbleListenAddress(f.hubbleListenAddress);
   const exporter = f.exportFile ? await flowExporter(f) : undefined;
   const source = new ManifestSource(f.file ?? []);
+  // In crd mode -f may come with --kubeconfig: the manifests are the desired state and the API holds only
+  // the cluster-wide objects (CiliumIdentity, CiliumEndpoint, CiliumNode).
+  if (f.kubeconfig && f.file?.length && identityConfig.mode !== "crd") throw new CliError("-f and --kubeconfig are exclusive", "BAD_OPTION", "the desired state comes from one source (both together only with --identity-allocation-mode crd)");
   const k8sMod = f.kubeconfig ? await import("../../agent/k8s-source.ts") : undefined;
   // The metrics exist only once the agent does; informer failures before that are counted when they exist.
   let informerError: (kind: string) => void = () => {};
-  const k8s = k8sMod ? new k8sMod.KubernetesSource(k8sMod.kubeConfig(f.kubeconfig!), { resyncMs: Number(f.k8sResync) * 1000 || undefined, onError: (kind) => informerError(kind) }) : undefined;
-  if (k8s && f.file?.length) throw new CliError("-f and --kubeconfig are exclusive", "BAD_OPTION", "the desired state comes from one source");
+  const k8s = k8sMod && !f.file?.length ? new k8sMod.KubernetesSource(k8sMod.kubeConfig(f.kubeconfig!), { resyncMs: Number(f.k8sResync) * 1000 || undefined, onError: (kind) => informerError(kind) }) : undefined;
   const nodeName = f.nodeName ?? hostname();
   const log = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
   // Cluster-wide identities: connected and listed before the first reconcile (docs/agent.md).
@@ -114,9 +116,15 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     const why = /Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/.exec(m)?.[1] ?? m;
     throw new CliError(`--identity-allocation-mode ${identityConfig.mode}: cannot reach the ${identityConfig.mode === "kvstore" ? `kvstore (${identityConfig.etcd!.endpoints.join(", ")})` : "Kubernetes API"}: ${why}`, "BAD_OPTION");
   }
-  // kvstore mode: this node's endpoints and node are published to etcd and every other node's are watched
-  // (agent/kvstore-state.ts); they join the desired state as pods and nodes (agent/shared-state.ts).
-  const kvState = identityConfig.mode === "kvstore" ? await startKvstoreState(identityAllocator!, identityConfig, nodeName, f, () => kvstoreError("state")) : undefined;
+  // kvstore and crd modes: this node's endpoints and node are published (etcd keys, agent/kvstore-state.ts;
+  // CiliumEndpoint/CiliumNode objects, agent/crd-state.ts) and every other node's are watched; they join
+  // the desired state as pods and nodes (agent/shared-state.ts), whichever the backend.
+  const kvState =
+    identityConfig.mode === "kvstore"
+      ? await startKvstoreState(identityAllocator!, identityConfig, nodeName, f, () => kvstoreError("state"))
+      : identityConfig.mode === "crd"
+        ? await startCrdState(k8sMod!.kubeConfig(f.kubeconfig!), identityConfig, nodeName, f)
+        : undefined;
   const sharedState = kvState && (await import("../../agent/shared-state.ts"));
   const baseSource = () => (k8s ? k8s.objects() : source.load());
   const agent = new Agent({
@@ -185,7 +193,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     proxy.sync();
     kvState?.publish(sharedState!.localSharedEndpoints(agent.desired, agent.localEndpoints(), { name: agent.opts.nodeName, ip: agent.opts.nodeIp }));
   };
-  kvState?.onChange(() => agent.reconcile("kvstore state changed"));
+  kvState?.onChange(() => agent.reconcile(`${identityConfig.mode} state changed`));
   if (k8s) await k8s.start(() => agent.reconcile("kubernetes"));
   agent.reconcile("start");
   observer.onFlow = (fl) => {
@@ -240,6 +248,18 @@ async function startKvstoreState(allocator: import("../../agent/identity-allocat
   };
   const st = new KvstoreState({ client: allocator.client, node: { name: nodeName, cluster: f.clusterName ?? "default", clusterId: cfg.clusterId, ip: f.nodeIp!, podCIDR: f.podCidr! }, leaseTtl: cfg.leaseTtlSeconds, log });
   await st.start();
+  return st;
+}
+
+/** The CiliumEndpoint/CiliumNode shared state (crd mode), started (lists and watches). */
+async function startCrdState(kubeConfig: import("@kubernetes/client-node").KubeConfig, cfg: import("../../agent/identity-options.ts").IdentityConfig, nodeName: string, f: AgentFlags) {
+  const { CrdState } = await import("../../agent/crd-state.ts");
+  const st = new CrdState({ kubeConfig, node: { name: nodeName, cluster: f.clusterName ?? "default", clusterId: cfg.clusterId, ip: f.nodeIp!, podCIDR: f.podCidr! }, log: (m) => process.stderr.write(`${new Date().toISOString()} warn ${m}\n`) });
+  try {
+    await st.start();
+  } catch (e) {
+    throw new CliError(`--identity-allocation-mode crd: cannot publish or watch CiliumEndpoint/CiliumNode objects: ${(e as Error).message.split("\n")[0]}`, "BAD_OPTION");
+  }
   return st;
 }
 

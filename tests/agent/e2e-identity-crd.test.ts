@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite, openPinnedMap, removePinRoot } from "../../datapath/index.ts";
 import { MAP_SPECS } from "../../host/codecs.gen.ts";
 import { ipcacheKey } from "../../host/ipcache.ts";
+import { ENDPOINTS_PATH, NODES_PATH } from "../../agent/crd-state.ts";
 import { cniAsync, eventually, ROOT, sh, startAgent, stopProcess, tool } from "./e2e-helpers.ts";
 
 const suite = kernelSuite("agent-e2e-identity-crd", ["root", "libbpf", "bpffs", "iproute2"]);
@@ -42,7 +43,10 @@ function writeState(): void {
   const pods = NODES.flatMap((n) => APPS.map((app) => ({ apiVersion: "v1", kind: "Pod", metadata: { name: `${app}-${n.i}`, namespace: "default", labels: { app } }, spec: { nodeName: n.name, containers: [{ name: "c", image: "x" }] }, status: {} })));
   const cnp = { apiVersion: "cilium.io/v2", kind: "CiliumNetworkPolicy", metadata: { name: "web", namespace: "default" }, spec: { endpointSelector: { matchLabels: { app: "server" } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: "client" } }], toPorts: [{ ports: [{ port: "8080", protocol: "TCP" }] }] }] } };
   const s = {
-    writable: [IDENTITIES],
+    // crd mode also publishes CiliumEndpoints and CiliumNodes (agent/crd-state.ts).
+    writable: [IDENTITIES, ENDPOINTS_PATH, NODES_PATH],
+    [ENDPOINTS_PATH]: [],
+    [NODES_PATH]: [],
     "/api/v1/namespaces": [{ apiVersion: "v1", kind: "Namespace", metadata: { name: "default" } }],
     "/api/v1/nodes": NODES.map((n) => ({ apiVersion: "v1", kind: "Node", metadata: { name: n.name }, spec: { podCIDR: n.podCIDR }, status: { addresses: [{ type: "InternalIP", address: n.ip }] } })),
     "/api/v1/pods": pods,

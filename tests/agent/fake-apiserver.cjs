@@ -5,7 +5,12 @@
 // Collections listed in STATE.json's "writable" array (e.g. CiliumIdentities) also take writes, as the
 // API server does: POST creates (409 AlreadyExists when the name is taken), GET/PATCH (JSON merge patch)/
 // DELETE (409 when a resourceVersion precondition no longer holds) on <collection>/<name>; those
-// collections then belong to the server and the file no longer changes them.
+// collections then belong to the server and the file no longer changes them. A namespaced writable
+// collection (e.g. /apis/cilium.io/v2/ciliumendpoints) takes its writes under
+// /apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>], as the API server routes them, and is listed
+// and watched across all namespaces at its own path.
+// A watch with a resourceVersion first gets the events after that version (kept in memory), as a real
+// API server replays them: what changed between a list and its watch is not lost.
 // Bounded: exits when STATE.json is deleted or after 10 minutes.
 const http = require("http");
 const fs = require("fs");
@@ -19,7 +24,11 @@ const watchers = new Set();
 /** Collections written through the API: the file's later contents for them are ignored. */
 const owned = new Set();
 
+/** Every event sent, for watches that start at a resourceVersion. */
+const history = [];
+
 function emitTo(path, type, o) {
+  history.push({ path, rv: Number(o.metadata.resourceVersion), line: JSON.stringify({ type, object: o }) + "\n" });
   for (const w of watchers) if (w.path === path) w.res.write(JSON.stringify({ type, object: o }) + "\n");
 }
 
@@ -40,8 +49,7 @@ function load() {
     const after = new Map(objs.map((o) => [`${o.metadata.namespace || ""}/${o.metadata.name}`, o]));
     const emit = (type, o) => {
       rv++;
-      const obj = { ...o, metadata: { ...o.metadata, resourceVersion: String(rv) } };
-      for (const w of watchers) if (w.path === path) w.res.write(JSON.stringify({ type, object: obj }) + "\n");
+      emitTo(path, type, { ...o, metadata: { ...o.metadata, resourceVersion: String(rv) } });
     };
     for (const [k, o] of after) {
       const b = before.get(k);
@@ -59,6 +67,13 @@ setTimeout(() => process.exit(0), 600000);
 http
   .createServer((req, res) => {
     const url = new URL(req.url, "http://x");
+    const nsd = /^(\/apis\/[^/]+\/[^/]+)\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?$/.exec(url.pathname);
+    if (nsd && owned.has(`${nsd[1]}/${nsd[3]}`)) {
+      const collection = `${nsd[1]}/${nsd[3]}`;
+      const ns = decodeURIComponent(nsd[2]);
+      if (nsd[4] === undefined && req.method === "POST") return body(req, (o) => create(collection, o && { ...o, metadata: { ...o.metadata, namespace: ns } }, res));
+      if (nsd[4] !== undefined) return body(req, (o) => item(req.method, collection, decodeURIComponent(nsd[4]), o, res, ns));
+    }
     const slash = url.pathname.lastIndexOf("/");
     const parent = url.pathname.slice(0, slash);
     if (owned.has(url.pathname) && req.method === "POST") return body(req, (o) => create(url.pathname, o, res));
@@ -70,6 +85,8 @@ http
     }
     if (url.searchParams.get("watch") === "true") {
       res.writeHead(200, { "content-type": "application/json" });
+      const from = Number(url.searchParams.get("resourceVersion") || NaN);
+      if (Number.isFinite(from)) for (const h of history) if (h.path === url.pathname && h.rv > from) res.write(h.line);
       const w = { path: url.pathname, res };
       watchers.add(w);
       req.on("close", () => watchers.delete(w));
@@ -101,7 +118,7 @@ function status(res, code, reason, message) {
 function create(path, o, res) {
   const objs = current[path];
   if (!o || !o.metadata || !o.metadata.name) return status(res, 422, "Invalid", "metadata.name: Required value");
-  if (objs.some((x) => x.metadata.name === o.metadata.name)) return status(res, 409, "AlreadyExists", `"${o.metadata.name}" already exists`);
+  if (objs.some((x) => x.metadata.name === o.metadata.name && (x.metadata.namespace || "") === (o.metadata.namespace || ""))) return status(res, 409, "AlreadyExists", `"${o.metadata.name}" already exists`);
   rv++;
   const obj = { ...o, metadata: { ...o.metadata, resourceVersion: String(rv) } };
   current[path] = [...objs, obj];
@@ -120,15 +137,15 @@ function merge(target, patch) {
   return out;
 }
 
-function item(method, path, name, o, res) {
+function item(method, path, name, o, res, ns) {
   const objs = current[path];
-  const i = objs.findIndex((x) => x.metadata.name === name);
+  const i = objs.findIndex((x) => x.metadata.name === name && (x.metadata.namespace || "") === (ns || ""));
   if (i < 0) return status(res, 404, "NotFound", `"${name}" not found`);
   if (method === "GET") return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(objs[i]));
   if (method === "PATCH") {
     rv++;
     const obj = merge(objs[i], o || {});
-    obj.metadata = { ...obj.metadata, name, resourceVersion: String(rv) };
+    obj.metadata = { ...obj.metadata, name, ...(ns ? { namespace: ns } : {}), resourceVersion: String(rv) };
     current[path] = objs.map((x, j) => (j === i ? obj : x));
     emitTo(path, "MODIFIED", obj);
     return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(obj));

@@ -25,6 +25,7 @@ import { parseAllDocuments } from "yaml";
 import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
 import { WATCHED_KINDS } from "../../agent/k8s-source.ts";
 import { IDENTITY_PATH, IDENTITY_VERBS } from "../../agent/identity-crd.ts";
+import { ENDPOINTS_PATH, NODES_PATH, STATE_VERBS } from "../../agent/crd-state.ts";
 import { CNI_SUPPORTED_VERSIONS } from "../../cli/commands/cni.ts";
 import { skipUnless } from "../helpers/tools.ts";
 
@@ -152,6 +153,11 @@ describe("deploy/ Kubernetes manifests", () => {
     expect(agent.command.join(" ")).toMatch(/--identity-allocation-mode crd/);
     const ids = groupResource(IDENTITY_PATH);
     for (const verb of IDENTITY_VERBS) needed.add(`${ids.group}/${ids.resource}:${verb}`);
+    // crd mode's shared state: this node's CiliumEndpoints and CiliumNode, every other node's watched.
+    for (const path of [ENDPOINTS_PATH, NODES_PATH]) {
+      const r = groupResource(path);
+      for (const verb of STATE_VERBS) needed.add(`${r.group}/${r.resource}:${verb}`);
+    }
 
     expect([...needed].filter((n) => !granted.has(n)), "missing grants").toEqual([]);
     expect([...granted].filter((g) => !needed.has(g)), "grants nothing the agent does not use").toEqual([]);
@@ -182,6 +188,16 @@ describe("deploy/ Kubernetes manifests", () => {
     expect([identity!.spec.scope, identity!.spec.names.plural]).toEqual(["Cluster", ids.resource]);
     expect(identity!.spec.versions.find((v) => v.name === ids.version)).toMatchObject({ served: true, storage: true });
     expect((identity!.spec.versions[0] as { subresources?: { status?: unknown } }).subresources?.status).toBeUndefined();
+    // CiliumEndpoint and CiliumNode as crd mode's shared state writes them (agent/crd-state.ts): a
+    // CiliumEndpoint is namespaced and written with its status, so no status subresource may swallow it.
+    for (const [path, scope, kind] of [[ENDPOINTS_PATH, "Namespaced", "CiliumEndpoint"], [NODES_PATH, "Cluster", "CiliumNode"]] as const) {
+      const r = groupResource(path);
+      const crd = crds.find((c) => c.spec.names.kind === kind);
+      expect(crd?.metadata.name, `a CRD for ${kind}`).toBe(`${r.resource}.${r.group}`);
+      expect([crd!.spec.scope, crd!.spec.names.plural]).toEqual([scope, r.resource]);
+      expect(crd!.spec.versions.find((v) => v.name === r.version)).toMatchObject({ served: true, storage: true });
+    }
+    expect((crds.find((c) => c.spec.names.kind === "CiliumEndpoint")!.spec.versions[0] as { subresources?: { status?: unknown } }).subresources?.status).toBeUndefined();
   });
 
   it("the DaemonSet runs on every node in the host network with the agent's paths mounted and a probe on its metrics", () => {
