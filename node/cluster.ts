@@ -1022,7 +1022,7 @@ function buildServices(objects: ManifestObject[], config: SimConfig, pods: SimPo
 /** A service port's backends: from the service's EndpointSlices when it has any, else the ready (or terminating) pods of this cluster its selector selects (sorted by the caller, active ones first). */
 function serviceBackends(o: ManifestObject, ns: string, ports: SimServicePort[], rawPorts: unknown[], selector: Record<string, string> | undefined, slices: ManifestObject[], pods: SimPod[], clusterIPs: string[]): void {
   const mySlices = slices.filter((s) => nsOf(s) === ns && labelsOf(s.metadata.labels)["kubernetes.io/service-name"] === o.metadata.name);
-  const podOfIp = (ip: string) => pods.find((p) => p.ip === ip && !p.hostNetwork) ?? pods.find((p) => p.ip === ip);
+  const podOfIp = (ip: string) => pods.find((p) => p.ips.includes(ip) && !p.hostNetwork) ?? pods.find((p) => p.ip === ip);
   if (mySlices.length) {
     for (const sp of ports) {
       const seen = new Set<string>();

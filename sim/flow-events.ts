@@ -3,6 +3,7 @@
  * `trace`), each direction's policy outcome with the rules behind its cookie, and the flow events
  * (trace points, policy verdicts, drops, redirects to the proxy) in Hubble's flow.proto shape.
  */
+import { hostPort } from "../host/ip.ts";
 import type { TraceRecord } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
 import { hostPort } from "../host/ip.ts";
