@@ -6,7 +6,6 @@
 import { hostPort } from "../host/ip.ts";
 import type { TraceRecord } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
-import { hostPort } from "../host/ip.ts";
 import type { EntryPoint, RunResult, TunnelKey } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
 import { describe as describeRules, INIT_ENDPOINT } from "../policy/index.ts";

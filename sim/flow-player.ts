@@ -14,7 +14,6 @@ import type { FlowSpec } from "../node/cluster.ts";
 import { SimError } from "../node/errors.ts";
 import { EVENT_TRACE } from "../host/flows.ts";
 import { protoNumber } from "../host/protocols.ts";
-import { hostPort } from "../host/ip.ts";
 import type { Place } from "./places.ts";
 import { buildFrame, decodeFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
 import type { Frontend } from "../node/services.ts";
