@@ -117,12 +117,14 @@ async function runCases(mode: (typeof MODES)[number], seed: number, runs: number
         if (c.entry === "fromNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && wr.trace.obsPoint === C.TRACE_TO_ENDPOINT) seen("masquerade reply");
         // A later IPv4 fragment (non-zero offset) that went on with its first fragment's ports.
         const p = c.packet;
-        if (p.length >= 34 && p[12] === 0x08 && p[13] === 0x00 && ((p[20]! << 8) | p[21]!) & 0x1fff && wr.verdict !== 2) seen(c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT ? "later fragment masqueraded" : "later fragment passed");
+        const laterFragment = p.length >= 34 && p[12] === 0x08 && p[13] === 0x00 && (((p[20]! << 8) | p[21]!) & 0x1fff) !== 0;
+        if (laterFragment && wr.verdict !== 2) seen(c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT ? "later fragment masqueraded" : "later fragment passed");
         if (wr.trace.epId === HOST_EP_DIFF && (c.entry === "fromNetwork" || c.entry === "toNetwork")) {
           const way = c.entry === "fromNetwork" ? "ingress" : "egress";
           seen(`host firewall ${way} ${wr.verdict === 2 ? `drop ${wr.dropReason}` : wr.trace.ctState === C.CT_REPLY ? "reply" : "ok"}`);
         }
-        if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && new DataView(wr.output.buffer, wr.output.byteOffset).getUint16(34) !== new DataView(c.packet.buffer, c.packet.byteOffset).getUint16(34)) seen("masquerade port changed");
+        // The source port is at bytes 34–35 of an IPv4 frame with its L4 header (not in a later fragment).
+        if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && !laterFragment && p.length >= 36 && wr.output.length >= 36 && new DataView(wr.output.buffer, wr.output.byteOffset).getUint16(34) !== new DataView(c.packet.buffer, c.packet.byteOffset).getUint16(34)) seen("masquerade port changed");
         expect({ verdict: kr.verdict, dropReason: kr.dropReason }).toEqual({ verdict: wr.verdict, dropReason: wr.dropReason });
         expect(Array.from(kr.output.subarray(0, c.packet.length))).toEqual(Array.from(wr.output));
         expect(kr.trace).toEqual(wr.trace);
