@@ -165,6 +165,8 @@ function checkTally(t: Tally): void {
 }
 
 const tally = (): Tally => ({ cases: 0, compared: 0, events: 0, rejected: 0, executed: 0, outcomes: new Map() });
+// DIFF_LONG=1 is set only by `npm run test:differential:long` (scripts/differential.mjs): that process runs the
+// chunked long run instead of the CI-sized suites below; `npm test` never sets it, so CI always runs both modes.
 const LONG = process.env.DIFF_LONG === "1";
 
 if (!LONG) describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", (mode) => {
