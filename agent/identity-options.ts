@@ -9,6 +9,10 @@
  *   --kvstore-lease-ttl DURATION                   (the agent's lease; default 15m as Cilium's)
  *   --cluster-id N                                 (0..255; bits 16-23 of cluster-scoped identities)
  *   --identity-gc-interval DURATION                (how often this agent collects unused identities)
+ *   --nodes-gc-interval DURATION                   (crd mode: how often the elected agent collects the
+ *                                                   CiliumNodes and CiliumEndpoints of gone nodes, agent/crd-gc.ts;
+ *                                                   Cilium operator's flag, default 5m as there)
+ *   --leader-election-lease-duration DURATION      (crd mode: the Lease of that election; 15s as the operator's)
  */
 import { readFileSync } from "node:fs";
 import { parseDocument } from "yaml";
@@ -25,6 +29,8 @@ export interface IdentityFlags {
   kvstoreLeaseTtl?: string;
   clusterId?: string;
   identityGcInterval?: string;
+  nodesGcInterval?: string;
+  leaderElectionLeaseDuration?: string;
   kubeconfig?: string;
 }
 
@@ -35,6 +41,9 @@ export interface IdentityConfig {
   etcd?: { endpoints: string[]; credentials?: { rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer } };
   leaseTtlSeconds: number;
   gcIntervalMs: number;
+  /** crd mode: CiliumNode/CiliumEndpoint collection (agent/crd-gc.ts). */
+  nodesGcIntervalMs: number;
+  leaseDurationMs: number;
 }
 
 /** A Go-style duration (`15m`, `30s`, `1h`, `500ms`, `1m30s`) in milliseconds, or undefined. */
@@ -99,7 +108,11 @@ export function parseIdentityFlags(f: IdentityFlags): IdentityConfig {
   if (ttl === undefined || ttl < 1000) throw new Error(`--kvstore-lease-ttl: expected a duration of at least 1s (e.g. 15m, 30s), got "${f.kvstoreLeaseTtl}"`);
   const gc = parseDuration(f.identityGcInterval ?? "15m");
   if (gc === undefined || gc < 1000) throw new Error(`--identity-gc-interval: expected a duration of at least 1s (e.g. 15m), got "${f.identityGcInterval}"`);
-  const cfg: IdentityConfig = { mode, clusterId, leaseTtlSeconds: Math.ceil(ttl / 1000), gcIntervalMs: gc };
+  const nodesGc = parseDuration(f.nodesGcInterval ?? "5m");
+  if (nodesGc === undefined || nodesGc < 1000) throw new Error(`--nodes-gc-interval: expected a duration of at least 1s (e.g. 5m), got "${f.nodesGcInterval}"`);
+  const lease = parseDuration(f.leaderElectionLeaseDuration ?? "15s");
+  if (lease === undefined || lease < 1000) throw new Error(`--leader-election-lease-duration: expected a duration of at least 1s (e.g. 15s), got "${f.leaderElectionLeaseDuration}"`);
+  const cfg: IdentityConfig = { mode, clusterId, leaseTtlSeconds: Math.ceil(ttl / 1000), gcIntervalMs: gc, nodesGcIntervalMs: nodesGc, leaseDurationMs: lease };
   const opts = f.kvstoreOpt ?? [];
   if (mode !== "kvstore") {
     if (f.kvstore !== undefined || opts.length) throw new Error(`--kvstore and --kvstore-opt need --identity-allocation-mode kvstore (the mode is ${mode})`);

@@ -131,6 +131,9 @@ export async function runAgent(f: AgentFlags): Promise<number> {
       : identityConfig.mode === "crd"
         ? await startCrdState(k8sMod!.kubeConfig(f.kubeconfig!), identityConfig, nodeName, f, (ns, name) => podUids.get(`${ns}/${name}`))
         : undefined;
+  // crd mode: the operator's garbage collection of gone nodes' CiliumNodes and CiliumEndpoints, run by the
+  // agent that holds the Lease (agent/crd-gc.ts, docs/agent.md).
+  const crdGc = identityConfig.mode === "crd" ? await startCrdGc(k8sMod!.kubeConfig(f.kubeconfig!), identityConfig, nodeName, (m) => log("info", m)) : undefined;
   const sharedState = kvState && (await import("../../agent/shared-state.ts"));
   // Cluster Mesh: the other clusters' etcds, watched read-only (agent/clustermesh.ts, docs/clustermesh.md).
   const mesh = meshConfigs ? await startClusterMesh(meshConfigs, f, identityConfig.clusterId, (m) => log("info", m)) : undefined;
@@ -241,6 +244,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   // The shared state first: its watchers stop (no reconcile after the agent closed) and this node's entries
   // go (kvstore: the lease is revoked; crd: its CiliumEndpoints and CiliumNode are deleted).
   await mesh?.close();
+  crdGc?.stop();
   await kvState?.close();
   source.stop();
   k8s?.stop();
@@ -283,6 +287,14 @@ async function startCrdState(kubeConfig: import("@kubernetes/client-node").KubeC
     throw new CliError(`--identity-allocation-mode crd: cannot publish or watch CiliumEndpoint/CiliumNode objects: ${(e as Error).message.split("\n")[0]}`, "BAD_OPTION");
   }
   return st;
+}
+
+/** The elected collector of gone nodes' CiliumNodes and CiliumEndpoints (crd mode), started. */
+async function startCrdGc(kubeConfig: import("@kubernetes/client-node").KubeConfig, cfg: import("../../agent/identity-options.ts").IdentityConfig, nodeName: string, log: (m: string) => void) {
+  const { CrdGarbageCollector } = await import("../../agent/crd-gc.ts");
+  const gc = new CrdGarbageCollector({ kubeConfig, nodeName, intervalMs: cfg.nodesGcIntervalMs, leaseDurationMs: cfg.leaseDurationMs, log });
+  gc.start();
+  return gc;
 }
 
 /** --clustermesh-config, checked before anything starts (undefined without the flag). */
@@ -419,6 +431,8 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--kvstore-lease-ttl <duration>", "TTL of this agent's kvstore lease: its identity references go this long after it dies", "15m")
     .option("--cluster-id <n>", "cluster id 0..255 (bits 16-23 of cluster-scoped identities)", "0")
     .option("--identity-gc-interval <duration>", "how often this agent removes identities no node references", "15m")
+    .option("--nodes-gc-interval <duration>", "crd mode: how often the elected agent deletes the CiliumNodes of deleted Nodes and the CiliumEndpoints of gone pods and nodes", "5m")
+    .option("--leader-election-lease-duration <duration>", "crd mode: the Lease electing the agent that collects them (kube-system/ciliate-operator-resource-lock)", "15s")
     .option("--clustermesh-config <dir>", "Cluster Mesh: a directory with one etcd configuration per remote cluster, each file named after its cluster (kvstore mode)")
     .addHelpText(
       "after",

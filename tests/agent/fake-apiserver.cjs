@@ -4,7 +4,7 @@
 // current objects; watches (?watch=true) stream ADDED / MODIFIED / DELETED events as the file changes.
 // Collections listed in STATE.json's "writable" array (e.g. CiliumIdentities) also take writes, as the
 // API server does: POST creates (409 AlreadyExists when the name is taken), GET/PATCH (JSON merge patch)/
-// DELETE (409 when a resourceVersion precondition no longer holds) on <collection>/<name>; those
+// DELETE (409 when a resourceVersion precondition no longer holds, as for a PATCH that names one) on <collection>/<name>; those
 // collections then belong to the server and the file no longer changes them. A namespaced writable
 // collection (e.g. /apis/cilium.io/v2/ciliumendpoints) takes its writes under
 // /apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>], as the API server routes them, and is listed
@@ -114,7 +114,7 @@ http
       return;
     }
     res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ kind: "List", apiVersion: "v1", metadata: { resourceVersion: String(rv) }, items: objs.map((o) => ({ ...o, metadata: { ...o.metadata, resourceVersion: String(rv) } })) }));
+    res.end(JSON.stringify({ kind: "List", apiVersion: "v1", metadata: { resourceVersion: String(rv) }, items: objs.map((o) => ({ ...o, metadata: { ...o.metadata, resourceVersion: o.metadata.resourceVersion || String(rv) } })) }));
   })
   .listen(Number(port), "0.0.0.0");
 
@@ -165,6 +165,9 @@ function item(method, path, name, o, res, ns) {
   if (i < 0) return status(res, 404, "NotFound", `"${name}" not found`);
   if (method === "GET") return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(objs[i]));
   if (method === "PATCH") {
+    // A patch naming a resourceVersion is an optimistic lock, as the API server checks it (409 Conflict).
+    const want = o && o.metadata && o.metadata.resourceVersion;
+    if (want && want !== objs[i].metadata.resourceVersion) return status(res, 409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again");
     rv++;
     const obj = merge(objs[i], o || {});
     obj.metadata = { ...obj.metadata, name, ...(ns ? { namespace: ns } : {}), resourceVersion: String(rv) };

@@ -61,8 +61,13 @@ describe("ciliate agent identity flags", () => {
       clusterId: 3,
       leaseTtlSeconds: 30,
       gcIntervalMs: 900_000,
+      nodesGcIntervalMs: 300_000,
+      leaseDurationMs: 15_000,
       etcd: { endpoints: ["http://10.0.0.1:2379", "http://10.0.0.2:2379"] },
     });
     expect(parseIdentityFlags({}).mode).toBe("local");
+    expect(parseIdentityFlags({ nodesGcInterval: "30s", leaderElectionLeaseDuration: "5s" })).toMatchObject({ nodesGcIntervalMs: 30_000, leaseDurationMs: 5000 });
+    expect(() => parseIdentityFlags({ nodesGcInterval: "0s" })).toThrow(/--nodes-gc-interval: expected a duration of at least 1s \(e.g. 5m\), got "0s"/);
+    expect(() => parseIdentityFlags({ leaderElectionLeaseDuration: "15" })).toThrow(/--leader-election-lease-duration: expected a duration/);
   });
 });

@@ -26,6 +26,7 @@ import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/de
 import { WATCHED_KINDS } from "../../agent/k8s-source.ts";
 import { IDENTITY_PATH, IDENTITY_VERBS } from "../../agent/identity-crd.ts";
 import { ENDPOINTS_PATH, NODES_PATH, STATE_VERBS } from "../../agent/crd-state.ts";
+import { LEASE_PATH, LEASE_VERBS } from "../../agent/crd-gc.ts";
 import { CNI_SUPPORTED_VERSIONS } from "../../cli/commands/cni.ts";
 import { parseIdentityFlags } from "../../agent/identity-options.ts";
 import { freePort, hasEtcd } from "../helpers/etcd.ts";
@@ -160,6 +161,9 @@ describe("deploy/ Kubernetes manifests", () => {
       const r = groupResource(path);
       for (const verb of STATE_VERBS) needed.add(`${r.group}/${r.resource}:${verb}`);
     }
+    // The Lease electing the agent that collects gone nodes' objects (it lists nodes and pods, granted above).
+    const lease = groupResource(LEASE_PATH);
+    for (const verb of LEASE_VERBS) needed.add(`${lease.group}/${lease.resource}:${verb}`);
 
     expect([...needed].filter((n) => !granted.has(n)), "missing grants").toEqual([]);
     expect([...granted].filter((g) => !needed.has(g)), "grants nothing the agent does not use").toEqual([]);
