@@ -6,7 +6,8 @@
  * Configuration (`--clustermesh-config DIR`): one file per remote cluster, named after the cluster, holding
  * that cluster's etcd client configuration (the same format as --kvstore-opt etcd.config: `endpoints`,
  * optional TLS files). A file is a cluster's only if it contains "endpoints:" (Cilium's isEtcdConfigFile);
- * other files (a ConfigMap's ..data links, editor backups) are skipped. The directory is read at start.
+ * other files (a ConfigMap's ..data links, editor backups) are skipped. The directory is read at start
+ * (a bad file then stops the agent with one line) and watched afterwards (M5).
  *
  * Rules, numbered as they are cited below:
  *   M1 from each remote cluster the agent watches, with the kvstore layout of kvstore-state.ts: its nodes
@@ -21,8 +22,18 @@
  *      state is kept meanwhile.
  *   M4 a remote cluster's identities are looked up by label-set key after this cluster's own; a remote
  *      pod's label set carries its cluster's name, so only its own cluster has it.
+ *   M5 the directory is watched (cilium/cilium pkg/clustermesh/common/config.go configDirectoryWatcher): a
+ *      file added connects its cluster, a file whose content changed reconnects it, a file removed (or no
+ *      longer a configuration) disconnects it and withdraws its nodes, endpoints, identities and services.
+ *      The directory is watched, not the files, and rescanned on every event and every few seconds, so a
+ *      file written atomically by rename and a Kubernetes Secret/ConfigMap volume updated by swapping its
+ *      ..data symlink are both seen (the content is compared, by hash, through the links). A bad file is
+ *      refused with one log line naming it and what was expected; its cluster keeps its last good
+ *      configuration (or stays absent), and the other clusters are untouched. A reconnecting cluster's
+ *      last state is kept until the new connection has listed: a rotated certificate drops nothing.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, statSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { ExponentialBackoff } from "cockatiel";
@@ -37,6 +48,41 @@ export interface RemoteClusterConfig {
   name: string;
   path: string;
   etcd: NonNullable<IdentityConfig["etcd"]>;
+  /** sha256 of the file's content, read through its links (M5: a change reconnects). */
+  hash?: string;
+}
+
+/** The entries of `--clustermesh-config DIR`, sorted; an Error with one line when it cannot be read. */
+function configNames(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort();
+  } catch (e) {
+    throw new Error(`--clustermesh-config: cannot read ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/**
+ * One entry of the directory: undefined when it is not a cluster's configuration (no "endpoints:", not a
+ * file, unreadable), the configuration, or an Error with one line naming the file and what was expected.
+ */
+function readClusterConfigFile(dir: string, name: string, ownCluster: string): RemoteClusterConfig | Error | undefined {
+  const path = join(dir, name);
+  let text: string;
+  try {
+    if (!statSync(path).isFile()) return undefined;
+    text = readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+  if (!text.includes("endpoints:")) return undefined;
+  const problem = clusterNameProblem(name);
+  if (problem) return new Error(`--clustermesh-config: ${path}: the file name is the remote cluster's name: ${problem}`);
+  if (name === ownCluster) return new Error(`--clustermesh-config: ${path}: names this cluster (--cluster-name ${ownCluster}); list only the other clusters`);
+  try {
+    return { name, path, etcd: etcdConfigFile(path, "--clustermesh-config"), hash: createHash("sha256").update(text).digest("hex") };
+  } catch (e) {
+    return e as Error;
+  }
 }
 
 /**
@@ -44,27 +90,11 @@ export interface RemoteClusterConfig {
  * file name that is not a cluster name, a cluster named as this one, or a bad etcd configuration.
  */
 export function readClusterMeshConfig(dir: string, ownCluster: string): RemoteClusterConfig[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir).sort();
-  } catch (e) {
-    throw new Error(`--clustermesh-config: cannot read ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
   const out: RemoteClusterConfig[] = [];
-  for (const name of names) {
-    const path = join(dir, name);
-    let text: string;
-    try {
-      if (!statSync(path).isFile()) continue;
-      text = readFileSync(path, "utf8");
-    } catch {
-      continue;
-    }
-    if (!text.includes("endpoints:")) continue;
-    const problem = clusterNameProblem(name);
-    if (problem) throw new Error(`--clustermesh-config: ${path}: the file name is the remote cluster's name: ${problem}`);
-    if (name === ownCluster) throw new Error(`--clustermesh-config: ${path}: names this cluster (--cluster-name ${ownCluster}); list only the other clusters`);
-    out.push({ name, path, etcd: etcdConfigFile(path, "--clustermesh-config") });
+  for (const name of configNames(dir)) {
+    const c = readClusterConfigFile(dir, name, ownCluster);
+    if (c instanceof Error) throw c;
+    if (c) out.push(c);
   }
   return out;
 }
@@ -88,6 +118,8 @@ export class RemoteCluster {
   private closed = false;
   private retry?: NodeJS.Timeout;
   private refusedWhy?: string;
+  /** M5: the connection this one replaces, serving its last state until this one has listed. */
+  previous?: RemoteCluster;
 
   constructor(
     readonly cfg: RemoteClusterConfig,
@@ -129,6 +161,9 @@ export class RemoteCluster {
       Promise.all([this.nodes.start(), this.ips.start(), this.services.start(), this.identities.start()]).then(
         () => {
           this.connected = true;
+          const p = this.previous;
+          this.previous = undefined;
+          void p?.close();
           this.log(`clustermesh ${this.cfg.name}: connected to ${this.cfg.etcd.endpoints.join(", ")}`);
           this.changed();
         },
@@ -160,12 +195,14 @@ export class RemoteCluster {
 
   /** What this cluster publishes (nothing while refused, M2). */
   state(): MeshClusterState {
+    if (!this.connected && this.previous) return this.previous.state();
     if (this.refusedWhy) return { name: this.cfg.name, endpoints: [], nodes: [], services: [] };
     return { name: this.cfg.name, endpoints: [...this.ips.entries.values()], nodes: [...this.nodes.entries.values()], services: [...this.services.entries.values()] };
   }
 
   /** The lowest number of `key` in this cluster's identities (M4), unless refused. */
   lookup(key: string): number | undefined {
+    if (!this.connected && this.previous) return this.previous.lookup(key);
     if (this.refusedWhy) return undefined;
     let best: number | undefined;
     for (const e of this.identities.entries.values()) if (e.key === key && (best === undefined || e.id < best)) best = e.id;
@@ -173,12 +210,14 @@ export class RemoteCluster {
   }
 
   identityEntries(): Map<number, string> {
+    if (!this.connected && this.previous) return this.previous.identityEntries();
     return this.refusedWhy ? new Map() : new Map([...this.identities.entries.values()].map((e) => [e.id, e.key]));
   }
 
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retry);
+    await this.previous?.close();
     await Promise.all([this.nodes.stop(), this.ips.stop(), this.services.stop(), this.identities.stop()]);
     this.client.close();
   }
@@ -186,15 +225,107 @@ export class RemoteCluster {
 
 /** Every remote cluster of `--clustermesh-config`. */
 export class ClusterMesh {
-  readonly clusters: RemoteCluster[];
+  private readonly byName = new Map<string, RemoteCluster>();
   private readonly changes = new ChangeNotifier();
+  private watcher?: FSWatcher;
+  private rescanTimer?: NodeJS.Timeout;
+  private debounce?: NodeJS.Timeout;
+  /** M5: the refusal last logged per file name (logged again only when it changes). */
+  private readonly refusedFiles = new Map<string, string>();
+  private closed = false;
 
-  constructor(configs: RemoteClusterConfig[], own: { name: string; id: number }, log: (msg: string) => void, retryMs?: number) {
-    this.clusters = configs.map((c) => new RemoteCluster(c, own, () => this.changes.notify(), log, retryMs));
+  constructor(
+    configs: RemoteClusterConfig[],
+    private readonly own: { name: string; id: number },
+    private readonly log: (msg: string) => void,
+    private readonly retryMs?: number,
+  ) {
+    for (const c of configs) this.byName.set(c.name, this.remote(c));
+  }
+
+  private remote(c: RemoteClusterConfig): RemoteCluster {
+    return new RemoteCluster(c, this.own, () => this.changes.notify(), this.log, this.retryMs);
+  }
+
+  /** The remote clusters now (M5: the set changes with the directory). */
+  get clusters(): RemoteCluster[] {
+    return [...this.byName.values()];
   }
 
   start(): void {
     for (const c of this.clusters) c.start();
+  }
+
+  /**
+   * M5: watches `dir` and applies what changes in it; `rescanMs` is the safety-net rescan (an event missed
+   * by the watcher is caught by it).
+   */
+  watch(dir: string, rescanMs = 5000): void {
+    const schedule = () => {
+      clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => void this.rescan(dir), 100);
+    };
+    try {
+      this.watcher = watch(dir, schedule);
+      this.watcher.on("error", (e) => this.log(`clustermesh: watching ${dir}: ${e.message}; rescanning every ${rescanMs / 1000} s`));
+    } catch (e) {
+      this.log(`clustermesh: cannot watch ${dir}: ${(e as Error).message}; rescanning every ${rescanMs / 1000} s`);
+    }
+    this.rescanTimer = setInterval(() => void this.rescan(dir), rescanMs);
+  }
+
+  /** M5: one pass over the directory: clusters added, reconnected, removed; bad files refused. */
+  async rescan(dir: string): Promise<void> {
+    if (this.closed) return;
+    let names: string[];
+    try {
+      names = configNames(dir);
+    } catch (e) {
+      // A directory gone for a moment (a volume remounted) changes nothing; it is logged once.
+      const m = (e as Error).message;
+      if (this.refusedFiles.get("") !== m) this.log(`clustermesh: ${m}; keeping the remote clusters as they are`);
+      this.refusedFiles.set("", m);
+      return;
+    }
+    this.refusedFiles.delete("");
+    const present = new Set<string>();
+    const stopping: Promise<void>[] = [];
+    let changed = false;
+    for (const name of names) {
+      const c = readClusterConfigFile(dir, name, this.own.name);
+      if (c === undefined) continue;
+      present.add(name);
+      if (c instanceof Error) {
+        if (this.refusedFiles.get(name) !== c.message) this.log(`clustermesh: refused ${c.message.replace(/^--clustermesh-config: /, "")}${this.byName.has(name) ? `; cluster ${name} keeps its previous configuration` : ""}`);
+        this.refusedFiles.set(name, c.message);
+        continue;
+      }
+      this.refusedFiles.delete(name);
+      const cur = this.byName.get(name);
+      if (cur && cur.cfg.hash === c.hash) continue;
+      this.log(`clustermesh ${name}: ${cur ? "configuration changed, reconnecting" : "configuration added, connecting"} (${c.path})`);
+      const next = this.remote(c);
+      // The old connection serves its last state until the new one has listed (then it is closed).
+      if (cur) {
+        const served = cur.previous ?? (cur.ready() ? cur : undefined);
+        cur.previous = undefined;
+        if (served !== cur) stopping.push(cur.close());
+        next.previous = served;
+      }
+      this.byName.set(name, next);
+      next.start();
+      changed = true;
+    }
+    for (const [name, cur] of this.byName) {
+      if (present.has(name)) continue;
+      this.byName.delete(name);
+      this.refusedFiles.delete(name);
+      this.log(`clustermesh ${name}: configuration removed, disconnecting; its nodes, endpoints, identities and services are withdrawn`);
+      stopping.push(cur.close());
+      changed = true;
+    }
+    if (changed) this.changes.notify();
+    await Promise.all(stopping);
   }
 
   state(): MeshClusterState[] {
@@ -215,6 +346,10 @@ export class ClusterMesh {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    this.watcher?.close();
+    clearInterval(this.rescanTimer);
+    clearTimeout(this.debounce);
     this.changes.stop();
     await Promise.all(this.clusters.map((c) => c.close()));
   }

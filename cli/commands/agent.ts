@@ -316,6 +316,8 @@ async function startClusterMesh(configs: import("../../agent/clustermesh.ts").Re
   if (!configs.length) log(`clustermesh: no remote cluster configuration in ${f.clustermeshConfig} (a file named after the cluster, with endpoints:)`);
   const mesh = new ClusterMesh(configs, { name: own, id: clusterId }, log);
   mesh.start();
+  // Files added, changed or removed afterwards connect, reconnect or disconnect their cluster (M5).
+  mesh.watch(f.clustermeshConfig!);
   return mesh;
 }
 

@@ -9,7 +9,7 @@
  * to the other cluster when its own backends go; a remote cluster with this cluster's id is refused.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { computeDesired, type DesiredState, type LocalEndpoint, type Numbering } from "../../agent/desired.ts";
@@ -178,6 +178,77 @@ describe.skipIf(skipEtcd)("Cluster Mesh through two etcds", () => {
     east.yaml += pod("web", "web", "node-1");
     await reconcileUntil([east, west], () => backendsOf(west.last!, "shop/web").length === 2);
   }, 40000);
+
+  it("the configuration directory is watched: a file added by rename or by a Secret's ..data swap connects, a bad one is refused in one line, a change reconnects, a removal withdraws", async () => {
+    const northEtcd = await EtcdServer.start();
+    const dir = meshDir({});
+    const north = new MeshNode(northEtcd.endpoint, dir, { name: "node-1", cluster: "north", clusterId: 3, ip: "192.168.59.11", podCIDR: "10.3.1.0/24" });
+    // The global service is declared in every cluster; north has no backend of its own.
+    north.yaml = ns + svc;
+    const config = (ep: string, extra = "") => `endpoints:\n- ${ep}\n${extra}`;
+    // A Kubernetes Secret volume: <name> -> ..data/<name>, ..data -> ..<timestamp>/, swapped by a rename of ..data_tmp.
+    let version = 0;
+    const secretSwap = (files: Record<string, string>) => {
+      const d = `..v${++version}`;
+      mkdirSync(join(dir, d));
+      for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, d, f), text);
+      symlinkSync(d, join(dir, "..data_tmp"));
+      renameSync(join(dir, "..data_tmp"), join(dir, "..data"));
+      for (const f of Object.keys(files)) if (!existsSync(join(dir, f))) symlinkSync(join("..data", f), join(dir, f));
+      if (version > 1) rmSync(join(dir, `..v${version - 1}`), { recursive: true });
+    };
+    const westIds = () => north.mesh.clusters.filter((c) => c.cfg.name === "west").flatMap((c) => [...c.identityEntries().keys()]);
+    const westClient = west.last!.podIdentity.get("shop/client")!;
+    try {
+      await north.start();
+      // Safety-net rescan out of the way (60 s): what follows is seen through the directory watch.
+      north.mesh.watch(dir, 60_000);
+      expect(north.mesh.clusters).toEqual([]);
+      // Added, written atomically by rename.
+      writeFileSync(join(dir, ".west.tmp"), config(westEtcd.endpoint));
+      renameSync(join(dir, ".west.tmp"), join(dir, "west"));
+      const added = await reconcileUntil([north, west], () => ipcache(north.last!, "10.2.1.5")?.secIdentity === westClient, 20_000);
+      console.log(`[clustermesh] west's configuration file added by rename: its pod in north's ipcache after ${added.toFixed(0)} ms`);
+      expect(north.logs.some((l) => l.includes(`clustermesh west: configuration added, connecting (${join(dir, "west")})`))).toBe(true);
+      // Added through a Secret volume's symlinks.
+      secretSwap({ east: config(eastEtcd.endpoint) });
+      await reconcileUntil([north, east], () => ipcache(north.last!, "10.1.1.5")?.secIdentity === east.last!.podIdentity.get("shop/client"), 20_000);
+      expect(north.mesh.clusters.map((c) => c.cfg.name).sort()).toEqual(["east", "west"]);
+      // A bad update of east (endpoints not a list): refused in one line naming the file; east keeps its previous configuration, west untouched.
+      const before = north.logs.length;
+      secretSwap({ east: "endpoints: 12\n" });
+      await reconcileUntil([north], () => north.logs.slice(before).some((l) => l.includes("refused")), 20_000);
+      const refusal = north.logs.slice(before).filter((l) => l.includes("refused"));
+      expect(refusal).toEqual([`clustermesh: refused ${join(dir, "east")}: field "endpoints": expected a list of URLs, e.g. [http://127.0.0.1:2379]; cluster east keeps its previous configuration`]);
+      expect(north.logs.slice(before).some((l) => /disconnecting|reconnecting/.test(l))).toBe(false);
+      expect(ipcache(north.reconcile(), "10.1.1.5")).toBeDefined();
+      expect(ipcache(north.last!, "10.2.1.5")?.secIdentity).toBe(westClient);
+      // Fixed and changed (a comment): reconnected, east's last state served meanwhile (never out of the ipcache).
+      secretSwap({ east: config(eastEtcd.endpoint, "# rotated\n") });
+      let lost = false;
+      await reconcileUntil([north], () => {
+        lost ||= ipcache(north.last!, "10.1.1.5") === undefined;
+        return north.logs.some((l) => l.includes("clustermesh east: configuration changed, reconnecting")) && north.mesh.clusters.find((c) => c.cfg.name === "east")!.ready();
+      }, 20_000);
+      expect(lost).toBe(false);
+      expect(ipcache(north.reconcile(), "10.1.1.5")).toBeDefined();
+      // Removed: west's nodes, endpoints, identities and services leave north's view.
+      expect(westIds()).toContain(westClient);
+      expect(backendsOf(north.reconcile(), "shop/web")).toEqual(["10.1.1.6:8080", "10.2.1.6:8080"]);
+      rmSync(join(dir, "west"));
+      const removed = await reconcileUntil([north], () => ipcache(north.last!, "10.2.1.5") === undefined, 20_000);
+      console.log(`[clustermesh] west's configuration file removed: its pod gone from north's ipcache after ${removed.toFixed(0)} ms`);
+      expect(north.mesh.clusters.map((c) => c.cfg.name)).toEqual(["east"]);
+      expect(westIds()).toEqual([]);
+      expect(north.mesh.lookup(west.alloc.entries().get(westClient)!)).toBeUndefined();
+      expect(north.last!.cluster.nodes.map((n) => n.name)).not.toContain("west/node-1");
+      expect(north.last!.cluster.pods.map((p) => p.key).sort()).toEqual(["east/shop/client", "east/shop/web"]);
+      expect(backendsOf(north.last!, "shop/web")).toEqual(["10.1.1.6:8080"]);
+    } finally {
+      await north.close();
+      await northEtcd.destroy();
+    }
+  }, 120000);
 
   it("a remote cluster with this cluster's id is refused, with one clear log line", async () => {
     const clash = new MeshNode(eastEtcd.endpoint, meshDir({ west: westEtcd.endpoint }), { name: "node-9", cluster: "north", clusterId: 2, ip: "192.168.58.11", podCIDR: "10.3.1.0/24" });
