@@ -215,6 +215,18 @@ export class AbiDatapath implements Datapath {
     }
   }
 
+  /** Deletes the entries of already encoded keys (each `spec`'s key size), as delete() would one by one;
+   * a key that is absent is skipped, as delete() returns false for it. */
+  deleteEncoded(spec: MapSpec, keys: Uint8Array[]): void {
+    const s = this.scratch();
+    let mem = this.bytes();
+    for (const k of keys) {
+      if (mem.buffer !== this.memory()) mem = this.bytes();
+      mem.set(k, s + KEY_OFF);
+      this.abi.abiMapDelete(spec.id, s + KEY_OFF);
+    }
+  }
+
   /** Writes TRACE_VERDICT_ARMED into the Trace record's verdict (offset 0), in place. */
   private armTrace(): void {
     const s = this.scratch();

@@ -2,7 +2,8 @@
 // sequence of changes — policies added, changed and deleted, pods added and removed, pod labels and ports
 // changed — one long-lived compiler's result equals a fresh full compilation of the same state, entry for
 // entry (cookies, proxy ports, provenance, errors and warnings included), and every endpoint whose policy
-// differs from the previous state's is among the endpoints it reports as changed.
+// differs from the previous state's is among the endpoints it reports as changed. And the policy computed
+// once per identity and shared by its endpoints equals every endpoint's policy computed on its own.
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { buildRules, clusterFromManifests, compilePolicy, parseManifests, PolicyCompiler, type CompiledPolicy } from "./index.ts";
@@ -138,5 +139,21 @@ describe("incremental compile", () => {
     expect([...second.recomputedIdentities]).toEqual([a]);
     expect([...second.changedEndpoints].sort()).toEqual(["n0/p0", "n0/p3"]);
     expect(second.policy.endpoints.get("n0/p0")!.entries.some((e) => e.key.port === 443)).toBe(true);
+  });
+
+  it("computes an identity's policy once for its endpoints with the same result as each endpoint on its own", () => {
+    // Pods of one identity differ in the number of their "web" port (ingress named ports resolve per pod,
+    // egress ones per peer identity) and get proxy ports of their own for HTTP rules.
+    fc.assert(
+      fc.property(fc.array(podArb, { minLength: 1, maxLength: 8 }), fc.array(policyArb, { minLength: 1, maxLength: 4 }), (podList, policyList) => {
+        const load = parseManifests(manifests(new Map(podList.map((p, i) => [i, p])), new Map(policyList.map((p, i) => [i, p]))), "shared.yaml");
+        expect(load.errors.map(String)).toEqual([]);
+        const cluster = clusterFromManifests(load.objects);
+        const rules = buildRules(load.objects).rules;
+        const shared = compilePolicy(cluster, rules);
+        expect(view(shared)).toEqual(view(compilePolicy(cluster, rules, { perEndpoint: true })));
+      }),
+      { numRuns: 150 },
+    );
   });
 });

@@ -60,6 +60,12 @@ export interface CompileOptions {
   labelFilter?: string[];
   /** The FQDN cache's state (names → learned addresses) that toFQDNs selectors select from. */
   fqdn?: FqdnState;
+  /**
+   * Computes every endpoint's policy on its own instead of once per identity (and per pod ports where
+   * ingress named ports need them): the reference the shared computation is checked against
+   * (compile-incremental.test.ts). Same result, slower.
+   */
+  perEndpoint?: boolean;
 }
 
 export interface CompiledPolicy {
@@ -514,7 +520,7 @@ export class PolicyCompiler {
       let byPod = needsPodOf.get(identity);
       if (byPod === undefined) needsPodOf.set(identity, (byPod = selecting.some((ir) => ir.rules.some((r) => r.direction === "ingress" && r.ports?.some((p) => typeof p.port === "string")))));
       const podPorts = byPod ? JSON.stringify(pod.containerPorts) : "";
-      const tkey = `${identity}|${isInit ? 1 : 0}|${podPorts}`;
+      const tkey = opts.perEndpoint ? `${identity}|${name}` : `${identity}|${isInit ? 1 : 0}|${podPorts}`;
       let tmpl = used.get(tkey);
       if (!tmpl) {
         const labels = t.byId.get(identity)!.labels;

@@ -19,9 +19,15 @@ export interface Selection {
   version: number;
 }
 
-/** Canonical text of a selector: the cache key (requirement order kept, as matching does not depend on it). */
+const keys = new WeakMap<Selector, string>();
+
+/** Canonical text of a selector: the cache key (requirement order kept, as matching does not depend on it).
+ * Kept per selector object: translated rules are not changed once built, and the incremental compiler
+ * asks for the key of every peer and subject at every compile. */
 export function selectorKey(sel: Selector): string {
-  return JSON.stringify(sel.requirements);
+  let k = keys.get(sel);
+  if (k === undefined) keys.set(sel, (k = JSON.stringify(sel.requirements)));
+  return k;
 }
 
 function labelSetKey(labels: Label[]): string {

@@ -3,13 +3,17 @@
  * address, judged by the datapath without events, its frame built once per source and re-addressed;
  * whatif's delta rewrites the policy entries of the endpoints a change touches.
  */
-import { MAP_SPECS, type TraceRecord } from "../host/codecs.gen.ts";
+import { AbiDatapath } from "../host/abi-datapath.ts";
+import { MAP_SPECS, type MapSpec, type TraceRecord } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
 import { clearMap, type RunResult } from "../host/datapath.ts";
-import { encodeEntries, type CompiledPolicy } from "../policy/index.ts";
+import { encodeEntries, type CompiledPolicy, type MapStateEntry } from "../policy/index.ts";
 import type { FlowProtocol, SimPod } from "../node/cluster.ts";
 import { buildFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
 import { FlowPlayer } from "./flow-player.ts";
+
+const NO_ENTRIES: MapStateEntry[] = [];
+const POLICY_SPEC = MAP_SPECS.Policy as MapSpec;
 
 export class Probes extends FlowPlayer {
   /* ------------------------------------------------------------------------------------------------ */
@@ -58,11 +62,35 @@ export class Probes extends FlowPlayer {
       const rt = pod && this.nodes.get(pod.node);
       const epId = rt?.epIds.get(key);
       if (!rt || epId === undefined) continue;
+      const from = this.policy.endpoints.get(key)?.entries ?? NO_ENTRIES;
+      const to = policy.endpoints.get(key)?.entries ?? NO_ENTRIES;
+      if (rt.dp instanceof AbiDatapath) {
+        // WASM/JS: the bytes of each (entry list, endpoint) encoded once and kept with the list; whatif
+        // writes the same lists back and forth several times per comparison.
+        rt.dp.deleteEncoded(POLICY_SPEC, this.encodedPolicy(epId, from).keys);
+        const e = this.encodedPolicy(epId, to);
+        rt.dp.updateEncoded(POLICY_SPEC, e.keys, e.values);
+        continue;
+      }
       const pm = rt.dp.map(MAP_SPECS.Policy);
-      for (const e of encodeEntries(epId, this.policy.endpoints.get(key)?.entries ?? [])) pm.delete(e.key);
-      for (const e of encodeEntries(epId, policy.endpoints.get(key)?.entries ?? [])) pm.update(e.key, e.value);
+      for (const e of encodeEntries(epId, from)) pm.delete(e.key);
+      for (const e of encodeEntries(epId, to)) pm.update(e.key, e.value);
     }
     this.policy = policy;
+  }
+
+  /** Encoded policy-map entries of an entry list (compiled entry lists are not changed once handed out). */
+  private readonly encodedLists = new WeakMap<MapStateEntry[], Map<number, { keys: Uint8Array[]; values: Uint8Array[] }>>();
+
+  private encodedPolicy(epId: number, entries: MapStateEntry[]): { keys: Uint8Array[]; values: Uint8Array[] } {
+    let byEp = this.encodedLists.get(entries);
+    if (!byEp) this.encodedLists.set(entries, (byEp = new Map()));
+    let e = byEp.get(epId);
+    if (!e) {
+      const list = encodeEntries(epId, entries);
+      byEp.set(epId, (e = { keys: list.map((x) => POLICY_SPEC.key.encode(x.key)), values: list.map((x) => POLICY_SPEC.value.encode(x.value)) }));
+    }
+    return e;
   }
 
   /** Empties every node's conntrack, so the next probes are new connections as in a fresh simulation. */
