@@ -123,13 +123,20 @@ export class SimulationState {
     for (const n of this.nodes.values()) n.dp.close();
   }
 
-  /** Addresses of reserved entities (health, kube-apiserver …) so the ipcache answers with their identity. */
+  /**
+   * Addresses of reserved entities (health, kube-apiserver …) so the ipcache answers with their identity. An
+   * entity's modelled address that a pod holds (a status.podIP an agent's IPAM gave it: they start at .2)
+   * stays the pod's: the pod is real, the entity address only the simulator's.
+   */
   protected extraIpcache(n: SimNode, dp: Datapath): void {
     const m = dp.map(MAP_SPECS.Ipcache);
     const key = (ip: string) => ipcacheKey(ip);
     m.update(key(KUBE_APISERVER_IP), { secIdentity: C.ID_KUBE_APISERVER });
     for (const other of this.cluster.nodes) {
-      for (const [off, id] of ENTITY_OFFSETS) m.update(key(entityIp(other, off)), { secIdentity: id });
+      for (const [off, id] of ENTITY_OFFSETS) {
+        const ip = entityIp(other, off);
+        if (!this.places.podByIp.has(ip)) m.update(key(ip), { secIdentity: id });
+      }
     }
   }
 
@@ -140,7 +147,7 @@ export class SimulationState {
   protected initEndpoint(n: SimNode, dp: Datapath): void {
     const ep = this.policy.endpoints.get(INIT_ENDPOINT);
     const ip = entityIp(n, ENTITY_OFFSETS.find(([, id]) => id === C.ID_INIT)![0]);
-    if (!ep || ip.includes(":")) return;
+    if (!ep || ip.includes(":") || this.places.podByIp.has(ip)) return;
     this.initByIp.set(ip, n.name);
     dp.map(MAP_SPECS.Endpoints).update({ addr: addrBytes16(ip), family: C.FAMILY_IPV4 }, { epId: INIT_EP_ID, secIdentity: C.ID_INIT, ifindex: 100 + INIT_EP_ID });
     const pm = dp.map(MAP_SPECS.Policy);

@@ -51,14 +51,7 @@ for (const routingMode of ["native", "tunnel"] as const) {
     agentArgs: MASQ,
     beforeAgents: async (cl) => {
       // The outside: a host on the underlay that knows nothing of the pods (no route to 10.244.0.0/16).
-      outside = `${cl.prefix}-${cl.tag}-out`;
-      sh("ip", ["netns", "add", outside]);
-      sh("ip", ["-n", outside, "link", "set", "lo", "up"]);
-      sh("ip", ["link", "add", "eth0", "netns", outside, "type", "veth", "peer", "name", "pout", "netns", cl.underlay]);
-      sh("ip", ["-n", cl.underlay, "link", "set", "pout", "master", "br0"]);
-      sh("ip", ["-n", cl.underlay, "link", "set", "pout", "up"]);
-      sh("ip", ["-n", outside, "addr", "add", `${OUTSIDE_IP}/24`, "dev", "eth0"]);
-      sh("ip", ["-n", outside, "link", "set", "eth0", "up"]);
+      outside = cl.addOutside("out", OUTSIDE_IP);
     },
   });
   const ip = (pod: string) => c.pod(pod).ip;
@@ -100,14 +93,14 @@ for (const routingMode of ["native", "tunnel"] as const) {
       peerServe(outside);
       peerServe(ns("server"));
       await c.converged();
-      await new Promise((r) => setTimeout(r, 300)); // servers listening
+      // Both servers listening (a fixed wait lost this race under load: ECONNREFUSED from the outside).
+      for (const n of [outside, ns("server")]) await eventually(() => tool(n, "tcp", "127.0.0.1", PORT).ok === true, 30_000);
     }, 240_000);
 
     afterAll(async () => {
       if (process.env.CILIATE_E2E_LOG) console.log(c.logs());
       for (const s of servers) s.kill("SIGKILL");
       await c.cleanup();
-      if (outside && process.env.CILIATE_E2E_KEEP !== "1") sh("ip", ["netns", "del", outside], true);
     }, 60_000);
 
     it("attaches to_network at the device's egress and says so", () => {

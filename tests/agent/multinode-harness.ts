@@ -146,6 +146,22 @@ export class MultiNodeCluster {
     sh("ip", ["-n", name, "link", "set", "lo", "up"]);
   }
 
+  /**
+   * A host outside the cluster on the underlay bridge: namespace `<prefix>-<tag>-<name>` with `eth0` at `ip`/24,
+   * no route to the pod CIDRs; removed by cleanup(). Returns the namespace.
+   */
+  addOutside(name: string, ip: string): string {
+    const ns = `${this.prefix}-${this.tag}-${name}`;
+    const port = `p${name}`.slice(0, 15);
+    this.addNs(ns);
+    sh("ip", ["link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", this.underlay]);
+    sh("ip", ["-n", this.underlay, "link", "set", port, "master", "br0"]);
+    sh("ip", ["-n", this.underlay, "link", "set", port, "up"]);
+    sh("ip", ["-n", ns, "addr", "add", `${ip}/24`, "dev", "eth0"]);
+    sh("ip", ["-n", ns, "link", "set", "eth0", "up"]);
+    return ns;
+  }
+
   /** Namespaces, underlay, Node manifests, and an agent on every node. Cleans up and rethrows on failure. */
   async setup(): Promise<void> {
     try {

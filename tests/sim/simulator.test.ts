@@ -99,6 +99,22 @@ describe("Simulation", () => {
     s.close();
   });
 
+  it("a pod whose status.podIP is a reserved entity's modelled address (.2, health) keeps its own identity there", async () => {
+    // An agent's IPAM hands out .2 first, and `ciliate check` on its manifests must judge that pod as the pod.
+    const text = MANIFESTS.replace("spec: { nodeName: n1, containers: [{ name: c }] }", "spec: { nodeName: n1, containers: [{ name: c }] }\nstatus: { podIP: 10.244.0.2 }");
+    const c = buildCluster(parseManifestText(text, "t.yaml"));
+    expect(c.pods.find((p) => p.key === "default/a")!.ip).toBe("10.244.0.2");
+    // Without the overlay the receiving node looks the source's identity up in its ipcache by address.
+    const s = await Simulation.create(c, compileClusterPolicy(c), { tunnel: "disabled" });
+    const r = s.runFlow(flow({}));
+    expect(r.verdict).toBe("allowed");
+    expect(r.steps[1]!.srcIdentityIn).toBe(0);
+    expect(r.steps[1]!.trace.srcIdentity).toBe(s.identityOfPod(s.podByKey("default/a")!));
+    // The other node's .2 is still health's.
+    expect(s.runFlow(flow({ from: { entity: "health" } })).verdict).toBe("allowed");
+    s.close();
+  });
+
   it("is deterministic and the js engine agrees with wasm", async () => {
     const [a, b, j] = [await sim(), await sim(), await sim("js")];
     const strip = (r: ReturnType<Simulation["runFlow"]>) => r.events.map((e) => JSON.stringify(e));
