@@ -19,7 +19,7 @@ import { attachTc, attachXdp, BpfObject, netnsPath, tcQuery, TcAttachment, type 
 import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY, POD_GATEWAY6 } from "../datapath/endpoint-link.ts";
 import { DEFAULT_FQDN_MIN_TTL, FqdnCache, type CompiledPolicy, type ManifestObject } from "../policy/index.ts";
 import type { BuildOptions } from "../node/cluster.ts";
-import { computeDesired, MANAGED_MAPS, type DesiredState, type Numbering, type LocalEndpoint, type ManagedMap, type MapContents } from "./desired.ts";
+import { computeDesired, MANAGED_MAPS, type DesiredState, type Numbering, type LocalEndpoint, type ManagedMap, type MapContents, type NodeInfo } from "./desired.ts";
 import { StableIdentities, StableNumbers, type IdentityState } from "./identities.ts";
 import { ClusterIdentities, type IdentityAllocator } from "./identity-allocator.ts";
 import { Ipam } from "./ipam.ts";
@@ -48,6 +48,9 @@ export interface AgentOptions {
    * IPv4 only (the pod's interface has IPv6 off).
    */
   podCIDRv6?: string;
+  /** Dual stack: this node's IPv6 address (Cilium's ipv6-node), the next hop of the other nodes' routes to
+   * its IPv6 pod CIDR in native routing; published with the node in kvstore and crd modes. */
+  nodeIp6?: string;
   /** bpffs directory for the pinned maps. */
   pinRoot: string;
   /** Agent state (endpoints, identities, IPAM). */
@@ -222,7 +225,7 @@ export class Agent {
     enableIpForwarding(opts.podCIDRv6 !== undefined);
     // Tunnel mode needs a device this kernel can make: checked before anything is loaded or attached, so a
     // node that cannot run the overlay refuses to start instead of forwarding unencapsulated.
-    const overlayPlan = opts.routingMode === "tunnel" ? planOverlay(opts.tunnelProtocol ?? "vxlan", opts.nodeIp, opts.devices ?? []) : undefined;
+    const overlayPlan = opts.routingMode === "tunnel" ? planOverlay(opts.tunnelProtocol ?? "vxlan", opts.nodeIp, opts.devices ?? [], opts.podCIDRv6 !== undefined) : undefined;
     // Packets the programs hand to the L7 proxy are routed to the local stack (datapath/transparent-proxy.ts).
     installProxyRouting();
     this.obj = loadObject(opts.objectPath, opts.pinRoot, opts.xdpAcceleration === true);
@@ -333,7 +336,7 @@ export class Agent {
     let desired: DesiredState;
     try {
       objects = this.opts.source();
-      desired = computeDesired(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR, podCIDRv6: this.opts.podCIDRv6 }, this.localEndpoints(), this.numbering, this.desiredOptions());
+      desired = computeDesired(objects, this.nodeInfo(), this.localEndpoints(), this.numbering, this.desiredOptions());
       this.lastGoodObjects = objects;
     } catch (e) {
       // Keep the running state; with new endpoints, fall back to the last good manifests.
@@ -346,7 +349,7 @@ export class Agent {
       }
       this.log("error", `reconcile (${reason}): invalid desired state, keeping the last good one: ${msg}`);
       try {
-        desired = computeDesired(this.lastGoodObjects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR, podCIDRv6: this.opts.podCIDRv6 }, this.localEndpoints(), this.numbering, this.desiredOptions());
+        desired = computeDesired(this.lastGoodObjects, this.nodeInfo(), this.localEndpoints(), this.numbering, this.desiredOptions());
       } catch (e2) {
         const r = { ok: false, reason, error: (e2 as Error).message, durationMs: performance.now() - t0 };
         this.events.onReconcile?.(r);
@@ -419,6 +422,10 @@ export class Agent {
    * Native routing: the routes to the other nodes' pod CIDRs follow the Node objects. Runs after the maps
    * are written, so a remote pod's ipcache entry (its identity) is in place before its traffic is routed.
    */
+  private nodeInfo(): NodeInfo {
+    return { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR, podCIDRv6: this.opts.podCIDRv6, ...(this.opts.nodeIp6 ? { ip6: this.opts.nodeIp6 } : {}) };
+  }
+
   private syncRoutes(objects: ManifestObject[]): void {
     const collisions = this.numbering.identities.collisions ?? [];
     for (const c of collisions.slice(this.collisionsLogged)) {
@@ -426,7 +433,7 @@ export class Agent {
     }
     this.collisionsLogged = collisions.length;
     // Without native routing the agent wants none of its routes (a restart out of native mode removes them).
-    const want = this.opts.routingMode === "native" ? remoteNodeRoutes(objects, { name: this.opts.nodeName, ip: this.opts.nodeIp, podCIDR: this.opts.podCIDR, podCIDRv6: this.opts.podCIDRv6 }) : { routes: [], problems: [] };
+    const want = this.opts.routingMode === "native" ? remoteNodeRoutes(objects, this.nodeInfo()) : { routes: [], problems: [] };
     const problems = want.problems.join("\n");
     if (problems !== this.routeProblems) for (const p of want.problems) this.log("warn", p);
     this.routeProblems = problems;

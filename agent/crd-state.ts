@@ -10,9 +10,11 @@
  * Objects, with the fields written and read (Cilium's JSON names):
  *   CiliumEndpoint <pod namespace>/<pod name>   status.identity.id, status.identity.labels (the identity's
  *                                               labels, "k8s:app=x", …), status.networking.addressing[]
- *                                               .ipv4, status.networking.node (the node's IP: the tunnel
- *                                               endpoint), status.state "ready"
- *   CiliumNode <node name> (cluster-scoped)     spec.addresses[] {type: InternalIP, ip}, spec.ipam.podCIDRs[]
+ *                                               .ipv4 and, dual stack, .ipv6 (one AddressPair), status.
+ *                                               networking.node (the node's IP: the tunnel endpoint),
+ *                                               status.state "ready"
+ *   CiliumNode <node name> (cluster-scoped)     spec.addresses[] {type: InternalIP, ip} (one per family),
+ *                                               spec.ipam.podCIDRs[] (the IPv4 pod CIDR, then the IPv6 one)
  * The receiver takes a pod's labels, namespace labels and service account from its identity labels
  * (k8s:io.cilium.k8s.namespace.labels.<k>, k8s:io.cilium.k8s.policy.serviceaccount), and the endpoint's
  * node name from the CiliumNode whose InternalIP is status.networking.node.
@@ -90,7 +92,7 @@ export function ciliumEndpointOf(e: SharedEndpoint, clusterName: string, podUid?
     },
     status: {
       identity: { id: e.identity, labels: endpointIdentityLabels(e, clusterName) },
-      networking: { addressing: [{ ipv4: e.ip }], node: e.hostIp },
+      networking: { addressing: [e.ip6 ? { ipv4: e.ip, ipv6: e.ip6 } : { ipv4: e.ip }], node: e.hostIp },
       state: "ready",
     },
   };
@@ -102,7 +104,10 @@ export function ciliumNodeOf(n: SharedNode): CiliumNode {
     apiVersion: "cilium.io/v2",
     kind: "CiliumNode",
     metadata: { name: n.name },
-    spec: { addresses: [{ type: "InternalIP", ip: n.ip }], ipam: { podCIDRs: [n.podCIDR] } },
+    spec: {
+      addresses: [{ type: "InternalIP", ip: n.ip }, ...(n.ip6 ? [{ type: "InternalIP", ip: n.ip6 }] : [])],
+      ipam: { podCIDRs: [n.podCIDR, ...(n.podCIDRv6 ? [n.podCIDRv6] : [])] },
+    },
   };
 }
 
@@ -110,11 +115,15 @@ export function ciliumNodeOf(n: SharedNode): CiliumNode {
 export function parseCiliumNode(o: CiliumNode, cluster: { name: string; id: number }): SharedNode | string {
   const name = o.metadata?.name;
   if (!name) return "metadata.name missing";
-  const ip = o.spec?.addresses?.find((a) => a.type === "InternalIP" && typeof a.ip === "string" && parseIp(a.ip) !== undefined)?.ip;
+  const internal = (family: 4 | 6) => o.spec?.addresses?.find((a) => a.type === "InternalIP" && typeof a.ip === "string" && parseIp(a.ip)?.family === family)?.ip;
+  const ip = internal(4) ?? o.spec?.addresses?.find((a) => a.type === "InternalIP" && typeof a.ip === "string" && parseIp(a.ip) !== undefined)?.ip;
   if (!ip) return "spec.addresses has no InternalIP";
-  const cidr = (o.spec?.ipam?.podCIDRs ?? []).map((c) => (typeof c === "string" ? parseCidr(c) : undefined)).find((c) => c !== undefined && !c.text.includes(":"));
+  const cidrs = (o.spec?.ipam?.podCIDRs ?? []).map((c) => (typeof c === "string" ? parseCidr(c) : undefined));
+  const cidr = cidrs.find((c) => c?.family === 4);
   if (!cidr) return "spec.ipam.podCIDRs has no IPv4 prefix";
-  return { name, cluster: cluster.name, clusterId: cluster.id, ip, podCIDR: cidr.text };
+  const ip6 = internal(6);
+  const cidr6 = cidrs.find((c) => c?.family === 6);
+  return { name, cluster: cluster.name, clusterId: cluster.id, ip, podCIDR: cidr.text, ...(ip6 && ip6 !== ip ? { ip6 } : {}), ...(cidr6 ? { podCIDRv6: cidr6.text } : {}) };
 }
 
 /**
@@ -126,8 +135,11 @@ export function parseCiliumEndpoint(o: CiliumEndpoint, nodeOf: (ip: string) => s
   if (!name || !namespace) return "metadata.name/namespace missing";
   const id = o.status?.identity?.id;
   if (typeof id !== "number" || !Number.isInteger(id) || id <= 0) return `status.identity.id ${JSON.stringify(id)} is not an identity`;
-  const ip = o.status?.networking?.addressing?.find((a) => typeof a.ipv4 === "string")?.ipv4;
-  if (!ip || !parseIp(ip)) return `status.networking.addressing has no IPv4 address`;
+  const pair = o.status?.networking?.addressing?.find((a) => typeof a.ipv4 === "string");
+  const ip = pair?.ipv4;
+  if (!ip || parseIp(ip)?.family !== 4) return `status.networking.addressing has no IPv4 address`;
+  // Dual stack: the same AddressPair's ipv6 (an invalid one is left out, the IPv4 address still counts).
+  const ip6 = typeof pair?.ipv6 === "string" && parseIp(pair.ipv6)?.family === 6 ? pair.ipv6 : undefined;
   const hostIp = o.status?.networking?.node;
   if (typeof hostIp !== "string" || !parseIp(hostIp)) return `status.networking.node ${JSON.stringify(hostIp)} is not an address`;
   const labels: Record<string, string> = {};
@@ -145,7 +157,7 @@ export function parseCiliumEndpoint(o: CiliumEndpoint, nodeOf: (ip: string) => s
   }
   const node = nodeOf(hostIp);
   if (node === undefined) return undefined;
-  return { ip, hostIp, identity: id, node, namespace, pod: name, labels, namespaceLabels, ...(serviceAccount && serviceAccount !== "default" ? { serviceAccount } : {}) };
+  return { ip, ...(ip6 ? { ip6 } : {}), hostIp, identity: id, node, namespace, pod: name, labels, namespaceLabels, ...(serviceAccount && serviceAccount !== "default" ? { serviceAccount } : {}) };
 }
 
 const objectKey = (o: KubernetesObject) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;

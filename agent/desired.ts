@@ -73,6 +73,8 @@ export interface NodeInfo {
   podCIDR: string;
   /** The node's IPv6 pod CIDR (dual stack). */
   podCIDRv6?: string;
+  /** The node's IPv6 address (Cilium's ipv6-node): its IPv6 InternalIP, the next hop of other nodes' IPv6 routes. */
+  ip6?: string;
 }
 
 export interface DesiredState {

@@ -8,9 +8,12 @@
  * Keys and values (Cilium's layout and JSON field names):
  *   cilium/state/ip/v1/default/<ip>           identity.IPIdentityPair — IP, HostIP (the tunnel endpoint),
  *                                             ID, Key, Metadata, K8sNamespace, K8sPodName; the address space
- *                                             is "default" (pkg/ipcache/kvstore.go AddressSpace)
- *   cilium/state/nodes/v1/<cluster>/<node>    types.Node — Name, Cluster, IPAddresses, IPv4AllocCIDR,
- *                                             ClusterID (key: pkg/node/types Node.GetKeyName, cluster/name)
+ *                                             is "default" (pkg/ipcache/kvstore.go AddressSpace); a
+ *                                             dual-stack endpoint has one key per address (IPv4 and IPv6)
+ *   cilium/state/nodes/v1/<cluster>/<node>    types.Node — Name, Cluster, IPAddresses (its InternalIP of
+ *                                             each family), IPv4AllocCIDR, IPv6AllocCIDR (dual stack),
+ *                                             ClusterID (key: pkg/node/types Node.GetKeyName, cluster/name;
+ *                                             fields: cilium/cilium pkg/node/types/node.go)
  *   cilium/state/services/v1/<cluster>/<ns>/<name>
  *                                             ClusterService (cilium/cilium pkg/clustermesh/store/store.go):
  *                                             cluster, namespace, name, frontends and backends (IP → port
@@ -137,7 +140,10 @@ export function parseService(key: string, value: string): ClusterService | strin
 
 /** One endpoint as published: its address, security identity and node. */
 export interface SharedEndpoint {
+  /** Its IPv4 address (an IPv6-only endpoint: its IPv6 address). */
   ip: string;
+  /** Dual stack: its IPv6 address (in the kvstore, a key of its own with the same identity). */
+  ip6?: string;
   /** The address of the endpoint's node: its tunnel endpoint. */
   hostIp: string;
   /** The numeric security identity (cluster-wide, from the identity allocator). */
@@ -158,6 +164,10 @@ export interface SharedNode {
   /** InternalIP: what native routes go via and the tunnel endpoint of its pods. */
   ip: string;
   podCIDR: string;
+  /** Dual stack: its IPv6 InternalIP, what other nodes' routes to its IPv6 pod CIDR go via. */
+  ip6?: string;
+  /** Dual stack: its IPv6 pod CIDR (types.Node IPv6AllocCIDR). */
+  podCIDRv6?: string;
 }
 
 export interface KvstoreStateOptions {
@@ -171,10 +181,14 @@ export interface KvstoreStateOptions {
   retryMs?: number;
 }
 
-/** The IPIdentityPair JSON of an endpoint (pkg/identity IPIdentityPair field names). */
-export function endpointValue(e: SharedEndpoint): string {
+/**
+ * The IPIdentityPair JSON of one address of an endpoint (pkg/identity IPIdentityPair field names): `ip`
+ * (default) or, for a dual-stack endpoint, `ip6` — each address is a key of its own, as Cilium publishes
+ * every IP of an endpoint (pkg/ipcache/kvstore.go UpsertIPToKVStore), with the same identity and HostIP.
+ */
+export function endpointValue(e: SharedEndpoint, address: string = e.ip): string {
   return JSON.stringify({
-    IP: e.ip,
+    IP: address,
     Mask: null,
     HostIP: e.hostIp,
     ID: e.identity,
@@ -186,22 +200,71 @@ export function endpointValue(e: SharedEndpoint): string {
   });
 }
 
-/** The types.Node JSON of a node; IPv4AllocCIDR as Go marshals a net.IPNet (mask bytes in base64). */
+/** The keys and values of an endpoint: one per address. */
+export function endpointEntries(e: SharedEndpoint): [string, string][] {
+  return [e.ip, ...(e.ip6 ? [e.ip6] : [])].map((a) => [`${IP_PREFIX}/${a}`, endpointValue(e, a)]);
+}
+
+/**
+ * Per-address entries (as parseEndpoint gives them) merged into one endpoint per pod: the IPv4 address as
+ * `ip`, the IPv6 one as `ip6` (an endpoint with only an IPv6 entry so far keeps it as `ip`). Entries of one
+ * pod that disagree on node or identity are not merged (the first by address wins the pod).
+ */
+export function mergeEndpointAddresses(entries: SharedEndpoint[]): SharedEndpoint[] {
+  const byPod = new Map<string, SharedEndpoint>();
+  for (const e of [...entries].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0))) {
+    const key = `${e.node}/${e.namespace}/${e.pod}`;
+    const had = byPod.get(key);
+    if (!had) {
+      byPod.set(key, { ...e });
+      continue;
+    }
+    if (had.identity !== e.identity) continue;
+    const v6 = e.ip.includes(":");
+    if (v6 && !had.ip.includes(":") && !had.ip6) had.ip6 = e.ip;
+    else if (!v6 && had.ip.includes(":") && !had.ip6) byPod.set(key, { ...had, ip: e.ip, ip6: had.ip });
+  }
+  return [...byPod.values()];
+}
+
+/** A net.IPNet as Go marshals it: {IP, Mask (bytes in base64)}. */
+function ipNetJson(cidr: string): { IP: string; Mask: string } {
+  const c = parseCidr(cidr);
+  const width = c?.family === 6 ? 16 : 4;
+  const bits = c?.bits ?? width * 8;
+  const mask = Buffer.alloc(width);
+  for (let i = 0; i < width; i++) {
+    const ones = Math.max(0, Math.min(8, bits - i * 8));
+    mask[i] = (0xff00 >> ones) & 0xff;
+  }
+  return { IP: (c?.text ?? cidr).split("/")[0]!, Mask: mask.toString("base64") };
+}
+
+/** A net.IPNet JSON back into a prefix of `family`, or undefined. */
+function ipNetOf(v: unknown, family: 4 | 6): string | undefined {
+  if (!isRecord(v) || typeof v.IP !== "string" || typeof v.Mask !== "string") return undefined;
+  const mask = Buffer.from(v.Mask, "base64");
+  if (mask.length !== (family === 6 ? 16 : 4)) return undefined;
+  const bits = [...mask].reduce((n, b) => n + (b.toString(2).match(/1/g)?.length ?? 0), 0);
+  const c = parseCidr(`${v.IP}/${bits}`);
+  return c?.family === family ? c.text : undefined;
+}
+
+/**
+ * The types.Node JSON of a node (cilium/cilium pkg/node/types/node.go): IPAddresses with its InternalIP of
+ * each family, IPv4AllocCIDR and, dual stack, IPv6AllocCIDR (cidr.CIDR marshals as a net.IPNet).
+ */
 export function nodeValue(n: SharedNode): string {
-  const c = parseCidr(n.podCIDR);
-  const bits = c?.bits ?? 32;
-  const mask = Buffer.alloc(4);
-  mask.writeUInt32BE(bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0);
   return JSON.stringify({
     Name: n.name,
     Cluster: n.cluster,
-    IPAddresses: [{ Type: "InternalIP", IP: n.ip }],
-    IPv4AllocCIDR: { IP: (c?.text ?? n.podCIDR).split("/")[0], Mask: mask.toString("base64") },
+    IPAddresses: [{ Type: "InternalIP", IP: n.ip }, ...(n.ip6 ? [{ Type: "InternalIP", IP: n.ip6 }] : [])],
+    IPv4AllocCIDR: ipNetJson(n.podCIDR),
+    ...(n.podCIDRv6 ? { IPv6AllocCIDR: ipNetJson(n.podCIDRv6) } : {}),
     ClusterID: n.clusterId,
     Source: "kvstore",
   });
 }
-
 
 /** An IP entry back into a SharedEndpoint, or a reason it is not one. */
 export function parseEndpoint(key: string, value: string): SharedEndpoint | string {
@@ -236,15 +299,14 @@ export function parseNode(key: string, value: string): SharedNode | string {
   if (typeof v.Name !== "string" || typeof v.Cluster !== "string") return "Name/Cluster missing";
   if (key !== `${NODES_PREFIX}/${v.Cluster}/${v.Name}`) return "Name/Cluster are not the key's";
   const addrs = Array.isArray(v.IPAddresses) ? v.IPAddresses : [];
-  const ip = addrs.find((a): a is { IP: string } => isRecord(a) && a.Type === "InternalIP" && typeof a.IP === "string" && parseIp(a.IP) !== undefined)?.IP;
+  const internal = (family: 4 | 6) => addrs.find((a): a is { IP: string } => isRecord(a) && a.Type === "InternalIP" && typeof a.IP === "string" && parseIp(a.IP)?.family === family)?.IP;
+  const ip = internal(4) ?? addrs.find((a): a is { IP: string } => isRecord(a) && a.Type === "InternalIP" && typeof a.IP === "string" && parseIp(a.IP) !== undefined)?.IP;
   if (!ip) return "IPAddresses has no InternalIP";
-  const alloc = isRecord(v.IPv4AllocCIDR) ? v.IPv4AllocCIDR : undefined;
-  const mask = typeof alloc?.Mask === "string" ? Buffer.from(alloc.Mask, "base64") : undefined;
-  if (!alloc || typeof alloc.IP !== "string" || !mask || mask.length !== 4) return "IPv4AllocCIDR missing";
-  const bits = [...mask].reduce((n, b) => n + (b.toString(2).match(/1/g)?.length ?? 0), 0);
-  const cidr = parseCidr(`${alloc.IP}/${bits}`);
-  if (!cidr) return `IPv4AllocCIDR ${alloc.IP}/${bits} is not a prefix`;
-  return { name: v.Name, cluster: v.Cluster, clusterId: typeof v.ClusterID === "number" ? v.ClusterID : 0, ip, podCIDR: cidr.text };
+  const podCIDR = ipNetOf(v.IPv4AllocCIDR, 4);
+  if (!podCIDR) return "IPv4AllocCIDR missing or not an IPv4 prefix";
+  const ip6 = internal(6);
+  const podCIDRv6 = ipNetOf(v.IPv6AllocCIDR, 6);
+  return { name: v.Name, cluster: v.Cluster, clusterId: typeof v.ClusterID === "number" ? v.ClusterID : 0, ip, podCIDR, ...(ip6 && ip6 !== ip ? { ip6 } : {}), ...(podCIDRv6 ? { podCIDRv6 } : {}) };
 }
 
 /** One watched prefix: list, then watch from the list's revision; list again after a reconnect (S4). */
@@ -379,7 +441,7 @@ export class KvstoreState {
    */
   publish(endpoints: SharedEndpoint[], services: ClusterService[] = []): void {
     const want = new Map([[this.nodeKey(), nodeValue(this.opts.node)]]);
-    for (const e of endpoints) want.set(`${IP_PREFIX}/${e.ip}`, endpointValue(e));
+    for (const e of endpoints) for (const [k, v] of endpointEntries(e)) want.set(k, v);
     for (const s of services) want.set(serviceKey(s), serviceValue(s));
     this.want = want;
     this.scheduleFlush(0);
@@ -436,9 +498,9 @@ export class KvstoreState {
     return !this.flushing && [...this.want].every(([k, v]) => this.written.get(k) === v);
   }
 
-  /** Endpoints of other nodes (S5). */
+  /** Endpoints of other nodes (S5), a dual-stack endpoint's two addresses merged into one. */
   remoteEndpoints(): SharedEndpoint[] {
-    return [...this.ips.entries.values()].filter((e) => e.node !== this.opts.node.name);
+    return mergeEndpointAddresses([...this.ips.entries.values()].filter((e) => e.node !== this.opts.node.name));
   }
 
   /** The services of this cluster in etcd (S6; diagnostics and tests). */

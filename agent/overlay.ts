@@ -20,6 +20,7 @@ import { writeFileSync } from "node:fs";
 import { attachTc, type BpfProgram } from "../datapath/index.ts";
 import { ip } from "../datapath/endpoint-link.ts";
 import { deleteTunnelDevice, ensureTunnelDevice, tunnelModuleProblem } from "../datapath/tunnel-device.ts";
+import { isIpv6 } from "../host/ip.ts";
 import { podMtu, tunnelPort, type TunnelProtocol } from "../host/tunnel.ts";
 import { AgentError } from "./defaults.ts";
 
@@ -62,14 +63,16 @@ function underlayMtu(nodeIp: string, devices: string[]): number {
 /**
  * What the node's overlay will be, checked before the agent loads or attaches anything. Throws AgentError
  * TUNNEL_UNSUPPORTED (one line) when this kernel cannot make a device of `protocol`, or when the underlay's
- * MTU leaves too little for pods.
+ * MTU leaves too little for pods (at least 1280 with `ipv6Pods`, dual stack).
  */
-export function planOverlay(protocol: TunnelProtocol, nodeIp: string, devices: string[]): OverlayPlan {
+export function planOverlay(protocol: TunnelProtocol, nodeIp: string, devices: string[], ipv6Pods = false): OverlayPlan {
   const problem = tunnelModuleProblem(protocol);
   if (problem) throw new AgentError("TUNNEL_UNSUPPORTED", `--routing-mode tunnel --tunnel-protocol ${protocol}: ${problem}; the agent does not start (it never falls back to another protocol or to unencapsulated forwarding)`);
   const deviceMtu = underlayMtu(nodeIp, devices);
   try {
-    return { protocol, device: TUNNEL_DEVICE[protocol], deviceMtu, podMtu: podMtu(deviceMtu) };
+    // The outer header's family is the underlay's (the node address the tunnel runs between); dual-stack
+    // pods need IPv6's minimum MTU after the overhead.
+    return { protocol, device: TUNNEL_DEVICE[protocol], deviceMtu, podMtu: podMtu(deviceMtu, isIpv6(nodeIp) ? 6 : 4, ipv6Pods) };
   } catch (e) {
     throw new AgentError("TUNNEL_UNSUPPORTED", `--routing-mode tunnel: the underlay's ${(e as Error).message}`);
   }

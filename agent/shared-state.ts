@@ -8,8 +8,10 @@
  * (pkg/ipcache/kvstore.go IPIdentityWatcher, pkg/node/manager), which the datapath's routes follow.
  *
  * Precedence: what the manifests (or the Kubernetes API) say about a pod, namespace or node is kept; the
- * kvstore fills in only what they do not say — a pod they do not list, the address of a pod they list
- * without one, a node or namespace they do not declare.
+ * kvstore fills in only what they do not say — a pod they do not list, the address(es) of a pod they list
+ * without one, a node or namespace they do not declare. A dual-stack endpoint becomes a pod with
+ * status.podIPs (IPv4, IPv6), a dual-stack node a Node with spec.podCIDRs and an InternalIP of each family,
+ * so its IPv6 pod CIDR is routed (routing.ts) and its pods' IPv6 addresses reach the ipcache.
  */
 import * as C from "../host/constants.gen.ts";
 import type { ManifestObject } from "../policy/index.ts";
@@ -23,6 +25,18 @@ export interface RemoteState {
 }
 
 const podKey = (o: ManifestObject) => `${o.metadata.namespace ?? "default"}/${o.metadata.name}`;
+
+/** A shared endpoint's addresses as the kubelet reports them: status.podIP and, dual stack, status.podIPs. */
+function podStatus(e: SharedEndpoint): { podIP: string; podIPs?: { ip: string }[] } {
+  return { podIP: e.ip, ...(e.ip6 ? { podIPs: [{ ip: e.ip }, { ip: e.ip6 }] } : {}) };
+}
+
+/** A shared node as a Node object: spec.podCIDR (and spec.podCIDRs dual stack), its InternalIP of each family. */
+function nodeObject(n: SharedNode, metadata: ManifestObject["metadata"]): ManifestObject {
+  const spec = { podCIDR: n.podCIDR, ...(n.podCIDRv6 ? { podCIDRs: [n.podCIDR, n.podCIDRv6] } : {}) };
+  const addresses = [{ type: "InternalIP", address: n.ip }, ...(n.ip6 ? [{ type: "InternalIP", address: n.ip6 }] : [])];
+  return { apiVersion: "v1", kind: "Node", metadata, raw: { apiVersion: "v1", kind: "Node", metadata, spec, status: { addresses } } };
+}
 
 /** `objects` with the remote endpoints and nodes added (see Precedence). Deterministic: sorted inputs. */
 export function withSharedState(objects: ManifestObject[], remote: RemoteState): ManifestObject[] {
@@ -46,13 +60,12 @@ export function withSharedState(objects: ManifestObject[], remote: RemoteState):
     // Listed without an address (its node's kubelet has not reported it here yet): the kvstore's.
     const raw = structuredClone(o.raw ?? {});
     raw.spec = { ...(raw.spec ?? {}), nodeName: e.node };
-    raw.status = { ...(raw.status ?? {}), podIP: e.ip };
+    raw.status = { ...(raw.status ?? {}), ...podStatus(e) };
     out.push({ ...o, raw });
   }
   for (const n of [...remote.nodes].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     if (declaredNodes.has(n.name)) continue;
-    const metadata = { name: n.name };
-    out.push({ apiVersion: "v1", kind: "Node", metadata, raw: { apiVersion: "v1", kind: "Node", metadata, spec: { podCIDR: n.podCIDR }, status: { addresses: [{ type: "InternalIP", address: n.ip }] } } });
+    out.push(nodeObject(n, { name: n.name }));
   }
   for (const e of byPod.values()) {
     if (!declaredNs.has(e.namespace)) {
@@ -62,7 +75,7 @@ export function withSharedState(objects: ManifestObject[], remote: RemoteState):
     }
     const metadata = { name: e.pod, namespace: e.namespace, labels: e.labels };
     const spec = { nodeName: e.node, ...(e.serviceAccount ? { serviceAccountName: e.serviceAccount } : {}) };
-    out.push({ apiVersion: "v1", kind: "Pod", metadata, raw: { apiVersion: "v1", kind: "Pod", metadata, spec, status: { podIP: e.ip } } });
+    out.push({ apiVersion: "v1", kind: "Pod", metadata, raw: { apiVersion: "v1", kind: "Pod", metadata, spec, status: podStatus(e) } });
   }
   return out;
 }
@@ -93,6 +106,7 @@ export function localSharedEndpoints(desired: DesiredState | undefined, endpoint
     const namespaceLabels = Object.fromEntries(Object.entries(namespaces.get(pod.namespace)?.labels ?? {}).filter(([k]) => k !== "kubernetes.io/metadata.name"));
     out.push({
       ip: e.ip,
+      ...(e.ip6 ? { ip6: e.ip6 } : {}),
       hostIp: node.ip,
       identity,
       node: node.name,
@@ -161,8 +175,7 @@ export function withClusterMesh(objects: ManifestObject[], clusters: MeshCluster
     for (const n of [...c.nodes].sort((a, b) => (a.name < b.name ? -1 : 1))) {
       if (n.cluster !== c.name) continue;
       nodes.add(n.name);
-      const metadata = { name: n.name, annotations: annotations(c.name) };
-      out.push({ apiVersion: "v1", kind: "Node", metadata, raw: { apiVersion: "v1", kind: "Node", metadata, spec: { podCIDR: n.podCIDR }, status: { addresses: [{ type: "InternalIP", address: n.ip }] } } });
+      out.push(nodeObject(n, { name: n.name, annotations: annotations(c.name) }));
     }
     const namespaces = new Map<string, Record<string, string>>();
     const seen = new Set<string>();
@@ -172,7 +185,7 @@ export function withClusterMesh(objects: ManifestObject[], clusters: MeshCluster
       if (!namespaces.has(e.namespace)) namespaces.set(e.namespace, e.namespaceLabels);
       const metadata = { name: e.pod, namespace: e.namespace, labels: e.labels, annotations: annotations(c.name) };
       const spec = { nodeName: e.node, ...(e.serviceAccount ? { serviceAccountName: e.serviceAccount } : {}) };
-      out.push({ apiVersion: "v1", kind: "Pod", metadata, raw: { apiVersion: "v1", kind: "Pod", metadata, spec, status: { podIP: e.ip } } });
+      out.push({ apiVersion: "v1", kind: "Pod", metadata, raw: { apiVersion: "v1", kind: "Pod", metadata, spec, status: podStatus(e) } });
     }
     for (const [name, labels] of [...namespaces].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
       const metadata = { name, labels, annotations: annotations(c.name) };

@@ -2,7 +2,7 @@
  * Native routing between nodes: one route per remote node, its pod CIDR via its node IP, in the agent's
  * network namespace — what Cilium installs with auto-direct-node-routes (pkg/datapath/linux/node.go, the
  * direct node routes of the linux node handler). The routes the agent owns carry their own route protocol
- * number (NODE_ROUTE_PROTO), so a sync removes exactly the stale ones it installed and never an operator's
+ * number (NODE_ROUTE_PROTO), IPv4 and IPv6 alike (an IPv6 pod CIDR via the node's IPv6 address), so a sync removes exactly the stale ones it installed and never an operator's
  * route. Done with iproute2 (`ip -j route`), like datapath/endpoint-link.ts.
  */
 import { execFileSync } from "node:child_process";
@@ -12,9 +12,9 @@ import { BpfError, BpfErrorCode } from "./errors.ts";
 export const NODE_ROUTE_PROTO = 193;
 
 export interface NodeRoute {
-  /** A remote node's pod CIDR, in canonical form (e.g. 10.244.2.0/24). */
+  /** A remote node's pod CIDR, in canonical form (e.g. 10.244.2.0/24, fd00:10:244:2::/64). */
   cidr: string;
-  /** That node's address: the next hop. */
+  /** That node's address of the CIDR's family: the next hop. */
   via: string;
   /** The node's name, for messages. */
   node: string;
@@ -36,12 +36,19 @@ function ip(args: string[]): string {
   }
 }
 
-/** The node routes installed now: destination → gateway. */
+/** The node routes installed now, IPv4 and IPv6: destination → gateway. */
 export function listNodeRoutes(): Map<string, string> {
-  const rows = JSON.parse(ip(["-j", "-4", "route", "show", "proto", String(NODE_ROUTE_PROTO)]) || "[]") as { dst: string; gateway?: string }[];
-  // iproute2 prints a host route without its /32.
-  return new Map(rows.map((r) => [r.dst.includes("/") ? r.dst : `${r.dst}/32`, r.gateway ?? ""]));
+  const out = new Map<string, string>();
+  for (const [flag, host] of [["-4", "/32"], ["-6", "/128"]] as const) {
+    const rows = JSON.parse(ip(["-j", flag, "route", "show", "proto", String(NODE_ROUTE_PROTO)]) || "[]") as { dst: string; gateway?: string }[];
+    // iproute2 prints a host route without its prefix length.
+    for (const r of rows) out.set(r.dst.includes("/") ? r.dst : `${r.dst}${host}`, r.gateway ?? "");
+  }
+  return out;
 }
+
+/** iproute2's family flag for a prefix. */
+const familyFlag = (cidr: string) => (cidr.includes(":") ? "-6" : "-4");
 
 /**
  * Makes the node routes exactly `want`: adds or replaces what is missing or points elsewhere, then removes
@@ -56,7 +63,7 @@ export function syncNodeRoutes(want: NodeRoute[]): NodeRouteSync {
     wanted.add(r.cidr);
     if (have.get(r.cidr) === r.via) continue;
     try {
-      ip(["route", "replace", r.cidr, "via", r.via, "proto", String(NODE_ROUTE_PROTO)]);
+      ip([familyFlag(r.cidr), "route", "replace", r.cidr, "via", r.via, "proto", String(NODE_ROUTE_PROTO)]);
       out.added.push(r);
     } catch (e) {
       out.failed.push({ route: r, error: (e as Error).message });
@@ -65,7 +72,7 @@ export function syncNodeRoutes(want: NodeRoute[]): NodeRouteSync {
   for (const dst of have.keys()) {
     if (wanted.has(dst)) continue;
     try {
-      ip(["route", "del", dst, "proto", String(NODE_ROUTE_PROTO)]);
+      ip([familyFlag(dst), "route", "del", dst, "proto", String(NODE_ROUTE_PROTO)]);
       out.removed.push(dst);
     } catch (e) {
       out.failed.push({ route: { cidr: dst, via: have.get(dst)!, node: "(stale)" }, error: (e as Error).message });

@@ -36,10 +36,20 @@ export function tunnelOverhead(underlay: 4 | 6 = 4): number {
   return underlay === 6 ? C.TUNNEL_OVERHEAD_IPV6 : C.TUNNEL_OVERHEAD_IPV4;
 }
 
-/** The MTU pods get when their traffic may be encapsulated: the device MTU minus the overhead (Cilium
- * pkg/mtu). Throws RangeError when the device MTU cannot carry a minimal IPv4 packet after the overhead. */
-export function podMtu(deviceMtu: number, underlay: 4 | 6 = 4): number {
+/** The smallest MTU an IPv4 path must carry (RFC 791: 576-byte datagrams). */
+export const MIN_MTU_IPV4 = 576;
+/** The smallest link MTU IPv6 allows (RFC 8200 section 5); Linux turns IPv6 off on an interface below it. */
+export const MIN_MTU_IPV6 = 1280;
+
+/**
+ * The MTU pods get when their traffic may be encapsulated: the device MTU minus the overhead of an underlay
+ * of this family (Cilium pkg/mtu: 50 bytes over IPv4, 70 over IPv6, whatever the inner packet's family —
+ * an IPv6 pod's packet over an IPv4 underlay costs 50). With `ipv6Pods` (dual stack) the result must be at
+ * least 1280, or the pods' interfaces would lose IPv6. Throws RangeError, one line, when it is too small.
+ */
+export function podMtu(deviceMtu: number, underlay: 4 | 6 = 4, ipv6Pods = false): number {
   const mtu = deviceMtu - tunnelOverhead(underlay);
-  if (!Number.isInteger(deviceMtu) || mtu < 576) throw new RangeError(`device MTU ${deviceMtu} leaves ${mtu} bytes for pods behind the overlay; at least 576 are needed`);
+  const min = ipv6Pods ? MIN_MTU_IPV6 : MIN_MTU_IPV4;
+  if (!Number.isInteger(deviceMtu) || mtu < min) throw new RangeError(`device MTU ${deviceMtu} leaves ${mtu} bytes for pods behind the overlay${underlay === 6 ? " (IPv6 underlay)" : ""}; at least ${min} are needed${ipv6Pods ? " for IPv6 pods" : ""}`);
   return mtu;
 }

@@ -20,6 +20,7 @@ export interface AgentFlags extends GlobalOptions, IdentityFlags {
   podCidr?: string;
   enableIpv6?: boolean;
   ipv6Range?: string;
+  ipv6Node?: string;
   bpffs: string;
   stateDir: string;
   socket: string;
@@ -75,6 +76,10 @@ export async function runAgent(f: AgentFlags): Promise<number> {
       throw new CliError(`invalid --ipv6-range: ${(e as Error).message}`, "BAD_OPTION", "an IPv6 prefix /64 to /126, e.g. fd00:10:244:1::/64");
     }
     if (family !== 6) throw new CliError(`invalid --ipv6-range ${f.ipv6Range}: not an IPv6 prefix`, "BAD_OPTION", "an IPv6 prefix /64 to /126, e.g. fd00:10:244:1::/64");
+  }
+  if (f.ipv6Node !== undefined) {
+    if (!f.enableIpv6) throw new CliError("--ipv6-node needs --enable-ipv6", "BAD_OPTION", "add --enable-ipv6 --ipv6-range for dual-stack pods");
+    if ((await import("../../host/ip.ts")).parseIp(f.ipv6Node)?.family !== 6) throw new CliError(`invalid --ipv6-node ${f.ipv6Node}: not an IPv6 address`, "BAD_OPTION", "this node's IPv6 InternalIP, e.g. fd00:57::11");
   }
   if (f.policyMapMax !== undefined && !(Number.isInteger(Number(f.policyMapMax)) && Number(f.policyMapMax) > 0)) throw new CliError(`invalid --policy-map-max ${f.policyMapMax}`, "BAD_OPTION", "a positive count");
   const fqdnMinTtl = fqdnMinTtlOf(f);
@@ -150,6 +155,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     nodeIp: f.nodeIp,
     podCIDR: f.podCidr,
     ...(f.ipv6Range ? { podCIDRv6: f.ipv6Range } : {}),
+    ...(f.ipv6Node ? { nodeIp6: f.ipv6Node } : {}),
     pinRoot: f.bpffs,
     stateDir: f.stateDir,
     objectPath: f.object,
@@ -264,6 +270,11 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   return 0;
 }
 
+/** What a node publishes of its addresses (kvstore and crd modes): its InternalIP and pod CIDR of each family. */
+function sharedNodeAddresses(f: AgentFlags) {
+  return { ip: f.nodeIp!, podCIDR: f.podCidr!, ...(f.ipv6Node ? { ip6: f.ipv6Node } : {}), ...(f.ipv6Range ? { podCIDRv6: f.ipv6Range } : {}) };
+}
+
 /** The kvstore's shared state on the identity allocator's etcd client, started (lists and watches). */
 async function startKvstoreState(allocator: import("../../agent/identity-allocator.ts").IdentityAllocator, cfg: import("../../agent/identity-options.ts").IdentityConfig, nodeName: string, f: AgentFlags, onError: () => void) {
   const [{ KvstoreState }, { KvstoreAllocator }] = await Promise.all([import("../../agent/kvstore-state.ts"), import("../../agent/identity-kvstore.ts")]);
@@ -272,7 +283,7 @@ async function startKvstoreState(allocator: import("../../agent/identity-allocat
     process.stderr.write(`${new Date().toISOString()} warn ${m}\n`);
     onError();
   };
-  const st = new KvstoreState({ client: allocator.client, node: { name: nodeName, cluster: f.clusterName ?? "default", clusterId: cfg.clusterId, ip: f.nodeIp!, podCIDR: f.podCidr! }, leaseTtl: cfg.leaseTtlSeconds, log });
+  const st = new KvstoreState({ client: allocator.client, node: { name: nodeName, cluster: f.clusterName ?? "default", clusterId: cfg.clusterId, ...sharedNodeAddresses(f) }, leaseTtl: cfg.leaseTtlSeconds, log });
   await st.start();
   return st;
 }
@@ -280,7 +291,7 @@ async function startKvstoreState(allocator: import("../../agent/identity-allocat
 /** The CiliumEndpoint/CiliumNode shared state (crd mode), started (lists and watches). */
 async function startCrdState(kubeConfig: import("@kubernetes/client-node").KubeConfig, cfg: import("../../agent/identity-options.ts").IdentityConfig, nodeName: string, f: AgentFlags, podUid: (namespace: string, name: string) => string | undefined) {
   const { CrdState } = await import("../../agent/crd-state.ts");
-  const st = new CrdState({ kubeConfig, podUid, node: { name: nodeName, cluster: f.clusterName ?? "default", clusterId: cfg.clusterId, ip: f.nodeIp!, podCIDR: f.podCidr! }, log: (m) => process.stderr.write(`${new Date().toISOString()} warn ${m}\n`) });
+  const st = new CrdState({ kubeConfig, podUid, node: { name: nodeName, cluster: f.clusterName ?? "default", clusterId: cfg.clusterId, ...sharedNodeAddresses(f) }, log: (m) => process.stderr.write(`${new Date().toISOString()} warn ${m}\n`) });
   try {
     await st.start();
   } catch (e) {
@@ -405,6 +416,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<number>)
     .option("--pod-cidr <cidr>", "this node's pod CIDR (IPAM range)")
     .option("--enable-ipv6", "dual-stack pods: each also gets an IPv6 address from --ipv6-range (Cilium's enable-ipv6)")
     .option("--ipv6-range <cidr>", "with --enable-ipv6: this node's IPv6 pod CIDR, /64 to /126 (Cilium's ipv6-range)")
+    .option("--ipv6-node <ip>", "with --enable-ipv6: this node's IPv6 InternalIP, the other nodes' next hop to its IPv6 pod CIDR in native routing (Cilium's ipv6-node)")
     .option("--bpffs <dir>", "bpffs directory for the pinned maps", DEFAULT_BPFFS)
     .option("--state-dir <dir>", "agent state (endpoints, IPAM, identities)", DEFAULT_STATE_DIR)
     .option("--socket <path>", "unix socket of the agent API (root only)", DEFAULT_SOCKET)

@@ -234,8 +234,10 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
   if ((kafka || g.tlsSni !== undefined) && protocol !== "TCP") throw new CliError("Kafka and TLS need --protocol TCP", "BAD_OPTION");
   const tls = g.tlsSni !== undefined ? { serverName: g.tlsSni === "" ? undefined : g.tlsSni } : undefined;
   if (dns && (http || kafka || tls)) throw new CliError("a traced flow carries one L7 protocol: give --dns-query without --http-*, --kafka-* or --tls-sni", "BAD_OPTION");
-  const fam = g.ipFamily === undefined ? undefined : g.ipFamily.toUpperCase() === "IPV6" ? "IPv6" : g.ipFamily.toUpperCase() === "IPV4" ? "IPv4" : undefined;
-  if (g.ipFamily !== undefined && !fam) throw new CliError(`unknown --ip-family ${JSON.stringify(g.ipFamily)}`, "BAD_OPTION", "IPv4 or IPv6");
+  // IPv4/IPv6 (Kubernetes' ipFamilies spelling), or 4/6.
+  const famText = g.ipFamily?.toUpperCase();
+  const fam = famText === "IPV6" || famText === "6" ? "IPv6" : famText === "IPV4" || famText === "4" ? "IPv4" : undefined;
+  if (g.ipFamily !== undefined && !fam) throw new CliError(`unknown --ip-family ${JSON.stringify(g.ipFamily)}`, "BAD_OPTION", "IPv4 or IPv6 (or 4, 6)");
   const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, dns, icmp: icmpSpec, ...(fam ? { ipFamily: fam } : {}), count: 1, where: "--from/--to", whereEnds: { from: "--from", to: "--to" } };
   const l = load(g);
   const sim = await simulation(l, g);
@@ -288,7 +290,7 @@ export function registerTrace(program: Command, run: (fn: () => Promise<number>)
     .option("--kafka-topic <topic>", "a topic of the Kafka request (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
     .option("--tls-sni <name>", "open a TLS connection whose ClientHello names this server ('' = no SNI)")
     .option("--icmp-type <n>", "ICMP type (default echo request)")
-    .option("--ip-family <family>", "IPv4 or IPv6: the family used between dual-stack pods and services (default IPv4, or the family of an address given)")
+    .option("--ip-family <family>", "IPv4 or IPv6 (or 4, 6): the family used between dual-stack pods and services (default IPv4, or the family of an address given)")
     .option("--icmp-code <n>", "ICMP code")
     .option("--dns-query <name>", "send this DNS query (judged by rules.dns at the DNS proxy; default port 53/UDP)")
     .option("--dns-answer <ip>", "an address in the resolver's answer, learned for toFQDNs (repeatable)", (v: string, p: string[] = []) => [...p, v])
