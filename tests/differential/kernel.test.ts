@@ -59,6 +59,8 @@ interface Tally {
   events: number;
   rejected: number;
   executed: number;
+  /** CPU time of this process (user + system, µs) spent in runCases: the cost per case on a loaded machine. */
+  cpuMicros: number;
   outcomes: Map<string, number>;
 }
 
@@ -76,6 +78,7 @@ const REQUIRED_OUTCOMES = ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoi
 async function runCases(mode: (typeof MODES)[number], seed: number, runs: number, t: Tally, path?: string): Promise<void> {
   const seen = (k: string) => t.outcomes.set(k, (t.outcomes.get(k) ?? 0) + 1);
   const before = mode.runs();
+  const cpu = process.cpuUsage();
   await fc.assert(
     fc.asyncProperty(nodeStateArb, stepsArb, async (state, steps) => {
       const wasm = createWasmDatapath({ capacities: SMALL_CAPACITIES });
@@ -144,10 +147,15 @@ async function runCases(mode: (typeof MODES)[number], seed: number, runs: number
   );
   t.cases += runs;
   t.executed += mode.runs() - before;
+  const used = process.cpuUsage(cpu);
+  t.cpuMicros += used.user + used.system;
 }
 
+/** Cases per second of this process's CPU time (the wall clock says little on a shared machine). */
+const casesPerCpuSecond = (t: Tally) => Number((t.cases / Math.max(1e-6, t.cpuMicros / 1e6)).toFixed(1));
+
 function report(name: string, seed: number | string, t: Tally): void {
-  console.log(`differential (${name}) seed ${seed}: ${t.cases} cases, ${t.compared} packets compared, ${t.events} events compared, ${t.rejected} refused by the kernel, ${t.executed} kernel runs`);
+  console.log(`differential (${name}) seed ${seed}: ${t.cases} cases, ${t.compared} packets compared, ${t.events} events compared, ${t.rejected} refused by the kernel, ${t.executed} kernel runs, ${(t.cpuMicros / 1000 / Math.max(1, t.cases)).toFixed(2)} ms CPU a case (${casesPerCpuSecond(t)} cases per CPU-second)`);
   console.log(`outcomes: ${[...t.outcomes].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${n}`).join(", ")}`);
 }
 
@@ -164,7 +172,7 @@ function checkTally(t: Tally): void {
   expect(SMALL_CAPACITIES.metrics).toBe(TEST_CAPACITIES.metrics);
 }
 
-const tally = (): Tally => ({ cases: 0, compared: 0, events: 0, rejected: 0, executed: 0, outcomes: new Map() });
+const tally = (): Tally => ({ cases: 0, compared: 0, events: 0, rejected: 0, executed: 0, cpuMicros: 0, outcomes: new Map() });
 // DIFF_LONG=1 is set only by `npm run test:differential:long` (scripts/differential.mjs): that process runs the
 // chunked long run instead of the CI-sized suites below; `npm test` never sets it, so CI always runs both modes.
 const LONG = process.env.DIFF_LONG === "1";
@@ -206,6 +214,8 @@ if (LONG) describe.skipIf(k.skip)("wasm and kernel agree, long run (tc programs)
         differences: 0,
         durationSeconds: Math.round((Date.now() - started) / 1000),
         casesPerSecond: Number((t.cases / Math.max(1, (Date.now() - started) / 1000)).toFixed(1)),
+        cpuSeconds: Math.round(t.cpuMicros / 1e6),
+        casesPerCpuSecond: casesPerCpuSecond(t),
         outcomes: Object.fromEntries([...t.outcomes].sort((a, b) => b[1] - a[1])),
         host: { cpus: availableParallelism(), loadAverage: loadavg().map((x) => Number(x.toFixed(1))) },
         finishedAt: new Date().toISOString(),
