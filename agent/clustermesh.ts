@@ -6,7 +6,8 @@
  * Configuration (`--clustermesh-config DIR`): one file per remote cluster, named after the cluster, holding
  * that cluster's etcd client configuration (the same format as --kvstore-opt etcd.config: `endpoints`,
  * optional TLS files). A file is a cluster's only if it contains "endpoints:" (Cilium's isEtcdConfigFile);
- * other files (a ConfigMap's ..data links, editor backups) are skipped. The directory is read at start
+ * other files (a ConfigMap's ..data links, editor backups) and hidden entries (an atomic writer's
+ * temporary file) are skipped. The directory is read at start
  * (a bad file then stops the agent with one line) and watched afterwards (M5).
  *
  * Rules, numbered as they are cited below:
@@ -66,6 +67,9 @@ function configNames(dir: string): string[] {
  * file, unreadable), the configuration, or an Error with one line naming the file and what was expected.
  */
 function readClusterConfigFile(dir: string, name: string, ownCluster: string): RemoteClusterConfig | Error | undefined {
+  // Hidden entries are never a cluster (no cluster name starts with "."): an atomic writer's temporary
+  // file, a Secret volume's ..data link and ..<timestamp> directory.
+  if (name.startsWith(".")) return undefined;
   const path = join(dir, name);
   let text: string;
   try {

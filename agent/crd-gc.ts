@@ -7,8 +7,8 @@
  *
  * What the leader collects, every interval (rules numbered as cited below):
  *   G1 a CiliumNode whose Kubernetes Node does not exist, and that has no ownerReferences (an owner lets the
- *      API's garbage collector do it), is marked on the first pass that sees it so and deleted on a pass at
- *      least one interval later if its Node is still missing; a Node that reappears unmarks it (cilium/cilium
+ *      API's garbage collector do it), is marked on the first pass that sees it so and deleted on the next
+ *      pass (one interval later) if its Node is still missing; a Node that reappears unmarks it (cilium/cilium
  *      operator/watchers/cilium_node_gc.go performCiliumNodeGC, mark and sweep, `--nodes-gc-interval`).
  *   G2 a CiliumEndpoint whose owner Pod (ownerReferences kind Pod) is gone, or not running any more (phase
  *      Succeeded or Failed), is deleted (cilium/cilium operator/endpointgc/gc.go checkIfCEPShouldBeDeleted).
@@ -195,7 +195,9 @@ export function gcPass(inp: GcInputs, marks: Map<string, number>, now: number, i
     seen.add(key);
     const at = marks.get(key);
     if (at === undefined) marks.set(key, now);
-    return at !== undefined && now - at >= intervalMs;
+    // Marked on an earlier pass (passes are one interval apart; half of one absorbs timer jitter, so a
+    // mark never waits a second interval because its pass ran a millisecond early).
+    return at !== undefined && now - at >= intervalMs / 2;
   };
   const liveNodeIps = new Set<string>();
   for (const cn of inp.ciliumNodes) {

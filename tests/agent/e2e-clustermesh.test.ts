@@ -10,12 +10,14 @@
  *      own client (node-3, the same app label) is denied;
  *   2. the global service web (service.cilium.io/global) balances east's client over both clusters'
  *      backends; when east's backend leaves the service, every new connection goes to west's (failover),
- *      and comes back to both when it returns.
+ *      and comes back to both when it returns;
+ *   3. the --clustermesh-config directory watched: a bad file refused in one line on each east node while
+ *      west stays, west's file removed withdraws west's pods and backends, written back reconnects it.
  * Kernel suite: root, libbpf, bpffs, iproute2 (fails in CI without them); etcd required in CI.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/index.ts";
 import { EtcdServer, hasEtcd } from "../helpers/etcd.ts";
@@ -51,6 +53,12 @@ const c = new MultiNodeCluster({
     return ["--cluster-name", cl, "--cluster-id", cl === "east" ? "1" : "2", "--kvstore-opt", `etcd.endpoints=${etcds[cl]!.endpoint}`, "--clustermesh-config", meshDirs[cl]];
   },
 });
+/** Written atomically through a hidden temporary file of the same directory (skipped by the agent). */
+function writeHidden(path: string, text: string): void {
+  const tmp = join(dirname(path), `.${basename(path)}.tmp`);
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
 const ip = (pod: string) => c.pod(pod).ip;
 const ns = (pod: string) => c.pod(pod).ns;
 
@@ -145,5 +153,34 @@ describe.skipIf(noEtcd)("Cluster Mesh: two clusters × two nodes, each cluster w
       seen = servedBy("eclient", 12);
       return (seen.eweb ?? 0) > 0 && (seen.wweb ?? 0) > 0;
     }, 60_000, () => `${JSON.stringify(seen)}\n${c.logs()}`);
+  }, 240_000);
+
+  it("--clustermesh-config is watched: a bad file is refused in one line, west's file removed withdraws west, written back (by rename) reconnects it", async () => {
+    // A bad file: refused in one line on each east node; west stays connected.
+    const bad = join(meshDirs.east, "north");
+    writeHidden(bad, "endpoints: 12\n");
+    const refusal = `clustermesh: refused ${bad}: field "endpoints": expected a list of URLs`;
+    for (const i of [1, 2]) await eventually(() => c.node(i).log.includes(refusal), 30_000, () => c.node(i).log);
+    expect(tool(ns("eclient"), "tcp", ip("wweb"), 8080)).toEqual({ ok: true, reply: "wweb" });
+    // west's file removed: west's pods leave east's ipcache and the global service serves east only.
+    const westFile = join(meshDirs.east, "west");
+    const { readFileSync } = await import("node:fs");
+    const saved = readFileSync(westFile, "utf8");
+    rmSync(westFile);
+    const t0 = performance.now();
+    await eventually(() => c.ipcache(1, ip("wweb"))?.identity === 2, 60_000, () => `${JSON.stringify(c.ipcache(1, ip("wweb")))}\n${c.node(1).log}`);
+    const withdrawn = performance.now() - t0;
+    let seen: Record<string, number> = {};
+    await eventually(() => {
+      seen = servedBy("eclient", 8);
+      return seen.eweb === 8;
+    }, 60_000, () => `${JSON.stringify(seen)}\n${c.logs()}`);
+    // Written back atomically (rename): west reconnected, its web reachable again with its identity.
+    const t1 = performance.now();
+    writeHidden(westFile, saved);
+    await eventually(() => tool(ns("eclient"), "tcp", ip("wweb"), 8080).ok === true, 60_000, () => c.logs());
+    console.log(`[e2e-clustermesh] west's file removed from east's --clustermesh-config: west's web gone from node-1's ipcache after ${withdrawn.toFixed(0)} ms; written back: reachable again after ${(performance.now() - t1).toFixed(0)} ms`);
+    expect(c.node(1).log.split(refusal).length - 1).toBe(1);
+    rmSync(bad);
   }, 240_000);
 });

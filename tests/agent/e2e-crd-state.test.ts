@@ -12,7 +12,10 @@
  *   2. the API server stopped: a connection held across the outage and new connections between existing
  *      pods keep working on the last state; a client added meanwhile is admitted once the server is back;
  *   3. a pod deleted on node-1 (CNI DEL, manifest gone) takes its CiliumEndpoint with it and leaves
- *      node-2's ipcache; node-1's agent stopped deletes its CiliumNode and CiliumEndpoints.
+ *      node-2's ipcache; node-1's agent stopped deletes its CiliumNode and CiliumEndpoints;
+ *   4. node-1's agent restarted, then killed with SIGKILL: while its Node exists the elected collector
+ *      (agent/crd-gc.ts) keeps its objects, and a restart finds them; killed again and its Node deleted
+ *      from the API, node-2 drops its route and pods and its objects are collected (time printed).
  * Kernel suite: root, libbpf, bpffs, iproute2 (fails in CI without them).
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -21,6 +24,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ENDPOINTS_PATH, NODES_PATH, type CiliumEndpoint } from "../../agent/crd-state.ts";
 import { IDENTITY_PATH } from "../../agent/identity-crd.ts";
+import { LEASE_PATH } from "../../agent/crd-gc.ts";
 import { kernelSuite } from "../../datapath/index.ts";
 import { cni, eventually, ROOT, sh, stopProcess, tool, toolAsync } from "./e2e-helpers.ts";
 import { MultiNodeCluster, SERVER_TCP_POLICY } from "./multinode-harness.ts";
@@ -49,6 +53,13 @@ function apiList<T>(c: MultiNodeCluster, path: string): T[] {
   return (JSON.parse(out) as { items: T[] }).items;
 }
 
+/** The test API server's state: its written collections (kept by the server once written) and the Kubernetes Nodes. */
+function writeApiState(nodes: string[]): void {
+  const written = [IDENTITY_PATH, ENDPOINTS_PATH, NODES_PATH, LEASE_PATH];
+  writeFileSync(`${stateFile}.tmp`, JSON.stringify({ writable: written, ...Object.fromEntries(written.map((p) => [p, []])), "/api/v1/nodes": nodes.map((name) => ({ apiVersion: "v1", kind: "Node", metadata: { name } })) }));
+  renameSync(`${stateFile}.tmp`, stateFile);
+}
+
 const c = new MultiNodeCluster({
   nodes: 2,
   routingMode: "native",
@@ -56,8 +67,7 @@ const c = new MultiNodeCluster({
   beforeAgents: async (cl) => {
     sh("ip", ["-n", cl.underlay, "addr", "add", `${API_HOST}/24`, "dev", "br0"]);
     stateFile = join(cl.dir, "apiserver.json");
-    writeFileSync(`${stateFile}.tmp`, JSON.stringify({ writable: [IDENTITY_PATH, ENDPOINTS_PATH, NODES_PATH], [IDENTITY_PATH]: [], [ENDPOINTS_PATH]: [], [NODES_PATH]: [] }));
-    renameSync(`${stateFile}.tmp`, stateFile);
+    writeApiState(["node-1", "node-2"]);
     startApi(cl);
     const kubeconfig = join(cl.dir, "kubeconfig");
     writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "http://${API_HOST}:${API_PORT}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: test}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`);
@@ -73,7 +83,8 @@ const c = new MultiNodeCluster({
     // No Node objects: the nodes know each other only from their CiliumNodes.
     cl.writeNodes([]);
   },
-  agentArgs: ["--identity-allocation-mode", "crd"],
+  // Short garbage-collection interval and lease (defaults 5m and 15s) so the kill test below is quick.
+  agentArgs: ["--identity-allocation-mode", "crd", "--nodes-gc-interval", "2s", "--leader-election-lease-duration", "4s"],
 });
 const ip = (pod: string) => c.pod(pod).ip;
 const ns = (pod: string) => c.pod(pod).ns;
@@ -160,4 +171,46 @@ describe.skipIf(suite.skip)("two nodes sharing endpoints and nodes as CiliumEndp
     await eventually(() => left() === "node-2 server", 20_000, () => `${left()}\n${c.logs()}`);
     await eventually(() => !(c.node(1).podCIDR in c.routes(2)), 20_000, () => JSON.stringify(c.routes(2)));
   }, 90_000);
+
+  it("an agent killed with SIGKILL: its objects stay while its Node exists and through its restart; its Node deleted, the other node drops its route and pods within the documented bound", async () => {
+    const names = (path: string) => apiList<{ metadata: { name: string } }>(c, path).map((o) => o.metadata.name).sort().join();
+    const lease = () => apiList<{ spec: { holderIdentity: string; renewTime: string } }>(c, LEASE_PATH)[0]?.spec;
+    // node-1's agent back (its endpoints restored from its state): its objects and node-2's route return.
+    await c.startAgent(1);
+    await eventually(() => names(NODES_PATH) === "node-1,node-2" && names(ENDPOINTS_PATH) === "client,client2,server", 30_000, () => `${names(NODES_PATH)} ${names(ENDPOINTS_PATH)}\n${c.logs()}`);
+    await eventually(() => c.routes(2)[c.node(1).podCIDR] === c.node(1).ip && c.ipcache(2, ip("client"))?.tunnelEndpoint === c.node(1).ip, 30_000, () => JSON.stringify(c.routes(2)));
+    const killAgent1 = async () => {
+      const a = c.node(1).agent!;
+      const exited = new Promise((r) => a.once("exit", r));
+      a.kill("SIGKILL");
+      await exited;
+    };
+    await killAgent1();
+    // node-2's agent leads (at once, or once the dead agent's 4 s lease expired) and runs passes for three
+    // intervals (2 s each): node-1's Node exists, so nothing of node-1 is collected.
+    await eventually(() => lease()?.holderIdentity.startsWith("node-2_") === true, 30_000, () => JSON.stringify(lease()));
+    const since = Date.parse(lease()!.renewTime);
+    await eventually(() => Date.parse(lease()!.renewTime) - since >= 6000, 30_000, () => JSON.stringify(lease()));
+    expect(names(NODES_PATH)).toBe("node-1,node-2");
+    expect(names(ENDPOINTS_PATH)).toBe("client,client2,server");
+    expect(c.routes(2)[c.node(1).podCIDR]).toBe(c.node(1).ip);
+    expect(c.node(2).log).not.toMatch(/crd gc: deleted/);
+    // Restarted: it keeps them (and its pods stay reachable from node-2's side).
+    await c.startAgent(1);
+    await eventually(() => tool(ns("client"), "tcp", ip("server"), 8080).ok === true, 30_000, () => c.logs());
+    expect(names(NODES_PATH)).toBe("node-1,node-2");
+    // Killed again, and its Node deleted: node-2 drops node-1's route and pods.
+    await killAgent1();
+    writeApiState(["node-2"]);
+    const gone = performance.now();
+    await eventually(() => !(c.node(1).podCIDR in c.routes(2)) && c.ipcache(2, ip("client"))?.identity === 2, 60_000, () => `${JSON.stringify(c.routes(2))} ${JSON.stringify(c.ipcache(2, ip("client")))}\n${c.node(2).log}`);
+    const dropped = performance.now() - gone;
+    await eventually(() => names(NODES_PATH) === "node-2" && names(ENDPOINTS_PATH) === "server", 60_000, () => `${names(NODES_PATH)} ${names(ENDPOINTS_PATH)}\n${c.node(2).log}`);
+    const collected = performance.now() - gone;
+    console.log(`[e2e-crd-state] node-1's agent SIGKILLed and its Node deleted: node-2 dropped its route and pods ${dropped.toFixed(0)} ms after, its CiliumNode and CiliumEndpoints gone ${collected.toFixed(0)} ms after (interval 2 s, lease 4 s)`);
+    // The documented bound: 2 × interval (the next pass marks, the one after sweeps), plus slack for the loaded machine.
+    expect(dropped).toBeLessThan(2 * 2000 + 15_000);
+    expect(collected).toBeLessThan(3 * 2000 + 20_000);
+    expect(c.node(2).log).toMatch(/crd gc: deleted CiliumNode node-1 \(its Node is gone\)/);
+  }, 240_000);
 });
