@@ -38,6 +38,8 @@ export const BPF_MAP_TYPE = {
 
 /** Entries per batch syscall: bounds the buffers Node copies for one call. */
 const BATCH_MAX = 16384;
+/** Entries per bpf_map_lookup_batch call: the buffers are allocated for every call, full or not. */
+const LOOKUP_BATCH = 257;
 /** sizeof(struct bpf_map_batch_opts). */
 const BATCH_OPTS_SIZE = 24;
 
@@ -314,28 +316,32 @@ export class RawMap {
   }
 
   /** Every (key, values per CPU) pair (one value for maps that are not per-CPU). Reads in batches
-   * (bpf_map_lookup_batch) where the map type has them, else key by key. */
-  *entriesPerCpu(): IterableIterator<[Uint8Array, Uint8Array[]]> {
-    const batched = this.noLookupBatch ? undefined : this.lookupAll();
+   * (bpf_map_lookup_batch) where the map type has them, else key by key. `nonZero`: only the entries
+   * with a non-zero byte in some CPU's value (an array's written slots), checked on the bytes before any
+   * view is made — a 1,024-slot per-CPU array with a dozen counters set costs a dozen entries, not 1,024. */
+  *entriesPerCpu(nonZero = false): IterableIterator<[Uint8Array, Uint8Array[]]> {
+    const batched = this.noLookupBatch ? undefined : this.lookupAll(nonZero);
     if (batched) {
       yield* batched;
       return;
     }
     for (const k of this.keys()) {
       const v = this.lookupPerCpu(k);
-      if (v) yield [k, v];
+      if (v && (!nonZero || v.some((b) => anyNonZero(b, 0, b.length)))) yield [k, v];
     }
   }
 
   /** All entries through bpf_map_lookup_batch, or undefined when the map type has no batch lookup. */
-  private lookupAll(): [Uint8Array, Uint8Array[]][] | undefined {
+  private lookupAll(nonZero: boolean): [Uint8Array, Uint8Array[]][] | undefined {
     this.check(new Uint8Array(this.info.keySize));
     const ks = this.info.keySize;
     const vb = this.valueBytes;
     const stride = (this.info.valueSize + 7) & ~7;
     // One slot more than the map holds: a whole map then comes back in one call that already says ENOENT
-    // (the kernel's generic batch stops at the end), instead of a second call to learn it.
-    const n = Math.max(1, Math.min(BATCH_MAX, this.info.maxEntries + 1));
+    // (the kernel's generic batch stops at the end), instead of a second call to learn it — up to
+    // LOOKUP_BATCH entries: buffers for a 4,096-entry conntrack map that holds a dozen entries were most of
+    // a differential case's garbage. Larger maps take several calls.
+    const n = Math.max(1, Math.min(LOOKUP_BATCH, this.info.maxEntries + 1));
     // The batch position token: a bucket or index (u32) for hash and array maps; sized generously.
     const tokSize = Math.max(ks, 8);
     let inTok: Uint8Array | null = null;
@@ -355,6 +361,8 @@ export class RawMap {
         throw bpfError(BpfErrorCode.MapOpFailed, `batch lookup in map ${this.name}`, ret);
       }
       for (let i = 0; i < count[0]!; i++) {
+        // Padding between per-CPU slots is zero (the kernel copies each slot into a zeroed stride).
+        if (nonZero && !anyNonZero(vbuf, i * vb, (i + 1) * vb)) continue;
         // Views, not copies: kbuf and vbuf are fresh for each batch call and never written again.
         const key = kbuf.subarray(i * ks, (i + 1) * ks);
         const all = vbuf.subarray(i * vb, (i + 1) * vb);
@@ -399,6 +407,12 @@ export class RawMap {
     this.closed = true;
     if (this.ownsFd) closeSync(this.fd);
   }
+}
+
+/** Whether bytes [from, to) of `b` hold a non-zero byte. */
+function anyNonZero(b: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (b[i] !== 0) return true;
+  return false;
 }
 
 /** A MapHandle over a kernel map, encoding keys and values with the spec's codecs. */
@@ -457,6 +471,10 @@ export class BpfMapHandle<K, V> implements MapHandle<K, V> {
 
   *entries(): IterableIterator<[K, V]> {
     for (const [k, v] of this.raw.entriesPerCpu()) yield [this.spec.key.decode(k), this.combine(v)];
+  }
+
+  *nonZeroEntries(): IterableIterator<[K, V]> {
+    for (const [k, v] of this.raw.entriesPerCpu(true)) yield [this.spec.key.decode(k), this.combine(v)];
   }
 
   count(): number {

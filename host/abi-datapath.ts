@@ -161,6 +161,28 @@ export class AbiDatapath implements Datapath {
           if (p !== 0) yield [spec.key.decode(k), spec.value.decode(mem, p)] as [K, V];
         }
       },
+      // One walk: each value's bytes are checked where they lie, and only entries with a non-zero byte are
+      // decoded (collected before the first is yielded, as entries() collects its keys).
+      *nonZeroEntries() {
+        const out: [K, V][] = [];
+        const s = dp.scratch();
+        const ks = spec.key.size;
+        const vs = spec.value.size;
+        let rc = dp.abi.abiMapNextKey(spec.id, 0, s + NEXT_KEY_OFF) | 0;
+        let mem = dp.bytes();
+        while (rc === 0) {
+          if (mem.buffer !== dp.memory()) mem = dp.bytes();
+          mem.copyWithin(s + KEY_OFF, s + NEXT_KEY_OFF, s + NEXT_KEY_OFF + ks);
+          const p = dp.abi.abiMapLookup(spec.id, s + KEY_OFF) >>> 0;
+          if (p !== 0) {
+            let i = p;
+            while (i < p + vs && mem[i] === 0) i++;
+            if (i < p + vs) out.push([spec.key.decode(mem, s + KEY_OFF), spec.value.decode(mem, p)]);
+          }
+          rc = dp.abi.abiMapNextKey(spec.id, s + KEY_OFF, s + NEXT_KEY_OFF) | 0;
+        }
+        yield* out;
+      },
       count() {
         return dp.abi.abiMapCount(spec.id) >>> 0;
       },

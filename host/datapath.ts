@@ -58,6 +58,18 @@ export interface MapHandle<K, V> {
   updateMany?(entries: [Partial<K>, Partial<V>][], flags?: number): void;
   /** Deletes every entry without decoding any. Optional: clearMap falls back to entries() and delete(). */
   clear?(): void;
+  /** The entries whose value bytes are not all zero (of a per-CPU map: in some CPU's slot), decoding only
+   * those — an array map's written slots. Optional: nonZeroEntries() falls back to entries(). */
+  nonZeroEntries?(): IterableIterator<[K, V]>;
+}
+
+/** The handle's entries whose value is not all zero bytes: through its nonZeroEntries when it has one,
+ * else every entry with a non-zero decoded field (a superset only where a codec leaves non-zero padding,
+ * which encoders never write). */
+export function nonZeroEntries<K, V>(h: MapHandle<K, V>): IterableIterator<[K, V]> {
+  if (h.nonZeroEntries) return h.nonZeroEntries();
+  const nonZero = (v: unknown): boolean => (typeof v === "object" && v !== null ? Object.values(v).some(nonZero) : v !== 0 && v !== 0n);
+  return [...h.entries()].filter(([, v]) => nonZero(v))[Symbol.iterator]();
 }
 
 /** Empties a map through the handle's clear when it has one, else one delete() per entry. */

@@ -22,11 +22,14 @@
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { dirname } from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createWasmDatapath } from "../../sim/engines.ts";
-import { DatapathError, type TunnelKey } from "../../host/datapath.ts";
-import { MAP_SPECS } from "../../host/codecs.gen.ts";
+import { DatapathError, type Datapath, type TunnelKey } from "../../host/datapath.ts";
+import { MAP_SPECS, type MetricsKey, type MetricsValue } from "../../host/codecs.gen.ts";
+import type { BpfMapHandle } from "../../datapath/bpf-map.ts";
+import { addPolicy } from "../conformance/fixture.ts";
 import * as C from "../../host/constants.gen.ts";
 import { kernelSuite } from "../../datapath/preflight.ts";
 import { KernelDatapath, tcReturnCode, xdpAction, type KernelRunResult } from "../../datapath/kernel-engine.ts";
@@ -74,10 +77,21 @@ const REQUIRED_OUTCOMES = ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoi
   "host firewall egress ok", "host firewall egress drop 133", "host firewall egress reply",
   "later fragment passed", "later fragment masqueraded", "fromEndpoint drop 175"];
 
-/** Runs `runs` random cases with `seed` through WASM and `mode`'s kernel engine, adding to `t`. */
-async function runCases(mode: (typeof MODES)[number], seed: number, runs: number, t: Tally, path?: string): Promise<void> {
+/** expect(actual).toEqual(expected), strict deep equality first: values that are equal (nearly all of
+ * them) skip vitest's slower matcher, and anything else goes through toEqual exactly as before — it
+ * decides and reports every difference (strict equality implies toEqual's). */
+function same(actual: unknown, expected: unknown): void {
+  if (!isDeepStrictEqual(actual, expected)) expect(actual).toEqual(expected);
+}
+
+/** Runs `runs` random cases with `seed` through WASM and `mode`'s kernel engine, adding to `t`. `tamper`
+ * (the harness's own test only) changes one engine's maps after the state is installed: a difference the
+ * run must then report. */
+async function runCases(mode: (typeof MODES)[number], seed: number, runs: number, t: Tally, path?: string, tamper?: (wasm: Datapath, kernel: KernelDatapath) => void): Promise<void> {
   const seen = (k: string) => t.outcomes.set(k, (t.outcomes.get(k) ?? 0) + 1);
   const before = mode.runs();
+  // The engine is loaded (seconds of verifier time, once per process) before the CPU clock starts.
+  mode.kernel();
   const cpu = process.cpuUsage();
   await fc.assert(
     fc.asyncProperty(nodeStateArb, stepsArb, async (state, steps) => {
@@ -86,6 +100,7 @@ async function runCases(mode: (typeof MODES)[number], seed: number, runs: number
       const table = maglevTables(wasm);
       installState(wasm, state, table, DIFF_CONFIG_FLAGS);
       installState(kernel, state, table, DIFF_CONFIG_FLAGS);
+      tamper?.(wasm, kernel as KernelDatapath);
       let prevIn: Uint8Array | undefined;
       let prevOut: Uint8Array | undefined;
       let prevTunnel: TunnelKey | undefined;
@@ -128,19 +143,20 @@ async function runCases(mode: (typeof MODES)[number], seed: number, runs: number
         }
         // The source port is at bytes 34–35 of an IPv4 frame with its L4 header (not in a later fragment).
         if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && !laterFragment && p.length >= 36 && wr.output.length >= 36 && new DataView(wr.output.buffer, wr.output.byteOffset).getUint16(34) !== new DataView(c.packet.buffer, c.packet.byteOffset).getUint16(34)) seen("masquerade port changed");
-        expect({ verdict: kr.verdict, dropReason: kr.dropReason }).toEqual({ verdict: wr.verdict, dropReason: wr.dropReason });
-        expect(Array.from(kr.output.subarray(0, c.packet.length))).toEqual(Array.from(wr.output));
-        expect(kr.trace).toEqual(wr.trace);
+        same({ verdict: kr.verdict, dropReason: kr.dropReason }, { verdict: wr.verdict, dropReason: wr.dropReason });
+        const out = kr.output.subarray(0, c.packet.length);
+        if (!isDeepStrictEqual(out, wr.output)) expect(Array.from(out)).toEqual(Array.from(wr.output));
+        same(kr.trace, wr.trace);
         const xdp = c.entry === "fromNetwork" && (kernel as KernelDatapath).xdp;
         expect(kr.retval, xdp ? "XDP action" : "tc return code").toBe(xdp ? xdpAction(wr.verdict) : tcReturnCode(wr.verdict, DIFF_TUNNEL_IFINDEX));
         // The tunnel key: WASM's from the seam, the kernel's read back from the skb after the run.
-        expect(kr.tunnel).toEqual(wr.tunnel);
+        same(kr.tunnel, wr.tunnel);
         // The ring buffer: the same flow events, in the same order.
         const ke = (kernel as KernelDatapath).events();
-        expect(ke).toEqual(wasm.events());
+        same(ke, wasm.events());
         t.events += ke.length;
       }
-      expect(sideEffects(kernel)).toEqual(sideEffects(wasm));
+      same(sideEffects(kernel), sideEffects(wasm));
       wasm.close();
     }),
     { numRuns: runs, seed, path },
@@ -184,6 +200,37 @@ if (!LONG) describe.skipIf(k.skip).each(MODES)("wasm and kernel agree ($name)", 
     report(mode.name, SEED, t);
     checkTally(t);
   }, TIMEOUT_MS);
+});
+
+/** A metrics slot no differential packet reaches (reason 255, direction 3): written on one side only. */
+const UNREACHED_METRIC = { reason: 255, dir: 3 };
+
+// The comparisons can still fail: each injected difference (on one engine only, after the state is
+// installed) must make the property fail, whatever the packets do. The metrics slot is written in the
+// kernel's second CPU slot (not CPU 0, which the typed handle writes), so the kernel side's all-zero
+// skipping and per-CPU sum are exercised too.
+if (!LONG) describe.skipIf(k.skip)("the differential still reports a difference", () => {
+  const cases: [string, string, (wasm: Datapath, kernel: KernelDatapath) => void][] = [
+    ["a metrics counter in another CPU's slot (kernel only)", "metrics", (_w, kernel) => {
+      const raw = (kernel.map(MAP_SPECS.Metrics) as BpfMapHandle<MetricsKey, MetricsValue>).raw;
+      const stride = (raw.info.valueSize + 7) & ~7;
+      const all = new Uint8Array(raw.cpus * stride);
+      all.set(MAP_SPECS.Metrics.value.encode({ packets: 1n }), (raw.cpus - 1) * stride);
+      raw.update(MAP_SPECS.Metrics.key.encode(UNREACHED_METRIC), all);
+    }],
+    ["a metrics counter (WASM only)", "metrics", (wasm) => wasm.map(MAP_SPECS.Metrics).update(UNREACHED_METRIC, { bytes: 1n })],
+    ["a conntrack entry (kernel only)", "ct", (_w, kernel) => kernel.map(MAP_SPECS.Conntrack).update({ saddr: new Uint8Array(16).fill(7), daddr: new Uint8Array(16).fill(9), sport: 1, dport: 2, nexthdr: 6, family: C.FAMILY_IPV4 }, { lifetime: 1 })],
+    ["every packet denied by policy (kernel only)", "verdict", (_w, kernel) => { for (const epId of [1, 2, 3, HOST_EP_DIFF]) for (const egress of [true, false]) addPolicy(kernel, { epId, egress, identity: 0, deny: true }); }],
+  ];
+  it.each(cases)("%s", async (_name, part, tamper) => {
+    const t = tally();
+    // A fixed seed: the same 20 cases on every run.
+    const e = await runCases(MODES[0]!, 20261207, 20, t, undefined, tamper).then(() => undefined, (x: Error) => x);
+    expect(e?.message).toMatch(/Property failed/);
+    // The failing comparison is the one the injection touched (vitest's assertion error, fast-check's cause).
+    const cause = (e as Error & { cause?: { actual?: Record<string, unknown>; expected?: Record<string, unknown> } }).cause;
+    expect(JSON.stringify(cause?.actual?.[part], (_, x) => (typeof x === "bigint" ? x.toString() : x))).not.toBe(JSON.stringify(cause?.expected?.[part], (_, x) => (typeof x === "bigint" ? x.toString() : x)));
+  }, 120_000);
 });
 
 // Defined only in long mode, so that an ordinary run has no skipped test for it.
