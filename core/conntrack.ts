@@ -25,6 +25,11 @@
  *      1.12–1.15 answered CT_REOPENED instead). A client that resets its connection and later reuses the
  *      source port thus starts from a fresh entry, not from the old flow's reverse NAT and proxy port.
  *      (Cilium re-opens on any SYN without FIN/RST; ciliate only on a bare SYN.)
+ *   6. ctLookupOwn only: an ESTABLISHED hit (3) whose entry carries another reverse-NAT index than the
+ *      caller's connection (another service, or none for a direct connection) belongs to another
+ *      connection on the same tuple — two connections of one pod that use one source port towards two
+ *      destinations that translate to the same backend. It is CT_OTHER: the entry is not updated (the
+ *      other connection's flags, counters and lifetime stay its own) and its state is copied out.
  *
  * Entry update on a REPLY / ESTABLISHED hit and on creation (ct_update_timeout and ACTION_CLOSE in
  * __ct_lookup):
@@ -57,6 +62,7 @@ import {
   CT_ENTRY_LIFETIME,
   CT_ENTRY_PACKETS,
   CT_ENTRY_PROXY_PORT_BE,
+  CT_ENTRY_ORIG_SPORT_BE,
   CT_ENTRY_REV_NAT_INDEX,
   CT_ENTRY_RX_FLAGS_SEEN,
   CT_ENTRY_SIZE,
@@ -65,6 +71,7 @@ import {
   CT_STATE_BACKEND_ID,
   CT_STATE_FLAGS,
   CT_STATE_PROXY_PORT,
+  CT_STATE_ORIG_SPORT,
   CT_STATE_REV_NAT_INDEX,
   CT_STATE_SIZE,
   CT_STATE_SRC_SEC_ID,
@@ -132,6 +139,11 @@ import { configGet } from "./config";
  * returns that drop reason:  `if (ctLookup(...) == CT_UNKNOWN_PROTO) drop(DROP_CT_UNKNOWN_PROTO)`.
  */
 export const CT_UNKNOWN_PROTO: u32 = 254;
+
+/** ctLookupOwn's answer for a tuple whose live entry belongs to another connection (rule 6). Not a CT
+ * state: fromEndpoint either moves the new connection to another source port (core/nat.ts T1–T6) or, for
+ * an entry that is closing, re-creates it (core/pipeline.ts R3). */
+export const CT_OTHER: u32 = 253;
 
 const CT_F_BOTH_CLOSING: u32 = 0x03; // CT_F_RX_CLOSING | CT_F_TX_CLOSING
 
@@ -214,6 +226,7 @@ function copyState(e: usize, state: usize): void {
   write16(state + CT_STATE_REV_NAT_INDEX, read16(e + CT_ENTRY_REV_NAT_INDEX));
   write16(state + CT_STATE_FLAGS, read16(e + CT_ENTRY_FLAGS));
   write16(state + CT_STATE_PROXY_PORT, read16be(e + CT_ENTRY_PROXY_PORT_BE));
+  write16(state + CT_STATE_ORIG_SPORT, read16be(e + CT_ENTRY_ORIG_SPORT_BE));
 }
 
 /** Rule 5: a bare SYN on an entry closing on either side re-opens the connection. */
@@ -277,6 +290,21 @@ function ctApply(e: usize, cfg: usize, info: usize, tcp: bool, service: bool, re
  * Without a ConfigValue the lookup still works but lifetimes are not refreshed.
  */
 export function ctLookup(tuple: usize, info: usize, now: u32, state: usize): u32 {
+  return ctLookupRev(tuple, info, now, state, 0, false);
+}
+
+/**
+ * ctLookup for a connection whose reverse-NAT index is `revNat` (0 = not load-balanced): the same
+ * outcomes, plus
+ *   - CT_OTHER: the tuple's live entry (rule 3) carries another reverse-NAT index — another connection's
+ *     (rule 6); it is not updated, and `state` holds its contents.
+ */
+export function ctLookupOwn(tuple: usize, info: usize, now: u32, state: usize, revNat: u32): u32 {
+  return ctLookupRev(tuple, info, now, state, revNat, true);
+}
+
+/** ctLookup (own = false) and ctLookupOwn (own = true: rule 6 with `revNat`). */
+function ctLookupRev(tuple: usize, info: usize, now: u32, state: usize, revNat: u32, own: bool): u32 {
   if (state != 0) memFill(state, 0, CT_STATE_SIZE);
   if (!isTrackedProto(read8(info + PACKET_INFO_NEXTHDR))) return CT_UNKNOWN_PROTO;
   const key = stackAlloc(CT_TUPLE_SIZE);
@@ -318,6 +346,10 @@ export function ctLookup(tuple: usize, info: usize, now: u32, state: usize): u32
   const f = liveEntry(key, now);
   if (f != 0) {
     if (isReopen(f, tcp, tcpFlags)) return CT_NEW; // 5.
+    if (own && <u32>read16(f + CT_ENTRY_REV_NAT_INDEX) != revNat) { // 6.
+      copyState(f, state);
+      return CT_OTHER;
+    }
     ctApply(f, cfg, info, tcp, service, false, now);
     copyState(f, state);
     return CT_ESTABLISHED;
@@ -373,5 +405,29 @@ export function ctCreate(tuple: usize, info: usize, now: u32, srcSecId: u32, rev
   const tcp = read8(tuple + CT_TUPLE_NEXTHDR) == IPPROTO_TCP;
   ctApply(entry, cfg, info, tcp, (flags & TUPLE_F_SERVICE) != 0, false, now);
   if (mapUpdate(MapId.Conntrack, key, entry, BPF_ANY) != 0) return -(<i32>DROP_CT_CREATE_FAILED);
+  return 0;
+}
+
+/**
+ * Whether the tuple `key` (a complete CtTuple key, direction flag included) has a live entry, looked at
+ * without updating it (rule 4's liveness). Used to find a free source port (core/nat.ts T3).
+ * Outcomes: true / false.
+ */
+export function ctTupleLive(key: usize, now: u32): bool {
+  return liveEntry(key, now) != 0;
+}
+
+/**
+ * Records in the entry of `tuple` (as created by ctCreate) that its connection's source port was
+ * rewritten from `origSport` (host order; core/nat.ts T5), so that replies get it back.
+ * Outcomes: 0 — recorded; -DROP_CT_CREATE_FAILED — the entry does not exist.
+ */
+export function ctSetOrigSport(tuple: usize, origSport: u32): i32 {
+  const key = stackAlloc(CT_TUPLE_SIZE);
+  if (key == 0) return -(<i32>DROP_CT_CREATE_FAILED);
+  tupleKey(key, tuple, false, read8(tuple + CT_TUPLE_FLAGS) & ~TUPLE_F_RELATED);
+  const e = mapLookup(MapId.Conntrack, key);
+  if (e == 0) return -(<i32>DROP_CT_CREATE_FAILED);
+  write16be(e + CT_ENTRY_ORIG_SPORT_BE, origSport);
   return 0;
 }

@@ -300,7 +300,10 @@ export class CtEntry {
   txFlagsSeen: u8;
   rxFlagsSeen: u8;
   proxyPortBe: u16;
-  pad0: u32;
+  /** The pod's own source port when fromEndpoint rewrote it because the translated tuple was taken
+   * (core/nat.ts T1–T6); 0 = not rewritten. Replies get it back as their destination port. */
+  origSportBe: u16;
+  pad0: u16;
   packets: u64;
   bytes: u64;
 }
@@ -496,7 +499,8 @@ export class CtState {
   flags: u16;
   /** Proxy port recorded at creation, host order (0 none). */
   proxyPort: u16;
-  pad0: u16;
+  /** The pod's original source port of a rewritten connection, host order (0 = not rewritten). */
+  origSport: u16;
 }
 
 /** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its

@@ -320,8 +320,9 @@ export function lbDnat(pkt: Pkt, info: usize, backend: usize): i32 {
   return loopback ? LB_DNAT_LOOPBACK : 0;
 }
 
-/** The RevNatValue of `revNatIndex`, or 0 when there is none. */
-function revNatEntry(revNatIndex: u32): usize {
+/** The RevNatValue of `revNatIndex`, or 0 when there is none (also the conntrack GC's, for T7 of
+ * core/nat.ts). */
+export function revNatEntry(revNatIndex: u32): usize {
   const key = stackAlloc(REV_NAT_KEY_SIZE);
   if (key == 0) return 0;
   write16(key + REV_NAT_KEY_REV_NAT_INDEX, revNatIndex);

@@ -66,6 +66,39 @@
  *       mappings do not count: they are applied here, so their output never comes through again. A node
  *       socket that picks the very address and port such a NodePort mapping uses towards the same
  *       backend cannot be told from it (the packets are identical) and is left alone.
+ *
+ * Source-port rewrite of a pod's connection whose translated tuple another connection holds (netfilter
+ * does the same: get_unique_tuple in the Linux kernel's net/netfilter/nf_nat_core.c; Cilium's tc path has
+ * the collision, cilium/cilium Documentation/network/kubernetes/kubeproxy-free.rst "Connection Collisions
+ * When a Service Endpoint Is Accessed via Multiple VIPs", and avoids it with socket LB, bpf/bpf_sock.c).
+ * Linux hands out a source port per destination 4-tuple, so one pod can use port P towards ClusterIP A and
+ * ClusterIP B (or towards their backend directly) at the same time; after DNAT both are {pod:P → backend}.
+ * Numbered once:
+ *   T1. Only in fromEndpoint, for TCP and UDP (IPv4 and IPv6), when the lookup of the translated tuple says
+ *       that its live entry belongs to another connection (core/conntrack.ts rule 6: another rev-NAT index,
+ *       0 for a direct connection) and that entry is closing on neither side — a closing entry is a
+ *       finished flow whose port the pod reuses, and is re-created (core/pipeline.ts R3).
+ *   T2. The connection's port is kept in MapId.Snat under the mapping key {daddr = the destination the pod
+ *       sent to (service frontend, or the peer itself), saddr = the pod, dport = that destination's port,
+ *       sport = the pod's port, proto, TUPLE_F_OUT | TUPLE_F_SERVICE}, value {toAddr = the pod, toPort =
+ *       the new port}. TUPLE_F_SERVICE keeps these keys apart from the SNAT mappings above (P1–P4, M1–M6),
+ *       whose keys carry the flow's own tuple. The mapping is looked up only when the translated tuple is
+ *       another connection's (rule 6), or has no entry and the packet does not open a connection (not a
+ *       bare TCP SYN: a later packet of a moved connection whose neighbour has gone): other packets pay
+ *       nothing.
+ *   T3. No mapping and a packet that opens a connection (a bare TCP SYN, or any UDP packet): a new port from
+ *       the range of P1, starting at the hash of P3 (the translated tuple), stepping by one for at most
+ *       SNAT_COLLISION_RETRIES candidates; a candidate is free when the translated tuple with it has no live
+ *       conntrack entry (TUPLE_F_OUT) and it is not the pod's own port. None free →
+ *       DROP_NAT_NO_MAPPING (Cilium's 167, as P4). A TCP packet without mapping that does not open a
+ *       connection keeps R3 (the entry is re-created: there is no port to move a running connection to).
+ *   T4. The mapping is written (BPF_ANY: a stale mapping of the same original tuple is replaced) and the
+ *       source port rewritten with the L4 checksum fixed (natRewritePort; UDP's zero checksum stays zero).
+ *   T5. fromEndpoint creates the moved tuple's conntrack entry with the original port in origSportBe
+ *       (core/conntrack.ts ctSetOrigSport). Later packets find the mapping (T2) and get the same port.
+ *   T6. Replies found through that entry (toEndpoint, CT_REPLY) get their destination port back after
+ *       the reverse NAT; ICMPv4 errors about the connection (CT_RELATED) get the embedded source port back.
+ *   T7. The conntrack GC removes the mapping with the entry (natSportPurge); otherwise LRU eviction.
  */
 import { memCopy, read8, read16, read32, write8, write16, write32 } from "./env";
 import { read16be, read32be, write16be } from "./bytes";
@@ -74,18 +107,18 @@ import { mapDelete, mapLookup, mapUpdate } from "./maps";
 import { Pkt, pktHas, pktLoad8, pktLoad16, pktLoad32, pktStore16, pktStore32, pktL3CsumReplace, pktL4CsumReplace,
   CSUM_F_MARK_MANGLED_0, CSUM_F_PSEUDO_HDR } from "./pkt";
 import { configGet } from "./config";
-import { ctIsReplyToIngress } from "./conntrack";
+import { ctIsReplyToIngress, ctTupleLive } from "./conntrack";
 import { endpointLookup, ipcacheIdentity } from "./ipcache";
-import { hashFromTupleV4 } from "./hash";
+import { hashFromTupleV4, hashFromTupleV6 } from "./hash";
 import { MapId, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKET_INFO_L3_OFF, PACKET_INFO_L4_OFF,
   PACKET_INFO_L4_CSUM_OFF, PACKET_INFO_SPORT, PACKET_INFO_DPORT, PACKET_INFO_SADDR, PACKET_INFO_DADDR,
   CT_TUPLE_SIZE, CT_TUPLE_DADDR, CT_TUPLE_SADDR, CT_TUPLE_DPORT_BE, CT_TUPLE_SPORT_BE, CT_TUPLE_NEXTHDR,
   CT_TUPLE_FLAGS, CT_TUPLE_FAMILY, SNAT_VALUE_SIZE, SNAT_VALUE_TO_ADDR, SNAT_VALUE_TO_PORT_BE,
   SNAT_VALUE_FAMILY, SNAT_VALUE_CREATED, CONFIG_VALUE_NODE_IPV4_BE, CONFIG_VALUE_NODE_PORT_MAX,
   CONFIG_VALUE_HASH_SEED, CONFIG_VALUE_FLAGS, CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE, CONFIG_VALUE_SNAT_EXCLUSION_PREFIX_LEN,
-  CONFIG_VALUE_WORLD_IPV4_IDENTITY, PACKET_INFO_ICMP_TYPE, PACKET_INFO_FLAGS, PACKET_INFO_INNER_SADDR, PACKET_INFO_INNER_DADDR,
+  CONFIG_VALUE_WORLD_IPV4_IDENTITY, PACKET_INFO_ICMP_TYPE, REV_NAT_VALUE_ADDR, REV_NAT_VALUE_PORT_BE, PACKET_INFO_FLAGS, PACKET_INFO_INNER_SADDR, PACKET_INFO_INNER_DADDR,
   PACKET_INFO_INNER_SPORT, PACKET_INFO_INNER_DPORT, PACKET_INFO_INNER_NEXTHDR } from "./gen/layout";
-import { FAMILY_IPV4, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, TUPLE_F_IN, TUPLE_F_OUT,
+import { FAMILY_IPV4, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, TUPLE_F_IN, TUPLE_F_OUT, TUPLE_F_SERVICE,
   BPF_ANY, BPF_NOEXIST, ICMP_ECHO, ICMP_ECHOREPLY, CONFIG_F_MASQUERADE, ID_WORLD, ID_WORLD_IPV4, ID_SCOPE_LOCAL, PKT_F_NO_L4, PKT_F_ICMP_ERROR,
   IP_OFFSET } from "./constants";
 import { DROP_CSUM_L3, DROP_CSUM_L4, DROP_WRITE_ERROR, DROP_NAT_NO_MAPPING, DROP_NAT_UNSUPP_PROTO,
@@ -478,4 +511,106 @@ function snatRevIcmpError(pkt: Pkt, info: usize): i32 {
   const r = natRewriteAddr(pkt, info, true, addr);
   if (r < 0) return r;
   return natRewriteIcmpErrorInner(pkt, info, false, addr, read16be(v + SNAT_VALUE_TO_PORT_BE));
+}
+
+/** T1: the protocols whose source port can move (TCP and UDP, either family). */
+function sportProto(info: usize): bool {
+  const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
+  return nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP;
+}
+
+/** T2: fills `key` with the mapping key of the pod's connection: the packet's source and protocol with the
+ * destination the pod sent to (`origDaddr`, 16 bytes, and `origDport`, host order). */
+function sportMapKey(key: usize, info: usize, origDaddr: usize, origDport: u32): void {
+  memCopy(key + CT_TUPLE_DADDR, origDaddr, 16);
+  memCopy(key + CT_TUPLE_SADDR, info + PACKET_INFO_SADDR, 16);
+  write16be(key + CT_TUPLE_DPORT_BE, origDport);
+  write16be(key + CT_TUPLE_SPORT_BE, read16(info + PACKET_INFO_SPORT));
+  write8(key + CT_TUPLE_NEXTHDR, read8(info + PACKET_INFO_NEXTHDR));
+  write8(key + CT_TUPLE_FLAGS, TUPLE_F_OUT | TUPLE_F_SERVICE);
+  write8(key + CT_TUPLE_FAMILY, read8(info + PACKET_INFO_FAMILY));
+}
+
+/**
+ * T2: the source port the pod's connection (packet `info` before any port rewrite, sent to `origDaddr`:
+ * `origDport`) was moved to. Pure (reads MapId.Snat). Outcomes: the port (host order), or 0 — no mapping,
+ * or not TCP/UDP.
+ */
+export function natSportLookup(info: usize, origDaddr: usize, origDport: u32): u32 {
+  if (!sportProto(info)) return 0;
+  const key = stackAlloc(CT_TUPLE_SIZE);
+  sportMapKey(key, info, origDaddr, origDport);
+  const v = mapLookup(MapId.Snat, key);
+  if (v == 0) return 0;
+  return read16be(v + SNAT_VALUE_TO_PORT_BE);
+}
+
+/**
+ * T3–T4: a free source port for the pod's new connection (packet `info`, already DNATed, sent to
+ * `origDaddr`:`origDport`), recorded in the mapping. `cfg` is the ConfigValue (non-zero). Does not touch
+ * the packet (the caller rewrites it with natRewritePort). Outcomes:
+ *   the port (> 0, host order) — free by T3, mapping written;
+ *   -DROP_NAT_UNSUPP_PROTO — not TCP or UDP;
+ *   -DROP_NAT_NO_MAPPING — no free candidate among SNAT_COLLISION_RETRIES, an empty range, or the mapping
+ *     could not be stored (MapId.Snat full).
+ */
+export function natSportAllocate(cfg: usize, info: usize, origDaddr: usize, origDport: u32, now: u32): i32 {
+  if (!sportProto(info)) return -(<i32>DROP_NAT_UNSUPP_PROTO);
+  const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
+  const sport = read16(info + PACKET_INFO_SPORT);
+  const dport = read16(info + PACKET_INFO_DPORT);
+  // P1. Port range.
+  const minPort: u32 = read16(cfg + CONFIG_VALUE_NODE_PORT_MAX) + 1;
+  if (minPort > 65535) return -(<i32>DROP_NAT_NO_MAPPING);
+  const span: u32 = 65536 - minPort;
+  // P3. Deterministic start: hash of the translated tuple.
+  const seed = read32(cfg + CONFIG_VALUE_HASH_SEED);
+  const h = read8(info + PACKET_INFO_FAMILY) == FAMILY_IPV4
+    ? hashFromTupleV4(read32(info + PACKET_INFO_SADDR), dport, sport, nexthdr, seed)
+    : hashFromTupleV6(info + PACKET_INFO_SADDR, dport, sport, nexthdr, seed);
+  let cand: u32 = minPort + h % span;
+  const ckey = stackAlloc(CT_TUPLE_SIZE);
+  snatTuple(info, ckey, TUPLE_F_OUT);
+  let found: bool = false;
+  for (let i: u32 = 0; i < SNAT_COLLISION_RETRIES; i++) {
+    write16be(ckey + CT_TUPLE_SPORT_BE, cand);
+    if (cand != sport && !ctTupleLive(ckey, now)) {
+      found = true;
+      break;
+    }
+    cand = cand >= 65535 ? minPort : cand + 1;
+  }
+  if (!found) return -(<i32>DROP_NAT_NO_MAPPING);
+  // T4.
+  const key = stackAlloc(CT_TUPLE_SIZE);
+  sportMapKey(key, info, origDaddr, origDport);
+  const val = stackAlloc(SNAT_VALUE_SIZE);
+  memCopy(val + SNAT_VALUE_TO_ADDR, info + PACKET_INFO_SADDR, 16);
+  write16be(val + SNAT_VALUE_TO_PORT_BE, cand);
+  write8(val + SNAT_VALUE_FAMILY, read8(info + PACKET_INFO_FAMILY));
+  write32(val + SNAT_VALUE_CREATED, now);
+  if (mapUpdate(MapId.Snat, key, val, BPF_ANY) != 0) return -(<i32>DROP_NAT_NO_MAPPING);
+  return <i32>cand;
+}
+
+/**
+ * T7: removes the mapping of a moved connection whose conntrack entry (key `ctKey`, an egress entry with
+ * the moved port as its source port) goes away. `frontend` is the RevNatValue of the entry's service (the
+ * destination the pod sent to), or 0 when it sent to the peer itself; `origSport` is the entry's original
+ * port. A mapping that now names another port (a newer connection of the same original tuple) is kept.
+ * Host-side (the conntrack GC). Outcomes: none.
+ */
+export function natSportPurge(ctKey: usize, frontend: usize, origSport: u32): void {
+  const key = stackAlloc(CT_TUPLE_SIZE);
+  memCopy(key, ctKey, CT_TUPLE_SIZE);
+  if (frontend != 0) {
+    memCopy(key + CT_TUPLE_DADDR, frontend + REV_NAT_VALUE_ADDR, 16);
+    write16(key + CT_TUPLE_DPORT_BE, read16(frontend + REV_NAT_VALUE_PORT_BE));
+  }
+  write16be(key + CT_TUPLE_SPORT_BE, origSport);
+  write8(key + CT_TUPLE_FLAGS, TUPLE_F_OUT | TUPLE_F_SERVICE);
+  const v = mapLookup(MapId.Snat, key);
+  if (v == 0) return;
+  if (read16(v + SNAT_VALUE_TO_PORT_BE) != read16(ctKey + CT_TUPLE_SPORT_BE)) return;
+  mapDelete(MapId.Snat, key);
 }

@@ -27,7 +27,11 @@
  *       to the service frontend: the client's toEndpoint for ClusterIP, the backend's fromEndpoint for a
  *       NodePort flow to a local backend, fromNetwork for one SNATed to a remote backend.
  *   R3. The hook that translates (fromEndpoint, fromNetwork) re-creates an entry whose rev-NAT index is not
- *       the one of this packet's translation (staleServiceEntry).
+ *       the one of this packet's translation (staleServiceEntry) — in fromEndpoint only when that entry is
+ *       closing or the packet cannot move to another port (R4).
+ *   R4. fromEndpoint moves a pod's new connection whose translated tuple another live connection holds to
+ *       another source port, and toEndpoint gives its replies the original port back (core/nat.ts T1–T7,
+ *       sportCollision).
  */
 import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKET_INFO_SADDR, PACKET_INFO_DADDR,
   PACKET_INFO_DPORT, PACKET_INFO_ICMP_TYPE, PACKET_INFO_ICMP_CODE, PACKET_INFO_LEN,
@@ -42,7 +46,7 @@ import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKE
   PACKET_INFO_SPORT, PACKET_INFO_TCP_FLAGS, CONFIG_VALUE_FLAGS, CONFIG_VALUE_TRACE_SAMPLE_RATE,
   CONFIG_VALUE_HASH_SEED, ENDPOINT_INFO_SEC_IDENTITY,
   CONFIG_VALUE_WORLD_IPV4_IDENTITY, CONFIG_VALUE_WORLD_IPV6_IDENTITY, CT_TUPLE_SIZE, CT_TUPLE_FLAGS,
-  CT_STATE_SIZE, CT_STATE_REV_NAT_INDEX, POLICY_RESULT_SIZE, POLICY_RESULT_MATCH_TYPE, POLICY_RESULT_COOKIE,
+  CT_STATE_SIZE, CT_STATE_REV_NAT_INDEX, CT_STATE_FLAGS, CT_STATE_ORIG_SPORT, PACKET_INFO_INNER_SADDR, POLICY_RESULT_SIZE, POLICY_RESULT_MATCH_TYPE, POLICY_RESULT_COOKIE,
   SERVICE_KEY_SIZE, SERVICE_VALUE_REV_NAT_INDEX, SERVICE_VALUE_FLAGS, LB_SELECTION_BACKEND_ID,
   LB_SELECTION_BACKEND, CT_STATE_PROXY_PORT, CONFIG_VALUE_HOST_IDENTITY, CONFIG_VALUE_HOST_EP_ID } from "./gen/layout";
 import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CTX_ACT_TUNNEL, TRACE_TO_OVERLAY, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_NONE,
@@ -51,7 +55,8 @@ import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CTX_ACT_TUNNEL, TRACE_TO_OV
   TRACE_F_EGRESS_CHECKED, TRACE_F_INGRESS_CHECKED, TRACE_F_L7_REDIRECT, TRACE_F_DNAT, TRACE_F_REV_NAT,
   TRACE_F_SNAT, TRACE_F_REPLY, TRACE_F_AUDITED, POLICY_EGRESS, POLICY_INGRESS,
   SVC_F_ROUTABLE, CONFIG_F_EVENTS, CONFIG_F_EVENTS_ALL, HOOK_FROM_ENDPOINT, HOOK_TO_ENDPOINT,
-  HOOK_FROM_NETWORK, HOOK_TO_NETWORK, MARK_MAGIC_FROM_INGRESS_PROXY, MARK_MAGIC_FROM_EGRESS_PROXY } from "./constants";
+  HOOK_FROM_NETWORK, HOOK_TO_NETWORK, MARK_MAGIC_FROM_INGRESS_PROXY, MARK_MAGIC_FROM_EGRESS_PROXY,
+  CT_F_RX_CLOSING, CT_F_TX_CLOSING, IPPROTO_TCP, IPPROTO_UDP, TCP_SYN, TCP_ACK } from "./constants";
 import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID, DROP_INVALID_SIP, DROP_IS_CLUSTER_IP, DROP_NO_CONFIG,
   DROP_NO_SERVICE, DROP_UNKNOWN_L3, DROP_UNROUTABLE, DROP_PROXY_LOOKUP_FAILED } from "./drop-reasons";
 import { add64Local, memCopy, memFill, read8, read16, read32, write8, write16, write32 } from "./env";
@@ -64,9 +69,10 @@ import { fragHandle } from "./frag";
 import { configGet } from "./config";
 import { endpointLookup, ipcacheIdentity } from "./ipcache";
 import { policyAudit, policyCanAccess, policyIcmpFragNeededAllowed, policyPort } from "./policy";
-import { ctBuildTuple, ctCreate, ctLookup, CT_UNKNOWN_PROTO } from "./conntrack";
+import { ctBuildTuple, ctCreate, ctLookup, ctLookupOwn, ctSetOrigSport, CT_OTHER, CT_UNKNOWN_PROTO } from "./conntrack";
 import { lbLookupService, lbRevNatIcmpError, lbServiceBackend, lbDnat, lbRevNat } from "./lb";
-import { snatEgress, snatNeedsMasquerade, snatRevIngress } from "./nat";
+import { natRewriteIcmpErrorInner, natRewritePort, natSportAllocate, natSportLookup, snatEgress, snatNeedsMasquerade,
+  snatRevIngress } from "./nat";
 import { jhash3Words } from "./hash";
 import { overlayDecapIdentity, overlayEncap } from "./overlay";
 import { hostFwEnabled, hostFwExempt, hostFwForwarded } from "./host-firewall";
@@ -216,6 +222,54 @@ function ctFor(info: usize, tuple: usize, st: usize, dirFlag: u32, now: u32): u3
   return ctLookup(tuple, info, now, st);
 }
 
+/** ctFor with rule 6 of core/conntrack.ts: CT_OTHER when the tuple's live entry carries another rev-NAT
+ * index than `revNat` (another connection's; left untouched). */
+function ctForOwn(info: usize, tuple: usize, st: usize, now: u32, revNat: u32): u32 {
+  ctBuildTuple(info, tuple);
+  write8(tuple + CT_TUPLE_FLAGS, TUPLE_F_OUT);
+  return ctLookupOwn(tuple, info, now, st, revNat);
+}
+
+/** A packet that opens a connection (core/nat.ts T3): a bare TCP SYN, or any UDP packet. */
+function opensConnection(info: usize): bool {
+  if (read8(info + PACKET_INFO_NEXTHDR) != IPPROTO_TCP) return true;
+  return (read8(info + PACKET_INFO_TCP_FLAGS) & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+}
+
+/**
+ * R4 (core/nat.ts T1–T6) for fromEndpoint's lookup `ct` of the translated tuple, when it is CT_OTHER (the
+ * live entry of another connection, state in `st`) or CT_NEW: moves the packet to the port of its
+ * connection's mapping (T2) or, for a packet that opens a connection, to a new free port (T3–T4), and looks
+ * the moved tuple up again. `origDaddr`/`origDport` are the destination the pod sent to. Outcomes:
+ *   a CT state (>= 0) for the packet as it now is — CT_NEW also where R3 re-creates the entry (an entry
+ *     closing on either side, a TCP packet that neither has a mapping nor opens a connection, or a moved
+ *     tuple that is itself another connection's); the packet's source port may have changed;
+ *   a negative drop reason — DROP_NAT_NO_MAPPING (no free port), DROP_WRITE_ERROR, DROP_CSUM_L4.
+ */
+function sportCollision(pkt: Pkt, cfg: usize, info: usize, tuple: usize, st: usize, origDaddr: usize, origDport: u32,
+  ct: u32, now: u32, revNat: u32): i32 {
+  const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
+  if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) return ct == CT_OTHER ? <i32>CT_NEW : <i32>ct;
+  const opens = opensConnection(info);
+  // T2: a bare SYN without any entry is a plain new connection: nothing to look up.
+  if (ct == CT_NEW && opens && nexthdr == IPPROTO_TCP) return <i32>CT_NEW;
+  let port = natSportLookup(info, origDaddr, origDport);
+  if (port == 0) {
+    if (ct != CT_OTHER) return <i32>ct;
+    // T1 / R3: a finished flow's entry, or a running TCP connection with nowhere to go, is re-created.
+    if ((read16(st + CT_STATE_FLAGS) & (CT_F_RX_CLOSING | CT_F_TX_CLOSING)) != 0 || !opens) return <i32>CT_NEW;
+    // T3.
+    const a = natSportAllocate(cfg, info, origDaddr, origDport, now);
+    if (a < 0) return a;
+    port = <u32>a;
+  }
+  // T4.
+  const r = natRewritePort(pkt, info, false, port);
+  if (r < 0) return r;
+  const moved = ctForOwn(info, tuple, st, now, revNat);
+  return moved == CT_OTHER ? <i32>CT_NEW : <i32>moved;
+}
+
 /**
  * R3. An ESTABLISHED hit whose entry carries another service's reverse NAT than the one this packet was
  * translated for (0 = none) is a stale entry of an earlier flow on the same tuple — a client that reuses
@@ -241,6 +295,22 @@ function replyRevNat(pkt: Pkt, tr: usize, info: usize, st: usize, related: bool)
     setFlag(tr, TRACE_F_REV_NAT);
   }
   return 0;
+}
+
+/** R4 (core/nat.ts T6): a reply of a connection fromEndpoint moved to another source port gets the pod's
+ * port back as its destination; an ICMPv4 error about it (`related`) as its embedded source port. Returns 0
+ * or a drop reason (DROP_WRITE_ERROR, DROP_CSUM_L3, DROP_CSUM_L4). */
+function replyOrigSport(pkt: Pkt, info: usize, st: usize, related: bool): u32 {
+  const port = read16(st + CT_STATE_ORIG_SPORT);
+  if (port == 0) return 0;
+  let r: i32 = 0;
+  if (!related) r = natRewritePort(pkt, info, true, port);
+  else if (read8(info + PACKET_INFO_FAMILY) == FAMILY_IPV4) {
+    const addr = stackAlloc(16);
+    memCopy(addr, info + PACKET_INFO_INNER_SADDR, 16);
+    r = natRewriteIcmpErrorInner(pkt, info, false, addr, port);
+  }
+  return r < 0 ? <u32>(-r) : 0;
 }
 
 /**
@@ -351,7 +421,9 @@ function forward(pkt: Pkt, tr: usize, cfg: usize, info: usize, srcId: u32, dir: 
  *      on (ProxyListeners): dropped, never forwarded un-inspected.
  *   9. CTX_ACT_DROP, DROP_CT_CREATE_FAILED — a new flow could not be tracked.
  *  10. CTX_ACT_REDIRECT — allowed, to the L7 proxy (proxy port in the trace).
- *  11. CTX_ACT_OK — allowed; the packet may have been DNATed to a service backend.
+ *  11. CTX_ACT_OK — allowed; the packet may have been DNATed to a service backend, and (R4, core/nat.ts
+ *      T1–T5) moved to another source port when its translated tuple is another live connection's.
+ *  11a. CTX_ACT_DROP, DROP_NAT_NO_MAPPING — R4 found no free source port (T3).
  *  12. CTX_ACT_TUNNEL — as 6 or 11, for a pod on another node: encapsulated with the tunnel key
  *      {its node, the sender's identity} (core/overlay.ts O1–O3); or a drop with DROP_INVALID_IDENTITY /
  *      DROP_NO_TUNNEL_ENDPOINT / DROP_WRITE_ERROR when it cannot be.
@@ -379,6 +451,10 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
   // 4. Service translation before conntrack, on the original tuple (lb4_lookup_service + lb4_local).
   let revNat: u32 = 0;
   let backendId: u32 = 0;
+  const origDaddr = stackAlloc(16);
+  memCopy(origDaddr, info + PACKET_INFO_DADDR, 16);
+  const origDport = read16(info + PACKET_INFO_DPORT);
+  const origSport = read16(info + PACKET_INFO_SPORT);
   const svcKey = stackAlloc(SERVICE_KEY_SIZE);
   const svc = lbLookupService(info, svcKey);
   if (svc != 0) {
@@ -395,11 +471,16 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
     recordDest(tr, info, false);
   }
 
-  // 5. Conntrack on the translated tuple.
+  // 5. Conntrack on the translated tuple; R3/R4: a tuple another connection holds.
   const tuple = stackAlloc(CT_TUPLE_SIZE);
   const st = stackAlloc(CT_STATE_SIZE);
-  const ct = staleServiceEntry(ctFor(info, tuple, st, TUPLE_F_OUT, now), st, revNat);
+  let ct = ctForOwn(info, tuple, st, now, revNat);
   if (ct == CT_UNKNOWN_PROTO) return drop(tr, cfg, info, DROP_CT_UNKNOWN_PROTO, dir);
+  if (ct == CT_OTHER || ct == CT_NEW) {
+    const moved = sportCollision(pkt, cfg, info, tuple, st, origDaddr, origDport, ct, now, revNat);
+    if (moved < 0) return drop(tr, cfg, info, <u32>(-moved), dir);
+    ct = <u32>moved;
+  }
   if (tr != 0) write8(tr + TRACE_RECORD_CT_STATE, ct);
   const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family));
   if (tr != 0) write32(tr + TRACE_RECORD_DST_IDENTITY, dstId);
@@ -434,6 +515,10 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
   // 9. Track new flows, remembering the service for the reply's reverse NAT (R1).
   if (ct == CT_NEW) {
     if (ctCreate(tuple, info, now, srcId, revNat, backendId, proxyPort) != 0) return drop(tr, cfg, info, DROP_CT_CREATE_FAILED, dir);
+    // R4 (T5): a moved connection's entry remembers the pod's port for the replies.
+    if (read16(info + PACKET_INFO_SPORT) != origSport && ctSetOrigSport(tuple, origSport) != 0) {
+      return drop(tr, cfg, info, DROP_CT_CREATE_FAILED, dir);
+    }
   }
   if (proxyPort != 0) return redirected(tr, cfg, info, proxyPort, dir);
   return forward(pkt, tr, cfg, info, srcId, dir);
@@ -451,7 +536,8 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
  *   4. CTX_ACT_OK — a reply or related packet: policy skipped, source reverse-NATed to the service when
  *      the flow was load-balanced at this client (R2); an ICMP error related to such a flow gets its
  *      embedded packet (and its source, when the backend sent it) back to the frontend (replyRevNat).
- *      Also a reply the egress proxy sends to its client.
+ *      Also a reply the egress proxy sends to its client. A reply of a connection fromEndpoint moved to
+ *      another source port gets the pod's port back (R4, core/nat.ts T6).
  *   4a. CTX_ACT_REDIRECT (TRACE_F_REPLY) — a reply, not sent by the proxy, of a flow this pod's egress proxy
  *      serves: it goes to the proxy's upstream connection, untranslated (the proxy connected to the service
  *      backend itself); DROP_PROXY_LOOKUP_FAILED when not listening.
@@ -530,6 +616,8 @@ function deliver(pkt: Pkt, srcIdentity: u32, now: u32, overlay: bool): u32 {
       const rerr = replyRevNat(pkt, tr, info, st, true);
       if (rerr != 0) return drop(tr, cfg, info, rerr, dir);
     }
+    const perr = replyOrigSport(pkt, info, st, ct == CT_RELATED);
+    if (perr != 0) return drop(tr, cfg, info, perr, dir);
     return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_ENDPOINT);
   }
 

@@ -748,6 +748,7 @@ export interface CtEntry {
   txFlagsSeen: number;
   rxFlagsSeen: number;
   proxyPort: number;
+  origSport: number;
   pad0: number;
   packets: bigint;
   bytes: bigint;
@@ -766,7 +767,8 @@ export const CtEntryCodec: Codec<CtEntry> = {
     dv.setUint8(o + 16, Number(v.txFlagsSeen ?? 0) & 0xff);
     dv.setUint8(o + 17, Number(v.rxFlagsSeen ?? 0) & 0xff);
     dv.setUint16(o + 18, Number(v.proxyPort ?? 0) & 0xffff, false);
-    dv.setUint32(o + 20, Number(v.pad0 ?? 0) >>> 0, true);
+    dv.setUint16(o + 20, Number(v.origSport ?? 0) & 0xffff, false);
+    dv.setUint16(o + 22, Number(v.pad0 ?? 0) & 0xffff, true);
     dv.setBigUint64(o + 24, BigInt.asUintN(64, BigInt(v.packets ?? 0n)), true);
     dv.setBigUint64(o + 32, BigInt.asUintN(64, BigInt(v.bytes ?? 0n)), true);
     return out;
@@ -782,7 +784,8 @@ export const CtEntryCodec: Codec<CtEntry> = {
       txFlagsSeen: dv.getUint8(o + 16),
       rxFlagsSeen: dv.getUint8(o + 17),
       proxyPort: dv.getUint16(o + 18, false),
-      pad0: dv.getUint32(o + 20, true),
+      origSport: dv.getUint16(o + 20, false),
+      pad0: dv.getUint16(o + 22, true),
       packets: dv.getBigUint64(o + 24, true),
       bytes: dv.getBigUint64(o + 32, true),
     };
@@ -792,7 +795,7 @@ export const CtEntryCodec: Codec<CtEntry> = {
   },
 };
 
-/** SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:310) */
+/** SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:313) */
 export interface SnatValue {
   toAddr: Uint8Array;
   toPort: number;
@@ -829,7 +832,7 @@ export const SnatValueCodec: Codec<SnatValue> = {
   },
 };
 
-/** A datagram: the IPv4 addresses, IP identification and protocol shared by all of its fragments. (core/layout.ts:324) */
+/** A datagram: the IPv4 addresses, IP identification and protocol shared by all of its fragments. (core/layout.ts:327) */
 export interface FragId {
   daddr: number;
   saddr: number;
@@ -865,7 +868,7 @@ export const FragIdCodec: Codec<FragId> = {
   },
 };
 
-/** The L4 fields of a datagram's first fragment: Cilium's sport/dport, plus the ICMP type and code (a ciliate addition: ICMP policy keys on the type, which only the first fragment carries). Ports as PacketInfo holds them (an ICMP echo identifier in sport for a request, dport for a reply). (core/layout.ts:335) */
+/** The L4 fields of a datagram's first fragment: Cilium's sport/dport, plus the ICMP type and code (a ciliate addition: ICMP policy keys on the type, which only the first fragment carries). Ports as PacketInfo holds them (an ICMP echo identifier in sport for a request, dport for a reply). (core/layout.ts:338) */
 export interface FragL4Ports {
   sport: number;
   dport: number;
@@ -901,7 +904,7 @@ export const FragL4PortsCodec: Codec<FragL4Ports> = {
   },
 };
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:348) */
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:351) */
 export interface MetricsKey {
   reason: number;
   dir: number;
@@ -931,7 +934,7 @@ export const MetricsKeyCodec: Codec<MetricsKey> = {
   },
 };
 
-/** MetricsValue (core/layout.ts:355) */
+/** MetricsValue (core/layout.ts:358) */
 export interface MetricsValue {
   packets: bigint;
   bytes: bigint;
@@ -958,7 +961,7 @@ export const MetricsValueCodec: Codec<MetricsValue> = {
   },
 };
 
-/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:364) */
+/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:367) */
 export interface ProxyListenerValue {
   direction: number;
   pad0: number;
@@ -988,7 +991,7 @@ export const ProxyListenerValueCodec: Codec<ProxyListenerValue> = {
   },
 };
 
-/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:373) */
+/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:376) */
 export interface TraceRecord {
   verdict: number;
   dropReason: number;
@@ -1118,7 +1121,7 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
   },
 };
 
-/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). (core/layout.ts:433) */
+/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). (core/layout.ts:436) */
 export interface TunnelKey {
   remote: Uint8Array;
   tunnelId: number;
@@ -1155,7 +1158,7 @@ export const TunnelKeyCodec: Codec<TunnelKey> = {
   },
 };
 
-/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:445) */
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:448) */
 export interface PacketInfo {
   family: number;
   nexthdr: number;
@@ -1243,7 +1246,7 @@ export const PacketInfoCodec: Codec<PacketInfo> = {
   },
 };
 
-/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:474) */
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:477) */
 export interface PolicyResult {
   cookie: number;
   proxyPort: number;
@@ -1285,14 +1288,14 @@ export const PolicyResultCodec: Codec<PolicyResult> = {
   },
 };
 
-/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:491) */
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:494) */
 export interface CtState {
   backendId: number;
   srcSecId: number;
   revNatIndex: number;
   flags: number;
   proxyPort: number;
-  pad0: number;
+  origSport: number;
 }
 
 export const CtStateCodec: Codec<CtState> = {
@@ -1305,7 +1308,7 @@ export const CtStateCodec: Codec<CtState> = {
     dv.setUint16(o + 8, Number(v.revNatIndex ?? 0) & 0xffff, true);
     dv.setUint16(o + 10, Number(v.flags ?? 0) & 0xffff, true);
     dv.setUint16(o + 12, Number(v.proxyPort ?? 0) & 0xffff, true);
-    dv.setUint16(o + 14, Number(v.pad0 ?? 0) & 0xffff, true);
+    dv.setUint16(o + 14, Number(v.origSport ?? 0) & 0xffff, true);
     return out;
   },
   decode(b, o = 0) {
@@ -1316,7 +1319,7 @@ export const CtStateCodec: Codec<CtState> = {
       revNatIndex: dv.getUint16(o + 8, true),
       flags: dv.getUint16(o + 10, true),
       proxyPort: dv.getUint16(o + 12, true),
-      pad0: dv.getUint16(o + 14, true),
+      origSport: dv.getUint16(o + 14, true),
     };
   },
   zero() {
@@ -1324,7 +1327,7 @@ export const CtStateCodec: Codec<CtState> = {
   },
 };
 
-/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:504) */
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:508) */
 export interface LbSelection {
   backendId: number;
   backend: Uint8Array;
@@ -1429,7 +1432,7 @@ export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<strin
   AffinityKey: { size: 20, fields: { clientAddr: 0, revNatIndex: 16, family: 18, pad0: 19 } },
   AffinityValue: { size: 8, fields: { lastUsed: 0, backendId: 4 } },
   CtTuple: { size: 40, fields: { daddr: 0, saddr: 16, dportBe: 32, sportBe: 34, nexthdr: 36, flags: 37, family: 38, pad0: 39 } },
-  CtEntry: { size: 40, fields: { lifetime: 0, srcSecId: 4, backendId: 8, revNatIndex: 12, flags: 14, txFlagsSeen: 16, rxFlagsSeen: 17, proxyPortBe: 18, pad0: 20, packets: 24, bytes: 32 } },
+  CtEntry: { size: 40, fields: { lifetime: 0, srcSecId: 4, backendId: 8, revNatIndex: 12, flags: 14, txFlagsSeen: 16, rxFlagsSeen: 17, proxyPortBe: 18, origSportBe: 20, pad0: 22, packets: 24, bytes: 32 } },
   SnatValue: { size: 24, fields: { toAddr: 0, toPortBe: 16, family: 18, pad0: 19, created: 20 } },
   FragId: { size: 12, fields: { daddrBe: 0, saddrBe: 4, idBe: 8, proto: 10, pad0: 11 } },
   FragL4Ports: { size: 8, fields: { sportBe: 0, dportBe: 2, icmpType: 4, icmpCode: 5, pad0: 6 } },
@@ -1440,6 +1443,6 @@ export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<strin
   TunnelKey: { size: 24, fields: { remote: 0, tunnelId: 16, family: 20, pad0: 21, pad1: 22 } },
   PacketInfo: { size: 92, fields: { family: 0, nexthdr: 1, l3Off: 2, l4Off: 4, l4CsumOff: 6, sport: 8, dport: 10, tcpFlags: 12, icmpType: 13, icmpCode: 14, flags: 15, ttl: 16, innerNexthdr: 17, innerSport: 18, innerDport: 20, pad0: 22, len: 24, saddr: 28, daddr: 44, innerSaddr: 60, innerDaddr: 76 } },
   PolicyResult: { size: 12, fields: { cookie: 0, proxyPort: 4, matchType: 6, lookup: 7, authType: 8, audited: 9, pad0: 10 } },
-  CtState: { size: 16, fields: { backendId: 0, srcSecId: 4, revNatIndex: 8, flags: 10, proxyPort: 12, pad0: 14 } },
+  CtState: { size: 16, fields: { backendId: 0, srcSecId: 4, revNatIndex: 8, flags: 10, proxyPort: 12, origSport: 14 } },
   LbSelection: { size: 28, fields: { backendId: 0, backend: 4 } },
 };

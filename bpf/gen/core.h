@@ -25,14 +25,16 @@
 #define CILIATE_CSUM_F_MARK_MANGLED_0 0x20U /* core/pkt.ts:116 */
 #define CILIATE_CSUM_F_PSEUDO_HDR 0x10U /* core/pkt.ts:118 */
 #define CILIATE_CT_ENTRY_BYTES __builtin_offsetof(struct ct_entry, bytes) /* CtEntry.bytes (core/gen/layout.ts) */
+#define CILIATE_CT_ENTRY_ORIG_SPORT_BE __builtin_offsetof(struct ct_entry, orig_sport_be) /* CtEntry.origSportBe (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PACKETS __builtin_offsetof(struct ct_entry, packets) /* CtEntry.packets (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PROXY_PORT_BE __builtin_offsetof(struct ct_entry, proxy_port_be) /* CtEntry.proxyPortBe (core/gen/layout.ts) */
-#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:136 */
+#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:148 */
+#define CILIATE_CT_OTHER 253U /* core/conntrack.ts:146 */
 #define CILIATE_CT_TUPLE_DADDR __builtin_offsetof(struct ct_tuple, daddr) /* CtTuple.daddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_DPORT_BE __builtin_offsetof(struct ct_tuple, dport_be) /* CtTuple.dportBe (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SADDR __builtin_offsetof(struct ct_tuple, saddr) /* CtTuple.saddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SPORT_BE __builtin_offsetof(struct ct_tuple, sport_be) /* CtTuple.sportBe (core/gen/layout.ts) */
-#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:134 */
+#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:141 */
 #define CILIATE_ENDPOINT_KEY_ADDR __builtin_offsetof(struct endpoint_key, addr) /* EndpointKey.addr (core/gen/layout.ts) */
 #define CILIATE_FRAG_ID_DADDR_BE __builtin_offsetof(struct frag_id, daddr_be) /* FragId.daddrBe (core/gen/layout.ts) */
 #define CILIATE_FRAG_ID_ID_BE __builtin_offsetof(struct frag_id, id_be) /* FragId.idBe (core/gen/layout.ts) */
@@ -49,7 +51,7 @@
 #define CILIATE_MAX_VLAN_TAGS 2U /* core/packet.ts:93 */
 #define CILIATE_METRICS_VALUE_BYTES __builtin_offsetof(struct metrics_value, bytes) /* MetricsValue.bytes (core/gen/layout.ts) */
 #define CILIATE_METRICS_VALUE_PACKETS __builtin_offsetof(struct metrics_value, packets) /* MetricsValue.packets (core/gen/layout.ts) */
-#define CILIATE_NAT_PUNT_TO_STACK 1 /* core/nat.ts:97 */
+#define CILIATE_NAT_PUNT_TO_STACK 1 /* core/nat.ts:130 */
 #define CILIATE_PACKET_INFO_DADDR __builtin_offsetof(struct packet_info, daddr) /* PacketInfo.daddr (core/gen/layout.ts) */
 #define CILIATE_PACKET_INFO_DPORT __builtin_offsetof(struct packet_info, dport) /* PacketInfo.dport (core/gen/layout.ts) */
 #define CILIATE_PACKET_INFO_INNER_DADDR __builtin_offsetof(struct packet_info, inner_daddr) /* PacketInfo.innerDaddr (core/gen/layout.ts) */
@@ -64,7 +66,7 @@
 #define CILIATE_REV_NAT_VALUE_PORT_BE __builtin_offsetof(struct rev_nat_value, port_be) /* RevNatValue.portBe (core/gen/layout.ts) */
 #define CILIATE_SERVICE_KEY_ADDR __builtin_offsetof(struct service_key, addr) /* ServiceKey.addr (core/gen/layout.ts) */
 #define CILIATE_SERVICE_KEY_DPORT_BE __builtin_offsetof(struct service_key, dport_be) /* ServiceKey.dportBe (core/gen/layout.ts) */
-#define CILIATE_SNAT_COLLISION_RETRIES 32U /* core/nat.ts:95 */
+#define CILIATE_SNAT_COLLISION_RETRIES 32U /* core/nat.ts:128 */
 #define CILIATE_SNAT_VALUE_TO_ADDR __builtin_offsetof(struct snat_value, to_addr) /* SnatValue.toAddr (core/gen/layout.ts) */
 #define CILIATE_SNAT_VALUE_TO_PORT_BE __builtin_offsetof(struct snat_value, to_port_be) /* SnatValue.toPortBe (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_DST_IDENTITY __builtin_offsetof(struct trace_record, dst_identity) /* TraceRecord.dstIdentity (core/gen/layout.ts) */
@@ -80,7 +82,7 @@
 #define CILIATE_TUNNEL_KEY_REMOTE __builtin_offsetof(struct tunnel_key, remote) /* TunnelKey.remote (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 1680
+#define CILIATE_SCRATCH_SIZE 1896
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -102,17 +104,17 @@ static __always_inline __u8 *ciliate_scratch(__u32 off, __u32 size)
 /* core/config.ts:18 configGet */
 static __always_inline __u8 *ciliate_config_get(void)
 {
-	__u8 *key = ciliate_scratch(176, 4);
+	__u8 *key = ciliate_scratch(192, 4);
 	if (key == 0) {
 		return 0;
 	}
 	return bpf_map_lookup_elem(&ciliate_config_v1, key);
 }
 
-/* core/pipeline.ts:82 traceBegin */
+/* core/pipeline.ts:88 traceBegin */
 static __always_inline __u8 *ciliate_trace_begin(__u8 *cfg)
 {
-	__u8 *key = ciliate_scratch(184, 4);
+	__u8 *key = ciliate_scratch(200, 4);
 	__u8 *tr = bpf_map_lookup_elem(&ciliate_trace_v1, key);
 	if (tr == 0) {
 		return 0;
@@ -457,7 +459,7 @@ static __always_inline __u32 ciliate_frag_handle(ciliate_ctx_t *pkt, __u8 *info)
 		return 0;
 	}
 	__u32 l3_off = (__u32)((struct packet_info *)info)->l3_off;
-	__u8 *key = ciliate_scratch(192, sizeof(struct frag_id));
+	__u8 *key = ciliate_scratch(208, sizeof(struct frag_id));
 	ciliate_pkt_copy_out(pkt, l3_off + 16, key + CILIATE_FRAG_ID_DADDR_BE, 4);
 	ciliate_pkt_copy_out(pkt, l3_off + 12, key + CILIATE_FRAG_ID_SADDR_BE, 4);
 	ciliate_pkt_copy_out(pkt, l3_off + 4, key + CILIATE_FRAG_ID_ID_BE, 2);
@@ -473,7 +475,7 @@ static __always_inline __u32 ciliate_frag_handle(ciliate_ctx_t *pkt, __u8 *info)
 		((struct packet_info *)info)->icmp_code = (__u8)(__u32)((struct frag_l4_ports *)v)->icmp_code;
 		return 0;
 	}
-	__u8 *val = ciliate_scratch(208, sizeof(struct frag_l4_ports));
+	__u8 *val = ciliate_scratch(224, sizeof(struct frag_l4_ports));
 	ciliate_write16be(val + CILIATE_FRAG_L4_PORTS_SPORT_BE, (__u32)((struct packet_info *)info)->sport);
 	ciliate_write16be(val + CILIATE_FRAG_L4_PORTS_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 	((struct frag_l4_ports *)val)->icmp_type = (__u8)(__u32)((struct packet_info *)info)->icmp_type;
@@ -482,7 +484,7 @@ static __always_inline __u32 ciliate_frag_handle(ciliate_ctx_t *pkt, __u8 *info)
 	return 0;
 }
 
-/* core/pipeline.ts:170 recordDest */
+/* core/pipeline.ts:176 recordDest */
 static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 {
 	if (tr == 0) {
@@ -496,7 +498,7 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
-/* core/pipeline.ts:152 enter */
+/* core/pipeline.ts:158 enter */
 static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
@@ -515,10 +517,10 @@ static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *c
 	return perr;
 }
 
-/* core/pipeline.ts:96 count */
+/* core/pipeline.ts:102 count */
 static __always_inline void ciliate_count(__u32 reason, __u32 dir, __u32 bytes)
 {
-	__u8 *key = ciliate_scratch(216, sizeof(struct metrics_key));
+	__u8 *key = ciliate_scratch(232, sizeof(struct metrics_key));
 	((struct metrics_key *)key)->reason = (__u8)reason;
 	((struct metrics_key *)key)->dir = (__u8)dir;
 	__u8 *v = bpf_map_lookup_elem(&ciliate_metrics_v2, key);
@@ -564,7 +566,7 @@ static __always_inline __u32 ciliate_jhash3_words(__u32 a, __u32 b, __u32 c, __u
 	return ciliate_jhash_final3(a, b, c, initval + CILIATE_JHASH_INITVAL + 12);
 }
 
-/* core/pipeline.ts:112 finish */
+/* core/pipeline.ts:118 finish */
 static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
 {
 	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
@@ -595,7 +597,7 @@ static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u
 	return verdict;
 }
 
-/* core/pipeline.ts:145 drop */
+/* core/pipeline.ts:151 drop */
 static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *cfg, __u8 *info, __u32 reason, __u32 dir)
 {
 	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
@@ -618,7 +620,7 @@ static __always_inline __u8 *ciliate_endpoint_lookup(__u8 *addr, __u32 family)
 	if ((family != CILIATE_FAMILY_IPV4) && (family != CILIATE_FAMILY_IPV6)) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(224, sizeof(struct endpoint_key));
+	__u8 *key = ciliate_scratch(240, sizeof(struct endpoint_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -660,7 +662,7 @@ static __always_inline __u8 *ciliate_lb_lookup_backend(__u32 backend_id)
 	if (backend_id == 0) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(368, sizeof(struct backend_key));
+	__u8 *key = ciliate_scratch(384, sizeof(struct backend_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -750,7 +752,7 @@ static __always_inline __u32 ciliate_maglev_lookup(__u32 rev_nat_index, __u32 ha
 	if (m == 0) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(400, sizeof(struct maglev_key));
+	__u8 *key = ciliate_scratch(416, sizeof(struct maglev_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -766,8 +768,8 @@ static __always_inline __u32 ciliate_maglev_lookup(__u32 rev_nat_index, __u32 ha
 /* core/lb.ts:123 affinityUpdate */
 static __always_inline void ciliate_affinity_update(__u8 *info, __u32 rev_nat, __u32 backend_id, __u32 now)
 {
-	__u8 *key = ciliate_scratch(408, sizeof(struct affinity_key));
-	__u8 *val = ciliate_scratch(432, sizeof(struct affinity_value));
+	__u8 *key = ciliate_scratch(424, sizeof(struct affinity_key));
+	__u8 *val = ciliate_scratch(448, sizeof(struct affinity_value));
 	if ((key == 0) || (val == 0)) {
 		return;
 	}
@@ -788,7 +790,7 @@ static __always_inline __u8 *ciliate_select_backend(__u8 *svc_key, __u8 *svc, __
 		return 0;
 	}
 	if (affinity) {
-		__u8 *key = ciliate_scratch(376, sizeof(struct affinity_key));
+		__u8 *key = ciliate_scratch(392, sizeof(struct affinity_key));
 		if (key != 0) {
 			ciliate_affinity_key(key, info, rev_nat);
 			__u8 *v = bpf_map_lookup_elem(&ciliate_lb_affinity_v1, key);
@@ -848,7 +850,7 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 	bool tcp = nexthdr == CILIATE_IPPROTO_TCP;
 	__u32 tcp_flags = tcp ? (__u32)((struct packet_info *)info)->tcp_flags : 0;
 	bool syn = (tcp_flags & CILIATE_TCP_SYN) != 0;
-	__u8 *tuple = ciliate_scratch(248, sizeof(struct ct_tuple));
+	__u8 *tuple = ciliate_scratch(264, sizeof(struct ct_tuple));
 	if (tuple == 0) {
 		return 0;
 	}
@@ -875,7 +877,7 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 	}
 	__u32 lifetime = now + *(__u32 *)(cfg + (tcp ? CILIATE_CONFIG_VALUE_CT_SERVICE_TCP_LIFETIME : CILIATE_CONFIG_VALUE_CT_SERVICE_ANY_LIFETIME));
 	if (id == 0) {
-		__u8 *id_out = ciliate_scratch(288, 4);
+		__u8 *id_out = ciliate_scratch(304, 4);
 		if (id_out == 0) {
 			return 0;
 		}
@@ -884,7 +886,7 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 			return 0;
 		}
 		id = *(__u32 *)id_out;
-		__u8 *entry = ciliate_scratch(296, sizeof(struct ct_entry));
+		__u8 *entry = ciliate_scratch(312, sizeof(struct ct_entry));
 		if (entry == 0) {
 			return 0;
 		}
@@ -910,7 +912,7 @@ static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc
 			ciliate_affinity_update(info, rev_nat, id, now);
 		}
 	}
-	__u8 *sel = ciliate_scratch(336, sizeof(struct lb_selection));
+	__u8 *sel = ciliate_scratch(352, sizeof(struct lb_selection));
 	if (sel == 0) {
 		return 0;
 	}
@@ -931,7 +933,7 @@ static __always_inline __u32 ciliate_read32be(__u8 *p)
 	return ciliate_bswap32(*(__u32 *)p);
 }
 
-/* core/nat.ts:104 natRewriteAddr */
+/* core/nat.ts:137 natRewriteAddr */
 static __always_inline __s32 ciliate_nat_rewrite_addr(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u8 *new_addr)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
@@ -983,7 +985,7 @@ static __always_inline __s32 ciliate_nat_rewrite_addr(ciliate_ctx_t *pkt, __u8 *
 /* core/lb.ts:278 loopbackAddr */
 static __always_inline __u8 *ciliate_loopback_addr(void)
 {
-	__u8 *a = ciliate_scratch(440, 16);
+	__u8 *a = ciliate_scratch(456, 16);
 	if (a == 0) {
 		return 0;
 	}
@@ -996,13 +998,13 @@ static __always_inline __u8 *ciliate_loopback_addr(void)
 	return a;
 }
 
-/* core/nat.ts:187 noL4 */
+/* core/nat.ts:220 noL4 */
 static __always_inline bool ciliate_no_l4(__u8 *info)
 {
 	return ((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_NO_L4) != 0;
 }
 
-/* core/nat.ts:144 natRewritePort */
+/* core/nat.ts:177 natRewritePort */
 static __always_inline __s32 ciliate_nat_rewrite_port(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u32 port)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -1066,7 +1068,7 @@ static __always_inline __s32 ciliate_lb_dnat(ciliate_ctx_t *pkt, __u8 *info, __u
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:162 setFlag */
+/* core/pipeline.ts:168 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1074,22 +1076,13 @@ static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 	}
 }
 
-/* core/pipeline.ts:227 staleServiceEntry */
-static __always_inline __u32 ciliate_stale_service_entry(__u32 ct, __u8 *st, __u32 rev_nat)
-{
-	if ((ct == CILIATE_CT_ESTABLISHED) && ((__u32)((struct ct_state *)st)->rev_nat_index != rev_nat)) {
-		return CILIATE_CT_NEW;
-	}
-	return ct;
-}
-
-/* core/conntrack.ts:148 isIcmpError */
+/* core/conntrack.ts:160 isIcmpError */
 static __always_inline bool ciliate_is_icmp_error(__u8 *info)
 {
 	return ((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) != 0;
 }
 
-/* core/conntrack.ts:162 ctBuildTuple */
+/* core/conntrack.ts:174 ctBuildTuple */
 static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 {
 	__builtin_memset(tuple, 0, sizeof(struct ct_tuple));
@@ -1111,7 +1104,7 @@ static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 	((struct ct_tuple *)tuple)->flags = (__u8)CILIATE_TUPLE_F_OUT;
 }
 
-/* core/conntrack.ts:140 isTrackedProto */
+/* core/conntrack.ts:152 isTrackedProto */
 static __always_inline bool ciliate_is_tracked_proto(__u32 proto)
 {
 	if ((proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP) || (proto == CILIATE_IPPROTO_ICMP) || (proto == CILIATE_IPPROTO_ICMPV6)) {
@@ -1124,7 +1117,7 @@ static __always_inline bool ciliate_is_tracked_proto(__u32 proto)
 	return (cfg != 0) && ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_EXTENDED_IP_PROTOCOLS) != 0);
 }
 
-/* core/conntrack.ts:184 tupleKey */
+/* core/conntrack.ts:196 tupleKey */
 static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool reverse, __u32 flags)
 {
 	__builtin_memcpy(key, tuple, sizeof(struct ct_tuple));
@@ -1137,7 +1130,7 @@ static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool rever
 	((struct ct_tuple *)key)->flags = (__u8)flags;
 }
 
-/* core/conntrack.ts:196 flipDir */
+/* core/conntrack.ts:208 flipDir */
 static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 {
 	if ((flags & CILIATE_TUPLE_F_SERVICE) != 0) {
@@ -1146,7 +1139,7 @@ static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 	return flags ^ CILIATE_TUPLE_F_IN;
 }
 
-/* core/conntrack.ts:202 liveEntry */
+/* core/conntrack.ts:214 liveEntry */
 static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 {
 	__u8 *e = bpf_map_lookup_elem(&ciliate_ct_v1, key);
@@ -1159,7 +1152,7 @@ static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 	return e;
 }
 
-/* core/conntrack.ts:210 copyState */
+/* core/conntrack.ts:222 copyState */
 static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 {
 	if (state == 0) {
@@ -1170,9 +1163,10 @@ static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 	((struct ct_state *)state)->rev_nat_index = (__u16)(__u32)((struct ct_entry *)e)->rev_nat_index;
 	((struct ct_state *)state)->flags = (__u16)(__u32)((struct ct_entry *)e)->flags;
 	((struct ct_state *)state)->proxy_port = (__u16)ciliate_read16be(e + CILIATE_CT_ENTRY_PROXY_PORT_BE);
+	((struct ct_state *)state)->orig_sport = (__u16)ciliate_read16be(e + CILIATE_CT_ENTRY_ORIG_SPORT_BE);
 }
 
-/* core/conntrack.ts:220 isReopen */
+/* core/conntrack.ts:233 isReopen */
 static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags)
 {
 	if (!tcp) {
@@ -1184,7 +1178,7 @@ static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags
 	return ((__u32)((struct ct_entry *)e)->flags & CILIATE_CT_F_BOTH_CLOSING) != 0;
 }
 
-/* core/conntrack.ts:227 ctApply */
+/* core/conntrack.ts:240 ctApply */
 static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, bool tcp, bool service, bool reply, __u32 now)
 {
 	__u32 tcp_flags = tcp ? (__u32)((struct packet_info *)info)->tcp_flags : 0;
@@ -1228,8 +1222,8 @@ static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, boo
 	ciliate_add64(e + CILIATE_CT_ENTRY_BYTES, ((struct packet_info *)info)->len);
 }
 
-/* core/conntrack.ts:279 ctLookup */
-static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 now, __u8 *state)
+/* core/conntrack.ts:307 ctLookupRev */
+static __always_inline __u32 ciliate_ct_lookup_rev(__u8 *tuple, __u8 *info, __u32 now, __u8 *state, __u32 rev_nat, bool own)
 {
 	if (state != 0) {
 		__builtin_memset(state, 0, sizeof(struct ct_state));
@@ -1237,7 +1231,7 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	if (!ciliate_is_tracked_proto((__u32)((struct packet_info *)info)->nexthdr)) {
 		return CILIATE_CT_UNKNOWN_PROTO;
 	}
-	__u8 *key = ciliate_scratch(456, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(472, sizeof(struct ct_tuple));
 	if (key == 0) {
 		return CILIATE_CT_NEW;
 	}
@@ -1277,6 +1271,10 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 		if (ciliate_is_reopen(f, tcp, tcp_flags)) {
 			return CILIATE_CT_NEW;
 		}
+		if (own && ((__u32)((struct ct_entry *)f)->rev_nat_index != rev_nat)) {
+			ciliate_copy_state(f, state);
+			return CILIATE_CT_OTHER;
+		}
 		ciliate_ct_apply(f, cfg, info, tcp, service, false, now);
 		ciliate_copy_state(f, state);
 		return CILIATE_CT_ESTABLISHED;
@@ -1284,12 +1282,156 @@ static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 no
 	return CILIATE_CT_NEW;
 }
 
-/* core/pipeline.ts:213 ctFor */
-static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
+/* core/conntrack.ts:302 ctLookupOwn */
+static __always_inline __u32 ciliate_ct_lookup_own(__u8 *tuple, __u8 *info, __u32 now, __u8 *state, __u32 rev_nat)
+{
+	return ciliate_ct_lookup_rev(tuple, info, now, state, rev_nat, true);
+}
+
+/* core/pipeline.ts:227 ctForOwn */
+static __always_inline __u32 ciliate_ct_for_own(__u8 *info, __u8 *tuple, __u8 *st, __u32 now, __u32 rev_nat)
 {
 	ciliate_ct_build_tuple(info, tuple);
-	((struct ct_tuple *)tuple)->flags = (__u8)dir_flag;
-	return ciliate_ct_lookup(tuple, info, now, st);
+	((struct ct_tuple *)tuple)->flags = (__u8)CILIATE_TUPLE_F_OUT;
+	return ciliate_ct_lookup_own(tuple, info, now, st, rev_nat);
+}
+
+/* core/pipeline.ts:234 opensConnection */
+static __always_inline bool ciliate_opens_connection(__u8 *info)
+{
+	if ((__u32)((struct packet_info *)info)->nexthdr != CILIATE_IPPROTO_TCP) {
+		return true;
+	}
+	return ((__u32)((struct packet_info *)info)->tcp_flags & (CILIATE_TCP_SYN | CILIATE_TCP_ACK)) == CILIATE_TCP_SYN;
+}
+
+/* core/nat.ts:517 sportProto */
+static __always_inline bool ciliate_sport_proto(__u8 *info)
+{
+	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
+	return (nexthdr == CILIATE_IPPROTO_TCP) || (nexthdr == CILIATE_IPPROTO_UDP);
+}
+
+/* core/nat.ts:524 sportMapKey */
+static __always_inline void ciliate_sport_map_key(__u8 *key, __u8 *info, __u8 *orig_daddr, __u32 orig_dport)
+{
+	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, orig_daddr, 16);
+	__builtin_memcpy(key + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
+	ciliate_write16be(key + CILIATE_CT_TUPLE_DPORT_BE, orig_dport);
+	ciliate_write16be(key + CILIATE_CT_TUPLE_SPORT_BE, (__u32)((struct packet_info *)info)->sport);
+	((struct ct_tuple *)key)->nexthdr = (__u8)(__u32)((struct packet_info *)info)->nexthdr;
+	((struct ct_tuple *)key)->flags = (__u8)(CILIATE_TUPLE_F_OUT | CILIATE_TUPLE_F_SERVICE);
+	((struct ct_tuple *)key)->family = (__u8)(__u32)((struct packet_info *)info)->family;
+}
+
+/* core/nat.ts:539 natSportLookup */
+static __always_inline __u32 ciliate_nat_sport_lookup(__u8 *info, __u8 *orig_daddr, __u32 orig_dport)
+{
+	if (!ciliate_sport_proto(info)) {
+		return 0;
+	}
+	__u8 *key = ciliate_scratch(512, sizeof(struct ct_tuple));
+	ciliate_sport_map_key(key, info, orig_daddr, orig_dport);
+	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
+	if (v == 0) {
+		return 0;
+	}
+	return ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
+}
+
+/* core/nat.ts:274 snatTuple */
+static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_flag)
+{
+	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
+	__builtin_memcpy(key + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
+	ciliate_write16be(key + CILIATE_CT_TUPLE_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
+	ciliate_write16be(key + CILIATE_CT_TUPLE_SPORT_BE, (__u32)((struct packet_info *)info)->sport);
+	((struct ct_tuple *)key)->nexthdr = (__u8)(__u32)((struct packet_info *)info)->nexthdr;
+	((struct ct_tuple *)key)->flags = (__u8)dir_flag;
+	((struct ct_tuple *)key)->family = (__u8)(__u32)((struct packet_info *)info)->family;
+}
+
+/* core/conntrack.ts:416 ctTupleLive */
+static __always_inline bool ciliate_ct_tuple_live(__u8 *key, __u32 now)
+{
+	return ciliate_live_entry(key, now) != 0;
+}
+
+/* core/nat.ts:557 natSportAllocate */
+static __always_inline __s32 ciliate_nat_sport_allocate(__u8 *cfg, __u8 *info, __u8 *orig_daddr, __u32 orig_dport, __u32 now)
+{
+	if (!ciliate_sport_proto(info)) {
+		return -((__s32)CILIATE_DROP_NAT_UNSUPP_PROTO);
+	}
+	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
+	__u32 sport = (__u32)((struct packet_info *)info)->sport;
+	__u32 dport = (__u32)((struct packet_info *)info)->dport;
+	__u32 min_port = (__u32)((struct config_value *)cfg)->node_port_max + 1;
+	if (min_port > 65535) {
+		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
+	}
+	__u32 span = 65536 - min_port;
+	__u32 seed = ((struct config_value *)cfg)->hash_seed;
+	__u32 h = (__u32)((struct packet_info *)info)->family == CILIATE_FAMILY_IPV4 ? ciliate_hash_from_tuple_v4(*(__u32 *)(info + CILIATE_PACKET_INFO_SADDR), dport, sport, nexthdr, seed) : ciliate_hash_from_tuple_v6(info + CILIATE_PACKET_INFO_SADDR, dport, sport, nexthdr, seed);
+	__u32 cand = min_port + (h % span);
+	__u8 *ckey = ciliate_scratch(552, sizeof(struct ct_tuple));
+	ciliate_snat_tuple(info, ckey, CILIATE_TUPLE_F_OUT);
+	bool found = false;
+	for (__u32 i = 0; i < CILIATE_SNAT_COLLISION_RETRIES; i++) {
+		ciliate_write16be(ckey + CILIATE_CT_TUPLE_SPORT_BE, cand);
+		if ((cand != sport) && !ciliate_ct_tuple_live(ckey, now)) {
+			found = true;
+			break;
+		}
+		cand = cand >= 65535 ? min_port : (cand + 1);
+	}
+	if (!found) {
+		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
+	}
+	__u8 *key = ciliate_scratch(592, sizeof(struct ct_tuple));
+	ciliate_sport_map_key(key, info, orig_daddr, orig_dport);
+	__u8 *val = ciliate_scratch(632, sizeof(struct snat_value));
+	__builtin_memcpy(val + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
+	ciliate_write16be(val + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
+	((struct snat_value *)val)->family = (__u8)(__u32)((struct packet_info *)info)->family;
+	((struct snat_value *)val)->created = now;
+	if (((__s32)bpf_map_update_elem(&ciliate_snat_v1, key, val, CILIATE_BPF_ANY)) != 0) {
+		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
+	}
+	return (__s32)cand;
+}
+
+/* core/pipeline.ts:249 sportCollision */
+static __always_inline __s32 ciliate_sport_collision(ciliate_ctx_t *pkt, __u8 *cfg, __u8 *info, __u8 *tuple, __u8 *st, __u8 *orig_daddr, __u32 orig_dport, __u32 ct, __u32 now, __u32 rev_nat)
+{
+	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
+	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP)) {
+		return ct == CILIATE_CT_OTHER ? (__s32)CILIATE_CT_NEW : (__s32)ct;
+	}
+	bool opens = ciliate_opens_connection(info);
+	if ((ct == CILIATE_CT_NEW) && opens && (nexthdr == CILIATE_IPPROTO_TCP)) {
+		return (__s32)CILIATE_CT_NEW;
+	}
+	__u32 port = ciliate_nat_sport_lookup(info, orig_daddr, orig_dport);
+	if (port == 0) {
+		if (ct != CILIATE_CT_OTHER) {
+			return (__s32)ct;
+		}
+		if ((((__u32)((struct ct_state *)st)->flags & (CILIATE_CT_F_RX_CLOSING | CILIATE_CT_F_TX_CLOSING)) != 0) || !opens) {
+			return (__s32)CILIATE_CT_NEW;
+		}
+		__s32 a = ciliate_nat_sport_allocate(cfg, info, orig_daddr, orig_dport, now);
+		if (a < 0) {
+			return a;
+		}
+		port = (__u32)a;
+	}
+	__s32 r = ciliate_nat_rewrite_port(pkt, info, false, port);
+	if (r < 0) {
+		return r;
+	}
+	__u32 moved = ciliate_ct_for_own(info, tuple, st, now, rev_nat);
+	return moved == CILIATE_CT_OTHER ? (__s32)CILIATE_CT_NEW : (__s32)moved;
 }
 
 /* core/ipcache.ts:43 ipcacheLookup */
@@ -1298,7 +1440,7 @@ static __always_inline __u8 *ciliate_ipcache_lookup(__u8 *addr, __u32 family)
 	if ((family != CILIATE_FAMILY_IPV4) && (family != CILIATE_FAMILY_IPV6)) {
 		return 0;
 	}
-	__u8 *key = ciliate_scratch(496, sizeof(struct ipcache_key));
+	__u8 *key = ciliate_scratch(656, sizeof(struct ipcache_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -1318,27 +1460,27 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:166 worldIdentity */
+/* core/pipeline.ts:172 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
-/* core/pipeline.ts:252 proxyListening */
+/* core/pipeline.ts:322 proxyListening */
 static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 {
-	__u8 *key = ciliate_scratch(520, 4);
+	__u8 *key = ciliate_scratch(680, 4);
 	*(__u32 *)key = proxy_port;
 	return bpf_map_lookup_elem(&ciliate_proxy_listeners_v1, key) != 0;
 }
 
-/* core/pipeline.ts:266 redirectRecord */
+/* core/pipeline.ts:336 redirectRecord */
 static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 {
 	if (tr != 0) {
 		return tr;
 	}
-	__u8 *key = ciliate_scratch(528, 4);
+	__u8 *key = ciliate_scratch(688, 4);
 	__u8 *rec = bpf_map_lookup_elem(&ciliate_trace_v1, key);
 	if (rec == 0) {
 		return 0;
@@ -1350,7 +1492,7 @@ static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 	return rec;
 }
 
-/* core/pipeline.ts:279 redirected */
+/* core/pipeline.ts:349 redirected */
 static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
 	__u8 *tr = ciliate_redirect_record(tr_in, info);
@@ -1360,7 +1502,7 @@ static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *in
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_REDIRECT, 0, dir, CILIATE_TRACE_TO_PROXY);
 }
 
-/* core/pipeline.ts:286 replyToProxy */
+/* core/pipeline.ts:356 replyToProxy */
 static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
 	if (tr_in != 0) {
@@ -1374,10 +1516,10 @@ static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8
 	return ciliate_redirected(tr, cfg, info, proxy_port, dir);
 }
 
-/* core/lb.ts:324 revNatEntry */
+/* core/lb.ts:325 revNatEntry */
 static __always_inline __u8 *ciliate_rev_nat_entry(__u32 rev_nat_index)
 {
-	__u8 *key = ciliate_scratch(536, sizeof(struct rev_nat_key));
+	__u8 *key = ciliate_scratch(696, sizeof(struct rev_nat_key));
 	if (key == 0) {
 		return 0;
 	}
@@ -1385,7 +1527,7 @@ static __always_inline __u8 *ciliate_rev_nat_entry(__u32 rev_nat_index)
 	return bpf_map_lookup_elem(&ciliate_lb_reverse_nat_v1, key);
 }
 
-/* core/nat.ts:201 natRewriteIcmpErrorInner */
+/* core/nat.ts:234 natRewriteIcmpErrorInner */
 static __always_inline __s32 ciliate_nat_rewrite_icmp_error_inner(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u8 *new_addr, __u32 port)
 {
 	__u32 icmp_csum = (__u32)((struct packet_info *)info)->l4_csum_off;
@@ -1434,7 +1576,7 @@ static __always_inline __s32 ciliate_nat_rewrite_icmp_error_inner(ciliate_ctx_t 
 	return 0;
 }
 
-/* core/lb.ts:379 lbRevNatIcmpError */
+/* core/lb.ts:380 lbRevNatIcmpError */
 static __always_inline __s32 ciliate_lb_rev_nat_icmp_error(ciliate_ctx_t *pkt, __u8 *info, __u32 rev_nat_index)
 {
 	if (((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) == 0) {
@@ -1464,7 +1606,7 @@ static __always_inline __s32 ciliate_lb_rev_nat_icmp_error(ciliate_ctx_t *pkt, _
 	return ciliate_nat_rewrite_icmp_error_inner(pkt, info, true, nat + CILIATE_REV_NAT_VALUE_ADDR, port);
 }
 
-/* core/lb.ts:342 lbRevNat */
+/* core/lb.ts:343 lbRevNat */
 static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, __u32 rev_nat_index)
 {
 	__u8 *nat = ciliate_rev_nat_entry(rev_nat_index);
@@ -1480,7 +1622,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, 
 	if (family == CILIATE_FAMILY_IPV4) {
 		__u8 *lo = ciliate_loopback_addr();
 		if ((lo != 0) && (*(__u32 *)lo == *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
-			__u8 *self = ciliate_scratch(544, 16);
+			__u8 *self = ciliate_scratch(704, 16);
 			if (self != 0) {
 				__builtin_memcpy(self, info + CILIATE_PACKET_INFO_SADDR, 16);
 				r = ciliate_nat_rewrite_addr(pkt, info, true, self);
@@ -1504,7 +1646,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, 
 	return 0;
 }
 
-/* core/pipeline.ts:234 replyRevNat */
+/* core/pipeline.ts:288 replyRevNat */
 static __always_inline __u32 ciliate_reply_rev_nat(ciliate_ctx_t *pkt, __u8 *tr, __u8 *info, __u8 *st, bool related)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
@@ -1552,7 +1694,7 @@ static __always_inline __s32 ciliate_overlay_encap(ciliate_ctx_t *pkt, __u8 *cfg
 	if (src_id > CILIATE_TUNNEL_ID_MAX) {
 		return -((__s32)CILIATE_DROP_INVALID_IDENTITY);
 	}
-	__u8 *key = ciliate_scratch(560, sizeof(struct tunnel_key));
+	__u8 *key = ciliate_scratch(720, sizeof(struct tunnel_key));
 	__u8 *ep = info + CILIATE_IPCACHE_VALUE_TUNNEL_ENDPOINT;
 	__u32 ep_family = (flags & CILIATE_IPCACHE_F_IPV6_TUNNEL_EP) != 0 ? CILIATE_FAMILY_IPV6 : CILIATE_FAMILY_IPV4;
 	__u32 any = *(__u32 *)ep;
@@ -1576,7 +1718,7 @@ static __always_inline __s32 ciliate_overlay_encap(ciliate_ctx_t *pkt, __u8 *cfg
 	return 1;
 }
 
-/* core/pipeline.ts:327 forward */
+/* core/pipeline.ts:397 forward */
 static __always_inline __u32 ciliate_forward(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info, __u32 src_id, __u32 dir)
 {
 	__s32 e = ciliate_overlay_encap(pkt, cfg, tr, info + CILIATE_PACKET_INFO_DADDR, (__u32)((struct packet_info *)info)->family, src_id);
@@ -1647,7 +1789,7 @@ static __always_inline __s32 ciliate_policy_policy_check(__u8 *entry, __u8 *othe
 static __always_inline __s32 ciliate_policy_can_access(__u32 ep_id, __u32 remote_id, __u32 egress, __u32 proto, __u32 dport, __u8 *result)
 {
 	__builtin_memset(result, 0, sizeof(struct policy_result));
-	__u8 *key = ciliate_scratch(600, sizeof(struct policy_key));
+	__u8 *key = ciliate_scratch(760, sizeof(struct policy_key));
 	if (key == 0) {
 		return -((__s32)CILIATE_DROP_POLICY);
 	}
@@ -1725,10 +1867,10 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:184 policyCheck */
+/* core/pipeline.ts:190 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
-	__u8 *res = ciliate_scratch(584, sizeof(struct policy_result));
+	__u8 *res = ciliate_scratch(744, sizeof(struct policy_result));
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
 	__u32 icmp_type = (__u32)((struct packet_info *)info)->icmp_type;
 	__s32 v = ciliate_policy_can_access(ep_id, remote_id, egress, proto, ciliate_policy_port(cfg, proto, (__u32)((struct packet_info *)info)->dport, icmp_type), res);
@@ -1759,7 +1901,7 @@ static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *inf
 	return v;
 }
 
-/* core/conntrack.ts:358 ctCreate */
+/* core/conntrack.ts:390 ctCreate */
 static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 now, __u32 src_sec_id, __u32 rev_nat_index, __u32 backend_id, __u32 proxy_port)
 {
 	if (ciliate_is_icmp_error(info)) {
@@ -1769,8 +1911,8 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	if (cfg == 0) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
-	__u8 *entry = ciliate_scratch(616, sizeof(struct ct_entry));
-	__u8 *key = ciliate_scratch(656, sizeof(struct ct_tuple));
+	__u8 *entry = ciliate_scratch(776, sizeof(struct ct_entry));
+	__u8 *key = ciliate_scratch(816, sizeof(struct ct_tuple));
 	if ((entry == 0) || (key == 0)) {
 		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
 	}
@@ -1791,7 +1933,23 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/pipeline.ts:360 fromEndpoint */
+/* core/conntrack.ts:425 ctSetOrigSport */
+static __always_inline __s32 ciliate_ct_set_orig_sport(__u8 *tuple, __u32 orig_sport)
+{
+	__u8 *key = ciliate_scratch(856, sizeof(struct ct_tuple));
+	if (key == 0) {
+		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
+	}
+	ciliate_tuple_key(key, tuple, false, (__u32)((struct ct_tuple *)tuple)->flags & ~CILIATE_TUPLE_F_RELATED);
+	__u8 *e = bpf_map_lookup_elem(&ciliate_ct_v1, key);
+	if (e == 0) {
+		return -((__s32)CILIATE_DROP_CT_CREATE_FAILED);
+	}
+	ciliate_write16be(e + CILIATE_CT_ENTRY_ORIG_SPORT_BE, orig_sport);
+	return 0;
+}
+
+/* core/pipeline.ts:432 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -1815,7 +1973,11 @@ static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now
 	}
 	__u32 rev_nat = 0;
 	__u32 backend_id = 0;
-	__u8 *svc_key = ciliate_scratch(96, sizeof(struct service_key));
+	__u8 *orig_daddr = ciliate_scratch(96, 16);
+	__builtin_memcpy(orig_daddr, info + CILIATE_PACKET_INFO_DADDR, 16);
+	__u32 orig_dport = (__u32)((struct packet_info *)info)->dport;
+	__u32 orig_sport = (__u32)((struct packet_info *)info)->sport;
+	__u8 *svc_key = ciliate_scratch(112, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
 	if (svc != 0) {
 		rev_nat = (__u32)((struct service_value *)svc)->rev_nat_index;
@@ -1837,11 +1999,18 @@ static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now
 		ciliate_set_flag(tr, CILIATE_TRACE_F_DNAT);
 		ciliate_record_dest(tr, info, false);
 	}
-	__u8 *tuple = ciliate_scratch(120, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(160, sizeof(struct ct_state));
-	__u32 ct = ciliate_stale_service_entry(ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_OUT, now), st, rev_nat);
+	__u8 *tuple = ciliate_scratch(136, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(176, sizeof(struct ct_state));
+	__u32 ct = ciliate_ct_for_own(info, tuple, st, now, rev_nat);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
+	}
+	if ((ct == CILIATE_CT_OTHER) || (ct == CILIATE_CT_NEW)) {
+		__s32 moved = ciliate_sport_collision(pkt, cfg, info, tuple, st, orig_daddr, orig_dport, ct, now, rev_nat);
+		if (moved < 0) {
+			return ciliate_drop(tr, cfg, info, (__u32)(-moved), dir);
+		}
+		ct = (__u32)moved;
 	}
 	if (tr != 0) {
 		((struct trace_record *)tr)->ct_state = (__u8)ct;
@@ -1884,6 +2053,9 @@ static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now
 		if (ciliate_ct_create(tuple, info, now, src_id, rev_nat, backend_id, proxy_port) != 0) {
 			return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_CREATE_FAILED, dir);
 		}
+		if (((__u32)((struct packet_info *)info)->sport != orig_sport) && (ciliate_ct_set_orig_sport(tuple, orig_sport) != 0)) {
+			return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_CREATE_FAILED, dir);
+		}
 	}
 	if (proxy_port != 0) {
 		return ciliate_redirected(tr, cfg, info, proxy_port, dir);
@@ -1894,7 +2066,7 @@ static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now
 /* core/overlay.ts:82 overlayDecapIdentity */
 static __always_inline __s32 ciliate_overlay_decap_identity(ciliate_ctx_t *pkt, __u8 *tr)
 {
-	__u8 *key = ciliate_scratch(848, sizeof(struct tunnel_key));
+	__u8 *key = ciliate_scratch(1048, sizeof(struct tunnel_key));
 	if (ciliate_tunnel_key_get(pkt, key) < 0) {
 		return -((__s32)CILIATE_DROP_NO_TUNNEL_KEY);
 	}
@@ -1906,13 +2078,45 @@ static __always_inline __s32 ciliate_overlay_decap_identity(ciliate_ctx_t *pkt, 
 	return (__s32)id;
 }
 
-/* core/pipeline.ts:483 deliver */
+/* core/conntrack.ts:292 ctLookup */
+static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 now, __u8 *state)
+{
+	return ciliate_ct_lookup_rev(tuple, info, now, state, 0, false);
+}
+
+/* core/pipeline.ts:219 ctFor */
+static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
+{
+	ciliate_ct_build_tuple(info, tuple);
+	((struct ct_tuple *)tuple)->flags = (__u8)dir_flag;
+	return ciliate_ct_lookup(tuple, info, now, st);
+}
+
+/* core/pipeline.ts:303 replyOrigSport */
+static __always_inline __u32 ciliate_reply_orig_sport(ciliate_ctx_t *pkt, __u8 *info, __u8 *st, bool related)
+{
+	__u32 port = (__u32)((struct ct_state *)st)->orig_sport;
+	if (port == 0) {
+		return 0;
+	}
+	__s32 r = 0;
+	if (!related) {
+		r = ciliate_nat_rewrite_port(pkt, info, true, port);
+	} else if ((__u32)((struct packet_info *)info)->family == CILIATE_FAMILY_IPV4) {
+		__u8 *addr = ciliate_scratch(1072, 16);
+		__builtin_memcpy(addr, info + CILIATE_PACKET_INFO_INNER_SADDR, 16);
+		r = ciliate_nat_rewrite_icmp_error_inner(pkt, info, false, addr, port);
+	}
+	return r < 0 ? (__u32)(-r) : 0;
+}
+
+/* core/pipeline.ts:569 deliver */
 static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now, bool overlay)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_INGRESS;
-	__u8 *info = ciliate_scratch(696, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(896, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err != 0) {
 		return ciliate_drop(tr, cfg, info, err, dir);
@@ -1941,8 +2145,8 @@ static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_ident
 		((struct trace_record *)tr)->src_identity = src_id;
 		((struct trace_record *)tr)->dst_identity = ((struct endpoint_info *)ep)->sec_identity;
 	}
-	__u8 *tuple = ciliate_scratch(792, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(832, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(992, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(1032, sizeof(struct ct_state));
 	__u32 ct = ciliate_ct_for(info, tuple, st, CILIATE_TUPLE_F_IN, now);
 	if (ct == CILIATE_CT_UNKNOWN_PROTO) {
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_CT_UNKNOWN_PROTO, dir);
@@ -1966,6 +2170,10 @@ static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_ident
 			if (rerr2 != 0) {
 				return ciliate_drop(tr, cfg, info, rerr2, dir);
 			}
+		}
+		__u32 perr = ciliate_reply_orig_sport(pkt, info, st, ct == CILIATE_CT_RELATED);
+		if (perr != 0) {
+			return ciliate_drop(tr, cfg, info, perr, dir);
 		}
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 	}
@@ -1991,19 +2199,19 @@ static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_ident
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 }
 
-/* core/pipeline.ts:466 toEndpoint */
+/* core/pipeline.ts:552 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now)
 {
 	return ciliate_deliver(pkt, src_identity, now, false);
 }
 
-/* core/pipeline.ts:478 fromOverlay */
+/* core/pipeline.ts:564 fromOverlay */
 static __always_inline __u32 ciliate_from_overlay(ciliate_ctx_t *pkt, __u32 now)
 {
 	return ciliate_deliver(pkt, 0, now, true);
 }
 
-/* core/nat.ts:296 snatKey4 */
+/* core/nat.ts:329 snatKey4 */
 static __always_inline void ciliate_snat_key4(__u8 *key, __u8 *daddr, __u8 *saddr, __u32 dport, __u32 sport, __u32 proto, __u32 flags)
 {
 	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, daddr, 16);
@@ -2015,7 +2223,7 @@ static __always_inline void ciliate_snat_key4(__u8 *key, __u8 *daddr, __u8 *sadd
 	((struct ct_tuple *)key)->family = (__u8)CILIATE_FAMILY_IPV4;
 }
 
-/* core/nat.ts:463 snatRevIcmpError */
+/* core/nat.ts:496 snatRevIcmpError */
 static __always_inline __s32 ciliate_snat_rev_icmp_error(ciliate_ctx_t *pkt, __u8 *info)
 {
 	if ((__u32)((struct packet_info *)info)->family != CILIATE_FAMILY_IPV4) {
@@ -2028,13 +2236,13 @@ static __always_inline __s32 ciliate_snat_rev_icmp_error(ciliate_ctx_t *pkt, __u
 	if (*(__u32 *)(info + CILIATE_PACKET_INFO_DADDR) != *(__u32 *)(info + CILIATE_PACKET_INFO_INNER_SADDR)) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *key = ciliate_scratch(1088, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1304, sizeof(struct ct_tuple));
 	ciliate_snat_key4(key, info + CILIATE_PACKET_INFO_INNER_SADDR, info + CILIATE_PACKET_INFO_INNER_DADDR, (__u32)((struct packet_info *)info)->inner_sport, (__u32)((struct packet_info *)info)->inner_dport, proto, CILIATE_TUPLE_F_IN);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *addr = ciliate_scratch(1128, 16);
+	__u8 *addr = ciliate_scratch(1344, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
 	__s32 r = ciliate_nat_rewrite_addr(pkt, info, true, addr);
 	if (r < 0) {
@@ -2043,19 +2251,7 @@ static __always_inline __s32 ciliate_snat_rev_icmp_error(ciliate_ctx_t *pkt, __u
 	return ciliate_nat_rewrite_icmp_error_inner(pkt, info, false, addr, ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE));
 }
 
-/* core/nat.ts:241 snatTuple */
-static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_flag)
-{
-	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
-	__builtin_memcpy(key + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
-	ciliate_write16be(key + CILIATE_CT_TUPLE_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
-	ciliate_write16be(key + CILIATE_CT_TUPLE_SPORT_BE, (__u32)((struct packet_info *)info)->sport);
-	((struct ct_tuple *)key)->nexthdr = (__u8)(__u32)((struct packet_info *)info)->nexthdr;
-	((struct ct_tuple *)key)->flags = (__u8)dir_flag;
-	((struct ct_tuple *)key)->family = (__u8)(__u32)((struct packet_info *)info)->family;
-}
-
-/* core/nat.ts:172 natRewriteIcmpId */
+/* core/nat.ts:205 natRewriteIcmpId */
 static __always_inline __s32 ciliate_nat_rewrite_icmp_id(ciliate_ctx_t *pkt, __u8 *info, __u32 id)
 {
 	__u32 to = id & 0xffff;
@@ -2075,10 +2271,10 @@ static __always_inline __s32 ciliate_nat_rewrite_icmp_id(ciliate_ctx_t *pkt, __u
 	return 0;
 }
 
-/* core/nat.ts:267 snatApply */
+/* core/nat.ts:300 snatApply */
 static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, __u8 *v, bool dst)
 {
-	__u8 *addr = ciliate_scratch(1144, 16);
+	__u8 *addr = ciliate_scratch(1360, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
 	__u32 port = ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
 	__s32 r = ciliate_nat_rewrite_addr(pkt, info, dst, addr);
@@ -2091,7 +2287,7 @@ static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, 
 	return ciliate_nat_rewrite_port(pkt, info, dst, port);
 }
 
-/* core/nat.ts:438 snatRevIngress */
+/* core/nat.ts:471 snatRevIngress */
 static __always_inline __s32 ciliate_snat_rev_ingress(ciliate_ctx_t *pkt, __u8 *info)
 {
 	if (((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) != 0) {
@@ -2102,7 +2298,7 @@ static __always_inline __s32 ciliate_snat_rev_ingress(ciliate_ctx_t *pkt, __u8 *
 	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP) && !echo_reply) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *key = ciliate_scratch(1048, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1264, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, key, CILIATE_TUPLE_F_IN);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
@@ -2127,7 +2323,7 @@ static __always_inline bool ciliate_host_fw_exempt(__u8 *info)
 	return (t >= CILIATE_ICMPV6_ROUTER_SOLICIT) && (t <= CILIATE_ICMPV6_NEIGH_ADVERT);
 }
 
-/* core/pipeline.ts:303 hostFirewall */
+/* core/pipeline.ts:373 hostFirewall */
 static __always_inline __u32 ciliate_host_firewall(__u8 *tr, __u8 *cfg, __u8 *info, __u32 remote_id, __u32 egress, __u32 now)
 {
 	__u32 ep_id = (__u32)((struct config_value *)cfg)->host_ep_id;
@@ -2136,8 +2332,8 @@ static __always_inline __u32 ciliate_host_firewall(__u8 *tr, __u8 *cfg, __u8 *in
 		((struct trace_record *)tr)->ep_id = (__u16)ep_id;
 		*(__u32 *)(tr + (egress == CILIATE_POLICY_EGRESS ? CILIATE_TRACE_RECORD_SRC_IDENTITY : CILIATE_TRACE_RECORD_DST_IDENTITY)) = host_id;
 	}
-	__u8 *tuple = ciliate_scratch(1160, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(1200, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(1376, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(1416, sizeof(struct ct_state));
 	__u32 ct = ciliate_ct_for(info, tuple, st, egress == CILIATE_POLICY_EGRESS ? CILIATE_TUPLE_F_OUT : CILIATE_TUPLE_F_IN, now);
 	if ((ct != CILIATE_CT_UNKNOWN_PROTO) && (tr != 0)) {
 		((struct trace_record *)tr)->ct_state = (__u8)ct;
@@ -2159,7 +2355,16 @@ static __always_inline __u32 ciliate_host_firewall(__u8 *tr, __u8 *cfg, __u8 *in
 	return 0;
 }
 
-/* core/nat.ts:233 snatProto */
+/* core/pipeline.ts:281 staleServiceEntry */
+static __always_inline __u32 ciliate_stale_service_entry(__u32 ct, __u8 *st, __u32 rev_nat)
+{
+	if ((ct == CILIATE_CT_ESTABLISHED) && ((__u32)((struct ct_state *)st)->rev_nat_index != rev_nat)) {
+		return CILIATE_CT_NEW;
+	}
+	return ct;
+}
+
+/* core/nat.ts:266 snatProto */
 static __always_inline bool ciliate_snat_proto(__u8 *info, __u32 echo_type)
 {
 	if ((__u32)((struct packet_info *)info)->family != CILIATE_FAMILY_IPV4) {
@@ -2172,7 +2377,7 @@ static __always_inline bool ciliate_snat_proto(__u8 *info, __u32 echo_type)
 	return (nexthdr == CILIATE_IPPROTO_ICMP) && ((__u32)((struct packet_info *)info)->icmp_type == echo_type);
 }
 
-/* core/nat.ts:256 snatReplyKey */
+/* core/nat.ts:289 snatReplyKey */
 static __always_inline void ciliate_snat_reply_key(__u8 *rkey, __u8 *okey, __u8 *to_addr, __u32 to_port)
 {
 	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_DADDR, to_addr, 16);
@@ -2184,7 +2389,7 @@ static __always_inline void ciliate_snat_reply_key(__u8 *rkey, __u8 *okey, __u8 
 	((struct ct_tuple *)rkey)->family = (__u8)(__u32)((struct ct_tuple *)okey)->family;
 }
 
-/* core/nat.ts:371 snatEgress */
+/* core/nat.ts:404 snatEgress */
 static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info, __u32 now)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -2199,7 +2404,7 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	if (node_ip == 0) {
 		return -((__s32)CILIATE_DROP_NO_CONFIG);
 	}
-	__u8 *okey = ciliate_scratch(1216, sizeof(struct ct_tuple));
+	__u8 *okey = ciliate_scratch(1432, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, okey, CILIATE_TUPLE_F_OUT);
 	__u8 *existing = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (existing != 0) {
@@ -2217,11 +2422,11 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	if (sport >= min_port) {
 		cand = sport;
 	}
-	__u8 *node_addr = ciliate_scratch(1256, 16);
+	__u8 *node_addr = ciliate_scratch(1472, 16);
 	*(__u32 *)node_addr = node_ip;
-	__u8 *rkey = ciliate_scratch(1272, sizeof(struct ct_tuple));
+	__u8 *rkey = ciliate_scratch(1488, sizeof(struct ct_tuple));
 	ciliate_snat_reply_key(rkey, okey, node_addr, 0);
-	__u8 *rval = ciliate_scratch(1312, sizeof(struct snat_value));
+	__u8 *rval = ciliate_scratch(1528, sizeof(struct snat_value));
 	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
 	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -2238,7 +2443,7 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	if (!found) {
 		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
 	}
-	__u8 *oval = ciliate_scratch(1336, sizeof(struct snat_value));
+	__u8 *oval = ciliate_scratch(1552, sizeof(struct snat_value));
 	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
 	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
 	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
@@ -2250,13 +2455,13 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:581 fromNetwork */
+/* core/pipeline.ts:669 fromNetwork */
 static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
-	__u8 *info = ciliate_scratch(872, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(1088, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err == CILIATE_DROP_UNKNOWN_L3) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
@@ -2269,8 +2474,8 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 	if (tr != 0) {
 		((struct trace_record *)tr)->src_identity = src_id;
 	}
-	__u8 *tuple = ciliate_scratch(968, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(1008, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(1184, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(1224, sizeof(struct ct_state));
 	__s32 snerr = ciliate_snat_rev_ingress(pkt, info);
 	if (snerr < 0) {
 		return ciliate_drop(tr, cfg, info, (__u32)(-snerr), dir);
@@ -2293,7 +2498,7 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 		ciliate_record_dest(tr, info, false);
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}
-	__u8 *svc_key = ciliate_scratch(1024, sizeof(struct service_key));
+	__u8 *svc_key = ciliate_scratch(1240, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
 	if (svc == 0) {
 		if (ciliate_host_fw_enabled(cfg) && !ciliate_host_fw_exempt(info) && (ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_DADDR, family, ciliate_world_identity(cfg, family)) == ((struct config_value *)cfg)->host_identity)) {
@@ -2364,7 +2569,7 @@ static __always_inline bool ciliate_host_fw_forwarded(__u8 *cfg, __u8 *info)
 			return true;
 		}
 	}
-	__u8 *key = ciliate_scratch(1456, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1672, sizeof(struct ct_tuple));
 	__builtin_memset(key, 0, sizeof(struct ct_tuple));
 	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	__builtin_memcpy(key + CILIATE_CT_TUPLE_SADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
@@ -2376,7 +2581,7 @@ static __always_inline bool ciliate_host_fw_forwarded(__u8 *cfg, __u8 *info)
 	if (bpf_map_lookup_elem(&ciliate_snat_v1, key) != 0) {
 		return true;
 	}
-	__u8 *svc_key = ciliate_scratch(1496, sizeof(struct service_key));
+	__u8 *svc_key = ciliate_scratch(1712, sizeof(struct service_key));
 	__builtin_memset(svc_key, 0, sizeof(struct service_key));
 	__builtin_memcpy(svc_key + CILIATE_SERVICE_KEY_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(svc_key + CILIATE_SERVICE_KEY_DPORT_BE, (__u32)((struct packet_info *)info)->sport);
@@ -2387,7 +2592,7 @@ static __always_inline bool ciliate_host_fw_forwarded(__u8 *cfg, __u8 *info)
 	return (svc != 0) && (((__u32)((struct service_value *)svc)->flags & CILIATE_SVC_F_ROUTABLE) != 0);
 }
 
-/* core/nat.ts:278 snatExcluded */
+/* core/nat.ts:311 snatExcluded */
 static __always_inline bool ciliate_snat_excluded(__u8 *cfg, __u32 daddr)
 {
 	__u32 plen = (__u32)((struct config_value *)cfg)->snat_exclusion_prefix_len;
@@ -2403,7 +2608,7 @@ static __always_inline bool ciliate_snat_excluded(__u8 *cfg, __u32 daddr)
 	return (a & mask) == (b & mask);
 }
 
-/* core/nat.ts:289 identityIsOutside */
+/* core/nat.ts:322 identityIsOutside */
 static __always_inline bool ciliate_identity_is_outside(__u8 *cfg, __u32 id)
 {
 	if ((id == CILIATE_ID_WORLD) || (id == CILIATE_ID_WORLD_IPV4) || (id == ((struct config_value *)cfg)->world_ipv4_identity)) {
@@ -2412,13 +2617,13 @@ static __always_inline bool ciliate_identity_is_outside(__u8 *cfg, __u32 id)
 	return (id >> 24) == CILIATE_ID_SCOPE_LOCAL;
 }
 
-/* core/nat.ts:312 snatAlreadyTranslated */
+/* core/nat.ts:345 snatAlreadyTranslated */
 static __always_inline bool ciliate_snat_already_translated(__u8 *info)
 {
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
 	__u32 sport = (__u32)((struct packet_info *)info)->sport;
 	__u32 dport = (__u32)((struct packet_info *)info)->dport;
-	__u8 *rkey = ciliate_scratch(1520, sizeof(struct ct_tuple));
+	__u8 *rkey = ciliate_scratch(1736, sizeof(struct ct_tuple));
 	ciliate_snat_key4(rkey, info + CILIATE_PACKET_INFO_SADDR, info + CILIATE_PACKET_INFO_DADDR, sport, dport, proto, CILIATE_TUPLE_F_IN);
 	__u8 *rv = bpf_map_lookup_elem(&ciliate_snat_v1, rkey);
 	if (rv == 0) {
@@ -2427,7 +2632,7 @@ static __always_inline bool ciliate_snat_already_translated(__u8 *info)
 	if (ciliate_endpoint_lookup(rv + CILIATE_SNAT_VALUE_TO_ADDR, CILIATE_FAMILY_IPV4) != 0) {
 		return false;
 	}
-	__u8 *okey = ciliate_scratch(1560, sizeof(struct ct_tuple));
+	__u8 *okey = ciliate_scratch(1776, sizeof(struct ct_tuple));
 	ciliate_snat_key4(okey, info + CILIATE_PACKET_INFO_DADDR, rv + CILIATE_SNAT_VALUE_TO_ADDR, dport, ciliate_read16be(rv + CILIATE_SNAT_VALUE_TO_PORT_BE), proto, CILIATE_TUPLE_F_OUT);
 	__u8 *ov = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (ov == 0) {
@@ -2436,14 +2641,14 @@ static __always_inline bool ciliate_snat_already_translated(__u8 *info)
 	return (*(__u32 *)(ov + CILIATE_SNAT_VALUE_TO_ADDR) == *(__u32 *)(info + CILIATE_PACKET_INFO_SADDR)) && (ciliate_read16be(ov + CILIATE_SNAT_VALUE_TO_PORT_BE) == (__u32)((struct packet_info *)info)->sport);
 }
 
-/* core/conntrack.ts:336 ctIsReplyToIngress */
+/* core/conntrack.ts:368 ctIsReplyToIngress */
 static __always_inline bool ciliate_ct_is_reply_to_ingress(__u8 *info, __u32 now)
 {
 	if (ciliate_is_icmp_error(info)) {
 		return false;
 	}
-	__u8 *tuple = ciliate_scratch(1600, sizeof(struct ct_tuple));
-	__u8 *key = ciliate_scratch(1640, sizeof(struct ct_tuple));
+	__u8 *tuple = ciliate_scratch(1816, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1856, sizeof(struct ct_tuple));
 	if ((tuple == 0) || (key == 0)) {
 		return false;
 	}
@@ -2452,7 +2657,7 @@ static __always_inline bool ciliate_ct_is_reply_to_ingress(__u8 *info, __u32 now
 	return ciliate_live_entry(key, now) != 0;
 }
 
-/* core/nat.ts:335 snatNeedsMasquerade */
+/* core/nat.ts:368 snatNeedsMasquerade */
 static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info, __u32 now)
 {
 	if ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_MASQUERADE) == 0) {
@@ -2485,13 +2690,13 @@ static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info,
 	return !ciliate_ct_is_reply_to_ingress(info, now);
 }
 
-/* core/pipeline.ts:686 toNetwork */
+/* core/pipeline.ts:774 toNetwork */
 static __always_inline __u32 ciliate_to_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_EGRESS;
-	__u8 *info = ciliate_scratch(1360, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(1576, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err == CILIATE_DROP_INVALID) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_DROP, err, dir, CILIATE_TRACE_TO_NETWORK);

@@ -311,9 +311,10 @@ struct ct_entry {
 	__u8 tx_flags_seen; /* core/layout.ts:300 */
 	__u8 rx_flags_seen; /* core/layout.ts:301 */
 	__be16 proxy_port_be; /* core/layout.ts:302 */
-	__u32 pad0; /* core/layout.ts:303 */
-	__u64 packets; /* core/layout.ts:304 */
-	__u64 bytes; /* core/layout.ts:305 */
+	__be16 orig_sport_be; /* core/layout.ts:305 */
+	__u16 pad0; /* core/layout.ts:306 */
+	__u64 packets; /* core/layout.ts:307 */
+	__u64 bytes; /* core/layout.ts:308 */
 };
 _Static_assert(sizeof(struct ct_entry) == 40, "CtEntry size");
 _Static_assert(__builtin_offsetof(struct ct_entry, lifetime) == 0, "CtEntry.lifetime offset");
@@ -324,17 +325,18 @@ _Static_assert(__builtin_offsetof(struct ct_entry, flags) == 14, "CtEntry.flags 
 _Static_assert(__builtin_offsetof(struct ct_entry, tx_flags_seen) == 16, "CtEntry.txFlagsSeen offset");
 _Static_assert(__builtin_offsetof(struct ct_entry, rx_flags_seen) == 17, "CtEntry.rxFlagsSeen offset");
 _Static_assert(__builtin_offsetof(struct ct_entry, proxy_port_be) == 18, "CtEntry.proxyPortBe offset");
-_Static_assert(__builtin_offsetof(struct ct_entry, pad0) == 20, "CtEntry.pad0 offset");
+_Static_assert(__builtin_offsetof(struct ct_entry, orig_sport_be) == 20, "CtEntry.origSportBe offset");
+_Static_assert(__builtin_offsetof(struct ct_entry, pad0) == 22, "CtEntry.pad0 offset");
 _Static_assert(__builtin_offsetof(struct ct_entry, packets) == 24, "CtEntry.packets offset");
 _Static_assert(__builtin_offsetof(struct ct_entry, bytes) == 32, "CtEntry.bytes offset");
 
-/* SnatValue (core/layout.ts:310) SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. */
+/* SnatValue (core/layout.ts:313) SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. */
 struct snat_value {
-	__u8 to_addr[16]; /* core/layout.ts:311 */
-	__be16 to_port_be; /* core/layout.ts:312 */
-	__u8 family; /* core/layout.ts:313 */
-	__u8 pad0; /* core/layout.ts:314 */
-	__u32 created; /* core/layout.ts:315 */
+	__u8 to_addr[16]; /* core/layout.ts:314 */
+	__be16 to_port_be; /* core/layout.ts:315 */
+	__u8 family; /* core/layout.ts:316 */
+	__u8 pad0; /* core/layout.ts:317 */
+	__u32 created; /* core/layout.ts:318 */
 };
 _Static_assert(sizeof(struct snat_value) == 24, "SnatValue size");
 _Static_assert(__builtin_offsetof(struct snat_value, to_addr) == 0, "SnatValue.toAddr offset");
@@ -343,13 +345,13 @@ _Static_assert(__builtin_offsetof(struct snat_value, family) == 18, "SnatValue.f
 _Static_assert(__builtin_offsetof(struct snat_value, pad0) == 19, "SnatValue.pad0 offset");
 _Static_assert(__builtin_offsetof(struct snat_value, created) == 20, "SnatValue.created offset");
 
-/* FragId (core/layout.ts:324) A datagram: the IPv4 addresses, IP identification and protocol shared by all of its fragments. */
+/* FragId (core/layout.ts:327) A datagram: the IPv4 addresses, IP identification and protocol shared by all of its fragments. */
 struct frag_id {
-	__be32 daddr_be; /* core/layout.ts:325 */
-	__be32 saddr_be; /* core/layout.ts:326 */
-	__be16 id_be; /* core/layout.ts:327 */
-	__u8 proto; /* core/layout.ts:328 */
-	__u8 pad0; /* core/layout.ts:329 */
+	__be32 daddr_be; /* core/layout.ts:328 */
+	__be32 saddr_be; /* core/layout.ts:329 */
+	__be16 id_be; /* core/layout.ts:330 */
+	__u8 proto; /* core/layout.ts:331 */
+	__u8 pad0; /* core/layout.ts:332 */
 };
 _Static_assert(sizeof(struct frag_id) == 12, "FragId size");
 _Static_assert(__builtin_offsetof(struct frag_id, daddr_be) == 0, "FragId.daddrBe offset");
@@ -358,13 +360,13 @@ _Static_assert(__builtin_offsetof(struct frag_id, id_be) == 8, "FragId.idBe offs
 _Static_assert(__builtin_offsetof(struct frag_id, proto) == 10, "FragId.proto offset");
 _Static_assert(__builtin_offsetof(struct frag_id, pad0) == 11, "FragId.pad0 offset");
 
-/* FragL4Ports (core/layout.ts:335) The L4 fields of a datagram's first fragment: Cilium's sport/dport, plus the ICMP type and code (a ciliate addition: ICMP policy keys on the type, which only the first fragment carries). Ports as PacketInfo holds them (an ICMP echo identifier in sport for a request, dport for a reply). */
+/* FragL4Ports (core/layout.ts:338) The L4 fields of a datagram's first fragment: Cilium's sport/dport, plus the ICMP type and code (a ciliate addition: ICMP policy keys on the type, which only the first fragment carries). Ports as PacketInfo holds them (an ICMP echo identifier in sport for a request, dport for a reply). */
 struct frag_l4_ports {
-	__be16 sport_be; /* core/layout.ts:336 */
-	__be16 dport_be; /* core/layout.ts:337 */
-	__u8 icmp_type; /* core/layout.ts:338 */
-	__u8 icmp_code; /* core/layout.ts:339 */
-	__u16 pad0; /* core/layout.ts:340 */
+	__be16 sport_be; /* core/layout.ts:339 */
+	__be16 dport_be; /* core/layout.ts:340 */
+	__u8 icmp_type; /* core/layout.ts:341 */
+	__u8 icmp_code; /* core/layout.ts:342 */
+	__u16 pad0; /* core/layout.ts:343 */
 };
 _Static_assert(sizeof(struct frag_l4_ports) == 8, "FragL4Ports size");
 _Static_assert(__builtin_offsetof(struct frag_l4_ports, sport_be) == 0, "FragL4Ports.sportBe offset");
@@ -373,74 +375,74 @@ _Static_assert(__builtin_offsetof(struct frag_l4_ports, icmp_type) == 4, "FragL4
 _Static_assert(__builtin_offsetof(struct frag_l4_ports, icmp_code) == 5, "FragL4Ports.icmpCode offset");
 _Static_assert(__builtin_offsetof(struct frag_l4_ports, pad0) == 6, "FragL4Ports.pad0 offset");
 
-/* MetricsKey (core/layout.ts:348) Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. */
+/* MetricsKey (core/layout.ts:351) Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. */
 struct metrics_key {
-	__u8 reason; /* core/layout.ts:349 */
-	__u8 dir; /* core/layout.ts:351 */
-	__u16 pad0; /* core/layout.ts:352 */
+	__u8 reason; /* core/layout.ts:352 */
+	__u8 dir; /* core/layout.ts:354 */
+	__u16 pad0; /* core/layout.ts:355 */
 };
 _Static_assert(sizeof(struct metrics_key) == 4, "MetricsKey size");
 _Static_assert(__builtin_offsetof(struct metrics_key, reason) == 0, "MetricsKey.reason offset");
 _Static_assert(__builtin_offsetof(struct metrics_key, dir) == 1, "MetricsKey.dir offset");
 _Static_assert(__builtin_offsetof(struct metrics_key, pad0) == 2, "MetricsKey.pad0 offset");
 
-/* MetricsValue (core/layout.ts:355) */
+/* MetricsValue (core/layout.ts:358) */
 struct metrics_value {
-	__u64 packets; /* core/layout.ts:356 */
-	__u64 bytes; /* core/layout.ts:357 */
+	__u64 packets; /* core/layout.ts:359 */
+	__u64 bytes; /* core/layout.ts:360 */
 };
 _Static_assert(sizeof(struct metrics_value) == 16, "MetricsValue size");
 _Static_assert(__builtin_offsetof(struct metrics_value, packets) == 0, "MetricsValue.packets offset");
 _Static_assert(__builtin_offsetof(struct metrics_value, bytes) == 8, "MetricsValue.bytes offset");
 
-/* ProxyListenerValue (core/layout.ts:364) A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. */
+/* ProxyListenerValue (core/layout.ts:367) A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. */
 struct proxy_listener_value {
-	__u8 direction; /* core/layout.ts:366 */
-	__u8 pad0; /* core/layout.ts:367 */
-	__u16 pad1; /* core/layout.ts:368 */
+	__u8 direction; /* core/layout.ts:369 */
+	__u8 pad0; /* core/layout.ts:370 */
+	__u16 pad1; /* core/layout.ts:371 */
 };
 _Static_assert(sizeof(struct proxy_listener_value) == 4, "ProxyListenerValue size");
 _Static_assert(__builtin_offsetof(struct proxy_listener_value, direction) == 0, "ProxyListenerValue.direction offset");
 _Static_assert(__builtin_offsetof(struct proxy_listener_value, pad0) == 1, "ProxyListenerValue.pad0 offset");
 _Static_assert(__builtin_offsetof(struct proxy_listener_value, pad1) == 2, "ProxyListenerValue.pad1 offset");
 
-/* TraceRecord (core/layout.ts:373) What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. */
+/* TraceRecord (core/layout.ts:376) What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. */
 struct trace_record {
-	__u32 verdict; /* core/layout.ts:375 */
-	__u32 drop_reason; /* core/layout.ts:377 */
-	__u32 src_identity; /* core/layout.ts:378 */
-	__u32 dst_identity; /* core/layout.ts:379 */
-	__u32 egress_cookie; /* core/layout.ts:381 */
-	__u32 ingress_cookie; /* core/layout.ts:382 */
-	__u32 backend_id; /* core/layout.ts:383 */
-	__u16 ep_id; /* core/layout.ts:385 */
-	__u16 rev_nat_index; /* core/layout.ts:386 */
-	__u8 ct_state; /* core/layout.ts:388 */
-	__u8 egress_match_type; /* core/layout.ts:390 */
-	__u8 ingress_match_type; /* core/layout.ts:391 */
-	__u8 trace_flags; /* core/layout.ts:393 */
-	__be16 proxy_port_be; /* core/layout.ts:394 */
-	__u8 obs_point; /* core/layout.ts:396 */
-	__u8 family; /* core/layout.ts:397 */
-	__u8 orig_daddr[16]; /* core/layout.ts:399 */
-	__be16 orig_dport_be; /* core/layout.ts:400 */
-	__u16 pad0; /* core/layout.ts:401 */
-	__be16 new_dport_be; /* core/layout.ts:402 */
-	__u16 pad1; /* core/layout.ts:403 */
-	__u8 new_daddr[16]; /* core/layout.ts:404 */
-	__u8 saddr[16]; /* core/layout.ts:406 */
-	__be16 sport_be; /* core/layout.ts:407 */
-	__u8 nexthdr; /* core/layout.ts:408 */
-	__u8 tcp_flags; /* core/layout.ts:409 */
-	__u32 len; /* core/layout.ts:411 */
-	__u8 hook; /* core/layout.ts:413 */
-	__u8 icmp_type; /* core/layout.ts:414 */
-	__u16 pad2; /* core/layout.ts:415 */
-	__u32 tunnel_id; /* core/layout.ts:419 */
-	__u8 tunnel_peer[16]; /* core/layout.ts:420 */
-	__u8 tunnel_family; /* core/layout.ts:421 */
-	__u8 pad3; /* core/layout.ts:422 */
-	__u16 pad4; /* core/layout.ts:423 */
+	__u32 verdict; /* core/layout.ts:378 */
+	__u32 drop_reason; /* core/layout.ts:380 */
+	__u32 src_identity; /* core/layout.ts:381 */
+	__u32 dst_identity; /* core/layout.ts:382 */
+	__u32 egress_cookie; /* core/layout.ts:384 */
+	__u32 ingress_cookie; /* core/layout.ts:385 */
+	__u32 backend_id; /* core/layout.ts:386 */
+	__u16 ep_id; /* core/layout.ts:388 */
+	__u16 rev_nat_index; /* core/layout.ts:389 */
+	__u8 ct_state; /* core/layout.ts:391 */
+	__u8 egress_match_type; /* core/layout.ts:393 */
+	__u8 ingress_match_type; /* core/layout.ts:394 */
+	__u8 trace_flags; /* core/layout.ts:396 */
+	__be16 proxy_port_be; /* core/layout.ts:397 */
+	__u8 obs_point; /* core/layout.ts:399 */
+	__u8 family; /* core/layout.ts:400 */
+	__u8 orig_daddr[16]; /* core/layout.ts:402 */
+	__be16 orig_dport_be; /* core/layout.ts:403 */
+	__u16 pad0; /* core/layout.ts:404 */
+	__be16 new_dport_be; /* core/layout.ts:405 */
+	__u16 pad1; /* core/layout.ts:406 */
+	__u8 new_daddr[16]; /* core/layout.ts:407 */
+	__u8 saddr[16]; /* core/layout.ts:409 */
+	__be16 sport_be; /* core/layout.ts:410 */
+	__u8 nexthdr; /* core/layout.ts:411 */
+	__u8 tcp_flags; /* core/layout.ts:412 */
+	__u32 len; /* core/layout.ts:414 */
+	__u8 hook; /* core/layout.ts:416 */
+	__u8 icmp_type; /* core/layout.ts:417 */
+	__u16 pad2; /* core/layout.ts:418 */
+	__u32 tunnel_id; /* core/layout.ts:422 */
+	__u8 tunnel_peer[16]; /* core/layout.ts:423 */
+	__u8 tunnel_family; /* core/layout.ts:424 */
+	__u8 pad3; /* core/layout.ts:425 */
+	__u16 pad4; /* core/layout.ts:426 */
 };
 _Static_assert(sizeof(struct trace_record) == 132, "TraceRecord size");
 _Static_assert(__builtin_offsetof(struct trace_record, verdict) == 0, "TraceRecord.verdict offset");
@@ -479,13 +481,13 @@ _Static_assert(__builtin_offsetof(struct trace_record, tunnel_family) == 128, "T
 _Static_assert(__builtin_offsetof(struct trace_record, pad3) == 129, "TraceRecord.pad3 offset");
 _Static_assert(__builtin_offsetof(struct trace_record, pad4) == 130, "TraceRecord.pad4 offset");
 
-/* TunnelKey (core/layout.ts:433) The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). */
+/* TunnelKey (core/layout.ts:436) The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). */
 struct tunnel_key {
-	__u8 remote[16]; /* core/layout.ts:434 */
-	__u32 tunnel_id; /* core/layout.ts:435 */
-	__u8 family; /* core/layout.ts:436 */
-	__u8 pad0; /* core/layout.ts:437 */
-	__u16 pad1; /* core/layout.ts:438 */
+	__u8 remote[16]; /* core/layout.ts:437 */
+	__u32 tunnel_id; /* core/layout.ts:438 */
+	__u8 family; /* core/layout.ts:439 */
+	__u8 pad0; /* core/layout.ts:440 */
+	__u16 pad1; /* core/layout.ts:441 */
 };
 _Static_assert(sizeof(struct tunnel_key) == 24, "TunnelKey size");
 _Static_assert(__builtin_offsetof(struct tunnel_key, remote) == 0, "TunnelKey.remote offset");
@@ -494,29 +496,29 @@ _Static_assert(__builtin_offsetof(struct tunnel_key, family) == 20, "TunnelKey.f
 _Static_assert(__builtin_offsetof(struct tunnel_key, pad0) == 21, "TunnelKey.pad0 offset");
 _Static_assert(__builtin_offsetof(struct tunnel_key, pad1) == 22, "TunnelKey.pad1 offset");
 
-/* PacketInfo (core/layout.ts:445) What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. */
+/* PacketInfo (core/layout.ts:448) What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. */
 struct packet_info {
-	__u8 family; /* core/layout.ts:446 */
-	__u8 nexthdr; /* core/layout.ts:447 */
-	__u16 l3_off; /* core/layout.ts:449 */
-	__u16 l4_off; /* core/layout.ts:450 */
-	__u16 l4_csum_off; /* core/layout.ts:452 */
-	__u16 sport; /* core/layout.ts:453 */
-	__u16 dport; /* core/layout.ts:454 */
-	__u8 tcp_flags; /* core/layout.ts:455 */
-	__u8 icmp_type; /* core/layout.ts:456 */
-	__u8 icmp_code; /* core/layout.ts:457 */
-	__u8 flags; /* core/layout.ts:459 */
-	__u8 ttl; /* core/layout.ts:460 */
-	__u8 inner_nexthdr; /* core/layout.ts:461 */
-	__u16 inner_sport; /* core/layout.ts:462 */
-	__u16 inner_dport; /* core/layout.ts:463 */
-	__u16 pad0; /* core/layout.ts:464 */
-	__u32 len; /* core/layout.ts:466 */
-	__u8 saddr[16]; /* core/layout.ts:467 */
-	__u8 daddr[16]; /* core/layout.ts:468 */
-	__u8 inner_saddr[16]; /* core/layout.ts:469 */
-	__u8 inner_daddr[16]; /* core/layout.ts:470 */
+	__u8 family; /* core/layout.ts:449 */
+	__u8 nexthdr; /* core/layout.ts:450 */
+	__u16 l3_off; /* core/layout.ts:452 */
+	__u16 l4_off; /* core/layout.ts:453 */
+	__u16 l4_csum_off; /* core/layout.ts:455 */
+	__u16 sport; /* core/layout.ts:456 */
+	__u16 dport; /* core/layout.ts:457 */
+	__u8 tcp_flags; /* core/layout.ts:458 */
+	__u8 icmp_type; /* core/layout.ts:459 */
+	__u8 icmp_code; /* core/layout.ts:460 */
+	__u8 flags; /* core/layout.ts:462 */
+	__u8 ttl; /* core/layout.ts:463 */
+	__u8 inner_nexthdr; /* core/layout.ts:464 */
+	__u16 inner_sport; /* core/layout.ts:465 */
+	__u16 inner_dport; /* core/layout.ts:466 */
+	__u16 pad0; /* core/layout.ts:467 */
+	__u32 len; /* core/layout.ts:469 */
+	__u8 saddr[16]; /* core/layout.ts:470 */
+	__u8 daddr[16]; /* core/layout.ts:471 */
+	__u8 inner_saddr[16]; /* core/layout.ts:472 */
+	__u8 inner_daddr[16]; /* core/layout.ts:473 */
 };
 _Static_assert(sizeof(struct packet_info) == 92, "PacketInfo size");
 _Static_assert(__builtin_offsetof(struct packet_info, family) == 0, "PacketInfo.family offset");
@@ -541,15 +543,15 @@ _Static_assert(__builtin_offsetof(struct packet_info, daddr) == 44, "PacketInfo.
 _Static_assert(__builtin_offsetof(struct packet_info, inner_saddr) == 60, "PacketInfo.innerSaddr offset");
 _Static_assert(__builtin_offsetof(struct packet_info, inner_daddr) == 76, "PacketInfo.innerDaddr offset");
 
-/* PolicyResult (core/layout.ts:474) What policyCanAccess (core/policy.ts) decided, for traces and flow events. */
+/* PolicyResult (core/layout.ts:477) What policyCanAccess (core/policy.ts) decided, for traces and flow events. */
 struct policy_result {
-	__u32 cookie; /* core/layout.ts:476 */
-	__u16 proxy_port; /* core/layout.ts:478 */
-	__u8 match_type; /* core/layout.ts:480 */
-	__u8 lookup; /* core/layout.ts:482 */
-	__u8 auth_type; /* core/layout.ts:484 */
-	__u8 audited; /* core/layout.ts:486 */
-	__u16 pad0; /* core/layout.ts:487 */
+	__u32 cookie; /* core/layout.ts:479 */
+	__u16 proxy_port; /* core/layout.ts:481 */
+	__u8 match_type; /* core/layout.ts:483 */
+	__u8 lookup; /* core/layout.ts:485 */
+	__u8 auth_type; /* core/layout.ts:487 */
+	__u8 audited; /* core/layout.ts:489 */
+	__u16 pad0; /* core/layout.ts:490 */
 };
 _Static_assert(sizeof(struct policy_result) == 12, "PolicyResult size");
 _Static_assert(__builtin_offsetof(struct policy_result, cookie) == 0, "PolicyResult.cookie offset");
@@ -560,14 +562,14 @@ _Static_assert(__builtin_offsetof(struct policy_result, auth_type) == 8, "Policy
 _Static_assert(__builtin_offsetof(struct policy_result, audited) == 9, "PolicyResult.audited offset");
 _Static_assert(__builtin_offsetof(struct policy_result, pad0) == 10, "PolicyResult.pad0 offset");
 
-/* CtState (core/layout.ts:491) What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). */
+/* CtState (core/layout.ts:494) What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). */
 struct ct_state {
-	__u32 backend_id; /* core/layout.ts:492 */
-	__u32 src_sec_id; /* core/layout.ts:493 */
-	__u16 rev_nat_index; /* core/layout.ts:494 */
-	__u16 flags; /* core/layout.ts:496 */
-	__u16 proxy_port; /* core/layout.ts:498 */
-	__u16 pad0; /* core/layout.ts:499 */
+	__u32 backend_id; /* core/layout.ts:495 */
+	__u32 src_sec_id; /* core/layout.ts:496 */
+	__u16 rev_nat_index; /* core/layout.ts:497 */
+	__u16 flags; /* core/layout.ts:499 */
+	__u16 proxy_port; /* core/layout.ts:501 */
+	__u16 orig_sport; /* core/layout.ts:503 */
 };
 _Static_assert(sizeof(struct ct_state) == 16, "CtState size");
 _Static_assert(__builtin_offsetof(struct ct_state, backend_id) == 0, "CtState.backendId offset");
@@ -575,12 +577,12 @@ _Static_assert(__builtin_offsetof(struct ct_state, src_sec_id) == 4, "CtState.sr
 _Static_assert(__builtin_offsetof(struct ct_state, rev_nat_index) == 8, "CtState.revNatIndex offset");
 _Static_assert(__builtin_offsetof(struct ct_state, flags) == 10, "CtState.flags offset");
 _Static_assert(__builtin_offsetof(struct ct_state, proxy_port) == 12, "CtState.proxyPort offset");
-_Static_assert(__builtin_offsetof(struct ct_state, pad0) == 14, "CtState.pad0 offset");
+_Static_assert(__builtin_offsetof(struct ct_state, orig_sport) == 14, "CtState.origSport offset");
 
-/* LbSelection (core/layout.ts:504) What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). */
+/* LbSelection (core/layout.ts:508) What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). */
 struct lb_selection {
-	__u32 backend_id; /* core/layout.ts:505 */
-	__u8 backend[24]; /* core/layout.ts:506 */
+	__u32 backend_id; /* core/layout.ts:509 */
+	__u8 backend[24]; /* core/layout.ts:510 */
 };
 _Static_assert(sizeof(struct lb_selection) == 28, "LbSelection size");
 _Static_assert(__builtin_offsetof(struct lb_selection, backend_id) == 0, "LbSelection.backendId offset");

@@ -197,11 +197,12 @@ export const CT_ENTRY_FLAGS: u32 = 14;
 export const CT_ENTRY_TX_FLAGS_SEEN: u32 = 16;
 export const CT_ENTRY_RX_FLAGS_SEEN: u32 = 17;
 export const CT_ENTRY_PROXY_PORT_BE: u32 = 18;
-export const CT_ENTRY_PAD0: u32 = 20;
+export const CT_ENTRY_ORIG_SPORT_BE: u32 = 20;
+export const CT_ENTRY_PAD0: u32 = 22;
 export const CT_ENTRY_PACKETS: u32 = 24;
 export const CT_ENTRY_BYTES: u32 = 32;
 
-// SnatValue (core/layout.ts:310)
+// SnatValue (core/layout.ts:313)
 export const SNAT_VALUE_SIZE: u32 = 24;
 export const SNAT_VALUE_TO_ADDR: u32 = 0;
 export const SNAT_VALUE_TO_PORT_BE: u32 = 16;
@@ -209,7 +210,7 @@ export const SNAT_VALUE_FAMILY: u32 = 18;
 export const SNAT_VALUE_PAD0: u32 = 19;
 export const SNAT_VALUE_CREATED: u32 = 20;
 
-// FragId (core/layout.ts:324)
+// FragId (core/layout.ts:327)
 export const FRAG_ID_SIZE: u32 = 12;
 export const FRAG_ID_DADDR_BE: u32 = 0;
 export const FRAG_ID_SADDR_BE: u32 = 4;
@@ -217,7 +218,7 @@ export const FRAG_ID_ID_BE: u32 = 8;
 export const FRAG_ID_PROTO: u32 = 10;
 export const FRAG_ID_PAD0: u32 = 11;
 
-// FragL4Ports (core/layout.ts:335)
+// FragL4Ports (core/layout.ts:338)
 export const FRAG_L4_PORTS_SIZE: u32 = 8;
 export const FRAG_L4_PORTS_SPORT_BE: u32 = 0;
 export const FRAG_L4_PORTS_DPORT_BE: u32 = 2;
@@ -225,24 +226,24 @@ export const FRAG_L4_PORTS_ICMP_TYPE: u32 = 4;
 export const FRAG_L4_PORTS_ICMP_CODE: u32 = 5;
 export const FRAG_L4_PORTS_PAD0: u32 = 6;
 
-// MetricsKey (core/layout.ts:348)
+// MetricsKey (core/layout.ts:351)
 export const METRICS_KEY_SIZE: u32 = 4;
 export const METRICS_KEY_REASON: u32 = 0;
 export const METRICS_KEY_DIR: u32 = 1;
 export const METRICS_KEY_PAD0: u32 = 2;
 
-// MetricsValue (core/layout.ts:355)
+// MetricsValue (core/layout.ts:358)
 export const METRICS_VALUE_SIZE: u32 = 16;
 export const METRICS_VALUE_PACKETS: u32 = 0;
 export const METRICS_VALUE_BYTES: u32 = 8;
 
-// ProxyListenerValue (core/layout.ts:364)
+// ProxyListenerValue (core/layout.ts:367)
 export const PROXY_LISTENER_VALUE_SIZE: u32 = 4;
 export const PROXY_LISTENER_VALUE_DIRECTION: u32 = 0;
 export const PROXY_LISTENER_VALUE_PAD0: u32 = 1;
 export const PROXY_LISTENER_VALUE_PAD1: u32 = 2;
 
-// TraceRecord (core/layout.ts:373)
+// TraceRecord (core/layout.ts:376)
 export const TRACE_RECORD_SIZE: u32 = 132;
 export const TRACE_RECORD_VERDICT: u32 = 0;
 export const TRACE_RECORD_DROP_REASON: u32 = 4;
@@ -280,7 +281,7 @@ export const TRACE_RECORD_TUNNEL_FAMILY: u32 = 128;
 export const TRACE_RECORD_PAD3: u32 = 129;
 export const TRACE_RECORD_PAD4: u32 = 130;
 
-// TunnelKey (core/layout.ts:433)
+// TunnelKey (core/layout.ts:436)
 export const TUNNEL_KEY_SIZE: u32 = 24;
 export const TUNNEL_KEY_REMOTE: u32 = 0;
 export const TUNNEL_KEY_TUNNEL_ID: u32 = 16;
@@ -288,7 +289,7 @@ export const TUNNEL_KEY_FAMILY: u32 = 20;
 export const TUNNEL_KEY_PAD0: u32 = 21;
 export const TUNNEL_KEY_PAD1: u32 = 22;
 
-// PacketInfo (core/layout.ts:445)
+// PacketInfo (core/layout.ts:448)
 export const PACKET_INFO_SIZE: u32 = 92;
 export const PACKET_INFO_FAMILY: u32 = 0;
 export const PACKET_INFO_NEXTHDR: u32 = 1;
@@ -312,7 +313,7 @@ export const PACKET_INFO_DADDR: u32 = 44;
 export const PACKET_INFO_INNER_SADDR: u32 = 60;
 export const PACKET_INFO_INNER_DADDR: u32 = 76;
 
-// PolicyResult (core/layout.ts:474)
+// PolicyResult (core/layout.ts:477)
 export const POLICY_RESULT_SIZE: u32 = 12;
 export const POLICY_RESULT_COOKIE: u32 = 0;
 export const POLICY_RESULT_PROXY_PORT: u32 = 4;
@@ -322,16 +323,16 @@ export const POLICY_RESULT_AUTH_TYPE: u32 = 8;
 export const POLICY_RESULT_AUDITED: u32 = 9;
 export const POLICY_RESULT_PAD0: u32 = 10;
 
-// CtState (core/layout.ts:491)
+// CtState (core/layout.ts:494)
 export const CT_STATE_SIZE: u32 = 16;
 export const CT_STATE_BACKEND_ID: u32 = 0;
 export const CT_STATE_SRC_SEC_ID: u32 = 4;
 export const CT_STATE_REV_NAT_INDEX: u32 = 8;
 export const CT_STATE_FLAGS: u32 = 10;
 export const CT_STATE_PROXY_PORT: u32 = 12;
-export const CT_STATE_PAD0: u32 = 14;
+export const CT_STATE_ORIG_SPORT: u32 = 14;
 
-// LbSelection (core/layout.ts:504)
+// LbSelection (core/layout.ts:508)
 export const LB_SELECTION_SIZE: u32 = 28;
 export const LB_SELECTION_BACKEND_ID: u32 = 0;
 export const LB_SELECTION_BACKEND: u32 = 4;

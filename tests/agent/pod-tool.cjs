@@ -6,6 +6,9 @@
 //   udp HOST PORT            one datagram   → {ok, reply} (1 s timeout); HOST may be IPv6
 //   loop HOST PORT MS GAP    a new connection every GAP ms for MS ms → {ok, fail, replies}
 //   hold HOST PORT MS        one connection, a request every 100 ms (one at a time) for MS ms → {sent, recv, error, maxGapMs}
+//   pair LPORT MS H1 P1 H2 P2  two held connections (as hold) from the one local port LPORT: to H1:P1 first and,
+//                            once it has its first reply, to H2:P2 → {first, second}, each {sent, recv, error,
+//                            maxGapMs, localPort}
 //   http-serve NAME MS PORT  HTTP on PORT: every request gets 200 and JSON {server: NAME, method, url, peer}
 //                            (and `body`, the request body, when there is one)
 //   peer-serve MS PORT       TCP and UDP on PORT answer the sender's address and port as "ADDR:PORT" (what
@@ -42,6 +45,54 @@ function tcpOnce(host, port, timeout = 1500) {
     s.on("data", (x) => finish({ ok: true, reply: String(x) }));
     s.on("timeout", () => finish({ ok: false, error: "timeout" }));
     s.on("error", (e) => finish({ ok: false, error: e.code }));
+  });
+}
+
+/**
+ * One connection to HOST:PORT (from LPORT when not 0), a request every 100 ms for MS ms, lock-step: the next
+ * request goes out only once the previous reply arrived, so TCP never coalesces two requests or two replies
+ * into one read (which counted as a lost reply under load). maxGapMs is the longest wait for a reply: a
+ * stall while the datapath had no agent would show there. `onReply` is called at the first reply.
+ * Resolves {sent, recv, error, maxGapMs, localPort}.
+ */
+function holdConn(host, port, lport, ms, onReply) {
+  return new Promise((resolve) => {
+    const r = { sent: 0, recv: 0, error: null, maxGapMs: 0, localPort: 0 };
+    let waiting = false;
+    let sentAt = 0;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      s.destroy();
+      resolve(r);
+    };
+    const s = net.connect({ host, port, ...(lport ? { localPort: lport } : {}) });
+    s.setNoDelay(true);
+    s.on("data", () => {
+      if (!waiting) return;
+      waiting = false;
+      r.recv++;
+      r.maxGapMs = Math.max(r.maxGapMs, Date.now() - sentAt);
+      if (r.recv === 1 && onReply) onReply();
+    });
+    s.on("error", (e) => (r.error = e.code));
+    s.on("connect", () => {
+      r.localPort = s.localPort;
+      const iv = setInterval(() => {
+        if (waiting) return;
+        waiting = true;
+        sentAt = Date.now();
+        r.sent++;
+        s.write("ping");
+      }, 100);
+      // Room for the last reply (and a retransmission) before reporting.
+      setTimeout(() => {
+        clearInterval(iv);
+        setTimeout(finish, 1500);
+      }, ms);
+    });
+    setTimeout(finish, ms + 3000);
   });
 }
 
@@ -155,41 +206,21 @@ function tcpOnce(host, port, timeout = 1500) {
     print({ ok: true, results });
     process.exit(0);
   } else if (mode === "hold") {
-    // Lock-step: the next request goes out only once the previous reply arrived, so TCP never coalesces two
-    // requests or two replies into one read (which counted as a lost reply under load). maxGapMs is the
-    // longest wait for a reply: a stall while the datapath had no agent would show there.
-    const r = { sent: 0, recv: 0, error: null, maxGapMs: 0 };
-    let waiting = false;
-    let sentAt = 0;
-    const s = net.connect({ host: a, port: Number(b) });
-    s.setNoDelay(true);
-    s.on("data", () => {
-      if (!waiting) return;
-      waiting = false;
-      r.recv++;
-      r.maxGapMs = Math.max(r.maxGapMs, Date.now() - sentAt);
-    });
-    s.on("error", (e) => (r.error = e.code));
-    s.on("connect", () => {
-      const iv = setInterval(() => {
-        if (waiting) return;
-        waiting = true;
-        sentAt = Date.now();
-        r.sent++;
-        s.write("ping");
-      }, 100);
-      setTimeout(() => {
-        clearInterval(iv);
-        // Room for the last reply (and a retransmission) before reporting.
-        setTimeout(() => {
-          print(r);
-          process.exit(0);
-        }, 1500);
-      }, Number(c));
-    });
-    setTimeout(() => {
-      print(r);
-      process.exit(0);
-    }, Number(c) + 3000);
+    print(await holdConn(a, Number(b), 0, Number(c)));
+    process.exit(0);
+  } else if (mode === "pair") {
+    // Two connections from one explicit local port (SO_REUSEADDR, which libuv sets on every TCP bind): the
+    // first is connected and answered before the second is opened, so both hold the port at once.
+    const lport = Number(a);
+    const ms = Number(b);
+    const [h1, p1, h2, p2] = process.argv.slice(5, 9);
+    let firstUp;
+    const up = new Promise((res) => (firstUp = res));
+    const first = holdConn(h1, Number(p1), lport, ms + 1000, firstUp);
+    await Promise.race([up, new Promise((res) => setTimeout(res, 5000))]);
+    const second = holdConn(h2, Number(p2), lport, ms);
+    const [x, y] = await Promise.all([first, second]);
+    print({ first: x, second: y });
+    process.exit(0);
   }
 })();

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { backends } from "./backends.ts";
 import { addService, allowAll, C, decoded, POD_A, POD_B, send, standardNode, VIP, addEndpoint, type Svc } from "./fixture.ts";
 import { TCP_FLAGS } from "../../sim/packets.ts";
+import { MAP_SPECS } from "../../host/codecs.gen.ts";
 
 const POD_C = { ip: "10.244.0.30", epId: 3, identity: 2000 };
 
@@ -93,7 +94,9 @@ for (const backend of backends) {
     // entry? Recreate if so."; bpf/lib/conntrack.h __ct_lookup: a SYN on an entry closing on either side is
     // CT_NEW). Before the fix the SYN-ACK came back from the first service's address: the client has no
     // socket for it, so the connection got no reply (issue #15, the conn-rate benchmark's lost connections).
-    for (const [what, close] of [["reset by the client", TCP_FLAGS.RST | TCP_FLAGS.ACK], ["never closed", 0]] as const) {
+    // (An old flow that is still live is another connection on the same port: see "two connections on one
+    // source port" below, which moves the new one to another port instead.)
+    for (const [what, close] of [["reset by the client", TCP_FLAGS.RST | TCP_FLAGS.ACK], ["closed with FIN", TCP_FLAGS.FIN | TCP_FLAGS.ACK]] as const) {
       it(`re-creates the entry of a reused source port towards another service (old flow ${what})`, async () => {
         const dp = await node(backend);
         const ONE: Svc = { vip: VIP, port: 80, revNat: 7, backends: [TWO.backends[0]!] };
@@ -117,6 +120,126 @@ for (const backend of backends) {
         expect(decoded(reply)).toMatchObject({ src: OTHER.vip, sport: 81, dst: POD_A.ip, dport: 48000, l3ChecksumOk: true, l4ChecksumOk: true });
       });
     }
+
+    // Two connections on one source port at the same time (issue #15; core/nat.ts T1–T7): Linux hands out
+    // source ports per destination 4-tuple, so a pod can use port P towards two ClusterIPs, or towards a
+    // ClusterIP and its backend directly, at once. After DNAT both are {A:P → B:8080}; the later connection
+    // is moved to another source port and its replies get P back. Before the fix the second SYN overwrote
+    // the first connection's entry and the first connection's replies came back from the wrong address.
+    describe("two connections on one source port", () => {
+      const P = 48000;
+      const ONE: Svc = { vip: VIP, port: 80, revNat: 7, backends: [TWO.backends[0]!] };
+      const OTHER: Svc = { vip: "10.96.0.11", port: 81, revNat: 8, backends: [TWO.backends[0]!] };
+      const out = (dst: string, dport: number, tcpFlags: number, proto: "TCP" | "UDP" = "TCP") =>
+        ({ src: POD_A.ip, dst, proto, sport: P, dport, tcpFlags, payload: new Uint8Array([1, 2, 3]) });
+      const back = (dport: number, tcpFlags: number, proto: "TCP" | "UDP" = "TCP") =>
+        ({ src: POD_B.ip, dst: POD_A.ip, proto, sport: 8080, dport, tcpFlags, payload: new Uint8Array([4, 5]) });
+      const ok = { l3ChecksumOk: true, l4ChecksumOk: true };
+
+      /** Sends `spec` from pod A; returns the source port it left with (checked: to B:8080, checksums valid). */
+      function leave(dp: Awaited<ReturnType<typeof node>>, spec: ReturnType<typeof out>, now: number, ct: number): number {
+        const r = send(dp, "fromEndpoint", spec, now);
+        expect(r.verdict).toBe(C.CTX_ACT_OK);
+        expect(r.trace.ctState).toBe(ct);
+        const d = decoded(r);
+        expect(d).toMatchObject({ src: POD_A.ip, dst: POD_B.ip, dport: 8080, ...ok });
+        return d.sport;
+      }
+      /** Sends a reply from B to pod A's port `dport`; returns where it arrives from and at. */
+      function reply(dp: Awaited<ReturnType<typeof node>>, spec: ReturnType<typeof back>, now: number) {
+        const r = send(dp, "toEndpoint", spec, now, 2000);
+        expect(r.verdict).toBe(C.CTX_ACT_OK);
+        expect(r.trace.ctState).toBe(C.CT_REPLY);
+        const d = decoded(r);
+        expect(d).toMatchObject({ dst: POD_A.ip, ...ok });
+        return { from: `${d.src}:${d.sport}`, to: d.dport };
+      }
+
+      it("gives each of two ClusterIPs with one backend its own replies", async () => {
+        const dp = await node(backend);
+        addService(dp, ONE);
+        addService(dp, OTHER);
+        expect(leave(dp, out(VIP, 80, TCP_FLAGS.SYN), 1, C.CT_NEW)).toBe(P);
+        expect(reply(dp, back(P, TCP_FLAGS.SYN | TCP_FLAGS.ACK), 1)).toEqual({ from: `${VIP}:80`, to: P });
+        expect(leave(dp, out(VIP, 80, TCP_FLAGS.ACK), 2, C.CT_ESTABLISHED)).toBe(P);
+        // The second connection, same pod port, while the first is open: moved to another port.
+        const moved = leave(dp, out(OTHER.vip, 81, TCP_FLAGS.SYN), 3, C.CT_NEW);
+        expect(moved).not.toBe(P);
+        expect(moved).toBeGreaterThan(32767);
+        expect(reply(dp, back(moved, TCP_FLAGS.SYN | TCP_FLAGS.ACK), 3)).toEqual({ from: `${OTHER.vip}:81`, to: P });
+        // Both keep going, each on its own tuple, each with its own replies.
+        expect(leave(dp, out(OTHER.vip, 81, TCP_FLAGS.ACK), 4, C.CT_ESTABLISHED)).toBe(moved);
+        expect(leave(dp, out(VIP, 80, TCP_FLAGS.ACK | TCP_FLAGS.PSH), 4, C.CT_ESTABLISHED)).toBe(P);
+        expect(reply(dp, back(P, TCP_FLAGS.ACK), 5)).toEqual({ from: `${VIP}:80`, to: P });
+        expect(reply(dp, back(moved, TCP_FLAGS.ACK), 5)).toEqual({ from: `${OTHER.vip}:81`, to: P });
+        expect(leave(dp, out(OTHER.vip, 81, TCP_FLAGS.FIN | TCP_FLAGS.ACK), 6, C.CT_ESTABLISHED)).toBe(moved);
+      });
+
+      it("keeps a direct connection and a ClusterIP connection on one port apart, in either order", async () => {
+        for (const directFirst of [true, false]) {
+          const dp = await node(backend);
+          addService(dp, ONE);
+          const direct = () => out(POD_B.ip, 8080, TCP_FLAGS.SYN);
+          const first = directFirst ? direct() : out(VIP, 80, TCP_FLAGS.SYN);
+          const second = directFirst ? out(VIP, 80, TCP_FLAGS.SYN) : direct();
+          expect(leave(dp, first, 1, C.CT_NEW)).toBe(P);
+          const moved = leave(dp, second, 2, C.CT_NEW);
+          expect(moved).not.toBe(P);
+          const firstFrom = directFirst ? `${POD_B.ip}:8080` : `${VIP}:80`;
+          const secondFrom = directFirst ? `${VIP}:80` : `${POD_B.ip}:8080`;
+          expect(reply(dp, back(P, TCP_FLAGS.SYN | TCP_FLAGS.ACK), 2)).toEqual({ from: firstFrom, to: P });
+          expect(reply(dp, back(moved, TCP_FLAGS.SYN | TCP_FLAGS.ACK), 2)).toEqual({ from: secondFrom, to: P });
+          expect(leave(dp, { ...first, tcpFlags: TCP_FLAGS.ACK }, 3, C.CT_ESTABLISHED)).toBe(P);
+          expect(leave(dp, { ...second, tcpFlags: TCP_FLAGS.ACK }, 3, C.CT_ESTABLISHED)).toBe(moved);
+          dp.close();
+        }
+      });
+
+      it("moves UDP flows too, with valid UDP checksums", async () => {
+        const dp = await node(backend);
+        addService(dp, { ...ONE, proto: C.IPPROTO_UDP });
+        addService(dp, { ...OTHER, proto: C.IPPROTO_UDP });
+        expect(leave(dp, out(VIP, 80, 0, "UDP"), 1, C.CT_NEW)).toBe(P);
+        const moved = leave(dp, out(OTHER.vip, 81, 0, "UDP"), 1, C.CT_NEW);
+        expect(moved).not.toBe(P);
+        expect(leave(dp, out(OTHER.vip, 81, 0, "UDP"), 2, C.CT_ESTABLISHED)).toBe(moved);
+        expect(leave(dp, out(VIP, 80, 0, "UDP"), 2, C.CT_ESTABLISHED)).toBe(P);
+        expect(reply(dp, back(moved, 0, "UDP"), 2)).toEqual({ from: `${OTHER.vip}:81`, to: P });
+        expect(reply(dp, back(P, 0, "UDP"), 2)).toEqual({ from: `${VIP}:80`, to: P });
+      });
+
+      it("conntrack GC removes a moved connection's port mapping with its entry (wasm/js)", async () => {
+        const dp = await node(backend);
+        if (!("ctGc" in dp)) return; // the kernel engine's maps are reclaimed by LRU, as Cilium's without GC
+        addService(dp, ONE);
+        addService(dp, OTHER);
+        leave(dp, out(VIP, 80, TCP_FLAGS.SYN), 1, C.CT_NEW);
+        leave(dp, out(VIP, 80, TCP_FLAGS.ACK), 1, C.CT_ESTABLISHED); // past the SYN: the long TCP lifetime
+        const moved = leave(dp, out(OTHER.vip, 81, TCP_FLAGS.SYN), 1, C.CT_NEW); // SYN timeout only
+        const mappings = () => [...dp.map(MAP_SPECS.Snat).entries()].map(([k, v]) => `${k.sport}>${k.dport}:${v.toPort}`);
+        expect(mappings()).toEqual([`${P}>81:${moved}`]);
+        const gc = (dp as unknown as { ctGc(now: number): number }).ctGc;
+        expect(gc.call(dp, 1000)).toBe(1);
+        expect(mappings()).toEqual([]);
+        // The first connection is untouched, its replies still its own.
+        expect(reply(dp, back(P, TCP_FLAGS.ACK), 1000)).toEqual({ from: `${VIP}:80`, to: P });
+      });
+
+      it("drops a new connection with DROP_NAT_NO_MAPPING when no source port is free", async () => {
+        const dp = await node(backend);
+        // A range of two ports: 65534 and 65535.
+        const cfg = dp.map(MAP_SPECS.Config).lookup(0)!;
+        dp.map(MAP_SPECS.Config).update(0, { ...cfg, nodePortMax: 65533 });
+        const svcs = [80, 81, 82, 83].map((port, i): Svc => ({ vip: `10.96.0.${20 + i}`, port, revNat: 20 + i, backends: [TWO.backends[0]!] }));
+        for (const s of svcs) addService(dp, s);
+        const ports = svcs.slice(0, 3).map((s) => leave(dp, out(s.vip, s.port, TCP_FLAGS.SYN), 1, C.CT_NEW));
+        expect(ports[0]).toBe(P);
+        expect(new Set(ports.slice(1))).toEqual(new Set([65534, 65535]));
+        const r = send(dp, "fromEndpoint", out(svcs[3]!.vip, 83, TCP_FLAGS.SYN), 1);
+        expect(r.verdict).toBe(C.CTX_ACT_DROP);
+        expect(r.dropReason).toBe(C.DROP_NAT_NO_MAPPING);
+      });
+    });
 
     it("pins a client to one backend with session affinity until the timeout", async () => {
       // With affinity the flow hash ignores the source port (as Cilium's does), so one client maps to one

@@ -258,12 +258,15 @@ export function packetFor(entry: EntryPoint): fc.Arbitrary<Uint8Array> {
  *   again   — the previous input once more as an established packet (TCP ACK);
  *   tunnel  — the previous step's output arrives through the tunnel device (fromOverlay) with the tunnel
  *             key the previous step set (none when it set none);
- *   egress  — the previous step's output leaves through the node's device (toNetwork: masquerading).
+ *   egress  — the previous step's output leaves through the node's device (toNetwork: masquerading);
+ *   beside  — a new connection (TCP SYN) from the previous input's source address and port to the previous
+ *             output's destination: a pod's direct connection to the backend its service connection on the
+ *             same port was translated to (fromEndpoint).
  * `tunnel` on a raw step is the key a fromOverlay packet arrives with.
  */
 export type Step =
   | { kind: "raw"; entry: EntryPoint; packet: Uint8Array; now: number; srcIdentity: number; tunnel?: TunnelKey }
-  | { kind: "deliver" | "again" | "tunnel" | "egress"; now: number; srcIdentity: number }
+  | { kind: "deliver" | "again" | "tunnel" | "egress" | "beside"; now: number; srcIdentity: number }
   | { kind: "reply"; entry: EntryPoint; now: number; srcIdentity: number };
 
 const entryArb = fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork", "fromOverlay", "toNetwork");
@@ -356,8 +359,29 @@ const fragmentsArb: fc.Arbitrary<Step[]> = fc
     ]);
   });
 
+/** Two connections of one pod from one source port at the same time (core/nat.ts T1–T7): to a ClusterIP and
+ * then (`beside`) to the backend it was translated to, or to a second ClusterIP or pod (which often shares
+ * that backend); each answered at the pod, then the first connection's next packet and its answer. Within
+ * one second, so that no entry expires. */
+const collideArb: fc.Arbitrary<Step[]> = fc
+  .record({
+    src: fc.constantFrom(...LOCAL_V4),
+    first: fc.constantFrom(...VIPS),
+    second: fc.constantFrom(undefined, undefined, ...VIPS, V4_PODS[0]!, V4_PODS[1]!),
+    proto: fc.constantFrom<L4Proto>("TCP", "TCP", "TCP", "UDP"),
+    sport: fc.constantFrom(40000, 40001),
+    now: fc.nat(),
+  })
+  .map(({ src, first, second, proto, sport, now }) => {
+    const to = (dst: string, tcpFlags: number, t: number): Step =>
+      ({ kind: "raw", entry: "fromEndpoint", packet: buildFrame({ src, dst, proto, sport, dport: VIPS.includes(dst) ? 80 : 8080, tcpFlags }), now: t, srcIdentity: 0 });
+    const answer: Step = { kind: "reply", entry: "toEndpoint", now: 0, srcIdentity: 0 };
+    const next: Step = second ? to(second, 0x02, 0) : { kind: "beside", now: 0, srcIdentity: 0 };
+    return [to(first, 0x02, now), next, answer, to(first, 0x10, 0), answer];
+  });
+
 export const stepsArb: fc.Arbitrary<Step[]> = fc
-  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }, { weight: 2, arbitrary: masqRoundTripArb }, { weight: 1, arbitrary: hostRoundTripArb }, { weight: 1, arbitrary: fragmentsArb }), { minLength: 1, maxLength: 6 })
+  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }, { weight: 2, arbitrary: collideArb }, { weight: 2, arbitrary: masqRoundTripArb }, { weight: 1, arbitrary: hostRoundTripArb }, { weight: 1, arbitrary: fragmentsArb }), { minLength: 1, maxLength: 6 })
   .map((groups) => groups.flat().slice(0, 10))
   .map((steps) => {
     // Time moves forward, as it does on a node (and never reaches 0: that selects the kernel's real clock).
@@ -383,6 +407,12 @@ export function concretize(step: Step, prevIn?: Uint8Array, prevOut?: Uint8Array
     return { entry: "fromEndpoint", packet: buildFrame({ src: d.src, dst: d.dst, proto: "TCP", sport: d.sport, dport: d.dport, tcpFlags: 0x10 }) };
   }
   if (!prevOut) return undefined;
+  if (step.kind === "beside") {
+    const i = prevIn && decodeFrame(prevIn);
+    const o = decodeFrame(prevOut);
+    if (!i || !o || (i.protoName !== "TCP" && i.protoName !== "UDP")) return undefined;
+    return { entry: "fromEndpoint", packet: buildFrame({ src: i.src, dst: o.dst, proto: i.protoName, sport: i.sport, dport: o.dport, tcpFlags: 0x02 }) };
+  }
   if (step.kind === "deliver") return { entry: "toEndpoint", packet: prevOut };
   if (step.kind === "tunnel") return { entry: "fromOverlay", packet: prevOut, tunnel: prevTunnel };
   if (step.kind === "egress") return { entry: "toNetwork", packet: prevOut };
