@@ -14,7 +14,10 @@
  * agent reconciles again. Until then the identity is "pending" (undefined), which node/desired.ts writes as
  * reserved:init and never as an allow.
  */
-import { clusterIdentityRange, isLocalIdentity, MIN_CLUSTER_IDENTITY } from "../host/identity-scopes.ts";
+import { clusterIdentityRange, isLocalIdentity, MIN_CLUSTER_IDENTITY, pickFreeId } from "../host/identity-scopes.ts";
+
+// pickFreeId lives in host/ so the simulator numbers identities with the same function (docs/clustermesh.md).
+export { pickFreeId };
 import type { CompiledPolicy, Label } from "../policy/index.ts";
 import { StableIdentities, type IdentityCollision, type IdentityState } from "./identities.ts";
 
@@ -198,11 +201,4 @@ export class ChangeNotifier {
   }
 }
 
-/** The free number to try for a new identity: `preferred` when free and in range, else the lowest free. */
-export function pickFreeId(used: (id: number) => boolean, clusterId: number, preferred?: number, skip: ReadonlySet<number> = new Set()): number | undefined {
-  const { min, max } = clusterIdentityRange(clusterId);
-  if (preferred !== undefined && preferred >= min && preferred <= max && !used(preferred) && !skip.has(preferred)) return preferred;
-  for (let id = min; id <= max; id++) if (!used(id) && !skip.has(id)) return id;
-  return undefined;
-}
 

@@ -8,7 +8,8 @@ import { Diagnostics, type DiagnosticsSummary, type EnforcementMode } from "../p
 import { loadFrom, type Loaded } from "../sim/load.ts";
 import { endpointRefOf, type BuildOptions, type EndpointRefSpec, type FlowProtocol, type SimCluster } from "../node/cluster.ts";
 import { loadManifests } from "../sim/manifests.ts";
-import { Simulation } from "../sim/simulator.ts";
+import { Simulation, type SimulationOptions } from "../sim/simulator.ts";
+import { MeshSimulation } from "../sim/mesh.ts";
 import { CliError } from "./errors.ts";
 import { parseIpv4Cidr } from "../host/ip.ts";
 
@@ -100,11 +101,22 @@ export function load(g: GlobalOptions): Loaded {
  * (CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN), libbpf, a mounted bpffs and the built object (npm run build).
  */
 export async function simulation(l: Loaded, g: GlobalOptions): Promise<Simulation> {
+  if (l.mesh) throw new CliError("this command models one cluster; the scenario declares several (simulate, check and trace take it)", "UNSUPPORTED_MESH", "docs/clustermesh.md");
+  return Simulation.create(l.cluster, l.policy, await simulationOptions(g));
+}
+
+/** The simulation of the scenario: one cluster's, or every cluster's of a multi-cluster scenario (sim/mesh.ts). */
+export async function flowSimulation(l: Loaded, g: GlobalOptions): Promise<Simulation | MeshSimulation> {
+  return l.mesh ? MeshSimulation.create(l.mesh, await simulationOptions(g)) : simulation(l, g);
+}
+
+/** The simulation options the global flags give (engine, tunnel, FQDN TTL, masquerading). */
+export async function simulationOptions(g: GlobalOptions): Promise<SimulationOptions> {
   const engine = engineOf(g);
   const tunnel = g.tunnelProtocol ?? "vxlan";
   const fqdnMinTtl = fqdnMinTtlOf(g);
   const masquerade = masqueradeOption(g);
-  if (engine !== "kernel") return Simulation.create(l.cluster, l.policy, { engine, tunnel, fqdnMinTtl, masquerade });
+  if (engine !== "kernel") return { engine, tunnel, fqdnMinTtl, masquerade };
   const { preflight } = await import("../datapath/preflight.ts");
   const report = preflight(["root", "libbpf", "bpffs"]);
   if (!report.ok) throw new CliError(`the kernel engine cannot run here: ${report.missing}`, "ENGINE_UNAVAILABLE", "use --engine wasm or --engine js");
@@ -113,7 +125,7 @@ export async function simulation(l: Loaded, g: GlobalOptions): Promise<Simulatio
   if (!existsSync(KERNEL_OBJECT)) throw new CliError(`the kernel build of core is missing (${KERNEL_OBJECT})`, "ENGINE_NOT_BUILT", "run `npm run build` (needs clang)");
   // Small maps: a simulated node holds a few thousand entries at most, and every node loads its own object.
   const capacities = { ct: 65536, snat: 16384, ipcache: 65536, lb_maglev: 262144, policy: 65536 };
-  return Simulation.create(l.cluster, l.policy, { engine: "wasm", engineName: "kernel", tunnel, fqdnMinTtl, masquerade, createDatapath: async () => new KernelDatapath({ capacities }) });
+  return { engine: "wasm", engineName: "kernel", tunnel, fqdnMinTtl, masquerade, createDatapath: async () => new KernelDatapath({ capacities }) };
 }
 
 /**
@@ -172,7 +184,8 @@ export function parseRef(s: string, what: string): EndpointRefSpec {
   if (t.startsWith("cidr:")) return wrap({ cidr: t.slice(5) });
   if (/^[0-9a-fA-F:.]+\/\d+$/.test(t) && (t.includes(".") || t.includes(":"))) return wrap({ cidr: t });
   if (/^\d+\.\d+\.\d+\.\d+$/.test(t) || (t.includes(":") && /^[0-9a-fA-F:.]+$/.test(t))) return wrap({ ip: t });
-  if (/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$/.test(t)) return wrap({ pod: t });
+  // ns/pod, pod, or cluster/ns/pod (a multi-cluster scenario, sim/mesh.ts).
+  if (/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?){0,2}$/.test(t)) return wrap({ pod: t });
   throw new CliError(`${what}: cannot read ${JSON.stringify(s)}`, "BAD_REFERENCE", "use ns/pod, svc:ns/name, an IP, a CIDR or entity:NAME");
 }
 

@@ -14,6 +14,8 @@ export interface FlowEndpoint {
   namespace?: string;
   labels: string[];
   pod_name?: string;
+  /** Hubble's Endpoint.cluster_name (Cluster Mesh): the endpoint's cluster in a multi-cluster scenario. */
+  cluster_name?: string;
   /** Not a Hubble field: the address text used when there is no pod name. */
   ip?: string;
   /** Not a Hubble field: the service (ns/name) whose frontend this address is, for the compact line. */
@@ -119,7 +121,7 @@ export function tcpFlagNames(flags: number): string[] {
 }
 
 function endpointText(e: FlowEndpoint, ip: string, port: number, withPort: boolean): string {
-  const host = e.pod_name ? `${e.namespace}/${e.pod_name}` : e.service ? e.service : ip.includes(":") ? `[${ip}]` : ip;
+  const host = e.pod_name ? `${e.cluster_name ? `${e.cluster_name}/` : ""}${e.namespace}/${e.pod_name}` : e.service ? e.service : ip.includes(":") ? `[${ip}]` : ip;
   return withPort ? `${host}:${port}` : host;
 }
 

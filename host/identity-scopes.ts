@@ -48,3 +48,15 @@ export function clusterIdentityRange(clusterId: number): { min: number; max: num
 export function clusterIdOf(id: number): number {
   return isLocalIdentity(id) ? 0 : (id >>> CLUSTER_ID_SHIFT) & CLUSTER_ID_MAX;
 }
+
+/**
+ * The free number to try for a new identity: `preferred` when free and in range, else the lowest free.
+ * The cluster-wide allocators' rule (agent/identity-kvstore.ts K3, agent/identity-crd.ts C2); the
+ * simulator numbers a multi-cluster scenario's identities with it too (policy/identity.ts).
+ */
+export function pickFreeId(used: (id: number) => boolean, clusterId: number, preferred?: number, skip: ReadonlySet<number> = new Set()): number | undefined {
+  const { min, max } = clusterIdentityRange(clusterId);
+  if (preferred !== undefined && preferred >= min && preferred <= max && !used(preferred) && !skip.has(preferred)) return preferred;
+  for (let id = min; id <= max; id++) if (!used(id) && !skip.has(id)) return id;
+  return undefined;
+}

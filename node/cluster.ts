@@ -25,6 +25,8 @@ export type FlowProtocol = L4 | "ICMP" | "ICMPv6" | "VRRP" | "IGMP";
 
 export interface SimConfig {
   clusterName: string;
+  /** Cluster Mesh: the cluster's id (Config clusterId, 1-255; Cilium's cluster-id), when declared. */
+  clusterId?: number;
   policyEnforcement: EnforcementMode;
   podCIDR: string;
   serviceCIDR: string;
@@ -225,6 +227,8 @@ export interface BuildOptions {
   enableHostFirewall?: boolean;
   /** Addresses of a previous build to keep (whatif). */
   pinned?: Allocation;
+  /** A multi-cluster scenario (sim/mesh.ts): every cluster's id by name, for the identities' numbers. */
+  clusterIds?: Record<string, number>;
 }
 
 export const POLICY_KINDS = new Set(["CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy", "NetworkPolicy"]);
@@ -512,6 +516,11 @@ function configOf(objs: ManifestObject[], opts: BuildOptions): SimConfig {
       if (problem) throw bad(o, ["spec", "clusterName"], problem);
       c.clusterName = String(s.clusterName);
     }
+    if (s.clusterId !== undefined) {
+      const id = s.clusterId;
+      if (typeof id !== "number" || !Number.isInteger(id) || id < 1 || id > 255) throw bad(o, ["spec", "clusterId"], `invalid clusterId ${JSON.stringify(id)} (an integer 1-255, Cilium's cluster-id)`);
+      c.clusterId = id;
+    }
     if (s.policyEnforcement !== undefined) {
       const m = String(s.policyEnforcement);
       if (m !== "default" && m !== "always" && m !== "never") throw bad(o, ["spec", "policyEnforcement"], `invalid policyEnforcement ${JSON.stringify(m)} (default, always or never)`);
@@ -598,6 +607,7 @@ export function buildCluster(objects: ManifestObject[], opts: BuildOptions = {})
   const services = buildServices(local, config, pods, pinned, remote);
   const { traffic, expectations } = trafficOf(local);
   const model = clusterModelOf(config, local, nodes, namespaces, pods, services);
+  if (opts.clusterIds) model.clusterIds = opts.clusterIds;
   return { config, nodes, namespaces, pods, services, policies: local.filter((o) => POLICY_KINDS.has(o.kind)), traffic, expectations, model, objects };
 }
 

@@ -26,7 +26,7 @@ import {
   ID_WORLD_IPV6,
 } from "../host/constants.gen.ts";
 import { compareCidr, ipInCidr, parseCidr, parseIp, type Cidr } from "./cidr.ts";
-import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, REMOTE_NODE_IDENTITY_SCOPE } from "../host/identity-scopes.ts";
+import { LOCAL_IDENTITY_SCOPE, MIN_CLUSTER_IDENTITY, pickFreeId, REMOTE_NODE_IDENTITY_SCOPE } from "../host/identity-scopes.ts";
 import { identityLabels, LabelFilter, labelString, podKeyOf, remoteNodeLabels } from "./labels.ts";
 import type { ClusterModel, Identity, Label } from "./types.ts";
 
@@ -75,14 +75,14 @@ export interface IdentityTable {
 export function allocateIdentities(cluster: ClusterModel, cidrTexts: string[], opts: { labelFilter?: string[]; dualStack?: boolean } = {}): IdentityTable {
   const filter = new LabelFilter(opts.labelFilter ?? []);
   const nsByName = new Map(cluster.namespaces.map((n) => [n.name, n]));
-  const sets = new Map<string, { labels: Label[]; pods: string[] }>();
+  const sets = new Map<string, { labels: Label[]; pods: string[]; cluster: string }>();
   const podKey = new Map<string, string>();
   for (const pod of cluster.pods) {
     const name = podKeyOf(pod);
     if (pod.hostNetwork) continue;
     const labels = identityLabels(pod, nsByName.get(pod.namespace) ?? { name: pod.namespace, labels: {} }, cluster.clusterName, filter);
     const key = labels.map(labelString).join(",");
-    if (!sets.has(key)) sets.set(key, { labels, pods: [] });
+    if (!sets.has(key)) sets.set(key, { labels, pods: [], cluster: pod.cluster ?? cluster.clusterName });
     sets.get(key)!.pods.push(name);
     podKey.set(name, key);
   }
@@ -90,9 +90,10 @@ export function allocateIdentities(cluster: ClusterModel, cidrTexts: string[], o
   const podIdentity = new Map<string, number>();
   let next = MIN_CLUSTER_IDENTITY;
   const idOfKey = new Map<string, number>();
+  const taken = new Set<number>();
   for (const key of [...sets.keys()].sort()) {
     const s = sets.get(key)!;
-    const id = next++;
+    const id = cluster.clusterIds ? meshIdentity(cluster.clusterIds, s.cluster, taken) : next++;
     idOfKey.set(key, id);
     all.push({ id, labels: s.labels, pods: [...s.pods].sort() });
   }
@@ -162,4 +163,18 @@ export function identityOfIp(t: IdentityTable, cluster: ClusterModel, ip: string
   let best: { cidr: Cidr; identity: number } | undefined;
   for (const c of t.cidrs) if (ipInCidr(c.cidr, a.family, a.addr) && (!best || c.cidr.bits > best.cidr.bits)) best = c;
   return best ? best.identity : worldIdentity(t, a.family);
+}
+
+/**
+ * A label set's number in a multi-cluster scenario (ClusterModel.clusterIds): the lowest free one of its
+ * cluster's range (cluster id in bits 16–23), with the allocators' own pickFreeId — what a fresh
+ * cluster-wide allocator of that cluster hands out when the label sets come in sorted order.
+ */
+function meshIdentity(clusterIds: Record<string, number>, cluster: string, taken: Set<number>): number {
+  const clusterId = clusterIds[cluster];
+  if (clusterId === undefined) throw new Error(`identity of cluster ${JSON.stringify(cluster)}: not a cluster of the mesh (${Object.keys(clusterIds).join(", ")})`);
+  const id = pickFreeId((i) => taken.has(i), clusterId);
+  if (id === undefined) throw new Error(`no free identity left in cluster ${cluster}'s range`);
+  taken.add(id);
+  return id;
 }

@@ -80,6 +80,13 @@ export interface ClusterModel {
    * get identities derived from their labels (remote-node scope) and fromNodes/toNodes are accepted.
    */
   nodeSelectorLabels?: boolean;
+  /**
+   * Cluster Mesh (a multi-cluster scenario): the id of every cluster of the mesh by name. With it, each
+   * pod label set is numbered as its own cluster's allocator would number it (the cluster named by its
+   * io.cilium.k8s.policy.cluster label; cluster id in bits 16–23), so every cluster's view gives one
+   * label set the same number. Without it, cluster identities count up from 256.
+   */
+  clusterIds?: Record<string, number>;
 }
 
 /* ------------------------------------------------------------------------------------------------ */

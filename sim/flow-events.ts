@@ -23,7 +23,8 @@ export class FlowEvents extends SimulationState {
     const labels = (this.policy.identities.byId.get(identity)?.labels ?? []).map((l) => `${l.source}:${l.key}${l.value !== "" || l.source === "k8s" ? `=${l.value}` : ""}`);
     if (pod) {
       const epId = this.nodes.get(pod.node)?.epIds.get(pod.key);
-      return { ID: epId, identity, namespace: pod.namespace, labels, pod_name: pod.name };
+      const cluster = pod.cluster ?? this.meshCluster;
+      return { ID: epId, identity, namespace: pod.namespace, labels, pod_name: pod.name, ...(cluster ? { cluster_name: cluster } : {}) };
     }
     const f = this.lb.frontends.find((x) => x.ip === ip && x.kind !== "NodePort");
     return { identity, labels, ip, ...(f ? { service: `${f.svc.namespace}/${f.svc.name}` } : {}) };
@@ -53,8 +54,9 @@ export class FlowEvents extends SimulationState {
     return `protocol ${d.proto}`;
   }
 
-  policyRefs(cookie: number): PolicyRef[] {
-    return (this.policy.provenance.get(cookie) ?? []).map((p) => ({ kind: p.kind, name: p.name, namespace: p.namespace, rule_index: p.ruleIndex, element: p.element }));
+  /** The rules behind a cookie of node `node`'s policy map (default: this cluster's policy). */
+  policyRefs(cookie: number, node?: string): PolicyRef[] {
+    return ((node ? this.policyAt(node) : this.policy).provenance.get(cookie) ?? []).map((p) => ({ kind: p.kind, name: p.name, namespace: p.namespace, rule_index: p.ruleIndex, element: p.element }));
   }
 
   protected event(
@@ -76,7 +78,8 @@ export class FlowEvents extends SimulationState {
       source: this.endpointOf(d.src, ids.src),
       destination: this.endpointOf(d.dst, ids.dst),
       Type: "L3_L4",
-      node_name: node,
+      // Hubble names a node cluster/node in a Cluster Mesh; the other clusters' nodes already are.
+      node_name: this.meshCluster && !node.includes("/") ? `${this.meshCluster}/${node}` : node,
       event_type: { type: o.type },
       traffic_direction: o.direction ?? "TRAFFIC_DIRECTION_UNKNOWN",
       is_reply: o.reply,
@@ -122,7 +125,7 @@ export class FlowEvents extends SimulationState {
   protected outcome(node: string, direction: "ingress" | "egress", t: TraceRecord, r: RunResult, endpoint: string | undefined): DirectionOutcome {
     const cookie = direction === "egress" ? t.egressCookie : t.ingressCookie;
     const mt = direction === "egress" ? t.egressMatchType : t.ingressMatchType;
-    const rules = this.policy.provenance.get(cookie) ?? [];
+    const rules = this.policyAt(node).provenance.get(cookie) ?? [];
     const remote = direction === "egress" ? t.dstIdentity : t.srcIdentity;
     const dropped = r.verdict === C.CTX_ACT_DROP;
     let reason: string;
@@ -162,7 +165,10 @@ export class FlowEvents extends SimulationState {
     const cookie = egress ? t.egressCookie : t.ingressCookie;
     const matchType = egress ? t.egressMatchType : t.ingressMatchType;
     const dropped = r.verdict === C.CTX_ACT_DROP;
-    const podKey = (ip: string) => this.places.podByIp.get(ip)?.key ?? (this.initByIp.has(ip) ? `the ${INIT_ENDPOINT} endpoint` : undefined);
+    const podKey = (ip: string) => {
+      const p = this.places.podByIp.get(ip);
+      return p ? this.podName(p) : this.initByIp.has(ip) ? `the ${INIT_ENDPOINT} endpoint` : undefined;
+    };
     const d = decodeFrame(frame)!;
     if (!reply && (entry !== "fromNetwork" || hostFw) && (t.ctState === C.CT_NEW || dropped)) {
       const side = egress ? "egress" : "ingress";
@@ -174,7 +180,7 @@ export class FlowEvents extends SimulationState {
     if (entry === "fromNetwork") this.event(ctx, node, frame, ids, { event: "from-network", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-network" });
     if (entry === "toNetwork" && !dropped) this.event(ctx, node, r.output, ids, { event: "to-network", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-network", direction: "EGRESS" });
     if (checked && (t.ctState === C.CT_NEW || dropped) && (!dropped || POLICY_DROPS.has(r.dropReason))) {
-      const refs = this.policyRefs(cookie);
+      const refs = this.policyRefs(cookie, node);
       const key = `${egress ? "egress" : "ingress"}_${dropped ? "denied" : "allowed"}_by` as const;
       this.event(ctx, node, frame, ids, {
         event: `policy-verdict:${MATCH_TYPE_NAMES[matchType] ?? matchType} ${dirName}`,

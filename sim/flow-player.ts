@@ -57,7 +57,7 @@ export class FlowPlayer extends L7Proxy {
       if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && ctx.dns && ctx.redirect?.direction === "egress") {
         if (!this.proxyDnsQuery(ctx, frame, { src: r.trace.srcIdentity, dst: r.trace.dstIdentity })) return undefined;
       }
-      if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && !ctx.dns && ctx.redirect && this.policy.proxies.get(ctx.redirect.port)?.protocol === "dns") {
+      if (r.verdict === C.CTX_ACT_REDIRECT && httpData === "request" && !ctx.dns && ctx.redirect && this.policyAt(ctx.redirect.node).proxies.get(ctx.redirect.port)?.protocol === "dns") {
         this.proxyDropsNonDns(ctx);
         return undefined;
       }
@@ -156,7 +156,7 @@ export class FlowPlayer extends L7Proxy {
     const f = this.lb.frontends.find((x) => x.revNat === t.revNatIndex);
     if (f && !ctx.result.service) ctx.result.service = { namespace: f.svc.namespace, name: f.svc.name, frontend: `${hostPort(f.ip, f.fport)}/${f.protocol}`, kind: f.kind };
     const b = this.lb.backendById.get(t.backendId);
-    if (b) ctx.result.backend = { ip: b.ip, port: b.port, pod: b.pod };
+    if (b) ctx.result.backend = { ip: b.ip, port: b.port, pod: b.pod && this.meshCluster && !b.cluster ? `${this.meshCluster}/${b.pod}` : b.pod };
   }
 
   /** Resolves both ends of a flow without sending anything; throws SimError for a bad reference. */
@@ -311,6 +311,6 @@ export class FlowPlayer extends L7Proxy {
     const target = this.placeOfIp(decodeFrame(step.frame)!.dst);
     if (target.kind !== "pod") return undefined;
     const res = this.run(undefined, target.node!, "toEndpoint", step.frame, step.trace.srcIdentity, false);
-    return this.outcome(target.node!, "ingress", res.trace, res, target.pod!.key);
+    return this.outcome(target.node!, "ingress", res.trace, res, this.podName(target.pod!));
   }
 }

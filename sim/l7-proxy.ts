@@ -37,7 +37,7 @@ export class L7Proxy extends FlowEvents {
   /** Judges the flow's L7 request at the proxy; returns false when the proxy refuses it. */
   protected proxyRequest(ctx: Ctx, frame: Uint8Array, ids: { src: number; dst: number }): boolean {
     const red = ctx.redirect!;
-    const v = evaluateL7(this.policy, { proxyPort: red.port, remoteIdentity: red.remoteIdentity }, { http: ctx.http, kafka: ctx.kafka, tls: ctx.tls });
+    const v = evaluateL7(this.policyAt(red.node), { proxyPort: red.port, remoteIdentity: red.remoteIdentity }, { http: ctx.http, kafka: ctx.kafka, tls: ctx.tls });
     if (!v) return true;
     const d = decodeFrame(frame)!;
     const host = ctx.result.service ? `${ctx.result.service.name}.${ctx.result.service.namespace}.svc.cluster.local` : d.dst;
@@ -100,7 +100,7 @@ export class L7Proxy extends FlowEvents {
   protected proxyDnsQuery(ctx: Ctx, frame: Uint8Array, ids: { src: number; dst: number }): boolean {
     const red = ctx.redirect!;
     const dns = ctx.dns!;
-    const v = evaluateDns(this.policy, { proxyPort: red.port, remoteIdentity: red.remoteIdentity }, dns.query);
+    const v = evaluateDns(this.policyAt(red.node), { proxyPort: red.port, remoteIdentity: red.remoteIdentity }, dns.query);
     const q = toFqdn(dns.query);
     const qtypes = dnsQtypes(dns);
     const rule = v.rule && { provenance: v.rule.provenance, index: v.rule.index, dns: v.rule.rule };

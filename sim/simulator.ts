@@ -59,6 +59,7 @@ export class Simulation extends Probes {
     const sim = new Simulation(cluster, policy, opts.engine ?? "wasm", opts);
     const shared: EncodedMaps = {};
     for (const n of cluster.nodes) {
+      if (!sim.ownsNode(n)) continue;
       const numbering = positionalNumbering(cluster, n.name, sim.lb);
       // Maglev tables first (core's builder in a small shared instance), so the engine's maps can be sized
       // to what this node holds.

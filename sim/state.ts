@@ -45,6 +45,12 @@ export interface SimulationOptions {
    * a pod's packet leaving the cluster runs toNetwork on its node, which SNATs it to the node's address;
    * the outside's reply runs fromNetwork there, which restores the pod. Absent: none. */
   masquerade?: { nativeRoutingCidr?: string };
+  /**
+   * Cluster Mesh (sim/mesh.ts): this simulation is one cluster of a multi-cluster scenario, named so in
+   * what it shows (its pods as `cluster/namespace/name`). Its model's nodes of other clusters (named
+   * `cluster/node`) get no engine of their own: the mesh links them to their cluster's (linkNode).
+   */
+  meshCluster?: string;
 }
 
 /** ifindex the simulated nodes give their tunnel device (ConfigValue.tunnelIfindex; any non-zero value). */
@@ -85,11 +91,43 @@ export class SimulationState {
     this.lb = buildLbModel(cluster);
     this.places = new Places(cluster, this.lb);
     this.tunnel = opts.tunnel === "disabled" ? undefined : (opts.tunnel ?? "vxlan");
+    this.meshCluster = opts.meshCluster;
     this.masquerade = opts.masquerade !== undefined;
     this.desiredOptions = {
       ...(this.tunnel ? { tunnel: { protocol: this.tunnel, ifindex: SIM_TUNNEL_IFINDEX } } : {}),
       ...(opts.masquerade ? { masquerade: opts.masquerade } : {}),
     };
+  }
+
+  /** The cluster this simulation is in a multi-cluster scenario (SimulationOptions.meshCluster). */
+  readonly meshCluster: string | undefined;
+  /** Nodes of other clusters, linked to their own cluster's simulation: its engine, its policy. */
+  protected readonly linked = new Map<string, () => CompiledPolicy>();
+
+  /** True for a node of the model that gets an engine here (in a mesh, the other clusters' do not). */
+  ownsNode(n: SimNode): boolean {
+    return !this.meshCluster || !n.name.includes("/");
+  }
+
+  /**
+   * Cluster Mesh: node `name` of this model (`cluster/node`) is that cluster's node `rt`, its maps written
+   * by that cluster's simulation; `policy` is that cluster's compiled policy, which explains what its
+   * node's engine decides (cookies, proxy ports). Its pods' endpoint ids are known here as
+   * `cluster/namespace/name`.
+   */
+  linkNode(name: string, rt: NodeRuntime, cluster: string, policy: () => CompiledPolicy): void {
+    this.nodes.set(name, { node: this.cluster.nodes.find((n) => n.name === name)!, dp: rt.dp, epIds: new Map([...rt.epIds].map(([k, v]) => [`${cluster}/${k}`, v])) });
+    this.linked.set(name, policy);
+  }
+
+  /** The compiled policy behind node `node`'s maps: this cluster's, or the linked cluster's. */
+  policyAt(node: string): CompiledPolicy {
+    return this.linked.get(node)?.() ?? this.policy;
+  }
+
+  /** How a pod is shown: its key, qualified with this cluster's name in a multi-cluster scenario. */
+  podName(p: SimPod): string {
+    return p.cluster || !this.meshCluster ? p.key : `${this.meshCluster}/${p.key}`;
   }
 
   /** The overlay protocol between the nodes, undefined when disabled. */
@@ -187,6 +225,7 @@ export class SimulationState {
     // The maps that depend on the policy are rewritten from the desired state (node/desired.ts): endpoints
     // and services do not depend on the FQDN cache, CIDR identities and policy entries do.
     for (const n of this.nodes.values()) {
+      if (this.linked.has(n.node.name)) continue;
       const desired = desiredMaps(this.cluster, this.policy, this.lb, n.node.name, positionalNumbering(this.cluster, n.node.name, this.lb), wasmMaglevBuilder, this.desiredOptions);
       rewriteMaps(n.dp, desired, ["Ipcache", "Policy", "ProxyListeners"]);
       this.extraIpcache(n.node, n.dp);

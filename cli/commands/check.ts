@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import Table from "cli-table3";
 import { stringify as stringifyYaml } from "yaml";
-import { diagnosticsJson, load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
+import { diagnosticsJson, flowSimulation, load, outputOf, type GlobalOptions, type Out } from "../common.ts";
 import { CliError, EXIT_CHECK_FAILED, EXIT_OK } from "../errors.ts";
 import { hangingIndent, terminalWidth, wrap } from "../text-layout.ts";
 
@@ -87,7 +87,7 @@ export async function runCheck(g: GlobalOptions & { junit?: string; wide?: boole
   const fmt = outputOf(g, ["table", "json", "yaml"]);
   const l = load(g);
   if (!l.cluster.expectations.length && !diagnosticsJson(g).errors) err("ciliate: no Expectation in the manifests: nothing to check\n");
-  const sim = await simulation(l, g);
+  const sim = await flowSimulation(l, g);
   const results: CheckResult[] = [];
   try {
     for (const f of l.cluster.expectations) sim.resolveFlow(f); // every reference is checked before anything is printed

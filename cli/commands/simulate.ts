@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { compactLine, jsonLine } from "../../host/flows.ts";
-import { diagnosticsJson, load, outputOf, simulation, type GlobalOptions, type Out } from "../common.ts";
+import { diagnosticsJson, flowSimulation, load, outputOf, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 
 export async function runSimulate(g: GlobalOptions & { flow?: string[] }, out: Out, err: Out): Promise<number> {
@@ -17,7 +17,7 @@ export async function runSimulate(g: GlobalOptions & { flow?: string[] }, out: O
   const flows = g.flow?.length ? l.cluster.traffic.filter((f) => g.flow!.includes(f.name)) : l.cluster.traffic;
   // (Not when something was refused: the refused Traffic may be the reason, and its line says so.)
   if (!l.cluster.traffic.length && !diagnosticsJson(g).errors) err("ciliate: no Traffic in the manifests: nothing to simulate (see docs/scenarios.md)\n");
-  const sim = await simulation(l, g);
+  const sim = await flowSimulation(l, g);
   try {
     for (const f of flows) sim.resolveFlow(f); // every reference is checked before anything is printed
     for (const f of flows) {

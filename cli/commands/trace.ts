@@ -20,7 +20,8 @@ function addrOf(hp: string): string {
   return hp.startsWith("[") ? hp.slice(1, hp.indexOf("]")) : hp.split(":")[0]!;
 }
 import type { DirectionOutcome, FlowResult, Place, Simulation, Step } from "../../sim/simulator.ts";
-import { diagnosticsJson, load, outputOf, parsePort, parseRef, simulation, type GlobalOptions, type Out } from "../common.ts";
+import { diagnosticsJson, load, outputOf, parsePort, parseRef, simulation, simulationOptions, type GlobalOptions, type Out } from "../common.ts";
+import { MeshSimulation } from "../../sim/mesh.ts";
 import { CliError } from "../errors.ts";
 
 
@@ -62,7 +63,8 @@ function l7Json(l7: NonNullable<FlowResult["l7"]>) {
  */
 function decidingEntry(policy: CompiledPolicy, d: DirectionOutcome | undefined, direction: "ingress" | "egress", proto: number, port: number): MapStateEntry | undefined {
   if (!d?.endpoint || !d.cookie) return undefined;
-  const ep = policy.endpoints.get(d.endpoint);
+  // In a multi-cluster scenario the endpoint is shown cluster/namespace/name; its policy knows it as namespace/name.
+  const ep = policy.endpoints.get(d.endpoint.split("/").slice(-2).join("/"));
   return ep ? policyLookup(ep.entries, direction, d.remoteIdentity, proto, port).entry : undefined;
 }
 
@@ -77,8 +79,8 @@ function entryText(e: ReturnType<typeof entryJson>): string {
   return `identity ${e.identity === 0 ? "0 (any)" : e.identity} ${e.direction} ${l4}${e.deny ? " DENY" : ""}${e.proxyPort ? ` proxy-port ${e.proxyPort}` : ""} (cookie ${e.cookie})`;
 }
 
-function placeJson(p: Place, identity: number) {
-  return { kind: p.kind, ip: p.ip, pod: p.pod?.key, node: p.node, entity: p.entity, identity, identityName: identityText(identity) };
+function placeJson(sim: Simulation, p: Place, identity: number) {
+  return { kind: p.kind, ip: p.ip, pod: p.pod && sim.podName(p.pod), node: p.node, entity: p.entity, identity, identityName: identityText(identity) };
 }
 
 function dirJson(policy: CompiledPolicy, d: DirectionOutcome | undefined, direction: "ingress" | "egress", proto: number, port: number, evaluated: boolean, fallbackReason: string) {
@@ -121,12 +123,12 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
     verdict: r.verdict,
     flow: { from: spec.from, to: spec.to, port: spec.port, protocol: spec.protocol, http: spec.http, dns: spec.dns, icmp: spec.icmp },
     identities: { source: r.srcIdentity, destination: r.dstIdentity },
-    source: placeJson(r.source, r.srcIdentity),
-    destination: placeJson(r.destination, r.dstIdentity),
+    source: placeJson(sim, r.source, r.srcIdentity),
+    destination: placeJson(sim, r.destination, r.dstIdentity),
     service: r.service ?? null,
     backend: r.backend ?? null,
-    egress: dirJson(sim.policy, r.egress, "egress", proto, port, true, egressReason),
-    ingress: dirJson(sim.policy, ingress, "ingress", proto, port, !!r.ingress || !ingressWouldBe, ingressReason),
+    egress: dirJson(r.egress ? sim.policyAt(r.egress.node) : sim.policy, r.egress, "egress", proto, port, true, egressReason),
+    ingress: dirJson(ingress ? sim.policyAt(ingress.node) : sim.policy, ingress, "ingress", proto, port, !!r.ingress || !ingressWouldBe, ingressReason),
     ...(r.l7 ? { l7: l7Json(r.l7) } : {}),
     dropReason: r.dropReason || undefined,
     dropReasonText: r.dropReason ? dropReasonText(r.dropReason) : undefined,
@@ -240,12 +242,21 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
   if (g.ipFamily !== undefined && !fam) throw new CliError(`unknown --ip-family ${JSON.stringify(g.ipFamily)}`, "BAD_OPTION", "IPv4 or IPv6 (or 4, 6)");
   const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, dns, icmp: icmpSpec, ...(fam ? { ipFamily: fam } : {}), count: 1, where: "--from/--to", whereEnds: { from: "--from", to: "--to" } };
   const l = load(g);
-  const sim = await simulation(l, g);
+  // A multi-cluster scenario: the flow is traced in its source's cluster (sim/mesh.ts).
+  const mesh = l.mesh ? await MeshSimulation.create(l.mesh, await simulationOptions(g)) : undefined;
+  let sim: Simulation;
+  let traced = spec;
+  try {
+    ({ sim, spec: traced } = mesh ? mesh.forFlow(spec) : { sim: await simulation(l, g), spec });
+  } catch (e) {
+    mesh?.close();
+    throw e;
+  }
   try {
     // What the pods asked their resolver in the Traffic documents is learned first, so a traced flow to a
     // name's address meets the toFQDNs entries the node would have.
-    for (const f of l.cluster.traffic) if (f.dns) sim.runFlow(f);
-    const r = sim.runFlow(spec);
+    for (const f of l.cluster.traffic) if (f.dns) (mesh ?? sim).runFlow(f);
+    const r = sim.runFlow(traced);
     let wouldBe: DirectionOutcome | undefined;
     if (!r.ingress && r.egress?.verdict === "denied") wouldBe = sim.ingressWouldBe(r);
     const j = traceJson(sim, spec, r, wouldBe);
@@ -253,7 +264,7 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
     const doc = { ...j, flows: r.events.map((e) => JSON.parse(jsonLine(e)) as unknown), diagnostics: diagnosticsJson(g) };
     out(fmt === "json" ? `${JSON.stringify(doc, null, 2)}\n` : fmt === "yaml" ? stringifyYaml(JSON.parse(JSON.stringify(doc))) : textOf(j));
   } finally {
-    sim.close();
+    (mesh ?? sim).close();
   }
   return 0;
 }

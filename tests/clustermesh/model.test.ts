@@ -90,7 +90,7 @@ describe("Cluster Mesh model", () => {
     expect(() => buildCluster(objs(base("none").replace(`${CLUSTER_ANNOTATION}: west}}\nspec: {selector`, `${CLUSTER_ANNOTATION}: West}}\nspec: {selector`)))).toThrow(/invalid cluster name "West"/);
   });
 
-  it("the simulator refuses another cluster's objects with one line (it models one cluster)", () => {
-    expect(() => loadFrom(objs(base("none")), {})).toThrow(/Namespace shop: ciliate.dev\/cluster west is another cluster; the simulator models one cluster \(east\)/);
+  it("a single-cluster scenario refuses objects of an undeclared cluster with one line", () => {
+    expect(() => loadFrom(objs(base("none")), {})).toThrow(/Namespace shop metadata.annotations.ciliate.dev\/cluster: west is not a cluster of the scenario \(east\); declare each cluster with a Config/);
   });
 });
