@@ -16,7 +16,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite, tcQuery } from "../../datapath/index.ts";
-import { eventually, expectCheckAgrees, serve, tool } from "./e2e-helpers.ts";
+import { eventually, expectCheckAgrees, tool } from "./e2e-helpers.ts";
 import { MultiNodeCluster } from "./multinode-harness.ts";
 import { drops } from "./multinode-scenario.ts";
 
@@ -69,7 +69,6 @@ const c = new MultiNodeCluster({
     outside = cl.addOutside("out", OUTSIDE_IP);
   },
 });
-const servers: ReturnType<typeof serve>[] = [];
 const nodeNs = (i: number) => c.node(i).ns;
 const nodeIp = (i: number) => c.node(i).ip;
 /** One TCP connection from a namespace: the server's answer, or "denied (<error>)". */
@@ -100,17 +99,13 @@ describe.skipIf(suite.skip)("host firewall on three nodes: a nodeSelector policy
     c.addPod(3, "other", { app: "other" });
     await c.converged();
     // Servers on every node's host (TCP 8080, 9000) and the outside (TCP 9000, 9001), listening before use.
-    for (let i = 1; i <= 3; i++) servers.push(serve(nodeNs(i), `node-${i}`, 240_000, [8080, 9000]));
-    servers.push(serve(outside, "outside", 240_000, [9000, 9001]));
+    for (let i = 1; i <= 3; i++) c.background(nodeNs(i), "serve", `node-${i}`, 240_000, "8080,9000");
+    c.background(outside, "serve", "outside", 240_000, "9000,9001");
     for (const [ns, port] of [[nodeNs(1), 8080], [nodeNs(2), 8080], [nodeNs(3), 8080], [outside, 9001]] as const)
       await eventually(() => tool(ns, "tcp", "127.0.0.1", port).ok === true, 30_000);
   }, 300_000);
 
-  afterAll(async () => {
-    if (process.env.CILIATE_E2E_LOG) console.log(c.logs());
-    for (const s of servers) s.kill("SIGKILL");
-    await c.cleanup();
-  }, 60_000);
+  afterAll(() => c.cleanup(), 60_000);
 
   it("every agent attaches to_network at its device's egress for the host firewall and says so", () => {
     for (let i = 1; i <= 3; i++) {

@@ -19,7 +19,7 @@
  * bridge) and the pin directories, and is safe to call twice or after a failed setup(); setup() calls it
  * itself when it fails. With CILIATE_E2E_KEEP=1 nothing is removed and the names are printed.
  */
-import type { ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -146,14 +146,20 @@ export class MultiNodeCluster {
     sh("ip", ["-n", name, "link", "set", "lo", "up"]);
   }
 
+  /** Another namespace `<prefix>-<tag>-<name>` (loopback up) that cleanup() removes. Returns its name. */
+  extraNamespace(name: string): string {
+    const ns = `${this.prefix}-${this.tag}-${name}`;
+    this.addNs(ns);
+    return ns;
+  }
+
   /**
    * A host outside the cluster on the underlay bridge: namespace `<prefix>-<tag>-<name>` with `eth0` at `ip`/24,
    * no route to the pod CIDRs; removed by cleanup(). Returns the namespace.
    */
   addOutside(name: string, ip: string): string {
-    const ns = `${this.prefix}-${this.tag}-${name}`;
+    const ns = this.extraNamespace(name);
     const port = `p${name}`.slice(0, 15);
-    this.addNs(ns);
     sh("ip", ["link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", this.underlay]);
     sh("ip", ["-n", this.underlay, "link", "set", port, "master", "br0"]);
     sh("ip", ["-n", this.underlay, "link", "set", port, "up"]);
@@ -269,6 +275,11 @@ status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
     this.children.push(h.serve(this.pod(pod).ns, pod, ms, ports));
   }
 
+  /** pod-tool (`args`, e.g. a server mode) in any namespace of the cluster, in the background; killed by cleanup(). */
+  background(ns: string, ...args: (string | number)[]): void {
+    this.children.push(spawn("ip", ["netns", "exec", ns, process.execPath, h.TOOL, ...args.map(String)], { stdio: "ignore" }));
+  }
+
   /** What node i's ipcache map says about `ip` right now (identity and tunnel endpoint), read from its pins. */
   ipcache(i: number, ip: string): { identity: number; tunnelEndpoint: string } | undefined {
     const m = openPinnedMap(join(this.node(i).pin, MAP_SPECS.Ipcache.bpfName), MAP_SPECS.Ipcache);
@@ -333,6 +344,7 @@ status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
   async cleanup(): Promise<void> {
     if (this.cleaned) return;
     this.cleaned = true;
+    if (process.env.CILIATE_E2E_LOG) console.log(this.logs());
     if (process.env.CILIATE_E2E_KEEP === "1") {
       console.log(`CILIATE_E2E_KEEP=1: left namespaces ${this.namespaces.join(" ")}, pins ${this.nodes.map((n) => n.pin).join(" ")}, state ${this.dir}\n${this.logs()}`);
       return;

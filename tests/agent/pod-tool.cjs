@@ -19,6 +19,10 @@
 //   udp-connected HOST PORT  a connected UDP socket sends one datagram → {ok, reply} or {ok: false, error}:
 //                            ECONNREFUSED when an ICMP port unreachable about that datagram came back (the
 //                            stack matches it to the socket by the addresses and ports inside the error)
+//   sink-serve MS PORT       TCP on PORT reads a connection to its end and answers the number of bytes read
+//   tcp-bulk HOST PORT BYTES one connection sends BYTES bytes (segments as large as the stack's path MTU
+//                            allows, DF set as Linux does) and half-closes → {ok, received} with the count
+//                            the server read, or {ok: false, error} (10 s timeout)
 //   http HOST PORT METHOD PATH [N]  N requests (default 1) on one keep-alive connection → {ok, results:
 //                            [{status, body}]} or {ok: false, error} (2 s timeout per request)
 //   http-seq HOST PORT JSON  the requests of JSON ([{method, path, chunks?}]: chunks are written one by one,
@@ -167,6 +171,36 @@ function holdConn(host, port, lport, ms, onReply) {
     u.bind(Number(b));
     setTimeout(() => process.exit(0), Number(a));
     print({ serving: b });
+  } else if (mode === "sink-serve") {
+    net
+      .createServer((s) => {
+        let n = 0;
+        s.on("data", (x) => (n += x.length));
+        s.on("end", () => s.end(String(n)));
+        s.on("error", () => {});
+      })
+      .listen(Number(b), "0.0.0.0");
+    setTimeout(() => process.exit(0), Number(a));
+    print({ serving: b });
+  } else if (mode === "tcp-bulk") {
+    const s = net.connect({ host: a, port: Number(b) });
+    const t = setTimeout(() => {
+      print({ ok: false, error: "timeout" });
+      process.exit(0);
+    }, 10000);
+    let reply = "";
+    s.on("connect", () => s.end(Buffer.alloc(Number(c), 0x62)));
+    s.on("data", (x) => (reply += x));
+    s.on("end", () => {
+      clearTimeout(t);
+      print({ ok: true, received: Number(reply) });
+      process.exit(0);
+    });
+    s.on("error", (e) => {
+      clearTimeout(t);
+      print({ ok: false, error: e.code });
+      process.exit(0);
+    });
   } else if (mode === "http-serve") {
     http
       .createServer((req, res) => {
