@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/index.ts";
 import { E2eNode, eventually, expectCheckAgrees, podYaml, ROOT, serve, sh, tool } from "./e2e-helpers.ts";
+import { SERVER_INGRESS6 } from "./multinode-scenario.ts";
 
 const suite = kernelSuite("agent-e2e-ipv6", ["root", "libbpf", "bpffs", "iproute2"]);
 const PODS = ["client", "other", "server"];
@@ -35,17 +36,7 @@ spec:
   selector: {app: server}
   ports: [{port: 80, targetPort: 8080}]
 `,
-  "policy.yaml": `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: server-ingress, namespace: default}
-spec:
-  endpointSelector: {matchLabels: {app: server}}
-  ingress:
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    toPorts: [{ports: [{port: "8080", protocol: TCP}, {port: "5353", protocol: UDP}]}]
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    icmps: [{fields: [{family: IPv6, type: EchoRequest}]}]
----
+  "policy.yaml": `${SERVER_INGRESS6}---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: other-egress, namespace: default}

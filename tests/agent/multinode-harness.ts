@@ -37,6 +37,9 @@ export interface ClusterNode {
   ns: string;
   ip: string;
   podCIDR: string;
+  /** Dual stack: the node's IPv6 address on the underlay (fd00:57::(10+i)) and IPv6 pod CIDR (fd00:10:244:i::/64). */
+  ip6?: string;
+  podCIDRv6?: string;
   pin: string;
   stateDir: string;
   socket: string;
@@ -53,6 +56,8 @@ export interface ClusterPod {
   node: number;
   ns: string;
   ip: string;
+  /** Dual stack: the pod's IPv6 address. */
+  ip6?: string;
   labels: Record<string, string>;
 }
 
@@ -64,6 +69,12 @@ export interface ClusterOptions {
   agentArgs?: string[];
   /** More `ciliate agent` flags for node i (1-based) alone, after `agentArgs` (e.g. per-cluster flags). */
   nodeArgs?: (i: number) => string[];
+  /**
+   * Dual stack: every node also gets an IPv6 underlay address and IPv6 pod CIDR, its agent runs with
+   * --enable-ipv6 --ipv6-range --ipv6-node, its Node object has spec.podCIDRs and both InternalIPs, and
+   * every pod gets both addresses (status.podIPs).
+   */
+  dualStack?: boolean;
   /** Prefix of the namespace names (default "cmn"). */
   prefix?: string;
   /**
@@ -74,6 +85,7 @@ export interface ClusterOptions {
 }
 
 export const UNDERLAY_PREFIX = "192.168.57.";
+export const UNDERLAY6_PREFIX = "fd00:57::";
 export const METRICS_ADDR = "127.0.0.1:9962";
 
 /** Ingress to app=server (TCP 8080) from app=client only: the identity-based policy the shared-state tests check. */
@@ -87,14 +99,26 @@ spec:
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
 `;
 
-/** Pod manifest with spec.nodeName, and status.podIP once it has one. */
-export function podYaml(p: { name: string; namespace: string; labels: Record<string, string> }, node: string, ip?: string): string {
+/** Pod manifest with spec.nodeName, and status.podIP (and status.podIPs dual stack) once it has them. */
+export function podYaml(p: { name: string; namespace: string; labels: Record<string, string> }, node: string, ip?: string, ip6?: string): string {
   const labels = Object.entries(p.labels).map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)}`).join(", ");
   return `apiVersion: v1
 kind: Pod
 metadata: {name: ${p.name}, namespace: ${p.namespace}, labels: {${labels}}}
 spec: {nodeName: ${node}, containers: [{name: c, image: x, ports: [{containerPort: 8080}, {containerPort: 5353, protocol: UDP}]}]}
-${ip ? `status: {podIP: ${ip}}\n` : ""}`;
+${ip ? `status: {podIP: ${ip}${ip6 ? `, podIPs: [{ip: ${ip}}, {ip: "${ip6}"}]` : ""}}\n` : ""}`;
+}
+
+/** A Node object as the API server lists it: pod CIDR(s) and InternalIP(s). */
+export function nodeYaml(n: ClusterNode): string {
+  const cidrs = n.podCIDRv6 ? `, podCIDRs: [${n.podCIDR}, "${n.podCIDRv6}"]` : "";
+  const ip6 = n.ip6 ? `, {type: InternalIP, address: "${n.ip6}"}` : "";
+  return `apiVersion: v1
+kind: Node
+metadata: {name: ${n.name}}
+spec: {podCIDR: ${n.podCIDR}${cidrs}}
+status: {addresses: [{type: InternalIP, address: ${n.ip}}${ip6}]}
+`;
 }
 
 export class MultiNodeCluster {
@@ -118,6 +142,7 @@ export class MultiNodeCluster {
         ns: `${this.prefix}-${this.tag}-n${i}`,
         ip: `${UNDERLAY_PREFIX}${10 + i}`,
         podCIDR: `10.244.${i}.0/24`,
+        ...(opts.dualStack ? { ip6: `${UNDERLAY6_PREFIX}${10 + i}`, podCIDRv6: `fd00:10:244:${i}::/64` } : {}),
         pin: `/sys/fs/bpf/ciliate-mn-${this.tag}-n${i}`,
         stateDir: "",
         socket: "",
@@ -186,6 +211,7 @@ export class MultiNodeCluster {
         sh("ip", ["-n", this.underlay, "link", "set", port, "master", "br0"]);
         sh("ip", ["-n", this.underlay, "link", "set", port, "up"]);
         sh("ip", ["-n", n.ns, "addr", "add", `${n.ip}/24`, "dev", "eth0"]);
+        if (n.ip6) sh("ip", ["-n", n.ns, "-6", "addr", "add", `${n.ip6}/64`, "dev", "eth0", "nodad"]);
         sh("ip", ["-n", n.ns, "link", "set", "eth0", "up"]);
         // Packets between pods of two nodes arrive on eth0 from a source the node routes via eth0 too;
         // the receiving pod's veth is where policy applies, so strict reverse-path filtering is not wanted.
@@ -205,12 +231,7 @@ export class MultiNodeCluster {
   writeNodes(only?: number[]): void {
     const docs = this.nodes
       .filter((_, i) => !only || only.includes(i + 1))
-      .map((n) => `apiVersion: v1
-kind: Node
-metadata: {name: ${n.name}}
-spec: {podCIDR: ${n.podCIDR}}
-status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
-`);
+      .map((n) => nodeYaml(n));
     this.writeManifest("nodes.yaml", docs.join("---\n"));
   }
 
@@ -234,6 +255,7 @@ status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
       "-f", this.manifests, "-f", this.privateManifests(n), "--node-name", n.name, "--node-ip", n.ip, "--pod-cidr", n.podCIDR,
       "--bpffs", n.pin, "--state-dir", n.stateDir, "--socket", n.socket, "--metrics-addr", n.metricsAddr,
       "--device", "eth0", "--resync-interval", "100",
+      ...(n.podCIDRv6 ? ["--enable-ipv6", "--ipv6-range", n.podCIDRv6, "--ipv6-node", n.ip6!] : []),
       ...(routingMode ? ["--routing-mode", routingMode] : []),
       ...(this.opts.agentArgs ?? []),
       ...(this.opts.nodeArgs?.(this.nodes.indexOf(n) + 1) ?? []),
@@ -264,9 +286,12 @@ status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
     write(file, podYaml({ name, namespace, labels }, n.name));
     const r = h.cni(n.socket, "ADD", { containerId: `ctr-${this.tag}-${name}`, netns: `/var/run/netns/${ns}`, pod: name, namespace });
     if (r.code !== 0) throw new Error(`CNI ADD ${namespace}/${name} on ${n.name}: ${JSON.stringify(r.out)}`);
-    const ip = (r.out.ips as { address: string }[])[0]!.address.split("/")[0]!;
-    write(file, podYaml({ name, namespace, labels }, n.name, ip));
-    this.pods.set(name, { name, namespace, node, ns, ip, labels });
+    const ips = (r.out.ips as { address: string }[]).map((a) => a.address.split("/")[0]!);
+    const ip = ips.find((a) => !a.includes(":"))!;
+    const ip6 = ips.find((a) => a.includes(":"));
+    if (this.opts.dualStack && !ip6) throw new Error(`CNI ADD ${namespace}/${name} on ${n.name}: no IPv6 address in ${JSON.stringify(r.out)}`);
+    write(file, podYaml({ name, namespace, labels }, n.name, ip, ip6));
+    this.pods.set(name, { name, namespace, node, ns, ip, ...(ip6 ? { ip6 } : {}), labels });
     return ip;
   }
 
@@ -318,17 +343,20 @@ status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
         continue;
       }
       for (let i = 1; i <= this.nodes.length; i++) {
-        const e = this.ipcache(i, p.ip);
-        const wantTep = i === p.node ? "" : this.node(p.node).ip;
-        if (!e || e.identity !== own || e.tunnelEndpoint !== wantTep) out.push(`${p.name} (${p.ip}, identity ${own}) on node-${i}: ${JSON.stringify(e)}`);
+        // Every address of the pod (IPv6 too, dual stack), with the node's IPv4 address as tunnel endpoint.
+        for (const a of [p.ip, ...(p.ip6 ? [p.ip6] : [])]) {
+          const e = this.ipcache(i, a);
+          const wantTep = i === p.node ? "" : this.node(p.node).ip;
+          if (!e || e.identity !== own || e.tunnelEndpoint !== wantTep) out.push(`${p.name} (${a}, identity ${own}) on node-${i}: ${JSON.stringify(e)}`);
+        }
       }
     }
     return out;
   }
 
-  /** The agent's node routes in node i's namespace (destination → gateway). */
-  routes(i: number): Record<string, string> {
-    const rows = JSON.parse(sh("ip", ["-n", this.node(i).ns, "-j", "-4", "route", "show", "proto", "193"]) || "[]") as { dst: string; gateway?: string }[];
+  /** The agent's node routes in node i's namespace (destination → gateway), IPv4 or (family 6) IPv6. */
+  routes(i: number, family: 4 | 6 = 4): Record<string, string> {
+    const rows = JSON.parse(sh("ip", ["-n", this.node(i).ns, "-j", `-${family}`, "route", "show", "proto", "193"]) || "[]") as { dst: string; gateway?: string }[];
     return Object.fromEntries(rows.map((r) => [r.dst, r.gateway ?? ""]));
   }
 

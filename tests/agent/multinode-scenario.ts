@@ -42,6 +42,19 @@ spec:
   - toEndpoints: [{matchLabels: {app: server}}]
 `;
 
+/** Ingress to app=server from app=client only over IPv6: TCP 8080, UDP 5353, ICMPv6 echo (the dual-stack suites). */
+export const SERVER_INGRESS6 = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: server-ingress, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: server}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}, {port: "5353", protocol: UDP}]}]
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    icmps: [{fields: [{family: IPv6, type: EchoRequest}]}]
+`;
+
 export const SERVICE = `apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: default}

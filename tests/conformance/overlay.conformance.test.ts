@@ -196,3 +196,53 @@ for (const backend of backends) {
     });
   });
 }
+
+// Dual stack over an IPv4 underlay (issue #13 item 6): an IPv6 pod packet takes the same path as an IPv4
+// one — the ipcache entry of the remote pod's IPv6 address names its node's IPv4 address, the sender's
+// identity goes in the VNI, and the receiving node judges the inner IPv6 packet on that identity.
+const POD_A6 = { ip: "fd00:10:244::a", epId: POD_A.epId, identity: POD_A.identity };
+const REMOTE_POD6 = "fd00:10:244:1::5";
+
+function overlayNode6(dp: Datapath): void {
+  overlayNode(dp, C.TUNNEL_PROTO_VXLAN);
+  dp.map(MAP_SPECS.Endpoints).update({ addr: addrBytes16(POD_A6.ip), family: C.FAMILY_IPV6 }, { epId: POD_A6.epId, secIdentity: POD_A6.identity, ifindex: 100 + POD_A6.epId });
+  dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(POD_A6.ip), { secIdentity: POD_A6.identity });
+  dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(`${REMOTE_POD6}/128`), { secIdentity: REMOTE_POD.identity, tunnelEndpoint: addrBytes16(NODE_B), flags: C.IPCACHE_F_HAS_TUNNEL_EP });
+}
+
+for (const backend of backends) {
+  describe(`overlay with IPv6 inner packets over an IPv4 underlay [${backend.name}]`, () => {
+    it("O1/O2: an IPv6 packet to a pod on another node is encapsulated to its node's IPv4 address with the sender's identity", async () => {
+      const dp = await backend.create();
+      overlayNode6(dp);
+      allowAll(dp, POD_A6.epId);
+      const r = send(dp, "fromEndpoint", syn(POD_A6.ip, REMOTE_POD6), 100);
+      expect(r.verdict).toBe(C.CTX_ACT_TUNNEL);
+      expect(r.tunnel).toEqual({ remote: NODE_B, tunnelId: POD_A6.identity });
+      expect(r.trace.tunnelFamily).toBe(C.FAMILY_IPV4);
+      expect(r.trace.family).toBe(C.FAMILY_IPV6);
+      expect(r.output).toEqual(buildFrame(syn(POD_A6.ip, REMOTE_POD6)));
+      expectRetval(r);
+    });
+
+    it("O4: the inner IPv6 packet is judged on the carried identity; its reply goes back through the tunnel", async () => {
+      const dp = await backend.create();
+      overlayNode6(dp);
+      addPolicy(dp, { epId: POD_A6.epId, egress: false, identity: REMOTE_POD.identity, proto: TCP, port: 80, cookie: 9 });
+      const inbound = dp.run("fromOverlay", buildFrame(syn(REMOTE_POD6, POD_A6.ip, 41000)), { now: 100, tunnel: { remote: NODE_B, tunnelId: REMOTE_POD.identity } });
+      expect(inbound.verdict).toBe(C.CTX_ACT_OK);
+      expect(inbound.trace.srcIdentity).toBe(REMOTE_POD.identity);
+      expect(inbound.trace.ingressCookie).toBe(9);
+      const reply = { src: POD_A6.ip, dst: REMOTE_POD6, proto: "TCP" as const, sport: 80, dport: 41000, tcpFlags: TCP_FLAGS.SYN | TCP_FLAGS.ACK };
+      const r = send(dp, "fromEndpoint", reply, 101);
+      expect(r.verdict).toBe(C.CTX_ACT_TUNNEL);
+      expect(r.trace.ctState).toBe(C.CT_REPLY);
+      expect(r.tunnel).toEqual({ remote: NODE_B, tunnelId: POD_A6.identity });
+      // The same inner packet carrying another identity is denied, whatever its source address.
+      const other = dp.run("fromOverlay", buildFrame(syn(REMOTE_POD6, POD_A6.ip, 41001)), { now: 102, tunnel: { remote: NODE_B, tunnelId: 4242 } });
+      expect(other.verdict).toBe(C.CTX_ACT_DROP);
+      expect(other.dropReason).toBe(C.DROP_POLICY);
+      expect(other.trace.srcIdentity).toBe(4242);
+    });
+  });
+}
