@@ -101,7 +101,7 @@ export function load(g: GlobalOptions): Loaded {
  * (CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN), libbpf, a mounted bpffs and the built object (npm run build).
  */
 export async function simulation(l: Loaded, g: GlobalOptions): Promise<Simulation> {
-  if (l.mesh) throw new CliError("this command models one cluster; the scenario declares several (simulate, check and trace take it)", "UNSUPPORTED_MESH", "docs/clustermesh.md");
+  if (l.mesh) throw new CliError("this command models one cluster; the scenario declares several (simulate, check, trace and reach take it)", "UNSUPPORTED_MESH", "docs/clustermesh.md");
   return Simulation.create(l.cluster, l.policy, await simulationOptions(g));
 }
 

@@ -31,6 +31,9 @@ import { parseCidr, CILIATE_API, type CompiledPolicy, type Diagnostics, type Man
 import { compileClusterPolicy } from "./policy.ts";
 import { Simulation } from "./simulator.ts";
 import type { FlowResult, SimulationOptions } from "./simulator.ts";
+import type { SimPod } from "../node/cluster.ts";
+import { reachProber, type Verdict } from "./analysis/reach.ts";
+import type { Probe } from "./analysis/probes.ts";
 
 export interface MeshClusterInput {
   name: string;
@@ -223,6 +226,38 @@ export class MeshSimulation {
   }
 
   private cursor: { port: number; clockMs: number } | undefined;
+
+  /**
+   * All-pairs reachability across the mesh: the pods every cluster knows (host-networked pods are not
+   * published to other clusters), named cluster/namespace/name, each row computed by its source's
+   * cluster (its egress there, the destination's ingress on the destination's own node and maps).
+   */
+  reach(): { pods: SimPod[]; name: (p: SimPod) => string; rows: (pr: Probe) => Generator<{ from: SimPod; verdicts: Verdict[] }> } {
+    const first = this.sims.get(this.first)!;
+    const inView = (sim: Simulation, c: string, name: string) => sim.podByKey(name.startsWith(`${c}/`) ? name.slice(c.length + 1) : name);
+    const pods = first.cluster.pods
+      .filter((p) => [...this.sims].every(([c, sim]) => inView(sim, c, first.podName(p))))
+      .sort((a, b) => (first.podName(a) < first.podName(b) ? -1 : 1));
+    const names = pods.map((p) => first.podName(p));
+    const sims = this.sims;
+    return {
+      pods,
+      name: (p) => first.podName(p),
+      rows: function* (pr: Probe) {
+        const probers = new Map<string, ReturnType<typeof reachProber>>();
+        for (let i = 0; i < pods.length; i++) {
+          const c = names[i]!.slice(0, names[i]!.indexOf("/"));
+          let prober = probers.get(c);
+          if (!prober) {
+            const sim = sims.get(c)!;
+            // Dedupe classes pods by their own policy entries, which a cluster has for its own pods only.
+            probers.set(c, (prober = reachProber(sim, names.map((n) => inView(sim, c, n)!), pr, { dedupe: false })));
+          }
+          yield { from: pods[i]!, verdicts: prober.row(i) };
+        }
+      },
+    };
+  }
 
   close(): void {
     for (const s of this.sims.values()) s.close();

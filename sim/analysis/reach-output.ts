@@ -19,6 +19,11 @@ export interface ReachOutputOptions {
   /** Terminal width the table must fit. */
   columns: number;
   diagnostics?: DiagnosticsSummary;
+  /** The rows, when another source computes them (a multi-cluster scenario, sim/mesh.ts): the whole
+   * matrix is then shown, never by equivalence class. */
+  rows?: (pr: Probe) => Iterable<{ from: SimPod; verdicts: Verdict[] }>;
+  /** How a pod is named (default: its key). */
+  name?: (p: SimPod) => string;
 }
 
 const MARK = (v: Verdict) => (v === null ? "-" : v ? "." : "X");
@@ -26,8 +31,11 @@ const LEGEND = '. allowed   X denied   - not applicable (no address of that IP f
 
 /** Streams one format; `probes` are run in order, each as rows of one source pod. */
 export function streamReach(sim: Simulation, pods: SimPod[], probes: Probe[], fmt: string, out: (s: string) => void, opts: ReachOutputOptions): void {
-  const keys = pods.map((p) => p.key);
-  const rows = (pr: Probe) => reachRows(sim, pods, pr, { dedupe: opts.dedupe });
+  const nameOf = opts.name ?? ((p: SimPod) => p.key);
+  const keys = pods.map(nameOf);
+  const rows = function* (pr: Probe): Generator<{ from: SimPod; verdicts: Verdict[] }> {
+    for (const r of opts.rows ? opts.rows(pr) : reachRows(sim, pods, pr, { dedupe: opts.dedupe })) yield { ...r, from: { ...r.from, key: nameOf(r.from) } };
+  };
   if (fmt === "json") {
     out('{"probes":[');
     probes.forEach((pr, pi) => {
@@ -66,7 +74,7 @@ export function streamReach(sim: Simulation, pods: SimPod[], probes: Probe[], fm
   }
   if (fmt === "dot") {
     out(`digraph reach {\n  rankdir=LR;\n  node [shape=box];\n${keys.map((k) => `  "${k}";\n`).join("")}`);
-    for (const pr of probes) for (const { from, verdicts } of rows(pr)) out(verdicts.map((v, i) => (v && pods[i] !== from ? `  "${from.key}" -> "${keys[i]}" [label="${pr.port}/${pr.protocol}"];\n` : "")).join(""));
+    for (const pr of probes) for (const { from, verdicts } of rows(pr)) out(verdicts.map((v, i) => (v && keys[i] !== from.key ? `  "${from.key}" -> "${keys[i]}" [label="${pr.port}/${pr.protocol}"];\n` : "")).join(""));
     out("}\n");
     return;
   }
@@ -74,7 +82,7 @@ export function streamReach(sim: Simulation, pods: SimPod[], probes: Probe[], fm
   for (const pr of probes) {
     const nameWidth = Math.max(...keys.map((k) => k.length)) + String(keys.length).length + 2;
     const cell = String(keys.length).length + 1;
-    if (opts.wide || nameWidth + cell * keys.length <= opts.columns) {
+    if (opts.wide || opts.rows || nameWidth + cell * keys.length <= opts.columns) {
       out(`${`${pr.port}/${pr.protocol}`.padEnd(nameWidth)}${keys.map((_, i) => String(i + 1).padStart(cell)).join("")}\n`);
       let i = 0;
       for (const { from, verdicts } of rows(pr)) out(`${`${++i} ${from.key}`.padEnd(nameWidth)}${verdicts.map((v) => MARK(v).padStart(cell)).join("")}\n`);

@@ -1,4 +1,4 @@
-// `ciliate simulate|check|trace` on a multi-cluster scenario (sim/mesh.ts, docs/scenarios.md "Several
+// `ciliate simulate|check|trace|reach` on a multi-cluster scenario (sim/mesh.ts, docs/scenarios.md "Several
 // clusters"): the bundled scenarios/clustermesh (the topology of tests/agent/e2e-clustermesh.test.ts) with
 // endpoints shown cluster/namespace/name, exit codes, and bad input as one line naming the file and field.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -70,6 +70,23 @@ describe("ciliate on a two-cluster scenario", () => {
     // The global service from east: a backend in either cluster; api fails over to west.
     const api = json(ciliate("trace", "-f", DIR, "--from", "east/default/eclient", "--to", "svc:east/default/api", "--port", "80", "-o", "json"));
     expect(api.backend.pod).toBe("west/default/wapi");
+  }, SLOW);
+
+  it("reach: every cluster's pods, named cluster/namespace/name; only east's client reaches west's web", () => {
+    const r = ciliate("reach", "-f", DIR, "--port", "8080/TCP", "-o", "json");
+    expect(r.code).toBe(0);
+    const m = json(r).probes[0].matrix as Record<string, Record<string, boolean>>;
+    const pods = ["east/default/eapi", "east/default/eclient", "east/default/eweb", "west/default/wapi", "west/default/wclient", "west/default/wweb"];
+    expect(Object.keys(m)).toEqual(pods);
+    for (const from of pods) {
+      expect(Object.keys(m[from]!)).toEqual(pods);
+      // west's web admits app=client of cluster east only; nothing else selects any pod.
+      for (const to of pods.filter((p) => p !== "west/default/wweb")) expect(m[from]![to], `${from} -> ${to}`).toBe(true);
+      expect(m[from]!["west/default/wweb"], `${from} -> west/default/wweb`).toBe(from === "east/default/eclient");
+    }
+    const w = ciliate("whatif", "-f", DIR, "--delete", "CiliumNetworkPolicy/default/web-from-east");
+    expect(w.code).toBe(2);
+    expect(w.stderr.trim().split("\n")).toHaveLength(1);
   }, SLOW);
 
   it("bad input: one line naming the file and field, exit 2", () => {
