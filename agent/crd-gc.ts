@@ -30,7 +30,8 @@
  *   L2 every write is a merge patch carrying the resourceVersion it read: two agents racing for an expired
  *      lease cannot both win (the API answers the loser 409 Conflict).
  *   L3 the leader renews every retry period; when it could not renew for renewDeadline it stops acting as
- *      leader before its lease can expire for the others.
+ *      leader before its lease can expire for the others. A graceful stop hands the lease back (holder
+ *      emptied), so another agent takes over at once; a killed leader's lease expires.
  */
 import { randomUUID } from "node:crypto";
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
@@ -159,11 +160,38 @@ export class LeaderElector {
     this.set(true);
   }
 
-  /** Stops; a leader leaves the lease to expire (client-go's ReleaseOnCancel is off by default). */
+  /** Stops, as a killed agent does: a leader leaves its lease to expire. */
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
     this.set(false);
+  }
+
+  /**
+   * A graceful stop: a leader also hands the lease back (holder emptied, duration 1 s, as client-go's
+   * release with ReleaseOnCancel), so another agent takes over at its next retry instead of after the
+   * lease duration. Best effort: an API server away leaves the lease to expire.
+   */
+  async release(): Promise<void> {
+    const leading = this.leading;
+    this.stop();
+    if (!leading) return;
+    // At most 2 s: a stopping agent does not wait on an API server that does not answer.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((r) => (timer = setTimeout(() => r(this.log("leader election: releasing the lease took over 2 s; it expires instead")), 2000)));
+    await Promise.race([this.handBack(), timeout]);
+    clearTimeout(timer);
+  }
+
+  private async handBack(): Promise<void> {
+    try {
+      const cur = (await k8sRequest(this.opts.kubeConfig, "GET", leasePath(this.name))) as Lease;
+      if (cur.spec?.holderIdentity !== this.opts.identity) return;
+      const patch = { metadata: { resourceVersion: cur.metadata?.resourceVersion }, spec: { holderIdentity: "", leaseDurationSeconds: 1, renewTime: new Date().toISOString() } };
+      await k8sRequest(this.opts.kubeConfig, "PATCH", leasePath(this.name), patch, "application/merge-patch+json");
+    } catch (e) {
+      this.log(`leader election: could not release the lease (${(e as Error).message.split("\n")[0]}); it expires instead`);
+    }
   }
 }
 
@@ -322,8 +350,15 @@ export class CrdGarbageCollector {
     this.passes++;
   }
 
+  /** As a killed agent: the lease is left to expire (tests). */
   stop(): void {
     clearInterval(this.timer);
     this.elector.stop();
+  }
+
+  /** A graceful stop: the lease is handed back. */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.elector.release();
   }
 }

@@ -35,7 +35,8 @@
  *      lease). A killed agent leaves them; Cilium relies on ownerReferences for that case: a CiliumEndpoint
  *      names its Pod as owner when the caller knows the pod's uid (`podUid`), so the API's garbage
  *      collector deletes it with the pod. Without blockOwnerDeletion, which would need update on
- *      pods/finalizers under the OwnerReferencesPermissionEnforcement admission plugin.
+ *      pods/finalizers under the OwnerReferencesPermissionEnforcement admission plugin. What a killed
+ *      agent leaves otherwise is collected once its Node is gone, by the agent holding the Lease (crd-gc.ts).
  */
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import { parseIp } from "../host/ip.ts";

@@ -250,7 +250,7 @@ export async function runAgent(f: AgentFlags): Promise<number> {
   // The shared state first: its watchers stop (no reconcile after the agent closed) and this node's entries
   // go (kvstore: the lease is revoked; crd: its CiliumEndpoints and CiliumNode are deleted).
   await mesh?.close();
-  crdGc?.stop();
+  await crdGc?.close();
   await kvState?.close();
   source.stop();
   k8s?.stop();

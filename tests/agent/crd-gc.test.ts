@@ -113,6 +113,12 @@ describe("against the test API server", () => {
       const [lease] = await api.list<{ spec: { holderIdentity: string; leaseTransitions: number } }>(LEASE_PATH);
       expect(lease!.spec.holderIdentity).not.toBe(`race-${first + 1}`);
       expect(lease!.spec.leaseTransitions).toBeGreaterThanOrEqual(1);
+      // A graceful stop hands the lease back: the third agent takes it at its next retry, well within the lease.
+      const second = electors.findIndex((e) => e.isLeader());
+      await electors[second]!.release();
+      const released = performance.now();
+      await until(() => electors.some((e, i) => i !== first && i !== second && e.isLeader()), 30_000, () => logs.join("\n"));
+      console.log(`[crd-gc] lease handed back on a graceful stop: a new leader ${(performance.now() - released).toFixed(0)} ms after`);
     } finally {
       clearInterval(sample);
     }
