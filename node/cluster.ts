@@ -179,6 +179,11 @@ export interface FlowSpec {
   /** Seconds the virtual clock advances before the flow starts (e.g. to let a DNS TTL run out). */
   wait?: number;
   icmp?: { type: number; code: number };
+  /** UDP: bytes of the request's payload; above the sender's MTU (1500) the datagram is sent in IPv4
+   * fragments (`ciliate trace --size`). */
+  size?: number;
+  /** With `size`: the first fragment is lost on the way, only the later ones arrive (`--first-fragment-lost`). */
+  firstFragmentLost?: boolean;
   /** The address family the flow uses between dual-stack ends (default: IPv4, or the family of an address given). */
   ipFamily?: "IPv4" | "IPv6";
   count: number;

@@ -10,7 +10,7 @@ import type { EntryPoint, RunResult, TunnelKey } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
 import { describe as describeRules, INIT_ENDPOINT } from "../policy/index.ts";
 import { EVENT_DROP, EVENT_POLICY_VERDICT, EVENT_TRACE, MATCH_TYPE_NAMES, OBS_POINT_NAMES, tcpFlagNames, type FlowEndpoint, type FlowEvent, type PolicyRef, type Verdict } from "../host/flows.ts";
-import { decodeFrame } from "./packets.ts";
+import { decodeFrame, ipv4FragmentOf } from "./packets.ts";
 import { type DirectionOutcome, type Ctx, POLICY_DROPS } from "./flow-result.ts";
 import { CLOCK_ORIGIN_MS, SimulationState } from "./state.ts";
 
@@ -106,16 +106,23 @@ export class FlowEvents extends SimulationState {
     if (ctx) {
       const d = decodeFrame(frame)!;
       const o = decodeFrame(r.output);
+      // A later fragment has no ports (decodeFrame would read payload there): addresses only.
+      const frag = ipv4FragmentOf(frame);
+      if (frag?.offset) {
+        d.sport = d.dport = 0;
+        if (o) o.sport = o.dport = 0;
+      }
       ctx.result.steps.push({
         node,
         entry,
-        packet: `${hostPort(d.src, d.sport)} -> ${hostPort(d.dst, d.dport)} ${this.summaryOf(d)}`,
+        packet: frag?.offset ? `${d.src} -> ${d.dst} ${this.summaryOf(d)}` : `${hostPort(d.src, d.sport)} -> ${hostPort(d.dst, d.dport)} ${this.summaryOf(d)}`,
         reply,
         srcIdentityIn: srcIdentity,
         result: { verdict: r.verdict, dropReason: r.dropReason },
         trace: r.trace,
         output: o ? { src: o.src, dst: o.dst, sport: o.sport, dport: o.dport } : { src: d.src, dst: d.dst, sport: d.sport, dport: d.dport },
         frame: r.output,
+        ...(frag ? { fragment: frag } : {}),
         ...(entry === "fromOverlay" ? { tunnel } : r.tunnel ? { tunnel: r.tunnel } : {}),
       });
     }

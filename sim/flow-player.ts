@@ -15,7 +15,10 @@ import { SimError } from "../node/errors.ts";
 import { EVENT_TRACE } from "../host/flows.ts";
 import { protoNumber } from "../host/protocols.ts";
 import type { Place } from "./places.ts";
-import { buildFrame, decodeFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
+import { buildFrame, decodeFrame, fragmentFrame, ipv4FragmentOf, TCP_FLAGS, type FrameSpec } from "./packets.ts";
+
+/** The MTU of a simulated pod's interface: a larger UDP datagram (FlowSpec.size) leaves in fragments. */
+export const SENDER_MTU = 1500;
 import type { Frontend } from "../node/services.ts";
 import { type DirectionOutcome, type FlowResult, type Ctx, POLICY_DROPS } from "./flow-result.ts";
 import { L7Proxy } from "./l7-proxy.ts";
@@ -29,8 +32,8 @@ export class FlowPlayer extends L7Proxy {
    * Sends one packet from `sender` (addressed as in `spec`) through the datapath to wherever it ends.
    * Returns the frame as delivered, or undefined when it was dropped.
    */
-  private sendPacket(ctx: Ctx, sender: Place, spec: FrameSpec, reply: boolean, httpData: "request" | "response" | undefined): Uint8Array | undefined {
-    let frame = buildFrame(spec);
+  private sendPacket(ctx: Ctx, sender: Place, spec: FrameSpec | Uint8Array, reply: boolean, httpData: "request" | "response" | undefined): Uint8Array | undefined {
+    let frame = spec instanceof Uint8Array ? spec : buildFrame(spec);
     let fromNode: string | undefined = sender.node;
     let carried = sender.kind === "pod" ? this.identityOfPod(sender.pod!) : (sender.carry ?? 0);
     const senderIdentity = carried;
@@ -256,13 +259,13 @@ export class FlowPlayer extends L7Proxy {
     // Where the server sees the client (after any SNAT): replies are addressed there.
     let clientIp = src.ip;
     let clientPort = sport;
-    const send = (spec2: FrameSpec, reply: boolean, http?: "request" | "response"): boolean => {
+    const send = (spec2: FrameSpec | Uint8Array, reply: boolean, http?: "request" | "response"): boolean => {
       if (ctx.stopped) return false;
       const from = reply ? server! : src;
       const out = this.sendPacket(ctx, from, spec2, reply, http);
       this.advance(1);
       if (!out) return false;
-      if (!reply && !server) {
+      if (!reply && !server && !ipv4FragmentOf(out)?.offset) {
         const d = decodeFrame(out)!;
         server = this.placeOfIp(d.dst);
         serverPort = d.dport;
@@ -287,6 +290,15 @@ export class FlowPlayer extends L7Proxy {
     } else if (proto === "VRRP" || proto === "IGMP") {
       // One message, no answer: VRRP advertisements and IGMP reports are not request/response.
       send(fwd({}), false);
+    } else if (proto === "UDP" && spec.size !== undefined && src.ip && !src.ip.includes(":")) {
+      // A datagram larger than the sender's MTU leaves as IPv4 fragments (the sender's stack cuts it; the
+      // identification is the source port's, so a trace is reproducible). Each fragment runs the datapath
+      // on its own: later ones take their first fragment's ports and verdict (core/frag.ts F1–F3), or are
+      // dropped with 175 when it was lost.
+      const frags = fragmentFrame(buildFrame(fwd({ payload: new Uint8Array(spec.size).fill(0x61) })), SENDER_MTU - 20, sport & 0xffff);
+      for (const f of spec.firstFragmentLost ? frags.slice(1) : frags) if (!send(f, false, "request")) return;
+      if (spec.firstFragmentLost) return;
+      send(rev({ payload: enc.encode("pong") }), true, "response");
     } else if (proto === "UDP" || proto === "SCTP") {
       if (!send(fwd({ payload: enc.encode(spec.dns ? `dns ${spec.dns.query}` : "ping") }), false, "request")) return;
       send(rev({ payload: enc.encode("pong") }), true, "response");

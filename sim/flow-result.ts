@@ -22,6 +22,8 @@ export interface Step {
   output: { src: string; dst: string; sport: number; dport: number };
   /** The frame after the program ran. */
   frame: Uint8Array;
+  /** The packet was an IPv4 fragment: its identification, byte offset and more-fragments flag. */
+  fragment?: { id: number; offset: number; more: boolean };
   /** The tunnel key: set by fromEndpoint (encapsulated towards another node), or carried into fromOverlay. */
   tunnel?: TunnelKey;
 }

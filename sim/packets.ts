@@ -330,6 +330,15 @@ export function fragmentFrame(frame: Uint8Array, maxPayload: number, id?: number
   return out;
 }
 
+/** The fragment fields of an untagged IPv4 frame that is a fragment (MF set or a non-zero offset):
+ * identification, byte offset, more-fragments; undefined for a whole datagram or another frame. A later
+ * fragment (offset > 0) has no L4 header: what decodeFrame reads as its ports is payload. */
+export function ipv4FragmentOf(f: Uint8Array): { id: number; offset: number; more: boolean } | undefined {
+  if (f.length < 34 || ((f[12]! << 8) | f[13]!) !== 0x0800) return undefined;
+  const fo = (f[20]! << 8) | f[21]!;
+  return fo & 0x3fff ? { id: (f[18]! << 8) | f[19]!, offset: (fo & 0x1fff) * 8, more: (fo & 0x2000) !== 0 } : undefined;
+}
+
 /** Joins the fragments of one IPv4 datagram (any order) back into one frame with the first fragment's
  * headers; undefined when a piece is missing. The inverse of fragmentFrame, for checking what arrives. */
 export function reassembleFrames(frags: Uint8Array[]): Uint8Array | undefined {

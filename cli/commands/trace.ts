@@ -45,6 +45,8 @@ interface TraceOptions extends GlobalOptions {
   dnsQuery?: string;
   dnsAnswer?: string[];
   dnsTtl?: string;
+  size?: string;
+  firstFragmentLost?: boolean;
 }
 
 /** The L7 verdict with the deciding rule (its policy, rule element and index in that element's L7 list). */
@@ -140,6 +142,8 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
       verdict: s.result.verdict === C.CTX_ACT_DROP ? "DROPPED" : s.result.verdict === C.CTX_ACT_REDIRECT ? "REDIRECTED" : "FORWARDED",
       // Encapsulated towards another node (fromEndpoint) or received through the tunnel (fromOverlay).
       ...(s.tunnel ? { tunnel: tunnelJson(sim, s) } : {}),
+      // An IPv4 fragment: a later one (offset > 0) was judged with its first fragment's ports (core/frag.ts).
+      ...(s.fragment ? { fragment: { id: s.fragment.id, offset: s.fragment.offset, last: !s.fragment.more } } : {}),
       // Masquerading (toNetwork) and its reverse for the reply (fromNetwork); NodePort SNAT alike.
       ...(s.trace.traceFlags & C.TRACE_F_SNAT && s.result.verdict !== C.CTX_ACT_DROP ? { snat: snatJson(s) } : {}),
       dropReason: s.result.dropReason || undefined,
@@ -176,6 +180,15 @@ function snatJson(s: Step) {
     : { direction: "snat" as const, field: "source" as const, from: src, to: hostPort(s.output.src, s.output.sport) };
 }
 
+/** What the datapath did with a fragment (core/frag.ts F1–F3): the first one's ports recorded, a later one
+ * judged with them, or dropped because its first fragment was never seen. */
+function fragmentText(f: { id: number; offset: number; last: boolean }, dropReason: number | undefined): string {
+  const what = `IPv4 fragment (IP id ${f.id}, offset ${f.offset}${f.last ? ", last" : ""})`;
+  if (f.offset === 0) return `${what}: the first; its ports are recorded for the later fragments`;
+  if (dropReason === C.DROP_FRAG_NOT_FOUND) return `${what}: its first fragment was not seen, so it has no ports (drop ${dropReason})`;
+  return `${what}: takes the ports, service translation and verdict of its first fragment`;
+}
+
 function textOf(j: ReturnType<typeof traceJson>): string {
   const lines: string[] = [];
   const ep = (p: ReturnType<typeof placeJson>) => `${p.pod ?? p.entity ?? p.kind} ${p.ip} identity ${p.identity} (${p.identityName})${p.node ? ` on ${p.node}` : ""}`;
@@ -187,6 +200,7 @@ function textOf(j: ReturnType<typeof traceJson>): string {
   j.steps.forEach((s, i) => {
     lines.push(`  ${String(i + 1).padStart(2)}. [${s.node}] ${s.entry}${s.reply ? " (reply)" : ""} ${s.packet} → ${s.verdict}${s.dropReason ? ` (${dropReasonText(s.dropReason)})` : ""} ct=${s.ctState} ids ${s.srcIdentity}→${s.dstIdentity}${s.output.dst !== addrOf(s.packet.split(" -> ")[1]?.split(" ")[0] ?? "") ? ` out ${hostPort(s.output.src, s.output.sport)} -> ${hostPort(s.output.dst, s.output.dport)}` : ""}`);
     if (s.tunnel) lines.push(`      ${s.tunnel.direction === "encap" ? "encapsulated" : "decapsulated"}: ${s.tunnel.protocol} ${s.tunnel.outer.source} -> ${s.tunnel.outer.destination} VNI ${s.tunnel.vni} (identity ${s.tunnel.vni})`);
+    if (s.fragment) lines.push(`      ${fragmentText(s.fragment, s.dropReason)}`);
     if (s.snat) lines.push(`      ${s.snat.direction === "snat" ? "SNAT" : "reverse SNAT"} of the ${s.snat.field}: ${s.snat.from} -> ${s.snat.to}`);
   });
   for (const [name, d] of [["Egress", j.egress], ["Ingress", j.ingress]] as const) {
@@ -240,7 +254,8 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
   const famText = g.ipFamily?.toUpperCase();
   const fam = famText === "IPV6" || famText === "6" ? "IPv6" : famText === "IPV4" || famText === "4" ? "IPv4" : undefined;
   if (g.ipFamily !== undefined && !fam) throw new CliError(`unknown --ip-family ${JSON.stringify(g.ipFamily)}`, "BAD_OPTION", "IPv4 or IPv6 (or 4, 6)");
-  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, dns, icmp: icmpSpec, ...(fam ? { ipFamily: fam } : {}), count: 1, where: "--from/--to", whereEnds: { from: "--from", to: "--to" } };
+  const size = sizeOption(g, protocol, dns !== undefined);
+  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, dns, icmp: icmpSpec, ...(fam ? { ipFamily: fam } : {}), ...(size !== undefined ? { size, firstFragmentLost: g.firstFragmentLost === true } : {}), count: 1, where: "--from/--to", whereEnds: { from: "--from", to: "--to" } };
   const l = load(g);
   // A multi-cluster scenario: the flow is traced in its source's cluster (sim/mesh.ts).
   const mesh = l.mesh ? await MeshSimulation.create(l.mesh, await simulationOptions(g)) : undefined;
@@ -267,6 +282,19 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
     (mesh ?? sim).close();
   }
   return 0;
+}
+
+/** --size (UDP payload bytes; fragments above the MTU) and --first-fragment-lost (needs a fragmented --size). */
+function sizeOption(g: TraceOptions, protocol: string, dns: boolean): number | undefined {
+  if (g.size === undefined) {
+    if (g.firstFragmentLost) throw new CliError("--first-fragment-lost needs --size larger than 1472 (a datagram sent in fragments)", "BAD_OPTION");
+    return undefined;
+  }
+  if (protocol !== "UDP" || dns) throw new CliError("--size is for a UDP datagram (--protocol UDP, no --dns-query)", "BAD_OPTION");
+  const n = Number(g.size);
+  if (!/^\d+$/.test(g.size) || n > 65_507) throw new CliError(`malformed --size ${JSON.stringify(g.size)}`, "BAD_OPTION", "UDP payload bytes, 0-65507");
+  if (g.firstFragmentLost && n <= 1472) throw new CliError("--first-fragment-lost needs --size larger than 1472 (a datagram sent in fragments)", "BAD_OPTION");
+  return n;
 }
 
 function dnsOption(g: TraceOptions, protocolIn: string): FlowSpec["dns"] {
@@ -306,6 +334,8 @@ export function registerTrace(program: Command, run: (fn: () => Promise<number>)
     .option("--dns-query <name>", "send this DNS query (judged by rules.dns at the DNS proxy; default port 53/UDP)")
     .option("--dns-answer <ip>", "an address in the resolver's answer, learned for toFQDNs (repeatable)", (v: string, p: string[] = []) => [...p, v])
     .option("--dns-ttl <seconds>", "TTL of the answer (default 300)")
+    .option("--size <bytes>", "UDP: payload bytes of the request; above 1472 it leaves the 1500-byte MTU sender in IPv4 fragments, each traced")
+    .option("--first-fragment-lost", "with --size: the first fragment is lost on the way; the later ones arrive alone")
     .addHelpText(
       "after",
       `
@@ -321,6 +351,7 @@ Examples:
   ciliate trace -f scenarios/k8s-netpol --from x/a --to y/b --protocol ICMP --icmp-type 8
   ciliate trace -f scenarios/multi-node --from entity:world --to svc:shop/web --port 80
   ciliate trace -f scenarios/fqdn --from default/mediabot --to svc:kube-system/kube-dns --dns-query api.github.com
+  ciliate trace -f scenarios/multi-node --from shop/frontend-0 --to shop/db-0 --protocol UDP --port 5432 --size 4000
 
 The DNS queries of the Traffic documents are played first, so flows to the addresses they learned meet
 the toFQDNs entries.
