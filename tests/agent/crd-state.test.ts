@@ -4,7 +4,8 @@
  * stores play two nodes: each sees the other's endpoints and node (not its own), with labels, namespace
  * labels and service account carried in the identity labels; a pod gone deletes its CiliumEndpoint; an
  * object of ours deleted behind our back is written again (R2); the API server gone keeps the last view, a
- * restarted one (that lost every object) gets them written again; close deletes what the node wrote.
+ * restarted one (that lost every object) gets them written again; close deletes what the node wrote; a
+ * dual-stack node and endpoint arrive with both addresses and both pod CIDRs.
  */
 import { KubeConfig } from "@kubernetes/client-node";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -189,4 +190,28 @@ describe("parseCiliumEndpoint", () => {
     expect([...uids]).toEqual([["shop/web", "0f1e-web"]]);
     expect(ciliumEndpointOf(e, "c1", uids.get("shop/web")).metadata!.ownerReferences).toEqual([{ apiVersion: "v1", kind: "Pod", name: "web", uid: "0f1e-web" }]);
   });
+});
+
+describe("dual-stack CiliumEndpoint / CiliumNode through the API server", () => {
+  it("a dual-stack node and endpoint arrive whole at the other node: both addresses, both pod CIDRs", async () => {
+    const dual = (i: number): SharedNode => ({ ...node(i), ip6: `fd00:70::${i}`, podCIDRv6: `fd00:250:${i}::/64` });
+    const s3 = new CrdState({ kubeConfig: kubeConfig(), node: dual(3), log: (m) => logs.push(`[3] ${m}`), retryMs: 200 });
+    const s4 = new CrdState({ kubeConfig: kubeConfig(), node: dual(4), log: (m) => logs.push(`[4] ${m}`), retryMs: 200 });
+    try {
+      await Promise.all([s3.start(), s4.start()]);
+      const a = ep(3, "api", "10.250.3.5", { ip6: "fd00:250:3::5" });
+      s3.publish([a]);
+      s4.publish([]);
+      await until(() => s4.remoteEndpoints().some((e) => e.pod === "api") && s4.remoteNodes().some((n) => n.name === "node-3"), 10_000, () => logs.join("\n"));
+      expect(s4.remoteEndpoints().find((e) => e.pod === "api")).toEqual({ ...a, hostIp: node(3).ip });
+      expect(s4.remoteNodes().find((n) => n.name === "node-3")).toEqual(dual(3));
+      const [cep] = (await apiList<ReturnType<typeof ciliumEndpointOf>>(ENDPOINTS_PATH)).filter((o) => o.metadata!.name === "api");
+      expect(cep!.status!.networking).toEqual({ addressing: [{ ipv4: "10.250.3.5", ipv6: "fd00:250:3::5" }], node: "192.168.70.3" });
+      const cn = (await apiList<{ metadata: { name: string }; spec: unknown }>(NODES_PATH)).find((o) => o.metadata.name === "node-3");
+      expect(cn!.spec).toEqual({ addresses: [{ type: "InternalIP", ip: "192.168.70.3" }, { type: "InternalIP", ip: "fd00:70::3" }], ipam: { podCIDRs: ["10.250.3.0/24", "fd00:250:3::/64"] } });
+    } finally {
+      await s3.close();
+      await s4.close();
+    }
+  }, 30_000);
 });

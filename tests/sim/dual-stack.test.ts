@@ -218,12 +218,16 @@ describe("ciliate trace --ip-family", () => {
     expect(j.flows[0]!.flow.IP.source).toBe("fd00:10:244::a");
     const text = trace("--from", "default/other", "--to", "default/server", "--port", "8080", "--ip-family", "ipv6");
     expect(text.stdout).toMatch(/\[fd00:10:244::b\]:\d+ -> \[fd00:99::a\]:8080/);
+    // 6 is IPv6's short spelling, 4 IPv4's.
+    expect(JSON.parse(trace("--from", "default/client", "--to", "svc:default/web", "--port", "80", "--ip-family", "6", "-o", "json").stdout)).toEqual(j);
+    const v4 = JSON.parse(trace("--from", "default/client", "--to", "svc:default/web", "--port", "80", "--ip-family", "4", "-o", "json").stdout) as typeof j;
+    expect(v4.flows[0]!.flow.IP.source).not.toContain(":");
   }, 120_000);
 
   it("refuses an unknown family with one line, exit 2", () => {
     const r = trace("--from", "default/client", "--to", "default/server", "--port", "80", "--ip-family", "IPv7");
     expect(r.status).toBe(2);
-    expect(r.stderr.trim().split("\n")).toEqual(['ciliate: unknown --ip-family "IPv7" (IPv4 or IPv6)']);
+    expect(r.stderr.trim().split("\n")).toEqual(['ciliate: unknown --ip-family "IPv7" (IPv4 or IPv6 (or 4, 6))']);
     rmSync(dir, { recursive: true, force: true });
   }, 120_000);
 });
