@@ -195,6 +195,17 @@ export class RawMap {
     throw bpfError(BpfErrorCode.MapOpFailed, `delete from map ${this.name}`, ret, this.isArray ? "array map entries cannot be deleted; write zeroes instead" : undefined);
   }
 
+  /**
+   * BPF_MAP_FREEZE: from now on the kernel refuses every write to this map from user space (updates and
+   * deletes fail with EPERM, BPF_NOT_PERMITTED) while programs still read and write it; irreversible for
+   * the map's lifetime. Tests use it to make the kernel itself refuse an agent's writes.
+   */
+  freeze(): void {
+    this.check(new Uint8Array(this.info.keySize));
+    const ret = libbpf().bpf_map_freeze(this.fd);
+    if (ret < 0) throw bpfError(BpfErrorCode.MapOpFailed, `freeze of map ${this.name}`, ret);
+  }
+
   /** Whether this map's type refused a batch operation (LPM tries have none): then entries go one by one. */
   private noBatch = false;
   /** Whether this map's type refused a batch lookup (LPM tries): then entries are read key by key. */

@@ -117,6 +117,7 @@ export interface LibbpfApi {
   bpf_map_update_batch(fd: number, keys: Uint8Array, values: Uint8Array, count: Uint32Array, opts: Record<string, unknown>): number;
   bpf_map_delete_batch(fd: number, keys: Uint8Array, count: Uint32Array, opts: Record<string, unknown>): number;
   bpf_map_lookup_batch(fd: number, inBatch: Uint8Array | null, outBatch: Uint8Array, keys: Uint8Array, values: Uint8Array, count: Uint32Array, opts: Record<string, unknown>): number;
+  bpf_map_freeze(fd: number): number;
   bpf_obj_get(path: string): number;
   bpf_obj_pin(fd: number, path: string): number;
   bpf_obj_get_info_by_fd(fd: number, info: Uint8Array, len: Uint32Array): number;
@@ -196,6 +197,7 @@ export function libbpf(): LibbpfApi {
     bpf_map_update_batch: f("int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32 *count, const bpf_map_batch_opts *opts)"),
     bpf_map_delete_batch: f("int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32 *count, const bpf_map_batch_opts *opts)"),
     bpf_map_lookup_batch: f("int bpf_map_lookup_batch(int fd, void *in_batch, _Out_ void *out_batch, _Out_ void *keys, _Out_ void *values, _Inout_ uint32 *count, const bpf_map_batch_opts *opts)"),
+    bpf_map_freeze: f("int bpf_map_freeze(int fd)"),
     bpf_obj_get: f("int bpf_obj_get(const char *path)"),
     bpf_obj_pin: f("int bpf_obj_pin(int fd, const char *path)"),
     bpf_obj_get_info_by_fd: f("int bpf_obj_get_info_by_fd(int fd, _Inout_ void *info, _Inout_ uint32 *len)"),

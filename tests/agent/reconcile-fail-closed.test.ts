@@ -5,14 +5,22 @@
  * state denies be allowed: a revoked allow is fenced with a deny (F1); when that is impossible the endpoint
  * is quarantined (F2) and released once its policy is in place (F3). With plain applyPlan (the code before
  * these rules) the revoked flow stayed allowed until the retry succeeded; the first test shows it.
+ * The last block makes the kernel itself refuse the writes: the node is the kernel engine (the generated
+ * programs, run with BPF_PROG_TEST_RUN) and its policy map is frozen (BPF_MAP_FREEZE: every update and
+ * delete from user space fails with EPERM), so F1's fence fails too and F2 must quarantine.
  */
-import { beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MAP_SPECS, type MapSpec } from "../../host/codecs.gen.ts";
 import type { Datapath } from "../../host/datapath.ts";
 import { hex, MANAGED_MAPS, type ManagedMap, type MapContents } from "../../agent/desired.ts";
 import { applyPlan, planReconcile, readContents, reconcileFailClosed, type ByteMap } from "../../agent/reconcile.ts";
 import { createWasmDatapath } from "../../sim/engines.ts";
 import { addPolicy, C, POD_A, POD_B, send, standardNode, TCP, type PolicyRule } from "../conformance/fixture.ts";
+import { kernelSuite } from "../../datapath/preflight.ts";
+import { KernelDatapath } from "../../datapath/kernel-engine.ts";
+import type { BpfMapHandle } from "../../datapath/bpf-map.ts";
+import { TEST_CAPACITIES } from "../conformance/backends.ts";
+import { AgentMetrics } from "../../agent/metrics.ts";
 
 interface Faults {
   update?: boolean;
@@ -169,4 +177,54 @@ describe("a failed policy operation never leaves the node open (reconcile rules 
     expect(syn(443).dropReason).toBe(C.DROP_POLICY_DENY);
     expect(syn(80).verdict).toBe(C.CTX_ACT_OK);
   });
+});
+
+const kernel = kernelSuite("reconcile F1–F3 against a frozen kernel map", ["root", "libbpf", "bpffs", "clang"]);
+
+describe.skipIf(kernel.skip)("the kernel refuses the policy writes (BPF_MAP_FREEZE on the policy map)", () => {
+  let engine: KernelDatapath | undefined;
+  afterEach(() => engine?.close());
+
+  it("F2: the revoked allow cannot be deleted nor fenced, so the endpoint is quarantined; nothing revoked passes; the metric counts it", async () => {
+    engine = new KernelDatapath({ capacities: TEST_CAPACITIES });
+    dp = engine;
+    standardNode(dp);
+    for (const r of [ALLOW_80, ALLOW_443, INGRESS_B]) addPolicy(dp, r);
+    expect(syn(80).verdict).toBe(C.CTX_ACT_OK);
+    expect(syn(443).verdict).toBe(C.CTX_ACT_OK);
+
+    (dp.map(MAP_SPECS.Policy) as BpfMapHandle<unknown, unknown>).raw.freeze();
+    // The kernel, not a test double, refuses: a write from user space fails with EPERM.
+    expect(() => addPolicy(dp, { ...ALLOW_80, port: 8080 })).toThrow(/EPERM/);
+
+    const quarantine = new Set<number>();
+    const { current, desired } = state([ALLOW_443, INGRESS_B]);
+    const r = reconcileFailClosed(targets({}), current, desired, quarantine);
+    expect(r.failed.map((f) => `${f.op.map} ${f.op.op}`)).toEqual(["Policy delete"]);
+    expect(r.failed[0]!.error.message).toMatch(/EPERM/);
+    expect(r.fenced, "the deny fence is a write to the frozen map too").toBe(0);
+    expect(r.quarantined).toEqual([POD_A.epId]);
+    expect(r.failOpen).toEqual([]);
+    // The kernel programs drop everything from and to the endpoint: the revoked flow (80) and, closed
+    // rather than open, the still-allowed one (443).
+    expect(syn(80).dropReason).toBe(C.DROP_INVALID_SIP);
+    expect(syn(443).dropReason).toBe(C.DROP_INVALID_SIP);
+    expect(toA().dropReason).toBe(C.DROP_UNROUTABLE);
+
+    // A freeze lasts for the map's life: every retry keeps the endpoint out, and no revoked flow passes.
+    for (let i = 0; i < 2; i++) {
+      const again = state([ALLOW_443, INGRESS_B]);
+      const r2 = reconcileFailClosed(targets({}), again.current, { ...again.desired, Endpoints: current.Endpoints }, quarantine);
+      expect(r2.released).toEqual([]);
+      expect(r2.failOpen).toEqual([]);
+      expect(syn(80).verdict).toBe(C.CTX_ACT_DROP);
+    }
+
+    // What the agent reports for this reconcile (agent/agent.ts passes its ApplyResult to the metrics).
+    const metrics = new AgentMetrics({} as never);
+    metrics.observeReconcile({ ok: false, reason: "policy change", durationMs: 1, applied: r } as never);
+    const text = await metrics.registry.getSingleMetricAsString("ciliate_policy_fail_closed_total");
+    expect(text).toMatch(/^ciliate_policy_fail_closed_total\{action="quarantine"\} 1$/m);
+    expect(text).not.toMatch(/action="fail_open"\} [1-9]/);
+  }, 120_000);
 });
