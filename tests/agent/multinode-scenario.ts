@@ -21,8 +21,8 @@ export const hasPython = !skipUnless((() => {
 })(), "python3 (the ICMP test's raw-socket echo, tests/agent/ping.py)");
 export const CLUSTER_IP = "10.96.0.20";
 
-/** Ingress to app=server from app=client only (TCP 8080, UDP 5353, ICMP echo); egress of app=other only to app=server. */
-export const POLICY = `apiVersion: cilium.io/v2
+/** Ingress to app=server from app=client only: TCP 8080, UDP 5353 and the echo request `icmp` names. */
+const serverIngress = (icmp: string) => `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: server-ingress, namespace: default}
 spec:
@@ -31,8 +31,11 @@ spec:
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "8080", protocol: TCP}, {port: "5353", protocol: UDP}]}]
   - fromEndpoints: [{matchLabels: {app: client}}]
-    icmps: [{fields: [{type: 8, family: IPv4}]}]
----
+    icmps: [{fields: [${icmp}]}]
+`;
+
+/** Ingress to app=server from app=client only (TCP 8080, UDP 5353, ICMP echo); egress of app=other only to app=server. */
+export const POLICY = `${serverIngress("{type: 8, family: IPv4}")}---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: other-egress, namespace: default}
@@ -42,18 +45,8 @@ spec:
   - toEndpoints: [{matchLabels: {app: server}}]
 `;
 
-/** Ingress to app=server from app=client only over IPv6: TCP 8080, UDP 5353, ICMPv6 echo (the dual-stack suites). */
-export const SERVER_INGRESS6 = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: server-ingress, namespace: default}
-spec:
-  endpointSelector: {matchLabels: {app: server}}
-  ingress:
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    toPorts: [{ports: [{port: "8080", protocol: TCP}, {port: "5353", protocol: UDP}]}]
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    icmps: [{fields: [{family: IPv6, type: EchoRequest}]}]
-`;
+/** The same ingress over IPv6 (ICMPv6 echo): the dual-stack suites. */
+export const SERVER_INGRESS6 = serverIngress("{family: IPv6, type: EchoRequest}");
 
 export const SERVICE = `apiVersion: v1
 kind: Service
