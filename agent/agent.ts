@@ -227,7 +227,7 @@ export class Agent {
     // node that cannot run the overlay refuses to start instead of forwarding unencapsulated.
     const overlayPlan = opts.routingMode === "tunnel" ? planOverlay(opts.tunnelProtocol ?? "vxlan", opts.nodeIp, opts.devices ?? [], opts.podCIDRv6 !== undefined) : undefined;
     // Packets the programs hand to the L7 proxy are routed to the local stack (datapath/transparent-proxy.ts).
-    installProxyRouting();
+    installProxyRouting(opts.podCIDRv6 !== undefined);
     this.obj = loadObject(opts.objectPath, opts.pinRoot, opts.xdpAcceleration === true);
     this.progs = { from: this.obj.program("from_endpoint"), to: this.obj.program("to_endpoint"), network: this.obj.program("from_network") };
     if (opts.xdpAcceleration) {

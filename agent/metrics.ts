@@ -17,6 +17,8 @@
  *   ciliate_proxy_requests_total{protocol,verdict}    L7 requests judged by the node's proxy (agent/proxy)
  *   ciliate_proxy_upstream_errors_total{protocol}     the proxy's failed upstream connections and I/O
  *   ciliate_proxy_listeners{}                         proxy ports listening
+ *   ciliate_proxy_listener_errors_total{family}       proxy listeners (IPv4, IPv6) that could not be opened; their
+ *                                                     family's traffic to the port is dropped (PROXY_LOOKUP_FAILED)
  *   ciliate_bpf_map_pin_repairs_total{}               map pins found removed under the running agent and restored
  *   ciliate_policy_fail_closed_total{action}          failed policy operations closed: fence (a stale allow overwritten
  *                                                     with a deny), quarantine (an endpoint held out), fail_open (neither)
@@ -48,6 +50,7 @@ export class AgentMetrics {
   private readonly overflow: Gauge;
   private readonly proxyRequests: Counter;
   private readonly proxyUpstreamErrors: Counter;
+  private readonly proxyListenerErrors: Counter;
   /** Pins restored by Agent.repairPins. */
   readonly pinRepairs: Counter;
   readonly policyFailClosed: Counter;
@@ -141,6 +144,7 @@ export class AgentMetrics {
     this.reconciles = new Counter({ name: "ciliate_reconcile_total", help: "Reconciles by outcome (ok, invalid_input, map_errors)", labelNames: ["outcome"], registers: reg });
     this.overflow = new Gauge({ name: "ciliate_policy_overflow_endpoints", help: "Local endpoints whose policy is over the policy-map budget and kept at their last good policy", registers: reg });
     this.proxyRequests = new Counter({ name: "ciliate_proxy_requests_total", help: "L7 requests judged by the node's proxy, by protocol and verdict", labelNames: ["protocol", "verdict"], registers: reg });
+    this.proxyListenerErrors = new Counter({ name: "ciliate_proxy_listener_errors_total", help: "Proxy listeners that could not be opened, by address family (IPv4, IPv6); that family's traffic to the port is dropped with PROXY_LOOKUP_FAILED until one opens", labelNames: ["family"], registers: reg });
     this.proxyUpstreamErrors = new Counter({ name: "ciliate_proxy_upstream_errors_total", help: "Upstream connection or I/O errors of the node's proxy, by protocol", labelNames: ["protocol"], registers: reg });
     this.policyFailClosed = new Counter({ name: "ciliate_policy_fail_closed_total", help: "Failed policy-map operations closed by the agent: fence (a stale allow overwritten with a deny), quarantine (an endpoint held out of the endpoints map), fail_open (neither could be written)", labelNames: ["action"], registers: reg });
     this.pinRepairs = new Counter({ name: "ciliate_bpf_map_pin_repairs_total", help: "Map pins found removed under the running agent and pinned again", registers: reg });
@@ -165,6 +169,7 @@ export class AgentMetrics {
   readonly proxy: ProxyMetricsSink = {
     request: (protocol, verdict) => this.proxyRequests.inc({ protocol, verdict }),
     upstreamError: (protocol) => this.proxyUpstreamErrors.inc({ protocol }),
+    listenerError: (family) => this.proxyListenerErrors.inc({ family }),
   };
 
   /** Where ciliate_proxy_listeners reads the number of listening proxy ports from. */

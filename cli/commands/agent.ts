@@ -206,6 +206,8 @@ export async function runAgent(f: AgentFlags): Promise<number> {
     emit,
     metrics: metrics.proxy,
     log,
+    // Dual stack: IPv6 listeners beside the IPv4 ones, so IPv6 L7 flows are proxied as IPv4 ones are.
+    families: f.enableIpv6 ? [4, 6] : [4],
   });
   metrics.proxyListening = () => proxy.listening().length;
   // The DNS proxy over UDP: its own transparent sockets, announced to the manager once they listen

@@ -7,12 +7,23 @@
  *   - by IPv6 CIDR: other (egress toCIDR 2001:db8:1::/48) → 2001:db8:1::5 allowed, → 2001:db8:2::5 denied;
  *   - an IPv6 ClusterIP (dual-stack service) → server's IPv6 address;
  * with the drops counted by the datapath, the flows carrying IPv6 addresses, and `ciliate check` on the same
- * manifests agreeing with every verdict. Kernel suite: runs as root; everything is removed in afterAll.
+ * manifests agreeing with every verdict.
+ * L7 over IPv6, through the proxy's IPv6 listeners ([::]:<proxy port>), as over IPv4:
+ *   - ingress HTTP (server:8090, GET /public only from client): allowed requests reach the server, which
+ *     sees the client's own IPv6 address; denied ones get 403 from the proxy — and the same over IPv4;
+ *   - egress HTTP (other → [2001:db8:2::5]:8091, GET /public only): the world destination sees other's own
+ *     IPv6 address; a denied request gets 403;
+ *   - ingress TLS SNI (server:8443, api.empire.example only): the allowed name talks to the server end to
+ *     end, another is reset before the server sees it;
+ * the L7 flows in `ciliate observe` carry IPv6 addresses, and `ciliate check` and `ciliate trace` give
+ * the node's verdicts. Kernel suite: runs as root; everything is removed in afterAll.
  */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/index.ts";
-import { E2eNode, eventually, expectCheckAgrees, podYaml, ROOT, serve, sh, tool } from "./e2e-helpers.ts";
+import { BIN, E2eNode, TOOL, eventually, expectCheckAgrees, podYaml, ROOT, serve, sh, tool } from "./e2e-helpers.ts";
 import { SERVER_INGRESS6 } from "./multinode-scenario.ts";
 
 const suite = kernelSuite("agent-e2e-ipv6", ["root", "libbpf", "bpffs", "iproute2"]);
@@ -22,6 +33,12 @@ const SVC6 = "fd00:10:96::50";
 const h = new E2eNode({ prefix: "ci6", nodeIp: "192.168.59.1", podCidr: "10.244.6.0/24", metricsAddr: "127.0.0.1:19966", pods: PODS.map((name) => ({ name })), others: ["ext"], agentFlags: ["--enable-ipv6", "--ipv6-range", RANGE6] });
 const NS = (n: string) => h.ns(n);
 const ip6 = new Map<string, string>();
+/** The checked-in test certificate (agent/proxy/testdata): api.empire.example and rebels.example, so a refused name is refused by the proxy. */
+const CERT = join(ROOT, "agent/proxy/testdata/tls-test.crt");
+const KEY = join(ROOT, "agent/proxy/testdata/tls-test.key");
+const L7TOOL = join(ROOT, "tests/agent/l7-pod-tool.ts");
+/** What the TLS server in the server pod saw: the server name and the peer of each connection. */
+const tlsSaw: { sni: string; peer: string }[] = [];
 
 const FILES: Record<string, string> = {
   "pods.yaml": PODS.map((p) => podYaml(p)).join("---\n"),
@@ -44,6 +61,25 @@ spec:
   endpointSelector: {matchLabels: {app: other}}
   egress:
   - toCIDR: ["2001:db8:1::/48"]
+  - toCIDR: ["2001:db8:2::5/128"]
+    toPorts:
+    - ports: [{port: "8091", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: /public}]
+`,
+  "l7.yaml": `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: server-l7, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: server}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts:
+    - ports: [{port: "8090", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: /public}]
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "8443", protocol: TCP}], serverNames: [api.empire.example]}]
 `,
 };
 
@@ -51,6 +87,48 @@ const metrics = () => h.metrics();
 const dropped = (dir: "INGRESS" | "EGRESS") => Number(new RegExp(`^ciliate_drop_count_total\\{reason="POLICY_DENIED",direction="${dir}"\\} (\\d+)$`, "m").exec(metrics())?.[1] ?? 0);
 const ping6 = (from: string, to: string) => JSON.parse(sh("ip", ["netns", "exec", NS(from), "python3", join(ROOT, "tests/agent/ping.py"), to, "2"])) as { sent: number; received: number };
 const verdicts = new Map<string, "allowed" | "denied">();
+/** The simulator's IPv6 pod range, so its pods are dual-stack like the node's. */
+const CONFIG6 = `apiVersion: ciliate.dev/v1alpha1\nkind: Config\nmetadata: {name: c}\nspec: {podCIDRv6: "fd00:10:244::/56"}\n`;
+const counter = (reason: string, dir: "INGRESS" | "EGRESS") => Number(new RegExp(`^ciliate_drop_count_total\\{reason="${reason}",direction="${dir}"\\} (\\d+)$`, "m").exec(metrics())?.[1] ?? 0);
+/** One HTTP request with pod-tool from `from` to ip:port: the status (200 from the server, 403 from the proxy) and the server's answer. */
+function http(from: string, ip: string, port: number, method: string, path: string): { status?: number; body?: Record<string, unknown>; error?: string } {
+  const r = tool(NS(from), "http", ip, port, method, path) as { ok: boolean; error?: string; results: { status: number; body: string }[] };
+  if (!r.ok) return { error: r.error };
+  const { status, body } = r.results[0]!;
+  return { status, body: status === 200 ? (JSON.parse(body) as Record<string, unknown>) : { text: body } };
+}
+/** l7-pod-tool's TLS client in the client pod (asynchronous: the agent's proxy answers meanwhile). */
+function tlsTo(ip: string, sni: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) =>
+    execFile("ip", ["netns", "exec", NS("client"), process.execPath, "--import", "tsx", L7TOOL, "tls", ip, "8443", sni, CERT], { cwd: ROOT, timeout: 30_000 }, (_e, stdout) => {
+      try {
+        resolve(JSON.parse(String(stdout).trim().split("\n").pop()!));
+      } catch {
+        reject(new Error(`l7-pod-tool tls printed ${JSON.stringify(String(stdout))}`));
+      }
+    }),
+  );
+}
+/** A TLS server on [::]:8443 (IPv4 and IPv6) in the server pod; each connection's {sni, peer} goes to tlsSaw. Resolves once it listens. */
+function tlsServer(): Promise<void> {
+  const p = spawn("ip", ["netns", "exec", NS("server"), process.execPath, "--import", "tsx", L7TOOL, "tls-serve", "8443", CERT, KEY, "240000", "::"], { cwd: ROOT, stdio: ["ignore", "pipe", "ignore"] });
+  h.children.push(p);
+  let buf = "";
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("l7-pod-tool tls-serve did not start")), 20_000);
+    p.stdout!.on("data", (d) => {
+      buf += d;
+      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+        const o = JSON.parse(buf.slice(0, i)) as { serving?: string; sni: string; peer: string };
+        buf = buf.slice(i + 1);
+        if (o.serving) (clearTimeout(t), resolve());
+        else tlsSaw.push({ sni: o.sni, peer: o.peer });
+      }
+    });
+  });
+}
+/** pod-tool's HTTP server (IPv4 and IPv6) on `port` in namespace `ns`, answering with its name and the peer it sees. */
+const httpServer = (ns: string, name: string, port: number): ChildProcess => spawn("ip", ["netns", "exec", ns, process.execPath, TOOL, "http-serve", name, "240000", String(port)], { stdio: "ignore" });
 
 /** One case: `run` answers whether the traffic got through; a denied one must have been counted as a policy drop. */
 function expectCase(name: string, want: "allowed" | "denied", dir: "INGRESS" | "EGRESS", run: () => boolean): void {
@@ -84,7 +162,9 @@ describe.skipIf(suite.skip)("ciliate agent: dual-stack pods over IPv6 (network n
       const addrs = JSON.parse(sh("ip", ["-n", NS(p), "-j", "-6", "addr", "show", "dev", "eth0", "scope", "global"])) as { addr_info: { local: string }[] }[];
       ip6.set(p, addrs[0]!.addr_info[0]!.local);
     }
-    h.children.push(serve(NS("server"), "server", 180_000), serve(NS("ext"), "ext", 180_000, [443]));
+    h.children.push(serve(NS("server"), "server", 240_000), serve(NS("ext"), "ext", 240_000, [443]));
+    h.children.push(httpServer(NS("server"), "server", 8090), httpServer(NS("ext"), "ext", 8091));
+    await tlsServer();
     await eventually(() => tool(NS("client"), "tcp", ip6.get("server")!, 8080).ok === true, 30_000, () => `client → [server]:8080 never answered\n${h.log}`);
   }, 120_000);
 
@@ -121,8 +201,98 @@ describe.skipIf(suite.skip)("ciliate agent: dual-stack pods over IPv6 (network n
     expect(ips.some((x) => x!.source === ip6.get("client") && x!.destination === ip6.get("server"))).toBe(true);
   }, 60_000);
 
+  it("L7 ingress HTTP over IPv6 through the proxy's IPv6 listener: GET /public reaches the server, which sees the client's IPv6 address; GET /private and POST /public get 403; IPv4 alike", () => {
+    const s6 = ip6.get("server")!;
+    const c6 = ip6.get("client")!;
+    const ok = http("client", s6, 8090, "GET", "/public");
+    expect(ok, h.log).toMatchObject({ status: 200, body: { server: "server", url: "/public", peer: c6 } });
+    verdicts.set("l7-http6-get-public", "allowed");
+    for (const [method, path] of [["GET", "/private"], ["POST", "/public"]] as const) {
+      const r = http("client", s6, 8090, method, path);
+      expect(r, `${method} ${path}\n${h.log}`).toMatchObject({ status: 403, body: { text: expect.stringMatching(/Access denied/) } });
+      verdicts.set(`l7-http6-${method.toLowerCase()}${path.replace("/", "-")}`, "denied");
+    }
+    // The same rule over IPv4 on the same dual-stack pods: the IPv4 listener, the same verdicts.
+    expect(http("client", h.podIp.get("server")!, 8090, "GET", "/public"), h.log).toMatchObject({ status: 200, body: { peer: h.podIp.get("client") } });
+    verdicts.set("l7-http4-get-public", "allowed");
+    expect(http("client", h.podIp.get("server")!, 8090, "GET", "/private"), h.log).toMatchObject({ status: 403 });
+    verdicts.set("l7-http4-get-private", "denied");
+  }, 60_000);
+
+  it("L7 egress HTTP over IPv6 to a world address: GET /public reaches [2001:db8:2::5]:8091, which sees other's IPv6 address; GET /private gets 403", () => {
+    const ok = http("other", "2001:db8:2::5", 8091, "GET", "/public");
+    expect(ok, h.log).toMatchObject({ status: 200, body: { server: "ext", url: "/public", peer: ip6.get("other") } });
+    verdicts.set("l7-egress-http6-get-public", "allowed");
+    expect(http("other", "2001:db8:2::5", 8091, "GET", "/private"), h.log).toMatchObject({ status: 403 });
+    verdicts.set("l7-egress-http6-get-private", "denied");
+  }, 60_000);
+
+  it("L7 TLS SNI over IPv6: the allowed server name talks to the server end to end from the client's IPv6 address; another is reset before the server sees it", async () => {
+    const s6 = ip6.get("server")!;
+    expect(await tlsTo(s6, "api.empire.example"), h.log).toEqual({ ok: true, reply: "tls:api.empire.example" });
+    verdicts.set("l7-tls6-allowed-sni", "allowed");
+    const denied = await tlsTo(s6, "rebels.example");
+    expect(denied, h.log).toMatchObject({ ok: false });
+    expect(["ECONNRESET", "closed"]).toContain(denied.error);
+    verdicts.set("l7-tls6-other-sni", "denied");
+    expect(tlsSaw).toEqual([{ sni: "api.empire.example", peer: ip6.get("client") }]);
+  }, 60_000);
+
+  it("shows the IPv6 L7 flows in `ciliate observe` with IPv6 addresses and the datapath's identities; every IPv6 listener opened", async () => {
+    await new Promise((r) => setTimeout(r, 300));
+    const l7 = h.observeLines("--last", "0").filter(({ flow: f }) => f.Type === "L7" && (f.l7 as { type: string }).type === "REQUEST" && (f.IP as { ipVersion: string }).ipVersion === "IPv6");
+    const seen = l7.map(({ flow: f, ciliate }) => {
+      const ip = f.IP as { source: string; destination: string };
+      const x = f.l7 as { http?: { method: string; url: string } };
+      const tls = ciliate?.tls as { server_name: string } | undefined;
+      const what = x.http ? `${x.http.method} ${new URL(x.http.url, "http://relative.invalid").pathname}` : tls ? `tls ${tls.server_name}` : "?";
+      return `${ip.source} ${ip.destination} ${f.traffic_direction} ${f.verdict} ${what}`;
+    });
+    const [c6, s6, o6] = [ip6.get("client"), ip6.get("server"), ip6.get("other")];
+    expect(seen, JSON.stringify(l7)).toEqual(
+      expect.arrayContaining([
+        `${c6} ${s6} INGRESS FORWARDED GET /public`,
+        `${c6} ${s6} INGRESS DROPPED GET /private`,
+        `${c6} ${s6} INGRESS DROPPED POST /public`,
+        `${o6} 2001:db8:2::5 EGRESS FORWARDED GET /public`,
+        `${o6} 2001:db8:2::5 EGRESS DROPPED GET /private`,
+        `${c6} ${s6} INGRESS FORWARDED tls api.empire.example`,
+        `${c6} ${s6} INGRESS DROPPED tls rebels.example`,
+      ]),
+    );
+    // The proxy's identities are the datapath's: the client's IPv6 L7 requests carry the identity its L3/L4
+    // flows do (one identity for both of the pod's addresses).
+    const l34 = h.observe("--from-pod", "client", "--last", "0").find((f) => f.Type === "L3_L4" && (f.source as { pod_name?: string }).pod_name === "client");
+    expect(l34, "an L3/L4 flow from client").toBeDefined();
+    for (const { flow: f } of l7.filter(({ flow: f }) => (f.IP as { source: string }).source === c6)) expect((f.source as { identity: number }).identity).toBe((l34!.source as { identity: number }).identity);
+    expect(metrics()).not.toMatch(/^ciliate_proxy_listener_errors_total\{/m);
+    expect(h.log).toMatch(/proxy port \d+ listening \(http, IPv6, default\/server ingress\)/);
+  }, 30_000);
+
+  it("`ciliate trace` over IPv6 gives the node's L7 verdicts", () => {
+    // The node's manifests, with the cluster's IPv6 pod range for the simulator (as in the check below).
+    const dir = join(h.dir, "scenario-trace");
+    mkdirSync(dir, { recursive: true });
+    for (const [name, text] of Object.entries({ ...FILES, "config.yaml": CONFIG6 })) writeFileSync(join(dir, name), text);
+    const trace = (args: string[]) => {
+      const out = sh(process.execPath, [BIN, "trace", "-f", dir, "--ip-family", "IPv6", "-o", "json", ...args]);
+      return JSON.parse(out) as { verdict: string; l7?: { verdict: string } };
+    };
+    const cases: [string, string[]][] = [
+      ["l7-http6-get-public", ["--from", "default/client", "--to", "default/server", "--port", "8090", "--http-method", "GET", "--http-path", "/public"]],
+      ["l7-http6-get-private", ["--from", "default/client", "--to", "default/server", "--port", "8090", "--http-method", "GET", "--http-path", "/private"]],
+      ["l7-egress-http6-get-public", ["--from", "default/other", "--to", "2001:db8:2::5", "--port", "8091", "--http-method", "GET", "--http-path", "/public"]],
+      ["l7-egress-http6-get-private", ["--from", "default/other", "--to", "2001:db8:2::5", "--port", "8091", "--http-method", "GET", "--http-path", "/private"]],
+      ["l7-tls6-allowed-sni", ["--from", "default/client", "--to", "default/server", "--port", "8443", "--tls-sni", "api.empire.example"]],
+      ["l7-tls6-other-sni", ["--from", "default/client", "--to", "default/server", "--port", "8443", "--tls-sni", "rebels.example"]],
+    ];
+    for (const [name, args] of cases) {
+      const t = trace(args);
+      expect(`${name}: ${t.verdict} (l7 ${t.l7?.verdict})`).toBe(`${name}: ${verdicts.get(name)} (l7 ${verdicts.get(name)})`);
+    }
+  }, 90_000);
+
   it("agrees with `ciliate check` on every verdict", () => {
-    const cfg = `apiVersion: ciliate.dev/v1alpha1\nkind: Config\nmetadata: {name: c}\nspec: {podCIDRv6: "fd00:10:244::/56"}\n`;
     const exp = (name: string, from: string, to: string, port: number, protocol: string, extra = "") =>
       `apiVersion: ciliate.dev/v1alpha1\nkind: Expectation\nmetadata: {name: ${name}}\nspec: {from: {pod: default/${from}}, to: ${to}, port: ${port}, protocol: ${protocol}, verdict: ${verdicts.get(name)}${extra}}\n`;
     const docs = [
@@ -134,7 +304,30 @@ describe.skipIf(suite.skip)("ciliate agent: dual-stack pods over IPv6 (network n
       exp("cidr6-allowed", "other", '{ip: "2001:db8:1::5"}', 443, "TCP"),
       exp("cidr6-denied", "other", '{ip: "2001:db8:2::5"}', 443, "TCP"),
       exp("svc6-client", "client", "{service: default/web}", 80, "TCP", ", ipFamily: IPv6"),
+      exp("l7-http6-get-public", "client", "{pod: default/server}", 8090, "TCP", ", ipFamily: IPv6, http: {method: GET, path: /public}"),
+      exp("l7-http6-get-private", "client", "{pod: default/server}", 8090, "TCP", ", ipFamily: IPv6, http: {method: GET, path: /private}"),
+      exp("l7-http6-post-public", "client", "{pod: default/server}", 8090, "TCP", ", ipFamily: IPv6, http: {method: POST, path: /public}"),
+      exp("l7-http4-get-public", "client", "{pod: default/server}", 8090, "TCP", ", ipFamily: IPv4, http: {method: GET, path: /public}"),
+      exp("l7-http4-get-private", "client", "{pod: default/server}", 8090, "TCP", ", ipFamily: IPv4, http: {method: GET, path: /private}"),
+      exp("l7-egress-http6-get-public", "other", '{ip: "2001:db8:2::5"}', 8091, "TCP", ", http: {method: GET, path: /public}"),
+      exp("l7-egress-http6-get-private", "other", '{ip: "2001:db8:2::5"}', 8091, "TCP", ", http: {method: GET, path: /private}"),
+      exp("l7-tls6-allowed-sni", "client", "{pod: default/server}", 8443, "TCP", ", ipFamily: IPv6, tls: {serverName: api.empire.example}"),
+      exp("l7-tls6-other-sni", "client", "{pod: default/server}", 8443, "TCP", ", ipFamily: IPv6, tls: {serverName: rebels.example}"),
     ];
-    expectCheckAgrees(h.dir, { ...FILES, "config.yaml": cfg }, docs.join("---\n"), verdicts);
+    expectCheckAgrees(h.dir, { ...FILES, "config.yaml": CONFIG6 }, docs.join("---\n"), verdicts);
   }, 90_000);
+
+  it("with the proxy's IPv6 listeners destroyed under a live agent (ss -K), IPv6 L7 is dropped (178), reported with IPv6 addresses; IPv4 L7 is still proxied", async () => {
+    const before = counter("PROXY_LOOKUP_FAILED", "INGRESS");
+    // The ProxyListeners entries stay (the IPv4 listeners still listen); only the programs' IPv6 socket lookup can tell.
+    sh("ip", ["netns", "exec", h.nodeNs, "ss", "-K", "-t", "-6", "state", "listening", "( sport >= :10000 and sport <= :10999 )"]);
+    expect(http("client", ip6.get("server")!, 8090, "GET", "/public")).toEqual({ error: "timeout" });
+    expect(counter("PROXY_LOOKUP_FAILED", "INGRESS"), h.log).toBeGreaterThan(before);
+    expect(http("client", h.podIp.get("server")!, 8090, "GET", "/public"), h.log).toMatchObject({ status: 200 });
+    await eventually(
+      () => h.observe("--verdict", "DROPPED", "--last", "0").some((f) => f.drop_reason === 178 && (f.IP as { source: string; destination: string }).destination === ip6.get("server") && (f.l4 as { TCP?: { destination_port: number } }).TCP?.destination_port === 8090),
+      10_000,
+      () => h.log,
+    );
+  }, 60_000);
 });

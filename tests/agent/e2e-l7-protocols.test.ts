@@ -377,7 +377,7 @@ describe.skipIf(skip)("ciliate agent: Kafka, TLS SNI and DNS/toFQDNs through the
     expect(h.log).not.toMatch(/dns: other\.allowed\.test/);
   }, 60_000);
 
-  it("IPv6 that must go to the proxy is dropped with a reason, never forwarded (the agent's endpoints and proxy listeners are IPv4 only)", async () => {
+  it("IPv6 that must go to the proxy is dropped with a reason, never forwarded (without --enable-ipv6 the agent's endpoints are IPv4 only)", async () => {
     // The client turns IPv6 on by itself (the CNI turned it off) and sends to an address its L7 rule covers.
     const c = NS("client");
     sh("ip", ["netns", "exec", c, "sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0"]);

@@ -6,7 +6,8 @@
  *   kafka-broker PORT HOST MS        the Kafka broker stand-in (agent/proxy/test-kafka-broker.ts) on PORT,
  *                                    advertising HOST:PORT; prints {apiKey, topics} per request
  *   kafka-produce HOST PORT CLIENT TOPIC   kafkajs producer: one message → {ok: true} or {ok: false, type, code, message}
- *   tls-serve PORT CERT KEY MS       node:tls server: answers "tls:<servername>" to the first bytes; prints {sni}
+ *   tls-serve PORT CERT KEY MS [HOST]  node:tls server on HOST (default 0.0.0.0; "::" for IPv4 and IPv6):
+ *                                    answers "tls:<servername>" to the first bytes; prints {sni, peer}
  *   tls HOST PORT SNI CA             node:tls client (verifies the certificate against CA and SNI) → {ok, reply} or {ok: false, error}
  */
 import { readFileSync } from "node:fs";
@@ -45,12 +46,12 @@ async function main(): Promise<void> {
   } else if (mode === "tls-serve") {
     const server = tlsServer({ cert: readFileSync(b!), key: readFileSync(c!) }, (s) => {
       const sni = (s as unknown as { servername?: string }).servername ?? "";
-      print({ sni });
+      print({ sni, peer: s.remoteAddress });
       s.once("data", () => s.end(`tls:${sni}`));
       s.on("error", () => {});
     });
     server.on("tlsClientError", () => {});
-    server.listen(Number(a), "0.0.0.0", () => print({ serving: "tls" }));
+    server.listen(Number(a), process.argv[7] ?? "0.0.0.0", () => print({ serving: "tls" }));
     setTimeout(() => process.exit(0), Number(d));
   } else if (mode === "tls") {
     exitAfter(5000);

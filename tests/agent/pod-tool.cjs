@@ -202,13 +202,14 @@ function holdConn(host, port, lport, ms, onReply) {
       process.exit(0);
     });
   } else if (mode === "http-serve") {
-    http
-      .createServer((req, res) => {
-        let body = "";
-        req.on("data", (x) => (body += x));
-        req.on("end", () => res.end(JSON.stringify({ server: a, method: req.method, url: req.url, peer: req.socket.remoteAddress, ...(body ? { body } : {}) })));
-      })
-      .listen(Number(c), "0.0.0.0");
+    const handler = (req, res) => {
+      let body = "";
+      req.on("data", (x) => (body += x));
+      req.on("end", () => res.end(JSON.stringify({ server: a, method: req.method, url: req.url, peer: req.socket.remoteAddress, ...(body ? { body } : {}) })));
+    };
+    http.createServer(handler).listen(Number(c), "0.0.0.0");
+    // IPv6 beside it (dual-stack pods); a namespace without IPv6 refuses it, which changes nothing.
+    http.createServer(handler).on("error", () => {}).listen({ port: Number(c), host: "::", ipv6Only: true });
     setTimeout(() => process.exit(0), Number(b));
     print({ serving: a });
   } else if (mode === "http" || mode === "http-seq") {

@@ -2,7 +2,7 @@
  * Child of proxy-manager.test.ts, run inside its network namespace: drives a ProxyManager with a fake
  * ProxyListeners map and prints what the map held at each step, as one JSON line.
  */
-import { connect } from "node:net";
+import { connect, createServer, type Server } from "node:net";
 import { ProxyManager } from "../../agent/proxy/manager.ts";
 import type { ProxyListener } from "../../policy/index.ts";
 
@@ -27,9 +27,9 @@ const m = new ProxyManager({
 });
 const ports = () => [...map.keys()].sort((a, b) => a - b);
 const settle = () => new Promise((r) => setTimeout(r, 200));
-const tryConnect = (port: number) =>
+const tryConnect = (port: number, host = "127.0.0.1") =>
   new Promise<string>((resolve) => {
-    const s = connect({ host: "127.0.0.1", port });
+    const s = connect({ host, port });
     s.on("close", () => resolve("closed"));
     s.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"));
     setTimeout(() => (s.destroy(), resolve("open")), 1000);
@@ -68,6 +68,56 @@ const tryConnect = (port: number) =>
   await settle();
   m.close();
   r.afterClose = ports();
+
+  // Dual stack: an IPv4 and an IPv6 listener per port. A family whose listener cannot open (here [::]:41012
+  // and both families of 41013 are taken by plain sockets) is logged and counted once, its port announced
+  // for the other family (the programs' socket lookup drops the failed family: PROXY_LOOKUP_FAILED) or not
+  // at all when neither opens; retried at every sync, it opens once the port is free.
+  const blockers: Server[] = [];
+  const block = (port: number, host: string) =>
+    new Promise<void>((resolve, reject) => {
+      const b = createServer(() => {}).on("error", reject);
+      blockers.push(b);
+      b.listen({ port, host, ipv6Only: host === "::" }, () => resolve());
+    });
+  await block(41012, "::");
+  await block(41013, "::");
+  await block(41013, "0.0.0.0");
+  const errors: string[] = [];
+  logs.length = 0;
+  const m6 = new ProxyManager({
+    map: { set: (p, d) => void map.set(p, d), delete: (p) => void map.delete(p), ports: () => [...map.keys()] },
+    listeners: () => want,
+    policy: () => ({ proxies: want }) as never,
+    identityOf: () => 2,
+    handlers: { http: { protocol: "http", handle: () => void handlerCalls++ } },
+    emit: () => {},
+    metrics: { request: () => {}, upstreamError: () => {}, listenerError: (f) => void errors.push(f) },
+    log: (_l, msg) => void logs.push(msg),
+    families: [4, 6],
+  });
+  want = new Map([41011, 41012, 41013].map((p) => [p, listener(p, "http")]));
+  m6.sync();
+  await settle();
+  m6.sync();
+  await settle();
+  r.dual = {
+    announced: ports(),
+    errors: [...errors].sort(),
+    v6FailLogged: logs.filter((l) => l.includes("41012") && l.includes("IPv6") && l.includes("PROXY_LOOKUP_FAILED")).length,
+    // The proxy's own IPv6 listener takes a connection to its port and closes it; the blocker holds it open.
+    direct6: await tryConnect(41011, "::1"),
+    direct4: await tryConnect(41011),
+    blocked6: await tryConnect(41012, "::1"),
+  };
+  await Promise.all(blockers.splice(0, 1).map((b) => new Promise((res) => b.close(res))));
+  m6.sync();
+  await settle();
+  (r.dual as Record<string, unknown>).reopened6 = await tryConnect(41012, "::1");
+  (r.dual as Record<string, unknown>).reopenLogged = logs.some((l) => l.includes("41012") && l.includes("opened after failing"));
+  m6.close();
+  for (const b of blockers) b.close();
+  (r.dual as Record<string, unknown>).afterClose = ports();
   process.stdout.write(JSON.stringify(r) + "\n");
   process.exit(0);
 })();

@@ -4,7 +4,9 @@
  * protocol without a handler or a UDP listener, stale entries (a dead agent's) removed, ports announced by
  * a proxy with its own sockets kept. Real transparent sockets (root), in a network namespace of its own
  * so that its ports never meet another test's. A connection to the proxy port itself (not redirected) is
- * closed without reaching a handler. Redirected connections are covered by tests/agent/e2e-l7.test.ts.
+ * closed without reaching a handler. Dual stack: an IPv4 and an IPv6 listener per port, a family that
+ * cannot open logged and counted once and retried, the port announced while either family listens.
+ * Redirected connections are covered by tests/agent/e2e-l7.test.ts and (IPv6) e2e-ipv6.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelSuite } from "../../datapath/index.ts";
@@ -39,6 +41,17 @@ describe.skipIf(suite.skip)("proxy manager: ProxyListeners names exactly the por
       announcedAfterTcpClose: [41004],
       afterWithdraw: [],
       afterClose: [],
+      dual: {
+        announced: [41011, 41012],
+        errors: ["IPv4", "IPv6", "IPv6"],
+        v6FailLogged: 1,
+        direct6: "closed",
+        direct4: "closed",
+        blocked6: "open",
+        reopened6: "closed",
+        reopenLogged: true,
+        afterClose: [],
+      },
     });
   }, 60_000);
 
