@@ -6,7 +6,7 @@
 // once per identity and shared by its endpoints equals every endpoint's policy computed on its own.
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { buildRules, clusterFromManifests, compilePolicy, parseManifests, PolicyCompiler, type CompiledPolicy } from "./index.ts";
+import { buildRules, clusterFromManifests, compilePolicy, parseManifests, PolicyCompiler, type CompiledPolicy, type EndpointPolicy } from "./index.ts";
 
 type GPod = { ns: string; labels: Record<string, string>; port?: number };
 type GPeer = { ep: Record<string, string> } | { entity: "world" | "cluster" | "all" } | { cidr: string };
@@ -99,6 +99,7 @@ describe("incremental compile", () => {
         const policies = new Map<number, GPolicy>();
         const compiler = new PolicyCompiler();
         let previous: CompiledPolicy | undefined;
+        let handedBefore: Map<string, { ep: EndpointPolicy; text: string }> | undefined;
         for (const ch of [undefined, ...changes]) {
           if (ch?.op === "policy") policies.set(ch.name, ch.policy);
           else if (ch?.op === "delete-policy") policies.delete(ch.name);
@@ -116,6 +117,22 @@ describe("incremental compile", () => {
             const names = new Set([...previous.endpoints.keys(), ...full.endpoints.keys()]);
             for (const ep of names) if (endpointView(previous, ep) !== endpointView(full, ep)) expect(inc.changedEndpoints).toContain(ep);
           } else expect(inc.changedEndpoints.size).toBe(full.endpoints.size);
+          // Objects handed out again are never stale: the previous compile's lists were not changed since,
+          // and an endpoint gets its previous list or EndpointPolicy object back only when its entries
+          // (cookies and proxy ports included) are those of the previous compile.
+          if (handedBefore) {
+            for (const [name, was] of handedBefore) {
+              expect(JSON.stringify(was.ep)).toBe(was.text);
+              const now = inc.policy.endpoints.get(name);
+              if (!now) continue;
+              if (now.entries === was.ep.entries || now === was.ep) expect(JSON.stringify(now)).toBe(was.text);
+              if (JSON.stringify(full.endpoints.get(name)) !== was.text) {
+                expect(now).not.toBe(was.ep);
+                expect(now.entries).not.toBe(was.ep.entries);
+              }
+            }
+          }
+          handedBefore = new Map([...inc.policy.endpoints].map(([k, ep]) => [k, { ep, text: JSON.stringify(ep) }]));
           previous = full;
         }
       }),
@@ -139,6 +156,17 @@ describe("incremental compile", () => {
     expect([...second.recomputedIdentities]).toEqual([a]);
     expect([...second.changedEndpoints].sort()).toEqual(["n0/p0", "n0/p3"]);
     expect(second.policy.endpoints.get("n0/p0")!.entries.some((e) => e.key.port === 443)).toBe(true);
+    // The endpoints the change did not touch get the same objects back (consumers' caches keyed by them
+    // keep serving), the changed ones new ones.
+    for (const ep of ["n0/p1", "n0/p2", "n0/p4", "n0/p5"]) expect(second.policy.endpoints.get(ep)).toBe(first.policy.endpoints.get(ep));
+    for (const ep of ["n0/p0", "n0/p3"]) {
+      expect(second.policy.endpoints.get(ep)).not.toBe(first.policy.endpoints.get(ep));
+      expect(second.policy.endpoints.get(ep)!.entries).not.toBe(first.policy.endpoints.get(ep)!.entries);
+    }
+    // Back to the first version: the identity's policy is computed again, so it is a new list again.
+    const third = run(pol(80));
+    expect(third.policy.endpoints.get("n0/p0")!.entries).not.toBe(second.policy.endpoints.get("n0/p0")!.entries);
+    expect(third.policy.endpoints.get("n0/p0")!.entries).toEqual(first.policy.endpoints.get("n0/p0")!.entries);
   });
 
   it("computes an identity's policy once for its endpoints with the same result as each endpoint on its own", () => {

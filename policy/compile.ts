@@ -371,6 +371,32 @@ interface Template {
   warnings: PolicyError[];
 }
 
+/** What one endpoint was handed by a compile: kept by the compiler to hand the same objects out again. */
+interface Handed {
+  tmpl: Template;
+  /** First proxy port of the endpoint's redirects (0 without redirects). */
+  base: number;
+  ep: EndpointPolicy;
+}
+
+/** A template's entries for one endpoint: proxy ports from `base` (none when undefined), cookies given. */
+function handOut(tmpl: Template, base: number | undefined, cookies: number[]): MapStateEntry[] {
+  return tmpl.entries.map((e, i) => ({
+    key: { ...e.key },
+    deny: e.deny,
+    proxyPort: e.proxyPort && base !== undefined ? base + e.proxyPort - 1 : 0,
+    proxyPortPriority: e.proxyPortPriority,
+    provenance: e.provenance,
+    cookie: cookies[i]!,
+  }));
+}
+
+function sameCookies(entries: MapStateEntry[], cookies: number[]): boolean {
+  if (entries.length !== cookies.length) return false;
+  for (let i = 0; i < cookies.length; i++) if (entries[i]!.cookie !== cookies[i]) return false;
+  return true;
+}
+
 export interface CompileResult {
   policy: CompiledPolicy;
   /** Endpoints ("ns/name", or INIT_ENDPOINT) whose policy may differ from the previous compile of this
@@ -403,7 +429,8 @@ export class PolicyCompiler {
   private ruleKeyOf = new WeakMap<InternalRule, number>();
   private nextVersion = 1;
   private nextSeq = 1;
-  private fingerprints = new Map<string, string>();
+  /** What each endpoint was handed at the previous compile (see Handed). */
+  private handed = new Map<string, Handed>();
   private layout?: ReturnType<typeof endpointLayout>;
   private identities?: { cluster: ClusterModel; cidrKey: string; table: IdentityTable };
 
@@ -500,13 +527,13 @@ export class PolicyCompiler {
     const ctx: TemplateContext = { cluster, t, fqdn, podsOfIdentity, expanded, resolve, max, allowLocalhost: opts.allowLocalhost ?? true };
     const used = new Map<string, Template>();
     const recomputed = new Set<number>();
-    const fingerprints = new Map<string, string>();
     const changed = new Set<string>();
+    // Per endpoint, in endpoint order: its name, identity, template and first proxy port.
+    const epNames: string[] = [];
+    const epIdentities: number[] = [];
     const ofEndpoint: Template[] = [];
-    const proxyBase = new Map<string, number>();
+    const epBases: number[] = [];
     const needsPodOf = new Map<number, boolean>();
-    const shared = new Map<Template, MapStateEntry[]>();
-    const numbered = new Set<MapStateEntry[]>();
     // An endpoint whose labels are not known yet carries reserved:init; the simulator places one per node.
     const initEndpoint: PodModel = { namespace: "", name: "", labels: {}, containerPorts: [] };
     for (let i = 0; i <= pods.length; i++) {
@@ -534,7 +561,6 @@ export class PolicyCompiler {
       }
       const base = nextProxy;
       nextProxy += tmpl.listeners.length;
-      if (tmpl.listeners.length) proxyBase.set(name, base);
       tmpl.listeners.forEach((l, i) => proxies.set(base + i, { ...l, proxyPort: base + i, endpoint: name, rules: l.rules.map((r) => ({ ...r, identities: [...r.identities] })) }));
       for (const c of tmpl.conflicts) errors.push(new PolicyL7ConflictError(name, c.direction, c.port, c.kinds));
       for (const w of tmpl.warnings)
@@ -543,19 +569,16 @@ export class PolicyCompiler {
           warnings.push(w);
         }
       if (tmpl.budget) errors.push(new PolicyBudgetError(name, tmpl.budget.entries, max, tmpl.budget.policies));
-      // Endpoints of one template without redirects have equal entries: one array serves them all.
-      let entries = tmpl.listeners.length ? undefined : shared.get(tmpl);
-      if (!entries) {
-        entries = tmpl.entries.map((e) => ({ key: { ...e.key }, deny: e.deny, proxyPort: e.proxyPort ? base + e.proxyPort - 1 : 0, proxyPortPriority: e.proxyPortPriority, provenance: e.provenance, cookie: 0 }));
-        if (!tmpl.listeners.length) shared.set(tmpl, entries);
-      }
-      endpoints.set(name, { endpoint: name, identity, enforced: { ...tmpl.enforced }, entries });
+      epNames.push(name);
+      epIdentities.push(identity);
       ofEndpoint.push(tmpl);
+      epBases.push(base);
     }
     // Host endpoints: one per node, selected by the host rules (nodeSelector) alone (cilium/cilium
     // pkg/policy/rule.go: a node selector selects only the host endpoint, an endpoint selector never does).
     const hostEndpoints = new Map<string, EndpointPolicy>();
     const ofHost: Template[] = [];
+    const hostNames: string[] = [];
     const hostRules = rules.filter((ir) => ir.host);
     for (const node of cluster.nodes ?? []) {
       const labels = hostEndpointLabels(node);
@@ -568,40 +591,76 @@ export class PolicyCompiler {
           warnings.push(w);
         }
       if (tmpl.budget) errors.push(new PolicyBudgetError(`host ${node.name}`, tmpl.budget.entries, max, tmpl.budget.policies));
-      const entries = tmpl.entries.map((e) => ({ key: { ...e.key }, deny: e.deny, proxyPort: 0, proxyPortPriority: e.proxyPortPriority, provenance: e.provenance, cookie: 0 }));
-      hostEndpoints.set(node.name, { endpoint: `host ${node.name}`, identity: ID_HOST, enforced: { ...tmpl.enforced }, entries });
       ofHost.push(tmpl);
+      hostNames.push(node.name);
     }
     // Cookies: one per distinct provenance set, numbered in endpoint and key order (host endpoints last).
+    // Endpoints of one template have the same provenance sets, so each template is numbered once.
     const provenance = new Map<number, Provenance[]>();
     const cookieOf = new Map<string, number>();
-    const numberCookies = (ep: EndpointPolicy, tmpl: Template) => {
-      if (numbered.has(ep.entries)) return;
-      numbered.add(ep.entries);
-      ep.entries.forEach((e, i) => {
-        const sig = tmpl.sigs[i]!;
+    const cookiesOf = new Map<Template, number[]>();
+    const numberCookies = (tmpl: Template): number[] => {
+      let cookies = cookiesOf.get(tmpl);
+      if (cookies) return cookies;
+      cookies = tmpl.sigs.map((sig, i) => {
         let c = cookieOf.get(sig);
         if (c === undefined) {
           c = cookieOf.size + 1;
           cookieOf.set(sig, c);
-          provenance.set(c, e.provenance);
+          provenance.set(c, tmpl.entries[i]!.provenance);
         }
-        e.cookie = c;
+        return c;
       });
+      cookiesOf.set(tmpl, cookies);
+      return cookies;
     };
-    let n = 0;
-    for (const ep of endpoints.values()) {
-      const tmpl = ofEndpoint[n++]!;
-      numberCookies(ep, tmpl);
+    for (const tmpl of ofEndpoint) numberCookies(tmpl);
+    for (const tmpl of ofHost) numberCookies(tmpl);
+    // The endpoints' entries. An endpoint whose template, proxy ports and cookies are those of the previous
+    // compile gets the same array and EndpointPolicy object as then (handed-out entries are never changed),
+    // so a consumer's caches keyed by those objects (whatif's verdict halves and encoded entries) keep
+    // serving the identities an edit did not touch. Endpoints of one template without redirects have equal
+    // entries: one array serves them all.
+    const shared = new Map<Template, MapStateEntry[]>();
+    const handed = this.handed;
+    const seen = new Set<string>();
+    for (let i = 0; i < ofEndpoint.length; i++) {
+      const name = epNames[i]!;
+      const tmpl = ofEndpoint[i]!;
+      const redirects = tmpl.listeners.length > 0;
+      const base = redirects ? epBases[i]! : 0;
+      const cookies = cookiesOf.get(tmpl)!;
+      const prev = handed.get(name);
+      const same = prev !== undefined && prev.tmpl === tmpl && prev.base === base;
       // Cookies are numbered over the whole cluster, so one change can renumber many; a consumer that
       // needs stable numbers maps them by provenance (the agent does), so they are not part of the change.
-      const fp = `${tmpl.seq}|${tmpl.listeners.length ? (proxyBase.get(ep.endpoint) ?? 0) : 0}`;
-      fingerprints.set(ep.endpoint, fp);
-      if (this.fingerprints.get(ep.endpoint) !== fp) changed.add(ep.endpoint);
+      if (!same) changed.add(name);
+      let entries = redirects ? undefined : shared.get(tmpl);
+      if (!entries) {
+        entries = same && sameCookies(prev.ep.entries, cookies) ? prev.ep.entries : handOut(tmpl, base, cookies);
+        if (!redirects) shared.set(tmpl, entries);
+      }
+      let ep: EndpointPolicy;
+      if (same && prev.ep.entries === entries) ep = prev.ep;
+      else {
+        ep = { endpoint: name, identity: epIdentities[i]!, enforced: { ...tmpl.enforced }, entries };
+        if (prev) {
+          prev.tmpl = tmpl;
+          prev.base = base;
+          prev.ep = ep;
+        } else handed.set(name, { tmpl, base, ep });
+      }
+      endpoints.set(name, ep);
+      seen.add(name);
     }
-    [...hostEndpoints.values()].forEach((ep, i) => numberCookies(ep, ofHost[i]!));
-    for (const k of this.fingerprints.keys()) if (!fingerprints.has(k)) changed.add(k);
-    this.fingerprints = fingerprints;
+    if (handed.size > seen.size)
+      for (const k of handed.keys())
+        if (!seen.has(k)) {
+          changed.add(k);
+          handed.delete(k);
+        }
+    // Host endpoints have no proxy redirects (their listeners are not handed out).
+    ofHost.forEach((tmpl, i) => hostEndpoints.set(hostNames[i]!, { endpoint: `host ${hostNames[i]}`, identity: ID_HOST, enforced: { ...tmpl.enforced }, entries: handOut(tmpl, undefined, cookiesOf.get(tmpl)!) }));
     this.templates = used;
     this.others = others;
     this.cache.retain(usedSelectors);

@@ -48,35 +48,71 @@ export function compileClusterPolicy(c: SimCluster, diag?: Diagnostics, fqdn?: F
  */
 export class IncrementalClusterPolicy {
   private readonly compiler = new PolicyCompiler();
-  /** Each policy's translation by its text; only translations without problems or warnings are kept,
-   * since those messages name the file and line the object came from. */
-  private translated = new Map<string, RuleSet>();
+  /**
+   * Translations by policy name: the last few versions of each object translated under that name (whatif's
+   * edits are each relative to one before state, so a policy alternates between its before and edited
+   * versions), each found again by comparing contents, which builds no text. Only translations without
+   * problems or warnings are kept, since those messages name the file and line the object came from.
+   */
+  private translated = new Map<string, { o: ManifestObject; set: RuleSet }[]>();
+  /** The cluster name and translation options the kept translations were made with. */
+  private optionsText = "";
 
   compile(c: SimCluster, diag?: Diagnostics): CompiledPolicy {
     const opts = ruleOptions(c, diag);
+    const optionsText = JSON.stringify([c.config.clusterName, opts]);
+    if (optionsText !== this.optionsText) {
+      this.translated.clear();
+      this.optionsText = optionsText;
+    }
     const set: RuleSet = { rules: [], problems: [], warnings: [], applied: [], refused: [] };
-    const next = new Map<string, RuleSet>();
     for (const o of c.policies) {
-      const text = policyText(o, c.config.clusterName, opts);
-      let one = next.get(text) ?? this.translated.get(text);
-      if (!one) one = buildRules([o], c.config.clusterName, opts);
-      if (!one.problems.length && !one.warnings.length) next.set(text, one);
+      let versions = this.translated.get(o.metadata.name);
+      let one = versions?.find((v) => samePolicy(v.o, o))?.set;
+      if (!one) {
+        one = buildRules([o], c.config.clusterName, opts);
+        if (!one.problems.length && !one.warnings.length) {
+          if (!versions) this.translated.set(o.metadata.name, (versions = []));
+          versions.unshift({ o, set: one });
+          if (versions.length > KEPT_VERSIONS) versions.pop();
+        }
+      }
       set.rules.push(...one.rules);
       set.problems.push(...one.problems);
       set.warnings.push(...one.warnings);
       set.applied.push(...one.applied);
       set.refused.push(...one.refused);
     }
-    // Translations of policies left out are kept too (the next version may bring them back: whatif's
-    // edits are each relative to one before state), until they outnumber the live ones.
-    if (this.translated.size > 2 * next.size + 64) this.translated = next;
-    else for (const [k, v] of next) this.translated.set(k, v);
+    // Names of policies left out keep their translations too (the next version may bring them back),
+    // until they outnumber the live ones.
+    if (this.translated.size > 2 * c.policies.length + 64) this.translated.clear();
     settleRules(set, diag);
     return settleCompiled(this.compiler.compile(c.model, set.rules).policy, diag);
   }
 }
 
-/** What a policy's translation depends on, as text. */
-function policyText(o: ManifestObject, clusterName: string, opts: object): string {
-  return JSON.stringify([clusterName, opts, o.kind, o.apiVersion, o.metadata, o.raw]);
+/** Versions of one policy whose translations are kept. */
+const KEPT_VERSIONS = 4;
+
+/** True when two policy objects translate alike (same kind, apiVersion, metadata and contents). */
+function samePolicy(a: ManifestObject, b: ManifestObject): boolean {
+  return a === b || (a.kind === b.kind && a.apiVersion === b.apiVersion && jsonEqual(a.metadata, b.metadata) && jsonEqual(a.raw, b.raw));
+}
+
+/** Structural equality of two JSON-like values (manifest contents), without building text. */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  // Keys walked with for-in rather than listed with Object.keys: whatif compares every object of each
+  // edit (thousands of small records), and the key arrays were most of what it allocated.
+  let na = 0;
+  for (const k in a) {
+    if (!Object.hasOwn(a, k)) continue;
+    na++;
+    if (!Object.hasOwn(b, k) || !jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  }
+  let nb = 0;
+  for (const k in b) if (Object.hasOwn(b, k)) nb++;
+  return na === nb;
 }

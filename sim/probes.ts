@@ -13,6 +13,9 @@ import { buildFrame, TCP_FLAGS, type FrameSpec } from "./packets.ts";
 import { FlowPlayer } from "./flow-player.ts";
 
 const NO_ENTRIES: MapStateEntry[] = [];
+
+/** Reasons of probe results already explained (Probes.probeReason): by result, then by endpoint. */
+export type ReasonMemo = WeakMap<RunResult, Map<string, string>>;
 const POLICY_SPEC = MAP_SPECS.Policy as MapSpec;
 
 export class Probes extends FlowPlayer {
@@ -139,14 +142,28 @@ export class Probes extends FlowPlayer {
     return retargetIpv4(this.probeTemplate.frame, dst.ip);
   }
 
-  /** One sentence for a probe result: which direction decided and the rules behind the entry. */
-  probeReason(src: SimPod, dst: SimPod, p: { allowed: boolean; egress: RunResult; ingress?: RunResult }): string {
-    const e = this.outcome(src.node, "egress", p.egress.trace, p.egress, src.key);
-    if (p.egress.verdict === C.CTX_ACT_DROP) return `egress at ${src.key}: ${e.reason}`;
-    if (!p.ingress) return `egress at ${src.key}: ${e.reason}`;
-    const i = this.outcome(dst.node, "ingress", p.ingress.trace, p.ingress, dst.key);
-    if (p.ingress.verdict === C.CTX_ACT_DROP) return `ingress at ${dst.key}: ${i.reason}`;
-    return `egress at ${src.key}: ${e.reason}; ingress at ${dst.key}: ${i.reason}`;
+  /**
+   * One sentence for a probe result: which direction decided and the rules behind the entry. `memo` keeps
+   * each direction's reason by run result and endpoint, for a caller that explains many pairs with shared
+   * results (whatif); it must not outlive the policy the results were run under.
+   */
+  probeReason(src: SimPod, dst: SimPod, p: { allowed: boolean; egress: RunResult; ingress?: RunResult }, memo?: ReasonMemo): string {
+    const e = this.directionReason(src.node, "egress", p.egress, src.key, memo);
+    if (p.egress.verdict === C.CTX_ACT_DROP) return `egress at ${src.key}: ${e}`;
+    if (!p.ingress) return `egress at ${src.key}: ${e}`;
+    const i = this.directionReason(dst.node, "ingress", p.ingress, dst.key, memo);
+    if (p.ingress.verdict === C.CTX_ACT_DROP) return `ingress at ${dst.key}: ${i}`;
+    return `egress at ${src.key}: ${e}; ingress at ${dst.key}: ${i}`;
+  }
+
+  private directionReason(node: string, direction: "ingress" | "egress", r: RunResult, endpoint: string, memo: ReasonMemo | undefined): string {
+    if (!memo) return this.outcome(node, direction, r.trace, r, endpoint).reason;
+    let byEndpoint = memo.get(r);
+    if (!byEndpoint) memo.set(r, (byEndpoint = new Map()));
+    // The endpoint names its node, and a result is one direction's.
+    let reason = byEndpoint.get(endpoint);
+    if (reason === undefined) byEndpoint.set(endpoint, (reason = this.outcome(node, direction, r.trace, r, endpoint).reason));
+    return reason;
   }
 }
 

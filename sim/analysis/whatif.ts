@@ -15,11 +15,12 @@
 import { allocationOf, POLICY_KINDS as CLUSTER_POLICY_KINDS, type BuildOptions, type FlowProtocol, type FlowSpec, type SimPod } from "../../node/cluster.ts";
 import { SimError } from "../../node/errors.ts";
 import { isIpv6 } from "../../host/ip.ts";
-import { Diagnostics, INIT_ENDPOINT, type CompiledPolicy, type ManifestObject, type MapStateEntry } from "../../policy/index.ts";
+import { Diagnostics, INIT_ENDPOINT, type CompiledPolicy, type EndpointPolicy, type ManifestObject, type MapStateEntry, type Provenance } from "../../policy/index.ts";
 import { loadFrom, type Loaded } from "../load.ts";
-import { IncrementalClusterPolicy } from "../policy.ts";
+import { IncrementalClusterPolicy, jsonEqual } from "../policy.ts";
 import { objectKey } from "../manifests.ts";
 import type { FlowResult, Simulation } from "../simulator.ts";
+import type { ReasonMemo } from "../probes.ts";
 import { changeProbes, probeSourcePort, type Probe } from "./probes.ts";
 import { Halves, knownHalves, reachProber, verdictCode, type KnownHalves, type Verdict } from "./reach.ts";
 
@@ -95,24 +96,6 @@ function onlyPoliciesChanged(a: ManifestObject[] | string[], b: ManifestObject[]
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
-/** Structural equality of two JSON-like values (manifest contents), without building text. */
-function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  // Keys walked with for-in rather than listed with Object.keys: a session compares every non-policy
-  // object of each edit (thousands of small records), and the key arrays were most of what it allocated.
-  let na = 0;
-  for (const k in a) {
-    if (!Object.hasOwn(a, k)) continue;
-    na++;
-    if (!Object.hasOwn(b, k) || !jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
-  }
-  let nb = 0;
-  for (const k in b) if (Object.hasOwn(b, k)) nb++;
-  return na === nb;
-}
-
 /** The namespace an object lives in, as buildCluster implies it (undefined for cluster-scoped kinds). */
 function impliedNamespace(o: ManifestObject): string | undefined {
   if (o.kind === "Namespace") return o.metadata.name;
@@ -174,6 +157,109 @@ function onlyEntriesDiffer(a: CompiledPolicy, b: CompiledPolicy, pods: SimPod[],
   return JSON.stringify(a.cidrIdentities) === JSON.stringify(b.cidrIdentities) && proxies(a) === proxies(b) && entriesText(a, INIT_ENDPOINT) === entriesText(b, INIT_ENDPOINT);
 }
 
+/** A provenance set as text (compiled provenance lists are sorted, so equal sets have equal text). */
+function provenanceText(provs: Provenance[]): string {
+  let t = "";
+  for (const p of provs) t += `${p.kind}|${p.namespace}|${p.name}|${p.ruleIndex}|${p.element}|${p.peer}\n`;
+  return t;
+}
+
+/**
+ * Compiled policies of a session's edits in the before state's cookie numbering. A compile numbers the
+ * distinct provenance sets over the whole cluster in endpoint order (policy/compile.ts), so an edit that
+ * adds a set early renumbers the entries of every endpoint after it, although their rules are the same.
+ * Cookies only name rules: the datapath's verdict does not depend on their values, and explanations read
+ * them through the policy's provenance map. So the comparison renumbers the after state as the agent does
+ * (stable by provenance): each set keeps the before state's number, a set new to the session gets a number
+ * of its own, and an endpoint whose entries are then the before state's gets the before state's objects —
+ * which every per-list cache of the session (verdict halves, encoded entries, explanation runs) knows, and
+ * which need no rewrite for an explanation. Results are kept by the compiled objects, which the session's
+ * compiler hands out again while they stay the same (compiled objects are not changed once handed out).
+ */
+class Renumbering {
+  /** Provenance set text → cookie: the before state's, then the sets met since. */
+  private readonly bySet = new Map<string, number>();
+  private readonly byList = new WeakMap<Provenance[], number>();
+  private next = 1;
+  /** cookie → provenance, for every number handed out (the before state's map, extended). */
+  private readonly provenance: Map<number, Provenance[]>;
+  private readonly lists = new WeakMap<MapStateEntry[], MapStateEntry[]>();
+  private readonly endpoints = new WeakMap<EndpointPolicy, EndpointPolicy>();
+
+  constructor(private readonly before: CompiledPolicy) {
+    this.provenance = new Map(before.provenance);
+    for (const [c, provs] of before.provenance) {
+      this.bySet.set(provenanceText(provs), c);
+      this.byList.set(provs, c);
+      if (c >= this.next) this.next = c + 1;
+    }
+  }
+
+  /** Provenance sets numbered. */
+  get size(): number {
+    return this.bySet.size;
+  }
+
+  /** `p` in the before state's numbering: the same compiled policy but for cookies and their provenance map. */
+  policy(p: CompiledPolicy): CompiledPolicy {
+    const endpoints = new Map<string, EndpointPolicy>();
+    for (const [name, ep] of p.endpoints) endpoints.set(name, this.endpoint(ep, this.before.endpoints.get(name)));
+    const hostEndpoints = new Map<string, EndpointPolicy>();
+    for (const [name, ep] of p.hostEndpoints) hostEndpoints.set(name, this.endpoint(ep, this.before.hostEndpoints.get(name)));
+    return { ...p, endpoints, hostEndpoints, provenance: this.provenance };
+  }
+
+  private cookieOf(provs: Provenance[]): number {
+    let c = this.byList.get(provs);
+    if (c === undefined) {
+      const t = provenanceText(provs);
+      c = this.bySet.get(t);
+      if (c === undefined) {
+        this.bySet.set(t, (c = this.next++));
+        this.provenance.set(c, provs);
+      }
+      this.byList.set(provs, c);
+    }
+    return c;
+  }
+
+  /** `ep` renumbered; the before state's object (`was`) when that is what it becomes. */
+  private endpoint(ep: EndpointPolicy, was: EndpointPolicy | undefined): EndpointPolicy {
+    let out = this.endpoints.get(ep);
+    if (out) return out;
+    let entries = this.lists.get(ep.entries);
+    if (!entries) {
+      entries = was && this.equalRenumbered(was.entries, ep.entries) ? was.entries : this.renumbered(ep.entries);
+      this.lists.set(ep.entries, entries);
+    }
+    if (was && was.entries === entries && was.endpoint === ep.endpoint && was.identity === ep.identity && was.enforced.ingress === ep.enforced.ingress && was.enforced.egress === ep.enforced.egress) out = was;
+    else out = entries === ep.entries ? ep : { ...ep, entries };
+    this.endpoints.set(ep, out);
+    return out;
+  }
+
+  /** True when `b` renumbered is `a` (provenance follows from the cookie). */
+  private equalRenumbered(a: MapStateEntry[], b: MapStateEntry[]): boolean {
+    if (a === b) return true;
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i]!;
+      const y = b[i]!;
+      const k = x.key;
+      const l = y.key;
+      if (k.direction !== l.direction || k.identity !== l.identity || k.protocol !== l.protocol || k.port !== l.port || k.portPrefix !== l.portPrefix) return false;
+      if (x.deny !== y.deny || x.proxyPort !== y.proxyPort || x.proxyPortPriority !== y.proxyPortPriority || x.cookie !== this.cookieOf(y.provenance)) return false;
+    }
+    return true;
+  }
+
+  private renumbered(entries: MapStateEntry[]): MapStateEntry[] {
+    let same = true;
+    for (const e of entries) if (this.cookieOf(e.provenance) !== e.cookie) same = false;
+    return same ? entries : entries.map((e) => ({ ...e, cookie: this.cookieOf(e.provenance) }));
+  }
+}
+
 /**
  * whatif against one loaded "before" state kept in one simulation, for answers in milliseconds when the
  * same cluster is asked about many edits (an editor loop, a pre-merge check of several changes).
@@ -211,6 +297,11 @@ export class WhatifSession {
   private readonly namespaces: string;
   /** Versions built by load on the before state's cluster: they differ from it in policies alone. */
   private readonly policyOnly = new WeakSet<Loaded>();
+  /** Edits' compiled policies in the before state's cookie numbering. */
+  private renumbering: Renumbering;
+  /** The explanations' numbering of entry lists: by text, and by list object (see compare). */
+  private listIds = new Map<string, number>();
+  private listNumbers = new WeakMap<MapStateEntry[], number>();
 
   private constructor(
     readonly loaded: Loaded,
@@ -229,7 +320,10 @@ export class WhatifSession {
     this.namespaces = loaded.cluster.namespaces.map((n) => n.name).join("/");
     // The before state once through the session's compiler (its diagnostics were reported when it was
     // loaded): later versions recompute only what their changed policies touch.
-    this.policies.compile(loaded.cluster, new Diagnostics(strict, () => {}));
+    // Its result renumbered once (see Renumbering): the provenance sets and lists an edit shares with the
+    // before state are then known from the first edit on.
+    this.renumbering = new Renumbering(loaded.policy);
+    this.renumbering.policy(this.policies.compile(loaded.cluster, new Diagnostics(strict, () => {})));
   }
 
   /**
@@ -329,14 +423,24 @@ export class WhatifSession {
     const before = this.loaded;
     const probes = probesIn.length ? probesIn : changeProbes(before, after);
     const policyOnly = this.policyOnly.has(after) || onlyPoliciesChanged(this.nonPolicy.length ? this.nonPolicy : before.objects, after.objects);
-    if (!policyOnly || !onlyEntriesDiffer(before.policy, after.policy, this.pods, this.sameIdentities)) return computeFull(before, after, this.simulate, probes);
+    if (!policyOnly) return computeFull(before, after, this.simulate, probes);
+    if (this.renumbering.size > 2 * before.policy.provenance.size + 4096) {
+      // A long session that met many provenance sets starts its numbering (and what depends on it) again.
+      this.renumbering = new Renumbering(before.policy);
+      this.listIds = new Map();
+      this.listNumbers = new WeakMap();
+    }
+    // The after state in the before state's cookie numbering: cookies only name rules, and the answer
+    // reads them only through the policy's provenance (see Renumbering).
+    const afterPolicy = this.renumbering.policy(after.policy);
+    if (!onlyEntriesDiffer(before.policy, afterPolicy, this.pods, this.sameIdentities)) return computeFull(before, after, this.simulate, probes);
     const sim = this.sim;
     const n = this.pods.length;
     // The before state's halves (prepared when the session opened) and the after state's, numbered in the
     // same tables: a list means the same entries in both, and a half the datapath decided in one state is
     // known in the other.
     const halvesBefore = (this.halvesBefore ??= new Halves(sim, this.pods));
-    const halvesAfter = halvesBefore.derive(after.policy, this.pods);
+    const halvesAfter = halvesBefore.derive(afterPolicy, this.pods);
     // Endpoints whose verdict-relevant entries change (an egress or ingress list, cookies and proxy port
     // numbers aside): only pairs with one of these at an end are probed, with these endpoints' entries
     // rewritten to the after state. Cookies only name rules, so the other ends of the pairs that change are
@@ -403,7 +507,7 @@ export class WhatifSession {
     const afterBy = new Map<Probe, Side>();
     let rewrite = changedIdx.map((i) => this.pods[i]!.key);
     sim.forgetConnections();
-    sim.replaceEndpointPolicy(after.policy, rewrite);
+    sim.replaceEndpointPolicy(afterPolicy, rewrite);
     try {
       // After: the rewritten state. Only pairs with a changed endpoint at an end can differ: the rows of
       // the changed sources, and the changed columns of the other rows.
@@ -443,19 +547,27 @@ export class WhatifSession {
     // ports included), the two identities and families, whether the pods share a node and whether it is one
     // pod; pairs alike in all of these share one run, and each gets its own sentence from it. Host-networked
     // pods are run every time.
-    const listIds = new Map<string, number>();
+    // Entry lists numbered by their text (cookies and proxy ports included) in tables the session keeps:
+    // compiled lists are not changed once handed out, and an edit hands out the before state's lists for
+    // the endpoints it leaves unchanged (see the constructor), so most are numbered once per session.
+    if (this.listIds.size > 4 * n + 1024) {
+      this.listIds = new Map();
+      this.listNumbers = new WeakMap();
+    }
+    const { listIds, listNumbers } = this;
     const explainer = (policy: CompiledPolicy) => {
       const runs = new Map<string, ReturnType<Simulation["probe"]>>();
-      const lists = new WeakMap<object, number>();
+      // Pairs that share a run share each direction's reason too (per endpoint: it names the endpoint).
+      const reasons: ReasonMemo = new WeakMap();
       const listOf = (key: string) => {
         const ep = policy.endpoints.get(key);
         if (!ep) return -1;
-        let l = lists.get(ep.entries);
+        let l = listNumbers.get(ep.entries);
         if (l === undefined) {
           const t = entriesListText(ep.entries);
           l = listIds.get(t);
           if (l === undefined) listIds.set(t, (l = listIds.size));
-          lists.set(ep.entries, l);
+          listNumbers.set(ep.entries, l);
         }
         return l;
       };
@@ -466,17 +578,17 @@ export class WhatifSession {
           r = sim.probe(c.s, c.d, c.probe.port, c.probe.protocol, probeSourcePort(c.probe.port) + 2);
           if (k !== undefined) runs.set(k, r);
         }
-        return { allowed: r.allowed, reason: sim.probeReason(c.s, c.d, r) };
+        return { allowed: r.allowed, reason: sim.probeReason(c.s, c.d, r, reasons) };
       };
     };
     const ends = new Set(candidates.flatMap((c) => [c.s.key, c.d.key]));
     for (const i of changedIdx) ends.delete(this.pods[i]!.key);
-    rewrite = [...rewrite, ...[...ends].filter((k) => !this.sameEntries(after.policy, k))];
+    rewrite = [...rewrite, ...[...ends].filter((k) => !this.sameEntries(afterPolicy, k))];
     sim.forgetConnections();
-    sim.replaceEndpointPolicy(after.policy, rewrite);
+    sim.replaceEndpointPolicy(afterPolicy, rewrite);
     let afterX: { allowed: boolean; reason: string }[];
     try {
-      afterX = candidates.map(explainer(after.policy));
+      afterX = candidates.map(explainer(afterPolicy));
     } finally {
       sim.forgetConnections();
       sim.replaceEndpointPolicy(before.policy, rewrite);
