@@ -111,15 +111,35 @@ export class Probes extends FlowPlayer {
   private probeOnce(src: SimPod, dst: SimPod, port: number, proto: FlowProtocol, sport: number): { allowed: boolean; egress: RunResult; ingress?: RunResult } {
     const frame = this.probeFrame(src, dst, port, proto, sport);
     const now = this.now();
+    // With the host firewall on, a packet between a node and another node's pod or host crosses the
+    // network devices, where host policy judges it: toNetwork at a sending node, fromNetwork at a
+    // receiving one (core/host-firewall.ts H2/H3), as the flow player sends it (sim/flow-player.ts);
+    // between a node and its own pods no device is crossed.
+    const hostFw = this.cluster.config.enableHostFirewall && src.node !== dst.node;
     if (src.hostNetwork) {
-      if (dst.hostNetwork) return { allowed: true, egress: fakeOk(frame) };
+      let out = frame;
+      let egress = fakeOk(frame);
+      if (hostFw) {
+        egress = this.nodes.get(src.node)!.dp.run("toNetwork", frame, { now, srcIdentity: 0 });
+        if (egress.verdict === C.CTX_ACT_DROP) return { allowed: false, egress };
+        out = egress.output;
+      }
+      if (dst.hostNetwork) {
+        if (!hostFw) return { allowed: true, egress };
+        const ingress = this.nodes.get(dst.node)!.dp.run("fromNetwork", out, { now, srcIdentity: 0 });
+        return { allowed: ingress.verdict !== C.CTX_ACT_DROP, egress, ingress };
+      }
       const carried = this.identityOfIp(src.ip, dst.node);
-      const ingress = this.nodes.get(dst.node)!.dp.run("toEndpoint", frame, { now, srcIdentity: carried });
-      return { allowed: ingress.verdict !== C.CTX_ACT_DROP, egress: fakeOk(frame), ingress };
+      const ingress = this.nodes.get(dst.node)!.dp.run("toEndpoint", out, { now, srcIdentity: carried });
+      return { allowed: ingress.verdict !== C.CTX_ACT_DROP, egress, ingress };
     }
     const egress = this.nodes.get(src.node)!.dp.run("fromEndpoint", frame, { now, srcIdentity: 0 });
     if (egress.verdict === C.CTX_ACT_DROP) return { allowed: false, egress };
-    if (dst.hostNetwork) return { allowed: true, egress };
+    if (dst.hostNetwork) {
+      if (!hostFw) return { allowed: true, egress };
+      const ingress = this.nodes.get(dst.node)!.dp.run("fromNetwork", egress.output, { now, srcIdentity: 0 });
+      return { allowed: ingress.verdict !== C.CTX_ACT_DROP, egress, ingress };
+    }
     const ingress = egress.tunnel
       ? this.nodes.get(dst.node)!.dp.run("fromOverlay", egress.output, { now, tunnel: this.received(src.node, egress.tunnel) })
       : this.nodes.get(dst.node)!.dp.run("toEndpoint", egress.output, { now, srcIdentity: src.node === dst.node || this.tunnel ? this.identityOfPod(src) : 0 });

@@ -143,8 +143,8 @@ function entriesText(p: CompiledPolicy, key: string): string {
 }
 
 /**
- * True when the two compiled policies differ only in per-endpoint policy entries: same pod identities,
- * CIDR identities, proxy listeners and reserved:init policy. Then the after state is the before state with
+ * True when the two compiled policies differ only in pod endpoints' policy entries: same pod identities,
+ * CIDR identities, proxy listeners, host endpoints' entries and reserved:init policy. Then the after state is the before state with
  * some endpoints' policy-map entries rewritten.
  */
 function onlyEntriesDiffer(a: CompiledPolicy, b: CompiledPolicy, pods: SimPod[], sameIds?: WeakSet<object>): boolean {
@@ -154,6 +154,13 @@ function onlyEntriesDiffer(a: CompiledPolicy, b: CompiledPolicy, pods: SimPod[],
     sameIds?.add(b.identities.podIdentity);
   }
   const proxies = (x: CompiledPolicy) => JSON.stringify([...x.proxies.entries()].sort((m, n) => m[0] - n[0]));
+  // Host policies (nodeSelector) decide the pairs with a host-networked pod at an end, which the delta
+  // does not track per endpoint: an edit that changes a host endpoint's entries is compared whole.
+  if (a.hostEndpoints.size !== b.hostEndpoints.size) return false;
+  for (const [name, ep] of a.hostEndpoints) {
+    const other = b.hostEndpoints.get(name);
+    if (!other || (other.entries !== ep.entries && entriesListText(other.entries) !== entriesListText(ep.entries))) return false;
+  }
   return JSON.stringify(a.cidrIdentities) === JSON.stringify(b.cidrIdentities) && proxies(a) === proxies(b) && entriesText(a, INIT_ENDPOINT) === entriesText(b, INIT_ENDPOINT);
 }
 

@@ -66,6 +66,48 @@ describe("host firewall in trace, check and simulate", () => {
     }
   });
 
+  it("reach and whatif judge host-networked pods on other nodes at the devices, as trace does", () => {
+    // node-1 admits only SSH and sends only DNS: a pod on node-2 cannot reach a host-networked pod of
+    // node-1 on 9100, nor that pod the node-2 pod on 80; node-1's own pod is not subject to either.
+    const dir = mkdtempSync(join(tmpdir(), "ciliate-hostfw-reach-"));
+    try {
+      const pods = [
+        "---\napiVersion: v1\nkind: Pod\nmetadata: { name: hostagent, namespace: web, labels: { app: hostagent } }\nspec:\n  nodeName: node-1\n  hostNetwork: true\n  containers: [{ name: a, image: busybox, ports: [{ containerPort: 9100 }] }]\n",
+        "---\napiVersion: v1\nkind: Pod\nmetadata: { name: client, namespace: web, labels: { app: client } }\nspec:\n  nodeName: node-2\n  containers: [{ name: c, image: busybox, ports: [{ containerPort: 80 }] }]\n",
+      ];
+      writeFileSync(join(dir, "cluster.yaml"), readFileSync("scenarios/host-firewall/cluster.yaml", "utf8") + pods.join(""));
+      writeFileSync(
+        join(dir, "policy.yaml"),
+        "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: { name: host-strict }\nspec:\n  nodeSelector: { matchLabels: { node-access: ssh } }\n  ingress:\n    - toPorts: [{ ports: [{ port: \"22\", protocol: TCP }] }]\n  egress:\n    - toPorts: [{ ports: [{ port: \"53\", protocol: UDP }] }]\n",
+      );
+      const at = (port: string) => json(ciliate("-f", dir, "reach", "-o", "json", "--port", port)).probes[0].matrix;
+      const m9100 = at("9100");
+      const m80 = at("80");
+      const traced = (from: string, to: string, port: string) => json(ciliate("-f", dir, "trace", "-o", "json", "--from", from, "--to", to, "--port", port)).verdict === "allowed";
+      for (const [from, to, port, m] of [
+        ["web/client", "web/hostagent", "9100", m9100],
+        ["web/web-0", "web/hostagent", "9100", m9100],
+        ["web/hostagent", "web/client", "80", m80],
+        ["web/hostagent", "web/web-0", "80", m80],
+      ] as const)
+        expect(m[from][to], `${from} -> ${to}:${port}`).toBe(traced(from, to, port));
+      expect(m9100["web/client"]["web/hostagent"]).toBe(false);
+      expect(m80["web/hostagent"]["web/client"]).toBe(false);
+      expect(m9100["web/web-0"]["web/hostagent"]).toBe(true);
+      // Deleting the host policy opens both directions on both ports; whatif finds them (a host-policy edit is compared whole).
+      const w = json(ciliate("-f", dir, "whatif", "-o", "json", "--port", "9100", "--port", "80", "--delete", "CiliumClusterwideNetworkPolicy/host-strict"));
+      const changed = w.pairs.map((p: any) => `${p.from}>${p.to}:${p.port} ${p.before}->${p.after}`).sort();
+      expect(changed).toEqual([
+        "web/client>web/hostagent:80 denied->allowed",
+        "web/client>web/hostagent:9100 denied->allowed",
+        "web/hostagent>web/client:80 denied->allowed",
+        "web/hostagent>web/client:9100 denied->allowed",
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("the agent needs a --device for the host firewall: one clear line, exit 2", () => {
     const r = ciliate(...SCENARIO, "--enable-host-firewall", "agent", "--node-name", "node-1", "--pod-cidr", "10.244.1.0/24", "--node-ip", NODE_1);
     expect(r.code).toBe(2);
