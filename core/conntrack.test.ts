@@ -1,7 +1,7 @@
 // Unit tests for core/conntrack.ts (ctBuildTuple, ctLookup, ctCreate, ctGc) through the real Conntrack
 // LRU map and Config array (core/maps.ts), under a fake clock. Runs the JavaScript semantics.
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { CT_UNKNOWN_PROTO, ctBuildTuple, ctCreate, ctLookup } from "./conntrack";
+import { CT_UNKNOWN_PROTO, ctBuildTuple, ctCreate, ctLookup, ctLookupOwn } from "./conntrack";
 import { ctGc } from "./runtime/conntrack-gc";
 import { allocStatic, arenaReset } from "./alloc";
 import { memCopy, memFill, read8, read16, read32, read64Lo, write8, write16, write32 } from "./env";
@@ -387,6 +387,21 @@ describe("REPLY / ESTABLISHED detection and state", () => {
     expect(hook(tcp(A, B, 41000, 8080, TCP_ACK), OUT, 3).ct).toBe(CT_ESTABLISHED);
     expect(hook(tcp(A, B, 41000, 8080, TCP_ACK), IN, 3).ct).toBe(CT_ESTABLISHED);
     expect(mapCount(MapId.Conntrack)).toBe(2);
+  });
+
+  it("a load-balanced packet (ctLookupOwn with a rev-NAT index) is looked up forward only, never as a REPLY", () => {
+    // B opened B:8080 → A:41000 towards A (A's IN entry); A's packet back, translated to B:8080 by a
+    // service, finds that entry as its reverse only when it was not load-balanced.
+    hook(tcp(B, A, 8080, 41000, TCP_SYN), IN, 1);
+    const back = tcp(A, B, 41000, 8080, TCP_SYN | TCP_ACK);
+    expect(ctLookupOwn(tuple(back, OUT), INFO, 2, STATE, 0)).toBe(CT_REPLY);
+    const before = read64Lo(entry(tcp(B, A, 8080, 41000, TCP_SYN), IN) + CT_ENTRY_PACKETS);
+    expect(ctLookupOwn(tuple(back, OUT), INFO, 2, STATE, 7)).toBe(CT_NEW);
+    // The reverse entry was not touched by the forward-only lookup.
+    expect(read64Lo(entry(tcp(B, A, 8080, 41000, TCP_SYN), IN) + CT_ENTRY_PACKETS)).toBe(before);
+    // Its own forward entry is found as usual.
+    expect(ctCreate(tuple(back, OUT), INFO, 2, 0, 7, 1, 0)).toBe(0);
+    expect(ctLookupOwn(tuple(tcp(A, B, 41000, 8080, TCP_ACK), OUT), INFO, 3, STATE, 7)).toBe(CT_ESTABLISHED);
   });
 
   it("a reply seen by the same hook that created the entry is not a REPLY", () => {

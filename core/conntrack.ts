@@ -17,7 +17,10 @@
  *      reversed with the hook's flag. A live hit is CT_RELATED, anything else CT_NEW. RELATED hits copy
  *      the state but do not refresh the entry (an error must not keep a dead flow alive).
  *   2. The reversed tuple (TUPLE_F_IN flipped): a live hit is CT_REPLY. Skipped for TUPLE_F_SERVICE
- *      tuples, which Cilium looks up in one scope only.
+ *      tuples, which Cilium looks up in one scope only, and by ctLookupOwn for a packet the caller has just
+ *      load-balanced (revNat != 0): Cilium looks those up in the forward direction only (bpf/bpf_lxc.c
+ *      TAIL_CT_LOOKUP4 sets SCOPE_FORWARD when per-packet LB restored a rev-NAT index), so a service
+ *      packet never counts as a reply, and a new one costs no reverse probe.
  *   3. The tuple as is: a live hit is CT_ESTABLISHED.
  *   4. Otherwise CT_NEW. An entry whose lifetime < now is dead and counts as absent.
  *   5. A TCP SYN without ACK that hits an entry closing on either side (Cilium ct_entry_closing: a FIN
@@ -295,7 +298,7 @@ export function ctLookup(tuple: usize, info: usize, now: u32, state: usize): u32
 
 /**
  * ctLookup for a connection whose reverse-NAT index is `revNat` (0 = not load-balanced): the same
- * outcomes, plus
+ * outcomes, except that a load-balanced packet (revNat != 0) is never CT_REPLY (rule 2), plus
  *   - CT_OTHER: the tuple's live entry (rule 3) carries another reverse-NAT index — another connection's
  *     (rule 6); it is not updated, and `state` holds its contents.
  */
@@ -329,8 +332,8 @@ function ctLookupRev(tuple: usize, info: usize, now: u32, state: usize, revNat: 
   const tcp = read8(tuple + CT_TUPLE_NEXTHDR) == IPPROTO_TCP;
   const tcpFlags: u32 = tcp ? read8(info + PACKET_INFO_TCP_FLAGS) : 0;
 
-  // 2. The reverse direction: a reply to a tracked flow.
-  if (!service) {
+  // 2. The reverse direction: a reply to a tracked flow (not after load balancing).
+  if (!service && !(own && revNat != 0)) {
     tupleKey(key, tuple, true, flipDir(flags));
     const r = liveEntry(key, now);
     if (r != 0) {

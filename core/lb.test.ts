@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { lbDnat, lbFlowHash, lbLookupService, lbRevNat, lbSelectBackend, lbServiceBackend, LB_DNAT_LOOPBACK, LB_REVNAT_NO_ENTRY } from "./lb";
 import { maglevBuild } from "./maglev";
 import { allocStatic } from "./alloc";
-import { read16, read32, write32 } from "./env";
+import { read8, read16, read32, write32 } from "./env";
 import { mapDelete, mapLookup } from "./maps";
 import * as L from "./gen/layout";
 import { BE_STATE_ACTIVE, BE_STATE_TERMINATING, FAMILY_IPV4, FAMILY_IPV6, LB_ALG_MAGLEV, LB_ALG_RANDOM, SVC_F_AFFINITY, TCP_ACK, TCP_SYN } from "./constants";
@@ -79,10 +79,10 @@ const B3 = v4("10.244.2.13");
 const TWO: Svc = { vip: VIP, port: 80, revNat: 7, backends: [{ id: 1, ip: B1, port: 8080 }, { id: 2, ip: B2, port: 8080 }] };
 
 /** Loads the flow's packet, looks the service up and returns the chosen backend id (0 = none). */
-function choose(f: Flow, now: number): number {
+function choose(f: Flow, now: number, eastWest = false): number {
   const [, rc] = load(frame(f));
   expect(rc).toBe(0);
-  const svc = lbLookupService(info, svcKey);
+  const svc = lbLookupService(info, svcKey, eastWest);
   if (svc === 0) return -1;
   const sel = lbServiceBackend(svcKey, svc, info, now);
   return sel === 0 ? 0 : read32(sel + L.LB_SELECTION_BACKEND_ID);
@@ -107,7 +107,7 @@ describe("DNAT and reverse NAT checksums", () => {
         addService(s);
         const f: Flow = { family: 4, proto, src: cli, dst: vip, sport, dport: vport, payload: Array.from(payload), noUdpCsum };
         const [pkt] = load(frame(f));
-        const svc = lbLookupService(info, svcKey);
+        const svc = lbLookupService(info, svcKey, false);
         expect(svc).not.toBe(0);
         const sel = lbServiceBackend(svcKey, svc, info, 100);
         expect(read32(sel)).toBe(5);
@@ -141,7 +141,7 @@ describe("DNAT and reverse NAT checksums", () => {
       clearAll();
       addService({ vip, port: 53, proto, family: FAMILY_IPV6, revNat: 3, backends: [{ id: 8, ip: be, port: 5353 }] });
       const [pkt] = load(frame({ family: 6, proto, src: cli, dst: vip, sport: 40000, dport: 53 }));
-      const svc = lbLookupService(info, svcKey);
+      const svc = lbLookupService(info, svcKey, false);
       const sel = lbServiceBackend(svcKey, svc, info, 1);
       expect(lbDnat(pkt, info, sel + L.LB_SELECTION_BACKEND)).toBe(0);
       const d = decode(packetBytes());
@@ -156,7 +156,7 @@ describe("DNAT and reverse NAT checksums", () => {
   it("backend port 0 keeps the service port; a missing rev-NAT entry leaves the packet alone", () => {
     addService({ ...TWO, backends: [{ id: 1, ip: B1, port: 0 }] });
     const [pkt] = load(frame(tcpFlow(1234)));
-    const sel = lbServiceBackend(svcKey, lbLookupService(info, svcKey), info, 1);
+    const sel = lbServiceBackend(svcKey, lbLookupService(info, svcKey, false), info, 1);
     expect(lbDnat(pkt, info, sel + L.LB_SELECTION_BACKEND)).toBe(0);
     expect(decode(packetBytes()).dport).toBe(80);
     const reply = frame({ family: 4, proto: 6, src: B1, dst: CLIENT, sport: 80, dport: 1234 });
@@ -169,7 +169,7 @@ describe("DNAT and reverse NAT checksums", () => {
     addService({ ...TWO, backends: [{ id: 1, ip: CLIENT, port: 8080 }] });
     setConfig({ loopbackBe: 0x0142fea9 }); // 169.254.66.1
     const [pkt] = load(frame(tcpFlow(5555)));
-    const sel = lbServiceBackend(svcKey, lbLookupService(info, svcKey), info, 1);
+    const sel = lbServiceBackend(svcKey, lbLookupService(info, svcKey, false), info, 1);
     expect(lbDnat(pkt, info, sel + L.LB_SELECTION_BACKEND)).toBe(LB_DNAT_LOOPBACK);
     const d = decode(packetBytes());
     expect([d.src, d.dst, d.dport, d.l3ok, d.l4ok]).toEqual([[169, 254, 66, 1], CLIENT, 8080, true, true]);
@@ -194,7 +194,7 @@ describe("backend selection", () => {
       expect(choose(f, 99)).toBe(first);
       // lbSelectBackend alone agrees and is the documented hash: slot = hash % count + 1.
       load(frame(f));
-      const svc = lbLookupService(info, svcKey);
+      const svc = lbLookupService(info, svcKey, false);
       const h = lbFlowHash(info, false, 0x7ae34c0f);
       expect(lbSelectBackend(svcKey, svc, info, 5)).toBe([1, 2, 3][h % 3]);
     }), { numRuns: 60 });
@@ -284,6 +284,14 @@ describe("services without backends", () => {
     expect(choose({ ...tcpFlow(1000), dport: 81 }, 1)).toBe(0);
     expect(read16(svcKey + L.SERVICE_KEY_DPORT_BE)).toBe(0);
     expect(choose({ ...tcpFlow(1000), dst: v4("10.96.0.99") }, 1)).toBe(-1);
+  });
+
+  it("an east-west lookup (a pod's own packet) does not retry the wildcard: unknown port is not a service", () => {
+    addService({ ...TWO, wildcard: true });
+    expect(choose({ ...tcpFlow(1000), dport: 81 }, 1, true)).toBe(-1);
+    // The key still holds the packet's port and protocol.
+    expect(read16(svcKey + L.SERVICE_KEY_DPORT_BE)).toBe(((81 & 0xff) << 8) | (81 >> 8));
+    expect(read8(svcKey + L.SERVICE_KEY_PROTO)).toBe(6);
   });
 
   it("a slot pointing at a missing backend selects nothing", () => {

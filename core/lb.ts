@@ -68,12 +68,16 @@ const AFFINITY_TIMEOUT_MASK: u32 = 0xffffff;
 /**
  * Looks up the service frontend of the packet's destination (lb4_lookup_service, scope EXT). Fills
  * `svcKey` (SERVICE_KEY_SIZE bytes) with the key that matched: {daddr, dport, slot 0, proto, scope EXT,
- * family}; on a miss it retries the wildcard entry (proto 0, dport 0: "known VIP, unknown port").
+ * family}. On a miss of a north-south lookup (`eastWest` false: fromNetwork, Cilium's nodeport_lb4) it
+ * retries the wildcard entry (proto 0, dport 0: "known VIP, unknown port"); an east-west lookup (a pod's
+ * own traffic, fromEndpoint) does not, as Cilium's bpf_lxc.c passes east_west = ENABLE_NODEPORT and
+ * lb4_lookup_service returns NULL on an east-west miss — so a pod's packet that is no service's costs
+ * one probe, not two.
  * Returns a pointer to the master ServiceValue, or 0 (not a service: no entry, or the packet is an ICMP
  * error, which is handled by conntrack and rev-NAT). A wildcard hit has count 0: lbServiceBackend then
  * answers 0 and the caller drops with DROP_NO_SERVICE.
  */
-export function lbLookupService(info: usize, svcKey: usize): usize {
+export function lbLookupService(info: usize, svcKey: usize, eastWest: bool): usize {
   if ((read8(info + PACKET_INFO_FLAGS) & PKT_F_ICMP_ERROR) != 0) return 0;
   memFill(svcKey, 0, SERVICE_KEY_SIZE);
   memCopy(svcKey + SERVICE_KEY_ADDR, info + PACKET_INFO_DADDR, 16);
@@ -82,7 +86,7 @@ export function lbLookupService(info: usize, svcKey: usize): usize {
   write8(svcKey + SERVICE_KEY_SCOPE, LB_LOOKUP_SCOPE_EXT);
   write8(svcKey + SERVICE_KEY_FAMILY, read8(info + PACKET_INFO_FAMILY));
   const svc = mapLookup(MapId.Services, svcKey);
-  if (svc != 0) return svc;
+  if (svc != 0 || eastWest) return svc;
   write16(svcKey + SERVICE_KEY_DPORT_BE, 0);
   write8(svcKey + SERVICE_KEY_PROTO, 0);
   const wild = mapLookup(MapId.Services, svcKey);

@@ -456,7 +456,7 @@ export function fromEndpoint(pkt: Pkt, now: u32): u32 {
   const origDport = read16(info + PACKET_INFO_DPORT);
   const origSport = read16(info + PACKET_INFO_SPORT);
   const svcKey = stackAlloc(SERVICE_KEY_SIZE);
-  const svc = lbLookupService(info, svcKey);
+  const svc = lbLookupService(info, svcKey, true);
   if (svc != 0) {
     revNat = read16(svc + SERVICE_VALUE_REV_NAT_INDEX);
     if (tr != 0) write16(tr + TRACE_RECORD_REV_NAT_INDEX, revNat);
@@ -703,7 +703,7 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
   // 3./4. Service frontends only; a ClusterIP is not reachable from outside. 3a. Traffic for the node itself
   // meets the host firewall (H2).
   const svcKey = stackAlloc(SERVICE_KEY_SIZE);
-  const svc = lbLookupService(info, svcKey);
+  const svc = lbLookupService(info, svcKey, false);
   if (svc == 0) {
     if (hostFwEnabled(cfg) && !hostFwExempt(info) &&
       ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family)) == read32(cfg + CONFIG_VALUE_HOST_IDENTITY)) {

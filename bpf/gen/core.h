@@ -28,13 +28,13 @@
 #define CILIATE_CT_ENTRY_ORIG_SPORT_BE __builtin_offsetof(struct ct_entry, orig_sport_be) /* CtEntry.origSportBe (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PACKETS __builtin_offsetof(struct ct_entry, packets) /* CtEntry.packets (core/gen/layout.ts) */
 #define CILIATE_CT_ENTRY_PROXY_PORT_BE __builtin_offsetof(struct ct_entry, proxy_port_be) /* CtEntry.proxyPortBe (core/gen/layout.ts) */
-#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:148 */
-#define CILIATE_CT_OTHER 253U /* core/conntrack.ts:146 */
+#define CILIATE_CT_F_BOTH_CLOSING 0x03U /* core/conntrack.ts:151 */
+#define CILIATE_CT_OTHER 253U /* core/conntrack.ts:149 */
 #define CILIATE_CT_TUPLE_DADDR __builtin_offsetof(struct ct_tuple, daddr) /* CtTuple.daddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_DPORT_BE __builtin_offsetof(struct ct_tuple, dport_be) /* CtTuple.dportBe (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SADDR __builtin_offsetof(struct ct_tuple, saddr) /* CtTuple.saddr (core/gen/layout.ts) */
 #define CILIATE_CT_TUPLE_SPORT_BE __builtin_offsetof(struct ct_tuple, sport_be) /* CtTuple.sportBe (core/gen/layout.ts) */
-#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:141 */
+#define CILIATE_CT_UNKNOWN_PROTO 254U /* core/conntrack.ts:144 */
 #define CILIATE_ENDPOINT_KEY_ADDR __builtin_offsetof(struct endpoint_key, addr) /* EndpointKey.addr (core/gen/layout.ts) */
 #define CILIATE_FRAG_ID_DADDR_BE __builtin_offsetof(struct frag_id, daddr_be) /* FragId.daddrBe (core/gen/layout.ts) */
 #define CILIATE_FRAG_ID_ID_BE __builtin_offsetof(struct frag_id, id_be) /* FragId.idBe (core/gen/layout.ts) */
@@ -629,8 +629,8 @@ static __always_inline __u8 *ciliate_endpoint_lookup(__u8 *addr, __u32 family)
 	return bpf_map_lookup_elem(&ciliate_lxc_v1, key);
 }
 
-/* core/lb.ts:76 lbLookupService */
-static __always_inline __u8 *ciliate_lb_lookup_service(__u8 *info, __u8 *svc_key)
+/* core/lb.ts:80 lbLookupService */
+static __always_inline __u8 *ciliate_lb_lookup_service(__u8 *info, __u8 *svc_key, bool east_west)
 {
 	if (((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) != 0) {
 		return 0;
@@ -642,7 +642,7 @@ static __always_inline __u8 *ciliate_lb_lookup_service(__u8 *info, __u8 *svc_key
 	((struct service_key *)svc_key)->scope = (__u8)CILIATE_LB_LOOKUP_SCOPE_EXT;
 	((struct service_key *)svc_key)->family = (__u8)(__u32)((struct packet_info *)info)->family;
 	__u8 *svc = bpf_map_lookup_elem(&ciliate_lb_services_v1, svc_key);
-	if (svc != 0) {
+	if ((svc != 0) || east_west) {
 		return svc;
 	}
 	((struct service_key *)svc_key)->dport_be = 0;
@@ -656,7 +656,7 @@ static __always_inline __u8 *ciliate_lb_lookup_service(__u8 *info, __u8 *svc_key
 	return 0;
 }
 
-/* core/lb.ts:96 lbLookupBackend */
+/* core/lb.ts:100 lbLookupBackend */
 static __always_inline __u8 *ciliate_lb_lookup_backend(__u32 backend_id)
 {
 	if (backend_id == 0) {
@@ -670,7 +670,7 @@ static __always_inline __u8 *ciliate_lb_lookup_backend(__u32 backend_id)
 	return bpf_map_lookup_elem(&ciliate_lb_backends_v1, key);
 }
 
-/* core/lb.ts:116 affinityKey */
+/* core/lb.ts:120 affinityKey */
 static __always_inline void ciliate_affinity_key(__u8 *key, __u8 *info, __u32 rev_nat)
 {
 	__builtin_memcpy(key + CILIATE_AFFINITY_KEY_CLIENT_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
@@ -734,7 +734,7 @@ static __always_inline __u32 ciliate_hash_from_tuple_v6(__u8 *saddr, __u32 dport
 	return ciliate_jhash_final3(a, b, c, 0);
 }
 
-/* core/lb.ts:105 lbFlowHash */
+/* core/lb.ts:109 lbFlowHash */
 static __always_inline __u32 ciliate_lb_flow_hash(__u8 *info, bool no_sport, __u32 seed)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -765,7 +765,7 @@ static __always_inline __u32 ciliate_maglev_lookup(__u32 rev_nat_index, __u32 ha
 	return ((struct maglev_value *)v)->backend_id;
 }
 
-/* core/lb.ts:123 affinityUpdate */
+/* core/lb.ts:127 affinityUpdate */
 static __always_inline void ciliate_affinity_update(__u8 *info, __u32 rev_nat, __u32 backend_id, __u32 now)
 {
 	__u8 *key = ciliate_scratch(424, sizeof(struct affinity_key));
@@ -779,7 +779,7 @@ static __always_inline void ciliate_affinity_update(__u8 *info, __u32 rev_nat, _
 	bpf_map_update_elem(&ciliate_lb_affinity_v1, key, val, CILIATE_BPF_ANY);
 }
 
-/* core/lb.ts:137 selectBackend */
+/* core/lb.ts:141 selectBackend */
 static __always_inline __u8 *ciliate_select_backend(__u8 *svc_key, __u8 *svc, __u8 *info, __u32 now, __u8 *id_out)
 {
 	__u32 rev_nat = (__u32)((struct service_value *)svc)->rev_nat_index;
@@ -838,7 +838,7 @@ static __always_inline __u8 *ciliate_select_backend(__u8 *svc_key, __u8 *svc, __
 	return b2;
 }
 
-/* core/lb.ts:209 lbServiceBackend */
+/* core/lb.ts:213 lbServiceBackend */
 static __always_inline __u8 *ciliate_lb_service_backend(__u8 *svc_key, __u8 *svc, __u8 *info, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -982,7 +982,7 @@ static __always_inline __s32 ciliate_nat_rewrite_addr(ciliate_ctx_t *pkt, __u8 *
 	return 0;
 }
 
-/* core/lb.ts:278 loopbackAddr */
+/* core/lb.ts:282 loopbackAddr */
 static __always_inline __u8 *ciliate_loopback_addr(void)
 {
 	__u8 *a = ciliate_scratch(456, 16);
@@ -1036,7 +1036,7 @@ static __always_inline __s32 ciliate_nat_rewrite_port(ciliate_ctx_t *pkt, __u8 *
 	return 0;
 }
 
-/* core/lb.ts:301 lbDnat */
+/* core/lb.ts:305 lbDnat */
 static __always_inline __s32 ciliate_lb_dnat(ciliate_ctx_t *pkt, __u8 *info, __u8 *backend)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
@@ -1076,13 +1076,13 @@ static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 	}
 }
 
-/* core/conntrack.ts:160 isIcmpError */
+/* core/conntrack.ts:163 isIcmpError */
 static __always_inline bool ciliate_is_icmp_error(__u8 *info)
 {
 	return ((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) != 0;
 }
 
-/* core/conntrack.ts:174 ctBuildTuple */
+/* core/conntrack.ts:177 ctBuildTuple */
 static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 {
 	__builtin_memset(tuple, 0, sizeof(struct ct_tuple));
@@ -1104,7 +1104,7 @@ static __always_inline void ciliate_ct_build_tuple(__u8 *info, __u8 *tuple)
 	((struct ct_tuple *)tuple)->flags = (__u8)CILIATE_TUPLE_F_OUT;
 }
 
-/* core/conntrack.ts:152 isTrackedProto */
+/* core/conntrack.ts:155 isTrackedProto */
 static __always_inline bool ciliate_is_tracked_proto(__u32 proto)
 {
 	if ((proto == CILIATE_IPPROTO_TCP) || (proto == CILIATE_IPPROTO_UDP) || (proto == CILIATE_IPPROTO_SCTP) || (proto == CILIATE_IPPROTO_ICMP) || (proto == CILIATE_IPPROTO_ICMPV6)) {
@@ -1117,7 +1117,7 @@ static __always_inline bool ciliate_is_tracked_proto(__u32 proto)
 	return (cfg != 0) && ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_EXTENDED_IP_PROTOCOLS) != 0);
 }
 
-/* core/conntrack.ts:196 tupleKey */
+/* core/conntrack.ts:199 tupleKey */
 static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool reverse, __u32 flags)
 {
 	__builtin_memcpy(key, tuple, sizeof(struct ct_tuple));
@@ -1130,7 +1130,7 @@ static __always_inline void ciliate_tuple_key(__u8 *key, __u8 *tuple, bool rever
 	((struct ct_tuple *)key)->flags = (__u8)flags;
 }
 
-/* core/conntrack.ts:208 flipDir */
+/* core/conntrack.ts:211 flipDir */
 static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 {
 	if ((flags & CILIATE_TUPLE_F_SERVICE) != 0) {
@@ -1139,7 +1139,7 @@ static __always_inline __u32 ciliate_flip_dir(__u32 flags)
 	return flags ^ CILIATE_TUPLE_F_IN;
 }
 
-/* core/conntrack.ts:214 liveEntry */
+/* core/conntrack.ts:217 liveEntry */
 static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 {
 	__u8 *e = bpf_map_lookup_elem(&ciliate_ct_v1, key);
@@ -1152,7 +1152,7 @@ static __always_inline __u8 *ciliate_live_entry(__u8 *key, __u32 now)
 	return e;
 }
 
-/* core/conntrack.ts:222 copyState */
+/* core/conntrack.ts:225 copyState */
 static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 {
 	if (state == 0) {
@@ -1166,7 +1166,7 @@ static __always_inline void ciliate_copy_state(__u8 *e, __u8 *state)
 	((struct ct_state *)state)->orig_sport = (__u16)ciliate_read16be(e + CILIATE_CT_ENTRY_ORIG_SPORT_BE);
 }
 
-/* core/conntrack.ts:233 isReopen */
+/* core/conntrack.ts:236 isReopen */
 static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags)
 {
 	if (!tcp) {
@@ -1178,7 +1178,7 @@ static __always_inline bool ciliate_is_reopen(__u8 *e, bool tcp, __u32 tcp_flags
 	return ((__u32)((struct ct_entry *)e)->flags & CILIATE_CT_F_BOTH_CLOSING) != 0;
 }
 
-/* core/conntrack.ts:240 ctApply */
+/* core/conntrack.ts:243 ctApply */
 static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, bool tcp, bool service, bool reply, __u32 now)
 {
 	__u32 tcp_flags = tcp ? (__u32)((struct packet_info *)info)->tcp_flags : 0;
@@ -1222,7 +1222,7 @@ static __always_inline void ciliate_ct_apply(__u8 *e, __u8 *cfg, __u8 *info, boo
 	ciliate_add64(e + CILIATE_CT_ENTRY_BYTES, ((struct packet_info *)info)->len);
 }
 
-/* core/conntrack.ts:307 ctLookupRev */
+/* core/conntrack.ts:310 ctLookupRev */
 static __always_inline __u32 ciliate_ct_lookup_rev(__u8 *tuple, __u8 *info, __u32 now, __u8 *state, __u32 rev_nat, bool own)
 {
 	if (state != 0) {
@@ -1253,7 +1253,7 @@ static __always_inline __u32 ciliate_ct_lookup_rev(__u8 *tuple, __u8 *info, __u3
 	__u8 *cfg = ciliate_config_get();
 	bool tcp = (__u32)((struct ct_tuple *)tuple)->nexthdr == CILIATE_IPPROTO_TCP;
 	__u32 tcp_flags = tcp ? (__u32)((struct packet_info *)info)->tcp_flags : 0;
-	if (!service) {
+	if (!service && !(own && (rev_nat != 0))) {
 		ciliate_tuple_key(key, tuple, true, ciliate_flip_dir(flags));
 		__u8 *r = ciliate_live_entry(key, now);
 		if (r != 0) {
@@ -1282,7 +1282,7 @@ static __always_inline __u32 ciliate_ct_lookup_rev(__u8 *tuple, __u8 *info, __u3
 	return CILIATE_CT_NEW;
 }
 
-/* core/conntrack.ts:302 ctLookupOwn */
+/* core/conntrack.ts:305 ctLookupOwn */
 static __always_inline __u32 ciliate_ct_lookup_own(__u8 *tuple, __u8 *info, __u32 now, __u8 *state, __u32 rev_nat)
 {
 	return ciliate_ct_lookup_rev(tuple, info, now, state, rev_nat, true);
@@ -1351,7 +1351,7 @@ static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_
 	((struct ct_tuple *)key)->family = (__u8)(__u32)((struct packet_info *)info)->family;
 }
 
-/* core/conntrack.ts:416 ctTupleLive */
+/* core/conntrack.ts:419 ctTupleLive */
 static __always_inline bool ciliate_ct_tuple_live(__u8 *key, __u32 now)
 {
 	return ciliate_live_entry(key, now) != 0;
@@ -1516,7 +1516,7 @@ static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8
 	return ciliate_redirected(tr, cfg, info, proxy_port, dir);
 }
 
-/* core/lb.ts:325 revNatEntry */
+/* core/lb.ts:329 revNatEntry */
 static __always_inline __u8 *ciliate_rev_nat_entry(__u32 rev_nat_index)
 {
 	__u8 *key = ciliate_scratch(696, sizeof(struct rev_nat_key));
@@ -1576,7 +1576,7 @@ static __always_inline __s32 ciliate_nat_rewrite_icmp_error_inner(ciliate_ctx_t 
 	return 0;
 }
 
-/* core/lb.ts:380 lbRevNatIcmpError */
+/* core/lb.ts:384 lbRevNatIcmpError */
 static __always_inline __s32 ciliate_lb_rev_nat_icmp_error(ciliate_ctx_t *pkt, __u8 *info, __u32 rev_nat_index)
 {
 	if (((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) == 0) {
@@ -1606,7 +1606,7 @@ static __always_inline __s32 ciliate_lb_rev_nat_icmp_error(ciliate_ctx_t *pkt, _
 	return ciliate_nat_rewrite_icmp_error_inner(pkt, info, true, nat + CILIATE_REV_NAT_VALUE_ADDR, port);
 }
 
-/* core/lb.ts:343 lbRevNat */
+/* core/lb.ts:347 lbRevNat */
 static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, __u32 rev_nat_index)
 {
 	__u8 *nat = ciliate_rev_nat_entry(rev_nat_index);
@@ -1901,7 +1901,7 @@ static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *inf
 	return v;
 }
 
-/* core/conntrack.ts:390 ctCreate */
+/* core/conntrack.ts:393 ctCreate */
 static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 now, __u32 src_sec_id, __u32 rev_nat_index, __u32 backend_id, __u32 proxy_port)
 {
 	if (ciliate_is_icmp_error(info)) {
@@ -1933,7 +1933,7 @@ static __always_inline __s32 ciliate_ct_create(__u8 *tuple, __u8 *info, __u32 no
 	return 0;
 }
 
-/* core/conntrack.ts:425 ctSetOrigSport */
+/* core/conntrack.ts:428 ctSetOrigSport */
 static __always_inline __s32 ciliate_ct_set_orig_sport(__u8 *tuple, __u32 orig_sport)
 {
 	__u8 *key = ciliate_scratch(856, sizeof(struct ct_tuple));
@@ -1978,7 +1978,7 @@ static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now
 	__u32 orig_dport = (__u32)((struct packet_info *)info)->dport;
 	__u32 orig_sport = (__u32)((struct packet_info *)info)->sport;
 	__u8 *svc_key = ciliate_scratch(112, sizeof(struct service_key));
-	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
+	__u8 *svc = ciliate_lb_lookup_service(info, svc_key, true);
 	if (svc != 0) {
 		rev_nat = (__u32)((struct service_value *)svc)->rev_nat_index;
 		if (tr != 0) {
@@ -2078,7 +2078,7 @@ static __always_inline __s32 ciliate_overlay_decap_identity(ciliate_ctx_t *pkt, 
 	return (__s32)id;
 }
 
-/* core/conntrack.ts:292 ctLookup */
+/* core/conntrack.ts:295 ctLookup */
 static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 now, __u8 *state)
 {
 	return ciliate_ct_lookup_rev(tuple, info, now, state, 0, false);
@@ -2499,7 +2499,7 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}
 	__u8 *svc_key = ciliate_scratch(1240, sizeof(struct service_key));
-	__u8 *svc = ciliate_lb_lookup_service(info, svc_key);
+	__u8 *svc = ciliate_lb_lookup_service(info, svc_key, false);
 	if (svc == 0) {
 		if (ciliate_host_fw_enabled(cfg) && !ciliate_host_fw_exempt(info) && (ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_DADDR, family, ciliate_world_identity(cfg, family)) == ((struct config_value *)cfg)->host_identity)) {
 			__u32 herr = ciliate_host_firewall(tr, cfg, info, src_id, CILIATE_POLICY_INGRESS, now);
@@ -2641,7 +2641,7 @@ static __always_inline bool ciliate_snat_already_translated(__u8 *info)
 	return (*(__u32 *)(ov + CILIATE_SNAT_VALUE_TO_ADDR) == *(__u32 *)(info + CILIATE_PACKET_INFO_SADDR)) && (ciliate_read16be(ov + CILIATE_SNAT_VALUE_TO_PORT_BE) == (__u32)((struct packet_info *)info)->sport);
 }
 
-/* core/conntrack.ts:368 ctIsReplyToIngress */
+/* core/conntrack.ts:371 ctIsReplyToIngress */
 static __always_inline bool ciliate_ct_is_reply_to_ingress(__u8 *info, __u32 now)
 {
 	if (ciliate_is_icmp_error(info)) {
