@@ -19,6 +19,7 @@ import { attachTc, attachXdp, BpfObject, netnsPath, tcQuery, TcAttachment, type 
 import { createEndpointLink, deleteEndpointLink, enableIpForwarding, hostIfnameFor, linkShow, checkEndpointLink, POD_GATEWAY, POD_GATEWAY6 } from "../datapath/endpoint-link.ts";
 import { DEFAULT_FQDN_MIN_TTL, FqdnCache, type CompiledPolicy, type ManifestObject } from "../policy/index.ts";
 import type { BuildOptions } from "../node/cluster.ts";
+import type { MasqueradeOptions } from "../node/desired.ts";
 import { computeDesired, MANAGED_MAPS, type DesiredState, type Numbering, type LocalEndpoint, type ManagedMap, type MapContents, type NodeInfo } from "./desired.ts";
 import { StableIdentities, StableNumbers, type IdentityState } from "./identities.ts";
 import { ClusterIdentities, type IdentityAllocator } from "./identity-allocator.ts";
@@ -89,11 +90,12 @@ export interface AgentOptions {
   tunnelProtocol?: TunnelProtocol;
   /**
    * BPF masquerading (Cilium's enable-bpf-masquerade): to_network at the tc egress of every device SNATs
-   * pod traffic leaving the cluster to `nodeIp` (core/nat.ts M1–M6), except to `nativeRoutingCidr`
-   * (ipv4-native-routing-cidr); from_network at their ingress restores the replies. Needs `devices`.
-   * Absent: no masquerading, and a to_network an earlier run left on a device is removed.
+   * pod traffic leaving the cluster to `nodeIp` (IPv4) or `nodeIp6` (IPv6; core/nat.ts M1–M6), except to
+   * `nativeRoutingCidr` (ipv4-native-routing-cidr) and `ipv6NativeRoutingCidr` (ipv6-native-routing-cidr);
+   * from_network at their ingress restores the replies. Needs `devices`. Absent: no masquerading, and a
+   * to_network an earlier run left on a device is removed.
    */
-  masquerade?: { nativeRoutingCidr?: string };
+  masquerade?: MasqueradeOptions;
   /**
    * Cluster-wide identities (kvstore or crd mode), already started. Without it the agent numbers label
    * sets itself (local mode): stable on this node, not agreed with other nodes.
@@ -247,7 +249,11 @@ export class Agent {
     for (const dev of opts.devices ?? []) {
       if (opts.masquerade || hostFirewall) {
         attachTc(this.obj.program("to_network"), { ifname: dev, direction: "egress", replace: true });
-        if (opts.masquerade) this.log("info", `masquerade: to_network at ${dev} egress, pod traffic leaving the cluster is SNATed to ${opts.nodeIp}${opts.masquerade.nativeRoutingCidr ? ` (not to ${opts.masquerade.nativeRoutingCidr})` : ""}`);
+        if (opts.masquerade) {
+          const m = opts.masquerade;
+          const v6 = opts.nodeIp6 ? `, IPv6 to ${opts.nodeIp6}${m.ipv6NativeRoutingCidr ? ` (not to ${m.ipv6NativeRoutingCidr})` : ""}` : m.ipv6NativeRoutingCidr ? ", IPv6 not masqueraded (no --ipv6-node)" : "";
+          this.log("info", `masquerade: to_network at ${dev} egress, pod traffic leaving the cluster is SNATed to ${opts.nodeIp}${m.nativeRoutingCidr ? ` (not to ${m.nativeRoutingCidr})` : ""}${v6}`);
+        }
         if (hostFirewall) this.log("info", `host firewall: host policies enforced at ${dev} (from_network at ingress, to_network at egress)`);
       } else if (tcQuery({ ifname: dev, direction: "egress" }) !== undefined) {
         new TcAttachment(linkShow(dev)!.ifindex, "egress", 1, 1, 0).detach();

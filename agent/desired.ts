@@ -110,6 +110,12 @@ function podStatus(ep: LocalEndpoint): { podIP: string; podIPs?: { ip: string }[
   return { podIP: ep.ip, podIPs: ep.ip6 ? [{ ip: ep.ip }, { ip: ep.ip6 }] : [{ ip: ep.ip }] };
 }
 
+/** The node's InternalIPs: its IPv4 address and, dual-stack, its IPv6 one (--ipv6-node: the IPv6
+ * NodePort frontends and masquerade address, node/services.ts and node/desired.ts). */
+function nodeAddresses(node: NodeInfo): { type: string; address: string }[] {
+  return [{ type: "InternalIP", address: node.ip }, ...(node.ip6 ? [{ type: "InternalIP", address: node.ip6 }] : [])];
+}
+
 /** The manifests as the node sees them (rule 3). */
 export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints: LocalEndpoint[]): ManifestObject[] {
   const byPod = new Map(endpoints.map((e) => [e.pod, e]));
@@ -129,7 +135,7 @@ export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints
       haveNode = true;
       const raw = structuredClone(o.raw ?? {});
       raw.spec = { ...(raw.spec ?? {}), podCIDR: node.podCIDR, ...(node.podCIDRv6 ? { podCIDRs: [node.podCIDR, node.podCIDRv6] } : {}) };
-      raw.status = { ...(raw.status ?? {}), addresses: [{ type: "InternalIP", address: node.ip }] };
+      raw.status = { ...(raw.status ?? {}), addresses: nodeAddresses(node) };
       out.push({ ...o, raw });
       continue;
     }
@@ -162,7 +168,7 @@ export function nodeObjects(objects: ManifestObject[], node: NodeInfo, endpoints
       apiVersion: "v1",
       kind: "Node",
       metadata: { name: node.name },
-      raw: { apiVersion: "v1", kind: "Node", metadata: { name: node.name }, spec: { podCIDR: node.podCIDR, ...(node.podCIDRv6 ? { podCIDRs: [node.podCIDR, node.podCIDRv6] } : {}) }, status: { addresses: [{ type: "InternalIP", address: node.ip }] } },
+      raw: { apiVersion: "v1", kind: "Node", metadata: { name: node.name }, spec: { podCIDR: node.podCIDR, ...(node.podCIDRv6 ? { podCIDRs: [node.podCIDR, node.podCIDRv6] } : {}) }, status: { addresses: nodeAddresses(node) } },
     });
   }
   // Endpoints whose pod is not in the manifests: a pod with no labels (Cilium gives it an identity from

@@ -11,7 +11,8 @@ import { loadManifests } from "../sim/manifests.ts";
 import { Simulation, type SimulationOptions } from "../sim/simulator.ts";
 import { MeshSimulation } from "../sim/mesh.ts";
 import { CliError } from "./errors.ts";
-import { parseIpv4Cidr } from "../host/ip.ts";
+import { parseIpv4Cidr, parseIpv6Cidr } from "../host/ip.ts";
+import type { MasqueradeOptions } from "../node/desired.ts";
 
 export { loadFrom, type Loaded };
 
@@ -26,6 +27,7 @@ export interface GlobalOptions {
   tofqdnsMinTtl?: string;
   enableBpfMasquerade?: boolean;
   ipv4NativeRoutingCidr?: string;
+  ipv6NativeRoutingCidr?: string;
   enableHostFirewall?: boolean;
 }
 
@@ -129,10 +131,11 @@ export async function simulationOptions(g: GlobalOptions): Promise<SimulationOpt
 }
 
 /**
- * --enable-bpf-masquerade and --ipv4-native-routing-cidr (global: the simulator's nodes and the agent take
- * them alike): the masquerade option, or undefined when off. A bad CIDR is a CliError.
+ * --enable-bpf-masquerade, --ipv4-native-routing-cidr and --ipv6-native-routing-cidr (global: the
+ * simulator's nodes and the agent take them alike): the masquerade option, or undefined when off. A bad
+ * CIDR is a CliError.
  */
-export function masqueradeOption(g: GlobalOptions): { nativeRoutingCidr?: string } | undefined {
+export function masqueradeOption(g: GlobalOptions): MasqueradeOptions | undefined {
   if (g.ipv4NativeRoutingCidr !== undefined) {
     try {
       parseIpv4Cidr(g.ipv4NativeRoutingCidr);
@@ -140,8 +143,18 @@ export function masqueradeOption(g: GlobalOptions): { nativeRoutingCidr?: string
       throw new CliError(`invalid --ipv4-native-routing-cidr: ${(e as Error).message}`, "BAD_OPTION", "an IPv4 CIDR such as 10.244.0.0/16");
     }
   }
+  if (g.ipv6NativeRoutingCidr !== undefined) {
+    try {
+      parseIpv6Cidr(g.ipv6NativeRoutingCidr);
+    } catch (e) {
+      throw new CliError(`invalid --ipv6-native-routing-cidr: ${(e as Error).message}`, "BAD_OPTION", "an IPv6 CIDR such as fd00:10:244::/56");
+    }
+  }
   if (!g.enableBpfMasquerade) return undefined;
-  return g.ipv4NativeRoutingCidr === undefined ? {} : { nativeRoutingCidr: g.ipv4NativeRoutingCidr };
+  return {
+    ...(g.ipv4NativeRoutingCidr === undefined ? {} : { nativeRoutingCidr: g.ipv4NativeRoutingCidr }),
+    ...(g.ipv6NativeRoutingCidr === undefined ? {} : { ipv6NativeRoutingCidr: g.ipv6NativeRoutingCidr }),
+  };
 }
 
 /** `80/TCP`, `53/udp`, `8080` (TCP), `8/ICMP` (ICMP type 8). */

@@ -39,6 +39,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--tunnel-protocol <protocol>", "overlay between the simulated nodes (Cilium's tunnel-protocol; disabled: no encapsulation, the receiver looks the source identity up)").choices(["vxlan", "geneve", "disabled"]).default("vxlan"))
     .option("--enable-bpf-masquerade", "masquerade pod traffic leaving the cluster to the node's address (BPF SNAT at the node device's egress; Cilium's enable-bpf-masquerade)")
     .option("--ipv4-native-routing-cidr <cidr>", "with --enable-bpf-masquerade: destinations in this CIDR are never masqueraded (Cilium's ipv4-native-routing-cidr)")
+    .option("--ipv6-native-routing-cidr <cidr>", "with --enable-bpf-masquerade: IPv6 destinations in this CIDR are never masqueraded (Cilium's ipv6-native-routing-cidr)")
     .option("--enable-host-firewall", "enforce host policies (nodeSelector) at each node's device, as the Config's enableHostFirewall (Cilium's enable-host-firewall)")
     .option("--strict", "treat warnings (parts of a policy that would not be enforced, deprecated forms) as errors")
     .exitOverride()

@@ -97,7 +97,7 @@ export class ConfigValue {
   /** With CONFIG_F_EVENTS: also emit about 1 in N forwarded packets as a trace event (0 = none). The
    * choice is a pure hash of the packet, so every engine samples the same packets. */
   traceSampleRate: u16;
-  /** This node's IPv4 address, used as SNAT source for NodePort traffic to remote backends. */
+  /** This node's IPv4 address: the SNAT source of IPv4 masquerading and NodePort traffic to remote backends. */
   nodeIpv4Be: u32;
   /** ifindex of the node's collect-metadata tunnel device (Cilium's ENCAP_IFINDEX); encapsulated packets
    * are redirected there. */
@@ -111,6 +111,15 @@ export class ConfigValue {
    * are keyed by it; used with CONFIG_F_HOST_FIREWALL (core/host-firewall.ts). */
   hostEpId: u16;
   snatExclusionIpv4Be: u32;
+  /** This node's IPv6 address (Cilium's IPV6_MASQUERADE, from ipv6-node): the SNAT source of IPv6
+   * masquerading and of IPv6 NodePort traffic to remote backends. All zero = none (no IPv6 SNAT). */
+  nodeIpv6: Bytes<16>;
+  /** IPv6 masquerade exclusion (Cilium's ipv6-native-routing-cidr, IPV6_SNAT_EXCLUSION_DST_CIDR):
+   * destinations inside snatExclusionIpv6/snatExclusionIpv6PrefixLen are never masqueraded; 0 = none. */
+  snatExclusionIpv6: Bytes<16>;
+  snatExclusionIpv6PrefixLen: u8;
+  pad0: u8;
+  pad1: u16;
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -515,7 +524,7 @@ export class LbSelection {
  * which hosts may override per map when they create it. */
 
 export const MAPS = [
-  { id: MapId.Config, name: "config", version: 1, type: MapType.Array, key: "u32", value: "ConfigValue", maxEntries: 1 },
+  { id: MapId.Config, name: "config", version: 2, type: MapType.Array, key: "u32", value: "ConfigValue", maxEntries: 1 },
   { id: MapId.Ipcache, name: "ipcache", version: 1, type: MapType.LpmTrie, key: "IpcacheKey", value: "IpcacheValue", maxEntries: 512000 },
   { id: MapId.Endpoints, name: "lxc", version: 1, type: MapType.Hash, key: "EndpointKey", value: "EndpointInfo", maxEntries: 65535 },
   { id: MapId.Policy, name: "policy", version: 1, type: MapType.LpmTrie, key: "PolicyKey", value: "PolicyEntry", maxEntries: 65536 },

@@ -6,7 +6,7 @@ import { snatEgress, snatRevIngress, NAT_PUNT_TO_STACK, SNAT_COLLISION_RETRIES }
 import { read16 } from "./env";
 import { mapCount } from "./maps";
 import * as L from "./gen/layout";
-import { DROP_NAT_NO_MAPPING, DROP_NAT_UNSUPP_PROTO } from "./drop-reasons";
+import { DROP_NAT_NO_MAPPING, DROP_NO_CONFIG } from "./drop-reasons";
 import { FAMILY_IPV4, TUPLE_F_IN } from "./constants";
 import { clearAll, createMaps, decode, frame, Flow, info, load, nbe16, pad16, packetBytes, setConfig, upsert, v4, v6 } from "./net.testutil";
 
@@ -101,12 +101,13 @@ describe("snatEgress / snatRevIngress", () => {
     expect([ok.rc, ok.out.sport]).toEqual([0, 40000 + SNAT_COLLISION_RETRIES - 1]);
   });
 
-  it("a reply without a mapping is punted untouched; IPv6 and non-TCP/UDP are not SNATed", () => {
+  it("a reply without a mapping is punted untouched; IPv6 without a node IPv6 address is not SNATed", () => {
     const reply = frame({ family: 4, proto: 6, src: BACKEND, dst: NODE, sport: 8080, dport: 45000 });
     const [rp] = load(reply);
     expect(snatRevIngress(rp, info)).toBe(NAT_PUNT_TO_STACK);
     expect(packetBytes()).toEqual(reply);
+    // The config has no nodeIpv6: an IPv6 flow cannot be SNATed (fails closed).
     const [p6] = load(frame({ family: 6, proto: 6, src: v6("fd00::1"), dst: v6("fd00::2"), sport: 1, dport: 2 }));
-    expect(snatEgress(p6, info, 1)).toBe(-DROP_NAT_UNSUPP_PROTO);
+    expect(snatEgress(p6, info, 1)).toBe(-DROP_NO_CONFIG);
   });
 });

@@ -1,7 +1,9 @@
 /*
  * Address/port rewriting with checksum fix-ups, and source NAT for NodePort traffic that this node
- * forwards to a backend on another node (Cilium bpf/lib/nat.h snat_v4_nat / snat_v4_rev_nat and
- * bpf/lib/nodeport.h). core/lb.ts uses the rewrite helpers for service DNAT and rev-NAT.
+ * forwards to a backend on another node (Cilium bpf/lib/nat.h snat_v4_nat / snat_v4_rev_nat, snat_v6_nat /
+ * snat_v6_rev_nat and bpf/lib/nodeport.h). core/lb.ts uses the rewrite helpers for service DNAT and
+ * rev-NAT. Both families share one code path and one map: the tuple's family byte keeps them apart, and the
+ * node's address of the packet's family (ConfigValue.nodeIpv4 / nodeIpv6) is the SNAT source.
  *
  * Checksums (as Cilium's lb4_xlate / snat_v4_rewrite_headers): an IPv4 address change updates the IPv4
  * header checksum (pktL3CsumReplace, 4 bytes) and, for TCP / UDP, the L4 checksum as a pseudo-header
@@ -12,37 +14,44 @@
  *
  * SNAT map (MapId.Snat, key CtTuple, value SnatValue), both directions inserted per mapping:
  *   egress  key = the tuple as the packet leaves before SNAT  {daddr, saddr, dport, sport, TUPLE_F_OUT}
- *           value = {toAddr = node IPv4, toPort = allocated port}
- *   ingress key = the reply as it arrives {daddr = node IPv4, saddr = backend, dport = allocated port,
+ *           value = {toAddr = the node's address of the family, toPort = allocated port}
+ *   ingress key = the reply as it arrives {daddr = node address, saddr = backend, dport = allocated port,
  *           sport = backend port, TUPLE_F_IN}; value = {toAddr = original source, toPort = original port}
  * Port allocation (numbered once):
  *   P1. The range is [nodePortMax + 1, 65535] (NODEPORT_PORT_MIN_NAT..MAX_NAT; 32768.. by default).
  *   P2. The original source port is kept when it is inside the range and free.
  *   P3. Otherwise candidates start at a pure hash of the flow (jhash of source address, ports and
- *       protocol with ConfigValue.hashSeed) reduced into the range, then step by one, for at most
+ *       protocol with ConfigValue.hashSeed; the IPv6 flow hash for IPv6) reduced into the range, then step by one, for at most
  *       SNAT_COLLISION_RETRIES (32) candidates — Cilium draws random ports; ciliate hashes so that WASM
  *       and the kernel allocate the same port for the same packet and map state.
  *   P4. A candidate is free when its ingress key can be inserted with BPF_NOEXIST; then the egress
  *       entry is written. None free → DROP_NAT_NO_MAPPING.
  * ICMP echo: the identifier plays the source port (request sport, reply dport; core/packet.ts), so an
  * echo request gets an identifier from the same range by P1–P4 and its reply is restored by it (Cilium
- * snat_v4_nat / snat_v4_rev_nat, case IPPROTO_ICMP); the ICMP checksum covers no pseudo-header.
+ * snat_v4_nat / snat_v4_rev_nat, case IPPROTO_ICMP; snat_v6_nat / snat_v6_rev_nat, ICMPV6_ECHO_REQUEST /
+ * ICMPV6_ECHO_REPLY). ICMPv4's checksum covers no pseudo-header; ICMPv6's does, so the address change is
+ * folded into it as for TCP and the identifier change as a 2-byte change.
  *
  * Masquerading (BPF SNAT of pod traffic leaving the cluster; Cilium bpf/lib/nat.h snat_v4_needs_masquerade,
  * called from bpf/bpf_host.c cil_to_netdev), decided by snatNeedsMasquerade and done by snatEgress with
  * the same map and rules P1–P4; replies are restored by snatRevIngress in fromNetwork. Numbered once:
- *   M1. Only with CONFIG_F_MASQUERADE and a node IPv4 address (ConfigValue.nodeIpv4Be): the masquerade
- *       address (Cilium's IPV4_MASQUERADE). IPv4 only.
- *   M2. Only TCP, UDP and ICMP echo requests; any other protocol or ICMP type leaves untranslated (Cilium
- *       punts unknown protocols and echo replies to the stack). ICMP errors a pod sends about a
- *       masqueraded flow are not translated on the way out (a known gap: docs/multi-node.md); ICMP
- *       errors arriving about one are (snatRevIcmpError, E1–E3).
+ *   M1. Only with CONFIG_F_MASQUERADE and a node address of the packet's family (ConfigValue.nodeIpv4Be
+ *       for IPv4, nodeIpv6 for IPv6): the masquerade address (Cilium's IPV4_MASQUERADE /
+ *       IPV6_MASQUERADE). A family without a node address is not masqueraded.
+ *   M2. Only TCP, UDP and ICMP / ICMPv6 echo requests; any other protocol or ICMP type leaves
+ *       untranslated (Cilium punts unknown protocols and echo replies to the stack). ICMP errors a pod
+ *       sends about a masqueraded flow are not translated on the way out (a known gap:
+ *       docs/multi-node.md); ICMPv4 errors arriving about one are (snatRevIcmpError, E1–E3), ICMPv6
+ *       errors are not (punted to the node's stack, a known gap).
  *   M3. Only packets whose source is a local endpoint (Cilium's local_ep), or the node's own connections
  *       by H1–H5 below; other node traffic is left alone.
- *   M4. Not when the destination is inside the exclusion CIDR (ConfigValue.snatExclusionIpv4Be /
- *       snatExclusionPrefixLen: ipv4-native-routing-cidr, Cilium's IPV4_SNAT_EXCLUSION_DST_CIDR).
- *   M5. Only when the destination is outside the cluster: its ipcache identity is world (2, 9, or the
- *       configured world identity for a miss) or a node-local CIDR identity (scope 1 << 24). Pods,
+ *   M4. Not when the destination is inside the exclusion CIDR of its family (ConfigValue.snatExclusionIpv4Be /
+ *       snatExclusionPrefixLen: ipv4-native-routing-cidr, Cilium's IPV4_SNAT_EXCLUSION_DST_CIDR;
+ *       snatExclusionIpv6 / snatExclusionIpv6PrefixLen: ipv6-native-routing-cidr,
+ *       IPV6_SNAT_EXCLUSION_DST_CIDR).
+ *   M5. Only when the destination is outside the cluster: its ipcache identity is world (2, 9, 10, or the
+ *       configured world identity of either family for a miss) or a node-local CIDR identity (scope
+ *       1 << 24). Pods,
  *       hosts, remote nodes and the other reserved identities are the cluster (Cilium: no SNAT for
  *       remote-node destinations and for destinations covered by the native-routing CIDR).
  *   M6. Not a reply of a connection the outside opened: a live conntrack entry for the reverse flow
@@ -116,10 +125,12 @@ import { MapId, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKET_INFO_L3_OFF, PAC
   CT_TUPLE_FLAGS, CT_TUPLE_FAMILY, SNAT_VALUE_SIZE, SNAT_VALUE_TO_ADDR, SNAT_VALUE_TO_PORT_BE,
   SNAT_VALUE_FAMILY, SNAT_VALUE_CREATED, CONFIG_VALUE_NODE_IPV4_BE, CONFIG_VALUE_NODE_PORT_MAX,
   CONFIG_VALUE_HASH_SEED, CONFIG_VALUE_FLAGS, CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE, CONFIG_VALUE_SNAT_EXCLUSION_PREFIX_LEN,
-  CONFIG_VALUE_WORLD_IPV4_IDENTITY, PACKET_INFO_ICMP_TYPE, REV_NAT_VALUE_ADDR, REV_NAT_VALUE_PORT_BE, PACKET_INFO_FLAGS, PACKET_INFO_INNER_SADDR, PACKET_INFO_INNER_DADDR,
+  CONFIG_VALUE_WORLD_IPV4_IDENTITY, CONFIG_VALUE_WORLD_IPV6_IDENTITY, CONFIG_VALUE_NODE_IPV6, CONFIG_VALUE_SNAT_EXCLUSION_IPV6,
+  CONFIG_VALUE_SNAT_EXCLUSION_IPV6_PREFIX_LEN, PACKET_INFO_ICMP_TYPE, REV_NAT_VALUE_ADDR, REV_NAT_VALUE_PORT_BE, PACKET_INFO_FLAGS, PACKET_INFO_INNER_SADDR, PACKET_INFO_INNER_DADDR,
   PACKET_INFO_INNER_SPORT, PACKET_INFO_INNER_DPORT, PACKET_INFO_INNER_NEXTHDR } from "./gen/layout";
 import { FAMILY_IPV4, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, TUPLE_F_IN, TUPLE_F_OUT, TUPLE_F_SERVICE,
-  BPF_ANY, BPF_NOEXIST, ICMP_ECHO, ICMP_ECHOREPLY, CONFIG_F_MASQUERADE, ID_WORLD, ID_WORLD_IPV4, ID_SCOPE_LOCAL, PKT_F_NO_L4, PKT_F_ICMP_ERROR,
+  BPF_ANY, BPF_NOEXIST, ICMP_ECHO, ICMP_ECHOREPLY, ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY, CONFIG_F_MASQUERADE, ID_WORLD,
+  ID_WORLD_IPV4, ID_WORLD_IPV6, ID_SCOPE_LOCAL, PKT_F_NO_L4, PKT_F_ICMP_ERROR,
   IP_OFFSET } from "./constants";
 import { DROP_CSUM_L3, DROP_CSUM_L4, DROP_WRITE_ERROR, DROP_NAT_NO_MAPPING, DROP_NAT_UNSUPP_PROTO,
   DROP_NO_CONFIG } from "./drop-reasons";
@@ -198,13 +209,15 @@ export function natRewritePort(pkt: Pkt, info: usize, dst: bool, port: u32): i32
 }
 
 /**
- * Rewrites the identifier of an ICMPv4 echo request or reply to `id` (host order) with the ICMP checksum
- * fix-up (no pseudo-header), and updates PacketInfo's port that carries it (request sport, reply dport).
+ * Rewrites the identifier of an ICMPv4 or ICMPv6 echo request or reply to `id` (host order) with the ICMP
+ * checksum fix-up — a 2-byte change inside the message: ICMPv6's pseudo-header holds no identifier —, and
+ * updates PacketInfo's port that carries it (request sport, reply dport).
  * Returns 0, -DROP_WRITE_ERROR or -DROP_CSUM_L4.
  */
 function natRewriteIcmpId(pkt: Pkt, info: usize, id: u32): i32 {
   const to: u32 = id & 0xffff;
-  const request = read8(info + PACKET_INFO_ICMP_TYPE) == ICMP_ECHO;
+  const type = read8(info + PACKET_INFO_ICMP_TYPE);
+  const request = read8(info + PACKET_INFO_NEXTHDR) == IPPROTO_ICMP ? type == ICMP_ECHO : type == ICMPV6_ECHO_REQUEST;
   if (!noL4(info)) {
     const off: u32 = read16(info + PACKET_INFO_L4_OFF) + 4;
     if (!pktHas(pkt, off + 2)) return -(<i32>DROP_WRITE_ERROR);
@@ -261,13 +274,34 @@ export function natRewriteIcmpErrorInner(pkt: Pkt, info: usize, dst: bool, newAd
   return 0;
 }
 
-/** True for the packets snatEgress / snatRevIngress translate: IPv4 TCP, UDP, and ICMP echo of the given
- * type (ICMP_ECHO on the way out, ICMP_ECHOREPLY on the way back). */
-function snatProto(info: usize, echoType: u32): bool {
-  if (read8(info + PACKET_INFO_FAMILY) != FAMILY_IPV4) return false;
+/** M2: true for the packets snatEgress / snatRevIngress translate, either family: TCP, UDP, and the echo
+ * of the family's ICMP — a request on the way out (`request`), a reply on the way back (Cilium snat_v4_nat
+ * / snat_v6_nat: ICMP_ECHO / ICMPV6_ECHO_REQUEST). */
+function snatProto(info: usize, request: bool): bool {
   const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
   if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP) return true;
-  return nexthdr == IPPROTO_ICMP && read8(info + PACKET_INFO_ICMP_TYPE) == echoType;
+  const type = read8(info + PACKET_INFO_ICMP_TYPE);
+  if (read8(info + PACKET_INFO_FAMILY) == FAMILY_IPV4) return nexthdr == IPPROTO_ICMP && type == (request ? ICMP_ECHO : ICMP_ECHOREPLY);
+  return nexthdr == IPPROTO_ICMPV6 && type == (request ? ICMPV6_ECHO_REQUEST : ICMPV6_ECHO_REPLY);
+}
+
+/** M1: fills the zeroed 16 bytes at `out` with the node's address of `family` (the masquerade address:
+ * ConfigValue.nodeIpv4 or nodeIpv6). Returns false when the node has none of that family. */
+function snatNodeAddr(cfg: usize, family: u32, out: usize): bool {
+  if (family == FAMILY_IPV4) {
+    const ip = read32(cfg + CONFIG_VALUE_NODE_IPV4_BE);
+    write32(out, ip);
+    return ip != 0;
+  }
+  memCopy(out, cfg + CONFIG_VALUE_NODE_IPV6, 16);
+  return (read32(out) | read32(out + 4) | read32(out + 8) | read32(out + 12)) != 0;
+}
+
+/** Whether the addresses at `a` and `b` are equal: the first 4 bytes for IPv4, all 16 for IPv6. */
+function addrEqual(a: usize, b: usize, family: u32): bool {
+  if (read32(a) != read32(b)) return false;
+  if (family == FAMILY_IPV4) return true;
+  return read32(a + 4) == read32(b + 4) && read32(a + 8) == read32(b + 8) && read32(a + 12) == read32(b + 12);
 }
 
 /** Fills `key` with the packet's tuple (as it travels) and the given direction flag. */
@@ -303,37 +337,52 @@ function snatApply(pkt: Pkt, info: usize, v: usize, dst: bool): i32 {
   const port = read16be(v + SNAT_VALUE_TO_PORT_BE);
   const r = natRewriteAddr(pkt, info, dst, addr);
   if (r < 0) return r;
-  if (read8(info + PACKET_INFO_NEXTHDR) == IPPROTO_ICMP) return natRewriteIcmpId(pkt, info, port);
+  const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
+  if (nexthdr == IPPROTO_ICMP || nexthdr == IPPROTO_ICMPV6) return natRewriteIcmpId(pkt, info, port);
   return natRewritePort(pkt, info, dst, port);
 }
 
-/** M4: `daddr` (network order, as read32 gives it) inside the exclusion CIDR. */
-function snatExcluded(cfg: usize, daddr: u32): bool {
-  const plen = read8(cfg + CONFIG_VALUE_SNAT_EXCLUSION_PREFIX_LEN);
-  if (plen == 0) return false;
-  const a = read32be(cfg + CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE);
-  const b = u32((daddr >>> 24) | ((daddr >>> 8) & 0xff00) | ((daddr << 8) & 0xff0000) | (daddr << 24));
-  if (plen >= 32) return a == b;
-  const mask = u32(0xffffffff << (32 - plen));
-  return (a & mask) == (b & mask);
+/** Whether the first `plen` bits of the network-order addresses at `a` and `b` agree (plen ≤ 128). */
+function prefixMatch(a: usize, b: usize, plen: u32): bool {
+  for (let i: u32 = 0; i < 4; i++) {
+    const base: u32 = i << 5;
+    if (plen <= base) return true;
+    const bits: u32 = plen - base;
+    const mask: u32 = bits >= 32 ? 0xffffffff : u32(0xffffffff << (32 - bits));
+    if ((read32be(a + (i << 2)) & mask) != (read32be(b + (i << 2)) & mask)) return false;
+  }
+  return true;
 }
 
-/** M5: an identity outside the cluster. */
+/** M4: the packet's destination is inside the exclusion CIDR of its family (ipv4- / ipv6-native-routing-cidr). */
+function snatExcluded(cfg: usize, info: usize, family: u32): bool {
+  if (family == FAMILY_IPV4) {
+    const plen = read8(cfg + CONFIG_VALUE_SNAT_EXCLUSION_PREFIX_LEN);
+    if (plen == 0) return false;
+    return prefixMatch(cfg + CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE, info + PACKET_INFO_DADDR, plen > 32 ? 32 : plen);
+  }
+  const plen6 = read8(cfg + CONFIG_VALUE_SNAT_EXCLUSION_IPV6_PREFIX_LEN);
+  if (plen6 == 0) return false;
+  return prefixMatch(cfg + CONFIG_VALUE_SNAT_EXCLUSION_IPV6, info + PACKET_INFO_DADDR, plen6 > 128 ? 128 : plen6);
+}
+
+/** M5: an identity outside the cluster (world of either family, or a node-local CIDR identity). */
 function identityIsOutside(cfg: usize, id: u32): bool {
-  if (id == ID_WORLD || id == ID_WORLD_IPV4 || id == read32(cfg + CONFIG_VALUE_WORLD_IPV4_IDENTITY)) return true;
+  if (id == ID_WORLD || id == ID_WORLD_IPV4 || id == ID_WORLD_IPV6) return true;
+  if (id == read32(cfg + CONFIG_VALUE_WORLD_IPV4_IDENTITY) || id == read32(cfg + CONFIG_VALUE_WORLD_IPV6_IDENTITY)) return true;
   return (id >>> 24) == ID_SCOPE_LOCAL;
 }
 
-/** Fills `key` with the IPv4 tuple {daddr, saddr (16-byte fields), dport, sport (host order), proto,
- * flags}: the SNAT map's keys as snatEgress writes them. */
-function snatKey4(key: usize, daddr: usize, saddr: usize, dport: u32, sport: u32, proto: u32, flags: u32): void {
+/** Fills `key` with the tuple {daddr, saddr (16-byte fields), dport, sport (host order), proto, flags,
+ * family}: the SNAT map's keys as snatEgress writes them. */
+function snatKey(key: usize, daddr: usize, saddr: usize, dport: u32, sport: u32, proto: u32, flags: u32, family: u32): void {
   memCopy(key + CT_TUPLE_DADDR, daddr, 16);
   memCopy(key + CT_TUPLE_SADDR, saddr, 16);
   write16be(key + CT_TUPLE_DPORT_BE, dport);
   write16be(key + CT_TUPLE_SPORT_BE, sport);
   write8(key + CT_TUPLE_NEXTHDR, proto);
   write8(key + CT_TUPLE_FLAGS, flags);
-  write8(key + CT_TUPLE_FAMILY, FAMILY_IPV4);
+  write8(key + CT_TUPLE_FAMILY, family);
 }
 
 /**
@@ -343,20 +392,21 @@ function snatKey4(key: usize, daddr: usize, saddr: usize, dport: u32, sport: u32
  * and port.
  */
 function snatAlreadyTranslated(info: usize): bool {
+  const family = read8(info + PACKET_INFO_FAMILY);
   const proto = read8(info + PACKET_INFO_NEXTHDR);
   const sport = read16(info + PACKET_INFO_SPORT);
   const dport = read16(info + PACKET_INFO_DPORT);
   const rkey = stackAlloc(CT_TUPLE_SIZE);
-  snatKey4(rkey, info + PACKET_INFO_SADDR, info + PACKET_INFO_DADDR, sport, dport, proto, TUPLE_F_IN);
+  snatKey(rkey, info + PACKET_INFO_SADDR, info + PACKET_INFO_DADDR, sport, dport, proto, TUPLE_F_IN, family);
   const rv = mapLookup(MapId.Snat, rkey);
   if (rv == 0) return false;
   // A pod's masquerade mapping is applied here, at the device: its output never comes back through it.
-  if (endpointLookup(rv + SNAT_VALUE_TO_ADDR, FAMILY_IPV4) != 0) return false;
+  if (endpointLookup(rv + SNAT_VALUE_TO_ADDR, family) != 0) return false;
   const okey = stackAlloc(CT_TUPLE_SIZE);
-  snatKey4(okey, info + PACKET_INFO_DADDR, rv + SNAT_VALUE_TO_ADDR, dport, read16be(rv + SNAT_VALUE_TO_PORT_BE), proto, TUPLE_F_OUT);
+  snatKey(okey, info + PACKET_INFO_DADDR, rv + SNAT_VALUE_TO_ADDR, dport, read16be(rv + SNAT_VALUE_TO_PORT_BE), proto, TUPLE_F_OUT, family);
   const ov = mapLookup(MapId.Snat, okey);
   if (ov == 0) return false;
-  return read32(ov + SNAT_VALUE_TO_ADDR) == read32(info + PACKET_INFO_SADDR) &&
+  return addrEqual(ov + SNAT_VALUE_TO_ADDR, info + PACKET_INFO_SADDR, family) &&
     read16be(ov + SNAT_VALUE_TO_PORT_BE) == read16(info + PACKET_INFO_SPORT);
 }
 
@@ -368,19 +418,22 @@ function snatAlreadyTranslated(info: usize): bool {
 export function snatNeedsMasquerade(cfg: usize, info: usize, now: u32): bool {
   // M1.
   if ((read32(cfg + CONFIG_VALUE_FLAGS) & CONFIG_F_MASQUERADE) == 0) return false;
-  if (read32(cfg + CONFIG_VALUE_NODE_IPV4_BE) == 0) return false;
+  const family = read8(info + PACKET_INFO_FAMILY);
+  const node = stackAlloc(16);
+  if (!snatNodeAddr(cfg, family, node)) return false;
   // M2.
-  if (!snatProto(info, ICMP_ECHO)) return false;
+  if (!snatProto(info, true)) return false;
   // M3, H1–H3: a pod's packet, or the node's own connection from the masquerade address with a port in
   // the SNAT range.
-  const own: bool = read32(info + PACKET_INFO_SADDR) == read32(cfg + CONFIG_VALUE_NODE_IPV4_BE);
+  const own: bool = addrEqual(info + PACKET_INFO_SADDR, node, family);
   if (own) {
     if (<u32>read16(info + PACKET_INFO_SPORT) <= <u32>read16(cfg + CONFIG_VALUE_NODE_PORT_MAX)) return false;
-  } else if (endpointLookup(info + PACKET_INFO_SADDR, FAMILY_IPV4) == 0) return false;
+  } else if (endpointLookup(info + PACKET_INFO_SADDR, family) == 0) return false;
   // M4.
-  if (snatExcluded(cfg, read32(info + PACKET_INFO_DADDR))) return false;
+  if (snatExcluded(cfg, info, family)) return false;
   // M5.
-  const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, FAMILY_IPV4, read32(cfg + CONFIG_VALUE_WORLD_IPV4_IDENTITY));
+  const world = read32(cfg + (family == FAMILY_IPV4 ? CONFIG_VALUE_WORLD_IPV4_IDENTITY : CONFIG_VALUE_WORLD_IPV6_IDENTITY));
+  const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, family, world);
   if (!identityIsOutside(cfg, dstId)) return false;
   // H5.
   if (own && snatAlreadyTranslated(info)) return false;
@@ -390,24 +443,26 @@ export function snatNeedsMasquerade(cfg: usize, info: usize, now: u32): bool {
 
 /**
  * SNAT of a packet leaving this node — a NodePort packet for a remote backend (after DNAT), or a pod's
- * packet leaving the cluster (masquerading, M1–M6): the source becomes the node's IPv4 address and an
- * allocated port or ICMP echo identifier (rules P1–P4). An existing mapping for the flow is reused.
+ * packet leaving the cluster (masquerading, M1–M6): the source becomes the node's address of the packet's
+ * family and an allocated port or ICMP / ICMPv6 echo identifier (rules P1–P4). An existing mapping for
+ * the flow is reused.
  * Returns:
  *   0 — translated (PacketInfo holds the new source);
- *   -DROP_NAT_UNSUPP_PROTO — not IPv4 TCP, UDP or ICMP echo request (the config has no node IPv6
- *     address);
- *   -DROP_NO_CONFIG — no ConfigValue, or its nodeIpv4 is 0;
+ *   -DROP_NAT_UNSUPP_PROTO — not TCP, UDP or an ICMP / ICMPv6 echo request;
+ *   -DROP_NO_CONFIG — no ConfigValue, or no node address of the packet's family (nodeIpv4 0 for IPv4,
+ *     nodeIpv6 all zero for IPv6): fails closed rather than forward a packet whose reply cannot return;
  *   -DROP_NAT_NO_MAPPING — no free port among SNAT_COLLISION_RETRIES candidates, or the egress entry
  *     could not be stored;
  *   -DROP_WRITE_ERROR / -DROP_CSUM_L3 / -DROP_CSUM_L4 — rewriting failed.
  */
 export function snatEgress(pkt: Pkt, info: usize, now: u32): i32 {
+  const family = read8(info + PACKET_INFO_FAMILY);
   const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
-  if (!snatProto(info, ICMP_ECHO)) return -(<i32>DROP_NAT_UNSUPP_PROTO);
+  if (!snatProto(info, true)) return -(<i32>DROP_NAT_UNSUPP_PROTO);
   const cfg = configGet();
   if (cfg == 0) return -(<i32>DROP_NO_CONFIG);
-  const nodeIp = read32(cfg + CONFIG_VALUE_NODE_IPV4_BE);
-  if (nodeIp == 0) return -(<i32>DROP_NO_CONFIG);
+  const nodeAddr = stackAlloc(16);
+  if (!snatNodeAddr(cfg, family, nodeAddr)) return -(<i32>DROP_NO_CONFIG);
   const okey = stackAlloc(CT_TUPLE_SIZE);
   snatTuple(info, okey, TUPLE_F_OUT);
   const existing = mapLookup(MapId.Snat, okey);
@@ -420,20 +475,21 @@ export function snatEgress(pkt: Pkt, info: usize, now: u32): i32 {
   const sport = read16(info + PACKET_INFO_SPORT);
   const dport = read16(info + PACKET_INFO_DPORT);
   // P3. Deterministic start: flow hash reduced into the range.
-  const h = hashFromTupleV4(read32(info + PACKET_INFO_SADDR), dport, sport, nexthdr, read32(cfg + CONFIG_VALUE_HASH_SEED));
+  const seed = read32(cfg + CONFIG_VALUE_HASH_SEED);
+  const h = family == FAMILY_IPV4
+    ? hashFromTupleV4(read32(info + PACKET_INFO_SADDR), dport, sport, nexthdr, seed)
+    : hashFromTupleV6(info + PACKET_INFO_SADDR, dport, sport, nexthdr, seed);
   let cand: u32 = minPort + h % span;
   // P2. Keep the original port when it is in range.
   if (sport >= minPort) cand = sport;
 
   // Reply key: {daddr = node IP, saddr = backend, dport = candidate, sport = backend port, TUPLE_F_IN}.
-  const nodeAddr = stackAlloc(16);
-  write32(nodeAddr, nodeIp);
   const rkey = stackAlloc(CT_TUPLE_SIZE);
   snatReplyKey(rkey, okey, nodeAddr, 0);
   const rval = stackAlloc(SNAT_VALUE_SIZE);
   memCopy(rval + SNAT_VALUE_TO_ADDR, info + PACKET_INFO_SADDR, 16);
   write16be(rval + SNAT_VALUE_TO_PORT_BE, sport);
-  write8(rval + SNAT_VALUE_FAMILY, FAMILY_IPV4);
+  write8(rval + SNAT_VALUE_FAMILY, family);
   write32(rval + SNAT_VALUE_CREATED, now);
 
   // P4. Claim the first free candidate.
@@ -449,9 +505,9 @@ export function snatEgress(pkt: Pkt, info: usize, now: u32): i32 {
   if (!found) return -(<i32>DROP_NAT_NO_MAPPING);
 
   const oval = stackAlloc(SNAT_VALUE_SIZE);
-  write32(oval + SNAT_VALUE_TO_ADDR, nodeIp);
+  memCopy(oval + SNAT_VALUE_TO_ADDR, nodeAddr, 16);
   write16be(oval + SNAT_VALUE_TO_PORT_BE, cand);
-  write8(oval + SNAT_VALUE_FAMILY, FAMILY_IPV4);
+  write8(oval + SNAT_VALUE_FAMILY, family);
   write32(oval + SNAT_VALUE_CREATED, now);
   if (mapUpdate(MapId.Snat, okey, oval, BPF_ANY) != 0) {
     mapDelete(MapId.Snat, rkey);
@@ -465,14 +521,13 @@ export function snatEgress(pkt: Pkt, info: usize, now: u32): i32 {
  * becomes the original client address and port (or ICMP echo identifier).
  * Returns:
  *   0 — translated (PacketInfo holds the new destination);
- *   NAT_PUNT_TO_STACK (1) — no mapping for this packet (or not TCP/UDP/ICMP echo reply): left untouched;
+ *   NAT_PUNT_TO_STACK (1) — no mapping for this packet (or not TCP/UDP/ICMP or ICMPv6 echo reply): left
+ *     untouched;
  *   -DROP_WRITE_ERROR / -DROP_CSUM_L3 / -DROP_CSUM_L4 — rewriting failed.
  */
 export function snatRevIngress(pkt: Pkt, info: usize): i32 {
   if ((read8(info + PACKET_INFO_FLAGS) & PKT_F_ICMP_ERROR) != 0) return snatRevIcmpError(pkt, info);
-  const nexthdr = read8(info + PACKET_INFO_NEXTHDR);
-  const echoReply = nexthdr == IPPROTO_ICMP && read8(info + PACKET_INFO_ICMP_TYPE) == ICMP_ECHOREPLY;
-  if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP && !echoReply) return NAT_PUNT_TO_STACK;
+  if (!snatProto(info, false)) return NAT_PUNT_TO_STACK;
   const key = stackAlloc(CT_TUPLE_SIZE);
   snatTuple(info, key, TUPLE_F_IN);
   const v = mapLookup(MapId.Snat, key);
@@ -501,8 +556,8 @@ function snatRevIcmpError(pkt: Pkt, info: usize): i32 {
   if (read32(info + PACKET_INFO_DADDR) != read32(info + PACKET_INFO_INNER_SADDR)) return NAT_PUNT_TO_STACK;
   // E1.
   const key = stackAlloc(CT_TUPLE_SIZE);
-  snatKey4(key, info + PACKET_INFO_INNER_SADDR, info + PACKET_INFO_INNER_DADDR, read16(info + PACKET_INFO_INNER_SPORT),
-    read16(info + PACKET_INFO_INNER_DPORT), proto, TUPLE_F_IN);
+  snatKey(key, info + PACKET_INFO_INNER_SADDR, info + PACKET_INFO_INNER_DADDR, read16(info + PACKET_INFO_INNER_SPORT),
+    read16(info + PACKET_INFO_INNER_DPORT), proto, TUPLE_F_IN, FAMILY_IPV4);
   const v = mapLookup(MapId.Snat, key);
   if (v == 0) return NAT_PUNT_TO_STACK;
   // E3.

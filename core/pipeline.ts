@@ -1,6 +1,6 @@
 /*
  * The entry points of the datapath, mirroring Cilium's hooks (bpf/bpf_lxc.c handle_ipv4_from_lxc and
- * ipv4_policy, bpf/bpf_host.c / bpf/lib/nodeport.h nodeport_lb4):
+ * ipv4_policy, bpf/bpf_host.c / bpf/lib/nodeport.h nodeport_lb4 and nodeport_lb6):
  *   fromEndpoint — traffic leaving a pod (tc ingress of its host-side veth)
  *   toEndpoint   — traffic arriving at a pod (tc egress of its host-side veth / local delivery)
  *   fromOverlay  — traffic from pods on other nodes, arriving through the tunnel device (bpf_overlay.c)
@@ -639,8 +639,9 @@ function deliver(pkt: Pkt, srcIdentity: u32, now: u32, overlay: bool): u32 {
 }
 
 /**
- * Traffic from outside the node (Cilium's nodeport_lb4): NodePort, LoadBalancer and external-IP frontends,
- * and replies of NodePort flows this node SNATed to a remote backend.
+ * Traffic from outside the node (Cilium's nodeport_lb4 / nodeport_lb6): NodePort, LoadBalancer and
+ * external-IP frontends of either family, and replies of NodePort flows this node SNATed to a remote
+ * backend.
  * Outcomes:
  *   1. CTX_ACT_DROP, DROP_NO_CONFIG / a parse drop reason.
  *   1a. CTX_ACT_OK, untouched — not IPv4/IPv6 (ARP above all): the node's own traffic, for its stack. A node
@@ -662,8 +663,10 @@ function deliver(pkt: Pkt, srcIdentity: u32, now: u32, overlay: bool): u32 {
  *   5. CTX_ACT_DROP, DROP_NO_SERVICE — no backend can serve the packet.
  *   6. CTX_ACT_DROP, DROP_CT_UNKNOWN_PROTO / DROP_CT_CREATE_FAILED — conntrack.
  *   7. CTX_ACT_OK — DNATed to a local backend (its to-endpoint enforces ingress policy).
- *   8. CTX_ACT_OK — DNATed to a remote backend and SNATed to this node (TRACE_F_SNAT); or a drop with
- *      DROP_NAT_NO_MAPPING / DROP_NAT_UNSUPP_PROTO when SNAT is impossible.
+ *   8. CTX_ACT_OK — DNATed to a remote backend and SNATed to this node's address of the packet's family
+ *      (TRACE_F_SNAT); or a drop with DROP_NAT_NO_MAPPING / DROP_NAT_UNSUPP_PROTO when SNAT is impossible,
+ *      DROP_NO_CONFIG when the node has no address of that family (an IPv6 NodePort flow to a remote
+ *      backend on a node without ConfigValue.nodeIpv6).
  *  Rewrite failures drop with DROP_WRITE_ERROR / DROP_CSUM_L3 / DROP_CSUM_L4.
  */
 export function fromNetwork(pkt: Pkt, now: u32): u32 {
@@ -751,7 +754,7 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
 
 /**
  * Traffic leaving the node through its device (Cilium bpf_host.c cil_to_netdev → handle_nat_fwd →
- * snat_v4_needs_masquerade / snat_v4_nat): masquerading of pod traffic leaving the cluster. It judges
+ * snat_v4_needs_masquerade / snat_v4_nat, snat_v6_needs_masquerade / snat_v6_nat): masquerading of pod traffic leaving the cluster. It judges
  * nothing else — policy was the pod's fromEndpoint's — and never drops a packet it does not translate:
  * the device also carries the node's own traffic.
  * Outcomes:
@@ -760,8 +763,8 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
  *      or one that is not masqueraded (core/nat.ts M1–M6).
  *   1a. CTX_ACT_DROP, DROP_INVALID — a malformed L2/L3 header (truncated, wrong version or lengths), as
  *      Cilium's cil_to_netdev drops what it cannot revalidate; the kernel never sends such a frame.
- *   2. CTX_ACT_OK, SNATed (TRACE_F_SNAT) — source = the node's IPv4 address and an allocated port or ICMP
- *      echo identifier (P1–P4); the mapping is kept in MapId.Snat (both directions) for fromNetwork's
+ *   2. CTX_ACT_OK, SNATed (TRACE_F_SNAT) — source = the node's address of the packet's family (IPv4 or
+ *      IPv6) and an allocated port or ICMP / ICMPv6 echo identifier (P1–P4); the mapping is kept in MapId.Snat (both directions) for fromNetwork's
  *      reverse SNAT (outcome 2a there).
  *   3. CTX_ACT_DROP, DROP_NAT_NO_MAPPING — no free port among SNAT_COLLISION_RETRIES candidates (or the
  *      Snat map is full); DROP_WRITE_ERROR / DROP_CSUM_L3 / DROP_CSUM_L4 — rewriting failed.

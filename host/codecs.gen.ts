@@ -65,12 +65,17 @@ export interface ConfigValue {
   snatExclusionPrefixLen: number;
   hostEpId: number;
   snatExclusionIpv4: number;
+  nodeIpv6: Uint8Array;
+  snatExclusionIpv6: Uint8Array;
+  snatExclusionIpv6PrefixLen: number;
+  pad0: number;
+  pad1: number;
 }
 
 export const ConfigValueCodec: Codec<ConfigValue> = {
   name: "ConfigValue",
-  size: 76,
-  encode(v, out = new Uint8Array(76), o = 0) {
+  size: 112,
+  encode(v, out = new Uint8Array(112), o = 0) {
     const dv = new DataView(out.buffer, out.byteOffset);
     dv.setUint32(o + 0, Number(v.ctSynTimeout ?? 0) >>> 0, true);
     dv.setUint32(o + 4, Number(v.ctTcpLifetime ?? 0) >>> 0, true);
@@ -95,6 +100,13 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
     dv.setUint8(o + 69, Number(v.snatExclusionPrefixLen ?? 0) & 0xff);
     dv.setUint16(o + 70, Number(v.hostEpId ?? 0) & 0xffff, true);
     dv.setUint32(o + 72, Number(v.snatExclusionIpv4 ?? 0) >>> 0, false);
+    out.fill(0, o + 76, o + 76 + 16);
+    if (v.nodeIpv6) out.set(v.nodeIpv6.subarray(0, 16), o + 76);
+    out.fill(0, o + 92, o + 92 + 16);
+    if (v.snatExclusionIpv6) out.set(v.snatExclusionIpv6.subarray(0, 16), o + 92);
+    dv.setUint8(o + 108, Number(v.snatExclusionIpv6PrefixLen ?? 0) & 0xff);
+    dv.setUint8(o + 109, Number(v.pad0 ?? 0) & 0xff);
+    dv.setUint16(o + 110, Number(v.pad1 ?? 0) & 0xffff, true);
     return out;
   },
   decode(b, o = 0) {
@@ -123,14 +135,19 @@ export const ConfigValueCodec: Codec<ConfigValue> = {
       snatExclusionPrefixLen: dv.getUint8(o + 69),
       hostEpId: dv.getUint16(o + 70, true),
       snatExclusionIpv4: dv.getUint32(o + 72, false),
+      nodeIpv6: b.slice(o + 76, o + 76 + 16),
+      snatExclusionIpv6: b.slice(o + 92, o + 92 + 16),
+      snatExclusionIpv6PrefixLen: dv.getUint8(o + 108),
+      pad0: dv.getUint8(o + 109),
+      pad1: dv.getUint16(o + 110, true),
     };
   },
   zero() {
-    return this.decode(new Uint8Array(76));
+    return this.decode(new Uint8Array(112));
   },
 };
 
-/** IpcacheKey (core/layout.ts:120) */
+/** IpcacheKey (core/layout.ts:129) */
 export interface IpcacheKey {
   prefixlen: number;
   clusterId: number;
@@ -167,7 +184,7 @@ export const IpcacheKeyCodec: Codec<IpcacheKey> = {
   },
 };
 
-/** struct remote_endpoint_info. (core/layout.ts:129) */
+/** struct remote_endpoint_info. (core/layout.ts:138) */
 export interface IpcacheValue {
   secIdentity: number;
   tunnelEndpoint: Uint8Array;
@@ -204,7 +221,7 @@ export const IpcacheValueCodec: Codec<IpcacheValue> = {
   },
 };
 
-/** EndpointKey (core/layout.ts:141) */
+/** EndpointKey (core/layout.ts:150) */
 export interface EndpointKey {
   addr: Uint8Array;
   family: number;
@@ -238,7 +255,7 @@ export const EndpointKeyCodec: Codec<EndpointKey> = {
   },
 };
 
-/** EndpointInfo (core/layout.ts:148) */
+/** EndpointInfo (core/layout.ts:157) */
 export interface EndpointInfo {
   ifindex: number;
   epId: number;
@@ -282,7 +299,7 @@ export const EndpointInfoCodec: Codec<EndpointInfo> = {
   },
 };
 
-/** PolicyKey (core/layout.ts:166) */
+/** PolicyKey (core/layout.ts:175) */
 export interface PolicyKey {
   prefixlen: number;
   secLabel: number;
@@ -324,7 +341,7 @@ export const PolicyKeyCodec: Codec<PolicyKey> = {
   },
 };
 
-/** PolicyEntry (core/layout.ts:178) */
+/** PolicyEntry (core/layout.ts:187) */
 export interface PolicyEntry {
   proxyPort: number;
   flags: number;
@@ -366,7 +383,7 @@ export const PolicyEntryCodec: Codec<PolicyEntry> = {
   },
 };
 
-/** ServiceKey (core/layout.ts:199) */
+/** ServiceKey (core/layout.ts:208) */
 export interface ServiceKey {
   addr: Uint8Array;
   dport: number;
@@ -409,7 +426,7 @@ export const ServiceKeyCodec: Codec<ServiceKey> = {
   },
 };
 
-/** ServiceValue (core/layout.ts:211) */
+/** ServiceValue (core/layout.ts:220) */
 export interface ServiceValue {
   backendId: number;
   count: number;
@@ -448,7 +465,7 @@ export const ServiceValueCodec: Codec<ServiceValue> = {
   },
 };
 
-/** BackendKey (core/layout.ts:223) */
+/** BackendKey (core/layout.ts:232) */
 export interface BackendKey {
   backendId: number;
 }
@@ -472,7 +489,7 @@ export const BackendKeyCodec: Codec<BackendKey> = {
   },
 };
 
-/** Backend (core/layout.ts:227) */
+/** Backend (core/layout.ts:236) */
 export interface Backend {
   addr: Uint8Array;
   port: number;
@@ -515,7 +532,7 @@ export const BackendCodec: Codec<Backend> = {
   },
 };
 
-/** RevNatKey (core/layout.ts:238) */
+/** RevNatKey (core/layout.ts:247) */
 export interface RevNatKey {
   revNatIndex: number;
   pad0: number;
@@ -542,7 +559,7 @@ export const RevNatKeyCodec: Codec<RevNatKey> = {
   },
 };
 
-/** RevNatValue (core/layout.ts:243) */
+/** RevNatValue (core/layout.ts:252) */
 export interface RevNatValue {
   addr: Uint8Array;
   port: number;
@@ -576,7 +593,7 @@ export const RevNatValueCodec: Codec<RevNatValue> = {
   },
 };
 
-/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:252) */
+/** Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. (core/layout.ts:261) */
 export interface MaglevKey {
   revNatIndex: number;
   pad0: number;
@@ -606,7 +623,7 @@ export const MaglevKeyCodec: Codec<MaglevKey> = {
   },
 };
 
-/** MaglevValue (core/layout.ts:258) */
+/** MaglevValue (core/layout.ts:267) */
 export interface MaglevValue {
   backendId: number;
 }
@@ -630,7 +647,7 @@ export const MaglevValueCodec: Codec<MaglevValue> = {
   },
 };
 
-/** AffinityKey (core/layout.ts:262) */
+/** AffinityKey (core/layout.ts:271) */
 export interface AffinityKey {
   clientAddr: Uint8Array;
   revNatIndex: number;
@@ -664,7 +681,7 @@ export const AffinityKeyCodec: Codec<AffinityKey> = {
   },
 };
 
-/** AffinityValue (core/layout.ts:269) */
+/** AffinityValue (core/layout.ts:278) */
 export interface AffinityValue {
   lastUsed: number;
   backendId: number;
@@ -691,7 +708,7 @@ export const AffinityValueCodec: Codec<AffinityValue> = {
   },
 };
 
-/** CtTuple (core/layout.ts:280) */
+/** CtTuple (core/layout.ts:289) */
 export interface CtTuple {
   daddr: Uint8Array;
   saddr: Uint8Array;
@@ -738,7 +755,7 @@ export const CtTupleCodec: Codec<CtTuple> = {
   },
 };
 
-/** CtEntry (core/layout.ts:292) */
+/** CtEntry (core/layout.ts:301) */
 export interface CtEntry {
   lifetime: number;
   srcSecId: number;
@@ -795,7 +812,7 @@ export const CtEntryCodec: Codec<CtEntry> = {
   },
 };
 
-/** SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:313) */
+/** SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. (core/layout.ts:322) */
 export interface SnatValue {
   toAddr: Uint8Array;
   toPort: number;
@@ -832,7 +849,7 @@ export const SnatValueCodec: Codec<SnatValue> = {
   },
 };
 
-/** A datagram: the IPv4 addresses, IP identification and protocol shared by all of its fragments. (core/layout.ts:327) */
+/** A datagram: the IPv4 addresses, IP identification and protocol shared by all of its fragments. (core/layout.ts:336) */
 export interface FragId {
   daddr: number;
   saddr: number;
@@ -868,7 +885,7 @@ export const FragIdCodec: Codec<FragId> = {
   },
 };
 
-/** The L4 fields of a datagram's first fragment: Cilium's sport/dport, plus the ICMP type and code (a ciliate addition: ICMP policy keys on the type, which only the first fragment carries). Ports as PacketInfo holds them (an ICMP echo identifier in sport for a request, dport for a reply). (core/layout.ts:338) */
+/** The L4 fields of a datagram's first fragment: Cilium's sport/dport, plus the ICMP type and code (a ciliate addition: ICMP policy keys on the type, which only the first fragment carries). Ports as PacketInfo holds them (an ICMP echo identifier in sport for a request, dport for a reply). (core/layout.ts:347) */
 export interface FragL4Ports {
   sport: number;
   dport: number;
@@ -904,7 +921,7 @@ export const FragL4PortsCodec: Codec<FragL4Ports> = {
   },
 };
 
-/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:351) */
+/** Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. (core/layout.ts:360) */
 export interface MetricsKey {
   reason: number;
   dir: number;
@@ -934,7 +951,7 @@ export const MetricsKeyCodec: Codec<MetricsKey> = {
   },
 };
 
-/** MetricsValue (core/layout.ts:358) */
+/** MetricsValue (core/layout.ts:367) */
 export interface MetricsValue {
   packets: bigint;
   bytes: bigint;
@@ -961,7 +978,7 @@ export const MetricsValueCodec: Codec<MetricsValue> = {
   },
 };
 
-/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:367) */
+/** A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. (core/layout.ts:376) */
 export interface ProxyListenerValue {
   direction: number;
   pad0: number;
@@ -991,7 +1008,7 @@ export const ProxyListenerValueCodec: Codec<ProxyListenerValue> = {
   },
 };
 
-/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:376) */
+/** What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. (core/layout.ts:385) */
 export interface TraceRecord {
   verdict: number;
   dropReason: number;
@@ -1121,7 +1138,7 @@ export const TraceRecordCodec: Codec<TraceRecord> = {
   },
 };
 
-/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). (core/layout.ts:436) */
+/** The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). (core/layout.ts:445) */
 export interface TunnelKey {
   remote: Uint8Array;
   tunnelId: number;
@@ -1158,7 +1175,7 @@ export const TunnelKeyCodec: Codec<TunnelKey> = {
   },
 };
 
-/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:448) */
+/** What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. (core/layout.ts:457) */
 export interface PacketInfo {
   family: number;
   nexthdr: number;
@@ -1246,7 +1263,7 @@ export const PacketInfoCodec: Codec<PacketInfo> = {
   },
 };
 
-/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:477) */
+/** What policyCanAccess (core/policy.ts) decided, for traces and flow events. (core/layout.ts:486) */
 export interface PolicyResult {
   cookie: number;
   proxyPort: number;
@@ -1288,7 +1305,7 @@ export const PolicyResultCodec: Codec<PolicyResult> = {
   },
 };
 
-/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:494) */
+/** What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). (core/layout.ts:503) */
 export interface CtState {
   backendId: number;
   srcSecId: number;
@@ -1327,7 +1344,7 @@ export const CtStateCodec: Codec<CtState> = {
   },
 };
 
-/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:508) */
+/** What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). (core/layout.ts:517) */
 export interface LbSelection {
   backendId: number;
   backend: Uint8Array;
@@ -1394,7 +1411,7 @@ export interface MapSpec<K = unknown, V = unknown> {
 }
 
 export const MAP_SPECS = {
-  Config: { id: MapId.Config, name: "config", bpfName: "ciliate_config_v1", type: MapType.Array, maxEntries: 1, key: u32Codec, value: ConfigValueCodec } as MapSpec<number, ConfigValue>,
+  Config: { id: MapId.Config, name: "config", bpfName: "ciliate_config_v2", type: MapType.Array, maxEntries: 1, key: u32Codec, value: ConfigValueCodec } as MapSpec<number, ConfigValue>,
   Ipcache: { id: MapId.Ipcache, name: "ipcache", bpfName: "ciliate_ipcache_v1", type: MapType.LpmTrie, maxEntries: 512000, key: IpcacheKeyCodec, value: IpcacheValueCodec } as MapSpec<IpcacheKey, IpcacheValue>,
   Endpoints: { id: MapId.Endpoints, name: "lxc", bpfName: "ciliate_lxc_v1", type: MapType.Hash, maxEntries: 65535, key: EndpointKeyCodec, value: EndpointInfoCodec } as MapSpec<EndpointKey, EndpointInfo>,
   Policy: { id: MapId.Policy, name: "policy", bpfName: "ciliate_policy_v1", type: MapType.LpmTrie, maxEntries: 65536, key: PolicyKeyCodec, value: PolicyEntryCodec } as MapSpec<PolicyKey, PolicyEntry>,
@@ -1414,7 +1431,7 @@ export const MAP_SPECS = {
 
 /** Field offsets by layout, for tests that compare the TypeScript and C views of a layout. */
 export const LAYOUT_OFFSETS: Record<string, { size: number; fields: Record<string, number> }> = {
-  ConfigValue: { size: 76, fields: { ctSynTimeout: 0, ctTcpLifetime: 4, ctCloseTimeout: 8, ctAnyLifetime: 12, ctServiceTcpLifetime: 16, ctServiceAnyLifetime: 20, hashSeed: 24, maglevTableSize: 28, flags: 32, hostIdentity: 36, worldIpv4Identity: 40, worldIpv6Identity: 44, serviceLoopbackIpv4Be: 48, clusterId: 52, nodePortMin: 54, nodePortMax: 56, traceSampleRate: 58, nodeIpv4Be: 60, tunnelIfindex: 64, tunnelProtocol: 68, snatExclusionPrefixLen: 69, hostEpId: 70, snatExclusionIpv4Be: 72 } },
+  ConfigValue: { size: 112, fields: { ctSynTimeout: 0, ctTcpLifetime: 4, ctCloseTimeout: 8, ctAnyLifetime: 12, ctServiceTcpLifetime: 16, ctServiceAnyLifetime: 20, hashSeed: 24, maglevTableSize: 28, flags: 32, hostIdentity: 36, worldIpv4Identity: 40, worldIpv6Identity: 44, serviceLoopbackIpv4Be: 48, clusterId: 52, nodePortMin: 54, nodePortMax: 56, traceSampleRate: 58, nodeIpv4Be: 60, tunnelIfindex: 64, tunnelProtocol: 68, snatExclusionPrefixLen: 69, hostEpId: 70, snatExclusionIpv4Be: 72, nodeIpv6: 76, snatExclusionIpv6: 92, snatExclusionIpv6PrefixLen: 108, pad0: 109, pad1: 110 } },
   IpcacheKey: { size: 24, fields: { prefixlen: 0, clusterId: 4, pad1: 6, family: 7, addr: 8 } },
   IpcacheValue: { size: 24, fields: { secIdentity: 0, tunnelEndpoint: 4, pad0: 20, key: 22, flags: 23 } },
   EndpointKey: { size: 20, fields: { addr: 0, family: 16, key: 17, clusterId: 18 } },

@@ -92,6 +92,17 @@ export function parseIpv4Cidr(cidr: string): { addr: number; prefixLen: number }
   return { addr: (Number(a.addr) & mask) >>> 0, prefixLen: len };
 }
 
+/** "x:y::/n" (n 1..128) → the network address as 16 bytes (host bits cleared) and n. Throws one line on
+ * anything else. */
+export function parseIpv6Cidr(cidr: string): { addr: Uint8Array; prefixLen: number } {
+  const m = /^([0-9A-Fa-f:.]+)\/(\d{1,3})$/.exec(cidr);
+  const len = m ? Number(m[2]) : -1;
+  const a = m ? parseIp(m[1]!) : undefined;
+  if (!a || a.family !== 6 || len < 1 || len > 128) throw new Error(`invalid IPv6 CIDR ${JSON.stringify(cidr)} (x:y::/n, n 1..128)`);
+  const mask = ((1n << 128n) - 1n) ^ ((1n << BigInt(128 - len)) - 1n);
+  return { addr: bytesOf(a.addr & mask, 16), prefixLen: len };
+}
+
 /** IPv6 text (any valid spelling, IPv4 tail included) → 16 bytes. Throws on anything else. */
 export function parseIpv6(addr: string): Uint8Array {
   const a = parseIp(addr);

@@ -64,6 +64,9 @@ export const DEFAULT_CONFIG: SimConfig = {
 export interface SimNode {
   name: string;
   ip: string;
+  /** The node's IPv6 InternalIP (dual stack, Cilium's ipv6-node): its IPv6 NodePort frontends and the
+   * SNAT source of its IPv6 masquerading. */
+  ip6?: string;
   podCIDR: string;
   /** The node's IPv6 pod CIDR (the IPv6 entry of spec.podCIDRs), when the node is dual-stack. */
   podCIDRv6?: string;
@@ -672,6 +675,7 @@ function placeNodes(objects: ManifestObject[], config: SimConfig, pinned: Alloca
     const spec = (o.raw.spec ?? {}) as Record<string, unknown>;
     const addrs = (((o.raw.status ?? {}) as Record<string, unknown>).addresses as { type?: string; address?: string }[]) ?? [];
     const internal = addrs.find((a) => a.type === "InternalIP" && a.address && parseIp(a.address)?.family === 4)?.address;
+    const internal6 = addrs.find((a) => a.type === "InternalIP" && a.address && parseIp(a.address)?.family === 6)?.address;
     let cidr = str(spec.podCIDR);
     if (cidr !== undefined && (!parseCidr(cidr) || parseCidr(cidr)!.family !== 4)) throw bad(o, ["spec", "podCIDR"], `invalid IPv4 pod CIDR ${JSON.stringify(cidr)}`);
     if (cidr) cidr = parseCidr(cidr)!.text;
@@ -690,9 +694,9 @@ function placeNodes(objects: ManifestObject[], config: SimConfig, pinned: Alloca
       cidr6 = c.text;
     });
     if (internal && !canonicalIp(internal)) throw bad(o, ["status", "addresses"], `invalid node address ${internal}`);
-    return { o, name: o.metadata.name, cidr: cidr ?? pinned?.nodeCidr.get(o.metadata.name), cidr6, ip: internal ?? pinned?.nodeIp.get(o.metadata.name), labels: labelsOf(o.metadata.labels) };
+    return { o, name: o.metadata.name, cidr: cidr ?? pinned?.nodeCidr.get(o.metadata.name), cidr6, ip: internal ?? pinned?.nodeIp.get(o.metadata.name), ip6: internal6 === undefined ? undefined : canonicalIp(internal6), labels: labelsOf(o.metadata.labels) };
   });
-  if (rawNodes.length === 0) rawNodes.push({ o: undefined as unknown as ManifestObject, name: "node-1", cidr: pinned?.nodeCidr.get("node-1"), cidr6: undefined, ip: pinned?.nodeIp.get("node-1"), labels: {} });
+  if (rawNodes.length === 0) rawNodes.push({ o: undefined as unknown as ManifestObject, name: "node-1", cidr: pinned?.nodeCidr.get("node-1"), cidr6: undefined, ip: pinned?.nodeIp.get("node-1"), ip6: undefined, labels: {} });
   for (const n of rawNodes) {
     if (n.cidr) usedCidrs.add(n.cidr);
     if (n.ip) usedNodeIps.add(n.ip);
@@ -714,7 +718,7 @@ function placeNodes(objects: ManifestObject[], config: SimConfig, pinned: Alloca
       if (!usedNodeIps.has(c)) ip = c;
     }
     usedNodeIps.add(ip);
-    nodes.push({ name: n.name, ip, podCIDR: cidr, podCIDRv6: n.cidr6, labels: n.labels });
+    nodes.push({ name: n.name, ip, ...(n.ip6 ? { ip6: n.ip6 } : {}), podCIDR: cidr, podCIDRv6: n.cidr6, labels: n.labels });
   }
   // Dual stack from the Config: each node without an IPv6 pod CIDR gets the next free /64 of podCIDRv6.
   if (config.podCIDRv6) {

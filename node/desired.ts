@@ -17,7 +17,7 @@
  */
 import { MAP_SPECS } from "../host/codecs.gen.ts";
 import * as C from "../host/constants.gen.ts";
-import { addrBytes16, isIpv6, parseIpv4, parseIpv4Cidr } from "../host/ip.ts";
+import { addrBytes16, isIpv6, parseIpv4, parseIpv4Cidr, parseIpv6Cidr } from "../host/ip.ts";
 import { familyOf, ipcacheKey } from "../host/ipcache.ts";
 import { maglevHashString, maglevSeeds } from "../host/maglev.ts";
 import { protoNumber } from "../host/protocols.ts";
@@ -123,9 +123,17 @@ export interface DesiredOptions {
    * ifindex is the node's collect-metadata tunnel device. */
   tunnel?: { protocol: TunnelProtocol; ifindex: number };
   /** BPF masquerading (CONFIG_F_MASQUERADE; Cilium's enable-bpf-masquerade): pod traffic leaving the
-   * cluster through the node's device is SNATed to the node's IPv4 address (core/nat.ts M1–M6), except to
-   * `nativeRoutingCidr` (ipv4-native-routing-cidr, "a.b.c.d/n"). Absent: no masquerading. */
-  masquerade?: { nativeRoutingCidr?: string };
+   * cluster through the node's device is SNATed to the node's address of its family — the IPv4 InternalIP,
+   * or the IPv6 one of a dual-stack node (core/nat.ts M1–M6) — except to `nativeRoutingCidr`
+   * (ipv4-native-routing-cidr, "a.b.c.d/n") and `ipv6NativeRoutingCidr` (ipv6-native-routing-cidr,
+   * "x:y::/n"). Absent: no masquerading. */
+  masquerade?: MasqueradeOptions;
+}
+
+/** The masquerading settings (DesiredOptions.masquerade). */
+export interface MasqueradeOptions {
+  nativeRoutingCidr?: string;
+  ipv6NativeRoutingCidr?: string;
 }
 
 /** An IPv4 CIDR as ConfigValue's snatExclusion fields; {0, 0} for none. Throws on anything else. */
@@ -133,6 +141,13 @@ function snatExclusion(cidr: string | undefined): { snatExclusionIpv4: number; s
   if (cidr === undefined) return { snatExclusionIpv4: 0, snatExclusionPrefixLen: 0 };
   const c = parseIpv4Cidr(cidr);
   return { snatExclusionIpv4: c.addr, snatExclusionPrefixLen: c.prefixLen };
+}
+
+/** An IPv6 CIDR as ConfigValue's snatExclusionIpv6 fields; none for undefined. Throws on anything else. */
+function snatExclusion6(cidr: string | undefined): { snatExclusionIpv6: Uint8Array; snatExclusionIpv6PrefixLen: number } {
+  if (cidr === undefined) return { snatExclusionIpv6: new Uint8Array(16), snatExclusionIpv6PrefixLen: 0 };
+  const c = parseIpv6Cidr(cidr);
+  return { snatExclusionIpv6: c.addr, snatExclusionIpv6PrefixLen: c.prefixLen };
 }
 
 /** The key a frontend is known by across changes (for stable reverse-NAT indexes). */
@@ -214,6 +229,9 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
       tunnelIfindex: opts.tunnel?.ifindex ?? 0,
       hostEpId: HOST_ENDPOINT_ID,
       ...snatExclusion(opts.masquerade?.nativeRoutingCidr),
+      // The SNAT source of IPv6 masquerading and IPv6 NodePort flows to remote backends (core/nat.ts M1).
+      nodeIpv6: node.ip6 ? addrBytes16(node.ip6) : new Uint8Array(16),
+      ...snatExclusion6(opts.masquerade?.ipv6NativeRoutingCidr),
     },
   });
 
@@ -251,7 +269,9 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
   const nodeIp = new Map<string, string>();
   for (const n of cluster.nodes) {
     nodeIp.set(n.name, n.ip);
-    out.Ipcache.push({ key: ipcacheKey(n.ip), value: { secIdentity: numbering.identity(nodeIdentityOn(policy.identities, nodeName, n.name)) } });
+    // Both addresses of a dual-stack node: host on its own node, remote-node elsewhere (so IPv6 traffic to
+    // a node is never masqueraded, core/nat.ts M5, and is judged as the node's).
+    for (const ip of n.ip6 ? [n.ip, n.ip6] : [n.ip]) out.Ipcache.push({ key: ipcacheKey(ip), value: { secIdentity: numbering.identity(nodeIdentityOn(policy.identities, nodeName, n.name)) } });
   }
   for (const p of cluster.pods) {
     if (p.hostNetwork) continue;

@@ -57,8 +57,13 @@ export function buildLbModel(c: SimCluster): LbModel {
       const add = (kind: FrontendKind, ip: string, fport: number, flags: number, localOnly: boolean, flags2 = 0) =>
         frontends.push({ svc, port, kind, ip, fport, protocol: port.protocol, revNat: revNat++, flags: flags | aff, flags2, localOnly });
       for (const ip of svc.clusterIPs) add("ClusterIP", ip, port.port, 0, svc.internalLocal, svc.internalLocal ? C.SVC_F2_INT_LOCAL_SCOPE : 0);
+      // A NodePort on every node address of the service's families: the IPv4 InternalIP, and the IPv6 one
+      // of a dual-stack node when the service has an IPv6 ClusterIP (Cilium makes a NodePort frontend per
+      // node address of each family the service has; a single-stack service is not reachable over the
+      // other family).
+      const v6Service = svc.clusterIPs.some(isIpv6);
       if (port.nodePort !== undefined)
-        for (const n of c.nodes) add("NodePort", n.ip, port.nodePort, C.SVC_F_NODEPORT | C.SVC_F_ROUTABLE | (svc.externalLocal ? C.SVC_F_EXT_LOCAL_SCOPE : 0), svc.externalLocal);
+        for (const n of c.nodes) for (const ip of n.ip6 && v6Service ? [n.ip, n.ip6] : [n.ip]) add("NodePort", ip, port.nodePort, C.SVC_F_NODEPORT | C.SVC_F_ROUTABLE | (svc.externalLocal ? C.SVC_F_EXT_LOCAL_SCOPE : 0), svc.externalLocal);
       for (const ip of svc.loadBalancerIPs) add("LoadBalancer", ip, port.port, C.SVC_F_LOADBALANCER | C.SVC_F_ROUTABLE | (svc.externalLocal ? C.SVC_F_EXT_LOCAL_SCOPE : 0), svc.externalLocal);
       for (const ip of svc.externalIPs) add("ExternalIP", ip, port.port, C.SVC_F_EXTERNAL_IP | C.SVC_F_ROUTABLE | (svc.externalLocal ? C.SVC_F_EXT_LOCAL_SCOPE : 0), svc.externalLocal);
     }

@@ -50,7 +50,7 @@ export class Places {
     private readonly lb: LbModel,
   ) {
     for (const p of cluster.pods) if (!p.hostNetwork) for (const ip of p.ips) this.podByIp.set(ip, p);
-    for (const n of cluster.nodes) this.nodeByIp.set(n.ip, n);
+    for (const n of cluster.nodes) for (const ip of n.ip6 ? [n.ip, n.ip6] : [n.ip]) this.nodeByIp.set(ip, n);
   }
 
   podByKey(key: string): SimPod | undefined {
@@ -140,7 +140,9 @@ export class Places {
   inFamily(place: Place, frontend: Frontend | undefined, v6: boolean): { place: Place; frontend?: Frontend } | undefined {
     if (!place.ip || isIpv6(place.ip) === v6) return { place, frontend };
     if (frontend) {
-      const f = this.lb.frontends.find((x) => x.svc === frontend.svc && x.port === frontend.port && x.kind === frontend.kind && isIpv6(x.ip) === v6);
+      // A NodePort stays on its node: the same node's address of the other family.
+      const sameNode = (x: Frontend) => x.kind !== "NodePort" || this.nodeByIp.get(x.ip) === this.nodeByIp.get(frontend.ip);
+      const f = this.lb.frontends.find((x) => x.svc === frontend.svc && x.port === frontend.port && x.kind === frontend.kind && isIpv6(x.ip) === v6 && sameNode(x));
       return f ? { place: { ...place, ip: f.ip }, frontend: f } : undefined;
     }
     if (place.kind !== "pod" || !place.pod) return undefined;

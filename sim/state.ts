@@ -13,7 +13,7 @@ import { encodeEntries, FqdnCache, INIT_ENDPOINT, identityOfIp, nodeIdentityOn, 
 import type { EndpointRefSpec, FlowProtocol, SimCluster, SimPod, SimService, SimNode } from "../node/cluster.ts";
 import type { SimEngineName } from "./engines.ts";
 import type { FlowEvent } from "../host/flows.ts";
-import { desiredMaps, positionalNumbering, type DesiredOptions } from "../node/desired.ts";
+import { desiredMaps, positionalNumbering, type DesiredOptions, type MasqueradeOptions } from "../node/desired.ts";
 import { wasmMaglevBuilder } from "../host/wasm-core.ts";
 import { ipcacheKey } from "../host/ipcache.ts";
 import { isRemoteNodeIdentity } from "../host/identity-scopes.ts";
@@ -44,7 +44,7 @@ export interface SimulationOptions {
   /** BPF masquerading on every node (the agent's --enable-bpf-masquerade, --ipv4-native-routing-cidr):
    * a pod's packet leaving the cluster runs toNetwork on its node, which SNATs it to the node's address;
    * the outside's reply runs fromNetwork there, which restores the pod. Absent: none. */
-  masquerade?: { nativeRoutingCidr?: string };
+  masquerade?: MasqueradeOptions;
   /**
    * Cluster Mesh (sim/mesh.ts): this simulation is one cluster of a multi-cluster scenario, named so in
    * what it shows (its pods as `cluster/namespace/name`). Its model's nodes of other clusters (named

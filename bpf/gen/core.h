@@ -21,7 +21,11 @@
 #define CILIATE_CONFIG_VALUE_CT_SERVICE_ANY_LIFETIME __builtin_offsetof(struct config_value, ct_service_any_lifetime) /* ConfigValue.ctServiceAnyLifetime (core/gen/layout.ts) */
 #define CILIATE_CONFIG_VALUE_CT_SERVICE_TCP_LIFETIME __builtin_offsetof(struct config_value, ct_service_tcp_lifetime) /* ConfigValue.ctServiceTcpLifetime (core/gen/layout.ts) */
 #define CILIATE_CONFIG_VALUE_CT_TCP_LIFETIME __builtin_offsetof(struct config_value, ct_tcp_lifetime) /* ConfigValue.ctTcpLifetime (core/gen/layout.ts) */
+#define CILIATE_CONFIG_VALUE_NODE_IPV6 __builtin_offsetof(struct config_value, node_ipv6) /* ConfigValue.nodeIpv6 (core/gen/layout.ts) */
 #define CILIATE_CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE __builtin_offsetof(struct config_value, snat_exclusion_ipv4_be) /* ConfigValue.snatExclusionIpv4Be (core/gen/layout.ts) */
+#define CILIATE_CONFIG_VALUE_SNAT_EXCLUSION_IPV6 __builtin_offsetof(struct config_value, snat_exclusion_ipv6) /* ConfigValue.snatExclusionIpv6 (core/gen/layout.ts) */
+#define CILIATE_CONFIG_VALUE_WORLD_IPV4_IDENTITY __builtin_offsetof(struct config_value, world_ipv4_identity) /* ConfigValue.worldIpv4Identity (core/gen/layout.ts) */
+#define CILIATE_CONFIG_VALUE_WORLD_IPV6_IDENTITY __builtin_offsetof(struct config_value, world_ipv6_identity) /* ConfigValue.worldIpv6Identity (core/gen/layout.ts) */
 #define CILIATE_CSUM_F_MARK_MANGLED_0 0x20U /* core/pkt.ts:116 */
 #define CILIATE_CSUM_F_PSEUDO_HDR 0x10U /* core/pkt.ts:118 */
 #define CILIATE_CT_ENTRY_BYTES __builtin_offsetof(struct ct_entry, bytes) /* CtEntry.bytes (core/gen/layout.ts) */
@@ -51,7 +55,7 @@
 #define CILIATE_MAX_VLAN_TAGS 2U /* core/packet.ts:93 */
 #define CILIATE_METRICS_VALUE_BYTES __builtin_offsetof(struct metrics_value, bytes) /* MetricsValue.bytes (core/gen/layout.ts) */
 #define CILIATE_METRICS_VALUE_PACKETS __builtin_offsetof(struct metrics_value, packets) /* MetricsValue.packets (core/gen/layout.ts) */
-#define CILIATE_NAT_PUNT_TO_STACK 1 /* core/nat.ts:130 */
+#define CILIATE_NAT_PUNT_TO_STACK 1 /* core/nat.ts:141 */
 #define CILIATE_PACKET_INFO_DADDR __builtin_offsetof(struct packet_info, daddr) /* PacketInfo.daddr (core/gen/layout.ts) */
 #define CILIATE_PACKET_INFO_DPORT __builtin_offsetof(struct packet_info, dport) /* PacketInfo.dport (core/gen/layout.ts) */
 #define CILIATE_PACKET_INFO_INNER_DADDR __builtin_offsetof(struct packet_info, inner_daddr) /* PacketInfo.innerDaddr (core/gen/layout.ts) */
@@ -66,7 +70,7 @@
 #define CILIATE_REV_NAT_VALUE_PORT_BE __builtin_offsetof(struct rev_nat_value, port_be) /* RevNatValue.portBe (core/gen/layout.ts) */
 #define CILIATE_SERVICE_KEY_ADDR __builtin_offsetof(struct service_key, addr) /* ServiceKey.addr (core/gen/layout.ts) */
 #define CILIATE_SERVICE_KEY_DPORT_BE __builtin_offsetof(struct service_key, dport_be) /* ServiceKey.dportBe (core/gen/layout.ts) */
-#define CILIATE_SNAT_COLLISION_RETRIES 32U /* core/nat.ts:128 */
+#define CILIATE_SNAT_COLLISION_RETRIES 32U /* core/nat.ts:139 */
 #define CILIATE_SNAT_VALUE_TO_ADDR __builtin_offsetof(struct snat_value, to_addr) /* SnatValue.toAddr (core/gen/layout.ts) */
 #define CILIATE_SNAT_VALUE_TO_PORT_BE __builtin_offsetof(struct snat_value, to_port_be) /* SnatValue.toPortBe (core/gen/layout.ts) */
 #define CILIATE_TRACE_RECORD_DST_IDENTITY __builtin_offsetof(struct trace_record, dst_identity) /* TraceRecord.dstIdentity (core/gen/layout.ts) */
@@ -82,7 +86,7 @@
 #define CILIATE_TUNNEL_KEY_REMOTE __builtin_offsetof(struct tunnel_key, remote) /* TunnelKey.remote (core/gen/layout.ts) */
 
 /* Scratch memory for stackAlloc: one zeroed slot per call site (codegen/functions.ts scratchBlock). */
-#define CILIATE_SCRATCH_SIZE 1896
+#define CILIATE_SCRATCH_SIZE 1912
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -108,7 +112,7 @@ static __always_inline __u8 *ciliate_config_get(void)
 	if (key == 0) {
 		return 0;
 	}
-	return bpf_map_lookup_elem(&ciliate_config_v1, key);
+	return bpf_map_lookup_elem(&ciliate_config_v2, key);
 }
 
 /* core/pipeline.ts:88 traceBegin */
@@ -933,7 +937,7 @@ static __always_inline __u32 ciliate_read32be(__u8 *p)
 	return ciliate_bswap32(*(__u32 *)p);
 }
 
-/* core/nat.ts:137 natRewriteAddr */
+/* core/nat.ts:148 natRewriteAddr */
 static __always_inline __s32 ciliate_nat_rewrite_addr(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u8 *new_addr)
 {
 	__u32 family = (__u32)((struct packet_info *)info)->family;
@@ -998,13 +1002,13 @@ static __always_inline __u8 *ciliate_loopback_addr(void)
 	return a;
 }
 
-/* core/nat.ts:220 noL4 */
+/* core/nat.ts:233 noL4 */
 static __always_inline bool ciliate_no_l4(__u8 *info)
 {
 	return ((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_NO_L4) != 0;
 }
 
-/* core/nat.ts:177 natRewritePort */
+/* core/nat.ts:188 natRewritePort */
 static __always_inline __s32 ciliate_nat_rewrite_port(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u32 port)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -1305,14 +1309,14 @@ static __always_inline bool ciliate_opens_connection(__u8 *info)
 	return ((__u32)((struct packet_info *)info)->tcp_flags & (CILIATE_TCP_SYN | CILIATE_TCP_ACK)) == CILIATE_TCP_SYN;
 }
 
-/* core/nat.ts:517 sportProto */
+/* core/nat.ts:572 sportProto */
 static __always_inline bool ciliate_sport_proto(__u8 *info)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
 	return (nexthdr == CILIATE_IPPROTO_TCP) || (nexthdr == CILIATE_IPPROTO_UDP);
 }
 
-/* core/nat.ts:524 sportMapKey */
+/* core/nat.ts:579 sportMapKey */
 static __always_inline void ciliate_sport_map_key(__u8 *key, __u8 *info, __u8 *orig_daddr, __u32 orig_dport)
 {
 	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, orig_daddr, 16);
@@ -1324,7 +1328,7 @@ static __always_inline void ciliate_sport_map_key(__u8 *key, __u8 *info, __u8 *o
 	((struct ct_tuple *)key)->family = (__u8)(__u32)((struct packet_info *)info)->family;
 }
 
-/* core/nat.ts:539 natSportLookup */
+/* core/nat.ts:594 natSportLookup */
 static __always_inline __u32 ciliate_nat_sport_lookup(__u8 *info, __u8 *orig_daddr, __u32 orig_dport)
 {
 	if (!ciliate_sport_proto(info)) {
@@ -1339,7 +1343,7 @@ static __always_inline __u32 ciliate_nat_sport_lookup(__u8 *info, __u8 *orig_dad
 	return ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
 }
 
-/* core/nat.ts:274 snatTuple */
+/* core/nat.ts:308 snatTuple */
 static __always_inline void ciliate_snat_tuple(__u8 *info, __u8 *key, __u32 dir_flag)
 {
 	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, info + CILIATE_PACKET_INFO_DADDR, 16);
@@ -1357,7 +1361,7 @@ static __always_inline bool ciliate_ct_tuple_live(__u8 *key, __u32 now)
 	return ciliate_live_entry(key, now) != 0;
 }
 
-/* core/nat.ts:557 natSportAllocate */
+/* core/nat.ts:612 natSportAllocate */
 static __always_inline __s32 ciliate_nat_sport_allocate(__u8 *cfg, __u8 *info, __u8 *orig_daddr, __u32 orig_dport, __u32 now)
 {
 	if (!ciliate_sport_proto(info)) {
@@ -1527,7 +1531,7 @@ static __always_inline __u8 *ciliate_rev_nat_entry(__u32 rev_nat_index)
 	return bpf_map_lookup_elem(&ciliate_lb_reverse_nat_v1, key);
 }
 
-/* core/nat.ts:234 natRewriteIcmpErrorInner */
+/* core/nat.ts:247 natRewriteIcmpErrorInner */
 static __always_inline __s32 ciliate_nat_rewrite_icmp_error_inner(ciliate_ctx_t *pkt, __u8 *info, bool dst, __u8 *new_addr, __u32 port)
 {
 	__u32 icmp_csum = (__u32)((struct packet_info *)info)->l4_csum_off;
@@ -2211,8 +2215,8 @@ static __always_inline __u32 ciliate_from_overlay(ciliate_ctx_t *pkt, __u32 now)
 	return ciliate_deliver(pkt, 0, now, true);
 }
 
-/* core/nat.ts:329 snatKey4 */
-static __always_inline void ciliate_snat_key4(__u8 *key, __u8 *daddr, __u8 *saddr, __u32 dport, __u32 sport, __u32 proto, __u32 flags)
+/* core/nat.ts:378 snatKey */
+static __always_inline void ciliate_snat_key(__u8 *key, __u8 *daddr, __u8 *saddr, __u32 dport, __u32 sport, __u32 proto, __u32 flags, __u32 family)
 {
 	__builtin_memcpy(key + CILIATE_CT_TUPLE_DADDR, daddr, 16);
 	__builtin_memcpy(key + CILIATE_CT_TUPLE_SADDR, saddr, 16);
@@ -2220,10 +2224,10 @@ static __always_inline void ciliate_snat_key4(__u8 *key, __u8 *daddr, __u8 *sadd
 	ciliate_write16be(key + CILIATE_CT_TUPLE_SPORT_BE, sport);
 	((struct ct_tuple *)key)->nexthdr = (__u8)proto;
 	((struct ct_tuple *)key)->flags = (__u8)flags;
-	((struct ct_tuple *)key)->family = (__u8)CILIATE_FAMILY_IPV4;
+	((struct ct_tuple *)key)->family = (__u8)family;
 }
 
-/* core/nat.ts:496 snatRevIcmpError */
+/* core/nat.ts:551 snatRevIcmpError */
 static __always_inline __s32 ciliate_snat_rev_icmp_error(ciliate_ctx_t *pkt, __u8 *info)
 {
 	if ((__u32)((struct packet_info *)info)->family != CILIATE_FAMILY_IPV4) {
@@ -2237,7 +2241,7 @@ static __always_inline __s32 ciliate_snat_rev_icmp_error(ciliate_ctx_t *pkt, __u
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
 	__u8 *key = ciliate_scratch(1304, sizeof(struct ct_tuple));
-	ciliate_snat_key4(key, info + CILIATE_PACKET_INFO_INNER_SADDR, info + CILIATE_PACKET_INFO_INNER_DADDR, (__u32)((struct packet_info *)info)->inner_sport, (__u32)((struct packet_info *)info)->inner_dport, proto, CILIATE_TUPLE_F_IN);
+	ciliate_snat_key(key, info + CILIATE_PACKET_INFO_INNER_SADDR, info + CILIATE_PACKET_INFO_INNER_DADDR, (__u32)((struct packet_info *)info)->inner_sport, (__u32)((struct packet_info *)info)->inner_dport, proto, CILIATE_TUPLE_F_IN, CILIATE_FAMILY_IPV4);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
 		return CILIATE_NAT_PUNT_TO_STACK;
@@ -2251,11 +2255,26 @@ static __always_inline __s32 ciliate_snat_rev_icmp_error(ciliate_ctx_t *pkt, __u
 	return ciliate_nat_rewrite_icmp_error_inner(pkt, info, false, addr, ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE));
 }
 
-/* core/nat.ts:205 natRewriteIcmpId */
+/* core/nat.ts:280 snatProto */
+static __always_inline bool ciliate_snat_proto(__u8 *info, bool request)
+{
+	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
+	if ((nexthdr == CILIATE_IPPROTO_TCP) || (nexthdr == CILIATE_IPPROTO_UDP)) {
+		return true;
+	}
+	__u32 type = (__u32)((struct packet_info *)info)->icmp_type;
+	if ((__u32)((struct packet_info *)info)->family == CILIATE_FAMILY_IPV4) {
+		return (nexthdr == CILIATE_IPPROTO_ICMP) && (type == (request ? CILIATE_ICMP_ECHO : CILIATE_ICMP_ECHOREPLY));
+	}
+	return (nexthdr == CILIATE_IPPROTO_ICMPV6) && (type == (request ? CILIATE_ICMPV6_ECHO_REQUEST : CILIATE_ICMPV6_ECHO_REPLY));
+}
+
+/* core/nat.ts:217 natRewriteIcmpId */
 static __always_inline __s32 ciliate_nat_rewrite_icmp_id(ciliate_ctx_t *pkt, __u8 *info, __u32 id)
 {
 	__u32 to = id & 0xffff;
-	bool request = (__u32)((struct packet_info *)info)->icmp_type == CILIATE_ICMP_ECHO;
+	__u32 type = (__u32)((struct packet_info *)info)->icmp_type;
+	__s32 request = (__u32)((struct packet_info *)info)->nexthdr == CILIATE_IPPROTO_ICMP ? (__s32)(type == CILIATE_ICMP_ECHO) : (__s32)(type == CILIATE_ICMPV6_ECHO_REQUEST);
 	if (!ciliate_no_l4(info)) {
 		__u32 off = (__u32)((struct packet_info *)info)->l4_off + 4;
 		if (!ciliate_pkt_has(pkt, off + 2)) {
@@ -2271,7 +2290,7 @@ static __always_inline __s32 ciliate_nat_rewrite_icmp_id(ciliate_ctx_t *pkt, __u
 	return 0;
 }
 
-/* core/nat.ts:300 snatApply */
+/* core/nat.ts:334 snatApply */
 static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, __u8 *v, bool dst)
 {
 	__u8 *addr = ciliate_scratch(1360, 16);
@@ -2281,21 +2300,20 @@ static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, 
 	if (r < 0) {
 		return r;
 	}
-	if ((__u32)((struct packet_info *)info)->nexthdr == CILIATE_IPPROTO_ICMP) {
+	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
+	if ((nexthdr == CILIATE_IPPROTO_ICMP) || (nexthdr == CILIATE_IPPROTO_ICMPV6)) {
 		return ciliate_nat_rewrite_icmp_id(pkt, info, port);
 	}
 	return ciliate_nat_rewrite_port(pkt, info, dst, port);
 }
 
-/* core/nat.ts:471 snatRevIngress */
+/* core/nat.ts:528 snatRevIngress */
 static __always_inline __s32 ciliate_snat_rev_ingress(ciliate_ctx_t *pkt, __u8 *info)
 {
 	if (((__u32)((struct packet_info *)info)->flags & CILIATE_PKT_F_ICMP_ERROR) != 0) {
 		return ciliate_snat_rev_icmp_error(pkt, info);
 	}
-	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
-	bool echo_reply = (nexthdr == CILIATE_IPPROTO_ICMP) && ((__u32)((struct packet_info *)info)->icmp_type == CILIATE_ICMP_ECHOREPLY);
-	if ((nexthdr != CILIATE_IPPROTO_TCP) && (nexthdr != CILIATE_IPPROTO_UDP) && !echo_reply) {
+	if (!ciliate_snat_proto(info, false)) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
 	__u8 *key = ciliate_scratch(1264, sizeof(struct ct_tuple));
@@ -2364,20 +2382,19 @@ static __always_inline __u32 ciliate_stale_service_entry(__u32 ct, __u8 *st, __u
 	return ct;
 }
 
-/* core/nat.ts:266 snatProto */
-static __always_inline bool ciliate_snat_proto(__u8 *info, __u32 echo_type)
+/* core/nat.ts:290 snatNodeAddr */
+static __always_inline bool ciliate_snat_node_addr(__u8 *cfg, __u32 family, __u8 *out)
 {
-	if ((__u32)((struct packet_info *)info)->family != CILIATE_FAMILY_IPV4) {
-		return false;
+	if (family == CILIATE_FAMILY_IPV4) {
+		__u32 ip = ((struct config_value *)cfg)->node_ipv4_be;
+		*(__u32 *)out = ip;
+		return ip != 0;
 	}
-	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
-	if ((nexthdr == CILIATE_IPPROTO_TCP) || (nexthdr == CILIATE_IPPROTO_UDP)) {
-		return true;
-	}
-	return (nexthdr == CILIATE_IPPROTO_ICMP) && ((__u32)((struct packet_info *)info)->icmp_type == echo_type);
+	__builtin_memcpy(out, cfg + CILIATE_CONFIG_VALUE_NODE_IPV6, 16);
+	return (*(__u32 *)out | *(__u32 *)(out + 4) | *(__u32 *)(out + 8) | *(__u32 *)(out + 12)) != 0;
 }
 
-/* core/nat.ts:289 snatReplyKey */
+/* core/nat.ts:323 snatReplyKey */
 static __always_inline void ciliate_snat_reply_key(__u8 *rkey, __u8 *okey, __u8 *to_addr, __u32 to_port)
 {
 	__builtin_memcpy(rkey + CILIATE_CT_TUPLE_DADDR, to_addr, 16);
@@ -2389,22 +2406,23 @@ static __always_inline void ciliate_snat_reply_key(__u8 *rkey, __u8 *okey, __u8 
 	((struct ct_tuple *)rkey)->family = (__u8)(__u32)((struct ct_tuple *)okey)->family;
 }
 
-/* core/nat.ts:404 snatEgress */
+/* core/nat.ts:458 snatEgress */
 static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info, __u32 now)
 {
+	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
-	if (!ciliate_snat_proto(info, CILIATE_ICMP_ECHO)) {
+	if (!ciliate_snat_proto(info, true)) {
 		return -((__s32)CILIATE_DROP_NAT_UNSUPP_PROTO);
 	}
 	__u8 *cfg = ciliate_config_get();
 	if (cfg == 0) {
 		return -((__s32)CILIATE_DROP_NO_CONFIG);
 	}
-	__u32 node_ip = ((struct config_value *)cfg)->node_ipv4_be;
-	if (node_ip == 0) {
+	__u8 *node_addr = ciliate_scratch(1432, 16);
+	if (!ciliate_snat_node_addr(cfg, family, node_addr)) {
 		return -((__s32)CILIATE_DROP_NO_CONFIG);
 	}
-	__u8 *okey = ciliate_scratch(1432, sizeof(struct ct_tuple));
+	__u8 *okey = ciliate_scratch(1448, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, okey, CILIATE_TUPLE_F_OUT);
 	__u8 *existing = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (existing != 0) {
@@ -2417,19 +2435,18 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	__u32 span = 65536 - min_port;
 	__u32 sport = (__u32)((struct packet_info *)info)->sport;
 	__u32 dport = (__u32)((struct packet_info *)info)->dport;
-	__u32 h = ciliate_hash_from_tuple_v4(*(__u32 *)(info + CILIATE_PACKET_INFO_SADDR), dport, sport, nexthdr, ((struct config_value *)cfg)->hash_seed);
+	__u32 seed = ((struct config_value *)cfg)->hash_seed;
+	__u32 h = family == CILIATE_FAMILY_IPV4 ? ciliate_hash_from_tuple_v4(*(__u32 *)(info + CILIATE_PACKET_INFO_SADDR), dport, sport, nexthdr, seed) : ciliate_hash_from_tuple_v6(info + CILIATE_PACKET_INFO_SADDR, dport, sport, nexthdr, seed);
 	__u32 cand = min_port + (h % span);
 	if (sport >= min_port) {
 		cand = sport;
 	}
-	__u8 *node_addr = ciliate_scratch(1472, 16);
-	*(__u32 *)node_addr = node_ip;
 	__u8 *rkey = ciliate_scratch(1488, sizeof(struct ct_tuple));
 	ciliate_snat_reply_key(rkey, okey, node_addr, 0);
 	__u8 *rval = ciliate_scratch(1528, sizeof(struct snat_value));
 	__builtin_memcpy(rval + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, 16);
 	ciliate_write16be(rval + CILIATE_SNAT_VALUE_TO_PORT_BE, sport);
-	((struct snat_value *)rval)->family = (__u8)CILIATE_FAMILY_IPV4;
+	((struct snat_value *)rval)->family = (__u8)family;
 	((struct snat_value *)rval)->created = now;
 	bool found = false;
 	for (__u32 i = 0; i < CILIATE_SNAT_COLLISION_RETRIES; i++) {
@@ -2444,9 +2461,9 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 		return -((__s32)CILIATE_DROP_NAT_NO_MAPPING);
 	}
 	__u8 *oval = ciliate_scratch(1552, sizeof(struct snat_value));
-	*(__u32 *)(oval + CILIATE_SNAT_VALUE_TO_ADDR) = node_ip;
+	__builtin_memcpy(oval + CILIATE_SNAT_VALUE_TO_ADDR, node_addr, 16);
 	ciliate_write16be(oval + CILIATE_SNAT_VALUE_TO_PORT_BE, cand);
-	((struct snat_value *)oval)->family = (__u8)CILIATE_FAMILY_IPV4;
+	((struct snat_value *)oval)->family = (__u8)family;
 	((struct snat_value *)oval)->created = now;
 	if (((__s32)bpf_map_update_elem(&ciliate_snat_v1, okey, oval, CILIATE_BPF_ANY)) != 0) {
 		bpf_map_delete_elem(&ciliate_snat_v1, rkey);
@@ -2455,7 +2472,7 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:669 fromNetwork */
+/* core/pipeline.ts:672 fromNetwork */
 static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -2592,53 +2609,87 @@ static __always_inline bool ciliate_host_fw_forwarded(__u8 *cfg, __u8 *info)
 	return (svc != 0) && (((__u32)((struct service_value *)svc)->flags & CILIATE_SVC_F_ROUTABLE) != 0);
 }
 
-/* core/nat.ts:311 snatExcluded */
-static __always_inline bool ciliate_snat_excluded(__u8 *cfg, __u32 daddr)
+/* core/nat.ts:301 addrEqual */
+static __always_inline bool ciliate_addr_equal(__u8 *a, __u8 *b, __u32 family)
 {
-	__u32 plen = (__u32)((struct config_value *)cfg)->snat_exclusion_prefix_len;
-	if (plen == 0) {
+	if (*(__u32 *)a != *(__u32 *)b) {
 		return false;
 	}
-	__u32 a = ciliate_read32be(cfg + CILIATE_CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE);
-	__u32 b = (daddr >> 24) | ((daddr >> 8) & 0xff00) | ((daddr << 8) & 0xff0000) | (daddr << 24);
-	if (plen >= 32) {
-		return a == b;
+	if (family == CILIATE_FAMILY_IPV4) {
+		return true;
 	}
-	__u32 mask = (__u32)(0xffffffffU << (32 - plen));
-	return (a & mask) == (b & mask);
+	return (*(__u32 *)(a + 4) == *(__u32 *)(b + 4)) && (*(__u32 *)(a + 8) == *(__u32 *)(b + 8)) && (*(__u32 *)(a + 12) == *(__u32 *)(b + 12));
 }
 
-/* core/nat.ts:322 identityIsOutside */
+/* core/nat.ts:346 prefixMatch */
+static __always_inline bool ciliate_prefix_match(__u8 *a, __u8 *b, __u32 plen)
+{
+	for (__u32 i = 0; i < 4; i++) {
+		__u32 base = i << 5;
+		if (plen <= base) {
+			return true;
+		}
+		__u32 bits = plen - base;
+		__u32 mask = bits >= 32 ? 0xffffffffU : (__u32)(0xffffffffU << (32 - bits));
+		if ((ciliate_read32be(a + (i << 2)) & mask) != (ciliate_read32be(b + (i << 2)) & mask)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* core/nat.ts:358 snatExcluded */
+static __always_inline bool ciliate_snat_excluded(__u8 *cfg, __u8 *info, __u32 family)
+{
+	if (family == CILIATE_FAMILY_IPV4) {
+		__u32 plen = (__u32)((struct config_value *)cfg)->snat_exclusion_prefix_len;
+		if (plen == 0) {
+			return false;
+		}
+		return ciliate_prefix_match(cfg + CILIATE_CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE, info + CILIATE_PACKET_INFO_DADDR, plen > 32 ? 32 : plen);
+	}
+	__u32 plen6 = (__u32)((struct config_value *)cfg)->snat_exclusion_ipv6_prefix_len;
+	if (plen6 == 0) {
+		return false;
+	}
+	return ciliate_prefix_match(cfg + CILIATE_CONFIG_VALUE_SNAT_EXCLUSION_IPV6, info + CILIATE_PACKET_INFO_DADDR, plen6 > 128 ? 128 : plen6);
+}
+
+/* core/nat.ts:370 identityIsOutside */
 static __always_inline bool ciliate_identity_is_outside(__u8 *cfg, __u32 id)
 {
-	if ((id == CILIATE_ID_WORLD) || (id == CILIATE_ID_WORLD_IPV4) || (id == ((struct config_value *)cfg)->world_ipv4_identity)) {
+	if ((id == CILIATE_ID_WORLD) || (id == CILIATE_ID_WORLD_IPV4) || (id == CILIATE_ID_WORLD_IPV6)) {
+		return true;
+	}
+	if ((id == ((struct config_value *)cfg)->world_ipv4_identity) || (id == ((struct config_value *)cfg)->world_ipv6_identity)) {
 		return true;
 	}
 	return (id >> 24) == CILIATE_ID_SCOPE_LOCAL;
 }
 
-/* core/nat.ts:345 snatAlreadyTranslated */
+/* core/nat.ts:394 snatAlreadyTranslated */
 static __always_inline bool ciliate_snat_already_translated(__u8 *info)
 {
+	__u32 family = (__u32)((struct packet_info *)info)->family;
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
 	__u32 sport = (__u32)((struct packet_info *)info)->sport;
 	__u32 dport = (__u32)((struct packet_info *)info)->dport;
-	__u8 *rkey = ciliate_scratch(1736, sizeof(struct ct_tuple));
-	ciliate_snat_key4(rkey, info + CILIATE_PACKET_INFO_SADDR, info + CILIATE_PACKET_INFO_DADDR, sport, dport, proto, CILIATE_TUPLE_F_IN);
+	__u8 *rkey = ciliate_scratch(1752, sizeof(struct ct_tuple));
+	ciliate_snat_key(rkey, info + CILIATE_PACKET_INFO_SADDR, info + CILIATE_PACKET_INFO_DADDR, sport, dport, proto, CILIATE_TUPLE_F_IN, family);
 	__u8 *rv = bpf_map_lookup_elem(&ciliate_snat_v1, rkey);
 	if (rv == 0) {
 		return false;
 	}
-	if (ciliate_endpoint_lookup(rv + CILIATE_SNAT_VALUE_TO_ADDR, CILIATE_FAMILY_IPV4) != 0) {
+	if (ciliate_endpoint_lookup(rv + CILIATE_SNAT_VALUE_TO_ADDR, family) != 0) {
 		return false;
 	}
-	__u8 *okey = ciliate_scratch(1776, sizeof(struct ct_tuple));
-	ciliate_snat_key4(okey, info + CILIATE_PACKET_INFO_DADDR, rv + CILIATE_SNAT_VALUE_TO_ADDR, dport, ciliate_read16be(rv + CILIATE_SNAT_VALUE_TO_PORT_BE), proto, CILIATE_TUPLE_F_OUT);
+	__u8 *okey = ciliate_scratch(1792, sizeof(struct ct_tuple));
+	ciliate_snat_key(okey, info + CILIATE_PACKET_INFO_DADDR, rv + CILIATE_SNAT_VALUE_TO_ADDR, dport, ciliate_read16be(rv + CILIATE_SNAT_VALUE_TO_PORT_BE), proto, CILIATE_TUPLE_F_OUT, family);
 	__u8 *ov = bpf_map_lookup_elem(&ciliate_snat_v1, okey);
 	if (ov == 0) {
 		return false;
 	}
-	return (*(__u32 *)(ov + CILIATE_SNAT_VALUE_TO_ADDR) == *(__u32 *)(info + CILIATE_PACKET_INFO_SADDR)) && (ciliate_read16be(ov + CILIATE_SNAT_VALUE_TO_PORT_BE) == (__u32)((struct packet_info *)info)->sport);
+	return ciliate_addr_equal(ov + CILIATE_SNAT_VALUE_TO_ADDR, info + CILIATE_PACKET_INFO_SADDR, family) && (ciliate_read16be(ov + CILIATE_SNAT_VALUE_TO_PORT_BE) == (__u32)((struct packet_info *)info)->sport);
 }
 
 /* core/conntrack.ts:371 ctIsReplyToIngress */
@@ -2647,8 +2698,8 @@ static __always_inline bool ciliate_ct_is_reply_to_ingress(__u8 *info, __u32 now
 	if (ciliate_is_icmp_error(info)) {
 		return false;
 	}
-	__u8 *tuple = ciliate_scratch(1816, sizeof(struct ct_tuple));
-	__u8 *key = ciliate_scratch(1856, sizeof(struct ct_tuple));
+	__u8 *tuple = ciliate_scratch(1832, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1872, sizeof(struct ct_tuple));
 	if ((tuple == 0) || (key == 0)) {
 		return false;
 	}
@@ -2657,30 +2708,33 @@ static __always_inline bool ciliate_ct_is_reply_to_ingress(__u8 *info, __u32 now
 	return ciliate_live_entry(key, now) != 0;
 }
 
-/* core/nat.ts:368 snatNeedsMasquerade */
+/* core/nat.ts:418 snatNeedsMasquerade */
 static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info, __u32 now)
 {
 	if ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_MASQUERADE) == 0) {
 		return false;
 	}
-	if (((struct config_value *)cfg)->node_ipv4_be == 0) {
+	__u32 family = (__u32)((struct packet_info *)info)->family;
+	__u8 *node = ciliate_scratch(1736, 16);
+	if (!ciliate_snat_node_addr(cfg, family, node)) {
 		return false;
 	}
-	if (!ciliate_snat_proto(info, CILIATE_ICMP_ECHO)) {
+	if (!ciliate_snat_proto(info, true)) {
 		return false;
 	}
-	bool own = *(__u32 *)(info + CILIATE_PACKET_INFO_SADDR) == ((struct config_value *)cfg)->node_ipv4_be;
+	bool own = ciliate_addr_equal(info + CILIATE_PACKET_INFO_SADDR, node, family);
 	if (own) {
 		if ((__u32)((struct packet_info *)info)->sport <= (__u32)((struct config_value *)cfg)->node_port_max) {
 			return false;
 		}
-	} else if (ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_SADDR, CILIATE_FAMILY_IPV4) == 0) {
+	} else if (ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_SADDR, family) == 0) {
 		return false;
 	}
-	if (ciliate_snat_excluded(cfg, *(__u32 *)(info + CILIATE_PACKET_INFO_DADDR))) {
+	if (ciliate_snat_excluded(cfg, info, family)) {
 		return false;
 	}
-	__u32 dst_id = ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_DADDR, CILIATE_FAMILY_IPV4, ((struct config_value *)cfg)->world_ipv4_identity);
+	__u32 world = *(__u32 *)(cfg + (family == CILIATE_FAMILY_IPV4 ? CILIATE_CONFIG_VALUE_WORLD_IPV4_IDENTITY : CILIATE_CONFIG_VALUE_WORLD_IPV6_IDENTITY));
+	__u32 dst_id = ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_DADDR, family, world);
 	if (!ciliate_identity_is_outside(cfg, dst_id)) {
 		return false;
 	}
@@ -2690,7 +2744,7 @@ static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info,
 	return !ciliate_ct_is_reply_to_ingress(info, now);
 }
 
-/* core/pipeline.ts:774 toNetwork */
+/* core/pipeline.ts:777 toNetwork */
 static __always_inline __u32 ciliate_to_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();

@@ -30,8 +30,13 @@ struct config_value {
 	__u8 snat_exclusion_prefix_len; /* core/layout.ts:109 */
 	__u16 host_ep_id; /* core/layout.ts:112 */
 	__be32 snat_exclusion_ipv4_be; /* core/layout.ts:113 */
+	__u8 node_ipv6[16]; /* core/layout.ts:116 */
+	__u8 snat_exclusion_ipv6[16]; /* core/layout.ts:119 */
+	__u8 snat_exclusion_ipv6_prefix_len; /* core/layout.ts:120 */
+	__u8 pad0; /* core/layout.ts:121 */
+	__u16 pad1; /* core/layout.ts:122 */
 };
-_Static_assert(sizeof(struct config_value) == 76, "ConfigValue size");
+_Static_assert(sizeof(struct config_value) == 112, "ConfigValue size");
 _Static_assert(__builtin_offsetof(struct config_value, ct_syn_timeout) == 0, "ConfigValue.ctSynTimeout offset");
 _Static_assert(__builtin_offsetof(struct config_value, ct_tcp_lifetime) == 4, "ConfigValue.ctTcpLifetime offset");
 _Static_assert(__builtin_offsetof(struct config_value, ct_close_timeout) == 8, "ConfigValue.ctCloseTimeout offset");
@@ -55,14 +60,19 @@ _Static_assert(__builtin_offsetof(struct config_value, tunnel_protocol) == 68, "
 _Static_assert(__builtin_offsetof(struct config_value, snat_exclusion_prefix_len) == 69, "ConfigValue.snatExclusionPrefixLen offset");
 _Static_assert(__builtin_offsetof(struct config_value, host_ep_id) == 70, "ConfigValue.hostEpId offset");
 _Static_assert(__builtin_offsetof(struct config_value, snat_exclusion_ipv4_be) == 72, "ConfigValue.snatExclusionIpv4Be offset");
+_Static_assert(__builtin_offsetof(struct config_value, node_ipv6) == 76, "ConfigValue.nodeIpv6 offset");
+_Static_assert(__builtin_offsetof(struct config_value, snat_exclusion_ipv6) == 92, "ConfigValue.snatExclusionIpv6 offset");
+_Static_assert(__builtin_offsetof(struct config_value, snat_exclusion_ipv6_prefix_len) == 108, "ConfigValue.snatExclusionIpv6PrefixLen offset");
+_Static_assert(__builtin_offsetof(struct config_value, pad0) == 109, "ConfigValue.pad0 offset");
+_Static_assert(__builtin_offsetof(struct config_value, pad1) == 110, "ConfigValue.pad1 offset");
 
-/* IpcacheKey (core/layout.ts:120) */
+/* IpcacheKey (core/layout.ts:129) */
 struct ipcache_key {
-	__u32 prefixlen; /* core/layout.ts:121 */
-	__u16 cluster_id; /* core/layout.ts:122 */
-	__u8 pad1; /* core/layout.ts:123 */
-	__u8 family; /* core/layout.ts:124 */
-	__u8 addr[16]; /* core/layout.ts:125 */
+	__u32 prefixlen; /* core/layout.ts:130 */
+	__u16 cluster_id; /* core/layout.ts:131 */
+	__u8 pad1; /* core/layout.ts:132 */
+	__u8 family; /* core/layout.ts:133 */
+	__u8 addr[16]; /* core/layout.ts:134 */
 };
 _Static_assert(sizeof(struct ipcache_key) == 24, "IpcacheKey size");
 _Static_assert(__builtin_offsetof(struct ipcache_key, prefixlen) == 0, "IpcacheKey.prefixlen offset");
@@ -71,13 +81,13 @@ _Static_assert(__builtin_offsetof(struct ipcache_key, pad1) == 6, "IpcacheKey.pa
 _Static_assert(__builtin_offsetof(struct ipcache_key, family) == 7, "IpcacheKey.family offset");
 _Static_assert(__builtin_offsetof(struct ipcache_key, addr) == 8, "IpcacheKey.addr offset");
 
-/* IpcacheValue (core/layout.ts:129) struct remote_endpoint_info. */
+/* IpcacheValue (core/layout.ts:138) struct remote_endpoint_info. */
 struct ipcache_value {
-	__u32 sec_identity; /* core/layout.ts:130 */
-	__u8 tunnel_endpoint[16]; /* core/layout.ts:131 */
-	__u16 pad0; /* core/layout.ts:132 */
-	__u8 key; /* core/layout.ts:133 */
-	__u8 flags; /* core/layout.ts:135 */
+	__u32 sec_identity; /* core/layout.ts:139 */
+	__u8 tunnel_endpoint[16]; /* core/layout.ts:140 */
+	__u16 pad0; /* core/layout.ts:141 */
+	__u8 key; /* core/layout.ts:142 */
+	__u8 flags; /* core/layout.ts:144 */
 };
 _Static_assert(sizeof(struct ipcache_value) == 24, "IpcacheValue size");
 _Static_assert(__builtin_offsetof(struct ipcache_value, sec_identity) == 0, "IpcacheValue.secIdentity offset");
@@ -86,12 +96,12 @@ _Static_assert(__builtin_offsetof(struct ipcache_value, pad0) == 20, "IpcacheVal
 _Static_assert(__builtin_offsetof(struct ipcache_value, key) == 22, "IpcacheValue.key offset");
 _Static_assert(__builtin_offsetof(struct ipcache_value, flags) == 23, "IpcacheValue.flags offset");
 
-/* EndpointKey (core/layout.ts:141) */
+/* EndpointKey (core/layout.ts:150) */
 struct endpoint_key {
-	__u8 addr[16]; /* core/layout.ts:142 */
-	__u8 family; /* core/layout.ts:143 */
-	__u8 key; /* core/layout.ts:144 */
-	__u16 cluster_id; /* core/layout.ts:145 */
+	__u8 addr[16]; /* core/layout.ts:151 */
+	__u8 family; /* core/layout.ts:152 */
+	__u8 key; /* core/layout.ts:153 */
+	__u16 cluster_id; /* core/layout.ts:154 */
 };
 _Static_assert(sizeof(struct endpoint_key) == 20, "EndpointKey size");
 _Static_assert(__builtin_offsetof(struct endpoint_key, addr) == 0, "EndpointKey.addr offset");
@@ -99,15 +109,15 @@ _Static_assert(__builtin_offsetof(struct endpoint_key, family) == 16, "EndpointK
 _Static_assert(__builtin_offsetof(struct endpoint_key, key) == 17, "EndpointKey.key offset");
 _Static_assert(__builtin_offsetof(struct endpoint_key, cluster_id) == 18, "EndpointKey.clusterId offset");
 
-/* EndpointInfo (core/layout.ts:148) */
+/* EndpointInfo (core/layout.ts:157) */
 struct endpoint_info {
-	__u32 ifindex; /* core/layout.ts:149 */
-	__u16 ep_id; /* core/layout.ts:151 */
-	__u16 pad0; /* core/layout.ts:152 */
-	__u32 flags; /* core/layout.ts:154 */
-	__u32 sec_identity; /* core/layout.ts:155 */
-	__u8 mac[8]; /* core/layout.ts:156 */
-	__u8 node_mac[8]; /* core/layout.ts:157 */
+	__u32 ifindex; /* core/layout.ts:158 */
+	__u16 ep_id; /* core/layout.ts:160 */
+	__u16 pad0; /* core/layout.ts:161 */
+	__u32 flags; /* core/layout.ts:163 */
+	__u32 sec_identity; /* core/layout.ts:164 */
+	__u8 mac[8]; /* core/layout.ts:165 */
+	__u8 node_mac[8]; /* core/layout.ts:166 */
 };
 _Static_assert(sizeof(struct endpoint_info) == 32, "EndpointInfo size");
 _Static_assert(__builtin_offsetof(struct endpoint_info, ifindex) == 0, "EndpointInfo.ifindex offset");
@@ -118,15 +128,15 @@ _Static_assert(__builtin_offsetof(struct endpoint_info, sec_identity) == 12, "En
 _Static_assert(__builtin_offsetof(struct endpoint_info, mac) == 16, "EndpointInfo.mac offset");
 _Static_assert(__builtin_offsetof(struct endpoint_info, node_mac) == 24, "EndpointInfo.nodeMac offset");
 
-/* PolicyKey (core/layout.ts:166) */
+/* PolicyKey (core/layout.ts:175) */
 struct policy_key {
-	__u32 prefixlen; /* core/layout.ts:167 */
-	__u32 sec_label; /* core/layout.ts:168 */
-	__u16 ep_id; /* core/layout.ts:169 */
-	__u8 egress; /* core/layout.ts:171 */
-	__u8 protocol; /* core/layout.ts:172 */
-	__be16 dport_be; /* core/layout.ts:174 */
-	__u16 pad0; /* core/layout.ts:175 */
+	__u32 prefixlen; /* core/layout.ts:176 */
+	__u32 sec_label; /* core/layout.ts:177 */
+	__u16 ep_id; /* core/layout.ts:178 */
+	__u8 egress; /* core/layout.ts:180 */
+	__u8 protocol; /* core/layout.ts:181 */
+	__be16 dport_be; /* core/layout.ts:183 */
+	__u16 pad0; /* core/layout.ts:184 */
 };
 _Static_assert(sizeof(struct policy_key) == 16, "PolicyKey size");
 _Static_assert(__builtin_offsetof(struct policy_key, prefixlen) == 0, "PolicyKey.prefixlen offset");
@@ -137,15 +147,15 @@ _Static_assert(__builtin_offsetof(struct policy_key, protocol) == 11, "PolicyKey
 _Static_assert(__builtin_offsetof(struct policy_key, dport_be) == 12, "PolicyKey.dportBe offset");
 _Static_assert(__builtin_offsetof(struct policy_key, pad0) == 14, "PolicyKey.pad0 offset");
 
-/* PolicyEntry (core/layout.ts:178) */
+/* PolicyEntry (core/layout.ts:187) */
 struct policy_entry {
-	__be16 proxy_port_be; /* core/layout.ts:180 */
-	__u8 flags; /* core/layout.ts:182 */
-	__u8 lpm_prefix_length; /* core/layout.ts:184 */
-	__u8 auth_type; /* core/layout.ts:187 */
-	__u8 proxy_port_priority; /* core/layout.ts:189 */
-	__u16 pad0; /* core/layout.ts:190 */
-	__u32 cookie; /* core/layout.ts:192 */
+	__be16 proxy_port_be; /* core/layout.ts:189 */
+	__u8 flags; /* core/layout.ts:191 */
+	__u8 lpm_prefix_length; /* core/layout.ts:193 */
+	__u8 auth_type; /* core/layout.ts:196 */
+	__u8 proxy_port_priority; /* core/layout.ts:198 */
+	__u16 pad0; /* core/layout.ts:199 */
+	__u32 cookie; /* core/layout.ts:201 */
 };
 _Static_assert(sizeof(struct policy_entry) == 12, "PolicyEntry size");
 _Static_assert(__builtin_offsetof(struct policy_entry, proxy_port_be) == 0, "PolicyEntry.proxyPortBe offset");
@@ -156,15 +166,15 @@ _Static_assert(__builtin_offsetof(struct policy_entry, proxy_port_priority) == 5
 _Static_assert(__builtin_offsetof(struct policy_entry, pad0) == 6, "PolicyEntry.pad0 offset");
 _Static_assert(__builtin_offsetof(struct policy_entry, cookie) == 8, "PolicyEntry.cookie offset");
 
-/* ServiceKey (core/layout.ts:199) */
+/* ServiceKey (core/layout.ts:208) */
 struct service_key {
-	__u8 addr[16]; /* core/layout.ts:200 */
-	__be16 dport_be; /* core/layout.ts:201 */
-	__u16 backend_slot; /* core/layout.ts:202 */
-	__u8 proto; /* core/layout.ts:204 */
-	__u8 scope; /* core/layout.ts:206 */
-	__u8 family; /* core/layout.ts:207 */
-	__u8 pad0; /* core/layout.ts:208 */
+	__u8 addr[16]; /* core/layout.ts:209 */
+	__be16 dport_be; /* core/layout.ts:210 */
+	__u16 backend_slot; /* core/layout.ts:211 */
+	__u8 proto; /* core/layout.ts:213 */
+	__u8 scope; /* core/layout.ts:215 */
+	__u8 family; /* core/layout.ts:216 */
+	__u8 pad0; /* core/layout.ts:217 */
 };
 _Static_assert(sizeof(struct service_key) == 24, "ServiceKey size");
 _Static_assert(__builtin_offsetof(struct service_key, addr) == 0, "ServiceKey.addr offset");
@@ -175,14 +185,14 @@ _Static_assert(__builtin_offsetof(struct service_key, scope) == 21, "ServiceKey.
 _Static_assert(__builtin_offsetof(struct service_key, family) == 22, "ServiceKey.family offset");
 _Static_assert(__builtin_offsetof(struct service_key, pad0) == 23, "ServiceKey.pad0 offset");
 
-/* ServiceValue (core/layout.ts:211) */
+/* ServiceValue (core/layout.ts:220) */
 struct service_value {
-	__u32 backend_id; /* core/layout.ts:213 */
-	__u16 count; /* core/layout.ts:214 */
-	__u16 rev_nat_index; /* core/layout.ts:215 */
-	__u8 flags; /* core/layout.ts:217 */
-	__u8 flags2; /* core/layout.ts:219 */
-	__u16 qcount; /* core/layout.ts:220 */
+	__u32 backend_id; /* core/layout.ts:222 */
+	__u16 count; /* core/layout.ts:223 */
+	__u16 rev_nat_index; /* core/layout.ts:224 */
+	__u8 flags; /* core/layout.ts:226 */
+	__u8 flags2; /* core/layout.ts:228 */
+	__u16 qcount; /* core/layout.ts:229 */
 };
 _Static_assert(sizeof(struct service_value) == 12, "ServiceValue size");
 _Static_assert(__builtin_offsetof(struct service_value, backend_id) == 0, "ServiceValue.backendId offset");
@@ -192,22 +202,22 @@ _Static_assert(__builtin_offsetof(struct service_value, flags) == 8, "ServiceVal
 _Static_assert(__builtin_offsetof(struct service_value, flags2) == 9, "ServiceValue.flags2 offset");
 _Static_assert(__builtin_offsetof(struct service_value, qcount) == 10, "ServiceValue.qcount offset");
 
-/* BackendKey (core/layout.ts:223) */
+/* BackendKey (core/layout.ts:232) */
 struct backend_key {
-	__u32 backend_id; /* core/layout.ts:224 */
+	__u32 backend_id; /* core/layout.ts:233 */
 };
 _Static_assert(sizeof(struct backend_key) == 4, "BackendKey size");
 _Static_assert(__builtin_offsetof(struct backend_key, backend_id) == 0, "BackendKey.backendId offset");
 
-/* Backend (core/layout.ts:227) */
+/* Backend (core/layout.ts:236) */
 struct backend {
-	__u8 addr[16]; /* core/layout.ts:228 */
-	__be16 port_be; /* core/layout.ts:229 */
-	__u8 proto; /* core/layout.ts:230 */
-	__u8 state; /* core/layout.ts:232 */
-	__u16 cluster_id; /* core/layout.ts:233 */
-	__u8 zone; /* core/layout.ts:234 */
-	__u8 family; /* core/layout.ts:235 */
+	__u8 addr[16]; /* core/layout.ts:237 */
+	__be16 port_be; /* core/layout.ts:238 */
+	__u8 proto; /* core/layout.ts:239 */
+	__u8 state; /* core/layout.ts:241 */
+	__u16 cluster_id; /* core/layout.ts:242 */
+	__u8 zone; /* core/layout.ts:243 */
+	__u8 family; /* core/layout.ts:244 */
 };
 _Static_assert(sizeof(struct backend) == 24, "Backend size");
 _Static_assert(__builtin_offsetof(struct backend, addr) == 0, "Backend.addr offset");
@@ -218,21 +228,21 @@ _Static_assert(__builtin_offsetof(struct backend, cluster_id) == 20, "Backend.cl
 _Static_assert(__builtin_offsetof(struct backend, zone) == 22, "Backend.zone offset");
 _Static_assert(__builtin_offsetof(struct backend, family) == 23, "Backend.family offset");
 
-/* RevNatKey (core/layout.ts:238) */
+/* RevNatKey (core/layout.ts:247) */
 struct rev_nat_key {
-	__u16 rev_nat_index; /* core/layout.ts:239 */
-	__u16 pad0; /* core/layout.ts:240 */
+	__u16 rev_nat_index; /* core/layout.ts:248 */
+	__u16 pad0; /* core/layout.ts:249 */
 };
 _Static_assert(sizeof(struct rev_nat_key) == 4, "RevNatKey size");
 _Static_assert(__builtin_offsetof(struct rev_nat_key, rev_nat_index) == 0, "RevNatKey.revNatIndex offset");
 _Static_assert(__builtin_offsetof(struct rev_nat_key, pad0) == 2, "RevNatKey.pad0 offset");
 
-/* RevNatValue (core/layout.ts:243) */
+/* RevNatValue (core/layout.ts:252) */
 struct rev_nat_value {
-	__u8 addr[16]; /* core/layout.ts:244 */
-	__be16 port_be; /* core/layout.ts:245 */
-	__u8 family; /* core/layout.ts:246 */
-	__u8 pad0; /* core/layout.ts:247 */
+	__u8 addr[16]; /* core/layout.ts:253 */
+	__be16 port_be; /* core/layout.ts:254 */
+	__u8 family; /* core/layout.ts:255 */
+	__u8 pad0; /* core/layout.ts:256 */
 };
 _Static_assert(sizeof(struct rev_nat_value) == 20, "RevNatValue size");
 _Static_assert(__builtin_offsetof(struct rev_nat_value, addr) == 0, "RevNatValue.addr offset");
@@ -240,30 +250,30 @@ _Static_assert(__builtin_offsetof(struct rev_nat_value, port_be) == 16, "RevNatV
 _Static_assert(__builtin_offsetof(struct rev_nat_value, family) == 18, "RevNatValue.family offset");
 _Static_assert(__builtin_offsetof(struct rev_nat_value, pad0) == 19, "RevNatValue.pad0 offset");
 
-/* MaglevKey (core/layout.ts:252) Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. */
+/* MaglevKey (core/layout.ts:261) Maglev lookup table, flattened: (service, slot) → backend id. Cilium uses a hash of arrays sized at compile time; a flat hash lets the table size be configuration rather than a rebuild. */
 struct maglev_key {
-	__u16 rev_nat_index; /* core/layout.ts:253 */
-	__u16 pad0; /* core/layout.ts:254 */
-	__u32 slot; /* core/layout.ts:255 */
+	__u16 rev_nat_index; /* core/layout.ts:262 */
+	__u16 pad0; /* core/layout.ts:263 */
+	__u32 slot; /* core/layout.ts:264 */
 };
 _Static_assert(sizeof(struct maglev_key) == 8, "MaglevKey size");
 _Static_assert(__builtin_offsetof(struct maglev_key, rev_nat_index) == 0, "MaglevKey.revNatIndex offset");
 _Static_assert(__builtin_offsetof(struct maglev_key, pad0) == 2, "MaglevKey.pad0 offset");
 _Static_assert(__builtin_offsetof(struct maglev_key, slot) == 4, "MaglevKey.slot offset");
 
-/* MaglevValue (core/layout.ts:258) */
+/* MaglevValue (core/layout.ts:267) */
 struct maglev_value {
-	__u32 backend_id; /* core/layout.ts:259 */
+	__u32 backend_id; /* core/layout.ts:268 */
 };
 _Static_assert(sizeof(struct maglev_value) == 4, "MaglevValue size");
 _Static_assert(__builtin_offsetof(struct maglev_value, backend_id) == 0, "MaglevValue.backendId offset");
 
-/* AffinityKey (core/layout.ts:262) */
+/* AffinityKey (core/layout.ts:271) */
 struct affinity_key {
-	__u8 client_addr[16]; /* core/layout.ts:263 */
-	__u16 rev_nat_index; /* core/layout.ts:264 */
-	__u8 family; /* core/layout.ts:265 */
-	__u8 pad0; /* core/layout.ts:266 */
+	__u8 client_addr[16]; /* core/layout.ts:272 */
+	__u16 rev_nat_index; /* core/layout.ts:273 */
+	__u8 family; /* core/layout.ts:274 */
+	__u8 pad0; /* core/layout.ts:275 */
 };
 _Static_assert(sizeof(struct affinity_key) == 20, "AffinityKey size");
 _Static_assert(__builtin_offsetof(struct affinity_key, client_addr) == 0, "AffinityKey.clientAddr offset");
@@ -271,25 +281,25 @@ _Static_assert(__builtin_offsetof(struct affinity_key, rev_nat_index) == 16, "Af
 _Static_assert(__builtin_offsetof(struct affinity_key, family) == 18, "AffinityKey.family offset");
 _Static_assert(__builtin_offsetof(struct affinity_key, pad0) == 19, "AffinityKey.pad0 offset");
 
-/* AffinityValue (core/layout.ts:269) */
+/* AffinityValue (core/layout.ts:278) */
 struct affinity_value {
-	__u32 last_used; /* core/layout.ts:271 */
-	__u32 backend_id; /* core/layout.ts:272 */
+	__u32 last_used; /* core/layout.ts:280 */
+	__u32 backend_id; /* core/layout.ts:281 */
 };
 _Static_assert(sizeof(struct affinity_value) == 8, "AffinityValue size");
 _Static_assert(__builtin_offsetof(struct affinity_value, last_used) == 0, "AffinityValue.lastUsed offset");
 _Static_assert(__builtin_offsetof(struct affinity_value, backend_id) == 4, "AffinityValue.backendId offset");
 
-/* CtTuple (core/layout.ts:280) */
+/* CtTuple (core/layout.ts:289) */
 struct ct_tuple {
-	__u8 daddr[16]; /* core/layout.ts:281 */
-	__u8 saddr[16]; /* core/layout.ts:282 */
-	__be16 dport_be; /* core/layout.ts:283 */
-	__be16 sport_be; /* core/layout.ts:284 */
-	__u8 nexthdr; /* core/layout.ts:285 */
-	__u8 flags; /* core/layout.ts:287 */
-	__u8 family; /* core/layout.ts:288 */
-	__u8 pad0; /* core/layout.ts:289 */
+	__u8 daddr[16]; /* core/layout.ts:290 */
+	__u8 saddr[16]; /* core/layout.ts:291 */
+	__be16 dport_be; /* core/layout.ts:292 */
+	__be16 sport_be; /* core/layout.ts:293 */
+	__u8 nexthdr; /* core/layout.ts:294 */
+	__u8 flags; /* core/layout.ts:296 */
+	__u8 family; /* core/layout.ts:297 */
+	__u8 pad0; /* core/layout.ts:298 */
 };
 _Static_assert(sizeof(struct ct_tuple) == 40, "CtTuple size");
 _Static_assert(__builtin_offsetof(struct ct_tuple, daddr) == 0, "CtTuple.daddr offset");
@@ -301,20 +311,20 @@ _Static_assert(__builtin_offsetof(struct ct_tuple, flags) == 37, "CtTuple.flags 
 _Static_assert(__builtin_offsetof(struct ct_tuple, family) == 38, "CtTuple.family offset");
 _Static_assert(__builtin_offsetof(struct ct_tuple, pad0) == 39, "CtTuple.pad0 offset");
 
-/* CtEntry (core/layout.ts:292) */
+/* CtEntry (core/layout.ts:301) */
 struct ct_entry {
-	__u32 lifetime; /* core/layout.ts:294 */
-	__u32 src_sec_id; /* core/layout.ts:295 */
-	__u32 backend_id; /* core/layout.ts:296 */
-	__u16 rev_nat_index; /* core/layout.ts:297 */
-	__u16 flags; /* core/layout.ts:299 */
-	__u8 tx_flags_seen; /* core/layout.ts:300 */
-	__u8 rx_flags_seen; /* core/layout.ts:301 */
-	__be16 proxy_port_be; /* core/layout.ts:302 */
-	__be16 orig_sport_be; /* core/layout.ts:305 */
-	__u16 pad0; /* core/layout.ts:306 */
-	__u64 packets; /* core/layout.ts:307 */
-	__u64 bytes; /* core/layout.ts:308 */
+	__u32 lifetime; /* core/layout.ts:303 */
+	__u32 src_sec_id; /* core/layout.ts:304 */
+	__u32 backend_id; /* core/layout.ts:305 */
+	__u16 rev_nat_index; /* core/layout.ts:306 */
+	__u16 flags; /* core/layout.ts:308 */
+	__u8 tx_flags_seen; /* core/layout.ts:309 */
+	__u8 rx_flags_seen; /* core/layout.ts:310 */
+	__be16 proxy_port_be; /* core/layout.ts:311 */
+	__be16 orig_sport_be; /* core/layout.ts:314 */
+	__u16 pad0; /* core/layout.ts:315 */
+	__u64 packets; /* core/layout.ts:316 */
+	__u64 bytes; /* core/layout.ts:317 */
 };
 _Static_assert(sizeof(struct ct_entry) == 40, "CtEntry size");
 _Static_assert(__builtin_offsetof(struct ct_entry, lifetime) == 0, "CtEntry.lifetime offset");
@@ -330,13 +340,13 @@ _Static_assert(__builtin_offsetof(struct ct_entry, pad0) == 22, "CtEntry.pad0 of
 _Static_assert(__builtin_offsetof(struct ct_entry, packets) == 24, "CtEntry.packets offset");
 _Static_assert(__builtin_offsetof(struct ct_entry, bytes) == 32, "CtEntry.bytes offset");
 
-/* SnatValue (core/layout.ts:313) SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. */
+/* SnatValue (core/layout.ts:322) SNAT for NodePort traffic forwarded to a remote backend (Cilium bpf/lib/nat.h). Key: the tuple as it leaves (egress) or the reply tuple as it comes back (ingress); value: the address and port to rewrite to. */
 struct snat_value {
-	__u8 to_addr[16]; /* core/layout.ts:314 */
-	__be16 to_port_be; /* core/layout.ts:315 */
-	__u8 family; /* core/layout.ts:316 */
-	__u8 pad0; /* core/layout.ts:317 */
-	__u32 created; /* core/layout.ts:318 */
+	__u8 to_addr[16]; /* core/layout.ts:323 */
+	__be16 to_port_be; /* core/layout.ts:324 */
+	__u8 family; /* core/layout.ts:325 */
+	__u8 pad0; /* core/layout.ts:326 */
+	__u32 created; /* core/layout.ts:327 */
 };
 _Static_assert(sizeof(struct snat_value) == 24, "SnatValue size");
 _Static_assert(__builtin_offsetof(struct snat_value, to_addr) == 0, "SnatValue.toAddr offset");
@@ -345,13 +355,13 @@ _Static_assert(__builtin_offsetof(struct snat_value, family) == 18, "SnatValue.f
 _Static_assert(__builtin_offsetof(struct snat_value, pad0) == 19, "SnatValue.pad0 offset");
 _Static_assert(__builtin_offsetof(struct snat_value, created) == 20, "SnatValue.created offset");
 
-/* FragId (core/layout.ts:327) A datagram: the IPv4 addresses, IP identification and protocol shared by all of its fragments. */
+/* FragId (core/layout.ts:336) A datagram: the IPv4 addresses, IP identification and protocol shared by all of its fragments. */
 struct frag_id {
-	__be32 daddr_be; /* core/layout.ts:328 */
-	__be32 saddr_be; /* core/layout.ts:329 */
-	__be16 id_be; /* core/layout.ts:330 */
-	__u8 proto; /* core/layout.ts:331 */
-	__u8 pad0; /* core/layout.ts:332 */
+	__be32 daddr_be; /* core/layout.ts:337 */
+	__be32 saddr_be; /* core/layout.ts:338 */
+	__be16 id_be; /* core/layout.ts:339 */
+	__u8 proto; /* core/layout.ts:340 */
+	__u8 pad0; /* core/layout.ts:341 */
 };
 _Static_assert(sizeof(struct frag_id) == 12, "FragId size");
 _Static_assert(__builtin_offsetof(struct frag_id, daddr_be) == 0, "FragId.daddrBe offset");
@@ -360,13 +370,13 @@ _Static_assert(__builtin_offsetof(struct frag_id, id_be) == 8, "FragId.idBe offs
 _Static_assert(__builtin_offsetof(struct frag_id, proto) == 10, "FragId.proto offset");
 _Static_assert(__builtin_offsetof(struct frag_id, pad0) == 11, "FragId.pad0 offset");
 
-/* FragL4Ports (core/layout.ts:338) The L4 fields of a datagram's first fragment: Cilium's sport/dport, plus the ICMP type and code (a ciliate addition: ICMP policy keys on the type, which only the first fragment carries). Ports as PacketInfo holds them (an ICMP echo identifier in sport for a request, dport for a reply). */
+/* FragL4Ports (core/layout.ts:347) The L4 fields of a datagram's first fragment: Cilium's sport/dport, plus the ICMP type and code (a ciliate addition: ICMP policy keys on the type, which only the first fragment carries). Ports as PacketInfo holds them (an ICMP echo identifier in sport for a request, dport for a reply). */
 struct frag_l4_ports {
-	__be16 sport_be; /* core/layout.ts:339 */
-	__be16 dport_be; /* core/layout.ts:340 */
-	__u8 icmp_type; /* core/layout.ts:341 */
-	__u8 icmp_code; /* core/layout.ts:342 */
-	__u16 pad0; /* core/layout.ts:343 */
+	__be16 sport_be; /* core/layout.ts:348 */
+	__be16 dport_be; /* core/layout.ts:349 */
+	__u8 icmp_type; /* core/layout.ts:350 */
+	__u8 icmp_code; /* core/layout.ts:351 */
+	__u16 pad0; /* core/layout.ts:352 */
 };
 _Static_assert(sizeof(struct frag_l4_ports) == 8, "FragL4Ports size");
 _Static_assert(__builtin_offsetof(struct frag_l4_ports, sport_be) == 0, "FragL4Ports.sportBe offset");
@@ -375,74 +385,74 @@ _Static_assert(__builtin_offsetof(struct frag_l4_ports, icmp_type) == 4, "FragL4
 _Static_assert(__builtin_offsetof(struct frag_l4_ports, icmp_code) == 5, "FragL4Ports.icmpCode offset");
 _Static_assert(__builtin_offsetof(struct frag_l4_ports, pad0) == 6, "FragL4Ports.pad0 offset");
 
-/* MetricsKey (core/layout.ts:351) Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. */
+/* MetricsKey (core/layout.ts:360) Forward/drop counters (cilium_metrics): reason 0 = forwarded, otherwise the drop reason. The Metrics map is a per-CPU array, and this key read as a little-endian u32 (reason | dir << 8) is the index. */
 struct metrics_key {
-	__u8 reason; /* core/layout.ts:352 */
-	__u8 dir; /* core/layout.ts:354 */
-	__u16 pad0; /* core/layout.ts:355 */
+	__u8 reason; /* core/layout.ts:361 */
+	__u8 dir; /* core/layout.ts:363 */
+	__u16 pad0; /* core/layout.ts:364 */
 };
 _Static_assert(sizeof(struct metrics_key) == 4, "MetricsKey size");
 _Static_assert(__builtin_offsetof(struct metrics_key, reason) == 0, "MetricsKey.reason offset");
 _Static_assert(__builtin_offsetof(struct metrics_key, dir) == 1, "MetricsKey.dir offset");
 _Static_assert(__builtin_offsetof(struct metrics_key, pad0) == 2, "MetricsKey.pad0 offset");
 
-/* MetricsValue (core/layout.ts:358) */
+/* MetricsValue (core/layout.ts:367) */
 struct metrics_value {
-	__u64 packets; /* core/layout.ts:359 */
-	__u64 bytes; /* core/layout.ts:360 */
+	__u64 packets; /* core/layout.ts:368 */
+	__u64 bytes; /* core/layout.ts:369 */
 };
 _Static_assert(sizeof(struct metrics_value) == 16, "MetricsValue size");
 _Static_assert(__builtin_offsetof(struct metrics_value, packets) == 0, "MetricsValue.packets offset");
 _Static_assert(__builtin_offsetof(struct metrics_value, bytes) == 8, "MetricsValue.bytes offset");
 
-/* ProxyListenerValue (core/layout.ts:367) A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. */
+/* ProxyListenerValue (core/layout.ts:376) A proxy port the node's L7 proxy listens on (key: the proxy port, u32 host order). The host writes it when the listener is open and deletes it when it closes; core redirects to a proxy port only while its entry is present (and drops with DROP_PROXY_LOOKUP_FAILED otherwise). Cilium has no such map: its agent keeps the proxy ports in the policy map only while Envoy listens; this map makes that state explicit. */
 struct proxy_listener_value {
-	__u8 direction; /* core/layout.ts:369 */
-	__u8 pad0; /* core/layout.ts:370 */
-	__u16 pad1; /* core/layout.ts:371 */
+	__u8 direction; /* core/layout.ts:378 */
+	__u8 pad0; /* core/layout.ts:379 */
+	__u16 pad1; /* core/layout.ts:380 */
 };
 _Static_assert(sizeof(struct proxy_listener_value) == 4, "ProxyListenerValue size");
 _Static_assert(__builtin_offsetof(struct proxy_listener_value, direction) == 0, "ProxyListenerValue.direction offset");
 _Static_assert(__builtin_offsetof(struct proxy_listener_value, pad0) == 1, "ProxyListenerValue.pad0 offset");
 _Static_assert(__builtin_offsetof(struct proxy_listener_value, pad1) == 2, "ProxyListenerValue.pad1 offset");
 
-/* TraceRecord (core/layout.ts:376) What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. */
+/* TraceRecord (core/layout.ts:385) What one invocation of an entry point decided, and why. The entry writes it into the one-entry Trace map; hosts read it after the run (BPF_PROG_TEST_RUN, WASM, JS alike) and turn it into a flow event. */
 struct trace_record {
-	__u32 verdict; /* core/layout.ts:378 */
-	__u32 drop_reason; /* core/layout.ts:380 */
-	__u32 src_identity; /* core/layout.ts:381 */
-	__u32 dst_identity; /* core/layout.ts:382 */
-	__u32 egress_cookie; /* core/layout.ts:384 */
-	__u32 ingress_cookie; /* core/layout.ts:385 */
-	__u32 backend_id; /* core/layout.ts:386 */
-	__u16 ep_id; /* core/layout.ts:388 */
-	__u16 rev_nat_index; /* core/layout.ts:389 */
-	__u8 ct_state; /* core/layout.ts:391 */
-	__u8 egress_match_type; /* core/layout.ts:393 */
-	__u8 ingress_match_type; /* core/layout.ts:394 */
-	__u8 trace_flags; /* core/layout.ts:396 */
-	__be16 proxy_port_be; /* core/layout.ts:397 */
-	__u8 obs_point; /* core/layout.ts:399 */
-	__u8 family; /* core/layout.ts:400 */
-	__u8 orig_daddr[16]; /* core/layout.ts:402 */
-	__be16 orig_dport_be; /* core/layout.ts:403 */
-	__u16 pad0; /* core/layout.ts:404 */
-	__be16 new_dport_be; /* core/layout.ts:405 */
-	__u16 pad1; /* core/layout.ts:406 */
-	__u8 new_daddr[16]; /* core/layout.ts:407 */
-	__u8 saddr[16]; /* core/layout.ts:409 */
-	__be16 sport_be; /* core/layout.ts:410 */
-	__u8 nexthdr; /* core/layout.ts:411 */
-	__u8 tcp_flags; /* core/layout.ts:412 */
-	__u32 len; /* core/layout.ts:414 */
-	__u8 hook; /* core/layout.ts:416 */
-	__u8 icmp_type; /* core/layout.ts:417 */
-	__u16 pad2; /* core/layout.ts:418 */
-	__u32 tunnel_id; /* core/layout.ts:422 */
-	__u8 tunnel_peer[16]; /* core/layout.ts:423 */
-	__u8 tunnel_family; /* core/layout.ts:424 */
-	__u8 pad3; /* core/layout.ts:425 */
-	__u16 pad4; /* core/layout.ts:426 */
+	__u32 verdict; /* core/layout.ts:387 */
+	__u32 drop_reason; /* core/layout.ts:389 */
+	__u32 src_identity; /* core/layout.ts:390 */
+	__u32 dst_identity; /* core/layout.ts:391 */
+	__u32 egress_cookie; /* core/layout.ts:393 */
+	__u32 ingress_cookie; /* core/layout.ts:394 */
+	__u32 backend_id; /* core/layout.ts:395 */
+	__u16 ep_id; /* core/layout.ts:397 */
+	__u16 rev_nat_index; /* core/layout.ts:398 */
+	__u8 ct_state; /* core/layout.ts:400 */
+	__u8 egress_match_type; /* core/layout.ts:402 */
+	__u8 ingress_match_type; /* core/layout.ts:403 */
+	__u8 trace_flags; /* core/layout.ts:405 */
+	__be16 proxy_port_be; /* core/layout.ts:406 */
+	__u8 obs_point; /* core/layout.ts:408 */
+	__u8 family; /* core/layout.ts:409 */
+	__u8 orig_daddr[16]; /* core/layout.ts:411 */
+	__be16 orig_dport_be; /* core/layout.ts:412 */
+	__u16 pad0; /* core/layout.ts:413 */
+	__be16 new_dport_be; /* core/layout.ts:414 */
+	__u16 pad1; /* core/layout.ts:415 */
+	__u8 new_daddr[16]; /* core/layout.ts:416 */
+	__u8 saddr[16]; /* core/layout.ts:418 */
+	__be16 sport_be; /* core/layout.ts:419 */
+	__u8 nexthdr; /* core/layout.ts:420 */
+	__u8 tcp_flags; /* core/layout.ts:421 */
+	__u32 len; /* core/layout.ts:423 */
+	__u8 hook; /* core/layout.ts:425 */
+	__u8 icmp_type; /* core/layout.ts:426 */
+	__u16 pad2; /* core/layout.ts:427 */
+	__u32 tunnel_id; /* core/layout.ts:431 */
+	__u8 tunnel_peer[16]; /* core/layout.ts:432 */
+	__u8 tunnel_family; /* core/layout.ts:433 */
+	__u8 pad3; /* core/layout.ts:434 */
+	__u16 pad4; /* core/layout.ts:435 */
 };
 _Static_assert(sizeof(struct trace_record) == 132, "TraceRecord size");
 _Static_assert(__builtin_offsetof(struct trace_record, verdict) == 0, "TraceRecord.verdict offset");
@@ -481,13 +491,13 @@ _Static_assert(__builtin_offsetof(struct trace_record, tunnel_family) == 128, "T
 _Static_assert(__builtin_offsetof(struct trace_record, pad3) == 129, "TraceRecord.pad3 offset");
 _Static_assert(__builtin_offsetof(struct trace_record, pad4) == 130, "TraceRecord.pad4 offset");
 
-/* TunnelKey (core/layout.ts:436) The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). */
+/* TunnelKey (core/layout.ts:445) The outer-header metadata of a collect-metadata tunnel device (the parts of the kernel's struct bpf_tunnel_key ciliate uses): the remote endpoint and the tunnel id (VXLAN VNI / Geneve VNI), which carries the source security identity (Cilium bpf/lib/encap.h, bpf/bpf_overlay.c). */
 struct tunnel_key {
-	__u8 remote[16]; /* core/layout.ts:437 */
-	__u32 tunnel_id; /* core/layout.ts:438 */
-	__u8 family; /* core/layout.ts:439 */
-	__u8 pad0; /* core/layout.ts:440 */
-	__u16 pad1; /* core/layout.ts:441 */
+	__u8 remote[16]; /* core/layout.ts:446 */
+	__u32 tunnel_id; /* core/layout.ts:447 */
+	__u8 family; /* core/layout.ts:448 */
+	__u8 pad0; /* core/layout.ts:449 */
+	__u16 pad1; /* core/layout.ts:450 */
 };
 _Static_assert(sizeof(struct tunnel_key) == 24, "TunnelKey size");
 _Static_assert(__builtin_offsetof(struct tunnel_key, remote) == 0, "TunnelKey.remote offset");
@@ -496,29 +506,29 @@ _Static_assert(__builtin_offsetof(struct tunnel_key, family) == 20, "TunnelKey.f
 _Static_assert(__builtin_offsetof(struct tunnel_key, pad0) == 21, "TunnelKey.pad0 offset");
 _Static_assert(__builtin_offsetof(struct tunnel_key, pad1) == 22, "TunnelKey.pad1 offset");
 
-/* PacketInfo (core/layout.ts:448) What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. */
+/* PacketInfo (core/layout.ts:457) What core/packet.ts learns from the headers of one packet. Ports are host-order numbers here (the packet holds them big-endian). ICMP echo: request sport = identifier, dport = 0; reply sport = 0, dport = identifier, so a reply's reversed tuple is its request's tuple. ICMP errors carry the embedded (inner) header of the packet that caused them, in the inner* fields, as it was sent. */
 struct packet_info {
-	__u8 family; /* core/layout.ts:449 */
-	__u8 nexthdr; /* core/layout.ts:450 */
-	__u16 l3_off; /* core/layout.ts:452 */
-	__u16 l4_off; /* core/layout.ts:453 */
-	__u16 l4_csum_off; /* core/layout.ts:455 */
-	__u16 sport; /* core/layout.ts:456 */
-	__u16 dport; /* core/layout.ts:457 */
-	__u8 tcp_flags; /* core/layout.ts:458 */
-	__u8 icmp_type; /* core/layout.ts:459 */
-	__u8 icmp_code; /* core/layout.ts:460 */
-	__u8 flags; /* core/layout.ts:462 */
-	__u8 ttl; /* core/layout.ts:463 */
-	__u8 inner_nexthdr; /* core/layout.ts:464 */
-	__u16 inner_sport; /* core/layout.ts:465 */
-	__u16 inner_dport; /* core/layout.ts:466 */
-	__u16 pad0; /* core/layout.ts:467 */
-	__u32 len; /* core/layout.ts:469 */
-	__u8 saddr[16]; /* core/layout.ts:470 */
-	__u8 daddr[16]; /* core/layout.ts:471 */
-	__u8 inner_saddr[16]; /* core/layout.ts:472 */
-	__u8 inner_daddr[16]; /* core/layout.ts:473 */
+	__u8 family; /* core/layout.ts:458 */
+	__u8 nexthdr; /* core/layout.ts:459 */
+	__u16 l3_off; /* core/layout.ts:461 */
+	__u16 l4_off; /* core/layout.ts:462 */
+	__u16 l4_csum_off; /* core/layout.ts:464 */
+	__u16 sport; /* core/layout.ts:465 */
+	__u16 dport; /* core/layout.ts:466 */
+	__u8 tcp_flags; /* core/layout.ts:467 */
+	__u8 icmp_type; /* core/layout.ts:468 */
+	__u8 icmp_code; /* core/layout.ts:469 */
+	__u8 flags; /* core/layout.ts:471 */
+	__u8 ttl; /* core/layout.ts:472 */
+	__u8 inner_nexthdr; /* core/layout.ts:473 */
+	__u16 inner_sport; /* core/layout.ts:474 */
+	__u16 inner_dport; /* core/layout.ts:475 */
+	__u16 pad0; /* core/layout.ts:476 */
+	__u32 len; /* core/layout.ts:478 */
+	__u8 saddr[16]; /* core/layout.ts:479 */
+	__u8 daddr[16]; /* core/layout.ts:480 */
+	__u8 inner_saddr[16]; /* core/layout.ts:481 */
+	__u8 inner_daddr[16]; /* core/layout.ts:482 */
 };
 _Static_assert(sizeof(struct packet_info) == 92, "PacketInfo size");
 _Static_assert(__builtin_offsetof(struct packet_info, family) == 0, "PacketInfo.family offset");
@@ -543,15 +553,15 @@ _Static_assert(__builtin_offsetof(struct packet_info, daddr) == 44, "PacketInfo.
 _Static_assert(__builtin_offsetof(struct packet_info, inner_saddr) == 60, "PacketInfo.innerSaddr offset");
 _Static_assert(__builtin_offsetof(struct packet_info, inner_daddr) == 76, "PacketInfo.innerDaddr offset");
 
-/* PolicyResult (core/layout.ts:477) What policyCanAccess (core/policy.ts) decided, for traces and flow events. */
+/* PolicyResult (core/layout.ts:486) What policyCanAccess (core/policy.ts) decided, for traces and flow events. */
 struct policy_result {
-	__u32 cookie; /* core/layout.ts:479 */
-	__u16 proxy_port; /* core/layout.ts:481 */
-	__u8 match_type; /* core/layout.ts:483 */
-	__u8 lookup; /* core/layout.ts:485 */
-	__u8 auth_type; /* core/layout.ts:487 */
-	__u8 audited; /* core/layout.ts:489 */
-	__u16 pad0; /* core/layout.ts:490 */
+	__u32 cookie; /* core/layout.ts:488 */
+	__u16 proxy_port; /* core/layout.ts:490 */
+	__u8 match_type; /* core/layout.ts:492 */
+	__u8 lookup; /* core/layout.ts:494 */
+	__u8 auth_type; /* core/layout.ts:496 */
+	__u8 audited; /* core/layout.ts:498 */
+	__u16 pad0; /* core/layout.ts:499 */
 };
 _Static_assert(sizeof(struct policy_result) == 12, "PolicyResult size");
 _Static_assert(__builtin_offsetof(struct policy_result, cookie) == 0, "PolicyResult.cookie offset");
@@ -562,14 +572,14 @@ _Static_assert(__builtin_offsetof(struct policy_result, auth_type) == 8, "Policy
 _Static_assert(__builtin_offsetof(struct policy_result, audited) == 9, "PolicyResult.audited offset");
 _Static_assert(__builtin_offsetof(struct policy_result, pad0) == 10, "PolicyResult.pad0 offset");
 
-/* CtState (core/layout.ts:494) What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). */
+/* CtState (core/layout.ts:503) What ctLookup (core/conntrack.ts) copies out of the entry it found (all zero on CT_NEW). */
 struct ct_state {
-	__u32 backend_id; /* core/layout.ts:495 */
-	__u32 src_sec_id; /* core/layout.ts:496 */
-	__u16 rev_nat_index; /* core/layout.ts:497 */
-	__u16 flags; /* core/layout.ts:499 */
-	__u16 proxy_port; /* core/layout.ts:501 */
-	__u16 orig_sport; /* core/layout.ts:503 */
+	__u32 backend_id; /* core/layout.ts:504 */
+	__u32 src_sec_id; /* core/layout.ts:505 */
+	__u16 rev_nat_index; /* core/layout.ts:506 */
+	__u16 flags; /* core/layout.ts:508 */
+	__u16 proxy_port; /* core/layout.ts:510 */
+	__u16 orig_sport; /* core/layout.ts:512 */
 };
 _Static_assert(sizeof(struct ct_state) == 16, "CtState size");
 _Static_assert(__builtin_offsetof(struct ct_state, backend_id) == 0, "CtState.backendId offset");
@@ -579,10 +589,10 @@ _Static_assert(__builtin_offsetof(struct ct_state, flags) == 10, "CtState.flags 
 _Static_assert(__builtin_offsetof(struct ct_state, proxy_port) == 12, "CtState.proxyPort offset");
 _Static_assert(__builtin_offsetof(struct ct_state, orig_sport) == 14, "CtState.origSport offset");
 
-/* LbSelection (core/layout.ts:508) What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). */
+/* LbSelection (core/layout.ts:517) What lbServiceBackend (core/lb.ts) chose for a service packet: the backend id and a copy of its Backend value (BACKEND_* offsets apply at `backend`). */
 struct lb_selection {
-	__u32 backend_id; /* core/layout.ts:509 */
-	__u8 backend[24]; /* core/layout.ts:510 */
+	__u32 backend_id; /* core/layout.ts:518 */
+	__u8 backend[24]; /* core/layout.ts:519 */
 };
 _Static_assert(sizeof(struct lb_selection) == 28, "LbSelection size");
 _Static_assert(__builtin_offsetof(struct lb_selection, backend_id) == 0, "LbSelection.backendId offset");
@@ -596,7 +606,7 @@ struct {
 	__type(value, struct config_value);
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ciliate_config_v1 SEC(".maps");
+} ciliate_config_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);

@@ -69,7 +69,7 @@ static __always_inline void ciliate_proxy_count_drop(__u32 dir, __u32 len, __u32
 static __always_inline int ciliate_proxy_fail(struct trace_record *tr, __u32 reason)
 {
 	__u32 zero = 0;
-	struct config_value *cfg = bpf_map_lookup_elem(&ciliate_config_v1, &zero);
+	struct config_value *cfg = bpf_map_lookup_elem(&ciliate_config_v2, &zero);
 	__u32 dir = tr->hook == CILIATE_HOOK_TO_ENDPOINT ? CILIATE_METRIC_DIR_INGRESS : CILIATE_METRIC_DIR_EGRESS;
 
 	ciliate_proxy_count_drop(dir, tr->len, reason);
@@ -261,7 +261,7 @@ static __always_inline int ciliate_proxy_reenter(struct __sk_buff *ctx)
 	__builtin_memcpy(rec->saddr, info->saddr, 16);
 	__builtin_memcpy(rec->new_daddr, info->daddr, 16);
 	__builtin_memcpy(rec->orig_daddr, info->daddr, 16);
-	cfg = bpf_map_lookup_elem(&ciliate_config_v1, &zero);
+	cfg = bpf_map_lookup_elem(&ciliate_config_v2, &zero);
 	if (cfg && (cfg->flags & (CILIATE_CONFIG_F_EVENTS | CILIATE_CONFIG_F_EVENTS_ALL)))
 		bpf_ringbuf_output(&ciliate_events_v1, rec, sizeof(*rec), 0);
 	return TC_ACT_SHOT;

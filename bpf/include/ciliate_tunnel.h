@@ -89,7 +89,7 @@ static __always_inline __s32 ciliate_tunnel_key_get(struct __sk_buff *ctx, __u8 
 static __always_inline int ciliate_tunnel_redirect(void)
 {
 	__u32 zero = 0;
-	struct config_value *cfg = bpf_map_lookup_elem(&ciliate_config_v1, &zero);
+	struct config_value *cfg = bpf_map_lookup_elem(&ciliate_config_v2, &zero);
 
 	if (!cfg || cfg->tunnel_ifindex == 0)
 		return TC_ACT_SHOT;

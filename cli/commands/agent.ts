@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { repoPath } from "../../host/paths.ts";
 import { DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from "../../agent/defaults.ts";
 import { buildOptions, fqdnMinTtlOf, masqueradeOption, type GlobalOptions } from "../common.ts";
+import type { MasqueradeOptions } from "../../node/desired.ts";
 import { CliError } from "../errors.ts";
 import type { IdentityFlags } from "../../agent/identity-options.ts";
 
@@ -464,8 +465,8 @@ See docs/agent.md. Exit codes: 0 stopped by a signal, 2 bad flags or the datapat
     .action(async (_o, cmd: Command) => run(() => runAgent(cmd.optsWithGlobals())));
 }
 
-/** The global --enable-bpf-masquerade and --ipv4-native-routing-cidr on a node: they need a device. */
-function parseMasquerade(f: AgentFlags): { nativeRoutingCidr?: string } | undefined {
+/** The global --enable-bpf-masquerade and --ipv4/--ipv6-native-routing-cidr on a node: they need a device. */
+function parseMasquerade(f: AgentFlags): MasqueradeOptions | undefined {
   const m = masqueradeOption(f);
   if (m && !f.device?.length) throw new CliError("--enable-bpf-masquerade needs at least one --device", "BAD_OPTION", "the node devices facing the outside, where to_network SNATs at tc egress");
   return m;

@@ -31,7 +31,7 @@ export enum MapId {
 export const MAP_COUNT: u32 = 16;
 
 // ConfigValue (core/layout.ts:66)
-export const CONFIG_VALUE_SIZE: u32 = 76;
+export const CONFIG_VALUE_SIZE: u32 = 112;
 export const CONFIG_VALUE_CT_SYN_TIMEOUT: u32 = 0;
 export const CONFIG_VALUE_CT_TCP_LIFETIME: u32 = 4;
 export const CONFIG_VALUE_CT_CLOSE_TIMEOUT: u32 = 8;
@@ -55,8 +55,13 @@ export const CONFIG_VALUE_TUNNEL_PROTOCOL: u32 = 68;
 export const CONFIG_VALUE_SNAT_EXCLUSION_PREFIX_LEN: u32 = 69;
 export const CONFIG_VALUE_HOST_EP_ID: u32 = 70;
 export const CONFIG_VALUE_SNAT_EXCLUSION_IPV4_BE: u32 = 72;
+export const CONFIG_VALUE_NODE_IPV6: u32 = 76;
+export const CONFIG_VALUE_SNAT_EXCLUSION_IPV6: u32 = 92;
+export const CONFIG_VALUE_SNAT_EXCLUSION_IPV6_PREFIX_LEN: u32 = 108;
+export const CONFIG_VALUE_PAD0: u32 = 109;
+export const CONFIG_VALUE_PAD1: u32 = 110;
 
-// IpcacheKey (core/layout.ts:120)
+// IpcacheKey (core/layout.ts:129)
 export const IPCACHE_KEY_SIZE: u32 = 24;
 export const IPCACHE_KEY_PREFIXLEN: u32 = 0;
 export const IPCACHE_KEY_CLUSTER_ID: u32 = 4;
@@ -64,7 +69,7 @@ export const IPCACHE_KEY_PAD1: u32 = 6;
 export const IPCACHE_KEY_FAMILY: u32 = 7;
 export const IPCACHE_KEY_ADDR: u32 = 8;
 
-// IpcacheValue (core/layout.ts:129)
+// IpcacheValue (core/layout.ts:138)
 export const IPCACHE_VALUE_SIZE: u32 = 24;
 export const IPCACHE_VALUE_SEC_IDENTITY: u32 = 0;
 export const IPCACHE_VALUE_TUNNEL_ENDPOINT: u32 = 4;
@@ -72,14 +77,14 @@ export const IPCACHE_VALUE_PAD0: u32 = 20;
 export const IPCACHE_VALUE_KEY: u32 = 22;
 export const IPCACHE_VALUE_FLAGS: u32 = 23;
 
-// EndpointKey (core/layout.ts:141)
+// EndpointKey (core/layout.ts:150)
 export const ENDPOINT_KEY_SIZE: u32 = 20;
 export const ENDPOINT_KEY_ADDR: u32 = 0;
 export const ENDPOINT_KEY_FAMILY: u32 = 16;
 export const ENDPOINT_KEY_KEY: u32 = 17;
 export const ENDPOINT_KEY_CLUSTER_ID: u32 = 18;
 
-// EndpointInfo (core/layout.ts:148)
+// EndpointInfo (core/layout.ts:157)
 export const ENDPOINT_INFO_SIZE: u32 = 32;
 export const ENDPOINT_INFO_IFINDEX: u32 = 0;
 export const ENDPOINT_INFO_EP_ID: u32 = 4;
@@ -89,7 +94,7 @@ export const ENDPOINT_INFO_SEC_IDENTITY: u32 = 12;
 export const ENDPOINT_INFO_MAC: u32 = 16;
 export const ENDPOINT_INFO_NODE_MAC: u32 = 24;
 
-// PolicyKey (core/layout.ts:166)
+// PolicyKey (core/layout.ts:175)
 export const POLICY_KEY_SIZE: u32 = 16;
 export const POLICY_KEY_PREFIXLEN: u32 = 0;
 export const POLICY_KEY_SEC_LABEL: u32 = 4;
@@ -99,7 +104,7 @@ export const POLICY_KEY_PROTOCOL: u32 = 11;
 export const POLICY_KEY_DPORT_BE: u32 = 12;
 export const POLICY_KEY_PAD0: u32 = 14;
 
-// PolicyEntry (core/layout.ts:178)
+// PolicyEntry (core/layout.ts:187)
 export const POLICY_ENTRY_SIZE: u32 = 12;
 export const POLICY_ENTRY_PROXY_PORT_BE: u32 = 0;
 export const POLICY_ENTRY_FLAGS: u32 = 2;
@@ -109,7 +114,7 @@ export const POLICY_ENTRY_PROXY_PORT_PRIORITY: u32 = 5;
 export const POLICY_ENTRY_PAD0: u32 = 6;
 export const POLICY_ENTRY_COOKIE: u32 = 8;
 
-// ServiceKey (core/layout.ts:199)
+// ServiceKey (core/layout.ts:208)
 export const SERVICE_KEY_SIZE: u32 = 24;
 export const SERVICE_KEY_ADDR: u32 = 0;
 export const SERVICE_KEY_DPORT_BE: u32 = 16;
@@ -119,7 +124,7 @@ export const SERVICE_KEY_SCOPE: u32 = 21;
 export const SERVICE_KEY_FAMILY: u32 = 22;
 export const SERVICE_KEY_PAD0: u32 = 23;
 
-// ServiceValue (core/layout.ts:211)
+// ServiceValue (core/layout.ts:220)
 export const SERVICE_VALUE_SIZE: u32 = 12;
 export const SERVICE_VALUE_BACKEND_ID: u32 = 0;
 export const SERVICE_VALUE_COUNT: u32 = 4;
@@ -128,11 +133,11 @@ export const SERVICE_VALUE_FLAGS: u32 = 8;
 export const SERVICE_VALUE_FLAGS2: u32 = 9;
 export const SERVICE_VALUE_QCOUNT: u32 = 10;
 
-// BackendKey (core/layout.ts:223)
+// BackendKey (core/layout.ts:232)
 export const BACKEND_KEY_SIZE: u32 = 4;
 export const BACKEND_KEY_BACKEND_ID: u32 = 0;
 
-// Backend (core/layout.ts:227)
+// Backend (core/layout.ts:236)
 export const BACKEND_SIZE: u32 = 24;
 export const BACKEND_ADDR: u32 = 0;
 export const BACKEND_PORT_BE: u32 = 16;
@@ -142,41 +147,41 @@ export const BACKEND_CLUSTER_ID: u32 = 20;
 export const BACKEND_ZONE: u32 = 22;
 export const BACKEND_FAMILY: u32 = 23;
 
-// RevNatKey (core/layout.ts:238)
+// RevNatKey (core/layout.ts:247)
 export const REV_NAT_KEY_SIZE: u32 = 4;
 export const REV_NAT_KEY_REV_NAT_INDEX: u32 = 0;
 export const REV_NAT_KEY_PAD0: u32 = 2;
 
-// RevNatValue (core/layout.ts:243)
+// RevNatValue (core/layout.ts:252)
 export const REV_NAT_VALUE_SIZE: u32 = 20;
 export const REV_NAT_VALUE_ADDR: u32 = 0;
 export const REV_NAT_VALUE_PORT_BE: u32 = 16;
 export const REV_NAT_VALUE_FAMILY: u32 = 18;
 export const REV_NAT_VALUE_PAD0: u32 = 19;
 
-// MaglevKey (core/layout.ts:252)
+// MaglevKey (core/layout.ts:261)
 export const MAGLEV_KEY_SIZE: u32 = 8;
 export const MAGLEV_KEY_REV_NAT_INDEX: u32 = 0;
 export const MAGLEV_KEY_PAD0: u32 = 2;
 export const MAGLEV_KEY_SLOT: u32 = 4;
 
-// MaglevValue (core/layout.ts:258)
+// MaglevValue (core/layout.ts:267)
 export const MAGLEV_VALUE_SIZE: u32 = 4;
 export const MAGLEV_VALUE_BACKEND_ID: u32 = 0;
 
-// AffinityKey (core/layout.ts:262)
+// AffinityKey (core/layout.ts:271)
 export const AFFINITY_KEY_SIZE: u32 = 20;
 export const AFFINITY_KEY_CLIENT_ADDR: u32 = 0;
 export const AFFINITY_KEY_REV_NAT_INDEX: u32 = 16;
 export const AFFINITY_KEY_FAMILY: u32 = 18;
 export const AFFINITY_KEY_PAD0: u32 = 19;
 
-// AffinityValue (core/layout.ts:269)
+// AffinityValue (core/layout.ts:278)
 export const AFFINITY_VALUE_SIZE: u32 = 8;
 export const AFFINITY_VALUE_LAST_USED: u32 = 0;
 export const AFFINITY_VALUE_BACKEND_ID: u32 = 4;
 
-// CtTuple (core/layout.ts:280)
+// CtTuple (core/layout.ts:289)
 export const CT_TUPLE_SIZE: u32 = 40;
 export const CT_TUPLE_DADDR: u32 = 0;
 export const CT_TUPLE_SADDR: u32 = 16;
@@ -187,7 +192,7 @@ export const CT_TUPLE_FLAGS: u32 = 37;
 export const CT_TUPLE_FAMILY: u32 = 38;
 export const CT_TUPLE_PAD0: u32 = 39;
 
-// CtEntry (core/layout.ts:292)
+// CtEntry (core/layout.ts:301)
 export const CT_ENTRY_SIZE: u32 = 40;
 export const CT_ENTRY_LIFETIME: u32 = 0;
 export const CT_ENTRY_SRC_SEC_ID: u32 = 4;
@@ -202,7 +207,7 @@ export const CT_ENTRY_PAD0: u32 = 22;
 export const CT_ENTRY_PACKETS: u32 = 24;
 export const CT_ENTRY_BYTES: u32 = 32;
 
-// SnatValue (core/layout.ts:313)
+// SnatValue (core/layout.ts:322)
 export const SNAT_VALUE_SIZE: u32 = 24;
 export const SNAT_VALUE_TO_ADDR: u32 = 0;
 export const SNAT_VALUE_TO_PORT_BE: u32 = 16;
@@ -210,7 +215,7 @@ export const SNAT_VALUE_FAMILY: u32 = 18;
 export const SNAT_VALUE_PAD0: u32 = 19;
 export const SNAT_VALUE_CREATED: u32 = 20;
 
-// FragId (core/layout.ts:327)
+// FragId (core/layout.ts:336)
 export const FRAG_ID_SIZE: u32 = 12;
 export const FRAG_ID_DADDR_BE: u32 = 0;
 export const FRAG_ID_SADDR_BE: u32 = 4;
@@ -218,7 +223,7 @@ export const FRAG_ID_ID_BE: u32 = 8;
 export const FRAG_ID_PROTO: u32 = 10;
 export const FRAG_ID_PAD0: u32 = 11;
 
-// FragL4Ports (core/layout.ts:338)
+// FragL4Ports (core/layout.ts:347)
 export const FRAG_L4_PORTS_SIZE: u32 = 8;
 export const FRAG_L4_PORTS_SPORT_BE: u32 = 0;
 export const FRAG_L4_PORTS_DPORT_BE: u32 = 2;
@@ -226,24 +231,24 @@ export const FRAG_L4_PORTS_ICMP_TYPE: u32 = 4;
 export const FRAG_L4_PORTS_ICMP_CODE: u32 = 5;
 export const FRAG_L4_PORTS_PAD0: u32 = 6;
 
-// MetricsKey (core/layout.ts:351)
+// MetricsKey (core/layout.ts:360)
 export const METRICS_KEY_SIZE: u32 = 4;
 export const METRICS_KEY_REASON: u32 = 0;
 export const METRICS_KEY_DIR: u32 = 1;
 export const METRICS_KEY_PAD0: u32 = 2;
 
-// MetricsValue (core/layout.ts:358)
+// MetricsValue (core/layout.ts:367)
 export const METRICS_VALUE_SIZE: u32 = 16;
 export const METRICS_VALUE_PACKETS: u32 = 0;
 export const METRICS_VALUE_BYTES: u32 = 8;
 
-// ProxyListenerValue (core/layout.ts:367)
+// ProxyListenerValue (core/layout.ts:376)
 export const PROXY_LISTENER_VALUE_SIZE: u32 = 4;
 export const PROXY_LISTENER_VALUE_DIRECTION: u32 = 0;
 export const PROXY_LISTENER_VALUE_PAD0: u32 = 1;
 export const PROXY_LISTENER_VALUE_PAD1: u32 = 2;
 
-// TraceRecord (core/layout.ts:376)
+// TraceRecord (core/layout.ts:385)
 export const TRACE_RECORD_SIZE: u32 = 132;
 export const TRACE_RECORD_VERDICT: u32 = 0;
 export const TRACE_RECORD_DROP_REASON: u32 = 4;
@@ -281,7 +286,7 @@ export const TRACE_RECORD_TUNNEL_FAMILY: u32 = 128;
 export const TRACE_RECORD_PAD3: u32 = 129;
 export const TRACE_RECORD_PAD4: u32 = 130;
 
-// TunnelKey (core/layout.ts:436)
+// TunnelKey (core/layout.ts:445)
 export const TUNNEL_KEY_SIZE: u32 = 24;
 export const TUNNEL_KEY_REMOTE: u32 = 0;
 export const TUNNEL_KEY_TUNNEL_ID: u32 = 16;
@@ -289,7 +294,7 @@ export const TUNNEL_KEY_FAMILY: u32 = 20;
 export const TUNNEL_KEY_PAD0: u32 = 21;
 export const TUNNEL_KEY_PAD1: u32 = 22;
 
-// PacketInfo (core/layout.ts:448)
+// PacketInfo (core/layout.ts:457)
 export const PACKET_INFO_SIZE: u32 = 92;
 export const PACKET_INFO_FAMILY: u32 = 0;
 export const PACKET_INFO_NEXTHDR: u32 = 1;
@@ -313,7 +318,7 @@ export const PACKET_INFO_DADDR: u32 = 44;
 export const PACKET_INFO_INNER_SADDR: u32 = 60;
 export const PACKET_INFO_INNER_DADDR: u32 = 76;
 
-// PolicyResult (core/layout.ts:477)
+// PolicyResult (core/layout.ts:486)
 export const POLICY_RESULT_SIZE: u32 = 12;
 export const POLICY_RESULT_COOKIE: u32 = 0;
 export const POLICY_RESULT_PROXY_PORT: u32 = 4;
@@ -323,7 +328,7 @@ export const POLICY_RESULT_AUTH_TYPE: u32 = 8;
 export const POLICY_RESULT_AUDITED: u32 = 9;
 export const POLICY_RESULT_PAD0: u32 = 10;
 
-// CtState (core/layout.ts:494)
+// CtState (core/layout.ts:503)
 export const CT_STATE_SIZE: u32 = 16;
 export const CT_STATE_BACKEND_ID: u32 = 0;
 export const CT_STATE_SRC_SEC_ID: u32 = 4;
@@ -332,7 +337,7 @@ export const CT_STATE_FLAGS: u32 = 10;
 export const CT_STATE_PROXY_PORT: u32 = 12;
 export const CT_STATE_ORIG_SPORT: u32 = 14;
 
-// LbSelection (core/layout.ts:508)
+// LbSelection (core/layout.ts:517)
 export const LB_SELECTION_SIZE: u32 = 28;
 export const LB_SELECTION_BACKEND_ID: u32 = 0;
 export const LB_SELECTION_BACKEND: u32 = 4;
@@ -386,7 +391,7 @@ export function mapKeySize(id: u32): u32 {
 /** Value size in bytes. */
 export function mapValueSize(id: u32): u32 {
   switch (id) {
-    case MapId.Config: return 76;
+    case MapId.Config: return 112;
     case MapId.Ipcache: return 24;
     case MapId.Endpoints: return 32;
     case MapId.Policy: return 12;

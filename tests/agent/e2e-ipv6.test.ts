@@ -6,6 +6,10 @@
  *   - by identity: client → server allowed (TCP 8080, UDP 5353, ICMPv6 echo), other → server denied;
  *   - by IPv6 CIDR: other (egress toCIDR 2001:db8:1::/48) → 2001:db8:1::5 allowed, → 2001:db8:2::5 denied;
  *   - an IPv6 ClusterIP (dual-stack service) → server's IPv6 address;
+ *   - IPv6 masquerading (`--enable-bpf-masquerade --ipv6-node --ipv6-native-routing-cidr`, issue #13): an
+ *     "out" namespace on a link of its own (the agent's `--device`), with no route to the pods, sees a
+ *     pod's TCP and UDP come from the node's IPv6 address and answers them; ICMPv6 echo too;
+ *   - a dual-stack NodePort reached from "out" on the node's IPv6 address, DNATed to the server pod;
  * with the drops counted by the datapath, the flows carrying IPv6 addresses, and `ciliate check` on the same
  * manifests agreeing with every verdict.
  * L7 over IPv6, through the proxy's IPv6 listeners ([::]:<proxy port>), as over IPv4:
@@ -22,7 +26,9 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kernelSuite } from "../../datapath/index.ts";
+import { kernelSuite, openPinnedMap, tcQuery } from "../../datapath/index.ts";
+import { MAP_SPECS } from "../../host/codecs.gen.ts";
+import { formatAddr } from "../../host/ip.ts";
 import { BIN, E2eNode, TOOL, eventually, expectCheckAgrees, podYaml, ROOT, serve, sh, tool } from "./e2e-helpers.ts";
 import { SERVER_INGRESS6 } from "./multinode-scenario.ts";
 
@@ -30,7 +36,13 @@ const suite = kernelSuite("agent-e2e-ipv6", ["root", "libbpf", "bpffs", "iproute
 const PODS = ["client", "other", "server"];
 const RANGE6 = "fd00:10:244:6::/64";
 const SVC6 = "fd00:10:96::50";
-const h = new E2eNode({ prefix: "ci6", nodeIp: "192.168.59.1", podCidr: "10.244.6.0/24", metricsAddr: "127.0.0.1:19966", pods: PODS.map((name) => ({ name })), others: ["ext"], agentFlags: ["--enable-ipv6", "--ipv6-range", RANGE6] });
+/** "out": the outside on a link of its own, the node's IPv6 address there (--ipv6-node) and its own. */
+const NODE6 = "2001:db9:ff::1";
+const OUT6 = "2001:db9:ff::2";
+const PEER_PORT = 9000;
+const NODE_PORT = 30680;
+const h = new E2eNode({ prefix: "ci6", nodeIp: "192.168.59.1", podCidr: "10.244.6.0/24", metricsAddr: "127.0.0.1:19966", pods: PODS.map((name) => ({ name })), others: ["ext", "out"], agentFlags: ["--enable-ipv6", "--ipv6-range", RANGE6] });
+const outDev = `v6o${h.tag}`.slice(0, 15);
 const NS = (n: string) => h.ns(n);
 const ip6 = new Map<string, string>();
 /** The checked-in test certificate (agent/proxy/testdata): api.empire.example and rebels.example, so a refused name is refused by the proxy. */
@@ -52,8 +64,29 @@ spec:
   ipFamilies: [IPv4, IPv6]
   selector: {app: server}
   ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.51
+  clusterIPs: [10.96.0.51, "fd00:10:96::51"]
+  ipFamilyPolicy: PreferDualStack
+  ipFamilies: [IPv4, IPv6]
+  selector: {app: server}
+  ports: [{port: 81, targetPort: 8080, nodePort: ${NODE_PORT}}]
 `,
   "policy.yaml": `${SERVER_INGRESS6}---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: server-from-out, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: server}}
+  ingress:
+  - fromCIDR: ["2001:db9::/32"]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: other-egress, namespace: default}
@@ -129,6 +162,9 @@ function tlsServer(): Promise<void> {
 }
 /** pod-tool's HTTP server (IPv4 and IPv6) on `port` in namespace `ns`, answering with its name and the peer it sees. */
 const httpServer = (ns: string, name: string, port: number): ChildProcess => spawn("ip", ["netns", "exec", ns, process.execPath, TOOL, "http-serve", name, "240000", String(port)], { stdio: "ignore" });
+const servers: ChildProcess[] = [];
+/** The address a peer-serve saw ("[ADDR]:PORT" over IPv6), or the failure. */
+const seenAs = (r: Record<string, unknown>) => (r.ok ? /^\[([^\]]+)\]:\d+$/.exec(String(r.reply))?.[1] ?? `unexpected ${String(r.reply)}` : `failed (${String(r.error)})`);
 
 /** One case: `run` answers whether the traffic got through; a denied one must have been counted as a policy drop. */
 function expectCase(name: string, want: "allowed" | "denied", dir: "INGRESS" | "EGRESS", run: () => boolean): void {
@@ -156,7 +192,15 @@ describe.skipIf(suite.skip)("ciliate agent: dual-stack pods over IPv6 (network n
     sh("ip", ["-n", NS("ext"), "link", "set", "eth0", "up"]);
     sh("ip", ["-n", NS("ext"), "-6", "route", "add", RANGE6, "via", "2001:db8:ff::1"]);
     for (const p of ["2001:db8:1::/64", "2001:db8:2::/64"]) sh("ip", ["-n", h.nodeNs, "-6", "route", "add", p, "via", "2001:db8:ff::2"]);
-    await h.startAgent();
+    // out: one address on a link of its own to the node and no route at all beyond it — the pods' addresses
+    // are unknown there, only masquerading can bring their answers back.
+    sh("ip", ["-n", h.nodeNs, "link", "add", outDev, "type", "veth", "peer", "name", "eth0", "netns", NS("out")]);
+    sh("ip", ["-n", h.nodeNs, "-6", "addr", "add", `${NODE6}/64`, "dev", outDev, "nodad"]);
+    sh("ip", ["-n", h.nodeNs, "link", "set", outDev, "up"]);
+    sh("ip", ["-n", NS("out"), "link", "set", "lo", "up"]);
+    sh("ip", ["-n", NS("out"), "-6", "addr", "add", `${OUT6}/64`, "dev", "eth0", "nodad"]);
+    sh("ip", ["-n", NS("out"), "link", "set", "eth0", "up"]);
+    await h.startAgent(["--ipv6-node", NODE6, "--device", outDev, "--enable-bpf-masquerade", "--ipv6-native-routing-cidr", "fd00:10:244::/56"]);
     h.addPods();
     for (const p of PODS) {
       const addrs = JSON.parse(sh("ip", ["-n", NS(p), "-j", "-6", "addr", "show", "dev", "eth0", "scope", "global"])) as { addr_info: { local: string }[] }[];
@@ -165,10 +209,15 @@ describe.skipIf(suite.skip)("ciliate agent: dual-stack pods over IPv6 (network n
     h.children.push(serve(NS("server"), "server", 240_000), serve(NS("ext"), "ext", 240_000, [443]));
     h.children.push(httpServer(NS("server"), "server", 8090), httpServer(NS("ext"), "ext", 8091));
     await tlsServer();
+    servers.push(spawn("ip", ["netns", "exec", NS("out"), process.execPath, TOOL, "peer-serve", "240000", String(PEER_PORT)], { stdio: "ignore" }));
+    await eventually(() => tool(NS("out"), "tcp", OUT6, PEER_PORT).ok === true, 30_000, () => `out's peer-serve never listened\n${h.log}`);
     await eventually(() => tool(NS("client"), "tcp", ip6.get("server")!, 8080).ok === true, 30_000, () => `client → [server]:8080 never answered\n${h.log}`);
   }, 120_000);
 
-  afterAll(() => h.tearDown(), 60_000);
+  afterAll(() => {
+    for (const s of servers) s.kill("SIGKILL");
+    return h.tearDown();
+  }, 60_000);
 
   it("gives each pod an IPv4 and an IPv6 address from the node's ranges (CNI result and the pod's interface)", () => {
     for (const p of PODS) {
@@ -291,6 +340,34 @@ describe.skipIf(suite.skip)("ciliate agent: dual-stack pods over IPv6 (network n
       expect(`${name}: ${t.verdict} (l7 ${t.l7?.verdict})`).toBe(`${name}: ${verdicts.get(name)} (l7 ${verdicts.get(name)})`);
     }
   }, 90_000);
+
+  it("masquerades a pod's IPv6 TCP, UDP and ICMPv6 echo to the outside to the node's IPv6 address, and the replies come back", () => {
+    expect(h.log).toContain(`masquerade: to_network at ${outDev} egress, pod traffic leaving the cluster is SNATed to 192.168.59.1, IPv6 to ${NODE6} (not to fd00:10:244::/56)`);
+    expect(tcQuery({ ifname: outDev, netns: h.nodeNs, direction: "egress" })).toBeGreaterThan(0);
+    // The flags reached the Config map: the IPv6 masquerade address and exclusion CIDR (core/nat.ts M1, M4).
+    const cfgMap = openPinnedMap(join(h.pin, MAP_SPECS.Config.bpfName), MAP_SPECS.Config);
+    try {
+      const cfg = cfgMap.lookup(0)!;
+      expect([formatAddr(cfg.nodeIpv6, 6), formatAddr(cfg.snatExclusionIpv6, 6), cfg.snatExclusionIpv6PrefixLen]).toEqual([NODE6, "fd00:10:244::", 56]);
+    } finally {
+      cfgMap.raw.close();
+    }
+    // out cannot reach the pods by itself.
+    expect(sh("ip", ["-n", NS("out"), "-6", "route", "get", ip6.get("client")!], true)).not.toContain("dev eth0");
+    expect(seenAs(tool(NS("client"), "tcp", OUT6, PEER_PORT))).toBe(NODE6);
+    expect(seenAs(tool(NS("client"), "udp", OUT6, PEER_PORT))).toBe(NODE6);
+    expect(ping6("client", OUT6)).toEqual({ sent: 2, received: 2 });
+    // Inside the cluster nothing is translated: the server still sees the client's own address.
+    expect(tool(NS("client"), "tcp", ip6.get("server")!, 8080)).toEqual({ ok: true, reply: "server" });
+  }, 60_000);
+
+  it("a NodePort on the node's IPv6 address answers an outside client from the server pod", () => {
+    // The connection is established with [NODE6]:NODE_PORT, so the server's answers were reverse-NATed to
+    // the frontend (out has no route to the pod and would not accept them from it).
+    expect(tool(NS("out"), "tcp", NODE6, NODE_PORT)).toEqual({ ok: true, reply: "server" });
+    // Nothing listens there on the node itself: without the NodePort frontend the port is closed.
+    expect(tool(NS("out"), "tcp", NODE6, NODE_PORT + 1)).toMatchObject({ ok: false });
+  }, 60_000);
 
   it("agrees with `ciliate check` on every verdict", () => {
     const exp = (name: string, from: string, to: string, port: number, protocol: string, extra = "") =>

@@ -12,7 +12,8 @@
 //   http-serve NAME MS PORT  HTTP on PORT: every request gets 200 and JSON {server: NAME, method, url, peer}
 //                            (and `body`, the request body, when there is one)
 //   peer-serve MS PORT       TCP and UDP on PORT answer the sender's address and port as "ADDR:PORT" (what
-//                            the server sees: a masqueraded pod shows its node); a UDP datagram of more
+//                            the server sees: a masqueraded pod shows its node; over IPv6 "[ADDR]:PORT",
+//                            where the namespace has IPv6); a UDP datagram of more
 //                            than 1,000 bytes gets "ADDR:PORT LEN" padded with spaces to LEN bytes
 //   udp-size HOST PORT SIZE  one datagram of SIZE bytes (fragmented by the sender's stack when larger than
 //                            the MTU) → {ok, reply, replyBytes} (2 s timeout)
@@ -163,12 +164,18 @@ function holdConn(host, port, lport, ms, onReply) {
     print(r);
   } else if (mode === "peer-serve") {
     net.createServer((s) => s.on("data", () => s.write(`${s.remoteAddress}:${s.remotePort}`)).on("error", () => {})).listen(Number(b), "0.0.0.0");
+    // IPv6 beside it, answering "[ADDR]:PORT"; a namespace without IPv6 refuses it, which changes nothing.
+    net.createServer((s) => s.on("data", () => s.write(`[${s.remoteAddress}]:${s.remotePort}`)).on("error", () => {})).on("error", () => {}).listen({ port: Number(b), host: "::", ipv6Only: true });
     const u = dgram.createSocket("udp4");
     u.on("message", (m, r) => {
       const seen = m.length > 1000 ? `${r.address}:${r.port} ${m.length}` : `${r.address}:${r.port}`;
       u.send(seen.padEnd(m.length > 1000 ? m.length : 0, " "), r.port, r.address);
     });
     u.bind(Number(b));
+    const u6 = dgram.createSocket({ type: "udp6", ipv6Only: true });
+    u6.on("message", (_m, r) => u6.send(`[${r.address}]:${r.port}`, r.port, r.address));
+    u6.on("error", () => {});
+    u6.bind(Number(b), "::");
     setTimeout(() => process.exit(0), Number(a));
     print({ serving: b });
   } else if (mode === "sink-serve") {

@@ -76,6 +76,54 @@ spec:
     expect(r.stderr).toContain("invalid --ipv4-native-routing-cidr");
   });
 
+  it("a bad --ipv6-native-routing-cidr (or an IPv4 one) is one line and exit 2", () => {
+    for (const bad of ["fd00::/129", "10.0.0.0/8"]) {
+      const r = ciliate(...SCENARIO, "--enable-bpf-masquerade", "--ipv6-native-routing-cidr", bad, "trace", ...FLOW);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toContain("invalid --ipv6-native-routing-cidr");
+    }
+  });
+
+  it("over IPv6: a dual-stack pod's flow to the world is SNATed to its node's IPv6 InternalIP, except to --ipv6-native-routing-cidr", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ciliate-masq6-"));
+    try {
+      writeFileSync(join(dir, "cluster.yaml"), `apiVersion: ciliate.dev/v1alpha1
+kind: Config
+metadata: {name: c}
+spec: {podCIDRv6: "fd00:10:244::/56"}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-a}
+spec: {podCIDR: 10.244.1.0/24}
+status: {addresses: [{type: InternalIP, address: 192.168.56.21}, {type: InternalIP, address: "fd00:56::21"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: default, labels: {app: a}}
+spec: {nodeName: node-a, containers: [{name: c, image: x}]}
+`);
+      const run = (...flags: string[]) => {
+        const r = ciliate("-f", dir, ...flags, "trace", "-o", "json", "--from", "default/a", "--to", "2001:db8::7", "--port", "443");
+        expect(r.code, r.stderr).toBe(0);
+        return JSON.parse(r.stdout);
+      };
+      const j = run("--enable-bpf-masquerade");
+      expect(j.verdict).toBe("allowed");
+      const snat = j.steps.find((s: any) => s.entry === "toNetwork");
+      expect(snat.snat).toMatchObject({ direction: "snat", field: "source" });
+      expect(snat.snat.to).toMatch(/^\[?fd00:56::21\]?:\d+$/);
+      const back = j.steps.find((s: any) => s.entry === "fromNetwork");
+      expect(back).toMatchObject({ reply: true, snat: { direction: "rev-snat", field: "destination" } });
+      for (const j2 of [run(), run("--enable-bpf-masquerade", "--ipv6-native-routing-cidr", "2001:db8::/32")]) {
+        expect(j2.steps.filter((s: any) => s.snat)).toEqual([]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it.skipIf(kernelSuite("masquerade trace on the kernel engine", ["root", "libbpf", "bpffs"]).skip)("the kernel engine translates the same way", () => {
     const wasm = trace("--enable-bpf-masquerade");
     const kernel = trace("--enable-bpf-masquerade", "--engine", "kernel");

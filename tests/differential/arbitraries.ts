@@ -6,7 +6,9 @@
  * overlay: a random tunnel protocol (none, VXLAN, Geneve), ipcache prefixes with or without a tunnel
  * endpoint (IPv4, IPv6, a bogus all-zero one, skip-tunnel), packets arriving through the tunnel device with
  * random tunnel keys, and the previous encapsulated output delivered through the tunnel with its key;
- * masquerading: on or off, an exclusion CIDR, SNAT ports already taken (up to every candidate), pods
+ * masquerading: on or off, an exclusion CIDR of each family, with or without the node's IPv6 address, SNAT
+ * ports already taken (up to every candidate, over IPv4 and IPv6), IPv6 NodePorts on the node's IPv6 address
+ * with local and remote backends and their round trips, pods
  * connecting to the world through the node's device (toNetwork) with colliding ports, the world's replies
  * to the node address (fromNetwork's reverse SNAT) and their delivery to the pod; the host firewall: on or
  * off, random entries of the host endpoint (HOST_EP_DIFF), the node's own connections out and in through
@@ -35,10 +37,16 @@ export const DIFF_TUNNEL_IFINDEX = 1;
 /** ConfigValue.nodeIpv4 of the differential nodes: the SNAT source of masquerading and NodePort. */
 export const NODE_IP = "192.168.57.11";
 const NODE_IP_NUM = 0xc0a8390b;
+/** ConfigValue.nodeIpv6 of the differential nodes (when `masquerade.node6`): the IPv6 SNAT source. */
+export const NODE_IP6 = "fd00:57::11";
+/** An IPv6 pod on another node (fd00:1::/64 in some states' ipcache). */
+const REMOTE_V6 = "fd00:1::5";
 /** ConfigValue.hostEpId of the differential nodes: the host endpoint of host policies. */
 export const HOST_EP_DIFF = 40;
 /** Masquerade exclusion CIDRs (ipv4-native-routing-cidr) as [address, prefix length]; [0, 0] none. */
 const EXCLUSIONS: [number, number][] = [[0, 0], [0, 0], [0x0af40000, 16], [0xcb007100, 24], [0xcb007109, 32]];
+/** IPv6 exclusion CIDRs (ipv6-native-routing-cidr); prefix length 0 none. */
+const EXCLUSIONS6: [string, number][] = [["::", 0], ["::", 0], ["fd00::", 16], ["2001:db8::", 32], ["2001:db8::9", 128], ["2001:db8::", 127]];
 
 /** The tunnel keys packets arrive with through the tunnel device: identities that are fine, 0 and host
  * (invalid), one wider than policy ever sees, and IPv4/IPv6 senders. */
@@ -66,10 +74,13 @@ export interface NodeState {
   extendedProtocols: boolean;
   /** CONFIG_F_MASQUERADE, the exclusion CIDR, and how many SNAT ports of 203.0.113.9:80/TCP from 40000 on
    * are already taken (32 = every candidate of a flow keeping port 40000: NAT_NO_MAPPING). */
-  masquerade: { on: boolean; exclusion: [number, number]; taken: number };
+  masquerade: { on: boolean; exclusion: [number, number]; taken: number; node6: boolean; exclusion6: [string, number] };
   /** CONFIG_F_HOST_FIREWALL (the host endpoint's entries are among `policies`, epId HOST_EP_DIFF). */
   hostFirewall: boolean;
   services: { vip: string; port: number; routable: boolean; revNat: number; maglev: boolean; affinity: number; backends: { id: number; ip: string; port: number; state: number }[] }[];
+  /** An IPv6 NodePort on the node's IPv6 address (port 80, TCP, revNat 60) with backends among the local
+   * IPv6 pod, an IPv6 pod not on this node and one on another node; absent: none. */
+  nodePort6?: { backends: { id: number; ip: string; port: number; state: number }[] };
 }
 
 const policyArb = fc.record({
@@ -92,7 +103,7 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
   ]),
   prefixes: fc.array(
     fc.record({
-      cidr: fc.constantFrom("10.244.1.0/24", "10.244.1.0/24", "10.244.0.0/16", "203.0.113.0/24", "0.0.0.0/0", "fd00::/64", "::/0", "198.51.100.0/25"),
+      cidr: fc.constantFrom("10.244.1.0/24", "10.244.1.0/24", "10.244.0.0/16", "203.0.113.0/24", "0.0.0.0/0", "fd00::/64", "::/0", "198.51.100.0/25", "fd00:1::/64", "2001:db8::/48"),
       identity: fc.constantFrom(...IDENTITIES.filter((i) => i), 0x1000001),
       tunnel: fc.option(fc.record({ endpoint: fc.constantFrom(...TUNNEL_ENDPOINTS, "0.0.0.0"), skip: fc.constantFrom(false, false, false, true) }), { nil: undefined, freq: 2 }),
     }),
@@ -106,7 +117,10 @@ export const nodeStateArb: fc.Arbitrary<NodeState> = fc.record({
   ]),
   proxyListening: fc.constantFrom(true, true, false),
   extendedProtocols: fc.boolean(),
-  masquerade: fc.record({ on: fc.constantFrom(true, true, false), exclusion: fc.constantFrom(...EXCLUSIONS), taken: fc.constantFrom(0, 0, 0, 2, 32) }),
+  masquerade: fc.record({ on: fc.constantFrom(true, true, false), exclusion: fc.constantFrom(...EXCLUSIONS), taken: fc.constantFrom(0, 0, 0, 2, 32), node6: fc.constantFrom(true, true, true, false), exclusion6: fc.constantFrom(...EXCLUSIONS6) }),
+  nodePort6: fc.option(fc.record({
+    backends: fc.array(fc.record({ id: fc.integer({ min: 21, max: 24 }), ip: fc.constantFrom(V6_PODS[0]!, V6_PODS[0]!, V6_PODS[1]!, REMOTE_V6), port: fc.constantFrom(0, 8080), state: fc.constantFrom(0, 0, 0, 1) }), { minLength: 1, maxLength: 3 }),
+  }), { nil: undefined, freq: 3 }),
   hostFirewall: fc.constantFrom(true, true, false),
   services: fc.array(
     fc.record({
@@ -165,16 +179,25 @@ export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendI
     flags: (cfg.flags | (m.on ? C.CONFIG_F_MASQUERADE : 0) | (s.hostFirewall ? C.CONFIG_F_HOST_FIREWALL : 0)) >>> 0,
     snatExclusionIpv4: m.exclusion[0],
     snatExclusionPrefixLen: m.exclusion[1],
+    nodeIpv6: m.node6 ? addrBytes16(NODE_IP6) : new Uint8Array(16),
+    snatExclusionIpv6: addrBytes16(m.exclusion6[0]),
+    snatExclusionIpv6PrefixLen: m.exclusion6[1],
   });
-  // Ports taken by earlier flows: reply keys {node, 203.0.113.9:80 → port} as snatEgress writes them.
+  // Ports taken by earlier flows: reply keys {node, 203.0.113.9:80 → port} (and {node6, 2001:db8::9:80 →
+  // port}) as snatEgress writes them.
   for (let i = 0; i < m.taken; i++) {
     dp.map(MAP_SPECS.Snat).update(
       { daddr: addrBytes16(NODE_IP), saddr: addrBytes16(EXTERNAL[0]!), dport: 40000 + i, sport: 80, nexthdr: C.IPPROTO_TCP, flags: C.TUPLE_F_IN, family: C.FAMILY_IPV4 },
       { toAddr: addrBytes16("10.244.0.99"), toPort: 1, family: C.FAMILY_IPV4, created: 1 },
     );
+    dp.map(MAP_SPECS.Snat).update(
+      { daddr: addrBytes16(NODE_IP6), saddr: addrBytes16(EXTERNAL[2]!), dport: 40000 + i, sport: 80, nexthdr: C.IPPROTO_TCP, flags: C.TUPLE_F_IN, family: C.FAMILY_IPV6 },
+      { toAddr: addrBytes16("fd00::99"), toPort: 1, family: C.FAMILY_IPV6, created: 1 },
+    );
   }
-  // The node's own address is the host on its own node (node/desired.ts).
+  // The node's own addresses are the host on its own node (node/desired.ts).
   dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(NODE_IP), { secIdentity: C.ID_HOST });
+  dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(NODE_IP6), { secIdentity: C.ID_HOST });
   for (const p of s.prefixes) {
     const t = p.tunnel;
     const v6 = t?.endpoint.includes(":") ?? false;
@@ -201,6 +224,18 @@ export function installState(dp: Datapath, s: NodeState, maglevTable?: (backendI
       writeAll(dp.map(MAP_SPECS.Maglev), Array.from(table, (id, slot): [{ revNatIndex: number; slot: number }, { backendId: number }] => [{ revNatIndex: svc.revNat, slot }, { backendId: id }]));
     }
   }
+  if (s.nodePort6) {
+    const uniq = [...new Map(s.nodePort6.backends.map((b) => [b.id, b])).values()];
+    const active = uniq.filter((b) => b.state === 0);
+    const inactive = uniq.filter((b) => b.state !== 0);
+    const key = { addr: addrBytes16(NODE_IP6), dport: 80, proto: C.IPPROTO_TCP, family: C.FAMILY_IPV6 };
+    dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: 0 }, { backendId: C.LB_ALG_RANDOM << 24, count: active.length, qcount: inactive.length, revNatIndex: 60, flags: C.SVC_F_ROUTABLE | C.SVC_F_NODEPORT });
+    [...active, ...inactive].forEach((b, i) => {
+      dp.map(MAP_SPECS.Services).update({ ...key, backendSlot: i + 1 }, { backendId: b.id, revNatIndex: 60 });
+      dp.map(MAP_SPECS.Backends).update({ backendId: b.id }, { addr: addrBytes16(b.ip), port: b.port, proto: C.IPPROTO_TCP, state: b.state, family: C.FAMILY_IPV6 });
+    });
+    dp.map(MAP_SPECS.RevNat).update({ revNatIndex: 60 }, { addr: addrBytes16(NODE_IP6), port: 80, family: C.FAMILY_IPV6 });
+  }
 }
 
 const LOCAL_V4 = [V4_PODS[0]!, V4_PODS[1]!];
@@ -217,11 +252,11 @@ function frameFor(entry: EntryPoint): fc.Arbitrary<FrameSpec> {
     // toNetwork: what leaves through the device — pods' packets (to the world, other nodes, pods) and the
     // node's own.
     const src = entry === "fromEndpoint" ? fc.constantFrom(...local)
-      : entry === "toNetwork" ? fc.constantFrom(...local, ...local, ...(v6 ? [] : [NODE_IP]), ...outside)
+      : entry === "toNetwork" ? fc.constantFrom(...local, ...local, v6 ? NODE_IP6 : NODE_IP, ...outside)
       : arriving ? fc.constantFrom(...remote.filter((a) => !VIPS.includes(a))) : fc.constantFrom(...outside);
     const dst = arriving ? fc.constantFrom(...local)
-      : entry === "fromNetwork" ? fc.constantFrom(...(v6 ? V6_PODS : [...VIPS, ...LOCAL_V4, NODE_IP, NODE_IP]))
-      : entry === "toNetwork" ? fc.constantFrom(...outside, ...outside, ...remote, ...(v6 ? [] : ["192.168.57.12"]))
+      : entry === "fromNetwork" ? fc.constantFrom(...(v6 ? [...V6_PODS, NODE_IP6, NODE_IP6] : [...VIPS, ...LOCAL_V4, NODE_IP, NODE_IP]))
+      : entry === "toNetwork" ? fc.constantFrom(...outside, ...outside, ...remote, v6 ? REMOTE_V6 : "192.168.57.12")
       : fc.constantFrom(...remote);
     return fc.record({
       src,
@@ -299,18 +334,31 @@ const roundTripArb: fc.Arbitrary<Step[]> = fc.tuple(connectArb, fc.nat(), fc.nat
  * reply at the node (fromNetwork reverse SNAT) and its delivery to the pod. Few pods, ports and servers,
  * so that flows of one sequence collide on the node's ports (P4). */
 const masqRoundTripArb: fc.Arbitrary<Step[]> = fc
-  .record({
-    src: fc.constantFrom(...LOCAL_V4),
-    dst: fc.constantFrom(EXTERNAL[0]!, EXTERNAL[0]!, EXTERNAL[1]!),
-    proto: fc.constantFrom<L4Proto>("TCP", "TCP", "UDP", "ICMP"),
+  .boolean()
+  .chain((v6) => fc.record({
+    src: fc.constantFrom(...(v6 ? LOCAL_V6 : LOCAL_V4)),
+    dst: fc.constantFrom(...(v6 ? [EXTERNAL[2]!, EXTERNAL[2]!, "2001:db8::1:7"] : [EXTERNAL[0]!, EXTERNAL[0]!, EXTERNAL[1]!])),
+    proto: fc.constantFrom<L4Proto>("TCP", "TCP", "UDP", v6 ? "ICMPv6" : "ICMP"),
     sport: fc.constantFrom(40000, 40000, 40001, 1234),
     times: fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.nat()),
-  })
+  }))
   .map(({ src, dst, proto, sport, times: [a, b, c, d] }) => [
-    { kind: "raw" as const, entry: "fromEndpoint" as const, packet: buildFrame({ src, dst, proto, sport, dport: 80, tcpFlags: 0x02, icmpType: 8, icmpId: sport }), now: a, srcIdentity: 0 },
+    { kind: "raw" as const, entry: "fromEndpoint" as const, packet: buildFrame({ src, dst, proto, sport, dport: 80, tcpFlags: 0x02, icmpType: proto === "ICMPv6" ? 128 : 8, icmpId: sport }), now: a, srcIdentity: 0 },
     { kind: "egress" as const, now: b, srcIdentity: 0 },
     { kind: "reply" as const, entry: "fromNetwork" as const, now: c, srcIdentity: 0 },
     { kind: "deliver" as const, now: d, srcIdentity: 0 },
+  ]);
+
+/** An outside IPv6 client reaching the IPv6 NodePort (fromNetwork: DNAT, and SNAT for a backend off this
+ * node); then either the delivery to a local backend and its answer through its fromEndpoint (reverse NAT),
+ * or the remote backend's answer arriving at the node (fromNetwork: reverse SNAT and reverse NAT). */
+const nodePort6RoundTripArb: fc.Arbitrary<Step[]> = fc
+  .record({ sport: fc.constantFrom(40000, 40001, 1234), local: fc.boolean(), times: fc.tuple(fc.nat(), fc.nat(), fc.nat()) })
+  .map(({ sport, local, times: [a, b, c] }): Step[] => [
+    { kind: "raw", entry: "fromNetwork", packet: buildFrame({ src: EXTERNAL[2]!, dst: NODE_IP6, proto: "TCP", sport, dport: 80, tcpFlags: 0x02 }), now: a, srcIdentity: 0 },
+    ...(local
+      ? [{ kind: "deliver" as const, now: b, srcIdentity: 0 }, { kind: "reply" as const, entry: "fromEndpoint" as const, now: c, srcIdentity: 0 }]
+      : [{ kind: "reply" as const, entry: "fromNetwork" as const, now: b, srcIdentity: 0 }]),
   ]);
 
 /** The node's own connection through its device (the host firewall): out to the world or another node
@@ -381,7 +429,7 @@ const collideArb: fc.Arbitrary<Step[]> = fc
   });
 
 export const stepsArb: fc.Arbitrary<Step[]> = fc
-  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }, { weight: 2, arbitrary: collideArb }, { weight: 2, arbitrary: masqRoundTripArb }, { weight: 1, arbitrary: hostRoundTripArb }, { weight: 1, arbitrary: fragmentsArb }), { minLength: 1, maxLength: 6 })
+  .array(fc.oneof({ weight: 6, arbitrary: stepArb.map((s) => [s]) }, { weight: 1, arbitrary: roundTripArb }, { weight: 2, arbitrary: collideArb }, { weight: 2, arbitrary: masqRoundTripArb }, { weight: 1, arbitrary: nodePort6RoundTripArb }, { weight: 1, arbitrary: hostRoundTripArb }, { weight: 1, arbitrary: fragmentsArb }), { minLength: 1, maxLength: 6 })
   .map((groups) => groups.flat().slice(0, 10))
   .map((steps) => {
     // Time moves forward, as it does on a node (and never reaches 0: that selects the kernel's real clock).

@@ -175,7 +175,7 @@ describe.skipIf(k.skip)("wasm and kernel at conntrack capacity (LRU eviction)", 
       proxyListening: false,
       hostFirewall: false,
       extendedProtocols: false,
-      masquerade: { on: false, exclusion: [0, 0], taken: 0 },
+      masquerade: { on: false, exclusion: [0, 0], taken: 0, node6: false, exclusion6: ["::", 0] },
       services: [],
     };
     const e = setUp(state);

@@ -73,6 +73,7 @@ interface Tally {
 const REQUIRED_OUTCOMES = ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoint ok", "dnat", "ct reply", "ct established", "fromEndpoint drop 132", "toEndpoint drop 134", "fromNetwork ok",
   "fromEndpoint tunnel", "fromEndpoint drop 160", "fromOverlay ok", "fromOverlay drop 133", "fromOverlay drop 147", "fromOverlay drop 171",
   "toNetwork ok", "masquerade", "masquerade reply", "masquerade port changed", "toNetwork drop 167",
+  "masquerade ipv6", "masquerade reply ipv6", "nodeport ipv6 dnat", "nodeport ipv6 snat", "nodeport ipv6 reply",
   "host firewall ingress ok", "host firewall ingress drop 133", "host firewall ingress reply",
   "host firewall egress ok", "host firewall egress drop 133", "host firewall egress reply",
   "later fragment passed", "later fragment masqueraded", "fromEndpoint drop 175"];
@@ -133,6 +134,14 @@ async function runCases(mode: (typeof MODES)[number], seed: number, runs: number
         if (wr.trace.ctState === C.CT_ESTABLISHED) seen("ct established");
         if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT) seen("masquerade");
         if (c.entry === "fromNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && wr.trace.obsPoint === C.TRACE_TO_ENDPOINT) seen("masquerade reply");
+        // IPv6: masquerading to the node's IPv6 address, its replies, and the IPv6 NodePort (DNAT, SNAT to a
+        // backend off the node, the reverse-translated reply).
+        if (wr.trace.family === C.FAMILY_IPV6) {
+          if (c.entry === "toNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT) seen("masquerade ipv6");
+          if (c.entry === "fromNetwork" && wr.trace.traceFlags & C.TRACE_F_SNAT && wr.trace.obsPoint === C.TRACE_TO_ENDPOINT) seen("masquerade reply ipv6");
+          if (c.entry === "fromNetwork" && wr.trace.traceFlags & C.TRACE_F_DNAT) seen(wr.trace.traceFlags & C.TRACE_F_SNAT ? "nodeport ipv6 snat" : "nodeport ipv6 dnat");
+          if (c.entry === "fromNetwork" && (wr.trace.traceFlags & (C.TRACE_F_SNAT | C.TRACE_F_REV_NAT)) === (C.TRACE_F_SNAT | C.TRACE_F_REV_NAT)) seen("nodeport ipv6 reply");
+        }
         // A later IPv4 fragment (non-zero offset) that went on with its first fragment's ports.
         const p = c.packet;
         const laterFragment = p.length >= 34 && p[12] === 0x08 && p[13] === 0x00 && (((p[20]! << 8) | p[21]!) & 0x1fff) !== 0;

@@ -194,10 +194,10 @@ describe.skipIf(suite.skip)("datapath libbpf driver (kernel)", () => {
     });
 
     it("skips programs and maps on request", () => {
-      const o = load("fixture", { pinRoot: null, skipPrograms: ["fixture_xdp"], skipMaps: ["ciliate_config_v1"] });
+      const o = load("fixture", { pinRoot: null, skipPrograms: ["fixture_xdp"], skipMaps: ["ciliate_config_v2"] });
       expect(o.program("fixture_tc").fd).toBeGreaterThan(0);
       expectBpfError(() => o.program("fixture_xdp"), BpfErrorCode.NotFound);
-      expectBpfError(() => o.map("ciliate_config_v1"), BpfErrorCode.NotFound);
+      expectBpfError(() => o.map("ciliate_config_v2"), BpfErrorCode.NotFound);
       // a map that a loaded program uses cannot be skipped
       expectBpfError(() => load("fixture", { pinRoot: null, skipMaps: ["fixture_hits"] }), BpfErrorCode.LoadFailed);
     });
