@@ -216,8 +216,11 @@ function frameFor(entry: EntryPoint): fc.Arbitrary<FrameSpec> {
     const outside = v6 ? [EXTERNAL[2]!] : [EXTERNAL[0]!, EXTERNAL[1]!];
     // toNetwork: what leaves through the device — pods' packets (to the world, other nodes, pods) and the
     // node's own.
+    // fromHost: what the node's stack routes into the tunnel device — its own (NODE_IP), its proxy's on a
+    // local pod's behalf, NodePort flows SNATed to it, forwarded ones — to pods elsewhere, or not.
     const src = entry === "fromEndpoint" ? fc.constantFrom(...local)
       : entry === "toNetwork" ? fc.constantFrom(...local, ...local, ...(v6 ? [] : [NODE_IP]), ...outside)
+      : entry === "fromHost" ? fc.constantFrom(...local, ...(v6 ? [] : [NODE_IP, NODE_IP]), ...outside)
       : arriving ? fc.constantFrom(...remote.filter((a) => !VIPS.includes(a))) : fc.constantFrom(...outside);
     const dst = arriving ? fc.constantFrom(...local)
       : entry === "fromNetwork" ? fc.constantFrom(...(v6 ? V6_PODS : [...VIPS, ...LOCAL_V4, NODE_IP, NODE_IP]))
@@ -269,7 +272,7 @@ export type Step =
   | { kind: "deliver" | "again" | "tunnel" | "egress" | "beside"; now: number; srcIdentity: number }
   | { kind: "reply"; entry: EntryPoint; now: number; srcIdentity: number };
 
-const entryArb = fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork", "fromOverlay", "toNetwork");
+const entryArb = fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork", "fromOverlay", "toNetwork", "fromHost");
 
 /** A pod connecting to a service: the packets that exercise LB, DNAT and, after a reply, reverse NAT. */
 const connectArb: fc.Arbitrary<Step> = fc
