@@ -32,8 +32,8 @@ import { installProxyRouting } from "../datapath/transparent-proxy.ts";
 import { parseIp } from "../host/ip.ts";
 import { ipcacheKey } from "../host/ipcache.ts";
 import type { ProxyListenerMap } from "./proxy/manager.ts";
-import { syncNodeRoutes } from "../datapath/node-routes.ts";
-import { remoteNodeRoutes, type RoutingMode } from "./routing.ts";
+import { routeTarget, syncNodeRoutes } from "../datapath/node-routes.ts";
+import { remoteNodeRoutes, tunnelNodeRoutes, type RoutingMode } from "./routing.ts";
 import { planOverlay, setupOverlay, removeStaleOverlay, type NodeOverlay } from "./overlay.ts";
 import type { TunnelProtocol } from "../host/tunnel.ts";
 
@@ -82,8 +82,9 @@ export interface AgentOptions {
    * How pods on other nodes are reached. "native": a route to each remote node's pod CIDR via its node IP
    * (routing.ts), the packet unchanged; the receiving node takes the sender's identity from its ipcache.
    * Undefined: the agent installs no routes (a single node, or routes managed outside the agent).
-   * "tunnel": the node's collect-metadata tunnel device with from_overlay at its ingress, its ifindex and
-   * protocol in the Config map, no routes between nodes, pods at the overlay MTU (overlay.ts).
+   * "tunnel": the node's collect-metadata tunnel device with from_overlay at its ingress and from_host at
+   * its egress, its ifindex and protocol in the Config map, the other nodes' pod CIDRs routed through it
+   * (for the node's own traffic; pods' packets are redirected to it), pods at the overlay MTU (overlay.ts).
    */
   routingMode?: RoutingMode;
   /** With routing mode tunnel: vxlan (default) or geneve. */
@@ -241,6 +242,17 @@ export class Agent {
     } else {
       for (const dev of opts.devices ?? []) attachTc(this.progs.network, { ifname: dev, direction: "ingress", replace: true });
     }
+    // A NodePort flow to a backend on another node leaves from_network SNATed to the node's own address
+    // and its reply comes back reverse-translated to the frontend (the node's address) as source; the stack
+    // forwards both, and without accept_local drops a packet arriving with a local source as a martian (as
+    // the pods' veths have it, datapath/endpoint-link.ts). Best effort: a read-only /proc/sys keeps its own.
+    for (const dev of opts.devices ?? []) {
+      try {
+        writeFileSync(`/proc/sys/net/ipv4/conf/${dev}/accept_local`, "1");
+      } catch {
+        // The operator's setting stands.
+      }
+    }
     // Masquerading: to_network at each device's egress (a no-op until the first reconcile sets
     // CONFIG_F_MASQUERADE); without it, a to_network an earlier run left goes.
     // The host firewall (--enable-host-firewall) needs it too: the node's own packets meet its egress host
@@ -262,7 +274,7 @@ export class Agent {
     }
     // The device and from_overlay before any endpoint or map: the first reconcile writes its ifindex.
     if (overlayPlan) {
-      this.overlay = setupOverlay(overlayPlan, this.obj.program("from_overlay"));
+      this.overlay = setupOverlay(overlayPlan, this.obj.program("from_overlay"), this.obj.program("from_host"));
       this.log("info", `overlay: ${this.overlay.protocol} device ${this.overlay.device} (ifindex ${this.overlay.ifindex}, ${this.overlay.adopted ? "adopted" : "created"}, port ${this.overlay.port}, MTU ${this.overlay.deviceMtu}); pods get MTU ${this.overlay.podMtu}`);
     }
     // Restart: keep the endpoints whose interface is still there; re-attach the new programs.
@@ -438,14 +450,17 @@ export class Agent {
       this.log("error", `identity collision: ${c.key} hashes to the number held by ${c.holder}; it got ${c.id} on this node, which other nodes may number differently (docs/multi-node.md)`);
     }
     this.collisionsLogged = collisions.length;
-    // Without native routing the agent wants none of its routes (a restart out of native mode removes them).
-    const want = this.opts.routingMode === "native" ? remoteNodeRoutes(objects, this.nodeInfo()) : { routes: [], problems: [] };
+    // Native routing: via the nodes; tunnel mode: through the tunnel device (from_host encapsulates what the
+    // node itself sends there). Otherwise none (a restart in another mode removes them).
+    const want = this.opts.routingMode === "native" ? remoteNodeRoutes(objects, this.nodeInfo())
+      : this.overlay ? tunnelNodeRoutes(objects, this.nodeInfo(), this.overlay.device, this.overlay.podMtu)
+      : { routes: [], problems: [] };
     const problems = want.problems.join("\n");
     if (problems !== this.routeProblems) for (const p of want.problems) this.log("warn", p);
     this.routeProblems = problems;
     try {
       const r = syncNodeRoutes(want.routes);
-      for (const a of r.added) this.log("info", `route ${a.cidr} via ${a.via} (node ${a.node})`);
+      for (const a of r.added) this.log("info", `route ${a.cidr} ${a.dev ? routeTarget(a) : `via ${a.via}`} (node ${a.node})`);
       for (const d of r.removed) this.log("info", `route ${d} removed (no such node any more)`);
       for (const f of r.failed) this.log("error", `route ${f.route.cidr} via ${f.route.via} (node ${f.route.node}): ${f.error}`);
     } catch (e) {

@@ -2,7 +2,8 @@
  * Routing mode tunnel on a node: the agent's part of the overlay (docs/multi-node.md "Overlay"). As
  * Cilium's default tunnel mode, the node has one collect-metadata (`external`) VXLAN or Geneve device —
  * ours is named ciliate_vxlan / ciliate_geneve so it never takes over a Cilium node's cilium_vxlan — with
- * from_overlay at its tc ingress; the programs redirect packets for pods on other nodes to it with the
+ * from_overlay at its tc ingress and from_host at its tc egress (the node's own traffic to other nodes' pods,
+ * routed through the device, gets its tunnel key there: Cilium's cil_from_host on cilium_host); the programs redirect packets for pods on other nodes to it with the
  * sender's identity in the tunnel key (core/overlay.ts). The agent creates the device (or adopts the one a
  * previous run left, so a restart keeps the flows through it), attaches the program, and hands the device's
  * ifindex and protocol to node/desired.ts, which writes them into the Config map exactly as the simulator
@@ -79,15 +80,22 @@ export function planOverlay(protocol: TunnelProtocol, nodeIp: string, devices: s
 }
 
 /**
- * Creates or adopts the device and attaches from_overlay at its tc ingress (replacing an earlier run's
- * filter). Throws AgentError TUNNEL_DEVICE_FAILED with iproute2's or libbpf's reason when either fails:
+ * Creates or adopts the device and attaches from_overlay at its tc ingress and from_host at its tc egress
+ * (replacing an earlier run's filters), with ARP off. Throws AgentError TUNNEL_DEVICE_FAILED with iproute2's or libbpf's reason when either fails:
  * the agent must not start in tunnel mode without its device.
  */
-export function setupOverlay(plan: OverlayPlan, fromOverlay: BpfProgram): NodeOverlay {
+export function setupOverlay(plan: OverlayPlan, fromOverlay: BpfProgram, fromHost: BpfProgram): NodeOverlay {
   let dev;
   try {
     dev = ensureTunnelDevice({ protocol: plan.protocol, name: plan.device, port: tunnelPort(plan.protocol), mtu: plan.deviceMtu });
     attachTc(fromOverlay, { ifindex: dev.ifindex, direction: "ingress", replace: true });
+    // What the node's stack routes through the device (the other nodes' pod CIDRs, agent routing.ts
+    // tunnelNodeRoutes) gets its tunnel key at the device's egress, or is dropped there.
+    attachTc(fromHost, { ifindex: dev.ifindex, direction: "egress", replace: true });
+    // No neighbour resolution through the tunnel: the stack addresses the inner frame to the device's own
+    // MAC (a NOARP device's neighbours), and the receiving from_overlay takes any frame for the host. An
+    // ARP request would be a frame without a tunnel key, which from_host drops.
+    ip(["link", "set", plan.device, "arp", "off"]);
   } catch (e) {
     throw new AgentError("TUNNEL_DEVICE_FAILED", `--routing-mode tunnel: cannot set up ${plan.protocol} device ${plan.device}: ${(e as Error).message.split("\n")[0]}`);
   }

@@ -91,3 +91,18 @@ export function remoteNodeRoutes(objects: ManifestObject[], self: NodeInfo): Wan
   }
   return out;
 }
+
+/**
+ * Tunnel mode: the route to every other node's IPv4 pod CIDR goes through the node's tunnel device, whose
+ * egress program (from_host, core/pipeline.ts fromHost) encapsulates what the stack sends there — the
+ * node's own connections, its L7 proxy's upstream connections, NodePort flows to a remote backend — as
+ * Cilium routes the other nodes' pod CIDRs through cilium_host in tunnel mode. Pods' own packets never take
+ * these routes (from_endpoint redirects them to the device). The routes carry the node's address as source
+ * (the other node's pod answers it over the underlay) and the pods' MTU (the overlay's overhead). Same
+ * checks as remoteNodeRoutes, whose tunnel endpoint is the same InternalIP; IPv6 pod CIDRs get no route
+ * (the node's own IPv6 traffic to remote pods is not encapsulated yet: docs/multi-node.md).
+ */
+export function tunnelNodeRoutes(objects: ManifestObject[], self: NodeInfo, device: string, mtu: number): WantedRoutes {
+  const v4 = remoteNodeRoutes(objects, { ...self, podCIDRv6: undefined });
+  return { routes: v4.routes.map((r) => ({ cidr: r.cidr, via: "", dev: device, src: self.ip, mtu, node: r.node })), problems: v4.problems };
+}

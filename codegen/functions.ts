@@ -2,7 +2,7 @@
  * Function generator: writes bpf/gen/core.h, one `static __always_inline` C function per core function
  * reachable from the entry points, callees before callers, each headed by `/* core/<file>.ts:<line> <name> *\/`.
  *
- * Roots: the entry points of core/pipeline.ts (fromEndpoint, toEndpoint, fromNetwork, fromOverlay, toNetwork). Until that file
+ * Roots: the entry points of core/pipeline.ts (fromEndpoint, toEndpoint, fromNetwork, fromOverlay, toNetwork, fromHost). Until that file
  * exists, the exported functions of the modules in FALLBACK_MODULES that exist; in that mode a module that
  * cannot be translated is left out with a warning (other engineers are still writing it), so that
  * `npm run gen` keeps working. With core/pipeline.ts present every refusal is an error.
@@ -23,7 +23,7 @@ import { createCoreProgram, type CoreProgram, relPath, seamOf, unsupported, line
 import { FunctionTranslator, type GenContext, indexLayout } from "./translate.ts";
 
 export const PIPELINE_FILE = "core/pipeline.ts";
-export const PIPELINE_ENTRIES = ["fromEndpoint", "toEndpoint", "fromNetwork", "fromOverlay", "toNetwork"];
+export const PIPELINE_ENTRIES = ["fromEndpoint", "toEndpoint", "fromNetwork", "fromOverlay", "toNetwork", "fromHost"];
 /** Modules whose exported functions are roots while core/pipeline.ts does not exist. */
 export const FALLBACK_MODULES = [
   "core/csum.ts",

@@ -149,6 +149,7 @@ export const TRACE_TO_HOST: u32 = 2;
 export const TRACE_TO_STACK: u32 = 3;
 export const TRACE_TO_OVERLAY: u32 = 4;
 export const TRACE_FROM_ENDPOINT: u32 = 5;
+export const TRACE_FROM_HOST: u32 = 7;
 export const TRACE_FROM_OVERLAY: u32 = 9;
 export const TRACE_FROM_NETWORK: u32 = 10;
 export const TRACE_TO_NETWORK: u32 = 11;
@@ -159,6 +160,7 @@ export const HOOK_TO_ENDPOINT: u32 = 2;
 export const HOOK_FROM_NETWORK: u32 = 3;
 export const HOOK_FROM_OVERLAY: u32 = 4;
 export const HOOK_TO_NETWORK: u32 = 5;
+export const HOOK_FROM_HOST: u32 = 6;
 
 // IpcacheValue.flags (Cilium struct remote_endpoint_info's flag bits, bpf/lib/eps.h).
 export const IPCACHE_F_SKIP_TUNNEL: u32 = 0x1;

@@ -17,11 +17,18 @@
  *   O4. On arrival the identity is the tunnel id. A packet without tunnel metadata is DROP_NO_TUNNEL_KEY;
  *       a tunnel id of 0 (no identity) or reserved:host (a node never sends its host identity over the
  *       tunnel; Cilium bpf_overlay.c drops it as spoofed) is DROP_INVALID_IDENTITY.
+ *   O5. The node's own packets (source identity reserved:host) are sent with reserved:remote-node as tunnel
+ *       id: to the receiving node the sender is another node (Cilium bpf/lib/encap.h maps HOST_ID to
+ *       LOCAL_NODE_ID, which is REMOTE_NODE_ID), and O4 there refuses reserved:host.
+ *   O6. What the node's stack routes into the tunnel device (pipeline.ts fromHost) must leave encapsulated:
+ *       a packet that already carries a key (fromEndpoint set it and redirected the packet) passes; any
+ *       other packet whose destination names no tunnel endpoint (O1 does not apply) is
+ *       DROP_NO_TUNNEL_ENDPOINT, never sent unencapsulated.
  */
 import { CONFIG_VALUE_TUNNEL_PROTOCOL, IPCACHE_VALUE_FLAGS, IPCACHE_VALUE_TUNNEL_ENDPOINT, TUNNEL_KEY_FAMILY,
   TUNNEL_KEY_REMOTE, TUNNEL_KEY_SIZE, TUNNEL_KEY_TUNNEL_ID, TRACE_RECORD_TUNNEL_FAMILY, TRACE_RECORD_TUNNEL_ID,
   TRACE_RECORD_TUNNEL_PEER } from "./gen/layout";
-import { FAMILY_IPV4, FAMILY_IPV6, ID_HOST, IPCACHE_F_HAS_TUNNEL_EP, IPCACHE_F_IPV6_TUNNEL_EP,
+import { FAMILY_IPV4, FAMILY_IPV6, ID_HOST, ID_REMOTE_NODE, IPCACHE_F_HAS_TUNNEL_EP, IPCACHE_F_IPV6_TUNNEL_EP,
   IPCACHE_F_SKIP_TUNNEL, TUNNEL_ID_MAX, TUNNEL_PROTO_NONE } from "./constants";
 import { DROP_INVALID_IDENTITY, DROP_NO_TUNNEL_ENDPOINT, DROP_NO_TUNNEL_KEY, DROP_WRITE_ERROR } from "./drop-reasons";
 import { memCopy, read8, read32, write8, write32 } from "./env";
@@ -43,7 +50,8 @@ function traceTunnel(tr: usize, key: usize): void {
  * `cfg` is the ConfigValue (non-zero), `srcId` the sender's identity, `tr` the trace record or 0.
  * Outcomes:
  *   - 0: not for the overlay (O1); the packet is forwarded as it is;
- *   - 1: the tunnel key {destination node, srcId} is set; the caller redirects to the tunnel device;
+ *   - 1: the tunnel key {destination node, srcId} is set (reserved:host sent as remote-node, O5); the
+ *     caller redirects to the tunnel device;
  *   - -DROP_INVALID_IDENTITY: srcId does not fit the VNI (O2);
  *   - -DROP_NO_TUNNEL_ENDPOINT: the entry names no usable endpoint (O3);
  *   - -DROP_WRITE_ERROR: the kernel refused the key.
@@ -65,7 +73,8 @@ export function overlayEncap(pkt: Pkt, cfg: usize, tr: usize, daddr: usize, fami
   if (any == 0) return -(<i32>DROP_NO_TUNNEL_ENDPOINT);
   if (epFamily == FAMILY_IPV6) memCopy(key + TUNNEL_KEY_REMOTE, ep, 16);
   else memCopy(key + TUNNEL_KEY_REMOTE, ep, 4);
-  write32(key + TUNNEL_KEY_TUNNEL_ID, srcId);
+  // O5.
+  write32(key + TUNNEL_KEY_TUNNEL_ID, srcId == ID_HOST ? ID_REMOTE_NODE : srcId);
   write8(key + TUNNEL_KEY_FAMILY, epFamily);
   if (tunnelKeySet(pkt, key) < 0) return -(<i32>DROP_WRITE_ERROR);
   traceTunnel(tr, key);
@@ -86,4 +95,13 @@ export function overlayDecapIdentity(pkt: Pkt, tr: usize): i32 {
   const id = read32(key + TUNNEL_KEY_TUNNEL_ID) & TUNNEL_ID_MAX;
   if (id == 0 || id == ID_HOST) return -(<i32>DROP_INVALID_IDENTITY);
   return <i32>id;
+}
+
+/**
+ * Whether the packet already carries a tunnel key (O6): fromEndpoint encapsulated it and redirected it to
+ * the tunnel device, whose egress fromHost also sees. Outcomes: true / false.
+ */
+export function overlayKeyPresent(pkt: Pkt): bool {
+  const key = stackAlloc(TUNNEL_KEY_SIZE);
+  return tunnelKeyGet(pkt, key) == 0;
 }

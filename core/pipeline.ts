@@ -8,6 +8,9 @@
  *                  replies of flows that this node SNATed (NodePort towards a remote backend, masquerade)
  *   toNetwork    — traffic leaving the node through its device (tc egress, bpf_host.c cil_to_netdev):
  *                  masquerading of pod traffic leaving the cluster (core/nat.ts M1–M6)
+ *   fromHost     — traffic the node's stack routes to pods on other nodes through the tunnel device (tc
+ *                  egress of that device; bpf_host.c cil_from_host): the host's own, its L7 proxy's
+ *                  upstream connections, NodePort flows forwarded to a remote backend (core/overlay.ts O5, O6)
  * fromNetwork and toNetwork also enforce host policies for the node's own traffic (the host firewall,
  * core/host-firewall.ts H1–H8).
  * Each returns a CTX_ACT_* verdict, counts the packet in the per-CPU Metrics array (reason 0 =
@@ -55,10 +58,10 @@ import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CTX_ACT_TUNNEL, TRACE_TO_OV
   TRACE_F_EGRESS_CHECKED, TRACE_F_INGRESS_CHECKED, TRACE_F_L7_REDIRECT, TRACE_F_DNAT, TRACE_F_REV_NAT,
   TRACE_F_SNAT, TRACE_F_REPLY, TRACE_F_AUDITED, POLICY_EGRESS, POLICY_INGRESS,
   SVC_F_ROUTABLE, CONFIG_F_EVENTS, CONFIG_F_EVENTS_ALL, HOOK_FROM_ENDPOINT, HOOK_TO_ENDPOINT,
-  HOOK_FROM_NETWORK, HOOK_TO_NETWORK, MARK_MAGIC_FROM_INGRESS_PROXY, MARK_MAGIC_FROM_EGRESS_PROXY,
+  HOOK_FROM_NETWORK, HOOK_TO_NETWORK, HOOK_FROM_HOST, TRACE_FROM_HOST, MARK_MAGIC_FROM_INGRESS_PROXY, MARK_MAGIC_FROM_EGRESS_PROXY,
   CT_F_RX_CLOSING, CT_F_TX_CLOSING, IPPROTO_TCP, IPPROTO_UDP, TCP_SYN, TCP_ACK } from "./constants";
 import { DROP_CT_CREATE_FAILED, DROP_CT_UNKNOWN_PROTO, DROP_INVALID, DROP_INVALID_SIP, DROP_IS_CLUSTER_IP, DROP_NO_CONFIG,
-  DROP_NO_SERVICE, DROP_UNKNOWN_L3, DROP_UNROUTABLE, DROP_PROXY_LOOKUP_FAILED } from "./drop-reasons";
+  DROP_NO_SERVICE, DROP_UNKNOWN_L3, DROP_UNROUTABLE, DROP_PROXY_LOOKUP_FAILED, DROP_NO_TUNNEL_ENDPOINT } from "./drop-reasons";
 import { add64Local, memCopy, memFill, read8, read16, read32, write8, write16, write32 } from "./env";
 import { write16be } from "./bytes";
 import { stackAlloc } from "./alloc";
@@ -74,7 +77,7 @@ import { lbLookupService, lbRevNatIcmpError, lbServiceBackend, lbDnat, lbRevNat 
 import { natRewriteIcmpErrorInner, natRewritePort, natSportAllocate, natSportLookup, snatEgress, snatNeedsMasquerade,
   snatRevIngress } from "./nat";
 import { jhash3Words } from "./hash";
-import { overlayDecapIdentity, overlayEncap } from "./overlay";
+import { overlayDecapIdentity, overlayEncap, overlayKeyPresent } from "./overlay";
 import { hostFwEnabled, hostFwExempt, hostFwForwarded } from "./host-firewall";
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -116,15 +119,21 @@ function count(reason: u32, dir: u32, bytes: u32): void {
  * as sampled trace events; CONFIG_F_EVENTS_ALL: every packet). Returns the verdict.
  */
 function finish(tr: usize, cfg: usize, info: usize, verdict: u32, reason: u32, dir: u32, obsPoint: u32): u32 {
+  // toNetwork counts as egress (Cilium's cil_to_netdev: METRIC_EGRESS) and is the only egress hook that
+  // ends at TRACE_TO_NETWORK.
+  const toNet = dir == METRIC_DIR_EGRESS && obsPoint == TRACE_TO_NETWORK;
+  const hook = toNet ? HOOK_TO_NETWORK : dir == METRIC_DIR_EGRESS ? HOOK_FROM_ENDPOINT : dir == METRIC_DIR_INGRESS ? HOOK_TO_ENDPOINT : HOOK_FROM_NETWORK;
+  return finishAt(tr, cfg, info, verdict, reason, dir, obsPoint, hook);
+}
+
+/** finish with the trace record's hook given (fromHost, which counts as egress like fromEndpoint). */
+function finishAt(tr: usize, cfg: usize, info: usize, verdict: u32, reason: u32, dir: u32, obsPoint: u32, hook: u32): u32 {
   count(reason, dir, read32(info + PACKET_INFO_LEN));
   if (tr == 0) return verdict;
   write32(tr + TRACE_RECORD_VERDICT, verdict);
   write32(tr + TRACE_RECORD_DROP_REASON, reason);
   write8(tr + TRACE_RECORD_OBS_POINT, obsPoint);
-  // toNetwork counts as egress (Cilium's cil_to_netdev: METRIC_EGRESS) and is the only egress hook that
-  // ends at TRACE_TO_NETWORK.
-  const toNet = dir == METRIC_DIR_EGRESS && obsPoint == TRACE_TO_NETWORK;
-  write8(tr + TRACE_RECORD_HOOK, toNet ? HOOK_TO_NETWORK : dir == METRIC_DIR_EGRESS ? HOOK_FROM_ENDPOINT : dir == METRIC_DIR_INGRESS ? HOOK_TO_ENDPOINT : HOOK_FROM_NETWORK);
+  write8(tr + TRACE_RECORD_HOOK, hook);
   memCopy(tr + TRACE_RECORD_SADDR, info + PACKET_INFO_SADDR, 16);
   write16be(tr + TRACE_RECORD_SPORT_BE, read16(info + PACKET_INFO_SPORT));
   write8(tr + TRACE_RECORD_NEXTHDR, read8(info + PACKET_INFO_NEXTHDR));
@@ -801,4 +810,64 @@ export function toNetwork(pkt: Pkt, now: u32): u32 {
   if (serr < 0) return finish(tr, cfg, info, CTX_ACT_DROP, <u32>(-serr), dir, TRACE_TO_NETWORK);
   setFlag(tr, TRACE_F_SNAT);
   return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_TO_NETWORK);
+}
+
+/**
+ * Traffic the node's stack routes into the tunnel device: in tunnel mode the agent routes every other
+ * node's pod CIDR through it, so the node's own connections, its L7 proxy's connections (bound to the
+ * client's address, marked MARK_MAGIC_FROM_*_PROXY) and NodePort flows fromNetwork DNATed and SNATed to a
+ * remote backend arrive here after the stack — Cilium's cil_from_host (bpf/bpf_host.c), which encapsulates
+ * them towards the destination's node. The source identity is the ipcache's for the source address: the
+ * client's for the proxy's connections, reserved:host for the node's own addresses (sent as remote-node,
+ * core/overlay.ts O5), world for anything else the node forwards.
+ * Outcomes:
+ *   1. CTX_ACT_OK, untouched, not counted — the packet already carries a tunnel key: fromEndpoint
+ *      encapsulated it and redirected it to the device (O6).
+ *   2. CTX_ACT_DROP, DROP_NO_CONFIG / a parse drop reason (a non-IP frame is DROP_UNKNOWN_L3).
+ *   3. With the host firewall (core/host-firewall.ts H1–H8), the node's own packet: CTX_ACT_DROP with
+ *      DROP_POLICY / DROP_POLICY_DENY / DROP_POLICY_AUTH_REQUIRED / DROP_PROXY_LOOKUP_FAILED /
+ *      DROP_CT_CREATE_FAILED when host egress policy refuses it (the encapsulated packet no longer meets
+ *      toNetwork's check as the node's own).
+ *   4. CTX_ACT_DROP, DROP_NO_TUNNEL_ENDPOINT — the destination's ipcache entry names no tunnel endpoint (an
+ *      unknown pod, a local address, no overlay configured): never sent unencapsulated (O6).
+ *   5. CTX_ACT_DROP, DROP_INVALID_IDENTITY / DROP_NO_TUNNEL_ENDPOINT / DROP_WRITE_ERROR — overlayEncap
+ *      (O2, O3).
+ *   6. CTX_ACT_TUNNEL — the tunnel key {destination's node, source identity} is set (obsPoint
+ *      TRACE_TO_OVERLAY); the program lets the device encapsulate it.
+ * Counted as egress (METRIC_DIR_EGRESS); the trace record's hook is HOOK_FROM_HOST.
+ */
+export function fromHost(pkt: Pkt, now: u32): u32 {
+  const cfg = configGet();
+  const tr = traceBegin(cfg);
+  // 1. Only a host that armed the record reads it (no event: the packet was fromEndpoint's).
+  if (overlayKeyPresent(pkt)) {
+    if (tr != 0) {
+      write32(tr + TRACE_RECORD_VERDICT, CTX_ACT_OK);
+      write8(tr + TRACE_RECORD_OBS_POINT, TRACE_TO_OVERLAY);
+      write8(tr + TRACE_RECORD_HOOK, HOOK_FROM_HOST);
+    }
+    return CTX_ACT_OK;
+  }
+  const dir = METRIC_DIR_EGRESS;
+  const info = stackAlloc(PACKET_INFO_SIZE);
+  const err = enter(pkt, tr, cfg, info);
+  if (err != 0) return finishAt(tr, cfg, info, CTX_ACT_DROP, err, dir, TRACE_FROM_HOST, HOOK_FROM_HOST);
+  const family = read8(info + PACKET_INFO_FAMILY);
+  const srcId = ipcacheIdentity(info + PACKET_INFO_SADDR, family, worldIdentity(cfg, family));
+  const dstId = ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family));
+  if (tr != 0) {
+    write32(tr + TRACE_RECORD_SRC_IDENTITY, srcId);
+    write32(tr + TRACE_RECORD_DST_IDENTITY, dstId);
+  }
+  // 3. As toNetwork would have judged it on the node's device (H3).
+  if (hostFwEnabled(cfg) && !hostFwExempt(info) && srcId == read32(cfg + CONFIG_VALUE_HOST_IDENTITY) &&
+    !hostFwForwarded(cfg, info)) {
+    const herr = hostFirewall(tr, cfg, info, dstId, POLICY_EGRESS, now);
+    if (herr != 0) return finishAt(tr, cfg, info, CTX_ACT_DROP, herr, dir, TRACE_FROM_HOST, HOOK_FROM_HOST);
+  }
+  // 4.–6.
+  const e = overlayEncap(pkt, cfg, tr, info + PACKET_INFO_DADDR, family, srcId);
+  if (e < 0) return finishAt(tr, cfg, info, CTX_ACT_DROP, <u32>(-e), dir, TRACE_FROM_HOST, HOOK_FROM_HOST);
+  if (e == 0) return finishAt(tr, cfg, info, CTX_ACT_DROP, DROP_NO_TUNNEL_ENDPOINT, dir, TRACE_FROM_HOST, HOOK_FROM_HOST);
+  return finishAt(tr, cfg, info, CTX_ACT_TUNNEL, 0, dir, TRACE_TO_OVERLAY, HOOK_FROM_HOST);
 }

@@ -40,6 +40,7 @@ const PROGRAMS: Record<EntryPoint, string> = {
   fromNetwork: "from_network",
   fromOverlay: "harness_from_overlay",
   toNetwork: "to_network",
+  fromHost: "harness_from_host",
 };
 
 /** The programs as the agent attaches them (no harness), for benchmarks against the harness's cost. */
@@ -49,6 +50,7 @@ export const PLAIN_PROGRAMS: Record<EntryPoint, string> = {
   fromNetwork: "from_network",
   fromOverlay: "from_overlay",
   toNetwork: "to_network",
+  fromHost: "from_host",
 };
 
 /** ciliate_harness_tunnel_v1's value: a TunnelKey and "present". */
@@ -97,8 +99,12 @@ export interface KernelRunResult extends RunResult {
  * ciliate_tc_action): forwards continue up the stack (TC_ACT_OK); an encapsulated packet is redirected to
  * the tunnel device (TC_ACT_REDIRECT) when the configuration names one (`tunnelIfindex`), else shot;
  * everything else is shot (TC_ACT_SHOT), proxy redirects included — test runs happen on the loopback
- * device, where no proxy socket can take the packet, and a redirect is never let through un-inspected. */
-export function tcReturnCode(verdict: number, tunnelIfindex = 0): number {
+ * device, where no proxy socket can take the packet, and a redirect is never let through un-inspected.
+ * `entry` fromHost on the tunnel device itself: an encapsulated packet continues (TC_ACT_OK). */
+export function tcReturnCode(verdict: number, tunnelIfindex = 0, entry?: EntryPoint): number {
+  // from_host on the device the configuration names as the tunnel device (the test run's loopback, ifindex
+  // 1) lets the encapsulated packet continue on it (bpf/programs/from_host.bpf.c).
+  if (verdict === C.CTX_ACT_TUNNEL && entry === "fromHost" && tunnelIfindex === 1) return 0;
   if (verdict === C.CTX_ACT_TUNNEL) return tunnelIfindex !== 0 ? 7 /* TC_ACT_REDIRECT */ : 2;
   return verdict === 0 /* CTX_ACT_OK */ ? 0 : 2;
 }
@@ -210,8 +216,8 @@ export class KernelDatapath implements Datapath {
     const trace = this.map(MAP_SPECS.Trace);
     trace.update(0, { ...TraceRecordCodec.zero(), verdict: SENTINEL });
     // Only the harness programs read or write these slots.
-    if (entry === "fromOverlay") this.setTunnelIn(opts.tunnel);
-    if (entry === "fromEndpoint") this.harness.update(1, HarnessTunnelCodec.zero());
+    if (entry === "fromOverlay" || entry === "fromHost") this.setTunnelIn(opts.tunnel);
+    if (entry === "fromEndpoint" || entry === "fromHost") this.harness.update(1, HarnessTunnelCodec.zero());
     let res;
     try {
       const xdp = entry === "fromNetwork" && this.xdpObj !== undefined;
@@ -230,7 +236,7 @@ export class KernelDatapath implements Datapath {
     if (t.verdict === SENTINEL) throw new DatapathError("KERNEL_DID_NOT_RUN", `the ${PROGRAMS[entry]} program did not run (trace record untouched)`);
     this.stats.runs++;
     const result: KernelRunResult = { verdict: t.verdict, dropReason: t.dropReason, output: res.data, trace: t, retval: res.retval };
-    const set = entry === "fromEndpoint" ? this.harness.lookup(1) : undefined;
+    const set = entry === "fromEndpoint" || entry === "fromHost" ? this.harness.lookup(1) : undefined;
     if (set?.present) result.tunnel = tunnelKeyOf(set.key);
     return result;
   }

@@ -54,6 +54,9 @@ export function createTunnelDevice(spec: TunnelDeviceSpec = {}): TunnelDevice {
   if (spec.mtu !== undefined && (!Number.isInteger(spec.mtu) || spec.mtu < 576)) throw new BpfError(BpfErrorCode.BadArgument, `tunnel device MTU ${spec.mtu}: expected an integer ≥ 576`);
   if (linkShow(name, spec.netns)) ip(["link", "del", name], spec.netns);
   ip(["link", "add", name, "type", protocol, "external", "dstport", String(port)], spec.netns);
+  // No IPv6 link-local address: the stack would otherwise send neighbour discovery and MLD through the
+  // device, frames for no pod that the from_host program at its egress can only drop.
+  ip(["link", "set", name, "addrgenmode", "none"], spec.netns);
   if (spec.mtu !== undefined) ip(["link", "set", name, "mtu", String(spec.mtu)], spec.netns);
   ip(["link", "set", name, "up"], spec.netns);
   const link = linkShow(name, spec.netns);

@@ -35,6 +35,7 @@ export interface CoreAbi {
   abiFromNetwork(len: number, now: number): number;
   abiToNetwork(len: number, now: number): number;
   abiFromOverlay(len: number, tunnelKeyIn: number, now: number): number;
+  abiFromHost(len: number, tunnelKeyIn: number, now: number): number;
   abiTunnelIn(): number;
   abiTunnelOut(): number;
   abiTunnelOutSet(): number;
@@ -273,12 +274,15 @@ export class AbiDatapath implements Datapath {
     else if (entry === "fromOverlay") {
       if (opts.tunnel) this.bytes().set(TunnelKeyCodec.encode(tunnelKeyValue(opts.tunnel)), this.abi.abiTunnelIn() >>> 0);
       verdict = this.abi.abiFromOverlay(packet.length, opts.tunnel ? 1 : 0, now);
+    } else if (entry === "fromHost") {
+      if (opts.tunnel) this.bytes().set(TunnelKeyCodec.encode(tunnelKeyValue(opts.tunnel)), this.abi.abiTunnelIn() >>> 0);
+      verdict = this.abi.abiFromHost(packet.length, opts.tunnel ? 1 : 0, now);
     } else if (entry === "toNetwork") verdict = this.abi.abiToNetwork(packet.length, now);
     else verdict = this.abi.abiFromNetwork(packet.length, now);
     const output = this.bytes().slice(p, p + packet.length);
     const trace = this.map(MAP_SPECS.Trace).lookup(0) ?? (TraceRecordCodec.zero() as TraceRecord);
     const result: RunResult = { verdict: verdict >>> 0, dropReason: trace.dropReason, output, trace };
-    if (entry === "fromEndpoint" && this.abi.abiTunnelOutSet() !== 0) {
+    if ((entry === "fromEndpoint" || entry === "fromHost") && this.abi.abiTunnelOutSet() !== 0) {
       const at = this.abi.abiTunnelOut() >>> 0;
       result.tunnel = tunnelKeyOf(TunnelKeyCodec.decode(this.bytes().slice(at, at + TunnelKeyCodec.size)));
     }

@@ -9,7 +9,7 @@ import type { MapSpec, TraceRecord } from "./codecs.gen.ts";
 export type EngineName = "wasm" | "js" | "kernel";
 
 /** The entry points, mirroring Cilium's hooks (docs/architecture.md). */
-export type EntryPoint = "fromEndpoint" | "toEndpoint" | "fromNetwork" | "fromOverlay" | "toNetwork";
+export type EntryPoint = "fromEndpoint" | "toEndpoint" | "fromNetwork" | "fromOverlay" | "toNetwork" | "fromHost";
 
 /** The tunnel metadata of a packet on a collect-metadata tunnel device (core/layout.ts TunnelKey). */
 export interface TunnelKey {
@@ -24,7 +24,8 @@ export interface RunOptions {
   now: number;
   /** to-endpoint only: the identity carried with the packet (tunnel VNI / mark); 0 = look it up. */
   srcIdentity?: number;
-  /** fromOverlay only: the tunnel key the packet arrived with; absent = none (the program drops it). */
+  /** fromOverlay: the tunnel key the packet arrived with; absent = none (the program drops it). fromHost:
+   * the key fromEndpoint already set on it (the program lets it pass); absent = none. */
   tunnel?: TunnelKey;
 }
 

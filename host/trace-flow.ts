@@ -14,6 +14,8 @@ const OBS: Record<number, string> = {
   [C.TRACE_TO_ENDPOINT]: "to-endpoint",
   [C.TRACE_TO_PROXY]: "to-proxy",
   [C.TRACE_FROM_ENDPOINT]: "from-endpoint",
+  [C.TRACE_FROM_HOST]: "from-host",
+  [C.TRACE_TO_OVERLAY]: "to-overlay",
   [C.TRACE_FROM_NETWORK]: "from-network",
   [C.TRACE_TO_NETWORK]: "to-network",
 };

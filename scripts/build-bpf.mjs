@@ -64,7 +64,7 @@ if (force || sources > mtime(stamp) || !existsSync(join(root, "bpf/gen/core.h"))
 }
 
 const inputs = newest(join(root, "bpf"), /\.(h|c)$/);
-for (const prog of ["ciliate", "from_endpoint", "to_endpoint", "from_network", "from_network_xdp", "from_overlay", "to_network", "test_harness"]) {
+for (const prog of ["ciliate", "from_endpoint", "to_endpoint", "from_network", "from_network_xdp", "from_overlay", "to_network", "from_host", "test_harness"]) {
   const src = join(root, "bpf/programs", `${prog}.bpf.c`);
   const obj = join(out, `${prog}.bpf.o`);
   if (!force && mtime(obj) > inputs) continue;

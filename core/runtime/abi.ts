@@ -9,7 +9,7 @@ import { MapId } from "../gen/layout";
 import { allocStatic, arenaReset, heapUsed } from "../alloc";
 import { read32, write32 } from "../env";
 import { mapCount, mapCreate, mapDelete, mapLookup, mapNextKey, mapRingbufConsume, mapUpdate } from "../maps";
-import { fromEndpoint, fromNetwork, fromOverlay, toEndpoint, toNetwork } from "../pipeline";
+import { fromEndpoint, fromHost, fromNetwork, fromOverlay, toEndpoint, toNetwork } from "../pipeline";
 import { PKT_DESC_SIZE, PKT_DESC_TUNNEL_IN, PKT_DESC_TUNNEL_IN_SET, PKT_DESC_TUNNEL_OUT, PKT_DESC_TUNNEL_OUT_SET } from "../tunnel-key";
 import { maglevBuild, maglevDelete, maglevStore } from "../maglev";
 import { ctGc } from "./conntrack-gc";
@@ -85,6 +85,14 @@ export function abiFromOverlay(len: u32, tunnelKeyIn: u32, now: u32): u32 {
   const d = preparePacket(len);
   write32(d + PKT_DESC_TUNNEL_IN_SET, tunnelKeyIn);
   return fromOverlay(d, now);
+}
+
+/** Runs the from-host program (what the node's stack routes into the tunnel device). `tunnelKeyIn` 1: the
+ * packet already carries the key at abiTunnelIn() (fromEndpoint set it); 0: it carries none. */
+export function abiFromHost(len: u32, tunnelKeyIn: u32, now: u32): u32 {
+  const d = preparePacket(len);
+  write32(d + PKT_DESC_TUNNEL_IN_SET, tunnelKeyIn);
+  return fromHost(d, now);
 }
 
 /** Runs the node entry (traffic from outside the node: NodePort, LoadBalancer, external IPs). */

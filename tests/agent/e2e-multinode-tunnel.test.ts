@@ -1,11 +1,15 @@
 /*
  * End to end over three nodes in tunnel mode (issue #13 item 1, VXLAN): the multi-node harness with every
  * agent run as `ciliate agent --routing-mode tunnel`. Checks that each node has its collect-metadata
- * ciliate_vxlan device with from_overlay at its ingress and the device's ifindex and protocol in its Config
- * map, no routes between nodes (so pod traffic between nodes can only cross inside the tunnel), and pods at
- * the overlay MTU; real TCP, UDP and ICMP between pods on different nodes over VXLAN, allowed and denied by
+ * ciliate_vxlan device with from_overlay at its ingress, from_host at its egress and the device's ifindex
+ * and protocol in its Config map, the other nodes' pod CIDRs routed through that device only (so traffic
+ * to pods on other nodes can only cross inside the tunnel), and pods at the overlay MTU; real TCP, UDP and ICMP between pods on different nodes over VXLAN, allowed and denied by
  * policy on identity; that the receiving node judges on the identity carried in the VNI and not on what its
- * ipcache says about the inner source; a ClusterIP whose backends are on the other nodes; an agent
+ * ipcache says about the inner source; a ClusterIP whose backends are on the other nodes; the node itself
+ * reaching a pod on another node (TCP and ICMP, sent as remote-node; a destination without a tunnel
+ * endpoint dropped with 160, not sent unencapsulated); an HTTP L7 rule on a connection to a pod on another
+ * node (the proxy's upstream encapsulated with the client's identity); a NodePort whose only backend is on
+ * another node; an agent
  * restarted while connections run (the device is adopted, its ifindex kept); switching a node to native
  * routing and back (the device and the routes follow the mode); and the one-line refusals (Geneve without
  * its kernel module, a device that cannot be created). Kernel suite: fails in CI when it cannot run,
@@ -23,7 +27,7 @@ import * as C from "../../host/constants.gen.ts";
 import { ipcacheKey } from "../../host/ipcache.ts";
 import { BIN, eventually, sh, tool } from "./e2e-helpers.ts";
 import { MultiNodeCluster } from "./multinode-harness.ts";
-import { checkClusterIp, checkEgressDeny, checkPing, checkPodToPod, checkRestartUnderLoad, hasPython, populate } from "./multinode-scenario.ts";
+import { checkClusterIp, checkEgressDeny, checkPing, checkPodToPod, checkRestartUnderLoad, drops, hasPython, ping, populate } from "./multinode-scenario.ts";
 
 const suite = kernelSuite("agent-e2e-multinode-tunnel", ["root", "libbpf", "bpffs", "iproute2"]);
 const DEV = "ciliate_vxlan";
@@ -55,6 +59,48 @@ function config(i: number): { tunnelIfindex: number; tunnelProtocol: number } {
   }
 }
 
+/** Node i's routes of the agent (proto 193): destination → device, source and MTU. */
+function tunnelRoutes(i: number): Record<string, { dev?: string; prefsrc?: string; mtu?: number }> {
+  const rows = JSON.parse(sh("ip", ["-n", c.node(i).ns, "-j", "-4", "route", "show", "proto", "193"]) || "[]") as { dst: string; dev?: string; prefsrc?: string; metrics?: { mtu?: number }[] }[];
+  return Object.fromEntries(rows.map((r) => [r.dst, { dev: r.dev, prefsrc: r.prefsrc, mtu: r.metrics?.find((m) => m.mtu)?.mtu }]));
+}
+
+/** A ciliate_drop_count_total counter of node i. */
+function dropCount(i: number, reason: string, direction: string): number {
+  return Number(new RegExp(`^ciliate_drop_count_total\\{reason="${reason}",direction="${direction}"\\} (\\d+)$`, "m").exec(c.metrics(i))?.[1] ?? 0);
+}
+
+const L7_POLICY = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: l7client-egress, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: l7client}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: server}}]
+    toPorts:
+    - ports: [{port: "8081", protocol: TCP}]
+      rules: {http: [{method: GET, path: "/allowed"}]}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: server-http, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: server}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: l7client}}]
+    toPorts: [{ports: [{port: "8081", protocol: TCP}]}]
+`;
+
+const NODE_PORT = 30081;
+const NODEPORT_SERVICE = `apiVersion: v1
+kind: Service
+metadata: {name: np, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: stranger}
+  ports: [{name: tcp, port: 81, targetPort: 8080, protocol: TCP, nodePort: ${NODE_PORT}}]
+`;
+
 /** Overwrites node i's ipcache identity for `addr` behind the agent's back; returns the previous one. */
 function setIpcacheIdentity(i: number, addr: string, identity: number): number {
   const m = openPinnedMap(join(c.node(i).pin, MAP_SPECS.Ipcache.bpfName), MAP_SPECS.Ipcache);
@@ -70,7 +116,8 @@ function setIpcacheIdentity(i: number, addr: string, identity: number): number {
 describe.skipIf(suite.skip)("three nodes in tunnel mode over VXLAN (ciliate agent per node, network namespaces)", () => {
   beforeAll(async () => {
     await c.setup();
-    await populate(c);
+    // The servers outlive the whole suite (its node, L7 and NodePort cases take minutes on a busy machine).
+    await populate(c, 900_000);
   }, 240_000);
 
   afterAll(async () => {
@@ -78,7 +125,7 @@ describe.skipIf(suite.skip)("three nodes in tunnel mode over VXLAN (ciliate agen
     await c.cleanup();
   }, 60_000);
 
-  it("gives every node an external VXLAN device with from_overlay, its ifindex in the Config map, no node routes, pods at MTU 1450", () => {
+  it("gives every node an external VXLAN device with from_overlay and from_host, its ifindex in the Config map, the other pod CIDRs routed into it, pods at MTU 1450", () => {
     for (let i = 1; i <= 3; i++) {
       const n = c.node(i);
       const d = link(n.ns, DEV)!;
@@ -88,8 +135,11 @@ describe.skipIf(suite.skip)("three nodes in tunnel mode over VXLAN (ciliate agen
       expect(d.mtu).toBe(1500); // the underlay's
       expect(d.flags).toContain("UP");
       expect(sh("tc", ["-n", n.ns, "filter", "show", "dev", DEV, "ingress"])).toMatch(/from_overlay/);
+      expect(sh("tc", ["-n", n.ns, "filter", "show", "dev", DEV, "egress"])).toMatch(/from_host/);
       expect(config(i)).toMatchObject({ tunnelIfindex: d.ifindex, tunnelProtocol: C.TUNNEL_PROTO_VXLAN });
-      expect(c.routes(i)).toEqual({});
+      expect(d.flags).toContain("NOARP");
+      // The other nodes' pod CIDRs through the device, from this node's address, at the pods' MTU.
+      expect(tunnelRoutes(i)).toEqual(Object.fromEntries([1, 2, 3].filter((j) => j !== i).map((j) => [c.node(j).podCIDR, { dev: DEV, prefsrc: n.ip, mtu: 1450 }])));
     }
     expect(c.disagreements()).toEqual([]);
     for (const p of c.pods.values()) expect(link(p.ns, "eth0")!.mtu, p.name).toBe(1450);
@@ -132,6 +182,52 @@ describe.skipIf(suite.skip)("three nodes in tunnel mode over VXLAN (ciliate agen
     checkClusterIp(c);
   }, 30_000);
 
+  it("the node itself reaches a pod on another node through the tunnel, as remote-node; a remote address without a tunnel endpoint is dropped (160)", () => {
+    const n1 = c.node(1).ns;
+    const tx1 = link(n1, DEV)!.stats64!.tx.packets;
+    // stranger (node-3) has no ingress policy; server (node-2) admits app=client only, not remote-node.
+    expect(tool(n1, "tcp", ip("stranger"), 8080), c.logs()).toEqual({ ok: true, reply: "stranger" });
+    expect(link(n1, DEV)!.stats64!.tx.packets).toBeGreaterThan(tx1);
+    const denied2 = dropCount(2, "POLICY_DENIED", "INGRESS");
+    expect(tool(n1, "tcp", ip("server"), 8080).ok).toBe(false);
+    expect(dropCount(2, "POLICY_DENIED", "INGRESS")).toBeGreaterThan(denied2);
+    // An address in node-2's pod CIDR that no pod holds: no ipcache entry with a tunnel endpoint.
+    const before = dropCount(1, "NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT", "EGRESS");
+    expect(tool(n1, "tcp", c.node(2).podCIDR.replace(/\.0\/24$/, ".250"), 8080).ok).toBe(false);
+    expect(dropCount(1, "NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT", "EGRESS")).toBeGreaterThan(before);
+  }, 30_000);
+
+  it.skipIf(!hasPython)("the node itself pings a pod on another node through the tunnel", () => {
+    expect(ping(c.node(1).ns, ip("stranger"))).toEqual({ sent: 2, received: 2 });
+    expect(ping(c.node(2).ns, ip("server3"))).toEqual({ sent: 2, received: 0 });
+  }, 30_000);
+
+  it("enforces an HTTP rule on a connection to a pod on another node: 200 and 403, node-2 admitting the client's identity", async () => {
+    c.writeManifest("l7.yaml", L7_POLICY);
+    c.addPod(1, "l7client", { app: "l7client" });
+    c.background(ns("server"), "http-serve", "server", 600_000, 8081);
+    await c.converged();
+    const get = (path: string) => tool(ns("l7client"), "http", ip("server"), 8081, "GET", path) as { ok: boolean; results?: { status: number; body: string }[] };
+    // The proxy's listener opens once the policy is compiled.
+    await eventually(() => get("/allowed").results?.[0]?.status === 200, 20_000, () => `${JSON.stringify(get("/allowed"))}\n${c.logs()}`);
+    const ok = get("/allowed").results![0]!;
+    // node-2 admits port 8081 from app=l7client only: the proxy's upstream arrived with the client's identity
+    // in the VNI, and from the client's address.
+    expect(JSON.parse(ok.body)).toMatchObject({ server: "server", url: "/allowed", peer: ip("l7client") });
+    expect(get("/denied").results?.[0]?.status).toBe(403);
+    // The proxy on node-1 answered 403; nothing was denied at node-2's ingress for this client.
+    expect(c.metrics(1)).toMatch(/ciliate_proxy_requests_total\{protocol="http",verdict="DROPPED"\} [1-9]/);
+  }, 60_000);
+
+  it("serves a NodePort whose only backend is on another node through the tunnel", async () => {
+    c.writeManifest("nodeport.yaml", NODEPORT_SERVICE);
+    const out = c.addOutside("npout", "192.168.57.100");
+    const tx1 = link(c.node(1).ns, DEV)!.stats64!.tx.packets;
+    await eventually(() => tool(out, "tcp", c.node(1).ip, NODE_PORT).ok === true, 20_000, () => `${JSON.stringify(tool(out, "tcp", c.node(1).ip, NODE_PORT))}\n${drops(c, 1)}\n${c.logs()}`);
+    expect(tool(out, "tcp", c.node(1).ip, NODE_PORT)).toEqual({ ok: true, reply: "stranger" });
+    expect(link(c.node(1).ns, DEV)!.stats64!.tx.packets).toBeGreaterThan(tx1);
+  }, 60_000);
+
   it("keeps connections through the tunnel while the server's node agent restarts, and adopts its device", async () => {
     const before = link(c.node(2).ns, DEV)!.ifindex;
     await checkRestartUnderLoad(c);
@@ -151,7 +247,7 @@ describe.skipIf(suite.skip)("three nodes in tunnel mode over VXLAN (ciliate agen
     expect(c.routes(3)).toEqual({ [c.node(1).podCIDR]: c.node(1).ip, [c.node(2).podCIDR]: c.node(2).ip });
     await c.stopAgent(3);
     await c.startAgent(3);
-    expect(c.routes(3)).toEqual({});
+    expect(c.routes(3)).toEqual({ [c.node(1).podCIDR]: `dev ${DEV}`, [c.node(2).podCIDR]: `dev ${DEV}` });
     const d = link(c.node(3).ns, DEV)!;
     expect(config(3)).toMatchObject({ tunnelIfindex: d.ifindex, tunnelProtocol: C.TUNNEL_PROTO_VXLAN });
     await eventually(() => tool(ns("client"), "tcp", ip("server3"), 8080).ok === true, 10_000, () => c.logs());

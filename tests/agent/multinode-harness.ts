@@ -354,10 +354,11 @@ export class MultiNodeCluster {
     return out;
   }
 
-  /** The agent's node routes in node i's namespace (destination → gateway), IPv4 or (family 6) IPv6. */
+  /** The agent's node routes in node i's namespace (destination → gateway, or `dev <device>` for a route
+   * through a device: tunnel mode), IPv4 or (family 6) IPv6. */
   routes(i: number, family: 4 | 6 = 4): Record<string, string> {
-    const rows = JSON.parse(sh("ip", ["-n", this.node(i).ns, "-j", `-${family}`, "route", "show", "proto", "193"]) || "[]") as { dst: string; gateway?: string }[];
-    return Object.fromEntries(rows.map((r) => [r.dst, r.gateway ?? ""]));
+    const rows = JSON.parse(sh("ip", ["-n", this.node(i).ns, "-j", `-${family}`, "route", "show", "proto", "193"]) || "[]") as { dst: string; gateway?: string; dev?: string }[];
+    return Object.fromEntries(rows.map((r) => [r.dst, r.gateway ?? `dev ${r.dev}`]));
   }
 
   metrics(i: number): string {

@@ -57,8 +57,9 @@ spec:
   ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
 `;
 
-/** node-1: the clients; node-2 and node-3: a server each; node-3 also a pod no one allows. Serves and waits for convergence. */
-export async function populate(c: MultiNodeCluster): Promise<void> {
+/** node-1: the clients; node-2 and node-3: a server each; node-3 also a pod no one allows. Serves (for
+ * `serveMs`, long enough for the suite on a loaded machine) and waits for convergence. */
+export async function populate(c: MultiNodeCluster, serveMs = 120_000): Promise<void> {
   c.writeManifest("policy.yaml", POLICY);
   c.writeManifest("service.yaml", SERVICE);
   c.addPod(1, "client", { app: "client" });
@@ -66,7 +67,7 @@ export async function populate(c: MultiNodeCluster): Promise<void> {
   c.addPod(2, "server", { app: "server" });
   c.addPod(3, "server3", { app: "server" });
   c.addPod(3, "stranger", { app: "stranger" });
-  for (const p of ["server", "server3", "stranger"]) c.serve(p);
+  for (const p of ["server", "server3", "stranger"]) c.serve(p, serveMs);
   await c.converged();
 }
 

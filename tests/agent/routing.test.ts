@@ -7,7 +7,8 @@ import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { computeDesired, type LocalEndpoint, type Numbering } from "../../agent/desired.ts";
 import { labelHashIdentity, MAX_CLUSTER_IDENTITY, MIN_CLUSTER_IDENTITY, StableIdentities, StableNumbers } from "../../agent/identities.ts";
-import { remoteNodeRoutes } from "../../agent/routing.ts";
+import { remoteNodeRoutes, tunnelNodeRoutes } from "../../agent/routing.ts";
+import { routeTarget } from "../../datapath/node-routes.ts";
 import { parseManifestText } from "../../sim/manifests.ts";
 import { BIN } from "./e2e-helpers.ts";
 
@@ -15,6 +16,19 @@ const self = { name: "node-1", ip: "192.168.57.11", podCIDR: "10.244.1.0/24" };
 const nodeYaml = (name: string, cidr?: string, ip?: string) =>
   `apiVersion: v1\nkind: Node\nmetadata: {name: ${name}}\n${cidr ? `spec: {podCIDR: ${JSON.stringify(cidr)}}\n` : ""}${ip ? `status: {addresses: [{type: InternalIP, address: ${ip}}]}\n` : ""}---\n`;
 const objects = (yaml: string) => parseManifestText(yaml, "nodes.yaml");
+
+describe("tunnelNodeRoutes", () => {
+  it("routes every other node's IPv4 pod CIDR through the tunnel device, from the node's address at the pods' MTU; none for IPv6", () => {
+    const dual = { ...self, podCIDRv6: "fd00:10:244:1::/64", ip6: "fd00:57::11" };
+    const yaml = nodeYaml("node-2", "10.244.2.0/24", "192.168.57.12") + nodeYaml("node-4", undefined, "192.168.57.14");
+    const r = tunnelNodeRoutes(objects(yaml), dual, "ciliate_vxlan", 1450);
+    expect(r.routes).toEqual([{ cidr: "10.244.2.0/24", via: "", dev: "ciliate_vxlan", src: "192.168.57.11", mtu: 1450, node: "node-2" }]);
+    // The same checks as native routing, and no IPv6 complaints (tunnel mode installs no IPv6 route).
+    expect(r.problems).toEqual(["node node-4: no route, spec.podCIDR is missing"]);
+    expect(routeTarget(r.routes[0]!)).toBe("dev ciliate_vxlan src 192.168.57.11 mtu 1450");
+    expect(routeTarget({ cidr: "10.244.2.0/24", via: "192.168.57.12", node: "node-2" })).toBe("192.168.57.12");
+  });
+});
 
 describe("remoteNodeRoutes", () => {
   it("routes every other declared node's pod CIDR via its InternalIP, never this node's own", () => {

@@ -42,7 +42,7 @@ describe.skipIf(skipUnless(canLoadBpf(), "root, bpffs and bpftool (loading BPF p
     expect(loadAll(obj)).toEqual(["sample_count", "sample_decide"]);
   });
 
-  it("loads ciliate.bpf.o (from_endpoint, to_endpoint, from_network, from_overlay, to_network) and runs from_endpoint", () => {
+  it("loads ciliate.bpf.o (from_endpoint, to_endpoint, from_network, from_overlay, to_network, from_host) and runs from_endpoint", () => {
     const dir = tempDir("ciliate-load-");
     mkdirSync(join(dir, "gen"));
     for (const [rel, text] of generateAll(ROOT)) {
@@ -53,7 +53,7 @@ describe.skipIf(skipUnless(canLoadBpf(), "root, bpffs and bpftool (loading BPF p
     const pin = `/sys/fs/bpf/ciliate-test-${randomBytes(6).toString("hex")}`;
     try {
       execFileSync("bpftool", ["prog", "loadall", obj, pin, "type", "tc", "pinmaps", `${pin}/maps`], { stdio: ["ignore", "pipe", "pipe"] });
-      expect(readdirSync(pin).filter((f) => f !== "maps").sort()).toEqual(["from_endpoint", "from_network", "from_overlay", "to_endpoint", "to_network"]);
+      expect(readdirSync(pin).filter((f) => f !== "maps").sort()).toEqual(["from_endpoint", "from_host", "from_network", "from_overlay", "to_endpoint", "to_network"]);
       // An IPv4/TCP SYN from an address that is no local endpoint (the maps are empty): the generated
       // pipeline must run, drop it (TC_ACT_SHOT) and say why in the Trace map.
       const pkt = Buffer.concat([

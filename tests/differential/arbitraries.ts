@@ -251,8 +251,11 @@ function frameFor(entry: EntryPoint): fc.Arbitrary<FrameSpec> {
     const outside = v6 ? [EXTERNAL[2]!] : [EXTERNAL[0]!, EXTERNAL[1]!];
     // toNetwork: what leaves through the device — pods' packets (to the world, other nodes, pods) and the
     // node's own.
+    // fromHost: what the node's stack routes into the tunnel device — its own (NODE_IP), its proxy's on a
+    // local pod's behalf, NodePort flows SNATed to it, forwarded ones — to pods elsewhere, or not.
     const src = entry === "fromEndpoint" ? fc.constantFrom(...local)
       : entry === "toNetwork" ? fc.constantFrom(...local, ...local, v6 ? NODE_IP6 : NODE_IP, ...outside)
+      : entry === "fromHost" ? fc.constantFrom(...local, ...(v6 ? [] : [NODE_IP, NODE_IP]), ...outside)
       : arriving ? fc.constantFrom(...remote.filter((a) => !VIPS.includes(a))) : fc.constantFrom(...outside);
     const dst = arriving ? fc.constantFrom(...local)
       : entry === "fromNetwork" ? fc.constantFrom(...(v6 ? [...V6_PODS, NODE_IP6, NODE_IP6] : [...VIPS, ...LOCAL_V4, NODE_IP, NODE_IP]))
@@ -304,7 +307,7 @@ export type Step =
   | { kind: "deliver" | "again" | "tunnel" | "egress" | "beside"; now: number; srcIdentity: number }
   | { kind: "reply"; entry: EntryPoint; now: number; srcIdentity: number };
 
-const entryArb = fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork", "fromOverlay", "toNetwork");
+const entryArb = fc.constantFrom<EntryPoint>("fromEndpoint", "fromEndpoint", "fromEndpoint", "toEndpoint", "toEndpoint", "fromNetwork", "fromOverlay", "toNetwork", "fromHost");
 
 /** A pod connecting to a service: the packets that exercise LB, DNAT and, after a reply, reverse NAT. */
 const connectArb: fc.Arbitrary<Step> = fc
@@ -313,7 +316,8 @@ const connectArb: fc.Arbitrary<Step> = fc
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 2, arbitrary: connectArb },
-  { weight: 5, arbitrary: entryArb.chain((entry) => fc.record({ kind: fc.constant("raw" as const), entry: fc.constant(entry), packet: packetFor(entry), now: fc.nat(), srcIdentity: fc.constantFrom(0, 0, 1000, 3000), tunnel: tunnelKeyArb })) },
+  // fromHost mostly without a key (its own encapsulation); with one it is fromEndpoint's packet passing.
+  { weight: 5, arbitrary: entryArb.chain((entry) => fc.record({ kind: fc.constant("raw" as const), entry: fc.constant(entry), packet: packetFor(entry), now: fc.nat(), srcIdentity: fc.constantFrom(0, 0, 1000, 3000), tunnel: entry === "fromHost" ? fc.oneof(fc.constant(undefined), fc.constant(undefined), fc.constant(undefined), tunnelKeyArb) : tunnelKeyArb })) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("tunnel" as const), now: fc.nat(), srcIdentity: fc.constant(0) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("deliver" as const), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1000) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("reply" as const), entry: fc.constantFrom<EntryPoint>("fromEndpoint", "toEndpoint", "fromNetwork", "toNetwork"), now: fc.nat(), srcIdentity: fc.constantFrom(0, 1001) }) },

@@ -71,7 +71,7 @@ interface Tally {
  * reached too, but rarely — it needs a service, a local backend and open policy at every hop — so it is
  * reported rather than required; tests/conformance/lb covers it on every engine.) */
 const REQUIRED_OUTCOMES = ["fromEndpoint ok", "fromEndpoint drop 133", "toEndpoint ok", "dnat", "ct reply", "ct established", "fromEndpoint drop 132", "toEndpoint drop 134", "fromNetwork ok",
-  "fromEndpoint tunnel", "fromEndpoint drop 160", "fromOverlay ok", "fromOverlay drop 133", "fromOverlay drop 147", "fromOverlay drop 171",
+  "fromEndpoint tunnel", "fromEndpoint drop 160", "fromOverlay ok", "fromHost tunnel", "fromHost drop 160", "fromHost ok", "fromOverlay drop 133", "fromOverlay drop 147", "fromOverlay drop 171",
   "toNetwork ok", "masquerade", "masquerade reply", "masquerade port changed", "toNetwork drop 167",
   "masquerade ipv6", "masquerade reply ipv6", "nodeport ipv6 dnat", "nodeport ipv6 snat", "nodeport ipv6 reply",
   "host firewall ingress ok", "host firewall ingress drop 133", "host firewall ingress reply",
@@ -157,7 +157,7 @@ async function runCases(mode: (typeof MODES)[number], seed: number, runs: number
         if (!isDeepStrictEqual(out, wr.output)) expect(Array.from(out)).toEqual(Array.from(wr.output));
         same(kr.trace, wr.trace);
         const xdp = c.entry === "fromNetwork" && (kernel as KernelDatapath).xdp;
-        expect(kr.retval, xdp ? "XDP action" : "tc return code").toBe(xdp ? xdpAction(wr.verdict) : tcReturnCode(wr.verdict, DIFF_TUNNEL_IFINDEX));
+        expect(kr.retval, xdp ? "XDP action" : "tc return code").toBe(xdp ? xdpAction(wr.verdict) : tcReturnCode(wr.verdict, DIFF_TUNNEL_IFINDEX, c.entry));
         // The tunnel key: WASM's from the seam, the kernel's read back from the skb after the run.
         same(kr.tunnel, wr.tunnel);
         // The ring buffer: the same flow events, in the same order.
