@@ -164,7 +164,9 @@ export class FlowEvents extends SimulationState {
     const ids = { src: t.srcIdentity, dst: t.dstIdentity };
     // The host firewall judged the packet at the node's device (core/host-firewall.ts): the host endpoint's
     // egress at toNetwork, its ingress at fromNetwork.
-    const hostFw = (entry === "toNetwork" && (t.traceFlags & C.TRACE_F_EGRESS_CHECKED) !== 0) || (entry === "fromNetwork" && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0);
+    // In tunnel mode a pod's packet for another node arrives at that node's fromOverlay (H10).
+    const hostFw = (entry === "toNetwork" && (t.traceFlags & C.TRACE_F_EGRESS_CHECKED) !== 0) || (entry === "fromNetwork" && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0) ||
+      (entry === "fromOverlay" && t.dstIdentity === C.ID_HOST && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0);
     const egress = entry === "fromEndpoint" || (hostFw && entry === "toNetwork");
     const toPod = entry === "toEndpoint" || entry === "fromOverlay" || (hostFw && entry === "fromNetwork");
     const dirName: FlowEvent["traffic_direction"] = toPod ? "INGRESS" : "EGRESS";

@@ -115,9 +115,20 @@ export class FlowPlayer extends L7Proxy {
     }
     // A packet for a node from elsewhere arrives through that node's device: host ingress policy
     // (core/host-firewall.ts H2). From the node itself or its own pods it never crosses the device.
+    // A pod's packet its node sent through the tunnel (node addresses name their node as tunnel endpoint
+    // with the host firewall) arrives at the target's fromOverlay instead (core/host-firewall.ts H10).
     if (target.kind === "host" && target.node && target.node !== fromNode && this.cluster.config.enableHostFirewall) {
-      const r = this.run(ctx, target.node, "fromNetwork", frame, 0, reply);
-      if (!this.report(ctx, target.node, "fromNetwork", frame, r, reply)) return undefined;
+      const overlay = sent && fromNode ? this.received(fromNode, sent) : undefined;
+      if (overlay && fromNode) {
+        const ids0 = { src: senderIdentity, dst: C.ID_HOST };
+        const extra = { tunnel: this.tunnelView(fromNode, sent!) };
+        this.event(ctx, fromNode, frame, ids0, { event: "to-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-overlay", extra });
+        this.advance(1);
+        this.event(ctx, target.node, frame, ids0, { event: "from-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-overlay", extra });
+      }
+      const entry: EntryPoint = overlay ? "fromOverlay" : "fromNetwork";
+      const r = this.run(ctx, target.node, entry, frame, 0, reply, overlay);
+      if (!this.report(ctx, target.node, entry, frame, r, reply)) return undefined;
       frame = r.output;
       fromNode = target.node;
     }
