@@ -387,7 +387,7 @@ Examples:
   ciliate trace -f scenarios/multi-node --from entity:world --to svc:shop/web --port 80
   ciliate trace -f scenarios/fqdn --from default/mediabot --to svc:kube-system/kube-dns --dns-query api.github.com
   ciliate trace -f scenarios/multi-node --from shop/frontend-0 --to shop/db-0 --protocol UDP --port 5432 --size 4000
-  ciliate trace -f scenarios/multi-node --from shop/frontend-0 --to svc:shop/db --protocol UDP --port 5432 --icmp-error 3/3
+  ciliate trace -f scenarios/multi-node --from shop/frontend-0 --to svc:shop/web --port 80 --icmp-error 3/3
 
 The DNS queries of the Traffic documents are played first, so flows to the addresses they learned meet
 the toFQDNs entries.
