@@ -30,6 +30,18 @@
  *   H7. A proxy redirect verdict drops with DROP_PROXY_LOOKUP_FAILED: ciliate has no L7 proxy for the host
  *       (the policy layer refuses L7 rules in host policies, so this only guards against a bad map).
  *   H8. An allowed new flow gets its conntrack entry; failing that, DROP_CT_CREATE_FAILED.
+ *   H9. A drop of the host firewall is counted (Metrics) in the direction of the host's policy that
+ *       decided it: METRIC_DIR_INGRESS at fromNetwork and fromOverlay, METRIC_DIR_EGRESS at toNetwork, as
+ *       Cilium's bpf_host.c reports them (cil_from_netdev / cil_to_host with METRIC_INGRESS, cil_to_netdev
+ *       with METRIC_EGRESS). Flow events name the direction the same way (traffic_direction INGRESS /
+ *       EGRESS).
+ *  H10. Tunnel mode: a pod of another node reaches this node's address through the tunnel (with the host
+ *       firewall, node addresses carry their node as tunnel endpoint, node/desired.ts, as Cilium's
+ *       nodeAddressHasTunnelIP), so the packet arrives at fromOverlay, not fromNetwork. There, a packet
+ *       for the node itself goes up its stack after H5–H8 with the source's ipcache identity (the pod's;
+ *       the tunnel id only when no entry covers the source), as Cilium's cil_from_overlay hands it to
+ *       cilium_host, whose cil_to_host runs ipv4_host_policy_ingress with that lookup. The encapsulating
+ *       UDP packet itself met fromNetwork's ingress policy as remote-node's (H2).
  */
 import { MapId, CONFIG_VALUE_FLAGS, PACKET_INFO_DADDR, PACKET_INFO_DPORT, PACKET_INFO_FAMILY, PACKET_INFO_ICMP_TYPE,
   PACKET_INFO_NEXTHDR, PACKET_INFO_SADDR, PACKET_INFO_SPORT, CT_TUPLE_SIZE, CT_TUPLE_DADDR, CT_TUPLE_SADDR,

@@ -51,8 +51,8 @@ import { MapId, PACKET_INFO_SIZE, PACKET_INFO_FAMILY, PACKET_INFO_NEXTHDR, PACKE
   CONFIG_VALUE_WORLD_IPV4_IDENTITY, CONFIG_VALUE_WORLD_IPV6_IDENTITY, CT_TUPLE_SIZE, CT_TUPLE_FLAGS,
   CT_STATE_SIZE, CT_STATE_REV_NAT_INDEX, CT_STATE_FLAGS, CT_STATE_ORIG_SPORT, PACKET_INFO_INNER_SADDR, POLICY_RESULT_SIZE, POLICY_RESULT_MATCH_TYPE, POLICY_RESULT_COOKIE,
   SERVICE_KEY_SIZE, SERVICE_VALUE_REV_NAT_INDEX, SERVICE_VALUE_FLAGS, LB_SELECTION_BACKEND_ID,
-  LB_SELECTION_BACKEND, CT_STATE_PROXY_PORT, CONFIG_VALUE_HOST_IDENTITY, CONFIG_VALUE_HOST_EP_ID } from "./gen/layout";
-import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CTX_ACT_TUNNEL, TRACE_TO_OVERLAY, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_NONE,
+  LB_SELECTION_BACKEND, CT_STATE_PROXY_PORT, CONFIG_VALUE_HOST_IDENTITY, CONFIG_VALUE_HOST_EP_ID, IPCACHE_VALUE_SEC_IDENTITY } from "./gen/layout";
+import { CTX_ACT_DROP, CTX_ACT_OK, CTX_ACT_REDIRECT, CTX_ACT_TUNNEL, TRACE_TO_OVERLAY, TRACE_TO_HOST, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_NONE,
   TUPLE_F_IN, TUPLE_F_OUT, TRACE_VERDICT_ARMED, FAMILY_IPV4, METRIC_DIR_EGRESS, METRIC_DIR_INGRESS, METRIC_DIR_SERVICE,
   TRACE_FROM_ENDPOINT, TRACE_TO_ENDPOINT, TRACE_FROM_NETWORK, TRACE_TO_PROXY, TRACE_TO_NETWORK,
   TRACE_F_EGRESS_CHECKED, TRACE_F_INGRESS_CHECKED, TRACE_F_L7_REDIRECT, TRACE_F_DNAT, TRACE_F_REV_NAT,
@@ -70,7 +70,7 @@ import { Pkt } from "./pkt";
 import { parsePacket } from "./packet";
 import { fragHandle } from "./frag";
 import { configGet } from "./config";
-import { endpointLookup, ipcacheIdentity } from "./ipcache";
+import { endpointLookup, ipcacheIdentity, ipcacheLookup } from "./ipcache";
 import { policyAudit, policyCanAccess, policyIcmpFragNeededAllowed, policyPort } from "./policy";
 import { ctBuildTuple, ctCreate, ctLookup, ctLookupOwn, ctSetOrigSport, CT_OTHER, CT_UNKNOWN_PROTO } from "./conntrack";
 import { lbLookupService, lbRevNatIcmpError, lbServiceBackend, lbDnat, lbRevNat } from "./lb";
@@ -120,9 +120,11 @@ function count(reason: u32, dir: u32, bytes: u32): void {
  */
 function finish(tr: usize, cfg: usize, info: usize, verdict: u32, reason: u32, dir: u32, obsPoint: u32): u32 {
   // toNetwork counts as egress (Cilium's cil_to_netdev: METRIC_EGRESS) and is the only egress hook that
-  // ends at TRACE_TO_NETWORK.
+  // ends at TRACE_TO_NETWORK. fromNetwork counts a host-firewall drop as ingress (hostFwDrop) and is the
+  // only ingress hook that ends at TRACE_FROM_NETWORK.
   const toNet = dir == METRIC_DIR_EGRESS && obsPoint == TRACE_TO_NETWORK;
-  const hook = toNet ? HOOK_TO_NETWORK : dir == METRIC_DIR_EGRESS ? HOOK_FROM_ENDPOINT : dir == METRIC_DIR_INGRESS ? HOOK_TO_ENDPOINT : HOOK_FROM_NETWORK;
+  const toEp = dir == METRIC_DIR_INGRESS && obsPoint != TRACE_FROM_NETWORK;
+  const hook = toNet ? HOOK_TO_NETWORK : dir == METRIC_DIR_EGRESS ? HOOK_FROM_ENDPOINT : toEp ? HOOK_TO_ENDPOINT : HOOK_FROM_NETWORK;
   return finishAt(tr, cfg, info, verdict, reason, dir, obsPoint, hook);
 }
 
@@ -160,6 +162,13 @@ function finishAt(tr: usize, cfg: usize, info: usize, verdict: u32, reason: u32,
 function drop(tr: usize, cfg: usize, info: usize, reason: u32, dir: u32): u32 {
   const obs = dir == METRIC_DIR_INGRESS ? TRACE_TO_ENDPOINT : dir == METRIC_DIR_EGRESS ? TRACE_FROM_ENDPOINT : TRACE_FROM_NETWORK;
   return finish(tr, cfg, info, CTX_ACT_DROP, reason, dir, obs);
+}
+
+/** A packet fromNetwork's host firewall refused (core/host-firewall.ts H9): counted under METRIC_DIR_INGRESS,
+ * as Cilium counts the host firewall's ingress drops (bpf_host.c cil_from_netdev and cil_to_host report
+ * them with METRIC_INGRESS), while the record stays fromNetwork's (HOOK_FROM_NETWORK, TRACE_FROM_NETWORK). */
+function hostFwDrop(tr: usize, cfg: usize, info: usize, reason: u32): u32 {
+  return finish(tr, cfg, info, CTX_ACT_DROP, reason, METRIC_DIR_INGRESS, TRACE_FROM_NETWORK);
 }
 
 /** Common start of every entry point: needs the configuration, parses the packet into `info`, and
@@ -567,7 +576,9 @@ export function toEndpoint(pkt: Pkt, srcIdentity: u32, now: u32): u32 {
  * device stripped the outer headers: the source identity is the tunnel id (core/overlay.ts O4), then
  * everything is toEndpoint's, with that identity. Outcomes: toEndpoint's, plus
  *   CTX_ACT_DROP, DROP_NO_TUNNEL_KEY — the packet carries no tunnel metadata;
- *   CTX_ACT_DROP, DROP_INVALID_IDENTITY — the tunnel id is 0 or reserved:host.
+ *   CTX_ACT_DROP, DROP_INVALID_IDENTITY — the tunnel id is 0 or reserved:host;
+ *   for the node's own address (ipcache identity host) instead of a local endpoint: overlayToHost's —
+ *   CTX_ACT_OK up the node's stack, or a host-firewall drop (core/host-firewall.ts H10).
  * The trace record holds the tunnel key it arrived with (tunnelFamily != 0).
  */
 export function fromOverlay(pkt: Pkt, now: u32): u32 {
@@ -591,7 +602,13 @@ function deliver(pkt: Pkt, srcIdentity: u32, now: u32, overlay: bool): u32 {
   }
 
   const ep = endpointLookup(info + PACKET_INFO_DADDR, family);
-  if (ep == 0) return drop(tr, cfg, info, DROP_UNROUTABLE, dir);
+  if (ep == 0) {
+    // H10: through the tunnel for the node itself (its address, identity host) — up its stack.
+    if (overlay && ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family)) == read32(cfg + CONFIG_VALUE_HOST_IDENTITY)) {
+      return overlayToHost(tr, cfg, info, carriedIn, now);
+    }
+    return drop(tr, cfg, info, DROP_UNROUTABLE, dir);
+  }
   const epId = read16(ep + ENDPOINT_INFO_EP_ID);
   // Compared by their top nibble: `>>>` keeps the JS build's integers unsigned.
   const magic = carriedIn >>> 28;
@@ -648,6 +665,26 @@ function deliver(pkt: Pkt, srcIdentity: u32, now: u32, overlay: bool): u32 {
 }
 
 /**
+ * fromOverlay's packet for the node itself (core/host-firewall.ts H10): with the host firewall, the host's
+ * ingress policy judges it on the source's identity (its ipcache entry, else the tunnel id `carried`), with
+ * conntrack as at fromNetwork (H5–H8); then, or without the host firewall, it goes up the node's stack.
+ * Outcomes: CTX_ACT_OK (TRACE_TO_HOST); CTX_ACT_DROP with hostFirewall's reasons, counted as ingress (H9).
+ */
+function overlayToHost(tr: usize, cfg: usize, info: usize, carried: u32, now: u32): u32 {
+  const family = read8(info + PACKET_INFO_FAMILY);
+  const entry = ipcacheLookup(info + PACKET_INFO_SADDR, family);
+  const srcId = entry != 0 ? read32(entry + IPCACHE_VALUE_SEC_IDENTITY) : carried;
+  if (tr != 0) write32(tr + TRACE_RECORD_SRC_IDENTITY, srcId);
+  if (hostFwEnabled(cfg) && !hostFwExempt(info)) {
+    const herr = hostFirewall(tr, cfg, info, srcId, POLICY_INGRESS, now);
+    if (herr != 0) return drop(tr, cfg, info, herr, METRIC_DIR_INGRESS);
+  } else if (tr != 0) {
+    write32(tr + TRACE_RECORD_DST_IDENTITY, read32(cfg + CONFIG_VALUE_HOST_IDENTITY));
+  }
+  return finish(tr, cfg, info, CTX_ACT_OK, 0, METRIC_DIR_INGRESS, TRACE_TO_HOST);
+}
+
+/**
  * Traffic from outside the node (Cilium's nodeport_lb4 / nodeport_lb6): NodePort, LoadBalancer and
  * external-IP frontends of either family, and replies of NodePort flows this node SNATed to a remote
  * backend.
@@ -666,7 +703,8 @@ function deliver(pkt: Pkt, srcIdentity: u32, now: u32, overlay: bool): u32 {
  *   3a. With the host firewall (core/host-firewall.ts H1–H8), a packet for the node itself: CTX_ACT_OK as a
  *      reply / related packet or when host policy allows it (conntrack entry TUPLE_F_IN for a new flow);
  *      CTX_ACT_DROP with DROP_POLICY / DROP_POLICY_DENY / DROP_POLICY_AUTH_REQUIRED (host policy),
- *      DROP_PROXY_LOOKUP_FAILED (a redirect: no host proxy) or DROP_CT_CREATE_FAILED. The trace's epId is
+ *      DROP_PROXY_LOOKUP_FAILED (a redirect: no host proxy) or DROP_CT_CREATE_FAILED, counted under
+ *      METRIC_DIR_INGRESS (H9; every other outcome here under METRIC_DIR_SERVICE). The trace's epId is
  *      the host endpoint, its destination identity the host's.
  *   4. CTX_ACT_DROP, DROP_IS_CLUSTER_IP — a ClusterIP (not routable) reached from outside.
  *   5. CTX_ACT_DROP, DROP_NO_SERVICE — no backend can serve the packet.
@@ -720,7 +758,7 @@ export function fromNetwork(pkt: Pkt, now: u32): u32 {
     if (hostFwEnabled(cfg) && !hostFwExempt(info) &&
       ipcacheIdentity(info + PACKET_INFO_DADDR, family, worldIdentity(cfg, family)) == read32(cfg + CONFIG_VALUE_HOST_IDENTITY)) {
       const herr = hostFirewall(tr, cfg, info, srcId, POLICY_INGRESS, now);
-      if (herr != 0) return drop(tr, cfg, info, herr, dir);
+      if (herr != 0) return hostFwDrop(tr, cfg, info, herr);
     }
     return finish(tr, cfg, info, CTX_ACT_OK, 0, dir, TRACE_FROM_NETWORK);
   }

@@ -182,6 +182,11 @@ export interface FlowSpec {
   /** Seconds the virtual clock advances before the flow starts (e.g. to let a DNS TTL run out). */
   wait?: number;
   icmp?: { type: number; code: number };
+  /** After the flow's first packet, an ICMPv4 error about it (destination unreachable, time exceeded,
+   * parameter problem) goes back to the sender, embedding that packet as it arrived: from `from` (a
+   * router's address) or, without it, from where the packet was delivered. Instead of the rest of the
+   * connection (`ciliate trace --icmp-error`). */
+  icmpError?: IcmpErrorSpec;
   /** UDP: bytes of the request's payload; above the sender's MTU (1500) the datagram is sent in IPv4
    * fragments (`ciliate trace --size`). */
   size?: number;
@@ -194,6 +199,30 @@ export interface FlowSpec {
   where: string;
   /** Where each end was declared (the reference's own field, e.g. `spec.flows[0].from.pod`), for messages about it. */
   whereEnds?: { from: string; to: string };
+}
+
+/** FlowSpec.icmpError. */
+export interface IcmpErrorSpec {
+  type: number;
+  code: number;
+  from?: string;
+}
+
+/**
+ * What is wrong with an ICMP error about a flow (FlowSpec.icmpError), in words for a message naming the
+ * field; undefined when it can be simulated. The datapath translates the embedded packet of ICMPv4 errors
+ * (core/nat.ts E1–E3, core/lb.ts lbRevNatIcmpError), so: types 3, 11 and 12, about a TCP, UDP or ICMP echo
+ * flow over IPv4, without an L7 request or fragments; `from` an IPv4 address.
+ */
+export function icmpErrorProblem(e: IcmpErrorSpec, flow: { protocol: string; icmpType?: number; l7: boolean; size?: number; ipFamily?: string }): string | undefined {
+  if (![3, 11, 12].includes(e.type)) return `ICMP error type ${e.type} is not an ICMPv4 error that embeds a packet (3 destination unreachable, 11 time exceeded, 12 parameter problem)`;
+  if (!Number.isInteger(e.code) || e.code < 0 || e.code > 255) return `invalid ICMP code ${JSON.stringify(e.code)} (0-255)`;
+  if (e.from !== undefined && (e.from.includes(":") || !/^\d+\.\d+\.\d+\.\d+$/.test(e.from))) return `the error's sender ${JSON.stringify(e.from)} must be an IPv4 address`;
+  if (flow.protocol !== "TCP" && flow.protocol !== "UDP" && !(flow.protocol === "ICMP" && (flow.icmpType ?? 8) === 8)) return `an ICMP error is simulated about a TCP, UDP or ICMP echo flow, not ${flow.protocol}${flow.protocol === "ICMP" ? ` type ${flow.icmpType}` : ""}`;
+  if (flow.ipFamily === "IPv6") return "an ICMP error is simulated about an IPv4 flow (the datapath translates ICMPv4 errors)";
+  if (flow.l7) return "an ICMP error is about the flow's first packet: leave out http, kafka, tls and dns";
+  if (flow.size !== undefined) return "an ICMP error is about the flow's first packet: leave out size";
+  return undefined;
 }
 
 export interface ExpectationSpec extends FlowSpec {
@@ -439,7 +468,16 @@ function flowSpecOf(o: ManifestObject, raw: unknown, path: (string | number)[], 
   const whereEnds = { from: where(o, [...path, "from", ...Object.keys(from).slice(0, 1)]), to: where(o, [...path, "to", ...Object.keys(to).slice(0, 1)]) };
   if (f.ipFamily !== undefined && f.ipFamily !== "IPv4" && f.ipFamily !== "IPv6") throw bad(o, [...path, "ipFamily"], `unknown ipFamily ${JSON.stringify(f.ipFamily)} (IPv4 or IPv6)`);
   const ipFamily = f.ipFamily as FlowSpec["ipFamily"];
-  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, kafka, tls, dns, wait, icmp, ...(ipFamily ? { ipFamily } : {}), count, where: where(o, path), whereEnds };
+  let icmpError: IcmpErrorSpec | undefined;
+  if (f.icmpError !== undefined) {
+    const e = (f.icmpError ?? {}) as Record<string, unknown>;
+    for (const k of Object.keys(e)) if (!["type", "code", "from"].includes(k)) throw bad(o, [...path, "icmpError", k], `unknown field ${JSON.stringify(k)} (icmpError has type, code, from)`);
+    if (e.type === undefined) throw bad(o, [...path, "icmpError", "type"], "icmpError needs a type (3, 11 or 12)");
+    icmpError = { type: Number(e.type), code: e.code === undefined ? 0 : Number(e.code), ...(e.from !== undefined ? { from: String(e.from) } : {}) };
+    const problem = icmpErrorProblem(icmpError, { protocol, icmpType: icmp?.type, l7: !!(http || kafka || tls || dns), ipFamily });
+    if (problem) throw bad(o, [...path, "icmpError"], problem);
+  }
+  return { name: str(f.name) ?? defaultName, from, to, port, protocol: protocol as FlowProtocol, http, kafka, tls, dns, wait, icmp, ...(icmpError ? { icmpError } : {}), ...(ipFamily ? { ipFamily } : {}), count, where: where(o, path), whereEnds };
 }
 
 function dnsSpecOf(o: ManifestObject, path: (string | number)[], raw: unknown, protocol: string): DnsSpec {

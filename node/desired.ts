@@ -8,7 +8,7 @@
  *
  * The maps the control plane owns: the configuration; the local endpoints; the ipcache (every pod IP with
  * its identity and its node as tunnel endpoint, every node IP as host on its own node and elsewhere as
- * remote-node — the reserved 6, or with enable-node-selector-labels that node's remote-node-scoped
+ * remote-node (with the host firewall, with that node as tunnel endpoint) — the reserved 6, or with enable-node-selector-labels that node's remote-node-scoped
  * identity (policy/identity.ts nodeIdentityOn) —, the CIDR identities of the policies, and 0.0.0.0/0 and ::/0 as world); the per-endpoint
  * policy entries compiled by policy/; and the services (master entry, backend slots — active first, then
  * terminating —, backends, reverse NAT, Maglev tables). Every other map (conntrack, SNAT, affinity, metrics,
@@ -267,11 +267,24 @@ export function desiredMaps(cluster: SimCluster, policy: CompiledPolicy, lb: LbM
     if (secIdentity !== undefined) out.Ipcache.push({ key: ipcacheKey(c.prefix), value: { secIdentity } });
   }
   const nodeIp = new Map<string, string>();
+  // With the host firewall another node's address names that node as its tunnel endpoint (Cilium's
+  // pkg/node/manager nodeAddressHasTunnelIP): in tunnel mode a pod's packet to it crosses the tunnel with
+  // the pod's identity, which that node's host policy judges (core/host-firewall.ts H10).
+  const nodeTunnel = cluster.config.enableHostFirewall;
   for (const n of cluster.nodes) {
     nodeIp.set(n.name, n.ip);
     // Both addresses of a dual-stack node: host on its own node, remote-node elsewhere (so IPv6 traffic to
-    // a node is never masqueraded, core/nat.ts M5, and is judged as the node's).
-    for (const ip of n.ip6 ? [n.ip, n.ip6] : [n.ip]) out.Ipcache.push({ key: ipcacheKey(ip), value: { secIdentity: numbering.identity(nodeIdentityOn(policy.identities, nodeName, n.name)) } });
+    // a node is never masqueraded, core/nat.ts M5, and is judged as the node's); both name the node's
+    // underlay address as tunnel endpoint when the host firewall needs it.
+    const secIdentity = numbering.identity(nodeIdentityOn(policy.identities, nodeName, n.name));
+    const viaTunnel = nodeTunnel && n.name !== nodeName;
+    for (const ip of n.ip6 ? [n.ip, n.ip6] : [n.ip])
+      out.Ipcache.push({
+        key: ipcacheKey(ip),
+        value: viaTunnel
+          ? { secIdentity, tunnelEndpoint: addrBytes16(n.ip), flags: C.IPCACHE_F_HAS_TUNNEL_EP | (isIpv6(n.ip) ? C.IPCACHE_F_IPV6_TUNNEL_EP : 0) }
+          : { secIdentity },
+      });
   }
   for (const p of cluster.pods) {
     if (p.hostNetwork) continue;

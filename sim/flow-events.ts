@@ -10,8 +10,8 @@ import type { EntryPoint, RunResult, TunnelKey } from "../host/datapath.ts";
 import { dropReasonHubble, dropReasonText } from "../host/drop-reasons.gen.ts";
 import { describe as describeRules, INIT_ENDPOINT } from "../policy/index.ts";
 import { EVENT_DROP, EVENT_POLICY_VERDICT, EVENT_TRACE, MATCH_TYPE_NAMES, OBS_POINT_NAMES, tcpFlagNames, type FlowEndpoint, type FlowEvent, type PolicyRef, type Verdict } from "../host/flows.ts";
-import { decodeFrame, ipv4FragmentOf } from "./packets.ts";
-import { type DirectionOutcome, type Ctx, POLICY_DROPS } from "./flow-result.ts";
+import { decodeFrame, icmpErrorInner, ipv4FragmentOf } from "./packets.ts";
+import { type DirectionOutcome, type Ctx, type IcmpInner, POLICY_DROPS } from "./flow-result.ts";
 import { CLOCK_ORIGIN_MS, SimulationState } from "./state.ts";
 
 export class FlowEvents extends SimulationState {
@@ -108,6 +108,7 @@ export class FlowEvents extends SimulationState {
       const o = decodeFrame(r.output);
       // A later fragment has no ports (decodeFrame would read payload there): addresses only.
       const frag = ipv4FragmentOf(frame);
+      const inner = icmpErrorInner(frame);
       if (frag?.offset) {
         d.sport = d.dport = 0;
         if (o) o.sport = o.dport = 0;
@@ -123,6 +124,7 @@ export class FlowEvents extends SimulationState {
         output: o ? { src: o.src, dst: o.dst, sport: o.sport, dport: o.dport } : { src: d.src, dst: d.dst, sport: d.sport, dport: d.dport },
         frame: r.output,
         ...(frag ? { fragment: frag } : {}),
+        ...(inner ? { icmpError: { type: inner.type, code: inner.code, before: innerOf(inner), after: innerOf(icmpErrorInner(r.output) ?? inner) } } : {}),
         ...(entry === "fromOverlay" ? { tunnel } : r.tunnel ? { tunnel: r.tunnel } : {}),
       });
     }
@@ -164,7 +166,9 @@ export class FlowEvents extends SimulationState {
     const ids = { src: t.srcIdentity, dst: t.dstIdentity };
     // The host firewall judged the packet at the node's device (core/host-firewall.ts): the host endpoint's
     // egress at toNetwork, its ingress at fromNetwork.
-    const hostFw = (entry === "toNetwork" && (t.traceFlags & C.TRACE_F_EGRESS_CHECKED) !== 0) || (entry === "fromNetwork" && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0);
+    // In tunnel mode a pod's packet for another node arrives at that node's fromOverlay (H10).
+    const hostFw = (entry === "toNetwork" && (t.traceFlags & C.TRACE_F_EGRESS_CHECKED) !== 0) || (entry === "fromNetwork" && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0) ||
+      (entry === "fromOverlay" && t.dstIdentity === C.ID_HOST && (t.traceFlags & C.TRACE_F_INGRESS_CHECKED) !== 0);
     const egress = entry === "fromEndpoint" || (hostFw && entry === "toNetwork");
     const toPod = entry === "toEndpoint" || entry === "fromOverlay" || (hostFw && entry === "fromNetwork");
     const dirName: FlowEvent["traffic_direction"] = toPod ? "INGRESS" : "EGRESS";
@@ -223,4 +227,8 @@ export class FlowEvents extends SimulationState {
 
 function dropReasonHubbleName(code: number): string {
   return dropReasonHubble(code);
+}
+
+function innerOf(i: IcmpInner): IcmpInner {
+  return { src: i.src, dst: i.dst, proto: i.proto, sport: i.sport, dport: i.dport };
 }

@@ -115,9 +115,20 @@ export class FlowPlayer extends L7Proxy {
     }
     // A packet for a node from elsewhere arrives through that node's device: host ingress policy
     // (core/host-firewall.ts H2). From the node itself or its own pods it never crosses the device.
+    // A pod's packet its node sent through the tunnel (node addresses name their node as tunnel endpoint
+    // with the host firewall) arrives at the target's fromOverlay instead (core/host-firewall.ts H10).
     if (target.kind === "host" && target.node && target.node !== fromNode && this.cluster.config.enableHostFirewall) {
-      const r = this.run(ctx, target.node, "fromNetwork", frame, 0, reply);
-      if (!this.report(ctx, target.node, "fromNetwork", frame, r, reply)) return undefined;
+      const overlay = sent && fromNode ? this.received(fromNode, sent) : undefined;
+      if (overlay && fromNode) {
+        const ids0 = { src: senderIdentity, dst: C.ID_HOST };
+        const extra = { tunnel: this.tunnelView(fromNode, sent!) };
+        this.event(ctx, fromNode, frame, ids0, { event: "to-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "to-overlay", extra });
+        this.advance(1);
+        this.event(ctx, target.node, frame, ids0, { event: "from-overlay", verdict: "FORWARDED", type: EVENT_TRACE, reply, obs: "from-overlay", extra });
+      }
+      const entry: EntryPoint = overlay ? "fromOverlay" : "fromNetwork";
+      const r = this.run(ctx, target.node, entry, frame, 0, reply, overlay);
+      if (!this.report(ctx, target.node, entry, frame, r, reply)) return undefined;
       frame = r.output;
       fromNode = target.node;
     }
@@ -259,12 +270,15 @@ export class FlowPlayer extends L7Proxy {
     // Where the server sees the client (after any SNAT): replies are addressed there.
     let clientIp = src.ip;
     let clientPort = sport;
+    // The first packet as it was delivered (translated on the way): what an ICMP error is about.
+    let delivered: Uint8Array | undefined;
     const send = (spec2: FrameSpec | Uint8Array, reply: boolean, http?: "request" | "response"): boolean => {
       if (ctx.stopped) return false;
       const from = reply ? server! : src;
       const out = this.sendPacket(ctx, from, spec2, reply, http);
       this.advance(1);
       if (!out) return false;
+      delivered ??= out;
       if (!reply && !server && !ipv4FragmentOf(out)?.offset) {
         const d = decodeFrame(out)!;
         server = this.placeOfIp(d.dst);
@@ -277,6 +291,22 @@ export class FlowPlayer extends L7Proxy {
     const rev = (extra: Partial<FrameSpec>): FrameSpec => ({ src: server!.ip, dst: clientIp, proto, sport: serverPort, dport: clientPort, ...extra });
     const enc = new TextEncoder();
     const { SYN, ACK, FIN, PSH } = TCP_FLAGS;
+    if (spec.icmpError) {
+      // The first packet, then an ICMP error about it from a router (icmpError.from) or from where it was
+      // delivered, addressed to its source as delivered and embedding its IP header and first 8 bytes
+      // (RFC 792). The nodes on the way back translate the embedded header (core/nat.ts E1–E3,
+      // core/lb.ts lbRevNatIcmpError) and take the error as related to the flow.
+      const first: FrameSpec = proto === "TCP" ? fwd({ tcpFlags: SYN }) : proto === "UDP" ? fwd({ payload: enc.encode("ping") })
+        : { src: src.ip, dst: dstIp, proto, icmpType: 8, icmpCode: 0, icmpId: sport };
+      if (!send(first, false) || ctx.stopped) return;
+      const ip = delivered!.subarray(14);
+      const e = spec.icmpError;
+      const sender: Place = e.from ? this.placeOfIp(e.from) : server!;
+      const error: FrameSpec = { src: sender.ip, dst: clientIp, proto: "ICMP", icmpType: e.type, icmpCode: e.code, embedded: ip.slice(0, (ip[0]! & 0xf) * 4 + 8) };
+      this.sendPacket(ctx, sender, error, true, undefined);
+      this.advance(1);
+      return;
+    }
     if (proto === "TCP") {
       if (!send(fwd({ tcpFlags: SYN }), false)) return;
       if (!send(rev({ tcpFlags: SYN | ACK }), true)) return;

@@ -26,6 +26,17 @@ export interface Step {
   fragment?: { id: number; offset: number; more: boolean };
   /** The tunnel key: set by fromEndpoint (encapsulated towards another node), or carried into fromOverlay. */
   tunnel?: TunnelKey;
+  /** An ICMPv4 error: its type and code, and the packet it embeds before and after the program ran. */
+  icmpError?: { type: number; code: number; before: IcmpInner; after: IcmpInner };
+}
+
+/** The packet an ICMP error embeds (for an ICMP echo, its identifier as `sport`). */
+export interface IcmpInner {
+  src: string;
+  dst: string;
+  proto: number;
+  sport: number;
+  dport: number;
 }
 
 export interface DirectionOutcome {

@@ -286,6 +286,36 @@ export function decodeFrame(f: Uint8Array): DecodedFrame | undefined {
   return out;
 }
 
+/** The ICMPv4 error types that embed the datagram they are about (RFC 792): destination unreachable,
+ * time exceeded, parameter problem. */
+export const ICMP_ERROR_TYPES: readonly number[] = [3, 11, 12];
+
+/** What an ICMPv4 error frame is about: its type and code, and the embedded datagram's addresses,
+ * protocol and ports (for an embedded ICMP echo, its identifier as `sport`). Undefined for any other frame
+ * or an error embedding less than an IPv4 header and 8 bytes. */
+export function icmpErrorInner(f: Uint8Array): { type: number; code: number; src: string; dst: string; proto: number; sport: number; dport: number } | undefined {
+  const d = decodeFrame(f);
+  if (!d || d.family !== 4 || d.proto !== 1 || !ICMP_ERROR_TYPES.includes(d.icmpType)) return undefined;
+  const ip = f.subarray(14);
+  const inner = ip.subarray((ip[0]! & 0xf) * 4 + 8);
+  if (inner.length < 20 || inner[0]! >> 4 !== 4) return undefined;
+  const ihl = (inner[0]! & 0xf) * 4;
+  const l4 = inner.subarray(ihl);
+  if (l4.length < 8) return undefined;
+  const proto = inner[9]!;
+  const u16 = (o: number) => (l4[o]! << 8) | l4[o + 1]!;
+  const ports = proto === 6 || proto === 17 || proto === 132;
+  return {
+    type: d.icmpType,
+    code: d.icmpCode,
+    src: formatAddr(inner.subarray(12, 16), 4),
+    dst: formatAddr(inner.subarray(16, 20), 4),
+    proto,
+    sport: ports ? u16(0) : proto === 1 ? u16(4) : 0,
+    dport: ports ? u16(2) : 0,
+  };
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* IPv4 fragments (RFC 791), for the fragment tests and the differential suite. */
 

@@ -488,7 +488,7 @@ static __always_inline __u32 ciliate_frag_handle(ciliate_ctx_t *pkt, __u8 *info)
 	return 0;
 }
 
-/* core/pipeline.ts:185 recordDest */
+/* core/pipeline.ts:194 recordDest */
 static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 {
 	if (tr == 0) {
@@ -502,7 +502,7 @@ static __always_inline void ciliate_record_dest(__u8 *tr, __u8 *info, bool orig)
 	ciliate_write16be(tr + CILIATE_TRACE_RECORD_NEW_DPORT_BE, (__u32)((struct packet_info *)info)->dport);
 }
 
-/* core/pipeline.ts:167 enter */
+/* core/pipeline.ts:176 enter */
 static __always_inline __u32 ciliate_enter(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info)
 {
 	if (cfg == 0) {
@@ -570,7 +570,7 @@ static __always_inline __u32 ciliate_jhash3_words(__u32 a, __u32 b, __u32 c, __u
 	return ciliate_jhash_final3(a, b, c, initval + CILIATE_JHASH_INITVAL + 12);
 }
 
-/* core/pipeline.ts:130 finishAt */
+/* core/pipeline.ts:132 finishAt */
 static __always_inline __u32 ciliate_finish_at(__u8 *tr, __u8 *cfg, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point, __u32 hook)
 {
 	ciliate_count(reason, dir, ((struct packet_info *)info)->len);
@@ -604,11 +604,12 @@ static __always_inline __u32 ciliate_finish_at(__u8 *tr, __u8 *cfg, __u8 *info, 
 static __always_inline __u32 ciliate_finish(__u8 *tr, __u8 *cfg, __u8 *info, __u32 verdict, __u32 reason, __u32 dir, __u32 obs_point)
 {
 	bool to_net = (dir == CILIATE_METRIC_DIR_EGRESS) && (obs_point == CILIATE_TRACE_TO_NETWORK);
-	__u32 hook = to_net ? CILIATE_HOOK_TO_NETWORK : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_HOOK_FROM_ENDPOINT : (dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_HOOK_TO_ENDPOINT : CILIATE_HOOK_FROM_NETWORK));
+	bool to_ep = (dir == CILIATE_METRIC_DIR_INGRESS) && (obs_point != CILIATE_TRACE_FROM_NETWORK);
+	__u32 hook = to_net ? CILIATE_HOOK_TO_NETWORK : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_HOOK_FROM_ENDPOINT : (to_ep ? CILIATE_HOOK_TO_ENDPOINT : CILIATE_HOOK_FROM_NETWORK));
 	return ciliate_finish_at(tr, cfg, info, verdict, reason, dir, obs_point, hook);
 }
 
-/* core/pipeline.ts:160 drop */
+/* core/pipeline.ts:162 drop */
 static __always_inline __u32 ciliate_drop(__u8 *tr, __u8 *cfg, __u8 *info, __u32 reason, __u32 dir)
 {
 	__u32 obs = dir == CILIATE_METRIC_DIR_INGRESS ? CILIATE_TRACE_TO_ENDPOINT : (dir == CILIATE_METRIC_DIR_EGRESS ? CILIATE_TRACE_FROM_ENDPOINT : CILIATE_TRACE_FROM_NETWORK);
@@ -1079,7 +1080,7 @@ static __always_inline __s32 ciliate_lb_dnat(ciliate_ctx_t *pkt, __u8 *info, __u
 	return loopback ? CILIATE_LB_DNAT_LOOPBACK : 0;
 }
 
-/* core/pipeline.ts:177 setFlag */
+/* core/pipeline.ts:186 setFlag */
 static __always_inline void ciliate_set_flag(__u8 *tr, __u32 flag)
 {
 	if (tr != 0) {
@@ -1299,7 +1300,7 @@ static __always_inline __u32 ciliate_ct_lookup_own(__u8 *tuple, __u8 *info, __u3
 	return ciliate_ct_lookup_rev(tuple, info, now, state, rev_nat, true);
 }
 
-/* core/pipeline.ts:236 ctForOwn */
+/* core/pipeline.ts:245 ctForOwn */
 static __always_inline __u32 ciliate_ct_for_own(__u8 *info, __u8 *tuple, __u8 *st, __u32 now, __u32 rev_nat)
 {
 	ciliate_ct_build_tuple(info, tuple);
@@ -1307,7 +1308,7 @@ static __always_inline __u32 ciliate_ct_for_own(__u8 *info, __u8 *tuple, __u8 *s
 	return ciliate_ct_lookup_own(tuple, info, now, st, rev_nat);
 }
 
-/* core/pipeline.ts:243 opensConnection */
+/* core/pipeline.ts:252 opensConnection */
 static __always_inline bool ciliate_opens_connection(__u8 *info)
 {
 	if ((__u32)((struct packet_info *)info)->nexthdr != CILIATE_IPPROTO_TCP) {
@@ -1412,7 +1413,7 @@ static __always_inline __s32 ciliate_nat_sport_allocate(__u8 *cfg, __u8 *info, _
 	return (__s32)cand;
 }
 
-/* core/pipeline.ts:258 sportCollision */
+/* core/pipeline.ts:267 sportCollision */
 static __always_inline __s32 ciliate_sport_collision(ciliate_ctx_t *pkt, __u8 *cfg, __u8 *info, __u8 *tuple, __u8 *st, __u8 *orig_daddr, __u32 orig_dport, __u32 ct, __u32 now, __u32 rev_nat)
 {
 	__u32 nexthdr = (__u32)((struct packet_info *)info)->nexthdr;
@@ -1471,13 +1472,13 @@ static __always_inline __u32 ciliate_ipcache_identity(__u8 *addr, __u32 family, 
 	return ((struct ipcache_value *)v)->sec_identity;
 }
 
-/* core/pipeline.ts:181 worldIdentity */
+/* core/pipeline.ts:190 worldIdentity */
 static __always_inline __u32 ciliate_world_identity(__u8 *cfg, __u32 family)
 {
 	return family == CILIATE_FAMILY_IPV4 ? ((struct config_value *)cfg)->world_ipv4_identity : ((struct config_value *)cfg)->world_ipv6_identity;
 }
 
-/* core/pipeline.ts:331 proxyListening */
+/* core/pipeline.ts:340 proxyListening */
 static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 {
 	__u8 *key = ciliate_scratch(680, 4);
@@ -1485,7 +1486,7 @@ static __always_inline bool ciliate_proxy_listening(__u32 proxy_port)
 	return bpf_map_lookup_elem(&ciliate_proxy_listeners_v1, key) != 0;
 }
 
-/* core/pipeline.ts:345 redirectRecord */
+/* core/pipeline.ts:354 redirectRecord */
 static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 {
 	if (tr != 0) {
@@ -1503,7 +1504,7 @@ static __always_inline __u8 *ciliate_redirect_record(__u8 *tr, __u8 *info)
 	return rec;
 }
 
-/* core/pipeline.ts:358 redirected */
+/* core/pipeline.ts:367 redirected */
 static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
 	__u8 *tr = ciliate_redirect_record(tr_in, info);
@@ -1513,7 +1514,7 @@ static __always_inline __u32 ciliate_redirected(__u8 *tr_in, __u8 *cfg, __u8 *in
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_REDIRECT, 0, dir, CILIATE_TRACE_TO_PROXY);
 }
 
-/* core/pipeline.ts:365 replyToProxy */
+/* core/pipeline.ts:374 replyToProxy */
 static __always_inline __u32 ciliate_reply_to_proxy(__u8 *tr_in, __u8 *cfg, __u8 *info, __u32 proxy_port, __u32 dir)
 {
 	if (tr_in != 0) {
@@ -1657,7 +1658,7 @@ static __always_inline __s32 ciliate_lb_rev_nat(ciliate_ctx_t *pkt, __u8 *info, 
 	return 0;
 }
 
-/* core/pipeline.ts:297 replyRevNat */
+/* core/pipeline.ts:306 replyRevNat */
 static __always_inline __u32 ciliate_reply_rev_nat(ciliate_ctx_t *pkt, __u8 *tr, __u8 *info, __u8 *st, bool related)
 {
 	__u32 rev_nat = (__u32)((struct ct_state *)st)->rev_nat_index;
@@ -1729,7 +1730,7 @@ static __always_inline __s32 ciliate_overlay_encap(ciliate_ctx_t *pkt, __u8 *cfg
 	return 1;
 }
 
-/* core/pipeline.ts:406 forward */
+/* core/pipeline.ts:415 forward */
 static __always_inline __u32 ciliate_forward(ciliate_ctx_t *pkt, __u8 *tr, __u8 *cfg, __u8 *info, __u32 src_id, __u32 dir)
 {
 	__s32 e = ciliate_overlay_encap(pkt, cfg, tr, info + CILIATE_PACKET_INFO_DADDR, (__u32)((struct packet_info *)info)->family, src_id);
@@ -1878,7 +1879,7 @@ static __always_inline __s32 ciliate_policy_audit(__s32 verdict, __u8 *cfg, __u8
 	return 0;
 }
 
-/* core/pipeline.ts:199 policyCheck */
+/* core/pipeline.ts:208 policyCheck */
 static __always_inline __s32 ciliate_policy_check(__u8 *tr, __u8 *cfg, __u8 *info, __u32 ep_id, __u32 remote_id, __u32 egress)
 {
 	__u8 *res = ciliate_scratch(744, sizeof(struct policy_result));
@@ -1960,7 +1961,7 @@ static __always_inline __s32 ciliate_ct_set_orig_sport(__u8 *tuple, __u32 orig_s
 	return 0;
 }
 
-/* core/pipeline.ts:441 fromEndpoint */
+/* core/pipeline.ts:450 fromEndpoint */
 static __always_inline __u32 ciliate_from_endpoint(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -2089,13 +2090,29 @@ static __always_inline __s32 ciliate_overlay_decap_identity(ciliate_ctx_t *pkt, 
 	return (__s32)id;
 }
 
+/* core/host-firewall.ts:60 hostFwEnabled */
+static __always_inline bool ciliate_host_fw_enabled(__u8 *cfg)
+{
+	return (cfg != 0) && ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_HOST_FIREWALL) != 0);
+}
+
+/* core/host-firewall.ts:66 hostFwExempt */
+static __always_inline bool ciliate_host_fw_exempt(__u8 *info)
+{
+	if ((__u32)((struct packet_info *)info)->nexthdr != CILIATE_IPPROTO_ICMPV6) {
+		return false;
+	}
+	__u32 t = (__u32)((struct packet_info *)info)->icmp_type;
+	return (t >= CILIATE_ICMPV6_ROUTER_SOLICIT) && (t <= CILIATE_ICMPV6_NEIGH_ADVERT);
+}
+
 /* core/conntrack.ts:295 ctLookup */
 static __always_inline __u32 ciliate_ct_lookup(__u8 *tuple, __u8 *info, __u32 now, __u8 *state)
 {
 	return ciliate_ct_lookup_rev(tuple, info, now, state, 0, false);
 }
 
-/* core/pipeline.ts:228 ctFor */
+/* core/pipeline.ts:237 ctFor */
 static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, __u32 dir_flag, __u32 now)
 {
 	ciliate_ct_build_tuple(info, tuple);
@@ -2103,7 +2120,59 @@ static __always_inline __u32 ciliate_ct_for(__u8 *info, __u8 *tuple, __u8 *st, _
 	return ciliate_ct_lookup(tuple, info, now, st);
 }
 
-/* core/pipeline.ts:312 replyOrigSport */
+/* core/pipeline.ts:391 hostFirewall */
+static __always_inline __u32 ciliate_host_firewall(__u8 *tr, __u8 *cfg, __u8 *info, __u32 remote_id, __u32 egress, __u32 now)
+{
+	__u32 ep_id = (__u32)((struct config_value *)cfg)->host_ep_id;
+	__u32 host_id = ((struct config_value *)cfg)->host_identity;
+	if (tr != 0) {
+		((struct trace_record *)tr)->ep_id = (__u16)ep_id;
+		*(__u32 *)(tr + (egress == CILIATE_POLICY_EGRESS ? CILIATE_TRACE_RECORD_SRC_IDENTITY : CILIATE_TRACE_RECORD_DST_IDENTITY)) = host_id;
+	}
+	__u8 *tuple = ciliate_scratch(1072, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(1112, sizeof(struct ct_state));
+	__u32 ct = ciliate_ct_for(info, tuple, st, egress == CILIATE_POLICY_EGRESS ? CILIATE_TUPLE_F_OUT : CILIATE_TUPLE_F_IN, now);
+	if ((ct != CILIATE_CT_UNKNOWN_PROTO) && (tr != 0)) {
+		((struct trace_record *)tr)->ct_state = (__u8)ct;
+	}
+	if ((ct == CILIATE_CT_REPLY) || (ct == CILIATE_CT_RELATED)) {
+		ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
+		return 0;
+	}
+	__s32 v = ciliate_policy_check(tr, cfg, info, ep_id, remote_id, egress);
+	if (v < 0) {
+		return (__u32)(-v);
+	}
+	if (v > 0) {
+		return CILIATE_DROP_PROXY_LOOKUP_FAILED;
+	}
+	if ((ct == CILIATE_CT_NEW) && (ciliate_ct_create(tuple, info, now, egress == CILIATE_POLICY_EGRESS ? host_id : remote_id, 0, 0, 0) != 0)) {
+		return CILIATE_DROP_CT_CREATE_FAILED;
+	}
+	return 0;
+}
+
+/* core/pipeline.ts:673 overlayToHost */
+static __always_inline __u32 ciliate_overlay_to_host(__u8 *tr, __u8 *cfg, __u8 *info, __u32 carried, __u32 now)
+{
+	__u32 family = (__u32)((struct packet_info *)info)->family;
+	__u8 *entry = ciliate_ipcache_lookup(info + CILIATE_PACKET_INFO_SADDR, family);
+	__u32 src_id = entry != 0 ? ((struct ipcache_value *)entry)->sec_identity : carried;
+	if (tr != 0) {
+		((struct trace_record *)tr)->src_identity = src_id;
+	}
+	if (ciliate_host_fw_enabled(cfg) && !ciliate_host_fw_exempt(info)) {
+		__u32 herr = ciliate_host_firewall(tr, cfg, info, src_id, CILIATE_POLICY_INGRESS, now);
+		if (herr != 0) {
+			return ciliate_drop(tr, cfg, info, herr, CILIATE_METRIC_DIR_INGRESS);
+		}
+	} else if (tr != 0) {
+		((struct trace_record *)tr)->dst_identity = ((struct config_value *)cfg)->host_identity;
+	}
+	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, CILIATE_METRIC_DIR_INGRESS, CILIATE_TRACE_TO_HOST);
+}
+
+/* core/pipeline.ts:321 replyOrigSport */
 static __always_inline __u32 ciliate_reply_orig_sport(ciliate_ctx_t *pkt, __u8 *info, __u8 *st, bool related)
 {
 	__u32 port = (__u32)((struct ct_state *)st)->orig_sport;
@@ -2114,14 +2183,14 @@ static __always_inline __u32 ciliate_reply_orig_sport(ciliate_ctx_t *pkt, __u8 *
 	if (!related) {
 		r = ciliate_nat_rewrite_port(pkt, info, true, port);
 	} else if ((__u32)((struct packet_info *)info)->family == CILIATE_FAMILY_IPV4) {
-		__u8 *addr = ciliate_scratch(1072, 16);
+		__u8 *addr = ciliate_scratch(1128, 16);
 		__builtin_memcpy(addr, info + CILIATE_PACKET_INFO_INNER_SADDR, 16);
 		r = ciliate_nat_rewrite_icmp_error_inner(pkt, info, false, addr, port);
 	}
 	return r < 0 ? (__u32)(-r) : 0;
 }
 
-/* core/pipeline.ts:578 deliver */
+/* core/pipeline.ts:589 deliver */
 static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now, bool overlay)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -2143,6 +2212,9 @@ static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_ident
 	}
 	__u8 *ep = ciliate_endpoint_lookup(info + CILIATE_PACKET_INFO_DADDR, family);
 	if (ep == 0) {
+		if (overlay && (ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_DADDR, family, ciliate_world_identity(cfg, family)) == ((struct config_value *)cfg)->host_identity)) {
+			return ciliate_overlay_to_host(tr, cfg, info, carried_in, now);
+		}
 		return ciliate_drop(tr, cfg, info, CILIATE_DROP_UNROUTABLE, dir);
 	}
 	__u32 ep_id = (__u32)((struct endpoint_info *)ep)->ep_id;
@@ -2210,13 +2282,13 @@ static __always_inline __u32 ciliate_deliver(ciliate_ctx_t *pkt, __u32 src_ident
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_ENDPOINT);
 }
 
-/* core/pipeline.ts:561 toEndpoint */
+/* core/pipeline.ts:570 toEndpoint */
 static __always_inline __u32 ciliate_to_endpoint(ciliate_ctx_t *pkt, __u32 src_identity, __u32 now)
 {
 	return ciliate_deliver(pkt, src_identity, now, false);
 }
 
-/* core/pipeline.ts:573 fromOverlay */
+/* core/pipeline.ts:584 fromOverlay */
 static __always_inline __u32 ciliate_from_overlay(ciliate_ctx_t *pkt, __u32 now)
 {
 	return ciliate_deliver(pkt, 0, now, true);
@@ -2247,13 +2319,13 @@ static __always_inline __s32 ciliate_snat_rev_icmp_error(ciliate_ctx_t *pkt, __u
 	if (*(__u32 *)(info + CILIATE_PACKET_INFO_DADDR) != *(__u32 *)(info + CILIATE_PACKET_INFO_INNER_SADDR)) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *key = ciliate_scratch(1304, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1360, sizeof(struct ct_tuple));
 	ciliate_snat_key(key, info + CILIATE_PACKET_INFO_INNER_SADDR, info + CILIATE_PACKET_INFO_INNER_DADDR, (__u32)((struct packet_info *)info)->inner_sport, (__u32)((struct packet_info *)info)->inner_dport, proto, CILIATE_TUPLE_F_IN, CILIATE_FAMILY_IPV4);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *addr = ciliate_scratch(1344, 16);
+	__u8 *addr = ciliate_scratch(1400, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
 	__s32 r = ciliate_nat_rewrite_addr(pkt, info, true, addr);
 	if (r < 0) {
@@ -2300,7 +2372,7 @@ static __always_inline __s32 ciliate_nat_rewrite_icmp_id(ciliate_ctx_t *pkt, __u
 /* core/nat.ts:334 snatApply */
 static __always_inline __s32 ciliate_snat_apply(ciliate_ctx_t *pkt, __u8 *info, __u8 *v, bool dst)
 {
-	__u8 *addr = ciliate_scratch(1360, 16);
+	__u8 *addr = ciliate_scratch(1416, 16);
 	__builtin_memcpy(addr, v + CILIATE_SNAT_VALUE_TO_ADDR, 16);
 	__u32 port = ciliate_read16be(v + CILIATE_SNAT_VALUE_TO_PORT_BE);
 	__s32 r = ciliate_nat_rewrite_addr(pkt, info, dst, addr);
@@ -2323,7 +2395,7 @@ static __always_inline __s32 ciliate_snat_rev_ingress(ciliate_ctx_t *pkt, __u8 *
 	if (!ciliate_snat_proto(info, false)) {
 		return CILIATE_NAT_PUNT_TO_STACK;
 	}
-	__u8 *key = ciliate_scratch(1264, sizeof(struct ct_tuple));
+	__u8 *key = ciliate_scratch(1320, sizeof(struct ct_tuple));
 	ciliate_snat_tuple(info, key, CILIATE_TUPLE_F_IN);
 	__u8 *v = bpf_map_lookup_elem(&ciliate_snat_v1, key);
 	if (v == 0) {
@@ -2332,55 +2404,13 @@ static __always_inline __s32 ciliate_snat_rev_ingress(ciliate_ctx_t *pkt, __u8 *
 	return ciliate_snat_apply(pkt, info, v, true);
 }
 
-/* core/host-firewall.ts:48 hostFwEnabled */
-static __always_inline bool ciliate_host_fw_enabled(__u8 *cfg)
+/* core/pipeline.ts:170 hostFwDrop */
+static __always_inline __u32 ciliate_host_fw_drop(__u8 *tr, __u8 *cfg, __u8 *info, __u32 reason)
 {
-	return (cfg != 0) && ((((struct config_value *)cfg)->flags & CILIATE_CONFIG_F_HOST_FIREWALL) != 0);
+	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_DROP, reason, CILIATE_METRIC_DIR_INGRESS, CILIATE_TRACE_FROM_NETWORK);
 }
 
-/* core/host-firewall.ts:54 hostFwExempt */
-static __always_inline bool ciliate_host_fw_exempt(__u8 *info)
-{
-	if ((__u32)((struct packet_info *)info)->nexthdr != CILIATE_IPPROTO_ICMPV6) {
-		return false;
-	}
-	__u32 t = (__u32)((struct packet_info *)info)->icmp_type;
-	return (t >= CILIATE_ICMPV6_ROUTER_SOLICIT) && (t <= CILIATE_ICMPV6_NEIGH_ADVERT);
-}
-
-/* core/pipeline.ts:382 hostFirewall */
-static __always_inline __u32 ciliate_host_firewall(__u8 *tr, __u8 *cfg, __u8 *info, __u32 remote_id, __u32 egress, __u32 now)
-{
-	__u32 ep_id = (__u32)((struct config_value *)cfg)->host_ep_id;
-	__u32 host_id = ((struct config_value *)cfg)->host_identity;
-	if (tr != 0) {
-		((struct trace_record *)tr)->ep_id = (__u16)ep_id;
-		*(__u32 *)(tr + (egress == CILIATE_POLICY_EGRESS ? CILIATE_TRACE_RECORD_SRC_IDENTITY : CILIATE_TRACE_RECORD_DST_IDENTITY)) = host_id;
-	}
-	__u8 *tuple = ciliate_scratch(1376, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(1416, sizeof(struct ct_state));
-	__u32 ct = ciliate_ct_for(info, tuple, st, egress == CILIATE_POLICY_EGRESS ? CILIATE_TUPLE_F_OUT : CILIATE_TUPLE_F_IN, now);
-	if ((ct != CILIATE_CT_UNKNOWN_PROTO) && (tr != 0)) {
-		((struct trace_record *)tr)->ct_state = (__u8)ct;
-	}
-	if ((ct == CILIATE_CT_REPLY) || (ct == CILIATE_CT_RELATED)) {
-		ciliate_set_flag(tr, CILIATE_TRACE_F_REPLY);
-		return 0;
-	}
-	__s32 v = ciliate_policy_check(tr, cfg, info, ep_id, remote_id, egress);
-	if (v < 0) {
-		return (__u32)(-v);
-	}
-	if (v > 0) {
-		return CILIATE_DROP_PROXY_LOOKUP_FAILED;
-	}
-	if ((ct == CILIATE_CT_NEW) && (ciliate_ct_create(tuple, info, now, egress == CILIATE_POLICY_EGRESS ? host_id : remote_id, 0, 0, 0) != 0)) {
-		return CILIATE_DROP_CT_CREATE_FAILED;
-	}
-	return 0;
-}
-
-/* core/pipeline.ts:290 staleServiceEntry */
+/* core/pipeline.ts:299 staleServiceEntry */
 static __always_inline __u32 ciliate_stale_service_entry(__u32 ct, __u8 *st, __u32 rev_nat)
 {
 	if ((ct == CILIATE_CT_ESTABLISHED) && ((__u32)((struct ct_state *)st)->rev_nat_index != rev_nat)) {
@@ -2479,13 +2509,13 @@ static __always_inline __s32 ciliate_snat_egress(ciliate_ctx_t *pkt, __u8 *info,
 	return ciliate_snat_apply(pkt, info, oval, false);
 }
 
-/* core/pipeline.ts:681 fromNetwork */
+/* core/pipeline.ts:719 fromNetwork */
 static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
 	__u8 *tr = ciliate_trace_begin(cfg);
 	__u32 dir = CILIATE_METRIC_DIR_SERVICE;
-	__u8 *info = ciliate_scratch(1088, sizeof(struct packet_info));
+	__u8 *info = ciliate_scratch(1144, sizeof(struct packet_info));
 	__u32 err = ciliate_enter(pkt, tr, cfg, info);
 	if (err == CILIATE_DROP_UNKNOWN_L3) {
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
@@ -2498,8 +2528,8 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 	if (tr != 0) {
 		((struct trace_record *)tr)->src_identity = src_id;
 	}
-	__u8 *tuple = ciliate_scratch(1184, sizeof(struct ct_tuple));
-	__u8 *st = ciliate_scratch(1224, sizeof(struct ct_state));
+	__u8 *tuple = ciliate_scratch(1240, sizeof(struct ct_tuple));
+	__u8 *st = ciliate_scratch(1280, sizeof(struct ct_state));
 	__s32 snerr = ciliate_snat_rev_ingress(pkt, info);
 	if (snerr < 0) {
 		return ciliate_drop(tr, cfg, info, (__u32)(-snerr), dir);
@@ -2522,13 +2552,13 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 		ciliate_record_dest(tr, info, false);
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 	}
-	__u8 *svc_key = ciliate_scratch(1240, sizeof(struct service_key));
+	__u8 *svc_key = ciliate_scratch(1296, sizeof(struct service_key));
 	__u8 *svc = ciliate_lb_lookup_service(info, svc_key, false);
 	if (svc == 0) {
 		if (ciliate_host_fw_enabled(cfg) && !ciliate_host_fw_exempt(info) && (ciliate_ipcache_identity(info + CILIATE_PACKET_INFO_DADDR, family, ciliate_world_identity(cfg, family)) == ((struct config_value *)cfg)->host_identity)) {
 			__u32 herr = ciliate_host_firewall(tr, cfg, info, src_id, CILIATE_POLICY_INGRESS, now);
 			if (herr != 0) {
-				return ciliate_drop(tr, cfg, info, herr, dir);
+				return ciliate_host_fw_drop(tr, cfg, info, herr);
 			}
 		}
 		return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_FROM_NETWORK);
@@ -2582,7 +2612,7 @@ static __always_inline __u32 ciliate_from_network(ciliate_ctx_t *pkt, __u32 now)
 	return ciliate_finish(tr, cfg, info, CILIATE_CTX_ACT_OK, 0, dir, CILIATE_TRACE_TO_NETWORK);
 }
 
-/* core/host-firewall.ts:69 hostFwForwarded */
+/* core/host-firewall.ts:81 hostFwForwarded */
 static __always_inline bool ciliate_host_fw_forwarded(__u8 *cfg, __u8 *info)
 {
 	__u32 proto = (__u32)((struct packet_info *)info)->nexthdr;
@@ -2751,7 +2781,7 @@ static __always_inline bool ciliate_snat_needs_masquerade(__u8 *cfg, __u8 *info,
 	return !ciliate_ct_is_reply_to_ingress(info, now);
 }
 
-/* core/pipeline.ts:786 toNetwork */
+/* core/pipeline.ts:824 toNetwork */
 static __always_inline __u32 ciliate_to_network(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();
@@ -2796,7 +2826,7 @@ static __always_inline bool ciliate_overlay_key_present(ciliate_ctx_t *pkt)
 	return ciliate_tunnel_key_get(pkt, key) == 0;
 }
 
-/* core/pipeline.ts:839 fromHost */
+/* core/pipeline.ts:877 fromHost */
 static __always_inline __u32 ciliate_from_host(ciliate_ctx_t *pkt, __u32 now)
 {
 	__u8 *cfg = ciliate_config_get();

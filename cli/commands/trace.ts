@@ -10,7 +10,7 @@ import { stringify as stringifyYaml } from "yaml";
 import * as C from "../../host/constants.gen.ts";
 import { dropReasonText } from "../../host/drop-reasons.gen.ts";
 import { KAFKA_API_KEYS, KAFKA_ROLE_REQUEST, kafkaApiKeyOf, policyLookup, dnsSelectorProblems, portInPrefix, type CompiledPolicy, type MapStateEntry } from "../../policy/index.ts";
-import type { EndpointRefSpec, FlowSpec } from "../../node/cluster.ts";
+import { icmpErrorProblem, type EndpointRefSpec, type FlowSpec } from "../../node/cluster.ts";
 import { identityText, jsonLine, MATCH_TYPE_NAMES } from "../../host/flows.ts";
 import { protoName, protoNumber } from "../../host/protocols.ts";
 import { hostPort, parseIp } from "../../host/ip.ts";
@@ -47,6 +47,8 @@ interface TraceOptions extends GlobalOptions {
   dnsTtl?: string;
   size?: string;
   firstFragmentLost?: boolean;
+  icmpError?: string;
+  icmpErrorFrom?: string;
 }
 
 /** The L7 verdict with the deciding rule (its policy, rule element and index in that element's L7 list). */
@@ -123,7 +125,7 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
   const ingress = r.ingress ?? ingressWouldBe;
   return {
     verdict: r.verdict,
-    flow: { from: spec.from, to: spec.to, port: spec.port, protocol: spec.protocol, http: spec.http, dns: spec.dns, icmp: spec.icmp },
+    flow: { from: spec.from, to: spec.to, port: spec.port, protocol: spec.protocol, http: spec.http, dns: spec.dns, icmp: spec.icmp, ...(spec.icmpError ? { icmpError: spec.icmpError } : {}) },
     identities: { source: r.srcIdentity, destination: r.dstIdentity },
     source: placeJson(sim, r.source, r.srcIdentity),
     destination: placeJson(sim, r.destination, r.dstIdentity),
@@ -144,6 +146,8 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
       ...(s.tunnel ? { tunnel: tunnelJson(sim, s) } : {}),
       // An IPv4 fragment: a later one (offset > 0) was judged with its first fragment's ports (core/frag.ts).
       ...(s.fragment ? { fragment: { id: s.fragment.id, offset: s.fragment.offset, last: !s.fragment.more } } : {}),
+      // An ICMP error: the packet it embeds as the program received it and as it left (--icmp-error).
+      ...(s.icmpError ? { icmpError: { type: s.icmpError.type, code: s.icmpError.code, inner: { before: innerText(s.icmpError.before), after: innerText(s.icmpError.after) } } } : {}),
       // Masquerading (toNetwork) and its reverse for the reply (fromNetwork); NodePort SNAT alike.
       ...(s.trace.traceFlags & C.TRACE_F_SNAT && s.result.verdict !== C.CTX_ACT_DROP ? { snat: snatJson(s) } : {}),
       dropReason: s.result.dropReason || undefined,
@@ -154,6 +158,13 @@ export function traceJson(sim: Simulation, spec: FlowSpec, r: FlowResult, ingres
     })),
     reason: r.reason,
   };
+}
+
+/** The packet an ICMP error embeds, as `src:port -> dst:port PROTO` (an ICMP echo by its identifier). */
+function innerText(i: NonNullable<Step["icmpError"]>["before"]): string {
+  const name = protoName(i.proto) ?? String(i.proto);
+  if (i.proto === 1) return `${i.src} -> ${i.dst} ICMP echo id ${i.sport}`;
+  return `${hostPort(i.src, i.sport)} -> ${hostPort(i.dst, i.dport)} ${name}`;
 }
 
 /** The outer header of an encapsulated hop: on encapsulation the key names the destination node, on
@@ -192,7 +203,7 @@ function fragmentText(f: { id: number; offset: number; last: boolean }, dropReas
 function textOf(j: ReturnType<typeof traceJson>): string {
   const lines: string[] = [];
   const ep = (p: ReturnType<typeof placeJson>) => `${p.pod ?? p.entity ?? p.kind} ${p.ip} identity ${p.identity} (${p.identityName})${p.node ? ` on ${p.node}` : ""}`;
-  lines.push(`Flow:        ${refText(j.flow.from)} -> ${refText(j.flow.to)} ${j.flow.protocol === "ICMP" || j.flow.protocol === "ICMPv6" ? `${j.flow.protocol} type ${j.flow.port}` : `${j.flow.port}/${j.flow.protocol}`}${j.flow.http ? ` HTTP ${j.flow.http.method} ${j.flow.http.path}` : ""}${j.flow.dns ? ` DNS query ${j.flow.dns.query}` : ""}`);
+  lines.push(`Flow:        ${refText(j.flow.from)} -> ${refText(j.flow.to)} ${j.flow.protocol === "ICMP" || j.flow.protocol === "ICMPv6" ? `${j.flow.protocol} type ${j.flow.port}` : `${j.flow.port}/${j.flow.protocol}`}${j.flow.http ? ` HTTP ${j.flow.http.method} ${j.flow.http.path}` : ""}${j.flow.dns ? ` DNS query ${j.flow.dns.query}` : ""}${j.flow.icmpError ? `, then ICMP error type ${j.flow.icmpError.type} code ${j.flow.icmpError.code} from ${j.flow.icmpError.from ?? "where it arrived"}` : ""}`);
   lines.push(`Source:      ${ep(j.source)}`);
   lines.push(`Destination: ${ep(j.destination)}`);
   if (j.service) lines.push(`Service:     ${j.service.namespace}/${j.service.name} ${j.service.frontend} (${j.service.kind})${j.backend ? ` → backend ${j.backend.pod ?? j.backend.ip} ${hostPort(j.backend.ip, j.backend.port)}` : " → no backend"}`);
@@ -202,6 +213,13 @@ function textOf(j: ReturnType<typeof traceJson>): string {
     if (s.tunnel) lines.push(`      ${s.tunnel.direction === "encap" ? "encapsulated" : "decapsulated"}: ${s.tunnel.protocol} ${s.tunnel.outer.source} -> ${s.tunnel.outer.destination} VNI ${s.tunnel.vni} (identity ${s.tunnel.vni})`);
     if (s.fragment) lines.push(`      ${fragmentText(s.fragment, s.dropReason)}`);
     if (s.snat) lines.push(`      ${s.snat.direction === "snat" ? "SNAT" : "reverse SNAT"} of the ${s.snat.field}: ${s.snat.from} -> ${s.snat.to}`);
+    if (s.icmpError) {
+      const e = s.icmpError;
+      // The backend's own error also gets the frontend as its outer source (core/lb.ts lbRevNatIcmpError).
+      const src = s.packet.split(" -> ")[0]!.replace(/:0$/, "");
+      const outer = s.output.src !== src ? `; outer source ${src} -> ${s.output.src}` : "";
+      lines.push(`      ICMP error type ${e.type} code ${e.code} about ${e.inner.before}${e.inner.after !== e.inner.before ? `; embedded header translated to ${e.inner.after}` : ""}${outer}`);
+    }
   });
   for (const [name, d] of [["Egress", j.egress], ["Ingress", j.ingress]] as const) {
     lines.push(`${name}:${" ".repeat(12 - name.length)}${d.verdict.toUpperCase()}${d.evaluated ? "" : " (not reached; this is what ingress would decide)"} — ${d.reason}`);
@@ -255,7 +273,8 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
   const fam = famText === "IPV6" || famText === "6" ? "IPv6" : famText === "IPV4" || famText === "4" ? "IPv4" : undefined;
   if (g.ipFamily !== undefined && !fam) throw new CliError(`unknown --ip-family ${JSON.stringify(g.ipFamily)}`, "BAD_OPTION", "IPv4 or IPv6 (or 4, 6)");
   const size = sizeOption(g, protocol, dns !== undefined);
-  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, dns, icmp: icmpSpec, ...(fam ? { ipFamily: fam } : {}), ...(size !== undefined ? { size, firstFragmentLost: g.firstFragmentLost === true } : {}), count: 1, where: "--from/--to", whereEnds: { from: "--from", to: "--to" } };
+  const icmpError = icmpErrorOption(g, { protocol, icmpType: icmpSpec?.type, l7: !!(http || kafka || tls || dns), size, ipFamily: fam });
+  const spec: FlowSpec = { name: "trace", from, to, port, protocol: protocol as FlowSpec["protocol"], http, kafka, tls, dns, icmp: icmpSpec, ...(icmpError ? { icmpError } : {}), ...(fam ? { ipFamily: fam } : {}), ...(size !== undefined ? { size, firstFragmentLost: g.firstFragmentLost === true } : {}), count: 1, where: "--from/--to", whereEnds: { from: "--from", to: "--to" } };
   const l = load(g);
   // A multi-cluster scenario: the flow is traced in its source's cluster (sim/mesh.ts).
   const mesh = l.mesh ? await MeshSimulation.create(l.mesh, await simulationOptions(g)) : undefined;
@@ -282,6 +301,20 @@ export async function runTrace(g: TraceOptions, out: Out): Promise<number> {
     (mesh ?? sim).close();
   }
   return 0;
+}
+
+/** --icmp-error TYPE[/CODE] and --icmp-error-from IP: an ICMP error about the flow's first packet. */
+function icmpErrorOption(g: TraceOptions, flow: Parameters<typeof icmpErrorProblem>[1]): FlowSpec["icmpError"] {
+  if (g.icmpError === undefined) {
+    if (g.icmpErrorFrom !== undefined) throw new CliError("--icmp-error-from needs --icmp-error", "BAD_OPTION");
+    return undefined;
+  }
+  const m = /^(\d{1,3})(?:\/(\d{1,3}))?$/.exec(g.icmpError);
+  if (!m) throw new CliError(`malformed --icmp-error ${JSON.stringify(g.icmpError)}`, "BAD_OPTION", "TYPE/CODE, e.g. 3/4 (fragmentation needed), 3/3 (port unreachable), 11/0 (time exceeded)");
+  const e = { type: Number(m[1]), code: m[2] === undefined ? 0 : Number(m[2]), ...(g.icmpErrorFrom !== undefined ? { from: g.icmpErrorFrom } : {}) };
+  const problem = icmpErrorProblem(e, flow);
+  if (problem) throw new CliError(`--icmp-error: ${problem}`, "BAD_OPTION");
+  return e;
 }
 
 /** --size (UDP payload bytes; fragments above the MTU) and --first-fragment-lost (needs a fragmented --size). */
@@ -336,6 +369,8 @@ export function registerTrace(program: Command, run: (fn: () => Promise<number>)
     .option("--dns-ttl <seconds>", "TTL of the answer (default 300)")
     .option("--size <bytes>", "UDP: payload bytes of the request; above 1472 it leaves the 1500-byte MTU sender in IPv4 fragments, each traced")
     .option("--first-fragment-lost", "with --size: the first fragment is lost on the way; the later ones arrive alone")
+    .option("--icmp-error <type/code>", "after the flow's first packet, an ICMPv4 error about it goes back (3/4 fragmentation needed, 3/3 port unreachable, 11/0 time exceeded): shows how the nodes translate the embedded header")
+    .option("--icmp-error-from <ip>", "with --icmp-error: the error's sender, a router on the way (default: where the packet arrived)")
     .addHelpText(
       "after",
       `
@@ -352,6 +387,7 @@ Examples:
   ciliate trace -f scenarios/multi-node --from entity:world --to svc:shop/web --port 80
   ciliate trace -f scenarios/fqdn --from default/mediabot --to svc:kube-system/kube-dns --dns-query api.github.com
   ciliate trace -f scenarios/multi-node --from shop/frontend-0 --to shop/db-0 --protocol UDP --port 5432 --size 4000
+  ciliate trace -f scenarios/multi-node --from shop/frontend-0 --to svc:shop/web --port 80 --icmp-error 3/3
 
 The DNS queries of the Traffic documents are played first, so flows to the addresses they learned meet
 the toFQDNs entries.

@@ -134,9 +134,11 @@ describe.skipIf(suite.skip)("host firewall on three nodes: a nodeSelector policy
     record("outside-to-node-1-8080", `{ip: ${OUTSIDE_IP}}`, `{ip: ${nodeIp(1)}}`, 8080, "denied");
     expect(tcp(nodeNs(2), nodeIp(1), 9000)).toMatch(/^denied/);
     record("node-2-host-to-node-1-9000", `{ip: ${nodeIp(2)}}`, `{ip: ${nodeIp(1)}}`, 9000, "denied");
-    // The drops are node-1's (at from_network, counted under the direction SERVICE: docs/multi-node.md);
-    // each refused SYN is retransmitted, so at least one per case.
+    // The drops are node-1's (at from_network, counted under the direction INGRESS as Cilium's host
+    // firewall counts them: core/host-firewall.ts H9); each refused SYN is retransmitted, so at least one per case.
     expect(policyDrops(1) - before, drops(c, 1)).toBeGreaterThanOrEqual(4);
+    expect(drops(c, 1)).toMatch(/ciliate_drop_count_total\{reason="POLICY_DENIED",direction="INGRESS"\} [1-9]/);
+    expect(drops(c, 1)).not.toMatch(/reason="POLICY_DENIED",direction="SERVICE"/);
     expect(policyDrops(2) + policyDrops(3), drops(c, 2) + drops(c, 3)).toBe(0);
   }, 90_000);
 

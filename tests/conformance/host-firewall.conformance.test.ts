@@ -13,12 +13,24 @@ import type { Datapath, RunResult } from "../../host/datapath.ts";
 import { buildFrame, TCP_FLAGS, type FrameSpec } from "../../sim/packets.ts";
 import { addrBytes16 } from "../../host/ip.ts";
 import { tcReturnCode, type KernelRunResult } from "../../datapath/kernel-engine.ts";
+import { flowOf } from "../../host/trace-flow.ts";
 
 const NODE_IP = "192.168.57.11";
 const NODE_IP_NUM = 0xc0a8390b;
 const OTHER_NODE = "192.168.57.12";
 const NODE_V6 = "fd00:57::11";
 const HOST_EP = 321;
+/** Pods on the other node, reached through the tunnel. */
+const REMOTE_POD = "10.244.2.10";
+const REMOTE_POD_ID = 4100;
+const OTHER_POD = "10.244.2.11";
+const OTHER_POD_ID = 4101;
+
+function metricsOf(dp: Datapath): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const [k, v] of dp.map(MAP_SPECS.Metrics).entries()) if (Number(v.packets)) m.set(`${k.reason}/${k.dir}`, Number(v.packets));
+  return m;
+}
 
 /** The standard node plus its own address (host), another node (remote-node), and the host firewall
  * on (or off) for host endpoint HOST_EP; pods allow everything. */
@@ -206,6 +218,72 @@ for (const backend of backends) {
       const r = run(dp, "fromNetwork", tcp(WORLD_IP, NODE_IP, 40000, 23));
       expect(r.verdict).toBe(C.CTX_ACT_OK);
       expect(r.trace.traceFlags & C.TRACE_F_AUDITED).toBe(C.TRACE_F_AUDITED);
+    });
+
+    it("H9: an ingress host-firewall drop is counted as INGRESS (as Cilium's), stays fromNetwork's record, and its flow is INGRESS", async () => {
+      const dp = await backend.create();
+      hostNode(dp);
+      addPolicy(dp, { epId: HOST_EP, egress: true, identity: 0 });
+      addPolicy(dp, { epId: HOST_EP, egress: false, identity: C.ID_WORLD, proto: TCP, port: 22 });
+      const no = run(dp, "fromNetwork", tcp(WORLD_IP, NODE_IP, 40000, 80));
+      expect(no.dropReason).toBe(C.DROP_POLICY);
+      expect(no.trace.hook).toBe(C.HOOK_FROM_NETWORK);
+      expect(no.trace.obsPoint).toBe(C.TRACE_FROM_NETWORK);
+      const names = { podByIp: new Map(), identityLabels: new Map(), nodeName: "node-1" };
+      expect(flowOf(no.trace, names).traffic_direction).toBe("INGRESS");
+      // What else fromNetwork counts stays SERVICE: the allowed SSH packet.
+      expect(run(dp, "fromNetwork", tcp(WORLD_IP, NODE_IP, 40001, 22)).verdict).toBe(C.CTX_ACT_OK);
+      const m = metricsOf(dp);
+      expect(m.get(`${C.DROP_POLICY}/${C.METRIC_DIR_INGRESS}`)).toBe(1);
+      expect(m.get(`${C.DROP_POLICY}/${C.METRIC_DIR_SERVICE}`)).toBeUndefined();
+      expect(m.get(`0/${C.METRIC_DIR_SERVICE}`)).toBe(1);
+      // Egress drops stay EGRESS.
+      addPolicy(dp, { epId: HOST_EP, egress: true, identity: 0, deny: true });
+      expect(run(dp, "toNetwork", tcp(NODE_IP, WORLD_IP, 40002, 443)).dropReason).toBe(C.DROP_POLICY_DENY);
+      expect(metricsOf(dp).get(`${C.DROP_POLICY_DENY}/${C.METRIC_DIR_EGRESS}`)).toBe(1);
+    });
+
+    it("H10: through the tunnel to the node's address — judged by the host's ingress policy on the source's ipcache identity, then up the stack", async () => {
+      const dp = await backend.create();
+      hostNode(dp);
+      const cfg = dp.map(MAP_SPECS.Config).lookup(0)!;
+      dp.map(MAP_SPECS.Config).update(0, { ...cfg, tunnelProtocol: C.TUNNEL_PROTO_VXLAN, tunnelIfindex: 7 });
+      dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(REMOTE_POD), { secIdentity: REMOTE_POD_ID, tunnelEndpoint: addrBytes16(OTHER_NODE), flags: C.IPCACHE_F_HAS_TUNNEL_EP });
+      dp.map(MAP_SPECS.Ipcache).update(ipcacheKey(OTHER_POD), { secIdentity: OTHER_POD_ID, tunnelEndpoint: addrBytes16(OTHER_NODE), flags: C.IPCACHE_F_HAS_TUNNEL_EP });
+      addPolicy(dp, { epId: HOST_EP, egress: true, identity: 0 });
+      addPolicy(dp, { epId: HOST_EP, egress: false, identity: REMOTE_POD_ID, proto: TCP, port: 8080, cookie: 9 });
+      const over = (spec: FrameSpec, tunnelId: number, now = 100) => dp.run("fromOverlay", buildFrame(spec), { now, tunnel: { remote: OTHER_NODE, tunnelId } });
+      const ok = over(tcp(REMOTE_POD, NODE_IP, 41000, 8080), REMOTE_POD_ID);
+      expect(ok.verdict).toBe(C.CTX_ACT_OK);
+      expect(ok.trace.epId).toBe(HOST_EP);
+      expect(ok.trace.srcIdentity).toBe(REMOTE_POD_ID);
+      expect(ok.trace.dstIdentity).toBe(C.ID_HOST);
+      expect(ok.trace.ingressCookie).toBe(9);
+      expect(ok.trace.obsPoint).toBe(C.TRACE_TO_HOST);
+      expect(ok.trace.ctState).toBe(C.CT_NEW);
+      // The node's answer leaves as the reply of that connection, whatever egress says.
+      addPolicy(dp, { epId: HOST_EP, egress: true, identity: 0, deny: true });
+      expect(run(dp, "toNetwork", tcp(NODE_IP, REMOTE_POD, 8080, 41000, TCP_FLAGS.SYN | TCP_FLAGS.ACK)).verdict).toBe(C.CTX_ACT_OK);
+      // Another pod of that node, another port; and the identity is the source's ipcache entry's, not the
+      // tunnel id's (as Cilium's host firewall looks the source up again).
+      expect(over(tcp(OTHER_POD, NODE_IP, 41001, 8080), OTHER_POD_ID).dropReason).toBe(C.DROP_POLICY);
+      expect(over(tcp(REMOTE_POD, NODE_IP, 41002, 9000), REMOTE_POD_ID).dropReason).toBe(C.DROP_POLICY);
+      const spoofed = over(tcp(OTHER_POD, NODE_IP, 41003, 8080), REMOTE_POD_ID);
+      expect(spoofed.dropReason).toBe(C.DROP_POLICY);
+      expect(spoofed.trace.srcIdentity).toBe(OTHER_POD_ID);
+      expect(metricsOf(dp).get(`${C.DROP_POLICY}/${C.METRIC_DIR_INGRESS}`)).toBe(3);
+      // Not the node's address and not a local pod: still 151.
+      expect(over(tcp(REMOTE_POD, "10.244.7.7", 41004, 8080), REMOTE_POD_ID).dropReason).toBe(C.DROP_UNROUTABLE);
+    });
+
+    it("H10: with the host firewall off, a packet through the tunnel for the node's address goes up its stack untracked", async () => {
+      const dp = await backend.create();
+      hostNode(dp, { on: false });
+      addPolicy(dp, { epId: HOST_EP, egress: false, identity: 0, deny: true });
+      const r = dp.run("fromOverlay", buildFrame(tcp(REMOTE_POD, NODE_IP, 41000, 8080)), { now: 100, tunnel: { remote: OTHER_NODE, tunnelId: REMOTE_POD_ID } });
+      expect(r.verdict).toBe(C.CTX_ACT_OK);
+      expect(r.trace.dstIdentity).toBe(C.ID_HOST);
+      expect(conntrackCount(dp)).toBe(0);
     });
   });
 }
