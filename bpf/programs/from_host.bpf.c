@@ -24,7 +24,7 @@ static __always_inline int ciliate_from_host_action(struct __sk_buff *ctx, __u32
 	struct config_value *cfg;
 
 	if (verdict == CILIATE_CTX_ACT_TUNNEL) {
-		cfg = bpf_map_lookup_elem(&ciliate_config_v1, &zero);
+		cfg = bpf_map_lookup_elem(&ciliate_config_v2, &zero);
 		if (cfg && cfg->tunnel_ifindex != 0 && cfg->tunnel_ifindex == ctx->ifindex)
 			return TC_ACT_OK;
 	}
