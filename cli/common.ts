@@ -11,6 +11,7 @@ import { loadManifests } from "../sim/manifests.ts";
 import { Simulation, type SimulationOptions } from "../sim/simulator.ts";
 import { MeshSimulation } from "../sim/mesh.ts";
 import { CliError } from "./errors.ts";
+import { currentDiagnostics, setDiagnostics } from "./run-diagnostics.ts";
 import { parseIpv4Cidr, parseIpv6Cidr } from "../host/ip.ts";
 import type { MasqueradeOptions } from "../node/desired.ts";
 
@@ -42,23 +43,13 @@ export function fqdnMinTtlOf(g: GlobalOptions): number | undefined {
   return Number(v);
 }
 
-let runDiagnostics: Diagnostics | undefined;
-
 /**
  * The run's diagnostics (created on first use with the run's --strict): every refused object and warning
  * is printed on stderr once, as found; main() turns "something was refused" into exit 2 after the command
  * has printed its results for everything that was valid.
  */
 export function diagnostics(g: GlobalOptions = {}): Diagnostics {
-  runDiagnostics ??= new Diagnostics(Boolean(g.strict), (line) => process.stderr.write(`${line}\n`));
-  return runDiagnostics;
-}
-
-/** Called by main() once the command is done: the diagnostics of the run (undefined: nothing was loaded). */
-export function finishDiagnostics(): Diagnostics | undefined {
-  const d = runDiagnostics;
-  runDiagnostics = undefined;
-  return d;
+  return currentDiagnostics() ?? setDiagnostics(new Diagnostics(Boolean(g.strict), (line) => process.stderr.write(`${line}\n`)));
 }
 
 /** What `-o json` documents carry about the input: counts, refused objects, every problem and warning. */
@@ -200,8 +191,4 @@ export function parseRef(s: string, what: string): EndpointRefSpec {
   // ns/pod, pod, or cluster/ns/pod (a multi-cluster scenario, sim/mesh.ts).
   if (/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?){0,2}$/.test(t)) return wrap({ pod: t });
   throw new CliError(`${what}: cannot read ${JSON.stringify(s)}`, "BAD_REFERENCE", "use ns/pod, svc:ns/name, an IP, a CIDR or entity:NAME");
-}
-
-export function collect(v: string, prev: string[] = []): string[] {
-  return [...prev, v];
 }

@@ -1,19 +1,21 @@
 /*
  * The `ciliate` command (docs/cli.md): global options, one file per command in cli/commands/, and the exit
  * code contract — 0 success, 1 a check failed, 2 bad input (one line on stderr, never a stack trace).
+ * Each command's flags and help are in cli/definitions/, which import nothing heavy; the command itself is
+ * imported when it runs, so `ciliate --help` or a usage error does not load the simulator.
  */
 import { Command, CommanderError, Option } from "commander";
-import { registerAgent } from "./commands/agent.ts";
-import { registerCheck } from "./commands/check.ts";
-import { registerCni } from "./commands/cni.ts";
-import { registerObserve } from "./commands/observe.ts";
-import { registerReach } from "./commands/reach.ts";
-import { registerRelay } from "./commands/relay.ts";
-import { registerSimulate } from "./commands/simulate.ts";
-import { registerTrace } from "./commands/trace.ts";
-import { registerUi } from "./commands/ui.ts";
-import { registerWhatif } from "./commands/whatif.ts";
-import { finishDiagnostics } from "./common.ts";
+import { registerAgent } from "./definitions/agent.ts";
+import { registerCheck } from "./definitions/check.ts";
+import { registerCni } from "./definitions/cni.ts";
+import { registerObserve } from "./definitions/observe.ts";
+import { registerReach } from "./definitions/reach.ts";
+import { registerRelay } from "./definitions/relay.ts";
+import { registerSimulate } from "./definitions/simulate.ts";
+import { registerTrace } from "./definitions/trace.ts";
+import { registerUi } from "./definitions/ui.ts";
+import { registerWhatif } from "./definitions/whatif.ts";
+import { finishDiagnostics } from "./run-diagnostics.ts";
 import { EXIT_BAD_INPUT, reportError } from "./errors.ts";
 
 /**

@@ -46,6 +46,10 @@ export function clz32(x: u32): u32 { return <u32>clz<u32>(x); }
 /** First byte after the static data: where core's allocator starts. Not used by the packet path. */
 export function heapBase(): usize { return __heap_base; }
 
+/** How many bytes of memory there are now. What ensureMemory adds beyond them reads as zero (memory.grow
+ * zero-fills the new pages). Not used by the packet path. */
+export function memoryBytes(): usize { return <usize>memory.size() << 16; }
+
 /** Makes memory at least `bytes` long; returns false when it cannot grow. Not used by the packet path. */
 export function ensureMemory(bytes: usize): bool {
   const have = <usize>memory.size() << 16;

@@ -3,7 +3,9 @@
 import { describe, expect, it } from "vitest";
 import { dns1035Label, dns1123Label, dns1123Subdomain, labelKey, labelValue } from "./k8s-names.ts";
 import { parseManifests } from "./manifest-loader.ts";
-import { registerSchema, schemaApiVersions, validateAgainstSchema } from "./schema.ts";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { builtinSchemas, loadValidatorModule, PRECOMPILED_DIR, registerSchema, schemaApiVersions, schemaFilesHash, schemaKey, validateAgainstSchema } from "./schema.ts";
 
 const load = (y: string) => parseManifests(y, "s.yaml");
 
@@ -117,6 +119,26 @@ metadata: {name: 1svc}
     expect(labelValue("")).toBeUndefined();
     expect(labelValue("v1.2_3")).toBeUndefined();
     expect(labelValue("x".repeat(64))).toBeDefined();
+  });
+
+  it("a precompiled validator (npm run build, one module per kind) finds the problems a validator compiled at run time finds", { timeout: 120_000 }, (t) => {
+    const files = [schemaKey("cilium.io/v2", "CiliumNetworkPolicy"), schemaKey("v1", "Pod")].map((k) => join(import.meta.dirname, "..", PRECOMPILED_DIR, `${k}.cjs`));
+    if (!files.every((f) => existsSync(f))) {
+      console.log("skipped: no precompiled validators (npm run build)");
+      return t.skip();
+    }
+    // Built from these schemas, so validateAgainstSchema uses them.
+    for (const f of files) expect(loadValidatorModule(f).exports.schemaHash).toBe(schemaFilesHash());
+    const bad = [
+      { apiVersion: "cilium.io/v2", kind: "CiliumNetworkPolicy", metadata: { name: "b", namespace: "x" }, spec: { endpointSelector: {}, nodeSelector: {}, ingress: [{ fromEndpoint: [{}], toPorts: [{ ports: [{ port: 80, protocol: "TCPX" }], rules: { http: [{ methd: "GET" }] } }] }] } },
+      { apiVersion: "cilium.io/v2", kind: "CiliumNetworkPolicy", metadata: { name: "c", namespace: "x" }, spec: { endpointSelector: { matchLabels: { a: 1 } } } },
+    ];
+    const pod = { apiVersion: "v1", kind: "Pod", metadata: { name: "p", namespace: "x", labels: { a: 1 } }, spec: { containers: [{ name: "c", image: 3, ports: [{ containerPort: "x" }] }], hostNetwork: "yes" } };
+    const precompiled = [...bad, pod].map((o) => validateAgainstSchema(o));
+    expect(precompiled.every((p) => p!.length > 0)).toBe(true);
+    // The same schemas registered again are compiled here, at run time (a registered kind is not a built-in one).
+    for (const k of builtinSchemas().kinds.filter((k) => k.kind === "CiliumNetworkPolicy" || k.kind === "Pod")) registerSchema(k.apiVersion, k.kind, k.schema);
+    expect([...bad, pod].map((o) => validateAgainstSchema(o))).toEqual(precompiled);
   });
 
   it("other kinds register their own schema (ciliate's kinds)", () => {

@@ -6,15 +6,17 @@
 // each naming its field path. The schemas are data in policy/schemas/ (see SOURCES.md there), imported as
 // modules so they travel inside the bundled CLI; ciliate's own kinds (policy/ciliate-schemas.ts) are
 // registered here too, so one ajv instance validates every kind. `npm run build` precompiles all of them
-// (scripts/build-validators.ts); without that, a validator is compiled on first use. Other kinds register
-// theirs with registerSchema().
+// (scripts/build-validators.ts), one module per kind, and a run loads only the kinds its input has: a CLI
+// start pays for two or three validators, not for all of them, and never loads ajv's compiler. Without
+// that build, a validator is compiled on first use. Other kinds register theirs with registerSchema().
 
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import { Script } from "node:vm";
+import type { Ajv, ErrorObject, ValidateFunction } from "ajv";
 import { CILIATE_API_VERSION, ciliateProblems, ciliateSchemas, didYouMean, registerCiliateSchemas } from "./ciliate-schemas.ts";
 import ccnpSchema from "./schemas/ciliumclusterwidenetworkpolicy-v2.json" with { type: "json" };
 import cnpSchema from "./schemas/ciliumnetworkpolicy-v2.json" with { type: "json" };
@@ -29,19 +31,29 @@ export interface SchemaProblem {
 }
 
 interface Registered {
-  schema: object;
+  /** The schema, made when it is compiled (most runs load a precompiled validator instead). */
+  schema: () => object;
+  /** A built-in kind: its precompiled validator may be used. */
+  builtin: boolean;
   validate?: ValidateFunction;
 }
 
 export const AJV_OPTIONS = { allErrors: true, strict: false, validateFormats: false, verbose: true } as const;
-/** Where `npm run build` writes the precompiled validators (scripts/build-validators.ts). */
-export const PRECOMPILED_PATH = "build/schemas/validators.cjs";
+/**
+ * Where `npm run build` writes the precompiled validators (scripts/build-validators.ts): one CommonJS
+ * module per kind, named by schemaKey(), exporting `validate` and the `schemaHash` it was built from, each
+ * with V8's code cache for it (KEY.cache).
+ */
+export const PRECOMPILED_DIR = "build/schemas/validators";
 const K8S_ID = "kubernetes.json";
-const CRD_SCHEMAS = [cnpSchema, ccnpSchema] as unknown as { apiVersion: string; kind: string; schema: { properties: Record<string, unknown> } }[];
+type CrdSchema = { apiVersion: string; kind: string; schema: { properties: Record<string, unknown> } };
+const CRD_SCHEMAS = [cnpSchema, ccnpSchema] as unknown as CrdSchema[];
+type KubernetesSchema = { kinds: { apiVersion: string; kind: string; definition: string }[]; objectMeta: string; definitions: object };
 
-const ajv = new Ajv(AJV_OPTIONS);
+let ajv: Ajv | undefined;
 const registry = new Map<string, Map<string, Registered>>(); // kind → apiVersion → schema
 let builtinsLoaded = false;
+let filesHash: string | undefined;
 
 /** The identifier of one apiVersion/kind's validator (no "/": ajv resolves $refs relative to it). */
 export function schemaKey(apiVersion: string, kind: string): string {
@@ -50,9 +62,31 @@ export function schemaKey(apiVersion: string, kind: string): string {
 
 /** Identifies the schemas a precompiled module was built from (a stale module is not used). */
 export function schemaFilesHash(): string {
-  const h = createHash("sha256");
-  for (const x of [kubernetesSchema, ...CRD_SCHEMAS, ...ciliateSchemas()]) h.update(JSON.stringify(x));
-  return h.digest("hex");
+  if (filesHash === undefined) {
+    const h = createHash("sha256");
+    for (const x of [kubernetesSchema, ...CRD_SCHEMAS, ...ciliateSchemas()]) h.update(JSON.stringify(x));
+    filesHash = h.digest("hex");
+  }
+  return filesHash;
+}
+
+/** The Kubernetes definitions as one schema ($id kubernetes.json), a copy: ajv annotates what it compiles. */
+function kubernetesDefinitions(): object {
+  return { $id: K8S_ID, definitions: structuredClone((kubernetesSchema as unknown as KubernetesSchema).definitions) };
+}
+
+/** A Cilium CRD's schema, a copy; the CRD leaves metadata open, the API server still validates it as ObjectMeta. */
+function crdSchema(c0: CrdSchema): object {
+  const c = structuredClone(c0);
+  return { ...c.schema, properties: { ...c.schema.properties, metadata: { $ref: `${K8S_ID}#/definitions/${(kubernetesSchema as unknown as KubernetesSchema).objectMeta}` } } };
+}
+
+/** Every built-in kind — Kubernetes, Cilium's CRDs, ciliate's own — with a function making its schema. */
+function builtinKinds(): { apiVersion: string; kind: string; schema: () => object }[] {
+  const kinds: { apiVersion: string; kind: string; schema: () => object }[] = (kubernetesSchema as unknown as KubernetesSchema).kinds.map((k) => ({ apiVersion: k.apiVersion, kind: k.kind, schema: () => ({ $ref: `${K8S_ID}#/definitions/${k.definition}` }) }));
+  for (const c of CRD_SCHEMAS) kinds.push({ apiVersion: c.apiVersion, kind: c.kind, schema: () => crdSchema(c) });
+  registerCiliateSchemas((apiVersion, kind, schema) => kinds.push({ apiVersion, kind, schema: () => schema }));
+  return kinds;
 }
 
 /**
@@ -60,51 +94,82 @@ export function schemaFilesHash(): string {
  * Kubernetes, Cilium's CRDs and ciliate's own kinds.
  */
 export function builtinSchemas(): { definitions: object; kinds: { apiVersion: string; kind: string; schema: object }[] } {
-  const k8s = structuredClone(kubernetesSchema) as unknown as { kinds: { apiVersion: string; kind: string; definition: string }[]; objectMeta: string; definitions: object };
-  const kinds = k8s.kinds.map((k) => ({ apiVersion: k.apiVersion, kind: k.kind, schema: { $ref: `${K8S_ID}#/definitions/${k.definition}` } as object }));
-  for (const c0 of CRD_SCHEMAS) {
-    const c = structuredClone(c0);
-    // The CRD leaves metadata open; the API server still validates it as ObjectMeta.
-    kinds.push({ apiVersion: c.apiVersion, kind: c.kind, schema: { ...c.schema, properties: { ...c.schema.properties, metadata: { $ref: `${K8S_ID}#/definitions/${k8s.objectMeta}` } } } });
-  }
-  registerCiliateSchemas((apiVersion, kind, schema) => kinds.push({ apiVersion, kind, schema }));
-  return { definitions: { $id: K8S_ID, definitions: k8s.definitions }, kinds };
+  return { definitions: kubernetesDefinitions(), kinds: builtinKinds().map((k) => ({ apiVersion: k.apiVersion, kind: k.kind, schema: k.schema() })) };
 }
 
+/** The one ajv instance, with the Kubernetes definitions; loaded only when a validator must be compiled. */
+function compiler(): Ajv {
+  if (!ajv) {
+    // Not imported at the top: ajv's compiler is a large module, and a built tree never needs it.
+    const mod = createRequire(import.meta.url)("ajv") as { Ajv?: typeof Ajv; default?: typeof Ajv };
+    const AjvClass = (mod.Ajv ?? mod.default ?? mod) as typeof Ajv;
+    ajv = new AjvClass(AJV_OPTIONS);
+    ajv.addSchema(kubernetesDefinitions());
+  }
+  return ajv;
+}
+
+let precompiledDir: string | null | undefined;
+
 /**
- * The precompiled module, found by walking up from this module: from policy/ in the sources it is
- * ../build/schemas/, from build/cli/chunks/ in the bundled CLI three levels further up, the same file.
+ * The folder of precompiled validators, found by walking up from this module: from policy/ in the
+ * sources it is ../build/schemas/validators, from build/cli/chunks/ in the bundled CLI three levels
+ * further up, the same folder. Null when there is none.
  */
-function precompiledFile(): string | undefined {
+function precompiledFolder(): string | null {
+  if (precompiledDir !== undefined) return precompiledDir;
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
-    const f = join(dir, PRECOMPILED_PATH);
-    if (existsSync(f)) return f;
+    const f = join(dir, PRECOMPILED_DIR);
+    if (existsSync(f)) return (precompiledDir = f);
     const up = dirname(dir);
     if (up === dir) break;
     dir = up;
   }
-  return undefined;
+  return (precompiledDir = null);
 }
 
-function precompiled(): Record<string, ValidateFunction> | undefined {
-  const file = precompiledFile();
-  if (!file) return undefined;
-  const mod = createRequire(import.meta.url)(file) as Record<string, ValidateFunction> & { schemaHash?: string };
-  return mod.schemaHash === schemaFilesHash() ? mod : undefined;
+/**
+ * Loads a precompiled validator module (a file of scripts/build-validators.ts) as require() would, with
+ * V8's code cache beside it when there is one: the validator of a CRD is one function of about a megabyte,
+ * which V8 would otherwise parse when loaded and compile again on its first call (most of a CLI run's
+ * time). A cache V8 does not accept (another Node version) only costs that time; `script.cachedDataRejected`
+ * says so. The build script uses this too, to make the cache.
+ */
+export function loadValidatorModule(file: string): { script: Script; exports: { validate?: ValidateFunction; schemaHash?: string } } {
+  let cachedData: Buffer | undefined;
+  try {
+    cachedData = readFileSync(file.replace(/\.cjs$/, ".cache"));
+  } catch {
+    cachedData = undefined;
+  }
+  // The wrapper CommonJS gives a module; the build made the cache from this same text.
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${readFileSync(file, "utf8")}\n})`, { filename: file, cachedData });
+  const module = { exports: {} };
+  (script.runInThisContext() as (...a: unknown[]) => void)(module.exports, createRequire(file), module, file, dirname(file));
+  return { script, exports: module.exports };
+}
+
+/** The precompiled validator of one kind, when built from the schemas in this tree. */
+function precompiled(apiVersion: string, kind: string): ValidateFunction | undefined {
+  const folder = precompiledFolder();
+  if (!folder) return undefined;
+  const file = join(folder, `${schemaKey(apiVersion, kind)}.cjs`);
+  if (!existsSync(file)) return undefined;
+  const mod = loadValidatorModule(file).exports;
+  return mod.schemaHash === schemaFilesHash() ? mod.validate : undefined;
 }
 
 function loadBuiltins(): void {
   if (builtinsLoaded) return;
   builtinsLoaded = true;
-  const { definitions, kinds } = builtinSchemas();
-  ajv.addSchema(definitions);
-  const pre = precompiled();
-  for (const k of kinds) {
-    registerSchema(k.apiVersion, k.kind, k.schema);
-    const v = pre?.[schemaKey(k.apiVersion, k.kind)];
-    if (v) registry.get(k.kind)!.get(k.apiVersion)!.validate = v;
-  }
+  for (const k of builtinKinds()) register(k.apiVersion, k.kind, { schema: k.schema, builtin: true });
+}
+
+function register(apiVersion: string, kind: string, r: Registered): void {
+  let byVersion = registry.get(kind);
+  if (!byVersion) registry.set(kind, (byVersion = new Map()));
+  byVersion.set(apiVersion, r);
 }
 
 /**
@@ -113,9 +178,7 @@ function loadBuiltins(): void {
  * A kind registered under several apiVersions accepts each of them.
  */
 export function registerSchema(apiVersion: string, kind: string, schema: object): void {
-  let byVersion = registry.get(kind);
-  if (!byVersion) registry.set(kind, (byVersion = new Map()));
-  byVersion.set(apiVersion, { schema });
+  register(apiVersion, kind, { schema: () => schema, builtin: false });
 }
 
 /** The apiVersions with a schema for a kind (empty: the kind has no schema). */
@@ -234,7 +297,7 @@ export function validateAgainstSchema(obj: Record<string, unknown>): SchemaProbl
     const known = [...byVersion.keys()];
     return [{ path: ["apiVersion"], code: "unsupported-api-version", detail: `apiVersion ${JSON.stringify(apiVersion)} is not supported for kind ${kind}; use ${known.join(" or ")}` }];
   }
-  reg.validate ??= ajv.compile(reg.schema);
+  reg.validate ??= (reg.builtin ? precompiled(apiVersion, kind) : undefined) ?? compiler().compile(reg.schema());
   const data = dropNulls(obj);
   if (reg.validate(data)) return [];
   // ciliate's kinds keep their own wording (known fields listed, ranges, endpoint references).

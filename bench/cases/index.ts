@@ -12,5 +12,6 @@ import { overlayBenchmark } from "./overlay.ts";
 import { loadgenBenchmark } from "./loadgen.ts";
 import { connRateBenchmark } from "./conn-rate.ts";
 import { xdpNodePortBenchmark } from "./xdp-nodeport.ts";
+import { cliStartBenchmark } from "./cli-start.ts";
 
-export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, loadgenBenchmark, connRateBenchmark, xdpNodePortBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark, identityAllocationBenchmark, overlayBenchmark];
+export const benchmarks: Benchmark[] = [datapathBenchmark, scalingBenchmark, iptablesBenchmark, loadgenBenchmark, connRateBenchmark, xdpNodePortBenchmark, controlPlaneBenchmark, maglevBenchmark, l7ProxyBenchmark, dnsProxyBenchmark, identityAllocationBenchmark, overlayBenchmark, cliStartBenchmark];

@@ -4,7 +4,6 @@
  * --junit FILE writes JUnit XML. Exit 1 when any expectation fails.
  */
 import { writeFileSync } from "node:fs";
-import type { Command } from "commander";
 import Table from "cli-table3";
 import { stringify as stringifyYaml } from "yaml";
 import { diagnosticsJson, flowSimulation, load, outputOf, type GlobalOptions, type Out } from "../common.ts";
@@ -105,24 +104,4 @@ export async function runCheck(g: GlobalOptions & { junit?: string; wide?: boole
   else if (fmt === "yaml") out(stringifyYaml({ results, passed, failed, diagnostics: diagnosticsJson(g) }));
   else out(`${checkTable(results, g.wide ? undefined : terminalWidth())}\n${passed} passed, ${failed} failed\n`);
   return failed ? EXIT_CHECK_FAILED : EXIT_OK;
-}
-
-export function registerCheck(program: Command, run: (fn: () => Promise<number>) => Promise<void>): void {
-  program
-    .command("check")
-    .description("evaluate every Expectation in the manifests; exit 1 if any fails")
-    .option("--junit <file>", "also write the results as JUnit XML")
-    .option("--wide", "one line per expectation, however long (default: fit the terminal, wrapping names and reasons)")
-    .addHelpText(
-      "after",
-      `
-Examples:
-  ciliate check -f scenarios/starwars
-  ciliate check -f scenarios/k8s-netpol -o json
-  ciliate check -f scenarios/starwars --wide
-  ciliate check -f scenarios/multi-node --junit results.xml
-
-Exit codes: 0 all expectations hold, 1 at least one failed, 2 bad input.`,
-    )
-    .action(async (_o, cmd: Command) => run(() => runCheck(cmd.optsWithGlobals(), (s) => process.stdout.write(s), (s) => process.stderr.write(s))));
 }

@@ -8,8 +8,6 @@
  * 7 invalid configuration, 11 try again later (the agent is not reachable), 999 agent-side failures.
  * DEL is idempotent: deleting an unknown container, or with the agent's state already gone, succeeds.
  */
-import type { Command } from "commander";
-import { readFileSync } from "node:fs";
 import { callApi } from "../../agent/api.ts";
 import { DEFAULT_SOCKET } from "../../agent/defaults.ts";
 import { endpointNamesProblem } from "../../agent/endpoint-names.ts";
@@ -86,12 +84,4 @@ export async function runCni(env: NodeJS.ProcessEnv, stdin: string, out: (s: str
     out(`${JSON.stringify({ cniVersion, code: err.cniCode, msg: err.message, details: err.details })}\n`);
     return 1;
   }
-}
-
-export function registerCni(program: Command, run: (fn: () => Promise<number>) => Promise<void>): void {
-  program
-    .command("cni")
-    .description("the CNI plugin: ADD/DEL/CHECK/VERSION from CNI_* variables and the configuration on stdin, via the agent")
-    .addHelpText("after", "\nRun by the container runtime (see docs/agent.md for the network configuration).\nExit codes: 0 success, 1 a CNI error (printed as JSON on stdout).")
-    .action(async () => run(() => runCni(process.env, process.env.CNI_COMMAND === "VERSION" ? "" : readFileSync(0, "utf8"), (s) => process.stdout.write(s))));
 }

@@ -6,11 +6,9 @@
  * Observer gRPC API: an agent's hubble.sock, `ciliate relay`, or any Hubble server. Exit 0, 2 on bad flags
  * or when the agent or server cannot be reached.
  */
-import type { Command } from "commander";
 import { request } from "node:http";
 import { compactLine, jsonLine, type FlowEvent } from "../../host/flows.ts";
 import { flowEventOfHubble } from "../../host/hubble-flow-event.ts";
-import { DEFAULT_SOCKET } from "../../agent/defaults.ts";
 import { matches } from "../../agent/flows.ts";
 import { targetProblem } from "../../agent/grpc-target.ts";
 import { ObserverCallError, streamFlows, type FlowsResponseJson } from "../../agent/observer-client.ts";
@@ -151,22 +149,6 @@ async function observeServer(target: string, q: Query, fmt: string, out: Out, er
     forget();
   }
   return 0;
-}
-
-export function registerObserve(program: Command, run: (fn: () => Promise<number>) => Promise<void>): void {
-  program
-    .command("observe")
-    .description("the node's flows from the agent (drops, policy verdicts, traces), like `hubble observe`")
-    .option("--socket <path>", "unix socket of the agent API", DEFAULT_SOCKET)
-    .option("--server <address>", "read a Hubble Observer gRPC API instead: unix:///path (an agent's hubble.sock) or host:port (e.g. `ciliate relay`)")
-    .option("--from-pod <pod>", "only flows from this pod (ns/name or name)")
-    .option("--to-pod <pod>", "only flows to this pod (ns/name or name)")
-    .option("--verdict <verdict>", "only flows with this verdict (FORWARDED, DROPPED, …)")
-    .option("--port <port>", "only flows with this source or destination port")
-    .option("--follow", "keep printing new flows until interrupted")
-    .option("--last <n>", "how many already-seen flows to print first (0 = all kept)", "20")
-    .addHelpText("after", "\nExamples:\n  ciliate observe --verdict DROPPED --last 50\n  ciliate observe --to-pod default/server --follow -o json\n  ciliate observe --server 127.0.0.1:4245 --verdict DROPPED --follow\n\nExit codes: 0, 2 bad flags or agent/server unreachable.")
-    .action(async (_o, cmd: Command) => run(() => runObserve(cmd.optsWithGlobals(), (s) => process.stdout.write(s))));
 }
 
 /** grpc-js's details as one sentence: "No connection established. Last error: Error: connect ECONNREFUSED …" → the cause. */

@@ -6,10 +6,10 @@
  * (--listen-address, 127.0.0.1:4245 when neither it nor --socket is given) and/or a root-only unix socket
  * (--socket), until SIGINT/SIGTERM. Exit 0 on a signal, 2 on bad flags or an address that cannot be bound.
  */
-import type { Command } from "commander";
 import { bindAddress, targetProblem } from "../../agent/grpc-target.ts";
 import { parseDuration } from "../../agent/identity-options.ts";
-import { collect, type GlobalOptions } from "../common.ts";
+import type { GlobalOptions } from "../common.ts";
+import { DEFAULT_RELAY_LISTEN } from "../definitions/relay.ts";
 import { CliError } from "../errors.ts";
 import { agentVersion } from "./agent.ts";
 
@@ -22,9 +22,6 @@ export interface RelayFlags extends GlobalOptions {
   retryTimeout: string;
   dialTimeout: string;
 }
-
-/** Hubble Relay's default port (hubble-relay serve --listen-address :4245), on loopback: ciliate has no relay TLS. */
-export const DEFAULT_RELAY_LISTEN = "127.0.0.1:4245";
 
 function duration(v: string, flag: string, minMs: number): number {
   const ms = parseDuration(v);
@@ -79,27 +76,4 @@ export async function runRelay(f: RelayFlags): Promise<number> {
   relay.close();
   await server.close();
   return 0;
-}
-
-export function registerRelay(program: Command, run: (fn: () => Promise<number>) => Promise<void>): void {
-  program
-    .command("relay")
-    .description("serve one Hubble Observer API merging several nodes' flows in time order, like Hubble Relay")
-    .option("--peer <address>", "a node's Observer API: unix:///path/hubble.sock or host:port (repeatable)", collect)
-    .option("--listen-address <host:port>", `serve on TCP, plaintext (default ${DEFAULT_RELAY_LISTEN} unless --socket is given; :port is every address)`)
-    .option("--socket <path>", "serve on this unix socket (mode 0600)")
-    .option("--sort-buffer-len-max <n>", "flows held per request to sort them", "100")
-    .option("--sort-buffer-drain-timeout <duration>", "sort window when following: a flow waits at most this long for older ones", "1s")
-    .option("--retry-timeout <duration>", "longest wait between two dials of a peer that is down", "30s")
-    .option("--dial-timeout <duration>", "how long a status call to a peer may take", "5s")
-    .addHelpText(
-      "after",
-      `
-Examples:
-  ciliate relay --peer unix:///var/run/ciliate/hubble.sock --peer 192.168.56.12:4244 --listen-address 127.0.0.1:4245
-  ciliate observe --server 127.0.0.1:4245 --follow
-
-See docs/observability.md. Exit codes: 0 stopped by a signal, 2 bad flags or an address that cannot be bound.`,
-    )
-    .action(async (_o, cmd: Command) => run(() => runRelay(cmd.optsWithGlobals())));
 }

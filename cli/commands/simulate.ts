@@ -3,7 +3,6 @@
  * the flow events as `hubble observe` does (compact lines, -o table, the default) or as JSON lines with
  * Hubble's field names (-o json). Exit 0 (the verdicts are the output, not a check).
  */
-import type { Command } from "commander";
 import { compactLine, jsonLine } from "../../host/flows.ts";
 import { diagnosticsJson, flowSimulation, load, outputOf, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
@@ -32,22 +31,4 @@ export async function runSimulate(g: GlobalOptions & { flow?: string[] }, out: O
     sim.close();
   }
   return 0;
-}
-
-export function registerSimulate(program: Command, run: (fn: () => Promise<number>) => Promise<void>): void {
-  program
-    .command("simulate")
-    .description("play the Traffic in the manifests packet by packet and print the flows like `hubble observe`")
-    .option("--flow <name>", "only this Traffic flow (repeatable)", (v: string, p: string[] = []) => [...p, v])
-    .addHelpText(
-      "after",
-      `
-Examples:
-  ciliate simulate -f scenarios/starwars
-  ciliate simulate -f scenarios/starwars -o json | jq .flow.verdict
-  ciliate simulate -f scenarios/lb --engine js --flow client-to-web
-
-Exit codes: 0 simulated, 2 bad input.`,
-    )
-    .action(async (_o, cmd: Command) => run(() => runSimulate(cmd.optsWithGlobals(), (s) => process.stdout.write(s), (s) => process.stderr.write(s))));
 }

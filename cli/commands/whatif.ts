@@ -3,13 +3,12 @@
  * objects with the same kind/namespace/name or adds new ones; --delete KIND/NAMESPACE/NAME (KIND/NAME for
  * cluster-scoped kinds) removes one. The comparison is sim/analysis/whatif.ts; this parses and prints.
  */
-import type { Command } from "commander";
 import Table from "cli-table3";
 import { stringify as stringifyYaml } from "yaml";
 import { allocationOf } from "../../node/cluster.ts";
 import { computeWhatif, editObjects, type FlowChange, type PairChange } from "../../sim/analysis/whatif.ts";
 import { loadManifests } from "../../sim/manifests.ts";
-import { buildOptions, collect, diagnostics, loadFrom, outputOf, parseProbe, requireFiles, simulation, type GlobalOptions, type Out } from "../common.ts";
+import { buildOptions, diagnostics, loadFrom, outputOf, parseProbe, requireFiles, simulation, type GlobalOptions, type Out } from "../common.ts";
 import { CliError } from "../errors.ts";
 import { labelled, terminalWidth } from "../text-layout.ts";
 
@@ -71,31 +70,4 @@ export async function runWhatif(g: WhatifOptions, out: Out): Promise<number> {
     out(`${pairs.length} pair(s) and ${flows.length} flow(s) change\n`);
   }
   return 0;
-}
-
-export function registerWhatif(program: Command, run: (fn: () => Promise<number>) => Promise<void>): void {
-  program
-    .command("whatif")
-    .description("what changes if manifests are applied or deleted: pod pairs and Traffic flows whose verdict or backend changes")
-    .option("--apply <file>", "objects that replace (same kind/namespace/name) or add to the current ones (repeatable)", collect)
-    .option("--delete <kind/ns/name>", "remove an object, e.g. CiliumNetworkPolicy/default/rule1 (repeatable)", collect)
-    .option("--port <port/proto>", "probe, e.g. 80/TCP (repeatable; default: every port either version's policies mention or a pod/service declares)", collect)
-    .option("--wide", "one line per change (a table as wide as its longest cell) instead of one block per change")
-    .addHelpText(
-      "after",
-      `
-Examples:
-  ciliate whatif -f scenarios/starwars --apply scenarios/extras/starwars-l3-l4-policy.yaml
-  ciliate whatif -f scenarios/starwars --delete CiliumNetworkPolicy/default/rule1 -o json
-  ciliate whatif -f scenarios/k8s-netpol --apply scenarios/extras/k8s-netpol-new-policy.yaml --port 80/TCP
-
-Table output: one block per change (the pair or flow, then the reason before and after), wrapped to the
-terminal's width (names and backends are broken across lines, never cut); --wide prints one table row per
-change instead. A flow whose Traffic document or
-endpoint exists in only one version is "absent" there.
--o json: {"pairs":[{"from","to","port","protocol","before","after","reasonBefore","reasonAfter"}],
-          "flows":[{"name","before","after","backendBefore","backendAfter","reasonBefore","reasonAfter"}]}
-Exit codes: 0 compared, 2 bad input.`,
-    )
-    .action(async (_o, cmd: Command) => run(() => runWhatif(cmd.optsWithGlobals(), (s) => process.stdout.write(s))));
 }

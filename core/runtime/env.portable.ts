@@ -59,6 +59,9 @@ export function clz32(x: u32): u32 { return Math.clz32(x); }
 /** Static data ends at 1 KiB in the JS build; the rest is core's heap. */
 export function heapBase(): usize { return 1024; }
 
+/** Bytes of memory now; what ensureMemory adds beyond them is zero (a new ArrayBuffer is). */
+export function memoryBytes(): usize { return buffer.byteLength; }
+
 export function ensureMemory(bytes: usize): bool {
   if (bytes <= buffer.byteLength) return true;
   const want = Math.ceil(bytes / 65536) * 65536;
