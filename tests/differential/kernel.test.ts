@@ -7,15 +7,17 @@
  * counters, affinity, SNAT) and the tunnel key an encapsulated packet carries must be identical; masquerading
  * (toNetwork SNAT with port collisions, fromNetwork's reverse SNAT) and the host firewall (the node's own
  * connections through the device, judged by the host endpoint's entries, and their replies) are in the
- * sequences (arbitraries.ts), with both sides at the same virtual time. Every run prints
- * its seed (DIFF_SEED=<seed> replays the run); a failure also prints fast-check's shrunk counterexample and
- * path: DIFF_SEED=<seed> DIFF_PATH=<path> replays that one case.
- * Runs: DIFF_KERNEL_RUNS (default 5000; `npm run test:differential -- --runs 100000` for a long run).
+ * sequences (arbitraries.ts), with both sides at the same virtual time. A case is one packet sequence;
+ * DIFF_SEQUENCES (default 8) of them run on one installed node state (a group: one fast-check run), each
+ * from the state as installed (runCases). Every run prints its seed (DIFF_SEED=<seed> replays the run); a
+ * failure also prints the case (seed/group/sequence) and the command that replays it alone
+ * (`npm run test:differential -- --seed S --path G --sequence J`), and fast-check's shrunk group and path.
+ * Runs: DIFF_KERNEL_RUNS cases (default 5000; `npm run test:differential -- --runs 100000` for a long run).
  * Long mode (`npm run test:differential:long -- --cases N --seed S`, scripts/differential.mjs): the tc
  * programs only, in chunks of DIFF_CHUNK cases (default 10,000), chunk k with seed S+k (so each chunk, and
- * with its path each case, replays alone), until N cases or the DIFF_DEADLINE (epoch ms) passes; after every
- * chunk the cumulative result (cases, packets, events, differences, seeds, duration, outcomes reached) is
- * written to DIFF_RESULT, so a run stopped for time still records every finished chunk.
+ * each case, replays alone), until N cases or the DIFF_DEADLINE (epoch ms) passes; after every chunk the
+ * cumulative result (cases, states, packets, events, differences, seeds, duration, CPU time, outcomes
+ * reached) is written to DIFF_RESULT, so a run stopped for time still records every finished chunk.
  * The property runs twice: with the tc programs, and with fromNetwork through the XDP program (the agent's
  * --xdp-acceleration), whose return code is the XDP action for the verdict (XDP_DROP / XDP_PASS).
  */
