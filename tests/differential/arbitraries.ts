@@ -16,8 +16,8 @@
  * without their first fragment, also through masquerading.
  */
 import fc from "fast-check";
-import { nonZeroEntries, writeAll, type Datapath, type EntryPoint, type TunnelKey } from "../../host/datapath.ts";
-import { MAP_SPECS } from "../../host/codecs.gen.ts";
+import { nonZeroEntries, writeAll, type Datapath, type EntryPoint, type MapHandle, type TunnelKey } from "../../host/datapath.ts";
+import { MAP_SPECS, MapType } from "../../host/codecs.gen.ts";
 import * as C from "../../host/constants.gen.ts";
 import { addrBytes16 } from "../../host/ip.ts";
 import { PROTO_NUMBERS, type L4Proto } from "../../host/protocols.ts";
@@ -55,8 +55,9 @@ const tunnelKeyArb: fc.Arbitrary<TunnelKey | undefined> = fc.option(
   { nil: undefined, freq: 6 },
 );
 
-/** Map capacities for differential runs: far below full, so no LRU map evicts (the kernel's LRU is
- * approximate, ours exact) and creating an engine per case stays cheap. */
+/** Map capacities for differential runs, the same on both engines (the kernel's too): far below full, so
+ * no LRU map evicts (the kernel's LRU is approximate, ours exact), and small, so that the kernel's batch
+ * reads of a hash map walk few buckets. */
 export const SMALL_CAPACITIES: Record<string, number> = Object.fromEntries(
   ["ipcache", "lxc", "policy", "lb_services", "lb_backends", "lb_reverse_nat", "lb_affinity", "ct", "snat", "metrics", "frag_datagrams"].map((n) => [n, 1024]),
 );
@@ -485,17 +486,45 @@ function echoIdOf(f: Uint8Array, family: 4 | 6): number {
   return f.length >= l4 + 6 ? (f[l4 + 4]! << 8) | f[l4 + 5]! : 1;
 }
 
-/** Map contents that packets may change, in a comparable form. */
-export function sideEffects(dp: Datapath): unknown {
-  const dump = <K, V>(m: { entries(): IterableIterator<[K, V]> }, keep: (v: V) => boolean = () => true) =>
-    [...m.entries()].filter(([, v]) => keep(v)).map(([k, v]) => JSON.stringify([k, v], (_, x) => (typeof x === "bigint" ? x.toString() : x instanceof Uint8Array ? Array.from(x) : x))).sort();
+/** The maps packets write (besides the Trace record and the Events ring buffer): what sideEffects
+ * compares, and what a harness empties between packet sequences on one installed node state. */
+export const PACKET_MAPS = [MAP_SPECS.Conntrack, MAP_SPECS.Snat, MAP_SPECS.Affinity, MAP_SPECS.FragDatagrams, MAP_SPECS.Metrics] as const;
+
+/** How sideEffects reads one map: a hash map's entries, an array's slots that are not all zero. */
+export type MapReader = <K, V>(h: MapHandle<K, V>) => Iterable<[K, V]>;
+
+const readMap: MapReader = (h) => (h.spec.type === MapType.PercpuArray || h.spec.type === MapType.Array ? nonZeroEntries(h) : h.entries());
+
+/** One decoded entry as text: JSON, with bigints as strings and byte arrays as lists of numbers (what
+ * JSON.stringify with a replacer gives, without calling a replacer for every field). */
+function entryText(k: unknown, v: unknown): string {
+  return `[${jsonOf(k)},${jsonOf(v)}]`;
+}
+
+function jsonOf(x: unknown): string {
+  if (typeof x === "number" || typeof x === "boolean") return JSON.stringify(x);
+  if (typeof x === "bigint") return `"${x}"`;
+  if (x instanceof Uint8Array) return `[${x.join(",")}]`;
+  if (Array.isArray(x)) return `[${x.map((e) => (e === undefined ? "null" : jsonOf(e))).join(",")}]`;
+  if (x === null || typeof x !== "object") return JSON.stringify(x) ?? "null";
+  const parts: string[] = [];
+  for (const [name, value] of Object.entries(x)) if (value !== undefined && typeof value !== "function") parts.push(`${JSON.stringify(name)}:${jsonOf(value)}`);
+  return `{${parts.join(",")}}`;
+}
+
+/** Map contents that packets may change, in a comparable form. `read` reads each map (default: without
+ * changing it; the kernel differential passes BpfMapHandle.drain, which empties each map as it reads it,
+ * so a map is read once per packet sequence). */
+export function sideEffects(dp: Datapath, read: MapReader = readMap): unknown {
+  const dump = <K, V>(m: MapHandle<K, V>, keep: (v: V) => boolean = () => true) =>
+    [...read(m)].filter(([, v]) => keep(v)).map(([k, v]) => entryText(k, v)).sort();
   return {
     ct: dump(dp.map(MAP_SPECS.Conntrack)),
     // An array map holds every index of its capacity; both sides have the same capacity (the differential
     // suites check it), so the indexes that are not all zero, compared, are all of them compared. Both
-    // engines skip all-zero slots on their bytes before decoding (nonZeroEntries); the decoded check
-    // stays, so what is compared is exactly the slots with a non-zero field.
-    metrics: dump({ entries: () => nonZeroEntries(dp.map(MAP_SPECS.Metrics)) }, (v) => Object.values(v as object).some((x) => x !== 0 && x !== 0n)),
+    // engines skip all-zero slots on their bytes before decoding (nonZeroEntries, drain); the decoded
+    // check stays, so what is compared is exactly the slots with a non-zero field.
+    metrics: dump(dp.map(MAP_SPECS.Metrics), (v) => Object.values(v as object).some((x) => x !== 0 && x !== 0n)),
     affinity: dump(dp.map(MAP_SPECS.Affinity)),
     snat: dump(dp.map(MAP_SPECS.Snat)),
     frag: dump(dp.map(MAP_SPECS.FragDatagrams)),
